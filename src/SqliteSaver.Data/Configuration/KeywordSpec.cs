@@ -1,0 +1,149 @@
+using System.Globalization;
+
+namespace SqliteSaver.Data.Configuration;
+
+/// <summary>
+/// One connection-string keyword: its canonical name, aliases, default and the rule its values must follow.
+/// Values are stored in canonical invariant text, so that equal settings compare equal whatever their spelling.
+/// </summary>
+internal sealed class KeywordSpec
+{
+    private KeywordSpec(string name, KeywordKind kind, string? defaultValue)
+    {
+        Name = name;
+        Kind = kind;
+        Default = defaultValue;
+    }
+
+    public string Name { get; }
+
+    public KeywordKind Kind { get; }
+
+    /// <summary>The canonical default, or <see langword="null"/> where the keyword is unset by default.</summary>
+    public string? Default { get; }
+
+    public IReadOnlyList<string> Aliases { get; private init; } = [];
+
+    private double Min { get; init; }
+
+    private double Max { get; init; }
+
+    private long IntegerMin { get; init; }
+
+    private long IntegerMax { get; init; }
+
+    private string[] EnumNames { get; init; } = [];
+
+    public static KeywordSpec Text(string name, string? defaultValue, params string[] aliases)
+        => new(name, KeywordKind.Text, defaultValue) { Aliases = aliases };
+
+    public static KeywordSpec Boolean(string name, bool? defaultValue)
+        => new(name, KeywordKind.Boolean, defaultValue is null ? null : FormatBoolean(defaultValue.Value));
+
+    public static KeywordSpec Integer(string name, long? defaultValue, long min, long max, params string[] aliases)
+        => new(name, KeywordKind.Integer, defaultValue?.ToString(CultureInfo.InvariantCulture))
+        {
+            IntegerMin = min,
+            IntegerMax = max,
+            Aliases = aliases,
+        };
+
+    public static KeywordSpec Number(string name, double defaultValue, double min, double max)
+        => new(name, KeywordKind.Number, defaultValue.ToString("R", CultureInfo.InvariantCulture)) { Min = min, Max = max };
+
+    public static KeywordSpec Enum<TEnum>(string name, TEnum? defaultValue)
+        where TEnum : struct, System.Enum
+        => new(name, KeywordKind.Enum, defaultValue?.ToString()) { EnumNames = System.Enum.GetNames<TEnum>() };
+
+    /// <summary>What a value of this keyword may be, for error messages.</summary>
+    public string Allowed => Kind switch
+    {
+        KeywordKind.Text => "any text",
+        KeywordKind.Boolean => "true or false (also yes/no, 1/0)",
+        KeywordKind.Integer when IntegerMax == long.MaxValue => FormattableString.Invariant($"a whole number of at least {IntegerMin}"),
+        KeywordKind.Integer => FormattableString.Invariant($"a whole number from {IntegerMin} to {IntegerMax}"),
+        KeywordKind.Number => $"a number from {Min.ToString("R", CultureInfo.InvariantCulture)} to {Max.ToString("R", CultureInfo.InvariantCulture)}",
+        _ => "one of " + string.Join(", ", EnumNames),
+    };
+
+    /// <summary>
+    /// Parses and validates <paramref name="value"/>, returning its canonical text.
+    /// </summary>
+    /// <exception cref="ArgumentException">The value is malformed or out of range; the message names the keyword,
+    /// the value and what is allowed.</exception>
+    public string Normalize(object value)
+    {
+        var text = value switch
+        {
+            string s => s,
+            IFormattable f => f.ToString(value is double or float ? "R" : null, CultureInfo.InvariantCulture),
+            _ => value.ToString() ?? string.Empty,
+        };
+
+        return Kind switch
+        {
+            KeywordKind.Text => text,
+            KeywordKind.Boolean => NormalizeBoolean(text),
+            KeywordKind.Integer => NormalizeInteger(text),
+            KeywordKind.Number => NormalizeNumber(text),
+            _ => NormalizeEnum(text),
+        };
+    }
+
+    private static string FormatBoolean(bool value) => value ? "True" : "False";
+
+    private string NormalizeBoolean(string text)
+    {
+        switch (text.Trim().ToUpperInvariant())
+        {
+            case "TRUE" or "YES" or "1":
+                return FormatBoolean(true);
+            case "FALSE" or "NO" or "0":
+                return FormatBoolean(false);
+            default:
+                throw Invalid(text);
+        }
+    }
+
+    private string NormalizeInteger(string text)
+    {
+        if (!long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var number)
+            || number < IntegerMin
+            || number > IntegerMax)
+        {
+            throw Invalid(text);
+        }
+
+        return number.ToString(CultureInfo.InvariantCulture);
+    }
+
+    private string NormalizeNumber(string text)
+    {
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number)
+            || !double.IsFinite(number)
+            || number < Min
+            || number > Max)
+        {
+            throw Invalid(text);
+        }
+
+        return number.ToString("R", CultureInfo.InvariantCulture);
+    }
+
+    private string NormalizeEnum(string text)
+    {
+        var trimmed = text.Trim();
+        foreach (var name in EnumNames)
+        {
+            if (string.Equals(name, trimmed, StringComparison.OrdinalIgnoreCase))
+            {
+                return name;
+            }
+        }
+
+        throw Invalid(text);
+    }
+
+    private ArgumentException Invalid(string text)
+        => new($"Invalid value '{text}' for connection-string keyword '{Name}': expected {Allowed}.", Name);
+}

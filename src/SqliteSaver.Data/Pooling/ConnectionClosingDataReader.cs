@@ -1,0 +1,107 @@
+using System.Collections;
+using System.Collections.ObjectModel;
+using System.Data;
+using System.Data.Common;
+
+namespace SqliteSaver.Data.Pooling;
+
+/// <summary>
+/// A reader for <see cref="CommandBehavior.CloseConnection"/>: it forwards to the SQLite reader and, when closed,
+/// closes the <see cref="SaverDbConnection"/> (returning its physical connection to the pool) rather than the
+/// physical connection itself.
+/// </summary>
+internal sealed class ConnectionClosingDataReader(DbDataReader inner, SaverDbConnection connection)
+    : DbDataReader, IDbColumnSchemaGenerator
+{
+    public override int Depth => inner.Depth;
+
+    public override int FieldCount => inner.FieldCount;
+
+    public override bool HasRows => inner.HasRows;
+
+    public override bool IsClosed => inner.IsClosed;
+
+    public override int RecordsAffected => inner.RecordsAffected;
+
+    public override int VisibleFieldCount => inner.VisibleFieldCount;
+
+    public override object this[int ordinal] => inner[ordinal];
+
+    public override object this[string name] => inner[name];
+
+    public override void Close()
+    {
+        inner.Close();
+        connection.Close();
+    }
+
+    public override bool GetBoolean(int ordinal) => inner.GetBoolean(ordinal);
+
+    public override byte GetByte(int ordinal) => inner.GetByte(ordinal);
+
+    public override long GetBytes(int ordinal, long dataOffset, byte[]? buffer, int bufferOffset, int length)
+        => inner.GetBytes(ordinal, dataOffset, buffer, bufferOffset, length);
+
+    public override char GetChar(int ordinal) => inner.GetChar(ordinal);
+
+    public override long GetChars(int ordinal, long dataOffset, char[]? buffer, int bufferOffset, int length)
+        => inner.GetChars(ordinal, dataOffset, buffer, bufferOffset, length);
+
+    public ReadOnlyCollection<DbColumn> GetColumnSchema() => inner.GetColumnSchema();
+
+    public override string GetDataTypeName(int ordinal) => inner.GetDataTypeName(ordinal);
+
+    public override DateTime GetDateTime(int ordinal) => inner.GetDateTime(ordinal);
+
+    public override decimal GetDecimal(int ordinal) => inner.GetDecimal(ordinal);
+
+    public override double GetDouble(int ordinal) => inner.GetDouble(ordinal);
+
+    public override IEnumerator GetEnumerator() => new DbEnumerator(this, closeReader: false);
+
+    public override Type GetFieldType(int ordinal) => inner.GetFieldType(ordinal);
+
+    public override T GetFieldValue<T>(int ordinal) => inner.GetFieldValue<T>(ordinal);
+
+    public override float GetFloat(int ordinal) => inner.GetFloat(ordinal);
+
+    public override Guid GetGuid(int ordinal) => inner.GetGuid(ordinal);
+
+    public override short GetInt16(int ordinal) => inner.GetInt16(ordinal);
+
+    public override int GetInt32(int ordinal) => inner.GetInt32(ordinal);
+
+    public override long GetInt64(int ordinal) => inner.GetInt64(ordinal);
+
+    public override string GetName(int ordinal) => inner.GetName(ordinal);
+
+    public override int GetOrdinal(string name) => inner.GetOrdinal(name);
+
+    public override DataTable? GetSchemaTable() => inner.GetSchemaTable();
+
+    public override Stream GetStream(int ordinal) => inner.GetStream(ordinal);
+
+    public override string GetString(int ordinal) => inner.GetString(ordinal);
+
+    public override TextReader GetTextReader(int ordinal) => inner.GetTextReader(ordinal);
+
+    public override object GetValue(int ordinal) => inner.GetValue(ordinal);
+
+    public override int GetValues(object[] values) => inner.GetValues(values);
+
+    public override bool IsDBNull(int ordinal) => inner.IsDBNull(ordinal);
+
+    public override bool NextResult() => inner.NextResult();
+
+    public override bool Read() => inner.Read();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            Close();
+        }
+
+        base.Dispose(disposing);
+    }
+}

@@ -1,0 +1,367 @@
+using System.Globalization;
+using SqliteSaver.Data.Configuration;
+
+namespace SqliteSaver.Data.Pooling;
+
+/// <summary>
+/// The open physical connections of one data source. Rent takes the most recently returned idle connection, opens
+/// a new one while fewer than Max Pool Size are open, or queues the caller first-come-first-served until one is
+/// returned or Pool Timeout passes. Return resets the connection and hands it straight to the longest waiter.
+/// </summary>
+internal sealed class ConnectionPool : IDisposable
+{
+    private readonly SaverOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Lock _lock = new();
+    private readonly List<PhysicalConnection> _idle = [];
+    private readonly LinkedList<Waiter> _waiters = new();
+    private readonly ITimer? _pruneTimer;
+    private int _open;
+    private int _generation;
+    private bool _disposed;
+    private PhysicalConnection? _memoryAnchor;
+
+    public ConnectionPool(SaverOptions options, TimeProvider time)
+    {
+        _options = options;
+        _time = time;
+        if (options.Pooling && options.ConnectionIdleLifetime > TimeSpan.Zero)
+        {
+            var period = TimeSpan.FromTicks(Math.Max(options.ConnectionIdleLifetime.Ticks / 2, TimeSpan.TicksPerSecond));
+            _pruneTimer = time.CreateTimer(static state => ((ConnectionPool)state!).PruneIdle(), this, period, period);
+        }
+    }
+
+    /// <summary>Physical connections open or being opened, idle and rented alike.</summary>
+    public int OpenCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _open;
+            }
+        }
+    }
+
+    /// <summary>Physical connections open and not rented.</summary>
+    public int IdleCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _idle.Count;
+            }
+        }
+    }
+
+    /// <summary>Rents a connection, blocking while the pool is exhausted.</summary>
+    /// <exception cref="TimeoutException">No connection came free within Pool Timeout.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    /// <exception cref="ObjectDisposedException">The pool was disposed.</exception>
+    public PhysicalConnection Rent(CancellationToken cancellationToken = default)
+    {
+        var idle = TryTake(out var waiter);
+        if (idle is not null)
+        {
+            return idle;
+        }
+
+        if (waiter is null)
+        {
+            return OpenInSlot();
+        }
+
+        bool granted;
+        try
+        {
+            granted = waiter.Task.Wait(WaitMilliseconds, cancellationToken);
+        }
+        catch (OperationCanceledException) when (Abandon(waiter))
+        {
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            granted = true;
+        }
+        catch (AggregateException)
+        {
+            granted = true; // faulted by Dispose: GetResult below rethrows the ObjectDisposedException
+        }
+
+        if (!granted && Abandon(waiter))
+        {
+            throw PoolTimeout();
+        }
+
+        return waiter.Task.GetAwaiter().GetResult() ?? OpenInSlot();
+    }
+
+    /// <summary>Rents a connection, waiting without blocking a thread while the pool is exhausted.</summary>
+    /// <exception cref="TimeoutException">No connection came free within Pool Timeout.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    /// <exception cref="ObjectDisposedException">The pool was disposed.</exception>
+    public async ValueTask<PhysicalConnection> RentAsync(CancellationToken cancellationToken)
+    {
+        var idle = TryTake(out var waiter);
+        if (idle is not null)
+        {
+            return idle;
+        }
+
+        if (waiter is null)
+        {
+            return OpenInSlot();
+        }
+
+        try
+        {
+            await waiter.Task.WaitAsync(WaitTimeSpan, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException) when (Abandon(waiter))
+        {
+            throw PoolTimeout();
+        }
+        catch (OperationCanceledException) when (Abandon(waiter))
+        {
+            throw;
+        }
+        catch (Exception) when (waiter.Task.IsCompletedSuccessfully)
+        {
+            // Granted just as the wait ended: the connection is ours.
+        }
+
+        return await waiter.Task.ConfigureAwait(false) ?? OpenInSlot();
+    }
+
+    /// <summary>
+    /// Takes back a rented connection: resets it and hands it to the longest waiter or keeps it idle; closes it
+    /// instead when it cannot be reset, belongs to a cleared generation, or pooling is off.
+    /// </summary>
+    public void Return(PhysicalConnection connection)
+    {
+        var keep = _options.Pooling && connection.Generation == Volatile.Read(ref _generation) && connection.TryReset();
+        lock (_lock)
+        {
+            if (keep && !_disposed && connection.Generation == _generation)
+            {
+                if (!GrantToWaiter(connection))
+                {
+                    connection.IdleSince = _time.GetTimestamp();
+                    _idle.Add(connection);
+                }
+
+                return;
+            }
+
+            ReleaseSlot();
+        }
+
+        connection.Dispose();
+    }
+
+    /// <summary>
+    /// Closes every idle connection now and every rented one when it is returned, so that the database file is
+    /// released; the pool stays usable and opens fresh connections on demand.
+    /// </summary>
+    public void Clear()
+    {
+        PhysicalConnection[] closing;
+        PhysicalConnection? anchor;
+        lock (_lock)
+        {
+            _generation++;
+            closing = [.. _idle];
+            _idle.Clear();
+            _open -= closing.Length;
+            anchor = _memoryAnchor;
+            _memoryAnchor = null;
+        }
+
+        foreach (var connection in closing)
+        {
+            connection.Dispose();
+        }
+
+        anchor?.Dispose();
+    }
+
+    /// <summary>Clears the pool for good: waiters fail with <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        Waiter[] waiters;
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            waiters = [.. _waiters];
+            _waiters.Clear();
+        }
+
+        _pruneTimer?.Dispose();
+        foreach (var waiter in waiters)
+        {
+            waiter.TrySetException(new ObjectDisposedException(nameof(SaverDataSource)));
+        }
+
+        Clear();
+    }
+
+    private int WaitMilliseconds => _options.PoolTimeout == TimeSpan.Zero
+        ? Timeout.Infinite
+        : (int)Math.Ceiling(_options.PoolTimeout.TotalMilliseconds);
+
+    private TimeSpan WaitTimeSpan => _options.PoolTimeout == TimeSpan.Zero ? Timeout.InfiniteTimeSpan : _options.PoolTimeout;
+
+    private PhysicalConnection? TryTake(out Waiter? waiter)
+    {
+        waiter = null;
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
+            if (_idle.Count > 0)
+            {
+                var connection = _idle[^1];
+                _idle.RemoveAt(_idle.Count - 1);
+                return connection;
+            }
+
+            if (_open < _options.MaxPoolSize)
+            {
+                _open++;
+                return null;
+            }
+
+            waiter = new Waiter();
+            waiter.Node = _waiters.AddLast(waiter);
+            return null;
+        }
+    }
+
+    /// <summary>Opens a physical connection in a slot already counted; gives the slot back if opening fails.</summary>
+    private PhysicalConnection OpenInSlot()
+    {
+        try
+        {
+            EnsureMemoryAnchor();
+            return PhysicalConnection.Open(_options, Volatile.Read(ref _generation));
+        }
+        catch
+        {
+            lock (_lock)
+            {
+                ReleaseSlot();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// An in-memory database lives only while a connection to it is open: the pool keeps one of its own open
+    /// (outside Max Pool Size) until it is cleared, so the database outlives idle pruning and pool exhaustion.
+    /// </summary>
+    private void EnsureMemoryAnchor()
+    {
+        if (!_options.IsMemory || !_options.Pooling || Volatile.Read(ref _memoryAnchor) is not null)
+        {
+            return;
+        }
+
+        var anchor = PhysicalConnection.Open(_options, Volatile.Read(ref _generation));
+        lock (_lock)
+        {
+            if (_memoryAnchor is null && !_disposed)
+            {
+                _memoryAnchor = anchor;
+                return;
+            }
+        }
+
+        anchor.Dispose();
+    }
+
+    /// <summary>A slot freed: the longest waiter may open a connection in it, else the count drops. Call under the lock.</summary>
+    private void ReleaseSlot()
+    {
+        if (_disposed || !GrantToWaiter(null))
+        {
+            _open--;
+        }
+    }
+
+    /// <summary>Hands a connection (or, with <see langword="null"/>, a free slot) to the longest waiter. Call under the lock.</summary>
+    private bool GrantToWaiter(PhysicalConnection? connection)
+    {
+        var first = _waiters.First;
+        if (first is null)
+        {
+            return false;
+        }
+
+        _waiters.RemoveFirst();
+        first.Value.TrySetResult(connection);
+        return true;
+    }
+
+    /// <summary>Takes a timed-out or cancelled waiter out of the queue; false when it was granted first and must be used.</summary>
+    private bool Abandon(Waiter waiter)
+    {
+        lock (_lock)
+        {
+            if (waiter.Node?.List is null)
+            {
+                return false;
+            }
+
+            _waiters.Remove(waiter.Node);
+            return true;
+        }
+    }
+
+    private TimeoutException PoolTimeout()
+    {
+        int inUse;
+        lock (_lock)
+        {
+            inUse = _open - _idle.Count;
+        }
+
+        return new TimeoutException(string.Create(
+            CultureInfo.InvariantCulture,
+            $"No pooled connection to '{_options.DataSource}' came free within Pool Timeout={_options.PoolTimeout.TotalSeconds} s: {inUse} of Max Pool Size={_options.MaxPoolSize} connections are in use. Close or dispose connections when done, or raise Max Pool Size or Pool Timeout in the connection string."));
+    }
+
+    private void PruneIdle()
+    {
+        var expired = new List<PhysicalConnection>();
+        lock (_lock)
+        {
+            var now = _time.GetTimestamp();
+            while (_idle.Count > 0
+                && _open > _options.MinPoolSize
+                && _time.GetElapsedTime(_idle[0].IdleSince, now) >= _options.ConnectionIdleLifetime)
+            {
+                expired.Add(_idle[0]);
+                _idle.RemoveAt(0);
+                _open--;
+            }
+        }
+
+        foreach (var connection in expired)
+        {
+            connection.Dispose();
+        }
+    }
+
+    private sealed class Waiter() : TaskCompletionSource<PhysicalConnection?>(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public LinkedListNode<Waiter>? Node { get; set; }
+    }
+}

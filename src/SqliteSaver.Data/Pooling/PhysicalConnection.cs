@@ -1,0 +1,135 @@
+using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Configuration;
+using SQLitePCL;
+
+namespace SqliteSaver.Data.Pooling;
+
+/// <summary>
+/// One open SQLite connection owned by a pool: opened once, given its PRAGMAs once, then rented and returned many
+/// times. Transaction control runs through statements prepared once, so renting, beginning, committing and
+/// returning allocate nothing.
+/// </summary>
+internal sealed class PhysicalConnection : IDisposable
+{
+    private readonly sqlite3_stmt _beginImmediate;
+    private readonly sqlite3_stmt _beginDeferred;
+    private readonly sqlite3_stmt _commit;
+    private readonly sqlite3_stmt _rollback;
+    private readonly sqlite3_stmt _hasTempObjects;
+
+    private PhysicalConnection(SqliteConnection sqlite, int generation)
+    {
+        Sqlite = sqlite;
+        Handle = sqlite.Handle!;
+        Generation = generation;
+        _beginImmediate = Prepare("BEGIN IMMEDIATE");
+        _beginDeferred = Prepare("BEGIN");
+        _commit = Prepare("COMMIT");
+        _rollback = Prepare("ROLLBACK");
+        _hasTempObjects = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)");
+    }
+
+    public SqliteConnection Sqlite { get; }
+
+    public sqlite3 Handle { get; }
+
+    /// <summary>The pool generation this connection was opened in; a cleared pool retires older ones.</summary>
+    public int Generation { get; }
+
+    /// <summary>When the connection was last returned, by the pool's <see cref="TimeProvider"/>.</summary>
+    public long IdleSince { get; set; }
+
+    /// <summary>Whether anything ran on the connection during the current rental, so that returning must reset it.</summary>
+    public bool Used { get; set; }
+
+    /// <summary>Whether a transaction is open (SQLite is out of autocommit mode).</summary>
+    public bool InTransaction => raw.sqlite3_get_autocommit(Handle) == 0;
+
+    /// <summary>Opens a physical connection and applies the options' PRAGMAs.</summary>
+    /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
+    public static PhysicalConnection Open(SaverOptions options, int generation)
+    {
+        var sqlite = new SqliteConnection(options.InnerConnectionString);
+        try
+        {
+            sqlite.Open();
+            var rc = raw.sqlite3_exec(sqlite.Handle, options.PragmaSql);
+            SqliteException.ThrowExceptionForRC(rc, sqlite.Handle);
+            return new PhysicalConnection(sqlite, generation);
+        }
+        catch
+        {
+            sqlite.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs <c>BEGIN IMMEDIATE</c> (or a deferred <c>BEGIN</c>) and returns SQLite's result code.</summary>
+    public int TryBegin(bool deferred) => Step(deferred ? _beginDeferred : _beginImmediate);
+
+    /// <summary>Commits the open transaction.</summary>
+    /// <exception cref="SqliteException">SQLite could not commit; the transaction may still be open.</exception>
+    public void Commit() => SqliteException.ThrowExceptionForRC(Step(_commit), Handle);
+
+    /// <summary>Rolls back the open transaction, if SQLite has not already done so.</summary>
+    /// <exception cref="SqliteException">SQLite could not roll back.</exception>
+    public void Rollback()
+    {
+        if (InTransaction)
+        {
+            SqliteException.ThrowExceptionForRC(Step(_rollback), Handle);
+        }
+    }
+
+    /// <summary>
+    /// Makes a returned connection clean for its next renter: any transaction rolled back. Returns
+    /// <see langword="false"/> when the connection cannot be made clean (it holds temporary tables or triggers,
+    /// or SQLite failed) and must be closed instead.
+    /// </summary>
+    public bool TryReset()
+    {
+        if (!Used)
+        {
+            return true;
+        }
+
+        Used = false;
+        try
+        {
+            Rollback();
+            var rc = raw.sqlite3_step(_hasTempObjects);
+            var hasTempObjects = rc == raw.SQLITE_ROW && raw.sqlite3_column_int(_hasTempObjects, 0) != 0;
+            raw.sqlite3_reset(_hasTempObjects);
+            return rc == raw.SQLITE_ROW && !hasTempObjects && Sqlite.State == System.Data.ConnectionState.Open;
+        }
+        catch (SqliteException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Closes the physical connection, releasing the database file.</summary>
+    public void Dispose()
+    {
+        _beginImmediate.Dispose();
+        _beginDeferred.Dispose();
+        _commit.Dispose();
+        _rollback.Dispose();
+        _hasTempObjects.Dispose();
+        Sqlite.Dispose();
+    }
+
+    private static int Step(sqlite3_stmt statement)
+    {
+        var rc = raw.sqlite3_step(statement);
+        raw.sqlite3_reset(statement);
+        return rc;
+    }
+
+    private sqlite3_stmt Prepare(string sql)
+    {
+        var rc = raw.sqlite3_prepare_v2(Handle, sql, out var statement);
+        SqliteException.ThrowExceptionForRC(rc, Handle);
+        return statement;
+    }
+}

@@ -1,0 +1,136 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Pooling;
+
+namespace SqliteSaver.Data;
+
+/// <summary>
+/// Everything the library keeps for one database: the parsed options and the pool of open physical connections.
+/// The modern ADO.NET entry point: create one per database at start-up, keep it for the life of the application,
+/// and open connections from it.
+/// </summary>
+/// <remarks>
+/// <see cref="SaverDbConnection"/>s built from a connection string share a process-wide data source per normalized
+/// connection string; a data source from <see cref="Create(string)"/> has a pool of its own that lives until it is disposed.
+/// </remarks>
+public sealed class SaverDataSource : DbDataSource
+{
+    private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByConnectionString = new();
+    private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByPoolKey = new();
+    private static readonly ConcurrentDictionary<SaverDataSource, byte> Live = new();
+
+    private readonly string _connectionString;
+    private int _disposed;
+
+    private SaverDataSource(string connectionString, SaverOptions options, TimeProvider time)
+    {
+        _connectionString = connectionString;
+        Options = options;
+        Pool = new ConnectionPool(options, time);
+        Live.TryAdd(this, 0);
+    }
+
+    /// <summary>The connection string this data source was created from, exactly as given.</summary>
+    public override string ConnectionString => _connectionString;
+
+    internal SaverOptions Options { get; }
+
+    internal ConnectionPool Pool { get; }
+
+    /// <summary>Creates a data source with a pool of its own.</summary>
+    /// <param name="connectionString">The connection string; see <see cref="SaverConnectionStringBuilder"/> for its keywords.</param>
+    /// <returns>A new data source; dispose it to close its connections.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="connectionString"/> is null.</exception>
+    /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
+    public static SaverDataSource Create(string connectionString) => Create(connectionString, TimeProvider.System);
+
+    /// <summary>Creates a data source with a pool of its own, driven by <paramref name="time"/>.</summary>
+    internal static SaverDataSource Create(string connectionString, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(connectionString);
+        return new SaverDataSource(connectionString, SaverOptions.Parse(connectionString), time);
+    }
+
+    /// <summary>Creates a closed connection that rents from this data source's pool.</summary>
+    /// <returns>A new connection, not yet open.</returns>
+    public new SaverDbConnection CreateConnection() => new(this);
+
+    /// <summary>Rents an open connection from this data source's pool.</summary>
+    /// <returns>An open connection; dispose it to return it.</returns>
+    /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
+    /// <exception cref="Microsoft.Data.Sqlite.SqliteException">A new physical connection could not be opened.</exception>
+    /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
+    public new SaverDbConnection OpenConnection()
+    {
+        var connection = CreateConnection();
+        connection.Open();
+        return connection;
+    }
+
+    /// <summary>Rents an open connection from this data source's pool, waiting without blocking a thread.</summary>
+    /// <param name="cancellationToken">Cancels the wait for a free connection.</param>
+    /// <returns>An open connection; dispose it to return it.</returns>
+    /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="Microsoft.Data.Sqlite.SqliteException">A new physical connection could not be opened.</exception>
+    /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
+    public new async ValueTask<SaverDbConnection> OpenConnectionAsync(CancellationToken cancellationToken = default)
+    {
+        var connection = CreateConnection();
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        return connection;
+    }
+
+    /// <summary>
+    /// Closes every idle physical connection now and every rented one when it is returned, releasing the database
+    /// file. The data source stays usable and opens new connections on demand.
+    /// </summary>
+    public void Clear() => Pool.Clear();
+
+    /// <summary>The shared data source for a connection string, created on first use.</summary>
+    /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
+    internal static SaverDataSource GetShared(string connectionString)
+    {
+        if (SharedByConnectionString.TryGetValue(connectionString, out var dataSource))
+        {
+            return dataSource;
+        }
+
+        var options = SaverOptions.Parse(connectionString);
+        lock (SharedByPoolKey)
+        {
+            if (!SharedByPoolKey.TryGetValue(options.PoolKey, out dataSource))
+            {
+                dataSource = new SaverDataSource(connectionString, options, TimeProvider.System);
+                SharedByPoolKey[options.PoolKey] = dataSource;
+            }
+        }
+
+        return SharedByConnectionString.GetOrAdd(connectionString, dataSource);
+    }
+
+    /// <summary>Clears the pool of every data source in the process.</summary>
+    internal static void ClearAll()
+    {
+        foreach (var dataSource in Live.Keys)
+        {
+            dataSource.Clear();
+        }
+    }
+
+    /// <inheritdoc />
+    protected override DbConnection CreateDbConnection() => CreateConnection();
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            Live.TryRemove(this, out _);
+            Pool.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}

@@ -1,0 +1,271 @@
+using System.Data;
+using System.Data.Common;
+using System.Diagnostics.CodeAnalysis;
+using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Pooling;
+
+namespace SqliteSaver.Data;
+
+/// <summary>
+/// A connection to a SQLite database that rents an already-open physical connection from a process-wide pool on
+/// <see cref="Open"/> and gives it back, rolled back and reset, on <see cref="Close"/>.
+/// </summary>
+/// <remarks>
+/// Connections with equal settings share one pool, whatever the order, case, spacing or aliases of their
+/// connection-string keywords. Close or dispose every connection you open: a connection that is never closed keeps
+/// its physical connection out of the pool.
+/// </remarks>
+public sealed class SaverDbConnection : DbConnection
+{
+    private static readonly StateChangeEventArgs Opened = new(ConnectionState.Closed, ConnectionState.Open);
+    private static readonly StateChangeEventArgs Closed = new(ConnectionState.Open, ConnectionState.Closed);
+
+    private string _connectionString = string.Empty;
+    private SaverDataSource? _dataSource;
+    private PhysicalConnection? _physical;
+    private List<DbDataReader>? _readers;
+
+    /// <summary>Creates a connection with no connection string; set <see cref="ConnectionString"/> before opening.</summary>
+    public SaverDbConnection()
+    {
+    }
+
+    /// <summary>Creates a connection for a connection string.</summary>
+    /// <param name="connectionString">The connection string; see <see cref="SaverConnectionStringBuilder"/> for its keywords.</param>
+    public SaverDbConnection(string connectionString)
+    {
+        ConnectionString = connectionString;
+    }
+
+    internal SaverDbConnection(SaverDataSource dataSource)
+    {
+        _dataSource = dataSource;
+        _connectionString = dataSource.ConnectionString;
+    }
+
+    /// <summary>Gets or sets the connection string, exactly as given. It can be changed only while the connection is closed.</summary>
+    /// <exception cref="InvalidOperationException">The connection is open.</exception>
+    /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
+    [AllowNull]
+    public override string ConnectionString
+    {
+        get => _connectionString;
+        set
+        {
+            if (_physical is not null)
+            {
+                throw new InvalidOperationException("The connection string cannot be changed while the connection is open.");
+            }
+
+            value ??= string.Empty;
+            _dataSource = value.Length == 0 ? null : SaverDataSource.GetShared(value);
+            _connectionString = value;
+        }
+    }
+
+    /// <summary>Always <c>main</c>, the name SQLite gives the primary database.</summary>
+    public override string Database => "main";
+
+    /// <summary>The full path of the database file (or <c>:memory:</c>).</summary>
+    /// <exception cref="ArgumentException">The connection string is invalid.</exception>
+    public override string DataSource => GetDataSource().Options.DataSource;
+
+    /// <summary>The version of the SQLite library.</summary>
+    public override string ServerVersion => SQLitePCL.raw.sqlite3_libversion().utf8_to_string();
+
+    /// <summary>Whether the connection is open.</summary>
+    public override ConnectionState State => _physical is null ? ConnectionState.Closed : ConnectionState.Open;
+
+    /// <summary>
+    /// The Microsoft.Data.Sqlite connection underneath, for advanced use such as <c>CreateFunction</c> or
+    /// <c>BackupDatabase</c>. It belongs to the pool: do not close it or keep it past <see cref="Close"/>, and
+    /// dispose any command or reader you create on it. Functions, collations and PRAGMAs set on it stay with
+    /// the physical connection for later renters.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    public SqliteConnection InnerConnection => GetOpenPhysical(nameof(InnerConnection)).Sqlite;
+
+    /// <summary>The transaction open on this connection, if any.</summary>
+    internal SaverDbTransaction? Transaction { get; set; }
+
+    internal SaverOptions Options => GetDataSource().Options;
+
+    /// <summary>
+    /// Closes every idle physical connection of this connection's pool now and every rented one when it is
+    /// returned, so that the database file can be deleted right after.
+    /// </summary>
+    /// <param name="connection">A connection whose pool is cleared.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
+    /// <exception cref="ArgumentException">The connection string is invalid.</exception>
+    public static void ClearPool(SaverDbConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        connection.GetDataSource().Clear();
+    }
+
+    /// <summary>Clears the pool of every data source in the process (see <see cref="ClearPool"/>).</summary>
+    public static void ClearAllPools() => SaverDataSource.ClearAll();
+
+    /// <summary>Rents a physical connection from the pool. Does nothing if the connection is already open.</summary>
+    /// <exception cref="ArgumentException">The connection string is invalid.</exception>
+    /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
+    /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
+    public override void Open()
+    {
+        if (_physical is null)
+        {
+            OnOpened(GetDataSource().Pool.Rent());
+        }
+    }
+
+    /// <summary>Rents a physical connection from the pool, waiting without blocking a thread while it is exhausted.</summary>
+    /// <param name="cancellationToken">Cancels the wait for a free connection.</param>
+    /// <exception cref="ArgumentException">The connection string is invalid.</exception>
+    /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
+    public override async Task OpenAsync(CancellationToken cancellationToken)
+    {
+        if (_physical is null)
+        {
+            OnOpened(await GetDataSource().Pool.RentAsync(cancellationToken).ConfigureAwait(false));
+        }
+    }
+
+    /// <summary>
+    /// Returns the physical connection to the pool: open readers are closed, an open transaction is rolled back.
+    /// Does nothing if the connection is already closed.
+    /// </summary>
+    public override void Close()
+    {
+        var physical = _physical;
+        if (physical is null)
+        {
+            return;
+        }
+
+        // Detach first: a CloseConnection reader closed below calls back into Close, which must then do nothing.
+        _physical = null;
+        if (_readers is { Count: > 0 })
+        {
+            foreach (var reader in _readers)
+            {
+                reader.Dispose();
+            }
+
+            _readers.Clear();
+        }
+
+        Transaction?.Complete();
+        _dataSource!.Pool.Return(physical);
+        OnStateChange(Closed);
+    }
+
+    /// <summary>Begins an IMMEDIATE transaction: it takes the write lock at once, so its writes cannot fail on a stale snapshot.</summary>
+    /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="SqliteException">The write lock could not be taken.</exception>
+    public new SaverDbTransaction BeginTransaction() => BeginTransaction(deferred: false);
+
+    /// <summary>Begins a transaction, IMMEDIATE or, with <paramref name="deferred"/>, DEFERRED.</summary>
+    /// <param name="deferred">
+    /// <see langword="true"/> for <c>BEGIN DEFERRED</c>: no lock until the first read or write. A deferred transaction
+    /// that reads and then writes can fail with SQLITE_BUSY (or SQLITE_BUSY_SNAPSHOT) when another connection wrote
+    /// in between; only running the whole unit of work again helps then.
+    /// </param>
+    /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
+    public SaverDbTransaction BeginTransaction(bool deferred) => BeginTransaction(IsolationLevel.Serializable, deferred);
+
+    /// <summary>SQLite cannot switch databases; the attached database <c>main</c> is the only one.</summary>
+    /// <param name="databaseName">Ignored.</param>
+    /// <exception cref="NotSupportedException">Always.</exception>
+    public override void ChangeDatabase(string databaseName)
+        => throw new NotSupportedException("SQLite has one main database per connection; use ATTACH DATABASE to reach another file.");
+
+    /// <summary>Creates a command on this connection.</summary>
+    /// <returns>A new command.</returns>
+    public new SaverDbCommand CreateCommand() => new() { Connection = this };
+
+    /// <inheritdoc cref="SqliteConnection.GetSchema()"/>
+    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    public override DataTable GetSchema() => InnerConnection.GetSchema();
+
+    /// <inheritdoc cref="SqliteConnection.GetSchema(string)"/>
+    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    public override DataTable GetSchema(string collectionName) => InnerConnection.GetSchema(collectionName);
+
+    /// <inheritdoc cref="SqliteConnection.GetSchema(string, string[])"/>
+    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    public override DataTable GetSchema(string collectionName, string?[] restrictionValues)
+        => InnerConnection.GetSchema(collectionName, restrictionValues);
+
+    /// <summary>The open physical connection, marked as used; throws when the connection is closed.</summary>
+    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    internal PhysicalConnection GetOpenPhysical(string operation)
+    {
+        var physical = _physical ?? throw new InvalidOperationException($"{operation} requires an open connection.");
+        physical.Used = true;
+        return physical;
+    }
+
+    /// <summary>Remembers a reader so that closing the connection closes it.</summary>
+    internal void TrackReader(DbDataReader reader)
+    {
+        _readers ??= [];
+        if (_readers.Count >= 8)
+        {
+            _readers.RemoveAll(static r => r.IsClosed);
+        }
+
+        _readers.Add(reader);
+    }
+
+    /// <inheritdoc />
+    protected override DbTransaction BeginDbTransaction(IsolationLevel isolationLevel)
+        => BeginTransaction(isolationLevel, deferred: false);
+
+    /// <inheritdoc />
+    protected override DbCommand CreateDbCommand() => CreateCommand();
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            Close();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    private SaverDbTransaction BeginTransaction(IsolationLevel isolationLevel, bool deferred)
+    {
+        if (isolationLevel is IsolationLevel.Chaos or IsolationLevel.Snapshot)
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(isolationLevel),
+                isolationLevel,
+                "SQLite transactions are serializable: use Serializable, Unspecified, ReadCommitted, RepeatableRead or ReadUncommitted (all run serializable).");
+        }
+
+        var physical = GetOpenPhysical(nameof(BeginTransaction));
+        if (Transaction is not null || physical.InTransaction)
+        {
+            throw new InvalidOperationException("A transaction is already open on this connection; SQLite does not nest transactions (use SAVEPOINT).");
+        }
+
+        SqliteException.ThrowExceptionForRC(physical.TryBegin(deferred), physical.Handle);
+        return Transaction = new SaverDbTransaction(this, physical, isolationLevel == IsolationLevel.Unspecified ? IsolationLevel.Serializable : isolationLevel);
+    }
+
+    private SaverDataSource GetDataSource() => _dataSource ??= SaverDataSource.GetShared(_connectionString);
+
+    private void OnOpened(PhysicalConnection physical)
+    {
+        _physical = physical;
+        OnStateChange(Opened);
+    }
+}

@@ -1,0 +1,91 @@
+using System.Data;
+using System.Data.Common;
+using SqliteSaver.Data.Pooling;
+
+namespace SqliteSaver.Data;
+
+/// <summary>
+/// A SQLite transaction on a <see cref="SaverDbConnection"/>. Commit it, or dispose it to roll back; closing the
+/// connection also rolls it back.
+/// </summary>
+public sealed class SaverDbTransaction : DbTransaction
+{
+    private readonly SaverDbConnection _connection;
+    private readonly PhysicalConnection _physical;
+    private bool _completed;
+
+    internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical, IsolationLevel isolationLevel)
+    {
+        _connection = connection;
+        _physical = physical;
+        IsolationLevel = isolationLevel;
+    }
+
+    /// <summary>The connection the transaction runs on; <see langword="null"/> once it is committed or rolled back.</summary>
+    public new SaverDbConnection? Connection => _completed ? null : _connection;
+
+    /// <summary>Always serializable in effect: SQLite transactions are serializable.</summary>
+    public override IsolationLevel IsolationLevel { get; }
+
+    /// <inheritdoc />
+    protected override DbConnection? DbConnection => Connection;
+
+    /// <summary>Whether the transaction was committed, rolled back, or ended with its connection.</summary>
+    internal bool IsCompleted => _completed;
+
+    /// <summary>Commits the transaction.</summary>
+    /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
+    /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not commit; the transaction stays open.</exception>
+    public override void Commit()
+    {
+        ThrowIfCompleted(nameof(Commit));
+        _physical.Commit();
+        Complete();
+    }
+
+    /// <summary>Rolls the transaction back.</summary>
+    /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
+    /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not roll back.</exception>
+    public override void Rollback()
+    {
+        ThrowIfCompleted(nameof(Rollback));
+        try
+        {
+            _physical.Rollback();
+        }
+        finally
+        {
+            Complete();
+        }
+    }
+
+    /// <summary>Marks the transaction completed and detaches it from its connection.</summary>
+    internal void Complete()
+    {
+        if (!_completed)
+        {
+            _completed = true;
+            _connection.Transaction = null;
+        }
+    }
+
+    /// <summary>Rolls back the transaction if it has not completed.</summary>
+    /// <param name="disposing">Whether this is a call to <see cref="IDisposable.Dispose"/>.</param>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && !_completed)
+        {
+            Rollback();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    private void ThrowIfCompleted(string operation)
+    {
+        if (_completed)
+        {
+            throw new InvalidOperationException($"{operation} was called on a transaction that has already completed; it is no longer usable.");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+
+namespace SqliteSaver.Data;
+
+/// <summary>
+/// The ADO.NET provider factory: code that knows only <see cref="DbProviderFactory"/> gets pooled SQLite
+/// connections by registering <see cref="Instance"/> under <see cref="InvariantName"/>.
+/// </summary>
+public sealed class SaverProviderFactory : DbProviderFactory
+{
+    /// <summary>The provider's invariant name for <see cref="DbProviderFactories.RegisterFactory(string, DbProviderFactory)"/>.</summary>
+    public const string InvariantName = "SqliteSaver.Data";
+
+    /// <summary>The single instance of the factory.</summary>
+    public static readonly SaverProviderFactory Instance = new();
+
+    private SaverProviderFactory()
+    {
+    }
+
+    /// <summary>Creates a <see cref="SaverDbConnection"/>.</summary>
+    /// <returns>A closed connection with no connection string.</returns>
+    public override DbConnection CreateConnection() => new SaverDbConnection();
+
+    /// <summary>Creates a <see cref="SaverDbCommand"/>.</summary>
+    /// <returns>A command with no connection.</returns>
+    public override DbCommand CreateCommand() => new SaverDbCommand();
+
+    /// <summary>Creates a <see cref="SqliteParameter"/>.</summary>
+    /// <returns>A new parameter.</returns>
+    public override DbParameter CreateParameter() => new SqliteParameter();
+
+    /// <summary>Creates a <see cref="SaverConnectionStringBuilder"/>.</summary>
+    /// <returns>An empty builder.</returns>
+    public override DbConnectionStringBuilder CreateConnectionStringBuilder() => new SaverConnectionStringBuilder();
+
+    /// <summary>Creates a <see cref="SaverDataSource"/> with a pool of its own.</summary>
+    /// <param name="connectionString">The connection string.</param>
+    /// <returns>A new data source.</returns>
+    /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
+    public override DbDataSource CreateDataSource(string connectionString) => SaverDataSource.Create(connectionString);
+}

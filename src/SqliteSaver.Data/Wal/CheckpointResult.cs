@@ -1,0 +1,10 @@
+namespace SqliteSaver.Data;
+
+/// <summary>What a WAL checkpoint did, as SQLite reports it.</summary>
+/// <param name="Busy">
+/// <see langword="true"/> when a FULL, RESTART or TRUNCATE checkpoint could not finish because a reader or writer
+/// stayed busy past the busy timeout.
+/// </param>
+/// <param name="LogFrames">Frames in the WAL, or -1 when the database is not in WAL mode.</param>
+/// <param name="CheckpointedFrames">Frames copied back into the database, or -1 when the database is not in WAL mode.</param>
+public readonly record struct CheckpointResult(bool Busy, int LogFrames, int CheckpointedFrames);

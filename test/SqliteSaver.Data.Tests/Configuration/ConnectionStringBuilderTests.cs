@@ -1,0 +1,175 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Configuration;
+
+namespace SqliteSaver.Data.Tests.Configuration;
+
+public class ConnectionStringBuilderTests
+{
+    [Test]
+    public void Defaults_are_the_documented_ones()
+    {
+        var builder = new SaverConnectionStringBuilder();
+
+        builder.DataSource.ShouldBe(string.Empty);
+        builder.Mode.ShouldBe(SqliteOpenMode.ReadWriteCreate);
+        builder.Cache.ShouldBe(SqliteCacheMode.Default);
+        builder.ForeignKeys.ShouldBeNull();
+        builder.RecursiveTriggers.ShouldBeFalse();
+        builder.DefaultTimeout.ShouldBe(30);
+        builder.Vfs.ShouldBeNull();
+        builder.Pooling.ShouldBeTrue();
+        builder.MaxPoolSize.ShouldBe(16);
+        builder.MinPoolSize.ShouldBe(0);
+        builder.PoolTimeout.ShouldBe(TimeSpan.FromSeconds(30));
+        builder.ConnectionIdleLifetime.ShouldBe(TimeSpan.FromSeconds(300));
+        builder.BusyTimeout.ShouldBe(TimeSpan.FromMilliseconds(5000));
+        builder.JournalMode.ShouldBe(JournalMode.Wal);
+        builder.Synchronous.ShouldBe(SynchronousMode.Normal);
+        builder.CacheSize.ShouldBeNull();
+        builder.MmapSize.ShouldBeNull();
+        builder.TempStore.ShouldBeNull();
+        builder.JournalSizeLimit.ShouldBe(64L * 1024 * 1024);
+        builder.WalAutocheckpoint.ShouldBe(1000);
+        builder.Retry.ShouldBe(5);
+        builder.BaseDelay.ShouldBe(TimeSpan.FromSeconds(0.05));
+        builder.MaxDelay.ShouldBe(TimeSpan.FromSeconds(2));
+        builder.Jitter.ShouldBe(0.25);
+        builder.ConnectionString.ShouldBe(string.Empty);
+    }
+
+    [Test]
+    public void Keywords_are_case_insensitive_and_accept_aliases_and_missing_spaces()
+    {
+        var builder = new SaverConnectionStringBuilder(
+            "filename=a.db;MAXPOOLSIZE=3;min pool size=1;PoolTimeout=0.5;journal mode=delete;SYNCHRONOUS=full;"
+            + "Command Timeout=7;busytimeout=250;Retry=8;BaseDelay=0.5;MaxDelay=4;jitter=0;foreignkeys=yes;TempStore=memory");
+
+        builder.DataSource.ShouldBe("a.db");
+        builder.MaxPoolSize.ShouldBe(3);
+        builder.MinPoolSize.ShouldBe(1);
+        builder.PoolTimeout.ShouldBe(TimeSpan.FromSeconds(0.5));
+        builder.JournalMode.ShouldBe(JournalMode.Delete);
+        builder.Synchronous.ShouldBe(SynchronousMode.Full);
+        builder.DefaultTimeout.ShouldBe(7);
+        builder.BusyTimeout.ShouldBe(TimeSpan.FromMilliseconds(250));
+        builder.Retry.ShouldBe(8);
+        builder.BaseDelay.ShouldBe(TimeSpan.FromSeconds(0.5));
+        builder.MaxDelay.ShouldBe(TimeSpan.FromSeconds(4));
+        builder.Jitter.ShouldBe(0);
+        builder.ForeignKeys.ShouldBe(true);
+        builder.TempStore.ShouldBe(TempStoreMode.Memory);
+        builder["DataSource"].ShouldBe("a.db");
+        builder.ContainsKey("Max Pool Size").ShouldBeTrue();
+        builder.ContainsKey("maxpoolsize").ShouldBeTrue();
+    }
+
+    [Test]
+    public void Typed_properties_write_canonical_values_that_round_trip()
+    {
+        var builder = new SaverConnectionStringBuilder
+        {
+            DataSource = "x.db",
+            MaxPoolSize = 4,
+            PoolTimeout = TimeSpan.FromMilliseconds(1500),
+            BusyTimeout = TimeSpan.FromSeconds(2),
+            JournalMode = JournalMode.Truncate,
+            CacheSize = -2000,
+            MmapSize = 268435456,
+            Jitter = 0.1,
+            ForeignKeys = false,
+        };
+
+        builder.ConnectionString.ShouldBe(
+            "Data Source=x.db;Max Pool Size=4;Pool Timeout=1.5;Busy Timeout=2000;Journal Mode=Truncate;Cache Size=-2000;Mmap Size=268435456;Jitter=0.1;Foreign Keys=False");
+
+        var copy = new SaverConnectionStringBuilder(builder.ConnectionString);
+        copy.ConnectionString.ShouldBe(builder.ConnectionString);
+        copy.PoolTimeout.ShouldBe(TimeSpan.FromMilliseconds(1500));
+    }
+
+    [Test]
+    public void Setting_null_removes_a_keyword()
+    {
+        var builder = new SaverConnectionStringBuilder("Max Pool Size=4") { ["MaxPoolSize"] = null };
+
+        builder.ContainsKey("Max Pool Size").ShouldBeFalse();
+        builder.MaxPoolSize.ShouldBe(16);
+    }
+
+    [Test]
+    public void An_unknown_keyword_is_named_in_the_error()
+    {
+        var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Data Source=a.db;Max Pool Sise=3"));
+
+        error.Message.ShouldContain("'Max Pool Sise'");
+        error.Message.ShouldContain("Max Pool Size");
+    }
+
+    private static IEnumerable<TestCaseData> BadValues()
+    {
+        (string Keyword, string Value)[] cases =
+        [
+            ("Mode", "Writable"), ("Mode", "1"), ("Cache", "Big"), ("Foreign Keys", "maybe"), ("Recursive Triggers", "2"),
+            ("Default Timeout", "-1"), ("Default Timeout", "ten"), ("Command Timeout", "1.5"),
+            ("Pooling", "sometimes"), ("Max Pool Size", "0"), ("Max Pool Size", "1025"), ("Max Pool Size", "99999999999999999999"),
+            ("Min Pool Size", "-1"), ("Pool Timeout", "-0.5"), ("Pool Timeout", "NaN"), ("Pool Timeout", "Infinity"),
+            ("Connection Idle Lifetime", "-1"), ("Connection Idle Lifetime", "5s"),
+            ("Busy Timeout", "-1"), ("Busy Timeout", "2.5"), ("Busy Timeout", "3000000000"),
+            ("Journal Mode", "WAL; DROP TABLE x"), ("Journal Mode", "Wal2"), ("Journal Mode", "0"),
+            ("Synchronous", "Normal)--"), ("Synchronous", "2"),
+            ("Cache Size", "1e3"), ("Cache Size", "3000000000"), ("Mmap Size", "-1"), ("Temp Store", "Disk"),
+            ("Journal Size Limit", "-2"), ("Journal Size Limit", "64MB"), ("Wal Autocheckpoint", "-5"),
+            ("Retry", "-1"), ("Retry", "101"), ("Retry", "many"),
+            ("Base Delay", "-0.1"), ("Base Delay", "NaN"), ("Base Delay", "3601"),
+            ("Max Delay", "-1"), ("Max Delay", "1e400"),
+            ("Jitter", "1.5"), ("Jitter", "-0.1"), ("Jitter", "NaN"),
+        ];
+
+        foreach (var (keyword, value) in cases)
+        {
+            yield return new TestCaseData(keyword, value).SetName($"Bad value for {keyword}: {value}");
+        }
+    }
+
+    [TestCaseSource(nameof(BadValues))]
+    public void A_bad_value_is_rejected_with_the_keyword_the_value_and_what_is_allowed(string keyword, string value)
+    {
+        var canonical = Keywords.Resolve(keyword).Name;
+
+        var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { [keyword] = value });
+
+        error.Message.ShouldContain($"'{canonical}'");
+        error.Message.ShouldContain($"'{value}'");
+        error.Message.ShouldContain("expected ");
+        error.ParamName.ShouldBe(canonical);
+    }
+
+    [Test]
+    public void Every_keyword_has_at_least_one_bad_value_case_unless_it_takes_any_text()
+    {
+        var covered = BadValues().Select(c => Keywords.Resolve((string)c.Arguments[0]!).Name).ToHashSet();
+
+        var uncovered = Keywords.All.Where(k => k.Kind != KeywordKind.Text && !covered.Contains(k.Name)).Select(k => k.Name);
+
+        uncovered.ShouldBeEmpty();
+    }
+
+    [Test]
+    public void Contradicting_values_name_both_keywords()
+    {
+        var pool = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=a.db;Min Pool Size=5;Max Pool Size=2"));
+        pool.Message.ShouldContain("'Min Pool Size' (5)");
+        pool.Message.ShouldContain("'Max Pool Size' (2)");
+
+        var delay = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=a.db;Base Delay=3;Max Delay=1"));
+        delay.Message.ShouldContain("'Base Delay'");
+        delay.Message.ShouldContain("'Max Delay'");
+    }
+
+    [Test]
+    public void A_malformed_connection_string_is_an_argument_exception()
+    {
+        Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Data Source='unterminated"));
+    }
+}
