@@ -56,6 +56,18 @@ internal sealed class ConnectionPool : IDisposable
         }
     }
 
+    /// <summary>Callers queued for a connection.</summary>
+    public int WaitingCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _waiters.Count;
+            }
+        }
+    }
+
     /// <summary>Rents a connection, blocking while the pool is exhausted.</summary>
     /// <exception cref="TimeoutException">No connection came free within Pool Timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>

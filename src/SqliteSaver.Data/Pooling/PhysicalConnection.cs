@@ -94,13 +94,18 @@ internal sealed class PhysicalConnection : IDisposable
         }
 
         Used = false;
+        if (Sqlite.State != System.Data.ConnectionState.Open)
+        {
+            return false;
+        }
+
         try
         {
             Rollback();
             var rc = raw.sqlite3_step(_hasTempObjects);
             var hasTempObjects = rc == raw.SQLITE_ROW && raw.sqlite3_column_int(_hasTempObjects, 0) != 0;
             raw.sqlite3_reset(_hasTempObjects);
-            return rc == raw.SQLITE_ROW && !hasTempObjects && Sqlite.State == System.Data.ConnectionState.Open;
+            return rc == raw.SQLITE_ROW && !hasTempObjects;
         }
         catch (SqliteException)
         {

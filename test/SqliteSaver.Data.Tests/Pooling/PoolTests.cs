@@ -1,0 +1,398 @@
+using System.Data;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Pooling;
+
+public class PoolTests
+{
+    private TempFolder _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = new TempFolder();
+
+    [TearDown]
+    public void TearDown() => _folder.Dispose();
+
+    [Test]
+    public void Sequential_opens_reuse_one_physical_connection()
+    {
+        var connectionString = _folder.ConnectionString();
+        SqliteConnection? first = null;
+
+        for (var i = 0; i < 50; i++)
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            connection.Open();
+            first ??= connection.InnerConnection;
+            connection.InnerConnection.ShouldBeSameAs(first);
+        }
+
+        SaverDataSource.GetShared(connectionString).Pool.OpenCount.ShouldBe(1);
+    }
+
+    [Test]
+    public void Many_threads_never_open_more_than_Max_Pool_Size_physical_connections()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=3");
+        var physical = new System.Collections.Concurrent.ConcurrentDictionary<SqliteConnection, byte>();
+
+        Parallel.For(0, 400, new ParallelOptions { MaxDegreeOfParallelism = 8 }, _ =>
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            connection.Open();
+            physical.TryAdd(connection.InnerConnection, 0);
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT 1";
+            command.ExecuteScalar();
+        });
+
+        physical.Count.ShouldBeLessThanOrEqualTo(3);
+        SaverDataSource.GetShared(connectionString).Pool.OpenCount.ShouldBeLessThanOrEqualTo(3);
+    }
+
+    [Test]
+    public void Four_threads_inserting_ten_rows_each_through_a_pool_of_three_give_forty_rows()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=3");
+        Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, thread INTEGER, n INTEGER)");
+
+        var threads = Enumerable.Range(0, 4).Select(thread => new Thread(() =>
+        {
+            for (var n = 0; n < 10; n++)
+            {
+                using var connection = new SaverDbConnection(connectionString);
+                connection.Open();
+                using var command = connection.CreateCommand();
+                command.CommandText = "INSERT INTO t (thread, n) VALUES ($thread, $n)";
+                command.Parameters.AddWithValue("$thread", thread);
+                command.Parameters.AddWithValue("$n", n);
+                command.ExecuteNonQuery();
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+
+        Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(40L);
+        Scalar(connectionString, "SELECT count(DISTINCT thread || '-' || n) FROM t").ShouldBe(40L);
+    }
+
+    [Test]
+    public void An_exhausted_pool_times_out_with_a_message_naming_the_limits()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=2;Pool Timeout=0.2");
+        using var a = new SaverDbConnection(connectionString);
+        using var b = new SaverDbConnection(connectionString);
+        a.Open();
+        b.Open();
+
+        using var c = new SaverDbConnection(connectionString);
+        var error = Should.Throw<TimeoutException>(() => c.Open());
+
+        error.Message.ShouldContain("Max Pool Size=2");
+        error.Message.ShouldContain("Pool Timeout=0.2 s");
+        error.Message.ShouldContain("2 of Max Pool Size=2 connections are in use");
+        c.State.ShouldBe(ConnectionState.Closed);
+    }
+
+    [Test]
+    public async Task An_exhausted_pool_times_out_asynchronously_too()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=0.2");
+        await using var a = new SaverDbConnection(connectionString);
+        await a.OpenAsync();
+
+        await using var b = new SaverDbConnection(connectionString);
+        var error = await Should.ThrowAsync<TimeoutException>(() => b.OpenAsync());
+
+        error.Message.ShouldContain("Max Pool Size=1");
+    }
+
+    [Test]
+    public void A_waiter_gets_the_connection_returned_by_another_thread()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
+        var holder = new SaverDbConnection(connectionString);
+        holder.Open();
+        var held = holder.InnerConnection;
+        var dataSource = SaverDataSource.GetShared(connectionString);
+
+        var waiter = Task.Run(() =>
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            connection.Open();
+            return connection.InnerConnection;
+        });
+        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+        holder.Close();
+
+        waiter.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        waiter.Result.ShouldBeSameAs(held);
+    }
+
+    [Test]
+    public void Waiters_are_served_first_come_first_served()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        var holder = new SaverDbConnection(connectionString);
+        holder.Open();
+        var order = new System.Collections.Concurrent.ConcurrentQueue<int>();
+
+        var waiters = new List<Thread>();
+        for (var i = 0; i < 5; i++)
+        {
+            var id = i;
+            var thread = new Thread(() =>
+            {
+                using var connection = new SaverDbConnection(connectionString);
+                connection.Open();
+                order.Enqueue(id);
+            });
+            thread.Start();
+            waiters.Add(thread);
+            Wait.Until(() => dataSource.Pool.WaitingCount == id + 1);
+        }
+
+        holder.Close();
+        waiters.ForEach(t => t.Join());
+
+        order.ShouldBe([0, 1, 2, 3, 4]);
+    }
+
+    [Test]
+    public async Task OpenAsync_waits_without_a_thread_and_honours_cancellation_without_losing_the_slot()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+
+        using var cancellation = new CancellationTokenSource();
+        await using var waiting = new SaverDbConnection(connectionString);
+        var open = waiting.OpenAsync(cancellation.Token);
+        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+        open.IsCompleted.ShouldBeFalse();
+        await cancellation.CancelAsync();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => open);
+        dataSource.Pool.WaitingCount.ShouldBe(0);
+        await holder.CloseAsync();
+
+        await using var next = new SaverDbConnection(connectionString);
+        await next.OpenAsync();
+        dataSource.Pool.OpenCount.ShouldBe(1);
+    }
+
+    [Test]
+    public void Sync_Open_cancelled_while_queued_leaves_the_queue()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        using var holder = new SaverDbConnection(connectionString);
+        holder.Open();
+        using var cancellation = new CancellationTokenSource();
+
+        var rent = Task.Run(() => dataSource.Pool.Rent(cancellation.Token));
+        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+        cancellation.Cancel();
+
+        Should.Throw<OperationCanceledException>(() => rent.GetAwaiter().GetResult());
+        dataSource.Pool.WaitingCount.ShouldBe(0);
+    }
+
+    [Test]
+    public void Idle_connections_above_Min_Pool_Size_close_after_the_idle_lifetime()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Min Pool Size=1;Connection Idle Lifetime=60"), time);
+        var connections = Enumerable.Range(0, 3).Select(_ => dataSource.OpenConnection()).ToList();
+        connections.ForEach(c => c.Dispose());
+        dataSource.Pool.IdleCount.ShouldBe(3);
+
+        time.Advance(TimeSpan.FromSeconds(59));
+        dataSource.Pool.IdleCount.ShouldBe(3);
+
+        time.Advance(TimeSpan.FromSeconds(31));
+        dataSource.Pool.IdleCount.ShouldBe(1);
+        dataSource.Pool.OpenCount.ShouldBe(1);
+    }
+
+    [Test]
+    public void A_connection_used_recently_is_not_pruned()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Connection Idle Lifetime=60"), time);
+        dataSource.OpenConnection().Dispose();
+
+        time.Advance(TimeSpan.FromSeconds(50));
+        dataSource.OpenConnection().Dispose();
+        time.Advance(TimeSpan.FromSeconds(40));
+
+        dataSource.Pool.IdleCount.ShouldBe(1);
+        time.Advance(TimeSpan.FromSeconds(30));
+        dataSource.Pool.IdleCount.ShouldBe(0);
+    }
+
+    [Test]
+    public void ClearAllPools_closes_idle_connections_at_once_and_rented_ones_on_return()
+    {
+        var path = _folder.File();
+        var connectionString = _folder.ConnectionString();
+        Execute(connectionString, "CREATE TABLE t (x)");
+        using (var a = new SaverDbConnection(connectionString))
+        using (var b = new SaverDbConnection(connectionString))
+        {
+            a.Open();
+            b.Open();
+        }
+
+        OpenFiles.Count(path).ShouldBeGreaterThan(0);
+        SaverDbConnection.ClearAllPools();
+        OpenFiles.Count(path).ShouldBe(0);
+
+        using var rented = new SaverDbConnection(connectionString);
+        rented.Open();
+        SaverDbConnection.ClearAllPools();
+        OpenFiles.Count(path).ShouldBeGreaterThan(0);
+        rented.Close();
+
+        OpenFiles.Count(path).ShouldBe(0);
+        OpenFiles.Count(path + "-wal").ShouldBe(0);
+        File.Delete(path);
+        File.Delete(path + "-wal");
+        File.Delete(path + "-shm");
+        File.Exists(path).ShouldBeFalse();
+    }
+
+    [Test]
+    public void ClearPool_leaves_the_pool_usable()
+    {
+        var connectionString = _folder.ConnectionString();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var before = connection.InnerConnection;
+        connection.Close();
+
+        SaverDbConnection.ClearPool(connection);
+        connection.Open();
+
+        connection.InnerConnection.ShouldNotBeSameAs(before);
+        SaverDataSource.GetShared(connectionString).Pool.OpenCount.ShouldBe(1);
+    }
+
+    [Test]
+    public void Without_pooling_each_open_opens_and_each_close_closes_the_file()
+    {
+        var connectionString = _folder.ConnectionString("Pooling=false");
+        SqliteConnection first;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            first = connection.InnerConnection;
+            OpenFiles.Count(_folder.File()).ShouldBe(1);
+        }
+
+        OpenFiles.Count(_folder.File()).ShouldBe(0);
+        using var again = new SaverDbConnection(connectionString);
+        again.Open();
+        again.InnerConnection.ShouldNotBeSameAs(first);
+    }
+
+    [Test]
+    public void A_physical_connection_that_fails_its_check_is_replaced_and_the_slot_kept()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        SqliteConnection broken;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            broken = connection.InnerConnection;
+            broken.Close();
+        }
+
+        dataSource.Pool.OpenCount.ShouldBe(0);
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.ShouldNotBeSameAs(broken);
+        next.InnerConnection.State.ShouldBe(ConnectionState.Open);
+        dataSource.Pool.OpenCount.ShouldBe(1);
+    }
+
+    [Test]
+    public void A_failed_open_gives_its_slot_back()
+    {
+        var missingFolder = Path.Combine(_folder.Path, "missing");
+        var connectionString = $"Data Source={Path.Combine(missingFolder, "x.db")};Max Pool Size=1;Pool Timeout=1";
+        var dataSource = SaverDataSource.GetShared(connectionString);
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            Should.Throw<SqliteException>(() => connection.Open()).SqliteErrorCode.ShouldBe(14); // SQLITE_CANTOPEN
+            dataSource.Pool.OpenCount.ShouldBe(0);
+        }
+
+        Directory.CreateDirectory(missingFolder);
+        using var fixedConnection = new SaverDbConnection(connectionString);
+        fixedConnection.Open();
+        fixedConnection.State.ShouldBe(ConnectionState.Open);
+    }
+
+    [Test]
+    public void A_failed_open_hands_the_slot_to_a_waiter()
+    {
+        var time = new FakeTimeProvider();
+        var missingFolder = Path.Combine(_folder.Path, "later");
+        var connectionString = $"Data Source={Path.Combine(missingFolder, "x.db")};Max Pool Size=1;Pool Timeout=30";
+        Directory.CreateDirectory(missingFolder);
+        using var dataSource = SaverDataSource.Create(connectionString, time);
+        var holder = dataSource.OpenConnection();
+
+        var waiter = Task.Run(() => dataSource.OpenConnection());
+        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+        holder.InnerConnection.Close(); // the returned connection fails its check; its slot must pass to the waiter
+        holder.Dispose();
+
+        waiter.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        waiter.Result.State.ShouldBe(ConnectionState.Open);
+        waiter.Result.Dispose();
+        dataSource.Pool.OpenCount.ShouldBe(1);
+    }
+
+    [Test]
+    public void Disposing_a_data_source_fails_its_waiters_with_ObjectDisposedException()
+    {
+        var dataSource = SaverDataSource.Create(_folder.ConnectionString("Max Pool Size=1;Pool Timeout=30"));
+        var holder = dataSource.OpenConnection();
+        var waiter = Task.Run(() => dataSource.OpenConnection());
+        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+
+        dataSource.Dispose();
+
+        Should.Throw<ObjectDisposedException>(() => waiter.GetAwaiter().GetResult());
+        holder.Dispose();
+        dataSource.Pool.OpenCount.ShouldBe(0);
+        Should.Throw<ObjectDisposedException>(() => dataSource.OpenConnection());
+    }
+
+    internal static void Execute(string connectionString, string sql)
+    {
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    internal static object? Scalar(string connectionString, string sql)
+    {
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return command.ExecuteScalar();
+    }
+}
