@@ -68,7 +68,18 @@ public static class CheckpointExtensions
         CheckpointMode mode = CheckpointMode.Passive,
         CancellationToken cancellationToken = default)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        return Task.FromResult(connection.Checkpoint(mode));
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<CheckpointResult>(cancellationToken);
+        }
+
+        try
+        {
+            return Task.FromResult(connection.Checkpoint(mode));
+        }
+        catch (Exception exception)
+        {
+            return Task.FromException<CheckpointResult>(exception);
+        }
     }
 }

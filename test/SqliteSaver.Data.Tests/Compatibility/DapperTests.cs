@@ -1,0 +1,106 @@
+using Dapper;
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Compatibility;
+
+public class DapperTests
+{
+    private TempFolder _folder = null!;
+    private string _connectionString = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _folder = new TempFolder();
+        _connectionString = _folder.ConnectionString("Max Pool Size=2");
+        using var connection = new SaverDbConnection(_connectionString);
+        connection.Execute("CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT NOT NULL, age INTEGER NOT NULL)");
+    }
+
+    [TearDown]
+    public void TearDown() => _folder.Dispose();
+
+    [Test]
+    public void Query_and_Execute_on_a_closed_connection_open_and_return_it()
+    {
+        using var connection = new SaverDbConnection(_connectionString);
+
+        connection.Execute("INSERT INTO person (name, age) VALUES (@Name, @Age)", new[] { new Person(0, "Ada", 36), new Person(0, "Alan", 41) })
+            .ShouldBe(2);
+        var people = connection.Query<Person>("SELECT id, name, age FROM person WHERE age > @min ORDER BY id", new { min = 30 }).ToList();
+        var first = connection.QueryFirst<Person>("SELECT id, name, age FROM person WHERE name = @name", new { name = "Alan" });
+        var count = connection.ExecuteScalar<long>("SELECT count(*) FROM person");
+
+        people.Select(p => p.Name).ShouldBe(["Ada", "Alan"]);
+        first.Age.ShouldBe(41);
+        count.ShouldBe(2);
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        SaverDataSource.GetShared(_connectionString).Pool.IdleCount.ShouldBe(1);
+    }
+
+    [Test]
+    public async Task Async_query_and_execute_work_with_and_without_a_transaction()
+    {
+        await using var connection = new SaverDbConnection(_connectionString);
+
+        (await connection.ExecuteAsync("INSERT INTO person (name, age) VALUES (@name, @age)", new { name = "Grace", age = 85 })).ShouldBe(1);
+        (await connection.QueryAsync<Person>("SELECT id, name, age FROM person")).Single().Name.ShouldBe("Grace");
+
+        await connection.OpenAsync();
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            await connection.ExecuteAsync("INSERT INTO person (name, age) VALUES ('Edsger', 72)", transaction: transaction);
+            (await connection.QuerySingleAsync<long>("SELECT count(*) FROM person", transaction: transaction)).ShouldBe(2);
+            await transaction.RollbackAsync();
+        }
+
+        (await connection.QuerySingleAsync<long>("SELECT count(*) FROM person")).ShouldBe(1);
+
+        using (var transaction = connection.BeginTransaction())
+        {
+            await connection.ExecuteAsync("INSERT INTO person (name, age) VALUES ('Barbara', 84)", transaction: transaction);
+            await transaction.CommitAsync();
+        }
+
+        (await connection.QueryAsync<string>("SELECT name FROM person ORDER BY id")).ShouldBe(["Grace", "Barbara"]);
+    }
+
+    [Test]
+    public void Sync_transaction_through_Dapper_commits_and_rolls_back()
+    {
+        using var connection = new SaverDbConnection(_connectionString);
+        connection.Open();
+
+        using (var transaction = connection.BeginTransaction())
+        {
+            connection.Execute("INSERT INTO person (name, age) VALUES ('Kept', 1)", transaction: transaction);
+            transaction.Commit();
+        }
+
+        using (var transaction = connection.BeginTransaction())
+        {
+            connection.Execute("INSERT INTO person (name, age) VALUES ('Dropped', 2)", transaction: transaction);
+            connection.Query<string>("SELECT name FROM person", transaction: transaction).Count().ShouldBe(2);
+        }
+
+        connection.Query<string>("SELECT name FROM person").ShouldBe(["Kept"]);
+    }
+
+    [Test]
+    public void Multiple_result_sets_and_buffered_false_work()
+    {
+        using var connection = new SaverDbConnection(_connectionString);
+        connection.Execute("INSERT INTO person (name, age) VALUES ('A', 1), ('B', 2), ('C', 3)");
+
+        using (var grid = connection.QueryMultiple("SELECT count(*) FROM person; SELECT name FROM person ORDER BY id"))
+        {
+            grid.ReadSingle<long>().ShouldBe(3);
+            grid.Read<string>().ShouldBe(["A", "B", "C"]);
+        }
+
+        connection.Query<string>("SELECT name FROM person ORDER BY id", buffered: false).First().ShouldBe("A");
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+    }
+
+    private sealed record Person(long Id, string Name, long Age);
+}

@@ -1,0 +1,98 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Compatibility;
+
+public class ProviderFactoryTests
+{
+    private TempFolder _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = new TempFolder();
+
+    [TearDown]
+    public void TearDown()
+    {
+        DbProviderFactories.UnregisterFactory(SaverProviderFactory.InvariantName);
+        _folder.Dispose();
+    }
+
+    [Test]
+    public void Code_that_knows_only_DbProviderFactory_runs_CRUD_after_RegisterFactory_with_the_instance()
+    {
+        DbProviderFactories.RegisterFactory(SaverProviderFactory.InvariantName, SaverProviderFactory.Instance);
+
+        GenericCrud(DbProviderFactories.GetFactory(SaverProviderFactory.InvariantName), _folder.ConnectionString());
+    }
+
+    [Test]
+    public void Code_that_knows_only_DbProviderFactory_runs_CRUD_after_RegisterFactory_with_the_type()
+    {
+        DbProviderFactories.RegisterFactory(SaverProviderFactory.InvariantName, typeof(SaverProviderFactory));
+
+        GenericCrud(DbProviderFactories.GetFactory(SaverProviderFactory.InvariantName), _folder.ConnectionString());
+    }
+
+    [Test]
+    public void The_factory_creates_the_library_types()
+    {
+        var factory = SaverProviderFactory.Instance;
+
+        factory.CreateConnection().ShouldBeOfType<SaverDbConnection>();
+        factory.CreateCommand().ShouldBeOfType<SaverDbCommand>();
+        factory.CreateParameter().ShouldBeOfType<SqliteParameter>();
+        factory.CreateConnectionStringBuilder().ShouldBeOfType<SaverConnectionStringBuilder>();
+        using var dataSource = factory.CreateDataSource(_folder.ConnectionString());
+        dataSource.ShouldBeOfType<SaverDataSource>();
+        using var connection = dataSource.OpenConnection();
+        connection.ShouldBeOfType<SaverDbConnection>().State.ShouldBe(System.Data.ConnectionState.Open);
+    }
+
+    [Test]
+    public async Task A_data_source_opens_connections_sync_and_async()
+    {
+        await using var dataSource = SaverDataSource.Create(_folder.ConnectionString());
+        await using DbConnection connection = await ((DbDataSource)dataSource).OpenConnectionAsync();
+        await using var command = dataSource.CreateCommand("SELECT 40 + 2");
+
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        (await command.ExecuteScalarAsync()).ShouldBe(42L);
+        dataSource.ConnectionString.ShouldBe(_folder.ConnectionString());
+    }
+
+    private static void GenericCrud(DbProviderFactory factory, string connectionString)
+    {
+        using var connection = factory.CreateConnection()!;
+        connection.ConnectionString = connectionString;
+        connection.Open();
+
+        Run(factory, connection, "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)");
+        Run(factory, connection, "INSERT INTO item (name) VALUES (@name)", ("@name", "first")).ShouldBe(1);
+        Run(factory, connection, "UPDATE item SET name = @name WHERE id = 1", ("@name", "renamed")).ShouldBe(1);
+
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT name FROM item WHERE id = 1";
+            command.ExecuteScalar().ShouldBe("renamed");
+        }
+
+        Run(factory, connection, "DELETE FROM item").ShouldBe(1);
+    }
+
+    private static int Run(DbProviderFactory factory, DbConnection connection, string sql, params (string Name, object Value)[] parameters)
+    {
+        using var command = factory.CreateCommand()!;
+        command.Connection = connection;
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            var parameter = factory.CreateParameter()!;
+            parameter.ParameterName = name;
+            parameter.Value = value;
+            command.Parameters.Add(parameter);
+        }
+
+        return command.ExecuteNonQuery();
+    }
+}

@@ -1,0 +1,388 @@
+using System.Data;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests;
+
+public class ConnectionTests
+{
+    private TempFolder _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = new TempFolder();
+
+    [TearDown]
+    public void TearDown() => _folder.Dispose();
+
+    [Test]
+    public void Pragmas_from_the_connection_string_are_set_on_a_rented_connection()
+    {
+        var connectionString = _folder.ConnectionString(
+            "Busy Timeout=1234;Synchronous=Full;Cache Size=-4096;Mmap Size=1048576;Temp Store=Memory;"
+            + "Journal Size Limit=2097152;Wal Autocheckpoint=500;Foreign Keys=true;Recursive Triggers=true");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        Pragma(connection, "journal_mode").ShouldBe("wal");
+        Pragma(connection, "busy_timeout").ShouldBe(1234L);
+        Pragma(connection, "synchronous").ShouldBe(2L);
+        Pragma(connection, "cache_size").ShouldBe(-4096L);
+        Pragma(connection, "mmap_size").ShouldBe(1048576L);
+        Pragma(connection, "temp_store").ShouldBe(2L);
+        Pragma(connection, "journal_size_limit").ShouldBe(2097152L);
+        Pragma(connection, "wal_autocheckpoint").ShouldBe(500L);
+        Pragma(connection, "foreign_keys").ShouldBe(1L);
+        Pragma(connection, "recursive_triggers").ShouldBe(1L);
+    }
+
+    [Test]
+    public void Default_pragmas_are_WAL_normal_sync_and_a_five_second_busy_timeout()
+    {
+        using var connection = new SaverDbConnection(_folder.ConnectionString());
+        connection.Open();
+
+        Pragma(connection, "journal_mode").ShouldBe("wal");
+        Pragma(connection, "busy_timeout").ShouldBe(5000L);
+        Pragma(connection, "synchronous").ShouldBe(1L);
+        Pragma(connection, "journal_size_limit").ShouldBe(64L * 1024 * 1024);
+        Pragma(connection, "wal_autocheckpoint").ShouldBe(1000L);
+    }
+
+    [Test]
+    public void Pragmas_are_applied_once_per_physical_connection_not_on_every_open()
+    {
+        var connectionString = _folder.ConnectionString("Busy Timeout=1234");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        Exec(connection, "PRAGMA busy_timeout = 77");
+        connection.Close();
+
+        connection.Open();
+
+        Pragma(connection, "busy_timeout").ShouldBe(77L);
+    }
+
+    [Test]
+    public void An_exception_inside_a_transaction_commits_nothing_and_the_next_renter_is_clean()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+
+        Should.Throw<InvalidOperationException>(() =>
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            connection.Open();
+            using var transaction = connection.BeginTransaction();
+            Exec(connection, "INSERT INTO t VALUES (1)");
+            throw new InvalidOperationException("boom");
+        });
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.Handle.ShouldNotBeNull();
+        SQLitePCL.raw.sqlite3_get_autocommit(next.InnerConnection.Handle).ShouldBe(1);
+        Scalar(next, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public void Closing_without_commit_rolls_back_even_when_the_transaction_is_not_disposed()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        Exec(connection, "INSERT INTO t VALUES (1)");
+
+        connection.Close();
+
+        transaction.Connection.ShouldBeNull();
+        Should.Throw<InvalidOperationException>(transaction.Commit);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_renter_never_sees_another_renters_temp_tables_or_open_readers()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        SqliteConnection first;
+        DbDataReaderHolder holder = new();
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            first = connection.InnerConnection;
+            Exec(connection, "CREATE TEMP TABLE scratch (x); INSERT INTO scratch VALUES (1), (2)");
+            var command = connection.CreateCommand();
+            command.CommandText = "SELECT x FROM scratch";
+            holder.Reader = command.ExecuteReader();
+            holder.Reader.Read().ShouldBeTrue();
+        }
+
+        holder.Reader!.IsClosed.ShouldBeTrue();
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.ShouldNotBeSameAs(first);
+        Scalar(next, "SELECT count(*) FROM temp.sqlite_master").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_returned_connection_without_temp_state_is_reused()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        SqliteConnection first;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            first = connection.InnerConnection;
+            Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.ShouldBeSameAs(first);
+    }
+
+    [Test]
+    public void Pool_keys_normalize_order_case_aliases_spacing_and_relative_paths()
+    {
+        var full = _folder.File("keys.db");
+        var previous = Environment.CurrentDirectory;
+        Environment.CurrentDirectory = _folder.Path;
+        try
+        {
+            string[] spellings =
+            [
+                $"Data Source={full};Max Pool Size=4;Busy Timeout=100",
+                $"busy timeout=100; MAXPOOLSIZE = 4 ;filename={full}",
+                $"DataSource=keys.db;BusyTimeout=100;Max Pool Size=4;Journal Mode=wal",
+                $"Max Pool Size=4;Data Source=./keys.db;Busy Timeout=100;Synchronous=Normal",
+            ];
+
+            var dataSources = spellings.Select(SaverDataSource.GetShared).Distinct().ToList();
+
+            dataSources.Count.ShouldBe(1);
+            using var a = new SaverDbConnection(spellings[0]);
+            using var b = new SaverDbConnection(spellings[2]);
+            a.Open();
+            var physical = a.InnerConnection;
+            a.Close();
+            b.Open();
+            b.InnerConnection.ShouldBeSameAs(physical);
+            b.ConnectionString.ShouldBe(spellings[2]);
+            b.DataSource.ShouldBe(full);
+        }
+        finally
+        {
+            Environment.CurrentDirectory = previous;
+        }
+    }
+
+    [Test]
+    public void Different_settings_get_different_pools()
+    {
+        var a = SaverDataSource.GetShared(_folder.ConnectionString("Busy Timeout=100"));
+        var b = SaverDataSource.GetShared(_folder.ConnectionString("Busy Timeout=200"));
+
+        a.ShouldNotBeSameAs(b);
+    }
+
+    [Test]
+    public void Read_only_mode_works_on_a_database_in_rollback_journal_mode()
+    {
+        var path = _folder.File("journal.db");
+        using (var plain = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            plain.Open();
+            using var command = plain.CreateCommand();
+            command.CommandText = "PRAGMA journal_mode = DELETE; CREATE TABLE t (x); INSERT INTO t VALUES (42);";
+            command.ExecuteNonQuery();
+        }
+
+        using var connection = new SaverDbConnection($"Data Source={path};Mode=ReadOnly");
+        connection.Open();
+
+        Scalar(connection, "SELECT x FROM t").ShouldBe(42L);
+        Pragma(connection, "journal_mode").ShouldBe("delete");
+        Should.Throw<SqliteException>(() => Exec(connection, "INSERT INTO t VALUES (1)")).SqliteErrorCode.ShouldBe(8); // SQLITE_READONLY
+        File.Exists(path + "-wal").ShouldBeFalse();
+    }
+
+    [Test]
+    public void A_pooled_memory_database_is_shared_by_all_connections_of_the_pool_while_it_lives()
+    {
+        var connectionString = "Data Source=:memory:;Max Pool Size=4;Connection Idle Lifetime=0";
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using (var a = dataSource.OpenConnection())
+        using (var b = dataSource.OpenConnection())
+        {
+            Exec(a, "CREATE TABLE shared (x); INSERT INTO shared VALUES (7)");
+            Scalar(b, "SELECT x FROM shared").ShouldBe(7L);
+        }
+
+        using (var later = dataSource.OpenConnection())
+        {
+            Scalar(later, "SELECT x FROM shared").ShouldBe(7L);
+        }
+
+        dataSource.Clear();
+        using var afterClear = dataSource.OpenConnection();
+        Scalar(afterClear, "SELECT count(*) FROM sqlite_master WHERE name = 'shared'").ShouldBe(0L);
+    }
+
+    [Test]
+    public void Separate_memory_pools_do_not_share_a_database()
+    {
+        using var first = SaverDataSource.Create("Data Source=:memory:");
+        using var second = SaverDataSource.Create("Data Source=:memory:");
+        using var a = first.OpenConnection();
+        using var b = second.OpenConnection();
+
+        Exec(a, "CREATE TABLE mine (x)");
+
+        Scalar(b, "SELECT count(*) FROM sqlite_master WHERE name = 'mine'").ShouldBe(0L);
+    }
+
+    [Test]
+    public void Connection_properties_behave_like_ADO_NET_expects()
+    {
+        var connectionString = $"Data Source={_folder.File()};  Max Pool Size = 2 ";
+        using var connection = new SaverDbConnection(connectionString);
+        var changes = new List<(ConnectionState From, ConnectionState To)>();
+        connection.StateChange += (_, e) => changes.Add((e.OriginalState, e.CurrentState));
+
+        connection.ConnectionString.ShouldBe(connectionString);
+        connection.State.ShouldBe(ConnectionState.Closed);
+        connection.Database.ShouldBe("main");
+        connection.DataSource.ShouldBe(_folder.File());
+        connection.ServerVersion.ShouldStartWith("3.");
+        Should.Throw<InvalidOperationException>(() => connection.InnerConnection);
+
+        connection.Open();
+        connection.Open();
+        connection.State.ShouldBe(ConnectionState.Open);
+        Should.Throw<InvalidOperationException>(() => connection.ConnectionString = "Data Source=other.db");
+        Should.Throw<NotSupportedException>(() => connection.ChangeDatabase("other"));
+        connection.GetSchema().Rows.Count.ShouldBeGreaterThan(0);
+        connection.Close();
+        connection.Close();
+
+        changes.ShouldBe([(ConnectionState.Closed, ConnectionState.Open), (ConnectionState.Open, ConnectionState.Closed)]);
+    }
+
+    [Test]
+    public void Commands_need_an_open_connection()
+    {
+        using var connection = new SaverDbConnection(_folder.ConnectionString());
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1";
+
+        Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()).Message.ShouldContain("open connection");
+        Should.Throw<InvalidOperationException>(() => new SaverDbCommand("SELECT 1").ExecuteScalar()).Message.ShouldContain("Connection");
+    }
+
+    [Test]
+    public void Transactions_do_not_nest_and_check_their_connection()
+    {
+        var connectionString = _folder.ConnectionString();
+        using var connection = new SaverDbConnection(connectionString);
+        using var other = new SaverDbConnection(connectionString);
+        connection.Open();
+        other.Open();
+        using var transaction = connection.BeginTransaction();
+
+        Should.Throw<InvalidOperationException>(() => connection.BeginTransaction()).Message.ShouldContain("does not nest");
+        using var command = other.CreateCommand();
+        command.CommandText = "SELECT 1";
+        command.Transaction = transaction;
+        Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()).Message.ShouldContain("another connection");
+        Should.Throw<ArgumentOutOfRangeException>(() => other.BeginTransaction(IsolationLevel.Snapshot));
+    }
+
+    [Test]
+    public void BeginTransaction_is_immediate_and_deferred_on_request()
+    {
+        var connectionString = _folder.ConnectionString("Busy Timeout=0;Retry=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var writer = new SaverDbConnection(connectionString);
+        using var other = new SaverDbConnection(connectionString);
+        writer.Open();
+        other.Open();
+
+        using (var deferred = other.BeginTransaction(deferred: true))
+        {
+            using var immediate = writer.BeginTransaction();
+            Exec(writer, "INSERT INTO t VALUES (1)");
+            immediate.Commit();
+        }
+
+        using var holdsLock = writer.BeginTransaction();
+        Should.Throw<SqliteException>(() => other.BeginTransaction()).SqliteErrorCode.ShouldBe(5); // BUSY: IMMEDIATE wants the write lock
+        using var stillDeferred = other.BeginTransaction(deferred: true);
+        Scalar(other, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
+    public void A_committed_transaction_is_durable_and_completed()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Connection.ShouldBeSameAs(connection);
+        transaction.IsolationLevel.ShouldBe(IsolationLevel.Serializable);
+        using (var command = new SaverDbCommand("INSERT INTO t VALUES (1)", connection, transaction))
+        {
+            command.ExecuteNonQuery().ShouldBe(1);
+        }
+
+        transaction.Commit();
+
+        transaction.Connection.ShouldBeNull();
+        Should.Throw<InvalidOperationException>(transaction.Rollback);
+        transaction.Dispose();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
+    public void A_reader_opened_with_CloseConnection_returns_the_connection_when_closed()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1 UNION ALL SELECT 2";
+
+        using (var reader = command.ExecuteReader(CommandBehavior.CloseConnection))
+        {
+            reader.Read().ShouldBeTrue();
+            reader.GetInt64(0).ShouldBe(1L);
+        }
+
+        connection.State.ShouldBe(ConnectionState.Closed);
+        dataSource.Pool.IdleCount.ShouldBe(1);
+    }
+
+    internal static object? Pragma(SaverDbConnection connection, string name) => Scalar(connection, "PRAGMA " + name);
+
+    internal static object? Scalar(SaverDbConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return command.ExecuteScalar();
+    }
+
+    internal static int Exec(SaverDbConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return command.ExecuteNonQuery();
+    }
+
+    private sealed class DbDataReaderHolder
+    {
+        public System.Data.Common.DbDataReader? Reader { get; set; }
+    }
+}

@@ -1,0 +1,91 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Wal;
+
+public class CheckpointTests
+{
+    private TempFolder _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = new TempFolder();
+
+    [TearDown]
+    public void TearDown() => _folder.Dispose();
+
+    [Test]
+    public void Checkpoint_returns_SQLites_figures_on_a_SaverDbConnection()
+    {
+        var connectionString = _folder.ConnectionString("Wal Autocheckpoint=0");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(10000));");
+
+        var result = connection.Checkpoint(CheckpointMode.Full);
+
+        result.Busy.ShouldBeFalse();
+        result.LogFrames.ShouldBeGreaterThan(0);
+        result.CheckpointedFrames.ShouldBe(result.LogFrames);
+    }
+
+    [Test]
+    public async Task Checkpoint_returns_SQLites_figures_on_a_plain_SqliteConnection()
+    {
+        var path = _folder.File("plain.db");
+        using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
+        connection.Open();
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(10000));";
+            command.ExecuteNonQuery();
+        }
+
+        var passive = await connection.CheckpointAsync();
+        var truncate = connection.Checkpoint(CheckpointMode.Truncate);
+
+        passive.LogFrames.ShouldBeGreaterThan(0);
+        passive.CheckpointedFrames.ShouldBe(passive.LogFrames);
+        truncate.ShouldBe(new CheckpointResult(false, 0, 0));
+        new FileInfo(path + "-wal").Length.ShouldBe(0);
+    }
+
+    [Test]
+    public void Checkpoint_on_a_database_not_in_WAL_reports_minus_one_frames()
+    {
+        using var connection = new SaverDbConnection(_folder.ConnectionString("Journal Mode=Delete"));
+        connection.Open();
+
+        connection.Checkpoint(CheckpointMode.Truncate).ShouldBe(new CheckpointResult(false, -1, -1));
+    }
+
+    [Test]
+    public async Task Checkpoint_needs_an_open_connection_of_a_known_kind_and_a_defined_mode()
+    {
+        using var closed = new SaverDbConnection(_folder.ConnectionString());
+        using var closedPlain = new SqliteConnection("Data Source=:memory:");
+
+        Should.Throw<InvalidOperationException>(() => closed.Checkpoint());
+        Should.Throw<InvalidOperationException>(() => closedPlain.Checkpoint());
+        Should.Throw<ArgumentNullException>(() => CheckpointExtensions.Checkpoint(null!));
+        closed.Open();
+        Should.Throw<ArgumentOutOfRangeException>(() => closed.Checkpoint((CheckpointMode)7));
+        await Should.ThrowAsync<OperationCanceledException>(() => closed.CheckpointAsync(CheckpointMode.Passive, new CancellationToken(true)));
+    }
+
+    [Test]
+    public void Restart_with_a_reader_holding_an_old_snapshot_comes_back_busy_within_the_busy_timeout()
+    {
+        var connectionString = _folder.ConnectionString("Busy Timeout=100");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        using var reader = new SaverDbConnection(connectionString);
+        reader.Open();
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
+        using var writer = new SaverDbConnection(connectionString);
+        writer.Open();
+        ConnectionTests.Exec(writer, "INSERT INTO t VALUES (2)");
+
+        writer.Checkpoint(CheckpointMode.Restart).Busy.ShouldBeTrue();
+    }
+}
