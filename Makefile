@@ -1,0 +1,20 @@
+SOLUTION := SqliteSaver.Data.sln
+CONFIGURATION ?= Release
+
+.PHONY: build test run pack lint
+
+build:
+	dotnet build $(SOLUTION) -c $(CONFIGURATION)
+
+test:
+	rm -rf TestResults
+	dotnet test $(SOLUTION) -c $(CONFIGURATION) --logger trx --results-directory TestResults
+
+run:
+	dotnet run --project src/SqliteSaver.Sample -c $(CONFIGURATION)
+
+pack:
+	dotnet pack src/SqliteSaver.Data/SqliteSaver.Data.csproj -c $(CONFIGURATION) -o artifacts
+
+lint:
+	dotnet format $(SOLUTION) --verify-no-changes
