@@ -89,6 +89,23 @@ public class ConnectionStringBuilderTests
     }
 
     [Test]
+    public void The_indexer_speaks_connection_string_values()
+    {
+        var builder = new SaverConnectionStringBuilder("Max Pool Size=4;Pool Timeout=1.5;Pooling=no;Journal Mode=truncate");
+
+        builder["maxpoolsize"].ShouldBe(4L);
+        builder["Pool Timeout"].ShouldBe(1.5);
+        builder["Pooling"].ShouldBe(false);
+        builder["Journal Mode"].ShouldBe("Truncate");
+        builder["Busy Timeout"].ShouldBe(5000L);
+        builder["Foreign Keys"].ShouldBeNull();
+        builder.TryGetValue("Filename", out var dataSource).ShouldBeTrue();
+        dataSource.ShouldBe(string.Empty);
+        builder.TryGetValue("Nope", out _).ShouldBeFalse();
+        builder.ConnectionString.ShouldBe("Max Pool Size=4;Pool Timeout=1.5;Pooling=False;Journal Mode=Truncate");
+    }
+
+    [Test]
     public void Setting_null_removes_a_keyword()
     {
         var builder = new SaverConnectionStringBuilder("Max Pool Size=4") { ["MaxPoolSize"] = null };

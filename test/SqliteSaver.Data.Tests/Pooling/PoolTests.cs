@@ -378,6 +378,23 @@ public class PoolTests
         Should.Throw<ObjectDisposedException>(() => dataSource.OpenConnection());
     }
 
+    [Test]
+    public void Open_and_Close_of_a_pooled_connection_allocate_nothing()
+    {
+        using var connection = new SaverDbConnection(_folder.ConnectionString());
+        connection.Open();
+        connection.Close();
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++)
+        {
+            connection.Open();
+            connection.Close();
+        }
+
+        (GC.GetAllocatedBytesForCurrentThread() - before).ShouldBe(0);
+    }
+
     internal static void Execute(string connectionString, string sql)
     {
         using var connection = new SaverDbConnection(connectionString);
