@@ -1,5 +1,6 @@
 using System.Globalization;
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Threading;
 
 namespace SqliteSaver.Data.Pooling;
 
@@ -14,7 +15,7 @@ internal sealed class ConnectionPool : IDisposable
     private readonly TimeProvider _time;
     private readonly Lock _lock = new();
     private readonly List<PhysicalConnection> _idle = [];
-    private readonly LinkedList<Waiter> _waiters = new();
+    private readonly WaitQueue<PhysicalConnection?> _waiters;
     private readonly ITimer? _pruneTimer;
     private int _open;
     private int _generation;
@@ -25,6 +26,7 @@ internal sealed class ConnectionPool : IDisposable
     {
         _options = options;
         _time = time;
+        _waiters = new WaitQueue<PhysicalConnection?>(_lock);
         if (options.Pooling && options.ConnectionIdleLifetime > TimeSpan.Zero)
         {
             var period = TimeSpan.FromTicks(Math.Max(options.ConnectionIdleLifetime.Ticks / 2, TimeSpan.TicksPerSecond));
@@ -85,30 +87,12 @@ internal sealed class ConnectionPool : IDisposable
             return OpenInSlot();
         }
 
-        bool granted;
-        try
-        {
-            granted = waiter.Task.Wait(WaitMilliseconds, cancellationToken);
-        }
-        catch (OperationCanceledException) when (Abandon(waiter))
-        {
-            throw;
-        }
-        catch (OperationCanceledException)
-        {
-            granted = true;
-        }
-        catch (AggregateException)
-        {
-            granted = true; // faulted by Dispose: GetResult below rethrows the ObjectDisposedException
-        }
-
-        if (!granted && Abandon(waiter))
+        if (!_waiters.Wait(waiter, WaitTimeout, cancellationToken, out var granted))
         {
             throw PoolTimeout();
         }
 
-        return waiter.Task.GetAwaiter().GetResult() ?? OpenInSlot();
+        return granted ?? OpenInSlot();
     }
 
     /// <summary>Rents a connection, waiting without blocking a thread while the pool is exhausted.</summary>
@@ -128,24 +112,13 @@ internal sealed class ConnectionPool : IDisposable
             return OpenInSlot();
         }
 
-        try
-        {
-            await waiter.Task.WaitAsync(WaitTimeSpan, cancellationToken).ConfigureAwait(false);
-        }
-        catch (TimeoutException) when (Abandon(waiter))
+        var (ok, granted) = await _waiters.WaitAsync(waiter, WaitTimeout, cancellationToken).ConfigureAwait(false);
+        if (!ok)
         {
             throw PoolTimeout();
         }
-        catch (OperationCanceledException) when (Abandon(waiter))
-        {
-            throw;
-        }
-        catch (Exception) when (waiter.Task.IsCompletedSuccessfully)
-        {
-            // Granted just as the wait ended: the connection is ours.
-        }
 
-        return await waiter.Task.ConfigureAwait(false) ?? OpenInSlot();
+        return granted ?? OpenInSlot();
     }
 
     /// <summary>
@@ -159,7 +132,7 @@ internal sealed class ConnectionPool : IDisposable
         {
             if (keep && !_disposed && connection.Generation == _generation)
             {
-                if (!GrantToWaiter(connection))
+                if (!_waiters.TryGrant(connection))
                 {
                     connection.IdleSince = _time.GetTimestamp();
                     _idle.Add(connection);
@@ -203,7 +176,6 @@ internal sealed class ConnectionPool : IDisposable
     /// <summary>Clears the pool for good: waiters fail with <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
-        Waiter[] waiters;
         lock (_lock)
         {
             if (_disposed)
@@ -212,26 +184,17 @@ internal sealed class ConnectionPool : IDisposable
             }
 
             _disposed = true;
-            waiters = [.. _waiters];
-            _waiters.Clear();
+            _waiters.FailAll(new ObjectDisposedException(nameof(SaverDataSource)));
         }
 
         _pruneTimer?.Dispose();
-        foreach (var waiter in waiters)
-        {
-            waiter.TrySetException(new ObjectDisposedException(nameof(SaverDataSource)));
-        }
 
         Clear();
     }
 
-    private int WaitMilliseconds => _options.PoolTimeout == TimeSpan.Zero
-        ? Timeout.Infinite
-        : (int)Math.Ceiling(_options.PoolTimeout.TotalMilliseconds);
+    private TimeSpan WaitTimeout => _options.PoolTimeout == TimeSpan.Zero ? Timeout.InfiniteTimeSpan : _options.PoolTimeout;
 
-    private TimeSpan WaitTimeSpan => _options.PoolTimeout == TimeSpan.Zero ? Timeout.InfiniteTimeSpan : _options.PoolTimeout;
-
-    private PhysicalConnection? TryTake(out Waiter? waiter)
+    private PhysicalConnection? TryTake(out WaitQueue<PhysicalConnection?>.Waiter? waiter)
     {
         waiter = null;
         lock (_lock)
@@ -250,8 +213,7 @@ internal sealed class ConnectionPool : IDisposable
                 return null;
             }
 
-            waiter = new Waiter();
-            waiter.Node = _waiters.AddLast(waiter);
+            waiter = _waiters.Enqueue();
             return null;
         }
     }
@@ -302,38 +264,9 @@ internal sealed class ConnectionPool : IDisposable
     /// <summary>A slot freed: the longest waiter may open a connection in it, else the count drops. Call under the lock.</summary>
     private void ReleaseSlot()
     {
-        if (_disposed || !GrantToWaiter(null))
+        if (_disposed || !_waiters.TryGrant(null))
         {
             _open--;
-        }
-    }
-
-    /// <summary>Hands a connection (or, with <see langword="null"/>, a free slot) to the longest waiter. Call under the lock.</summary>
-    private bool GrantToWaiter(PhysicalConnection? connection)
-    {
-        var first = _waiters.First;
-        if (first is null)
-        {
-            return false;
-        }
-
-        _waiters.RemoveFirst();
-        first.Value.TrySetResult(connection);
-        return true;
-    }
-
-    /// <summary>Takes a timed-out or cancelled waiter out of the queue; false when it was granted first and must be used.</summary>
-    private bool Abandon(Waiter waiter)
-    {
-        lock (_lock)
-        {
-            if (waiter.Node?.List is null)
-            {
-                return false;
-            }
-
-            _waiters.Remove(waiter.Node);
-            return true;
         }
     }
 
@@ -370,10 +303,5 @@ internal sealed class ConnectionPool : IDisposable
         {
             connection.Dispose();
         }
-    }
-
-    private sealed class Waiter() : TaskCompletionSource<PhysicalConnection?>(TaskCreationOptions.RunContinuationsAsynchronously)
-    {
-        public LinkedListNode<Waiter>? Node { get; set; }
     }
 }

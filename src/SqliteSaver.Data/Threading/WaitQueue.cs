@@ -1,0 +1,132 @@
+namespace SqliteSaver.Data.Threading;
+
+/// <summary>
+/// A first-come-first-served queue of callers waiting for a <typeparamref name="T"/> (a pooled connection, a turn
+/// at the write gate). The owner guards its own state and this queue with one lock: <see cref="Enqueue"/>,
+/// <see cref="TryGrant"/> and <see cref="Count"/> are called under it; the waits take it themselves to leave the
+/// queue on timeout or cancellation, so a grant is never lost to a caller that has given up.
+/// </summary>
+internal sealed class WaitQueue<T>(Lock ownerLock)
+{
+    private readonly LinkedList<Waiter> _waiters = new();
+
+    /// <summary>Callers queued. Call under the owner's lock.</summary>
+    public int Count => _waiters.Count;
+
+    /// <summary>Queues a caller. Call under the owner's lock, then wait outside it.</summary>
+    public Waiter Enqueue()
+    {
+        var waiter = new Waiter();
+        waiter.Node = _waiters.AddLast(waiter);
+        return waiter;
+    }
+
+    /// <summary>Hands <paramref name="value"/> to the longest waiter, if any. Call under the owner's lock.</summary>
+    public bool TryGrant(T value)
+    {
+        var first = _waiters.First;
+        if (first is null)
+        {
+            return false;
+        }
+
+        _waiters.RemoveFirst();
+        first.Value.TrySetResult(value);
+        return true;
+    }
+
+    /// <summary>Fails every waiter with <paramref name="exception"/>. Call under the owner's lock.</summary>
+    public void FailAll(Exception exception)
+    {
+        foreach (var waiter in _waiters)
+        {
+            waiter.TrySetException(exception);
+        }
+
+        _waiters.Clear();
+    }
+
+    /// <summary>Blocks until granted; returns <see langword="false"/> when <paramref name="timeout"/> passed first.</summary>
+    /// <param name="waiter">The caller's place in the queue, from <see cref="Enqueue"/>.</param>
+    /// <param name="timeout">How long to wait; <see cref="Timeout.InfiniteTimeSpan"/> for no limit.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <param name="value">What was granted.</param>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first.</exception>
+    public bool Wait(Waiter waiter, TimeSpan timeout, CancellationToken cancellationToken, out T value)
+    {
+        bool granted;
+        try
+        {
+            granted = waiter.Task.Wait(timeout, cancellationToken);
+        }
+        catch (OperationCanceledException) when (Abandon(waiter))
+        {
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            granted = true;
+        }
+        catch (AggregateException)
+        {
+            granted = true; // failed by FailAll: GetResult below rethrows the exception itself
+        }
+
+        if (!granted && Abandon(waiter))
+        {
+            value = default!;
+            return false;
+        }
+
+        value = waiter.Task.GetAwaiter().GetResult();
+        return true;
+    }
+
+    /// <summary>Waits without blocking a thread; the result's <c>Granted</c> is <see langword="false"/> when <paramref name="timeout"/> passed first.</summary>
+    /// <param name="waiter">The caller's place in the queue, from <see cref="Enqueue"/>.</param>
+    /// <param name="timeout">How long to wait; <see cref="Timeout.InfiniteTimeSpan"/> for no limit.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first.</exception>
+    public async ValueTask<(bool Granted, T Value)> WaitAsync(Waiter waiter, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await waiter.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException) when (Abandon(waiter))
+        {
+            return (false, default!);
+        }
+        catch (OperationCanceledException) when (Abandon(waiter))
+        {
+            throw;
+        }
+        catch (Exception) when (waiter.Task.IsCompletedSuccessfully)
+        {
+            // Granted just as the wait ended: the value is ours.
+        }
+
+        return (true, await waiter.Task.ConfigureAwait(false));
+    }
+
+    /// <summary>Takes a waiter that gave up out of the queue; <see langword="false"/> when it was granted first and must use its value.</summary>
+    private bool Abandon(Waiter waiter)
+    {
+        lock (ownerLock)
+        {
+            if (waiter.Node?.List is null)
+            {
+                return false;
+            }
+
+            _waiters.Remove(waiter.Node);
+            return true;
+        }
+    }
+
+    /// <summary>One queued caller.</summary>
+    internal sealed class Waiter() : TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public LinkedListNode<Waiter>? Node { get; set; }
+    }
+}
