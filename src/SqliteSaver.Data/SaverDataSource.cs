@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Data.Common;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Pooling;
+using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data;
 
@@ -19,15 +20,18 @@ public sealed class SaverDataSource : DbDataSource
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByConnectionString = new();
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByPoolKey = new();
     private static readonly ConcurrentDictionary<SaverDataSource, byte> Live = new();
+    private static readonly ConcurrentDictionary<string, WriteGate> GatesByFile = new(StringComparer.Ordinal);
 
     private readonly string _connectionString;
     private int _disposed;
 
-    private SaverDataSource(string connectionString, SaverOptions options, TimeProvider time)
+    private SaverDataSource(string connectionString, SaverOptions options, TimeProvider time, SaverRetryStrategy? retryStrategy)
     {
         _connectionString = connectionString;
         Options = options;
-        Pool = new ConnectionPool(options, time);
+        retryStrategy ??= new RetryPolicy(options, time);
+        Pool = new ConnectionPool(options, time, retryStrategy);
+        Executor = new Executor(retryStrategy, CreateGate(options));
         Live.TryAdd(this, 0);
     }
 
@@ -38,19 +42,22 @@ public sealed class SaverDataSource : DbDataSource
 
     internal ConnectionPool Pool { get; }
 
+    internal Executor Executor { get; }
+
     /// <summary>Creates a data source with a pool of its own.</summary>
     /// <param name="connectionString">The connection string; see <see cref="SaverConnectionStringBuilder"/> for its keywords.</param>
     /// <returns>A new data source; dispose it to close its connections.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="connectionString"/> is null.</exception>
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
-    public static SaverDataSource Create(string connectionString) => Create(connectionString, TimeProvider.System);
-
-    /// <summary>Creates a data source with a pool of its own, driven by <paramref name="time"/>.</summary>
-    internal static SaverDataSource Create(string connectionString, TimeProvider time)
+    public static SaverDataSource Create(string connectionString)
     {
         ArgumentNullException.ThrowIfNull(connectionString);
-        return new SaverDataSource(connectionString, SaverOptions.Parse(connectionString), time);
+        return new SaverDataSource(connectionString, SaverOptions.Parse(connectionString), TimeProvider.System, null);
     }
+
+    /// <summary>Creates a data source with a pool of its own, for <see cref="SaverDataSourceBuilder"/>.</summary>
+    internal static SaverDataSource Create(string connectionString, SaverOptions options, TimeProvider time, SaverRetryStrategy? retryStrategy)
+        => new(connectionString, options, time, retryStrategy);
 
     /// <summary>Creates a closed connection that rents from this data source's pool.</summary>
     /// <returns>A new connection, not yet open.</returns>
@@ -102,7 +109,7 @@ public sealed class SaverDataSource : DbDataSource
         {
             if (!SharedByPoolKey.TryGetValue(options.PoolKey, out dataSource))
             {
-                dataSource = new SaverDataSource(connectionString, options, TimeProvider.System);
+                dataSource = new SaverDataSource(connectionString, options, TimeProvider.System, null);
                 SharedByPoolKey[options.PoolKey] = dataSource;
             }
         }
@@ -121,6 +128,11 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <inheritdoc />
     protected override DbConnection CreateDbConnection() => CreateConnection();
+
+    /// <summary>One gate per database file in the process, shared by every data source on it; one per in-memory database.</summary>
+    private static WriteGate? CreateGate(SaverOptions options) => !options.WriteGate
+        ? null
+        : options.IsMemory ? new WriteGate() : GatesByFile.GetOrAdd(options.DataSource, static _ => new WriteGate());
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)

@@ -22,6 +22,7 @@ public sealed class SaverDbCommand : DbCommand
     private SaverDbConnection? _connection;
     private SaverDbTransaction? _transaction;
     private int? _commandTimeout;
+    private DbDataReader? _reader;
 
     /// <summary>Creates a command with no text and no connection.</summary>
     public SaverDbCommand()
@@ -130,25 +131,41 @@ public sealed class SaverDbCommand : DbCommand
     /// <returns>The parameter.</returns>
     public new SqliteParameter CreateParameter() => _inner.CreateParameter();
 
-    /// <summary>Runs the command and returns the number of rows inserted, updated or deleted.</summary>
+    /// <summary>
+    /// Runs the command and returns the number of rows inserted, updated or deleted. Outside a transaction a write
+    /// waits its turn at the write gate and runs in a transaction of its own, so that after SQLITE_BUSY it is
+    /// rolled back whole and run again; inside a transaction nothing is retried.
+    /// </summary>
     /// <returns>The rows changed by the command's statements.</returns>
     /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>
-    /// <exception cref="SqliteException">SQLite reported an error.</exception>
+    /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override int ExecuteNonQuery()
-    {
-        Bind(nameof(ExecuteNonQuery));
-        return _inner.ExecuteNonQuery();
-    }
+        => Run(static (command, _) => command.ExecuteNonQuery(), CommandBehavior.Default, nameof(ExecuteNonQuery));
 
-    /// <summary>Runs the command and returns the first column of the first row, or <see langword="null"/>.</summary>
+    /// <summary>Runs the command and returns the first column of the first row, or <see langword="null"/>. Retried as <see cref="ExecuteNonQuery"/> is.</summary>
     /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
     /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>
-    /// <exception cref="SqliteException">SQLite reported an error.</exception>
+    /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override object? ExecuteScalar()
-    {
-        Bind(nameof(ExecuteScalar));
-        return _inner.ExecuteScalar();
-    }
+        => Run(static (command, _) => command.ExecuteScalar(), CommandBehavior.Default, nameof(ExecuteScalar));
+
+    /// <summary>Runs the command as <see cref="ExecuteNonQuery"/> does, waiting at the write gate and between retries without blocking a thread.</summary>
+    /// <param name="cancellationToken">Cancels the waits.</param>
+    /// <returns>The rows changed by the command's statements.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>
+    /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
+    public override Task<int> ExecuteNonQueryAsync(CancellationToken cancellationToken)
+        => RunAsync(static (command, _) => command.ExecuteNonQuery(), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken);
+
+    /// <summary>Runs the command as <see cref="ExecuteScalar"/> does, waiting at the write gate and between retries without blocking a thread.</summary>
+    /// <param name="cancellationToken">Cancels the waits.</param>
+    /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>
+    /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
+    public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken)
+        => RunAsync(static (command, _) => command.ExecuteScalar(), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken);
 
     /// <summary>Prepares the command's statements on the open connection.</summary>
     /// <exception cref="InvalidOperationException">The command has no open connection.</exception>
@@ -168,18 +185,37 @@ public sealed class SaverDbCommand : DbCommand
     /// <inheritdoc />
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
-        var connection = Bind(nameof(ExecuteReader));
-        var closeConnection = behavior.HasFlag(CommandBehavior.CloseConnection);
+        var (connection, physical) = Bind(nameof(ExecuteReader));
+        var (reader, open) = connection.Executor.Execute(physical, _inner, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, CancellationToken.None);
+        return WrapReader(connection, physical, reader, open, behavior);
+    }
 
-        // The physical connection belongs to the pool: closing the reader must close the SaverDbConnection instead.
-        DbDataReader reader = _inner.ExecuteReader(behavior & ~CommandBehavior.CloseConnection);
-        if (closeConnection)
+    /// <inheritdoc />
+    protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
+    {
+        var (connection, physical) = Bind(nameof(ExecuteReader));
+        var (reader, open) = await connection.Executor
+            .ExecuteAsync(physical, _inner, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
+            .ConfigureAwait(false);
+        return WrapReader(connection, physical, reader, open, behavior);
+    }
+
+    /// <summary>Whether the command was disposed.</summary>
+    internal bool IsDisposed { get; private set; }
+
+    /// <summary>
+    /// Detaches the command from a physical connection going back to the pool, on the thread that still owns it:
+    /// its reader is closed and its prepared statements released, so that nothing touches the physical connection
+    /// once another renter has it.
+    /// </summary>
+    internal void Unbind(SqliteConnection physical)
+    {
+        _reader?.Dispose();
+        _reader = null;
+        if (ReferenceEquals(_inner.Connection, physical))
         {
-            reader = new ConnectionClosingDataReader(reader, connection);
+            _inner.Connection = null;
         }
-
-        connection.TrackReader(reader);
-        return reader;
     }
 
     /// <inheritdoc />
@@ -187,17 +223,45 @@ public sealed class SaverDbCommand : DbCommand
     {
         if (disposing)
         {
+            IsDisposed = true;
             _inner.Dispose();
         }
 
         base.Dispose(disposing);
     }
 
+    // The physical connection belongs to the pool: CloseConnection must close the SaverDbConnection instead.
+    private static SqliteDataReader ExecuteInnerReader(SqliteCommand command, CommandBehavior behavior)
+        => command.ExecuteReader(behavior & ~CommandBehavior.CloseConnection);
+
+    private DbDataReader WrapReader(SaverDbConnection connection, PhysicalConnection physical, SqliteDataReader reader, bool open, CommandBehavior behavior)
+    {
+        var closeConnection = behavior.HasFlag(CommandBehavior.CloseConnection);
+        return _reader = open || closeConnection
+            ? new PooledDataReader(reader, closeConnection ? connection : null, open ? physical : null)
+            : reader;
+    }
+
+    private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
+    {
+        var (connection, physical) = Bind(operation);
+        return connection.Executor.Execute(physical, _inner, CommandTimeout, run, behavior, keepOpen: false, CancellationToken.None).Result;
+    }
+
+    private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
+    {
+        var (connection, physical) = Bind(operation);
+        var (result, _) = await connection.Executor
+            .ExecuteAsync(physical, _inner, CommandTimeout, run, behavior, keepOpen: false, cancellationToken)
+            .ConfigureAwait(false);
+        return result;
+    }
+
     /// <summary>Points the inner command at the open physical connection and checks the transaction.</summary>
-    private SaverDbConnection Bind(string operation)
+    private (SaverDbConnection Connection, PhysicalConnection Physical) Bind(string operation)
     {
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
-        PhysicalConnection physical = connection.GetOpenPhysical(operation);
+        var physical = connection.GetOpenPhysical(operation);
         if (_transaction is not null)
         {
             if (_transaction.IsCompleted)
@@ -214,8 +278,9 @@ public sealed class SaverDbCommand : DbCommand
         if (!ReferenceEquals(_inner.Connection, physical.Sqlite))
         {
             _inner.Connection = physical.Sqlite;
+            connection.Track(this);
         }
 
-        return connection;
+        return (connection, physical);
     }
 }

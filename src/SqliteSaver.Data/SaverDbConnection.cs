@@ -4,6 +4,7 @@ using System.Diagnostics.CodeAnalysis;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Pooling;
+using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data;
 
@@ -24,7 +25,7 @@ public sealed class SaverDbConnection : DbConnection
     private string _connectionString = string.Empty;
     private SaverDataSource? _dataSource;
     private PhysicalConnection? _physical;
-    private List<DbDataReader>? _readers;
+    private List<SaverDbCommand>? _commands;
 
     /// <summary>Creates a connection with no connection string; set <see cref="ConnectionString"/> before opening.</summary>
     public SaverDbConnection()
@@ -91,6 +92,8 @@ public sealed class SaverDbConnection : DbConnection
 
     internal SaverOptions Options => GetDataSource().Options;
 
+    internal Executor Executor => GetDataSource().Executor;
+
     /// <summary>
     /// Closes every idle physical connection of this connection's pool now and every rented one when it is
     /// returned, so that the database file can be deleted right after.
@@ -147,26 +150,45 @@ public sealed class SaverDbConnection : DbConnection
 
         // Detach first: a CloseConnection reader closed below calls back into Close, which must then do nothing.
         _physical = null;
-        if (_readers is { Count: > 0 })
+        if (_commands is { Count: > 0 })
         {
-            foreach (var reader in _readers)
+            foreach (var command in _commands)
             {
-                reader.Dispose();
+                command.Unbind(physical.Sqlite);
             }
 
-            _readers.Clear();
+            _commands.Clear();
         }
 
-        Transaction?.Complete();
+        if (Transaction is { } transaction)
+        {
+            physical.TryRollback();
+            transaction.Complete();
+        }
+
         _dataSource!.Pool.Return(physical);
         OnStateChange(Closed);
     }
 
-    /// <summary>Begins an IMMEDIATE transaction: it takes the write lock at once, so its writes cannot fail on a stale snapshot.</summary>
+    /// <summary>
+    /// Begins an IMMEDIATE transaction: it takes the write lock at once, so its writes cannot fail on a stale
+    /// snapshot. It waits first-come-first-served at the write gate (up to Default Timeout), then for SQLite's
+    /// lock under busy_timeout and the retry policy. Until it ends, other writers in the process wait: commit or
+    /// dispose it promptly.
+    /// </summary>
     /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
     /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
-    /// <exception cref="SqliteException">The write lock could not be taken.</exception>
+    /// <exception cref="SqliteException">The write lock could not be taken within the retry policy's bounds (SQLITE_BUSY).</exception>
     public new SaverDbTransaction BeginTransaction() => BeginTransaction(deferred: false);
+
+    /// <summary>Begins an IMMEDIATE transaction as <see cref="BeginTransaction()"/> does, waiting without blocking a thread.</summary>
+    /// <param name="cancellationToken">Cancels the waits for the write gate and between retries.</param>
+    /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="SqliteException">The write lock could not be taken within the retry policy's bounds (SQLITE_BUSY).</exception>
+    public new async ValueTask<SaverDbTransaction> BeginTransactionAsync(CancellationToken cancellationToken = default)
+        => (SaverDbTransaction)await BeginDbTransactionAsync(IsolationLevel.Unspecified, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Begins a transaction, IMMEDIATE or, with <paramref name="deferred"/>, DEFERRED.</summary>
     /// <param name="deferred">
@@ -211,16 +233,138 @@ public sealed class SaverDbConnection : DbConnection
         return physical;
     }
 
-    /// <summary>Remembers a reader so that closing the connection closes it.</summary>
-    internal void TrackReader(DbDataReader reader)
+    /// <summary>Remembers a command bound to the physical connection, so that closing unbinds it (see <see cref="SaverDbCommand.Unbind"/>).</summary>
+    internal void Track(SaverDbCommand command)
     {
-        _readers ??= [];
-        if (_readers.Count >= 8)
+        _commands ??= [];
+        if (_commands.Count >= 16)
         {
-            _readers.RemoveAll(static r => r.IsClosed);
+            _commands.RemoveAll(static c => c.IsDisposed);
         }
 
-        _readers.Add(reader);
+        _commands.Add(command);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> in a transaction and commits it; on SQLITE_BUSY or SQLITE_LOCKED (including a
+    /// stale snapshot, SQLITE_BUSY_SNAPSHOT) rolls back and runs it again after the retry policy's delay; on any
+    /// other error rolls back and rethrows. Opens the connection if it is closed, and closes it again afterwards.
+    /// </summary>
+    /// <remarks>
+    /// The delegate may run more than once: keep side effects outside the database (messages, files, counters)
+    /// out of it, or make them idempotent. It must not commit or roll back the transaction itself.
+    /// </remarks>
+    /// <param name="work">The unit of work.</param>
+    /// <param name="deferred">
+    /// <see langword="true"/> for a DEFERRED transaction (no lock until the first statement); the default IMMEDIATE one
+    /// takes the write lock up front and cannot meet a stale snapshot.
+    /// </param>
+    /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection.</exception>
+    /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
+    public void RunInTransaction(Action<SaverDbTransaction> work, bool deferred = false)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        RunInTransaction(
+            transaction =>
+            {
+                work(transaction);
+                return true;
+            },
+            deferred);
+    }
+
+    /// <summary>Runs <paramref name="work"/> in a transaction as <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/> does and returns its result.</summary>
+    /// <typeparam name="T">What the unit of work returns.</typeparam>
+    /// <param name="work">The unit of work; it may run more than once.</param>
+    /// <param name="deferred"><see langword="true"/> for a DEFERRED transaction.</param>
+    /// <returns>The result of the attempt that committed.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection.</exception>
+    /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
+    public T RunInTransaction<T>(Func<SaverDbTransaction, T> work, bool deferred = false)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        var opened = OpenForUnitOfWork();
+        try
+        {
+            return Executor.Strategy.Execute(
+                static (state, _) => state.Connection.RunOnce(state.Work, state.Deferred),
+                (Connection: this, Work: work, Deferred: deferred),
+                CancellationToken.None);
+        }
+        finally
+        {
+            if (opened)
+            {
+                Close();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> in a transaction as <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>
+    /// does, waiting for the write gate and between attempts without blocking a thread.
+    /// </summary>
+    /// <param name="work">The unit of work; it may run more than once.</param>
+    /// <param name="deferred"><see langword="true"/> for a DEFERRED transaction.</param>
+    /// <param name="cancellationToken">Passed to <paramref name="work"/>; cancels the waits between attempts.</param>
+    /// <returns>A task that completes when an attempt has committed.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection.</exception>
+    /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
+    public Task RunInTransactionAsync(Func<SaverDbTransaction, CancellationToken, Task> work, bool deferred = false, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        return RunInTransactionAsync(
+            async (transaction, token) =>
+            {
+                await work(transaction, token).ConfigureAwait(false);
+                return true;
+            },
+            deferred,
+            cancellationToken);
+    }
+
+    /// <summary>Runs <paramref name="work"/> as <see cref="RunInTransactionAsync(Func{SaverDbTransaction, CancellationToken, Task}, bool, CancellationToken)"/> does and returns its result.</summary>
+    /// <typeparam name="T">What the unit of work returns.</typeparam>
+    /// <param name="work">The unit of work; it may run more than once.</param>
+    /// <param name="deferred"><see langword="true"/> for a DEFERRED transaction.</param>
+    /// <param name="cancellationToken">Passed to <paramref name="work"/>; cancels the waits between attempts.</param>
+    /// <returns>The result of the attempt that committed.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection.</exception>
+    /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
+    public async Task<T> RunInTransactionAsync<T>(
+        Func<SaverDbTransaction, CancellationToken, Task<T>> work,
+        bool deferred = false,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        var opened = false;
+        if (_physical is null)
+        {
+            await OpenAsync(cancellationToken).ConfigureAwait(false);
+            opened = true;
+        }
+
+        try
+        {
+            ThrowIfInTransaction(GetOpenPhysical(nameof(RunInTransactionAsync)));
+            return await Executor.Strategy.ExecuteAsync(
+                static (state, token) => state.Connection.RunOnceAsync(state.Work, state.Deferred, token),
+                (Connection: this, Work: work, Deferred: deferred),
+                cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (opened)
+            {
+                Close();
+            }
+        }
     }
 
     /// <inheritdoc />
@@ -228,7 +372,20 @@ public sealed class SaverDbConnection : DbConnection
         => BeginTransaction(isolationLevel, deferred: false);
 
     /// <inheritdoc />
+    protected override async ValueTask<DbTransaction> BeginDbTransactionAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken)
+    {
+        CheckIsolationLevel(isolationLevel);
+        var physical = GetOpenPhysical(nameof(BeginTransaction));
+        ThrowIfInTransaction(physical);
+        await Executor.BeginAsync(physical, deferred: false, retry: true, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
+        return Transaction = new SaverDbTransaction(this, physical, Normalize(isolationLevel));
+    }
+
+    /// <inheritdoc />
     protected override DbCommand CreateDbCommand() => CreateCommand();
+
+    /// <inheritdoc />
+    protected override DbProviderFactory DbProviderFactory => SaverProviderFactory.Instance;
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
@@ -241,7 +398,7 @@ public sealed class SaverDbConnection : DbConnection
         base.Dispose(disposing);
     }
 
-    private SaverDbTransaction BeginTransaction(IsolationLevel isolationLevel, bool deferred)
+    private static void CheckIsolationLevel(IsolationLevel isolationLevel)
     {
         if (isolationLevel is IsolationLevel.Chaos or IsolationLevel.Snapshot)
         {
@@ -250,15 +407,80 @@ public sealed class SaverDbConnection : DbConnection
                 isolationLevel,
                 "SQLite transactions are serializable: use Serializable, Unspecified, ReadCommitted, RepeatableRead or ReadUncommitted (all run serializable).");
         }
+    }
 
-        var physical = GetOpenPhysical(nameof(BeginTransaction));
+    private static IsolationLevel Normalize(IsolationLevel isolationLevel)
+        => isolationLevel == IsolationLevel.Unspecified ? IsolationLevel.Serializable : isolationLevel;
+
+    private void ThrowIfInTransaction(PhysicalConnection physical)
+    {
         if (Transaction is not null || physical.InTransaction)
         {
             throw new InvalidOperationException("A transaction is already open on this connection; SQLite does not nest transactions (use SAVEPOINT).");
         }
+    }
 
-        SqliteException.ThrowExceptionForRC(physical.TryBegin(deferred), physical.Handle);
-        return Transaction = new SaverDbTransaction(this, physical, isolationLevel == IsolationLevel.Unspecified ? IsolationLevel.Serializable : isolationLevel);
+    private SaverDbTransaction BeginTransaction(IsolationLevel isolationLevel, bool deferred, bool retry = true)
+    {
+        CheckIsolationLevel(isolationLevel);
+        var physical = GetOpenPhysical(nameof(BeginTransaction));
+        ThrowIfInTransaction(physical);
+        Executor.Begin(physical, deferred, retry, Options.DefaultTimeout, CancellationToken.None);
+        return Transaction = new SaverDbTransaction(this, physical, Normalize(isolationLevel));
+    }
+
+    /// <summary>Opens the connection for a unit of work if it is closed; true when it did.</summary>
+    private bool OpenForUnitOfWork()
+    {
+        var opened = _physical is null;
+        if (opened)
+        {
+            Open();
+        }
+
+        try
+        {
+            ThrowIfInTransaction(GetOpenPhysical(nameof(RunInTransaction)));
+        }
+        catch
+        {
+            if (opened)
+            {
+                Close();
+            }
+
+            throw;
+        }
+
+        return opened;
+    }
+
+    /// <summary>One attempt at a unit of work: begin (one try; the caller's strategy retries the whole), run, commit.</summary>
+    private T RunOnce<T>(Func<SaverDbTransaction, T> work, bool deferred)
+    {
+        using var transaction = BeginTransaction(IsolationLevel.Serializable, deferred, retry: false);
+        var result = work(transaction);
+        if (!transaction.IsCompleted)
+        {
+            transaction.Commit();
+        }
+
+        return result;
+    }
+
+    private async ValueTask<T> RunOnceAsync<T>(Func<SaverDbTransaction, CancellationToken, Task<T>> work, bool deferred, CancellationToken cancellationToken)
+    {
+        var physical = GetOpenPhysical(nameof(RunInTransactionAsync));
+        ThrowIfInTransaction(physical);
+        await Executor.BeginAsync(physical, deferred, retry: false, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
+        await using var transaction = Transaction = new SaverDbTransaction(this, physical, IsolationLevel.Serializable);
+        var result = await work(transaction, cancellationToken).ConfigureAwait(false);
+        if (!transaction.IsCompleted)
+        {
+            transaction.Commit();
+        }
+
+        return result;
     }
 
     private SaverDataSource GetDataSource() => _dataSource ??= SaverDataSource.GetShared(_connectionString);

@@ -59,13 +59,14 @@ public sealed class SaverDbTransaction : DbTransaction
         }
     }
 
-    /// <summary>Marks the transaction completed and detaches it from its connection.</summary>
+    /// <summary>Marks the transaction completed, detaches it from its connection and leaves the write gate.</summary>
     internal void Complete()
     {
         if (!_completed)
         {
             _completed = true;
             _connection.Transaction = null;
+            _physical.ReleaseGate();
         }
     }
 

@@ -299,10 +299,11 @@ public class ConnectionTests
         Should.Throw<ArgumentOutOfRangeException>(() => other.BeginTransaction(IsolationLevel.Snapshot));
     }
 
-    [Test]
-    public void BeginTransaction_is_immediate_and_deferred_on_request()
+    [TestCase(false)]
+    [TestCase(true)]
+    public void BeginTransaction_is_immediate_and_deferred_on_request(bool writeGate)
     {
-        var connectionString = _folder.ConnectionString("Busy Timeout=0;Retry=0");
+        var connectionString = _folder.ConnectionString($"Busy Timeout=0;Retry=0;Default Timeout=1;Write Gate={writeGate}");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var writer = new SaverDbConnection(connectionString);
         using var other = new SaverDbConnection(connectionString);
@@ -317,7 +318,13 @@ public class ConnectionTests
         }
 
         using var holdsLock = writer.BeginTransaction();
-        Should.Throw<SqliteException>(() => other.BeginTransaction()).SqliteErrorCode.ShouldBe(5); // BUSY: IMMEDIATE wants the write lock
+        var busy = Should.Throw<SqliteException>(() => other.BeginTransaction()); // IMMEDIATE wants the write lock
+        busy.SqliteErrorCode.ShouldBe(5);
+        if (writeGate)
+        {
+            busy.Message.ShouldContain("write queue");
+        }
+
         using var stillDeferred = other.BeginTransaction(deferred: true);
         Scalar(other, "SELECT count(*) FROM t").ShouldBe(1L);
     }

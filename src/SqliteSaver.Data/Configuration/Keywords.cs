@@ -43,6 +43,7 @@ internal static class Keywords
     public static readonly KeywordSpec BaseDelay = KeywordSpec.Number("Base Delay", 0.05, 0, 3600);
     public static readonly KeywordSpec MaxDelay = KeywordSpec.Number("Max Delay", 2, 0, 3600);
     public static readonly KeywordSpec Jitter = KeywordSpec.Number("Jitter", 0.25, 0, 1);
+    public static readonly KeywordSpec WriteGate = KeywordSpec.Boolean("Write Gate", true);
 
     /// <summary>All keywords, in the order they are documented and written into normalized connection strings.</summary>
     public static readonly IReadOnlyList<KeywordSpec> All =
@@ -50,7 +51,7 @@ internal static class Keywords
         DataSource, Mode, Cache, Password, ForeignKeys, RecursiveTriggers, DefaultTimeout, Vfs,
         Pooling, MaxPoolSize, MinPoolSize, PoolTimeout, ConnectionIdleLifetime,
         BusyTimeout, JournalMode, Synchronous, CacheSize, MmapSize, TempStore, JournalSizeLimit, WalAutocheckpoint,
-        Retry, BaseDelay, MaxDelay, Jitter,
+        Retry, BaseDelay, MaxDelay, Jitter, WriteGate,
     ];
 
     private static readonly FrozenDictionary<string, KeywordSpec> ByCompactName = All

@@ -235,6 +235,16 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         set => this[Keywords.Jitter.Name] = value;
     }
 
+    /// <summary>
+    /// Whether writers in this process queue first-come-first-served for the database's write lock instead of
+    /// competing through SQLite's busy handler. Default <see langword="true"/>.
+    /// </summary>
+    public bool WriteGate
+    {
+        get => bool.Parse(GetText(Keywords.WriteGate)!);
+        set => this[Keywords.WriteGate.Name] = value;
+    }
+
     /// <inheritdoc />
     public override bool ContainsKey(string keyword)
         => Keywords.TryResolve(keyword, out var spec) && base.ContainsKey(spec.Name);

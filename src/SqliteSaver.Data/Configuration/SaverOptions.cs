@@ -26,6 +26,7 @@ internal sealed class SaverOptions
         BaseDelay = builder.BaseDelay;
         MaxDelay = builder.MaxDelay;
         Jitter = builder.Jitter;
+        WriteGate = builder.WriteGate;
 
         if (MinPoolSize > MaxPoolSize)
         {
@@ -79,6 +80,8 @@ internal sealed class SaverOptions
     public TimeSpan MaxDelay { get; }
 
     public double Jitter { get; }
+
+    public bool WriteGate { get; }
 
     /// <summary>Every keyword with its canonical value, in a fixed order: equal settings give equal keys.</summary>
     public string PoolKey { get; }
@@ -135,11 +138,11 @@ internal sealed class SaverOptions
 
         if (privateMemory)
         {
-            // ":memory:" would give every physical connection a database of its own. A uniquely named shared-cache
-            // in-memory database is one database for the whole pool, alive while the pool keeps a connection open.
-            inner.DataSource = "saver-memory-" + Guid.NewGuid().ToString("N");
-            inner.Mode = SqliteOpenMode.Memory;
-            inner.Cache = SqliteCacheMode.Shared;
+            // ":memory:" would give every physical connection a database of its own. A uniquely named database in
+            // SQLite's memdb VFS is one database for the whole pool, alive while the pool keeps a connection open,
+            // and unlike a shared-cache one it honours busy_timeout instead of failing at once with SQLITE_LOCKED.
+            inner.DataSource = "file:/saver-memory-" + Guid.NewGuid().ToString("N") + "?vfs=memdb";
+            inner.Mode = SqliteOpenMode.ReadWriteCreate;
         }
 
         return inner.ConnectionString;

@@ -13,6 +13,7 @@ internal sealed class ConnectionPool : IDisposable
 {
     private readonly SaverOptions _options;
     private readonly TimeProvider _time;
+    private readonly SaverRetryStrategy _strategy;
     private readonly Lock _lock = new();
     private readonly List<PhysicalConnection> _idle = [];
     private readonly WaitQueue<PhysicalConnection?> _waiters;
@@ -22,10 +23,11 @@ internal sealed class ConnectionPool : IDisposable
     private bool _disposed;
     private PhysicalConnection? _memoryAnchor;
 
-    public ConnectionPool(SaverOptions options, TimeProvider time)
+    public ConnectionPool(SaverOptions options, TimeProvider time, SaverRetryStrategy strategy)
     {
         _options = options;
         _time = time;
+        _strategy = strategy;
         _waiters = new WaitQueue<PhysicalConnection?>(_lock);
         if (options.Pooling && options.ConnectionIdleLifetime > TimeSpan.Zero)
         {
@@ -224,7 +226,7 @@ internal sealed class ConnectionPool : IDisposable
         try
         {
             EnsureMemoryAnchor();
-            return PhysicalConnection.Open(_options, Volatile.Read(ref _generation));
+            return PhysicalConnection.Open(_options, _strategy, Volatile.Read(ref _generation));
         }
         catch
         {
@@ -248,7 +250,7 @@ internal sealed class ConnectionPool : IDisposable
             return;
         }
 
-        var anchor = PhysicalConnection.Open(_options, Volatile.Read(ref _generation));
+        var anchor = PhysicalConnection.Open(_options, _strategy, Volatile.Read(ref _generation));
         lock (_lock)
         {
             if (_memoryAnchor is null && !_disposed)

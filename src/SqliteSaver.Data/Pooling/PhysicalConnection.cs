@@ -1,5 +1,6 @@
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Resilience;
 using SQLitePCL;
 
 namespace SqliteSaver.Data.Pooling;
@@ -15,7 +16,7 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _beginDeferred;
     private readonly sqlite3_stmt _commit;
     private readonly sqlite3_stmt _rollback;
-    private readonly sqlite3_stmt _hasTempObjects;
+    private readonly sqlite3_stmt _hasSessionState;
 
     private PhysicalConnection(SqliteConnection sqlite, int generation)
     {
@@ -26,7 +27,8 @@ internal sealed class PhysicalConnection : IDisposable
         _beginDeferred = Prepare("BEGIN");
         _commit = Prepare("COMMIT");
         _rollback = Prepare("ROLLBACK");
-        _hasTempObjects = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)");
+        _hasSessionState = Prepare(
+            "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master) OR EXISTS (SELECT 1 FROM pragma_database_list WHERE name NOT IN ('main', 'temp'))");
     }
 
     public SqliteConnection Sqlite { get; }
@@ -42,19 +44,31 @@ internal sealed class PhysicalConnection : IDisposable
     /// <summary>Whether anything ran on the connection during the current rental, so that returning must reset it.</summary>
     public bool Used { get; set; }
 
+    /// <summary>The write gate this connection holds while a write transaction of its own is open, if any.</summary>
+    public WriteGate? HeldGate { get; set; }
+
     /// <summary>Whether a transaction is open (SQLite is out of autocommit mode).</summary>
     public bool InTransaction => raw.sqlite3_get_autocommit(Handle) == 0;
 
-    /// <summary>Opens a physical connection and applies the options' PRAGMAs.</summary>
+    /// <summary>
+    /// Opens a physical connection and applies the options' PRAGMAs. They are idempotent, so the retry strategy
+    /// runs them again when switching the journal mode meets a lock (SQLite does not wait in its busy handler there).
+    /// </summary>
     /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
-    public static PhysicalConnection Open(SaverOptions options, int generation)
+    public static PhysicalConnection Open(SaverOptions options, SaverRetryStrategy strategy, int generation)
     {
         var sqlite = new SqliteConnection(options.InnerConnectionString);
         try
         {
             sqlite.Open();
-            var rc = raw.sqlite3_exec(sqlite.Handle, options.PragmaSql);
-            SqliteException.ThrowExceptionForRC(rc, sqlite.Handle);
+            strategy.Execute(
+                static (state, _) =>
+                {
+                    SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(state.Handle, state.PragmaSql), state.Handle);
+                    return true;
+                },
+                (sqlite.Handle, options.PragmaSql),
+                CancellationToken.None);
             return new PhysicalConnection(sqlite, generation);
         }
         catch
@@ -81,10 +95,33 @@ internal sealed class PhysicalConnection : IDisposable
         }
     }
 
+    /// <summary>Rolls back if a transaction is open, reporting instead of throwing when SQLite cannot.</summary>
+    /// <returns><see langword="false"/> when the rollback failed and the connection should not be reused.</returns>
+    public bool TryRollback()
+    {
+        try
+        {
+            Rollback();
+            return true;
+        }
+        catch (SqliteException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Leaves the write gate, if this connection holds it.</summary>
+    public void ReleaseGate()
+    {
+        var gate = HeldGate;
+        HeldGate = null;
+        gate?.Exit();
+    }
+
     /// <summary>
     /// Makes a returned connection clean for its next renter: any transaction rolled back. Returns
-    /// <see langword="false"/> when the connection cannot be made clean (it holds temporary tables or triggers,
-    /// or SQLite failed) and must be closed instead.
+    /// <see langword="false"/> when the connection cannot be made clean (it holds temporary tables or triggers
+    /// or attached databases, or SQLite failed) and must be closed instead.
     /// </summary>
     public bool TryReset()
     {
@@ -102,10 +139,10 @@ internal sealed class PhysicalConnection : IDisposable
         try
         {
             Rollback();
-            var rc = raw.sqlite3_step(_hasTempObjects);
-            var hasTempObjects = rc == raw.SQLITE_ROW && raw.sqlite3_column_int(_hasTempObjects, 0) != 0;
-            raw.sqlite3_reset(_hasTempObjects);
-            return rc == raw.SQLITE_ROW && !hasTempObjects;
+            var rc = raw.sqlite3_step(_hasSessionState);
+            var hasSessionState = rc == raw.SQLITE_ROW && raw.sqlite3_column_int(_hasSessionState, 0) != 0;
+            raw.sqlite3_reset(_hasSessionState);
+            return rc == raw.SQLITE_ROW && !hasSessionState;
         }
         catch (SqliteException)
         {
@@ -120,7 +157,7 @@ internal sealed class PhysicalConnection : IDisposable
         _beginDeferred.Dispose();
         _commit.Dispose();
         _rollback.Dispose();
-        _hasTempObjects.Dispose();
+        _hasSessionState.Dispose();
         Sqlite.Dispose();
     }
 

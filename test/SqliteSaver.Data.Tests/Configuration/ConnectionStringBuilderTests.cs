@@ -35,6 +35,7 @@ public class ConnectionStringBuilderTests
         builder.BaseDelay.ShouldBe(TimeSpan.FromSeconds(0.05));
         builder.MaxDelay.ShouldBe(TimeSpan.FromSeconds(2));
         builder.Jitter.ShouldBe(0.25);
+        builder.WriteGate.ShouldBeTrue();
         builder.ConnectionString.ShouldBe(string.Empty);
     }
 
@@ -140,7 +141,7 @@ public class ConnectionStringBuilderTests
             ("Retry", "-1"), ("Retry", "101"), ("Retry", "many"),
             ("Base Delay", "-0.1"), ("Base Delay", "NaN"), ("Base Delay", "3601"),
             ("Max Delay", "-1"), ("Max Delay", "1e400"),
-            ("Jitter", "1.5"), ("Jitter", "-0.1"), ("Jitter", "NaN"),
+            ("Jitter", "1.5"), ("Jitter", "-0.1"), ("Jitter", "NaN"), ("Write Gate", "on"),
         ];
 
         foreach (var (keyword, value) in cases)

@@ -206,7 +206,7 @@ public class PoolTests
     public void Idle_connections_above_Min_Pool_Size_close_after_the_idle_lifetime()
     {
         var time = new FakeTimeProvider();
-        using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Min Pool Size=1;Connection Idle Lifetime=60"), time);
+        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Min Pool Size=1;Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
         var connections = Enumerable.Range(0, 3).Select(_ => dataSource.OpenConnection()).ToList();
         connections.ForEach(c => c.Dispose());
         dataSource.Pool.IdleCount.ShouldBe(3);
@@ -223,7 +223,7 @@ public class PoolTests
     public void A_connection_used_recently_is_not_pruned()
     {
         var time = new FakeTimeProvider();
-        using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Connection Idle Lifetime=60"), time);
+        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
         dataSource.OpenConnection().Dispose();
 
         time.Advance(TimeSpan.FromSeconds(50));
@@ -348,7 +348,7 @@ public class PoolTests
         var missingFolder = Path.Combine(_folder.Path, "later");
         var connectionString = $"Data Source={Path.Combine(missingFolder, "x.db")};Max Pool Size=1;Pool Timeout=30";
         Directory.CreateDirectory(missingFolder);
-        using var dataSource = SaverDataSource.Create(connectionString, time);
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
         var holder = dataSource.OpenConnection();
 
         var waiter = Task.Run(() => dataSource.OpenConnection());

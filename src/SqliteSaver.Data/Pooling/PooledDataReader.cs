@@ -2,17 +2,21 @@ using System.Collections;
 using System.Collections.ObjectModel;
 using System.Data;
 using System.Data.Common;
+using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data.Pooling;
 
 /// <summary>
-/// A reader for <see cref="CommandBehavior.CloseConnection"/>: it forwards to the SQLite reader and, when closed,
-/// closes the <see cref="SaverDbConnection"/> (returning its physical connection to the pool) rather than the
-/// physical connection itself.
+/// A reader that forwards to the SQLite reader and finishes what was left open for it when it closes: a write
+/// that runs as it is read (an <c>INSERT ... RETURNING</c> outside a transaction) is committed and its write gate
+/// left; with <see cref="CommandBehavior.CloseConnection"/> the <see cref="SaverDbConnection"/> is closed, returning
+/// its physical connection to the pool, rather than the physical connection itself.
 /// </summary>
-internal sealed class ConnectionClosingDataReader(DbDataReader inner, SaverDbConnection connection)
+internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? closeConnection, PhysicalConnection? openWrite)
     : DbDataReader, IDbColumnSchemaGenerator
 {
+    private bool _closed;
+
     public override int Depth => inner.Depth;
 
     public override int FieldCount => inner.FieldCount;
@@ -31,8 +35,24 @@ internal sealed class ConnectionClosingDataReader(DbDataReader inner, SaverDbCon
 
     public override void Close()
     {
-        inner.Close();
-        connection.Close();
+        if (_closed)
+        {
+            return;
+        }
+
+        _closed = true;
+        try
+        {
+            inner.Close();
+            if (openWrite is not null)
+            {
+                Executor.Finish(openWrite, commit: true);
+            }
+        }
+        finally
+        {
+            closeConnection?.Close();
+        }
     }
 
     public override bool GetBoolean(int ordinal) => inner.GetBoolean(ordinal);

@@ -1,0 +1,129 @@
+using System.Collections.Concurrent;
+using System.Text;
+using SQLitePCL;
+
+namespace SqliteSaver.Data.Resilience;
+
+/// <summary>
+/// Classifies command text by preparing each of its statements once (without running them) and asking SQLite
+/// whether it writes. Results are cached per data source by text; text whose statements cannot all be prepared yet
+/// (a batch that creates a table and then uses it) is classified by its first statements and not cached.
+/// </summary>
+internal sealed class CommandClassifier
+{
+    private const int MaxCachedCommands = 4096;
+
+    private static readonly string[] StandaloneKeywords =
+        ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "PRAGMA", "ATTACH", "DETACH"];
+
+    private readonly ConcurrentDictionary<string, CommandKind> _cache = new(StringComparer.Ordinal);
+
+    /// <summary>Classifies <paramref name="sql"/> using the open connection <paramref name="db"/> to prepare it.</summary>
+    public CommandKind Classify(sqlite3 db, string sql)
+    {
+        if (_cache.TryGetValue(sql, out var kind))
+        {
+            return kind;
+        }
+
+        kind = Analyze(db, sql, out var complete);
+        if (complete && _cache.Count < MaxCachedCommands)
+        {
+            _cache.TryAdd(sql, kind);
+        }
+
+        return kind;
+    }
+
+    private static CommandKind Analyze(sqlite3 db, string sql, out bool complete)
+    {
+        ReadOnlySpan<byte> remaining = Encoding.UTF8.GetBytes(sql);
+        var statements = 0;
+        var writes = false;
+        var standalone = false;
+        complete = true;
+
+        while (!remaining.IsEmpty)
+        {
+            var rc = raw.sqlite3_prepare_v2(db, remaining, out var statement, out var tail);
+            using (statement)
+            {
+                if (rc != raw.SQLITE_OK)
+                {
+                    // Not preparable yet (it may depend on an earlier statement) or invalid: assume it writes.
+                    complete = false;
+                    writes = true;
+                    break;
+                }
+
+                if (statement.IsInvalid)
+                {
+                    break; // only white space or comments were left
+                }
+
+                statements++;
+                var text = remaining[..(remaining.Length - tail.Length)];
+                if (IsStandalone(text))
+                {
+                    standalone = true;
+                }
+                else if (raw.sqlite3_stmt_readonly(statement) == 0)
+                {
+                    writes = true;
+                }
+            }
+
+            remaining = tail;
+        }
+
+        return standalone
+            ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
+            : writes ? CommandKind.Write : CommandKind.Read;
+    }
+
+    /// <summary>Whether a statement's first keyword is one that cannot run inside a transaction of ours.</summary>
+    private static bool IsStandalone(ReadOnlySpan<byte> statement)
+    {
+        var keyword = FirstWord(statement);
+        foreach (var candidate in StandaloneKeywords)
+        {
+            if (Ascii.EqualsIgnoreCase(keyword, candidate))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The first word of a statement, after white space and comments.</summary>
+    private static ReadOnlySpan<byte> FirstWord(ReadOnlySpan<byte> text)
+    {
+        while (true)
+        {
+            text = text.TrimStart(" \t\r\n\f;"u8);
+            if (text.StartsWith("--"u8))
+            {
+                var end = text.IndexOf((byte)'\n');
+                text = end < 0 ? [] : text[(end + 1)..];
+            }
+            else if (text.StartsWith("/*"u8))
+            {
+                var end = text.IndexOf("*/"u8);
+                text = end < 0 ? [] : text[(end + 2)..];
+            }
+            else
+            {
+                break;
+            }
+        }
+
+        var length = 0;
+        while (length < text.Length && char.IsAsciiLetter((char)text[length]))
+        {
+            length++;
+        }
+
+        return text[..length];
+    }
+}

@@ -1,0 +1,111 @@
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Configuration;
+
+namespace SqliteSaver.Data.Resilience;
+
+/// <summary>
+/// The built-in retry strategy: up to Retry attempts after the first on SQLITE_BUSY or SQLITE_LOCKED, the n-th
+/// (from 0) after a delay of min(Max Delay, Base Delay × 2^n), spread by ±Jitter, timed by a <see cref="TimeProvider"/>.
+/// When attempts run out the caller gets a <see cref="SqliteException"/> with the same codes that says how many
+/// attempts were made and how long they took.
+/// </summary>
+internal sealed class RetryPolicy : SaverRetryStrategy
+{
+    private readonly TimeProvider _time;
+    private readonly Random _random;
+
+    public RetryPolicy(SaverOptions options, TimeProvider time, Random? random = null)
+    {
+        Retries = options.Retry;
+        BaseDelay = options.BaseDelay;
+        MaxDelay = options.MaxDelay;
+        Jitter = options.Jitter;
+        _time = time;
+        _random = random ?? Random.Shared;
+    }
+
+    /// <summary>Raised before each delay with the retry number (from 1), the delay and the error that caused it.</summary>
+    public event Action<int, TimeSpan, SqliteException>? Retrying;
+
+    public int Retries { get; }
+
+    public TimeSpan BaseDelay { get; }
+
+    public TimeSpan MaxDelay { get; }
+
+    public double Jitter { get; }
+
+    /// <summary>The delay before retry <paramref name="retry"/> (from 0): min(Max Delay, Base Delay × 2^n), spread by ±Jitter.</summary>
+    public TimeSpan GetDelay(int retry)
+    {
+        var ticks = Math.Min(MaxDelay.Ticks, BaseDelay.Ticks * Math.Pow(2, retry));
+        if (Jitter > 0)
+        {
+            ticks *= 1 + (Jitter * ((2 * _random.NextDouble()) - 1));
+        }
+
+        return TimeSpan.FromTicks((long)ticks);
+    }
+
+    public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+    {
+        var start = _time.GetTimestamp();
+        for (var attempts = 1; ; attempts++)
+        {
+            try
+            {
+                return attempt(state, cancellationToken);
+            }
+            catch (SqliteException error) when (IsTransient(error))
+            {
+                Sleep(NextDelay(error, attempts, start), cancellationToken);
+            }
+        }
+    }
+
+    public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+        Func<TState, CancellationToken, ValueTask<TResult>> attempt,
+        TState state,
+        CancellationToken cancellationToken)
+    {
+        var start = _time.GetTimestamp();
+        for (var attempts = 1; ; attempts++)
+        {
+            try
+            {
+                return await attempt(state, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SqliteException error) when (IsTransient(error))
+            {
+                await Task.Delay(NextDelay(error, attempts, start), _time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The delay before the next attempt, or the final error once <paramref name="attempts"/> used up every retry.</summary>
+    private TimeSpan NextDelay(SqliteException error, int attempts, long start)
+    {
+        if (attempts > Retries)
+        {
+            var elapsed = _time.GetElapsedTime(start);
+            throw new SqliteException(
+                string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"{error.Message} Gave up after {attempts} attempt{(attempts == 1 ? string.Empty : "s")} over {elapsed.TotalMilliseconds:0} ms (Retry={Retries}, Busy Timeout applies to each attempt)."),
+                error.SqliteErrorCode,
+                error.SqliteExtendedErrorCode);
+        }
+
+        var delay = GetDelay(attempts - 1);
+        Retrying?.Invoke(attempts, delay, error);
+        return delay;
+    }
+
+    private void Sleep(TimeSpan delay, CancellationToken cancellationToken)
+    {
+        using var elapsed = new ManualResetEventSlim();
+        using var timer = _time.CreateTimer(static state => ((ManualResetEventSlim)state!).Set(), elapsed, delay, Timeout.InfiniteTimeSpan);
+        elapsed.Wait(cancellationToken);
+    }
+}
