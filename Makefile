@@ -8,7 +8,7 @@ build:
 
 test:
 	rm -rf TestResults
-	dotnet test $(SOLUTION) -c $(CONFIGURATION) --logger trx --results-directory TestResults
+	dotnet test $(SOLUTION) -c $(CONFIGURATION) --logger trx --results-directory TestResults --blame-hang-timeout 5m
 
 run:
 	dotnet run --project src/SqliteSaver.Sample -c $(CONFIGURATION)

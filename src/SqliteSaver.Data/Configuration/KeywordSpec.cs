@@ -127,7 +127,8 @@ internal sealed class KeywordSpec
             throw Invalid(text);
         }
 
-        return number.ToString("R", CultureInfo.InvariantCulture);
+        // -0 and 0 are one setting (and one pool).
+        return (number == 0 ? 0 : number).ToString("R", CultureInfo.InvariantCulture);
     }
 
     private string NormalizeEnum(string text)

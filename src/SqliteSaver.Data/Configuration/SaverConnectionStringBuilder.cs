@@ -278,8 +278,9 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
 
     internal long GetInt64(KeywordSpec spec) => long.Parse(GetText(spec)!, CultureInfo.InvariantCulture);
 
+    /// <summary>A number of seconds as a <see cref="TimeSpan"/>, rounded up to whole ticks so that no positive value becomes zero.</summary>
     internal TimeSpan GetSeconds(KeywordSpec spec)
-        => TimeSpan.FromSeconds(double.Parse(GetText(spec)!, CultureInfo.InvariantCulture));
+        => TimeSpan.FromTicks((long)Math.Ceiling(double.Parse(GetText(spec)!, CultureInfo.InvariantCulture) * TimeSpan.TicksPerSecond));
 
     /// <summary>A keyword's value in connection-string terms: text, a boolean, a whole number or a number of seconds.</summary>
     private object? GetTyped(KeywordSpec spec) => GetText(spec) is not { } text

@@ -107,6 +107,13 @@ public class ConnectionStringBuilderTests
     }
 
     [Test]
+    public void Negative_zero_is_zero_and_a_tiny_positive_time_stays_positive()
+    {
+        new SaverConnectionStringBuilder("Pool Timeout=-0").ConnectionString.ShouldBe("Pool Timeout=0");
+        new SaverConnectionStringBuilder("Pool Timeout=0.00000001").PoolTimeout.ShouldBeGreaterThan(TimeSpan.Zero);
+    }
+
+    [Test]
     public void Setting_null_removes_a_keyword()
     {
         var builder = new SaverConnectionStringBuilder("Max Pool Size=4") { ["MaxPoolSize"] = null };

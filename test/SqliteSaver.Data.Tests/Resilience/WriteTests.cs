@@ -1,0 +1,406 @@
+using System.Diagnostics;
+using Dapper;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
+using Shouldly;
+using SqliteSaver.Data.Resilience;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Resilience;
+
+public class WriteTests
+{
+    private TempFolder _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = new TempFolder();
+
+    [TearDown]
+    public void TearDown() => _folder.Dispose();
+
+    [Test]
+    public void A_batch_that_hits_BUSY_on_its_second_statement_is_applied_exactly_once()
+    {
+        var connectionString = _folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE a (x); CREATE TABLE b (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var calls = 0;
+        connection.InnerConnection.CreateFunction("busy_once", () =>
+            Interlocked.Increment(ref calls) == 1 ? throw new SqliteException("SQLite Error 5: 'database is locked'.", 5) : 1L);
+
+        ConnectionTests.Exec(connection, "INSERT INTO a VALUES (1); INSERT INTO b VALUES (busy_once());");
+
+        calls.ShouldBe(2);
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM a").ShouldBe(1L);
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM b").ShouldBe(1L);
+    }
+
+    [Test]
+    public void Inside_an_explicit_transaction_a_statement_is_not_retried()
+    {
+        var connectionString = _folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE a (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var calls = 0;
+        connection.InnerConnection.CreateFunction("busy_always", () =>
+        {
+            Interlocked.Increment(ref calls);
+            return ThrowBusy();
+        });
+        using var transaction = connection.BeginTransaction();
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO a VALUES (busy_always())")).SqliteErrorCode.ShouldBe(5);
+
+        calls.ShouldBe(1);
+    }
+
+    [Test]
+    public void A_deferred_read_then_write_that_meets_a_stale_snapshot_succeeds_through_RunInTransaction()
+    {
+        var connectionString = _folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, seen INTEGER)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var errors = new List<int>();
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, _, error) => errors.Add(error.SqliteExtendedErrorCode);
+        using var connection = dataSource.OpenConnection();
+        var attempts = 0;
+
+        var seen = connection.RunInTransaction(
+            _ =>
+            {
+                attempts++;
+                var count = (long)ConnectionTests.Scalar(connection, "SELECT count(*) FROM t")!;
+                if (attempts == 1)
+                {
+                    PoolTests.Execute(connectionString, "INSERT INTO t (seen) VALUES (-1)"); // another writer commits meanwhile
+                }
+
+                using var insert = new SaverDbCommand("INSERT INTO t (seen) VALUES ($seen)", connection);
+                insert.Parameters.AddWithValue("$seen", count);
+                insert.ExecuteNonQuery();
+                return count;
+            },
+            deferred: true);
+
+        errors.ShouldBe([517]); // SQLITE_BUSY_SNAPSHOT on the first attempt
+        attempts.ShouldBe(2);
+        seen.ShouldBe(1L);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(seen) FROM t").ShouldBe("-1,1");
+    }
+
+    [Test]
+    public void RunInTransaction_rolls_back_and_rethrows_other_errors_without_retrying()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        var attempts = 0;
+
+        Should.Throw<SqliteException>(() => connection.RunInTransaction(_ =>
+        {
+            attempts++;
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        })).SqliteErrorCode.ShouldBe(19);
+
+        attempts.ShouldBe(1);
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
+    }
+
+    [Test]
+    public async Task RunInTransactionAsync_commits_and_returns_the_result()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+
+        var id = await connection.RunInTransactionAsync(async (transaction, token) =>
+        {
+            await connection.ExecuteAsync(new CommandDefinition("INSERT INTO t VALUES (7)", transaction: transaction, cancellationToken: token));
+            return await connection.QuerySingleAsync<long>(new CommandDefinition("SELECT last_insert_rowid()", transaction: transaction, cancellationToken: token));
+        });
+
+        id.ShouldBe(1L);
+        (await connection.QuerySingleAsync<long>("SELECT x FROM t")).ShouldBe(7L);
+    }
+
+    [Test]
+    public void A_write_against_a_lock_held_elsewhere_fails_fast_with_the_policys_attempts_not_after_30_seconds()
+    {
+        var connectionString = _folder.ConnectionString("Retry=3;Base Delay=0.01;Max Delay=0.02;Busy Timeout=10");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        var stopwatch = Stopwatch.StartNew();
+        var error = Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+        stopwatch.Stop();
+
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("Gave up after 4 attempts");
+        // Microsoft.Data.Sqlite alone would sleep in 150 ms steps until Default Timeout (30 s) ran out.
+        stopwatch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10));
+    }
+
+    [Test]
+    public void The_backoff_schedule_of_a_real_write_is_the_policys_on_a_fake_clock()
+    {
+        var time = new FakeTimeProvider();
+        var connectionString = _folder.ConnectionString("Retry=4;Base Delay=0.1;Max Delay=0.3;Jitter=0;Busy Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
+        var delays = new System.Collections.Concurrent.ConcurrentQueue<TimeSpan>();
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, delay, _) => delays.Enqueue(delay);
+        var holder = HoldWriteLock();
+        using var connection = dataSource.OpenConnection();
+
+        var write = Task.Run(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+        var seen = new List<TimeSpan>();
+        foreach (var _ in new[] { 1, 2, 3 })
+        {
+            Wait.Until(() => !delays.IsEmpty);
+            delays.TryDequeue(out var delay).ShouldBeTrue();
+            seen.Add(delay);
+            if (seen.Count == 3)
+            {
+                holder.Dispose(); // the lock comes free before the fourth attempt
+            }
+
+            time.Advance(delay);
+        }
+
+        write.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        write.Result.ShouldBe(1);
+        seen.ShouldBe([TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(300)]);
+    }
+
+    [Test]
+    public void Retry_zero_surfaces_the_first_BUSY_once_Busy_Timeout_has_passed()
+    {
+        var connectionString = _folder.ConnectionString("Retry=0;Busy Timeout=50");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        var error = Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("Gave up after 1 attempt over");
+    }
+
+    [Test]
+    public void Non_transient_errors_are_not_retried()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var retries = 0;
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, _, _) => retries++;
+        using var connection = dataSource.OpenConnection();
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)")).SqliteErrorCode.ShouldBe(19);
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO nowhere VALUES (1)")).SqliteErrorCode.ShouldBe(1);
+
+        retries.ShouldBe(0);
+        dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
+    public void An_insert_returning_read_through_Dapper_commits_when_the_reader_closes()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, x)");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        var id = connection.QuerySingle<long>("INSERT INTO t (x) VALUES (5) RETURNING id");
+
+        id.ShouldBe(1L);
+        dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
+        SQLitePCL.raw.sqlite3_get_autocommit(connection.InnerConnection.Handle).ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT x FROM t").ShouldBe(5L);
+    }
+
+    [Test]
+    public void A_reader_left_open_on_a_write_is_committed_when_the_connection_closes()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, x)");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t (x) VALUES (1), (2) RETURNING id";
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        dataSource.Executor.Gate!.IsHeld.ShouldBeTrue();
+
+        connection.Close();
+
+        reader.IsClosed.ShouldBeTrue();
+        dataSource.Executor.Gate.IsHeld.ShouldBeFalse();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(2L);
+    }
+
+    [Test]
+    public async Task Cancelling_a_write_queued_at_the_gate_leaks_neither_the_gate_nor_the_slot()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=2");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        await using var waiting = new SaverDbConnection(connectionString);
+        await waiting.OpenAsync();
+        using var cancellation = new CancellationTokenSource();
+
+        var write = waiting.ExecuteAsync(new CommandDefinition("INSERT INTO t VALUES (1)", cancellationToken: cancellation.Token));
+        Wait.Until(() => dataSource.Executor.Gate!.WaitingCount == 1);
+        await cancellation.CancelAsync();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => write);
+        dataSource.Executor.Gate!.WaitingCount.ShouldBe(0);
+        await transaction.CommitAsync();
+        dataSource.Executor.Gate.IsHeld.ShouldBeFalse();
+        await waiting.CloseAsync();
+        await holder.CloseAsync();
+        dataSource.Pool.IdleCount.ShouldBe(2);
+        (await new SaverDbConnection(connectionString).ExecuteAsync("INSERT INTO t VALUES (2)")).ShouldBe(1);
+    }
+
+    [Test]
+    public async Task Cancelling_during_a_backoff_delay_is_prompt_for_commands_and_units_of_work()
+    {
+        var connectionString = _folder.ConnectionString("Busy Timeout=0;Base Delay=3600;Max Delay=3600;Write Gate=false");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var retrying = 0;
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, _, _) => Interlocked.Increment(ref retrying);
+        using var holder = HoldWriteLock();
+        await using var first = await dataSource.OpenConnectionAsync();
+        await using var second = await dataSource.OpenConnectionAsync();
+        using var cancellation = new CancellationTokenSource();
+
+        var command = first.ExecuteAsync(new CommandDefinition("INSERT INTO t VALUES (1)", cancellationToken: cancellation.Token));
+        var unitOfWork = second.RunInTransactionAsync((_, _) => Task.CompletedTask, cancellationToken: cancellation.Token);
+        Wait.Until(() => Volatile.Read(ref retrying) == 2);
+        await cancellation.CancelAsync();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => command.WaitAsync(TimeSpan.FromSeconds(30)));
+        await Should.ThrowAsync<OperationCanceledException>(() => unitOfWork.WaitAsync(TimeSpan.FromSeconds(30)));
+        SQLitePCL.raw.sqlite3_get_autocommit(second.InnerConnection.Handle).ShouldBe(1);
+    }
+
+    [Test]
+    public void Sixteen_threads_of_read_then_write_transactions_commit_every_row_without_an_error()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, thread INTEGER, n INTEGER, seen INTEGER)");
+
+        var errors = RunThreads(16, (thread, n) =>
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            connection.Open();
+            using var transaction = connection.BeginTransaction();
+            var seen = connection.ExecuteScalar<long>("SELECT count(*) FROM t", transaction: transaction);
+            connection.Execute("INSERT INTO t (thread, n, seen) VALUES (@thread, @n, @seen)", new { thread, n, seen }, transaction);
+            transaction.Commit();
+        });
+
+        errors.ShouldBeEmpty();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(3200L);
+        PoolTests.Scalar(connectionString, "SELECT count(DISTINCT seen) FROM t").ShouldBe(3200L); // every transaction saw all before it
+    }
+
+    [Test]
+    public void Sixteen_threads_of_autocommit_inserts_commit_every_row_without_an_error()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, thread INTEGER, n INTEGER)");
+
+        var errors = RunThreads(16, (thread, n) =>
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            connection.Execute("INSERT INTO t (thread, n) VALUES (@thread, @n)", new { thread, n });
+        });
+
+        errors.ShouldBeEmpty();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(3200L);
+        PoolTests.Scalar(connectionString, "SELECT count(DISTINCT thread || '-' || n) FROM t").ShouldBe(3200L);
+    }
+
+    [Test]
+    public void Four_processes_of_four_threads_commit_every_row_without_an_error()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE work (id INTEGER PRIMARY KEY, worker INTEGER, thread INTEGER, n INTEGER)");
+        var worker = Path.Combine(AppContext.BaseDirectory, "SqliteSaver.Data.TestWorker.dll");
+
+        var processes = Enumerable.Range(0, 4).Select(id =>
+        {
+            var start = new ProcessStartInfo("dotnet", [worker, connectionString, "4", "100", id.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            var process = Process.Start(start)!;
+            return (Process: process, Output: process.StandardOutput.ReadToEndAsync(), Error: process.StandardError.ReadToEndAsync());
+        }).ToList();
+
+        foreach (var (process, output, error) in processes)
+        {
+            process.WaitForExit(TimeSpan.FromMinutes(2)).ShouldBeTrue();
+            error.Result.ShouldBeEmpty();
+            process.ExitCode.ShouldBe(0);
+            output.Result.Trim().ShouldBe("committed 400");
+            process.Dispose();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM work").ShouldBe(1600L);
+        PoolTests.Scalar(connectionString, "SELECT count(DISTINCT worker || '-' || thread || '-' || n) FROM work").ShouldBe(1600L);
+    }
+
+    private static long ThrowBusy() => throw new SqliteException("SQLite Error 5: 'database is locked'.", 5);
+
+    private static List<Exception> RunThreads(int threads, Action<int, int> transaction)
+    {
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        var running = Enumerable.Range(0, threads).Select(thread => new Thread(() =>
+        {
+            for (var n = 0; n < 200; n++)
+            {
+                try
+                {
+                    transaction(thread, n);
+                }
+                catch (Exception exception)
+                {
+                    errors.Enqueue(exception);
+                }
+            }
+        })).ToList();
+        running.ForEach(t => t.Start());
+        running.ForEach(t => t.Join());
+        return [.. errors];
+    }
+
+    /// <summary>A plain Microsoft.Data.Sqlite connection holding the write lock, as another process would.</summary>
+    private SqliteConnection HoldWriteLock()
+    {
+        var holder = new SqliteConnection($"Data Source={_folder.File()};Pooling=False");
+        holder.Open();
+        using var begin = holder.CreateCommand();
+        begin.CommandText = "BEGIN IMMEDIATE";
+        begin.ExecuteNonQuery();
+        return holder;
+    }
+}
