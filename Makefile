@@ -14,7 +14,7 @@ run:
 	dotnet run --project src/SqliteSaver.Sample -c $(CONFIGURATION)
 
 pack:
-	dotnet pack src/SqliteSaver.Data/SqliteSaver.Data.csproj -c $(CONFIGURATION) -o artifacts
+	dotnet pack $(SOLUTION) -c $(CONFIGURATION) -o artifacts
 
 lint:
 	dotnet format $(SOLUTION) --verify-no-changes

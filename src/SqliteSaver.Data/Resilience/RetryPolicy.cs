@@ -25,7 +25,7 @@ internal sealed class RetryPolicy : SaverRetryStrategy
         _random = random ?? Random.Shared;
     }
 
-    /// <summary>Raised before each delay with the retry number (from 1), the delay and the error that caused it.</summary>
+    /// <summary>Raised as each delay starts (its timer already running) with the retry number (from 1), the delay and the error that caused it.</summary>
     public event Action<int, TimeSpan, SqliteException>? Retrying;
 
     public int Retries { get; }
@@ -59,7 +59,11 @@ internal sealed class RetryPolicy : SaverRetryStrategy
             }
             catch (SqliteException error) when (IsTransient(error))
             {
-                Sleep(NextDelay(error, attempts, start), cancellationToken);
+                var delay = NextDelay(error, attempts, start);
+                using var elapsed = new ManualResetEventSlim();
+                using var timer = _time.CreateTimer(static state => ((ManualResetEventSlim)state!).Set(), elapsed, delay, Timeout.InfiniteTimeSpan);
+                Retrying?.Invoke(attempts, delay, error);
+                elapsed.Wait(cancellationToken);
             }
         }
     }
@@ -78,7 +82,10 @@ internal sealed class RetryPolicy : SaverRetryStrategy
             }
             catch (SqliteException error) when (IsTransient(error))
             {
-                await Task.Delay(NextDelay(error, attempts, start), _time, cancellationToken).ConfigureAwait(false);
+                var delay = NextDelay(error, attempts, start);
+                var elapsed = Task.Delay(delay, _time, cancellationToken);
+                Retrying?.Invoke(attempts, delay, error);
+                await elapsed.ConfigureAwait(false);
             }
         }
     }
@@ -97,15 +104,6 @@ internal sealed class RetryPolicy : SaverRetryStrategy
                 error.SqliteExtendedErrorCode);
         }
 
-        var delay = GetDelay(attempts - 1);
-        Retrying?.Invoke(attempts, delay, error);
-        return delay;
-    }
-
-    private void Sleep(TimeSpan delay, CancellationToken cancellationToken)
-    {
-        using var elapsed = new ManualResetEventSlim();
-        using var timer = _time.CreateTimer(static state => ((ManualResetEventSlim)state!).Set(), elapsed, delay, Timeout.InfiniteTimeSpan);
-        elapsed.Wait(cancellationToken);
+        return GetDelay(attempts - 1);
     }
 }
