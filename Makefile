@@ -18,3 +18,7 @@ pack:
 
 lint:
 	dotnet format $(SOLUTION) --verify-no-changes
+
+.PHONY: bench-contention
+bench-contention:
+	dotnet run -c $(CONFIGURATION) --project benchmarks/SqliteSaver.Data.Contention -- $(ARGS)

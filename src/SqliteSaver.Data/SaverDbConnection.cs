@@ -22,6 +22,9 @@ public sealed class SaverDbConnection : DbConnection
     private static readonly StateChangeEventArgs Opened = new(ConnectionState.Closed, ConnectionState.Open);
     private static readonly StateChangeEventArgs Closed = new(ConnectionState.Open, ConnectionState.Closed);
 
+    // A SqliteConnection, even unopened, initializes SQLitePCLRaw's provider before the version is asked.
+    private static readonly Lazy<string> Version = new(() => new SqliteConnection().ServerVersion);
+
     private string _connectionString = string.Empty;
     private SaverDataSource? _dataSource;
     private PhysicalConnection? _physical;
@@ -73,7 +76,7 @@ public sealed class SaverDbConnection : DbConnection
     public override string DataSource => GetDataSource().Options.DataSource;
 
     /// <summary>The version of the SQLite library.</summary>
-    public override string ServerVersion => SQLitePCL.raw.sqlite3_libversion().utf8_to_string();
+    public override string ServerVersion => Version.Value;
 
     /// <summary>Whether the connection is open.</summary>
     public override ConnectionState State => _physical is null ? ConnectionState.Closed : ConnectionState.Open;

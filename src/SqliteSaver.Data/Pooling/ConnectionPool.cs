@@ -78,7 +78,7 @@ internal sealed class ConnectionPool : IDisposable
     /// <exception cref="ObjectDisposedException">The pool was disposed.</exception>
     public PhysicalConnection Rent(CancellationToken cancellationToken = default)
     {
-        var idle = TryTake(out var waiter);
+        var idle = TryTake(synchronous: true, out var waiter);
         if (idle is not null)
         {
             return idle;
@@ -103,7 +103,7 @@ internal sealed class ConnectionPool : IDisposable
     /// <exception cref="ObjectDisposedException">The pool was disposed.</exception>
     public async ValueTask<PhysicalConnection> RentAsync(CancellationToken cancellationToken)
     {
-        var idle = TryTake(out var waiter);
+        var idle = TryTake(synchronous: false, out var waiter);
         if (idle is not null)
         {
             return idle;
@@ -196,7 +196,7 @@ internal sealed class ConnectionPool : IDisposable
 
     private TimeSpan WaitTimeout => _options.PoolTimeout == TimeSpan.Zero ? Timeout.InfiniteTimeSpan : _options.PoolTimeout;
 
-    private PhysicalConnection? TryTake(out WaitQueue<PhysicalConnection?>.Waiter? waiter)
+    private PhysicalConnection? TryTake(bool synchronous, out WaitQueue<PhysicalConnection?>.Waiter? waiter)
     {
         waiter = null;
         lock (_lock)
@@ -215,7 +215,7 @@ internal sealed class ConnectionPool : IDisposable
                 return null;
             }
 
-            waiter = _waiters.Enqueue();
+            waiter = _waiters.Enqueue(synchronous);
             return null;
         }
     }

@@ -16,7 +16,8 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _beginDeferred;
     private readonly sqlite3_stmt _commit;
     private readonly sqlite3_stmt _rollback;
-    private readonly sqlite3_stmt _hasSessionState;
+    private readonly sqlite3_stmt _hasTempObjects;
+    private readonly sqlite3_stmt _databaseList;
 
     private PhysicalConnection(SqliteConnection sqlite, int generation)
     {
@@ -27,8 +28,8 @@ internal sealed class PhysicalConnection : IDisposable
         _beginDeferred = Prepare("BEGIN");
         _commit = Prepare("COMMIT");
         _rollback = Prepare("ROLLBACK");
-        _hasSessionState = Prepare(
-            "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master) OR EXISTS (SELECT 1 FROM pragma_database_list WHERE name NOT IN ('main', 'temp'))");
+        _hasTempObjects = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)");
+        _databaseList = Prepare("PRAGMA database_list");
     }
 
     public SqliteConnection Sqlite { get; }
@@ -139,10 +140,7 @@ internal sealed class PhysicalConnection : IDisposable
         try
         {
             Rollback();
-            var rc = raw.sqlite3_step(_hasSessionState);
-            var hasSessionState = rc == raw.SQLITE_ROW && raw.sqlite3_column_int(_hasSessionState, 0) != 0;
-            raw.sqlite3_reset(_hasSessionState);
-            return rc == raw.SQLITE_ROW && !hasSessionState;
+            return !HasTempObjects() && !HasAttachedDatabases();
         }
         catch (SqliteException)
         {
@@ -157,8 +155,32 @@ internal sealed class PhysicalConnection : IDisposable
         _beginDeferred.Dispose();
         _commit.Dispose();
         _rollback.Dispose();
-        _hasSessionState.Dispose();
+        _hasTempObjects.Dispose();
+        _databaseList.Dispose();
         Sqlite.Dispose();
+    }
+
+    private bool HasTempObjects()
+    {
+        var rc = raw.sqlite3_step(_hasTempObjects);
+        var found = rc != raw.SQLITE_ROW || raw.sqlite3_column_int(_hasTempObjects, 0) != 0;
+        raw.sqlite3_reset(_hasTempObjects);
+        return found;
+    }
+
+    /// <summary>
+    /// Whether <c>PRAGMA database_list</c> has a row past main (seq 0) and temp (seq 1); a failed step counts as
+    /// yes. Far cheaper than the pragma_database_list table-valued function.
+    /// </summary>
+    private bool HasAttachedDatabases()
+    {
+        int rc;
+        while ((rc = raw.sqlite3_step(_databaseList)) == raw.SQLITE_ROW && raw.sqlite3_column_int(_databaseList, 0) < 2)
+        {
+        }
+
+        raw.sqlite3_reset(_databaseList);
+        return rc != raw.SQLITE_DONE;
     }
 
     private static int Step(sqlite3_stmt statement)

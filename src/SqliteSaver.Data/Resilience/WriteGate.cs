@@ -46,13 +46,13 @@ internal sealed class WriteGate
     /// <summary>Enters, blocking while another writer is inside; <see langword="false"/> when <paramref name="timeout"/> passed first.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     public bool Enter(TimeSpan timeout, CancellationToken cancellationToken)
-        => TryEnterOrQueue(out var waiter) || _waiters.Wait(waiter!, timeout, cancellationToken, out _);
+        => TryEnterOrQueue(synchronous: true, out var waiter) || _waiters.Wait(waiter!, timeout, cancellationToken, out _);
 
     /// <summary>Enters, waiting without blocking a thread; <see langword="false"/> when <paramref name="timeout"/> passed first.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     public ValueTask<bool> EnterAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
-        if (TryEnterOrQueue(out var waiter))
+        if (TryEnterOrQueue(synchronous: false, out var waiter))
         {
             return ValueTask.FromResult(true);
         }
@@ -75,7 +75,7 @@ internal sealed class WriteGate
         }
     }
 
-    private bool TryEnterOrQueue(out WaitQueue<bool>.Waiter? waiter)
+    private bool TryEnterOrQueue(bool synchronous, out WaitQueue<bool>.Waiter? waiter)
     {
         lock (_lock)
         {
@@ -86,7 +86,7 @@ internal sealed class WriteGate
                 return true;
             }
 
-            waiter = _waiters.Enqueue();
+            waiter = _waiters.Enqueue(synchronous);
             return false;
         }
     }

@@ -14,9 +14,13 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
     public int Count => _waiters.Count;
 
     /// <summary>Queues a caller. Call under the owner's lock, then wait outside it.</summary>
-    public Waiter Enqueue()
+    /// <param name="synchronous">
+    /// Whether the caller blocks in <see cref="Wait"/>: its grant then wakes it directly from the granting thread.
+    /// An asynchronous caller's continuation runs on the thread pool instead, never under the owner's lock.
+    /// </param>
+    public Waiter Enqueue(bool synchronous)
     {
-        var waiter = new Waiter();
+        var waiter = new Waiter(synchronous ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
         waiter.Node = _waiters.AddLast(waiter);
         return waiter;
     }
@@ -125,7 +129,7 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
     }
 
     /// <summary>One queued caller.</summary>
-    internal sealed class Waiter() : TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously)
+    internal sealed class Waiter(TaskCreationOptions options) : TaskCompletionSource<T>(options)
     {
         public LinkedListNode<Waiter>? Node { get; set; }
     }
