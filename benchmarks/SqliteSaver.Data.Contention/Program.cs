@@ -1,6 +1,7 @@
 // The contention benchmark: the same workload through SqliteSaver.Data and through Microsoft.Data.Sqlite, with
 // 1, 4, 16 and 64 writer threads in one process and with 4 processes of 4 threads, on one WAL database file.
 // Usage: dotnet run -c Release --project benchmarks/SqliteSaver.Data.Contention -- [--seconds S] [--json PATH]
+//        [--saver-options "Keyword=value;..."] (appended to SqliteSaver's connection string, e.g. "Wal Autocheckpoint=0")
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -15,6 +16,7 @@ if (args.Length > 0 && args[0] == "--child")
 
 var seconds = 2.0;
 string? jsonPath = null;
+var saverOptions = string.Empty;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -25,8 +27,11 @@ for (var i = 0; i < args.Length; i++)
         case "--json" when i + 1 < args.Length:
             jsonPath = args[++i];
             break;
+        case "--saver-options" when i + 1 < args.Length:
+            saverOptions = args[++i];
+            break;
         default:
-            Console.Error.WriteLine("usage: [--seconds S] [--json PATH]");
+            Console.Error.WriteLine("usage: [--seconds S] [--json PATH] [--saver-options \"Keyword=value;...\"]");
             return 2;
     }
 }
@@ -36,7 +41,7 @@ var cells = new List<Cell>();
 try
 {
     var machine = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}, SQLite {new SqliteConnection().ServerVersion}";
-    Console.WriteLine($"# Contention benchmark, {DateTime.UtcNow:yyyy-MM-dd}: {machine}; {seconds} s per cell");
+    Console.WriteLine($"# Contention benchmark, {DateTime.UtcNow:yyyy-MM-dd}: {machine}; {seconds} s per cell; SqliteSaver options: '{saverOptions}'");
     Console.WriteLine();
     foreach (var workload in Enum.GetValues<Workload>())
     {
@@ -46,9 +51,10 @@ try
             {
                 var path = Path.Combine(folder, $"{workload}-{processes}x{threads}-{stack}.db");
                 Writer.Prepare(path);
+                var options = stack == Stack.Saver ? saverOptions : string.Empty;
                 var result = processes == 1
-                    ? Writer.Run(stack, workload, path, threads, TimeSpan.FromSeconds(seconds))
-                    : RunProcesses(stack, workload, path, processes, threads, seconds);
+                    ? Writer.Run(stack, workload, path, options, threads, TimeSpan.FromSeconds(seconds))
+                    : RunProcesses(stack, workload, path, options, processes, threads, seconds);
                 var rows = CountRows(path);
                 var cell = new Cell(workload.ToString(), processes, threads, stack.ToString(), result.PerSecond, result.Percentile(0.5),
                     result.Percentile(0.99), result.MaxMilliseconds, result.Errors, result.Commits, rows, rows == result.Commits);
@@ -83,13 +89,13 @@ static long CountRows(string path)
     return (long)command.ExecuteScalar()!;
 }
 
-static Result RunProcesses(Stack stack, Workload workload, string path, int processes, int threads, double seconds)
+static Result RunProcesses(Stack stack, Workload workload, string path, string options, int processes, int threads, double seconds)
 {
     var self = typeof(Writer).Assembly.Location;
     var startAt = DateTime.UtcNow.AddSeconds(2).Ticks;
     var children = Enumerable.Range(0, processes).Select(_ =>
     {
-        var start = new ProcessStartInfo("dotnet", [self, "--child", stack.ToString(), workload.ToString(), path,
+        var start = new ProcessStartInfo("dotnet", [self, "--child", stack.ToString(), workload.ToString(), path, options,
             threads.ToString(CultureInfo.InvariantCulture), seconds.ToString(CultureInfo.InvariantCulture), startAt.ToString(CultureInfo.InvariantCulture)])
         {
             RedirectStandardOutput = true,
@@ -116,16 +122,16 @@ static int Child(string[] args)
 {
     var stack = Enum.Parse<Stack>(args[1]);
     var workload = Enum.Parse<Workload>(args[2]);
-    var threads = int.Parse(args[4], CultureInfo.InvariantCulture);
-    var seconds = double.Parse(args[5], CultureInfo.InvariantCulture);
-    var startAt = new DateTime(long.Parse(args[6], CultureInfo.InvariantCulture), DateTimeKind.Utc);
+    var threads = int.Parse(args[5], CultureInfo.InvariantCulture);
+    var seconds = double.Parse(args[6], CultureInfo.InvariantCulture);
+    var startAt = new DateTime(long.Parse(args[7], CultureInfo.InvariantCulture), DateTimeKind.Utc);
     var wait = startAt - DateTime.UtcNow;
     if (wait > TimeSpan.Zero)
     {
         Thread.Sleep(wait); // all children start their clocks together
     }
 
-    var result = Writer.Run(stack, workload, args[3], threads, TimeSpan.FromSeconds(seconds));
+    var result = Writer.Run(stack, workload, args[3], args[4], threads, TimeSpan.FromSeconds(seconds));
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"{result.Commits} {result.Errors} {result.Seconds} {string.Join(',', result.LatenciesMicroseconds)}"));
     return 0;

@@ -24,9 +24,9 @@ internal static class Writer
         command.ExecuteNonQuery();
     }
 
-    public static Result Run(Stack stack, Workload workload, string path, int threads, TimeSpan duration)
+    public static Result Run(Stack stack, Workload workload, string path, string options, int threads, TimeSpan duration)
     {
-        var connectionString = $"Data Source={path}";
+        var connectionString = $"Data Source={path};{options}";
         var latencies = new List<long>[threads];
         var errors = new int[threads];
         var commits = new int[threads];

@@ -49,7 +49,8 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>
-    /// Seconds the command may spend waiting for locks. Defaults to the connection string's Default Timeout; 0
+    /// Seconds a write may wait in the process's write queue before failing with SQLITE_BUSY (SQLite's own lock waits
+    /// are bounded by Busy Timeout and the retry policy). Defaults to the connection string's Default Timeout; 0
     /// means no limit.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>

@@ -100,8 +100,9 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     }
 
     /// <summary>
-    /// The default <see cref="DbCommand.CommandTimeout"/> in seconds (alias <c>Command Timeout</c>): how long one
-    /// command may spend waiting for locks, retries included. Default 30; 0 means no limit.
+    /// The default <see cref="DbCommand.CommandTimeout"/> in seconds (alias <c>Command Timeout</c>): how long a write
+    /// or <c>BeginTransaction</c> waits in the process's write queue before failing with SQLITE_BUSY. Default 30; 0
+    /// means no limit.
     /// </summary>
     public int DefaultTimeout
     {

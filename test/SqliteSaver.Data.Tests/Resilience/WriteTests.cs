@@ -180,6 +180,27 @@ public class WriteTests
     }
 
     [Test]
+    public void A_write_waits_in_the_write_queue_at_most_its_CommandTimeout()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = new SaverDbConnection(connectionString);
+        holder.Open();
+        using var transaction = holder.BeginTransaction();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+
+        var error = Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
+
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("Waited 1 s");
+        SaverDataSource.GetShared(connectionString).Executor.Gate!.WaitingCount.ShouldBe(0);
+    }
+
+    [Test]
     public void Retry_zero_surfaces_the_first_BUSY_once_Busy_Timeout_has_passed()
     {
         var connectionString = _folder.ConnectionString("Retry=0;Busy Timeout=50");
