@@ -31,7 +31,7 @@ public sealed class SaverDataSource : DbDataSource
         Options = options;
         retryStrategy ??= new RetryPolicy(options, time);
         Pool = new ConnectionPool(options, time, retryStrategy);
-        Executor = new Executor(retryStrategy, CreateGate(options));
+        Executor = new Executor(retryStrategy, CreateGate(options), options.BusyTimeout);
         Live.TryAdd(this, 0);
     }
 

@@ -225,6 +225,8 @@ public sealed class SaverDbCommand : DbCommand
         if (disposing)
         {
             IsDisposed = true;
+            _reader?.Dispose(); // finishes a write left open for the reader
+            _reader = null;
             _inner.Dispose();
         }
 

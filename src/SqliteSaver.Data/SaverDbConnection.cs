@@ -1,6 +1,7 @@
 using System.Data;
 using System.Data.Common;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.ExceptionServices;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Pooling;
@@ -143,6 +144,10 @@ public sealed class SaverDbConnection : DbConnection
     /// Returns the physical connection to the pool: open readers are closed, an open transaction is rolled back.
     /// Does nothing if the connection is already closed.
     /// </summary>
+    /// <exception cref="SqliteException">
+    /// A write left open for a reader (an <c>INSERT ... RETURNING</c> outside a transaction) failed to commit; the
+    /// connection is closed and back in the pool all the same.
+    /// </exception>
     public override void Close()
     {
         var physical = _physical;
@@ -153,24 +158,37 @@ public sealed class SaverDbConnection : DbConnection
 
         // Detach first: a CloseConnection reader closed below calls back into Close, which must then do nothing.
         _physical = null;
+        Exception? failure = null;
         if (_commands is { Count: > 0 })
         {
             foreach (var command in _commands)
             {
-                command.Unbind(physical.Sqlite);
+                try
+                {
+                    command.Unbind(physical.Sqlite);
+                }
+                catch (Exception exception)
+                {
+                    failure ??= exception; // e.g. a reader's write failing to commit; every command is still unbound
+                }
             }
 
             _commands.Clear();
         }
 
-        if (Transaction is { } transaction)
+        if (Transaction is not null || physical.HeldGate is not null)
         {
             physical.TryRollback();
-            transaction.Complete();
+            Transaction?.Complete();
+            physical.ReleaseGate();
         }
 
         _dataSource!.Pool.Return(physical);
         OnStateChange(Closed);
+        if (failure is not null)
+        {
+            ExceptionDispatchInfo.Throw(failure);
+        }
     }
 
     /// <summary>

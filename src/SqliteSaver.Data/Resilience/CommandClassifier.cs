@@ -50,9 +50,11 @@ internal sealed class CommandClassifier
             {
                 if (rc != raw.SQLITE_OK)
                 {
-                    // Not preparable yet (it may depend on an earlier statement) or invalid: assume it writes.
+                    // Not preparable yet (it may depend on an earlier statement) or invalid: assume it writes, and
+                    // that it must run unwrapped if any later word could start a standalone statement.
                     complete = false;
                     writes = true;
+                    standalone |= MentionsStandaloneKeyword(Encoding.UTF8.GetString(remaining));
                     break;
                 }
 
@@ -80,6 +82,11 @@ internal sealed class CommandClassifier
             ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
             : writes ? CommandKind.Write : CommandKind.Read;
     }
+
+    /// <summary>Whether any whole word of <paramref name="sql"/> is a standalone keyword: a conservative test for text that could not be prepared.</summary>
+    private static bool MentionsStandaloneKeyword(string sql)
+        => sql.Split((char[])[' ', '\t', '\r', '\n', ';', '(', ')', ','], StringSplitOptions.RemoveEmptyEntries)
+            .Any(word => StandaloneKeywords.Contains(word, StringComparer.OrdinalIgnoreCase));
 
     /// <summary>Whether a statement's first keyword is one that cannot run inside a transaction of ours.</summary>
     private static bool IsStandalone(ReadOnlySpan<byte> statement)

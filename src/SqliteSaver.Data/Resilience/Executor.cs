@@ -1,7 +1,9 @@
 using System.Data;
+using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Pooling;
+using SQLitePCL;
 
 namespace SqliteSaver.Data.Resilience;
 
@@ -11,7 +13,7 @@ namespace SqliteSaver.Data.Resilience;
 /// whole before the retry strategy runs it again; reads and single standalone statements are retried as they are;
 /// statements inside the caller's transaction are never retried, since only the whole unit of work can be.
 /// </summary>
-internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
+internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, TimeSpan busyTimeout)
 {
     private readonly CommandClassifier _classifier = new();
 
@@ -33,7 +35,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         bool keepOpen,
         CancellationToken cancellationToken)
     {
-        if (physical.InTransaction)
+        if (InCallersTransaction(physical))
         {
             return (run(command, behavior), false);
         }
@@ -47,7 +49,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         }
 
         EnterGate(physical, timeoutSeconds, cancellationToken);
-        var state = new WriteAttempt<T>(physical, command, run, behavior, keepOpen);
+        var state = new WriteAttempt<T>(this, physical, command, run, behavior, keepOpen);
         try
         {
             var result = strategy.Execute(static (s, _) => s.Run(), state, cancellationToken);
@@ -65,7 +67,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         }
     }
 
-    /// <summary>The asynchronous form of <see cref="Execute"/>: waits on the gate and between attempts without blocking a thread.</summary>
+    /// <summary>
+    /// The asynchronous form of <see cref="Execute"/>: waits on the gate and between attempts without blocking a
+    /// thread. Cancellation also interrupts SQLite while it waits for a lock (busy_timeout) or runs a statement.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask<(T Result, bool Open)> ExecuteAsync<T>(
         PhysicalConnection physical,
         SqliteCommand command,
@@ -76,7 +82,27 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (physical.InTransaction)
+        using var interrupt = InterruptOnCancel(physical, cancellationToken);
+        try
+        {
+            return await ExecuteCoreAsync(physical, command, timeoutSeconds, run, behavior, keepOpen, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SqliteException error) when (IsInterruption(error, cancellationToken))
+        {
+            throw new OperationCanceledException("The command was cancelled while SQLite ran or waited for a lock.", error, cancellationToken);
+        }
+    }
+
+    private async ValueTask<(T Result, bool Open)> ExecuteCoreAsync<T>(
+        PhysicalConnection physical,
+        SqliteCommand command,
+        int timeoutSeconds,
+        Func<SqliteCommand, CommandBehavior, T> run,
+        CommandBehavior behavior,
+        bool keepOpen,
+        CancellationToken cancellationToken)
+    {
+        if (InCallersTransaction(physical))
         {
             return (run(command, behavior), false);
         }
@@ -90,10 +116,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         }
 
         await EnterGateAsync(physical, timeoutSeconds, cancellationToken).ConfigureAwait(false);
-        var state = new WriteAttempt<T>(physical, command, run, behavior, keepOpen);
+        var state = new WriteAttempt<T>(this, physical, command, run, behavior, keepOpen);
         try
         {
-            var result = await strategy.ExecuteAsync(static (s, _) => ValueTask.FromResult(s.Run()), state, cancellationToken).ConfigureAwait(false);
+            var result = await strategy.ExecuteAsync(static (s, token) => s.RunAsync(token), state, cancellationToken).ConfigureAwait(false);
             if (!keepOpen)
             {
                 physical.ReleaseGate();
@@ -156,10 +182,24 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         }
     }
 
-    /// <summary>The asynchronous form of <see cref="Begin"/>.</summary>
+    /// <summary>The asynchronous form of <see cref="Begin"/>; cancellation also interrupts SQLite's wait for the lock.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask BeginAsync(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        using var interrupt = InterruptOnCancel(physical, cancellationToken);
+        try
+        {
+            await BeginCoreAsync(physical, deferred, retry, timeoutSeconds, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SqliteException error) when (IsInterruption(error, cancellationToken))
+        {
+            throw new OperationCanceledException("BeginTransaction was cancelled while SQLite waited for the write lock.", error, cancellationToken);
+        }
+    }
+
+    private async ValueTask BeginCoreAsync(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
+    {
         if (deferred)
         {
             SqliteException.ThrowExceptionForRC(physical.TryBegin(deferred: true), physical.Handle);
@@ -171,11 +211,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         {
             if (retry)
             {
-                await strategy.ExecuteAsync(static (p, _) => ValueTask.FromResult(BeginImmediate(p)), physical, cancellationToken).ConfigureAwait(false);
+                await strategy.ExecuteAsync(static (s, token) => s.Executor.BeginImmediateAsync(s.Physical, token), (Executor: this, Physical: physical), cancellationToken).ConfigureAwait(false);
             }
             else
             {
-                BeginImmediate(physical);
+                await BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
             }
         }
         catch
@@ -185,26 +225,70 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         }
     }
 
+    /// <summary>
+    /// Whether the caller has a transaction of its own on the connection: SQLite is out of autocommit, or the
+    /// connection holds the write gate for a transaction that SQLite has already ended (ON CONFLICT ROLLBACK, a
+    /// COMMIT sent as SQL). Commands then run as they are, unretried, and never queue for the gate they hold.
+    /// </summary>
+    private static bool InCallersTransaction(PhysicalConnection physical) => physical.InTransaction || physical.HeldGate is not null;
+
+    private static CancellationTokenRegistration InterruptOnCancel(PhysicalConnection physical, CancellationToken cancellationToken)
+        => cancellationToken.CanBeCanceled
+            ? cancellationToken.Register(static handle => raw.sqlite3_interrupt((sqlite3)handle!), physical.Handle)
+            : default;
+
+    private static bool IsInterruption(SqliteException error, CancellationToken cancellationToken)
+        => error.SqliteErrorCode == raw.SQLITE_INTERRUPT && cancellationToken.IsCancellationRequested;
+
     private static bool BeginImmediate(PhysicalConnection physical)
     {
         SqliteException.ThrowExceptionForRC(physical.TryBegin(deferred: false), physical.Handle);
         return true;
     }
 
+    /// <summary>
+    /// <c>BEGIN IMMEDIATE</c> without blocking a thread: SQLite's busy handler sleeps inside the call and ignores
+    /// cancellation, so here SQLite is asked not to wait at all and Busy Timeout is spent in cancellable delays of
+    /// 1 ms growing to 16 ms between tries. When it is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
+    /// </summary>
+    private async ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CancellationToken cancellationToken)
+    {
+        var handle = physical.Handle;
+        var started = Stopwatch.GetTimestamp();
+        var delay = TimeSpan.FromMilliseconds(1);
+        raw.sqlite3_busy_timeout(handle, 0);
+        try
+        {
+            while (true)
+            {
+                var rc = physical.TryBegin(deferred: false);
+                if (rc != raw.SQLITE_BUSY || Stopwatch.GetElapsedTime(started) >= busyTimeout)
+                {
+                    SqliteException.ThrowExceptionForRC(rc, handle);
+                    return true;
+                }
+
+                await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.TicksPerMillisecond * 16));
+            }
+        }
+        finally
+        {
+            raw.sqlite3_busy_timeout(handle, (int)busyTimeout.TotalMilliseconds);
+        }
+    }
+
     private static TimeSpan GateTimeout(int timeoutSeconds)
         => timeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(timeoutSeconds);
 
-    private static SqliteException GateTimedOut(int timeoutSeconds)
-        => new(
-            string.Create(
-                CultureInfo.InvariantCulture,
-                $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s (the command's CommandTimeout, from Default Timeout) in this process's write queue behind a transaction that stayed open; commit or roll back transactions promptly."),
-            5,
-            5);
+    private static WriteQueueTimeoutException GateTimedOut(int timeoutSeconds)
+        => new(string.Create(
+            CultureInfo.InvariantCulture,
+            $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s (the command's CommandTimeout, from Default Timeout) in this process's write queue behind a transaction that stayed open; commit or roll back transactions promptly."));
 
     private void EnterGate(PhysicalConnection physical, int timeoutSeconds, CancellationToken cancellationToken)
     {
-        if (gate is null)
+        if (gate is null || physical.HeldGate is not null)
         {
             return;
         }
@@ -219,7 +303,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
 
     private async ValueTask EnterGateAsync(PhysicalConnection physical, int timeoutSeconds, CancellationToken cancellationToken)
     {
-        if (gate is null)
+        if (gate is null || physical.HeldGate is not null)
         {
             return;
         }
@@ -234,6 +318,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
 
     /// <summary>One attempt at a write outside a transaction: BEGIN IMMEDIATE, run, COMMIT; anything that fails is rolled back whole.</summary>
     private sealed class WriteAttempt<T>(
+        Executor executor,
         PhysicalConnection physical,
         SqliteCommand command,
         Func<SqliteCommand, CommandBehavior, T> run,
@@ -243,6 +328,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         public T Run()
         {
             BeginImmediate(physical);
+            return RunBegun();
+        }
+
+        public async ValueTask<T> RunAsync(CancellationToken cancellationToken)
+        {
+            await executor.BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
+            return RunBegun();
+        }
+
+        private T RunBegun()
+        {
             try
             {
                 var result = run(command, behavior);

@@ -17,9 +17,12 @@ public abstract class SaverRetryStrategy
 {
     /// <summary>Whether <paramref name="exception"/> is SQLITE_BUSY or SQLITE_LOCKED (any extended code), which waiting can cure.</summary>
     /// <param name="exception">The exception to classify.</param>
-    /// <returns><see langword="true"/> for a <see cref="SqliteException"/> with primary code 5 or 6.</returns>
+    /// <returns>
+    /// <see langword="true"/> for a <see cref="SqliteException"/> with primary code 5 or 6, except the one raised
+    /// after a whole CommandTimeout spent waiting in the process's write queue.
+    /// </returns>
     public static bool IsTransient(Exception exception)
-        => exception is SqliteException sqlite && (sqlite.SqliteErrorCode & 0xFF) is 5 or 6;
+        => exception is SqliteException sqlite and not Resilience.WriteQueueTimeoutException && (sqlite.SqliteErrorCode & 0xFF) is 5 or 6;
 
     /// <summary>Runs <paramref name="attempt"/> until it succeeds or the strategy gives up, blocking during delays.</summary>
     /// <typeparam name="TState">What the attempt needs, passed without a closure.</typeparam>

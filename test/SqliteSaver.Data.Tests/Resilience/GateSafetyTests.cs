@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Resilience;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Resilience;
+
+/// <summary>The write gate is never left held and never waited on by its own holder, whatever ends a transaction.</summary>
+public class GateSafetyTests
+{
+    private TempFolder _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = new TempFolder();
+
+    [TearDown]
+    public void TearDown() => _folder.Dispose();
+
+    [Test]
+    public void A_write_after_SQLite_itself_ended_the_transaction_does_not_wait_for_its_own_gate()
+    {
+        var connectionString = _folder.ConnectionString("Default Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE ON CONFLICT ROLLBACK)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var transaction = connection.BeginTransaction();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)")).SqliteErrorCode.ShouldBe(19);
+
+        var write = Task.Run(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+
+        write.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue(); // with Default Timeout=0 a wait on its own gate would never end
+        write.Result.ShouldBe(1);
+    }
+
+    [Test]
+    public void Disposing_a_command_finishes_the_write_left_open_for_its_reader()
+    {
+        var connectionString = _folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, x)");
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            var command = connection.CreateCommand();
+            command.CommandText = "INSERT INTO t (x) VALUES (1) RETURNING id";
+            command.ExecuteReader().Read().ShouldBeTrue();
+            gate.IsHeld.ShouldBeTrue();
+
+            command.Dispose();
+
+            gate.IsHeld.ShouldBeFalse();
+            for (var i = 0; i < 20; i++)
+            {
+                ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
+            }
+        }
+
+        gate.IsHeld.ShouldBeFalse();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
+    public void When_a_readers_write_fails_to_commit_Close_reports_it_and_still_returns_the_connection()
+    {
+        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=5;Foreign Keys=true");
+        PoolTests.Execute(connectionString,
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY); CREATE TABLE child (id INTEGER PRIMARY KEY, parent REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO child (parent) VALUES (99) RETURNING id";
+        command.ExecuteReader().Read().ShouldBeTrue();
+
+        Should.Throw<SqliteException>(connection.Close).SqliteErrorCode.ShouldBe(19); // FOREIGN KEY constraint failed at COMMIT
+
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "SELECT count(*) FROM child").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_batch_ending_in_VACUUM_after_unpreparable_statements_runs_outside_a_transaction()
+    {
+        var connectionString = _folder.ConnectionString();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        ConnectionTests.Exec(connection, "CREATE TABLE a (x); CREATE INDEX ai ON a (x); VACUUM");
+
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM sqlite_master WHERE name = 'ai'").ShouldBe(1L);
+    }
+
+    [Test]
+    public void A_whole_CommandTimeout_spent_in_the_write_queue_is_not_retried()
+    {
+        var connectionString = _folder.ConnectionString("Default Timeout=1;Retry=3;Base Delay=0.01");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var retries = 0;
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, _, _) => Interlocked.Increment(ref retries);
+        using var holder = dataSource.OpenConnection();
+        using var transaction = holder.BeginTransaction();
+        using var connection = dataSource.OpenConnection();
+        var ran = 0;
+
+        var error = Should.Throw<SqliteException>(() => connection.RunInTransaction(_ => ran++));
+
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("write queue");
+        SaverRetryStrategy.IsTransient(error).ShouldBeFalse();
+        retries.ShouldBe(0);
+        ran.ShouldBe(0);
+    }
+
+    [Test]
+    public async Task Cancelling_an_async_write_interrupts_SQLites_wait_for_the_lock()
+    {
+        var connectionString = _folder.ConnectionString("Busy Timeout=60000;Write Gate=false");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = new SqliteConnection($"Data Source={_folder.File()};Pooling=False");
+        holder.Open();
+        using (var begin = holder.CreateCommand())
+        {
+            begin.CommandText = "BEGIN IMMEDIATE";
+            begin.ExecuteNonQuery();
+        }
+
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        var stopwatch = Stopwatch.StartNew();
+        await Should.ThrowAsync<OperationCanceledException>(() => command.ExecuteNonQueryAsync(cancellation.Token));
+
+        stopwatch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(30)); // Busy Timeout alone would hold it for 60 s
+        await Should.ThrowAsync<OperationCanceledException>(async () => await connection.BeginTransactionAsync(new CancellationTokenSource(200).Token));
+        SQLitePCL.raw.sqlite3_get_autocommit(connection.InnerConnection.Handle).ShouldBe(1);
+    }
+}
