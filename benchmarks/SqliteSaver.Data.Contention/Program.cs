@@ -43,6 +43,20 @@ try
     var machine = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}, SQLite {new SqliteConnection().ServerVersion}";
     Console.WriteLine($"# Contention benchmark, {DateTime.UtcNow:yyyy-MM-dd}: {machine}; {seconds} s per cell; SqliteSaver options: '{saverOptions}'");
     Console.WriteLine();
+
+    // Warm up every stack and workload (JIT, tiering, the file system) before anything is measured.
+    foreach (var workload in Enum.GetValues<Workload>())
+    {
+        foreach (var stack in Enum.GetValues<Stack>())
+        {
+            var warmup = Path.Combine(folder, $"warmup-{workload}-{stack}.db");
+            Writer.Prepare(warmup);
+            Writer.Run(stack, workload, warmup, stack == Stack.Saver ? saverOptions : string.Empty, 4, TimeSpan.FromSeconds(0.5));
+        }
+    }
+
+    SaverDbConnection.ClearAllPools();
+    SqliteConnection.ClearAllPools();
     foreach (var workload in Enum.GetValues<Workload>())
     {
         foreach (var (processes, threads) in new[] { (1, 1), (1, 4), (1, 16), (1, 64), (4, 4) })

@@ -240,6 +240,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
     private static bool IsInterruption(SqliteException error, CancellationToken cancellationToken)
         => error.SqliteErrorCode == raw.SQLITE_INTERRUPT && cancellationToken.IsCancellationRequested;
 
+    /// <summary><c>BEGIN IMMEDIATE</c>, waiting for another process's write lock in SQLite's busy handler up to Busy Timeout.</summary>
     private static bool BeginImmediate(PhysicalConnection physical)
     {
         SqliteException.ThrowExceptionForRC(physical.TryBegin(deferred: false), physical.Handle);
@@ -247,36 +248,36 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
     }
 
     /// <summary>
-    /// <c>BEGIN IMMEDIATE</c> without blocking a thread: SQLite's busy handler sleeps inside the call and ignores
-    /// cancellation, so here SQLite is asked not to wait at all and Busy Timeout is spent in cancellable delays of
-    /// 1 ms growing to 16 ms between tries. When it is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
+    /// <c>BEGIN IMMEDIATE</c> without blocking a thread: SQLite's busy handler would sleep inside the call and ignore
+    /// cancellation, so SQLite is asked not to wait and Busy Timeout is spent in cancellable delays of at most 2 ms
+    /// between tries. When it is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
     /// </summary>
     private async ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CancellationToken cancellationToken)
     {
-        var handle = physical.Handle;
         var started = Stopwatch.GetTimestamp();
-        var delay = TimeSpan.FromMilliseconds(1);
-        raw.sqlite3_busy_timeout(handle, 0);
+        raw.sqlite3_busy_timeout(physical.Handle, 0);
         try
         {
-            while (true)
+            for (var tries = 0; ; tries++)
             {
                 var rc = physical.TryBegin(deferred: false);
                 if (rc != raw.SQLITE_BUSY || Stopwatch.GetElapsedTime(started) >= busyTimeout)
                 {
-                    SqliteException.ThrowExceptionForRC(rc, handle);
+                    SqliteException.ThrowExceptionForRC(rc, physical.Handle);
                     return true;
                 }
 
-                await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.TicksPerMillisecond * 16));
+                await Task.Delay(LockPollDelay(tries), cancellationToken).ConfigureAwait(false);
             }
         }
         finally
         {
-            raw.sqlite3_busy_timeout(handle, (int)busyTimeout.TotalMilliseconds);
+            raw.sqlite3_busy_timeout(physical.Handle, (int)busyTimeout.TotalMilliseconds);
         }
     }
+
+    /// <summary>No delay for the first tries, then 1 ms, then 2 ms.</summary>
+    private static int LockPollDelay(int tries) => tries < 4 ? 0 : tries < 20 ? 1 : 2;
 
     private static TimeSpan GateTimeout(int timeoutSeconds)
         => timeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(timeoutSeconds);
