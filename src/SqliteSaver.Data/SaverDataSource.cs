@@ -3,6 +3,7 @@ using System.Data.Common;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
+using SqliteSaver.Data.Wal;
 
 namespace SqliteSaver.Data;
 
@@ -30,7 +31,8 @@ public sealed class SaverDataSource : DbDataSource
         _connectionString = connectionString;
         Options = options;
         retryStrategy ??= new RetryPolicy(options, time);
-        Pool = new ConnectionPool(options, time, retryStrategy);
+        Pool = new ConnectionPool(options, time, retryStrategy, () => Checkpointer!.CheckpointOnClose());
+        Checkpointer = new Checkpointer(options, retryStrategy, time, () => Pool.OpenCount > 0);
         Executor = new Executor(retryStrategy, CreateGate(options), options.BusyTimeout);
         Live.TryAdd(this, 0);
     }
@@ -43,6 +45,17 @@ public sealed class SaverDataSource : DbDataSource
     internal ConnectionPool Pool { get; }
 
     internal Executor Executor { get; }
+
+    internal Checkpointer Checkpointer { get; }
+
+    /// <summary>The result of the last checkpoint run by this data source (background or <see cref="Checkpoint"/>), if any.</summary>
+    public CheckpointResult? LastCheckpointResult => Checkpointer.LastResult;
+
+    /// <summary>When the last checkpoint run by this data source finished.</summary>
+    public DateTimeOffset? LastCheckpointTime => Checkpointer.LastTime;
+
+    /// <summary>Why the last background checkpoint failed; <see langword="null"/> once one succeeds again.</summary>
+    public Exception? LastCheckpointError => Checkpointer.LastError;
 
     /// <summary>Creates a data source with a pool of its own.</summary>
     /// <param name="connectionString">The connection string; see <see cref="SaverConnectionStringBuilder"/> for its keywords.</param>
@@ -91,9 +104,67 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>
     /// Closes every idle physical connection now and every rented one when it is returned, releasing the database
-    /// file. The data source stays usable and opens new connections on demand.
+    /// file. With Checkpoint On Close, a TRUNCATE checkpoint runs once the last connection has closed. The data
+    /// source stays usable and opens new connections on demand.
     /// </summary>
-    public void Clear() => Pool.Clear();
+    public void Clear()
+    {
+        Pool.Clear();
+        Checkpointer.Close();
+    }
+
+    /// <summary>
+    /// Runs a WAL checkpoint on a connection the data source keeps for checkpoints, outside the pool, so it works
+    /// even while the caller holds every pooled connection. It waits for readers and writers at most 250 ms.
+    /// </summary>
+    /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
+    /// <returns>SQLite's figures (see <see cref="CheckpointExtensions.Checkpoint"/>).</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
+    /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite reported an error other than busy.</exception>
+    public CheckpointResult Checkpoint(CheckpointMode mode = CheckpointMode.Passive)
+    {
+        if (!Enum.IsDefined(mode))
+        {
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Use Passive, Full, Restart or Truncate.");
+        }
+
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return Checkpointer.Run(mode);
+    }
+
+    /// <summary>Runs <see cref="Checkpoint"/> after checking <paramref name="cancellationToken"/>; SQLite has no asynchronous I/O.</summary>
+    /// <param name="mode">The checkpoint mode.</param>
+    /// <param name="cancellationToken">Checked before the checkpoint starts.</param>
+    /// <returns>SQLite's figures.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
+    public Task<CheckpointResult> CheckpointAsync(CheckpointMode mode = CheckpointMode.Passive, CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<CheckpointResult>(cancellationToken);
+        }
+
+        try
+        {
+            return Task.FromResult(Checkpoint(mode));
+        }
+        catch (Exception exception)
+        {
+            return Task.FromException<CheckpointResult>(exception);
+        }
+    }
+
+    /// <summary>The WAL's status (journal mode, <c>-wal</c> size and frames), read on the data source's checkpoint connection.</summary>
+    /// <returns>The status.</returns>
+    /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
+    public WalStatus GetWalStatus()
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return Checkpointer.GetStatus();
+    }
 
     /// <summary>The shared data source for a connection string, created on first use.</summary>
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
@@ -141,6 +212,7 @@ public sealed class SaverDataSource : DbDataSource
         {
             Live.TryRemove(this, out _);
             Pool.Dispose();
+            Checkpointer.Dispose();
         }
 
         base.Dispose(disposing);

@@ -45,6 +45,11 @@ internal static class Keywords
     public static readonly KeywordSpec Jitter = KeywordSpec.Number("Jitter", 0.25, 0, 1);
     public static readonly KeywordSpec WriteGate = KeywordSpec.Boolean("Write Gate", true);
 
+    // WAL maintenance.
+    public static readonly KeywordSpec CheckpointInterval = KeywordSpec.Number("Checkpoint Interval", 60, 0, MaxSeconds);
+    public static readonly KeywordSpec CheckpointMode = KeywordSpec.Enum<Data.CheckpointMode>("Checkpoint Mode", Data.CheckpointMode.Passive);
+    public static readonly KeywordSpec CheckpointOnClose = KeywordSpec.Boolean("Checkpoint On Close", true);
+
     /// <summary>All keywords, in the order they are documented and written into normalized connection strings.</summary>
     public static readonly IReadOnlyList<KeywordSpec> All =
     [
@@ -52,6 +57,7 @@ internal static class Keywords
         Pooling, MaxPoolSize, MinPoolSize, PoolTimeout, ConnectionIdleLifetime,
         BusyTimeout, JournalMode, Synchronous, CacheSize, MmapSize, TempStore, JournalSizeLimit, WalAutocheckpoint,
         Retry, BaseDelay, MaxDelay, Jitter, WriteGate,
+        CheckpointInterval, CheckpointMode, CheckpointOnClose,
     ];
 
     private static readonly FrozenDictionary<string, KeywordSpec> ByCompactName = All

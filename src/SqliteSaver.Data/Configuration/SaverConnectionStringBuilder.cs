@@ -246,6 +246,36 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         set => this[Keywords.WriteGate.Name] = value;
     }
 
+    /// <summary>
+    /// How often the background checkpointer checkpoints a WAL database (keyword in seconds). Default 60 s; zero
+    /// turns it off.
+    /// </summary>
+    public TimeSpan CheckpointInterval
+    {
+        get => GetSeconds(Keywords.CheckpointInterval);
+        set => this[Keywords.CheckpointInterval.Name] = value.TotalSeconds;
+    }
+
+    /// <summary>
+    /// The mode of the background checkpointer's checkpoints. Default <see cref="Data.CheckpointMode.Passive"/>;
+    /// whatever it is, a <c>-wal</c> file larger than <see cref="JournalSizeLimit"/> gets a TRUNCATE checkpoint.
+    /// </summary>
+    public CheckpointMode CheckpointMode
+    {
+        get => Enum.Parse<CheckpointMode>(GetText(Keywords.CheckpointMode)!);
+        set => this[Keywords.CheckpointMode.Name] = value;
+    }
+
+    /// <summary>
+    /// Whether a TRUNCATE checkpoint runs when the pool is cleared or disposed and its last connection has closed,
+    /// leaving the files small and consistent. Default <see langword="true"/>.
+    /// </summary>
+    public bool CheckpointOnClose
+    {
+        get => bool.Parse(GetText(Keywords.CheckpointOnClose)!);
+        set => this[Keywords.CheckpointOnClose.Name] = value;
+    }
+
     /// <inheritdoc />
     public override bool ContainsKey(string keyword)
         => Keywords.TryResolve(keyword, out var spec) && base.ContainsKey(spec.Name);

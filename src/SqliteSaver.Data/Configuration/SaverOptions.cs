@@ -27,6 +27,10 @@ internal sealed class SaverOptions
         MaxDelay = builder.MaxDelay;
         Jitter = builder.Jitter;
         WriteGate = builder.WriteGate;
+        JournalSizeLimit = builder.JournalSizeLimit;
+        CheckpointInterval = builder.CheckpointInterval;
+        CheckpointMode = builder.CheckpointMode;
+        CheckpointOnClose = builder.CheckpointOnClose;
 
         if (MinPoolSize > MaxPoolSize)
         {
@@ -82,6 +86,17 @@ internal sealed class SaverOptions
     public double Jitter { get; }
 
     public bool WriteGate { get; }
+
+    public long JournalSizeLimit { get; }
+
+    public TimeSpan CheckpointInterval { get; }
+
+    public CheckpointMode CheckpointMode { get; }
+
+    public bool CheckpointOnClose { get; }
+
+    /// <summary>Whether the database is a file this library keeps in WAL mode, so that checkpoints apply to it.</summary>
+    public bool MaintainsWal => JournalMode == JournalMode.Wal && !IsMemory && Mode != SqliteOpenMode.ReadOnly && DataSource.Length > 0;
 
     /// <summary>Every keyword with its canonical value, in a fixed order: equal settings give equal keys.</summary>
     public string PoolKey { get; }

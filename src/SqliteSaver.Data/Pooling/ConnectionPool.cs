@@ -14,6 +14,7 @@ internal sealed class ConnectionPool : IDisposable
     private readonly SaverOptions _options;
     private readonly TimeProvider _time;
     private readonly SaverRetryStrategy _strategy;
+    private readonly Action _onDrained;
     private readonly Lock _lock = new();
     private readonly List<PhysicalConnection> _idle = [];
     private readonly WaitQueue<PhysicalConnection?> _waiters;
@@ -22,12 +23,19 @@ internal sealed class ConnectionPool : IDisposable
     private int _generation;
     private bool _disposed;
     private PhysicalConnection? _memoryAnchor;
+    private bool _openedSinceClear;
+    private bool _drainPending;
 
-    public ConnectionPool(SaverOptions options, TimeProvider time, SaverRetryStrategy strategy)
+    /// <param name="options">The data source's options.</param>
+    /// <param name="time">The clock for idle pruning.</param>
+    /// <param name="strategy">Retries applying PRAGMAs to a new connection.</param>
+    /// <param name="onDrained">Called once a cleared pool that had connections has none left open.</param>
+    public ConnectionPool(SaverOptions options, TimeProvider time, SaverRetryStrategy strategy, Action onDrained)
     {
         _options = options;
         _time = time;
         _strategy = strategy;
+        _onDrained = onDrained;
         _waiters = new WaitQueue<PhysicalConnection?>(_lock);
         if (options.Pooling && options.ConnectionIdleLifetime > TimeSpan.Zero)
         {
@@ -130,6 +138,7 @@ internal sealed class ConnectionPool : IDisposable
     public void Return(PhysicalConnection connection)
     {
         var keep = _options.Pooling && connection.Generation == Volatile.Read(ref _generation) && connection.TryReset();
+        bool drained;
         lock (_lock)
         {
             if (keep && !_disposed && connection.Generation == _generation)
@@ -144,9 +153,15 @@ internal sealed class ConnectionPool : IDisposable
             }
 
             ReleaseSlot();
+            drained = _drainPending && _open == 0;
+            _drainPending &= !drained;
         }
 
         connection.Dispose();
+        if (drained)
+        {
+            _onDrained();
+        }
     }
 
     /// <summary>
@@ -157,6 +172,7 @@ internal sealed class ConnectionPool : IDisposable
     {
         PhysicalConnection[] closing;
         PhysicalConnection? anchor;
+        bool drained;
         lock (_lock)
         {
             _generation++;
@@ -165,6 +181,9 @@ internal sealed class ConnectionPool : IDisposable
             _open -= closing.Length;
             anchor = _memoryAnchor;
             _memoryAnchor = null;
+            drained = _openedSinceClear && _open == 0;
+            _drainPending = _openedSinceClear && !drained;
+            _openedSinceClear = false;
         }
 
         foreach (var connection in closing)
@@ -173,6 +192,10 @@ internal sealed class ConnectionPool : IDisposable
         }
 
         anchor?.Dispose();
+        if (drained)
+        {
+            _onDrained();
+        }
     }
 
     /// <summary>Clears the pool for good: waiters fail with <see cref="ObjectDisposedException"/>.</summary>
@@ -226,7 +249,13 @@ internal sealed class ConnectionPool : IDisposable
         try
         {
             EnsureMemoryAnchor();
-            return PhysicalConnection.Open(_options, _strategy, Volatile.Read(ref _generation));
+            var connection = PhysicalConnection.Open(_options, _strategy, Volatile.Read(ref _generation));
+            lock (_lock)
+            {
+                _openedSinceClear = true;
+            }
+
+            return connection;
         }
         catch
         {

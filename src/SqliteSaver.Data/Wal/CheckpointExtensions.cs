@@ -30,23 +30,22 @@ public static class CheckpointExtensions
             throw new ArgumentOutOfRangeException(nameof(mode), mode, "Use Passive, Full, Restart or Truncate.");
         }
 
-        var handle = connection switch
-        {
-            SaverDbConnection saver => saver.GetOpenPhysical(nameof(Checkpoint)).Handle,
-            SqliteConnection { State: ConnectionState.Open } sqlite => sqlite.Handle!,
-            SqliteConnection => throw new InvalidOperationException("Checkpoint requires an open connection."),
-            _ => throw new ArgumentException(
-                $"Checkpoint runs on a SaverDbConnection or a SqliteConnection, not on a {connection.GetType().Name}.",
-                nameof(connection)),
-        };
+        return Run(Handle(connection, nameof(Checkpoint)), mode);
+    }
 
-        var rc = raw.sqlite3_wal_checkpoint_v2(handle, "main", (int)mode, out var logFrames, out var checkpointedFrames);
-        if (rc != raw.SQLITE_BUSY)
-        {
-            SqliteException.ThrowExceptionForRC(rc, handle);
-        }
-
-        return new CheckpointResult(rc == raw.SQLITE_BUSY, logFrames, checkpointedFrames);
+    /// <summary>
+    /// What the <c>main</c> database's WAL holds right now, for dashboards and operators: the journal mode, the size
+    /// of the <c>-wal</c> file and the frames it has room for. Nothing is checkpointed.
+    /// </summary>
+    /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
+    /// <returns>The status; a database not in WAL mode, or in memory, has no <c>-wal</c> file (0 bytes, 0 frames).</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    public static WalStatus GetWalStatus(this DbConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        return ReadStatus(Handle(connection, nameof(GetWalStatus)));
     }
 
     /// <summary>
@@ -82,4 +81,50 @@ public static class CheckpointExtensions
             return Task.FromException<CheckpointResult>(exception);
         }
     }
+
+    /// <summary>Runs <c>sqlite3_wal_checkpoint_v2</c> on the main database of an open handle.</summary>
+    /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
+    internal static CheckpointResult Run(sqlite3 handle, CheckpointMode mode)
+    {
+        var rc = raw.sqlite3_wal_checkpoint_v2(handle, "main", (int)mode, out var logFrames, out var checkpointedFrames);
+        if (rc != raw.SQLITE_BUSY)
+        {
+            SqliteException.ThrowExceptionForRC(rc, handle);
+        }
+
+        return new CheckpointResult(rc == raw.SQLITE_BUSY, logFrames, checkpointedFrames);
+    }
+
+    /// <summary>Reads the journal mode and page size through SQLite and the <c>-wal</c> file's size from disk.</summary>
+    internal static WalStatus ReadStatus(sqlite3 handle)
+    {
+        var journalMode = Pragma(handle, "PRAGMA journal_mode", static s => raw.sqlite3_column_text(s, 0).utf8_to_string());
+        var pageSize = Pragma(handle, "PRAGMA page_size", static s => raw.sqlite3_column_int64(s, 0));
+        var file = raw.sqlite3_db_filename(handle, "main").utf8_to_string();
+        var wal = string.IsNullOrEmpty(file) ? null : new FileInfo(file + "-wal");
+        var bytes = wal is { Exists: true } ? wal.Length : 0;
+        const int WalHeader = 32, FrameHeader = 24;
+        return new WalStatus(journalMode, bytes, bytes >= WalHeader ? (bytes - WalHeader) / (pageSize + FrameHeader) : 0);
+    }
+
+    private static T Pragma<T>(sqlite3 handle, string sql, Func<sqlite3_stmt, T> read)
+    {
+        SqliteException.ThrowExceptionForRC(raw.sqlite3_prepare_v2(handle, sql, out var statement), handle);
+        using (statement)
+        {
+            var rc = raw.sqlite3_step(statement);
+            SqliteException.ThrowExceptionForRC(rc, handle);
+            return read(statement);
+        }
+    }
+
+    private static sqlite3 Handle(DbConnection connection, string operation) => connection switch
+    {
+        SaverDbConnection saver => saver.GetOpenPhysical(operation).Handle,
+        SqliteConnection { State: ConnectionState.Open } sqlite => sqlite.Handle!,
+        SqliteConnection => throw new InvalidOperationException($"{operation} requires an open connection."),
+        _ => throw new ArgumentException(
+            $"{operation} runs on a SaverDbConnection or a SqliteConnection, not on a {connection.GetType().Name}.",
+            nameof(connection)),
+    };
 }

@@ -36,6 +36,9 @@ public class ConnectionStringBuilderTests
         builder.MaxDelay.ShouldBe(TimeSpan.FromSeconds(2));
         builder.Jitter.ShouldBe(0.25);
         builder.WriteGate.ShouldBeTrue();
+        builder.CheckpointInterval.ShouldBe(TimeSpan.FromSeconds(60));
+        builder.CheckpointMode.ShouldBe(CheckpointMode.Passive);
+        builder.CheckpointOnClose.ShouldBeTrue();
         builder.ConnectionString.ShouldBe(string.Empty);
     }
 
@@ -60,6 +63,7 @@ public class ConnectionStringBuilderTests
         builder.Jitter.ShouldBe(0);
         builder.ForeignKeys.ShouldBe(true);
         builder.TempStore.ShouldBe(TempStoreMode.Memory);
+        new SaverConnectionStringBuilder("checkpointmode=TRUNCATE").CheckpointMode.ShouldBe(CheckpointMode.Truncate);
         builder["DataSource"].ShouldBe("a.db");
         builder.ContainsKey("Max Pool Size").ShouldBeTrue();
         builder.ContainsKey("maxpoolsize").ShouldBeTrue();
@@ -149,6 +153,8 @@ public class ConnectionStringBuilderTests
             ("Base Delay", "-0.1"), ("Base Delay", "NaN"), ("Base Delay", "3601"),
             ("Max Delay", "-1"), ("Max Delay", "1e400"),
             ("Jitter", "1.5"), ("Jitter", "-0.1"), ("Jitter", "NaN"), ("Write Gate", "on"),
+            ("Checkpoint Interval", "-1"), ("Checkpoint Interval", "1m"), ("Checkpoint Mode", "Wal"), ("Checkpoint Mode", "2"),
+            ("Checkpoint On Close", "perhaps"),
         ];
 
         foreach (var (keyword, value) in cases)
