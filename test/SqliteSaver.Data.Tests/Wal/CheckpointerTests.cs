@@ -1,0 +1,247 @@
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Wal;
+
+public class CheckpointerTests
+{
+    private TempFolder _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = new TempFolder();
+
+    [TearDown]
+    public void TearDown() => _folder.Dispose();
+
+    private string Wal => _folder.File() + "-wal";
+
+    [Test]
+    public void Each_mode_follows_SQLites_semantics_on_a_SaverDbConnection()
+    {
+        using var connection = new SaverDbConnection(_folder.ConnectionString("Wal Autocheckpoint=0"));
+        connection.Open();
+        Fill(connection, 50);
+
+        var full = connection.Checkpoint(CheckpointMode.Full);
+        full.Busy.ShouldBeFalse();
+        full.CheckpointedFrames.ShouldBe(full.LogFrames);
+
+        connection.Checkpoint(CheckpointMode.Restart).Busy.ShouldBeFalse();
+        Fill(connection, 50);
+        connection.Checkpoint(CheckpointMode.Truncate).ShouldBe(new CheckpointResult(false, 0, 0));
+        new FileInfo(Wal).Length.ShouldBe(0);
+    }
+
+    [TestCase(CheckpointMode.Restart)]
+    [TestCase(CheckpointMode.Truncate)]
+    public void Restart_and_Truncate_come_back_busy_while_a_reader_holds_an_old_snapshot(CheckpointMode mode)
+    {
+        var connectionString = _folder.ConnectionString("Busy Timeout=200;Wal Autocheckpoint=0");
+        using var reader = new SaverDbConnection(connectionString);
+        using var writer = new SaverDbConnection(connectionString);
+        writer.Open();
+        Fill(writer, 10);
+        reader.Open();
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
+        Fill(writer, 10);
+
+        var result = writer.Checkpoint(mode);
+
+        result.Busy.ShouldBeTrue();
+        File.Exists(Wal).ShouldBeTrue();
+    }
+
+    [Test]
+    public void The_data_source_checkpoints_on_a_connection_of_its_own_even_when_the_caller_holds_the_whole_pool()
+    {
+        using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Max Pool Size=1;Pool Timeout=1;Wal Autocheckpoint=0"));
+        using var held = dataSource.OpenConnection();
+        Fill(held, 20);
+
+        var result = dataSource.Checkpoint(CheckpointMode.Truncate);
+
+        result.ShouldBe(new CheckpointResult(false, 0, 0));
+        dataSource.LastCheckpointResult.ShouldBe(result);
+        dataSource.LastCheckpointTime.ShouldNotBeNull();
+        dataSource.Pool.OpenCount.ShouldBe(1);
+        Should.Throw<ArgumentOutOfRangeException>(() => dataSource.Checkpoint((CheckpointMode)9));
+    }
+
+    [Test]
+    public async Task Wal_status_reports_the_journal_mode_the_wal_size_and_its_frames()
+    {
+        await using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Wal Autocheckpoint=0"));
+        await using var connection = await dataSource.OpenConnectionAsync();
+        Fill(connection, 20);
+
+        var status = connection.GetWalStatus();
+
+        status.JournalMode.ShouldBe("wal");
+        status.WalFileBytes.ShouldBe(new FileInfo(Wal).Length);
+        status.WalFrames.ShouldBe((status.WalFileBytes - 32) / (4096 + 24));
+        status.WalFrames.ShouldBeGreaterThan(0);
+        dataSource.GetWalStatus().ShouldBe(status);
+
+        await dataSource.CheckpointAsync(CheckpointMode.Truncate);
+        dataSource.GetWalStatus().ShouldBe(new WalStatus("wal", 0, 0));
+
+        using var rollback = new SaverDbConnection(_folder.ConnectionString("Journal Mode=Delete", "rollback.db"));
+        rollback.Open();
+        rollback.GetWalStatus().ShouldBe(new WalStatus("delete", 0, 0));
+        using var closed = new SqliteConnection("Data Source=:memory:");
+        Should.Throw<InvalidOperationException>(() => closed.GetWalStatus());
+    }
+
+    [Test]
+    public void The_background_checkpointer_runs_every_interval_on_the_data_sources_clock()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Checkpoint Interval=10;Wal Autocheckpoint=0"))
+            .UseTimeProvider(time).Build();
+        using var connection = dataSource.OpenConnection();
+        Fill(connection, 20);
+
+        time.Advance(TimeSpan.FromSeconds(9));
+        dataSource.LastCheckpointResult.ShouldBeNull();
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(1);
+        var result = dataSource.LastCheckpointResult!.Value;
+        result.Busy.ShouldBeFalse();
+        result.LogFrames.ShouldBeGreaterThan(0);
+        result.CheckpointedFrames.ShouldBe(result.LogFrames);
+        dataSource.LastCheckpointTime.ShouldBe(time.GetUtcNow());
+        File.Exists(Wal).ShouldBeTrue(); // PASSIVE does not truncate
+    }
+
+    [Test]
+    public void A_wal_past_Journal_Size_Limit_gets_a_truncate_checkpoint()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=65536"))
+            .UseTimeProvider(time).Build();
+        using var connection = dataSource.OpenConnection();
+        Fill(connection, 100);
+        new FileInfo(Wal).Length.ShouldBeGreaterThan(65536);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        new FileInfo(Wal).Length.ShouldBe(0);
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+    }
+
+    [Test]
+    public void A_busy_checkpointer_backs_off_and_comes_back()
+    {
+        var time = new FakeTimeProvider();
+        var connectionString = _folder.ConnectionString("Checkpoint Interval=1;Checkpoint Mode=Truncate;Wal Autocheckpoint=0;Busy Timeout=50");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
+        using var writer = dataSource.OpenConnection();
+        using var reader = dataSource.OpenConnection();
+        Fill(writer, 10);
+        var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
+        Fill(writer, 10);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(1);
+        dataSource.LastCheckpointResult!.Value.Busy.ShouldBeTrue();
+
+        time.Advance(TimeSpan.FromSeconds(1)); // skipped: backing off
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(1);
+
+        snapshot.Dispose();
+        time.Advance(TimeSpan.FromSeconds(1));
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(2);
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+    }
+
+    [Test]
+    public void The_checkpointer_leaves_a_cleared_pool_alone()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Checkpoint Interval=1;Checkpoint On Close=false"))
+            .UseTimeProvider(time).Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Fill(connection, 5);
+        }
+
+        dataSource.Clear();
+        foreach (var file in Directory.GetFiles(_folder.Path))
+        {
+            File.Delete(file);
+        }
+
+        time.Advance(TimeSpan.FromSeconds(5));
+
+        Directory.GetFiles(_folder.Path).ShouldBeEmpty();
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(0);
+    }
+
+    [Test]
+    public void Checkpoint_On_Close_truncates_the_wal_once_the_last_connection_of_a_cleared_pool_closes()
+    {
+        // Another connection to the file (as another process would have) keeps SQLite from checkpointing and
+        // deleting the -wal file itself when the pool's last connection closes.
+        using var other = OtherConnection();
+        var connectionString = _folder.ConnectionString("Wal Autocheckpoint=0");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            Fill(connection, 20);
+        }
+
+        var rented = new SaverDbConnection(connectionString);
+        rented.Open();
+
+        SaverDbConnection.ClearAllPools();
+        new FileInfo(Wal).Length.ShouldBeGreaterThan(0);
+        rented.Close();
+
+        new FileInfo(Wal).Length.ShouldBe(0);
+        other.Dispose();
+        OpenFiles.Count(_folder.File()).ShouldBe(0); // the checkpoint's own connection was closed too
+    }
+
+    [Test]
+    public void Without_Checkpoint_On_Close_the_wal_is_left_as_it_is()
+    {
+        using var other = OtherConnection();
+        var connectionString = _folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint On Close=false");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            Fill(connection, 20);
+        }
+
+        SaverDbConnection.ClearAllPools();
+
+        new FileInfo(Wal).Length.ShouldBeGreaterThan(40_000);
+    }
+
+    private SqliteConnection OtherConnection()
+    {
+        var other = new SqliteConnection($"Data Source={_folder.File()};Pooling=False");
+        other.Open();
+        using var command = other.CreateCommand();
+        command.CommandText = "PRAGMA journal_mode = WAL; SELECT count(*) FROM sqlite_master;"; // the read opens the WAL index
+        command.ExecuteNonQuery();
+        return other;
+    }
+
+    internal static void Fill(SaverDbConnection connection, int rows)
+    {
+        if (connection.State != System.Data.ConnectionState.Open)
+        {
+            connection.Open();
+        }
+
+        ConnectionTests.Exec(connection, "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, payload BLOB)");
+        for (var i = 0; i < rows; i++)
+        {
+            ConnectionTests.Exec(connection, "INSERT INTO t (payload) VALUES (randomblob(2000))");
+        }
+    }
+}
