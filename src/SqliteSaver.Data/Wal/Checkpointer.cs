@@ -9,7 +9,8 @@ namespace SqliteSaver.Data.Wal;
 /// runs the data source's on-demand checkpoints and, every Checkpoint Interval, a checkpoint in Checkpoint Mode, or a
 /// TRUNCATE one when the <c>-wal</c> file has grown past Journal Size Limit. Its connection waits for readers and
 /// writers at most <see cref="StepTimeout"/>, so a RESTART or TRUNCATE checkpoint never holds writers back for longer;
-/// when it comes back busy the next ones are spaced out (twice, four, then eight times the interval).
+/// when it comes back busy the next ones are spaced out (twice, four, then eight times the interval), except that a
+/// <c>-wal</c> file past the limit is tried at every interval.
 /// </summary>
 internal sealed class Checkpointer : IDisposable
 {
@@ -138,16 +139,15 @@ internal sealed class Checkpointer : IDisposable
 
         try
         {
-            if (_ticksToSkip > 0)
+            // A -wal file past the limit is truncated at every tick, backing off or not: the bound comes first.
+            var overLimit = _options.JournalSizeLimit >= 0 && GetStatus().WalFileBytes > _options.JournalSizeLimit;
+            if (!overLimit && _ticksToSkip > 0)
             {
                 _ticksToSkip--;
                 return;
             }
 
-            var mode = _options.JournalSizeLimit >= 0 && GetStatus().WalFileBytes > _options.JournalSizeLimit
-                ? CheckpointMode.Truncate
-                : _options.CheckpointMode;
-            var result = Run(mode);
+            var result = Run(overLimit ? CheckpointMode.Truncate : _options.CheckpointMode);
             BackgroundRuns++;
             LastError = null;
             _busyStreak = result.Busy ? Math.Min(_busyStreak + 1, 3) : 0;
