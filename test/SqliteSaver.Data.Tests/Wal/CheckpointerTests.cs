@@ -71,6 +71,37 @@ public class CheckpointerTests
     }
 
     [Test]
+    public void The_checkpoint_connection_waits_for_readers_and_writers_at_most_one_short_step()
+    {
+        using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Busy Timeout=5000"));
+        dataSource.Checkpoint();
+
+        var own = typeof(Data.Wal.Checkpointer).GetField("_connection", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+        var physical = (Data.Pooling.PhysicalConnection)own.GetValue(dataSource.Checkpointer)!;
+        SQLitePCL.raw.sqlite3_prepare_v2(physical.Handle, "PRAGMA busy_timeout", out var statement).ShouldBe(0);
+        using (statement)
+        {
+            SQLitePCL.raw.sqlite3_step(statement).ShouldBe(SQLitePCL.raw.SQLITE_ROW);
+            SQLitePCL.raw.sqlite3_column_int(statement, 0).ShouldBe((int)Data.Wal.Checkpointer.StepTimeout.TotalMilliseconds);
+        }
+    }
+
+    [Test]
+    public void Checkpoint_and_wal_status_need_an_open_undisposed_connection_and_data_source()
+    {
+        var connection = new SaverDbConnection(_folder.ConnectionString());
+        connection.Open();
+        connection.Dispose();
+        var dataSource = SaverDataSource.Create(_folder.ConnectionString());
+        dataSource.Dispose();
+
+        Should.Throw<InvalidOperationException>(() => connection.Checkpoint());
+        Should.Throw<InvalidOperationException>(() => connection.GetWalStatus());
+        Should.Throw<ObjectDisposedException>(() => dataSource.Checkpoint());
+        Should.Throw<ObjectDisposedException>(() => dataSource.GetWalStatus());
+    }
+
+    [Test]
     public async Task Wal_status_reports_the_journal_mode_the_wal_size_and_its_frames()
     {
         await using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Wal Autocheckpoint=0"));
