@@ -5,20 +5,12 @@ using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests;
 
-public class ConnectionTests
+public class ConnectionTests : DatabaseTest
 {
-    private TempFolder _folder = null!;
-
-    [SetUp]
-    public void SetUp() => _folder = new TempFolder();
-
-    [TearDown]
-    public void TearDown() => _folder.Dispose();
-
     [Test]
     public void Pragmas_from_the_connection_string_are_set_on_a_rented_connection()
     {
-        var connectionString = _folder.ConnectionString(
+        var connectionString = Folder.ConnectionString(
             "Busy Timeout=1234;Synchronous=Full;Cache Size=-4096;Mmap Size=1048576;Temp Store=Memory;"
             + "Journal Size Limit=2097152;Wal Autocheckpoint=500;Foreign Keys=true;Recursive Triggers=true");
         using var connection = new SaverDbConnection(connectionString);
@@ -39,7 +31,7 @@ public class ConnectionTests
     [Test]
     public void Default_pragmas_are_WAL_normal_sync_and_a_five_second_busy_timeout()
     {
-        using var connection = new SaverDbConnection(_folder.ConnectionString());
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
         connection.Open();
 
         Pragma(connection, "journal_mode").ShouldBe("wal");
@@ -52,7 +44,7 @@ public class ConnectionTests
     [Test]
     public void Pragmas_are_applied_once_per_physical_connection_not_on_every_open()
     {
-        var connectionString = _folder.ConnectionString("Busy Timeout=1234");
+        var connectionString = Folder.ConnectionString("Busy Timeout=1234");
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
         Exec(connection, "PRAGMA busy_timeout = 77");
@@ -66,7 +58,7 @@ public class ConnectionTests
     [Test]
     public void An_exception_inside_a_transaction_commits_nothing_and_the_next_renter_is_clean()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
 
         Should.Throw<InvalidOperationException>(() =>
@@ -88,7 +80,7 @@ public class ConnectionTests
     [Test]
     public void Closing_without_commit_rolls_back_even_when_the_transaction_is_not_disposed()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         var connection = new SaverDbConnection(connectionString);
         connection.Open();
@@ -105,7 +97,7 @@ public class ConnectionTests
     [Test]
     public void A_renter_never_sees_another_renters_temp_tables_or_open_readers()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
         SqliteConnection first;
         DbDataReaderHolder holder = new();
         using (var connection = new SaverDbConnection(connectionString))
@@ -129,7 +121,7 @@ public class ConnectionTests
     [Test]
     public void A_returned_connection_without_temp_state_is_reused()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
         SqliteConnection first;
         using (var connection = new SaverDbConnection(connectionString))
         {
@@ -146,9 +138,9 @@ public class ConnectionTests
     [Test]
     public void Pool_keys_normalize_order_case_aliases_spacing_and_relative_paths()
     {
-        var full = _folder.File("keys.db");
+        var full = Folder.File("keys.db");
         var previous = Environment.CurrentDirectory;
-        Environment.CurrentDirectory = _folder.Path;
+        Environment.CurrentDirectory = Folder.Path;
         try
         {
             string[] spellings =
@@ -181,8 +173,8 @@ public class ConnectionTests
     [Test]
     public void Different_settings_get_different_pools()
     {
-        var a = SaverDataSource.GetShared(_folder.ConnectionString("Busy Timeout=100"));
-        var b = SaverDataSource.GetShared(_folder.ConnectionString("Busy Timeout=200"));
+        var a = SaverDataSource.GetShared(Folder.ConnectionString("Busy Timeout=100"));
+        var b = SaverDataSource.GetShared(Folder.ConnectionString("Busy Timeout=200"));
 
         a.ShouldNotBeSameAs(b);
     }
@@ -190,7 +182,7 @@ public class ConnectionTests
     [Test]
     public void Read_only_mode_works_on_a_database_in_rollback_journal_mode()
     {
-        var path = _folder.File("journal.db");
+        var path = Folder.File("journal.db");
         using (var plain = new SqliteConnection($"Data Source={path};Pooling=False"))
         {
             plain.Open();
@@ -246,7 +238,7 @@ public class ConnectionTests
     [Test]
     public void Connection_properties_behave_like_ADO_NET_expects()
     {
-        var connectionString = $"Data Source={_folder.File()};  Max Pool Size = 2 ";
+        var connectionString = $"Data Source={Folder.File()};  Max Pool Size = 2 ";
         using var connection = new SaverDbConnection(connectionString);
         var changes = new List<(ConnectionState From, ConnectionState To)>();
         connection.StateChange += (_, e) => changes.Add((e.OriginalState, e.CurrentState));
@@ -254,7 +246,7 @@ public class ConnectionTests
         connection.ConnectionString.ShouldBe(connectionString);
         connection.State.ShouldBe(ConnectionState.Closed);
         connection.Database.ShouldBe("main");
-        connection.DataSource.ShouldBe(_folder.File());
+        connection.DataSource.ShouldBe(Folder.File());
         connection.ServerVersion.ShouldStartWith("3.");
         Should.Throw<InvalidOperationException>(() => connection.InnerConnection);
 
@@ -273,7 +265,7 @@ public class ConnectionTests
     [Test]
     public void Commands_need_an_open_connection()
     {
-        using var connection = new SaverDbConnection(_folder.ConnectionString());
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT 1";
 
@@ -284,7 +276,7 @@ public class ConnectionTests
     [Test]
     public void Transactions_do_not_nest_and_check_their_connection()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         using var connection = new SaverDbConnection(connectionString);
         using var other = new SaverDbConnection(connectionString);
         connection.Open();
@@ -303,7 +295,7 @@ public class ConnectionTests
     [TestCase(true)]
     public void BeginTransaction_is_immediate_and_deferred_on_request(bool writeGate)
     {
-        var connectionString = _folder.ConnectionString($"Busy Timeout=0;Retry=0;Default Timeout=1;Write Gate={writeGate}");
+        var connectionString = Folder.ConnectionString($"Busy Timeout=0;Retry=0;Default Timeout=1;Write Gate={writeGate}");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var writer = new SaverDbConnection(connectionString);
         using var other = new SaverDbConnection(connectionString);
@@ -332,7 +324,7 @@ public class ConnectionTests
     [Test]
     public void A_committed_transaction_is_durable_and_completed()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
@@ -355,7 +347,7 @@ public class ConnectionTests
     [Test]
     public void A_reader_opened_with_CloseConnection_returns_the_connection_when_closed()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
         var dataSource = SaverDataSource.GetShared(connectionString);
         var connection = new SaverDbConnection(connectionString);
         connection.Open();

@@ -1,7 +1,7 @@
 namespace SqliteSaver.Data.Tests;
 
 /// <summary>A fresh temporary folder for one test's database files, deleted afterwards with the pools released.</summary>
-internal sealed class TempFolder : IDisposable
+public sealed class TempFolder : IDisposable
 {
     public TempFolder()
     {

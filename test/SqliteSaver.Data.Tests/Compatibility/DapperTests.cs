@@ -3,22 +3,17 @@ using Shouldly;
 
 namespace SqliteSaver.Data.Tests.Compatibility;
 
-public class DapperTests
+public class DapperTests : DatabaseTest
 {
-    private TempFolder _folder = null!;
     private string _connectionString = null!;
 
     [SetUp]
-    public void SetUp()
+    public void CreateTable()
     {
-        _folder = new TempFolder();
-        _connectionString = _folder.ConnectionString("Max Pool Size=2");
+        _connectionString = Folder.ConnectionString("Max Pool Size=2");
         using var connection = new SaverDbConnection(_connectionString);
         connection.Execute("CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT NOT NULL, age INTEGER NOT NULL)");
     }
-
-    [TearDown]
-    public void TearDown() => _folder.Dispose();
 
     [Test]
     public void Query_and_Execute_on_a_closed_connection_open_and_return_it()

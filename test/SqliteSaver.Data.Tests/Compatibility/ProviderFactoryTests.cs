@@ -4,26 +4,17 @@ using Shouldly;
 
 namespace SqliteSaver.Data.Tests.Compatibility;
 
-public class ProviderFactoryTests
+public class ProviderFactoryTests : DatabaseTest
 {
-    private TempFolder _folder = null!;
-
-    [SetUp]
-    public void SetUp() => _folder = new TempFolder();
-
     [TearDown]
-    public void TearDown()
-    {
-        DbProviderFactories.UnregisterFactory(SaverProviderFactory.InvariantName);
-        _folder.Dispose();
-    }
+    public void Unregister() => DbProviderFactories.UnregisterFactory(SaverProviderFactory.InvariantName);
 
     [Test]
     public void Code_that_knows_only_DbProviderFactory_runs_CRUD_after_RegisterFactory_with_the_instance()
     {
         DbProviderFactories.RegisterFactory(SaverProviderFactory.InvariantName, SaverProviderFactory.Instance);
 
-        GenericCrud(DbProviderFactories.GetFactory(SaverProviderFactory.InvariantName), _folder.ConnectionString());
+        GenericCrud(DbProviderFactories.GetFactory(SaverProviderFactory.InvariantName), Folder.ConnectionString());
     }
 
     [Test]
@@ -31,7 +22,7 @@ public class ProviderFactoryTests
     {
         DbProviderFactories.RegisterFactory(SaverProviderFactory.InvariantName, typeof(SaverProviderFactory));
 
-        GenericCrud(DbProviderFactories.GetFactory(SaverProviderFactory.InvariantName), _folder.ConnectionString());
+        GenericCrud(DbProviderFactories.GetFactory(SaverProviderFactory.InvariantName), Folder.ConnectionString());
     }
 
     [Test]
@@ -43,7 +34,7 @@ public class ProviderFactoryTests
         factory.CreateCommand().ShouldBeOfType<SaverDbCommand>();
         factory.CreateParameter().ShouldBeOfType<SqliteParameter>();
         factory.CreateConnectionStringBuilder().ShouldBeOfType<SaverConnectionStringBuilder>();
-        using var dataSource = factory.CreateDataSource(_folder.ConnectionString());
+        using var dataSource = factory.CreateDataSource(Folder.ConnectionString());
         dataSource.ShouldBeOfType<SaverDataSource>();
         using var connection = dataSource.OpenConnection();
         connection.ShouldBeOfType<SaverDbConnection>().State.ShouldBe(System.Data.ConnectionState.Open);
@@ -52,13 +43,13 @@ public class ProviderFactoryTests
     [Test]
     public async Task A_data_source_opens_connections_sync_and_async()
     {
-        await using var dataSource = SaverDataSource.Create(_folder.ConnectionString());
+        await using var dataSource = SaverDataSource.Create(Folder.ConnectionString());
         await using DbConnection connection = await ((DbDataSource)dataSource).OpenConnectionAsync();
         await using var command = dataSource.CreateCommand("SELECT 40 + 2");
 
         connection.State.ShouldBe(System.Data.ConnectionState.Open);
         (await command.ExecuteScalarAsync()).ShouldBe(42L);
-        dataSource.ConnectionString.ShouldBe(_folder.ConnectionString());
+        dataSource.ConnectionString.ShouldBe(Folder.ConnectionString());
     }
 
     private static void GenericCrud(DbProviderFactory factory, string connectionString)

@@ -5,20 +5,12 @@ using Shouldly;
 
 namespace SqliteSaver.Data.Tests.Pooling;
 
-public class PoolTests
+public class PoolTests : DatabaseTest
 {
-    private TempFolder _folder = null!;
-
-    [SetUp]
-    public void SetUp() => _folder = new TempFolder();
-
-    [TearDown]
-    public void TearDown() => _folder.Dispose();
-
     [Test]
     public void Sequential_opens_reuse_one_physical_connection()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         SqliteConnection? first = null;
 
         for (var i = 0; i < 50; i++)
@@ -35,7 +27,7 @@ public class PoolTests
     [Test]
     public void Many_threads_never_open_more_than_Max_Pool_Size_physical_connections()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=3");
+        var connectionString = Folder.ConnectionString("Max Pool Size=3");
         var physical = new System.Collections.Concurrent.ConcurrentDictionary<SqliteConnection, byte>();
 
         Parallel.For(0, 400, new ParallelOptions { MaxDegreeOfParallelism = 8 }, _ =>
@@ -55,7 +47,7 @@ public class PoolTests
     [Test]
     public void Four_threads_inserting_ten_rows_each_through_a_pool_of_three_give_forty_rows()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=3");
+        var connectionString = Folder.ConnectionString("Max Pool Size=3");
         Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, thread INTEGER, n INTEGER)");
 
         var threads = Enumerable.Range(0, 4).Select(thread => new Thread(() =>
@@ -81,7 +73,7 @@ public class PoolTests
     [Test]
     public void An_exhausted_pool_times_out_with_a_message_naming_the_limits()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=2;Pool Timeout=0.2");
+        var connectionString = Folder.ConnectionString("Max Pool Size=2;Pool Timeout=0.2");
         using var a = new SaverDbConnection(connectionString);
         using var b = new SaverDbConnection(connectionString);
         a.Open();
@@ -99,7 +91,7 @@ public class PoolTests
     [Test]
     public async Task An_exhausted_pool_times_out_asynchronously_too()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=0.2");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=0.2");
         await using var a = new SaverDbConnection(connectionString);
         await a.OpenAsync();
 
@@ -112,7 +104,7 @@ public class PoolTests
     [Test]
     public void A_waiter_gets_the_connection_returned_by_another_thread()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
         var holder = new SaverDbConnection(connectionString);
         holder.Open();
         var held = holder.InnerConnection;
@@ -134,7 +126,7 @@ public class PoolTests
     [Test]
     public void Waiters_are_served_first_come_first_served()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
         var dataSource = SaverDataSource.GetShared(connectionString);
         var holder = new SaverDbConnection(connectionString);
         holder.Open();
@@ -164,7 +156,7 @@ public class PoolTests
     [Test]
     public async Task OpenAsync_waits_without_a_thread_and_honours_cancellation_without_losing_the_slot()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
         var dataSource = SaverDataSource.GetShared(connectionString);
         var holder = new SaverDbConnection(connectionString);
         await holder.OpenAsync();
@@ -188,7 +180,7 @@ public class PoolTests
     [Test]
     public void Sync_Open_cancelled_while_queued_leaves_the_queue()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=30");
         var dataSource = SaverDataSource.GetShared(connectionString);
         using var holder = new SaverDbConnection(connectionString);
         holder.Open();
@@ -206,7 +198,7 @@ public class PoolTests
     public void Idle_connections_above_Min_Pool_Size_close_after_the_idle_lifetime()
     {
         var time = new FakeTimeProvider();
-        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Min Pool Size=1;Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Min Pool Size=1;Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
         var connections = Enumerable.Range(0, 3).Select(_ => dataSource.OpenConnection()).ToList();
         connections.ForEach(c => c.Dispose());
         dataSource.Pool.IdleCount.ShouldBe(3);
@@ -223,7 +215,7 @@ public class PoolTests
     public void A_connection_used_recently_is_not_pruned()
     {
         var time = new FakeTimeProvider();
-        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
         dataSource.OpenConnection().Dispose();
 
         time.Advance(TimeSpan.FromSeconds(50));
@@ -238,8 +230,8 @@ public class PoolTests
     [Test]
     public void ClearAllPools_closes_idle_connections_at_once_and_rented_ones_on_return()
     {
-        var path = _folder.File();
-        var connectionString = _folder.ConnectionString();
+        var path = Folder.File();
+        var connectionString = Folder.ConnectionString();
         Execute(connectionString, "CREATE TABLE t (x)");
         using (var a = new SaverDbConnection(connectionString))
         using (var b = new SaverDbConnection(connectionString))
@@ -269,7 +261,7 @@ public class PoolTests
     [Test]
     public void ClearPool_leaves_the_pool_usable()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
         var before = connection.InnerConnection;
@@ -285,16 +277,16 @@ public class PoolTests
     [Test]
     public void Without_pooling_each_open_opens_and_each_close_closes_the_file()
     {
-        var connectionString = _folder.ConnectionString("Pooling=false");
+        var connectionString = Folder.ConnectionString("Pooling=false");
         SqliteConnection first;
         using (var connection = new SaverDbConnection(connectionString))
         {
             connection.Open();
             first = connection.InnerConnection;
-            OpenFiles.Count(_folder.File()).ShouldBe(1);
+            OpenFiles.Count(Folder.File()).ShouldBe(1);
         }
 
-        OpenFiles.Count(_folder.File()).ShouldBe(0);
+        OpenFiles.Count(Folder.File()).ShouldBe(0);
         using var again = new SaverDbConnection(connectionString);
         again.Open();
         again.InnerConnection.ShouldNotBeSameAs(first);
@@ -303,7 +295,7 @@ public class PoolTests
     [Test]
     public void A_physical_connection_that_fails_its_check_is_replaced_and_the_slot_kept()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
         var dataSource = SaverDataSource.GetShared(connectionString);
         SqliteConnection broken;
         using (var connection = new SaverDbConnection(connectionString))
@@ -324,7 +316,7 @@ public class PoolTests
     [Test]
     public void A_failed_open_gives_its_slot_back()
     {
-        var missingFolder = Path.Combine(_folder.Path, "missing");
+        var missingFolder = Path.Combine(Folder.Path, "missing");
         var connectionString = $"Data Source={Path.Combine(missingFolder, "x.db")};Max Pool Size=1;Pool Timeout=1";
         var dataSource = SaverDataSource.GetShared(connectionString);
 
@@ -345,7 +337,7 @@ public class PoolTests
     public void A_failed_open_hands_the_slot_to_a_waiter()
     {
         var time = new FakeTimeProvider();
-        var missingFolder = Path.Combine(_folder.Path, "later");
+        var missingFolder = Path.Combine(Folder.Path, "later");
         var connectionString = $"Data Source={Path.Combine(missingFolder, "x.db")};Max Pool Size=1;Pool Timeout=30";
         Directory.CreateDirectory(missingFolder);
         using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
@@ -365,7 +357,7 @@ public class PoolTests
     [Test]
     public void Disposing_a_data_source_fails_its_waiters_with_ObjectDisposedException()
     {
-        var dataSource = SaverDataSource.Create(_folder.ConnectionString("Max Pool Size=1;Pool Timeout=30"));
+        var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=30"));
         var holder = dataSource.OpenConnection();
         var waiter = Task.Run(() => dataSource.OpenConnection());
         Wait.Until(() => dataSource.Pool.WaitingCount == 1);
@@ -381,7 +373,7 @@ public class PoolTests
     [Test]
     public void Open_and_Close_of_a_pooled_connection_allocate_nothing()
     {
-        using var connection = new SaverDbConnection(_folder.ConnectionString());
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
         connection.Open();
         connection.Close();
 

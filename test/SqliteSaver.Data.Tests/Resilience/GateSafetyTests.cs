@@ -7,20 +7,12 @@ using SqliteSaver.Data.Tests.Pooling;
 namespace SqliteSaver.Data.Tests.Resilience;
 
 /// <summary>The write gate is never left held and never waited on by its own holder, whatever ends a transaction.</summary>
-public class GateSafetyTests
+public class GateSafetyTests : DatabaseTest
 {
-    private TempFolder _folder = null!;
-
-    [SetUp]
-    public void SetUp() => _folder = new TempFolder();
-
-    [TearDown]
-    public void TearDown() => _folder.Dispose();
-
     [Test]
     public void A_write_after_SQLite_itself_ended_the_transaction_does_not_wait_for_its_own_gate()
     {
-        var connectionString = _folder.ConnectionString("Default Timeout=0");
+        var connectionString = Folder.ConnectionString("Default Timeout=0");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE ON CONFLICT ROLLBACK)");
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
@@ -37,7 +29,7 @@ public class GateSafetyTests
     [Test]
     public void Disposing_a_command_finishes_the_write_left_open_for_its_reader()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, x)");
         var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
         using (var connection = new SaverDbConnection(connectionString))
@@ -64,7 +56,7 @@ public class GateSafetyTests
     [Test]
     public void When_a_readers_write_fails_to_commit_Close_reports_it_and_still_returns_the_connection()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=1;Pool Timeout=5;Foreign Keys=true");
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=5;Foreign Keys=true");
         PoolTests.Execute(connectionString,
             "CREATE TABLE parent (id INTEGER PRIMARY KEY); CREATE TABLE child (id INTEGER PRIMARY KEY, parent REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)");
         var dataSource = SaverDataSource.GetShared(connectionString);
@@ -86,7 +78,7 @@ public class GateSafetyTests
     [Test]
     public void A_batch_ending_in_VACUUM_after_unpreparable_statements_runs_outside_a_transaction()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
 
@@ -98,7 +90,7 @@ public class GateSafetyTests
     [Test]
     public void A_whole_CommandTimeout_spent_in_the_write_queue_is_not_retried()
     {
-        var connectionString = _folder.ConnectionString("Default Timeout=1;Retry=3;Base Delay=0.01");
+        var connectionString = Folder.ConnectionString("Default Timeout=1;Retry=3;Base Delay=0.01");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
         var retries = 0;
@@ -120,9 +112,9 @@ public class GateSafetyTests
     [Test]
     public async Task Cancelling_an_async_write_interrupts_SQLites_wait_for_the_lock()
     {
-        var connectionString = _folder.ConnectionString("Busy Timeout=60000;Write Gate=false");
+        var connectionString = Folder.ConnectionString("Busy Timeout=60000;Write Gate=false");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var holder = new SqliteConnection($"Data Source={_folder.File()};Pooling=False");
+        using var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
         holder.Open();
         using (var begin = holder.CreateCommand())
         {

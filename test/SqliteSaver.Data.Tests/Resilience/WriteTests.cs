@@ -8,20 +8,12 @@ using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Resilience;
 
-public class WriteTests
+public class WriteTests : DatabaseTest
 {
-    private TempFolder _folder = null!;
-
-    [SetUp]
-    public void SetUp() => _folder = new TempFolder();
-
-    [TearDown]
-    public void TearDown() => _folder.Dispose();
-
     [Test]
     public void A_batch_that_hits_BUSY_on_its_second_statement_is_applied_exactly_once()
     {
-        var connectionString = _folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE a (x); CREATE TABLE b (x)");
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
@@ -39,7 +31,7 @@ public class WriteTests
     [Test]
     public void Inside_an_explicit_transaction_a_statement_is_not_retried()
     {
-        var connectionString = _folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE a (x)");
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
@@ -59,7 +51,7 @@ public class WriteTests
     [Test]
     public void A_deferred_read_then_write_that_meets_a_stale_snapshot_succeeds_through_RunInTransaction()
     {
-        var connectionString = _folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, seen INTEGER)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
         var errors = new List<int>();
@@ -93,7 +85,7 @@ public class WriteTests
     [Test]
     public void RunInTransaction_rolls_back_and_rethrows_other_errors_without_retrying()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
         using var connection = new SaverDbConnection(connectionString);
         var attempts = 0;
@@ -114,7 +106,7 @@ public class WriteTests
     [Test]
     public async Task RunInTransactionAsync_commits_and_returns_the_result()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         await using var connection = new SaverDbConnection(connectionString);
 
@@ -131,7 +123,7 @@ public class WriteTests
     [Test]
     public void A_write_against_a_lock_held_elsewhere_fails_fast_with_the_policys_attempts_not_after_30_seconds()
     {
-        var connectionString = _folder.ConnectionString("Retry=3;Base Delay=0.01;Max Delay=0.02;Busy Timeout=10");
+        var connectionString = Folder.ConnectionString("Retry=3;Base Delay=0.01;Max Delay=0.02;Busy Timeout=10");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var holder = HoldWriteLock();
         using var connection = new SaverDbConnection(connectionString);
@@ -151,7 +143,7 @@ public class WriteTests
     public void The_backoff_schedule_of_a_real_write_is_the_policys_on_a_fake_clock()
     {
         var time = new FakeTimeProvider();
-        var connectionString = _folder.ConnectionString("Retry=4;Base Delay=0.1;Max Delay=0.3;Jitter=0;Busy Timeout=0");
+        var connectionString = Folder.ConnectionString("Retry=4;Base Delay=0.1;Max Delay=0.3;Jitter=0;Busy Timeout=0");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
         var delays = new System.Collections.Concurrent.ConcurrentQueue<TimeSpan>();
@@ -182,7 +174,7 @@ public class WriteTests
     [Test]
     public void A_write_waits_in_the_write_queue_at_most_its_CommandTimeout()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var holder = new SaverDbConnection(connectionString);
         holder.Open();
@@ -203,7 +195,7 @@ public class WriteTests
     [Test]
     public void Retry_zero_surfaces_the_first_BUSY_once_Busy_Timeout_has_passed()
     {
-        var connectionString = _folder.ConnectionString("Retry=0;Busy Timeout=50");
+        var connectionString = Folder.ConnectionString("Retry=0;Busy Timeout=50");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var holder = HoldWriteLock();
         using var connection = new SaverDbConnection(connectionString);
@@ -218,7 +210,7 @@ public class WriteTests
     [Test]
     public void Non_transient_errors_are_not_retried()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
         var retries = 0;
@@ -236,7 +228,7 @@ public class WriteTests
     [Test]
     public void An_insert_returning_read_through_Dapper_commits_when_the_reader_closes()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, x)");
         var dataSource = SaverDataSource.GetShared(connectionString);
         using var connection = new SaverDbConnection(connectionString);
@@ -253,7 +245,7 @@ public class WriteTests
     [Test]
     public void A_reader_left_open_on_a_write_is_committed_when_the_connection_closes()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, x)");
         var dataSource = SaverDataSource.GetShared(connectionString);
         var connection = new SaverDbConnection(connectionString);
@@ -274,7 +266,7 @@ public class WriteTests
     [Test]
     public async Task Cancelling_a_write_queued_at_the_gate_leaks_neither_the_gate_nor_the_slot()
     {
-        var connectionString = _folder.ConnectionString("Max Pool Size=2");
+        var connectionString = Folder.ConnectionString("Max Pool Size=2");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         var dataSource = SaverDataSource.GetShared(connectionString);
         await using var holder = new SaverDbConnection(connectionString);
@@ -301,7 +293,7 @@ public class WriteTests
     [Test]
     public async Task Cancelling_during_a_backoff_delay_is_prompt_for_commands_and_units_of_work()
     {
-        var connectionString = _folder.ConnectionString("Busy Timeout=0;Base Delay=3600;Max Delay=3600;Write Gate=false");
+        var connectionString = Folder.ConnectionString("Busy Timeout=0;Base Delay=3600;Max Delay=3600;Write Gate=false");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
         var retrying = 0;
@@ -324,7 +316,7 @@ public class WriteTests
     [Test]
     public void Sixteen_threads_of_read_then_write_transactions_commit_every_row_without_an_error()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, thread INTEGER, n INTEGER, seen INTEGER)");
 
         var errors = RunThreads(16, (thread, n) =>
@@ -345,7 +337,7 @@ public class WriteTests
     [Test]
     public void Sixteen_threads_of_autocommit_inserts_commit_every_row_without_an_error()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, thread INTEGER, n INTEGER)");
 
         var errors = RunThreads(16, (thread, n) =>
@@ -362,7 +354,7 @@ public class WriteTests
     [Test]
     public void Four_processes_of_four_threads_commit_every_row_without_an_error()
     {
-        var connectionString = _folder.ConnectionString();
+        var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE work (id INTEGER PRIMARY KEY, worker INTEGER, thread INTEGER, n INTEGER)");
         var worker = Path.Combine(AppContext.BaseDirectory, "SqliteSaver.Data.TestWorker.dll");
 
@@ -417,7 +409,7 @@ public class WriteTests
     /// <summary>A plain Microsoft.Data.Sqlite connection holding the write lock, as another process would.</summary>
     private SqliteConnection HoldWriteLock()
     {
-        var holder = new SqliteConnection($"Data Source={_folder.File()};Pooling=False");
+        var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
         holder.Open();
         using var begin = holder.CreateCommand();
         begin.CommandText = "BEGIN IMMEDIATE";

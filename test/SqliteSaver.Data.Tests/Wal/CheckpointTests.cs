@@ -4,20 +4,12 @@ using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Wal;
 
-public class CheckpointTests
+public class CheckpointTests : DatabaseTest
 {
-    private TempFolder _folder = null!;
-
-    [SetUp]
-    public void SetUp() => _folder = new TempFolder();
-
-    [TearDown]
-    public void TearDown() => _folder.Dispose();
-
     [Test]
     public void Checkpoint_returns_SQLites_figures_on_a_SaverDbConnection()
     {
-        var connectionString = _folder.ConnectionString("Wal Autocheckpoint=0");
+        var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0");
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
         ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(10000));");
@@ -32,7 +24,7 @@ public class CheckpointTests
     [Test]
     public async Task Checkpoint_returns_SQLites_figures_on_a_plain_SqliteConnection()
     {
-        var path = _folder.File("plain.db");
+        var path = Folder.File("plain.db");
         using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
         connection.Open();
         using (var command = connection.CreateCommand())
@@ -53,7 +45,7 @@ public class CheckpointTests
     [Test]
     public void Checkpoint_on_a_database_not_in_WAL_reports_minus_one_frames()
     {
-        using var connection = new SaverDbConnection(_folder.ConnectionString("Journal Mode=Delete"));
+        using var connection = new SaverDbConnection(Folder.ConnectionString("Journal Mode=Delete"));
         connection.Open();
 
         connection.Checkpoint(CheckpointMode.Truncate).ShouldBe(new CheckpointResult(false, -1, -1));
@@ -62,7 +54,7 @@ public class CheckpointTests
     [Test]
     public async Task Checkpoint_needs_an_open_connection_of_a_known_kind_and_a_defined_mode()
     {
-        using var closed = new SaverDbConnection(_folder.ConnectionString());
+        using var closed = new SaverDbConnection(Folder.ConnectionString());
         using var closedPlain = new SqliteConnection("Data Source=:memory:");
 
         Should.Throw<InvalidOperationException>(() => closed.Checkpoint());
@@ -76,7 +68,7 @@ public class CheckpointTests
     [Test]
     public void Restart_with_a_reader_holding_an_old_snapshot_comes_back_busy_within_the_busy_timeout()
     {
-        var connectionString = _folder.ConnectionString("Busy Timeout=100");
+        var connectionString = Folder.ConnectionString("Busy Timeout=100");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
         using var reader = new SaverDbConnection(connectionString);
         reader.Open();

@@ -5,22 +5,14 @@ using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Wal;
 
-public class CheckpointerTests
+public class CheckpointerTests : DatabaseTest
 {
-    private TempFolder _folder = null!;
-
-    [SetUp]
-    public void SetUp() => _folder = new TempFolder();
-
-    [TearDown]
-    public void TearDown() => _folder.Dispose();
-
-    private string Wal => _folder.File() + "-wal";
+    private string Wal => Folder.File() + "-wal";
 
     [Test]
     public void Each_mode_follows_SQLites_semantics_on_a_SaverDbConnection()
     {
-        using var connection = new SaverDbConnection(_folder.ConnectionString("Wal Autocheckpoint=0"));
+        using var connection = new SaverDbConnection(Folder.ConnectionString("Wal Autocheckpoint=0"));
         connection.Open();
         Fill(connection, 50);
 
@@ -38,7 +30,7 @@ public class CheckpointerTests
     [TestCase(CheckpointMode.Truncate)]
     public void Restart_and_Truncate_come_back_busy_while_a_reader_holds_an_old_snapshot(CheckpointMode mode)
     {
-        var connectionString = _folder.ConnectionString("Busy Timeout=200;Wal Autocheckpoint=0");
+        var connectionString = Folder.ConnectionString("Busy Timeout=200;Wal Autocheckpoint=0");
         using var reader = new SaverDbConnection(connectionString);
         using var writer = new SaverDbConnection(connectionString);
         writer.Open();
@@ -57,7 +49,7 @@ public class CheckpointerTests
     [Test]
     public void The_data_source_checkpoints_on_a_connection_of_its_own_even_when_the_caller_holds_the_whole_pool()
     {
-        using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Max Pool Size=1;Pool Timeout=1;Wal Autocheckpoint=0"));
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=1;Wal Autocheckpoint=0"));
         using var held = dataSource.OpenConnection();
         Fill(held, 20);
 
@@ -73,7 +65,7 @@ public class CheckpointerTests
     [Test]
     public void The_checkpoint_connection_waits_for_readers_and_writers_at_most_one_short_step()
     {
-        using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Busy Timeout=5000"));
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Busy Timeout=5000"));
         dataSource.Checkpoint();
 
         var own = typeof(Data.Wal.Checkpointer).GetField("_connection", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
@@ -89,10 +81,10 @@ public class CheckpointerTests
     [Test]
     public void Checkpoint_and_wal_status_need_an_open_undisposed_connection_and_data_source()
     {
-        var connection = new SaverDbConnection(_folder.ConnectionString());
+        var connection = new SaverDbConnection(Folder.ConnectionString());
         connection.Open();
         connection.Dispose();
-        var dataSource = SaverDataSource.Create(_folder.ConnectionString());
+        var dataSource = SaverDataSource.Create(Folder.ConnectionString());
         dataSource.Dispose();
 
         Should.Throw<InvalidOperationException>(() => connection.Checkpoint());
@@ -104,7 +96,7 @@ public class CheckpointerTests
     [Test]
     public async Task Wal_status_reports_the_journal_mode_the_wal_size_and_its_frames()
     {
-        await using var dataSource = SaverDataSource.Create(_folder.ConnectionString("Wal Autocheckpoint=0"));
+        await using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0"));
         await using var connection = await dataSource.OpenConnectionAsync();
         Fill(connection, 20);
 
@@ -119,7 +111,7 @@ public class CheckpointerTests
         await dataSource.CheckpointAsync(CheckpointMode.Truncate);
         dataSource.GetWalStatus().ShouldBe(new WalStatus("wal", 0, 0));
 
-        using var rollback = new SaverDbConnection(_folder.ConnectionString("Journal Mode=Delete", "rollback.db"));
+        using var rollback = new SaverDbConnection(Folder.ConnectionString("Journal Mode=Delete", "rollback.db"));
         rollback.Open();
         rollback.GetWalStatus().ShouldBe(new WalStatus("delete", 0, 0));
         using var closed = new SqliteConnection("Data Source=:memory:");
@@ -130,7 +122,7 @@ public class CheckpointerTests
     public void The_background_checkpointer_runs_every_interval_on_the_data_sources_clock()
     {
         var time = new FakeTimeProvider();
-        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Checkpoint Interval=10;Wal Autocheckpoint=0"))
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=10;Wal Autocheckpoint=0"))
             .UseTimeProvider(time).Build();
         using var connection = dataSource.OpenConnection();
         Fill(connection, 20);
@@ -152,7 +144,7 @@ public class CheckpointerTests
     public void A_wal_past_Journal_Size_Limit_gets_a_truncate_checkpoint()
     {
         var time = new FakeTimeProvider();
-        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=65536"))
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=65536"))
             .UseTimeProvider(time).Build();
         using var connection = dataSource.OpenConnection();
         Fill(connection, 100);
@@ -168,7 +160,7 @@ public class CheckpointerTests
     public void A_busy_checkpointer_backs_off_and_comes_back()
     {
         var time = new FakeTimeProvider();
-        var connectionString = _folder.ConnectionString("Checkpoint Interval=1;Checkpoint Mode=Truncate;Wal Autocheckpoint=0;Busy Timeout=50");
+        var connectionString = Folder.ConnectionString("Checkpoint Interval=1;Checkpoint Mode=Truncate;Wal Autocheckpoint=0;Busy Timeout=50");
         using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
         using var writer = dataSource.OpenConnection();
         using var reader = dataSource.OpenConnection();
@@ -194,7 +186,7 @@ public class CheckpointerTests
     public void The_checkpointer_leaves_a_cleared_pool_alone()
     {
         var time = new FakeTimeProvider();
-        using var dataSource = new SaverDataSourceBuilder(_folder.ConnectionString("Checkpoint Interval=1;Checkpoint On Close=false"))
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Checkpoint On Close=false"))
             .UseTimeProvider(time).Build();
         using (var connection = dataSource.OpenConnection())
         {
@@ -202,14 +194,14 @@ public class CheckpointerTests
         }
 
         dataSource.Clear();
-        foreach (var file in Directory.GetFiles(_folder.Path))
+        foreach (var file in Directory.GetFiles(Folder.Path))
         {
             File.Delete(file);
         }
 
         time.Advance(TimeSpan.FromSeconds(5));
 
-        Directory.GetFiles(_folder.Path).ShouldBeEmpty();
+        Directory.GetFiles(Folder.Path).ShouldBeEmpty();
         dataSource.Checkpointer.BackgroundRuns.ShouldBe(0);
     }
 
@@ -219,7 +211,7 @@ public class CheckpointerTests
         // Another connection to the file (as another process would have) keeps SQLite from checkpointing and
         // deleting the -wal file itself when the pool's last connection closes.
         using var other = OtherConnection();
-        var connectionString = _folder.ConnectionString("Wal Autocheckpoint=0");
+        var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0");
         using (var connection = new SaverDbConnection(connectionString))
         {
             Fill(connection, 20);
@@ -234,14 +226,14 @@ public class CheckpointerTests
 
         new FileInfo(Wal).Length.ShouldBe(0);
         other.Dispose();
-        OpenFiles.Count(_folder.File()).ShouldBe(0); // the checkpoint's own connection was closed too
+        OpenFiles.Count(Folder.File()).ShouldBe(0); // the checkpoint's own connection was closed too
     }
 
     [Test]
     public void Without_Checkpoint_On_Close_the_wal_is_left_as_it_is()
     {
         using var other = OtherConnection();
-        var connectionString = _folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint On Close=false");
+        var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint On Close=false");
         using (var connection = new SaverDbConnection(connectionString))
         {
             Fill(connection, 20);
@@ -254,7 +246,7 @@ public class CheckpointerTests
 
     private SqliteConnection OtherConnection()
     {
-        var other = new SqliteConnection($"Data Source={_folder.File()};Pooling=False");
+        var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
         other.Open();
         using var command = other.CreateCommand();
         command.CommandText = "PRAGMA journal_mode = WAL; SELECT count(*) FROM sqlite_master;"; // the read opens the WAL index

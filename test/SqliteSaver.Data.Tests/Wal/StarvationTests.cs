@@ -10,29 +10,20 @@ namespace SqliteSaver.Data.Tests.Wal;
 /// writer, SQLite's automatic checkpoints can never reset the WAL, so it grows without bound. The background
 /// checkpointer's TRUNCATE waits (briefly) for a moment without WAL readers and keeps it bounded.
 /// </summary>
-public class StarvationTests
+public class StarvationTests : DatabaseTest
 {
     private const long Limit = 1024 * 1024;
     // Each autocommit insert of a 1 KiB row appends a 4 KiB page to the WAL: at up to 2,000 a second the writer adds
     // about 0.8 MiB per 0.1 s Checkpoint Interval. The slack allows for that and for a checkpoint that had to wait.
     private const long Slack = 2 * 1024 * 1024;
 
-    private TempFolder _folder = null!;
-
-    [SetUp]
-    public void SetUp() => _folder = new TempFolder();
-
     [TearDown]
-    public void TearDown()
-    {
-        SqliteConnection.ClearAllPools();
-        _folder.Dispose();
-    }
+    public void ReleasePlainConnections() => SqliteConnection.ClearAllPools();
 
     [Test]
     public void With_overlapping_readers_the_wal_stays_under_Journal_Size_Limit_plus_slack()
     {
-        var path = _folder.File("saver.db");
+        var path = Folder.File("saver.db");
         var connectionString = $"Data Source={path};Journal Size Limit={Limit};Checkpoint Interval=0.1";
 
         var (maxWal, errors) = Run(path, () => new SaverDbConnection(connectionString), c => ((SaverDbConnection)c).BeginTransaction(deferred: true));
@@ -45,7 +36,7 @@ public class StarvationTests
     [Test]
     public void The_same_workload_on_plain_Microsoft_Data_Sqlite_lets_the_wal_grow_past_the_limit()
     {
-        var path = _folder.File("plain.db");
+        var path = Folder.File("plain.db");
         using (var setup = new SqliteConnection($"Data Source={path}"))
         {
             setup.Open();
