@@ -187,7 +187,7 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var (connection, physical) = Bind(nameof(ExecuteReader));
-        var (reader, open) = connection.Executor.Execute(physical, _inner, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, CancellationToken.None);
+        var (reader, open) = connection.Executor.Execute(physical, _inner, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
         return WrapReader(connection, physical, reader, open, behavior);
     }
 
@@ -248,7 +248,7 @@ public sealed class SaverDbCommand : DbCommand
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
         var (connection, physical) = Bind(operation);
-        return connection.Executor.Execute(physical, _inner, CommandTimeout, run, behavior, keepOpen: false, CancellationToken.None).Result;
+        return connection.Executor.Execute(physical, _inner, CommandTimeout, run, behavior, keepOpen: false).Result;
     }
 
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)

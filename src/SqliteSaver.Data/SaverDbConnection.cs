@@ -446,7 +446,7 @@ public sealed class SaverDbConnection : DbConnection
         CheckIsolationLevel(isolationLevel);
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
-        Executor.Begin(physical, deferred, retry, Options.DefaultTimeout, CancellationToken.None);
+        Executor.Begin(physical, deferred, retry, Options.DefaultTimeout);
         return Transaction = new SaverDbTransaction(this, physical, Normalize(isolationLevel));
     }
 

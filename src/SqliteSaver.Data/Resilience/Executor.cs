@@ -32,47 +32,15 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
         int timeoutSeconds,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
-        bool keepOpen,
-        CancellationToken cancellationToken)
-    {
-        if (InCallersTransaction(physical))
-        {
-            return (run(command, behavior), false);
-        }
-
-        switch (_classifier.Classify(physical.Handle, command.CommandText))
-        {
-            case CommandKind.Read or CommandKind.Standalone:
-                return (strategy.Execute(static (s, _) => s.run(s.command, s.behavior), (run, command, behavior), cancellationToken), false);
-            case CommandKind.Unprotected:
-                return (run(command, behavior), false);
-        }
-
-        EnterGate(physical, timeoutSeconds, cancellationToken);
-        var state = new WriteAttempt<T>(this, physical, command, run, behavior, keepOpen);
-        try
-        {
-            var result = strategy.Execute(static (s, _) => s.Run(), state, cancellationToken);
-            if (!keepOpen)
-            {
-                physical.ReleaseGate();
-            }
-
-            return (result, keepOpen);
-        }
-        catch
-        {
-            physical.ReleaseGate();
-            throw;
-        }
-    }
+        bool keepOpen)
+        => Completed(ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: false, CancellationToken.None));
 
     /// <summary>
-    /// The asynchronous form of <see cref="Execute"/>: waits on the gate and between attempts without blocking a
-    /// thread. Cancellation also interrupts SQLite while it waits for a lock (busy_timeout) or runs a statement.
+    /// The asynchronous form of <see cref="Execute"/>: waits on the gate, for the write lock and between attempts
+    /// without blocking a thread. Cancellation also interrupts a statement SQLite is running.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    public async ValueTask<(T Result, bool Open)> ExecuteAsync<T>(
+    public ValueTask<(T Result, bool Open)> ExecuteAsync<T>(
         PhysicalConnection physical,
         SqliteCommand command,
         int timeoutSeconds,
@@ -80,59 +48,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
         CommandBehavior behavior,
         bool keepOpen,
         CancellationToken cancellationToken)
-    {
-        cancellationToken.ThrowIfCancellationRequested();
-        using var interrupt = InterruptOnCancel(physical, cancellationToken);
-        try
-        {
-            return await ExecuteCoreAsync(physical, command, timeoutSeconds, run, behavior, keepOpen, cancellationToken).ConfigureAwait(false);
-        }
-        catch (SqliteException error) when (IsInterruption(error, cancellationToken))
-        {
-            throw new OperationCanceledException("The command was cancelled while SQLite ran or waited for a lock.", error, cancellationToken);
-        }
-    }
-
-    private async ValueTask<(T Result, bool Open)> ExecuteCoreAsync<T>(
-        PhysicalConnection physical,
-        SqliteCommand command,
-        int timeoutSeconds,
-        Func<SqliteCommand, CommandBehavior, T> run,
-        CommandBehavior behavior,
-        bool keepOpen,
-        CancellationToken cancellationToken)
-    {
-        if (InCallersTransaction(physical))
-        {
-            return (run(command, behavior), false);
-        }
-
-        switch (_classifier.Classify(physical.Handle, command.CommandText))
-        {
-            case CommandKind.Read or CommandKind.Standalone:
-                return (await strategy.ExecuteAsync(static (s, _) => ValueTask.FromResult(s.run(s.command, s.behavior)), (run, command, behavior), cancellationToken).ConfigureAwait(false), false);
-            case CommandKind.Unprotected:
-                return (run(command, behavior), false);
-        }
-
-        await EnterGateAsync(physical, timeoutSeconds, cancellationToken).ConfigureAwait(false);
-        var state = new WriteAttempt<T>(this, physical, command, run, behavior, keepOpen);
-        try
-        {
-            var result = await strategy.ExecuteAsync(static (s, token) => s.RunAsync(token), state, cancellationToken).ConfigureAwait(false);
-            if (!keepOpen)
-            {
-                physical.ReleaseGate();
-            }
-
-            return (result, keepOpen);
-        }
-        catch
-        {
-            physical.ReleaseGate();
-            throw;
-        }
-    }
+        => ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: true, cancellationToken);
 
     /// <summary>Commits a write left open by <see cref="Execute"/> (or rolls it back after an error) and leaves the gate.</summary>
     public static void Finish(PhysicalConnection physical, bool commit)
@@ -155,67 +71,114 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
     /// Begins a transaction. An IMMEDIATE one first passes the write gate, and with <paramref name="retry"/> its
     /// <c>BEGIN IMMEDIATE</c> is retried by the strategy while the write lock is busy.
     /// </summary>
-    public void Begin(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
-    {
-        if (deferred)
-        {
-            SqliteException.ThrowExceptionForRC(physical.TryBegin(deferred: true), physical.Handle);
-            return;
-        }
+    public void Begin(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds)
+        => Completed(BeginCore(physical, deferred, retry, timeoutSeconds, async: false, CancellationToken.None));
 
-        EnterGate(physical, timeoutSeconds, cancellationToken);
-        try
-        {
-            if (retry)
-            {
-                strategy.Execute(static (p, _) => BeginImmediate(p), physical, cancellationToken);
-            }
-            else
-            {
-                BeginImmediate(physical);
-            }
-        }
-        catch
-        {
-            physical.ReleaseGate();
-            throw;
-        }
+    /// <summary>The asynchronous form of <see cref="Begin"/>, cancellable while it waits.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public ValueTask BeginAsync(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
+        => BeginCore(physical, deferred, retry, timeoutSeconds, async: true, cancellationToken);
+
+    /// <summary>The result of work run with <c>async: false</c>, which never suspends and so is already complete.</summary>
+    private static T Completed<T>(ValueTask<T> work)
+    {
+        Debug.Assert(work.IsCompleted, "Work run synchronously completes synchronously.");
+        return work.GetAwaiter().GetResult();
     }
 
-    /// <summary>The asynchronous form of <see cref="Begin"/>; cancellation also interrupts SQLite's wait for the lock.</summary>
-    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    public async ValueTask BeginAsync(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
+    private static void Completed(ValueTask work)
+    {
+        Debug.Assert(work.IsCompleted, "Work run synchronously completes synchronously.");
+        work.GetAwaiter().GetResult();
+    }
+
+    /// <summary>
+    /// <see cref="Execute"/> and <see cref="ExecuteAsync"/> in one body: with <paramref name="async"/> false every
+    /// wait blocks and the returned task is already complete.
+    /// </summary>
+    private async ValueTask<(T Result, bool Open)> ExecuteCore<T>(
+        PhysicalConnection physical,
+        SqliteCommand command,
+        int timeoutSeconds,
+        Func<SqliteCommand, CommandBehavior, T> run,
+        CommandBehavior behavior,
+        bool keepOpen,
+        bool async,
+        CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         using var interrupt = InterruptOnCancel(physical, cancellationToken);
         try
         {
-            await BeginCoreAsync(physical, deferred, retry, timeoutSeconds, cancellationToken).ConfigureAwait(false);
+            if (InCallersTransaction(physical))
+            {
+                return (run(command, behavior), false);
+            }
+
+            switch (_classifier.Classify(physical.Handle, command.CommandText))
+            {
+                case CommandKind.Read or CommandKind.Standalone:
+                    var statement = (run, command, behavior);
+                    return (async
+                        ? await strategy.ExecuteAsync(static (s, _) => ValueTask.FromResult(s.run(s.command, s.behavior)), statement, cancellationToken).ConfigureAwait(false)
+                        : strategy.Execute(static (s, _) => s.run(s.command, s.behavior), statement, cancellationToken), false);
+                case CommandKind.Unprotected:
+                    return (run(command, behavior), false);
+            }
+
+            await EnterGate(physical, timeoutSeconds, async, cancellationToken).ConfigureAwait(false);
+            var attempt = new WriteAttempt<T>(this, physical, command, run, behavior, keepOpen);
+            try
+            {
+                var result = async
+                    ? await strategy.ExecuteAsync(static (a, token) => a.RunAsync(token), attempt, cancellationToken).ConfigureAwait(false)
+                    : strategy.Execute(static (a, _) => a.Run(), attempt, cancellationToken);
+                if (!keepOpen)
+                {
+                    physical.ReleaseGate();
+                }
+
+                return (result, keepOpen);
+            }
+            catch
+            {
+                physical.ReleaseGate();
+                throw;
+            }
         }
         catch (SqliteException error) when (IsInterruption(error, cancellationToken))
         {
-            throw new OperationCanceledException("BeginTransaction was cancelled while SQLite waited for the write lock.", error, cancellationToken);
+            throw new OperationCanceledException("The command was cancelled while SQLite ran it.", error, cancellationToken);
         }
     }
 
-    private async ValueTask BeginCoreAsync(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
+    /// <summary><see cref="Begin"/> and <see cref="BeginAsync"/> in one body (see <see cref="ExecuteCore"/>).</summary>
+    private async ValueTask BeginCore(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, bool async, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         if (deferred)
         {
             SqliteException.ThrowExceptionForRC(physical.TryBegin(deferred: true), physical.Handle);
             return;
         }
 
-        await EnterGateAsync(physical, timeoutSeconds, cancellationToken).ConfigureAwait(false);
+        await EnterGate(physical, timeoutSeconds, async, cancellationToken).ConfigureAwait(false);
         try
         {
-            if (retry)
+            switch (retry, async)
             {
-                await strategy.ExecuteAsync(static (s, token) => s.Executor.BeginImmediateAsync(s.Physical, token), (Executor: this, Physical: physical), cancellationToken).ConfigureAwait(false);
-            }
-            else
-            {
-                await BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
+                case (true, true):
+                    await strategy.ExecuteAsync(static (s, token) => s.Executor.BeginImmediateAsync(s.Physical, token), (Executor: this, Physical: physical), cancellationToken).ConfigureAwait(false);
+                    break;
+                case (true, false):
+                    strategy.Execute(static (p, _) => BeginImmediate(p), physical, cancellationToken);
+                    break;
+                case (false, true):
+                    await BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
+                    break;
+                default:
+                    BeginImmediate(physical);
+                    break;
             }
         }
         catch
@@ -287,29 +250,18 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
             CultureInfo.InvariantCulture,
             $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s (the command's CommandTimeout, from Default Timeout) in this process's write queue behind a transaction that stayed open; commit or roll back transactions promptly."));
 
-    private void EnterGate(PhysicalConnection physical, int timeoutSeconds, CancellationToken cancellationToken)
+    private async ValueTask EnterGate(PhysicalConnection physical, int timeoutSeconds, bool async, CancellationToken cancellationToken)
     {
         if (gate is null || physical.HeldGate is not null)
         {
             return;
         }
 
-        if (!gate.Enter(GateTimeout(timeoutSeconds), cancellationToken))
-        {
-            throw GateTimedOut(timeoutSeconds);
-        }
-
-        physical.HeldGate = gate;
-    }
-
-    private async ValueTask EnterGateAsync(PhysicalConnection physical, int timeoutSeconds, CancellationToken cancellationToken)
-    {
-        if (gate is null || physical.HeldGate is not null)
-        {
-            return;
-        }
-
-        if (!await gate.EnterAsync(GateTimeout(timeoutSeconds), cancellationToken).ConfigureAwait(false))
+        var timeout = GateTimeout(timeoutSeconds);
+        var entered = async
+            ? await gate.EnterAsync(timeout, cancellationToken).ConfigureAwait(false)
+            : gate.Enter(timeout, cancellationToken);
+        if (!entered)
         {
             throw GateTimedOut(timeoutSeconds);
         }
