@@ -31,7 +31,7 @@ public sealed class SaverDataSource : DbDataSource
         _connectionString = connectionString;
         Options = options;
         retryStrategy ??= new RetryPolicy(options, time);
-        Pool = new ConnectionPool(options, time, retryStrategy, () => Checkpointer!.CheckpointOnClose());
+        Pool = new ConnectionPool(options, time, retryStrategy, last => Checkpointer!.CheckpointOnClose(last));
         Checkpointer = new Checkpointer(options, retryStrategy, time, () => Pool.OpenCount > 0);
         Executor = new Executor(retryStrategy, CreateGate(options), options.BusyTimeout);
         Live.TryAdd(this, 0);
@@ -211,8 +211,14 @@ public sealed class SaverDataSource : DbDataSource
         if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             Live.TryRemove(this, out _);
-            Pool.Dispose();
-            Checkpointer.Dispose();
+            try
+            {
+                Pool.Dispose();
+            }
+            finally
+            {
+                Checkpointer.Dispose();
+            }
         }
 
         base.Dispose(disposing);

@@ -14,7 +14,7 @@ internal sealed class ConnectionPool : IDisposable
     private readonly SaverOptions _options;
     private readonly TimeProvider _time;
     private readonly SaverRetryStrategy _strategy;
-    private readonly Action _onDrained;
+    private readonly Action<PhysicalConnection> _onDrained;
     private readonly Lock _lock = new();
     private readonly List<PhysicalConnection> _idle = [];
     private readonly WaitQueue<PhysicalConnection?> _waiters;
@@ -29,8 +29,10 @@ internal sealed class ConnectionPool : IDisposable
     /// <param name="options">The data source's options.</param>
     /// <param name="time">The clock for idle pruning.</param>
     /// <param name="strategy">Retries applying PRAGMAs to a new connection.</param>
-    /// <param name="onDrained">Called once a cleared pool that had connections has none left open.</param>
-    public ConnectionPool(SaverOptions options, TimeProvider time, SaverRetryStrategy strategy, Action onDrained)
+    /// <param name="onDrained">
+    /// Called with a cleared pool's last open connection just before it is closed (for Checkpoint On Close).
+    /// </param>
+    public ConnectionPool(SaverOptions options, TimeProvider time, SaverRetryStrategy strategy, Action<PhysicalConnection> onDrained)
     {
         _options = options;
         _time = time;
@@ -157,11 +159,12 @@ internal sealed class ConnectionPool : IDisposable
             _drainPending &= !drained;
         }
 
-        connection.Dispose();
         if (drained)
         {
-            _onDrained();
+            _onDrained(connection);
         }
+
+        connection.Dispose();
     }
 
     /// <summary>
@@ -181,21 +184,23 @@ internal sealed class ConnectionPool : IDisposable
             _open -= closing.Length;
             anchor = _memoryAnchor;
             _memoryAnchor = null;
-            drained = _openedSinceClear && _open == 0;
-            _drainPending = _openedSinceClear && !drained;
+            var wanted = _drainPending || _openedSinceClear;
+            drained = wanted && _open == 0;
+            _drainPending = wanted && !drained;
             _openedSinceClear = false;
         }
 
-        foreach (var connection in closing)
+        for (var i = 0; i < closing.Length; i++)
         {
-            connection.Dispose();
+            if (drained && i == closing.Length - 1)
+            {
+                _onDrained(closing[i]); // the others are closed already, so it is the last connection
+            }
+
+            closing[i].Dispose();
         }
 
         anchor?.Dispose();
-        if (drained)
-        {
-            _onDrained();
-        }
     }
 
     /// <summary>Clears the pool for good: waiters fail with <see cref="ObjectDisposedException"/>.</summary>
@@ -252,7 +257,9 @@ internal sealed class ConnectionPool : IDisposable
             var connection = PhysicalConnection.Open(_options, _strategy, Volatile.Read(ref _generation));
             lock (_lock)
             {
-                _openedSinceClear = true;
+                // Opened across a Clear: it is closed on return, and the pending final checkpoint waits for it.
+                _openedSinceClear |= connection.Generation == _generation;
+                _drainPending |= connection.Generation != _generation;
             }
 
             return connection;

@@ -24,6 +24,8 @@ internal sealed class Checkpointer : IDisposable
     private readonly Lock _lock = new();
     private readonly ITimer? _timer;
     private PhysicalConnection? _connection;
+    private bool _disposed;
+    private volatile Outcome? _last; // one reference, so a reader never sees a result from one run and a time from another
     private int _busyStreak;
     private long _ticksToSkip;
 
@@ -40,10 +42,10 @@ internal sealed class Checkpointer : IDisposable
     }
 
     /// <summary>The result of the last checkpoint run here, background or on demand.</summary>
-    public CheckpointResult? LastResult { get; private set; }
+    public CheckpointResult? LastResult => _last?.Result;
 
     /// <summary>When the last checkpoint here finished, by the data source's clock.</summary>
-    public DateTimeOffset? LastTime { get; private set; }
+    public DateTimeOffset? LastTime => _last?.Time;
 
     /// <summary>The error of the last background checkpoint that failed; cleared by the next one that succeeds.</summary>
     public Exception? LastError { get; private set; }
@@ -58,8 +60,7 @@ internal sealed class Checkpointer : IDisposable
         lock (_lock)
         {
             var result = CheckpointExtensions.Run(Connection().Handle, mode);
-            LastResult = result;
-            LastTime = _time.GetUtcNow();
+            _last = new Outcome(result, _time.GetUtcNow());
             return result;
         }
     }
@@ -74,14 +75,13 @@ internal sealed class Checkpointer : IDisposable
     }
 
     /// <summary>
-    /// The TRUNCATE checkpoint for Checkpoint On Close, once the cleared pool's last connection has closed; the
-    /// connection it used is closed too, so that the files are released.
+    /// The TRUNCATE checkpoint for Checkpoint On Close, on a cleared pool's last connection just before it closes:
+    /// no connection is opened for it, so a database deleted meanwhile is never created again.
     /// </summary>
-    public void CheckpointOnClose()
+    public void CheckpointOnClose(PhysicalConnection last)
     {
         if (!_options.CheckpointOnClose || !_options.MaintainsWal)
         {
-            Close();
             return;
         }
 
@@ -89,15 +89,11 @@ internal sealed class Checkpointer : IDisposable
         {
             try
             {
-                Run(CheckpointMode.Truncate);
+                _last = new Outcome(CheckpointExtensions.Run(last.Handle, CheckpointMode.Truncate), _time.GetUtcNow());
             }
-            catch (Microsoft.Data.Sqlite.SqliteException exception)
+            catch (Exception exception)
             {
                 LastError = exception; // closing goes on: the next open recovers the WAL as usual
-            }
-            finally
-            {
-                Close();
             }
         }
     }
@@ -115,11 +111,17 @@ internal sealed class Checkpointer : IDisposable
     public void Dispose()
     {
         _timer?.Dispose();
-        Close();
+        lock (_lock)
+        {
+            _disposed = true;
+            Close();
+        }
     }
 
+    /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
     private PhysicalConnection Connection()
     {
+        ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
         if (_connection is null)
         {
             _connection = PhysicalConnection.Open(_options, _strategy, generation: 0);
@@ -129,16 +131,25 @@ internal sealed class Checkpointer : IDisposable
         return _connection;
     }
 
-    /// <summary>One background step: skipped while the pool is unused (a cleared pool must not reopen its files) or backing off.</summary>
+    /// <summary>
+    /// One background step: skipped while the pool is unused (a cleared pool must not reopen its files), after
+    /// disposal, or while backing off. It never throws: a timer callback's exception would end the process.
+    /// </summary>
     private void Tick()
     {
-        if (!_poolInUse() || !_lock.TryEnter())
+        if (!_lock.TryEnter())
         {
             return;
         }
 
         try
         {
+            // Checked under the lock that Clear's Close and Dispose take, so neither can slip in between.
+            if (_disposed || !_poolInUse())
+            {
+                return;
+            }
+
             // A -wal file past the limit is truncated at every tick, backing off or not: the bound comes first.
             var overLimit = _options.JournalSizeLimit >= 0 && GetStatus().WalFileBytes > _options.JournalSizeLimit;
             if (!overLimit && _ticksToSkip > 0)
@@ -153,7 +164,7 @@ internal sealed class Checkpointer : IDisposable
             _busyStreak = result.Busy ? Math.Min(_busyStreak + 1, 3) : 0;
             _ticksToSkip = (1L << _busyStreak) - 1;
         }
-        catch (Exception exception) when (exception is Microsoft.Data.Sqlite.SqliteException or IOException)
+        catch (Exception exception)
         {
             LastError = exception;
         }
@@ -162,4 +173,6 @@ internal sealed class Checkpointer : IDisposable
             _lock.Exit();
         }
     }
+
+    private sealed record Outcome(CheckpointResult Result, DateTimeOffset Time);
 }

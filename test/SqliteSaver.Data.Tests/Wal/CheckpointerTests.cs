@@ -230,6 +230,58 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
+    public void A_second_clear_keeps_the_final_checkpoint_pending()
+    {
+        using var other = OtherConnection();
+        var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0");
+        var rented = new SaverDbConnection(connectionString);
+        Fill(rented, 20);
+
+        SaverDbConnection.ClearAllPools();
+        SaverDbConnection.ClearAllPools();
+        rented.Close();
+
+        new FileInfo(Wal).Length.ShouldBe(0);
+    }
+
+    [Test]
+    public void The_final_checkpoint_never_creates_a_database_deleted_meanwhile()
+    {
+        var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0");
+        var rented = new SaverDbConnection(connectionString);
+        Fill(rented, 5);
+
+        SaverDbConnection.ClearAllPools();
+        foreach (var file in Directory.GetFiles(Folder.Path))
+        {
+            File.Delete(file);
+        }
+
+        rented.Close();
+
+        Directory.GetFiles(Folder.Path).ShouldBeEmpty();
+    }
+
+    [Test]
+    public void A_failing_background_checkpoint_is_recorded_not_thrown()
+    {
+        var time = new FakeTimeProvider();
+        var strategy = new SwitchableStrategy();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1"))
+            .UseTimeProvider(time).UseRetryStrategy(strategy).Build();
+        using var connection = dataSource.OpenConnection();
+        strategy.Fail = true; // the checkpointer's own connection opens through the strategy, and now fails
+
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        dataSource.LastCheckpointError.ShouldBeOfType<InvalidOperationException>();
+        strategy.Fail = false;
+        time.Advance(TimeSpan.FromSeconds(1));
+        dataSource.LastCheckpointError.ShouldBeNull();
+        dataSource.LastCheckpointResult.ShouldNotBeNull();
+    }
+
+    [Test]
     public void Without_Checkpoint_On_Close_the_wal_is_left_as_it_is()
     {
         using var other = OtherConnection();
@@ -252,6 +304,17 @@ public class CheckpointerTests : DatabaseTest
         command.CommandText = "PRAGMA journal_mode = WAL; SELECT count(*) FROM sqlite_master;"; // the read opens the WAL index
         command.ExecuteNonQuery();
         return other;
+    }
+
+    private sealed class SwitchableStrategy : SaverRetryStrategy
+    {
+        public bool Fail { get; set; }
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+            => Fail ? throw new InvalidOperationException("strategy failure") : attempt(state, cancellationToken);
+
+        public override ValueTask<TResult> ExecuteAsync<TState, TResult>(Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+            => Fail ? throw new InvalidOperationException("strategy failure") : attempt(state, cancellationToken);
     }
 
     internal static void Fill(SaverDbConnection connection, int rows)
