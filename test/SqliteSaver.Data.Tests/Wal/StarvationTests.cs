@@ -1,20 +1,24 @@
-using System.Data;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 
 namespace SqliteSaver.Data.Tests.Wal;
 
 /// <summary>
 /// Checkpoint starvation (sqlite.org/wal.html, section 5): with readers that overlap without a gap and a steady
-/// writer, SQLite's automatic checkpoints can never reset the WAL, so it grows without bound. The background
-/// checkpointer's TRUNCATE waits (briefly) for a moment without WAL readers and keeps it bounded.
+/// writer, SQLite's automatic checkpoints can never start the WAL over, so it grows without bound. The background
+/// checkpointer's TRUNCATE waits (briefly) for a moment without WAL readers and keeps it bounded. The writer writes a
+/// fixed amount in batches and the checkpointer's clock moves one interval after each batch, so the outcome does not
+/// depend on the machine's speed.
 /// </summary>
 public class StarvationTests : DatabaseTest
 {
     private const long Limit = 1024 * 1024;
-    // Each autocommit insert of a 1 KiB row appends a 4 KiB page to the WAL: at up to 2,000 a second the writer adds
-    // about 0.8 MiB per 0.1 s Checkpoint Interval. The slack allows for that and for a checkpoint that had to wait.
+    private const int Batches = 30;
+    private const int RowsPerBatch = 50; // each autocommit insert of a 1 KiB row appends a 4 KiB page: about 200 KiB a batch
+
+    // Room for the batches written while a checkpoint came back busy (readers left running slowly on a loaded machine).
     private const long Slack = 2 * 1024 * 1024;
 
     [TearDown]
@@ -23,14 +27,20 @@ public class StarvationTests : DatabaseTest
     [Test]
     public void With_overlapping_readers_the_wal_stays_under_Journal_Size_Limit_plus_slack()
     {
+        var time = new FakeTimeProvider();
         var path = Folder.File("saver.db");
-        var connectionString = $"Data Source={path};Journal Size Limit={Limit};Checkpoint Interval=0.1";
+        using var dataSource = new SaverDataSourceBuilder($"Data Source={path};Journal Size Limit={Limit};Checkpoint Interval=1")
+            .UseTimeProvider(time).Build();
 
-        var (maxWal, errors) = Run(path, () => new SaverDbConnection(connectionString), c => ((SaverDbConnection)c).BeginTransaction(deferred: true));
+        var (maxWal, errors) = Run(
+            path,
+            () => dataSource.CreateConnection(),
+            c => ((SaverDbConnection)c).BeginTransaction(deferred: true),
+            afterBatch: () => time.Advance(TimeSpan.FromSeconds(1)));
 
         errors.ShouldBeEmpty();
         maxWal.ShouldBeLessThan(Limit + Slack);
-        SaverDataSource.GetShared(connectionString).LastCheckpointResult.ShouldNotBeNull();
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(Batches);
     }
 
     [Test]
@@ -45,13 +55,13 @@ public class StarvationTests : DatabaseTest
             command.ExecuteNonQuery();
         }
 
-        var (maxWal, errors) = Run(path, () => new SqliteConnection($"Data Source={path}"), c => ((SqliteConnection)c).BeginTransaction(deferred: true));
+        var (maxWal, errors) = Run(path, () => new SqliteConnection($"Data Source={path}"), c => ((SqliteConnection)c).BeginTransaction(deferred: true), afterBatch: () => { });
 
         errors.ShouldBeEmpty();
         maxWal.ShouldBeGreaterThan(Limit + Slack);
     }
 
-    private static (long MaxWal, List<Exception> Errors) Run(string path, Func<DbConnection> connect, Func<DbConnection, DbTransaction> beginRead)
+    private static (long MaxWal, List<Exception> Errors) Run(string path, Func<DbConnection> connect, Func<DbConnection, DbTransaction> beginRead, Action afterBatch)
     {
         using (var setup = connect())
         {
@@ -61,50 +71,57 @@ public class StarvationTests : DatabaseTest
         }
 
         var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
-        var stop = DateTime.UtcNow.AddSeconds(2.5);
-        long maxWal = 0;
-        using var readersStarted = new CountdownEvent(2);
+        using var stop = new CancellationTokenSource();
+        using var bothReading = new CountdownEvent(2);
 
-        void Guard(Action body)
+        Thread Reader(int offsetMs) => new(() =>
         {
             try
             {
-                body();
+                Thread.Sleep(offsetMs); // the two readers are out of step, so one always holds a snapshot
+                var signalled = false;
+                while (!stop.IsCancellationRequested)
+                {
+                    using var connection = connect();
+                    connection.Open();
+                    using var transaction = beginRead(connection);
+                    using var read = connection.CreateCommand();
+                    read.Transaction = transaction;
+                    read.CommandText = "SELECT count(*) FROM t";
+                    read.ExecuteScalar();
+                    if (!signalled)
+                    {
+                        bothReading.Signal();
+                        signalled = true;
+                    }
+
+                    Thread.Sleep(60); // hold the snapshot, as a slow report would
+                    transaction.Commit();
+                }
             }
             catch (Exception exception)
             {
                 errors.Enqueue(exception);
             }
+        });
+
+        var readers = new[] { Reader(0), Reader(30) };
+        foreach (var reader in readers)
+        {
+            reader.Start();
         }
 
-        Thread Reader(int offsetMs) => new(() => Guard(() =>
+        long maxWal = 0;
+        try
         {
-            Thread.Sleep(offsetMs); // the two readers are out of step, so one always holds a snapshot
-            readersStarted.Signal();
-            while (DateTime.UtcNow < stop)
-            {
-                using var connection = connect();
-                connection.Open();
-                using var transaction = beginRead(connection);
-                using var read = connection.CreateCommand();
-                read.Transaction = transaction;
-                read.CommandText = "SELECT count(*) FROM t";
-                read.ExecuteScalar();
-                Thread.Sleep(60); // hold the snapshot, as a slow report would
-                transaction.Commit();
-            }
-        }));
-
-        var writer = new Thread(() => Guard(() =>
-        {
-            readersStarted.Wait();
+            bothReading.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
             var wal = new FileInfo(path + "-wal");
-            while (DateTime.UtcNow < stop)
+            for (var batch = 0; batch < Batches; batch++)
             {
                 using (var connection = connect())
                 {
                     connection.Open();
-                    for (var i = 0; i < 10; i++)
+                    for (var i = 0; i < RowsPerBatch; i++)
                     {
                         Execute(connection, "INSERT INTO t (payload) VALUES (randomblob(1024))");
                     }
@@ -112,19 +129,16 @@ public class StarvationTests : DatabaseTest
 
                 wal.Refresh();
                 maxWal = Math.Max(maxWal, wal.Exists ? wal.Length : 0);
-                Thread.Sleep(5); // a steady writer, about 2,000 rows a second at most
+                afterBatch();
             }
-        }));
-
-        var threads = new[] { Reader(0), Reader(30), writer };
-        foreach (var thread in threads)
-        {
-            thread.Start();
         }
-
-        foreach (var thread in threads)
+        finally
         {
-            thread.Join();
+            stop.Cancel();
+            foreach (var reader in readers)
+            {
+                reader.Join();
+            }
         }
 
         return (maxWal, [.. errors]);
