@@ -22,3 +22,7 @@ lint:
 .PHONY: bench-contention
 bench-contention:
 	dotnet run -c $(CONFIGURATION) --project benchmarks/SqliteSaver.Data.Contention -- $(ARGS)
+
+.PHONY: bench
+bench:
+	dotnet run -c $(CONFIGURATION) --project benchmarks/SqliteSaver.Data.Benchmarks -- --filter '*' --job short $(ARGS)

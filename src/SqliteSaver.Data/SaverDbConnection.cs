@@ -89,7 +89,15 @@ public sealed class SaverDbConnection : DbConnection
     /// the physical connection for later renters.
     /// </summary>
     /// <exception cref="InvalidOperationException">The connection is closed.</exception>
-    public SqliteConnection InnerConnection => GetOpenPhysical(nameof(InnerConnection)).Sqlite;
+    public SqliteConnection InnerConnection
+    {
+        get
+        {
+            var physical = GetOpenPhysical(nameof(InnerConnection));
+            physical.MayHoldTempObjects = physical.MayHoldAttachments = true;
+            return physical.Sqlite;
+        }
+    }
 
     /// <summary>The transaction open on this connection, if any.</summary>
     internal SaverDbTransaction? Transaction { get; set; }

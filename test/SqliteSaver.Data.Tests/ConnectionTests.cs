@@ -119,6 +119,43 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void A_renter_never_sees_another_renters_attached_databases()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            Exec(connection, $"ATTACH DATABASE '{Folder.File("other.db")}' AS other");
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        Scalar(next, "SELECT count(*) FROM pragma_database_list WHERE name = 'other'").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_connection_that_only_read_is_reused_without_a_session_check()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        SqliteConnection first;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            first = connection.InnerConnection;
+        }
+
+        using (var reader = new SaverDbConnection(connectionString))
+        {
+            reader.Open();
+            Scalar(reader, "SELECT 1").ShouldBe(1L);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.ShouldBeSameAs(first);
+    }
+
+    [Test]
     public void A_returned_connection_without_temp_state_is_reused()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");

@@ -17,7 +17,7 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _commit;
     private readonly sqlite3_stmt _rollback;
     private readonly sqlite3_stmt _hasTempObjects;
-    private readonly sqlite3_stmt _databaseList;
+    private readonly sqlite3_stmt _hasAttachedDatabases;
 
     private PhysicalConnection(SqliteConnection sqlite, int generation)
     {
@@ -29,7 +29,7 @@ internal sealed class PhysicalConnection : IDisposable
         _commit = Prepare("COMMIT");
         _rollback = Prepare("ROLLBACK");
         _hasTempObjects = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)");
-        _databaseList = Prepare("PRAGMA database_list");
+        _hasAttachedDatabases = Prepare("SELECT EXISTS (SELECT 1 FROM pragma_database_list WHERE seq >= 2)");
     }
 
     public SqliteConnection Sqlite { get; }
@@ -44,6 +44,18 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>Whether anything ran on the connection during the current rental, so that returning must reset it.</summary>
     public bool Used { get; set; }
+
+    /// <summary>
+    /// Whether something that could create TEMP objects ran during the current rental: anything but a read-only
+    /// command outside a transaction, or use of the connection underneath. Returning checks for them only then.
+    /// </summary>
+    public bool MayHoldTempObjects { get; set; }
+
+    /// <summary>
+    /// Whether something that could ATTACH a database ran during the current rental: a command with statements that
+    /// run outside a transaction, or use of the connection underneath. Returning checks for them only then.
+    /// </summary>
+    public bool MayHoldAttachments { get; set; }
 
     /// <summary>The write gate this connection holds while a write transaction of its own is open, if any.</summary>
     public WriteGate? HeldGate { get; set; }
@@ -137,10 +149,12 @@ internal sealed class PhysicalConnection : IDisposable
             return false;
         }
 
+        var (checkTemp, checkAttached) = (MayHoldTempObjects, MayHoldAttachments);
+        (MayHoldTempObjects, MayHoldAttachments) = (false, false);
         try
         {
             Rollback();
-            return !HasTempObjects() && !HasAttachedDatabases();
+            return !(checkTemp && HasTempObjects()) && !(checkAttached && HasAttachedDatabases());
         }
         catch (SqliteException)
         {
@@ -156,31 +170,25 @@ internal sealed class PhysicalConnection : IDisposable
         _commit.Dispose();
         _rollback.Dispose();
         _hasTempObjects.Dispose();
-        _databaseList.Dispose();
+        _hasAttachedDatabases.Dispose();
         Sqlite.Dispose();
     }
 
-    private bool HasTempObjects()
-    {
-        var rc = raw.sqlite3_step(_hasTempObjects);
-        var found = rc != raw.SQLITE_ROW || raw.sqlite3_column_int(_hasTempObjects, 0) != 0;
-        raw.sqlite3_reset(_hasTempObjects);
-        return found;
-    }
+    private bool HasTempObjects() => Exists(_hasTempObjects);
 
     /// <summary>
-    /// Whether <c>PRAGMA database_list</c> has a row past main (seq 0) and temp (seq 1); a failed step counts as
-    /// yes. Far cheaper than the pragma_database_list table-valued function.
+    /// Whether databases past main (seq 0) and temp (seq 1) are attached. The table-valued pragma_database_list is
+    /// read when the statement runs; a prepared <c>PRAGMA database_list</c> would list the databases of its preparation.
     /// </summary>
-    private bool HasAttachedDatabases()
-    {
-        int rc;
-        while ((rc = raw.sqlite3_step(_databaseList)) == raw.SQLITE_ROW && raw.sqlite3_column_int(_databaseList, 0) < 2)
-        {
-        }
+    private bool HasAttachedDatabases() => Exists(_hasAttachedDatabases);
 
-        raw.sqlite3_reset(_databaseList);
-        return rc != raw.SQLITE_DONE;
+    /// <summary>Runs a <c>SELECT EXISTS (...)</c> statement; a failed step counts as yes.</summary>
+    private static bool Exists(sqlite3_stmt statement)
+    {
+        var rc = raw.sqlite3_step(statement);
+        var found = rc != raw.SQLITE_ROW || raw.sqlite3_column_int(statement, 0) != 0;
+        raw.sqlite3_reset(statement);
+        return found;
     }
 
     private static int Step(sqlite3_stmt statement)

@@ -112,10 +112,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
         {
             if (InCallersTransaction(physical))
             {
+                physical.MayHoldTempObjects = true; // ATTACH cannot run inside a transaction
                 return (run(command, behavior), false);
             }
 
-            switch (_classifier.Classify(physical.Handle, command.CommandText))
+            var kind = _classifier.Classify(physical.Handle, command.CommandText);
+            physical.MayHoldTempObjects |= kind != CommandKind.Read;
+            physical.MayHoldAttachments |= kind is CommandKind.Standalone or CommandKind.Unprotected;
+            switch (kind)
             {
                 case CommandKind.Read or CommandKind.Standalone:
                     var statement = (run, command, behavior);

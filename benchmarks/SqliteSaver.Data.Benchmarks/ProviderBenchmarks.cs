@@ -1,0 +1,171 @@
+using System.Data.Common;
+using System.Data.SQLite;
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Configs;
+using Dapper;
+using Microsoft.Data.Sqlite;
+
+namespace SqliteSaver.Data.Benchmarks;
+
+/// <summary>
+/// One WAL database file (synchronous=NORMAL) through four stacks: SqliteSaver.Data, Microsoft.Data.Sqlite pooled
+/// (the baseline of every category) and unpooled, and System.Data.SQLite.
+/// </summary>
+[MemoryDiagnoser]
+[GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
+[CategoriesColumn]
+public class ProviderBenchmarks
+{
+    private string _folder = null!;
+    private string _saver = null!;
+    private string _pooled = null!;
+    private string _unpooled = null!;
+    private string _systemData = null!;
+    private SaverDbConnection _saverOpen = null!;
+    private SqliteConnection _pooledOpen = null!;
+    private SQLiteConnection _systemDataOpen = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _folder = Directory.CreateTempSubdirectory("saver-bench-").FullName;
+        var path = Path.Combine(_folder, "bench.db");
+        _saver = $"Data Source={path}";
+        _pooled = $"Data Source={path}";
+        _unpooled = $"Data Source={path};Pooling=False";
+        _systemData = $"Data Source={path};Pooling=True;Journal Mode=Wal;Synchronous=Normal";
+
+        using (var setup = new SqliteConnection(_unpooled))
+        {
+            setup.Open();
+            setup.Execute("PRAGMA journal_mode = WAL; CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
+            setup.Execute("INSERT INTO item (name) VALUES ('first'), ('second'), ('third')");
+        }
+
+        _saverOpen = new SaverDbConnection(_saver);
+        _saverOpen.Open();
+        _pooledOpen = new SqliteConnection(_pooled);
+        _pooledOpen.Open();
+        _pooledOpen.Execute("PRAGMA synchronous = NORMAL");
+        _systemDataOpen = new SQLiteConnection(_systemData);
+        _systemDataOpen.Open();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _saverOpen.Dispose();
+        _pooledOpen.Dispose();
+        _systemDataOpen.Dispose();
+        SaverDbConnection.ClearAllPools();
+        SqliteConnection.ClearAllPools();
+        SQLiteConnection.ClearAllPools();
+        Directory.Delete(_folder, recursive: true);
+    }
+
+    [BenchmarkCategory("Open+Close"), Benchmark]
+    public void OpenClose_Saver() => OpenClose(new SaverDbConnection(_saver));
+
+    [BenchmarkCategory("Open+Close"), Benchmark(Baseline = true)]
+    public void OpenClose_MdsPooled() => OpenClose(new SqliteConnection(_pooled));
+
+    [BenchmarkCategory("Open+Close"), Benchmark]
+    public void OpenClose_MdsUnpooled() => OpenClose(new SqliteConnection(_unpooled));
+
+    [BenchmarkCategory("Open+Close"), Benchmark]
+    public void OpenClose_SystemDataSqlite() => OpenClose(new SQLiteConnection(_systemData));
+
+    [BenchmarkCategory("Open+Select+Close"), Benchmark]
+    public object? Select_Saver() => SelectById(new SaverDbConnection(_saver));
+
+    [BenchmarkCategory("Open+Select+Close"), Benchmark(Baseline = true)]
+    public object? Select_MdsPooled() => SelectById(new SqliteConnection(_pooled));
+
+    [BenchmarkCategory("Open+Select+Close"), Benchmark]
+    public object? Select_MdsUnpooled() => SelectById(new SqliteConnection(_unpooled));
+
+    [BenchmarkCategory("Open+Select+Close"), Benchmark]
+    public object? Select_SystemDataSqlite() => SelectById(new SQLiteConnection(_systemData));
+
+    [BenchmarkCategory("Dapper QueryFirst"), Benchmark]
+    public string Dapper_Saver() => QueryFirst(new SaverDbConnection(_saver));
+
+    [BenchmarkCategory("Dapper QueryFirst"), Benchmark(Baseline = true)]
+    public string Dapper_MdsPooled() => QueryFirst(new SqliteConnection(_pooled));
+
+    [BenchmarkCategory("Dapper QueryFirst"), Benchmark]
+    public string Dapper_MdsUnpooled() => QueryFirst(new SqliteConnection(_unpooled));
+
+    [BenchmarkCategory("Dapper QueryFirst"), Benchmark]
+    public string Dapper_SystemDataSqlite() => QueryFirst(new SQLiteConnection(_systemData));
+
+    [BenchmarkCategory("Insert"), Benchmark]
+    public int Insert_Saver() => Insert(_saverOpen);
+
+    [BenchmarkCategory("Insert"), Benchmark(Baseline = true)]
+    public int Insert_MdsPooled() => Insert(_pooledOpen);
+
+    [BenchmarkCategory("Insert"), Benchmark]
+    public int Insert_SystemDataSqlite() => Insert(_systemDataOpen);
+
+    [BenchmarkCategory("100-row transaction"), Benchmark]
+    public void Transaction_Saver() => HundredRows(_saverOpen);
+
+    [BenchmarkCategory("100-row transaction"), Benchmark(Baseline = true)]
+    public void Transaction_MdsPooled() => HundredRows(_pooledOpen);
+
+    [BenchmarkCategory("100-row transaction"), Benchmark]
+    public void Transaction_SystemDataSqlite() => HundredRows(_systemDataOpen);
+
+    private static void OpenClose(DbConnection connection)
+    {
+        using (connection)
+        {
+            connection.Open();
+        }
+    }
+
+    private static object? SelectById(DbConnection connection)
+    {
+        using (connection)
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT name FROM item WHERE id = 2";
+            return command.ExecuteScalar();
+        }
+    }
+
+    private static string QueryFirst(DbConnection connection)
+    {
+        using (connection)
+        {
+            return connection.QueryFirst<string>("SELECT name FROM item WHERE id = @id", new { id = 2 });
+        }
+    }
+
+    private static int Insert(DbConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO item (name) VALUES ('inserted')";
+        return command.ExecuteNonQuery();
+    }
+
+    private static void HundredRows(DbConnection connection)
+    {
+        using var transaction = connection.BeginTransaction();
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "INSERT INTO item (name) VALUES ($name)";
+        var name = command.CreateParameter();
+        name.ParameterName = "$name";
+        command.Parameters.Add(name);
+        for (var i = 0; i < 100; i++)
+        {
+            name.Value = "row";
+            command.ExecuteNonQuery();
+        }
+
+        transaction.Commit();
+    }
+}
