@@ -2,6 +2,7 @@
 // 1, 4, 16 and 64 writer threads in one process and with 4 processes of 4 threads, on one WAL database file.
 // Usage: dotnet run -c Release --project benchmarks/SqliteSaver.Data.Contention -- [--seconds S] [--json PATH]
 //        [--saver-options "Keyword=value;..."] (appended to SqliteSaver's connection string, e.g. "Wal Autocheckpoint=0")
+//        [--smoke] (read-then-insert with 2 threads only, no warm-up and no targets: the test suite's smoke run)
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -17,6 +18,7 @@ if (args.Length > 0 && args[0] == "--child")
 var seconds = 2.0;
 string? jsonPath = null;
 var saverOptions = string.Empty;
+var smoke = false;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -30,8 +32,11 @@ for (var i = 0; i < args.Length; i++)
         case "--saver-options" when i + 1 < args.Length:
             saverOptions = args[++i];
             break;
+        case "--smoke":
+            smoke = true;
+            break;
         default:
-            Console.Error.WriteLine("usage: [--seconds S] [--json PATH] [--saver-options \"Keyword=value;...\"]");
+            Console.Error.WriteLine("usage: [--seconds S] [--json PATH] [--saver-options \"Keyword=value;...\"] [--smoke]");
             return 2;
     }
 }
@@ -44,8 +49,11 @@ try
     Console.WriteLine($"# Contention benchmark, {DateTime.UtcNow:yyyy-MM-dd}: {machine}; {seconds} s per cell; SqliteSaver options: '{saverOptions}'");
     Console.WriteLine();
 
+    Workload[] workloads = smoke ? [Workload.ReadThenInsert] : Enum.GetValues<Workload>();
+    (int Processes, int Threads)[] writers = smoke ? [(1, 2)] : [(1, 1), (1, 4), (1, 16), (1, 64), (4, 4)];
+
     // Warm up every stack and workload (JIT, tiering, the file system) before anything is measured.
-    foreach (var workload in Enum.GetValues<Workload>())
+    foreach (var workload in smoke ? [] : workloads)
     {
         foreach (var stack in Enum.GetValues<Stack>())
         {
@@ -57,9 +65,9 @@ try
 
     SaverDbConnection.ClearAllPools();
     SqliteConnection.ClearAllPools();
-    foreach (var workload in Enum.GetValues<Workload>())
+    foreach (var workload in workloads)
     {
-        foreach (var (processes, threads) in new[] { (1, 1), (1, 4), (1, 16), (1, 64), (4, 4) })
+        foreach (var (processes, threads) in writers)
         {
             foreach (var stack in Enum.GetValues<Stack>())
             {
@@ -81,7 +89,11 @@ try
     }
 
     PrintTable(cells);
-    PrintTargets(cells);
+    if (!smoke)
+    {
+        PrintTargets(cells);
+    }
+
     if (jsonPath is not null)
     {
         File.WriteAllText(jsonPath, JsonSerializer.Serialize(new { machine, seconds, cells }, new JsonSerializerOptions { WriteIndented = true }));
