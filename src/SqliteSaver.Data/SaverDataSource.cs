@@ -33,7 +33,7 @@ public sealed class SaverDataSource : DbDataSource
         retryStrategy ??= new RetryPolicy(options, time);
         Pool = new ConnectionPool(options, time, retryStrategy, last => Checkpointer!.CheckpointOnClose(last));
         Checkpointer = new Checkpointer(options, retryStrategy, time, () => Pool.OpenCount > 0);
-        Executor = new Executor(retryStrategy, CreateGate(options), options.BusyTimeout);
+        Executor = new Executor(retryStrategy, CreateGate(options));
         Live.TryAdd(this, 0);
     }
 

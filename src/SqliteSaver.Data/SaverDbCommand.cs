@@ -177,8 +177,18 @@ public sealed class SaverDbCommand : DbCommand
         _inner.Prepare();
     }
 
-    /// <summary>Asks SQLite to stop the running command at its earliest opportunity.</summary>
-    public override void Cancel() => _inner.Cancel();
+    /// <summary>
+    /// Interrupts the statements running on the command's connection (<c>sqlite3_interrupt</c>); may be called from
+    /// another thread. The interrupted call throws a <see cref="SqliteException"/> with code 9 (SQLITE_INTERRUPT). Does
+    /// nothing when the command is not bound to an open connection. To cancel an asynchronous call, cancel its token.
+    /// </summary>
+    public override void Cancel()
+    {
+        if (_inner.Connection?.Handle is { } handle)
+        {
+            SQLitePCL.raw.sqlite3_interrupt(handle);
+        }
+    }
 
     /// <inheritdoc />
     protected override DbParameter CreateDbParameter() => CreateParameter();

@@ -123,6 +123,18 @@ internal sealed class PhysicalConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// The connection's busy timeout as SQLite has it now (a renter may have changed it with a PRAGMA). Prepared
+    /// afresh each time: a prepared <c>PRAGMA busy_timeout</c> returns the value of its preparation.
+    /// </summary>
+    /// <exception cref="SqliteException">SQLite could not read it.</exception>
+    public int BusyTimeoutMilliseconds()
+    {
+        using var statement = Prepare("PRAGMA busy_timeout");
+        SqliteException.ThrowExceptionForRC(raw.sqlite3_step(statement), Handle);
+        return raw.sqlite3_column_int(statement, 0);
+    }
+
     /// <summary>Leaves the write gate, if this connection holds it.</summary>
     public void ReleaseGate()
     {

@@ -13,7 +13,7 @@ namespace SqliteSaver.Data.Resilience;
 /// whole before the retry strategy runs it again; reads and single standalone statements are retried as they are;
 /// statements inside the caller's transaction are never retried, since only the whole unit of work can be.
 /// </summary>
-internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, TimeSpan busyTimeout)
+internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
 {
     private readonly CommandClassifier _classifier = new();
 
@@ -112,7 +112,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
         {
             if (InCallersTransaction(physical))
             {
-                physical.MayHoldTempObjects = true; // ATTACH cannot run inside a transaction
+                // ATTACH cannot run inside a transaction, but can once SQLite has ended the one the gate was held for.
+                physical.MayHoldTempObjects = true;
+                physical.MayHoldAttachments |= !physical.InTransaction;
                 return (run(command, behavior), false);
             }
 
@@ -131,7 +133,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
             }
 
             await EnterGate(physical, timeoutSeconds, async, cancellationToken).ConfigureAwait(false);
-            var attempt = new WriteAttempt<T>(this, physical, command, run, behavior, keepOpen);
+            var attempt = new WriteAttempt<T>(physical, command, run, behavior, keepOpen);
             try
             {
                 var result = async
@@ -172,7 +174,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
             switch (retry, async)
             {
                 case (true, true):
-                    await strategy.ExecuteAsync(static (s, token) => s.Executor.BeginImmediateAsync(s.Physical, token), (Executor: this, Physical: physical), cancellationToken).ConfigureAwait(false);
+                    await strategy.ExecuteAsync(static (p, token) => BeginImmediateAsync(p, token), physical, cancellationToken).ConfigureAwait(false);
                     break;
                 case (true, false):
                     strategy.Execute(static (p, _) => BeginImmediate(p), physical, cancellationToken);
@@ -219,16 +221,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
     /// cancellation, so SQLite is asked not to wait and Busy Timeout is spent in cancellable delays of at most 2 ms
     /// between tries. When it is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
     /// </summary>
-    private async ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CancellationToken cancellationToken)
+    private static async ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
+        var busyTimeout = physical.BusyTimeoutMilliseconds(); // the renter may have changed it with a PRAGMA
         raw.sqlite3_busy_timeout(physical.Handle, 0);
         try
         {
             for (var tries = 0; ; tries++)
             {
                 var rc = physical.TryBegin(deferred: false);
-                if (rc != raw.SQLITE_BUSY || Stopwatch.GetElapsedTime(started) >= busyTimeout)
+                if (rc != raw.SQLITE_BUSY || Stopwatch.GetElapsedTime(started).TotalMilliseconds >= busyTimeout)
                 {
                     SqliteException.ThrowExceptionForRC(rc, physical.Handle);
                     return true;
@@ -239,7 +242,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
         }
         finally
         {
-            raw.sqlite3_busy_timeout(physical.Handle, (int)busyTimeout.TotalMilliseconds);
+            raw.sqlite3_busy_timeout(physical.Handle, busyTimeout);
         }
     }
 
@@ -275,7 +278,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
 
     /// <summary>One attempt at a write outside a transaction: BEGIN IMMEDIATE, run, COMMIT; anything that fails is rolled back whole.</summary>
     private sealed class WriteAttempt<T>(
-        Executor executor,
         PhysicalConnection physical,
         SqliteCommand command,
         Func<SqliteCommand, CommandBehavior, T> run,
@@ -290,7 +292,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tim
 
         public async ValueTask<T> RunAsync(CancellationToken cancellationToken)
         {
-            await executor.BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
+            await BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
             return RunBegun();
         }
 

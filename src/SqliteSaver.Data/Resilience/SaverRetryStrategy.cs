@@ -8,10 +8,12 @@ namespace SqliteSaver.Data;
 /// pipeline (package SqliteSaver.Data.Polly), set with <see cref="SaverDataSourceBuilder.UseRetryStrategy"/>.
 /// </summary>
 /// <remarks>
-/// The library calls a strategy only for work that is safe to run again: a whole autocommit command whose effects
-/// were rolled back, a <c>BEGIN IMMEDIATE</c>, or a whole <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/>
-/// unit of work. An attempt signals failure by throwing; a strategy runs it again only for errors where
-/// <see cref="IsTransient"/> is true and lets every other exception through unchanged.
+/// The library calls a strategy only for work that is safe to run again: a whole autocommit write whose effects were
+/// rolled back, a read or a single standalone statement (which has no effect when it fails), a <c>BEGIN IMMEDIATE</c>,
+/// the PRAGMAs applied to a new physical connection, or a whole
+/// <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/> unit of work. An attempt signals
+/// failure by throwing; a strategy runs it again only for errors where <see cref="IsTransient"/> is true and lets
+/// every other exception through unchanged.
 /// </remarks>
 public abstract class SaverRetryStrategy
 {

@@ -27,6 +27,60 @@ public class GateSafetyTests : DatabaseTest
     }
 
     [Test]
+    public void An_attach_after_a_COMMIT_sent_as_SQL_does_not_reach_the_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            var transaction = connection.BeginTransaction();
+            ConnectionTests.Exec(connection, "COMMIT");
+            ConnectionTests.Exec(connection, $"ATTACH DATABASE '{Folder.File("other.db")}' AS other");
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "SELECT count(*) FROM pragma_database_list WHERE name = 'other'").ShouldBe(0L);
+    }
+
+    [Test]
+    public async Task An_async_write_keeps_a_busy_timeout_the_renter_set()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        ConnectionTests.Exec(connection, "PRAGMA busy_timeout = 77");
+
+        await using (var insert = connection.CreateCommand())
+        {
+            insert.CommandText = "INSERT INTO t VALUES (1)";
+            (await insert.ExecuteNonQueryAsync()).ShouldBe(1);
+        }
+
+        ConnectionTests.Pragma(connection, "busy_timeout").ShouldBe(77L);
+    }
+
+    [Test]
+    public void Cancel_interrupts_a_running_statement()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+        var running = Task.Run(() => command.ExecuteScalar());
+
+        Wait.Until(() =>
+        {
+            command.Cancel();
+            return running.IsCompleted;
+        });
+
+        Should.Throw<SqliteException>(() => running.GetAwaiter().GetResult()).SqliteErrorCode.ShouldBe(9);
+        new SaverDbCommand("SELECT 1").Cancel(); // not bound: nothing to interrupt
+    }
+
+    [Test]
     public void Disposing_a_command_finishes_the_write_left_open_for_its_reader()
     {
         var connectionString = Folder.ConnectionString();
