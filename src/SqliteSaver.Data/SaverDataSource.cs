@@ -124,11 +124,7 @@ public sealed class SaverDataSource : DbDataSource
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite reported an error other than busy.</exception>
     public CheckpointResult Checkpoint(CheckpointMode mode = CheckpointMode.Passive)
     {
-        if (!Enum.IsDefined(mode))
-        {
-            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Use Passive, Full, Restart or Truncate.");
-        }
-
+        CheckpointExtensions.CheckMode(mode);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         return Checkpointer.Run(mode);
     }
@@ -141,21 +137,7 @@ public sealed class SaverDataSource : DbDataSource
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
     public Task<CheckpointResult> CheckpointAsync(CheckpointMode mode = CheckpointMode.Passive, CancellationToken cancellationToken = default)
-    {
-        if (cancellationToken.IsCancellationRequested)
-        {
-            return Task.FromCanceled<CheckpointResult>(cancellationToken);
-        }
-
-        try
-        {
-            return Task.FromResult(Checkpoint(mode));
-        }
-        catch (Exception exception)
-        {
-            return Task.FromException<CheckpointResult>(exception);
-        }
-    }
+        => CheckpointExtensions.AsTask(() => Checkpoint(mode), cancellationToken);
 
     /// <summary>The WAL's status (journal mode, <c>-wal</c> size and frames), read on the data source's checkpoint connection.</summary>
     /// <returns>The status.</returns>

@@ -6,6 +6,7 @@ using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
+using SqliteSaver.Data.Threading;
 
 namespace SqliteSaver.Data;
 
@@ -314,7 +315,7 @@ public sealed class SaverDbConnection : DbConnection
     public T RunInTransaction<T>(Func<SaverDbTransaction, T> work, bool deferred = false)
     {
         ArgumentNullException.ThrowIfNull(work);
-        var opened = OpenForUnitOfWork();
+        var opened = Synchronously.Result(OpenForUnitOfWork(async: false, CancellationToken.None));
         try
         {
             return Executor.Strategy.Execute(
@@ -372,16 +373,9 @@ public sealed class SaverDbConnection : DbConnection
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        var opened = false;
-        if (_physical is null)
-        {
-            await OpenAsync(cancellationToken).ConfigureAwait(false);
-            opened = true;
-        }
-
+        var opened = await OpenForUnitOfWork(async: true, cancellationToken).ConfigureAwait(false);
         try
         {
-            ThrowIfInTransaction(GetOpenPhysical(nameof(RunInTransactionAsync)));
             return await Executor.Strategy.ExecuteAsync(
                 static (state, token) => state.Connection.RunOnceAsync(state.Work, state.Deferred, token),
                 (Connection: this, Work: work, Deferred: deferred),
@@ -402,13 +396,7 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <inheritdoc />
     protected override async ValueTask<DbTransaction> BeginDbTransactionAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken)
-    {
-        CheckIsolationLevel(isolationLevel);
-        var physical = GetOpenPhysical(nameof(BeginTransaction));
-        ThrowIfInTransaction(physical);
-        await Executor.BeginAsync(physical, deferred: false, retry: true, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
-        return Transaction = new SaverDbTransaction(this, physical, Normalize(isolationLevel));
-    }
+        => await BeginTransactionCore(isolationLevel, deferred: false, retry: true, async: true, cancellationToken).ConfigureAwait(false);
 
     /// <inheritdoc />
     protected override DbCommand CreateDbCommand() => CreateCommand();
@@ -450,19 +438,39 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     private SaverDbTransaction BeginTransaction(IsolationLevel isolationLevel, bool deferred, bool retry = true)
+        => Synchronously.Result(BeginTransactionCore(isolationLevel, deferred, retry, async: false, CancellationToken.None));
+
+    private async ValueTask<SaverDbTransaction> BeginTransactionCore(
+        IsolationLevel isolationLevel,
+        bool deferred,
+        bool retry,
+        bool async,
+        CancellationToken cancellationToken)
     {
         CheckIsolationLevel(isolationLevel);
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
-        Executor.Begin(physical, deferred, retry, Options.DefaultTimeout);
+        if (async)
+        {
+            await Executor.BeginAsync(physical, deferred, retry, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            Executor.Begin(physical, deferred, retry, Options.DefaultTimeout);
+        }
+
         return Transaction = new SaverDbTransaction(this, physical, Normalize(isolationLevel));
     }
 
-    /// <summary>Opens the connection for a unit of work if it is closed; true when it did.</summary>
-    private bool OpenForUnitOfWork()
+    /// <summary>Opens the connection for a unit of work if it is closed (true when it did) and checks it has no transaction.</summary>
+    private async ValueTask<bool> OpenForUnitOfWork(bool async, CancellationToken cancellationToken)
     {
         var opened = _physical is null;
-        if (opened)
+        if (opened && async)
+        {
+            await OpenAsync(cancellationToken).ConfigureAwait(false);
+        }
+        else if (opened)
         {
             Open();
         }
@@ -499,10 +507,7 @@ public sealed class SaverDbConnection : DbConnection
 
     private async ValueTask<T> RunOnceAsync<T>(Func<SaverDbTransaction, CancellationToken, Task<T>> work, bool deferred, CancellationToken cancellationToken)
     {
-        var physical = GetOpenPhysical(nameof(RunInTransactionAsync));
-        ThrowIfInTransaction(physical);
-        await Executor.BeginAsync(physical, deferred, retry: false, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
-        await using var transaction = Transaction = new SaverDbTransaction(this, physical, IsolationLevel.Serializable);
+        await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred, retry: false, async: true, cancellationToken).ConfigureAwait(false);
         var result = await work(transaction, cancellationToken).ConfigureAwait(false);
         if (!transaction.IsCompleted)
         {

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Pooling;
+using SqliteSaver.Data.Threading;
 using SQLitePCL;
 
 namespace SqliteSaver.Data.Resilience;
@@ -33,7 +34,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen)
-        => Completed(ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: false, CancellationToken.None));
+        => Synchronously.Result(ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: false, CancellationToken.None));
 
     /// <summary>
     /// The asynchronous form of <see cref="Execute"/>: waits on the gate, for the write lock and between attempts
@@ -72,25 +73,12 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
     /// <c>BEGIN IMMEDIATE</c> is retried by the strategy while the write lock is busy.
     /// </summary>
     public void Begin(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds)
-        => Completed(BeginCore(physical, deferred, retry, timeoutSeconds, async: false, CancellationToken.None));
+        => Synchronously.Wait(BeginCore(physical, deferred, retry, timeoutSeconds, async: false, CancellationToken.None));
 
     /// <summary>The asynchronous form of <see cref="Begin"/>, cancellable while it waits.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public ValueTask BeginAsync(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
         => BeginCore(physical, deferred, retry, timeoutSeconds, async: true, cancellationToken);
-
-    /// <summary>The result of work run with <c>async: false</c>, which never suspends and so is already complete.</summary>
-    private static T Completed<T>(ValueTask<T> work)
-    {
-        Debug.Assert(work.IsCompleted, "Work run synchronously completes synchronously.");
-        return work.GetAwaiter().GetResult();
-    }
-
-    private static void Completed(ValueTask work)
-    {
-        Debug.Assert(work.IsCompleted, "Work run synchronously completes synchronously.");
-        work.GetAwaiter().GetResult();
-    }
 
     /// <summary>
     /// <see cref="Execute"/> and <see cref="ExecuteAsync"/> in one body: with <paramref name="async"/> false every

@@ -25,11 +25,7 @@ public static class CheckpointExtensions
     public static CheckpointResult Checkpoint(this DbConnection connection, CheckpointMode mode = CheckpointMode.Passive)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        if (!Enum.IsDefined(mode))
-        {
-            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Use Passive, Full, Restart or Truncate.");
-        }
-
+        CheckMode(mode);
         return Run(Handle(connection, nameof(Checkpoint)), mode);
     }
 
@@ -66,19 +62,33 @@ public static class CheckpointExtensions
         this DbConnection connection,
         CheckpointMode mode = CheckpointMode.Passive,
         CancellationToken cancellationToken = default)
+        => AsTask(() => connection.Checkpoint(mode), cancellationToken);
+
+    /// <summary>Rejects a value that is not a defined <see cref="CheckpointMode"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not defined.</exception>
+    internal static void CheckMode(CheckpointMode mode)
+    {
+        if (!Enum.IsDefined(mode))
+        {
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Use Passive, Full, Restart or Truncate.");
+        }
+    }
+
+    /// <summary>Runs a synchronous checkpoint call as a task: cancelled before it starts, or faulted with its exception.</summary>
+    internal static Task<T> AsTask<T>(Func<T> run, CancellationToken cancellationToken)
     {
         if (cancellationToken.IsCancellationRequested)
         {
-            return Task.FromCanceled<CheckpointResult>(cancellationToken);
+            return Task.FromCanceled<T>(cancellationToken);
         }
 
         try
         {
-            return Task.FromResult(connection.Checkpoint(mode));
+            return Task.FromResult(run());
         }
         catch (Exception exception)
         {
-            return Task.FromException<CheckpointResult>(exception);
+            return Task.FromException<T>(exception);
         }
     }
 
