@@ -26,6 +26,12 @@ public sealed class SaverDataSource : DbDataSource
     private readonly string _connectionString;
     private int _disposed;
 
+    static SaverDataSource()
+    {
+        // Close every pool when the process exits normally, so SQLite can checkpoint and remove its -wal and -shm files.
+        AppDomain.CurrentDomain.ProcessExit += static (_, _) => ClearAll();
+    }
+
     private SaverDataSource(string connectionString, SaverOptions options, TimeProvider time, SaverRetryStrategy? retryStrategy)
     {
         _connectionString = connectionString;

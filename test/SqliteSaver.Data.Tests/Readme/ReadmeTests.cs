@@ -45,6 +45,8 @@ public partial class ReadmeTests
         process.ExitCode.ShouldBe(0);
         output.Result.Trim().ShouldBe("1: Hello, SQLite");
         File.Exists(Path.Combine(folder.Path, "app.db")).ShouldBeTrue();
+        File.Exists(Path.Combine(folder.Path, "app.db-wal")).ShouldBeFalse(); // the pools were closed at exit
+        File.Exists(Path.Combine(folder.Path, "app.db-shm")).ShouldBeFalse();
     }
 
     [Test]
