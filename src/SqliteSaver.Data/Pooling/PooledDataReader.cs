@@ -46,7 +46,7 @@ internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? cl
             inner.Close();
             if (openWrite is not null)
             {
-                Executor.Finish(openWrite, commit: true);
+                Executor.Finish(openWrite);
             }
         }
         finally

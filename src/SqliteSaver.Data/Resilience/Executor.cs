@@ -51,12 +51,12 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         CancellationToken cancellationToken)
         => ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: true, cancellationToken);
 
-    /// <summary>Commits a write left open by <see cref="Execute"/> (or rolls it back after an error) and leaves the gate.</summary>
-    public static void Finish(PhysicalConnection physical, bool commit)
+    /// <summary>Commits a write left open by <see cref="Execute"/> (rolling it back if the commit fails) and leaves the gate.</summary>
+    public static void Finish(PhysicalConnection physical)
     {
         try
         {
-            if (commit && physical.InTransaction)
+            if (physical.InTransaction)
             {
                 physical.Commit();
             }
