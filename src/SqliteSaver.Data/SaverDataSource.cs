@@ -1,6 +1,10 @@
 using System.Collections.Concurrent;
 using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
 using SqliteSaver.Data.Wal;
@@ -32,14 +36,23 @@ public sealed class SaverDataSource : DbDataSource
         AppDomain.CurrentDomain.ProcessExit += static (_, _) => ClearAll();
     }
 
-    private SaverDataSource(string connectionString, SaverOptions options, TimeProvider time, SaverRetryStrategy? retryStrategy)
+    private SaverDataSource(
+        string connectionString,
+        SaverOptions options,
+        TimeProvider time,
+        SaverRetryStrategy? retryStrategy = null,
+        ILoggerFactory? loggerFactory = null,
+        Func<SqliteConnection, CancellationToken, Task>? initializer = null,
+        string? name = null)
     {
         _connectionString = connectionString;
         Options = options;
-        retryStrategy ??= new RetryPolicy(options, time);
-        Pool = new ConnectionPool(options, time, retryStrategy, last => Checkpointer!.CheckpointOnClose(last));
-        Checkpointer = new Checkpointer(options, retryStrategy, time, () => Pool.OpenCount > 0);
-        Executor = new Executor(retryStrategy, CreateGate(options));
+        Telemetry = new Telemetry(name ?? DefaultName(connectionString), loggerFactory ?? NullLoggerFactory.Instance, time);
+        retryStrategy ??= new RetryPolicy(options, time, Telemetry);
+        var factory = new PhysicalConnectionFactory(options, retryStrategy, initializer, Telemetry);
+        Pool = new ConnectionPool(options, time, factory, Telemetry, last => Checkpointer!.CheckpointOnClose(last));
+        Checkpointer = new Checkpointer(options, factory, Telemetry, time, () => Pool.OpenCount > 0);
+        Executor = new Executor(retryStrategy, CreateGate(options), Telemetry);
         Live.TryAdd(this, 0);
     }
 
@@ -54,11 +67,47 @@ public sealed class SaverDataSource : DbDataSource
 
     internal Checkpointer Checkpointer { get; }
 
+    internal Telemetry Telemetry { get; }
+
+    /// <summary>Every data source not yet disposed, shared or not, for the metrics' observable instruments.</summary>
+    internal static ICollection<SaverDataSource> LiveDataSources => Live.Keys;
+
+    /// <summary>
+    /// The name of this data source in metrics (tag <c>db.client.connection.pool.name</c>) and logs: the one given to
+    /// <see cref="SaverDataSourceBuilder.Name"/>, else the connection string without its Password.
+    /// </summary>
+    public string Name => Telemetry.PoolName;
+
+    /// <summary>A snapshot of the pool and of what this data source has counted since it was created.</summary>
+    public SaverDataSourceStatistics Statistics
+    {
+        get
+        {
+            var (open, idle, inUse, waiting) = Pool.Counts();
+            var last = Checkpointer.Last;
+            return new SaverDataSourceStatistics
+            {
+                Total = open,
+                Idle = idle,
+                InUse = inUse,
+                Waiting = waiting,
+                MaxPoolSize = Options.MaxPoolSize,
+                Timeouts = Telemetry.Timeouts,
+                Retries = Telemetry.Retries,
+                TransientErrors = Telemetry.TransientErrors,
+                RetriesExhausted = Telemetry.RetriesExhausted,
+                Leaked = Telemetry.Leaked,
+                LastCheckpoint = last?.Result,
+                LastCheckpointTime = last?.Time,
+            };
+        }
+    }
+
     /// <summary>The result of the last checkpoint run by this data source (background or <see cref="Checkpoint"/>), if any.</summary>
-    public CheckpointResult? LastCheckpointResult => Checkpointer.LastResult;
+    public CheckpointResult? LastCheckpointResult => Checkpointer.Last?.Result;
 
     /// <summary>When the last checkpoint run by this data source finished.</summary>
-    public DateTimeOffset? LastCheckpointTime => Checkpointer.LastTime;
+    public DateTimeOffset? LastCheckpointTime => Checkpointer.Last?.Time;
 
     /// <summary>Why the last background checkpoint failed; <see langword="null"/> once one succeeds again.</summary>
     public Exception? LastCheckpointError => Checkpointer.LastError;
@@ -71,12 +120,18 @@ public sealed class SaverDataSource : DbDataSource
     public static SaverDataSource Create(string connectionString)
     {
         ArgumentNullException.ThrowIfNull(connectionString);
-        return new SaverDataSource(connectionString, SaverOptions.Parse(connectionString), TimeProvider.System, null);
+        return new SaverDataSource(connectionString, SaverOptions.Parse(connectionString), TimeProvider.System);
     }
 
     /// <summary>Creates a data source with a pool of its own, for <see cref="SaverDataSourceBuilder"/>.</summary>
-    internal static SaverDataSource Create(string connectionString, SaverOptions options, TimeProvider time, SaverRetryStrategy? retryStrategy)
-        => new(connectionString, options, time, retryStrategy);
+    internal static SaverDataSource Create(
+        string connectionString,
+        TimeProvider time,
+        SaverRetryStrategy? retryStrategy,
+        ILoggerFactory? loggerFactory,
+        Func<SqliteConnection, CancellationToken, Task>? initializer,
+        string? name)
+        => new(connectionString, SaverOptions.Parse(connectionString), time, retryStrategy, loggerFactory, initializer, name);
 
     /// <summary>Creates a closed connection that rents from this data source's pool.</summary>
     /// <returns>A new connection, not yet open.</returns>
@@ -168,7 +223,7 @@ public sealed class SaverDataSource : DbDataSource
         {
             if (!SharedByPoolKey.TryGetValue(options.PoolKey, out dataSource))
             {
-                dataSource = new SaverDataSource(connectionString, options, TimeProvider.System, null);
+                dataSource = new SaverDataSource(connectionString, options, TimeProvider.System);
                 SharedByPoolKey[options.PoolKey] = dataSource;
             }
         }
@@ -187,6 +242,14 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <inheritdoc />
     protected override DbConnection CreateDbConnection() => CreateConnection();
+
+    /// <summary>The connection string without its Password, so that a secret never reaches metrics or logs.</summary>
+    private static string DefaultName(string connectionString)
+    {
+        var builder = new SaverConnectionStringBuilder(connectionString);
+        builder.Remove(Keywords.Password.Name);
+        return builder.ConnectionString;
+    }
 
     /// <summary>One gate per database file in the process, shared by every data source on it; one per in-memory database.</summary>
     private static WriteGate? CreateGate(SaverOptions options) => !options.WriteGate

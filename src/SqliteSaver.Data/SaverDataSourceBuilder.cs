@@ -1,15 +1,18 @@
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
 using SqliteSaver.Data.Configuration;
 
 namespace SqliteSaver.Data;
 
 /// <summary>
-/// Builds a <see cref="SaverDataSource"/> with settings a connection string cannot carry: the clock that times
-/// retries and idle pruning, and the retry engine.
+/// Builds a <see cref="SaverDataSource"/> with settings a connection string cannot carry: a name, a logger factory,
+/// code to run on each new physical connection, the clock that times retries and idle pruning, and the retry engine.
 /// </summary>
 /// <example>
 /// <code>
 /// var dataSource = new SaverDataSourceBuilder("Data Source=app.db;Retry=8")
-///     .UseTimeProvider(TimeProvider.System)
+///     .UseLoggerFactory(loggerFactory)
+///     .UseConnectionInitializer(connection => connection.CreateFunction("twice", (long x) => 2 * x))
 ///     .Build();
 /// </code>
 /// </example>
@@ -17,6 +20,8 @@ public sealed class SaverDataSourceBuilder
 {
     private TimeProvider _timeProvider = TimeProvider.System;
     private SaverRetryStrategy? _retryStrategy;
+    private ILoggerFactory? _loggerFactory;
+    private Func<SqliteConnection, CancellationToken, Task>? _initializer;
 
     /// <summary>Starts a builder from a connection string.</summary>
     /// <param name="connectionString">The connection string; see <see cref="SaverConnectionStringBuilder"/> for its keywords.</param>
@@ -31,6 +36,61 @@ public sealed class SaverDataSourceBuilder
 
     /// <summary>The connection string as it stands.</summary>
     public string ConnectionString => ConnectionStringBuilder.ConnectionString;
+
+    /// <summary>
+    /// The data source's name in metrics (tag <c>db.client.connection.pool.name</c>) and logs; by default the connection
+    /// string without its Password.
+    /// </summary>
+    public string? Name { get; set; }
+
+    /// <summary>
+    /// Logs what the data source does through <paramref name="loggerFactory"/>: physical connections opened, replaced
+    /// and closed, retries and checkpoints at Debug; retries exhausted, pool timeouts, leaked connections and a WAL
+    /// that stays over its limit at Warning.
+    /// </summary>
+    /// <param name="loggerFactory">The factory for the data source's loggers (categories <c>SqliteSaver.Data.*</c>).</param>
+    /// <returns>This builder.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="loggerFactory"/> is null.</exception>
+    public SaverDataSourceBuilder UseLoggerFactory(ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _loggerFactory = loggerFactory;
+        return this;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="initializer"/> once on each new physical connection, after its PRAGMAs: the place for
+    /// <c>CreateFunction</c>, <c>CreateCollation</c>, <c>LoadExtension</c> or PRAGMAs the connection string has no
+    /// keyword for. If it throws, that physical connection is closed, its pool slot freed, and the exception reaches
+    /// the caller of Open. The data source's checkpoint connection runs it too.
+    /// </summary>
+    /// <param name="initializer">Sets up a physical connection; it must not close it.</param>
+    /// <returns>This builder.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="initializer"/> is null.</exception>
+    public SaverDataSourceBuilder UseConnectionInitializer(Action<SqliteConnection> initializer)
+    {
+        ArgumentNullException.ThrowIfNull(initializer);
+        _initializer = (connection, _) =>
+        {
+            initializer(connection);
+            return Task.CompletedTask;
+        };
+        return this;
+    }
+
+    /// <summary>
+    /// The asynchronous form of <see cref="UseConnectionInitializer(Action{SqliteConnection})"/>: awaited when a
+    /// connection is opened with <c>OpenAsync</c>, with its cancellation token; a synchronous <c>Open</c> waits for it.
+    /// </summary>
+    /// <param name="initializer">Sets up a physical connection; it must not close it.</param>
+    /// <returns>This builder.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="initializer"/> is null.</exception>
+    public SaverDataSourceBuilder UseConnectionInitializer(Func<SqliteConnection, CancellationToken, Task> initializer)
+    {
+        ArgumentNullException.ThrowIfNull(initializer);
+        _initializer = initializer;
+        return this;
+    }
 
     /// <summary>Sets the clock for retry delays and idle pruning (a fake one makes backoff schedules exact in tests).</summary>
     /// <param name="timeProvider">The clock.</param>
@@ -61,5 +121,5 @@ public sealed class SaverDataSourceBuilder
     /// <returns>A new data source; dispose it to close its connections.</returns>
     /// <exception cref="ArgumentException">The connection string's values contradict each other.</exception>
     public SaverDataSource Build()
-        => SaverDataSource.Create(ConnectionString, SaverOptions.Parse(ConnectionString), _timeProvider, _retryStrategy);
+        => SaverDataSource.Create(ConnectionString, _timeProvider, _retryStrategy, _loggerFactory, _initializer, Name);
 }

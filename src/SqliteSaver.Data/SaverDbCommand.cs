@@ -258,7 +258,9 @@ public sealed class SaverDbCommand : DbCommand
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
         var (connection, physical) = Bind(operation);
-        return connection.Executor.Execute(physical, _inner, CommandTimeout, run, behavior, keepOpen: false).Result;
+        var result = connection.Executor.Execute(physical, _inner, CommandTimeout, run, behavior, keepOpen: false).Result;
+        GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
+        return result;
     }
 
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
@@ -267,6 +269,7 @@ public sealed class SaverDbCommand : DbCommand
         var (result, _) = await connection.Executor
             .ExecuteAsync(physical, _inner, CommandTimeout, run, behavior, keepOpen: false, cancellationToken)
             .ConfigureAwait(false);
+        GC.KeepAlive(connection); // as in Run
         return result;
     }
 

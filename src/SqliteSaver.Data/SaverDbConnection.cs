@@ -404,12 +404,21 @@ public sealed class SaverDbConnection : DbConnection
     /// <inheritdoc />
     protected override DbProviderFactory DbProviderFactory => SaverProviderFactory.Instance;
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Closes the connection. Called by the finalizer of a connection garbage collected while open, it hands the
+    /// physical connection back to the pool, which rolls it back and counts and logs the leak.
+    /// </summary>
+    /// <param name="disposing">Whether <c>Dispose()</c> was called, rather than the finalizer.</param>
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
             Close();
+        }
+        else if (_physical is { } leaked)
+        {
+            _physical = null;
+            _dataSource!.Pool.ReclaimLeaked(leaked);
         }
 
         base.Dispose(disposing);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Threading;
 
 namespace SqliteSaver.Data.Pooling;
@@ -8,15 +9,19 @@ namespace SqliteSaver.Data.Pooling;
 /// The open physical connections of one data source. Rent takes the most recently returned idle connection, opens
 /// a new one while fewer than Max Pool Size are open, or queues the caller first-come-first-served until one is
 /// returned or Pool Timeout passes. Return resets the connection and hands it straight to the longest waiter.
+/// Rented connections are held here too, so that one whose <see cref="SaverDbConnection"/> was garbage collected
+/// unclosed can be taken back (<see cref="ReclaimLeaked"/>).
 /// </summary>
 internal sealed class ConnectionPool : IDisposable
 {
     private readonly SaverOptions _options;
     private readonly TimeProvider _time;
-    private readonly SaverRetryStrategy _strategy;
+    private readonly PhysicalConnectionFactory _factory;
+    private readonly Telemetry _telemetry;
     private readonly Action<PhysicalConnection> _onDrained;
     private readonly Lock _lock = new();
     private readonly List<PhysicalConnection> _idle = [];
+    private readonly HashSet<PhysicalConnection> _rented = [];
     private readonly WaitQueue<PhysicalConnection?> _waiters;
     private readonly ITimer? _pruneTimer;
     private int _open;
@@ -27,16 +32,18 @@ internal sealed class ConnectionPool : IDisposable
     private bool _drainPending;
 
     /// <param name="options">The data source's options.</param>
-    /// <param name="time">The clock for idle pruning.</param>
-    /// <param name="strategy">Retries applying PRAGMAs to a new connection.</param>
+    /// <param name="time">The clock for idle pruning and for the metrics' durations.</param>
+    /// <param name="factory">Opens physical connections.</param>
+    /// <param name="telemetry">The data source's metrics, logs and counters.</param>
     /// <param name="onDrained">
     /// Called with a cleared pool's last open connection just before it is closed (for Checkpoint On Close).
     /// </param>
-    public ConnectionPool(SaverOptions options, TimeProvider time, SaverRetryStrategy strategy, Action<PhysicalConnection> onDrained)
+    public ConnectionPool(SaverOptions options, TimeProvider time, PhysicalConnectionFactory factory, Telemetry telemetry, Action<PhysicalConnection> onDrained)
     {
         _options = options;
         _time = time;
-        _strategy = strategy;
+        _factory = factory;
+        _telemetry = telemetry;
         _onDrained = onDrained;
         _waiters = new WaitQueue<PhysicalConnection?>(_lock);
         if (options.Pooling && options.ConnectionIdleLifetime > TimeSpan.Zero)
@@ -82,56 +89,28 @@ internal sealed class ConnectionPool : IDisposable
         }
     }
 
+    /// <summary>Open (idle and rented), idle, rented and waiting, read together.</summary>
+    public (int Open, int Idle, int InUse, int Waiting) Counts()
+    {
+        lock (_lock)
+        {
+            return (_open, _idle.Count, _open - _idle.Count, _waiters.Count);
+        }
+    }
+
     /// <summary>Rents a connection, blocking while the pool is exhausted.</summary>
     /// <exception cref="TimeoutException">No connection came free within Pool Timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     /// <exception cref="ObjectDisposedException">The pool was disposed.</exception>
     public PhysicalConnection Rent(CancellationToken cancellationToken = default)
-    {
-        var idle = TryTake(synchronous: true, out var waiter);
-        if (idle is not null)
-        {
-            return idle;
-        }
-
-        if (waiter is null)
-        {
-            return OpenInSlot();
-        }
-
-        if (!_waiters.Wait(waiter, WaitTimeout, cancellationToken, out var granted))
-        {
-            throw PoolTimeout();
-        }
-
-        return granted ?? OpenInSlot();
-    }
+        => Synchronously.Result(RentCore(async: false, cancellationToken));
 
     /// <summary>Rents a connection, waiting without blocking a thread while the pool is exhausted.</summary>
     /// <exception cref="TimeoutException">No connection came free within Pool Timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     /// <exception cref="ObjectDisposedException">The pool was disposed.</exception>
-    public async ValueTask<PhysicalConnection> RentAsync(CancellationToken cancellationToken)
-    {
-        var idle = TryTake(synchronous: false, out var waiter);
-        if (idle is not null)
-        {
-            return idle;
-        }
-
-        if (waiter is null)
-        {
-            return OpenInSlot();
-        }
-
-        var (ok, granted) = await _waiters.WaitAsync(waiter, WaitTimeout, cancellationToken).ConfigureAwait(false);
-        if (!ok)
-        {
-            throw PoolTimeout();
-        }
-
-        return granted ?? OpenInSlot();
-    }
+    public ValueTask<PhysicalConnection> RentAsync(CancellationToken cancellationToken)
+        => RentCore(async: true, cancellationToken);
 
     /// <summary>
     /// Takes back a rented connection: resets it and hands it to the longest waiter or keeps it idle; closes it
@@ -139,24 +118,34 @@ internal sealed class ConnectionPool : IDisposable
     /// </summary>
     public void Return(PhysicalConnection connection)
     {
-        var keep = _options.Pooling && connection.Generation == Volatile.Read(ref _generation) && connection.TryReset();
+        _telemetry.Record(SaverMetrics.UseTime, connection.RentedSince);
+        var current = connection.Generation == Volatile.Read(ref _generation);
+        var reset = _options.Pooling && current && connection.TryReset();
         bool drained;
+        CloseReason reason;
         lock (_lock)
         {
-            if (keep && !_disposed && connection.Generation == _generation)
+            if (reset && !_disposed && connection.Generation == _generation)
             {
-                if (!_waiters.TryGrant(connection))
+                if (_waiters.TryGrant(connection))
                 {
-                    connection.IdleSince = _time.GetTimestamp();
-                    _idle.Add(connection);
+                    return; // still rented, now by the waiter
                 }
 
+                _rented.Remove(connection);
+                connection.IdleSince = _time.GetTimestamp();
+                _idle.Add(connection);
                 return;
             }
 
+            _rented.Remove(connection);
             ReleaseSlot();
             drained = _drainPending && _open == 0;
             _drainPending &= !drained;
+            reason = !_options.Pooling ? CloseReason.PoolingOff
+                : _disposed ? CloseReason.Disposed
+                : current && !reset ? CloseReason.NotReset
+                : CloseReason.Cleared;
         }
 
         if (drained)
@@ -164,8 +153,27 @@ internal sealed class ConnectionPool : IDisposable
             _onDrained(connection);
         }
 
+        _telemetry.Closed(connection.Id, reason);
         connection.Dispose();
     }
+
+    /// <summary>
+    /// Takes back the connection of a <see cref="SaverDbConnection"/> that was garbage collected while open (called
+    /// from its finalizer). On a pool thread, its transaction is rolled back, its write gate left and it is returned.
+    /// </summary>
+    public void ReclaimLeaked(PhysicalConnection connection)
+        => ThreadPool.UnsafeQueueUserWorkItem(
+            static state =>
+            {
+                var (pool, leaked) = state;
+                pool._telemetry.ConnectionLeaked(leaked.Id);
+                leaked.Used = leaked.MayHoldTempObjects = leaked.MayHoldAttachments = true; // the renter may have done anything
+                leaked.TryRollback();
+                leaked.ReleaseGate();
+                pool.Return(leaked);
+            },
+            (this, connection),
+            preferLocal: false);
 
     /// <summary>
     /// Closes every idle connection now and every rented one when it is returned, so that the database file is
@@ -197,6 +205,7 @@ internal sealed class ConnectionPool : IDisposable
                 _onDrained(closing[i]); // the others are closed already, so it is the last connection
             }
 
+            _telemetry.Closed(closing[i].Id, _disposed ? CloseReason.Disposed : CloseReason.Cleared);
             closing[i].Dispose();
         }
 
@@ -234,6 +243,7 @@ internal sealed class ConnectionPool : IDisposable
             {
                 var connection = _idle[^1];
                 _idle.RemoveAt(_idle.Count - 1);
+                _rented.Add(connection);
                 return connection;
             }
 
@@ -248,18 +258,54 @@ internal sealed class ConnectionPool : IDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="Rent"/> and <see cref="RentAsync"/> in one body: with <paramref name="async"/> false every wait
+    /// blocks and the returned task is already complete.
+    /// </summary>
+    private async ValueTask<PhysicalConnection> RentCore(bool async, CancellationToken cancellationToken)
+    {
+        var started = _telemetry.Start(SaverMetrics.WaitTime);
+        var connection = TryTake(synchronous: !async, out var waiter);
+        if (connection is null && waiter is not null)
+        {
+            bool granted;
+            if (async)
+            {
+                (granted, connection) = await _waiters.WaitAsync(waiter, WaitTimeout, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                granted = _waiters.Wait(waiter, WaitTimeout, cancellationToken, out connection);
+            }
+
+            if (!granted)
+            {
+                throw PoolTimeout();
+            }
+        }
+
+        connection ??= await OpenInSlot(async, cancellationToken).ConfigureAwait(false);
+        _telemetry.Record(SaverMetrics.WaitTime, started);
+        connection.RentedSince = _telemetry.Start(SaverMetrics.UseTime);
+        return connection;
+    }
+
     /// <summary>Opens a physical connection in a slot already counted; gives the slot back if opening fails.</summary>
-    private PhysicalConnection OpenInSlot()
+    private async ValueTask<PhysicalConnection> OpenInSlot(bool async, CancellationToken cancellationToken)
     {
         try
         {
             EnsureMemoryAnchor();
-            var connection = PhysicalConnection.Open(_options, _strategy, Volatile.Read(ref _generation));
+            var generation = Volatile.Read(ref _generation);
+            var connection = async
+                ? await _factory.OpenAsync(generation, cancellationToken).ConfigureAwait(false)
+                : _factory.Open(generation);
             lock (_lock)
             {
                 // Opened across a Clear: it is closed on return, and the pending final checkpoint waits for it.
                 _openedSinceClear |= connection.Generation == _generation;
                 _drainPending |= connection.Generation != _generation;
+                _rented.Add(connection);
             }
 
             return connection;
@@ -286,7 +332,7 @@ internal sealed class ConnectionPool : IDisposable
             return;
         }
 
-        var anchor = PhysicalConnection.Open(_options, _strategy, Volatile.Read(ref _generation));
+        var anchor = _factory.Open(Volatile.Read(ref _generation));
         lock (_lock)
         {
             if (_memoryAnchor is null && !_disposed)
@@ -310,12 +356,8 @@ internal sealed class ConnectionPool : IDisposable
 
     private TimeoutException PoolTimeout()
     {
-        int inUse;
-        lock (_lock)
-        {
-            inUse = _open - _idle.Count;
-        }
-
+        var inUse = Counts().InUse;
+        _telemetry.PoolTimedOut(_options.PoolTimeout.TotalSeconds, inUse, _options.MaxPoolSize);
         return new TimeoutException(string.Create(
             CultureInfo.InvariantCulture,
             $"No pooled connection to '{_options.DataSource}' came free within Pool Timeout={_options.PoolTimeout.TotalSeconds} s: {inUse} of Max Pool Size={_options.MaxPoolSize} connections are in use. Close or dispose connections when done, or raise Max Pool Size or Pool Timeout in the connection string."));
@@ -339,6 +381,7 @@ internal sealed class ConnectionPool : IDisposable
 
         foreach (var connection in expired)
         {
+            _telemetry.Closed(connection.Id, CloseReason.Idle);
             connection.Dispose();
         }
     }

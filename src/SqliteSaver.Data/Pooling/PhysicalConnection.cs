@@ -18,6 +18,7 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _rollback;
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasAttachedDatabases;
+    private static long s_lastId;
 
     private PhysicalConnection(SqliteConnection sqlite, int generation)
     {
@@ -34,6 +35,9 @@ internal sealed class PhysicalConnection : IDisposable
 
     public SqliteConnection Sqlite { get; }
 
+    /// <summary>A number for logs, unique in the process.</summary>
+    public long Id { get; } = Interlocked.Increment(ref s_lastId);
+
     public sqlite3 Handle { get; }
 
     /// <summary>The pool generation this connection was opened in; a cleared pool retires older ones.</summary>
@@ -41,6 +45,9 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>When the connection was last returned, by the pool's <see cref="TimeProvider"/>.</summary>
     public long IdleSince { get; set; }
+
+    /// <summary>When the current rental began, by the pool's <see cref="TimeProvider"/>; 0 when use time is not measured.</summary>
+    public long RentedSince { get; set; }
 
     /// <summary>Whether anything ran on the connection during the current rental, so that returning must reset it.</summary>
     public bool Used { get; set; }

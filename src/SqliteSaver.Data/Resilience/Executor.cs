@@ -2,6 +2,7 @@ using System.Data;
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Threading;
 using SQLitePCL;
@@ -14,7 +15,7 @@ namespace SqliteSaver.Data.Resilience;
 /// whole before the retry strategy runs it again; reads and single standalone statements are retried as they are;
 /// statements inside the caller's transaction are never retried, since only the whole unit of work can be.
 /// </summary>
-internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
+internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Telemetry telemetry)
 {
     private readonly CommandClassifier _classifier = new();
 
@@ -253,6 +254,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
         }
 
         var timeout = GateTimeout(timeoutSeconds);
+        var started = telemetry.Start(SaverMetrics.WriteGateWaitTime);
         var entered = async
             ? await gate.EnterAsync(timeout, cancellationToken).ConfigureAwait(false)
             : gate.Enter(timeout, cancellationToken);
@@ -261,6 +263,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate)
             throw GateTimedOut(timeoutSeconds);
         }
 
+        telemetry.Record(SaverMetrics.WriteGateWaitTime, started);
         physical.HeldGate = gate;
     }
 

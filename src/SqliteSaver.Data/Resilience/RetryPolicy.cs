@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Diagnostics;
 
 namespace SqliteSaver.Data.Resilience;
 
@@ -13,15 +14,17 @@ namespace SqliteSaver.Data.Resilience;
 internal sealed class RetryPolicy : SaverRetryStrategy
 {
     private readonly TimeProvider _time;
+    private readonly Telemetry _telemetry;
     private readonly Random _random;
 
-    public RetryPolicy(SaverOptions options, TimeProvider time, Random? random = null)
+    public RetryPolicy(SaverOptions options, TimeProvider time, Telemetry telemetry, Random? random = null)
     {
         Retries = options.Retry;
         BaseDelay = options.BaseDelay;
         MaxDelay = options.MaxDelay;
         Jitter = options.Jitter;
         _time = time;
+        _telemetry = telemetry;
         _random = random ?? Random.Shared;
     }
 
@@ -96,6 +99,7 @@ internal sealed class RetryPolicy : SaverRetryStrategy
         if (attempts > Retries)
         {
             var elapsed = _time.GetElapsedTime(start);
+            _telemetry.GaveUp(attempts, elapsed, error);
             throw new SqliteException(
                 string.Create(
                     CultureInfo.InvariantCulture,
@@ -104,6 +108,8 @@ internal sealed class RetryPolicy : SaverRetryStrategy
                 error.SqliteExtendedErrorCode);
         }
 
-        return GetDelay(attempts - 1);
+        var delay = GetDelay(attempts - 1);
+        _telemetry.Retrying(attempts, Retries, delay, error);
+        return delay;
     }
 }

@@ -1,4 +1,5 @@
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Pooling;
 using SQLitePCL;
 
@@ -18,7 +19,8 @@ internal sealed class Checkpointer : IDisposable
     public static readonly TimeSpan StepTimeout = TimeSpan.FromMilliseconds(250);
 
     private readonly SaverOptions _options;
-    private readonly SaverRetryStrategy _strategy;
+    private readonly PhysicalConnectionFactory _factory;
+    private readonly Telemetry _telemetry;
     private readonly TimeProvider _time;
     private readonly Func<bool> _poolInUse;
     private readonly Lock _lock = new();
@@ -29,10 +31,11 @@ internal sealed class Checkpointer : IDisposable
     private int _busyStreak;
     private long _ticksToSkip;
 
-    public Checkpointer(SaverOptions options, SaverRetryStrategy strategy, TimeProvider time, Func<bool> poolInUse)
+    public Checkpointer(SaverOptions options, PhysicalConnectionFactory factory, Telemetry telemetry, TimeProvider time, Func<bool> poolInUse)
     {
         _options = options;
-        _strategy = strategy;
+        _factory = factory;
+        _telemetry = telemetry;
         _time = time;
         _poolInUse = poolInUse;
         if (options.MaintainsWal && options.CheckpointInterval > TimeSpan.Zero)
@@ -41,11 +44,8 @@ internal sealed class Checkpointer : IDisposable
         }
     }
 
-    /// <summary>The result of the last checkpoint run here, background or on demand.</summary>
-    public CheckpointResult? LastResult => _last?.Result;
-
-    /// <summary>When the last checkpoint here finished, by the data source's clock.</summary>
-    public DateTimeOffset? LastTime => _last?.Time;
+    /// <summary>The result of the last checkpoint run here, background or on demand, and when it finished (by the data source's clock).</summary>
+    public (CheckpointResult Result, DateTimeOffset Time)? Last => _last is { } last ? (last.Result, last.Time) : null;
 
     /// <summary>The error of the last background checkpoint that failed; cleared by the next one that succeeds.</summary>
     public Exception? LastError { get; private set; }
@@ -61,6 +61,7 @@ internal sealed class Checkpointer : IDisposable
         {
             var result = CheckpointExtensions.Run(Connection().Handle, mode);
             _last = new Outcome(result, _time.GetUtcNow());
+            _telemetry.Checkpointed(mode, result);
             return result;
         }
     }
@@ -89,7 +90,9 @@ internal sealed class Checkpointer : IDisposable
         {
             try
             {
-                _last = new Outcome(CheckpointExtensions.Run(last.Handle, CheckpointMode.Truncate), _time.GetUtcNow());
+                var result = CheckpointExtensions.Run(last.Handle, CheckpointMode.Truncate);
+                _last = new Outcome(result, _time.GetUtcNow());
+                _telemetry.Checkpointed(CheckpointMode.Truncate, result);
             }
             catch (Exception exception)
             {
@@ -124,7 +127,7 @@ internal sealed class Checkpointer : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
         if (_connection is null)
         {
-            _connection = PhysicalConnection.Open(_options, _strategy, generation: 0);
+            _connection = _factory.Open(generation: 0);
             raw.sqlite3_busy_timeout(_connection.Handle, (int)Math.Min(_options.BusyTimeout.TotalMilliseconds, StepTimeout.TotalMilliseconds));
         }
 
@@ -161,12 +164,22 @@ internal sealed class Checkpointer : IDisposable
             var result = Run(overLimit ? CheckpointMode.Truncate : _options.CheckpointMode);
             BackgroundRuns++;
             LastError = null;
-            _busyStreak = result.Busy ? Math.Min(_busyStreak + 1, 3) : 0;
-            _ticksToSkip = (1L << _busyStreak) - 1;
+            _busyStreak = result.Busy ? _busyStreak + 1 : 0;
+            _ticksToSkip = (1L << Math.Min(_busyStreak, 3)) - 1;
+            if (_busyStreak >= 3)
+            {
+                _telemetry.CheckpointsStayBusy(_busyStreak);
+            }
+
+            if (overLimit && GetStatus().WalFileBytes is var walBytes && walBytes > _options.JournalSizeLimit)
+            {
+                _telemetry.WalOverLimit(walBytes, _options.JournalSizeLimit);
+            }
         }
         catch (Exception exception)
         {
             LastError = exception;
+            _telemetry.CheckpointFailed(exception);
         }
         finally
         {

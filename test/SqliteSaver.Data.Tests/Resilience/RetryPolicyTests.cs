@@ -1,7 +1,9 @@
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data.Tests.Resilience;
@@ -163,5 +165,5 @@ public class RetryPolicyTests
     }
 
     private static RetryPolicy Policy(string connectionString, TimeProvider time, Random? random = null)
-        => new(SaverOptions.Parse("Data Source=:memory:;" + connectionString), time, random);
+        => new(SaverOptions.Parse("Data Source=:memory:;" + connectionString), time, new Telemetry("test", NullLoggerFactory.Instance, time), random);
 }

@@ -1,0 +1,20 @@
+namespace SqliteSaver.Data.Diagnostics;
+
+/// <summary>Why the pool closed a physical connection, for the log.</summary>
+internal enum CloseReason
+{
+    /// <summary>Pooling=False: every connection closes on return.</summary>
+    PoolingOff,
+
+    /// <summary>The pool was cleared, so connections of the old generation close.</summary>
+    Cleared,
+
+    /// <summary>The data source was disposed.</summary>
+    Disposed,
+
+    /// <summary>It stayed idle for Connection Idle Lifetime.</summary>
+    Idle,
+
+    /// <summary>It held TEMP objects or attached databases, or rolling back failed: it is replaced by a fresh one when needed.</summary>
+    NotReset,
+}

@@ -1,0 +1,44 @@
+namespace SqliteSaver.Data;
+
+/// <summary>
+/// A snapshot of a <see cref="SaverDataSource"/>'s pool and of what it has counted since it was created, for
+/// applications that do not collect the "SqliteSaver.Data" metrics.
+/// </summary>
+public sealed record SaverDataSourceStatistics
+{
+    /// <summary>Physical connections open or being opened, idle and in use (the memory anchor and checkpoint connection excluded).</summary>
+    public required int Total { get; init; }
+
+    /// <summary>Physical connections open and waiting in the pool.</summary>
+    public required int Idle { get; init; }
+
+    /// <summary>Physical connections rented by a <see cref="SaverDbConnection"/> (or being opened for one).</summary>
+    public required int InUse { get; init; }
+
+    /// <summary>Callers queued for a connection because <see cref="MaxPoolSize"/> are in use.</summary>
+    public required int Waiting { get; init; }
+
+    /// <summary>The pool's size limit (Max Pool Size).</summary>
+    public required int MaxPoolSize { get; init; }
+
+    /// <summary>Callers who gave up after waiting Pool Timeout for a connection.</summary>
+    public required long Timeouts { get; init; }
+
+    /// <summary>Attempts the built-in retry policy ran again after SQLITE_BUSY or SQLITE_LOCKED (0 with another retry strategy).</summary>
+    public required long Retries { get; init; }
+
+    /// <summary>SQLITE_BUSY and SQLITE_LOCKED errors the built-in retry policy caught.</summary>
+    public required long TransientErrors { get; init; }
+
+    /// <summary>Pieces of work that still failed with SQLITE_BUSY or SQLITE_LOCKED after every retry.</summary>
+    public required long RetriesExhausted { get; init; }
+
+    /// <summary>Connections opened and never closed whose physical connection the pool took back after they were garbage collected.</summary>
+    public required long Leaked { get; init; }
+
+    /// <summary>The result of the last checkpoint this data source ran, if any.</summary>
+    public CheckpointResult? LastCheckpoint { get; init; }
+
+    /// <summary>When the last checkpoint finished.</summary>
+    public DateTimeOffset? LastCheckpointTime { get; init; }
+}

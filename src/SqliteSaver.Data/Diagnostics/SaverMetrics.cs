@@ -1,0 +1,91 @@
+using System.Diagnostics.Metrics;
+
+namespace SqliteSaver.Data.Diagnostics;
+
+/// <summary>
+/// The library's instruments on the Meter "SqliteSaver.Data": OpenTelemetry's database-client connection-pool metrics
+/// (tagged <c>db.client.connection.pool.name</c>) and the library's own. The observable ones are read from every live
+/// data source only when a listener collects them; the others are recorded only while one listens.
+/// </summary>
+internal static class SaverMetrics
+{
+    public const string MeterName = "SqliteSaver.Data";
+    public const string PoolNameTag = "db.client.connection.pool.name";
+
+    private static readonly Meter Meter = new(MeterName, typeof(SaverMetrics).Assembly.GetName().Version?.ToString());
+
+    public static readonly Counter<long> Timeouts = Meter.CreateCounter<long>(
+        "db.client.connection.timeouts", "{timeout}", "Times a caller gave up waiting for a pooled connection (Pool Timeout).");
+
+    public static readonly Histogram<double> CreateTime = Meter.CreateHistogram<double>(
+        "db.client.connection.create_time", "s", "Time to open a physical connection and apply its PRAGMAs and initializer.");
+
+    public static readonly Histogram<double> WaitTime = Meter.CreateHistogram<double>(
+        "db.client.connection.wait_time", "s", "Time to obtain an open connection from the pool.");
+
+    public static readonly Histogram<double> UseTime = Meter.CreateHistogram<double>(
+        "db.client.connection.use_time", "s", "Time between renting a connection and returning it.");
+
+    public static readonly Counter<long> Retries = Meter.CreateCounter<long>(
+        "sqlitesaver.retries", "{retry}", "Attempts run again after SQLITE_BUSY or SQLITE_LOCKED by the built-in retry policy.");
+
+    public static readonly Counter<long> TransientErrors = Meter.CreateCounter<long>(
+        "sqlitesaver.transient_errors", "{error}", "SQLITE_BUSY and SQLITE_LOCKED errors seen by the built-in retry policy.");
+
+    public static readonly Counter<long> RetriesExhausted = Meter.CreateCounter<long>(
+        "sqlitesaver.retries_exhausted", "{error}", "Work that still failed with SQLITE_BUSY or SQLITE_LOCKED after every retry.");
+
+    public static readonly Histogram<double> WriteGateWaitTime = Meter.CreateHistogram<double>(
+        "sqlitesaver.write_gate.wait_time", "s", "Time a writer waited in the process's write queue.");
+
+    public static readonly Counter<long> Checkpoints = Meter.CreateCounter<long>(
+        "sqlitesaver.checkpoints", "{checkpoint}", "WAL checkpoints run, tagged by mode and whether they came back busy.");
+
+    public static readonly Histogram<long> CheckpointFrames = Meter.CreateHistogram<long>(
+        "sqlitesaver.checkpoint.frames", "{frame}", "WAL frames copied back into the database by a checkpoint.");
+
+    static SaverMetrics()
+    {
+        Meter.CreateObservableUpDownCounter(
+            "db.client.connection.count", ObserveCount, "{connection}", "Physical connections open, by state (idle or used).");
+        Meter.CreateObservableUpDownCounter(
+            "db.client.connection.max", () => Observe(static s => s.Options.MaxPoolSize), "{connection}", "Max Pool Size.");
+        Meter.CreateObservableUpDownCounter(
+            "db.client.connection.idle.min", () => Observe(static s => s.Options.MinPoolSize), "{connection}", "Min Pool Size.");
+        Meter.CreateObservableUpDownCounter(
+            "db.client.connection.pending_requests", () => Observe(static s => s.Pool.WaitingCount), "{request}", "Callers waiting for a pooled connection.");
+        Meter.CreateObservableGauge(
+            "sqlitesaver.wal.size", ObserveWalSize, "By", "Size of the -wal file of each database in WAL mode.");
+    }
+
+    private static IEnumerable<Measurement<int>> ObserveCount()
+    {
+        foreach (var dataSource in SaverDataSource.LiveDataSources)
+        {
+            var (_, idle, inUse, _) = dataSource.Pool.Counts();
+            var pool = dataSource.Telemetry.PoolTag;
+            yield return new Measurement<int>(idle, pool, new("db.client.connection.state", "idle"));
+            yield return new Measurement<int>(inUse, pool, new("db.client.connection.state", "used"));
+        }
+    }
+
+    private static IEnumerable<Measurement<int>> Observe(Func<SaverDataSource, int> read)
+    {
+        foreach (var dataSource in SaverDataSource.LiveDataSources)
+        {
+            yield return new Measurement<int>(read(dataSource), dataSource.Telemetry.PoolTag);
+        }
+    }
+
+    private static IEnumerable<Measurement<long>> ObserveWalSize()
+    {
+        foreach (var dataSource in SaverDataSource.LiveDataSources)
+        {
+            if (dataSource.Options.MaintainsWal)
+            {
+                var wal = new FileInfo(dataSource.Options.DataSource + "-wal");
+                yield return new Measurement<long>(wal.Exists ? wal.Length : 0, dataSource.Telemetry.PoolTag);
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+
+namespace SqliteSaver.Data.Diagnostics;
+
+/// <summary>
+/// One data source's metrics, logs and counters. Every event is counted for <see cref="SaverDataSource.Statistics"/>;
+/// durations are timed, and log messages built, only while a listener or an enabled logger wants them.
+/// </summary>
+internal sealed class Telemetry
+{
+    private readonly TimeProvider _time;
+    private readonly ILogger _poolLogger;
+    private readonly ILogger _retryLogger;
+    private readonly ILogger _checkpointLogger;
+    private long _timeouts;
+    private long _retries;
+    private long _transientErrors;
+    private long _retriesExhausted;
+    private long _leaked;
+
+    public Telemetry(string poolName, ILoggerFactory loggerFactory, TimeProvider time)
+    {
+        PoolName = poolName;
+        PoolTag = new(SaverMetrics.PoolNameTag, poolName);
+        _time = time;
+        _poolLogger = loggerFactory.CreateLogger("SqliteSaver.Data.Pool");
+        _retryLogger = loggerFactory.CreateLogger("SqliteSaver.Data.Retry");
+        _checkpointLogger = loggerFactory.CreateLogger("SqliteSaver.Data.Checkpoint");
+    }
+
+    /// <summary>The name the data source is known by in metrics and logs.</summary>
+    public string PoolName { get; }
+
+    /// <summary>The <c>db.client.connection.pool.name</c> tag.</summary>
+    public KeyValuePair<string, object?> PoolTag { get; }
+
+    public long Timeouts => Interlocked.Read(ref _timeouts);
+
+    public long Retries => Interlocked.Read(ref _retries);
+
+    public long TransientErrors => Interlocked.Read(ref _transientErrors);
+
+    public long RetriesExhausted => Interlocked.Read(ref _retriesExhausted);
+
+    public long Leaked => Interlocked.Read(ref _leaked);
+
+    /// <summary>A start time for <paramref name="instrument"/>, or 0 when nobody listens to it.</summary>
+    public long Start(Instrument instrument) => instrument.Enabled ? _time.GetTimestamp() : 0;
+
+    /// <summary>Records the time since <paramref name="started"/> (from <see cref="Start"/>) in seconds, unless it was not timed.</summary>
+    public void Record(Histogram<double> histogram, long started)
+    {
+        if (started != 0)
+        {
+            histogram.Record(_time.GetElapsedTime(started).TotalSeconds, PoolTag);
+        }
+    }
+
+    /// <summary>A start time for opening a physical connection, or 0 when neither the metric nor the log wants it.</summary>
+    public long StartOpening()
+        => SaverMetrics.CreateTime.Enabled || _poolLogger.IsEnabled(LogLevel.Debug) ? _time.GetTimestamp() : 0;
+
+    public void Opened(long connectionId, long started)
+    {
+        if (started == 0)
+        {
+            return;
+        }
+
+        var elapsed = _time.GetElapsedTime(started);
+        SaverMetrics.CreateTime.Record(elapsed.TotalSeconds, PoolTag);
+        SaverLog.ConnectionOpened(_poolLogger, connectionId, PoolName, elapsed.TotalMilliseconds);
+    }
+
+    public void Closed(long connectionId, CloseReason reason)
+    {
+        if (!_poolLogger.IsEnabled(LogLevel.Debug))
+        {
+            return;
+        }
+
+        if (reason == CloseReason.NotReset)
+        {
+            SaverLog.ConnectionReplaced(_poolLogger, connectionId, PoolName);
+        }
+        else
+        {
+            SaverLog.ConnectionClosed(_poolLogger, connectionId, PoolName, Describe(reason));
+        }
+    }
+
+    public void PoolTimedOut(double poolTimeoutSeconds, int inUse, int maxPoolSize)
+    {
+        Interlocked.Increment(ref _timeouts);
+        SaverMetrics.Timeouts.Add(1, PoolTag);
+        SaverLog.PoolTimeout(_poolLogger, PoolName, poolTimeoutSeconds, inUse, maxPoolSize);
+    }
+
+    public void ConnectionLeaked(long connectionId)
+    {
+        Interlocked.Increment(ref _leaked);
+        SaverLog.ConnectionLeaked(_poolLogger, PoolName, connectionId);
+    }
+
+    public void Retrying(int retry, int maxRetries, TimeSpan delay, SqliteException error)
+    {
+        Interlocked.Increment(ref _transientErrors);
+        Interlocked.Increment(ref _retries);
+        SaverMetrics.TransientErrors.Add(1, PoolTag);
+        SaverMetrics.Retries.Add(1, PoolTag);
+        SaverLog.Retrying(_retryLogger, retry, maxRetries, PoolName, delay.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
+    }
+
+    public void GaveUp(int attempts, TimeSpan elapsed, SqliteException error)
+    {
+        Interlocked.Increment(ref _transientErrors);
+        Interlocked.Increment(ref _retriesExhausted);
+        SaverMetrics.TransientErrors.Add(1, PoolTag);
+        SaverMetrics.RetriesExhausted.Add(1, PoolTag);
+        SaverLog.RetriesExhausted(_retryLogger, PoolName, attempts, elapsed.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
+    }
+
+    public void Checkpointed(CheckpointMode mode, CheckpointResult result)
+    {
+        if (SaverMetrics.Checkpoints.Enabled)
+        {
+            SaverMetrics.Checkpoints.Add(1, PoolTag, new("sqlitesaver.checkpoint.mode", ModeName(mode)), new("sqlitesaver.checkpoint.busy", result.Busy));
+        }
+
+        if (SaverMetrics.CheckpointFrames.Enabled && result.CheckpointedFrames >= 0)
+        {
+            SaverMetrics.CheckpointFrames.Record(result.CheckpointedFrames, PoolTag, new("sqlitesaver.checkpoint.mode", ModeName(mode)));
+        }
+
+        SaverLog.Checkpointed(_checkpointLogger, mode, PoolName, result.Busy, result.LogFrames, result.CheckpointedFrames);
+    }
+
+    public void CheckpointsStayBusy(int times) => SaverLog.CheckpointsStayBusy(_checkpointLogger, PoolName, times);
+
+    public void WalOverLimit(long walBytes, long limit) => SaverLog.WalOverLimit(_checkpointLogger, PoolName, walBytes, limit);
+
+    public void CheckpointFailed(Exception exception) => SaverLog.CheckpointFailed(_checkpointLogger, exception, PoolName);
+
+    private static string ModeName(CheckpointMode mode) => mode switch
+    {
+        CheckpointMode.Passive => "passive",
+        CheckpointMode.Full => "full",
+        CheckpointMode.Restart => "restart",
+        _ => "truncate",
+    };
+
+    private static string Describe(CloseReason reason) => reason switch
+    {
+        CloseReason.PoolingOff => "pooling is off",
+        CloseReason.Cleared => "the pool was cleared",
+        CloseReason.Disposed => "the data source was disposed",
+        CloseReason.Idle => "it stayed idle for Connection Idle Lifetime",
+        _ => "it could not be reset",
+    };
+}

@@ -1,0 +1,57 @@
+using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Diagnostics;
+using SqliteSaver.Data.Threading;
+
+namespace SqliteSaver.Data.Pooling;
+
+/// <summary>
+/// Opens one data source's physical connections: the SQLite connection, its PRAGMAs, then the application's
+/// connection initializer, timed and logged. A connection whose initializer fails is closed and the error thrown.
+/// </summary>
+internal sealed class PhysicalConnectionFactory(
+    SaverOptions options,
+    SaverRetryStrategy strategy,
+    Func<SqliteConnection, CancellationToken, Task>? initializer,
+    Telemetry telemetry)
+{
+    /// <summary>Opens a connection, running an asynchronous initializer to completion on this thread.</summary>
+    /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
+    public PhysicalConnection Open(int generation)
+        => Synchronously.Result(OpenCore(generation, async: false, CancellationToken.None));
+
+    /// <summary>Opens a connection, awaiting an asynchronous initializer.</summary>
+    /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled during the initializer.</exception>
+    public ValueTask<PhysicalConnection> OpenAsync(int generation, CancellationToken cancellationToken)
+        => OpenCore(generation, async: true, cancellationToken);
+
+    private async ValueTask<PhysicalConnection> OpenCore(int generation, bool async, CancellationToken cancellationToken)
+    {
+        var started = telemetry.StartOpening();
+        var connection = PhysicalConnection.Open(options, strategy, generation);
+        try
+        {
+            if (initializer is not null)
+            {
+                var initialized = initializer(connection.Sqlite, cancellationToken);
+                if (async)
+                {
+                    await initialized.ConfigureAwait(false);
+                }
+                else
+                {
+                    initialized.GetAwaiter().GetResult();
+                }
+            }
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+
+        telemetry.Opened(connection.Id, started);
+        return connection;
+    }
+}
