@@ -1,0 +1,106 @@
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Diagnostics;
+
+public class LoggingTests : DatabaseTest
+{
+    private FakeLogCollector _logs = null!;
+    private ILoggerFactory _loggerFactory = null!;
+
+    [SetUp]
+    public void CreateLoggerFactory()
+    {
+        var provider = new FakeLoggerProvider();
+        _logs = provider.Collector;
+        _loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider).SetMinimumLevel(LogLevel.Debug));
+    }
+
+    [TearDown]
+    public void DisposeLoggerFactory() => _loggerFactory.Dispose();
+
+    [Test]
+    public void Physical_connections_opened_replaced_and_closed_are_logged_at_debug()
+    {
+        using (var dataSource = Build())
+        {
+            using (var connection = dataSource.OpenConnection())
+            {
+                ConnectionTests.Exec(connection, "CREATE TEMP TABLE scratch (x)");
+            }
+
+            dataSource.OpenConnection().Dispose();
+        }
+
+        var events = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Pool").ToList();
+        events.Select(r => r.Id.Id).ShouldBe([1001, 1003, 1001, 1002]);
+        events.ShouldAllBe(r => r.Level == LogLevel.Debug);
+        events[^1].Message.ShouldContain("the data source was disposed");
+    }
+
+    [Test]
+    public void Retries_are_logged_at_debug_and_giving_up_at_warning()
+    {
+        var connectionString = Folder.ConnectionString("Retry=2;Base Delay=0.001;Busy Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = Build(connectionString);
+        using var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        holder.Open();
+        using (var begin = holder.CreateCommand())
+        {
+            begin.CommandText = "BEGIN IMMEDIATE";
+            begin.ExecuteNonQuery();
+        }
+
+        using var connection = dataSource.OpenConnection();
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+
+        var events = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Retry").ToList();
+        events.Select(r => (r.Id.Id, r.Level)).ShouldBe([(2001, LogLevel.Debug), (2001, LogLevel.Debug), (2002, LogLevel.Warning)]);
+        events[^1].Message.ShouldContain("after 3 attempts");
+    }
+
+    [Test]
+    public void A_pool_timeout_is_logged_at_warning()
+    {
+        using var dataSource = Build(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=0.05"));
+        using var held = dataSource.OpenConnection();
+
+        Should.Throw<TimeoutException>(() => dataSource.OpenConnection());
+
+        var warning = _logs.GetSnapshot().Where(r => r.Level == LogLevel.Warning).ShouldHaveSingleItem();
+        warning.Id.Id.ShouldBe(1004);
+        warning.Message.ShouldContain("1 of Max Pool Size=1");
+    }
+
+    [Test]
+    public void Checkpoints_are_logged_at_debug()
+    {
+        using var dataSource = Build(Folder.ConnectionString("Checkpoint Interval=0"));
+
+        dataSource.Checkpoint(CheckpointMode.Truncate);
+
+        var checkpoint = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Checkpoint").ShouldHaveSingleItem();
+        checkpoint.Level.ShouldBe(LogLevel.Debug);
+        checkpoint.Message.ShouldStartWith("Truncate checkpoint");
+    }
+
+    [Test]
+    public void Nothing_reaches_a_logger_whose_level_is_off()
+    {
+        using var quiet = LoggerFactory.Create(logging => logging.AddProvider(new FakeLoggerProvider(_logs)).SetMinimumLevel(LogLevel.Warning));
+        using (var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString()).UseLoggerFactory(quiet).Build())
+        {
+            dataSource.OpenConnection().Dispose();
+            dataSource.Checkpoint();
+        }
+
+        _logs.Count.ShouldBe(0);
+    }
+
+    private SaverDataSource Build(string? connectionString = null)
+        => new SaverDataSourceBuilder(connectionString ?? Folder.ConnectionString()).UseLoggerFactory(_loggerFactory).Build();
+}

@@ -1,0 +1,201 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Shouldly;
+using SqliteSaver.Data.Diagnostics;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Diagnostics;
+
+public class MetricsTests : DatabaseTest
+{
+    [Test]
+    public async Task The_pool_reports_connections_by_state_its_limits_and_waiters_tagged_with_its_name()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=2;Min Pool Size=1"));
+        using var count = Observe<int>("db.client.connection.count");
+        using var max = Observe<int>("db.client.connection.max");
+        using var idleMin = Observe<int>("db.client.connection.idle.min");
+        using var pending = Observe<int>("db.client.connection.pending_requests");
+
+        var first = dataSource.OpenConnection();
+        var second = dataSource.OpenConnection();
+        var third = dataSource.OpenConnectionAsync().AsTask();
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
+
+        Of(count, dataSource, "used").ShouldBe(2);
+        Of(count, dataSource, "idle").ShouldBe(0);
+        Of(max, dataSource).ShouldBe(2);
+        Of(idleMin, dataSource).ShouldBe(1);
+        Of(pending, dataSource).ShouldBe(1);
+
+        first.Dispose();
+        await using (await third)
+        {
+            second.Dispose();
+            Of(count, dataSource, "used").ShouldBe(1);
+            Of(count, dataSource, "idle").ShouldBe(1);
+            Of(pending, dataSource).ShouldBe(0);
+        }
+    }
+
+    [Test]
+    public void Create_wait_and_use_times_are_recorded_for_each_rental()
+    {
+        using var create = new MetricCollector<double>(SaverMetrics.CreateTime);
+        using var wait = new MetricCollector<double>(SaverMetrics.WaitTime);
+        using var use = new MetricCollector<double>(SaverMetrics.UseTime);
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString());
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var connection = dataSource.OpenConnection();
+            ConnectionTests.Scalar(connection, "SELECT 1");
+        }
+
+        Mine(create, dataSource).Count.ShouldBe(1); // one physical connection, reused
+        Mine(wait, dataSource).Count.ShouldBe(3);
+        Mine(use, dataSource).Count.ShouldBe(3);
+        Mine(use, dataSource).ShouldAllBe(m => m.Value > 0);
+    }
+
+    [Test]
+    public void Use_time_comes_from_the_data_sources_clock()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        using var use = new MetricCollector<double>(SaverMetrics.UseTime);
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString()).UseTimeProvider(time).Build();
+
+        using (dataSource.OpenConnection())
+        {
+            time.Advance(TimeSpan.FromSeconds(1.5));
+        }
+
+        Mine(use, dataSource).ShouldHaveSingleItem().Value.ShouldBe(1.5);
+    }
+
+    [Test]
+    public void Nothing_is_timed_while_nobody_listens()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString());
+        using (var connection = dataSource.OpenConnection())
+        {
+            connection.GetOpenPhysical("test").RentedSince.ShouldBe(0);
+        }
+
+        using var use = new MetricCollector<double>(SaverMetrics.UseTime);
+        using (var connection = dataSource.OpenConnection())
+        {
+            connection.GetOpenPhysical("test").RentedSince.ShouldNotBe(0);
+        }
+    }
+
+    [Test]
+    public void A_pool_timeout_is_counted()
+    {
+        using var timeouts = new MetricCollector<long>(SaverMetrics.Timeouts);
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=0.05"));
+        using var held = dataSource.OpenConnection();
+
+        Should.Throw<TimeoutException>(() => dataSource.OpenConnection());
+
+        Mine(timeouts, dataSource).ShouldHaveSingleItem().Value.ShouldBe(1);
+    }
+
+    [Test]
+    public void Retries_transient_errors_and_exhaustion_are_counted()
+    {
+        using var retries = new MetricCollector<long>(SaverMetrics.Retries);
+        using var transient = new MetricCollector<long>(SaverMetrics.TransientErrors);
+        using var exhausted = new MetricCollector<long>(SaverMetrics.RetriesExhausted);
+        var connectionString = Folder.ConnectionString("Retry=3;Base Delay=0.001;Max Delay=0.002;Busy Timeout=0");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = dataSource.OpenConnection();
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+
+        Mine(retries, dataSource).Sum(m => m.Value).ShouldBe(3);
+        Mine(transient, dataSource).Sum(m => m.Value).ShouldBe(4);
+        Mine(exhausted, dataSource).Sum(m => m.Value).ShouldBe(1);
+    }
+
+    [Test]
+    public async Task A_writer_queued_behind_a_transaction_records_its_wait_at_the_write_gate()
+    {
+        using var gateWait = new MetricCollector<double>(SaverMetrics.WriteGateWaitTime);
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString());
+        using (var setup = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(setup, "CREATE TABLE t (x)");
+        }
+
+        gateWait.Clear();
+        await using var first = dataSource.OpenConnection();
+        await using var second = dataSource.OpenConnection();
+        var transaction = first.BeginTransaction();
+        var queued = Task.Run(() => ConnectionTests.Exec(second, "INSERT INTO t VALUES (2)"));
+        Wait.Until(() => dataSource.Executor.Gate!.WaitingCount == 1);
+        transaction.Commit();
+        await queued;
+
+        var waits = Mine(gateWait, dataSource);
+        waits.Count.ShouldBe(2);
+        waits[^1].Value.ShouldBeGreaterThan(0);
+    }
+
+    [Test]
+    public void Checkpoints_are_counted_by_mode_and_busy_with_their_frames_and_the_wal_size_is_observed()
+    {
+        using var checkpoints = new MetricCollector<long>(SaverMetrics.Checkpoints);
+        using var frames = new MetricCollector<long>(SaverMetrics.CheckpointFrames);
+        using var walSize = Observe<long>("sqlitesaver.wal.size");
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Checkpoint Interval=0;Wal Autocheckpoint=0"));
+        using var connection = dataSource.OpenConnection();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+
+        Of(walSize, dataSource).ShouldBe(new FileInfo(Folder.File() + "-wal").Length);
+        Of(walSize, dataSource).ShouldBeGreaterThan(0);
+        var result = dataSource.Checkpoint(CheckpointMode.Full);
+        dataSource.Checkpoint(CheckpointMode.Truncate);
+
+        var recorded = Mine(checkpoints, dataSource);
+        recorded.Count.ShouldBe(2);
+        recorded[0].Tags["sqlitesaver.checkpoint.mode"].ShouldBe("full");
+        recorded[0].Tags["sqlitesaver.checkpoint.busy"].ShouldBe(false);
+        recorded[1].Tags["sqlitesaver.checkpoint.mode"].ShouldBe("truncate");
+        result.CheckpointedFrames.ShouldBeGreaterThan(0);
+        Mine(frames, dataSource)[0].Value.ShouldBe(result.CheckpointedFrames);
+        Of(walSize, dataSource).ShouldBe(0);
+    }
+
+    private static MetricCollector<T> Observe<T>(string instrument)
+        where T : struct
+        => new((object?)null, SaverMetrics.MeterName, instrument);
+
+    /// <summary>The latest observation of an observable instrument for one data source (and state).</summary>
+    private static T Of<T>(MetricCollector<T> collector, SaverDataSource dataSource, string? state = null)
+        where T : struct
+    {
+        collector.Clear();
+        collector.RecordObservableInstruments();
+        return Mine(collector, dataSource)
+            .Single(m => state is null || Equals(m.Tags["db.client.connection.state"], state))
+            .Value;
+    }
+
+    private static List<CollectedMeasurement<T>> Mine<T>(MetricCollector<T> collector, SaverDataSource dataSource)
+        where T : struct
+        => [.. collector.GetMeasurementSnapshot().Where(m => Equals(m.Tags[SaverMetrics.PoolNameTag], dataSource.Name))];
+
+    private SqliteConnection HoldWriteLock()
+    {
+        var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        holder.Open();
+        using var begin = holder.CreateCommand();
+        begin.CommandText = "BEGIN IMMEDIATE";
+        begin.ExecuteNonQuery();
+        return holder;
+    }
+}

@@ -1,0 +1,102 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Pooling;
+
+public class InitializerTests : DatabaseTest
+{
+    [Test]
+    public void The_initializer_runs_once_per_physical_connection_after_the_pragmas()
+    {
+        var runs = 0;
+        string? journalMode = null;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
+            .UseConnectionInitializer(connection =>
+            {
+                Interlocked.Increment(ref runs);
+                using var command = connection.CreateCommand();
+                command.CommandText = "PRAGMA journal_mode";
+                journalMode = (string?)command.ExecuteScalar();
+                connection.CreateFunction("twice", (long x) => 2 * x);
+            })
+            .Build();
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var connection = dataSource.OpenConnection();
+            ConnectionTests.Scalar(connection, "SELECT twice(21)").ShouldBe(42L);
+        }
+
+        runs.ShouldBe(1);
+        journalMode.ShouldBe("wal");
+    }
+
+    [Test]
+    public async Task The_async_initializer_is_awaited_by_OpenAsync_with_its_token()
+    {
+        using var cancellation = new CancellationTokenSource();
+        CancellationToken seen = default;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString())
+            .UseConnectionInitializer(async (connection, cancellationToken) =>
+            {
+                seen = cancellationToken;
+                await Task.Yield();
+                connection.CreateCollation("reverse", (a, b) => string.CompareOrdinal(b, a));
+            })
+            .Build();
+
+        await using var connection = await dataSource.OpenConnectionAsync(cancellation.Token);
+
+        seen.ShouldBe(cancellation.Token);
+        ConnectionTests.Scalar(connection, "SELECT x FROM (SELECT 'a' AS x UNION SELECT 'b') ORDER BY x COLLATE reverse LIMIT 1").ShouldBe("b");
+    }
+
+    [Test]
+    public void A_synchronous_Open_waits_for_an_async_initializer()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString())
+            .UseConnectionInitializer(async (connection, cancellationToken) =>
+            {
+                await Task.Delay(10, cancellationToken);
+                connection.CreateFunction("answer", () => 42L);
+            })
+            .Build();
+
+        using var connection = dataSource.OpenConnection();
+
+        ConnectionTests.Scalar(connection, "SELECT answer()").ShouldBe(42L);
+    }
+
+    [Test]
+    public async Task An_initializer_that_throws_closes_the_connection_reaches_the_caller_and_loses_no_slot()
+    {
+        var failures = 2;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=5"))
+            .UseConnectionInitializer(_ =>
+            {
+                if (Interlocked.Decrement(ref failures) >= 0)
+                {
+                    throw new InvalidOperationException("extension missing");
+                }
+            })
+            .Build();
+
+        Should.Throw<InvalidOperationException>(() => dataSource.OpenConnection()).Message.ShouldBe("extension missing");
+        (await Should.ThrowAsync<InvalidOperationException>(dataSource.OpenConnectionAsync().AsTask())).Message.ShouldBe("extension missing");
+        dataSource.Statistics.Total.ShouldBe(0);
+
+        using var connection = dataSource.OpenConnection(); // the single slot is free again, so this does not time out
+        ConnectionTests.Scalar(connection, "SELECT 1").ShouldBe(1L);
+        dataSource.Statistics.Total.ShouldBe(1);
+    }
+
+    [Test]
+    public void Null_initializers_are_refused()
+    {
+        var builder = new SaverDataSourceBuilder(Folder.ConnectionString());
+
+        Should.Throw<ArgumentNullException>(() => builder.UseConnectionInitializer((Action<SqliteConnection>)null!)).ParamName.ShouldBe("initializer");
+        Should.Throw<ArgumentNullException>(() => builder.UseConnectionInitializer((Func<SqliteConnection, CancellationToken, Task>)null!)).ParamName.ShouldBe("initializer");
+        Should.Throw<ArgumentNullException>(() => builder.UseLoggerFactory(null!)).ParamName.ShouldBe("loggerFactory");
+    }
+}
