@@ -1,0 +1,61 @@
+using System.Globalization;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace SqliteSaver.Data.DependencyInjection;
+
+/// <summary>
+/// Opens a connection and runs <c>SELECT 1</c>, then compares the <c>-wal</c> file with Journal Size Limit. When the pool
+/// is exhausted it does not queue for a connection: it reads the WAL status on the data source's checkpoint
+/// connection, which is outside the pool, to tell an exhausted pool (Degraded) from a database that cannot be opened.
+/// </summary>
+internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var statistics = dataSource.Statistics;
+        var data = new Dictionary<string, object>
+        {
+            ["total"] = statistics.Total,
+            ["idle"] = statistics.Idle,
+            ["in_use"] = statistics.InUse,
+            ["waiting"] = statistics.Waiting,
+            ["max_pool_size"] = statistics.MaxPoolSize,
+        };
+        try
+        {
+            var exhausted = statistics.InUse >= statistics.MaxPoolSize;
+            if (!exhausted)
+            {
+                await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+                await using var command = connection.CreateCommand();
+                command.CommandText = "SELECT 1";
+                await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            var wal = dataSource.GetWalStatus();
+            data["wal_bytes"] = wal.WalFileBytes;
+            if (exhausted)
+            {
+                return HealthCheckResult.Degraded(
+                    Invariant($"Every pooled connection is in use ({statistics.InUse} of Max Pool Size={statistics.MaxPoolSize}) and {statistics.Waiting} callers wait."),
+                    data: data);
+            }
+
+            var limit = new SaverConnectionStringBuilder(dataSource.ConnectionString).JournalSizeLimit;
+            if (wal.JournalMode == "wal" && limit >= 0 && wal.WalFileBytes > limit)
+            {
+                return HealthCheckResult.Degraded(
+                    Invariant($"The -wal file is {wal.WalFileBytes} bytes, over Journal Size Limit={limit}: long readers or writers keep checkpoints from resetting it."),
+                    data: data);
+            }
+
+            return HealthCheckResult.Healthy(data: data);
+        }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            return new HealthCheckResult(context.Registration.FailureStatus, $"The database cannot be opened: {exception.Message}", exception, data);
+        }
+    }
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}

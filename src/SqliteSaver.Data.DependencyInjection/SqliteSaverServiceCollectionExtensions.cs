@@ -1,0 +1,48 @@
+using System.Data.Common;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+
+namespace SqliteSaver.Data;
+
+/// <summary>Registers SqliteSaver.Data with an <see cref="IServiceCollection"/>.</summary>
+public static class SqliteSaverServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers a <see cref="SaverDataSource"/> built from <paramref name="connectionString"/> as a singleton, both as
+    /// itself and as <see cref="DbDataSource"/>, and connections from it as transient <see cref="SaverDbConnection"/>
+    /// and <see cref="DbConnection"/> services. The container disposes the data source, closing its connections, when
+    /// it is disposed itself. The container's <see cref="ILoggerFactory"/>, if it has one, is used for logging.
+    /// </summary>
+    /// <param name="services">The service collection.</param>
+    /// <param name="connectionString">The connection string; see <see cref="SaverConnectionStringBuilder"/> for its keywords.</param>
+    /// <param name="configure">Sets what a connection string cannot carry: a name, an initializer, a retry strategy.</param>
+    /// <returns>The service collection.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="services"/> or <paramref name="connectionString"/> is null.</exception>
+    /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
+    public static IServiceCollection AddSqliteSaverDataSource(
+        this IServiceCollection services,
+        string connectionString,
+        Action<SaverDataSourceBuilder>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(connectionString);
+        _ = new SaverConnectionStringBuilder(connectionString); // a bad string fails here, not at first use
+
+        services.TryAddSingleton(provider =>
+        {
+            var builder = new SaverDataSourceBuilder(connectionString);
+            if (provider.GetService<ILoggerFactory>() is { } loggerFactory)
+            {
+                builder.UseLoggerFactory(loggerFactory);
+            }
+
+            configure?.Invoke(builder);
+            return builder.Build();
+        });
+        services.TryAddSingleton<DbDataSource>(static provider => provider.GetRequiredService<SaverDataSource>());
+        services.TryAddTransient(static provider => provider.GetRequiredService<SaverDataSource>().CreateConnection());
+        services.TryAddTransient<DbConnection>(static provider => provider.GetRequiredService<SaverDbConnection>());
+        return services;
+    }
+}

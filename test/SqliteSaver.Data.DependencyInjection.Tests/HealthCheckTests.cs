@@ -1,0 +1,93 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Shouldly;
+
+namespace SqliteSaver.Data.DependencyInjection.Tests;
+
+public class HealthCheckTests
+{
+    private string _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = Directory.CreateTempSubdirectory("saver-health-").FullName;
+
+    [TearDown]
+    public void TearDown()
+    {
+        SaverDbConnection.ClearAllPools();
+        Directory.Delete(_folder, recursive: true);
+    }
+
+    [Test]
+    public async Task A_database_that_opens_and_answers_is_healthy()
+    {
+        using var provider = Provider("Data Source={0}");
+
+        var entry = await Check(provider);
+
+        entry.Status.ShouldBe(HealthStatus.Healthy);
+        entry.Data["in_use"].ShouldBe(0);
+        provider.GetRequiredService<SaverDataSource>().Statistics.InUse.ShouldBe(0); // the check gave its connection back
+    }
+
+    [Test]
+    public async Task An_exhausted_pool_is_degraded_and_the_check_does_not_queue_for_a_connection()
+    {
+        using var provider = Provider("Data Source={0};Max Pool Size=1;Pool Timeout=60");
+        await using var held = await provider.GetRequiredService<SaverDataSource>().OpenConnectionAsync();
+
+        var entry = await Check(provider);
+
+        entry.Status.ShouldBe(HealthStatus.Degraded);
+        entry.Description.ShouldNotBeNull().ShouldContain("1 of Max Pool Size=1");
+    }
+
+    [Test]
+    public async Task A_wal_over_its_limit_is_degraded()
+    {
+        using var provider = Provider("Data Source={0};Journal Size Limit=4096;Wal Autocheckpoint=0;Checkpoint Interval=0");
+        await using (var connection = await provider.GetRequiredService<SaverDataSource>().OpenConnectionAsync())
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(100000))";
+            await command.ExecuteNonQueryAsync();
+        }
+
+        var entry = await Check(provider);
+
+        entry.Status.ShouldBe(HealthStatus.Degraded);
+        entry.Description.ShouldNotBeNull().ShouldContain("over Journal Size Limit=4096");
+        ((long)entry.Data["wal_bytes"]).ShouldBeGreaterThan(4096);
+    }
+
+    [Test]
+    public async Task A_file_that_is_not_a_database_is_unhealthy_or_the_chosen_failure_status()
+    {
+        var path = Path.Combine(_folder, "check.db");
+        await File.WriteAllTextAsync(path, new string('x', 4096));
+        using var provider = Provider("Data Source={0}");
+        using var lenient = Provider("Data Source={0};Max Pool Size=3", HealthStatus.Degraded);
+
+        var entry = await Check(provider);
+        var lenientEntry = await Check(lenient);
+
+        entry.Status.ShouldBe(HealthStatus.Unhealthy);
+        entry.Description.ShouldNotBeNull().ShouldContain("cannot be opened");
+        entry.Exception.ShouldBeOfType<Microsoft.Data.Sqlite.SqliteException>().SqliteErrorCode.ShouldBe(26); // SQLITE_NOTADB
+        lenientEntry.Status.ShouldBe(HealthStatus.Degraded);
+    }
+
+    private ServiceProvider Provider(string connectionStringFormat, HealthStatus? failureStatus = null)
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddSqliteSaverDataSource(string.Format(System.Globalization.CultureInfo.InvariantCulture, connectionStringFormat, Path.Combine(_folder, "check.db")));
+        services.AddHealthChecks().AddSqliteSaver(failureStatus: failureStatus);
+        return services.BuildServiceProvider();
+    }
+
+    private static async Task<HealthReportEntry> Check(ServiceProvider provider)
+    {
+        var report = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+        return report.Entries["sqlite-saver"];
+    }
+}

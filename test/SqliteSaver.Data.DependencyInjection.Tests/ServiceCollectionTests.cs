@@ -1,0 +1,91 @@
+using System.Data.Common;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using Shouldly;
+
+namespace SqliteSaver.Data.DependencyInjection.Tests;
+
+public class ServiceCollectionTests
+{
+    private string _folder = null!;
+    private string _connectionString = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _folder = Directory.CreateTempSubdirectory("saver-di-").FullName;
+        _connectionString = $"Data Source={Path.Combine(_folder, "di.db")}";
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        SaverDbConnection.ClearAllPools();
+        Directory.Delete(_folder, recursive: true);
+    }
+
+    [Test]
+    public void The_data_source_is_one_singleton_as_itself_and_as_DbDataSource_and_connections_are_transient()
+    {
+        using var provider = new ServiceCollection()
+            .AddSqliteSaverDataSource(_connectionString, builder => builder.Name = "main-db")
+            .BuildServiceProvider();
+
+        var dataSource = provider.GetRequiredService<SaverDataSource>();
+        provider.GetRequiredService<DbDataSource>().ShouldBeSameAs(dataSource);
+        dataSource.Name.ShouldBe("main-db");
+        dataSource.ConnectionString.ShouldBe(_connectionString);
+
+        var first = provider.GetRequiredService<SaverDbConnection>();
+        var second = provider.GetRequiredService<DbConnection>();
+        second.ShouldBeOfType<SaverDbConnection>().ShouldNotBeSameAs(first);
+
+        first.Open();
+        using var command = first.CreateCommand();
+        command.CommandText = "SELECT 40 + 2";
+        command.ExecuteScalar().ShouldBe(42L);
+        first.Close();
+        dataSource.Statistics.Total.ShouldBe(1); // the connection rented from the registered data source's own pool
+    }
+
+    [Test]
+    public void Disposing_the_container_disposes_the_data_source_and_closes_its_connections()
+    {
+        SaverDataSource dataSource;
+        using (var provider = new ServiceCollection().AddSqliteSaverDataSource(_connectionString).BuildServiceProvider())
+        {
+            dataSource = provider.GetRequiredService<SaverDataSource>();
+            using var scope = provider.CreateScope();
+            scope.ServiceProvider.GetRequiredService<SaverDbConnection>().Open(); // disposed with the scope
+            dataSource.Statistics.Idle.ShouldBe(0);
+        }
+
+        dataSource.Statistics.Total.ShouldBe(0);
+        Should.Throw<ObjectDisposedException>(() => dataSource.OpenConnection());
+    }
+
+    [Test]
+    public void The_containers_logger_factory_is_used()
+    {
+        var logs = new FakeLoggerProvider();
+        using var provider = new ServiceCollection()
+            .AddLogging(logging => logging.AddProvider(logs).SetMinimumLevel(LogLevel.Debug))
+            .AddSqliteSaverDataSource(_connectionString)
+            .BuildServiceProvider();
+
+        provider.GetRequiredService<SaverDataSource>().OpenConnection().Dispose();
+
+        logs.Collector.GetSnapshot().ShouldContain(r => r.Category == "SqliteSaver.Data.Pool" && r.Id.Id == 1001);
+    }
+
+    [Test]
+    public void Bad_arguments_are_refused_at_registration()
+    {
+        var services = new ServiceCollection();
+
+        Should.Throw<ArgumentNullException>(() => services.AddSqliteSaverDataSource(null!)).ParamName.ShouldBe("connectionString");
+        Should.Throw<ArgumentNullException>(() => ((IServiceCollection)null!).AddSqliteSaverDataSource(_connectionString)).ParamName.ShouldBe("services");
+        Should.Throw<ArgumentException>(() => services.AddSqliteSaverDataSource("Data Source=x.db;Retry=lots")).Message.ShouldContain("Retry");
+    }
+}
