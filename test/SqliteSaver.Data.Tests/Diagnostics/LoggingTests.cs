@@ -1,6 +1,7 @@
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
+using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 using SqliteSaver.Data.Tests.Pooling;
 
@@ -86,6 +87,27 @@ public class LoggingTests : DatabaseTest
         var checkpoint = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Checkpoint").ShouldHaveSingleItem();
         checkpoint.Level.ShouldBe(LogLevel.Debug);
         checkpoint.Message.ShouldStartWith("Truncate checkpoint");
+    }
+
+    [Test]
+    public void A_wal_kept_over_its_limit_by_a_reader_and_checkpoints_that_stay_busy_are_logged_at_warning()
+    {
+        var time = new FakeTimeProvider();
+        var connectionString = Folder.ConnectionString("Checkpoint Interval=1;Journal Size Limit=4096;Wal Autocheckpoint=0");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).UseLoggerFactory(_loggerFactory).Build();
+        using var writer = dataSource.OpenConnection();
+        using var reader = dataSource.OpenConnection();
+        ConnectionTests.Exec(writer, "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(100000))");
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t"); // holds the WAL: TRUNCATE comes back busy
+
+        for (var tick = 0; tick < 3; tick++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        var warnings = _logs.GetSnapshot().Where(r => r.Level == LogLevel.Warning).Select(r => r.Id.Id).ToList();
+        warnings.ShouldBe([3003, 3003, 3002, 3003]); // the third busy run in a row, then the WAL still over the limit after it
     }
 
     [Test]
