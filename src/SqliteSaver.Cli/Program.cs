@@ -46,6 +46,7 @@ internal static class Program
         {
             HelpName = "sqlite-saver",
         };
+        root.Options.OfType<VersionOption>().Single().Action = new VersionAction();
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(StressCommand.Create());
         root.Subcommands.Add(CheckpointCommand.Create());

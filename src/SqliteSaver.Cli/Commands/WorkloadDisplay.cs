@@ -32,6 +32,7 @@ internal static class WorkloadDisplay
                     task.Description = Markup.Escape($"{name}: {Format.Number(counters.Commits)} commits, {Format.Number(counters.Errors)} errors");
                 });
                 task.Value = task.MaxValue;
+                task.Description = Markup.Escape($"{name}: {Format.Number(result.Commits)} commits, {Format.Number(result.Errors)} errors");
                 return result;
             });
     }

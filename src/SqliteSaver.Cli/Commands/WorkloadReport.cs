@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using SqliteSaver.Cli.Workload;
 
 namespace SqliteSaver.Cli.Commands;
@@ -17,5 +18,6 @@ internal sealed record WorkloadReport(string? Database, int Threads, int Process
     }
 
     /// <summary>Whether the SqliteSaver run reached the caller with no error and left no row lost or doubled.</summary>
+    [JsonIgnore]
     public bool SaverClean => Stacks.Where(s => s.Stack == Operations.Name(Stack.Saver)).All(s => s.Errors == 0 && s.RowsLost == 0 && s.RowsDoubled == 0);
 }
