@@ -29,9 +29,10 @@ public class WorkloadCommandTests : CliTest
         foreach (var stack in stacks)
         {
             stack.EnumerateObject().Select(p => p.Name).ShouldBe([
-                "stack", "seconds", "commits", "transactionsPerSecond", "p99Milliseconds", "maxMilliseconds", "errors",
+                "stack", "seconds", "commits", "childProcessCommits", "transactionsPerSecond", "p99Milliseconds", "maxMilliseconds", "errors",
                 "firstError", "rowsLost", "rowsDoubled", "walBytes", "reads"]);
             stack.GetProperty("commits").GetInt64().ShouldBeGreaterThan(0);
+            stack.GetProperty("childProcessCommits").GetInt64().ShouldBeInRange(0, stack.GetProperty("commits").GetInt64());
             stack.GetProperty("rowsLost").GetInt64().ShouldBe(0);
             stack.GetProperty("rowsDoubled").GetInt64().ShouldBe(0);
         }

@@ -52,6 +52,11 @@ internal static class WorkloadDisplay
         }
 
         Row("transactions per second", s => Format.Number(s.TransactionsPerSecond));
+        if (report.Processes > 0)
+        {
+            Row($"commits from the {Format.Count(report.Processes, "child process", "child processes")}", s => Format.Number(s.Commits == 0 ? 0 : 100.0 * s.ChildProcessCommits / s.Commits, "0") + " %");
+        }
+
         Row("p99 latency, ms", s => Format.Milliseconds(s.P99Milliseconds));
         Row("worst latency, ms", s => Format.Milliseconds(s.MaxMilliseconds));
         Row("errors that reached the caller", s => Format.Number(s.Errors));

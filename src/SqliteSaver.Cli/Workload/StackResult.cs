@@ -4,6 +4,7 @@ namespace SqliteSaver.Cli.Workload;
 /// <param name="Stack">The stack's name: Microsoft.Data.Sqlite or SqliteSaver.</param>
 /// <param name="Seconds">How long the writers ran.</param>
 /// <param name="Commits">Write transactions acknowledged to the caller.</param>
+/// <param name="ChildProcessCommits">The part of <paramref name="Commits"/> made by the writers in child processes.</param>
 /// <param name="TransactionsPerSecond">Acknowledged write transactions per second.</param>
 /// <param name="P99Milliseconds">The 99th percentile of the acknowledged transactions' latency; null when none was.</param>
 /// <param name="MaxMilliseconds">The worst latency of an acknowledged transaction.</param>
@@ -17,6 +18,7 @@ internal sealed record StackResult(
     string Stack,
     double Seconds,
     long Commits,
+    long ChildProcessCommits,
     double TransactionsPerSecond,
     double? P99Milliseconds,
     double? MaxMilliseconds,

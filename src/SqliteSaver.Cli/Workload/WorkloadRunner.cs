@@ -71,10 +71,11 @@ internal static class WorkloadRunner
             }
 
             var seconds = clock.Elapsed.TotalSeconds;
-            var reports = writers.Concat(children.Select(child => child.Finish(settings.Duration))).ToList();
+            var childReports = children.Select(child => child.Finish(settings.Duration)).ToList();
+            var reports = writers.Concat(childReports).ToList();
             var walBytes = new FileInfo(settings.DatabasePath + "-wal") is { Exists: true } wal ? wal.Length : 0;
             var (lost, doubled) = StressTable.Verify(settings.DatabasePath, run, reports);
-            return Summarize(stack, seconds, reports, readers, lost, doubled, walBytes);
+            return Summarize(stack, seconds, reports, Commits(childReports), readers, lost, doubled, walBytes);
         }
         finally
         {
@@ -85,18 +86,19 @@ internal static class WorkloadRunner
     }
 
     private static StackResult Summarize(
-        Stack stack, double seconds, List<WriterReport> writers, ReaderReport[] readers, long lost, long doubled, long walBytes)
+        Stack stack, double seconds, List<WriterReport> writers, long childProcessCommits, ReaderReport[] readers, long lost, long doubled, long walBytes)
     {
         var latencies = writers.SelectMany(w => w.LatenciesMicroseconds).Order().ToArray();
         double? Percentile(double fraction) => latencies.Length == 0
             ? null
             : latencies[Math.Min(latencies.Length - 1, (int)Math.Ceiling(fraction * latencies.Length) - 1)] / 1000.0;
 
-        var commits = writers.Sum(w => w.Attempts - w.FailedSeqs.Length);
+        var commits = Commits(writers);
         return new StackResult(
             Operations.Name(stack),
             seconds,
             commits,
+            childProcessCommits,
             commits / seconds,
             Percentile(0.99),
             Percentile(1),
@@ -107,4 +109,6 @@ internal static class WorkloadRunner
             walBytes,
             readers.Sum(r => r.Reads));
     }
+
+    private static long Commits(IEnumerable<WriterReport> writers) => writers.Sum(w => w.Attempts - w.FailedSeqs.Length);
 }
