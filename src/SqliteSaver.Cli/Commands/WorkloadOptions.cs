@@ -13,7 +13,7 @@ internal sealed class WorkloadOptions
 
     public WorkloadOptions(double defaultSeconds)
     {
-        _seconds = CommonOptions.Number("--seconds", "How long the workload runs on each stack.", defaultSeconds, 0, inclusive: false);
+        _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, 0, inclusive: false);
     }
 
     public Option<bool> Json { get; } = CommonOptions.Json();
