@@ -3,7 +3,7 @@ using Spectre.Console;
 
 namespace SqliteSaver.Cli.Commands;
 
-/// <summary>Runs the workload with a live progress display, and prints its results as a table or as JSON.</summary>
+/// <summary>Runs the workload with a live progress display, and prints its results as a table.</summary>
 internal static class WorkloadDisplay
 {
     /// <summary>Runs one stack: with a progress bar on a terminal, a line on other text output, silently for JSON.</summary>

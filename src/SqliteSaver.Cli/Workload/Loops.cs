@@ -47,7 +47,6 @@ internal static class Loops
             {
                 Operations.Read(stack, connectionString);
                 reads++;
-                counters.Read();
             }
             catch (Exception exception)
             {
