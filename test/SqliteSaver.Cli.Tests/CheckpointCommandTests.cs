@@ -11,7 +11,6 @@ public class CheckpointCommandTests : CliTest
     {
         var path = PathOf();
         using var keepOpen = CreateWalDatabase(path);
-        new FileInfo(path + "-wal").Length.ShouldBeGreaterThan(0);
 
         var run = CliRun.Of("checkpoint", path, "--mode", "truncate", "--json");
 
@@ -24,6 +23,7 @@ public class CheckpointCommandTests : CliTest
         json.GetProperty("logFrames").GetInt32().ShouldBe(0); // a TRUNCATE checkpoint reports the emptied WAL
         json.GetProperty("checkpointedFrames").GetInt32().ShouldBe(0);
         json.GetProperty("journalMode").GetString().ShouldBe("wal");
+        json.GetProperty("walBytesBefore").GetInt64().ShouldBeGreaterThan(0);
         json.GetProperty("walBytes").GetInt64().ShouldBe(0);
         new FileInfo(path + "-wal").Length.ShouldBe(0);
     }
@@ -37,7 +37,7 @@ public class CheckpointCommandTests : CliTest
         var run = CliRun.Of("checkpoint", path);
 
         run.ExitCode.ShouldBe(0, run.Error);
-        run.Output.ShouldMatch(@"passive checkpoint done: (\d+) frames in the WAL, \1 checkpointed; -wal file [\d.]+ KiB");
+        run.Output.ShouldMatch(@"passive checkpoint done: (\d+) frames in the WAL, \1 checkpointed; -wal file ([\d.]+ KiB) before, \2 after");
     }
 
     [Test]
@@ -86,6 +86,6 @@ public class CheckpointCommandTests : CliTest
         var json = CliRun.Of("checkpoint", path, "--json").Json();
 
         json.ValueKind.ShouldBe(JsonValueKind.Object);
-        json.EnumerateObject().Select(p => p.Name).ShouldBe(["database", "mode", "busy", "logFrames", "checkpointedFrames", "journalMode", "walBytes"]);
+        json.EnumerateObject().Select(p => p.Name).ShouldBe(["database", "mode", "busy", "logFrames", "checkpointedFrames", "journalMode", "walBytesBefore", "walBytes"]);
     }
 }

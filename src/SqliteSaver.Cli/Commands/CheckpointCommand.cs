@@ -45,10 +45,12 @@ internal static class CheckpointCommand
                 timeout.ExecuteNonQuery();
             }
 
+            var before = connection.GetWalStatus();
             var result = connection.Checkpoint(checkpointMode);
-            var wal = connection.GetWalStatus();
+            var after = connection.GetWalStatus();
             var report = new CheckpointReport(
-                file, checkpointMode.ToString().ToLowerInvariant(), result.Busy, result.LogFrames, result.CheckpointedFrames, wal.JournalMode, wal.WalFileBytes);
+                file, checkpointMode.ToString().ToLowerInvariant(), result.Busy, result.LogFrames, result.CheckpointedFrames, after.JournalMode,
+                before.WalFileBytes, after.WalFileBytes);
             if (parseResult.GetValue(json))
             {
                 Json.Write(output, report);
@@ -71,7 +73,7 @@ internal static class CheckpointCommand
         }
 
         var frames = string.Create(CultureInfo.InvariantCulture,
-            $"{report.LogFrames} frames in the WAL, {report.CheckpointedFrames} checkpointed; -wal file {Format.Bytes(report.WalBytes)}");
+            $"{report.LogFrames} frames in the WAL, {report.CheckpointedFrames} checkpointed; -wal file {Format.Bytes(report.WalBytesBefore)} before, {Format.Bytes(report.WalBytes)} after");
         return report.Busy
             ? $"{report.Database}: {report.Mode} checkpoint BUSY (a reader or writer stayed busy): {frames}"
             : $"{report.Database}: {report.Mode} checkpoint done: {frames}";

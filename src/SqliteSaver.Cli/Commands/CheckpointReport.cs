@@ -7,5 +7,7 @@ namespace SqliteSaver.Cli.Commands;
 /// <param name="LogFrames">Frames in the WAL; -1 when the database is not in WAL mode.</param>
 /// <param name="CheckpointedFrames">Frames copied back into the database; -1 when the database is not in WAL mode.</param>
 /// <param name="JournalMode">The database's journal mode.</param>
+/// <param name="WalBytesBefore">The <c>-wal</c> file's size before the checkpoint (a TRUNCATE checkpoint reports 0 frames once it has emptied the file).</param>
 /// <param name="WalBytes">The <c>-wal</c> file's size afterwards.</param>
-internal sealed record CheckpointReport(string Database, string Mode, bool Busy, int LogFrames, int CheckpointedFrames, string JournalMode, long WalBytes);
+internal sealed record CheckpointReport(
+    string Database, string Mode, bool Busy, int LogFrames, int CheckpointedFrames, string JournalMode, long WalBytesBefore, long WalBytes);
