@@ -11,7 +11,7 @@ test:
 	dotnet test $(SOLUTION) -c $(CONFIGURATION) --logger trx --results-directory TestResults --blame-hang-timeout 5m
 
 run:
-	dotnet run --project src/SqliteSaver.Sample -c $(CONFIGURATION)
+	dotnet run --project src/SqliteSaver.Cli -c $(CONFIGURATION) -- demo
 
 pack:
 	dotnet pack $(SOLUTION) -c $(CONFIGURATION) -o artifacts

@@ -1,0 +1,87 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using SqliteSaver.Cli.Database;
+using SqliteSaver.Data;
+
+namespace SqliteSaver.Cli.Commands;
+
+/// <summary><c>info</c>: what an existing database file holds, read without creating or changing it.</summary>
+internal static class InfoCommand
+{
+    public static Command Create()
+    {
+        var path = new Argument<string>("PATH") { Description = "The database file; it must exist (it is never created)." };
+        var json = CommonOptions.Json();
+        var command = new Command(
+            "info",
+            "Prints a database's journal mode, page size and count, free pages, file size, WAL size and frames, and the SQLite version, " +
+            "read on a read-only connection. Then tells whether another connection holds the write lock right now: on a second, " +
+            "read-write connection it tries BEGIN IMMEDIATE without waiting and rolls back at once (skipped when the file cannot be " +
+            "opened for writing). The database is never created; SQLite may create its -wal and -shm files.")
+        {
+            Arguments = { path },
+            Options = { json },
+        };
+        command.SetAction(parseResult =>
+        {
+            var output = parseResult.InvocationConfiguration.Output;
+            var file = DatabaseFile.RequireExisting(parseResult.GetRequiredValue(path));
+            var report = Read(file);
+            if (parseResult.GetValue(json))
+            {
+                Json.Write(output, report);
+            }
+            else
+            {
+                Print(output, report);
+            }
+
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    private static InfoReport Read(string file)
+    {
+        string version;
+        long pageSize, pageCount, freelist;
+        WalStatus wal;
+        using (var connection = DatabaseFile.OpenPlain(file, SqliteOpenMode.ReadOnly))
+        {
+            version = (string)Scalar(connection, "SELECT sqlite_version()");
+            pageSize = (long)Scalar(connection, "PRAGMA page_size");
+            pageCount = (long)Scalar(connection, "PRAGMA page_count");
+            freelist = (long)Scalar(connection, "PRAGMA freelist_count");
+            wal = connection.GetWalStatus();
+        }
+
+        // Checked after the read-only connection has closed, so that SQLite can remove the -wal and -shm files it may create.
+        var writeLocked = DatabaseFile.IsWriteLocked(file);
+        return new InfoReport(file, version, wal.JournalMode, pageSize, pageCount, freelist, new FileInfo(file).Length, wal.WalFileBytes, wal.WalFrames, writeLocked);
+    }
+
+    private static object Scalar(SqliteConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return command.ExecuteScalar()!;
+    }
+
+    private static void Print(TextWriter output, InfoReport report)
+    {
+        var invariant = CultureInfo.InvariantCulture;
+        output.WriteLine($"Database        {report.Database}");
+        output.WriteLine($"SQLite          {report.SqliteVersion}");
+        output.WriteLine($"Journal mode    {report.JournalMode}");
+        output.WriteLine(string.Create(invariant, $"Pages           {report.PageCount} of {report.PageSize} bytes, {report.FreelistPages} free"));
+        output.WriteLine(string.Create(invariant, $"File size       {Format.Bytes(report.DatabaseBytes)} ({report.DatabaseBytes} bytes)"));
+        output.WriteLine(string.Create(invariant, $"WAL             {Format.Bytes(report.WalBytes)}, {report.WalFrames} frames"));
+        output.WriteLine($"Write lock      {report.WriteLocked switch
+        {
+            true => "held by another connection right now",
+            false => "free (BEGIN IMMEDIATE succeeded at once and was rolled back)",
+            null => "not checked: the file cannot be opened for writing",
+        }}");
+    }
+}

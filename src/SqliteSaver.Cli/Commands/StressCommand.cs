@@ -1,0 +1,73 @@
+using System.CommandLine;
+using SqliteSaver.Cli.Database;
+using SqliteSaver.Cli.Workload;
+using SqliteSaver.Data;
+
+namespace SqliteSaver.Cli.Commands;
+
+/// <summary><c>stress</c>: the demo's workload through SqliteSaver against the user's database, in a table of its own.</summary>
+internal static class StressCommand
+{
+    public static Command Create()
+    {
+        var database = new Option<string>("--db") { Description = "The database file; created if it does not exist.", Required = true, HelpName = "PATH" };
+        var connectionString = new Option<string>("--connection-string")
+        {
+            Description = "SqliteSaver connection-string keywords to run with, such as \"Busy Timeout=1000;Max Pool Size=8\" (Data Source is --db).",
+            DefaultValueFactory = _ => string.Empty,
+            HelpName = "KEYWORDS",
+        };
+        var keep = new Option<bool>("--keep") { Description = $"Keep the table {StressTable.Name} and its rows instead of dropping it at the end." };
+        var options = new WorkloadOptions(defaultSeconds: 10);
+        var command = new Command(
+            "stress",
+            "Runs the demo's write-contention workload through SqliteSaver against your database, in a table of its own " +
+            $"({StressTable.Name}, dropped at the end unless --keep), and prints transactions per second, p99 and worst latency, " +
+            "errors that reached the caller, rows lost or doubled and the WAL size at the end. " +
+            "Exit code 1 if there were errors or lost or doubled rows.")
+        {
+            Options = { database, connectionString, keep },
+        };
+        options.AddTo(command);
+        command.SetAction(parseResult =>
+        {
+            var output = parseResult.InvocationConfiguration.Output;
+            var json = parseResult.GetValue(options.Json);
+            var path = DatabaseFile.RequireCreatable(parseResult.GetRequiredValue(database));
+            var settings = options.Settings(parseResult, path, parseResult.GetValue(connectionString) ?? string.Empty);
+            var saverConnectionString = Operations.ConnectionString(Stack.Saver, path, settings.SaverKeywords);
+            Change(path, saverConnectionString, StressTable.Create);
+            StackResult result;
+            try
+            {
+                result = WorkloadDisplay.Run(Terminal.For(output), json, Stack.Saver, settings);
+            }
+            finally
+            {
+                if (!parseResult.GetValue(keep))
+                {
+                    Change(path, saverConnectionString, StressTable.Drop);
+                }
+            }
+
+            var report = new WorkloadReport(path, settings, [result]);
+            if (json)
+            {
+                Json.Write(output, report);
+            }
+            else
+            {
+                WorkloadDisplay.Print(Terminal.For(output), report);
+            }
+
+            return report.SaverClean ? ExitCodes.Success : ExitCodes.Failure;
+        });
+        return command;
+    }
+
+    private static void Change(string path, string connectionString, Action<SaverDbConnection> change)
+    {
+        using var connection = DatabaseFile.Open(path, () => new SaverDbConnection(connectionString));
+        change(connection);
+    }
+}

@@ -1,0 +1,41 @@
+using System.CommandLine;
+using SqliteSaver.Cli.Workload;
+
+namespace SqliteSaver.Cli.Commands;
+
+/// <summary>The hidden <c>worker</c> command: one writer in a child process of <c>demo</c> or <c>stress</c> (see <see cref="ChildWriter"/>).</summary>
+internal static class WorkerCommand
+{
+    public static Command Create()
+    {
+        var stack = new Option<Stack>("--stack") { Required = true };
+        var connectionString = new Option<string>("--connection-string") { Required = true };
+        var run = new Option<string>("--run") { Required = true };
+        var writer = new Option<int>("--writer") { Required = true };
+        var seconds = new Option<double>("--seconds") { Required = true };
+        var command = new Command("worker", "Runs one writer for demo and stress (used internally).")
+        {
+            Hidden = true,
+            Options = { stack, connectionString, run, writer, seconds },
+        };
+        command.SetAction(parseResult =>
+        {
+            var output = parseResult.InvocationConfiguration.Output;
+            var stackValue = parseResult.GetValue(stack);
+            var connection = parseResult.GetRequiredValue(connectionString);
+            Operations.Read(stackValue, connection); // opens the pool before the clock starts
+            output.WriteLine("ready");
+            output.Flush();
+            if (Console.In.ReadLine() != "go")
+            {
+                return ExitCodes.Failure;
+            }
+
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(parseResult.GetValue(seconds)));
+            var report = Loops.Write(stackValue, connection, parseResult.GetRequiredValue(run), parseResult.GetValue(writer), new WorkloadCounters(), stop.Token);
+            Json.Write(output, report);
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,41 @@
+using System.CommandLine;
+using SqliteSaver.Cli.Workload;
+
+namespace SqliteSaver.Cli.Commands;
+
+/// <summary>The options of <c>demo</c> and <c>stress</c>, which run the same workload.</summary>
+internal sealed class WorkloadOptions
+{
+    private readonly Option<int> _threads = CommonOptions.Count("--threads", "Writer threads in this process.", 16, 1);
+    private readonly Option<int> _processes = CommonOptions.Count("--processes", "Writer child processes, one writer thread each.", 2, 0);
+    private readonly Option<double> _readRatio = CommonOptions.Number("--read-ratio", "Reader threads per writer thread (rounded).", 0.25, 0, inclusive: true);
+    private readonly Option<double> _seconds;
+
+    public WorkloadOptions(double defaultSeconds)
+    {
+        _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, 0, inclusive: false);
+    }
+
+    public Option<bool> Json { get; } = CommonOptions.Json();
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(_threads);
+        command.Options.Add(_processes);
+        command.Options.Add(_seconds);
+        command.Options.Add(_readRatio);
+        command.Options.Add(Json);
+    }
+
+    public WorkloadSettings Settings(ParseResult parseResult, string databasePath, string saverKeywords)
+    {
+        var threads = parseResult.GetValue(_threads);
+        return new WorkloadSettings(
+            databasePath,
+            saverKeywords,
+            threads,
+            parseResult.GetValue(_processes),
+            (int)Math.Round(threads * parseResult.GetValue(_readRatio), MidpointRounding.AwayFromZero),
+            TimeSpan.FromSeconds(parseResult.GetValue(_seconds)));
+    }
+}

@@ -1,0 +1,94 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using SQLitePCL;
+
+namespace SqliteSaver.Cli.Database;
+
+/// <summary>Checks a database path before use and opens it, turning "not a database" into bad input.</summary>
+internal static class DatabaseFile
+{
+    /// <summary>The full path of an existing file.</summary>
+    /// <exception cref="BadInputException">The path is a directory or does not exist.</exception>
+    public static string RequireExisting(string path)
+    {
+        var full = RequireNotDirectory(path);
+        return File.Exists(full) ? full : throw new BadInputException($"{path}: no such file");
+    }
+
+    /// <summary>The full path of a file that exists or can be created in an existing folder.</summary>
+    /// <exception cref="BadInputException">The path is a directory or its folder does not exist.</exception>
+    public static string RequireCreatable(string path)
+    {
+        var full = RequireNotDirectory(path);
+        return File.Exists(full) || Directory.Exists(Path.GetDirectoryName(full))
+            ? full
+            : throw new BadInputException($"{path}: the folder does not exist");
+    }
+
+    /// <summary>Opens a plain connection without pooling; <see cref="SqliteOpenMode.ReadOnly"/> and <see cref="SqliteOpenMode.ReadWrite"/> never create the file.</summary>
+    /// <exception cref="BadInputException">The file is not a SQLite database.</exception>
+    public static SqliteConnection OpenPlain(string path, SqliteOpenMode mode)
+        => Open(path, () => new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = mode, Pooling = false }.ConnectionString));
+
+    /// <summary>Opens a connection and reads the database header, so a file that is not SQLite fails here.</summary>
+    /// <exception cref="BadInputException">The file is not a SQLite database.</exception>
+    public static T Open<T>(string path, Func<T> create)
+        where T : DbConnection
+    {
+        var connection = create();
+        try
+        {
+            connection.Open();
+            using var header = connection.CreateCommand();
+            header.CommandText = "PRAGMA schema_version";
+            header.ExecuteScalar();
+            return connection;
+        }
+        catch (SqliteException exception) when (exception.SqliteErrorCode == raw.SQLITE_NOTADB)
+        {
+            connection.Dispose();
+            throw new BadInputException($"{path}: not a SQLite database");
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Whether another connection holds the database's write lock right now: tries <c>BEGIN IMMEDIATE</c> without
+    /// waiting on a read-write connection of its own and rolls back. Null when the file cannot be opened for writing.
+    /// </summary>
+    public static bool? IsWriteLocked(string path)
+    {
+        using var connection = OpenPlain(path, SqliteOpenMode.ReadWrite);
+        var handle = connection.Handle!;
+        if (raw.sqlite3_db_readonly(handle, "main") == 1)
+        {
+            return null;
+        }
+
+        raw.sqlite3_busy_timeout(handle, 0);
+        var rc = raw.sqlite3_exec(handle, "BEGIN IMMEDIATE");
+        if (rc == raw.SQLITE_BUSY)
+        {
+            return true;
+        }
+
+        SqliteException.ThrowExceptionForRC(rc, handle);
+        SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(handle, "ROLLBACK"), handle);
+        return false;
+    }
+
+    private static string RequireNotDirectory(string path)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            throw new BadInputException("the database path is empty");
+        }
+
+        var full = Path.GetFullPath(path);
+        return Directory.Exists(full) ? throw new BadInputException($"{path}: is a directory, not a database file") : full;
+    }
+}

@@ -1,0 +1,80 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+
+namespace SqliteSaver.Cli.Workload;
+
+/// <summary>
+/// A writer in a child process (this tool's hidden <c>worker</c> command). It opens its connection, prints
+/// <c>ready</c>, starts writing when it reads <c>go</c>, and prints its <see cref="WriterReport"/> as JSON when done.
+/// </summary>
+internal sealed class ChildWriter : IDisposable
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+
+    private readonly Process _process;
+    private readonly Task<string> _error;
+
+    private ChildWriter(Process process)
+    {
+        _process = process;
+        _error = process.StandardError.ReadToEndAsync();
+    }
+
+    public static ChildWriter Start(Stack stack, string connectionString, string run, int writer, TimeSpan duration)
+    {
+        var start = SelfProcess.StartInfo([
+            "worker", "--stack", stack.ToString(), "--connection-string", connectionString, "--run", run,
+            "--writer", writer.ToString(CultureInfo.InvariantCulture),
+            "--seconds", duration.TotalSeconds.ToString(CultureInfo.InvariantCulture)]);
+        return new ChildWriter(Process.Start(start) ?? throw new InvalidOperationException($"Could not start {start.FileName}."));
+    }
+
+    /// <summary>Waits until the child has opened its connection and is ready to write.</summary>
+    /// <exception cref="InvalidOperationException">The child exited or did not get ready within a minute.</exception>
+    public void WaitUntilReady()
+    {
+        var line = _process.StandardOutput.ReadLineAsync();
+        if (!line.Wait(StartTimeout) || line.Result != "ready")
+        {
+            throw Failed("did not get ready");
+        }
+    }
+
+    public void Go()
+    {
+        _process.StandardInput.WriteLine("go");
+        _process.StandardInput.Flush();
+    }
+
+    /// <summary>Waits for the child to finish and reads its report.</summary>
+    /// <exception cref="InvalidOperationException">The child failed or did not finish in time.</exception>
+    public WriterReport Finish(TimeSpan duration)
+    {
+        var output = _process.StandardOutput.ReadToEndAsync();
+        if (!_process.WaitForExit(duration + StartTimeout) || _process.ExitCode != 0 || !output.Wait(StartTimeout))
+        {
+            throw Failed("failed");
+        }
+
+        return JsonSerializer.Deserialize<WriterReport>(output.Result, Json.Options)
+            ?? throw Failed("printed no report");
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            _process.WaitForExit();
+        }
+
+        _process.Dispose();
+    }
+
+    private InvalidOperationException Failed(string what)
+    {
+        var error = _process.HasExited && _error.Wait(TimeSpan.FromSeconds(5)) ? Program.OneLine(_error.Result) : string.Empty;
+        return new InvalidOperationException($"A child writer process {what}{(error.Length > 0 ? $": {error}" : ".")}");
+    }
+}

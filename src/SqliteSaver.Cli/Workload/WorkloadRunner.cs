@@ -1,0 +1,114 @@
+using System.Diagnostics;
+using Microsoft.Data.Sqlite;
+using SqliteSaver.Data;
+
+namespace SqliteSaver.Cli.Workload;
+
+/// <summary>
+/// Runs the contention workload on one stack: writer threads, writer child processes and reader threads on one
+/// database for a fixed time, then checks the table against the acknowledged commits.
+/// </summary>
+internal static class WorkloadRunner
+{
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(100);
+
+    /// <param name="stack">The stack to run through.</param>
+    /// <param name="settings">What to run; the table must exist.</param>
+    /// <param name="progress">Called on the calling thread about ten times a second while the workload runs.</param>
+    public static StackResult Run(Stack stack, WorkloadSettings settings, Action<WorkloadCounters, TimeSpan> progress)
+    {
+        var connectionString = Operations.ConnectionString(stack, settings.DatabasePath, settings.SaverKeywords);
+        var run = Guid.NewGuid().ToString("N");
+        var counters = new WorkloadCounters();
+        Operations.Read(stack, connectionString); // opens the stack's pool before anything is timed
+
+        var children = new List<ChildWriter>();
+        try
+        {
+            for (var process = 0; process < settings.Processes; process++)
+            {
+                children.Add(ChildWriter.Start(stack, connectionString, run, settings.Threads + process, settings.Duration));
+            }
+
+            children.ForEach(child => child.WaitUntilReady());
+
+            using var go = new ManualResetEventSlim();
+            using var stop = new CancellationTokenSource();
+            var writers = new WriterReport[settings.Threads];
+            var readers = new ReaderReport[settings.Readers];
+            var threads = new List<Thread>();
+            for (var i = 0; i < settings.Threads; i++)
+            {
+                var writer = i;
+                threads.Add(new Thread(() =>
+                {
+                    go.Wait();
+                    writers[writer] = Loops.Write(stack, connectionString, run, writer, counters, stop.Token);
+                }));
+            }
+
+            for (var i = 0; i < settings.Readers; i++)
+            {
+                var reader = i;
+                threads.Add(new Thread(() =>
+                {
+                    go.Wait();
+                    readers[reader] = Loops.Read(stack, connectionString, counters, stop.Token);
+                }));
+            }
+
+            threads.ForEach(thread => thread.Start());
+            children.ForEach(child => child.Go());
+            var clock = Stopwatch.StartNew();
+            go.Set();
+            stop.CancelAfter(settings.Duration);
+            foreach (var thread in threads)
+            {
+                while (!thread.Join(ProgressInterval))
+                {
+                    progress(counters, clock.Elapsed);
+                }
+            }
+
+            var seconds = clock.Elapsed.TotalSeconds;
+            var childReports = children.Select(child => child.Finish(settings.Duration)).ToList();
+            var reports = writers.Concat(childReports).ToList();
+            var walBytes = new FileInfo(settings.DatabasePath + "-wal") is { Exists: true } wal ? wal.Length : 0;
+            var (lost, doubled) = StressTable.Verify(settings.DatabasePath, run, reports);
+            return Summarize(stack, seconds, reports, Commits(childReports), readers, lost, doubled, walBytes);
+        }
+        finally
+        {
+            children.ForEach(child => child.Dispose());
+            SaverDbConnection.ClearAllPools();
+            SqliteConnection.ClearAllPools();
+        }
+    }
+
+    private static StackResult Summarize(
+        Stack stack, double seconds, List<WriterReport> writers, long childProcessCommits, ReaderReport[] readers, long lost, long doubled, long walBytes)
+    {
+        var latencies = writers.SelectMany(w => w.LatenciesMicroseconds).Order().ToArray();
+        double? Percentile(double fraction) => latencies.Length == 0
+            ? null
+            : latencies[Math.Min(latencies.Length - 1, (int)Math.Ceiling(fraction * latencies.Length) - 1)] / 1000.0;
+
+        var commits = Commits(writers);
+        return new StackResult(
+            Operations.Name(stack),
+            seconds,
+            commits,
+            childProcessCommits,
+            commits / seconds,
+            Percentile(0.99),
+            Percentile(1),
+            writers.Sum(w => (long)w.FailedSeqs.Length) + readers.Sum(r => r.Errors),
+            writers.Select(w => w.FirstError).Concat(readers.Select(r => r.FirstError)).FirstOrDefault(e => e is not null),
+            lost,
+            doubled,
+            walBytes,
+            readers.Sum(r => r.Reads));
+    }
+
+    private static long Commits(IEnumerable<WriterReport> writers) => writers.Sum(w => w.Attempts - w.FailedSeqs.Length);
+}

@@ -1,0 +1,65 @@
+using Shouldly;
+
+namespace SqliteSaver.Cli.Tests;
+
+/// <summary>Bad input is one clear line on standard error and exit code 2, never a stack trace, and creates no database.</summary>
+public class BadInputTests : CliTest
+{
+    private static readonly string[][] BadArguments =
+    [
+        ["checkpoint", "{folder}/missing.db"],
+        ["info", "{folder}/missing.db"],
+        ["checkpoint", "{folder}"],
+        ["info", "{folder}"],
+        ["checkpoint", "{folder}/text.db"],
+        ["info", "{folder}/text.db"],
+        ["checkpoint", "{folder}/text.db", "--mode", "sideways"],
+        ["checkpoint", "{folder}/missing.db", "--mode", "7"],
+        ["checkpoint", "{folder}/missing.db", "--busy-timeout", "-1"],
+        ["checkpoint"],
+        ["info", ""],
+        ["demo", "--threads", "-3"],
+        ["demo", "--threads", "many"],
+        ["demo", "--processes", "-1"],
+        ["demo", "--seconds", "0"],
+        ["demo", "--read-ratio", "-0.5"],
+        ["stress"],
+        ["stress", "--db", "{folder}/no-such-folder/stress.db"],
+        ["stress", "--db", "{folder}"],
+        ["stress", "--db", "{folder}/text.db"],
+        ["stress", "--db", "{folder}/stress.db", "--connection-string", "Max Pool Size=0"],
+        ["stress", "--db", "{folder}/stress.db", "--connection-string", "Colour=blue"],
+        ["stress", "--db", "{folder}/stress.db", "--threads", "-1"],
+        ["bogus"],
+        [],
+    ];
+
+    [TestCaseSource(nameof(BadArguments))]
+    public void Bad_input_prints_one_line_on_stderr_and_exits_with_2(string[] arguments)
+    {
+        File.WriteAllText(PathOf("text.db"), "This is a text file, not a SQLite database.\n");
+        var before = Directory.GetFileSystemEntries(Folder, "*", SearchOption.AllDirectories).Order().ToArray();
+
+        var run = CliRun.Of([.. arguments.Select(a => a.Replace("{folder}", Folder, StringComparison.Ordinal))]);
+
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.ErrorLines.Length.ShouldBe(1, run.Error);
+        run.Error.ShouldStartWith("sqlite-saver");
+        run.Error.ShouldNotContain("   at "); // no stack trace
+        run.Output.ShouldBeEmpty();
+        Directory.GetFileSystemEntries(Folder, "*", SearchOption.AllDirectories).Order().ShouldBe(before);
+    }
+
+    [Test]
+    public void The_line_says_what_is_wrong()
+    {
+        File.WriteAllText(PathOf("text.db"), "not a database");
+
+        CliRun.Of("info", PathOf("missing.db")).Error.ShouldContain("no such file");
+        CliRun.Of("info", Folder).Error.ShouldContain("is a directory");
+        CliRun.Of("checkpoint", PathOf("text.db")).Error.ShouldContain("not a SQLite database");
+        CliRun.Of("checkpoint", PathOf("text.db"), "--mode", "sideways").Error.ShouldContain("--mode must be passive, full, restart or truncate, not 'sideways'");
+        CliRun.Of("demo", "--threads", "-3").Error.ShouldContain("--threads must be a whole number, 1 or more, not '-3'");
+        CliRun.Of("stress", "--db", PathOf(), "--connection-string", "Colour=blue").Error.ShouldContain("'colour' is not supported");
+    }
+}

@@ -1,0 +1,91 @@
+using System.Text.Json;
+using Shouldly;
+
+namespace SqliteSaver.Cli.Tests;
+
+/// <summary><c>checkpoint</c>: exit code 0 when it finished, 3 when busy; frames printed; <c>--json</c> prints one object.</summary>
+public class CheckpointCommandTests : CliTest
+{
+    [Test]
+    public void A_truncate_checkpoint_copies_every_frame_and_empties_the_wal()
+    {
+        var path = PathOf();
+        using var keepOpen = CreateWalDatabase(path);
+
+        var run = CliRun.Of("checkpoint", path, "--mode", "truncate", "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Error.ShouldBeEmpty();
+        var json = run.Json();
+        json.GetProperty("database").GetString().ShouldBe(path);
+        json.GetProperty("mode").GetString().ShouldBe("truncate");
+        json.GetProperty("busy").GetBoolean().ShouldBeFalse();
+        json.GetProperty("logFrames").GetInt32().ShouldBe(0); // a TRUNCATE checkpoint reports the emptied WAL
+        json.GetProperty("checkpointedFrames").GetInt32().ShouldBe(0);
+        json.GetProperty("journalMode").GetString().ShouldBe("wal");
+        json.GetProperty("walBytesBefore").GetInt64().ShouldBeGreaterThan(0);
+        json.GetProperty("walBytes").GetInt64().ShouldBe(0);
+        new FileInfo(path + "-wal").Length.ShouldBe(0);
+    }
+
+    [Test]
+    public void A_passive_checkpoint_prints_the_frames_it_copied()
+    {
+        var path = PathOf();
+        using var keepOpen = CreateWalDatabase(path);
+
+        var run = CliRun.Of("checkpoint", path);
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Output.ShouldMatch(@"passive checkpoint done: (\d+) frames in the WAL, \1 checkpointed; -wal file ([\d.]+ KiB) before, \2 after");
+    }
+
+    [Test]
+    public void A_checkpoint_held_up_by_a_reader_is_busy_and_exits_with_3()
+    {
+        var path = PathOf();
+        using var writer = CreateWalDatabase(path);
+        using var reader = Open(path);
+        Execute(reader, "BEGIN; SELECT count(*) FROM item;"); // a reader on the current snapshot
+        Execute(writer, "INSERT INTO item (text) VALUES ('after the reader started')");
+
+        var json = CliRun.Of("checkpoint", path, "--mode", "restart", "--busy-timeout", "0", "--json");
+        var text = CliRun.Of("checkpoint", path, "--mode", "full", "--busy-timeout", "0");
+
+        json.ExitCode.ShouldBe(3, json.Error);
+        json.Json().GetProperty("busy").GetBoolean().ShouldBeTrue();
+        json.Json().GetProperty("checkpointedFrames").GetInt32().ShouldBeLessThan(json.Json().GetProperty("logFrames").GetInt32());
+        text.ExitCode.ShouldBe(3, text.Error);
+        text.Output.ShouldContain("full checkpoint BUSY");
+    }
+
+    [Test]
+    public void A_database_not_in_wal_mode_has_nothing_to_checkpoint()
+    {
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE item (id INTEGER PRIMARY KEY)");
+        }
+
+        var json = CliRun.Of("checkpoint", path, "--mode", "truncate", "--json");
+        var text = CliRun.Of("checkpoint", path);
+
+        json.ExitCode.ShouldBe(0, json.Error);
+        json.Json().GetProperty("logFrames").GetInt32().ShouldBe(-1);
+        json.Json().GetProperty("journalMode").GetString().ShouldBe("delete");
+        text.Output.ShouldContain("not in WAL mode (journal mode delete), nothing to checkpoint");
+    }
+
+    [Test]
+    public void The_json_has_exactly_the_documented_fields()
+    {
+        var path = PathOf();
+        using var keepOpen = CreateWalDatabase(path);
+
+        var json = CliRun.Of("checkpoint", path, "--json").Json();
+
+        json.ValueKind.ShouldBe(JsonValueKind.Object);
+        json.EnumerateObject().Select(p => p.Name).ShouldBe(["database", "mode", "busy", "logFrames", "checkpointedFrames", "journalMode", "walBytesBefore", "walBytes"]);
+    }
+}

@@ -1,0 +1,50 @@
+using Shouldly;
+
+namespace SqliteSaver.Cli.Tests;
+
+/// <summary><c>--help</c> on every command and <c>--version</c>.</summary>
+public class HelpTests
+{
+    [TestCase("")]
+    [TestCase("demo")]
+    [TestCase("stress")]
+    [TestCase("checkpoint")]
+    [TestCase("info")]
+    public void Help_describes_the_command_and_exits_with_0(string command)
+    {
+        var run = CliRun.Of(command.Length == 0 ? ["--help"] : [command, "--help"]);
+
+        run.ExitCode.ShouldBe(0);
+        run.Error.ShouldBeEmpty();
+        run.Output.ShouldContain($"Usage:{Environment.NewLine}  sqlite-saver {command}".TrimEnd());
+        run.Output.ShouldContain("--help");
+    }
+
+    [Test]
+    public void Help_lists_the_commands_but_not_the_internal_worker()
+    {
+        var run = CliRun.Of("--help");
+
+        foreach (var command in new[] { "demo", "stress", "checkpoint <PATH>", "info <PATH>" })
+        {
+            run.Output.ShouldContain($"  {command}");
+        }
+
+        run.Output.ShouldNotContain("worker");
+    }
+
+    [TestCase("demo")]
+    [TestCase("stress")]
+    [TestCase("checkpoint")]
+    [TestCase("info")]
+    public void Every_command_has_json(string command) => CliRun.Of(command, "--help").Output.ShouldContain("--json");
+
+    [Test]
+    public void Version_prints_the_version()
+    {
+        var run = CliRun.Of("--version");
+
+        run.ExitCode.ShouldBe(0);
+        run.Output.ShouldStartWith(typeof(Program).Assembly.GetName().Version!.ToString(3));
+    }
+}

@@ -1,0 +1,86 @@
+using Shouldly;
+
+namespace SqliteSaver.Cli.Tests;
+
+/// <summary><c>info</c>: what a database holds, read without creating it, and whether its write lock is held right now.</summary>
+public class InfoCommandTests : CliTest
+{
+    [Test]
+    public void Json_reports_the_database_and_its_wal()
+    {
+        var path = PathOf();
+        using var keepOpen = CreateWalDatabase(path);
+        Execute(keepOpen, "DELETE FROM item WHERE id > 100; PRAGMA wal_checkpoint(TRUNCATE);");
+
+        var run = CliRun.Of("info", path, "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Error.ShouldBeEmpty();
+        var json = run.Json();
+        json.EnumerateObject().Select(p => p.Name).ShouldBe([
+            "database", "sqliteVersion", "journalMode", "pageSize", "pageCount", "freelistPages", "databaseBytes", "walBytes", "walFrames", "writeLocked"]);
+        json.GetProperty("database").GetString().ShouldBe(path);
+        json.GetProperty("sqliteVersion").GetString()!.ShouldMatch(@"^3\.\d+\.\d+$");
+        json.GetProperty("journalMode").GetString().ShouldBe("wal");
+        json.GetProperty("pageSize").GetInt64().ShouldBe(4096);
+        json.GetProperty("pageCount").GetInt64().ShouldBeGreaterThan(1);
+        json.GetProperty("freelistPages").GetInt64().ShouldBeGreaterThan(0); // the deleted rows' pages
+        json.GetProperty("databaseBytes").GetInt64().ShouldBe(json.GetProperty("pageSize").GetInt64() * json.GetProperty("pageCount").GetInt64());
+        json.GetProperty("walBytes").GetInt64().ShouldBe(0);
+        json.GetProperty("walFrames").GetInt64().ShouldBe(0);
+        json.GetProperty("writeLocked").GetBoolean().ShouldBeFalse();
+    }
+
+    [Test]
+    public void It_tells_when_another_connection_holds_the_write_lock()
+    {
+        var path = PathOf();
+        using var writer = CreateWalDatabase(path);
+        Execute(writer, "BEGIN IMMEDIATE; INSERT INTO item (text) VALUES ('pending');");
+
+        var held = CliRun.Of("info", path, "--json");
+        var text = CliRun.Of("info", path);
+        Execute(writer, "ROLLBACK");
+        var free = CliRun.Of("info", path, "--json");
+
+        held.ExitCode.ShouldBe(0, held.Error);
+        held.Json().GetProperty("writeLocked").GetBoolean().ShouldBeTrue();
+        held.Json().GetProperty("walFrames").GetInt64().ShouldBeGreaterThan(0);
+        text.Output.ShouldContain("Write lock      held by another connection right now");
+        free.Json().GetProperty("writeLocked").GetBoolean().ShouldBeFalse();
+    }
+
+    [Test]
+    public void Text_output_has_one_line_per_fact()
+    {
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE item (id INTEGER PRIMARY KEY)");
+        }
+
+        var run = CliRun.Of("info", path);
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Output.ShouldContain($"Database        {path}");
+        run.Output.ShouldContain("Journal mode    delete");
+        run.Output.ShouldContain("Pages           2 of 4096 bytes, 0 free");
+        run.Output.ShouldContain("File size       8.0 KiB (8192 bytes)");
+        run.Output.ShouldContain("WAL             0 B, 0 frames");
+        run.Output.ShouldContain("Write lock      free");
+        File.Exists(path + "-journal").ShouldBeFalse();
+    }
+
+    [Test]
+    public void An_empty_file_is_an_empty_database()
+    {
+        var path = PathOf();
+        File.WriteAllBytes(path, []);
+
+        var run = CliRun.Of("info", path, "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Json().GetProperty("pageCount").GetInt64().ShouldBe(0);
+        new FileInfo(path).Length.ShouldBe(0); // nothing was written to it
+    }
+}

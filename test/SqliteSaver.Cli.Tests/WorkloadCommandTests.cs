@@ -1,0 +1,131 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+
+namespace SqliteSaver.Cli.Tests;
+
+/// <summary>
+/// <c>demo</c> and <c>stress</c> on small inputs: one second, few threads, one child writer process. Nothing here
+/// is timed: the checks are the shape of the output, zero errors and no lost or doubled rows through SqliteSaver.
+/// </summary>
+public class WorkloadCommandTests : CliTest
+{
+    [Test]
+    public void A_one_second_demo_runs_both_stacks_with_zero_errors_through_SqliteSaver_and_deletes_its_files()
+    {
+        var before = DemoFolders();
+
+        var run = CliRun.Of("demo", "--seconds", "1", "--threads", "4", "--processes", "1", "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Error.ShouldBeEmpty();
+        var json = run.Json();
+        json.GetProperty("database").ValueKind.ShouldBe(System.Text.Json.JsonValueKind.Null);
+        json.GetProperty("threads").GetInt32().ShouldBe(4);
+        json.GetProperty("processes").GetInt32().ShouldBe(1);
+        json.GetProperty("readers").GetInt32().ShouldBe(1);
+        json.GetProperty("seconds").GetDouble().ShouldBe(1);
+        var stacks = json.GetProperty("stacks").EnumerateArray().ToList();
+        stacks.Select(s => s.GetProperty("stack").GetString()).ShouldBe(["Microsoft.Data.Sqlite", "SqliteSaver"]);
+        foreach (var stack in stacks)
+        {
+            stack.EnumerateObject().Select(p => p.Name).ShouldBe([
+                "stack", "seconds", "commits", "childProcessCommits", "transactionsPerSecond", "p99Milliseconds", "maxMilliseconds", "errors",
+                "firstError", "rowsLost", "rowsDoubled", "walBytes", "reads"]);
+            stack.GetProperty("commits").GetInt64().ShouldBeGreaterThan(0);
+            stack.GetProperty("childProcessCommits").GetInt64().ShouldBeInRange(0, stack.GetProperty("commits").GetInt64());
+            stack.GetProperty("rowsLost").GetInt64().ShouldBe(0);
+            stack.GetProperty("rowsDoubled").GetInt64().ShouldBe(0);
+        }
+
+        var saver = stacks[1];
+        saver.GetProperty("errors").GetInt64().ShouldBe(0, saver.GetProperty("firstError").ToString());
+        saver.GetProperty("maxMilliseconds").GetDouble().ShouldBeGreaterThanOrEqualTo(saver.GetProperty("p99Milliseconds").GetDouble());
+        DemoFolders().ShouldBe(before);
+    }
+
+    [Test]
+    public void The_demo_prints_the_stacks_side_by_side()
+    {
+        var run = CliRun.Of("demo", "--seconds", "0.5", "--threads", "2", "--processes", "0", "--read-ratio", "0");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Output.ShouldContain("2 writer threads, 0 writer processes (one writer each) and 0 readers, 0.5 s per stack");
+        var header = run.Output.Split('\n').Single(line => line.Contains("Microsoft.Data.Sqlite │", StringComparison.Ordinal));
+        header.ShouldContain("SqliteSaver");
+        foreach (var row in new[] { "transactions per second", "p99 latency, ms", "worst latency, ms", "errors that reached the caller", "rows lost / doubled", "WAL file at the end", "reads per second" })
+        {
+            run.Output.ShouldContain($"│ {row}");
+        }
+    }
+
+    [Test]
+    public void Stress_runs_in_a_table_of_its_own_on_the_users_database_and_drops_it()
+    {
+        var path = PathOf("app.db");
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO note (text) VALUES ('mine');");
+        }
+
+        var run = CliRun.Of("stress", "--db", path, "--seconds", "1", "--threads", "2", "--processes", "1", "--connection-string", "Busy Timeout=2000", "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        var json = run.Json();
+        json.GetProperty("database").GetString().ShouldBe(path);
+        var saver = json.GetProperty("stacks").EnumerateArray().Single();
+        saver.GetProperty("stack").GetString().ShouldBe("SqliteSaver");
+        saver.GetProperty("errors").GetInt64().ShouldBe(0);
+        saver.GetProperty("rowsLost").GetInt64().ShouldBe(0);
+        saver.GetProperty("rowsDoubled").GetInt64().ShouldBe(0);
+        Tables(path).ShouldBe(["note"]);
+    }
+
+    [Test]
+    public void Stress_with_keep_leaves_one_row_per_acknowledged_commit()
+    {
+        var path = PathOf("new.db");
+
+        var run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "2", "--processes", "0", "--keep", "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        var commits = run.Json().GetProperty("stacks")[0].GetProperty("commits").GetInt64();
+        Tables(path).ShouldBe(["saver_stress"]);
+        using var connection = Open(path);
+        using var count = connection.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM saver_stress";
+        ((long)count.ExecuteScalar()!).ShouldBe(commits);
+    }
+
+    [Test]
+    public void Stress_refuses_a_table_of_the_same_name_that_is_not_its_own()
+    {
+        var path = PathOf("app.db");
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE saver_stress (name TEXT)");
+        }
+
+        var run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "1", "--processes", "0");
+
+        run.ExitCode.ShouldBe(2);
+        run.Error.ShouldContain("has a table saver_stress that is not this tool's");
+        Tables(path).ShouldBe(["saver_stress"]);
+    }
+
+    private static string[] DemoFolders() => [.. Directory.GetDirectories(Path.GetTempPath(), "sqlite-saver-demo-*").Order()];
+
+    private static List<string> Tables(string path)
+    {
+        using var connection = Open(path);
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name";
+        using var reader = select.ExecuteReader();
+        var tables = new List<string>();
+        while (reader.Read())
+        {
+            tables.Add(reader.GetString(0));
+        }
+
+        return tables;
+    }
+}
