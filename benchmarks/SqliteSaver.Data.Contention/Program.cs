@@ -2,6 +2,7 @@
 // 1, 4, 16 and 64 writer threads in one process and with 4 processes of 4 threads, on one WAL database file.
 // Usage: dotnet run -c Release --project benchmarks/SqliteSaver.Data.Contention -- [--seconds S] [--json PATH]
 //        [--saver-options "Keyword=value;..."] (appended to SqliteSaver's connection string, e.g. "Wal Autocheckpoint=0")
+//        [--writers "1x1,1x16,4x4"] (only these processes x threads cells; the targets need 1x1, 1x16, 1x64 and 4x4)
 //        [--smoke] (read-then-insert with 2 threads only, no warm-up and no targets: the test suite's smoke run)
 using System.Diagnostics;
 using System.Globalization;
@@ -19,6 +20,7 @@ var seconds = 2.0;
 string? jsonPath = null;
 var saverOptions = string.Empty;
 var smoke = false;
+(int Processes, int Threads)[]? only = null;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -32,11 +34,14 @@ for (var i = 0; i < args.Length; i++)
         case "--saver-options" when i + 1 < args.Length:
             saverOptions = args[++i];
             break;
+        case "--writers" when i + 1 < args.Length:
+            only = [.. args[++i].Split(',').Select(static cell => cell.Split('x')).Select(static p => (int.Parse(p[0], CultureInfo.InvariantCulture), int.Parse(p[1], CultureInfo.InvariantCulture)))];
+            break;
         case "--smoke":
             smoke = true;
             break;
         default:
-            Console.Error.WriteLine("usage: [--seconds S] [--json PATH] [--saver-options \"Keyword=value;...\"] [--smoke]");
+            Console.Error.WriteLine("usage: [--seconds S] [--json PATH] [--saver-options \"Keyword=value;...\"] [--writers \"1x1,1x16,4x4\"] [--smoke]");
             return 2;
     }
 }
@@ -50,7 +55,7 @@ try
     Console.WriteLine();
 
     Workload[] workloads = smoke ? [Workload.ReadThenInsert] : Enum.GetValues<Workload>();
-    (int Processes, int Threads)[] writers = smoke ? [(1, 2)] : [(1, 1), (1, 4), (1, 16), (1, 64), (4, 4)];
+    (int Processes, int Threads)[] writers = smoke ? [(1, 2)] : only ?? [(1, 1), (1, 4), (1, 16), (1, 64), (4, 4)];
 
     // Warm up every stack and workload (JIT, tiering, the file system) before anything is measured.
     foreach (var workload in smoke ? [] : workloads)
@@ -89,7 +94,7 @@ try
     }
 
     PrintTable(cells);
-    if (!smoke)
+    if (!smoke && only is null)
     {
         PrintTargets(cells);
     }
