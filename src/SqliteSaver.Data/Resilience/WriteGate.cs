@@ -1,18 +1,31 @@
+using System.Diagnostics;
 using SqliteSaver.Data.Threading;
 
 namespace SqliteSaver.Data.Resilience;
 
 /// <summary>
-/// The in-process queue in front of SQLite's write lock: writers on one database pass it one at a time,
-/// first-come-first-served, so threads wait in order instead of fighting through SQLite's busy handler (which
-/// sleeps 1, 2, 5, ... 100 ms and lets newcomers win). Readers never pass it. Across processes SQLite's own locks,
-/// busy_timeout and the retry policy take over.
+/// The in-process queue in front of SQLite's write lock: writers on one database pass it one at a time, in order,
+/// so threads wait in line instead of fighting through SQLite's busy handler (which sleeps 1, 2, 5, ... 100 ms and
+/// lets newcomers win). Readers never pass it. Across processes SQLite's own locks, busy_timeout and the retry
+/// policy take over.
 /// </summary>
+/// <remarks>
+/// Waiters are served first-come-first-served, but a writer that arrives while the gate is free may take it ahead of
+/// them until the longest waiter has waited <see cref="StarvationThreshold"/>; from then on the gate is handed
+/// straight to the longest waiter. Handing the gate to a sleeping thread on every release leaves it idle until the
+/// operating system runs that thread, which with busy cores takes milliseconds (a lock convoy); a writer already
+/// running uses it at once. On each release the longest waiter is woken to try again; if a newcomer has taken the
+/// gate meanwhile it goes back to the front of the queue, keeping its place and its waiting time.
+/// </remarks>
 internal sealed class WriteGate
 {
+    /// <summary>How long the longest waiter may be passed by writers that arrive later.</summary>
+    public static readonly TimeSpan StarvationThreshold = TimeSpan.FromMilliseconds(2);
+
     private readonly Lock _lock = new();
     private readonly WaitQueue<bool> _waiters;
     private bool _held;
+    private bool _wokenPending;
 
     public WriteGate()
     {
@@ -46,48 +59,88 @@ internal sealed class WriteGate
     /// <summary>Enters, blocking while another writer is inside; <see langword="false"/> when <paramref name="timeout"/> passed first.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     public bool Enter(TimeSpan timeout, CancellationToken cancellationToken)
-        => TryEnterOrQueue(synchronous: true, out var waiter) || _waiters.Wait(waiter!, timeout, cancellationToken, out _);
+        => Synchronously.Result(EnterCore(timeout, async: false, cancellationToken));
 
     /// <summary>Enters, waiting without blocking a thread; <see langword="false"/> when <paramref name="timeout"/> passed first.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     public ValueTask<bool> EnterAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        if (TryEnterOrQueue(synchronous: false, out var waiter))
-        {
-            return ValueTask.FromResult(true);
-        }
+        => EnterCore(timeout, async: true, cancellationToken);
 
-        return Queued(waiter!, timeout, cancellationToken);
-
-        async ValueTask<bool> Queued(WaitQueue<bool>.Waiter waiter, TimeSpan timeout, CancellationToken cancellationToken)
-            => (await _waiters.WaitAsync(waiter, timeout, cancellationToken).ConfigureAwait(false)).Granted;
-    }
-
-    /// <summary>Leaves, handing the gate straight to the longest waiter.</summary>
+    /// <summary>
+    /// Leaves. The gate goes straight to a waiter that has waited <see cref="StarvationThreshold"/>; otherwise it is
+    /// freed and the longest waiter woken to try again (unless one woken before has not tried yet).
+    /// </summary>
     public void Exit()
     {
         lock (_lock)
         {
-            if (!_waiters.TryGrant(true))
+            if (HeadIsStarving())
             {
-                _held = false;
+                _waiters.TryGrant(true);
+                return;
+            }
+
+            _held = false;
+            if (!_wokenPending && _waiters.TryGrant(false))
+            {
+                _wokenPending = true;
             }
         }
     }
 
-    private bool TryEnterOrQueue(bool synchronous, out WaitQueue<bool>.Waiter? waiter)
+    /// <summary>
+    /// <see cref="Enter"/> and <see cref="EnterAsync"/> in one body: with <paramref name="async"/> false every wait
+    /// blocks and the returned task is already complete. A woken waiter that finds the gate taken queues again at the front.
+    /// </summary>
+    private async ValueTask<bool> EnterCore(TimeSpan timeout, bool async, CancellationToken cancellationToken)
     {
-        lock (_lock)
+        var queuedAt = 0L;
+        while (true)
         {
-            if (!_held)
+            WaitQueue<bool>.Waiter waiter;
+            lock (_lock)
             {
-                _held = true;
-                waiter = null;
+                var woken = queuedAt != 0;
+                _wokenPending &= !woken;
+                if (!_held && (woken || !HeadIsStarving()))
+                {
+                    _held = true;
+                    return true;
+                }
+
+                queuedAt = woken ? queuedAt : Stopwatch.GetTimestamp();
+                waiter = _waiters.Enqueue(synchronous: !async, queuedAt, first: woken);
+            }
+
+            var remaining = Remaining(timeout, queuedAt);
+            bool granted, handedOver;
+            if (async)
+            {
+                (granted, handedOver) = await _waiters.WaitAsync(waiter, remaining, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                granted = _waiters.Wait(waiter, remaining, cancellationToken, out handedOver);
+            }
+
+            if (!granted)
+            {
+                return false;
+            }
+
+            if (handedOver)
+            {
                 return true;
             }
-
-            waiter = _waiters.Enqueue(synchronous);
-            return false;
         }
     }
+
+    /// <summary>Whether the longest waiter has waited long enough that newcomers must queue behind it. Call under the lock.</summary>
+    private bool HeadIsStarving()
+        => _waiters.Head is { } head && Stopwatch.GetElapsedTime(head.QueuedAt) >= StarvationThreshold;
+
+    private static TimeSpan Remaining(TimeSpan timeout, long queuedAt)
+        => timeout == Timeout.InfiniteTimeSpan
+            ? timeout
+            : TimeSpan.FromTicks(Math.Max(0, (timeout - Stopwatch.GetElapsedTime(queuedAt)).Ticks));
 }

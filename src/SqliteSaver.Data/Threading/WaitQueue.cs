@@ -13,15 +13,23 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
     /// <summary>Callers queued. Call under the owner's lock.</summary>
     public int Count => _waiters.Count;
 
+    /// <summary>The longest waiter, if any. Call under the owner's lock.</summary>
+    public Waiter? Head => _waiters.First?.Value;
+
     /// <summary>Queues a caller. Call under the owner's lock, then wait outside it.</summary>
     /// <param name="synchronous">
     /// Whether the caller blocks in <see cref="Wait"/>: its grant then wakes it directly from the granting thread.
     /// An asynchronous caller's continuation runs on the thread pool instead, never under the owner's lock.
     /// </param>
-    public Waiter Enqueue(bool synchronous)
+    /// <param name="queuedAt">When the caller first queued (<see cref="System.Diagnostics.Stopwatch"/> ticks), kept for the owner.</param>
+    /// <param name="first">Queues the caller at the front, for one that was queued already and keeps its place.</param>
+    public Waiter Enqueue(bool synchronous, long queuedAt = 0, bool first = false)
     {
-        var waiter = new Waiter(synchronous ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
-        waiter.Node = _waiters.AddLast(waiter);
+        var waiter = new Waiter(synchronous ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously)
+        {
+            QueuedAt = queuedAt,
+        };
+        waiter.Node = first ? _waiters.AddFirst(waiter) : _waiters.AddLast(waiter);
         return waiter;
     }
 
@@ -132,5 +140,8 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
     internal sealed class Waiter(TaskCreationOptions options) : TaskCompletionSource<T>(options)
     {
         public LinkedListNode<Waiter>? Node { get; set; }
+
+        /// <summary>When the caller first queued, as given to <see cref="Enqueue"/>.</summary>
+        public long QueuedAt { get; init; }
     }
 }
