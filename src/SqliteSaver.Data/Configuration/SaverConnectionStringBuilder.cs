@@ -35,7 +35,7 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     /// <summary>
     /// Gets or sets a keyword's value in connection-string terms: text (enum values by name), a boolean, a whole
     /// number, or a number of seconds. Getting a keyword that is not set returns its default (<see langword="null"/>
-    /// where it has none). Setting <see langword="null"/> removes the keyword.
+    /// where it has none). Setting <see langword="null"/>, or an empty text for a keyword that takes text, removes the keyword.
     /// </summary>
     /// <param name="keyword">The keyword, in any case, with or without spaces, or an alias.</param>
     /// <exception cref="ArgumentException">The keyword is unknown or the value is invalid.</exception>
@@ -46,7 +46,9 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         set
         {
             var spec = Keywords.Resolve(keyword);
-            if (value is null)
+
+            // An empty text is no setting: the connection string "Key=" parses as a removal, so storing it would not round-trip.
+            if (value is null || (spec.Kind == KeywordKind.Text && value is string { Length: 0 }))
             {
                 base.Remove(spec.Name);
             }
