@@ -279,21 +279,25 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     }
 
     /// <inheritdoc />
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool ContainsKey(string keyword)
-        => Keywords.TryResolve(keyword, out var spec) && base.ContainsKey(spec.Name);
+        => TryResolve(keyword, out var spec) && base.ContainsKey(spec.Name);
 
     /// <inheritdoc />
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool Remove(string keyword)
-        => Keywords.TryResolve(keyword, out var spec) && base.Remove(spec.Name);
+        => TryResolve(keyword, out var spec) && base.Remove(spec.Name);
 
     /// <inheritdoc />
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool ShouldSerialize(string keyword)
-        => Keywords.TryResolve(keyword, out var spec) && base.ShouldSerialize(spec.Name);
+        => TryResolve(keyword, out var spec) && base.ShouldSerialize(spec.Name);
 
     /// <inheritdoc />
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool TryGetValue(string keyword, [MaybeNullWhen(false)] out object value)
     {
-        if (Keywords.TryResolve(keyword, out var spec))
+        if (TryResolve(keyword, out var spec))
         {
             value = GetTyped(spec)!;
             return true;
@@ -301,6 +305,14 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
 
         value = null;
         return false;
+    }
+
+    /// <summary>Finds a keyword's spec; <see langword="false"/> for an unknown keyword.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
+    private static bool TryResolve(string keyword, out KeywordSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(keyword);
+        return Keywords.TryResolve(keyword, out spec);
     }
 
     /// <summary>The canonical text of a keyword's value: the one set, else its default.</summary>
