@@ -86,82 +86,82 @@ internal sealed class SoakWorker : IDisposable
         switch (random.Next(10))
         {
             case 0 or 1:
-            {
-                // An autocommit write: the library wraps it in a transaction of its own and retries it whole.
-                using var connection = new SaverDbConnection(_connectionString);
-                connection.Open();
-                Execute(connection, Insert(prefix, 1, 0, random));
-                Acknowledge(prefix, 1);
-                break;
-            }
-
-            case 2:
-            {
-                // A batch of three statements in one command: all or nothing, never applied twice.
-                using var connection = new SaverDbConnection(_connectionString);
-                connection.Open();
-                Execute(connection, Insert(prefix, 3, 0, random) + Insert(prefix, 3, 1, random) + Insert(prefix, 3, 2, random));
-                Acknowledge(prefix, 3);
-                break;
-            }
-
-            case 3 or 4:
-            {
-                // A read-then-write unit of work, IMMEDIATE or DEFERRED (which meets stale snapshots and is run again whole).
-                using var connection = new SaverDbConnection(_connectionString);
-                var size = random.Next(1, 5);
-                var sql = new StringBuilder();
-                for (var i = 0; i < size; i++)
                 {
-                    sql.Append(Insert(prefix, size, i, random));
+                    // An autocommit write: the library wraps it in a transaction of its own and retries it whole.
+                    using var connection = new SaverDbConnection(_connectionString);
+                    connection.Open();
+                    Execute(connection, Insert(prefix, 1, 0, random));
+                    Acknowledge(prefix, 1);
+                    break;
                 }
 
-                connection.RunInTransaction(
-                    _ =>
+            case 2:
+                {
+                    // A batch of three statements in one command: all or nothing, never applied twice.
+                    using var connection = new SaverDbConnection(_connectionString);
+                    connection.Open();
+                    Execute(connection, Insert(prefix, 3, 0, random) + Insert(prefix, 3, 1, random) + Insert(prefix, 3, 2, random));
+                    Acknowledge(prefix, 3);
+                    break;
+                }
+
+            case 3 or 4:
+                {
+                    // A read-then-write unit of work, IMMEDIATE or DEFERRED (which meets stale snapshots and is run again whole).
+                    using var connection = new SaverDbConnection(_connectionString);
+                    var size = random.Next(1, 5);
+                    var sql = new StringBuilder();
+                    for (var i = 0; i < size; i++)
                     {
-                        Scalar(connection, "SELECT count(*) FROM item WHERE rowid > (SELECT max(rowid) - 50 FROM item)");
-                        Execute(connection, sql.ToString());
-                    },
-                    deferred: random.Next(2) == 0);
-                Acknowledge(prefix, size);
-                break;
-            }
+                        sql.Append(Insert(prefix, size, i, random));
+                    }
+
+                    connection.RunInTransaction(
+                        _ =>
+                        {
+                            Scalar(connection, "SELECT count(*) FROM item WHERE rowid > (SELECT max(rowid) - 50 FROM item)");
+                            Execute(connection, sql.ToString());
+                        },
+                        deferred: random.Next(2) == 0);
+                    Acknowledge(prefix, size);
+                    break;
+                }
 
             case 5:
-            {
-                // The caller's own transaction, statement by statement.
-                using var connection = new SaverDbConnection(_connectionString);
-                connection.Open();
-                using var transaction = connection.BeginTransaction();
-                Execute(connection, Insert(prefix, 2, 0, random));
-                Execute(connection, Insert(prefix, 2, 1, random));
-                transaction.Commit();
-                Acknowledge(prefix, 2);
-                break;
-            }
+                {
+                    // The caller's own transaction, statement by statement.
+                    using var connection = new SaverDbConnection(_connectionString);
+                    connection.Open();
+                    using var transaction = connection.BeginTransaction();
+                    Execute(connection, Insert(prefix, 2, 0, random));
+                    Execute(connection, Insert(prefix, 2, 1, random));
+                    transaction.Commit();
+                    Acknowledge(prefix, 2);
+                    break;
+                }
 
             case 6:
                 RunAsync(random, prefix).GetAwaiter().GetResult();
                 break;
 
             default:
-            {
-                // Readers, some of them slow, so that checkpoints meet readers holding old snapshots.
-                using var connection = new SaverDbConnection(_connectionString);
-                connection.Open();
-                using var command = connection.CreateCommand();
-                command.CommandText = "SELECT id, length(payload) FROM item WHERE rowid > (SELECT max(rowid) - 200 FROM item)";
-                using var reader = command.ExecuteReader();
-                while (reader.Read())
                 {
-                    if (random.Next(100) == 0)
+                    // Readers, some of them slow, so that checkpoints meet readers holding old snapshots.
+                    using var connection = new SaverDbConnection(_connectionString);
+                    connection.Open();
+                    using var command = connection.CreateCommand();
+                    command.CommandText = "SELECT id, length(payload) FROM item WHERE rowid > (SELECT max(rowid) - 200 FROM item)";
+                    using var reader = command.ExecuteReader();
+                    while (reader.Read())
                     {
-                        Thread.Sleep(1);
+                        if (random.Next(100) == 0)
+                        {
+                            Thread.Sleep(1);
+                        }
                     }
-                }
 
-                break;
-            }
+                    break;
+                }
         }
     }
 
