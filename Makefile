@@ -26,3 +26,8 @@ bench-contention:
 .PHONY: bench
 bench:
 	dotnet run -c $(CONFIGURATION) --project benchmarks/SqliteSaver.Data.Benchmarks -- --filter '*' --job short $(ARGS)
+
+# The soak test (not part of make test, which runs a 20 s version): make soak ARGS="--minutes 5"; 2 minutes by default.
+.PHONY: soak
+soak:
+	dotnet run -c $(CONFIGURATION) --project test/SqliteSaver.Data.Soak -- $(ARGS)

@@ -256,6 +256,15 @@ public sealed class SaverDataSource : DbDataSource
         ? null
         : options.IsMemory ? new WriteGate() : GatesByFile.GetOrAdd(options.DataSource, static _ => new WriteGate());
 
+    /// <summary>Disposes the data source as <see cref="DbDataSource.Dispose()"/> does; closing connections is synchronous in SQLite.</summary>
+    /// <returns>A task that completes when the data source is disposed.</returns>
+    protected override async ValueTask DisposeAsyncCore()
+    {
+        // DbDataSource's own DisposeAsyncCore does nothing, so "await using" would leave the pool open.
+        Dispose();
+        await base.DisposeAsyncCore().ConfigureAwait(false);
+    }
+
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {

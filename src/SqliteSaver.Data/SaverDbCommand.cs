@@ -276,6 +276,12 @@ public sealed class SaverDbCommand : DbCommand
     /// <summary>Points the inner command at the open physical connection and checks the transaction.</summary>
     private (SaverDbConnection Connection, PhysicalConnection Physical) Bind(string operation)
     {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (string.IsNullOrEmpty(_inner.CommandText))
+        {
+            throw new InvalidOperationException($"{operation} requires the command's CommandText to be set.");
+        }
+
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
         var physical = connection.GetOpenPhysical(operation);
         if (_transaction is not null)

@@ -124,6 +124,7 @@ public sealed class SaverDbConnection : DbConnection
     public static void ClearAllPools() => SaverDataSource.ClearAll();
 
     /// <summary>Rents a physical connection from the pool. Does nothing if the connection is already open.</summary>
+    /// <exception cref="InvalidOperationException">No connection string was set.</exception>
     /// <exception cref="ArgumentException">The connection string is invalid.</exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
@@ -131,21 +132,23 @@ public sealed class SaverDbConnection : DbConnection
     {
         if (_physical is null)
         {
-            OnOpened(GetDataSource().Pool.Rent());
+            OnOpened(Pool().Rent());
         }
     }
 
     /// <summary>Rents a physical connection from the pool, waiting without blocking a thread while it is exhausted.</summary>
     /// <param name="cancellationToken">Cancels the wait for a free connection.</param>
+    /// <exception cref="InvalidOperationException">No connection string was set.</exception>
     /// <exception cref="ArgumentException">The connection string is invalid.</exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
     public override async Task OpenAsync(CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         if (_physical is null)
         {
-            OnOpened(await GetDataSource().Pool.RentAsync(cancellationToken).ConfigureAwait(false));
+            OnOpened(await Pool().RentAsync(cancellationToken).ConfigureAwait(false));
         }
     }
 
@@ -426,7 +429,7 @@ public sealed class SaverDbConnection : DbConnection
 
     private static void CheckIsolationLevel(IsolationLevel isolationLevel)
     {
-        if (isolationLevel is IsolationLevel.Chaos or IsolationLevel.Snapshot)
+        if (isolationLevel is IsolationLevel.Chaos or IsolationLevel.Snapshot || !Enum.IsDefined(isolationLevel))
         {
             throw new ArgumentOutOfRangeException(
                 nameof(isolationLevel),
@@ -527,6 +530,12 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     private SaverDataSource GetDataSource() => _dataSource ??= SaverDataSource.GetShared(_connectionString);
+
+    /// <summary>The pool to rent from; a connection with no connection string has none.</summary>
+    /// <exception cref="InvalidOperationException">No connection string was set.</exception>
+    private ConnectionPool Pool() => _connectionString.Length == 0 && _dataSource is null
+        ? throw new InvalidOperationException("The ConnectionString property has not been set: it needs at least a Data Source.")
+        : GetDataSource().Pool;
 
     private void OnOpened(PhysicalConnection physical)
     {

@@ -1,8 +1,18 @@
 // Usage: SqliteSaver.Data.TestWorker <connection string> <threads> <transactions per thread> <worker id>
 // Each thread runs read-then-insert units of work through RunInTransaction against table "work" and the process
 // prints "committed N" when every one has committed. Any exception is printed to stderr and the exit code is 1.
+//
+// Usage: SqliteSaver.Data.TestWorker hold <connection string> <commits> <worker id>
+// Commits <commits> rows (thread 0, n = 0, 1, ...) one transaction each, printing "acknowledged n" after each commit
+// returns, then begins a write transaction, inserts ten rows with thread -1, prints "holding" and waits for ever with
+// the write lock held, for the test to kill it.
 using System.Globalization;
 using SqliteSaver.Data;
+
+if (args.Length == 4 && args[0] == "hold")
+{
+    return HoldWriteTransaction(args[1], int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture));
+}
 
 if (args.Length != 4)
 {
@@ -57,3 +67,35 @@ foreach (var error in errors)
 
 Console.WriteLine($"committed {committed}");
 return errors.IsEmpty ? 0 : 1;
+
+static int HoldWriteTransaction(string connectionString, int commits, int worker)
+{
+    using var connection = new SaverDbConnection(connectionString);
+    connection.Open();
+    for (var n = 0; n < commits; n++)
+    {
+        connection.RunInTransaction(_ => Insert(connection, worker, thread: 0, n));
+        Console.WriteLine($"acknowledged {n}");
+    }
+
+    var transaction = connection.BeginTransaction();
+    for (var n = 0; n < 10; n++)
+    {
+        Insert(connection, worker, thread: -1, n);
+    }
+
+    Console.WriteLine("holding");
+    Thread.Sleep(Timeout.Infinite);
+    GC.KeepAlive(transaction);
+    return 0;
+}
+
+static void Insert(SaverDbConnection connection, int worker, int thread, int n)
+{
+    using var insert = connection.CreateCommand();
+    insert.CommandText = "INSERT INTO work (worker, thread, n) VALUES ($worker, $thread, $n)";
+    insert.Parameters.AddWithValue("$worker", worker);
+    insert.Parameters.AddWithValue("$thread", thread);
+    insert.Parameters.AddWithValue("$n", n);
+    insert.ExecuteNonQuery();
+}

@@ -35,7 +35,7 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     /// <summary>
     /// Gets or sets a keyword's value in connection-string terms: text (enum values by name), a boolean, a whole
     /// number, or a number of seconds. Getting a keyword that is not set returns its default (<see langword="null"/>
-    /// where it has none). Setting <see langword="null"/> removes the keyword.
+    /// where it has none). Setting <see langword="null"/>, or an empty text for a keyword that takes text, removes the keyword.
     /// </summary>
     /// <param name="keyword">The keyword, in any case, with or without spaces, or an alias.</param>
     /// <exception cref="ArgumentException">The keyword is unknown or the value is invalid.</exception>
@@ -46,7 +46,9 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         set
         {
             var spec = Keywords.Resolve(keyword);
-            if (value is null)
+
+            // An empty text is no setting: the connection string "Key=" parses as a removal, so storing it would not round-trip.
+            if (value is null || (spec.Kind == KeywordKind.Text && value is string { Length: 0 }))
             {
                 base.Remove(spec.Name);
             }
@@ -277,21 +279,25 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     }
 
     /// <inheritdoc />
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool ContainsKey(string keyword)
-        => Keywords.TryResolve(keyword, out var spec) && base.ContainsKey(spec.Name);
+        => TryResolve(keyword, out var spec) && base.ContainsKey(spec.Name);
 
     /// <inheritdoc />
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool Remove(string keyword)
-        => Keywords.TryResolve(keyword, out var spec) && base.Remove(spec.Name);
+        => TryResolve(keyword, out var spec) && base.Remove(spec.Name);
 
     /// <inheritdoc />
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool ShouldSerialize(string keyword)
-        => Keywords.TryResolve(keyword, out var spec) && base.ShouldSerialize(spec.Name);
+        => TryResolve(keyword, out var spec) && base.ShouldSerialize(spec.Name);
 
     /// <inheritdoc />
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool TryGetValue(string keyword, [MaybeNullWhen(false)] out object value)
     {
-        if (Keywords.TryResolve(keyword, out var spec))
+        if (TryResolve(keyword, out var spec))
         {
             value = GetTyped(spec)!;
             return true;
@@ -299,6 +305,14 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
 
         value = null;
         return false;
+    }
+
+    /// <summary>Finds a keyword's spec; <see langword="false"/> for an unknown keyword.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
+    private static bool TryResolve(string keyword, out KeywordSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(keyword);
+        return Keywords.TryResolve(keyword, out spec);
     }
 
     /// <summary>The canonical text of a keyword's value: the one set, else its default.</summary>

@@ -223,7 +223,7 @@ internal sealed class ConnectionPool : IDisposable
             }
 
             _disposed = true;
-            _waiters.FailAll(new ObjectDisposedException(nameof(SaverDataSource)));
+            _waiters.FailAll(static () => new ObjectDisposedException(nameof(SaverDataSource)));
         }
 
         _pruneTimer?.Dispose();

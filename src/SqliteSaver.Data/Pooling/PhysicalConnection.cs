@@ -74,8 +74,24 @@ internal sealed class PhysicalConnection : IDisposable
     /// Opens a physical connection and applies the options' PRAGMAs. They are idempotent, so the retry strategy
     /// runs them again when switching the journal mode meets a lock (SQLite does not wait in its busy handler there).
     /// </summary>
-    /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
+    /// <exception cref="SqliteException">
+    /// SQLite could not open the database or apply a PRAGMA (its message names the database file), for example
+    /// SQLITE_NOTADB (26) for a file that is not a SQLite database or SQLITE_CORRUPT (11) for a truncated one.
+    /// </exception>
     public static PhysicalConnection Open(SaverOptions options, SaverRetryStrategy strategy, int generation)
+    {
+        try
+        {
+            return OpenUnnamed(options, strategy, generation);
+        }
+        catch (SqliteException error)
+        {
+            // SQLite's messages ("file is not a database", "unable to open database file") do not say which file.
+            throw new SqliteException($"{error.Message} Database: '{options.DataSource}'.", error.SqliteErrorCode, error.SqliteExtendedErrorCode);
+        }
+    }
+
+    private static PhysicalConnection OpenUnnamed(SaverOptions options, SaverRetryStrategy strategy, int generation)
     {
         var sqlite = new SqliteConnection(options.InnerConnectionString);
         try

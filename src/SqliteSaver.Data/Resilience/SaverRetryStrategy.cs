@@ -23,8 +23,12 @@ public abstract class SaverRetryStrategy
     /// <see langword="true"/> for a <see cref="SqliteException"/> with primary code 5 or 6, except the one raised
     /// after a whole CommandTimeout spent waiting in the process's write queue.
     /// </returns>
+    /// <exception cref="ArgumentNullException"><paramref name="exception"/> is null.</exception>
     public static bool IsTransient(Exception exception)
-        => exception is SqliteException sqlite and not Resilience.WriteQueueTimeoutException && (sqlite.SqliteErrorCode & 0xFF) is 5 or 6;
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        return exception is SqliteException sqlite and not Resilience.WriteQueueTimeoutException && (sqlite.SqliteErrorCode & 0xFF) is 5 or 6;
+    }
 
     /// <summary>Runs <paramref name="attempt"/> until it succeeds or the strategy gives up, blocking during delays.</summary>
     /// <typeparam name="TState">What the attempt needs, passed without a closure.</typeparam>

@@ -47,12 +47,15 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
         return true;
     }
 
-    /// <summary>Fails every waiter with <paramref name="exception"/>. Call under the owner's lock.</summary>
-    public void FailAll(Exception exception)
+    /// <summary>
+    /// Fails every waiter with an exception of its own from <paramref name="exception"/> (one instance thrown on several
+    /// threads at once would mix their stack traces). Call under the owner's lock.
+    /// </summary>
+    public void FailAll(Func<Exception> exception)
     {
         foreach (var waiter in _waiters)
         {
-            waiter.TrySetException(exception);
+            waiter.TrySetException(exception());
         }
 
         _waiters.Clear();

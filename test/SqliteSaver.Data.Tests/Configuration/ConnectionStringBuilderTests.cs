@@ -127,6 +127,16 @@ public class ConnectionStringBuilderTests
     }
 
     [Test]
+    public void An_empty_text_value_is_no_setting_so_it_round_trips()
+    {
+        var builder = new SaverConnectionStringBuilder("Password=\"\";Vfs='';Data Source=a.db") { DataSource = string.Empty };
+
+        builder.ConnectionString.ShouldBe(string.Empty);
+        builder.Password.ShouldBe(string.Empty);
+        builder.Vfs.ShouldBeNull();
+    }
+
+    [Test]
     public void An_unknown_keyword_is_named_in_the_error()
     {
         var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Data Source=a.db;Max Pool Sise=3"));

@@ -1,0 +1,32 @@
+using System.Globalization;
+
+namespace SqliteSaver.Data.Soak;
+
+/// <summary>What one soak run does, and the connection string every worker uses.</summary>
+internal sealed class SoakSettings
+{
+    /// <summary>
+    /// The WAL bound checked: Journal Size Limit plus this margin. Under this soak's load (about 2 MB/s of writes from
+    /// three processes, readers always running) the -wal file peaks at 6 to 25 MiB between the moments SQLite can start
+    /// it over; a WAL that is never started over (checkpoint starvation) grows past the bound within the 20 s run.
+    /// </summary>
+    public const long WalMarginBytes = 32L * 1024 * 1024;
+
+    public const long JournalSizeLimit = 1024 * 1024;
+
+    public TimeSpan Duration { get; set; } = TimeSpan.FromMinutes(2);
+
+    public int Processes { get; set; } = 3;
+
+    public int Threads { get; set; } = 4;
+
+    public string? Folder { get; set; }
+
+    /// <summary>
+    /// A small pool (threads queue for it), a 1 MiB Journal Size Limit with SQLite's automatic checkpoints every 256
+    /// pages and the background checkpointer every second, so that WAL maintenance runs all through the soak.
+    /// </summary>
+    public static string ConnectionString(string database) => new SaverConnectionStringBuilder { DataSource = database }.ConnectionString + string.Create(
+        CultureInfo.InvariantCulture,
+        $";Max Pool Size=3;Pool Timeout=60;Default Timeout=60;Retry=10;Journal Size Limit={JournalSizeLimit};Wal Autocheckpoint=256;Checkpoint Interval=1");
+}

@@ -1,0 +1,168 @@
+using Dapper;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Resilience;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Faults;
+
+/// <summary>
+/// Cancellation at every wait (pool, write gate, backoff, between the attempts of a unit of work) ends the wait with
+/// <see cref="OperationCanceledException"/> and leaks nothing: after a thousand cancelled waits every slot of the pool
+/// can be rented and the write gate taken.
+/// </summary>
+public class CancellationTests : DatabaseTest
+{
+    private const int MaxPoolSize = 3;
+    private const int Rounds = 250;
+    private static readonly TimeSpan Prompt = TimeSpan.FromSeconds(30);
+
+    [Test]
+    public async Task A_thousand_cancelled_waits_leave_every_slot_rentable_and_the_write_gate_free()
+    {
+        var connectionString = Folder.ConnectionString(
+            $"Max Pool Size={MaxPoolSize};Pool Timeout=5;Default Timeout=5;Busy Timeout=0;Base Delay=3600;Max Delay=3600");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        var cancelled = 0;
+
+        cancelled += await CancelPoolWaits(dataSource);
+        cancelled += await CancelPoolWaitsRacingReturns(dataSource);
+        cancelled += await CancelGateWaits(dataSource);
+        cancelled += await CancelBackoffWaits(dataSource);
+
+        cancelled.ShouldBeGreaterThanOrEqualTo(1000);
+        dataSource.Pool.WaitingCount.ShouldBe(0);
+        gate.WaitingCount.ShouldBe(0);
+        gate.IsHeld.ShouldBeFalse();
+
+        // Every slot can be rented (Pool Timeout=5 turns a leaked slot into a TimeoutException), and the gate taken.
+        var all = Enumerable.Range(0, MaxPoolSize).Select(_ => dataSource.OpenConnection()).ToList();
+        dataSource.Pool.OpenCount.ShouldBe(MaxPoolSize);
+        using (var transaction = all[0].BeginTransaction())
+        {
+            all[0].Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            transaction.Commit();
+        }
+
+        all[1].Execute("INSERT INTO t VALUES (2)");
+        all.ForEach(connection => connection.Dispose());
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(2L); // nothing a cancelled call tried was kept
+    }
+
+    /// <summary>OpenAsync queued behind a full pool, cancelled at once or a moment later.</summary>
+    private static async Task<int> CancelPoolWaits(SaverDataSource dataSource)
+    {
+        var holders = Enumerable.Range(0, MaxPoolSize).Select(_ => dataSource.OpenConnection()).ToList();
+        for (var i = 0; i < Rounds; i++)
+        {
+            using var cancellation = new CancellationTokenSource();
+            await using var waiting = dataSource.CreateConnection();
+            var open = waiting.OpenAsync(cancellation.Token);
+            dataSource.Pool.WaitingCount.ShouldBe(1);
+            if (i % 2 == 0)
+            {
+                await cancellation.CancelAsync();
+            }
+            else
+            {
+                cancellation.CancelAfter(TimeSpan.FromMilliseconds(1));
+            }
+
+            await Should.ThrowAsync<OperationCanceledException>(() => open.WaitAsync(Prompt));
+        }
+
+        holders.ForEach(holder => holder.Dispose());
+        return Rounds;
+    }
+
+    /// <summary>OpenAsync cancelled while another thread returns a connection: the waiter either gets it or gives up, never both or neither.</summary>
+    private static async Task<int> CancelPoolWaitsRacingReturns(SaverDataSource dataSource)
+    {
+        var holders = Enumerable.Range(0, MaxPoolSize).Select(_ => dataSource.OpenConnection()).ToList();
+        var cancelled = 0;
+        for (var i = 0; cancelled < Rounds; i++)
+        {
+            i.ShouldBeLessThan(Rounds * 20, "the cancellations almost never won the race");
+            using var cancellation = new CancellationTokenSource();
+            var waiting = dataSource.CreateConnection();
+            var open = waiting.OpenAsync(cancellation.Token);
+            var release = Task.Run(() => holders[i % MaxPoolSize].Close());
+            await cancellation.CancelAsync();
+            await release;
+            try
+            {
+                await open.WaitAsync(Prompt);
+                waiting.Close(); // granted first: the connection is the waiter's to return
+            }
+            catch (OperationCanceledException)
+            {
+                cancelled++;
+            }
+
+            holders[i % MaxPoolSize].Open(); // Pool Timeout=5: a slot lost in the race would time out here
+            dataSource.Pool.WaitingCount.ShouldBe(0);
+        }
+
+        holders.ForEach(holder => holder.Dispose());
+        return cancelled;
+    }
+
+    /// <summary>Writes, transactions and units of work queued at the write gate behind an open transaction.</summary>
+    private static async Task<int> CancelGateWaits(SaverDataSource dataSource)
+    {
+        var gate = dataSource.Executor.Gate!;
+        await using var holder = await dataSource.OpenConnectionAsync();
+        await using var transaction = await holder.BeginTransactionAsync();
+        await using var waiting = await dataSource.OpenConnectionAsync();
+        await using var insert = waiting.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (-1)";
+        for (var i = 0; i < Rounds; i++)
+        {
+            using var cancellation = new CancellationTokenSource();
+            Task wait = (i % 3) switch
+            {
+                0 => insert.ExecuteNonQueryAsync(cancellation.Token),
+                1 => waiting.BeginTransactionAsync(cancellation.Token).AsTask(),
+                _ => waiting.RunInTransactionAsync((_, _) => Task.CompletedTask, cancellationToken: cancellation.Token),
+            };
+            gate.WaitingCount.ShouldBe(1);
+            await cancellation.CancelAsync();
+
+            await Should.ThrowAsync<OperationCanceledException>(() => wait.WaitAsync(Prompt));
+            gate.WaitingCount.ShouldBe(0);
+        }
+
+        return Rounds;
+    }
+
+    /// <summary>Writes and units of work waiting out a retry delay of an hour, because another process holds the write lock.</summary>
+    private async Task<int> CancelBackoffWaits(SaverDataSource dataSource)
+    {
+        var retrying = 0;
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, _, _) => Interlocked.Increment(ref retrying);
+        using var otherProcess = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        otherProcess.Open();
+        otherProcess.Execute("BEGIN IMMEDIATE");
+        await using var waiting = await dataSource.OpenConnectionAsync();
+        await using var insert = waiting.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (-2)";
+        for (var i = 0; i < Rounds; i++)
+        {
+            using var cancellation = new CancellationTokenSource();
+            var before = Volatile.Read(ref retrying);
+            var wait = i % 2 == 0
+                ? insert.ExecuteNonQueryAsync(cancellation.Token)
+                : waiting.RunInTransactionAsync((_, _) => Task.CompletedTask, cancellationToken: cancellation.Token);
+            Wait.Until(() => Volatile.Read(ref retrying) > before);
+            await cancellation.CancelAsync();
+
+            await Should.ThrowAsync<OperationCanceledException>(() => wait.WaitAsync(Prompt));
+            SQLitePCL.raw.sqlite3_get_autocommit(waiting.InnerConnection.Handle).ShouldBe(1);
+        }
+
+        otherProcess.Execute("ROLLBACK");
+        return Rounds;
+    }
+}

@@ -1,0 +1,109 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Faults;
+
+/// <summary>
+/// The database file deleted or replaced under an open pool (the behaviour the README documents): connections opened
+/// before keep the file they opened, nothing crashes, and clearing the pool makes the next Open see what is now at the path.
+/// </summary>
+public class MovedFileTests : DatabaseTest
+{
+    [Test]
+    public void A_database_deleted_under_an_open_pool_keeps_serving_the_old_file_until_ClearPool_then_starts_afresh()
+    {
+        var (connectionString, rented) = OpenPoolWithRows(checkpointOnClose: true);
+
+        foreach (var file in Directory.GetFiles(Folder.Path))
+        {
+            File.Delete(file); // rm app.db app.db-wal app.db-shm
+        }
+
+        // Connections opened before go on with the deleted file: reads and writes work, the writes go nowhere lasting.
+        ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2");
+        ConnectionTests.Exec(rented, "INSERT INTO t VALUES (3)").ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,2,3"); // the idle connection
+        File.Exists(Folder.File()).ShouldBeFalse();
+
+        SaverDbConnection.ClearPool(rented);
+        ConnectionTests.Scalar(rented, "SELECT count(*) FROM t").ShouldBe(3L); // still rented: closed on return
+        rented.Dispose();
+
+        Directory.GetFiles(Folder.Path).ShouldBeEmpty(); // the final checkpoint did not create the file again
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM sqlite_master").ShouldBe(0L); // a new, empty database
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (10)");
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("10");
+        PoolTests.Scalar(connectionString, "PRAGMA integrity_check").ShouldBe("ok");
+    }
+
+    [Test]
+    public void A_database_replaced_under_an_open_pool_is_read_as_replaced_after_ClearPool()
+    {
+        var (connectionString, rented) = OpenPoolWithRows(checkpointOnClose: true);
+
+        Replace();
+
+        ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2"); // the file it opened
+        ConnectionTests.Exec(rented, "INSERT INTO t VALUES (3)").ShouldBe(1);
+
+        SaverDbConnection.ClearPool(rented);
+        rented.Dispose();
+
+        // The final TRUNCATE checkpoint emptied the old -wal file, so none of its pages are read into the replacement.
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("100");
+        PoolTests.Execute(connectionString, "INSERT INTO t VALUES (101)");
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("100,101");
+        PoolTests.Scalar(connectionString, "PRAGMA integrity_check").ShouldBe("ok");
+    }
+
+    [Test]
+    public void Without_Checkpoint_On_Close_a_replacement_is_read_as_replaced_once_the_old_wal_is_deleted_after_ClearPool()
+    {
+        var (connectionString, rented) = OpenPoolWithRows(checkpointOnClose: false);
+
+        Replace();
+        ConnectionTests.Exec(rented, "INSERT INTO t VALUES (3)").ShouldBe(1);
+        SaverDbConnection.ClearPool(rented);
+        rented.Dispose();
+
+        // SQLite leaves the -wal of a moved database as it is; as the README says, delete it before opening the replacement.
+        File.Exists(Folder.File() + "-wal").ShouldBeTrue();
+        File.Delete(Folder.File() + "-wal");
+        File.Delete(Folder.File() + "-shm");
+
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("100");
+        PoolTests.Scalar(connectionString, "PRAGMA integrity_check").ShouldBe("ok");
+    }
+
+    /// <summary>A pool with one idle and one rented connection, and two rows still in the -wal file.</summary>
+    private (string ConnectionString, SaverDbConnection Rented) OpenPoolWithRows(bool checkpointOnClose)
+    {
+        var connectionString = Folder.ConnectionString($"Max Pool Size=2;Wal Autocheckpoint=0;Checkpoint On Close={checkpointOnClose}");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+        var rented = new SaverDbConnection(connectionString);
+        rented.Open();
+        using (var idle = new SaverDbConnection(connectionString))
+        {
+            idle.Open();
+        }
+
+        SaverDataSource.GetShared(connectionString).Pool.OpenCount.ShouldBe(2);
+        return (connectionString, rented);
+    }
+
+    /// <summary>Moves another database over the file, as restoring a backup would.</summary>
+    private void Replace()
+    {
+        var other = Folder.File("other.db");
+        using (var connection = new SqliteConnection($"Data Source={other};Pooling=False"))
+        {
+            connection.Open();
+            using var create = connection.CreateCommand();
+            create.CommandText = "CREATE TABLE t (x); INSERT INTO t VALUES (100)";
+            create.ExecuteNonQuery();
+        }
+
+        File.Move(other, Folder.File(), overwrite: true);
+    }
+}

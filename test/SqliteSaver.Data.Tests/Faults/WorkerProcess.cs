@@ -1,0 +1,76 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+
+namespace SqliteSaver.Data.Tests.Faults;
+
+/// <summary>A SqliteSaver.Data.TestWorker child process whose output lines are collected as they arrive.</summary>
+internal sealed class WorkerProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly Task<string> _errors;
+
+    private WorkerProcess(IEnumerable<string> arguments)
+    {
+        var worker = Path.Combine(AppContext.BaseDirectory, "SqliteSaver.Data.TestWorker.dll");
+        var start = new ProcessStartInfo("dotnet", [worker, .. arguments])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        _process = Process.Start(start)!;
+        _process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                _lines.Enqueue(e.Data);
+            }
+        };
+        _process.BeginOutputReadLine();
+        _errors = _process.StandardError.ReadToEndAsync();
+    }
+
+    public IReadOnlyCollection<string> Lines => _lines;
+
+    public Process Process => _process;
+
+    /// <summary>Starts a worker that commits <paramref name="commits"/> rows, then holds a write transaction until killed.</summary>
+    public static WorkerProcess Hold(string connectionString, int commits, int worker)
+        => new(["hold", connectionString, Invariant(commits), Invariant(worker)]);
+
+    /// <summary>Starts a worker whose threads run read-then-insert units of work.</summary>
+    public static WorkerProcess Write(string connectionString, int threads, int transactions, int worker)
+        => new([connectionString, Invariant(threads), Invariant(transactions), Invariant(worker)]);
+
+    /// <summary>Waits for the process to exit and returns what it wrote to stderr.</summary>
+    public string WaitForExit()
+    {
+        if (!_process.WaitForExit(TimeSpan.FromMinutes(2)))
+        {
+            throw new TimeoutException("The worker did not exit within 2 minutes.");
+        }
+
+        _process.WaitForExit(); // drains the asynchronous output reader
+        return _errors.Result;
+    }
+
+    /// <summary>SIGKILL on Linux: the process gets no chance to commit, roll back or close anything.</summary>
+    public void Kill()
+    {
+        _process.Kill();
+        _process.WaitForExit();
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+        }
+
+        _process.Dispose();
+    }
+
+    private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,183 @@
+using System.Data;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.HostileInput;
+
+/// <summary>Bad arguments to the public API get the standard .NET exception, naming what is wrong.</summary>
+public class BadArgumentTests : DatabaseTest
+{
+    [Test]
+    public async Task Null_arguments_are_ArgumentNullException_naming_the_parameter()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        var builder = new SaverConnectionStringBuilder();
+
+        Should.Throw<ArgumentNullException>(() => SaverDataSource.Create(null!)).ParamName.ShouldBe("connectionString");
+        Should.Throw<ArgumentNullException>(() => SaverProviderFactory.Instance.CreateDataSource(null!)).ParamName.ShouldBe("connectionString");
+        Should.Throw<ArgumentNullException>(() => new SaverDataSourceBuilder().UseTimeProvider(null!)).ParamName.ShouldBe("timeProvider");
+        Should.Throw<ArgumentNullException>(() => new SaverDataSourceBuilder().UseRetryStrategy(null!)).ParamName.ShouldBe("retryStrategy");
+        Should.Throw<ArgumentNullException>(() => SaverDbConnection.ClearPool(null!)).ParamName.ShouldBe("connection");
+        Should.Throw<ArgumentNullException>(() => connection.RunInTransaction((Action<SaverDbTransaction>)null!)).ParamName.ShouldBe("work");
+        Should.Throw<ArgumentNullException>(() => connection.RunInTransaction((Func<SaverDbTransaction, int>)null!)).ParamName.ShouldBe("work");
+        (await Should.ThrowAsync<ArgumentNullException>(() => connection.RunInTransactionAsync((Func<SaverDbTransaction, CancellationToken, Task>)null!))).ParamName.ShouldBe("work");
+        (await Should.ThrowAsync<ArgumentNullException>(() => connection.RunInTransactionAsync((Func<SaverDbTransaction, CancellationToken, Task<int>>)null!))).ParamName.ShouldBe("work");
+        Should.Throw<ArgumentNullException>(() => CheckpointExtensions.Checkpoint(null!)).ParamName.ShouldBe("connection");
+        Should.Throw<ArgumentNullException>(() => CheckpointExtensions.GetWalStatus(null!)).ParamName.ShouldBe("connection");
+        (await Should.ThrowAsync<ArgumentNullException>(() => CheckpointExtensions.CheckpointAsync(null!))).ParamName.ShouldBe("connection");
+        Should.Throw<ArgumentNullException>(() => SaverRetryStrategy.IsTransient(null!)).ParamName.ShouldBe("exception");
+
+        Should.Throw<ArgumentNullException>(() => builder[null!]).ParamName.ShouldBe("keyword");
+        Should.Throw<ArgumentNullException>(() => builder[null!] = 1).ParamName.ShouldBe("keyword");
+        Should.Throw<ArgumentNullException>(() => builder.ContainsKey(null!)).ParamName.ShouldBe("keyword");
+        Should.Throw<ArgumentNullException>(() => builder.Remove(null!)).ParamName.ShouldBe("keyword");
+        Should.Throw<ArgumentNullException>(() => builder.ShouldSerialize(null!)).ParamName.ShouldBe("keyword");
+        Should.Throw<ArgumentNullException>(() => builder.TryGetValue(null!, out _)).ParamName.ShouldBe("keyword");
+        Should.Throw<ArgumentNullException>(() => builder.Add(null!, 1)).ParamName.ShouldBe("keyword");
+    }
+
+    [Test]
+    public void Unknown_keywords_and_invalid_values_are_ArgumentException_wherever_a_connection_string_enters()
+    {
+        const string bad = "Data Source=a.db;Max Pool Size=0";
+
+        Should.Throw<ArgumentException>(() => SaverDataSource.Create(bad)).ParamName.ShouldBe("Max Pool Size");
+        Should.Throw<ArgumentException>(() => new SaverDbConnection(bad)).ParamName.ShouldBe("Max Pool Size");
+        Should.Throw<ArgumentException>(() => new SaverDbConnection { ConnectionString = bad }).ParamName.ShouldBe("Max Pool Size");
+        Should.Throw<ArgumentException>(() => new SaverDataSourceBuilder(bad)).ParamName.ShouldBe("Max Pool Size");
+        new SaverConnectionStringBuilder().Remove("Nope").ShouldBeFalse(); // asking about an unknown keyword is no error
+    }
+
+    [Test]
+    public void Opening_without_a_connection_string_is_an_InvalidOperationException()
+    {
+        using var connection = new SaverDbConnection();
+
+        Should.Throw<InvalidOperationException>(connection.Open).Message.ShouldContain("ConnectionString");
+        Should.Throw<InvalidOperationException>(() => connection.OpenAsync()).Message.ShouldContain("ConnectionString");
+        connection.State.ShouldBe(ConnectionState.Closed);
+    }
+
+    [Test]
+    public async Task A_disposed_data_source_refuses_every_use_with_ObjectDisposedException()
+    {
+        var dataSource = SaverDataSource.Create(Folder.ConnectionString());
+        var created = dataSource.CreateConnection();
+        await dataSource.DisposeAsync();
+
+        Should.Throw<ObjectDisposedException>(dataSource.OpenConnection).Message.ShouldContain(nameof(SaverDataSource));
+        await Should.ThrowAsync<ObjectDisposedException>(async () => await dataSource.OpenConnectionAsync());
+        Should.Throw<ObjectDisposedException>(created.Open);
+        await Should.ThrowAsync<ObjectDisposedException>(() => created.OpenAsync());
+        Should.Throw<ObjectDisposedException>(() => dataSource.Checkpoint());
+        await Should.ThrowAsync<ObjectDisposedException>(() => dataSource.CheckpointAsync());
+        Should.Throw<ObjectDisposedException>(() => dataSource.GetWalStatus());
+        dataSource.Clear(); // nothing to clear: no throw
+        dataSource.Dispose(); // twice: no throw
+    }
+
+    [Test]
+    public async Task A_disposed_command_is_ObjectDisposedException()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1";
+        command.ExecuteScalar().ShouldBe(1L);
+        command.Dispose();
+
+        Should.Throw<ObjectDisposedException>(() => command.ExecuteScalar()).ObjectName.ShouldBe(typeof(SaverDbCommand).FullName);
+        Should.Throw<ObjectDisposedException>(() => command.ExecuteNonQuery());
+        Should.Throw<ObjectDisposedException>(() => command.ExecuteReader());
+        Should.Throw<ObjectDisposedException>(command.Prepare);
+        await Should.ThrowAsync<ObjectDisposedException>(() => command.ExecuteScalarAsync());
+        await Should.ThrowAsync<ObjectDisposedException>(() => command.ExecuteReaderAsync());
+        command.Dispose(); // twice: no throw
+    }
+
+    [Test]
+    public void A_transaction_is_refused_on_another_connection_and_once_completed()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        using var other = new SaverDbConnection(connectionString);
+        connection.Open();
+        other.Open();
+        var transaction = connection.BeginTransaction();
+        using var command = other.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.Transaction = transaction;
+
+        Should.Throw<InvalidOperationException>(() => command.ExecuteNonQuery()).Message.ShouldContain("belongs to another connection");
+
+        transaction.Commit();
+        command.Connection = connection;
+        Should.Throw<InvalidOperationException>(() => command.ExecuteNonQuery()).Message.ShouldContain("has completed");
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("already completed");
+        Should.Throw<InvalidOperationException>(transaction.Rollback).Message.ShouldContain("already completed");
+        transaction.Dispose(); // completed: no throw
+
+        var closedWith = connection.BeginTransaction();
+        connection.Close();
+        Should.Throw<InvalidOperationException>(closedWith.Commit).Message.ShouldContain("already completed");
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public void Foreign_ADO_NET_objects_out_of_range_values_and_closed_connections_are_refused()
+    {
+        using var plain = new SqliteConnection("Data Source=:memory:");
+        plain.Open();
+        using var plainTransaction = plain.BeginTransaction();
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        using var command = connection.CreateCommand();
+        var asDbCommand = (System.Data.Common.DbCommand)command;
+
+        Should.Throw<ArgumentException>(() => asDbCommand.Connection = plain).Message.ShouldContain(nameof(SqliteConnection));
+        Should.Throw<ArgumentException>(() => asDbCommand.Transaction = plainTransaction).Message.ShouldContain(nameof(SqliteTransaction));
+        Should.Throw<ArgumentOutOfRangeException>(() => command.CommandTimeout = -1).ParamName.ShouldBe("value");
+        Should.Throw<ArgumentException>(() => command.CommandType = CommandType.StoredProcedure);
+        Should.Throw<InvalidOperationException>(connection.BeginTransaction).Message.ShouldContain("open connection");
+        Should.Throw<InvalidOperationException>(() => connection.GetSchema()).Message.ShouldContain("open connection");
+        Should.Throw<InvalidOperationException>(() => connection.Checkpoint()).Message.ShouldContain("open");
+        Should.Throw<NotSupportedException>(() => connection.ChangeDatabase("other"));
+
+        connection.Open();
+        Should.Throw<ArgumentOutOfRangeException>(() => connection.BeginTransaction(IsolationLevel.Chaos)).ParamName.ShouldBe("isolationLevel");
+        Should.Throw<ArgumentOutOfRangeException>(() => connection.BeginTransaction((IsolationLevel)12345)).ParamName.ShouldBe("isolationLevel");
+        Should.Throw<ArgumentOutOfRangeException>(() => connection.Checkpoint((CheckpointMode)99)).ParamName.ShouldBe("mode");
+        Should.Throw<InvalidOperationException>(() => connection.ConnectionString = "Data Source=b.db").Message.ShouldContain("open");
+        connection.State.ShouldBe(ConnectionState.Open);
+    }
+
+    [Test]
+    public void A_command_without_text_is_an_InvalidOperationException_and_the_connection_stays_usable()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+
+        Should.Throw<InvalidOperationException>(() => command.ExecuteNonQuery()).Message.ShouldContain("CommandText");
+        command.CommandText = null;
+        Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()).Message.ShouldContain("CommandText");
+        command.CommandText = "SELECT $missing";
+        Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()).Message.ShouldContain("Must add values"); // Microsoft.Data.Sqlite's
+
+        ConnectionTests.Scalar(connection, "SELECT 1").ShouldBe(1L);
+    }
+
+    [Test]
+    public async Task A_cancelled_token_is_honoured_before_anything_is_rented()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => connection.OpenAsync(cancelled.Token));
+
+        connection.State.ShouldBe(ConnectionState.Closed);
+        SaverDataSource.GetShared(connection.ConnectionString).Pool.OpenCount.ShouldBe(0);
+    }
+}
