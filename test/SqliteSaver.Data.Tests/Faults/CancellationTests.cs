@@ -33,13 +33,19 @@ public class CancellationTests : DatabaseTest
         cancelled += await CancelBackoffWaits(dataSource);
 
         cancelled.ShouldBeGreaterThanOrEqualTo(1000);
-        dataSource.Pool.WaitingCount.ShouldBe(0);
+        var statistics = dataSource.Statistics;
+        statistics.InUse.ShouldBe(0);
+        statistics.Waiting.ShouldBe(0);
+        statistics.Idle.ShouldBe(statistics.Total);
+        statistics.Total.ShouldBeLessThanOrEqualTo(MaxPoolSize);
+        statistics.Timeouts.ShouldBe(0);
+        statistics.Leaked.ShouldBe(0);
         gate.WaitingCount.ShouldBe(0);
         gate.IsHeld.ShouldBeFalse();
 
         // Every slot can be rented (Pool Timeout=5 turns a leaked slot into a TimeoutException), and the gate taken.
         var all = Enumerable.Range(0, MaxPoolSize).Select(_ => dataSource.OpenConnection()).ToList();
-        dataSource.Pool.OpenCount.ShouldBe(MaxPoolSize);
+        dataSource.Statistics.InUse.ShouldBe(MaxPoolSize);
         using (var transaction = all[0].BeginTransaction())
         {
             all[0].Execute("INSERT INTO t VALUES (1)", transaction: transaction);
