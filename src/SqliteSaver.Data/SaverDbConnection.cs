@@ -205,7 +205,7 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Begins an IMMEDIATE transaction: it takes the write lock at once, so its writes cannot fail on a stale
-    /// snapshot. It waits first-come-first-served at the write gate (up to Default Timeout), then for SQLite's
+    /// snapshot. It waits its turn at the write gate (up to Default Timeout), then for SQLite's
     /// lock under busy_timeout and the retry policy. Until it ends, other writers in the process wait: commit or
     /// dispose it promptly.
     /// </summary>

@@ -239,8 +239,9 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     }
 
     /// <summary>
-    /// Whether writers in this process queue first-come-first-served for the database's write lock instead of
-    /// competing through SQLite's busy handler. Default <see langword="true"/>.
+    /// Whether writers in this process queue in order for the database's write lock instead of competing through
+    /// SQLite's busy handler (a newcomer may pass the queue until its longest waiter has waited 4 ms). Default
+    /// <see langword="true"/>.
     /// </summary>
     public bool WriteGate
     {

@@ -11,7 +11,7 @@ namespace SqliteSaver.Data.Resilience;
 /// </summary>
 /// <remarks>
 /// Waiters are served first-come-first-served, but a writer that arrives while the gate is free may take it ahead of
-/// them until the longest waiter has waited <see cref="StarvationThreshold"/>; from then on the gate is handed
+/// them until the longest waiter has waited <see cref="DefaultStarvationThreshold"/>; from then on the gate is handed
 /// straight to the longest waiter. Handing the gate to a sleeping thread on every release leaves it idle until the
 /// operating system runs that thread, which with busy cores takes milliseconds (a lock convoy); a writer already
 /// running uses it at once. On each release the longest waiter is woken to try again; if a newcomer has taken the
@@ -19,17 +19,20 @@ namespace SqliteSaver.Data.Resilience;
 /// </remarks>
 internal sealed class WriteGate
 {
-    /// <summary>How long the longest waiter may be passed by writers that arrive later.</summary>
-    public static readonly TimeSpan StarvationThreshold = TimeSpan.FromMilliseconds(2);
+    /// <summary>How long the longest waiter may be passed by writers that arrive later, by default.</summary>
+    public static readonly TimeSpan DefaultStarvationThreshold = TimeSpan.FromMilliseconds(4);
 
     private readonly Lock _lock = new();
     private readonly WaitQueue<bool> _waiters;
+    private readonly TimeSpan _starvationThreshold;
     private bool _held;
     private bool _wokenPending;
 
-    public WriteGate()
+    /// <param name="starvationThreshold">How long the longest waiter may be passed; <see cref="DefaultStarvationThreshold"/> when null.</param>
+    public WriteGate(TimeSpan? starvationThreshold = null)
     {
         _waiters = new WaitQueue<bool>(_lock);
+        _starvationThreshold = starvationThreshold ?? DefaultStarvationThreshold;
     }
 
     /// <summary>Writers queued behind the current one.</summary>
@@ -67,7 +70,7 @@ internal sealed class WriteGate
         => EnterCore(timeout, async: true, cancellationToken);
 
     /// <summary>
-    /// Leaves. The gate goes straight to a waiter that has waited <see cref="StarvationThreshold"/>; otherwise it is
+    /// Leaves. The gate goes straight to a waiter that has waited the starvation threshold; otherwise it is
     /// freed and the longest waiter woken to try again (unless one woken before has not tried yet).
     /// </summary>
     public void Exit()
@@ -137,7 +140,7 @@ internal sealed class WriteGate
 
     /// <summary>Whether the longest waiter has waited long enough that newcomers must queue behind it. Call under the lock.</summary>
     private bool HeadIsStarving()
-        => _waiters.Head is { } head && Stopwatch.GetElapsedTime(head.QueuedAt) >= StarvationThreshold;
+        => _waiters.Head is { } head && Stopwatch.GetElapsedTime(head.QueuedAt) >= _starvationThreshold;
 
     private static TimeSpan Remaining(TimeSpan timeout, long queuedAt)
         => timeout == Timeout.InfiniteTimeSpan

@@ -51,4 +51,52 @@ public class WriteGateTests
         gate.Exit();
         gate.IsHeld.ShouldBeFalse();
     }
+
+    [Test]
+    public void A_waiter_past_the_starvation_threshold_is_handed_the_gate_and_newcomers_queue_behind_it()
+    {
+        var gate = new WriteGate(starvationThreshold: TimeSpan.Zero);
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        var waiter = Task.Factory.StartNew(() => gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None), TaskCreationOptions.LongRunning);
+        Wait.Until(() => gate.WaitingCount == 1);
+
+        gate.Exit();
+
+        gate.IsHeld.ShouldBeTrue(); // handed over at once, before the waiter has even run
+        gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeFalse();
+        waiter.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        waiter.Result.ShouldBeTrue();
+        gate.Exit();
+        gate.IsHeld.ShouldBeFalse();
+    }
+
+    [Test]
+    public void Before_the_threshold_a_newcomer_may_pass_a_woken_waiter_which_keeps_its_place_and_is_never_lost()
+    {
+        var gate = new WriteGate(starvationThreshold: TimeSpan.FromHours(1));
+        var barged = 0;
+        for (var round = 0; round < 200; round++)
+        {
+            gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+            var waiter = Task.Factory.StartNew(() => gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None), TaskCreationOptions.LongRunning);
+            Wait.Until(() => gate.WaitingCount == 1);
+
+            gate.Exit(); // frees the gate and wakes the waiter to try again
+            if (gate.Enter(TimeSpan.Zero, CancellationToken.None))
+            {
+                barged++;
+                waiter.IsCompleted.ShouldBeFalse();
+                Wait.Until(() => gate.WaitingCount == 1); // back in the queue, not lost
+                gate.Exit();
+            }
+
+            waiter.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+            waiter.Result.ShouldBeTrue();
+            gate.Exit();
+            gate.IsHeld.ShouldBeFalse();
+            gate.WaitingCount.ShouldBe(0);
+        }
+
+        barged.ShouldBeGreaterThan(0); // the running thread took the free gate at least once ahead of the woken one
+    }
 }
