@@ -238,8 +238,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>No delay for the first tries, then 1 ms, then 2 ms.</summary>
     private static int LockPollDelay(int tries) => tries < 4 ? 0 : tries < 20 ? 1 : 2;
 
+    /// <summary>The gate's wait for a CommandTimeout in seconds: 0, or more than the longest a wait takes (24.8 days), means no limit.</summary>
     private static TimeSpan GateTimeout(int timeoutSeconds)
-        => timeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(timeoutSeconds);
+        => timeoutSeconds == 0 || timeoutSeconds > int.MaxValue / 1000 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(timeoutSeconds);
 
     private static WriteQueueTimeoutException GateTimedOut(int timeoutSeconds)
         => new(string.Create(

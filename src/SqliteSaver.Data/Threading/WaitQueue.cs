@@ -82,9 +82,17 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
         {
             granted = true;
         }
-        catch (AggregateException)
+        catch (AggregateException) when (waiter.Task.IsFaulted)
         {
             granted = true; // failed by FailAll: GetResult below rethrows the exception itself
+        }
+        catch (Exception) when (Abandon(waiter))
+        {
+            throw; // anything else (an interrupted thread) leaves the queue too, so no grant goes to a caller that left
+        }
+        catch (Exception)
+        {
+            granted = true; // granted just as the wait ended: the value is ours, or it would be lost
         }
 
         if (!granted && Abandon(waiter))
@@ -119,6 +127,10 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
         catch (Exception) when (waiter.Task.IsCompletedSuccessfully)
         {
             // Granted just as the wait ended: the value is ours.
+        }
+        catch (Exception) when (!waiter.Task.IsCompleted && Abandon(waiter))
+        {
+            throw; // anything else leaves the queue too, so no grant goes to a caller that left
         }
 
         return (true, await waiter.Task.ConfigureAwait(false));

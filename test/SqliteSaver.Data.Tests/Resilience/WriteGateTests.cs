@@ -99,4 +99,49 @@ public class WriteGateTests
 
         barged.ShouldBeGreaterThan(0); // the running thread took the free gate at least once ahead of the woken one
     }
+
+    [Test]
+    public void A_waiter_whose_thread_is_interrupted_leaves_the_queue_and_the_gate_stays_usable()
+    {
+        var gate = new WriteGate(starvationThreshold: TimeSpan.Zero);
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        Exception? caught = null;
+        var waiter = new Thread(() =>
+        {
+            try
+            {
+                gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None);
+            }
+            catch (ThreadInterruptedException exception)
+            {
+                caught = exception;
+            }
+        });
+        waiter.Start();
+        Wait.Until(() => gate.WaitingCount == 1);
+
+        waiter.Interrupt();
+        waiter.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+
+        caught.ShouldNotBeNull();
+        gate.WaitingCount.ShouldBe(0);
+        gate.Exit(); // with nobody left to hand it to, the gate is free
+        gate.IsHeld.ShouldBeFalse();
+        gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeTrue();
+    }
+
+    [Test]
+    public void A_CommandTimeout_past_the_longest_wait_means_no_limit_rather_than_an_error()
+    {
+        using var folder = new TempFolder();
+        using var dataSource = SaverDataSource.Create(folder.ConnectionString());
+        using var connection = dataSource.OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = "CREATE TABLE t (x)";
+        command.CommandTimeout = int.MaxValue;
+
+        command.ExecuteNonQuery();
+
+        dataSource.Executor.Gate!.WaitingCount.ShouldBe(0);
+    }
 }
