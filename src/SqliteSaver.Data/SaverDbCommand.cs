@@ -12,7 +12,7 @@ namespace SqliteSaver.Data;
 /// </summary>
 public sealed class SaverDbCommand : DbCommand
 {
-    private readonly SqliteCommand _inner = new()
+    private readonly OwnedSqliteCommand _inner = new()
     {
         // A negative timeout makes Microsoft.Data.Sqlite report SQLITE_BUSY at once instead of sleeping in fixed
         // 150 ms steps: the waiting is done by busy_timeout and this library.
@@ -225,6 +225,7 @@ public sealed class SaverDbCommand : DbCommand
         _reader = null;
         if (ReferenceEquals(_inner.Connection, physical))
         {
+            _inner.Owner = null;
             _inner.Connection = null;
         }
     }
@@ -299,6 +300,7 @@ public sealed class SaverDbCommand : DbCommand
 
         if (!ReferenceEquals(_inner.Connection, physical.Sqlite))
         {
+            _inner.Owner = connection;
             _inner.Connection = physical.Sqlite;
             connection.Track(this);
         }

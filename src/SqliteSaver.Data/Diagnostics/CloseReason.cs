@@ -17,4 +17,7 @@ internal enum CloseReason
 
     /// <summary>It held TEMP objects or attached databases, or rolling back failed: it is replaced by a fresh one when needed.</summary>
     NotReset,
+
+    /// <summary>Its <see cref="SaverDbConnection"/> was garbage collected while open.</summary>
+    Leaked,
 }

@@ -17,7 +17,7 @@ internal static partial class SaverLog
     [LoggerMessage(1004, LogLevel.Warning, "No pooled connection to {PoolName} came free within Pool Timeout={PoolTimeoutSeconds} s: {InUse} of Max Pool Size={MaxPoolSize} are in use")]
     public static partial void PoolTimeout(ILogger logger, string poolName, double poolTimeoutSeconds, int inUse, int maxPoolSize);
 
-    [LoggerMessage(1005, LogLevel.Warning, "A SaverDbConnection to {PoolName} was garbage collected while open; physical connection {ConnectionId} was rolled back and taken back into the pool. Dispose connections when done with them")]
+    [LoggerMessage(1005, LogLevel.Warning, "A SaverDbConnection to {PoolName} was garbage collected while open; physical connection {ConnectionId} was closed, rolling back any transaction, and its pool slot freed. Dispose connections when done with them")]
     public static partial void ConnectionLeaked(ILogger logger, string poolName, long connectionId);
 
     [LoggerMessage(2001, LogLevel.Debug, "Retry {Retry} of {MaxRetries} on {PoolName} in {DelayMilliseconds:0.0} ms after SQLite error {ErrorCode}: {Error}")]

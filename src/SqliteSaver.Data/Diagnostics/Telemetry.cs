@@ -98,10 +98,19 @@ internal sealed class Telemetry
         SaverLog.PoolTimeout(_poolLogger, PoolName, poolTimeoutSeconds, inUse, maxPoolSize);
     }
 
+    /// <summary>Counts and logs a leaked connection; called on a pool thread, where a logger's exception would end the process, so it never throws.</summary>
     public void ConnectionLeaked(long connectionId)
     {
+        try
+        {
+            SaverLog.ConnectionLeaked(_poolLogger, PoolName, connectionId);
+        }
+        catch (Exception)
+        {
+            // The leak is counted in Statistics all the same.
+        }
+
         Interlocked.Increment(ref _leaked);
-        SaverLog.ConnectionLeaked(_poolLogger, PoolName, connectionId);
     }
 
     public void Retrying(int retry, int maxRetries, TimeSpan delay, SqliteException error)
@@ -141,7 +150,18 @@ internal sealed class Telemetry
 
     public void WalOverLimit(long walBytes, long limit) => SaverLog.WalOverLimit(_checkpointLogger, PoolName, walBytes, limit);
 
-    public void CheckpointFailed(Exception exception) => SaverLog.CheckpointFailed(_checkpointLogger, exception, PoolName);
+    /// <summary>Logs a failed background checkpoint; called from a timer, where an exception would end the process, so it never throws.</summary>
+    public void CheckpointFailed(Exception exception)
+    {
+        try
+        {
+            SaverLog.CheckpointFailed(_checkpointLogger, exception, PoolName);
+        }
+        catch (Exception)
+        {
+            // The failure is kept in LastCheckpointError all the same.
+        }
+    }
 
     private static string ModeName(CheckpointMode mode) => mode switch
     {
@@ -157,6 +177,7 @@ internal sealed class Telemetry
         CloseReason.Cleared => "the pool was cleared",
         CloseReason.Disposed => "the data source was disposed",
         CloseReason.Idle => "it stayed idle for Connection Idle Lifetime",
+        CloseReason.Leaked => "its SaverDbConnection was garbage collected while open",
         _ => "it could not be reset",
     };
 }

@@ -116,11 +116,13 @@ internal sealed class ConnectionPool : IDisposable
     /// Takes back a rented connection: resets it and hands it to the longest waiter or keeps it idle; closes it
     /// instead when it cannot be reset, belongs to a cleared generation, or pooling is off.
     /// </summary>
-    public void Return(PhysicalConnection connection)
+    /// <param name="connection">The connection.</param>
+    /// <param name="retire">Closes it whatever its state, for one taken back from a connection that leaked.</param>
+    public void Return(PhysicalConnection connection, bool retire = false)
     {
         _telemetry.Record(SaverMetrics.UseTime, connection.RentedSince);
         var current = connection.Generation == Volatile.Read(ref _generation);
-        var reset = _options.Pooling && current && connection.TryReset();
+        var reset = !retire && _options.Pooling && current && connection.TryReset();
         bool drained;
         CloseReason reason;
         lock (_lock)
@@ -142,7 +144,8 @@ internal sealed class ConnectionPool : IDisposable
             ReleaseSlot();
             drained = _drainPending && _open == 0;
             _drainPending &= !drained;
-            reason = !_options.Pooling ? CloseReason.PoolingOff
+            reason = retire ? CloseReason.Leaked
+                : !_options.Pooling ? CloseReason.PoolingOff
                 : _disposed ? CloseReason.Disposed
                 : current && !reset ? CloseReason.NotReset
                 : CloseReason.Cleared;
@@ -153,24 +156,29 @@ internal sealed class ConnectionPool : IDisposable
             _onDrained(connection);
         }
 
-        _telemetry.Closed(connection.Id, reason);
         connection.Dispose();
+        _telemetry.Closed(connection.Id, reason);
     }
 
     /// <summary>
     /// Takes back the connection of a <see cref="SaverDbConnection"/> that was garbage collected while open (called
-    /// from its finalizer). On a pool thread, its transaction is rolled back, its write gate left and it is returned.
+    /// from its finalizer). On a pool thread, its write gate is left and it is closed, rolling back its transaction,
+    /// and its slot freed. It is not reused: its state is unknown, and something may still hold its SQLite connection.
     /// </summary>
     public void ReclaimLeaked(PhysicalConnection connection)
         => ThreadPool.UnsafeQueueUserWorkItem(
             static state =>
             {
                 var (pool, leaked) = state;
-                pool._telemetry.ConnectionLeaked(leaked.Id);
-                leaked.Used = leaked.MayHoldTempObjects = leaked.MayHoldAttachments = true; // the renter may have done anything
-                leaked.TryRollback();
-                leaked.ReleaseGate();
-                pool.Return(leaked);
+                try
+                {
+                    leaked.ReleaseGate();
+                    pool.Return(leaked, retire: true);
+                }
+                finally
+                {
+                    pool._telemetry.ConnectionLeaked(leaked.Id);
+                }
             },
             (this, connection),
             preferLocal: false);
@@ -205,8 +213,8 @@ internal sealed class ConnectionPool : IDisposable
                 _onDrained(closing[i]); // the others are closed already, so it is the last connection
             }
 
-            _telemetry.Closed(closing[i].Id, _disposed ? CloseReason.Disposed : CloseReason.Cleared);
             closing[i].Dispose();
+            _telemetry.Closed(closing[i].Id, _disposed ? CloseReason.Disposed : CloseReason.Cleared);
         }
 
         anchor?.Dispose();
@@ -381,8 +389,8 @@ internal sealed class ConnectionPool : IDisposable
 
         foreach (var connection in expired)
         {
-            _telemetry.Closed(connection.Id, CloseReason.Idle);
             connection.Dispose();
+            _telemetry.Closed(connection.Id, CloseReason.Idle);
         }
     }
 }

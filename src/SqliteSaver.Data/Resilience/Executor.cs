@@ -264,8 +264,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             throw GateTimedOut(timeoutSeconds);
         }
 
-        telemetry.Record(SaverMetrics.WriteGateWaitTime, started);
         physical.HeldGate = gate;
+        telemetry.Record(SaverMetrics.WriteGateWaitTime, started);
     }
 
     /// <summary>One attempt at a write outside a transaction: BEGIN IMMEDIATE, run, COMMIT; anything that fails is rolled back whole.</summary>

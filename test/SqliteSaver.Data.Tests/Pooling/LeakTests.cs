@@ -17,12 +17,11 @@ public class LeakTests : DatabaseTest
             .Build();
 
         OpenAndForget(dataSource, "SELECT 1");
-        Collect(() => dataSource.Statistics.Idle == 1);
+        Collect(() => dataSource.Statistics.Leaked == 1);
 
+        dataSource.Statistics.Total.ShouldBe(0); // closed, not reused: its state is unknown
         using var connection = dataSource.OpenConnection(); // the only slot is free again
-        var statistics = dataSource.Statistics;
-        statistics.Leaked.ShouldBe(1);
-        statistics.Total.ShouldBe(1);
+        dataSource.Statistics.Total.ShouldBe(1);
         var warning = provider.Collector.GetSnapshot().Where(r => r.Level == LogLevel.Warning).ShouldHaveSingleItem();
         warning.Id.Id.ShouldBe(1005);
     }
@@ -42,6 +41,58 @@ public class LeakTests : DatabaseTest
         using var connection = dataSource.OpenConnection();
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"); // would wait forever behind a gate still held
         ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM t").ShouldBe("2");
+    }
+
+    [Test]
+    public void A_reader_still_in_use_keeps_its_connection_from_being_reclaimed()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
+        using (var setup = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(setup, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3)");
+        }
+
+        var holder = new ReaderHolder();
+        var connection = ReadWithoutKeepingTheConnection(dataSource, holder);
+        for (var i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        IsAlive(connection).ShouldBeTrue(); // the reader's command holds it
+        ReadNext(holder).ShouldBe(2L);
+        dataSource.Statistics.Leaked.ShouldBe(0);
+
+        holder.Reader = null; // now nothing holds the connection: it leaks, and is taken back
+        Collect(() => dataSource.Statistics.Leaked == 1 && dataSource.Statistics.Total == 0);
+    }
+
+    /// <summary>Opens a connection and a reader on it, keeping only the reader (and a weak reference to the connection).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference<SaverDbConnection> ReadWithoutKeepingTheConnection(SaverDataSource dataSource, ReaderHolder holder)
+    {
+        var connection = dataSource.OpenConnection();
+        var command = connection.CreateCommand();
+        command.CommandText = "SELECT x FROM t ORDER BY x";
+        holder.Reader = command.ExecuteReader();
+        holder.Reader.Read().ShouldBeTrue();
+        return new WeakReference<SaverDbConnection>(connection);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool IsAlive(WeakReference<SaverDbConnection> connection) => connection.TryGetTarget(out _);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static long ReadNext(ReaderHolder holder)
+    {
+        holder.Reader!.Read().ShouldBeTrue();
+        return holder.Reader.GetInt64(0);
+    }
+
+    private sealed class ReaderHolder
+    {
+        public System.Data.Common.DbDataReader? Reader { get; set; }
     }
 
     /// <summary>Opens a connection in a frame of its own, so nothing on the test's stack keeps it alive.</summary>
