@@ -51,6 +51,11 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
 
             return HealthCheckResult.Healthy(data: data);
         }
+        catch (TimeoutException exception)
+        {
+            // The pool filled up after the snapshot above: busy, not broken.
+            return HealthCheckResult.Degraded($"Every pooled connection stayed in use: {exception.Message}", exception, data);
+        }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {
             return new HealthCheckResult(context.Registration.FailureStatus, $"The database cannot be opened: {exception.Message}", exception, data);

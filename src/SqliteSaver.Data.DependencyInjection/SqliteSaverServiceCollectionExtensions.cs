@@ -12,14 +12,19 @@ public static class SqliteSaverServiceCollectionExtensions
     /// Registers a <see cref="SaverDataSource"/> built from <paramref name="connectionString"/> as a singleton, both as
     /// itself and as <see cref="DbDataSource"/>, and connections from it as transient <see cref="SaverDbConnection"/>
     /// and <see cref="DbConnection"/> services. The container disposes the data source, closing its connections, when
-    /// it is disposed itself. The container's <see cref="ILoggerFactory"/>, if it has one, is used for logging.
+    /// it is disposed itself. The container's <see cref="ILoggerFactory"/>, if it has one, is used for logging. Resolve
+    /// connections from a scope (as ASP.NET Core does for each request): the container keeps each transient connection
+    /// it creates until its scope ends. Calling this again does not replace an earlier registration.
     /// </summary>
     /// <param name="services">The service collection.</param>
     /// <param name="connectionString">The connection string; see <see cref="SaverConnectionStringBuilder"/> for its keywords.</param>
     /// <param name="configure">Sets what a connection string cannot carry: a name, an initializer, a retry strategy.</param>
     /// <returns>The service collection.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> or <paramref name="connectionString"/> is null.</exception>
-    /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
+    /// <exception cref="ArgumentException">
+    /// A keyword is unknown or a value is invalid. Values that contradict each other (Min Pool Size above Max Pool Size)
+    /// are reported when the data source is first resolved.
+    /// </exception>
     public static IServiceCollection AddSqliteSaverDataSource(
         this IServiceCollection services,
         string connectionString,

@@ -14,17 +14,23 @@ internal static class SaverMetrics
 
     private static readonly Meter Meter = new(MeterName, typeof(SaverMetrics).Assembly.GetName().Version?.ToString());
 
+    // Bucket boundaries for durations in seconds, from 50 µs to 10 s (OpenTelemetry's defaults are meant for milliseconds).
+    private static readonly InstrumentAdvice<double> Seconds = new()
+    {
+        HistogramBucketBoundaries = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    };
+
     public static readonly Counter<long> Timeouts = Meter.CreateCounter<long>(
         "db.client.connection.timeouts", "{timeout}", "Times a caller gave up waiting for a pooled connection (Pool Timeout).");
 
     public static readonly Histogram<double> CreateTime = Meter.CreateHistogram<double>(
-        "db.client.connection.create_time", "s", "Time to open a physical connection and apply its PRAGMAs and initializer.");
+        "db.client.connection.create_time", "s", "Time to open a physical connection and apply its PRAGMAs and initializer.", tags: null, advice: Seconds);
 
     public static readonly Histogram<double> WaitTime = Meter.CreateHistogram<double>(
-        "db.client.connection.wait_time", "s", "Time to obtain an open connection from the pool.");
+        "db.client.connection.wait_time", "s", "Time to obtain an open connection from the pool.", tags: null, advice: Seconds);
 
     public static readonly Histogram<double> UseTime = Meter.CreateHistogram<double>(
-        "db.client.connection.use_time", "s", "Time between renting a connection and returning it.");
+        "db.client.connection.use_time", "s", "Time between renting a connection and returning it.", tags: null, advice: Seconds);
 
     public static readonly Counter<long> Retries = Meter.CreateCounter<long>(
         "sqlitesaver.retries", "{retry}", "Attempts run again after SQLITE_BUSY or SQLITE_LOCKED by the built-in retry policy.");
@@ -36,7 +42,7 @@ internal static class SaverMetrics
         "sqlitesaver.retries_exhausted", "{error}", "Work that still failed with SQLITE_BUSY or SQLITE_LOCKED after every retry.");
 
     public static readonly Histogram<double> WriteGateWaitTime = Meter.CreateHistogram<double>(
-        "sqlitesaver.write_gate.wait_time", "s", "Time a writer waited in the process's write queue.");
+        "sqlitesaver.write_gate.wait_time", "s", "Time a writer waited in the process's write queue.", tags: null, advice: Seconds);
 
     public static readonly Counter<long> Checkpoints = Meter.CreateCounter<long>(
         "sqlitesaver.checkpoints", "{checkpoint}", "WAL checkpoints run, tagged by mode and whether they came back busy.");
