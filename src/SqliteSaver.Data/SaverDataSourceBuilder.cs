@@ -62,7 +62,8 @@ public sealed class SaverDataSourceBuilder
     /// Runs <paramref name="initializer"/> once on each new physical connection, after its PRAGMAs: the place for
     /// <c>CreateFunction</c>, <c>CreateCollation</c>, <c>LoadExtension</c> or PRAGMAs the connection string has no
     /// keyword for. If it throws, that physical connection is closed, its pool slot freed, and the exception reaches
-    /// the caller of Open. The data source's checkpoint connection runs it too.
+    /// the caller of Open. The data source's checkpoint connection runs it too, as does the connection that keeps a
+    /// pooled in-memory database alive. It must leave no transaction open.
     /// </summary>
     /// <param name="initializer">Sets up a physical connection; it must not close it.</param>
     /// <returns>This builder.</returns>
@@ -80,7 +81,9 @@ public sealed class SaverDataSourceBuilder
 
     /// <summary>
     /// The asynchronous form of <see cref="UseConnectionInitializer(Action{SqliteConnection})"/>: awaited when a
-    /// connection is opened with <c>OpenAsync</c>, with its cancellation token; a synchronous <c>Open</c> waits for it.
+    /// connection is opened with <c>OpenAsync</c>, with its cancellation token; a synchronous <c>Open</c>, the checkpoint
+    /// connection and an in-memory database's keep-alive connection wait for it on their thread (so it must not need
+    /// a synchronization context that thread is blocking).
     /// </summary>
     /// <param name="initializer">Sets up a physical connection; it must not close it.</param>
     /// <returns>This builder.</returns>

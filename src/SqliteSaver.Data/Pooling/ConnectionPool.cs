@@ -10,7 +10,7 @@ namespace SqliteSaver.Data.Pooling;
 /// a new one while fewer than Max Pool Size are open, or queues the caller first-come-first-served until one is
 /// returned or Pool Timeout passes. Return resets the connection and hands it straight to the longest waiter.
 /// Rented connections are held here too, so that one whose <see cref="SaverDbConnection"/> was garbage collected
-/// unclosed can be taken back (<see cref="ReclaimLeaked"/>).
+/// unclosed can still be taken back (<see cref="ReclaimLeaked"/>).
 /// </summary>
 internal sealed class ConnectionPool : IDisposable
 {
@@ -21,7 +21,9 @@ internal sealed class ConnectionPool : IDisposable
     private readonly Action<PhysicalConnection> _onDrained;
     private readonly Lock _lock = new();
     private readonly List<PhysicalConnection> _idle = [];
-    private readonly HashSet<PhysicalConnection> _rented = [];
+    // Every open physical connection, idle or rented. It is never read: it keeps a rented connection's SQLite handles
+    // reachable when its SaverDbConnection leaks, so their finalizers do not close them before ReclaimLeaked runs.
+    private readonly HashSet<PhysicalConnection> _all = [];
     private readonly WaitQueue<PhysicalConnection?> _waiters;
     private readonly ITimer? _pruneTimer;
     private int _open;
@@ -134,13 +136,12 @@ internal sealed class ConnectionPool : IDisposable
                     return; // still rented, now by the waiter
                 }
 
-                _rented.Remove(connection);
                 connection.IdleSince = _time.GetTimestamp();
                 _idle.Add(connection);
                 return;
             }
 
-            _rented.Remove(connection);
+            _all.Remove(connection);
             ReleaseSlot();
             drained = _drainPending && _open == 0;
             _drainPending &= !drained;
@@ -197,6 +198,7 @@ internal sealed class ConnectionPool : IDisposable
             _generation++;
             closing = [.. _idle];
             _idle.Clear();
+            _all.ExceptWith(closing);
             _open -= closing.Length;
             anchor = _memoryAnchor;
             _memoryAnchor = null;
@@ -251,7 +253,6 @@ internal sealed class ConnectionPool : IDisposable
             {
                 var connection = _idle[^1];
                 _idle.RemoveAt(_idle.Count - 1);
-                _rented.Add(connection);
                 return connection;
             }
 
@@ -313,7 +314,7 @@ internal sealed class ConnectionPool : IDisposable
                 // Opened across a Clear: it is closed on return, and the pending final checkpoint waits for it.
                 _openedSinceClear |= connection.Generation == _generation;
                 _drainPending |= connection.Generation != _generation;
-                _rented.Add(connection);
+                _all.Add(connection);
             }
 
             return connection;
@@ -382,6 +383,7 @@ internal sealed class ConnectionPool : IDisposable
                 && _time.GetElapsedTime(_idle[0].IdleSince, now) >= _options.ConnectionIdleLifetime)
             {
                 expired.Add(_idle[0]);
+                _all.Remove(_idle[0]);
                 _idle.RemoveAt(0);
                 _open--;
             }
