@@ -1,3 +1,5 @@
+using Microsoft.Data.Sqlite;
+
 namespace SqliteSaver.Data.Tests;
 
 /// <summary>A test with a fresh temporary folder for its database files, released and deleted after each test.</summary>
@@ -15,5 +17,16 @@ public abstract class DatabaseTest
     {
         _folder?.Dispose();
         _folder = null;
+    }
+
+    /// <summary>A plain Microsoft.Data.Sqlite connection to the folder's test.db holding the write lock, as another process would.</summary>
+    protected SqliteConnection HoldWriteLock()
+    {
+        var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        holder.Open();
+        using var begin = holder.CreateCommand();
+        begin.CommandText = "BEGIN IMMEDIATE";
+        begin.ExecuteNonQuery();
+        return holder;
     }
 }

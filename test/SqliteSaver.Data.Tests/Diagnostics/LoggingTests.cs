@@ -48,13 +48,7 @@ public class LoggingTests : DatabaseTest
         var connectionString = Folder.ConnectionString("Retry=2;Base Delay=0.001;Busy Timeout=0");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var dataSource = Build(connectionString);
-        using var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
-        holder.Open();
-        using (var begin = holder.CreateCommand())
-        {
-            begin.CommandText = "BEGIN IMMEDIATE";
-            begin.ExecuteNonQuery();
-        }
+        using var holder = HoldWriteLock();
 
         using var connection = dataSource.OpenConnection();
         Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));

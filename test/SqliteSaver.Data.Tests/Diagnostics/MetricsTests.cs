@@ -188,14 +188,4 @@ public class MetricsTests : DatabaseTest
     private static List<CollectedMeasurement<T>> Mine<T>(MetricCollector<T> collector, SaverDataSource dataSource)
         where T : struct
         => [.. collector.GetMeasurementSnapshot().Where(m => Equals(m.Tags[SaverMetrics.PoolNameTag], dataSource.Name))];
-
-    private SqliteConnection HoldWriteLock()
-    {
-        var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
-        holder.Open();
-        using var begin = holder.CreateCommand();
-        begin.CommandText = "BEGIN IMMEDIATE";
-        begin.ExecuteNonQuery();
-        return holder;
-    }
 }

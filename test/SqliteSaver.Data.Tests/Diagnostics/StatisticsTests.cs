@@ -35,13 +35,7 @@ public class StatisticsTests : DatabaseTest
         using (var connection = dataSource.OpenConnection())
         {
             Should.Throw<TimeoutException>(() => dataSource.OpenConnection());
-            using var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
-            holder.Open();
-            using (var begin = holder.CreateCommand())
-            {
-                begin.CommandText = "BEGIN IMMEDIATE";
-                begin.ExecuteNonQuery();
-            }
+            using var holder = HoldWriteLock();
 
             Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
         }

@@ -405,15 +405,4 @@ public class WriteTests : DatabaseTest
         running.ForEach(t => t.Join());
         return [.. errors];
     }
-
-    /// <summary>A plain Microsoft.Data.Sqlite connection holding the write lock, as another process would.</summary>
-    private SqliteConnection HoldWriteLock()
-    {
-        var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
-        holder.Open();
-        using var begin = holder.CreateCommand();
-        begin.CommandText = "BEGIN IMMEDIATE";
-        begin.ExecuteNonQuery();
-        return holder;
-    }
 }
