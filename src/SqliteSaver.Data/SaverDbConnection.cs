@@ -409,7 +409,8 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Closes the connection. Called by the finalizer of a connection garbage collected while open, it hands the
-    /// physical connection back to the pool, which rolls it back and counts and logs the leak.
+    /// physical connection back to the pool, which closes it (rolling back any transaction), frees its slot and
+    /// counts and logs the leak.
     /// </summary>
     /// <param name="disposing">Whether <c>Dispose()</c> was called, rather than the finalizer.</param>
     protected override void Dispose(bool disposing)
