@@ -105,10 +105,17 @@ internal sealed class WriteGate
             {
                 var woken = queuedAt != 0;
                 _wokenPending &= !woken;
-                if (!_held && (woken || !HeadIsStarving()))
+                if (!_held)
                 {
                     _held = true;
-                    return true;
+                    if (woken || !HeadIsStarving())
+                    {
+                        return true;
+                    }
+
+                    // Free, but the longest waiter has waited long enough: it gets the gate now, not once a woken
+                    // waiter that may still be waiting for a thread has come back.
+                    _waiters.TryGrant(true);
                 }
 
                 queuedAt = woken ? queuedAt : Stopwatch.GetTimestamp();
