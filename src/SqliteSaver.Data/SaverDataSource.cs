@@ -51,8 +51,9 @@ public sealed class SaverDataSource : DbDataSource
         retryStrategy ??= new RetryPolicy(options, time, Telemetry);
         var factory = new PhysicalConnectionFactory(options, retryStrategy, initializer, Telemetry);
         Pool = new ConnectionPool(options, time, factory, Telemetry, last => Checkpointer!.CheckpointOnClose(last));
-        Checkpointer = new Checkpointer(options, factory, Telemetry, time, () => Pool.OpenCount > 0);
-        Executor = new Executor(retryStrategy, CreateGate(options), Telemetry);
+        var gate = CreateGate(options);
+        Checkpointer = new Checkpointer(options, factory, Telemetry, time, () => Pool.OpenCount > 0, gate);
+        Executor = new Executor(retryStrategy, gate, Telemetry);
         Live.TryAdd(this, 0);
     }
 

@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Pooling;
+using SqliteSaver.Data.Resilience;
 using SQLitePCL;
 
 namespace SqliteSaver.Data.Wal;
@@ -23,6 +25,7 @@ internal sealed class Checkpointer : IDisposable
     private readonly Telemetry _telemetry;
     private readonly TimeProvider _time;
     private readonly Func<bool> _poolInUse;
+    private readonly WriteGate? _gate;
     private readonly Lock _lock = new();
     private readonly ITimer? _timer;
     private PhysicalConnection? _connection;
@@ -31,8 +34,9 @@ internal sealed class Checkpointer : IDisposable
     private int _busyStreak;
     private long _ticksToSkip;
 
-    public Checkpointer(SaverOptions options, PhysicalConnectionFactory factory, Telemetry telemetry, TimeProvider time, Func<bool> poolInUse)
+    public Checkpointer(SaverOptions options, PhysicalConnectionFactory factory, Telemetry telemetry, TimeProvider time, Func<bool> poolInUse, WriteGate? gate)
     {
+        _gate = gate;
         _options = options;
         _factory = factory;
         _telemetry = telemetry;
@@ -121,6 +125,9 @@ internal sealed class Checkpointer : IDisposable
         }
     }
 
+    /// <summary>The checkpoint connection's busy timeout in milliseconds: Busy Timeout, at most <see cref="StepTimeout"/>.</summary>
+    private int ConnectionBusyTimeout => (int)Math.Min(_options.BusyTimeout.TotalMilliseconds, StepTimeout.TotalMilliseconds);
+
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
     private PhysicalConnection Connection()
     {
@@ -128,7 +135,7 @@ internal sealed class Checkpointer : IDisposable
         if (_connection is null)
         {
             _connection = _factory.Open(generation: 0);
-            raw.sqlite3_busy_timeout(_connection.Handle, (int)Math.Min(_options.BusyTimeout.TotalMilliseconds, StepTimeout.TotalMilliseconds));
+            raw.sqlite3_busy_timeout(_connection.Handle, ConnectionBusyTimeout);
         }
 
         return _connection;
@@ -161,7 +168,7 @@ internal sealed class Checkpointer : IDisposable
                 return;
             }
 
-            var result = Run(overLimit ? CheckpointMode.Truncate : _options.CheckpointMode);
+            var result = overLimit ? TruncateOverLimit() : Run(_options.CheckpointMode);
             BackgroundRuns++;
             LastError = null;
             _busyStreak = result.Busy ? _busyStreak + 1 : 0;
@@ -184,6 +191,41 @@ internal sealed class Checkpointer : IDisposable
         finally
         {
             _lock.Exit();
+        }
+    }
+
+    /// <summary>
+    /// The TRUNCATE for a <c>-wal</c> file past Journal Size Limit. SQLite's busy handler sleeps 1, 2, 5 ... ms
+    /// between tries, and writers in other processes, beginning again within microseconds of each commit, take the
+    /// write lock first every time; so this tries again at once, without the busy handler, for up to
+    /// <see cref="StepTimeout"/>, with this process's writers held at the write gate meanwhile. Call under the lock.
+    /// </summary>
+    private CheckpointResult TruncateOverLimit()
+    {
+        var entered = _gate?.Enter(StepTimeout, CancellationToken.None) ?? false;
+        var handle = Connection().Handle;
+        raw.sqlite3_busy_timeout(handle, 0);
+        try
+        {
+            var started = Stopwatch.GetTimestamp();
+            var spinner = default(SpinWait);
+            CheckpointResult result;
+            while ((result = CheckpointExtensions.Run(handle, CheckpointMode.Truncate)).Busy && Stopwatch.GetElapsedTime(started) < StepTimeout)
+            {
+                spinner.SpinOnce(sleep1Threshold: -1);
+            }
+
+            _last = new Outcome(result, _time.GetUtcNow());
+            _telemetry.Checkpointed(CheckpointMode.Truncate, result);
+            return result;
+        }
+        finally
+        {
+            raw.sqlite3_busy_timeout(handle, ConnectionBusyTimeout);
+            if (entered)
+            {
+                _gate!.Exit();
+            }
         }
     }
 
