@@ -398,7 +398,7 @@ public class ConnectionTests : DatabaseTest
         }
 
         connection.State.ShouldBe(ConnectionState.Closed);
-        dataSource.Pool.IdleCount.ShouldBe(1);
+        dataSource.Statistics.Idle.ShouldBe(1);
     }
 
     internal static object? Pragma(SaverDbConnection connection, string name) => Scalar(connection, "PRAGMA " + name);

@@ -59,7 +59,7 @@ internal static class SaverMetrics
         Meter.CreateObservableUpDownCounter(
             "db.client.connection.idle.min", () => Observe(static s => s.Options.MinPoolSize), "{connection}", "Min Pool Size.");
         Meter.CreateObservableUpDownCounter(
-            "db.client.connection.pending_requests", () => Observe(static s => s.Pool.WaitingCount), "{request}", "Callers waiting for a pooled connection.");
+            "db.client.connection.pending_requests", () => Observe(static s => s.Pool.Counts().Waiting), "{request}", "Callers waiting for a pooled connection.");
         Meter.CreateObservableGauge(
             "sqlitesaver.wal.size", ObserveWalSize, "By", "Size of the -wal file of each database in WAL mode.");
     }

@@ -55,43 +55,10 @@ internal sealed class ConnectionPool : IDisposable
         }
     }
 
-    /// <summary>Physical connections open or being opened, idle and rented alike.</summary>
-    public int OpenCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _open;
-            }
-        }
-    }
-
-    /// <summary>Physical connections open and not rented.</summary>
-    public int IdleCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _idle.Count;
-            }
-        }
-    }
-
-    /// <summary>Callers queued for a connection.</summary>
-    public int WaitingCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _waiters.Count;
-            }
-        }
-    }
-
-    /// <summary>Open (idle and rented), idle, rented and waiting, read together.</summary>
+    /// <summary>
+    /// Physical connections open or being opened (idle and rented alike), idle, rented, and callers queued for one,
+    /// read together under the lock.
+    /// </summary>
     public (int Open, int Idle, int InUse, int Waiting) Counts()
     {
         lock (_lock)

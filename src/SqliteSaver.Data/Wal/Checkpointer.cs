@@ -64,8 +64,7 @@ internal sealed class Checkpointer : IDisposable
         lock (_lock)
         {
             var result = CheckpointExtensions.Run(Connection().Handle, mode);
-            _last = new Outcome(result, _time.GetUtcNow());
-            _telemetry.Checkpointed(mode, result);
+            Record(mode, result);
             return result;
         }
     }
@@ -95,8 +94,7 @@ internal sealed class Checkpointer : IDisposable
             try
             {
                 var result = CheckpointExtensions.Run(last.Handle, CheckpointMode.Truncate);
-                _last = new Outcome(result, _time.GetUtcNow());
-                _telemetry.Checkpointed(CheckpointMode.Truncate, result);
+                Record(CheckpointMode.Truncate, result);
             }
             catch (Exception exception)
             {
@@ -215,8 +213,7 @@ internal sealed class Checkpointer : IDisposable
                 spinner.SpinOnce(sleep1Threshold: -1);
             }
 
-            _last = new Outcome(result, _time.GetUtcNow());
-            _telemetry.Checkpointed(CheckpointMode.Truncate, result);
+            Record(CheckpointMode.Truncate, result);
             return result;
         }
         finally
@@ -227,6 +224,13 @@ internal sealed class Checkpointer : IDisposable
                 _gate!.Exit();
             }
         }
+    }
+
+    /// <summary>Keeps a checkpoint's result as the last one and reports it to metrics and logs.</summary>
+    private void Record(CheckpointMode mode, CheckpointResult result)
+    {
+        _last = new Outcome(result, _time.GetUtcNow());
+        _telemetry.Checkpointed(mode, result);
     }
 
     private sealed record Outcome(CheckpointResult Result, DateTimeOffset Time);

@@ -30,7 +30,7 @@ public class DapperTests : DatabaseTest
         first.Age.ShouldBe(41);
         count.ShouldBe(2);
         connection.State.ShouldBe(System.Data.ConnectionState.Closed);
-        SaverDataSource.GetShared(_connectionString).Pool.IdleCount.ShouldBe(1);
+        SaverDataSource.GetShared(_connectionString).Statistics.Idle.ShouldBe(1);
     }
 
     [Test]

@@ -47,7 +47,7 @@ public class BadFileTests : DatabaseTest
             error.Message.ShouldContain(path);
             (await Should.ThrowAsync<SqliteException>(() => connection.OpenAsync())).SqliteErrorCode.ShouldBe(code);
             connection.State.ShouldBe(ConnectionState.Closed);
-            dataSource.Pool.OpenCount.ShouldBe(0);
+            dataSource.Statistics.Total.ShouldBe(0);
         }
 
         foreach (var file in Directory.GetFiles(Folder.Path))
@@ -59,7 +59,7 @@ public class BadFileTests : DatabaseTest
         fixedConnection.Open();
         ConnectionTests.Exec(fixedConnection, "CREATE TABLE t (x); INSERT INTO t VALUES (2)");
         ConnectionTests.Scalar(fixedConnection, "SELECT x FROM t").ShouldBe(2L);
-        dataSource.Pool.OpenCount.ShouldBe(1);
+        dataSource.Statistics.Total.ShouldBe(1);
     }
 
     private static byte[] RandomBytes(int count)

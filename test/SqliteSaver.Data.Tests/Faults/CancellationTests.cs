@@ -66,7 +66,7 @@ public class CancellationTests : DatabaseTest
             using var cancellation = new CancellationTokenSource();
             await using var waiting = dataSource.CreateConnection();
             var open = waiting.OpenAsync(cancellation.Token);
-            dataSource.Pool.WaitingCount.ShouldBe(1);
+            dataSource.Statistics.Waiting.ShouldBe(1);
             if (i % 2 == 0)
             {
                 await cancellation.CancelAsync();
@@ -108,7 +108,7 @@ public class CancellationTests : DatabaseTest
             }
 
             holders[i % MaxPoolSize].Open(); // Pool Timeout=5: a slot lost in the race would time out here
-            dataSource.Pool.WaitingCount.ShouldBe(0);
+            dataSource.Statistics.Waiting.ShouldBe(0);
         }
 
         holders.ForEach(holder => holder.Dispose());

@@ -70,7 +70,7 @@ public class DiskFullTests : DatabaseTest
             transaction.Commit();
         }
 
-        dataSource.Pool.OpenCount.ShouldBe(1);
+        dataSource.Statistics.Total.ShouldBe(1);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(3L);
         PoolTests.Scalar(connectionString, "PRAGMA integrity_check").ShouldBe("ok");
         retries.ShouldBe(0);

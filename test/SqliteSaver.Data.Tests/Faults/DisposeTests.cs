@@ -27,7 +27,7 @@ public class DisposeTests : DatabaseTest
         var queuedWrite = reader.ExecuteAsync("INSERT INTO t VALUES (2)"); // behind the writer's transaction at the gate
         var syncWaiters = Enumerable.Range(0, 3).Select(_ => Task.Factory.StartNew(dataSource.OpenConnection, TaskCreationOptions.LongRunning)).ToList();
         var asyncWaiters = Enumerable.Range(0, 3).Select(_ => dataSource.OpenConnectionAsync().AsTask()).ToList();
-        Wait.Until(() => dataSource.Pool.WaitingCount == 6 && dataSource.Executor.Gate!.WaitingCount == 1);
+        Wait.Until(() => dataSource.Statistics.Waiting == 6 && dataSource.Executor.Gate!.WaitingCount == 1);
 
         Task.Run(dataSource.Dispose).Wait(Bound).ShouldBeTrue();
 
@@ -47,10 +47,10 @@ public class DisposeTests : DatabaseTest
         transaction.Commit();
         (await queuedWrite.WaitAsync(Bound)).ShouldBe(1);
         writer.Dispose();
-        dataSource.Pool.OpenCount.ShouldBe(1);
+        dataSource.Statistics.Total.ShouldBe(1);
         reader.Dispose();
 
-        dataSource.Pool.OpenCount.ShouldBe(0);
+        dataSource.Statistics.Total.ShouldBe(0);
         OpenFiles.Count(path).ShouldBe(0);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(2L);
     }
@@ -99,7 +99,7 @@ public class DisposeTests : DatabaseTest
 
         threads.ForEach(t => t.Join(Bound).ShouldBeTrue());
         unexpected.ShouldBeEmpty();
-        dataSource.Pool.OpenCount.ShouldBe(0);
+        dataSource.Statistics.Total.ShouldBe(0);
         OpenFiles.Count(path).ShouldBe(0);
         PoolTests.Scalar(connectionString, "PRAGMA integrity_check").ShouldBe("ok");
     }

@@ -88,7 +88,7 @@ public class MovedFileTests : DatabaseTest
             idle.Open();
         }
 
-        SaverDataSource.GetShared(connectionString).Pool.OpenCount.ShouldBe(2);
+        SaverDataSource.GetShared(connectionString).Statistics.Total.ShouldBe(2);
         return (connectionString, rented);
     }
 

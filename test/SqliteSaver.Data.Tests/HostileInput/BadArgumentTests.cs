@@ -178,6 +178,6 @@ public class BadArgumentTests : DatabaseTest
         await Should.ThrowAsync<OperationCanceledException>(() => connection.OpenAsync(cancelled.Token));
 
         connection.State.ShouldBe(ConnectionState.Closed);
-        SaverDataSource.GetShared(connection.ConnectionString).Pool.OpenCount.ShouldBe(0);
+        SaverDataSource.GetShared(connection.ConnectionString).Statistics.Total.ShouldBe(0);
     }
 }

@@ -119,7 +119,7 @@ public class InjectionTests : DatabaseTest
         // The bundled e_sqlite3 has no encryption: opening with a password fails, and nothing else happens.
         Should.Throw<InvalidOperationException>(() => dataSource.OpenConnection()).Message.ShouldContain("encryption");
 
-        dataSource.Pool.OpenCount.ShouldBe(0);
+        dataSource.Statistics.Total.ShouldBe(0);
         PoolTests.Scalar(connectionString, "SELECT x FROM canary").ShouldBe(42L);
     }
 }

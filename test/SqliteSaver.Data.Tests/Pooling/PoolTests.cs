@@ -21,7 +21,7 @@ public class PoolTests : DatabaseTest
             connection.InnerConnection.ShouldBeSameAs(first);
         }
 
-        SaverDataSource.GetShared(connectionString).Pool.OpenCount.ShouldBe(1);
+        SaverDataSource.GetShared(connectionString).Statistics.Total.ShouldBe(1);
     }
 
     [Test]
@@ -41,7 +41,7 @@ public class PoolTests : DatabaseTest
         });
 
         physical.Count.ShouldBeLessThanOrEqualTo(3);
-        SaverDataSource.GetShared(connectionString).Pool.OpenCount.ShouldBeLessThanOrEqualTo(3);
+        SaverDataSource.GetShared(connectionString).Statistics.Total.ShouldBeLessThanOrEqualTo(3);
     }
 
     [Test]
@@ -116,7 +116,7 @@ public class PoolTests : DatabaseTest
             connection.Open();
             return connection.InnerConnection;
         });
-        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
         holder.Close();
 
         waiter.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
@@ -144,7 +144,7 @@ public class PoolTests : DatabaseTest
             });
             thread.Start();
             waiters.Add(thread);
-            Wait.Until(() => dataSource.Pool.WaitingCount == id + 1);
+            Wait.Until(() => dataSource.Statistics.Waiting == id + 1);
         }
 
         holder.Close();
@@ -164,17 +164,17 @@ public class PoolTests : DatabaseTest
         using var cancellation = new CancellationTokenSource();
         await using var waiting = new SaverDbConnection(connectionString);
         var open = waiting.OpenAsync(cancellation.Token);
-        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
         open.IsCompleted.ShouldBeFalse();
         await cancellation.CancelAsync();
 
         await Should.ThrowAsync<OperationCanceledException>(() => open);
-        dataSource.Pool.WaitingCount.ShouldBe(0);
+        dataSource.Statistics.Waiting.ShouldBe(0);
         await holder.CloseAsync();
 
         await using var next = new SaverDbConnection(connectionString);
         await next.OpenAsync();
-        dataSource.Pool.OpenCount.ShouldBe(1);
+        dataSource.Statistics.Total.ShouldBe(1);
     }
 
     [Test]
@@ -187,11 +187,11 @@ public class PoolTests : DatabaseTest
         using var cancellation = new CancellationTokenSource();
 
         var rent = Task.Run(() => dataSource.Pool.Rent(cancellation.Token));
-        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
         cancellation.Cancel();
 
         Should.Throw<OperationCanceledException>(() => rent.GetAwaiter().GetResult());
-        dataSource.Pool.WaitingCount.ShouldBe(0);
+        dataSource.Statistics.Waiting.ShouldBe(0);
     }
 
     [Test]
@@ -201,14 +201,14 @@ public class PoolTests : DatabaseTest
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Min Pool Size=1;Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
         var connections = Enumerable.Range(0, 3).Select(_ => dataSource.OpenConnection()).ToList();
         connections.ForEach(c => c.Dispose());
-        dataSource.Pool.IdleCount.ShouldBe(3);
+        dataSource.Statistics.Idle.ShouldBe(3);
 
         time.Advance(TimeSpan.FromSeconds(59));
-        dataSource.Pool.IdleCount.ShouldBe(3);
+        dataSource.Statistics.Idle.ShouldBe(3);
 
         time.Advance(TimeSpan.FromSeconds(31));
-        dataSource.Pool.IdleCount.ShouldBe(1);
-        dataSource.Pool.OpenCount.ShouldBe(1);
+        dataSource.Statistics.Idle.ShouldBe(1);
+        dataSource.Statistics.Total.ShouldBe(1);
     }
 
     [Test]
@@ -222,9 +222,9 @@ public class PoolTests : DatabaseTest
         dataSource.OpenConnection().Dispose();
         time.Advance(TimeSpan.FromSeconds(40));
 
-        dataSource.Pool.IdleCount.ShouldBe(1);
+        dataSource.Statistics.Idle.ShouldBe(1);
         time.Advance(TimeSpan.FromSeconds(30));
-        dataSource.Pool.IdleCount.ShouldBe(0);
+        dataSource.Statistics.Idle.ShouldBe(0);
     }
 
     [Test]
@@ -271,7 +271,7 @@ public class PoolTests : DatabaseTest
         connection.Open();
 
         connection.InnerConnection.ShouldNotBeSameAs(before);
-        SaverDataSource.GetShared(connectionString).Pool.OpenCount.ShouldBe(1);
+        SaverDataSource.GetShared(connectionString).Statistics.Total.ShouldBe(1);
     }
 
     [Test]
@@ -305,12 +305,12 @@ public class PoolTests : DatabaseTest
             broken.Close();
         }
 
-        dataSource.Pool.OpenCount.ShouldBe(0);
+        dataSource.Statistics.Total.ShouldBe(0);
         using var next = new SaverDbConnection(connectionString);
         next.Open();
         next.InnerConnection.ShouldNotBeSameAs(broken);
         next.InnerConnection.State.ShouldBe(ConnectionState.Open);
-        dataSource.Pool.OpenCount.ShouldBe(1);
+        dataSource.Statistics.Total.ShouldBe(1);
     }
 
     [Test]
@@ -324,7 +324,7 @@ public class PoolTests : DatabaseTest
         {
             using var connection = new SaverDbConnection(connectionString);
             Should.Throw<SqliteException>(() => connection.Open()).SqliteErrorCode.ShouldBe(14); // SQLITE_CANTOPEN
-            dataSource.Pool.OpenCount.ShouldBe(0);
+            dataSource.Statistics.Total.ShouldBe(0);
         }
 
         Directory.CreateDirectory(missingFolder);
@@ -344,14 +344,14 @@ public class PoolTests : DatabaseTest
         var holder = dataSource.OpenConnection();
 
         var waiter = Task.Run(() => dataSource.OpenConnection());
-        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
         holder.InnerConnection.Close(); // the returned connection fails its check; its slot must pass to the waiter
         holder.Dispose();
 
         waiter.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
         waiter.Result.State.ShouldBe(ConnectionState.Open);
         waiter.Result.Dispose();
-        dataSource.Pool.OpenCount.ShouldBe(1);
+        dataSource.Statistics.Total.ShouldBe(1);
     }
 
     [Test]
@@ -360,13 +360,13 @@ public class PoolTests : DatabaseTest
         var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=30"));
         var holder = dataSource.OpenConnection();
         var waiter = Task.Run(() => dataSource.OpenConnection());
-        Wait.Until(() => dataSource.Pool.WaitingCount == 1);
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
 
         dataSource.Dispose();
 
         Should.Throw<ObjectDisposedException>(() => waiter.GetAwaiter().GetResult());
         holder.Dispose();
-        dataSource.Pool.OpenCount.ShouldBe(0);
+        dataSource.Statistics.Total.ShouldBe(0);
         Should.Throw<ObjectDisposedException>(() => dataSource.OpenConnection());
     }
 

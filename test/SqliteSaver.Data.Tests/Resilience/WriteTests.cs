@@ -286,7 +286,7 @@ public class WriteTests : DatabaseTest
         dataSource.Executor.Gate.IsHeld.ShouldBeFalse();
         await waiting.CloseAsync();
         await holder.CloseAsync();
-        dataSource.Pool.IdleCount.ShouldBe(2);
+        dataSource.Statistics.Idle.ShouldBe(2);
         (await new SaverDbConnection(connectionString).ExecuteAsync("INSERT INTO t VALUES (2)")).ShouldBe(1);
     }
 

@@ -58,7 +58,7 @@ public class CheckpointerTests : DatabaseTest
         result.ShouldBe(new CheckpointResult(false, 0, 0));
         dataSource.LastCheckpointResult.ShouldBe(result);
         dataSource.LastCheckpointTime.ShouldNotBeNull();
-        dataSource.Pool.OpenCount.ShouldBe(1);
+        dataSource.Statistics.Total.ShouldBe(1);
         Should.Throw<ArgumentOutOfRangeException>(() => dataSource.Checkpoint((CheckpointMode)9));
     }
 
