@@ -8,6 +8,11 @@ namespace SqliteSaver.Data.Diagnostics;
 /// One data source's metrics, logs and counters. Every event is counted for <see cref="SaverDataSource.Statistics"/>;
 /// durations are timed, and log messages built, only while a listener or an enabled logger wants them.
 /// </summary>
+/// <remarks>
+/// Nothing here throws. A metrics listener or a logger that fails loses its measurement or message, and the pool, the
+/// write gate and the caller's operation go on as if nobody listened: an exception between renting and handing over a
+/// connection would otherwise leave it rented for good, and one on a timer or pool thread would end the process.
+/// </remarks>
 internal sealed class Telemetry
 {
     private readonly TimeProvider _time;
@@ -52,9 +57,18 @@ internal sealed class Telemetry
     /// <summary>Records the time since <paramref name="started"/> (from <see cref="Start"/>) in seconds, unless it was not timed.</summary>
     public void Record(Histogram<double> histogram, long started)
     {
-        if (started != 0)
+        if (started == 0)
+        {
+            return;
+        }
+
+        try
         {
             histogram.Record(_time.GetElapsedTime(started).TotalSeconds, PoolTag);
+        }
+        catch (Exception)
+        {
+            // See the class remarks: a failing listener loses the measurement. The same holds for every catch below.
         }
     }
 
@@ -69,88 +83,135 @@ internal sealed class Telemetry
             return;
         }
 
-        var elapsed = _time.GetElapsedTime(started);
-        SaverMetrics.CreateTime.Record(elapsed.TotalSeconds, PoolTag);
-        SaverLog.ConnectionOpened(_poolLogger, connectionId, PoolName, elapsed.TotalMilliseconds);
+        try
+        {
+            var elapsed = _time.GetElapsedTime(started);
+            SaverMetrics.CreateTime.Record(elapsed.TotalSeconds, PoolTag);
+            SaverLog.ConnectionOpened(_poolLogger, connectionId, PoolName, elapsed.TotalMilliseconds);
+        }
+        catch (Exception)
+        {
+        }
     }
 
     public void Closed(long connectionId, CloseReason reason)
     {
-        if (!_poolLogger.IsEnabled(LogLevel.Debug))
+        try
         {
-            return;
+            if (reason == CloseReason.NotReset)
+            {
+                SaverLog.ConnectionReplaced(_poolLogger, connectionId, PoolName);
+            }
+            else
+            {
+                SaverLog.ConnectionClosed(_poolLogger, connectionId, PoolName, Describe(reason));
+            }
         }
-
-        if (reason == CloseReason.NotReset)
+        catch (Exception)
         {
-            SaverLog.ConnectionReplaced(_poolLogger, connectionId, PoolName);
-        }
-        else
-        {
-            SaverLog.ConnectionClosed(_poolLogger, connectionId, PoolName, Describe(reason));
         }
     }
 
     public void PoolTimedOut(double poolTimeoutSeconds, int inUse, int maxPoolSize)
     {
         Interlocked.Increment(ref _timeouts);
-        SaverMetrics.Timeouts.Add(1, PoolTag);
-        SaverLog.PoolTimeout(_poolLogger, PoolName, poolTimeoutSeconds, inUse, maxPoolSize);
+        try
+        {
+            SaverMetrics.Timeouts.Add(1, PoolTag);
+            SaverLog.PoolTimeout(_poolLogger, PoolName, poolTimeoutSeconds, inUse, maxPoolSize);
+        }
+        catch (Exception)
+        {
+        }
     }
 
-    /// <summary>Counts and logs a leaked connection; called on a pool thread, where a logger's exception would end the process, so it never throws.</summary>
+    /// <summary>Counts and logs a connection whose <see cref="SaverDbConnection"/> was garbage collected while open.</summary>
     public void ConnectionLeaked(long connectionId)
     {
+        Interlocked.Increment(ref _leaked);
         try
         {
             SaverLog.ConnectionLeaked(_poolLogger, PoolName, connectionId);
         }
         catch (Exception)
         {
-            // The leak is counted in Statistics all the same.
         }
-
-        Interlocked.Increment(ref _leaked);
     }
 
     public void Retrying(int retry, int maxRetries, TimeSpan delay, SqliteException error)
     {
         Interlocked.Increment(ref _transientErrors);
         Interlocked.Increment(ref _retries);
-        SaverMetrics.TransientErrors.Add(1, PoolTag);
-        SaverMetrics.Retries.Add(1, PoolTag);
-        SaverLog.Retrying(_retryLogger, retry, maxRetries, PoolName, delay.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
+        try
+        {
+            SaverMetrics.TransientErrors.Add(1, PoolTag);
+            SaverMetrics.Retries.Add(1, PoolTag);
+            SaverLog.Retrying(_retryLogger, retry, maxRetries, PoolName, delay.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
+        }
+        catch (Exception)
+        {
+        }
     }
 
     public void GaveUp(int attempts, TimeSpan elapsed, SqliteException error)
     {
         Interlocked.Increment(ref _transientErrors);
         Interlocked.Increment(ref _retriesExhausted);
-        SaverMetrics.TransientErrors.Add(1, PoolTag);
-        SaverMetrics.RetriesExhausted.Add(1, PoolTag);
-        SaverLog.RetriesExhausted(_retryLogger, PoolName, attempts, elapsed.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
+        try
+        {
+            SaverMetrics.TransientErrors.Add(1, PoolTag);
+            SaverMetrics.RetriesExhausted.Add(1, PoolTag);
+            SaverLog.RetriesExhausted(_retryLogger, PoolName, attempts, elapsed.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
+        }
+        catch (Exception)
+        {
+        }
     }
 
     public void Checkpointed(CheckpointMode mode, CheckpointResult result)
     {
-        if (SaverMetrics.Checkpoints.Enabled)
+        try
         {
-            SaverMetrics.Checkpoints.Add(1, PoolTag, new("sqlitesaver.checkpoint.mode", ModeName(mode)), new("sqlitesaver.checkpoint.busy", result.Busy));
-        }
+            if (SaverMetrics.Checkpoints.Enabled)
+            {
+                SaverMetrics.Checkpoints.Add(1, PoolTag, new("sqlitesaver.checkpoint.mode", ModeName(mode)), new("sqlitesaver.checkpoint.busy", result.Busy));
+            }
 
-        if (SaverMetrics.CheckpointFrames.Enabled && result.CheckpointedFrames >= 0)
+            if (SaverMetrics.CheckpointFrames.Enabled && result.CheckpointedFrames >= 0)
+            {
+                SaverMetrics.CheckpointFrames.Record(result.CheckpointedFrames, PoolTag, new("sqlitesaver.checkpoint.mode", ModeName(mode)));
+            }
+
+            SaverLog.Checkpointed(_checkpointLogger, mode, PoolName, result.Busy, result.LogFrames, result.CheckpointedFrames);
+        }
+        catch (Exception)
         {
-            SaverMetrics.CheckpointFrames.Record(result.CheckpointedFrames, PoolTag, new("sqlitesaver.checkpoint.mode", ModeName(mode)));
         }
-
-        SaverLog.Checkpointed(_checkpointLogger, mode, PoolName, result.Busy, result.LogFrames, result.CheckpointedFrames);
     }
 
-    public void CheckpointsStayBusy(int times) => SaverLog.CheckpointsStayBusy(_checkpointLogger, PoolName, times);
+    public void CheckpointsStayBusy(int times)
+    {
+        try
+        {
+            SaverLog.CheckpointsStayBusy(_checkpointLogger, PoolName, times);
+        }
+        catch (Exception)
+        {
+        }
+    }
 
-    public void WalOverLimit(long walBytes, long limit) => SaverLog.WalOverLimit(_checkpointLogger, PoolName, walBytes, limit);
+    public void WalOverLimit(long walBytes, long limit)
+    {
+        try
+        {
+            SaverLog.WalOverLimit(_checkpointLogger, PoolName, walBytes, limit);
+        }
+        catch (Exception)
+        {
+        }
+    }
 
-    /// <summary>Logs a failed background checkpoint; called from a timer, where an exception would end the process, so it never throws.</summary>
+    /// <summary>Logs a failed background checkpoint (its error is kept in LastCheckpointError all the same).</summary>
     public void CheckpointFailed(Exception exception)
     {
         try
@@ -159,7 +220,6 @@ internal sealed class Telemetry
         }
         catch (Exception)
         {
-            // The failure is kept in LastCheckpointError all the same.
         }
     }
 

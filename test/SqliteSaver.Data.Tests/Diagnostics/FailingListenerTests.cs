@@ -1,0 +1,116 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Shouldly;
+using SqliteSaver.Data.Diagnostics;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Diagnostics;
+
+public class FailingListenerTests : DatabaseTest
+{
+    [Test]
+    public void A_metrics_listener_and_a_logger_that_throw_strand_no_connection_and_no_write_gate()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=2;Pool Timeout=0.05;Retry=1;Base Delay=0.001;Busy Timeout=0;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(new ThrowingLoggerProvider()).SetMinimumLevel(LogLevel.Trace));
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseLoggerFactory(loggerFactory).Build();
+        using var listener = new ThrowingListener(dataSource.Name);
+
+        // Every kind of event: rentals and returns, writes, a pool timeout, retries given up, a checkpoint and a
+        // connection replaced on return because it created a TEMP table.
+        for (var i = 0; i < 3; i++)
+        {
+            using var connection = dataSource.OpenConnection();
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        }
+
+        using (dataSource.OpenConnection())
+        using (dataSource.OpenConnection())
+        {
+            Should.Throw<TimeoutException>(() => dataSource.OpenConnection());
+        }
+
+        using (HoldWriteLock())
+        using (var connection = dataSource.OpenConnection())
+        {
+            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)")).SqliteErrorCode.ShouldBe(5);
+        }
+
+        dataSource.Checkpoint(CheckpointMode.Truncate);
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, "CREATE TEMP TABLE scratch (x)");
+        }
+
+        listener.Thrown.ShouldBeGreaterThan(0);
+        dataSource.Statistics.InUse.ShouldBe(0);
+        using var first = dataSource.OpenConnection();
+        using var second = dataSource.OpenConnection();
+        ConnectionTests.Exec(first, "INSERT INTO t VALUES (2)"); // the write gate is free
+        ConnectionTests.Scalar(second, "SELECT count(*) FROM t").ShouldBe(4L);
+        dataSource.Statistics.Timeouts.ShouldBe(1);
+        dataSource.Statistics.RetriesExhausted.ShouldBe(1);
+    }
+
+    /// <summary>Throws from every measurement of this data source's instruments, as a faulty exporter might.</summary>
+    private sealed class ThrowingListener : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private readonly string _poolName;
+        private int _thrown;
+
+        public ThrowingListener(string poolName)
+        {
+            _poolName = poolName;
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter.Name == SaverMetrics.MeterName)
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<double>((_, _, tags, _) => Throw(tags));
+            _listener.SetMeasurementEventCallback<long>((_, _, tags, _) => Throw(tags));
+            _listener.SetMeasurementEventCallback<int>((_, _, tags, _) => Throw(tags));
+            _listener.Start();
+        }
+
+        public int Thrown => Volatile.Read(ref _thrown);
+
+        public void Dispose() => _listener.Dispose();
+
+        private void Throw(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == SaverMetrics.PoolNameTag && Equals(tag.Value, _poolName))
+                {
+                    Interlocked.Increment(ref _thrown);
+                    throw new InvalidOperationException("The exporter is broken.");
+                }
+            }
+        }
+    }
+
+    private sealed class ThrowingLoggerProvider : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new ThrowingLogger();
+
+        public void Dispose()
+        {
+        }
+    }
+
+    private sealed class ThrowingLogger : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            => throw new InvalidOperationException("The log sink is broken.");
+    }
+}
