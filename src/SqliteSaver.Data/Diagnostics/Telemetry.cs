@@ -128,7 +128,6 @@ internal sealed class Telemetry
     /// <summary>Counts and logs a connection whose <see cref="SaverDbConnection"/> was garbage collected while open.</summary>
     public void ConnectionLeaked(long connectionId)
     {
-        Interlocked.Increment(ref _leaked);
         try
         {
             SaverLog.ConnectionLeaked(_poolLogger, PoolName, connectionId);
@@ -136,6 +135,8 @@ internal sealed class Telemetry
         catch (Exception)
         {
         }
+
+        Interlocked.Increment(ref _leaked); // after the log, so that whoever sees the count sees the message too
     }
 
     public void Retrying(int retry, int maxRetries, TimeSpan delay, SqliteException error)
