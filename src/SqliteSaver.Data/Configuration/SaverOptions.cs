@@ -28,6 +28,7 @@ internal sealed class SaverOptions
         Jitter = builder.Jitter;
         WriteGate = builder.WriteGate;
         JournalSizeLimit = builder.JournalSizeLimit;
+        WalAutocheckpoint = builder.WalAutocheckpoint;
         CheckpointInterval = builder.CheckpointInterval;
         CheckpointMode = builder.CheckpointMode;
         CheckpointOnClose = builder.CheckpointOnClose;
@@ -88,6 +89,8 @@ internal sealed class SaverOptions
     public bool WriteGate { get; }
 
     public long JournalSizeLimit { get; }
+
+    public int WalAutocheckpoint { get; }
 
     public TimeSpan CheckpointInterval { get; }
 

@@ -18,10 +18,12 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _rollback;
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasAttachedDatabases;
+    private readonly Action? _committed;
     private static long s_lastId;
 
-    private PhysicalConnection(SqliteConnection sqlite, int generation)
+    private PhysicalConnection(SqliteConnection sqlite, int generation, Action? committed)
     {
+        _committed = committed;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
         Generation = generation;
@@ -78,11 +80,15 @@ internal sealed class PhysicalConnection : IDisposable
     /// SQLite could not open the database or apply a PRAGMA (its message names the database file), for example
     /// SQLITE_NOTADB (26) for a file that is not a SQLite database or SQLITE_CORRUPT (11) for a truncated one.
     /// </exception>
-    public static PhysicalConnection Open(SaverOptions options, SaverRetryStrategy strategy, int generation)
+    /// <param name="options">The data source's options.</param>
+    /// <param name="strategy">Retries the PRAGMAs while the database is locked.</param>
+    /// <param name="generation">The pool generation the connection belongs to.</param>
+    /// <param name="committed">Called after each transaction this connection commits through <see cref="Commit"/>.</param>
+    public static PhysicalConnection Open(SaverOptions options, SaverRetryStrategy strategy, int generation, Action? committed = null)
     {
         try
         {
-            return OpenUnnamed(options, strategy, generation);
+            return OpenUnnamed(options, strategy, generation, committed);
         }
         catch (SqliteException error)
         {
@@ -91,7 +97,7 @@ internal sealed class PhysicalConnection : IDisposable
         }
     }
 
-    private static PhysicalConnection OpenUnnamed(SaverOptions options, SaverRetryStrategy strategy, int generation)
+    private static PhysicalConnection OpenUnnamed(SaverOptions options, SaverRetryStrategy strategy, int generation, Action? committed)
     {
         var sqlite = new SqliteConnection(options.InnerConnectionString);
         try
@@ -105,7 +111,7 @@ internal sealed class PhysicalConnection : IDisposable
                 },
                 (sqlite.Handle, options.PragmaSql),
                 CancellationToken.None);
-            return new PhysicalConnection(sqlite, generation);
+            return new PhysicalConnection(sqlite, generation, committed);
         }
         catch
         {
@@ -119,7 +125,11 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>Commits the open transaction.</summary>
     /// <exception cref="SqliteException">SQLite could not commit; the transaction may still be open.</exception>
-    public void Commit() => SqliteException.ThrowExceptionForRC(Step(_commit), Handle);
+    public void Commit()
+    {
+        SqliteException.ThrowExceptionForRC(Step(_commit), Handle);
+        _committed?.Invoke();
+    }
 
     /// <summary>Rolls back the open transaction, if SQLite has not already done so.</summary>
     /// <exception cref="SqliteException">SQLite could not roll back.</exception>

@@ -9,11 +9,17 @@ namespace SqliteSaver.Data.Pooling;
 /// Opens one data source's physical connections: the SQLite connection, its PRAGMAs, then the application's
 /// connection initializer, timed and logged. A connection whose initializer fails is closed and the error thrown.
 /// </summary>
+/// <param name="options">The data source's options.</param>
+/// <param name="strategy">Retries the PRAGMAs while the database is locked.</param>
+/// <param name="initializer">The application's connection initializer, if any.</param>
+/// <param name="telemetry">Times and logs each opening.</param>
+/// <param name="committed">Called after each transaction a connection opened here commits (see <see cref="PhysicalConnection.Commit"/>).</param>
 internal sealed class PhysicalConnectionFactory(
     SaverOptions options,
     SaverRetryStrategy strategy,
     Func<SqliteConnection, CancellationToken, Task>? initializer,
-    Telemetry telemetry)
+    Telemetry telemetry,
+    Action? committed = null)
 {
     /// <summary>Opens a connection, running an asynchronous initializer to completion on this thread.</summary>
     /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
@@ -29,7 +35,7 @@ internal sealed class PhysicalConnectionFactory(
     private async ValueTask<PhysicalConnection> OpenCore(int generation, bool async, CancellationToken cancellationToken)
     {
         var started = telemetry.StartOpening();
-        var connection = PhysicalConnection.Open(options, strategy, generation);
+        var connection = PhysicalConnection.Open(options, strategy, generation, committed);
         try
         {
             if (initializer is not null)

@@ -141,6 +141,37 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
+    public void Every_quarter_of_Wal_Autocheckpoint_commits_a_passive_checkpoint_catches_up_off_the_writers_path()
+    {
+        var time = new FakeTimeProvider(); // never advanced: the interval never passes, so only catch-ups run
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=400"))
+            .UseTimeProvider(time).Build();
+        using var connection = dataSource.OpenConnection();
+        Fill(connection, 98); // 99 commits with CREATE TABLE: one short of a quarter of 400
+        dataSource.Checkpointer.CatchUps.ShouldBe(0);
+
+        Fill(connection, 1);
+
+        dataSource.Checkpointer.CatchUps.ShouldBe(1);
+        Wait.Until(() => dataSource.LastCheckpointResult is not null);
+        var result = dataSource.LastCheckpointResult!.Value;
+        result.Busy.ShouldBeFalse();
+        result.LogFrames.ShouldBeGreaterThanOrEqualTo(100); // below 400: SQLite's own automatic checkpoint has not run
+        result.CheckpointedFrames.ShouldBe(result.LogFrames);
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(0);
+    }
+
+    [Test]
+    public void Without_a_background_checkpointer_no_catch_up_runs()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=400;Checkpoint Interval=0"));
+        using var connection = dataSource.OpenConnection();
+        Fill(connection, 200);
+
+        dataSource.Checkpointer.CatchUps.ShouldBe(0); // one would have been queued by the 100th commit
+    }
+
+    [Test]
     public void A_wal_past_Journal_Size_Limit_gets_a_truncate_checkpoint()
     {
         var time = new FakeTimeProvider();
