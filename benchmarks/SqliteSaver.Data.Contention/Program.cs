@@ -123,7 +123,7 @@ static long CountRows(string path)
 static Result RunProcesses(Stack stack, Workload workload, string path, string options, int processes, int threads, double seconds)
 {
     var self = typeof(Writer).Assembly.Location;
-    var startAt = DateTime.UtcNow.AddSeconds(2).Ticks;
+    var startAt = DateTime.UtcNow.AddSeconds(4).Ticks; // after every child has started and warmed up
     var children = Enumerable.Range(0, processes).Select(_ =>
     {
         var start = new ProcessStartInfo("dotnet", [self, "--child", stack.ToString(), workload.ToString(), path, options,
@@ -156,6 +156,15 @@ static int Child(string[] args)
     var threads = int.Parse(args[5], CultureInfo.InvariantCulture);
     var seconds = double.Parse(args[6], CultureInfo.InvariantCulture);
     var startAt = new DateTime(long.Parse(args[7], CultureInfo.InvariantCulture), DateTimeKind.Utc);
+
+    // Warm up as the parent does (JIT, tiering), on a file of this child's own, so that the timed run measures the
+    // stack and not the first calls of a fresh process.
+    var warmup = Path.Combine(Path.GetDirectoryName(args[3])!, $"warmup-child-{Environment.ProcessId}.db");
+    Writer.Prepare(warmup);
+    Writer.Run(stack, workload, warmup, args[4], threads, TimeSpan.FromSeconds(0.5));
+    SaverDbConnection.ClearAllPools();
+    SqliteConnection.ClearAllPools();
+
     var wait = startAt - DateTime.UtcNow;
     if (wait > TimeSpan.Zero)
     {
