@@ -170,6 +170,10 @@ static int Child(string[] args)
     {
         Thread.Sleep(wait); // all children start their clocks together
     }
+    else
+    {
+        Console.Error.WriteLine($"warning: child {Environment.ProcessId} was still warming up {-wait.TotalMilliseconds:0} ms after the common start");
+    }
 
     var result = Writer.Run(stack, workload, args[3], args[4], threads, TimeSpan.FromSeconds(seconds));
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

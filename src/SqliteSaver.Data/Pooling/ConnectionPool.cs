@@ -38,7 +38,8 @@ internal sealed class ConnectionPool : IDisposable
     /// <param name="factory">Opens physical connections.</param>
     /// <param name="telemetry">The data source's metrics, logs and counters.</param>
     /// <param name="onDrained">
-    /// Called with a cleared pool's last open connection just before it is closed (for Checkpoint On Close).
+    /// Called with a cleared pool's last open connection just before it is closed (for Checkpoint On Close, and to close
+    /// the checkpointer's own connection).
     /// </param>
     public ConnectionPool(SaverOptions options, TimeProvider time, PhysicalConnectionFactory factory, Telemetry telemetry, Action<PhysicalConnection> onDrained)
     {

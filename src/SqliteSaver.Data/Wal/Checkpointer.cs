@@ -47,6 +47,7 @@ internal sealed class Checkpointer : IDisposable
     private int _commits;
     private int _catchUpQueued;
     private int _catchUps;
+    private int _ticking;
 
     public Checkpointer(SaverOptions options, PhysicalConnectionFactory factory, Telemetry telemetry, TimeProvider time, Func<bool> poolInUse, WriteGate? gate)
     {
@@ -102,7 +103,14 @@ internal sealed class Checkpointer : IDisposable
 
         Volatile.Write(ref _commits, 0);
         Interlocked.Increment(ref _catchUps);
-        ThreadPool.UnsafeQueueUserWorkItem(static checkpointer => checkpointer.CatchUp(), this, preferLocal: false);
+        try
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static checkpointer => checkpointer.CatchUp(), this, preferLocal: false);
+        }
+        catch (OutOfMemoryException)
+        {
+            Volatile.Write(ref _catchUpQueued, 0); // called after a COMMIT that succeeded: it must not fail it
+        }
     }
 
     /// <summary>Reads the WAL status on the checkpointer's own connection.</summary>
@@ -115,27 +123,28 @@ internal sealed class Checkpointer : IDisposable
     }
 
     /// <summary>
-    /// The TRUNCATE checkpoint for Checkpoint On Close, on a cleared pool's last connection just before it closes:
-    /// no connection is opened for it, so a database deleted meanwhile is never created again.
+    /// A cleared pool's last connection is about to close. Runs the TRUNCATE checkpoint for Checkpoint On Close on it
+    /// (no connection is opened for it, so a database deleted meanwhile is never created again), then closes the
+    /// checkpointer's own connection, which a checkpoint may have reopened for a connection rented before the clear.
     /// </summary>
-    public void CheckpointOnClose(PhysicalConnection last)
+    public void Drained(PhysicalConnection last)
     {
-        if (!_options.CheckpointOnClose || !_options.MaintainsWal)
-        {
-            return;
-        }
-
         lock (_lock)
         {
-            try
+            if (_options.CheckpointOnClose && _options.MaintainsWal)
             {
-                var result = CheckpointExtensions.Run(last.Handle, CheckpointMode.Truncate);
-                Record(CheckpointMode.Truncate, result);
+                try
+                {
+                    var result = CheckpointExtensions.Run(last.Handle, CheckpointMode.Truncate);
+                    Record(CheckpointMode.Truncate, result);
+                }
+                catch (Exception exception)
+                {
+                    LastError = exception; // closing goes on: the next open recovers the WAL as usual
+                }
             }
-            catch (Exception exception)
-            {
-                LastError = exception; // closing goes on: the next open recovers the WAL as usual
-            }
+
+            Close();
         }
     }
 
@@ -182,11 +191,35 @@ internal sealed class Checkpointer : IDisposable
     /// </summary>
     private void Tick()
     {
-        if (!_lock.TryEnter(StepTimeout))
+        // One tick at a time: with a short interval, timer callbacks waiting for the lock would pile up.
+        if (Interlocked.Exchange(ref _ticking, 1) == 1)
         {
             return;
         }
 
+        try
+        {
+            if (_lock.TryEnter(StepTimeout))
+            {
+                try
+                {
+                    TickLocked();
+                }
+                finally
+                {
+                    _lock.Exit();
+                }
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _ticking, 0);
+        }
+    }
+
+    /// <summary>The body of <see cref="Tick"/>, under the lock.</summary>
+    private void TickLocked()
+    {
         try
         {
             // Checked under the lock that Clear's Close and Dispose take, so neither can slip in between.
@@ -223,10 +256,6 @@ internal sealed class Checkpointer : IDisposable
             LastError = exception;
             _telemetry.CheckpointFailed(exception);
         }
-        finally
-        {
-            _lock.Exit();
-        }
     }
 
     /// <summary>
@@ -247,6 +276,7 @@ internal sealed class Checkpointer : IDisposable
                 if (!_disposed && _poolInUse())
                 {
                     Record(CheckpointMode.Passive, CheckpointExtensions.Run(Connection().Handle, CheckpointMode.Passive));
+                    LastError = null;
                 }
             }
             finally

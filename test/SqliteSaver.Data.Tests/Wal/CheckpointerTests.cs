@@ -141,7 +141,7 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
-    public void Every_quarter_of_Wal_Autocheckpoint_commits_a_passive_checkpoint_catches_up_off_the_writers_path()
+    public void Every_quarter_of_Wal_Autocheckpoint_commits_a_passive_catch_up_checkpoint_runs_in_the_background()
     {
         var time = new FakeTimeProvider(); // never advanced: the interval never passes, so only catch-ups run
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=400"))
@@ -159,6 +159,22 @@ public class CheckpointerTests : DatabaseTest
         result.LogFrames.ShouldBeGreaterThanOrEqualTo(100); // below 400: SQLite's own automatic checkpoint has not run
         result.CheckpointedFrames.ShouldBe(result.LogFrames);
         dataSource.Checkpointer.BackgroundRuns.ShouldBe(0);
+    }
+
+    [Test]
+    public void A_catch_up_for_a_connection_rented_before_a_clear_leaves_no_file_open_once_it_is_returned()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=256;Checkpoint On Close=false"))
+            .UseTimeProvider(time).Build();
+        var rented = dataSource.OpenConnection();
+        dataSource.Clear();
+
+        Fill(rented, 63); // the 64th commit, with CREATE TABLE, queues a catch-up, which opens the checkpointer's connection
+        Wait.Until(() => dataSource.LastCheckpointResult is not null);
+        rented.Dispose();
+
+        OpenFiles.Count(Folder.File()).ShouldBe(0);
     }
 
     [Test]
