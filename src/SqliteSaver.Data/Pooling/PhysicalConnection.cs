@@ -18,10 +18,10 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _rollback;
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasAttachedDatabases;
-    private readonly Action? _committed;
+    private readonly Action _committed;
     private static long s_lastId;
 
-    private PhysicalConnection(SqliteConnection sqlite, int generation, Action? committed)
+    private PhysicalConnection(SqliteConnection sqlite, int generation, Action committed)
     {
         _committed = committed;
         Sqlite = sqlite;
@@ -84,7 +84,7 @@ internal sealed class PhysicalConnection : IDisposable
     /// <param name="strategy">Retries the PRAGMAs while the database is locked.</param>
     /// <param name="generation">The pool generation the connection belongs to.</param>
     /// <param name="committed">Called after each transaction this connection commits through <see cref="Commit"/>.</param>
-    public static PhysicalConnection Open(SaverOptions options, SaverRetryStrategy strategy, int generation, Action? committed = null)
+    public static PhysicalConnection Open(SaverOptions options, SaverRetryStrategy strategy, int generation, Action committed)
     {
         try
         {
@@ -97,7 +97,7 @@ internal sealed class PhysicalConnection : IDisposable
         }
     }
 
-    private static PhysicalConnection OpenUnnamed(SaverOptions options, SaverRetryStrategy strategy, int generation, Action? committed)
+    private static PhysicalConnection OpenUnnamed(SaverOptions options, SaverRetryStrategy strategy, int generation, Action committed)
     {
         var sqlite = new SqliteConnection(options.InnerConnectionString);
         try
@@ -128,7 +128,7 @@ internal sealed class PhysicalConnection : IDisposable
     public void Commit()
     {
         SqliteException.ThrowExceptionForRC(Step(_commit), Handle);
-        _committed?.Invoke();
+        _committed();
     }
 
     /// <summary>Rolls back the open transaction, if SQLite has not already done so.</summary>

@@ -19,7 +19,7 @@ internal sealed class PhysicalConnectionFactory(
     SaverRetryStrategy strategy,
     Func<SqliteConnection, CancellationToken, Task>? initializer,
     Telemetry telemetry,
-    Action? committed = null)
+    Action committed)
 {
     /// <summary>Opens a connection, running an asynchronous initializer to completion on this thread.</summary>
     /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>

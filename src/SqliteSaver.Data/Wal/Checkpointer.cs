@@ -18,9 +18,11 @@ namespace SqliteSaver.Data.Wal;
 /// <remarks>
 /// SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL to Wal Autocheckpoint pages, so it is
 /// paid by a writer holding the write gate, with every other writer in the process queued behind it; its syncs of
-/// about 4 MB took some 5 ms here. So every quarter of Wal Autocheckpoint commits in the process, this also runs a
-/// PASSIVE checkpoint on a pool thread (a catch-up), which copies and syncs most of those pages while writers go on.
-/// The automatic checkpoint then only has the frames written since, and still starts the WAL over as before.
+/// about 4 MB took some 5 ms here. So every quarter of Wal Autocheckpoint commits made through the data source, this
+/// also runs a PASSIVE checkpoint on a pool thread (a catch-up), which copies and syncs most of those pages while
+/// writers go on. The automatic checkpoint then only has the frames written since, and still starts the WAL over as
+/// before. Commits stand in for pages, which SQLite does not report without a checkpoint: with transactions of many
+/// pages the automatic checkpoint can come first and copy everything itself, as without catch-ups.
 /// </remarks>
 internal sealed class Checkpointer : IDisposable
 {
@@ -279,15 +281,15 @@ internal sealed class Checkpointer : IDisposable
                     LastError = null;
                 }
             }
+            catch (Exception exception)
+            {
+                LastError = exception;
+                _telemetry.CheckpointFailed(exception);
+            }
             finally
             {
                 _lock.Exit();
             }
-        }
-        catch (Exception exception)
-        {
-            LastError = exception;
-            _telemetry.CheckpointFailed(exception);
         }
         finally
         {
