@@ -169,18 +169,28 @@ internal sealed class Telemetry
         }
     }
 
-    public void Checkpointed(CheckpointMode mode, CheckpointResult result)
+    /// <summary>Counts and logs a checkpoint; <paramref name="trigger"/> says what ran it (on demand, interval, catch-up ...).</summary>
+    public void Checkpointed(CheckpointMode mode, CheckpointResult result, string trigger)
     {
         try
         {
             if (SaverMetrics.Checkpoints.Enabled)
             {
-                SaverMetrics.Checkpoints.Add(1, PoolTag, new("sqlitesaver.checkpoint.mode", ModeName(mode)), new("sqlitesaver.checkpoint.busy", result.Busy));
+                SaverMetrics.Checkpoints.Add(
+                    1,
+                    PoolTag,
+                    new("sqlitesaver.checkpoint.mode", ModeName(mode)),
+                    new("sqlitesaver.checkpoint.trigger", trigger),
+                    new("sqlitesaver.checkpoint.busy", result.Busy));
             }
 
             if (SaverMetrics.CheckpointFrames.Enabled && result.CheckpointedFrames >= 0)
             {
-                SaverMetrics.CheckpointFrames.Record(result.CheckpointedFrames, PoolTag, new("sqlitesaver.checkpoint.mode", ModeName(mode)));
+                SaverMetrics.CheckpointFrames.Record(
+                    result.CheckpointedFrames,
+                    PoolTag,
+                    new("sqlitesaver.checkpoint.mode", ModeName(mode)),
+                    new("sqlitesaver.checkpoint.trigger", trigger));
             }
 
             SaverLog.Checkpointed(_checkpointLogger, mode, PoolName, result.Busy, result.LogFrames, result.CheckpointedFrames);

@@ -32,6 +32,13 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>The fewest commits between catch-ups, so that a small Wal Autocheckpoint does not queue one per commit.</summary>
     private const int MinimumCatchUpCommits = 64;
 
+    // What ran a checkpoint: the values of its sqlitesaver.checkpoint.trigger tag.
+    private const string OnDemand = "on_demand";
+    private const string Interval = "interval";
+    private const string WalOverLimit = "wal_over_limit";
+    private const string CatchUpTrigger = "catch_up";
+    private const string PoolDrained = "pool_drained";
+
     private readonly SaverOptions _options;
     private readonly PhysicalConnectionFactory _factory;
     private readonly Telemetry _telemetry;
@@ -80,15 +87,7 @@ internal sealed class Checkpointer : IDisposable
 
     /// <summary>Runs a checkpoint on the checkpointer's own connection.</summary>
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not open the database or reported an error other than busy.</exception>
-    public CheckpointResult Run(CheckpointMode mode)
-    {
-        lock (_lock)
-        {
-            var result = CheckpointExtensions.Run(Connection().Handle, mode);
-            Record(mode, result);
-            return result;
-        }
-    }
+    public CheckpointResult Run(CheckpointMode mode) => Run(mode, OnDemand);
 
     /// <summary>
     /// Counts a transaction committed by one of the data source's connections; every quarter of Wal Autocheckpoint
@@ -138,7 +137,7 @@ internal sealed class Checkpointer : IDisposable
                 try
                 {
                     var result = CheckpointExtensions.Run(last.Handle, CheckpointMode.Truncate);
-                    Record(CheckpointMode.Truncate, result);
+                    Record(CheckpointMode.Truncate, result, PoolDrained);
                 }
                 catch (Exception exception)
                 {
@@ -238,7 +237,7 @@ internal sealed class Checkpointer : IDisposable
                 return;
             }
 
-            var result = overLimit ? TruncateOverLimit() : Run(_options.CheckpointMode);
+            var result = overLimit ? TruncateOverLimit() : Run(_options.CheckpointMode, Interval);
             BackgroundRuns++;
             LastError = null;
             _busyStreak = result.Busy ? _busyStreak + 1 : 0;
@@ -277,7 +276,7 @@ internal sealed class Checkpointer : IDisposable
             {
                 if (!_disposed && _poolInUse())
                 {
-                    Record(CheckpointMode.Passive, CheckpointExtensions.Run(Connection().Handle, CheckpointMode.Passive));
+                    Record(CheckpointMode.Passive, CheckpointExtensions.Run(Connection().Handle, CheckpointMode.Passive), CatchUpTrigger);
                     LastError = null;
                 }
             }
@@ -318,7 +317,7 @@ internal sealed class Checkpointer : IDisposable
                 spinner.SpinOnce(sleep1Threshold: -1);
             }
 
-            Record(CheckpointMode.Truncate, result);
+            Record(CheckpointMode.Truncate, result, WalOverLimit);
             return result;
         }
         finally
@@ -332,10 +331,21 @@ internal sealed class Checkpointer : IDisposable
     }
 
     /// <summary>Keeps a checkpoint's result as the last one and reports it to metrics and logs.</summary>
-    private void Record(CheckpointMode mode, CheckpointResult result)
+    private void Record(CheckpointMode mode, CheckpointResult result, string trigger)
     {
         _last = new Outcome(result, _time.GetUtcNow());
-        _telemetry.Checkpointed(mode, result);
+        _telemetry.Checkpointed(mode, result, trigger);
+    }
+
+    /// <summary>Runs a checkpoint on the checkpointer's own connection and records what ran it.</summary>
+    private CheckpointResult Run(CheckpointMode mode, string trigger)
+    {
+        lock (_lock)
+        {
+            var result = CheckpointExtensions.Run(Connection().Handle, mode);
+            Record(mode, result, trigger);
+            return result;
+        }
     }
 
     private sealed record Outcome(CheckpointResult Result, DateTimeOffset Time);

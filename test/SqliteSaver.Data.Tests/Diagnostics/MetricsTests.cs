@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Tests.Pooling;
@@ -164,10 +165,32 @@ public class MetricsTests : DatabaseTest
         recorded.Count.ShouldBe(2);
         recorded[0].Tags["sqlitesaver.checkpoint.mode"].ShouldBe("full");
         recorded[0].Tags["sqlitesaver.checkpoint.busy"].ShouldBe(false);
+        recorded[0].Tags["sqlitesaver.checkpoint.trigger"].ShouldBe("on_demand");
         recorded[1].Tags["sqlitesaver.checkpoint.mode"].ShouldBe("truncate");
         result.CheckpointedFrames.ShouldBeGreaterThan(0);
         Mine(frames, dataSource)[0].Value.ShouldBe(result.CheckpointedFrames);
         Of(walSize, dataSource).ShouldBe(0);
+    }
+
+    [Test]
+    public void Checkpoints_are_tagged_with_what_ran_them()
+    {
+        using var checkpoints = new MetricCollector<long>(SaverMetrics.Checkpoints);
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=256;Checkpoint Interval=10"))
+            .UseTimeProvider(time).Build();
+        using var connection = dataSource.OpenConnection();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
+        for (var i = 1; i < 64; i++)
+        {
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"); // the 64th commit queues a catch-up
+        }
+
+        Wait.Until(() => Mine(checkpoints, dataSource).Count == 1);
+        time.Advance(TimeSpan.FromSeconds(10));
+        dataSource.Checkpoint();
+
+        Mine(checkpoints, dataSource).Select(m => m.Tags["sqlitesaver.checkpoint.trigger"]).ShouldBe(["catch_up", "interval", "on_demand"]);
     }
 
     private static MetricCollector<T> Observe<T>(string instrument)
