@@ -40,13 +40,7 @@ var running = Enumerable.Range(0, threads).Select(thread => new Thread(() =>
                 using var read = connection.CreateCommand();
                 read.CommandText = "SELECT count(*) FROM work";
                 read.ExecuteScalar();
-
-                using var insert = connection.CreateCommand();
-                insert.CommandText = "INSERT INTO work (worker, thread, n) VALUES ($worker, $thread, $n)";
-                insert.Parameters.AddWithValue("$worker", worker);
-                insert.Parameters.AddWithValue("$thread", thread);
-                insert.Parameters.AddWithValue("$n", n);
-                insert.ExecuteNonQuery();
+                Insert(connection, worker, thread, n);
             });
             Interlocked.Increment(ref committed);
         }

@@ -276,7 +276,7 @@ internal sealed class Checkpointer : IDisposable
             {
                 if (!_disposed && _poolInUse())
                 {
-                    Record(CheckpointMode.Passive, CheckpointExtensions.Run(Connection().Handle, CheckpointMode.Passive), CatchUpTrigger);
+                    Run(CheckpointMode.Passive, CatchUpTrigger);
                     LastError = null;
                 }
             }
