@@ -17,8 +17,8 @@ namespace SqliteSaver.Data.Wal;
 /// </summary>
 /// <remarks>
 /// SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL to Wal Autocheckpoint pages, so it is
-/// paid by a writer holding the write gate, with every other writer in the process queued behind it; its syncs of
-/// about 4 MB took some 5 ms here. So every quarter of Wal Autocheckpoint commits made through the data source, this
+/// paid by a writer holding the write gate, with every other writer in the process queued behind it while it copies
+/// and syncs up to Wal Autocheckpoint pages. So every quarter of Wal Autocheckpoint commits made through the data source, this
 /// also runs a PASSIVE checkpoint on a pool thread (a catch-up), which copies and syncs most of those pages while
 /// writers go on. The automatic checkpoint then only has the frames written since, and still starts the WAL over as
 /// before. Commits stand in for pages, which SQLite does not report without a checkpoint: with transactions of many
