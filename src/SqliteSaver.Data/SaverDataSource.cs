@@ -49,7 +49,7 @@ public sealed class SaverDataSource : DbDataSource
         Options = options;
         Telemetry = new Telemetry(name ?? DefaultName(connectionString), loggerFactory ?? NullLoggerFactory.Instance, time);
         retryStrategy ??= new RetryPolicy(options, time, Telemetry);
-        var factory = new PhysicalConnectionFactory(options, retryStrategy, initializer, Telemetry, () => Checkpointer!.Committed());
+        var factory = new PhysicalConnectionFactory(options, retryStrategy, initializer, Telemetry, pages => Checkpointer!.Committed(pages));
         Pool = new ConnectionPool(options, time, factory, Telemetry, last => Checkpointer!.Drained(last));
         var gate = CreateGate(options);
         Checkpointer = new Checkpointer(options, factory, Telemetry, time, () => Pool.Counts().Open > 0, gate);

@@ -18,10 +18,10 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _rollback;
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasAttachedDatabases;
-    private readonly Action _committed;
+    private readonly Action<int> _committed;
     private static long s_lastId;
 
-    private PhysicalConnection(SqliteConnection sqlite, int generation, Action committed)
+    private PhysicalConnection(SqliteConnection sqlite, int generation, Action<int> committed)
     {
         _committed = committed;
         Sqlite = sqlite;
@@ -83,8 +83,11 @@ internal sealed class PhysicalConnection : IDisposable
     /// <param name="options">The data source's options.</param>
     /// <param name="strategy">Retries the PRAGMAs while the database is locked.</param>
     /// <param name="generation">The pool generation the connection belongs to.</param>
-    /// <param name="committed">Called after each transaction this connection commits through <see cref="Commit"/>.</param>
-    public static PhysicalConnection Open(SaverOptions options, SaverRetryStrategy strategy, int generation, Action committed)
+    /// <param name="committed">
+    /// Called after each transaction this connection commits through <see cref="Commit"/>, with the pages it has
+    /// written to the WAL since the call before (SQLite's SQLITE_DBSTATUS_CACHE_WRITE).
+    /// </param>
+    public static PhysicalConnection Open(SaverOptions options, SaverRetryStrategy strategy, int generation, Action<int> committed)
     {
         try
         {
@@ -97,7 +100,7 @@ internal sealed class PhysicalConnection : IDisposable
         }
     }
 
-    private static PhysicalConnection OpenUnnamed(SaverOptions options, SaverRetryStrategy strategy, int generation, Action committed)
+    private static PhysicalConnection OpenUnnamed(SaverOptions options, SaverRetryStrategy strategy, int generation, Action<int> committed)
     {
         var sqlite = new SqliteConnection(options.InnerConnectionString);
         try
@@ -128,7 +131,7 @@ internal sealed class PhysicalConnection : IDisposable
     public void Commit()
     {
         SqliteException.ThrowExceptionForRC(Step(_commit), Handle);
-        _committed();
+        _committed(raw.sqlite3_db_status(Handle, raw.SQLITE_DBSTATUS_CACHE_WRITE, out var pages, out _, resetFlg: 1) == raw.SQLITE_OK ? pages : 0);
     }
 
     /// <summary>Rolls back the open transaction, if SQLite has not already done so.</summary>

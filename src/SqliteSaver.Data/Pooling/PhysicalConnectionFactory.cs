@@ -13,13 +13,13 @@ namespace SqliteSaver.Data.Pooling;
 /// <param name="strategy">Retries the PRAGMAs while the database is locked.</param>
 /// <param name="initializer">The application's connection initializer, if any.</param>
 /// <param name="telemetry">Times and logs each opening.</param>
-/// <param name="committed">Called after each transaction a connection opened here commits (see <see cref="PhysicalConnection.Commit"/>).</param>
+/// <param name="committed">Called after each transaction a connection opened here commits, with the pages it wrote (see <see cref="PhysicalConnection.Open"/>).</param>
 internal sealed class PhysicalConnectionFactory(
     SaverOptions options,
     SaverRetryStrategy strategy,
     Func<SqliteConnection, CancellationToken, Task>? initializer,
     Telemetry telemetry,
-    Action committed)
+    Action<int> committed)
 {
     /// <summary>Opens a connection, running an asynchronous initializer to completion on this thread.</summary>
     /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>

@@ -18,19 +18,18 @@ namespace SqliteSaver.Data.Wal;
 /// <remarks>
 /// SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL to Wal Autocheckpoint pages, so it is
 /// paid by a writer holding the write gate, with every other writer in the process queued behind it while it copies
-/// and syncs up to Wal Autocheckpoint pages. So every quarter of Wal Autocheckpoint commits made through the data source, this
-/// also runs a PASSIVE checkpoint on a pool thread (a catch-up), which copies and syncs most of those pages while
-/// writers go on. The automatic checkpoint then only has the frames written since, and still starts the WAL over as
-/// before. Commits stand in for pages, which SQLite does not report without a checkpoint: with transactions of many
-/// pages the automatic checkpoint can come first and copy everything itself, as without catch-ups.
+/// and syncs up to Wal Autocheckpoint pages. So whenever the transactions committed through the data source have
+/// written a quarter of Wal Autocheckpoint pages to the WAL (as SQLite counts them for each connection), this also
+/// runs a PASSIVE checkpoint on a pool thread (a catch-up), which copies and syncs most of those pages while writers
+/// go on. The automatic checkpoint then only has the frames written since, and still starts the WAL over as before.
 /// </remarks>
 internal sealed class Checkpointer : IDisposable
 {
     /// <summary>The longest a checkpoint waits for readers and writers (it blocks new writers while it waits).</summary>
     public static readonly TimeSpan StepTimeout = TimeSpan.FromMilliseconds(250);
 
-    /// <summary>The fewest commits between catch-ups, so that a small Wal Autocheckpoint does not queue one per commit.</summary>
-    private const int MinimumCatchUpCommits = 64;
+    /// <summary>The fewest pages between catch-ups, so that a small Wal Autocheckpoint does not queue one per commit.</summary>
+    private const int MinimumCatchUpPages = 64;
 
     // What ran a checkpoint: the values of its sqlitesaver.checkpoint.trigger tag.
     private const string OnDemand = "on_demand";
@@ -52,8 +51,8 @@ internal sealed class Checkpointer : IDisposable
     private volatile Outcome? _last; // one reference, so a reader never sees a result from one run and a time from another
     private int _busyStreak;
     private long _ticksToSkip;
-    private readonly int _catchUpCommits;
-    private int _commits;
+    private readonly int _catchUpPages;
+    private int _pages;
     private int _catchUpQueued;
     private int _catchUps;
     private int _ticking;
@@ -69,7 +68,7 @@ internal sealed class Checkpointer : IDisposable
         if (options.MaintainsWal && options.CheckpointInterval > TimeSpan.Zero)
         {
             _timer = time.CreateTimer(static state => ((Checkpointer)state!).Tick(), this, options.CheckpointInterval, options.CheckpointInterval);
-            _catchUpCommits = options.WalAutocheckpoint > 0 ? Math.Max(options.WalAutocheckpoint / 4, MinimumCatchUpCommits) : 0;
+            _catchUpPages = options.WalAutocheckpoint > 0 ? Math.Max(options.WalAutocheckpoint / 4, MinimumCatchUpPages) : 0;
         }
     }
 
@@ -90,19 +89,19 @@ internal sealed class Checkpointer : IDisposable
     public CheckpointResult Run(CheckpointMode mode) => Run(mode, OnDemand);
 
     /// <summary>
-    /// Counts a transaction committed by one of the data source's connections; every quarter of Wal Autocheckpoint
-    /// commits it queues a catch-up (see the remarks), unless one is queued or running already.
+    /// Counts the pages a transaction committed by one of the data source's connections wrote to the WAL; every
+    /// quarter of Wal Autocheckpoint pages it queues a catch-up (see the remarks), unless one is queued or running already.
     /// </summary>
-    public void Committed()
+    public void Committed(int pages)
     {
-        if (_catchUpCommits == 0
-            || Interlocked.Increment(ref _commits) < _catchUpCommits
+        if (_catchUpPages == 0
+            || Interlocked.Add(ref _pages, pages) < _catchUpPages
             || Interlocked.Exchange(ref _catchUpQueued, 1) == 1)
         {
             return;
         }
 
-        Volatile.Write(ref _commits, 0);
+        Volatile.Write(ref _pages, 0);
         Interlocked.Increment(ref _catchUps);
         try
         {

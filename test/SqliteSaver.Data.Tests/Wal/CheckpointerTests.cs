@@ -141,22 +141,26 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
-    public void Every_quarter_of_Wal_Autocheckpoint_commits_a_passive_catch_up_checkpoint_runs_in_the_background()
+    public void Every_quarter_of_Wal_Autocheckpoint_pages_written_a_passive_catch_up_checkpoint_runs_in_the_background()
     {
         var time = new FakeTimeProvider(); // never advanced: the interval never passes, so only catch-ups run
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=400"))
             .UseTimeProvider(time).Build();
         using var connection = dataSource.OpenConnection();
-        Fill(connection, 98); // 99 commits with CREATE TABLE: one short of a quarter of 400
+        Fill(connection, 10); // 11 commits of a page or two each: far short of a quarter of 400 pages
         dataSource.Checkpointer.CatchUps.ShouldBe(0);
 
-        Fill(connection, 1);
+        // One commit of 120 rows that take a page each: a quarter of 400 pages at once, which counting commits missed.
+        ConnectionTests.Exec(connection, """
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 120)
+            INSERT INTO t (payload) SELECT randomblob(4000) FROM n
+            """);
 
         dataSource.Checkpointer.CatchUps.ShouldBe(1);
         Wait.Until(() => dataSource.LastCheckpointResult is not null);
         var result = dataSource.LastCheckpointResult!.Value;
         result.Busy.ShouldBeFalse();
-        result.LogFrames.ShouldBeGreaterThanOrEqualTo(100); // below 400: SQLite's own automatic checkpoint has not run
+        result.LogFrames.ShouldBeInRange(120, 399); // below 400: SQLite's own automatic checkpoint has not run
         result.CheckpointedFrames.ShouldBe(result.LogFrames);
         dataSource.Checkpointer.BackgroundRuns.ShouldBe(0);
     }
@@ -170,7 +174,7 @@ public class CheckpointerTests : DatabaseTest
         var rented = dataSource.OpenConnection();
         dataSource.Clear();
 
-        Fill(rented, 63); // the 64th commit, with CREATE TABLE, queues a catch-up, which opens the checkpointer's connection
+        Fill(rented, 63); // 64 commits write 64 pages or more and queue a catch-up, which opens the checkpointer's connection
         Wait.Until(() => dataSource.LastCheckpointResult is not null);
         rented.Dispose();
 
@@ -184,7 +188,7 @@ public class CheckpointerTests : DatabaseTest
         using var connection = dataSource.OpenConnection();
         Fill(connection, 200);
 
-        dataSource.Checkpointer.CatchUps.ShouldBe(0); // one would have been queued by the 100th commit
+        dataSource.Checkpointer.CatchUps.ShouldBe(0); // 200 commits write more than the 100 pages that would queue one
     }
 
     [Test]
