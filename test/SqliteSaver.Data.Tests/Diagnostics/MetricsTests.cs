@@ -183,7 +183,7 @@ public class MetricsTests : DatabaseTest
         ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
         for (var i = 1; i < 64; i++)
         {
-            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"); // the 64th commit queues a catch-up
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"); // a page or more per commit: 64 commits queue a catch-up
         }
 
         Wait.Until(() => Mine(checkpoints, dataSource).Count == 1);
