@@ -51,9 +51,10 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
 
             return HealthCheckResult.Healthy(data: data);
         }
-        catch (TimeoutException exception)
+        catch (TimeoutException exception) when (dataSource.Statistics.Timeouts > statistics.Timeouts)
         {
-            // The pool filled up after the snapshot above: busy, not broken.
+            // The pool filled up after the snapshot above and counted this wait as timed out: busy, not broken. A
+            // TimeoutException it did not count came from elsewhere (the connection initializer) and is a failure.
             return HealthCheckResult.Degraded($"Every pooled connection stayed in use: {exception.Message}", exception, data);
         }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)

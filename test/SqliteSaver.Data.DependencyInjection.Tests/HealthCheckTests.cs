@@ -77,10 +77,24 @@ public class HealthCheckTests
         lenientEntry.Status.ShouldBe(HealthStatus.Degraded);
     }
 
-    private ServiceProvider Provider(string connectionStringFormat, HealthStatus? failureStatus = null)
+    [Test]
+    public async Task A_timeout_from_the_connection_initializer_is_not_taken_for_an_exhausted_pool()
+    {
+        using var provider = Provider(
+            "Data Source={0}",
+            configure: builder => builder.UseConnectionInitializer(_ => throw new TimeoutException("The key vault did not answer.")));
+
+        var entry = await Check(provider);
+
+        entry.Status.ShouldBe(HealthStatus.Unhealthy);
+        entry.Description.ShouldNotBeNull().ShouldContain("cannot be opened: The key vault did not answer.");
+        entry.Exception.ShouldBeOfType<TimeoutException>();
+    }
+
+    private ServiceProvider Provider(string connectionStringFormat, HealthStatus? failureStatus = null, Action<SaverDataSourceBuilder>? configure = null)
     {
         var services = new ServiceCollection().AddLogging();
-        services.AddSqliteSaverDataSource(string.Format(System.Globalization.CultureInfo.InvariantCulture, connectionStringFormat, Path.Combine(_folder, "check.db")));
+        services.AddSqliteSaverDataSource(string.Format(System.Globalization.CultureInfo.InvariantCulture, connectionStringFormat, Path.Combine(_folder, "check.db")), configure);
         services.AddHealthChecks().AddSqliteSaver(failureStatus: failureStatus);
         return services.BuildServiceProvider();
     }
