@@ -107,15 +107,10 @@ internal sealed class WriteGate
                 _wokenPending &= !woken;
                 if (!_held)
                 {
+                    // A newcomer may take a free gate even from a starving waiter: the waiter is handed the gate when
+                    // this writer leaves it, one write later.
                     _held = true;
-                    if (woken || !HeadIsStarving())
-                    {
-                        return true;
-                    }
-
-                    // Free, but the longest waiter has waited long enough: it gets the gate now, not once a woken
-                    // waiter that may still be waiting for a thread has come back.
-                    _waiters.TryGrant(true);
+                    return true;
                 }
 
                 queuedAt = woken ? queuedAt : Stopwatch.GetTimestamp();
