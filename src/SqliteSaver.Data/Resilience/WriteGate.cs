@@ -15,7 +15,9 @@ namespace SqliteSaver.Data.Resilience;
 /// straight to the longest waiter. Handing the gate to a sleeping thread on every release leaves it idle until the
 /// operating system runs that thread, which with busy cores takes milliseconds (a lock convoy); a writer already
 /// running uses it at once. On each release the longest waiter is woken to try again; if a newcomer has taken the
-/// gate meanwhile it goes back to the front of the queue, keeping its place and its waiting time.
+/// gate meanwhile it goes back to the front of the queue, keeping its place and its waiting time. These are the
+/// normal and starvation modes of Go's <c>sync.Mutex</c>, which switches at 1 ms; here a turn is a whole write
+/// transaction, so the threshold is longer.
 /// </remarks>
 internal sealed class WriteGate
 {
