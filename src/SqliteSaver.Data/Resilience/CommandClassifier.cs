@@ -51,10 +51,10 @@ internal sealed class CommandClassifier
                 if (rc != raw.SQLITE_OK)
                 {
                     // Not preparable yet (it may depend on an earlier statement) or invalid: assume it writes, and
-                    // that it must run unwrapped if any later word could start a standalone statement.
+                    // that it must run unwrapped if any statement left starts with a standalone keyword.
                     complete = false;
                     writes = true;
-                    standalone |= MentionsStandaloneKeyword(Encoding.UTF8.GetString(remaining));
+                    standalone |= AnyStatementIsStandalone(remaining);
                     break;
                 }
 
@@ -83,10 +83,30 @@ internal sealed class CommandClassifier
             : writes ? CommandKind.Write : CommandKind.Read;
     }
 
-    /// <summary>Whether any whole word of <paramref name="sql"/> is a standalone keyword: a conservative test for text that could not be prepared.</summary>
-    private static bool MentionsStandaloneKeyword(string sql)
-        => sql.Split((char[])[' ', '\t', '\r', '\n', ';', '(', ')', ','], StringSplitOptions.RemoveEmptyEntries)
-            .Any(word => StandaloneKeywords.Contains(word, StringComparer.OrdinalIgnoreCase));
+    /// <summary>
+    /// Whether any statement of text that could not be prepared starts with a standalone keyword. Statements end at
+    /// each semicolon after which SQLite's own <c>sqlite3_complete</c> finds the text complete, so semicolons in
+    /// strings, comments and trigger bodies do not split them, and BEGIN and END inside a trigger or a CASE are not
+    /// taken for transaction control.
+    /// </summary>
+    private static bool AnyStatementIsStandalone(ReadOnlySpan<byte> text)
+    {
+        var start = 0;
+        for (var end = 0; end < text.Length; end++)
+        {
+            if (text[end] == (byte)';' && raw.sqlite3_complete(Encoding.UTF8.GetString(text[start..(end + 1)])) != 0)
+            {
+                if (IsStandalone(text[start..end]))
+                {
+                    return true;
+                }
+
+                start = end + 1;
+            }
+        }
+
+        return IsStandalone(text[start..]);
+    }
 
     /// <summary>Whether a statement's first keyword is one that cannot run inside a transaction of ours.</summary>
     private static bool IsStandalone(ReadOnlySpan<byte> statement)

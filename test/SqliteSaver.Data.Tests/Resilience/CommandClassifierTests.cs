@@ -35,6 +35,13 @@ public class CommandClassifierTests
     [TestCase("VACUUM", "Standalone")]
     [TestCase("BEGIN; INSERT INTO t VALUES (1); COMMIT;", "Unprotected")]
     [TestCase("INSERT INTO t VALUES (1); PRAGMA user_version = 4", "Unprotected")]
+    // The second statement of each of these cannot be prepared before the first has run.
+    [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1); PRAGMA user_version = 5", "Unprotected")]
+    [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1);/**/COMMIT; INSERT INTO t VALUES (2)", "Unprotected")]
+    [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1);\fCOMMIT", "Unprotected")]
+    [TestCase("CREATE TABLE u (y); CREATE TRIGGER tr AFTER INSERT ON u BEGIN SELECT 1; END; INSERT INTO u VALUES (1)", "Write")]
+    [TestCase("CREATE TABLE u (y); INSERT INTO u SELECT CASE WHEN x > 0 THEN 1 END FROM t", "Write")]
+    [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES ('; COMMIT; BEGIN'); -- END\n", "Write")]
     public void Commands_are_classified_by_what_their_statements_do(string sql, string expected)
     {
         new CommandClassifier().Classify(_connection.Handle!, sql).ToString().ShouldBe(expected);

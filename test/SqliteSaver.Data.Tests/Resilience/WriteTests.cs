@@ -29,6 +29,28 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public void A_migration_script_with_a_trigger_that_hits_BUSY_is_rolled_back_whole_and_run_again()
+    {
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var calls = 0;
+        connection.InnerConnection.CreateFunction("busy_once", () =>
+            Interlocked.Increment(ref calls) == 1 ? throw new SqliteException("SQLite Error 5: 'database is locked'.", 5) : 1L);
+
+        ConnectionTests.Exec(connection, """
+            CREATE TABLE x (v);
+            CREATE TRIGGER x_audit AFTER INSERT ON x BEGIN SELECT CASE WHEN new.v < 0 THEN RAISE(ABORT, 'negative') END; END;
+            CREATE TABLE y (v);
+            INSERT INTO y VALUES (busy_once());
+            """);
+
+        calls.ShouldBe(2);
+        ConnectionTests.Scalar(connection, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master ORDER BY name)").ShouldBe("x,x_audit,y");
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM y").ShouldBe(1L);
+    }
+
+    [Test]
     public void Inside_an_explicit_transaction_a_statement_is_not_retried()
     {
         var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
