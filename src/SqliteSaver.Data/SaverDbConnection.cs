@@ -30,6 +30,7 @@ public sealed class SaverDbConnection : DbConnection
     private string _connectionString = string.Empty;
     private SaverDataSource? _dataSource;
     private PhysicalConnection? _physical;
+    private bool _disposed;
     private List<SaverDbCommand>? _commands;
 
     /// <summary>Creates a connection with no connection string; set <see cref="ConnectionString"/> before opening.</summary>
@@ -128,8 +129,10 @@ public sealed class SaverDbConnection : DbConnection
     /// <exception cref="ArgumentException">The connection string is invalid.</exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
+    /// <exception cref="ObjectDisposedException">The connection was disposed.</exception>
     public override void Open()
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (_physical is null)
         {
             OnOpened(Pool().Rent());
@@ -143,9 +146,11 @@ public sealed class SaverDbConnection : DbConnection
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
+    /// <exception cref="ObjectDisposedException">The connection was disposed, before the call or while it waited.</exception>
     public override async Task OpenAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (_physical is null)
         {
             OnOpened(await Pool().RentAsync(cancellationToken).ConfigureAwait(false));
@@ -162,14 +167,14 @@ public sealed class SaverDbConnection : DbConnection
     /// </exception>
     public override void Close()
     {
-        var physical = _physical;
+        // Detach first: a CloseConnection reader closed below calls back into Close, which must then do nothing; and
+        // OnOpened may race a Dispose here (see there).
+        var physical = Interlocked.Exchange(ref _physical, null);
         if (physical is null)
         {
             return;
         }
 
-        // Detach first: a CloseConnection reader closed below calls back into Close, which must then do nothing.
-        _physical = null;
         Exception? failure = null;
         if (_commands is { Count: > 0 })
         {
@@ -417,6 +422,8 @@ public sealed class SaverDbConnection : DbConnection
     {
         if (disposing)
         {
+            _disposed = true;
+            Interlocked.MemoryBarrier(); // pairs with OnOpened's: one of the two sees the other's write
             Close();
         }
         else if (_physical is { } leaked)
@@ -541,6 +548,15 @@ public sealed class SaverDbConnection : DbConnection
     private void OnOpened(PhysicalConnection physical)
     {
         _physical = physical;
+        Interlocked.MemoryBarrier();
+        if (_disposed)
+        {
+            // Disposed while OpenAsync waited for the pool, on another thread: nothing else would close it, and its
+            // finalizer is suppressed. Close returns it once, whichever thread gets there first.
+            Close();
+            ObjectDisposedException.ThrowIf(true, this);
+        }
+
         OnStateChange(Opened);
     }
 }

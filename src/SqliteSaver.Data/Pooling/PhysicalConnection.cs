@@ -69,8 +69,11 @@ internal sealed class PhysicalConnection : IDisposable
     /// <summary>The write gate this connection holds while a write transaction of its own is open, if any.</summary>
     public WriteGate? HeldGate { get; set; }
 
-    /// <summary>Whether a transaction is open (SQLite is out of autocommit mode).</summary>
-    public bool InTransaction => raw.sqlite3_get_autocommit(Handle) == 0;
+    /// <summary>
+    /// Whether a transaction is open (SQLite is out of autocommit mode). Never, once the connection underneath was
+    /// closed through <see cref="SaverDbConnection.InnerConnection"/>.
+    /// </summary>
+    public bool InTransaction => !Handle.IsClosed && raw.sqlite3_get_autocommit(Handle) == 0;
 
     /// <summary>
     /// Opens a physical connection and applies the options' PRAGMAs. They are idempotent, so the retry strategy
