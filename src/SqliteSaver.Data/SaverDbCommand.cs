@@ -141,14 +141,14 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override int ExecuteNonQuery()
-        => Run(static (command, _) => command.ExecuteNonQuery(), CommandBehavior.Default, nameof(ExecuteNonQuery));
+        => Run(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery));
 
     /// <summary>Runs the command and returns the first column of the first row, or <see langword="null"/>. Retried as <see cref="ExecuteNonQuery"/> is.</summary>
     /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
     /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override object? ExecuteScalar()
-        => Run(static (command, _) => command.ExecuteScalar(), CommandBehavior.Default, nameof(ExecuteScalar));
+        => Run(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar));
 
     /// <summary>Runs the command as <see cref="ExecuteNonQuery"/> does, waiting at the write gate and between retries without blocking a thread.</summary>
     /// <param name="cancellationToken">Cancels the waits.</param>
@@ -157,7 +157,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<int> ExecuteNonQueryAsync(CancellationToken cancellationToken)
-        => RunAsync(static (command, _) => command.ExecuteNonQuery(), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken);
+        => RunAsync(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken);
 
     /// <summary>Runs the command as <see cref="ExecuteScalar"/> does, waiting at the write gate and between retries without blocking a thread.</summary>
     /// <param name="cancellationToken">Cancels the waits.</param>
@@ -166,7 +166,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken)
-        => RunAsync(static (command, _) => command.ExecuteScalar(), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken);
+        => RunAsync(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken);
 
     /// <summary>Prepares the command's statements on the open connection.</summary>
     /// <exception cref="InvalidOperationException">The command has no open connection.</exception>
@@ -242,6 +242,32 @@ public sealed class SaverDbCommand : DbCommand
         }
 
         base.Dispose(disposing);
+    }
+
+    /// <summary>
+    /// <see cref="SqliteCommand.ExecuteNonQuery"/>, but an error in a statement after one that returned rows is thrown:
+    /// Microsoft.Data.Sqlite runs those statements as its reader is disposed, and ignores their errors there.
+    /// </summary>
+    private static int NonQuery(SqliteCommand command)
+    {
+        using var reader = command.ExecuteReader();
+        while (reader.NextResult())
+        {
+        }
+
+        return reader.RecordsAffected;
+    }
+
+    /// <summary><see cref="SqliteCommand.ExecuteScalar"/>, throwing the errors of later statements as <see cref="NonQuery"/> does.</summary>
+    private static object? Scalar(SqliteCommand command)
+    {
+        using var reader = command.ExecuteReader();
+        var value = reader.Read() ? reader.GetValue(0) : null;
+        while (reader.NextResult())
+        {
+        }
+
+        return value;
     }
 
     // The physical connection belongs to the pool: CloseConnection must close the SaverDbConnection instead.

@@ -8,14 +8,15 @@ namespace SqliteSaver.Data.Pooling;
 
 /// <summary>
 /// A reader that forwards to the SQLite reader and finishes what was left open for it when it closes: a write
-/// that runs as it is read (an <c>INSERT ... RETURNING</c> outside a transaction) is committed and its write gate
-/// left; with <see cref="CommandBehavior.CloseConnection"/> the <see cref="SaverDbConnection"/> is closed, returning
+/// that runs as it is read (an <c>INSERT ... RETURNING</c> outside a transaction) runs its remaining statements and
+/// is committed, or rolled back whole if any of its statements failed, and its write gate left; with <see cref="CommandBehavior.CloseConnection"/> the <see cref="SaverDbConnection"/> is closed, returning
 /// its physical connection to the pool, rather than the physical connection itself.
 /// </summary>
 internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? closeConnection, PhysicalConnection? openWrite)
     : DbDataReader, IDbColumnSchemaGenerator
 {
     private bool _closed;
+    private bool _writeFailed;
 
     public override int Depth => inner.Depth;
 
@@ -43,10 +44,28 @@ internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? cl
         _closed = true;
         try
         {
-            inner.Close();
-            if (openWrite is not null)
+            if (openWrite is null)
             {
-                Executor.Finish(openWrite);
+                inner.Close();
+                return;
+            }
+
+            try
+            {
+                // Closing would run the statements left and ignore their errors.
+                while (!_writeFailed && inner.NextResult())
+                {
+                }
+            }
+            catch
+            {
+                _writeFailed = true;
+                throw;
+            }
+            finally
+            {
+                inner.Close();
+                Executor.Finish(openWrite, commit: !_writeFailed);
             }
         }
         finally
@@ -111,9 +130,31 @@ internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? cl
 
     public override bool IsDBNull(int ordinal) => inner.IsDBNull(ordinal);
 
-    public override bool NextResult() => inner.NextResult();
+    public override bool NextResult()
+    {
+        try
+        {
+            return inner.NextResult();
+        }
+        catch
+        {
+            _writeFailed = openWrite is not null;
+            throw;
+        }
+    }
 
-    public override bool Read() => inner.Read();
+    public override bool Read()
+    {
+        try
+        {
+            return inner.Read();
+        }
+        catch
+        {
+            _writeFailed = openWrite is not null;
+            throw;
+        }
+    }
 
     protected override void Dispose(bool disposing)
     {

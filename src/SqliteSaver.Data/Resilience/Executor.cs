@@ -52,12 +52,15 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         CancellationToken cancellationToken)
         => ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: true, cancellationToken);
 
-    /// <summary>Commits a write left open by <see cref="Execute"/> (rolling it back if the commit fails) and leaves the gate.</summary>
-    public static void Finish(PhysicalConnection physical)
+    /// <summary>
+    /// Commits a write left open by <see cref="Execute"/> (rolling it back if the commit fails), or with
+    /// <paramref name="commit"/> false rolls it back, and leaves the gate.
+    /// </summary>
+    public static void Finish(PhysicalConnection physical, bool commit = true)
     {
         try
         {
-            if (physical.InTransaction)
+            if (commit && physical.InTransaction)
             {
                 physical.Commit();
             }

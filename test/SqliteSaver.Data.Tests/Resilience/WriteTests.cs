@@ -264,6 +264,50 @@ public class WriteTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT x FROM t").ShouldBe(5L);
     }
 
+    [TestCase("ExecuteNonQuery")]
+    [TestCase("ExecuteScalar")]
+    public void A_statement_failing_after_one_that_returns_rows_fails_the_whole_batch(string method)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); CREATE TABLE b (x NOT NULL)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1) RETURNING x; INSERT INTO b VALUES (NULL)";
+
+        var error = Should.Throw<SqliteException>(() => _ = method == "ExecuteScalar" ? command.ExecuteScalar() : command.ExecuteNonQuery());
+
+        error.SqliteErrorCode.ShouldBe(19); // SQLITE_CONSTRAINT
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
+    }
+
+    [Test]
+    public void A_write_read_through_a_reader_is_rolled_back_whole_when_a_later_statement_fails()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (5) RETURNING id; INSERT INTO t VALUES (5)";
+
+        // Closed without reading on: the failure surfaces when the reader closes.
+        var unread = command.ExecuteReader();
+        unread.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(unread.Dispose).SqliteErrorCode.ShouldBe(19);
+
+        // Read on: the failure surfaces from NextResult, and closing the reader then rolls back quietly.
+        var read = command.ExecuteReader();
+        read.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => read.NextResult()).SqliteErrorCode.ShouldBe(19);
+        read.Dispose();
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (6)").ShouldBe(1);
+    }
+
     [Test]
     public void A_reader_left_open_on_a_write_is_committed_when_the_connection_closes()
     {
