@@ -133,6 +133,23 @@ public class ConnectionTests : DatabaseTest
         Scalar(next, "SELECT count(*) FROM pragma_database_list WHERE name = 'other'").ShouldBe(0L);
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void A_database_attached_by_a_batch_that_ends_the_transaction_is_not_handed_on(bool deferred)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            using var transaction = connection.BeginTransaction(deferred);
+            Exec(connection, $"COMMIT; ATTACH DATABASE '{Folder.File("other.db")}' AS other");
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        Scalar(next, "SELECT count(*) FROM pragma_database_list WHERE name = 'other'").ShouldBe(0L);
+    }
+
     [Test]
     public void A_connection_that_only_read_is_reused_without_a_session_check()
     {

@@ -104,9 +104,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         {
             if (InCallersTransaction(physical))
             {
-                // ATTACH cannot run inside a transaction, but can once SQLite has ended the one the gate was held for.
+                // ATTACH cannot run inside a transaction, but can once SQLite has ended it: before this command (the
+                // gate is held for a transaction SQLite ended) or in it (a batch such as "COMMIT; ATTACH ...").
                 physical.MayHoldTempObjects = true;
-                physical.MayHoldAttachments |= !physical.InTransaction;
+                physical.MayHoldAttachments |= !physical.InTransaction
+                    || _classifier.Classify(physical.Handle, command.CommandText) == CommandKind.Unprotected;
                 return (run(command, behavior), false);
             }
 
