@@ -221,10 +221,10 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     internal void Unbind(SqliteConnection physical)
     {
-        _reader?.Dispose();
-        _reader = null;
         if (ReferenceEquals(_inner.Connection, physical))
         {
+            _reader?.Dispose(); // a reader opened since the command moved to another connection is that one's
+            _reader = null;
             _inner.Owner = null;
             _inner.Connection = null;
         }

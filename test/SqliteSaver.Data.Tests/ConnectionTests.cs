@@ -151,6 +151,29 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void Closing_a_connection_leaves_alone_a_reader_its_old_command_opened_on_another_connection()
+    {
+        var connectionString = Folder.ConnectionString();
+        using var first = new SaverDbConnection(connectionString);
+        using var second = new SaverDbConnection(connectionString);
+        first.Open();
+        second.Open();
+        using var command = first.CreateCommand();
+        command.CommandText = "SELECT 1 UNION ALL SELECT 2";
+        command.ExecuteScalar();
+
+        command.Connection = second;
+        using var reader = command.ExecuteReader(CommandBehavior.CloseConnection);
+        reader.Read().ShouldBeTrue();
+        first.Close();
+
+        reader.IsClosed.ShouldBeFalse();
+        second.State.ShouldBe(ConnectionState.Open);
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(2L);
+    }
+
+    [Test]
     public void A_connection_that_only_read_is_reused_without_a_session_check()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
