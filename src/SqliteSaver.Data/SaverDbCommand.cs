@@ -10,19 +10,22 @@ namespace SqliteSaver.Data;
 /// A SQL statement (or several, separated by semicolons) to run on a <see cref="SaverDbConnection"/>. Parameters are
 /// <see cref="SqliteParameter"/>s.
 /// </summary>
+/// <remarks>
+/// The command runs through a Microsoft.Data.Sqlite command that its physical connection keeps prepared by text (see
+/// Statement Cache Size), so a new <see cref="SaverDbCommand"/> with text run before on the same physical connection
+/// skips SQLite's prepare step.
+/// </remarks>
 public sealed class SaverDbCommand : DbCommand
 {
-    private readonly OwnedSqliteCommand _inner = new()
-    {
-        // A negative timeout makes Microsoft.Data.Sqlite report SQLITE_BUSY at once instead of sleeping in fixed
-        // 150 ms steps: the waiting is done by busy_timeout and this library.
-        CommandTimeout = -1,
-    };
+    // Holds what the caller sets (text, parameters); it never runs. Each execution rents a prepared command for its
+    // text from the physical connection's statement cache.
+    private readonly SqliteCommand _definition = new();
 
     private SaverDbConnection? _connection;
     private SaverDbTransaction? _transaction;
     private int? _commandTimeout;
-    private DbDataReader? _reader;
+    private PhysicalConnection? _bound;
+    private PooledDataReader? _reader;
 
     /// <summary>Creates a command with no text and no connection.</summary>
     public SaverDbCommand()
@@ -44,8 +47,8 @@ public sealed class SaverDbCommand : DbCommand
     [AllowNull]
     public override string CommandText
     {
-        get => _inner.CommandText;
-        set => _inner.CommandText = value;
+        get => _definition.CommandText;
+        set => _definition.CommandText = value;
     }
 
     /// <summary>
@@ -68,8 +71,8 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="ArgumentException">Another command type was set.</exception>
     public override CommandType CommandType
     {
-        get => _inner.CommandType;
-        set => _inner.CommandType = value;
+        get => _definition.CommandType;
+        set => _definition.CommandType = value;
     }
 
     /// <inheritdoc />
@@ -78,8 +81,8 @@ public sealed class SaverDbCommand : DbCommand
     /// <inheritdoc />
     public override UpdateRowSource UpdatedRowSource
     {
-        get => _inner.UpdatedRowSource;
-        set => _inner.UpdatedRowSource = value;
+        get => _definition.UpdatedRowSource;
+        set => _definition.UpdatedRowSource = value;
     }
 
     /// <summary>The connection the command runs on.</summary>
@@ -90,7 +93,7 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>The command's parameters.</summary>
-    public new SqliteParameterCollection Parameters => _inner.Parameters;
+    public new SqliteParameterCollection Parameters => _definition.Parameters;
 
     /// <summary>The transaction the command runs in. Commands on a connection with an open transaction always run in it.</summary>
     public new SaverDbTransaction? Transaction
@@ -113,7 +116,7 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <inheritdoc />
-    protected override DbParameterCollection DbParameterCollection => _inner.Parameters;
+    protected override DbParameterCollection DbParameterCollection => _definition.Parameters;
 
     /// <inheritdoc />
     protected override DbTransaction? DbTransaction
@@ -130,7 +133,7 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>Creates a new <see cref="SqliteParameter"/>.</summary>
     /// <returns>The parameter.</returns>
-    public new SqliteParameter CreateParameter() => _inner.CreateParameter();
+    public new SqliteParameter CreateParameter() => _definition.CreateParameter();
 
     /// <summary>
     /// Runs the command and returns the number of rows inserted, updated or deleted. Outside a transaction a write
@@ -168,13 +171,24 @@ public sealed class SaverDbCommand : DbCommand
     public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken)
         => RunAsync(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken);
 
-    /// <summary>Prepares the command's statements on the open connection.</summary>
+    /// <summary>
+    /// Prepares the command's statements on the open connection and keeps them in its physical connection's statement
+    /// cache, where every command with the same text finds them (unless Statement Cache Size is 0).
+    /// </summary>
     /// <exception cref="InvalidOperationException">The command has no open connection.</exception>
     /// <exception cref="SqliteException">SQLite could not prepare a statement.</exception>
     public override void Prepare()
     {
-        Bind(nameof(Prepare));
-        _inner.Prepare();
+        var (connection, physical) = Bind(nameof(Prepare));
+        var command = Rent(connection, physical);
+        try
+        {
+            command.Prepare();
+        }
+        finally
+        {
+            physical.Statements.Return(command);
+        }
     }
 
     /// <summary>
@@ -184,7 +198,7 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     public override void Cancel()
     {
-        if (_inner.Connection?.Handle is { } handle)
+        if (_bound?.Handle is { IsClosed: false } handle)
         {
             SQLitePCL.raw.sqlite3_interrupt(handle);
         }
@@ -197,18 +211,36 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var (connection, physical) = Bind(nameof(ExecuteReader));
-        var (reader, open) = connection.Executor.Execute(physical, _inner, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
-        return WrapReader(connection, physical, reader, open, behavior);
+        var command = Rent(connection, physical);
+        try
+        {
+            var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
+            return WrapReader(connection, physical, command, reader, open, behavior);
+        }
+        catch
+        {
+            physical.Statements.Return(command);
+            throw;
+        }
     }
 
     /// <inheritdoc />
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
         var (connection, physical) = Bind(nameof(ExecuteReader));
-        var (reader, open) = await connection.Executor
-            .ExecuteAsync(physical, _inner, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
-            .ConfigureAwait(false);
-        return WrapReader(connection, physical, reader, open, behavior);
+        var command = Rent(connection, physical);
+        try
+        {
+            var (reader, open) = await connection.Executor
+                .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
+                .ConfigureAwait(false);
+            return WrapReader(connection, physical, command, reader, open, behavior);
+        }
+        catch
+        {
+            physical.Statements.Return(command);
+            throw;
+        }
     }
 
     /// <summary>Whether the command was disposed.</summary>
@@ -216,17 +248,16 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>
     /// Detaches the command from a physical connection going back to the pool, on the thread that still owns it:
-    /// its reader is closed and its prepared statements released, so that nothing touches the physical connection
-    /// once another renter has it.
+    /// its reader is closed, giving its prepared command back to the connection's cache, so that nothing touches
+    /// the physical connection once another renter has it.
     /// </summary>
-    internal void Unbind(SqliteConnection physical)
+    internal void Unbind(PhysicalConnection physical)
     {
-        if (ReferenceEquals(_inner.Connection, physical))
+        if (ReferenceEquals(_bound, physical))
         {
             _reader?.Dispose(); // a reader opened since the command moved to another connection is that one's
             _reader = null;
-            _inner.Owner = null;
-            _inner.Connection = null;
+            _bound = null;
         }
     }
 
@@ -238,7 +269,7 @@ public sealed class SaverDbCommand : DbCommand
             IsDisposed = true;
             _reader?.Dispose(); // finishes a write left open for the reader
             _reader = null;
-            _inner.Dispose();
+            _definition.Dispose();
         }
 
         base.Dispose(disposing);
@@ -274,39 +305,73 @@ public sealed class SaverDbCommand : DbCommand
     private static SqliteDataReader ExecuteInnerReader(SqliteCommand command, CommandBehavior behavior)
         => command.ExecuteReader(behavior & ~CommandBehavior.CloseConnection);
 
-    private DbDataReader WrapReader(SaverDbConnection connection, PhysicalConnection physical, SqliteDataReader reader, bool open, CommandBehavior behavior)
-    {
-        var closeConnection = behavior.HasFlag(CommandBehavior.CloseConnection);
-        return _reader = open || closeConnection
-            ? new PooledDataReader(reader, closeConnection ? connection : null, open ? physical : null)
-            : reader;
-    }
+    private PooledDataReader WrapReader(
+        SaverDbConnection connection, PhysicalConnection physical, OwnedSqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
+        => _reader = new PooledDataReader(reader, physical, command, behavior.HasFlag(CommandBehavior.CloseConnection) ? connection : null, open);
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
         var (connection, physical) = Bind(operation);
-        var result = connection.Executor.Execute(physical, _inner, CommandTimeout, run, behavior, keepOpen: false).Result;
-        GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
-        return result;
+        var command = Rent(connection, physical);
+        try
+        {
+            return connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false).Result;
+        }
+        finally
+        {
+            physical.Statements.Return(command);
+            GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
+        }
     }
 
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
         var (connection, physical) = Bind(operation);
-        var (result, _) = await connection.Executor
-            .ExecuteAsync(physical, _inner, CommandTimeout, run, behavior, keepOpen: false, cancellationToken)
-            .ConfigureAwait(false);
-        GC.KeepAlive(connection); // as in Run
-        return result;
+        var command = Rent(connection, physical);
+        try
+        {
+            var (result, _) = await connection.Executor
+                .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, cancellationToken)
+                .ConfigureAwait(false);
+            return result;
+        }
+        finally
+        {
+            physical.Statements.Return(command);
+            GC.KeepAlive(connection); // as in Run
+        }
     }
 
-    /// <summary>Points the inner command at the open physical connection and checks the transaction.</summary>
+    /// <summary>Rents the physical connection's prepared command for the text and gives it this command's parameters.</summary>
+    private OwnedSqliteCommand Rent(SaverDbConnection connection, PhysicalConnection physical)
+    {
+        var command = physical.Statements.Rent(_definition.CommandText);
+        command.Owner = connection;
+        var parameters = _definition.Parameters;
+        var target = command.Parameters; // even when empty: Microsoft.Data.Sqlite names missing parameters only with one
+        for (var i = 0; i < parameters.Count; i++)
+        {
+            target.Add(parameters[i]);
+        }
+
+        return command;
+    }
+
+    /// <summary>
+    /// Finds the open physical connection, remembering it for <see cref="Cancel"/> and for the connection's Close, and
+    /// checks the command's text, reader and transaction.
+    /// </summary>
     private (SaverDbConnection Connection, PhysicalConnection Physical) Bind(string operation)
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
-        if (string.IsNullOrEmpty(_inner.CommandText))
+        if (string.IsNullOrEmpty(_definition.CommandText))
         {
             throw new InvalidOperationException($"{operation} requires the command's CommandText to be set.");
+        }
+
+        if (_reader is { IsClosed: false })
+        {
+            throw new InvalidOperationException($"{operation}: a reader of this command is still open; close it first.");
         }
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
@@ -324,10 +389,9 @@ public sealed class SaverDbCommand : DbCommand
             }
         }
 
-        if (!ReferenceEquals(_inner.Connection, physical.Sqlite))
+        if (!ReferenceEquals(_bound, physical))
         {
-            _inner.Owner = connection;
-            _inner.Connection = physical.Sqlite;
+            _bound = physical;
             connection.Track(this);
         }
 

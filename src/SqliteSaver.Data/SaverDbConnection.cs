@@ -182,7 +182,7 @@ public sealed class SaverDbConnection : DbConnection
             {
                 try
                 {
-                    command.Unbind(physical.Sqlite);
+                    command.Unbind(physical);
                 }
                 catch (Exception exception)
                 {

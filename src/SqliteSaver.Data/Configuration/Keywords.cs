@@ -27,6 +27,7 @@ internal static class Keywords
     public static readonly KeywordSpec MinPoolSize = KeywordSpec.Integer("Min Pool Size", 0, 0, 1024);
     public static readonly KeywordSpec PoolTimeout = KeywordSpec.Number("Pool Timeout", 30, 0, MaxSeconds);
     public static readonly KeywordSpec ConnectionIdleLifetime = KeywordSpec.Number("Connection Idle Lifetime", 300, 0, MaxSeconds);
+    public static readonly KeywordSpec StatementCacheSize = KeywordSpec.Integer("Statement Cache Size", 128, 0, 65536);
 
     // PRAGMAs, applied once per physical connection.
     public static readonly KeywordSpec BusyTimeout = KeywordSpec.Integer("Busy Timeout", 5000, 0, int.MaxValue);
@@ -54,7 +55,7 @@ internal static class Keywords
     public static readonly IReadOnlyList<KeywordSpec> All =
     [
         DataSource, Mode, Cache, Password, ForeignKeys, RecursiveTriggers, DefaultTimeout, Vfs,
-        Pooling, MaxPoolSize, MinPoolSize, PoolTimeout, ConnectionIdleLifetime,
+        Pooling, MaxPoolSize, MinPoolSize, PoolTimeout, ConnectionIdleLifetime, StatementCacheSize,
         BusyTimeout, JournalMode, Synchronous, CacheSize, MmapSize, TempStore, JournalSizeLimit, WalAutocheckpoint,
         Retry, BaseDelay, MaxDelay, Jitter, WriteGate,
         CheckpointInterval, CheckpointMode, CheckpointOnClose,

@@ -154,6 +154,16 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         set => this[Keywords.ConnectionIdleLifetime.Name] = value.TotalSeconds;
     }
 
+    /// <summary>
+    /// How many prepared commands each physical connection keeps, by command text, for the next command with the same
+    /// text, 0 to 65536; 0 prepares every command afresh. Default 128.
+    /// </summary>
+    public int StatementCacheSize
+    {
+        get => GetInt32(Keywords.StatementCacheSize);
+        set => this[Keywords.StatementCacheSize.Name] = value;
+    }
+
     /// <summary><c>PRAGMA busy_timeout</c>: how long SQLite itself waits for a lock before reporting SQLITE_BUSY (keyword in milliseconds). Default 5000 ms.</summary>
     public TimeSpan BusyTimeout
     {

@@ -20,6 +20,7 @@ internal sealed class SaverOptions
         MinPoolSize = builder.MinPoolSize;
         PoolTimeout = builder.PoolTimeout;
         ConnectionIdleLifetime = builder.ConnectionIdleLifetime;
+        StatementCacheSize = builder.StatementCacheSize;
         BusyTimeout = builder.BusyTimeout;
         JournalMode = builder.JournalMode;
         Retry = builder.Retry;
@@ -73,6 +74,8 @@ internal sealed class SaverOptions
     public TimeSpan PoolTimeout { get; }
 
     public TimeSpan ConnectionIdleLifetime { get; }
+
+    public int StatementCacheSize { get; }
 
     public TimeSpan BusyTimeout { get; }
 

@@ -21,12 +21,13 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly Action<int> _committed;
     private static long s_lastId;
 
-    private PhysicalConnection(SqliteConnection sqlite, int generation, Action<int> committed)
+    private PhysicalConnection(SqliteConnection sqlite, int generation, int statementCacheSize, Action<int> committed)
     {
         _committed = committed;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
         Generation = generation;
+        Statements = new StatementCache(sqlite, statementCacheSize);
         _beginImmediate = Prepare("BEGIN IMMEDIATE");
         _beginDeferred = Prepare("BEGIN");
         _commit = Prepare("COMMIT");
@@ -41,6 +42,9 @@ internal sealed class PhysicalConnection : IDisposable
     public long Id { get; } = Interlocked.Increment(ref s_lastId);
 
     public sqlite3 Handle { get; }
+
+    /// <summary>The commands kept prepared on this connection across rentals.</summary>
+    public StatementCache Statements { get; }
 
     /// <summary>The pool generation this connection was opened in; a cleared pool retires older ones.</summary>
     public int Generation { get; }
@@ -117,7 +121,7 @@ internal sealed class PhysicalConnection : IDisposable
                 },
                 (sqlite.Handle, options.PragmaSql),
                 CancellationToken.None);
-            return new PhysicalConnection(sqlite, generation, committed);
+            return new PhysicalConnection(sqlite, generation, options.StatementCacheSize, committed);
         }
         catch
         {
@@ -222,6 +226,7 @@ internal sealed class PhysicalConnection : IDisposable
         _rollback.Dispose();
         _hasTempObjects.Dispose();
         _hasAttachedDatabases.Dispose();
+        Statements.Dispose();
         Sqlite.Dispose();
     }
 

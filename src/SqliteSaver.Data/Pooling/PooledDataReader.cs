@@ -2,6 +2,7 @@ using System.Collections;
 using System.Collections.ObjectModel;
 using System.Data;
 using System.Data.Common;
+using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data.Pooling;
@@ -9,10 +10,18 @@ namespace SqliteSaver.Data.Pooling;
 /// <summary>
 /// A reader that forwards to the SQLite reader and finishes what was left open for it when it closes: a write
 /// that runs as it is read (an <c>INSERT ... RETURNING</c> outside a transaction) runs its remaining statements and
-/// is committed, or rolled back whole if any of its statements failed, and its write gate left; with <see cref="CommandBehavior.CloseConnection"/> the <see cref="SaverDbConnection"/> is closed, returning
-/// its physical connection to the pool, rather than the physical connection itself.
+/// is committed, or rolled back whole if any of its statements failed, and its write gate left; the prepared command
+/// it read from goes back to the physical connection's <see cref="StatementCache"/>; with
+/// <see cref="CommandBehavior.CloseConnection"/> the <see cref="SaverDbConnection"/> is closed, returning its physical
+/// connection to the pool, rather than the physical connection itself.
 /// </summary>
-internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? closeConnection, PhysicalConnection? openWrite)
+/// <param name="inner">The reader of <paramref name="command"/>.</param>
+/// <param name="physical">The physical connection the reader steps on.</param>
+/// <param name="command">The command rented from <paramref name="physical"/>'s statement cache.</param>
+/// <param name="closeConnection">The connection to close with the reader, for <see cref="CommandBehavior.CloseConnection"/>.</param>
+/// <param name="openWrite">Whether a write transaction and the write gate were left open for the reader.</param>
+internal sealed class PooledDataReader(
+    SqliteDataReader inner, PhysicalConnection physical, OwnedSqliteCommand command, SaverDbConnection? closeConnection, bool openWrite)
     : DbDataReader, IDbColumnSchemaGenerator
 {
     private bool _closed;
@@ -44,7 +53,7 @@ internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? cl
         _closed = true;
         try
         {
-            if (openWrite is null)
+            if (!openWrite)
             {
                 inner.Close();
                 return;
@@ -65,11 +74,12 @@ internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? cl
             finally
             {
                 inner.Close();
-                Executor.Finish(openWrite, commit: !_writeFailed);
+                Executor.Finish(physical, commit: !_writeFailed);
             }
         }
         finally
         {
+            physical.Statements.Return(command); // before the connection, and so the cache, can go to another renter
             closeConnection?.Close();
         }
     }
@@ -138,7 +148,7 @@ internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? cl
         }
         catch
         {
-            _writeFailed = openWrite is not null;
+            _writeFailed = openWrite;
             throw;
         }
     }
@@ -151,7 +161,7 @@ internal sealed class PooledDataReader(DbDataReader inner, SaverDbConnection? cl
         }
         catch
         {
-            _writeFailed = openWrite is not null;
+            _writeFailed = openWrite;
             throw;
         }
     }

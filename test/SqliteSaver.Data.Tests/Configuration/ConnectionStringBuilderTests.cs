@@ -154,6 +154,7 @@ public class ConnectionStringBuilderTests
             ("Pooling", "sometimes"), ("Max Pool Size", "0"), ("Max Pool Size", "1025"), ("Max Pool Size", "99999999999999999999"),
             ("Min Pool Size", "-1"), ("Pool Timeout", "-0.5"), ("Pool Timeout", "NaN"), ("Pool Timeout", "Infinity"),
             ("Connection Idle Lifetime", "-1"), ("Connection Idle Lifetime", "5s"),
+            ("Statement Cache Size", "-1"), ("Statement Cache Size", "65537"), ("Statement Cache Size", "all"),
             ("Busy Timeout", "-1"), ("Busy Timeout", "2.5"), ("Busy Timeout", "3000000000"),
             ("Journal Mode", "WAL; DROP TABLE x"), ("Journal Mode", "Wal2"), ("Journal Mode", "0"),
             ("Synchronous", "Normal)--"), ("Synchronous", "2"),
