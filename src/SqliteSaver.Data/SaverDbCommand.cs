@@ -17,14 +17,15 @@ namespace SqliteSaver.Data;
 /// </remarks>
 public sealed class SaverDbCommand : DbCommand
 {
-    // Holds what the caller sets (text, parameters); it never runs. Each execution rents a prepared command for its
-    // text from the physical connection's statement cache.
+    // Holds what the caller sets (text, parameters); it never runs. The command that runs is rented for the text from
+    // the physical connection's statement cache on the first execution and returned when this one is done with it.
     private readonly SqliteCommand _definition = new();
 
     private SaverDbConnection? _connection;
     private SaverDbTransaction? _transaction;
     private int? _commandTimeout;
     private PhysicalConnection? _bound;
+    private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private PooledDataReader? _reader;
 
     /// <summary>Creates a command with no text and no connection.</summary>
@@ -44,11 +45,20 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>The SQL to run.</summary>
+    /// <exception cref="InvalidOperationException">A reader of this command is open.</exception>
     [AllowNull]
     public override string CommandText
     {
         get => _definition.CommandText;
-        set => _definition.CommandText = value;
+        set
+        {
+            if (value != _definition.CommandText)
+            {
+                ThrowIfReaderOpen(nameof(CommandText));
+                ReturnPrepared();
+                _definition.CommandText = value;
+            }
+        }
     }
 
     /// <summary>
@@ -172,24 +182,12 @@ public sealed class SaverDbCommand : DbCommand
         => RunAsync(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken);
 
     /// <summary>
-    /// Prepares the command's statements on the open connection and keeps them in its physical connection's statement
-    /// cache, where every command with the same text finds them (unless Statement Cache Size is 0).
+    /// Prepares the command's statements on the open connection. Commands are prepared on their first execution anyway,
+    /// and kept prepared on the physical connection for later commands with the same text (see Statement Cache Size).
     /// </summary>
     /// <exception cref="InvalidOperationException">The command has no open connection.</exception>
     /// <exception cref="SqliteException">SQLite could not prepare a statement.</exception>
-    public override void Prepare()
-    {
-        var (connection, physical) = Bind(nameof(Prepare));
-        var command = Rent(connection, physical);
-        try
-        {
-            command.Prepare();
-        }
-        finally
-        {
-            physical.Statements.Return(command);
-        }
-    }
+    public override void Prepare() => Bind(nameof(Prepare)).Command.Prepare();
 
     /// <summary>
     /// Interrupts the statements running on the command's connection (<c>sqlite3_interrupt</c>); may be called from
@@ -210,37 +208,19 @@ public sealed class SaverDbCommand : DbCommand
     /// <inheritdoc />
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
-        var (connection, physical) = Bind(nameof(ExecuteReader));
-        var command = Rent(connection, physical);
-        try
-        {
-            var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
-            return WrapReader(connection, physical, command, reader, open, behavior);
-        }
-        catch
-        {
-            physical.Statements.Return(command);
-            throw;
-        }
+        var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
+        var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
+        return WrapReader(connection, physical, reader, open, behavior);
     }
 
     /// <inheritdoc />
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
-        var (connection, physical) = Bind(nameof(ExecuteReader));
-        var command = Rent(connection, physical);
-        try
-        {
-            var (reader, open) = await connection.Executor
-                .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
-                .ConfigureAwait(false);
-            return WrapReader(connection, physical, command, reader, open, behavior);
-        }
-        catch
-        {
-            physical.Statements.Return(command);
-            throw;
-        }
+        var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
+        var (reader, open) = await connection.Executor
+            .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
+            .ConfigureAwait(false);
+        return WrapReader(connection, physical, reader, open, behavior);
     }
 
     /// <summary>Whether the command was disposed.</summary>
@@ -248,16 +228,23 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>
     /// Detaches the command from a physical connection going back to the pool, on the thread that still owns it:
-    /// its reader is closed, giving its prepared command back to the connection's cache, so that nothing touches
+    /// its reader is closed and its prepared command given back to the connection's cache, so that nothing touches
     /// the physical connection once another renter has it.
     /// </summary>
     internal void Unbind(PhysicalConnection physical)
     {
         if (ReferenceEquals(_bound, physical))
         {
-            _reader?.Dispose(); // a reader opened since the command moved to another connection is that one's
-            _reader = null;
-            _bound = null;
+            try
+            {
+                _reader?.Dispose(); // a reader opened since the command moved to another connection is that one's
+            }
+            finally
+            {
+                _reader = null;
+                ReturnPrepared();
+                _bound = null;
+            }
         }
     }
 
@@ -267,9 +254,16 @@ public sealed class SaverDbCommand : DbCommand
         if (disposing)
         {
             IsDisposed = true;
-            _reader?.Dispose(); // finishes a write left open for the reader
-            _reader = null;
-            _definition.Dispose();
+            try
+            {
+                _reader?.Dispose(); // finishes a write left open for the reader
+            }
+            finally
+            {
+                _reader = null;
+                ReturnPrepared();
+                _definition.Dispose();
+            }
         }
 
         base.Dispose(disposing);
@@ -305,63 +299,66 @@ public sealed class SaverDbCommand : DbCommand
     private static SqliteDataReader ExecuteInnerReader(SqliteCommand command, CommandBehavior behavior)
         => command.ExecuteReader(behavior & ~CommandBehavior.CloseConnection);
 
-    private PooledDataReader WrapReader(
-        SaverDbConnection connection, PhysicalConnection physical, OwnedSqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
-        => _reader = new PooledDataReader(reader, physical, command, behavior.HasFlag(CommandBehavior.CloseConnection) ? connection : null, open);
+    private PooledDataReader WrapReader(SaverDbConnection connection, PhysicalConnection physical, SqliteDataReader reader, bool open, CommandBehavior behavior)
+        => _reader = new PooledDataReader(reader, connection, physical, behavior.HasFlag(CommandBehavior.CloseConnection), open);
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
-        var (connection, physical) = Bind(operation);
-        var command = Rent(connection, physical);
-        try
-        {
-            return connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false).Result;
-        }
-        finally
-        {
-            physical.Statements.Return(command);
-            GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
-        }
+        var (connection, physical, command) = BindWithParameters(operation);
+        var result = connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false).Result;
+        GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
+        return result;
     }
 
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
-        var (connection, physical) = Bind(operation);
-        var command = Rent(connection, physical);
-        try
+        var (connection, physical, command) = BindWithParameters(operation);
+        var (result, _) = await connection.Executor
+            .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, cancellationToken)
+            .ConfigureAwait(false);
+        GC.KeepAlive(connection); // as in Run
+        return result;
+    }
+
+    private void ThrowIfReaderOpen(string operation)
+    {
+        if (_reader is { IsClosed: false })
         {
-            var (result, _) = await connection.Executor
-                .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, cancellationToken)
-                .ConfigureAwait(false);
-            return result;
-        }
-        finally
-        {
-            physical.Statements.Return(command);
-            GC.KeepAlive(connection); // as in Run
+            throw new InvalidOperationException($"{operation}: a reader of this command is still open; close it first.");
         }
     }
 
-    /// <summary>Rents the physical connection's prepared command for the text and gives it this command's parameters.</summary>
-    private OwnedSqliteCommand Rent(SaverDbConnection connection, PhysicalConnection physical)
+    /// <summary>Gives the prepared command back to the statement cache of the physical connection it was rented from.</summary>
+    private void ReturnPrepared()
     {
-        var command = physical.Statements.Rent(_definition.CommandText);
-        command.Owner = connection;
+        if (_prepared is { } prepared)
+        {
+            _prepared = null;
+            _bound!.Statements.Return(prepared);
+        }
+    }
+
+    /// <summary><see cref="Bind"/>, and hands the prepared command this command's parameters as they are now.</summary>
+    private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) BindWithParameters(string operation)
+    {
+        var (connection, physical, command) = Bind(operation);
         var parameters = _definition.Parameters;
         var target = command.Parameters; // even when empty: Microsoft.Data.Sqlite names missing parameters only with one
+        target.Clear();
         for (var i = 0; i < parameters.Count; i++)
         {
             target.Add(parameters[i]);
         }
 
-        return command;
+        command.BoundLargeValues |= StatementCache.HoldsLargeValues(parameters);
+        return (connection, physical, command);
     }
 
     /// <summary>
-    /// Finds the open physical connection, remembering it for <see cref="Cancel"/> and for the connection's Close, and
-    /// checks the command's text, reader and transaction.
+    /// Checks the command's text, reader and transaction, finds the open physical connection (remembering it for
+    /// <see cref="Cancel"/> and for the connection's Close) and rents the prepared command for the text from it.
     /// </summary>
-    private (SaverDbConnection Connection, PhysicalConnection Physical) Bind(string operation)
+    private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation)
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (string.IsNullOrEmpty(_definition.CommandText))
@@ -369,10 +366,7 @@ public sealed class SaverDbCommand : DbCommand
             throw new InvalidOperationException($"{operation} requires the command's CommandText to be set.");
         }
 
-        if (_reader is { IsClosed: false })
-        {
-            throw new InvalidOperationException($"{operation}: a reader of this command is still open; close it first.");
-        }
+        ThrowIfReaderOpen(operation);
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
         var physical = connection.GetOpenPhysical(operation);
@@ -391,10 +385,12 @@ public sealed class SaverDbCommand : DbCommand
 
         if (!ReferenceEquals(_bound, physical))
         {
+            ReturnPrepared(); // to the connection the command ran on before, still open, or Close would have unbound it
             _bound = physical;
             connection.Track(this);
         }
 
-        return (connection, physical);
+        _prepared ??= physical.Statements.Rent(_definition.CommandText, fresh: StatementCache.MayBindOneParameterTwice(_definition.Parameters));
+        return (connection, physical, _prepared);
     }
 }

@@ -174,6 +174,20 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void A_reader_reads_DateTimeOffset_and_TimeSpan_columns_through_GetFieldValue()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT '2026-12-01 10:30:00+02:00', '01:02:03'";
+        using var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        reader.GetFieldValue<DateTimeOffset>(0).ShouldBe(new DateTimeOffset(2026, 12, 1, 10, 30, 0, TimeSpan.FromHours(2)));
+        reader.GetFieldValue<TimeSpan>(1).ShouldBe(new TimeSpan(1, 2, 3));
+    }
+
+    [Test]
     public void A_connection_that_only_read_is_reused_without_a_session_check()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");

@@ -10,18 +10,19 @@ namespace SqliteSaver.Data.Pooling;
 /// <summary>
 /// A reader that forwards to the SQLite reader and finishes what was left open for it when it closes: a write
 /// that runs as it is read (an <c>INSERT ... RETURNING</c> outside a transaction) runs its remaining statements and
-/// is committed, or rolled back whole if any of its statements failed, and its write gate left; the prepared command
-/// it read from goes back to the physical connection's <see cref="StatementCache"/>; with
+/// is committed, or rolled back whole if any of its statements failed, and its write gate left; with
 /// <see cref="CommandBehavior.CloseConnection"/> the <see cref="SaverDbConnection"/> is closed, returning its physical
-/// connection to the pool, rather than the physical connection itself.
+/// connection to the pool, rather than the physical connection itself. It holds its connection, so a reader still in
+/// use keeps the connection from being garbage collected, and so from having its physical connection taken back as
+/// leaked while the reader steps on it.
 /// </summary>
-/// <param name="inner">The reader of <paramref name="command"/>.</param>
+/// <param name="inner">The Microsoft.Data.Sqlite reader.</param>
+/// <param name="connection">The connection the reader was opened on.</param>
 /// <param name="physical">The physical connection the reader steps on.</param>
-/// <param name="command">The command rented from <paramref name="physical"/>'s statement cache.</param>
-/// <param name="closeConnection">The connection to close with the reader, for <see cref="CommandBehavior.CloseConnection"/>.</param>
+/// <param name="closeConnection">Whether to close <paramref name="connection"/> with the reader, for <see cref="CommandBehavior.CloseConnection"/>.</param>
 /// <param name="openWrite">Whether a write transaction and the write gate were left open for the reader.</param>
 internal sealed class PooledDataReader(
-    SqliteDataReader inner, PhysicalConnection physical, OwnedSqliteCommand command, SaverDbConnection? closeConnection, bool openWrite)
+    SqliteDataReader inner, SaverDbConnection connection, PhysicalConnection physical, bool closeConnection, bool openWrite)
     : DbDataReader, IDbColumnSchemaGenerator
 {
     private bool _closed;
@@ -33,7 +34,7 @@ internal sealed class PooledDataReader(
 
     public override bool HasRows => inner.HasRows;
 
-    public override bool IsClosed => inner.IsClosed;
+    public override bool IsClosed => _closed;
 
     public override int RecordsAffected => inner.RecordsAffected;
 
@@ -79,8 +80,10 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            physical.Statements.Return(command); // before the connection, and so the cache, can go to another renter
-            closeConnection?.Close();
+            if (closeConnection)
+            {
+                connection.Close();
+            }
         }
     }
 
@@ -149,6 +152,11 @@ internal sealed class PooledDataReader(
         catch
         {
             _writeFailed = openWrite;
+            if (inner.IsClosed)
+            {
+                Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it
+            }
+
             throw;
         }
     }

@@ -5,99 +5,116 @@ namespace SqliteSaver.Data.Pooling;
 /// <summary>
 /// The commands of one physical connection, kept prepared across rentals by command text (Statement Cache Size), so
 /// that code creating a new command for every call, as plain ADO.NET and Dapper do, pays SQLite's prepare step once
-/// per connection instead of on every call. Used by the connection's renter only, one thread at a time.
+/// per connection instead of on every call. A <see cref="SaverDbCommand"/> rents the command for its text on its first
+/// execution and returns it when it is disposed, its text changes or its connection closes. Used by the connection's
+/// renter only, one thread at a time; the least recently rented command is evicted first.
 /// </summary>
 /// <remarks>
-/// Text that mentions PRAGMA is never kept: SQLite evaluates many PRAGMAs as it prepares them, so a kept
-/// <c>PRAGMA busy_timeout</c> would go on returning the value of its preparation. Everything else is prepared again by
-/// SQLite itself when the schema or a setting it was compiled against changes. A command whose last parameters held
-/// more than <see cref="MaxKeptParameterLength"/> bytes or characters is not kept, since SQLite keeps its own copy of
-/// bound values until they are bound again.
+/// Some commands are never kept: text that mentions PRAGMA (SQLite evaluates many PRAGMAs as it prepares them, so a
+/// kept <c>PRAGMA busy_timeout</c> would go on returning the value of its preparation), text longer than
+/// <see cref="MaxKeptTextLength"/>, and a command whose last parameters held more than
+/// <see cref="MaxKeptValueLength"/> bytes or characters in all (SQLite keeps its own copy of bound values until they
+/// are bound again). Everything else SQLite prepares again by itself when the schema or a setting it was compiled
+/// against changes.
 /// </remarks>
 internal sealed class StatementCache(SqliteConnection connection, int capacity) : IDisposable
 {
-    /// <summary>The largest blob or text parameter whose copy a kept statement may hold on to.</summary>
-    public const int MaxKeptParameterLength = 64 * 1024;
+    /// <summary>The longest command text kept.</summary>
+    public const int MaxKeptTextLength = 16 * 1024;
+
+    /// <summary>The most text and blob parameter data, in characters and bytes, whose copy a kept statement may hold.</summary>
+    public const int MaxKeptValueLength = 64 * 1024;
 
     private readonly Dictionary<string, OwnedSqliteCommand> _kept = new(StringComparer.Ordinal);
-    private long _returns;
-
-    /// <summary>Commands kept now.</summary>
-    public int Count => _kept.Count;
+    private readonly LinkedList<OwnedSqliteCommand> _byUse = new(); // most recently rented first
 
     /// <summary>
-    /// A command for <paramref name="commandText"/> on this connection: the kept one, already prepared, when no one is
-    /// using it; otherwise a new one. Give it back with <see cref="Return"/> when its work and reader are done.
+    /// A command for <paramref name="commandText"/> on this connection: the kept one, already prepared, when no one
+    /// holds it; otherwise a new one. With <paramref name="fresh"/> always a new one, never kept: for parameters that
+    /// could bind one statement parameter twice and leave another unbound (<c>a</c> and <c>@a</c>), which would then
+    /// keep a value bound by an earlier caller. Give it back with <see cref="Return"/>.
     /// </summary>
-    public OwnedSqliteCommand Rent(string commandText)
+    public OwnedSqliteCommand Rent(string commandText, bool fresh)
     {
-        if (!_kept.TryGetValue(commandText, out var command) || command.Rented)
+        if (!fresh && _kept.TryGetValue(commandText, out var kept) && !kept.Rented)
         {
-            command = new OwnedSqliteCommand
-            {
-                Connection = connection,
-                CommandText = commandText,
-
-                // A negative timeout makes Microsoft.Data.Sqlite report SQLITE_BUSY at once instead of sleeping in
-                // fixed 150 ms steps: the waiting is done by busy_timeout and this library.
-                CommandTimeout = -1,
-            };
+            _byUse.Remove(kept.Node!);
+            _byUse.AddFirst(kept.Node!);
+            kept.Rented = true;
+            return kept;
         }
 
-        command.Rented = true;
-        return command;
+        return new OwnedSqliteCommand
+        {
+            Connection = connection,
+            CommandText = commandText,
+
+            // A negative timeout makes Microsoft.Data.Sqlite report SQLITE_BUSY at once instead of sleeping in
+            // fixed 150 ms steps: the waiting is done by busy_timeout and this library.
+            CommandTimeout = -1,
+            Rented = true,
+            Keepable = !fresh && capacity > 0 && IsKeepable(commandText),
+        };
     }
 
     /// <summary>Takes back a rented command: kept for the next one with its text when it may be, disposed otherwise.</summary>
     public void Return(OwnedSqliteCommand command)
     {
         command.Rented = false;
-        command.Owner = null;
-        var keep = HoldsOnlySmallValues(command.Parameters);
-        command.Parameters.Clear(); // the caller's parameter objects, not SQLite's copies
-        command.LastUsed = ++_returns;
-        var text = command.CommandText;
-        if (_kept.TryGetValue(text, out var kept))
+        command.Parameters.Clear(); // the caller's parameter objects, not SQLite's copies of their values
+        var keep = command.Keepable && !command.BoundLargeValues;
+        if (command.Node is not null)
         {
-            if (!ReferenceEquals(kept, command))
+            if (!keep)
             {
-                command.Dispose(); // a second command with the same text, rented while the kept one was in use
-            }
-            else if (!keep)
-            {
-                _kept.Remove(text);
-                command.Dispose();
+                Evict(command);
             }
 
             return;
         }
 
-        if (keep && capacity > 0 && !text.Contains("PRAGMA", StringComparison.OrdinalIgnoreCase) && (_kept.Count < capacity || EvictLeastRecentlyUsed()))
+        if (!keep || _kept.ContainsKey(command.CommandText) || (_kept.Count >= capacity && !EvictLeastRecentlyUsed()))
         {
-            _kept.Add(text, command);
+            command.Dispose(); // a second command with a kept text, rented while the kept one was held, ends here too
+            return;
         }
-        else
-        {
-            command.Dispose();
-        }
+
+        _kept.Add(command.CommandText, command);
+        command.Node = _byUse.AddFirst(command);
     }
 
-    /// <summary>Disposes every kept command, releasing its prepared statements.</summary>
-    public void Dispose()
+    /// <summary>
+    /// Whether two of the parameters could bind the same statement parameter: Microsoft.Data.Sqlite binds a name
+    /// without a prefix (<c>a</c>) to <c>@a</c>, <c>$a</c> or <c>:a</c>, and only counts the bindings, so a duplicate
+    /// can leave another statement parameter holding the value an earlier caller bound.
+    /// </summary>
+    public static bool MayBindOneParameterTwice(SqliteParameterCollection parameters)
     {
-        foreach (var command in _kept.Values)
+        for (var i = 1; i < parameters.Count; i++)
         {
-            command.Dispose();
+            var name = Unprefixed(parameters[i].ParameterName);
+            for (var j = 0; j < i; j++)
+            {
+                if (name.SequenceEqual(Unprefixed(parameters[j].ParameterName)))
+                {
+                    return true;
+                }
+            }
         }
 
-        _kept.Clear();
+        return false;
+
+        static ReadOnlySpan<char> Unprefixed(string name)
+            => name.Length > 0 && name[0] is '@' or '$' or ':' ? name.AsSpan(1) : name;
     }
 
-    private static bool HoldsOnlySmallValues(SqliteParameterCollection parameters)
+    /// <summary>Whether the parameters' text and blob values add up to more than a kept statement may hold.</summary>
+    public static bool HoldsLargeValues(SqliteParameterCollection parameters)
     {
+        long length = 0;
         for (var i = 0; i < parameters.Count; i++)
         {
-            var length = parameters[i].Value switch
+            length += parameters[i].Value switch
             {
                 string text => text.Length,
                 byte[] bytes => bytes.Length,
@@ -105,34 +122,47 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
                 Memory<byte> memory => memory.Length,
                 _ => 0,
             };
-            if (length > MaxKeptParameterLength)
-            {
-                return false;
-            }
         }
 
-        return true;
+        return length > MaxKeptValueLength;
     }
 
-    /// <summary>Disposes the kept command given back longest ago that no one is using; false when all are in use.</summary>
+    /// <summary>Disposes every kept command, releasing its prepared statements.</summary>
+    public void Dispose()
+    {
+        foreach (var command in _byUse)
+        {
+            command.Node = null;
+            command.Dispose();
+        }
+
+        _byUse.Clear();
+        _kept.Clear();
+    }
+
+    private static bool IsKeepable(string commandText)
+        => commandText.Length <= MaxKeptTextLength && !commandText.Contains("PRAGMA", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Disposes the least recently rented kept command that no one holds; false when every one is held.</summary>
     private bool EvictLeastRecentlyUsed()
     {
-        OwnedSqliteCommand? oldest = null;
-        foreach (var command in _kept.Values)
+        for (var node = _byUse.Last; node is not null; node = node.Previous)
         {
-            if (!command.Rented && (oldest is null || command.LastUsed < oldest.LastUsed))
+            if (!node.Value.Rented)
             {
-                oldest = command;
+                Evict(node.Value);
+                return true;
             }
         }
 
-        if (oldest is null)
-        {
-            return false;
-        }
+        return false;
+    }
 
-        _kept.Remove(oldest.CommandText);
-        oldest.Dispose();
-        return true;
+    private void Evict(OwnedSqliteCommand command)
+    {
+        _kept.Remove(command.CommandText);
+        _byUse.Remove(command.Node!);
+        command.Node = null;
+        command.Dispose();
     }
 }

@@ -1,5 +1,6 @@
 using Microsoft.Data.Sqlite;
 using Shouldly;
+using SqliteSaver.Data.Pooling;
 using SQLitePCL;
 using static SqliteSaver.Data.Tests.ConnectionTests;
 
@@ -38,6 +39,8 @@ public class StatementCacheTests : DatabaseTest
         }
 
         compiles.Count.ShouldBe(0);
+        Query(next, "SELECT x FROM t WHERE rowid = $x + 0", 2).ShouldBe(2L);
+        compiles.Count.ShouldBe(2); // the counter sees this physical connection: new text is prepared (and classified)
     }
 
     [Test]
@@ -105,44 +108,22 @@ public class StatementCacheTests : DatabaseTest
     }
 
     [Test]
-    public void A_statement_whose_parameters_held_a_large_value_is_not_kept()
-    {
-        const string insert = "INSERT INTO t (x, payload) SELECT $x + max(x), $payload FROM t";
-        var connectionString = Folder.ConnectionString();
-        Setup(connectionString);
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        using var compiles = new Compiles(connection);
-        Insert(connection, insert, new byte[10]);
-        compiles.Reset();
-
-        Insert(connection, insert, new byte[100_000]);
-        compiles.Count.ShouldBe(0); // the kept statement ran, and was then let go
-        Insert(connection, insert, new byte[10]);
-        compiles.Count.ShouldBe(1);
-
-        static void Insert(SaverDbConnection connection, string sql, byte[] payload)
-        {
-            using var command = connection.CreateCommand();
-            command.CommandText = sql;
-            command.Parameters.AddWithValue("$x", 1);
-            command.Parameters.AddWithValue("$payload", payload);
-            command.ExecuteNonQuery().ShouldBe(1);
-        }
-    }
-
-    [Test]
     public void A_kept_statement_sees_a_changed_schema()
     {
         var connectionString = Folder.ConnectionString();
         Setup(connectionString);
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
+        using var compiles = new Compiles(connection);
         FieldCount(connection).ShouldBe(2);
 
         Exec(connection, "ALTER TABLE t ADD COLUMN added TEXT");
+        compiles.Reset();
 
         FieldCount(connection).ShouldBe(3);
+        compiles.Count.ShouldBe(1); // SQLite prepared the kept statement again
+        FieldCount(connection).ShouldBe(3);
+        compiles.Count.ShouldBe(1); // and it is still kept
 
         static int FieldCount(SaverDbConnection connection)
         {
@@ -161,13 +142,13 @@ public class StatementCacheTests : DatabaseTest
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
         using var compiles = new Compiles(connection);
-        using var first = connection.CreateCommand();
-        using var second = connection.CreateCommand();
-        first.CommandText = second.CommandText = "SELECT x FROM t ORDER BY x";
-
-        using (var a = first.ExecuteReader())
-        using (var b = second.ExecuteReader())
+        const string select = "SELECT x FROM t ORDER BY x";
+        using (var first = connection.CreateCommand())
+        using (var second = connection.CreateCommand())
         {
+            first.CommandText = second.CommandText = select;
+            using var a = first.ExecuteReader();
+            using var b = second.ExecuteReader();
             a.Read().ShouldBeTrue();
             b.Read().ShouldBeTrue();
             b.Read().ShouldBeTrue();
@@ -176,7 +157,7 @@ public class StatementCacheTests : DatabaseTest
         }
 
         compiles.Reset();
-        Scalar(connection, first.CommandText).ShouldBe(1L);
+        Scalar(connection, select).ShouldBe(1L);
         compiles.Count.ShouldBe(0);
     }
 
@@ -227,6 +208,251 @@ public class StatementCacheTests : DatabaseTest
         compiles.Reset();
         Scalar(next, select).ShouldBe(0L); // the first row, and of the database as it is now: no stale snapshot
         compiles.Count.ShouldBe(0);
+    }
+
+    [Test]
+    public void Parameters_that_bind_one_statement_parameter_twice_never_meet_a_value_bound_by_an_earlier_renter()
+    {
+        const string select = "SELECT @a, @b";
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = select;
+            command.Parameters.AddWithValue("@a", 1);
+            command.Parameters.AddWithValue("@b", "secret of the first renter");
+            command.ExecuteScalar();
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        using var aliased = next.CreateCommand();
+        aliased.CommandText = select;
+        aliased.Parameters.AddWithValue("@a", 2);
+        aliased.Parameters.AddWithValue("a", 3); // binds @a again, and Microsoft.Data.Sqlite counts two bound
+        using var reader = aliased.ExecuteReader();
+
+        reader.Read().ShouldBeTrue();
+        reader.IsDBNull(1).ShouldBeTrue();
+    }
+
+    [Test]
+    public void A_statement_whose_parameters_held_large_values_in_all_is_not_kept()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        var small = new string('s', StatementCache.MaxKeptValueLength / 4);
+        Select(connection, small, small).ShouldBe(1L);
+        compiles.Reset();
+
+        Select(connection, small, small).ShouldBe(1L);
+        compiles.Count.ShouldBe(0);
+        Select(connection, small + small, small + small + "!").ShouldBe(1L); // one character over 64 KiB in all
+        compiles.Count.ShouldBe(0); // it ran prepared, and was then let go
+        Select(connection, small, small).ShouldBe(1L);
+        compiles.Count.ShouldBe(1);
+
+        static object? Select(SaverDbConnection connection, string first, string second)
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT x FROM t WHERE rowid = 1 AND length($first) + length($second) > 0";
+            command.Parameters.AddWithValue("$first", first);
+            command.Parameters.AddWithValue("$second", second);
+            return command.ExecuteScalar();
+        }
+    }
+
+    [Test]
+    public void Text_longer_than_16_KiB_is_not_kept()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        var longText = "SELECT x FROM t WHERE rowid = 1 /*" + new string(' ', StatementCache.MaxKeptTextLength) + "*/";
+        Scalar(connection, longText).ShouldBe(1L);
+        compiles.Reset();
+
+        Scalar(connection, longText).ShouldBe(1L);
+
+        compiles.Count.ShouldBe(1);
+    }
+
+    [Test]
+    public void A_command_run_in_a_loop_is_prepared_once_even_when_it_is_not_kept()
+    {
+        var connectionString = Folder.ConnectionString("Statement Cache Size=0");
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        using var command = connection.CreateCommand();
+        command.CommandText = Select;
+        var x = command.Parameters.AddWithValue("$x", 1L);
+
+        for (var row = 1L; row <= 3; row++)
+        {
+            x.Value = row;
+            command.ExecuteScalar().ShouldBe(row);
+        }
+
+        compiles.Count.ShouldBe(2); // once to classify it, once to run it
+    }
+
+    [Test]
+    public void A_prepared_command_is_kept_for_the_next_command_with_its_text()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = Select;
+            command.Prepare();
+        }
+
+        compiles.Count.ShouldBe(1);
+        Query(connection, Select, 3).ShouldBe(3L);
+        compiles.Count.ShouldBe(2); // classified on its first execution; not prepared again
+    }
+
+    [Test]
+    public async Task Asynchronous_commands_and_readers_use_kept_statements()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        using var compiles = new Compiles(connection);
+        Query(connection, Select, 1).ShouldBe(1L);
+        compiles.Reset();
+
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText = Select;
+            command.Parameters.AddWithValue("$x", 2L);
+            (await command.ExecuteScalarAsync()).ShouldBe(2L);
+        }
+
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText = Select;
+            command.Parameters.AddWithValue("$x", 3L);
+            await using var reader = await command.ExecuteReaderAsync();
+            (await reader.ReadAsync()).ShouldBeTrue();
+            reader.GetInt64(0).ShouldBe(3L);
+        }
+
+        compiles.Count.ShouldBe(0);
+    }
+
+    [Test]
+    public void A_CloseConnection_reader_gives_its_statement_back_before_the_connection_goes_to_the_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        Setup(connectionString);
+        Compiles compiles;
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        compiles = new Compiles(connection);
+        var command = connection.CreateCommand();
+        command.CommandText = Select;
+        command.Parameters.AddWithValue("$x", 1L);
+        using (var reader = command.ExecuteReader(System.Data.CommandBehavior.CloseConnection))
+        {
+            reader.Read().ShouldBeTrue();
+        }
+
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        compiles.Reset();
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        Query(next, Select, 2).ShouldBe(2L);
+        compiles.Count.ShouldBe(0);
+        command.Dispose(); // after the connection went to the next renter: nothing of the next renter's changes
+        Query(next, Select, 3).ShouldBe(3L);
+        compiles.Count.ShouldBe(0);
+    }
+
+    [Test]
+    public void A_reader_closed_by_a_failing_statement_lets_its_command_run_again_and_gives_its_statement_back()
+    {
+        const string batch = "SELECT x FROM t WHERE rowid = 1; SELECT json($json)";
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        Setup(connectionString);
+        Compiles compiles;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            compiles = new Compiles(connection);
+            using var command = connection.CreateCommand();
+            command.CommandText = batch;
+            var json = command.Parameters.AddWithValue("$json", "[1]");
+            command.ExecuteScalar().ShouldBe(1L); // every statement prepared
+            json.Value = "not json";
+            var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+            Should.Throw<SqliteException>(() => reader.NextResult());
+
+            reader.IsClosed.ShouldBeTrue();
+            json.Value = "[1]";
+            using var rerun = command.ExecuteReader(); // the command runs again
+            rerun.Read().ShouldBeTrue();
+        }
+
+        compiles.Reset();
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        using var again = next.CreateCommand();
+        again.CommandText = batch;
+        again.Parameters.AddWithValue("$json", "[2]");
+        again.ExecuteScalar().ShouldBe(1L);
+        compiles.Count.ShouldBe(0); // the statement was given back to the cache, not left held
+    }
+
+    [Test]
+    public void A_reader_is_closed_at_Close_even_after_a_Close_that_failed_to_commit_another_of_its_writes()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        Setup(connectionString);
+        using (var setup = new SaverDbConnection(connectionString))
+        {
+            setup.Open();
+            Exec(setup, "CREATE TABLE u (y NOT NULL)");
+        }
+
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t (x) VALUES (9) RETURNING x; INSERT INTO u VALUES (NULL)";
+        var write = command.ExecuteReader();
+        write.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(connection.Close); // the reader's last statement fails as Close finishes it
+
+        connection.Open();
+        command.CommandText = "SELECT x FROM t ORDER BY x";
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        connection.Close();
+
+        reader.IsClosed.ShouldBeTrue();
+        using (var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False"))
+        {
+            other.Open();
+            using var insert = other.CreateCommand();
+            insert.CommandText = "INSERT INTO t (x) VALUES (0)";
+            insert.ExecuteNonQuery();
+        }
+
+        connection.Open();
+        Scalar(connection, "SELECT count(*) FROM t").ShouldBe(4L); // no snapshot left from the reader: the row is seen
     }
 
     private static void Setup(string connectionString)
