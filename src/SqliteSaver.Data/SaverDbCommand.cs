@@ -55,7 +55,7 @@ public sealed class SaverDbCommand : DbCommand
             if (value != _definition.CommandText)
             {
                 ThrowIfReaderOpen(nameof(CommandText));
-                ReturnPrepared();
+                ReturnPrepared(_bound);
                 _definition.CommandText = value;
             }
         }
@@ -233,18 +233,20 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     internal void Unbind(PhysicalConnection physical)
     {
-        if (ReferenceEquals(_bound, physical))
+        if (!ReferenceEquals(_bound, physical))
         {
-            try
-            {
-                _reader?.Dispose(); // a reader opened since the command moved to another connection is that one's
-            }
-            finally
-            {
-                _reader = null;
-                ReturnPrepared();
-                _bound = null;
-            }
+            return; // a reader opened since the command moved to another connection is that one's
+        }
+
+        _bound = null;
+        try
+        {
+            _reader?.Dispose();
+        }
+        finally
+        {
+            _reader = null;
+            ReturnPrepared(physical);
         }
     }
 
@@ -261,7 +263,7 @@ public sealed class SaverDbCommand : DbCommand
             finally
             {
                 _reader = null;
-                ReturnPrepared();
+                ReturnPrepared(_bound);
                 _definition.Dispose();
             }
         }
@@ -328,29 +330,39 @@ public sealed class SaverDbCommand : DbCommand
         }
     }
 
-    /// <summary>Gives the prepared command back to the statement cache of the physical connection it was rented from.</summary>
-    private void ReturnPrepared()
+    /// <summary>Gives the prepared command back to the statement cache of <paramref name="physical"/>, which it was rented from.</summary>
+    private void ReturnPrepared(PhysicalConnection? physical)
     {
         if (_prepared is { } prepared)
         {
             _prepared = null;
-            _bound!.Statements.Return(prepared);
+            physical!.Statements.Return(prepared);
         }
     }
 
-    /// <summary><see cref="Bind"/>, and hands the prepared command this command's parameters as they are now.</summary>
+    /// <summary>
+    /// <see cref="Bind"/>, and hands the prepared command this command's parameters as they are now. Parameters that
+    /// could bind one statement parameter twice get a statement no other command uses (see
+    /// <see cref="StatementCache.MayBindOneParameterTwice"/>).
+    /// </summary>
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) BindWithParameters(string operation)
     {
         var (connection, physical, command) = Bind(operation);
         var parameters = _definition.Parameters;
-        var target = command.Parameters; // even when empty: Microsoft.Data.Sqlite names missing parameters only with one
+        if (command.Keepable && StatementCache.MayBindOneParameterTwice(parameters))
+        {
+            ReturnPrepared(physical);
+            command = _prepared = physical.Statements.Rent(_definition.CommandText, fresh: true);
+        }
+
+        var target = command.Parameters;
         target.Clear();
         for (var i = 0; i < parameters.Count; i++)
         {
             target.Add(parameters[i]);
         }
 
-        command.BoundLargeValues |= StatementCache.HoldsLargeValues(parameters);
+        command.BoundValueLength = StatementCache.ValueLength(parameters);
         return (connection, physical, command);
     }
 
@@ -385,12 +397,12 @@ public sealed class SaverDbCommand : DbCommand
 
         if (!ReferenceEquals(_bound, physical))
         {
-            ReturnPrepared(); // to the connection the command ran on before, still open, or Close would have unbound it
+            ReturnPrepared(_bound); // to the connection the command ran on before, still open, or Close would have unbound it
             _bound = physical;
             connection.Track(this);
         }
 
-        _prepared ??= physical.Statements.Rent(_definition.CommandText, fresh: StatementCache.MayBindOneParameterTwice(_definition.Parameters));
+        _prepared ??= physical.Statements.Rent(_definition.CommandText, fresh: false);
         return (connection, physical, _prepared);
     }
 }

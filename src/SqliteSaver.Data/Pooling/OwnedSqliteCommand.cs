@@ -12,16 +12,16 @@ internal sealed class OwnedSqliteCommand : SqliteCommand
     public bool Rented { get; set; }
 
     /// <summary>
-    /// Whether it may go back into the cache when returned: false for one rented while the kept one was in use, or
-    /// for callers whose parameters could leave a statement parameter unbound (see <see cref="StatementCache.Rent"/>).
+    /// Whether it may go into the cache when returned: false for text the cache does not keep, and for a command made
+    /// while the kept one was held or for parameters that could bind one statement parameter twice.
     /// </summary>
-    public bool Keepable { get; set; }
+    public bool Keepable { get; init; }
 
     /// <summary>
-    /// Whether the values last bound to its statements are larger than the cache keeps (SQLite holds its own copy of
-    /// bound values until they are bound again).
+    /// The characters of text and bytes of blobs last bound to its statements: SQLite keeps its own copy of bound
+    /// values until they are bound again.
     /// </summary>
-    public bool BoundLargeValues { get; set; }
+    public long BoundValueLength { get; set; }
 
     /// <summary>Its place in the cache's order of use, while it is kept.</summary>
     public LinkedListNode<OwnedSqliteCommand>? Node { get; set; }

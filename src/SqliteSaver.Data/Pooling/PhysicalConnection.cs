@@ -168,7 +168,7 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>
     /// The connection's busy timeout as SQLite has it now (a renter may have changed it with a PRAGMA). Prepared
-    /// afresh each time: a prepared <c>PRAGMA busy_timeout</c> returns the value of its preparation.
+    /// afresh each time: SQLite compiles a PRAGMA again on every run anyway.
     /// </summary>
     /// <exception cref="SqliteException">SQLite could not read it.</exception>
     public int BusyTimeoutMilliseconds()

@@ -6,99 +6,136 @@ namespace SqliteSaver.Data.Pooling;
 /// The commands of one physical connection, kept prepared across rentals by command text (Statement Cache Size), so
 /// that code creating a new command for every call, as plain ADO.NET and Dapper do, pays SQLite's prepare step once
 /// per connection instead of on every call. A <see cref="SaverDbCommand"/> rents the command for its text on its first
-/// execution and returns it when it is disposed, its text changes or its connection closes. Used by the connection's
-/// renter only, one thread at a time; the least recently rented command is evicted first.
+/// execution and returns it when it is disposed, its text changes or its connection closes; the least recently rented
+/// command is evicted first. SQLite compiles a kept statement again by itself when the schema or a setting it was
+/// compiled against changes, and compiles PRAGMAs again on every run.
 /// </summary>
 /// <remarks>
-/// Some commands are never kept: text that mentions PRAGMA (SQLite evaluates many PRAGMAs as it prepares them, so a
-/// kept <c>PRAGMA busy_timeout</c> would go on returning the value of its preparation), text longer than
-/// <see cref="MaxKeptTextLength"/>, and a command whose last parameters held more than
-/// <see cref="MaxKeptValueLength"/> bytes or characters in all (SQLite keeps its own copy of bound values until they
-/// are bound again). Everything else SQLite prepares again by itself when the schema or a setting it was compiled
-/// against changes.
+/// SQLite keeps a copy of the values last bound to a statement until they are bound again, so the cache bounds them:
+/// a command whose last values came to more than <see cref="MaxKeptValueLength"/> (characters of text and bytes of
+/// blobs) is not kept, nor any once the kept ones hold <see cref="MaxKeptValueLengthInAll"/>; text longer than
+/// <see cref="MaxKeptTextLength"/> is not kept either. Those values are never read by another command: each
+/// execution binds every parameter of its statements, and one whose parameters could bind a statement parameter twice
+/// gets a statement of its own (see <see cref="MayBindOneParameterTwice"/>). Locked, because a command moved to another
+/// connection returns its statement from its own thread, and a leaked connection's cache is disposed by the pool.
 /// </remarks>
 internal sealed class StatementCache(SqliteConnection connection, int capacity) : IDisposable
 {
     /// <summary>The longest command text kept.</summary>
     public const int MaxKeptTextLength = 16 * 1024;
 
-    /// <summary>The most text and blob parameter data, in characters and bytes, whose copy a kept statement may hold.</summary>
+    /// <summary>The most text and blob data, in characters and bytes, whose copy one kept statement may hold.</summary>
     public const int MaxKeptValueLength = 64 * 1024;
 
+    /// <summary>The most text and blob data, in characters and bytes, whose copies the kept statements may hold in all.</summary>
+    public const int MaxKeptValueLengthInAll = 1024 * 1024;
+
+    private readonly Lock _lock = new();
     private readonly Dictionary<string, OwnedSqliteCommand> _kept = new(StringComparer.Ordinal);
     private readonly LinkedList<OwnedSqliteCommand> _byUse = new(); // most recently rented first
+    private long _keptValueLength; // of the kept commands no one holds
+    private bool _disposed;
 
     /// <summary>
     /// A command for <paramref name="commandText"/> on this connection: the kept one, already prepared, when no one
-    /// holds it; otherwise a new one. With <paramref name="fresh"/> always a new one, never kept: for parameters that
-    /// could bind one statement parameter twice and leave another unbound (<c>a</c> and <c>@a</c>), which would then
-    /// keep a value bound by an earlier caller. Give it back with <see cref="Return"/>.
+    /// holds it; otherwise a new one. With <paramref name="fresh"/> always a new one, never kept. Give it back with
+    /// <see cref="Return"/>.
     /// </summary>
     public OwnedSqliteCommand Rent(string commandText, bool fresh)
     {
-        if (!fresh && _kept.TryGetValue(commandText, out var kept) && !kept.Rented)
+        lock (_lock)
         {
-            _byUse.Remove(kept.Node!);
-            _byUse.AddFirst(kept.Node!);
-            kept.Rented = true;
-            return kept;
+            if (!fresh && _kept.TryGetValue(commandText, out var kept) && !kept.Rented)
+            {
+                _byUse.Remove(kept.Node!);
+                _byUse.AddFirst(kept.Node!);
+                kept.Rented = true;
+                _keptValueLength -= kept.BoundValueLength;
+                return kept;
+            }
+
+            return new OwnedSqliteCommand
+            {
+                Connection = connection,
+                CommandText = commandText,
+
+                // A negative timeout makes Microsoft.Data.Sqlite report SQLITE_BUSY at once instead of sleeping in
+                // fixed 150 ms steps: the waiting is done by busy_timeout and this library.
+                CommandTimeout = -1,
+                Rented = true,
+                Keepable = !fresh && capacity > 0 && commandText.Length <= MaxKeptTextLength,
+            };
         }
-
-        return new OwnedSqliteCommand
-        {
-            Connection = connection,
-            CommandText = commandText,
-
-            // A negative timeout makes Microsoft.Data.Sqlite report SQLITE_BUSY at once instead of sleeping in
-            // fixed 150 ms steps: the waiting is done by busy_timeout and this library.
-            CommandTimeout = -1,
-            Rented = true,
-            Keepable = !fresh && capacity > 0 && IsKeepable(commandText),
-        };
     }
 
     /// <summary>Takes back a rented command: kept for the next one with its text when it may be, disposed otherwise.</summary>
     public void Return(OwnedSqliteCommand command)
     {
-        command.Rented = false;
         command.Parameters.Clear(); // the caller's parameter objects, not SQLite's copies of their values
-        var keep = command.Keepable && !command.BoundLargeValues;
-        if (command.Node is not null)
+        lock (_lock)
         {
-            if (!keep)
+            command.Rented = false;
+            var keep = !_disposed
+                && command.Keepable
+                && command.BoundValueLength <= MaxKeptValueLength
+                && _keptValueLength + command.BoundValueLength <= MaxKeptValueLengthInAll;
+            if (command.Node is not null)
             {
-                Evict(command);
+                if (keep)
+                {
+                    _keptValueLength += command.BoundValueLength;
+                }
+                else
+                {
+                    Remove(command);
+                }
+
+                return;
             }
 
-            return;
-        }
+            if (!keep || _kept.ContainsKey(command.CommandText) || (_kept.Count >= capacity && !EvictLeastRecentlyUsed()))
+            {
+                command.Dispose(); // a second command with a kept text, made while the kept one was held, ends here too
+                return;
+            }
 
-        if (!keep || _kept.ContainsKey(command.CommandText) || (_kept.Count >= capacity && !EvictLeastRecentlyUsed()))
-        {
-            command.Dispose(); // a second command with a kept text, rented while the kept one was held, ends here too
-            return;
+            _kept.Add(command.CommandText, command);
+            command.Node = _byUse.AddFirst(command);
+            _keptValueLength += command.BoundValueLength;
         }
-
-        _kept.Add(command.CommandText, command);
-        command.Node = _byUse.AddFirst(command);
     }
 
     /// <summary>
     /// Whether two of the parameters could bind the same statement parameter: Microsoft.Data.Sqlite binds a name
-    /// without a prefix (<c>a</c>) to <c>@a</c>, <c>$a</c> or <c>:a</c>, and only counts the bindings, so a duplicate
-    /// can leave another statement parameter holding the value an earlier caller bound.
+    /// without a prefix (<c>a</c>) to <c>@a</c>, <c>$a</c> or <c>:a</c>, and checks only the number of bindings, so one
+    /// statement parameter bound twice would leave another holding the value a command before bound.
     /// </summary>
     public static bool MayBindOneParameterTwice(SqliteParameterCollection parameters)
     {
-        for (var i = 1; i < parameters.Count; i++)
+        var count = parameters.Count;
+        if (count <= 8)
         {
-            var name = Unprefixed(parameters[i].ParameterName);
-            for (var j = 0; j < i; j++)
+            for (var i = 1; i < count; i++)
             {
-                if (name.SequenceEqual(Unprefixed(parameters[j].ParameterName)))
+                var name = Unprefixed(parameters[i].ParameterName);
+                for (var j = 0; j < i; j++)
                 {
-                    return true;
+                    if (name.SequenceEqual(Unprefixed(parameters[j].ParameterName)))
+                    {
+                        return true;
+                    }
                 }
+            }
+
+            return false;
+        }
+
+        var names = new HashSet<string>(count, StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
+        for (var i = 0; i < count; i++)
+        {
+            if (!names.Add(Unprefixed(parameters[i].ParameterName)))
+            {
+                return true;
             }
         }
 
@@ -108,8 +145,8 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
             => name.Length > 0 && name[0] is '@' or '$' or ':' ? name.AsSpan(1) : name;
     }
 
-    /// <summary>Whether the parameters' text and blob values add up to more than a kept statement may hold.</summary>
-    public static bool HoldsLargeValues(SqliteParameterCollection parameters)
+    /// <summary>The characters of text and bytes of blobs among the parameters' values.</summary>
+    public static long ValueLength(SqliteParameterCollection parameters)
     {
         long length = 0;
         for (var i = 0; i < parameters.Count; i++)
@@ -124,24 +161,26 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
             };
         }
 
-        return length > MaxKeptValueLength;
+        return length;
     }
 
-    /// <summary>Disposes every kept command, releasing its prepared statements.</summary>
+    /// <summary>Disposes every kept command, releasing its prepared statements; commands returned later are disposed.</summary>
     public void Dispose()
     {
-        foreach (var command in _byUse)
+        lock (_lock)
         {
-            command.Node = null;
-            command.Dispose();
+            _disposed = true;
+            foreach (var command in _byUse)
+            {
+                command.Node = null;
+                command.Dispose();
+            }
+
+            _byUse.Clear();
+            _kept.Clear();
+            _keptValueLength = 0;
         }
-
-        _byUse.Clear();
-        _kept.Clear();
     }
-
-    private static bool IsKeepable(string commandText)
-        => commandText.Length <= MaxKeptTextLength && !commandText.Contains("PRAGMA", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Disposes the least recently rented kept command that no one holds; false when every one is held.</summary>
     private bool EvictLeastRecentlyUsed()
@@ -150,7 +189,8 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
         {
             if (!node.Value.Rented)
             {
-                Evict(node.Value);
+                _keptValueLength -= node.Value.BoundValueLength;
+                Remove(node.Value);
                 return true;
             }
         }
@@ -158,7 +198,7 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
         return false;
     }
 
-    private void Evict(OwnedSqliteCommand command)
+    private void Remove(OwnedSqliteCommand command)
     {
         _kept.Remove(command.CommandText);
         _byUse.Remove(command.Node!);

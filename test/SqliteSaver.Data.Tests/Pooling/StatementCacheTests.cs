@@ -81,7 +81,7 @@ public class StatementCacheTests : DatabaseTest
     }
 
     [Test]
-    public void A_PRAGMA_is_never_kept_because_SQLite_evaluates_it_as_it_prepares_it()
+    public void A_kept_PRAGMA_returns_what_was_set_since_it_was_prepared()
     {
         using var connection = new SaverDbConnection(Folder.ConnectionString());
         connection.Open();
@@ -90,21 +90,6 @@ public class StatementCacheTests : DatabaseTest
         Exec(connection, "PRAGMA busy_timeout = 77");
 
         Pragma(connection, "busy_timeout").ShouldBe(77L);
-    }
-
-    [Test]
-    public void A_kept_statement_never_reuses_the_values_bound_by_the_command_before()
-    {
-        var connectionString = Folder.ConnectionString();
-        Setup(connectionString);
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        Query(connection, Select, 1).ShouldBe(1L);
-
-        using var unbound = connection.CreateCommand();
-        unbound.CommandText = Select;
-
-        Should.Throw<InvalidOperationException>(() => unbound.ExecuteScalar()).Message.ShouldContain("$x");
     }
 
     [Test]
@@ -173,6 +158,7 @@ public class StatementCacheTests : DatabaseTest
         using var reader = command.ExecuteReader();
 
         Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()).Message.ShouldContain("reader");
+        Should.Throw<InvalidOperationException>(() => command.CommandText = "SELECT 2").Message.ShouldContain("reader");
 
         reader.Close();
         command.ExecuteScalar().ShouldBe(1L);
@@ -210,10 +196,14 @@ public class StatementCacheTests : DatabaseTest
         compiles.Count.ShouldBe(0);
     }
 
-    [Test]
-    public void Parameters_that_bind_one_statement_parameter_twice_never_meet_a_value_bound_by_an_earlier_renter()
+    [TestCase("run", 2)]
+    [TestCase("prepared first", 2)]
+    [TestCase("failed first", 2)]
+    [TestCase("run", 12)]
+    public void Parameters_that_bind_one_statement_parameter_twice_never_meet_a_value_bound_by_an_earlier_command(string path, int parameters)
     {
-        const string select = "SELECT @a, @b";
+        var others = string.Concat(Enumerable.Range(0, parameters - 2).Select(i => $", @p{i}"));
+        var select = $"SELECT @a, @b{others}";
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
         using (var connection = new SaverDbConnection(connectionString))
         {
@@ -222,6 +212,7 @@ public class StatementCacheTests : DatabaseTest
             command.CommandText = select;
             command.Parameters.AddWithValue("@a", 1);
             command.Parameters.AddWithValue("@b", "secret of the first renter");
+            AddOthers(command, parameters);
             command.ExecuteScalar();
         }
 
@@ -229,12 +220,31 @@ public class StatementCacheTests : DatabaseTest
         next.Open();
         using var aliased = next.CreateCommand();
         aliased.CommandText = select;
+        switch (path)
+        {
+            case "prepared first":
+                aliased.Prepare(); // takes the kept statement before any parameter is added
+                break;
+            case "failed first":
+                Should.Throw<InvalidOperationException>(() => aliased.ExecuteScalar()); // no parameters: takes it, and fails
+                break;
+        }
+
         aliased.Parameters.AddWithValue("@a", 2);
         aliased.Parameters.AddWithValue("a", 3); // binds @a again, and Microsoft.Data.Sqlite counts two bound
+        AddOthers(aliased, parameters);
         using var reader = aliased.ExecuteReader();
 
         reader.Read().ShouldBeTrue();
         reader.IsDBNull(1).ShouldBeTrue();
+
+        static void AddOthers(SaverDbCommand command, int parameters)
+        {
+            for (var i = 0; i < parameters - 2; i++)
+            {
+                command.Parameters.AddWithValue($"@p{i}", i);
+            }
+        }
     }
 
     [Test]
@@ -453,6 +463,38 @@ public class StatementCacheTests : DatabaseTest
 
         connection.Open();
         Scalar(connection, "SELECT count(*) FROM t").ShouldBe(4L); // no snapshot left from the reader: the row is seen
+    }
+
+    [Test]
+    public void The_kept_statements_hold_at_most_1_MiB_of_bound_text_and_blobs_in_all()
+    {
+        const int statements = 20;
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        var large = new string('v', 60_000);
+        for (var i = 0; i < statements; i++)
+        {
+            Select(connection, i, large);
+        }
+
+        compiles.Reset();
+        for (var i = 0; i < statements; i++)
+        {
+            Select(connection, i, "small");
+        }
+
+        compiles.Count.ShouldBe(statements - (StatementCache.MaxKeptValueLengthInAll / large.Length)); // 17 were kept
+
+        static void Select(SaverDbConnection connection, int i, string value)
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = $"SELECT x FROM t WHERE rowid = 1 AND length($value) > 0 AND {i} >= 0";
+            command.Parameters.AddWithValue("$value", value);
+            command.ExecuteScalar().ShouldBe(1L);
+        }
     }
 
     private static void Setup(string connectionString)
