@@ -19,11 +19,13 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasAttachedDatabases;
     private readonly Action<int> _committed;
+    private int _busyTimeout;
     private static long s_lastId;
 
-    private PhysicalConnection(SqliteConnection sqlite, int generation, int statementCacheSize, Action<int> committed)
+    private PhysicalConnection(SqliteConnection sqlite, int generation, int busyTimeout, int statementCacheSize, Action<int> committed)
     {
         _committed = committed;
+        _busyTimeout = busyTimeout;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
         Generation = generation;
@@ -69,6 +71,12 @@ internal sealed class PhysicalConnection : IDisposable
     /// run outside a transaction, or use of the connection underneath. Returning checks for them only then.
     /// </summary>
     public bool MayHoldAttachments { get; set; }
+
+    /// <summary>
+    /// Whether something that could set <c>PRAGMA busy_timeout</c> ran since <see cref="BusyTimeoutMilliseconds"/> last
+    /// read it: a PRAGMA or other statement that runs outside a transaction, or use of the connection underneath.
+    /// </summary>
+    public bool BusyTimeoutMayHaveChanged { get; set; }
 
     /// <summary>The write gate this connection holds while a write transaction of its own is open, if any.</summary>
     public WriteGate? HeldGate { get; set; }
@@ -121,7 +129,8 @@ internal sealed class PhysicalConnection : IDisposable
                 },
                 (sqlite.Handle, options.PragmaSql),
                 CancellationToken.None);
-            return new PhysicalConnection(sqlite, generation, options.StatementCacheSize, committed);
+            var busyTimeout = (int)Math.Min(options.BusyTimeout.TotalMilliseconds, int.MaxValue);
+            return new PhysicalConnection(sqlite, generation, busyTimeout, options.StatementCacheSize, committed);
         }
         catch
         {
@@ -167,15 +176,21 @@ internal sealed class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// The connection's busy timeout as SQLite has it now (a renter may have changed it with a PRAGMA). Prepared
-    /// afresh each time: SQLite compiles a PRAGMA again on every run anyway.
+    /// The connection's busy timeout as SQLite has it now: Busy Timeout, unless a renter changed it with a PRAGMA, in
+    /// which case it is read from SQLite once (see <see cref="BusyTimeoutMayHaveChanged"/>).
     /// </summary>
     /// <exception cref="SqliteException">SQLite could not read it.</exception>
     public int BusyTimeoutMilliseconds()
     {
-        using var statement = Prepare("PRAGMA busy_timeout");
-        SqliteException.ThrowExceptionForRC(raw.sqlite3_step(statement), Handle);
-        return raw.sqlite3_column_int(statement, 0);
+        if (BusyTimeoutMayHaveChanged)
+        {
+            using var statement = Prepare("PRAGMA busy_timeout"); // SQLite compiles a PRAGMA again on every run anyway
+            SqliteException.ThrowExceptionForRC(raw.sqlite3_step(statement), Handle);
+            _busyTimeout = raw.sqlite3_column_int(statement, 0);
+            BusyTimeoutMayHaveChanged = false;
+        }
+
+        return _busyTimeout;
     }
 
     /// <summary>Leaves the write gate, if this connection holds it.</summary>

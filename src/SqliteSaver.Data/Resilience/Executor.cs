@@ -102,17 +102,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         using var interrupt = InterruptOnCancel(physical, cancellationToken);
         try
         {
+            var kind = _classifier.Classify(physical.Handle, command.CommandText);
+            physical.BusyTimeoutMayHaveChanged |= kind is CommandKind.Standalone or CommandKind.Unprotected; // a PRAGMA
             if (InCallersTransaction(physical))
             {
                 // ATTACH cannot run inside a transaction, but can once SQLite has ended it: before this command (the
                 // gate is held for a transaction SQLite ended) or in it (a batch such as "COMMIT; ATTACH ...").
                 physical.MayHoldTempObjects = true;
-                physical.MayHoldAttachments |= !physical.InTransaction
-                    || _classifier.Classify(physical.Handle, command.CommandText) == CommandKind.Unprotected;
+                physical.MayHoldAttachments |= !physical.InTransaction || kind == CommandKind.Unprotected;
                 return (run(command, behavior), false);
             }
 
-            var kind = _classifier.Classify(physical.Handle, command.CommandText);
             physical.MayHoldTempObjects |= kind != CommandKind.Read;
             physical.MayHoldAttachments |= kind is CommandKind.Standalone or CommandKind.Unprotected;
             switch (kind)
@@ -203,22 +203,23 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     private static bool IsInterruption(SqliteException error, CancellationToken cancellationToken)
         => error.SqliteErrorCode == raw.SQLITE_INTERRUPT && cancellationToken.IsCancellationRequested;
 
-    /// <summary><c>BEGIN IMMEDIATE</c>, waiting for another process's write lock in SQLite's busy handler up to Busy Timeout.</summary>
     private static bool BeginImmediate(PhysicalConnection physical)
-    {
-        SqliteException.ThrowExceptionForRC(physical.TryBegin(deferred: false), physical.Handle);
-        return true;
-    }
+        => Synchronously.Result(BeginImmediateCore(physical, async: false, CancellationToken.None));
+
+    private static ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CancellationToken cancellationToken)
+        => BeginImmediateCore(physical, async: true, cancellationToken);
 
     /// <summary>
-    /// <c>BEGIN IMMEDIATE</c> without blocking a thread: SQLite's busy handler would sleep inside the call and ignore
-    /// cancellation, so SQLite is asked not to wait and Busy Timeout is spent in cancellable delays of at most 2 ms
-    /// between tries. When it is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
+    /// <c>BEGIN IMMEDIATE</c>, waiting up to Busy Timeout for the write lock another process holds, in polls at most
+    /// 2 ms apart. SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a writer that has waited
+    /// a while loses the lock to other processes' writers, which take it again within microseconds of each commit
+    /// (worst waits of seconds); and it sleeps inside the call, where cancellation cannot reach it. When Busy Timeout
+    /// is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
     /// </summary>
-    private static async ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CancellationToken cancellationToken)
+    private static async ValueTask<bool> BeginImmediateCore(PhysicalConnection physical, bool async, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
-        var busyTimeout = physical.BusyTimeoutMilliseconds(); // the renter may have changed it with a PRAGMA
+        var busyTimeout = physical.BusyTimeoutMilliseconds();
         raw.sqlite3_busy_timeout(physical.Handle, 0);
         try
         {
@@ -231,7 +232,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     return true;
                 }
 
-                await Task.Delay(LockPollDelay(tries), cancellationToken).ConfigureAwait(false);
+                if (async)
+                {
+                    await Task.Delay(LockPollDelay(tries), cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    Thread.Sleep(LockPollDelay(tries)); // 0 yields the processor
+                }
             }
         }
         finally

@@ -62,6 +62,48 @@ public class GateSafetyTests : DatabaseTest
     }
 
     [Test]
+    public void A_write_keeps_a_busy_timeout_a_renter_set_in_this_rental_or_an_earlier_one()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using (var first = new SaverDbConnection(connectionString))
+        {
+            first.Open();
+            ConnectionTests.Exec(first, "PRAGMA busy_timeout = 77");
+            ConnectionTests.Exec(first, "INSERT INTO t VALUES (1)");
+            ConnectionTests.Pragma(first, "busy_timeout").ShouldBe(77L);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Exec(next, "INSERT INTO t VALUES (2)");
+        using (var transaction = next.BeginTransaction())
+        {
+            transaction.Commit();
+        }
+
+        ConnectionTests.Pragma(next, "busy_timeout").ShouldBe(77L);
+    }
+
+    [Test]
+    public void A_write_waits_for_a_lock_held_elsewhere_no_longer_than_a_busy_timeout_the_renter_set()
+    {
+        var connectionString = Folder.ConnectionString("Retry=0;Busy Timeout=30000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, "PRAGMA busy_timeout = 50");
+
+        var stopwatch = Stopwatch.StartNew();
+        var error = Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+
+        error.SqliteErrorCode.ShouldBe(5);
+        stopwatch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(20)); // not the 30 s of Busy Timeout
+        ConnectionTests.Pragma(connection, "busy_timeout").ShouldBe(50L);
+    }
+
+    [Test]
     public void Cancel_interrupts_a_running_statement()
     {
         using var connection = new SaverDbConnection(Folder.ConnectionString());
