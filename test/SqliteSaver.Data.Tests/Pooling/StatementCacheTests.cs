@@ -181,13 +181,7 @@ public class StatementCacheTests : DatabaseTest
             reader.Read().ShouldBeTrue();
         }
 
-        using (var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False"))
-        {
-            other.Open();
-            using var insert = other.CreateCommand();
-            insert.CommandText = "INSERT INTO t (x) VALUES (0)";
-            insert.ExecuteNonQuery();
-        }
+        InsertZeroElsewhere();
 
         using var next = new SaverDbConnection(connectionString);
         next.Open();
@@ -453,13 +447,7 @@ public class StatementCacheTests : DatabaseTest
         connection.Close();
 
         reader.IsClosed.ShouldBeTrue();
-        using (var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False"))
-        {
-            other.Open();
-            using var insert = other.CreateCommand();
-            insert.CommandText = "INSERT INTO t (x) VALUES (0)";
-            insert.ExecuteNonQuery();
-        }
+        InsertZeroElsewhere();
 
         connection.Open();
         Scalar(connection, "SELECT count(*) FROM t").ShouldBe(4L); // no snapshot left from the reader: the row is seen
@@ -495,6 +483,16 @@ public class StatementCacheTests : DatabaseTest
             command.Parameters.AddWithValue("$value", value);
             command.ExecuteScalar().ShouldBe(1L);
         }
+    }
+
+    /// <summary>Inserts a row with x = 0 through a connection of its own, as another process would.</summary>
+    private void InsertZeroElsewhere()
+    {
+        using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        other.Open();
+        using var insert = other.CreateCommand();
+        insert.CommandText = "INSERT INTO t (x) VALUES (0)";
+        insert.ExecuteNonQuery();
     }
 
     private static void Setup(string connectionString)
