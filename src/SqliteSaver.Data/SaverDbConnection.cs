@@ -96,7 +96,7 @@ public sealed class SaverDbConnection : DbConnection
         get
         {
             var physical = GetOpenPhysical(nameof(InnerConnection));
-            physical.MayHoldTempObjects = physical.MayHoldAttachments = physical.BusyTimeoutMayHaveChanged = true;
+            physical.MayHoldTempObjects = physical.MayHoldAttachments = physical.InnerExposed = true;
             return physical.Sqlite;
         }
     }

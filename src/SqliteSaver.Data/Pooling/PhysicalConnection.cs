@@ -22,10 +22,9 @@ internal sealed class PhysicalConnection : IDisposable
     private int _busyTimeout;
     private static long s_lastId;
 
-    private PhysicalConnection(SqliteConnection sqlite, int generation, int busyTimeout, int statementCacheSize, Action<int> committed)
+    private PhysicalConnection(SqliteConnection sqlite, int generation, int statementCacheSize, Action<int> committed)
     {
         _committed = committed;
-        _busyTimeout = busyTimeout;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
         Generation = generation;
@@ -73,10 +72,17 @@ internal sealed class PhysicalConnection : IDisposable
     public bool MayHoldAttachments { get; set; }
 
     /// <summary>
-    /// Whether something that could set <c>PRAGMA busy_timeout</c> ran since <see cref="BusyTimeoutMilliseconds"/> last
-    /// read it: a PRAGMA or other statement that runs outside a transaction, or use of the connection underneath.
+    /// Whether something that could set the busy timeout ran since <see cref="BusyTimeoutMilliseconds"/> last read it:
+    /// a statement that mentions <c>busy_timeout</c>, or the connection initializer (so it starts true).
     /// </summary>
-    public bool BusyTimeoutMayHaveChanged { get; set; }
+    public bool BusyTimeoutMayHaveChanged { get; set; } = true;
+
+    /// <summary>
+    /// Whether the connection underneath was handed out (<see cref="SaverDbConnection.InnerConnection"/>) during the
+    /// current rental: its busy timeout can then change at any time, so it is read before every use until the rental
+    /// ends.
+    /// </summary>
+    public bool InnerExposed { get; set; }
 
     /// <summary>The write gate this connection holds while a write transaction of its own is open, if any.</summary>
     public WriteGate? HeldGate { get; set; }
@@ -129,8 +135,7 @@ internal sealed class PhysicalConnection : IDisposable
                 },
                 (sqlite.Handle, options.PragmaSql),
                 CancellationToken.None);
-            var busyTimeout = (int)Math.Min(options.BusyTimeout.TotalMilliseconds, int.MaxValue);
-            return new PhysicalConnection(sqlite, generation, busyTimeout, options.StatementCacheSize, committed);
+            return new PhysicalConnection(sqlite, generation, options.StatementCacheSize, committed);
         }
         catch
         {
@@ -176,13 +181,13 @@ internal sealed class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// The connection's busy timeout as SQLite has it now: Busy Timeout, unless a renter changed it with a PRAGMA, in
-    /// which case it is read from SQLite once (see <see cref="BusyTimeoutMayHaveChanged"/>).
+    /// The connection's busy timeout as SQLite has it now, read from SQLite only when it may have changed since the
+    /// last read (see <see cref="BusyTimeoutMayHaveChanged"/> and <see cref="InnerExposed"/>).
     /// </summary>
     /// <exception cref="SqliteException">SQLite could not read it.</exception>
     public int BusyTimeoutMilliseconds()
     {
-        if (BusyTimeoutMayHaveChanged)
+        if (BusyTimeoutMayHaveChanged || InnerExposed)
         {
             using var statement = Prepare("PRAGMA busy_timeout"); // SQLite compiles a PRAGMA again on every run anyway
             SqliteException.ThrowExceptionForRC(raw.sqlite3_step(statement), Handle);
@@ -214,6 +219,8 @@ internal sealed class PhysicalConnection : IDisposable
         }
 
         Used = false;
+        BusyTimeoutMayHaveChanged |= InnerExposed;
+        InnerExposed = false;
         if (Sqlite.State != System.Data.ConnectionState.Open)
         {
             return false;

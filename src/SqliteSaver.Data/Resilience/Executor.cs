@@ -103,7 +103,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         try
         {
             var kind = _classifier.Classify(physical.Handle, command.CommandText);
-            physical.BusyTimeoutMayHaveChanged |= kind is CommandKind.Standalone or CommandKind.Unprotected; // a PRAGMA
+            physical.BusyTimeoutMayHaveChanged |= command.CommandText.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase);
             if (InCallersTransaction(physical))
             {
                 // ATTACH cannot run inside a transaction, but can once SQLite has ended it: before this command (the
@@ -210,11 +210,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         => BeginImmediateCore(physical, async: true, cancellationToken);
 
     /// <summary>
-    /// <c>BEGIN IMMEDIATE</c>, waiting up to Busy Timeout for the write lock another process holds, in polls at most
-    /// 2 ms apart. SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a writer that has waited
-    /// a while loses the lock to other processes' writers, which take it again within microseconds of each commit
-    /// (worst waits of seconds); and it sleeps inside the call, where cancellation cannot reach it. When Busy Timeout
-    /// is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
+    /// <c>BEGIN IMMEDIATE</c>, waiting up to the connection's busy timeout for the write lock another process holds, in
+    /// polls at most 2 ms apart. SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a writer
+    /// that has waited a while loses the lock to other processes' writers, which take it again within microseconds of
+    /// each commit (worst waits of seconds); and it sleeps inside the call, where an asynchronous caller's cancellation
+    /// cannot reach it. When the busy timeout is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
     /// </summary>
     private static async ValueTask<bool> BeginImmediateCore(PhysicalConnection physical, bool async, CancellationToken cancellationToken)
     {

@@ -3,6 +3,7 @@ using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Resilience;
 using SqliteSaver.Data.Tests.Pooling;
+using SQLitePCL;
 
 namespace SqliteSaver.Data.Tests.Resilience;
 
@@ -86,9 +87,50 @@ public class GateSafetyTests : DatabaseTest
     }
 
     [Test]
+    public void A_write_keeps_a_busy_timeout_set_by_the_connection_initializer()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString())
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "PRAGMA busy_timeout = 77";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using var connection = dataSource.OpenConnection();
+
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+
+        ConnectionTests.Pragma(connection, "busy_timeout").ShouldBe(77L);
+    }
+
+    [Test]
+    public void A_write_keeps_a_busy_timeout_set_through_an_inner_connection_kept_across_writes()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            var inner = connection.InnerConnection;
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+            raw.sqlite3_busy_timeout(inner.Handle, 77);
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)");
+            ConnectionTests.Pragma(connection, "busy_timeout").ShouldBe(77L);
+            raw.sqlite3_busy_timeout(inner.Handle, 88);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Exec(next, "INSERT INTO t VALUES (3)");
+        ConnectionTests.Pragma(next, "busy_timeout").ShouldBe(88L);
+    }
+
+    [Test]
     public void A_write_waits_for_a_lock_held_elsewhere_no_longer_than_a_busy_timeout_the_renter_set()
     {
-        var connectionString = Folder.ConnectionString("Retry=0;Busy Timeout=30000");
+        var connectionString = Folder.ConnectionString("Retry=0;Busy Timeout=10000");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var holder = HoldWriteLock();
         using var connection = new SaverDbConnection(connectionString);
@@ -99,7 +141,7 @@ public class GateSafetyTests : DatabaseTest
         var error = Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
 
         error.SqliteErrorCode.ShouldBe(5);
-        stopwatch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(20)); // not the 30 s of Busy Timeout
+        stopwatch.Elapsed.ShouldBeInRange(TimeSpan.FromMilliseconds(40), TimeSpan.FromSeconds(5)); // not the 10 s of Busy Timeout
         ConnectionTests.Pragma(connection, "busy_timeout").ShouldBe(50L);
     }
 
