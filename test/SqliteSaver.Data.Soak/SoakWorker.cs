@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 
@@ -44,7 +45,8 @@ internal sealed class SoakWorker : IDisposable
 
     private int Run(int threadCount)
     {
-        var threads = Enumerable.Range(0, threadCount).Select(thread => new Thread(() => Loop(thread)) { Name = $"soak {thread}" }).ToList();
+        var started = Stopwatch.GetTimestamp();
+        var threads = Enumerable.Range(0, threadCount).Select(thread => new Thread(() => Loop(thread, started)) { Name = $"soak {thread}" }).ToList();
         threads.ForEach(t => t.Start());
         while (!File.Exists(_stopFile))
         {
@@ -57,7 +59,7 @@ internal sealed class SoakWorker : IDisposable
         return Volatile.Read(ref _failed) == 0 ? 0 : 1;
     }
 
-    private void Loop(int thread)
+    private void Loop(int thread, long started)
     {
         var random = new Random(HashCode.Combine(_name, thread));
         for (var sequence = 0L; !_stopping; sequence++)
@@ -65,6 +67,7 @@ internal sealed class SoakWorker : IDisposable
             try
             {
                 RunOne(random, $"{_name}.{thread}.{sequence}");
+                Pace(started);
             }
             catch (Exception exception)
             {
@@ -190,6 +193,16 @@ internal sealed class SoakWorker : IDisposable
     }
 
     /// <summary>Records the rows of a transaction whose commit has returned: written and flushed before the next operation.</summary>
+    /// <summary>Sleeps while this process has written more rows than <see cref="SoakSettings.RowsPerSecondPerWorker"/> allows so far.</summary>
+    private void Pace(long started)
+    {
+        var ahead = Interlocked.Read(ref _acknowledged) - (Stopwatch.GetElapsedTime(started).TotalSeconds * SoakSettings.RowsPerSecondPerWorker);
+        if (ahead > 0)
+        {
+            Thread.Sleep(TimeSpan.FromSeconds(ahead / SoakSettings.RowsPerSecondPerWorker));
+        }
+    }
+
     private void Acknowledge(string transaction, int size)
     {
         lock (_lock)
