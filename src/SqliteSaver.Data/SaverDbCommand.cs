@@ -402,7 +402,12 @@ public sealed class SaverDbCommand : DbCommand
             connection.Track(this);
         }
 
-        _prepared ??= physical.Statements.Rent(_definition.CommandText, fresh: false);
+        if (_prepared is null)
+        {
+            _prepared = physical.Statements.Rent(_definition.CommandText, fresh: false);
+            connection.Telemetry.StatementLookedUp(kept: _prepared.Node is not null);
+        }
+
         return (connection, physical, _prepared);
     }
 }

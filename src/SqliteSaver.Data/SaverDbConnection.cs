@@ -4,6 +4,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Runtime.ExceptionServices;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
 using SqliteSaver.Data.Threading;
@@ -107,6 +108,8 @@ public sealed class SaverDbConnection : DbConnection
     internal SaverOptions Options => GetDataSource().Options;
 
     internal Executor Executor => GetDataSource().Executor;
+
+    internal Telemetry Telemetry => GetDataSource().Telemetry;
 
     /// <summary>
     /// Closes every idle physical connection of this connection's pool now and every rented one when it is

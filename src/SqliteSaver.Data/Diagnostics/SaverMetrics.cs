@@ -50,6 +50,9 @@ internal static class SaverMetrics
     public static readonly Histogram<long> CheckpointFrames = Meter.CreateHistogram<long>(
         "sqlitesaver.checkpoint.frames", "{frame}", "WAL frames copied back into the database by a checkpoint.");
 
+    public static readonly Counter<long> StatementCacheLookups = Meter.CreateCounter<long>(
+        "sqlitesaver.statement_cache.lookups", "{lookup}", "Commands that looked for a prepared statement for their text on their physical connection, tagged with whether one was kept.");
+
     static SaverMetrics()
     {
         Meter.CreateObservableUpDownCounter(

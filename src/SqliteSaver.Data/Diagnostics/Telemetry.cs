@@ -169,6 +169,22 @@ internal sealed class Telemetry
         }
     }
 
+    /// <summary>A command looked for a prepared statement for its text in its physical connection's cache.</summary>
+    /// <param name="kept">Whether one was kept there, so SQLite did not have to prepare it.</param>
+    public void StatementLookedUp(bool kept)
+    {
+        try
+        {
+            if (SaverMetrics.StatementCacheLookups.Enabled)
+            {
+                SaverMetrics.StatementCacheLookups.Add(1, PoolTag, new("sqlitesaver.statement_cache.hit", kept));
+            }
+        }
+        catch (Exception)
+        {
+        }
+    }
+
     /// <summary>Counts and logs a checkpoint; <paramref name="trigger"/> says what ran it (on demand, interval, catch-up ...).</summary>
     public void Checkpointed(CheckpointMode mode, CheckpointResult result, string trigger)
     {

@@ -208,6 +208,21 @@ public class MetricsTests : DatabaseTest
             .Value;
     }
 
+    [Test]
+    public void Each_command_reports_whether_its_physical_connection_kept_a_prepared_statement_for_its_text()
+    {
+        using var lookups = new MetricCollector<long>(SaverMetrics.StatementCacheLookups);
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var connection = dataSource.OpenConnection();
+            ConnectionTests.Scalar(connection, "SELECT 1");
+        }
+
+        Mine(lookups, dataSource).Select(m => (bool)m.Tags["sqlitesaver.statement_cache.hit"]!).ShouldBe([false, true, true]);
+    }
+
     private static List<CollectedMeasurement<T>> Mine<T>(MetricCollector<T> collector, SaverDataSource dataSource)
         where T : struct
         => [.. collector.GetMeasurementSnapshot().Where(m => Equals(m.Tags[SaverMetrics.PoolNameTag], dataSource.Name))];
