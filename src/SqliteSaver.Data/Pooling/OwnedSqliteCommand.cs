@@ -12,8 +12,9 @@ internal sealed class OwnedSqliteCommand : SqliteCommand
     public bool Rented { get; set; }
 
     /// <summary>
-    /// Whether it may go into the cache when returned: false for text the cache does not keep, and for a command made
-    /// while the kept one was held or for parameters that could bind one statement parameter twice.
+    /// Whether it may go into the cache when returned: false when the cache keeps nothing (Statement Cache Size 0), for
+    /// text longer than the cache keeps, and for one rented fresh for parameters that could bind one statement parameter
+    /// twice. (A second command made while the kept one for its text was held is disposed on return all the same.)
     /// </summary>
     public bool Keepable { get; init; }
 
