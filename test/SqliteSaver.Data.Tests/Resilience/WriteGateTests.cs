@@ -101,6 +101,42 @@ public class WriteGateTests
     }
 
     [Test]
+    public void A_waiter_passed_by_a_newcomer_keeps_its_waiting_time_and_is_handed_the_gate_when_that_reaches_the_threshold()
+    {
+        var threshold = TimeSpan.FromMilliseconds(100);
+        var gate = new WriteGate(threshold);
+        var handedOver = 0;
+        for (var round = 1; handedOver < 3; round++) // three times, as the woken waiter may win a free gate too
+        {
+            round.ShouldBeLessThan(100, "the running thread seldom took the free gate ahead of the woken waiter");
+            gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+            var waiter = Task.Factory.StartNew(() => gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None), TaskCreationOptions.LongRunning);
+            Wait.Until(() => gate.WaitingCount == 1);
+            var waited = System.Diagnostics.Stopwatch.StartNew(); // the waiter has waited at least this long
+            Wait.Until(() => waited.Elapsed >= threshold / 2);
+
+            gate.Exit(); // not starving yet: frees the gate and wakes the waiter to try again
+            var barged = gate.Enter(TimeSpan.Zero, CancellationToken.None);
+            if (barged)
+            {
+                Wait.Until(() => gate.WaitingCount == 1); // back at the front of the queue
+                Wait.Until(() => waited.Elapsed >= threshold); // a wait counted from its return would be half that
+
+                gate.Exit();
+
+                gate.IsHeld.ShouldBeTrue(); // handed over, so this thread cannot take it back
+                gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeFalse();
+                handedOver++;
+            }
+
+            waiter.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+            waiter.Result.ShouldBeTrue();
+            gate.Exit();
+            gate.IsHeld.ShouldBeFalse();
+        }
+    }
+
+    [Test]
     public void A_waiter_whose_thread_is_interrupted_leaves_the_queue_and_the_gate_stays_usable()
     {
         var gate = new WriteGate(starvationThreshold: TimeSpan.Zero);
