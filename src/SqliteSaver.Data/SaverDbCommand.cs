@@ -69,7 +69,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
     public override int CommandTimeout
     {
-        get => _commandTimeout ?? _connection?.Options.DefaultTimeout ?? 30;
+        get => _commandTimeout ?? _connection?.DefaultTimeout ?? 30;
         set
         {
             ArgumentOutOfRangeException.ThrowIfNegative(value);

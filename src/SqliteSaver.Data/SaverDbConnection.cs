@@ -32,6 +32,7 @@ public sealed class SaverDbConnection : DbConnection
     private SaverDataSource? _dataSource;
     private PhysicalConnection? _physical;
     private bool _disposed;
+    private volatile bool _opening;
     private List<SaverDbCommand>? _commands;
 
     /// <summary>Creates a connection with no connection string; set <see cref="ConnectionString"/> before opening.</summary>
@@ -53,7 +54,7 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>Gets or sets the connection string, exactly as given. It can be changed only while the connection is closed.</summary>
-    /// <exception cref="InvalidOperationException">The connection is open.</exception>
+    /// <exception cref="InvalidOperationException">The connection is open, or an <see cref="OpenAsync"/> has not finished.</exception>
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
     [AllowNull]
     public override string ConnectionString
@@ -66,6 +67,12 @@ public sealed class SaverDbConnection : DbConnection
                 throw new InvalidOperationException("The connection string cannot be changed while the connection is open.");
             }
 
+            if (_opening)
+            {
+                // The connection it is waiting for belongs to the old string's pool.
+                throw new InvalidOperationException("The connection string cannot be changed while the connection is opening.");
+            }
+
             value ??= string.Empty;
             _dataSource = value.Length == 0 ? null : SaverDataSource.GetShared(value);
             _connectionString = value;
@@ -75,9 +82,8 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>Always <c>main</c>, the name SQLite gives the primary database.</summary>
     public override string Database => "main";
 
-    /// <summary>The full path of the database file (or <c>:memory:</c>).</summary>
-    /// <exception cref="ArgumentException">The connection string is invalid.</exception>
-    public override string DataSource => GetDataSource().Options.DataSource;
+    /// <summary>The full path of the database file (or <c>:memory:</c>); empty while no connection string is set.</summary>
+    public override string DataSource => _dataSource?.Options.DataSource ?? string.Empty;
 
     /// <summary>The version of the SQLite library.</summary>
     public override string ServerVersion => Version.Value;
@@ -107,21 +113,24 @@ public sealed class SaverDbConnection : DbConnection
 
     internal SaverOptions Options => GetDataSource().Options;
 
+    /// <summary>The connection string's Default Timeout in seconds; 30, its default, while no connection string is set.</summary>
+    internal int DefaultTimeout => _dataSource?.Options.DefaultTimeout ?? 30;
+
     internal Executor Executor => GetDataSource().Executor;
 
     internal Telemetry Telemetry => GetDataSource().Telemetry;
 
     /// <summary>
     /// Closes every idle physical connection of this connection's pool now and every rented one when it is
-    /// returned, so that the database file can be deleted right after.
+    /// returned, so that the database file can be deleted right after. Does nothing for a connection with no
+    /// connection string.
     /// </summary>
     /// <param name="connection">A connection whose pool is cleared.</param>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
-    /// <exception cref="ArgumentException">The connection string is invalid.</exception>
     public static void ClearPool(SaverDbConnection connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        connection.GetDataSource().Clear();
+        connection._dataSource?.Clear();
     }
 
     /// <summary>Clears the pool of every data source in the process (see <see cref="ClearPool"/>).</summary>
@@ -138,7 +147,16 @@ public sealed class SaverDbConnection : DbConnection
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_physical is null)
         {
-            OnOpened(Pool().Rent());
+            var pool = Pool();
+            _opening = true;
+            try
+            {
+                OnOpened(pool.Rent());
+            }
+            finally
+            {
+                _opening = false;
+            }
         }
     }
 
@@ -156,7 +174,16 @@ public sealed class SaverDbConnection : DbConnection
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_physical is null)
         {
-            OnOpened(await Pool().RentAsync(cancellationToken).ConfigureAwait(false));
+            var pool = Pool();
+            _opening = true;
+            try
+            {
+                OnOpened(await pool.RentAsync(cancellationToken).ConfigureAwait(false));
+            }
+            finally
+            {
+                _opening = false;
+            }
         }
     }
 
@@ -540,13 +567,12 @@ public sealed class SaverDbConnection : DbConnection
         return result;
     }
 
-    private SaverDataSource GetDataSource() => _dataSource ??= SaverDataSource.GetShared(_connectionString);
-
-    /// <summary>The pool to rent from; a connection with no connection string has none.</summary>
+    /// <summary>The data source of the connection string; a connection with no connection string has none.</summary>
     /// <exception cref="InvalidOperationException">No connection string was set.</exception>
-    private ConnectionPool Pool() => _connectionString.Length == 0 && _dataSource is null
-        ? throw new InvalidOperationException("The ConnectionString property has not been set: it needs at least a Data Source.")
-        : GetDataSource().Pool;
+    private SaverDataSource GetDataSource()
+        => _dataSource ?? throw new InvalidOperationException("The ConnectionString property has not been set: it needs at least a Data Source.");
+
+    private ConnectionPool Pool() => GetDataSource().Pool;
 
     private void OnOpened(PhysicalConnection physical)
     {

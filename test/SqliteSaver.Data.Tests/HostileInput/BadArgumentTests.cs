@@ -53,6 +53,9 @@ public class BadArgumentTests : DatabaseTest
     public void Opening_without_a_connection_string_is_an_InvalidOperationException()
     {
         using var connection = new SaverDbConnection();
+        connection.DataSource.ShouldBe(string.Empty); // asking creates no data source for an empty string
+        connection.CreateCommand().CommandTimeout.ShouldBe(30);
+        SaverDbConnection.ClearPool(connection);
 
         Should.Throw<InvalidOperationException>(connection.Open).Message.ShouldContain("ConnectionString");
         Should.Throw<InvalidOperationException>(() => connection.OpenAsync()).Message.ShouldContain("ConnectionString");

@@ -390,6 +390,28 @@ public class PoolTests : DatabaseTest
     }
 
     [Test]
+    public async Task The_connection_string_cannot_change_while_OpenAsync_waits_so_a_connection_never_goes_back_to_another_pool()
+    {
+        var first = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=30", "a.db");
+        var second = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=30", "b.db");
+        Execute(first, "CREATE TABLE only_in_a (x)");
+        var holder = new SaverDbConnection(first);
+        holder.Open();
+        using var connection = new SaverDbConnection(first);
+        var opening = connection.OpenAsync();
+        Wait.Until(() => SaverDataSource.GetShared(first).Statistics.Waiting == 1);
+
+        Should.Throw<InvalidOperationException>(() => connection.ConnectionString = second).Message.ShouldContain("opening");
+        holder.Close();
+        await opening;
+        connection.Close();
+        connection.ConnectionString = second; // closed now
+
+        Scalar(second, "SELECT count(*) FROM sqlite_master WHERE name = 'only_in_a'").ShouldBe(0L);
+        SaverDataSource.GetShared(first).Statistics.InUse.ShouldBe(0);
+    }
+
+    [Test]
     public void Disposing_a_data_source_fails_its_waiters_with_ObjectDisposedException()
     {
         var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=30"));
