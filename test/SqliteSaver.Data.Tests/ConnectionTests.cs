@@ -1,5 +1,6 @@
 using System.Data;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 using SqliteSaver.Data.Tests.Pooling;
 
@@ -311,6 +312,80 @@ public class ConnectionTests : DatabaseTest
         dataSource.Clear();
         using var afterClear = dataSource.OpenConnection();
         Scalar(afterClear, "SELECT count(*) FROM sqlite_master WHERE name = 'shared'").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_cleared_memory_pool_starts_an_empty_database_even_while_a_connection_of_the_old_one_is_rented()
+    {
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:;Max Pool Size=4");
+        using (var setup = dataSource.OpenConnection())
+        {
+            Exec(setup, "CREATE TABLE shared (x); INSERT INTO shared VALUES (7)");
+        }
+
+        var held = dataSource.OpenConnection();
+        dataSource.Clear();
+        using (var during = dataSource.OpenConnection())
+        {
+            Scalar(during, "SELECT count(*) FROM sqlite_master WHERE name = 'shared'").ShouldBe(0L);
+        }
+
+        Scalar(held, "SELECT x FROM shared").ShouldBe(7L); // the renter keeps the database it had
+        held.Dispose();
+        using var after = dataSource.OpenConnection();
+        Scalar(after, "SELECT count(*) FROM sqlite_master WHERE name = 'shared'").ShouldBe(0L);
+    }
+
+    [TestCase("Data Source=named;Mode=Memory")]
+    [TestCase("Data Source=file::memory:")]
+    [TestCase("Data Source=file:named?mode=memory")]
+    [TestCase("Data Source=file:named?vfs=memdb")]
+    public void Every_spelling_of_a_private_memory_database_is_one_database_for_the_pool_and_outlives_idle_pruning(string connectionString)
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(connectionString + ";Max Pool Size=4;Connection Idle Lifetime=1").UseTimeProvider(time).Build();
+        using var other = SaverDataSource.Create(connectionString + ";Max Pool Size=3");
+        using (var a = dataSource.OpenConnection())
+        using (var b = dataSource.OpenConnection())
+        {
+            Exec(a, "CREATE TABLE shared (x); INSERT INTO shared VALUES (7)");
+            Scalar(b, "SELECT x FROM shared").ShouldBe(7L);
+        }
+
+        time.Advance(TimeSpan.FromSeconds(5));
+        dataSource.Statistics.Total.ShouldBe(0);
+        using (var later = dataSource.OpenConnection())
+        {
+            Scalar(later, "SELECT x FROM shared").ShouldBe(7L);
+            Pragma(later, "journal_mode").ShouldBe("memory");
+        }
+
+        using var elsewhere = other.OpenConnection();
+        Scalar(elsewhere, "SELECT count(*) FROM sqlite_master WHERE name = 'shared'").ShouldBe(0L);
+        dataSource.Checkpoint().ShouldBe(new CheckpointResult(false, -1, -1)); // no WAL to keep
+    }
+
+    [TestCase("Data Source=shared-by-name;Mode=Memory;Cache=Shared")]
+    [TestCase("Data Source=file:shared-by-uri?mode=memory&cache=shared")]
+    public void A_shared_cache_memory_database_is_shared_by_name_across_pools_and_outlives_idle_pruning(string connectionString)
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(connectionString + ";Connection Idle Lifetime=1").UseTimeProvider(time).Build();
+        using var other = SaverDataSource.Create(connectionString + ";Max Pool Size=3");
+        using (var connection = dataSource.OpenConnection())
+        {
+            Exec(connection, "CREATE TABLE shared (x); INSERT INTO shared VALUES (7)");
+        }
+
+        time.Advance(TimeSpan.FromSeconds(5));
+        dataSource.Statistics.Total.ShouldBe(0);
+        using (var later = dataSource.OpenConnection())
+        {
+            Scalar(later, "SELECT x FROM shared").ShouldBe(7L);
+        }
+
+        using var elsewhere = other.OpenConnection();
+        Scalar(elsewhere, "SELECT x FROM shared").ShouldBe(7L);
     }
 
     [Test]

@@ -9,11 +9,22 @@ namespace SqliteSaver.Data.Configuration;
 /// </summary>
 internal sealed class SaverOptions
 {
+    private readonly string _innerConnectionString;
+    private readonly string? _memoryName;
+
     private SaverOptions(SaverConnectionStringBuilder builder)
     {
+        if (builder.DataSource.Length == 0)
+        {
+            // SQLite would give each physical connection a temporary database of its own.
+            throw new ArgumentException(
+                "Connection-string keyword 'Data Source' is empty: give a file path, :memory: or a file: URI.",
+                Keywords.DataSource.Name);
+        }
+
         DataSource = NormalizeDataSource(builder.DataSource);
         Mode = builder.Mode;
-        IsMemory = DataSource == ":memory:" || Mode == SqliteOpenMode.Memory;
+        (IsMemory, var privateMemory) = InMemory(DataSource, builder.Mode, builder.Cache);
         DefaultTimeout = builder.DefaultTimeout;
         Pooling = builder.Pooling;
         MaxPoolSize = builder.MaxPoolSize;
@@ -51,7 +62,8 @@ internal sealed class SaverOptions
         }
 
         PoolKey = BuildPoolKey(builder, DataSource);
-        InnerConnectionString = BuildInnerConnectionString(builder, DataSource, IsMemory && DataSource == ":memory:");
+        _innerConnectionString = BuildInnerConnectionString(builder, DataSource);
+        _memoryName = privateMemory ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
         PragmaSql = BuildPragmaSql(builder);
     }
 
@@ -107,8 +119,24 @@ internal sealed class SaverOptions
     /// <summary>Every keyword with its canonical value, in a fixed order: equal settings give equal keys.</summary>
     public string PoolKey { get; }
 
-    /// <summary>The connection string for the Microsoft.Data.Sqlite connections underneath (its pooling off).</summary>
-    public string InnerConnectionString { get; }
+    /// <summary>
+    /// The connection string for the Microsoft.Data.Sqlite connections underneath (their pooling off) of a pool
+    /// generation. An in-memory database that SQLite would give each connection on its own is instead a uniquely
+    /// named database in SQLite's memdb VFS, one for each generation, so that a cleared pool starts an empty one even
+    /// while a connection of the old generation is still rented.
+    /// </summary>
+    /// <param name="generation">The pool generation.</param>
+    public string InnerConnectionString(int generation)
+        => _memoryName is null
+            ? _innerConnectionString
+            : new SqliteConnectionStringBuilder(_innerConnectionString)
+            {
+                // Unlike a shared-cache database, a memdb one honours busy_timeout instead of failing at once with
+                // SQLITE_LOCKED.
+                DataSource = "file:" + _memoryName + "-" + generation.ToString(CultureInfo.InvariantCulture) + "?vfs=memdb",
+                Mode = SqliteOpenMode.ReadWriteCreate,
+                Cache = SqliteCacheMode.Default,
+            }.ConnectionString;
 
     /// <summary>The PRAGMAs run once on each new physical connection, busy_timeout first. Built from parsed values only.</summary>
     public string PragmaSql { get; }
@@ -142,7 +170,39 @@ internal sealed class SaverOptions
         return key.ToString();
     }
 
-    private static string BuildInnerConnectionString(SaverConnectionStringBuilder builder, string dataSource, bool privateMemory)
+    /// <summary>
+    /// Whether a data source is an in-memory database, and whether SQLite would give each connection to it a database
+    /// of its own: <c>:memory:</c>, <c>Mode=Memory</c> without <c>Cache=Shared</c>, or a <c>file:</c> URI naming
+    /// <c>:memory:</c>, <c>mode=memory</c> or <c>vfs=memdb</c> without <c>cache=shared</c> (a memdb name that starts
+    /// with <c>/</c> is shared too).
+    /// </summary>
+    private static (bool Memory, bool Private) InMemory(string dataSource, SqliteOpenMode mode, SqliteCacheMode cache)
+    {
+        if (dataSource == ":memory:")
+        {
+            return (true, true);
+        }
+
+        var shared = cache == SqliteCacheMode.Shared;
+        if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            return (mode == SqliteOpenMode.Memory, mode == SqliteOpenMode.Memory && !shared);
+        }
+
+        var question = dataSource.IndexOf('?', StringComparison.Ordinal);
+        var path = question < 0 ? dataSource[5..] : dataSource[5..question];
+        var query = question < 0 ? [] : dataSource[(question + 1)..].Split('&');
+        bool Has(string parameter) => query.Contains(parameter, StringComparer.OrdinalIgnoreCase);
+        var memdb = Has("vfs=memdb");
+        if (mode != SqliteOpenMode.Memory && path != ":memory:" && !Has("mode=memory") && !memdb)
+        {
+            return (false, false);
+        }
+
+        return (true, !(shared || Has("cache=shared") || (memdb && path.StartsWith('/'))));
+    }
+
+    private static string BuildInnerConnectionString(SaverConnectionStringBuilder builder, string dataSource)
     {
         var inner = new SqliteConnectionStringBuilder
         {
@@ -156,16 +216,6 @@ internal sealed class SaverOptions
             Vfs = builder.Vfs,
             Pooling = false,
         };
-
-        if (privateMemory)
-        {
-            // ":memory:" would give every physical connection a database of its own. A uniquely named database in
-            // SQLite's memdb VFS is one database for the whole pool, alive while the pool keeps a connection open,
-            // and unlike a shared-cache one it honours busy_timeout instead of failing at once with SQLITE_LOCKED.
-            inner.DataSource = "file:/saver-memory-" + Guid.NewGuid().ToString("N") + "?vfs=memdb";
-            inner.Mode = SqliteOpenMode.ReadWriteCreate;
-        }
-
         return inner.ConnectionString;
     }
 

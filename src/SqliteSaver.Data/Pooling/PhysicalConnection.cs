@@ -123,7 +123,7 @@ internal sealed class PhysicalConnection : IDisposable
 
     private static PhysicalConnection OpenUnnamed(SaverOptions options, SaverRetryStrategy strategy, int generation, Action<int> committed)
     {
-        var sqlite = new SqliteConnection(options.InnerConnectionString);
+        var sqlite = new SqliteConnection(options.InnerConnectionString(generation));
         try
         {
             sqlite.Open();

@@ -49,6 +49,16 @@ public class BadArgumentTests : DatabaseTest
         new SaverConnectionStringBuilder().Remove("Nope").ShouldBeFalse(); // asking about an unknown keyword is no error
     }
 
+    [TestCase("Max Pool Size=3")]
+    [TestCase("Data Source=;Max Pool Size=3")]
+    public void An_empty_Data_Source_is_refused_as_each_connection_would_get_a_temporary_database_of_its_own(string connectionString)
+    {
+        var error = Should.Throw<ArgumentException>(() => new SaverDbConnection(connectionString));
+
+        error.ParamName.ShouldBe("Data Source");
+        error.Message.ShouldContain("'Data Source' is empty");
+    }
+
     [Test]
     public void Opening_without_a_connection_string_is_an_InvalidOperationException()
     {
