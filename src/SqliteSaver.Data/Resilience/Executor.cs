@@ -17,6 +17,9 @@ namespace SqliteSaver.Data.Resilience;
 /// </summary>
 internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Telemetry telemetry)
 {
+    /// <summary>SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY's extended code for a read transaction too old to write in.</summary>
+    private const int BusySnapshot = 517;
+
     private readonly CommandClassifier _classifier = new();
 
     public SaverRetryStrategy Strategy => strategy;
@@ -216,6 +219,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// each commit (worst waits of seconds); and it sleeps inside the call, where an asynchronous caller's cancellation
     /// cannot reach it. When the busy timeout is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
     /// </summary>
+    /// <exception cref="InvalidOperationException">
+    /// SQLITE_BUSY_SNAPSHOT: a statement still open on this connection (a reader not read to its end) holds a snapshot
+    /// older than the database, which no wait can cure while it stays open.
+    /// </exception>
     private static async ValueTask<bool> BeginImmediateCore(PhysicalConnection physical, bool async, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
@@ -226,6 +233,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             for (var tries = 0; ; tries++)
             {
                 var rc = physical.TryBegin(deferred: false);
+                if (rc == raw.SQLITE_BUSY && raw.sqlite3_extended_errcode(physical.Handle) == BusySnapshot)
+                {
+                    throw new InvalidOperationException(
+                        "A reader still open on this connection holds a snapshot of the database from before another connection's last write, so this connection cannot write until it is closed (SQLITE_BUSY_SNAPSHOT). Read the reader to its end or dispose it before writing, or write on another connection.",
+                        new SqliteException("SQLite Error 5: 'database is locked'.", raw.SQLITE_BUSY, BusySnapshot));
+                }
+
                 if (rc != raw.SQLITE_BUSY || Stopwatch.GetElapsedTime(started).TotalMilliseconds >= busyTimeout)
                 {
                     SqliteException.ThrowExceptionForRC(rc, physical.Handle);

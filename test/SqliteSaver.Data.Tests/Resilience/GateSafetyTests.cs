@@ -146,6 +146,32 @@ public class GateSafetyTests : DatabaseTest
     }
 
     [Test]
+    public void A_write_whose_snapshot_its_own_open_reader_pins_fails_at_once_and_leaves_the_gate_to_others()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=20000;Retry=3");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT x FROM t";
+        var reader = select.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        PoolTests.Execute(connectionString, "INSERT INTO t VALUES (3)"); // the reader's snapshot is now old
+
+        var stopwatch = Stopwatch.StartNew();
+        var error = Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (4)"));
+        Should.Throw<InvalidOperationException>(connection.BeginTransaction);
+
+        stopwatch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10)); // not four attempts of 20 s each
+        error.Message.ShouldContain("reader");
+        error.InnerException.ShouldBeOfType<SqliteException>().SqliteExtendedErrorCode.ShouldBe(517);
+        PoolTests.Execute(connectionString, "INSERT INTO t VALUES (5)"); // the gate is free for the process's other writers
+        reader.Dispose();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (6)");
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,2,3,5,6");
+    }
+
+    [Test]
     public void Cancel_interrupts_a_running_statement()
     {
         using var connection = new SaverDbConnection(Folder.ConnectionString());
