@@ -135,6 +135,9 @@ internal sealed class Checkpointer : IDisposable
             {
                 try
                 {
+                    // The pool's busy timeout would let the TRUNCATE wait for readers (holding writers back) that
+                    // long; the connection closes next, so nothing is restored.
+                    raw.sqlite3_busy_timeout(last.Handle, ConnectionBusyTimeout);
                     var result = CheckpointExtensions.Run(last.Handle, CheckpointMode.Truncate);
                     Record(CheckpointMode.Truncate, result, PoolDrained);
                 }

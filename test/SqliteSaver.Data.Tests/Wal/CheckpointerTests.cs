@@ -281,6 +281,32 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
+    public void Checkpoint_On_Close_waits_for_a_reader_at_most_one_short_step_not_the_pools_Busy_Timeout()
+    {
+        using var other = OtherConnection();
+        var connectionString = Folder.ConnectionString("Busy Timeout=20000;Wal Autocheckpoint=0;Checkpoint Interval=0");
+        var rented = new SaverDbConnection(connectionString);
+        Fill(rented, 5);
+        using var snapshot = other.BeginTransaction(deferred: true);
+        using (var read = other.CreateCommand())
+        {
+            read.Transaction = snapshot;
+            read.CommandText = "SELECT count(*) FROM t";
+            read.ExecuteScalar(); // a snapshot that the frames written next are not in
+        }
+
+        Fill(rented, 5);
+        rented.Open();
+        SaverDbConnection.ClearAllPools();
+
+        var closing = System.Diagnostics.Stopwatch.StartNew();
+        rented.Close(); // the final TRUNCATE waits for the reader, holding other processes' writers back meanwhile
+
+        closing.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10)); // not the 20 s of Busy Timeout
+        SaverDataSource.GetShared(connectionString).LastCheckpointResult.ShouldNotBeNull().Busy.ShouldBeTrue();
+    }
+
+    [Test]
     public void A_second_clear_keeps_the_final_checkpoint_pending()
     {
         using var other = OtherConnection();
