@@ -209,7 +209,8 @@ internal sealed class PhysicalConnection : IDisposable
     /// <summary>
     /// Makes a returned connection clean for its next renter: any transaction rolled back. Returns
     /// <see langword="false"/> when the connection cannot be made clean (it holds temporary tables or triggers
-    /// or attached databases, or SQLite failed) and must be closed instead.
+    /// or attached databases, a transaction is still open after its <see cref="Sqlite"/> was handed out, or SQLite
+    /// failed) and must be closed instead.
     /// </summary>
     public bool TryReset()
     {
@@ -220,9 +221,17 @@ internal sealed class PhysicalConnection : IDisposable
 
         Used = false;
         BusyTimeoutMayHaveChanged |= InnerExposed;
+        var innerExposed = InnerExposed;
         InnerExposed = false;
         if (Sqlite.State != System.Data.ConnectionState.Open)
         {
+            return false;
+        }
+
+        if (innerExposed && InTransaction)
+        {
+            // Perhaps a SqliteTransaction begun on the inner connection and never disposed: rolling it back here
+            // would leave Microsoft.Data.Sqlite refusing every later command that does not name it.
             return false;
         }
 

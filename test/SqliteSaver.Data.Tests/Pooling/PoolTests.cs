@@ -314,6 +314,39 @@ public class PoolTests : DatabaseTest
     }
 
     [Test]
+    public void A_connection_returned_in_a_transaction_begun_on_its_inner_connection_is_replaced_not_handed_on()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        Execute(connectionString, "CREATE TABLE t (x)");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            var transaction = connection.InnerConnection.BeginTransaction(); // never disposed
+            using var insert = connection.InnerConnection.CreateCommand();
+            insert.Transaction = transaction;
+            insert.CommandText = "INSERT INTO t VALUES (1)";
+            insert.ExecuteNonQuery();
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L); // rolled back, and usable
+        }
+
+        using var disposedProperly = new SaverDbConnection(connectionString);
+        disposedProperly.Open();
+        var inner = disposedProperly.InnerConnection;
+        using (var transaction = inner.BeginTransaction())
+        {
+            transaction.Commit();
+        }
+
+        disposedProperly.Close();
+        disposedProperly.Open();
+        disposedProperly.InnerConnection.ShouldBeSameAs(inner); // nothing left open: kept
+    }
+
+    [Test]
     public void A_failed_open_gives_its_slot_back()
     {
         var missingFolder = Path.Combine(Folder.Path, "missing");
