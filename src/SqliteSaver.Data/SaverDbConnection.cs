@@ -481,6 +481,11 @@ public sealed class SaverDbConnection : DbConnection
 
     private void ThrowIfInTransaction(PhysicalConnection physical)
     {
+        if (physical.WriteOpenForReader)
+        {
+            throw Executor.WriteOpenForReader();
+        }
+
         if (Transaction is not null || physical.InTransaction)
         {
             throw new InvalidOperationException("A transaction is already open on this connection; SQLite does not nest transactions (use SAVEPOINT).");

@@ -88,6 +88,12 @@ internal sealed class PhysicalConnection : IDisposable
     public WriteGate? HeldGate { get; set; }
 
     /// <summary>
+    /// Whether a write outside the caller's transaction (an <c>INSERT ... RETURNING</c>) is left open for its reader,
+    /// to be committed when the reader closes.
+    /// </summary>
+    public bool WriteOpenForReader { get; set; }
+
+    /// <summary>
     /// Whether a transaction is open (SQLite is out of autocommit mode). Never, once the connection underneath was
     /// closed through <see cref="SaverDbConnection.InnerConnection"/>.
     /// </summary>
@@ -220,6 +226,7 @@ internal sealed class PhysicalConnection : IDisposable
         }
 
         Used = false;
+        WriteOpenForReader = false;
         BusyTimeoutMayHaveChanged |= InnerExposed;
         var innerExposed = InnerExposed;
         InnerExposed = false;

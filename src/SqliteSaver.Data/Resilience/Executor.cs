@@ -70,6 +70,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
         finally
         {
+            physical.WriteOpenForReader = false;
             physical.TryRollback();
             physical.ReleaseGate();
         }
@@ -107,6 +108,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         {
             var kind = _classifier.Classify(physical.Handle, command.CommandText);
             physical.BusyTimeoutMayHaveChanged |= command.CommandText.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase);
+            if (physical.WriteOpenForReader && kind != CommandKind.Read)
+            {
+                throw WriteOpenForReader();
+            }
+
             if (InCallersTransaction(physical))
             {
                 // ATTACH cannot run inside a transaction, but can once SQLite has ended it: before this command (the
@@ -141,6 +147,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     physical.ReleaseGate();
                 }
 
+                physical.WriteOpenForReader = keepOpen;
                 return (result, keepOpen);
             }
             catch
@@ -197,6 +204,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// COMMIT sent as SQL). Commands then run as they are, unretried, and never queue for the gate they hold.
     /// </summary>
     private static bool InCallersTransaction(PhysicalConnection physical) => physical.InTransaction || physical.HeldGate is not null;
+
+    /// <summary>The error for a write or a transaction begun while a reader's own write is open on the connection.</summary>
+    public static InvalidOperationException WriteOpenForReader()
+        => new("A reader of a write (such as INSERT ... RETURNING) is still open on this connection, and its write commits only when the reader closes; another write or transaction now would join it and be rolled back with it if it fails. Close the reader first.");
 
     private static CancellationTokenRegistration InterruptOnCancel(PhysicalConnection physical, CancellationToken cancellationToken)
         => cancellationToken.CanBeCanceled

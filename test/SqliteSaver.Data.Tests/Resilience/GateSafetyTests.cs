@@ -190,6 +190,30 @@ public class GateSafetyTests : DatabaseTest
         new SaverDbCommand("SELECT 1").Cancel(); // not bound: nothing to interrupt
     }
 
+    [TestCase("Write Gate=true")]
+    [TestCase("Write Gate=false")]
+    public void While_a_readers_own_write_is_open_other_writes_and_transactions_are_refused_and_reads_run(string gate)
+    {
+        var connectionString = Folder.ConnectionString(gate);
+        PoolTests.Execute(connectionString, "CREATE TABLE job (id INTEGER PRIMARY KEY); CREATE TABLE log (id INTEGER PRIMARY KEY)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var claim = connection.CreateCommand();
+        claim.CommandText = "INSERT INTO job VALUES (1) RETURNING id; INSERT INTO job VALUES (1)"; // fails on its second statement
+        var reader = claim.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO log VALUES (42)")).Message.ShouldContain("Close the reader first");
+        Should.Throw<InvalidOperationException>(connection.BeginTransaction).Message.ShouldContain("Close the reader first");
+        Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ => { })).Message.ShouldContain("Close the reader first");
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM log").ShouldBe(0L);
+        Should.Throw<SqliteException>(reader.Dispose).SqliteErrorCode.ShouldBe(19); // the batch is rolled back whole
+
+        ConnectionTests.Exec(connection, "INSERT INTO log VALUES (42)").ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM job").ShouldBe(0L);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM log").ShouldBe(1L);
+    }
+
     [Test]
     public void Disposing_a_command_finishes_the_write_left_open_for_its_reader()
     {
