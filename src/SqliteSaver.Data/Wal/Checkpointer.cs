@@ -67,7 +67,9 @@ internal sealed class Checkpointer : IDisposable
         _poolInUse = poolInUse;
         if (options.MaintainsWal && options.CheckpointInterval > TimeSpan.Zero)
         {
-            _timer = time.CreateTimer(static state => ((Checkpointer)state!).Tick(), this, options.CheckpointInterval, options.CheckpointInterval);
+            // The system timer counts whole milliseconds, and a period of 0 would make it fire once and stop.
+            var period = TimeSpan.FromTicks(Math.Max(options.CheckpointInterval.Ticks, TimeSpan.TicksPerMillisecond));
+            _timer = time.CreateTimer(static state => ((Checkpointer)state!).Tick(), this, period, period);
             _catchUpPages = options.WalAutocheckpoint > 0 ? Math.Max(options.WalAutocheckpoint / 4, MinimumCatchUpPages) : 0;
         }
     }

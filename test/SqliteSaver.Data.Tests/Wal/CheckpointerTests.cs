@@ -141,6 +141,16 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
+    public void A_Checkpoint_Interval_under_a_millisecond_keeps_the_system_timer_running()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Checkpoint Interval=0.0005"));
+        using var connection = dataSource.OpenConnection();
+        Fill(connection, 5);
+
+        Wait.Until(() => dataSource.Checkpointer.BackgroundRuns >= 3); // a period of 0 would fire once and stop
+    }
+
+    [Test]
     public void Every_quarter_of_Wal_Autocheckpoint_pages_written_a_passive_catch_up_checkpoint_runs_in_the_background()
     {
         var time = new FakeTimeProvider(); // never advanced: the interval never passes, so only catch-ups run
