@@ -48,12 +48,36 @@ public class ConnectionTests : DatabaseTest
         var connectionString = Folder.ConnectionString("Busy Timeout=1234");
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
-        Exec(connection, "PRAGMA busy_timeout = 77");
+        SQLitePCL.raw.sqlite3_busy_timeout(connection.InnerConnection.Handle, 77);
+        Pragma(connection, "busy_timeout").ShouldBe(77L); // reading a PRAGMA sets nothing
         connection.Close();
 
         connection.Open();
 
         Pragma(connection, "busy_timeout").ShouldBe(77L);
+    }
+
+    [Test]
+    public void Pragmas_of_the_connection_string_that_a_renter_changed_are_set_again_before_the_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Busy Timeout=1234;Synchronous=Full;Foreign Keys=true;Recursive Triggers=true");
+        SqliteConnection inner;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            inner = connection.InnerConnection;
+            Exec(connection, "PRAGMA foreign_keys = OFF; PRAGMA synchronous = OFF; PRAGMA busy_timeout = 1; PRAGMA recursive_triggers(0)");
+            Pragma(connection, "foreign_keys").ShouldBe(0L);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+
+        next.InnerConnection.ShouldBeSameAs(inner); // set again, not replaced
+        Pragma(next, "foreign_keys").ShouldBe(1L);
+        Pragma(next, "synchronous").ShouldBe(2L);
+        Pragma(next, "busy_timeout").ShouldBe(1234L);
+        Pragma(next, "recursive_triggers").ShouldBe(1L);
     }
 
     [Test]

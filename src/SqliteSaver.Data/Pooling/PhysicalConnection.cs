@@ -19,16 +19,18 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasAttachedDatabases;
     private readonly Action<int> _committed;
+    private readonly string _restorePragmaSql;
     private int _busyTimeout;
     private static long s_lastId;
 
-    private PhysicalConnection(SqliteConnection sqlite, int generation, int statementCacheSize, Action<int> committed)
+    private PhysicalConnection(SqliteConnection sqlite, int generation, SaverOptions options, Action<int> committed)
     {
         _committed = committed;
+        _restorePragmaSql = options.RestorePragmaSql;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
         Generation = generation;
-        Statements = new StatementCache(sqlite, statementCacheSize);
+        Statements = new StatementCache(sqlite, options.StatementCacheSize);
         _beginImmediate = Prepare("BEGIN IMMEDIATE");
         _beginDeferred = Prepare("BEGIN");
         _commit = Prepare("COMMIT");
@@ -83,6 +85,12 @@ internal sealed class PhysicalConnection : IDisposable
     /// ends.
     /// </summary>
     public bool InnerExposed { get; set; }
+
+    /// <summary>
+    /// Whether a command of the current rental may have set a PRAGMA, so that returning the connection sets the
+    /// connection string's PRAGMAs again.
+    /// </summary>
+    public bool PragmasMayHaveChanged { get; set; }
 
     /// <summary>The write gate this connection holds while a write transaction of its own is open, if any.</summary>
     public WriteGate? HeldGate { get; set; }
@@ -141,7 +149,7 @@ internal sealed class PhysicalConnection : IDisposable
                 },
                 (sqlite.Handle, options.PragmaSql),
                 CancellationToken.None);
-            return new PhysicalConnection(sqlite, generation, options.StatementCacheSize, committed);
+            return new PhysicalConnection(sqlite, generation, options, committed);
         }
         catch
         {
@@ -213,7 +221,8 @@ internal sealed class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// Makes a returned connection clean for its next renter: any transaction rolled back. Returns
+    /// Makes a returned connection clean for its next renter: any transaction rolled back, and the connection string's
+    /// PRAGMAs set again if a command may have changed them. Returns
     /// <see langword="false"/> when the connection cannot be made clean (it holds temporary tables or triggers
     /// or attached databases, a transaction is still open after its <see cref="Sqlite"/> was handed out, or SQLite
     /// failed) and must be closed instead.
@@ -247,6 +256,13 @@ internal sealed class PhysicalConnection : IDisposable
         try
         {
             Rollback();
+            if (PragmasMayHaveChanged)
+            {
+                PragmasMayHaveChanged = false;
+                BusyTimeoutMayHaveChanged = true;
+                SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, _restorePragmaSql), Handle);
+            }
+
             return !(checkTemp && HasTempObjects()) && !(checkAttached && HasAttachedDatabases());
         }
         catch (SqliteException)

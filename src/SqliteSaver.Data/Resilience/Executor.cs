@@ -108,6 +108,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         {
             var kind = _classifier.Classify(physical.Handle, command.CommandText);
             physical.BusyTimeoutMayHaveChanged |= command.CommandText.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase);
+            physical.PragmasMayHaveChanged |= MaySetPragma(command.CommandText);
             if (physical.WriteOpenForReader && kind != CommandKind.Read)
             {
                 throw WriteOpenForReader();
@@ -204,6 +205,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// COMMIT sent as SQL). Commands then run as they are, unretried, and never queue for the gate they hold.
     /// </summary>
     private static bool InCallersTransaction(PhysicalConnection physical) => physical.InTransaction || physical.HeldGate is not null;
+
+    /// <summary>Whether SQL text may set a PRAGMA (<c>PRAGMA name = value</c> or <c>PRAGMA name(value)</c>); reading one does not.</summary>
+    private static bool MaySetPragma(string text)
+        => text.Contains("pragma", StringComparison.OrdinalIgnoreCase) && (text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal));
 
     /// <summary>The error for a write or a transaction begun while a reader's own write is open on the connection.</summary>
     public static InvalidOperationException WriteOpenForReader()
