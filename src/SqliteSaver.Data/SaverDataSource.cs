@@ -22,7 +22,9 @@ namespace SqliteSaver.Data;
 /// </remarks>
 public sealed class SaverDataSource : DbDataSource
 {
-    private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByConnectionString = new();
+    // The directory a relative Data Source was made full against, null for others: after a change of directory the
+    // same string names another file.
+    private static readonly ConcurrentDictionary<string, (SaverDataSource DataSource, string? RelativeTo)> SharedByConnectionString = new();
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByPoolKey = new();
     private static readonly ConcurrentDictionary<SaverDataSource, byte> Live = new();
     private static readonly ConcurrentDictionary<string, WriteGate> GatesByFile = new(StringComparer.Ordinal);
@@ -214,22 +216,24 @@ public sealed class SaverDataSource : DbDataSource
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
     internal static SaverDataSource GetShared(string connectionString)
     {
-        if (SharedByConnectionString.TryGetValue(connectionString, out var dataSource))
+        if (SharedByConnectionString.TryGetValue(connectionString, out var shared)
+            && (shared.RelativeTo is null || shared.RelativeTo == Environment.CurrentDirectory))
         {
-            return dataSource;
+            return shared.DataSource;
         }
 
         var options = SaverOptions.Parse(connectionString);
         lock (SharedByPoolKey)
         {
-            if (!SharedByPoolKey.TryGetValue(options.PoolKey, out dataSource))
+            if (!SharedByPoolKey.TryGetValue(options.PoolKey, out var dataSource))
             {
                 dataSource = new SaverDataSource(connectionString, options, TimeProvider.System);
                 SharedByPoolKey[options.PoolKey] = dataSource;
             }
-        }
 
-        return SharedByConnectionString.GetOrAdd(connectionString, dataSource);
+            SharedByConnectionString[connectionString] = (dataSource, options.RelativeTo);
+            return dataSource;
+        }
     }
 
     /// <summary>Clears the pool of every data source in the process.</summary>
