@@ -259,7 +259,7 @@ public sealed class SaverDataSource : DbDataSource
     /// <summary>One gate per database file in the process, shared by every data source on it; one per in-memory database.</summary>
     private static WriteGate? CreateGate(SaverOptions options) => !options.WriteGate
         ? null
-        : options.IsMemory ? new WriteGate() : GatesByFile.GetOrAdd(options.DataSource, static _ => new WriteGate());
+        : options.DatabaseFile is { } file ? GatesByFile.GetOrAdd(file, static _ => new WriteGate()) : new WriteGate();
 
     /// <summary>Disposes the data source as <see cref="DbDataSource.Dispose()"/> does; closing connections is synchronous in SQLite.</summary>
     /// <returns>A task that completes when the data source is disposed.</returns>

@@ -26,6 +26,7 @@ internal sealed class SaverOptions
         RelativeTo = relativeTo;
         Mode = builder.Mode;
         (IsMemory, var privateMemory) = InMemory(DataSource, builder.Mode, builder.Cache);
+        DatabaseFile = IsMemory ? null : FileOf(DataSource);
         DefaultTimeout = builder.DefaultTimeout;
         Pooling = builder.Pooling;
         MaxPoolSize = builder.MaxPoolSize;
@@ -79,6 +80,9 @@ internal sealed class SaverOptions
 
     public SqliteOpenMode Mode { get; }
 
+    /// <summary>The full path of the database file, for a path or a <c>file:</c> URI; null for an in-memory database.</summary>
+    public string? DatabaseFile { get; }
+
     /// <summary>Whether the database lives in memory and dies with its last connection.</summary>
     public bool IsMemory { get; }
 
@@ -121,7 +125,7 @@ internal sealed class SaverOptions
     public bool CheckpointOnClose { get; }
 
     /// <summary>Whether the database is a file this library keeps in WAL mode, so that checkpoints apply to it.</summary>
-    public bool MaintainsWal => JournalMode == JournalMode.Wal && !IsMemory && Mode != SqliteOpenMode.ReadOnly && DataSource.Length > 0;
+    public bool MaintainsWal => JournalMode == JournalMode.Wal && DatabaseFile is not null && Mode != SqliteOpenMode.ReadOnly;
 
     /// <summary>Every keyword with its canonical value, in a fixed order: equal settings give equal keys.</summary>
     public string PoolKey { get; }
@@ -218,6 +222,30 @@ internal sealed class SaverOptions
         }
 
         return (true, !(shared || Has("cache=shared") || (memdb && path.StartsWith('/'))));
+    }
+
+    /// <summary>
+    /// The file a Data Source names: itself for a path (already made full), or the path of a <c>file:</c> URI
+    /// (after an empty or <c>localhost</c> authority, before the query, percent-decoded, made full).
+    /// </summary>
+    private static string? FileOf(string dataSource)
+    {
+        if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            return dataSource;
+        }
+
+        var path = dataSource[5..];
+        var end = path.IndexOfAny(['?', '#']);
+        path = end < 0 ? path : path[..end];
+        if (path.StartsWith("//", StringComparison.Ordinal))
+        {
+            var slash = path.IndexOf('/', 2);
+            path = slash < 0 ? string.Empty : path[slash..];
+        }
+
+        path = Uri.UnescapeDataString(path);
+        return path.Length == 0 ? null : Path.GetFullPath(path);
     }
 
     private static string BuildInnerConnectionString(SaverConnectionStringBuilder builder, string dataSource)

@@ -90,9 +90,9 @@ internal static class SaverMetrics
     {
         foreach (var dataSource in SaverDataSource.LiveDataSources)
         {
-            if (dataSource.Options.MaintainsWal)
+            if (dataSource.Options is { MaintainsWal: true, DatabaseFile: { } file })
             {
-                var wal = new FileInfo(dataSource.Options.DataSource + "-wal");
+                var wal = new FileInfo(file + "-wal");
                 yield return new Measurement<long>(wal.Exists ? wal.Length : 0, dataSource.Telemetry.PoolTag);
             }
         }

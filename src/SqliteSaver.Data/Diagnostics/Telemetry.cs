@@ -200,7 +200,8 @@ internal sealed class Telemetry
                     new("sqlitesaver.checkpoint.busy", result.Busy));
             }
 
-            if (SaverMetrics.CheckpointFrames.Enabled && result.CheckpointedFrames >= 0)
+            // A TRUNCATE that succeeds reports the WAL it has just emptied, 0 frames, whatever it copied.
+            if (SaverMetrics.CheckpointFrames.Enabled && result.CheckpointedFrames >= 0 && !(mode == CheckpointMode.Truncate && !result.Busy))
             {
                 SaverMetrics.CheckpointFrames.Record(
                     result.CheckpointedFrames,

@@ -168,8 +168,22 @@ public class MetricsTests : DatabaseTest
         recorded[0].Tags["sqlitesaver.checkpoint.trigger"].ShouldBe("on_demand");
         recorded[1].Tags["sqlitesaver.checkpoint.mode"].ShouldBe("truncate");
         result.CheckpointedFrames.ShouldBeGreaterThan(0);
-        Mine(frames, dataSource)[0].Value.ShouldBe(result.CheckpointedFrames);
+        Mine(frames, dataSource).Single().Value.ShouldBe(result.CheckpointedFrames); // none for the TRUNCATE, which reports 0
         Of(walSize, dataSource).ShouldBe(0);
+    }
+
+    [Test]
+    public void The_wal_size_of_a_file_uri_data_source_is_its_files_and_it_shares_the_files_write_gate()
+    {
+        using var walSize = Observe<long>("sqlitesaver.wal.size");
+        var uri = "file:" + Folder.File().Replace(" ", "%20", StringComparison.Ordinal) + "?cache=private";
+        using var dataSource = SaverDataSource.Create($"Data Source={uri};Checkpoint Interval=0;Wal Autocheckpoint=0");
+        using var connection = dataSource.OpenConnection();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+
+        Of(walSize, dataSource).ShouldBe(new FileInfo(Folder.File() + "-wal").Length);
+        Of(walSize, dataSource).ShouldBeGreaterThan(0);
+        dataSource.Executor.Gate.ShouldBeSameAs(SaverDataSource.GetShared(Folder.ConnectionString()).Executor.Gate);
     }
 
     [Test]
