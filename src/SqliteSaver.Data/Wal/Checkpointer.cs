@@ -146,6 +146,7 @@ internal sealed class Checkpointer : IDisposable
                 catch (Exception exception)
                 {
                     LastError = exception; // closing goes on: the next open recovers the WAL as usual
+                    _telemetry.CheckpointFailed(exception);
                 }
             }
 

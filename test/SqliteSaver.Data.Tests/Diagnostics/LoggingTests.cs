@@ -105,6 +105,22 @@ public class LoggingTests : DatabaseTest
     }
 
     [Test]
+    public void A_failed_final_checkpoint_of_a_cleared_pool_is_logged_at_warning()
+    {
+        using var dataSource = Build();
+        var connection = dataSource.OpenConnection();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        dataSource.Clear();
+        connection.InnerConnection.Close(); // the final TRUNCATE of Checkpoint On Close then fails on it
+
+        connection.Close();
+
+        dataSource.LastCheckpointError.ShouldNotBeNull();
+        var warning = _logs.GetSnapshot().Single(r => r.Level == LogLevel.Warning);
+        warning.Exception.ShouldBeSameAs(dataSource.LastCheckpointError);
+    }
+
+    [Test]
     public void Nothing_reaches_a_logger_whose_level_is_off()
     {
         using var quiet = LoggerFactory.Create(logging => logging.AddProvider(new FakeLoggerProvider(_logs)).SetMinimumLevel(LogLevel.Warning));
