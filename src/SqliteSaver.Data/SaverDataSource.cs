@@ -22,9 +22,7 @@ namespace SqliteSaver.Data;
 /// </remarks>
 public sealed class SaverDataSource : DbDataSource
 {
-    // The directory a relative Data Source was made full against, null for others: after a change of directory the
-    // same string names another file.
-    private static readonly ConcurrentDictionary<string, (SaverDataSource DataSource, string? RelativeTo)> SharedByConnectionString = new();
+    private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByConnectionString = new();
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByPoolKey = new();
     private static readonly ConcurrentDictionary<SaverDataSource, byte> Live = new();
     private static readonly ConcurrentDictionary<string, WriteGate> GatesByFile = new(StringComparer.Ordinal);
@@ -216,24 +214,22 @@ public sealed class SaverDataSource : DbDataSource
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
     internal static SaverDataSource GetShared(string connectionString)
     {
-        if (SharedByConnectionString.TryGetValue(connectionString, out var shared)
-            && (shared.RelativeTo is null || shared.RelativeTo == Environment.CurrentDirectory))
+        if (SharedByConnectionString.TryGetValue(connectionString, out var dataSource))
         {
-            return shared.DataSource;
+            return dataSource;
         }
 
         var options = SaverOptions.Parse(connectionString);
         lock (SharedByPoolKey)
         {
-            if (!SharedByPoolKey.TryGetValue(options.PoolKey, out var dataSource))
+            if (!SharedByPoolKey.TryGetValue(options.PoolKey, out dataSource))
             {
                 dataSource = new SaverDataSource(connectionString, options, TimeProvider.System);
                 SharedByPoolKey[options.PoolKey] = dataSource;
             }
-
-            SharedByConnectionString[connectionString] = (dataSource, options.RelativeTo);
-            return dataSource;
         }
+
+        return SharedByConnectionString.GetOrAdd(connectionString, dataSource);
     }
 
     /// <summary>Clears the pool of every data source in the process.</summary>

@@ -287,37 +287,6 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
-    public void A_relative_Data_Source_names_the_file_in_the_current_directory_when_the_connection_string_is_set()
-    {
-        var one = Directory.CreateDirectory(Path.Combine(Folder.Path, "one")).FullName;
-        var two = Directory.CreateDirectory(Path.Combine(Folder.Path, "two")).FullName;
-        var previous = Environment.CurrentDirectory;
-        try
-        {
-            Environment.CurrentDirectory = one;
-            using (var first = new SaverDbConnection("Data Source=relative.db"))
-            {
-                first.DataSource.ShouldBe(Path.Combine(one, "relative.db"));
-                first.Open();
-                Exec(first, "CREATE TABLE only_in_one (x)");
-            }
-
-            Environment.CurrentDirectory = two;
-            using var second = new SaverDbConnection("Data Source=relative.db");
-            second.DataSource.ShouldBe(Path.Combine(two, "relative.db"));
-            second.Open();
-            Scalar(second, "SELECT count(*) FROM sqlite_master WHERE name = 'only_in_one'").ShouldBe(0L);
-
-            Environment.CurrentDirectory = one;
-            new SaverDbConnection("Data Source=relative.db").DataSource.ShouldBe(Path.Combine(one, "relative.db"));
-        }
-        finally
-        {
-            Environment.CurrentDirectory = previous;
-        }
-    }
-
-    [Test]
     public void Different_settings_get_different_pools()
     {
         var a = SaverDataSource.GetShared(Folder.ConnectionString("Busy Timeout=100"));

@@ -22,8 +22,7 @@ internal sealed class SaverOptions
                 Keywords.DataSource.Name);
         }
 
-        DataSource = NormalizeDataSource(builder.DataSource, out var relativeTo);
-        RelativeTo = relativeTo;
+        DataSource = NormalizeDataSource(builder.DataSource);
         Mode = builder.Mode;
         (IsMemory, var privateMemory) = InMemory(DataSource, builder.Mode, builder.Cache);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
@@ -71,9 +70,6 @@ internal sealed class SaverOptions
             + (builder.ForeignKeys is { } foreignKeys ? (foreignKeys ? "PRAGMA foreign_keys = 1;" : "PRAGMA foreign_keys = 0;") : string.Empty)
             + (builder.RecursiveTriggers ? "PRAGMA recursive_triggers = 1;" : "PRAGMA recursive_triggers = 0;");
     }
-
-    /// <summary>The current directory a relative Data Source was made full against; null for any other.</summary>
-    public string? RelativeTo { get; }
 
     /// <summary>The database path: a full path for files, as given for <c>:memory:</c> and URIs.</summary>
     public string DataSource { get; }
@@ -164,17 +160,13 @@ internal sealed class SaverOptions
     public static SaverOptions Parse(string connectionString)
         => new(new SaverConnectionStringBuilder(connectionString));
 
-    private static string NormalizeDataSource(string dataSource, out string? relativeTo)
+    private static string NormalizeDataSource(string dataSource)
     {
-        relativeTo = null;
-        if (dataSource == ":memory:" || dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        if (dataSource.Length == 0
+            || dataSource == ":memory:"
+            || dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
         {
             return dataSource;
-        }
-
-        if (!Path.IsPathFullyQualified(dataSource))
-        {
-            relativeTo = Environment.CurrentDirectory;
         }
 
         return Path.GetFullPath(dataSource);
