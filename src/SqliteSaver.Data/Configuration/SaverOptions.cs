@@ -218,8 +218,9 @@ internal sealed class SaverOptions
 
     /// <summary>
     /// The file a Data Source names: itself for a path (already made full), or the path of a <c>file:</c> URI
-    /// (after an empty or <c>localhost</c> authority, before the query, percent-decoded, made full).
+    /// (after an empty or <c>localhost</c> authority, before the query, percent-decoded), which must be full.
     /// </summary>
+    /// <exception cref="ArgumentException">A <c>file:</c> URI's path is relative.</exception>
     private static string? FileOf(string dataSource)
     {
         if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
@@ -237,7 +238,15 @@ internal sealed class SaverOptions
         }
 
         path = Uri.UnescapeDataString(path);
-        return path.Length == 0 ? null : Path.GetFullPath(path);
+        if (path.Length > 0 && !Path.IsPathFullyQualified(path))
+        {
+            // Each physical connection would resolve it against the current directory of the moment it opens.
+            throw new ArgumentException(
+                $"Connection-string keyword 'Data Source' is the file: URI '{dataSource}' with a relative path: give a full path (file:/path/to/app.db) or a plain relative path.",
+                Keywords.DataSource.Name);
+        }
+
+        return path.Length == 0 ? null : path;
     }
 
     private static string BuildInnerConnectionString(SaverConnectionStringBuilder builder, string dataSource)
