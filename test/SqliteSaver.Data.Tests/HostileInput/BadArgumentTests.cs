@@ -60,6 +60,17 @@ public class BadArgumentTests : DatabaseTest
     }
 
     [Test]
+    public void A_file_uri_with_a_relative_path_is_refused_unless_it_is_in_memory()
+    {
+        var error = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=file:relative.db?cache=private"));
+
+        error.ParamName.ShouldBe("Data Source");
+        error.Message.ShouldContain("'file:relative.db?cache=private' with a relative path");
+        new SaverDbConnection("Data Source=file:named?mode=memory").DataSource.ShouldBe("file:named?mode=memory");
+        new SaverDbConnection("Data Source=file:/tmp/full.db").DataSource.ShouldBe("file:/tmp/full.db");
+    }
+
+    [Test]
     public void Opening_without_a_connection_string_is_an_InvalidOperationException()
     {
         using var connection = new SaverDbConnection();
