@@ -81,6 +81,36 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void Pragmas_a_renter_changed_are_set_back_to_what_the_connection_initializer_left_not_only_the_connection_strings()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 100";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Exec(connection, "CREATE TABLE t (x)");
+            Scalar(connection, "SELECT count(*) FROM pragma_table_info('t')").ShouldBe(1L); // a read that mentions a pragma
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            Pragma(connection, "synchronous").ShouldBe(2L);
+            Pragma(connection, "busy_timeout").ShouldBe(100L);
+            Exec(connection, "PRAGMA query_only = 1; PRAGMA synchronous = OFF"); // query_only is no keyword
+        }
+
+        using var next = dataSource.OpenConnection();
+        Pragma(next, "query_only").ShouldBe(0L);
+        Pragma(next, "synchronous").ShouldBe(2L);
+        Exec(next, "INSERT INTO t VALUES (1)").ShouldBe(1);
+    }
+
+    [Test]
     public void An_exception_inside_a_transaction_commits_nothing_and_the_next_renter_is_clean()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");

@@ -66,9 +66,6 @@ internal sealed class SaverOptions
         _innerConnectionString = BuildInnerConnectionString(builder, DataSource);
         _memoryName = privateMemory ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
         PragmaSql = BuildPragmaSql(builder);
-        RestorePragmaSql = PragmaSql
-            + (builder.ForeignKeys is { } foreignKeys ? (foreignKeys ? "PRAGMA foreign_keys = 1;" : "PRAGMA foreign_keys = 0;") : string.Empty)
-            + (builder.RecursiveTriggers ? "PRAGMA recursive_triggers = 1;" : "PRAGMA recursive_triggers = 0;");
     }
 
     /// <summary>The database path: a full path for files, as given for <c>:memory:</c> and URIs.</summary>
@@ -147,13 +144,6 @@ internal sealed class SaverOptions
 
     /// <summary>The PRAGMAs run once on each new physical connection, busy_timeout first. Built from parsed values only.</summary>
     public string PragmaSql { get; }
-
-    /// <summary>
-    /// Every PRAGMA the connection string sets, <see cref="PragmaSql"/> and those Microsoft.Data.Sqlite applies when it
-    /// opens a connection (foreign_keys, recursive_triggers): run on a returned connection on which a renter may have
-    /// changed one.
-    /// </summary>
-    public string RestorePragmaSql { get; }
 
     /// <summary>Parses and validates a connection string.</summary>
     /// <exception cref="ArgumentException">A keyword is unknown, a value is invalid, or two values contradict each other.</exception>

@@ -19,14 +19,22 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasAttachedDatabases;
     private readonly Action<int> _committed;
-    private readonly string _restorePragmaSql;
+    private string _restorePragmaSql = string.Empty;
     private int _busyTimeout;
     private static long s_lastId;
+
+    /// <summary>The PRAGMAs that hold a number and belong to the connection, not to the database file.</summary>
+    private static readonly string[] ConnectionPragmas =
+    [
+        "busy_timeout", "synchronous", "cache_size", "cache_spill", "mmap_size", "temp_store", "journal_size_limit",
+        "wal_autocheckpoint", "foreign_keys", "recursive_triggers", "query_only", "read_uncommitted",
+        "ignore_check_constraints", "reverse_unordered_selects", "automatic_index", "cell_size_check", "secure_delete",
+        "trusted_schema",
+    ];
 
     private PhysicalConnection(SqliteConnection sqlite, int generation, SaverOptions options, Action<int> committed)
     {
         _committed = committed;
-        _restorePragmaSql = options.RestorePragmaSql;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
         Generation = generation;
@@ -88,7 +96,7 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>
     /// Whether a command of the current rental may have set a PRAGMA, so that returning the connection sets the
-    /// connection string's PRAGMAs again.
+    /// PRAGMAs back (see <see cref="RememberPragmas"/>).
     /// </summary>
     public bool PragmasMayHaveChanged { get; set; }
 
@@ -221,8 +229,8 @@ internal sealed class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// Makes a returned connection clean for its next renter: any transaction rolled back, and the connection string's
-    /// PRAGMAs set again if a command may have changed them. Returns
+    /// Makes a returned connection clean for its next renter: any transaction rolled back, and the connection's
+    /// PRAGMAs set back as <see cref="RememberPragmas"/> found them if a command may have changed them. Returns
     /// <see langword="false"/> when the connection cannot be made clean (it holds temporary tables or triggers
     /// or attached databases, a transaction is still open after its <see cref="Sqlite"/> was handed out, or SQLite
     /// failed) and must be closed instead.
@@ -269,6 +277,35 @@ internal sealed class PhysicalConnection : IDisposable
         {
             return false;
         }
+    }
+
+    /// <summary>
+    /// Remembers the values of the connection's own PRAGMAs (those a renter can change with a command and that stay
+    /// with the connection), as the connection string and the connection initializer left them, to set them back
+    /// when a renter may have changed one. The values are numbers SQLite returned, so the SQL holds no outside text.
+    /// </summary>
+    public void RememberPragmas()
+    {
+        var sql = new System.Text.StringBuilder();
+        foreach (var name in ConnectionPragmas)
+        {
+            if (raw.sqlite3_prepare_v2(Handle, "PRAGMA " + name, out var statement) != raw.SQLITE_OK)
+            {
+                statement.Dispose();
+                continue;
+            }
+
+            using (statement)
+            {
+                if (raw.sqlite3_step(statement) == raw.SQLITE_ROW)
+                {
+                    sql.Append("PRAGMA ").Append(name).Append(" = ")
+                        .Append(raw.sqlite3_column_int64(statement, 0).ToString(System.Globalization.CultureInfo.InvariantCulture)).Append(';');
+                }
+            }
+        }
+
+        _restorePragmaSql = sql.ToString();
     }
 
     /// <summary>Closes the physical connection, releasing the database file.</summary>

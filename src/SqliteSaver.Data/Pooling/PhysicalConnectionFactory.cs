@@ -57,6 +57,7 @@ internal sealed class PhysicalConnectionFactory(
             throw;
         }
 
+        connection.RememberPragmas();
         telemetry.Opened(connection.Id, started);
         return connection;
     }
