@@ -109,7 +109,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             var kind = _classifier.Classify(physical.Handle, command.CommandText);
             physical.BusyTimeoutMayHaveChanged |= command.CommandText.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase);
             physical.PragmasMayHaveChanged |= MaySetPragma(command.CommandText);
-            if (physical.WriteOpenForReader && kind != CommandKind.Read)
+            if (physical.WriteOpenForReader && kind is CommandKind.Write or CommandKind.Unprotected)
             {
                 throw WriteOpenForReader();
             }
