@@ -390,6 +390,39 @@ public class ConnectionTests : DatabaseTest
         Scalar(after, "SELECT count(*) FROM sqlite_master WHERE name = 'shared'").ShouldBe(0L);
     }
 
+    [Test]
+    public void A_memory_database_opened_across_a_clear_is_kept_by_an_anchor_of_its_own_generation()
+    {
+        var time = new FakeTimeProvider();
+        using var release = new ManualResetEventSlim();
+        var opens = 0;
+        using var dataSource = new SaverDataSourceBuilder("Data Source=:memory:;Connection Idle Lifetime=1")
+            .UseTimeProvider(time)
+            .UseConnectionInitializer(_ =>
+            {
+                if (Interlocked.Increment(ref opens) == 1)
+                {
+                    release.Wait(); // the pool's first open, its anchor, waits here
+                }
+            })
+            .Build();
+        var writer = Task.Run(() =>
+        {
+            using var connection = dataSource.OpenConnection();
+            Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        });
+        Wait.Until(() => Volatile.Read(ref opens) == 1);
+
+        dataSource.Clear(); // while the anchor of the old generation opens
+        release.Set();
+        writer.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        time.Advance(TimeSpan.FromSeconds(5)); // idle pruning closes the writer's connection
+
+        dataSource.Statistics.Total.ShouldBe(0);
+        using var again = dataSource.OpenConnection();
+        Scalar(again, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
     [TestCase("Data Source=named;Mode=Memory")]
     [TestCase("Data Source=file::memory:")]
     [TestCase("Data Source=file:named?mode=memory")]

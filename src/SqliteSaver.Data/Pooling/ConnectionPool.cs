@@ -272,8 +272,7 @@ internal sealed class ConnectionPool : IDisposable
     {
         try
         {
-            EnsureMemoryAnchor();
-            var generation = Volatile.Read(ref _generation);
+            var generation = EnsureMemoryAnchor();
             var connection = async
                 ? await _factory.OpenAsync(generation, cancellationToken).ConfigureAwait(false)
                 : _factory.Open(generation);
@@ -301,25 +300,44 @@ internal sealed class ConnectionPool : IDisposable
     /// <summary>
     /// An in-memory database lives only while a connection to it is open: the pool keeps one of its own open
     /// (outside Max Pool Size) until it is cleared, so the database outlives idle pruning and pool exhaustion.
+    /// Returns the generation to open a connection in: the anchor's, so that a connection never opens a database
+    /// (named by its generation) that nothing keeps alive.
     /// </summary>
-    private void EnsureMemoryAnchor()
+    private int EnsureMemoryAnchor()
     {
-        if (!_options.IsMemory || !_options.Pooling || Volatile.Read(ref _memoryAnchor) is not null)
+        while (true)
         {
-            return;
-        }
-
-        var anchor = _factory.Open(Volatile.Read(ref _generation));
-        lock (_lock)
-        {
-            if (_memoryAnchor is null && !_disposed)
+            var generation = Volatile.Read(ref _generation);
+            if (!_options.IsMemory || !_options.Pooling)
             {
-                _memoryAnchor = anchor;
-                return;
+                return generation;
+            }
+
+            if (Volatile.Read(ref _memoryAnchor) is { } existing)
+            {
+                return existing.Generation;
+            }
+
+            var anchor = _factory.Open(generation);
+            bool kept, disposed;
+            lock (_lock)
+            {
+                disposed = _disposed;
+                kept = _memoryAnchor is null && !disposed && generation == _generation;
+                _memoryAnchor = kept ? anchor : _memoryAnchor;
+            }
+
+            if (kept)
+            {
+                return generation;
+            }
+
+            anchor.Dispose(); // disposed, another thread anchored first, or a Clear ended its generation: look again
+            if (disposed)
+            {
+                return generation;
             }
         }
-
-        anchor.Dispose();
     }
 
     /// <summary>A slot freed: the longest waiter may open a connection in it, else the count drops. Call under the lock.</summary>
