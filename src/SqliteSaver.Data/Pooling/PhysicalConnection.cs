@@ -252,10 +252,16 @@ internal sealed class PhysicalConnection : IDisposable
             return false;
         }
 
-        if (innerExposed && InTransaction)
+        if (innerExposed && InnerTransactionPending())
         {
-            // Perhaps a SqliteTransaction begun on the inner connection and never disposed: rolling it back here
-            // would leave Microsoft.Data.Sqlite refusing every later command that does not name it.
+            // A SqliteTransaction begun on the inner connection and never disposed: rolling it back here would leave
+            // Microsoft.Data.Sqlite refusing every later command that does not name it. When the connection closes,
+            // Microsoft.Data.Sqlite rolls it back, and throws if SQLite has ended it already, so one is begun for it.
+            if (!InTransaction)
+            {
+                raw.sqlite3_exec(Handle, "BEGIN");
+            }
+
             return false;
         }
 
@@ -322,6 +328,25 @@ internal sealed class PhysicalConnection : IDisposable
     }
 
     private bool HasTempObjects() => Exists(_hasTempObjects);
+
+    /// <summary>
+    /// Whether Microsoft.Data.Sqlite holds a <see cref="SqliteTransaction"/> begun on <see cref="Sqlite"/> and not
+    /// disposed, even one SQLite itself has ended (a COMMIT sent as SQL, an ON CONFLICT ROLLBACK): it then refuses a
+    /// command that does not name it.
+    /// </summary>
+    private bool InnerTransactionPending()
+    {
+        try
+        {
+            using var probe = new SqliteCommand("SELECT 1", Sqlite); // CreateCommand would name the transaction
+            probe.ExecuteScalar();
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
+        }
+    }
 
     /// <summary>
     /// Whether databases past main (seq 0) and temp (seq 1) are attached. The table-valued pragma_database_list is

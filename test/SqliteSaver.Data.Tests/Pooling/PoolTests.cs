@@ -333,6 +333,18 @@ public class PoolTests : DatabaseTest
             Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L); // rolled back, and usable
         }
 
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            var transaction = connection.InnerConnection.BeginTransaction(); // never disposed, and ended by SQLite
+            using var insert = connection.InnerConnection.CreateCommand();
+            insert.Transaction = transaction;
+            insert.CommandText = "INSERT INTO t VALUES (1); COMMIT";
+            insert.ExecuteNonQuery();
+        }
+
+        Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+
         using var disposedProperly = new SaverDbConnection(connectionString);
         disposedProperly.Open();
         var inner = disposedProperly.InnerConnection;
