@@ -453,6 +453,7 @@ public class ConnectionTests : DatabaseTest
     }
 
     [TestCase("Data Source=shared-by-name;Mode=Memory;Cache=Shared")]
+    [TestCase("Data Source=/shared-by-vfs;Vfs=memdb")]
     [TestCase("Data Source=file:shared-by-uri?mode=memory&cache=shared")]
     public void A_shared_cache_memory_database_is_shared_by_name_across_pools_and_outlives_idle_pruning(string connectionString)
     {

@@ -24,7 +24,7 @@ internal sealed class SaverOptions
 
         DataSource = NormalizeDataSource(builder.DataSource);
         Mode = builder.Mode;
-        (IsMemory, var privateMemory) = InMemory(DataSource, builder.Mode, builder.Cache);
+        (IsMemory, var privateMemory) = InMemory(DataSource, builder.Mode, builder.Cache, builder.Vfs);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
         DefaultTimeout = builder.DefaultTimeout;
         Pooling = builder.Pooling;
@@ -177,10 +177,10 @@ internal sealed class SaverOptions
     /// <summary>
     /// Whether a data source is an in-memory database, and whether SQLite would give each connection to it a database
     /// of its own: <c>:memory:</c>, <c>Mode=Memory</c> without <c>Cache=Shared</c>, or a <c>file:</c> URI naming
-    /// <c>:memory:</c>, <c>mode=memory</c> or <c>vfs=memdb</c> without <c>cache=shared</c> (a memdb name that starts
-    /// with <c>/</c> is shared too).
+    /// <c>:memory:</c>, <c>mode=memory</c> or <c>vfs=memdb</c> (or the <c>Vfs=memdb</c> keyword) without
+    /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too).
     /// </summary>
-    private static (bool Memory, bool Private) InMemory(string dataSource, SqliteOpenMode mode, SqliteCacheMode cache)
+    private static (bool Memory, bool Private) InMemory(string dataSource, SqliteOpenMode mode, SqliteCacheMode cache, string? vfs)
     {
         if (dataSource == ":memory:")
         {
@@ -188,16 +188,18 @@ internal sealed class SaverOptions
         }
 
         var shared = cache == SqliteCacheMode.Shared;
+        var memdbKeyword = string.Equals(vfs, "memdb", StringComparison.OrdinalIgnoreCase);
         if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
         {
-            return (mode == SqliteOpenMode.Memory, mode == SqliteOpenMode.Memory && !shared);
+            var memory = mode == SqliteOpenMode.Memory || memdbKeyword;
+            return (memory, memory && !shared && !(memdbKeyword && dataSource.StartsWith('/')));
         }
 
         var question = dataSource.IndexOf('?', StringComparison.Ordinal);
         var path = question < 0 ? dataSource[5..] : dataSource[5..question];
         var query = question < 0 ? [] : dataSource[(question + 1)..].Split('&');
         bool Has(string parameter) => query.Contains(parameter, StringComparer.OrdinalIgnoreCase);
-        var memdb = Has("vfs=memdb");
+        var memdb = memdbKeyword || Has("vfs=memdb");
         if (mode != SqliteOpenMode.Memory && path != ":memory:" && !Has("mode=memory") && !memdb)
         {
             return (false, false);
