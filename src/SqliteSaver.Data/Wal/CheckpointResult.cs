@@ -7,5 +7,8 @@ namespace SqliteSaver.Data;
 /// are then -1).
 /// </param>
 /// <param name="LogFrames">Frames in the WAL, or -1 when the database is not in WAL mode or another checkpoint was running.</param>
-/// <param name="CheckpointedFrames">Frames copied back into the database, or -1 when the database is not in WAL mode or another checkpoint was running.</param>
+/// <param name="CheckpointedFrames">
+/// Frames of the WAL copied back into the database, by this checkpoint or an earlier one since the WAL last started
+/// over; -1 when the database is not in WAL mode or another checkpoint was running.
+/// </param>
 public readonly record struct CheckpointResult(bool Busy, int LogFrames, int CheckpointedFrames);

@@ -10,8 +10,9 @@ namespace SqliteSaver.Data.Wal;
 /// <summary>
 /// Keeps one data source's WAL bounded. It owns a connection of its own, outside the pool's size, on which it
 /// runs the data source's on-demand checkpoints and, every Checkpoint Interval, a checkpoint in Checkpoint Mode, or a
-/// TRUNCATE one when the <c>-wal</c> file has grown past Journal Size Limit. Its connection waits for readers and
-/// writers at most <see cref="StepTimeout"/>, so a RESTART or TRUNCATE checkpoint never holds writers back for longer;
+/// TRUNCATE one when the <c>-wal</c> file has grown past Journal Size Limit. Its connection waits for each lock (the
+/// writer's, then each reader's) at most <see cref="StepTimeout"/>, so a RESTART or TRUNCATE checkpoint holds writers
+/// back for a few such steps at most, and the one for a <c>-wal</c> file past the limit for one step in all;
 /// when it comes back busy the next ones are spaced out (twice, four, then eight times the interval), except that a
 /// <c>-wal</c> file past the limit is tried at every interval.
 /// </summary>
