@@ -88,15 +88,33 @@ public class CancellationTests : DatabaseTest
     {
         var holders = Enumerable.Range(0, MaxPoolSize).Select(_ => dataSource.OpenConnection()).ToList();
         var cancelled = 0;
+        var random = new Random(7);
         for (var i = 0; cancelled < Rounds; i++)
         {
             i.ShouldBeLessThan(Rounds * 20, "the cancellations almost never won the race");
             using var cancellation = new CancellationTokenSource();
             var waiting = dataSource.CreateConnection();
             var open = waiting.OpenAsync(cancellation.Token);
-            var release = Task.Run(() => holders[i % MaxPoolSize].Close());
-            await cancellation.CancelAsync();
-            await release;
+            var holder = holders[i % MaxPoolSize];
+            // Two threads released together, one of them after a random spin, each in turn: each side wins often
+            // however busy the machine is.
+            var spin = random.Next(0, 40_000);
+            using (var start = new Barrier(2))
+            {
+                var release = Task.Factory.StartNew(
+                    () =>
+                    {
+                        start.SignalAndWait();
+                        Thread.SpinWait(i % 2 == 0 ? spin : 0);
+                        holder.Close();
+                    },
+                    TaskCreationOptions.LongRunning);
+                start.SignalAndWait();
+                Thread.SpinWait(i % 2 == 0 ? 0 : spin);
+                await cancellation.CancelAsync();
+                await release;
+            }
+
             try
             {
                 await open.WaitAsync(Prompt);
