@@ -109,7 +109,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             var kind = _classifier.Classify(physical.Handle, command.CommandText);
             physical.BusyTimeoutMayHaveChanged |= command.CommandText.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase);
             physical.PragmasMayHaveChanged |= MaySetPragma(command.CommandText);
-            if (physical.WriteOpenForReader && kind is CommandKind.Write or CommandKind.Unprotected)
+            if (physical.WriteOpenForReader && kind != CommandKind.Read)
             {
                 throw WriteOpenForReader();
             }
@@ -212,7 +212,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
     /// <summary>The error for a write or a transaction begun while a reader's own write is open on the connection.</summary>
     public static InvalidOperationException WriteOpenForReader()
-        => new("A reader of a write (such as INSERT ... RETURNING) is still open on this connection, and its write commits only when the reader closes; another write or transaction now would join it and be rolled back with it if it fails. Close the reader first.");
+        => new("A reader of a write (such as INSERT ... RETURNING) is still open on this connection, and its write commits only when the reader closes. Until then only queries run on this connection: a write, a PRAGMA, a transaction or a COMMIT or ROLLBACK would join that write, or end it halfway. Close the reader first.");
 
     private static CancellationTokenRegistration InterruptOnCancel(PhysicalConnection physical, CancellationToken cancellationToken)
         => cancellationToken.CanBeCanceled

@@ -207,7 +207,8 @@ public class GateSafetyTests : DatabaseTest
         Should.Throw<InvalidOperationException>(connection.BeginTransaction).Message.ShouldContain("Close the reader first");
         Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ => { })).Message.ShouldContain("Close the reader first");
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM log").ShouldBe(0L);
-        ConnectionTests.Pragma(connection, "user_version").ShouldBe(0L);
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "PRAGMA user_version = 7")).Message.ShouldContain("Close the reader first");
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "ROLLBACK")).Message.ShouldContain("Close the reader first");
         Should.Throw<SqliteException>(reader.Dispose).SqliteErrorCode.ShouldBe(19); // the batch is rolled back whole
 
         ConnectionTests.Exec(connection, "INSERT INTO log VALUES (42)").ShouldBe(1);
