@@ -111,6 +111,42 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void The_journal_mode_FAST_secure_delete_and_PRAGMAs_set_through_the_inner_connection_survive_other_renters()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Journal Mode=Truncate"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "PRAGMA secure_delete = FAST";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Exec(connection, "CREATE TABLE t (x); PRAGMA journal_mode = OFF; PRAGMA locking_mode = EXCLUSIVE");
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            Pragma(connection, "journal_mode").ShouldBe("truncate");
+            Pragma(connection, "locking_mode").ShouldBe("normal");
+            Pragma(connection, "secure_delete").ShouldBe(2L);
+            using var inner = connection.InnerConnection.CreateCommand();
+            inner.CommandText = "PRAGMA cache_size = -12345";
+            inner.ExecuteNonQuery();
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            Scalar(connection, "SELECT count(*) FROM pragma_table_info('t')").ShouldBe(1L); // may set a PRAGMA, as far as the pool can tell
+        }
+
+        using var next = dataSource.OpenConnection();
+        Pragma(next, "cache_size").ShouldBe(-12345L); // what a renter set through the inner connection stays
+        Pragma(next, "secure_delete").ShouldBe(2L);
+    }
+
+    [Test]
     public void An_exception_inside_a_transaction_commits_nothing_and_the_next_renter_is_clean()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
@@ -450,6 +486,20 @@ public class ConnectionTests : DatabaseTest
         using var elsewhere = other.OpenConnection();
         Scalar(elsewhere, "SELECT count(*) FROM sqlite_master WHERE name = 'shared'").ShouldBe(0L);
         dataSource.Checkpoint().ShouldBe(new CheckpointResult(false, -1, -1)); // no WAL to keep
+    }
+
+    [TestCase("Data Source=named-in-memdb;Vfs=memdb")]
+    public void A_memdb_name_without_a_leading_slash_is_private_to_its_pool(string connectionString)
+    {
+        using var first = SaverDataSource.Create(connectionString);
+        using var second = SaverDataSource.Create(connectionString + ";Max Pool Size=3");
+        using var a = first.OpenConnection();
+        using var b = second.OpenConnection();
+
+        Exec(a, "CREATE TABLE mine (x)");
+
+        Scalar(b, "SELECT count(*) FROM sqlite_master WHERE name = 'mine'").ShouldBe(0L);
+        first.Checkpoint().ShouldBe(new CheckpointResult(false, -1, -1));
     }
 
     [TestCase("Data Source=shared-by-name;Mode=Memory;Cache=Shared")]

@@ -22,7 +22,8 @@ internal sealed class SaverOptions
                 Keywords.DataSource.Name);
         }
 
-        DataSource = NormalizeDataSource(builder.DataSource);
+        // A memdb VFS name is no path: one that does not start with '/' is private to each connection.
+        DataSource = string.Equals(builder.Vfs, "memdb", StringComparison.OrdinalIgnoreCase) ? builder.DataSource : NormalizeDataSource(builder.DataSource);
         Mode = builder.Mode;
         (IsMemory, var privateMemory) = InMemory(DataSource, builder.Mode, builder.Cache, builder.Vfs);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
@@ -212,8 +213,8 @@ internal sealed class SaverOptions
     /// The file a Data Source names: itself for a path (already made full), or the path of a <c>file:</c> URI
     /// (after an empty or <c>localhost</c> authority, before the query, percent-decoded), which must be full.
     /// </summary>
-    /// <exception cref="ArgumentException">A <c>file:</c> URI's path is relative.</exception>
-    private static string? FileOf(string dataSource)
+    /// <exception cref="ArgumentException">A <c>file:</c> URI's path is relative or empty.</exception>
+    private static string FileOf(string dataSource)
     {
         if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
         {
@@ -230,15 +231,16 @@ internal sealed class SaverOptions
         }
 
         path = Uri.UnescapeDataString(path);
-        if (path.Length > 0 && !Path.IsPathFullyQualified(path))
+        if (!Path.IsPathFullyQualified(path))
         {
-            // Each physical connection would resolve it against the current directory of the moment it opens.
+            // Each physical connection would resolve a relative path against the current directory of the moment it
+            // opens, and SQLite gives each one a temporary database of its own for an empty one.
             throw new ArgumentException(
-                $"Connection-string keyword 'Data Source' is the file: URI '{dataSource}' with a relative path: give a full path (file:/path/to/app.db) or a plain relative path.",
+                $"Connection-string keyword 'Data Source' is the file: URI '{dataSource}' with {(path.Length == 0 ? "no" : "a relative")} path: give a full path (file:/path/to/app.db) or a plain relative path.",
                 Keywords.DataSource.Name);
         }
 
-        return path.Length == 0 ? null : path;
+        return path;
     }
 
     private static string BuildInnerConnectionString(SaverConnectionStringBuilder builder, string dataSource)

@@ -92,7 +92,7 @@ internal sealed class ConnectionPool : IDisposable
     {
         _telemetry.Record(SaverMetrics.UseTime, connection.RentedSince);
         var current = connection.Generation == Volatile.Read(ref _generation);
-        var reset = !retire && _options.Pooling && current && connection.TryReset();
+        var reset = !retire && _options.Pooling && current && TryReset(connection);
         bool drained;
         CloseReason reason;
         lock (_lock)
@@ -143,6 +143,11 @@ internal sealed class ConnectionPool : IDisposable
                 {
                     leaked.ReleaseGate();
                     pool.Return(leaked, retire: true);
+                }
+                catch (Exception)
+                {
+                    // An exception on a pool thread would end the process; the slot is free and the file closed
+                    // unless SQLite itself failed to close it.
                 }
                 finally
                 {
@@ -207,6 +212,19 @@ internal sealed class ConnectionPool : IDisposable
         _pruneTimer?.Dispose();
 
         Clear();
+    }
+
+    /// <summary><see cref="PhysicalConnection.TryReset"/>, taking anything it throws for "cannot be reset", so that the slot is never lost.</summary>
+    private static bool TryReset(PhysicalConnection connection)
+    {
+        try
+        {
+            return connection.TryReset();
+        }
+        catch (Exception)
+        {
+            return false;
+        }
     }
 
     private TimeSpan WaitTimeout => _options.PoolTimeout == TimeSpan.Zero ? Timeout.InfiniteTimeSpan : _options.PoolTimeout;

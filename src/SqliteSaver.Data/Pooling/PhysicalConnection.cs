@@ -23,13 +23,20 @@ internal sealed class PhysicalConnection : IDisposable
     private int _busyTimeout;
     private static long s_lastId;
 
-    /// <summary>The PRAGMAs that hold a number and belong to the connection, not to the database file.</summary>
-    private static readonly string[] ConnectionPragmas =
+    /// <summary>The PRAGMAs that hold a number and belong to the connection, set back after a renter may have changed them.</summary>
+    private static readonly string[] NumberPragmas =
     [
         "busy_timeout", "synchronous", "cache_size", "cache_spill", "mmap_size", "temp_store", "journal_size_limit",
-        "wal_autocheckpoint", "foreign_keys", "recursive_triggers", "query_only", "read_uncommitted",
-        "ignore_check_constraints", "reverse_unordered_selects", "automatic_index", "cell_size_check", "secure_delete",
-        "trusted_schema",
+        "wal_autocheckpoint", "foreign_keys", "recursive_triggers", "read_uncommitted", "ignore_check_constraints",
+        "reverse_unordered_selects", "automatic_index", "cell_size_check", "trusted_schema",
+    ];
+
+    /// <summary>The PRAGMAs set back by name, each with the only values SQLite returns for it.</summary>
+    private static readonly (string Name, string[] Values)[] NamePragmas =
+    [
+        ("journal_mode", ["delete", "truncate", "persist", "memory", "wal", "off"]),
+        ("locking_mode", ["normal", "exclusive"]),
+        ("secure_delete", ["0", "1", "2"]), // 2 is FAST, which "= 2" would not set
     ];
 
     private PhysicalConnection(SqliteConnection sqlite, int generation, SaverOptions options, Action<int> committed)
@@ -252,29 +259,27 @@ internal sealed class PhysicalConnection : IDisposable
             return false;
         }
 
-        if (innerExposed && InnerTransactionPending())
-        {
-            // A SqliteTransaction begun on the inner connection and never disposed: rolling it back here would leave
-            // Microsoft.Data.Sqlite refusing every later command that does not name it. When the connection closes,
-            // Microsoft.Data.Sqlite rolls it back, and throws if SQLite has ended it already, so one is begun for it.
-            if (!InTransaction)
-            {
-                raw.sqlite3_exec(Handle, "BEGIN");
-            }
-
-            return false;
-        }
-
         var (checkTemp, checkAttached) = (MayHoldTempObjects, MayHoldAttachments);
         (MayHoldTempObjects, MayHoldAttachments) = (false, false);
         try
         {
+            if (innerExposed && InnerTransactionPending())
+            {
+                // A SqliteTransaction begun on the inner connection and never disposed: rolling it back here would
+                // leave Microsoft.Data.Sqlite refusing every later command that does not name it.
+                return false;
+            }
+
             Rollback();
             if (PragmasMayHaveChanged)
             {
                 PragmasMayHaveChanged = false;
                 BusyTimeoutMayHaveChanged = true;
                 SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, _restorePragmaSql), Handle);
+            }
+            else if (innerExposed)
+            {
+                RememberPragmas(); // what the renter set through the inner connection stays, as documented
             }
 
             return !(checkTemp && HasTempObjects()) && !(checkAttached && HasAttachedDatabases());
@@ -286,28 +291,27 @@ internal sealed class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// Remembers the values of the connection's own PRAGMAs (those a renter can change with a command and that stay
-    /// with the connection), as the connection string and the connection initializer left them, to set them back
-    /// when a renter may have changed one. The values are numbers SQLite returned, so the SQL holds no outside text.
+    /// Remembers the values of the PRAGMAs a renter can change with a command and that stay with the connection, as
+    /// the connection string, the connection initializer or a renter through <see cref="Sqlite"/> left them, to set
+    /// them back when a renter may have changed one. The SQL holds only numbers SQLite returned and names from fixed
+    /// lists. query_only is lifted first, so that it cannot stop the others, and set last.
     /// </summary>
     public void RememberPragmas()
     {
-        var sql = new System.Text.StringBuilder();
-        foreach (var name in ConnectionPragmas)
+        var sql = new System.Text.StringBuilder("PRAGMA query_only = 0;");
+        foreach (var (name, values) in NamePragmas)
         {
-            if (raw.sqlite3_prepare_v2(Handle, "PRAGMA " + name, out var statement) != raw.SQLITE_OK)
+            if (Read(name) is { } value && values.Contains(value, StringComparer.OrdinalIgnoreCase))
             {
-                statement.Dispose();
-                continue;
+                sql.Append("PRAGMA ").Append(name).Append(" = ").Append(value == "2" ? "FAST" : value).Append(';');
             }
+        }
 
-            using (statement)
+        foreach (var name in NumberPragmas.Append("query_only"))
+        {
+            if (Read(name) is { } value && long.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var number))
             {
-                if (raw.sqlite3_step(statement) == raw.SQLITE_ROW)
-                {
-                    sql.Append("PRAGMA ").Append(name).Append(" = ")
-                        .Append(raw.sqlite3_column_int64(statement, 0).ToString(System.Globalization.CultureInfo.InvariantCulture)).Append(';');
-                }
+                sql.Append("PRAGMA ").Append(name).Append(" = ").Append(number.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append(';');
             }
         }
 
@@ -324,7 +328,32 @@ internal sealed class PhysicalConnection : IDisposable
         _hasTempObjects.Dispose();
         _hasAttachedDatabases.Dispose();
         Statements.Dispose();
-        Sqlite.Dispose();
+        try
+        {
+            Sqlite.Dispose();
+        }
+        catch (SqliteException) when (!Handle.IsClosed && !InTransaction)
+        {
+            // Microsoft.Data.Sqlite rolls back a SqliteTransaction left on InnerConnection, and throws when SQLite has
+            // ended it already (a COMMIT sent as SQL): give it a transaction to end, and close again.
+            raw.sqlite3_exec(Handle, "BEGIN");
+            Sqlite.Dispose();
+        }
+    }
+
+    /// <summary>The value of a PRAGMA as text, or null when SQLite gives none.</summary>
+    private string? Read(string pragma)
+    {
+        if (raw.sqlite3_prepare_v2(Handle, "PRAGMA " + pragma, out var statement) != raw.SQLITE_OK)
+        {
+            statement.Dispose();
+            return null;
+        }
+
+        using (statement)
+        {
+            return raw.sqlite3_step(statement) == raw.SQLITE_ROW ? raw.sqlite3_column_text(statement, 0).utf8_to_string() : null;
+        }
     }
 
     private bool HasTempObjects() => Exists(_hasTempObjects);

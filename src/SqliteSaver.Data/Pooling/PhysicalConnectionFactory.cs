@@ -57,7 +57,11 @@ internal sealed class PhysicalConnectionFactory(
             throw;
         }
 
-        connection.RememberPragmas();
+        if (options.Pooling)
+        {
+            connection.RememberPragmas(); // for its later renters
+        }
+
         telemetry.Opened(connection.Id, started);
         return connection;
     }

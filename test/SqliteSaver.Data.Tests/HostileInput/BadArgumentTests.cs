@@ -66,6 +66,7 @@ public class BadArgumentTests : DatabaseTest
 
         error.ParamName.ShouldBe("Data Source");
         error.Message.ShouldContain("'file:relative.db?cache=private' with a relative path");
+        Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=file:?cache=private")).Message.ShouldContain("with no path");
         new SaverDbConnection("Data Source=file:named?mode=memory").DataSource.ShouldBe("file:named?mode=memory");
         new SaverDbConnection("Data Source=file:/tmp/full.db").DataSource.ShouldBe("file:/tmp/full.db");
     }

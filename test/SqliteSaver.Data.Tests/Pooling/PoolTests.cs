@@ -359,6 +359,64 @@ public class PoolTests : DatabaseTest
     }
 
     [Test]
+    public void A_connection_whose_inner_state_cannot_be_checked_is_closed_and_its_slot_kept()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=5");
+        Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            var command = connection.InnerConnection.CreateCommand();
+            command.CommandText = "SELECT x FROM t";
+            var reader = command.ExecuteReader(); // neither is disposed: the statement stays active
+            reader.Read().ShouldBeTrue();
+            SQLitePCL.raw.sqlite3_interrupt(connection.InnerConnection.Handle); // as a late Cancel() would
+        }
+
+        dataSource.Statistics.InUse.ShouldBe(0);
+        Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(2L); // Pool Timeout=5: a lost slot would time out
+    }
+
+    [TestCase("Max Pool Size=1")]
+    [TestCase("Max Pool Size=1;Pooling=False")]
+    public void A_transaction_on_the_inner_connection_that_SQL_ended_closes_cleanly_when_cleared_unpooled_or_leaked(string options)
+    {
+        var connectionString = Folder.ConnectionString(options);
+        Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        BeginOnInnerAndCommitAsSql(connection, 1);
+        SaverDbConnection.ClearPool(connection);
+        connection.Close(); // Microsoft.Data.Sqlite's rollback of the ended transaction threw here
+
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        LeakInnerTransaction(connectionString, 2);
+        for (var i = 0; i < 100 && dataSource.Statistics.Leaked == 0; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            Wait.Until(() => true);
+        }
+
+        Wait.Until(() => dataSource.Statistics.Leaked == 1 && dataSource.Statistics.InUse == 0); // and the process is still here
+        Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,2");
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void LeakInnerTransaction(string connectionString, int value)
+        => BeginOnInnerAndCommitAsSql(new SaverDbConnection(connectionString), value);
+
+    private static void BeginOnInnerAndCommitAsSql(SaverDbConnection connection, int value)
+    {
+        connection.Open();
+        var transaction = connection.InnerConnection.BeginTransaction(); // never disposed
+        using var insert = connection.InnerConnection.CreateCommand();
+        insert.Transaction = transaction;
+        insert.CommandText = $"INSERT INTO t VALUES ({value}); COMMIT";
+        insert.ExecuteNonQuery();
+    }
+
+    [Test]
     public void A_failed_open_gives_its_slot_back()
     {
         var missingFolder = Path.Combine(Folder.Path, "missing");
