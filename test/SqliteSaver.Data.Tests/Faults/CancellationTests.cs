@@ -88,6 +88,7 @@ public class CancellationTests : DatabaseTest
     {
         var holders = Enumerable.Range(0, MaxPoolSize).Select(_ => dataSource.OpenConnection()).ToList();
         var cancelled = 0;
+        var granted = 0;
         var random = new Random(7);
         for (var i = 0; cancelled < Rounds; i++)
         {
@@ -119,6 +120,7 @@ public class CancellationTests : DatabaseTest
             {
                 await open.WaitAsync(Prompt);
                 waiting.Close(); // granted first: the connection is the waiter's to return
+                granted++;
             }
             catch (OperationCanceledException)
             {
@@ -130,6 +132,7 @@ public class CancellationTests : DatabaseTest
         }
 
         holders.ForEach(holder => holder.Dispose());
+        granted.ShouldBeGreaterThan(0, "the returns never won the race");
         return cancelled;
     }
 
