@@ -147,6 +147,54 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void Setting_the_pragmas_back_leaves_an_attached_databases_journal_mode_alone()
+    {
+        var other = Folder.File("other.db");
+        using (var plain = new SqliteConnection($"Data Source={other};Pooling=False"))
+        {
+            plain.Open();
+            using var create = plain.CreateCommand();
+            create.CommandText = "PRAGMA journal_mode = DELETE; CREATE TABLE o (x)";
+            create.ExecuteNonQuery();
+        }
+
+        using (var connection = new SaverDbConnection(Folder.ConnectionString("Max Pool Size=1")))
+        {
+            connection.Open();
+            Exec(connection, $"ATTACH '{other}' AS other; PRAGMA foreign_keys = OFF"); // a migration's first steps
+        }
+
+        using var check = new SqliteConnection($"Data Source={other};Pooling=False");
+        check.Open();
+        using var mode = check.CreateCommand();
+        mode.CommandText = "PRAGMA journal_mode";
+        mode.ExecuteScalar().ShouldBe("delete");
+    }
+
+    [Test]
+    public void A_read_only_connection_is_kept_when_another_connection_changed_the_files_journal_mode()
+    {
+        PoolTests.Execute(Folder.ConnectionString("Journal Mode=Delete"), "CREATE TABLE t (x)");
+        SaverDbConnection.ClearAllPools();
+        using var readOnly = SaverDataSource.Create(Folder.ConnectionString("Mode=ReadOnly;Max Pool Size=1"));
+        SqliteConnection inner;
+        using (var connection = readOnly.OpenConnection())
+        {
+            inner = connection.InnerConnection;
+        }
+
+        PoolTests.Execute(Folder.ConnectionString(), "INSERT INTO t VALUES (1)"); // the default pool switches the file to WAL
+        using (var connection = readOnly.OpenConnection())
+        {
+            Scalar(connection, "SELECT count(*) FROM pragma_table_info('t')").ShouldBe(1L); // may set a PRAGMA
+        }
+
+        using var again = readOnly.OpenConnection();
+        again.InnerConnection.ShouldBeSameAs(inner);
+        Scalar(again, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
     public void An_exception_inside_a_transaction_commits_nothing_and_the_next_renter_is_clean()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");

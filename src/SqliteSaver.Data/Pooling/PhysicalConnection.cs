@@ -19,6 +19,7 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasAttachedDatabases;
     private readonly Action<int> _committed;
+    private readonly bool _readOnly;
     private string _restorePragmaSql = string.Empty;
     private int _busyTimeout;
     private static long s_lastId;
@@ -31,10 +32,13 @@ internal sealed class PhysicalConnection : IDisposable
         "reverse_unordered_selects", "automatic_index", "cell_size_check", "trusted_schema",
     ];
 
-    /// <summary>The PRAGMAs set back by name, each with the only values SQLite returns for it.</summary>
+    /// <summary>
+    /// The PRAGMAs set back by name, each with the only values SQLite returns for it. The journal mode of main only:
+    /// without a schema it would switch every attached database too, and WAL stays with the file.
+    /// </summary>
     private static readonly (string Name, string[] Values)[] NamePragmas =
     [
-        ("journal_mode", ["delete", "truncate", "persist", "memory", "wal", "off"]),
+        ("main.journal_mode", ["delete", "truncate", "persist", "memory", "wal", "off"]),
         ("locking_mode", ["normal", "exclusive"]),
         ("secure_delete", ["0", "1", "2"]), // 2 is FAST, which "= 2" would not set
     ];
@@ -42,6 +46,7 @@ internal sealed class PhysicalConnection : IDisposable
     private PhysicalConnection(SqliteConnection sqlite, int generation, SaverOptions options, Action<int> committed)
     {
         _committed = committed;
+        _readOnly = options.Mode == SqliteOpenMode.ReadOnly;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
         Generation = generation;
@@ -301,6 +306,11 @@ internal sealed class PhysicalConnection : IDisposable
         var sql = new System.Text.StringBuilder("PRAGMA query_only = 0;");
         foreach (var (name, values) in NamePragmas)
         {
+            if (_readOnly && name == "main.journal_mode")
+            {
+                continue; // a read-only connection cannot change it, but fails trying when another has
+            }
+
             if (Read(name) is { } value && values.Contains(value, StringComparer.OrdinalIgnoreCase))
             {
                 sql.Append("PRAGMA ").Append(name).Append(" = ").Append(value == "2" ? "FAST" : value).Append(';');
