@@ -141,8 +141,14 @@ internal sealed class ConnectionPool : IDisposable
                 var (pool, leaked) = state;
                 try
                 {
-                    leaked.ReleaseGate();
-                    pool.Return(leaked, retire: true);
+                    try
+                    {
+                        leaked.ReleaseGate();
+                    }
+                    finally
+                    {
+                        pool.Return(leaked, retire: true);
+                    }
                 }
                 catch (Exception)
                 {
