@@ -391,14 +391,12 @@ public class PoolTests : DatabaseTest
 
         var dataSource = SaverDataSource.GetShared(connectionString);
         LeakInnerTransaction(connectionString, 2);
-        for (var i = 0; i < 100 && dataSource.Statistics.Leaked == 0; i++)
+        Wait.Until(() =>
         {
             GC.Collect();
             GC.WaitForPendingFinalizers();
-            Wait.Until(() => true);
-        }
-
-        Wait.Until(() => dataSource.Statistics.Leaked == 1 && dataSource.Statistics.InUse == 0); // and the process is still here
+            return dataSource.Statistics.Leaked == 1 && dataSource.Statistics.InUse == 0; // and the process is still here
+        });
         Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,2");
     }
 
