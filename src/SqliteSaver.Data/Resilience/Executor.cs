@@ -107,8 +107,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         try
         {
             var kind = _classifier.Classify(physical.Handle, command.CommandText);
-            var setsBusyTimeout = command.CommandText.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase);
-            physical.BusyTimeoutMayHaveChanged |= setsBusyTimeout;
+            physical.BusyTimeoutMayHaveChanged |= command.CommandText.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase);
             physical.PragmasMayHaveChanged |= MaySetPragma(command.CommandText);
             if (physical.WriteOpenForReader && kind != CommandKind.Read)
             {
@@ -128,9 +127,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             physical.MayHoldAttachments |= kind is CommandKind.Standalone or CommandKind.Unprotected;
             switch (kind)
             {
-                case CommandKind.Standalone when async && cancellationToken.CanBeCanceled && !setsBusyTimeout:
-                    var polled = (run, command, behavior, physical);
-                    return (await strategy.ExecuteAsync(static (s, token) => PollForLockAsync(s.physical, () => s.run(s.command, s.behavior), token), polled, cancellationToken).ConfigureAwait(false), false);
                 case CommandKind.Read or CommandKind.Standalone:
                     var statement = (run, command, behavior);
                     return (async
@@ -273,39 +269,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 else
                 {
                     Thread.Sleep(LockPollDelay(tries)); // 0 yields the processor
-                }
-            }
-        }
-        finally
-        {
-            raw.sqlite3_busy_timeout(physical.Handle, busyTimeout);
-        }
-    }
-
-    /// <summary>
-    /// Runs a single statement outside any transaction (<c>VACUUM</c>, a writing <c>PRAGMA</c>) for a caller that can
-    /// cancel: SQLite's busy handler would block the thread up to the busy timeout, deaf to the token. So the busy
-    /// handler is off, and the statement runs again at most 2 ms apart (waiting without a thread, cancellably) while
-    /// it fails with SQLITE_BUSY, up to the busy timeout. A statement that fails with SQLITE_BUSY has changed nothing.
-    /// </summary>
-    private static async ValueTask<T> PollForLockAsync<T>(PhysicalConnection physical, Func<T> run, CancellationToken cancellationToken)
-    {
-        var started = Stopwatch.GetTimestamp();
-        var busyTimeout = physical.BusyTimeoutMilliseconds();
-        raw.sqlite3_busy_timeout(physical.Handle, 0);
-        try
-        {
-            for (var tries = 0; ; tries++)
-            {
-                try
-                {
-                    return run();
-                }
-                catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_BUSY
-                    && error.SqliteExtendedErrorCode != BusySnapshot
-                    && Stopwatch.GetElapsedTime(started).TotalMilliseconds < busyTimeout)
-                {
-                    await Task.Delay(LockPollDelay(tries), cancellationToken).ConfigureAwait(false);
                 }
             }
         }

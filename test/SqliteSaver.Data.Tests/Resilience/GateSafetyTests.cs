@@ -300,30 +300,6 @@ public class GateSafetyTests : DatabaseTest
     }
 
     [Test]
-    public async Task An_async_standalone_statement_waits_for_another_process_lock_cancellably_and_runs_once_it_is_free()
-    {
-        var connectionString = Folder.ConnectionString("Busy Timeout=20000");
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        var holder = HoldWriteLock();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
-        await using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA user_version = 7"; // runs outside any transaction, so not through BEGIN IMMEDIATE
-        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
-
-        var stopwatch = Stopwatch.StartNew();
-        await Should.ThrowAsync<OperationCanceledException>(() => command.ExecuteNonQueryAsync(cancellation.Token));
-        stopwatch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10)); // SQLite's busy handler would hold it for 20 s
-
-        var waiting = command.ExecuteNonQueryAsync(new CancellationTokenSource().Token);
-        waiting.IsCompleted.ShouldBeFalse();
-        holder.Dispose(); // rolls back, freeing the lock
-        await waiting.WaitAsync(TimeSpan.FromSeconds(30));
-        ConnectionTests.Pragma(connection, "user_version").ShouldBe(7L);
-        ConnectionTests.Pragma(connection, "busy_timeout").ShouldBe(20000L);
-    }
-
-    [Test]
     public async Task Cancelling_an_async_write_interrupts_SQLites_wait_for_the_lock()
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=60000;Write Gate=false");
