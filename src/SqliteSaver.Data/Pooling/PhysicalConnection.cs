@@ -19,7 +19,6 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasAttachedDatabases;
     private readonly Action<int> _committed;
-    private readonly bool _readOnly;
     private string _restorePragmaSql = string.Empty;
     private int _busyTimeout;
     private static long s_lastId;
@@ -46,7 +45,6 @@ internal sealed class PhysicalConnection : IDisposable
     private PhysicalConnection(SqliteConnection sqlite, int generation, SaverOptions options, Action<int> committed)
     {
         _committed = committed;
-        _readOnly = options.Mode == SqliteOpenMode.ReadOnly;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
         Generation = generation;
@@ -306,7 +304,7 @@ internal sealed class PhysicalConnection : IDisposable
         var sql = new System.Text.StringBuilder("PRAGMA query_only = 0;");
         foreach (var (name, values) in NamePragmas)
         {
-            if (_readOnly && name == "main.journal_mode")
+            if (name == "main.journal_mode" && raw.sqlite3_db_readonly(Handle, "main") == 1)
             {
                 continue; // a read-only connection cannot change it, but fails trying when another has
             }
