@@ -93,7 +93,7 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>
     /// Whether something that could set the busy timeout ran since <see cref="BusyTimeoutMilliseconds"/> last read it:
-    /// a statement that mentions <c>busy_timeout</c>, or the connection initializer (so it starts true).
+    /// a statement that may set a PRAGMA, setting the PRAGMAs back, or the connection initializer (so it starts true).
     /// </summary>
     public bool BusyTimeoutMayHaveChanged { get; set; } = true;
 

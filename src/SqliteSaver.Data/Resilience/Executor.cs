@@ -107,8 +107,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         try
         {
             var kind = _classifier.Classify(physical.Handle, command.CommandText);
-            physical.BusyTimeoutMayHaveChanged |= command.CommandText.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase);
-            physical.PragmasMayHaveChanged |= MaySetPragma(command.CommandText);
+            var maySetPragma = MaySetPragma(command.CommandText);
+            physical.BusyTimeoutMayHaveChanged |= maySetPragma;
+            physical.PragmasMayHaveChanged |= maySetPragma;
             if (physical.WriteOpenForReader && kind != CommandKind.Read)
             {
                 throw WriteOpenForReader();
