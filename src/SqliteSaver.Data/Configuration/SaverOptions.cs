@@ -196,8 +196,8 @@ internal sealed class SaverOptions
             return (memory, memory && !shared && !(memdbKeyword && dataSource.StartsWith('/')));
         }
 
+        var path = UriPath(dataSource);
         var question = dataSource.IndexOf('?', StringComparison.Ordinal);
-        var path = question < 0 ? dataSource[5..] : dataSource[5..question];
         var query = question < 0 ? [] : dataSource[(question + 1)..].Split('&');
         bool Has(string parameter) => query.Contains(parameter, StringComparer.OrdinalIgnoreCase);
         var memdb = memdbKeyword || Has("vfs=memdb");
@@ -210,8 +210,8 @@ internal sealed class SaverOptions
     }
 
     /// <summary>
-    /// The file a Data Source names: itself for a path (already made full), or the path of a <c>file:</c> URI
-    /// (after an empty or <c>localhost</c> authority, before the query, percent-decoded), which must be full.
+    /// The file a Data Source names: itself for a path (already made full), or the path of a <c>file:</c> URI, which
+    /// must be full.
     /// </summary>
     /// <exception cref="ArgumentException">A <c>file:</c> URI's path is relative or empty.</exception>
     private static string FileOf(string dataSource)
@@ -221,16 +221,7 @@ internal sealed class SaverOptions
             return dataSource;
         }
 
-        var path = dataSource[5..];
-        var end = path.IndexOfAny(['?', '#']);
-        path = end < 0 ? path : path[..end];
-        if (path.StartsWith("//", StringComparison.Ordinal))
-        {
-            var slash = path.IndexOf('/', 2);
-            path = slash < 0 ? string.Empty : path[slash..];
-        }
-
-        path = Uri.UnescapeDataString(path);
+        var path = UriPath(dataSource);
         if (!Path.IsPathFullyQualified(path))
         {
             // Each physical connection would resolve a relative path against the current directory of the moment it
@@ -241,6 +232,21 @@ internal sealed class SaverOptions
         }
 
         return path;
+    }
+
+    /// <summary>The path of a <c>file:</c> URI: after an empty or <c>localhost</c> authority, before the query, percent-decoded.</summary>
+    private static string UriPath(string uri)
+    {
+        var path = uri[5..];
+        var end = path.IndexOfAny(['?', '#']);
+        path = end < 0 ? path : path[..end];
+        if (path.StartsWith("//", StringComparison.Ordinal))
+        {
+            var slash = path.IndexOf('/', 2);
+            path = slash < 0 ? string.Empty : path[slash..];
+        }
+
+        return Uri.UnescapeDataString(path);
     }
 
     private static string BuildInnerConnectionString(SaverConnectionStringBuilder builder, string dataSource)
