@@ -164,7 +164,7 @@ public sealed class SaverDbCommand : DbCommand
         => Run(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar));
 
     /// <summary>Runs the command as <see cref="ExecuteNonQuery"/> does, waiting at the write gate and between retries without blocking a thread.</summary>
-    /// <param name="cancellationToken">Cancels the waits.</param>
+    /// <param name="cancellationToken">Cancels the waits, SQLite's own waits for a lock included, and interrupts the running statement.</param>
     /// <returns>The rows changed by the command's statements.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>
@@ -173,7 +173,7 @@ public sealed class SaverDbCommand : DbCommand
         => RunAsync(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken);
 
     /// <summary>Runs the command as <see cref="ExecuteScalar"/> does, waiting at the write gate and between retries without blocking a thread.</summary>
-    /// <param name="cancellationToken">Cancels the waits.</param>
+    /// <param name="cancellationToken">Cancels the waits, SQLite's own waits for a lock included, and interrupts the running statement.</param>
     /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed.</exception>

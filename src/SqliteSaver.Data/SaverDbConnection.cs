@@ -566,7 +566,7 @@ public sealed class SaverDbConnection : DbConnection
         var result = await work(transaction, cancellationToken).ConfigureAwait(false);
         if (!transaction.IsCompleted)
         {
-            transaction.Commit();
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
 
         return result;

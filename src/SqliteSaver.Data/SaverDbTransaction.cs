@@ -1,6 +1,8 @@
 using System.Data;
 using System.Data.Common;
+using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Pooling;
+using SQLitePCL;
 
 namespace SqliteSaver.Data;
 
@@ -35,7 +37,7 @@ public sealed class SaverDbTransaction : DbTransaction
 
     /// <summary>Commits the transaction.</summary>
     /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
-    /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not commit; the transaction stays open.</exception>
+    /// <exception cref="SqliteException">SQLite could not commit; the transaction stays open.</exception>
     public override void Commit()
     {
         ThrowIfCompleted(nameof(Commit));
@@ -43,9 +45,54 @@ public sealed class SaverDbTransaction : DbTransaction
         Complete();
     }
 
+    /// <summary>
+    /// Commits the transaction. A commit waits only in rollback-journal mode, in SQLite's busy handler, for readers
+    /// to finish; cancelling <paramref name="cancellationToken"/> ends that wait, and the transaction stays open.
+    /// </summary>
+    /// <param name="cancellationToken">Checked before the commit starts, and ends its wait for readers.</param>
+    /// <returns>A task that completes when the transaction is committed.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; the transaction stays open.</exception>
+    /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
+    /// <exception cref="SqliteException">SQLite could not commit; the transaction stays open.</exception>
+    public override Task CommitAsync(CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled(cancellationToken);
+        }
+
+        try
+        {
+            ThrowIfCompleted(nameof(Commit));
+            var cancellable = _physical.MakeBusyWaitsCancellable(cancellationToken);
+            try
+            {
+                _physical.Commit();
+            }
+            catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_BUSY && cancellationToken.IsCancellationRequested)
+            {
+                return Task.FromCanceled(cancellationToken);
+            }
+            finally
+            {
+                if (cancellable)
+                {
+                    _physical.EndCancellableBusyWaits();
+                }
+            }
+
+            Complete();
+            return Task.CompletedTask;
+        }
+        catch (Exception exception)
+        {
+            return Task.FromException(exception);
+        }
+    }
+
     /// <summary>Rolls the transaction back.</summary>
     /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
-    /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not roll back.</exception>
+    /// <exception cref="SqliteException">SQLite could not roll back.</exception>
     public override void Rollback()
     {
         ThrowIfCompleted(nameof(Rollback));

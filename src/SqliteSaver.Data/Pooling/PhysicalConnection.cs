@@ -21,6 +21,8 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly Action<int> _committed;
     private string _restorePragmaSql = string.Empty;
     private int _busyTimeout;
+    private CancellableBusyHandler? _cancellableBusyHandler;
+    private bool _busyWaitsCancellable;
     private static long s_lastId;
 
     /// <summary>The PRAGMAs that hold a number and belong to the connection, set back after a renter may have changed them.</summary>
@@ -219,7 +221,7 @@ internal sealed class PhysicalConnection : IDisposable
     /// <exception cref="SqliteException">SQLite could not read it.</exception>
     public int BusyTimeoutMilliseconds()
     {
-        if (BusyTimeoutMayHaveChanged || InnerExposed)
+        if (!_busyWaitsCancellable && (BusyTimeoutMayHaveChanged || InnerExposed))
         {
             using var statement = Prepare("PRAGMA busy_timeout"); // SQLite compiles a PRAGMA again on every run anyway
             SqliteException.ThrowExceptionForRC(raw.sqlite3_step(statement), Handle);
@@ -228,6 +230,59 @@ internal sealed class PhysicalConnection : IDisposable
         }
 
         return _busyTimeout;
+    }
+
+    /// <summary>
+    /// Until <see cref="EndCancellableBusyWaits"/>, SQLite's own waits for a lock on this connection (its busy
+    /// handler, for up to the busy timeout) also end when <paramref name="cancellationToken"/> is cancelled, with
+    /// SQLITE_BUSY (see <see cref="CancellableBusyHandler"/>). No statement that reads or sets <c>busy_timeout</c> may
+    /// run meanwhile.
+    /// </summary>
+    /// <returns>Whether the waits became cancellable, and so must be ended.</returns>
+    /// <exception cref="SqliteException">SQLite could not read the busy timeout.</exception>
+    public bool MakeBusyWaitsCancellable(CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.CanBeCanceled)
+        {
+            return false;
+        }
+
+        var timeout = BusyTimeoutMilliseconds();
+        _cancellableBusyHandler ??= new CancellableBusyHandler();
+        return _busyWaitsCancellable = _cancellableBusyHandler.Install(Handle, timeout, cancellationToken);
+    }
+
+    /// <summary>Gives the connection SQLite's own busy handler back, after <see cref="MakeBusyWaitsCancellable"/>.</summary>
+    public void EndCancellableBusyWaits()
+    {
+        if (_busyWaitsCancellable)
+        {
+            _busyWaitsCancellable = false;
+            _cancellableBusyHandler!.Uninstall(Handle);
+        }
+    }
+
+    /// <summary>Switches SQLite's busy handler off, to poll for a lock instead, until <see cref="ResumeBusyWaits"/>.</summary>
+    /// <returns>The busy timeout, in milliseconds.</returns>
+    /// <exception cref="SqliteException">SQLite could not read the busy timeout.</exception>
+    public int SuspendBusyWaits()
+    {
+        var timeout = BusyTimeoutMilliseconds();
+        raw.sqlite3_busy_timeout(Handle, 0);
+        return timeout;
+    }
+
+    /// <summary>Switches the busy handler <see cref="SuspendBusyWaits"/> switched off back on.</summary>
+    public void ResumeBusyWaits()
+    {
+        if (_busyWaitsCancellable)
+        {
+            _cancellableBusyHandler!.Reinstall(Handle);
+        }
+        else
+        {
+            raw.sqlite3_busy_timeout(Handle, _busyTimeout);
+        }
     }
 
     /// <summary>Leaves the write gate, if this connection holds it.</summary>
@@ -347,6 +402,8 @@ internal sealed class PhysicalConnection : IDisposable
             raw.sqlite3_exec(Handle, "BEGIN");
             Sqlite.Dispose();
         }
+
+        _cancellableBusyHandler?.Dispose(); // SQLite, which was given its handle, is closed
     }
 
     /// <summary>The value of a PRAGMA as text, or null when SQLite gives none.</summary>

@@ -42,7 +42,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
     /// <summary>
     /// The asynchronous form of <see cref="Execute"/>: waits on the gate, for the write lock and between attempts
-    /// without blocking a thread. Cancellation also interrupts a statement SQLite is running.
+    /// without blocking a thread. Cancellation also interrupts a statement SQLite is running, and ends SQLite's own
+    /// waits for a lock (see <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>), except for a command whose
+    /// text names busy_timeout.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public ValueTask<(T Result, bool Open)> ExecuteAsync<T>(
@@ -104,10 +106,16 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     {
         cancellationToken.ThrowIfCancellationRequested();
         using var interrupt = InterruptOnCancel(physical, cancellationToken);
+        var text = command.CommandText;
+        var mentionsPragma = text.Contains("pragma", StringComparison.OrdinalIgnoreCase);
+        var cancellableWaits = async
+            && !(mentionsPragma && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase))
+            && physical.MakeBusyWaitsCancellable(cancellationToken);
         try
         {
-            var kind = _classifier.Classify(physical.Handle, command.CommandText);
-            var maySetPragma = MaySetPragma(command.CommandText);
+            var kind = _classifier.Classify(physical.Handle, text);
+            // PRAGMA name = value or PRAGMA name(value) may set one; reading one does not.
+            var maySetPragma = mentionsPragma && (text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal));
             physical.BusyTimeoutMayHaveChanged |= maySetPragma;
             physical.PragmasMayHaveChanged |= maySetPragma;
             if (physical.WriteOpenForReader && kind != CommandKind.Read)
@@ -162,6 +170,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         {
             throw new OperationCanceledException("The command was cancelled while SQLite ran it.", error, cancellationToken);
         }
+        finally
+        {
+            if (cancellableWaits)
+            {
+                physical.EndCancellableBusyWaits();
+            }
+        }
     }
 
     /// <summary><see cref="Begin"/> and <see cref="BeginAsync"/> in one body (see <see cref="ExecuteCore"/>).</summary>
@@ -207,10 +222,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// </summary>
     private static bool InCallersTransaction(PhysicalConnection physical) => physical.InTransaction || physical.HeldGate is not null;
 
-    /// <summary>Whether SQL text may set a PRAGMA (<c>PRAGMA name = value</c> or <c>PRAGMA name(value)</c>); reading one does not.</summary>
-    private static bool MaySetPragma(string text)
-        => text.Contains("pragma", StringComparison.OrdinalIgnoreCase) && (text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal));
-
     /// <summary>The error for a write or a transaction begun while a reader's own write is open on the connection.</summary>
     public static InvalidOperationException WriteOpenForReader()
         => new("A reader of a write (such as INSERT ... RETURNING) is still open on this connection, and its write commits only when the reader closes. Until then only queries run on this connection: a write, a PRAGMA, a transaction or a COMMIT or ROLLBACK would join that write, or end it halfway. Close the reader first.");
@@ -220,8 +231,12 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             ? cancellationToken.Register(static handle => raw.sqlite3_interrupt((sqlite3)handle!), physical.Handle)
             : default;
 
+    /// <summary>
+    /// Whether an error is the token's doing: SQLite interrupted the statement, or its busy handler stopped waiting
+    /// for a lock (see <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>).
+    /// </summary>
     private static bool IsInterruption(SqliteException error, CancellationToken cancellationToken)
-        => error.SqliteErrorCode == raw.SQLITE_INTERRUPT && cancellationToken.IsCancellationRequested;
+        => error.SqliteErrorCode is raw.SQLITE_INTERRUPT or raw.SQLITE_BUSY && cancellationToken.IsCancellationRequested;
 
     private static bool BeginImmediate(PhysicalConnection physical)
         => Synchronously.Result(BeginImmediateCore(physical, async: false, CancellationToken.None));
@@ -243,8 +258,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     private static async ValueTask<bool> BeginImmediateCore(PhysicalConnection physical, bool async, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
-        var busyTimeout = physical.BusyTimeoutMilliseconds();
-        raw.sqlite3_busy_timeout(physical.Handle, 0);
+        var busyTimeout = physical.SuspendBusyWaits();
         try
         {
             for (var tries = 0; ; tries++)
@@ -275,7 +289,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
         finally
         {
-            raw.sqlite3_busy_timeout(physical.Handle, busyTimeout);
+            physical.ResumeBusyWaits();
         }
     }
 

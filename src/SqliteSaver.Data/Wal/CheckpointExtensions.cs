@@ -1,6 +1,7 @@
 using System.Data;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Resilience;
 using SQLitePCL;
 
 namespace SqliteSaver.Data;
@@ -46,11 +47,12 @@ public static class CheckpointExtensions
 
     /// <summary>
     /// Runs a WAL checkpoint (see <see cref="Checkpoint"/>). SQLite has no asynchronous I/O: the checkpoint runs on
-    /// the calling thread, after <paramref name="cancellationToken"/> is checked.
+    /// the calling thread. Cancelling <paramref name="cancellationToken"/> ends a FULL, RESTART or TRUNCATE
+    /// checkpoint's wait for writers and readers (in SQLite's busy handler, up to the busy timeout).
     /// </summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
     /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
-    /// <param name="cancellationToken">Checked before the checkpoint starts.</param>
+    /// <param name="cancellationToken">Checked before the checkpoint starts, and ends its wait for other connections.</param>
     /// <returns>SQLite's figures (see <see cref="Checkpoint"/>).</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
@@ -62,7 +64,7 @@ public static class CheckpointExtensions
         this DbConnection connection,
         CheckpointMode mode = CheckpointMode.Passive,
         CancellationToken cancellationToken = default)
-        => AsTask(() => connection.Checkpoint(mode), cancellationToken);
+        => AsTask(() => CheckpointCancellable(connection, mode, cancellationToken), cancellationToken);
 
     /// <summary>Rejects a value that is not a defined <see cref="CheckpointMode"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not defined.</exception>
@@ -86,9 +88,41 @@ public static class CheckpointExtensions
         {
             return Task.FromResult(run());
         }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<T>(cancellationToken);
+        }
         catch (Exception exception)
         {
             return Task.FromException<T>(exception);
+        }
+    }
+
+    /// <summary><see cref="Checkpoint"/> with SQLite's waits for other connections ended by <paramref name="cancellationToken"/>.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> ended a wait.</exception>
+    private static CheckpointResult CheckpointCancellable(DbConnection connection, CheckpointMode mode, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        CheckMode(mode);
+        var handle = Handle(connection, nameof(CheckpointAsync));
+        using var busyHandler = new CancellableBusyHandler();
+        var installed = busyHandler.Install(handle, Pragma(handle, "PRAGMA busy_timeout", static s => raw.sqlite3_column_int(s, 0)), cancellationToken);
+        try
+        {
+            var result = Run(handle, mode);
+            if (result.Busy)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+
+            return result;
+        }
+        finally
+        {
+            if (installed)
+            {
+                busyHandler.Uninstall(handle);
+            }
         }
     }
 

@@ -1,0 +1,191 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Faults;
+
+/// <summary>
+/// Waits inside SQLite's busy handler (a write in a deferred transaction, a statement outside any transaction, a
+/// checkpoint waiting for a reader, a rollback-journal commit waiting for a reader) end when an asynchronous call's
+/// token is cancelled, long before the busy timeout; without cancellation they still wait as SQLite's own handler
+/// does, and the busy timeout is SQLite's again afterwards.
+/// </summary>
+public class BusyWaitCancellationTests : DatabaseTest
+{
+    /// <summary>Far longer than any test here should take: a wait deaf to its token runs into the bound.</summary>
+    private const string LongBusyTimeout = "Busy Timeout=60000";
+
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    [Test]
+    public async Task A_write_in_a_deferred_transaction_stops_waiting_for_the_lock_when_cancelled()
+    {
+        var connectionString = Folder.ConnectionString(LongBusyTimeout);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        await using var transaction = connection.BeginTransaction(deferred: true);
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Should.ThrowAsync<OperationCanceledException>(
+            () => Task.Run(() => Exec(connection, "INSERT INTO t VALUES (1)", cancellation.Token)).WaitAsync(Bound));
+
+        await transaction.RollbackAsync();
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+        await using (var read = connection.CreateCommand())
+        {
+            using var notCancelled = new CancellationTokenSource();
+            read.CommandText = "PRAGMA busy_timeout"; // SQLite reports 0 while a busy handler of the library's is in place
+            (await read.ExecuteScalarAsync(notCancelled.Token)).ShouldBe(60000L);
+        }
+
+        holder.Dispose();
+        await Exec(connection, "INSERT INTO t VALUES (2)", CancellationToken.None);
+        ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM t").ShouldBe("2");
+    }
+
+    [TestCase("VACUUM")]
+    [TestCase("PRAGMA user_version = 7")]
+    [TestCase("BEGIN IMMEDIATE")]
+    public async Task A_statement_outside_a_transaction_stops_waiting_for_the_lock_when_cancelled(string sql)
+    {
+        var connectionString = Folder.ConnectionString(LongBusyTimeout);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Should.ThrowAsync<OperationCanceledException>(() => Task.Run(() => Exec(connection, sql, cancellation.Token)).WaitAsync(Bound));
+
+        connection.InnerConnection.Handle.ShouldNotBeNull();
+        SQLitePCL.raw.sqlite3_get_autocommit(connection.InnerConnection.Handle).ShouldBe(1);
+        ConnectionTests.Scalar(connection, "PRAGMA user_version").ShouldBe(0L);
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+    }
+
+    [Test]
+    public async Task Without_cancellation_a_write_waits_the_busy_timeout_and_fails_busy_as_before()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=300");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        await using var transaction = connection.BeginTransaction(deferred: true);
+        using var cancellation = new CancellationTokenSource();
+
+        var error = await Should.ThrowAsync<SqliteException>(
+            () => Task.Run(() => Exec(connection, "INSERT INTO t VALUES (1)", cancellation.Token)).WaitAsync(Bound));
+
+        error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_BUSY);
+        cancellation.IsCancellationRequested.ShouldBeFalse();
+    }
+
+    [Test]
+    public async Task An_asynchronous_checkpoint_statement_still_waits_for_a_reader_to_finish()
+    {
+        var connectionString = Folder.ConnectionString(LongBusyTimeout);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        using var reader = OpenReader();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        await Exec(connection, "INSERT INTO t VALUES (2)", CancellationToken.None);
+        using var cancellation = new CancellationTokenSource();
+        var release = Task.Run(async () =>
+        {
+            await Task.Delay(300);
+            reader.Dispose();
+        });
+
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+        var busy = await Task.Run(() => command.ExecuteScalarAsync(cancellation.Token)).WaitAsync(Bound);
+
+        busy.ShouldBe(0L);
+        await release;
+    }
+
+    [Test]
+    public async Task CheckpointAsync_stops_waiting_for_a_reader_when_cancelled([Values] bool plain)
+    {
+        var connectionString = Folder.ConnectionString(LongBusyTimeout);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        using var reader = OpenReader();
+        PoolTests.Execute(connectionString, "INSERT INTO t VALUES (2)");
+        using var connection = plain
+            ? new SqliteConnection($"Data Source={Folder.File()};Pooling=False;Default Timeout=60")
+            : (System.Data.Common.DbConnection)new SaverDbConnection(connectionString);
+        connection.Open();
+        using var busyTimeout = connection.CreateCommand();
+        busyTimeout.CommandText = "PRAGMA busy_timeout = 60000; SELECT count(*) FROM t"; // a connection opens the WAL when it first reads
+        busyTimeout.ExecuteNonQuery();
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Should.ThrowAsync<OperationCanceledException>(
+            () => Task.Run(() => connection.CheckpointAsync(CheckpointMode.Truncate, cancellation.Token)).WaitAsync(Bound));
+
+        busyTimeout.CommandText = "PRAGMA busy_timeout";
+        busyTimeout.ExecuteScalar().ShouldBe(60000L);
+    }
+
+    [Test]
+    public async Task A_rollback_journal_commit_stops_waiting_for_a_reader_when_cancelled_and_stays_open()
+    {
+        var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Journal Mode=Delete");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var reader = OpenReader();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await Exec(connection, "INSERT INTO t VALUES (1)", CancellationToken.None, transaction);
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Should.ThrowAsync<OperationCanceledException>(() => Task.Run(() => transaction.CommitAsync(cancellation.Token)).WaitAsync(Bound));
+
+        transaction.Connection.ShouldBe(connection);
+        await transaction.RollbackAsync();
+        reader.Dispose();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(0L);
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+    }
+
+    [Test]
+    public async Task A_rollback_journal_write_outside_a_transaction_stops_waiting_for_a_reader_when_cancelled()
+    {
+        var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Journal Mode=Delete");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var reader = OpenReader();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        // BEGIN IMMEDIATE takes the lock by polling, then the COMMIT waits for the reader in the busy handler.
+        await Should.ThrowAsync<OperationCanceledException>(
+            () => Task.Run(() => Exec(connection, "INSERT INTO t VALUES (1)", cancellation.Token)).WaitAsync(Bound));
+
+        reader.Dispose();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(0L);
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+    }
+
+    private static async Task Exec(SaverDbConnection connection, string sql, CancellationToken cancellationToken, SaverDbTransaction? transaction = null)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = transaction;
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>A plain connection in the middle of a read transaction, as a reader in another process would be.</summary>
+    private SqliteConnection OpenReader()
+    {
+        var reader = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        reader.Open();
+        using var command = reader.CreateCommand();
+        command.CommandText = "BEGIN; SELECT count(*) FROM t;";
+        command.ExecuteScalar();
+        return reader;
+    }
+}
