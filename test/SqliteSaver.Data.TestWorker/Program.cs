@@ -6,12 +6,22 @@
 // Commits <commits> rows (thread 0, n = 0, 1, ...) one transaction each, printing "acknowledged n" after each commit
 // returns, then begins a write transaction, inserts ten rows with thread -1, prints "holding" and waits for ever with
 // the write lock held, for the test to kill it.
+//
+// Usage: SqliteSaver.Data.TestWorker copied-sqlite <folder>
+// Gives SQLitePCLRaw a copy of e_sqlite3 in <folder> through a DllImportResolver, as an app loading its own SQLite
+// build does, then creates a table with a cancellable ExecuteNonQueryAsync and prints "async ok".
 using System.Globalization;
+using System.Runtime.InteropServices;
 using SqliteSaver.Data;
 
 if (args.Length == 4 && args[0] == "hold")
 {
     return HoldWriteTransaction(args[1], int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture));
+}
+
+if (args.Length == 2 && args[0] == "copied-sqlite")
+{
+    return WriteWithCopiedSqlite(args[1]);
 }
 
 if (args.Length != 4)
@@ -92,4 +102,22 @@ static void Insert(SaverDbConnection connection, int worker, int thread, int n)
     insert.Parameters.AddWithValue("$thread", thread);
     insert.Parameters.AddWithValue("$n", n);
     insert.ExecuteNonQuery();
+}
+
+static int WriteWithCopiedSqlite(string folder)
+{
+    var native = Path.Combine(AppContext.BaseDirectory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", "libe_sqlite3.so");
+    var copy = Path.Combine(folder, "libcopied_sqlite3.so");
+    File.Copy(native, copy);
+    NativeLibrary.SetDllImportResolver(
+        typeof(SQLitePCL.SQLite3Provider_e_sqlite3).Assembly,
+        (name, _, _) => name == "e_sqlite3" ? NativeLibrary.Load(copy) : IntPtr.Zero);
+    using var connection = new SaverDbConnection($"Data Source={Path.Combine(folder, "copied.db")}");
+    connection.Open();
+    using var command = connection.CreateCommand();
+    command.CommandText = "CREATE TABLE t (x)";
+    using var cancellation = new CancellationTokenSource();
+    command.ExecuteNonQueryAsync(cancellation.Token).GetAwaiter().GetResult();
+    Console.WriteLine("async ok");
+    return 0;
 }

@@ -402,8 +402,10 @@ internal sealed class PhysicalConnection : IDisposable
             raw.sqlite3_exec(Handle, "BEGIN");
             Sqlite.Dispose();
         }
-
-        _cancellableBusyHandler?.Dispose(); // SQLite, which was given its handle, is closed
+        finally
+        {
+            _cancellableBusyHandler?.Dispose(); // the handler is taken out after every call that put it in
+        }
     }
 
     /// <summary>The value of a PRAGMA as text, or null when SQLite gives none.</summary>

@@ -14,8 +14,8 @@ namespace SqliteSaver.Data.Resilience;
 /// </summary>
 /// <remarks>
 /// SQLitePCLRaw does not expose <c>sqlite3_busy_handler</c>, so this calls it in e_sqlite3, the library SQLitePCLRaw's
-/// e_sqlite3 provider (the one SqliteSaver.Data depends on) calls. Under any other provider it is never installed:
-/// the handle would belong to another copy of SQLite.
+/// e_sqlite3 provider (the one SqliteSaver.Data depends on) calls. It is never installed unless the e_sqlite3 this
+/// assembly loads is that very library: the handle would belong to another copy of SQLite.
 /// </remarks>
 internal sealed class CancellableBusyHandler : IDisposable
 {
@@ -27,7 +27,7 @@ internal sealed class CancellableBusyHandler : IDisposable
 
     private static readonly Callback OnBusyCallback = OnBusy;
     private static readonly IntPtr OnBusyPointer = Marshal.GetFunctionPointerForDelegate(OnBusyCallback);
-    private static readonly Lazy<bool> Available = new(() => raw.GetNativeLibraryName() == "e_sqlite3");
+    private static readonly Lazy<bool> Available = new(IsSqlitePclRawsLibrary);
 
     private GCHandle _self;
     private CancellationToken _token;
@@ -58,7 +58,8 @@ internal sealed class CancellableBusyHandler : IDisposable
 
     /// <summary>Installs the handler again, as it was, after SQLite's busy handler was switched off for a while.</summary>
     /// <exception cref="SqliteException">SQLite refused the handler (SQLITE_MISUSE for a closed handle).</exception>
-    public void Reinstall(sqlite3 db) => SqliteException.ThrowExceptionForRC(sqlite3_busy_handler(db, OnBusyPointer, GCHandle.ToIntPtr(_self)), db);
+    public void Reinstall(sqlite3 db)
+        => SqliteException.ThrowExceptionForRC(sqlite3_busy_handler(db.DangerousGetHandle(), OnBusyPointer, GCHandle.ToIntPtr(_self)), db);
 
     /// <summary>Puts SQLite's own busy handler back, with the timeout the handler was installed with.</summary>
     public void Uninstall(sqlite3 db)
@@ -66,7 +67,7 @@ internal sealed class CancellableBusyHandler : IDisposable
         _token = default;
         if (!db.IsClosed)
         {
-            raw.sqlite3_busy_timeout(db, _timeout);
+            _ = sqlite3_busy_timeout(db.DangerousGetHandle(), _timeout); // fails only for a closed handle
         }
     }
 
@@ -107,12 +108,43 @@ internal sealed class CancellableBusyHandler : IDisposable
         {
             return GCHandle.FromIntPtr(argument).Target is CancellableBusyHandler handler && handler.Wait(count) ? 1 : 0;
         }
-        catch (ObjectDisposedException)
+        catch (ThreadInterruptedException)
         {
-            return 0; // the token's source was disposed during the call
+            Thread.CurrentThread.Interrupt(); // delivered at the thread's next managed wait, outside SQLite
+            return 0;
+        }
+        catch (Exception)
+        {
+            return 0; // nothing may unwind through SQLite (an ObjectDisposedException: the token's source was disposed)
+        }
+    }
+
+    /// <summary>
+    /// Whether "e_sqlite3" as this assembly loads it is the very library SQLitePCLRaw calls, by the address of its
+    /// version string. A DllImportResolver on SQLitePCLRaw's provider, or another provider, would otherwise give this
+    /// class a second copy of SQLite, uninitialized, to call with the first copy's handles.
+    /// </summary>
+    private static unsafe bool IsSqlitePclRawsLibrary()
+    {
+        try
+        {
+            fixed (byte* theirs = raw.sqlite3_libversion())
+            {
+                return theirs != null && theirs == sqlite3_libversion();
+            }
+        }
+        catch (Exception error) when (error is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        {
+            return false;
         }
     }
 
     [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
-    private static extern int sqlite3_busy_handler(sqlite3 db, IntPtr callback, IntPtr argument);
+    private static extern unsafe byte* sqlite3_libversion();
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern int sqlite3_busy_handler(IntPtr db, IntPtr callback, IntPtr argument);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern int sqlite3_busy_timeout(IntPtr db, int milliseconds);
 }

@@ -139,7 +139,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 case CommandKind.Read or CommandKind.Standalone:
                     var statement = (run, command, behavior);
                     return (async
-                        ? await strategy.ExecuteAsync(static (s, _) => ValueTask.FromResult(s.run(s.command, s.behavior)), statement, cancellationToken).ConfigureAwait(false)
+                        ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(RunCancellable(s.run, s.command, s.behavior, token)), statement, cancellationToken).ConfigureAwait(false)
                         : strategy.Execute(static (s, _) => s.run(s.command, s.behavior), statement, cancellationToken), false);
                 case CommandKind.Unprotected:
                     return (run(command, behavior), false);
@@ -168,7 +168,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
         catch (SqliteException error) when (IsInterruption(error, cancellationToken))
         {
-            throw new OperationCanceledException("The command was cancelled while SQLite ran it.", error, cancellationToken);
+            throw Cancelled(error, cancellationToken);
         }
         finally
         {
@@ -237,6 +237,26 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// </summary>
     private static bool IsInterruption(SqliteException error, CancellationToken cancellationToken)
         => error.SqliteErrorCode is raw.SQLITE_INTERRUPT or raw.SQLITE_BUSY && cancellationToken.IsCancellationRequested;
+
+    private static OperationCanceledException Cancelled(SqliteException error, CancellationToken cancellationToken)
+        => new("The command was cancelled while SQLite ran it.", error, cancellationToken);
+
+    /// <summary>
+    /// Runs an attempt's statements for an asynchronous call. An error its token caused (see <see cref="IsInterruption"/>)
+    /// becomes <see cref="OperationCanceledException"/> here, inside the attempt, so that the retry strategy does not
+    /// count SQLite's cancelled wait as a transient error.
+    /// </summary>
+    private static T RunCancellable<T>(Func<SqliteCommand, CommandBehavior, T> run, SqliteCommand command, CommandBehavior behavior, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return run(command, behavior);
+        }
+        catch (SqliteException error) when (IsInterruption(error, cancellationToken))
+        {
+            throw Cancelled(error, cancellationToken);
+        }
+    }
 
     private static bool BeginImmediate(PhysicalConnection physical)
         => Synchronously.Result(BeginImmediateCore(physical, async: false, CancellationToken.None));
@@ -343,10 +363,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         public async ValueTask<T> RunAsync(CancellationToken cancellationToken)
         {
             await BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
-            return RunBegun();
+            return RunBegun(cancellationToken);
         }
 
-        private T RunBegun()
+        private T RunBegun(CancellationToken cancellationToken = default)
         {
             try
             {
@@ -357,6 +377,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 }
 
                 return result;
+            }
+            catch (SqliteException error) when (IsInterruption(error, cancellationToken))
+            {
+                physical.TryRollback();
+                throw Cancelled(error, cancellationToken); // inside the attempt, as RunCancellable does
             }
             catch
             {

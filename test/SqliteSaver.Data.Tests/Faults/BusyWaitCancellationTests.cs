@@ -170,6 +170,80 @@ public class BusyWaitCancellationTests : DatabaseTest
         ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
     }
 
+    [TestCase(3)]
+    [TestCase(0)]
+    public async Task A_cancelled_lock_wait_is_not_counted_as_a_transient_error(int retry)
+    {
+        var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Retry={retry}");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using var holder = HoldWriteLock();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Should.ThrowAsync<OperationCanceledException>(
+            () => Task.Run(() => Exec(connection, "PRAGMA user_version = 7", cancellation.Token)).WaitAsync(Bound));
+
+        var statistics = dataSource.Statistics;
+        statistics.TransientErrors.ShouldBe(0);
+        statistics.Retries.ShouldBe(0);
+        statistics.RetriesExhausted.ShouldBe(0);
+    }
+
+    [Test]
+    public async Task A_thread_interrupted_in_the_busy_handler_gets_the_interrupt_outside_SQLite()
+    {
+        var connectionString = Folder.ConnectionString(LongBusyTimeout);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        using var transaction = connection.BeginTransaction(deferred: true);
+        using var cancellation = new CancellationTokenSource();
+        Exception? statement = null, afterwards = null;
+        var writer = new Thread(() =>
+        {
+            try
+            {
+                Exec(connection, "INSERT INTO t VALUES (1)", cancellation.Token).GetAwaiter().GetResult();
+            }
+            catch (Exception error)
+            {
+                statement = error;
+            }
+
+            try
+            {
+                Thread.Sleep(Timeout.Infinite);
+            }
+            catch (ThreadInterruptedException error)
+            {
+                afterwards = error;
+            }
+        });
+        writer.Start();
+        Wait.Until(() => (writer.ThreadState & ThreadState.WaitSleepJoin) != 0); // waiting for the lock in the busy handler
+
+        writer.Interrupt(); // before the fix, this exception unwound through SQLite and ended the process
+        writer.Join(Bound).ShouldBeTrue();
+
+        statement.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_BUSY);
+        afterwards.ShouldBeOfType<ThreadInterruptedException>();
+    }
+
+    [Test]
+    [Platform("Linux")]
+    public void An_app_giving_SQLitePCLRaw_its_own_copy_of_e_sqlite3_keeps_working_asynchronously()
+    {
+        using var worker = WorkerProcess.CopiedSqlite(Folder.Path);
+
+        var errors = worker.WaitForExit();
+
+        errors.ShouldBeEmpty();
+        worker.Process.ExitCode.ShouldBe(0); // 139 (a segmentation fault) when the library called another copy
+        worker.Lines.ShouldContain("async ok");
+    }
+
     private static async Task Exec(SaverDbConnection connection, string sql, CancellationToken cancellationToken, SaverDbTransaction? transaction = null)
     {
         await using var command = connection.CreateCommand();

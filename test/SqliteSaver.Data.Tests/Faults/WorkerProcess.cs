@@ -39,6 +39,9 @@ internal sealed class WorkerProcess : IDisposable
     public static WorkerProcess Hold(string connectionString, int commits, int worker)
         => new(["hold", connectionString, Invariant(commits), Invariant(worker)]);
 
+    /// <summary>Starts a worker that gives SQLitePCLRaw a copy of e_sqlite3 of its own, in <paramref name="folder"/>, then writes asynchronously.</summary>
+    public static WorkerProcess CopiedSqlite(string folder) => new(["copied-sqlite", folder]);
+
     /// <summary>Starts a worker whose threads run read-then-insert units of work.</summary>
     public static WorkerProcess Write(string connectionString, int threads, int transactions, int worker)
         => new([connectionString, Invariant(threads), Invariant(transactions), Invariant(worker)]);
