@@ -16,7 +16,9 @@ public static class CheckpointExtensions
     /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
     /// <returns>
     /// SQLite's figures; <see cref="CheckpointResult.Busy"/> when the checkpoint could not finish within the busy
-    /// timeout. On a database not in WAL mode both frame counts are -1 and nothing throws.
+    /// timeout. On a database not in WAL mode both frame counts are -1 and nothing throws; so they are on a
+    /// <see cref="SqliteConnection"/> that has not read the database since it opened (SQLite opens the WAL on the first
+    /// read; a <see cref="SaverDbConnection"/> has always read it).
     /// </returns>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>

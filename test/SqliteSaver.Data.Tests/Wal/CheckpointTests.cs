@@ -22,6 +22,27 @@ public class CheckpointTests : DatabaseTest
     }
 
     [Test]
+    public void A_plain_SqliteConnection_that_has_not_read_the_database_gets_minus_one_a_SaverDbConnection_never()
+    {
+        var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        using var plain = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        plain.Open();
+        using var saver = new SaverDbConnection(connectionString);
+        saver.Open();
+
+        plain.Checkpoint().ShouldBe(new CheckpointResult(false, -1, -1));
+        saver.Checkpoint().LogFrames.ShouldBeGreaterThan(0);
+        using (var read = plain.CreateCommand())
+        {
+            read.CommandText = "SELECT count(*) FROM t";
+            read.ExecuteScalar();
+        }
+
+        plain.Checkpoint().LogFrames.ShouldBeGreaterThan(0);
+    }
+
+    [Test]
     public async Task Checkpoint_returns_SQLites_figures_on_a_plain_SqliteConnection()
     {
         var path = Folder.File("plain.db");
