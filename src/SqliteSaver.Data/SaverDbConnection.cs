@@ -402,7 +402,10 @@ public sealed class SaverDbConnection : DbConnection
     /// <typeparam name="T">What the unit of work returns.</typeparam>
     /// <param name="work">The unit of work; it may run more than once.</param>
     /// <param name="deferred"><see langword="true"/> for a DEFERRED transaction.</param>
-    /// <param name="cancellationToken">Passed to <paramref name="work"/>; cancels the waits between attempts and the commit.</param>
+    /// <param name="cancellationToken">
+    /// Passed to <paramref name="work"/>; cancels the waits between attempts and the commit: once it is cancelled the
+    /// attempt is rolled back rather than committed.
+    /// </param>
     /// <returns>The result of the attempt that committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>

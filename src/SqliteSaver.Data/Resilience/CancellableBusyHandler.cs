@@ -133,9 +133,9 @@ internal sealed class CancellableBusyHandler : IDisposable
                 return theirs != null && theirs == sqlite3_libversion();
             }
         }
-        catch (Exception error) when (error is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        catch (Exception)
         {
-            return false;
+            return false; // no e_sqlite3 to load here (DllNotFoundException, EntryPointNotFoundException ...)
         }
     }
 

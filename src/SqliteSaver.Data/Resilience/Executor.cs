@@ -108,11 +108,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         using var interrupt = InterruptOnCancel(physical, cancellationToken);
         var text = command.CommandText;
         var mentionsPragma = text.Contains("pragma", StringComparison.OrdinalIgnoreCase);
-        var cancellableWaits = async
-            && !(mentionsPragma && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase))
-            && physical.MakeBusyWaitsCancellable(cancellationToken);
+        var cancellableWaits = false;
         try
         {
+            // Inside the try: reading the busy timeout may be interrupted by the token already.
+            cancellableWaits = async
+                && !(mentionsPragma && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase))
+                && physical.MakeBusyWaitsCancellable(cancellationToken);
             var kind = _classifier.Classify(physical.Handle, text);
             // PRAGMA name = value or PRAGMA name(value) may set one; reading one does not.
             var maySetPragma = mentionsPragma && (text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal));

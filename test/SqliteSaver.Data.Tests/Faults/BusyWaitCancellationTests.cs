@@ -244,6 +244,41 @@ public class BusyWaitCancellationTests : DatabaseTest
         worker.Lines.ShouldContain("async ok");
     }
 
+    [Test]
+    public async Task A_token_cancelled_while_the_busy_timeout_is_read_cancels_the_call()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var handle = connection.InnerConnection.Handle!; // from now on the busy timeout is read before every use
+        using var cancellation = new CancellationTokenSource();
+        await using var open = connection.CreateCommand();
+        open.CommandText = "SELECT x FROM t";
+        await using var reader = await open.ExecuteReaderAsync(); // an active statement keeps SQLite's interrupt set
+        reader.Read().ShouldBeTrue();
+        SQLitePCL.raw.sqlite3_set_authorizer(
+            handle,
+            (_, action, name, _, _, _) =>
+            {
+                if (action == SQLitePCL.raw.SQLITE_PRAGMA && name == "busy_timeout")
+                {
+                    cancellation.Cancel(); // interrupts the read of the busy timeout itself
+                }
+
+                return SQLitePCL.raw.SQLITE_OK;
+            },
+            null);
+        try
+        {
+            await Should.ThrowAsync<OperationCanceledException>(() => Exec(connection, "SELECT 1", cancellation.Token));
+        }
+        finally
+        {
+            SQLitePCL.raw.sqlite3_set_authorizer(handle, (SQLitePCL.strdelegate_authorizer)null!, null);
+        }
+    }
+
     private static async Task Exec(SaverDbConnection connection, string sql, CancellationToken cancellationToken, SaverDbTransaction? transaction = null)
     {
         await using var command = connection.CreateCommand();
