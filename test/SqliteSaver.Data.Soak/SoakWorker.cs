@@ -17,6 +17,9 @@ internal sealed class SoakWorker : IDisposable
     private readonly StreamWriter _log;
     private readonly StreamWriter _errors;
     private readonly Lock _lock = new();
+
+    /// <summary>Never cancelled: a cancellable token puts the library's own busy handler in place for async calls.</summary>
+    private readonly CancellationTokenSource _neverCancelled = new();
     private volatile bool _stopping;
     private long _acknowledged;
     private int _failed;
@@ -39,6 +42,7 @@ internal sealed class SoakWorker : IDisposable
 
     public void Dispose()
     {
+        _neverCancelled.Dispose();
         _log.Dispose();
         _errors.Dispose();
     }
@@ -168,15 +172,20 @@ internal sealed class SoakWorker : IDisposable
         }
     }
 
+    /// <summary>
+    /// Asynchronous writes, half of them with a cancellable token (the library's busy handler) and half without
+    /// (SQLite's own); units of work in IMMEDIATE or, waiting in the busy handler for the write lock, DEFERRED transactions.
+    /// </summary>
     private async Task RunAsync(Random random, string prefix)
     {
+        var cancellationToken = random.Next(2) == 0 ? _neverCancelled.Token : CancellationToken.None;
         await using var connection = new SaverDbConnection(_connectionString);
-        await connection.OpenAsync().ConfigureAwait(false);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
         if (random.Next(2) == 0)
         {
             await using var command = connection.CreateCommand();
             command.CommandText = Insert(prefix, 1, 0, random);
-            await command.ExecuteNonQueryAsync().ConfigureAwait(false);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             Acknowledge(prefix, 1);
             return;
         }
@@ -188,7 +197,9 @@ internal sealed class SoakWorker : IDisposable
                 await using var command = connection.CreateCommand();
                 command.CommandText = sql;
                 await command.ExecuteNonQueryAsync(token).ConfigureAwait(false);
-            }).ConfigureAwait(false);
+            },
+            deferred: random.Next(2) == 0,
+            cancellationToken).ConfigureAwait(false);
         Acknowledge(prefix, 2);
     }
 
