@@ -24,6 +24,7 @@ public class ProviderBenchmarks
     private SaverDbConnection _saverOpen = null!;
     private SqliteConnection _pooledOpen = null!;
     private SQLiteConnection _systemDataOpen = null!;
+    private CancellationTokenSource _cancellation = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -49,6 +50,7 @@ public class ProviderBenchmarks
         _pooledOpen.Execute("PRAGMA synchronous = NORMAL");
         _systemDataOpen = new SQLiteConnection(_systemData);
         _systemDataOpen.Open();
+        _cancellation = new CancellationTokenSource();
     }
 
     [GlobalCleanup]
@@ -57,6 +59,7 @@ public class ProviderBenchmarks
         _saverOpen.Dispose();
         _pooledOpen.Dispose();
         _systemDataOpen.Dispose();
+        _cancellation.Dispose();
         SaverDbConnection.ClearAllPools();
         SqliteConnection.ClearAllPools();
         SQLiteConnection.ClearAllPools();
@@ -108,6 +111,12 @@ public class ProviderBenchmarks
     [BenchmarkCategory("Insert"), Benchmark]
     public int Insert_SystemDataSqlite() => Insert(_systemDataOpen);
 
+    [BenchmarkCategory("Async select, cancellable token"), Benchmark]
+    public Task<object?> SelectAsync_Saver() => SelectAsync(_saverOpen, _cancellation.Token);
+
+    [BenchmarkCategory("Async select, cancellable token"), Benchmark(Baseline = true)]
+    public Task<object?> SelectAsync_MdsPooled() => SelectAsync(_pooledOpen, _cancellation.Token);
+
     [BenchmarkCategory("100-row transaction"), Benchmark]
     public void Transaction_Saver() => HundredRows(_saverOpen);
 
@@ -142,6 +151,13 @@ public class ProviderBenchmarks
         {
             return connection.QueryFirst<string>("SELECT name FROM item WHERE id = @id", new { id = 2 });
         }
+    }
+
+    private static async Task<object?> SelectAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT name FROM item WHERE id = 2";
+        return await command.ExecuteScalarAsync(cancellationToken);
     }
 
     private static int Insert(DbConnection connection)
