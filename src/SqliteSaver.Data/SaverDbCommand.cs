@@ -210,7 +210,7 @@ public sealed class SaverDbCommand : DbCommand
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
         var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
-        return WrapReader(connection, physical, reader, open, behavior);
+        return WrapReader(connection, physical, command, reader, open, behavior);
     }
 
     /// <inheritdoc />
@@ -220,7 +220,7 @@ public sealed class SaverDbCommand : DbCommand
         var (reader, open) = await connection.Executor
             .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
             .ConfigureAwait(false);
-        return WrapReader(connection, physical, reader, open, behavior);
+        return WrapReader(connection, physical, command, reader, open, behavior);
     }
 
     /// <summary>Whether the command was disposed.</summary>
@@ -301,8 +301,9 @@ public sealed class SaverDbCommand : DbCommand
     private static SqliteDataReader ExecuteInnerReader(SqliteCommand command, CommandBehavior behavior)
         => command.ExecuteReader(behavior & ~CommandBehavior.CloseConnection);
 
-    private PooledDataReader WrapReader(SaverDbConnection connection, PhysicalConnection physical, SqliteDataReader reader, bool open, CommandBehavior behavior)
-        => _reader = new PooledDataReader(reader, connection, physical, behavior.HasFlag(CommandBehavior.CloseConnection), open);
+    private PooledDataReader WrapReader(
+        SaverDbConnection connection, PhysicalConnection physical, SqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
+        => _reader = new PooledDataReader(reader, connection, physical, command.CommandText, behavior.HasFlag(CommandBehavior.CloseConnection), open);
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {

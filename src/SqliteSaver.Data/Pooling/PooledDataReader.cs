@@ -19,10 +19,11 @@ namespace SqliteSaver.Data.Pooling;
 /// <param name="inner">The Microsoft.Data.Sqlite reader.</param>
 /// <param name="connection">The connection the reader was opened on.</param>
 /// <param name="physical">The physical connection the reader steps on.</param>
+/// <param name="commandText">The command's SQL, whose statements the reader runs.</param>
 /// <param name="closeConnection">Whether to close <paramref name="connection"/> with the reader, for <see cref="CommandBehavior.CloseConnection"/>.</param>
 /// <param name="openWrite">Whether a write transaction and the write gate were left open for the reader.</param>
 internal sealed class PooledDataReader(
-    SqliteDataReader inner, SaverDbConnection connection, PhysicalConnection physical, bool closeConnection, bool openWrite)
+    SqliteDataReader inner, SaverDbConnection connection, PhysicalConnection physical, string commandText, bool closeConnection, bool openWrite)
     : DbDataReader, IDbColumnSchemaGenerator
 {
     private bool _closed;
@@ -158,6 +159,31 @@ internal sealed class PooledDataReader(
             }
 
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Moves to the next statement's result as <see cref="NextResult"/> does, which runs that statement:
+    /// <paramref name="cancellationToken"/> interrupts it and ends its waits for a lock, as in ExecuteReaderAsync.
+    /// </summary>
+    public override Task<bool> NextResultAsync(CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<bool>(cancellationToken);
+        }
+
+        try
+        {
+            return Task.FromResult(Executor.RunForReader(physical, commandText, NextResult, cancellationToken));
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<bool>(cancellationToken);
+        }
+        catch (Exception exception)
+        {
+            return Task.FromException<bool>(exception);
         }
     }
 

@@ -112,9 +112,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         try
         {
             // Inside the try: reading the busy timeout may be interrupted by the token already.
-            cancellableWaits = async
-                && !(mentionsPragma && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase))
-                && physical.MakeBusyWaitsCancellable(cancellationToken);
+            cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, mentionsPragma, cancellationToken);
             var kind = _classifier.Classify(physical.Handle, text);
             // PRAGMA name = value or PRAGMA name(value) may set one; reading one does not.
             var maySetPragma = mentionsPragma && (text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal));
@@ -180,6 +178,43 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             }
         }
     }
+
+    /// <summary>
+    /// Runs a later step of a reader from <see cref="ExecuteAsync"/> (the next statement of its command) with
+    /// cancellation as <see cref="ExecuteAsync"/> has it: the token interrupts the statement and ends SQLite's waits
+    /// for a lock.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public static T RunForReader<T>(PhysicalConnection physical, string commandText, Func<T> step, CancellationToken cancellationToken)
+    {
+        using var interrupt = InterruptOnCancel(physical, cancellationToken);
+        var cancellableWaits = false;
+        try
+        {
+            var mentionsPragma = commandText.Contains("pragma", StringComparison.OrdinalIgnoreCase);
+            cancellableWaits = MakeBusyWaitsCancellable(physical, commandText, mentionsPragma, cancellationToken);
+            return step();
+        }
+        catch (SqliteException error) when (IsInterruption(error, cancellationToken))
+        {
+            throw Cancelled(error, cancellationToken);
+        }
+        finally
+        {
+            if (cancellableWaits)
+            {
+                physical.EndCancellableBusyWaits();
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>, unless the command's text names busy_timeout: SQLite
+    /// reports 0 while the library's handler is in place.
+    /// </summary>
+    private static bool MakeBusyWaitsCancellable(PhysicalConnection physical, string text, bool mentionsPragma, CancellationToken cancellationToken)
+        => !(mentionsPragma && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase))
+            && physical.MakeBusyWaitsCancellable(cancellationToken);
 
     /// <summary><see cref="Begin"/> and <see cref="BeginAsync"/> in one body (see <see cref="ExecuteCore"/>).</summary>
     private async ValueTask BeginCore(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, bool async, CancellationToken cancellationToken)

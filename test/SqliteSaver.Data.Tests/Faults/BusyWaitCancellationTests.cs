@@ -170,6 +170,34 @@ public class BusyWaitCancellationTests : DatabaseTest
         ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
     }
 
+    [Test]
+    public async Task A_readers_next_statement_stops_waiting_for_the_lock_when_cancelled()
+    {
+        var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Journal Mode=Delete");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; SELECT count(*) FROM t";
+        await using var reader = await command.ExecuteReaderAsync(); // the first statement reads no table
+        using var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        holder.Open();
+        using (var exclusive = holder.CreateCommand())
+        {
+            exclusive.CommandText = "BEGIN EXCLUSIVE"; // in rollback-journal mode, readers wait too
+            exclusive.ExecuteNonQuery();
+        }
+
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Should.ThrowAsync<OperationCanceledException>(() => Task.Run(() => reader.NextResultAsync(cancellation.Token)).WaitAsync(Bound));
+
+        holder.Dispose();
+        await reader.DisposeAsync();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+    }
+
     [TestCase(3)]
     [TestCase(0)]
     public async Task A_cancelled_lock_wait_is_not_counted_as_a_transient_error(int retry)
