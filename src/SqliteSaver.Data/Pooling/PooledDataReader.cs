@@ -175,7 +175,8 @@ internal sealed class PooledDataReader(
 
         try
         {
-            return Task.FromResult(Executor.RunForReader(physical, commandText, NextResult, cancellationToken));
+            // A closed reader's physical connection may be another renter's by now: NextResult only reports the closing.
+            return Task.FromResult(_closed ? NextResult() : Executor.RunForReader(physical, commandText, NextResult, cancellationToken));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

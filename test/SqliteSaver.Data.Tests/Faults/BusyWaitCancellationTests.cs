@@ -198,6 +198,44 @@ public class BusyWaitCancellationTests : DatabaseTest
         ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
     }
 
+    [Test]
+    public async Task NextResultAsync_on_a_reader_closed_with_its_connection_throws_and_leaves_the_next_renter_alone()
+    {
+        var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Max Pool Size=1");
+        await using var first = new SaverDbConnection(connectionString);
+        await first.OpenAsync();
+        var physical = first.InnerConnection.Handle;
+        await using var command = first.CreateCommand();
+        command.CommandText = "SELECT 1; SELECT 2";
+        var reader = await command.ExecuteReaderAsync();
+        await first.CloseAsync();
+        await using var next = new SaverDbConnection(connectionString);
+        await next.OpenAsync();
+        next.InnerConnection.Handle.ShouldBeSameAs(physical); // and its busy timeout is read before every use from now on
+        var touched = false;
+        SQLitePCL.raw.sqlite3_set_authorizer(
+            physical,
+            (_, action, name, _, _, _) =>
+            {
+                touched |= action == SQLitePCL.raw.SQLITE_PRAGMA && name == "busy_timeout";
+                return SQLitePCL.raw.SQLITE_OK;
+            },
+            null);
+        using var cancellation = new CancellationTokenSource();
+
+        try
+        {
+            await Should.ThrowAsync<InvalidOperationException>(() => reader.NextResultAsync(cancellation.Token));
+        }
+        finally
+        {
+            SQLitePCL.raw.sqlite3_set_authorizer(physical, (SQLitePCL.strdelegate_authorizer)null!, null);
+        }
+
+        touched.ShouldBeFalse(); // the physical connection is the next renter's, perhaps on another thread
+        ConnectionTests.Scalar(next, "SELECT 3").ShouldBe(3L);
+    }
+
     [TestCase(3)]
     [TestCase(0)]
     public async Task A_cancelled_lock_wait_is_not_counted_as_a_transient_error(int retry)
