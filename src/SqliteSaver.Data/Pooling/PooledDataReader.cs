@@ -144,23 +144,7 @@ internal sealed class PooledDataReader(
 
     public override bool IsDBNull(int ordinal) => inner.IsDBNull(ordinal);
 
-    public override bool NextResult()
-    {
-        try
-        {
-            return inner.NextResult();
-        }
-        catch
-        {
-            _writeFailed = openWrite;
-            if (inner.IsClosed)
-            {
-                Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it
-            }
-
-            throw;
-        }
-    }
+    public override bool NextResult() => StepToNextResult(inner.NextResult);
 
     /// <summary>
     /// Moves to the next statement's result as <see cref="NextResult"/> does, which runs that statement:
@@ -176,7 +160,11 @@ internal sealed class PooledDataReader(
         try
         {
             // A closed reader's physical connection may be another renter's by now: NextResult only reports the closing.
-            return Task.FromResult(_closed ? NextResult() : Executor.RunForReader(physical, commandText, NextResult, cancellationToken));
+            // Otherwise the step runs under the token, and a failure closes this reader (and with CloseConnection the
+            // connection) only once the step has handed the physical connection back its own busy handler.
+            return Task.FromResult(_closed
+                ? NextResult()
+                : StepToNextResult(() => Executor.RunForReader(physical, commandText, inner.NextResult, cancellationToken)));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -185,6 +173,28 @@ internal sealed class PooledDataReader(
         catch (Exception exception)
         {
             return Task.FromException<bool>(exception);
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="step"/>, the SQLite reader's move to its next statement; if it fails, the reader's write
+    /// (if any) is marked failed, and this reader closes with the SQLite reader, which closes itself then.
+    /// </summary>
+    private bool StepToNextResult(Func<bool> step)
+    {
+        try
+        {
+            return step();
+        }
+        catch
+        {
+            _writeFailed = openWrite;
+            if (inner.IsClosed)
+            {
+                Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it
+            }
+
+            throw;
         }
     }
 

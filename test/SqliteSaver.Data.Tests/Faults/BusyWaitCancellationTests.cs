@@ -236,6 +236,45 @@ public class BusyWaitCancellationTests : DatabaseTest
         ConnectionTests.Scalar(next, "SELECT 3").ShouldBe(3L);
     }
 
+    [Test]
+    public async Task A_CloseConnection_reader_failing_in_NextResultAsync_hands_its_connection_back_with_SQLites_busy_handler()
+    {
+        var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Max Pool Size=1");
+        using var cancellation = new CancellationTokenSource();
+        await using var first = new SaverDbConnection(connectionString);
+        await first.OpenAsync();
+        SaverDbConnection? next = null;
+        object? seenByNext = null;
+        first.StateChange += (_, change) =>
+        {
+            if (change.CurrentState == System.Data.ConnectionState.Closed && next is null)
+            {
+                // Runs as the physical connection goes back to the pool: a waiting renter could have it now.
+                next = new SaverDbConnection(connectionString);
+                next.Open();
+                seenByNext = ConnectionTests.Scalar(next, "PRAGMA busy_timeout");
+                ConnectionTests.Exec(next, "PRAGMA busy_timeout = 5");
+            }
+        };
+        await using var command = first.CreateCommand();
+        command.CommandText = "SELECT 1; SELECT abs(-9223372036854775808)"; // the second statement fails: integer overflow
+        var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.CloseConnection, cancellation.Token);
+
+        await Should.ThrowAsync<SqliteException>(() => reader.NextResultAsync(cancellation.Token));
+
+        try
+        {
+            reader.IsClosed.ShouldBeTrue();
+            next.ShouldNotBeNull();
+            seenByNext.ShouldBe(60000L);
+            ConnectionTests.Scalar(next, "PRAGMA busy_timeout").ShouldBe(5L); // not undone by the call that had ended
+        }
+        finally
+        {
+            next?.Dispose();
+        }
+    }
+
     [TestCase(3)]
     [TestCase(0)]
     public async Task A_cancelled_lock_wait_is_not_counted_as_a_transient_error(int retry)
