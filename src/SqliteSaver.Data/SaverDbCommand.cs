@@ -220,7 +220,9 @@ public sealed class SaverDbCommand : DbCommand
         var (reader, open) = await connection.Executor
             .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
             .ConfigureAwait(false);
-        return WrapReader(connection, physical, command, reader, open, behavior);
+        var wrapped = WrapReader(connection, physical, command, reader, open, behavior);
+        wrapped.AbandonIfCancelled(cancellationToken);
+        return wrapped;
     }
 
     /// <summary>Whether the command was disposed.</summary>
