@@ -220,9 +220,7 @@ public sealed class SaverDbCommand : DbCommand
         var (reader, open) = await connection.Executor
             .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
             .ConfigureAwait(false);
-        var wrapped = WrapReader(connection, physical, command, reader, open, behavior);
-        wrapped.AbandonIfCancelled(cancellationToken);
-        return wrapped;
+        return WrapReader(connection, physical, command, reader, open, behavior);
     }
 
     /// <summary>Whether the command was disposed.</summary>

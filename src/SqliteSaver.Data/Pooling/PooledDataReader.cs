@@ -162,14 +162,9 @@ internal sealed class PooledDataReader(
             // A closed reader's physical connection may be another renter's by now: NextResult only reports the closing.
             // Otherwise the step runs under the token, and a failure closes this reader (and with CloseConnection the
             // connection) only once the step has handed the physical connection back its own busy handler.
-            if (_closed)
-            {
-                return Task.FromResult(NextResult());
-            }
-
-            var moved = StepToNextResult(() => Executor.RunForReader(physical, commandText, inner.NextResult, cancellationToken));
-            AbandonIfCancelled(cancellationToken);
-            return Task.FromResult(moved);
+            return Task.FromResult(_closed
+                ? NextResult()
+                : StepToNextResult(() => Executor.RunForReader(physical, commandText, inner.NextResult, cancellationToken)));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -179,33 +174,6 @@ internal sealed class PooledDataReader(
         {
             return Task.FromException<bool>(exception);
         }
-    }
-
-    /// <summary>
-    /// After an asynchronous call returned this reader with its statement under way: if the call's token was
-    /// cancelled, its interrupt may have reached SQLite, which keeps it while the statement is active, so the next
-    /// <see cref="Read"/> would fail with SQLITE_INTERRUPT. The reader is closed then, its write (if any) rolled
-    /// back, and the call reports the cancellation.
-    /// </summary>
-    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    internal void AbandonIfCancelled(CancellationToken cancellationToken)
-    {
-        if (!cancellationToken.IsCancellationRequested)
-        {
-            return;
-        }
-
-        _writeFailed = openWrite;
-        try
-        {
-            Close();
-        }
-        catch (SqliteException)
-        {
-            // The interrupted statements' own errors: the cancellation is what the caller asked about.
-        }
-
-        throw new OperationCanceledException("The command was cancelled while SQLite ran it.", cancellationToken);
     }
 
     /// <summary>

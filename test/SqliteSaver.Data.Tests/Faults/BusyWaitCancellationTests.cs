@@ -275,50 +275,6 @@ public class BusyWaitCancellationTests : DatabaseTest
         }
     }
 
-    [Test]
-    public async Task A_token_cancelled_as_ExecuteReaderAsync_returns_cancels_the_call_instead_of_failing_the_next_Read()
-    {
-        await using var connection = new SaverDbConnection(Folder.ConnectionString());
-        await connection.OpenAsync();
-        using var cancellation = new CancellationTokenSource();
-        connection.InnerConnection.CreateFunction("cancel_now", () =>
-        {
-            cancellation.Cancel(); // while SQLite steps the first row: its interrupt outlives the call
-            return 1L;
-        });
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT cancel_now() UNION ALL SELECT 2";
-
-        await Should.ThrowAsync<OperationCanceledException>(() => command.ExecuteReaderAsync(cancellation.Token));
-
-        ConnectionTests.Scalar(connection, "SELECT 3").ShouldBe(3L);
-    }
-
-    [TestCase(false)]
-    [TestCase(true)]
-    public async Task A_token_cancelled_as_NextResultAsync_returns_cancels_the_call_and_rolls_back_the_readers_write(bool write)
-    {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
-        using var cancellation = new CancellationTokenSource();
-        connection.InnerConnection.CreateFunction("cancel_now", () =>
-        {
-            cancellation.Cancel();
-            return 1L;
-        });
-        await using var command = connection.CreateCommand();
-        command.CommandText = (write ? "INSERT INTO t VALUES (0) RETURNING x" : "SELECT 0") + "; SELECT cancel_now() UNION ALL SELECT 2";
-        await using var reader = await command.ExecuteReaderAsync(CancellationToken.None);
-
-        await Should.ThrowAsync<OperationCanceledException>(() => reader.NextResultAsync(cancellation.Token));
-
-        reader.IsClosed.ShouldBeTrue();
-        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(0L);
-        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"); // the write gate is free again
-    }
-
     [TestCase(3)]
     [TestCase(0)]
     public async Task A_cancelled_lock_wait_is_not_counted_as_a_transient_error(int retry)
