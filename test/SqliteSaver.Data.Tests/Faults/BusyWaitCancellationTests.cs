@@ -275,6 +275,38 @@ public class BusyWaitCancellationTests : DatabaseTest
         }
     }
 
+    [Test]
+    public async Task A_cancel_racing_an_INSERT_RETURNING_reader_leaves_nothing_written_and_the_connection_clean()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        using var cancellation = new CancellationTokenSource();
+        connection.InnerConnection.CreateFunction("cancel_now", () =>
+        {
+            cancellation.Cancel(); // while SQLite runs the statement: the interrupt may outlive the call
+            return 0L;
+        });
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1), (2), (3) RETURNING x + CASE WHEN x = 3 THEN cancel_now() ELSE 0 END";
+
+        var failure = await Should.ThrowAsync<Exception>(async () =>
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellation.Token);
+            while (await reader.ReadAsync())
+            {
+            }
+        });
+
+        // Cancelled in the call, or the reader's next Read interrupted: either way the write is undone.
+        (failure is OperationCanceledException || failure is SqliteException { SqliteErrorCode: 9 }).ShouldBeTrue(failure.ToString());
+        SQLitePCL.raw.sqlite3_get_autocommit(connection.InnerConnection.Handle).ShouldBe(1);
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (4)"); // autocommitted, through a free write gate
+        PoolTests.Execute(connectionString, "INSERT INTO t VALUES (5)"); // another connection is not locked out
+        ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM t").ShouldBe("4,5");
+    }
+
     [TestCase(3)]
     [TestCase(0)]
     public async Task A_cancelled_lock_wait_is_not_counted_as_a_transient_error(int retry)
