@@ -2,7 +2,7 @@ using System.Data;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Pooling;
-using SQLitePCL;
+using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data;
 
@@ -69,7 +69,7 @@ public sealed class SaverDbTransaction : DbTransaction
             {
                 _physical.Commit();
             }
-            catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_BUSY && cancellationToken.IsCancellationRequested)
+            catch (SqliteException error) when (Executor.IsInterruption(error, cancellationToken))
             {
                 return Task.FromCanceled(cancellationToken);
             }

@@ -272,7 +272,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// Whether an error is the token's doing: SQLite interrupted the statement, or its busy handler stopped waiting
     /// for a lock (see <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>).
     /// </summary>
-    private static bool IsInterruption(SqliteException error, CancellationToken cancellationToken)
+    internal static bool IsInterruption(SqliteException error, CancellationToken cancellationToken)
         => error.SqliteErrorCode is raw.SQLITE_INTERRUPT or raw.SQLITE_BUSY && cancellationToken.IsCancellationRequested;
 
     private static OperationCanceledException Cancelled(SqliteException error, CancellationToken cancellationToken)
