@@ -487,6 +487,7 @@ public sealed class SaverDbConnection : DbConnection
 
     private void ThrowIfInTransaction(PhysicalConnection physical)
     {
+        physical.RetryFailedRollback(leaveGate: true);
         if (physical.WriteOpenForReader)
         {
             throw Executor.WriteOpenForReader();

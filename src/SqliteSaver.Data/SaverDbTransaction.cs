@@ -113,7 +113,10 @@ public sealed class SaverDbTransaction : DbTransaction
         {
             _completed = true;
             _connection.Transaction = null;
-            _physical.ReleaseGate();
+            if (_physical.RollbackFailure is null)
+            {
+                _physical.ReleaseGate(); // else kept until the transaction is rolled back (see RollbackFailure)
+            }
         }
     }
 

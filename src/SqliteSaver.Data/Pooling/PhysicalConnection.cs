@@ -122,6 +122,14 @@ internal sealed class PhysicalConnection : IDisposable
     public bool WriteOpenForReader { get; set; }
 
     /// <summary>
+    /// SQLite's error when it last refused to roll back and left the transaction open (an I/O error, or an interrupt
+    /// that stays pending while another statement of the connection is active); <see langword="null"/> once a
+    /// rollback succeeds. Until then the connection keeps the write gate and runs no command: a command would join
+    /// that transaction and be lost with it (see <see cref="RetryFailedRollback"/>).
+    /// </summary>
+    public SqliteException? RollbackFailure { get; private set; }
+
+    /// <summary>
     /// Whether a transaction is open (SQLite is out of autocommit mode). Never, once the connection underneath was
     /// closed through <see cref="SaverDbConnection.InnerConnection"/>.
     /// </summary>
@@ -189,28 +197,67 @@ internal sealed class PhysicalConnection : IDisposable
         _committed(raw.sqlite3_db_status(Handle, raw.SQLITE_DBSTATUS_CACHE_WRITE, out var pages, out _, resetFlg: 1) == raw.SQLITE_OK ? pages : 0);
     }
 
-    /// <summary>Rolls back the open transaction, if SQLite has not already done so.</summary>
+    /// <summary>
+    /// Rolls back the open transaction, if SQLite has not already done so. A failure that leaves the transaction open
+    /// is kept in <see cref="RollbackFailure"/>.
+    /// </summary>
     /// <exception cref="SqliteException">SQLite could not roll back.</exception>
     public void Rollback()
     {
         if (InTransaction)
         {
-            SqliteException.ThrowExceptionForRC(Step(_rollback), Handle);
+            try
+            {
+                SqliteException.ThrowExceptionForRC(Step(_rollback), Handle);
+            }
+            catch (SqliteException error)
+            {
+                RollbackFailure = InTransaction ? error : null;
+                throw;
+            }
         }
+
+        RollbackFailure = null;
     }
 
     /// <summary>Rolls back if a transaction is open, reporting instead of throwing when SQLite cannot.</summary>
-    /// <returns><see langword="false"/> when the rollback failed and the connection should not be reused.</returns>
+    /// <returns><see langword="false"/> when the transaction is still open (see <see cref="RollbackFailure"/>).</returns>
     public bool TryRollback()
     {
         try
         {
             Rollback();
-            return true;
         }
         catch (SqliteException)
         {
-            return false;
+        }
+
+        return RollbackFailure is null;
+    }
+
+    /// <summary>
+    /// Before a command or a transaction on a connection whose last rollback failed (see
+    /// <see cref="RollbackFailure"/>): tries the rollback again and, when it succeeds and <paramref name="leaveGate"/>
+    /// is set, leaves the write gate kept for that transaction.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">SQLite still cannot roll back; its error is the inner exception.</exception>
+    public void RetryFailedRollback(bool leaveGate)
+    {
+        if (RollbackFailure is not { } earlier)
+        {
+            return;
+        }
+
+        if (!TryRollback())
+        {
+            throw new InvalidOperationException(
+                $"An earlier write on this connection failed and SQLite could not roll its transaction back ({earlier.Message}), nor again now. A command would join that transaction and be lost with it, so none runs: close the connection, which rolls the transaction back or discards the connection, and open it again.",
+                RollbackFailure);
+        }
+
+        if (leaveGate)
+        {
+            ReleaseGate();
         }
     }
 

@@ -59,7 +59,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
     /// <summary>
     /// Commits a write left open by <see cref="Execute"/> (rolling it back if the commit fails), or with
-    /// <paramref name="commit"/> false rolls it back, and leaves the gate.
+    /// <paramref name="commit"/> false rolls it back, and leaves the gate, unless SQLite could not roll back (see
+    /// <see cref="PhysicalConnection.RollbackFailure"/>).
     /// </summary>
     public static void Finish(PhysicalConnection physical, bool commit = true)
     {
@@ -73,8 +74,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         finally
         {
             physical.WriteOpenForReader = false;
-            physical.TryRollback();
-            physical.ReleaseGate();
+            if (physical.TryRollback())
+            {
+                physical.ReleaseGate(); // else kept until the transaction is rolled back (see RollbackFailure)
+            }
         }
     }
 
@@ -111,6 +114,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         var cancellableWaits = false;
         try
         {
+            physical.RetryFailedRollback(leaveGate: true);
             // Inside the try: reading the busy timeout may be interrupted by the token already.
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, mentionsPragma, cancellationToken);
             var kind = _classifier.Classify(physical.Handle, text);
@@ -162,7 +166,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             }
             catch
             {
-                physical.ReleaseGate();
+                if (physical.RollbackFailure is null)
+                {
+                    physical.ReleaseGate(); // else kept until the transaction is rolled back
+                }
+
                 throw;
             }
         }
@@ -393,12 +401,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     {
         public T Run()
         {
+            physical.RetryFailedRollback(leaveGate: false); // an earlier attempt's, before this one begins
             BeginImmediate(physical);
             return RunBegun();
         }
 
         public async ValueTask<T> RunAsync(CancellationToken cancellationToken)
         {
+            physical.RetryFailedRollback(leaveGate: false);
             await BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
             return RunBegun(cancellationToken);
         }

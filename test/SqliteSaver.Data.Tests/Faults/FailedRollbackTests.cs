@@ -1,0 +1,195 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+using SQLitePCL;
+
+namespace SqliteSaver.Data.Tests.Faults;
+
+/// <summary>
+/// When SQLite refuses to roll back a failed write (here an authorizer denies ROLLBACK; in life an I/O error, or an
+/// interrupt that stays pending while another statement is active), the transaction stays open. Later commands on
+/// that connection must not run in it, or they would report success and be lost with it; the write gate stays held
+/// as SQLite's write lock is; once a rollback succeeds the connection works again.
+/// </summary>
+public class FailedRollbackTests : DatabaseTest
+{
+    [Test]
+    public void A_write_SQLite_cannot_roll_back_stops_later_commands_until_the_rollback_succeeds()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x NOT NULL)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var physical = connection.GetOpenPhysical("test");
+
+        using (DenyRollback(physical.Handle))
+        {
+            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)"))
+                .SqliteErrorCode.ShouldBe(raw.SQLITE_CONSTRAINT);
+            physical.InTransaction.ShouldBeTrue(); // with the first row in it
+            physical.HeldGate.ShouldNotBeNull();
+
+            var refused = Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+            refused.Message.ShouldContain("could not roll its transaction back");
+            refused.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(raw.SQLITE_AUTH);
+            Should.Throw<InvalidOperationException>(() => ConnectionTests.Scalar(connection, "SELECT count(*) FROM t"));
+            Should.Throw<InvalidOperationException>(() => connection.BeginTransaction());
+            Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ => { }));
+        }
+
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (3)").ShouldBe(1);
+        physical.HeldGate.ShouldBeNull();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("3"); // committed, and nothing else
+    }
+
+    [Test]
+    public async Task An_async_write_SQLite_cannot_roll_back_stops_later_commands_until_the_rollback_succeeds()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x NOT NULL)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var physical = connection.GetOpenPhysical("test");
+        using var cancellation = new CancellationTokenSource();
+
+        using (DenyRollback(physical.Handle))
+        {
+            await Should.ThrowAsync<SqliteException>(() => ExecAsync(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)", cancellation.Token));
+            await Should.ThrowAsync<InvalidOperationException>(() => ExecAsync(connection, "INSERT INTO t VALUES (2)", cancellation.Token));
+            await Should.ThrowAsync<InvalidOperationException>(async () => await connection.BeginTransactionAsync(cancellation.Token));
+        }
+
+        (await ExecAsync(connection, "INSERT INTO t VALUES (3)", cancellation.Token)).ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("3");
+    }
+
+    [Test]
+    public void A_transaction_whose_rollback_SQLite_refuses_keeps_the_gate_and_lets_no_command_join_it()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var physical = connection.GetOpenPhysical("test");
+        var transaction = connection.BeginTransaction();
+        using (var insert = connection.CreateCommand())
+        {
+            insert.CommandText = "INSERT INTO t VALUES (1)";
+            insert.Transaction = transaction;
+            insert.ExecuteNonQuery();
+        }
+
+        using (DenyRollback(physical.Handle))
+        {
+            Should.Throw<SqliteException>(transaction.Rollback).SqliteErrorCode.ShouldBe(raw.SQLITE_AUTH);
+            transaction.Connection.ShouldBeNull(); // completed, as a failed rollback leaves an ADO.NET transaction
+            physical.HeldGate.ShouldNotBeNull();
+            Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+        }
+
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (3)").ShouldBe(1);
+        physical.HeldGate.ShouldBeNull();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("3");
+    }
+
+    [Test]
+    public void A_reader_of_a_write_whose_rollback_SQLite_refuses_lets_no_command_join_that_write()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var physical = connection.GetOpenPhysical("test");
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (5) RETURNING id; INSERT INTO t VALUES (5)";
+
+        using (DenyRollback(physical.Handle))
+        {
+            var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+            Should.Throw<SqliteException>(() => reader.NextResult()).SqliteErrorCode.ShouldBe(raw.SQLITE_CONSTRAINT);
+            reader.Dispose(); // rolls back, and SQLite refuses
+            physical.InTransaction.ShouldBeTrue();
+            Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (6)"));
+        }
+
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (7)").ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(id) FROM t").ShouldBe("7");
+    }
+
+    [Test]
+    public void A_retry_after_a_BUSY_whose_rollback_SQLite_refused_is_not_run_inside_the_failed_attempt()
+    {
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE a (x); CREATE TABLE b (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var physical = connection.GetOpenPhysical("test");
+        var calls = 0;
+        connection.InnerConnection.CreateFunction("busy_once", () =>
+            Interlocked.Increment(ref calls) == 1 ? throw new SqliteException("SQLite Error 5: 'database is locked'.", 5) : 1L);
+
+        using (DenyRollback(physical.Handle))
+        {
+            Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO a VALUES (1); INSERT INTO b VALUES (busy_once());"))
+                .InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(raw.SQLITE_AUTH);
+            calls.ShouldBe(1); // the retry did not run the batch again inside the first attempt's transaction
+        }
+
+        ConnectionTests.Exec(connection, "INSERT INTO a VALUES (1); INSERT INTO b VALUES (busy_once());").ShouldBe(2);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM a").ShouldBe(1L);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM b").ShouldBe(1L);
+    }
+
+    [Test]
+    public void Closing_a_connection_whose_rollback_SQLite_refuses_frees_the_gate_and_loses_no_later_write()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x NOT NULL)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var physical = connection.GetOpenPhysical("test");
+        using (DenyRollback(physical.Handle))
+        {
+            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)"));
+            connection.Dispose(); // the pool cannot reset it either, and discards it
+        }
+
+        using (var next = new SaverDbConnection(connectionString))
+        {
+            next.Open();
+            next.GetOpenPhysical("test").ShouldNotBeSameAs(physical);
+            ConnectionTests.Exec(next, "INSERT INTO t VALUES (2)").ShouldBe(1);
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("2");
+    }
+
+    /// <summary>Makes SQLite refuse every ROLLBACK on the connection (SQLITE_AUTH) until disposed.</summary>
+    private static Allow DenyRollback(sqlite3 handle)
+    {
+        raw.sqlite3_set_authorizer(
+            handle,
+            (_, action, operation, _, _, _) => action == raw.SQLITE_TRANSACTION && operation == "ROLLBACK" ? raw.SQLITE_DENY : raw.SQLITE_OK,
+            null);
+        return new Allow(handle);
+    }
+
+    private static async Task<int> ExecAsync(SaverDbConnection connection, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private sealed class Allow(sqlite3 handle) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (!handle.IsClosed) // a connection the pool discarded
+            {
+                raw.sqlite3_set_authorizer(handle, (strdelegate_authorizer)null!, null);
+            }
+        }
+    }
+}
