@@ -251,7 +251,7 @@ internal sealed class PhysicalConnection : IDisposable
         if (!TryRollback())
         {
             throw new InvalidOperationException(
-                $"An earlier write on this connection failed and SQLite could not roll its transaction back ({earlier.Message}), nor again now. A command would join that transaction and be lost with it, so none runs: close the connection, which rolls the transaction back or discards the connection, and open it again.",
+                $"SQLite could not roll back an earlier transaction on this connection ({earlier.Message}), nor can it now. A command would join that transaction and be lost with it, so none runs: close the connection, which rolls the transaction back or discards the connection, and open it again.",
                 RollbackFailure);
         }
 

@@ -180,8 +180,19 @@ internal sealed class PooledDataReader(
     /// Runs <paramref name="step"/>, the SQLite reader's move to its next statement; if it fails, the reader's write
     /// (if any) is marked failed, and this reader closes with the SQLite reader, which closes itself then.
     /// </summary>
+    /// <exception cref="InvalidOperationException">
+    /// SQLite could not roll back a transaction on the connection (see <see cref="PhysicalConnection.RollbackFailure"/>):
+    /// the next statement would run in it, report its result and be lost with it.
+    /// </exception>
     private bool StepToNextResult(Func<bool> step)
     {
+        if (!_closed && physical.RollbackFailure is { } failure)
+        {
+            throw new InvalidOperationException(
+                $"SQLite could not roll back a transaction on this connection ({failure.Message}). The reader's next statement would run in that transaction and be lost with it, so it does not run: close the reader and the connection.",
+                failure);
+        }
+
         try
         {
             return step();

@@ -430,10 +430,18 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 physical.TryRollback();
                 throw Cancelled(error, cancellationToken); // inside the attempt, as RunCancellable does
             }
-            catch
+            catch (Exception error)
             {
-                physical.TryRollback();
-                throw;
+                if (physical.TryRollback())
+                {
+                    throw;
+                }
+
+                // Not a SqliteException, so the built-in strategy does not retry it: a retry would run inside the
+                // transaction SQLite kept open (for a strategy that does retry it, Run tries the rollback again first).
+                throw new InvalidOperationException(
+                    $"The write failed ({error.Message}) and SQLite could not roll its transaction back ({physical.RollbackFailure!.Message}). No command runs on this connection until a rollback succeeds: close it, which rolls the transaction back or discards the connection.",
+                    error);
             }
         }
     }

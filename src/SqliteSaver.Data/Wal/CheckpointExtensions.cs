@@ -1,6 +1,7 @@
 using System.Data;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
 using SQLitePCL;
 
@@ -23,7 +24,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed, or SQLite still cannot roll back a failed transaction on it.</exception>
     /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
     public static CheckpointResult Checkpoint(this DbConnection connection, CheckpointMode mode = CheckpointMode.Passive)
     {
@@ -40,7 +41,7 @@ public static class CheckpointExtensions
     /// <returns>The status; a database not in WAL mode, or in memory, has no <c>-wal</c> file (0 bytes, 0 frames).</returns>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed, or SQLite still cannot roll back a failed transaction on it.</exception>
     public static WalStatus GetWalStatus(this DbConnection connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -60,7 +61,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed, or SQLite still cannot roll back a failed transaction on it.</exception>
     /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
     public static Task<CheckpointResult> CheckpointAsync(
         this DbConnection connection,
@@ -164,9 +165,16 @@ public static class CheckpointExtensions
         }
     }
 
+    /// <summary>A physical connection whose last rollback, if it failed, SQLite has now done (see <see cref="PhysicalConnection.RetryFailedRollback"/>).</summary>
+    private static PhysicalConnection Usable(PhysicalConnection physical)
+    {
+        physical.RetryFailedRollback(leaveGate: true);
+        return physical;
+    }
+
     private static sqlite3 Handle(DbConnection connection, string operation) => connection switch
     {
-        SaverDbConnection saver => saver.GetOpenPhysical(operation).Handle,
+        SaverDbConnection saver => Usable(saver.GetOpenPhysical(operation)).Handle,
         SqliteConnection { State: ConnectionState.Open } sqlite => sqlite.Handle!,
         SqliteConnection => throw new InvalidOperationException($"{operation} requires an open connection."),
         _ => throw new ArgumentException(

@@ -24,17 +24,19 @@ public class FailedRollbackTests : DatabaseTest
 
         using (DenyRollback(physical.Handle))
         {
-            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)"))
-                .SqliteErrorCode.ShouldBe(raw.SQLITE_CONSTRAINT);
+            var failed = Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)"));
+            failed.Message.ShouldContain("could not roll its transaction back");
+            failed.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(raw.SQLITE_CONSTRAINT); // the write's own error
             physical.InTransaction.ShouldBeTrue(); // with the first row in it
             physical.HeldGate.ShouldNotBeNull();
 
             var refused = Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
-            refused.Message.ShouldContain("could not roll its transaction back");
+            refused.Message.ShouldContain("could not roll back an earlier transaction");
             refused.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(raw.SQLITE_AUTH);
             Should.Throw<InvalidOperationException>(() => ConnectionTests.Scalar(connection, "SELECT count(*) FROM t"));
             Should.Throw<InvalidOperationException>(() => connection.BeginTransaction());
             Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ => { }));
+            Should.Throw<InvalidOperationException>(() => connection.Checkpoint(CheckpointMode.Truncate));
         }
 
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES (3)").ShouldBe(1);
@@ -54,7 +56,7 @@ public class FailedRollbackTests : DatabaseTest
 
         using (DenyRollback(physical.Handle))
         {
-            await Should.ThrowAsync<SqliteException>(() => ExecAsync(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)", cancellation.Token));
+            await Should.ThrowAsync<InvalidOperationException>(() => ExecAsync(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)", cancellation.Token));
             await Should.ThrowAsync<InvalidOperationException>(() => ExecAsync(connection, "INSERT INTO t VALUES (2)", cancellation.Token));
             await Should.ThrowAsync<InvalidOperationException>(async () => await connection.BeginTransactionAsync(cancellation.Token));
         }
@@ -118,7 +120,36 @@ public class FailedRollbackTests : DatabaseTest
     }
 
     [Test]
-    public void A_retry_after_a_BUSY_whose_rollback_SQLite_refused_is_not_run_inside_the_failed_attempt()
+    public async Task A_reader_in_a_transaction_whose_rollback_SQLite_refuses_does_not_run_its_next_statement()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var physical = connection.GetOpenPhysical("test");
+        var transaction = connection.BeginTransaction();
+        await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "SELECT 1; INSERT INTO t VALUES (42); SELECT 2";
+
+        using (DenyRollback(physical.Handle))
+        {
+            var reader = await command.ExecuteReaderAsync();
+            reader.Read().ShouldBeTrue();
+            Should.Throw<SqliteException>(transaction.Rollback);
+            Should.Throw<InvalidOperationException>(() => reader.NextResult()).InnerException.ShouldBeOfType<SqliteException>();
+            using var cancellation = new CancellationTokenSource();
+            await Should.ThrowAsync<InvalidOperationException>(() => reader.NextResultAsync(cancellation.Token));
+            reader.RecordsAffected.ShouldBe(-1); // the INSERT did not run
+            await reader.DisposeAsync();
+        }
+
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (7)").ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("7");
+    }
+
+    [Test]
+    public void A_write_that_meets_BUSY_and_whose_rollback_SQLite_refuses_is_not_retried_inside_the_kept_transaction()
     {
         var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE a (x); CREATE TABLE b (x)");
@@ -132,8 +163,8 @@ public class FailedRollbackTests : DatabaseTest
         using (DenyRollback(physical.Handle))
         {
             Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO a VALUES (1); INSERT INTO b VALUES (busy_once());"))
-                .InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(raw.SQLITE_AUTH);
-            calls.ShouldBe(1); // the retry did not run the batch again inside the first attempt's transaction
+                .InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(raw.SQLITE_BUSY); // the write's own error
+            calls.ShouldBe(1); // not retried inside the first attempt's transaction
         }
 
         ConnectionTests.Exec(connection, "INSERT INTO a VALUES (1); INSERT INTO b VALUES (busy_once());").ShouldBe(2);
@@ -151,7 +182,7 @@ public class FailedRollbackTests : DatabaseTest
         var physical = connection.GetOpenPhysical("test");
         using (DenyRollback(physical.Handle))
         {
-            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)"));
+            Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)"));
             connection.Dispose(); // the pool cannot reset it either, and discards it
         }
 
