@@ -223,6 +223,19 @@ public sealed class SaverDbCommand : DbCommand
         return WrapReader(connection, physical, command, reader, open, behavior);
     }
 
+    /// <summary>
+    /// Before <paramref name="transaction"/> ends, runs the statements a reader of this command opened in it has not
+    /// reached (see <see cref="PooledDataReader.FinishBeforeTransactionEnds"/>).
+    /// </summary>
+    /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
+    internal void FinishReaderBefore(SaverDbTransaction transaction, bool commit)
+    {
+        if (_reader is { } reader && ReferenceEquals(reader.Transaction, transaction))
+        {
+            reader.FinishBeforeTransactionEnds(commit);
+        }
+    }
+
     /// <summary>Whether the command was disposed.</summary>
     internal bool IsDisposed { get; private set; }
 
@@ -303,7 +316,8 @@ public sealed class SaverDbCommand : DbCommand
 
     private PooledDataReader WrapReader(
         SaverDbConnection connection, PhysicalConnection physical, SqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
-        => _reader = new PooledDataReader(reader, connection, physical, command.CommandText, behavior.HasFlag(CommandBehavior.CloseConnection), open);
+        => _reader = new PooledDataReader(
+            reader, connection, physical, command.CommandText, behavior.HasFlag(CommandBehavior.CloseConnection), open, connection.Transaction);
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {

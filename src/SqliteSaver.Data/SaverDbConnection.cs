@@ -301,6 +301,19 @@ public sealed class SaverDbConnection : DbConnection
         return physical;
     }
 
+    /// <summary>
+    /// Before <paramref name="transaction"/> commits or rolls back, runs inside it the statements its open readers have
+    /// not reached, so that none runs after it ends (see <see cref="PooledDataReader.FinishBeforeTransactionEnds"/>).
+    /// </summary>
+    /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
+    internal void FinishReadersBefore(SaverDbTransaction transaction, bool commit)
+    {
+        foreach (var command in _commands ?? [])
+        {
+            command.FinishReaderBefore(transaction, commit);
+        }
+    }
+
     /// <summary>Remembers a command bound to the physical connection, so that closing unbinds it (see <see cref="SaverDbCommand.Unbind"/>).</summary>
     internal void Track(SaverDbCommand command)
     {

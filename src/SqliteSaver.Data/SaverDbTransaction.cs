@@ -8,7 +8,9 @@ namespace SqliteSaver.Data;
 
 /// <summary>
 /// A SQLite transaction on a <see cref="SaverDbConnection"/>. Commit it, or dispose it to roll back; closing the
-/// connection also rolls it back.
+/// connection also rolls it back. A reader of a command run in the transaction that is still open when the
+/// transaction ends first runs the statements of its command it has not reached, inside the transaction, and then
+/// reads nothing more: no statement of the transaction runs after it, outside it.
 /// </summary>
 public sealed class SaverDbTransaction : DbTransaction
 {
@@ -35,12 +37,13 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <summary>Whether the transaction was committed, rolled back, or ended with its connection.</summary>
     internal bool IsCompleted => _completed;
 
-    /// <summary>Commits the transaction.</summary>
+    /// <summary>Commits the transaction, after the statements its open readers have not reached (see <see cref="SaverDbTransaction"/>).</summary>
     /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
-    /// <exception cref="SqliteException">SQLite could not commit; the transaction stays open.</exception>
+    /// <exception cref="SqliteException">A statement of an open reader failed, or SQLite could not commit; the transaction stays open.</exception>
     public override void Commit()
     {
         ThrowIfCompleted(nameof(Commit));
+        _connection.FinishReadersBefore(this, commit: true);
         _physical.Commit();
         Complete();
     }
@@ -53,7 +56,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <returns>A task that completes when the transaction is committed.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; the transaction stays open.</exception>
     /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
-    /// <exception cref="SqliteException">SQLite could not commit; the transaction stays open.</exception>
+    /// <exception cref="SqliteException">A statement of an open reader failed, or SQLite could not commit; the transaction stays open.</exception>
     public override Task CommitAsync(CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested)
@@ -64,6 +67,7 @@ public sealed class SaverDbTransaction : DbTransaction
         try
         {
             ThrowIfCompleted(nameof(Commit));
+            _connection.FinishReadersBefore(this, commit: true);
             var cancellable = _physical.MakeBusyWaitsCancellable(cancellationToken);
             try
             {
@@ -90,7 +94,7 @@ public sealed class SaverDbTransaction : DbTransaction
         }
     }
 
-    /// <summary>Rolls the transaction back.</summary>
+    /// <summary>Rolls the transaction back, after the statements its open readers have not reached (their errors are ignored).</summary>
     /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
     /// <exception cref="SqliteException">SQLite could not roll back.</exception>
     public override void Rollback()
@@ -98,6 +102,7 @@ public sealed class SaverDbTransaction : DbTransaction
         ThrowIfCompleted(nameof(Rollback));
         try
         {
+            _connection.FinishReadersBefore(this, commit: false);
             _physical.Rollback();
         }
         finally

@@ -22,12 +22,22 @@ namespace SqliteSaver.Data.Pooling;
 /// <param name="commandText">The command's SQL, whose statements the reader runs.</param>
 /// <param name="closeConnection">Whether to close <paramref name="connection"/> with the reader, for <see cref="CommandBehavior.CloseConnection"/>.</param>
 /// <param name="openWrite">Whether a write transaction and the write gate were left open for the reader.</param>
+/// <param name="transaction">The caller's transaction the command ran in, if any.</param>
 internal sealed class PooledDataReader(
-    SqliteDataReader inner, SaverDbConnection connection, PhysicalConnection physical, string commandText, bool closeConnection, bool openWrite)
+    SqliteDataReader inner,
+    SaverDbConnection connection,
+    PhysicalConnection physical,
+    string commandText,
+    bool closeConnection,
+    bool openWrite,
+    SaverDbTransaction? transaction)
     : DbDataReader, IDbColumnSchemaGenerator
 {
     private bool _closed;
     private bool _writeFailed;
+
+    /// <summary>The caller's transaction the command ran in, if any.</summary>
+    public SaverDbTransaction? Transaction => transaction;
 
     public override int Depth => inner.Depth;
 
@@ -86,6 +96,35 @@ internal sealed class PooledDataReader(
                 connection.Close();
             }
         }
+    }
+
+    /// <summary>
+    /// Before <see cref="Transaction"/> commits or rolls back: runs the command's statements not yet reached, inside
+    /// the transaction, so that none runs after it ends (the SQLite reader would run them as this reader is read on
+    /// or closed: outside the transaction, and after a rollback). The SQLite reader closes, so this one reads nothing
+    /// more; it stays open until it is closed, which with <see cref="CommandBehavior.CloseConnection"/> still closes
+    /// the connection.
+    /// </summary>
+    /// <param name="commit">
+    /// Whether the transaction is about to commit: a statement's error is then thrown, so that the commit does not go
+    /// ahead without it. Before a rollback errors are ignored, as closing ignores them.
+    /// </param>
+    /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
+    public void FinishBeforeTransactionEnds(bool commit)
+    {
+        if (_closed || inner.IsClosed)
+        {
+            return;
+        }
+
+        if (commit)
+        {
+            while (inner.NextResult())
+            {
+            }
+        }
+
+        inner.Close();
     }
 
     public override bool GetBoolean(int ordinal) => inner.GetBoolean(ordinal);

@@ -1,0 +1,143 @@
+using System.Data;
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests;
+
+/// <summary>
+/// A reader of a command run in a transaction, still open when the transaction ends: the statements of the command
+/// it has not reached run inside the transaction, never after it (Microsoft.Data.Sqlite runs them as the reader is
+/// read on or closed, outside the transaction, so a write the caller rolled back was applied after all).
+/// </summary>
+public class TransactionReaderTests : DatabaseTest
+{
+    private const string SelectThenInsert = "SELECT 1; INSERT INTO t VALUES (42)";
+
+    [Test]
+    public void A_rolled_back_transaction_leaves_nothing_for_its_open_reader_to_apply_afterwards()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+
+        transaction.Rollback();
+
+        Should.Throw<InvalidOperationException>(() => reader.NextResult()); // the SQLite reader has closed
+        reader.Dispose();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public void Disposing_a_transaction_with_an_open_reader_rolls_back_the_readers_remaining_statements_too()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        DbDataReader reader;
+        using (var transaction = connection.BeginTransaction())
+        {
+            reader = Reader(connection, transaction, SelectThenInsert);
+            reader.Read().ShouldBeTrue();
+        }
+
+        reader.Dispose();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (7)").ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("7");
+    }
+
+    [Test]
+    public async Task A_commit_runs_the_open_readers_remaining_statements_inside_the_transaction([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var transaction = connection.BeginTransaction();
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+
+        if (async)
+        {
+            await transaction.CommitAsync();
+        }
+        else
+        {
+            transaction.Commit();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L); // committed, before the reader closes
+        Should.Throw<InvalidOperationException>(() => reader.Read());
+        await reader.DisposeAsync();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L); // and not applied a second time
+    }
+
+    [Test]
+    public void A_remaining_statement_that_fails_fails_the_commit_and_leaves_the_transaction_open()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+
+        Should.Throw<SqliteException>(transaction.Commit).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+
+        transaction.Connection.ShouldBeSameAs(connection); // still open: the caller decides
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_CloseConnection_reader_keeps_its_connection_open_through_the_commit_and_closes_it_when_closed()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        var reader = Reader(connection, transaction, SelectThenInsert, CommandBehavior.CloseConnection);
+        reader.Read().ShouldBeTrue();
+
+        transaction.Commit();
+
+        connection.State.ShouldBe(ConnectionState.Open);
+        reader.Dispose();
+        connection.State.ShouldBe(ConnectionState.Closed);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
+    public void A_reader_opened_before_the_transaction_is_left_alone_when_it_ends()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var reader = Reader(connection, null, "SELECT x FROM t ORDER BY x");
+        reader.Read().ShouldBeTrue();
+        var transaction = connection.BeginTransaction(deferred: true);
+
+        transaction.Commit();
+
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(2L);
+    }
+
+    private static DbDataReader Reader(
+        SaverDbConnection connection, SaverDbTransaction? transaction, string sql, CommandBehavior behavior = CommandBehavior.Default)
+    {
+        var command = connection.CreateCommand(); // not disposed: that would close its reader
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        return command.ExecuteReader(behavior);
+    }
+}
