@@ -49,10 +49,12 @@ public sealed class SaverDbTransaction : DbTransaction
     }
 
     /// <summary>
-    /// Commits the transaction. A commit waits only in rollback-journal mode, in SQLite's busy handler, for readers
-    /// to finish; cancelling <paramref name="cancellationToken"/> ends that wait, and the transaction stays open.
+    /// Commits the transaction as <see cref="Commit"/> does. A commit waits only in rollback-journal mode, in SQLite's
+    /// busy handler, for readers to finish, and a statement an open reader had not reached only in a deferred
+    /// transaction, for the write lock; cancelling <paramref name="cancellationToken"/> ends such a wait, and the
+    /// transaction stays open.
     /// </summary>
-    /// <param name="cancellationToken">Checked before the commit starts, and ends its wait for readers.</param>
+    /// <param name="cancellationToken">Checked before the commit starts, and ends its waits for a lock.</param>
     /// <returns>A task that completes when the transaction is committed.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; the transaction stays open.</exception>
     /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
@@ -67,10 +69,10 @@ public sealed class SaverDbTransaction : DbTransaction
         try
         {
             ThrowIfCompleted(nameof(Commit));
-            _connection.FinishReadersBefore(this, commit: true);
             var cancellable = _physical.MakeBusyWaitsCancellable(cancellationToken);
             try
             {
+                _connection.FinishReadersBefore(this, commit: true);
                 _physical.Commit();
             }
             catch (SqliteException error) when (Executor.IsInterruption(error, cancellationToken))

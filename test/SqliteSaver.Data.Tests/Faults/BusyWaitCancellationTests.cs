@@ -152,6 +152,31 @@ public class BusyWaitCancellationTests : DatabaseTest
     }
 
     [Test]
+    public async Task CommitAsync_stops_an_open_readers_remaining_write_waiting_for_the_lock_when_cancelled()
+    {
+        var connectionString = Folder.ConnectionString(LongBusyTimeout);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        await using var transaction = connection.BeginTransaction(deferred: true);
+        await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "SELECT 1; INSERT INTO t VALUES (1)";
+        await using var reader = await command.ExecuteReaderAsync();
+        reader.Read().ShouldBeTrue();
+        using var holder = HoldWriteLock();
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Should.ThrowAsync<OperationCanceledException>(() => Task.Run(() => transaction.CommitAsync(cancellation.Token)).WaitAsync(Bound));
+
+        transaction.Connection.ShouldBe(connection);
+        await transaction.RollbackAsync();
+        holder.Dispose();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(0L);
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+    }
+
+    [Test]
     public async Task A_rollback_journal_write_outside_a_transaction_stops_waiting_for_a_reader_when_cancelled()
     {
         var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Journal Mode=Delete");
