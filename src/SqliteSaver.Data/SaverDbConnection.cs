@@ -302,13 +302,18 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// Before <paramref name="transaction"/> commits or rolls back, runs inside it the statements its open readers have
-    /// not reached, so that none runs after it ends (see <see cref="PooledDataReader.FinishBeforeTransactionEnds"/>).
+    /// Before <paramref name="transaction"/> commits or rolls back, runs inside it the statements its open readers of
+    /// writing commands have not reached (see <see cref="PooledDataReader.FinishBeforeTransactionEnds"/>).
     /// </summary>
     /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
     internal void FinishReadersBefore(SaverDbTransaction transaction, bool commit)
     {
-        foreach (var command in _commands ?? [])
+        if (_commands is null)
+        {
+            return;
+        }
+
+        foreach (var command in _commands.ToArray()) // a statement's application function may create commands
         {
             command.FinishReaderBefore(transaction, commit);
         }

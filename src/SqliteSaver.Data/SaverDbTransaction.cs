@@ -8,9 +8,10 @@ namespace SqliteSaver.Data;
 
 /// <summary>
 /// A SQLite transaction on a <see cref="SaverDbConnection"/>. Commit it, or dispose it to roll back; closing the
-/// connection also rolls it back. A reader of a command run in the transaction that is still open when the
-/// transaction ends first runs the statements of its command it has not reached, inside the transaction, and then
-/// reads nothing more: no statement of the transaction runs after it, outside it.
+/// connection also rolls it back. A reader of a writing command run in the transaction (<c>SELECT ...; INSERT ...</c>,
+/// <c>INSERT ... RETURNING</c>) that is still open when the transaction ends first runs the statements of its command
+/// it has not reached, inside the transaction, and then reads nothing more: none of them runs after the transaction,
+/// outside it.
 /// </summary>
 public sealed class SaverDbTransaction : DbTransaction
 {
@@ -39,7 +40,10 @@ public sealed class SaverDbTransaction : DbTransaction
 
     /// <summary>Commits the transaction, after the statements its open readers have not reached (see <see cref="SaverDbTransaction"/>).</summary>
     /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
-    /// <exception cref="SqliteException">A statement of an open reader failed, or SQLite could not commit; the transaction stays open.</exception>
+    /// <exception cref="SqliteException">
+    /// A statement of an open reader failed, or SQLite could not commit; the transaction stays open, with what ran
+    /// before the failure in it (as after a failed command): roll it back.
+    /// </exception>
     public override void Commit()
     {
         ThrowIfCompleted(nameof(Commit));
@@ -104,8 +108,14 @@ public sealed class SaverDbTransaction : DbTransaction
         ThrowIfCompleted(nameof(Rollback));
         try
         {
-            _connection.FinishReadersBefore(this, commit: false);
-            _physical.Rollback();
+            try
+            {
+                _connection.FinishReadersBefore(this, commit: false);
+            }
+            finally
+            {
+                _physical.Rollback();
+            }
         }
         finally
         {

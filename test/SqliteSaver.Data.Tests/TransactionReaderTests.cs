@@ -116,6 +116,90 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public void A_query_reader_reads_on_after_its_transaction_commits_as_with_Microsoft_Data_Sqlite()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        using var reader = Reader(connection, transaction, "SELECT x FROM t ORDER BY x");
+        reader.Read().ShouldBeTrue();
+
+        transaction.Commit();
+
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(2L);
+    }
+
+    [Test]
+    public void A_batch_that_ends_the_transaction_itself_is_left_to_run_as_written()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        using (var insert = connection.CreateCommand())
+        {
+            insert.Transaction = transaction;
+            insert.CommandText = "INSERT INTO t VALUES (1)";
+            insert.ExecuteNonQuery();
+        }
+
+        var reader = Reader(connection, transaction, "SELECT 1; COMMIT");
+        reader.Read().ShouldBeTrue();
+
+        transaction.Rollback(); // the COMMIT not reached must not run first and commit what is being rolled back
+
+        reader.Dispose();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public async Task A_rollback_does_not_wait_for_a_lock_to_run_statements_it_then_rolls_back()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=60000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction(deferred: true);
+        using var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+        using var holder = HoldWriteLock();
+
+        await Task.Run(transaction.Rollback).WaitAsync(TimeSpan.FromSeconds(30)); // not the 60 s busy timeout
+
+        holder.Dispose();
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_remaining_statement_that_uses_the_connection_does_not_break_the_rollback()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        connection.InnerConnection.CreateFunction("nested", () =>
+        {
+            using var nested = connection.CreateCommand(); // tracked by the connection while its readers are finished
+            nested.CommandText = "SELECT 5";
+            return (long)nested.ExecuteScalar()!;
+        });
+        var transaction = connection.BeginTransaction();
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (nested())");
+        reader.Read().ShouldBeTrue();
+
+        transaction.Rollback();
+
+        connection.GetOpenPhysical("test").InTransaction.ShouldBeFalse();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (7)").ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("7");
+    }
+
+    [Test]
     public void A_reader_opened_before_the_transaction_is_left_alone_when_it_ends()
     {
         var connectionString = Folder.ConnectionString();

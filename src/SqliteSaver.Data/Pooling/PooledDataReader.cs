@@ -99,20 +99,23 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Before <see cref="Transaction"/> commits or rolls back: runs the command's statements not yet reached, inside
-    /// the transaction, so that none runs after it ends (the SQLite reader would run them as this reader is read on
-    /// or closed: outside the transaction, and after a rollback). The SQLite reader closes, so this one reads nothing
-    /// more; it stays open until it is closed, which with <see cref="CommandBehavior.CloseConnection"/> still closes
-    /// the connection.
+    /// Before <see cref="Transaction"/> commits or rolls back, if the command writes: runs the statements of the
+    /// command not yet reached, inside the transaction. The SQLite reader would run them as this reader is read on or
+    /// closed, outside the transaction: after a rollback that applied a write the caller had rolled back. The SQLite
+    /// reader closes, so this one reads nothing more; it stays open until it is closed, which with
+    /// <see cref="CommandBehavior.CloseConnection"/> still closes the connection. A reader of a command that only
+    /// reads is left as it is, and so is one whose command ends or begins transactions itself (see
+    /// <see cref="CommandKind.Unprotected"/>).
     /// </summary>
     /// <param name="commit">
     /// Whether the transaction is about to commit: a statement's error is then thrown, so that the commit does not go
-    /// ahead without it. Before a rollback errors are ignored, as closing ignores them.
+    /// ahead without it. Before a rollback the statements run with SQLite's busy handler off, so that none waits for
+    /// a lock only to be rolled back, and their errors are ignored, as closing ignores them.
     /// </param>
     /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
     public void FinishBeforeTransactionEnds(bool commit)
     {
-        if (_closed || inner.IsClosed)
+        if (_closed || inner.IsClosed || connection.Executor.Classify(physical, commandText) != CommandKind.Write)
         {
             return;
         }
@@ -122,9 +125,20 @@ internal sealed class PooledDataReader(
             while (inner.NextResult())
             {
             }
+
+            inner.Close();
+            return;
         }
 
-        inner.Close();
+        physical.SuspendBusyWaits();
+        try
+        {
+            inner.Close();
+        }
+        finally
+        {
+            physical.ResumeBusyWaits();
+        }
     }
 
     public override bool GetBoolean(int ordinal) => inner.GetBoolean(ordinal);

@@ -81,6 +81,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
     }
 
+    /// <summary>What a command's SQL does, found by preparing its statements the first time the text is seen.</summary>
+    public CommandKind Classify(PhysicalConnection physical, string text) => _classifier.Classify(physical.Handle, text);
+
     /// <summary>
     /// Begins a transaction. An IMMEDIATE one first passes the write gate, and with <paramref name="retry"/> its
     /// <c>BEGIN IMMEDIATE</c> is retried by the strategy while the write lock is busy.
@@ -117,7 +120,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             physical.RetryFailedRollback(leaveGate: true);
             // Inside the try: reading the busy timeout may be interrupted by the token already.
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, mentionsPragma, cancellationToken);
-            var kind = _classifier.Classify(physical.Handle, text);
+            var kind = Classify(physical, text);
             // PRAGMA name = value or PRAGMA name(value) may set one; reading one does not.
             var maySetPragma = mentionsPragma && (text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal));
             physical.BusyTimeoutMayHaveChanged |= maySetPragma;
