@@ -230,11 +230,15 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
     internal void FinishReaderBefore(SaverDbTransaction transaction, bool commit)
     {
-        if (_reader is { } reader && ReferenceEquals(reader.Transaction, transaction))
+        if (HasOpenReaderOf(transaction))
         {
-            reader.FinishBeforeTransactionEnds(commit);
+            _reader!.FinishBeforeTransactionEnds(commit);
         }
     }
+
+    /// <summary>Whether a reader this command opened in <paramref name="transaction"/> is open.</summary>
+    internal bool HasOpenReaderOf(SaverDbTransaction transaction)
+        => _reader is { IsClosed: false } reader && ReferenceEquals(reader.Transaction, transaction);
 
     /// <summary>Whether the command was disposed.</summary>
     internal bool IsDisposed { get; private set; }

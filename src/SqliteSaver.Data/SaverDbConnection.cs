@@ -313,9 +313,18 @@ public sealed class SaverDbConnection : DbConnection
             return;
         }
 
-        foreach (var command in _commands.ToArray()) // a statement's application function may create commands
+        foreach (var command in _commands)
         {
-            command.FinishReaderBefore(transaction, commit);
+            if (command.HasOpenReaderOf(transaction))
+            {
+                // From a copy: a statement's application function may create commands.
+                foreach (var each in _commands.ToArray())
+                {
+                    each.FinishReaderBefore(transaction, commit);
+                }
+
+                return;
+            }
         }
     }
 
