@@ -206,6 +206,18 @@ public sealed class SaverDbConnection : DbConnection
         }
 
         Exception? failure = null;
+        if (Transaction is { } transaction)
+        {
+            try
+            {
+                FinishReadersBefore(transaction, commit: false); // without waiting for a lock, as Rollback does
+            }
+            catch (Exception exception)
+            {
+                failure = exception;
+            }
+        }
+
         if (_commands is { Count: > 0 })
         {
             foreach (var command in _commands)

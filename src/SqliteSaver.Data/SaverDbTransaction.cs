@@ -18,6 +18,7 @@ public sealed class SaverDbTransaction : DbTransaction
     private readonly SaverDbConnection _connection;
     private readonly PhysicalConnection _physical;
     private bool _completed;
+    private Exception? _unfinished;
 
     internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical, IsolationLevel isolationLevel)
     {
@@ -39,15 +40,17 @@ public sealed class SaverDbTransaction : DbTransaction
     internal bool IsCompleted => _completed;
 
     /// <summary>Commits the transaction, after the statements its open readers have not reached (see <see cref="SaverDbTransaction"/>).</summary>
-    /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The transaction has already completed, or such a statement failed when an earlier commit ran it (roll back).
+    /// </exception>
     /// <exception cref="SqliteException">
-    /// A statement of an open reader failed, or SQLite could not commit; the transaction stays open, with what ran
-    /// before the failure in it (as after a failed command): roll it back.
+    /// Such a statement failed, and the transaction can now only be rolled back; or SQLite could not commit, and the
+    /// transaction stays open.
     /// </exception>
     public override void Commit()
     {
         ThrowIfCompleted(nameof(Commit));
-        _connection.FinishReadersBefore(this, commit: true);
+        FinishReaders();
         _physical.Commit();
         Complete();
     }
@@ -56,13 +59,18 @@ public sealed class SaverDbTransaction : DbTransaction
     /// Commits the transaction as <see cref="Commit"/> does. A commit waits only in rollback-journal mode, in SQLite's
     /// busy handler, for readers to finish, and a statement an open reader had not reached only in a deferred
     /// transaction, for the write lock; cancelling <paramref name="cancellationToken"/> ends such a wait, and the
-    /// transaction stays open.
+    /// transaction stays open (to be rolled back, if a reader's statement was cancelled).
     /// </summary>
     /// <param name="cancellationToken">Checked before the commit starts, and ends its waits for a lock.</param>
     /// <returns>A task that completes when the transaction is committed.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; the transaction stays open.</exception>
-    /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
-    /// <exception cref="SqliteException">A statement of an open reader failed, or SQLite could not commit; the transaction stays open.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The transaction has already completed, or a reader's statement failed when an earlier commit ran it (roll back).
+    /// </exception>
+    /// <exception cref="SqliteException">
+    /// A reader's statement failed, and the transaction can now only be rolled back; or SQLite could not commit, and
+    /// the transaction stays open.
+    /// </exception>
     public override Task CommitAsync(CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested)
@@ -76,7 +84,7 @@ public sealed class SaverDbTransaction : DbTransaction
             var cancellable = _physical.MakeBusyWaitsCancellable(cancellationToken);
             try
             {
-                _connection.FinishReadersBefore(this, commit: true);
+                FinishReaders();
                 _physical.Commit();
             }
             catch (SqliteException error) when (Executor.IsInterruption(error, cancellationToken))
@@ -147,6 +155,30 @@ public sealed class SaverDbTransaction : DbTransaction
         }
 
         base.Dispose(disposing);
+    }
+
+    /// <summary>
+    /// Runs the statements the transaction's open readers have not reached, before a commit. If one fails, those
+    /// after it never run, so no later commit may go ahead without them.
+    /// </summary>
+    private void FinishReaders()
+    {
+        if (_unfinished is { } earlier)
+        {
+            throw new InvalidOperationException(
+                $"A statement that a reader of this transaction had not reached failed when an earlier commit ran it ({earlier.Message}), and the statements after it did not run, so the transaction cannot commit whole: roll it back.",
+                earlier);
+        }
+
+        try
+        {
+            _connection.FinishReadersBefore(this, commit: true);
+        }
+        catch (Exception exception)
+        {
+            _unfinished = exception;
+            throw;
+        }
     }
 
     private void ThrowIfCompleted(string operation)

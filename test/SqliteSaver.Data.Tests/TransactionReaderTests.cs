@@ -91,7 +91,9 @@ public class TransactionReaderTests : DatabaseTest
 
         Should.Throw<SqliteException>(transaction.Commit).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
 
-        transaction.Connection.ShouldBeSameAs(connection); // still open: the caller decides
+        transaction.Connection.ShouldBeSameAs(connection); // still open
+        Should.Throw<InvalidOperationException>(transaction.Commit) // would commit the batch without its failed part
+            .InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
         transaction.Rollback();
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
@@ -172,6 +174,25 @@ public class TransactionReaderTests : DatabaseTest
 
         holder.Dispose();
         ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public async Task Closing_the_connection_does_not_wait_for_a_lock_to_run_statements_it_then_rolls_back()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=60000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction(deferred: true);
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+        using var holder = HoldWriteLock();
+
+        await Task.Run(connection.Dispose).WaitAsync(TimeSpan.FromSeconds(30)); // not the 60 s busy timeout
+
+        reader.IsClosed.ShouldBeTrue();
+        holder.Dispose();
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 

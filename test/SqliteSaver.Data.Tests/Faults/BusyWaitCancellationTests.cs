@@ -170,6 +170,7 @@ public class BusyWaitCancellationTests : DatabaseTest
         await Should.ThrowAsync<OperationCanceledException>(() => Task.Run(() => transaction.CommitAsync(cancellation.Token)).WaitAsync(Bound));
 
         transaction.Connection.ShouldBe(connection);
+        await Should.ThrowAsync<InvalidOperationException>(() => transaction.CommitAsync()); // the INSERT never ran
         await transaction.RollbackAsync();
         holder.Dispose();
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(0L);
