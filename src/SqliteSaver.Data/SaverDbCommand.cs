@@ -281,6 +281,7 @@ public sealed class SaverDbCommand : DbCommand
             {
                 _reader = null;
                 ReturnPrepared(_bound);
+                _bound = null; // the connection may drop a disposed command unbound: Cancel must not reach its next renter
                 _definition.Dispose();
             }
         }

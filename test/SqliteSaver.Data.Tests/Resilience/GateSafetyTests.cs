@@ -190,6 +190,37 @@ public class GateSafetyTests : DatabaseTest
         new SaverDbCommand("SELECT 1").Cancel(); // not bound: nothing to interrupt
     }
 
+    [Test]
+    public void Cancel_on_a_disposed_command_does_not_reach_the_next_renter_of_its_connection()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        var stale = new SaverDbCommand("SELECT 1");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            stale.Connection = connection;
+            stale.ExecuteScalar();
+            stale.Dispose();
+            for (var i = 0; i < 20; i++) // enough commands that the connection forgets the disposed one
+            {
+                ConnectionTests.Scalar(connection, "SELECT 2");
+            }
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        using var command = next.CreateCommand();
+        command.CommandText = "SELECT x FROM t";
+        using var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue(); // a statement running on the physical connection
+
+        stale.Cancel();
+
+        reader.Read().ShouldBeTrue(); // not SQLITE_INTERRUPT
+        reader.GetInt64(0).ShouldBe(2L);
+    }
+
     [TestCase("Write Gate=true")]
     [TestCase("Write Gate=false")]
     public void While_a_readers_own_write_is_open_other_writes_and_transactions_are_refused_and_reads_run(string gate)
