@@ -187,7 +187,12 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     /// <exception cref="InvalidOperationException">The command has no open connection.</exception>
     /// <exception cref="SqliteException">SQLite could not prepare a statement.</exception>
-    public override void Prepare() => Bind(nameof(Prepare)).Command.Prepare();
+    public override void Prepare()
+    {
+        var (_, physical, command) = Bind(nameof(Prepare));
+        physical.NotePragmas(command.CommandText); // SQLite sets a PRAGMA as it prepares it
+        command.Prepare();
+    }
 
     /// <summary>
     /// Interrupts the statements running on the command's connection (<c>sqlite3_interrupt</c>); may be called from

@@ -81,6 +81,79 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void Pragmas_that_change_results_a_renter_set_are_set_back_before_the_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT)");
+        SqliteConnection inner;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            inner = connection.InnerConnection;
+            var pages = (long)Pragma(connection, "page_count")!;
+            Exec(connection, $"PRAGMA short_column_names = 0; PRAGMA full_column_names = 1; PRAGMA count_changes = 1; PRAGMA max_page_count = {pages}; PRAGMA legacy_alter_table = 1");
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+
+        next.InnerConnection.ShouldBeSameAs(inner);
+        Exec(next, "INSERT INTO person (name) VALUES ('Ada')").ShouldBe(1); // room again, and a plain count of changes
+        using var command = next.CreateCommand();
+        command.CommandText = "SELECT id, name FROM person";
+        using var reader = command.ExecuteReader();
+        reader.GetName(1).ShouldBe("name"); // not person.name
+        Pragma(next, "legacy_alter_table").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_connection_that_may_have_had_case_sensitive_like_set_is_not_handed_on([Values] bool prepareOnly)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        SqliteConnection inner;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            inner = connection.InnerConnection;
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA case_sensitive_like = 1"; // SQLite cannot report it, so it cannot be set back
+            if (prepareOnly)
+            {
+                command.Prepare(); // SQLite sets it as it prepares it
+            }
+            else
+            {
+                command.ExecuteNonQuery();
+            }
+
+            Scalar(connection, "SELECT 'a' LIKE 'A'").ShouldBe(0L);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+
+        next.InnerConnection.ShouldNotBeSameAs(inner);
+        Scalar(next, "SELECT 'a' LIKE 'A'").ShouldBe(1L);
+    }
+
+    [Test]
+    public void A_PRAGMA_set_by_preparing_a_command_is_set_back_before_the_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Foreign Keys=true");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA foreign_keys = OFF";
+            command.Prepare();
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        Pragma(next, "foreign_keys").ShouldBe(1L);
+    }
+
+    [Test]
     public void Pragmas_a_renter_changed_are_set_back_to_what_the_connection_initializer_left_not_only_the_connection_strings()
     {
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))

@@ -30,7 +30,9 @@ internal sealed class PhysicalConnection : IDisposable
     [
         "busy_timeout", "synchronous", "cache_size", "cache_spill", "mmap_size", "temp_store", "journal_size_limit",
         "wal_autocheckpoint", "foreign_keys", "recursive_triggers", "read_uncommitted", "ignore_check_constraints",
-        "reverse_unordered_selects", "automatic_index", "cell_size_check", "trusted_schema",
+        "reverse_unordered_selects", "automatic_index", "cell_size_check", "trusted_schema", "max_page_count",
+        "legacy_alter_table", "writable_schema", "analysis_limit", "threads", "short_column_names", "full_column_names",
+        "count_changes", "empty_result_callbacks",
     ];
 
     /// <summary>
@@ -111,6 +113,12 @@ internal sealed class PhysicalConnection : IDisposable
     /// PRAGMAs back (see <see cref="RememberPragmas"/>).
     /// </summary>
     public bool PragmasMayHaveChanged { get; set; }
+
+    /// <summary>
+    /// Whether a command of the current rental may have set <c>case_sensitive_like</c>, which SQLite cannot report,
+    /// so it cannot be set back: the connection is then closed rather than handed on.
+    /// </summary>
+    public bool CaseSensitiveLikeMayHaveChanged { get; private set; }
 
     /// <summary>The write gate this connection holds while a write transaction of its own is open, if any.</summary>
     public WriteGate? HeldGate { get; set; }
@@ -364,6 +372,11 @@ internal sealed class PhysicalConnection : IDisposable
             return false;
         }
 
+        if (CaseSensitiveLikeMayHaveChanged)
+        {
+            return false;
+        }
+
         var (checkTemp, checkAttached) = (MayHoldTempObjects, MayHoldAttachments);
         (MayHoldTempObjects, MayHoldAttachments) = (false, false);
         try
@@ -393,6 +406,24 @@ internal sealed class PhysicalConnection : IDisposable
         {
             return false;
         }
+    }
+
+    /// <summary>
+    /// Notes what a command's text may do to the connection's PRAGMAs, before SQLite prepares it (a PRAGMA that sets
+    /// a value takes effect as it is prepared): <c>PRAGMA name = value</c> or <c>PRAGMA name(value)</c> may set one,
+    /// reading one does not.
+    /// </summary>
+    public void NotePragmas(string text)
+    {
+        if (!text.Contains("pragma", StringComparison.OrdinalIgnoreCase)
+            || !(text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal)))
+        {
+            return;
+        }
+
+        BusyTimeoutMayHaveChanged = true;
+        PragmasMayHaveChanged = true;
+        CaseSensitiveLikeMayHaveChanged |= text.Contains("case_sensitive_like", StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>

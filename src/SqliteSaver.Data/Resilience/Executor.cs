@@ -120,11 +120,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             physical.RetryFailedRollback(leaveGate: true);
             // Inside the try: reading the busy timeout may be interrupted by the token already.
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, mentionsPragma, cancellationToken);
+            physical.NotePragmas(text); // before the classifier prepares the statements, which sets a PRAGMA
             var kind = Classify(physical, text);
-            // PRAGMA name = value or PRAGMA name(value) may set one; reading one does not.
-            var maySetPragma = mentionsPragma && (text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal));
-            physical.BusyTimeoutMayHaveChanged |= maySetPragma;
-            physical.PragmasMayHaveChanged |= maySetPragma;
             if (physical.WriteOpenForReader && kind != CommandKind.Read)
             {
                 throw WriteOpenForReader();

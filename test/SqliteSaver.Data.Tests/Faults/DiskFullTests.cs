@@ -58,10 +58,13 @@ public class DiskFullTests : DatabaseTest
             ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L); // only the row written before
         }
 
-        // The pool: the same physical connection, still full, serves reads; writes work once space frees.
+        // The pool: the same physical connection serves reads, with max_page_count set back as a PRAGMA a command set
+        // is; full again, writes work once space frees.
         using (var connection = dataSource.OpenConnection())
         {
             ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
+            ConnectionTests.Pragma(connection, "max_page_count").ShouldNotBe(ConnectionTests.Pragma(connection, "page_count"));
+            FillDisk(connection);
             Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, BigRow)).SqliteErrorCode.ShouldBe(SqliteFull);
             ConnectionTests.Exec(connection, "PRAGMA max_page_count = 1073741823");
             ConnectionTests.Exec(connection, BigRow).ShouldBe(1);
