@@ -25,7 +25,7 @@ public sealed class SaverDataSource : DbDataSource
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByConnectionString = new();
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByPoolKey = new();
     private static readonly ConcurrentDictionary<SaverDataSource, byte> Live = new();
-    private static readonly ConcurrentDictionary<string, WriteGate> GatesByFile = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, WriteGate> GatesByDatabase = new(StringComparer.Ordinal);
 
     private readonly string _connectionString;
     private int _disposed;
@@ -252,10 +252,13 @@ public sealed class SaverDataSource : DbDataSource
         return builder.ConnectionString;
     }
 
-    /// <summary>One gate per database file in the process, shared by every data source on it; one per in-memory database.</summary>
+    /// <summary>
+    /// One gate per database in the process (a file, or an in-memory database SQLite shares by name), shared by every
+    /// data source on it; one of its own for a data source's private in-memory database.
+    /// </summary>
     private static WriteGate? CreateGate(SaverOptions options) => !options.WriteGate
         ? null
-        : options.DatabaseFile is { } file ? GatesByFile.GetOrAdd(file, static _ => new WriteGate()) : new WriteGate();
+        : options.GateKey is { } key ? GatesByDatabase.GetOrAdd(key, static _ => new WriteGate()) : new WriteGate();
 
     /// <summary>Disposes the data source as <see cref="DbDataSource.Dispose()"/> does; closing connections is synchronous in SQLite.</summary>
     /// <returns>A task that completes when the data source is disposed.</returns>

@@ -647,6 +647,36 @@ public class ConnectionTests : DatabaseTest
         Scalar(elsewhere, "SELECT x FROM shared").ShouldBe(7L);
     }
 
+    [TestCase("Data Source=gate-by-name;Mode=Memory;Cache=Shared")]
+    [TestCase("Data Source=/gate-by-vfs;Vfs=memdb")]
+    [TestCase("Data Source=file:gate-by-uri?mode=memory&cache=shared")]
+    public async Task Writers_of_two_data_sources_on_one_shared_memory_database_queue_at_one_write_gate(string connectionString)
+    {
+        using var first = SaverDataSource.Create(connectionString);
+        using var second = SaverDataSource.Create(connectionString + ";Max Pool Size=4;Retry=0");
+        second.Executor.Gate.ShouldBeSameAs(first.Executor.Gate);
+        using var holder = first.OpenConnection();
+        Exec(holder, "CREATE TABLE IF NOT EXISTS t (x)");
+        using var writer = second.OpenConnection();
+        var transaction = holder.BeginTransaction();
+        Exec(holder, "INSERT INTO t VALUES (1)");
+
+        var write = Task.Run(() => Exec(writer, "INSERT INTO t VALUES (2)"));
+        Wait.Until(() => first.Executor.Gate!.WaitingCount == 1); // in line, not failing on SQLite's lock
+        transaction.Commit();
+
+        (await write.WaitAsync(TimeSpan.FromSeconds(30))).ShouldBe(1);
+        Scalar(writer, "SELECT count(*) FROM t").ShouldBe(2L);
+    }
+
+    [Test]
+    public void Private_memory_databases_of_two_data_sources_have_write_gates_of_their_own()
+    {
+        using var first = SaverDataSource.Create("Data Source=:memory:");
+        using var second = SaverDataSource.Create("Data Source=:memory:");
+        second.Executor.Gate.ShouldNotBeSameAs(first.Executor.Gate);
+    }
+
     [Test]
     public void Separate_memory_pools_do_not_share_a_database()
     {

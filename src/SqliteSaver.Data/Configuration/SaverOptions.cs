@@ -25,8 +25,9 @@ internal sealed class SaverOptions
         // A memdb VFS name is no path: one that does not start with '/' is private to each connection.
         DataSource = string.Equals(builder.Vfs, "memdb", StringComparison.OrdinalIgnoreCase) ? builder.DataSource : NormalizeDataSource(builder.DataSource);
         Mode = builder.Mode;
-        (IsMemory, var privateMemory) = InMemory(DataSource, builder.Mode, builder.Cache, builder.Vfs);
+        (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(DataSource, builder.Mode, builder.Cache, builder.Vfs);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
+        GateKey = DatabaseFile ?? sharedMemoryName;
         DefaultTimeout = builder.DefaultTimeout;
         Pooling = builder.Pooling;
         MaxPoolSize = builder.MaxPoolSize;
@@ -76,6 +77,12 @@ internal sealed class SaverOptions
 
     /// <summary>The full path of the database file, for a path or a <c>file:</c> URI; null for an in-memory database.</summary>
     public string? DatabaseFile { get; }
+
+    /// <summary>
+    /// What names the database across the process, for the write gate every data source on it shares: the file's
+    /// full path, or the name of an in-memory database SQLite shares by name; null for a private in-memory one.
+    /// </summary>
+    public string? GateKey { get; }
 
     /// <summary>Whether the database lives in memory and dies with its last connection.</summary>
     public bool IsMemory { get; }
@@ -179,13 +186,14 @@ internal sealed class SaverOptions
     /// Whether a data source is an in-memory database, and whether SQLite would give each connection to it a database
     /// of its own: <c>:memory:</c>, <c>Mode=Memory</c> without <c>Cache=Shared</c>, or a <c>file:</c> URI naming
     /// <c>:memory:</c>, <c>mode=memory</c> or <c>vfs=memdb</c> (or the <c>Vfs=memdb</c> keyword) without
-    /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too).
+    /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too). A shared one has a name, which says
+    /// whether it is a memdb or a shared-cache database (different databases even under one name).
     /// </summary>
-    private static (bool Memory, bool Private) InMemory(string dataSource, SqliteOpenMode mode, SqliteCacheMode cache, string? vfs)
+    private static (bool Memory, bool Private, string? SharedName) InMemory(string dataSource, SqliteOpenMode mode, SqliteCacheMode cache, string? vfs)
     {
         if (dataSource == ":memory:")
         {
-            return (true, true);
+            return (true, true, null);
         }
 
         var shared = cache == SqliteCacheMode.Shared;
@@ -193,7 +201,8 @@ internal sealed class SaverOptions
         if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
         {
             var memory = mode == SqliteOpenMode.Memory || memdbKeyword;
-            return (memory, memory && !shared && !(memdbKeyword && dataSource.StartsWith('/')));
+            var isPrivate = memory && !shared && !(memdbKeyword && dataSource.StartsWith('/'));
+            return (memory, isPrivate, memory && !isPrivate ? SharedMemoryName(memdbKeyword, dataSource) : null);
         }
 
         var path = UriPath(dataSource);
@@ -203,11 +212,15 @@ internal sealed class SaverOptions
         var memdb = memdbKeyword || Has("vfs=memdb");
         if (mode != SqliteOpenMode.Memory && path != ":memory:" && !Has("mode=memory") && !memdb)
         {
-            return (false, false);
+            return (false, false, null);
         }
 
-        return (true, !(shared || Has("cache=shared") || (memdb && path.StartsWith('/'))));
+        var uriPrivate = !(shared || Has("cache=shared") || (memdb && path.StartsWith('/')));
+        return (true, uriPrivate, uriPrivate ? null : SharedMemoryName(memdb, path));
     }
+
+    /// <summary>A key for a shared in-memory database that no file path can equal.</summary>
+    private static string SharedMemoryName(bool memdb, string name) => (memdb ? "\u001fmemdb:" : "\u001fshared:") + name;
 
     /// <summary>
     /// The file a Data Source names: itself for a path (already made full), or the path of a <c>file:</c> URI, which
