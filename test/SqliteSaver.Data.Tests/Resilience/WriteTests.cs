@@ -309,6 +309,30 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public async Task A_batch_that_begins_a_transaction_and_fails_before_its_end_leaves_no_transaction_behind([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x NOT NULL)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "BEGIN; INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL); COMMIT";
+
+        if (async)
+        {
+            (await Should.ThrowAsync<SqliteException>(() => command.ExecuteNonQueryAsync())).SqliteErrorCode.ShouldBe(19);
+        }
+        else
+        {
+            Should.Throw<SqliteException>(() => command.ExecuteNonQuery()).SqliteErrorCode.ShouldBe(19);
+        }
+
+        connection.GetOpenPhysical("test").InTransaction.ShouldBeFalse();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)").ShouldBe(1); // committed, not run inside the batch's transaction
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("2");
+    }
+
+    [Test]
     public void A_reader_left_open_on_a_write_is_committed_when_the_connection_closes()
     {
         var connectionString = Folder.ConnectionString();
