@@ -214,18 +214,20 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
+        var outsideTransaction = !(physical.InTransaction || physical.HeldGate is not null);
         var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
-        return WrapReader(connection, physical, command, reader, open, behavior);
+        return WrapReader(connection, physical, command, reader, open, behavior, outsideTransaction);
     }
 
     /// <inheritdoc />
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
+        var outsideTransaction = !(physical.InTransaction || physical.HeldGate is not null);
         var (reader, open) = await connection.Executor
             .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
             .ConfigureAwait(false);
-        return WrapReader(connection, physical, command, reader, open, behavior);
+        return WrapReader(connection, physical, command, reader, open, behavior, outsideTransaction);
     }
 
     /// <summary>
@@ -325,9 +327,22 @@ public sealed class SaverDbCommand : DbCommand
         => command.ExecuteReader(behavior & ~CommandBehavior.CloseConnection);
 
     private PooledDataReader WrapReader(
-        SaverDbConnection connection, PhysicalConnection physical, SqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
+        SaverDbConnection connection,
+        PhysicalConnection physical,
+        SqliteCommand command,
+        SqliteDataReader reader,
+        bool open,
+        CommandBehavior behavior,
+        bool outsideTransaction)
         => _reader = new PooledDataReader(
-            reader, connection, physical, command.CommandText, behavior.HasFlag(CommandBehavior.CloseConnection), open, connection.Transaction);
+            reader,
+            connection,
+            physical,
+            command.CommandText,
+            behavior.HasFlag(CommandBehavior.CloseConnection),
+            open,
+            connection.Transaction,
+            outsideTransaction && !open);
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {

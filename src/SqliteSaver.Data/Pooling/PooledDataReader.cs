@@ -23,6 +23,10 @@ namespace SqliteSaver.Data.Pooling;
 /// <param name="closeConnection">Whether to close <paramref name="connection"/> with the reader, for <see cref="CommandBehavior.CloseConnection"/>.</param>
 /// <param name="openWrite">Whether a write transaction and the write gate were left open for the reader.</param>
 /// <param name="transaction">The caller's transaction the command ran in, if any.</param>
+/// <param name="ranOutsideTransaction">
+/// Whether the command ran outside any transaction and without one of the library's: a transaction open once a later
+/// statement failed was begun by the command itself (<c>BEGIN; ...</c>), and is rolled back.
+/// </param>
 internal sealed class PooledDataReader(
     SqliteDataReader inner,
     SaverDbConnection connection,
@@ -30,7 +34,8 @@ internal sealed class PooledDataReader(
     string commandText,
     bool closeConnection,
     bool openWrite,
-    SaverDbTransaction? transaction)
+    SaverDbTransaction? transaction,
+    bool ranOutsideTransaction)
     : DbDataReader, IDbColumnSchemaGenerator
 {
     private bool _closed;
@@ -67,7 +72,18 @@ internal sealed class PooledDataReader(
         {
             if (!openWrite)
             {
-                inner.Close();
+                try
+                {
+                    if (ranOutsideTransaction && !inner.IsClosed && physical.InTransaction)
+                    {
+                        FinishOwnTransaction();
+                    }
+                }
+                finally
+                {
+                    inner.Close();
+                }
+
                 return;
             }
 
@@ -138,6 +154,27 @@ internal sealed class PooledDataReader(
         finally
         {
             physical.ResumeBusyWaits();
+        }
+    }
+
+    /// <summary>
+    /// On closing a reader of a command that began a transaction of its own (<c>BEGIN; SELECT ...; ...; COMMIT</c>):
+    /// runs the statements left, which closing would run with their errors ignored, and if one fails rolls that
+    /// transaction back and throws. Left open, the next command on the connection would run in it, report success
+    /// and be lost with it.
+    /// </summary>
+    private void FinishOwnTransaction()
+    {
+        try
+        {
+            while (inner.NextResult())
+            {
+            }
+        }
+        catch
+        {
+            physical.TryRollback();
+            throw;
         }
     }
 
@@ -253,6 +290,11 @@ internal sealed class PooledDataReader(
         catch
         {
             _writeFailed = openWrite;
+            if (ranOutsideTransaction)
+            {
+                physical.TryRollback(); // a transaction the command began and can no longer end
+            }
+
             if (inner.IsClosed)
             {
                 Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it

@@ -332,6 +332,54 @@ public class WriteTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("2");
     }
 
+    [TestCase(true)]
+    [TestCase(false)]
+    public void A_reader_of_a_batch_that_begins_a_transaction_and_fails_later_leaves_no_transaction_behind(bool readToTheEnd)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x NOT NULL)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "BEGIN; INSERT INTO t VALUES (1); SELECT 1; INSERT INTO t VALUES (NULL); COMMIT";
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        if (readToTheEnd)
+        {
+            Should.Throw<SqliteException>(() => reader.NextResult()).SqliteErrorCode.ShouldBe(19);
+            reader.Dispose();
+        }
+        else
+        {
+            // Microsoft.Data.Sqlite would run the rest and ignore the error as the reader closes.
+            Should.Throw<SqliteException>(reader.Dispose).SqliteErrorCode.ShouldBe(19);
+        }
+
+        connection.GetOpenPhysical("test").InTransaction.ShouldBeFalse();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)").ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("2");
+    }
+
+    [Test]
+    public void A_reader_of_a_batch_that_leaves_its_transaction_open_on_purpose_leaves_it_open()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT 1; BEGIN; INSERT INTO t VALUES (1)";
+            using var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+        }
+
+        connection.GetOpenPhysical("test").InTransaction.ShouldBeTrue();
+        ConnectionTests.Exec(connection, "COMMIT");
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
     [Test]
     public void A_reader_left_open_on_a_write_is_committed_when_the_connection_closes()
     {
