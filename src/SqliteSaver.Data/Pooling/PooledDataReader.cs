@@ -74,7 +74,7 @@ internal sealed class PooledDataReader(
             {
                 try
                 {
-                    if (ranOutsideTransaction && !inner.IsClosed && physical.InTransaction)
+                    if (!inner.IsClosed && InOwnTransaction())
                     {
                         FinishOwnTransaction();
                     }
@@ -156,6 +156,19 @@ internal sealed class PooledDataReader(
             physical.ResumeBusyWaits();
         }
     }
+
+    /// <summary>
+    /// Whether the open transaction is one the command began itself: it ran outside any transaction, its batch
+    /// begins or ends transactions (<see cref="CommandKind.Unprotected"/>), and the transaction open now is not the
+    /// caller's (a <see cref="SaverDbTransaction"/>) nor a write of the library's. A <c>BEGIN</c> the caller sent as
+    /// a command of its own while this reader was open would be taken for the batch's.
+    /// </summary>
+    private bool InOwnTransaction()
+        => ranOutsideTransaction
+            && physical.InTransaction
+            && connection.Transaction is null
+            && physical.HeldGate is null
+            && connection.Executor.Classify(physical, commandText) == CommandKind.Unprotected;
 
     /// <summary>
     /// On closing a reader of a command that began a transaction of its own (<c>BEGIN; SELECT ...; ...; COMMIT</c>):
@@ -290,7 +303,7 @@ internal sealed class PooledDataReader(
         catch
         {
             _writeFailed = openWrite;
-            if (ranOutsideTransaction)
+            if (InOwnTransaction())
             {
                 physical.TryRollback(); // a transaction the command began and can no longer end
             }

@@ -362,6 +362,32 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public void A_reader_opened_before_the_callers_transaction_never_rolls_that_transaction_back()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; SELECT abs(-9223372036854775808)"; // the second fails: integer overflow
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        using var transaction = connection.BeginTransaction();
+        using (var insert = connection.CreateCommand())
+        {
+            insert.Transaction = transaction;
+            insert.CommandText = "INSERT INTO t VALUES (1)";
+            insert.ExecuteNonQuery();
+        }
+
+        Should.Throw<SqliteException>(() => reader.NextResult());
+        reader.Dispose();
+        transaction.Commit();
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
     public void A_reader_of_a_batch_that_leaves_its_transaction_open_on_purpose_leaves_it_open()
     {
         var connectionString = Folder.ConnectionString();
