@@ -214,20 +214,18 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        var outsideTransaction = !(physical.InTransaction || physical.HeldGate is not null);
         var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
-        return WrapReader(connection, physical, command, reader, open, behavior, outsideTransaction);
+        return WrapReader(connection, physical, command, reader, open, behavior);
     }
 
     /// <inheritdoc />
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        var outsideTransaction = !(physical.InTransaction || physical.HeldGate is not null);
         var (reader, open) = await connection.Executor
             .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
             .ConfigureAwait(false);
-        return WrapReader(connection, physical, command, reader, open, behavior, outsideTransaction);
+        return WrapReader(connection, physical, command, reader, open, behavior);
     }
 
     /// <summary>
@@ -327,22 +325,9 @@ public sealed class SaverDbCommand : DbCommand
         => command.ExecuteReader(behavior & ~CommandBehavior.CloseConnection);
 
     private PooledDataReader WrapReader(
-        SaverDbConnection connection,
-        PhysicalConnection physical,
-        SqliteCommand command,
-        SqliteDataReader reader,
-        bool open,
-        CommandBehavior behavior,
-        bool outsideTransaction)
+        SaverDbConnection connection, PhysicalConnection physical, SqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
         => _reader = new PooledDataReader(
-            reader,
-            connection,
-            physical,
-            command.CommandText,
-            behavior.HasFlag(CommandBehavior.CloseConnection),
-            open,
-            connection.Transaction,
-            outsideTransaction && !open);
+            reader, connection, physical, command.CommandText, behavior.HasFlag(CommandBehavior.CloseConnection), open, connection.Transaction);
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {

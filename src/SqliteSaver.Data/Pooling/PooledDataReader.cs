@@ -23,10 +23,6 @@ namespace SqliteSaver.Data.Pooling;
 /// <param name="closeConnection">Whether to close <paramref name="connection"/> with the reader, for <see cref="CommandBehavior.CloseConnection"/>.</param>
 /// <param name="openWrite">Whether a write transaction and the write gate were left open for the reader.</param>
 /// <param name="transaction">The caller's transaction the command ran in, if any.</param>
-/// <param name="ranOutsideTransaction">
-/// Whether the command ran outside any transaction and without one of the library's: a transaction open once a later
-/// statement failed was begun by the command itself (<c>BEGIN; ...</c>), and is rolled back.
-/// </param>
 internal sealed class PooledDataReader(
     SqliteDataReader inner,
     SaverDbConnection connection,
@@ -34,8 +30,7 @@ internal sealed class PooledDataReader(
     string commandText,
     bool closeConnection,
     bool openWrite,
-    SaverDbTransaction? transaction,
-    bool ranOutsideTransaction)
+    SaverDbTransaction? transaction)
     : DbDataReader, IDbColumnSchemaGenerator
 {
     private bool _closed;
@@ -72,18 +67,7 @@ internal sealed class PooledDataReader(
         {
             if (!openWrite)
             {
-                try
-                {
-                    if (!inner.IsClosed && InOwnTransaction())
-                    {
-                        FinishOwnTransaction();
-                    }
-                }
-                finally
-                {
-                    inner.Close();
-                }
-
+                inner.Close();
                 return;
             }
 
@@ -154,40 +138,6 @@ internal sealed class PooledDataReader(
         finally
         {
             physical.ResumeBusyWaits();
-        }
-    }
-
-    /// <summary>
-    /// Whether the open transaction is one the command began itself: it ran outside any transaction, its batch
-    /// begins or ends transactions (<see cref="CommandKind.Unprotected"/>), and the transaction open now is not the
-    /// caller's (a <see cref="SaverDbTransaction"/>) nor a write of the library's. A <c>BEGIN</c> the caller sent as
-    /// a command of its own while this reader was open would be taken for the batch's.
-    /// </summary>
-    private bool InOwnTransaction()
-        => ranOutsideTransaction
-            && physical.InTransaction
-            && connection.Transaction is null
-            && physical.HeldGate is null
-            && connection.Executor.Classify(physical, commandText) == CommandKind.Unprotected;
-
-    /// <summary>
-    /// On closing a reader of a command that began a transaction of its own (<c>BEGIN; SELECT ...; ...; COMMIT</c>):
-    /// runs the statements left, which closing would run with their errors ignored, and if one fails rolls that
-    /// transaction back and throws. Left open, the next command on the connection would run in it, report success
-    /// and be lost with it.
-    /// </summary>
-    private void FinishOwnTransaction()
-    {
-        try
-        {
-            while (inner.NextResult())
-            {
-            }
-        }
-        catch
-        {
-            physical.TryRollback();
-            throw;
         }
     }
 
@@ -303,11 +253,6 @@ internal sealed class PooledDataReader(
         catch
         {
             _writeFailed = openWrite;
-            if (InOwnTransaction())
-            {
-                physical.TryRollback(); // a transaction the command began and can no longer end
-            }
-
             if (inner.IsClosed)
             {
                 Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it

@@ -146,17 +146,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                         ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(RunCancellable(s.run, s.command, s.behavior, token)), statement, cancellationToken).ConfigureAwait(false)
                         : strategy.Execute(static (s, _) => s.run(s.command, s.behavior), statement, cancellationToken), false);
                 case CommandKind.Unprotected:
-                    try
-                    {
-                        return (run(command, behavior), false);
-                    }
-                    catch
-                    {
-                        // A batch that began a transaction and failed before its end would leave it open, and the next
-                        // command would run in it, report success and be lost with it.
-                        physical.TryRollback();
-                        throw;
-                    }
+                    return (run(command, behavior), false);
             }
 
             await EnterGate(physical, timeoutSeconds, async, cancellationToken).ConfigureAwait(false);
