@@ -154,6 +154,39 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void A_stream_a_renter_left_open_does_not_hold_the_next_renter_on_an_old_snapshot()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (data BLOB); INSERT INTO t VALUES (x'0102')");
+        SqliteConnection inner;
+        Stream stream;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            inner = connection.InnerConnection;
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT rowid, data FROM t";
+            using var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+            stream = reader.GetStream(1); // not disposed: it keeps SQLite's read transaction
+        }
+
+        using (var writer = new SqliteConnection($"Data Source={Folder.File()}"))
+        {
+            writer.Open();
+            using var insert = writer.CreateCommand();
+            insert.CommandText = "INSERT INTO t VALUES (x'03')";
+            insert.ExecuteNonQuery();
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        Scalar(next, "SELECT count(*) FROM t").ShouldBe(2L); // not 1, from the snapshot the stream holds
+        next.InnerConnection.ShouldNotBeSameAs(inner);
+        stream.Dispose();
+    }
+
+    [Test]
     public void Pragmas_a_renter_changed_are_set_back_to_what_the_connection_initializer_left_not_only_the_connection_strings()
     {
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))

@@ -1,5 +1,6 @@
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Interop;
 using SqliteSaver.Data.Resilience;
 using SQLitePCL;
 
@@ -400,13 +401,21 @@ internal sealed class PhysicalConnection : IDisposable
                 RememberPragmas(); // what the renter set through the inner connection stays, as documented
             }
 
-            return !(checkTemp && HasTempObjects()) && !(checkAttached && HasAttachedDatabases());
+            return !(checkTemp && HasTempObjects()) && !(checkAttached && HasAttachedDatabases()) && !HoldsReadTransaction();
         }
         catch (SqliteException)
         {
             return false;
         }
     }
+
+    /// <summary>
+    /// Whether SQLite still holds a read transaction on the connection once it is rolled back: something the renter
+    /// left open keeps its snapshot (a stream from <c>GetStream</c>, a reader on <see cref="Sqlite"/>), and the next
+    /// renter would read that old snapshot. Not known, and taken as no, when <see cref="ESqlite3"/> cannot be called.
+    /// </summary>
+    private bool HoldsReadTransaction()
+        => ESqlite3.Available && ESqlite3.sqlite3_txn_state(Handle.DangerousGetHandle(), IntPtr.Zero) != ESqlite3.TxnNone;
 
     /// <summary>
     /// Notes what a command's text may do to the connection's PRAGMAs, before SQLite prepares it (a PRAGMA that sets

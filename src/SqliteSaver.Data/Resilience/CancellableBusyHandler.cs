@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Interop;
 using SQLitePCL;
 
 namespace SqliteSaver.Data.Resilience;
@@ -13,9 +14,8 @@ namespace SqliteSaver.Data.Resilience;
 /// timeout of 0, so no statement that reads or sets <c>busy_timeout</c> may run under it.
 /// </summary>
 /// <remarks>
-/// SQLitePCLRaw does not expose <c>sqlite3_busy_handler</c>, so this calls it in e_sqlite3, the library SQLitePCLRaw's
-/// e_sqlite3 provider (the one SqliteSaver.Data depends on) calls. It is never installed unless the e_sqlite3 this
-/// assembly loads is that very library: the handle would belong to another copy of SQLite.
+/// SQLitePCLRaw does not expose <c>sqlite3_busy_handler</c>, so this calls it in e_sqlite3 (see <see cref="ESqlite3"/>),
+/// and is never installed unless <see cref="ESqlite3.Available"/>.
 /// </remarks>
 internal sealed class CancellableBusyHandler : IDisposable
 {
@@ -27,7 +27,6 @@ internal sealed class CancellableBusyHandler : IDisposable
 
     private static readonly Callback OnBusyCallback = OnBusy;
     private static readonly IntPtr OnBusyPointer = Marshal.GetFunctionPointerForDelegate(OnBusyCallback);
-    private static readonly Lazy<bool> Available = new(IsSqlitePclRawsLibrary);
 
     private GCHandle _self;
     private CancellationToken _token;
@@ -46,7 +45,7 @@ internal sealed class CancellableBusyHandler : IDisposable
     /// <returns>Whether it was installed, and so must be taken out with <see cref="Uninstall"/>.</returns>
     public bool Install(sqlite3 db, int timeout, CancellationToken cancellationToken)
     {
-        if (!cancellationToken.CanBeCanceled || timeout <= 0 || !Available.Value)
+        if (!cancellationToken.CanBeCanceled || timeout <= 0 || !ESqlite3.Available)
         {
             return false;
         }
@@ -59,7 +58,7 @@ internal sealed class CancellableBusyHandler : IDisposable
     /// <summary>Installs the handler again, as it was, after SQLite's busy handler was switched off for a while.</summary>
     /// <exception cref="SqliteException">SQLite refused the handler (SQLITE_MISUSE for a closed handle).</exception>
     public void Reinstall(sqlite3 db)
-        => SqliteException.ThrowExceptionForRC(sqlite3_busy_handler(db.DangerousGetHandle(), OnBusyPointer, GCHandle.ToIntPtr(_self)), db);
+        => SqliteException.ThrowExceptionForRC(ESqlite3.sqlite3_busy_handler(db.DangerousGetHandle(), OnBusyPointer, GCHandle.ToIntPtr(_self)), db);
 
     /// <summary>Puts SQLite's own busy handler back, with the timeout the handler was installed with.</summary>
     public void Uninstall(sqlite3 db)
@@ -67,7 +66,7 @@ internal sealed class CancellableBusyHandler : IDisposable
         _token = default;
         if (!db.IsClosed)
         {
-            _ = sqlite3_busy_timeout(db.DangerousGetHandle(), _timeout); // fails only for a closed handle
+            _ = ESqlite3.sqlite3_busy_timeout(db.DangerousGetHandle(), _timeout); // fails only for a closed handle
         }
     }
 
@@ -118,33 +117,4 @@ internal sealed class CancellableBusyHandler : IDisposable
             return 0; // nothing may unwind through SQLite (an ObjectDisposedException: the token's source was disposed)
         }
     }
-
-    /// <summary>
-    /// Whether "e_sqlite3" as this assembly loads it is the very library SQLitePCLRaw calls, by the address of its
-    /// version string. A DllImportResolver on SQLitePCLRaw's provider, or another provider, would otherwise give this
-    /// class a second copy of SQLite, uninitialized, to call with the first copy's handles.
-    /// </summary>
-    private static unsafe bool IsSqlitePclRawsLibrary()
-    {
-        try
-        {
-            fixed (byte* theirs = raw.sqlite3_libversion())
-            {
-                return theirs != null && theirs == sqlite3_libversion();
-            }
-        }
-        catch (Exception)
-        {
-            return false; // no e_sqlite3 to load here (DllNotFoundException, EntryPointNotFoundException ...)
-        }
-    }
-
-    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
-    private static extern unsafe byte* sqlite3_libversion();
-
-    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
-    private static extern int sqlite3_busy_handler(IntPtr db, IntPtr callback, IntPtr argument);
-
-    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
-    private static extern int sqlite3_busy_timeout(IntPtr db, int milliseconds);
 }

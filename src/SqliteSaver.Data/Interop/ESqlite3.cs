@@ -1,0 +1,52 @@
+using System.Runtime.InteropServices;
+using SQLitePCL;
+
+namespace SqliteSaver.Data.Interop;
+
+/// <summary>
+/// Functions of e_sqlite3, the library SQLitePCLRaw's e_sqlite3 provider (the one SqliteSaver.Data depends on) calls,
+/// that SQLitePCLRaw does not expose. Call them only when <see cref="Available"/>: otherwise the handles would belong
+/// to another copy of SQLite.
+/// </summary>
+internal static class ESqlite3
+{
+    /// <summary>SQLITE_TXN_NONE, what <see cref="sqlite3_txn_state"/> reports for a connection with no transaction.</summary>
+    public const int TxnNone = 0;
+
+    private static readonly Lazy<bool> IsAvailable = new(IsSqlitePclRawsLibrary);
+
+    /// <summary>
+    /// Whether "e_sqlite3" as this assembly loads it is the very library SQLitePCLRaw calls, by the address of its
+    /// version string. A DllImportResolver on SQLitePCLRaw's provider, or another provider, would otherwise give this
+    /// class a second copy of SQLite, uninitialized, to call with the first copy's handles.
+    /// </summary>
+    public static bool Available => IsAvailable.Value;
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    public static extern int sqlite3_busy_handler(IntPtr db, IntPtr callback, IntPtr argument);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    public static extern int sqlite3_busy_timeout(IntPtr db, int milliseconds);
+
+    /// <summary>The transaction state of a connection's databases, all of them with a null <paramref name="schema"/>.</summary>
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    public static extern int sqlite3_txn_state(IntPtr db, IntPtr schema);
+
+    private static unsafe bool IsSqlitePclRawsLibrary()
+    {
+        try
+        {
+            fixed (byte* theirs = raw.sqlite3_libversion())
+            {
+                return theirs != null && theirs == sqlite3_libversion();
+            }
+        }
+        catch (Exception)
+        {
+            return false; // no e_sqlite3 to load here (DllNotFoundException, EntryPointNotFoundException ...)
+        }
+    }
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern unsafe byte* sqlite3_libversion();
+}
