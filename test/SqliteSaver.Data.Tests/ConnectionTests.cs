@@ -154,21 +154,32 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
-    public void A_stream_a_renter_left_open_does_not_hold_the_next_renter_on_an_old_snapshot()
+    public void What_a_renter_left_open_does_not_hold_the_next_renter_on_an_old_snapshot([Values] bool innerReader)
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
         PoolTests.Execute(connectionString, "CREATE TABLE t (data BLOB); INSERT INTO t VALUES (x'0102')");
         SqliteConnection inner;
-        Stream stream;
+        IDisposable leftOpen;
         using (var connection = new SaverDbConnection(connectionString))
         {
             connection.Open();
             inner = connection.InnerConnection;
-            using var command = connection.CreateCommand();
-            command.CommandText = "SELECT rowid, data FROM t";
-            using var reader = command.ExecuteReader();
-            reader.Read().ShouldBeTrue();
-            stream = reader.GetStream(1); // not disposed: it keeps SQLite's read transaction
+            if (innerReader)
+            {
+                var command = inner.CreateCommand();
+                command.CommandText = "SELECT data FROM t";
+                var reader = command.ExecuteReader(); // not disposed: it keeps SQLite's read transaction
+                reader.Read().ShouldBeTrue();
+                leftOpen = reader;
+            }
+            else
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "SELECT rowid, data FROM t";
+                using var reader = command.ExecuteReader();
+                reader.Read().ShouldBeTrue();
+                leftOpen = reader.GetStream(1); // not disposed: it keeps SQLite's read transaction
+            }
         }
 
         using (var writer = new SqliteConnection($"Data Source={Folder.File()}"))
@@ -183,7 +194,7 @@ public class ConnectionTests : DatabaseTest
         next.Open();
         Scalar(next, "SELECT count(*) FROM t").ShouldBe(2L); // not 1, from the snapshot the stream holds
         next.InnerConnection.ShouldNotBeSameAs(inner);
-        stream.Dispose();
+        leftOpen.Dispose();
     }
 
     [Test]
