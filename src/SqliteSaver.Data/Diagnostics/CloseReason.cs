@@ -15,7 +15,7 @@ internal enum CloseReason
     /// <summary>It stayed idle for Connection Idle Lifetime.</summary>
     Idle,
 
-    /// <summary>It held TEMP objects or attached databases, or rolling back failed: it is replaced by a fresh one when needed.</summary>
+    /// <summary>It held TEMP objects, attached databases, a kept read snapshot or a setting that cannot be set back, or rolling back failed: it is replaced by a fresh one when needed.</summary>
     NotReset,
 
     /// <summary>Its <see cref="SaverDbConnection"/> was garbage collected while open.</summary>
