@@ -138,10 +138,7 @@ public sealed class SaverDbTransaction : DbTransaction
         {
             _completed = true;
             _connection.Transaction = null;
-            if (_physical.RollbackFailure is null)
-            {
-                _physical.ReleaseGate(); // else kept until the transaction is rolled back (see RollbackFailure)
-            }
+            _physical.ReleaseGateUnlessTransactionKept();
         }
     }
 

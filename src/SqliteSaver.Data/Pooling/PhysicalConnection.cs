@@ -341,6 +341,19 @@ internal sealed class PhysicalConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Leaves the write gate, unless a rollback SQLite refused left the transaction open (see
+    /// <see cref="RollbackFailure"/>): the gate is then kept, as SQLite keeps its write lock, until a rollback
+    /// succeeds (<see cref="RetryFailedRollback"/>) or the connection is closed.
+    /// </summary>
+    public void ReleaseGateUnlessTransactionKept()
+    {
+        if (RollbackFailure is null)
+        {
+            ReleaseGate();
+        }
+    }
+
     /// <summary>Leaves the write gate, if this connection holds it.</summary>
     public void ReleaseGate()
     {

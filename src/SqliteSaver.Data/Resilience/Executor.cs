@@ -74,10 +74,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         finally
         {
             physical.WriteOpenForReader = false;
-            if (physical.TryRollback())
-            {
-                physical.ReleaseGate(); // else kept until the transaction is rolled back (see RollbackFailure)
-            }
+            physical.TryRollback();
+            physical.ReleaseGateUnlessTransactionKept();
         }
     }
 
@@ -113,13 +111,12 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         cancellationToken.ThrowIfCancellationRequested();
         using var interrupt = InterruptOnCancel(physical, cancellationToken);
         var text = command.CommandText;
-        var mentionsPragma = text.Contains("pragma", StringComparison.OrdinalIgnoreCase);
         var cancellableWaits = false;
         try
         {
             physical.RetryFailedRollback(leaveGate: true);
             // Inside the try: reading the busy timeout may be interrupted by the token already.
-            cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, mentionsPragma, cancellationToken);
+            cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
             physical.NotePragmas(text); // before the classifier prepares the statements, which sets a PRAGMA
             var kind = Classify(physical, text);
             if (physical.WriteOpenForReader && kind != CommandKind.Read)
@@ -166,10 +163,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             }
             catch
             {
-                if (physical.RollbackFailure is null)
-                {
-                    physical.ReleaseGate(); // else kept until the transaction is rolled back
-                }
+                physical.ReleaseGateUnlessTransactionKept();
 
                 throw;
             }
@@ -199,8 +193,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         var cancellableWaits = false;
         try
         {
-            var mentionsPragma = commandText.Contains("pragma", StringComparison.OrdinalIgnoreCase);
-            cancellableWaits = MakeBusyWaitsCancellable(physical, commandText, mentionsPragma, cancellationToken);
+            cancellableWaits = MakeBusyWaitsCancellable(physical, commandText, cancellationToken);
             return step();
         }
         catch (SqliteException error) when (IsInterruption(error, cancellationToken))
@@ -220,8 +213,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>, unless the command's text names busy_timeout: SQLite
     /// reports 0 while the library's handler is in place.
     /// </summary>
-    private static bool MakeBusyWaitsCancellable(PhysicalConnection physical, string text, bool mentionsPragma, CancellationToken cancellationToken)
-        => !(mentionsPragma && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase))
+    private static bool MakeBusyWaitsCancellable(PhysicalConnection physical, string text, CancellationToken cancellationToken)
+        => !(text.Contains("pragma", StringComparison.OrdinalIgnoreCase) && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase))
             && physical.MakeBusyWaitsCancellable(cancellationToken);
 
     /// <summary><see cref="Begin"/> and <see cref="BeginAsync"/> in one body (see <see cref="ExecuteCore"/>).</summary>
