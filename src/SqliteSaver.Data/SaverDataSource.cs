@@ -25,7 +25,7 @@ public sealed class SaverDataSource : DbDataSource
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByConnectionString = new();
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByPoolKey = new();
     private static readonly ConcurrentDictionary<SaverDataSource, byte> Live = new();
-    private static readonly ConcurrentDictionary<string, WriteGate> GatesByDatabase = new(StringComparer.Ordinal);
+    private static readonly Dictionary<string, WeakReference<WriteGate>> GatesByDatabase = new(StringComparer.Ordinal);
 
     private readonly string _connectionString;
     private int _disposed;
@@ -72,6 +72,18 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>Every data source not yet disposed, shared or not, for the metrics' observable instruments.</summary>
     internal static ICollection<SaverDataSource> LiveDataSources => Live.Keys;
+
+    /// <summary>Entries in the table of shared write gates, collected ones not yet pruned included.</summary>
+    internal static int SharedGateCount
+    {
+        get
+        {
+            lock (GatesByDatabase)
+            {
+                return GatesByDatabase.Count;
+            }
+        }
+    }
 
     /// <summary>
     /// The name of this data source in metrics (tag <c>db.client.connection.pool.name</c>) and logs: the one given to
@@ -258,7 +270,34 @@ public sealed class SaverDataSource : DbDataSource
     /// </summary>
     private static WriteGate? CreateGate(SaverOptions options) => !options.WriteGate
         ? null
-        : options.GateKey is { } key ? GatesByDatabase.GetOrAdd(key, static _ => new WriteGate()) : new WriteGate();
+        : options.GateKey is { } key ? SharedGate(key) : new WriteGate();
+
+    /// <summary>
+    /// The gate of the database <paramref name="key"/> names. The table holds gates weakly, so a gate lives as long as
+    /// a data source or connection on its database does; the entries of collected gates go when a gate is added.
+    /// </summary>
+    private static WriteGate SharedGate(string key)
+    {
+        lock (GatesByDatabase)
+        {
+            if (GatesByDatabase.TryGetValue(key, out var entry) && entry.TryGetTarget(out var gate))
+            {
+                return gate;
+            }
+
+            foreach (var (name, weak) in GatesByDatabase)
+            {
+                if (!weak.TryGetTarget(out _))
+                {
+                    GatesByDatabase.Remove(name);
+                }
+            }
+
+            gate = new WriteGate();
+            GatesByDatabase[key] = new WeakReference<WriteGate>(gate);
+            return gate;
+        }
+    }
 
     /// <summary>Disposes the data source as <see cref="DbDataSource.Dispose()"/> does; closing connections is synchronous in SQLite.</summary>
     /// <returns>A task that completes when the data source is disposed.</returns>

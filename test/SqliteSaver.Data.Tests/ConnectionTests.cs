@@ -1,4 +1,5 @@
 using System.Data;
+using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
@@ -719,6 +720,39 @@ public class ConnectionTests : DatabaseTest
         using var first = SaverDataSource.Create("Data Source=:memory:");
         using var second = SaverDataSource.Create("Data Source=:memory:");
         second.Executor.Gate.ShouldNotBeSameAs(first.Executor.Gate);
+    }
+
+    [Test]
+    public void The_write_gate_of_a_database_is_let_go_when_no_data_source_on_it_is_left()
+    {
+        var entriesBefore = SaverDataSource.SharedGateCount;
+        var gates = new List<WeakReference>();
+        for (var i = 0; i < 40; i++)
+        {
+            gates.Add(GateOfDisposedDataSource(Folder.ConnectionString(name: $"gone-{i}.db")));
+        }
+
+        using var kept = SaverDataSource.Create(Folder.ConnectionString(name: "kept.db"));
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        gates.ShouldAllBe(static gate => !gate.IsAlive);
+
+        using var later = SaverDataSource.Create(Folder.ConnectionString(name: "later.db"));
+        SaverDataSource.SharedGateCount.ShouldBeLessThanOrEqualTo(entriesBefore + 2); // the 40 collected gates' entries went
+        using var again = SaverDataSource.Create(Folder.ConnectionString(name: "kept.db"));
+        again.Executor.Gate.ShouldBeSameAs(kept.Executor.Gate);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference GateOfDisposedDataSource(string connectionString)
+    {
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using (var connection = dataSource.OpenConnection())
+        {
+            Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        }
+
+        return new WeakReference(dataSource.Executor.Gate);
     }
 
     [Test]
