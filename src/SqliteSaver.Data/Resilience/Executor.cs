@@ -155,7 +155,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     : strategy.Execute(static (a, _) => a.Run(), attempt, cancellationToken);
                 if (!keepOpen)
                 {
-                    physical.ReleaseGate();
+                    // A strategy that turns a failure into a result (a fallback) may return after a rollback SQLite refused.
+                    physical.ReleaseGateUnlessTransactionKept();
                 }
 
                 physical.WriteOpenForReader = keepOpen;

@@ -172,6 +172,30 @@ public class FailedRollbackTests : DatabaseTest
     }
 
     [Test]
+    public void A_retry_strategy_that_swallows_a_write_SQLite_cannot_roll_back_does_not_free_the_gate_of_the_kept_transaction()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString()).UseRetryStrategy(new Fallback()).Build();
+        using (var setup = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(setup, "CREATE TABLE t (x NOT NULL)");
+        }
+
+        using var connection = dataSource.OpenConnection();
+        var physical = connection.GetOpenPhysical("test");
+        using (DenyRollback(physical.Handle))
+        {
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)").ShouldBe(0); // the fallback's value
+            physical.InTransaction.ShouldBeTrue();
+            physical.HeldGate.ShouldNotBeNull(); // as SQLite keeps its write lock: the next writer waits in line, not on SQLite
+            Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+        }
+
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (3)").ShouldBe(1);
+        physical.HeldGate.ShouldBeNull();
+        ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM t").ShouldBe("3");
+    }
+
+    [Test]
     public void Closing_a_connection_whose_rollback_SQLite_refuses_frees_the_gate_and_loses_no_later_write()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
@@ -219,6 +243,37 @@ public class FailedRollbackTests : DatabaseTest
             if (!handle.IsClosed) // a connection the pool discarded
             {
                 raw.sqlite3_set_authorizer(handle, (strdelegate_authorizer)null!, null);
+            }
+        }
+    }
+
+    /// <summary>A strategy like a Polly Fallback: a failed attempt yields a default result instead of an exception.</summary>
+    private sealed class Fallback : SaverRetryStrategy
+    {
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            try
+            {
+                return attempt(state, cancellationToken);
+            }
+            catch (InvalidOperationException)
+            {
+                return default!;
+            }
+        }
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt,
+            TState state,
+            CancellationToken cancellationToken)
+        {
+            try
+            {
+                return await attempt(state, cancellationToken);
+            }
+            catch (InvalidOperationException)
+            {
+                return default!;
             }
         }
     }
