@@ -50,7 +50,7 @@ public sealed class SaverDataSource : DbDataSource
         Telemetry = new Telemetry(name ?? DefaultName(connectionString), loggerFactory ?? NullLoggerFactory.Instance, time);
         retryStrategy ??= new RetryPolicy(options, time, Telemetry);
         var factory = new PhysicalConnectionFactory(options, retryStrategy, initializer, Telemetry, pages => Checkpointer!.Committed(pages));
-        Pool = new ConnectionPool(options, time, factory, Telemetry, last => Checkpointer!.Drained(last));
+        Pool = new ConnectionPool(options, time, factory, Telemetry, (last, drained) => Checkpointer!.LastClosing(last, drained));
         var gate = CreateGate(options);
         Checkpointer = new Checkpointer(options, factory, Telemetry, time, () => Pool.Counts().Open > 0, gate);
         Executor = new Executor(retryStrategy, gate, Telemetry);

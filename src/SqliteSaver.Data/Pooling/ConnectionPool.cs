@@ -18,7 +18,7 @@ internal sealed class ConnectionPool : IDisposable
     private readonly TimeProvider _time;
     private readonly PhysicalConnectionFactory _factory;
     private readonly Telemetry _telemetry;
-    private readonly Action<PhysicalConnection> _onDrained;
+    private readonly Action<PhysicalConnection, bool> _onLastClosing;
     private readonly Lock _lock = new();
     private readonly List<PhysicalConnection> _idle = [];
     // Every open physical connection, idle or rented. It is never read: it keeps a rented connection's SQLite handles
@@ -37,17 +37,18 @@ internal sealed class ConnectionPool : IDisposable
     /// <param name="time">The clock for idle pruning and for the metrics' durations.</param>
     /// <param name="factory">Opens physical connections.</param>
     /// <param name="telemetry">The data source's metrics, logs and counters.</param>
-    /// <param name="onDrained">
-    /// Called with a cleared pool's last open connection just before it is closed (for Checkpoint On Close, and to close
-    /// the checkpointer's own connection).
+    /// <param name="onLastClosing">
+    /// Called with the pool's last open connection just before it is closed, and whether the pool is drained: cleared
+    /// or disposed, emptied by idle pruning, or without pooling closed by its last renter, with a connection opened
+    /// since the last drain (for Checkpoint On Close). Also called, not drained, when the last one is closed otherwise.
     /// </param>
-    public ConnectionPool(SaverOptions options, TimeProvider time, PhysicalConnectionFactory factory, Telemetry telemetry, Action<PhysicalConnection> onDrained)
+    public ConnectionPool(SaverOptions options, TimeProvider time, PhysicalConnectionFactory factory, Telemetry telemetry, Action<PhysicalConnection, bool> onLastClosing)
     {
         _options = options;
         _time = time;
         _factory = factory;
         _telemetry = telemetry;
-        _onDrained = onDrained;
+        _onLastClosing = onLastClosing;
         _waiters = new WaitQueue<PhysicalConnection?>(_lock);
         if (options.Pooling && options.ConnectionIdleLifetime > TimeSpan.Zero)
         {
@@ -93,7 +94,7 @@ internal sealed class ConnectionPool : IDisposable
         _telemetry.Record(SaverMetrics.UseTime, connection.RentedSince);
         var current = connection.Generation == Volatile.Read(ref _generation);
         var reset = !retire && _options.Pooling && current && TryReset(connection);
-        bool drained;
+        bool last, drained;
         CloseReason reason;
         lock (_lock)
         {
@@ -111,8 +112,10 @@ internal sealed class ConnectionPool : IDisposable
 
             _all.Remove(connection);
             ReleaseSlot();
-            drained = _drainPending && _open == 0;
+            last = _open == 0;
+            drained = last && (_drainPending || (!_options.Pooling && _openedSinceClear));
             _drainPending &= !drained;
+            _openedSinceClear &= !drained;
             reason = retire ? CloseReason.Leaked
                 : !_options.Pooling ? CloseReason.PoolingOff
                 : _disposed ? CloseReason.Disposed
@@ -120,9 +123,9 @@ internal sealed class ConnectionPool : IDisposable
                 : CloseReason.Cleared;
         }
 
-        if (drained)
+        if (last)
         {
-            _onDrained(connection);
+            _onLastClosing(connection, drained);
         }
 
         connection.Dispose();
@@ -171,7 +174,7 @@ internal sealed class ConnectionPool : IDisposable
     {
         PhysicalConnection[] closing;
         PhysicalConnection? anchor;
-        bool drained;
+        bool last, drained;
         lock (_lock)
         {
             _generation++;
@@ -182,16 +185,17 @@ internal sealed class ConnectionPool : IDisposable
             anchor = _memoryAnchor;
             _memoryAnchor = null;
             var wanted = _drainPending || _openedSinceClear;
-            drained = wanted && _open == 0;
+            last = _open == 0;
+            drained = wanted && last;
             _drainPending = wanted && !drained;
             _openedSinceClear = false;
         }
 
         for (var i = 0; i < closing.Length; i++)
         {
-            if (drained && i == closing.Length - 1)
+            if (last && i == closing.Length - 1)
             {
-                _onDrained(closing[i]); // the others are closed already, so it is the last connection
+                _onLastClosing(closing[i], drained); // the others are closed already, so it is the last connection
             }
 
             closing[i].Dispose();
@@ -385,6 +389,7 @@ internal sealed class ConnectionPool : IDisposable
     private void PruneIdle()
     {
         var expired = new List<PhysicalConnection>();
+        bool last, drained;
         lock (_lock)
         {
             var now = _time.GetTimestamp();
@@ -397,12 +402,21 @@ internal sealed class ConnectionPool : IDisposable
                 _idle.RemoveAt(0);
                 _open--;
             }
+
+            last = expired.Count > 0 && _open == 0;
+            drained = last && _openedSinceClear;
+            _openedSinceClear &= !drained;
         }
 
-        foreach (var connection in expired)
+        for (var i = 0; i < expired.Count; i++)
         {
-            connection.Dispose();
-            _telemetry.Closed(connection.Id, CloseReason.Idle);
+            if (last && i == expired.Count - 1)
+            {
+                _onLastClosing(expired[i], drained);
+            }
+
+            expired[i].Dispose();
+            _telemetry.Closed(expired[i].Id, CloseReason.Idle);
         }
     }
 }

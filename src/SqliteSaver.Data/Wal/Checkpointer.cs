@@ -87,9 +87,25 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>Catch-up checkpoints queued so far (see the remarks).</summary>
     public int CatchUps => Volatile.Read(ref _catchUps);
 
-    /// <summary>Runs a checkpoint on the checkpointer's own connection.</summary>
+    /// <summary>
+    /// Runs a checkpoint on the checkpointer's own connection; closes it again if the pool has no connection open,
+    /// so that it holds no file the application may delete or replace.
+    /// </summary>
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not open the database or reported an error other than busy.</exception>
-    public CheckpointResult Run(CheckpointMode mode) => Run(mode, OnDemand);
+    public CheckpointResult Run(CheckpointMode mode)
+    {
+        lock (_lock)
+        {
+            try
+            {
+                return Run(mode, OnDemand);
+            }
+            finally
+            {
+                CloseUnlessPoolInUse();
+            }
+        }
+    }
 
     /// <summary>
     /// Counts the pages a transaction committed by one of the data source's connections wrote to the WAL; every
@@ -116,25 +132,33 @@ internal sealed class Checkpointer : IDisposable
         }
     }
 
-    /// <summary>Reads the WAL status on the checkpointer's own connection.</summary>
+    /// <summary>Reads the WAL status on the checkpointer's own connection, closed again as <see cref="Run(CheckpointMode)"/> leaves it.</summary>
     public WalStatus GetStatus()
     {
         lock (_lock)
         {
-            return CheckpointExtensions.ReadStatus(Connection().Handle);
+            try
+            {
+                return Status();
+            }
+            finally
+            {
+                CloseUnlessPoolInUse();
+            }
         }
     }
 
     /// <summary>
-    /// A cleared pool's last connection is about to close. Runs the TRUNCATE checkpoint for Checkpoint On Close on it
-    /// (no connection is opened for it, so a database deleted meanwhile is never created again), then closes the
-    /// checkpointer's own connection, which a checkpoint may have reopened for a connection rented before the clear.
+    /// The pool's last open connection is about to close. When the pool is drained (cleared or disposed, emptied by
+    /// idle pruning, or without pooling closed by its last renter) runs the TRUNCATE checkpoint for Checkpoint On
+    /// Close on it (no connection is opened for it, so a database deleted meanwhile is never created again). Then
+    /// closes the checkpointer's own connection, so that no file stays open while the pool has none open.
     /// </summary>
-    public void Drained(PhysicalConnection last)
+    public void LastClosing(PhysicalConnection last, bool drained)
     {
         lock (_lock)
         {
-            if (_options.CheckpointOnClose && _options.MaintainsWal)
+            if (drained && _options.CheckpointOnClose && _options.MaintainsWal)
             {
                 try
                 {
@@ -171,6 +195,17 @@ internal sealed class Checkpointer : IDisposable
         lock (_lock)
         {
             _disposed = true;
+            Close();
+        }
+    }
+
+    private WalStatus Status() => CheckpointExtensions.ReadStatus(Connection().Handle);
+
+    /// <summary>Closes the checkpointer's connection when the pool has none open. Call under the lock.</summary>
+    private void CloseUnlessPoolInUse()
+    {
+        if (!_poolInUse())
+        {
             Close();
         }
     }
@@ -236,7 +271,7 @@ internal sealed class Checkpointer : IDisposable
             }
 
             // A -wal file past the limit is truncated at every tick, backing off or not: the bound comes first.
-            var overLimit = _options.JournalSizeLimit >= 0 && GetStatus().WalFileBytes > _options.JournalSizeLimit;
+            var overLimit = _options.JournalSizeLimit >= 0 && Status().WalFileBytes > _options.JournalSizeLimit;
             if (!overLimit && _ticksToSkip > 0)
             {
                 _ticksToSkip--;
@@ -253,7 +288,7 @@ internal sealed class Checkpointer : IDisposable
                 _telemetry.CheckpointsStayBusy(_busyStreak);
             }
 
-            if (overLimit && GetStatus().WalFileBytes is var walBytes && walBytes > _options.JournalSizeLimit)
+            if (overLimit && Status().WalFileBytes is var walBytes && walBytes > _options.JournalSizeLimit)
             {
                 _telemetry.WalOverLimit(walBytes, _options.JournalSizeLimit);
             }

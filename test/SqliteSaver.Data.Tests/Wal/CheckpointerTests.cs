@@ -66,6 +66,7 @@ public class CheckpointerTests : DatabaseTest
     public void The_checkpoint_connection_waits_for_readers_and_writers_at_most_one_short_step()
     {
         using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Busy Timeout=5000"));
+        using var rented = dataSource.OpenConnection(); // while the pool has none open, the checkpoint's connection closes after use
         dataSource.Checkpoint();
 
         var own = typeof(Data.Wal.Checkpointer).GetField("_connection", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
@@ -366,6 +367,89 @@ public class CheckpointerTests : DatabaseTest
         time.Advance(TimeSpan.FromSeconds(1));
         dataSource.LastCheckpointError.ShouldBeNull();
         dataSource.LastCheckpointResult.ShouldNotBeNull();
+    }
+
+    [Test]
+    public void Checkpoint_On_Close_truncates_the_wal_when_idle_pruning_closes_the_pools_last_connection()
+    {
+        using var other = OtherConnection();
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=0;Connection Idle Lifetime=1;Checkpoint Interval=0"))
+            .UseTimeProvider(time).Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Fill(connection, 20);
+        }
+
+        new FileInfo(Wal).Length.ShouldBeGreaterThan(40_000);
+        time.Advance(TimeSpan.FromSeconds(1)); // idle pruning closes the pool's only connection
+
+        dataSource.Statistics.Total.ShouldBe(0);
+        new FileInfo(Wal).Length.ShouldBe(0);
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+    }
+
+    [Test]
+    public void Without_pooling_the_last_close_truncates_the_wal_and_leaves_no_file_open_after_a_background_checkpoint()
+    {
+        using var other = OtherConnection();
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Pooling=false;Checkpoint Interval=1;Wal Autocheckpoint=0"))
+            .UseTimeProvider(time).Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Fill(connection, 20);
+            time.Advance(TimeSpan.FromSeconds(1)); // a background checkpoint opens the checkpointer's own connection
+            dataSource.Checkpointer.BackgroundRuns.ShouldBe(1);
+            Fill(connection, 20);
+        }
+
+        new FileInfo(Wal).Length.ShouldBe(0);
+        other.Dispose();
+        OpenFiles.Count(Folder.File()).ShouldBe(0); // "every Close closes", the checkpointer's connection too
+    }
+
+    [Test]
+    public void Without_pooling_a_database_replaced_after_the_last_close_is_the_one_the_checkpointer_bounds()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Pooling=false;Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=65536"))
+            .UseTimeProvider(time).Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Fill(connection, 5);
+            time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        foreach (var file in Directory.GetFiles(Folder.Path))
+        {
+            File.Delete(file); // every connection is closed, so the application may delete the database
+        }
+
+        using var fresh = dataSource.OpenConnection();
+        Fill(fresh, 100);
+        new FileInfo(Wal).Length.ShouldBeGreaterThan(65536);
+
+        time.Advance(TimeSpan.FromSeconds(1)); // past Journal Size Limit: a TRUNCATE checkpoint, on the new file
+
+        new FileInfo(Wal).Length.ShouldBeLessThanOrEqualTo(65536);
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+    }
+
+    [Test]
+    public void An_on_demand_checkpoint_or_wal_status_while_no_connection_is_open_leaves_no_file_open()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Checkpoint Interval=0"));
+        using (var connection = dataSource.OpenConnection())
+        {
+            Fill(connection, 5);
+        }
+
+        dataSource.Clear();
+        dataSource.Checkpoint(CheckpointMode.Truncate).Busy.ShouldBeFalse();
+        dataSource.GetWalStatus().JournalMode.ShouldBe("wal");
+
+        OpenFiles.Count(Folder.File()).ShouldBe(0);
     }
 
     [Test]
