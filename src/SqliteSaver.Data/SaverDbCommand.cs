@@ -151,14 +151,14 @@ public sealed class SaverDbCommand : DbCommand
     /// rolled back whole and run again; inside a transaction nothing is retried.
     /// </summary>
     /// <returns>The rows changed by the command's statements.</returns>
-    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override int ExecuteNonQuery()
         => Run(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery));
 
     /// <summary>Runs the command and returns the first column of the first row, or <see langword="null"/>. Retried as <see cref="ExecuteNonQuery"/> is.</summary>
     /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
-    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override object? ExecuteScalar()
         => Run(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar));
@@ -167,7 +167,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <param name="cancellationToken">Cancels the waits, SQLite's own waits for a lock included, and interrupts the running statement.</param>
     /// <returns>The rows changed by the command's statements.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
-    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<int> ExecuteNonQueryAsync(CancellationToken cancellationToken)
         => RunAsync(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken);
@@ -176,7 +176,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <param name="cancellationToken">Cancels the waits, SQLite's own waits for a lock included, and interrupts the running statement.</param>
     /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
-    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken)
         => RunAsync(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken);
@@ -407,6 +407,11 @@ public sealed class SaverDbCommand : DbCommand
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
         var physical = connection.GetOpenPhysical(operation);
+        if (connection.Transaction is not null && !physical.InTransaction)
+        {
+            throw SaverDbTransaction.EndedBySqlite(operation);
+        }
+
         if (_transaction is not null)
         {
             if (_transaction.IsCompleted)

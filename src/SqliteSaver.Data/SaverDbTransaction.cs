@@ -41,7 +41,8 @@ public sealed class SaverDbTransaction : DbTransaction
 
     /// <summary>Commits the transaction, after the statements its open readers have not reached (see <see cref="SaverDbTransaction"/>).</summary>
     /// <exception cref="InvalidOperationException">
-    /// The transaction has already completed, or such a statement failed when an earlier commit ran it (roll back).
+    /// The transaction has already completed; SQLite has already ended it (rolled it back after an error, say: roll
+    /// back); or such a statement failed when an earlier commit ran it (roll back).
     /// </exception>
     /// <exception cref="SqliteException">
     /// Such a statement failed, and the transaction can now only be rolled back; or SQLite could not commit, and the
@@ -50,6 +51,7 @@ public sealed class SaverDbTransaction : DbTransaction
     public override void Commit()
     {
         ThrowIfCompleted(nameof(Commit));
+        ThrowIfEndedBySqlite(nameof(Commit));
         FinishReaders();
         _physical.Commit();
         Complete();
@@ -65,7 +67,8 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <returns>A task that completes when the transaction is committed.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; the transaction stays open.</exception>
     /// <exception cref="InvalidOperationException">
-    /// The transaction has already completed, or a reader's statement failed when an earlier commit ran it (roll back).
+    /// The transaction has already completed; SQLite has already ended it (roll back); or a reader's statement failed
+    /// when an earlier commit ran it (roll back).
     /// </exception>
     /// <exception cref="SqliteException">
     /// A reader's statement failed, and the transaction can now only be rolled back; or SQLite could not commit, and
@@ -81,6 +84,7 @@ public sealed class SaverDbTransaction : DbTransaction
         try
         {
             ThrowIfCompleted(nameof(Commit));
+            ThrowIfEndedBySqlite(nameof(Commit));
             var cancellable = _physical.MakeBusyWaitsCancellable(cancellationToken);
             try
             {
@@ -175,6 +179,21 @@ public sealed class SaverDbTransaction : DbTransaction
         {
             _unfinished = exception;
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The error for a command, or a commit, after SQLite itself ended the transaction, which would otherwise run
+    /// outside it and commit on its own.
+    /// </summary>
+    internal static InvalidOperationException EndedBySqlite(string operation)
+        => new($"{operation}: SQLite has already ended the connection's transaction, so this would run outside it. SQLite rolls a transaction back itself after some errors (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a full disk, an I/O error, an interrupt); then nothing the unit of work wrote is kept. Roll back or dispose the transaction, then run the unit of work again. (A COMMIT or ROLLBACK sent as SQL also ends it.)");
+
+    private void ThrowIfEndedBySqlite(string operation)
+    {
+        if (!_physical.InTransaction)
+        {
+            throw EndedBySqlite(operation);
         }
     }
 

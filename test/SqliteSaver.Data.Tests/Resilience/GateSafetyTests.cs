@@ -11,24 +11,27 @@ namespace SqliteSaver.Data.Tests.Resilience;
 public class GateSafetyTests : DatabaseTest
 {
     [Test]
-    public void A_write_after_SQLite_itself_ended_the_transaction_does_not_wait_for_its_own_gate()
+    public async Task A_write_after_SQLite_itself_ended_the_transaction_is_refused_at_once_and_runs_once_the_transaction_is_disposed()
     {
         var connectionString = Folder.ConnectionString("Default Timeout=0");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE ON CONFLICT ROLLBACK)");
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
-        using var transaction = connection.BeginTransaction();
+        var transaction = connection.BeginTransaction();
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
         Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)")).SqliteErrorCode.ShouldBe(19);
 
-        var write = Task.Run(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+        // With Default Timeout=0 a wait on its own gate would never end: that would fail here with a TimeoutException.
+        var refused = Task.Run(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+        (await Should.ThrowAsync<InvalidOperationException>(refused.WaitAsync(TimeSpan.FromSeconds(30)))).Message.ShouldContain("SQLite has already ended");
 
-        write.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue(); // with Default Timeout=0 a wait on its own gate would never end
-        write.Result.ShouldBe(1);
+        transaction.Dispose();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)").ShouldBe(1);
+        ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM t").ShouldBe("2");
     }
 
     [Test]
-    public void An_attach_after_a_COMMIT_sent_as_SQL_does_not_reach_the_next_renter()
+    public void An_attach_after_a_COMMIT_sent_as_SQL_is_refused_until_the_transaction_is_disposed_and_does_not_reach_the_next_renter()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
         using (var connection = new SaverDbConnection(connectionString))
@@ -36,6 +39,8 @@ public class GateSafetyTests : DatabaseTest
             connection.Open();
             var transaction = connection.BeginTransaction();
             ConnectionTests.Exec(connection, "COMMIT");
+            Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH DATABASE '{Folder.File("other.db")}' AS other"));
+            transaction.Dispose();
             ConnectionTests.Exec(connection, $"ATTACH DATABASE '{Folder.File("other.db")}' AS other");
         }
 
