@@ -473,13 +473,39 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Begins a transaction for <see cref="DbConnection.BeginTransaction(IsolationLevel)"/>, as Microsoft.Data.Sqlite
+    /// does: <see cref="IsolationLevel.ReadUncommitted"/> begins a deferred one (<c>BEGIN</c>, as
+    /// <see cref="BeginTransaction(bool)"/> with <c>deferred: true</c>: no write gate, no lock until the first
+    /// statement), every other level an IMMEDIATE one (see <see cref="BeginTransaction()"/>). SQLite transactions are
+    /// serializable, so every transaction reports <see cref="IsolationLevel.Serializable"/>; <c>PRAGMA
+    /// read_uncommitted</c> is not set.
+    /// </summary>
+    /// <param name="isolationLevel">
+    /// <see cref="IsolationLevel.Unspecified"/>, <see cref="IsolationLevel.ReadUncommitted"/>,
+    /// <see cref="IsolationLevel.ReadCommitted"/>, <see cref="IsolationLevel.RepeatableRead"/> or
+    /// <see cref="IsolationLevel.Serializable"/>.
+    /// </param>
+    /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="isolationLevel"/> is another level.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
     protected override DbTransaction BeginDbTransaction(IsolationLevel isolationLevel)
-        => BeginTransaction(isolationLevel, deferred: false);
+        => BeginTransaction(isolationLevel, IsDeferred(isolationLevel));
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Begins a transaction as <see cref="BeginDbTransaction"/> does, waiting for the write gate and between retries
+    /// without blocking a thread.
+    /// </summary>
+    /// <param name="isolationLevel">The level, as for <see cref="BeginDbTransaction"/>.</param>
+    /// <param name="cancellationToken">Cancels the waits for the write gate and between retries.</param>
+    /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="isolationLevel"/> is not one of those allowed.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
     protected override async ValueTask<DbTransaction> BeginDbTransactionAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken)
-        => await BeginTransactionCore(isolationLevel, deferred: false, retry: true, async: true, cancellationToken).ConfigureAwait(false);
+        => await BeginTransactionCore(isolationLevel, IsDeferred(isolationLevel), retry: true, async: true, cancellationToken).ConfigureAwait(false);
 
     /// <inheritdoc />
     protected override DbCommand CreateDbCommand() => CreateCommand();
@@ -521,8 +547,11 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-    private static IsolationLevel Normalize(IsolationLevel isolationLevel)
-        => isolationLevel == IsolationLevel.Unspecified ? IsolationLevel.Serializable : isolationLevel;
+    /// <summary>
+    /// Whether <see cref="DbConnection.BeginTransaction(IsolationLevel)"/> begins deferred: for ReadUncommitted only,
+    /// as Microsoft.Data.Sqlite does, so that a reading transaction does not hold up writers.
+    /// </summary>
+    private static bool IsDeferred(IsolationLevel isolationLevel) => isolationLevel == IsolationLevel.ReadUncommitted;
 
     private void ThrowIfInTransaction(PhysicalConnection physical)
     {
@@ -534,7 +563,7 @@ public sealed class SaverDbConnection : DbConnection
 
         if (Transaction is not null || physical.InTransaction)
         {
-            throw new InvalidOperationException("A transaction is already open on this connection; SQLite does not nest transactions (use SAVEPOINT).");
+            throw new InvalidOperationException("A transaction is already open on this connection; SQLite does not nest transactions (use the transaction's savepoints: Save, Rollback(name), Release).");
         }
     }
 
@@ -560,7 +589,7 @@ public sealed class SaverDbConnection : DbConnection
             Executor.Begin(physical, deferred, retry, Options.DefaultTimeout);
         }
 
-        return Transaction = new SaverDbTransaction(this, physical, Normalize(isolationLevel));
+        return Transaction = new SaverDbTransaction(this, physical);
     }
 
     /// <summary>Opens the connection for a unit of work if it is closed (true when it did) and checks it has no transaction.</summary>

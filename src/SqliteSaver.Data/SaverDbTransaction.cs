@@ -11,7 +11,8 @@ namespace SqliteSaver.Data;
 /// connection also rolls it back. A reader of a writing command run in the transaction (<c>SELECT ...; INSERT ...</c>,
 /// <c>INSERT ... RETURNING</c>) that is still open when the transaction ends first runs the statements of its command
 /// it has not reached, inside the transaction, and then reads nothing more: none of them runs after the transaction,
-/// outside it.
+/// outside it. Savepoints (<see cref="Save"/>, <see cref="Rollback(string)"/>, <see cref="Release"/>) mark points
+/// inside it to roll back to, as with Microsoft.Data.Sqlite.
 /// </summary>
 public sealed class SaverDbTransaction : DbTransaction
 {
@@ -20,18 +21,24 @@ public sealed class SaverDbTransaction : DbTransaction
     private bool _completed;
     private Exception? _unfinished;
 
-    internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical, IsolationLevel isolationLevel)
+    internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical)
     {
         _connection = connection;
         _physical = physical;
-        IsolationLevel = isolationLevel;
     }
 
     /// <summary>The connection the transaction runs on; <see langword="null"/> once it is committed or rolled back.</summary>
     public new SaverDbConnection? Connection => _completed ? null : _connection;
 
-    /// <summary>Always serializable in effect: SQLite transactions are serializable.</summary>
-    public override IsolationLevel IsolationLevel { get; }
+    /// <summary>
+    /// Always <see cref="IsolationLevel.Serializable"/>, whatever level the transaction was begun with: SQLite
+    /// transactions are serializable (Microsoft.Data.Sqlite reports the same, except for <c>ReadUncommitted</c> on a
+    /// shared cache, where it also sets <c>PRAGMA read_uncommitted</c>, which this library does not).
+    /// </summary>
+    public override IsolationLevel IsolationLevel => IsolationLevel.Serializable;
+
+    /// <summary>Always <see langword="true"/>: <see cref="Save"/>, <see cref="Rollback(string)"/> and <see cref="Release"/> run SQLite's savepoints.</summary>
+    public override bool SupportsSavepoints => true;
 
     /// <inheritdoc />
     protected override DbConnection? DbConnection => Connection;
@@ -135,6 +142,52 @@ public sealed class SaverDbTransaction : DbTransaction
         }
     }
 
+    /// <summary>
+    /// Sets a savepoint (<c>SAVEPOINT "name"</c>) in the transaction, to roll back to with
+    /// <see cref="Rollback(string)"/>. Savepoints nest; a name used again names the newest savepoint of that name.
+    /// <see cref="DbTransaction.SaveAsync"/> checks its token and calls this: a savepoint never waits for a lock.
+    /// </summary>
+    /// <param name="savepointName">The savepoint's name: any non-empty text without a NUL character; it is quoted, not parsed.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="savepointName"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="savepointName"/> is empty or holds a NUL character.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The transaction has already completed, or SQLite has ended it itself (an <c>ON CONFLICT ROLLBACK</c>, a trigger's
+    /// <c>RAISE(ROLLBACK)</c>, a <c>COMMIT</c> or <c>ROLLBACK</c> sent as SQL): roll it back.
+    /// </exception>
+    /// <exception cref="SqliteException">SQLite could not set the savepoint.</exception>
+    public override void Save(string savepointName) => RunSavepoint(nameof(Save), "SAVEPOINT ", savepointName);
+
+    /// <summary>
+    /// Undoes what the transaction did since the savepoint was set (<c>ROLLBACK TO SAVEPOINT "name"</c>), and the
+    /// savepoints set after it. The savepoint stays, to roll back to again, and the transaction stays open, with the
+    /// write lock and the write gate it holds: commit it or roll it back as before.
+    /// <see cref="DbTransaction.RollbackAsync(string, CancellationToken)"/> checks its token and calls this.
+    /// </summary>
+    /// <param name="savepointName">The name the savepoint was set with.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="savepointName"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="savepointName"/> is empty or holds a NUL character.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The transaction has already completed, or SQLite has ended it itself (an <c>ON CONFLICT ROLLBACK</c>, a trigger's
+    /// <c>RAISE(ROLLBACK)</c>, a <c>COMMIT</c> or <c>ROLLBACK</c> sent as SQL): roll it back.
+    /// </exception>
+    /// <exception cref="SqliteException">No savepoint has that name, or SQLite could not roll back to it.</exception>
+    public override void Rollback(string savepointName) => RunSavepoint(nameof(Rollback), "ROLLBACK TO SAVEPOINT ", savepointName);
+
+    /// <summary>
+    /// Removes the savepoint and those set after it (<c>RELEASE SAVEPOINT "name"</c>), keeping what the transaction
+    /// did since: nothing is committed until the transaction is. <see cref="DbTransaction.ReleaseAsync"/> checks its
+    /// token and calls this.
+    /// </summary>
+    /// <param name="savepointName">The name the savepoint was set with.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="savepointName"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="savepointName"/> is empty or holds a NUL character.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The transaction has already completed, or SQLite has ended it itself (an <c>ON CONFLICT ROLLBACK</c>, a trigger's
+    /// <c>RAISE(ROLLBACK)</c>, a <c>COMMIT</c> or <c>ROLLBACK</c> sent as SQL): roll it back.
+    /// </exception>
+    /// <exception cref="SqliteException">No savepoint has that name, or a write of the transaction is still running.</exception>
+    public override void Release(string savepointName) => RunSavepoint(nameof(Release), "RELEASE SAVEPOINT ", savepointName);
+
     /// <summary>Marks the transaction completed, detaches it from its connection and leaves the write gate.</summary>
     internal void Complete()
     {
@@ -189,6 +242,34 @@ public sealed class SaverDbTransaction : DbTransaction
     internal static InvalidOperationException EndedBySqlite(string operation)
         => new($"{operation}: SQLite has already ended the connection's transaction, so this would run outside it. SQLite rolls a transaction back itself after some errors (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a full disk, an I/O error, an interrupt); then nothing the unit of work wrote is kept. Roll back or dispose the transaction, then run the unit of work again. (A COMMIT or ROLLBACK sent as SQL also ends it.)");
 
+    /// <summary>
+    /// Runs a savepoint statement, <paramref name="statement"/> followed by the quoted name, on the transaction's
+    /// connection. It never ends the transaction: the write gate stays held.
+    /// </summary>
+    private void RunSavepoint(string operation, string statement, string savepointName)
+    {
+        ArgumentNullException.ThrowIfNull(savepointName);
+        if (savepointName.Length == 0)
+        {
+            throw new ArgumentException("The savepoint name is empty: a savepoint's name may be any non-empty text without NUL characters.", nameof(savepointName));
+        }
+
+        if (savepointName.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new ArgumentException(
+                $"The savepoint name '{savepointName.Replace("\0", "\\0", StringComparison.Ordinal)}' holds a NUL character: a savepoint's name may be any non-empty text without NUL characters.",
+                nameof(savepointName));
+        }
+
+        ThrowIfCompleted(operation);
+        ThrowIfEndedBySqlite(operation);
+        _physical.Execute(statement + "\"" + savepointName.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
+    }
+
+    /// <summary>
+    /// Refuses a commit or a savepoint once SQLite has ended the transaction itself (see <see cref="EndedBySqlite"/>):
+    /// <c>SAVEPOINT</c> would then begin a new transaction of its own, and <c>RELEASE</c> commit it, outside this one.
+    /// </summary>
     private void ThrowIfEndedBySqlite(string operation)
     {
         if (!_physical.InTransaction)

@@ -207,6 +207,13 @@ internal sealed class PhysicalConnection : IDisposable
     }
 
     /// <summary>
+    /// Runs SQL of the library's own whose text varies, such as a savepoint statement with its quoted name, without
+    /// keeping it prepared.
+    /// </summary>
+    /// <exception cref="SqliteException">SQLite failed to run it.</exception>
+    public void Execute(string sql) => SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, sql), Handle);
+
+    /// <summary>
     /// Rolls back the open transaction, if SQLite has not already done so. A failure that leaves the transaction open
     /// is kept in <see cref="RollbackFailure"/>.
     /// </summary>
