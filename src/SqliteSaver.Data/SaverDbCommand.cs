@@ -25,6 +25,8 @@ public sealed class SaverDbCommand : DbCommand
     private SaverDbTransaction? _transaction;
     private int? _commandTimeout;
     private PhysicalConnection? _bound;
+    private readonly Lock _runningLock = new();
+    private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private PooledDataReader? _reader;
 
@@ -195,15 +197,38 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>
-    /// Interrupts the statements running on the command's connection (<c>sqlite3_interrupt</c>); may be called from
-    /// another thread. The interrupted call throws a <see cref="SqliteException"/> with code 9 (SQLITE_INTERRUPT). Does
-    /// nothing when the command is not bound to an open connection. To cancel an asynchronous call, cancel its token.
+    /// Interrupts the command while one of its calls (an Execute method, or its reader's <c>Read</c> or
+    /// <c>NextResult</c>) runs statements, from another thread (<c>sqlite3_interrupt</c>): that call throws a
+    /// <see cref="SqliteException"/> with code 9 (SQLITE_INTERRUPT). Otherwise it does nothing, as when an open reader
+    /// of the command is between reads (Dapper cancels an unbuffered query it stops early), so that other readers on the
+    /// connection read on. To cancel an asynchronous call, cancel its token.
     /// </summary>
     public override void Cancel()
     {
-        if (_bound?.Handle is { IsClosed: false } handle)
+        lock (_runningLock)
         {
-            SQLitePCL.raw.sqlite3_interrupt(handle);
+            if (_running > 0 && _bound?.Handle is { IsClosed: false } handle)
+            {
+                SQLitePCL.raw.sqlite3_interrupt(handle);
+            }
+        }
+    }
+
+    /// <summary>Marks a call of this command or of its reader as running statements, until <see cref="EndRunning"/>, for <see cref="Cancel"/>.</summary>
+    internal void BeginRunning()
+    {
+        lock (_runningLock)
+        {
+            _running++;
+        }
+    }
+
+    /// <summary>Ends what <see cref="BeginRunning"/> began.</summary>
+    internal void EndRunning()
+    {
+        lock (_runningLock)
+        {
+            _running--;
         }
     }
 
@@ -214,18 +239,34 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
-        return WrapReader(connection, physical, command, reader, open, behavior);
+        BeginRunning();
+        try
+        {
+            var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
+            return WrapReader(connection, physical, command, reader, open, behavior);
+        }
+        finally
+        {
+            EndRunning();
+        }
     }
 
     /// <inheritdoc />
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        var (reader, open) = await connection.Executor
-            .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
-            .ConfigureAwait(false);
-        return WrapReader(connection, physical, command, reader, open, behavior);
+        BeginRunning();
+        try
+        {
+            var (reader, open) = await connection.Executor
+                .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
+                .ConfigureAwait(false);
+            return WrapReader(connection, physical, command, reader, open, behavior);
+        }
+        finally
+        {
+            EndRunning();
+        }
     }
 
     /// <summary>
@@ -327,24 +368,39 @@ public sealed class SaverDbCommand : DbCommand
     private PooledDataReader WrapReader(
         SaverDbConnection connection, PhysicalConnection physical, SqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
         => _reader = new PooledDataReader(
-            reader, connection, physical, command.CommandText, behavior.HasFlag(CommandBehavior.CloseConnection), open, connection.Transaction);
+            reader, this, connection, physical, command.CommandText, behavior.HasFlag(CommandBehavior.CloseConnection), open, connection.Transaction);
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
         var (connection, physical, command) = BindWithParameters(operation);
-        var result = connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false).Result;
-        GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
-        return result;
+        BeginRunning();
+        try
+        {
+            return connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false).Result;
+        }
+        finally
+        {
+            EndRunning();
+            GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
+        }
     }
 
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(operation);
-        var (result, _) = await connection.Executor
-            .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, cancellationToken)
-            .ConfigureAwait(false);
-        GC.KeepAlive(connection); // as in Run
-        return result;
+        BeginRunning();
+        try
+        {
+            var (result, _) = await connection.Executor
+                .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, cancellationToken)
+                .ConfigureAwait(false);
+            return result;
+        }
+        finally
+        {
+            EndRunning();
+            GC.KeepAlive(connection); // as in Run
+        }
     }
 
     private void ThrowIfReaderOpen(string operation)

@@ -17,6 +17,7 @@ namespace SqliteSaver.Data.Pooling;
 /// leaked while the reader steps on it.
 /// </summary>
 /// <param name="inner">The Microsoft.Data.Sqlite reader.</param>
+/// <param name="command">The command that opened the reader, whose <see cref="SaverDbCommand.Cancel"/> interrupts the reader's steps.</param>
 /// <param name="connection">The connection the reader was opened on.</param>
 /// <param name="physical">The physical connection the reader steps on.</param>
 /// <param name="commandText">The command's SQL, whose statements the reader runs.</param>
@@ -25,6 +26,7 @@ namespace SqliteSaver.Data.Pooling;
 /// <param name="transaction">The caller's transaction the command ran in, if any.</param>
 internal sealed class PooledDataReader(
     SqliteDataReader inner,
+    SaverDbCommand command,
     SaverDbConnection connection,
     PhysicalConnection physical,
     string commandText,
@@ -246,6 +248,7 @@ internal sealed class PooledDataReader(
                 failure);
         }
 
+        command.BeginRunning();
         try
         {
             return step();
@@ -260,10 +263,15 @@ internal sealed class PooledDataReader(
 
             throw;
         }
+        finally
+        {
+            command.EndRunning();
+        }
     }
 
     public override bool Read()
     {
+        command.BeginRunning();
         try
         {
             return inner.Read();
@@ -272,6 +280,10 @@ internal sealed class PooledDataReader(
         {
             _writeFailed = openWrite;
             throw;
+        }
+        finally
+        {
+            command.EndRunning();
         }
     }
 

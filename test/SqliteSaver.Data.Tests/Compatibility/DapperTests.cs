@@ -34,6 +34,26 @@ public class DapperTests : DatabaseTest
     }
 
     [Test]
+    public void An_unbuffered_query_left_early_inside_an_open_reader_leaves_that_reader_reading()
+    {
+        using var connection = new SaverDbConnection(_connectionString);
+        connection.Open();
+        connection.Execute("INSERT INTO person (name, age) VALUES ('Ada', 36), ('Alan', 41), ('Grace', 85)");
+        using var outer = connection.CreateCommand();
+        outer.CommandText = "SELECT id FROM person ORDER BY id";
+        using var reader = outer.ExecuteReader();
+        var rows = 0;
+        while (reader.Read())
+        {
+            // Dapper calls Cancel() on the command of an unbuffered query that is left before its end.
+            connection.Query<string>("SELECT name FROM person ORDER BY id", buffered: false).First().ShouldBe("Ada");
+            rows++;
+        }
+
+        rows.ShouldBe(3);
+    }
+
+    [Test]
     public async Task Async_query_and_execute_work_with_and_without_a_transaction()
     {
         await using var connection = new SaverDbConnection(_connectionString);

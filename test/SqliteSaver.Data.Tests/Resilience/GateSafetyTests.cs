@@ -196,6 +196,50 @@ public class GateSafetyTests : DatabaseTest
     }
 
     [Test]
+    public void Cancel_of_a_command_whose_reader_is_between_reads_does_not_interrupt_another_reader()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3)");
+        using var first = connection.CreateCommand();
+        first.CommandText = "SELECT id FROM t ORDER BY id";
+        using var second = connection.CreateCommand();
+        second.CommandText = "SELECT id FROM t ORDER BY id DESC";
+        using var firstReader = first.ExecuteReader();
+        firstReader.Read().ShouldBeTrue();
+        using (var secondReader = second.ExecuteReader())
+        {
+            secondReader.Read().ShouldBeTrue();
+            second.Cancel(); // stops nothing: no call of the command is running
+            secondReader.Read().ShouldBeTrue();
+        }
+
+        firstReader.Read().ShouldBeTrue(); // not SQLITE_INTERRUPT
+        firstReader.Read().ShouldBeTrue();
+        firstReader.GetInt64(0).ShouldBe(3L);
+    }
+
+    [Test]
+    public void Cancel_interrupts_a_readers_running_Read()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n WHERE i = 1 OR i < 0";
+        using var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue(); // the first row; the next Read scans without end for a second
+        var running = Task.Run(reader.Read);
+
+        Wait.Until(() =>
+        {
+            command.Cancel();
+            return running.IsCompleted;
+        });
+
+        Should.Throw<SqliteException>(() => running.GetAwaiter().GetResult()).SqliteErrorCode.ShouldBe(9);
+    }
+
+    [Test]
     public void Cancel_on_a_disposed_command_does_not_reach_the_next_renter_of_its_connection()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
