@@ -768,6 +768,27 @@ public class ConnectionTests : DatabaseTest
         Scalar(b, "SELECT count(*) FROM sqlite_master WHERE name = 'mine'").ShouldBe(0L);
     }
 
+    [TestCase("|DataDirectory|app.db")]
+    [TestCase("|datadirectory|/app.db")]
+    [TestCase("|DataDirectory|\\app.db")]
+    public void DataDirectory_in_Data_Source_is_the_app_domains_DataDirectory_as_in_Microsoft_Data_Sqlite(string dataSource)
+    {
+        var previous = AppDomain.CurrentDomain.GetData("DataDirectory");
+        AppDomain.CurrentDomain.SetData("DataDirectory", Folder.Path);
+        try
+        {
+            using var connection = new SaverDbConnection($"Data Source={dataSource}");
+            connection.DataSource.ShouldBe(Folder.File("app.db"));
+            connection.Open();
+            Exec(connection, "CREATE TABLE t (x)");
+            File.Exists(Folder.File("app.db")).ShouldBeTrue();
+        }
+        finally
+        {
+            AppDomain.CurrentDomain.SetData("DataDirectory", previous);
+        }
+    }
+
     [Test]
     public void Connection_properties_behave_like_ADO_NET_expects()
     {

@@ -158,6 +158,11 @@ internal sealed class SaverOptions
     public static SaverOptions Parse(string connectionString)
         => new(new SaverConnectionStringBuilder(connectionString));
 
+    /// <summary>
+    /// A file path made absolute, with a leading <c>|DataDirectory|</c> replaced, as Microsoft.Data.Sqlite does, by the
+    /// application domain's <c>DataDirectory</c> value, or the application's base directory when that is not set (a
+    /// separator after the macro is dropped, so that the rest is not taken for a rooted path).
+    /// </summary>
     private static string NormalizeDataSource(string dataSource)
     {
         if (dataSource.Length == 0
@@ -165,6 +170,14 @@ internal sealed class SaverOptions
             || dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
         {
             return dataSource;
+        }
+
+        const string DataDirectory = "|DataDirectory|";
+        if (dataSource.StartsWith(DataDirectory, StringComparison.OrdinalIgnoreCase))
+        {
+            var directory = AppDomain.CurrentDomain.GetData("DataDirectory") as string;
+            var rest = dataSource[DataDirectory.Length..].TrimStart('/', '\\'); // so that "|DataDirectory|\app.db" is no rooted path
+            dataSource = Path.Combine(string.IsNullOrEmpty(directory) ? AppContext.BaseDirectory : directory, rest);
         }
 
         return Path.GetFullPath(dataSource);
