@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.RegularExpressions;
 using Microsoft.Data.Sqlite;
 
 namespace SqliteSaver.Data.Configuration;
@@ -7,7 +8,7 @@ namespace SqliteSaver.Data.Configuration;
 /// <summary>
 /// The settings of one data source, parsed and validated once from its connection string. Immutable.
 /// </summary>
-internal sealed class SaverOptions
+internal sealed partial class SaverOptions
 {
     private readonly string _innerConnectionString;
     private readonly string? _memoryName;
@@ -148,6 +149,23 @@ internal sealed class SaverOptions
                 DataSource = "file:" + _memoryName + "-" + generation.ToString(CultureInfo.InvariantCulture) + "?vfs=memdb",
                 Mode = SqliteOpenMode.ReadWriteCreate,
                 Cache = SqliteCacheMode.Default,
+            }.ConnectionString;
+
+    /// <summary>
+    /// The connection string for the checkpointer's own connection: <see cref="InnerConnectionString"/> of generation
+    /// 0, but a database file is opened with a private cache even where the pool's connections share one (the
+    /// <c>Cache=Shared</c> keyword or a <c>cache=shared</c> URI parameter), since SQLite refuses a checkpoint
+    /// (SQLITE_LOCKED) on a shared cache while any other connection of that cache has a transaction open.
+    /// </summary>
+    public string CheckpointerConnectionString
+        => DatabaseFile is null
+            ? InnerConnectionString(generation: 0)
+            : new SqliteConnectionStringBuilder(_innerConnectionString)
+            {
+                DataSource = DataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase)
+                    ? SharedCacheParameter().Replace(DataSource, "${name}private")
+                    : DataSource,
+                Cache = SqliteCacheMode.Private,
             }.ConnectionString;
 
     /// <summary>The PRAGMAs run once on each new physical connection, busy_timeout first. Built from parsed values only.</summary>
@@ -324,4 +342,8 @@ internal sealed class SaverOptions
         Pragma("wal_autocheckpoint", Number(builder.WalAutocheckpoint));
         return sql.ToString();
     }
+
+    /// <summary>A <c>cache=shared</c> parameter in a <c>file:</c> URI's query, up to the value.</summary>
+    [GeneratedRegex(@"(?<name>[?&]cache=)shared(?=&|#|$)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex SharedCacheParameter();
 }

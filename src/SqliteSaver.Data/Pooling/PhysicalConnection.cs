@@ -153,17 +153,18 @@ internal sealed class PhysicalConnection : IDisposable
     /// SQLITE_NOTADB (26) for a file that is not a SQLite database or SQLITE_CORRUPT (11) for a truncated one.
     /// </exception>
     /// <param name="options">The data source's options.</param>
+    /// <param name="connectionString">The Microsoft.Data.Sqlite connection string to open (see <see cref="SaverOptions.InnerConnectionString"/>).</param>
     /// <param name="strategy">Retries the PRAGMAs while the database is locked.</param>
     /// <param name="generation">The pool generation the connection belongs to.</param>
     /// <param name="committed">
     /// Called after each transaction this connection commits through <see cref="Commit"/>, with the pages it has
     /// written to the WAL since the call before (SQLite's SQLITE_DBSTATUS_CACHE_WRITE).
     /// </param>
-    public static PhysicalConnection Open(SaverOptions options, SaverRetryStrategy strategy, int generation, Action<int> committed)
+    public static PhysicalConnection Open(SaverOptions options, string connectionString, SaverRetryStrategy strategy, int generation, Action<int> committed)
     {
         try
         {
-            return OpenUnnamed(options, strategy, generation, committed);
+            return OpenUnnamed(options, connectionString, strategy, generation, committed);
         }
         catch (SqliteException error)
         {
@@ -172,9 +173,9 @@ internal sealed class PhysicalConnection : IDisposable
         }
     }
 
-    private static PhysicalConnection OpenUnnamed(SaverOptions options, SaverRetryStrategy strategy, int generation, Action<int> committed)
+    private static PhysicalConnection OpenUnnamed(SaverOptions options, string connectionString, SaverRetryStrategy strategy, int generation, Action<int> committed)
     {
-        var sqlite = new SqliteConnection(options.InnerConnectionString(generation));
+        var sqlite = new SqliteConnection(connectionString);
         try
         {
             sqlite.Open();

@@ -24,18 +24,23 @@ internal sealed class PhysicalConnectionFactory(
     /// <summary>Opens a connection, running an asynchronous initializer to completion on this thread.</summary>
     /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
     public PhysicalConnection Open(int generation)
-        => Synchronously.Result(OpenCore(generation, async: false, CancellationToken.None));
+        => Synchronously.Result(OpenCore(generation, options.InnerConnectionString(generation), async: false, CancellationToken.None));
+
+    /// <summary>Opens the checkpointer's own connection (see <see cref="SaverOptions.CheckpointerConnectionString"/>), in generation 0.</summary>
+    /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
+    public PhysicalConnection OpenForCheckpoints()
+        => Synchronously.Result(OpenCore(generation: 0, options.CheckpointerConnectionString, async: false, CancellationToken.None));
 
     /// <summary>Opens a connection, awaiting an asynchronous initializer.</summary>
     /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled during the initializer.</exception>
     public ValueTask<PhysicalConnection> OpenAsync(int generation, CancellationToken cancellationToken)
-        => OpenCore(generation, async: true, cancellationToken);
+        => OpenCore(generation, options.InnerConnectionString(generation), async: true, cancellationToken);
 
-    private async ValueTask<PhysicalConnection> OpenCore(int generation, bool async, CancellationToken cancellationToken)
+    private async ValueTask<PhysicalConnection> OpenCore(int generation, string connectionString, bool async, CancellationToken cancellationToken)
     {
         var started = telemetry.StartOpening();
-        var connection = PhysicalConnection.Open(options, strategy, generation, committed);
+        var connection = PhysicalConnection.Open(options, connectionString, strategy, generation, committed);
         try
         {
             if (initializer is not null)

@@ -219,7 +219,7 @@ internal sealed class Checkpointer : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
         if (_connection is null)
         {
-            _connection = _factory.Open(generation: 0);
+            _connection = _factory.OpenForCheckpoints();
             raw.sqlite3_busy_timeout(_connection.Handle, ConnectionBusyTimeout);
         }
 

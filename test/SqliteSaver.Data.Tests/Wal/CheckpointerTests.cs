@@ -452,6 +452,32 @@ public class CheckpointerTests : DatabaseTest
         OpenFiles.Count(Folder.File()).ShouldBe(0);
     }
 
+    [TestCase("Cache=Shared")]
+    [TestCase("Cache=Private")]
+    [TestCase("uri")]
+    public void Checkpoints_copy_the_wal_while_a_pooled_reader_shares_the_cache(string cache)
+    {
+        var time = new FakeTimeProvider();
+        var connectionString = cache == "uri"
+            ? $"Data Source=file:{Folder.File()}?cache=shared;Wal Autocheckpoint=0;Checkpoint Interval=1"
+            : Folder.ConnectionString(cache + ";Wal Autocheckpoint=0;Checkpoint Interval=1");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
+        using var writer = dataSource.OpenConnection();
+        Fill(writer, 20);
+        using var reader = dataSource.OpenConnection();
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t"); // the latest snapshot: it holds no frame back
+
+        time.Advance(TimeSpan.FromSeconds(1)); // a background checkpoint
+        var onDemand = dataSource.Checkpoint(CheckpointMode.Passive);
+
+        dataSource.LastCheckpointError.ShouldBeNull(); // not SQLITE_LOCKED from the shared cache
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(1);
+        onDemand.Busy.ShouldBeFalse();
+        onDemand.CheckpointedFrames.ShouldBe(onDemand.LogFrames);
+        onDemand.LogFrames.ShouldBeGreaterThan(0);
+    }
+
     [Test]
     public void Without_Checkpoint_On_Close_the_wal_is_left_as_it_is()
     {
