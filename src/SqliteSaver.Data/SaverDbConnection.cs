@@ -292,17 +292,20 @@ public sealed class SaverDbConnection : DbConnection
     public new SaverDbCommand CreateCommand() => new() { Connection = this };
 
     /// <inheritdoc cref="SqliteConnection.GetSchema()"/>
-    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
-    public override DataTable GetSchema() => InnerConnection.GetSchema();
+    /// <remarks>On a closed connection it answers as a closed <see cref="SqliteConnection"/> does.</remarks>
+    public override DataTable GetSchema() => SchemaConnection().GetSchema();
 
     /// <inheritdoc cref="SqliteConnection.GetSchema(string)"/>
-    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
-    public override DataTable GetSchema(string collectionName) => InnerConnection.GetSchema(collectionName);
+    /// <remarks>On a closed connection it answers as a closed <see cref="SqliteConnection"/> does.</remarks>
+    public override DataTable GetSchema(string collectionName) => SchemaConnection().GetSchema(collectionName);
 
     /// <inheritdoc cref="SqliteConnection.GetSchema(string, string[])"/>
-    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    /// <remarks>On a closed connection it answers as a closed <see cref="SqliteConnection"/> does.</remarks>
     public override DataTable GetSchema(string collectionName, string?[] restrictionValues)
-        => InnerConnection.GetSchema(collectionName, restrictionValues);
+        => SchemaConnection().GetSchema(collectionName, restrictionValues);
+
+    /// <summary>The connection GetSchema asks: the physical one while open, else a closed Microsoft.Data.Sqlite one.</summary>
+    private SqliteConnection SchemaConnection() => _physical is null ? new SqliteConnection() : InnerConnection;
 
     /// <summary>The open physical connection, marked as used; throws when the connection is closed.</summary>
     /// <exception cref="InvalidOperationException">The connection is closed.</exception>

@@ -165,7 +165,7 @@ public class BadArgumentTests : DatabaseTest
         Should.Throw<ArgumentOutOfRangeException>(() => command.CommandTimeout = -1).ParamName.ShouldBe("value");
         Should.Throw<ArgumentException>(() => command.CommandType = CommandType.StoredProcedure);
         Should.Throw<InvalidOperationException>(connection.BeginTransaction).Message.ShouldContain("open connection");
-        Should.Throw<InvalidOperationException>(() => connection.GetSchema()).Message.ShouldContain("open connection");
+        connection.GetSchema().Rows.Count.ShouldBe(new SqliteConnection().GetSchema().Rows.Count); // closed, as Microsoft.Data.Sqlite answers
         Should.Throw<InvalidOperationException>(() => connection.Checkpoint()).Message.ShouldContain("open");
         Should.Throw<NotSupportedException>(() => connection.ChangeDatabase("other"));
 
