@@ -1,6 +1,7 @@
 using System.Data;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Interop;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
 using SQLitePCL;
@@ -24,7 +25,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed, or SQLite still cannot roll back a failed transaction on it.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed, has a transaction or an open reader, or SQLite still cannot roll back a failed transaction on it.</exception>
     /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
     public static CheckpointResult Checkpoint(this DbConnection connection, CheckpointMode mode = CheckpointMode.Passive)
     {
@@ -61,7 +62,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed, or SQLite still cannot roll back a failed transaction on it.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed, has a transaction or an open reader, or SQLite still cannot roll back a failed transaction on it.</exception>
     /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
     public static Task<CheckpointResult> CheckpointAsync(
         this DbConnection connection,
@@ -131,9 +132,18 @@ public static class CheckpointExtensions
 
     /// <summary>Runs <c>sqlite3_wal_checkpoint_v2</c> on the main database of an open handle.</summary>
     /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
+    /// <exception cref="InvalidOperationException">The connection has a transaction or an open reader of its own.</exception>
     internal static CheckpointResult Run(sqlite3 handle, CheckpointMode mode)
     {
         var rc = raw.sqlite3_wal_checkpoint_v2(handle, "main", (int)mode, out var logFrames, out var checkpointedFrames);
+        if (rc == raw.SQLITE_LOCKED && HasTransaction(handle))
+        {
+            // SQLITE_LOCKED is transient to the retry policy, which would run a unit of work calling this again and again.
+            throw new InvalidOperationException(
+                "A checkpoint cannot run on a connection with a transaction or an open reader (SQLite answers SQLITE_LOCKED): commit or roll back and close the reader first, or use SaverDataSource.Checkpoint, which runs on a connection of its own.",
+                new SqliteException(raw.sqlite3_errmsg(handle).utf8_to_string(), rc, raw.sqlite3_extended_errcode(handle)));
+        }
+
         if (rc != raw.SQLITE_BUSY)
         {
             SqliteException.ThrowExceptionForRC(rc, handle);
@@ -164,6 +174,11 @@ public static class CheckpointExtensions
             return read(statement);
         }
     }
+
+    /// <summary>Whether the connection has a transaction: an explicit one, or the read one an unfinished statement keeps.</summary>
+    private static bool HasTransaction(sqlite3 handle)
+        => raw.sqlite3_get_autocommit(handle) == 0
+            || (ESqlite3.Available && ESqlite3.sqlite3_txn_state(handle.DangerousGetHandle(), IntPtr.Zero) != ESqlite3.TxnNone);
 
     /// <summary>A physical connection whose last rollback, if it failed, SQLite has now done (see <see cref="PhysicalConnection.RetryFailedRollback"/>).</summary>
     private static PhysicalConnection Usable(PhysicalConnection physical)

@@ -87,6 +87,34 @@ public class CheckpointTests : DatabaseTest
     }
 
     [Test]
+    public void A_checkpoint_inside_a_unit_of_work_or_beside_an_open_reader_is_refused_once_not_retried_as_busy()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001"));
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        var runs = 0;
+
+        var refused = Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ =>
+        {
+            runs++;
+            connection.Checkpoint(CheckpointMode.Passive);
+        }));
+
+        runs.ShouldBe(1); // SQLITE_LOCKED, transient to the retry policy, would have run the unit of work again
+        refused.Message.ShouldContain("transaction or an open reader");
+        refused.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(6);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT x FROM t";
+            using var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+            Should.Throw<InvalidOperationException>(() => connection.Checkpoint());
+        }
+
+        connection.Checkpoint().Busy.ShouldBeFalse();
+    }
+
+    [Test]
     public void Restart_with_a_reader_holding_an_old_snapshot_comes_back_busy_within_the_busy_timeout()
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=100");
