@@ -107,6 +107,62 @@ public class ConnectionTests : DatabaseTest
         Pragma(next, "legacy_alter_table").ShouldBe(0L);
     }
 
+    [TestCase("fullfsync")]
+    [TestCase("checkpoint_fullfsync")]
+    public void A_sync_flag_a_renter_set_is_set_back_before_the_next(string pragma)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        SqliteConnection inner;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            inner = connection.InnerConnection;
+            Exec(connection, $"PRAGMA {pragma} = 1");
+            Pragma(connection, pragma).ShouldBe(1L);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.ShouldBeSameAs(inner);
+        Pragma(next, pragma).ShouldBe(0L);
+    }
+
+    [TestCase("PRAGMA auto_vacuum = FULL", "auto_vacuum", 0L)]
+    [TestCase("PRAGMA page_size = 8192", "page_size", 4096L)]
+    public void A_file_setting_a_renter_left_for_the_next_VACUUM_does_not_reach_the_next_renters_VACUUM(string set, string pragma, long kept)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Journal Mode=Delete");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            Exec(connection, "CREATE TABLE t (x)");
+            Exec(connection, set); // on a database with tables SQLite only notes it for the connection's next VACUUM
+            Pragma(connection, pragma).ShouldBe(kept);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        Exec(next, "VACUUM");
+        Pragma(next, pragma).ShouldBe(kept);
+    }
+
+    [Test]
+    public void The_next_renter_starts_with_last_insert_rowid_0_as_on_a_new_connection()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            Exec(connection, "CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (4242)");
+            Scalar(connection, "SELECT last_insert_rowid()").ShouldBe(4242L);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        Exec(next, "INSERT OR IGNORE INTO t VALUES (4242)").ShouldBe(0);
+        Scalar(next, "SELECT last_insert_rowid()").ShouldBe(0L); // not the previous renter's row
+    }
+
     [Test]
     public void A_connection_that_may_have_had_case_sensitive_like_set_is_not_handed_on([Values] bool prepareOnly)
     {
@@ -546,6 +602,60 @@ public class ConnectionTests : DatabaseTest
         Pragma(connection, "journal_mode").ShouldBe("delete");
         Should.Throw<SqliteException>(() => Exec(connection, "INSERT INTO t VALUES (1)")).SqliteErrorCode.ShouldBe(8); // SQLITE_READONLY
         File.Exists(path + "-wal").ShouldBeFalse();
+    }
+
+    [TestCase("file:{0}?mode=ro")]
+    [TestCase("file:{0}?cache=private&mode=ro")]
+    public void A_read_only_uri_opens_a_database_in_rollback_journal_mode_and_keeps_no_wal(string uri)
+    {
+        var path = Folder.File("journal.db");
+        using (var plain = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            plain.Open();
+            using var command = plain.CreateCommand();
+            command.CommandText = "CREATE TABLE t (x); INSERT INTO t VALUES (42);";
+            command.ExecuteNonQuery();
+        }
+
+        var connectionString = $"Data Source={string.Format(System.Globalization.CultureInfo.InvariantCulture, uri, path)}";
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        Scalar(connection, "SELECT x FROM t").ShouldBe(42L);
+        Pragma(connection, "journal_mode").ShouldBe("delete");
+        SaverDataSource.GetShared(connectionString).Options.MaintainsWal.ShouldBeFalse(); // no checkpoints on it
+    }
+
+    [Test]
+    public void Without_pooling_memory_connections_open_at_once_have_databases_of_their_own()
+    {
+        const string connectionString = "Data Source=:memory:;Pooling=False";
+        using var a = new SaverDbConnection(connectionString);
+        using var b = new SaverDbConnection(connectionString);
+        a.Open();
+        b.Open();
+
+        Exec(a, "CREATE TABLE only_in_a (x)");
+
+        Scalar(b, "SELECT count(*) FROM sqlite_master WHERE name = 'only_in_a'").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_named_shared_memory_database_is_the_one_plain_connections_of_the_process_use_by_that_name()
+    {
+        var connectionString = $"Data Source=saver-shared-{Guid.NewGuid():N};Mode=Memory;Cache=Shared";
+        using var keeper = new SqliteConnection(connectionString);
+        keeper.Open();
+        using (var create = keeper.CreateCommand())
+        {
+            create.CommandText = "CREATE TABLE seeded (x); INSERT INTO seeded VALUES (42)";
+            create.ExecuteNonQuery();
+        }
+
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        Scalar(connection, "SELECT x FROM seeded").ShouldBe(42L);
     }
 
     [Test]

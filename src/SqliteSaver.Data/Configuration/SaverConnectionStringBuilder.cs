@@ -19,6 +19,10 @@ namespace SqliteSaver.Data;
 [SuppressMessage("Design", "CA1010", Justification = "DbConnectionStringBuilder's collection shape is fixed by ADO.NET.")]
 public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
 {
+    // While the constructor parses: ADO.NET's parser hands a "Key=" with no value to Remove, which must then refuse
+    // an unknown keyword as the indexer does.
+    private bool _parsing;
+
     /// <summary>Creates an empty builder; every keyword has its default.</summary>
     public SaverConnectionStringBuilder()
     {
@@ -29,7 +33,15 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
     public SaverConnectionStringBuilder(string? connectionString)
     {
-        ConnectionString = connectionString ?? string.Empty;
+        _parsing = true;
+        try
+        {
+            ConnectionString = connectionString ?? string.Empty;
+        }
+        finally
+        {
+            _parsing = false;
+        }
     }
 
     /// <summary>
@@ -297,7 +309,7 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     /// <inheritdoc />
     /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool Remove(string keyword)
-        => TryResolve(keyword, out var spec) && base.Remove(spec.Name);
+        => _parsing ? base.Remove(Keywords.Resolve(keyword).Name) : TryResolve(keyword, out var spec) && base.Remove(spec.Name);
 
     /// <inheritdoc />
     /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>

@@ -23,10 +23,10 @@ internal sealed partial class SaverOptions
                 Keywords.DataSource.Name);
         }
 
-        // A memdb VFS name is no path: one that does not start with '/' is private to each connection.
-        DataSource = string.Equals(builder.Vfs, "memdb", StringComparison.OrdinalIgnoreCase) ? builder.DataSource : NormalizeDataSource(builder.DataSource);
+        // The name of an in-memory database is no path: SQLite finds a shared one by that very name across the process.
+        (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(builder.DataSource, builder.Mode, builder.Cache, builder.Vfs);
+        DataSource = IsMemory ? builder.DataSource : NormalizeDataSource(builder.DataSource);
         Mode = builder.Mode;
-        (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(DataSource, builder.Mode, builder.Cache, builder.Vfs);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
         GateKey = DatabaseFile ?? sharedMemoryName;
         DefaultTimeout = builder.DefaultTimeout;
@@ -67,8 +67,11 @@ internal sealed partial class SaverOptions
 
         PoolKey = BuildPoolKey(builder, DataSource);
         _innerConnectionString = BuildInnerConnectionString(builder, DataSource);
-        _memoryName = privateMemory ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
-        PragmaSql = BuildPragmaSql(builder);
+        // Without pooling each connection opens a private in-memory database of its own, as SQLite gives it.
+        _memoryName = privateMemory && Pooling ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
+        PragmaSql = BuildPragmaSql(builder, journalMode: true);
+        ReadOnlyPragmaSql = BuildPragmaSql(builder, journalMode: false);
+        ReadOnly = Mode == SqliteOpenMode.ReadOnly || (DataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase) && ReadOnlyParameter().IsMatch(DataSource));
     }
 
     /// <summary>The database path: a full path for files, as given for <c>:memory:</c> and URIs.</summary>
@@ -127,7 +130,7 @@ internal sealed partial class SaverOptions
     public bool CheckpointOnClose { get; }
 
     /// <summary>Whether the database is a file this library keeps in WAL mode, so that checkpoints apply to it.</summary>
-    public bool MaintainsWal => JournalMode == JournalMode.Wal && DatabaseFile is not null && Mode != SqliteOpenMode.ReadOnly;
+    public bool MaintainsWal => JournalMode == JournalMode.Wal && DatabaseFile is not null && !ReadOnly;
 
     /// <summary>Every keyword with its canonical value, in a fixed order: equal settings give equal keys.</summary>
     public string PoolKey { get; }
@@ -170,6 +173,15 @@ internal sealed partial class SaverOptions
 
     /// <summary>The PRAGMAs run once on each new physical connection, busy_timeout first. Built from parsed values only.</summary>
     public string PragmaSql { get; }
+
+    /// <summary>
+    /// <see cref="PragmaSql"/> without the journal mode, for a connection SQLite opened read-only (<c>Mode=ReadOnly</c>,
+    /// <c>mode=ro</c> in a URI, or a file it may not write), which cannot switch it and fails trying.
+    /// </summary>
+    public string ReadOnlyPragmaSql { get; }
+
+    /// <summary>Whether the database is opened read-only: <c>Mode=ReadOnly</c> or <c>mode=ro</c> in a <c>file:</c> URI.</summary>
+    public bool ReadOnly { get; }
 
     /// <summary>Parses and validates a connection string.</summary>
     /// <exception cref="ArgumentException">A keyword is unknown, a value is invalid, or two values contradict each other.</exception>
@@ -310,14 +322,14 @@ internal sealed partial class SaverOptions
         return inner.ConnectionString;
     }
 
-    private static string BuildPragmaSql(SaverConnectionStringBuilder builder)
+    private static string BuildPragmaSql(SaverConnectionStringBuilder builder, bool journalMode)
     {
         var sql = new StringBuilder();
         void Pragma(string name, string value) => sql.Append("PRAGMA ").Append(name).Append(" = ").Append(value).Append(';');
         static string Number(long value) => value.ToString(CultureInfo.InvariantCulture);
 
         Pragma("busy_timeout", Number((long)builder.BusyTimeout.TotalMilliseconds));
-        if (builder.Mode != SqliteOpenMode.ReadOnly)
+        if (journalMode)
         {
             Pragma("journal_mode", builder.JournalMode.ToString().ToUpperInvariant());
         }
@@ -342,6 +354,10 @@ internal sealed partial class SaverOptions
         Pragma("wal_autocheckpoint", Number(builder.WalAutocheckpoint));
         return sql.ToString();
     }
+
+    /// <summary>A <c>mode=ro</c> parameter in a <c>file:</c> URI's query.</summary>
+    [GeneratedRegex(@"[?&]mode=ro(?=&|#|$)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex ReadOnlyParameter();
 
     /// <summary>A <c>cache=shared</c> parameter in a <c>file:</c> URI's query, up to the value.</summary>
     [GeneratedRegex(@"(?<name>[?&]cache=)shared(?=&|#|$)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]

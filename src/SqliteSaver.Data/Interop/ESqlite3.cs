@@ -28,6 +28,10 @@ internal static class ESqlite3
     [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
     public static extern int sqlite3_busy_timeout(IntPtr db, int milliseconds);
 
+    /// <summary>Sets what <c>last_insert_rowid()</c> reports on the connection.</summary>
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    public static extern void sqlite3_set_last_insert_rowid(IntPtr db, long rowid);
+
     /// <summary>The transaction state of a connection's databases, all of them with a null <paramref name="schema"/>.</summary>
     [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
     public static extern int sqlite3_txn_state(IntPtr db, IntPtr schema);

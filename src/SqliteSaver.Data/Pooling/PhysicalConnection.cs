@@ -33,8 +33,14 @@ internal sealed class PhysicalConnection : IDisposable
         "wal_autocheckpoint", "foreign_keys", "recursive_triggers", "read_uncommitted", "ignore_check_constraints",
         "reverse_unordered_selects", "automatic_index", "cell_size_check", "trusted_schema", "max_page_count",
         "legacy_alter_table", "writable_schema", "analysis_limit", "threads", "short_column_names", "full_column_names",
-        "count_changes", "empty_result_callbacks",
+        "count_changes", "empty_result_callbacks", "fullfsync", "checkpoint_fullfsync",
     ];
+
+    /// <summary>
+    /// PRAGMAs whose setting SQLite cannot report, so they cannot be set back: <c>case_sensitive_like</c>, and the
+    /// <c>auto_vacuum</c> and <c>page_size</c> a later <c>VACUUM</c> would give the file (reading them gives the file's own).
+    /// </summary>
+    private static readonly string[] UnreadablePragmas = ["case_sensitive_like", "auto_vacuum", "page_size"];
 
     /// <summary>
     /// The PRAGMAs set back by name, each with the only values SQLite returns for it. The journal mode of main only:
@@ -116,10 +122,10 @@ internal sealed class PhysicalConnection : IDisposable
     public bool PragmasMayHaveChanged { get; set; }
 
     /// <summary>
-    /// Whether a command of the current rental may have set <c>case_sensitive_like</c>, which SQLite cannot report,
-    /// so it cannot be set back: the connection is then closed rather than handed on.
+    /// Whether a command of the current rental may have set a PRAGMA whose setting SQLite cannot report (see
+    /// <see cref="UnreadablePragmas"/>), so it cannot be set back: the connection is then closed rather than handed on.
     /// </summary>
-    public bool CaseSensitiveLikeMayHaveChanged { get; private set; }
+    public bool UnreadablePragmaMayHaveChanged { get; private set; }
 
     /// <summary>The write gate this connection holds while a write transaction of its own is open, if any.</summary>
     public WriteGate? HeldGate { get; set; }
@@ -185,7 +191,7 @@ internal sealed class PhysicalConnection : IDisposable
                     SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(state.Handle, state.PragmaSql), state.Handle);
                     return true;
                 },
-                (sqlite.Handle, options.PragmaSql),
+                (sqlite.Handle, PragmaSql: raw.sqlite3_db_readonly(sqlite.Handle, "main") == 1 ? options.ReadOnlyPragmaSql : options.PragmaSql),
                 CancellationToken.None);
             return new PhysicalConnection(sqlite, generation, options, committed);
         }
@@ -394,7 +400,7 @@ internal sealed class PhysicalConnection : IDisposable
             return false;
         }
 
-        if (CaseSensitiveLikeMayHaveChanged)
+        if (UnreadablePragmaMayHaveChanged)
         {
             return false;
         }
@@ -411,6 +417,11 @@ internal sealed class PhysicalConnection : IDisposable
             }
 
             Rollback();
+            if (ESqlite3.Available)
+            {
+                ESqlite3.sqlite3_set_last_insert_rowid(Handle.DangerousGetHandle(), 0); // as on a new connection
+            }
+
             if (PragmasMayHaveChanged)
             {
                 PragmasMayHaveChanged = false;
@@ -453,7 +464,7 @@ internal sealed class PhysicalConnection : IDisposable
 
         BusyTimeoutMayHaveChanged = true;
         PragmasMayHaveChanged = true;
-        CaseSensitiveLikeMayHaveChanged |= text.Contains("case_sensitive_like", StringComparison.OrdinalIgnoreCase);
+        UnreadablePragmaMayHaveChanged |= UnreadablePragmas.Any(name => text.Contains(name, StringComparison.OrdinalIgnoreCase));
     }
 
     /// <summary>

@@ -136,13 +136,15 @@ public class ConnectionStringBuilderTests
         builder.Vfs.ShouldBeNull();
     }
 
-    [Test]
-    public void An_unknown_keyword_is_named_in_the_error()
+    [TestCase("Data Source=a.db;Max Pool Sise=3")]
+    [TestCase("Data Source=a.db;Max Pool Sise=")]
+    public void An_unknown_keyword_is_named_in_the_error(string connectionString)
     {
-        var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Data Source=a.db;Max Pool Sise=3"));
+        var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder(connectionString));
 
         error.Message.ShouldContain("'Max Pool Sise'");
         error.Message.ShouldContain("Max Pool Size");
+        new SaverConnectionStringBuilder().Remove("Max Pool Sise").ShouldBeFalse(); // removing an unknown one is no error
     }
 
     private static IEnumerable<TestCaseData> BadValues()
