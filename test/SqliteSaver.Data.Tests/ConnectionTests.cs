@@ -285,6 +285,37 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void Temporary_objects_the_connection_initializer_made_do_not_close_the_connection_on_each_return_but_a_renters_do()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "CREATE TEMP VIEW answer AS SELECT 42 AS value";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        SqliteConnection inner;
+        using (var connection = dataSource.OpenConnection())
+        {
+            inner = connection.InnerConnection;
+            Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)"); // writes, which may create temporary objects
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            connection.InnerConnection.ShouldBeSameAs(inner); // kept: only the initializer's view is there
+            Scalar(connection, "SELECT value FROM answer").ShouldBe(42L);
+            Exec(connection, "CREATE TEMP TABLE mine (x)");
+        }
+
+        using var next = dataSource.OpenConnection();
+        next.InnerConnection.ShouldNotBeSameAs(inner); // a renter's own temporary table is never handed on
+        Scalar(next, "SELECT count(*) FROM temp.sqlite_master WHERE name = 'mine'").ShouldBe(0L);
+        Scalar(next, "SELECT value FROM answer").ShouldBe(42L);
+    }
+
+    [Test]
     public void The_journal_mode_FAST_secure_delete_and_PRAGMAs_set_through_the_inner_connection_survive_other_renters()
     {
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Journal Mode=Truncate"))

@@ -18,6 +18,8 @@ internal sealed class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _commit;
     private readonly sqlite3_stmt _rollback;
     private readonly sqlite3_stmt _hasTempObjects;
+    private readonly sqlite3_stmt _tempSchemaVersion;
+    private long _initialTempSchemaVersion; // the temp schema as opening and the connection initializer left it
     private readonly sqlite3_stmt _hasAttachedDatabases;
     private readonly Action<int> _committed;
     private string _restorePragmaSql = string.Empty;
@@ -65,6 +67,7 @@ internal sealed class PhysicalConnection : IDisposable
         _commit = Prepare("COMMIT");
         _rollback = Prepare("ROLLBACK");
         _hasTempObjects = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)");
+        _tempSchemaVersion = Prepare("PRAGMA temp.schema_version");
         _hasAttachedDatabases = Prepare("SELECT EXISTS (SELECT 1 FROM pragma_database_list WHERE seq >= 2)");
     }
 
@@ -433,7 +436,7 @@ internal sealed class PhysicalConnection : IDisposable
                 RememberPragmas(); // what the renter set through the inner connection stays, as documented
             }
 
-            return !(checkTemp && HasTempObjects()) && !(checkAttached && HasAttachedDatabases()) && !HoldsReadTransaction();
+            return !(checkTemp && HasTempObjectsOfRenters()) && !(checkAttached && HasAttachedDatabases()) && !HoldsReadTransaction();
         }
         catch (SqliteException)
         {
@@ -508,6 +511,7 @@ internal sealed class PhysicalConnection : IDisposable
         _commit.Dispose();
         _rollback.Dispose();
         _hasTempObjects.Dispose();
+        _tempSchemaVersion.Dispose();
         _hasAttachedDatabases.Dispose();
         Statements.Dispose();
         try
@@ -542,7 +546,25 @@ internal sealed class PhysicalConnection : IDisposable
         }
     }
 
-    private bool HasTempObjects() => Exists(_hasTempObjects);
+    /// <summary>
+    /// Remembers the temporary schema as opening and the connection initializer left it, so that temporary objects the
+    /// initializer made do not count as a renter's (<see cref="HasTempObjectsOfRenters"/>).
+    /// </summary>
+    public void RememberTempSchema() => _initialTempSchemaVersion = TempSchemaVersion();
+
+    /// <summary>
+    /// Whether temporary objects are there that a renter may have made: some are, and the temporary schema changed
+    /// since <see cref="RememberTempSchema"/>.
+    /// </summary>
+    private bool HasTempObjectsOfRenters() => Exists(_hasTempObjects) && TempSchemaVersion() != _initialTempSchemaVersion;
+
+    private long TempSchemaVersion()
+    {
+        var rc = raw.sqlite3_step(_tempSchemaVersion);
+        var version = rc == raw.SQLITE_ROW ? raw.sqlite3_column_int64(_tempSchemaVersion, 0) : -1;
+        raw.sqlite3_reset(_tempSchemaVersion);
+        return version;
+    }
 
     /// <summary>
     /// Whether Microsoft.Data.Sqlite holds a <see cref="SqliteTransaction"/> begun on <see cref="Sqlite"/> and not

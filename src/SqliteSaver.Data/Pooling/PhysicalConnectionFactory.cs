@@ -65,6 +65,7 @@ internal sealed class PhysicalConnectionFactory(
         if (options.Pooling)
         {
             connection.RememberPragmas(); // for its later renters
+            connection.RememberTempSchema();
         }
 
         telemetry.Opened(connection.Id, started);
