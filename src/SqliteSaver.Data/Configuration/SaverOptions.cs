@@ -171,7 +171,10 @@ internal sealed partial class SaverOptions
                 Cache = SqliteCacheMode.Private,
             }.ConnectionString;
 
-    /// <summary>The PRAGMAs run once on each new physical connection, busy_timeout first. Built from parsed values only.</summary>
+    /// <summary>
+    /// The PRAGMAs run once on each new physical connection, after its busy timeout is set (see <see cref="BusyTimeout"/>).
+    /// Built from parsed values only.
+    /// </summary>
     public string PragmaSql { get; }
 
     /// <summary>
@@ -328,7 +331,6 @@ internal sealed partial class SaverOptions
         void Pragma(string name, string value) => sql.Append("PRAGMA ").Append(name).Append(" = ").Append(value).Append(';');
         static string Number(long value) => value.ToString(CultureInfo.InvariantCulture);
 
-        Pragma("busy_timeout", Number((long)builder.BusyTimeout.TotalMilliseconds));
         if (journalMode)
         {
             Pragma("journal_mode", builder.JournalMode.ToString().ToUpperInvariant());

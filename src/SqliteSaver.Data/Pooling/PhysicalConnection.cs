@@ -154,13 +154,16 @@ internal sealed class PhysicalConnection : IDisposable
     public bool InTransaction => !Handle.IsClosed && raw.sqlite3_get_autocommit(Handle) == 0;
 
     /// <summary>
-    /// Opens a physical connection and applies the options' PRAGMAs. They are idempotent, so the retry strategy
-    /// runs them again when switching the journal mode meets a lock (SQLite does not wait in its busy handler there).
+    /// Opens a physical connection, sets its busy timeout and applies the options' PRAGMAs. They are idempotent, so
+    /// the retry strategy runs them again when switching the journal mode meets a lock (SQLite does not wait in its
+    /// busy handler there). With <paramref name="async"/> the strategy waits between attempts without blocking a
+    /// thread, and <paramref name="cancellationToken"/> ends those waits and SQLite's waits for a lock.
     /// </summary>
     /// <exception cref="SqliteException">
     /// SQLite could not open the database or apply a PRAGMA (its message names the database file), for example
     /// SQLITE_NOTADB (26) for a file that is not a SQLite database or SQLITE_CORRUPT (11) for a truncated one.
     /// </exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while the PRAGMAs waited.</exception>
     /// <param name="options">The data source's options.</param>
     /// <param name="connectionString">The Microsoft.Data.Sqlite connection string to open (see <see cref="SaverOptions.InnerConnectionString"/>).</param>
     /// <param name="strategy">Retries the PRAGMAs while the database is locked.</param>
@@ -169,11 +172,20 @@ internal sealed class PhysicalConnection : IDisposable
     /// Called after each transaction this connection commits through <see cref="Commit"/>, with the pages it has
     /// written to the WAL since the call before (SQLite's SQLITE_DBSTATUS_CACHE_WRITE).
     /// </param>
-    public static PhysicalConnection Open(SaverOptions options, string connectionString, SaverRetryStrategy strategy, int generation, Action<int> committed)
+    /// <param name="async">Whether the caller awaits: the returned task is otherwise already complete.</param>
+    /// <param name="cancellationToken">Ends the waits of an asynchronous open.</param>
+    public static async ValueTask<PhysicalConnection> Open(
+        SaverOptions options,
+        string connectionString,
+        SaverRetryStrategy strategy,
+        int generation,
+        Action<int> committed,
+        bool async,
+        CancellationToken cancellationToken)
     {
         try
         {
-            return OpenUnnamed(options, connectionString, strategy, generation, committed);
+            return await OpenUnnamed(options, connectionString, strategy, generation, committed, async, cancellationToken).ConfigureAwait(false);
         }
         catch (SqliteException error)
         {
@@ -182,20 +194,43 @@ internal sealed class PhysicalConnection : IDisposable
         }
     }
 
-    private static PhysicalConnection OpenUnnamed(SaverOptions options, string connectionString, SaverRetryStrategy strategy, int generation, Action<int> committed)
+    private static async ValueTask<PhysicalConnection> OpenUnnamed(
+        SaverOptions options,
+        string connectionString,
+        SaverRetryStrategy strategy,
+        int generation,
+        Action<int> committed,
+        bool async,
+        CancellationToken cancellationToken)
     {
         var sqlite = new SqliteConnection(connectionString);
+        using var busyHandler = new CancellableBusyHandler();
         try
         {
             sqlite.Open();
-            strategy.Execute(
-                static (state, _) =>
+            var handle = sqlite.Handle!;
+            var timeout = (int)options.BusyTimeout.TotalMilliseconds;
+            SqliteException.ThrowExceptionForRC(raw.sqlite3_busy_timeout(handle, timeout), handle);
+            var state = (Handle: handle, PragmaSql: raw.sqlite3_db_readonly(handle, "main") == 1 ? options.ReadOnlyPragmaSql : options.PragmaSql);
+            if (!async)
+            {
+                strategy.Execute(static (s, _) => ApplyPragmas(s.Handle, s.PragmaSql, CancellationToken.None), state, CancellationToken.None);
+                return new PhysicalConnection(sqlite, generation, options, committed);
+            }
+
+            var installed = busyHandler.Install(handle, timeout, cancellationToken);
+            try
+            {
+                await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(ApplyPragmas(s.Handle, s.PragmaSql, token)), state, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (installed)
                 {
-                    SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(state.Handle, state.PragmaSql), state.Handle);
-                    return true;
-                },
-                (sqlite.Handle, PragmaSql: raw.sqlite3_db_readonly(sqlite.Handle, "main") == 1 ? options.ReadOnlyPragmaSql : options.PragmaSql),
-                CancellationToken.None);
+                    busyHandler.Uninstall(handle); // SQLite's own handler, with the busy timeout, is back
+                }
+            }
+
             return new PhysicalConnection(sqlite, generation, options, committed);
         }
         catch
@@ -203,6 +238,20 @@ internal sealed class PhysicalConnection : IDisposable
             sqlite.Dispose();
             throw;
         }
+    }
+
+    /// <summary>One attempt at the options' PRAGMAs; a wait for a lock that the token ended is a cancellation, not a busy error.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> ended a wait.</exception>
+    private static bool ApplyPragmas(sqlite3 handle, string sql, CancellationToken cancellationToken)
+    {
+        var rc = raw.sqlite3_exec(handle, sql);
+        if (rc == raw.SQLITE_BUSY && cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("Opening the connection was cancelled while its PRAGMAs waited for a lock.", cancellationToken);
+        }
+
+        SqliteException.ThrowExceptionForRC(rc, handle);
+        return true;
     }
 
     /// <summary>Runs <c>BEGIN IMMEDIATE</c> (or a deferred <c>BEGIN</c>) and returns SQLite's result code.</summary>

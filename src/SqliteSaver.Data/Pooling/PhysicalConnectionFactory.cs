@@ -33,14 +33,14 @@ internal sealed class PhysicalConnectionFactory(
 
     /// <summary>Opens a connection, awaiting an asynchronous initializer.</summary>
     /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
-    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled during the initializer.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while the PRAGMAs waited for a lock or between their attempts, or during the initializer.</exception>
     public ValueTask<PhysicalConnection> OpenAsync(int generation, CancellationToken cancellationToken)
         => OpenCore(generation, options.InnerConnectionString(generation), async: true, cancellationToken);
 
     private async ValueTask<PhysicalConnection> OpenCore(int generation, string connectionString, bool async, CancellationToken cancellationToken)
     {
         var started = telemetry.StartOpening();
-        var connection = PhysicalConnection.Open(options, connectionString, strategy, generation, committed);
+        var connection = await PhysicalConnection.Open(options, connectionString, strategy, generation, committed, async, cancellationToken).ConfigureAwait(false);
         try
         {
             if (initializer is not null)

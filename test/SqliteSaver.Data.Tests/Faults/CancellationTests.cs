@@ -1,5 +1,6 @@
 using Dapper;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 using SqliteSaver.Data.Resilience;
 using SqliteSaver.Data.Tests.Pooling;
@@ -16,6 +17,41 @@ public class CancellationTests : DatabaseTest
     private const int MaxPoolSize = 3;
     private const int Rounds = 250;
     private static readonly TimeSpan Prompt = TimeSpan.FromSeconds(30);
+
+    [Test]
+    public async Task OpenAsync_cancelled_while_a_new_connections_PRAGMAs_wait_out_a_backoff_ends_at_once_and_frees_the_slot()
+    {
+        using (var create = new SqliteConnection($"Data Source={Folder.File()};Pooling=False"))
+        {
+            create.Open();
+            create.Execute("CREATE TABLE t (x)"); // rollback-journal: the pool's first connection switches it to WAL
+        }
+
+        // A fake clock: the backoff never ends by itself. No background checkpointer, whose timer would run inside Advance.
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Busy Timeout=0;Base Delay=60;Max Delay=60;Checkpoint Interval=0"))
+            .UseTimeProvider(time)
+            .Build();
+        var retrying = 0;
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, _, _) => Interlocked.Increment(ref retrying);
+        var reader = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        reader.Open();
+        reader.Execute("BEGIN; SELECT count(*) FROM t;"); // another process's read lock: the switch to WAL is busy
+
+        using var cancellation = new CancellationTokenSource();
+        var open = Task.Run(async () =>
+        {
+            await using var connection = dataSource.CreateConnection();
+            await connection.OpenAsync(cancellation.Token);
+        });
+        Wait.Until(() => Volatile.Read(ref retrying) >= 1); // in the first backoff delay
+        await cancellation.CancelAsync();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => open.WaitAsync(Prompt));
+        reader.Dispose();
+        await using var next = await dataSource.OpenConnectionAsync(); // the slot is free, and the switch now succeeds
+        ConnectionTests.Pragma(next, "journal_mode").ShouldBe("wal");
+    }
 
     [Test]
     public async Task A_thousand_cancelled_waits_leave_every_slot_rentable_and_the_write_gate_free()
