@@ -362,7 +362,8 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     /// <remarks>
     /// The delegate may run more than once: keep side effects outside the database (messages, files, counters)
-    /// out of it, or make them idempotent. It must not commit or roll back the transaction itself.
+    /// out of it, or make them idempotent. It must not commit or roll back the transaction itself; if it does and then
+    /// meets SQLITE_BUSY or SQLITE_LOCKED, it is not run again (<see cref="InvalidOperationException"/>).
     /// </remarks>
     /// <param name="work">The unit of work.</param>
     /// <param name="deferred">
@@ -370,7 +371,7 @@ public sealed class SaverDbConnection : DbConnection
     /// takes the write lock up front and cannot meet a stale snapshot.
     /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public void RunInTransaction(Action<SaverDbTransaction> work, bool deferred = false)
     {
@@ -390,7 +391,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <param name="deferred"><see langword="true"/> for a DEFERRED transaction.</param>
     /// <returns>The result of the attempt that committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public T RunInTransaction<T>(Func<SaverDbTransaction, T> work, bool deferred = false)
     {
@@ -425,7 +426,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <returns>A task that completes when an attempt has committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public Task RunInTransactionAsync(Func<SaverDbTransaction, CancellationToken, Task> work, bool deferred = false, CancellationToken cancellationToken = default)
     {
@@ -451,7 +452,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <returns>The result of the attempt that committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public async Task<T> RunInTransactionAsync<T>(
         Func<SaverDbTransaction, CancellationToken, Task<T>> work,
@@ -629,7 +630,16 @@ public sealed class SaverDbConnection : DbConnection
     private T RunOnce<T>(Func<SaverDbTransaction, T> work, bool deferred)
     {
         using var transaction = BeginTransaction(IsolationLevel.Serializable, deferred, retry: false);
-        var result = work(transaction);
+        T result;
+        try
+        {
+            result = work(transaction);
+        }
+        catch (Exception error) when (transaction.IsCompleted && SaverRetryStrategy.IsTransient(error))
+        {
+            throw EndedByWork(error);
+        }
+
         if (!transaction.IsCompleted)
         {
             transaction.Commit();
@@ -641,7 +651,16 @@ public sealed class SaverDbConnection : DbConnection
     private async ValueTask<T> RunOnceAsync<T>(Func<SaverDbTransaction, CancellationToken, Task<T>> work, bool deferred, CancellationToken cancellationToken)
     {
         await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred, retry: false, async: true, cancellationToken).ConfigureAwait(false);
-        var result = await work(transaction, cancellationToken).ConfigureAwait(false);
+        T result;
+        try
+        {
+            result = await work(transaction, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception error) when (transaction.IsCompleted && SaverRetryStrategy.IsTransient(error))
+        {
+            throw EndedByWork(error);
+        }
+
         if (!transaction.IsCompleted)
         {
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -649,6 +668,13 @@ public sealed class SaverDbConnection : DbConnection
 
         return result;
     }
+
+    /// <summary>
+    /// The error for a unit of work that committed or rolled back its transaction itself and then met SQLITE_BUSY or
+    /// SQLITE_LOCKED: it is not run again, as what it committed would be applied twice.
+    /// </summary>
+    private static InvalidOperationException EndedByWork(Exception error)
+        => new($"The unit of work ended its transaction itself (Commit or Rollback) and then failed ({error.Message}). RunInTransaction does not run it again, since what it committed would be applied twice: let RunInTransaction commit.", error);
 
     /// <summary>The data source of the connection string; a connection with no connection string has none.</summary>
     /// <exception cref="InvalidOperationException">No connection string was set.</exception>

@@ -7,7 +7,9 @@ namespace SqliteSaver.Data.Resilience;
 /// <summary>
 /// Classifies command text by preparing each of its statements once (without running them) and asking SQLite
 /// whether it writes. Results are cached per data source by text; text whose statements cannot all be prepared yet
-/// (a batch that creates a table and then uses it) is classified by its first statements and not cached.
+/// (a batch that creates a table and then uses it) is classified by its first statements and not cached, nor is
+/// text whose only writes may be hidden by the schema of the moment (see <see cref="MayWriteLater"/>). A PRAGMA is
+/// not prepared: SQLite applies many settings as it compiles them, before the command runs or even if it never does.
 /// </summary>
 internal sealed class CommandClassifier
 {
@@ -45,6 +47,14 @@ internal sealed class CommandClassifier
 
         while (!remaining.IsEmpty)
         {
+            if (Ascii.EqualsIgnoreCase(FirstWord(remaining), "PRAGMA"))
+            {
+                statements++;
+                standalone = true;
+                remaining = remaining[FirstStatementLength(remaining)..];
+                continue;
+            }
+
             var rc = raw.sqlite3_prepare_v2(db, remaining, out var statement, out var tail);
             using (statement)
             {
@@ -73,6 +83,10 @@ internal sealed class CommandClassifier
                 {
                     writes = true;
                 }
+                else if (MayWriteLater(text))
+                {
+                    complete = false; // classified afresh each time: the schema decides whether it writes
+                }
             }
 
             remaining = tail;
@@ -81,6 +95,34 @@ internal sealed class CommandClassifier
         return standalone
             ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
             : writes ? CommandKind.Write : CommandKind.Read;
+    }
+
+    /// <summary>
+    /// Whether a statement SQLite found read-only may write once the schema changes: <c>CREATE ... IF NOT EXISTS</c> of
+    /// something that exists, <c>DROP ... IF EXISTS</c> of something that does not, <c>REINDEX</c> with no index.
+    /// </summary>
+    private static bool MayWriteLater(ReadOnlySpan<byte> statement)
+    {
+        var keyword = FirstWord(statement);
+        return Ascii.EqualsIgnoreCase(keyword, "CREATE") || Ascii.EqualsIgnoreCase(keyword, "DROP")
+            || Ascii.EqualsIgnoreCase(keyword, "ALTER") || Ascii.EqualsIgnoreCase(keyword, "REINDEX");
+    }
+
+    /// <summary>
+    /// The length of the first statement of <paramref name="text"/>, its semicolon included: up to the first semicolon
+    /// after which SQLite's <c>sqlite3_complete</c> finds the text complete (see <see cref="AnyStatementIsStandalone"/>).
+    /// </summary>
+    private static int FirstStatementLength(ReadOnlySpan<byte> text)
+    {
+        for (var end = text.Length - FirstWordAndRest(text).Length; end < text.Length; end++)
+        {
+            if (text[end] == (byte)';' && raw.sqlite3_complete(Encoding.UTF8.GetString(text[..(end + 1)])) != 0)
+            {
+                return end + 1;
+            }
+        }
+
+        return text.Length;
     }
 
     /// <summary>
@@ -126,6 +168,19 @@ internal sealed class CommandClassifier
     /// <summary>The first word of a statement, after white space and comments.</summary>
     private static ReadOnlySpan<byte> FirstWord(ReadOnlySpan<byte> text)
     {
+        text = FirstWordAndRest(text);
+        var length = 0;
+        while (length < text.Length && char.IsAsciiLetter((char)text[length]))
+        {
+            length++;
+        }
+
+        return text[..length];
+    }
+
+    /// <summary>A statement from its first word on: without the white space, comments and semicolons before it.</summary>
+    private static ReadOnlySpan<byte> FirstWordAndRest(ReadOnlySpan<byte> text)
+    {
         while (true)
         {
             text = text.TrimStart(" \t\r\n\f;"u8);
@@ -141,16 +196,8 @@ internal sealed class CommandClassifier
             }
             else
             {
-                break;
+                return text;
             }
         }
-
-        var length = 0;
-        while (length < text.Length && char.IsAsciiLetter((char)text[length]))
-        {
-            length++;
-        }
-
-        return text[..length];
     }
 }

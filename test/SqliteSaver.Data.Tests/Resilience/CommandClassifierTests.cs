@@ -42,8 +42,50 @@ public class CommandClassifierTests
     [TestCase("CREATE TABLE u (y); CREATE TRIGGER tr AFTER INSERT ON u BEGIN SELECT 1; END; INSERT INTO u VALUES (1)", "Write")]
     [TestCase("CREATE TABLE u (y); INSERT INTO u SELECT CASE WHEN x > 0 THEN 1 END FROM t", "Write")]
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES ('; COMMIT; BEGIN'); -- END\n", "Write")]
+    [TestCase("PRAGMA user_version = 'a;b'; SELECT 1", "Unprotected")]
+    [TestCase(";; PRAGMA foreign_keys(0)", "Standalone")]
     public void Commands_are_classified_by_what_their_statements_do(string sql, string expected)
     {
         new CommandClassifier().Classify(_connection.Handle!, sql).ToString().ShouldBe(expected);
+    }
+
+    [Test]
+    public void Classifying_a_PRAGMA_does_not_apply_it()
+    {
+        using (var on = _connection.CreateCommand())
+        {
+            on.CommandText = "PRAGMA foreign_keys = ON";
+            on.ExecuteNonQuery();
+        }
+
+        var classifier = new CommandClassifier();
+        classifier.Classify(_connection.Handle!, "INSERT INTO t VALUES (1); PRAGMA foreign_keys = OFF").ShouldBe(CommandKind.Unprotected);
+        classifier.Classify(_connection.Handle!, "PRAGMA foreign_keys(0)").ShouldBe(CommandKind.Standalone);
+
+        using var read = _connection.CreateCommand();
+        read.CommandText = "PRAGMA foreign_keys";
+        read.ExecuteScalar().ShouldBe(1L); // SQLite applies such a setting as it compiles it
+    }
+
+    [TestCase("DROP TRIGGER IF EXISTS tr; SELECT 1", "SELECT 1", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END")]
+    [TestCase("CREATE TRIGGER IF NOT EXISTS tr AFTER INSERT ON t BEGIN SELECT 1; END", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END", "DROP TRIGGER tr")]
+    public void A_statement_the_schema_of_the_moment_makes_read_only_is_classified_afresh_once_the_schema_changes(string sql, string before, string change)
+    {
+        using (var command = _connection.CreateCommand())
+        {
+            command.CommandText = before;
+            command.ExecuteNonQuery();
+        }
+
+        var classifier = new CommandClassifier();
+        classifier.Classify(_connection.Handle!, sql).ShouldBe(CommandKind.Read); // nothing to drop, or already there
+
+        using (var command = _connection.CreateCommand())
+        {
+            command.CommandText = change;
+            command.ExecuteNonQuery();
+        }
+
+        classifier.Classify(_connection.Handle!, sql).ShouldBe(CommandKind.Write);
     }
 }

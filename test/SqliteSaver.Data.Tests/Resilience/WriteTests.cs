@@ -11,6 +11,43 @@ namespace SqliteSaver.Data.Tests.Resilience;
 public class WriteTests : DatabaseTest
 {
     [Test]
+    public void A_PRAGMA_of_a_batch_that_stops_at_an_earlier_failing_statement_or_of_a_refused_command_has_no_effect()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x CHECK (x > 0)); CREATE TABLE n (y NOT NULL)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO n VALUES (NULL); PRAGMA ignore_check_constraints = ON")).SqliteErrorCode.ShouldBe(19);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "INSERT INTO t VALUES (1) RETURNING x";
+            using var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+            Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "PRAGMA ignore_check_constraints = 1")); // only queries run now
+        }
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (-5)")).SqliteErrorCode.ShouldBe(19); // CHECK still holds
+    }
+
+    [Test]
+    public void A_failed_batch_first_seen_when_its_DROP_TRIGGER_IF_EXISTS_had_nothing_to_drop_is_later_rolled_back_whole()
+    {
+        const string batch = "DROP TRIGGER IF EXISTS guard; SELECT busy_always()";
+        var connectionString = Folder.ConnectionString("Retry=2;Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        connection.InnerConnection.CreateFunction<long>("busy_always", () => throw new SqliteException("SQLite Error 5: 'database is locked'.", 5));
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, batch)).SqliteErrorCode.ShouldBe(5); // nothing to drop: read-only then
+        ConnectionTests.Exec(connection, "CREATE TRIGGER guard BEFORE DELETE ON t BEGIN SELECT RAISE(ABORT, 'guarded'); END");
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, batch)).SqliteErrorCode.ShouldBe(5);
+
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM sqlite_master WHERE name = 'guard'").ShouldBe(1L); // all or nothing
+    }
+
+    [Test]
     public void A_batch_that_hits_BUSY_on_its_second_statement_is_applied_exactly_once()
     {
         var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
@@ -123,6 +160,32 @@ public class WriteTests : DatabaseTest
         connection.State.ShouldBe(System.Data.ConnectionState.Closed);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
         SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
+    }
+
+    [Test]
+    public async Task A_unit_of_work_that_committed_itself_and_then_met_a_busy_error_is_not_run_again([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Retry=1;Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        connection.InnerConnection.CreateFunction<long>("busy_always", () => throw new SqliteException("SQLite Error 5: 'database is locked'.", 5));
+        var runs = 0;
+        void Work(SaverDbTransaction transaction)
+        {
+            runs++;
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            transaction.Commit(); // which the unit of work must not do
+            connection.ExecuteScalar("SELECT busy_always()"); // its own retries give up: code 5
+        }
+
+        var error = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; }))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
+
+        runs.ShouldBe(1);
+        error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(5);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L); // committed once, not twice
     }
 
     [Test]
