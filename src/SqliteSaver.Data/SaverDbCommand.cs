@@ -25,7 +25,6 @@ public sealed class SaverDbCommand : DbCommand
     private SaverDbTransaction? _transaction;
     private int? _commandTimeout;
     private PhysicalConnection? _bound;
-    private readonly Lock _runningLock = new();
     private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private PooledDataReader? _reader;
@@ -205,32 +204,17 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     public override void Cancel()
     {
-        lock (_runningLock)
+        if (Volatile.Read(ref _running) > 0 && _bound?.Handle is { IsClosed: false } handle)
         {
-            if (_running > 0 && _bound?.Handle is { IsClosed: false } handle)
-            {
-                SQLitePCL.raw.sqlite3_interrupt(handle);
-            }
+            SQLitePCL.raw.sqlite3_interrupt(handle);
         }
     }
 
     /// <summary>Marks a call of this command or of its reader as running statements, until <see cref="EndRunning"/>, for <see cref="Cancel"/>.</summary>
-    internal void BeginRunning()
-    {
-        lock (_runningLock)
-        {
-            _running++;
-        }
-    }
+    internal void BeginRunning() => Interlocked.Increment(ref _running);
 
     /// <summary>Ends what <see cref="BeginRunning"/> began.</summary>
-    internal void EndRunning()
-    {
-        lock (_runningLock)
-        {
-            _running--;
-        }
-    }
+    internal void EndRunning() => Interlocked.Decrement(ref _running);
 
     /// <inheritdoc />
     protected override DbParameter CreateDbParameter() => CreateParameter();
