@@ -266,9 +266,10 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>
     /// One gate per database in the process (a file, or an in-memory database SQLite shares by name), shared by every
-    /// data source on it; one of its own for a data source's private in-memory database.
+    /// data source on it; one of its own for a data source's private in-memory database; none where each connection
+    /// has a database of its own.
     /// </summary>
-    private static WriteGate? CreateGate(SaverOptions options) => !options.WriteGate
+    private static WriteGate? CreateGate(SaverOptions options) => !options.WriteGate || options.DatabasePerConnection
         ? null
         : options.GateKey is { } key ? SharedGate(key) : new WriteGate();
 

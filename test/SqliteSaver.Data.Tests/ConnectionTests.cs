@@ -316,6 +316,43 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void Rows_a_renter_left_in_a_temporary_table_of_the_connection_initializer_do_not_reach_the_next_renter()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "CREATE TEMP TABLE scratch (x)";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Exec(connection, "INSERT INTO scratch VALUES ('secret')");
+        }
+
+        using var next = dataSource.OpenConnection();
+        Scalar(next, "SELECT count(*) FROM scratch").ShouldBe(0L);
+    }
+
+    [Test]
+    public void Reading_the_database_size_through_pragma_functions_does_not_close_the_pooled_connection()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        SqliteConnection inner;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            inner = connection.InnerConnection;
+            Scalar(connection, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()").ShouldBeOfType<long>();
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.ShouldBeSameAs(inner);
+    }
+
+    [Test]
     public void The_journal_mode_FAST_secure_delete_and_PRAGMAs_set_through_the_inner_connection_survive_other_renters()
     {
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Journal Mode=Truncate"))
@@ -669,6 +706,21 @@ public class ConnectionTests : DatabaseTest
         Exec(a, "CREATE TABLE only_in_a (x)");
 
         Scalar(b, "SELECT count(*) FROM sqlite_master WHERE name = 'only_in_a'").ShouldBe(0L);
+    }
+
+    [Test]
+    public void Without_pooling_memory_connections_of_their_own_do_not_wait_for_each_others_transactions()
+    {
+        const string connectionString = "Data Source=:memory:;Pooling=False;Default Timeout=1";
+        using var a = new SaverDbConnection(connectionString);
+        using var b = new SaverDbConnection(connectionString);
+        a.Open();
+        b.Open();
+        using var held = a.BeginTransaction();
+
+        using var other = b.BeginTransaction(); // its own database: no write gate to wait at
+        Exec(b, "CREATE TABLE t (x)");
+        other.Commit();
     }
 
     [Test]

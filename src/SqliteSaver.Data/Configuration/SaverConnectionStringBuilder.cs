@@ -292,8 +292,9 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     }
 
     /// <summary>
-    /// Whether a TRUNCATE checkpoint runs when the pool is cleared or disposed and its last connection has closed,
-    /// leaving the files small and consistent. Default <see langword="true"/>.
+    /// Whether a TRUNCATE checkpoint runs as the pool's last connection closes (the pool is cleared or disposed, idle
+    /// pruning closes it, or without pooling its renter does), leaving the files small and consistent. Default
+    /// <see langword="true"/>.
     /// </summary>
     public bool CheckpointOnClose
     {

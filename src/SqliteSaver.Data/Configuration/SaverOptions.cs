@@ -68,6 +68,7 @@ internal sealed partial class SaverOptions
         PoolKey = BuildPoolKey(builder, DataSource);
         _innerConnectionString = BuildInnerConnectionString(builder, DataSource);
         // Without pooling each connection opens a private in-memory database of its own, as SQLite gives it.
+        DatabasePerConnection = privateMemory && !Pooling;
         _memoryName = privateMemory && Pooling ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
         PragmaSql = BuildPragmaSql(builder, journalMode: true);
         ReadOnlyPragmaSql = BuildPragmaSql(builder, journalMode: false);
@@ -182,6 +183,9 @@ internal sealed partial class SaverOptions
     /// <c>mode=ro</c> in a URI, or a file it may not write), which cannot switch it and fails trying.
     /// </summary>
     public string ReadOnlyPragmaSql { get; }
+
+    /// <summary>Whether each connection has a database of its own (a private in-memory one without pooling): writers never meet.</summary>
+    public bool DatabasePerConnection { get; }
 
     /// <summary>Whether the database is opened read-only: <c>Mode=ReadOnly</c> or <c>mode=ro</c> in a <c>file:</c> URI.</summary>
     public bool ReadOnly { get; }

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Interop;
@@ -11,13 +12,14 @@ namespace SqliteSaver.Data.Pooling;
 /// times. Transaction control runs through statements prepared once, so renting, beginning, committing and
 /// returning allocate nothing.
 /// </summary>
-internal sealed class PhysicalConnection : IDisposable
+internal sealed partial class PhysicalConnection : IDisposable
 {
     private readonly sqlite3_stmt _beginImmediate;
     private readonly sqlite3_stmt _beginDeferred;
     private readonly sqlite3_stmt _commit;
     private readonly sqlite3_stmt _rollback;
     private readonly sqlite3_stmt _hasTempObjects;
+    private readonly sqlite3_stmt _hasTempTables;
     private readonly sqlite3_stmt _tempSchemaVersion;
     private long _initialTempSchemaVersion; // the temp schema as opening and the connection initializer left it
     private readonly sqlite3_stmt _hasAttachedDatabases;
@@ -38,11 +40,7 @@ internal sealed class PhysicalConnection : IDisposable
         "count_changes", "empty_result_callbacks", "fullfsync", "checkpoint_fullfsync",
     ];
 
-    /// <summary>
-    /// PRAGMAs whose setting SQLite cannot report, so they cannot be set back: <c>case_sensitive_like</c>, and the
-    /// <c>auto_vacuum</c> and <c>page_size</c> a later <c>VACUUM</c> would give the file (reading them gives the file's own).
-    /// </summary>
-    private static readonly string[] UnreadablePragmas = ["case_sensitive_like", "auto_vacuum", "page_size"];
+
 
     /// <summary>
     /// The PRAGMAs set back by name, each with the only values SQLite returns for it. The journal mode of main only:
@@ -67,6 +65,7 @@ internal sealed class PhysicalConnection : IDisposable
         _commit = Prepare("COMMIT");
         _rollback = Prepare("ROLLBACK");
         _hasTempObjects = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)");
+        _hasTempTables = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type = 'table')");
         _tempSchemaVersion = Prepare("PRAGMA temp.schema_version");
         _hasAttachedDatabases = Prepare("SELECT EXISTS (SELECT 1 FROM pragma_database_list WHERE seq >= 2)");
     }
@@ -126,7 +125,7 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>
     /// Whether a command of the current rental may have set a PRAGMA whose setting SQLite cannot report (see
-    /// <see cref="UnreadablePragmas"/>), so it cannot be set back: the connection is then closed rather than handed on.
+    /// <see cref="UnreadablePragmaStatement"/>), so it cannot be set back: the connection is then closed rather than handed on.
     /// </summary>
     public bool UnreadablePragmaMayHaveChanged { get; private set; }
 
@@ -516,7 +515,7 @@ internal sealed class PhysicalConnection : IDisposable
 
         BusyTimeoutMayHaveChanged = true;
         PragmasMayHaveChanged = true;
-        UnreadablePragmaMayHaveChanged |= UnreadablePragmas.Any(name => text.Contains(name, StringComparison.OrdinalIgnoreCase));
+        UnreadablePragmaMayHaveChanged |= UnreadablePragmaStatement().IsMatch(text);
     }
 
     /// <summary>
@@ -560,6 +559,7 @@ internal sealed class PhysicalConnection : IDisposable
         _commit.Dispose();
         _rollback.Dispose();
         _hasTempObjects.Dispose();
+        _hasTempTables.Dispose();
         _tempSchemaVersion.Dispose();
         _hasAttachedDatabases.Dispose();
         Statements.Dispose();
@@ -602,10 +602,11 @@ internal sealed class PhysicalConnection : IDisposable
     public void RememberTempSchema() => _initialTempSchemaVersion = TempSchemaVersion();
 
     /// <summary>
-    /// Whether temporary objects are there that a renter may have made: some are, and the temporary schema changed
-    /// since <see cref="RememberTempSchema"/>.
+    /// Whether temporary objects are there that a renter may have made or filled: some are, and the temporary schema
+    /// changed since <see cref="RememberTempSchema"/> or one is a table (the initializer's too: it may hold a renter's rows).
     /// </summary>
-    private bool HasTempObjectsOfRenters() => Exists(_hasTempObjects) && TempSchemaVersion() != _initialTempSchemaVersion;
+    private bool HasTempObjectsOfRenters()
+        => Exists(_hasTempObjects) && (TempSchemaVersion() != _initialTempSchemaVersion || Exists(_hasTempTables));
 
     private long TempSchemaVersion()
     {
@@ -662,4 +663,12 @@ internal sealed class PhysicalConnection : IDisposable
         SqliteException.ThrowExceptionForRC(rc, Handle);
         return statement;
     }
+
+    /// <summary>
+    /// A PRAGMA statement that sets (not a <c>pragma_...</c> function, which only reads) a setting SQLite cannot report,
+    /// so that it cannot be set back: <c>case_sensitive_like</c>, and the <c>auto_vacuum</c> and <c>page_size</c> a
+    /// later <c>VACUUM</c> would give the file (reading them gives the file's own).
+    /// </summary>
+    [GeneratedRegex(@"\bPRAGMA\s+(?:[""`\[]?\w+[""`\]]?\s*\.\s*)?[""`\[]?(?:case_sensitive_like|auto_vacuum|page_size)[""`\]]?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex UnreadablePragmaStatement();
 }

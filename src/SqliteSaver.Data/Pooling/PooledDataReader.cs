@@ -65,6 +65,7 @@ internal sealed class PooledDataReader(
         }
 
         _closed = true;
+        command.BeginRunning(); // closing runs the statements of the command not reached yet
         try
         {
             if (!openWrite)
@@ -93,6 +94,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
+            command.EndRunning();
             if (closeConnection)
             {
                 connection.Close();

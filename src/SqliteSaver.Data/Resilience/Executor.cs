@@ -117,7 +117,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             physical.RetryFailedRollback(leaveGate: true);
             // Inside the try: reading the busy timeout may be interrupted by the token already.
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
-            physical.NotePragmas(text); // before the classifier prepares the statements, which sets a PRAGMA
+            physical.NotePragmas(text);
             var kind = Classify(physical, text);
             if (physical.WriteOpenForReader && kind != CommandKind.Read)
             {

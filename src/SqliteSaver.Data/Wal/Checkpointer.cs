@@ -165,6 +165,7 @@ internal sealed class Checkpointer : IDisposable
                     // The pool's busy timeout would let the TRUNCATE wait for readers (holding writers back) that
                     // long; the connection closes next, so nothing is restored.
                     raw.sqlite3_busy_timeout(last.Handle, ConnectionBusyTimeout);
+                    last.TryRollback(); // a connection closed unreset (without pooling, say) may hold a renter's transaction
                     var result = CheckpointExtensions.Run(last.Handle, CheckpointMode.Truncate);
                     Record(CheckpointMode.Truncate, result, PoolDrained);
                 }

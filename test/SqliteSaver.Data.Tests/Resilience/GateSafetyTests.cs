@@ -240,6 +240,39 @@ public class GateSafetyTests : DatabaseTest
     }
 
     [Test]
+    public void Cancel_interrupts_the_statements_a_closing_reader_runs()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+        var handle = connection.InnerConnection.Handle!;
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        var closing = Task.Run(reader.Dispose); // runs the endless second statement, as Microsoft.Data.Sqlite's reader does
+
+        try
+        {
+            Wait.Until(() =>
+            {
+                command.Cancel();
+                return closing.IsCompleted;
+            });
+        }
+        finally
+        {
+            if (!closing.IsCompleted)
+            {
+                raw.sqlite3_interrupt(handle); // a failed test ends here, instead of hanging on the endless statement
+                closing.Wait(TimeSpan.FromSeconds(30));
+            }
+        }
+
+        closing.IsCompletedSuccessfully.ShouldBeTrue(); // closing ignores the statements' errors
+        ConnectionTests.Scalar(connection, "SELECT 2").ShouldBe(2L);
+    }
+
+    [Test]
     public void Cancel_on_a_disposed_command_does_not_reach_the_next_renter_of_its_connection()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
