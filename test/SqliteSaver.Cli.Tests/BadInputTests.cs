@@ -23,6 +23,10 @@ public class BadInputTests : CliTest
         ["demo", "--processes", "-1"],
         ["demo", "--seconds", "0"],
         ["demo", "--read-ratio", "-0.5"],
+        ["stress", "--db", "{folder}/stress.db", "--seconds", "10000000"],
+        ["stress", "--db", "{folder}/stress.db", "--read-ratio", "1e12"],
+        ["stress", "--db", "{folder}/stress.db", "--threads", "100000000"],
+        ["demo", "--processes", "1000"],
         ["stress"],
         ["stress", "--db", "{folder}/no-such-folder/stress.db"],
         ["stress", "--db", "{folder}"],
@@ -59,7 +63,7 @@ public class BadInputTests : CliTest
         CliRun.Of("info", Folder).Error.ShouldContain("is a directory");
         CliRun.Of("checkpoint", PathOf("text.db")).Error.ShouldContain("not a SQLite database");
         CliRun.Of("checkpoint", PathOf("text.db"), "--mode", "sideways").Error.ShouldContain("--mode must be passive, full, restart or truncate, not 'sideways'");
-        CliRun.Of("demo", "--threads", "-3").Error.ShouldContain("--threads must be a whole number, 1 or more, not '-3'");
+        CliRun.Of("demo", "--threads", "-3").Error.ShouldContain("--threads must be a whole number from 1 to 1024, not '-3'");
         CliRun.Of("stress", "--db", PathOf(), "--connection-string", "Colour=blue").Error.ShouldContain("'colour' is not supported");
     }
 }

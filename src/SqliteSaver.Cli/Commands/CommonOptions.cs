@@ -10,7 +10,7 @@ internal static class CommonOptions
     public static Option<bool> Json() => new("--json") { Description = "Print the result as one JSON object instead of text." };
 
     /// <summary>A whole-number option that must be at least <paramref name="minimum"/>.</summary>
-    public static Option<int> Count(string name, string description, int defaultValue, int minimum) => new(name)
+    public static Option<int> Count(string name, string description, int defaultValue, int minimum, int maximum = int.MaxValue) => new(name)
     {
         Description = description,
         DefaultValueFactory = _ => defaultValue,
@@ -18,17 +18,19 @@ internal static class CommonOptions
         CustomParser = result =>
         {
             var text = Token(result);
-            if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) || value < minimum)
+            if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) || value < minimum || value > maximum)
             {
-                result.AddError(string.Create(CultureInfo.InvariantCulture, $"{name} must be a whole number, {minimum} or more, not '{text}'."));
+                result.AddError(maximum == int.MaxValue
+                    ? string.Create(CultureInfo.InvariantCulture, $"{name} must be a whole number, {minimum} or more, not '{text}'.")
+                    : string.Create(CultureInfo.InvariantCulture, $"{name} must be a whole number from {minimum} to {maximum}, not '{text}'."));
             }
 
             return value;
         },
     };
 
-    /// <summary>A number option that must be more than <paramref name="minimum"/> (or at least it, when <paramref name="inclusive"/>).</summary>
-    public static Option<double> Number(string name, string description, double defaultValue, double minimum, bool inclusive) => new(name)
+    /// <summary>A number option that must be more than <paramref name="minimum"/> (or at least it, when <paramref name="inclusive"/>), and at most <paramref name="maximum"/>.</summary>
+    public static Option<double> Number(string name, string description, double defaultValue, double minimum, bool inclusive, double maximum) => new(name)
     {
         Description = description,
         DefaultValueFactory = _ => defaultValue,
@@ -37,10 +39,10 @@ internal static class CommonOptions
         {
             var text = Token(result);
             if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value)
-                || !double.IsFinite(value) || (inclusive ? value < minimum : value <= minimum))
+                || !double.IsFinite(value) || (inclusive ? value < minimum : value <= minimum) || value > maximum)
             {
                 result.AddError(string.Create(CultureInfo.InvariantCulture,
-                    $"{name} must be a number {(inclusive ? "of at least" : "more than")} {minimum}, not '{text}'."));
+                    $"{name} must be a number {(inclusive ? "of at least" : "more than")} {minimum} and at most {maximum}, not '{text}'."));
             }
 
             return value;

@@ -6,14 +6,15 @@ namespace SqliteSaver.Cli.Commands;
 /// <summary>The options of <c>demo</c> and <c>stress</c>, which run the same workload.</summary>
 internal sealed class WorkloadOptions
 {
-    private readonly Option<int> _threads = CommonOptions.Count("--threads", "Writer threads in this process.", 16, 1);
-    private readonly Option<int> _processes = CommonOptions.Count("--processes", "Writer child processes, one writer thread each.", 2, 0);
-    private readonly Option<double> _readRatio = CommonOptions.Number("--read-ratio", "Reader threads per writer thread (rounded).", 0.25, 0, inclusive: true);
+    private readonly Option<int> _threads = CommonOptions.Count("--threads", "Writer threads in this process.", 16, 1, maximum: 1024);
+    private readonly Option<int> _processes = CommonOptions.Count("--processes", "Writer child processes, one writer thread each.", 2, 0, maximum: 64);
+    private readonly Option<double> _readRatio = CommonOptions.Number("--read-ratio", "Reader threads per writer thread (rounded).", 0.25, 0, inclusive: true, maximum: 16);
     private readonly Option<double> _seconds;
 
     public WorkloadOptions(double defaultSeconds)
     {
-        _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, 0, inclusive: false);
+        // At most what a CancellationTokenSource can wait (int.MaxValue milliseconds).
+        _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, 0, inclusive: false, maximum: 2147483);
     }
 
     public Option<bool> Json { get; } = CommonOptions.Json();
