@@ -32,6 +32,86 @@ public class ProcessTests : CliTest
         output.ShouldContain("truncate checkpoint BUSY");
     }
 
+    [TestCase("TERM")]
+    [TestCase("KILL")]
+    public void Child_writers_stop_when_the_tool_is_stopped_by_a_signal(string signal)
+    {
+        var start = new ProcessStartInfo("dotnet", [typeof(Program).Assembly.Location,
+            "stress", "--db", PathOf(), "--seconds", "120", "--threads", "1", "--processes", "2", "--read-ratio", "0"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var tool = Process.Start(start)!;
+        _ = tool.StandardOutput.ReadToEndAsync();
+        _ = tool.StandardError.ReadToEndAsync();
+        var children = Array.Empty<int>();
+        try
+        {
+            // The child writers are writers 1 and 2 (writer 0 is the tool's own thread): wait until both have written.
+            SpinWait.SpinUntil(() => ChildWritersHaveWritten(PathOf()), TimeSpan.FromSeconds(60)).ShouldBeTrue("the child writers did not start writing");
+            children = ChildrenOf(tool.Id);
+            children.Length.ShouldBe(2);
+            using (var kill = Process.Start("kill", ["-" + signal, tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+            {
+                kill.WaitForExit();
+            }
+
+            tool.WaitForExit(TimeSpan.FromSeconds(30)).ShouldBeTrue("the tool did not stop");
+            SpinWait.SpinUntil(() => !children.Any(IsAlive), TimeSpan.FromSeconds(30))
+                .ShouldBeTrue("child writers still running after the tool was stopped"); // they would write on for 120 s
+        }
+        finally
+        {
+            foreach (var child in children.Where(IsAlive))
+            {
+                using var process = Process.GetProcessById(child);
+                process.Kill();
+            }
+
+            if (!tool.HasExited)
+            {
+                tool.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    private static bool ChildWritersHaveWritten(string path)
+    {
+        try
+        {
+            using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False");
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT count(DISTINCT writer) FROM saver_stress WHERE writer > 0";
+            return (long)command.ExecuteScalar()! == 2;
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException)
+        {
+            return false; // not created yet, or locked for a moment
+        }
+    }
+
+    /// <summary>The processes <paramref name="pid"/> started, as Linux lists them.</summary>
+    private static int[] ChildrenOf(int pid)
+        => [.. Directory.GetDirectories($"/proc/{pid}/task")
+            .Select(task => Path.Combine(task, "children"))
+            .Where(File.Exists)
+            .SelectMany(file => File.ReadAllText(file).Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Select(int.Parse)];
+
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/stat").Split(' ')[2] != "Z"; // a zombie has exited
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
     private static (int ExitCode, string Output, string Error) RunTool(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet", [typeof(Program).Assembly.Location, .. args])

@@ -31,6 +31,18 @@ internal static class WorkerCommand
                 return ExitCodes.Failure;
             }
 
+            // The parent holds this process's standard input: once the parent is gone, however it ended (a signal, a
+            // kill), standard input ends, and so does this writer, which would otherwise write on for its --seconds.
+            new Thread(static () =>
+            {
+                while (Console.In.ReadLine() is not null)
+                {
+                }
+
+                Environment.Exit(ExitCodes.Failure);
+            })
+            { IsBackground = true }.Start();
+
             using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(parseResult.GetValue(seconds)));
             var report = Loops.Write(stackValue, connection, parseResult.GetRequiredValue(run), parseResult.GetValue(writer), new WorkloadCounters(), stop.Token);
             Json.Write(output, report);
