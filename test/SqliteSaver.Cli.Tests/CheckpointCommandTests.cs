@@ -7,6 +7,21 @@ namespace SqliteSaver.Cli.Tests;
 public class CheckpointCommandTests : CliTest
 {
     [Test]
+    public void A_database_another_connection_holds_exclusively_fails_within_the_busy_timeout()
+    {
+        var path = PathOf();
+        using var writer = CreateWalDatabase(path);
+        Execute(writer, "PRAGMA locking_mode = EXCLUSIVE; INSERT INTO item (text) VALUES ('held');");
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var run = CliRun.Of("checkpoint", path, "--busy-timeout", "0");
+
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(15)); // not Microsoft.Data.Sqlite's 30 s of retries
+        run.ExitCode.ShouldBe(1, run.Error);
+        run.Error.ShouldContain("database is locked");
+    }
+
+    [Test]
     public void A_truncate_checkpoint_copies_every_frame_and_empties_the_wal()
     {
         var path = PathOf();

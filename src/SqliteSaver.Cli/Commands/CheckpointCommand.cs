@@ -21,7 +21,7 @@ internal static class CheckpointCommand
             CustomParser = ParseMode,
             HelpName = "passive|full|restart|truncate",
         };
-        var busyTimeout = CommonOptions.Count("--busy-timeout", "How long full, restart and truncate wait for readers and writers, in milliseconds.", 5000, 0);
+        var busyTimeout = CommonOptions.Count("--busy-timeout", "How long full, restart and truncate wait for readers and writers, and opening waits for another connection's lock, in milliseconds.", 5000, 0);
         busyTimeout.HelpName = "MS";
         var json = CommonOptions.Json();
         var command = new Command(
@@ -38,12 +38,7 @@ internal static class CheckpointCommand
             var output = parseResult.InvocationConfiguration.Output;
             var file = DatabaseFile.RequireExisting(parseResult.GetRequiredValue(path));
             var checkpointMode = parseResult.GetValue(mode);
-            using var connection = DatabaseFile.OpenPlain(file, SqliteOpenMode.ReadWrite);
-            using (var timeout = connection.CreateCommand())
-            {
-                timeout.CommandText = string.Create(CultureInfo.InvariantCulture, $"PRAGMA busy_timeout = {parseResult.GetValue(busyTimeout)}");
-                timeout.ExecuteNonQuery();
-            }
+            using var connection = DatabaseFile.OpenPlain(file, SqliteOpenMode.ReadWrite, parseResult.GetValue(busyTimeout));
 
             var before = connection.GetWalStatus();
             var result = connection.Checkpoint(checkpointMode);

@@ -9,6 +9,9 @@ namespace SqliteSaver.Cli.Commands;
 /// <summary><c>info</c>: what an existing database file holds, read without creating or changing it.</summary>
 internal static class InfoCommand
 {
+    /// <summary>How long reading waits for another connection's lock, in milliseconds.</summary>
+    private const int ReadBusyTimeout = 5000;
+
     public static Command Create()
     {
         var path = new Argument<string>("PATH") { Description = "The database file; it must exist (it is never created)." };
@@ -47,7 +50,7 @@ internal static class InfoCommand
         string version;
         long pageSize, pageCount, freelist;
         WalStatus wal;
-        using (var connection = DatabaseFile.OpenPlain(file, SqliteOpenMode.ReadOnly))
+        using (var connection = DatabaseFile.OpenPlain(file, SqliteOpenMode.ReadOnly, ReadBusyTimeout))
         {
             version = (string)Scalar(connection, "SELECT sqlite_version()");
             pageSize = (long)Scalar(connection, "PRAGMA page_size");

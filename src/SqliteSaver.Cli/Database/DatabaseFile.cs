@@ -25,10 +25,36 @@ internal static class DatabaseFile
             : throw new BadInputException($"{path}: the folder does not exist");
     }
 
-    /// <summary>Opens a plain connection without pooling; <see cref="SqliteOpenMode.ReadOnly"/> and <see cref="SqliteOpenMode.ReadWrite"/> never create the file.</summary>
+    /// <summary>
+    /// Opens a plain connection without pooling (<see cref="SqliteOpenMode.ReadOnly"/> and
+    /// <see cref="SqliteOpenMode.ReadWrite"/> never create the file), with SQLite's busy timeout set, and reads the
+    /// database header within it, not within Microsoft.Data.Sqlite's 30 s of retries.
+    /// </summary>
     /// <exception cref="BadInputException">The file is not a SQLite database.</exception>
-    public static SqliteConnection OpenPlain(string path, SqliteOpenMode mode)
-        => Open(path, () => new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = mode, Pooling = false }.ConnectionString));
+    /// <exception cref="SqliteException">The database stayed locked past <paramref name="busyTimeout"/>, or another error.</exception>
+    public static SqliteConnection OpenPlain(string path, SqliteOpenMode mode, int busyTimeout)
+    {
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = mode, Pooling = false }.ConnectionString);
+        try
+        {
+            connection.Open();
+            var handle = connection.Handle!;
+            raw.sqlite3_busy_timeout(handle, busyTimeout);
+            var rc = raw.sqlite3_exec(handle, "PRAGMA schema_version");
+            if (rc == raw.SQLITE_NOTADB)
+            {
+                throw new BadInputException($"{path}: not a SQLite database");
+            }
+
+            SqliteException.ThrowExceptionForRC(rc, handle);
+            return connection;
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>Opens a connection and reads the database header, so a file that is not SQLite fails here.</summary>
     /// <exception cref="BadInputException">The file is not a SQLite database.</exception>
@@ -62,7 +88,7 @@ internal static class DatabaseFile
     /// </summary>
     public static bool? IsWriteLocked(string path)
     {
-        using var connection = OpenPlain(path, SqliteOpenMode.ReadWrite);
+        using var connection = OpenPlain(path, SqliteOpenMode.ReadWrite, busyTimeout: 0);
         var handle = connection.Handle!;
         if (raw.sqlite3_db_readonly(handle, "main") == 1)
         {
