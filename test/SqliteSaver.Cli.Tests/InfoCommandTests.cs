@@ -32,6 +32,30 @@ public class InfoCommandTests : CliTest
     }
 
     [Test]
+    public void A_wal_left_by_a_writer_that_crashed_is_left_as_it_is()
+    {
+        var original = PathOf("original.db");
+        var crashed = PathOf("crashed.db");
+        using (var writer = CreateWalDatabase(original))
+        {
+            // The files as a writer that crashed now would leave them: its rows only in the -wal file.
+            File.Copy(original, crashed);
+            File.Copy(original + "-wal", crashed + "-wal");
+        }
+
+        var database = File.ReadAllBytes(crashed);
+        var wal = File.ReadAllBytes(crashed + "-wal");
+        wal.Length.ShouldBeGreaterThan(0);
+
+        var run = CliRun.Of("info", crashed, "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Json().GetProperty("walFrames").GetInt64().ShouldBeGreaterThan(0);
+        (File.ReadAllBytes(crashed).SequenceEqual(database)).ShouldBeTrue("info checkpointed the -wal file into the database");
+        (File.ReadAllBytes(crashed + "-wal").SequenceEqual(wal)).ShouldBeTrue("info changed or deleted the -wal file");
+    }
+
+    [Test]
     public void It_tells_when_another_connection_holds_the_write_lock()
     {
         var path = PathOf();

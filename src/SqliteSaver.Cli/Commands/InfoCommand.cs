@@ -59,8 +59,9 @@ internal static class InfoCommand
             wal = connection.GetWalStatus();
         }
 
-        // Checked after the read-only connection has closed, so that SQLite can remove the -wal and -shm files it may create.
-        var writeLocked = DatabaseFile.IsWriteLocked(file);
+        // Checked after the read-only connection has closed, so that SQLite can remove the -wal and -shm files it may
+        // create; but a -wal file with frames (left by a writer that crashed, say) is left as it is: info changes nothing.
+        var writeLocked = DatabaseFile.IsWriteLocked(file, keepWal: wal.WalFrames > 0);
         return new InfoReport(file, version, wal.JournalMode, pageSize, pageCount, freelist, new FileInfo(file).Length, wal.WalFileBytes, wal.WalFrames, writeLocked);
     }
 

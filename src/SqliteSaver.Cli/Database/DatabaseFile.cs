@@ -85,11 +85,19 @@ internal static class DatabaseFile
     /// <summary>
     /// Whether another connection holds the database's write lock right now: tries <c>BEGIN IMMEDIATE</c> without
     /// waiting on a read-write connection of its own and rolls back. Null when the file cannot be opened for writing.
+    /// With <paramref name="keepWal"/> that connection, if it closes last, leaves the <c>-wal</c> file as it is, where
+    /// SQLite would copy its frames into the database and delete it.
     /// </summary>
-    public static bool? IsWriteLocked(string path)
+    public static bool? IsWriteLocked(string path, bool keepWal)
     {
         using var connection = OpenPlain(path, SqliteOpenMode.ReadWrite, busyTimeout: 0);
         var handle = connection.Handle!;
+        if (keepWal)
+        {
+            const int NoCheckpointOnClose = 1006; // SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE
+            SqliteException.ThrowExceptionForRC(raw.sqlite3_db_config(handle, NoCheckpointOnClose, 1, out _), handle);
+        }
+
         if (raw.sqlite3_db_readonly(handle, "main") == 1)
         {
             return null;
