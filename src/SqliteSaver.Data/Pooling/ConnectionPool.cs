@@ -191,17 +191,7 @@ internal sealed class ConnectionPool : IDisposable
             _openedSinceClear = false;
         }
 
-        for (var i = 0; i < closing.Length; i++)
-        {
-            if (last && i == closing.Length - 1)
-            {
-                _onLastClosing(closing[i], drained); // the others are closed already, so it is the last connection
-            }
-
-            closing[i].Dispose();
-            _telemetry.Closed(closing[i].Id, _disposed ? CloseReason.Disposed : CloseReason.Cleared);
-        }
-
+        CloseTaken(closing, last, drained, _disposed ? CloseReason.Disposed : CloseReason.Cleared);
         anchor?.Dispose();
     }
 
@@ -408,15 +398,24 @@ internal sealed class ConnectionPool : IDisposable
             _openedSinceClear &= !drained;
         }
 
-        for (var i = 0; i < expired.Count; i++)
+        CloseTaken(expired, last, drained, CloseReason.Idle);
+    }
+
+    /// <summary>
+    /// Closes connections already taken out of the pool's count; when <paramref name="last"/>, the final one is the
+    /// pool's last connection, and <see cref="_onLastClosing"/> sees it first (the others are closed by then).
+    /// </summary>
+    private void CloseTaken(IReadOnlyList<PhysicalConnection> closing, bool last, bool drained, CloseReason reason)
+    {
+        for (var i = 0; i < closing.Count; i++)
         {
-            if (last && i == expired.Count - 1)
+            if (last && i == closing.Count - 1)
             {
-                _onLastClosing(expired[i], drained);
+                _onLastClosing(closing[i], drained);
             }
 
-            expired[i].Dispose();
-            _telemetry.Closed(expired[i].Id, CloseReason.Idle);
+            closing[i].Dispose();
+            _telemetry.Closed(closing[i].Id, reason);
         }
     }
 }
