@@ -110,7 +110,8 @@ internal sealed class CommandClassifier
 
     /// <summary>
     /// The length of the first statement of <paramref name="text"/>, its semicolon included: up to the first semicolon
-    /// after which SQLite's <c>sqlite3_complete</c> finds the text complete (see <see cref="AnyStatementIsStandalone"/>).
+    /// after which SQLite's own <c>sqlite3_complete</c> finds the text complete, so semicolons in strings, comments and
+    /// trigger bodies do not end it, and BEGIN and END inside a trigger or a CASE are not taken for transaction control.
     /// </summary>
     private static int FirstStatementLength(ReadOnlySpan<byte> text)
     {
@@ -126,28 +127,23 @@ internal sealed class CommandClassifier
     }
 
     /// <summary>
-    /// Whether any statement of text that could not be prepared starts with a standalone keyword. Statements end at
-    /// each semicolon after which SQLite's own <c>sqlite3_complete</c> finds the text complete, so semicolons in
-    /// strings, comments and trigger bodies do not split them, and BEGIN and END inside a trigger or a CASE are not
-    /// taken for transaction control.
+    /// Whether any statement of text that could not be prepared starts with a standalone keyword (statements split as
+    /// <see cref="FirstStatementLength"/> splits them).
     /// </summary>
     private static bool AnyStatementIsStandalone(ReadOnlySpan<byte> text)
     {
-        var start = 0;
-        for (var end = 0; end < text.Length; end++)
+        while (!text.IsEmpty)
         {
-            if (text[end] == (byte)';' && raw.sqlite3_complete(Encoding.UTF8.GetString(text[start..(end + 1)])) != 0)
+            var length = FirstStatementLength(text);
+            if (IsStandalone(text[..length]))
             {
-                if (IsStandalone(text[start..end]))
-                {
-                    return true;
-                }
-
-                start = end + 1;
+                return true;
             }
+
+            text = text[length..];
         }
 
-        return IsStandalone(text[start..]);
+        return false;
     }
 
     /// <summary>Whether a statement's first keyword is one that cannot run inside a transaction of ours.</summary>
