@@ -11,7 +11,7 @@ namespace SqliteSaver.Data.Interop;
 internal static class ESqlite3
 {
     /// <summary>SQLITE_TXN_NONE, what <see cref="sqlite3_txn_state"/> reports for a connection with no transaction.</summary>
-    public const int TxnNone = 0;
+    private const int TxnNone = 0;
 
     private static readonly Lazy<bool> IsAvailable = new(IsSqlitePclRawsLibrary);
 
@@ -35,6 +35,13 @@ internal static class ESqlite3
     /// <summary>The transaction state of a connection's databases, all of them with a null <paramref name="schema"/>.</summary>
     [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
     public static extern int sqlite3_txn_state(IntPtr db, IntPtr schema);
+
+    /// <summary>
+    /// Whether an open connection holds a transaction, a read one that an unfinished statement keeps included; not
+    /// known, and taken as no, when this class cannot be called (see <see cref="Available"/>).
+    /// </summary>
+    public static bool HoldsTransaction(sqlite3 db)
+        => Available && !db.IsClosed && sqlite3_txn_state(db.DangerousGetHandle(), IntPtr.Zero) != TxnNone;
 
     private static unsafe bool IsSqlitePclRawsLibrary()
     {

@@ -498,7 +498,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// renter would read that old snapshot. Not known, and taken as no, when <see cref="ESqlite3"/> cannot be called.
     /// </summary>
     private bool HoldsReadTransaction()
-        => ESqlite3.Available && !Handle.IsClosed && ESqlite3.sqlite3_txn_state(Handle.DangerousGetHandle(), IntPtr.Zero) != ESqlite3.TxnNone;
+        => ESqlite3.HoldsTransaction(Handle);
 
     /// <summary>
     /// Notes what a command's text may do to the connection's PRAGMAs, before SQLite prepares it (a PRAGMA that sets

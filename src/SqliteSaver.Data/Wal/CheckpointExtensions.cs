@@ -178,7 +178,7 @@ public static class CheckpointExtensions
     /// <summary>Whether the connection has a transaction: an explicit one, or the read one an unfinished statement keeps.</summary>
     private static bool HasTransaction(sqlite3 handle)
         => raw.sqlite3_get_autocommit(handle) == 0
-            || (ESqlite3.Available && ESqlite3.sqlite3_txn_state(handle.DangerousGetHandle(), IntPtr.Zero) != ESqlite3.TxnNone);
+            || ESqlite3.HoldsTransaction(handle);
 
     /// <summary>A physical connection whose last rollback, if it failed, SQLite has now done (see <see cref="PhysicalConnection.RetryFailedRollback"/>).</summary>
     private static PhysicalConnection Usable(PhysicalConnection physical)
