@@ -9,9 +9,10 @@ namespace SqliteSaver.Data;
 /// <summary>
 /// A SQLite transaction on a <see cref="SaverDbConnection"/>. Commit it, or dispose it to roll back; closing the
 /// connection also rolls it back. A reader of a writing command run in the transaction (<c>SELECT ...; INSERT ...</c>,
-/// <c>INSERT ... RETURNING</c>) that is still open when the transaction ends first runs the statements of its command
-/// it has not reached, inside the transaction, and then reads nothing more: none of them runs after the transaction,
-/// outside it. Savepoints (<see cref="Save"/>, <see cref="Rollback(string)"/>, <see cref="Release"/>) mark points
+/// <c>INSERT ... RETURNING</c>) that is still open when the transaction ends, or a savepoint is set, rolled back to or
+/// released, first runs the statements of its command it has not reached, inside the transaction, and then reads
+/// nothing more: none of them runs after the transaction, outside it, or after a rollback to a savepoint that was to
+/// undo it. Savepoints (<see cref="Save"/>, <see cref="Rollback(string)"/>, <see cref="Release"/>) mark points
 /// inside it to roll back to, as with Microsoft.Data.Sqlite.
 /// </summary>
 public sealed class SaverDbTransaction : DbTransaction
@@ -151,16 +152,21 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <exception cref="ArgumentNullException"><paramref name="savepointName"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="savepointName"/> is empty or holds a NUL character.</exception>
     /// <exception cref="InvalidOperationException">
-    /// The transaction has already completed, or SQLite has ended it itself (an <c>ON CONFLICT ROLLBACK</c>, a trigger's
-    /// <c>RAISE(ROLLBACK)</c>, a <c>COMMIT</c> or <c>ROLLBACK</c> sent as SQL): roll it back.
+    /// The transaction has already completed; SQLite has ended it itself (an <c>ON CONFLICT ROLLBACK</c>, a trigger's
+    /// <c>RAISE(ROLLBACK)</c>, a <c>COMMIT</c> or <c>ROLLBACK</c> sent as SQL): roll it back; or a statement an open
+    /// reader had not reached failed when an earlier commit or savepoint ran it (roll back).
     /// </exception>
-    /// <exception cref="SqliteException">SQLite could not set the savepoint.</exception>
+    /// <exception cref="SqliteException">
+    /// A statement an open reader of the transaction had not reached failed, and the transaction can now only be rolled
+    /// back; or SQLite could not set the savepoint.
+    /// </exception>
     public override void Save(string savepointName) => RunSavepoint(nameof(Save), "SAVEPOINT ", savepointName);
 
     /// <summary>
     /// Undoes what the transaction did since the savepoint was set (<c>ROLLBACK TO SAVEPOINT "name"</c>), and the
     /// savepoints set after it. The savepoint stays, to roll back to again, and the transaction stays open, with the
-    /// write lock and the write gate it holds: commit it or roll it back as before.
+    /// write lock and the write gate it holds: commit it or roll it back as before. The statements open readers of the
+    /// transaction have not reached run first, and are undone with the rest (their errors are ignored).
     /// <see cref="DbTransaction.RollbackAsync(string, CancellationToken)"/> checks its token and calls this.
     /// </summary>
     /// <param name="savepointName">The name the savepoint was set with.</param>
@@ -171,7 +177,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <c>RAISE(ROLLBACK)</c>, a <c>COMMIT</c> or <c>ROLLBACK</c> sent as SQL): roll it back.
     /// </exception>
     /// <exception cref="SqliteException">No savepoint has that name, or SQLite could not roll back to it.</exception>
-    public override void Rollback(string savepointName) => RunSavepoint(nameof(Rollback), "ROLLBACK TO SAVEPOINT ", savepointName);
+    public override void Rollback(string savepointName) => RunSavepoint(nameof(Rollback), "ROLLBACK TO SAVEPOINT ", savepointName, rollback: true);
 
     /// <summary>
     /// Removes the savepoint and those set after it (<c>RELEASE SAVEPOINT "name"</c>), keeping what the transaction
@@ -182,10 +188,14 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <exception cref="ArgumentNullException"><paramref name="savepointName"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="savepointName"/> is empty or holds a NUL character.</exception>
     /// <exception cref="InvalidOperationException">
-    /// The transaction has already completed, or SQLite has ended it itself (an <c>ON CONFLICT ROLLBACK</c>, a trigger's
-    /// <c>RAISE(ROLLBACK)</c>, a <c>COMMIT</c> or <c>ROLLBACK</c> sent as SQL): roll it back.
+    /// The transaction has already completed; SQLite has ended it itself (an <c>ON CONFLICT ROLLBACK</c>, a trigger's
+    /// <c>RAISE(ROLLBACK)</c>, a <c>COMMIT</c> or <c>ROLLBACK</c> sent as SQL): roll it back; or a statement an open
+    /// reader had not reached failed when an earlier commit or savepoint ran it (roll back).
     /// </exception>
-    /// <exception cref="SqliteException">No savepoint has that name, or a write of the transaction is still running.</exception>
+    /// <exception cref="SqliteException">
+    /// A statement an open reader of the transaction had not reached failed, and the transaction can now only be rolled
+    /// back; no savepoint has that name; or a write of the transaction is still running.
+    /// </exception>
     public override void Release(string savepointName) => RunSavepoint(nameof(Release), "RELEASE SAVEPOINT ", savepointName);
 
     /// <summary>Marks the transaction completed, detaches it from its connection and leaves the write gate.</summary>
@@ -212,15 +222,15 @@ public sealed class SaverDbTransaction : DbTransaction
     }
 
     /// <summary>
-    /// Runs the statements the transaction's open readers have not reached, before a commit. If one fails, those
-    /// after it never run, so no later commit may go ahead without them.
+    /// Runs the statements the transaction's open readers have not reached, before a commit or a savepoint. If one
+    /// fails, those after it never run, so no later commit may go ahead without them.
     /// </summary>
     private void FinishReaders()
     {
         if (_unfinished is { } earlier)
         {
             throw new InvalidOperationException(
-                $"A statement that a reader of this transaction had not reached failed when an earlier commit ran it ({earlier.Message}), and the statements after it did not run, so the transaction cannot commit whole: roll it back.",
+                $"A statement that a reader of this transaction had not reached failed when an earlier commit or savepoint ran it ({earlier.Message}), and the statements after it did not run, so the transaction cannot commit whole: roll it back.",
                 earlier);
         }
 
@@ -244,9 +254,12 @@ public sealed class SaverDbTransaction : DbTransaction
 
     /// <summary>
     /// Runs a savepoint statement, <paramref name="statement"/> followed by the quoted name, on the transaction's
-    /// connection. It never ends the transaction: the write gate stays held.
+    /// connection, after the statements the transaction's open readers have not reached, so that those land where
+    /// the calls put them: before a savepoint set or released now, and undone by a rollback to one (see
+    /// <see cref="FinishReaders"/>; with <paramref name="rollback"/>, as <see cref="Rollback()"/> runs them). It never
+    /// ends the transaction: the write gate stays held.
     /// </summary>
-    private void RunSavepoint(string operation, string statement, string savepointName)
+    private void RunSavepoint(string operation, string statement, string savepointName, bool rollback = false)
     {
         ArgumentNullException.ThrowIfNull(savepointName);
         if (savepointName.Length == 0)
@@ -263,6 +276,15 @@ public sealed class SaverDbTransaction : DbTransaction
 
         ThrowIfCompleted(operation);
         ThrowIfEndedBySqlite(operation);
+        if (rollback)
+        {
+            _connection.FinishReadersBefore(this, commit: false);
+        }
+        else
+        {
+            FinishReaders();
+        }
+
         _physical.Execute(statement + "\"" + savepointName.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
     }
 

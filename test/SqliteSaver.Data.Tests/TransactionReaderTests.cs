@@ -99,6 +99,83 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public void Rolling_back_to_a_savepoint_undoes_the_statements_an_open_reader_had_not_reached()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+
+        transaction.Rollback("a");
+
+        reader.Dispose(); // runs nothing after the rollback
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public void A_savepoint_set_while_a_reader_is_open_comes_after_the_readers_remaining_statements()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var transaction = connection.BeginTransaction();
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+
+        transaction.Save("a");
+        transaction.Rollback("a"); // undoes nothing: the command ran before the savepoint was set
+
+        Scalar(connection, transaction, "SELECT count(*) FROM t").ShouldBe(1L);
+        reader.Dispose();
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L); // once
+    }
+
+    [Test]
+    public void Releasing_a_savepoint_while_a_reader_is_open_runs_the_readers_remaining_statements_first()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+
+        transaction.Release("a");
+
+        Scalar(connection, transaction, "SELECT count(*) FROM t").ShouldBe(1L);
+        reader.Dispose();
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
+    public void A_remaining_statement_that_fails_at_a_savepoint_fails_it_and_every_later_commit()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+
+        Should.Throw<SqliteException>(() => transaction.Save("a")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("earlier commit or savepoint");
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
     public void A_CloseConnection_reader_keeps_its_connection_open_through_the_commit_and_closes_it_when_closed()
     {
         var connectionString = Folder.ConnectionString();
@@ -235,6 +312,14 @@ public class TransactionReaderTests : DatabaseTest
 
         reader.Read().ShouldBeTrue();
         reader.GetInt64(0).ShouldBe(2L);
+    }
+
+    private static object? Scalar(SaverDbConnection connection, SaverDbTransaction transaction, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        return command.ExecuteScalar();
     }
 
     private static DbDataReader Reader(
