@@ -18,7 +18,7 @@ internal sealed class ConnectionPool : IDisposable
     private readonly TimeProvider _time;
     private readonly PhysicalConnectionFactory _factory;
     private readonly Telemetry _telemetry;
-    private readonly Action<PhysicalConnection, bool> _onLastClosing;
+    private readonly Action<PhysicalConnection?, bool> _onLastClosing;
     private readonly Lock _lock = new();
     private readonly List<PhysicalConnection> _idle = [];
     // Every open physical connection, idle or rented. It is never read: it keeps a rented connection's SQLite handles
@@ -40,9 +40,10 @@ internal sealed class ConnectionPool : IDisposable
     /// <param name="onLastClosing">
     /// Called with the pool's last open connection just before it is closed, and whether the pool is drained: cleared
     /// or disposed, emptied by idle pruning, or without pooling closed by its last renter, with a connection opened
-    /// since the last drain (for Checkpoint On Close). Also called, not drained, when the last one is closed otherwise.
+    /// since the last drain (for Checkpoint On Close). Also called, not drained, when the last one is closed otherwise;
+    /// and with <see langword="null"/> when the pool's last slot is freed by a connection that failed to open.
     /// </param>
-    public ConnectionPool(SaverOptions options, TimeProvider time, PhysicalConnectionFactory factory, Telemetry telemetry, Action<PhysicalConnection, bool> onLastClosing)
+    public ConnectionPool(SaverOptions options, TimeProvider time, PhysicalConnectionFactory factory, Telemetry telemetry, Action<PhysicalConnection?, bool> onLastClosing)
     {
         _options = options;
         _time = time;
@@ -112,8 +113,7 @@ internal sealed class ConnectionPool : IDisposable
 
             _all.Remove(connection);
             ReleaseSlot();
-            last = _open == 0;
-            drained = last && (_drainPending || (!_options.Pooling && _openedSinceClear));
+            last = IsLast(out drained);
             _drainPending &= !drained;
             _openedSinceClear &= !drained;
             reason = retire ? CloseReason.Leaked
@@ -306,9 +306,16 @@ internal sealed class ConnectionPool : IDisposable
         }
         catch
         {
+            bool last, drained;
             lock (_lock)
             {
                 ReleaseSlot();
+                last = IsLast(out drained); // a drain stays pending: the checkpointer may have no connection to run it on
+            }
+
+            if (last)
+            {
+                _onLastClosing(null, drained);
             }
 
             throw;
@@ -356,6 +363,17 @@ internal sealed class ConnectionPool : IDisposable
                 return generation;
             }
         }
+    }
+
+    /// <summary>
+    /// After a slot was freed (<see cref="ReleaseSlot"/>): whether it was the pool's last, and whether that drains the
+    /// pool (see <see cref="_onLastClosing"/>). Call under the lock.
+    /// </summary>
+    private bool IsLast(out bool drained)
+    {
+        var last = _open == 0;
+        drained = last && (_drainPending || (!_options.Pooling && _openedSinceClear));
+        return last;
     }
 
     /// <summary>A slot freed: the longest waiter may open a connection in it, else the count drops. Call under the lock.</summary>

@@ -333,6 +333,37 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
+    public async Task A_failed_open_that_frees_a_cleared_pools_last_slot_runs_the_final_checkpoint_and_leaves_no_file_open()
+    {
+        using var other = OtherConnection();
+        using var dataSource = FailingNextOpen(Folder.ConnectionString("Wal Autocheckpoint=0"), out var failNext);
+        var first = dataSource.OpenConnection();
+        Fill(first, 20);
+        var fail = await failNext(); // a second physical connection: the first is rented
+        first.Dispose();
+        dataSource.Clear(); // closes the first; the one opening holds the pool's last slot
+        dataSource.GetWalStatus().WalFrames.ShouldBeGreaterThan(0); // opens the checkpointer's connection, kept while a slot is taken
+
+        (await Should.ThrowAsync<Exception>(fail())).ToString().ShouldContain("the initializer failed");
+
+        new FileInfo(Wal).Length.ShouldBe(0);
+        other.Dispose();
+        OpenFiles.Count(Folder.File()).ShouldBe(0);
+    }
+
+    [Test]
+    public async Task A_failed_open_that_frees_the_pools_last_slot_closes_the_checkpointers_connection()
+    {
+        using var dataSource = FailingNextOpen(Folder.ConnectionString(), out var failNext);
+        var fail = await failNext();
+        dataSource.GetWalStatus(); // opens the checkpointer's connection, kept while a slot is taken
+
+        (await Should.ThrowAsync<Exception>(fail())).ToString().ShouldContain("the initializer failed");
+
+        OpenFiles.Count(Folder.File()).ShouldBe(0);
+    }
+
+    [Test]
     public void The_final_checkpoint_never_creates_a_database_deleted_meanwhile()
     {
         var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0");
@@ -491,6 +522,40 @@ public class CheckpointerTests : DatabaseTest
         SaverDbConnection.ClearAllPools();
 
         new FileInfo(Wal).Length.ShouldBeGreaterThan(40_000);
+    }
+
+    /// <summary>
+    /// A data source whose connection initializer fails the open <paramref name="failNext"/> starts: that returns
+    /// once the initializer runs, with a function that lets the initializer fail and returns the open's task.
+    /// </summary>
+    private static SaverDataSource FailingNextOpen(string connectionString, out Func<Task<Func<Task>>> failNext)
+    {
+        var entered = new SemaphoreSlim(0);
+        var release = new SemaphoreSlim(0);
+        var fail = 0;
+        var dataSource = new SaverDataSourceBuilder(connectionString)
+            .UseConnectionInitializer(async (_, cancellationToken) =>
+            {
+                if (Interlocked.Exchange(ref fail, 0) == 1)
+                {
+                    entered.Release();
+                    await release.WaitAsync(cancellationToken);
+                    throw new InvalidOperationException("the initializer failed");
+                }
+            })
+            .Build();
+        failNext = async () =>
+        {
+            Volatile.Write(ref fail, 1);
+            var opening = dataSource.OpenConnectionAsync().AsTask();
+            (await entered.WaitAsync(TimeSpan.FromSeconds(30))).ShouldBeTrue();
+            return () =>
+            {
+                release.Release();
+                return opening;
+            };
+        };
+        return dataSource;
     }
 
     private SqliteConnection OtherConnection()
