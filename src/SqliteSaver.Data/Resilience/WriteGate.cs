@@ -15,9 +15,10 @@ namespace SqliteSaver.Data.Resilience;
 /// straight to the longest waiter. Handing the gate to a sleeping thread on every release leaves it idle until the
 /// operating system runs that thread, which with busy cores takes milliseconds (a lock convoy); a writer already
 /// running uses it at once. On each release the longest waiter is woken to try again; if a newcomer has taken the
-/// gate meanwhile it goes back to the front of the queue, keeping its place and its waiting time. These are the
-/// normal and starvation modes of Go's <c>sync.Mutex</c>, which switches at 1 ms; here a turn is a whole write
-/// transaction, so the threshold is longer.
+/// gate meanwhile it goes back to the front of the queue, keeping its place and its waiting time; until it has run,
+/// no waiter queued after it is handed the gate, and once it has waited the threshold no newcomer takes the gate
+/// from it. These are the normal and starvation modes of Go's <c>sync.Mutex</c>, which switches at 1 ms; here a turn
+/// is a whole write transaction, so the threshold is longer.
 /// </remarks>
 internal sealed class WriteGate
 {
@@ -29,6 +30,7 @@ internal sealed class WriteGate
     private readonly TimeSpan _starvationThreshold;
     private bool _held;
     private bool _wokenPending;
+    private long _wokenQueuedAt; // when the woken waiter first queued, while _wokenPending
 
     /// <param name="starvationThreshold">How long the longest waiter may be passed; <see cref="DefaultStarvationThreshold"/> when null.</param>
     public WriteGate(TimeSpan? starvationThreshold = null)
@@ -72,23 +74,25 @@ internal sealed class WriteGate
         => EnterCore(timeout, async: true, cancellationToken);
 
     /// <summary>
-    /// Leaves. The gate goes straight to a waiter that has waited the starvation threshold; otherwise it is
-    /// freed and the longest waiter woken to try again (unless one woken before has not tried yet).
+    /// Leaves. The gate goes straight to a waiter that has waited the starvation threshold, unless a waiter woken
+    /// before it, and so queued before it, has not tried yet; otherwise it is freed and the longest waiter woken to try
+    /// again (unless one woken before has not tried yet).
     /// </summary>
     public void Exit()
     {
         lock (_lock)
         {
-            if (HeadIsStarving())
+            if (_waiters.Head is { } head && Starving(head.QueuedAt) && !(_wokenPending && _wokenQueuedAt < head.QueuedAt))
             {
                 _waiters.TryGrant(true);
                 return;
             }
 
             _held = false;
-            if (!_wokenPending && _waiters.TryGrant(false))
+            if (!_wokenPending && _waiters.Head is { } next && _waiters.TryGrant(false))
             {
                 _wokenPending = true;
+                _wokenQueuedAt = next.QueuedAt;
             }
         }
     }
@@ -107,10 +111,11 @@ internal sealed class WriteGate
             {
                 var woken = queuedAt != 0;
                 _wokenPending &= !woken;
-                if (!_held)
+                if (!_held && (woken || !(_wokenPending && Starving(_wokenQueuedAt))))
                 {
-                    // A newcomer may take a free gate even from a starving waiter: the waiter is handed the gate when
-                    // this writer leaves it, one write later.
+                    // A newcomer may take a free gate even from a starving waiter in the queue: the waiter is handed
+                    // the gate when this writer leaves it, one write later. Not from a starving waiter woken to take
+                    // it, which is in no queue to be handed it until it runs.
                     _held = true;
                     return true;
                 }
@@ -142,9 +147,8 @@ internal sealed class WriteGate
         }
     }
 
-    /// <summary>Whether the longest waiter has waited long enough that newcomers must queue behind it. Call under the lock.</summary>
-    private bool HeadIsStarving()
-        => _waiters.Head is { } head && Stopwatch.GetElapsedTime(head.QueuedAt) >= _starvationThreshold;
+    /// <summary>Whether a waiter first queued at <paramref name="queuedAt"/> has waited long enough that newcomers must queue behind it.</summary>
+    private bool Starving(long queuedAt) => Stopwatch.GetElapsedTime(queuedAt) >= _starvationThreshold;
 
     private static TimeSpan Remaining(TimeSpan timeout, long queuedAt)
         => timeout == Timeout.InfiniteTimeSpan

@@ -137,6 +137,52 @@ public class WriteGateTests
     }
 
     [Test]
+    public async Task A_woken_waiter_that_has_not_run_yet_still_goes_before_a_starving_waiter_queued_after_it()
+    {
+        var threshold = TimeSpan.FromSeconds(1);
+        var gate = new WriteGate(threshold);
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        var order = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var first = gate.EnterAsync(Timeout.InfiniteTimeSpan, CancellationToken.None).AsTask().ContinueWith(
+            entered =>
+            {
+                order.Enqueue(entered.Result ? "first" : "first timed out");
+                gate.Exit();
+            },
+            TaskContinuationOptions.ExecuteSynchronously);
+        var second = new Thread(() =>
+        {
+            order.Enqueue(gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None) ? "second" : "second timed out");
+            gate.Exit();
+        });
+        second.Start();
+        Wait.Until(() => gate.WaitingCount == 2);
+        var secondWaited = System.Diagnostics.Stopwatch.StartNew(); // the second has waited at least this long
+        using var release = new ManualResetEventSlim();
+        // The thread pool runs queued work in order: the first waiter's continuation, queued when it is woken, runs
+        // only once these have.
+        var blockers = Enumerable.Range(0, 256).Select(_ => Task.Run(release.Wait)).ToArray();
+        try
+        {
+            gate.Exit(); // frees the gate and wakes the first waiter, which cannot run yet
+            gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeTrue(); // a newcomer takes it first
+            Wait.Until(() => secondWaited.Elapsed >= threshold);
+
+            gate.Exit(); // the second waiter starves, but the first, woken, queued before it
+        }
+        finally
+        {
+            release.Set();
+        }
+
+        await Task.WhenAll(blockers).WaitAsync(TimeSpan.FromSeconds(30));
+        await first.WaitAsync(TimeSpan.FromSeconds(30));
+        second.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        order.ShouldBe(["first", "second"]);
+        gate.IsHeld.ShouldBeFalse();
+    }
+
+    [Test]
     public void A_waiter_whose_thread_is_interrupted_leaves_the_queue_and_the_gate_stays_usable()
     {
         var gate = new WriteGate(starvationThreshold: TimeSpan.Zero);
