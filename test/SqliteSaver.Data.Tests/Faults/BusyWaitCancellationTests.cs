@@ -75,11 +75,13 @@ public class BusyWaitCancellationTests : DatabaseTest
         await connection.OpenAsync();
         await using var transaction = connection.BeginTransaction(deferred: true);
         using var cancellation = new CancellationTokenSource();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
 
         var error = await Should.ThrowAsync<SqliteException>(
             () => Task.Run(() => Exec(connection, "INSERT INTO t VALUES (1)", cancellation.Token)).WaitAsync(Bound));
 
         error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_BUSY);
+        waited.Elapsed.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(250)); // the 300 ms of Busy Timeout, not at once
         cancellation.IsCancellationRequested.ShouldBeFalse();
     }
 

@@ -28,20 +28,31 @@ public class PoolTests : DatabaseTest
     public void Many_threads_never_open_more_than_Max_Pool_Size_physical_connections()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=3");
+        var dataSource = SaverDataSource.GetShared(connectionString);
         var physical = new System.Collections.Concurrent.ConcurrentDictionary<SqliteConnection, byte>();
+        var queued = 0;
 
-        Parallel.For(0, 400, new ParallelOptions { MaxDegreeOfParallelism = 8 }, _ =>
+        var threads = Enumerable.Range(0, 8).Select(_ => new Thread(() =>
         {
-            using var connection = new SaverDbConnection(connectionString);
-            connection.Open();
-            physical.TryAdd(connection.InnerConnection, 0);
-            using var command = connection.CreateCommand();
-            command.CommandText = "SELECT 1";
-            command.ExecuteScalar();
-        });
+            for (var i = 0; i < 20; i++)
+            {
+                using var connection = new SaverDbConnection(connectionString);
+                connection.Open();
+                physical.TryAdd(connection.InnerConnection, 0);
+                ConnectionTests.Scalar(connection, "SELECT 1");
+                // Held until another thread queues for a connection, so that the pool really runs out.
+                if (SpinWait.SpinUntil(() => dataSource.Statistics.Waiting > 0, TimeSpan.FromMilliseconds(200)))
+                {
+                    Interlocked.Increment(ref queued);
+                }
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
 
         physical.Count.ShouldBeLessThanOrEqualTo(3);
-        SaverDataSource.GetShared(connectionString).Statistics.Total.ShouldBeLessThanOrEqualTo(3);
+        dataSource.Statistics.Total.ShouldBeLessThanOrEqualTo(3);
+        queued.ShouldBeGreaterThan(0); // the threads did run the pool out
     }
 
     [Test]

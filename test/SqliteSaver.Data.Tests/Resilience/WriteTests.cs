@@ -285,10 +285,12 @@ public class WriteTests : DatabaseTest
         using var holder = HoldWriteLock();
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
+        var waited = Stopwatch.StartNew();
 
         var error = Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
 
         error.SqliteErrorCode.ShouldBe(5);
+        waited.Elapsed.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(40)); // Busy Timeout=50 passed first
         error.Message.ShouldContain("Gave up after 1 attempt over");
     }
 
