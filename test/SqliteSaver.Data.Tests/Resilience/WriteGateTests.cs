@@ -217,13 +217,18 @@ public class WriteGateTests
     {
         using var folder = new TempFolder();
         using var dataSource = SaverDataSource.Create(folder.ConnectionString());
+        using var holder = dataSource.OpenConnection();
+        var transaction = holder.BeginTransaction(); // holds the write gate
         using var connection = dataSource.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = "CREATE TABLE t (x)";
         command.CommandTimeout = int.MaxValue;
+        var write = Task.Factory.StartNew(command.ExecuteNonQuery, TaskCreationOptions.LongRunning);
+        Wait.Until(() => dataSource.Executor.Gate!.WaitingCount == 1); // waiting, not failed
 
-        command.ExecuteNonQuery();
+        transaction.Commit();
 
-        dataSource.Executor.Gate!.WaitingCount.ShouldBe(0);
+        write.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        ConnectionTests.Scalar(holder, "SELECT count(*) FROM sqlite_master WHERE name = 't'").ShouldBe(1L);
     }
 }
