@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Diagnostics;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Interop;
 using SqliteSaver.Data.Pooling;
@@ -18,7 +19,7 @@ public static class CheckpointExtensions
     /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
     /// <returns>
     /// SQLite's figures; <see cref="CheckpointResult.Busy"/> when the checkpoint could not finish within the busy
-    /// timeout. On a database not in WAL mode both frame counts are -1 and nothing throws; so they are on a
+    /// timeout (which it also spends waiting for another checkpoint to end: the data source's background one, say). On a database not in WAL mode both frame counts are -1 and nothing throws; so they are on a
     /// <see cref="SqliteConnection"/> that has not read the database since it opened (SQLite opens the WAL on the first
     /// read; a <see cref="SaverDbConnection"/> has always read it).
     /// </returns>
@@ -31,7 +32,7 @@ public static class CheckpointExtensions
     {
         ArgumentNullException.ThrowIfNull(connection);
         CheckMode(mode);
-        return Run(Handle(connection, nameof(Checkpoint)), mode);
+        return RunWaiting(Handle(connection, nameof(Checkpoint)), mode, busyTimeout: null, CancellationToken.None);
     }
 
     /// <summary>
@@ -110,10 +111,11 @@ public static class CheckpointExtensions
         CheckMode(mode);
         var handle = Handle(connection, nameof(CheckpointAsync));
         using var busyHandler = new CancellableBusyHandler();
-        var installed = busyHandler.Install(handle, Pragma(handle, "PRAGMA busy_timeout", static s => raw.sqlite3_column_int(s, 0)), cancellationToken);
+        var busyTimeout = BusyTimeout(handle);
+        var installed = busyHandler.Install(handle, busyTimeout, cancellationToken);
         try
         {
-            var result = Run(handle, mode);
+            var result = RunWaiting(handle, mode, busyTimeout, cancellationToken);
             if (result.Busy)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -152,6 +154,42 @@ public static class CheckpointExtensions
         return new CheckpointResult(rc == raw.SQLITE_BUSY, logFrames, checkpointedFrames);
     }
 
+    /// <summary>
+    /// <see cref="Run"/>, waiting up to the busy timeout while another checkpoint runs: SQLite then answers SQLITE_BUSY
+    /// at once, with no frame counts, without its busy handler. That checkpoint may be the data source's own background
+    /// one, the automatic one in another connection's commit, or another process's.
+    /// </summary>
+    /// <param name="handle">The connection.</param>
+    /// <param name="mode">The checkpoint mode.</param>
+    /// <param name="busyTimeout">The connection's busy timeout in milliseconds; read from it when null.</param>
+    /// <param name="cancellationToken">Ends the wait.</param>
+    /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> ended the wait.</exception>
+    internal static CheckpointResult RunWaiting(sqlite3 handle, CheckpointMode mode, int? busyTimeout, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        for (var attempt = 0; ; attempt++)
+        {
+            var result = Run(handle, mode);
+            if (!result.Busy || result.LogFrames != -1)
+            {
+                return result;
+            }
+
+            busyTimeout ??= BusyTimeout(handle);
+            var delay = Math.Min(1 << Math.Min(attempt, 4), 10); // 1, 2, 4, 8, then 10 ms
+            if (Stopwatch.GetElapsedTime(started).TotalMilliseconds + delay > busyTimeout)
+            {
+                return result;
+            }
+
+            if (cancellationToken.WaitHandle.WaitOne(delay))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+        }
+    }
+
     /// <summary>Reads the journal mode and page size through SQLite and the <c>-wal</c> file's size from disk.</summary>
     internal static WalStatus ReadStatus(sqlite3 handle)
     {
@@ -163,6 +201,8 @@ public static class CheckpointExtensions
         const int WalHeader = 32, FrameHeader = 24;
         return new WalStatus(journalMode, bytes, bytes >= WalHeader ? (bytes - WalHeader) / (pageSize + FrameHeader) : 0);
     }
+
+    private static int BusyTimeout(sqlite3 handle) => Pragma(handle, "PRAGMA busy_timeout", static s => raw.sqlite3_column_int(s, 0));
 
     private static T Pragma<T>(sqlite3 handle, string sql, Func<sqlite3_stmt, T> read)
     {

@@ -98,7 +98,9 @@ internal sealed class Checkpointer : IDisposable
         {
             try
             {
-                return Run(mode, OnDemand);
+                var result = CheckpointExtensions.RunWaiting(Connection().Handle, mode, ConnectionBusyTimeout, CancellationToken.None);
+                Record(mode, result, OnDemand);
+                return result;
             }
             finally
             {

@@ -129,4 +129,53 @@ public class CheckpointTests : DatabaseTest
 
         writer.Checkpoint(CheckpointMode.Restart).Busy.ShouldBeTrue();
     }
+
+    [Test]
+    public async Task A_checkpoint_waits_within_the_busy_timeout_for_another_checkpoint_rather_than_coming_back_busy_at_once([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=300;Wal Autocheckpoint=0;Checkpoint Interval=0");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        using var other = Plain(busyTimeout: 60000);
+        using var probe = Plain(busyTimeout: 0);
+        var writer = Plain(busyTimeout: 0);
+        Plain(writer, "BEGIN IMMEDIATE");
+        // A FULL checkpoint waits for the write lock, holding the checkpoint lock meanwhile.
+        var full = Task.Factory.StartNew(() => other.Checkpoint(CheckpointMode.Full), TaskCreationOptions.LongRunning);
+        try
+        {
+            Wait.Until(() => probe.Checkpoint() == new CheckpointResult(true, -1, -1));
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+
+            var busy = async ? await connection.CheckpointAsync(CheckpointMode.Truncate) : connection.Checkpoint(CheckpointMode.Truncate);
+
+            busy.Busy.ShouldBeTrue();
+            waited.Elapsed.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(250)); // Busy Timeout=300, not at once
+        }
+        finally
+        {
+            writer.Dispose(); // rolls back: the FULL checkpoint goes on
+            full.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        }
+
+        full.Result.Busy.ShouldBeFalse();
+        connection.Checkpoint(CheckpointMode.Truncate).ShouldBe(new CheckpointResult(false, 0, 0));
+    }
+
+    /// <summary>A plain connection to the test's file with the given busy timeout, the WAL opened by a first read.</summary>
+    private SqliteConnection Plain(int busyTimeout)
+    {
+        var connection = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        connection.Open();
+        Plain(connection, $"PRAGMA busy_timeout = {busyTimeout}; SELECT count(*) FROM t");
+        return connection;
+    }
+
+    private static void Plain(SqliteConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
 }
