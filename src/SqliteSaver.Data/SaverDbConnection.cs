@@ -1,6 +1,7 @@
 using System.Data;
 using System.Data.Common;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
@@ -368,7 +369,9 @@ public sealed class SaverDbConnection : DbConnection
     /// <param name="work">The unit of work.</param>
     /// <param name="deferred">
     /// <see langword="true"/> for a DEFERRED transaction (no lock until the first statement); the default IMMEDIATE one
-    /// takes the write lock up front and cannot meet a stale snapshot.
+    /// takes the write lock up front and cannot meet a stale snapshot. An attempt in a deferred transaction that meets
+    /// SQLITE_BUSY or SQLITE_LOCKED is followed by attempts in IMMEDIATE ones, so that writers in other processes cannot
+    /// make it meet a stale snapshot again and again.
     /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
@@ -401,7 +404,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             return Executor.Strategy.Execute(
                 static (state, _) => state.Connection.RunOnce(state.Work, state.Deferred),
-                (Connection: this, Work: work, Deferred: deferred),
+                (Connection: this, Work: work, Deferred: new StrongBox<bool>(deferred)),
                 CancellationToken.None);
         }
         finally
@@ -465,7 +468,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             return await Executor.Strategy.ExecuteAsync(
                 static (state, token) => state.Connection.RunOnceAsync(state.Work, state.Deferred, token),
-                (Connection: this, Work: work, Deferred: deferred),
+                (Connection: this, Work: work, Deferred: new StrongBox<bool>(deferred)),
                 cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -626,47 +629,67 @@ public sealed class SaverDbConnection : DbConnection
         return opened;
     }
 
-    /// <summary>One attempt at a unit of work: begin (one try; the caller's strategy retries the whole), run, commit.</summary>
-    private T RunOnce<T>(Func<SaverDbTransaction, T> work, bool deferred)
+    /// <summary>
+    /// One attempt at a unit of work: begin (one try; the caller's strategy retries the whole), run, commit. A
+    /// deferred attempt that meets SQLITE_BUSY or SQLITE_LOCKED sets <paramref name="deferred"/> to false, so the
+    /// next attempt takes the write lock up front and cannot meet a stale snapshot again.
+    /// </summary>
+    private T RunOnce<T>(Func<SaverDbTransaction, T> work, StrongBox<bool> deferred)
     {
-        using var transaction = BeginTransaction(IsolationLevel.Serializable, deferred, retry: false);
-        T result;
         try
         {
-            result = work(transaction);
-        }
-        catch (Exception error) when (transaction.IsCompleted && SaverRetryStrategy.IsTransient(error))
-        {
-            throw EndedByWork(error);
-        }
+            using var transaction = BeginTransaction(IsolationLevel.Serializable, deferred.Value, retry: false);
+            T result;
+            try
+            {
+                result = work(transaction);
+            }
+            catch (Exception error) when (transaction.IsCompleted && SaverRetryStrategy.IsTransient(error))
+            {
+                throw EndedByWork(error);
+            }
 
-        if (!transaction.IsCompleted)
-        {
-            transaction.Commit();
-        }
+            if (!transaction.IsCompleted)
+            {
+                transaction.Commit();
+            }
 
-        return result;
+            return result;
+        }
+        catch (Exception error) when (SaverRetryStrategy.IsTransient(error))
+        {
+            deferred.Value = false;
+            throw;
+        }
     }
 
-    private async ValueTask<T> RunOnceAsync<T>(Func<SaverDbTransaction, CancellationToken, Task<T>> work, bool deferred, CancellationToken cancellationToken)
+    private async ValueTask<T> RunOnceAsync<T>(Func<SaverDbTransaction, CancellationToken, Task<T>> work, StrongBox<bool> deferred, CancellationToken cancellationToken)
     {
-        await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred, retry: false, async: true, cancellationToken).ConfigureAwait(false);
-        T result;
         try
         {
-            result = await work(transaction, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception error) when (transaction.IsCompleted && SaverRetryStrategy.IsTransient(error))
-        {
-            throw EndedByWork(error);
-        }
+            await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: true, cancellationToken).ConfigureAwait(false);
+            T result;
+            try
+            {
+                result = await work(transaction, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception error) when (transaction.IsCompleted && SaverRetryStrategy.IsTransient(error))
+            {
+                throw EndedByWork(error);
+            }
 
-        if (!transaction.IsCompleted)
-        {
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
+            if (!transaction.IsCompleted)
+            {
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
 
-        return result;
+            return result;
+        }
+        catch (Exception error) when (SaverRetryStrategy.IsTransient(error))
+        {
+            deferred.Value = false;
+            throw;
+        }
     }
 
     /// <summary>

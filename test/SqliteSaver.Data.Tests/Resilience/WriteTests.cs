@@ -142,6 +142,43 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public async Task After_a_stale_snapshot_a_deferred_unit_of_work_runs_again_in_an_immediate_transaction([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY, seen INTEGER)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        using var connection = dataSource.OpenConnection();
+        var gateHeldAtStart = new List<bool>();
+
+        void Work()
+        {
+            gateHeldAtStart.Add(gate.IsHeld); // an IMMEDIATE transaction holds the write gate from its BEGIN
+            var count = (long)ConnectionTests.Scalar(connection, "SELECT count(*) FROM t")!;
+            if (gateHeldAtStart.Count == 1)
+            {
+                PoolTests.Execute(connectionString, "INSERT INTO t (seen) VALUES (-1)"); // another writer commits meanwhile
+            }
+
+            using var insert = new SaverDbCommand("INSERT INTO t (seen) VALUES ($seen)", connection);
+            insert.Parameters.AddWithValue("$seen", count);
+            insert.ExecuteNonQuery();
+        }
+
+        if (async)
+        {
+            await connection.RunInTransactionAsync((_, _) => { Work(); return Task.CompletedTask; }, deferred: true);
+        }
+        else
+        {
+            connection.RunInTransaction(_ => Work(), deferred: true);
+        }
+
+        gateHeldAtStart.ShouldBe([false, true]); // the second attempt could not meet a stale snapshot
+        PoolTests.Scalar(connectionString, "SELECT group_concat(seen) FROM t").ShouldBe("-1,1");
+    }
+
+    [Test]
     public void RunInTransaction_rolls_back_and_rethrows_other_errors_without_retrying()
     {
         var connectionString = Folder.ConnectionString();
