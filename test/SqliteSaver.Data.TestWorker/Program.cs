@@ -1,6 +1,7 @@
-// Usage: SqliteSaver.Data.TestWorker <connection string> <threads> <transactions per thread> <worker id>
-// Each thread runs read-then-insert units of work through RunInTransaction against table "work" and the process
-// prints "committed N" when every one has committed. Any exception is printed to stderr and the exit code is 1.
+// Usage: SqliteSaver.Data.TestWorker <connection string> <threads> <transactions per thread> <worker id> [deferred]
+// Each thread runs read-then-insert units of work through RunInTransaction (with "deferred", in DEFERRED
+// transactions) against table "work" and the process prints "committed N" when every one has committed. Any
+// exception is printed to stderr and the exit code is 1.
 //
 // Usage: SqliteSaver.Data.TestWorker hold <connection string> <commits> <worker id>
 // Commits <commits> rows (thread 0, n = 0, 1, ...) one transaction each, printing "acknowledged n" after each commit
@@ -24,9 +25,9 @@ if (args.Length == 2 && args[0] == "copied-sqlite")
     return WriteWithCopiedSqlite(args[1]);
 }
 
-if (args.Length != 4)
+if (args.Length is not (4 or 5) || (args.Length == 5 && args[4] != "deferred"))
 {
-    Console.Error.WriteLine("usage: <connection string> <threads> <transactions per thread> <worker id>");
+    Console.Error.WriteLine("usage: <connection string> <threads> <transactions per thread> <worker id> [deferred]");
     return 2;
 }
 
@@ -34,6 +35,7 @@ var connectionString = args[0];
 var threads = int.Parse(args[1], CultureInfo.InvariantCulture);
 var transactions = int.Parse(args[2], CultureInfo.InvariantCulture);
 var worker = int.Parse(args[3], CultureInfo.InvariantCulture);
+var deferred = args.Length == 5;
 var committed = 0;
 var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
 
@@ -51,7 +53,8 @@ var running = Enumerable.Range(0, threads).Select(thread => new Thread(() =>
                 read.CommandText = "SELECT count(*) FROM work";
                 read.ExecuteScalar();
                 Insert(connection, worker, thread, n);
-            });
+            },
+            deferred);
             Interlocked.Increment(ref committed);
         }
     }

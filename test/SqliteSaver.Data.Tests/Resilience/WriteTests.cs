@@ -520,7 +520,7 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
-    public void Four_processes_of_four_threads_commit_every_row_without_an_error()
+    public void Four_processes_of_four_threads_commit_every_row_without_an_error([Values] bool deferred)
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE work (id INTEGER PRIMARY KEY, worker INTEGER, thread INTEGER, n INTEGER)");
@@ -528,7 +528,8 @@ public class WriteTests : DatabaseTest
 
         var processes = Enumerable.Range(0, 4).Select(id =>
         {
-            var start = new ProcessStartInfo("dotnet", [worker, connectionString, "4", "100", id.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+            string[] arguments = [worker, connectionString, "4", "100", id.ToString(System.Globalization.CultureInfo.InvariantCulture)];
+            var start = new ProcessStartInfo("dotnet", deferred ? [.. arguments, "deferred"] : arguments)
             {
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
