@@ -434,17 +434,12 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>
-    /// Checks the command's text, reader and transaction, finds the open physical connection (remembering it for
+    /// Checks the command's reader and transaction, finds the open physical connection (remembering it for
     /// <see cref="Cancel"/> and for the connection's Close) and rents the prepared command for the text from it.
     /// </summary>
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation)
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
-        if (string.IsNullOrEmpty(_definition.CommandText))
-        {
-            throw new InvalidOperationException($"{operation} requires the command's CommandText to be set.");
-        }
-
         ThrowIfReaderOpen(operation);
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
