@@ -250,7 +250,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// outside it and commit on its own.
     /// </summary>
     internal static InvalidOperationException EndedBySqlite(string operation)
-        => new($"{operation}: SQLite has already ended the connection's transaction, so this would run outside it. SQLite rolls a transaction back itself after some errors (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a full disk, an I/O error, an interrupt); then nothing the unit of work wrote is kept. Roll back or dispose the transaction, then run the unit of work again. (A COMMIT or ROLLBACK sent as SQL also ends it.)");
+        => new($"{operation}: SQLite has already ended the connection's transaction, so this would run outside it. Roll back or dispose the transaction. SQLite rolls a transaction back itself after some errors (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a full disk, an I/O error, an interrupt); then nothing the unit of work wrote is kept, and it can be run again. But a COMMIT sent as SQL also ends it, and then what the unit of work wrote before it is committed: running it again would apply that twice.");
 
     /// <summary>
     /// Runs a savepoint statement, <paramref name="statement"/> followed by the quoted name, on the transaction's

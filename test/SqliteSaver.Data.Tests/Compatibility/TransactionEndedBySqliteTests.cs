@@ -13,6 +13,23 @@ namespace SqliteSaver.Data.Tests.Compatibility;
 public class TransactionEndedBySqliteTests : DatabaseTest
 {
     [Test]
+    public void A_unit_of_work_that_sends_COMMIT_as_SQL_is_told_that_running_it_again_would_apply_it_twice()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        connection.Execute("CREATE TABLE t (x)");
+
+        var refused = Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(transaction =>
+        {
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            connection.Execute("COMMIT", transaction: transaction); // a migration script's own COMMIT, say
+        }));
+
+        refused.Message.ShouldContain("running it again would apply that twice");
+        connection.ExecuteScalar<long>("SELECT count(*) FROM t").ShouldBe(1L); // committed once
+    }
+
+    [Test]
     public void Later_writes_of_a_unit_of_work_whose_transaction_SQLite_rolled_back_are_refused_not_committed()
     {
         using (var plain = new SqliteConnection($"Data Source={Folder.File("plain.db")};Pooling=False"))
