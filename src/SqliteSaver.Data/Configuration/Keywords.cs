@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using System.Globalization;
 using Microsoft.Data.Sqlite;
 
 namespace SqliteSaver.Data.Configuration;
@@ -66,8 +67,10 @@ internal static class Keywords
         .ToFrozenDictionary(pair => pair.Name, pair => pair.Spec, StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Finds the keyword that <paramref name="keyword"/> names, in any case and spacing, or by alias.</summary>
+    /// <param name="keyword">The keyword as written.</param>
+    /// <param name="value">The value it was given, if any, for the error.</param>
     /// <exception cref="ArgumentException">The keyword is not supported; the message lists those that are.</exception>
-    public static KeywordSpec Resolve(string keyword)
+    public static KeywordSpec Resolve(string keyword, object? value = null)
     {
         ArgumentNullException.ThrowIfNull(keyword);
         if (TryResolve(keyword, out var spec))
@@ -75,8 +78,9 @@ internal static class Keywords
             return spec;
         }
 
+        var given = value is null ? string.Empty : string.Create(CultureInfo.InvariantCulture, $" (given the value '{value}')");
         throw new ArgumentException(
-            $"Connection-string keyword '{keyword}' is not supported. Supported keywords: {string.Join(", ", All.Select(k => k.Name))}.",
+            $"Connection-string keyword '{keyword}'{given} is not supported. Supported keywords: {string.Join(", ", All.Select(k => k.Name))}.",
             nameof(keyword));
     }
 

@@ -61,7 +61,7 @@ internal sealed partial class SaverOptions
         {
             throw new ArgumentException(
                 FormattableString.Invariant(
-                    $"Connection-string keyword 'Base Delay' ({BaseDelay.TotalSeconds} s) must not exceed 'Max Delay' ({MaxDelay.TotalSeconds} s)."),
+                    $"Connection-string keyword 'Base Delay' ({BaseDelay.TotalSeconds} s{(builder.ContainsKey(Keywords.BaseDelay.Name) ? string.Empty : ", its default")}) must not exceed 'Max Delay' ({MaxDelay.TotalSeconds} s{(builder.ContainsKey(Keywords.MaxDelay.Name) ? string.Empty : ", its default")}): lower Base Delay or raise Max Delay."),
                 Keywords.BaseDelay.Name);
         }
 

@@ -136,13 +136,13 @@ public class ConnectionStringBuilderTests
         builder.Vfs.ShouldBeNull();
     }
 
-    [TestCase("Data Source=a.db;Max Pool Sise=3")]
-    [TestCase("Data Source=a.db;Max Pool Sise=")]
-    public void An_unknown_keyword_is_named_in_the_error(string connectionString)
+    [TestCase("Data Source=a.db;Max Pool Sise=3", "'3'")]
+    [TestCase("Data Source=a.db;Max Pool Sise=", "''")]
+    public void An_unknown_keyword_is_named_in_the_error_with_its_value(string connectionString, string value)
     {
         var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder(connectionString));
 
-        error.Message.ShouldContain("'Max Pool Sise'");
+        error.Message.ShouldContain($"'Max Pool Sise' (given the value {value})");
         error.Message.ShouldContain("Max Pool Size");
         new SaverConnectionStringBuilder().Remove("Max Pool Sise").ShouldBeFalse(); // removing an unknown one is no error
     }
@@ -207,8 +207,12 @@ public class ConnectionStringBuilderTests
         pool.Message.ShouldContain("'Max Pool Size' (2)");
 
         var delay = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=a.db;Base Delay=3;Max Delay=1"));
-        delay.Message.ShouldContain("'Base Delay'");
-        delay.Message.ShouldContain("'Max Delay'");
+        delay.Message.ShouldContain("'Base Delay' (3 s)");
+        delay.Message.ShouldContain("'Max Delay' (1 s)");
+
+        var defaulted = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=a.db;Max Delay=0.01"));
+        defaulted.Message.ShouldContain("'Base Delay' (0.05 s, its default)"); // a keyword the caller never set
+        defaulted.Message.ShouldContain("'Max Delay' (0.01 s)");
     }
 
     [Test]

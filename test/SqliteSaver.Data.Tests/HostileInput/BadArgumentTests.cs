@@ -178,15 +178,12 @@ public class BadArgumentTests : DatabaseTest
     }
 
     [Test]
-    public void A_command_without_text_is_an_InvalidOperationException_and_the_connection_stays_usable()
+    public void A_command_without_a_parameter_value_is_an_InvalidOperationException_and_the_connection_stays_usable()
     {
         using var connection = new SaverDbConnection(Folder.ConnectionString());
         connection.Open();
         using var command = connection.CreateCommand();
 
-        Should.Throw<InvalidOperationException>(() => command.ExecuteNonQuery()).Message.ShouldContain("CommandText");
-        command.CommandText = null;
-        Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()).Message.ShouldContain("CommandText");
         command.CommandText = "SELECT $missing";
         Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()).Message.ShouldContain("Must add values"); // Microsoft.Data.Sqlite's
 
