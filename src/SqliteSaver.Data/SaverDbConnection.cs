@@ -86,6 +86,12 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>The full path of the database file (or <c>:memory:</c>); empty while no connection string is set.</summary>
     public override string DataSource => _dataSource?.Options.DataSource ?? string.Empty;
 
+    /// <summary>
+    /// How long <see cref="Open"/> waits for a pooled connection to come free, in seconds (rounded up): the connection
+    /// string's Pool Timeout, where 0 means no limit; 30, its default, while no connection string is set.
+    /// </summary>
+    public override int ConnectionTimeout => (int)Math.Ceiling((_dataSource?.Options.PoolTimeout ?? TimeSpan.FromSeconds(30)).TotalSeconds);
+
     /// <summary>The version of the SQLite library.</summary>
     public override string ServerVersion => Version.Value;
 

@@ -982,6 +982,16 @@ public class ConnectionTests : DatabaseTest
         }
     }
 
+    [TestCase("", 30)]
+    [TestCase(";Pool Timeout=0", 0)]
+    [TestCase(";Pool Timeout=0.5", 1)]
+    [TestCase(";Pool Timeout=7", 7)]
+    public void ConnectionTimeout_is_how_long_Open_waits_for_the_pool(string options, int seconds)
+    {
+        new SaverDbConnection($"Data Source={Folder.File()}{options}").ConnectionTimeout.ShouldBe(seconds);
+        new SaverDbConnection().ConnectionTimeout.ShouldBe(30);
+    }
+
     [Test]
     public void Connection_properties_behave_like_ADO_NET_expects()
     {
