@@ -95,18 +95,24 @@ public class BusyWaitCancellationTests : DatabaseTest
         await connection.OpenAsync();
         await Exec(connection, "INSERT INTO t VALUES (2)", CancellationToken.None);
         using var cancellation = new CancellationTokenSource();
-        var release = Task.Run(async () =>
+        using var probe = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        probe.Open();
+        using (var read = probe.CreateCommand())
         {
-            await Task.Delay(300);
-            reader.Dispose();
-        });
+            read.CommandText = "PRAGMA busy_timeout = 0; SELECT count(*) FROM t"; // the read opens the WAL
+            read.ExecuteNonQuery();
+        }
 
         using var command = connection.CreateCommand();
         command.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
-        var busy = await Task.Run(() => command.ExecuteScalarAsync(cancellation.Token)).WaitAsync(Bound);
 
-        busy.ShouldBe(0L);
-        await release;
+        var checkpoint = Task.Run(() => command.ExecuteScalarAsync(cancellation.Token));
+        // The checkpoint holds the checkpoint lock while it waits for the reader: another checkpoint is refused.
+        Wait.Until(() => checkpoint.IsCompleted || probe.Checkpoint() == new CheckpointResult(true, -1, -1));
+        checkpoint.IsCompleted.ShouldBeFalse();
+        reader.Dispose();
+
+        (await checkpoint.WaitAsync(Bound)).ShouldBe(0L);
     }
 
     [Test]
@@ -366,6 +372,7 @@ public class BusyWaitCancellationTests : DatabaseTest
         using var transaction = connection.BeginTransaction(deferred: true);
         using var cancellation = new CancellationTokenSource();
         Exception? statement = null, afterwards = null;
+        var returned = false;
         var writer = new Thread(() =>
         {
             try
@@ -377,6 +384,7 @@ public class BusyWaitCancellationTests : DatabaseTest
                 statement = error;
             }
 
+            Volatile.Write(ref returned, true);
             try
             {
                 Thread.Sleep(Timeout.Infinite);
@@ -387,7 +395,9 @@ public class BusyWaitCancellationTests : DatabaseTest
             }
         });
         writer.Start();
-        Wait.Until(() => (writer.ThreadState & ThreadState.WaitSleepJoin) != 0); // waiting for the lock in the busy handler
+        // Waiting for the lock in the busy handler, not yet in its own sleep below.
+        Wait.Until(() => Volatile.Read(ref returned) || (writer.ThreadState & ThreadState.WaitSleepJoin) != 0);
+        Volatile.Read(ref returned).ShouldBeFalse();
 
         writer.Interrupt(); // before the fix, this exception unwound through SQLite and ended the process
         writer.Join(Bound).ShouldBeTrue();
