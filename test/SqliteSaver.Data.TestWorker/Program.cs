@@ -1,7 +1,7 @@
 // Usage: SqliteSaver.Data.TestWorker <connection string> <threads> <transactions per thread> <worker id> [deferred]
 // Each thread runs read-then-insert units of work through RunInTransaction (with "deferred", in DEFERRED
-// transactions) against table "work" and the process prints "committed N" when every one has committed. Any
-// exception is printed to stderr and the exit code is 1.
+// transactions) against table "work"; each thread prints "opened" once its connection is open, and the process prints
+// "committed N" when every one has committed. Any exception is printed to stderr and the exit code is 1.
 //
 // Usage: SqliteSaver.Data.TestWorker hold <connection string> <commits> <worker id>
 // Commits <commits> rows (thread 0, n = 0, 1, ...) one transaction each, printing "acknowledged n" after each commit
@@ -45,6 +45,7 @@ var running = Enumerable.Range(0, threads).Select(thread => new Thread(() =>
     {
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
+        Console.WriteLine("opened");
         for (var n = 0; n < transactions; n++)
         {
             connection.RunInTransaction(transaction =>

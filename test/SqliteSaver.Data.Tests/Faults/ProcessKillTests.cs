@@ -30,6 +30,8 @@ public class ProcessKillTests : DatabaseTest
         // While it holds the lock: writers in this process queue behind it, another process's writers wait in SQLite.
         var during = Task.Run(() => Write(connectionString, worker: 200, acknowledged));
         using var otherProcess = WorkerProcess.Write(connectionString, threads: 2, transactions: PerThread, worker: 2);
+        Wait.Until(() => otherProcess.Lines.Count == 2 || otherProcess.Process.HasExited, timeoutSeconds: 60); // both opened, writing next
+        otherProcess.Lines.ShouldBe(["opened", "opened"]);
         Wait.Until(() => dataSource.Executor.Gate!.WaitingCount > 0);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM work WHERE worker IN (2, 200)").ShouldBe(0L); // nothing got past it
 
@@ -39,7 +41,7 @@ public class ProcessKillTests : DatabaseTest
         during.Result.ShouldBeEmpty();
         otherProcess.WaitForExit().ShouldBeEmpty();
         otherProcess.Process.ExitCode.ShouldBe(0);
-        otherProcess.Lines.ShouldBe([$"committed {2 * PerThread}"]);
+        otherProcess.Lines.ShouldBe(["opened", "opened", $"committed {2 * PerThread}"]);
         Write(connectionString, worker: 300, acknowledged).ShouldBeEmpty(); // after
 
         foreach (var (worker, thread, n) in acknowledged)

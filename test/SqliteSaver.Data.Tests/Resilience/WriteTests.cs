@@ -543,7 +543,8 @@ public class WriteTests : DatabaseTest
             process.WaitForExit(TimeSpan.FromMinutes(2)).ShouldBeTrue();
             error.Result.ShouldBeEmpty();
             process.ExitCode.ShouldBe(0);
-            output.Result.Trim().ShouldBe("committed 400");
+            output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .ShouldBe(["opened", "opened", "opened", "opened", "committed 400"]);
             process.Dispose();
         }
 
