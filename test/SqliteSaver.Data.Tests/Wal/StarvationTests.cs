@@ -36,6 +36,7 @@ public class StarvationTests : DatabaseTest
             path,
             () => dataSource.CreateConnection(),
             c => ((SaverDbConnection)c).BeginTransaction(deferred: true),
+            writerOpened: _ => { },
             afterBatch: () => time.Advance(TimeSpan.FromSeconds(1)));
 
         errors.ShouldBeEmpty();
@@ -44,7 +45,7 @@ public class StarvationTests : DatabaseTest
     }
 
     [Test]
-    public void The_same_workload_on_plain_Microsoft_Data_Sqlite_lets_the_wal_grow_past_the_limit()
+    public void The_same_workload_on_plain_Microsoft_Data_Sqlite_lets_the_wal_grow_past_the_limit_though_it_checkpoints_often()
     {
         var path = Folder.File("plain.db");
         using (var setup = new SqliteConnection($"Data Source={path}"))
@@ -55,13 +56,21 @@ public class StarvationTests : DatabaseTest
             command.ExecuteNonQuery();
         }
 
-        var (maxWal, errors) = Run(path, () => new SqliteConnection($"Data Source={path}"), c => ((SqliteConnection)c).BeginTransaction(deferred: true), afterBatch: () => { });
+        // Automatic checkpoints every 100 pages (400 KiB, well under the limit): only readers that never leave a gap
+        // can keep them from starting the WAL over.
+        var (maxWal, errors) = Run(
+            path,
+            () => new SqliteConnection($"Data Source={path}"),
+            c => ((SqliteConnection)c).BeginTransaction(deferred: true),
+            writerOpened: c => Execute(c, "PRAGMA wal_autocheckpoint = 100"),
+            afterBatch: () => { });
 
         errors.ShouldBeEmpty();
         maxWal.ShouldBeGreaterThan(Limit + Slack);
     }
 
-    private static (long MaxWal, List<Exception> Errors) Run(string path, Func<DbConnection> connect, Func<DbConnection, DbTransaction> beginRead, Action afterBatch)
+    private static (long MaxWal, List<Exception> Errors) Run(
+        string path, Func<DbConnection> connect, Func<DbConnection, DbTransaction> beginRead, Action<DbConnection> writerOpened, Action afterBatch)
     {
         using (var setup = connect())
         {
@@ -121,6 +130,7 @@ public class StarvationTests : DatabaseTest
                 using (var connection = connect())
                 {
                     connection.Open();
+                    writerOpened(connection);
                     for (var i = 0; i < RowsPerBatch; i++)
                     {
                         Execute(connection, "INSERT INTO t (payload) VALUES (randomblob(1024))");
