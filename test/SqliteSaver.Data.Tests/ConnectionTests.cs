@@ -569,7 +569,7 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
-    public void A_connection_that_only_read_is_reused_without_a_session_check()
+    public void A_connection_that_only_read_is_reused_and_not_marked_for_a_check_of_temporary_objects_or_attachments()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
         SqliteConnection first;
@@ -583,6 +583,9 @@ public class ConnectionTests : DatabaseTest
         {
             reader.Open();
             Scalar(reader, "SELECT 1").ShouldBe(1L);
+            var physical = reader.GetOpenPhysical("test");
+            physical.MayHoldTempObjects.ShouldBeFalse();
+            physical.MayHoldAttachments.ShouldBeFalse();
         }
 
         using var next = new SaverDbConnection(connectionString);
