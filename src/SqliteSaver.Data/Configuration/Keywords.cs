@@ -1,5 +1,4 @@
 using System.Collections.Frozen;
-using System.Globalization;
 using Microsoft.Data.Sqlite;
 
 namespace SqliteSaver.Data.Configuration;
@@ -67,10 +66,11 @@ internal static class Keywords
         .ToFrozenDictionary(pair => pair.Name, pair => pair.Spec, StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Finds the keyword that <paramref name="keyword"/> names, in any case and spacing, or by alias.</summary>
-    /// <param name="keyword">The keyword as written.</param>
-    /// <param name="value">The value it was given, if any, for the error.</param>
-    /// <exception cref="ArgumentException">The keyword is not supported; the message lists those that are.</exception>
-    public static KeywordSpec Resolve(string keyword, object? value = null)
+    /// <exception cref="ArgumentException">
+    /// The keyword is not supported; the message lists those that are. It does not repeat the value, which may be a
+    /// secret given under a misspelt or unsupported name (<c>Pwd</c>, say).
+    /// </exception>
+    public static KeywordSpec Resolve(string keyword)
     {
         ArgumentNullException.ThrowIfNull(keyword);
         if (TryResolve(keyword, out var spec))
@@ -78,9 +78,8 @@ internal static class Keywords
             return spec;
         }
 
-        var given = value is null ? string.Empty : string.Create(CultureInfo.InvariantCulture, $" (given the value '{value}')");
         throw new ArgumentException(
-            $"Connection-string keyword '{keyword}'{given} is not supported. Supported keywords: {string.Join(", ", All.Select(k => k.Name))}.",
+            $"Connection-string keyword '{keyword}' is not supported. Supported keywords: {string.Join(", ", All.Select(k => k.Name))}.",
             nameof(keyword));
     }
 

@@ -57,7 +57,7 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         get => GetTyped(Keywords.Resolve(keyword))!;
         set
         {
-            var spec = Keywords.Resolve(keyword, value);
+            var spec = Keywords.Resolve(keyword);
 
             // An empty text is no setting: the connection string "Key=" parses as a removal, so storing it would not round-trip.
             if (value is null || (spec.Kind == KeywordKind.Text && value is string { Length: 0 }))
@@ -310,7 +310,7 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     /// <inheritdoc />
     /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool Remove(string keyword)
-        => _parsing ? base.Remove(Keywords.Resolve(keyword, string.Empty).Name) : TryResolve(keyword, out var spec) && base.Remove(spec.Name);
+        => _parsing ? base.Remove(Keywords.Resolve(keyword).Name) : TryResolve(keyword, out var spec) && base.Remove(spec.Name);
 
     /// <inheritdoc />
     /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>

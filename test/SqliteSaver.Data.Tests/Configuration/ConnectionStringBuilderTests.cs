@@ -136,15 +136,23 @@ public class ConnectionStringBuilderTests
         builder.Vfs.ShouldBeNull();
     }
 
-    [TestCase("Data Source=a.db;Max Pool Sise=3", "'3'")]
-    [TestCase("Data Source=a.db;Max Pool Sise=", "''")]
-    public void An_unknown_keyword_is_named_in_the_error_with_its_value(string connectionString, string value)
+    [TestCase("Data Source=a.db;Max Pool Sise=3")]
+    [TestCase("Data Source=a.db;Max Pool Sise=")]
+    public void An_unknown_keyword_is_named_in_the_error(string connectionString)
     {
         var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder(connectionString));
 
-        error.Message.ShouldContain($"'Max Pool Sise' (given the value {value})");
+        error.Message.ShouldContain("'Max Pool Sise' is not supported");
         error.Message.ShouldContain("Max Pool Size");
         new SaverConnectionStringBuilder().Remove("Max Pool Sise").ShouldBeFalse(); // removing an unknown one is no error
+    }
+
+    [TestCase("Data Source=x.db;Pwd=hunter2")]
+    [TestCase("Data Source=x.db;Passwrod=hunter2")]
+    public void An_unknown_keywords_error_does_not_repeat_its_value_which_may_be_a_secret(string connectionString)
+    {
+        Should.Throw<ArgumentException>(() => new SaverDbConnection(connectionString)).Message.ShouldNotContain("hunter2");
+        Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { ["Pwd"] = "hunter2" }).Message.ShouldNotContain("hunter2");
     }
 
     private static IEnumerable<TestCaseData> BadValues()
