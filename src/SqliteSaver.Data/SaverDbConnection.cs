@@ -26,6 +26,9 @@ public sealed class SaverDbConnection : DbConnection
     private static readonly StateChangeEventArgs Opened = new(ConnectionState.Closed, ConnectionState.Open);
     private static readonly StateChangeEventArgs Closed = new(ConnectionState.Open, ConnectionState.Closed);
 
+    /// <summary>SQLITE_BUSY_SNAPSHOT: a write in a read transaction whose snapshot another connection's commit made stale.</summary>
+    private const int BusySnapshot = 517;
+
     // A SqliteConnection, even unopened, initializes SQLitePCLRaw's provider before the version is asked.
     private static readonly Lazy<string> Version = new(() => new SqliteConnection().ServerVersion);
 
@@ -376,8 +379,8 @@ public sealed class SaverDbConnection : DbConnection
     /// <param name="deferred">
     /// <see langword="true"/> for a DEFERRED transaction (no lock until the first statement); the default IMMEDIATE one
     /// takes the write lock up front and cannot meet a stale snapshot. An attempt in a deferred transaction that meets
-    /// SQLITE_BUSY or SQLITE_LOCKED is followed by attempts in IMMEDIATE ones, so that writers in other processes cannot
-    /// make it meet a stale snapshot again and again.
+    /// a stale snapshot (SQLITE_BUSY_SNAPSHOT) is followed by attempts in IMMEDIATE ones, so that writers in other
+    /// processes cannot make it meet one again and again.
     /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
@@ -636,9 +639,10 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// One attempt at a unit of work: begin (one try; the caller's strategy retries the whole), run, commit. A
-    /// deferred attempt that meets SQLITE_BUSY or SQLITE_LOCKED sets <paramref name="deferred"/> to false, so the
-    /// next attempt takes the write lock up front and cannot meet a stale snapshot again.
+    /// One attempt at a unit of work: begin (one try; the caller's strategy retries the whole), run, commit. An
+    /// attempt that meets a stale snapshot (SQLITE_BUSY_SNAPSHOT) sets <paramref name="deferred"/> to false, so the
+    /// next attempt takes the write lock up front and cannot meet one again. Other busy errors leave it deferred: one
+    /// from a write through another connection of the process would then wait for the gate this one holds.
     /// </summary>
     private T RunOnce<T>(Func<SaverDbTransaction, T> work, StrongBox<bool> deferred)
     {
@@ -662,7 +666,7 @@ public sealed class SaverDbConnection : DbConnection
 
             return result;
         }
-        catch (Exception error) when (SaverRetryStrategy.IsTransient(error))
+        catch (SqliteException error) when (error.SqliteExtendedErrorCode == BusySnapshot)
         {
             deferred.Value = false;
             throw;
@@ -691,7 +695,7 @@ public sealed class SaverDbConnection : DbConnection
 
             return result;
         }
-        catch (Exception error) when (SaverRetryStrategy.IsTransient(error))
+        catch (SqliteException error) when (error.SqliteExtendedErrorCode == BusySnapshot)
         {
             deferred.Value = false;
             throw;

@@ -179,6 +179,34 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public void After_another_busy_error_a_deferred_unit_of_work_stays_deferred_so_it_can_write_through_a_second_connection()
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=2;Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        using var outer = dataSource.OpenConnection();
+        var attempts = 0;
+
+        outer.RunInTransaction(
+            _ =>
+            {
+                attempts++;
+                ConnectionTests.Scalar(outer, "SELECT count(*) FROM t");
+                if (attempts == 1)
+                {
+                    throw new SqliteException("database is locked", 5); // as another process holding the lock would
+                }
+
+                using var audit = dataSource.OpenConnection(); // an audit log written on a connection of its own
+                ConnectionTests.Exec(audit, "INSERT INTO t VALUES (1)"); // would wait for the gate an IMMEDIATE retry holds
+            },
+            deferred: true);
+
+        attempts.ShouldBe(2);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
     public void RunInTransaction_rolls_back_and_rethrows_other_errors_without_retrying()
     {
         var connectionString = Folder.ConnectionString();
