@@ -12,7 +12,8 @@ namespace SqliteSaver.Data;
 /// <c>INSERT ... RETURNING</c>) that is still open when the transaction ends, or a savepoint is set, rolled back to or
 /// released, first runs the statements of its command it has not reached, inside the transaction, and then reads
 /// nothing more: none of them runs after the transaction, outside it, or after a rollback to a savepoint that was to
-/// undo it. Savepoints (<see cref="Save"/>, <see cref="Rollback(string)"/>, <see cref="Release"/>) mark points
+/// undo it. A batch that holds a statement that cannot run inside a transaction (<c>COMMIT</c>, <c>PRAGMA</c>,
+/// <c>VACUUM</c>, <c>ATTACH</c>, ...) is the exception: it runs as written, as its reader is read on or closed. Savepoints (<see cref="Save"/>, <see cref="Rollback(string)"/>, <see cref="Release"/>) mark points
 /// inside it to roll back to, as with Microsoft.Data.Sqlite.
 /// </summary>
 public sealed class SaverDbTransaction : DbTransaction
@@ -146,7 +147,8 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <summary>
     /// Sets a savepoint (<c>SAVEPOINT "name"</c>) in the transaction, to roll back to with
     /// <see cref="Rollback(string)"/>. Savepoints nest; a name used again names the newest savepoint of that name.
-    /// <see cref="DbTransaction.SaveAsync"/> checks its token and calls this: a savepoint never waits for a lock.
+    /// The statements open readers of writing batches in the transaction have not reached run first (see
+    /// <see cref="SaverDbTransaction"/>); in a deferred transaction they may wait for the write lock, as a commit does.
     /// </summary>
     /// <param name="savepointName">The savepoint's name: any non-empty text without a NUL character; it is quoted, not parsed.</param>
     /// <exception cref="ArgumentNullException"><paramref name="savepointName"/> is null.</exception>
@@ -161,6 +163,18 @@ public sealed class SaverDbTransaction : DbTransaction
     /// back; or SQLite could not set the savepoint.
     /// </exception>
     public override void Save(string savepointName) => RunSavepoint(nameof(Save), "SAVEPOINT ", savepointName);
+
+    /// <summary>
+    /// Sets a savepoint as <see cref="Save"/> does. Only the statements an open reader of a writing batch had not
+    /// reached, which run first, may wait, in a deferred transaction, for the write lock; cancelling
+    /// <paramref name="cancellationToken"/> ends that wait, and the transaction can then only be rolled back.
+    /// </summary>
+    /// <param name="savepointName">The savepoint's name (see <see cref="Save"/>).</param>
+    /// <param name="cancellationToken">Checked first, and ends a wait for the write lock.</param>
+    /// <returns>A task that completes when the savepoint is set.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public override Task SaveAsync(string savepointName, CancellationToken cancellationToken = default)
+        => RunSavepointAsync(nameof(Save), "SAVEPOINT ", savepointName, cancellationToken);
 
     /// <summary>
     /// Undoes what the transaction did since the savepoint was set (<c>ROLLBACK TO SAVEPOINT "name"</c>), and the
@@ -181,8 +195,8 @@ public sealed class SaverDbTransaction : DbTransaction
 
     /// <summary>
     /// Removes the savepoint and those set after it (<c>RELEASE SAVEPOINT "name"</c>), keeping what the transaction
-    /// did since: nothing is committed until the transaction is. <see cref="DbTransaction.ReleaseAsync"/> checks its
-    /// token and calls this.
+    /// did since: nothing is committed until the transaction is. Open readers' remaining statements run first, as
+    /// for <see cref="Save"/>.
     /// </summary>
     /// <param name="savepointName">The name the savepoint was set with.</param>
     /// <exception cref="ArgumentNullException"><paramref name="savepointName"/> is null.</exception>
@@ -197,6 +211,14 @@ public sealed class SaverDbTransaction : DbTransaction
     /// back; no savepoint has that name; or a write of the transaction is still running.
     /// </exception>
     public override void Release(string savepointName) => RunSavepoint(nameof(Release), "RELEASE SAVEPOINT ", savepointName);
+
+    /// <summary>Releases a savepoint as <see cref="Release"/> does, with the waits <see cref="SaveAsync"/> has.</summary>
+    /// <param name="savepointName">The name the savepoint was set with.</param>
+    /// <param name="cancellationToken">Checked first, and ends a wait for the write lock.</param>
+    /// <returns>A task that completes when the savepoint is released.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public override Task ReleaseAsync(string savepointName, CancellationToken cancellationToken = default)
+        => RunSavepointAsync(nameof(Release), "RELEASE SAVEPOINT ", savepointName, cancellationToken);
 
     /// <summary>Marks the transaction completed, detaches it from its connection and leaves the write gate.</summary>
     internal void Complete()
@@ -285,7 +307,46 @@ public sealed class SaverDbTransaction : DbTransaction
             FinishReaders();
         }
 
+        ThrowIfEndedBySqlite(operation); // a statement just finished may have made SQLite end it (ON CONFLICT ROLLBACK)
         _physical.Execute(statement + "\"" + savepointName.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
+    }
+
+    /// <summary>
+    /// <see cref="RunSavepoint"/> for <see cref="SaveAsync"/> and <see cref="ReleaseAsync"/>, with SQLite's waits for a
+    /// lock ended by <paramref name="cancellationToken"/>, as <see cref="CommitAsync"/> has them.
+    /// </summary>
+    private Task RunSavepointAsync(string operation, string statement, string savepointName, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled(cancellationToken);
+        }
+
+        try
+        {
+            var cancellable = !_completed && _physical.MakeBusyWaitsCancellable(cancellationToken);
+            try
+            {
+                RunSavepoint(operation, statement, savepointName);
+            }
+            catch (SqliteException error) when (Executor.IsInterruption(error, cancellationToken))
+            {
+                return Task.FromCanceled(cancellationToken);
+            }
+            finally
+            {
+                if (cancellable)
+                {
+                    _physical.EndCancellableBusyWaits();
+                }
+            }
+
+            return Task.CompletedTask;
+        }
+        catch (Exception exception)
+        {
+            return Task.FromException(exception);
+        }
     }
 
     /// <summary>

@@ -176,6 +176,50 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public async Task SaveAsync_in_a_deferred_transaction_stops_waiting_for_the_write_lock_when_cancelled()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=60000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction(deferred: true);
+        using var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+        using var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        holder.Open();
+        using (var begin = holder.CreateCommand())
+        {
+            begin.CommandText = "BEGIN IMMEDIATE"; // the INSERT the savepoint runs first must wait for this
+            begin.ExecuteNonQuery();
+        }
+
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+
+        await Should.ThrowAsync<OperationCanceledException>(transaction.SaveAsync("a", cancellation.Token).WaitAsync(TimeSpan.FromSeconds(30)));
+
+        transaction.Rollback();
+        holder.Dispose();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public void Rolling_back_to_a_savepoint_after_a_readers_statement_made_SQLite_end_the_transaction_says_so()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE ON CONFLICT ROLLBACK); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+
+        Should.Throw<InvalidOperationException>(() => transaction.Rollback("a")).Message.ShouldContain("SQLite has already ended");
+
+        transaction.Rollback();
+    }
+
+    [Test]
     public void A_CloseConnection_reader_keeps_its_connection_open_through_the_commit_and_closes_it_when_closed()
     {
         var connectionString = Folder.ConnectionString();
