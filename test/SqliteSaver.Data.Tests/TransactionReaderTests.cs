@@ -185,14 +185,7 @@ public class TransactionReaderTests : DatabaseTest
         var transaction = connection.BeginTransaction(deferred: true);
         using var reader = Reader(connection, transaction, SelectThenInsert);
         reader.Read().ShouldBeTrue();
-        using var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
-        holder.Open();
-        using (var begin = holder.CreateCommand())
-        {
-            begin.CommandText = "BEGIN IMMEDIATE"; // the INSERT the savepoint runs first must wait for this
-            begin.ExecuteNonQuery();
-        }
-
+        using var holder = HoldWriteLock(); // the INSERT the savepoint runs first must wait for it
         using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
 
         await Should.ThrowAsync<OperationCanceledException>(transaction.SaveAsync("a", cancellation.Token).WaitAsync(TimeSpan.FromSeconds(30)));
