@@ -189,7 +189,8 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>
     /// Runs a WAL checkpoint on a connection the data source keeps for checkpoints, outside the pool, so it works
-    /// even while the caller holds every pooled connection. It waits for readers and writers at most 250 ms.
+    /// even while the caller holds every pooled connection. It waits at most 250 ms for another checkpoint to end, and
+    /// at most 250 ms for each lock it then needs (the writer's, each reader's).
     /// </summary>
     /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
     /// <returns>SQLite's figures (see <see cref="CheckpointExtensions.Checkpoint"/>).</returns>
