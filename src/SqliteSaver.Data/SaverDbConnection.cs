@@ -379,8 +379,9 @@ public sealed class SaverDbConnection : DbConnection
     /// <param name="deferred">
     /// <see langword="true"/> for a DEFERRED transaction (no lock until the first statement); the default IMMEDIATE one
     /// takes the write lock up front and cannot meet a stale snapshot. An attempt in a deferred transaction that meets
-    /// a stale snapshot (SQLITE_BUSY_SNAPSHOT) is followed by attempts in IMMEDIATE ones, so that writers in other
-    /// processes cannot make it meet one again and again.
+    /// SQLITE_BUSY or SQLITE_LOCKED itself (a stale snapshot, or a write lock another connection holds, which a
+    /// deferred transaction that has read does not wait for) is followed by attempts in IMMEDIATE ones, which wait
+    /// for the write lock; a busy error the unit of work met on another connection does not change that.
     /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
@@ -640,9 +641,8 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// One attempt at a unit of work: begin (one try; the caller's strategy retries the whole), run, commit. An
-    /// attempt that meets a stale snapshot (SQLITE_BUSY_SNAPSHOT) sets <paramref name="deferred"/> to false, so the
-    /// next attempt takes the write lock up front and cannot meet one again. Other busy errors leave it deferred: one
-    /// from a write through another connection of the process would then wait for the gate this one holds.
+    /// attempt whose own transaction meets SQLITE_BUSY or SQLITE_LOCKED (see <see cref="MetBusyItself"/>) sets
+    /// <paramref name="deferred"/> to false, so the next attempt takes the write lock up front.
     /// </summary>
     private T RunOnce<T>(Func<SaverDbTransaction, T> work, StrongBox<bool> deferred)
     {
@@ -666,12 +666,22 @@ public sealed class SaverDbConnection : DbConnection
 
             return result;
         }
-        catch (SqliteException error) when (error.SqliteExtendedErrorCode == BusySnapshot)
+        catch (SqliteException error) when (MetBusyItself(error))
         {
             deferred.Value = false;
             throw;
         }
     }
+
+    /// <summary>
+    /// Whether a unit of work's busy error came from its own transaction: a stale snapshot (SQLITE_BUSY_SNAPSHOT), or
+    /// a busy error a command met on this connection. A deferred transaction that has read gets SQLITE_BUSY at once
+    /// when it writes while another connection holds the write lock (SQLite's busy handler does not wait then), so
+    /// only an IMMEDIATE attempt waits for it. A busy error met on another connection (one the unit of work writes
+    /// through, say) keeps it deferred: an IMMEDIATE attempt would hold the write gate that connection waits for.
+    /// </summary>
+    private bool MetBusyItself(SqliteException error)
+        => error.SqliteExtendedErrorCode == BusySnapshot || ReferenceEquals(error, _physical?.BusyInTransaction);
 
     private async ValueTask<T> RunOnceAsync<T>(Func<SaverDbTransaction, CancellationToken, Task<T>> work, StrongBox<bool> deferred, CancellationToken cancellationToken)
     {
@@ -695,7 +705,7 @@ public sealed class SaverDbConnection : DbConnection
 
             return result;
         }
-        catch (SqliteException error) when (error.SqliteExtendedErrorCode == BusySnapshot)
+        catch (SqliteException error) when (MetBusyItself(error))
         {
             deferred.Value = false;
             throw;

@@ -139,6 +139,13 @@ internal sealed partial class PhysicalConnection : IDisposable
     public bool WriteOpenForReader { get; set; }
 
     /// <summary>
+    /// The last SQLITE_BUSY or SQLITE_LOCKED a command in the caller's transaction met on this connection, so that
+    /// <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/> can tell it from one met on
+    /// another connection.
+    /// </summary>
+    public SqliteException? BusyInTransaction { get; set; }
+
+    /// <summary>
     /// SQLite's error when it last refused to roll back and left the transaction open (an I/O error, or an interrupt
     /// that stays pending while another statement of the connection is active); <see langword="null"/> once a
     /// rollback succeeds. Until then the connection keeps the write gate and runs no command: a command would join

@@ -130,7 +130,15 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 // gate is held for a transaction SQLite ended) or in it (a batch such as "COMMIT; ATTACH ...").
                 physical.MayHoldTempObjects = true;
                 physical.MayHoldAttachments |= !physical.InTransaction || kind == CommandKind.Unprotected;
-                return (run(command, behavior), false);
+                try
+                {
+                    return (run(command, behavior), false);
+                }
+                catch (SqliteException error) when (SaverRetryStrategy.IsTransient(error))
+                {
+                    physical.BusyInTransaction = error;
+                    throw;
+                }
             }
 
             physical.MayHoldTempObjects |= kind != CommandKind.Read;

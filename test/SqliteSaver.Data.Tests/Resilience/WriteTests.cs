@@ -179,6 +179,41 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public void After_its_write_met_a_lock_held_elsewhere_a_deferred_unit_of_work_runs_again_in_an_immediate_transaction()
+    {
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        using var connection = dataSource.OpenConnection();
+        var holder = HoldWriteLock();
+        var errors = new List<int>();
+        var gateHeldAtStart = new List<bool>();
+
+        connection.RunInTransaction(
+            _ =>
+            {
+                gateHeldAtStart.Add(gate.IsHeld); // an IMMEDIATE transaction holds the write gate from its BEGIN
+                ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
+                try
+                {
+                    ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+                }
+                catch (SqliteException error)
+                {
+                    errors.Add(error.SqliteExtendedErrorCode); // at once: a transaction that has read does not wait
+                    holder.Dispose(); // the next attempt's BEGIN IMMEDIATE waits for this
+                    throw;
+                }
+            },
+            deferred: true);
+
+        errors.ShouldBe([5]);
+        gateHeldAtStart.ShouldBe([false, true]);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
     public void After_another_busy_error_a_deferred_unit_of_work_stays_deferred_so_it_can_write_through_a_second_connection()
     {
         var connectionString = Folder.ConnectionString("Default Timeout=2;Base Delay=0.001;Max Delay=0.001");
