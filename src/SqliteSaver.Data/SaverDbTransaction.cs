@@ -51,7 +51,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <summary>Commits the transaction, after the statements its open readers have not reached (see <see cref="SaverDbTransaction"/>).</summary>
     /// <exception cref="InvalidOperationException">
     /// The transaction has already completed; SQLite has already ended it (rolled it back after an error, say: roll
-    /// back); or such a statement failed when an earlier commit ran it (roll back).
+    /// back); or such a statement failed when an earlier commit or savepoint ran it, or when its reader closed (roll back).
     /// </exception>
     /// <exception cref="SqliteException">
     /// Such a statement failed, and the transaction can now only be rolled back; or SQLite could not commit, and the
@@ -77,7 +77,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; the transaction stays open.</exception>
     /// <exception cref="InvalidOperationException">
     /// The transaction has already completed; SQLite has already ended it (roll back); or a reader's statement failed
-    /// when an earlier commit ran it (roll back).
+    /// when an earlier commit or savepoint ran it, or when its reader closed (roll back).
     /// </exception>
     /// <exception cref="SqliteException">
     /// A reader's statement failed, and the transaction can now only be rolled back; or SQLite could not commit, and
@@ -220,6 +220,12 @@ public sealed class SaverDbTransaction : DbTransaction
     public override Task ReleaseAsync(string savepointName, CancellationToken cancellationToken = default)
         => RunSavepointAsync(nameof(Release), "RELEASE SAVEPOINT ", savepointName, cancellationToken);
 
+    /// <summary>
+    /// Remembers that a statement of a batch run in the transaction failed when its reader closed: the batch is not
+    /// whole, and no commit may go ahead without it.
+    /// </summary>
+    internal void FailedUnfinished(Exception error) => _unfinished ??= error;
+
     /// <summary>Marks the transaction completed, detaches it from its connection and leaves the write gate.</summary>
     internal void Complete()
     {
@@ -252,7 +258,7 @@ public sealed class SaverDbTransaction : DbTransaction
         if (_unfinished is { } earlier)
         {
             throw new InvalidOperationException(
-                $"A statement that a reader of this transaction had not reached failed when an earlier commit or savepoint ran it ({earlier.Message}), and the statements after it did not run, so the transaction cannot commit whole: roll it back.",
+                $"A statement of a batch a reader read in this transaction failed when the reader closed or an earlier commit or savepoint ran it ({earlier.Message}), so the batch is not whole and the transaction cannot commit it: roll it back.",
                 earlier);
         }
 

@@ -170,7 +170,7 @@ public class TransactionReaderTests : DatabaseTest
 
         Should.Throw<SqliteException>(() => transaction.Save("a")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
 
-        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("earlier commit or savepoint");
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
         transaction.Rollback();
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
@@ -210,6 +210,25 @@ public class TransactionReaderTests : DatabaseTest
         Should.Throw<InvalidOperationException>(() => transaction.Rollback("a")).Message.ShouldContain("SQLite has already ended");
 
         transaction.Rollback();
+    }
+
+    [Test]
+    public void A_statement_that_fails_when_its_reader_closes_in_a_transaction_keeps_the_batch_from_being_committed_in_part()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1); INSERT INTO t VALUES (3)");
+        reader.Read().ShouldBeTrue();
+
+        reader.Dispose(); // Microsoft.Data.Sqlite's reader ignores the error of the second INSERT here
+
+        Should.Throw<InvalidOperationException>(transaction.Commit)
+            .InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1"); // nothing of the batch
     }
 
     [Test]

@@ -70,6 +70,7 @@ internal sealed class PooledDataReader(
         {
             if (!openWrite)
             {
+                FinishInTransaction();
                 inner.Close();
                 return;
             }
@@ -99,6 +100,32 @@ internal sealed class PooledDataReader(
             {
                 connection.Close();
             }
+        }
+    }
+
+    /// <summary>
+    /// Closing a reader of a writing batch in the caller's transaction: runs the statements not reached yet, as
+    /// Microsoft.Data.Sqlite's reader would, but keeps the first error, which it would ignore, for the transaction,
+    /// so that it cannot commit the batch without the failed statement (see
+    /// <see cref="SaverDbTransaction.FailedUnfinished"/>).
+    /// </summary>
+    private void FinishInTransaction()
+    {
+        if (transaction is null || transaction.IsCompleted || inner.IsClosed
+            || connection.Executor.Classify(physical, commandText) != CommandKind.Write)
+        {
+            return;
+        }
+
+        try
+        {
+            while (inner.NextResult())
+            {
+            }
+        }
+        catch (Exception exception)
+        {
+            transaction.FailedUnfinished(exception);
         }
     }
 
