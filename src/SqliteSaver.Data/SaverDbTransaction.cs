@@ -12,9 +12,10 @@ namespace SqliteSaver.Data;
 /// <c>INSERT ... RETURNING</c>) that is still open when the transaction ends, or a savepoint is set, rolled back to or
 /// released, first runs the statements of its command it has not reached, inside the transaction, and then reads
 /// nothing more: none of them runs after the transaction, outside it, or after a rollback to a savepoint that was to
-/// undo it. A batch that holds a statement that cannot run inside a transaction (<c>COMMIT</c>, <c>PRAGMA</c>,
-/// <c>VACUUM</c>, <c>ATTACH</c>, ...) is the exception: it runs as written, as its reader is read on or closed. Savepoints (<see cref="Save"/>, <see cref="Rollback(string)"/>, <see cref="Release"/>) mark points
-/// inside it to roll back to, as with Microsoft.Data.Sqlite.
+/// undo it. A batch that holds a statement the library does not run inside a transaction (<c>COMMIT</c>,
+/// <c>PRAGMA</c>, <c>VACUUM</c>, <c>ATTACH</c>, ...) is the exception: it runs as written, as its reader is read on or
+/// closed. Savepoints (<see cref="Save"/>, <see cref="Rollback(string)"/>, <see cref="Release"/>) mark points inside
+/// it to roll back to, as with Microsoft.Data.Sqlite.
 /// </summary>
 public sealed class SaverDbTransaction : DbTransaction
 {
@@ -167,7 +168,8 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <summary>
     /// Sets a savepoint as <see cref="Save"/> does. Only the statements an open reader of a writing batch had not
     /// reached, which run first, may wait, in a deferred transaction, for the write lock; cancelling
-    /// <paramref name="cancellationToken"/> ends that wait, and the transaction can then only be rolled back.
+    /// <paramref name="cancellationToken"/> ends that wait where SQLite's waits can be ended (with SQLitePCLRaw's own
+    /// e_sqlite3 and a Busy Timeout above 0), and the transaction can then only be rolled back.
     /// </summary>
     /// <param name="savepointName">The savepoint's name (see <see cref="Save"/>).</param>
     /// <param name="cancellationToken">Checked first, and ends a wait for the write lock.</param>
