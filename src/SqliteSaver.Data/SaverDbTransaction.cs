@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Runtime.ExceptionServices;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
@@ -23,6 +24,7 @@ public sealed class SaverDbTransaction : DbTransaction
     private readonly PhysicalConnection _physical;
     private bool _completed;
     private Exception? _unfinished;
+    private Exception? _failedOnClose;
 
     internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical)
     {
@@ -55,8 +57,8 @@ public sealed class SaverDbTransaction : DbTransaction
     /// back); or such a statement failed when an earlier commit or savepoint ran it, or when its reader closed (roll back).
     /// </exception>
     /// <exception cref="SqliteException">
-    /// Such a statement failed, and the transaction can now only be rolled back; or SQLite could not commit, and the
-    /// transaction stays open.
+    /// Such a statement failed, now or when its reader closed, and the transaction can now only be rolled back; or
+    /// SQLite could not commit, and the transaction stays open.
     /// </exception>
     public override void Commit()
     {
@@ -224,9 +226,16 @@ public sealed class SaverDbTransaction : DbTransaction
 
     /// <summary>
     /// Remembers that a statement of a batch run in the transaction failed when its reader closed: the batch is not
-    /// whole, and no commit may go ahead without it.
+    /// whole, and no commit may go ahead without it. The next commit throws that error itself, as if the commit had
+    /// run the statement (so a busy error stays one that a unit of work is run again for).
     /// </summary>
-    internal void FailedUnfinished(Exception error) => _unfinished ??= error;
+    internal void FailedUnfinished(Exception error)
+    {
+        if (_unfinished is null)
+        {
+            _failedOnClose ??= error;
+        }
+    }
 
     /// <summary>Marks the transaction completed, detaches it from its connection and leaves the write gate.</summary>
     internal void Complete()
@@ -257,6 +266,12 @@ public sealed class SaverDbTransaction : DbTransaction
     /// </summary>
     private void FinishReaders()
     {
+        if (_failedOnClose is { } failed)
+        {
+            (_unfinished, _failedOnClose) = (failed, null);
+            ExceptionDispatchInfo.Throw(failed);
+        }
+
         if (_unfinished is { } earlier)
         {
             throw new InvalidOperationException(
@@ -271,6 +286,11 @@ public sealed class SaverDbTransaction : DbTransaction
         catch (Exception exception)
         {
             _unfinished = exception;
+            if (exception is SqliteException sqlite && SaverRetryStrategy.IsTransient(sqlite))
+            {
+                _physical.BusyInTransaction = sqlite; // met by this transaction itself (see RunInTransaction)
+            }
+
             throw;
         }
     }

@@ -225,10 +225,29 @@ public class TransactionReaderTests : DatabaseTest
 
         reader.Dispose(); // Microsoft.Data.Sqlite's reader ignores the error of the second INSERT here
 
+        Should.Throw<SqliteException>(transaction.Commit).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT); // as if the commit ran it
         Should.Throw<InvalidOperationException>(transaction.Commit)
             .InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
         transaction.Rollback();
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1"); // nothing of the batch
+    }
+
+    [Test]
+    public void A_reader_closed_after_SQLite_ended_the_transaction_itself_writes_nothing_outside_it()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); CREATE TABLE u (x UNIQUE); INSERT INTO u VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => Scalar(connection, transaction, "INSERT OR ROLLBACK INTO u VALUES (1)")); // SQLite rolls back
+
+        reader.Dispose();
+
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
     [Test]

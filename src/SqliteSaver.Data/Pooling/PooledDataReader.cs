@@ -117,6 +117,12 @@ internal sealed class PooledDataReader(
             return;
         }
 
+        if (!physical.InTransaction)
+        {
+            DiscardAfterSqliteEndedTransaction();
+            return;
+        }
+
         try
         {
             while (inner.NextResult())
@@ -125,7 +131,42 @@ internal sealed class PooledDataReader(
         }
         catch (Exception exception)
         {
+            NoteBusyInTransaction(exception);
             transaction.FailedUnfinished(exception);
+        }
+    }
+
+    /// <summary>
+    /// SQLite ended the caller's transaction itself (after an <c>ON CONFLICT ROLLBACK</c>, say): the statements not
+    /// reached would run outside it, in autocommit, as the SQLite reader closes. They run inside a transaction of the
+    /// reader's own instead, rolled back at once, without waiting for a lock; their errors are ignored, as closing
+    /// ignores them.
+    /// </summary>
+    private void DiscardAfterSqliteEndedTransaction()
+    {
+        physical.Execute("BEGIN");
+        physical.SuspendBusyWaits();
+        try
+        {
+            inner.Close();
+        }
+        finally
+        {
+            physical.ResumeBusyWaits();
+            physical.TryRollback();
+        }
+    }
+
+    /// <summary>
+    /// Keeps a busy error a statement met in the caller's transaction for
+    /// <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/> (see
+    /// <see cref="PhysicalConnection.BusyInTransaction"/>).
+    /// </summary>
+    private void NoteBusyInTransaction(Exception exception)
+    {
+        if (transaction is not null && exception is SqliteException sqlite && SaverRetryStrategy.IsTransient(sqlite))
+        {
+            physical.BusyInTransaction = sqlite;
         }
     }
 
@@ -282,8 +323,9 @@ internal sealed class PooledDataReader(
         {
             return step();
         }
-        catch
+        catch (Exception exception)
         {
+            NoteBusyInTransaction(exception);
             _writeFailed = openWrite;
             if (inner.IsClosed)
             {
@@ -305,8 +347,9 @@ internal sealed class PooledDataReader(
         {
             return inner.Read();
         }
-        catch
+        catch (Exception exception)
         {
+            NoteBusyInTransaction(exception);
             _writeFailed = openWrite;
             throw;
         }

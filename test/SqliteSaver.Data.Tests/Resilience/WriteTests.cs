@@ -214,6 +214,38 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public void A_busy_write_run_as_its_reader_closes_is_retried_and_the_next_attempt_begins_immediate()
+    {
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        using var connection = dataSource.OpenConnection();
+        var holder = HoldWriteLock();
+        var gateHeldAtStart = new List<bool>();
+
+        connection.RunInTransaction(
+            transaction =>
+            {
+                gateHeldAtStart.Add(gate.IsHeld);
+                ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
+                using (var command = connection.CreateCommand())
+                {
+                    command.Transaction = transaction;
+                    command.CommandText = "SELECT 1; INSERT INTO t VALUES (1)";
+                    using var reader = command.ExecuteReader();
+                    reader.Read().ShouldBeTrue();
+                } // the INSERT runs as the reader closes: busy at once on the first attempt
+
+                holder.Dispose();
+            },
+            deferred: true);
+
+        gateHeldAtStart.ShouldBe([false, true]);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    [Test]
     public void After_another_busy_error_a_deferred_unit_of_work_stays_deferred_so_it_can_write_through_a_second_connection()
     {
         var connectionString = Folder.ConnectionString("Default Timeout=2;Base Delay=0.001;Max Delay=0.001");
