@@ -139,7 +139,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     public bool WriteOpenForReader { get; set; }
 
     /// <summary>
-    /// The last SQLITE_BUSY or SQLITE_LOCKED a command in the caller's transaction met on this connection, so that
+    /// The last SQLITE_BUSY or SQLITE_LOCKED a statement in the caller's transaction met on this connection (run by a
+    /// command, a reader's step or close, or a commit finishing a reader), so that
     /// <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/> can tell it from one met on
     /// another connection.
     /// </summary>
