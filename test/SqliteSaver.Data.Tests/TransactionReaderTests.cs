@@ -251,6 +251,31 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public async Task A_reader_closed_after_a_cancelled_write_ended_the_transaction_closes_without_throwing()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); CREATE TABLE big (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+        using (var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(300)))
+        using (var write = connection.CreateCommand())
+        {
+            write.Transaction = transaction;
+            // Runs (on this thread: SQLite has no asynchronous I/O) until cancelled; the interrupt makes SQLite end the transaction.
+            write.CommandText = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c LIMIT 1000000000) INSERT INTO big SELECT i FROM c";
+            await Should.ThrowAsync<OperationCanceledException>(() => write.ExecuteNonQueryAsync(cancellation.Token));
+        }
+
+        reader.Dispose(); // the interrupt SQLite keeps pending while the reader's statement is active refuses a BEGIN
+
+        reader.IsClosed.ShouldBeTrue();
+        transaction.Rollback();
+    }
+
+    [Test]
     public void A_CloseConnection_reader_keeps_its_connection_open_through_the_commit_and_closes_it_when_closed()
     {
         var connectionString = Folder.ConnectionString();

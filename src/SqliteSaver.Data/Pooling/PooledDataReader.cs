@@ -70,8 +70,15 @@ internal sealed class PooledDataReader(
         {
             if (!openWrite)
             {
-                FinishInTransaction();
-                inner.Close();
+                try
+                {
+                    FinishInTransaction();
+                }
+                finally
+                {
+                    inner.Close();
+                }
+
                 return;
             }
 
@@ -144,7 +151,19 @@ internal sealed class PooledDataReader(
     /// </summary>
     private void DiscardAfterSqliteEndedTransaction()
     {
-        physical.Execute("BEGIN");
+        try
+        {
+            physical.Execute("BEGIN");
+        }
+        catch (SqliteException)
+        {
+            // An interrupt SQLite keeps pending while a statement is active (a cancelled command ended the transaction)
+            // refuses the BEGIN too. The statements then run in autocommit as the SQLite reader closes, as with
+            // Microsoft.Data.Sqlite: a gap, but closing must not throw and leave the SQLite reader open.
+            inner.Close();
+            return;
+        }
+
         physical.SuspendBusyWaits();
         try
         {
