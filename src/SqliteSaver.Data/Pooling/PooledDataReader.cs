@@ -164,6 +164,19 @@ internal sealed class PooledDataReader(
             return;
         }
 
+        try
+        {
+            CloseWithoutBusyWaits();
+        }
+        finally
+        {
+            physical.TryRollback();
+        }
+    }
+
+    /// <summary>Closes the SQLite reader, running its statements not reached yet with SQLite's busy handler off.</summary>
+    private void CloseWithoutBusyWaits()
+    {
         physical.SuspendBusyWaits();
         try
         {
@@ -172,7 +185,6 @@ internal sealed class PooledDataReader(
         finally
         {
             physical.ResumeBusyWaits();
-            physical.TryRollback();
         }
     }
 
@@ -221,15 +233,7 @@ internal sealed class PooledDataReader(
             return;
         }
 
-        physical.SuspendBusyWaits();
-        try
-        {
-            inner.Close();
-        }
-        finally
-        {
-            physical.ResumeBusyWaits();
-        }
+        CloseWithoutBusyWaits();
     }
 
     public override bool GetBoolean(int ordinal) => inner.GetBoolean(ordinal);
