@@ -134,8 +134,8 @@ internal sealed class ConnectionPool : IDisposable
 
     /// <summary>
     /// Takes back the connection of a <see cref="SaverDbConnection"/> that was garbage collected while open (called
-    /// from its finalizer). On a pool thread, its write gate is left and it is closed, rolling back its transaction,
-    /// and its slot freed. It is not reused: its state is unknown, and something may still hold its SQLite connection.
+    /// from its finalizer). On a pool thread, it is closed, rolling back its transaction, its slot freed, and then its
+    /// write gate left. It is not reused: its state is unknown, and something may still hold its SQLite connection.
     /// </summary>
     public void ReclaimLeaked(PhysicalConnection connection)
         => ThreadPool.UnsafeQueueUserWorkItem(
@@ -146,11 +146,11 @@ internal sealed class ConnectionPool : IDisposable
                 {
                     try
                     {
-                        leaked.ReleaseGate();
+                        pool.Return(leaked, retire: true); // closing rolls back and frees SQLite's write lock ...
                     }
                     finally
                     {
-                        pool.Return(leaked, retire: true);
+                        leaked.ReleaseGate(); // ... before the next writer in the process is let through
                     }
                 }
                 catch (Exception)

@@ -44,6 +44,36 @@ public class LeakTests : DatabaseTest
     }
 
     [Test]
+    public void A_writer_queued_behind_a_leaked_write_transaction_gets_the_write_lock_with_the_gate()
+    {
+        // Without waits for the lock or retries, the queued writer fails with SQLITE_BUSY if the gate is handed on
+        // while the leaked connection still holds SQLite's write lock.
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Busy Timeout=0;Retry=0"));
+        using (var setup = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(setup, "CREATE TABLE t (x)");
+        }
+
+        for (var round = 1; round <= 10; round++)
+        {
+            BeginAndForget(dataSource);
+            var writer = Task.Factory.StartNew(
+                () =>
+                {
+                    using var connection = dataSource.OpenConnection();
+                    ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)");
+                },
+                TaskCreationOptions.LongRunning);
+            Wait.Until(() => writer.IsCompleted || dataSource.Executor.Gate!.WaitingCount == 1);
+            Collect(() => dataSource.Statistics.Leaked == round);
+            writer.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        }
+
+        using var check = dataSource.OpenConnection();
+        ConnectionTests.Scalar(check, "SELECT group_concat(x) FROM t").ShouldBe("2,2,2,2,2,2,2,2,2,2");
+    }
+
+    [Test]
     public void A_reader_still_in_use_keeps_its_connection_from_being_reclaimed()
     {
         using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
