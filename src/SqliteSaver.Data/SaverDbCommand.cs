@@ -63,9 +63,10 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>
-    /// Seconds a write may wait in the process's write queue before failing with SQLITE_BUSY (SQLite's own lock waits
-    /// are bounded by Busy Timeout and the retry policy). Defaults to the connection string's Default Timeout; 0
-    /// means no limit.
+    /// Seconds the command may wait for locks in all before failing with SQLITE_BUSY: in the process's write queue, for
+    /// a lock another connection holds (in attempts of Busy Timeout each, Retry of them at most) and between attempts.
+    /// A statement SQLite is already running is not cut short. Defaults to the connection string's Default Timeout; 0
+    /// means no limit but Busy Timeout and Retry.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
     public override int CommandTimeout

@@ -262,13 +262,12 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Begins an IMMEDIATE transaction: it takes the write lock at once, so its writes cannot fail on a stale
-    /// snapshot. It waits its turn at the write gate (up to Default Timeout), then for SQLite's
-    /// lock under busy_timeout and the retry policy. Until it ends, other writers in the process wait: commit or
-    /// dispose it promptly.
+    /// snapshot. It waits its turn at the write gate, then for SQLite's lock under busy_timeout and the retry policy,
+    /// up to Default Timeout in all. Until it ends, other writers in the process wait: commit or dispose it promptly.
     /// </summary>
     /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
     /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
-    /// <exception cref="SqliteException">The write lock could not be taken within the retry policy's bounds (SQLITE_BUSY).</exception>
+    /// <exception cref="SqliteException">The write lock could not be taken within the retry policy's bounds or Default Timeout (SQLITE_BUSY).</exception>
     public new SaverDbTransaction BeginTransaction() => BeginTransaction(deferred: false);
 
     /// <summary>Begins an IMMEDIATE transaction as <see cref="BeginTransaction()"/> does, waiting without blocking a thread.</summary>
@@ -276,7 +275,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
-    /// <exception cref="SqliteException">The write lock could not be taken within the retry policy's bounds (SQLITE_BUSY).</exception>
+    /// <exception cref="SqliteException">The write lock could not be taken within the retry policy's bounds or Default Timeout (SQLITE_BUSY).</exception>
     public new async ValueTask<SaverDbTransaction> BeginTransactionAsync(CancellationToken cancellationToken = default)
         => (SaverDbTransaction)await BeginDbTransactionAsync(IsolationLevel.Unspecified, cancellationToken).ConfigureAwait(false);
 

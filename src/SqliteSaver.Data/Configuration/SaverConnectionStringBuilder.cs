@@ -114,9 +114,9 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     }
 
     /// <summary>
-    /// The default <see cref="DbCommand.CommandTimeout"/> in seconds (alias <c>Command Timeout</c>): how long a write
-    /// or <c>BeginTransaction</c> waits in the process's write queue before failing with SQLITE_BUSY. Default 30; 0
-    /// means no limit.
+    /// The default <see cref="DbCommand.CommandTimeout"/> in seconds (alias <c>Command Timeout</c>): how long in all a
+    /// command or <c>BeginTransaction</c> waits for locks (the process's write queue, another connection's lock,
+    /// between retries) before failing with SQLITE_BUSY. Default 30; 0 means no limit but Busy Timeout and Retry.
     /// </summary>
     public int DefaultTimeout
     {

@@ -1,6 +1,5 @@
 using System.Data;
 using System.Diagnostics;
-using System.Globalization;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Pooling;
@@ -29,7 +28,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>
     /// Runs <paramref name="run"/> on <paramref name="command"/>. With <paramref name="keepOpen"/> a write's
     /// transaction and gate stay held (for a reader, whose statements run as it is read) until
-    /// <see cref="Finish"/>; the result says whether that happened.
+    /// <see cref="Finish"/>; the result says whether that happened. <paramref name="timeoutSeconds"/>, the command's
+    /// CommandTimeout, bounds its waits for the write lock in all (see <see cref="CommandDeadline"/>).
     /// </summary>
     public (T Result, bool Open) Execute<T>(
         PhysicalConnection physical,
@@ -84,7 +84,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
     /// <summary>
     /// Begins a transaction. An IMMEDIATE one first passes the write gate, and with <paramref name="retry"/> its
-    /// <c>BEGIN IMMEDIATE</c> is retried by the strategy while the write lock is busy.
+    /// <c>BEGIN IMMEDIATE</c> is retried by the strategy while the write lock is busy; it waits for the lock at most
+    /// <paramref name="timeoutSeconds"/> in all, as a command waits its CommandTimeout.
     /// </summary>
     public void Begin(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds)
         => Synchronously.Wait(BeginCore(physical, deferred, retry, timeoutSeconds, async: false, CancellationToken.None));
@@ -109,6 +110,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        var deadline = CommandDeadline.Start(timeoutSeconds);
         using var interrupt = InterruptOnCancel(physical, cancellationToken);
         var text = command.CommandText;
         var cancellableWaits = false;
@@ -146,16 +148,16 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             switch (kind)
             {
                 case CommandKind.Read or CommandKind.Standalone:
-                    var statement = (run, command, behavior);
+                    var statement = (run, command, behavior, deadline);
                     return (async
-                        ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(RunCancellable(s.run, s.command, s.behavior, token)), statement, cancellationToken).ConfigureAwait(false)
-                        : strategy.Execute(static (s, _) => s.run(s.command, s.behavior), statement, cancellationToken), false);
+                        ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(RunCancellable(s.run, s.command, s.behavior, s.deadline, token)), statement, cancellationToken).ConfigureAwait(false)
+                        : strategy.Execute(static (s, _) => RunBefore(s.run, s.command, s.behavior, s.deadline), statement, cancellationToken), false);
                 case CommandKind.Unprotected:
                     return (run(command, behavior), false);
             }
 
-            await EnterGate(physical, timeoutSeconds, async, cancellationToken).ConfigureAwait(false);
-            var attempt = new WriteAttempt<T>(physical, command, run, behavior, keepOpen);
+            await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
+            var attempt = new WriteAttempt<T>(physical, command, run, behavior, keepOpen, deadline);
             try
             {
                 var result = async
@@ -236,22 +238,24 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             return;
         }
 
-        await EnterGate(physical, timeoutSeconds, async, cancellationToken).ConfigureAwait(false);
+        var deadline = CommandDeadline.Start(timeoutSeconds);
+        await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
         try
         {
+            var begin = (physical, deadline);
             switch (retry, async)
             {
                 case (true, true):
-                    await strategy.ExecuteAsync(static (p, token) => BeginImmediateAsync(p, token), physical, cancellationToken).ConfigureAwait(false);
+                    await strategy.ExecuteAsync(static (b, token) => BeginImmediateAsync(b.physical, b.deadline, token), begin, cancellationToken).ConfigureAwait(false);
                     break;
                 case (true, false):
-                    strategy.Execute(static (p, _) => BeginImmediate(p), physical, cancellationToken);
+                    strategy.Execute(static (b, _) => BeginImmediate(b.physical, b.deadline), begin, cancellationToken);
                     break;
                 case (false, true):
-                    await BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
+                    await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
                     break;
                 default:
-                    BeginImmediate(physical);
+                    BeginImmediate(physical, deadline);
                     break;
             }
         }
@@ -293,11 +297,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// becomes <see cref="OperationCanceledException"/> here, inside the attempt, so that the retry strategy does not
     /// count SQLite's cancelled wait as a transient error.
     /// </summary>
-    private static T RunCancellable<T>(Func<SqliteCommand, CommandBehavior, T> run, SqliteCommand command, CommandBehavior behavior, CancellationToken cancellationToken)
+    private static T RunCancellable<T>(Func<SqliteCommand, CommandBehavior, T> run, SqliteCommand command, CommandBehavior behavior, CommandDeadline deadline, CancellationToken cancellationToken)
     {
         try
         {
-            return run(command, behavior);
+            return RunBefore(run, command, behavior, deadline);
         }
         catch (SqliteException error) when (IsInterruption(error, cancellationToken))
         {
@@ -305,25 +309,35 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
     }
 
-    private static bool BeginImmediate(PhysicalConnection physical)
-        => Synchronously.Result(BeginImmediateCore(physical, async: false, CancellationToken.None));
+    /// <summary>Runs an attempt of a read or a standalone statement, unless the command's deadline has passed.</summary>
+    /// <exception cref="CommandTimeoutException">The deadline passed during earlier attempts.</exception>
+    private static T RunBefore<T>(Func<SqliteCommand, CommandBehavior, T> run, SqliteCommand command, CommandBehavior behavior, CommandDeadline deadline)
+    {
+        deadline.ThrowIfPassed();
+        return run(command, behavior);
+    }
 
-    private static ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CancellationToken cancellationToken)
-        => BeginImmediateCore(physical, async: true, cancellationToken);
+    private static bool BeginImmediate(PhysicalConnection physical, CommandDeadline deadline)
+        => Synchronously.Result(BeginImmediateCore(physical, deadline, async: false, CancellationToken.None));
+
+    private static ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CommandDeadline deadline, CancellationToken cancellationToken)
+        => BeginImmediateCore(physical, deadline, async: true, cancellationToken);
 
     /// <summary>
     /// <c>BEGIN IMMEDIATE</c>, waiting up to the connection's busy timeout for the write lock another process holds, in
-    /// polls at most 2 ms apart. SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a writer
+    /// polls at most 2 ms apart, and never past <paramref name="deadline"/>. SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a writer
     /// that has waited a while loses the lock to other processes' writers, which take it again within microseconds of
     /// each commit (worst waits of seconds); and it sleeps inside the call, where an asynchronous caller's cancellation
     /// cannot reach it. When the busy timeout is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
     /// </summary>
+    /// <exception cref="CommandTimeoutException">The deadline passed first, while the lock was still held.</exception>
     /// <exception cref="InvalidOperationException">
     /// SQLITE_BUSY_SNAPSHOT: a statement still open on this connection (a reader not read to its end) holds a snapshot
     /// older than the database, which no wait can cure while it stays open.
     /// </exception>
-    private static async ValueTask<bool> BeginImmediateCore(PhysicalConnection physical, bool async, CancellationToken cancellationToken)
+    private static async ValueTask<bool> BeginImmediateCore(PhysicalConnection physical, CommandDeadline deadline, bool async, CancellationToken cancellationToken)
     {
+
         var started = Stopwatch.GetTimestamp();
         var busyTimeout = physical.SuspendBusyWaits();
         try
@@ -344,6 +358,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     return true;
                 }
 
+                deadline.ThrowIfPassed();
+
                 if (async)
                 {
                     await Task.Delay(LockPollDelay(tries), cancellationToken).ConfigureAwait(false);
@@ -363,30 +379,21 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>No delay for the first tries, then 1 ms, then 2 ms.</summary>
     private static int LockPollDelay(int tries) => tries < 4 ? 0 : tries < 20 ? 1 : 2;
 
-    /// <summary>The gate's wait for a CommandTimeout in seconds: 0, or more than the longest a wait takes (24.8 days), means no limit.</summary>
-    private static TimeSpan GateTimeout(int timeoutSeconds)
-        => timeoutSeconds == 0 || timeoutSeconds > int.MaxValue / 1000 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(timeoutSeconds);
-
-    private static WriteQueueTimeoutException GateTimedOut(int timeoutSeconds)
-        => new(string.Create(
-            CultureInfo.InvariantCulture,
-            $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s (the command's CommandTimeout, from Default Timeout) in this process's write queue behind a transaction that stayed open; commit or roll back transactions promptly."));
-
-    private async ValueTask EnterGate(PhysicalConnection physical, int timeoutSeconds, bool async, CancellationToken cancellationToken)
+    private async ValueTask EnterGate(PhysicalConnection physical, CommandDeadline deadline, bool async, CancellationToken cancellationToken)
     {
         if (gate is null || physical.HeldGate is not null)
         {
             return;
         }
 
-        var timeout = GateTimeout(timeoutSeconds);
+        var timeout = deadline.Remaining;
         var started = telemetry.Start(SaverMetrics.WriteGateWaitTime);
         var entered = async
             ? await gate.EnterAsync(timeout, cancellationToken).ConfigureAwait(false)
             : gate.Enter(timeout, cancellationToken);
         if (!entered)
         {
-            throw GateTimedOut(timeoutSeconds);
+            throw deadline.QueueTimedOut();
         }
 
         physical.HeldGate = gate;
@@ -399,19 +406,20 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         SqliteCommand command,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
-        bool keepOpen)
+        bool keepOpen,
+        CommandDeadline deadline)
     {
         public T Run()
         {
             physical.RetryFailedRollback(leaveGate: false); // an earlier attempt's, before this one begins
-            BeginImmediate(physical);
+            BeginImmediate(physical, deadline);
             return RunBegun();
         }
 
         public async ValueTask<T> RunAsync(CancellationToken cancellationToken)
         {
             physical.RetryFailedRollback(leaveGate: false);
-            await BeginImmediateAsync(physical, cancellationToken).ConfigureAwait(false);
+            await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
             return RunBegun(cancellationToken);
         }
 

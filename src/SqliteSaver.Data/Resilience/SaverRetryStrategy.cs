@@ -21,13 +21,13 @@ public abstract class SaverRetryStrategy
     /// <param name="exception">The exception to classify.</param>
     /// <returns>
     /// <see langword="true"/> for a <see cref="SqliteException"/> with primary code 5 or 6, except the one raised
-    /// after a whole CommandTimeout spent waiting in the process's write queue.
+    /// when a command's whole CommandTimeout was spent waiting for the write lock.
     /// </returns>
     /// <exception cref="ArgumentNullException"><paramref name="exception"/> is null.</exception>
     public static bool IsTransient(Exception exception)
     {
         ArgumentNullException.ThrowIfNull(exception);
-        return exception is SqliteException sqlite and not Resilience.WriteQueueTimeoutException && (sqlite.SqliteErrorCode & 0xFF) is 5 or 6;
+        return exception is SqliteException sqlite and not Resilience.CommandTimeoutException && (sqlite.SqliteErrorCode & 0xFF) is 5 or 6;
     }
 
     /// <summary>Runs <paramref name="attempt"/> until it succeeds or the strategy gives up, blocking during delays.</summary>

@@ -410,6 +410,99 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public async Task A_write_waits_for_another_connections_lock_at_most_its_CommandTimeout([Values] bool async)
+    {
+        // Busy Timeout (5 s) and Retry (5) by default: without the CommandTimeout, 30 s of waiting.
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+        var waited = Stopwatch.StartNew();
+
+        var error = async
+            ? await Should.ThrowAsync<SqliteException>(() => command.ExecuteNonQueryAsync())
+            : Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
+
+        waited.Elapsed.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(900));
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // well inside the first attempt's Busy Timeout
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        SaverRetryStrategy.IsTransient(error).ShouldBeFalse(); // its time is spent: no strategy runs it again
+    }
+
+    [Test]
+    public void A_write_whose_CommandTimeout_ran_out_between_attempts_is_not_tried_again()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=300;Retry=20;Base Delay=0.05;Max Delay=0.1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+        var waited = Stopwatch.StartNew();
+
+        var error = Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
+
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // 21 attempts of 300 ms would take over 6 s
+        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+    }
+
+    [Test]
+    public void A_read_waits_for_another_connections_exclusive_lock_at_most_its_CommandTimeout()
+    {
+        // In rollback-journal mode a writer's exclusive lock keeps readers out too.
+        var connectionString = Folder.ConnectionString("Journal Mode=Delete;Busy Timeout=300;Retry=20;Base Delay=0.05;Max Delay=0.1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        holder.Open();
+        using (var exclusive = holder.CreateCommand())
+        {
+            exclusive.CommandText = "BEGIN EXCLUSIVE";
+            exclusive.ExecuteNonQuery();
+        }
+
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM t";
+        command.CommandTimeout = 1;
+        var waited = Stopwatch.StartNew();
+
+        var error = Should.Throw<SqliteException>(() => command.ExecuteScalar());
+
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // 21 attempts of 300 ms would take over 6 s
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+    }
+
+    [Test]
+    public async Task BeginTransaction_waits_for_another_connections_lock_at_most_Default_Timeout([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var waited = Stopwatch.StartNew();
+
+        var error = async
+            ? await Should.ThrowAsync<SqliteException>(async () => await connection.BeginTransactionAsync())
+            : Should.Throw<SqliteException>(() => connection.BeginTransaction());
+
+        waited.Elapsed.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(900));
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // Busy Timeout is 5 s
+        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
+    }
+
+    [Test]
     public void Retry_zero_surfaces_the_first_BUSY_once_Busy_Timeout_has_passed()
     {
         var connectionString = Folder.ConnectionString("Retry=0;Busy Timeout=50");

@@ -1,0 +1,55 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace SqliteSaver.Data.Resilience;
+
+/// <summary>
+/// When a command's CommandTimeout runs out, counted from the moment the command started. It bounds the command's
+/// waits for the write lock (in the write queue, for a lock another connection holds, and before each new attempt);
+/// a statement SQLite is already running is never cut short, as with Microsoft.Data.Sqlite.
+/// </summary>
+internal readonly struct CommandDeadline
+{
+    private readonly long _started;
+    private readonly int _seconds;
+
+    private CommandDeadline(long started, int seconds) => (_started, _seconds) = (started, seconds);
+
+    /// <summary>
+    /// Whether there is no deadline: a CommandTimeout of 0, or one longer than the longest wait a timer takes
+    /// (24.8 days), waits as long as Busy Timeout and Retry allow.
+    /// </summary>
+    public bool IsNone => _seconds == 0 || _seconds > int.MaxValue / 1000;
+
+    /// <summary>The time left, at least zero; <see cref="Timeout.InfiniteTimeSpan"/> without a deadline.</summary>
+    public TimeSpan Remaining
+        => IsNone ? Timeout.InfiniteTimeSpan : TimeSpan.FromTicks(Math.Max(0, TimeSpan.FromSeconds(_seconds).Ticks - Stopwatch.GetElapsedTime(_started).Ticks));
+
+    /// <summary>Whether the deadline has passed.</summary>
+    public bool HasPassed => !IsNone && Stopwatch.GetElapsedTime(_started) >= TimeSpan.FromSeconds(_seconds);
+
+    /// <summary>Starts the clock for a command whose CommandTimeout is <paramref name="seconds"/>.</summary>
+    public static CommandDeadline Start(int seconds) => new(Stopwatch.GetTimestamp(), seconds);
+
+    /// <summary>Throws <see cref="LockWaitTimedOut"/> once the deadline has passed, before another attempt begins.</summary>
+    /// <exception cref="CommandTimeoutException">The deadline has passed.</exception>
+    public void ThrowIfPassed()
+    {
+        if (HasPassed)
+        {
+            throw LockWaitTimedOut();
+        }
+    }
+
+    /// <summary>The error for a command whose CommandTimeout ran out in the process's write queue.</summary>
+    public CommandTimeoutException QueueTimedOut()
+        => new(string.Create(
+            CultureInfo.InvariantCulture,
+            $"SQLite Error 5: 'database is locked'. Waited {_seconds} s (the command's CommandTimeout) in this process's write queue behind a transaction that stayed open; commit or roll back transactions promptly."));
+
+    /// <summary>The error for a command whose CommandTimeout ran out while another connection held the write lock.</summary>
+    public CommandTimeoutException LockWaitTimedOut()
+        => new(string.Create(
+            CultureInfo.InvariantCulture,
+            $"SQLite Error 5: 'database is locked'. Waited {Stopwatch.GetElapsedTime(_started).TotalSeconds:0.0} s for a lock another connection held, the command's whole CommandTimeout of {_seconds} s. Give the command a longer CommandTimeout (Default Timeout sets it for every command) to wait longer; 0 waits as long as Busy Timeout and Retry allow."));
+}
