@@ -524,6 +524,38 @@ public class CheckpointerTests : DatabaseTest
         new FileInfo(Wal).Length.ShouldBeGreaterThan(40_000);
     }
 
+    [Test]
+    public void A_background_checkpoint_never_copies_the_old_wal_into_a_file_that_replaced_a_cleared_pools_database()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0"))
+            .UseTimeProvider(time).Build();
+        var rented = dataSource.OpenConnection();
+        Fill(rented, 20); // frames in the -wal file, not yet copied into the database file
+
+        var backup = Folder.File("backup.db");
+        using (var plain = new SqliteConnection($"Data Source={backup};Pooling=False"))
+        {
+            plain.Open();
+            using var create = plain.CreateCommand();
+            create.CommandText = "PRAGMA journal_mode = WAL; CREATE TABLE kept (id INTEGER PRIMARY KEY); INSERT INTO kept VALUES (1), (2), (3);";
+            create.ExecuteNonQuery();
+        }
+
+        dataSource.Clear(); // the README's safe order: clear the pool, then replace the file
+        File.Move(backup, Folder.File(), overwrite: true);
+        time.Advance(TimeSpan.FromSeconds(1)); // the connection rented before the clear is still out
+        rented.Dispose(); // the pool's last connection: the final TRUNCATE empties the old -wal file
+
+        using var check = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        check.Open();
+        using var read = check.CreateCommand();
+        read.CommandText = "PRAGMA integrity_check";
+        read.ExecuteScalar().ShouldBe("ok");
+        read.CommandText = "SELECT count(*) FROM kept";
+        read.ExecuteScalar().ShouldBe(3L);
+    }
+
     /// <summary>
     /// A data source whose connection initializer fails the open <paramref name="failNext"/> starts: that returns
     /// once the initializer runs, with a function that lets the initializer fail and returns the open's task.
