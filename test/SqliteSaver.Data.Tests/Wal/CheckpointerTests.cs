@@ -556,6 +556,28 @@ public class CheckpointerTests : DatabaseTest
         read.ExecuteScalar().ShouldBe(3L);
     }
 
+    [Test]
+    public void A_final_checkpoint_that_succeeds_clears_the_error_of_a_failed_background_one()
+    {
+        var time = new FakeTimeProvider();
+        var strategy = new SwitchableStrategy();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0"))
+            .UseTimeProvider(time).UseRetryStrategy(strategy).Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Fill(connection, 5);
+            strategy.Fail = true; // the checkpointer's own connection opens through the strategy, and now fails
+            time.Advance(TimeSpan.FromSeconds(1));
+            dataSource.LastCheckpointError.ShouldNotBeNull();
+            strategy.Fail = false;
+        }
+
+        dataSource.Clear(); // the final TRUNCATE of Checkpoint On Close runs on the pool's last connection, and succeeds
+
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+        dataSource.LastCheckpointError.ShouldBeNull(); // "cleared by the next background one that succeeds"
+    }
+
     /// <summary>
     /// A data source whose connection initializer fails the open <paramref name="failNext"/> starts: that returns
     /// once the initializer runs, with a function that lets the initializer fail and returns the open's task.
