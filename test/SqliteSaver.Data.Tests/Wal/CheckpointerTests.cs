@@ -578,6 +578,35 @@ public class CheckpointerTests : DatabaseTest
         dataSource.LastCheckpointError.ShouldBeNull(); // "cleared by the next background one that succeeds"
     }
 
+    [Test]
+    public void After_idle_pruning_ran_a_pending_final_checkpoint_a_connection_closed_for_its_temp_table_runs_none()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Connection Idle Lifetime=1;Checkpoint Interval=0;Wal Autocheckpoint=0"))
+            .UseTimeProvider(time).Build();
+        var rented = dataSource.OpenConnection();
+        Fill(rented, 5);
+        dataSource.Clear(); // the final checkpoint waits for the rented connection
+        using (var fresh = dataSource.OpenConnection())
+        {
+            Fill(fresh, 5); // opened since the clear, then kept idle
+        }
+
+        rented.Dispose(); // closed, but the idle one is still open
+        time.Advance(TimeSpan.FromSeconds(1)); // idle pruning closes the pool's last connection: the final checkpoint runs
+        dataSource.Statistics.Total.ShouldBe(0);
+        var drainedAt = dataSource.LastCheckpointTime.ShouldNotBeNull();
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        using (var temp = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(temp, "CREATE TEMP TABLE scratch (x)"); // closed on return, not reset: no drain
+        }
+
+        dataSource.Statistics.Total.ShouldBe(0);
+        dataSource.LastCheckpointTime.ShouldBe(drainedAt); // no second TRUNCATE for a drain already done
+    }
+
     /// <summary>
     /// A data source whose connection initializer fails the open <paramref name="failNext"/> starts: that returns
     /// once the initializer runs, with a function that lets the initializer fail and returns the open's task.
