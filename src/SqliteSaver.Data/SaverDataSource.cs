@@ -52,7 +52,7 @@ public sealed class SaverDataSource : DbDataSource
         var factory = new PhysicalConnectionFactory(options, retryStrategy, initializer, Telemetry, pages => Checkpointer!.Committed(pages));
         Pool = new ConnectionPool(options, time, factory, Telemetry, (last, drained) => Checkpointer!.LastClosing(last, drained));
         var gate = CreateGate(options);
-        Checkpointer = new Checkpointer(options, factory, Telemetry, time, () => Pool.Counts().Open > 0, gate);
+        Checkpointer = new Checkpointer(options, factory, Telemetry, time, Pool, gate);
         Executor = new Executor(retryStrategy, gate, Telemetry);
         Live.TryAdd(this, 0);
     }

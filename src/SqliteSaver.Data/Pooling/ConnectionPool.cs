@@ -133,6 +133,19 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary>
+    /// Whether a connection opened since the last <see cref="Clear"/> is open, idle or rented. Connections rented
+    /// before it do not count: the file at the path may be a replacement by now, which a connection opened for them
+    /// would read together with the old <c>-wal</c> file they keep open.
+    /// </summary>
+    public bool HasCurrentConnections()
+    {
+        lock (_lock)
+        {
+            return _idle.Count > 0 || _all.Any(connection => connection.Generation == _generation);
+        }
+    }
+
+    /// <summary>
     /// Takes back the connection of a <see cref="SaverDbConnection"/> that was garbage collected while open (called
     /// from its finalizer). On a pool thread, it is closed, rolling back its transaction, its slot freed, and then its
     /// write gate left. It is not reused: its state is unknown, and something may still hold its SQLite connection.
@@ -412,7 +425,8 @@ internal sealed class ConnectionPool : IDisposable
             }
 
             last = expired.Count > 0 && _open == 0;
-            drained = last && _openedSinceClear;
+            drained = last && (_openedSinceClear || _drainPending);
+            _drainPending &= !drained;
             _openedSinceClear &= !drained;
         }
 

@@ -43,7 +43,7 @@ internal sealed class Checkpointer : IDisposable
     private readonly PhysicalConnectionFactory _factory;
     private readonly Telemetry _telemetry;
     private readonly TimeProvider _time;
-    private readonly Func<bool> _poolInUse;
+    private readonly ConnectionPool _pool;
     private readonly WriteGate? _gate;
     private readonly Lock _lock = new();
     private readonly ITimer? _timer;
@@ -58,14 +58,14 @@ internal sealed class Checkpointer : IDisposable
     private int _catchUps;
     private int _ticking;
 
-    public Checkpointer(SaverOptions options, PhysicalConnectionFactory factory, Telemetry telemetry, TimeProvider time, Func<bool> poolInUse, WriteGate? gate)
+    public Checkpointer(SaverOptions options, PhysicalConnectionFactory factory, Telemetry telemetry, TimeProvider time, ConnectionPool pool, WriteGate? gate)
     {
         _gate = gate;
         _options = options;
         _factory = factory;
         _telemetry = telemetry;
         _time = time;
-        _poolInUse = poolInUse;
+        _pool = pool;
         if (options.MaintainsWal && options.CheckpointInterval > TimeSpan.Zero)
         {
             // The system timer counts whole milliseconds, and a period of 0 would make it fire once and stop.
@@ -86,6 +86,9 @@ internal sealed class Checkpointer : IDisposable
 
     /// <summary>Catch-up checkpoints queued so far (see the remarks).</summary>
     public int CatchUps => Volatile.Read(ref _catchUps);
+
+    /// <summary>Whether a catch-up is queued or running.</summary>
+    public bool CatchUpPending => Volatile.Read(ref _catchUpQueued) == 1;
 
     /// <summary>
     /// Runs a checkpoint on the checkpointer's own connection; closes it again if the pool has no connection open,
@@ -172,6 +175,7 @@ internal sealed class Checkpointer : IDisposable
                     on.TryRollback(); // a connection closed unreset (without pooling, say) may hold a renter's transaction
                     var result = CheckpointExtensions.Run(on.Handle, CheckpointMode.Truncate);
                     Record(CheckpointMode.Truncate, result, PoolDrained);
+                    LastError = null; // a background checkpoint too
                 }
                 catch (Exception exception)
                 {
@@ -209,7 +213,7 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>Closes the checkpointer's connection when the pool has none open. Call under the lock.</summary>
     private void CloseUnlessPoolInUse()
     {
-        if (!_poolInUse())
+        if (_pool.Counts().Open == 0)
         {
             Close();
         }
@@ -232,7 +236,8 @@ internal sealed class Checkpointer : IDisposable
     }
 
     /// <summary>
-    /// One background step: skipped while the pool is unused (a cleared pool must not reopen its files), after
+    /// One background step: skipped while the pool has no connection opened since its last Clear (a cleared pool must
+    /// not reopen its files, which may have been replaced, even while connections rented before the Clear are out), after
     /// disposal, while backing off, or when another checkpoint here keeps the connection for longer than
     /// <see cref="StepTimeout"/>. It never throws: a timer callback's exception would end the process.
     /// </summary>
@@ -270,7 +275,9 @@ internal sealed class Checkpointer : IDisposable
         try
         {
             // Checked under the lock that Clear's Close and Dispose take, so neither can slip in between.
-            if (_disposed || !_poolInUse())
+            // Only while connections opened since the last Clear are open: the file at the path may be a replacement
+            // by now, which a connection opened here would read together with the old -wal file.
+            if (_disposed || !_pool.HasCurrentConnections())
             {
                 return;
             }
@@ -306,8 +313,8 @@ internal sealed class Checkpointer : IDisposable
     }
 
     /// <summary>
-    /// A PASSIVE checkpoint on a pool thread, skipped when another checkpoint here is running or the pool is unused
-    /// or disposed. It never throws: a failure is kept in <see cref="LastError"/> and logged.
+    /// A PASSIVE checkpoint on a pool thread, skipped when another checkpoint here is running, when the pool has no
+    /// connection opened since its last Clear (see <see cref="Tick"/>), or when disposed. It never throws: a failure is kept in <see cref="LastError"/> and logged.
     /// </summary>
     private void CatchUp()
     {
@@ -320,7 +327,7 @@ internal sealed class Checkpointer : IDisposable
 
             try
             {
-                if (!_disposed && _poolInUse())
+                if (!_disposed && _pool.HasCurrentConnections()) // as for the ticks (see TickLocked)
                 {
                     Run(CheckpointMode.Passive, CatchUpTrigger);
                     LastError = null;
