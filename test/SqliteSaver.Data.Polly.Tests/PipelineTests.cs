@@ -16,8 +16,9 @@ public class PipelineTests
     public void SetUp()
     {
         _folder = Directory.CreateTempSubdirectory("saver-polly-").FullName;
-        // Retry=0: any retry seen below is the pipeline's own.
-        _connectionString = $"Data Source={Path.Combine(_folder, "polly.db")};Busy Timeout=0;Retry=0;Write Gate=false";
+        // Retry=5 with a 1 ms Base Delay: the built-in backoff would make six quick attempts on the real clock, which
+        // a test tells apart from the pipeline's own count and delays.
+        _connectionString = $"Data Source={Path.Combine(_folder, "polly.db")};Busy Timeout=0;Retry=5;Base Delay=0.001;Write Gate=false";
         using var connection = new SaverDbConnection(_connectionString);
         connection.Open();
         using var command = connection.CreateCommand();
@@ -35,19 +36,35 @@ public class PipelineTests
     [Test]
     public void The_pipelines_retry_count_and_delays_are_used_and_its_last_error_surfaces()
     {
-        var time = new FakeTimeProvider();
-        var retries = new ConcurrentQueue<(int Attempt, TimeSpan Delay)>();
+        // Each attempt of the INSERT calls attempt_busy(), which notes the fake clock's time and fails the statement
+        // with SQLITE_BUSY: the library's own attempts, and when they ran, not what the pipeline says of itself.
+        var time = new TimerCountingTimeProvider();
+        var attempts = new ConcurrentQueue<DateTimeOffset>();
         using var dataSource = new SaverDataSourceBuilder(_connectionString)
-            .UseResiliencePipeline(Pipeline(time, maxRetries: 3, TimeSpan.FromSeconds(7), retries))
+            .UseConnectionInitializer(c => c.CreateFunction<long>("attempt_busy", () =>
+            {
+                attempts.Enqueue(time.GetUtcNow());
+                throw new SqliteException($"database is locked (attempt {attempts.Count})", 5);
+            }))
+            .UseResiliencePipeline(Pipeline(time, maxRetries: 3, TimeSpan.FromSeconds(7), new()))
             .Build();
-        using var holder = HoldWriteLock();
         using var connection = dataSource.OpenConnection();
+        var started = time.GetUtcNow();
 
-        var write = Task.Run(() => Insert(connection));
-        var seen = DriveRetries(time, retries, 3, write);
+        var write = Task.Run(() => Insert(connection, "attempt_busy()"));
+        for (var retry = 1; retry <= 3; retry++)
+        {
+            // Polly starts a timer for each delay; the clock moves exactly that delay once it runs.
+            Wait.Until(() => time.Timers == retry || write.IsCompleted);
+            write.IsCompleted.ShouldBeFalse(write.Exception?.ToString());
+            attempts.Count.ShouldBe(retry);
+            time.Advance(TimeSpan.FromSeconds(7));
+        }
 
-        Should.Throw<SqliteException>(() => write.GetAwaiter().GetResult()).SqliteErrorCode.ShouldBe(5);
-        seen.ShouldBe([(0, TimeSpan.FromSeconds(7)), (1, TimeSpan.FromSeconds(7)), (2, TimeSpan.FromSeconds(7))]);
+        var error = Should.Throw<SqliteException>(() => write.WaitAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult());
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("(attempt 4)"); // the last attempt's error, as the pipeline let it through
+        attempts.ShouldBe([started, started.AddSeconds(7), started.AddSeconds(14), started.AddSeconds(21)]);
     }
 
     [Test]
@@ -146,10 +163,10 @@ public class PipelineTests
         return seen;
     }
 
-    private static int Insert(SaverDbConnection connection)
+    private static int Insert(SaverDbConnection connection, string value = "1")
     {
         using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandText = $"INSERT INTO t VALUES ({value})";
         return command.ExecuteNonQuery();
     }
 
@@ -161,6 +178,21 @@ public class PipelineTests
         begin.CommandText = "BEGIN IMMEDIATE";
         begin.ExecuteNonQuery();
         return holder;
+    }
+
+    /// <summary>A fake clock that counts the timers started on it: Polly starts one for each delay.</summary>
+    private sealed class TimerCountingTimeProvider : FakeTimeProvider
+    {
+        private int _timers;
+
+        public int Timers => Volatile.Read(ref _timers);
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            var timer = base.CreateTimer(callback, state, dueTime, period);
+            Interlocked.Increment(ref _timers);
+            return timer;
+        }
     }
 
     private static class Wait
