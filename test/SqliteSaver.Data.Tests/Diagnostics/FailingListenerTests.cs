@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
@@ -14,7 +15,8 @@ public class FailingListenerTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=2;Pool Timeout=0.05;Retry=1;Base Delay=0.001;Busy Timeout=0;Checkpoint Interval=0");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(new ThrowingLoggerProvider()).SetMinimumLevel(LogLevel.Trace));
+        var logged = new ConcurrentQueue<int>();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(new ThrowingLoggerProvider(logged)).SetMinimumLevel(LogLevel.Trace));
         using var dataSource = new SaverDataSourceBuilder(connectionString).UseLoggerFactory(loggerFactory).Build();
         using var listener = new ThrowingListener(dataSource.Name);
 
@@ -45,6 +47,7 @@ public class FailingListenerTests : DatabaseTest
         }
 
         listener.Thrown.ShouldBeGreaterThan(0);
+        logged.ShouldNotBeEmpty(); // the logger was called, and threw, yet every operation above went on
         dataSource.Statistics.InUse.ShouldBe(0);
         using var first = dataSource.OpenConnection();
         using var second = dataSource.OpenConnection();
@@ -94,16 +97,17 @@ public class FailingListenerTests : DatabaseTest
         }
     }
 
-    private sealed class ThrowingLoggerProvider : ILoggerProvider
+    /// <summary>Its loggers note each message's event id, then throw, as a broken log sink might.</summary>
+    private sealed class ThrowingLoggerProvider(ConcurrentQueue<int> logged) : ILoggerProvider
     {
-        public ILogger CreateLogger(string categoryName) => new ThrowingLogger();
+        public ILogger CreateLogger(string categoryName) => new ThrowingLogger(logged);
 
         public void Dispose()
         {
         }
     }
 
-    private sealed class ThrowingLogger : ILogger
+    private sealed class ThrowingLogger(ConcurrentQueue<int> logged) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state)
             where TState : notnull => null;
@@ -111,6 +115,9 @@ public class FailingListenerTests : DatabaseTest
         public bool IsEnabled(LogLevel logLevel) => true;
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            => throw new InvalidOperationException("The log sink is broken.");
+        {
+            logged.Enqueue(eventId.Id);
+            throw new InvalidOperationException("The log sink is broken.");
+        }
     }
 }
