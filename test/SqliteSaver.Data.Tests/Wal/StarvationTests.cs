@@ -82,12 +82,12 @@ public class StarvationTests : DatabaseTest
         var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
         using var stop = new CancellationTokenSource();
         using var bothReading = new CountdownEvent(2);
+        var holding = 0; // readers holding a snapshot
 
-        Thread Reader(int offsetMs) => new(() =>
+        Thread Reader() => new(() =>
         {
             try
             {
-                Thread.Sleep(offsetMs); // the two readers are out of step, so one always holds a snapshot
                 var signalled = false;
                 while (!stop.IsCancellationRequested)
                 {
@@ -98,13 +98,18 @@ public class StarvationTests : DatabaseTest
                     read.Transaction = transaction;
                     read.CommandText = "SELECT count(*) FROM t";
                     read.ExecuteScalar();
+                    Interlocked.Increment(ref holding);
                     if (!signalled)
                     {
                         bothReading.Signal();
                         signalled = true;
                     }
 
-                    Thread.Sleep(60); // hold the snapshot, as a slow report would
+                    Thread.Sleep(60); // pacing: hold the snapshot, as a slow report would
+
+                    // Overlap without a gap: end this snapshot only while the other reader holds one (2 -> 1 lets
+                    // one reader through at a time; the other waits until this one reads again).
+                    Wait.Until(() => stop.IsCancellationRequested || Interlocked.CompareExchange(ref holding, 1, 2) == 2);
                     transaction.Commit();
                 }
             }
@@ -114,7 +119,7 @@ public class StarvationTests : DatabaseTest
             }
         });
 
-        var readers = new[] { Reader(0), Reader(30) };
+        var readers = new[] { Reader(), Reader() };
         foreach (var reader in readers)
         {
             reader.Start();
