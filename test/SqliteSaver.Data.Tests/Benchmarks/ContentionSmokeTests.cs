@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Shouldly;
 
 namespace SqliteSaver.Data.Tests.Benchmarks;
@@ -10,19 +9,11 @@ public class ContentionSmokeTests
     public void A_short_run_prints_a_table_with_zero_escaped_errors()
     {
         var program = Path.Combine(AppContext.BaseDirectory, "SqliteSaver.Data.Contention.dll");
-        var start = new ProcessStartInfo("dotnet", [program, "--smoke", "--seconds", "1"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
+        using var child = ChildProcess.Dotnet([program, "--smoke", "--seconds", "1"]);
+        child.Process.WaitForExit(TimeSpan.FromMinutes(2)).ShouldBeTrue();
 
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var progress = process.StandardError.ReadToEndAsync();
-        process.WaitForExit(TimeSpan.FromMinutes(2)).ShouldBeTrue();
-
-        process.ExitCode.ShouldBe(0, progress.Result);
-        var rows = output.Result.Split('\n').Where(line => line.StartsWith("| ReadThenInsert | 2 threads |", StringComparison.Ordinal)).ToList();
+        child.Process.ExitCode.ShouldBe(0, child.Error.Result);
+        var rows = child.Output.Result.Split('\n').Where(line => line.StartsWith("| ReadThenInsert | 2 threads |", StringComparison.Ordinal)).ToList();
         rows.Count.ShouldBe(3); // SqliteSaver and both Microsoft.Data.Sqlite stacks
         var saver = rows.Single(row => row.Contains("| Saver |", StringComparison.Ordinal)).Split('|').Select(cell => cell.Trim()).ToArray();
         saver[9].ShouldBe("0"); // errors that reached the caller

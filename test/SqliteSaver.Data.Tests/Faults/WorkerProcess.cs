@@ -67,11 +67,7 @@ internal sealed class WorkerProcess : IDisposable
 
     public void Dispose()
     {
-        if (!_process.HasExited)
-        {
-            _process.Kill();
-        }
-
+        ChildProcess.KillTree(_process);
         _process.Dispose();
     }
 

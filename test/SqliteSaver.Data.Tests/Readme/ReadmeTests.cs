@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Shouldly;
 using SqliteSaver.Data.Configuration;
@@ -29,21 +28,12 @@ public partial class ReadmeTests
     {
         using var folder = new TempFolder();
         var sample = Path.Combine(AppContext.BaseDirectory, "SqliteSaver.Sample.dll");
-        var start = new ProcessStartInfo("dotnet", [sample])
-        {
-            WorkingDirectory = folder.Path,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
+        using var child = ChildProcess.Dotnet([sample], workingDirectory: folder.Path);
+        child.Process.WaitForExit(TimeSpan.FromSeconds(60)).ShouldBeTrue();
 
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        process.WaitForExit(TimeSpan.FromSeconds(60)).ShouldBeTrue();
-
-        error.Result.ShouldBeEmpty();
-        process.ExitCode.ShouldBe(0);
-        output.Result.Trim().ShouldBe("1: Hello, SQLite");
+        child.Error.Result.ShouldBeEmpty();
+        child.Process.ExitCode.ShouldBe(0);
+        child.Output.Result.Trim().ShouldBe("1: Hello, SQLite");
         File.Exists(Path.Combine(folder.Path, "app.db")).ShouldBeTrue();
         File.Exists(Path.Combine(folder.Path, "app.db-wal")).ShouldBeFalse(); // the pools were closed at exit
         File.Exists(Path.Combine(folder.Path, "app.db-shm")).ShouldBeFalse();

@@ -714,26 +714,27 @@ public class WriteTests : DatabaseTest
         PoolTests.Execute(connectionString, "CREATE TABLE work (id INTEGER PRIMARY KEY, worker INTEGER, thread INTEGER, n INTEGER)");
         var worker = Path.Combine(AppContext.BaseDirectory, "SqliteSaver.Data.TestWorker.dll");
 
-        var processes = Enumerable.Range(0, 4).Select(id =>
+        var children = new List<ChildProcess>();
+        try
         {
-            string[] arguments = [worker, connectionString, "4", "100", id.ToString(System.Globalization.CultureInfo.InvariantCulture)];
-            var start = new ProcessStartInfo("dotnet", deferred ? [.. arguments, "deferred"] : arguments)
+            for (var id = 0; id < 4; id++)
             {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            var process = Process.Start(start)!;
-            return (Process: process, Output: process.StandardOutput.ReadToEndAsync(), Error: process.StandardError.ReadToEndAsync());
-        }).ToList();
+                string[] arguments = [worker, connectionString, "4", "100", id.ToString(System.Globalization.CultureInfo.InvariantCulture)];
+                children.Add(ChildProcess.Dotnet(deferred ? [.. arguments, "deferred"] : arguments));
+            }
 
-        foreach (var (process, output, error) in processes)
+            foreach (var child in children)
+            {
+                child.Process.WaitForExit(TimeSpan.FromMinutes(2)).ShouldBeTrue();
+                child.Error.Result.ShouldBeEmpty();
+                child.Process.ExitCode.ShouldBe(0);
+                child.Output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .ShouldBe(["opened", "opened", "opened", "opened", "committed 400"]);
+            }
+        }
+        finally
         {
-            process.WaitForExit(TimeSpan.FromMinutes(2)).ShouldBeTrue();
-            error.Result.ShouldBeEmpty();
-            process.ExitCode.ShouldBe(0);
-            output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .ShouldBe(["opened", "opened", "opened", "opened", "committed 400"]);
-            process.Dispose();
+            children.ForEach(child => child.Dispose()); // kills those still running if an assertion failed
         }
 
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM work").ShouldBe(1600L);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Shouldly;
@@ -12,19 +11,12 @@ public class SoakTests
     public void A_twenty_second_soak_with_random_SIGKILLs_loses_no_acknowledged_commit()
     {
         var program = Path.Combine(AppContext.BaseDirectory, "SqliteSaver.Data.Soak.dll");
-        var start = new ProcessStartInfo("dotnet", [program, "--seconds", "20"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEndAsync();
-        process.WaitForExit(TimeSpan.FromMinutes(3)).ShouldBeTrue();
+        using var child = ChildProcess.Dotnet([program, "--seconds", "20"]); // its workers are killed with it
+        child.Process.WaitForExit(TimeSpan.FromMinutes(3)).ShouldBeTrue();
+        var output = child.Output;
         TestContext.Out.WriteLine(output.Result);
 
-        process.ExitCode.ShouldBe(0, output.Result + errors.Result);
+        child.Process.ExitCode.ShouldBe(0, output.Result + child.Error.Result);
         output.Result.ShouldContain("RESULT: PASS (0 violations)");
         output.Result.ShouldContain("integrity_check: ok");
         output.Result.ShouldContain("acknowledged rows lost: 0; rows applied twice: 0; transactions partly applied: 0");
