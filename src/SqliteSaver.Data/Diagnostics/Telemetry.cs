@@ -9,9 +9,10 @@ namespace SqliteSaver.Data.Diagnostics;
 /// durations are timed, and log messages built, only while a listener or an enabled logger wants them.
 /// </summary>
 /// <remarks>
-/// Nothing here throws. A metrics listener or a logger that fails loses its measurement or message, and the pool, the
-/// write gate and the caller's operation go on as if nobody listened: an exception between renting and handing over a
-/// connection would otherwise leave it rented for good, and one on a timer or pool thread would end the process.
+/// Nothing here throws. A metrics listener or a logger that fails loses its measurement or message (only its own:
+/// metrics and logs are guarded apart), and the pool, the write gate and the caller's operation go on as if nobody
+/// listened: an exception between renting and handing over a connection would otherwise leave it rented for good,
+/// and one on a timer or pool thread would end the process.
 /// </remarks>
 internal sealed class Telemetry
 {
@@ -83,10 +84,17 @@ internal sealed class Telemetry
             return;
         }
 
+        var elapsed = _time.GetElapsedTime(started);
         try
         {
-            var elapsed = _time.GetElapsedTime(started);
             SaverMetrics.CreateTime.Record(elapsed.TotalSeconds, PoolTag);
+        }
+        catch (Exception)
+        {
+        }
+
+        try
+        {
             SaverLog.ConnectionOpened(_poolLogger, connectionId, PoolName, elapsed.TotalMilliseconds);
         }
         catch (Exception)
@@ -118,6 +126,13 @@ internal sealed class Telemetry
         try
         {
             SaverMetrics.Timeouts.Add(1, PoolTag);
+        }
+        catch (Exception)
+        {
+        }
+
+        try
+        {
             SaverLog.PoolTimeout(_poolLogger, PoolName, poolTimeoutSeconds, inUse, maxPoolSize);
         }
         catch (Exception)
@@ -147,6 +162,13 @@ internal sealed class Telemetry
         {
             SaverMetrics.TransientErrors.Add(1, PoolTag);
             SaverMetrics.Retries.Add(1, PoolTag);
+        }
+        catch (Exception)
+        {
+        }
+
+        try
+        {
             SaverLog.Retrying(_retryLogger, retry, maxRetries, PoolName, delay.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
         }
         catch (Exception)
@@ -162,6 +184,13 @@ internal sealed class Telemetry
         {
             SaverMetrics.TransientErrors.Add(1, PoolTag);
             SaverMetrics.RetriesExhausted.Add(1, PoolTag);
+        }
+        catch (Exception)
+        {
+        }
+
+        try
+        {
             SaverLog.RetriesExhausted(_retryLogger, PoolName, attempts, elapsed.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
         }
         catch (Exception)
@@ -209,7 +238,13 @@ internal sealed class Telemetry
                     new("sqlitesaver.checkpoint.mode", ModeName(mode)),
                     new("sqlitesaver.checkpoint.trigger", trigger));
             }
+        }
+        catch (Exception)
+        {
+        }
 
+        try
+        {
             SaverLog.Checkpointed(_checkpointLogger, mode, PoolName, result.Busy, result.LogFrames, result.CheckpointedFrames);
         }
         catch (Exception)

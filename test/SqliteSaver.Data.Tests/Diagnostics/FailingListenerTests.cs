@@ -47,7 +47,8 @@ public class FailingListenerTests : DatabaseTest
         }
 
         listener.Thrown.ShouldBeGreaterThan(0);
-        logged.ShouldNotBeEmpty(); // the logger was called, and threw, yet every operation above went on
+        // The logger was called for every event, the failing listener's too, and threw, yet every operation above went on.
+        new[] { 1001, 1003, 1004, 2001, 2002, 3001 }.ShouldBeSubsetOf(logged);
         dataSource.Statistics.InUse.ShouldBe(0);
         using var first = dataSource.OpenConnection();
         using var second = dataSource.OpenConnection();
