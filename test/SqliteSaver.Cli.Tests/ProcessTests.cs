@@ -76,6 +76,110 @@ public class ProcessTests : CliTest
         }
     }
 
+    [Test]
+    public void Stress_stopped_by_SIGTERM_still_drops_its_table()
+    {
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT)");
+        }
+
+        var start = new ProcessStartInfo("dotnet", [typeof(Program).Assembly.Location,
+            "stress", "--db", path, "--seconds", "120", "--threads", "1", "--processes", "0", "--read-ratio", "0"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var tool = Process.Start(start)!;
+        _ = tool.StandardOutput.ReadToEndAsync();
+        _ = tool.StandardError.ReadToEndAsync();
+        try
+        {
+            SpinWait.SpinUntil(() => StressRows(path) > 0, TimeSpan.FromSeconds(60)).ShouldBeTrue("the tool did not start writing");
+            using (var kill = Process.Start("kill", ["-TERM", tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+            {
+                kill.WaitForExit();
+            }
+
+            tool.WaitForExit(TimeSpan.FromSeconds(30)).ShouldBeTrue("the tool did not stop");
+        }
+        finally
+        {
+            if (!tool.HasExited)
+            {
+                tool.Kill(entireProcessTree: true);
+            }
+        }
+
+        StressRows(path).ShouldBe(-1, "the table saver_stress and its rows were left in the user's database");
+    }
+
+    [Test]
+    public void Demo_stopped_by_SIGTERM_still_deletes_its_temporary_folder()
+    {
+        var before = Directory.GetDirectories(Path.GetTempPath(), "sqlite-saver-demo-*").ToHashSet();
+        var start = new ProcessStartInfo("dotnet", [typeof(Program).Assembly.Location,
+            "demo", "--seconds", "120", "--threads", "1", "--processes", "0", "--read-ratio", "0"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var tool = Process.Start(start)!;
+        _ = tool.StandardOutput.ReadToEndAsync();
+        _ = tool.StandardError.ReadToEndAsync();
+        string[] Started() => [.. Directory.GetDirectories(Path.GetTempPath(), "sqlite-saver-demo-*")
+            .Where(folder => !before.Contains(folder) && File.Exists(Path.Combine(folder, "plain.db-wal")))];
+        var started = Array.Empty<string>();
+        try
+        {
+            SpinWait.SpinUntil(() => Started().Length > 0, TimeSpan.FromSeconds(60)).ShouldBeTrue("the demo did not start writing");
+            started = Started();
+            using (var kill = Process.Start("kill", ["-TERM", tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+            {
+                kill.WaitForExit();
+            }
+
+            tool.WaitForExit(TimeSpan.FromSeconds(30)).ShouldBeTrue("the demo did not stop");
+            started.Where(Directory.Exists).ShouldBeEmpty("the demo's temporary folder and its database files were left behind");
+        }
+        finally
+        {
+            if (!tool.HasExited)
+            {
+                tool.Kill(entireProcessTree: true);
+            }
+
+            foreach (var folder in started.Where(Directory.Exists))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+    }
+
+    /// <summary>The rows in saver_stress; -1 when the table does not exist.</summary>
+    private static long StressRows(string path)
+    {
+        try
+        {
+            using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False");
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT count(*) FROM sqlite_schema WHERE name = 'saver_stress'";
+            if ((long)command.ExecuteScalar()! == 0)
+            {
+                return -1;
+            }
+
+            command.CommandText = "SELECT count(*) FROM saver_stress";
+            return (long)command.ExecuteScalar()!;
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException)
+        {
+            return 0; // locked for a moment
+        }
+    }
+
     private static bool ChildWritersHaveWritten(string path)
     {
         try
