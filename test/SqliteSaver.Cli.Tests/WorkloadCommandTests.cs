@@ -81,6 +81,25 @@ public class WorkloadCommandTests : CliTest
     }
 
     [Test]
+    public void Stress_leaves_the_journal_mode_of_the_users_database_as_it_found_it()
+    {
+        var path = PathOf("app.db");
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO note (text) VALUES ('mine');");
+        }
+
+        var run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "1", "--processes", "0", "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        Tables(path).ShouldBe(["note"]);
+        using var after = Open(path);
+        using var journalMode = after.CreateCommand();
+        journalMode.CommandText = "PRAGMA journal_mode";
+        journalMode.ExecuteScalar().ShouldBe("delete"); // "wal": the run switched the user's database to WAL for good
+    }
+
+    [Test]
     public void Stress_with_keep_leaves_one_row_per_acknowledged_commit()
     {
         var path = PathOf("new.db");
