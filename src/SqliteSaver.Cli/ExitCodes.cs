@@ -14,4 +14,7 @@ internal static class ExitCodes
 
     /// <summary>A checkpoint came back busy: a reader or writer stayed busy past the busy timeout.</summary>
     public const int CheckpointBusy = 3;
+
+    /// <summary>A workload was stopped by Ctrl-C (SIGINT) or SIGTERM, and cleaned up after itself.</summary>
+    public const int Interrupted = 130;
 }

@@ -76,8 +76,9 @@ public class ProcessTests : CliTest
         }
     }
 
-    [Test]
-    public void Stress_stopped_by_SIGTERM_still_drops_its_table()
+    [TestCase("TERM")]
+    [TestCase("INT")]
+    public void Stress_stopped_by_a_signal_still_drops_its_table_and_exits_with_130(string signal)
     {
         var path = PathOf();
         using (var connection = Open(path))
@@ -86,18 +87,18 @@ public class ProcessTests : CliTest
         }
 
         var start = new ProcessStartInfo("dotnet", [typeof(Program).Assembly.Location,
-            "stress", "--db", path, "--seconds", "120", "--threads", "1", "--processes", "0", "--read-ratio", "0"])
+            "stress", "--db", path, "--seconds", "120", "--threads", "1", "--processes", "2", "--read-ratio", "0"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
         using var tool = Process.Start(start)!;
         _ = tool.StandardOutput.ReadToEndAsync();
-        _ = tool.StandardError.ReadToEndAsync();
+        var error = tool.StandardError.ReadToEndAsync();
         try
         {
-            SpinWait.SpinUntil(() => StressRows(path) > 0, TimeSpan.FromSeconds(60)).ShouldBeTrue("the tool did not start writing");
-            using (var kill = Process.Start("kill", ["-TERM", tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+            SpinWait.SpinUntil(() => ChildWritersHaveWritten(path), TimeSpan.FromSeconds(60)).ShouldBeTrue("the child writers did not start writing");
+            using (var kill = Process.Start("kill", ["-" + signal, tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
             {
                 kill.WaitForExit();
             }
@@ -113,6 +114,8 @@ public class ProcessTests : CliTest
         }
 
         StressRows(path).ShouldBe(-1, "the table saver_stress and its rows were left in the user's database");
+        tool.ExitCode.ShouldBe(130, error.Result);
+        error.Result.ShouldBe($"sqlite-saver stress: interrupted; the table saver_stress was dropped{Environment.NewLine}");
     }
 
     [Test]

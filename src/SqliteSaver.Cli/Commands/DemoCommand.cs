@@ -26,6 +26,7 @@ internal static class DemoCommand
             var output = parseResult.InvocationConfiguration.Output;
             var json = parseResult.GetValue(options.Json);
             var console = Terminal.For(output);
+            using var interruption = new Interruption();
             var folder = Directory.CreateTempSubdirectory("sqlite-saver-demo-");
             try
             {
@@ -35,7 +36,12 @@ internal static class DemoCommand
                 {
                     var path = Path.Combine(folder.FullName, $"{stack.ToString().ToLowerInvariant()}.db");
                     Prepare(path);
-                    results.Add(WorkloadDisplay.Run(console, json, stack, settings with { DatabasePath = path }));
+                    results.Add(WorkloadDisplay.Run(console, json, stack, settings with { DatabasePath = path }, interruption.Token));
+                    if (interruption.Interrupted)
+                    {
+                        parseResult.InvocationConfiguration.Error.WriteLine("sqlite-saver demo: interrupted");
+                        return ExitCodes.Interrupted;
+                    }
                 }
 
                 var report = new WorkloadReport(null, settings, results);

@@ -37,10 +37,11 @@ internal static class StressCommand
             var settings = options.Settings(parseResult, path, parseResult.GetValue(connectionString) ?? string.Empty);
             var saverConnectionString = Operations.ConnectionString(Stack.Saver, path, settings.SaverKeywords);
             Change(path, saverConnectionString, StressTable.Create);
+            using var interruption = new Interruption();
             StackResult result;
             try
             {
-                result = WorkloadDisplay.Run(Terminal.For(output), json, Stack.Saver, settings);
+                result = WorkloadDisplay.Run(Terminal.For(output), json, Stack.Saver, settings, interruption.Token);
             }
             finally
             {
@@ -48,6 +49,13 @@ internal static class StressCommand
                 {
                     Change(path, saverConnectionString, StressTable.Drop);
                 }
+            }
+
+            if (interruption.Interrupted)
+            {
+                parseResult.InvocationConfiguration.Error.WriteLine(
+                    $"sqlite-saver stress: interrupted; {(parseResult.GetValue(keep) ? $"the table {StressTable.Name} is kept" : $"the table {StressTable.Name} was dropped")}");
+                return ExitCodes.Interrupted;
             }
 
             var report = new WorkloadReport(path, settings, [result]);

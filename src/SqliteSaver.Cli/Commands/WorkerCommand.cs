@@ -31,19 +31,31 @@ internal static class WorkerCommand
                 return ExitCodes.Failure;
             }
 
-            // The parent holds this process's standard input: once the parent is gone, however it ended (a signal, a
-            // kill), standard input ends, and so does this writer, which would otherwise write on for its --seconds.
-            new Thread(static () =>
+            // The parent holds this process's standard input: "stop" ends the writes early (the parent was interrupted),
+            // and once the parent is gone, however it ended (a second signal, a kill), standard input ends, and so does
+            // this writer, which would otherwise write on for its --seconds.
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(parseResult.GetValue(seconds)));
+            new Thread(() =>
             {
-                while (Console.In.ReadLine() is not null)
+                while (Console.In.ReadLine() is { } line)
                 {
+                    try
+                    {
+                        if (line == "stop")
+                        {
+                            stop.Cancel();
+                        }
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // The writes ended already.
+                    }
                 }
 
                 Environment.Exit(ExitCodes.Failure);
             })
             { IsBackground = true }.Start();
 
-            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(parseResult.GetValue(seconds)));
             var report = Loops.Write(stackValue, connection, parseResult.GetRequiredValue(run), parseResult.GetValue(writer), new WorkloadCounters(), stop.Token);
             Json.Write(output, report);
             return ExitCodes.Success;

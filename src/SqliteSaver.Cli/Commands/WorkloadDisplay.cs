@@ -6,19 +6,22 @@ namespace SqliteSaver.Cli.Commands;
 /// <summary>Runs the workload with a live progress display, and prints its results as a table.</summary>
 internal static class WorkloadDisplay
 {
-    /// <summary>Runs one stack: with a progress bar on a terminal, a line on other text output, silently for JSON.</summary>
-    public static StackResult Run(IAnsiConsole console, bool json, Stack stack, WorkloadSettings settings)
+    /// <summary>
+    /// Runs one stack: with a progress bar on a terminal, a line on other text output, silently for JSON; until its
+    /// duration ends or <paramref name="interrupted"/> is cancelled.
+    /// </summary>
+    public static StackResult Run(IAnsiConsole console, bool json, Stack stack, WorkloadSettings settings, CancellationToken interrupted)
     {
         var name = Operations.Name(stack);
         if (json)
         {
-            return WorkloadRunner.Run(stack, settings, static (_, _) => { });
+            return WorkloadRunner.Run(stack, settings, static (_, _) => { }, interrupted);
         }
 
         if (!console.Profile.Capabilities.Interactive)
         {
             console.WriteLine($"{name}: running for {Format.Number(settings.Duration.TotalSeconds, "0.##")} s ...");
-            return WorkloadRunner.Run(stack, settings, static (_, _) => { });
+            return WorkloadRunner.Run(stack, settings, static (_, _) => { }, interrupted);
         }
 
         return console.Progress()
@@ -30,7 +33,7 @@ internal static class WorkloadDisplay
                 {
                     task.Value = Math.Min(elapsed.TotalSeconds, task.MaxValue);
                     task.Description = Markup.Escape($"{name}: {Format.Number(counters.Commits)} commits, {Format.Number(counters.Errors)} errors");
-                });
+                }, interrupted);
                 task.Value = task.MaxValue;
                 task.Description = Markup.Escape($"{name}: {Format.Number(result.Commits)} commits, {Format.Number(result.Errors)} errors");
                 return result;

@@ -6,7 +6,8 @@ namespace SqliteSaver.Cli.Workload;
 
 /// <summary>
 /// A writer in a child process (this tool's hidden <c>worker</c> command). It opens its connection, prints
-/// <c>ready</c>, starts writing when it reads <c>go</c>, and prints its <see cref="WriterReport"/> as JSON when done.
+/// <c>ready</c>, starts writing when it reads <c>go</c>, stops early when it reads <c>stop</c>, and prints its
+/// <see cref="WriterReport"/> as JSON when done.
 /// </summary>
 internal sealed class ChildWriter : IDisposable
 {
@@ -41,10 +42,19 @@ internal sealed class ChildWriter : IDisposable
         }
     }
 
-    public void Go()
+    public void Go() => Send("go");
+
+    /// <summary>Tells the child to stop writing before its duration ends; it then reports as usual.</summary>
+    public void Stop()
     {
-        _process.StandardInput.WriteLine("go");
-        _process.StandardInput.Flush();
+        try
+        {
+            Send("stop");
+        }
+        catch (IOException)
+        {
+            // It has exited already; Finish reports how.
+        }
     }
 
     /// <summary>Waits for the child to finish and reads its report.</summary>
@@ -70,6 +80,12 @@ internal sealed class ChildWriter : IDisposable
         }
 
         _process.Dispose();
+    }
+
+    private void Send(string line)
+    {
+        _process.StandardInput.WriteLine(line);
+        _process.StandardInput.Flush();
     }
 
     private InvalidOperationException Failed(string what)

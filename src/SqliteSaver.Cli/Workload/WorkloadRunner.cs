@@ -15,7 +15,8 @@ internal static class WorkloadRunner
     /// <param name="stack">The stack to run through.</param>
     /// <param name="settings">What to run; the table must exist.</param>
     /// <param name="progress">Called on the calling thread about ten times a second while the workload runs.</param>
-    public static StackResult Run(Stack stack, WorkloadSettings settings, Action<WorkloadCounters, TimeSpan> progress)
+    /// <param name="interrupted">Ends the workload before its duration, the child writers' too.</param>
+    public static StackResult Run(Stack stack, WorkloadSettings settings, Action<WorkloadCounters, TimeSpan> progress, CancellationToken interrupted)
     {
         var connectionString = Operations.ConnectionString(stack, settings.DatabasePath, settings.SaverKeywords);
         var run = Guid.NewGuid().ToString("N");
@@ -33,7 +34,7 @@ internal static class WorkloadRunner
             children.ForEach(child => child.WaitUntilReady());
 
             using var go = new ManualResetEventSlim();
-            using var stop = new CancellationTokenSource();
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(interrupted);
             var writers = new WriterReport[settings.Threads];
             var readers = new ReaderReport[settings.Readers];
             var threads = new List<Thread>();
@@ -59,6 +60,7 @@ internal static class WorkloadRunner
 
             threads.ForEach(thread => thread.Start());
             children.ForEach(child => child.Go());
+            using var stopChildren = interrupted.Register(() => children.ForEach(child => child.Stop()));
             var clock = Stopwatch.StartNew();
             go.Set();
             stop.CancelAfter(settings.Duration);
