@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Microsoft.Data.Sqlite;
 using SqliteSaver.Cli.Database;
 using SqliteSaver.Cli.Workload;
 using SqliteSaver.Data;
@@ -22,7 +23,8 @@ internal static class StressCommand
         var command = new Command(
             "stress",
             "Runs the demo's write-contention workload through SqliteSaver against your database, in a table of its own " +
-            $"({StressTable.Name}, dropped at the end unless --keep), and prints transactions per second, p99 and worst latency, " +
+            $"({StressTable.Name}, dropped at the end unless --keep), in WAL mode unless the keywords name another Journal Mode, setting back " +
+            "the journal mode the database had, and prints transactions per second, p99 and worst latency, " +
             "errors that reached the caller, rows lost or doubled and the WAL size at the end. " +
             "Exit code 1 if there were errors or lost or doubled rows.")
         {
@@ -36,6 +38,7 @@ internal static class StressCommand
             var path = DatabaseFile.RequireCreatable(parseResult.GetRequiredValue(database));
             var settings = options.Settings(parseResult, path, parseResult.GetValue(connectionString) ?? string.Empty);
             var saverConnectionString = Operations.ConnectionString(Stack.Saver, path, settings.SaverKeywords);
+            var journalMode = File.Exists(path) ? ReadJournalMode(path) : null;
             Change(path, saverConnectionString, StressTable.Create);
             using var interruption = new Interruption();
             StackResult result;
@@ -49,6 +52,8 @@ internal static class StressCommand
                 {
                     Change(path, saverConnectionString, StressTable.Drop);
                 }
+
+                RestoreJournalMode(path, journalMode);
             }
 
             if (interruption.Interrupted)
@@ -77,5 +82,47 @@ internal static class StressCommand
     {
         using var connection = DatabaseFile.Open(path, () => new SaverDbConnection(connectionString));
         change(connection);
+    }
+
+    /// <summary>The database's journal mode as SQLite names it (<c>delete</c>, <c>wal</c> ...).</summary>
+    private static string ReadJournalMode(string path)
+    {
+        using var connection = DatabaseFile.OpenPlain(path, SqliteOpenMode.ReadOnly, busyTimeout: 5000);
+        using var read = connection.CreateCommand();
+        read.CommandText = "PRAGMA journal_mode";
+        return (string)read.ExecuteScalar()!;
+    }
+
+    /// <summary>
+    /// Sets back the journal mode the database had before the run, which switched it to WAL (SqliteSaver's default,
+    /// unless the connection string names another), once the run's connections are closed.
+    /// </summary>
+    /// <exception cref="SqliteException">Another connection kept the database open, or another error.</exception>
+    private static void RestoreJournalMode(string path, string? journalMode)
+    {
+        // Only SQLite's own names are written into the PRAGMA, never text read back from the file.
+        var restore = journalMode switch
+        {
+            "delete" => "DELETE",
+            "truncate" => "TRUNCATE",
+            "persist" => "PERSIST",
+            "memory" => "MEMORY",
+            "off" => "OFF",
+            _ => null, // wal already, or a new database
+        };
+        if (restore is null)
+        {
+            return;
+        }
+
+        SaverDbConnection.ClearAllPools();
+        using var connection = DatabaseFile.OpenPlain(path, SqliteOpenMode.ReadWrite, busyTimeout: 5000);
+        using var set = connection.CreateCommand();
+        set.CommandText = "PRAGMA journal_mode = " + restore;
+        if (set.ExecuteScalar() as string != journalMode)
+        {
+            throw new InvalidOperationException(
+                $"{path}: the run switched the database to WAL, and it could not be set back to {journalMode} journal mode while another connection has it open; run PRAGMA journal_mode = {restore} once none has.");
+        }
     }
 }
