@@ -21,7 +21,7 @@ internal static class CheckpointCommand
             CustomParser = ParseMode,
             HelpName = "passive|full|restart|truncate",
         };
-        var busyTimeout = CommonOptions.Count("--busy-timeout", "How long full, restart and truncate wait for readers and writers, and opening waits for another connection's lock, in milliseconds.", 5000, 0);
+        var busyTimeout = CommonOptions.Count("--busy-timeout", "How long full, restart and truncate wait for readers and writers (restart and truncate hold the write lock meanwhile, so the application's writers wait as long), and opening waits for another connection's lock, in milliseconds.", 5000, 0);
         busyTimeout.HelpName = "MS";
         var json = CommonOptions.Json();
         var command = new Command(
