@@ -10,6 +10,9 @@ namespace SqliteSaver.Data.Polly.Tests;
 public class PipelineTests
 {
     private string _folder = null!;
+    /// <summary>A query that runs for a minute or more unless interrupted.</summary>
+    private const string LongQuery = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c";
+
     private string _connectionString = null!;
 
     [SetUp]
@@ -115,6 +118,34 @@ public class PipelineTests
 
         attempts.ShouldBe(2);
         retries.Count.ShouldBe(1);
+    }
+
+    [Test]
+    public async Task A_timeout_in_the_pipeline_interrupts_a_long_query()
+    {
+        // The pipeline hands each attempt a token that its timeout cancels; Microsoft.Data.Sqlite interrupts a query
+        // when its token is cancelled, and so does SqliteSaver for the caller's own token.
+        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        await using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = LongQuery;
+
+        var exception = await Should.ThrowAsync<Exception>(async () => await command.ExecuteScalarAsync());
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>(); // the query would run for a minute
+    }
+
+    [Test]
+    public void A_timeout_in_the_pipeline_interrupts_a_long_query_run_synchronously()
+    {
+        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        using var connection = dataSource.OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = LongQuery;
+
+        Should.Throw<global::Polly.Timeout.TimeoutRejectedException>(() => command.ExecuteScalar());
     }
 
     [Test]

@@ -148,21 +148,21 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             switch (kind)
             {
                 case CommandKind.Read or CommandKind.Standalone:
-                    var statement = (run, command, behavior, deadline);
+                    var statement = new StatementAttempt<T>(physical, command, run, behavior, deadline, cancellationToken);
                     return (async
-                        ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(RunCancellable(s.run, s.command, s.behavior, s.deadline, token)), statement, cancellationToken).ConfigureAwait(false)
-                        : strategy.Execute(static (s, _) => RunBefore(s.run, s.command, s.behavior, s.deadline), statement, cancellationToken), false);
+                        ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(s.Run(token)), statement, cancellationToken).ConfigureAwait(false)
+                        : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken), false);
                 case CommandKind.Unprotected:
                     return (run(command, behavior), false);
             }
 
             await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
-            var attempt = new WriteAttempt<T>(physical, command, run, behavior, keepOpen, deadline);
+            var attempt = new WriteAttempt<T>(physical, command, run, behavior, keepOpen, deadline, cancellationToken);
             try
             {
                 var result = async
                     ? await strategy.ExecuteAsync(static (a, token) => a.RunAsync(token), attempt, cancellationToken).ConfigureAwait(false)
-                    : strategy.Execute(static (a, _) => a.Run(), attempt, cancellationToken);
+                    : strategy.Execute(static (a, token) => a.Run(token), attempt, cancellationToken);
                 if (!keepOpen)
                 {
                     // A strategy that turns a failure into a result (a fallback) may return after a rollback SQLite refused.
@@ -249,13 +249,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     await strategy.ExecuteAsync(static (b, token) => BeginImmediateAsync(b.physical, b.deadline, token), begin, cancellationToken).ConfigureAwait(false);
                     break;
                 case (true, false):
-                    strategy.Execute(static (b, _) => BeginImmediate(b.physical, b.deadline), begin, cancellationToken);
+                    strategy.Execute(static (b, token) => BeginImmediate(b.physical, b.deadline, token), begin, cancellationToken);
                     break;
                 case (false, true):
                     await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
                     break;
                 default:
-                    BeginImmediate(physical, deadline);
+                    BeginImmediate(physical, deadline, CancellationToken.None);
                     break;
             }
         }
@@ -293,32 +293,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         => new("The command was cancelled while SQLite ran it.", error, cancellationToken);
 
     /// <summary>
-    /// Runs an attempt's statements for an asynchronous call. An error its token caused (see <see cref="IsInterruption"/>)
-    /// becomes <see cref="OperationCanceledException"/> here, inside the attempt, so that the retry strategy does not
-    /// count SQLite's cancelled wait as a transient error.
+    /// Interrupts the statement SQLite runs when the token a strategy gave an attempt (a Polly timeout's, say) is
+    /// cancelled, as the caller's token does (see <see cref="InterruptOnCancel"/>); nothing when it is the caller's.
     /// </summary>
-    private static T RunCancellable<T>(Func<SqliteCommand, CommandBehavior, T> run, SqliteCommand command, CommandBehavior behavior, CommandDeadline deadline, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return RunBefore(run, command, behavior, deadline);
-        }
-        catch (SqliteException error) when (IsInterruption(error, cancellationToken))
-        {
-            throw Cancelled(error, cancellationToken);
-        }
-    }
+    private static CancellationTokenRegistration InterruptOnAttemptCancel(PhysicalConnection physical, CancellationToken attempt, CancellationToken caller)
+        => attempt == caller ? default : InterruptOnCancel(physical, attempt);
 
-    /// <summary>Runs an attempt of a read or a standalone statement, unless the command's deadline has passed.</summary>
-    /// <exception cref="CommandTimeoutException">The deadline passed during earlier attempts.</exception>
-    private static T RunBefore<T>(Func<SqliteCommand, CommandBehavior, T> run, SqliteCommand command, CommandBehavior behavior, CommandDeadline deadline)
-    {
-        deadline.ThrowIfPassed();
-        return run(command, behavior);
-    }
-
-    private static bool BeginImmediate(PhysicalConnection physical, CommandDeadline deadline)
-        => Synchronously.Result(BeginImmediateCore(physical, deadline, async: false, CancellationToken.None));
+    private static bool BeginImmediate(PhysicalConnection physical, CommandDeadline deadline, CancellationToken cancellationToken)
+        => Synchronously.Result(BeginImmediateCore(physical, deadline, async: false, cancellationToken));
 
     private static ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CommandDeadline deadline, CancellationToken cancellationToken)
         => BeginImmediateCore(physical, deadline, async: true, cancellationToken);
@@ -366,6 +348,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 }
                 else
                 {
+                    cancellationToken.ThrowIfCancellationRequested(); // a strategy's token (a synchronous call has no other)
                     Thread.Sleep(LockPollDelay(tries)); // 0 yields the processor
                 }
             }
@@ -400,6 +383,35 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         telemetry.Record(SaverMetrics.WriteGateWaitTime, started);
     }
 
+    /// <summary>
+    /// One attempt at a read or a standalone statement, unless the command's deadline has passed. An error the
+    /// attempt's token caused (see <see cref="IsInterruption"/>) becomes <see cref="OperationCanceledException"/> here,
+    /// inside the attempt, so that the retry strategy does not count SQLite's cancelled wait as a transient error.
+    /// </summary>
+    private readonly struct StatementAttempt<T>(
+        PhysicalConnection physical,
+        SqliteCommand command,
+        Func<SqliteCommand, CommandBehavior, T> run,
+        CommandBehavior behavior,
+        CommandDeadline deadline,
+        CancellationToken caller)
+    {
+        /// <exception cref="CommandTimeoutException">The deadline passed during earlier attempts.</exception>
+        public T Run(CancellationToken cancellationToken)
+        {
+            deadline.ThrowIfPassed();
+            using var interrupt = InterruptOnAttemptCancel(physical, cancellationToken, caller);
+            try
+            {
+                return run(command, behavior);
+            }
+            catch (SqliteException error) when (IsInterruption(error, cancellationToken))
+            {
+                throw Cancelled(error, cancellationToken);
+            }
+        }
+    }
+
     /// <summary>One attempt at a write outside a transaction: BEGIN IMMEDIATE, run, COMMIT; anything that fails is rolled back whole.</summary>
     private sealed class WriteAttempt<T>(
         PhysicalConnection physical,
@@ -407,13 +419,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
-        CommandDeadline deadline)
+        CommandDeadline deadline,
+        CancellationToken caller)
     {
-        public T Run()
+        public T Run(CancellationToken cancellationToken)
         {
             physical.RetryFailedRollback(leaveGate: false); // an earlier attempt's, before this one begins
-            BeginImmediate(physical, deadline);
-            return RunBegun();
+            BeginImmediate(physical, deadline, cancellationToken);
+            return RunBegun(cancellationToken);
         }
 
         public async ValueTask<T> RunAsync(CancellationToken cancellationToken)
@@ -423,8 +436,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             return RunBegun(cancellationToken);
         }
 
-        private T RunBegun(CancellationToken cancellationToken = default)
+        private T RunBegun(CancellationToken cancellationToken)
         {
+            using var interrupt = InterruptOnAttemptCancel(physical, cancellationToken, caller);
             try
             {
                 var result = run(command, behavior);
@@ -438,7 +452,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             catch (SqliteException error) when (IsInterruption(error, cancellationToken))
             {
                 physical.TryRollback();
-                throw Cancelled(error, cancellationToken); // inside the attempt, as RunCancellable does
+                throw Cancelled(error, cancellationToken); // inside the attempt, as StatementAttempt does
             }
             catch (Exception error)
             {
