@@ -75,6 +75,23 @@ public class InfoCommandTests : CliTest
     }
 
     [Test]
+    public void The_wal_frames_it_reports_are_those_checkpoint_finds_in_the_wal()
+    {
+        var path = PathOf();
+        using var writer = CreateWalDatabase(path);
+        // A RESTART checkpoint copies every frame back; the next commit writes the WAL again from its start, so the
+        // -wal file keeps its size but holds the new commit's frames only.
+        Execute(writer, "PRAGMA wal_checkpoint(RESTART); INSERT INTO item (text) VALUES ('one more');");
+
+        var info = CliRun.Of("info", path, "--json");
+        var checkpoint = CliRun.Of("checkpoint", path, "--json");
+
+        info.ExitCode.ShouldBe(0, info.Error);
+        checkpoint.ExitCode.ShouldBe(0, checkpoint.Error);
+        info.Json().GetProperty("walFrames").GetInt64().ShouldBe(checkpoint.Json().GetProperty("logFrames").GetInt64());
+    }
+
+    [Test]
     public void Text_output_has_one_line_per_fact()
     {
         var path = PathOf();

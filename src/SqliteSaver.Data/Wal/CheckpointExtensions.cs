@@ -37,7 +37,8 @@ public static class CheckpointExtensions
 
     /// <summary>
     /// What the <c>main</c> database's WAL holds right now, for dashboards and operators: the journal mode, the size
-    /// of the <c>-wal</c> file and the frames it has room for. Nothing is checkpointed.
+    /// of the <c>-wal</c> file and the frames of committed transactions in it (see <see cref="WalStatus.WalFrames"/>).
+    /// Nothing is checkpointed.
     /// </summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
     /// <returns>The status; a database not in WAL mode, or in memory, has no <c>-wal</c> file (0 bytes, 0 frames).</returns>
@@ -190,17 +191,23 @@ public static class CheckpointExtensions
         }
     }
 
-    /// <summary>Reads the journal mode and page size through SQLite and the <c>-wal</c> file's size from disk.</summary>
+    /// <summary>Reads the journal mode through SQLite, and the <c>-wal</c> file's size and committed frames from disk.</summary>
     internal static WalStatus ReadStatus(sqlite3 handle)
     {
         var journalMode = Pragma(handle, "PRAGMA journal_mode", static s => raw.sqlite3_column_text(s, 0).utf8_to_string());
-        var pageSize = Pragma(handle, "PRAGMA page_size", static s => raw.sqlite3_column_int64(s, 0));
-        var file = raw.sqlite3_db_filename(handle, "main").utf8_to_string();
-        var wal = string.IsNullOrEmpty(file) ? null : new FileInfo(file + "-wal");
-        var bytes = wal is { Exists: true } ? wal.Length : 0;
-        const int WalHeader = 32, FrameHeader = 24;
-        return new WalStatus(journalMode, bytes, bytes >= WalHeader ? (bytes - WalHeader) / (pageSize + FrameHeader) : 0);
+        var wal = WalPath(handle);
+        var bytes = WalFileBytes(wal);
+        return new WalStatus(journalMode, bytes, bytes > 0 ? Wal.WalFile.CommittedFrames(wal!) : 0);
     }
+
+    /// <summary>The size of the <c>-wal</c> file in bytes; 0 when there is none.</summary>
+    internal static long WalFileBytes(sqlite3 handle) => WalFileBytes(WalPath(handle));
+
+    private static long WalFileBytes(string? path) => path is not null && new FileInfo(path) is { Exists: true } wal ? wal.Length : 0;
+
+    /// <summary>Where the <c>-wal</c> file of the connection's main database is or would be; null for one in memory.</summary>
+    private static string? WalPath(sqlite3 handle)
+        => raw.sqlite3_db_filename(handle, "main").utf8_to_string() is { Length: > 0 } file ? file + "-wal" : null;
 
     private static int BusyTimeout(sqlite3 handle) => Pragma(handle, "PRAGMA busy_timeout", static s => raw.sqlite3_column_int(s, 0));
 

@@ -210,6 +210,8 @@ internal sealed class Checkpointer : IDisposable
 
     private WalStatus Status() => CheckpointExtensions.ReadStatus(Connection().Handle);
 
+    private long WalFileBytes() => CheckpointExtensions.WalFileBytes(Connection().Handle);
+
     /// <summary>Closes the checkpointer's connection when the pool has none open. Call under the lock.</summary>
     private void CloseUnlessPoolInUse()
     {
@@ -283,7 +285,7 @@ internal sealed class Checkpointer : IDisposable
             }
 
             // A -wal file past the limit is truncated at every tick, backing off or not: the bound comes first.
-            var overLimit = _options.JournalSizeLimit >= 0 && Status().WalFileBytes > _options.JournalSizeLimit;
+            var overLimit = _options.JournalSizeLimit >= 0 && WalFileBytes() > _options.JournalSizeLimit;
             if (!overLimit && _ticksToSkip > 0)
             {
                 _ticksToSkip--;
@@ -300,7 +302,7 @@ internal sealed class Checkpointer : IDisposable
                 _telemetry.CheckpointsStayBusy(_busyStreak);
             }
 
-            if (overLimit && Status().WalFileBytes is var walBytes && walBytes > _options.JournalSizeLimit)
+            if (overLimit && WalFileBytes() is var walBytes && walBytes > _options.JournalSizeLimit)
             {
                 _telemetry.WalOverLimit(walBytes, _options.JournalSizeLimit);
             }
