@@ -319,7 +319,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// </exception>
     private static async ValueTask<bool> BeginImmediateCore(PhysicalConnection physical, CommandDeadline deadline, bool async, CancellationToken cancellationToken)
     {
-
         var started = Stopwatch.GetTimestamp();
         var busyTimeout = physical.SuspendBusyWaits();
         try
@@ -334,13 +333,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                         new SqliteException("SQLite Error 5: 'database is locked'.", raw.SQLITE_BUSY, BusySnapshot));
                 }
 
-                if (rc != raw.SQLITE_BUSY || Stopwatch.GetElapsedTime(started).TotalMilliseconds >= busyTimeout)
+                if (rc != raw.SQLITE_BUSY)
                 {
                     SqliteException.ThrowExceptionForRC(rc, physical.Handle);
                     return true;
                 }
 
-                deadline.ThrowIfPassed();
+                deadline.ThrowIfPassed(); // before the busy timeout's error, which a strategy would try again
+                if (Stopwatch.GetElapsedTime(started).TotalMilliseconds >= busyTimeout)
+                {
+                    SqliteException.ThrowExceptionForRC(rc, physical.Handle);
+                }
 
                 if (async)
                 {

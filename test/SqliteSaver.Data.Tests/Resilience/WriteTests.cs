@@ -454,6 +454,29 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public async Task A_write_with_Busy_Timeout_0_is_not_tried_again_once_its_CommandTimeout_ran_out([Values] bool async)
+    {
+        // Busy Timeout=0 leaves the waiting to the retry policy: 101 attempts 50 ms apart would take over 5 s.
+        var connectionString = Folder.ConnectionString("Busy Timeout=0;Retry=100;Base Delay=0.05;Max Delay=0.05;Jitter=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+        var waited = Stopwatch.StartNew();
+
+        var error = async
+            ? await Should.ThrowAsync<SqliteException>(() => command.ExecuteNonQueryAsync())
+            : Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
+
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(3), error.Message); // a read with the same settings stops after 1 s
+        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        SaverRetryStrategy.IsTransient(error).ShouldBeFalse();
+    }
+
+    [Test]
     public void A_read_waits_for_another_connections_exclusive_lock_at_most_its_CommandTimeout()
     {
         // In rollback-journal mode a writer's exclusive lock keeps readers out too.
