@@ -119,6 +119,50 @@ public class ProcessTests : CliTest
     }
 
     [Test]
+    public void Stress_stopped_by_Ctrl_C_at_a_terminal_exits_with_130_although_its_child_writers_get_the_SIGINT_too()
+    {
+        // A terminal's Ctrl-C sends SIGINT to the whole foreground process group, the child writers included (they
+        // are started in the tool's group). setsid gives the tool a group of its own, as a shell's job would have.
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT)");
+        }
+
+        var start = new ProcessStartInfo("setsid", ["dotnet", typeof(Program).Assembly.Location,
+            "stress", "--db", path, "--seconds", "120", "--threads", "1", "--processes", "2", "--read-ratio", "0"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var tool = Process.Start(start)!;
+        _ = tool.StandardOutput.ReadToEndAsync();
+        var error = tool.StandardError.ReadToEndAsync();
+        try
+        {
+            SpinWait.SpinUntil(() => ChildWritersHaveWritten(path), TimeSpan.FromSeconds(60)).ShouldBeTrue("the child writers did not start writing");
+            using (var kill = Process.Start("kill", ["-INT", "--", "-" + tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+            {
+                kill.WaitForExit();
+                kill.ExitCode.ShouldBe(0, "the tool is not the leader of its own process group");
+            }
+
+            tool.WaitForExit(TimeSpan.FromSeconds(30)).ShouldBeTrue("the tool did not stop");
+        }
+        finally
+        {
+            if (!tool.HasExited)
+            {
+                tool.Kill(entireProcessTree: true);
+            }
+        }
+
+        StressRows(path).ShouldBe(-1, "the table saver_stress and its rows were left in the user's database");
+        tool.ExitCode.ShouldBe(130, error.Result);
+        error.Result.ShouldBe($"sqlite-saver stress: interrupted; the table saver_stress was dropped{Environment.NewLine}");
+    }
+
+    [Test]
     public void Demo_stopped_by_SIGTERM_still_deletes_its_temporary_folder()
     {
         var before = Directory.GetDirectories(Path.GetTempPath(), "sqlite-saver-demo-*").ToHashSet();

@@ -38,6 +38,13 @@ internal sealed class Interruption : IDisposable
         }
 
         context.Cancel = true;
-        _source.Cancel();
+        try
+        {
+            _source.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The workload ended and disposed this as the signal came.
+        }
     }
 }
