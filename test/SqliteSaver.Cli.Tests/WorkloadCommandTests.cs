@@ -100,6 +100,67 @@ public class WorkloadCommandTests : CliTest
     }
 
     [Test]
+    public void Stress_with_another_Journal_Mode_leaves_a_WAL_database_in_WAL_mode()
+    {
+        // The README: "It runs in WAL mode (unless your keywords name another Journal Mode) and sets back the journal
+        // mode the database had."
+        var path = PathOf("app.db");
+        using (var connection = Open(path))
+        {
+            Execute(connection, "PRAGMA journal_mode = WAL; CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO note (text) VALUES ('mine');");
+        }
+
+        var run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "1", "--processes", "0", "--json",
+            "--connection-string", "Journal Mode=Delete");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        Tables(path).ShouldBe(["note"]);
+        using var after = Open(path);
+        using var journalMode = after.CreateCommand();
+        journalMode.CommandText = "PRAGMA journal_mode";
+        journalMode.ExecuteScalar().ShouldBe("wal"); // "delete": the run switched the user's WAL database out of WAL for good
+    }
+
+    [Test]
+    public void Stress_on_a_database_the_application_reads_meanwhile_still_reports_its_run()
+    {
+        // The user's application keeps its connection to its rollback-journal database and reads now and then while
+        // stress runs: the run itself is clean, and before the journal-mode restore it printed its report and exited 0.
+        var path = PathOf("app.db");
+        using var application = Open(path);
+        Execute(application, "CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO note (text) VALUES ('mine');");
+        using var stop = new ManualResetEventSlim();
+        var reads = Task.Factory.StartNew(
+            () =>
+            {
+                do
+                {
+                    using var read = application.CreateCommand();
+                    read.CommandText = "SELECT count(*) FROM note";
+                    read.ExecuteScalar();
+                }
+                while (!stop.Wait(20)); // pacing only
+            },
+            TaskCreationOptions.LongRunning);
+
+        CliRun run;
+        try
+        {
+            run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "1", "--processes", "0", "--json");
+        }
+        finally
+        {
+            stop.Set();
+            reads.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        }
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Json().GetProperty("stacks").EnumerateArray().Single().GetProperty("errors").GetInt64().ShouldBe(0);
+        Tables(path).ShouldBe(["note"]);
+        run.Error.ShouldContain("PRAGMA journal_mode = DELETE"); // the application's connection keeps it in WAL mode
+    }
+
+    [Test]
     public void Stress_with_keep_leaves_one_row_per_acknowledged_commit()
     {
         var path = PathOf("new.db");

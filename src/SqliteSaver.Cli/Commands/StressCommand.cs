@@ -41,6 +41,7 @@ internal static class StressCommand
             var journalMode = File.Exists(path) ? ReadJournalMode(path) : null;
             Change(path, saverConnectionString, StressTable.Create);
             using var interruption = new Interruption();
+            var error = parseResult.InvocationConfiguration.Error;
             StackResult result;
             try
             {
@@ -53,12 +54,15 @@ internal static class StressCommand
                     Change(path, saverConnectionString, StressTable.Drop);
                 }
 
-                RestoreJournalMode(path, journalMode);
+                if (RestoreJournalMode(path, journalMode) is { } notRestored)
+                {
+                    error.WriteLine($"sqlite-saver stress: {notRestored}");
+                }
             }
 
             if (interruption.Interrupted)
             {
-                parseResult.InvocationConfiguration.Error.WriteLine(
+                error.WriteLine(
                     $"sqlite-saver stress: interrupted; {(parseResult.GetValue(keep) ? $"the table {StressTable.Name} is kept" : $"the table {StressTable.Name} was dropped")}");
                 return ExitCodes.Interrupted;
             }
@@ -94,11 +98,11 @@ internal static class StressCommand
     }
 
     /// <summary>
-    /// Sets back the journal mode the database had before the run, which switched it to WAL (SqliteSaver's default,
-    /// unless the connection string names another), once the run's connections are closed.
+    /// Sets back the journal mode the database had before the run, which switched it to WAL (SqliteSaver's default) or
+    /// the Journal Mode the connection string names, once the run's connections are closed.
     /// </summary>
-    /// <exception cref="SqliteException">Another connection kept the database open, or another error.</exception>
-    private static void RestoreJournalMode(string path, string? journalMode)
+    /// <returns>Null, or why the mode could not be set back (another connection has the database open, say).</returns>
+    private static string? RestoreJournalMode(string path, string? journalMode)
     {
         // Only SQLite's own names are written into the PRAGMA, never text read back from the file.
         var restore = journalMode switch
@@ -107,22 +111,36 @@ internal static class StressCommand
             "truncate" => "TRUNCATE",
             "persist" => "PERSIST",
             "memory" => "MEMORY",
+            "wal" => "WAL",
             "off" => "OFF",
-            _ => null, // wal already, or a new database
+            _ => null, // a new database
         };
         if (restore is null)
         {
-            return;
+            return null;
         }
 
         SaverDbConnection.ClearAllPools();
-        using var connection = DatabaseFile.OpenPlain(path, SqliteOpenMode.ReadWrite, busyTimeout: 5000);
-        using var set = connection.CreateCommand();
-        set.CommandText = "PRAGMA journal_mode = " + restore;
-        if (set.ExecuteScalar() as string != journalMode)
+        try
         {
-            throw new InvalidOperationException(
-                $"{path}: the run switched the database to WAL, and it could not be set back to {journalMode} journal mode while another connection has it open; run PRAGMA journal_mode = {restore} once none has.");
+            // A second for another connection's read to end; one kept open would hold the mode for good.
+            using var connection = DatabaseFile.OpenPlain(path, SqliteOpenMode.ReadWrite, busyTimeout: 1000);
+            using var mode = connection.CreateCommand();
+            mode.CommandTimeout = 1; // Microsoft.Data.Sqlite would try again for 30 s
+            mode.CommandText = "PRAGMA journal_mode";
+            if (mode.ExecuteScalar() as string is var now && now == journalMode)
+            {
+                return null;
+            }
+
+            mode.CommandText = "PRAGMA journal_mode = " + restore;
+            return mode.ExecuteScalar() as string == journalMode
+                ? null
+                : $"the database was left in {now} journal mode: another connection has it open. Run PRAGMA journal_mode = {restore} once none has.";
+        }
+        catch (SqliteException exception)
+        {
+            return $"the database could not be set back to {journalMode} journal mode ({Program.OneLine(exception.Message)}). Run PRAGMA journal_mode = {restore} once no other connection has it open.";
         }
     }
 }
