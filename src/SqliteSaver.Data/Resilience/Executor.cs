@@ -307,10 +307,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
     /// <summary>
     /// <c>BEGIN IMMEDIATE</c>, waiting up to the connection's busy timeout for the write lock another process holds, in
-    /// polls at most 2 ms apart, and never past <paramref name="deadline"/>. SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a writer
-    /// that has waited a while loses the lock to other processes' writers, which take it again within microseconds of
-    /// each commit (worst waits of seconds); and it sleeps inside the call, where an asynchronous caller's cancellation
-    /// cannot reach it. When the busy timeout is spent the attempt fails with SQLITE_BUSY, as it would in SQLite.
+    /// polls at most 2 ms apart, and never past <paramref name="deadline"/>. SQLite's own busy handler sleeps 1, 2, 5,
+    /// 10 ... 100 ms between tries, so a writer that has waited a while loses the lock to other processes' writers,
+    /// which take it again within microseconds of each commit (worst waits of seconds); and it sleeps inside the call,
+    /// where an asynchronous caller's cancellation cannot reach it. When the busy timeout is spent the attempt fails
+    /// with SQLITE_BUSY, as it would in SQLite.
     /// </summary>
     /// <exception cref="CommandTimeoutException">The deadline passed first, while the lock was still held.</exception>
     /// <exception cref="InvalidOperationException">

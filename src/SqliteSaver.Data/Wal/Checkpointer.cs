@@ -239,8 +239,8 @@ internal sealed class Checkpointer : IDisposable
 
     /// <summary>
     /// One background step: skipped while the pool has no connection opened since its last Clear (a cleared pool must
-    /// not reopen its files, which may have been replaced, even while connections rented before the Clear are out), after
-    /// disposal, while backing off, or when another checkpoint here keeps the connection for longer than
+    /// not reopen its files, which may have been replaced, even while connections rented before the Clear are out),
+    /// after disposal, while backing off, or when another checkpoint here keeps the connection for longer than
     /// <see cref="StepTimeout"/>. It never throws: a timer callback's exception would end the process.
     /// </summary>
     private void Tick()
@@ -316,7 +316,8 @@ internal sealed class Checkpointer : IDisposable
 
     /// <summary>
     /// A PASSIVE checkpoint on a pool thread, skipped when another checkpoint here is running, when the pool has no
-    /// connection opened since its last Clear (see <see cref="Tick"/>), or when disposed. It never throws: a failure is kept in <see cref="LastError"/> and logged.
+    /// connection opened since its last Clear (see <see cref="Tick"/>), or when disposed. It never throws: a failure
+    /// is kept in <see cref="LastError"/> and logged.
     /// </summary>
     private void CatchUp()
     {
