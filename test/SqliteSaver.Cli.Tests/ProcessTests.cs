@@ -163,6 +163,63 @@ public class ProcessTests : CliTest
     }
 
     [Test]
+    public void Stress_stopped_by_Ctrl_C_while_its_child_writers_start_exits_with_130()
+    {
+        // As the test above, but the Ctrl-C comes while the child writers are starting: the tool sends "go" only once
+        // every child has opened its pool and printed "ready", and a child handles SIGINT only after "go".
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT)");
+        }
+
+        var start = new ProcessStartInfo("setsid", ["dotnet", typeof(Program).Assembly.Location,
+            "stress", "--db", path, "--seconds", "120", "--threads", "1", "--processes", "4", "--read-ratio", "0"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var tool = Process.Start(start)!;
+        _ = tool.StandardOutput.ReadToEndAsync();
+        var error = tool.StandardError.ReadToEndAsync();
+        try
+        {
+            SpinWait.SpinUntil(() => ChildrenStarted(tool.Id), TimeSpan.FromSeconds(60)).ShouldBeTrue("no child writer started");
+            ChildWritersHaveWritten(path).ShouldBeFalse("the child writers were writing already");
+            using (var kill = Process.Start("kill", ["-INT", "--", "-" + tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+            {
+                kill.WaitForExit();
+                kill.ExitCode.ShouldBe(0, "the tool is not the leader of its own process group");
+            }
+
+            tool.WaitForExit(TimeSpan.FromSeconds(60)).ShouldBeTrue("the tool did not stop");
+        }
+        finally
+        {
+            if (!tool.HasExited)
+            {
+                tool.Kill(entireProcessTree: true);
+            }
+        }
+
+        StressRows(path).ShouldBe(-1, "the table saver_stress and its rows were left in the user's database");
+        tool.ExitCode.ShouldBe(130, error.Result);
+        error.Result.ShouldBe($"sqlite-saver stress: interrupted; the table saver_stress was dropped{Environment.NewLine}");
+    }
+
+    private static bool ChildrenStarted(int pid)
+    {
+        try
+        {
+            return ChildrenOf(pid).Length > 0;
+        }
+        catch (IOException)
+        {
+            return false; // a thread ended while its children were listed
+        }
+    }
+
+    [Test]
     public void Demo_stopped_by_SIGTERM_still_deletes_its_temporary_folder()
     {
         var before = Directory.GetDirectories(Path.GetTempPath(), "sqlite-saver-demo-*").ToHashSet();

@@ -36,7 +36,15 @@ internal static class DemoCommand
                 {
                     var path = Path.Combine(folder.FullName, $"{stack.ToString().ToLowerInvariant()}.db");
                     Prepare(path);
-                    results.Add(WorkloadDisplay.Run(console, json, stack, settings with { DatabasePath = path }, interruption.Token));
+                    try
+                    {
+                        results.Add(WorkloadDisplay.Run(console, json, stack, settings with { DatabasePath = path }, interruption.Token));
+                    }
+                    catch (Exception) when (interruption.Interrupted)
+                    {
+                        // A child writer that the signal reached before it could handle it (still starting up) died of it.
+                    }
+
                     if (interruption.Interrupted)
                     {
                         parseResult.InvocationConfiguration.Error.WriteLine("sqlite-saver demo: interrupted");

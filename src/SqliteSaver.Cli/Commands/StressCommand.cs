@@ -42,10 +42,14 @@ internal static class StressCommand
             Change(path, saverConnectionString, StressTable.Create);
             using var interruption = new Interruption();
             var error = parseResult.InvocationConfiguration.Error;
-            StackResult result;
+            StackResult? result = null;
             try
             {
                 result = WorkloadDisplay.Run(Terminal.For(output), json, Stack.Saver, settings, interruption.Token);
+            }
+            catch (Exception) when (interruption.Interrupted)
+            {
+                // A child writer that the signal reached before it could handle it (still starting up) died of it.
             }
             finally
             {
@@ -67,7 +71,7 @@ internal static class StressCommand
                 return ExitCodes.Interrupted;
             }
 
-            var report = new WorkloadReport(path, settings, [result]);
+            var report = new WorkloadReport(path, settings, [result!]);
             if (json)
             {
                 Json.Write(output, report);

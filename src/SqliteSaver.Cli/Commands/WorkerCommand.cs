@@ -20,6 +20,9 @@ internal static class WorkerCommand
         };
         command.SetAction(parseResult =>
         {
+            // Ctrl-C at a terminal, or SIGTERM to the process group, reaches this process too, from its start: it ends
+            // the writes early, as "stop" does (below), and the report follows.
+            using var interruption = new Interruption();
             var output = parseResult.InvocationConfiguration.Output;
             var stackValue = parseResult.GetValue(stack);
             var connection = parseResult.GetRequiredValue(connectionString);
@@ -33,9 +36,7 @@ internal static class WorkerCommand
 
             // The parent holds this process's standard input: "stop" ends the writes early (the parent was interrupted),
             // and once the parent is gone, however it ended (a second signal, a kill), standard input ends, and so does
-            // this writer, which would otherwise write on for its --seconds. Ctrl-C at a terminal, or SIGTERM to the
-            // process group, reaches this process too: it ends the writes early as "stop" does, and the report follows.
-            using var interruption = new Interruption();
+            // this writer, which would otherwise write on for its --seconds.
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(interruption.Token);
             stop.CancelAfter(TimeSpan.FromSeconds(parseResult.GetValue(seconds)));
             new Thread(() =>
