@@ -50,6 +50,7 @@ internal static class InfoCommand
         string version;
         long pageSize, pageCount, freelist;
         WalStatus wal;
+        long walFrames;
         using (var connection = DatabaseFile.OpenPlain(file, SqliteOpenMode.ReadOnly, ReadBusyTimeout))
         {
             version = (string)Scalar(connection, "SELECT sqlite_version()");
@@ -57,12 +58,13 @@ internal static class InfoCommand
             pageCount = (long)Scalar(connection, "PRAGMA page_count");
             freelist = (long)Scalar(connection, "PRAGMA freelist_count");
             wal = connection.GetWalStatus();
+            walFrames = wal.WalFileBytes > 0 ? WalFile.CommittedFrames(file + "-wal") : 0;
         }
 
         // Checked after the read-only connection has closed, so that SQLite can remove the -wal and -shm files it may
         // create; but a -wal file with frames (left by a writer that crashed, say) is left as it is: info changes nothing.
-        var writeLocked = DatabaseFile.IsWriteLocked(file, keepWal: wal.WalFrames > 0);
-        return new InfoReport(file, version, wal.JournalMode, pageSize, pageCount, freelist, new FileInfo(file).Length, wal.WalFileBytes, wal.WalFrames, writeLocked);
+        var writeLocked = DatabaseFile.IsWriteLocked(file, keepWal: walFrames > 0);
+        return new InfoReport(file, version, wal.JournalMode, pageSize, pageCount, freelist, new FileInfo(file).Length, wal.WalFileBytes, walFrames, writeLocked);
     }
 
     private static object Scalar(SqliteConnection connection, string sql)

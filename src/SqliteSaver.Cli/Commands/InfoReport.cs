@@ -9,7 +9,7 @@ namespace SqliteSaver.Cli.Commands;
 /// <param name="FreelistPages">Unused pages in the database file.</param>
 /// <param name="DatabaseBytes">The database file's size.</param>
 /// <param name="WalBytes">The <c>-wal</c> file's size; 0 when there is none.</param>
-/// <param name="WalFrames">The frames of committed transactions in the WAL (see <see cref="SqliteSaver.Data.WalStatus.WalFrames"/>).</param>
+/// <param name="WalFrames">The frames of committed transactions in the WAL (see <see cref="Database.WalFile.CommittedFrames"/>).</param>
 /// <param name="WriteLocked">
 /// Whether another connection holds the write lock right now; null when the file cannot be opened for writing.
 /// </param>

@@ -37,8 +37,8 @@ public static class CheckpointExtensions
 
     /// <summary>
     /// What the <c>main</c> database's WAL holds right now, for dashboards and operators: the journal mode, the size
-    /// of the <c>-wal</c> file and the frames of committed transactions in it (see <see cref="WalStatus.WalFrames"/>).
-    /// Nothing is checkpointed.
+    /// of the <c>-wal</c> file and the frames it has room for (see <see cref="WalStatus.WalFrames"/>). Nothing is
+    /// checkpointed, and the file is not read: its size is all it takes.
     /// </summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
     /// <returns>The status; a database not in WAL mode, or in memory, has no <c>-wal</c> file (0 bytes, 0 frames).</returns>
@@ -191,13 +191,14 @@ public static class CheckpointExtensions
         }
     }
 
-    /// <summary>Reads the journal mode through SQLite, and the <c>-wal</c> file's size and committed frames from disk.</summary>
+    /// <summary>Reads the journal mode and page size through SQLite and the <c>-wal</c> file's size from disk.</summary>
     internal static WalStatus ReadStatus(sqlite3 handle)
     {
         var journalMode = Pragma(handle, "PRAGMA journal_mode", static s => raw.sqlite3_column_text(s, 0).utf8_to_string());
-        var wal = WalPath(handle);
-        var bytes = WalFileBytes(wal);
-        return new WalStatus(journalMode, bytes, bytes > 0 ? Wal.WalFile.CommittedFrames(wal!) : 0);
+        var pageSize = Pragma(handle, "PRAGMA page_size", static s => raw.sqlite3_column_int64(s, 0));
+        var bytes = WalFileBytes(WalPath(handle));
+        const int WalHeader = 32, FrameHeader = 24;
+        return new WalStatus(journalMode, bytes, bytes >= WalHeader ? (bytes - WalHeader) / (pageSize + FrameHeader) : 0);
     }
 
     /// <summary>The size of the <c>-wal</c> file in bytes; 0 when there is none.</summary>

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace SqliteSaver.Data.Wal;
+namespace SqliteSaver.Cli.Database;
 
 /// <summary>Reads a <c>-wal</c> file as SQLite lays it out: a 32-byte header, then frames of a 24-byte header and a page.</summary>
 internal static class WalFile
@@ -12,7 +12,8 @@ internal static class WalFile
     /// The frames of committed transactions in the <c>-wal</c> file at <paramref name="path"/>: those after its
     /// header whose salts match the header's (frames left from before SQLite last started the file over carry older
     /// salts), up to the last one that ends a commit. Checksums are not verified, so the frames of a commit torn by a
-    /// crash may count until SQLite recovers the file.
+    /// crash may count until SQLite recovers the file. It reads every frame's header, so its cost grows with the file:
+    /// fine for one look from the tool, too much for the library's status reads, which a health check repeats.
     /// </summary>
     /// <returns>0 when there is no file, or no valid header.</returns>
     public static long CommittedFrames(string path)
