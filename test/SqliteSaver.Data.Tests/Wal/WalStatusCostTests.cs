@@ -10,9 +10,8 @@ public class WalStatusCostTests : DatabaseTest
     public void Reading_the_wal_status_does_not_read_every_frame_of_a_large_wal()
     {
         // The health check reads the WAL status on every probe, on the checkpointer's connection and under its lock
-        // (a background checkpoint tick gives up after 250 ms of waiting for it). Reading it used to cost a stat of
-        // the -wal file; it now reads the header of every frame, one read call each: on a WAL of a gigabyte in 4 KiB
-        // pages, a quarter of a million reads, and every page of the file in the page cache, at each probe.
+        // (a background checkpoint tick gives up after 250 ms of waiting for it), so it must cost a stat of the -wal
+        // file, not a read of every frame's header (a quarter of a million reads for a gigabyte in 4 KiB pages).
         using (var create = new SqliteConnection($"Data Source={Folder.File()};Pooling=False"))
         {
             create.Open();
