@@ -149,6 +149,36 @@ public class PipelineTests
     }
 
     [Test]
+    public async Task A_timeout_in_the_pipeline_ends_a_statements_wait_for_another_connections_write_lock([Values] bool async)
+    {
+        // A PRAGMA that writes runs as it is (no BEGIN IMMEDIATE of the library's) and waits for the lock in SQLite's
+        // busy handler, which sqlite3_interrupt does not end: the attempt's token must end that wait too, or the call
+        // waits out the whole Busy Timeout of 5 s.
+        var connectionString = $"Data Source={Path.Combine(_folder, "polly.db")};Busy Timeout=5000;Write Gate=false";
+        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        await using var dataSource = new SaverDataSourceBuilder(connectionString).UseResiliencePipeline(pipeline).Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA user_version = 7";
+        using var holder = new SqliteConnection($"Data Source={Path.Combine(_folder, "polly.db")};Pooling=False");
+        holder.Open();
+        using (var begin = holder.CreateCommand())
+        {
+            begin.CommandText = "BEGIN IMMEDIATE";
+            begin.ExecuteNonQuery();
+        }
+
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var exception = async
+            ? await Should.ThrowAsync<Exception>(async () => await command.ExecuteNonQueryAsync())
+            : Should.Throw<Exception>(() => command.ExecuteNonQuery());
+        waited.Stop();
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2), "the pipeline's timeout is 200 ms");
+    }
+
+    [Test]
     public void The_builder_rejects_a_null_pipeline()
     {
         Should.Throw<ArgumentNullException>(() => new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(null!));

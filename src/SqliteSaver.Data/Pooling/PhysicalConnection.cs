@@ -381,6 +381,9 @@ internal sealed partial class PhysicalConnection : IDisposable
         return _busyWaitsCancellable = _cancellableBusyHandler.Install(Handle, timeout, cancellationToken);
     }
 
+    /// <summary>Whether SQLite's waits for a lock end with a token now (see <see cref="MakeBusyWaitsCancellable"/>).</summary>
+    public bool BusyWaitsCancellable => _busyWaitsCancellable;
+
     /// <summary>Gives the connection SQLite's own busy handler back, after <see cref="MakeBusyWaitsCancellable"/>.</summary>
     public void EndCancellableBusyWaits()
     {

@@ -388,9 +388,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     }
 
     /// <summary>
-    /// One attempt at a read or a standalone statement, unless the command's deadline has passed. An error the
-    /// attempt's token caused (see <see cref="IsInterruption"/>) becomes <see cref="OperationCanceledException"/> here,
-    /// inside the attempt, so that the retry strategy does not count SQLite's cancelled wait as a transient error.
+    /// One attempt at a read or a standalone statement, unless the command's deadline has passed. A token of the
+    /// attempt's own (a strategy's) interrupts the statement and ends SQLite's waits for a lock, as the caller's does
+    /// in an asynchronous call. An error the attempt's token caused (see <see cref="IsInterruption"/>) becomes
+    /// <see cref="OperationCanceledException"/> here, inside the attempt, so that the retry strategy does not count
+    /// SQLite's cancelled wait as a transient error.
     /// </summary>
     private readonly struct StatementAttempt<T>(
         PhysicalConnection physical,
@@ -405,6 +407,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         {
             deadline.ThrowIfPassed();
             using var interrupt = InterruptOnAttemptCancel(physical, cancellationToken, caller);
+            var callerWaits = physical.BusyWaitsCancellable;
+            using var either = cancellationToken != caller && cancellationToken.CanBeCanceled
+                ? CancellationTokenSource.CreateLinkedTokenSource(caller, cancellationToken)
+                : null;
+            var attemptWaits = either is not null && MakeBusyWaitsCancellable(physical, command.CommandText, either.Token);
             try
             {
                 return run(command, behavior);
@@ -412,6 +419,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             catch (SqliteException error) when (IsInterruption(error, cancellationToken))
             {
                 throw Cancelled(error, cancellationToken);
+            }
+            finally
+            {
+                if (attemptWaits && callerWaits)
+                {
+                    physical.MakeBusyWaitsCancellable(caller); // as the call had them
+                }
+                else if (attemptWaits)
+                {
+                    physical.EndCancellableBusyWaits();
+                }
             }
         }
     }
