@@ -56,6 +56,33 @@ public class InfoCommandTests : CliTest
     }
 
     [Test]
+    public void A_wal_left_by_a_writer_that_crashed_is_left_as_it_is_when_the_path_is_a_symbolic_link()
+    {
+        // SQLite follows a symbolic link to the database and keeps the -wal file next to the file it points to.
+        var original = PathOf("original.db");
+        Directory.CreateDirectory(PathOf("real"));
+        var crashed = Path.Combine(PathOf("real"), "crashed.db");
+        using (var writer = CreateWalDatabase(original))
+        {
+            File.Copy(original, crashed);
+            File.Copy(original + "-wal", crashed + "-wal");
+        }
+
+        var link = PathOf("link.db");
+        File.CreateSymbolicLink(link, crashed);
+        var database = File.ReadAllBytes(crashed);
+        var wal = File.ReadAllBytes(crashed + "-wal");
+
+        var run = CliRun.Of("info", link, "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Json().GetProperty("walBytes").GetInt64().ShouldBe(wal.Length);
+        run.Json().GetProperty("walFrames").GetInt64().ShouldBeGreaterThan(0);
+        (File.ReadAllBytes(crashed).SequenceEqual(database)).ShouldBeTrue("info checkpointed the -wal file into the database");
+        File.Exists(crashed + "-wal").ShouldBeTrue("info deleted the -wal file");
+    }
+
+    [Test]
     public void It_tells_when_another_connection_holds_the_write_lock()
     {
         var path = PathOf();

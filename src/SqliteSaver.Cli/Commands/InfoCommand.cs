@@ -3,6 +3,7 @@ using System.Globalization;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Cli.Database;
 using SqliteSaver.Data;
+using SQLitePCL;
 
 namespace SqliteSaver.Cli.Commands;
 
@@ -58,7 +59,8 @@ internal static class InfoCommand
             pageCount = (long)Scalar(connection, "PRAGMA page_count");
             freelist = (long)Scalar(connection, "PRAGMA freelist_count");
             wal = connection.GetWalStatus();
-            walFrames = wal.WalFileBytes > 0 ? WalFile.CommittedFrames(file + "-wal") : 0;
+            // Where SQLite keeps the -wal file: beside the file a symbolic link names, not beside the link.
+            walFrames = wal.WalFileBytes > 0 ? WalFile.CommittedFrames(raw.sqlite3_db_filename(connection.Handle, "main").utf8_to_string() + "-wal") : 0;
         }
 
         // Checked after the read-only connection has closed, so that SQLite can remove the -wal and -shm files it may
