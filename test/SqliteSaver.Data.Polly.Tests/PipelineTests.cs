@@ -179,6 +179,44 @@ public class PipelineTests
     }
 
     [Test]
+    public async Task A_timeout_in_the_pipeline_ends_a_writes_rollback_journal_commit_waiting_for_a_reader([Values] bool async)
+    {
+        // In rollback-journal mode a write's COMMIT waits in SQLite's busy handler for readers to let go of the
+        // database; the README says the attempt's token ends such waits (as the caller's does for a rollback-journal
+        // COMMIT). BEGIN IMMEDIATE gets its lock at once here: only the COMMIT waits.
+        var path = Path.Combine(_folder, "rollback.db");
+        var connectionString = $"Data Source={path};Journal Mode=Delete;Busy Timeout=5000;Write Gate=false";
+        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        await using var dataSource = new SaverDataSourceBuilder(connectionString).UseResiliencePipeline(pipeline).Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using (var create = connection.CreateCommand())
+        {
+            create.CommandText = "CREATE TABLE r (x)";
+            await create.ExecuteNonQueryAsync();
+        }
+
+        using var reader = new SqliteConnection($"Data Source={path};Pooling=False");
+        reader.Open();
+        using (var read = reader.CreateCommand())
+        {
+            read.CommandText = "BEGIN; SELECT count(*) FROM r;"; // holds a SHARED lock until the transaction ends
+            read.ExecuteScalar();
+        }
+
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO r VALUES (1)";
+        using var caller = new CancellationTokenSource(); // never cancelled: the caller's handler is in place too
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var exception = async
+            ? await Should.ThrowAsync<Exception>(async () => await command.ExecuteNonQueryAsync(caller.Token))
+            : Should.Throw<Exception>(() => command.ExecuteNonQuery());
+        waited.Stop();
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2), "the pipeline's timeout is 200 ms");
+    }
+
+    [Test]
     public void The_builder_rejects_a_null_pipeline()
     {
         Should.Throw<ArgumentNullException>(() => new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(null!));

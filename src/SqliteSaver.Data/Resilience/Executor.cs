@@ -224,7 +224,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>, unless the command's text names busy_timeout: SQLite
     /// reports 0 while the library's handler is in place.
     /// </summary>
-    private static bool MakeBusyWaitsCancellable(PhysicalConnection physical, string text, CancellationToken cancellationToken)
+    internal static bool MakeBusyWaitsCancellable(PhysicalConnection physical, string text, CancellationToken cancellationToken)
         => !(text.Contains("pragma", StringComparison.OrdinalIgnoreCase) && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase))
             && physical.MakeBusyWaitsCancellable(cancellationToken);
 
@@ -277,7 +277,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     public static InvalidOperationException WriteOpenForReader()
         => new("A reader of a write (such as INSERT ... RETURNING) is still open on this connection, and its write commits only when the reader closes. Until then only queries run on this connection: a write, a PRAGMA, a transaction or a COMMIT or ROLLBACK would join that write, or end it halfway. Close the reader first.");
 
-    private static CancellationTokenRegistration InterruptOnCancel(PhysicalConnection physical, CancellationToken cancellationToken)
+    /// <summary>Interrupts the statement SQLite runs on the connection when <paramref name="cancellationToken"/> is cancelled.</summary>
+    internal static CancellationTokenRegistration InterruptOnCancel(PhysicalConnection physical, CancellationToken cancellationToken)
         => cancellationToken.CanBeCanceled
             ? cancellationToken.Register(static handle => raw.sqlite3_interrupt((sqlite3)handle!), physical.Handle)
             : default;
@@ -291,13 +292,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
     private static OperationCanceledException Cancelled(SqliteException error, CancellationToken cancellationToken)
         => new("The command was cancelled while SQLite ran it.", error, cancellationToken);
-
-    /// <summary>
-    /// Interrupts the statement SQLite runs when the token a strategy gave an attempt (a Polly timeout's, say) is
-    /// cancelled, as the caller's token does (see <see cref="InterruptOnCancel"/>); nothing when it is the caller's.
-    /// </summary>
-    private static CancellationTokenRegistration InterruptOnAttemptCancel(PhysicalConnection physical, CancellationToken attempt, CancellationToken caller)
-        => attempt == caller ? default : InterruptOnCancel(physical, attempt);
 
     private static bool BeginImmediate(PhysicalConnection physical, CommandDeadline deadline, CancellationToken cancellationToken)
         => Synchronously.Result(BeginImmediateCore(physical, deadline, async: false, cancellationToken));
@@ -389,8 +383,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
     /// <summary>
     /// One attempt at a read or a standalone statement, unless the command's deadline has passed. A token of the
-    /// attempt's own (a strategy's) interrupts the statement and ends SQLite's waits for a lock, as the caller's does
-    /// in an asynchronous call. An error the attempt's token caused (see <see cref="IsInterruption"/>) becomes
+    /// attempt's own (a strategy's) interrupts the statement and ends SQLite's waits for a lock (see
+    /// <see cref="AttemptCancellation"/>). An error the attempt's token caused (see <see cref="IsInterruption"/>) becomes
     /// <see cref="OperationCanceledException"/> here, inside the attempt, so that the retry strategy does not count
     /// SQLite's cancelled wait as a transient error.
     /// </summary>
@@ -406,35 +400,23 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         public T Run(CancellationToken cancellationToken)
         {
             deadline.ThrowIfPassed();
-            using var interrupt = InterruptOnAttemptCancel(physical, cancellationToken, caller);
-            var callerWaits = physical.BusyWaitsCancellable;
-            using var either = cancellationToken != caller && cancellationToken.CanBeCanceled
-                ? CancellationTokenSource.CreateLinkedTokenSource(caller, cancellationToken)
-                : null;
-            var attemptWaits = either is not null && MakeBusyWaitsCancellable(physical, command.CommandText, either.Token);
             try
             {
+                using var cancellation = new AttemptCancellation(physical, command.CommandText, cancellationToken, caller);
                 return run(command, behavior);
             }
             catch (SqliteException error) when (IsInterruption(error, cancellationToken))
             {
                 throw Cancelled(error, cancellationToken);
             }
-            finally
-            {
-                if (attemptWaits && callerWaits)
-                {
-                    physical.MakeBusyWaitsCancellable(caller); // as the call had them
-                }
-                else if (attemptWaits)
-                {
-                    physical.EndCancellableBusyWaits();
-                }
-            }
         }
     }
 
-    /// <summary>One attempt at a write outside a transaction: BEGIN IMMEDIATE, run, COMMIT; anything that fails is rolled back whole.</summary>
+    /// <summary>
+    /// One attempt at a write outside a transaction: BEGIN IMMEDIATE, run, COMMIT; anything that fails is rolled back
+    /// whole. A token of the attempt's own ends its waits as for <see cref="StatementAttempt{T}"/>: a rollback-journal
+    /// COMMIT waits for readers in SQLite's busy handler.
+    /// </summary>
     private sealed class WriteAttempt<T>(
         PhysicalConnection physical,
         SqliteCommand command,
@@ -460,9 +442,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
         private T RunBegun(CancellationToken cancellationToken)
         {
-            using var interrupt = InterruptOnAttemptCancel(physical, cancellationToken, caller);
             try
             {
+                using var cancellation = new AttemptCancellation(physical, command.CommandText, cancellationToken, caller);
                 var result = run(command, behavior);
                 if (!keepOpen)
                 {

@@ -1,0 +1,64 @@
+using SqliteSaver.Data.Pooling;
+
+namespace SqliteSaver.Data.Resilience;
+
+/// <summary>
+/// For one attempt that a retry strategy gave a token of its own (a Polly timeout's, say): cancelling that token
+/// interrupts the statement SQLite runs and ends SQLite's waits for a lock in its busy handler, as the caller's token
+/// does in an asynchronous call. Disposing it puts the connection's busy handler back as the call had it. Nothing
+/// changes when the token is the caller's (the built-in strategy's case).
+/// </summary>
+internal ref struct AttemptCancellation
+{
+    private readonly PhysicalConnection _physical;
+    private readonly CancellationToken _caller;
+    private readonly CancellationTokenRegistration _interrupt;
+    private readonly CancellationTokenSource? _either;
+    private readonly bool _callerWaits;
+    private readonly bool _attemptWaits;
+
+    /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not read the busy timeout.</exception>
+    public AttemptCancellation(PhysicalConnection physical, string commandText, CancellationToken attempt, CancellationToken caller)
+    {
+        _physical = physical;
+        _caller = caller;
+        if (attempt == caller || !attempt.CanBeCanceled)
+        {
+            return;
+        }
+
+        _interrupt = Executor.InterruptOnCancel(physical, attempt);
+        _callerWaits = physical.BusyWaitsCancellable;
+        _either = CancellationTokenSource.CreateLinkedTokenSource(caller, attempt);
+        try
+        {
+            _attemptWaits = Executor.MakeBusyWaitsCancellable(physical, commandText, _either.Token);
+        }
+        catch
+        {
+            _either.Dispose();
+            _interrupt.Dispose();
+            throw;
+        }
+    }
+
+    public readonly void Dispose()
+    {
+        try
+        {
+            if (_attemptWaits && _callerWaits)
+            {
+                _physical.MakeBusyWaitsCancellable(_caller); // as the call had them
+            }
+            else if (_attemptWaits)
+            {
+                _physical.EndCancellableBusyWaits();
+            }
+        }
+        finally
+        {
+            _either?.Dispose();
+            _interrupt.Dispose();
+        }
+    }
+}
