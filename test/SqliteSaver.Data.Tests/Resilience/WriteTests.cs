@@ -413,43 +413,21 @@ public class WriteTests : DatabaseTest
     public async Task A_write_waits_for_another_connections_lock_at_most_its_CommandTimeout([Values] bool async)
     {
         // Busy Timeout (5 s) and Retry (5) by default: without the CommandTimeout, 30 s of waiting.
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var holder = HoldWriteLock();
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO t VALUES (1)";
-        command.CommandTimeout = 1;
-        var waited = Stopwatch.StartNew();
+        var (error, waited) = await WriteWithCommandTimeout1AgainstAHeldLock(string.Empty, async);
 
-        var error = async
-            ? await Should.ThrowAsync<SqliteException>(() => command.ExecuteNonQueryAsync())
-            : Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
-
-        waited.Elapsed.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(900));
-        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // well inside the first attempt's Busy Timeout
+        waited.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(900));
+        waited.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // well inside the first attempt's Busy Timeout
         error.SqliteErrorCode.ShouldBe(5);
         error.Message.ShouldContain("whole CommandTimeout of 1 s");
         SaverRetryStrategy.IsTransient(error).ShouldBeFalse(); // its time is spent: no strategy runs it again
     }
 
     [Test]
-    public void A_write_whose_CommandTimeout_ran_out_between_attempts_is_not_tried_again()
+    public async Task A_write_whose_CommandTimeout_ran_out_between_attempts_is_not_tried_again()
     {
-        var connectionString = Folder.ConnectionString("Busy Timeout=300;Retry=20;Base Delay=0.05;Max Delay=0.1");
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var holder = HoldWriteLock();
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO t VALUES (1)";
-        command.CommandTimeout = 1;
-        var waited = Stopwatch.StartNew();
+        var (error, waited) = await WriteWithCommandTimeout1AgainstAHeldLock("Busy Timeout=300;Retry=20;Base Delay=0.05;Max Delay=0.1", async: false);
 
-        var error = Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
-
-        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // 21 attempts of 300 ms would take over 6 s
+        waited.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // 21 attempts of 300 ms would take over 6 s
         error.Message.ShouldContain("whole CommandTimeout of 1 s");
     }
 
@@ -457,21 +435,9 @@ public class WriteTests : DatabaseTest
     public async Task A_write_with_Busy_Timeout_0_is_not_tried_again_once_its_CommandTimeout_ran_out([Values] bool async)
     {
         // Busy Timeout=0 leaves the waiting to the retry policy: 101 attempts 50 ms apart would take over 5 s.
-        var connectionString = Folder.ConnectionString("Busy Timeout=0;Retry=100;Base Delay=0.05;Max Delay=0.05;Jitter=0");
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var holder = HoldWriteLock();
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO t VALUES (1)";
-        command.CommandTimeout = 1;
-        var waited = Stopwatch.StartNew();
+        var (error, waited) = await WriteWithCommandTimeout1AgainstAHeldLock("Busy Timeout=0;Retry=100;Base Delay=0.05;Max Delay=0.05;Jitter=0", async);
 
-        var error = async
-            ? await Should.ThrowAsync<SqliteException>(() => command.ExecuteNonQueryAsync())
-            : Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
-
-        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(3), error.Message); // a read with the same settings stops after 1 s
+        waited.ShouldBeLessThan(TimeSpan.FromSeconds(3), error.Message); // a read with the same settings stops after 1 s
         error.Message.ShouldContain("whole CommandTimeout of 1 s");
         SaverRetryStrategy.IsTransient(error).ShouldBeFalse();
     }
@@ -765,6 +731,29 @@ public class WriteTests : DatabaseTest
     }
 
     private static long ThrowBusy() => throw new SqliteException("SQLite Error 5: 'database is locked'.", 5);
+
+    /// <summary>
+    /// Runs an INSERT with CommandTimeout=1 under <paramref name="keywords"/> while another connection keeps the write
+    /// lock, and returns the error it fails with and how long that took.
+    /// </summary>
+    private async Task<(SqliteException Error, TimeSpan Waited)> WriteWithCommandTimeout1AgainstAHeldLock(string keywords, bool async)
+    {
+        var connectionString = Folder.ConnectionString(keywords);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+        var waited = Stopwatch.StartNew();
+
+        var error = async
+            ? await Should.ThrowAsync<SqliteException>(() => command.ExecuteNonQueryAsync())
+            : Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
+
+        return (error, waited.Elapsed);
+    }
 
     private static List<Exception> RunThreads(int threads, Action<int, int> transaction)
     {
