@@ -79,117 +79,52 @@ public class ProcessTests : CliTest
     [TestCase("TERM")]
     [TestCase("INT")]
     public void Stress_stopped_by_a_signal_still_drops_its_table_and_exits_with_130(string signal)
-    {
-        var path = PathOf();
-        using (var connection = Open(path))
-        {
-            Execute(connection, "CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT)");
-        }
-
-        var start = new ProcessStartInfo("dotnet", [typeof(Program).Assembly.Location,
-            "stress", "--db", path, "--seconds", "120", "--threads", "1", "--processes", "2", "--read-ratio", "0"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        using var tool = Process.Start(start)!;
-        _ = tool.StandardOutput.ReadToEndAsync();
-        var error = tool.StandardError.ReadToEndAsync();
-        try
-        {
-            SpinWait.SpinUntil(() => ChildWritersHaveWritten(path), TimeSpan.FromSeconds(60)).ShouldBeTrue("the child writers did not start writing");
-            using (var kill = Process.Start("kill", ["-" + signal, tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
-            {
-                kill.WaitForExit();
-            }
-
-            tool.WaitForExit(TimeSpan.FromSeconds(30)).ShouldBeTrue("the tool did not stop");
-        }
-        finally
-        {
-            if (!tool.HasExited)
-            {
-                tool.Kill(entireProcessTree: true);
-            }
-        }
-
-        StressRows(path).ShouldBe(-1, "the table saver_stress and its rows were left in the user's database");
-        tool.ExitCode.ShouldBe(130, error.Result);
-        error.Result.ShouldBe($"sqlite-saver stress: interrupted; the table saver_stress was dropped{Environment.NewLine}");
-    }
+        => StressStopsCleanly(signal, group: false, processes: 2, (path, _) => ChildWritersHaveWritten(path), "the child writers writing");
 
     [Test]
     public void Stress_stopped_by_Ctrl_C_at_a_terminal_exits_with_130_although_its_child_writers_get_the_SIGINT_too()
-    {
-        // A terminal's Ctrl-C sends SIGINT to the whole foreground process group, the child writers included (they
-        // are started in the tool's group). setsid gives the tool a group of its own, as a shell's job would have.
-        var path = PathOf();
-        using (var connection = Open(path))
-        {
-            Execute(connection, "CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT)");
-        }
-
-        var start = new ProcessStartInfo("setsid", ["dotnet", typeof(Program).Assembly.Location,
-            "stress", "--db", path, "--seconds", "120", "--threads", "1", "--processes", "2", "--read-ratio", "0"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        using var tool = Process.Start(start)!;
-        _ = tool.StandardOutput.ReadToEndAsync();
-        var error = tool.StandardError.ReadToEndAsync();
-        try
-        {
-            SpinWait.SpinUntil(() => ChildWritersHaveWritten(path), TimeSpan.FromSeconds(60)).ShouldBeTrue("the child writers did not start writing");
-            using (var kill = Process.Start("kill", ["-INT", "--", "-" + tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
-            {
-                kill.WaitForExit();
-                kill.ExitCode.ShouldBe(0, "the tool is not the leader of its own process group");
-            }
-
-            tool.WaitForExit(TimeSpan.FromSeconds(30)).ShouldBeTrue("the tool did not stop");
-        }
-        finally
-        {
-            if (!tool.HasExited)
-            {
-                tool.Kill(entireProcessTree: true);
-            }
-        }
-
-        StressRows(path).ShouldBe(-1, "the table saver_stress and its rows were left in the user's database");
-        tool.ExitCode.ShouldBe(130, error.Result);
-        error.Result.ShouldBe($"sqlite-saver stress: interrupted; the table saver_stress was dropped{Environment.NewLine}");
-    }
+        => StressStopsCleanly("INT", group: true, processes: 2, (path, _) => ChildWritersHaveWritten(path), "the child writers writing");
 
     [Test]
     public void Stress_stopped_by_Ctrl_C_while_its_child_writers_start_exits_with_130()
+        => StressStopsCleanly(
+            "INT",
+            group: true,
+            processes: 4,
+            (path, tool) => ChildrenStarted(tool) && !ChildWritersHaveWritten(path), // "go" comes once all are ready
+            "a child writer started, none writing yet");
+
+    /// <summary>
+    /// Runs stress for up to 120 s on a database with a table of the user's, sends it SIG<paramref name="signal"/> once
+    /// <paramref name="ready"/> holds (for the path and the tool's process id), and checks that it stopped, dropped its
+    /// table and exited with 130. With <paramref name="group"/> the signal goes to the tool's whole process group, as a
+    /// terminal's Ctrl-C does, the child writers included (setsid gives the tool a group of its own, as a shell's job
+    /// has).
+    /// </summary>
+    private void StressStopsCleanly(string signal, bool group, int processes, Func<string, int, bool> ready, string waitingFor)
     {
-        // As the test above, but the Ctrl-C comes while the child writers are starting: the tool sends "go" only once
-        // every child has opened its pool and printed "ready", and a child handles SIGINT only after "go".
         var path = PathOf();
         using (var connection = Open(path))
         {
             Execute(connection, "CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT)");
         }
 
-        var start = new ProcessStartInfo("setsid", ["dotnet", typeof(Program).Assembly.Location,
-            "stress", "--db", path, "--seconds", "120", "--threads", "1", "--processes", "4", "--read-ratio", "0"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
+        string[] stress = [typeof(Program).Assembly.Location, "stress", "--db", path, "--seconds", "120", "--threads", "1",
+            "--processes", processes.ToString(System.Globalization.CultureInfo.InvariantCulture), "--read-ratio", "0"];
+        var start = group ? new ProcessStartInfo("setsid", ["dotnet", .. stress]) : new ProcessStartInfo("dotnet", stress);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
         using var tool = Process.Start(start)!;
         _ = tool.StandardOutput.ReadToEndAsync();
         var error = tool.StandardError.ReadToEndAsync();
         try
         {
-            SpinWait.SpinUntil(() => ChildrenStarted(tool.Id), TimeSpan.FromSeconds(60)).ShouldBeTrue("no child writer started");
-            ChildWritersHaveWritten(path).ShouldBeFalse("the child writers were writing already");
-            using (var kill = Process.Start("kill", ["-INT", "--", "-" + tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+            SpinWait.SpinUntil(() => ready(path, tool.Id), TimeSpan.FromSeconds(60)).ShouldBeTrue($"waited in vain for {waitingFor}");
+            var id = tool.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            using (var kill = Process.Start("kill", group ? ["-" + signal, "--", "-" + id] : ["-" + signal, id])!)
             {
                 kill.WaitForExit();
-                kill.ExitCode.ShouldBe(0, "the tool is not the leader of its own process group");
+                kill.ExitCode.ShouldBe(0, "kill could not signal the tool (or, with group, the tool leads no process group)");
             }
 
             tool.WaitForExit(TimeSpan.FromSeconds(60)).ShouldBeTrue("the tool did not stop");
