@@ -265,7 +265,12 @@ public class ProcessTests : CliTest
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
-        process.WaitForExit(TimeSpan.FromSeconds(60)).ShouldBeTrue();
+        if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
+        {
+            process.Kill(entireProcessTree: true); // no orphan holds the test's files
+            throw new TimeoutException("The tool did not exit within 60 s.");
+        }
+
         return (process.ExitCode, output.Result, error.Result);
     }
 }
