@@ -412,7 +412,7 @@ public sealed class SaverDbConnection : DbConnection
         try
         {
             return Executor.Strategy.Execute(
-                static (state, _) => state.Connection.RunOnce(state.Work, state.Deferred),
+                static (state, token) => state.Connection.RunOnce(state.Work, state.Deferred, token),
                 (Connection: this, Work: work, Deferred: new StrongBox<bool>(deferred)),
                 CancellationToken.None);
         }
@@ -602,7 +602,7 @@ public sealed class SaverDbConnection : DbConnection
         }
         else
         {
-            Executor.Begin(physical, deferred, retry, Options.DefaultTimeout);
+            Executor.Begin(physical, deferred, retry, Options.DefaultTimeout, cancellationToken);
         }
 
         return Transaction = new SaverDbTransaction(this, physical);
@@ -643,11 +643,12 @@ public sealed class SaverDbConnection : DbConnection
     /// attempt whose own transaction meets SQLITE_BUSY or SQLITE_LOCKED (see <see cref="MetBusyItself"/>) sets
     /// <paramref name="deferred"/> to false, so the next attempt takes the write lock up front.
     /// </summary>
-    private T RunOnce<T>(Func<SaverDbTransaction, T> work, StrongBox<bool> deferred)
+    private T RunOnce<T>(Func<SaverDbTransaction, T> work, StrongBox<bool> deferred, CancellationToken cancellationToken)
     {
         try
         {
-            using var transaction = BeginTransaction(IsolationLevel.Serializable, deferred.Value, retry: false);
+            // The strategy's token for the attempt (a Polly timeout's): it ends the BEGIN's waits, as in RunOnceAsync.
+            using var transaction = Synchronously.Result(BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: false, cancellationToken));
             T result;
             try
             {

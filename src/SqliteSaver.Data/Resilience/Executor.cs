@@ -85,10 +85,12 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>
     /// Begins a transaction. An IMMEDIATE one first passes the write gate, and with <paramref name="retry"/> its
     /// <c>BEGIN IMMEDIATE</c> is retried by the strategy while the write lock is busy; it waits for the lock at most
-    /// <paramref name="timeoutSeconds"/> in all, as a command waits its CommandTimeout.
+    /// <paramref name="timeoutSeconds"/> in all, as a command waits its CommandTimeout. A synchronous call has a
+    /// token only from a retry strategy, for an attempt of a unit of work; it ends the waits, blocking as they are.
     /// </summary>
-    public void Begin(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds)
-        => Synchronously.Wait(BeginCore(physical, deferred, retry, timeoutSeconds, async: false, CancellationToken.None));
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public void Begin(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
+        => Synchronously.Wait(BeginCore(physical, deferred, retry, timeoutSeconds, async: false, cancellationToken));
 
     /// <summary>The asynchronous form of <see cref="Begin"/>, cancellable while it waits.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
@@ -255,7 +257,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
                     break;
                 default:
-                    BeginImmediate(physical, deadline, CancellationToken.None);
+                    BeginImmediate(physical, deadline, cancellationToken); // a strategy's, for a unit of work's attempt
                     break;
             }
         }
