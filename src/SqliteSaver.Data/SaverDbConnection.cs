@@ -661,7 +661,8 @@ public sealed class SaverDbConnection : DbConnection
 
             if (!transaction.IsCompleted)
             {
-                transaction.Commit();
+                // CommitAsync completes synchronously; with the attempt's token its waits for readers end as in RunOnceAsync.
+                Synchronously.Wait(new ValueTask(transaction.CommitAsync(cancellationToken)));
             }
 
             return result;

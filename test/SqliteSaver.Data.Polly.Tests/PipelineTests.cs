@@ -152,6 +152,43 @@ public class PipelineTests
     }
 
     [Test]
+    public void A_timeout_in_the_pipeline_ends_a_synchronous_unit_of_works_rollback_journal_commit_waiting_for_a_reader()
+    {
+        // As for a standalone write (and for RunInTransactionAsync, which commits with the attempt's token): the
+        // COMMIT of a unit of work waits in SQLite's busy handler for the reader; the attempt's token should end it.
+        var path = Path.Combine(_folder, "rollback.db");
+        var connectionString = $"Data Source={path};Journal Mode=Delete;Busy Timeout=5000;Write Gate=false";
+        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseResiliencePipeline(pipeline).Build();
+        using var connection = dataSource.OpenConnection();
+        using (var create = connection.CreateCommand())
+        {
+            create.CommandText = "CREATE TABLE r (x)";
+            create.ExecuteNonQuery();
+        }
+
+        using var reader = new SqliteConnection($"Data Source={path};Pooling=False");
+        reader.Open();
+        using (var read = reader.CreateCommand())
+        {
+            read.CommandText = "BEGIN; SELECT count(*) FROM r;"; // holds a SHARED lock until the transaction ends
+            read.ExecuteScalar();
+        }
+
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var exception = Should.Throw<Exception>(() => connection.RunInTransaction(_ =>
+        {
+            using var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO r VALUES (1)";
+            insert.ExecuteNonQuery();
+        }));
+        waited.Stop();
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2), "the pipeline's timeout is 200 ms; the COMMIT would wait 5 s");
+    }
+
+    [Test]
     public async Task A_timeout_in_the_pipeline_interrupts_a_long_query()
     {
         // The pipeline hands each attempt a token that its timeout cancels; Microsoft.Data.Sqlite interrupts a query
