@@ -137,13 +137,7 @@ public class PipelineTests
         var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
         using var dataSource = new SaverDataSourceBuilder(connectionString).UseResiliencePipeline(pipeline).Build();
         using var connection = dataSource.OpenConnection();
-        using var holder = new SqliteConnection($"Data Source={Path.Combine(_folder, "polly.db")};Pooling=False");
-        holder.Open();
-        using (var begin = holder.CreateCommand())
-        {
-            begin.CommandText = "BEGIN IMMEDIATE";
-            begin.ExecuteNonQuery();
-        }
+        using var holder = HoldWriteLock();
 
         var waited = System.Diagnostics.Stopwatch.StartNew();
         Should.Throw<global::Polly.Timeout.TimeoutRejectedException>(() => connection.RunInTransaction(_ => { }));
@@ -228,13 +222,7 @@ public class PipelineTests
         await using var connection = await dataSource.OpenConnectionAsync();
         await using var command = connection.CreateCommand();
         command.CommandText = "PRAGMA user_version = 7";
-        using var holder = new SqliteConnection($"Data Source={Path.Combine(_folder, "polly.db")};Pooling=False");
-        holder.Open();
-        using (var begin = holder.CreateCommand())
-        {
-            begin.CommandText = "BEGIN IMMEDIATE";
-            begin.ExecuteNonQuery();
-        }
+        using var holder = HoldWriteLock();
 
         var waited = System.Diagnostics.Stopwatch.StartNew();
         var exception = async
