@@ -87,42 +87,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// the transaction stays open.
     /// </exception>
     public override Task CommitAsync(CancellationToken cancellationToken = default)
-    {
-        if (cancellationToken.IsCancellationRequested)
-        {
-            return Task.FromCanceled(cancellationToken);
-        }
-
-        try
-        {
-            ThrowIfCompleted(nameof(Commit));
-            ThrowIfEndedBySqlite(nameof(Commit));
-            var cancellable = _physical.MakeBusyWaitsCancellable(cancellationToken);
-            try
-            {
-                FinishReaders();
-                _physical.Commit();
-            }
-            catch (SqliteException error) when (Executor.IsInterruption(error, cancellationToken))
-            {
-                return Task.FromCanceled(cancellationToken);
-            }
-            finally
-            {
-                if (cancellable)
-                {
-                    _physical.EndCancellableBusyWaits();
-                }
-            }
-
-            Complete();
-            return Task.CompletedTask;
-        }
-        catch (Exception exception)
-        {
-            return Task.FromException(exception);
-        }
-    }
+        => RunWithCancellableWaits(static (transaction, _) => transaction.Commit(), 0, cancellationToken);
 
     /// <summary>Rolls the transaction back, after the statements its open readers have not reached (their errors are ignored).</summary>
     /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
@@ -178,7 +143,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <returns>A task that completes when the savepoint is set.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public override Task SaveAsync(string savepointName, CancellationToken cancellationToken = default)
-        => RunSavepointAsync(nameof(Save), "SAVEPOINT ", savepointName, cancellationToken);
+        => RunWithCancellableWaits(static (transaction, name) => transaction.Save(name), savepointName, cancellationToken);
 
     /// <summary>
     /// Undoes what the transaction did since the savepoint was set (<c>ROLLBACK TO SAVEPOINT "name"</c>), and the
@@ -222,7 +187,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <returns>A task that completes when the savepoint is released.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public override Task ReleaseAsync(string savepointName, CancellationToken cancellationToken = default)
-        => RunSavepointAsync(nameof(Release), "RELEASE SAVEPOINT ", savepointName, cancellationToken);
+        => RunWithCancellableWaits(static (transaction, name) => transaction.Release(name), savepointName, cancellationToken);
 
     /// <summary>
     /// Remembers that a statement of a batch run in the transaction failed when its reader closed: the batch is not
@@ -340,10 +305,11 @@ public sealed class SaverDbTransaction : DbTransaction
     }
 
     /// <summary>
-    /// <see cref="RunSavepoint"/> for <see cref="SaveAsync"/> and <see cref="ReleaseAsync"/>, with SQLite's waits for a
-    /// lock ended by <paramref name="cancellationToken"/>, as <see cref="CommitAsync"/> has them.
+    /// Runs <paramref name="run"/> (<see cref="Commit"/>, <see cref="Save"/> or <see cref="Release"/>) for its
+    /// asynchronous form, with SQLite's waits for a lock ended by <paramref name="cancellationToken"/>: the task is
+    /// cancelled when the token ended a wait, and faulted with anything else <paramref name="run"/> throws.
     /// </summary>
-    private Task RunSavepointAsync(string operation, string statement, string savepointName, CancellationToken cancellationToken)
+    private Task RunWithCancellableWaits<TState>(Action<SaverDbTransaction, TState> run, TState state, CancellationToken cancellationToken)
     {
         if (cancellationToken.IsCancellationRequested)
         {
@@ -355,7 +321,7 @@ public sealed class SaverDbTransaction : DbTransaction
             var cancellable = !_completed && _physical.MakeBusyWaitsCancellable(cancellationToken);
             try
             {
-                RunSavepoint(operation, statement, savepointName);
+                run(this, state);
             }
             catch (SqliteException error) when (Executor.IsInterruption(error, cancellationToken))
             {
