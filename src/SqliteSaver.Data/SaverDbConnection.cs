@@ -26,9 +26,6 @@ public sealed class SaverDbConnection : DbConnection
     private static readonly StateChangeEventArgs Opened = new(ConnectionState.Closed, ConnectionState.Open);
     private static readonly StateChangeEventArgs Closed = new(ConnectionState.Open, ConnectionState.Closed);
 
-    /// <summary>SQLITE_BUSY_SNAPSHOT: a write in a read transaction whose snapshot another connection's commit made stale.</summary>
-    private const int BusySnapshot = 517;
-
     // A SqliteConnection, even unopened, initializes SQLitePCLRaw's provider before the version is asked.
     private static readonly Lazy<string> Version = new(() => new SqliteConnection().ServerVersion);
 
@@ -682,7 +679,7 @@ public sealed class SaverDbConnection : DbConnection
     /// through, say) keeps it deferred: an IMMEDIATE attempt would hold the write gate that connection waits for.
     /// </summary>
     private bool MetBusyItself(SqliteException error)
-        => error.SqliteExtendedErrorCode == BusySnapshot || ReferenceEquals(error, _physical?.BusyInTransaction);
+        => error.SqliteExtendedErrorCode == Executor.BusySnapshot || ReferenceEquals(error, _physical?.BusyInTransaction);
 
     private async ValueTask<T> RunOnceAsync<T>(Func<SaverDbTransaction, CancellationToken, Task<T>> work, StrongBox<bool> deferred, CancellationToken cancellationToken)
     {

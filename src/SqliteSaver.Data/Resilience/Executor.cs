@@ -17,7 +17,7 @@ namespace SqliteSaver.Data.Resilience;
 internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Telemetry telemetry)
 {
     /// <summary>SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY's extended code for a read transaction too old to write in.</summary>
-    private const int BusySnapshot = 517;
+    public const int BusySnapshot = 517;
 
     private readonly CommandClassifier _classifier = new();
 
