@@ -112,7 +112,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var deadline = CommandDeadline.Start(timeoutSeconds);
         using var interrupt = InterruptOnCancel(physical, cancellationToken);
         var text = command.CommandText;
         var cancellableWaits = false;
@@ -145,6 +144,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 }
             }
 
+            // Started here, not above: a statement in the caller's transaction waits under Busy Timeout alone.
+            var deadline = CommandDeadline.Start(timeoutSeconds);
             physical.MayHoldTempObjects |= kind != CommandKind.Read;
             physical.MayHoldAttachments |= kind is CommandKind.Standalone or CommandKind.Unprotected;
             switch (kind)
