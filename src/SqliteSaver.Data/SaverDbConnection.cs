@@ -644,16 +644,23 @@ public sealed class SaverDbConnection : DbConnection
     {
         try
         {
-            // The strategy's token for the attempt (a Polly timeout's): it ends the BEGIN's waits, as in RunOnceAsync.
+            // The strategy's token for the attempt (a Polly timeout's): it ends the BEGIN's waits, as in RunOnceAsync,
+            // and those of the statements of the unit of work, whose delegate takes no token.
             using var transaction = Synchronously.Result(BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: false, cancellationToken));
+            var physical = _physical!;
             T result;
             try
             {
+                physical.UnitOfWorkAttempt = cancellationToken;
                 result = work(transaction);
             }
             catch (Exception error) when (transaction.IsCompleted && SaverRetryStrategy.IsTransient(error))
             {
                 throw EndedByWork(error);
+            }
+            finally
+            {
+                physical.UnitOfWorkAttempt = default;
             }
 
             if (!transaction.IsCompleted)

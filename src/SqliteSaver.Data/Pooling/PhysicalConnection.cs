@@ -147,6 +147,13 @@ internal sealed partial class PhysicalConnection : IDisposable
     public SqliteException? BusyInTransaction { get; set; }
 
     /// <summary>
+    /// The token a retry strategy gave the current attempt of a synchronous unit of work
+    /// (<see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/>), whose delegate takes none:
+    /// the statements it runs in its transaction end with it, as its BEGIN and COMMIT do. None otherwise.
+    /// </summary>
+    public CancellationToken UnitOfWorkAttempt { get; set; }
+
+    /// <summary>
     /// SQLite's error when it last refused to roll back and left the transaction open (an I/O error, or an interrupt
     /// that stays pending while another statement of the connection is active); <see langword="null"/> once a
     /// rollback succeeds. Until then the connection keeps the write gate and runs no command: a command would join
@@ -454,6 +461,7 @@ internal sealed partial class PhysicalConnection : IDisposable
 
         Used = false;
         WriteOpenForReader = false;
+        UnitOfWorkAttempt = default;
         BusyTimeoutMayHaveChanged |= InnerExposed;
         var innerExposed = InnerExposed;
         InnerExposed = false;

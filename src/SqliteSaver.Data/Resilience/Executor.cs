@@ -133,15 +133,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 // gate is held for a transaction SQLite ended) or in it (a batch such as "COMMIT; ATTACH ...").
                 physical.MayHoldTempObjects = true;
                 physical.MayHoldAttachments |= !physical.InTransaction || kind == CommandKind.Unprotected;
-                try
-                {
-                    return (run(command, behavior), false);
-                }
-                catch (SqliteException error) when (SaverRetryStrategy.IsTransient(error))
-                {
-                    physical.BusyInTransaction = error;
-                    throw;
-                }
+                return (RunInCallersTransaction(physical, command, run, behavior, cancellationToken), false);
             }
 
             // Started here, not above: a statement in the caller's transaction waits under Busy Timeout alone.
@@ -192,6 +184,36 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             {
                 physical.EndCancellableBusyWaits();
             }
+        }
+    }
+
+    /// <summary>
+    /// Runs a statement of the caller's transaction as it is. In a synchronous unit of work the attempt's token (see
+    /// <see cref="PhysicalConnection.UnitOfWorkAttempt"/>) interrupts it and ends its waits for a lock, as
+    /// <see cref="StatementAttempt{T}"/> has it. A busy error is noted for the unit of work (see
+    /// <see cref="PhysicalConnection.BusyInTransaction"/>).
+    /// </summary>
+    private static T RunInCallersTransaction<T>(
+        PhysicalConnection physical,
+        SqliteCommand command,
+        Func<SqliteCommand, CommandBehavior, T> run,
+        CommandBehavior behavior,
+        CancellationToken caller)
+    {
+        var attempt = physical.UnitOfWorkAttempt;
+        try
+        {
+            using var cancellation = new AttemptCancellation(physical, command.CommandText, attempt, caller);
+            return run(command, behavior);
+        }
+        catch (SqliteException error) when (IsInterruption(error, attempt))
+        {
+            throw Cancelled(error, attempt);
+        }
+        catch (SqliteException error) when (SaverRetryStrategy.IsTransient(error))
+        {
+            physical.BusyInTransaction = error;
+            throw;
         }
     }
 
