@@ -1124,6 +1124,39 @@ public class ConnectionTests : DatabaseTest
         dataSource.Statistics.Idle.ShouldBe(1);
     }
 
+    [Test]
+    public async Task A_reader_with_CloseConnection_whose_command_fails_returns_the_connection_as_with_MDS(
+        [Values] bool async,
+        [Values("INSERT INTO t VALUES (1)", "SELECT abs(-9223372036854775807 - 1)")] string sql)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+
+        // As in a helper that opens a connection and returns ExecuteReader(CloseConnection): when the command fails
+        // there is no reader, so nothing but the reader's own failure can give the connection back.
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+
+        await Should.ThrowAsync<SqliteException>(async () =>
+        {
+            if (async)
+            {
+                _ = await command.ExecuteReaderAsync(CommandBehavior.CloseConnection);
+            }
+            else
+            {
+                _ = command.ExecuteReader(CommandBehavior.CloseConnection);
+            }
+        });
+
+        // Microsoft.Data.Sqlite's reader closes the connection when the statement it runs first fails.
+        connection.State.ShouldBe(ConnectionState.Closed);
+        dataSource.Statistics.InUse.ShouldBe(0);
+    }
+
     internal static object? Pragma(SaverDbConnection connection, string name) => Scalar(connection, "PRAGMA " + name);
 
     internal static object? Scalar(SaverDbConnection connection, string sql)
