@@ -357,6 +357,26 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public void Filling_a_temporary_table_does_not_wait_for_the_databases_write_lock_as_with_MDS([Values] bool heldInThisProcess)
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=1;Busy Timeout=200;Retry=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2)");
+        using var holder = heldInThisProcess ? null : HoldWriteLock();
+        using var writer = new SaverDbConnection(connectionString);
+        writer.Open();
+        using var transaction = heldInThisProcess ? writer.BeginTransaction() : null;
+        using var reporter = new SaverDbConnection(connectionString);
+        reporter.Open();
+
+        // A report that gathers keys in a temporary table writes only to the connection's own temp database, which no
+        // other connection can lock: Microsoft.Data.Sqlite runs these at once while another connection writes.
+        ConnectionTests.Exec(reporter, "CREATE TEMP TABLE ids (id INTEGER)");
+        ConnectionTests.Exec(reporter, "INSERT INTO temp.ids SELECT id FROM t").ShouldBe(2);
+
+        ConnectionTests.Scalar(reporter, "SELECT count(*) FROM temp.ids").ShouldBe(2L);
+    }
+
+    [Test]
     public void The_backoff_schedule_of_a_real_write_is_the_policys_on_a_fake_clock()
     {
         var time = new FakeTimeProvider();
