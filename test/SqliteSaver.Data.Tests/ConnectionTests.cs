@@ -1,4 +1,5 @@
 using System.Data;
+using System.Data.Common;
 using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
@@ -1049,6 +1050,24 @@ public class ConnectionTests : DatabaseTest
         command.Transaction = transaction;
         Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()).Message.ShouldContain("another connection");
         Should.Throw<ArgumentOutOfRangeException>(() => other.BeginTransaction(IsolationLevel.Snapshot));
+    }
+
+    [Test]
+    public void A_command_created_while_a_transaction_is_open_carries_that_transaction_as_with_MDS()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var transaction = connection.BeginTransaction();
+
+        // Microsoft.Data.Sqlite's CreateCommand sets the command's Transaction to the connection's open one, and code
+        // written against it reads it back (to commit through it, or to pass it on to a helper's command).
+        using var command = connection.CreateCommand();
+        using var throughBase = ((DbConnection)connection).CreateCommand();
+
+        command.Transaction.ShouldBeSameAs(transaction);
+        throughBase.Transaction.ShouldBeSameAs(transaction);
     }
 
     [TestCase(false)]
