@@ -223,6 +223,7 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbParameter CreateDbParameter() => CreateParameter();
 
     /// <inheritdoc />
+    /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
@@ -232,6 +233,11 @@ public sealed class SaverDbCommand : DbCommand
             var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
             return WrapReader(connection, physical, command, reader, open, behavior);
         }
+        catch when (behavior.HasFlag(CommandBehavior.CloseConnection))
+        {
+            connection.Close(); // no reader is left to close it (Microsoft.Data.Sqlite's reader closes it as it fails)
+            throw;
+        }
         finally
         {
             EndRunning();
@@ -239,6 +245,7 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <inheritdoc />
+    /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
@@ -249,6 +256,11 @@ public sealed class SaverDbCommand : DbCommand
                 .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
                 .ConfigureAwait(false);
             return WrapReader(connection, physical, command, reader, open, behavior);
+        }
+        catch when (behavior.HasFlag(CommandBehavior.CloseConnection))
+        {
+            connection.Close();
+            throw;
         }
         finally
         {

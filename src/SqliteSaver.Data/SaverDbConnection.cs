@@ -293,9 +293,9 @@ public sealed class SaverDbConnection : DbConnection
     public override void ChangeDatabase(string databaseName)
         => throw new NotSupportedException("SQLite has one main database per connection; use ATTACH DATABASE to reach another file.");
 
-    /// <summary>Creates a command on this connection.</summary>
+    /// <summary>Creates a command on this connection, in its open transaction if it has one (as Microsoft.Data.Sqlite does).</summary>
     /// <returns>A new command.</returns>
-    public new SaverDbCommand CreateCommand() => new() { Connection = this };
+    public new SaverDbCommand CreateCommand() => new() { Connection = this, Transaction = Transaction };
 
     /// <inheritdoc cref="SqliteConnection.GetSchema()"/>
     /// <remarks>On a closed connection it answers as a closed <see cref="SqliteConnection"/> does.</remarks>

@@ -119,7 +119,7 @@ internal sealed class PooledDataReader(
     private void FinishInTransaction()
     {
         if (transaction is null || transaction.IsCompleted || inner.IsClosed
-            || connection.Executor.Classify(physical, commandText) != CommandKind.Write)
+            || connection.Executor.Classify(physical, commandText) is not (CommandKind.Write or CommandKind.TempWrite))
         {
             return;
         }
@@ -218,7 +218,7 @@ internal sealed class PooledDataReader(
     /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
     public void FinishBeforeTransactionEnds(bool commit)
     {
-        if (_closed || inner.IsClosed || connection.Executor.Classify(physical, commandText) != CommandKind.Write)
+        if (_closed || inner.IsClosed || connection.Executor.Classify(physical, commandText) is not (CommandKind.Write or CommandKind.TempWrite))
         {
             return;
         }

@@ -6,7 +6,7 @@ namespace SqliteSaver.Data.Resilience;
 
 /// <summary>
 /// Classifies command text by preparing each of its statements once (without running them) and asking SQLite
-/// whether it writes. Results are cached per data source by text; text whose statements cannot all be prepared yet
+/// whether it writes, and where (see <see cref="WritesOnlyTemp"/>). Results are cached per data source by text; text whose statements cannot all be prepared yet
 /// (a batch that creates a table and then uses it) is classified by its first statements and not cached, nor is
 /// text whose only writes may be hidden by the schema of the moment (see <see cref="MayWriteLater"/>). A PRAGMA is
 /// not prepared: SQLite applies many settings as it compiles them, before the command runs or even if it never does.
@@ -42,6 +42,7 @@ internal sealed class CommandClassifier
         ReadOnlySpan<byte> remaining = Encoding.UTF8.GetBytes(sql);
         var statements = 0;
         var writes = false;
+        var tempWrites = false;
         var standalone = false;
         complete = true;
 
@@ -79,6 +80,10 @@ internal sealed class CommandClassifier
                 {
                     standalone = true;
                 }
+                else if (raw.sqlite3_stmt_readonly(statement) == 0 && WritesOnlyTemp(db, text))
+                {
+                    tempWrites = true;
+                }
                 else if (raw.sqlite3_stmt_readonly(statement) == 0)
                 {
                     writes = true;
@@ -94,7 +99,43 @@ internal sealed class CommandClassifier
 
         return standalone
             ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
-            : writes ? CommandKind.Write : CommandKind.Read;
+            : writes ? CommandKind.Write : tempWrites ? CommandKind.TempWrite : CommandKind.Read;
+    }
+
+    /// <summary>
+    /// Whether a statement that writes begins write transactions on the temp database alone (schema 1), as its
+    /// <c>EXPLAIN</c> program's <c>Transaction</c> instructions show (P1 the schema, P2 non-zero for a write; those of
+    /// triggers it fires are among them): it then needs no lock another connection can hold.
+    /// </summary>
+    private static bool WritesOnlyTemp(sqlite3 db, ReadOnlySpan<byte> statement)
+    {
+        var explain = new byte[8 + statement.Length];
+        "EXPLAIN "u8.CopyTo(explain);
+        statement.CopyTo(explain.AsSpan(8));
+        if (raw.sqlite3_prepare_v2(db, explain, out var program, out _) != raw.SQLITE_OK)
+        {
+            program.Dispose();
+            return false;
+        }
+
+        using (program)
+        {
+            var temp = false;
+            while (raw.sqlite3_step(program) == raw.SQLITE_ROW)
+            {
+                if (raw.sqlite3_column_text(program, 1).utf8_to_string() == "Transaction" && raw.sqlite3_column_int(program, 3) != 0)
+                {
+                    if (raw.sqlite3_column_int(program, 2) != 1)
+                    {
+                        return false;
+                    }
+
+                    temp = true;
+                }
+            }
+
+            return temp;
+        }
     }
 
     /// <summary>

@@ -9,6 +9,13 @@ internal enum CommandKind
     /// <summary>Writes: run inside a transaction of the library's own (gate, BEGIN IMMEDIATE, COMMIT), so a failed attempt is rolled back whole and can run again.</summary>
     Write,
 
+    /// <summary>
+    /// Writes only to the connection's own temp database (temporary tables), which no other connection can lock: run
+    /// inside a deferred transaction of the library's own, without the write gate, so a failed attempt is rolled back
+    /// whole and can run again.
+    /// </summary>
+    TempWrite,
+
     /// <summary>One statement that must not run inside a transaction (BEGIN, COMMIT, VACUUM, PRAGMA, ATTACH, ...): run as it is; SQLite undoes a failed statement, so it can run again.</summary>
     Standalone,
 

@@ -151,8 +151,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     return (run(command, behavior), false);
             }
 
-            await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
-            var attempt = new WriteAttempt<T>(physical, command, run, behavior, keepOpen, deadline, cancellationToken);
+            var temp = kind == CommandKind.TempWrite;
+            if (!temp)
+            {
+                await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
+            }
+
+            var attempt = new WriteAttempt<T>(physical, command, run, behavior, keepOpen, temp, deadline, cancellationToken);
             try
             {
                 var result = async
@@ -438,8 +443,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     }
 
     /// <summary>
-    /// One attempt at a write outside a transaction: BEGIN IMMEDIATE, run, COMMIT; anything that fails is rolled back
-    /// whole. A token of the attempt's own ends its waits as for <see cref="StatementAttempt{T}"/>: a rollback-journal
+    /// One attempt at a write outside a transaction: BEGIN IMMEDIATE (BEGIN for one that writes only to the temp
+    /// database, see <see cref="CommandKind.TempWrite"/>), run, COMMIT; anything that fails is rolled back whole. A token of the attempt's own ends its waits as for <see cref="StatementAttempt{T}"/>: a rollback-journal
     /// COMMIT waits for readers in SQLite's busy handler.
     /// </summary>
     private sealed class WriteAttempt<T>(
@@ -448,18 +453,32 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
+        bool temp,
         CommandDeadline deadline,
         CancellationToken caller)
     {
         public T Run(CancellationToken cancellationToken)
         {
             physical.RetryFailedRollback(leaveGate: false); // an earlier attempt's, before this one begins
-            BeginImmediate(physical, deadline, cancellationToken);
+            if (temp)
+            {
+                SqliteException.ThrowExceptionForRC(physical.TryBegin(deferred: true), physical.Handle);
+            }
+            else
+            {
+                BeginImmediate(physical, deadline, cancellationToken);
+            }
+
             return RunBegun(cancellationToken);
         }
 
         public async ValueTask<T> RunAsync(CancellationToken cancellationToken)
         {
+            if (temp)
+            {
+                return Run(cancellationToken); // nothing to wait for
+            }
+
             physical.RetryFailedRollback(leaveGate: false);
             await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
             return RunBegun(cancellationToken);

@@ -49,6 +49,38 @@ public class CommandClassifierTests
         new CommandClassifier().Classify(_connection.Handle!, sql).ToString().ShouldBe(expected);
     }
 
+    [TestCase("CREATE TEMP TABLE u (y)", "TempWrite")]
+    [TestCase("INSERT INTO temp.tt SELECT x FROM t", "TempWrite")]
+    [TestCase("SELECT count(*) FROM t; DELETE FROM tt; INSERT INTO tt VALUES (1) RETURNING y", "TempWrite")]
+    [TestCase("DROP TABLE tt", "TempWrite")]
+    [TestCase("CREATE TEMP TRIGGER tr AFTER INSERT ON tt BEGIN INSERT INTO main.t VALUES (new.y); END", "TempWrite")]
+    [TestCase("INSERT INTO tt VALUES (1); INSERT INTO t VALUES (1)", "Write")]
+    [TestCase("INSERT INTO t SELECT y FROM tt", "Write")]
+    // The INSERT cannot be prepared before the table exists: the batch counts as a write.
+    [TestCase("CREATE TEMP TABLE u (y); INSERT INTO u VALUES (1)", "Write")]
+    public void Commands_writing_only_temporary_tables_are_told_apart(string sql, string expected)
+    {
+        using (var command = _connection.CreateCommand())
+        {
+            command.CommandText = "CREATE TEMP TABLE tt (y)";
+            command.ExecuteNonQuery();
+        }
+
+        new CommandClassifier().Classify(_connection.Handle!, sql).ToString().ShouldBe(expected);
+    }
+
+    [Test]
+    public void A_write_to_a_temporary_table_whose_trigger_writes_the_database_is_a_write()
+    {
+        using (var command = _connection.CreateCommand())
+        {
+            command.CommandText = "CREATE TEMP TABLE tt (y); CREATE TEMP TRIGGER tr AFTER INSERT ON tt BEGIN INSERT INTO main.t VALUES (new.y); END";
+            command.ExecuteNonQuery();
+        }
+
+        new CommandClassifier().Classify(_connection.Handle!, "INSERT INTO tt VALUES (1)").ShouldBe(CommandKind.Write);
+    }
+
     [Test]
     public void Classifying_a_PRAGMA_does_not_apply_it()
     {
