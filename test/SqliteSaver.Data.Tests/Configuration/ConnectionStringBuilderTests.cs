@@ -118,6 +118,17 @@ public class ConnectionStringBuilderTests
     }
 
     [Test]
+    public void The_BusyTimeout_property_refuses_a_negative_time_and_keeps_a_tiny_positive_one_positive()
+    {
+        // As the properties in seconds do: Pool Timeout refuses -0.5 ms, and a tiny positive time stays positive.
+        Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { PoolTimeout = TimeSpan.FromMilliseconds(-0.5) });
+
+        Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { BusyTimeout = TimeSpan.FromMilliseconds(-0.5) })
+            .ParamName.ShouldBe("Busy Timeout");
+        new SaverConnectionStringBuilder { BusyTimeout = TimeSpan.FromMilliseconds(0.5) }.BusyTimeout.ShouldBeGreaterThan(TimeSpan.Zero); // 0 is no wait at all
+    }
+
+    [Test]
     public void Setting_null_removes_a_keyword()
     {
         var builder = new SaverConnectionStringBuilder("Max Pool Size=4") { ["MaxPoolSize"] = null };
