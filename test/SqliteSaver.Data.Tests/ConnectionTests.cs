@@ -919,6 +919,28 @@ public class ConnectionTests : DatabaseTest
         second.Executor.Gate.ShouldNotBeSameAs(first.Executor.Gate);
     }
 
+    [TestCase("//")] // "file:" + a folder that ends in a separator + "/test.db"
+    [TestCase("/./")]
+    [TestCase("/../{0}/")]
+    public void A_file_uri_spelling_the_path_of_a_file_another_way_shares_that_files_write_gate(string separator)
+    {
+        var folder = Path.GetFileName(Folder.Path);
+        var uri = "file:" + Folder.Path + string.Format(System.Globalization.CultureInfo.InvariantCulture, separator, folder) + "test.db";
+        using var plain = SaverDataSource.Create(Folder.ConnectionString());
+        using var byUri = SaverDataSource.Create($"Data Source={uri}");
+        using (var connection = byUri.OpenConnection())
+        {
+            Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        }
+
+        using (var connection = plain.OpenConnection())
+        {
+            Scalar(connection, "SELECT x FROM t").ShouldBe(1L); // one file
+        }
+
+        byUri.Executor.Gate.ShouldBeSameAs(plain.Executor.Gate); // so its writers queue with the file's other writers
+    }
+
     [Test]
     public void The_write_gate_of_a_database_is_let_go_when_no_data_source_on_it_is_left()
     {
