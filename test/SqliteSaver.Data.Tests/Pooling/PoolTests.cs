@@ -304,6 +304,36 @@ public class PoolTests : DatabaseTest
     }
 
     [Test]
+    public void Without_pooling_more_connections_than_the_default_Max_Pool_Size_open_as_with_Microsoft_Data_Sqlite()
+    {
+        // Pool Timeout=1 only keeps the failure short: with its default the 17th Open waits 30 s, then throws.
+        var connectionString = Folder.ConnectionString("Pooling=False;Pool Timeout=1");
+        var plain = new List<SqliteConnection>();
+        var saver = new List<SaverDbConnection>();
+        try
+        {
+            for (var i = 0; i < 17; i++)
+            {
+                var connection = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+                plain.Add(connection);
+                connection.Open(); // Microsoft.Data.Sqlite opens as many as asked
+            }
+
+            for (var i = 0; i < 17; i++)
+            {
+                var connection = new SaverDbConnection(connectionString);
+                saver.Add(connection);
+                Should.NotThrow(() => connection.Open(), $"connection {i + 1}");
+            }
+        }
+        finally
+        {
+            saver.ForEach(c => c.Dispose());
+            plain.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Test]
     public void A_physical_connection_that_fails_its_check_is_replaced_and_the_slot_kept()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
