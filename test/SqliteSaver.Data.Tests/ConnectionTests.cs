@@ -1008,6 +1008,40 @@ public class ConnectionTests : DatabaseTest
         }
     }
 
+    [Test]
+    public void DataDirectory_in_Data_Source_follows_a_later_change_of_the_app_domains_DataDirectory_as_in_Microsoft_Data_Sqlite()
+    {
+        // A test fixture that gives each test a DataDirectory of its own keeps one connection string for all of them.
+        var connectionString = $"Data Source=|DataDirectory|{Guid.NewGuid():N}.db";
+        var first = Path.Combine(Folder.Path, "first");
+        var second = Path.Combine(Folder.Path, "second");
+        Directory.CreateDirectory(first);
+        Directory.CreateDirectory(second);
+        var previous = AppDomain.CurrentDomain.GetData("DataDirectory");
+        try
+        {
+            AppDomain.CurrentDomain.SetData("DataDirectory", first);
+            using (var connection = new SaverDbConnection(connectionString))
+            {
+                connection.DataSource.ShouldStartWith(first);
+            }
+
+            AppDomain.CurrentDomain.SetData("DataDirectory", second);
+            using (var plain = new SqliteConnection(connectionString + ";Pooling=False"))
+            {
+                plain.Open();
+                plain.DataSource.ShouldStartWith(second); // Microsoft.Data.Sqlite reads DataDirectory at each Open
+            }
+
+            using var saver = new SaverDbConnection(connectionString);
+            saver.DataSource.ShouldStartWith(second);
+        }
+        finally
+        {
+            AppDomain.CurrentDomain.SetData("DataDirectory", previous);
+        }
+    }
+
     [TestCase("", 30)]
     [TestCase(";Pool Timeout=0", 0)]
     [TestCase(";Pool Timeout=0.5", 1)]
