@@ -176,11 +176,15 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         set => this[Keywords.StatementCacheSize.Name] = value;
     }
 
-    /// <summary><c>PRAGMA busy_timeout</c>: how long SQLite itself waits for a lock before reporting SQLITE_BUSY (keyword in milliseconds). Default 5000 ms.</summary>
+    /// <summary>
+    /// <c>PRAGMA busy_timeout</c>: how long SQLite itself waits for a lock before reporting SQLITE_BUSY (keyword in
+    /// whole milliseconds: a time set here is rounded up, so a positive one never becomes 0, no wait). Default 5000 ms.
+    /// </summary>
+    /// <exception cref="ArgumentException">The time is negative, or above <see cref="int.MaxValue"/> milliseconds.</exception>
     public TimeSpan BusyTimeout
     {
         get => TimeSpan.FromMilliseconds(GetInt64(Keywords.BusyTimeout));
-        set => this[Keywords.BusyTimeout.Name] = (long)value.TotalMilliseconds;
+        set => this[Keywords.BusyTimeout.Name] = value < TimeSpan.Zero ? value.TotalMilliseconds : (long)Math.Ceiling(value.TotalMilliseconds);
     }
 
     /// <summary><c>PRAGMA journal_mode</c>. Default <see cref="Data.JournalMode.Wal"/>; not applied with <c>Mode=ReadOnly</c>.</summary>
