@@ -227,7 +227,8 @@ public sealed class SaverDataSource : DbDataSource
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
     internal static SaverDataSource GetShared(string connectionString)
     {
-        if (SharedByConnectionString.TryGetValue(connectionString, out var dataSource))
+        var key = SharedKey(connectionString);
+        if (SharedByConnectionString.TryGetValue(key, out var dataSource))
         {
             return dataSource;
         }
@@ -242,8 +243,18 @@ public sealed class SaverDataSource : DbDataSource
             }
         }
 
-        return SharedByConnectionString.GetOrAdd(connectionString, dataSource);
+        return SharedByConnectionString.GetOrAdd(key, dataSource);
     }
+
+    /// <summary>
+    /// What the shared data source of a connection string is found by: the string, and for one that names
+    /// <c>|DataDirectory|</c> the application domain's DataDirectory of the moment too, which Microsoft.Data.Sqlite
+    /// reads at each open (a test fixture may give each test a folder of its own).
+    /// </summary>
+    private static string SharedKey(string connectionString)
+        => connectionString.Contains("|DataDirectory|", StringComparison.OrdinalIgnoreCase)
+            ? connectionString + "\0" + AppDomain.CurrentDomain.GetData("DataDirectory")
+            : connectionString;
 
     /// <summary>Clears the pool of every data source in the process.</summary>
     internal static void ClearAll()
