@@ -31,7 +31,8 @@ internal sealed partial class SaverOptions
         GateKey = DatabaseFile ?? sharedMemoryName;
         DefaultTimeout = builder.DefaultTimeout;
         Pooling = builder.Pooling;
-        MaxPoolSize = builder.MaxPoolSize;
+        // Without pooling there is no pool to size: as with Microsoft.Data.Sqlite, no limit unless one is given.
+        MaxPoolSize = Pooling || builder.ContainsKey(Keywords.MaxPoolSize.Name) ? builder.MaxPoolSize : int.MaxValue;
         MinPoolSize = builder.MinPoolSize;
         PoolTimeout = builder.PoolTimeout;
         ConnectionIdleLifetime = builder.ConnectionIdleLifetime;
@@ -96,6 +97,7 @@ internal sealed partial class SaverOptions
 
     public bool Pooling { get; }
 
+    /// <summary>Most physical connections open at once: Max Pool Size; <see cref="int.MaxValue"/> without pooling unless it is given.</summary>
     public int MaxPoolSize { get; }
 
     public int MinPoolSize { get; }
@@ -274,7 +276,7 @@ internal sealed partial class SaverOptions
 
     /// <summary>
     /// The file a Data Source names: itself for a path (already made full), or the path of a <c>file:</c> URI, which
-    /// must be full.
+    /// must be full, normalized as a plain path is.
     /// </summary>
     /// <exception cref="ArgumentException">A <c>file:</c> URI's path is relative or empty.</exception>
     private static string FileOf(string dataSource)
@@ -294,7 +296,7 @@ internal sealed partial class SaverOptions
                 Keywords.DataSource.Name);
         }
 
-        return path;
+        return Path.GetFullPath(path); // one spelling of the file (no "//", "/./" or "/../"), as for a plain path
     }
 
     /// <summary>The path of a <c>file:</c> URI: after an empty or <c>localhost</c> authority, before the query, percent-decoded.</summary>

@@ -18,7 +18,7 @@ public sealed record SaverDataSourceStatistics
     /// <summary>Callers queued for a connection because <see cref="MaxPoolSize"/> are in use.</summary>
     public required int Waiting { get; init; }
 
-    /// <summary>The pool's size limit (Max Pool Size).</summary>
+    /// <summary>The pool's size limit (Max Pool Size; <see cref="int.MaxValue"/> with <c>Pooling=false</c> and no Max Pool Size given).</summary>
     public required int MaxPoolSize { get; init; }
 
     /// <summary>Callers who gave up after waiting Pool Timeout for a connection.</summary>
