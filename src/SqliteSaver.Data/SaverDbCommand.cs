@@ -18,13 +18,16 @@ namespace SqliteSaver.Data;
 public sealed class SaverDbCommand : DbCommand
 {
     // Holds what the caller sets (text, parameters); it never runs. The command that runs is rented for the text from
-    // the physical connection's statement cache on the first execution and returned when this one is done with it.
+    // the physical connection's statement cache for each execution and returned when it ends, or when its reader
+    // closes, so that a command never disposed holds nothing of the connection's; one the cache cannot keep stays
+    // with this command for its next execution, until it is disposed or its connection closes (see Done).
     private readonly SqliteCommand _definition = new();
 
     private SaverDbConnection? _connection;
     private SaverDbTransaction? _transaction;
     private int? _commandTimeout;
-    private PhysicalConnection? _bound;
+    private PhysicalConnection? _bound; // while an execution, a reader or a statement of this command uses it
+    private SaverDbConnection? _trackedBy; // the connection whose Close unbinds this command (see Done)
     private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private PooledDataReader? _reader;
@@ -191,9 +194,16 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="SqliteException">SQLite could not prepare a statement.</exception>
     public override void Prepare()
     {
-        var (_, physical, command) = Bind(nameof(Prepare));
-        physical.NotePragmas(command.CommandText); // SQLite sets a PRAGMA as it prepares it
-        command.Prepare();
+        var (connection, physical, command) = Bind(nameof(Prepare));
+        try
+        {
+            physical.NotePragmas(command.CommandText); // SQLite sets a PRAGMA as it prepares it
+            command.Prepare();
+        }
+        finally
+        {
+            Done(connection, physical); // kept prepared by the statement cache, for the next execution
+        }
     }
 
     /// <summary>
@@ -233,9 +243,14 @@ public sealed class SaverDbCommand : DbCommand
             var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
             return WrapReader(connection, physical, command, reader, open, behavior);
         }
-        catch when (behavior.HasFlag(CommandBehavior.CloseConnection))
+        catch
         {
-            connection.Close(); // no reader is left to close it (Microsoft.Data.Sqlite's reader closes it as it fails)
+            Done(connection, physical);
+            if (behavior.HasFlag(CommandBehavior.CloseConnection))
+            {
+                connection.Close(); // no reader is left to close it (Microsoft.Data.Sqlite's reader closes it as it fails)
+            }
+
             throw;
         }
         finally
@@ -257,9 +272,14 @@ public sealed class SaverDbCommand : DbCommand
                 .ConfigureAwait(false);
             return WrapReader(connection, physical, command, reader, open, behavior);
         }
-        catch when (behavior.HasFlag(CommandBehavior.CloseConnection))
+        catch
         {
-            connection.Close();
+            Done(connection, physical);
+            if (behavior.HasFlag(CommandBehavior.CloseConnection))
+            {
+                connection.Close();
+            }
+
             throw;
         }
         finally
@@ -281,20 +301,57 @@ public sealed class SaverDbCommand : DbCommand
         }
     }
 
+    /// <summary>Whether a reader of this command is open.</summary>
+    internal bool HasOpenReader => _reader is { IsClosed: false };
+
+    /// <summary>Called by this command's reader once it has closed: the execution is done (see <see cref="Done"/>).</summary>
+    internal void ReaderClosed(SaverDbConnection connection, PhysicalConnection physical)
+    {
+        if (ReferenceEquals(_bound, physical) && !HasOpenReader)
+        {
+            Done(connection, physical);
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="connection"/> may stop tracking the command: it holds nothing of that connection's
+    /// (no open reader, no statement), or it has moved to another connection.
+    /// </summary>
+    internal bool Untrack(SaverDbConnection connection)
+    {
+        if (!ReferenceEquals(_trackedBy, connection))
+        {
+            return true;
+        }
+
+        if (HasOpenReader || _prepared is not null)
+        {
+            return false;
+        }
+
+        _trackedBy = null;
+        return true;
+    }
+
     /// <summary>Whether a reader this command opened in <paramref name="transaction"/> is open.</summary>
     internal bool HasOpenReaderOf(SaverDbTransaction transaction)
         => _reader is { IsClosed: false } reader && ReferenceEquals(reader.Transaction, transaction);
 
     /// <summary>Whether the command was disposed.</summary>
-    internal bool IsDisposed { get; private set; }
+    private bool IsDisposed { get; set; }
 
     /// <summary>
     /// Detaches the command from a physical connection going back to the pool, on the thread that still owns it:
     /// its reader is closed and its prepared command given back to the connection's cache, so that nothing touches
     /// the physical connection once another renter has it.
     /// </summary>
-    internal void Unbind(PhysicalConnection physical)
+    internal void Unbind(SaverDbConnection connection, PhysicalConnection physical)
     {
+        if (ReferenceEquals(_trackedBy, connection))
+        {
+            _trackedBy = null;
+        }
+
         if (!ReferenceEquals(_bound, physical))
         {
             return; // a reader opened since the command moved to another connection is that one's
@@ -364,10 +421,15 @@ public sealed class SaverDbCommand : DbCommand
     private static SqliteDataReader ExecuteInnerReader(SqliteCommand command, CommandBehavior behavior)
         => command.ExecuteReader(behavior & ~CommandBehavior.CloseConnection);
 
+    /// <summary>Wraps the SQLite reader, and has the connection track this command while it is open (see <see cref="Unbind"/>).</summary>
     private PooledDataReader WrapReader(
         SaverDbConnection connection, PhysicalConnection physical, SqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
-        => _reader = new PooledDataReader(
+    {
+        _reader = new PooledDataReader(
             reader, this, connection, physical, command.CommandText, behavior.HasFlag(CommandBehavior.CloseConnection), open, connection.Transaction);
+        TrackBy(connection);
+        return _reader;
+    }
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
@@ -380,6 +442,7 @@ public sealed class SaverDbCommand : DbCommand
         finally
         {
             EndRunning();
+            Done(connection, physical);
             GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
         }
     }
@@ -398,6 +461,7 @@ public sealed class SaverDbCommand : DbCommand
         finally
         {
             EndRunning();
+            Done(connection, physical);
             GC.KeepAlive(connection); // as in Run
         }
     }
@@ -407,6 +471,39 @@ public sealed class SaverDbCommand : DbCommand
         if (_reader is { IsClosed: false })
         {
             throw new InvalidOperationException($"{operation}: a reader of this command is still open; close it first.");
+        }
+    }
+
+    /// <summary>
+    /// Ends an execution (its reader's, for a reader): a statement the cache can keep goes back to it, and the command
+    /// then holds nothing of the physical connection's, so that one never disposed can be garbage collected; one it
+    /// cannot keep (Statement Cache Size=0, text over 16 KiB, parameters that get a statement of their own) stays with
+    /// the command for its next execution, and the connection tracks the command to take it back when it closes.
+    /// </summary>
+    private void Done(SaverDbConnection connection, PhysicalConnection physical)
+    {
+        if (_prepared is { Keepable: false })
+        {
+            TrackBy(connection);
+            return;
+        }
+
+        ReturnPrepared(physical);
+        _bound = null;
+        if (ReferenceEquals(_trackedBy, connection))
+        {
+            _trackedBy = null;
+            connection.Forget(this); // its reader's: the connection keeps no command that holds nothing
+        }
+    }
+
+    /// <summary>Has <paramref name="connection"/> track the command, once, so that its Close unbinds it (see <see cref="Unbind"/>).</summary>
+    private void TrackBy(SaverDbConnection connection)
+    {
+        if (!ReferenceEquals(_trackedBy, connection))
+        {
+            _trackedBy = connection;
+            connection.Track(this);
         }
     }
 
@@ -448,7 +545,7 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>
     /// Checks the command's reader and transaction, finds the open physical connection (remembering it for
-    /// <see cref="Cancel"/> and for the connection's Close) and rents the prepared command for the text from it.
+    /// <see cref="Cancel"/> until the execution is done, see <see cref="Done"/>) and rents the prepared command for the text from it.
     /// </summary>
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation)
     {
@@ -477,9 +574,8 @@ public sealed class SaverDbCommand : DbCommand
 
         if (!ReferenceEquals(_bound, physical))
         {
-            ReturnPrepared(_bound); // to the connection the command ran on before, still open, or Close would have unbound it
+            ReturnPrepared(_bound); // to the connection the command's last reader ran on, still open, or Close would have unbound it
             _bound = physical;
-            connection.Track(this);
         }
 
         if (_prepared is null)

@@ -35,6 +35,7 @@ public sealed class SaverDbConnection : DbConnection
     private bool _disposed;
     private volatile bool _opening;
     private List<SaverDbCommand>? _commands;
+    private int _pruneCommandsAt = 16;
 
     /// <summary>Creates a connection with no connection string; set <see cref="ConnectionString"/> before opening.</summary>
     public SaverDbConnection()
@@ -227,11 +228,12 @@ public sealed class SaverDbConnection : DbConnection
 
         if (_commands is { Count: > 0 })
         {
-            foreach (var command in _commands)
+            // From a copy: a reader closing runs statements, whose application functions may close other readers.
+            foreach (var command in _commands.ToArray())
             {
                 try
                 {
-                    command.Unbind(physical);
+                    command.Unbind(this, physical);
                 }
                 catch (Exception exception)
                 {
@@ -240,6 +242,7 @@ public sealed class SaverDbConnection : DbConnection
             }
 
             _commands.Clear();
+            _pruneCommandsAt = 16;
         }
 
         if (Transaction is not null || physical.HeldGate is not null)
@@ -349,17 +352,25 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-    /// <summary>Remembers a command bound to the physical connection, so that closing unbinds it (see <see cref="SaverDbCommand.Unbind"/>).</summary>
+    /// <summary>
+    /// Remembers a command that holds something of the physical connection's (an open reader, a statement the cache
+    /// cannot keep), so that closing unbinds it (see <see cref="SaverDbCommand.Unbind"/>) and a transaction's end
+    /// finishes its reader. Commands that hold nothing any more are dropped as the list grows.
+    /// </summary>
     internal void Track(SaverDbCommand command)
     {
         _commands ??= [];
-        if (_commands.Count >= 16)
+        if (_commands.Count >= _pruneCommandsAt)
         {
-            _commands.RemoveAll(static c => c.IsDisposed);
+            _commands.RemoveAll(c => c.Untrack(this));
+            _pruneCommandsAt = Math.Max(16, _commands.Count * 2);
         }
 
         _commands.Add(command);
     }
+
+    /// <summary>Stops tracking a command that holds nothing of the physical connection's any more (see <see cref="Track"/>).</summary>
+    internal void Forget(SaverDbCommand command) => _commands?.Remove(command);
 
     /// <summary>
     /// Runs <paramref name="work"/> in a transaction and commits it; on SQLITE_BUSY or SQLITE_LOCKED (including a

@@ -103,6 +103,7 @@ internal sealed class PooledDataReader(
         finally
         {
             command.EndRunning();
+            command.ReaderClosed(connection, physical);
             if (closeConnection)
             {
                 connection.Close();

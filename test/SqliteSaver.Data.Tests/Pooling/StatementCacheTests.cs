@@ -309,6 +309,25 @@ public class StatementCacheTests : DatabaseTest
     }
 
     [Test]
+    public void Commands_never_disposed_on_a_long_lived_connection_are_not_kept_alive_by_it_and_share_the_kept_statement()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+
+        var commands = RunWithoutDisposing(connection, 100);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+
+        commands.ShouldAllBe(static command => !command.IsAlive); // as Microsoft.Data.Sqlite's are collected
+        compiles.Count.ShouldBe(2); // classified, and prepared once: each command took the kept statement and gave it back
+        Query(connection, Select, 3).ShouldBe(3L);
+    }
+
+    [Test]
     public void A_prepared_command_is_kept_for_the_next_command_with_its_text()
     {
         var connectionString = Folder.ConnectionString();
@@ -493,6 +512,32 @@ public class StatementCacheTests : DatabaseTest
         using var insert = other.CreateCommand();
         insert.CommandText = "INSERT INTO t (x) VALUES (0)";
         insert.ExecuteNonQuery();
+    }
+
+    /// <summary>Runs commands on the connection, as code without <c>using</c> does, and never disposes them.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static List<WeakReference> RunWithoutDisposing(SaverDbConnection connection, int count)
+    {
+        var commands = new List<WeakReference>();
+        for (var i = 0; i < count; i++)
+        {
+            var command = connection.CreateCommand();
+            command.CommandText = Select;
+            command.Parameters.AddWithValue("$x", 1L);
+            if (i % 2 == 0)
+            {
+                command.ExecuteScalar().ShouldBe(1L);
+            }
+            else
+            {
+                using var reader = command.ExecuteReader();
+                reader.Read().ShouldBeTrue();
+            }
+
+            commands.Add(new WeakReference(command));
+        }
+
+        return commands;
     }
 
     private static void Setup(string connectionString)
