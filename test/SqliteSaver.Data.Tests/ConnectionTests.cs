@@ -698,6 +698,22 @@ public class ConnectionTests : DatabaseTest
         SaverDataSource.GetShared(connectionString).Options.MaintainsWal.ShouldBeFalse(); // no checkpoints on it
     }
 
+    [TestCase("file:{0}?MODE=ro")]
+    [TestCase("file:{0}?Mode=ro&CACHE=shared")]
+    public void A_uri_parameter_SQLite_does_not_know_does_not_make_the_database_read_only(string uri)
+    {
+        // SQLite's URI parameter names are case-sensitive: it ignores these and opens the file for writing, so the
+        // library maintains its WAL as for any writable database.
+        var path = Folder.File("upper.db");
+        var connectionString = $"Data Source={string.Format(System.Globalization.CultureInfo.InvariantCulture, uri, path)}";
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        Pragma(connection, "journal_mode").ShouldBe("wal");
+        SaverDataSource.GetShared(connectionString).Options.MaintainsWal.ShouldBeTrue();
+    }
+
     [Test]
     public void Without_pooling_memory_connections_open_at_once_have_databases_of_their_own()
     {

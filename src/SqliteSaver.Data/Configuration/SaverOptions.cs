@@ -260,7 +260,7 @@ internal sealed partial class SaverOptions
         var path = UriPath(dataSource);
         var question = dataSource.IndexOf('?', StringComparison.Ordinal);
         var query = question < 0 ? [] : dataSource[(question + 1)..].Split('&');
-        bool Has(string parameter) => query.Contains(parameter, StringComparer.OrdinalIgnoreCase);
+        bool Has(string parameter) => query.Contains(parameter, StringComparer.Ordinal); // SQLite's names and values are case-sensitive
         var memdb = memdbKeyword || Has("vfs=memdb");
         if (mode != SqliteOpenMode.Memory && path != ":memory:" && !Has("mode=memory") && !memdb)
         {
@@ -363,11 +363,11 @@ internal sealed partial class SaverOptions
         return sql.ToString();
     }
 
-    /// <summary>A <c>mode=ro</c> parameter in a <c>file:</c> URI's query.</summary>
-    [GeneratedRegex(@"[?&]mode=ro(?=&|#|$)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    /// <summary>A <c>mode=ro</c> parameter in a <c>file:</c> URI's query, in lower case as SQLite reads it (it ignores <c>MODE=ro</c>).</summary>
+    [GeneratedRegex(@"[?&]mode=ro(?=&|#|$)", RegexOptions.CultureInvariant)]
     private static partial Regex ReadOnlyParameter();
 
-    /// <summary>A <c>cache=shared</c> parameter in a <c>file:</c> URI's query, up to the value.</summary>
-    [GeneratedRegex(@"(?<name>[?&]cache=)shared(?=&|#|$)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    /// <summary>A <c>cache=shared</c> parameter in a <c>file:</c> URI's query, up to the value, in lower case as SQLite reads it.</summary>
+    [GeneratedRegex(@"(?<name>[?&]cache=)shared(?=&|#|$)", RegexOptions.CultureInvariant)]
     private static partial Regex SharedCacheParameter();
 }
