@@ -54,7 +54,7 @@ internal sealed partial class SaverOptions
         {
             throw new ArgumentException(
                 FormattableString.Invariant(
-                    $"Connection-string keyword 'Min Pool Size' ({MinPoolSize}) must not exceed 'Max Pool Size' ({MaxPoolSize})."),
+                    $"Connection-string keyword 'Min Pool Size' ({MinPoolSize}) must not exceed 'Max Pool Size' ({MaxPoolSize}{(builder.ContainsKey(Keywords.MaxPoolSize.Name) ? string.Empty : ", its default")}): lower Min Pool Size or raise Max Pool Size."),
                 Keywords.MinPoolSize.Name);
         }
 

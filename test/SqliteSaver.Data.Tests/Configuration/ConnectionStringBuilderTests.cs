@@ -232,6 +232,9 @@ public class ConnectionStringBuilderTests
         var defaulted = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=a.db;Max Delay=0.01"));
         defaulted.Message.ShouldContain("'Base Delay' (0.05 s, its default)"); // a keyword the caller never set
         defaulted.Message.ShouldContain("'Max Delay' (0.01 s)");
+
+        var defaultedPool = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=a.db;Min Pool Size=20"));
+        defaultedPool.Message.ShouldContain("'Max Pool Size' (16, its default)");
     }
 
     [Test]
