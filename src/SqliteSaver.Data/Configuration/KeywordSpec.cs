@@ -122,13 +122,22 @@ internal sealed class KeywordSpec
         if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number)
             || !double.IsFinite(number)
             || number < Min
-            || number > Max)
+            || number > Max
+            || (number == 0 && Underflows(text)))
         {
             throw Invalid(text);
         }
 
         // -0 and 0 are one setting (and one pool).
         return (number == 0 ? 0 : number).ToString("R", CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Whether text that parsed to 0 names a number that is not 0 (1e-400): 0 would mean something else, such as no limit.</summary>
+    private static bool Underflows(string text)
+    {
+        var mantissa = text.AsSpan();
+        var exponent = mantissa.IndexOfAny('e', 'E');
+        return (exponent < 0 ? mantissa : mantissa[..exponent]).IndexOfAnyInRange('1', '9') >= 0;
     }
 
     private string NormalizeEnum(string text)

@@ -114,6 +114,7 @@ public class ConnectionStringBuilderTests
     public void Negative_zero_is_zero_and_a_tiny_positive_time_stays_positive()
     {
         new SaverConnectionStringBuilder("Pool Timeout=-0").ConnectionString.ShouldBe("Pool Timeout=0");
+        new SaverConnectionStringBuilder("Pool Timeout=0.0e5").ConnectionString.ShouldBe("Pool Timeout=0"); // a 0 spelt otherwise
         new SaverConnectionStringBuilder("Pool Timeout=0.00000001").PoolTimeout.ShouldBeGreaterThan(TimeSpan.Zero);
     }
 
@@ -173,7 +174,7 @@ public class ConnectionStringBuilderTests
             ("Mode", "Writable"), ("Mode", "1"), ("Cache", "Big"), ("Foreign Keys", "maybe"), ("Recursive Triggers", "2"),
             ("Default Timeout", "-1"), ("Default Timeout", "ten"), ("Command Timeout", "1.5"),
             ("Pooling", "sometimes"), ("Max Pool Size", "0"), ("Max Pool Size", "1025"), ("Max Pool Size", "99999999999999999999"),
-            ("Min Pool Size", "-1"), ("Pool Timeout", "-0.5"), ("Pool Timeout", "NaN"), ("Pool Timeout", "Infinity"),
+            ("Min Pool Size", "-1"), ("Pool Timeout", "-0.5"), ("Pool Timeout", "NaN"), ("Pool Timeout", "Infinity"), ("Pool Timeout", "1e-400"),
             ("Connection Idle Lifetime", "-1"), ("Connection Idle Lifetime", "5s"),
             ("Statement Cache Size", "-1"), ("Statement Cache Size", "65537"), ("Statement Cache Size", "all"),
             ("Busy Timeout", "-1"), ("Busy Timeout", "2.5"), ("Busy Timeout", "3000000000"),
@@ -185,7 +186,7 @@ public class ConnectionStringBuilderTests
             ("Base Delay", "-0.1"), ("Base Delay", "NaN"), ("Base Delay", "3601"),
             ("Max Delay", "-1"), ("Max Delay", "1e400"),
             ("Jitter", "1.5"), ("Jitter", "-0.1"), ("Jitter", "NaN"), ("Write Gate", "on"),
-            ("Checkpoint Interval", "-1"), ("Checkpoint Interval", "1m"), ("Checkpoint Mode", "Wal"), ("Checkpoint Mode", "2"),
+            ("Checkpoint Interval", "-1"), ("Checkpoint Interval", "0.5e-330"), ("Checkpoint Interval", "1m"), ("Checkpoint Mode", "Wal"), ("Checkpoint Mode", "2"),
             ("Checkpoint On Close", "perhaps"),
         ];
 
