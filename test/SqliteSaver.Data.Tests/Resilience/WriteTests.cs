@@ -377,6 +377,43 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public void A_text_once_found_to_write_only_a_temporary_table_queues_at_the_gate_when_it_writes_the_database(
+        [Values("a temp trigger created later on the connection", "the temp table was another connection's")] string how)
+    {
+        // The temp schema is each connection's own, but a text's classification is kept for the whole data source.
+        const string insert = "INSERT INTO x VALUES (1)";
+        var connectionString = Folder.ConnectionString("Busy Timeout=200;Retry=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE x (a); CREATE TABLE t (a)");
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        if (how.StartsWith("a temp trigger", StringComparison.Ordinal))
+        {
+            ConnectionTests.Exec(connection, "CREATE TEMP TABLE x (a)");
+            ConnectionTests.Exec(connection, insert).ShouldBe(1); // only temp.x, which shadows main.x here
+            ConnectionTests.Exec(connection, "CREATE TEMP TRIGGER tr AFTER INSERT ON temp.x BEGIN INSERT INTO main.t VALUES (new.a); END");
+        }
+        else
+        {
+            using var staging = new SaverDbConnection(connectionString);
+            staging.Open();
+            ConnectionTests.Exec(staging, "CREATE TEMP TABLE x (a)");
+            ConnectionTests.Exec(staging, insert).ShouldBe(1); // only temp.x there; here the text writes main.x
+        }
+
+        using var writer = new SaverDbConnection(connectionString);
+        writer.Open();
+        using var transaction = writer.BeginTransaction(); // holds the gate and the write lock
+        var write = Task.Run(() => ConnectionTests.Exec(connection, insert));
+        Wait.Until(() => write.IsCompleted || gate.WaitingCount == 1);
+        transaction.Commit();
+
+        // A write of the database waits its turn at the gate (Default Timeout, 30 s) instead of failing on SQLite's lock.
+        Should.NotThrow(() => write.Wait(TimeSpan.FromSeconds(30)), "the write should have queued at the gate");
+        ConnectionTests.Scalar(writer, "SELECT (SELECT count(*) FROM main.x) + (SELECT count(*) FROM main.t)").ShouldBe(1L);
+    }
+
+    [Test]
     public void The_backoff_schedule_of_a_real_write_is_the_policys_on_a_fake_clock()
     {
         var time = new FakeTimeProvider();
