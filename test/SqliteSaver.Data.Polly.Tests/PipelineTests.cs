@@ -193,6 +193,30 @@ public class PipelineTests
     }
 
     [Test]
+    public void A_timeout_in_the_pipeline_interrupts_a_query_a_synchronous_unit_of_work_starts_after_the_timeout()
+    {
+        // The timeout fires between two statements of the delegate (here when the fake clock moves): the next query
+        // must end with the attempt too, as one already running when it fires does.
+        var time = new FakeTimeProvider();
+        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        using var connection = dataSource.OpenConnection();
+        object? counted = null;
+
+        var exception = Should.Throw<Exception>(() => connection.RunInTransaction(_ =>
+        {
+            Insert(connection);
+            time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
+            using var query = connection.CreateCommand();
+            query.CommandText = LongQuery.Replace("100000000", "3000000", StringComparison.Ordinal);
+            counted = query.ExecuteScalar();
+        }));
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        counted.ShouldBeNull("the query, begun after the attempt's token was cancelled, ran to its end");
+    }
+
+    [Test]
     public void A_timeout_in_the_pipeline_ends_a_synchronous_unit_of_works_rollback_journal_commit_waiting_for_a_reader()
     {
         // As for a standalone write (and for RunInTransactionAsync, which commits with the attempt's token): the
