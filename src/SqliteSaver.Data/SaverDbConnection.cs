@@ -671,7 +671,10 @@ public sealed class SaverDbConnection : DbConnection
             }
             finally
             {
-                physical.UnitOfWorkAttempt = default;
+                if (ReferenceEquals(_physical, physical))
+                {
+                    physical.UnitOfWorkAttempt = default; // not once the unit of work closed the connection: another renter may have it
+                }
             }
 
             if (!transaction.IsCompleted)

@@ -18,6 +18,7 @@ internal ref struct AttemptCancellation
     private readonly bool _attemptWaits;
 
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not read the busy timeout.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="attempt"/>, the attempt's own token, was cancelled already.</exception>
     public AttemptCancellation(PhysicalConnection physical, string commandText, CancellationToken attempt, CancellationToken caller)
     {
         _physical = physical;
@@ -27,6 +28,8 @@ internal ref struct AttemptCancellation
             return;
         }
 
+        // SQLite drops an interrupt made while no statement runs: a statement started after the token fired would run on.
+        attempt.ThrowIfCancellationRequested();
         _interrupt = Executor.InterruptOnCancel(physical, attempt);
         _callerWaits = physical.BusyWaitsCancellable;
         _either = CancellationTokenSource.CreateLinkedTokenSource(caller, attempt);

@@ -8,7 +8,8 @@ namespace SqliteSaver.Data.Resilience;
 /// Classifies command text by preparing each of its statements once (without running them) and asking SQLite
 /// whether it writes, and where (see <see cref="WritesOnlyTemp"/>). Results are cached per data source by text; text whose statements cannot all be prepared yet
 /// (a batch that creates a table and then uses it) is classified by its first statements and not cached, nor is
-/// text whose only writes may be hidden by the schema of the moment (see <see cref="MayWriteLater"/>). A PRAGMA is
+/// text whose only writes may be hidden by the schema of the moment (see <see cref="MayWriteLater"/>), nor text that
+/// writes only the connection's own temp database. A PRAGMA is
 /// not prepared: SQLite applies many settings as it compiles them, before the command runs or even if it never does.
 /// </summary>
 internal sealed class CommandClassifier
@@ -97,6 +98,9 @@ internal sealed class CommandClassifier
             remaining = tail;
         }
 
+        // Each connection has a temp schema of its own: the same text may write the main database on another one (a
+        // table of that name there), or on this one once a temporary trigger is made, so TempWrite is never cached.
+        complete &= standalone || writes || !tempWrites;
         return standalone
             ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
             : writes ? CommandKind.Write : tempWrites ? CommandKind.TempWrite : CommandKind.Read;
