@@ -134,8 +134,7 @@ public class PipelineTests
     public void A_timeout_in_the_pipeline_ends_a_synchronous_unit_of_works_wait_for_the_write_lock()
     {
         var connectionString = $"Data Source={Path.Combine(_folder, "polly.db")};Busy Timeout=5000;Write Gate=false";
-        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        using var dataSource = new SaverDataSourceBuilder(connectionString).UseResiliencePipeline(pipeline).Build();
+        using var dataSource = TimingOutAfter200Ms(connectionString);
         using var connection = dataSource.OpenConnection();
         using var holder = HoldWriteLock();
 
@@ -151,8 +150,7 @@ public class PipelineTests
         // A deferred transaction takes no lock at BEGIN: its INSERT waits for the lock in SQLite's busy handler, for
         // the 5 s Busy Timeout unless the attempt's token reaches the statements of the delegate, which takes none.
         var connectionString = $"Data Source={Path.Combine(_folder, "polly.db")};Busy Timeout=5000;Write Gate=false";
-        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        using var dataSource = new SaverDataSourceBuilder(connectionString).UseResiliencePipeline(pipeline).Build();
+        using var dataSource = TimingOutAfter200Ms(connectionString);
         using var connection = dataSource.OpenConnection();
         using var holder = HoldWriteLock();
 
@@ -170,8 +168,7 @@ public class PipelineTests
     [Test]
     public void A_timeout_in_the_pipeline_interrupts_a_long_query_inside_a_synchronous_unit_of_work()
     {
-        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        using var dataSource = TimingOutAfter200Ms(_connectionString);
         using var connection = dataSource.OpenConnection();
 
         var waited = System.Diagnostics.Stopwatch.StartNew();
@@ -223,8 +220,7 @@ public class PipelineTests
         // COMMIT of a unit of work waits in SQLite's busy handler for the reader; the attempt's token should end it.
         var path = Path.Combine(_folder, "rollback.db");
         var connectionString = $"Data Source={path};Journal Mode=Delete;Busy Timeout=5000;Write Gate=false";
-        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        using var dataSource = new SaverDataSourceBuilder(connectionString).UseResiliencePipeline(pipeline).Build();
+        using var dataSource = TimingOutAfter200Ms(connectionString);
         using var connection = dataSource.OpenConnection();
         using (var create = connection.CreateCommand())
         {
@@ -258,8 +254,7 @@ public class PipelineTests
     {
         // The pipeline hands each attempt a token that its timeout cancels; Microsoft.Data.Sqlite interrupts a query
         // when its token is cancelled, and so does SqliteSaver for the caller's own token.
-        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        await using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        await using var dataSource = TimingOutAfter200Ms(_connectionString);
         await using var connection = await dataSource.OpenConnectionAsync();
         await using var command = connection.CreateCommand();
         command.CommandText = LongQuery;
@@ -272,8 +267,7 @@ public class PipelineTests
     [Test]
     public void A_timeout_in_the_pipeline_interrupts_a_long_query_run_synchronously()
     {
-        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        using var dataSource = TimingOutAfter200Ms(_connectionString);
         using var connection = dataSource.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = LongQuery;
@@ -288,8 +282,7 @@ public class PipelineTests
         // busy handler, which sqlite3_interrupt does not end: the attempt's token must end that wait too, or the call
         // waits out the whole Busy Timeout of 5 s.
         var connectionString = $"Data Source={Path.Combine(_folder, "polly.db")};Busy Timeout=5000;Write Gate=false";
-        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        await using var dataSource = new SaverDataSourceBuilder(connectionString).UseResiliencePipeline(pipeline).Build();
+        await using var dataSource = TimingOutAfter200Ms(connectionString);
         await using var connection = await dataSource.OpenConnectionAsync();
         await using var command = connection.CreateCommand();
         command.CommandText = "PRAGMA user_version = 7";
@@ -313,8 +306,7 @@ public class PipelineTests
         // COMMIT). BEGIN IMMEDIATE gets its lock at once here: only the COMMIT waits.
         var path = Path.Combine(_folder, "rollback.db");
         var connectionString = $"Data Source={path};Journal Mode=Delete;Busy Timeout=5000;Write Gate=false";
-        var pipeline = new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        await using var dataSource = new SaverDataSourceBuilder(connectionString).UseResiliencePipeline(pipeline).Build();
+        await using var dataSource = TimingOutAfter200Ms(connectionString);
         await using var connection = await dataSource.OpenConnectionAsync();
         await using (var create = connection.CreateCommand())
         {
@@ -364,6 +356,12 @@ public class PipelineTests
                     return default;
                 },
             })
+            .Build();
+
+    /// <summary>A data source whose pipeline gives each attempt 200 ms.</summary>
+    private static SaverDataSource TimingOutAfter200Ms(string connectionString)
+        => new SaverDataSourceBuilder(connectionString)
+            .UseResiliencePipeline(new ResiliencePipelineBuilder().AddTimeout(TimeSpan.FromMilliseconds(200)).Build())
             .Build();
 
     private static int Insert(SaverDbConnection connection, string value = "1")
