@@ -145,7 +145,10 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         set => this[Keywords.MaxPoolSize.Name] = value;
     }
 
-    /// <summary>Idle physical connections kept open however long they are unused, 0 to <see cref="MaxPoolSize"/>. Default 0.</summary>
+    /// <summary>
+    /// Physical connections kept open however long they are unused, 0 to <see cref="MaxPoolSize"/>: idle pruning closes
+    /// none while this many or fewer are open, rented ones included (as in Npgsql). Default 0.
+    /// </summary>
     public int MinPoolSize
     {
         get => GetInt32(Keywords.MinPoolSize);

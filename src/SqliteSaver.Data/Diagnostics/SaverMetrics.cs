@@ -51,7 +51,7 @@ internal static class SaverMetrics
         "sqlitesaver.checkpoint.frames", "{frame}", "WAL frames copied back into the database by a checkpoint.");
 
     public static readonly Counter<long> StatementCacheLookups = Meter.CreateCounter<long>(
-        "sqlitesaver.statement_cache.lookups", "{lookup}", "Commands that looked for a prepared statement for their text on their physical connection, tagged with whether one was kept.");
+        "sqlitesaver.statement_cache.lookups", "{lookup}", "Executions that looked for a prepared statement for their text on their physical connection, tagged with whether one was kept.");
 
     static SaverMetrics()
     {

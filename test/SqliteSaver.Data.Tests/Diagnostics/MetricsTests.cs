@@ -237,6 +237,23 @@ public class MetricsTests : DatabaseTest
         Mine(lookups, dataSource).Select(m => (bool)m.Tags["sqlitesaver.statement_cache.hit"]!).ShouldBe([false, true, true]);
     }
 
+    [Test]
+    public void A_command_run_again_looks_its_prepared_statement_up_again_and_finds_it_kept()
+    {
+        using var lookups = new MetricCollector<long>(SaverMetrics.StatementCacheLookups);
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString());
+        using var connection = dataSource.OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1";
+
+        for (var i = 0; i < 3; i++)
+        {
+            command.ExecuteScalar(); // the statement goes back to the cache after each execution
+        }
+
+        Mine(lookups, dataSource).Select(m => (bool)m.Tags["sqlitesaver.statement_cache.hit"]!).ShouldBe([false, true, true]);
+    }
+
     private static List<CollectedMeasurement<T>> Mine<T>(MetricCollector<T> collector, SaverDataSource dataSource)
         where T : struct
         => [.. collector.GetMeasurementSnapshot().Where(m => Equals(m.Tags[SaverMetrics.PoolNameTag], dataSource.Name))];
