@@ -36,16 +36,19 @@ internal static class DemoCommand
                 {
                     var path = Path.Combine(folder.FullName, $"{stack.ToString().ToLowerInvariant()}.db");
                     Prepare(path);
+                    var childStopped = false;
                     try
                     {
                         results.Add(WorkloadDisplay.Run(console, json, stack, settings with { DatabasePath = path }, interruption.Token));
                     }
-                    catch (Exception) when (interruption.Interrupted)
+                    catch (Exception exception) when (interruption.Interrupted || exception is OperationCanceledException)
                     {
-                        // A child writer that the signal reached before it could handle it (still starting up) died of it.
+                        // A child writer that the signal reached before it could handle it (still starting up) died of
+                        // it, perhaps before this process handled its own.
+                        childStopped = true;
                     }
 
-                    if (interruption.Interrupted)
+                    if (interruption.Interrupted || childStopped)
                     {
                         parseResult.InvocationConfiguration.Error.WriteLine("sqlite-saver demo: interrupted");
                         return ExitCodes.Interrupted;

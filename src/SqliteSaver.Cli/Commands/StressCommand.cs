@@ -43,13 +43,16 @@ internal static class StressCommand
             using var interruption = new Interruption();
             var error = parseResult.InvocationConfiguration.Error;
             StackResult? result = null;
+            var childStopped = false;
             try
             {
                 result = WorkloadDisplay.Run(Terminal.For(output), json, Stack.Saver, settings, interruption.Token);
             }
-            catch (Exception) when (interruption.Interrupted)
+            catch (Exception exception) when (interruption.Interrupted || exception is OperationCanceledException)
             {
-                // A child writer that the signal reached before it could handle it (still starting up) died of it.
+                // A child writer that the signal reached before it could handle it (still starting up) died of it,
+                // perhaps before this process handled its own.
+                childStopped = true;
             }
             finally
             {
@@ -64,7 +67,7 @@ internal static class StressCommand
                 }
             }
 
-            if (interruption.Interrupted)
+            if (interruption.Interrupted || childStopped)
             {
                 error.WriteLine(
                     $"sqlite-saver stress: interrupted; {(parseResult.GetValue(keep) ? $"the table {StressTable.Name} is kept" : $"the table {StressTable.Name} was dropped")}");

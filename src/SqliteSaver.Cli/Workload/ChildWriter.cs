@@ -33,6 +33,7 @@ internal sealed class ChildWriter : IDisposable
 
     /// <summary>Waits until the child has opened its connection and is ready to write.</summary>
     /// <exception cref="InvalidOperationException">The child exited or did not get ready within a minute.</exception>
+    /// <exception cref="OperationCanceledException">The child was stopped by a signal.</exception>
     public void WaitUntilReady()
     {
         var line = _process.StandardOutput.ReadLineAsync();
@@ -59,6 +60,7 @@ internal sealed class ChildWriter : IDisposable
 
     /// <summary>Waits for the child to finish and reads its report.</summary>
     /// <exception cref="InvalidOperationException">The child failed or did not finish in time.</exception>
+    /// <exception cref="OperationCanceledException">The child was stopped by a signal.</exception>
     public WriterReport Finish(TimeSpan duration)
     {
         var output = _process.StandardOutput.ReadToEndAsync();
@@ -88,8 +90,18 @@ internal sealed class ChildWriter : IDisposable
         _process.StandardInput.Flush();
     }
 
-    private InvalidOperationException Failed(string what)
+    /// <summary>
+    /// The error for a child that failed; <see cref="OperationCanceledException"/> when it died of SIGINT or SIGTERM (exit
+    /// code 128 + the signal): a terminal's Ctrl-C reaches the whole process group, and a child still starting dies of
+    /// it, perhaps before this process has handled its own.
+    /// </summary>
+    private Exception Failed(string what)
     {
+        if (_process.HasExited && _process.ExitCode is 128 + 2 or 128 + 15)
+        {
+            return new OperationCanceledException($"A child writer process {what}: it was stopped by a signal.");
+        }
+
         var error = _process.HasExited && _error.Wait(TimeSpan.FromSeconds(5)) ? Program.OneLine(_error.Result) : string.Empty;
         return new InvalidOperationException($"A child writer process {what}{(error.Length > 0 ? $": {error}" : ".")}");
     }
