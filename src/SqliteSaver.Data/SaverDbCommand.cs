@@ -545,7 +545,8 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>
     /// Checks the command's reader and transaction, finds the open physical connection (remembering it for
-    /// <see cref="Cancel"/> until the execution is done, see <see cref="Done"/>) and rents the prepared command for the text from it.
+    /// <see cref="Cancel"/> until the execution is done, see <see cref="Done"/>) and rents the prepared command for the
+    /// text from it.
     /// </summary>
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation)
     {

@@ -5,10 +5,11 @@ namespace SqliteSaver.Data.Pooling;
 /// <summary>
 /// The commands of one physical connection, kept prepared across rentals by command text (Statement Cache Size), so
 /// that code creating a new command for every call, as plain ADO.NET and Dapper do, pays SQLite's prepare step once
-/// per connection instead of on every call. A <see cref="SaverDbCommand"/> rents the command for its text as it executes
-/// and returns it when the execution, or its reader, ends (one the cache will not keep it holds until it is disposed,
-/// its text changes or its connection closes); the least recently rented command is evicted first. SQLite compiles a kept statement again by itself when the schema or a setting it was
-/// compiled against changes, and compiles PRAGMAs again on every run.
+/// per connection instead of on every call. A <see cref="SaverDbCommand"/> rents the command for its text as it
+/// executes and returns it when the execution, or its reader, ends (one the cache will not keep it holds until it is
+/// disposed, its text changes or its connection closes); the least recently rented command is evicted first. SQLite
+/// compiles a kept statement again by itself when the schema or a setting it was compiled against changes, and
+/// compiles PRAGMAs again on every run.
 /// </summary>
 /// <remarks>
 /// SQLite keeps a copy of the values last bound to a statement until they are bound again, so the cache bounds them:

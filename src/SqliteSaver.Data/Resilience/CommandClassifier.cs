@@ -6,11 +6,11 @@ namespace SqliteSaver.Data.Resilience;
 
 /// <summary>
 /// Classifies command text by preparing each of its statements once (without running them) and asking SQLite
-/// whether it writes, and where (see <see cref="WritesOnlyTemp"/>). Results are cached per data source by text; text whose statements cannot all be prepared yet
-/// (a batch that creates a table and then uses it) is classified by its first statements and not cached, nor is
-/// text whose only writes may be hidden by the schema of the moment (see <see cref="MayWriteLater"/>), nor text that
-/// writes only the connection's own temp database. A PRAGMA is
-/// not prepared: SQLite applies many settings as it compiles them, before the command runs or even if it never does.
+/// whether it writes, and where (see <see cref="WritesOnlyTemp"/>). Results are cached per data source by text; text
+/// whose statements cannot all be prepared yet (a batch that creates a table and then uses it) is classified by its
+/// first statements and not cached, nor is text whose only writes may be hidden by the schema of the moment (see
+/// <see cref="MayWriteLater"/>), nor text that writes only the connection's own temp database. A PRAGMA is not
+/// prepared: SQLite applies many settings as it compiles them, before the command runs or even if it never does.
 /// </summary>
 internal sealed class CommandClassifier
 {

@@ -444,8 +444,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
     /// <summary>
     /// One attempt at a write outside a transaction: BEGIN IMMEDIATE (BEGIN for one that writes only to the temp
-    /// database, see <see cref="CommandKind.TempWrite"/>), run, COMMIT; anything that fails is rolled back whole. A token of the attempt's own ends its waits as for <see cref="StatementAttempt{T}"/>: a rollback-journal
-    /// COMMIT waits for readers in SQLite's busy handler.
+    /// database, see <see cref="CommandKind.TempWrite"/>), run, COMMIT; anything that fails is rolled back whole. A
+    /// token of the attempt's own ends its waits as for <see cref="StatementAttempt{T}"/>: a rollback-journal COMMIT
+    /// waits for readers in SQLite's busy handler.
     /// </summary>
     private sealed class WriteAttempt<T>(
         PhysicalConnection physical,
