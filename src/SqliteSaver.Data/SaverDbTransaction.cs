@@ -25,6 +25,7 @@ public sealed class SaverDbTransaction : DbTransaction
     private bool _completed;
     private Exception? _unfinished;
     private Exception? _failedOnClose;
+    private List<string>? _savepoints; // set by Save and not released, oldest first
 
     internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical)
     {
@@ -149,7 +150,9 @@ public sealed class SaverDbTransaction : DbTransaction
     /// Undoes what the transaction did since the savepoint was set (<c>ROLLBACK TO SAVEPOINT "name"</c>), and the
     /// savepoints set after it. The savepoint stays, to roll back to again, and the transaction stays open, with the
     /// write lock and the write gate it holds: commit it or roll it back as before. The statements open readers of the
-    /// transaction have not reached run first, and are undone with the rest (their errors are ignored).
+    /// transaction have not reached run first, and are undone with the rest (their errors are ignored). After a batch
+    /// run in the transaction failed to finish (see <see cref="Commit"/>), a rollback to a savepoint set before that
+    /// batch ran undoes it whole, and the transaction can commit again.
     /// <see cref="DbTransaction.RollbackAsync(string, CancellationToken)"/> checks its token and calls this.
     /// </summary>
     /// <param name="savepointName">The name the savepoint was set with.</param>
@@ -302,6 +305,58 @@ public sealed class SaverDbTransaction : DbTransaction
 
         ThrowIfEndedBySqlite(operation); // a statement just finished may have made SQLite end it (ON CONFLICT ROLLBACK)
         _physical.Execute(statement + "\"" + savepointName.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
+        Track(operation, savepointName);
+    }
+
+    /// <summary>
+    /// Keeps the list of savepoints <see cref="Save"/> set as SQLite has it after <paramref name="operation"/>
+    /// succeeded: a rollback keeps the savepoint and drops those after it, a release drops it too. A batch that failed
+    /// to finish ran after every savepoint <see cref="Save"/> set (which finishes the batches open before it, and
+    /// refuses to run once one has failed), so a rollback to one of them undoes those batches whole, and the
+    /// transaction may commit again.
+    /// </summary>
+    private void Track(string operation, string savepointName)
+    {
+        if (operation == nameof(Save))
+        {
+            (_savepoints ??= []).Add(savepointName);
+            return;
+        }
+
+        // SQLite names the newest savepoint of that name, comparing ASCII letters without case.
+        var index = _savepoints?.FindLastIndex(name => SameName(name, savepointName)) ?? -1;
+        if (index < 0)
+        {
+            return; // one set by SQL text: it may have been set after the failure
+        }
+
+        var rollback = operation == nameof(Rollback);
+        if (rollback)
+        {
+            (_unfinished, _failedOnClose) = (null, null);
+        }
+
+        var kept = rollback ? index + 1 : index;
+        _savepoints!.RemoveRange(kept, _savepoints.Count - kept);
+    }
+
+    /// <summary>Whether SQLite takes two savepoint names for one: equal but for the case of ASCII letters.</summary>
+    private static bool SameName(string a, string b)
+    {
+        if (a.Length != b.Length)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < a.Length; i++)
+        {
+            if (a[i] != b[i] && !(char.IsAsciiLetter(a[i]) && char.IsAsciiLetter(b[i]) && (a[i] | 0x20) == (b[i] | 0x20)))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>

@@ -175,6 +175,55 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void A_rollback_to_a_savepoint_set_before_a_batch_that_failed_to_finish_lets_the_transaction_commit(bool closedByCaller)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (0)");
+        transaction.Save("before");
+        var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+        if (closedByCaller)
+        {
+            reader.Dispose(); // the failure waits for the next commit
+        }
+        else
+        {
+            Should.Throw<SqliteException>(() => transaction.Save("after")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        }
+
+        transaction.Rollback("BEFORE"); // SQLite matches savepoint names without ASCII case: undoes the whole batch
+
+        transaction.Commit();
+        reader.Dispose();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("0");
+    }
+
+    [Test]
+    public void A_rollback_to_a_savepoint_set_as_SQL_text_after_a_batch_failed_to_finish_still_refuses_the_commit()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => transaction.Save("a")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        ConnectionTests.Exec(connection, "SAVEPOINT b"); // after the batch's first INSERT, which stays; its last never ran
+
+        transaction.Rollback("b");
+
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
     [Test]
     public async Task SaveAsync_in_a_deferred_transaction_stops_waiting_for_the_write_lock_when_cancelled()
     {
