@@ -214,6 +214,26 @@ public class PipelineTests
     }
 
     [Test]
+    public void A_timeout_in_the_pipeline_interrupts_a_readers_later_statement_inside_a_synchronous_unit_of_work()
+    {
+        using var dataSource = TimingOutAfter200Ms(_connectionString);
+        using var connection = dataSource.OpenConnection();
+
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var exception = Should.Throw<Exception>(() => connection.RunInTransaction(_ =>
+        {
+            using var query = connection.CreateCommand();
+            query.CommandText = "SELECT 1; " + LongQuery;
+            using var reader = query.ExecuteReader(); // runs the first statement only
+            reader.NextResult(); // runs the long one
+        }));
+        waited.Stop();
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2), "the pipeline's timeout is 200 ms");
+    }
+
+    [Test]
     public void A_timeout_in_the_pipeline_ends_a_synchronous_unit_of_works_rollback_journal_commit_waiting_for_a_reader()
     {
         // As for a standalone write (and for RunInTransactionAsync, which commits with the attempt's token): the

@@ -293,7 +293,10 @@ internal sealed class PooledDataReader(
 
     public override bool IsDBNull(int ordinal) => inner.IsDBNull(ordinal);
 
-    public override bool NextResult() => StepToNextResult(inner.NextResult);
+    public override bool NextResult()
+        => StepToNextResult(UnitOfWorkAttempt() is { } attempt
+            ? () => Executor.RunForReader(physical, commandText, inner.NextResult, attempt)
+            : inner.NextResult);
 
     /// <summary>
     /// Moves to the next statement's result as <see cref="NextResult"/> does, which runs that statement:
@@ -369,7 +372,9 @@ internal sealed class PooledDataReader(
         command.BeginRunning();
         try
         {
-            return inner.Read();
+            return UnitOfWorkAttempt() is { } attempt
+                ? Executor.RunForReader(physical, commandText, inner.Read, attempt)
+                : inner.Read();
         }
         catch (Exception exception)
         {
@@ -392,4 +397,12 @@ internal sealed class PooledDataReader(
 
         base.Dispose(disposing);
     }
+
+    /// <summary>
+    /// The token a retry strategy gave the attempt of a synchronous unit of work running on the connection (see
+    /// <see cref="PhysicalConnection.UnitOfWorkAttempt"/>), which the reader's steps end with as its command's did; none
+    /// for a closed reader, whose physical connection may be another renter's by now.
+    /// </summary>
+    private CancellationToken? UnitOfWorkAttempt()
+        => !_closed && physical.UnitOfWorkAttempt is { CanBeCanceled: true } attempt ? attempt : null;
 }

@@ -223,13 +223,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     }
 
     /// <summary>
-    /// Runs a later step of a reader from <see cref="ExecuteAsync"/> (the next statement of its command) with
-    /// cancellation as <see cref="ExecuteAsync"/> has it: the token interrupts the statement and ends SQLite's waits
-    /// for a lock.
+    /// Runs a later step of a reader (the next statement of its command, for NextResultAsync; a row or a statement,
+    /// in a synchronous unit of work whose attempt has a token) with cancellation as <see cref="ExecuteAsync"/> has it:
+    /// the token interrupts the statement and ends SQLite's waits for a lock.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public static T RunForReader<T>(PhysicalConnection physical, string commandText, Func<T> step, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
         using var interrupt = InterruptOnCancel(physical, cancellationToken);
         var cancellableWaits = false;
         try
