@@ -303,6 +303,76 @@ public class GateSafetyTests : DatabaseTest
         reader.GetInt64(0).ShouldBe(2L);
     }
 
+    [Test]
+    public void Cancel_racing_the_end_of_its_command_does_not_interrupt_the_next_renter_of_its_connection()
+    {
+        // One physical connection, rented in turn by a thread running a short query through commands that other threads
+        // Cancel() without pause, and by a thread running a longer one that nobody cancels. Cancel checks that a call
+        // of the command is running, then reads its physical connection, then interrupts it: if the command ends,
+        // its connection is returned and the other thread rents it between those steps, the interrupt lands on the
+        // other renter's statement. Bounded: stops at the first such interrupt, or after 8 s.
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        SaverDbCommand? victim = null;
+        var stop = false;
+        SqliteException? otherRenterInterrupted = null;
+        var cancelled = new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                using var connection = new SaverDbConnection(connectionString);
+                connection.Open();
+                using var command = connection.CreateCommand();
+                command.CommandText = "SELECT count(*) FROM t";
+                Volatile.Write(ref victim, command);
+                try
+                {
+                    command.ExecuteScalar();
+                }
+                catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_INTERRUPT)
+                {
+                    // its own Cancel: documented
+                }
+            }
+        });
+        var other = new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                using var connection = new SaverDbConnection(connectionString);
+                connection.Open();
+                using var command = connection.CreateCommand();
+                command.CommandText = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) SELECT sum(i) FROM n";
+                try
+                {
+                    command.ExecuteScalar().ShouldBe(20000100000L);
+                }
+                catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_INTERRUPT)
+                {
+                    otherRenterInterrupted = error; // no one cancelled this command
+                    Volatile.Write(ref stop, true);
+                }
+            }
+        });
+        var cancellers = Enumerable.Range(0, 6).Select(_ => new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                Volatile.Read(ref victim)?.Cancel();
+            }
+        })).ToList();
+        cancelled.Start();
+        other.Start();
+        cancellers.ForEach(thread => thread.Start());
+        SpinWait.SpinUntil(() => Volatile.Read(ref stop), TimeSpan.FromSeconds(8));
+        Volatile.Write(ref stop, true);
+        cancelled.Join();
+        other.Join();
+        cancellers.ForEach(thread => thread.Join());
+
+        otherRenterInterrupted.ShouldBeNull();
+    }
+
     [TestCase("Write Gate=true")]
     [TestCase("Write Gate=false")]
     public void While_a_readers_own_write_is_open_other_writes_and_transactions_are_refused_and_reads_run(string gate)
