@@ -29,6 +29,8 @@ public sealed class SaverDbCommand : DbCommand
     private PhysicalConnection? _bound; // while an execution, a reader or a statement of this command uses it
     private SaverDbConnection? _trackedBy; // the connection whose Close unbinds this command (see Done)
     private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
+    private int _cancelling; // Cancel calls under way (see EndRunning)
+    private readonly Lock _cancel = new(); // held by Cancel from its look at _running to its interrupt
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private PooledDataReader? _reader;
 
@@ -217,17 +219,42 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     public override void Cancel()
     {
-        if (Volatile.Read(ref _running) > 0 && _bound?.Handle is { IsClosed: false } handle)
+        Interlocked.Increment(ref _cancelling);
+        try
         {
-            SQLitePCL.raw.sqlite3_interrupt(handle);
+            lock (_cancel)
+            {
+                if (Volatile.Read(ref _running) > 0 && _bound?.Handle is { IsClosed: false } handle)
+                {
+                    SQLitePCL.raw.sqlite3_interrupt(handle);
+                }
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _cancelling);
         }
     }
 
     /// <summary>Marks a call of this command or of its reader as running statements, until <see cref="EndRunning"/>, for <see cref="Cancel"/>.</summary>
     internal void BeginRunning() => Interlocked.Increment(ref _running);
 
-    /// <summary>Ends what <see cref="BeginRunning"/> began.</summary>
-    internal void EndRunning() => Interlocked.Decrement(ref _running);
+    /// <summary>
+    /// Ends what <see cref="BeginRunning"/> began, once no <see cref="Cancel"/> that saw the call running is still to
+    /// interrupt: otherwise its interrupt could land after the connection went back to the pool, on the next renter's
+    /// statement. Costs a look at a counter unless a Cancel is under way.
+    /// </summary>
+    internal void EndRunning()
+    {
+        Interlocked.Decrement(ref _running);
+        if (Volatile.Read(ref _cancelling) > 0)
+        {
+            lock (_cancel)
+            {
+                // A Cancel that read _running before the decrement has interrupted by now; later ones see it.
+            }
+        }
+    }
 
     /// <inheritdoc />
     protected override DbParameter CreateDbParameter() => CreateParameter();
