@@ -30,7 +30,7 @@ public sealed class SaverDbCommand : DbCommand
     private SaverDbConnection? _trackedBy; // the connection whose Close unbinds this command (see Done)
     private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
     private int _cancelling; // Cancel calls under way (see EndRunning)
-    private readonly Lock _cancel = new(); // held by Cancel from its look at _running to its interrupt
+    private Lock? _cancel; // held by Cancel from its look at _running to its interrupt; made by the first Cancel
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private PooledDataReader? _reader;
 
@@ -219,10 +219,11 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     public override void Cancel()
     {
+        var cancel = _cancel ?? Interlocked.CompareExchange(ref _cancel, new Lock(), null) ?? _cancel;
         Interlocked.Increment(ref _cancelling);
         try
         {
-            lock (_cancel)
+            lock (cancel)
             {
                 if (Volatile.Read(ref _running) > 0 && _bound?.Handle is { IsClosed: false } handle)
                 {
@@ -249,7 +250,7 @@ public sealed class SaverDbCommand : DbCommand
         Interlocked.Decrement(ref _running);
         if (Volatile.Read(ref _cancelling) > 0)
         {
-            lock (_cancel)
+            lock (_cancel!) // made before _cancelling was raised
             {
                 // A Cancel that read _running before the decrement has interrupted by now; later ones see it.
             }

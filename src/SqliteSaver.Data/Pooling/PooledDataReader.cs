@@ -294,9 +294,7 @@ internal sealed class PooledDataReader(
     public override bool IsDBNull(int ordinal) => inner.IsDBNull(ordinal);
 
     public override bool NextResult()
-        => StepToNextResult(UnitOfWorkAttempt() is { } attempt
-            ? () => Executor.RunForReader(physical, commandText, inner.NextResult, attempt)
-            : inner.NextResult);
+        => StepToNextResult(UnitOfWorkAttempt() is { } attempt ? NextResultStep(attempt) : inner.NextResult);
 
     /// <summary>
     /// Moves to the next statement's result as <see cref="NextResult"/> does, which runs that statement:
@@ -397,6 +395,10 @@ internal sealed class PooledDataReader(
 
         base.Dispose(disposing);
     }
+
+    /// <summary>The step of <see cref="NextResult"/> under a unit of work's attempt token (its own method: no closure otherwise).</summary>
+    private Func<bool> NextResultStep(CancellationToken attempt)
+        => () => Executor.RunForReader(physical, commandText, inner.NextResult, attempt);
 
     /// <summary>
     /// The token a retry strategy gave the attempt of a synchronous unit of work running on the connection (see
