@@ -225,6 +225,29 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public void A_rollback_to_a_name_Save_used_before_the_failure_but_set_again_as_SQL_text_after_it_still_refuses_the_commit()
+    {
+        // SQLite rolls back to the newest savepoint of the name: the one set as SQL text after the failed batch's first
+        // INSERT, which stays. The batch is not whole, so the commit must still be refused.
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => transaction.Save("b")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        ConnectionTests.Exec(connection, "SAVEPOINT a"); // after the batch's first INSERT; its last never ran
+
+        transaction.Rollback("a");
+
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
     public async Task SaveAsync_in_a_deferred_transaction_stops_waiting_for_the_write_lock_when_cancelled()
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=60000");
