@@ -26,6 +26,7 @@ public sealed class SaverDbTransaction : DbTransaction
     private Exception? _unfinished;
     private Exception? _failedOnClose;
     private List<string>? _savepoints; // set by Save and not released, oldest first
+    private long _standaloneAtFailure; // PhysicalConnection.StandaloneCommandsInTransaction when a batch failed to finish
 
     internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical)
     {
@@ -199,9 +200,10 @@ public sealed class SaverDbTransaction : DbTransaction
     /// </summary>
     internal void FailedUnfinished(Exception error)
     {
-        if (_unfinished is null)
+        if (_unfinished is null && _failedOnClose is null)
         {
-            _failedOnClose ??= error;
+            _failedOnClose = error;
+            _standaloneAtFailure = _physical.StandaloneCommandsInTransaction;
         }
     }
 
@@ -254,6 +256,7 @@ public sealed class SaverDbTransaction : DbTransaction
         catch (Exception exception)
         {
             _unfinished = exception;
+            _standaloneAtFailure = _physical.StandaloneCommandsInTransaction;
             if (exception is SqliteException sqlite && SaverRetryStrategy.IsTransient(sqlite))
             {
                 _physical.BusyInTransaction = sqlite; // met by this transaction itself (see RunInTransaction)
@@ -313,7 +316,8 @@ public sealed class SaverDbTransaction : DbTransaction
     /// succeeded: a rollback keeps the savepoint and drops those after it, a release drops it too. A batch that failed
     /// to finish ran after every savepoint <see cref="Save"/> set (which finishes the batches open before it, and
     /// refuses to run once one has failed), so a rollback to one of them undoes those batches whole, and the
-    /// transaction may commit again.
+    /// transaction may commit again; unless a command that may have set a savepoint as SQL text ran since the failure
+    /// (a <c>SAVEPOINT</c> of the same name would be the one rolled back to).
     /// </summary>
     private void Track(string operation, string savepointName)
     {
@@ -331,7 +335,7 @@ public sealed class SaverDbTransaction : DbTransaction
         }
 
         var rollback = operation == nameof(Rollback);
-        if (rollback)
+        if (rollback && _physical.StandaloneCommandsInTransaction == _standaloneAtFailure)
         {
             (_unfinished, _failedOnClose) = (null, null);
         }

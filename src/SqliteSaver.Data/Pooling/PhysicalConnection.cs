@@ -154,6 +154,13 @@ internal sealed partial class PhysicalConnection : IDisposable
     public CancellationToken UnitOfWorkAttempt { get; set; }
 
     /// <summary>
+    /// Commands run in the caller's transaction that may set, release or roll back savepoints as SQL text (statements
+    /// the library does not wrap, such as <c>SAVEPOINT</c>), counted, so that a transaction can tell whether any ran
+    /// since a moment of its own (see <see cref="SaverDbTransaction.Rollback(string)"/>).
+    /// </summary>
+    public long StandaloneCommandsInTransaction { get; set; }
+
+    /// <summary>
     /// SQLite's error when it last refused to roll back and left the transaction open (an I/O error, or an interrupt
     /// that stays pending while another statement of the connection is active); <see langword="null"/> once a
     /// rollback succeeds. Until then the connection keeps the write gate and runs no command: a command would join

@@ -133,6 +133,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 // gate is held for a transaction SQLite ended) or in it (a batch such as "COMMIT; ATTACH ...").
                 physical.MayHoldTempObjects = true;
                 physical.MayHoldAttachments |= !physical.InTransaction || kind == CommandKind.Unprotected;
+                physical.StandaloneCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected ? 1 : 0;
                 return (RunInCallersTransaction(physical, command, run, behavior, cancellationToken), false);
             }
 
