@@ -373,6 +373,81 @@ public class GateSafetyTests : DatabaseTest
         otherRenterInterrupted.ShouldBeNull();
     }
 
+    [Test]
+    public void Cancel_racing_a_failing_CloseConnection_reader_does_not_interrupt_the_next_renter_of_its_connection()
+    {
+        // As the test above, but the cancelled command opens a reader with CloseConnection, and its statement fails (a
+        // malformed JSON at its end, or an interrupt of the cancellers): ExecuteReader then closes the connection, handing
+        // the physical connection to the other thread, before its call stops counting as running. A Cancel that saw the
+        // call running and read its physical connection, then was preempted, interrupts the other renter's statement.
+        // Bounded: stops at the first such interrupt, or after 15 s.
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        const string Numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) ";
+        SaverDbCommand? victim = null;
+        var stop = false;
+        SqliteException? otherRenterInterrupted = null;
+        var cancelled = new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                var connection = new SaverDbConnection(connectionString);
+                connection.Open();
+                using var command = connection.CreateCommand();
+                command.CommandText = Numbers.Replace("20000", "2000", StringComparison.Ordinal) + "SELECT json('{' || count(*)) FROM n";
+                Volatile.Write(ref victim, command);
+                try
+                {
+                    using var reader = command.ExecuteReader(System.Data.CommandBehavior.CloseConnection);
+                    while (reader.Read())
+                    {
+                    }
+                }
+                catch (Exception)
+                {
+                    // the malformed JSON, or its own Cancel: documented
+                }
+
+                connection.Dispose(); // closed already, by the reader or as ExecuteReader failed
+            }
+        });
+        var other = new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                using var connection = new SaverDbConnection(connectionString);
+                connection.Open();
+                using var command = connection.CreateCommand();
+                command.CommandText = Numbers + "SELECT sum(i) FROM n";
+                try
+                {
+                    command.ExecuteScalar().ShouldBe(200010000L);
+                }
+                catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_INTERRUPT)
+                {
+                    otherRenterInterrupted = error; // no one cancelled this command
+                    Volatile.Write(ref stop, true);
+                }
+            }
+        });
+        var cancellers = Enumerable.Range(0, 3).Select(_ => new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                Volatile.Read(ref victim)?.Cancel();
+            }
+        })).ToList();
+        cancelled.Start();
+        other.Start();
+        cancellers.ForEach(thread => thread.Start());
+        SpinWait.SpinUntil(() => Volatile.Read(ref stop), TimeSpan.FromSeconds(15));
+        Volatile.Write(ref stop, true);
+        cancelled.Join();
+        other.Join();
+        cancellers.ForEach(thread => thread.Join());
+
+        otherRenterInterrupted.ShouldBeNull();
+    }
+
     [TestCase("Write Gate=true")]
     [TestCase("Write Gate=false")]
     public void While_a_readers_own_write_is_open_other_writes_and_transactions_are_refused_and_reads_run(string gate)
