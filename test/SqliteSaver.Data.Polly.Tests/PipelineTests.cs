@@ -234,6 +234,28 @@ public class PipelineTests
     }
 
     [Test]
+    public void A_timeout_in_the_pipeline_interrupts_the_statement_a_reader_runs_as_it_closes_inside_a_synchronous_unit_of_work()
+    {
+        // As the test above, but the reader is disposed rather than moved on: closing it runs the long INSERT, in the
+        // transaction, as the attempt's statements.
+        using var dataSource = TimingOutAfter200Ms(_connectionString);
+        using var connection = dataSource.OpenConnection();
+
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var exception = Should.Throw<Exception>(() => connection.RunInTransaction(_ =>
+        {
+            using var query = connection.CreateCommand();
+            query.CommandText = "SELECT 1; INSERT INTO t " + LongQuery;
+            using var reader = query.ExecuteReader(); // runs the first statement only
+            reader.Read().ShouldBeTrue();
+        })); // disposing the reader runs the long one
+        waited.Stop();
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2), "the pipeline's timeout is 200 ms");
+    }
+
+    [Test]
     public void A_timeout_in_the_pipeline_ends_a_synchronous_unit_of_works_rollback_journal_commit_waiting_for_a_reader()
     {
         // As for a standalone write (and for RunInTransactionAsync, which commits with the attempt's token): the
