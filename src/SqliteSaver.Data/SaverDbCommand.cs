@@ -266,25 +266,20 @@ public sealed class SaverDbCommand : DbCommand
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
         BeginRunning();
+        (SqliteDataReader Reader, bool Open) result;
         try
         {
-            var (reader, open) = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
-            return WrapReader(connection, physical, command, reader, open, behavior);
+            result = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
         }
         catch
         {
-            Done(connection, physical);
-            if (behavior.HasFlag(CommandBehavior.CloseConnection))
-            {
-                connection.Close(); // no reader is left to close it (Microsoft.Data.Sqlite's reader closes it as it fails)
-            }
-
+            EndRunning(); // before the connection may go back to the pool (see EndRunning)
+            ReaderFailed(connection, physical, behavior);
             throw;
         }
-        finally
-        {
-            EndRunning();
-        }
+
+        EndRunning();
+        return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
     }
 
     /// <inheritdoc />
@@ -293,26 +288,35 @@ public sealed class SaverDbCommand : DbCommand
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
         BeginRunning();
+        (SqliteDataReader Reader, bool Open) result;
         try
         {
-            var (reader, open) = await connection.Executor
+            result = await connection.Executor
                 .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
                 .ConfigureAwait(false);
-            return WrapReader(connection, physical, command, reader, open, behavior);
         }
         catch
         {
-            Done(connection, physical);
-            if (behavior.HasFlag(CommandBehavior.CloseConnection))
-            {
-                connection.Close();
-            }
-
+            EndRunning();
+            ReaderFailed(connection, physical, behavior);
             throw;
         }
-        finally
+
+        EndRunning();
+        return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
+    }
+
+    /// <summary>
+    /// After an ExecuteReader that failed, with no reader to close: the execution is done, and with
+    /// <see cref="CommandBehavior.CloseConnection"/> the connection closes (Microsoft.Data.Sqlite's reader closes it as
+    /// it fails).
+    /// </summary>
+    private void ReaderFailed(SaverDbConnection connection, PhysicalConnection physical, CommandBehavior behavior)
+    {
+        Done(connection, physical);
+        if (behavior.HasFlag(CommandBehavior.CloseConnection))
         {
-            EndRunning();
+            connection.Close();
         }
     }
 

@@ -64,6 +64,7 @@ internal sealed class PooledDataReader(
             return;
         }
 
+        var attempt = UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
         _closed = true;
         command.BeginRunning(); // closing runs the statements of the command not reached yet
         try
@@ -72,7 +73,7 @@ internal sealed class PooledDataReader(
             {
                 try
                 {
-                    FinishInTransaction();
+                    FinishInTransaction(attempt);
                 }
                 finally
                 {
@@ -115,9 +116,10 @@ internal sealed class PooledDataReader(
     /// Closing a reader of a writing batch in the caller's transaction: runs the statements not reached yet, as
     /// Microsoft.Data.Sqlite's reader would, but keeps the first error, which it would ignore, for the transaction,
     /// so that it cannot commit the batch without the failed statement (see
-    /// <see cref="SaverDbTransaction.FailedUnfinished"/>).
+    /// <see cref="SaverDbTransaction.FailedUnfinished"/>). In a synchronous unit of work the statements end with its
+    /// <paramref name="attempt"/>'s token, as its commands do.
     /// </summary>
-    private void FinishInTransaction()
+    private void FinishInTransaction(CancellationToken? attempt)
     {
         if (transaction is null || transaction.IsCompleted || inner.IsClosed
             || connection.Executor.Classify(physical, commandText) is not (CommandKind.Write or CommandKind.TempWrite))
@@ -133,7 +135,7 @@ internal sealed class PooledDataReader(
 
         try
         {
-            while (inner.NextResult())
+            while (attempt is { } token ? Executor.RunForReader(physical, commandText, inner.NextResult, token) : inner.NextResult())
             {
             }
         }
@@ -344,12 +346,14 @@ internal sealed class PooledDataReader(
         }
 
         command.BeginRunning();
+        bool result;
         try
         {
-            return step();
+            result = step();
         }
         catch (Exception exception)
         {
+            command.EndRunning(); // before Close, which with CloseConnection gives the connection back (see EndRunning)
             NoteBusyInTransaction(exception);
             _writeFailed = openWrite;
             if (inner.IsClosed)
@@ -359,10 +363,9 @@ internal sealed class PooledDataReader(
 
             throw;
         }
-        finally
-        {
-            command.EndRunning();
-        }
+
+        command.EndRunning();
+        return result;
     }
 
     public override bool Read()
