@@ -97,12 +97,14 @@ internal sealed class ChildWriter : IDisposable
     /// </summary>
     private Exception Failed(string what)
     {
-        if (_process.HasExited && _process.ExitCode is 128 + 2 or 128 + 15)
+        // A child whose output ended is exiting, but may not have been reaped yet: give it a moment.
+        var exited = _process.WaitForExit(TimeSpan.FromSeconds(5));
+        if (exited && _process.ExitCode is 128 + 2 or 128 + 15)
         {
             return new OperationCanceledException($"A child writer process {what}: it was stopped by a signal.");
         }
 
-        var error = _process.HasExited && _error.Wait(TimeSpan.FromSeconds(5)) ? Program.OneLine(_error.Result) : string.Empty;
+        var error = exited && _error.Wait(TimeSpan.FromSeconds(5)) ? Program.OneLine(_error.Result) : string.Empty;
         return new InvalidOperationException($"A child writer process {what}{(error.Length > 0 ? $": {error}" : ".")}");
     }
 }
