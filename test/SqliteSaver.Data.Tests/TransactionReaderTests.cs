@@ -248,6 +248,33 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public void A_rollback_to_a_name_set_again_by_a_reader_opened_before_the_failure_still_refuses_the_commit()
+    {
+        // As the test above, but the SAVEPOINT is a later statement of a reader opened before the failure: its command
+        // ran before it, yet the statement runs after it, as the reader moves on. SQLite rolls back to that newer
+        // savepoint, after the failed batch's first INSERT, so the commit must still be refused.
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        var savepoint = Reader(connection, transaction, "SELECT 1; SAVEPOINT a");
+        savepoint.Read().ShouldBeTrue(); // the SAVEPOINT has not run yet
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => transaction.Save("b")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        savepoint.NextResult(); // runs SAVEPOINT a, after the batch's first INSERT; its last never ran
+        savepoint.Dispose();
+
+        transaction.Rollback("a");
+
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
     public async Task SaveAsync_in_a_deferred_transaction_stops_waiting_for_the_write_lock_when_cancelled()
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=60000");
