@@ -65,6 +65,7 @@ internal sealed class PooledDataReader(
         }
 
         var attempt = UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
+        NoteStatementsRunAsWritten(); // closing runs those not reached
         _closed = true;
         command.BeginRunning(); // closing runs the statements of the command not reached yet
         try
@@ -296,7 +297,10 @@ internal sealed class PooledDataReader(
     public override bool IsDBNull(int ordinal) => inner.IsDBNull(ordinal);
 
     public override bool NextResult()
-        => StepToNextResult(UnitOfWorkAttempt() is { } attempt ? NextResultStep(attempt) : inner.NextResult);
+    {
+        NoteStatementsRunAsWritten();
+        return StepToNextResult(UnitOfWorkAttempt() is { } attempt ? NextResultStep(attempt) : inner.NextResult);
+    }
 
     /// <summary>
     /// Moves to the next statement's result as <see cref="NextResult"/> does, which runs that statement:
@@ -397,6 +401,18 @@ internal sealed class PooledDataReader(
         }
 
         base.Dispose(disposing);
+    }
+
+    /// <summary>
+    /// Counts a step of a batch the library runs as written (it may hold a <c>SAVEPOINT</c>) for the caller's
+    /// transaction, as the executor counts such commands (see <see cref="PhysicalConnection.StandaloneCommandsInTransaction"/>).
+    /// </summary>
+    private void NoteStatementsRunAsWritten()
+    {
+        if (!_closed && transaction is { IsCompleted: false } && connection.Executor.Classify(physical, commandText) == CommandKind.Unprotected)
+        {
+            physical.StandaloneCommandsInTransaction++;
+        }
     }
 
     /// <summary>The step of <see cref="NextResult"/> under a unit of work's attempt token (its own method: no closure otherwise).</summary>
