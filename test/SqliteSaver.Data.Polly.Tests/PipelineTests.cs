@@ -256,6 +256,33 @@ public class PipelineTests
     }
 
     [Test]
+    public void A_reader_disposed_after_the_pipelines_timeout_fired_does_not_run_its_remaining_statements_to_their_end()
+    {
+        // As the test above, but the timeout fires between two steps of the reader (here when the fake clock moves), as
+        // a delegate works on a row: the reader's next Read throws, and disposing the reader must not then run the long
+        // INSERT to its end (9 s here, holding the write lock), as a query begun after the timeout does not.
+        var time = new FakeTimeProvider();
+        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        using var connection = dataSource.OpenConnection();
+
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        Should.Throw<Exception>(() => connection.RunInTransaction(_ =>
+        {
+            using var query = connection.CreateCommand();
+            query.CommandText = "SELECT 1; INSERT INTO t " + LongQuery;
+            using var reader = query.ExecuteReader(); // runs the first statement only
+            while (reader.Read())
+            {
+                time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
+            }
+        })); // disposing the reader runs the long one
+        waited.Stop();
+
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2), "the attempt's token was cancelled before the reader closed");
+    }
+
+    [Test]
     public void A_timeout_in_the_pipeline_ends_a_synchronous_unit_of_works_rollback_journal_commit_waiting_for_a_reader()
     {
         // As for a standalone write (and for RunInTransactionAsync, which commits with the attempt's token): the
