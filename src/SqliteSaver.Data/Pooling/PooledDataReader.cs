@@ -4,6 +4,7 @@ using System.Data;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Resilience;
+using SQLitePCL;
 
 namespace SqliteSaver.Data.Pooling;
 
@@ -78,7 +79,14 @@ internal sealed class PooledDataReader(
                 }
                 finally
                 {
-                    inner.Close();
+                    if (attempt is { IsCancellationRequested: true } cancelled)
+                    {
+                        CloseDiscarding(cancelled);
+                    }
+                    else
+                    {
+                        inner.Close();
+                    }
                 }
 
                 return;
@@ -144,6 +152,30 @@ internal sealed class PooledDataReader(
         {
             NoteBusyInTransaction(exception);
             transaction.FailedUnfinished(exception);
+        }
+    }
+
+    /// <summary>
+    /// Closes the SQLite reader, which would run the statements it has not reached, once the synchronous unit of work's
+    /// attempt was cancelled: those of a writing batch have been noted as failed (see <see cref="FinishInTransaction"/>),
+    /// so they can only be rolled back. A progress handler ends each at once (closing ignores their errors), and their
+    /// waits for a lock end with the cancelled token.
+    /// </summary>
+    private void CloseDiscarding(CancellationToken cancelled)
+    {
+        var waits = Executor.MakeBusyWaitsCancellable(physical, commandText, cancelled);
+        raw.sqlite3_progress_handler(physical.Handle, 1, static _ => 1, null);
+        try
+        {
+            inner.Close();
+        }
+        finally
+        {
+            raw.sqlite3_progress_handler(physical.Handle, 0, null, null);
+            if (waits)
+            {
+                physical.EndCancellableBusyWaits();
+            }
         }
     }
 
