@@ -280,6 +280,10 @@ public class PipelineTests
         waited.Stop();
 
         waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2), "the attempt's token was cancelled before the reader closed");
+        Insert(connection).ShouldBe(1, "the connection runs statements again: no progress handler is left");
+        using var count = connection.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM t";
+        count.ExecuteScalar().ShouldBe(1L, "nothing of the cancelled attempt was kept");
     }
 
     [Test]
