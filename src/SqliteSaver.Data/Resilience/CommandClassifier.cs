@@ -81,13 +81,16 @@ internal sealed class CommandClassifier
                 {
                     standalone = true;
                 }
-                else if (raw.sqlite3_stmt_readonly(statement) == 0 && WritesOnlyTemp(db, text))
-                {
-                    tempWrites = true;
-                }
                 else if (raw.sqlite3_stmt_readonly(statement) == 0)
                 {
-                    writes = true;
+                    if (WritesOnlyTemp(db, text))
+                    {
+                        tempWrites = true;
+                    }
+                    else
+                    {
+                        writes = true;
+                    }
                 }
                 else if (MayWriteLater(text))
                 {
