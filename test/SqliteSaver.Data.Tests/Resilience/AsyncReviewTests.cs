@@ -46,4 +46,49 @@ public class AsyncReviewTests : DatabaseTest
         var rows = PoolTests.Scalar(connectionString, "SELECT count(*) FROM t");
         (outcome, rows).ShouldBe(("SqliteException 9", (object?)0L), "Cancel() during the gate wait was lost: the write ran and committed");
     }
+
+    /// <summary>
+    /// Disposing a connection while an asynchronous write of one of its commands waits at the write gate returns the
+    /// physical connection to the pool at once, although the pending call still holds it: the next renter gets it
+    /// with the pending call's cancellable busy handler in place (SQLite reports busy_timeout 0), and when the gate
+    /// comes free the write of the disposed connection runs on the next renter's physical connection
+    /// (its last_insert_rowid() is no longer 0) and commits.
+    /// </summary>
+    [Test]
+    public async Task Disposing_a_connection_while_its_async_write_waits_at_the_gate_does_not_hand_the_write_to_the_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=2");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        await using var holder = dataSource.OpenConnection();
+        var transaction = holder.BeginTransaction(); // holds the write gate
+        using var cancellation = new CancellationTokenSource();
+
+        var disposed = dataSource.OpenConnection();
+        var insert = disposed.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES ('of a disposed connection')";
+        var pending = insert.ExecuteNonQueryAsync(cancellation.Token);
+        Wait.Until(() => gate.WaitingCount == 1);
+        await disposed.DisposeAsync(); // gives up on the write, as code leaving a using block after a timeout does
+
+        await using var next = dataSource.OpenConnection(); // the physical connection the disposed one had
+        var busyTimeout = ConnectionTests.Scalar(next, "PRAGMA busy_timeout");
+        transaction.Commit(); // the gate goes to the pending write
+        string outcome;
+        try
+        {
+            outcome = $"succeeded ({await pending.WaitAsync(Bound)} row)";
+        }
+        catch (Exception error)
+        {
+            outcome = error.GetType().Name;
+        }
+
+        var lastInsertRowid = ConnectionTests.Scalar(next, "SELECT last_insert_rowid()");
+        var rows = PoolTests.Scalar(connectionString, "SELECT count(*) FROM t");
+        (busyTimeout, lastInsertRowid, rows, outcome.StartsWith("succeeded", StringComparison.Ordinal)).ShouldBe(
+            ((object?)5000L, (object?)0L, (object?)0L, false),
+            $"the pending write of the disposed connection ({outcome}) used the next renter's physical connection");
+    }
 }
