@@ -1,5 +1,7 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Data.Sqlite;
 using Shouldly;
+using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Resilience;
@@ -90,5 +92,59 @@ public class AsyncReviewTests : DatabaseTest
         (busyTimeout, lastInsertRowid, rows, outcome.StartsWith("succeeded", StringComparison.Ordinal)).ShouldBe(
             ((object?)5000L, (object?)0L, (object?)0L, false),
             $"the pending write of the disposed connection ({outcome}) used the next renter's physical connection");
+    }
+
+    /// <summary>
+    /// A token cancelled after an asynchronous write has entered the write gate, but before any of its statements
+    /// started, does not stop it: the registration's sqlite3_interrupt lands while no statement is active, SQLite drops
+    /// it as the library's BEGIN IMMEDIATE starts, and nothing checks the caller's token again before the user's
+    /// statement runs, so the whole INSERT runs and commits and the call reports success. (The cancellation is put
+    /// exactly there through the write-gate wait metric, which is recorded synchronously right after the gate is taken.)
+    /// </summary>
+    [Test]
+    public async Task A_token_cancelled_as_the_write_gate_is_entered_stops_the_write_before_its_statement_runs()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "async-review-gate-entered" };
+        using var dataSource = builder.Build();
+        using var cancellation = new CancellationTokenSource();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meterListener) =>
+        {
+            if (instrument.Meter.Name == SaverMetrics.MeterName && instrument.Name == SaverMetrics.WriteGateWaitTime.Name)
+            {
+                meterListener.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == SaverMetrics.PoolNameTag && (string?)tag.Value == builder.Name)
+                {
+                    cancellation.Cancel(); // the gate is entered, no statement of the call has started
+                }
+            }
+        });
+        listener.Start();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) SELECT i FROM n";
+
+        string outcome;
+        try
+        {
+            outcome = $"succeeded ({await insert.ExecuteNonQueryAsync(cancellation.Token).WaitAsync(Bound)} rows)";
+        }
+        catch (OperationCanceledException error)
+        {
+            outcome = error.CancellationToken == cancellation.Token ? "cancelled" : "cancelled with another token";
+        }
+
+        var rows = ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
+        (cancellation.IsCancellationRequested, outcome, rows).ShouldBe(
+            (true, "cancelled", (object?)0L),
+            "a token cancelled before the write's statement started did not stop it");
     }
 }
