@@ -225,9 +225,10 @@ public sealed class SaverDbCommand : DbCommand
         {
             lock (cancel)
             {
-                if (Volatile.Read(ref _running) > 0 && _bound?.Handle is { IsClosed: false } handle)
+                if (Volatile.Read(ref _running) > 0 && _bound is { Handle.IsClosed: false } bound)
                 {
-                    SQLitePCL.raw.sqlite3_interrupt(handle);
+                    bound.Calls.Cancel(); // ends the call's waits: for the write gate, for a lock, between retries
+                    SQLitePCL.raw.sqlite3_interrupt(bound.Handle);
                 }
             }
         }
@@ -237,15 +238,22 @@ public sealed class SaverDbCommand : DbCommand
         }
     }
 
-    /// <summary>Marks a call of this command or of its reader as running statements, until <see cref="EndRunning"/>, for <see cref="Cancel"/>.</summary>
-    internal void BeginRunning() => Interlocked.Increment(ref _running);
+    /// <summary>
+    /// Marks a call of this command or of its reader as running statements on <paramref name="physical"/>, until
+    /// <see cref="EndRunning"/>, for <see cref="Cancel"/> and for the connection's Close (see <see cref="RenterCalls"/>).
+    /// </summary>
+    internal void BeginRunning(PhysicalConnection physical)
+    {
+        physical.Calls.Begin();
+        Interlocked.Increment(ref _running);
+    }
 
     /// <summary>
     /// Ends what <see cref="BeginRunning"/> began, once no <see cref="Cancel"/> that saw the call running is still to
     /// interrupt: otherwise its interrupt could land after the connection went back to the pool, on the next renter's
     /// statement. Costs a look at a counter unless a Cancel is under way.
     /// </summary>
-    internal void EndRunning()
+    internal void EndRunning(PhysicalConnection physical)
     {
         Interlocked.Decrement(ref _running);
         if (Volatile.Read(ref _cancelling) > 0)
@@ -255,6 +263,8 @@ public sealed class SaverDbCommand : DbCommand
                 // A Cancel that read _running before the decrement has interrupted by now; later ones see it.
             }
         }
+
+        physical.Calls.End();
     }
 
     /// <inheritdoc />
@@ -265,20 +275,26 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        BeginRunning();
+        BeginRunning(physical);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
-            result = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true);
+            result = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, physical.Calls.Token);
         }
-        catch
+        catch (Exception failure)
         {
-            EndRunning(); // before the connection may go back to the pool (see EndRunning)
+            var ended = Ended(physical, failure, CancellationToken.None);
+            EndRunning(physical); // before the connection may go back to the pool (see EndRunning)
             ReaderFailed(connection, physical, behavior);
+            if (ended is not null)
+            {
+                throw ended;
+            }
+
             throw;
         }
 
-        EndRunning();
+        EndRunning(physical);
         return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
     }
 
@@ -287,24 +303,37 @@ public sealed class SaverDbCommand : DbCommand
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        BeginRunning();
+        BeginRunning(physical);
+        var linked = physical.Calls.Link(cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
             result = await connection.Executor
-                .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, cancellationToken)
+                .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, token)
                 .ConfigureAwait(false);
         }
-        catch
+        catch (Exception failure)
         {
-            EndRunning();
+            var ended = Ended(physical, failure, cancellationToken);
+            linked?.Dispose();
+            EndRunning(physical);
             ReaderFailed(connection, physical, behavior);
+            if (ended is not null)
+            {
+                throw ended;
+            }
+
             throw;
         }
 
-        EndRunning();
+        linked?.Dispose();
+        EndRunning(physical);
         return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
     }
+
+    /// <summary>What an execution throws for <paramref name="failure"/> (see <see cref="RenterCalls.Ended"/>); <see langword="null"/> to rethrow it.</summary>
+    private static Exception? Ended(PhysicalConnection physical, Exception failure, CancellationToken caller)
+        => failure is OperationCanceledException cancelled ? physical.Calls.Ended(cancelled, caller) : null;
 
     /// <summary>
     /// After an ExecuteReader that failed, with no reader to close: the execution is done, and with
@@ -466,14 +495,18 @@ public sealed class SaverDbCommand : DbCommand
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
         var (connection, physical, command) = BindWithParameters(operation);
-        BeginRunning();
+        BeginRunning(physical);
         try
         {
-            return connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false).Result;
+            return connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false, physical.Calls.Token).Result;
+        }
+        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, CancellationToken.None) is { } ended)
+        {
+            throw ended;
         }
         finally
         {
-            EndRunning();
+            EndRunning(physical);
             Done(connection, physical);
             GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
         }
@@ -482,17 +515,23 @@ public sealed class SaverDbCommand : DbCommand
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(operation);
-        BeginRunning();
+        BeginRunning(physical);
+        var linked = physical.Calls.Link(cancellationToken, out var token);
         try
         {
             var (result, _) = await connection.Executor
-                .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, cancellationToken)
+                .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, token)
                 .ConfigureAwait(false);
             return result;
         }
+        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, cancellationToken) is { } ended)
+        {
+            throw ended;
+        }
         finally
         {
-            EndRunning();
+            linked?.Dispose();
+            EndRunning(physical);
             Done(connection, physical);
             GC.KeepAlive(connection); // as in Run
         }

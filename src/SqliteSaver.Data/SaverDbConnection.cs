@@ -213,6 +213,9 @@ public sealed class SaverDbConnection : DbConnection
             return;
         }
 
+        // Calls of this connection still running (an asynchronous one waiting for the write gate, one on another
+        // thread) end first: they would otherwise go on using the connection after its next renter has it.
+        physical.Calls.EndAll(physical.Handle);
         Exception? failure = null;
         if (Transaction is { } transaction)
         {
@@ -604,16 +607,30 @@ public sealed class SaverDbConnection : DbConnection
         CheckIsolationLevel(isolationLevel);
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
-        if (async)
+        physical.Calls.Begin();
+        var linked = physical.Calls.Link(cancellationToken, out var token);
+        try
         {
-            await Executor.BeginAsync(physical, deferred, retry, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
-        }
-        else
-        {
-            Executor.Begin(physical, deferred, retry, Options.DefaultTimeout, cancellationToken);
-        }
+            if (async)
+            {
+                await Executor.BeginAsync(physical, deferred, retry, Options.DefaultTimeout, token).ConfigureAwait(false);
+            }
+            else
+            {
+                Executor.Begin(physical, deferred, retry, Options.DefaultTimeout, token);
+            }
 
-        return Transaction = new SaverDbTransaction(this, physical);
+            return Transaction = new SaverDbTransaction(this, physical);
+        }
+        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, cancellationToken) is { } ended)
+        {
+            throw ended;
+        }
+        finally
+        {
+            linked?.Dispose();
+            physical.Calls.End();
+        }
     }
 
     /// <summary>Opens the connection for a unit of work if it is closed (true when it did) and checks it has no transaction.</summary>

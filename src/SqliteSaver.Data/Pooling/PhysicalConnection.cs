@@ -129,6 +129,9 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// </summary>
     public bool UnreadablePragmaMayHaveChanged { get; private set; }
 
+    /// <summary>The calls of the renter running on this connection now, which Close ends first.</summary>
+    public RenterCalls Calls { get; } = new();
+
     /// <summary>The write gate this connection holds while a write transaction of its own is open, if any.</summary>
     public WriteGate? HeldGate { get; set; }
 
@@ -589,6 +592,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         _tempSchemaVersion.Dispose();
         _hasAttachedDatabases.Dispose();
         Statements.Dispose();
+        Calls.Dispose();
         try
         {
             Sqlite.Dispose();

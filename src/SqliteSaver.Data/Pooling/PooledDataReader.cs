@@ -68,7 +68,7 @@ internal sealed class PooledDataReader(
         var attempt = UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
         NoteStatementsRunAsWritten(); // closing runs those not reached
         _closed = true;
-        command.BeginRunning(); // closing runs the statements of the command not reached yet
+        command.BeginRunning(physical); // closing runs the statements of the command not reached yet
         try
         {
             if (!openWrite)
@@ -112,7 +112,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            command.EndRunning();
+            command.EndRunning(physical);
             command.ReaderClosed(connection, physical);
             if (closeConnection)
             {
@@ -381,7 +381,7 @@ internal sealed class PooledDataReader(
                 failure);
         }
 
-        command.BeginRunning();
+        command.BeginRunning(physical);
         bool result;
         try
         {
@@ -389,7 +389,7 @@ internal sealed class PooledDataReader(
         }
         catch (Exception exception)
         {
-            command.EndRunning(); // before Close, which with CloseConnection gives the connection back (see EndRunning)
+            command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
             NoteBusyInTransaction(exception);
             _writeFailed = openWrite;
             if (inner.IsClosed)
@@ -400,13 +400,13 @@ internal sealed class PooledDataReader(
             throw;
         }
 
-        command.EndRunning();
+        command.EndRunning(physical);
         return result;
     }
 
     public override bool Read()
     {
-        command.BeginRunning();
+        command.BeginRunning(physical);
         try
         {
             return UnitOfWorkAttempt() is { } attempt
@@ -421,7 +421,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            command.EndRunning();
+            command.EndRunning(physical);
         }
     }
 

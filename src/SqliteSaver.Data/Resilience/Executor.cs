@@ -30,15 +30,19 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// transaction and gate stay held (for a reader, whose statements run as it is read) until
     /// <see cref="Finish"/>; the result says whether that happened. <paramref name="timeoutSeconds"/>, the command's
     /// CommandTimeout, bounds its waits for the write lock in all (see <see cref="CommandDeadline"/>).
+    /// <paramref name="cancellationToken"/> (the call's, see <see cref="RenterCalls"/>) ends its waits on the gate,
+    /// between attempts and for another process's write lock, and interrupts its statements.
     /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public (T Result, bool Open) Execute<T>(
         PhysicalConnection physical,
         SqliteCommand command,
         int timeoutSeconds,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
-        bool keepOpen)
-        => Synchronously.Result(ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: false, CancellationToken.None));
+        bool keepOpen,
+        CancellationToken cancellationToken)
+        => Synchronously.Result(ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: false, cancellationToken));
 
     /// <summary>
     /// The asynchronous form of <see cref="Execute"/>: waits on the gate, for the write lock and between attempts
@@ -207,6 +211,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         CancellationToken caller)
     {
         var attempt = physical.UnitOfWorkAttempt;
+        caller.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
         try
         {
             using var cancellation = new AttemptCancellation(physical, command.CommandText, attempt, caller);
@@ -432,6 +437,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         public T Run(CancellationToken cancellationToken)
         {
             deadline.ThrowIfPassed();
+            cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
             try
             {
                 using var cancellation = new AttemptCancellation(physical, command.CommandText, cancellationToken, caller);
@@ -491,6 +497,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         {
             try
             {
+                // Cancelled after the gate was entered, the token's interrupt came while no statement ran: SQLite dropped it.
+                cancellationToken.ThrowIfCancellationRequested();
                 using var cancellation = new AttemptCancellation(physical, command.CommandText, cancellationToken, caller);
                 var result = run(command, behavior);
                 if (!keepOpen)
