@@ -43,6 +43,32 @@ public class LifecycleReviewTests : DatabaseTest
         leftOpen.Dispose();
     }
 
+    [Test]
+    public void A_temp_schema_PRAGMA_a_renter_set_is_set_back_before_the_next_renter()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
+        object? journalMode, cacheSize;
+        using (var connection = dataSource.OpenConnection())
+        {
+            journalMode = ConnectionTests.Pragma(connection, "temp.journal_mode");
+            cacheSize = ConnectionTests.Pragma(connection, "temp.cache_size");
+            // PRAGMAs a renter sets, as the README's migration example does with foreign_keys, on the temp schema.
+            ConnectionTests.Exec(connection, "PRAGMA temp.max_page_count = 2");
+            ConnectionTests.Exec(connection, "PRAGMA temp.journal_mode = OFF");
+            ConnectionTests.Exec(connection, "PRAGMA temp.cache_size = 1");
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            // The next renter's temporary table may hold no more than the earlier renter's two pages: SQLITE_FULL.
+            Should.NotThrow(() => ConnectionTests.Exec(
+                connection,
+                "CREATE TEMP TABLE ids AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i, randomblob(100) AS b FROM n"));
+            ConnectionTests.Pragma(connection, "temp.journal_mode").ShouldBe(journalMode);
+            ConnectionTests.Pragma(connection, "temp.cache_size").ShouldBe(cacheSize);
+        }
+    }
+
     private SqliteConnection OtherConnection()
     {
         var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
