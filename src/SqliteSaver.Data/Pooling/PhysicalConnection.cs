@@ -124,8 +124,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     public bool PragmasMayHaveChanged { get; set; }
 
     /// <summary>
-    /// Whether a command of the current rental may have set a PRAGMA whose setting SQLite cannot report (see
-    /// <see cref="UnreadablePragmaStatement"/>), so it cannot be set back: the connection is then closed rather than handed on.
+    /// Whether a command of the current rental may have set a PRAGMA that is not set back (see
+    /// <see cref="UnreadablePragmaStatement"/>): the connection is then closed rather than handed on.
     /// </summary>
     public bool UnreadablePragmaMayHaveChanged { get; private set; }
 
@@ -695,10 +695,12 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// A PRAGMA statement that sets (not a <c>pragma_...</c> function, which only reads) a setting SQLite cannot report,
-    /// so that it cannot be set back: <c>case_sensitive_like</c>, and the <c>auto_vacuum</c> and <c>page_size</c> a
-    /// later <c>VACUUM</c> would give the file (reading them gives the file's own).
+    /// A PRAGMA statement that sets (not a <c>pragma_...</c> function, which only reads) a setting that is not set
+    /// back: <c>case_sensitive_like</c>, and the <c>auto_vacuum</c> and <c>page_size</c> a later <c>VACUUM</c> would
+    /// give the file (SQLite cannot report them: reading them gives the file's own), and any setting of the temp
+    /// schema (<c>temp.max_page_count</c>, say), which <see cref="RememberPragmas"/> does not read (a query of it with
+    /// an argument, such as <c>temp.table_info(t)</c>, counts too).
     /// </summary>
-    [GeneratedRegex(@"\bPRAGMA\s+(?:[""`\[]?\w+[""`\]]?\s*\.\s*)?[""`\[]?(?:case_sensitive_like|auto_vacuum|page_size)[""`\]]?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"\bPRAGMA\s+(?:(?:[""`\[]?\w+[""`\]]?\s*\.\s*)?[""`\[]?(?:case_sensitive_like|auto_vacuum|page_size)|[""`\[]?temp[""`\]]?\s*\.\s*[""`\[]?\w+)[""`\]]?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex UnreadablePragmaStatement();
 }
