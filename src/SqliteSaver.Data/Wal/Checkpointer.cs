@@ -156,23 +156,26 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>
     /// The pool's last open connection is about to close. When the pool is drained (cleared or disposed, emptied by
     /// idle pruning, or without pooling closed by its last renter) runs the TRUNCATE checkpoint for Checkpoint On
-    /// Close on it, or, when <paramref name="last"/> is <see langword="null"/> (the pool's last slot was freed by a
-    /// connection that failed to open), on the checkpointer's own connection if that is open (no connection is opened
-    /// for it, so a database deleted meanwhile is never created again). Then
+    /// Close on the checkpointer's own connection if that is open, else on <paramref name="last"/> (none when the
+    /// pool's last slot was freed by a connection that failed to open). No connection is opened for it, so a database
+    /// deleted or replaced meanwhile is never created again or read with the old <c>-wal</c> file. Then
     /// closes the checkpointer's own connection, so that no file stays open while the pool has none open.
     /// </summary>
     public void LastClosing(PhysicalConnection? last, bool drained)
     {
         lock (_lock)
         {
-            if (drained && _options.CheckpointOnClose && _options.MaintainsWal && (last ?? _connection) is { } on)
+            // On the checkpointer's connection if it is open: its cache is private, and SQLite refuses a checkpoint on a
+            // connection of a shared cache while another connection of that cache has a transaction open.
+            if (drained && _options.CheckpointOnClose && _options.MaintainsWal && (_connection ?? last) is { } on)
             {
                 try
                 {
+                    last?.TryRollback(); // a connection closed unreset (without pooling, say) may hold a renter's transaction
+
                     // The pool's busy timeout would let the TRUNCATE wait for readers (holding writers back) that
                     // long; the connection closes next, so nothing is restored.
                     raw.sqlite3_busy_timeout(on.Handle, ConnectionBusyTimeout);
-                    on.TryRollback(); // a connection closed unreset (without pooling, say) may hold a renter's transaction
                     var result = CheckpointExtensions.Run(on.Handle, CheckpointMode.Truncate);
                     Record(CheckpointMode.Truncate, result, PoolDrained);
                     LastError = null; // a background checkpoint too
