@@ -239,8 +239,10 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>
-    /// Marks a call of this command or of its reader as running statements on <paramref name="physical"/>, until
-    /// <see cref="EndRunning"/>, for <see cref="Cancel"/> and for the connection's Close (see <see cref="RenterCalls"/>).
+    /// Marks a call of this command or of its reader as running statements on <paramref name="physical"/>, for
+    /// <see cref="Cancel"/> until <see cref="EndRunning()"/>, and as a call of the renter (see <see cref="RenterCalls"/>),
+    /// which the connection's Close waits for, until <see cref="RenterCalls.End"/>: after the call's last use of the
+    /// connection (giving back its statement, tracking its reader), before the call may close the connection itself.
     /// </summary>
     internal void BeginRunning(PhysicalConnection physical)
     {
@@ -253,7 +255,7 @@ public sealed class SaverDbCommand : DbCommand
     /// interrupt: otherwise its interrupt could land after the connection went back to the pool, on the next renter's
     /// statement. Costs a look at a counter unless a Cancel is under way.
     /// </summary>
-    internal void EndRunning(PhysicalConnection physical)
+    internal void EndRunning()
     {
         Interlocked.Decrement(ref _running);
         if (Volatile.Read(ref _cancelling) > 0)
@@ -263,7 +265,12 @@ public sealed class SaverDbCommand : DbCommand
                 // A Cancel that read _running before the decrement has interrupted by now; later ones see it.
             }
         }
+    }
 
+    /// <summary><see cref="EndRunning()"/>, and the call on <paramref name="physical"/> ends, for a reader's step, which uses nothing of the connection's after it.</summary>
+    internal void EndRunning(PhysicalConnection physical)
+    {
+        EndRunning();
         physical.Calls.End();
     }
 
@@ -284,7 +291,7 @@ public sealed class SaverDbCommand : DbCommand
         catch (Exception failure)
         {
             var ended = Ended(physical, failure, CancellationToken.None);
-            EndRunning(physical); // before the connection may go back to the pool (see EndRunning)
+            EndRunning(); // before the connection may go back to the pool (see EndRunning)
             ReaderFailed(connection, physical, behavior);
             if (ended is not null)
             {
@@ -294,8 +301,15 @@ public sealed class SaverDbCommand : DbCommand
             throw;
         }
 
-        EndRunning(physical);
-        return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
+        EndRunning();
+        try
+        {
+            return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
+        }
+        finally
+        {
+            physical.Calls.End();
+        }
     }
 
     /// <inheritdoc />
@@ -316,7 +330,7 @@ public sealed class SaverDbCommand : DbCommand
         {
             var ended = Ended(physical, failure, cancellationToken);
             linked?.Dispose();
-            EndRunning(physical);
+            EndRunning();
             ReaderFailed(connection, physical, behavior);
             if (ended is not null)
             {
@@ -327,8 +341,28 @@ public sealed class SaverDbCommand : DbCommand
         }
 
         linked?.Dispose();
-        EndRunning(physical);
-        return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
+        EndRunning();
+        try
+        {
+            return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
+        }
+        finally
+        {
+            physical.Calls.End();
+        }
+    }
+
+    /// <summary><see cref="Done"/>, then the call on <paramref name="physical"/> ends: not before, as a Close waiting for the call would race Done.</summary>
+    private void EndCall(SaverDbConnection connection, PhysicalConnection physical)
+    {
+        try
+        {
+            Done(connection, physical);
+        }
+        finally
+        {
+            physical.Calls.End();
+        }
     }
 
     /// <summary>What an execution throws for <paramref name="failure"/> (see <see cref="RenterCalls.Ended"/>); <see langword="null"/> to rethrow it.</summary>
@@ -336,13 +370,13 @@ public sealed class SaverDbCommand : DbCommand
         => failure is OperationCanceledException cancelled ? physical.Calls.Ended(cancelled, caller) : null;
 
     /// <summary>
-    /// After an ExecuteReader that failed, with no reader to close: the execution is done, and with
+    /// After an ExecuteReader that failed, with no reader to close: the execution is done, the call ends, and with
     /// <see cref="CommandBehavior.CloseConnection"/> the connection closes (Microsoft.Data.Sqlite's reader closes it as
     /// it fails).
     /// </summary>
     private void ReaderFailed(SaverDbConnection connection, PhysicalConnection physical, CommandBehavior behavior)
     {
-        Done(connection, physical);
+        EndCall(connection, physical);
         if (behavior.HasFlag(CommandBehavior.CloseConnection))
         {
             connection.Close();
@@ -506,8 +540,8 @@ public sealed class SaverDbCommand : DbCommand
         }
         finally
         {
-            EndRunning(physical);
-            Done(connection, physical);
+            EndRunning();
+            EndCall(connection, physical);
             GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
         }
     }
@@ -531,8 +565,8 @@ public sealed class SaverDbCommand : DbCommand
         finally
         {
             linked?.Dispose();
-            EndRunning(physical);
-            Done(connection, physical);
+            EndRunning();
+            EndCall(connection, physical);
             GC.KeepAlive(connection); // as in Run
         }
     }

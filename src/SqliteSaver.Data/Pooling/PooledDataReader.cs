@@ -112,8 +112,16 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            command.EndRunning(physical);
-            command.ReaderClosed(connection, physical);
+            command.EndRunning();
+            try
+            {
+                command.ReaderClosed(connection, physical);
+            }
+            finally
+            {
+                physical.Calls.End(); // after ReaderClosed, which a Close waiting for the call would race; before closing
+            }
+
             if (closeConnection)
             {
                 connection.Close();

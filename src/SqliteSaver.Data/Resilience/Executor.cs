@@ -89,8 +89,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>
     /// Begins a transaction. An IMMEDIATE one first passes the write gate, and with <paramref name="retry"/> its
     /// <c>BEGIN IMMEDIATE</c> is retried by the strategy while the write lock is busy; it waits for the lock at most
-    /// <paramref name="timeoutSeconds"/> in all, as a command waits its CommandTimeout. A synchronous call has a
-    /// token only from a retry strategy, for an attempt of a unit of work; it ends the waits, blocking as they are.
+    /// <paramref name="timeoutSeconds"/> in all, as a command waits its CommandTimeout. A synchronous call's token
+    /// (the call's, see <see cref="RenterCalls"/>, or a retry strategy's for an attempt of a unit of work) ends the
+    /// waits, blocking as they are.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public void Begin(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
