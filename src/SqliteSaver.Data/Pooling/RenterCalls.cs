@@ -52,7 +52,8 @@ internal sealed class RenterCalls : IDisposable
 
     /// <summary>
     /// For Close: ends the calls running now (their waits end and their statements are interrupted; each rolls back
-    /// what it began) and waits until the last has ended. Returns at once when none runs.
+    /// what it began) and waits until the last has ended. Returns at once when none runs. A Close made from inside
+    /// one of the calls (by a function of the application's that SQLite runs in a statement) would wait for itself.
     /// </summary>
     public void EndAll(sqlite3 handle)
     {
