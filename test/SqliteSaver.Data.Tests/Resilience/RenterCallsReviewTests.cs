@@ -1,0 +1,52 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Resilience;
+
+/// <summary>Review of RenterCalls (the calls of a renter running on its physical connection): each test shows one defect.</summary>
+public class RenterCallsReviewTests : DatabaseTest
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Cancel() on a command whose asynchronous write waits at the write gate cancels the connection's call token
+    /// (RenterCalls), which stays cancelled until no call of the connection runs. The cancelled call ends on the thread
+    /// pool a moment later; a command run on the connection in that moment, which Cancel() was never meant for (and
+    /// which SQLite's interrupt, made while no statement ran, did not reach before this change), fails at once with
+    /// SQLITE_INTERRUPT.
+    /// </summary>
+    [Test]
+    public async Task Cancel_of_a_call_waiting_at_the_gate_does_not_fail_the_next_command_on_the_connection()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        await using var holder = dataSource.OpenConnection();
+        await using var connection = dataSource.OpenConnection();
+        var failures = new List<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            var transaction = holder.BeginTransaction(); // holds the write gate
+            await using var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO t VALUES ('cancelled')";
+            var pending = insert.ExecuteNonQueryAsync();
+            Wait.Until(() => gate.WaitingCount == 1, 10);
+            insert.Cancel();
+            try
+            {
+                ConnectionTests.Scalar(connection, "SELECT 1").ShouldBe(1L); // another command, never cancelled
+            }
+            catch (SqliteException error)
+            {
+                failures.Add($"SqliteException {error.SqliteErrorCode}");
+            }
+
+            await Should.ThrowAsync<SqliteException>(pending.WaitAsync(Bound)); // the cancelled write
+            transaction.Rollback();
+        }
+
+        failures.ShouldBeEmpty("a command run after Cancel() of another call failed");
+    }
+}
