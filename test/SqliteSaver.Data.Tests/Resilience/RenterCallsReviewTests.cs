@@ -49,4 +49,28 @@ public class RenterCallsReviewTests : DatabaseTest
 
         failures.ShouldBeEmpty("a command run after Cancel() of another call failed");
     }
+
+    /// <summary>
+    /// 50824e8 closes a connection on return once a renter set a PRAGMA of the temp schema, recognised by
+    /// PhysicalConnection.UnreadablePragmaStatement. SQLite also takes the schema name as a string ('temp') and
+    /// allows a comment between PRAGMA and the name; the regex sees neither, so the setting reaches the next renter.
+    /// </summary>
+    [Test]
+    public void A_temp_schema_PRAGMA_written_another_way_does_not_reach_the_next_renter(
+        [Values("PRAGMA 'temp'.max_page_count = 2", "PRAGMA /* temp */ temp.max_page_count = 2")] string pragma)
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, pragma);
+            ConnectionTests.Pragma(connection, "temp.max_page_count").ShouldBe(2L); // SQLite took it
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            Should.NotThrow(() => ConnectionTests.Exec(
+                connection,
+                "CREATE TEMP TABLE ids AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i, randomblob(100) AS b FROM n"));
+        }
+    }
 }
