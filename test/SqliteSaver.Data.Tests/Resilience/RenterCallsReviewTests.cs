@@ -73,4 +73,44 @@ public class RenterCallsReviewTests : DatabaseTest
                 "CREATE TEMP TABLE ids AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i, randomblob(100) AS b FROM n"));
         }
     }
+
+    /// <summary>
+    /// Cancel() then Close (a timeout handler that cancels a command and disposes its connection): the cancelled call
+    /// should report the cancellation, SQLITE_INTERRUPT, as it does when the connection stays open. RenterCalls.EndAll
+    /// marks the token as cancelled by Close (_closed) while the call, already cancelled, has not yet reached
+    /// RenterCalls.Ended, which then reports an InvalidOperationException that the connection was closed.
+    /// </summary>
+    [Test]
+    public async Task Cancel_then_Close_reports_the_cancellation()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        await using var holder = dataSource.OpenConnection();
+        var transaction = holder.BeginTransaction(); // holds the write gate
+        var outcomes = new List<string>();
+        for (var i = 0; i < 10; i++)
+        {
+            var connection = dataSource.OpenConnection();
+            var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO t VALUES ('cancelled')";
+            var pending = insert.ExecuteNonQueryAsync();
+            Wait.Until(() => gate.WaitingCount == 1, 10);
+            insert.Cancel();
+            connection.Close();
+            try
+            {
+                await pending.WaitAsync(Bound);
+                outcomes.Add("succeeded");
+            }
+            catch (Exception error)
+            {
+                outcomes.Add(error is SqliteException sqlite ? $"SqliteException {sqlite.SqliteErrorCode}" : error.GetType().Name);
+            }
+        }
+
+        transaction.Rollback();
+        outcomes.ShouldAllBe(outcome => outcome == "SqliteException 9", "Cancel() came first: " + string.Join(", ", outcomes));
+    }
 }
