@@ -544,7 +544,10 @@ internal sealed partial class PhysicalConnection : IDisposable
 
         BusyTimeoutMayHaveChanged = true;
         PragmasMayHaveChanged = true;
-        UnreadablePragmaMayHaveChanged |= UnreadablePragmaStatement().IsMatch(text);
+        var withoutComments = text.Contains("/*", StringComparison.Ordinal) || text.Contains("--", StringComparison.Ordinal)
+            ? Comment().Replace(text, " ")
+            : text;
+        UnreadablePragmaMayHaveChanged |= UnreadablePragmaStatement().IsMatch(withoutComments);
     }
 
     /// <summary>
@@ -699,8 +702,13 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// back: <c>case_sensitive_like</c>, and the <c>auto_vacuum</c> and <c>page_size</c> a later <c>VACUUM</c> would
     /// give the file (SQLite cannot report them: reading them gives the file's own), and any setting of the temp
     /// schema (<c>temp.max_page_count</c>, say), which <see cref="RememberPragmas"/> does not read (a query of it with
-    /// an argument, such as <c>temp.table_info(t)</c>, counts too).
+    /// an argument, such as <c>temp.table_info(t)</c>, counts too). A schema name may be quoted in any of SQLite's ways,
+    /// a string included; comments are taken out first (see <see cref="NotePragmas"/>).
     /// </summary>
-    [GeneratedRegex(@"\bPRAGMA\s+(?:(?:[""`\[]?\w+[""`\]]?\s*\.\s*)?[""`\[]?(?:case_sensitive_like|auto_vacuum|page_size)|[""`\[]?temp[""`\]]?\s*\.\s*[""`\[]?\w+)[""`\]]?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"\bPRAGMA\s+(?:(?:[""`\['']?\w+[""`\]'']?\s*\.\s*)?[""`\['']?(?:case_sensitive_like|auto_vacuum|page_size)|[""`\['']?temp[""`\]'']?\s*\.\s*[""`\['']?\w+)[""`\]'']?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex UnreadablePragmaStatement();
+
+    /// <summary>An SQL comment, which SQLite allows between the words of a PRAGMA (one left open runs to the end).</summary>
+    [GeneratedRegex(@"/\*.*?(?:\*/|$)|--[^\n]*", RegexOptions.Singleline | RegexOptions.CultureInvariant)]
+    private static partial Regex Comment();
 }
