@@ -31,6 +31,7 @@ public sealed class SaverDbCommand : DbCommand
     private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
     private int _cancelling; // Cancel calls under way (see EndRunning)
     private Lock? _cancel; // held by Cancel from its look at _running to its interrupt; made by the first Cancel
+    private CancellationTokenSource? _callCancellation; // of the call running (see RenterCalls.Begin), for Cancel
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private PooledDataReader? _reader;
 
@@ -227,7 +228,7 @@ public sealed class SaverDbCommand : DbCommand
             {
                 if (Volatile.Read(ref _running) > 0 && _bound is { Handle.IsClosed: false } bound)
                 {
-                    bound.Calls.Cancel(); // ends the call's waits: for the write gate, for a lock, between retries
+                    _callCancellation?.Cancel(); // ends the call's waits: for the write gate, for a lock, between retries
                     SQLitePCL.raw.sqlite3_interrupt(bound.Handle);
                 }
             }
@@ -244,10 +245,13 @@ public sealed class SaverDbCommand : DbCommand
     /// which the connection's Close waits for, until <see cref="RenterCalls.End"/>: after the call's last use of the
     /// connection (giving back its statement, tracking its reader), before the call may close the connection itself.
     /// </summary>
-    internal void BeginRunning(PhysicalConnection physical)
+    /// <returns>The source of the call's token (see <see cref="RenterCalls.Begin"/>).</returns>
+    internal CancellationTokenSource BeginRunning(PhysicalConnection physical)
     {
-        physical.Calls.Begin();
+        var cancellation = physical.Calls.Begin();
+        _callCancellation = cancellation; // before _running rises: a Cancel that sees it running cancels this one
         Interlocked.Increment(ref _running);
+        return cancellation;
     }
 
     /// <summary>
@@ -282,15 +286,15 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        BeginRunning(physical);
+        var call = BeginRunning(physical);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
-            result = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, physical.Calls.Token);
+            result = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, call.Token);
         }
         catch (Exception failure)
         {
-            var ended = Ended(physical, failure, CancellationToken.None);
+            var ended = Ended(physical, failure, call, CancellationToken.None);
             EndRunning(); // before the connection may go back to the pool (see EndRunning)
             ReaderFailed(connection, physical, behavior);
             if (ended is not null)
@@ -317,8 +321,8 @@ public sealed class SaverDbCommand : DbCommand
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        BeginRunning(physical);
-        var linked = physical.Calls.Link(cancellationToken, out var token);
+        var call = BeginRunning(physical);
+        var linked = RenterCalls.Link(call, cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
@@ -328,7 +332,7 @@ public sealed class SaverDbCommand : DbCommand
         }
         catch (Exception failure)
         {
-            var ended = Ended(physical, failure, cancellationToken);
+            var ended = Ended(physical, failure, call, cancellationToken);
             linked?.Dispose();
             EndRunning();
             ReaderFailed(connection, physical, behavior);
@@ -366,8 +370,8 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>What an execution throws for <paramref name="failure"/> (see <see cref="RenterCalls.Ended"/>); <see langword="null"/> to rethrow it.</summary>
-    private static Exception? Ended(PhysicalConnection physical, Exception failure, CancellationToken caller)
-        => failure is OperationCanceledException cancelled ? physical.Calls.Ended(cancelled, caller) : null;
+    private static Exception? Ended(PhysicalConnection physical, Exception failure, CancellationTokenSource call, CancellationToken caller)
+        => failure is OperationCanceledException cancelled ? physical.Calls.Ended(cancelled, call, caller) : null;
 
     /// <summary>
     /// After an ExecuteReader that failed, with no reader to close: the execution is done, the call ends, and with
@@ -529,12 +533,12 @@ public sealed class SaverDbCommand : DbCommand
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
         var (connection, physical, command) = BindWithParameters(operation);
-        BeginRunning(physical);
+        var call = BeginRunning(physical);
         try
         {
-            return connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false, physical.Calls.Token).Result;
+            return connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false, call.Token).Result;
         }
-        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, CancellationToken.None) is { } ended)
+        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, CancellationToken.None) is { } ended)
         {
             throw ended;
         }
@@ -549,8 +553,8 @@ public sealed class SaverDbCommand : DbCommand
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(operation);
-        BeginRunning(physical);
-        var linked = physical.Calls.Link(cancellationToken, out var token);
+        var call = BeginRunning(physical);
+        var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
             var (result, _) = await connection.Executor
@@ -558,7 +562,7 @@ public sealed class SaverDbCommand : DbCommand
                 .ConfigureAwait(false);
             return result;
         }
-        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, cancellationToken) is { } ended)
+        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)
         {
             throw ended;
         }

@@ -607,8 +607,8 @@ public sealed class SaverDbConnection : DbConnection
         CheckIsolationLevel(isolationLevel);
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
-        physical.Calls.Begin();
-        var linked = physical.Calls.Link(cancellationToken, out var token);
+        var call = physical.Calls.Begin();
+        var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
             if (async)
@@ -622,7 +622,7 @@ public sealed class SaverDbConnection : DbConnection
 
             return Transaction = new SaverDbTransaction(this, physical);
         }
-        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, cancellationToken) is { } ended)
+        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)
         {
             throw ended;
         }

@@ -15,30 +15,32 @@ internal sealed class RenterCalls : IDisposable
 {
     private readonly object _ended = new(); // pulsed as the last call ends while EndAll waits
     private CancellationTokenSource _cancellation = new();
+    private CancellationTokenSource? _closedBy; // the source EndAll cancelled (one cancelled before stays Cancel's)
     private int _running;
-    private bool _closeWaits;
-    private bool _closed; // the current token was cancelled by EndAll, not by Cancel
+    private int _closeWaits;
 
     /// <summary>
-    /// Ends the waits of the calls running now; <see cref="Begin"/> makes a new one for the next calls once it has
-    /// been cancelled.
+    /// A call begins. Returns the source of the token it waits with, which Close cancels, and Cancel through the
+    /// command that keeps it: one cancelled already is first replaced, so that a call begun after a Cancel is not
+    /// ended by it (the replaced one is not disposed: the call it was cancelled for may still be ending with it).
     /// </summary>
-    public CancellationToken Token => Volatile.Read(ref _cancellation).Token;
-
-    /// <summary>A call begins; a token cancelled for earlier calls is replaced when none runs.</summary>
-    public void Begin()
+    public CancellationTokenSource Begin()
     {
-        if (Interlocked.Increment(ref _running) == 1 && _cancellation.IsCancellationRequested)
+        Interlocked.Increment(ref _running);
+        var cancellation = Volatile.Read(ref _cancellation);
+        if (cancellation.IsCancellationRequested)
         {
-            _closed = false;
-            Interlocked.Exchange(ref _cancellation, new CancellationTokenSource()).Dispose(); // nothing uses it any more
+            cancellation = new CancellationTokenSource();
+            Volatile.Write(ref _cancellation, cancellation);
         }
+
+        return cancellation;
     }
 
     /// <summary>A call ends.</summary>
     public void End()
     {
-        if (Interlocked.Decrement(ref _running) == 0 && Volatile.Read(ref _closeWaits))
+        if (Interlocked.Decrement(ref _running) == 0 && Volatile.Read(ref _closeWaits) == 1)
         {
             lock (_ended)
             {
@@ -47,13 +49,11 @@ internal sealed class RenterCalls : IDisposable
         }
     }
 
-    /// <summary>Ends the waits of the calls running now, for <see cref="SaverDbCommand.Cancel"/>.</summary>
-    public void Cancel() => Volatile.Read(ref _cancellation).Cancel();
-
     /// <summary>
     /// For Close: ends the calls running now (their waits end and their statements are interrupted; each rolls back
     /// what it began) and waits until the last has ended. Returns at once when none runs. A Close made from inside
-    /// one of the calls (by a function of the application's that SQLite runs in a statement) would wait for itself.
+    /// one of the calls (by a function of the application's that SQLite runs in a statement) would wait for itself,
+    /// and a synchronous statement waiting in SQLite's busy handler ends only at Busy Timeout.
     /// </summary>
     public void EndAll(sqlite3 handle)
     {
@@ -62,36 +62,43 @@ internal sealed class RenterCalls : IDisposable
             return;
         }
 
-        _closed = true;
-        Cancel();
+        var cancellation = Volatile.Read(ref _cancellation);
+        if (!cancellation.IsCancellationRequested)
+        {
+            Volatile.Write(ref _closedBy, cancellation);
+            cancellation.Cancel();
+        }
+
         raw.sqlite3_interrupt(handle); // a reader's step has no token
         lock (_ended)
         {
-            _closeWaits = true;
+            // A full fence between this write and the read of _running below, as End has between its decrement and
+            // its read: one of the two sees the other's, so the last End cannot miss this wait.
+            Interlocked.Exchange(ref _closeWaits, 1);
             while (Volatile.Read(ref _running) > 0)
             {
                 Monitor.Wait(_ended);
             }
 
-            _closeWaits = false;
+            _closeWaits = 0;
         }
     }
 
     public void Dispose() => _cancellation.Dispose();
 
     /// <summary>
-    /// The token a call waits with: <see cref="Token"/>, linked with <paramref name="caller"/>'s when that can be
-    /// cancelled (dispose the source returned once the call has ended).
+    /// The token a call waits with: <paramref name="call"/>'s (from <see cref="Begin"/>), linked with
+    /// <paramref name="caller"/>'s when that can be cancelled (dispose the source returned once the call has ended).
     /// </summary>
-    public CancellationTokenSource? Link(CancellationToken caller, out CancellationToken token)
+    public static CancellationTokenSource? Link(CancellationTokenSource call, CancellationToken caller, out CancellationToken token)
     {
         if (!caller.CanBeCanceled)
         {
-            token = Token;
+            token = call.Token;
             return null;
         }
 
-        var linked = CancellationTokenSource.CreateLinkedTokenSource(caller, Token);
+        var linked = CancellationTokenSource.CreateLinkedTokenSource(caller, call.Token);
         token = linked.Token;
         return linked;
     }
@@ -102,19 +109,19 @@ internal sealed class RenterCalls : IDisposable
     /// <see cref="SaverDbCommand.Cancel"/> SQLite's SQLITE_INTERRUPT, as for an interrupted statement; after Close an
     /// <see cref="InvalidOperationException"/>. <see langword="null"/> when the exception is the caller's own.
     /// </summary>
-    public Exception? Ended(OperationCanceledException cancelled, CancellationToken caller)
+    public Exception? Ended(OperationCanceledException cancelled, CancellationTokenSource call, CancellationToken caller)
     {
         if (caller.IsCancellationRequested)
         {
             return cancelled.CancellationToken == caller ? null : new OperationCanceledException(cancelled.Message, cancelled.InnerException, caller);
         }
 
-        if (!Token.IsCancellationRequested)
+        if (!call.IsCancellationRequested)
         {
             return null;
         }
 
-        return _closed
+        return ReferenceEquals(call, Volatile.Read(ref _closedBy))
             ? new InvalidOperationException("The connection was closed while this call ran or waited to run; nothing of it was kept.", cancelled)
             : cancelled.InnerException is SqliteException { SqliteErrorCode: raw.SQLITE_INTERRUPT } interrupted
                 ? interrupted
