@@ -1,6 +1,7 @@
 using System.Data;
 using System.Data.Common;
 using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using Microsoft.Data.Sqlite;
@@ -25,6 +26,10 @@ public sealed class SaverDbConnection : DbConnection
 {
     private static readonly StateChangeEventArgs Opened = new(ConnectionState.Closed, ConnectionState.Open);
     private static readonly StateChangeEventArgs Closed = new(ConnectionState.Open, ConnectionState.Closed);
+
+    // How long Close waits, beyond Busy Timeout (a synchronous statement's wait in SQLite's busy handler ends only
+    // then), for the calls it ends: others end within microseconds of their cancellation.
+    private static readonly TimeSpan CallsEndWithin = TimeSpan.FromSeconds(5);
 
     // A SqliteConnection, even unopened, initializes SQLitePCLRaw's provider before the version is asked.
     private static readonly Lazy<string> Version = new(() => new SqliteConnection().ServerVersion);
@@ -197,11 +202,16 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Returns the physical connection to the pool: open readers are closed, an open transaction is rolled back.
+    /// Calls of the connection still running (on another thread, or awaited nowhere) are ended first, and waited for.
     /// Does nothing if the connection is already closed.
     /// </summary>
     /// <exception cref="SqliteException">
     /// A write left open for a reader (an <c>INSERT ... RETURNING</c> outside a transaction) failed to commit; the
     /// connection is closed and back in the pool all the same.
+    /// </exception>
+    /// <exception cref="InvalidOperationException">
+    /// A call of the connection did not end within Busy Timeout and 5 s, as when Close runs inside the call itself (in a
+    /// retry strategy's callback, say); the connection stays open.
     /// </exception>
     public override void Close()
     {
@@ -215,7 +225,15 @@ public sealed class SaverDbConnection : DbConnection
 
         // Calls of this connection still running (an asynchronous one waiting for the write gate, one on another
         // thread) end first: they would otherwise go on using the connection after its next renter has it.
-        physical.Calls.EndAll(physical.Handle);
+        var bound = Options.BusyTimeout + CallsEndWithin;
+        if (!physical.Calls.EndAll(physical.Handle, bound))
+        {
+            Volatile.Write(ref _physical, physical); // still open, as a call of its own still runs on it
+            throw new InvalidOperationException(string.Create(
+                CultureInfo.InvariantCulture,
+                $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open. Close cannot run inside one of the connection's own calls, such as in a retry strategy's callback or in a function SQLite runs in a statement."));
+        }
+
         Exception? failure = null;
         if (Transaction is { } transaction)
         {

@@ -194,6 +194,58 @@ public class ConnectionTests : DatabaseTest
         Scalar(next, "SELECT 'a' LIKE 'A'").ShouldBe(1L);
     }
 
+    private string Wal => Folder.File() + "-wal";
+
+    [Test]
+    public void A_temp_schema_PRAGMA_a_renter_set_does_not_reach_the_next_renter()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
+        object? journalMode, cacheSize;
+        using (var connection = dataSource.OpenConnection())
+        {
+            journalMode = Pragma(connection, "temp.journal_mode");
+            cacheSize = Pragma(connection, "temp.cache_size");
+            // PRAGMAs a renter sets, as the README's migration example does with foreign_keys, on the temp schema.
+            Exec(connection, "PRAGMA temp.max_page_count = 2");
+            Exec(connection, "PRAGMA temp.journal_mode = OFF");
+            Exec(connection, "PRAGMA temp.cache_size = 1");
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            // The next renter's temporary table may hold no more than the earlier renter's two pages: SQLITE_FULL.
+            Should.NotThrow(() => Exec(
+                connection,
+                "CREATE TEMP TABLE ids AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i, randomblob(100) AS b FROM n"));
+            Pragma(connection, "temp.journal_mode").ShouldBe(journalMode);
+            Pragma(connection, "temp.cache_size").ShouldBe(cacheSize);
+        }
+    }
+
+    /// <summary>
+    /// 50824e8 closes a connection on return once a renter set a PRAGMA of the temp schema, recognised by
+    /// PhysicalConnection.UnreadablePragmaStatement. SQLite also takes the schema name as a string ('temp') and
+    /// allows a comment between PRAGMA and the name; the regex sees neither, so the setting reaches the next renter.
+    /// </summary>
+    [Test]
+    public void A_temp_schema_PRAGMA_written_another_way_does_not_reach_the_next_renter(
+        [Values("PRAGMA 'temp'.max_page_count = 2", "PRAGMA /* temp */ temp.max_page_count = 2")] string pragma)
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
+        using (var connection = dataSource.OpenConnection())
+        {
+            Exec(connection, pragma);
+            Pragma(connection, "temp.max_page_count").ShouldBe(2L); // SQLite took it
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            Should.NotThrow(() => Exec(
+                connection,
+                "CREATE TEMP TABLE ids AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i, randomblob(100) AS b FROM n"));
+        }
+    }
+
     [Test]
     public void A_PRAGMA_set_by_preparing_a_command_is_set_back_before_the_next_renter()
     {

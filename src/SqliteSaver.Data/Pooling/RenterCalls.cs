@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
 
@@ -51,15 +52,16 @@ internal sealed class RenterCalls : IDisposable
 
     /// <summary>
     /// For Close: ends the calls running now (their waits end and their statements are interrupted; each rolls back
-    /// what it began) and waits until the last has ended. Returns at once when none runs. A Close made from inside
-    /// one of the calls (by a function of the application's that SQLite runs in a statement) would wait for itself,
-    /// and a synchronous statement waiting in SQLite's busy handler ends only at Busy Timeout.
+    /// what it began) and waits until the last has ended, at most <paramref name="bound"/>; <see langword="false"/>
+    /// when one still runs then. Returns at once when none runs. A synchronous statement waiting in SQLite's busy
+    /// handler ends only at Busy Timeout; a Close made from inside one of the calls (by a retry strategy's callback,
+    /// or a function of the application's that SQLite runs in a statement) would wait for itself until the bound.
     /// </summary>
-    public void EndAll(sqlite3 handle)
+    public bool EndAll(sqlite3 handle, TimeSpan bound)
     {
         if (Volatile.Read(ref _running) == 0)
         {
-            return;
+            return true;
         }
 
         var cancellation = Volatile.Read(ref _cancellation);
@@ -75,13 +77,23 @@ internal sealed class RenterCalls : IDisposable
             // A full fence between this write and the read of _running below, as End has between its decrement and
             // its read: one of the two sees the other's, so the last End cannot miss this wait.
             Interlocked.Exchange(ref _closeWaits, 1);
+            var started = Stopwatch.GetTimestamp();
             while (Volatile.Read(ref _running) > 0)
             {
-                Monitor.Wait(_ended);
+                var remaining = bound - Stopwatch.GetElapsedTime(started);
+                if (remaining <= TimeSpan.Zero)
+                {
+                    _closeWaits = 0;
+                    return false;
+                }
+
+                Monitor.Wait(_ended, remaining);
             }
 
             _closeWaits = 0;
         }
+
+        return true;
     }
 
     public void Dispose() => _cancellation.Dispose();

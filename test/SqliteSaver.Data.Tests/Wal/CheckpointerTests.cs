@@ -294,6 +294,33 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
+    public void Checkpoint_On_Close_of_a_shared_cache_pool_truncates_the_wal_while_a_reader_data_source_shares_the_cache()
+    {
+        // The README's advice: readers get a data source of their own. With Cache=Shared both share SQLite's cache.
+        using var writers = SaverDataSource.Create(Folder.ConnectionString("Cache=Shared;Wal Autocheckpoint=0;Checkpoint Interval=0"));
+        using var readers = SaverDataSource.Create(Folder.ConnectionString("Cache=Shared;Checkpoint Interval=0;Checkpoint On Close=false"));
+        using (var writer = writers.OpenConnection())
+        {
+            Fill(writer, 20);
+        }
+
+        var copied = writers.Checkpoint(CheckpointMode.Passive); // every frame copied back: a reader from now on needs none
+        copied.CheckpointedFrames.ShouldBe(copied.LogFrames);
+        using var reader = readers.OpenConnection();
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t").ShouldBe(20L);
+
+        writers.Clear(); // the pool's last connection closes: the final TRUNCATE of Checkpoint On Close
+
+        // With Cache=Private in both data sources this TRUNCATE succeeds (the reader reads from the database file
+        // only); on the pool's shared-cache connection SQLite refuses it with SQLITE_LOCKED, as the README says it
+        // does for the checkpointer's own connection, which therefore always opens with a private cache.
+        writers.LastCheckpointError.ShouldBeNull();
+        writers.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+        new FileInfo(Wal).Length.ShouldBe(0);
+    }
+
+    [Test]
     public void Checkpoint_On_Close_waits_for_a_reader_at_most_one_short_step_not_the_pools_Busy_Timeout()
     {
         using var other = OtherConnection();

@@ -1,0 +1,319 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Diagnostics;
+using SqliteSaver.Data.Resilience;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Resilience;
+
+/// <summary>
+/// Cancel() and a cancelled token end a call waiting to run (for the write gate), and only the call they were made
+/// for; Close ends the calls of its connection still running before the connection goes back to the pool.
+/// </summary>
+public class CancelAndCloseTests : DatabaseTest
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+
+    /// <summary>
+    /// SaverDbCommand.Cancel is documented to interrupt a call "while one of its calls runs statements or waits to",
+    /// the call then throwing SQLITE_INTERRUPT. A write queued at the write gate counts as running (_running &gt; 0),
+    /// but the sqlite3_interrupt Cancel makes while no statement is active is dropped by SQLite as the next statement
+    /// (the library's BEGIN IMMEDIATE) starts, so the write runs and commits as if Cancel had never been called.
+    /// </summary>
+    [Test]
+    public async Task Cancel_while_a_write_waits_at_the_write_gate_stops_the_write([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        await using var holder = dataSource.OpenConnection();
+        var transaction = holder.BeginTransaction(); // holds the write gate
+        await using var writer = dataSource.OpenConnection();
+        await using var insert = writer.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES ('cancelled')";
+
+        var running = async ? insert.ExecuteNonQueryAsync() : Task.Run(insert.ExecuteNonQuery);
+        Wait.Until(() => gate.WaitingCount == 1); // queued at the gate: the call waits to run its statement
+        insert.Cancel();
+        transaction.Commit(); // the gate goes to the queued write
+
+        string outcome;
+        try
+        {
+            outcome = $"succeeded ({await running.WaitAsync(Bound)} row)";
+        }
+        catch (SqliteException error)
+        {
+            outcome = $"SqliteException {error.SqliteErrorCode}";
+        }
+
+        var rows = PoolTests.Scalar(connectionString, "SELECT count(*) FROM t");
+        (outcome, rows).ShouldBe(("SqliteException 9", (object?)0L), "Cancel() during the gate wait was lost: the write ran and committed");
+    }
+
+    /// <summary>
+    /// Disposing a connection while an asynchronous write of one of its commands waits at the write gate returns the
+    /// physical connection to the pool at once, although the pending call still holds it: the next renter gets it
+    /// with the pending call's cancellable busy handler in place (SQLite reports busy_timeout 0), and when the gate
+    /// comes free the write of the disposed connection runs on the next renter's physical connection
+    /// (its last_insert_rowid() is no longer 0) and commits.
+    /// </summary>
+    [Test]
+    public async Task Disposing_a_connection_while_its_async_write_waits_at_the_gate_does_not_hand_the_write_to_the_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=2");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        await using var holder = dataSource.OpenConnection();
+        var transaction = holder.BeginTransaction(); // holds the write gate
+        using var cancellation = new CancellationTokenSource();
+
+        var disposed = dataSource.OpenConnection();
+        var insert = disposed.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES ('of a disposed connection')";
+        var pending = insert.ExecuteNonQueryAsync(cancellation.Token);
+        Wait.Until(() => gate.WaitingCount == 1);
+        await disposed.DisposeAsync(); // gives up on the write, as code leaving a using block after a timeout does
+
+        await using var next = dataSource.OpenConnection(); // the physical connection the disposed one had
+        var busyTimeout = ConnectionTests.Scalar(next, "PRAGMA busy_timeout");
+        transaction.Commit(); // the gate goes to the pending write
+        string outcome;
+        try
+        {
+            outcome = $"succeeded ({await pending.WaitAsync(Bound)} row)";
+        }
+        catch (Exception error)
+        {
+            outcome = error.GetType().Name;
+        }
+
+        var lastInsertRowid = ConnectionTests.Scalar(next, "SELECT last_insert_rowid()");
+        var rows = PoolTests.Scalar(connectionString, "SELECT count(*) FROM t");
+        (busyTimeout, lastInsertRowid, rows, outcome.StartsWith("succeeded", StringComparison.Ordinal)).ShouldBe(
+            ((object?)5000L, (object?)0L, (object?)0L, false),
+            $"the pending write of the disposed connection ({outcome}) used the next renter's physical connection");
+    }
+
+    /// <summary>
+    /// A token cancelled after an asynchronous write has entered the write gate, but before any of its statements
+    /// started, does not stop it: the registration's sqlite3_interrupt lands while no statement is active, SQLite drops
+    /// it as the library's BEGIN IMMEDIATE starts, and nothing checks the caller's token again before the user's
+    /// statement runs, so the whole INSERT runs and commits and the call reports success. (The cancellation is put
+    /// exactly there through the write-gate wait metric, which is recorded synchronously right after the gate is taken.)
+    /// </summary>
+    [Test]
+    public async Task A_token_cancelled_as_the_write_gate_is_entered_stops_the_write_before_its_statement_runs()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "async-review-gate-entered" };
+        using var dataSource = builder.Build();
+        using var cancellation = new CancellationTokenSource();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meterListener) =>
+        {
+            if (instrument.Meter.Name == SaverMetrics.MeterName && instrument.Name == SaverMetrics.WriteGateWaitTime.Name)
+            {
+                meterListener.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == SaverMetrics.PoolNameTag && (string?)tag.Value == builder.Name)
+                {
+                    cancellation.Cancel(); // the gate is entered, no statement of the call has started
+                }
+            }
+        });
+        listener.Start();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) SELECT i FROM n";
+
+        string outcome;
+        try
+        {
+            outcome = $"succeeded ({await insert.ExecuteNonQueryAsync(cancellation.Token).WaitAsync(Bound)} rows)";
+        }
+        catch (OperationCanceledException error)
+        {
+            outcome = error.CancellationToken == cancellation.Token ? "cancelled" : "cancelled with another token";
+        }
+
+        var rows = ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
+        (cancellation.IsCancellationRequested, outcome, rows).ShouldBe(
+            (true, "cancelled", (object?)0L),
+            "a token cancelled before the write's statement started did not stop it");
+    }
+
+    /// <summary>
+    /// Cancel() on a command whose asynchronous write waits at the write gate cancels the connection's call token
+    /// (RenterCalls), which stays cancelled until no call of the connection runs. The cancelled call ends on the thread
+    /// pool a moment later; a command run on the connection in that moment, which Cancel() was never meant for (and
+    /// which SQLite's interrupt, made while no statement ran, did not reach before this change), fails at once with
+    /// SQLITE_INTERRUPT.
+    /// </summary>
+    [Test]
+    public async Task Cancel_of_a_call_waiting_at_the_gate_does_not_fail_the_next_command_on_the_connection()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        await using var holder = dataSource.OpenConnection();
+        await using var connection = dataSource.OpenConnection();
+        var failures = new List<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            var transaction = holder.BeginTransaction(); // holds the write gate
+            await using var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO t VALUES ('cancelled')";
+            var pending = insert.ExecuteNonQueryAsync();
+            Wait.Until(() => gate.WaitingCount == 1, 10);
+            insert.Cancel();
+            try
+            {
+                ConnectionTests.Scalar(connection, "SELECT 1").ShouldBe(1L); // another command, never cancelled
+            }
+            catch (SqliteException error)
+            {
+                failures.Add($"SqliteException {error.SqliteErrorCode}");
+            }
+
+            await Should.ThrowAsync<SqliteException>(pending.WaitAsync(Bound)); // the cancelled write
+            transaction.Rollback();
+        }
+
+        failures.ShouldBeEmpty("a command run after Cancel() of another call failed");
+    }
+
+    /// <summary>
+    /// Cancel() then Close (a timeout handler that cancels a command and disposes its connection): the cancelled call
+    /// should report the cancellation, SQLITE_INTERRUPT, as it does when the connection stays open. RenterCalls.EndAll
+    /// marks the token as cancelled by Close (_closed) while the call, already cancelled, has not yet reached
+    /// RenterCalls.Ended, which then reports an InvalidOperationException that the connection was closed.
+    /// </summary>
+    [Test]
+    public async Task Cancel_then_Close_reports_the_cancellation()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        await using var holder = dataSource.OpenConnection();
+        var transaction = holder.BeginTransaction(); // holds the write gate
+        var outcomes = new List<string>();
+        for (var i = 0; i < 10; i++)
+        {
+            var connection = dataSource.OpenConnection();
+            var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO t VALUES ('cancelled')";
+            var pending = insert.ExecuteNonQueryAsync();
+            Wait.Until(() => gate.WaitingCount == 1, 10);
+            insert.Cancel();
+            connection.Close();
+            try
+            {
+                await pending.WaitAsync(Bound);
+                outcomes.Add("succeeded");
+            }
+            catch (Exception error)
+            {
+                outcomes.Add(error is SqliteException sqlite ? $"SqliteException {sqlite.SqliteErrorCode}" : error.GetType().Name);
+            }
+        }
+
+        transaction.Rollback();
+        outcomes.ShouldAllBe(outcome => outcome == "SqliteException 9", "Cancel() came first: " + string.Join(", ", outcomes));
+    }
+
+    /// <summary>
+    /// A retry strategy's callback (as a Polly OnRetry or Fallback) that closes the connection after a transient
+    /// failure runs inside the call: Close would wait for the call itself. It waits Busy Timeout and 5 s at most,
+    /// then refuses, leaving the connection open, rather than hang or hand the connection on while the call runs.
+    /// </summary>
+    [Test]
+    public async Task Close_from_a_retry_strategy_callback_does_not_hang([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=50");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var locker = new SqliteConnection("Data Source=" + new SaverDbConnection(connectionString).DataSource);
+        locker.Open();
+        using (var begin = locker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN IMMEDIATE"; // another process's writer holds the write lock
+            begin.ExecuteNonQuery();
+        }
+
+        SaverDbConnection? connection = null;
+        var strategy = new CloseOnTransient(() => connection!.Close());
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
+        connection = dataSource.OpenConnection();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (1)";
+        var run = Task.Run(async () => async ? await insert.ExecuteNonQueryAsync() : insert.ExecuteNonQuery());
+        string outcome;
+        try
+        {
+            outcome = $"returned {await run.WaitAsync(Bound)}";
+        }
+        catch (TimeoutException)
+        {
+            outcome = "hung";
+        }
+        catch (Exception error)
+        {
+            outcome = error.GetType().Name;
+        }
+
+        strategy.Closed.ShouldBeTrue("the strategy's callback ran");
+        outcome.ShouldBe(nameof(InvalidOperationException), "Close from inside the call waited for the call itself, or let it go on");
+        connection.State.ShouldBe(System.Data.ConnectionState.Open); // Close refused: the call still ran on it
+        connection.Close(); // once the call has ended
+        dataSource.Statistics.InUse.ShouldBe(0);
+    }
+
+    /// <summary>A strategy like a Polly pipeline whose OnRetry/Fallback gives up on a locked connection and closes it.</summary>
+    private sealed class CloseOnTransient(Action close) : SaverRetryStrategy
+    {
+        public bool Closed { get; private set; }
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            try
+            {
+                return attempt(state, cancellationToken);
+            }
+            catch (SqliteException error) when (IsTransient(error))
+            {
+                Closed = true;
+                close();
+                return default!;
+            }
+        }
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt,
+            TState state,
+            CancellationToken cancellationToken)
+        {
+            try
+            {
+                return await attempt(state, cancellationToken);
+            }
+            catch (SqliteException error) when (IsTransient(error))
+            {
+                Closed = true;
+                close();
+                return default!;
+            }
+        }
+    }
+}
