@@ -247,6 +247,28 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void A_read_only_temp_schema_PRAGMA_query_does_not_make_the_pool_discard_the_connection([Values(
+        "PRAGMA temp.table_info(t)",
+        "PRAGMA temp.table_info('t')",
+        "PRAGMA temp.index_list(t)",
+        "PRAGMA temp.foreign_key_list(t)")] string sql)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        SqliteConnection inner;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            inner = connection.InnerConnection;
+            Scalar(connection, sql);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.ShouldBeSameAs(inner); // how apps look at a temporary table: no reopen for it
+    }
+
+    [Test]
     public void A_PRAGMA_set_by_preparing_a_command_is_set_back_before_the_next_renter()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1;Foreign Keys=true");

@@ -701,11 +701,12 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// A PRAGMA statement that sets (not a <c>pragma_...</c> function, which only reads) a setting that is not set
     /// back: <c>case_sensitive_like</c>, and the <c>auto_vacuum</c> and <c>page_size</c> a later <c>VACUUM</c> would
     /// give the file (SQLite cannot report them: reading them gives the file's own), and any setting of the temp
-    /// schema (<c>temp.max_page_count</c>, say), which <see cref="RememberPragmas"/> does not read (a query of it with
-    /// an argument, such as <c>temp.table_info(t)</c>, counts too). A schema name may be quoted in any of SQLite's ways,
-    /// a string included; comments are taken out first (see <see cref="NotePragmas"/>).
+    /// schema (<c>temp.max_page_count</c>, say), which <see cref="RememberPragmas"/> does not read; not the queries
+    /// that take an argument and only read (<c>temp.table_info(t)</c>, <c>temp.index_list(t)</c> and the like). A
+    /// schema name may be quoted in any of SQLite's ways, a string included; comments are taken out first (see
+    /// <see cref="NotePragmas"/>).
     /// </summary>
-    [GeneratedRegex(@"\bPRAGMA\s+(?:(?:[""`\['']?\w+[""`\]'']?\s*\.\s*)?[""`\['']?(?:case_sensitive_like|auto_vacuum|page_size)|[""`\['']?temp[""`\]'']?\s*\.\s*[""`\['']?\w+)[""`\]'']?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"\bPRAGMA\s+(?:(?:[""`\['']?\w+[""`\]'']?\s*\.\s*)?[""`\['']?(?:case_sensitive_like|auto_vacuum|page_size)|[""`\['']?temp[""`\]'']?\s*\.\s*[""`\['']?(?!(?:table_x?info|table_list|index_(?:list|x?info)|foreign_key_(?:list|check)|integrity_check|quick_check)\b)\w+)[""`\]'']?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex UnreadablePragmaStatement();
 
     /// <summary>An SQL comment, which SQLite allows between the words of a PRAGMA (one left open runs to the end).</summary>
