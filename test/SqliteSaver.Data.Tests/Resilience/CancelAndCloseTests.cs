@@ -17,10 +17,9 @@ public class CancelAndCloseTests : DatabaseTest
 
 
     /// <summary>
-    /// SaverDbCommand.Cancel is documented to interrupt a call "while one of its calls runs statements or waits to",
-    /// the call then throwing SQLITE_INTERRUPT. A write queued at the write gate counts as running (_running &gt; 0),
-    /// but the sqlite3_interrupt Cancel makes while no statement is active is dropped by SQLite as the next statement
-    /// (the library's BEGIN IMMEDIATE) starts, so the write runs and commits as if Cancel had never been called.
+    /// Cancel() stops a call that waits to run statements (a write queued at the write gate), the call throwing
+    /// SQLITE_INTERRUPT. An interrupt alone is not enough: SQLite drops one made while no statement is active as the
+    /// next statement (the library's BEGIN IMMEDIATE) starts, and the write would run and commit.
     /// </summary>
     [Test]
     public async Task Cancel_while_a_write_waits_at_the_write_gate_stops_the_write([Values] bool async)
@@ -55,11 +54,11 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
-    /// Disposing a connection while an asynchronous write of one of its commands waits at the write gate returns the
-    /// physical connection to the pool at once, although the pending call still holds it: the next renter gets it
-    /// with the pending call's cancellable busy handler in place (SQLite reports busy_timeout 0), and when the gate
-    /// comes free the write of the disposed connection runs on the next renter's physical connection
-    /// (its last_insert_rowid() is no longer 0) and commits.
+    /// Disposing a connection while an asynchronous write of one of its commands waits at the write gate ends that
+    /// write before the physical connection goes back to the pool. Returned at once, the next renter would get it with
+    /// the pending call's cancellable busy handler in place (SQLite reports busy_timeout 0), and once the gate came
+    /// free the disposed connection's write would run on the next renter's connection (its last_insert_rowid() no
+    /// longer 0) and commit.
     /// </summary>
     [Test]
     public async Task Disposing_a_connection_while_its_async_write_waits_at_the_gate_does_not_hand_the_write_to_the_next_renter()
@@ -101,10 +100,10 @@ public class CancelAndCloseTests : DatabaseTest
 
     /// <summary>
     /// A token cancelled after an asynchronous write has entered the write gate, but before any of its statements
-    /// started, does not stop it: the registration's sqlite3_interrupt lands while no statement is active, SQLite drops
-    /// it as the library's BEGIN IMMEDIATE starts, and nothing checks the caller's token again before the user's
-    /// statement runs, so the whole INSERT runs and commits and the call reports success. (The cancellation is put
-    /// exactly there through the write-gate wait metric, which is recorded synchronously right after the gate is taken.)
+    /// started, stops it: the registration's sqlite3_interrupt lands while no statement is active and SQLite drops it
+    /// as the library's BEGIN IMMEDIATE starts, so the token is checked again before the user's statement runs. (The
+    /// cancellation is put exactly there through the write-gate wait metric, which is recorded synchronously right
+    /// after the gate is taken.)
     /// </summary>
     [Test]
     public async Task A_token_cancelled_as_the_write_gate_is_entered_stops_the_write_before_its_statement_runs()
@@ -154,11 +153,9 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
-    /// Cancel() on a command whose asynchronous write waits at the write gate cancels the connection's call token
-    /// (RenterCalls), which stays cancelled until no call of the connection runs. The cancelled call ends on the thread
-    /// pool a moment later; a command run on the connection in that moment, which Cancel() was never meant for (and
-    /// which SQLite's interrupt, made while no statement ran, did not reach before this change), fails at once with
-    /// SQLITE_INTERRUPT.
+    /// Cancel() on a command whose asynchronous write waits at the write gate cancels the token of that call only
+    /// (RenterCalls): the cancelled call ends on the thread pool a moment later, and a command run on the connection
+    /// in that moment, which Cancel() was never meant for, gets a token of its own and runs.
     /// </summary>
     [Test]
     public async Task Cancel_of_a_call_waiting_at_the_gate_does_not_fail_the_next_command_on_the_connection()
@@ -196,9 +193,8 @@ public class CancelAndCloseTests : DatabaseTest
 
     /// <summary>
     /// Cancel() then Close (a timeout handler that cancels a command and disposes its connection): the cancelled call
-    /// should report the cancellation, SQLITE_INTERRUPT, as it does when the connection stays open. RenterCalls.EndAll
-    /// marks the token as cancelled by Close (_closed) while the call, already cancelled, has not yet reached
-    /// RenterCalls.Ended, which then reports an InvalidOperationException that the connection was closed.
+    /// reports the cancellation, SQLITE_INTERRUPT, as it does when the connection stays open, not the Close that came
+    /// after it (RenterCalls.EndAll claims only a token it cancelled itself).
     /// </summary>
     [Test]
     public async Task Cancel_then_Close_reports_the_cancellation()
