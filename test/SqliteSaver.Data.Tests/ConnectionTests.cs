@@ -223,9 +223,8 @@ public class ConnectionTests : DatabaseTest
     }
 
     /// <summary>
-    /// 50824e8 closes a connection on return once a renter set a PRAGMA of the temp schema, recognised by
-    /// PhysicalConnection.UnreadablePragmaStatement. SQLite also takes the schema name as a string ('temp') and
-    /// allows a comment between PRAGMA and the name; the regex sees neither, so the setting reaches the next renter.
+    /// A connection on which a renter set a PRAGMA of the temp schema is closed on return, however the statement is
+    /// written: SQLite also takes the schema name as a string ('temp') and allows a comment between PRAGMA and the name.
     /// </summary>
     [Test]
     public void A_temp_schema_PRAGMA_written_another_way_does_not_reach_the_next_renter(
