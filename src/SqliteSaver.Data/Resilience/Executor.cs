@@ -117,7 +117,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        using var interrupt = InterruptOnCancel(physical, cancellationToken);
+
+        // A synchronous call's token is its own (see RenterCalls), cancelled only by Cancel and Close, which interrupt
+        // SQLite themselves: no registration on every call for it.
+        using var interrupt = async ? InterruptOnCancel(physical, cancellationToken) : default;
         var text = command.CommandText;
         var cancellableWaits = false;
         try
