@@ -23,4 +23,29 @@ public class ConformanceReviewTests : DatabaseTest
         plain.DataSource.ShouldBe(path);
         saver.DataSource.ShouldBe(path);
     }
+
+    /// <summary>
+    /// ADO.NET providers (Microsoft.Data.Sqlite, SqlClient, Npgsql) refuse to change a command's Connection while a
+    /// reader of the command is open; SaverDbCommand.Connection accepts it silently (CommandText already refuses).
+    /// </summary>
+    [Test]
+    public void Changing_a_commands_Connection_while_its_reader_is_open_throws_as_with_MDS()
+    {
+        using (var plain = new SqliteConnection($"Data Source={Folder.File("plain.db")};Pooling=False"))
+        {
+            plain.Open();
+            using var plainCommand = plain.CreateCommand();
+            plainCommand.CommandText = "SELECT 1";
+            using var plainReader = plainCommand.ExecuteReader();
+            Should.Throw<InvalidOperationException>(() => plainCommand.Connection = null);
+        }
+
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1";
+        using var reader = command.ExecuteReader();
+
+        Should.Throw<InvalidOperationException>(() => command.Connection = null);
+    }
 }
