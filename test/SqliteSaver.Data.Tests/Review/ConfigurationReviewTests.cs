@@ -1,0 +1,20 @@
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Review;
+
+/// <summary>Defects found by the configuration review: each test fails on the code as it was reviewed.</summary>
+public class ConfigurationReviewTests : DatabaseTest
+{
+    [Test]
+    public void Without_pooling_an_explicit_Max_Pool_Size_of_16_and_no_limit_do_not_share_a_pool()
+    {
+        // README: "With Pooling=false no limit unless given". These two strings differ in meaning, so they must not
+        // share a data source, yet both have the pool key "Max Pool Size=16" (the default is written into the key).
+        var limited = Folder.ConnectionString("Pooling=False;Max Pool Size=16");
+        var unlimited = Folder.ConnectionString("Pooling=False");
+
+        SaverDataSource.GetShared(limited).Statistics.MaxPoolSize.ShouldBe(16);
+
+        SaverDataSource.GetShared(unlimited).Statistics.MaxPoolSize.ShouldBe(int.MaxValue);
+    }
+}
