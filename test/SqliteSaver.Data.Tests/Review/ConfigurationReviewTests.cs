@@ -17,4 +17,17 @@ public class ConfigurationReviewTests : DatabaseTest
 
         SaverDataSource.GetShared(unlimited).Statistics.MaxPoolSize.ShouldBe(int.MaxValue);
     }
+
+    [Test]
+    public void Setting_ConnectionString_on_an_existing_builder_refuses_an_unknown_keyword_with_an_empty_value()
+    {
+        // The constructor refuses "Max Pool Sise=" (ConnectionStringBuilderTests), but the same text set through the
+        // ConnectionString property, as code given a builder by SaverProviderFactory.CreateConnectionStringBuilder()
+        // or SaverDataSourceBuilder.ConnectionStringBuilder does, is dropped without a word.
+        var builder = SaverProviderFactory.Instance.CreateConnectionStringBuilder();
+
+        var error = Should.Throw<ArgumentException>(() => builder.ConnectionString = "Data Source=a.db;Max Pool Sise=");
+
+        error.Message.ShouldContain("'Max Pool Sise' is not supported");
+    }
 }
