@@ -30,4 +30,17 @@ public class ConfigurationReviewTests : DatabaseTest
 
         error.Message.ShouldContain("'Max Pool Sise' is not supported");
     }
+
+    [Test]
+    public void A_file_uri_whose_path_decodes_to_a_NUL_is_refused_with_an_error_that_names_Data_Source_and_the_value()
+    {
+        // SaverOptions.FileOf percent-decodes the path and hands it to Path.GetFullPath, whose own error
+        // ("Null character in path.", parameter 'path') neither names the keyword nor shows the value.
+        var uri = $"file:{Folder.Path}/a%00b.db";
+
+        var error = Should.Throw<ArgumentException>(() => new SaverDbConnection($"Data Source={uri}"));
+
+        error.ParamName.ShouldBe("Data Source");
+        error.Message.ShouldContain(uri);
+    }
 }
