@@ -43,4 +43,18 @@ public class ConfigurationReviewTests : DatabaseTest
         error.ParamName.ShouldBe("Data Source");
         error.Message.ShouldContain(uri);
     }
+
+    [Test]
+    public void Equivalent_spellings_of_a_file_uri_share_one_pool()
+    {
+        // file:/path and file:///path (an empty authority) name the same file for SQLite and for the write gate, but
+        // the pool key holds the URI as given, so each spelling gets a pool of its own: Max Pool Size=1 then allows
+        // two connections to the file, and ClearPool through one spelling leaves the other's connections open.
+        var path = Folder.File();
+        using var first = new SaverDbConnection($"Data Source=file:{path};Max Pool Size=1");
+        using var second = new SaverDbConnection($"Data Source=file://{path};Max Pool Size=1");
+        first.Open();
+
+        SaverDataSource.GetShared(second.ConnectionString).ShouldBeSameAs(SaverDataSource.GetShared(first.ConnectionString));
+    }
 }
