@@ -1,3 +1,4 @@
+using Microsoft.Data.Sqlite;
 using Shouldly;
 
 namespace SqliteSaver.Data.Tests.Review;
@@ -56,5 +57,24 @@ public class ConfigurationReviewTests : DatabaseTest
         first.Open();
 
         SaverDataSource.GetShared(second.ConnectionString).ShouldBeSameAs(SaverDataSource.GetShared(first.ConnectionString));
+    }
+
+    [Test]
+    public void Mode_ReadOnly_is_not_silently_dropped_for_a_pooled_in_memory_database()
+    {
+        // With Pooling=False, as with Microsoft.Data.Sqlite, "Data Source=:memory:;Mode=ReadOnly" opens a read-only
+        // database and a write fails with SQLITE_READONLY. Pooled, SaverOptions.InnerConnectionString replaces the
+        // data source by a memdb URI and sets Mode=ReadWriteCreate, so the keyword is dropped and the write succeeds.
+        // Either honour it or refuse the combination with an ArgumentException naming Mode.
+        var error = Should.Throw<Exception>(() =>
+        {
+            using var connection = new SaverDbConnection("Data Source=:memory:;Mode=ReadOnly");
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "CREATE TABLE t (x)";
+            command.ExecuteNonQuery();
+        });
+
+        (error is ArgumentException { ParamName: "Mode" } or SqliteException { SqliteErrorCode: 8 }).ShouldBeTrue(error.ToString());
     }
 }
