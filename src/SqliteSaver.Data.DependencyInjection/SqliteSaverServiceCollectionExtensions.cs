@@ -2,6 +2,7 @@ using System.Data.Common;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
+using SqliteSaver.Data.Configuration;
 
 namespace SqliteSaver.Data;
 
@@ -22,8 +23,9 @@ public static class SqliteSaverServiceCollectionExtensions
     /// <returns>The service collection.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> or <paramref name="connectionString"/> is null.</exception>
     /// <exception cref="ArgumentException">
-    /// A keyword is unknown or a value is invalid. Values that contradict each other (Min Pool Size above Max Pool Size)
-    /// are reported when the data source is first resolved.
+    /// A keyword is unknown or a value is invalid. Without <paramref name="configure"/>, also a string the data source
+    /// would refuse as a whole: no Data Source, a <c>file:</c> URI with a relative path, Min Pool Size above Max Pool
+    /// Size. With it, which may still change the string, those are reported when the data source is first resolved.
     /// </exception>
     public static IServiceCollection AddSqliteSaverDataSource(
         this IServiceCollection services,
@@ -32,7 +34,15 @@ public static class SqliteSaverServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(connectionString);
-        _ = new SaverConnectionStringBuilder(connectionString); // a bad string fails here, not at first use
+        // A bad string fails here, not at first use; configure may still complete or change it.
+        if (configure is null)
+        {
+            _ = SaverOptions.Parse(connectionString);
+        }
+        else
+        {
+            _ = new SaverConnectionStringBuilder(connectionString);
+        }
 
         services.TryAddSingleton(provider =>
         {

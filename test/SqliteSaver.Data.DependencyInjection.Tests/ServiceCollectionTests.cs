@@ -88,4 +88,19 @@ public class ServiceCollectionTests
         Should.Throw<ArgumentNullException>(() => ((IServiceCollection)null!).AddSqliteSaverDataSource(_connectionString)).ParamName.ShouldBe("services");
         Should.Throw<ArgumentException>(() => services.AddSqliteSaverDataSource("Data Source=x.db;Retry=lots")).Message.ShouldContain("Retry");
     }
+
+    [TestCase("Max Pool Size=3", "Data Source")] // no Data Source
+    [TestCase("Data Source=file:relative.db", "Data Source")]
+    [TestCase("Data Source=x.db;Min Pool Size=4;Max Pool Size=3", "Min Pool Size")]
+    public void A_string_the_data_source_would_refuse_is_refused_at_registration_unless_configure_may_still_change_it(string connectionString, string keyword)
+    {
+        var services = new ServiceCollection();
+
+        Should.Throw<ArgumentException>(() => services.AddSqliteSaverDataSource(connectionString)).ParamName.ShouldBe(keyword);
+        services.ShouldBeEmpty();
+
+        services.AddSqliteSaverDataSource(connectionString, dataSource => dataSource.ConnectionStringBuilder.ConnectionString = _connectionString);
+        using var provider = services.BuildServiceProvider();
+        provider.GetRequiredService<SaverDataSource>().ConnectionString.ShouldBe(_connectionString);
+    }
 }
