@@ -103,11 +103,11 @@ public sealed class SaverDbCommand : DbCommand
         set => _definition.UpdatedRowSource = value;
     }
 
-    /// <summary>The connection the command runs on.</summary>
+    /// <summary>The connection the command runs on. It cannot change while a reader of the command is open.</summary>
     public new SaverDbConnection? Connection
     {
         get => _connection;
-        set => _connection = value;
+        set => SetConnection(value);
     }
 
     /// <summary>The command's parameters.</summary>
@@ -124,13 +124,13 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbConnection? DbConnection
     {
         get => _connection;
-        set => _connection = value switch
+        set => SetConnection(value switch
         {
             null => null,
             SaverDbConnection connection => connection,
             _ => throw new ArgumentException(
                 $"A SaverDbCommand runs on a SaverDbConnection, not on a {value.GetType().Name}.", nameof(value)),
-        };
+        });
     }
 
     /// <inheritdoc />
@@ -572,6 +572,15 @@ public sealed class SaverDbCommand : DbCommand
             EndRunning();
             EndCall(connection, physical);
             GC.KeepAlive(connection); // as in Run
+        }
+    }
+
+    private void SetConnection(SaverDbConnection? connection)
+    {
+        if (!ReferenceEquals(connection, _connection))
+        {
+            ThrowIfReaderOpen(nameof(Connection));
+            _connection = connection;
         }
     }
 

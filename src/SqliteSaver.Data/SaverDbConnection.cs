@@ -89,8 +89,11 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>Always <c>main</c>, the name SQLite gives the primary database.</summary>
     public override string Database => "main";
 
-    /// <summary>The full path of the database file (or <c>:memory:</c>); empty while no connection string is set.</summary>
-    public override string DataSource => _dataSource?.Options.DataSource ?? string.Empty;
+    /// <summary>
+    /// The full path of the database file, also for a <c>file:</c> URI Data Source; for an in-memory database the Data
+    /// Source as given (<c>:memory:</c>, or its URI); empty while no connection string is set.
+    /// </summary>
+    public override string DataSource => _dataSource is { Options: var options } ? options.DatabaseFile ?? options.DataSource : string.Empty;
 
     /// <summary>
     /// How long <see cref="Open"/> waits for a pooled connection to come free, in seconds (rounded up): the connection

@@ -1031,6 +1031,94 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
+    public void Without_pooling_an_explicit_Max_Pool_Size_of_16_and_no_limit_do_not_share_a_pool()
+    {
+        // README: "With Pooling=false no limit unless given". These two strings differ in meaning, so they must not
+        // share a data source, as they would if the pool key held Max Pool Size's default rather than the limit.
+        var limited = Folder.ConnectionString("Pooling=False;Max Pool Size=16");
+        var unlimited = Folder.ConnectionString("Pooling=False");
+
+        SaverDataSource.GetShared(limited).Statistics.MaxPoolSize.ShouldBe(16);
+
+        SaverDataSource.GetShared(unlimited).Statistics.MaxPoolSize.ShouldBe(int.MaxValue);
+    }
+
+    [Test]
+    public void Equivalent_spellings_of_a_file_uri_share_one_pool_and_other_parameters_do_not()
+    {
+        // file:/path, file:///path (an empty authority) and a percent-encoded path name one file: with a pool each,
+        // Max Pool Size=1 would allow a connection per spelling, and ClearPool through one would leave the others'.
+        var path = Folder.File();
+        var first = SaverDataSource.GetShared($"Data Source=file:{path};Max Pool Size=1");
+
+        SaverDataSource.GetShared($"Data Source=file://{path};Max Pool Size=1").ShouldBeSameAs(first);
+        SaverDataSource.GetShared($"Data Source=file://localhost{path.Replace("test", "%74est", StringComparison.Ordinal)};Max Pool Size=1").ShouldBeSameAs(first);
+        SaverDataSource.GetShared($"Data Source=file:{path}?mode=ro;Max Pool Size=1").ShouldNotBeSameAs(first);
+        SaverDataSource.GetShared($"Data Source={path};Max Pool Size=1").ShouldNotBeSameAs(first);
+    }
+
+    [TestCase("Data Source=:memory:;Mode=ReadOnly", "Mode")]
+    [TestCase("Data Source=:memory:;Mode=ReadOnly;Pooling=False", "Mode")]
+    [TestCase("Data Source=file::memory:?mode=ro", "Data Source")]
+    public void Opening_a_private_in_memory_database_read_only_is_refused(string connectionString, string keyword)
+    {
+        // It could only ever be empty; pooled, its memdb replacement would not even be read-only, so Mode would be lost.
+        var error = Should.Throw<ArgumentException>(() => new SaverDbConnection(connectionString));
+
+        error.ParamName.ShouldBe(keyword);
+        error.Message.ShouldContain("read-only");
+        using var shared = new SaverDbConnection("Data Source=file:shared-read-only?mode=memory&cache=shared;Mode=ReadOnly"); // a named one another connection can write is allowed
+    }
+
+    /// <summary>
+    /// SaverDbConnection.DataSource is the database file's full path, also for a file: URI Data Source, as an open
+    /// SqliteConnection reports it (sqlite3_db_filename).
+    /// </summary>
+    [Test]
+    public void DataSource_of_a_connection_opened_by_a_file_URI_is_the_database_files_full_path_as_with_MDS()
+    {
+        var path = Folder.File();
+        var connectionString = $"Data Source=file:{path}?cache=private";
+        using var plain = new SqliteConnection(connectionString + ";Pooling=False");
+        plain.Open();
+        using var saver = new SaverDbConnection(connectionString);
+        saver.Open();
+
+        plain.DataSource.ShouldBe(path);
+        saver.DataSource.ShouldBe(path);
+    }
+
+    /// <summary>
+    /// ADO.NET providers (Microsoft.Data.Sqlite, SqlClient, Npgsql) refuse to change a command's Connection while a
+    /// reader of the command is open, as SaverDbCommand does for it and for CommandText.
+    /// </summary>
+    [Test]
+    public void Changing_a_commands_Connection_while_its_reader_is_open_throws_as_with_MDS()
+    {
+        using (var plain = new SqliteConnection($"Data Source={Folder.File("plain.db")};Pooling=False"))
+        {
+            plain.Open();
+            using var plainCommand = plain.CreateCommand();
+            plainCommand.CommandText = "SELECT 1";
+            using var plainReader = plainCommand.ExecuteReader();
+            Should.Throw<InvalidOperationException>(() => plainCommand.Connection = null);
+        }
+
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1";
+        using var reader = command.ExecuteReader();
+
+        Should.Throw<InvalidOperationException>(() => command.Connection = null).Message.ShouldContain("Connection");
+        Should.Throw<InvalidOperationException>(() => ((DbCommand)command).Connection = new SaverDbConnection(Folder.ConnectionString()));
+        command.Connection = connection; // no change
+        reader.Close();
+        command.Connection = null;
+        command.Connection.ShouldBeNull();
+    }
+
+    [Test]
     public void The_write_gate_of_a_database_is_let_go_when_no_data_source_on_it_is_left()
     {
         var entriesBefore = SaverDataSource.SharedGateCount;

@@ -66,7 +66,7 @@ internal sealed partial class SaverOptions
                 Keywords.BaseDelay.Name);
         }
 
-        PoolKey = BuildPoolKey(builder, DataSource);
+        PoolKey = BuildPoolKey(builder, DatabaseFile is null ? DataSource : PoolKeyFile(DatabaseFile, DataSource), MaxPoolSize);
         _innerConnectionString = BuildInnerConnectionString(builder, DataSource);
         // Without pooling each connection opens a private in-memory database of its own, as SQLite gives it.
         DatabasePerConnection = privateMemory && !Pooling;
@@ -74,6 +74,14 @@ internal sealed partial class SaverOptions
         PragmaSql = BuildPragmaSql(builder, journalMode: true);
         ReadOnlyPragmaSql = BuildPragmaSql(builder, journalMode: false);
         ReadOnly = Mode == SqliteOpenMode.ReadOnly || (DataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase) && ReadOnlyParameter().IsMatch(DataSource));
+        if (privateMemory && ReadOnly)
+        {
+            // SQLite would open an empty database that nothing can ever write; pooled, it would not even be read-only.
+            var keyword = Mode == SqliteOpenMode.ReadOnly ? Keywords.Mode.Name : Keywords.DataSource.Name;
+            throw new ArgumentException(
+                $"Connection-string keyword '{keyword}' opens the private in-memory database '{DataSource}' read-only, which leaves it empty for good: drop Mode=ReadOnly (or mode=ro), or name a shared one (file:name?mode=memory&cache=shared) that another connection writes.",
+                keyword);
+        }
     }
 
     /// <summary>The database path: a full path for files, as given for <c>:memory:</c> and URIs.</summary>
@@ -222,16 +230,38 @@ internal sealed partial class SaverOptions
         return Path.GetFullPath(dataSource);
     }
 
-    private static string BuildPoolKey(SaverConnectionStringBuilder builder, string dataSource)
+    /// <summary>
+    /// Max Pool Size is the resolved limit (without pooling, no limit unless given), so that strings with equal
+    /// meaning share a key; Data Source is <paramref name="dataSource"/>.
+    /// </summary>
+    private static string BuildPoolKey(SaverConnectionStringBuilder builder, string dataSource, int maxPoolSize)
     {
         var key = new StringBuilder();
         foreach (var spec in Keywords.All)
         {
-            var value = spec == Keywords.DataSource ? dataSource : builder.GetText(spec);
+            var value = spec == Keywords.DataSource ? dataSource
+                : spec == Keywords.MaxPoolSize ? maxPoolSize.ToString(CultureInfo.InvariantCulture)
+                : builder.GetText(spec);
             key.Append(spec.Name).Append('=').Append(value).Append('\u001f');
         }
 
         return key.ToString();
+    }
+
+    /// <summary>
+    /// A database file's Data Source for the pool key: the file's full path, and for a <c>file:</c> URI what follows
+    /// its path (query and fragment) after a NUL, which no path holds, so that <c>file:/p/a.db</c>,
+    /// <c>file:///p/a.db</c> and <c>file:/p/%61.db</c> share a pool while <c>file:/p/a.db?mode=ro</c> does not.
+    /// </summary>
+    private static string PoolKeyFile(string databaseFile, string dataSource)
+    {
+        if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            return databaseFile;
+        }
+
+        var end = dataSource.IndexOfAny(['?', '#']);
+        return databaseFile + '\0' + (end < 0 ? string.Empty : dataSource[end..]);
     }
 
     /// <summary>
@@ -293,6 +323,14 @@ internal sealed partial class SaverOptions
             // opens, and SQLite gives each one a temporary database of its own for an empty one.
             throw new ArgumentException(
                 $"Connection-string keyword 'Data Source' is the file: URI '{dataSource}' with {(path.Length == 0 ? "no" : "a relative")} path: give a full path (file:/path/to/app.db) or a plain relative path.",
+                Keywords.DataSource.Name);
+        }
+
+        if (path.Contains('\0', StringComparison.Ordinal))
+        {
+            // A plain path cannot hold one: the connection-string builder refuses embedded NULs.
+            throw new ArgumentException(
+                $"Connection-string keyword 'Data Source' is the file: URI '{dataSource}', whose path holds a NUL character (%00), which no file name can.",
                 Keywords.DataSource.Name);
         }
 

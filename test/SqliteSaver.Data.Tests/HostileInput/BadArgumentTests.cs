@@ -68,7 +68,20 @@ public class BadArgumentTests : DatabaseTest
         error.Message.ShouldContain("'file:relative.db?cache=private' with a relative path");
         Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=file:?cache=private")).Message.ShouldContain("with no path");
         new SaverDbConnection("Data Source=file:named?mode=memory").DataSource.ShouldBe("file:named?mode=memory");
-        new SaverDbConnection("Data Source=file:/tmp/full.db").DataSource.ShouldBe("file:/tmp/full.db");
+        new SaverDbConnection("Data Source=file:/tmp/full.db").DataSource.ShouldBe("/tmp/full.db");
+    }
+
+    [Test]
+    public void A_file_uri_whose_path_decodes_to_a_NUL_is_refused_with_an_error_that_names_Data_Source_and_the_value()
+    {
+        // Path.GetFullPath's own error ("Null character in path.", parameter 'path') names neither. (A plain path
+        // with a NUL never gets this far: ADO.NET's connection-string builder refuses it, naming Data Source.)
+        var uri = $"file:{Folder.Path}/a%00b.db";
+
+        var error = Should.Throw<ArgumentException>(() => new SaverDbConnection($"Data Source={uri}"));
+
+        error.ParamName.ShouldBe("Data Source");
+        error.Message.ShouldContain(uri);
     }
 
     [Test]
