@@ -272,7 +272,7 @@ public sealed class SaverDbConnection : DbConnection
         if (Transaction is not null || physical.HeldGate is not null)
         {
             physical.TryRollback();
-            Transaction?.Complete();
+            Transaction?.CompleteOnClose();
             physical.ReleaseGate();
         }
 
@@ -403,8 +403,11 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     /// <remarks>
     /// The delegate may run more than once: keep side effects outside the database (messages, files, counters)
-    /// out of it, or make them idempotent. It must not commit or roll back the transaction itself; if it does and then
-    /// meets SQLITE_BUSY or SQLITE_LOCKED, it is not run again (<see cref="InvalidOperationException"/>).
+    /// out of it, or make them idempotent. It must not commit or roll back the transaction itself, by the
+    /// transaction's methods or by SQL (<c>COMMIT; BEGIN</c>); if it does and then meets SQLITE_BUSY or SQLITE_LOCKED,
+    /// it is not run again (<see cref="InvalidOperationException"/>). Nor may it close the connection (with a reader
+    /// opened with <see cref="CommandBehavior.CloseConnection"/>, say): that rolls the transaction back, and
+    /// RunInTransaction then throws <see cref="InvalidOperationException"/> rather than return.
     /// </remarks>
     /// <param name="work">The unit of work.</param>
     /// <param name="deferred">
@@ -415,7 +418,7 @@ public sealed class SaverDbConnection : DbConnection
     /// for the write lock; a busy error the unit of work met on another connection does not change that.
     /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public void RunInTransaction(Action<SaverDbTransaction> work, bool deferred = false)
     {
@@ -435,7 +438,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <param name="deferred"><see langword="true"/> for a DEFERRED transaction.</param>
     /// <returns>The result of the attempt that committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public T RunInTransaction<T>(Func<SaverDbTransaction, T> work, bool deferred = false)
     {
@@ -470,7 +473,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <returns>A task that completes when an attempt has committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public Task RunInTransactionAsync(Func<SaverDbTransaction, CancellationToken, Task> work, bool deferred = false, CancellationToken cancellationToken = default)
     {
@@ -496,7 +499,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <returns>The result of the attempt that committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection, or the unit of work ended its transaction itself and then met SQLITE_BUSY or SQLITE_LOCKED.</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public async Task<T> RunInTransactionAsync<T>(
         Func<SaverDbTransaction, CancellationToken, Task<T>> work,
@@ -697,13 +700,14 @@ public sealed class SaverDbConnection : DbConnection
             // and those of the statements of the unit of work, whose delegate takes no token.
             using var transaction = Synchronously.Result(BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: false, cancellationToken));
             var physical = _physical!;
+            var commits = physical.Commits;
             T result;
             try
             {
                 physical.UnitOfWorkAttempt = cancellationToken;
                 result = work(transaction);
             }
-            catch (Exception error) when (transaction.IsCompleted && SaverRetryStrategy.IsTransient(error))
+            catch (Exception error) when (EndedByWork(transaction, physical, commits) && SaverRetryStrategy.IsTransient(error))
             {
                 throw EndedByWork(error);
             }
@@ -715,10 +719,18 @@ public sealed class SaverDbConnection : DbConnection
                 }
             }
 
+            ThrowIfClosedByWork(transaction);
             if (!transaction.IsCompleted)
             {
-                // CommitAsync completes synchronously; with the attempt's token its waits for readers end as in RunOnceAsync.
-                Synchronously.Wait(new ValueTask(transaction.CommitAsync(cancellationToken)));
+                try
+                {
+                    // CommitAsync completes synchronously; with the attempt's token its waits for readers end as in RunOnceAsync.
+                    Synchronously.Wait(new ValueTask(transaction.CommitAsync(cancellationToken)));
+                }
+                catch (Exception error) when (physical.Commits != commits && SaverRetryStrategy.IsTransient(error))
+                {
+                    throw EndedByWork(error);
+                }
             }
 
             return result;
@@ -745,19 +757,29 @@ public sealed class SaverDbConnection : DbConnection
         try
         {
             await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: true, cancellationToken).ConfigureAwait(false);
+            var physical = _physical!;
+            var commits = physical.Commits;
             T result;
             try
             {
                 result = await work(transaction, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception error) when (transaction.IsCompleted && SaverRetryStrategy.IsTransient(error))
+            catch (Exception error) when (EndedByWork(transaction, physical, commits) && SaverRetryStrategy.IsTransient(error))
             {
                 throw EndedByWork(error);
             }
 
+            ThrowIfClosedByWork(transaction);
             if (!transaction.IsCompleted)
             {
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception error) when (physical.Commits != commits && SaverRetryStrategy.IsTransient(error))
+                {
+                    throw EndedByWork(error);
+                }
             }
 
             return result;
@@ -770,11 +792,31 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// The error for a unit of work that committed or rolled back its transaction itself and then met SQLITE_BUSY or
-    /// SQLITE_LOCKED: it is not run again, as what it committed would be applied twice.
+    /// Whether a unit of work ended its transaction itself (Commit, Rollback, closing the connection) or committed
+    /// part of it, by a <c>COMMIT</c> sent as SQL, even in a batch that begins another (<c>COMMIT; BEGIN</c>).
+    /// </summary>
+    private static bool EndedByWork(SaverDbTransaction transaction, PhysicalConnection physical, long commitsAtBegin)
+        => transaction.IsCompleted || physical.Commits != commitsAtBegin;
+
+    /// <summary>
+    /// The error for a unit of work that ended its transaction itself, or committed part of it, and then met
+    /// SQLITE_BUSY or SQLITE_LOCKED: it is not run again, as what it committed would be applied twice.
     /// </summary>
     private static InvalidOperationException EndedByWork(Exception error)
-        => new($"The unit of work ended its transaction itself (Commit or Rollback) and then failed ({error.Message}). RunInTransaction does not run it again, since what it committed would be applied twice: let RunInTransaction commit.", error);
+        => new($"The unit of work ended its transaction itself (Commit, Rollback, a COMMIT sent as SQL, closing the connection) and then failed ({error.Message}). RunInTransaction does not run it again, since what it committed would be applied twice: let RunInTransaction commit.", error);
+
+    /// <summary>
+    /// Refuses to report a unit of work as committed when it closed its connection (a reader opened with
+    /// <see cref="CommandBehavior.CloseConnection"/>, say), which rolled its transaction back.
+    /// </summary>
+    private static void ThrowIfClosedByWork(SaverDbTransaction transaction)
+    {
+        if (transaction.EndedByClose)
+        {
+            throw new InvalidOperationException(
+                "The unit of work closed its connection (with a reader opened with CommandBehavior.CloseConnection, say), which rolled its transaction back: nothing it wrote in it was committed. RunInTransaction does not run it again; keep the connection open inside the unit of work.");
+        }
+    }
 
     /// <summary>The data source of the connection string; a connection with no connection string has none.</summary>
     /// <exception cref="InvalidOperationException">No connection string was set.</exception>

@@ -53,6 +53,9 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <summary>Whether the transaction was committed, rolled back, or ended with its connection.</summary>
     internal bool IsCompleted => _completed;
 
+    /// <summary>Whether the transaction ended because its connection closed, which rolled it back.</summary>
+    internal bool EndedByClose { get; private set; }
+
     /// <summary>Commits the transaction, after the statements its open readers have not reached (see <see cref="SaverDbTransaction"/>).</summary>
     /// <exception cref="InvalidOperationException">
     /// The transaction has already completed; SQLite has already ended it (rolled it back after an error, say: roll
@@ -205,6 +208,13 @@ public sealed class SaverDbTransaction : DbTransaction
             _failedOnClose = error;
             _standaloneAtFailure = _physical.StandaloneCommandsInTransaction;
         }
+    }
+
+    /// <summary>Marks the transaction completed as its connection closes, which has rolled it back.</summary>
+    internal void CompleteOnClose()
+    {
+        EndedByClose |= !_completed;
+        Complete();
     }
 
     /// <summary>Marks the transaction completed, detaches it from its connection and leaves the write gate.</summary>

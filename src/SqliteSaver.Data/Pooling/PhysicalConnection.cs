@@ -68,6 +68,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         _hasTempTables = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type = 'table')");
         _tempSchemaVersion = Prepare("PRAGMA temp.schema_version");
         _hasAttachedDatabases = Prepare("SELECT EXISTS (SELECT 1 FROM pragma_database_list WHERE seq >= 2)");
+        raw.sqlite3_commit_hook(Handle, _ => { Commits++; return 0; }, null);
     }
 
     public SqliteConnection Sqlite { get; }
@@ -162,6 +163,13 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// since a moment of its own (see <see cref="SaverDbTransaction.Rollback(string)"/>).
     /// </summary>
     public long StandaloneCommandsInTransaction { get; set; }
+
+    /// <summary>
+    /// Transactions committed on this connection, however they were (SQLite's commit hook counts autocommit
+    /// statements and a <c>COMMIT</c> sent as SQL too), so that a unit of work can tell whether anything it ran
+    /// committed part of its work before its own commit (see <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/>).
+    /// </summary>
+    public long Commits { get; private set; }
 
     /// <summary>
     /// SQLite's error when it last refused to roll back and left the transaction open (an I/O error, or an interrupt

@@ -1,3 +1,4 @@
+using System.Data;
 using System.Data.Common;
 using Dapper;
 using Microsoft.Data.Sqlite;
@@ -27,6 +28,86 @@ public class TransactionEndedBySqliteTests : DatabaseTest
 
         refused.Message.ShouldContain("running it again would apply that twice");
         connection.ExecuteScalar<long>("SELECT count(*) FROM t").ShouldBe(1L); // committed once
+    }
+
+    /// <summary>
+    /// A unit of work whose connection is closed inside it (here by a reader opened with CloseConnection, as helper
+    /// methods hand them out) has its transaction rolled back by the close. RunInTransaction then does not return as
+    /// if it had committed (it returns "the result of the attempt that committed"), nor run it again.
+    /// </summary>
+    [Test]
+    public async Task A_unit_of_work_whose_connection_closed_inside_it_is_not_reported_as_committed([Values] bool async)
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        connection.Execute("CREATE TABLE t (x)");
+
+        int Work(SaverDbTransaction transaction)
+        {
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT count(*) FROM t";
+            using (var reader = command.ExecuteReader(CommandBehavior.CloseConnection))
+            {
+                reader.Read();
+            }
+
+            return 42;
+        }
+
+        var error = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => Task.FromResult(Work(transaction))))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
+
+        error.Message.ShouldContain("closed its connection");
+        using var check = new SaverDbConnection(Folder.ConnectionString());
+        check.ExecuteScalar<long>("SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    /// <summary>
+    /// A COMMIT sent as SQL inside a unit of work is detected, so that the unit of work is never run again after it
+    /// committed part of its work, also when the batch that sends it begins a transaction again: the transaction is
+    /// open when the next busy error comes, but the part the batch committed would be applied twice.
+    /// </summary>
+    [Test]
+    public async Task A_unit_of_work_whose_batch_commits_and_begins_again_is_not_run_again_after_a_busy_error([Values] bool async)
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        connection.Execute("CREATE TABLE t (x)");
+        var attempts = 0;
+
+        void Work(SaverDbTransaction transaction)
+        {
+            attempts++;
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            connection.Execute("COMMIT; BEGIN", transaction: transaction); // commits the insert above
+            connection.ExecuteScalar<long>("SELECT count(*) FROM t", transaction: transaction); // the snapshot starts
+            if (attempts == 1)
+            {
+                using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+                other.Open();
+                other.Execute("INSERT INTO t VALUES (100)"); // makes that snapshot stale
+            }
+
+            connection.Execute("INSERT INTO t VALUES (2)", transaction: transaction); // SQLITE_BUSY_SNAPSHOT
+        }
+
+        var error = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync(
+                (transaction, _) =>
+                {
+                    Work(transaction);
+                    return Task.CompletedTask;
+                },
+                deferred: true))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work, deferred: true));
+
+        error.Message.ShouldContain("COMMIT sent as SQL");
+        error.InnerException.ShouldBeOfType<SqliteException>().SqliteExtendedErrorCode.ShouldBe(517);
+        attempts.ShouldBe(1);
+        connection.ExecuteScalar<long>("SELECT count(*) FROM t WHERE x = 1").ShouldBe(1L);
+        connection.ExecuteScalar<long>("SELECT count(*) FROM t WHERE x = 2").ShouldBe(0L);
     }
 
     [Test]
