@@ -720,6 +720,7 @@ public sealed class SaverDbConnection : DbConnection
             }
 
             ThrowIfClosedByWork(transaction);
+            var committedByWork = physical.Commits != commits; // read before RunInTransaction's own commit
             if (!transaction.IsCompleted)
             {
                 try
@@ -727,7 +728,7 @@ public sealed class SaverDbConnection : DbConnection
                     // CommitAsync completes synchronously; with the attempt's token its waits for readers end as in RunOnceAsync.
                     Synchronously.Wait(new ValueTask(transaction.CommitAsync(cancellationToken)));
                 }
-                catch (Exception error) when (physical.Commits != commits && SaverRetryStrategy.IsTransient(error))
+                catch (Exception error) when (committedByWork && SaverRetryStrategy.IsTransient(error))
                 {
                     throw EndedByWork(error);
                 }
@@ -770,13 +771,14 @@ public sealed class SaverDbConnection : DbConnection
             }
 
             ThrowIfClosedByWork(transaction);
+            var committedByWork = physical.Commits != commits; // read before RunInTransaction's own commit
             if (!transaction.IsCompleted)
             {
                 try
                 {
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 }
-                catch (Exception error) when (physical.Commits != commits && SaverRetryStrategy.IsTransient(error))
+                catch (Exception error) when (committedByWork && SaverRetryStrategy.IsTransient(error))
                 {
                     throw EndedByWork(error);
                 }

@@ -165,9 +165,12 @@ internal sealed partial class PhysicalConnection : IDisposable
     public long StandaloneCommandsInTransaction { get; set; }
 
     /// <summary>
-    /// Transactions committed on this connection, however they were (SQLite's commit hook counts autocommit
-    /// statements and a <c>COMMIT</c> sent as SQL too), so that a unit of work can tell whether anything it ran
-    /// committed part of its work before its own commit (see <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/>).
+    /// Commits of write transactions SQLite began on this connection, however they were asked for (autocommit
+    /// statements and a <c>COMMIT</c> sent as SQL too), counted by its commit hook, so that a unit of work can tell
+    /// whether anything it ran may have committed part of its work before its own commit (see
+    /// <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/>). SQLite calls the hook once
+    /// the commit holds its exclusive lock: a commit that meets SQLITE_BUSY waiting for it is not counted, one that
+    /// fails after it (an I/O error) is.
     /// </summary>
     public long Commits { get; private set; }
 

@@ -321,6 +321,42 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
+    public async Task A_unit_of_work_whose_own_commit_meets_a_busy_error_is_run_again([Values] bool async)
+    {
+        // In rollback-journal mode a COMMIT waits for readers to leave. Its busy error is RunInTransaction's own
+        // commit's, not one of a COMMIT the unit of work sent (which would stop it from being run again).
+        var connectionString = Folder.ConnectionString("Journal Mode=Delete;Busy Timeout=50;Retry=3;Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (0)");
+        using var reader = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        reader.Open();
+        using var read = reader.BeginTransaction(deferred: true);
+        reader.ExecuteScalar<long>("SELECT count(*) FROM t", transaction: read).ShouldBe(1L); // holds a SHARED lock
+        using var connection = new SaverDbConnection(connectionString);
+        var runs = 0;
+        void Work(SaverDbTransaction transaction)
+        {
+            if (++runs == 2)
+            {
+                read.Commit(); // the reader leaves before the second attempt's commit
+            }
+
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+        }
+
+        if (async)
+        {
+            await connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; });
+        }
+        else
+        {
+            connection.RunInTransaction(Work);
+        }
+
+        runs.ShouldBe(2);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t WHERE x = 1").ShouldBe(1L);
+    }
+
+    [Test]
     public async Task RunInTransactionAsync_commits_and_returns_the_result()
     {
         var connectionString = Folder.ConnectionString();
