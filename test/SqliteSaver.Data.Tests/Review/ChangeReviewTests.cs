@@ -1,0 +1,63 @@
+using Dapper;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SQLitePCL;
+
+namespace SqliteSaver.Data.Tests.Review;
+
+public class ChangeReviewTests : DatabaseTest
+{
+    /// <summary>
+    /// A connection initializer may install a commit hook of its own on the physical connection (SQLite keeps one per
+    /// connection, and the initializer runs after PhysicalConnection installed its own). It replaces the hook that
+    /// counts commits, so a unit of work whose batch committed part of its work ("COMMIT; BEGIN") is run again after
+    /// a busy error and that part is applied twice.
+    /// </summary>
+    [Test]
+    public void A_commit_hook_set_by_the_connection_initializer_does_not_hide_a_COMMIT_sent_as_SQL()
+    {
+        var hookCalls = 0;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString())
+            .UseConnectionInitializer(sqlite => raw.sqlite3_commit_hook(sqlite.Handle, _ => { hookCalls++; return 0; }, null))
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        connection.Execute("CREATE TABLE t (x)");
+        var attempts = 0;
+
+        void Work(SaverDbTransaction transaction)
+        {
+            attempts++;
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            connection.Execute("COMMIT; BEGIN", transaction: transaction); // commits the insert above
+            connection.ExecuteScalar<long>("SELECT count(*) FROM t", transaction: transaction); // the snapshot starts
+            if (attempts == 1)
+            {
+                using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+                other.Open();
+                other.Execute("INSERT INTO t VALUES (100)"); // makes that snapshot stale
+            }
+
+            connection.Execute("INSERT INTO t VALUES (2)", transaction: transaction); // SQLITE_BUSY_SNAPSHOT
+        }
+
+        var error = Catch(() => connection.RunInTransaction(Work, deferred: true));
+
+        hookCalls.ShouldBeGreaterThan(0); // the initializer's hook runs
+        connection.ExecuteScalar<long>("SELECT count(*) FROM t WHERE x = 1").ShouldBe(1L); // applied once, not twice
+        attempts.ShouldBe(1);
+        error.ShouldBeOfType<InvalidOperationException>();
+    }
+
+    private static Exception? Catch(Action action)
+    {
+        try
+        {
+            action();
+            return null;
+        }
+        catch (Exception error)
+        {
+            return error;
+        }
+    }
+}
