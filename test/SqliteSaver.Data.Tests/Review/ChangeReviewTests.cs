@@ -48,6 +48,29 @@ public class ChangeReviewTests : DatabaseTest
         error.ShouldBeOfType<InvalidOperationException>();
     }
 
+    /// <summary>
+    /// The pool key decodes a file: URI's path with Uri.UnescapeDataString, which leaves an escape that is no UTF-8
+    /// ("%FF") as it is, while SQLite decodes it to the byte 0xFF. So "file:/dir/%FF.db" (the file named by byte 0xFF)
+    /// and "file:/dir/%25FF.db" (the file named "%FF.db") get one pool key, and the first one's pool serves the other
+    /// its file. Here "%FF.db" exists and the byte-0xFF file does not: opening that one with mode=rw must fail.
+    /// </summary>
+    [Test]
+    public void File_URIs_naming_different_files_through_an_undecodable_escape_do_not_share_a_pool()
+    {
+        using (var create = new SqliteConnection($"Data Source={Folder.File("%FF.db")};Pooling=False"))
+        {
+            create.Open();
+            create.Execute("CREATE TABLE t (x)");
+        }
+
+        using var literal = new SaverDbConnection($"Data Source=file:{Folder.Path}/%25FF.db?mode=rw");
+        literal.Open();
+        literal.ExecuteScalar<long>("SELECT count(*) FROM t").ShouldBe(0L);
+
+        using var byteFF = new SaverDbConnection($"Data Source=file:{Folder.Path}/%FF.db?mode=rw");
+        Should.Throw<SqliteException>(() => byteFF.Open()).SqliteErrorCode.ShouldBe(14); // SQLITE_CANTOPEN: no such file
+    }
+
     private static Exception? Catch(Action action)
     {
         try
