@@ -71,6 +71,30 @@ public class ChangeReviewTests : DatabaseTest
         Should.Throw<SqliteException>(() => byteFF.Open()).SqliteErrorCode.ShouldBe(14); // SQLITE_CANTOPEN: no such file
     }
 
+    /// <summary>
+    /// The pool key takes the path of a file: URI as Path.GetFullPath spells it, removing "dir/.." lexically, while
+    /// SQLite follows a symbolic link before it applies "..". So "file:/f/link/../a.db", which SQLite opens as
+    /// /f/sub/a.db (link points to /f/sub/inner), shares a pool with "file:/f/a.db", a different file, and is served it.
+    /// </summary>
+    [Test]
+    public void A_file_URI_whose_dot_dot_follows_a_symbolic_link_does_not_share_a_pool_with_another_file()
+    {
+        var inner = Directory.CreateDirectory(Path.Combine(Folder.Path, "sub", "inner")).FullName;
+        Directory.CreateSymbolicLink(Path.Combine(Folder.Path, "link"), inner);
+        using (var direct = new SaverDbConnection($"Data Source=file:{Folder.File("a.db")}"))
+        {
+            direct.Open();
+            direct.Execute("CREATE TABLE t (x)");
+        }
+
+        using var viaLink = new SaverDbConnection($"Data Source=file:{Folder.Path}/link/../a.db");
+        viaLink.Open();
+
+        // Microsoft.Data.Sqlite (and SQLite) open the file under sub, a new and empty database.
+        viaLink.ExecuteScalar<long>("SELECT count(*) FROM sqlite_master").ShouldBe(0L);
+        File.Exists(Path.Combine(Folder.Path, "sub", "a.db")).ShouldBeTrue();
+    }
+
     private static Exception? Catch(Action action)
     {
         try
