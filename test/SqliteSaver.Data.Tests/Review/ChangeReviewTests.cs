@@ -95,6 +95,31 @@ public class ChangeReviewTests : DatabaseTest
         File.Exists(Path.Combine(Folder.Path, "sub", "a.db")).ShouldBeTrue();
     }
 
+    /// <summary>
+    /// SQLite refuses a file: URI whose authority is neither empty nor localhost, and takes "FILE:" (upper case) for no
+    /// URI, so Microsoft.Data.Sqlite cannot open either spelling. The pool key drops the authority and the scheme's
+    /// case, so such a string shares a pool with the plain "file:" URI of the same path, and whichever comes first
+    /// decides for both: opened first, it makes the correct URI fail; opened second, it is served the file.
+    /// </summary>
+    [TestCase("file://otherhost")]
+    [TestCase("FILE:")]
+    public void A_file_URI_SQLite_refuses_does_not_share_a_pool_with_the_one_it_opens(string prefix)
+    {
+        var refused = $"Data Source={prefix}{Folder.File()}";
+        using (var first = new SaverDbConnection(refused))
+        {
+            Should.Throw<SqliteException>(() => first.Open()); // as Microsoft.Data.Sqlite refuses it
+        }
+
+        using var correct = new SaverDbConnection($"Data Source=file:{Folder.File()}");
+        Should.NotThrow(() => correct.Open());
+        correct.Execute("CREATE TABLE t (x)");
+        SaverDbConnection.ClearAllPools();
+
+        using var again = new SaverDbConnection(refused);
+        Should.Throw<SqliteException>(() => again.Open());
+    }
+
     private static Exception? Catch(Action action)
     {
         try
