@@ -120,6 +120,42 @@ public class ChangeReviewTests : DatabaseTest
         Should.Throw<SqliteException>(() => again.Open());
     }
 
+    /// <summary>
+    /// The docs of RunInTransaction (and the README) say a unit of work that rolls its transaction back itself, by the
+    /// transaction's methods or by SQL, and then meets SQLITE_BUSY is not run again (InvalidOperationException). A
+    /// "ROLLBACK; BEGIN" batch is neither seen (the commit hook only counts commits) nor refused: the unit of work is
+    /// run again and RunInTransaction returns as if nothing happened.
+    /// </summary>
+    [Test]
+    public void A_unit_of_work_that_rolls_back_by_SQL_and_begins_again_is_not_run_again_after_a_busy_error()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        connection.Execute("CREATE TABLE t (x)");
+        var attempts = 0;
+
+        void Work(SaverDbTransaction transaction)
+        {
+            attempts++;
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            connection.Execute("ROLLBACK; BEGIN", transaction: transaction); // rolls the insert above back
+            connection.ExecuteScalar<long>("SELECT count(*) FROM t", transaction: transaction); // the snapshot starts
+            if (attempts == 1)
+            {
+                using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+                other.Open();
+                other.Execute("INSERT INTO t VALUES (100)"); // makes that snapshot stale
+            }
+
+            connection.Execute("INSERT INTO t VALUES (2)", transaction: transaction); // SQLITE_BUSY_SNAPSHOT
+        }
+
+        var error = Catch(() => connection.RunInTransaction(Work, deferred: true));
+
+        attempts.ShouldBe(1);
+        error.ShouldBeOfType<InvalidOperationException>();
+    }
+
     private static Exception? Catch(Action action)
     {
         try
