@@ -63,7 +63,9 @@ public sealed class SaverDataSourceBuilder
     /// <c>CreateFunction</c>, <c>CreateCollation</c>, <c>LoadExtension</c> or PRAGMAs the connection string has no
     /// keyword for. If it throws, that physical connection is closed, its pool slot freed, and the exception reaches
     /// the caller of Open. The data source's checkpoint connection runs it too, as does the connection that keeps a
-    /// pooled in-memory database alive. It must leave no transaction open.
+    /// pooled in-memory database alive. It must leave no transaction open. A commit hook it sets (SQLitePCLRaw's
+    /// <c>sqlite3_commit_hook</c>) replaces the library's, which lets
+    /// <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/> see a <c>COMMIT</c> sent as SQL.
     /// </summary>
     /// <param name="initializer">Sets up a physical connection; it must not close it.</param>
     /// <returns>This builder.</returns>

@@ -403,9 +403,11 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     /// <remarks>
     /// The delegate may run more than once: keep side effects outside the database (messages, files, counters)
-    /// out of it, or make them idempotent. It must not commit or roll back the transaction itself, by the
-    /// transaction's methods or by SQL (<c>COMMIT; BEGIN</c>); if it does and then meets SQLITE_BUSY or SQLITE_LOCKED,
-    /// it is not run again (<see cref="InvalidOperationException"/>). Nor may it close the connection (with a reader
+    /// out of it, or make them idempotent. It must not commit or roll back the transaction itself. One that calls the
+    /// transaction's Commit or Rollback, or commits by SQL (even in a batch that begins again, <c>COMMIT; BEGIN</c>,
+    /// which SQLite's commit hook shows unless the application replaced that hook with its own), and then meets
+    /// SQLITE_BUSY or SQLITE_LOCKED is not run again (<see cref="InvalidOperationException"/>); one that rolled back
+    /// by SQL kept nothing, and is run again. Nor may it close the connection (with a reader
     /// opened with <see cref="CommandBehavior.CloseConnection"/>, say): that rolls the transaction back, and
     /// RunInTransaction then throws <see cref="InvalidOperationException"/> rather than return.
     /// </remarks>

@@ -1,6 +1,7 @@
 using System.Data;
 using System.Data.Common;
 using System.Runtime.CompilerServices;
+using Dapper;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
@@ -1044,15 +1045,18 @@ public class ConnectionTests : DatabaseTest
     }
 
     [Test]
-    public void Equivalent_spellings_of_a_file_uri_share_one_pool_and_other_parameters_do_not()
+    public void File_uris_that_differ_only_in_an_empty_or_localhost_authority_share_one_pool()
     {
-        // file:/path, file:///path (an empty authority) and a percent-encoded path name one file: with a pool each,
-        // Max Pool Size=1 would allow a connection per spelling, and ClearPool through one would leave the others'.
+        // file:/path, file:///path and file://localhost/path name one file for SQLite: with a pool each, Max Pool
+        // Size=1 would allow a connection per spelling, and ClearPool through one would leave the others'. Other
+        // spellings keep pools of their own (they still share the file's write gate): an escape or a "..", which the
+        // pool key does not rewrite, or another authority or scheme case, which SQLite refuses.
         var path = Folder.File();
         var first = SaverDataSource.GetShared($"Data Source=file:{path};Max Pool Size=1");
 
         SaverDataSource.GetShared($"Data Source=file://{path};Max Pool Size=1").ShouldBeSameAs(first);
-        SaverDataSource.GetShared($"Data Source=file://localhost{path.Replace("test", "%74est", StringComparison.Ordinal)};Max Pool Size=1").ShouldBeSameAs(first);
+        SaverDataSource.GetShared($"Data Source=file://localhost{path};Max Pool Size=1").ShouldBeSameAs(first);
+        SaverDataSource.GetShared($"Data Source=file:{path.Replace("test", "%74est", StringComparison.Ordinal)};Max Pool Size=1").ShouldNotBeSameAs(first);
         SaverDataSource.GetShared($"Data Source=file:{path}?mode=ro;Max Pool Size=1").ShouldNotBeSameAs(first);
         SaverDataSource.GetShared($"Data Source={path};Max Pool Size=1").ShouldNotBeSameAs(first);
     }
@@ -1116,6 +1120,75 @@ public class ConnectionTests : DatabaseTest
         reader.Close();
         command.Connection = null;
         command.Connection.ShouldBeNull();
+    }
+
+    /// <summary>
+    /// "file:/dir/%FF.db" (the file named by the byte 0xFF, as SQLite decodes it) and "file:/dir/%25FF.db" (the file
+    /// named "%FF.db") get pools of their own: .NET's Uri.UnescapeDataString would leave "%FF", which is no UTF-8, as it
+    /// is, and make the two one. Here "%FF.db" exists and the byte-0xFF file does not: opening that one with mode=rw fails.
+    /// </summary>
+    [Test]
+    public void File_URIs_naming_different_files_through_an_undecodable_escape_do_not_share_a_pool()
+    {
+        using (var create = new SqliteConnection($"Data Source={Folder.File("%FF.db")};Pooling=False"))
+        {
+            create.Open();
+            create.Execute("CREATE TABLE t (x)");
+        }
+
+        using var literal = new SaverDbConnection($"Data Source=file:{Folder.Path}/%25FF.db?mode=rw");
+        literal.Open();
+        literal.ExecuteScalar<long>("SELECT count(*) FROM t").ShouldBe(0L);
+
+        using var byteFF = new SaverDbConnection($"Data Source=file:{Folder.Path}/%FF.db?mode=rw");
+        Should.Throw<SqliteException>(() => byteFF.Open()).SqliteErrorCode.ShouldBe(14); // SQLITE_CANTOPEN: no such file
+    }
+
+    /// <summary>
+    /// SQLite follows a symbolic link before it applies "..", so "file:/f/link/../a.db" (link points to /f/sub/inner)
+    /// opens /f/sub/a.db, not the "file:/f/a.db" that Path.GetFullPath would make of it: the two get pools of their own.
+    /// </summary>
+    [Test]
+    public void A_file_URI_whose_dot_dot_follows_a_symbolic_link_does_not_share_a_pool_with_another_file()
+    {
+        var inner = Directory.CreateDirectory(Path.Combine(Folder.Path, "sub", "inner")).FullName;
+        Directory.CreateSymbolicLink(Path.Combine(Folder.Path, "link"), inner);
+        using (var direct = new SaverDbConnection($"Data Source=file:{Folder.File("a.db")}"))
+        {
+            direct.Open();
+            direct.Execute("CREATE TABLE t (x)");
+        }
+
+        using var viaLink = new SaverDbConnection($"Data Source=file:{Folder.Path}/link/../a.db");
+        viaLink.Open();
+
+        // Microsoft.Data.Sqlite (and SQLite) open the file under sub, a new and empty database.
+        viaLink.ExecuteScalar<long>("SELECT count(*) FROM sqlite_master").ShouldBe(0L);
+        File.Exists(Path.Combine(Folder.Path, "sub", "a.db")).ShouldBeTrue();
+    }
+
+    /// <summary>
+    /// SQLite refuses a file: URI whose authority is neither empty nor localhost, and takes "FILE:" (upper case) for no
+    /// URI, so Microsoft.Data.Sqlite cannot open either spelling. Such a string gets a pool of its own, not that of the
+    /// plain "file:" URI of the same path: whichever came first would decide for both.
+    /// </summary>
+    [TestCase("file://otherhost")]
+    [TestCase("FILE:")]
+    public void A_file_URI_SQLite_refuses_does_not_share_a_pool_with_the_one_it_opens(string prefix)
+    {
+        var refused = $"Data Source={prefix}{Folder.File()}";
+        using (var first = new SaverDbConnection(refused))
+        {
+            Should.Throw<SqliteException>(() => first.Open()); // as Microsoft.Data.Sqlite refuses it
+        }
+
+        using var correct = new SaverDbConnection($"Data Source=file:{Folder.File()}");
+        Should.NotThrow(() => correct.Open());
+        correct.Execute("CREATE TABLE t (x)");
+        SaverDbConnection.ClearAllPools();
+
+        using var again = new SaverDbConnection(refused);
+        Should.Throw<SqliteException>(() => again.Open());
     }
 
     [Test]

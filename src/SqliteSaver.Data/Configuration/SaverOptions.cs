@@ -66,7 +66,7 @@ internal sealed partial class SaverOptions
                 Keywords.BaseDelay.Name);
         }
 
-        PoolKey = BuildPoolKey(builder, DatabaseFile is null ? DataSource : PoolKeyFile(DatabaseFile, DataSource), MaxPoolSize);
+        PoolKey = BuildPoolKey(builder, DatabaseFile is not null && DataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? PoolKeyUri(DataSource) : DataSource, MaxPoolSize);
         _innerConnectionString = BuildInnerConnectionString(builder, DataSource);
         // Without pooling each connection opens a private in-memory database of its own, as SQLite gives it.
         DatabasePerConnection = privateMemory && !Pooling;
@@ -249,19 +249,18 @@ internal sealed partial class SaverOptions
     }
 
     /// <summary>
-    /// A database file's Data Source for the pool key: the file's full path, and for a <c>file:</c> URI what follows
-    /// its path (query and fragment) after a NUL, which no path holds, so that <c>file:/p/a.db</c>,
-    /// <c>file:///p/a.db</c> and <c>file:/p/%61.db</c> share a pool while <c>file:/p/a.db?mode=ro</c> does not.
+    /// A <c>file:</c> URI as SQLite reads it, for the pool key: an empty or <c>localhost</c> authority is none, so
+    /// that <c>file:/p/a.db</c>, <c>file:///p/a.db</c> and <c>file://localhost/p/a.db</c> share a pool. Nothing else
+    /// is rewritten: decoding escapes or resolving <c>..</c> could make spellings of two files one (<c>%FF</c>, which
+    /// SQLite decodes to a byte, and <c>%25FF</c>; <c>link/..</c>, which SQLite resolves through the link).
     /// </summary>
-    private static string PoolKeyFile(string databaseFile, string dataSource)
+    private static string PoolKeyUri(string dataSource)
     {
-        if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
-        {
-            return databaseFile;
-        }
-
-        var end = dataSource.IndexOfAny(['?', '#']);
-        return databaseFile + '\0' + (end < 0 ? string.Empty : dataSource[end..]);
+        const string Localhost = "//localhost/";
+        var rest = dataSource.AsSpan(5);
+        return rest.StartsWith(Localhost, StringComparison.Ordinal) ? string.Concat(dataSource.AsSpan(0, 5), rest[(Localhost.Length - 1)..])
+            : rest.StartsWith("///", StringComparison.Ordinal) ? string.Concat(dataSource.AsSpan(0, 5), rest[2..])
+            : dataSource;
     }
 
     /// <summary>

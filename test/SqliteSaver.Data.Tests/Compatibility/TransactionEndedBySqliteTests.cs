@@ -110,6 +110,41 @@ public class TransactionEndedBySqliteTests : DatabaseTest
         connection.ExecuteScalar<long>("SELECT count(*) FROM t WHERE x = 2").ShouldBe(0L);
     }
 
+    /// <summary>
+    /// A unit of work that rolled its transaction back by SQL and began again ("ROLLBACK; BEGIN") kept nothing of what
+    /// it did before, so after a busy error it is run again like any other, and each write lands once.
+    /// </summary>
+    [Test]
+    public void A_unit_of_work_that_rolls_back_by_SQL_and_begins_again_is_run_again_after_a_busy_error()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        connection.Execute("CREATE TABLE t (x)");
+        var attempts = 0;
+
+        void Work(SaverDbTransaction transaction)
+        {
+            attempts++;
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            connection.Execute("ROLLBACK; BEGIN", transaction: transaction); // rolls the insert above back
+            connection.ExecuteScalar<long>("SELECT count(*) FROM t", transaction: transaction); // the snapshot starts
+            if (attempts == 1)
+            {
+                using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+                other.Open();
+                other.Execute("INSERT INTO t VALUES (100)"); // makes that snapshot stale
+            }
+
+            connection.Execute("INSERT INTO t VALUES (2)", transaction: transaction); // SQLITE_BUSY_SNAPSHOT
+        }
+
+        connection.RunInTransaction(Work, deferred: true);
+
+        attempts.ShouldBe(2);
+        connection.ExecuteScalar<long>("SELECT count(*) FROM t WHERE x = 1").ShouldBe(0L);
+        connection.ExecuteScalar<long>("SELECT count(*) FROM t WHERE x = 2").ShouldBe(1L);
+    }
+
     [Test]
     public void Later_writes_of_a_unit_of_work_whose_transaction_SQLite_rolled_back_are_refused_not_committed()
     {
