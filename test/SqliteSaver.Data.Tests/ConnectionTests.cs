@@ -1059,6 +1059,8 @@ public class ConnectionTests : DatabaseTest
         SaverDataSource.GetShared($"Data Source=file:{path.Replace("test", "%74est", StringComparison.Ordinal)};Max Pool Size=1").ShouldNotBeSameAs(first);
         SaverDataSource.GetShared($"Data Source=file:{path}?mode=ro;Max Pool Size=1").ShouldNotBeSameAs(first);
         SaverDataSource.GetShared($"Data Source={path};Max Pool Size=1").ShouldNotBeSameAs(first);
+        SaverDataSource.GetShared($"Data Source=file:///{path};Max Pool Size=1") // the path //tmp/..., no authority
+            .ShouldNotBeSameAs(SaverDataSource.GetShared($"Data Source=file:/{path};Max Pool Size=1")); // authority "tmp"
     }
 
     [TestCase("Data Source=:memory:;Mode=ReadOnly", "Mode")]

@@ -258,9 +258,12 @@ internal sealed partial class SaverOptions
     {
         const string Localhost = "//localhost/";
         var rest = dataSource.AsSpan(5);
-        return rest.StartsWith(Localhost, StringComparison.Ordinal) ? string.Concat(dataSource.AsSpan(0, 5), rest[(Localhost.Length - 1)..])
-            : rest.StartsWith("///", StringComparison.Ordinal) ? string.Concat(dataSource.AsSpan(0, 5), rest[2..])
-            : dataSource;
+        var path = rest.StartsWith(Localhost, StringComparison.Ordinal) ? rest[(Localhost.Length - 1)..]
+            : rest.StartsWith("///", StringComparison.Ordinal) ? rest[2..]
+            : [];
+
+        // A path that starts with "//" is kept with its authority: without it, it would read as an authority itself.
+        return path.IsEmpty || path.StartsWith("//", StringComparison.Ordinal) ? dataSource : string.Concat(dataSource.AsSpan(0, 5), path);
     }
 
     /// <summary>
