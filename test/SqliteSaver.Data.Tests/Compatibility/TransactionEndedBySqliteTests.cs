@@ -77,21 +77,7 @@ public class TransactionEndedBySqliteTests : DatabaseTest
         connection.Execute("CREATE TABLE t (x)");
         var attempts = 0;
 
-        void Work(SaverDbTransaction transaction)
-        {
-            attempts++;
-            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
-            connection.Execute("COMMIT; BEGIN", transaction: transaction); // commits the insert above
-            connection.ExecuteScalar<long>("SELECT count(*) FROM t", transaction: transaction); // the snapshot starts
-            if (attempts == 1)
-            {
-                using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
-                other.Open();
-                other.Execute("INSERT INTO t VALUES (100)"); // makes that snapshot stale
-            }
-
-            connection.Execute("INSERT INTO t VALUES (2)", transaction: transaction); // SQLITE_BUSY_SNAPSHOT
-        }
+        void Work(SaverDbTransaction transaction) => EndAndBeginThenMeetAStaleSnapshot(connection, transaction, "COMMIT; BEGIN", ++attempts);
 
         var error = async
             ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync(
@@ -122,27 +108,33 @@ public class TransactionEndedBySqliteTests : DatabaseTest
         connection.Execute("CREATE TABLE t (x)");
         var attempts = 0;
 
-        void Work(SaverDbTransaction transaction)
-        {
-            attempts++;
-            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
-            connection.Execute("ROLLBACK; BEGIN", transaction: transaction); // rolls the insert above back
-            connection.ExecuteScalar<long>("SELECT count(*) FROM t", transaction: transaction); // the snapshot starts
-            if (attempts == 1)
-            {
-                using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
-                other.Open();
-                other.Execute("INSERT INTO t VALUES (100)"); // makes that snapshot stale
-            }
-
-            connection.Execute("INSERT INTO t VALUES (2)", transaction: transaction); // SQLITE_BUSY_SNAPSHOT
-        }
+        void Work(SaverDbTransaction transaction) => EndAndBeginThenMeetAStaleSnapshot(connection, transaction, "ROLLBACK; BEGIN", ++attempts);
 
         connection.RunInTransaction(Work, deferred: true);
 
         attempts.ShouldBe(2);
         connection.ExecuteScalar<long>("SELECT count(*) FROM t WHERE x = 1").ShouldBe(0L);
         connection.ExecuteScalar<long>("SELECT count(*) FROM t WHERE x = 2").ShouldBe(1L);
+    }
+
+    /// <summary>
+    /// A unit of work's attempt that inserts 1, sends <paramref name="batch"/> (which ends its transaction and begins
+    /// another), reads, and inserts 2, which on the first attempt meets SQLITE_BUSY_SNAPSHOT: another connection wrote
+    /// after the read began the new transaction's snapshot.
+    /// </summary>
+    private void EndAndBeginThenMeetAStaleSnapshot(SaverDbConnection connection, SaverDbTransaction transaction, string batch, int attempt)
+    {
+        connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+        connection.Execute(batch, transaction: transaction);
+        connection.ExecuteScalar<long>("SELECT count(*) FROM t", transaction: transaction); // the snapshot starts
+        if (attempt == 1)
+        {
+            using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+            other.Open();
+            other.Execute("INSERT INTO t VALUES (100)"); // makes that snapshot stale
+        }
+
+        connection.Execute("INSERT INTO t VALUES (2)", transaction: transaction); // SQLITE_BUSY_SNAPSHOT on attempt 1
     }
 
     [Test]
