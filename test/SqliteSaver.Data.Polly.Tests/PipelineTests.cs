@@ -409,6 +409,42 @@ public class PipelineTests
     }
 
     [Test]
+    public async Task A_timeout_in_the_pipeline_ends_the_wait_of_the_PRAGMAs_a_new_connection_runs([Values] bool async)
+    {
+        // The PRAGMAs a new physical connection runs go through the strategy, and the token a pipeline hands each
+        // attempt ends their waits for another connection's lock. Here another connection holds an EXCLUSIVE lock on a
+        // rollback-journal database, so the PRAGMAs wait for the lock: the pipeline's 200 ms timeout, not the 5 s Busy
+        // Timeout, ends the wait.
+        var path = Path.Combine(_folder, "rollback.db");
+        using (var create = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            create.Open();
+            using var command = create.CreateCommand();
+            command.CommandText = "CREATE TABLE t (x)";
+            command.ExecuteNonQuery();
+        }
+
+        using var holder = new SqliteConnection($"Data Source={path};Pooling=False");
+        holder.Open();
+        using (var begin = holder.CreateCommand())
+        {
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            begin.ExecuteNonQuery();
+        }
+
+        await using var dataSource = TimingOutAfter200Ms($"Data Source={path};Journal Mode=Delete;Busy Timeout=5000;Write Gate=false");
+
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var exception = async
+            ? await Should.ThrowAsync<Exception>(async () => await dataSource.OpenConnectionAsync())
+            : Should.Throw<Exception>(() => dataSource.OpenConnection());
+        waited.Stop();
+
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2), $"the pipeline's timeout is 200 ms; the PRAGMAs waited out the 5 s Busy Timeout ({exception.GetType().Name}: {exception.Message})");
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+    }
+
+    [Test]
     public void The_builder_rejects_a_null_pipeline()
     {
         Should.Throw<ArgumentNullException>(() => new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(null!));

@@ -246,24 +246,14 @@ internal sealed partial class PhysicalConnection : IDisposable
             var handle = sqlite.Handle!;
             var timeout = (int)options.BusyTimeout.TotalMilliseconds;
             SqliteException.ThrowExceptionForRC(raw.sqlite3_busy_timeout(handle, timeout), handle);
-            var state = (Handle: handle, PragmaSql: raw.sqlite3_db_readonly(handle, "main") == 1 ? options.ReadOnlyPragmaSql : options.PragmaSql);
-            if (!async)
+            var state = (Handle: handle, Timeout: timeout, BusyHandler: busyHandler, PragmaSql: raw.sqlite3_db_readonly(handle, "main") == 1 ? options.ReadOnlyPragmaSql : options.PragmaSql);
+            if (async)
             {
-                strategy.Execute(static (s, _) => ApplyPragmas(s.Handle, s.PragmaSql, CancellationToken.None), state, CancellationToken.None);
-                return new PhysicalConnection(sqlite, generation, options, committed);
+                await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(ApplyPragmas(s.Handle, s.Timeout, s.BusyHandler, s.PragmaSql, token)), state, cancellationToken).ConfigureAwait(false);
             }
-
-            var installed = busyHandler.Install(handle, timeout, cancellationToken);
-            try
+            else
             {
-                await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(ApplyPragmas(s.Handle, s.PragmaSql, token)), state, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                if (installed)
-                {
-                    busyHandler.Uninstall(handle); // SQLite's own handler, with the busy timeout, is back
-                }
+                strategy.Execute(static (s, token) => ApplyPragmas(s.Handle, s.Timeout, s.BusyHandler, s.PragmaSql, token), state, CancellationToken.None);
             }
 
             return new PhysicalConnection(sqlite, generation, options, committed);
@@ -275,18 +265,33 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
     }
 
-    /// <summary>One attempt at the options' PRAGMAs; a wait for a lock that the token ended is a cancellation, not a busy error.</summary>
+    /// <summary>
+    /// One attempt at the options' PRAGMAs. Its waits for a lock end when the attempt's token is cancelled (the
+    /// caller's, or a retry strategy's timeout), through <paramref name="busyHandler"/>, which is installed for the
+    /// attempt only; such a wait is a cancellation, not a busy error.
+    /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> ended a wait.</exception>
-    private static bool ApplyPragmas(sqlite3 handle, string sql, CancellationToken cancellationToken)
+    private static bool ApplyPragmas(sqlite3 handle, int timeout, CancellableBusyHandler busyHandler, string sql, CancellationToken cancellationToken)
     {
-        var rc = raw.sqlite3_exec(handle, sql);
-        if (rc == raw.SQLITE_BUSY && cancellationToken.IsCancellationRequested)
+        var installed = busyHandler.Install(handle, timeout, cancellationToken);
+        try
         {
-            throw new OperationCanceledException("Opening the connection was cancelled while its PRAGMAs waited for a lock.", cancellationToken);
-        }
+            var rc = raw.sqlite3_exec(handle, sql);
+            if (rc == raw.SQLITE_BUSY && cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException("Opening the connection was cancelled while its PRAGMAs waited for a lock.", cancellationToken);
+            }
 
-        SqliteException.ThrowExceptionForRC(rc, handle);
-        return true;
+            SqliteException.ThrowExceptionForRC(rc, handle);
+            return true;
+        }
+        finally
+        {
+            if (installed)
+            {
+                busyHandler.Uninstall(handle); // SQLite's own handler, with the busy timeout, is back
+            }
+        }
     }
 
     /// <summary>Runs <c>BEGIN IMMEDIATE</c> (or a deferred <c>BEGIN</c>) and returns SQLite's result code.</summary>
