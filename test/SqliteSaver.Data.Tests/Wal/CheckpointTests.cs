@@ -112,6 +112,10 @@ public class CheckpointTests : DatabaseTest
         }
 
         connection.Checkpoint().Busy.ShouldBeFalse();
+        using var deferred = connection.BeginTransaction(deferred: true);
+        connection.Checkpoint().Busy.ShouldBeFalse(); // a deferred transaction that has not read holds no lock
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(2L);
+        Should.Throw<InvalidOperationException>(() => connection.Checkpoint()); // now it holds a snapshot
     }
 
     [Test]
