@@ -118,6 +118,26 @@ public class CheckpointTests : DatabaseTest
         Should.Throw<InvalidOperationException>(() => connection.Checkpoint()); // now it holds a snapshot
     }
 
+    [TestCase("Mode=ReadOnly")]
+    [TestCase("")] // with mode=ro in the URI
+    public void A_checkpoint_on_a_read_only_connection_or_data_source_is_refused_saying_why(string options)
+    {
+        // SQLite itself answers "disk I/O error", which says nothing of the cause.
+        PoolTests.Execute(Folder.ConnectionString(), "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        var connectionString = options.Length > 0
+            ? Folder.ConnectionString(options)
+            : $"Data Source=file:{Folder.File()}?mode=ro";
+        using var writer = new SaverDbConnection(Folder.ConnectionString());
+        writer.Open();
+        ConnectionTests.Exec(writer, "INSERT INTO t VALUES (2)"); // the WAL has frames to copy
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using var connection = dataSource.OpenConnection();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(2L);
+
+        Should.Throw<InvalidOperationException>(() => connection.Checkpoint(CheckpointMode.Passive)).Message.ShouldContain("read-only");
+        Should.Throw<InvalidOperationException>(() => dataSource.Checkpoint(CheckpointMode.Passive)).Message.ShouldContain("read-only");
+    }
+
     [Test]
     public void Restart_with_a_reader_holding_an_old_snapshot_comes_back_busy_within_the_busy_timeout()
     {
