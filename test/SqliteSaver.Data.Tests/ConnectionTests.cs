@@ -1076,6 +1076,18 @@ public class ConnectionTests : DatabaseTest
         using var shared = new SaverDbConnection("Data Source=file:shared-read-only?mode=memory&cache=shared;Mode=ReadOnly"); // a named one another connection can write is allowed
     }
 
+    [Test]
+    public void A_file_uris_mode_replaces_the_Mode_keyword_as_in_SQLite()
+    {
+        // SQLite takes a URI's mode parameter in place of the open flags' mode: with mode=ro, Mode=Memory opens the file.
+        PoolTests.Execute(Folder.ConnectionString(), "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection($"Data Source=file:{Folder.File()}?mode=ro;Mode=Memory");
+        connection.Open();
+
+        Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
+        Should.Throw<SqliteException>(() => Exec(connection, "INSERT INTO t VALUES (2)")).SqliteErrorCode.ShouldBe(8); // SQLITE_READONLY
+    }
+
     /// <summary>
     /// SaverDbConnection.DataSource is the database file's full path, also for a file: URI Data Source, as an open
     /// SqliteConnection reports it (sqlite3_db_filename).

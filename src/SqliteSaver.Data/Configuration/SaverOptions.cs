@@ -270,7 +270,8 @@ internal sealed partial class SaverOptions
     /// Whether a data source is an in-memory database, and whether SQLite would give each connection to it a database
     /// of its own: <c>:memory:</c>, <c>Mode=Memory</c> without <c>Cache=Shared</c>, or a <c>file:</c> URI naming
     /// <c>:memory:</c>, <c>mode=memory</c> or <c>vfs=memdb</c> (or the <c>Vfs=memdb</c> keyword) without
-    /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too). A shared one has a name, which says
+    /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too); a URI's <c>mode</c> parameter
+    /// replaces the Mode keyword, as in SQLite. A shared one has a name, which says
     /// whether it is a memdb or a shared-cache database (different databases even under one name).
     /// </summary>
     private static (bool Memory, bool Private, string? SharedName) InMemory(string dataSource, SqliteOpenMode mode, SqliteCacheMode cache, string? vfs)
@@ -294,7 +295,9 @@ internal sealed partial class SaverOptions
         var query = question < 0 ? [] : dataSource[(question + 1)..].Split('&');
         bool Has(string parameter) => query.Contains(parameter, StringComparer.Ordinal); // SQLite's names and values are case-sensitive
         var memdb = memdbKeyword || Has("vfs=memdb");
-        if (mode != SqliteOpenMode.Memory && path != ":memory:" && !Has("mode=memory") && !memdb)
+        var uriMode = Array.Find(query, static parameter => parameter.StartsWith("mode=", StringComparison.Ordinal));
+        var memoryMode = uriMode is null ? mode == SqliteOpenMode.Memory : uriMode == "mode=memory"; // the URI's mode replaces the keyword's
+        if (!memoryMode && path != ":memory:" && !memdb)
         {
             return (false, false, null);
         }
