@@ -144,7 +144,7 @@ public static class CheckpointExtensions
             // SQLITE_LOCKED is transient to the retry policy, which would run a unit of work calling this again and again.
             throw new InvalidOperationException(
                 "A checkpoint cannot run on a connection with a transaction or an open reader (SQLite answers SQLITE_LOCKED): commit or roll back and close the reader first, or use SaverDataSource.Checkpoint, which runs on a connection of its own.",
-                new SqliteException(raw.sqlite3_errmsg(handle).utf8_to_string(), rc, raw.sqlite3_extended_errcode(handle)));
+                Error(handle, rc));
         }
 
         if (rc != raw.SQLITE_OK && rc != raw.SQLITE_BUSY && raw.sqlite3_db_readonly(handle, "main") == 1)
@@ -152,7 +152,7 @@ public static class CheckpointExtensions
             // SQLite answers a disk I/O error, which says nothing of the cause.
             throw new InvalidOperationException(
                 "A checkpoint cannot run on a connection that opened the database read-only (Mode=ReadOnly, mode=ro, or a file it may not write): it writes the database file. Run it on a read-write connection.",
-                new SqliteException(raw.sqlite3_errmsg(handle).utf8_to_string(), rc, raw.sqlite3_extended_errcode(handle)));
+                Error(handle, rc));
         }
 
         if (rc != raw.SQLITE_BUSY)
@@ -162,6 +162,10 @@ public static class CheckpointExtensions
 
         return new CheckpointResult(rc == raw.SQLITE_BUSY, logFrames, checkpointedFrames);
     }
+
+    /// <summary>SQLite's error <paramref name="rc"/> on <paramref name="handle"/>, with its message and extended code.</summary>
+    private static SqliteException Error(sqlite3 handle, int rc)
+        => new(raw.sqlite3_errmsg(handle).utf8_to_string(), rc, raw.sqlite3_extended_errcode(handle));
 
     /// <summary>
     /// <see cref="Run"/>, waiting up to the busy timeout while another checkpoint runs: SQLite then answers SQLITE_BUSY
