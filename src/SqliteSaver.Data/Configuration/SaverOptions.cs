@@ -66,14 +66,14 @@ internal sealed partial class SaverOptions
                 Keywords.BaseDelay.Name);
         }
 
-        PoolKey = BuildPoolKey(builder, DatabaseFile is not null && DataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? PoolKeyUri(DataSource) : DataSource, MaxPoolSize);
+        PoolKey = BuildPoolKey(builder, DatabaseFile is not null && IsUri(DataSource) ? PoolKeyUri(DataSource) : DataSource, MaxPoolSize);
         _innerConnectionString = BuildInnerConnectionString(builder, DataSource);
         // Without pooling each connection opens a private in-memory database of its own, as SQLite gives it.
         DatabasePerConnection = privateMemory && !Pooling;
         _memoryName = privateMemory && Pooling ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
         PragmaSql = BuildPragmaSql(builder, journalMode: true);
         ReadOnlyPragmaSql = BuildPragmaSql(builder, journalMode: false);
-        ReadOnly = Mode == SqliteOpenMode.ReadOnly || (DataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase) && ReadOnlyParameter().IsMatch(DataSource));
+        ReadOnly = Mode == SqliteOpenMode.ReadOnly || (IsUri(DataSource) && ReadOnlyParameter().IsMatch(DataSource));
         if (privateMemory && ReadOnly)
         {
             // SQLite would open an empty database that nothing can ever write; pooled, it would not even be read-only.
@@ -176,7 +176,7 @@ internal sealed partial class SaverOptions
             ? InnerConnectionString(generation: 0)
             : new SqliteConnectionStringBuilder(_innerConnectionString)
             {
-                DataSource = DataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase)
+                DataSource = IsUri(DataSource)
                     ? SharedCacheParameter().Replace(DataSource, "${name}private")
                     : DataSource,
                 Cache = SqliteCacheMode.Private,
@@ -214,7 +214,7 @@ internal sealed partial class SaverOptions
     {
         if (dataSource.Length == 0
             || dataSource == ":memory:"
-            || dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+            || IsUri(dataSource))
         {
             return dataSource;
         }
@@ -247,6 +247,9 @@ internal sealed partial class SaverOptions
 
         return key.ToString();
     }
+
+    /// <summary>Whether a Data Source is taken for a <c>file:</c> URI here: the scheme in any case.</summary>
+    private static bool IsUri(string dataSource) => dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// A <c>file:</c> URI as SQLite reads it, for the pool key: an empty or <c>localhost</c> authority is none, so
@@ -283,7 +286,7 @@ internal sealed partial class SaverOptions
 
         var shared = cache == SqliteCacheMode.Shared;
         var memdbKeyword = string.Equals(vfs, "memdb", StringComparison.OrdinalIgnoreCase);
-        if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        if (!IsUri(dataSource))
         {
             var memory = mode == SqliteOpenMode.Memory || memdbKeyword;
             var isPrivate = memory && !shared && !(memdbKeyword && dataSource.StartsWith('/'));
@@ -316,7 +319,7 @@ internal sealed partial class SaverOptions
     /// <exception cref="ArgumentException">A <c>file:</c> URI's path is relative or empty.</exception>
     private static string FileOf(string dataSource)
     {
-        if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        if (!IsUri(dataSource))
         {
             return dataSource;
         }
