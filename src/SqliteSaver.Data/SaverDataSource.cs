@@ -215,6 +215,14 @@ public sealed class SaverDataSource : DbDataSource
     public Task<CheckpointResult> CheckpointAsync(CheckpointMode mode = CheckpointMode.Passive, CancellationToken cancellationToken = default)
         => CheckpointExtensions.AsTask(() => Checkpoint(mode), cancellationToken);
 
+    /// <summary>Runs a PASSIVE <see cref="Checkpoint"/> after checking <paramref name="cancellationToken"/>.</summary>
+    /// <param name="cancellationToken">Checked before the checkpoint starts.</param>
+    /// <returns>SQLite's figures.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
+    public Task<CheckpointResult> CheckpointAsync(CancellationToken cancellationToken)
+        => CheckpointAsync(CheckpointMode.Passive, cancellationToken);
+
     /// <summary>The WAL's status (journal mode, <c>-wal</c> size and frames), read on the data source's checkpoint connection.</summary>
     /// <returns>The status.</returns>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>

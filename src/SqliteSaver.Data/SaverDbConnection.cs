@@ -490,6 +490,37 @@ public sealed class SaverDbConnection : DbConnection
             cancellationToken);
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> in an IMMEDIATE transaction as
+    /// <see cref="RunInTransactionAsync(Func{SaverDbTransaction, CancellationToken, Task}, bool, CancellationToken)"/>
+    /// does, so that the token can follow the delegate without a parameter name.
+    /// </summary>
+    /// <param name="work">The unit of work; it may run more than once.</param>
+    /// <param name="cancellationToken">Passed to <paramref name="work"/>; cancels the waits between attempts and the commit.</param>
+    /// <returns>A task that completes when an attempt has committed.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="InvalidOperationException">As for <see cref="RunInTransactionAsync(Func{SaverDbTransaction, CancellationToken, Task}, bool, CancellationToken)"/>.</exception>
+    /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
+    public Task RunInTransactionAsync(Func<SaverDbTransaction, CancellationToken, Task> work, CancellationToken cancellationToken)
+        => RunInTransactionAsync(work, deferred: false, cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> in an IMMEDIATE transaction as
+    /// <see cref="RunInTransactionAsync{T}(Func{SaverDbTransaction, CancellationToken, Task{T}}, bool, CancellationToken)"/>
+    /// does and returns its result, so that the token can follow the delegate without a parameter name.
+    /// </summary>
+    /// <typeparam name="T">What the unit of work returns.</typeparam>
+    /// <param name="work">The unit of work; it may run more than once.</param>
+    /// <param name="cancellationToken">Passed to <paramref name="work"/>; cancels the waits between attempts and the commit.</param>
+    /// <returns>The result of the attempt that committed.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="InvalidOperationException">As for <see cref="RunInTransactionAsync(Func{SaverDbTransaction, CancellationToken, Task}, bool, CancellationToken)"/>.</exception>
+    /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
+    public Task<T> RunInTransactionAsync<T>(Func<SaverDbTransaction, CancellationToken, Task<T>> work, CancellationToken cancellationToken)
+        => RunInTransactionAsync(work, deferred: false, cancellationToken);
+
     /// <summary>Runs <paramref name="work"/> as <see cref="RunInTransactionAsync(Func{SaverDbTransaction, CancellationToken, Task}, bool, CancellationToken)"/> does and returns its result.</summary>
     /// <typeparam name="T">What the unit of work returns.</typeparam>
     /// <param name="work">The unit of work; it may run more than once.</param>

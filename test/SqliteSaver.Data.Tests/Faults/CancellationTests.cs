@@ -184,11 +184,13 @@ public class CancellationTests : DatabaseTest
         for (var i = 0; i < Rounds; i++)
         {
             using var cancellation = new CancellationTokenSource();
-            Task wait = (i % 3) switch
+            Task wait = (i % 5) switch
             {
                 0 => insert.ExecuteNonQueryAsync(cancellation.Token),
                 1 => waiting.BeginTransactionAsync(cancellation.Token).AsTask(),
-                _ => waiting.RunInTransactionAsync((_, _) => Task.CompletedTask, cancellationToken: cancellation.Token),
+                2 => waiting.RunInTransactionAsync((_, _) => Task.CompletedTask, cancellationToken: cancellation.Token),
+                3 => waiting.RunInTransactionAsync((_, _) => Task.CompletedTask, cancellation.Token),
+                _ => waiting.RunInTransactionAsync((_, _) => Task.FromResult(1), cancellation.Token),
             };
             gate.WaitingCount.ShouldBe(1);
             await cancellation.CancelAsync();

@@ -80,6 +80,22 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
+    public async Task CheckpointAsync_with_a_token_alone_runs_a_passive_checkpoint()
+    {
+        await using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0"));
+        await using var connection = await dataSource.OpenConnectionAsync();
+        Fill(connection, 20);
+
+        await Should.ThrowAsync<OperationCanceledException>(() => dataSource.CheckpointAsync(new CancellationToken(true)));
+        await Should.ThrowAsync<OperationCanceledException>(() => connection.CheckpointAsync(new CancellationToken(true)));
+        var passive = await dataSource.CheckpointAsync(CancellationToken.None);
+
+        passive.LogFrames.ShouldBeGreaterThan(0);
+        passive.ShouldBe(new CheckpointResult(false, passive.LogFrames, passive.LogFrames));
+        (await connection.CheckpointAsync(CancellationToken.None)).ShouldBe(passive);
+    }
+
+    [Test]
     public void Checkpoint_and_wal_status_need_an_open_undisposed_connection_and_data_source()
     {
         var connection = new SaverDbConnection(Folder.ConnectionString());
