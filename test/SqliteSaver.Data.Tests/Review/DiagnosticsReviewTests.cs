@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Shouldly;
 
 namespace SqliteSaver.Data.Tests.Review;
@@ -26,6 +27,37 @@ public class DiagnosticsReviewTests : DatabaseTest
         }
 
         Should.NotThrow(() => dataSource.Checkpoint()); // the checkpoint connection is opened the same way
+    }
+
+    /// <summary>
+    /// README, Logging: category SqliteSaver.Data.Pool logs each physical connection "opened (with how long it took),
+    /// ... closed (and why)". The checkpoint connection (and a pooled in-memory database's keep-alive connection) is
+    /// opened through PhysicalConnectionFactory, which logs 1001 "Opened physical connection N", but Checkpointer.Close
+    /// (and ConnectionPool.Clear for the anchor) disposes it without Telemetry.Closed: the log shows connections that
+    /// opened and never closed, though the data source was disposed and nothing is open.
+    /// </summary>
+    [TestCase("file")]
+    [TestCase("memory")]
+    public void Every_physical_connection_logged_as_opened_is_logged_as_closed(string database)
+    {
+        var provider = new FakeLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider).SetMinimumLevel(LogLevel.Debug));
+        var connectionString = database == "file" ? Folder.ConnectionString("Checkpoint Interval=0") : "Data Source=:memory:";
+        using (var dataSource = new SaverDataSourceBuilder(connectionString).UseLoggerFactory(loggerFactory).Build())
+        {
+            if (database == "file")
+            {
+                dataSource.Checkpoint(); // the pool has no connection open: the checkpoint connection opens, then closes again
+            }
+
+            dataSource.OpenConnection().Dispose();
+        }
+
+        var pool = provider.Collector.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Pool").ToList();
+        var opened = pool.Where(r => r.Id.Id == 1001).Select(r => r.GetStructuredStateValue("ConnectionId")).ToList();
+        var closed = pool.Where(r => r.Id.Id is 1002 or 1003 or 1005).Select(r => r.GetStructuredStateValue("ConnectionId")).ToList();
+        opened.Count.ShouldBeGreaterThan(1);
+        closed.ShouldBe(opened, ignoreOrder: true, customMessage: string.Join(Environment.NewLine, pool.Select(r => r.Message)));
     }
 
     private sealed class IsEnabledThrowingProvider : ILoggerProvider
