@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Review;
 
@@ -58,6 +59,32 @@ public class DiagnosticsReviewTests : DatabaseTest
         var closed = pool.Where(r => r.Id.Id is 1002 or 1003 or 1005).Select(r => r.GetStructuredStateValue("ConnectionId")).ToList();
         opened.Count.ShouldBeGreaterThan(1);
         closed.ShouldBe(opened, ignoreOrder: true, customMessage: string.Join(Environment.NewLine, pool.Select(r => r.Message)));
+    }
+
+    /// <summary>
+    /// README: sqlitesaver.retries and Statistics.Retries count "Attempts the built-in policy ran again after
+    /// SQLITE_BUSY / SQLITE_LOCKED". RetryPolicy.NextDelay calls Telemetry.Retrying (counting the retry) before the
+    /// backoff delay; when the caller's token cancels that delay, no attempt runs again, yet a retry is counted.
+    /// </summary>
+    [Test]
+    public async Task A_retry_cancelled_during_its_backoff_is_not_counted_as_an_attempt_run_again()
+    {
+        var connectionString = Folder.ConnectionString("Retry=3;Base Delay=60;Max Delay=60;Jitter=0;Busy Timeout=0;Default Timeout=0;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using var holder = HoldWriteLock();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        using var cancellation = new CancellationTokenSource();
+
+        var write = command.ExecuteNonQueryAsync(cancellation.Token);
+        Wait.Until(() => dataSource.Statistics.TransientErrors == 1); // the first attempt met SQLITE_BUSY; a 60 s backoff starts
+        await cancellation.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(write);
+
+        dataSource.Statistics.TransientErrors.ShouldBe(1);
+        dataSource.Statistics.Retries.ShouldBe(0); // the one attempt was never run again
     }
 
     private sealed class IsEnabledThrowingProvider : ILoggerProvider
