@@ -184,7 +184,7 @@ public sealed class SaverDataSource : DbDataSource
     public void Clear()
     {
         Pool.Clear();
-        Checkpointer.Close();
+        Checkpointer.Close(CloseReason.Cleared);
     }
 
     /// <summary>

@@ -20,4 +20,10 @@ internal enum CloseReason
 
     /// <summary>Its <see cref="SaverDbConnection"/> was garbage collected while open.</summary>
     Leaked,
+
+    /// <summary>The checkpointer's own connection, outside the pool, closes with the pool's last connection.</summary>
+    PoolEmpty,
+
+    /// <summary>Opened to keep a pooled in-memory database alive, which a connection opened at the same time does already.</summary>
+    Redundant,
 }

@@ -75,7 +75,7 @@ internal sealed class Telemetry
 
     /// <summary>A start time for opening a physical connection, or 0 when neither the metric nor the log wants it.</summary>
     public long StartOpening()
-        => SaverMetrics.CreateTime.Enabled || _poolLogger.IsEnabled(LogLevel.Debug) ? _time.GetTimestamp() : 0;
+        => SaverMetrics.CreateTime.Enabled || PoolDebugEnabled() ? _time.GetTimestamp() : 0;
 
     public void Opened(long connectionId, long started)
     {
@@ -154,14 +154,13 @@ internal sealed class Telemetry
         Interlocked.Increment(ref _leaked); // after the log, so that whoever sees the count sees the message too
     }
 
+    /// <summary>A transient error that the policy retries after <paramref name="delay"/>; counted as a retry by <see cref="Retried"/>, once the delay is over.</summary>
     public void Retrying(int retry, int maxRetries, TimeSpan delay, SqliteException error)
     {
         Interlocked.Increment(ref _transientErrors);
-        Interlocked.Increment(ref _retries);
         try
         {
             SaverMetrics.TransientErrors.Add(1, PoolTag);
-            SaverMetrics.Retries.Add(1, PoolTag);
         }
         catch (Exception)
         {
@@ -170,6 +169,19 @@ internal sealed class Telemetry
         try
         {
             SaverLog.Retrying(_retryLogger, retry, maxRetries, PoolName, delay.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
+        }
+        catch (Exception)
+        {
+        }
+    }
+
+    /// <summary>The policy runs an attempt again: its delay is over, not cancelled.</summary>
+    public void Retried()
+    {
+        Interlocked.Increment(ref _retries);
+        try
+        {
+            SaverMetrics.Retries.Add(1, PoolTag);
         }
         catch (Exception)
         {
@@ -294,6 +306,19 @@ internal sealed class Telemetry
         _ => "truncate",
     };
 
+    /// <summary>Whether the pool logger writes Debug; no when it throws (Microsoft.Extensions.Logging passes on a provider's error).</summary>
+    private bool PoolDebugEnabled()
+    {
+        try
+        {
+            return _poolLogger.IsEnabled(LogLevel.Debug);
+        }
+        catch (Exception)
+        {
+            return false;
+        }
+    }
+
     private static string Describe(CloseReason reason) => reason switch
     {
         CloseReason.PoolingOff => "pooling is off",
@@ -301,6 +326,8 @@ internal sealed class Telemetry
         CloseReason.Disposed => "the data source was disposed",
         CloseReason.Idle => "it stayed idle for Connection Idle Lifetime",
         CloseReason.Leaked => "its SaverDbConnection was garbage collected while open",
+        CloseReason.PoolEmpty => "it is the checkpointer's own, which closes with the pool's last connection",
+        CloseReason.Redundant => "another connection keeps the in-memory database alive already",
         _ => "it could not be reset",
     };
 }

@@ -204,8 +204,13 @@ internal sealed class ConnectionPool : IDisposable
             _openedSinceClear = false;
         }
 
-        CloseTaken(closing, last, drained, _disposed ? CloseReason.Disposed : CloseReason.Cleared);
-        anchor?.Dispose();
+        var reason = _disposed ? CloseReason.Disposed : CloseReason.Cleared;
+        CloseTaken(closing, last, drained, reason);
+        if (anchor is not null)
+        {
+            anchor.Dispose();
+            _telemetry.Closed(anchor.Id, reason);
+        }
     }
 
     /// <summary>Clears the pool for good: waiters fail with <see cref="ObjectDisposedException"/>.</summary>
@@ -357,11 +362,12 @@ internal sealed class ConnectionPool : IDisposable
             }
 
             var anchor = _factory.Open(generation);
-            bool kept, disposed;
+            bool kept, disposed, cleared;
             lock (_lock)
             {
                 disposed = _disposed;
-                kept = _memoryAnchor is null && !disposed && generation == _generation;
+                cleared = generation != _generation;
+                kept = _memoryAnchor is null && !disposed && !cleared;
                 _memoryAnchor = kept ? anchor : _memoryAnchor;
             }
 
@@ -371,6 +377,7 @@ internal sealed class ConnectionPool : IDisposable
             }
 
             anchor.Dispose(); // disposed, another thread anchored first, or a Clear ended its generation: look again
+            _telemetry.Closed(anchor.Id, disposed ? CloseReason.Disposed : cleared ? CloseReason.Cleared : CloseReason.Redundant);
             if (disposed)
             {
                 return generation;

@@ -67,6 +67,7 @@ internal sealed class RetryPolicy : SaverRetryStrategy
                 using var timer = _time.CreateTimer(static state => ((ManualResetEventSlim)state!).Set(), elapsed, delay, Timeout.InfiniteTimeSpan);
                 Retrying?.Invoke(attempts, delay, error);
                 elapsed.Wait(cancellationToken);
+                _telemetry.Retried();
             }
         }
     }
@@ -89,6 +90,7 @@ internal sealed class RetryPolicy : SaverRetryStrategy
                 var elapsed = Task.Delay(delay, _time, cancellationToken);
                 Retrying?.Invoke(attempts, delay, error);
                 await elapsed.ConfigureAwait(false);
+                _telemetry.Retried();
             }
         }
     }

@@ -187,17 +187,22 @@ internal sealed class Checkpointer : IDisposable
                 }
             }
 
-            Close();
+            Close(CloseReason.PoolEmpty);
         }
     }
 
     /// <summary>Closes the checkpointer's connection, releasing the files; it reopens when next needed.</summary>
-    public void Close()
+    /// <param name="reason">Why, for the log.</param>
+    public void Close(CloseReason reason)
     {
         lock (_lock)
         {
-            _connection?.Dispose();
-            _connection = null;
+            if (_connection is { } connection)
+            {
+                _connection = null;
+                connection.Dispose();
+                _telemetry.Closed(connection.Id, reason);
+            }
         }
     }
 
@@ -207,7 +212,7 @@ internal sealed class Checkpointer : IDisposable
         lock (_lock)
         {
             _disposed = true;
-            Close();
+            Close(CloseReason.Disposed);
         }
     }
 
@@ -220,7 +225,7 @@ internal sealed class Checkpointer : IDisposable
     {
         if (_pool.Counts().Open == 0)
         {
-            Close();
+            Close(CloseReason.PoolEmpty);
         }
     }
 

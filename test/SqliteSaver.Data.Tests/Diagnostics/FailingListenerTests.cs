@@ -58,6 +58,26 @@ public class FailingListenerTests : DatabaseTest
         dataSource.Statistics.RetriesExhausted.ShouldBe(1);
     }
 
+    /// <summary>
+    /// Microsoft.Extensions.Logging passes on what a provider's IsEnabled throws (as an AggregateException): the
+    /// pool's question whether to time an open must not fail the open.
+    /// </summary>
+    [Test]
+    public void A_logger_whose_IsEnabled_throws_does_not_fail_Open()
+    {
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(new IsEnabledThrowingProvider()).SetMinimumLevel(LogLevel.Trace));
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0")).UseLoggerFactory(loggerFactory).Build();
+
+        var opened = Should.NotThrow(() => dataSource.OpenConnection());
+
+        using (opened)
+        {
+            ConnectionTests.Scalar(opened, "SELECT 1").ShouldBe(1L);
+        }
+
+        Should.NotThrow(() => dataSource.Checkpoint()); // the checkpoint connection is opened the same way
+    }
+
     /// <summary>Throws from every measurement of this data source's instruments, as a faulty exporter might.</summary>
     private sealed class ThrowingListener : IDisposable
     {
@@ -120,5 +140,27 @@ public class FailingListenerTests : DatabaseTest
             logged.Enqueue(eventId.Id);
             throw new InvalidOperationException("The log sink is broken.");
         }
+    }
+
+    /// <summary>Its loggers throw from IsEnabled, as a broken log sink might.</summary>
+    private sealed class IsEnabledThrowingProvider : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new IsEnabledThrowingLogger();
+
+        public void Dispose()
+        {
+        }
+    }
+
+    /// <summary>A broken log sink: its level check throws.</summary>
+    private sealed class IsEnabledThrowingLogger : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => throw new InvalidOperationException("The log sink is broken.");
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            => throw new InvalidOperationException("The log sink is broken.");
     }
 }

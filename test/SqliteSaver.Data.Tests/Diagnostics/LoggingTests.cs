@@ -133,6 +133,31 @@ public class LoggingTests : DatabaseTest
         _logs.Count.ShouldBe(0);
     }
 
+    /// <summary>
+    /// The connections outside the pool, the checkpointer's own and the one that keeps a pooled in-memory database
+    /// alive, are logged as closed too.
+    /// </summary>
+    [TestCase("file")]
+    [TestCase("memory")]
+    public void Every_physical_connection_logged_as_opened_is_logged_as_closed(string database)
+    {
+        using (var dataSource = Build(database == "file" ? Folder.ConnectionString("Checkpoint Interval=0") : "Data Source=:memory:"))
+        {
+            if (database == "file")
+            {
+                dataSource.Checkpoint(); // the pool has no connection open: the checkpoint connection opens, then closes again
+            }
+
+            dataSource.OpenConnection().Dispose();
+        }
+
+        var pool = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Pool").ToList();
+        var opened = pool.Where(r => r.Id.Id == 1001).Select(r => r.GetStructuredStateValue("ConnectionId")).ToList();
+        var closed = pool.Where(r => r.Id.Id is 1002 or 1003 or 1005).Select(r => r.GetStructuredStateValue("ConnectionId")).ToList();
+        opened.Count.ShouldBeGreaterThan(1);
+        closed.ShouldBe(opened, ignoreOrder: true, customMessage: string.Join(Environment.NewLine, pool.Select(r => r.Message)));
+    }
+
     private SaverDataSource Build(string? connectionString = null)
         => new SaverDataSourceBuilder(connectionString ?? Folder.ConnectionString()).UseLoggerFactory(_loggerFactory).Build();
 }

@@ -52,6 +52,28 @@ public class StatisticsTests : DatabaseTest
         statistics.LastCheckpointTime.ShouldNotBeNull();
     }
 
+    /// <summary>Retries count attempts run again: one whose backoff delay is cancelled never runs.</summary>
+    [Test]
+    public async Task A_retry_cancelled_during_its_backoff_is_not_counted_as_an_attempt_run_again()
+    {
+        var connectionString = Folder.ConnectionString("Retry=3;Base Delay=60;Max Delay=60;Jitter=0;Busy Timeout=0;Default Timeout=0;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using var holder = HoldWriteLock();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        using var cancellation = new CancellationTokenSource();
+
+        var write = command.ExecuteNonQueryAsync(cancellation.Token);
+        Wait.Until(() => dataSource.Statistics.TransientErrors == 1); // the first attempt met SQLITE_BUSY; a 60 s backoff starts
+        await cancellation.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(write);
+
+        dataSource.Statistics.TransientErrors.ShouldBe(1);
+        dataSource.Statistics.Retries.ShouldBe(0); // the one attempt was never run again
+    }
+
     [Test]
     public void The_name_is_the_connection_string_without_its_password_unless_one_is_given()
     {
