@@ -53,4 +53,65 @@ public class PoolReviewTests : DatabaseTest
         clear.Join();
         mostOthersOpen.ShouldBe(0, "a new physical connection opened while the one Clear took out was still open, with Max Pool Size=1");
     }
+
+    /// <summary>
+    /// A pooled :memory: database lives while the pool's anchor connection (or a connection of its generation) is
+    /// open. EnsureMemoryAnchor reads the anchor's generation and opens a connection in it outside the lock; a Clear in
+    /// between closes the anchor, so the connection creates a new, empty database of the old generation that no other
+    /// connection shares (its writes are seen by nobody and lost when it closes).
+    /// </summary>
+    [Test]
+    public void An_Open_racing_Clear_never_gets_an_in_memory_database_that_nothing_else_keeps()
+    {
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:;Max Pool Size=4");
+        var orphans = 0;
+        var iterations = 0;
+        var random = new Random(1);
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        while (stopwatch.Elapsed < TimeSpan.FromSeconds(8) && orphans == 0)
+        {
+            iterations++;
+            using (var setup = dataSource.OpenConnection())
+            {
+                ConnectionTests.Scalar(setup, "CREATE TABLE IF NOT EXISTS marker (x)");
+                ConnectionTests.Scalar(setup, "CREATE TEMP TABLE scratch (x)"); // so that it is closed on return, leaving only the anchor
+            }
+
+            var spin = random.Next(0, 400);
+            using var start = new Barrier(2);
+            SqliteSaver.Data.Pooling.PhysicalConnection? rented = null;
+            var renter = new Thread(() =>
+            {
+                start.SignalAndWait();
+                rented = dataSource.Pool.Rent();
+            });
+            renter.Start();
+            start.SignalAndWait();
+            Thread.SpinWait(spin);
+            dataSource.Clear();
+            renter.Join();
+
+            var physical = rented!;
+            using (var check = physical.Sqlite.CreateCommand())
+            {
+                // A connection of a cleared generation must see that generation's database (with its marker table);
+                // one of the new generation sees the new, empty one.
+                check.CommandText = "SELECT count(*) FROM sqlite_master WHERE name = 'marker'";
+                if ((long)check.ExecuteScalar()! == 0 && physical.Generation != CurrentGeneration(dataSource))
+                {
+                    orphans++;
+                }
+            }
+
+            dataSource.Pool.Return(physical);
+        }
+
+        TestContext.Out.WriteLine($"{iterations} iterations, {orphans} orphaned in-memory databases");
+        orphans.ShouldBe(0, $"a connection of a cleared generation opened a new empty database of its own (after {iterations} iterations)");
+    }
+
+    private static int CurrentGeneration(SaverDataSource dataSource)
+        => (int)typeof(SqliteSaver.Data.Pooling.ConnectionPool)
+            .GetField("_generation", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
+            .GetValue(dataSource.Pool)!;
 }
