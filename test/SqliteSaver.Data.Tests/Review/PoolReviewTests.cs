@@ -110,6 +110,79 @@ public class PoolReviewTests : DatabaseTest
         orphans.ShouldBe(0, $"a connection of a cleared generation opened a new empty database of its own (after {iterations} iterations)");
     }
 
+    /// <summary>
+    /// OpenAsync awaits an asynchronous connection initializer (README, "Connection initializer"). For a pooled
+    /// :memory: database, the first OpenAsync opens the pool's anchor connection through
+    /// PhysicalConnectionFactory.Open, which blocks on the initializer (Synchronously.Result ... GetResult) on the
+    /// caller's thread: under a single-threaded SynchronizationContext (a UI thread) an initializer that awaits
+    /// without ConfigureAwait(false) can never resume, and OpenAsync deadlocks. A database file opens fine.
+    /// </summary>
+    [TestCase("Data Source={0}")]
+    [TestCase("Data Source=:memory:")]
+    public void OpenAsync_on_a_single_threaded_SynchronizationContext_awaits_an_async_initializer_without_deadlocking(string connectionString)
+    {
+        using var dataSource = new SaverDataSourceBuilder(string.Format(System.Globalization.CultureInfo.InvariantCulture, connectionString, Folder.File()))
+            .UseConnectionInitializer(async (connection, cancellationToken) =>
+            {
+                await Task.Yield(); // resumes on the caller's SynchronizationContext, as UI code does
+                connection.CreateFunction("answer", () => 42L);
+            })
+            .Build();
+
+        var opened = SingleThreadedContext.Run(async () =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            return ConnectionTests.Scalar(connection, "SELECT answer()");
+        });
+
+        opened.Wait(TimeSpan.FromSeconds(10)).ShouldBeTrue("OpenAsync did not complete within 10 s on a single-threaded SynchronizationContext");
+        opened.Result.ShouldBe(42L);
+    }
+
+    /// <summary>A SynchronizationContext that runs everything posted to it on one thread of its own, as a UI thread does.</summary>
+    private sealed class SingleThreadedContext : SynchronizationContext
+    {
+        private readonly System.Collections.Concurrent.BlockingCollection<(SendOrPostCallback Callback, object? State)> _queue = [];
+
+        public override void Post(SendOrPostCallback d, object? state) => _queue.Add((d, state));
+
+        public override void Send(SendOrPostCallback d, object? state) => throw new NotSupportedException();
+
+        public static Task<T> Run<T>(Func<Task<T>> work)
+        {
+            var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var thread = new Thread(() =>
+            {
+                var context = new SingleThreadedContext();
+                SetSynchronizationContext(context);
+                context.Post(
+                    async _ =>
+                    {
+                        try
+                        {
+                            result.SetResult(await work());
+                        }
+                        catch (Exception exception)
+                        {
+                            result.SetException(exception);
+                        }
+                        finally
+                        {
+                            context._queue.CompleteAdding();
+                        }
+                    },
+                    null);
+                foreach (var (callback, state) in context._queue.GetConsumingEnumerable())
+                {
+                    callback(state);
+                }
+            })
+            { IsBackground = true }; // a deadlocked one must not keep the test run alive
+            thread.Start();
+            return result.Task;
+        }
+    }
+
     private static int CurrentGeneration(SaverDataSource dataSource)
         => (int)typeof(SqliteSaver.Data.Pooling.ConnectionPool)
             .GetField("_generation", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
