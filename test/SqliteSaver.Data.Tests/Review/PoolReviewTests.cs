@@ -55,6 +55,47 @@ public class PoolReviewTests : DatabaseTest
     }
 
     /// <summary>
+    /// Return closes a connection it cannot reset (here: a transaction begun on its InnerConnection) but first, under
+    /// the lock, ReleaseSlot hands its slot to the longest waiter, which opens a new physical connection while the old
+    /// one is still closing (its rollback, a large TEMP table to free ...): more than Max Pool Size open at once.
+    /// </summary>
+    [Test]
+    public void A_connection_closed_on_return_is_closed_before_a_waiter_opens_one_in_its_slot()
+    {
+        var opened = new List<SqliteConnection>();
+        var mostOthersOpen = 0;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
+            .UseConnectionInitializer(connection =>
+            {
+                lock (opened)
+                {
+                    mostOthersOpen = Math.Max(mostOthersOpen, opened.Count(c => c.State == ConnectionState.Open));
+                    opened.Add(connection);
+                }
+            })
+            .Build();
+
+        var holder = dataSource.OpenConnection();
+        var inner = holder.InnerConnection;
+        var transaction = inner.BeginTransaction(deferred: true);
+        // The rollback as the old connection closes stands for any slow close; it waits (at most 3 s) for a new one.
+        SQLitePCL.raw.sqlite3_rollback_hook(inner.Handle!, _ => SpinWait.SpinUntil(() => { lock (opened) { return opened.Count > 1; } }, TimeSpan.FromSeconds(3)), null);
+
+        var waiter = new Thread(() =>
+        {
+            using var next = dataSource.OpenConnection();
+            ConnectionTests.Scalar(next, "SELECT 1");
+        });
+        waiter.Start();
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
+        holder.Dispose();
+        waiter.Join();
+        GC.KeepAlive(transaction);
+
+        mostOthersOpen.ShouldBe(0, "a waiter opened a physical connection in the slot of one still being closed, with Max Pool Size=1");
+    }
+
+    /// <summary>
     /// A pooled :memory: database lives while the pool's anchor connection (or a connection of its generation) is
     /// open. EnsureMemoryAnchor reads the anchor's generation and opens a connection in it outside the lock; a Clear in
     /// between closes the anchor, so the connection creates a new, empty database of the old generation that no other
