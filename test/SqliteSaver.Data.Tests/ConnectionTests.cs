@@ -879,6 +879,61 @@ public class ConnectionTests : DatabaseTest
         Scalar(after, "SELECT count(*) FROM sqlite_master WHERE name = 'shared'").ShouldBe(0L);
     }
 
+    /// <summary>
+    /// A pooled :memory: database lives while the pool's anchor connection (or a connection of its generation) is
+    /// open. A connection opened while a Clear closed its generation's anchor is opened again in the new generation,
+    /// rather than handed out on a new, empty database of the old one that nothing else shares.
+    /// </summary>
+    [Test]
+    public void An_Open_racing_Clear_never_gets_an_in_memory_database_that_nothing_else_keeps()
+    {
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:;Max Pool Size=4");
+        var orphans = 0;
+        var iterations = 0;
+        var random = new Random(1);
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        while (stopwatch.Elapsed < TimeSpan.FromSeconds(8) && orphans == 0)
+        {
+            iterations++;
+            using (var setup = dataSource.OpenConnection())
+            {
+                Scalar(setup, "CREATE TABLE IF NOT EXISTS marker (x)");
+                Scalar(setup, "CREATE TEMP TABLE scratch (x)"); // so that it is closed on return, leaving only the anchor
+            }
+
+            var spin = random.Next(0, 400);
+            using var start = new Barrier(2);
+            SqliteSaver.Data.Pooling.PhysicalConnection? rented = null;
+            var renter = new Thread(() =>
+            {
+                start.SignalAndWait();
+                rented = dataSource.Pool.Rent();
+            });
+            renter.Start();
+            start.SignalAndWait();
+            Thread.SpinWait(spin);
+            dataSource.Clear();
+            renter.Join();
+
+            var physical = rented!;
+            using (var check = physical.Sqlite.CreateCommand())
+            {
+                // A connection of a cleared generation must see that generation's database (with its marker table);
+                // one of the new generation sees the new, empty one.
+                check.CommandText = "SELECT count(*) FROM sqlite_master WHERE name = 'marker'";
+                if ((long)check.ExecuteScalar()! == 0 && physical.Generation != CurrentGeneration(dataSource))
+                {
+                    orphans++;
+                }
+            }
+
+            dataSource.Pool.Return(physical);
+        }
+
+        TestContext.Out.WriteLine($"{iterations} iterations, {orphans} orphaned in-memory databases");
+        orphans.ShouldBe(0, $"a connection of a cleared generation opened a new empty database of its own (after {iterations} iterations)");
+    }
+
     [Test]
     public void A_memory_database_opened_across_a_clear_is_kept_by_an_anchor_of_its_own_generation()
     {
@@ -1516,4 +1571,9 @@ public class ConnectionTests : DatabaseTest
     {
         public System.Data.Common.DbDataReader? Reader { get; set; }
     }
+
+    private static int CurrentGeneration(SaverDataSource dataSource)
+        => (int)typeof(SqliteSaver.Data.Pooling.ConnectionPool)
+            .GetField("_generation", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
+            .GetValue(dataSource.Pool)!;
 }

@@ -26,7 +26,8 @@ internal sealed class ConnectionPool : IDisposable
     private readonly HashSet<PhysicalConnection> _all = [];
     private readonly WaitQueue<PhysicalConnection?> _waiters;
     private readonly ITimer? _pruneTimer;
-    private int _open;
+    private int _open; // slots taken: connections open, being opened, or closing (see _closing)
+    private int _closing; // taken out of the pool and not yet closed; their slots are freed once they are, so that Max Pool Size holds
     private int _generation;
     private bool _disposed;
     private PhysicalConnection? _memoryAnchor;
@@ -59,8 +60,8 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary>
-    /// Physical connections open or being opened (idle and rented alike), idle, rented, and callers queued for one,
-    /// read together under the lock.
+    /// Physical connections open, being opened or closing (idle and rented alike), idle, the others (rented or
+    /// closing), and callers queued for one, read together under the lock.
     /// </summary>
     public (int Open, int Idle, int InUse, int Waiting) Counts()
     {
@@ -112,7 +113,7 @@ internal sealed class ConnectionPool : IDisposable
             }
 
             _all.Remove(connection);
-            ReleaseSlot();
+            _closing++;
             last = IsLast(out drained);
             _drainPending &= !drained;
             _openedSinceClear &= !drained;
@@ -123,13 +124,7 @@ internal sealed class ConnectionPool : IDisposable
                 : CloseReason.Cleared;
         }
 
-        if (last)
-        {
-            _onLastClosing(connection, drained);
-        }
-
-        connection.Dispose();
-        _telemetry.Closed(connection.Id, reason);
+        CloseTaken([connection], last, drained, reason);
     }
 
     /// <summary>
@@ -194,11 +189,11 @@ internal sealed class ConnectionPool : IDisposable
             closing = [.. _idle];
             _idle.Clear();
             _all.ExceptWith(closing);
-            _open -= closing.Length;
+            _closing += closing.Length;
             anchor = _memoryAnchor;
             _memoryAnchor = null;
             var wanted = _drainPending || _openedSinceClear;
-            last = _open == 0;
+            last = _open == _closing;
             drained = wanted && last;
             _drainPending = wanted && !drained;
             _openedSinceClear = false;
@@ -308,19 +303,29 @@ internal sealed class ConnectionPool : IDisposable
     {
         try
         {
-            var generation = EnsureMemoryAnchor();
-            var connection = async
-                ? await _factory.OpenAsync(generation, cancellationToken).ConfigureAwait(false)
-                : _factory.Open(generation);
-            lock (_lock)
+            while (true)
             {
-                // Opened across a Clear: it is closed on return, and the pending final checkpoint waits for it.
-                _openedSinceClear |= connection.Generation == _generation;
-                _drainPending |= connection.Generation != _generation;
-                _all.Add(connection);
-            }
+                var generation = await EnsureMemoryAnchor(async, cancellationToken).ConfigureAwait(false);
+                var connection = async
+                    ? await _factory.OpenAsync(generation, cancellationToken).ConfigureAwait(false)
+                    : _factory.Open(generation);
+                lock (_lock)
+                {
+                    // An in-memory database lives while a connection to it is open: a Clear that closed the anchor
+                    // while this one opened may have left it a new, empty database that nothing else keeps.
+                    if (!_options.IsMemory || !_options.Pooling || _disposed || _memoryAnchor?.Generation == generation)
+                    {
+                        // Opened across a Clear: it is closed on return, and the pending final checkpoint waits for it.
+                        _openedSinceClear |= connection.Generation == _generation;
+                        _drainPending |= connection.Generation != _generation;
+                        _all.Add(connection);
+                        return connection;
+                    }
+                }
 
-            return connection;
+                connection.Dispose(); // open it again, in the generation of the anchor now
+                _telemetry.Closed(connection.Id, CloseReason.Cleared);
+            }
         }
         catch
         {
@@ -346,7 +351,8 @@ internal sealed class ConnectionPool : IDisposable
     /// Returns the generation to open a connection in: the anchor's, so that a connection never opens a database
     /// (named by its generation) that nothing keeps alive.
     /// </summary>
-    private int EnsureMemoryAnchor()
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while the anchor opened.</exception>
+    private async ValueTask<int> EnsureMemoryAnchor(bool async, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -361,7 +367,9 @@ internal sealed class ConnectionPool : IDisposable
                 return existing.Generation;
             }
 
-            var anchor = _factory.Open(generation);
+            var anchor = async
+                ? await _factory.OpenAsync(generation, cancellationToken).ConfigureAwait(false)
+                : _factory.Open(generation);
             bool kept, disposed, cleared;
             lock (_lock)
             {
@@ -386,12 +394,13 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary>
-    /// After a slot was freed (<see cref="ReleaseSlot"/>): whether it was the pool's last, and whether that drains the
-    /// pool (see <see cref="_onLastClosing"/>). Call under the lock.
+    /// After a slot was freed (<see cref="ReleaseSlot"/>) or its connection counted as closing: whether no connection
+    /// is left open but those closing, and no waiter is to open one, and whether that drains the pool (see
+    /// <see cref="_onLastClosing"/>). Call under the lock.
     /// </summary>
     private bool IsLast(out bool drained)
     {
-        var last = _open == 0;
+        var last = _open == _closing && (_disposed || _waiters.Count == 0);
         drained = last && (_drainPending || (!_options.Pooling && _openedSinceClear));
         return last;
     }
@@ -422,16 +431,16 @@ internal sealed class ConnectionPool : IDisposable
         {
             var now = _time.GetTimestamp();
             while (_idle.Count > 0
-                && _open > _options.MinPoolSize
+                && _open - _closing > _options.MinPoolSize
                 && _time.GetElapsedTime(_idle[0].IdleSince, now) >= _options.ConnectionIdleLifetime)
             {
                 expired.Add(_idle[0]);
                 _all.Remove(_idle[0]);
                 _idle.RemoveAt(0);
-                _open--;
+                _closing++;
             }
 
-            last = expired.Count > 0 && _open == 0;
+            last = expired.Count > 0 && _open == _closing;
             drained = last && (_openedSinceClear || _drainPending);
             _drainPending &= !drained;
             _openedSinceClear &= !drained;
@@ -441,20 +450,51 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary>
-    /// Closes connections already taken out of the pool's count; when <paramref name="last"/>, the final one is the
-    /// pool's last connection, and <see cref="_onLastClosing"/> sees it first (the others are closed by then).
+    /// Closes connections taken out of the pool and counted in <see cref="_closing"/>, freeing each one's slot once it
+    /// is closed; when <paramref name="last"/>, the final one is the pool's last connection, and
+    /// <see cref="_onLastClosing"/> sees it first (the others are closed by then).
     /// </summary>
     private void CloseTaken(IReadOnlyList<PhysicalConnection> closing, bool last, bool drained, CloseReason reason)
     {
         for (var i = 0; i < closing.Count; i++)
         {
-            if (last && i == closing.Count - 1)
+            var final = last && i == closing.Count - 1;
+            try
             {
-                _onLastClosing(closing[i], drained);
+                if (final)
+                {
+                    _onLastClosing(closing[i], drained);
+                }
+
+                closing[i].Dispose();
+            }
+            finally
+            {
+                FreeClosedSlot(lastSeen: final);
             }
 
-            closing[i].Dispose();
             _telemetry.Closed(closing[i].Id, reason);
+        }
+    }
+
+    /// <summary>
+    /// A connection counted in <see cref="_closing"/> is closed: its slot goes to the longest waiter, or the count
+    /// drops. When that leaves the pool with none open and its closer did not see it coming (a waiter it counted on
+    /// gave up meanwhile), <see cref="_onLastClosing"/> is told now, with no connection.
+    /// </summary>
+    private void FreeClosedSlot(bool lastSeen)
+    {
+        bool last, drained = false;
+        lock (_lock)
+        {
+            _closing--;
+            ReleaseSlot();
+            last = !lastSeen && _open == 0 && IsLast(out drained); // a drain stays pending, as when an open fails
+        }
+
+        if (last)
+        {
+            _onLastClosing(null, drained);
         }
     }
 }

@@ -99,4 +99,75 @@ public class InitializerTests : DatabaseTest
         Should.Throw<ArgumentNullException>(() => builder.UseConnectionInitializer((Func<SqliteConnection, CancellationToken, Task>)null!)).ParamName.ShouldBe("initializer");
         Should.Throw<ArgumentNullException>(() => builder.UseLoggerFactory(null!)).ParamName.ShouldBe("loggerFactory");
     }
+
+    /// <summary>
+    /// OpenAsync awaits an asynchronous connection initializer, also for the connection that keeps a pooled :memory:
+    /// database alive: under a single-threaded SynchronizationContext (a UI thread) an initializer that resumes on it
+    /// would deadlock a caller blocked on it.
+    /// </summary>
+    [TestCase("Data Source={0}")]
+    [TestCase("Data Source=:memory:")]
+    public void OpenAsync_on_a_single_threaded_SynchronizationContext_awaits_an_async_initializer_without_deadlocking(string connectionString)
+    {
+        using var dataSource = new SaverDataSourceBuilder(string.Format(System.Globalization.CultureInfo.InvariantCulture, connectionString, Folder.File()))
+            .UseConnectionInitializer(async (connection, cancellationToken) =>
+            {
+                await Task.Yield(); // resumes on the caller's SynchronizationContext, as UI code does
+                connection.CreateFunction("answer", () => 42L);
+            })
+            .Build();
+
+        var opened = SingleThreadedContext.Run(async () =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            return ConnectionTests.Scalar(connection, "SELECT answer()");
+        });
+
+        opened.Wait(TimeSpan.FromSeconds(10)).ShouldBeTrue("OpenAsync did not complete within 10 s on a single-threaded SynchronizationContext");
+        opened.Result.ShouldBe(42L);
+    }
+
+    /// <summary>A SynchronizationContext that runs everything posted to it on one thread of its own, as a UI thread does.</summary>
+    private sealed class SingleThreadedContext : SynchronizationContext
+    {
+        private readonly System.Collections.Concurrent.BlockingCollection<(SendOrPostCallback Callback, object? State)> _queue = [];
+
+        public override void Post(SendOrPostCallback d, object? state) => _queue.Add((d, state));
+
+        public override void Send(SendOrPostCallback d, object? state) => throw new NotSupportedException();
+
+        public static Task<T> Run<T>(Func<Task<T>> work)
+        {
+            var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var thread = new Thread(() =>
+            {
+                var context = new SingleThreadedContext();
+                SetSynchronizationContext(context);
+                context.Post(
+                    async _ =>
+                    {
+                        try
+                        {
+                            result.SetResult(await work());
+                        }
+                        catch (Exception exception)
+                        {
+                            result.SetException(exception);
+                        }
+                        finally
+                        {
+                            context._queue.CompleteAdding();
+                        }
+                    },
+                    null);
+                foreach (var (callback, state) in context._queue.GetConsumingEnumerable())
+                {
+                    callback(state);
+                }
+            })
+            { IsBackground = true }; // a deadlocked one must not keep the test run alive
+            thread.Start();
+            return result.Task;
+        }
+    }
 }

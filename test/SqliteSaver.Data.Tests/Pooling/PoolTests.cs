@@ -442,6 +442,94 @@ public class PoolTests : DatabaseTest
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    /// <summary>
+    /// Max Pool Size is the most physical connections open at once: the slot of a connection Clear closes is free
+    /// only once it is closed, after the Checkpoint On Close checkpoint a reader keeps waiting.
+    /// </summary>
+    [Test]
+    public void Clear_never_lets_more_than_Max_Pool_Size_physical_connections_be_open_at_once()
+    {
+        var opened = new List<SqliteConnection>();
+        var mostOthersOpen = 0;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
+            .UseConnectionInitializer(connection =>
+            {
+                lock (opened)
+                {
+                    mostOthersOpen = Math.Max(mostOthersOpen, opened.Count(c => c.State == ConnectionState.Open));
+                    opened.Add(connection);
+                }
+            })
+            .Build();
+
+        using (var first = dataSource.OpenConnection())
+        {
+            ConnectionTests.Scalar(first, "CREATE TABLE t (x)");
+            ConnectionTests.Scalar(first, "INSERT INTO t VALUES (1)");
+        }
+
+        // Another process reading keeps the TRUNCATE checkpoint of Checkpoint On Close waiting (at most 250 ms).
+        using var reader = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        reader.Open();
+        using (var begin = reader.CreateCommand())
+        {
+            begin.CommandText = "BEGIN; SELECT count(*) FROM t;";
+            begin.ExecuteScalar();
+        }
+
+        var clear = new Thread(dataSource.Clear);
+        clear.Start();
+        Wait.Until(() => dataSource.Statistics.Idle == 0); // Clear has taken the idle connection
+        using (var next = dataSource.OpenConnection())
+        {
+            ConnectionTests.Scalar(next, "SELECT count(*) FROM t");
+        }
+
+        clear.Join();
+        mostOthersOpen.ShouldBe(0, "a new physical connection opened while the one Clear took out was still open, with Max Pool Size=1");
+    }
+
+    /// <summary>
+    /// A connection that cannot be reset (here: a transaction begun on its InnerConnection) is closed on return, and
+    /// only then is its slot handed to the longest waiter, however long the close takes (its rollback, a large TEMP
+    /// table to free ...).
+    /// </summary>
+    [Test]
+    public void A_connection_closed_on_return_is_closed_before_a_waiter_opens_one_in_its_slot()
+    {
+        var opened = new List<SqliteConnection>();
+        var mostOthersOpen = 0;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
+            .UseConnectionInitializer(connection =>
+            {
+                lock (opened)
+                {
+                    mostOthersOpen = Math.Max(mostOthersOpen, opened.Count(c => c.State == ConnectionState.Open));
+                    opened.Add(connection);
+                }
+            })
+            .Build();
+
+        var holder = dataSource.OpenConnection();
+        var inner = holder.InnerConnection;
+        var transaction = inner.BeginTransaction(deferred: true);
+        // The rollback as the old connection closes stands for any slow close; it waits (at most 3 s) for a new one.
+        SQLitePCL.raw.sqlite3_rollback_hook(inner.Handle!, _ => SpinWait.SpinUntil(() => { lock (opened) { return opened.Count > 1; } }, TimeSpan.FromSeconds(3)), null);
+
+        var waiter = new Thread(() =>
+        {
+            using var next = dataSource.OpenConnection();
+            ConnectionTests.Scalar(next, "SELECT 1");
+        });
+        waiter.Start();
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
+        holder.Dispose();
+        waiter.Join();
+        GC.KeepAlive(transaction);
+
+        mostOthersOpen.ShouldBe(0, "a waiter opened a physical connection in the slot of one still being closed, with Max Pool Size=1");
+    }
+
     private static void LeakInnerTransaction(string connectionString, int value)
         => BeginOnInnerAndCommitAsSql(new SaverDbConnection(connectionString), value);
 
