@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.ExceptionServices;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Threading;
@@ -446,16 +447,26 @@ internal sealed class ConnectionPool : IDisposable
             _openedSinceClear &= !drained;
         }
 
-        CloseTaken(expired, last, drained, CloseReason.Idle);
+        try
+        {
+            CloseTaken(expired, last, drained, CloseReason.Idle);
+        }
+        catch (Exception)
+        {
+            // An exception on the timer's thread would end the process; the slots are free and the files closed
+            // unless SQLite itself failed to close them.
+        }
     }
 
     /// <summary>
     /// Closes connections taken out of the pool and counted in <see cref="_closing"/>, freeing each one's slot once it
     /// is closed; when <paramref name="last"/>, the final one is the pool's last connection, and
-    /// <see cref="_onLastClosing"/> sees it first (the others are closed by then).
+    /// <see cref="_onLastClosing"/> sees it first (the others are closed by then). One that fails to close does not
+    /// stop the others; the first failure is thrown at the end.
     /// </summary>
     private void CloseTaken(IReadOnlyList<PhysicalConnection> closing, bool last, bool drained, CloseReason reason)
     {
+        ExceptionDispatchInfo? failure = null;
         for (var i = 0; i < closing.Count; i++)
         {
             var final = last && i == closing.Count - 1;
@@ -467,14 +478,19 @@ internal sealed class ConnectionPool : IDisposable
                 }
 
                 closing[i].Dispose();
+                _telemetry.Closed(closing[i].Id, reason);
+            }
+            catch (Exception exception)
+            {
+                failure ??= ExceptionDispatchInfo.Capture(exception);
             }
             finally
             {
                 FreeClosedSlot(lastSeen: final);
             }
-
-            _telemetry.Closed(closing[i].Id, reason);
         }
+
+        failure?.Throw();
     }
 
     /// <summary>
