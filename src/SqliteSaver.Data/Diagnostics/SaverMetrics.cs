@@ -45,7 +45,7 @@ internal static class SaverMetrics
         "sqlitesaver.write_gate.wait_time", "s", "Time a writer waited in the process's write queue.", tags: null, advice: Seconds);
 
     public static readonly Counter<long> Checkpoints = Meter.CreateCounter<long>(
-        "sqlitesaver.checkpoints", "{checkpoint}", "WAL checkpoints run, tagged by mode and whether they came back busy.");
+        "sqlitesaver.checkpoints", "{checkpoint}", "WAL checkpoints the data source ran (connection.Checkpoint is not counted), tagged by mode, trigger and whether they came back busy.");
 
     public static readonly Histogram<long> CheckpointFrames = Meter.CreateHistogram<long>(
         "sqlitesaver.checkpoint.frames", "{frame}", "WAL frames copied back into the database by a checkpoint.");
