@@ -11,6 +11,11 @@
 // Usage: SqliteSaver.Data.TestWorker copied-sqlite <folder>
 // Gives SQLitePCLRaw a copy of e_sqlite3 in <folder> through a DllImportResolver, as an app loading its own SQLite
 // build does, then creates a table with a cancellable ExecuteNonQueryAsync and prints "async ok".
+//
+// Usage: SqliteSaver.Data.TestWorker sql <database file>
+// Another process without this library: one plain Microsoft.Data.Sqlite connection (no pooling, no busy timeout of
+// its own, each command's CommandTimeout 1 s) that runs each line read from stdin as one command and prints "ok <first
+// value or rows changed>" or "error <code> <extended code>"; it exits at the end of stdin.
 using System.Globalization;
 using System.Runtime.InteropServices;
 using SqliteSaver.Data;
@@ -18,6 +23,11 @@ using SqliteSaver.Data;
 if (args.Length == 4 && args[0] == "hold")
 {
     return HoldWriteTransaction(args[1], int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture));
+}
+
+if (args.Length == 2 && args[0] == "sql")
+{
+    return RunSqlFromStdin(args[1]);
 }
 
 if (args.Length == 2 && args[0] == "copied-sqlite")
@@ -123,5 +133,31 @@ static int WriteWithCopiedSqlite(string folder)
     using var cancellation = new CancellationTokenSource();
     command.ExecuteNonQueryAsync(cancellation.Token).GetAwaiter().GetResult();
     Console.WriteLine("async ok");
+    return 0;
+}
+
+static int RunSqlFromStdin(string path)
+{
+    using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=False");
+    connection.Open();
+    Console.WriteLine("ready");
+    while (Console.ReadLine() is { } line)
+    {
+        try
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = line;
+            command.CommandTimeout = 1;
+            var value = line.StartsWith("SELECT", StringComparison.OrdinalIgnoreCase) || line.StartsWith("PRAGMA", StringComparison.OrdinalIgnoreCase)
+                ? command.ExecuteScalar()
+                : command.ExecuteNonQuery();
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"ok {value}"));
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException error)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"error {error.SqliteErrorCode} {error.SqliteExtendedErrorCode}"));
+        }
+    }
+
     return 0;
 }
