@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 using SqliteSaver.Data.Tests.Faults;
 
@@ -47,7 +49,51 @@ public class MultiProcessReviewTests : DatabaseTest
         new FileInfo(Wal).Length.ShouldBe(0);
     }
 
-    private static void Execute(SaverDbConnection connection, string sql)
+    [Test]
+    public void The_TRUNCATE_for_a_wal_past_the_limit_holds_another_processs_writer_back_no_longer_than_its_step()
+    {
+        // The README's set-up for moving every checkpoint off the writers' path: Wal Autocheckpoint=0 and a background
+        // checkpointer. The -wal file grows past Journal Size Limit between two ticks: 320 MB here, so that copying
+        // and syncing it back takes well over the 250 ms step on this machine (about 0.8 to 1.5 s).
+        var time = new FakeTimeProvider();
+        var path = Folder.File();
+        using var dataSource = new SaverDataSourceBuilder($"Data Source={path};Wal Autocheckpoint=0;Journal Size Limit=1048576;Checkpoint Interval=60")
+            .UseTimeProvider(time)
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Execute(connection, "CREATE TABLE t (x)");
+            for (var i = 0; i < 160; i++)
+            {
+                Execute(connection, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) INSERT INTO t SELECT randomblob(4000) FROM n");
+            }
+        }
+
+        using var other = WorkerProcess.Sql(path); // a writer in another process, waiting up to 30 s for the lock
+        other.Run("PRAGMA busy_timeout = 30000").ShouldStartWith("ok");
+        other.Run("SELECT count(*) FROM t").ShouldBe("ok 80000");
+        var databaseBytes = new FileInfo(path).Length;
+
+        var tick = Task.Run(() => time.Advance(TimeSpan.FromSeconds(60))); // the -wal file is over the limit: TRUNCATE
+        Wait.Until(() => new FileInfo(path).Length > databaseBytes || tick.IsCompleted); // it is copying frames back
+        tick.IsCompleted.ShouldBeFalse();
+        var waited = Stopwatch.StartNew();
+        other.Run("INSERT INTO t VALUES (1)").ShouldBe("ok 1");
+        waited.Stop();
+        tick.Wait(TimeSpan.FromMinutes(1)).ShouldBeTrue();
+
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+        TestContext.Out.WriteLine($"the other process's INSERT waited {waited.ElapsedMilliseconds} ms");
+
+        // README: "It waits at most 250 ms for readers to leave the WAL (new writers wait meanwhile ...)", and there
+        // was no reader to wait for; Checkpointer: "the one for a -wal file past the limit [holds writers back] for one
+        // step in all". SQLite's TRUNCATE takes the write lock before it copies, so the lock was held through copying
+        // and syncing the whole WAL instead (a PASSIVE checkpoint first, without the write lock, leaves it only the
+        // frames written since: 4 and 102 ms here). 500 ms leaves room for the other process's 100 ms busy-handler sleeps.
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromMilliseconds(500));
+    }
+
+    private static void Execute(System.Data.Common.DbConnection connection, string sql)
     {
         using var command = connection.CreateCommand();
         command.CommandText = sql;
