@@ -93,6 +93,37 @@ public class MultiProcessReviewTests : DatabaseTest
         waited.Elapsed.ShouldBeLessThan(TimeSpan.FromMilliseconds(500));
     }
 
+    [Test]
+    public async Task An_on_demand_checkpoint_of_the_data_source_waits_at_most_one_step_while_a_background_TRUNCATE_is_held_up()
+    {
+        var time = new FakeTimeProvider();
+        var path = Folder.File();
+        using var dataSource = new SaverDataSourceBuilder($"Data Source={path};Journal Size Limit=4096;Checkpoint Interval=60")
+            .UseTimeProvider(time)
+            .Build();
+        using var writer = dataSource.OpenConnection();
+        Execute(writer, "CREATE TABLE t (x)");
+        Execute(writer, "INSERT INTO t VALUES (randomblob(10000))"); // the -wal file is past the limit
+        using var transaction = writer.BeginTransaction(); // a writer of this process holds the write gate and lock
+
+        // The tick's TRUNCATE waits for the write gate (up to 250 ms), then tries for 250 ms more, under the lock that
+        // the data source's on-demand checkpoints take too.
+        var tick = Task.Run(() => time.Advance(TimeSpan.FromSeconds(60)));
+        Wait.Until(() => dataSource.Executor.Gate!.WaitingCount == 1 || tick.IsCompleted);
+        tick.IsCompleted.ShouldBeFalse();
+        var waited = Stopwatch.StartNew();
+        var result = await dataSource.CheckpointAsync(CheckpointMode.Passive);
+        waited.Stop();
+        await tick;
+
+        result.Busy.ShouldBeFalse(); // PASSIVE needs no write lock: nothing of SQLite's made it wait
+        TestContext.Out.WriteLine($"the on-demand PASSIVE checkpoint took {waited.ElapsedMilliseconds} ms");
+
+        // README: "SaverDataSource.CheckpointAsync checks its token only before it starts; each of its waits lasts at
+        // most 250 ms". It waited for the background checkpoint's whole gate wait and retries instead (about 500 ms).
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromMilliseconds(350));
+    }
+
     private static void Execute(System.Data.Common.DbConnection connection, string sql)
     {
         using var command = connection.CreateCommand();
