@@ -124,6 +124,39 @@ public class MultiProcessReviewTests : DatabaseTest
         waited.Elapsed.ShouldBeLessThan(TimeSpan.FromMilliseconds(350));
     }
 
+    [Test]
+    public async Task A_write_against_another_processs_lock_waits_between_retries_no_longer_than_its_CommandTimeout([Values] bool async)
+    {
+        // Busy Timeout shorter than the CommandTimeout, and a backoff longer than what is left of it after one attempt.
+        var connectionString = Folder.ConnectionString("Busy Timeout=100;Retry=3;Base Delay=3;Max Delay=3;Jitter=0");
+        using (var setup = new SaverDbConnection(connectionString))
+        {
+            setup.Open();
+            Execute(setup, "CREATE TABLE t (x)");
+        }
+
+        using var other = WorkerProcess.Sql(Folder.File());
+        other.Run("BEGIN IMMEDIATE").ShouldBe("ok 0"); // another process keeps the write lock
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+        var waited = Stopwatch.StartNew();
+
+        var error = async
+            ? await Should.ThrowAsync<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQueryAsync())
+            : Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQuery());
+        waited.Stop();
+        TestContext.Out.WriteLine($"failed after {waited.ElapsedMilliseconds} ms: {error.Message}");
+
+        // Default Timeout (CommandTimeout): "how long in all a command waits for locks (the write gate, another
+        // process's lock, between retries)". The first attempt gave up after its 100 ms Busy Timeout, the policy then
+        // slept its whole 3 s delay, and only the next attempt found the CommandTimeout spent.
+        error.SqliteErrorCode.ShouldBe(5);
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2));
+    }
+
     private static void Execute(System.Data.Common.DbConnection connection, string sql)
     {
         using var command = connection.CreateCommand();
