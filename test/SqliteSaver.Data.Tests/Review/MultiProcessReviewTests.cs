@@ -157,6 +157,42 @@ public class MultiProcessReviewTests : DatabaseTest
         waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(2));
     }
 
+    [Test]
+    public async Task In_rollback_journal_mode_a_write_whose_commit_waits_for_another_processs_reader_stops_trying_once_its_CommandTimeout_is_spent([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Journal Mode=Delete;Busy Timeout=400;Retry=5;Base Delay=0.01;Max Delay=0.01");
+        using (var setup = new SaverDbConnection(connectionString))
+        {
+            setup.Open();
+            Execute(setup, "CREATE TABLE t (x)");
+        }
+
+        // Another process keeps a read transaction open: its SHARED lock lets BEGIN IMMEDIATE through, but not a COMMIT.
+        using var other = WorkerProcess.Sql(Folder.File());
+        other.Run("BEGIN").ShouldBe("ok 0");
+        other.Run("SELECT count(*) FROM t").ShouldBe("ok 0");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+        var waited = Stopwatch.StartNew();
+
+        var error = async
+            ? await Should.ThrowAsync<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQueryAsync())
+            : Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQuery());
+        waited.Stop();
+        TestContext.Out.WriteLine($"failed after {waited.ElapsedMilliseconds} ms: {error.Message}");
+
+        // README: "A write against a lock another connection keeps fails once its CommandTimeout has passed, not after
+        // Retry attempts of Busy Timeout each". Each attempt's BEGIN IMMEDIATE succeeds at once, so the deadline, checked
+        // only when BEGIN IMMEDIATE meets SQLITE_BUSY, is never looked at: all 6 attempts waited their 400 ms in COMMIT.
+        // A COMMIT already waiting is not cut short, so one Busy Timeout past the CommandTimeout is allowed.
+        error.SqliteErrorCode.ShouldBe(5);
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromMilliseconds(1700));
+        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+    }
+
     private static void Execute(System.Data.Common.DbConnection connection, string sql)
     {
         using var command = connection.CreateCommand();
