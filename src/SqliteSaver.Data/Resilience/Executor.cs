@@ -283,14 +283,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
         try
         {
-            var begin = (physical, deadline);
+            var begin = new BeginAttempt(physical, deadline);
             switch (retry, async)
             {
                 case (true, true):
-                    await strategy.ExecuteAsync(static (b, token) => BeginImmediateAsync(b.physical, b.deadline, token), begin, cancellationToken).ConfigureAwait(false);
+                    await strategy.ExecuteAsync(static (b, token) => BeginImmediateAsync(b.Physical, b.Deadline, token), begin, cancellationToken).ConfigureAwait(false);
                     break;
                 case (true, false):
-                    strategy.Execute(static (b, token) => BeginImmediate(b.physical, b.deadline, token), begin, cancellationToken);
+                    strategy.Execute(static (b, token) => BeginImmediate(b.Physical, b.Deadline, token), begin, cancellationToken);
                     break;
                 case (false, true):
                     await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
@@ -422,6 +422,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         telemetry.Record(SaverMetrics.WriteGateWaitTime, started);
     }
 
+    /// <summary>What an attempt at <c>BEGIN IMMEDIATE</c> needs (see <see cref="BeginCore"/>).</summary>
+    private readonly record struct BeginAttempt(PhysicalConnection Physical, CommandDeadline Deadline) : IBoundedAttempt;
+
     /// <summary>
     /// One attempt at a read or a standalone statement, unless the command's deadline has passed. A token of the
     /// attempt's own (a strategy's) interrupts the statement and ends SQLite's waits for a lock (see
@@ -435,8 +438,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         CommandDeadline deadline,
-        CancellationToken caller)
+        CancellationToken caller) : IBoundedAttempt
     {
+        public CommandDeadline Deadline => deadline;
+
         /// <exception cref="CommandTimeoutException">The deadline passed during earlier attempts.</exception>
         public T Run(CancellationToken cancellationToken)
         {
@@ -468,10 +473,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         bool keepOpen,
         bool temp,
         CommandDeadline deadline,
-        CancellationToken caller)
+        CancellationToken caller) : IBoundedAttempt
     {
+        public CommandDeadline Deadline => deadline;
+
+        /// <exception cref="CommandTimeoutException">The deadline passed during earlier attempts (a rollback-journal COMMIT waits for readers in each).</exception>
         public T Run(CancellationToken cancellationToken)
         {
+            deadline.ThrowIfPassed();
             physical.RetryFailedRollback(leaveGate: false); // an earlier attempt's, before this one begins
             if (temp)
             {
@@ -492,6 +501,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 return Run(cancellationToken); // nothing to wait for
             }
 
+            deadline.ThrowIfPassed();
             physical.RetryFailedRollback(leaveGate: false);
             await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
             return RunBegun(cancellationToken);

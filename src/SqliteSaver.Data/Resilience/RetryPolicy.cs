@@ -62,7 +62,7 @@ internal sealed class RetryPolicy : SaverRetryStrategy
             }
             catch (SqliteException error) when (IsTransient(error))
             {
-                var delay = NextDelay(error, attempts, start);
+                var delay = NextDelay(error, attempts, start, Left(state));
                 using var elapsed = new ManualResetEventSlim();
                 using var timer = _time.CreateTimer(static state => ((ManualResetEventSlim)state!).Set(), elapsed, delay, Timeout.InfiniteTimeSpan);
                 Retrying?.Invoke(attempts, delay, error);
@@ -86,7 +86,7 @@ internal sealed class RetryPolicy : SaverRetryStrategy
             }
             catch (SqliteException error) when (IsTransient(error))
             {
-                var delay = NextDelay(error, attempts, start);
+                var delay = NextDelay(error, attempts, start, Left(state));
                 var elapsed = Task.Delay(delay, _time, cancellationToken);
                 Retrying?.Invoke(attempts, delay, error);
                 await elapsed.ConfigureAwait(false);
@@ -95,8 +95,15 @@ internal sealed class RetryPolicy : SaverRetryStrategy
         }
     }
 
-    /// <summary>The delay before the next attempt, or the final error once <paramref name="attempts"/> used up every retry.</summary>
-    private TimeSpan NextDelay(SqliteException error, int attempts, long start)
+    /// <summary>What is left of the CommandTimeout of a command's attempt (see <see cref="IBoundedAttempt"/>); infinite for other work.</summary>
+    private static TimeSpan Left<TState>(TState state)
+        => state is IBoundedAttempt attempt ? attempt.Deadline.Remaining : Timeout.InfiniteTimeSpan;
+
+    /// <summary>
+    /// The delay before the next attempt, at most <paramref name="left"/>, or the final error once
+    /// <paramref name="attempts"/> used up every retry.
+    /// </summary>
+    private TimeSpan NextDelay(SqliteException error, int attempts, long start, TimeSpan left)
     {
         if (attempts > Retries)
         {
@@ -111,6 +118,11 @@ internal sealed class RetryPolicy : SaverRetryStrategy
         }
 
         var delay = GetDelay(attempts - 1);
+        if (left != Timeout.InfiniteTimeSpan && left < delay)
+        {
+            delay = left; // the next attempt finds the CommandTimeout spent and throws its error
+        }
+
         _telemetry.Retrying(attempts, Retries, delay, error);
         return delay;
     }

@@ -52,6 +52,7 @@ internal sealed class Checkpointer : IDisposable
     private volatile Outcome? _last; // one reference, so a reader never sees a result from one run and a time from another
     private int _busyStreak;
     private long _ticksToSkip;
+    private static readonly CheckpointResult AnotherCheckpointRuns = new(Busy: true, LogFrames: -1, CheckpointedFrames: -1);
     private readonly int _catchUpPages;
     private int _pages;
     private int _catchUpQueued;
@@ -92,22 +93,33 @@ internal sealed class Checkpointer : IDisposable
 
     /// <summary>
     /// Runs a checkpoint on the checkpointer's own connection; closes it again if the pool has no connection open,
-    /// so that it holds no file the application may delete or replace.
+    /// so that it holds no file the application may delete or replace. Waits at most <see cref="StepTimeout"/> for
+    /// another checkpoint here to end (a background one copying a large WAL back may take longer), and comes back
+    /// busy, with -1 frames, if it does not.
     /// </summary>
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not open the database or reported an error other than busy.</exception>
     public CheckpointResult Run(CheckpointMode mode)
     {
-        lock (_lock)
+        if (!_lock.TryEnter(StepTimeout))
+        {
+            return AnotherCheckpointRuns; // as SQLite answers while another connection checkpoints
+        }
+
+        try
+        {
+            var result = CheckpointExtensions.RunWaiting(Connection().Handle, mode, ConnectionBusyTimeout, CancellationToken.None);
+            Record(mode, result, OnDemand);
+            return result;
+        }
+        finally
         {
             try
             {
-                var result = CheckpointExtensions.RunWaiting(Connection().Handle, mode, ConnectionBusyTimeout, CancellationToken.None);
-                Record(mode, result, OnDemand);
-                return result;
+                CloseUnlessPoolInUse();
             }
             finally
             {
-                CloseUnlessPoolInUse();
+                _lock.Exit();
             }
         }
     }
@@ -176,7 +188,8 @@ internal sealed class Checkpointer : IDisposable
                     // The pool's busy timeout would let the TRUNCATE wait for readers (holding writers back) that
                     // long; the connection closes next, so nothing is restored.
                     raw.sqlite3_busy_timeout(on.Handle, ConnectionBusyTimeout);
-                    var result = CheckpointExtensions.Run(on.Handle, CheckpointMode.Truncate);
+                    CopyBack(on.Handle, PoolDrained);
+                    var result = CheckpointExtensions.RunWaiting(on.Handle, CheckpointMode.Truncate, ConnectionBusyTimeout, CancellationToken.None);
                     Record(CheckpointMode.Truncate, result, PoolDrained);
                     LastError = null; // a background checkpoint too
                 }
@@ -368,8 +381,9 @@ internal sealed class Checkpointer : IDisposable
     /// </summary>
     private CheckpointResult TruncateOverLimit()
     {
-        var entered = _gate?.Enter(StepTimeout, CancellationToken.None) ?? false;
         var handle = Connection().Handle;
+        CopyBack(handle, WalOverLimit);
+        var entered = _gate?.Enter(StepTimeout, CancellationToken.None) ?? false;
         raw.sqlite3_busy_timeout(handle, 0);
         try
         {
@@ -393,6 +407,14 @@ internal sealed class Checkpointer : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// A PASSIVE checkpoint before a TRUNCATE: SQLite's TRUNCATE takes the write lock before it copies the WAL back, so
+    /// writers (of other processes too) would wait for the whole copy and sync; this one copies without the write lock,
+    /// leaving the TRUNCATE the frames written since.
+    /// </summary>
+    private void CopyBack(sqlite3 handle, string trigger)
+        => Record(CheckpointMode.Passive, CheckpointExtensions.Run(handle, CheckpointMode.Passive), trigger);
 
     /// <summary>Keeps a checkpoint's result as the last one and reports it to metrics and logs.</summary>
     private void Record(CheckpointMode mode, CheckpointResult result, string trigger)

@@ -4,6 +4,7 @@ using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 using SqliteSaver.Data.Resilience;
+using SqliteSaver.Data.Tests.Faults;
 using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Resilience;
@@ -821,6 +822,74 @@ public class WriteTests : DatabaseTest
 
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM work").ShouldBe(1600L);
         PoolTests.Scalar(connectionString, "SELECT count(DISTINCT worker || '-' || thread || '-' || n) FROM work").ShouldBe(1600L);
+    }
+
+    [Test]
+    public async Task A_write_against_another_processs_lock_waits_between_retries_no_longer_than_its_CommandTimeout([Values] bool async)
+    {
+        // Busy Timeout shorter than the CommandTimeout, and a backoff longer than what is left of it after one attempt.
+        var connectionString = Folder.ConnectionString("Busy Timeout=100;Retry=3;Base Delay=10;Max Delay=10;Jitter=0");
+        using (var setup = new SaverDbConnection(connectionString))
+        {
+            setup.Open();
+            ConnectionTests.Exec(setup, "CREATE TABLE t (x)");
+        }
+
+        using var other = WorkerProcess.Sql(Folder.File());
+        other.Run("BEGIN IMMEDIATE").ShouldBe("ok 0"); // another process keeps the write lock
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+        var waited = Stopwatch.StartNew();
+
+        var error = async
+            ? await Should.ThrowAsync<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQueryAsync())
+            : Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQuery());
+        waited.Stop();
+        TestContext.Out.WriteLine($"failed after {waited.ElapsedMilliseconds} ms: {error.Message}");
+
+        // CommandTimeout bounds the waits between retries too: the first attempt gives up after its 100 ms Busy
+        // Timeout, and the policy waits what is left of the second, not its 10 s delay.
+        error.SqliteErrorCode.ShouldBe(5);
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4));
+        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+    }
+
+    [Test]
+    public async Task In_rollback_journal_mode_a_write_whose_commit_waits_for_another_processs_reader_stops_trying_once_its_CommandTimeout_is_spent([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Journal Mode=Delete;Busy Timeout=400;Retry=10;Base Delay=0.01;Max Delay=0.01");
+        using (var setup = new SaverDbConnection(connectionString))
+        {
+            setup.Open();
+            ConnectionTests.Exec(setup, "CREATE TABLE t (x)");
+        }
+
+        // Another process keeps a read transaction open: its SHARED lock lets BEGIN IMMEDIATE through, but not a COMMIT.
+        using var other = WorkerProcess.Sql(Folder.File());
+        other.Run("BEGIN").ShouldBe("ok 0");
+        other.Run("SELECT count(*) FROM t").ShouldBe("ok 0");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+        var waited = Stopwatch.StartNew();
+
+        var error = async
+            ? await Should.ThrowAsync<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQueryAsync())
+            : Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQuery());
+        waited.Stop();
+        TestContext.Out.WriteLine($"failed after {waited.ElapsedMilliseconds} ms: {error.Message}");
+
+        // Each attempt's BEGIN IMMEDIATE succeeds at once and its COMMIT waits its 400 ms Busy Timeout: the deadline
+        // is checked before every attempt, so the write stops after about three of them, not eleven (4.4 s). A COMMIT
+        // already waiting is not cut short, so one Busy Timeout past the CommandTimeout is allowed.
+        error.SqliteErrorCode.ShouldBe(5);
+        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromMilliseconds(2500));
+        error.Message.ShouldContain("whole CommandTimeout of 1 s");
     }
 
     private static long ThrowBusy() => throw new SqliteException("SQLite Error 5: 'database is locked'.", 5);

@@ -1,6 +1,10 @@
+using System.Globalization;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
+using SqliteSaver.Data.Tests.Faults;
 using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Wal;
@@ -234,6 +238,103 @@ public class CheckpointerTests : DatabaseTest
 
         new FileInfo(Wal).Length.ShouldBe(0);
         dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+    }
+
+    [Test]
+    public void Checkpoint_On_Close_waits_within_its_step_for_another_processs_checkpoint_instead_of_leaving_the_wal_full()
+    {
+        var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        using var rented = new SaverDbConnection(connectionString);
+        rented.Open();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x)");
+        for (var i = 0; i < 20; i++)
+        {
+            ConnectionTests.Exec(rented, "INSERT INTO t VALUES (randomblob(1000))");
+        }
+
+        // Another process, without this library, keeps the file open and runs a FULL checkpoint, as any process's
+        // automatic checkpoint or another data source's background one may be doing when this pool drains. It holds
+        // SQLite's checkpoint lock while it waits (in its busy handler) for the write lock this connection holds.
+        using var other = WorkerProcess.Sql(Folder.File());
+        other.Run("SELECT count(*) FROM t").ShouldBe("ok 20");
+        other.Run("PRAGMA busy_timeout = 20000").ShouldStartWith("ok");
+        using var transaction = rented.BeginTransaction();
+        ConnectionTests.Exec(rented, "INSERT INTO t VALUES (1)");
+        var checkpoint = other.Send("PRAGMA wal_checkpoint(FULL)");
+        Wait.Until(() => dataSource.Checkpoint() is { Busy: true, LogFrames: -1 }); // the other process's checkpoint is running
+        new FileInfo(Wal).Length.ShouldBeGreaterThan(0);
+
+        // The pool drains: closing its last connection rolls its transaction back, and the other process's checkpoint
+        // gets the write lock, copies the few frames and ends within milliseconds (at most one of its 100 ms sleeps),
+        // well inside the 250 ms step the final TRUNCATE may wait.
+        SaverDbConnection.ClearAllPools();
+        rented.Close();
+        other.Answer(checkpoint).ShouldBe("ok 0"); // the other process's FULL checkpoint succeeded meanwhile
+
+        // SQLite answers a second checkpoint with SQLITE_BUSY at once, without calling the busy handler: the final
+        // TRUNCATE waits for the other one itself, within its step, rather than leave the drained pool's WAL full.
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+        new FileInfo(Wal).Length.ShouldBe(0);
+    }
+
+    [Test]
+    public void The_truncate_for_a_wal_past_the_limit_and_the_final_one_copy_the_wal_back_first_without_the_write_lock()
+    {
+        var time = new FakeTimeProvider();
+        var provider = new FakeLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider).SetMinimumLevel(LogLevel.Debug));
+        var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=65536"))
+            .UseTimeProvider(time).UseLoggerFactory(loggerFactory).Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Fill(connection, 100);
+            time.Advance(TimeSpan.FromSeconds(1)); // past the limit
+            Fill(connection, 100);
+        }
+
+        dataSource.Dispose(); // Checkpoint On Close
+
+        // SQLite's TRUNCATE takes the write lock, other processes' writers' too, before it copies: a PASSIVE checkpoint
+        // first copies the WAL back while they go on, leaving it only the frames written since.
+        var checkpoints = provider.Collector.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Checkpoint").ToList();
+        checkpoints.Select(r => r.GetStructuredStateValue("Mode")).ShouldBe(["Passive", "Truncate", "Passive", "Truncate"]);
+        foreach (var passive in checkpoints.Where(r => r.GetStructuredStateValue("Mode") == "Passive"))
+        {
+            var frames = int.Parse(passive.GetStructuredStateValue("LogFrames")!, CultureInfo.InvariantCulture);
+            frames.ShouldBeGreaterThan(0);
+            passive.GetStructuredStateValue("CheckpointedFrames").ShouldBe(passive.GetStructuredStateValue("LogFrames"));
+        }
+    }
+
+    [Test]
+    public async Task An_on_demand_checkpoint_waits_at_most_one_step_for_a_background_one_and_then_comes_back_busy()
+    {
+        var time = new FakeTimeProvider();
+        using var release = new ManualResetEventSlim();
+        var opened = 0;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1"))
+            .UseTimeProvider(time)
+            .UseConnectionInitializer(_ =>
+            {
+                if (Interlocked.Increment(ref opened) == 2)
+                {
+                    release.Wait(); // the checkpointer's own connection, opened by the tick under its lock, stays held up
+                }
+            })
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        Fill(connection, 10);
+        var tick = Task.Run(() => time.Advance(TimeSpan.FromSeconds(1)));
+        Wait.Until(() => Volatile.Read(ref opened) == 2);
+
+        var onDemand = Task.Run(() => dataSource.CheckpointAsync(CheckpointMode.Passive));
+        var finished = onDemand.Wait(TimeSpan.FromSeconds(10));
+        release.Set();
+        await tick;
+
+        finished.ShouldBeTrue("the on-demand checkpoint waited for the background one to end");
+        (await onDemand).ShouldBe(new CheckpointResult(true, -1, -1)); // as SQLite answers while another checkpoint runs
     }
 
     [Test]
