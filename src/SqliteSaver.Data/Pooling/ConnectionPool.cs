@@ -61,14 +61,16 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary>
-    /// Physical connections open, being opened or closing (idle and rented alike), idle, the others (rented or
-    /// closing), and callers queued for one, read together under the lock.
+    /// Physical connections open or being opened (idle and rented alike), idle, rented, and callers queued for one,
+    /// read together under the lock. Connections the pool is closing are not counted, though their slots are taken
+    /// until they are closed.
     /// </summary>
     public (int Open, int Idle, int InUse, int Waiting) Counts()
     {
         lock (_lock)
         {
-            return (_open, _idle.Count, _open - _idle.Count, _waiters.Count);
+            var open = _open - _closing;
+            return (open, _idle.Count, open - _idle.Count, _waiters.Count);
         }
     }
 
@@ -396,12 +398,12 @@ internal sealed class ConnectionPool : IDisposable
 
     /// <summary>
     /// After a slot was freed (<see cref="ReleaseSlot"/>) or its connection counted as closing: whether no connection
-    /// is left open but those closing, and no waiter is to open one, and whether that drains the pool (see
-    /// <see cref="_onLastClosing"/>). Call under the lock.
+    /// is left open but those closing, and whether that drains the pool (see <see cref="_onLastClosing"/>). A waiter
+    /// may yet open one in the slot, but it may also give up first. Call under the lock.
     /// </summary>
     private bool IsLast(out bool drained)
     {
-        var last = _open == _closing && (_disposed || _waiters.Count == 0);
+        var last = _open == _closing;
         drained = last && (_drainPending || (!_options.Pooling && _openedSinceClear));
         return last;
     }
@@ -495,8 +497,8 @@ internal sealed class ConnectionPool : IDisposable
 
     /// <summary>
     /// A connection counted in <see cref="_closing"/> is closed: its slot goes to the longest waiter, or the count
-    /// drops. When that leaves the pool with none open and its closer did not see it coming (a waiter it counted on
-    /// gave up meanwhile), <see cref="_onLastClosing"/> is told now, with no connection.
+    /// drops. When that leaves the pool with none open and its closer did not see it coming (another connection,
+    /// open when this one was taken out, closed first), <see cref="_onLastClosing"/> is told now, with no connection.
     /// </summary>
     private void FreeClosedSlot(bool lastSeen)
     {
