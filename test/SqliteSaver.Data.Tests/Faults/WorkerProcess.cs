@@ -63,6 +63,9 @@ internal sealed class WorkerProcess : IDisposable
         return answered;
     }
 
+    /// <summary>Whether the command <see cref="Send"/> returned <paramref name="sent"/> for has been answered.</summary>
+    public bool Answered(int sent) => _lines.Count > sent;
+
     /// <summary>The answer to the command <see cref="Send"/> returned <paramref name="sent"/> for, once it has come.</summary>
     public string Answer(int sent)
     {
