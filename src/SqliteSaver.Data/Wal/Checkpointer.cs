@@ -39,6 +39,9 @@ internal sealed class Checkpointer : IDisposable
     private const string CatchUpTrigger = "catch_up";
     private const string PoolDrained = "pool_drained";
 
+    // What an on-demand checkpoint answers when another one here keeps the connection past StepTimeout.
+    private static readonly CheckpointResult AnotherCheckpointRuns = new(Busy: true, LogFrames: -1, CheckpointedFrames: -1);
+
     private readonly SaverOptions _options;
     private readonly PhysicalConnectionFactory _factory;
     private readonly Telemetry _telemetry;
@@ -52,7 +55,6 @@ internal sealed class Checkpointer : IDisposable
     private volatile Outcome? _last; // one reference, so a reader never sees a result from one run and a time from another
     private int _busyStreak;
     private long _ticksToSkip;
-    private static readonly CheckpointResult AnotherCheckpointRuns = new(Busy: true, LogFrames: -1, CheckpointedFrames: -1);
     private readonly int _catchUpPages;
     private int _pages;
     private int _catchUpQueued;
