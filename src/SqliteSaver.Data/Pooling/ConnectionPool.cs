@@ -474,12 +474,18 @@ internal sealed class ConnectionPool : IDisposable
             var final = last && i == closing.Count - 1;
             try
             {
-                if (final)
+                try
                 {
-                    _onLastClosing(closing[i], drained);
+                    if (final)
+                    {
+                        _onLastClosing(closing[i], drained);
+                    }
+                }
+                finally
+                {
+                    closing[i].Dispose(); // its slot is freed next, so it must not stay open
                 }
 
-                closing[i].Dispose();
                 _telemetry.Closed(closing[i].Id, reason);
             }
             catch (Exception exception)
