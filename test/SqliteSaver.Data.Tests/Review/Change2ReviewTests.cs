@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 
 namespace SqliteSaver.Data.Tests.Review;
@@ -49,6 +50,53 @@ public class Change2ReviewTests : DatabaseTest
         closing.ShouldBeTrue();
         openFiles.ShouldBeGreaterThan(0); // the connection rented before the Clear still has the database open
         statistics.InUse.ShouldBe(1, "Statistics.InUse was 0 (Total " + statistics.Total + ") while the connection rented before the Clear still had the files open: the README's safe order would replace the file now");
+    }
+
+    /// <summary>
+    /// The change bounded the on-demand Checkpoint's wait for the checkpointer's lock (423d9c5 named GetWalStatus too),
+    /// but GetWalStatus still takes that lock without a bound: while a background TRUNCATE for a -wal file past the
+    /// limit holds it (now through a PASSIVE copy of the whole WAL, the wait at the write gate and the TRUNCATE's
+    /// 250 ms of tries), GetWalStatus, "cheap for a health check" (README) and called by SaverHealthCheck, waits it all
+    /// out. A long copy is stood for by a slow logger of the background PASSIVE checkpoint.
+    /// </summary>
+    [Test]
+    public async Task GetWalStatus_does_not_wait_out_a_background_checkpoint_that_holds_the_checkpointer()
+    {
+        var time = new FakeTimeProvider();
+        var armed = 0;
+        using var inCopy = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(new HookLoggerProvider((id, message) =>
+        {
+            // The over-limit TRUNCATE's PASSIVE copy, under the checkpointer's lock.
+            if (id == 3001 && message.StartsWith("Passive", StringComparison.Ordinal) && Interlocked.Exchange(ref armed, 0) == 1)
+            {
+                inCopy.Set();
+                release.Wait(TimeSpan.FromSeconds(20));
+            }
+        })));
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=4096"))
+            .UseTimeProvider(time)
+            .UseLoggerFactory(loggerFactory)
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (randomblob(100000))");
+
+        Volatile.Write(ref armed, 1);
+        var tick = Task.Run(() => time.Advance(TimeSpan.FromSeconds(1)));
+        inCopy.Wait(TimeSpan.FromSeconds(10)).ShouldBeTrue();
+
+        var onDemand = Task.Run(() => dataSource.Checkpoint());
+        var status = Task.Run(() => dataSource.GetWalStatus());
+        var checkpointReturned = onDemand.Wait(TimeSpan.FromSeconds(10));
+        var statusReturned = status.Wait(TimeSpan.FromSeconds(10));
+        release.Set();
+        await tick;
+        await status;
+
+        checkpointReturned.ShouldBeTrue(); // the on-demand checkpoint gives up after 250 ms, as the change has it
+        statusReturned.ShouldBeTrue("GetWalStatus waited for the background checkpoint's whole run on the checkpointer's lock");
     }
 
     /// <summary>Calls a hook with each log entry's event id and message, on the logging thread.</summary>
