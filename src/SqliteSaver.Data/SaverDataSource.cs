@@ -223,7 +223,10 @@ public sealed class SaverDataSource : DbDataSource
     public Task<CheckpointResult> CheckpointAsync(CancellationToken cancellationToken)
         => CheckpointAsync(CheckpointMode.Passive, cancellationToken);
 
-    /// <summary>The WAL's status (journal mode, <c>-wal</c> size and frames), read on the data source's checkpoint connection.</summary>
+    /// <summary>
+    /// The WAL's status (journal mode, <c>-wal</c> size and frames), read on the data source's checkpoint connection;
+    /// from the <c>-wal</c> file's size alone, in WAL mode, when a checkpoint keeps that connection past 250 ms.
+    /// </summary>
     /// <returns>The status.</returns>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
     public WalStatus GetWalStatus()

@@ -61,16 +61,27 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary>
-    /// Physical connections open or being opened (idle and rented alike), idle, rented, and callers queued for one,
-    /// read together under the lock. Connections the pool is closing are not counted, though their slots are taken
-    /// until they are closed.
+    /// Physical connections open, being opened or closing (idle and rented alike), idle, the others (rented or
+    /// closing: a closing one keeps its files open, and may run the final checkpoint on them), and callers queued for
+    /// one, read together under the lock.
     /// </summary>
     public (int Open, int Idle, int InUse, int Waiting) Counts()
     {
         lock (_lock)
         {
-            var open = _open - _closing;
-            return (open, _idle.Count, open - _idle.Count, _waiters.Count);
+            return (_open, _idle.Count, _open - _idle.Count, _waiters.Count);
+        }
+    }
+
+    /// <summary>
+    /// Whether a connection is open or being opened, other than those the pool is closing, whose last-closing step
+    /// (see <see cref="_onLastClosing"/>) has run or will run.
+    /// </summary>
+    public bool HasOpenConnections()
+    {
+        lock (_lock)
+        {
+            return _open > _closing;
         }
     }
 

@@ -219,8 +219,18 @@ public static class CheckpointExtensions
     internal static WalStatus ReadStatus(sqlite3 handle)
     {
         var journalMode = Pragma(handle, "PRAGMA journal_mode", static s => raw.sqlite3_column_text(s, 0).utf8_to_string());
-        var pageSize = Pragma(handle, "PRAGMA page_size", static s => raw.sqlite3_column_int64(s, 0));
-        var bytes = WalFileBytes(WalPath(handle));
+        var (path, pageSize) = WalFileOf(handle);
+        return StatusOfSize(journalMode, path, pageSize);
+    }
+
+    /// <summary>Where the <c>-wal</c> file of the connection's main database is or would be (null for one in memory), and its page size.</summary>
+    internal static (string? Path, long PageSize) WalFileOf(sqlite3 handle)
+        => (WalPath(handle), Pragma(handle, "PRAGMA page_size", static s => raw.sqlite3_column_int64(s, 0)));
+
+    /// <summary>The status of a WAL in <paramref name="journalMode"/> from the <c>-wal</c> file's size: the frames of <paramref name="pageSize"/> it has room for.</summary>
+    internal static WalStatus StatusOfSize(string journalMode, string? walPath, long pageSize)
+    {
+        var bytes = WalFileBytes(walPath);
         const int WalHeader = 32, FrameHeader = 24;
         return new WalStatus(journalMode, bytes, bytes >= WalHeader ? (bytes - WalHeader) / (pageSize + FrameHeader) : 0);
     }

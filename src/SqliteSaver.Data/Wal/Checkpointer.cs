@@ -51,6 +51,7 @@ internal sealed class Checkpointer : IDisposable
     private readonly Lock _lock = new();
     private readonly ITimer? _timer;
     private PhysicalConnection? _connection;
+    private WalFile? _walFile; // of the connection, once opened: for a status while a checkpoint keeps the connection
     private bool _disposed;
     private volatile Outcome? _last; // one reference, so a reader never sees a result from one run and a time from another
     private int _busyStreak;
@@ -151,18 +152,37 @@ internal sealed class Checkpointer : IDisposable
         }
     }
 
-    /// <summary>Reads the WAL status on the checkpointer's own connection, closed again as <see cref="Run(CheckpointMode)"/> leaves it.</summary>
+    /// <summary>
+    /// Reads the WAL status on the checkpointer's own connection, closed again as <see cref="Run(CheckpointMode)"/>
+    /// leaves it. While another checkpoint here keeps that connection past <see cref="StepTimeout"/> (a background one
+    /// copying a large WAL back, say), the status comes from the <c>-wal</c> file's size alone, in WAL mode, as that
+    /// connection found the database.
+    /// </summary>
     public WalStatus GetStatus()
     {
-        lock (_lock)
+        if (!_lock.TryEnter(StepTimeout))
+        {
+            if (Volatile.Read(ref _walFile) is { } file)
+            {
+                return CheckpointExtensions.StatusOfSize("wal", file.Path, file.PageSize);
+            }
+
+            _lock.Enter(); // the connection is still opening
+        }
+
+        try
+        {
+            return Status();
+        }
+        finally
         {
             try
             {
-                return Status();
+                CloseUnlessPoolInUse();
             }
             finally
             {
-                CloseUnlessPoolInUse();
+                _lock.Exit();
             }
         }
     }
@@ -238,7 +258,7 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>Closes the checkpointer's connection when the pool has none open. Call under the lock.</summary>
     private void CloseUnlessPoolInUse()
     {
-        if (_pool.Counts().Open == 0)
+        if (!_pool.HasOpenConnections())
         {
             Close(CloseReason.PoolEmpty);
         }
@@ -255,6 +275,8 @@ internal sealed class Checkpointer : IDisposable
         {
             _connection = _factory.OpenForCheckpoints();
             raw.sqlite3_busy_timeout(_connection.Handle, ConnectionBusyTimeout);
+            var (path, pageSize) = CheckpointExtensions.WalFileOf(_connection.Handle);
+            Volatile.Write(ref _walFile, new WalFile(path, pageSize));
         }
 
         return _connection;
@@ -437,4 +459,6 @@ internal sealed class Checkpointer : IDisposable
     }
 
     private sealed record Outcome(CheckpointResult Result, DateTimeOffset Time);
+
+    private sealed record WalFile(string? Path, long PageSize);
 }
