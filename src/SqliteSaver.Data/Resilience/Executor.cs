@@ -475,12 +475,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         CommandDeadline deadline,
         CancellationToken caller) : IBoundedAttempt
     {
+        private bool _attempted;
+
         public CommandDeadline Deadline => deadline;
 
         /// <exception cref="CommandTimeoutException">The deadline passed during earlier attempts (a rollback-journal COMMIT waits for readers in each).</exception>
         public T Run(CancellationToken cancellationToken)
         {
-            deadline.ThrowIfPassed();
+            ThrowIfDeadlinePassed();
             physical.RetryFailedRollback(leaveGate: false); // an earlier attempt's, before this one begins
             if (temp)
             {
@@ -501,10 +503,24 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 return Run(cancellationToken); // nothing to wait for
             }
 
-            deadline.ThrowIfPassed();
+            ThrowIfDeadlinePassed();
             physical.RetryFailedRollback(leaveGate: false);
             await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
             return RunBegun(cancellationToken);
+        }
+
+        /// <summary>
+        /// Before an attempt after the first: the first one runs however little of the deadline the wait at the write
+        /// gate left (the gate's own timeout has its error).
+        /// </summary>
+        private void ThrowIfDeadlinePassed()
+        {
+            if (_attempted)
+            {
+                deadline.ThrowIfPassed();
+            }
+
+            _attempted = true;
         }
 
         private T RunBegun(CancellationToken cancellationToken)

@@ -435,10 +435,10 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>
     /// A PASSIVE checkpoint before a TRUNCATE: SQLite's TRUNCATE takes the write lock before it copies the WAL back, so
     /// writers (of other processes too) would wait for the whole copy and sync; this one copies without the write lock,
-    /// leaving the TRUNCATE the frames written since.
+    /// leaving the TRUNCATE the frames written since. It waits within a step for another connection's checkpoint.
     /// </summary>
     private void CopyBack(sqlite3 handle, string trigger)
-        => Record(CheckpointMode.Passive, CheckpointExtensions.Run(handle, CheckpointMode.Passive), trigger);
+        => Record(CheckpointMode.Passive, CheckpointExtensions.RunWaiting(handle, CheckpointMode.Passive, ConnectionBusyTimeout, CancellationToken.None), trigger);
 
     /// <summary>Keeps a checkpoint's result as the last one and reports it to metrics and logs.</summary>
     private void Record(CheckpointMode mode, CheckpointResult result, string trigger)
