@@ -78,6 +78,32 @@ public class CliReviewTests : CliTest
         return reader.GetInt64(0) == 1 && reader.GetInt64(1) == -1;
     }
 
+    [Test]
+    public void Stress_through_a_symbolic_link_reports_the_wal_file_beside_the_file_it_points_to()
+    {
+        // SQLite keeps the -wal file next to the file a symbolic link points to (info and checkpoint look there).
+        Directory.CreateDirectory(PathOf("real"));
+        var real = Path.Combine(PathOf("real"), "app.db");
+        using (var connection = Open(real))
+        {
+            Execute(connection, "PRAGMA journal_mode = WAL; CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT);");
+        }
+
+        var link = PathOf("link.db");
+        File.CreateSymbolicLink(link, real);
+        string[] stress = ["stress", "--seconds", "1", "--threads", "2", "--processes", "0", "--read-ratio", "0", "--json"];
+
+        var direct = CliRun.Of([.. stress, "--db", real]);
+        var linked = CliRun.Of([.. stress, "--db", link]);
+
+        direct.ExitCode.ShouldBe(0, direct.Error);
+        linked.ExitCode.ShouldBe(0, linked.Error);
+        WalBytes(direct).ShouldBeGreaterThan(0, "the workload leaves a -wal file while its connections are open");
+        WalBytes(linked).ShouldBeGreaterThan(0, "'WAL file at the end' looked for link.db-wal, which SQLite never writes");
+    }
+
+    private static long WalBytes(CliRun run) => run.Json().GetProperty("stacks")[0].GetProperty("walBytes").GetInt64();
+
     /// <summary>The database's journal mode, read on a fresh connection.</summary>
     private static string JournalMode(string path)
     {
