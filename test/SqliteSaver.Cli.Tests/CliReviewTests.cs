@@ -104,6 +104,48 @@ public class CliReviewTests : CliTest
 
     private static long WalBytes(CliRun run) => run.Json().GetProperty("stacks")[0].GetProperty("walBytes").GetInt64();
 
+    [Test]
+    public void Stress_runs_on_a_writable_database_whose_writer_crashed_and_left_a_hot_journal()
+    {
+        // A rollback-journal database whose writer crashed mid-transaction: any read-write connection rolls the
+        // -journal back on open. stress writes anyway, yet it reads the journal mode first on a read-only connection,
+        // which SQLite refuses (SQLITE_READONLY_ROLLBACK), and fails saying the database is read-only.
+        var path = CrashedRollbackJournalDatabase();
+
+        var run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "1", "--processes", "0", "--read-ratio", "0", "--json");
+
+        run.Error.ShouldNotContain("readonly database");
+        run.ExitCode.ShouldBe(0, run.Error);
+        using var connection = Open(path);
+        using var count = connection.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM item WHERE text = 'before'";
+        ((long)count.ExecuteScalar()!).ShouldBe(200); // the crashed transaction was rolled back
+    }
+
+    /// <summary>
+    /// A copy of a rollback-journal database and its -journal file taken in the middle of a write transaction that had
+    /// spilled to the file: what a writer that crashed then leaves (a hot journal).
+    /// </summary>
+    private string CrashedRollbackJournalDatabase()
+    {
+        var original = PathOf("original.db");
+        var crashed = PathOf("crashed.db");
+        using var writer = Open(original);
+        Execute(writer, """
+            CREATE TABLE item (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+            INSERT INTO item (text) SELECT 'before' FROM n;
+            PRAGMA cache_size = 1;
+            BEGIN;
+            UPDATE item SET text = printf('%02000d', id);
+            """);
+        File.Exists(original + "-journal").ShouldBeTrue();
+        File.Copy(original, crashed);
+        File.Copy(original + "-journal", crashed + "-journal");
+        Execute(writer, "ROLLBACK");
+        return crashed;
+    }
+
     /// <summary>The database's journal mode, read on a fresh connection.</summary>
     private static string JournalMode(string path)
     {
