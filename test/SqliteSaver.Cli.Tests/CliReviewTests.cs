@@ -122,6 +122,17 @@ public class CliReviewTests : CliTest
         ((long)count.ExecuteScalar()!).ShouldBe(200); // the crashed transaction was rolled back
     }
 
+    [Test]
+    public void Info_on_a_database_with_a_hot_journal_does_not_say_the_writable_file_is_read_only()
+    {
+        var path = CrashedRollbackJournalDatabase();
+
+        var run = CliRun.Of("info", path);
+
+        run.Error.ShouldNotContain("readonly database"); // the file is writable: it has a hot journal, which info does not roll back
+        run.Error.ShouldContain("journal");
+    }
+
     /// <summary>
     /// A copy of a rollback-journal database and its -journal file taken in the middle of a write transaction that had
     /// spilled to the file: what a writer that crashed then leaves (a hot journal).
