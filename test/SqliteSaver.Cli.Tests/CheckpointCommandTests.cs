@@ -103,4 +103,59 @@ public class CheckpointCommandTests : CliTest
         json.ValueKind.ShouldBe(JsonValueKind.Object);
         json.EnumerateObject().Select(p => p.Name).ShouldBe(["database", "mode", "busy", "logFrames", "checkpointedFrames", "journalMode", "walBytesBefore", "walBytes"]);
     }
+
+    [Test]
+    public void A_checkpoint_held_up_by_another_checkpoint_says_busy_not_that_the_database_is_not_in_WAL_mode()
+    {
+        // Another connection's FULL checkpoint holds SQLite's checkpoint lock while it waits for a writer: this one
+        // comes back busy at once, with -1 for both frame counts, as a database not in WAL mode does.
+        var path = PathOf();
+        using var writer = CreateWalDatabase(path);
+        Execute(writer, "BEGIN IMMEDIATE; INSERT INTO item (text) VALUES ('pending');");
+        using var stop = new CancellationTokenSource();
+        var otherCheckpoint = Task.Factory.StartNew(
+            () =>
+            {
+                using var other = Open(path);
+                Execute(other, "PRAGMA busy_timeout = 60000");
+                while (!stop.IsCancellationRequested)
+                {
+                    Execute(other, "PRAGMA wal_checkpoint(FULL)"); // waits for the writer, holding the checkpoint lock
+                }
+            },
+            TaskCreationOptions.LongRunning);
+        CliRun text, json;
+        try
+        {
+            using (var probe = Open(path))
+            {
+                SpinWait.SpinUntil(() => CheckpointLockHeld(probe), TimeSpan.FromSeconds(30)).ShouldBeTrue("the other checkpoint did not start");
+            }
+
+            text = CliRun.Of("checkpoint", path, "--busy-timeout", "0");
+            json = CliRun.Of("checkpoint", path, "--busy-timeout", "0", "--json");
+        }
+        finally
+        {
+            stop.Cancel();
+            Execute(writer, "ROLLBACK");
+            otherCheckpoint.Wait(TimeSpan.FromSeconds(60)).ShouldBeTrue("the other checkpoint did not end");
+        }
+
+        text.ExitCode.ShouldBe(3, text.Error);
+        text.Output.ShouldContain("BUSY");
+        text.Output.ShouldNotContain("not in WAL mode"); // it is in WAL mode: "journal mode wal"
+        json.Json().GetProperty("busy").GetBoolean().ShouldBeTrue();
+        json.Json().GetProperty("journalMode").GetString().ShouldBe("wal"); // -1 frames with busy: another checkpoint ran
+    }
+
+    /// <summary>Whether another connection holds SQLite's checkpoint lock: a passive checkpoint then returns -1 frames at once.</summary>
+    private static bool CheckpointLockHeld(Microsoft.Data.Sqlite.SqliteConnection probe)
+    {
+        using var command = probe.CreateCommand();
+        command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+        using var reader = command.ExecuteReader();
+        reader.Read();
+        return reader.GetInt64(0) == 1 && reader.GetInt64(1) == -1;
+    }
 }

@@ -62,9 +62,14 @@ internal static class CheckpointCommand
 
     private static string Describe(CheckpointReport report)
     {
-        if (report.LogFrames < 0)
+        if (report.JournalMode != "wal")
         {
             return $"{report.Database}: not in WAL mode (journal mode {report.JournalMode}), nothing to checkpoint";
+        }
+
+        if (report.LogFrames < 0)
+        {
+            return $"{report.Database}: {report.Mode} checkpoint BUSY: another connection's checkpoint kept running, nothing was checkpointed";
         }
 
         var frames = string.Create(CultureInfo.InvariantCulture,

@@ -39,9 +39,23 @@ internal static class StressCommand
             var settings = options.Settings(parseResult, path, parseResult.GetValue(connectionString) ?? string.Empty);
             var saverConnectionString = Operations.ConnectionString(Stack.Saver, path, settings.SaverKeywords);
             var journalMode = File.Exists(path) ? ReadJournalMode(path) : null;
-            Change(path, saverConnectionString, StressTable.Create);
-            using var interruption = new Interruption();
             var error = parseResult.InvocationConfiguration.Error;
+            try
+            {
+                Change(path, saverConnectionString, StressTable.Create);
+            }
+            catch (Exception)
+            {
+                // Opening switched the database to WAL; a saver_stress table that is not the run's own stays as it is.
+                if (RestoreJournalMode(path, journalMode) is { } notRestored)
+                {
+                    error.WriteLine($"sqlite-saver stress: {notRestored}");
+                }
+
+                throw;
+            }
+
+            using var interruption = new Interruption();
             StackResult? result = null;
             var childStopped = false;
             try
@@ -95,10 +109,13 @@ internal static class StressCommand
         change(connection);
     }
 
-    /// <summary>The database's journal mode as SQLite names it (<c>delete</c>, <c>wal</c> ...).</summary>
+    /// <summary>
+    /// The database's journal mode as SQLite names it (<c>delete</c>, <c>wal</c> ...). Read-write, as the run writes
+    /// anyway: SQLite opens no read-only connection while a hot journal a crashed writer left waits to be rolled back.
+    /// </summary>
     private static string ReadJournalMode(string path)
     {
-        using var connection = DatabaseFile.OpenPlain(path, SqliteOpenMode.ReadOnly, busyTimeout: 5000);
+        using var connection = DatabaseFile.OpenPlain(path, SqliteOpenMode.ReadWrite, busyTimeout: 5000);
         using var read = connection.CreateCommand();
         read.CommandText = "PRAGMA journal_mode";
         return (string)read.ExecuteScalar()!;

@@ -25,6 +25,9 @@ internal static class DatabaseFile
             : throw new BadInputException($"{path}: the folder does not exist");
     }
 
+    /// <summary>SQLITE_READONLY_ROLLBACK: a read-only connection met a hot journal it may not roll back.</summary>
+    private const int ReadOnlyRollback = 776;
+
     /// <summary>
     /// Opens a plain connection without pooling (<see cref="SqliteOpenMode.ReadOnly"/> and
     /// <see cref="SqliteOpenMode.ReadWrite"/> never create the file), with SQLite's busy timeout set, and reads the
@@ -44,6 +47,12 @@ internal static class DatabaseFile
             if (rc == raw.SQLITE_NOTADB)
             {
                 throw new BadInputException($"{path}: not a SQLite database");
+            }
+
+            if (rc != raw.SQLITE_OK && raw.sqlite3_extended_errcode(handle) == ReadOnlyRollback)
+            {
+                throw new BadInputException(
+                    $"{path}: a writer that crashed left a hot journal ({path}-journal), which SQLite must roll back before anyone reads the database, and it cannot on a read-only connection; 'sqlite-saver checkpoint {path}', or any read-write open, rolls it back");
             }
 
             SqliteException.ThrowExceptionForRC(rc, handle);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Cli.Database;
 using SqliteSaver.Data;
 
 namespace SqliteSaver.Cli.Workload;
@@ -75,7 +76,7 @@ internal static class WorkloadRunner
             var seconds = clock.Elapsed.TotalSeconds;
             var childReports = children.Select(child => child.Finish(settings.Duration)).ToList();
             var reports = writers.Concat(childReports).ToList();
-            var walBytes = new FileInfo(settings.DatabasePath + "-wal") is { Exists: true } wal ? wal.Length : 0;
+            var walBytes = WalBytes(settings.DatabasePath);
             var (lost, doubled) = StressTable.Verify(settings.DatabasePath, run, reports);
             return Summarize(stack, seconds, reports, Commits(childReports), readers, lost, doubled, walBytes);
         }
@@ -85,6 +86,13 @@ internal static class WorkloadRunner
             SaverDbConnection.ClearAllPools();
             SqliteConnection.ClearAllPools();
         }
+    }
+
+    /// <summary>The size of the database's <c>-wal</c> file, beside the file a symbolic link names, where SQLite keeps it.</summary>
+    private static long WalBytes(string path)
+    {
+        using var connection = DatabaseFile.OpenPlain(path, SqliteOpenMode.ReadWrite, busyTimeout: 5000);
+        return connection.GetWalStatus().WalFileBytes;
     }
 
     private static StackResult Summarize(
