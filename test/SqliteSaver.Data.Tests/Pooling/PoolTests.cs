@@ -441,7 +441,6 @@ public class PoolTests : DatabaseTest
         Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,2");
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     /// <summary>
     /// Max Pool Size is the most physical connections open at once: the slot of a connection Clear closes is free
     /// only once it is closed, after the Checkpoint On Close checkpoint a reader keeps waiting.
@@ -449,17 +448,9 @@ public class PoolTests : DatabaseTest
     [Test]
     public void Clear_never_lets_more_than_Max_Pool_Size_physical_connections_be_open_at_once()
     {
-        var opened = new List<SqliteConnection>();
-        var mostOthersOpen = 0;
+        var opened = new OpenedConnections();
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
-            .UseConnectionInitializer(connection =>
-            {
-                lock (opened)
-                {
-                    mostOthersOpen = Math.Max(mostOthersOpen, opened.Count(c => c.State == ConnectionState.Open));
-                    opened.Add(connection);
-                }
-            })
+            .UseConnectionInitializer(opened.Add)
             .Build();
 
         using (var first = dataSource.OpenConnection())
@@ -486,35 +477,25 @@ public class PoolTests : DatabaseTest
         }
 
         clear.Join();
-        mostOthersOpen.ShouldBe(0, "a new physical connection opened while the one Clear took out was still open, with Max Pool Size=1");
+        opened.MostOthersOpen.ShouldBe(0, "a new physical connection opened while the one Clear took out was still open, with Max Pool Size=1");
     }
 
     /// <summary>
     /// A connection that cannot be reset (here: a transaction begun on its InnerConnection) is closed on return, and
-    /// only then is its slot handed to the longest waiter, however long the close takes (its rollback, a large TEMP
-    /// table to free ...).
+    /// only then is its slot handed to the longest waiter, which would otherwise open a connection while the old one
+    /// still closes (rolls back, frees a large TEMP table ...).
     /// </summary>
     [Test]
     public void A_connection_closed_on_return_is_closed_before_a_waiter_opens_one_in_its_slot()
     {
-        var opened = new List<SqliteConnection>();
-        var mostOthersOpen = 0;
+        var opened = new OpenedConnections();
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
-            .UseConnectionInitializer(connection =>
-            {
-                lock (opened)
-                {
-                    mostOthersOpen = Math.Max(mostOthersOpen, opened.Count(c => c.State == ConnectionState.Open));
-                    opened.Add(connection);
-                }
-            })
+            .UseConnectionInitializer(opened.Add)
             .Build();
 
         var holder = dataSource.OpenConnection();
         var inner = holder.InnerConnection;
         var transaction = inner.BeginTransaction(deferred: true);
-        // The rollback as the old connection closes stands for any slow close; it waits (at most 3 s) for a new one.
-        SQLitePCL.raw.sqlite3_rollback_hook(inner.Handle!, _ => SpinWait.SpinUntil(() => { lock (opened) { return opened.Count > 1; } }, TimeSpan.FromSeconds(3)), null);
 
         var waiter = new Thread(() =>
         {
@@ -527,9 +508,10 @@ public class PoolTests : DatabaseTest
         waiter.Join();
         GC.KeepAlive(transaction);
 
-        mostOthersOpen.ShouldBe(0, "a waiter opened a physical connection in the slot of one still being closed, with Max Pool Size=1");
+        opened.MostOthersOpen.ShouldBe(0, "a waiter opened a physical connection in the slot of one still being closed, with Max Pool Size=1");
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     private static void LeakInnerTransaction(string connectionString, int value)
         => BeginOnInnerAndCommitAsSql(new SaverDbConnection(connectionString), value);
 
@@ -693,5 +675,33 @@ public class PoolTests : DatabaseTest
         using var command = connection.CreateCommand();
         command.CommandText = sql;
         return command.ExecuteScalar();
+    }
+
+    /// <summary>Physical connections as the connection initializer sees them open, and the most it found open before one.</summary>
+    private sealed class OpenedConnections
+    {
+        private readonly List<SqliteConnection> _opened = [];
+
+        public int MostOthersOpen { get; private set; }
+
+        public int Count
+        {
+            get
+            {
+                lock (_opened)
+                {
+                    return _opened.Count;
+                }
+            }
+        }
+
+        public void Add(SqliteConnection connection)
+        {
+            lock (_opened)
+            {
+                MostOthersOpen = Math.Max(MostOthersOpen, _opened.Count(c => c.State == ConnectionState.Open));
+                _opened.Add(connection);
+            }
+        }
     }
 }

@@ -828,67 +828,37 @@ public class WriteTests : DatabaseTest
     public async Task A_write_against_another_processs_lock_waits_between_retries_no_longer_than_its_CommandTimeout([Values] bool async)
     {
         // Busy Timeout shorter than the CommandTimeout, and a backoff longer than what is left of it after one attempt.
-        var connectionString = Folder.ConnectionString("Busy Timeout=100;Retry=3;Base Delay=10;Max Delay=10;Jitter=0");
-        using (var setup = new SaverDbConnection(connectionString))
+        var (error, waited) = await WriteWithCommandTimeout1AgainstAHeldLock("Busy Timeout=100;Retry=3;Base Delay=10;Max Delay=10;Jitter=0", async, () =>
         {
-            setup.Open();
-            ConnectionTests.Exec(setup, "CREATE TABLE t (x)");
-        }
-
-        using var other = WorkerProcess.Sql(Folder.File());
-        other.Run("BEGIN IMMEDIATE").ShouldBe("ok 0"); // another process keeps the write lock
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO t VALUES (1)";
-        command.CommandTimeout = 1;
-        var waited = Stopwatch.StartNew();
-
-        var error = async
-            ? await Should.ThrowAsync<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQueryAsync())
-            : Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQuery());
-        waited.Stop();
-        TestContext.Out.WriteLine($"failed after {waited.ElapsedMilliseconds} ms: {error.Message}");
+            var other = WorkerProcess.Sql(Folder.File());
+            other.Run("BEGIN IMMEDIATE").ShouldBe("ok 0"); // another process keeps the write lock
+            return other;
+        });
 
         // CommandTimeout bounds the waits between retries too: the first attempt gives up after its 100 ms Busy
         // Timeout, and the policy waits what is left of the second, not its 10 s delay.
         error.SqliteErrorCode.ShouldBe(5);
-        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4));
+        waited.ShouldBeLessThan(TimeSpan.FromSeconds(4));
         error.Message.ShouldContain("whole CommandTimeout of 1 s");
     }
 
     [Test]
     public async Task In_rollback_journal_mode_a_write_whose_commit_waits_for_another_processs_reader_stops_trying_once_its_CommandTimeout_is_spent([Values] bool async)
     {
-        var connectionString = Folder.ConnectionString("Journal Mode=Delete;Busy Timeout=400;Retry=10;Base Delay=0.01;Max Delay=0.01");
-        using (var setup = new SaverDbConnection(connectionString))
-        {
-            setup.Open();
-            ConnectionTests.Exec(setup, "CREATE TABLE t (x)");
-        }
-
         // Another process keeps a read transaction open: its SHARED lock lets BEGIN IMMEDIATE through, but not a COMMIT.
-        using var other = WorkerProcess.Sql(Folder.File());
-        other.Run("BEGIN").ShouldBe("ok 0");
-        other.Run("SELECT count(*) FROM t").ShouldBe("ok 0");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO t VALUES (1)";
-        command.CommandTimeout = 1;
-        var waited = Stopwatch.StartNew();
-
-        var error = async
-            ? await Should.ThrowAsync<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQueryAsync())
-            : Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteNonQuery());
-        waited.Stop();
-        TestContext.Out.WriteLine($"failed after {waited.ElapsedMilliseconds} ms: {error.Message}");
+        var (error, waited) = await WriteWithCommandTimeout1AgainstAHeldLock("Journal Mode=Delete;Busy Timeout=400;Retry=10;Base Delay=0.01;Max Delay=0.01", async, () =>
+        {
+            var other = WorkerProcess.Sql(Folder.File());
+            other.Run("BEGIN").ShouldBe("ok 0");
+            other.Run("SELECT count(*) FROM t").ShouldBe("ok 0");
+            return other;
+        });
 
         // Each attempt's BEGIN IMMEDIATE succeeds at once and its COMMIT waits its 400 ms Busy Timeout: the deadline
         // is checked before every attempt, so the write stops after about three of them, not eleven (4.4 s). A COMMIT
         // already waiting is not cut short, so one Busy Timeout past the CommandTimeout is allowed.
         error.SqliteErrorCode.ShouldBe(5);
-        waited.Elapsed.ShouldBeLessThan(TimeSpan.FromMilliseconds(2500));
+        waited.ShouldBeLessThan(TimeSpan.FromMilliseconds(2500));
         error.Message.ShouldContain("whole CommandTimeout of 1 s");
     }
 
@@ -896,13 +866,13 @@ public class WriteTests : DatabaseTest
 
     /// <summary>
     /// Runs an INSERT with CommandTimeout=1 under <paramref name="keywords"/> while another connection keeps the write
-    /// lock, and returns the error it fails with and how long that took.
+    /// lock (or the lock <paramref name="holdLock"/> takes), and returns the error it fails with and how long that took.
     /// </summary>
-    private async Task<(SqliteException Error, TimeSpan Waited)> WriteWithCommandTimeout1AgainstAHeldLock(string keywords, bool async)
+    private async Task<(SqliteException Error, TimeSpan Waited)> WriteWithCommandTimeout1AgainstAHeldLock(string keywords, bool async, Func<IDisposable>? holdLock = null)
     {
         var connectionString = Folder.ConnectionString(keywords);
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var holder = HoldWriteLock();
+        using var holder = holdLock is null ? HoldWriteLock() : holdLock();
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
         using var command = connection.CreateCommand();
@@ -914,6 +884,7 @@ public class WriteTests : DatabaseTest
             ? await Should.ThrowAsync<SqliteException>(() => command.ExecuteNonQueryAsync())
             : Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
 
+        TestContext.Out.WriteLine($"failed after {waited.ElapsedMilliseconds} ms: {error.Message}");
         return (error, waited.Elapsed);
     }
 
