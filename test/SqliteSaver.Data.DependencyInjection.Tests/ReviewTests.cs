@@ -1,0 +1,113 @@
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Logging;
+using Shouldly;
+
+namespace SqliteSaver.Data.DependencyInjection.Tests;
+
+public class ReviewTests
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    private string _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = Directory.CreateTempSubdirectory("saver-health-review-").FullName;
+
+    [TearDown]
+    public void TearDown()
+    {
+        SaverDbConnection.ClearAllPools();
+        Directory.Delete(_folder, recursive: true);
+    }
+
+    [Test]
+    public async Task A_pool_whose_only_connection_is_closing_with_no_renter_is_not_reported_as_every_connection_in_use()
+    {
+        // The pool's last connection is closing (Clear here; idle pruning and Pooling=false closes alike), nobody has it
+        // rented: the pool keeps its slot until it is closed, so Statistics.InUse counts it. The closing is held open
+        // by a logger that blocks on the pool's 'closed' message, written before the slot is freed.
+        using var blocker = new BlockingPoolCloseLogger();
+        await using var provider = Provider("Data Source={0};Max Pool Size=1;Pool Timeout=60", blocker);
+        var dataSource = provider.GetRequiredService<SaverDataSource>();
+        await using (var connection = await dataSource.OpenConnectionAsync())
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = "CREATE TABLE t (x); INSERT INTO t VALUES (1)";
+            await command.ExecuteNonQueryAsync();
+        }
+
+        blocker.Arm();
+        var clear = Task.Run(dataSource.Clear);
+        blocker.Blocked.Wait(Bound).ShouldBeTrue("the pool never logged closing its connection");
+        dataSource.Statistics.InUse.ShouldBe(1); // the closing connection, as documented
+
+        var check = Check(provider);
+        SpinWait.SpinUntil(() => check.IsCompleted || dataSource.Statistics.Waiting > 0, Bound).ShouldBeTrue();
+        blocker.Release();
+        await clear.WaitAsync(Bound);
+        var entry = await check.WaitAsync(Bound);
+
+        entry.Status.ShouldBe(
+            HealthStatus.Healthy,
+            $"no connection is rented, one is only closing, yet the check said: {entry.Description}");
+    }
+
+    private ServiceProvider Provider(string connectionStringFormat, BlockingPoolCloseLogger? blocker, Action<SaverDataSourceBuilder>? configure = null)
+    {
+        var services = new ServiceCollection().AddLogging(logging =>
+        {
+            logging.SetMinimumLevel(LogLevel.Debug);
+            if (blocker is not null)
+            {
+                logging.AddProvider(blocker);
+            }
+        });
+        services.AddSqliteSaverDataSource(string.Format(CultureInfo.InvariantCulture, connectionStringFormat, Path.Combine(_folder, "check.db")), configure);
+        services.AddHealthChecks().AddSqliteSaver();
+        return services.BuildServiceProvider();
+    }
+
+    private static async Task<HealthReportEntry> Check(ServiceProvider provider)
+    {
+        var report = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+        return report.Entries["sqlite-saver"];
+    }
+
+    /// <summary>Once armed, blocks the first 'closed physical connection' message (event 1002) until released.</summary>
+    private sealed class BlockingPoolCloseLogger : ILoggerProvider, ILogger
+    {
+        private readonly ManualResetEventSlim _release = new();
+        private int _armed;
+
+        public ManualResetEventSlim Blocked { get; } = new();
+
+        public void Arm() => Volatile.Write(ref _armed, 1);
+
+        public void Release() => _release.Set();
+
+        public ILogger CreateLogger(string categoryName) => categoryName == "SqliteSaver.Data.Pool" ? this : Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (eventId.Id == 1002 && Interlocked.CompareExchange(ref _armed, 0, 1) == 1)
+            {
+                Blocked.Set();
+                _release.Wait(Bound);
+            }
+        }
+
+        public void Dispose()
+        {
+            _release.Set();
+            _release.Dispose();
+            Blocked.Dispose();
+        }
+    }
+}
