@@ -54,6 +54,40 @@ public class ReviewTests
             $"no connection is rented, one is only closing, yet the check said: {entry.Description}");
     }
 
+    [Test]
+    public async Task A_timeout_from_the_connection_initializer_is_unhealthy_even_when_another_callers_pool_wait_timed_out_meanwhile()
+    {
+        using var entered = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var calls = 0;
+        await using var provider = Provider(
+            "Data Source={0};Max Pool Size=1;Pool Timeout=1",
+            blocker: null,
+            configure: builder => builder.UseConnectionInitializer(_ =>
+            {
+                if (Interlocked.Increment(ref calls) == 1)
+                {
+                    entered.Set();
+                    release.Wait(Bound);
+                    throw new TimeoutException("The key vault did not answer.");
+                }
+            }));
+        var dataSource = provider.GetRequiredService<SaverDataSource>();
+
+        var check = Task.Run(() => Check(provider));
+        entered.Wait(Bound).ShouldBeTrue("the health check's connection never ran the initializer");
+
+        // Another caller queues behind the health check's slot and gives up after Pool Timeout: the pool counts it.
+        await Should.ThrowAsync<TimeoutException>(async () => await dataSource.OpenConnectionAsync());
+        dataSource.Statistics.Timeouts.ShouldBe(1);
+        release.Set();
+        var entry = await check.WaitAsync(Bound);
+
+        // README: Unhealthy when the connection initializer fails, even with a TimeoutException.
+        entry.Status.ShouldBe(HealthStatus.Unhealthy, $"the check said: {entry.Description}");
+        entry.Exception.ShouldBeOfType<TimeoutException>().Message.ShouldBe("The key vault did not answer.");
+    }
+
     private ServiceProvider Provider(string connectionStringFormat, BlockingPoolCloseLogger? blocker, Action<SaverDataSourceBuilder>? configure = null)
     {
         var services = new ServiceCollection().AddLogging(logging =>
