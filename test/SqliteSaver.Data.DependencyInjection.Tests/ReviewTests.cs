@@ -88,6 +88,41 @@ public class ReviewTests
         entry.Exception.ShouldBeOfType<TimeoutException>().Message.ShouldBe("The key vault did not answer.");
     }
 
+    [Test]
+    public async Task A_health_check_on_an_exhausted_pool_ends_at_its_registration_timeout_while_the_checkpoint_connection_opens()
+    {
+        // The pool is exhausted, so the check reads the WAL status on the checkpoint connection, which it opens first
+        // (running the connection initializer, here one waiting on a key vault that does not answer).
+        using var release = new ManualResetEventSlim();
+        var calls = 0;
+        var services = new ServiceCollection().AddLogging();
+        services.AddSqliteSaverDataSource(
+            string.Format(CultureInfo.InvariantCulture, "Data Source={0};Max Pool Size=1;Checkpoint Interval=0", Path.Combine(_folder, "check.db")),
+            builder => builder.UseConnectionInitializer(_ =>
+            {
+                if (Interlocked.Increment(ref calls) == 2)
+                {
+                    release.Wait(Bound);
+                }
+            }));
+        services.AddHealthChecks().AddSqliteSaver(timeout: TimeSpan.FromSeconds(1));
+        await using var provider = services.BuildServiceProvider();
+        var dataSource = provider.GetRequiredService<SaverDataSource>();
+        try
+        {
+            await using var held = await dataSource.OpenConnectionAsync();
+
+            var check = Check(provider);
+            var ended = await Task.WhenAny(check, Task.Delay(TimeSpan.FromSeconds(15)));
+
+            ended.ShouldBeSameAs(check, "the check ran on past its 1 s timeout, blocked on the checkpoint connection's open, deaf to its token");
+        }
+        finally
+        {
+            release.Set();
+        }
+    }
+
     private ServiceProvider Provider(string connectionStringFormat, BlockingPoolCloseLogger? blocker, Action<SaverDataSourceBuilder>? configure = null)
     {
         var services = new ServiceCollection().AddLogging(logging =>
