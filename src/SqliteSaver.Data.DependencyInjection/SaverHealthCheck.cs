@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using SqliteSaver.Data.Pooling;
 
 namespace SqliteSaver.Data.DependencyInjection;
 
@@ -23,7 +24,8 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
         };
         try
         {
-            var exhausted = statistics.InUse >= statistics.MaxPoolSize;
+            // Connections still closing hold slots only until they are closed: an open waits that long, no longer.
+            var exhausted = dataSource.Pool.Renters() >= statistics.MaxPoolSize;
             if (!exhausted)
             {
                 await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -32,7 +34,8 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
                 await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            var wal = dataSource.GetWalStatus();
+            // Synchronous, and it may open the checkpoint connection: waited for only as long as the token allows.
+            var wal = await Task.Run(dataSource.GetWalStatus, cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
             data["wal_bytes"] = wal.WalFileBytes;
             if (exhausted)
             {
@@ -51,10 +54,10 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
 
             return HealthCheckResult.Healthy(data: data);
         }
-        catch (TimeoutException exception) when (dataSource.Statistics.Timeouts > statistics.Timeouts)
+        catch (PoolTimeoutException exception)
         {
-            // The pool filled up after the snapshot above and counted this wait as timed out: busy, not broken. A
-            // TimeoutException it did not count came from elsewhere (the connection initializer) and is a failure.
+            // The pool filled up after the look above: busy, not broken. Any other TimeoutException (the connection
+            // initializer's, say) is a failure.
             return HealthCheckResult.Degraded($"Every pooled connection stayed in use: {exception.Message}", exception, data);
         }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)

@@ -73,6 +73,15 @@ internal sealed class ConnectionPool : IDisposable
         }
     }
 
+    /// <summary>Callers holding a connection now: open connections that are neither idle nor closing.</summary>
+    public int Renters()
+    {
+        lock (_lock)
+        {
+            return _open - _closing - _idle.Count;
+        }
+    }
+
     /// <summary>
     /// Whether a connection is open or being opened, other than those the pool is closing, whose last-closing step
     /// (see <see cref="_onLastClosing"/>) has run or will run.
@@ -428,11 +437,11 @@ internal sealed class ConnectionPool : IDisposable
         }
     }
 
-    private TimeoutException PoolTimeout()
+    private PoolTimeoutException PoolTimeout()
     {
         var inUse = Counts().InUse;
         _telemetry.PoolTimedOut(_options.PoolTimeout.TotalSeconds, inUse, _options.MaxPoolSize);
-        return new TimeoutException(string.Create(
+        return new PoolTimeoutException(string.Create(
             CultureInfo.InvariantCulture,
             $"No pooled connection to '{_options.DataSource}' came free within Pool Timeout={_options.PoolTimeout.TotalSeconds} s: {inUse} of Max Pool Size={_options.MaxPoolSize} connections are in use. Close or dispose connections when done, or raise Max Pool Size or Pool Timeout in the connection string."));
     }

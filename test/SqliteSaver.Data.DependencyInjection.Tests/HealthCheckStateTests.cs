@@ -6,14 +6,15 @@ using Shouldly;
 
 namespace SqliteSaver.Data.DependencyInjection.Tests;
 
-public class ReviewTests
+/// <summary>The health check while the pool passes through a state: a connection closing, another caller timing out, the checkpoint connection opening.</summary>
+public class HealthCheckStateTests
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
 
     private string _folder = null!;
 
     [SetUp]
-    public void SetUp() => _folder = Directory.CreateTempSubdirectory("saver-health-review-").FullName;
+    public void SetUp() => _folder = Directory.CreateTempSubdirectory("saver-health-state-").FullName;
 
     [TearDown]
     public void TearDown()
