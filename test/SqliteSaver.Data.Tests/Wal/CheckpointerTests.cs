@@ -958,7 +958,7 @@ public class CheckpointerTests : DatabaseTest
 
             waiter.Join();
             closer.Join();
-            waiterError.ShouldBeOfType(timesOut ? typeof(TimeoutException) : typeof(ObjectDisposedException));
+            waiterError.ShouldBeAssignableTo(timesOut ? typeof(TimeoutException) : typeof(ObjectDisposedException));
             dataSource.Dispose();
 
             new FileInfo(wal).Length.ShouldBe(0, "the pool's last connection closed after a Clear without the Checkpoint On Close TRUNCATE");
