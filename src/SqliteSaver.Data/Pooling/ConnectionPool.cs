@@ -226,8 +226,7 @@ internal sealed class ConnectionPool : IDisposable
         CloseTaken(closing, last, drained, reason);
         if (anchor is not null)
         {
-            anchor.Dispose();
-            _telemetry.Closed(anchor.Id, reason);
+            CloseUncounted(anchor, reason);
         }
     }
 
@@ -346,8 +345,7 @@ internal sealed class ConnectionPool : IDisposable
                     }
                 }
 
-                connection.Dispose(); // open it again, in the generation of the anchor now
-                _telemetry.Closed(connection.Id, CloseReason.Cleared);
+                CloseUncounted(connection, CloseReason.Cleared); // open it again, in the generation of the anchor now
             }
         }
         catch
@@ -407,8 +405,8 @@ internal sealed class ConnectionPool : IDisposable
                 return generation;
             }
 
-            anchor.Dispose(); // disposed, another thread anchored first, or a Clear ended its generation: look again
-            _telemetry.Closed(anchor.Id, disposed ? CloseReason.Disposed : cleared ? CloseReason.Cleared : CloseReason.Redundant);
+            // Disposed, another thread anchored first, or a Clear ended its generation: look again.
+            CloseUncounted(anchor, disposed ? CloseReason.Disposed : cleared ? CloseReason.Cleared : CloseReason.Redundant);
             if (disposed)
             {
                 return generation;
@@ -519,6 +517,13 @@ internal sealed class ConnectionPool : IDisposable
         }
 
         failure?.Throw();
+    }
+
+    /// <summary>Closes, and logs why, a connection whose slot is not freed by it: a memory anchor (none), or one an open discards to open again in its slot.</summary>
+    private void CloseUncounted(PhysicalConnection connection, CloseReason reason)
+    {
+        connection.Dispose();
+        _telemetry.Closed(connection.Id, reason);
     }
 
     /// <summary>

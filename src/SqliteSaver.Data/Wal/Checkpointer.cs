@@ -116,14 +116,7 @@ internal sealed class Checkpointer : IDisposable
         }
         finally
         {
-            try
-            {
-                CloseUnlessPoolInUse();
-            }
-            finally
-            {
-                _lock.Exit();
-            }
+            Leave();
         }
     }
 
@@ -176,14 +169,7 @@ internal sealed class Checkpointer : IDisposable
         }
         finally
         {
-            try
-            {
-                CloseUnlessPoolInUse();
-            }
-            finally
-            {
-                _lock.Exit();
-            }
+            Leave();
         }
     }
 
@@ -254,6 +240,19 @@ internal sealed class Checkpointer : IDisposable
     private WalStatus Status() => CheckpointExtensions.ReadStatus(Connection().Handle);
 
     private long WalFileBytes() => CheckpointExtensions.WalFileBytes(Connection().Handle);
+
+    /// <summary>Closes the checkpointer's connection when the pool has none open, then leaves the lock the caller took.</summary>
+    private void Leave()
+    {
+        try
+        {
+            CloseUnlessPoolInUse();
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
 
     /// <summary>Closes the checkpointer's connection when the pool has none open. Call under the lock.</summary>
     private void CloseUnlessPoolInUse()
