@@ -202,7 +202,11 @@ public sealed class SaverDataSource : DbDataSource
     {
         CheckpointExtensions.CheckMode(mode);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        return Checkpointer.Run(mode);
+        var result = Checkpointer.Run(mode);
+
+        // Disposed while it waited for a background checkpoint: Dispose, not another checkpoint, is why it did not run.
+        ObjectDisposedException.ThrowIf(_disposed != 0 && result == Checkpointer.AnotherCheckpointRuns, this);
+        return result;
     }
 
     /// <summary>Runs <see cref="Checkpoint"/> after checking <paramref name="cancellationToken"/>; SQLite has no asynchronous I/O.</summary>

@@ -40,7 +40,7 @@ internal sealed class Checkpointer : IDisposable
     private const string PoolDrained = "pool_drained";
 
     // What an on-demand checkpoint answers when another one here keeps the connection past StepTimeout.
-    private static readonly CheckpointResult AnotherCheckpointRuns = new(Busy: true, LogFrames: -1, CheckpointedFrames: -1);
+    public static readonly CheckpointResult AnotherCheckpointRuns = new(Busy: true, LogFrames: -1, CheckpointedFrames: -1);
 
     private readonly SaverOptions _options;
     private readonly PhysicalConnectionFactory _factory;

@@ -969,7 +969,6 @@ public class CheckpointerTests : DatabaseTest
         }
     }
 
-    /// <summary>Calls a hook with each log entry's event id and message, on the logging thread.</summary>
     /// <summary>
     /// A connection rented before a Clear keeps the files open until it is closed, after Checkpoint On Close has run on
     /// them: Statistics.InUse, which the README has callers wait on before they replace the file, counts it until then.
@@ -1056,8 +1055,53 @@ public class CheckpointerTests : DatabaseTest
         statusReturned.ShouldBeTrue("GetWalStatus waited for the background checkpoint's whole run on the checkpointer's lock");
     }
 
-    /// <summary>Calls a hook with each log entry's event id and message, on the logging thread.</summary>
+    /// <summary>
+    /// An on-demand checkpoint that waits for a background one while the data source is disposed throws
+    /// ObjectDisposedException rather than report busy, which would tell the caller to try again.
+    /// </summary>
+    [Test]
+    public async Task Checkpoint_waiting_for_a_background_checkpoint_while_the_data_source_is_disposed_throws_ObjectDisposedException()
+    {
+        var time = new FakeTimeProvider();
+        var armed = 0;
+        using var inCopy = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(new HookLoggerProvider((id, message) =>
+        {
+            if (id == 3001 && message.StartsWith("Passive", StringComparison.Ordinal) && Interlocked.Exchange(ref armed, 0) == 1)
+            {
+                inCopy.Set();
+                release.Wait(TimeSpan.FromSeconds(20));
+            }
+        })));
+        var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=4096"))
+            .UseTimeProvider(time)
+            .UseLoggerFactory(loggerFactory)
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (randomblob(100000))");
+        }
 
+        Volatile.Write(ref armed, 1);
+        var tick = Task.Run(() => time.Advance(TimeSpan.FromSeconds(1)));
+        inCopy.Wait(TimeSpan.FromSeconds(10)).ShouldBeTrue();
+
+        // On threads of their own: the pool's threads are held up, and a disposal started late would find the
+        // checkpoint already given up.
+        var onDemand = Task.Factory.StartNew(() => dataSource.Checkpoint(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var disposal = Task.Factory.StartNew(dataSource.Dispose, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var error = await Should.ThrowAsync<ObjectDisposedException>(onDemand.WaitAsync(TimeSpan.FromSeconds(10)));
+        release.Set();
+        await tick;
+        await disposal.WaitAsync(TimeSpan.FromSeconds(10));
+
+        error.ObjectName.ShouldBe(typeof(SaverDataSource).FullName);
+    }
+
+
+    /// <summary>Calls a hook with each log entry's event id and message, on the logging thread.</summary>
     private sealed class HookLoggerProvider(Action<int, string> hook) : ILoggerProvider, ILogger
     {
         public ILogger CreateLogger(string categoryName) => this;
