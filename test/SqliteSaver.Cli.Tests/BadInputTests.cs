@@ -24,6 +24,7 @@ public class BadInputTests : CliTest
         ["demo", "--seconds", "0"],
         ["demo", "--read-ratio", "-0.5"],
         ["stress", "--db", "{folder}/stress.db", "--seconds", "10000000"],
+        ["stress", "--db", "{folder}/stress.db", "--seconds", "2147483"], // a child writer's wait would overflow
         ["stress", "--db", "{folder}/stress.db", "--read-ratio", "1e12"],
         ["stress", "--db", "{folder}/stress.db", "--threads", "100000000"],
         ["demo", "--processes", "1000"],

@@ -13,8 +13,9 @@ internal sealed class WorkloadOptions
 
     public WorkloadOptions(double defaultSeconds)
     {
-        // At most what a CancellationTokenSource can wait (int.MaxValue milliseconds).
-        _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, 0, inclusive: false, maximum: 2147483);
+        // Under what a CancellationTokenSource or a wait for a process can wait (int.MaxValue milliseconds, about 24.8
+        // days), with room for the minute a child writer's wait adds.
+        _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, 0, inclusive: false, maximum: 2000000);
     }
 
     public Option<bool> Json { get; } = CommonOptions.Json();
