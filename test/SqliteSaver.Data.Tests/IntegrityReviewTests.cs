@@ -44,4 +44,26 @@ public class IntegrityReviewTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L); // SQLite rolled the write back
         closing.ShouldNotBeNull("closing the reader reported its write committed, but the row is not in the database");
     }
+
+    /// <summary>
+    /// A batch that stops at a failing statement never reaches the statements after it, and Microsoft.Data.Sqlite
+    /// never even prepares them. The classifier prepares every statement of a command to ask SQLite whether it writes,
+    /// and skips only those that begin with PRAGMA, because SQLite applies many PRAGMAs as it compiles them. But
+    /// <c>EXPLAIN PRAGMA ...</c> compiles the PRAGMA too: classifying the batch switches CHECK constraints off on the
+    /// connection although the command failed before its PRAGMA, and a row that breaks the constraint is written.
+    /// </summary>
+    [Test]
+    public void A_PRAGMA_behind_EXPLAIN_in_a_batch_that_fails_before_reaching_it_has_no_effect()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x CHECK (x > 0)); CREATE TABLE n (y NOT NULL)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO n VALUES (NULL); EXPLAIN PRAGMA ignore_check_constraints = ON"))
+            .SqliteErrorCode.ShouldBe(19);
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (-5)")).SqliteErrorCode.ShouldBe(19); // CHECK still holds
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
 }
