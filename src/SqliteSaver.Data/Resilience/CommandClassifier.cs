@@ -10,14 +10,15 @@ namespace SqliteSaver.Data.Resilience;
 /// whose statements cannot all be prepared yet (a batch that creates a table and then uses it) is classified by its
 /// first statements and not cached, nor is text whose only writes may be hidden by the schema of the moment (see
 /// <see cref="MayWriteLater"/>), nor text that writes only the connection's own temp database. A PRAGMA is not
-/// prepared: SQLite applies many settings as it compiles them, before the command runs or even if it never does.
+/// prepared, nor an <c>EXPLAIN</c> of one: SQLite applies many settings as it compiles them, before the command runs
+/// or even if it never does.
 /// </summary>
 internal sealed class CommandClassifier
 {
     private const int MaxCachedCommands = 4096;
 
     private static readonly string[] StandaloneKeywords =
-        ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "PRAGMA", "ATTACH", "DETACH"];
+        ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"];
 
     private readonly ConcurrentDictionary<string, CommandKind> _cache = new(StringComparer.Ordinal);
 
@@ -49,7 +50,7 @@ internal sealed class CommandClassifier
 
         while (!remaining.IsEmpty)
         {
-            if (Ascii.EqualsIgnoreCase(FirstWord(remaining), "PRAGMA"))
+            if (IsPragma(remaining))
             {
                 statements++;
                 standalone = true;
@@ -194,9 +195,35 @@ internal sealed class CommandClassifier
         return false;
     }
 
-    /// <summary>Whether a statement's first keyword is one that cannot run inside a transaction of ours.</summary>
+    /// <summary>
+    /// Whether a statement is a PRAGMA, or an <c>EXPLAIN</c> or <c>EXPLAIN QUERY PLAN</c> of one, which SQLite applies
+    /// as it compiles it too.
+    /// </summary>
+    private static bool IsPragma(ReadOnlySpan<byte> statement)
+    {
+        var word = FirstWord(statement);
+        if (Ascii.EqualsIgnoreCase(word, "EXPLAIN"))
+        {
+            statement = AfterFirstWord(statement);
+            word = FirstWord(statement);
+            if (Ascii.EqualsIgnoreCase(word, "QUERY"))
+            {
+                statement = AfterFirstWord(AfterFirstWord(statement)); // QUERY PLAN
+                word = FirstWord(statement);
+            }
+        }
+
+        return Ascii.EqualsIgnoreCase(word, "PRAGMA");
+    }
+
+    /// <summary>Whether a statement's first keyword is one that cannot run inside a transaction of ours, or it is a PRAGMA.</summary>
     private static bool IsStandalone(ReadOnlySpan<byte> statement)
     {
+        if (IsPragma(statement))
+        {
+            return true;
+        }
+
         var keyword = FirstWord(statement);
         foreach (var candidate in StandaloneKeywords)
         {
@@ -220,6 +247,13 @@ internal sealed class CommandClassifier
         }
 
         return text[..length];
+    }
+
+    /// <summary>What follows a statement's first word.</summary>
+    private static ReadOnlySpan<byte> AfterFirstWord(ReadOnlySpan<byte> text)
+    {
+        var rest = FirstWordAndRest(text);
+        return rest[FirstWord(rest).Length..];
     }
 
     /// <summary>A statement from its first word on: without the white space, comments and semicolons before it.</summary>

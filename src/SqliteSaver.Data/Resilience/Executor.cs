@@ -66,12 +66,24 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <paramref name="commit"/> false rolls it back, and leaves the gate, unless SQLite could not roll back (see
     /// <see cref="PhysicalConnection.RollbackFailure"/>).
     /// </summary>
+    /// <exception cref="SqliteException">
+    /// SQLite rolled the write's transaction back itself before the commit (after another statement on the connection
+    /// failed with a full disk, an I/O error or an interrupt): nothing of the write is kept.
+    /// </exception>
     public static void Finish(PhysicalConnection physical, bool commit = true)
     {
         try
         {
-            if (commit && physical.InTransaction)
+            if (commit)
             {
+                if (!physical.InTransaction)
+                {
+                    throw new SqliteException(
+                        "The write this reader ran was not committed: SQLite rolled back the transaction the library began for it, after another statement on the connection failed while the reader was open (a full disk, an I/O error, an interrupt). Nothing it wrote is kept; it can be run again.",
+                        raw.SQLITE_ABORT,
+                        raw.SQLITE_ABORT_ROLLBACK);
+                }
+
                 physical.Commit();
             }
         }

@@ -82,7 +82,7 @@ public class CommandClassifierTests
     }
 
     [Test]
-    public void Classifying_a_PRAGMA_does_not_apply_it()
+    public void Classifying_a_PRAGMA_or_its_EXPLAIN_does_not_apply_it()
     {
         using (var on = _connection.CreateCommand())
         {
@@ -93,6 +93,8 @@ public class CommandClassifierTests
         var classifier = new CommandClassifier();
         classifier.Classify(_connection.Handle!, "INSERT INTO t VALUES (1); PRAGMA foreign_keys = OFF").ShouldBe(CommandKind.Unprotected);
         classifier.Classify(_connection.Handle!, "PRAGMA foreign_keys(0)").ShouldBe(CommandKind.Standalone);
+        classifier.Classify(_connection.Handle!, "INSERT INTO t VALUES (1); EXPLAIN PRAGMA foreign_keys = OFF").ShouldBe(CommandKind.Unprotected);
+        classifier.Classify(_connection.Handle!, "/* c */ explain query  plan pragma foreign_keys = OFF").ShouldBe(CommandKind.Standalone);
 
         using var read = _connection.CreateCommand();
         read.CommandText = "PRAGMA foreign_keys";
