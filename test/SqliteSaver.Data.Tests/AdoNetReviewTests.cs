@@ -9,39 +9,6 @@ namespace SqliteSaver.Data.Tests;
 /// </summary>
 public class AdoNetReviewTests : DatabaseTest
 {
-    [Test]
-    public void A_query_with_a_typo_fails_with_its_own_error_not_database_is_locked_while_another_connection_writes()
-    {
-        using (var setup = new SaverDbConnection(Folder.ConnectionString()))
-        {
-            setup.Open();
-            using var create = setup.CreateCommand();
-            create.CommandText = "CREATE TABLE item (id INTEGER PRIMARY KEY)";
-            create.ExecuteNonQuery();
-        }
-
-        using var writer = HoldWriteLock(); // another process's write transaction, as a long import would hold
-        string[] queries = ["SELECT * FROM itme", "SELEC id FROM item"];
-
-        using var plain = new SqliteConnection($"Data Source={Folder.File()};Default Timeout=1");
-        plain.Open();
-        using var saver = new SaverDbConnection(Folder.ConnectionString("Default Timeout=1"));
-        saver.Open();
-        foreach (var sql in queries)
-        {
-            using var plainCommand = plain.CreateCommand();
-            plainCommand.CommandText = sql;
-            Should.Throw<SqliteException>(() => plainCommand.ExecuteScalar()).SqliteErrorCode.ShouldBe(1); // SQLITE_ERROR
-
-            // A query that cannot be prepared is classified as a write: it queues for the write lock it never needs,
-            // waits out its CommandTimeout, and reports SQLITE_BUSY (5, 'database is locked') instead of its own error.
-            using var saverCommand = saver.CreateCommand();
-            saverCommand.CommandText = sql;
-            var error = Should.Throw<SqliteException>(() => saverCommand.ExecuteScalar());
-            error.SqliteErrorCode.ShouldBe(1, $"{sql}: {error.Message}");
-        }
-    }
-
     [TestCase("PRAGMA auto_vacuum = INCREMENTAL", "PRAGMA auto_vacuum", 2L)]
     [TestCase("PRAGMA page_size = 8192", "PRAGMA page_size", 8192L)]
     public void A_setting_made_before_the_first_table_of_a_new_database_takes_effect_as_with_MDS(string set, string read, long expected)

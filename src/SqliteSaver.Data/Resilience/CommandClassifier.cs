@@ -8,7 +8,8 @@ namespace SqliteSaver.Data.Resilience;
 /// Classifies command text by preparing each of its statements once (without running them) and asking SQLite
 /// whether it writes, and where (see <see cref="WritesOnlyTemp"/>). Results are cached per data source by text; text
 /// whose statements cannot all be prepared yet (a batch that creates a table and then uses it) is classified by its
-/// first statements and not cached, nor is text whose only writes may be hidden by the schema of the moment (see
+/// first statements and not cached, nor is text whose first statement cannot be prepared (see
+/// <see cref="CommandKind.Invalid"/>), nor text whose only writes may be hidden by the schema of the moment (see
 /// <see cref="MayWriteLater"/>), nor text that writes only the connection's own temp database. A PRAGMA is not
 /// prepared, nor an <c>EXPLAIN</c> of one: SQLite applies many settings as it compiles them, before the command runs
 /// or even if it never does.
@@ -46,6 +47,7 @@ internal sealed class CommandClassifier
         var writes = false;
         var tempWrites = false;
         var standalone = false;
+        var invalid = false;
         complete = true;
 
         while (!remaining.IsEmpty)
@@ -63,9 +65,16 @@ internal sealed class CommandClassifier
             {
                 if (rc != raw.SQLITE_OK)
                 {
-                    // Not preparable yet (it may depend on an earlier statement) or invalid: assume it writes, and
-                    // that it must run unwrapped if any statement left starts with a standalone keyword.
                     complete = false;
+                    if (statements == 0 && (rc & 0xFF) == raw.SQLITE_ERROR)
+                    {
+                        invalid = true; // nothing before it could make it valid: it fails as it runs
+                        break;
+                    }
+
+                    // Not preparable yet (it may depend on an earlier statement), invalid, or the schema was locked:
+                    // assume it writes, and that it must run unwrapped if any statement left starts with a
+                    // standalone keyword.
                     writes = true;
                     standalone |= AnyStatementIsStandalone(remaining);
                     break;
@@ -105,9 +114,10 @@ internal sealed class CommandClassifier
         // Each connection has a temp schema of its own: the same text may write the main database on another one (a
         // table of that name there), or on this one once a temporary trigger is made, so TempWrite is never cached.
         complete &= standalone || writes || !tempWrites;
-        return standalone
-            ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
-            : writes ? CommandKind.Write : tempWrites ? CommandKind.TempWrite : CommandKind.Read;
+        return invalid ? CommandKind.Invalid
+            : standalone
+                ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
+                : writes ? CommandKind.Write : tempWrites ? CommandKind.TempWrite : CommandKind.Read;
     }
 
     /// <summary>

@@ -142,7 +142,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
             physical.NotePragmas(text);
             var kind = Classify(physical, text);
-            if (physical.WriteOpenForReader && kind != CommandKind.Read)
+            if (physical.WriteOpenForReader && kind is not (CommandKind.Read or CommandKind.Invalid))
             {
                 throw WriteOpenForReader();
             }
@@ -168,7 +168,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     return (async
                         ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(s.Run(token)), statement, cancellationToken).ConfigureAwait(false)
                         : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken), false);
-                case CommandKind.Unprotected:
+                case CommandKind.Unprotected or CommandKind.Invalid:
                     return (run(command, behavior), false);
             }
 

@@ -44,6 +44,12 @@ public class CommandClassifierTests
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES ('; COMMIT; BEGIN'); -- END\n", "Write")]
     [TestCase("PRAGMA user_version = 'a;b'; SELECT 1", "Unprotected")]
     [TestCase(";; PRAGMA foreign_keys(0)", "Standalone")]
+    // The first statement cannot be prepared: it fails as it runs, whatever follows.
+    [TestCase("SELECT * FROM itme", "Invalid")]
+    [TestCase("SELEC x FROM t; INSERT INTO t VALUES (1)", "Invalid")]
+    [TestCase("CREATE TABLE t (y)", "Invalid")]
+    [TestCase(" -- c\n INSERT INTO nowhere VALUES (1); COMMIT", "Invalid")]
+    [TestCase("PRAGMA user_version = 6; SELEC 1", "Unprotected")]
     public void Commands_are_classified_by_what_their_statements_do(string sql, string expected)
     {
         new CommandClassifier().Classify(_connection.Handle!, sql).ToString().ShouldBe(expected);

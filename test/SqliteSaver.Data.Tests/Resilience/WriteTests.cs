@@ -393,6 +393,40 @@ public class WriteTests : DatabaseTest
         stopwatch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10));
     }
 
+    /// <summary>
+    /// A command whose first statement SQLite cannot prepare (a typo) fails at once with SQLite's own error, as with
+    /// Microsoft.Data.Sqlite: it does not queue for a write lock it never needs (another connection holds it here,
+    /// and it waited out its CommandTimeout, then reported SQLITE_BUSY), nor is it refused as a write while a
+    /// reader's write is open on the connection.
+    /// </summary>
+    [TestCase("SELECT * FROM itme")]
+    [TestCase("SELEC id FROM item")]
+    [TestCase("INSERT INTO itme VALUES (1)")]
+    public void A_command_that_cannot_be_prepared_fails_with_its_own_error_at_once_as_with_MDS(string sql)
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=2");
+        PoolTests.Execute(connectionString, "CREATE TABLE item (id INTEGER PRIMARY KEY)");
+        using var plain = new SqliteConnection($"Data Source={Folder.File()}");
+        plain.Open();
+        using var plainCommand = plain.CreateCommand();
+        plainCommand.CommandText = sql;
+        var expected = Should.Throw<SqliteException>(() => plainCommand.ExecuteScalar());
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        using (HoldWriteLock())
+        {
+            var error = Should.Throw<SqliteException>(() => ConnectionTests.Scalar(connection, sql));
+            error.SqliteErrorCode.ShouldBe(1, error.Message);
+            error.Message.ShouldBe(expected.Message);
+        }
+
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO item VALUES (1) RETURNING id";
+        using var reader = insert.ExecuteReader(); // its write stays open until the reader closes
+        Should.Throw<SqliteException>(() => ConnectionTests.Scalar(connection, sql)).Message.ShouldBe(expected.Message);
+    }
+
     [Test]
     public void Filling_a_temporary_table_does_not_wait_for_the_databases_write_lock_as_with_MDS([Values] bool heldInThisProcess)
     {
