@@ -60,7 +60,11 @@ public sealed class SaverDbConnection : DbConnection
         _connectionString = dataSource.ConnectionString;
     }
 
-    /// <summary>Gets or sets the connection string, exactly as given. It can be changed only while the connection is closed.</summary>
+    /// <summary>
+    /// Gets or sets the connection string, exactly as given. It can be changed only while the connection is closed.
+    /// A connection a <see cref="SaverDataSource"/> created stays with that data source when set to the string it has;
+    /// set to another, it uses the shared pool for that string, as <c>new SaverDbConnection(string)</c> does.
+    /// </summary>
     /// <exception cref="InvalidOperationException">The connection is open, or an <see cref="OpenAsync"/> has not finished.</exception>
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
     [AllowNull]
@@ -81,6 +85,11 @@ public sealed class SaverDbConnection : DbConnection
             }
 
             value ??= string.Empty;
+            if (_dataSource is not null && value == _connectionString)
+            {
+                return; // a data source's connection stays with it (its initializer, its retry strategy)
+            }
+
             _dataSource = value.Length == 0 ? null : SaverDataSource.GetShared(value);
             _connectionString = value;
         }

@@ -31,6 +31,28 @@ public class InitializerTests : DatabaseTest
         journalMode.ShouldBe("wal");
     }
 
+    /// <summary>
+    /// Code that sets a connection's ConnectionString to what it already is (a framework that copies it back) keeps a
+    /// data source's connection with that data source and its initializer; another string moves it to the shared pool.
+    /// </summary>
+    [Test]
+    public void A_data_source_connection_set_to_its_own_connection_string_stays_with_the_data_source()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
+            .UseConnectionInitializer(connection => connection.CreateFunction("twice", (long x) => 2 * x))
+            .Build();
+        using var connection = dataSource.CreateConnection();
+
+        connection.ConnectionString = connection.ConnectionString;
+        connection.Open();
+
+        ConnectionTests.Scalar(connection, "SELECT twice(21)").ShouldBe(42L);
+        connection.Close();
+        connection.ConnectionString = Folder.ConnectionString("Checkpoint Interval=0;Retry=4");
+        connection.Open();
+        Should.Throw<SqliteException>(() => ConnectionTests.Scalar(connection, "SELECT twice(21)")).Message.ShouldContain("no such function");
+    }
+
     [Test]
     public async Task The_async_initializer_is_awaited_by_OpenAsync_with_its_token()
     {
