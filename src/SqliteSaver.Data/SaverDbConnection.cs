@@ -36,6 +36,7 @@ public sealed class SaverDbConnection : DbConnection
 
     private string _connectionString = string.Empty;
     private SaverDataSource? _dataSource;
+    private bool _createdByDataSource; // until another connection string is set
     private PhysicalConnection? _physical;
     private bool _disposed;
     private volatile bool _opening;
@@ -58,6 +59,7 @@ public sealed class SaverDbConnection : DbConnection
     {
         _dataSource = dataSource;
         _connectionString = dataSource.ConnectionString;
+        _createdByDataSource = true;
     }
 
     /// <summary>
@@ -85,11 +87,12 @@ public sealed class SaverDbConnection : DbConnection
             }
 
             value ??= string.Empty;
-            if (_dataSource is not null && value == _connectionString)
+            if (_createdByDataSource && value == _connectionString)
             {
-                return; // a data source's connection stays with it (its initializer, its retry strategy)
+                return; // stays with the data source (its initializer, its retry strategy)
             }
 
+            _createdByDataSource = false;
             _dataSource = value.Length == 0 ? null : SaverDataSource.GetShared(value);
             _connectionString = value;
         }

@@ -1354,6 +1354,11 @@ public class ConnectionTests : DatabaseTest
 
             using var saver = new SaverDbConnection(connectionString);
             saver.DataSource.ShouldStartWith(second);
+
+            using var reused = new SaverDbConnection(connectionString);
+            AppDomain.CurrentDomain.SetData("DataDirectory", first);
+            reused.ConnectionString = connectionString; // set again, the same string: the DataDirectory of the moment
+            reused.DataSource.ShouldStartWith(first);
         }
         finally
         {
