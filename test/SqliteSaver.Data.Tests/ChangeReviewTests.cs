@@ -1,0 +1,41 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests;
+
+/// <summary>Review of c0f6aa7..4e83d15: each test shows a defect the changes brought in.</summary>
+public class ChangeReviewTests : DatabaseTest
+{
+    /// <summary>
+    /// Before the caller's transaction rolls back, the statements its open reader of a writing batch has not reached
+    /// are run inside it (PooledDataReader.FinishBeforeTransactionEnds), since the SQLite reader would otherwise run
+    /// them as it closes, after the rollback, in autocommit. Whether the batch writes is asked of the classifier again
+    /// at that moment; the batch's first statement (its CREATE TABLE) has run by then, so it no longer prepares
+    /// ("table n already exists"), and the text is now CommandKind.Invalid instead of a write: the statements left are
+    /// skipped, and the reader's close writes the row after the caller rolled back.
+    /// </summary>
+    [Test]
+    public void A_reader_of_a_batch_whose_first_statement_created_a_table_writes_nothing_after_its_transaction_rolls_back()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        using (var transaction = connection.BeginTransaction())
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "CREATE TABLE n (x); SELECT x FROM n UNION ALL SELECT 1; INSERT INTO t VALUES (2)";
+            var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+
+            transaction.Rollback();
+            reader.Dispose();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t")
+            .ShouldBe(0L, "the batch's INSERT ran after its transaction was rolled back, in autocommit");
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM sqlite_master WHERE name = 'n'").ShouldBe(0L);
+    }
+}
