@@ -64,4 +64,52 @@ public class ChangeReviewTests : DatabaseTest
         Should.Throw<SqliteException>(transaction.Commit, "the transaction committed the batch without its failed INSERT")
             .SqliteErrorCode.ShouldBe(19);
     }
+
+    /// <summary>
+    /// In a rollback-journal database a connection whose cached schema predates a table another connection created
+    /// cannot read the schema again while a third connection holds the EXCLUSIVE lock: SQLite's prepare then reports
+    /// "no such table" (SQLITE_ERROR) once its busy timeout is spent. The classifier takes that for a command that can
+    /// never run (CommandKind.Invalid) and runs it at once, unretried, where a write waited for the lock (BEGIN
+    /// IMMEDIATE under the retry policy and its CommandTimeout), read the new schema and succeeded.
+    /// </summary>
+    [Test]
+    public async Task A_write_to_a_table_another_connection_created_waits_for_a_lock_that_keeps_the_schema_from_being_read()
+    {
+        var connectionString = Folder.ConnectionString(
+            "Journal Mode=Delete;Busy Timeout=200;Retry=100;Base Delay=0.01;Max Delay=0.05;Default Timeout=120;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE item (id INTEGER PRIMARY KEY)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM item").ShouldBe(0L); // the schema as it is before t
+        Plain("CREATE TABLE t (x)");
+
+        Task<int> insert;
+        using (var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False"))
+        {
+            holder.Open();
+            using var begin = holder.CreateCommand();
+            begin.CommandText = "BEGIN EXCLUSIVE"; // in a rollback journal it keeps readers out too
+            begin.ExecuteNonQuery();
+
+            insert = Task.Run(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+            ((IAsyncResult)insert).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(3)); // while the lock is held, it waits
+        }
+
+        await Should.NotThrowAsync(insert, "the write failed at once with 'no such table' instead of waiting for the lock");
+        (await insert).ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    /// <summary>Runs SQL on a plain Microsoft.Data.Sqlite connection to the test database, as another process would.</summary>
+    private void Plain(string sql, int busyTimeoutSeconds = 30)
+    {
+        using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        other.Open();
+        using var command = other.CreateCommand();
+        command.CommandTimeout = busyTimeoutSeconds;
+        command.CommandText = "PRAGMA busy_timeout = 0";
+        command.ExecuteNonQuery();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
 }
