@@ -100,6 +100,52 @@ public class ChangeReviewTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
     }
 
+    /// <summary>
+    /// A command whose first statement does not prepare when the library looks at it (CommandKind.Invalid) runs as it
+    /// is: no write gate, no transaction of its own. If another connection creates the missing table between that look
+    /// and the run (another process migrating; an authorizer, which SQLite calls as it prepares, makes the moment
+    /// certain here), the whole batch runs in autocommit, one statement at a time, and a failure in its last statement
+    /// leaves the earlier ones applied, where a failed batch is rolled back whole.
+    /// </summary>
+    [Test]
+    public void A_batch_whose_first_statement_did_not_prepare_when_classified_is_still_rolled_back_whole()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x PRIMARY KEY)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var handle = connection.InnerConnection.Handle!;
+        var selects = 0;
+        SQLitePCL.raw.sqlite3_set_authorizer(handle, (SQLitePCL.strdelegate_authorizer)((_, action, _, _, _, _) =>
+        {
+            if (action == SQLitePCL.raw.SQLITE_SELECT && Interlocked.Increment(ref selects) == 2)
+            {
+                try
+                {
+                    Plain("CREATE TABLE later (y)", busyTimeoutSeconds: 1);
+                }
+                catch (SqliteException)
+                {
+                    // The write lock is held: no other connection can change the schema now.
+                }
+            }
+
+            return SQLitePCL.raw.SQLITE_OK;
+        }), null);
+
+        try
+        {
+            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "SELECT count(*) FROM later; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)"));
+        }
+        finally
+        {
+            SQLitePCL.raw.sqlite3_set_authorizer(handle, (SQLitePCL.strdelegate_authorizer?)null, null);
+        }
+
+        selects.ShouldBeGreaterThanOrEqualTo(2);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L, "the batch's first INSERT was committed although the batch failed");
+    }
+
     /// <summary>Runs SQL on a plain Microsoft.Data.Sqlite connection to the test database, as another process would.</summary>
     private void Plain(string sql, int busyTimeoutSeconds = 30)
     {
