@@ -146,6 +146,37 @@ public class ChangeReviewTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L, "the batch's first INSERT was committed although the batch failed");
     }
 
+    /// <summary>
+    /// A leading |DataDirectory| in Data Source is read "each time a connection gets the string" (README). A connection
+    /// of the shared pool set again to the string it has (a fixture that gives each test a DataDirectory of its own and
+    /// sets its connection's string before each) now keeps the data source of the DataDirectory it first had.
+    /// </summary>
+    [Test]
+    public void A_connection_set_again_to_its_DataDirectory_string_follows_a_change_of_DataDirectory()
+    {
+        var connectionString = $"Data Source=|DataDirectory|{Guid.NewGuid():N}.db";
+        var first = Path.Combine(Folder.Path, "first");
+        var second = Path.Combine(Folder.Path, "second");
+        Directory.CreateDirectory(first);
+        Directory.CreateDirectory(second);
+        var previous = AppDomain.CurrentDomain.GetData("DataDirectory");
+        try
+        {
+            AppDomain.CurrentDomain.SetData("DataDirectory", first);
+            using var connection = new SaverDbConnection(connectionString);
+            connection.DataSource.ShouldStartWith(first);
+            AppDomain.CurrentDomain.SetData("DataDirectory", second);
+
+            connection.ConnectionString = connectionString;
+
+            connection.DataSource.ShouldStartWith(second);
+        }
+        finally
+        {
+            AppDomain.CurrentDomain.SetData("DataDirectory", previous);
+        }
+    }
+
     /// <summary>Runs SQL on a plain Microsoft.Data.Sqlite connection to the test database, as another process would.</summary>
     private void Plain(string sql, int busyTimeoutSeconds = 30)
     {
