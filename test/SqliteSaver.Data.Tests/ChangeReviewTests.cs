@@ -177,6 +177,25 @@ public class ChangeReviewTests : DatabaseTest
         }
     }
 
+    /// <summary>
+    /// A data source's connection set to another string moves to the shared pool for it, and before 4e83d15 so did one
+    /// set to the string it had. Now one set to its own string stays with its data source even once that is disposed,
+    /// so it can no longer be opened at all; there is no initializer or retry strategy left to keep.
+    /// </summary>
+    [Test]
+    public void A_connection_of_a_disposed_data_source_set_to_its_connection_string_can_be_opened()
+    {
+        var connectionString = Folder.ConnectionString("Checkpoint Interval=0");
+        var dataSource = SaverDataSource.Create(connectionString);
+        using var connection = dataSource.CreateConnection();
+        dataSource.Dispose();
+
+        connection.ConnectionString = connectionString;
+
+        Should.NotThrow(connection.Open, "the connection stayed with the disposed data source");
+        ConnectionTests.Scalar(connection, "SELECT 42").ShouldBe(42L);
+    }
+
     /// <summary>Runs SQL on a plain Microsoft.Data.Sqlite connection to the test database, as another process would.</summary>
     private void Plain(string sql, int busyTimeoutSeconds = 30)
     {
