@@ -529,4 +529,63 @@ public class TransactionReaderTests : DatabaseTest
         command.CommandText = sql;
         return command.ExecuteReader(behavior);
     }
+
+    /// <summary>
+    /// Before the caller's transaction rolls back, the statements its open reader of a writing batch has not reached
+    /// are run inside it (PooledDataReader.FinishBeforeTransactionEnds), since the SQLite reader would otherwise run
+    /// them as it closes, after the rollback, in autocommit. Whether the batch writes is asked of the classifier again
+    /// at that moment; the batch's first statement (its CREATE TABLE) has run by then, so it no longer prepares
+    /// ("table n already exists"): the text must still count as a write, or the statements left would be skipped,
+    /// and the reader's close would write the row after the caller rolled back.
+    /// </summary>
+    [Test]
+    public void A_reader_of_a_batch_whose_first_statement_created_a_table_writes_nothing_after_its_transaction_rolls_back()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        using (var transaction = connection.BeginTransaction())
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "CREATE TABLE n (x); SELECT x FROM n UNION ALL SELECT 1; INSERT INTO t VALUES (2)";
+            var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+
+            transaction.Rollback();
+            reader.Dispose();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t")
+            .ShouldBe(0L, "the batch's INSERT ran after its transaction was rolled back, in autocommit");
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM sqlite_master WHERE name = 'n'").ShouldBe(0L);
+    }
+
+    /// <summary>
+    /// Closing a reader of a writing batch while the caller's transaction is open runs the statements it has not reached
+    /// and keeps the first error for the transaction, so that it cannot commit the batch without the failed statement
+    /// (PooledDataReader.FinishInTransaction). It asks the classifier again whether the batch writes; the batch's first
+    /// statement, a CREATE TABLE that has run, no longer prepares: the text must still count as a write, or the
+    /// statements left would run as the SQLite reader closes, which ignores their errors, and the commit would keep
+    /// half the batch.
+    /// </summary>
+    [Test]
+    public void A_reader_of_a_batch_whose_first_statement_created_a_table_keeps_a_failure_on_close_from_being_committed()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var transaction = connection.BeginTransaction();
+        using var command = connection.CreateCommand();
+        command.CommandText = "CREATE TABLE n (x); SELECT x FROM n UNION ALL SELECT 1; INSERT INTO t VALUES (1)";
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        reader.Dispose(); // the INSERT fails here (UNIQUE), which Microsoft.Data.Sqlite's reader ignores
+
+        Should.Throw<SqliteException>(transaction.Commit, "the transaction committed the batch without its failed INSERT")
+            .SqliteErrorCode.ShouldBe(19);
+    }
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text;
+using Microsoft.Data.Sqlite;
 using SQLitePCL;
 
 namespace SqliteSaver.Data.Resilience;
@@ -8,8 +9,7 @@ namespace SqliteSaver.Data.Resilience;
 /// Classifies command text by preparing each of its statements once (without running them) and asking SQLite
 /// whether it writes, and where (see <see cref="WritesOnlyTemp"/>). Results are cached per data source by text; text
 /// whose statements cannot all be prepared yet (a batch that creates a table and then uses it) is classified by its
-/// first statements and not cached, nor is text whose first statement cannot be prepared (see
-/// <see cref="CommandKind.Invalid"/>), nor text whose only writes may be hidden by the schema of the moment (see
+/// first statements and not cached, nor text whose only writes may be hidden by the schema of the moment (see
 /// <see cref="MayWriteLater"/>), nor text that writes only the connection's own temp database. A PRAGMA is not
 /// prepared, nor an <c>EXPLAIN</c> of one: SQLite applies many settings as it compiles them, before the command runs
 /// or even if it never does.
@@ -24,14 +24,23 @@ internal sealed class CommandClassifier
     private readonly ConcurrentDictionary<string, CommandKind> _cache = new(StringComparer.Ordinal);
 
     /// <summary>Classifies <paramref name="sql"/> using the open connection <paramref name="db"/> to prepare it.</summary>
-    public CommandKind Classify(sqlite3 db, string sql)
+    public CommandKind Classify(sqlite3 db, string sql) => Classify(db, sql, out _);
+
+    /// <summary>
+    /// Classifies <paramref name="sql"/> as <see cref="Classify(sqlite3, string)"/> does. <paramref name="invalid"/> is
+    /// SQLite's error for a first statement that cannot be prepared against the schema of the moment (a syntax error,
+    /// an unknown table), with which the command fails before it runs anything; such text counts as a write, as text
+    /// that cannot all be prepared yet does.
+    /// </summary>
+    public CommandKind Classify(sqlite3 db, string sql, out SqliteException? invalid)
     {
+        invalid = null;
         if (_cache.TryGetValue(sql, out var kind))
         {
             return kind;
         }
 
-        kind = Analyze(db, sql, out var complete);
+        kind = Analyze(db, sql, out var complete, out invalid);
         if (complete && _cache.Count < MaxCachedCommands)
         {
             _cache.TryAdd(sql, kind);
@@ -40,14 +49,14 @@ internal sealed class CommandClassifier
         return kind;
     }
 
-    private static CommandKind Analyze(sqlite3 db, string sql, out bool complete)
+    private static CommandKind Analyze(sqlite3 db, string sql, out bool complete, out SqliteException? invalid)
     {
         ReadOnlySpan<byte> remaining = Encoding.UTF8.GetBytes(sql);
         var statements = 0;
         var writes = false;
         var tempWrites = false;
         var standalone = false;
-        var invalid = false;
+        invalid = null;
         complete = true;
 
         while (!remaining.IsEmpty)
@@ -65,16 +74,15 @@ internal sealed class CommandClassifier
             {
                 if (rc != raw.SQLITE_OK)
                 {
+                    // Not preparable yet (it may depend on an earlier statement), invalid, or the schema was locked:
+                    // assume it writes, and that it must run unwrapped if any statement left starts with a
+                    // standalone keyword. Nothing before a first statement could make it valid.
                     complete = false;
                     if (statements == 0 && (rc & 0xFF) == raw.SQLITE_ERROR)
                     {
-                        invalid = true; // nothing before it could make it valid: it fails as it runs
-                        break;
+                        invalid = ErrorAgainstCurrentSchema(db, remaining);
                     }
 
-                    // Not preparable yet (it may depend on an earlier statement), invalid, or the schema was locked:
-                    // assume it writes, and that it must run unwrapped if any statement left starts with a
-                    // standalone keyword.
                     writes = true;
                     standalone |= AnyStatementIsStandalone(remaining);
                     break;
@@ -114,10 +122,9 @@ internal sealed class CommandClassifier
         // Each connection has a temp schema of its own: the same text may write the main database on another one (a
         // table of that name there), or on this one once a temporary trigger is made, so TempWrite is never cached.
         complete &= standalone || writes || !tempWrites;
-        return invalid ? CommandKind.Invalid
-            : standalone
-                ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
-                : writes ? CommandKind.Write : tempWrites ? CommandKind.TempWrite : CommandKind.Read;
+        return standalone
+            ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
+            : writes ? CommandKind.Write : tempWrites ? CommandKind.TempWrite : CommandKind.Read;
     }
 
     /// <summary>
@@ -154,6 +161,47 @@ internal sealed class CommandClassifier
 
             return temp;
         }
+    }
+
+    /// <summary>
+    /// SQLite's error for a statement that failed to prepare with SQLITE_ERROR, if it fails again once a read has
+    /// brought the connection's schema up to date; null if it now prepares, or if the read cannot run (the database
+    /// is locked). SQLite checks its cached schema against the file only when it can take a read lock, so while
+    /// another connection holds the database locked a table it has just created is "no such table".
+    /// </summary>
+    private static SqliteException? ErrorAgainstCurrentSchema(sqlite3 db, ReadOnlySpan<byte> statement)
+    {
+        if (raw.sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema LIMIT 1", out var read) != raw.SQLITE_OK)
+        {
+            read.Dispose();
+            return null;
+        }
+
+        using (read)
+        {
+            if (raw.sqlite3_step(read) is not (raw.SQLITE_ROW or raw.SQLITE_DONE))
+            {
+                return null;
+            }
+        }
+
+        var rc = raw.sqlite3_prepare_v2(db, statement, out var again, out _);
+        again.Dispose();
+        if ((rc & 0xFF) != raw.SQLITE_ERROR)
+        {
+            return null;
+        }
+
+        try
+        {
+            SqliteException.ThrowExceptionForRC(rc, db); // Microsoft.Data.Sqlite's own error for it
+        }
+        catch (SqliteException error)
+        {
+            return error;
+        }
+
+        return null;
     }
 
     /// <summary>

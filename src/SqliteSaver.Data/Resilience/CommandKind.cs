@@ -21,10 +21,4 @@ internal enum CommandKind
 
     /// <summary>Several statements, some of which must not run inside a transaction: run once, as they are.</summary>
     Unprotected,
-
-    /// <summary>
-    /// The first statement cannot be prepared (a syntax error, an unknown table): run as it is, so that it fails at once
-    /// with SQLite's own error, as it would without the library, rather than queue for a write lock first.
-    /// </summary>
-    Invalid,
 }

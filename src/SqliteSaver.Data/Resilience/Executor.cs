@@ -141,8 +141,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             // Inside the try: reading the busy timeout may be interrupted by the token already.
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
             physical.NotePragmas(text);
-            var kind = Classify(physical, text);
-            if (physical.WriteOpenForReader && kind is not (CommandKind.Read or CommandKind.Invalid))
+            var kind = _classifier.Classify(physical.Handle, text, out var invalid);
+            if (invalid is not null)
+            {
+                throw invalid; // as it would without the library, before running anything, rather than after waiting for a lock
+            }
+
+            if (physical.WriteOpenForReader && kind != CommandKind.Read)
             {
                 throw WriteOpenForReader();
             }
@@ -168,7 +173,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     return (async
                         ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(s.Run(token)), statement, cancellationToken).ConfigureAwait(false)
                         : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken), false);
-                case CommandKind.Unprotected or CommandKind.Invalid:
+                case CommandKind.Unprotected:
                     return (run(command, behavior), false);
             }
 

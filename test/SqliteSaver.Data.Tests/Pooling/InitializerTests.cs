@@ -53,6 +53,27 @@ public class InitializerTests : DatabaseTest
         Should.Throw<SqliteException>(() => ConnectionTests.Scalar(connection, "SELECT twice(21)")).Message.ShouldContain("no such function");
     }
 
+    /// <summary>
+    /// Setting a data source's connection to the string it has changes nothing, also once the data source is disposed:
+    /// it cannot be opened, as without the setter (it does not slip into the shared pool unnoticed). Another string
+    /// moves it to that string's shared pool.
+    /// </summary>
+    [Test]
+    public void A_connection_of_a_disposed_data_source_set_to_its_own_connection_string_stays_disposed_another_string_opens()
+    {
+        var connectionString = Folder.ConnectionString("Checkpoint Interval=0");
+        var dataSource = SaverDataSource.Create(connectionString);
+        using var connection = dataSource.CreateConnection();
+        dataSource.Dispose();
+
+        connection.ConnectionString = connectionString;
+
+        Should.Throw<ObjectDisposedException>(connection.Open).ObjectName.ShouldBe(typeof(SaverDataSource).FullName);
+        connection.ConnectionString = connectionString + ";Retry=4";
+        connection.Open();
+        ConnectionTests.Scalar(connection, "SELECT 42").ShouldBe(42L);
+    }
+
     [Test]
     public async Task The_async_initializer_is_awaited_by_OpenAsync_with_its_token()
     {

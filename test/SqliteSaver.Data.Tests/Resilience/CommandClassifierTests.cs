@@ -44,15 +44,25 @@ public class CommandClassifierTests
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES ('; COMMIT; BEGIN'); -- END\n", "Write")]
     [TestCase("PRAGMA user_version = 'a;b'; SELECT 1", "Unprotected")]
     [TestCase(";; PRAGMA foreign_keys(0)", "Standalone")]
-    // The first statement cannot be prepared: it fails as it runs, whatever follows.
-    [TestCase("SELECT * FROM itme", "Invalid")]
-    [TestCase("SELEC x FROM t; INSERT INTO t VALUES (1)", "Invalid")]
-    [TestCase("CREATE TABLE t (y)", "Invalid")]
-    [TestCase(" -- c\n INSERT INTO nowhere VALUES (1); COMMIT", "Invalid")]
-    [TestCase("PRAGMA user_version = 6; SELEC 1", "Unprotected")]
     public void Commands_are_classified_by_what_their_statements_do(string sql, string expected)
     {
         new CommandClassifier().Classify(_connection.Handle!, sql).ToString().ShouldBe(expected);
+    }
+
+    // The first statement cannot be prepared: the command fails with SQLite's error before it runs anything.
+    [TestCase("SELECT * FROM itme", "Write", "no such table: itme")]
+    [TestCase("SELEC x FROM t; INSERT INTO t VALUES (1)", "Write", "near \"SELEC\": syntax error")]
+    [TestCase("CREATE TABLE t (y)", "Write", "table t already exists")]
+    [TestCase(" -- c\n INSERT INTO nowhere VALUES (1); COMMIT", "Unprotected", "no such table: nowhere")]
+    // A later one may depend on an earlier statement: no error.
+    [TestCase("PRAGMA user_version = 6; SELEC 1", "Unprotected", null)]
+    [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1)", "Write", null)]
+    public void A_first_statement_that_cannot_be_prepared_gives_SQLites_error(string sql, string expected, string? error)
+    {
+        new CommandClassifier().Classify(_connection.Handle!, sql, out var invalid).ToString().ShouldBe(expected);
+
+        invalid?.Message.ShouldBe($"SQLite Error 1: '{error}'.");
+        (invalid is null).ShouldBe(error is null);
     }
 
     [TestCase("CREATE TEMP TABLE u (y)", "TempWrite")]

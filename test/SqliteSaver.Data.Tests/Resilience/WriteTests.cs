@@ -427,6 +427,86 @@ public class WriteTests : DatabaseTest
         Should.Throw<SqliteException>(() => ConnectionTests.Scalar(connection, sql)).Message.ShouldBe(expected.Message);
     }
 
+    /// <summary>
+    /// In a rollback-journal database a connection whose cached schema predates a table another connection created
+    /// cannot read the schema again while a third connection holds the EXCLUSIVE lock: SQLite's prepare then reports
+    /// "no such table" (SQLITE_ERROR) once its busy timeout is spent. That is no error of the command's: as a write it
+    /// waits for the lock (BEGIN IMMEDIATE under the retry policy and its CommandTimeout), reads the new schema and
+    /// succeeds.
+    /// </summary>
+    [Test]
+    public async Task A_write_to_a_table_another_connection_created_waits_for_a_lock_that_keeps_the_schema_from_being_read()
+    {
+        var connectionString = Folder.ConnectionString(
+            "Journal Mode=Delete;Busy Timeout=200;Retry=100;Base Delay=0.01;Max Delay=0.05;Default Timeout=120;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE item (id INTEGER PRIMARY KEY)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM item").ShouldBe(0L); // the schema as it is before t
+        Plain("CREATE TABLE t (x)");
+
+        Task<int> insert;
+        using (var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False"))
+        {
+            holder.Open();
+            using var begin = holder.CreateCommand();
+            begin.CommandText = "BEGIN EXCLUSIVE"; // in a rollback journal it keeps readers out too
+            begin.ExecuteNonQuery();
+
+            insert = Task.Run(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+            ((IAsyncResult)insert).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(3)); // while the lock is held, it waits
+        }
+
+        await Should.NotThrowAsync(insert, "the write failed at once with 'no such table' instead of waiting for the lock");
+        (await insert).ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    /// <summary>
+    /// A command whose first statement does not prepare when the library looks at it fails with SQLite's error, and
+    /// runs nothing: if another connection creates the missing table meanwhile (another process migrating; an
+    /// authorizer, which SQLite calls as it prepares, makes the moment certain here), the batch runs as a write, rolled
+    /// back whole when its last statement fails, never in autocommit one statement at a time.
+    /// </summary>
+    [Test]
+    public void A_batch_whose_first_statement_did_not_prepare_when_classified_is_still_rolled_back_whole()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x PRIMARY KEY)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var handle = connection.InnerConnection.Handle!;
+        var selects = 0;
+        SQLitePCL.raw.sqlite3_set_authorizer(handle, (SQLitePCL.strdelegate_authorizer)((_, action, _, _, _, _) =>
+        {
+            if (action == SQLitePCL.raw.SQLITE_SELECT && Interlocked.Increment(ref selects) == 2)
+            {
+                try
+                {
+                    Plain("CREATE TABLE later (y)", busyTimeoutSeconds: 1);
+                }
+                catch (SqliteException)
+                {
+                    // The write lock is held: no other connection can change the schema now.
+                }
+            }
+
+            return SQLitePCL.raw.SQLITE_OK;
+        }), null);
+
+        try
+        {
+            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "SELECT count(*) FROM later; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)"));
+        }
+        finally
+        {
+            SQLitePCL.raw.sqlite3_set_authorizer(handle, (SQLitePCL.strdelegate_authorizer?)null, null);
+        }
+
+        selects.ShouldBeGreaterThanOrEqualTo(2);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L, "the batch's first INSERT was committed although the batch failed");
+    }
+
     [Test]
     public void Filling_a_temporary_table_does_not_wait_for_the_databases_write_lock_as_with_MDS([Values] bool heldInThisProcess)
     {
@@ -996,5 +1076,18 @@ public class WriteTests : DatabaseTest
         running.ForEach(t => t.Start());
         running.ForEach(t => t.Join());
         return [.. errors];
+    }
+
+    /// <summary>Runs SQL on a plain Microsoft.Data.Sqlite connection to the test database, as another process would.</summary>
+    private void Plain(string sql, int busyTimeoutSeconds = 30)
+    {
+        using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        other.Open();
+        using var command = other.CreateCommand();
+        command.CommandTimeout = busyTimeoutSeconds;
+        command.CommandText = "PRAGMA busy_timeout = 0";
+        command.ExecuteNonQuery();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
     }
 }
