@@ -1,0 +1,39 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests;
+
+/// <summary>Review of c0f6aa7..14e6854 (the classifier's probe read and EXPLAIN PRAGMA): each test shows a defect.</summary>
+public class ClassifierReviewTests : DatabaseTest
+{
+    /// <summary>
+    /// A command that fails to prepare inside the caller's DEFERRED transaction, before that transaction has read
+    /// anything, makes the classifier step its probe read (SELECT 1 FROM sqlite_schema) on the caller's connection:
+    /// that starts the transaction's read snapshot, which a failed command never does in SQLite or Microsoft.Data.Sqlite
+    /// (a prepare that reads the schema ends its own read). Another connection's write then makes the snapshot stale,
+    /// and the transaction's first write, which would have taken the newest snapshot, fails with SQLITE_BUSY_SNAPSHOT.
+    /// </summary>
+    [Test]
+    public void A_command_that_fails_to_prepare_does_not_start_the_read_snapshot_of_the_callers_deferred_transaction()
+    {
+        var connectionString = Folder.ConnectionString("Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        using (var transaction = connection.BeginTransaction(deferred: true))
+        {
+            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO typo VALUES (1)"))
+                .Message.ShouldContain("no such table: typo");
+            PoolTests.Execute(connectionString, "INSERT INTO t VALUES (1)"); // another connection writes meanwhile
+
+            ConnectionTests.Scalar(connection, "SELECT count(*) FROM t")
+                .ShouldBe(1L, "the transaction's snapshot was taken by the failed command's probe, before the other write");
+            Should.NotThrow(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+            transaction.Commit();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(2L);
+    }
+}
