@@ -70,4 +70,40 @@ public class ClassifierReviewTests : DatabaseTest
             SQLitePCL.raw.sqlite3_set_authorizer(handle, (SQLitePCL.strdelegate_authorizer?)null, null);
         }
     }
+
+    /// <summary>
+    /// The probe also runs when a reader re-classifies its batch (PooledDataReader.FinishInTransaction, as it closes in
+    /// the caller's transaction): the batch's first statement, a CREATE TEMP TABLE that has run, no longer prepares
+    /// ('table n already exists'), so the probe steps a read of main's sqlite_schema inside the caller's DEFERRED
+    /// transaction, which until then had touched only the temp database. That starts the transaction's snapshot of
+    /// main although no statement of the caller's read it: a row another connection commits afterwards is not seen
+    /// (observed count 0, expected 1) and the transaction's first write would meet SQLITE_BUSY_SNAPSHOT.
+    /// </summary>
+    [Test]
+    public void Closing_a_reader_of_a_temp_batch_does_not_start_the_read_snapshot_of_the_callers_deferred_transaction()
+    {
+        var connectionString = Folder.ConnectionString("Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        using (var transaction = connection.BeginTransaction(deferred: true))
+        {
+            using (var command = connection.CreateCommand())
+            {
+                command.CommandText = "CREATE TEMP TABLE n (x); SELECT 1";
+                using var reader = command.ExecuteReader();
+                reader.Read().ShouldBeTrue();
+            }
+
+            PoolTests.Execute(connectionString, "INSERT INTO t VALUES (1)"); // another connection writes meanwhile
+
+            ConnectionTests.Scalar(connection, "SELECT count(*) FROM t")
+                .ShouldBe(1L, "the transaction's snapshot of main was taken by the probe as the reader closed, before the other write");
+            Should.NotThrow(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+            transaction.Commit();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(2L);
+    }
 }
