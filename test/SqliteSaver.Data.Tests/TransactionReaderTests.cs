@@ -588,4 +588,70 @@ public class TransactionReaderTests : DatabaseTest
         Should.Throw<SqliteException>(transaction.Commit, "the transaction committed the batch without its failed INSERT")
             .SqliteErrorCode.ShouldBe(19);
     }
+
+    /// <summary>
+    /// A command that fails to prepare inside the caller's DEFERRED transaction, before that transaction has read
+    /// anything, makes the classifier step its probe read (SELECT 1 FROM sqlite_schema) on the caller's connection:
+    /// that starts the transaction's read snapshot, which a failed command never does in SQLite or Microsoft.Data.Sqlite
+    /// (a prepare that reads the schema ends its own read). Another connection's write then makes the snapshot stale,
+    /// and the transaction's first write, which would have taken the newest snapshot, fails with SQLITE_BUSY_SNAPSHOT.
+    /// </summary>
+    [Test]
+    public void A_command_that_fails_to_prepare_does_not_start_the_read_snapshot_of_the_callers_deferred_transaction()
+    {
+        var connectionString = Folder.ConnectionString("Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        using (var transaction = connection.BeginTransaction(deferred: true))
+        {
+            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO typo VALUES (1)"))
+                .Message.ShouldContain("no such table: typo");
+            PoolTests.Execute(connectionString, "INSERT INTO t VALUES (1)"); // another connection writes meanwhile
+
+            ConnectionTests.Scalar(connection, "SELECT count(*) FROM t")
+                .ShouldBe(1L, "the transaction's snapshot was taken by the failed command's probe, before the other write");
+            Should.NotThrow(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+            transaction.Commit();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(2L);
+    }
+
+    /// <summary>
+    /// The probe also runs when a reader re-classifies its batch (PooledDataReader.FinishInTransaction, as it closes in
+    /// the caller's transaction): the batch's first statement, a CREATE TEMP TABLE that has run, no longer prepares
+    /// ('table n already exists'), so the probe steps a read of main's sqlite_schema inside the caller's DEFERRED
+    /// transaction, which until then had touched only the temp database. That starts the transaction's snapshot of
+    /// main although no statement of the caller's read it: a row another connection commits afterwards is not seen
+    /// (observed count 0, expected 1) and the transaction's first write would meet SQLITE_BUSY_SNAPSHOT.
+    /// </summary>
+    [Test]
+    public void Closing_a_reader_of_a_temp_batch_does_not_start_the_read_snapshot_of_the_callers_deferred_transaction()
+    {
+        var connectionString = Folder.ConnectionString("Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        using (var transaction = connection.BeginTransaction(deferred: true))
+        {
+            using (var command = connection.CreateCommand())
+            {
+                command.CommandText = "CREATE TEMP TABLE n (x); SELECT 1";
+                using var reader = command.ExecuteReader();
+                reader.Read().ShouldBeTrue();
+            }
+
+            PoolTests.Execute(connectionString, "INSERT INTO t VALUES (1)"); // another connection writes meanwhile
+
+            ConnectionTests.Scalar(connection, "SELECT count(*) FROM t")
+                .ShouldBe(1L, "the transaction's snapshot of main was taken by the probe as the reader closed, before the other write");
+            Should.NotThrow(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+            transaction.Commit();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(2L);
+    }
 }

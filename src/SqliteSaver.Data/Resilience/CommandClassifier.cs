@@ -164,25 +164,17 @@ internal sealed class CommandClassifier
     }
 
     /// <summary>
-    /// SQLite's error for a statement that failed to prepare with SQLITE_ERROR, if it fails again once a read has
-    /// brought the connection's schema up to date; null if it now prepares, or if the read cannot run (the database
-    /// is locked). SQLite checks its cached schema against the file only when it can take a read lock, so while
-    /// another connection holds the database locked a table it has just created is "no such table".
+    /// SQLite's error for a statement that failed to prepare with SQLITE_ERROR, unless SQLite's cached schema may be
+    /// stale: SQLite checks it against the file as it prepares only when it can take a read lock, so while another
+    /// connection holds the database locked a table it has just created is "no such table". Outside a transaction a
+    /// read of the schema shows whether it can (null if the database is locked, or if the statement now prepares);
+    /// inside one the error stands, as SQLite gives it (a read would begin a deferred transaction's snapshot).
     /// </summary>
     private static SqliteException? ErrorAgainstCurrentSchema(sqlite3 db, ReadOnlySpan<byte> statement)
     {
-        if (raw.sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema LIMIT 1", out var read) != raw.SQLITE_OK)
+        if (raw.sqlite3_get_autocommit(db) != 0 && !SchemaReadable(db))
         {
-            read.Dispose();
             return null;
-        }
-
-        using (read)
-        {
-            if (raw.sqlite3_step(read) is not (raw.SQLITE_ROW or raw.SQLITE_DONE))
-            {
-                return null;
-            }
         }
 
         var rc = raw.sqlite3_prepare_v2(db, statement, out var again, out _);
@@ -202,6 +194,25 @@ internal sealed class CommandClassifier
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Reads the schema table as a statement would, so that SQLite notices a schema another connection changed; false
+    /// when the database is locked or the read is interrupted (an application's authorizer that refuses the read is no
+    /// lock: SQLite's own schema check does not ask it).
+    /// </summary>
+    private static bool SchemaReadable(sqlite3 db)
+    {
+        var rc = raw.sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema LIMIT 1", out var read);
+        using (read)
+        {
+            if (rc == raw.SQLITE_OK)
+            {
+                rc = raw.sqlite3_step(read);
+            }
+        }
+
+        return (rc & 0xFF) is not (raw.SQLITE_BUSY or raw.SQLITE_LOCKED or raw.SQLITE_INTERRUPT);
     }
 
     /// <summary>

@@ -507,6 +507,40 @@ public class WriteTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L, "the batch's first INSERT was committed although the batch failed");
     }
 
+    /// <summary>
+    /// The README: "A command whose first statement SQLite cannot prepare (a syntax error, an unknown table) fails at
+    /// once with SQLite's own error, before it runs anything, rather than wait for the write lock first". The probe
+    /// read the classifier adds (SELECT 1 FROM sqlite_schema) goes through the application's authorizer; one that
+    /// keeps the commands it authorizes away from the schema table (a common sandbox for user SQL; SQLite reads its
+    /// schema without asking it) refuses the probe, the classifier takes that for a schema it cannot read, and a typo
+    /// queues for the write lock another process holds, failing after its CommandTimeout with the library's timeout
+    /// (observed) instead of SQLite Error 1 'no such table' at once (expected; nothing was locked for reading).
+    /// </summary>
+    [Test]
+    public void A_typo_fails_at_once_with_SQLites_error_under_an_authorizer_that_hides_the_schema_table()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=100;Default Timeout=1;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var handle = connection.InnerConnection.Handle!;
+        SQLitePCL.raw.sqlite3_set_authorizer(handle, (SQLitePCL.strdelegate_authorizer)((_, action, table, _, _, _) =>
+            action == SQLitePCL.raw.SQLITE_READ && table is "sqlite_master" or "sqlite_schema" ? SQLitePCL.raw.SQLITE_DENY : SQLitePCL.raw.SQLITE_OK), null);
+        try
+        {
+            using var holder = HoldWriteLock(); // another process writing
+
+            var error = Should.Throw<Exception>(() => ConnectionTests.Scalar(connection, "SELECT * FROM typo"));
+            error.ShouldBeOfType<SqliteException>("the typo waited for the write lock: " + error.GetType().Name + ": " + error.Message);
+            ((SqliteException)error).SqliteErrorCode.ShouldBe(1);
+            error.Message.ShouldBe("SQLite Error 1: 'no such table: typo'.");
+        }
+        finally
+        {
+            SQLitePCL.raw.sqlite3_set_authorizer(handle, (SQLitePCL.strdelegate_authorizer?)null, null);
+        }
+    }
+
     [Test]
     public void Filling_a_temporary_table_does_not_wait_for_the_databases_write_lock_as_with_MDS([Values] bool heldInThisProcess)
     {
