@@ -37,6 +37,31 @@ public class AsyncReviewTests : DatabaseTest
     }
 
     /// <summary>
+    /// SaverDataSource.CheckpointAsync, awaited (not blocked on) on a UI-style thread, opens the data source's checkpoint
+    /// connection synchronously and blocks the context's only thread on the async connection initializer, which the
+    /// README says the checkpoint connection runs too: an awaited async API deadlocks.
+    /// </summary>
+    [Test]
+    public void An_awaited_data_source_CheckpointAsync_on_a_single_threaded_SynchronizationContext_completes_with_an_async_initializer()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
+            .UseConnectionInitializer(async (connection, cancellationToken) =>
+            {
+                await Task.Yield(); // resumes on the caller's SynchronizationContext, as UI code does
+                connection.CreateFunction("answer", () => 42L);
+            })
+            .Build();
+
+        var busy = OnSingleThreadedContext(async () =>
+        {
+            var result = await dataSource.CheckpointAsync(CheckpointMode.Passive);
+            return result.Busy;
+        });
+
+        busy.ShouldBeFalse();
+    }
+
+    /// <summary>
     /// Runs <paramref name="work"/> on a single-threaded SynchronizationContext and returns its result. If it has not
     /// completed within <see cref="Generous"/>, the work posted to the context (which its blocked thread cannot run) is
     /// run on this thread until the work completes, so that the test ends and cleans up, and the test fails.
