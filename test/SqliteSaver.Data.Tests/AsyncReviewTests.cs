@@ -62,6 +62,78 @@ public class AsyncReviewTests : DatabaseTest
     }
 
     /// <summary>
+    /// A synchronous write's backoff delay between retries (the built-in strategy with the system clock) is a
+    /// ManualResetEventSlim set by a TimeProvider timer, whose callback needs a free thread-pool thread. Synchronous
+    /// writers running on the pool's threads (an ASP.NET app doing synchronous data access under load) block those
+    /// threads in their backoff, and the timer callbacks that would end it wait for a thread that only the pool's
+    /// starvation injection (about one every half second, without the cap used here) provides. With the pool capped
+    /// at its current size so that it injects none, writers that should each give up after one 1 ms retry never
+    /// return. Expected: a synchronous backoff ends without needing another pool thread, and every writer gets
+    /// SQLITE_BUSY.
+    /// </summary>
+    [Test]
+    public void Synchronous_writers_on_every_thread_pool_thread_end_their_backoff_without_another_pool_thread()
+    {
+        ThreadPool.GetMinThreads(out var minWorkers, out _);
+        ThreadPool.GetMaxThreads(out var maxWorkers, out var maxIo);
+        var workers = Math.Max(minWorkers, Environment.ProcessorCount);
+        var writers = workers + 2; // more than the pool may run: some queue behind the others
+        var connectionString = Folder.ConnectionString(
+            $"Max Pool Size={writers};Busy Timeout=0;Retry=1;Base Delay=0.001;Max Delay=0.001;Jitter=0;Checkpoint Interval=0");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var connections = Enumerable.Range(0, writers).Select(_ => dataSource.OpenConnection()).ToArray();
+        ConnectionTests.Exec(connections[0], "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock(); // another process's write lock: every write meets SQLITE_BUSY and backs off
+
+        var outcomes = new ConcurrentQueue<Exception?>();
+        var done = new CountdownEvent(writers);
+        bool ended;
+        ThreadPool.SetMaxThreads(workers, maxIo).ShouldBeTrue();
+        try
+        {
+            foreach (var connection in connections)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(
+                    static state =>
+                    {
+                        var (connection, outcomes, done) = state;
+                        try
+                        {
+                            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+                            outcomes.Enqueue(null);
+                        }
+                        catch (Exception exception)
+                        {
+                            outcomes.Enqueue(exception);
+                        }
+                        finally
+                        {
+                            done.Signal();
+                        }
+                    },
+                    (connection, outcomes, done),
+                    preferLocal: false);
+            }
+
+            ended = done.Wait(Generous);
+        }
+        finally
+        {
+            ThreadPool.SetMaxThreads(maxWorkers, maxIo);
+        }
+
+        done.Wait(Generous); // with the pool free again they end, before their connections are closed
+        foreach (var connection in connections)
+        {
+            connection.Dispose();
+        }
+
+        ended.ShouldBeTrue($"{done.CurrentCount} of {writers} synchronous writers on the thread pool had not ended within {Generous.TotalSeconds} s: each waits for its 1 ms backoff timer, whose callback needs a pool thread");
+        outcomes.Count.ShouldBe(writers);
+        outcomes.ShouldAllBe(outcome => outcome is Microsoft.Data.Sqlite.SqliteException && ((Microsoft.Data.Sqlite.SqliteException)outcome).SqliteErrorCode == 5);
+    }
+
+    /// <summary>
     /// Runs <paramref name="work"/> on a single-threaded SynchronizationContext and returns its result. If it has not
     /// completed within <see cref="Generous"/>, the work posted to the context (which its blocked thread cannot run) is
     /// run on this thread until the work completes, so that the test ends and cleans up, and the test fails.
