@@ -1,0 +1,146 @@
+using System.Collections.Concurrent;
+using Microsoft.Data.Sqlite;
+using Polly;
+using Polly.Retry;
+using Shouldly;
+
+namespace SqliteSaver.Data.Polly.Tests;
+
+/// <summary>Async review: the Polly pipeline under a single-threaded SynchronizationContext (a UI thread).</summary>
+public class AsyncReviewTests
+{
+    private static readonly TimeSpan Generous = TimeSpan.FromSeconds(30);
+    private string _folder = null!;
+
+    [SetUp]
+    public void SetUp() => _folder = Directory.CreateTempSubdirectory("saver-polly-review-").FullName;
+
+    [TearDown]
+    public void TearDown()
+    {
+        SaverDbConnection.ClearAllPools();
+        Directory.Delete(_folder, recursive: true);
+    }
+
+    /// <summary>
+    /// A synchronous ExecuteNonQuery on a UI-style thread, through a pipeline whose OnRetry callback awaits as UI code
+    /// does (no ConfigureAwait(false)): PipelineRetryStrategy.Execute runs pipeline.Execute on the caller's thread,
+    /// which blocks it on the callback's task while the callback's continuation is posted to that same thread, so the
+    /// write never returns. Expected: it fails with SQLITE_BUSY once the pipeline's two retries are spent.
+    /// </summary>
+    [Test]
+    public void A_synchronous_write_on_a_single_threaded_SynchronizationContext_completes_with_an_async_OnRetry()
+    {
+        var file = Path.Combine(_folder, "review.db");
+        var retries = 0;
+        var pipeline = new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<SqliteException>(SaverRetryStrategy.IsTransient),
+                MaxRetryAttempts = 2,
+                Delay = TimeSpan.FromMilliseconds(1),
+                OnRetry = async _ =>
+                {
+                    await Task.Yield(); // resumes on the caller's SynchronizationContext, as UI code does
+                    Interlocked.Increment(ref retries);
+                },
+            })
+            .Build();
+        using var dataSource = new SaverDataSourceBuilder($"Data Source={file};Busy Timeout=0;Checkpoint Interval=0")
+            .UseResiliencePipeline(pipeline)
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            Execute(connection, "CREATE TABLE t (x)");
+        }
+
+        using var holder = new SqliteConnection($"Data Source={file};Pooling=False"); // another process's write lock
+        holder.Open();
+        using (var begin = holder.CreateCommand())
+        {
+            begin.CommandText = "BEGIN IMMEDIATE";
+            begin.ExecuteNonQuery();
+        }
+
+        var context = new SingleThreadedContext();
+        var write = context.Start(() =>
+        {
+            using var connection = dataSource.OpenConnection();
+            return Execute(connection, "INSERT INTO t VALUES (1)");
+        });
+        var ended = ((IAsyncResult)write).AsyncWaitHandle.WaitOne(Generous);
+        if (!ended)
+        {
+            context.RunPendingHere(write, Generous); // so that the write ends and the test cleans up
+        }
+
+        holder.Dispose();
+        ended.ShouldBeTrue($"the synchronous write on the single-threaded SynchronizationContext did not end within {Generous.TotalSeconds} s: it ended only once what the OnRetry callback had posted to that context was run on another thread");
+        Should.Throw<SqliteException>(() => write.GetAwaiter().GetResult()).SqliteErrorCode.ShouldBe(5);
+        retries.ShouldBe(2);
+    }
+
+    private static int Execute(SaverDbConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return command.ExecuteNonQuery();
+    }
+
+    /// <summary>A SynchronizationContext that runs everything posted to it on one thread of its own, as a UI thread does.</summary>
+    private sealed class SingleThreadedContext : SynchronizationContext
+    {
+        private readonly BlockingCollection<(SendOrPostCallback Callback, object? State)> _queue = [];
+
+        public override void Post(SendOrPostCallback d, object? state) => _queue.Add((d, state));
+
+        public override void Send(SendOrPostCallback d, object? state) => throw new NotSupportedException();
+
+        /// <summary>Runs what was posted and is still queued on the calling thread, until <paramref name="done"/> completes.</summary>
+        public void RunPendingHere(Task done, TimeSpan bound)
+        {
+            var deadline = DateTime.UtcNow + bound;
+            while (!done.IsCompleted && DateTime.UtcNow < deadline)
+            {
+                if (_queue.TryTake(out var item, TimeSpan.FromMilliseconds(100)))
+                {
+                    item.Callback(item.State);
+                }
+            }
+        }
+
+        /// <summary>Runs <paramref name="work"/> synchronously on the context's thread, then runs what is posted there.</summary>
+        public Task<T> Start<T>(Func<T> work)
+        {
+            var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var thread = new Thread(() =>
+            {
+                SetSynchronizationContext(this);
+                Post(
+                    _ =>
+                    {
+                        try
+                        {
+                            result.SetResult(work());
+                        }
+                        catch (Exception exception)
+                        {
+                            result.SetException(exception);
+                        }
+                        finally
+                        {
+                            _queue.CompleteAdding();
+                        }
+                    },
+                    null);
+                foreach (var (callback, state) in _queue.GetConsumingEnumerable())
+                {
+                    callback(state);
+                }
+            })
+            { IsBackground = true }; // a deadlocked one must not keep the test run alive
+            thread.Start();
+            return result.Task;
+        }
+    }
+}
