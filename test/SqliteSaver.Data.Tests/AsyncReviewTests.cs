@@ -134,6 +134,58 @@ public class AsyncReviewTests : DatabaseTest
     }
 
     /// <summary>
+    /// SaverDataSource.CheckpointAsync runs Checkpoint synchronously, and the first one opens the data source's
+    /// checkpoint connection, whose PRAGMAs the retry strategy runs again while the switch to WAL meets another
+    /// process's read lock: RetryPolicy.Execute waits out each backoff (50 ms, 100 ms ... up to Max Delay) blocking the
+    /// caller's thread, with CancellationToken.None, so cancelling the call's token does not end the wait (the README
+    /// promises that its waits last at most 250 ms each). With a fake clock the backoff never ends by itself: a
+    /// cancelled CheckpointAsync should end with OperationCanceledException carrying its token, and does not.
+    /// </summary>
+    [Test]
+    public void A_data_source_CheckpointAsync_cancelled_while_its_connection_opening_backs_off_ends()
+    {
+        using (var create = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Folder.File()};Pooling=False"))
+        {
+            create.Open();
+            using var command = create.CreateCommand();
+            command.CommandText = "CREATE TABLE t (x)"; // rollback journal: the first connection switches it to WAL
+            command.ExecuteNonQuery();
+        }
+
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Busy Timeout=0;Base Delay=60;Max Delay=60;Checkpoint Interval=0"))
+            .UseTimeProvider(time)
+            .Build();
+        var retrying = 0;
+        ((SqliteSaver.Data.Resilience.RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, _, _) => Interlocked.Increment(ref retrying);
+        using var reader = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        reader.Open();
+        using (var read = reader.CreateCommand())
+        {
+            read.CommandText = "BEGIN; SELECT count(*) FROM t;"; // another process's read lock: the switch to WAL is busy
+            read.ExecuteNonQuery();
+        }
+
+        using var cancellation = new CancellationTokenSource();
+        Task<CheckpointResult>? checkpoint = null;
+        var caller = new Thread(() => checkpoint = dataSource.CheckpointAsync(CheckpointMode.Passive, cancellation.Token)) { IsBackground = true };
+        caller.Start();
+        Wait.Until(() => Volatile.Read(ref retrying) >= 1); // in the first backoff delay of the PRAGMAs
+        cancellation.Cancel();
+
+        var ended = caller.Join(Generous);
+        reader.Dispose();
+        for (var i = 0; !caller.Join(TimeSpan.FromMilliseconds(100)) && i < 300; i++)
+        {
+            time.Advance(TimeSpan.FromSeconds(60)); // ends the backoff, so that the thread and the test end
+        }
+
+        ended.ShouldBeTrue($"CheckpointAsync did not return within {Generous.TotalSeconds} s of its token's cancellation: it blocks its caller in the checkpoint connection's backoff, which the token does not end");
+        var exception = Should.Throw<OperationCanceledException>(() => checkpoint!.GetAwaiter().GetResult());
+        exception.CancellationToken.ShouldBe(cancellation.Token);
+    }
+
+    /// <summary>
     /// Runs <paramref name="work"/> on a single-threaded SynchronizationContext and returns its result. If it has not
     /// completed within <see cref="Generous"/>, the work posted to the context (which its blocked thread cannot run) is
     /// run on this thread until the work completes, so that the test ends and cleans up, and the test fails.
