@@ -116,7 +116,7 @@ public sealed class SaverDataSource : DbDataSource
         }
     }
 
-    /// <summary>The result of the last checkpoint run by this data source (background or <see cref="Checkpoint"/>), if any.</summary>
+    /// <summary>The result of the last checkpoint run by this data source (background or <see cref="Checkpoint(CheckpointMode)"/>), if any.</summary>
     public CheckpointResult? LastCheckpointResult => Checkpointer.Last?.Result;
 
     /// <summary>When the last checkpoint run by this data source finished.</summary>
@@ -190,7 +190,8 @@ public sealed class SaverDataSource : DbDataSource
     /// <summary>
     /// Runs a WAL checkpoint on a connection the data source keeps for checkpoints, outside the pool, so it works
     /// even while the caller holds every pooled connection. It waits at most 250 ms for another checkpoint to end, and
-    /// at most 250 ms for each lock it then needs (the writer's, each reader's).
+    /// at most 250 ms for each lock it then needs (the writer's, each reader's). The first one, or the first since the
+    /// pool had no connection open, opens that connection, whose PRAGMAs wait for locks as a pooled connection's do.
     /// </summary>
     /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
     /// <returns>SQLite's figures (see <see cref="CheckpointExtensions.Checkpoint"/>).</returns>
@@ -198,29 +199,24 @@ public sealed class SaverDataSource : DbDataSource
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
     /// <exception cref="InvalidOperationException">The data source opens the database read-only (Mode=ReadOnly or mode=ro).</exception>
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite reported an error other than busy.</exception>
-    public CheckpointResult Checkpoint(CheckpointMode mode = CheckpointMode.Passive)
-    {
-        CheckpointExtensions.CheckMode(mode);
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        var result = Checkpointer.Run(mode);
+    public CheckpointResult Checkpoint(CheckpointMode mode = CheckpointMode.Passive) => Checkpoint(mode, CancellationToken.None);
 
-        // Disposed while it waited for a background checkpoint: Dispose, not another checkpoint, is why it did not run.
-        ObjectDisposedException.ThrowIf(_disposed != 0 && result == Checkpointer.AnotherCheckpointRuns, this);
-        return result;
-    }
-
-    /// <summary>Runs <see cref="Checkpoint"/> after checking <paramref name="cancellationToken"/>; SQLite has no asynchronous I/O.</summary>
+    /// <summary>
+    /// Runs <see cref="Checkpoint(CheckpointMode)"/> on the caller's thread (SQLite has no asynchronous I/O);
+    /// <paramref name="cancellationToken"/> is checked before it starts, and ends the waits of the checkpoint
+    /// connection's opening (its PRAGMAs' waits for a lock and between attempts, its initializer) and of the checkpoint.
+    /// </summary>
     /// <param name="mode">The checkpoint mode.</param>
-    /// <param name="cancellationToken">Checked before the checkpoint starts.</param>
+    /// <param name="cancellationToken">Ends the checkpoint's waits.</param>
     /// <returns>SQLite's figures.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
     public Task<CheckpointResult> CheckpointAsync(CheckpointMode mode = CheckpointMode.Passive, CancellationToken cancellationToken = default)
-        => CheckpointExtensions.AsTask(() => Checkpoint(mode), cancellationToken);
+        => CheckpointExtensions.AsTask(() => Checkpoint(mode, cancellationToken), cancellationToken);
 
-    /// <summary>Runs a PASSIVE <see cref="Checkpoint"/> after checking <paramref name="cancellationToken"/>.</summary>
-    /// <param name="cancellationToken">Checked before the checkpoint starts.</param>
+    /// <summary>Runs a PASSIVE checkpoint as <see cref="CheckpointAsync(CheckpointMode, CancellationToken)"/> does.</summary>
+    /// <param name="cancellationToken">Ends the checkpoint's waits.</param>
     /// <returns>SQLite's figures.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
@@ -237,6 +233,17 @@ public sealed class SaverDataSource : DbDataSource
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         return Checkpointer.GetStatus();
+    }
+
+    private CheckpointResult Checkpoint(CheckpointMode mode, CancellationToken cancellationToken)
+    {
+        CheckpointExtensions.CheckMode(mode);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var result = Checkpointer.Run(mode, cancellationToken);
+
+        // Disposed while it waited for a background checkpoint: Dispose, not another checkpoint, is why it did not run.
+        ObjectDisposedException.ThrowIf(_disposed != 0 && result == Checkpointer.AnotherCheckpointRuns, this);
+        return result;
     }
 
     /// <summary>The shared data source for a connection string, created on first use.</summary>

@@ -208,7 +208,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// written to the WAL since the call before (SQLite's SQLITE_DBSTATUS_CACHE_WRITE).
     /// </param>
     /// <param name="async">Whether the caller awaits: the returned task is otherwise already complete.</param>
-    /// <param name="cancellationToken">Ends the waits of an asynchronous open.</param>
+    /// <param name="cancellationToken">Ends the PRAGMAs' waits (blocking ones too, for the checkpoint connection's open).</param>
     public static async ValueTask<PhysicalConnection> Open(
         SaverOptions options,
         string connectionString,
@@ -253,7 +253,7 @@ internal sealed partial class PhysicalConnection : IDisposable
             }
             else
             {
-                strategy.Execute(static (s, token) => ApplyPragmas(s.Handle, s.Timeout, s.BusyHandler, s.PragmaSql, token), state, CancellationToken.None);
+                strategy.Execute(static (s, token) => ApplyPragmas(s.Handle, s.Timeout, s.BusyHandler, s.PragmaSql, token), state, cancellationToken);
             }
 
             return new PhysicalConnection(sqlite, generation, options, committed);

@@ -26,10 +26,15 @@ internal sealed class PhysicalConnectionFactory(
     public PhysicalConnection Open(int generation)
         => Synchronously.Result(OpenCore(generation, options.InnerConnectionString(generation), async: false, CancellationToken.None));
 
-    /// <summary>Opens the checkpointer's own connection (see <see cref="SaverOptions.CheckpointerConnectionString"/>), in generation 0.</summary>
+    /// <summary>
+    /// Opens the checkpointer's own connection (see <see cref="SaverOptions.CheckpointerConnectionString"/>), in
+    /// generation 0, blocking; <paramref name="cancellationToken"/> ends the PRAGMAs' waits for a lock and between
+    /// their attempts, and is handed to the initializer.
+    /// </summary>
     /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
-    public PhysicalConnection OpenForCheckpoints()
-        => Synchronously.Result(OpenCore(generation: 0, options.CheckpointerConnectionString, async: false, CancellationToken.None));
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public PhysicalConnection OpenForCheckpoints(CancellationToken cancellationToken)
+        => Synchronously.Result(OpenCore(generation: 0, options.CheckpointerConnectionString, async: false, cancellationToken));
 
     /// <summary>Opens a connection, awaiting an asynchronous initializer.</summary>
     /// <exception cref="SqliteException">SQLite could not open the database or apply a PRAGMA.</exception>
@@ -45,14 +50,15 @@ internal sealed class PhysicalConnectionFactory(
         {
             if (initializer is not null)
             {
-                var initialized = initializer(connection.Sqlite, cancellationToken);
                 if (async)
                 {
-                    await initialized.ConfigureAwait(false);
+                    await initializer(connection.Sqlite, cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
-                    initialized.GetAwaiter().GetResult();
+                    Synchronously.WithoutContext(
+                        static state => state.Initializer(state.Connection, state.Token),
+                        (Initializer: initializer, Connection: connection.Sqlite, Token: cancellationToken)).GetAwaiter().GetResult();
                 }
             }
         }

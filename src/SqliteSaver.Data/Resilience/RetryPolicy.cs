@@ -63,10 +63,7 @@ internal sealed class RetryPolicy : SaverRetryStrategy
             catch (SqliteException error) when (IsTransient(error))
             {
                 var delay = NextDelay(error, attempts, start, Left(state));
-                using var elapsed = new ManualResetEventSlim();
-                using var timer = _time.CreateTimer(static state => ((ManualResetEventSlim)state!).Set(), elapsed, delay, Timeout.InfiniteTimeSpan);
-                Retrying?.Invoke(attempts, delay, error);
-                elapsed.Wait(cancellationToken);
+                Delay(attempts, delay, error, cancellationToken);
                 _telemetry.Retried();
             }
         }
@@ -93,6 +90,34 @@ internal sealed class RetryPolicy : SaverRetryStrategy
                 _telemetry.Retried();
             }
         }
+    }
+
+    /// <summary>
+    /// Blocks for a synchronous attempt's delay. With the system clock the calling thread waits itself: a timer's
+    /// callback needs a thread-pool thread, which synchronous callers blocked on the pool's threads may all hold.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    private void Delay(int attempts, TimeSpan delay, SqliteException error, CancellationToken cancellationToken)
+    {
+        if (ReferenceEquals(_time, TimeProvider.System))
+        {
+            Retrying?.Invoke(attempts, delay, error);
+            if (!cancellationToken.CanBeCanceled)
+            {
+                Thread.Sleep(delay);
+            }
+            else if (cancellationToken.WaitHandle.WaitOne(delay))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+
+            return;
+        }
+
+        using var elapsed = new ManualResetEventSlim();
+        using var timer = _time.CreateTimer(static state => ((ManualResetEventSlim)state!).Set(), elapsed, delay, Timeout.InfiniteTimeSpan);
+        Retrying?.Invoke(attempts, delay, error);
+        elapsed.Wait(cancellationToken);
     }
 
     /// <summary>What is left of the CommandTimeout of a command's attempt (see <see cref="IBoundedAttempt"/>); infinite for other work.</summary>

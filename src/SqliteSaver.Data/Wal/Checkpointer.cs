@@ -100,8 +100,11 @@ internal sealed class Checkpointer : IDisposable
     /// another checkpoint here to end (a background one copying a large WAL back may take longer), and comes back
     /// busy, with -1 frames, if it does not.
     /// </summary>
+    /// <param name="mode">The checkpoint mode.</param>
+    /// <param name="cancellationToken">Ends the waits of the connection's opening, if it opens, and of the checkpoint.</param>
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not open the database or reported an error other than busy.</exception>
-    public CheckpointResult Run(CheckpointMode mode)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public CheckpointResult Run(CheckpointMode mode, CancellationToken cancellationToken)
     {
         if (!_lock.TryEnter(StepTimeout))
         {
@@ -110,7 +113,7 @@ internal sealed class Checkpointer : IDisposable
 
         try
         {
-            var result = CheckpointExtensions.RunWaiting(Connection().Handle, mode, ConnectionBusyTimeout, CancellationToken.None);
+            var result = CheckpointExtensions.RunWaiting(Connection(cancellationToken).Handle, mode, ConnectionBusyTimeout, cancellationToken);
             Record(mode, result, OnDemand);
             return result;
         }
@@ -146,7 +149,7 @@ internal sealed class Checkpointer : IDisposable
     }
 
     /// <summary>
-    /// Reads the WAL status on the checkpointer's own connection, closed again as <see cref="Run(CheckpointMode)"/>
+    /// Reads the WAL status on the checkpointer's own connection, closed again as <see cref="Run(CheckpointMode, CancellationToken)"/>
     /// leaves it. While another checkpoint here keeps that connection past <see cref="StepTimeout"/> (a background one
     /// copying a large WAL back, say), the status comes from the <c>-wal</c> file's size alone, in WAL mode, as that
     /// connection found the database.
@@ -267,12 +270,13 @@ internal sealed class Checkpointer : IDisposable
     private int ConnectionBusyTimeout => (int)Math.Min(_options.BusyTimeout.TotalMilliseconds, StepTimeout.TotalMilliseconds);
 
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
-    private PhysicalConnection Connection()
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while it opened.</exception>
+    private PhysicalConnection Connection(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
         if (_connection is null)
         {
-            _connection = _factory.OpenForCheckpoints();
+            _connection = _factory.OpenForCheckpoints(cancellationToken);
             raw.sqlite3_busy_timeout(_connection.Handle, ConnectionBusyTimeout);
             var (path, pageSize) = CheckpointExtensions.WalFileOf(_connection.Handle);
             Volatile.Write(ref _walFile, new WalFile(path, pageSize));

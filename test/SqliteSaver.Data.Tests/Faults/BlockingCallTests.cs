@@ -1,13 +1,14 @@
 using System.Collections.Concurrent;
 using Shouldly;
 
-namespace SqliteSaver.Data.Tests;
+namespace SqliteSaver.Data.Tests.Faults;
 
 /// <summary>
-/// Async review: deadlocks under a single-threaded SynchronizationContext, cancellation at each wait, thread-pool
-/// starvation of synchronous calls, and the exceptions they throw.
+/// Calls that block their thread on other work end: on a single-threaded SynchronizationContext with an async
+/// connection initializer, on a thread pool whose every thread a synchronous writer holds, and when cancelled while
+/// the checkpoint connection's PRAGMAs back off.
 /// </summary>
-public class AsyncReviewTests : DatabaseTest
+public class BlockingCallTests : DatabaseTest
 {
     private static readonly TimeSpan Generous = TimeSpan.FromSeconds(30);
 

@@ -6,14 +6,14 @@ using Shouldly;
 
 namespace SqliteSaver.Data.Polly.Tests;
 
-/// <summary>Async review: the Polly pipeline under a single-threaded SynchronizationContext (a UI thread).</summary>
-public class AsyncReviewTests
+/// <summary>A synchronous call through a Polly pipeline under a single-threaded SynchronizationContext (a UI thread).</summary>
+public class SynchronizationContextTests
 {
     private static readonly TimeSpan Generous = TimeSpan.FromSeconds(30);
     private string _folder = null!;
 
     [SetUp]
-    public void SetUp() => _folder = Directory.CreateTempSubdirectory("saver-polly-review-").FullName;
+    public void SetUp() => _folder = Directory.CreateTempSubdirectory("saver-polly-context-").FullName;
 
     [TearDown]
     public void TearDown()
@@ -31,7 +31,7 @@ public class AsyncReviewTests
     [Test]
     public void A_synchronous_write_on_a_single_threaded_SynchronizationContext_completes_with_an_async_OnRetry()
     {
-        var file = Path.Combine(_folder, "review.db");
+        var file = Path.Combine(_folder, "context.db");
         var retries = 0;
         var pipeline = new ResiliencePipelineBuilder()
             .AddRetry(new RetryStrategyOptions
