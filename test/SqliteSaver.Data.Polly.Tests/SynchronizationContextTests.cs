@@ -3,6 +3,7 @@ using Microsoft.Data.Sqlite;
 using Polly;
 using Polly.Retry;
 using Shouldly;
+using SqliteSaver.Data.Tests;
 
 namespace SqliteSaver.Data.Polly.Tests;
 
@@ -66,7 +67,7 @@ public class SynchronizationContextTests
         var write = context.Start(() =>
         {
             using var connection = dataSource.OpenConnection();
-            return Execute(connection, "INSERT INTO t VALUES (1)");
+            return Task.FromResult(Execute(connection, "INSERT INTO t VALUES (1)")); // blocks the context's thread
         });
         var ended = ((IAsyncResult)write).AsyncWaitHandle.WaitOne(Generous);
         if (!ended)
@@ -85,62 +86,5 @@ public class SynchronizationContextTests
         using var command = connection.CreateCommand();
         command.CommandText = sql;
         return command.ExecuteNonQuery();
-    }
-
-    /// <summary>A SynchronizationContext that runs everything posted to it on one thread of its own, as a UI thread does.</summary>
-    private sealed class SingleThreadedContext : SynchronizationContext
-    {
-        private readonly BlockingCollection<(SendOrPostCallback Callback, object? State)> _queue = [];
-
-        public override void Post(SendOrPostCallback d, object? state) => _queue.Add((d, state));
-
-        public override void Send(SendOrPostCallback d, object? state) => throw new NotSupportedException();
-
-        /// <summary>Runs what was posted and is still queued on the calling thread, until <paramref name="done"/> completes.</summary>
-        public void RunPendingHere(Task done, TimeSpan bound)
-        {
-            var deadline = DateTime.UtcNow + bound;
-            while (!done.IsCompleted && DateTime.UtcNow < deadline)
-            {
-                if (_queue.TryTake(out var item, TimeSpan.FromMilliseconds(100)))
-                {
-                    item.Callback(item.State);
-                }
-            }
-        }
-
-        /// <summary>Runs <paramref name="work"/> synchronously on the context's thread, then runs what is posted there.</summary>
-        public Task<T> Start<T>(Func<T> work)
-        {
-            var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var thread = new Thread(() =>
-            {
-                SetSynchronizationContext(this);
-                Post(
-                    _ =>
-                    {
-                        try
-                        {
-                            result.SetResult(work());
-                        }
-                        catch (Exception exception)
-                        {
-                            result.SetException(exception);
-                        }
-                        finally
-                        {
-                            _queue.CompleteAdding();
-                        }
-                    },
-                    null);
-                foreach (var (callback, state) in _queue.GetConsumingEnumerable())
-                {
-                    callback(state);
-                }
-            })
-            { IsBackground = true }; // a deadlocked one must not keep the test run alive
-            thread.Start();
-            return result.Task;
-        }
     }
 }

@@ -160,7 +160,7 @@ public class InitializerTests : DatabaseTest
             })
             .Build();
 
-        var opened = SingleThreadedContext.Run(async () =>
+        var opened = new SingleThreadedContext().Start(async () =>
         {
             await using var connection = await dataSource.OpenConnectionAsync();
             return ConnectionTests.Scalar(connection, "SELECT answer()");
@@ -168,49 +168,5 @@ public class InitializerTests : DatabaseTest
 
         opened.Wait(TimeSpan.FromSeconds(10)).ShouldBeTrue("OpenAsync did not complete within 10 s on a single-threaded SynchronizationContext");
         opened.Result.ShouldBe(42L);
-    }
-
-    /// <summary>A SynchronizationContext that runs everything posted to it on one thread of its own, as a UI thread does.</summary>
-    private sealed class SingleThreadedContext : SynchronizationContext
-    {
-        private readonly System.Collections.Concurrent.BlockingCollection<(SendOrPostCallback Callback, object? State)> _queue = [];
-
-        public override void Post(SendOrPostCallback d, object? state) => _queue.Add((d, state));
-
-        public override void Send(SendOrPostCallback d, object? state) => throw new NotSupportedException();
-
-        public static Task<T> Run<T>(Func<Task<T>> work)
-        {
-            var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var thread = new Thread(() =>
-            {
-                var context = new SingleThreadedContext();
-                SetSynchronizationContext(context);
-                context.Post(
-                    async _ =>
-                    {
-                        try
-                        {
-                            result.SetResult(await work());
-                        }
-                        catch (Exception exception)
-                        {
-                            result.SetException(exception);
-                        }
-                        finally
-                        {
-                            context._queue.CompleteAdding();
-                        }
-                    },
-                    null);
-                foreach (var (callback, state) in context._queue.GetConsumingEnumerable())
-                {
-                    callback(state);
-                }
-            })
-            { IsBackground = true }; // a deadlocked one must not keep the test run alive
-            thread.Start();
-            return result.Task;
-        }
     }
 }
