@@ -23,11 +23,21 @@ internal static class Synchronously
 
     /// <summary>
     /// Runs code that starts the application's asynchronous code (a connection initializer, a Polly pipeline's
-    /// callbacks) for a synchronous call to block on, with no SynchronizationContext: its awaits then continue on the
-    /// thread pool, not on a single-threaded context (a UI thread's) that the blocked caller holds, which would deadlock.
+    /// callbacks) for a synchronous call to block on, with no SynchronizationContext and on the default TaskScheduler:
+    /// its awaits then continue on the thread pool, not on a single-threaded context (a UI thread's) or scheduler that
+    /// the blocked caller holds, which would deadlock. Inside a task on another scheduler it runs on a pool thread.
     /// </summary>
     public static TResult WithoutContext<TState, TResult>(Func<TState, TResult> start, TState state)
     {
+        if (TaskScheduler.Current != TaskScheduler.Default)
+        {
+            return Task.Factory.StartNew(
+                () => start(state),
+                CancellationToken.None,
+                TaskCreationOptions.DenyChildAttach,
+                TaskScheduler.Default).GetAwaiter().GetResult();
+        }
+
         var context = SynchronizationContext.Current;
         if (context is null)
         {

@@ -123,8 +123,19 @@ public static class CheckpointExtensions
         ArgumentNullException.ThrowIfNull(connection);
         CheckMode(mode);
         var handle = Handle(connection, nameof(CheckpointAsync));
+        return RunCancellable(handle, mode, BusyTimeout(handle), cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs <see cref="RunWaiting"/> with a busy handler that <paramref name="cancellationToken"/> ends (SQLite's own
+    /// waits for readers and writers, at most <paramref name="busyTimeout"/> milliseconds each), and throws rather than
+    /// answer busy once the token is cancelled.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
+    internal static CheckpointResult RunCancellable(sqlite3 handle, CheckpointMode mode, int busyTimeout, CancellationToken cancellationToken)
+    {
         using var busyHandler = new CancellableBusyHandler();
-        var busyTimeout = BusyTimeout(handle);
         var installed = busyHandler.Install(handle, busyTimeout, cancellationToken);
         try
         {

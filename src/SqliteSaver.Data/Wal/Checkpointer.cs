@@ -113,7 +113,7 @@ internal sealed class Checkpointer : IDisposable
 
         try
         {
-            var result = CheckpointExtensions.RunWaiting(Connection(cancellationToken).Handle, mode, ConnectionBusyTimeout, cancellationToken);
+            var result = CheckpointExtensions.RunCancellable(Connection(cancellationToken).Handle, mode, ConnectionBusyTimeout, cancellationToken);
             Record(mode, result, OnDemand);
             return result;
         }

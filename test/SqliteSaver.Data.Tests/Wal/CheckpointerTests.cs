@@ -1101,6 +1101,49 @@ public class CheckpointerTests : DatabaseTest
     }
 
 
+    /// <summary>
+    /// SaverDataSource.CheckpointAsync's token ends the checkpoint's waits for readers too, which the checkpoint
+    /// connection makes in SQLite's busy handler (up to 250 ms), and a cancelled call throws rather than answer busy. The token is cancelled
+    /// here as the checkpoint connection opens (by its initializer), so it is cancelled before the TRUNCATE waits for
+    /// the reader: the call should end with OperationCanceledException carrying that token, as connection.CheckpointAsync does.
+    /// </summary>
+    [Test]
+    public async Task A_data_source_CheckpointAsync_cancelled_before_its_checkpoint_waits_for_a_reader_ends_with_its_token()
+    {
+        using var cancellation = new CancellationTokenSource();
+        var armed = 0;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Busy Timeout=5;Checkpoint Interval=0"))
+            .UseConnectionInitializer(_ =>
+            {
+                if (Volatile.Read(ref armed) == 1)
+                {
+                    cancellation.Cancel(); // the checkpoint connection is opening
+                }
+            })
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        using var reader = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        reader.Open();
+        using (var read = reader.CreateCommand())
+        {
+            read.CommandText = "BEGIN; SELECT count(*) FROM t;"; // a reader of the WAL: a TRUNCATE waits for it
+            read.ExecuteNonQuery();
+        }
+
+        Volatile.Write(ref armed, 1);
+        var checkpoint = dataSource.CheckpointAsync(CheckpointMode.Truncate, cancellation.Token);
+        var finished = await Task.WhenAny(checkpoint, Task.Delay(TimeSpan.FromSeconds(30)));
+        finished.ShouldBeSameAs(checkpoint);
+        cancellation.IsCancellationRequested.ShouldBeTrue("the checkpoint connection opened during the call");
+
+        var exception = await Should.ThrowAsync<OperationCanceledException>(
+            () => checkpoint,
+            customMessage: "the cancelled checkpoint waited out its busy timeout for the reader and returned a busy result");
+        exception.CancellationToken.ShouldBe(cancellation.Token);
+    }
+
     /// <summary>Calls a hook with each log entry's event id and message, on the logging thread.</summary>
     private sealed class HookLoggerProvider(Action<int, string> hook) : ILoggerProvider, ILogger
     {
