@@ -1018,37 +1018,14 @@ public class CheckpointerTests : DatabaseTest
     [Test]
     public async Task GetWalStatus_does_not_wait_out_a_background_checkpoint_that_holds_the_checkpointer()
     {
-        var time = new FakeTimeProvider();
-        var armed = 0;
-        using var inCopy = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        using var loggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(new HookLoggerProvider((id, message) =>
-        {
-            // The over-limit TRUNCATE's PASSIVE copy, under the checkpointer's lock.
-            if (id == 3001 && message.StartsWith("Passive", StringComparison.Ordinal) && Interlocked.Exchange(ref armed, 0) == 1)
-            {
-                inCopy.Set();
-                release.Wait(TimeSpan.FromSeconds(20));
-            }
-        })));
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=4096"))
-            .UseTimeProvider(time)
-            .UseLoggerFactory(loggerFactory)
-            .Build();
-        using var connection = dataSource.OpenConnection();
-        ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
-        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (randomblob(100000))");
+        using var held = new HeldBackgroundCheckpoint(Folder);
+        held.Start();
 
-        Volatile.Write(ref armed, 1);
-        var tick = Task.Run(() => time.Advance(TimeSpan.FromSeconds(1)));
-        inCopy.Wait(TimeSpan.FromSeconds(10)).ShouldBeTrue();
-
-        var onDemand = Task.Run(() => dataSource.Checkpoint());
-        var status = Task.Run(() => dataSource.GetWalStatus());
+        var onDemand = Task.Run(() => held.DataSource.Checkpoint());
+        var status = Task.Run(() => held.DataSource.GetWalStatus());
         var checkpointReturned = onDemand.Wait(TimeSpan.FromSeconds(10));
         var statusReturned = status.Wait(TimeSpan.FromSeconds(10));
-        release.Set();
-        await tick;
+        await held.Release();
         await status;
 
         checkpointReturned.ShouldBeTrue(); // the on-demand checkpoint gives up after 250 ms, as the change has it
@@ -1062,44 +1039,19 @@ public class CheckpointerTests : DatabaseTest
     [Test]
     public async Task Checkpoint_waiting_for_a_background_checkpoint_while_the_data_source_is_disposed_throws_ObjectDisposedException()
     {
-        var time = new FakeTimeProvider();
-        var armed = 0;
-        using var inCopy = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        using var loggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(new HookLoggerProvider((id, message) =>
-        {
-            if (id == 3001 && message.StartsWith("Passive", StringComparison.Ordinal) && Interlocked.Exchange(ref armed, 0) == 1)
-            {
-                inCopy.Set();
-                release.Wait(TimeSpan.FromSeconds(20));
-            }
-        })));
-        var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=4096"))
-            .UseTimeProvider(time)
-            .UseLoggerFactory(loggerFactory)
-            .Build();
-        using (var connection = dataSource.OpenConnection())
-        {
-            ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
-            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (randomblob(100000))");
-        }
-
-        Volatile.Write(ref armed, 1);
-        var tick = Task.Run(() => time.Advance(TimeSpan.FromSeconds(1)));
-        inCopy.Wait(TimeSpan.FromSeconds(10)).ShouldBeTrue();
+        using var held = new HeldBackgroundCheckpoint(Folder);
+        held.Start();
 
         // On threads of their own: the pool's threads are held up, and a disposal started late would find the
         // checkpoint already given up.
-        var onDemand = Task.Factory.StartNew(() => dataSource.Checkpoint(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        var disposal = Task.Factory.StartNew(dataSource.Dispose, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var onDemand = Task.Factory.StartNew(() => held.DataSource.Checkpoint(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var disposal = Task.Factory.StartNew(held.DataSource.Dispose, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         var error = await Should.ThrowAsync<ObjectDisposedException>(onDemand.WaitAsync(TimeSpan.FromSeconds(10)));
-        release.Set();
-        await tick;
+        await held.Release();
         await disposal.WaitAsync(TimeSpan.FromSeconds(10));
 
         error.ObjectName.ShouldBe(typeof(SaverDataSource).FullName);
     }
-
 
     /// <summary>
     /// SaverDataSource.CheckpointAsync's token ends the checkpoint's waits for readers too, which the checkpoint
@@ -1142,6 +1094,66 @@ public class CheckpointerTests : DatabaseTest
             () => checkpoint,
             customMessage: "the cancelled checkpoint waited out its busy timeout for the reader and returned a busy result");
         exception.CancellationToken.ShouldBe(cancellation.Token);
+    }
+
+    /// <summary>
+    /// A data source whose <c>-wal</c> file is past Journal Size Limit, and whose background checkpoint, once
+    /// <see cref="Start"/> ticks it, stays in its PASSIVE copy (under the checkpointer's lock) until
+    /// <see cref="Release"/>, as a long copy would: a slow logger of that copy stands for it.
+    /// </summary>
+    private sealed class HeldBackgroundCheckpoint : IDisposable
+    {
+        private readonly FakeTimeProvider _time = new();
+        private readonly ManualResetEventSlim _inCopy = new();
+        private readonly ManualResetEventSlim _release = new();
+        private readonly ILoggerFactory _loggerFactory;
+        private int _armed;
+        private Task _tick = Task.CompletedTask;
+
+        public HeldBackgroundCheckpoint(TempFolder folder)
+        {
+            _loggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(new HookLoggerProvider((id, message) =>
+            {
+                if (id == 3001 && message.StartsWith("Passive", StringComparison.Ordinal) && Interlocked.Exchange(ref _armed, 0) == 1)
+                {
+                    _inCopy.Set();
+                    _release.Wait(TimeSpan.FromSeconds(20));
+                }
+            })));
+            DataSource = new SaverDataSourceBuilder(folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=4096"))
+                .UseTimeProvider(_time)
+                .UseLoggerFactory(_loggerFactory)
+                .Build();
+            using var connection = DataSource.OpenConnection();
+            ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (randomblob(100000))");
+        }
+
+        public SaverDataSource DataSource { get; }
+
+        /// <summary>Ticks the background checkpointer and returns once its copy is held.</summary>
+        public void Start()
+        {
+            Volatile.Write(ref _armed, 1);
+            _tick = Task.Run(() => _time.Advance(TimeSpan.FromSeconds(1)));
+            _inCopy.Wait(TimeSpan.FromSeconds(10)).ShouldBeTrue("the background checkpoint never reached its copy");
+        }
+
+        /// <summary>Lets the copy go on; the task ends with the background checkpoint.</summary>
+        public Task Release()
+        {
+            _release.Set();
+            return _tick;
+        }
+
+        public void Dispose()
+        {
+            _release.Set();
+            DataSource.Dispose();
+            _loggerFactory.Dispose();
+            _inCopy.Dispose();
+            _release.Dispose();
+        }
     }
 
     /// <summary>Calls a hook with each log entry's event id and message, on the logging thread.</summary>
