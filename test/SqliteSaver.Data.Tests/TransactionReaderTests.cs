@@ -591,10 +591,10 @@ public class TransactionReaderTests : DatabaseTest
 
     /// <summary>
     /// A command that fails to prepare inside the caller's DEFERRED transaction, before that transaction has read
-    /// anything, makes the classifier step its probe read (SELECT 1 FROM sqlite_schema) on the caller's connection:
-    /// that starts the transaction's read snapshot, which a failed command never does in SQLite or Microsoft.Data.Sqlite
-    /// (a prepare that reads the schema ends its own read). Another connection's write then makes the snapshot stale,
-    /// and the transaction's first write, which would have taken the newest snapshot, fails with SQLITE_BUSY_SNAPSHOT.
+    /// anything, does not start the transaction's read snapshot, as in SQLite and Microsoft.Data.Sqlite (a prepare that
+    /// reads the schema ends its own read): the classifier's read of sqlite_schema, which tells a stale schema from a
+    /// real error, runs only outside a transaction. Otherwise another connection's write would make the snapshot
+    /// stale, and the transaction's first write would fail with SQLITE_BUSY_SNAPSHOT.
     /// </summary>
     [Test]
     public void A_command_that_fails_to_prepare_does_not_start_the_read_snapshot_of_the_callers_deferred_transaction()
@@ -620,12 +620,11 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     /// <summary>
-    /// The probe also runs when a reader re-classifies its batch (PooledDataReader.FinishInTransaction, as it closes in
-    /// the caller's transaction): the batch's first statement, a CREATE TEMP TABLE that has run, no longer prepares
-    /// ('table n already exists'), so the probe steps a read of main's sqlite_schema inside the caller's DEFERRED
-    /// transaction, which until then had touched only the temp database. That starts the transaction's snapshot of
-    /// main although no statement of the caller's read it: a row another connection commits afterwards is not seen
-    /// (observed count 0, expected 1) and the transaction's first write would meet SQLITE_BUSY_SNAPSHOT.
+    /// A reader re-classifies its batch as it closes in the caller's transaction (PooledDataReader.FinishInTransaction):
+    /// the batch's first statement, a CREATE TEMP TABLE that has run, no longer prepares ('table n already exists').
+    /// That must not start the caller's DEFERRED transaction's snapshot of main, which until then had touched only the
+    /// temp database: a row another connection commits afterwards is still seen, and the transaction's first write
+    /// does not meet SQLITE_BUSY_SNAPSHOT.
     /// </summary>
     [Test]
     public void Closing_a_reader_of_a_temp_batch_does_not_start_the_read_snapshot_of_the_callers_deferred_transaction()

@@ -14,8 +14,8 @@ public class BlockingCallTests : DatabaseTest
 
     /// <summary>
     /// A synchronous Open on a UI-style thread (a single-threaded SynchronizationContext) with an async connection
-    /// initializer that awaits as UI code does (no ConfigureAwait(false)): Open blocks the context's only thread on
-    /// the initializer's task, whose continuation is posted to that thread, so it never completes.
+    /// initializer that awaits as UI code does (no ConfigureAwait(false)) completes: the initializer is started without
+    /// the context, so its continuation is not posted to the thread Open blocks.
     /// </summary>
     [Test]
     public void A_synchronous_Open_on_a_single_threaded_SynchronizationContext_completes_with_an_async_initializer()
@@ -39,8 +39,8 @@ public class BlockingCallTests : DatabaseTest
 
     /// <summary>
     /// SaverDataSource.CheckpointAsync, awaited (not blocked on) on a UI-style thread, opens the data source's checkpoint
-    /// connection synchronously and blocks the context's only thread on the async connection initializer, which the
-    /// README says the checkpoint connection runs too: an awaited async API deadlocks.
+    /// connection synchronously, running the async connection initializer (README: the checkpoint connection runs it
+    /// too): it completes, as the initializer is started without the context.
     /// </summary>
     [Test]
     public void An_awaited_data_source_CheckpointAsync_on_a_single_threaded_SynchronizationContext_completes_with_an_async_initializer()
@@ -63,14 +63,11 @@ public class BlockingCallTests : DatabaseTest
     }
 
     /// <summary>
-    /// A synchronous write's backoff delay between retries (the built-in strategy with the system clock) is a
-    /// ManualResetEventSlim set by a TimeProvider timer, whose callback needs a free thread-pool thread. Synchronous
-    /// writers running on the pool's threads (an ASP.NET app doing synchronous data access under load) block those
-    /// threads in their backoff, and the timer callbacks that would end it wait for a thread that only the pool's
-    /// starvation injection (about one every half second, without the cap used here) provides. With the pool capped
-    /// at its current size so that it injects none, writers that should each give up after one 1 ms retry never
-    /// return. Expected: a synchronous backoff ends without needing another pool thread, and every writer gets
-    /// SQLITE_BUSY.
+    /// Synchronous writers running on every thread-pool thread (an ASP.NET app doing synchronous data access under
+    /// load) end their backoff delays between retries (the built-in strategy with the system clock) without another
+    /// pool thread: the delay is slept on the writer's thread. A timer's callback would need a free pool thread, which
+    /// only the pool's starvation injection provides (none here, with the pool capped at its size). Each writer gives
+    /// up after one 1 ms retry with SQLITE_BUSY.
     /// </summary>
     [Test]
     public void Synchronous_writers_on_every_thread_pool_thread_end_their_backoff_without_another_pool_thread()
@@ -135,12 +132,10 @@ public class BlockingCallTests : DatabaseTest
     }
 
     /// <summary>
-    /// SaverDataSource.CheckpointAsync runs Checkpoint synchronously, and the first one opens the data source's
-    /// checkpoint connection, whose PRAGMAs the retry strategy runs again while the switch to WAL meets another
-    /// process's read lock: RetryPolicy.Execute waits out each backoff (50 ms, 100 ms ... up to Max Delay) blocking the
-    /// caller's thread, with CancellationToken.None, so cancelling the call's token does not end the wait (the README
-    /// promises that its waits last at most 250 ms each). With a fake clock the backoff never ends by itself: a
-    /// cancelled CheckpointAsync should end with OperationCanceledException carrying its token, and does not.
+    /// SaverDataSource.CheckpointAsync runs Checkpoint on the caller's thread, and the first one opens the data
+    /// source's checkpoint connection, whose PRAGMAs the retry strategy runs again while the switch to WAL meets another
+    /// process's read lock. Its token ends those backoff delays: with a fake clock they never end by themselves, and a
+    /// cancelled CheckpointAsync ends with OperationCanceledException carrying its token.
     /// </summary>
     [Test]
     public void A_data_source_CheckpointAsync_cancelled_while_its_connection_opening_backs_off_ends()
@@ -208,9 +203,8 @@ public class BlockingCallTests : DatabaseTest
     /// <summary>
     /// A synchronous Open made from a task running on a single-threaded TaskScheduler (an actor's or a
     /// ConcurrentExclusiveSchedulerPair's exclusive scheduler) with an async initializer that awaits without
-    /// ConfigureAwait(false): Synchronously.WithoutContext clears SynchronizationContext.Current but not
-    /// TaskScheduler.Current, which an await captures as well, so the initializer's continuation is queued to the scheduler
-    /// whose only thread Open blocks, and Open never returns, the deadlock 67612b0 fixes for a UI-style context.
+    /// ConfigureAwait(false) completes: an await captures TaskScheduler.Current as well as the SynchronizationContext,
+    /// so the initializer is started on the default scheduler, not queued to the one whose only thread Open blocks.
     /// </summary>
     [Test]
     public void A_synchronous_Open_in_a_task_on_a_single_threaded_TaskScheduler_completes_with_an_async_initializer()
