@@ -508,13 +508,11 @@ public class WriteTests : DatabaseTest
     }
 
     /// <summary>
-    /// The README: "A command whose first statement SQLite cannot prepare (a syntax error, an unknown table) fails at
-    /// once with SQLite's own error, before it runs anything, rather than wait for the write lock first". The probe
-    /// read the classifier adds (SELECT 1 FROM sqlite_schema) goes through the application's authorizer; one that
-    /// keeps the commands it authorizes away from the schema table (a common sandbox for user SQL; SQLite reads its
-    /// schema without asking it) refuses the probe, the classifier takes that for a schema it cannot read, and a typo
-    /// queues for the write lock another process holds, failing after its CommandTimeout with the library's timeout
-    /// (observed) instead of SQLite Error 1 'no such table' at once (expected; nothing was locked for reading).
+    /// A typo fails at once with SQLite Error 1 'no such table' also under an application authorizer that keeps the
+    /// commands it authorizes away from the schema table (a common sandbox for user SQL; SQLite reads its schema
+    /// without asking it): the classifier's read of sqlite_schema, which the authorizer refuses, counts as a schema
+    /// that may be stale only when the database is locked, so the typo does not queue for the write lock another
+    /// process holds.
     /// </summary>
     [Test]
     public void A_typo_fails_at_once_with_SQLites_error_under_an_authorizer_that_hides_the_schema_table()

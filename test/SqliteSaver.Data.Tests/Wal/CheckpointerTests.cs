@@ -1055,9 +1055,10 @@ public class CheckpointerTests : DatabaseTest
 
     /// <summary>
     /// SaverDataSource.CheckpointAsync's token ends the checkpoint's waits for readers too, which the checkpoint
-    /// connection makes in SQLite's busy handler (up to 250 ms), and a cancelled call throws rather than answer busy. The token is cancelled
-    /// here as the checkpoint connection opens (by its initializer), so it is cancelled before the TRUNCATE waits for
-    /// the reader: the call should end with OperationCanceledException carrying that token, as connection.CheckpointAsync does.
+    /// connection makes in SQLite's busy handler (up to 250 ms), and a cancelled call throws rather than answer busy.
+    /// The token is cancelled here as the checkpoint connection opens (by its initializer), before the TRUNCATE waits
+    /// for the reader: the call ends with OperationCanceledException carrying that token, as connection.CheckpointAsync
+    /// does.
     /// </summary>
     [Test]
     public async Task A_data_source_CheckpointAsync_cancelled_before_its_checkpoint_waits_for_a_reader_ends_with_its_token()
