@@ -20,13 +20,7 @@ public class BlockingCallTests : DatabaseTest
     [Test]
     public void A_synchronous_Open_on_a_single_threaded_SynchronizationContext_completes_with_an_async_initializer()
     {
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
-            .UseConnectionInitializer(async (connection, cancellationToken) =>
-            {
-                await Task.Yield(); // resumes on the caller's SynchronizationContext, as UI code does
-                connection.CreateFunction("answer", () => 42L);
-            })
-            .Build();
+        using var dataSource = WithAwaitingInitializer();
 
         var answer = OnSingleThreadedContext(() =>
         {
@@ -45,13 +39,7 @@ public class BlockingCallTests : DatabaseTest
     [Test]
     public void An_awaited_data_source_CheckpointAsync_on_a_single_threaded_SynchronizationContext_completes_with_an_async_initializer()
     {
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
-            .UseConnectionInitializer(async (connection, cancellationToken) =>
-            {
-                await Task.Yield(); // resumes on the caller's SynchronizationContext, as UI code does
-                connection.CreateFunction("answer", () => 42L);
-            })
-            .Build();
+        using var dataSource = WithAwaitingInitializer();
 
         var busy = OnSingleThreadedContext(async () =>
         {
@@ -182,6 +170,19 @@ public class BlockingCallTests : DatabaseTest
     }
 
     /// <summary>
+    /// A data source whose async connection initializer awaits as UI code does (no ConfigureAwait(false)): it resumes
+    /// on the caller's SynchronizationContext, or without one on TaskScheduler.Current. It defines answer() = 42.
+    /// </summary>
+    private SaverDataSource WithAwaitingInitializer()
+        => new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
+            .UseConnectionInitializer(async (connection, cancellationToken) =>
+            {
+                await Task.Yield();
+                connection.CreateFunction("answer", () => 42L);
+            })
+            .Build();
+
+    /// <summary>
     /// Runs <paramref name="work"/> on a single-threaded SynchronizationContext and returns its result. If it has not
     /// completed within <see cref="Generous"/>, the work posted to the context (which its blocked thread cannot run) is
     /// run on this thread until the work completes, so that the test ends and cleans up, and the test fails.
@@ -209,13 +210,7 @@ public class BlockingCallTests : DatabaseTest
     [Test]
     public void A_synchronous_Open_in_a_task_on_a_single_threaded_TaskScheduler_completes_with_an_async_initializer()
     {
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
-            .UseConnectionInitializer(async (connection, cancellationToken) =>
-            {
-                await Task.Yield(); // resumes on TaskScheduler.Current when there is no SynchronizationContext
-                connection.CreateFunction("answer", () => 42L);
-            })
-            .Build();
+        using var dataSource = WithAwaitingInitializer();
         using var scheduler = new SingleThreadedScheduler();
 
         var answer = Task.Factory.StartNew(
