@@ -80,7 +80,7 @@ internal sealed class CommandClassifier
                     complete = false;
                     if (statements == 0 && (rc & 0xFF) == raw.SQLITE_ERROR)
                     {
-                        invalid = ErrorAgainstCurrentSchema(db, remaining);
+                        invalid = ErrorAgainstCurrentSchema(db, rc, remaining);
                     }
 
                     writes = true;
@@ -164,24 +164,28 @@ internal sealed class CommandClassifier
     }
 
     /// <summary>
-    /// SQLite's error for a statement that failed to prepare with SQLITE_ERROR, unless SQLite's cached schema may be
-    /// stale: SQLite checks it against the file as it prepares only when it can take a read lock, so while another
-    /// connection holds the database locked a table it has just created is "no such table". Outside a transaction a
-    /// read of the schema shows whether it can (null if the database is locked, or if the statement now prepares);
-    /// inside one the error stands, as SQLite gives it (a read would begin a deferred transaction's snapshot).
+    /// SQLite's error for a statement that failed to prepare with SQLITE_ERROR (<paramref name="rc"/>, its message still
+    /// the connection's last), unless SQLite's cached schema may be stale: SQLite checks it against the file as it
+    /// prepares only when it can take a read lock, so while another connection holds the database locked a table it
+    /// has just created is "no such table". Outside a transaction a read of the schema shows whether it can (null if
+    /// the database is locked, or if the statement now prepares); inside one the error stands, as SQLite gave it (a
+    /// read would begin a deferred transaction's snapshot).
     /// </summary>
-    private static SqliteException? ErrorAgainstCurrentSchema(sqlite3 db, ReadOnlySpan<byte> statement)
+    private static SqliteException? ErrorAgainstCurrentSchema(sqlite3 db, int rc, ReadOnlySpan<byte> statement)
     {
-        if (raw.sqlite3_get_autocommit(db) != 0 && !SchemaReadable(db))
+        if (raw.sqlite3_get_autocommit(db) != 0)
         {
-            return null;
-        }
+            if (!SchemaReadable(db))
+            {
+                return null;
+            }
 
-        var rc = raw.sqlite3_prepare_v2(db, statement, out var again, out _);
-        again.Dispose();
-        if ((rc & 0xFF) != raw.SQLITE_ERROR)
-        {
-            return null;
+            rc = raw.sqlite3_prepare_v2(db, statement, out var again, out _);
+            again.Dispose();
+            if ((rc & 0xFF) != raw.SQLITE_ERROR)
+            {
+                return null;
+            }
         }
 
         try
