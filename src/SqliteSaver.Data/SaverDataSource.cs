@@ -203,8 +203,9 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>
     /// Runs <see cref="Checkpoint(CheckpointMode)"/> on the caller's thread (SQLite has no asynchronous I/O);
-    /// <paramref name="cancellationToken"/> is checked before it starts, and ends the waits of the checkpoint
-    /// connection's opening (its PRAGMAs' waits for a lock and between attempts, its initializer) and of the checkpoint.
+    /// <paramref name="cancellationToken"/> is checked before it starts, and ends the waits for another checkpoint here,
+    /// of the checkpoint connection's opening (its PRAGMAs' waits for a lock and between attempts, its initializer) and
+    /// of the checkpoint.
     /// </summary>
     /// <param name="mode">The checkpoint mode.</param>
     /// <param name="cancellationToken">Ends the checkpoint's waits.</param>

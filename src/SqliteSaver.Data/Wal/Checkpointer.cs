@@ -29,6 +29,9 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>The longest a checkpoint waits for readers and writers (it blocks new writers while it waits).</summary>
     public static readonly TimeSpan StepTimeout = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>How often a wait for the lock looks at its cancellation token.</summary>
+    private static readonly TimeSpan CancellationPoll = TimeSpan.FromMilliseconds(5);
+
     /// <summary>The fewest pages between catch-ups, so that a small Wal Autocheckpoint does not queue one per commit.</summary>
     private const int MinimumCatchUpPages = 64;
 
@@ -101,12 +104,12 @@ internal sealed class Checkpointer : IDisposable
     /// busy, with -1 frames, if it does not.
     /// </summary>
     /// <param name="mode">The checkpoint mode.</param>
-    /// <param name="cancellationToken">Ends the waits of the connection's opening, if it opens, and of the checkpoint.</param>
+    /// <param name="cancellationToken">Ends the waits for another checkpoint, of the connection's opening, if it opens, and of the checkpoint.</param>
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not open the database or reported an error other than busy.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public CheckpointResult Run(CheckpointMode mode, CancellationToken cancellationToken)
     {
-        if (!_lock.TryEnter(StepTimeout))
+        if (!TryEnter(cancellationToken))
         {
             return AnotherCheckpointRuns; // as SQLite answers while another connection checkpoints
         }
@@ -120,6 +123,35 @@ internal sealed class Checkpointer : IDisposable
         finally
         {
             Leave();
+        }
+    }
+
+    /// <summary>
+    /// Waits at most <see cref="StepTimeout"/> for the lock, looking at <paramref name="cancellationToken"/> every few
+    /// milliseconds, as <see cref="Lock"/> cannot be woken by a token.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    private bool TryEnter(CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.CanBeCanceled)
+        {
+            return _lock.TryEnter(StepTimeout);
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var left = StepTimeout - Stopwatch.GetElapsedTime(started);
+            if (left <= TimeSpan.Zero)
+            {
+                return false;
+            }
+
+            if (_lock.TryEnter(left < CancellationPoll ? left : CancellationPoll))
+            {
+                return true;
+            }
         }
     }
 

@@ -1054,6 +1054,41 @@ public class CheckpointerTests : DatabaseTest
     }
 
     /// <summary>
+    /// SaverDataSource.CheckpointAsync's token also ends its wait (up to 250 ms) for a background checkpoint that
+    /// keeps the checkpoint connection: the call ends with OperationCanceledException carrying that token rather than
+    /// answer busy with -1 frames, which would tell the caller to try again.
+    /// </summary>
+    [Test]
+    public async Task A_data_source_CheckpointAsync_cancelled_while_a_background_checkpoint_runs_ends_with_its_token()
+    {
+        using var held = new HeldBackgroundCheckpoint(Folder);
+        held.Start();
+        using var cancellation = new CancellationTokenSource();
+        Thread? caller = null;
+
+        // On a thread of its own (the call is synchronous inside), cancelled by this thread once that one blocks on
+        // the checkpointer's lock: a timer's cancellation would need a pool thread, which the held checkpoint and other
+        // tests may keep busy for longer than the 250 ms wait.
+        var onDemand = Task.Factory.StartNew(
+            () =>
+            {
+                Volatile.Write(ref caller, Thread.CurrentThread);
+                return held.DataSource.CheckpointAsync(CheckpointMode.Passive, cancellation.Token);
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default).Unwrap();
+        SpinWait.SpinUntil(
+            () => Volatile.Read(ref caller) is { } thread && (thread.ThreadState & ThreadState.WaitSleepJoin) != 0,
+            TimeSpan.FromSeconds(10)).ShouldBeTrue("the on-demand checkpoint never waited for the lock");
+        cancellation.Cancel();
+        var error = await Should.ThrowAsync<OperationCanceledException>(onDemand.WaitAsync(TimeSpan.FromSeconds(10)));
+        await held.Release();
+
+        error.CancellationToken.ShouldBe(cancellation.Token);
+    }
+
+    /// <summary>
     /// SaverDataSource.CheckpointAsync's token ends the checkpoint's waits for readers too, which the checkpoint
     /// connection makes in SQLite's busy handler (up to 250 ms), and a cancelled call throws rather than answer busy.
     /// The token is cancelled here as the checkpoint connection opens (by its initializer), before the TRUNCATE waits
