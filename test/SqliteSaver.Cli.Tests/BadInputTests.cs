@@ -67,4 +67,20 @@ public class BadInputTests : CliTest
         CliRun.Of("demo", "--threads", "-3").Error.ShouldContain("--threads must be a whole number from 1 to 1024, not '-3'");
         CliRun.Of("stress", "--db", PathOf(), "--connection-string", "Colour=blue").Error.ShouldContain("'colour' is not supported");
     }
+
+    /// <summary>
+    /// README's exit codes: 2 is bad input, "an invalid value" among it, and `--connection-string "Max Pool Size=0"`
+    /// gets it. Keywords the data source refuses together (Min Pool Size above Max Pool Size, Base Delay above Max
+    /// Delay) are as invalid a value of <c>--connection-string</c>, and must get the same one line and exit code 2.
+    /// </summary>
+    [TestCase("Min Pool Size=32")]
+    [TestCase("Base Delay=5")]
+    public void Stress_with_connection_string_keywords_the_data_source_refuses_together_is_bad_input_exit_2(string keywords)
+    {
+        var run = CliRun.Of("stress", "--db", PathOf("stress.db"), "--seconds", "0.5", "--threads", "1", "--processes", "0", "--connection-string", keywords);
+
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.ErrorLines.Length.ShouldBe(1, run.Error);
+        run.Error.ShouldStartWith("sqlite-saver stress: --connection-string:");
+    }
 }
