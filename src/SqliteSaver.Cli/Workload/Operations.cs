@@ -27,7 +27,14 @@ internal static class Operations
 
         try
         {
-            return new SaverConnectionStringBuilder(saverKeywords) { DataSource = path }.ConnectionString;
+            var connectionString = new SaverConnectionStringBuilder(saverKeywords) { DataSource = path }.ConnectionString;
+
+            // The builder checks each value; the connection's data source checks them together (Min Pool Size
+            // against Max Pool Size, Base Delay against Max Delay).
+            using (new SaverDbConnection(connectionString))
+            {
+                return connectionString;
+            }
         }
         catch (ArgumentException exception)
         {
