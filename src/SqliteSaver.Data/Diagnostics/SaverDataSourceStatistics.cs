@@ -12,7 +12,7 @@ public sealed record SaverDataSourceStatistics
     /// <summary>Physical connections open and waiting in the pool.</summary>
     public required int Idle { get; init; }
 
-    /// <summary>Physical connections rented by a <see cref="SaverDbConnection"/> (or being opened for one).</summary>
+    /// <summary>Physical connections rented by a <see cref="SaverDbConnection"/>, being opened for one, or returned and still closing (with their files open).</summary>
     public required int InUse { get; init; }
 
     /// <summary>Callers queued for a connection because <see cref="MaxPoolSize"/> are in use.</summary>
