@@ -226,7 +226,9 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>
     /// The WAL's status (journal mode, <c>-wal</c> size and frames), read on the data source's checkpoint connection;
-    /// from the <c>-wal</c> file's size alone, in WAL mode, when a checkpoint keeps that connection past 250 ms.
+    /// from the <c>-wal</c> file's size alone, in WAL mode, when a checkpoint keeps that connection past 250 ms. Until
+    /// that connection has opened once there is no <c>-wal</c> path to fall back on, and a call that finds it opening
+    /// waits for it to open.
     /// </summary>
     /// <returns>The status.</returns>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
