@@ -197,7 +197,7 @@ public sealed class SaverDataSource : DbDataSource
     /// <returns>SQLite's figures (see <see cref="CheckpointExtensions.Checkpoint"/>).</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The data source opens the database read-only (Mode=ReadOnly or mode=ro).</exception>
+    /// <exception cref="InvalidOperationException">The data source opens a WAL database read-only (Mode=ReadOnly or mode=ro).</exception>
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite reported an error other than busy.</exception>
     public CheckpointResult Checkpoint(CheckpointMode mode = CheckpointMode.Passive) => Checkpoint(mode, CancellationToken.None);
 

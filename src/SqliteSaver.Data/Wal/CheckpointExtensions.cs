@@ -26,7 +26,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed, has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened the database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed, has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened a WAL database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
     /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
     public static CheckpointResult Checkpoint(this DbConnection connection, CheckpointMode mode = CheckpointMode.Passive)
     {
@@ -64,7 +64,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed, has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened the database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed, has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened a WAL database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
     /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
     public static Task<CheckpointResult> CheckpointAsync(
         this DbConnection connection,
@@ -158,7 +158,7 @@ public static class CheckpointExtensions
 
     /// <summary>Runs <c>sqlite3_wal_checkpoint_v2</c> on the main database of an open handle.</summary>
     /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
-    /// <exception cref="InvalidOperationException">The connection has a transaction that holds a lock, or an open reader, of its own, or opened the database read-only.</exception>
+    /// <exception cref="InvalidOperationException">The connection has a transaction that holds a lock, or an open reader, of its own, or opened a WAL database read-only.</exception>
     internal static CheckpointResult Run(sqlite3 handle, CheckpointMode mode)
     {
         var rc = raw.sqlite3_wal_checkpoint_v2(handle, "main", (int)mode, out var logFrames, out var checkpointedFrames);
