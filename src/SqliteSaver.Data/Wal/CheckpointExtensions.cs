@@ -162,6 +162,11 @@ public static class CheckpointExtensions
     internal static CheckpointResult Run(sqlite3 handle, CheckpointMode mode)
     {
         var rc = raw.sqlite3_wal_checkpoint_v2(handle, "main", (int)mode, out var logFrames, out var checkpointedFrames);
+        if (rc == raw.SQLITE_OK && logFrames == -1 && CaughtUpWithJournalMode(handle))
+        {
+            rc = raw.sqlite3_wal_checkpoint_v2(handle, "main", (int)mode, out logFrames, out checkpointedFrames);
+        }
+
         if (rc == raw.SQLITE_LOCKED && HasTransaction(handle))
         {
             // SQLITE_LOCKED is transient to the retry policy, which would run a unit of work calling this again and again.
@@ -229,9 +234,35 @@ public static class CheckpointExtensions
     /// <summary>Reads the journal mode and page size through SQLite and the <c>-wal</c> file's size from disk.</summary>
     internal static WalStatus ReadStatus(sqlite3 handle)
     {
-        var journalMode = Pragma(handle, "PRAGMA journal_mode", static s => raw.sqlite3_column_text(s, 0).utf8_to_string());
+        var journalMode = JournalMode(handle);
+        if (journalMode != "wal" && CaughtUpWithJournalMode(handle))
+        {
+            journalMode = JournalMode(handle);
+        }
+
         var (path, pageSize) = WalFileOf(handle);
         return StatusOfSize(journalMode, path, pageSize);
+    }
+
+    private static string JournalMode(sqlite3 handle)
+        => Pragma(handle, "PRAGMA journal_mode", static s => raw.sqlite3_column_text(s, 0).utf8_to_string());
+
+    /// <summary>
+    /// SQLite learns that another connection (another process, say) switched the file to WAL only at its next read:
+    /// until then the connection answers its old journal mode, and a checkpoint -1 frames. So when a <c>-wal</c> file
+    /// is there and the connection has no transaction (whose snapshot a read would begin), this reads the schema
+    /// version once. Its errors are left for the caller's next statement: the answers then stay as they were.
+    /// </summary>
+    /// <returns>Whether it read.</returns>
+    private static bool CaughtUpWithJournalMode(sqlite3 handle)
+    {
+        if (raw.sqlite3_get_autocommit(handle) == 0 || WalFileBytes(handle) == 0)
+        {
+            return false;
+        }
+
+        raw.sqlite3_exec(handle, "PRAGMA schema_version");
+        return true;
     }
 
     /// <summary>Where the <c>-wal</c> file of the connection's main database is or would be (null for one in memory), and its page size.</summary>
