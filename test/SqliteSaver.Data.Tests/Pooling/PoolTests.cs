@@ -99,6 +99,38 @@ public class PoolTests : DatabaseTest
         c.State.ShouldBe(ConnectionState.Closed);
     }
 
+    /// <summary>
+    /// Pool Timeout bounds the wait for a free connection, not the opening of a new one: its PRAGMAs (here the switch
+    /// of a rollback-journal file to WAL, busy behind another connection's read lock) wait as a write's attempts do,
+    /// Busy Timeout each for Retry + 1 attempts, and then fail with SQLITE_BUSY saying so, as README's Bounded waits has it.
+    /// </summary>
+    [Test]
+    public void A_new_connections_PRAGMAs_wait_for_a_lock_held_elsewhere_for_the_retry_attempts_not_Pool_Timeout()
+    {
+        using (var create = new SqliteConnection($"Data Source={Folder.File()};Pooling=False"))
+        {
+            create.Open();
+            using var table = create.CreateCommand();
+            table.CommandText = "CREATE TABLE t (x)";
+            table.ExecuteNonQuery();
+        }
+
+        using var reader = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        reader.Open();
+        using (var read = reader.CreateCommand())
+        {
+            read.CommandText = "BEGIN; SELECT count(*) FROM t;";
+            read.ExecuteNonQuery();
+        }
+
+        using var connection = new SaverDbConnection(Folder.ConnectionString("Pool Timeout=0.01;Busy Timeout=50;Retry=2;Base Delay=0.01;Max Delay=0.01;Checkpoint Interval=0"));
+        var error = Should.Throw<SqliteException>(connection.Open);
+
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("Gave up after 3 attempts");
+        connection.State.ShouldBe(ConnectionState.Closed);
+    }
+
     [Test]
     public async Task An_exhausted_pool_times_out_asynchronously_too()
     {
