@@ -1,6 +1,5 @@
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
-using SqliteSaver.Data.Configuration;
 
 namespace SqliteSaver.Data;
 
