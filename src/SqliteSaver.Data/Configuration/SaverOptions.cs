@@ -26,7 +26,6 @@ internal sealed partial class SaverOptions
         // The name of an in-memory database is no path: SQLite finds a shared one by that very name across the process.
         (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(builder.DataSource, builder.Mode, builder.Cache, builder.Vfs);
         DataSource = IsMemory ? builder.DataSource : NormalizeDataSource(builder.DataSource);
-        Mode = builder.Mode;
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
         GateKey = DatabaseFile ?? sharedMemoryName;
         DefaultTimeout = builder.DefaultTimeout;
@@ -73,11 +72,11 @@ internal sealed partial class SaverOptions
         _memoryName = privateMemory && Pooling ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
         PragmaSql = BuildPragmaSql(builder, journalMode: true);
         ReadOnlyPragmaSql = BuildPragmaSql(builder, journalMode: false);
-        ReadOnly = Mode == SqliteOpenMode.ReadOnly || (IsUri(DataSource) && ReadOnlyParameter().IsMatch(DataSource));
+        ReadOnly = builder.Mode == SqliteOpenMode.ReadOnly || (IsUri(DataSource) && ReadOnlyParameter().IsMatch(DataSource));
         if (privateMemory && ReadOnly)
         {
             // SQLite would open an empty database that nothing can ever write; pooled, it would not even be read-only.
-            var keyword = Mode == SqliteOpenMode.ReadOnly ? Keywords.Mode.Name : Keywords.DataSource.Name;
+            var keyword = builder.Mode == SqliteOpenMode.ReadOnly ? Keywords.Mode.Name : Keywords.DataSource.Name;
             throw new ArgumentException(
                 $"Connection-string keyword '{keyword}' opens the private in-memory database '{DataSource}' read-only, which leaves it empty for good: drop Mode=ReadOnly (or mode=ro), or name a shared one (file:name?mode=memory&cache=shared) that another connection writes.",
                 keyword);
@@ -86,8 +85,6 @@ internal sealed partial class SaverOptions
 
     /// <summary>The database path: a full path for files, as given for <c>:memory:</c> and URIs.</summary>
     public string DataSource { get; }
-
-    public SqliteOpenMode Mode { get; }
 
     /// <summary>The full path of the database file, for a path or a <c>file:</c> URI; null for an in-memory database.</summary>
     public string? DatabaseFile { get; }
