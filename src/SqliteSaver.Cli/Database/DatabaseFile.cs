@@ -112,7 +112,6 @@ internal static class DatabaseFile
             return null;
         }
 
-        raw.sqlite3_busy_timeout(handle, 0);
         var rc = raw.sqlite3_exec(handle, "BEGIN IMMEDIATE");
         if (rc == raw.SQLITE_BUSY)
         {
