@@ -74,13 +74,13 @@ public static class CheckpointExtensions
 
     /// <summary>Runs a PASSIVE checkpoint as <see cref="CheckpointAsync(DbConnection, CheckpointMode, CancellationToken)"/> does.</summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
-    /// <param name="cancellationToken">Checked before the checkpoint starts.</param>
+    /// <param name="cancellationToken">Checked before the checkpoint starts, and ends its wait for another connection's checkpoint.</param>
     /// <returns>SQLite's figures (see <see cref="Checkpoint"/>).</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="InvalidOperationException">As for <see cref="Checkpoint"/>.</exception>
-    /// <exception cref="SqliteException">SQLite reported an error.</exception>
+    /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
     public static Task<CheckpointResult> CheckpointAsync(this DbConnection connection, CancellationToken cancellationToken)
         => CheckpointAsync(connection, CheckpointMode.Passive, cancellationToken);
 
