@@ -663,8 +663,8 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-    private SaverDbTransaction BeginTransaction(IsolationLevel isolationLevel, bool deferred, bool retry = true)
-        => Synchronously.Result(BeginTransactionCore(isolationLevel, deferred, retry, async: false, CancellationToken.None));
+    private SaverDbTransaction BeginTransaction(IsolationLevel isolationLevel, bool deferred)
+        => Synchronously.Result(BeginTransactionCore(isolationLevel, deferred, retry: true, async: false, CancellationToken.None));
 
     private async ValueTask<SaverDbTransaction> BeginTransactionCore(
         IsolationLevel isolationLevel,
