@@ -166,7 +166,6 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>Rents a physical connection from the pool. Does nothing if the connection is already open.</summary>
     /// <exception cref="InvalidOperationException">No connection string was set.</exception>
-    /// <exception cref="ArgumentException">The connection string is invalid.</exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
     /// <exception cref="ObjectDisposedException">The connection was disposed.</exception>
@@ -191,7 +190,6 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>Rents a physical connection from the pool, waiting without blocking a thread while it is exhausted.</summary>
     /// <param name="cancellationToken">Cancels the wait for a free connection.</param>
     /// <exception cref="InvalidOperationException">No connection string was set.</exception>
-    /// <exception cref="ArgumentException">The connection string is invalid.</exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
