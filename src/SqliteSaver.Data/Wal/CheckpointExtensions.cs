@@ -74,7 +74,7 @@ public static class CheckpointExtensions
 
     /// <summary>Runs a PASSIVE checkpoint as <see cref="CheckpointAsync(DbConnection, CheckpointMode, CancellationToken)"/> does.</summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
-    /// <param name="cancellationToken">Checked before the checkpoint starts, and ends its wait for another connection's checkpoint.</param>
+    /// <param name="cancellationToken">Checked before the checkpoint starts, and ends its wait for other connections.</param>
     /// <returns>SQLite's figures (see <see cref="Checkpoint"/>).</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
