@@ -40,8 +40,6 @@ internal sealed partial class PhysicalConnection : IDisposable
         "count_changes", "empty_result_callbacks", "fullfsync", "checkpoint_fullfsync",
     ];
 
-
-
     /// <summary>
     /// The PRAGMAs set back by name, each with the only values SQLite returns for it. The journal mode of main only:
     /// without a schema it would switch every attached database too, and WAL stays with the file.
