@@ -687,6 +687,7 @@ public sealed class SaverDbConnection : DbConnection
                 Executor.Begin(physical, deferred, retry, Options.DefaultTimeout, token);
             }
 
+            physical.Calls.ThrowIfClosedDuring(call); // Close rolls the transaction back once this call ends
             return Transaction = new SaverDbTransaction(this, physical);
         }
         catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)

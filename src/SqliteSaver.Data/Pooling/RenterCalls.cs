@@ -99,6 +99,20 @@ internal sealed class RenterCalls : IDisposable
     public void Dispose() => _cancellation.Dispose();
 
     /// <summary>
+    /// For a call that began what Close then rolls back (a BEGIN): throws what a call ended by Close throws, when Close
+    /// came while <paramref name="call"/> ran though nothing of it failed (SQLite drops an interrupt made while no
+    /// statement runs).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection was closed while the call ran.</exception>
+    public void ThrowIfClosedDuring(CancellationTokenSource call)
+    {
+        if (ReferenceEquals(call, Volatile.Read(ref _closedBy)))
+        {
+            throw ClosedDuringCall(null);
+        }
+    }
+
+    /// <summary>
     /// The token a call waits with: <paramref name="call"/>'s (from <see cref="Begin"/>), linked with
     /// <paramref name="caller"/>'s when that can be cancelled (dispose the source returned once the call has ended).
     /// </summary>
@@ -134,9 +148,12 @@ internal sealed class RenterCalls : IDisposable
         }
 
         return ReferenceEquals(call, Volatile.Read(ref _closedBy))
-            ? new InvalidOperationException("The connection was closed while this call ran or waited to run; nothing of it was kept.", cancelled)
+            ? ClosedDuringCall(cancelled)
             : cancelled.InnerException is SqliteException { SqliteErrorCode: raw.SQLITE_INTERRUPT } interrupted
                 ? interrupted
                 : new SqliteException("SQLite Error 9: 'interrupted'.", raw.SQLITE_INTERRUPT);
     }
+
+    private static InvalidOperationException ClosedDuringCall(Exception? cause)
+        => new("The connection was closed while this call ran or waited to run; nothing of it was kept.", cause);
 }

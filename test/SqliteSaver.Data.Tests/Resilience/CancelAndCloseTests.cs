@@ -1,3 +1,4 @@
+using System.Data;
 using System.Diagnostics.Metrics;
 using Microsoft.Data.Sqlite;
 using Shouldly;
@@ -14,6 +15,78 @@ namespace SqliteSaver.Data.Tests.Resilience;
 public class CancelAndCloseTests : DatabaseTest
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// A BEGIN (of RunInTransaction, or BeginTransaction) has taken the write gate (the write-gate wait metric is
+    /// recorded synchronously right after, on the caller's thread) when another thread closes the connection. Close
+    /// detaches the physical connection at once and waits for the running BEGIN, which then succeeds (SQLite drops the
+    /// interrupt made while no statement ran), and rolls it back. The call fails with the InvalidOperationException
+    /// of a call ended by Close, not a NullReferenceException (RunInTransaction) or a transaction already rolled back
+    /// (BeginTransaction); nothing is written, and the slot and the gate are free.
+    /// </summary>
+    [TestCase(true, TestName = "Close_from_another_thread_during_RunInTransactions_BEGIN_fails_it_with_InvalidOperationException_not_NullReferenceException")]
+    [TestCase(false, TestName = "Close_from_another_thread_during_BeginTransactions_BEGIN_fails_it_with_InvalidOperationException_not_a_rolled_back_transaction")]
+    public void Close_from_another_thread_during_BEGIN(bool unitOfWork)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-during-unit-of-work-begin" };
+        using var dataSource = builder.Build();
+        using var connection = dataSource.OpenConnection();
+        Task? closing = null;
+        var hooked = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meterListener) =>
+        {
+            if (instrument.Meter.Name == SaverMetrics.MeterName && instrument.Name == SaverMetrics.WriteGateWaitTime.Name)
+            {
+                meterListener.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == SaverMetrics.PoolNameTag && (string?)tag.Value == builder.Name && Interlocked.Exchange(ref hooked, 1) == 0)
+                {
+                    // The gate is entered; the BEGIN IMMEDIATE has not run. Close on another thread, as a timeout
+                    // handler would, and let the BEGIN go on once Close has detached the connection.
+                    closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                    Wait.Until(() => connection.State == ConnectionState.Closed);
+                }
+            }
+        });
+        listener.Start();
+        var ran = false;
+
+        Exception? error = null;
+        try
+        {
+            if (unitOfWork)
+            {
+                connection.RunInTransaction(transaction =>
+                {
+                    ran = true;
+                    connection.CreateCommand().ExecuteNonQuery();
+                });
+            }
+            else
+            {
+                connection.BeginTransaction().Dispose(); // before the fix: a transaction Close had already rolled back
+            }
+        }
+        catch (Exception exception)
+        {
+            error = exception;
+        }
+
+        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        dataSource.Statistics.InUse.ShouldBe(0);
+        dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
+        ran.ShouldBeFalse();
+        error.ShouldBeOfType<InvalidOperationException>($"A BEGIN ended by Close threw {error}");
+    }
 
 
     /// <summary>
