@@ -19,9 +19,10 @@ public static class CheckpointExtensions
     /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
     /// <returns>
     /// SQLite's figures; <see cref="CheckpointResult.Busy"/> when the checkpoint could not finish within the busy
-    /// timeout (which it also spends waiting for another checkpoint to end: the data source's background one, say). On a database not in WAL mode both frame counts are -1 and nothing throws; so they are on a
-    /// <see cref="SqliteConnection"/> that has not read the database since it opened (SQLite opens the WAL on the first
-    /// read; a <see cref="SaverDbConnection"/> has always read it).
+    /// timeout (which it also spends waiting for another checkpoint to end: the data source's background one, say). On a
+    /// database not in WAL mode both frame counts are -1 and nothing throws. A connection that has not read the
+    /// database since it went to WAL (a <see cref="SqliteConnection"/> just opened) reads it once first, outside a
+    /// transaction, as SQLite opens the WAL only then.
     /// </returns>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
@@ -32,7 +33,13 @@ public static class CheckpointExtensions
     {
         ArgumentNullException.ThrowIfNull(connection);
         CheckMode(mode);
-        return RunWaiting(Handle(connection, nameof(Checkpoint)), mode, busyTimeout: null, CancellationToken.None);
+        return OnConnection(
+            connection,
+            nameof(Checkpoint),
+            (handle, token) => token.CanBeCanceled
+                ? RunCancellable(handle, mode, BusyTimeout(handle), token)
+                : RunWaiting(handle, mode, busyTimeout: null, token),
+            CancellationToken.None);
     }
 
     /// <summary>
@@ -48,7 +55,7 @@ public static class CheckpointExtensions
     public static WalStatus GetWalStatus(this DbConnection connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        return ReadStatus(Handle(connection, nameof(GetWalStatus)));
+        return OnConnection(connection, nameof(GetWalStatus), static (handle, _) => ReadStatus(handle), CancellationToken.None);
     }
 
     /// <summary>
@@ -122,8 +129,7 @@ public static class CheckpointExtensions
     {
         ArgumentNullException.ThrowIfNull(connection);
         CheckMode(mode);
-        var handle = Handle(connection, nameof(CheckpointAsync));
-        return RunCancellable(handle, mode, BusyTimeout(handle), cancellationToken);
+        return OnConnection(connection, nameof(CheckpointAsync), (handle, token) => RunCancellable(handle, mode, BusyTimeout(handle), token), cancellationToken);
     }
 
     /// <summary>
@@ -311,13 +317,44 @@ public static class CheckpointExtensions
         return physical;
     }
 
-    private static sqlite3 Handle(DbConnection connection, string operation) => connection switch
+    /// <summary>
+    /// Runs <paramref name="run"/> on the connection's handle. On a <see cref="SaverDbConnection"/> it is a call of the
+    /// connection, as a command's execution is: its token (<paramref name="cancellationToken"/> linked with the call's)
+    /// is cancelled by a Close from another thread, which waits for it to end, so that it never runs on the physical
+    /// connection's next renter; so ended, it throws <see cref="InvalidOperationException"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection is closed, or was closed while the call ran.</exception>
+    /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
+    private static T OnConnection<T>(DbConnection connection, string operation, Func<sqlite3, CancellationToken, T> run, CancellationToken cancellationToken)
     {
-        SaverDbConnection saver => Usable(saver.GetOpenPhysical(operation)).Handle,
-        SqliteConnection { State: ConnectionState.Open } sqlite => sqlite.Handle!,
-        SqliteConnection => throw new InvalidOperationException($"{operation} requires an open connection."),
-        _ => throw new ArgumentException(
-            $"{operation} runs on a SaverDbConnection or a SqliteConnection, not on a {connection.GetType().Name}.",
-            nameof(connection)),
-    };
+        switch (connection)
+        {
+            case SaverDbConnection saver:
+                var physical = Usable(saver.GetOpenPhysical(operation));
+                var call = physical.Calls.Begin();
+                var linked = RenterCalls.Link(call, cancellationToken, out var token);
+                try
+                {
+                    return run(physical.Handle, token);
+                }
+                catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)
+                {
+                    throw ended;
+                }
+                finally
+                {
+                    linked?.Dispose();
+                    physical.Calls.End();
+                }
+
+            case SqliteConnection { State: ConnectionState.Open } sqlite:
+                return run(sqlite.Handle!, cancellationToken);
+            case SqliteConnection:
+                throw new InvalidOperationException($"{operation} requires an open connection.");
+            default:
+                throw new ArgumentException(
+                    $"{operation} runs on a SaverDbConnection or a SqliteConnection, not on a {connection.GetType().Name}.",
+                    nameof(connection));
+        }
+    }
 }

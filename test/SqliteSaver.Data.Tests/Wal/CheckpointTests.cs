@@ -2,11 +2,14 @@ using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Tests.Faults;
 using SqliteSaver.Data.Tests.Pooling;
+using SQLitePCL;
 
 namespace SqliteSaver.Data.Tests.Wal;
 
 public class CheckpointTests : DatabaseTest
 {
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
     [Test]
     public void Checkpoint_returns_SQLites_figures_on_a_SaverDbConnection()
     {
@@ -222,6 +225,89 @@ public class CheckpointTests : DatabaseTest
         connection.Open();
         Plain(connection, $"PRAGMA busy_timeout = {busyTimeout}; SELECT count(*) FROM t");
         return connection;
+    }
+
+    /// <summary>
+    /// connection.Checkpoint is a call of the connection like any other. One that finds another connection's
+    /// checkpoint running polls for it, every few milliseconds up to the busy timeout; another thread closes the
+    /// connection meanwhile, as a request timeout would. Close ends the checkpoint (InvalidOperationException) and
+    /// waits for it to return before the physical connection goes back to the pool, so that it never polls on a
+    /// connection the pool has handed on or closed (here by dataSource.Clear, right after Close).
+    /// </summary>
+    [Test]
+    public async Task Close_from_another_thread_ends_and_waits_for_a_checkpoint_polling_for_another_checkpoint()
+    {
+        var path = Folder.File();
+        var connectionString = Folder.ConnectionString("Busy Timeout=20000;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        var connection = dataSource.OpenConnection();
+        ConnectionTests.Scalar(connection, "INSERT INTO t VALUES (1) RETURNING x");
+
+        // A reader on a snapshot older than the WAL's end, and a plain connection whose TRUNCATE checkpoint holds the
+        // checkpoint lock while it waits for that reader: any other checkpoint gets SQLITE_BUSY at once meanwhile.
+        using var reader = new SqliteConnection($"Data Source={path};Pooling=False");
+        reader.Open();
+        Plain(reader, "BEGIN");
+        Plain(reader, "SELECT count(*) FROM t");
+        ConnectionTests.Scalar(connection, "INSERT INTO t VALUES (2) RETURNING x");
+        var blocker = Task.Factory.StartNew(
+            () =>
+            {
+                using var other = new SqliteConnection($"Data Source={path};Pooling=False");
+                other.Open();
+                Plain(other, "PRAGMA busy_timeout = 25000");
+                using var truncate = other.CreateCommand();
+                truncate.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+                while ((long)truncate.ExecuteScalar()! != 0)
+                {
+                    // Busy at once: the probe below held the checkpoint lock as this began. Again, until it waits for the reader.
+                }
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        using var probe = new SqliteConnection($"Data Source={path};Pooling=False");
+        probe.Open();
+        Plain(probe, "SELECT count(*) FROM t"); // SQLite opens the WAL on a connection's first read
+        Wait.Until(() => blocker.IsCompleted || raw.sqlite3_wal_checkpoint_v2(probe.Handle, "main", raw.SQLITE_CHECKPOINT_PASSIVE, out var log, out _) == raw.SQLITE_BUSY && log == -1);
+        blocker.IsCompleted.ShouldBeFalse();
+
+        // The checkpoint reads the busy timeout as it starts; it then meets the other checkpoint and polls.
+        var polling = new ManualResetEventSlim();
+        raw.sqlite3_trace(
+            connection.InnerConnection.Handle,
+            (_, statement) =>
+            {
+                if (statement.utf8_to_string().Contains("busy_timeout", StringComparison.Ordinal))
+                {
+                    polling.Set();
+                }
+            },
+            null);
+        var checkpoint = Task.Factory.StartNew(() => connection.Checkpoint(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        polling.Wait(Bound).ShouldBeTrue();
+
+        connection.Close(); // from another thread than the checkpoint's
+        dataSource.Clear(); // the returned physical connection is idle: closed at once, so a checkpoint still polling on it would meet a disposed handle
+
+        string outcome;
+        try
+        {
+            outcome = $"returned {await checkpoint.WaitAsync(Bound)}";
+        }
+        catch (Exception error)
+        {
+            outcome = error is ObjectDisposedException disposed ? $"ObjectDisposedException ({disposed.ObjectName})" : error.GetType().Name;
+        }
+        finally
+        {
+            Plain(reader, "COMMIT");
+            await blocker.WaitAsync(Bound);
+        }
+
+        outcome.ShouldBe(nameof(InvalidOperationException), "Close returned while the connection's checkpoint still ran on the pooled physical connection");
+        dataSource.Statistics.InUse.ShouldBe(0);
     }
 
     private static void Plain(SqliteConnection connection, string sql)
