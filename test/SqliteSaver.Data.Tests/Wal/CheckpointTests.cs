@@ -310,6 +310,60 @@ public class CheckpointTests : DatabaseTest
         dataSource.Statistics.InUse.ShouldBe(0);
     }
 
+    /// <summary>
+    /// README (Cancel and Close): connection.Checkpoint is a call of the connection, which a Close from another thread
+    /// ends with InvalidOperationException. A FULL checkpoint waits in the busy handler for a reader on an old snapshot
+    /// when another thread closes the connection: Close cancels the call's token, which ends the wait, then interrupts
+    /// SQLite (sqlite3_interrupt). The checkpoint, no longer waiting, goes on to copy the frames that reader's snapshot
+    /// lets it copy, and SQLite's copy loop stops at the interrupt with SQLITE_INTERRUPT, which reaches the caller as a
+    /// SqliteException (code 9), not the InvalidOperationException of a call ended by Close: the SQLITE_INTERRUPT is
+    /// not taken for the Close that caused it, as a command's is.
+    /// </summary>
+    [Test]
+    public void Close_from_another_thread_ending_a_Full_checkpoint_that_then_copies_frames_throws_InvalidOperationException_not_SQLITE_INTERRUPT()
+    {
+        var path = Folder.File();
+        var connectionString = Folder.ConnectionString("Busy Timeout=20000;Checkpoint Interval=0;Wal Autocheckpoint=0;Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        var connection = dataSource.OpenConnection();
+
+        // Frames the reader's snapshot covers (so a FULL checkpoint may copy them once it stops waiting), then one more.
+        ConnectionTests.Exec(connection, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO t SELECT randomblob(3000) FROM n");
+        using var reader = new SqliteConnection($"Data Source={path};Pooling=False");
+        reader.Open();
+        Plain(reader, "BEGIN");
+        Plain(reader, "SELECT count(*) FROM t");
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+
+        Exception? ended = null;
+        var checkpoint = new Thread(() =>
+        {
+            try
+            {
+                connection.Checkpoint(CheckpointMode.Full);
+            }
+            catch (Exception error)
+            {
+                ended = error;
+            }
+        });
+        checkpoint.Start();
+        try
+        {
+            // Waiting for the reader in the busy handler's sleeps (up to Busy Timeout, 20 s).
+            Wait.Until(() => (checkpoint.ThreadState & ThreadState.WaitSleepJoin) != 0);
+            connection.Close(); // from another thread than the checkpoint's
+            checkpoint.Join(Bound).ShouldBeTrue();
+        }
+        finally
+        {
+            Plain(reader, "COMMIT");
+        }
+
+        ended.ShouldBeOfType<InvalidOperationException>($"The checkpoint Close ended threw {ended}");
+    }
+
     private static void Plain(SqliteConnection connection, string sql)
     {
         using var command = connection.CreateCommand();
