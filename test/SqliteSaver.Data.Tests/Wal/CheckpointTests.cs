@@ -364,6 +364,36 @@ public class CheckpointTests : DatabaseTest
         ended.ShouldBeOfType<InvalidOperationException>($"The checkpoint Close ended threw {ended}");
     }
 
+    /// <summary>
+    /// README: connection.GetWalStatus reports the WAL "from its size alone, so it stays cheap for a health check",
+    /// and is a call a Close ends. Another process switches a rollback-journal database to WAL in exclusive locking
+    /// mode and commits, so it keeps the database file locked and a -wal file is there. GetWalStatus on this process's
+    /// pooled connection, which has not read since, now reads the schema version first (CaughtUpWithJournalMode), and
+    /// that read waits in SQLite's own busy handler for the whole Busy Timeout (here 120 s), which no token and no
+    /// Close can end; before the change it answered at once. Expected: it answers within 30 s.
+    /// </summary>
+    [Test]
+    public void GetWalStatus_does_not_wait_Busy_Timeout_for_a_lock_another_process_holds_on_the_database()
+    {
+        var connectionString = Folder.ConnectionString("Journal Mode=Delete;Max Pool Size=1;Busy Timeout=120000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        connection.GetWalStatus().JournalMode.ShouldBe("delete");
+
+        using var other = WorkerProcess.Sql(Folder.File());
+        other.Run("PRAGMA locking_mode = EXCLUSIVE");
+        other.Run("PRAGMA journal_mode = WAL").ShouldBe("ok wal");
+        other.Run("INSERT INTO t VALUES (1)").ShouldBe("ok 1");
+        new FileInfo(Folder.File() + "-wal").Length.ShouldBeGreaterThan(0);
+
+        var status = Task.Factory.StartNew(() => connection.GetWalStatus(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var answered = status.Wait(Bound);
+        other.Kill(); // releases the lock, so that the status call ends
+        status.Wait(TimeSpan.FromSeconds(150));
+        answered.ShouldBeTrue("GetWalStatus waited for another process's lock past 30 s");
+    }
+
     private static void Plain(SqliteConnection connection, string sql)
     {
         using var command = connection.CreateCommand();
