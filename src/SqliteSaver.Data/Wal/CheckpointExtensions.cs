@@ -240,14 +240,12 @@ public static class CheckpointExtensions
     /// <summary>Reads the journal mode and page size through SQLite and the <c>-wal</c> file's size from disk.</summary>
     internal static WalStatus ReadStatus(sqlite3 handle)
     {
-        var journalMode = JournalMode(handle);
-        if (journalMode != "wal" && CaughtUpWithJournalMode(handle))
-        {
-            journalMode = JournalMode(handle);
-        }
-
         var (path, pageSize) = WalFileOf(handle);
-        return StatusOfSize(journalMode, path, pageSize);
+        var status = StatusOfSize(JournalMode(handle), path, pageSize);
+
+        // SQLite learns that another connection switched the file to WAL only at its next read, and a read may wait for
+        // a lock: a -wal file with frames, which SQLite keeps only for a database in WAL mode, says so at once.
+        return status.JournalMode != "wal" && status.WalFrames > 0 ? status with { JournalMode = "wal" } : status;
     }
 
     private static string JournalMode(sqlite3 handle)
@@ -255,9 +253,9 @@ public static class CheckpointExtensions
 
     /// <summary>
     /// SQLite learns that another connection (another process, say) switched the file to WAL only at its next read:
-    /// until then the connection answers its old journal mode, and a checkpoint -1 frames. So when a <c>-wal</c> file
-    /// is there and the connection has no transaction (whose snapshot a read would begin), this reads the schema
-    /// version once. Its errors are left for the caller's next statement: the answers then stay as they were.
+    /// until then a checkpoint answers -1 frames. So when a <c>-wal</c> file is there and the connection has no
+    /// transaction (whose snapshot a read would begin), this reads the schema version once, waiting for a lock as the
+    /// checkpoint itself would. Its errors are left for the caller's next statement: the answers then stay as they were.
     /// </summary>
     /// <returns>Whether it read.</returns>
     private static bool CaughtUpWithJournalMode(sqlite3 handle)
@@ -340,6 +338,11 @@ public static class CheckpointExtensions
                 catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)
                 {
                     throw ended;
+                }
+                catch (SqliteException interrupted) when (Executor.IsInterruption(interrupted, token)
+                    && physical.Calls.Ended(new OperationCanceledException(interrupted.Message, interrupted, token), call, cancellationToken) is { } ended)
+                {
+                    throw ended; // the interrupt of a Close, say, stopped a checkpoint copying frames
                 }
                 finally
                 {

@@ -311,13 +311,11 @@ public class CheckpointTests : DatabaseTest
     }
 
     /// <summary>
-    /// README (Cancel and Close): connection.Checkpoint is a call of the connection, which a Close from another thread
-    /// ends with InvalidOperationException. A FULL checkpoint waits in the busy handler for a reader on an old snapshot
-    /// when another thread closes the connection: Close cancels the call's token, which ends the wait, then interrupts
-    /// SQLite (sqlite3_interrupt). The checkpoint, no longer waiting, goes on to copy the frames that reader's snapshot
-    /// lets it copy, and SQLite's copy loop stops at the interrupt with SQLITE_INTERRUPT, which reaches the caller as a
-    /// SqliteException (code 9), not the InvalidOperationException of a call ended by Close: the SQLITE_INTERRUPT is
-    /// not taken for the Close that caused it, as a command's is.
+    /// A FULL connection.Checkpoint waits in the busy handler for a reader on an old snapshot when another thread
+    /// closes the connection: Close cancels the call's token, which ends the wait, then interrupts SQLite. The
+    /// checkpoint goes on to copy the frames that reader's snapshot allows, and SQLite's copy stops at the interrupt
+    /// with SQLITE_INTERRUPT, which is taken for the Close that caused it: the caller gets the InvalidOperationException
+    /// of a call ended by Close, as a command's caller does.
     /// </summary>
     [Test]
     public void Close_from_another_thread_ending_a_Full_checkpoint_that_then_copies_frames_throws_InvalidOperationException_not_SQLITE_INTERRUPT()
@@ -365,12 +363,10 @@ public class CheckpointTests : DatabaseTest
     }
 
     /// <summary>
-    /// README: connection.GetWalStatus reports the WAL "from its size alone, so it stays cheap for a health check",
-    /// and is a call a Close ends. Another process switches a rollback-journal database to WAL in exclusive locking
-    /// mode and commits, so it keeps the database file locked and a -wal file is there. GetWalStatus on this process's
-    /// pooled connection, which has not read since, now reads the schema version first (CaughtUpWithJournalMode), and
-    /// that read waits in SQLite's own busy handler for the whole Busy Timeout (here 120 s), which no token and no
-    /// Close can end; before the change it answered at once. Expected: it answers within 30 s.
+    /// connection.GetWalStatus stays cheap, as a health check needs, when another process switched a rollback-journal
+    /// database to WAL in exclusive locking mode and keeps the file locked: on a pooled connection that has not read
+    /// since, it does not read the database (which would wait the whole Busy Timeout, here 120 s, in SQLite's busy
+    /// handler), and the -wal file's frames tell it the database is in WAL mode.
     /// </summary>
     [Test]
     public void GetWalStatus_does_not_wait_Busy_Timeout_for_a_lock_another_process_holds_on_the_database()
@@ -392,6 +388,7 @@ public class CheckpointTests : DatabaseTest
         other.Kill(); // releases the lock, so that the status call ends
         status.Wait(TimeSpan.FromSeconds(150));
         answered.ShouldBeTrue("GetWalStatus waited for another process's lock past 30 s");
+        status.Result.JournalMode.ShouldBe("wal");
     }
 
     private static void Plain(SqliteConnection connection, string sql)
