@@ -241,15 +241,13 @@ public static class CheckpointExtensions
     internal static WalStatus ReadStatus(sqlite3 handle)
     {
         var (path, pageSize) = WalFileOf(handle);
-        var status = StatusOfSize(JournalMode(handle), path, pageSize);
+        var journalMode = Pragma(handle, "PRAGMA journal_mode", static s => raw.sqlite3_column_text(s, 0).utf8_to_string());
+        var status = StatusOfSize(journalMode, path, pageSize);
 
         // SQLite learns that another connection switched the file to WAL only at its next read, and a read may wait for
         // a lock: a -wal file with frames, which SQLite keeps only for a database in WAL mode, says so at once.
         return status.JournalMode != "wal" && status.WalFrames > 0 ? status with { JournalMode = "wal" } : status;
     }
-
-    private static string JournalMode(sqlite3 handle)
-        => Pragma(handle, "PRAGMA journal_mode", static s => raw.sqlite3_column_text(s, 0).utf8_to_string());
 
     /// <summary>
     /// SQLite learns that another connection (another process, say) switched the file to WAL only at its next read:
