@@ -35,28 +35,16 @@ public class CancelAndCloseTests : DatabaseTest
         using var connection = dataSource.OpenConnection();
         Task? closing = null;
         var hooked = 0;
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (instrument, meterListener) =>
+        using var listener = OnGateEntered(builder.Name, () =>
         {
-            if (instrument.Meter.Name == SaverMetrics.MeterName && instrument.Name == SaverMetrics.WriteGateWaitTime.Name)
+            if (Interlocked.Exchange(ref hooked, 1) == 0)
             {
-                meterListener.EnableMeasurementEvents(instrument);
-            }
-        };
-        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
-        {
-            foreach (var tag in tags)
-            {
-                if (tag.Key == SaverMetrics.PoolNameTag && (string?)tag.Value == builder.Name && Interlocked.Exchange(ref hooked, 1) == 0)
-                {
-                    // The gate is entered; the BEGIN IMMEDIATE has not run. Close on another thread, as a timeout
-                    // handler would, and let the BEGIN go on once Close has detached the connection.
-                    closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-                    Wait.Until(() => connection.State == ConnectionState.Closed);
-                }
+                // The BEGIN IMMEDIATE has not run. Close on another thread, as a timeout handler would, and let the
+                // BEGIN go on once Close has detached the connection.
+                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                Wait.Until(() => connection.State == ConnectionState.Closed);
             }
         });
-        listener.Start();
         var ran = false;
 
         Exception? error = null;
@@ -186,25 +174,7 @@ public class CancelAndCloseTests : DatabaseTest
         var builder = new SaverDataSourceBuilder(connectionString) { Name = "async-review-gate-entered" };
         using var dataSource = builder.Build();
         using var cancellation = new CancellationTokenSource();
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (instrument, meterListener) =>
-        {
-            if (instrument.Meter.Name == SaverMetrics.MeterName && instrument.Name == SaverMetrics.WriteGateWaitTime.Name)
-            {
-                meterListener.EnableMeasurementEvents(instrument);
-            }
-        };
-        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
-        {
-            foreach (var tag in tags)
-            {
-                if (tag.Key == SaverMetrics.PoolNameTag && (string?)tag.Value == builder.Name)
-                {
-                    cancellation.Cancel(); // the gate is entered, no statement of the call has started
-                }
-            }
-        });
-        listener.Start();
+        using var listener = OnGateEntered(builder.Name, cancellation.Cancel); // no statement of the call has started
         await using var connection = await dataSource.OpenConnectionAsync();
         await using var insert = connection.CreateCommand();
         insert.CommandText = "INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) SELECT i FROM n";
@@ -384,5 +354,34 @@ public class CancelAndCloseTests : DatabaseTest
                 return default!;
             }
         }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="onEntered"/> on a caller's thread as the caller enters the write gate of the data source
+    /// named <paramref name="poolName"/>: the write-gate wait metric is recorded synchronously right after the gate is
+    /// taken, before any statement of the call runs.
+    /// </summary>
+    private static MeterListener OnGateEntered(string poolName, Action onEntered)
+    {
+        var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meterListener) =>
+        {
+            if (instrument.Meter.Name == SaverMetrics.MeterName && instrument.Name == SaverMetrics.WriteGateWaitTime.Name)
+            {
+                meterListener.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == SaverMetrics.PoolNameTag && (string?)tag.Value == poolName)
+                {
+                    onEntered();
+                }
+            }
+        });
+        listener.Start();
+        return listener;
     }
 }
