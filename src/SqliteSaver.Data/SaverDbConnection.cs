@@ -743,7 +743,7 @@ public sealed class SaverDbConnection : DbConnection
             // The strategy's token for the attempt (a Polly timeout's): it ends the BEGIN's waits, as in RunOnceAsync,
             // and those of the statements of the unit of work, whose delegate takes no token.
             using var transaction = Synchronously.Result(BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: false, cancellationToken));
-            var physical = _physical!;
+            var physical = _physical ?? throw RenterCalls.ClosedDuringCall(null); // by another thread, right after the BEGIN
             var commits = physical.Commits;
             T result;
             try
@@ -802,7 +802,7 @@ public sealed class SaverDbConnection : DbConnection
         try
         {
             await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: true, cancellationToken).ConfigureAwait(false);
-            var physical = _physical!;
+            var physical = _physical ?? throw RenterCalls.ClosedDuringCall(null); // as in RunOnce
             var commits = physical.Commits;
             T result;
             try

@@ -154,6 +154,7 @@ internal sealed class RenterCalls : IDisposable
                 : new SqliteException("SQLite Error 9: 'interrupted'.", raw.SQLITE_INTERRUPT);
     }
 
-    private static InvalidOperationException ClosedDuringCall(Exception? cause)
+    /// <summary>What a call ended by Close throws.</summary>
+    public static InvalidOperationException ClosedDuringCall(Exception? cause)
         => new("The connection was closed while this call ran or waited to run; nothing of it was kept.", cause);
 }
