@@ -275,6 +275,34 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public async Task NextResultAsync_running_a_SAVEPOINT_after_a_batch_failed_to_finish_still_refuses_the_commit_as_NextResult_does([Values] bool async)
+    {
+        // As the test above, with the reader still open at the rollback, and its SAVEPOINT run by NextResultAsync as
+        // well as by NextResult: each counts it as run as written. SQLite rolls back to the newest savepoint of the
+        // name, set after the failed batch's first INSERT, which stays: the commit is still refused, or that part of
+        // the batch would be committed without its failed statement.
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        var savepoint = Reader(connection, transaction, "SELECT 1; SAVEPOINT a");
+        savepoint.Read().ShouldBeTrue(); // the SAVEPOINT has not run yet
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => transaction.Save("b")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        (async ? await savepoint.NextResultAsync() : savepoint.NextResult()).ShouldBeFalse(); // runs SAVEPOINT a after the batch's first INSERT
+
+        transaction.Rollback("a");
+
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
+        transaction.Rollback();
+        await savepoint.DisposeAsync(); // closing it only now: its close, too, counts it as a batch run as written
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
     public async Task SaveAsync_in_a_deferred_transaction_stops_waiting_for_the_write_lock_when_cancelled()
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=60000");

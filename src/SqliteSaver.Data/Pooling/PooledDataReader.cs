@@ -355,6 +355,7 @@ internal sealed class PooledDataReader(
 
         try
         {
+            NoteStatementsRunAsWritten(); // as NextResult does
             // A closed reader's physical connection may be another renter's by now: NextResult only reports the closing.
             // Otherwise the step runs under the token, and a failure closes this reader (and with CloseConnection the
             // connection) only once the step has handed the physical connection back its own busy handler.
