@@ -58,6 +58,16 @@ public class WorkloadCommandTests : CliTest
         }
     }
 
+    /// <summary>Stress runs one stack: its description line gives the run's length, not a length "per stack".</summary>
+    [Test]
+    public void Stress_describes_its_one_stack_run()
+    {
+        var run = CliRun.Of("stress", "--db", PathOf("stress.db"), "--seconds", "0.5", "--threads", "2", "--processes", "0", "--read-ratio", "0");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Output.ShouldContain("2 writer threads, 0 writer processes (one writer each) and 0 readers, 0.5 s, on ");
+    }
+
     [Test]
     public void Stress_runs_in_a_table_of_its_own_on_the_users_database_and_drops_it()
     {

@@ -45,7 +45,7 @@ internal static class WorkloadDisplay
     {
         console.WriteLine();
         console.WriteLine($"{Format.Count(report.Threads, "writer thread", "writer threads")}, {Format.Count(report.Processes, "writer process", "writer processes")} " +
-            $"(one writer each) and {Format.Count(report.Readers, "reader", "readers")}, {Format.Number(report.Seconds, "0.##")} s per stack, " +
+            $"(one writer each) and {Format.Count(report.Readers, "reader", "readers")}, {Format.Number(report.Seconds, "0.##")} s{(report.Stacks.Count > 1 ? " per stack" : string.Empty)}, " +
             $"on {Format.Count(Environment.ProcessorCount, "core", "cores")}.");
         console.WriteLine("A write opens a connection, reads a row, inserts one and commits; latency runs from the open to the commit.");
         var table = new Table().AddColumn(string.Empty);
