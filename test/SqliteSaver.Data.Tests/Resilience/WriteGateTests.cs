@@ -213,6 +213,58 @@ public class WriteGateTests
     }
 
     [Test]
+    public void A_woken_waiter_interrupted_while_it_takes_the_gate_lock_does_not_leave_the_gate_waking_nobody()
+    {
+        var gate = new WriteGate(starvationThreshold: TimeSpan.FromHours(1));
+        const System.Reflection.BindingFlags Private = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance;
+        var gateLock = typeof(WriteGate).GetField("_lock", Private)!.GetValue(gate)!;
+        var lockState = typeof(Lock).GetField("_state", Private)!;
+        const uint LockWaiterCountIncrement = 128; // System.Threading.Lock's _state counts blocked threads in steps of this
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        Exception? caught = null;
+        var first = new Thread(() =>
+        {
+            try
+            {
+                gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None);
+            }
+            catch (ThreadInterruptedException exception)
+            {
+                caught = exception;
+            }
+        });
+        first.Start();
+        Wait.Until(() => gate.WaitingCount == 1);
+        var second = Task.Factory.StartNew(() => gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None), TaskCreationOptions.LongRunning);
+        Wait.Until(() => gate.WaitingCount == 2);
+
+        ((Lock)gateLock).Enter();
+        try
+        {
+            gate.Exit(); // frees the gate and wakes the first waiter, which must take the gate's lock (held here) to try again
+            Wait.Until(() => (uint)lockState.GetValue(gateLock)! >= LockWaiterCountIncrement); // the first waiter blocks on it
+            first.Interrupt();
+            first.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        }
+        finally
+        {
+            ((Lock)gateLock).Exit();
+        }
+
+        caught.ShouldNotBeNull(); // the first waiter left without the gate
+        gate.IsHeld.ShouldBeFalse();
+        gate.WaitingCount.ShouldBe(1);
+
+        // A writer passes the free gate; its Exit must wake the second waiter, or hand it the gate.
+        gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeTrue();
+        gate.Exit();
+
+        second.Wait(TimeSpan.FromSeconds(10)).ShouldBeTrue("the second waiter was never woken: the gate still waits for the first, which left");
+        second.Result.ShouldBeTrue();
+        gate.Exit();
+    }
+
+    [Test]
     public void A_CommandTimeout_past_the_longest_wait_means_no_limit_rather_than_an_error()
     {
         using var folder = new TempFolder();
