@@ -52,6 +52,58 @@ public class WaitQueueTests
         }
     }
 
+    [Test]
+    public void A_cancelled_sync_waiter_whose_thread_is_interrupted_as_it_leaves_does_not_go_on_waiting()
+    {
+        var ownerLock = new Lock();
+        var queue = new WaitQueue<int>(ownerLock);
+        WaitQueue<int>.Waiter waiter;
+        lock (ownerLock)
+        {
+            waiter = queue.Enqueue(synchronous: true);
+        }
+
+        using var cancellation = new CancellationTokenSource();
+        Exception? caught = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                queue.Wait(waiter, Timeout.InfiniteTimeSpan, cancellation.Token, out _);
+            }
+            catch (Exception exception)
+            {
+                caught = exception;
+            }
+        })
+        {
+            IsBackground = true, // with the defect it waits for good
+        };
+        thread.Start();
+        Wait.Until(() => thread.ThreadState.HasFlag(ThreadState.WaitSleepJoin));
+
+        ownerLock.Enter(); // the cancelled waiter must take the owner's lock to leave the queue
+        try
+        {
+            cancellation.Cancel();
+            Wait.Until(() => LockWaiters(ownerLock) > 0); // it blocks on the lock, in the filter of its catch
+            thread.Interrupt();
+            Wait.Until(() => LockWaiters(ownerLock) == 0);
+        }
+        finally
+        {
+            ownerLock.Exit();
+        }
+
+        // Cancelled, then interrupted: the caller must leave (with either exception), not wait on for a grant.
+        thread.Join(TimeSpan.FromSeconds(10)).ShouldBeTrue("the cancelled, interrupted caller still waits for a grant that may never come");
+        caught.ShouldNotBeNull();
+        lock (ownerLock)
+        {
+            queue.Count.ShouldBe(0);
+        }
+    }
+
     /// <summary>Threads blocked on <paramref name="ownerLock"/>: <see cref="Lock"/>'s state counts them in steps of 128.</summary>
     private static uint LockWaiters(Lock ownerLock)
     {
