@@ -80,7 +80,9 @@ internal sealed class WriteGate
     /// </summary>
     public void Exit()
     {
-        lock (_lock)
+        // Taken through an interruption, which is delivered again afterwards: a gate not freed would stop every writer.
+        var interrupted = Uninterruptible.Enter(_lock);
+        try
         {
             if (_waiters.Head is { } head && Starving(head.QueuedAt) && !(_wokenPending && _wokenQueuedAt < head.QueuedAt))
             {
@@ -89,10 +91,14 @@ internal sealed class WriteGate
             }
 
             _held = false;
-            if (!_wokenPending && _waiters.Head is { } next && _waiters.TryGrant(false))
+            WakeLongestWaiter();
+        }
+        finally
+        {
+            _lock.Exit();
+            if (interrupted)
             {
-                _wokenPending = true;
-                _wokenQueuedAt = next.QueuedAt;
+                Thread.CurrentThread.Interrupt();
             }
         }
     }
@@ -107,10 +113,22 @@ internal sealed class WriteGate
         while (true)
         {
             WaitQueue<bool>.Waiter waiter;
-            lock (_lock)
+            var interrupted = Uninterruptible.Enter(_lock);
+            try
             {
                 var woken = queuedAt != 0;
                 _wokenPending &= !woken;
+                if (interrupted)
+                {
+                    // It leaves without trying: a waiter woken to try wakes the next in its place, as Exit would have.
+                    if (woken && !_held)
+                    {
+                        WakeLongestWaiter();
+                    }
+
+                    throw new ThreadInterruptedException();
+                }
+
                 if (!_held && (woken || !(_wokenPending && Starving(_wokenQueuedAt))))
                 {
                     // A newcomer may take a free gate even from a starving waiter in the queue: the waiter is handed
@@ -122,6 +140,10 @@ internal sealed class WriteGate
 
                 queuedAt = woken ? queuedAt : Stopwatch.GetTimestamp();
                 waiter = _waiters.Enqueue(synchronous: !async, queuedAt, first: woken);
+            }
+            finally
+            {
+                _lock.Exit();
             }
 
             var remaining = Remaining(timeout, queuedAt);
@@ -144,6 +166,16 @@ internal sealed class WriteGate
             {
                 return true;
             }
+        }
+    }
+
+    /// <summary>Wakes the longest waiter to try for the free gate, unless one woken before has not tried yet. Call under the lock.</summary>
+    private void WakeLongestWaiter()
+    {
+        if (!_wokenPending && _waiters.Head is { } next && _waiters.TryGrant(false))
+        {
+            _wokenPending = true;
+            _wokenQueuedAt = next.QueuedAt;
         }
     }
 

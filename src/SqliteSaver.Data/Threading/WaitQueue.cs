@@ -95,7 +95,7 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
             granted = true; // granted just as the wait ended: the value is ours, or it would be lost
         }
 
-        if (!granted && Abandon(waiter))
+        if (!granted && Abandon(waiter, throwInterruption: true))
         {
             value = default!;
             return false;
@@ -136,19 +136,41 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
         return (true, await waiter.Task.ConfigureAwait(false));
     }
 
-    /// <summary>Takes a waiter that gave up out of the queue; <see langword="false"/> when it was granted first and must use its value.</summary>
-    private bool Abandon(Waiter waiter)
+    /// <summary>
+    /// Takes a waiter that gave up out of the queue; <see langword="false"/> when it was granted first and must use its
+    /// value. An interruption of the thread while it waits for the owner's lock does not keep it from leaving: it is then
+    /// thrown with <paramref name="throwInterruption"/> (never in an exception filter, which would swallow it), and
+    /// otherwise delivered again, at the thread's next wait.
+    /// </summary>
+    /// <exception cref="ThreadInterruptedException">The thread was interrupted, and the waiter has left.</exception>
+    private bool Abandon(Waiter waiter, bool throwInterruption = false)
     {
-        lock (ownerLock)
+        var interrupted = Uninterruptible.Enter(ownerLock);
+        bool left;
+        try
         {
-            if (waiter.Node?.List is null)
+            left = waiter.Node?.List is not null;
+            if (left)
             {
-                return false;
+                _waiters.Remove(waiter.Node!);
+            }
+        }
+        finally
+        {
+            ownerLock.Exit();
+        }
+
+        if (interrupted)
+        {
+            if (left && throwInterruption)
+            {
+                throw new ThreadInterruptedException();
             }
 
-            _waiters.Remove(waiter.Node);
-            return true;
+            Thread.CurrentThread.Interrupt();
         }
+
+        return left;
     }
 
     /// <summary>One queued caller.</summary>
