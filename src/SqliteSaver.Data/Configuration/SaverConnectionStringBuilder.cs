@@ -253,7 +253,10 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         set => this[Keywords.BaseDelay.Name] = value.TotalSeconds;
     }
 
-    /// <summary>The longest delay between two attempts before <see cref="Jitter"/> spreads it, so at most MaxDelay x (1 + Jitter) (keyword in seconds), at least <see cref="BaseDelay"/>. Default 2 s.</summary>
+    /// <summary>
+    /// The longest delay between two attempts (keyword in seconds) before <see cref="Jitter"/> spreads it, so a delay
+    /// is at most MaxDelay x (1 + Jitter); at least <see cref="BaseDelay"/>. Default 2 s.
+    /// </summary>
     public TimeSpan MaxDelay
     {
         get => GetSeconds(Keywords.MaxDelay);

@@ -10,8 +10,8 @@ namespace SqliteSaver.Data.Resilience;
 /// long as the timeout allows), except that each sleep is a wait on a <see cref="CancellationToken"/>: cancelling it
 /// ends SQLite's wait at once, and the statement fails with SQLITE_BUSY. SQLite keeps the locks it holds while the
 /// handler runs (the PENDING lock of a writer in rollback-journal mode, a checkpoint's wait for readers), so nothing
-/// but the sleep changes. It is installed only for the length of a call with a token that can be cancelled: while it is, SQLite reports a busy
-/// timeout of 0, so no statement that reads or sets <c>busy_timeout</c> may run under it.
+/// but the sleep changes. It is installed only for the length of a call with a token that can be cancelled: while it
+/// is, SQLite reports a busy timeout of 0, so no statement that reads or sets <c>busy_timeout</c> may run under it.
 /// </summary>
 /// <remarks>
 /// SQLitePCLRaw does not expose <c>sqlite3_busy_handler</c>, so this calls it in e_sqlite3 (see <see cref="ESqlite3"/>),
