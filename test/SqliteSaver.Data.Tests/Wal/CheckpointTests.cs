@@ -246,10 +246,7 @@ public class CheckpointTests : DatabaseTest
 
         // A reader on a snapshot older than the WAL's end, and a plain connection whose TRUNCATE checkpoint holds the
         // checkpoint lock while it waits for that reader: any other checkpoint gets SQLITE_BUSY at once meanwhile.
-        using var reader = new SqliteConnection($"Data Source={path};Pooling=False");
-        reader.Open();
-        Plain(reader, "BEGIN");
-        Plain(reader, "SELECT count(*) FROM t");
+        using var reader = ReaderOnTheCurrentSnapshot(path);
         ConnectionTests.Scalar(connection, "INSERT INTO t VALUES (2) RETURNING x");
         var blocker = Task.Factory.StartNew(
             () =>
@@ -328,10 +325,7 @@ public class CheckpointTests : DatabaseTest
 
         // Frames the reader's snapshot covers (so a FULL checkpoint may copy them once it stops waiting), then one more.
         ConnectionTests.Exec(connection, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO t SELECT randomblob(3000) FROM n");
-        using var reader = new SqliteConnection($"Data Source={path};Pooling=False");
-        reader.Open();
-        Plain(reader, "BEGIN");
-        Plain(reader, "SELECT count(*) FROM t");
+        using var reader = ReaderOnTheCurrentSnapshot(path);
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
 
         Exception? ended = null;
@@ -389,6 +383,16 @@ public class CheckpointTests : DatabaseTest
         status.Wait(TimeSpan.FromSeconds(150));
         answered.ShouldBeTrue("GetWalStatus waited for another process's lock past 30 s");
         status.Result.JournalMode.ShouldBe("wal");
+    }
+
+    /// <summary>A plain connection whose open read transaction keeps the snapshot of the moment (of table t).</summary>
+    private static SqliteConnection ReaderOnTheCurrentSnapshot(string path)
+    {
+        var reader = new SqliteConnection($"Data Source={path};Pooling=False");
+        reader.Open();
+        Plain(reader, "BEGIN");
+        Plain(reader, "SELECT count(*) FROM t");
+        return reader;
     }
 
     private static void Plain(SqliteConnection connection, string sql)
