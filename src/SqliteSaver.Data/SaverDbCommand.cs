@@ -193,13 +193,18 @@ public sealed class SaverDbCommand : DbCommand
     /// Prepares the command's statements on the open connection. Commands are prepared on their first execution anyway,
     /// and kept prepared on the physical connection for later commands with the same text (see Statement Cache Size).
     /// </summary>
-    /// <exception cref="InvalidOperationException">The command has no open connection.</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, or SQLite has already ended the connection's transaction (rolled it back after an error).</exception>
     /// <exception cref="SqliteException">SQLite could not prepare a statement.</exception>
     public override void Prepare()
     {
         var (connection, physical, command) = Bind(nameof(Prepare));
         try
         {
+            if (connection.Transaction is not null && !physical.InTransaction)
+            {
+                throw SaverDbTransaction.EndedBySqlite(nameof(Prepare));
+            }
+
             physical.NotePragmas(command.CommandText); // SQLite sets a PRAGMA as it prepares it
             command.Prepare();
         }
@@ -290,7 +295,8 @@ public sealed class SaverDbCommand : DbCommand
         (SqliteDataReader Reader, bool Open) result;
         try
         {
-            result = connection.Executor.Execute(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, call.Token);
+            result = connection.Executor.Execute(
+                physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), call.Token);
         }
         catch (Exception failure)
         {
@@ -327,7 +333,8 @@ public sealed class SaverDbCommand : DbCommand
         try
         {
             result = await connection.Executor
-                .ExecuteAsync(physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, token)
+                .ExecuteAsync(
+                    physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), token)
                 .ConfigureAwait(false);
         }
         catch (Exception failure)
@@ -536,7 +543,8 @@ public sealed class SaverDbCommand : DbCommand
         var call = BeginRunning(physical);
         try
         {
-            return connection.Executor.Execute(physical, command, CommandTimeout, run, behavior, keepOpen: false, call.Token).Result;
+            return connection.Executor.Execute(
+                physical, command, CommandTimeout, run, behavior, keepOpen: false, connection.Transaction is not null, operation, call.Token).Result;
         }
         catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, CancellationToken.None) is { } ended)
         {
@@ -558,7 +566,7 @@ public sealed class SaverDbCommand : DbCommand
         try
         {
             var (result, _) = await connection.Executor
-                .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, token)
+                .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, connection.Transaction is not null, operation, token)
                 .ConfigureAwait(false);
             return result;
         }
@@ -672,11 +680,6 @@ public sealed class SaverDbCommand : DbCommand
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
         var physical = connection.GetOpenPhysical(operation);
-        if (connection.Transaction is not null && !physical.InTransaction)
-        {
-            throw SaverDbTransaction.EndedBySqlite(operation);
-        }
-
         if (_transaction is not null)
         {
             if (_transaction.IsCompleted)

@@ -31,8 +31,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <see cref="Finish"/>; the result says whether that happened. <paramref name="timeoutSeconds"/>, the command's
     /// CommandTimeout, bounds its waits for the write lock in all (see <see cref="CommandDeadline"/>).
     /// <paramref name="cancellationToken"/> (the call's, see <see cref="RenterCalls"/>) ends its waits on the gate,
-    /// between attempts and for another process's write lock, and interrupts its statements.
+    /// between attempts and for another process's write lock, and interrupts its statements. With
+    /// <paramref name="transactionExpected"/> (the renter has a transaction) nothing runs once SQLite has ended that
+    /// transaction itself: <paramref name="operation"/> names the call in the error.
     /// </summary>
+    /// <exception cref="InvalidOperationException">SQLite has ended the transaction <paramref name="transactionExpected"/> says is open.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public (T Result, bool Open) Execute<T>(
         PhysicalConnection physical,
@@ -41,8 +44,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
+        bool transactionExpected,
+        string operation,
         CancellationToken cancellationToken)
-        => Synchronously.Result(ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: false, cancellationToken));
+        => Synchronously.Result(ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, transactionExpected, operation, async: false, cancellationToken));
 
     /// <summary>
     /// The asynchronous form of <see cref="Execute"/>: waits on the gate, for the write lock and between attempts
@@ -50,6 +55,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// waits for a lock (see <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>), except for a command whose
     /// text names busy_timeout.
     /// </summary>
+    /// <exception cref="InvalidOperationException">SQLite has ended the transaction <paramref name="transactionExpected"/> says is open.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public ValueTask<(T Result, bool Open)> ExecuteAsync<T>(
         PhysicalConnection physical,
@@ -58,8 +64,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
+        bool transactionExpected,
+        string operation,
         CancellationToken cancellationToken)
-        => ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, async: true, cancellationToken);
+        => ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, transactionExpected, operation, async: true, cancellationToken);
 
     /// <summary>
     /// Commits a write left open by <see cref="Execute"/> (rolling it back if the commit fails), or with
@@ -125,6 +133,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
+        bool transactionExpected,
+        string operation,
         bool async,
         CancellationToken cancellationToken)
     {
@@ -138,6 +148,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         try
         {
             physical.RetryFailedRollback(leaveGate: true);
+
+            // Read once: SQLite takes the connection's mutex to answer, and nothing runs before the command does.
+            var inTransaction = physical.InTransaction;
+            if (transactionExpected && !inTransaction)
+            {
+                throw SaverDbTransaction.EndedBySqlite(operation);
+            }
+
             // Inside the try: reading the busy timeout may be interrupted by the token already.
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
             physical.NotePragmas(text);
@@ -152,12 +170,15 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 throw WriteOpenForReader();
             }
 
-            if (InCallersTransaction(physical))
+            if (inTransaction || physical.HeldGate is not null)
             {
+                // The caller's transaction: SQLite is out of autocommit, or the connection holds the gate for a
+                // transaction SQLite has ended (a COMMIT sent as SQL). Run as it is, unretried, never queuing for the
+                // gate it holds.
                 // ATTACH cannot run inside a transaction, but can once SQLite has ended it: before this command (the
                 // gate is held for a transaction SQLite ended) or in it (a batch such as "COMMIT; ATTACH ...").
                 physical.MayHoldTempObjects = true;
-                physical.MayHoldAttachments |= !physical.InTransaction || kind == CommandKind.Unprotected;
+                physical.MayHoldAttachments |= !inTransaction || kind == CommandKind.Unprotected;
                 physical.StandaloneCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected ? 1 : 0;
                 return (RunInCallersTransaction(physical, command, run, behavior, cancellationToken), false);
             }
@@ -323,13 +344,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             throw;
         }
     }
-
-    /// <summary>
-    /// Whether the caller has a transaction of its own on the connection: SQLite is out of autocommit, or the
-    /// connection holds the write gate for a transaction that SQLite has already ended (ON CONFLICT ROLLBACK, a
-    /// COMMIT sent as SQL). Commands then run as they are, unretried, and never queue for the gate they hold.
-    /// </summary>
-    private static bool InCallersTransaction(PhysicalConnection physical) => physical.InTransaction || physical.HeldGate is not null;
 
     /// <summary>The error for a write or a transaction begun while a reader's own write is open on the connection.</summary>
     public static InvalidOperationException WriteOpenForReader()
