@@ -33,6 +33,7 @@ public sealed class SaverDbCommand : DbCommand
     private Lock? _cancel; // held by Cancel from its look at _running to its interrupt; made by the first Cancel
     private CancellationTokenSource? _callCancellation; // of the call running (see RenterCalls.Begin), for Cancel
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
+    private OwnedSqliteCommand? _returned; // the one last given back to a cache, to rent again without a lookup
     private PooledDataReader? _reader;
 
     /// <summary>Creates a command with no text and no connection.</summary>
@@ -489,6 +490,7 @@ public sealed class SaverDbCommand : DbCommand
             {
                 _reader = null;
                 ReturnPrepared(_bound);
+                _returned = null;
                 _bound = null; // the connection may drop a disposed command unbound: Cancel must not reach its next renter
                 _definition.Dispose();
             }
@@ -640,6 +642,7 @@ public sealed class SaverDbCommand : DbCommand
         {
             _prepared = null;
             physical!.Statements.Return(prepared);
+            _returned = prepared.Keepable ? prepared : null;
         }
     }
 
@@ -701,7 +704,12 @@ public sealed class SaverDbCommand : DbCommand
 
         if (_prepared is null)
         {
-            _prepared = physical.Statements.Rent(_definition.CommandText, fresh: false);
+            var text = _definition.CommandText;
+            var returned = _returned;
+            _returned = null;
+            _prepared = returned is not null && string.Equals(returned.CommandText, text, StringComparison.Ordinal) && physical.Statements.TryRentAgain(returned)
+                ? returned
+                : physical.Statements.Rent(text, fresh: false);
             connection.Telemetry.StatementLookedUp(kept: _prepared.Node is not null);
         }
 

@@ -48,10 +48,7 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
         {
             if (!fresh && _kept.TryGetValue(commandText, out var kept) && !kept.Rented)
             {
-                _byUse.Remove(kept.Node!);
-                _byUse.AddFirst(kept.Node!);
-                kept.Rented = true;
-                _keptValueLength -= kept.BoundValueLength;
+                RentKept(kept);
                 return kept;
             }
 
@@ -66,6 +63,25 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
                 Rented = true,
                 Keepable = !fresh && capacity > 0 && commandText.Length <= MaxKeptTextLength,
             };
+        }
+    }
+
+    /// <summary>
+    /// Rents <paramref name="command"/>, one this cache handed out before, again without looking its text up (a
+    /// command run again, as in a loop): false when the cache no longer keeps it (evicted, or the cache disposed) or
+    /// someone holds it.
+    /// </summary>
+    public bool TryRentAgain(OwnedSqliteCommand command)
+    {
+        lock (_lock)
+        {
+            if (command.Rented || command.Node?.List != _byUse)
+            {
+                return false;
+            }
+
+            RentKept(command);
+            return true;
         }
     }
 
@@ -197,6 +213,18 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
         }
 
         return false;
+    }
+
+    private void RentKept(OwnedSqliteCommand kept)
+    {
+        if (_byUse.First != kept.Node)
+        {
+            _byUse.Remove(kept.Node!);
+            _byUse.AddFirst(kept.Node!);
+        }
+
+        kept.Rented = true;
+        _keptValueLength -= kept.BoundValueLength;
     }
 
     private void Remove(OwnedSqliteCommand command)

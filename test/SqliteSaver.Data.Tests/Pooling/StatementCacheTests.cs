@@ -309,6 +309,35 @@ public class StatementCacheTests : DatabaseTest
     }
 
     [Test]
+    public void A_command_run_again_after_its_kept_statement_was_evicted_or_on_another_connection_gets_a_statement_of_that_connection()
+    {
+        var connectionString = Folder.ConnectionString("Statement Cache Size=1");
+        Setup(connectionString);
+        using var first = new SaverDbConnection(connectionString);
+        first.Open();
+        using var compiles = new Compiles(first);
+        using var command = first.CreateCommand();
+        command.CommandText = Select;
+        var x = command.Parameters.AddWithValue("$x", 1L);
+        command.ExecuteScalar().ShouldBe(1L);
+        Query(first, "SELECT x FROM t WHERE rowid = $x + 0", 2).ShouldBe(2L); // evicts the command's statement
+        compiles.Reset();
+
+        x.Value = 3L;
+        command.ExecuteScalar().ShouldBe(3L);
+        compiles.Count.ShouldBe(1); // prepared again: the evicted one was disposed
+
+        using var second = new SaverDbConnection(connectionString);
+        second.Open(); // another physical connection: the first is still rented
+        using var compilesOnSecond = new Compiles(second);
+        command.Connection = second;
+        x.Value = 2L;
+        command.ExecuteScalar().ShouldBe(2L);
+        compilesOnSecond.Count.ShouldBe(1); // the second's own statement, not the one the first connection keeps
+        compiles.Count.ShouldBe(1);
+    }
+
+    [Test]
     public void Commands_never_disposed_on_a_long_lived_connection_are_not_kept_alive_by_it_and_share_the_kept_statement()
     {
         var connectionString = Folder.ConnectionString();
