@@ -206,7 +206,7 @@ public sealed class SaverDbCommand : DbCommand
                 throw SaverDbTransaction.EndedBySqlite(nameof(Prepare));
             }
 
-            physical.NotePragmas(command.CommandText); // SQLite sets a PRAGMA as it prepares it
+            physical.NotePragmas(command); // SQLite sets a PRAGMA as it prepares it
             command.Prepare();
         }
         finally

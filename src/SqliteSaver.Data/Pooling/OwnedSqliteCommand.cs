@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data.Pooling;
 
@@ -26,4 +27,12 @@ internal sealed class OwnedSqliteCommand : SqliteCommand
 
     /// <summary>Its place in the cache's order of use, while it is kept.</summary>
     public LinkedListNode<OwnedSqliteCommand>? Node { get; set; }
+
+    /// <summary>What its text does, once classified for good (see <see cref="Resilience.CommandClassifier"/>); null before.</summary>
+    public CommandKind? Kind { get; set; }
+
+    /// <summary>Whether its text may set a PRAGMA (see <see cref="PhysicalConnection.MaySetPragmas"/>), worked out once.</summary>
+    public bool MaySetPragmas => _maySetPragmas ??= PhysicalConnection.MaySetPragmas(CommandText);
+
+    private bool? _maySetPragmas;
 }

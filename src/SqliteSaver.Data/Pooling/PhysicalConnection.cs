@@ -548,13 +548,14 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// a value takes effect as it is prepared): <c>PRAGMA name = value</c> or <c>PRAGMA name(value)</c> may set one,
     /// reading one does not.
     /// </summary>
-    public void NotePragmas(string text)
+    public void NotePragmas(OwnedSqliteCommand command)
     {
-        if (!text.Contains("pragma", StringComparison.OrdinalIgnoreCase)
-            || !(text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal)))
+        if (!command.MaySetPragmas)
         {
             return;
         }
+
+        var text = command.CommandText;
 
         BusyTimeoutMayHaveChanged = true;
         PragmasMayHaveChanged = true;
@@ -563,6 +564,11 @@ internal sealed partial class PhysicalConnection : IDisposable
             : text;
         UnreadablePragmaMayHaveChanged |= UnreadablePragmaStatement().IsMatch(withoutComments);
     }
+
+    /// <summary>Whether <paramref name="text"/> may set a PRAGMA: <c>PRAGMA name = value</c> or <c>PRAGMA name(value)</c>.</summary>
+    public static bool MaySetPragmas(string text)
+        => text.Contains("pragma", StringComparison.OrdinalIgnoreCase)
+            && (text.Contains('=', StringComparison.Ordinal) || text.Contains('(', StringComparison.Ordinal));
 
     /// <summary>
     /// Remembers the values of the PRAGMAs a renter can change with a command and that stay with the connection, as

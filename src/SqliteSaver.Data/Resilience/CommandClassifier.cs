@@ -24,24 +24,26 @@ internal sealed class CommandClassifier
     private readonly ConcurrentDictionary<string, CommandKind> _cache = new(StringComparer.Ordinal);
 
     /// <summary>Classifies <paramref name="sql"/> using the open connection <paramref name="db"/> to prepare it.</summary>
-    public CommandKind Classify(sqlite3 db, string sql) => Classify(db, sql, out _);
+    public CommandKind Classify(sqlite3 db, string sql) => Classify(db, sql, out _, out _);
 
     /// <summary>
     /// Classifies <paramref name="sql"/> as <see cref="Classify(sqlite3, string)"/> does. <paramref name="invalid"/> is
     /// SQLite's error for a first statement that cannot be prepared against the schema of the moment (a syntax error,
     /// an unknown table), with which the command fails before it runs anything; such text counts as a write, as text
-    /// that cannot all be prepared yet does.
+    /// that cannot all be prepared yet does. <paramref name="final"/> says whether the text is classified for good, as
+    /// the cache keeps it (whether or not the cache had room for it).
     /// </summary>
-    public CommandKind Classify(sqlite3 db, string sql, out SqliteException? invalid)
+    public CommandKind Classify(sqlite3 db, string sql, out SqliteException? invalid, out bool final)
     {
         invalid = null;
         if (_cache.TryGetValue(sql, out var kind))
         {
+            final = true;
             return kind;
         }
 
-        kind = Analyze(db, sql, out var complete, out invalid);
-        if (complete && _cache.Count < MaxCachedCommands)
+        kind = Analyze(db, sql, out final, out invalid);
+        if (final && _cache.Count < MaxCachedCommands)
         {
             _cache.TryAdd(sql, kind);
         }

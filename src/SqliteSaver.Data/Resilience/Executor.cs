@@ -39,7 +39,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public (T Result, bool Open) Execute<T>(
         PhysicalConnection physical,
-        SqliteCommand command,
+        OwnedSqliteCommand command,
         int timeoutSeconds,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
@@ -59,7 +59,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public ValueTask<(T Result, bool Open)> ExecuteAsync<T>(
         PhysicalConnection physical,
-        SqliteCommand command,
+        OwnedSqliteCommand command,
         int timeoutSeconds,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
@@ -107,6 +107,23 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     public CommandKind Classify(PhysicalConnection physical, string text) => _classifier.Classify(physical.Handle, text);
 
     /// <summary>
+    /// <see cref="CommandClassifier.Classify(sqlite3, string, out SqliteException?, out bool)"/>, kept on the cache's
+    /// command once final, so that a command run again is not looked up by its text.
+    /// </summary>
+    private CommandKind Classify(PhysicalConnection physical, OwnedSqliteCommand command, out SqliteException? invalid)
+    {
+        invalid = null;
+        if (command.Kind is { } kind)
+        {
+            return kind;
+        }
+
+        kind = _classifier.Classify(physical.Handle, command.CommandText, out invalid, out var final);
+        command.Kind = final ? kind : null;
+        return kind;
+    }
+
+    /// <summary>
     /// Begins a transaction. An IMMEDIATE one first passes the write gate, and with <paramref name="retry"/> its
     /// <c>BEGIN IMMEDIATE</c> is retried by the strategy while the write lock is busy; it waits for the lock at most
     /// <paramref name="timeoutSeconds"/> in all, as a command waits its CommandTimeout. A synchronous call's token
@@ -128,7 +145,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// </summary>
     private async ValueTask<(T Result, bool Open)> ExecuteCore<T>(
         PhysicalConnection physical,
-        SqliteCommand command,
+        OwnedSqliteCommand command,
         int timeoutSeconds,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
@@ -158,8 +175,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
             // Inside the try: reading the busy timeout may be interrupted by the token already.
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
-            physical.NotePragmas(text);
-            var kind = _classifier.Classify(physical.Handle, text, out var invalid);
+            physical.NotePragmas(command);
+            var kind = Classify(physical, command, out var invalid);
             if (invalid is not null)
             {
                 throw invalid; // as it would without the library, before running anything, rather than after waiting for a lock

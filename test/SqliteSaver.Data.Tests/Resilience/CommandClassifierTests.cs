@@ -59,10 +59,11 @@ public class CommandClassifierTests
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1)", "Write", null)]
     public void A_first_statement_that_cannot_be_prepared_gives_SQLites_error(string sql, string expected, string? error)
     {
-        new CommandClassifier().Classify(_connection.Handle!, sql, out var invalid).ToString().ShouldBe(expected);
+        new CommandClassifier().Classify(_connection.Handle!, sql, out var invalid, out var final).ToString().ShouldBe(expected);
 
         invalid?.Message.ShouldBe($"SQLite Error 1: '{error}'.");
         (invalid is null).ShouldBe(error is null);
+        final.ShouldBeFalse(); // classified again next time, against the schema of then
     }
 
     [TestCase("CREATE TEMP TABLE u (y)", "TempWrite")]
