@@ -28,7 +28,7 @@ internal sealed class OwnedSqliteCommand : SqliteCommand
     /// <summary>Its place in the cache's order of use, while it is kept.</summary>
     public LinkedListNode<OwnedSqliteCommand>? Node { get; set; }
 
-    /// <summary>What its text does, once classified for good (see <see cref="Resilience.CommandClassifier"/>); null before.</summary>
+    /// <summary>What its text does, once classified for good (see <see cref="CommandClassifier"/>); null before.</summary>
     public CommandKind? Kind { get; set; }
 
     /// <summary>Whether its text may set a PRAGMA (see <see cref="PhysicalConnection.MaySetPragmas"/>), worked out once.</summary>

@@ -556,7 +556,6 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
 
         var text = command.CommandText;
-
         BusyTimeoutMayHaveChanged = true;
         PragmasMayHaveChanged = true;
         var withoutComments = text.Contains("/*", StringComparison.Ordinal) || text.Contains("--", StringComparison.Ordinal)
