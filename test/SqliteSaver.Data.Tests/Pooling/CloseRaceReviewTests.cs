@@ -1,0 +1,162 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Diagnostics;
+using SQLitePCL;
+
+namespace SqliteSaver.Data.Tests.Pooling;
+
+/// <summary>
+/// Close from another thread racing calls of the renter that are not, or not yet, tracked (see RenterCalls): nothing of
+/// one renter may touch the physical connection once Close has handed it on.
+/// </summary>
+public class CloseRaceReviewTests : DatabaseTest
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Cancel() of a command whose execution began (Bind found the connection open) just before another thread closed
+    /// the connection, and the pool then closing that physical connection (a cleared pool), right between Cancel's look
+    /// at the handle and its sqlite3_interrupt.
+    /// How it is reached: the statement-cache lookup metric is recorded in Bind, after the physical connection was
+    /// taken and before the call is tracked (BeginRunning); there another thread closes the connection and Close
+    /// completes (no tracked call runs, so it waits for nothing). The execution then begins its call on the returned
+    /// physical connection and stops in the retry strategy, which registers on the call's token. Cancel() sees the
+    /// call running and the handle open, cancels the token, and the registration clears the pool, which disposes the
+    /// idle physical connection; Cancel then interrupts the closed handle.
+    /// Observed: Cancel() throws ObjectDisposedException ("Safe handle has been closed").
+    /// Expected: Cancel() returns quietly (ADO.NET: Cancel does not throw when there is nothing to cancel).
+    /// </summary>
+    [Test]
+    public void Cancel_while_Close_hands_the_physical_connection_back_and_the_pool_closes_it_does_not_throw()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var strategy = new PausingStrategy();
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-cancel-disposed" }.UseRetryStrategy(strategy);
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM t";
+
+        Task? closing = null;
+        using var listener = OnStatementLookedUp(builder.Name!, () =>
+        {
+            closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            closing.Wait(Bound); // Close waits for no call: the execution's is not begun yet
+        });
+        strategy.Arm(token => token.Register(dataSource.Clear)); // runs inside Cancel's CancellationTokenSource.Cancel
+        var running = Task.Factory.StartNew(() => command.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        strategy.Paused.Wait(Bound).ShouldBeTrue("the execution reached the retry strategy");
+        closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
+
+        Exception? cancelError = null;
+        try
+        {
+            command.Cancel();
+        }
+        catch (Exception exception)
+        {
+            cancelError = exception;
+        }
+
+        strategy.Release();
+        Outcome(running); // whatever the stale execution did; not the subject here
+        cancelError.ShouldBeNull($"Cancel() threw {cancelError}");
+    }
+
+    /// <summary>Runs <paramref name="onLookedUp"/> once, on the thread of the first statement-cache lookup of the pool named <paramref name="poolName"/>.</summary>
+    private static MeterListener OnStatementLookedUp(string poolName, Action onLookedUp)
+    {
+        var fired = 0;
+        var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meterListener) =>
+        {
+            if (instrument.Meter.Name == SaverMetrics.MeterName && instrument.Name == SaverMetrics.StatementCacheLookups.Name)
+            {
+                meterListener.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == SaverMetrics.PoolNameTag && (string?)tag.Value == poolName && Interlocked.Exchange(ref fired, 1) == 0)
+                {
+                    onLookedUp();
+                }
+            }
+        });
+        listener.Start();
+        return listener;
+    }
+
+    /// <summary>What a task did: "returned value", or the exception's type (and SQLite code).</summary>
+    private static string Outcome<T>(Task<T> task)
+    {
+        try
+        {
+            task.Wait(Bound).ShouldBeTrue("the call ended");
+            return $"returned {task.Result}";
+        }
+        catch (AggregateException wrapped) when (wrapped.InnerException is { } error)
+        {
+            return error is SqliteException sqlite ? $"SqliteException {sqlite.SqliteErrorCode}" : error.GetType().Name;
+        }
+    }
+
+    /// <summary>
+    /// Runs each attempt once, except that the first attempt after <see cref="Arm"/> first hands its token to a
+    /// callback and, unless told not to, stops until <see cref="Release"/>.
+    /// </summary>
+    private sealed class PausingStrategy : SaverRetryStrategy, IDisposable
+    {
+        private readonly ManualResetEventSlim _released = new();
+        private Action<CancellationToken>? _onPause;
+        private bool _pause;
+
+        public ManualResetEventSlim Paused { get; } = new();
+
+        public void Arm(Action<CancellationToken> onPause, bool pause = true)
+        {
+            _pause = pause;
+            _onPause = onPause;
+        }
+
+        public void Release() => _released.Set();
+
+        public void Dispose()
+        {
+            _released.Dispose();
+            Paused.Dispose();
+        }
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            Pause(cancellationToken);
+            return attempt(state, cancellationToken);
+        }
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt,
+            TState state,
+            CancellationToken cancellationToken)
+        {
+            Pause(cancellationToken);
+            return await attempt(state, cancellationToken);
+        }
+
+        private void Pause(CancellationToken cancellationToken)
+        {
+            if (Interlocked.Exchange(ref _onPause, null) is { } onPause)
+            {
+                onPause(cancellationToken);
+                Paused.Set();
+                if (_pause)
+                {
+                    _released.Wait(Bound, CancellationToken.None); // the call's token must not end the pause
+                }
+            }
+        }
+    }
+}
