@@ -65,6 +65,65 @@ public class CloseRaceReviewTests : DatabaseTest
         cancelError.ShouldBeNull($"Cancel() threw {cancelError}");
     }
 
+    /// <summary>
+    /// Cancel() of a command whose execution began just before another thread closed the connection, while the next
+    /// renter of that physical connection runs a statement: Cancel interrupts the next renter's statement.
+    /// How it is reached: as in the test above, Close completes from the statement-cache lookup metric, inside Bind; the
+    /// stale execution then begins its call on the physical connection and stops in the retry strategy. The next renter
+    /// (Max Pool Size=1) runs a statement that calls <c>hold()</c>, an application function, for 100 rows; the first
+    /// call waits until Cancel() has returned (SQLite sees an interrupt at the statement's next loop).
+    /// Observed: the next renter's statement fails with SQLITE_INTERRUPT (9).
+    /// Expected: Cancel() of a command of a closed connection never reaches the next renter's statement: it returns 100.
+    /// </summary>
+    [Test]
+    public void Cancel_of_a_command_whose_connection_was_closed_does_not_interrupt_the_next_renters_statement()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var strategy = new PausingStrategy();
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-cancel-next-renter" }.UseRetryStrategy(strategy);
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM t";
+
+        Task? closing = null;
+        using var listener = OnStatementLookedUp(builder.Name!, () =>
+        {
+            closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            closing.Wait(Bound);
+        });
+        strategy.Arm(_ => { });
+        var stale = Task.Factory.StartNew(() => command.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        strategy.Paused.Wait(Bound).ShouldBeTrue("the execution reached the retry strategy");
+        closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
+
+        using var holding = new ManualResetEventSlim();
+        using var cancelled = new ManualResetEventSlim();
+        var next = dataSource.OpenConnection(); // the physical connection the closed connection had
+        next.InnerConnection.CreateFunction("hold", () =>
+        {
+            holding.Set();
+            cancelled.Wait(Bound); // at once after the first row
+            return 1L;
+        });
+        var nextRun = Task.Factory.StartNew(
+            () => ConnectionTests.Scalar(next, "SELECT sum(h) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT hold() AS h FROM n)"),
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        holding.Wait(Bound).ShouldBeTrue("the next renter's statement runs");
+
+        command.Cancel();
+        cancelled.Set();
+        var nextOutcome = Outcome(nextRun);
+        strategy.Release();
+        Outcome(stale);
+        next.Close();
+
+        nextOutcome.ShouldBe("returned 100", "Cancel() of the closed connection's command reached the next renter's statement");
+    }
+
     /// <summary>Runs <paramref name="onLookedUp"/> once, on the thread of the first statement-cache lookup of the pool named <paramref name="poolName"/>.</summary>
     private static MeterListener OnStatementLookedUp(string poolName, Action onLookedUp)
     {
