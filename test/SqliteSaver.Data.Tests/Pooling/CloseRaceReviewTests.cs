@@ -124,6 +124,41 @@ public class CloseRaceReviewTests : DatabaseTest
         nextOutcome.ShouldBe("returned 100", "Cancel() of the closed connection's command reached the next renter's statement");
     }
 
+    /// <summary>
+    /// An execution whose connection another thread closes right after the execution found it open (Bind took the
+    /// physical connection) but before its call was tracked (BeginRunning).
+    /// How it is reached: the statement-cache lookup metric is recorded in Bind, between the two; there another thread
+    /// closes the connection and Close completes, waiting for nothing, and hands the physical connection back to the
+    /// pool. The execution goes on with the physical connection it took.
+    /// Observed: the INSERT runs on the physical connection idle in the pool, commits, and ExecuteNonQuery returns 1.
+    /// Expected: it throws the InvalidOperationException of a call ended by Close, and nothing is written.
+    /// </summary>
+    [Test]
+    public void An_execution_whose_connection_is_closed_as_it_starts_does_not_run_on_the_returned_physical_connection()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-stale-execution" };
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES ('after Close')";
+
+        Task? closing = null;
+        using var listener = OnStatementLookedUp(builder.Name!, () =>
+        {
+            closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            closing.Wait(Bound);
+        });
+        var outcome = Outcome(Task.Factory.StartNew(insert.ExecuteNonQuery, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
+
+        closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
+        var rows = PoolTests.Scalar(connectionString, "SELECT count(*) FROM t");
+        (outcome, rows).ShouldBe(
+            (nameof(InvalidOperationException), (object?)0L),
+            "an execution whose connection was closed as it started ran on the physical connection returned to the pool");
+    }
+
     /// <summary>Runs <paramref name="onLookedUp"/> once, on the thread of the first statement-cache lookup of the pool named <paramref name="poolName"/>.</summary>
     private static MeterListener OnStatementLookedUp(string poolName, Action onLookedUp)
     {
