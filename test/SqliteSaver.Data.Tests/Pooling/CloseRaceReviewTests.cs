@@ -159,6 +159,87 @@ public class CloseRaceReviewTests : DatabaseTest
             "an execution whose connection was closed as it started ran on the physical connection returned to the pool");
     }
 
+    /// <summary>
+    /// Close from another thread while a transaction's Commit, Rollback, Save or Release runs its statement. These are
+    /// not tracked calls, so Close waits for none of them: it goes on at once, closing the connection's open reader
+    /// and then rolling back, while the call's statement is still running on the physical connection.
+    /// How it is reached: a progress handler on the physical connection (N=1) fires on the calling thread inside the
+    /// call's statement (COMMIT, ROLLBACK, SAVEPOINT, RELEASE); it starts Close on another thread and waits until
+    /// Close either shows it waits for the call (it cancels the calls' token, which an earlier call registered on) or
+    /// has closed the connection's reader (which needs no SQLite mutex), or has finished.
+    /// Observed: Close closes the reader while the call's statement runs (it never waits for the call).
+    /// Expected: Close ends the call or waits for it before it goes on (RenterCalls): the reader is still open while
+    /// the call's statement runs; the call completes or throws InvalidOperationException, and nothing is half-committed.
+    /// </summary>
+    [TestCase("Commit")]
+    [TestCase("Rollback")]
+    [TestCase("Save")]
+    [TestCase("Release")]
+    public void Close_from_another_thread_waits_for_a_transaction_call_running_its_statement(string call)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES ('before')");
+        using var strategy = new PausingStrategy();
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-transaction-" + call }.UseRetryStrategy(strategy);
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        using var closeWaits = new ManualResetEventSlim();
+        strategy.Arm(token => token.Register(closeWaits.Set), pause: false); // the calls' token, until cancelled
+        ConnectionTests.Scalar(connection, "SELECT 1");
+
+        var transaction = connection.BeginTransaction();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES ('in transaction')");
+        if (call == "Release")
+        {
+            transaction.Save("s");
+        }
+
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT x FROM t";
+        var reader = select.ExecuteReader(); // read-only, open: Close closes it first
+        reader.Read().ShouldBeTrue();
+
+        Task? closing = null;
+        var readerClosedDuringCall = false;
+        var caller = Environment.CurrentManagedThreadId;
+        var hooked = 0;
+        raw.sqlite3_progress_handler(connection.InnerConnection.Handle, 1, _ =>
+        {
+            if (Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
+            {
+                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                Wait.Until(() => reader.IsClosed || closeWaits.IsSet || closing.IsCompleted);
+                readerClosedDuringCall = reader.IsClosed;
+            }
+
+            return 0;
+        }, null);
+
+        string outcome;
+        try
+        {
+            Action run = call switch
+            {
+                "Commit" => transaction.Commit,
+                "Rollback" => transaction.Rollback,
+                "Save" => () => transaction.Save("s"),
+                _ => () => transaction.Release("s"),
+            };
+            run();
+            outcome = "returned";
+        }
+        catch (Exception error)
+        {
+            outcome = error.GetType().Name;
+        }
+
+        hooked.ShouldBe(1, "the progress handler fired inside the call's statement");
+        var closed = closing.ShouldNotBeNull().Wait(Bound);
+        var rows = PoolTests.Scalar(connectionString, "SELECT count(*) FROM t");
+        readerClosedDuringCall.ShouldBeFalse(
+            $"Close went on (closed the connection's reader) while {call}'s statement still ran, without waiting for it or ending it; {call} then {outcome}, Close {(closed ? closing.Status.ToString() : "did not end")}, {rows} rows");
+    }
+
     /// <summary>Runs <paramref name="onLookedUp"/> once, on the thread of the first statement-cache lookup of the pool named <paramref name="poolName"/>.</summary>
     private static MeterListener OnStatementLookedUp(string poolName, Action onLookedUp)
     {
