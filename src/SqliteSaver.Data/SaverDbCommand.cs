@@ -252,16 +252,25 @@ public sealed class SaverDbCommand : DbCommand
     /// connection (giving back its statement, tracking its reader), before the call may close the connection itself.
     /// </summary>
     /// <returns>The source of the call's token (see <see cref="RenterCalls.Begin"/>).</returns>
-    internal CancellationTokenSource BeginRunning(PhysicalConnection physical)
+    /// <exception cref="InvalidOperationException"><paramref name="connection"/> was closed since the call found it open (see <see cref="SaverDbConnection.BeginCall"/>).</exception>
+    internal CancellationTokenSource BeginRunning(SaverDbConnection connection, PhysicalConnection physical)
+        => BeginRunning(connection.BeginCall(physical));
+
+    /// <summary>
+    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/> for a reader closing, which the connection's
+    /// Close does too (through <see cref="Unbind"/>) once it has taken the physical connection from the renter.
+    /// </summary>
+    internal void BeginRunningToClose(PhysicalConnection physical) => BeginRunning(physical.Calls.Begin());
+
+    private CancellationTokenSource BeginRunning(CancellationTokenSource cancellation)
     {
-        var cancellation = physical.Calls.Begin();
         _callCancellation = cancellation; // before _running rises: a Cancel that sees it running cancels this one
         Interlocked.Increment(ref _running);
         return cancellation;
     }
 
     /// <summary>
-    /// Ends what <see cref="BeginRunning"/> began, once no <see cref="Cancel"/> that saw the call running is still to
+    /// Ends what <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/> began, once no <see cref="Cancel"/> that saw the call running is still to
     /// interrupt: otherwise its interrupt could land after the connection went back to the pool, on the next renter's
     /// statement. Costs a look at a counter unless a Cancel is under way.
     /// </summary>
@@ -292,7 +301,7 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        var call = BeginRunning(physical);
+        var call = BeginRunning(connection, physical);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
@@ -328,7 +337,7 @@ public sealed class SaverDbCommand : DbCommand
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        var call = BeginRunning(physical);
+        var call = BeginRunning(connection, physical);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;
         try
@@ -542,7 +551,7 @@ public sealed class SaverDbCommand : DbCommand
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
         var (connection, physical, command) = BindWithParameters(operation);
-        var call = BeginRunning(physical);
+        var call = BeginRunning(connection, physical);
         try
         {
             return connection.Executor.Execute(
@@ -563,7 +572,7 @@ public sealed class SaverDbCommand : DbCommand
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
         var (connection, physical, command) = BindWithParameters(operation);
-        var call = BeginRunning(physical);
+        var call = BeginRunning(connection, physical);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {

@@ -352,6 +352,25 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>The open physical connection, marked as used; throws when the connection is closed.</summary>
     /// <exception cref="InvalidOperationException">The connection is closed.</exception>
+    /// <summary>
+    /// Begins a call of the renter on <paramref name="physical"/>, which the caller found open on this connection (see
+    /// <see cref="RenterCalls.Begin"/>), unless Close has taken it since: Close takes the physical connection and then
+    /// looks for calls running, a call is counted and then looks at the connection, each with a full fence between, so
+    /// that either Close ends and waits for the call or the call sees that Close came.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection was closed since the caller found it open.</exception>
+    internal CancellationTokenSource BeginCall(PhysicalConnection physical)
+    {
+        var call = physical.Calls.Begin();
+        if (!ReferenceEquals(Volatile.Read(ref _physical), physical))
+        {
+            physical.Calls.End();
+            throw RenterCalls.ClosedDuringCall(null);
+        }
+
+        return call;
+    }
+
     internal PhysicalConnection GetOpenPhysical(string operation)
     {
         var physical = _physical ?? throw new InvalidOperationException($"{operation} requires an open connection.");
@@ -674,7 +693,7 @@ public sealed class SaverDbConnection : DbConnection
         CheckIsolationLevel(isolationLevel);
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
-        var call = physical.Calls.Begin();
+        var call = BeginCall(physical);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {

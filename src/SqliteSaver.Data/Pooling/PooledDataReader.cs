@@ -68,7 +68,7 @@ internal sealed class PooledDataReader(
         var attempt = UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
         NoteStatementsRunAsWritten(); // closing runs those not reached
         _closed = true;
-        command.BeginRunning(physical); // closing runs the statements of the command not reached yet
+        command.BeginRunningToClose(physical); // closing runs the statements of the command not reached yet
         try
         {
             if (!openWrite)
@@ -390,7 +390,7 @@ internal sealed class PooledDataReader(
                 failure);
         }
 
-        command.BeginRunning(physical);
+        command.BeginRunning(connection, physical);
         bool result;
         try
         {
@@ -415,7 +415,7 @@ internal sealed class PooledDataReader(
 
     public override bool Read()
     {
-        command.BeginRunning(physical);
+        command.BeginRunning(connection, physical);
         try
         {
             return UnitOfWorkAttempt() is { } attempt

@@ -327,7 +327,7 @@ public static class CheckpointExtensions
         {
             case SaverDbConnection saver:
                 var physical = Usable(saver.GetOpenPhysical(operation));
-                var call = physical.Calls.Begin();
+                var call = saver.BeginCall(physical);
                 var linked = RenterCalls.Link(call, cancellationToken, out var token);
                 try
                 {

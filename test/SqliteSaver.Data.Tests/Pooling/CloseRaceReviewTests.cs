@@ -47,7 +47,7 @@ public class CloseRaceReviewTests : DatabaseTest
         });
         strategy.Arm(token => token.Register(dataSource.Clear)); // runs inside Cancel's CancellationTokenSource.Cancel
         var running = Task.Factory.StartNew(() => command.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        strategy.Paused.Wait(Bound).ShouldBeTrue("the execution reached the retry strategy");
+        Wait.Until(() => strategy.Paused.IsSet || running.IsCompleted); // paused, on the physical connection handed back
         closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
 
         Exception? cancelError = null;
@@ -61,8 +61,9 @@ public class CloseRaceReviewTests : DatabaseTest
         }
 
         strategy.Release();
-        Outcome(running); // whatever the stale execution did; not the subject here
+        var outcome = Outcome(running);
         cancelError.ShouldBeNull($"Cancel() threw {cancelError}");
+        outcome.ShouldBe(nameof(InvalidOperationException)); // the call of a connection closed since it was found open
     }
 
     /// <summary>
@@ -95,7 +96,8 @@ public class CloseRaceReviewTests : DatabaseTest
         });
         strategy.Arm(_ => { });
         var stale = Task.Factory.StartNew(() => command.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        strategy.Paused.Wait(Bound).ShouldBeTrue("the execution reached the retry strategy");
+        Wait.Until(() => strategy.Paused.IsSet || stale.IsCompleted); // paused, on the physical connection handed back
+        strategy.Disarm(); // the next renter's statement, of the same data source, must not pause in its place
         closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
 
         using var holding = new ManualResetEventSlim();
@@ -118,10 +120,11 @@ public class CloseRaceReviewTests : DatabaseTest
         cancelled.Set();
         var nextOutcome = Outcome(nextRun);
         strategy.Release();
-        Outcome(stale);
+        var staleOutcome = Outcome(stale);
         next.Close();
 
         nextOutcome.ShouldBe("returned 100", "Cancel() of the closed connection's command reached the next renter's statement");
+        staleOutcome.ShouldBe(nameof(InvalidOperationException));
     }
 
     /// <summary>
@@ -297,6 +300,8 @@ public class CloseRaceReviewTests : DatabaseTest
             _pause = pause;
             _onPause = onPause;
         }
+
+        public void Disarm() => _onPause = null;
 
         public void Release() => _released.Set();
 
