@@ -65,14 +65,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// Such a statement failed, now or when its reader closed, and the transaction can now only be rolled back; or
     /// SQLite could not commit, and the transaction stays open.
     /// </exception>
-    public override void Commit()
-    {
-        ThrowIfCompleted(nameof(Commit));
-        ThrowIfEndedBySqlite(nameof(Commit));
-        FinishReaders();
-        _physical.Commit();
-        Complete();
-    }
+    public override void Commit() => CommitCore(CancellationToken.None);
 
     /// <summary>
     /// Commits the transaction as <see cref="Commit"/> does. A commit waits only in rollback-journal mode, in SQLite's
@@ -92,7 +85,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// the transaction stays open.
     /// </exception>
     public override Task CommitAsync(CancellationToken cancellationToken = default)
-        => RunWithCancellableWaits(static (transaction, _) => transaction.Commit(), 0, cancellationToken);
+        => AsTask(static (transaction, _, token) => transaction.CommitCore(token), 0, cancellationToken);
 
     /// <summary>Rolls the transaction back, after the statements its open readers have not reached (their errors are ignored).</summary>
     /// <exception cref="InvalidOperationException">The transaction has already completed.</exception>
@@ -100,21 +93,27 @@ public sealed class SaverDbTransaction : DbTransaction
     public override void Rollback()
     {
         ThrowIfCompleted(nameof(Rollback));
-        try
-        {
-            try
+        RunAsCall(
+            static (transaction, _) =>
             {
-                _connection.FinishReadersBefore(this, commit: false);
-            }
-            finally
-            {
-                _physical.Rollback();
-            }
-        }
-        finally
-        {
-            Complete();
-        }
+                try
+                {
+                    try
+                    {
+                        transaction._connection.FinishReadersBefore(transaction, commit: false);
+                    }
+                    finally
+                    {
+                        transaction._physical.Rollback();
+                    }
+                }
+                finally
+                {
+                    transaction.Complete();
+                }
+            },
+            0,
+            CancellationToken.None);
     }
 
     /// <summary>
@@ -135,7 +134,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// A statement an open reader of the transaction had not reached failed, and the transaction can now only be rolled
     /// back; or SQLite could not set the savepoint.
     /// </exception>
-    public override void Save(string savepointName) => RunSavepoint(nameof(Save), "SAVEPOINT ", savepointName);
+    public override void Save(string savepointName) => RunSavepoint(nameof(Save), "SAVEPOINT ", savepointName, CancellationToken.None);
 
     /// <summary>
     /// Sets a savepoint as <see cref="Save"/> does. Only the statements an open reader of a writing batch had not
@@ -148,7 +147,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <returns>A task that completes when the savepoint is set.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public override Task SaveAsync(string savepointName, CancellationToken cancellationToken = default)
-        => RunWithCancellableWaits(static (transaction, name) => transaction.Save(name), savepointName, cancellationToken);
+        => AsTask(static (transaction, name, token) => transaction.RunSavepoint(nameof(Save), "SAVEPOINT ", name, token), savepointName, cancellationToken);
 
     /// <summary>
     /// Undoes what the transaction did since the savepoint was set (<c>ROLLBACK TO SAVEPOINT "name"</c>), and the
@@ -167,7 +166,8 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <c>RAISE(ROLLBACK)</c>, a <c>COMMIT</c> or <c>ROLLBACK</c> sent as SQL): roll it back.
     /// </exception>
     /// <exception cref="SqliteException">No savepoint has that name, or SQLite could not roll back to it.</exception>
-    public override void Rollback(string savepointName) => RunSavepoint(nameof(Rollback), "ROLLBACK TO SAVEPOINT ", savepointName, rollback: true);
+    public override void Rollback(string savepointName)
+        => RunSavepoint(nameof(Rollback), "ROLLBACK TO SAVEPOINT ", savepointName, CancellationToken.None, rollback: true);
 
     /// <summary>
     /// Removes the savepoint and those set after it (<c>RELEASE SAVEPOINT "name"</c>), keeping what the transaction
@@ -186,7 +186,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// A statement an open reader of the transaction had not reached failed, and the transaction can now only be rolled
     /// back; no savepoint has that name; or a write of the transaction is still running.
     /// </exception>
-    public override void Release(string savepointName) => RunSavepoint(nameof(Release), "RELEASE SAVEPOINT ", savepointName);
+    public override void Release(string savepointName) => RunSavepoint(nameof(Release), "RELEASE SAVEPOINT ", savepointName, CancellationToken.None);
 
     /// <summary>Releases a savepoint as <see cref="Release"/> does, with the waits <see cref="SaveAsync"/> has.</summary>
     /// <param name="savepointName">The name the savepoint was set with.</param>
@@ -194,7 +194,7 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <returns>A task that completes when the savepoint is released.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public override Task ReleaseAsync(string savepointName, CancellationToken cancellationToken = default)
-        => RunWithCancellableWaits(static (transaction, name) => transaction.Release(name), savepointName, cancellationToken);
+        => AsTask(static (transaction, name, token) => transaction.RunSavepoint(nameof(Release), "RELEASE SAVEPOINT ", name, token), savepointName, cancellationToken);
 
     /// <summary>
     /// Remembers that a statement of a batch run in the transaction failed when its reader closed: the batch is not
@@ -288,9 +288,10 @@ public sealed class SaverDbTransaction : DbTransaction
     /// connection, after the statements the transaction's open readers have not reached, so that those land where
     /// the calls put them: before a savepoint set or released now, and undone by a rollback to one (see
     /// <see cref="FinishReaders"/>; with <paramref name="rollback"/>, as <see cref="Rollback()"/> runs them). It never
-    /// ends the transaction: the write gate stays held.
+    /// ends the transaction: the write gate stays held. <paramref name="cancellationToken"/> ends waits for a lock (see
+    /// <see cref="RunAsCall"/>).
     /// </summary>
-    private void RunSavepoint(string operation, string statement, string savepointName, bool rollback = false)
+    private void RunSavepoint(string operation, string statement, string savepointName, CancellationToken cancellationToken, bool rollback = false)
     {
         ArgumentNullException.ThrowIfNull(savepointName);
         if (savepointName.Length == 0)
@@ -306,19 +307,26 @@ public sealed class SaverDbTransaction : DbTransaction
         }
 
         ThrowIfCompleted(operation);
-        ThrowIfEndedBySqlite(operation);
-        if (rollback)
-        {
-            _connection.FinishReadersBefore(this, commit: false);
-        }
-        else
-        {
-            FinishReaders();
-        }
+        RunAsCall(
+            static (transaction, savepoint) =>
+            {
+                var (operation, statement, savepointName, rollback) = savepoint;
+                transaction.ThrowIfEndedBySqlite(operation);
+                if (rollback)
+                {
+                    transaction._connection.FinishReadersBefore(transaction, commit: false);
+                }
+                else
+                {
+                    transaction.FinishReaders();
+                }
 
-        ThrowIfEndedBySqlite(operation); // a statement just finished may have made SQLite end it (ON CONFLICT ROLLBACK)
-        _physical.Execute(statement + "\"" + savepointName.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
-        Track(operation, savepointName);
+                transaction.ThrowIfEndedBySqlite(operation); // a statement just finished may have made SQLite end it (ON CONFLICT ROLLBACK)
+                transaction._physical.Execute(statement + "\"" + savepointName.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
+                transaction.Track(operation, savepointName);
+            },
+            (operation, statement, savepointName, rollback),
+            cancellationToken);
     }
 
     /// <summary>
@@ -373,28 +381,39 @@ public sealed class SaverDbTransaction : DbTransaction
         return true;
     }
 
-    /// <summary>
-    /// Runs <paramref name="run"/> (<see cref="Commit"/>, <see cref="Save"/> or <see cref="Release"/>) for its
-    /// asynchronous form, with SQLite's waits for a lock ended by <paramref name="cancellationToken"/>: the task is
-    /// cancelled when the token ended a wait, and faulted with anything else <paramref name="run"/> throws.
-    /// </summary>
-    private Task RunWithCancellableWaits<TState>(Action<SaverDbTransaction, TState> run, TState state, CancellationToken cancellationToken)
+    /// <summary>Commits, with SQLite's waits for a lock ended by <paramref name="cancellationToken"/> (see <see cref="RunAsCall"/>).</summary>
+    private void CommitCore(CancellationToken cancellationToken)
     {
-        if (cancellationToken.IsCancellationRequested)
-        {
-            return Task.FromCanceled(cancellationToken);
-        }
+        ThrowIfCompleted(nameof(Commit));
+        RunAsCall(
+            static (transaction, _) =>
+            {
+                transaction.ThrowIfEndedBySqlite(nameof(Commit));
+                transaction.FinishReaders();
+                transaction._physical.Commit();
+                transaction.Complete();
+            },
+            0,
+            cancellationToken);
+    }
 
+    /// <summary>
+    /// Runs <paramref name="run"/> on the connection as a call of its renter (see <see cref="RenterCalls"/>): a Close
+    /// from another thread interrupts its statement and waits for it to end before the connection goes back to the
+    /// pool, and a call so ended throws the <see cref="InvalidOperationException"/> of a call ended by Close, as one
+    /// that begins after Close does. A <paramref name="cancellationToken"/> that can be cancelled also ends SQLite's
+    /// waits for a lock in it (see <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection was closed before or while the call ran.</exception>
+    private void RunAsCall<TState>(Action<SaverDbTransaction, TState> run, TState state, CancellationToken cancellationToken)
+    {
+        var call = _connection.BeginCall(_physical);
         try
         {
-            var cancellable = !_completed && _physical.MakeBusyWaitsCancellable(cancellationToken);
+            var cancellable = cancellationToken.CanBeCanceled && _physical.MakeBusyWaitsCancellable(cancellationToken);
             try
             {
                 run(this, state);
-            }
-            catch (SqliteException error) when (Executor.IsInterruption(error, cancellationToken))
-            {
-                return Task.FromCanceled(cancellationToken);
             }
             finally
             {
@@ -403,8 +422,38 @@ public sealed class SaverDbTransaction : DbTransaction
                     _physical.EndCancellableBusyWaits();
                 }
             }
+        }
+        catch (SqliteException interrupted) when (Executor.IsInterruption(interrupted, call.Token)
+            && _physical.Calls.Ended(new OperationCanceledException(interrupted.Message, interrupted, call.Token), call, cancellationToken) is { } ended)
+        {
+            throw ended; // Close interrupted the statement
+        }
+        finally
+        {
+            _physical.Calls.End();
+        }
+    }
 
+    /// <summary>
+    /// Runs <paramref name="run"/> (a commit or a savepoint statement) for its asynchronous form, with
+    /// <paramref name="cancellationToken"/>: the task is cancelled when the token ended a wait, and faulted with
+    /// anything else <paramref name="run"/> throws.
+    /// </summary>
+    private Task AsTask<TState>(Action<SaverDbTransaction, TState, CancellationToken> run, TState state, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled(cancellationToken);
+        }
+
+        try
+        {
+            run(this, state, cancellationToken);
             return Task.CompletedTask;
+        }
+        catch (SqliteException error) when (Executor.IsInterruption(error, cancellationToken))
+        {
+            return Task.FromCanceled(cancellationToken);
         }
         catch (Exception exception)
         {

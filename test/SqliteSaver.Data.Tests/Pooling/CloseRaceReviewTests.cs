@@ -241,6 +241,11 @@ public class CloseRaceReviewTests : DatabaseTest
         var rows = PoolTests.Scalar(connectionString, "SELECT count(*) FROM t");
         readerClosedDuringCall.ShouldBeFalse(
             $"Close went on (closed the connection's reader) while {call}'s statement still ran, without waiting for it or ending it; {call} then {outcome}, Close {(closed ? closing.Status.ToString() : "did not end")}, {rows} rows");
+        closing.Status.ShouldBe(TaskStatus.RanToCompletion);
+
+        // Ended by Close, the call says so, and nothing of the transaction is kept; a commit that finished first is kept whole.
+        outcome.ShouldBeOneOf("returned", nameof(InvalidOperationException));
+        rows.ShouldBe(call == "Commit" && outcome == "returned" ? 2L : 1L);
     }
 
     /// <summary>Runs <paramref name="onLookedUp"/> once, on the thread of the first statement-cache lookup of the pool named <paramref name="poolName"/>.</summary>
