@@ -484,7 +484,9 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>
     /// Closes the command's reader (committing a write left open for it) and gives its prepared statement back. As with
-    /// Microsoft.Data.Sqlite, the command stays usable: executed again, it prepares its text again.
+    /// Microsoft.Data.Sqlite, the command stays usable: executed again, it prepares its text again. An asynchronous
+    /// execution still running (the command disposed before its task was awaited) runs on with its statement and
+    /// parameters, and gives the statement back as it ends.
     /// </summary>
     /// <param name="disposing">Whether called from <see cref="IDisposable.Dispose"/>.</param>
     protected override void Dispose(bool disposing)
@@ -498,9 +500,15 @@ public sealed class SaverDbCommand : DbCommand
             finally
             {
                 _reader = null;
-                ReturnPrepared(_bound);
+                if (Volatile.Read(ref _running) == 0)
+                {
+                    ReturnPrepared(_bound);
+                    _bound = null; // the connection may drop a disposed command unbound: Cancel must not reach its next renter
+                }
+
+                // Otherwise an execution still runs (an asynchronous one disposed before it is awaited, as Dapper's
+                // pipelined multi-exec does): it gives its statement back as it ends (see Done).
                 _returned = null;
-                _bound = null; // the connection may drop a disposed command unbound: Cancel must not reach its next renter
                 _definition.Dispose();
             }
         }
@@ -647,9 +655,10 @@ public sealed class SaverDbCommand : DbCommand
     /// <summary>Gives the prepared command back to the statement cache of <paramref name="physical"/>, which it was rented from.</summary>
     private void ReturnPrepared(PhysicalConnection? physical)
     {
-        if (_prepared is { } prepared)
+        // Taken atomically: a Dispose on another thread may see an execution's call end just before the execution's
+        // own Done gives the statement back (see Dispose).
+        if (Interlocked.Exchange(ref _prepared, null) is { } prepared)
         {
-            _prepared = null;
             physical!.Statements.Return(prepared);
             _returned = prepared.Keepable ? prepared : null;
         }

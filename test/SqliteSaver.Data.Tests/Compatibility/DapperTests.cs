@@ -1,4 +1,5 @@
 using Dapper;
+using Microsoft.Data.Sqlite;
 using Shouldly;
 
 namespace SqliteSaver.Data.Tests.Compatibility;
@@ -115,6 +116,45 @@ public class DapperTests : DatabaseTest
 
         connection.Query<string>("SELECT name FROM person ORDER BY id", buffered: false).First().ShouldBe("A");
         connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+    }
+
+    /// <summary>
+    /// Dapper's pipelined multi-exec (<see cref="CommandFlags.Pipelined"/>) starts an ExecuteNonQueryAsync per row on a
+    /// command of its own and disposes each command before it awaits its task. Writes waiting at the write gate (held
+    /// here by another connection's transaction) run on with their statement and parameters after their command is
+    /// disposed: every row is inserted once and ExecuteAsync returns 5, as with Microsoft.Data.Sqlite (whose async
+    /// calls complete before they return).
+    /// </summary>
+    [Test]
+    public async Task A_pipelined_multi_exec_that_waits_for_the_write_gate_inserts_every_row_once_as_with_MDS()
+    {
+        const string sql = "INSERT INTO t (x) VALUES (@x)";
+        var rows = Enumerable.Range(1, 5).Select(x => new { x }).ToArray();
+        long[] expected = [1, 2, 3, 4, 5];
+        await using (var mds = new SqliteConnection($"Data Source={Folder.File("mds.db")};Pooling=False"))
+        {
+            await mds.OpenAsync();
+            await mds.ExecuteAsync("CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER NOT NULL)");
+            (await mds.ExecuteAsync(new CommandDefinition(sql, rows, flags: CommandFlags.Pipelined))).ShouldBe(5);
+            (await mds.QueryAsync<long>("SELECT x FROM t ORDER BY x")).ShouldBe(expected);
+        }
+
+        await using var writer = new SaverDbConnection(_connectionString);
+        await writer.OpenAsync();
+        await writer.ExecuteAsync("CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER NOT NULL)");
+        var transaction = await writer.BeginTransactionAsync(); // holds the process's write gate
+        await using var connection = new SaverDbConnection(_connectionString);
+        await connection.OpenAsync();
+        var gate = SaverDataSource.GetShared(_connectionString).Executor.Gate!;
+
+        // Returns once every row's write waits at the gate and Dapper has disposed the first row's command.
+        var execute = connection.ExecuteAsync(new CommandDefinition(sql, rows, flags: CommandFlags.Pipelined));
+        gate.WaitingCount.ShouldBe(5);
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+
+        (await execute.WaitAsync(TimeSpan.FromSeconds(60))).ShouldBe(5);
+        (await connection.QueryAsync<long>("SELECT x FROM t ORDER BY x")).ShouldBe(expected);
     }
 
     private sealed record Person(long Id, string Name, long Age);
