@@ -311,7 +311,6 @@ public sealed class SaverDbCommand : DbCommand
         catch (Exception failure)
         {
             var ended = Ended(physical, failure, call, CancellationToken.None);
-            EndRunning(); // before the connection may go back to the pool (see EndRunning)
             ReaderFailed(connection, physical, behavior);
             if (ended is not null)
             {
@@ -351,7 +350,6 @@ public sealed class SaverDbCommand : DbCommand
         {
             var ended = Ended(physical, failure, call, cancellationToken);
             linked?.Dispose();
-            EndRunning();
             ReaderFailed(connection, physical, behavior);
             if (ended is not null)
             {
@@ -373,7 +371,11 @@ public sealed class SaverDbCommand : DbCommand
         }
     }
 
-    /// <summary><see cref="Done"/>, then the call on <paramref name="physical"/> ends: not before, as a Close waiting for the call would race Done.</summary>
+    /// <summary>
+    /// <see cref="Done"/>, then the execution's call ends (<see cref="EndRunning(PhysicalConnection)"/>): not before, as a
+    /// Close waiting for the call would race Done, and a Dispose on another thread that sees no call running gives the
+    /// statement back itself.
+    /// </summary>
     private void EndCall(SaverDbConnection connection, PhysicalConnection physical)
     {
         try
@@ -382,7 +384,7 @@ public sealed class SaverDbCommand : DbCommand
         }
         finally
         {
-            physical.Calls.End();
+            EndRunning(physical); // before the connection may go back to the pool, or close with CloseConnection
         }
     }
 
@@ -507,7 +509,7 @@ public sealed class SaverDbCommand : DbCommand
                 }
 
                 // Otherwise an execution still runs (an asynchronous one disposed before it is awaited, as Dapper's
-                // pipelined multi-exec does): it gives its statement back as it ends (see Done).
+                // pipelined multi-exec does): it gives its statement back as it ends, before its call does (EndCall).
                 _returned = null;
                 _definition.Dispose();
             }
@@ -571,7 +573,6 @@ public sealed class SaverDbCommand : DbCommand
         }
         finally
         {
-            EndRunning();
             EndCall(connection, physical);
             GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
         }
@@ -596,7 +597,6 @@ public sealed class SaverDbCommand : DbCommand
         finally
         {
             linked?.Dispose();
-            EndRunning();
             EndCall(connection, physical);
             GC.KeepAlive(connection); // as in Run
         }
@@ -655,10 +655,9 @@ public sealed class SaverDbCommand : DbCommand
     /// <summary>Gives the prepared command back to the statement cache of <paramref name="physical"/>, which it was rented from.</summary>
     private void ReturnPrepared(PhysicalConnection? physical)
     {
-        // Taken atomically: a Dispose on another thread may see an execution's call end just before the execution's
-        // own Done gives the statement back (see Dispose).
-        if (Interlocked.Exchange(ref _prepared, null) is { } prepared)
+        if (_prepared is { } prepared)
         {
+            _prepared = null;
             physical!.Statements.Return(prepared);
             _returned = prepared.Keepable ? prepared : null;
         }

@@ -7,25 +7,22 @@ using SQLitePCL;
 namespace SqliteSaver.Data.Tests.Pooling;
 
 /// <summary>
-/// Close from another thread racing calls of the renter that are not, or not yet, tracked (see RenterCalls): nothing of
-/// one renter may touch the physical connection once Close has handed it on.
+/// Close from another thread racing the start of a renter's call, or a transaction's commit or savepoint: nothing of
+/// one renter touches the physical connection once Close has handed it on. A call that found the connection open but
+/// begins after Close took it throws the InvalidOperationException of a call ended by Close (see
+/// SaverDbConnection.BeginCall); a transaction's calls are calls of the renter, which Close ends and waits for.
 /// </summary>
-public class CloseRaceReviewTests : DatabaseTest
+public class CloseRaceTests : DatabaseTest
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// Cancel() of a command whose execution began (Bind found the connection open) just before another thread closed
-    /// the connection, and the pool then closing that physical connection (a cleared pool), right between Cancel's look
-    /// at the handle and its sqlite3_interrupt.
-    /// How it is reached: the statement-cache lookup metric is recorded in Bind, after the physical connection was
-    /// taken and before the call is tracked (BeginRunning); there another thread closes the connection and Close
-    /// completes (no tracked call runs, so it waits for nothing). The execution then begins its call on the returned
-    /// physical connection and stops in the retry strategy, which registers on the call's token. Cancel() sees the
-    /// call running and the handle open, cancels the token, and the registration clears the pool, which disposes the
-    /// idle physical connection; Cancel then interrupts the closed handle.
-    /// Observed: Cancel() throws ObjectDisposedException ("Safe handle has been closed").
-    /// Expected: Cancel() returns quietly (ADO.NET: Cancel does not throw when there is nothing to cancel).
+    /// An execution that found the connection open (Bind took the physical connection) while another thread closed it,
+    /// before its call began: the statement-cache lookup metric, recorded in Bind, runs Close there to its end. The
+    /// execution throws InvalidOperationException without running, so Cancel() has nothing to cancel and returns
+    /// quietly, even as the pool is cleared (which closes that physical connection). Before, the execution ran on the
+    /// physical connection handed back, paused in the retry strategy, and Cancel's interrupt met the handle the
+    /// cleared pool had closed (ObjectDisposedException).
     /// </summary>
     [Test]
     public void Cancel_while_Close_hands_the_physical_connection_back_and_the_pool_closes_it_does_not_throw()
@@ -67,14 +64,11 @@ public class CloseRaceReviewTests : DatabaseTest
     }
 
     /// <summary>
-    /// Cancel() of a command whose execution began just before another thread closed the connection, while the next
-    /// renter of that physical connection runs a statement: Cancel interrupts the next renter's statement.
-    /// How it is reached: as in the test above, Close completes from the statement-cache lookup metric, inside Bind; the
-    /// stale execution then begins its call on the physical connection and stops in the retry strategy. The next renter
-    /// (Max Pool Size=1) runs a statement that calls <c>hold()</c>, an application function, for 100 rows; the first
-    /// call waits until Cancel() has returned (SQLite sees an interrupt at the statement's next loop).
-    /// Observed: the next renter's statement fails with SQLITE_INTERRUPT (9).
-    /// Expected: Cancel() of a command of a closed connection never reaches the next renter's statement: it returns 100.
+    /// As above, Close runs to its end inside the execution's Bind; the next renter of that physical connection (Max
+    /// Pool Size=1) then runs a statement that calls <c>hold()</c>, an application function, for 100 rows, the first
+    /// call waiting until Cancel() of the closed connection's command has returned (SQLite would see an interrupt at the
+    /// statement's next loop). The next renter's statement returns 100: Cancel never reaches it, as the closed
+    /// connection's execution threw without running.
     /// </summary>
     [Test]
     public void Cancel_of_a_command_whose_connection_was_closed_does_not_interrupt_the_next_renters_statement()
@@ -128,13 +122,11 @@ public class CloseRaceReviewTests : DatabaseTest
     }
 
     /// <summary>
-    /// An execution whose connection another thread closes right after the execution found it open (Bind took the
-    /// physical connection) but before its call was tracked (BeginRunning).
-    /// How it is reached: the statement-cache lookup metric is recorded in Bind, between the two; there another thread
-    /// closes the connection and Close completes, waiting for nothing, and hands the physical connection back to the
-    /// pool. The execution goes on with the physical connection it took.
-    /// Observed: the INSERT runs on the physical connection idle in the pool, commits, and ExecuteNonQuery returns 1.
-    /// Expected: it throws the InvalidOperationException of a call ended by Close, and nothing is written.
+    /// An INSERT whose connection another thread closes right after the execution found it open (Bind took the
+    /// physical connection) but before its call began: the statement-cache lookup metric, recorded in Bind, runs Close
+    /// to its end there, and Close hands the physical connection back to the pool. The execution throws the
+    /// InvalidOperationException of a call ended by Close and writes nothing (it ran on the pooled physical connection
+    /// and committed before).
     /// </summary>
     [Test]
     public void An_execution_whose_connection_is_closed_as_it_starts_does_not_run_on_the_returned_physical_connection()
@@ -163,16 +155,13 @@ public class CloseRaceReviewTests : DatabaseTest
     }
 
     /// <summary>
-    /// Close from another thread while a transaction's Commit, Rollback, Save or Release runs its statement. These are
-    /// not tracked calls, so Close waits for none of them: it goes on at once, closing the connection's open reader
-    /// and then rolling back, while the call's statement is still running on the physical connection.
-    /// How it is reached: a progress handler on the physical connection (N=1) fires on the calling thread inside the
-    /// call's statement (COMMIT, ROLLBACK, SAVEPOINT, RELEASE); it starts Close on another thread and waits until
-    /// Close either shows it waits for the call (it cancels the calls' token, which an earlier call registered on) or
-    /// has closed the connection's reader (which needs no SQLite mutex), or has finished.
-    /// Observed: Close closes the reader while the call's statement runs (it never waits for the call).
-    /// Expected: Close ends the call or waits for it before it goes on (RenterCalls): the reader is still open while
-    /// the call's statement runs; the call completes or throws InvalidOperationException, and nothing is half-committed.
+    /// Close from another thread while a transaction's Commit, Rollback, Save or Release runs its statement: Close
+    /// ends the call (its token, and an interrupt) and waits for it before it goes on, so the connection's open reader
+    /// is still open while the statement runs; the call returns or throws InvalidOperationException, and nothing of
+    /// the transaction is kept but a commit that finished. A progress handler on the physical connection (N=1) fires
+    /// inside the call's statement; it starts Close on another thread and waits until Close shows it waits for the call
+    /// (it cancels the calls' token, which an earlier call registered on), has closed the reader (which needs no SQLite
+    /// mutex), or has finished. Before, these were not calls of the renter, and Close closed the reader at once.
     /// </summary>
     [TestCase("Commit")]
     [TestCase("Rollback")]
