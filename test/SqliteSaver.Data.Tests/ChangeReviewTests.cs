@@ -44,4 +44,64 @@ public class ChangeReviewTests : DatabaseTest
         connection.State.ShouldBe(ConnectionState.Open, "a command refused before it ran closed the connection");
         Should.NotThrow(transaction.Rollback);
     }
+    /// <summary>
+    /// Observed: a transaction disposed (to roll back, as a <c>using</c> block ends) while another thread's Close is
+    /// rolling it back throws InvalidOperationException ("The connection was closed while this call ran..."). Expected:
+    /// Dispose returns quietly, as it did before the change (Rollback then found SQLite out of the transaction, or ran
+    /// its own ROLLBACK) and as it does once Close has finished: Close rolls the transaction back, nothing is lost, and
+    /// a Dispose that throws masks the exception the using block is unwinding with. Why: Rollback now runs as a call
+    /// (RunAsCall), and SaverDbConnection.BeginCall throws for a call begun after Close took the physical connection,
+    /// while the transaction is marked completed only at the end of Close (CompleteOnClose). A rollback hook on the
+    /// physical connection holds Close inside its ROLLBACK while the test thread disposes the transaction.
+    /// </summary>
+    [Test]
+    public void Disposing_a_transaction_while_another_thread_closes_its_connection_does_not_throw()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+
+        using var inRollback = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var hooked = 0;
+        var handle = connection.InnerConnection.Handle;
+        raw.sqlite3_rollback_hook(handle, _ =>
+        {
+            if (Interlocked.Exchange(ref hooked, 1) == 0)
+            {
+                inRollback.Set();
+                release.Wait(Bound);
+            }
+        }, null);
+
+        var closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        inRollback.Wait(Bound).ShouldBeTrue("Close rolls the transaction back");
+
+        // A Dispose that waited for Close instead of throwing would wait for the hook: release it after a bound.
+        var disposing = Task.Factory.StartNew(transaction.Dispose, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        disposing.ContinueWith(_ => release.Set(), TaskScheduler.Default);
+        if (Task.WaitAny([disposing], TimeSpan.FromSeconds(5)) < 0)
+        {
+            release.Set();
+        }
+
+        closing.Wait(Bound).ShouldBeTrue("Close ended");
+        Exception? disposeError = null;
+        try
+        {
+            disposing.Wait(Bound).ShouldBeTrue("Dispose ended");
+        }
+        catch (AggregateException wrapped)
+        {
+            disposeError = wrapped.InnerException;
+        }
+
+        raw.sqlite3_rollback_hook(handle, null, null);
+        connection.Dispose();
+        disposeError.ShouldBeNull($"the transaction's Dispose threw {disposeError}");
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
 }
