@@ -1,5 +1,6 @@
 using System.Data;
 using System.Diagnostics.Metrics;
+using System.Runtime.InteropServices;
 using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Diagnostics;
@@ -103,5 +104,76 @@ public class ChangeReviewTests : DatabaseTest
         connection.Dispose();
         disposeError.ShouldBeNull($"the transaction's Dispose threw {disposeError}");
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+    /// <summary>
+    /// Observed: with Statement Cache Size=0, a command disposed while its ExecuteNonQueryAsync waits at the write gate
+    /// (as Dapper's pipelined multi-exec does) keeps its prepared statement after the execution has ended: the INSERT is
+    /// still prepared on the physical connection (sqlite3_next_stmt) until the connection closes, and the connection
+    /// tracks the disposed command. Expected: the statement is finalized when the execution ends, as it is for a command
+    /// disposed after its task was awaited (the cache keeps nothing at size 0): Dispose's summary says the execution
+    /// "gives the statement back as it ends". Why: Dispose now skips ReturnPrepared while the execution runs, and the
+    /// execution's Done keeps a statement the cache will not keep (Keepable false) with the command for its next
+    /// execution, tracking it for Close; nothing finalizes it for a command already disposed. The same holds for text
+    /// over 16 KiB and for parameters that get a statement of their own.
+    /// </summary>
+    [Test]
+    public async Task A_command_disposed_during_its_async_execution_does_not_keep_an_uncacheable_statement_after_it_ends()
+    {
+        const string insert = "INSERT INTO t VALUES (@x)";
+        var connectionString = Folder.ConnectionString("Statement Cache Size=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var writer = new SaverDbConnection(connectionString);
+        await writer.OpenAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var handle = connection.InnerConnection.Handle!;
+
+        // Baseline: disposed after its task is awaited, the statement is finalized.
+        using (var first = connection.CreateCommand())
+        {
+            first.CommandText = insert;
+            first.Parameters.AddWithValue("@x", 0);
+            (await first.ExecuteNonQueryAsync()).ShouldBe(1);
+        }
+
+        Prepared(handle, insert).ShouldBe(0);
+
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+        var transaction = await writer.BeginTransactionAsync(); // holds the process's write gate
+        var command = connection.CreateCommand();
+        command.CommandText = insert;
+        command.Parameters.AddWithValue("@x", 1);
+        var execution = command.ExecuteNonQueryAsync();
+        Wait.Until(() => gate.WaitingCount == 1 || execution.IsCompleted);
+        execution.IsCompleted.ShouldBeFalse("the write waits at the gate");
+        command.Dispose(); // before awaiting, as Dapper's pipelined multi-exec does
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        (await execution.WaitAsync(Bound)).ShouldBe(1);
+
+        Prepared(handle, insert).ShouldBe(0, "the disposed command's statement is still prepared after its execution ended");
+    }
+
+    /// <summary>How many statements with text <paramref name="sql"/> are prepared on the connection (sqlite3_next_stmt).</summary>
+    private static int Prepared(sqlite3 handle, string sql)
+    {
+        var count = 0;
+        var db = handle.DangerousGetHandle();
+        for (var statement = NativeMethods.sqlite3_next_stmt(db, IntPtr.Zero); statement != IntPtr.Zero; statement = NativeMethods.sqlite3_next_stmt(db, statement))
+        {
+            count += Marshal.PtrToStringUTF8(NativeMethods.sqlite3_sql(statement)) == sql ? 1 : 0;
+        }
+
+        return count;
+    }
+
+    /// <summary>e_sqlite3's functions SQLitePCLRaw wraps only for statements it tracks.</summary>
+    private static class NativeMethods
+    {
+        [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+        public static extern IntPtr sqlite3_next_stmt(IntPtr db, IntPtr statement);
+
+        [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+        public static extern IntPtr sqlite3_sql(IntPtr statement);
     }
 }
