@@ -154,6 +154,84 @@ public class ChangeReviewTests : DatabaseTest
         Prepared(handle, insert).ShouldBe(0, "the disposed command's statement is still prepared after its execution ended");
     }
 
+    /// <summary>
+    /// Observed: an execution that found the connection open, but whose call begins after another thread's Close took
+    /// the physical connection, throws InvalidOperationException (as intended) yet keeps the kept statement it rented in
+    /// Bind: the statement stays marked rented in the physical connection's cache, so the next renter of that physical
+    /// connection (Max Pool Size=1) never finds its text kept (every lookup a miss, its statement prepared again each
+    /// time) for as long as the failed command lives undisposed. Expected: the failed execution gives its statement
+    /// back, as any execution that ends does (a command never disposed holds nothing of the connection's), so the next
+    /// renter's lookup hits. Why: BeginRunning(connection, physical), where SaverDbConnection.BeginCall throws, runs
+    /// before the try whose finally (EndCall, Done) returns the statement. Close is run to its end inside the second
+    /// statement-cache lookup (the metric recorded in Bind), as CloseRaceTests does.
+    /// </summary>
+    [Test]
+    public void An_execution_refused_because_Close_took_the_connection_gives_its_statement_back()
+    {
+        const string select = "SELECT count(*) FROM t";
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "change-review-stale-statement" };
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        var command = connection.CreateCommand();
+        command.CommandText = select;
+        command.ExecuteScalar().ShouldBe(0L); // its statement is now kept by the physical connection's cache
+
+        var lookups = new List<bool>();
+        Task? closing = null;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meterListener) =>
+        {
+            if (instrument.Meter.Name == SaverMetrics.MeterName && instrument.Name == SaverMetrics.StatementCacheLookups.Name)
+            {
+                meterListener.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            bool? hit = null;
+            var ours = false;
+            foreach (var tag in tags)
+            {
+                ours |= tag.Key == SaverMetrics.PoolNameTag && (string?)tag.Value == builder.Name;
+                hit = tag.Key == "sqlitesaver.statement_cache.hit" ? (bool?)tag.Value : hit;
+            }
+
+            if (!ours)
+            {
+                return;
+            }
+
+            lock (lookups)
+            {
+                lookups.Add(hit ?? false);
+                if (lookups.Count == 1)
+                {
+                    // The stale execution's lookup, in Bind: Close runs to its end before the call begins.
+                    closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                    closing.Wait(Bound);
+                }
+            }
+        });
+        listener.Start();
+
+        Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()); // the call of a connection closed since it was found open
+        closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
+
+        using var next = dataSource.OpenConnection(); // the same physical connection
+        ConnectionTests.Scalar(next, select).ShouldBe(0L);
+        ConnectionTests.Scalar(next, select).ShouldBe(0L);
+        bool[] seen;
+        lock (lookups)
+        {
+            seen = [.. lookups];
+        }
+
+        GC.KeepAlive(command); // not disposed: a command that failed holds nothing of the connection's
+        seen.ShouldBe([true, true, true], "lookups: the stale execution's, then the next renter's two");
+    }
+
     /// <summary>How many statements with text <paramref name="sql"/> are prepared on the connection (sqlite3_next_stmt).</summary>
     private static int Prepared(sqlite3 handle, string sql)
     {
