@@ -30,6 +30,7 @@ public sealed class SaverDbCommand : DbCommand
     private SaverDbConnection? _trackedBy; // the connection whose Close unbinds this command (see Done)
     private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
     private int _cancelling; // Cancel calls under way (see EndRunning)
+    private bool _disposed; // since its last execution began: a statement the cache cannot keep is not kept for the next
     private Lock? _cancel; // held by Cancel from its look at _running to its interrupt; made by the first Cancel
     private CancellationTokenSource? _callCancellation; // of the call running (see RenterCalls.Begin), for Cancel
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
@@ -300,8 +301,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
-        var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        var call = BeginRunning(connection, physical);
+        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
@@ -335,8 +335,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
     protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
-        var (connection, physical, command) = BindWithParameters(nameof(ExecuteReader));
-        var call = BeginRunning(connection, physical);
+        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;
         try
@@ -502,6 +501,7 @@ public sealed class SaverDbCommand : DbCommand
             finally
             {
                 _reader = null;
+                Volatile.Write(ref _disposed, true);
                 if (Volatile.Read(ref _running) == 0)
                 {
                     ReturnPrepared(_bound);
@@ -509,7 +509,8 @@ public sealed class SaverDbCommand : DbCommand
                 }
 
                 // Otherwise an execution still runs (an asynchronous one disposed before it is awaited, as Dapper's
-                // pipelined multi-exec does): it gives its statement back as it ends, before its call does (EndCall).
+                // pipelined multi-exec does): it gives its statement back as it ends, before its call does (EndCall),
+                // and one the cache cannot keep is finalized then.
                 _returned = null;
                 _definition.Dispose();
             }
@@ -560,8 +561,7 @@ public sealed class SaverDbCommand : DbCommand
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
-        var (connection, physical, command) = BindWithParameters(operation);
-        var call = BeginRunning(connection, physical);
+        var (connection, physical, command, call) = BeginExecution(operation, behavior);
         try
         {
             return connection.Executor.Execute(
@@ -580,8 +580,7 @@ public sealed class SaverDbCommand : DbCommand
 
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
-        var (connection, physical, command) = BindWithParameters(operation);
-        var call = BeginRunning(connection, physical);
+        var (connection, physical, command, call) = BeginExecution(operation, behavior);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
@@ -627,7 +626,7 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     private void Done(SaverDbConnection connection, PhysicalConnection physical)
     {
-        if (_prepared is { Keepable: false })
+        if (_prepared is { Keepable: false } && !Volatile.Read(ref _disposed))
         {
             TrackBy(connection);
             return;
@@ -660,6 +659,35 @@ public sealed class SaverDbCommand : DbCommand
             _prepared = null;
             physical!.Statements.Return(prepared);
             _returned = prepared.Keepable ? prepared : null;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="BindWithParameters"/>, then the execution's call begins (see
+    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/>). Refused (Close took the connection meanwhile;
+    /// a reader with <see cref="CommandBehavior.CloseConnection"/> in a transaction SQLite has ended, which
+    /// Microsoft.Data.Sqlite also refuses before it makes a reader, so the connection stays open), it runs nothing and
+    /// gives back the statement it rented, unless the cache cannot keep it (see <see cref="Done"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The execution is refused.</exception>
+    private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command, CancellationTokenSource Call) BeginExecution(
+        string operation, CommandBehavior behavior)
+    {
+        var (connection, physical, command) = BindWithParameters(operation);
+        try
+        {
+            if (behavior.HasFlag(CommandBehavior.CloseConnection) && connection.Transaction is not null && !physical.InTransaction)
+            {
+                throw SaverDbTransaction.EndedBySqlite(operation);
+            }
+
+            return (connection, physical, command, BeginRunning(connection, physical));
+        }
+        catch (InvalidOperationException) when (command.Keepable)
+        {
+            ReturnPrepared(physical); // to the cache, which is locked: the connection may be another renter's by now
+            _bound = null;
+            throw;
         }
     }
 
@@ -697,6 +725,7 @@ public sealed class SaverDbCommand : DbCommand
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation)
     {
         ThrowIfReaderOpen(operation);
+        _disposed = false; // run again after Dispose, as Microsoft.Data.Sqlite's commands may be
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
         var physical = connection.GetOpenPhysical(operation);

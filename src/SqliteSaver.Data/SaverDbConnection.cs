@@ -362,7 +362,7 @@ public sealed class SaverDbConnection : DbConnection
     internal CancellationTokenSource BeginCall(PhysicalConnection physical)
     {
         var call = physical.Calls.Begin();
-        if (!ReferenceEquals(Volatile.Read(ref _physical), physical))
+        if (!Holds(physical))
         {
             physical.Calls.End();
             throw RenterCalls.ClosedDuringCall(null);
@@ -370,6 +370,9 @@ public sealed class SaverDbConnection : DbConnection
 
         return call;
     }
+
+    /// <summary>Whether <paramref name="physical"/> is this connection's now: Close has not taken it.</summary>
+    internal bool Holds(PhysicalConnection physical) => ReferenceEquals(Volatile.Read(ref _physical), physical);
 
     internal PhysicalConnection GetOpenPhysical(string operation)
     {

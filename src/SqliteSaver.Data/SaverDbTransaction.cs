@@ -228,13 +228,20 @@ public sealed class SaverDbTransaction : DbTransaction
         }
     }
 
-    /// <summary>Rolls back the transaction if it has not completed.</summary>
+    /// <summary>Rolls back the transaction if it has not completed (unless another thread's Close of the connection, which rolls it back, came first).</summary>
     /// <param name="disposing">Whether this is a call to <see cref="IDisposable.Dispose"/>.</param>
     protected override void Dispose(bool disposing)
     {
         if (disposing && !_completed)
         {
-            Rollback();
+            try
+            {
+                Rollback();
+            }
+            catch (InvalidOperationException) when (!_connection.Holds(_physical))
+            {
+                // Another thread's Close took the connection meanwhile: it rolls the transaction back.
+            }
         }
 
         base.Dispose(disposing);
