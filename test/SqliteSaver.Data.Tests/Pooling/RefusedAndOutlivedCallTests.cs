@@ -4,28 +4,22 @@ using System.Runtime.InteropServices;
 using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Diagnostics;
-using SqliteSaver.Data.Tests.Pooling;
 using SQLitePCL;
 
-namespace SqliteSaver.Data.Tests;
+namespace SqliteSaver.Data.Tests.Pooling;
 
 /// <summary>
-/// Review of b51c674..HEAD (the executor's single autocommit read, TryRentAgain, memoized classification,
-/// SaverDbConnection.BeginCall, transaction calls, Dispose during an async execution). Each test states what it
-/// observed and what it expected.
+/// Calls refused before they run, and calls that outlive what began them: nothing is run, kept or thrown that the
+/// caller did not ask for, and nothing of the physical connection is left held.
 /// </summary>
-public class ChangeReviewTests : DatabaseTest
+public class RefusedAndOutlivedCallTests : DatabaseTest
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// Observed: ExecuteReader(CommandBehavior.CloseConnection) in a transaction SQLite has ended (ON CONFLICT ROLLBACK)
-    /// still throws InvalidOperationException, but now closes the connection too, which completes the transaction, so
-    /// the Rollback its message asks for throws "Rollback was called on a transaction that has already completed".
-    /// Expected (as before the change, when Bind refused it before the call; Microsoft.Data.Sqlite also refuses a command in a
-    /// transaction rolled back externally before it makes a reader): the command is refused before it runs; the connection stays open and the transaction can be rolled
-    /// back. Why: the check moved from SaverDbCommand.Bind (before the call) into Executor.ExecuteCore, whose failure
-    /// takes ExecuteDbDataReader's catch, and ReaderFailed closes a CloseConnection command's connection.
+    /// ExecuteReader(CommandBehavior.CloseConnection) in a transaction SQLite has ended (ON CONFLICT ROLLBACK) is
+    /// refused with InvalidOperationException before it runs, as Microsoft.Data.Sqlite refuses before it makes a
+    /// reader: the connection stays open and the transaction can be rolled back, as the message asks.
     /// </summary>
     [Test]
     public void ExecuteReader_with_CloseConnection_refused_in_a_transaction_SQLite_ended_leaves_the_connection_open()
@@ -45,15 +39,12 @@ public class ChangeReviewTests : DatabaseTest
         connection.State.ShouldBe(ConnectionState.Open, "a command refused before it ran closed the connection");
         Should.NotThrow(transaction.Rollback);
     }
+
     /// <summary>
-    /// Observed: a transaction disposed (to roll back, as a <c>using</c> block ends) while another thread's Close is
-    /// rolling it back throws InvalidOperationException ("The connection was closed while this call ran..."). Expected:
-    /// Dispose returns quietly, as it did before the change (Rollback then found SQLite out of the transaction, or ran
-    /// its own ROLLBACK) and as it does once Close has finished: Close rolls the transaction back, nothing is lost, and
-    /// a Dispose that throws masks the exception the using block is unwinding with. Why: Rollback now runs as a call
-    /// (RunAsCall), and SaverDbConnection.BeginCall throws for a call begun after Close took the physical connection,
-    /// while the transaction is marked completed only at the end of Close (CompleteOnClose). A rollback hook on the
-    /// physical connection holds Close inside its ROLLBACK while the test thread disposes the transaction.
+    /// A transaction disposed (to roll back, as a <c>using</c> block ends) while another thread's Close is rolling it
+    /// back returns quietly, as it does once Close has finished: Close rolls it back, and a Dispose that threw would
+    /// mask the exception the using block unwinds with. A rollback hook on the physical connection holds Close inside
+    /// its ROLLBACK while the test thread disposes the transaction.
     /// </summary>
     [Test]
     public void Disposing_a_transaction_while_another_thread_closes_its_connection_does_not_throw()
@@ -105,16 +96,12 @@ public class ChangeReviewTests : DatabaseTest
         disposeError.ShouldBeNull($"the transaction's Dispose threw {disposeError}");
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
+
     /// <summary>
-    /// Observed: with Statement Cache Size=0, a command disposed while its ExecuteNonQueryAsync waits at the write gate
-    /// (as Dapper's pipelined multi-exec does) keeps its prepared statement after the execution has ended: the INSERT is
-    /// still prepared on the physical connection (sqlite3_next_stmt) until the connection closes, and the connection
-    /// tracks the disposed command. Expected: the statement is finalized when the execution ends, as it is for a command
-    /// disposed after its task was awaited (the cache keeps nothing at size 0): Dispose's summary says the execution
-    /// "gives the statement back as it ends". Why: Dispose now skips ReturnPrepared while the execution runs, and the
-    /// execution's Done keeps a statement the cache will not keep (Keepable false) with the command for its next
-    /// execution, tracking it for Close; nothing finalizes it for a command already disposed. The same holds for text
-    /// over 16 KiB and for parameters that get a statement of their own.
+    /// With Statement Cache Size=0, a command disposed while its ExecuteNonQueryAsync waits at the write gate (as
+    /// Dapper's pipelined multi-exec does) has its statement finalized as the execution ends (sqlite3_next_stmt finds
+    /// none), as for a command disposed after its task was awaited; the same holds for text over 16 KiB and parameters
+    /// that get a statement of their own.
     /// </summary>
     [Test]
     public async Task A_command_disposed_during_its_async_execution_does_not_keep_an_uncacheable_statement_after_it_ends()
@@ -155,15 +142,10 @@ public class ChangeReviewTests : DatabaseTest
     }
 
     /// <summary>
-    /// Observed: an execution that found the connection open, but whose call begins after another thread's Close took
-    /// the physical connection, throws InvalidOperationException (as intended) yet keeps the kept statement it rented in
-    /// Bind: the statement stays marked rented in the physical connection's cache, so the next renter of that physical
-    /// connection (Max Pool Size=1) never finds its text kept (every lookup a miss, its statement prepared again each
-    /// time) for as long as the failed command lives undisposed. Expected: the failed execution gives its statement
-    /// back, as any execution that ends does (a command never disposed holds nothing of the connection's), so the next
-    /// renter's lookup hits. Why: BeginRunning(connection, physical), where SaverDbConnection.BeginCall throws, runs
-    /// before the try whose finally (EndCall, Done) returns the statement. Close is run to its end inside the second
-    /// statement-cache lookup (the metric recorded in Bind), as CloseRaceTests does.
+    /// An execution that found the connection open but whose call begins after another thread's Close took the
+    /// physical connection throws InvalidOperationException and gives back the kept statement it rented: the next
+    /// renter of that physical connection (Max Pool Size=1) finds its text kept. Close is run to its end inside the
+    /// second statement-cache lookup (the metric recorded in Bind), as CloseRaceTests does.
     /// </summary>
     [Test]
     public void An_execution_refused_because_Close_took_the_connection_gives_its_statement_back()
