@@ -23,6 +23,10 @@ lint:
 bench-contention:
 	dotnet run -c $(CONFIGURATION) --project benchmarks/SqliteSaver.Data.Contention -- $(ARGS)
 
+.PHONY: bench-paired
+bench-paired:
+	dotnet run -c $(CONFIGURATION) --project benchmarks/SqliteSaver.Data.Paired -- $(ARGS)
+
 .PHONY: bench
 bench:
 	dotnet run -c $(CONFIGURATION) --project benchmarks/SqliteSaver.Data.Benchmarks -- --filter '*' --job short $(ARGS)
