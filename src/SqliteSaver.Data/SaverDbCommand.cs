@@ -30,7 +30,7 @@ public sealed class SaverDbCommand : DbCommand
     private SaverDbConnection? _trackedBy; // the connection whose Close unbinds this command (see Done)
     private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
     private int _cancelling; // Cancel calls under way (see EndRunning)
-    private bool _disposed; // since its last execution began: a statement the cache cannot keep is not kept for the next
+    private bool _disposed; // since its last execution began: a statement the cache cannot keep is then not kept (see Done)
     private Lock? _cancel; // held by Cancel from its look at _running to its interrupt; made by the first Cancel
     private CancellationTokenSource? _callCancellation; // of the call running (see RenterCalls.Begin), for Cancel
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
@@ -271,9 +271,9 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>
-    /// Ends what <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/> began, once no <see cref="Cancel"/> that saw the call running is still to
-    /// interrupt: otherwise its interrupt could land after the connection went back to the pool, on the next renter's
-    /// statement. Costs a look at a counter unless a Cancel is under way.
+    /// Ends what <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/> began, once no <see cref="Cancel"/>
+    /// that saw the call running is still to interrupt: otherwise its interrupt could land after the connection went
+    /// back to the pool, on the next renter's statement. Costs a look at a counter unless a Cancel is under way.
     /// </summary>
     internal void EndRunning()
     {

@@ -350,8 +350,6 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>The connection GetSchema asks: the physical one while open, else a closed Microsoft.Data.Sqlite one.</summary>
     private SqliteConnection SchemaConnection() => _physical is null ? new SqliteConnection() : InnerConnection;
 
-    /// <summary>The open physical connection, marked as used; throws when the connection is closed.</summary>
-    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
     /// <summary>
     /// Begins a call of the renter on <paramref name="physical"/>, which the caller found open on this connection (see
     /// <see cref="RenterCalls.Begin"/>), unless Close has taken it since: Close takes the physical connection and then
@@ -374,6 +372,8 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>Whether <paramref name="physical"/> is this connection's now: Close has not taken it.</summary>
     internal bool Holds(PhysicalConnection physical) => ReferenceEquals(Volatile.Read(ref _physical), physical);
 
+    /// <summary>The open physical connection, marked as used; throws when the connection is closed.</summary>
+    /// <exception cref="InvalidOperationException">The connection is closed.</exception>
     internal PhysicalConnection GetOpenPhysical(string operation)
     {
         var physical = _physical ?? throw new InvalidOperationException($"{operation} requires an open connection.");

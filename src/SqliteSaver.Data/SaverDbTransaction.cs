@@ -16,7 +16,9 @@ namespace SqliteSaver.Data;
 /// undo it. A batch that holds a statement the library does not run inside a transaction (<c>COMMIT</c>,
 /// <c>PRAGMA</c>, <c>VACUUM</c>, <c>ATTACH</c>, ...) is the exception: it runs as written, as its reader is read on or
 /// closed. Savepoints (<see cref="Save"/>, <see cref="Rollback(string)"/>, <see cref="Release"/>) mark points inside
-/// it to roll back to, as with Microsoft.Data.Sqlite.
+/// it to roll back to, as with Microsoft.Data.Sqlite. Its commit, rollbacks and savepoints are calls of the connection
+/// (see <see cref="SaverDbConnection.Close"/>): a Close from another thread ends them and waits for them, and one so
+/// ended, or begun after Close, throws <see cref="InvalidOperationException"/> (a commit that finished first is kept).
 /// </summary>
 public sealed class SaverDbTransaction : DbTransaction
 {
