@@ -110,6 +110,87 @@ public class SecondChangeReviewTests : DatabaseTest
         rest.ShouldBe([2L]);
     }
 
+    /// <summary>
+    /// SaverDbTransaction.Dispose swallows the InvalidOperationException of a Rollback refused because the connection no
+    /// longer Holds its physical connection, trusting that Close rolls the transaction back. But Close gives the physical
+    /// connection back to the connection and throws when a call of the renter does not end within Busy Timeout + 5 s
+    /// (here a statement in an application function, which sqlite3_interrupt does not stop): the transaction is then
+    /// neither rolled back nor completed. Observed: Dispose returns quietly, Close throws InvalidOperationException, and
+    /// the connection is left open in the transaction (SQLite out of autocommit, the write gate held, the row written),
+    /// with nothing telling the disposing code. Expected: a Dispose that returns quietly leaves the transaction rolled
+    /// back; when it could not (Close failed), it throws as it did before f588614.
+    /// </summary>
+    [Test]
+    public void A_transaction_disposed_while_a_Close_that_then_fails_waits_does_not_return_quietly_with_the_transaction_open()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var physical = connection.GetOpenPhysical("test");
+        var transaction = connection.BeginTransaction();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+
+        using var holding = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("hold", () =>
+        {
+            holding.Set();
+            release.Wait(Bound); // an interrupt does not stop an application function
+            return 1L;
+        });
+        var held = Task.Factory.StartNew(() => ConnectionTests.Scalar(connection, "SELECT hold()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        holding.Wait(Bound).ShouldBeTrue("the statement runs the function");
+
+        var closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Wait.Until(() => !connection.Holds(physical) || closing.IsCompleted);
+        closing.IsCompleted.ShouldBeFalse("Close waits for the held call");
+
+        Exception? disposeError = null;
+        try
+        {
+            transaction.Dispose(); // a using block ending on this thread
+        }
+        catch (Exception error)
+        {
+            disposeError = error;
+        }
+
+        string closeOutcome;
+        try
+        {
+            closing.Wait(Bound).ShouldBeTrue("Close ended");
+            closeOutcome = "closed";
+        }
+        catch (AggregateException wrapped) when (wrapped.InnerException is { } error)
+        {
+            closeOutcome = error.GetType().Name;
+        }
+
+        release.Set();
+        try
+        {
+            held.Wait(Bound);
+        }
+        catch (AggregateException)
+        {
+            // interrupted by Close, or ended by it: not what this test is about
+        }
+
+        var stillInTransaction = connection.State == System.Data.ConnectionState.Open && physical.InTransaction;
+        var completed = transaction.IsCompleted;
+        if (connection.Transaction is { } left)
+        {
+            left.Rollback();
+        }
+
+        connection.Dispose();
+
+        closeOutcome.ShouldBe(nameof(InvalidOperationException), "Close could not end the held call, so the connection stayed open");
+        (disposeError is not null || (completed && !stillInTransaction)).ShouldBeTrue(
+            $"transaction.Dispose returned quietly, yet the transaction is still open (completed: {completed}, SQLite in a transaction: {stillInTransaction})");
+    }
+
     /// <summary>The command's private count of running calls (see SaverDbCommand.Cancel), to know EndRunning has decremented it.</summary>
     private static int Running(SaverDbCommand command)
         => (int)typeof(SaverDbCommand).GetField("_running", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(command)!;
