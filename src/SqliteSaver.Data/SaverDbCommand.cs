@@ -320,14 +320,13 @@ public sealed class SaverDbCommand : DbCommand
             throw;
         }
 
-        EndRunning();
         try
         {
             return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
         }
         finally
         {
-            physical.Calls.End();
+            EndRunning(physical); // after the reader holds the statement: a Dispose that sees no call running closes it
         }
     }
 
@@ -359,14 +358,13 @@ public sealed class SaverDbCommand : DbCommand
         }
 
         linked?.Dispose();
-        EndRunning();
         try
         {
             return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
         }
         finally
         {
-            physical.Calls.End();
+            EndRunning(physical); // after the reader holds the statement: a Dispose that sees no call running closes it
         }
     }
 

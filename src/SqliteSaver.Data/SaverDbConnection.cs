@@ -238,7 +238,7 @@ public sealed class SaverDbConnection : DbConnection
 
         // Calls of this connection still running (an asynchronous one waiting for the write gate, one on another
         // thread) end first: they would otherwise go on using the connection after its next renter has it.
-        var bound = Options.BusyTimeout + CallsEndWithin;
+        var bound = CallsEndBound;
         if (!physical.Calls.EndAll(physical.Handle, bound))
         {
             Volatile.Write(ref _physical, physical); // still open, as a call of its own still runs on it
@@ -368,6 +368,9 @@ public sealed class SaverDbConnection : DbConnection
 
         return call;
     }
+
+    /// <summary>How long Close waits for the connection's calls to end (see <see cref="RenterCalls.EndAll"/>): Busy Timeout and 5 s.</summary>
+    internal TimeSpan CallsEndBound => Options.BusyTimeout + CallsEndWithin;
 
     /// <summary>Whether <paramref name="physical"/> is this connection's now: Close has not taken it.</summary>
     internal bool Holds(PhysicalConnection physical) => ReferenceEquals(Volatile.Read(ref _physical), physical);

@@ -230,7 +230,10 @@ public sealed class SaverDbTransaction : DbTransaction
         }
     }
 
-    /// <summary>Rolls back the transaction if it has not completed (unless another thread's Close of the connection, which rolls it back, came first).</summary>
+    /// <summary>
+    /// Rolls back the transaction if it has not completed. When another thread's Close of the connection came first, it
+    /// waits for that Close, which rolls the transaction back (or, if Close gives up waiting for a call, rolls back).
+    /// </summary>
     /// <param name="disposing">Whether this is a call to <see cref="IDisposable.Dispose"/>.</param>
     protected override void Dispose(bool disposing)
     {
@@ -242,7 +245,13 @@ public sealed class SaverDbTransaction : DbTransaction
             }
             catch (InvalidOperationException) when (!_connection.Holds(_physical))
             {
-                // Another thread's Close took the connection meanwhile: it rolls the transaction back.
+                // Another thread's Close took the connection meanwhile: it rolls the transaction back, unless a call of
+                // the connection outlasts its wait and it keeps the connection open; then this rolls back.
+                SpinWait.SpinUntil(() => Volatile.Read(ref _completed) || _connection.Holds(_physical), _connection.CallsEndBound + TimeSpan.FromSeconds(1));
+                if (!Volatile.Read(ref _completed))
+                {
+                    Rollback();
+                }
             }
         }
 
