@@ -36,16 +36,11 @@ public class CloseRaceTests : DatabaseTest
         var command = connection.CreateCommand();
         command.CommandText = "SELECT count(*) FROM t";
 
-        Task? closing = null;
-        using var listener = OnStatementLookedUp(builder.Name!, () =>
-        {
-            closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            closing.Wait(Bound); // Close waits for no call: the execution's is not begun yet
-        });
+        using var closing = new CloseInLookup(builder.Name!, connection);
         strategy.Arm(token => token.Register(dataSource.Clear)); // runs inside Cancel's CancellationTokenSource.Cancel
         var running = Task.Factory.StartNew(() => command.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         Wait.Until(() => strategy.Paused.IsSet || running.IsCompleted); // paused, on the physical connection handed back
-        closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
+        closing.Task.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
 
         Exception? cancelError = null;
         try
@@ -82,17 +77,12 @@ public class CloseRaceTests : DatabaseTest
         var command = connection.CreateCommand();
         command.CommandText = "SELECT count(*) FROM t";
 
-        Task? closing = null;
-        using var listener = OnStatementLookedUp(builder.Name!, () =>
-        {
-            closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            closing.Wait(Bound);
-        });
+        using var closing = new CloseInLookup(builder.Name!, connection);
         strategy.Arm(_ => { });
         var stale = Task.Factory.StartNew(() => command.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         Wait.Until(() => strategy.Paused.IsSet || stale.IsCompleted); // paused, on the physical connection handed back
         strategy.Disarm(); // the next renter's statement, of the same data source, must not pause in its place
-        closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
+        closing.Task.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
 
         using var holding = new ManualResetEventSlim();
         using var cancelled = new ManualResetEventSlim();
@@ -139,15 +129,10 @@ public class CloseRaceTests : DatabaseTest
         var insert = connection.CreateCommand();
         insert.CommandText = "INSERT INTO t VALUES ('after Close')";
 
-        Task? closing = null;
-        using var listener = OnStatementLookedUp(builder.Name!, () =>
-        {
-            closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            closing.Wait(Bound);
-        });
+        using var closing = new CloseInLookup(builder.Name!, connection);
         var outcome = Outcome(Task.Factory.StartNew(insert.ExecuteNonQuery, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
 
-        closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
+        closing.Task.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before the execution's call began");
         var rows = PoolTests.Scalar(connectionString, "SELECT count(*) FROM t");
         (outcome, rows).ShouldBe(
             (nameof(InvalidOperationException), (object?)0L),
@@ -235,6 +220,27 @@ public class CloseRaceTests : DatabaseTest
         // Ended by Close, the call says so, and nothing of the transaction is kept; a commit that finished first is kept whole.
         outcome.ShouldBeOneOf("returned", nameof(InvalidOperationException));
         rows.ShouldBe(call == "Commit" && outcome == "returned" ? 2L : 1L);
+    }
+
+    /// <summary>
+    /// Closes the connection, to the end, from inside the first statement-cache lookup of the pool: after an execution
+    /// found the connection open (Bind), before its call begins. Close waits for no call there.
+    /// </summary>
+    private sealed class CloseInLookup : IDisposable
+    {
+        private readonly MeterListener _listener;
+
+        public CloseInLookup(string poolName, SaverDbConnection connection)
+            => _listener = OnStatementLookedUp(poolName, () =>
+            {
+                Task = System.Threading.Tasks.Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                Task.Wait(Bound);
+            });
+
+        /// <summary>The Close, once the lookup ran it.</summary>
+        public Task? Task { get; private set; }
+
+        public void Dispose() => _listener.Dispose();
     }
 
     /// <summary>Runs <paramref name="onLookedUp"/> once, on the thread of the first statement-cache lookup of the pool named <paramref name="poolName"/>.</summary>
