@@ -383,7 +383,12 @@ internal sealed class PooledDataReader(
     /// </exception>
     private bool StepToNextResult(Func<bool> step)
     {
-        if (!_closed && physical.RollbackFailure is { } failure)
+        if (_closed)
+        {
+            return inner.NextResult(); // Microsoft.Data.Sqlite's error for a closed reader; nothing of the connection is used
+        }
+
+        if (physical.RollbackFailure is { } failure)
         {
             throw new InvalidOperationException(
                 $"SQLite could not roll back a transaction on this connection ({failure.Message}). The reader's next statement would run in that transaction and be lost with it, so it does not run: close the reader and the connection.",
@@ -415,6 +420,11 @@ internal sealed class PooledDataReader(
 
     public override bool Read()
     {
+        if (_closed)
+        {
+            return inner.Read(); // as in StepToNextResult
+        }
+
         command.BeginRunning(connection, physical);
         try
         {

@@ -190,6 +190,25 @@ public class StatementCacheTests : DatabaseTest
         compiles.Count.ShouldBe(0);
     }
 
+    [Test]
+    public async Task A_reader_closed_with_its_connection_says_it_is_closed_as_Microsoft_Data_Sqlite_does()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT x FROM t ORDER BY x";
+        using var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        connection.Close();
+
+        reader.IsClosed.ShouldBeTrue();
+        Should.Throw<InvalidOperationException>(() => reader.Read()).Message.ShouldContain("reader is closed");
+        Should.Throw<InvalidOperationException>(() => reader.NextResult()).Message.ShouldContain("reader is closed");
+        (await Should.ThrowAsync<InvalidOperationException>(() => reader.NextResultAsync())).Message.ShouldContain("reader is closed");
+    }
+
     [TestCase("run", 2)]
     [TestCase("prepared first", 2)]
     [TestCase("failed first", 2)]
