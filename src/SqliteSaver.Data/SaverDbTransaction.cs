@@ -441,8 +441,7 @@ public sealed class SaverDbTransaction : DbTransaction
                 }
             }
         }
-        catch (SqliteException interrupted) when (Executor.IsInterruption(interrupted, call.Token)
-            && _physical.Calls.Ended(new OperationCanceledException(interrupted.Message, interrupted, call.Token), call, cancellationToken) is { } ended)
+        catch (SqliteException interrupted) when (_physical.Calls.Interrupted(interrupted, call, call.Token, cancellationToken) is { } ended)
         {
             throw ended; // Close interrupted the statement
         }

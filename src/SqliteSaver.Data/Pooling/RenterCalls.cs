@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Resilience;
 using SQLitePCL;
 
 namespace SqliteSaver.Data.Pooling;
@@ -153,6 +154,16 @@ internal sealed class RenterCalls : IDisposable
                 ? interrupted
                 : new SqliteException("SQLite Error 9: 'interrupted'.", raw.SQLITE_INTERRUPT);
     }
+
+    /// <summary>
+    /// <see cref="Ended"/> for <paramref name="interrupted"/>, a statement's SQLITE_INTERRUPT, when <paramref name="token"/>
+    /// (the one the call waits with) was cancelled: an interrupt of Close or Cancel stopped the statement.
+    /// <see langword="null"/> otherwise, to rethrow it.
+    /// </summary>
+    public Exception? Interrupted(SqliteException interrupted, CancellationTokenSource call, CancellationToken token, CancellationToken caller)
+        => Executor.IsInterruption(interrupted, token)
+            ? Ended(new OperationCanceledException(interrupted.Message, interrupted, token), call, caller)
+            : null;
 
     /// <summary>What a call ended by Close throws.</summary>
     public static InvalidOperationException ClosedDuringCall(Exception? cause)

@@ -337,8 +337,7 @@ public static class CheckpointExtensions
                 {
                     throw ended;
                 }
-                catch (SqliteException interrupted) when (Executor.IsInterruption(interrupted, token)
-                    && physical.Calls.Ended(new OperationCanceledException(interrupted.Message, interrupted, token), call, cancellationToken) is { } ended)
+                catch (SqliteException interrupted) when (physical.Calls.Interrupted(interrupted, call, token, cancellationToken) is { } ended)
                 {
                     throw ended; // the interrupt of a Close, say, stopped a checkpoint copying frames
                 }
