@@ -202,10 +202,7 @@ public sealed class SaverDbCommand : DbCommand
         var (connection, physical, command) = Bind(nameof(Prepare));
         try
         {
-            if (connection.Transaction is not null && !physical.InTransaction)
-            {
-                throw SaverDbTransaction.EndedBySqlite(nameof(Prepare));
-            }
+            ThrowIfTransactionEnded(connection, physical, nameof(Prepare));
 
             physical.NotePragmas(command); // SQLite sets a PRAGMA as it prepares it
             command.Prepare();
@@ -674,9 +671,9 @@ public sealed class SaverDbCommand : DbCommand
         var (connection, physical, command) = BindWithParameters(operation);
         try
         {
-            if (behavior.HasFlag(CommandBehavior.CloseConnection) && connection.Transaction is not null && !physical.InTransaction)
+            if (behavior.HasFlag(CommandBehavior.CloseConnection))
             {
-                throw SaverDbTransaction.EndedBySqlite(operation);
+                ThrowIfTransactionEnded(connection, physical, operation);
             }
 
             return (connection, physical, command, BeginRunning(connection, physical));
@@ -686,6 +683,19 @@ public sealed class SaverDbCommand : DbCommand
             ReturnPrepared(physical); // to the cache, which is locked: the connection may be another renter's by now
             _bound = null;
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Refuses <paramref name="operation"/> when the connection has a transaction that SQLite has already ended (the
+    /// executor makes this check itself for what it runs, with the one look at SQLite it needs anyway).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">SQLite has ended the connection's transaction.</exception>
+    private static void ThrowIfTransactionEnded(SaverDbConnection connection, PhysicalConnection physical, string operation)
+    {
+        if (connection.Transaction is not null && !physical.InTransaction)
+        {
+            throw SaverDbTransaction.EndedBySqlite(operation);
         }
     }
 
