@@ -56,6 +56,40 @@ public class HealthCheckStateTests
     }
 
     [Test]
+    public async Task A_check_whose_wait_for_a_connection_times_out_is_degraded_and_reports_the_wal_size_as_every_check_does()
+    {
+        // As above, but the closing outlasts Pool Timeout: the check found a free slot, queued for it and timed out.
+        using var blocker = new BlockingPoolCloseLogger();
+        await using var provider = Provider("Data Source={0};Max Pool Size=1;Pool Timeout=1", blocker);
+        var dataSource = provider.GetRequiredService<SaverDataSource>();
+        await using (var connection = await dataSource.OpenConnectionAsync())
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = "CREATE TABLE t (x); INSERT INTO t VALUES (1)";
+            await command.ExecuteNonQueryAsync();
+        }
+
+        blocker.Arm();
+        var clear = Task.Run(dataSource.Clear);
+        blocker.Blocked.Wait(Bound).ShouldBeTrue("the pool never logged closing its connection");
+        try
+        {
+            var entry = await Check(provider).WaitAsync(Bound);
+
+            entry.Status.ShouldBe(HealthStatus.Degraded, $"the check said: {entry.Description}");
+            entry.Description.ShouldStartWith("Every pooled connection stayed in use");
+            entry.Exception.ShouldBeAssignableTo<TimeoutException>();
+            entry.Data.ShouldContainKey("wal_bytes");
+            ((long)entry.Data["wal_bytes"]).ShouldBeGreaterThanOrEqualTo(0);
+        }
+        finally
+        {
+            blocker.Release();
+            await clear.WaitAsync(Bound);
+        }
+    }
+
+    [Test]
     public async Task A_timeout_from_the_connection_initializer_is_unhealthy_even_when_another_callers_pool_wait_timed_out_meanwhile()
     {
         using var entered = new ManualResetEventSlim();
