@@ -26,17 +26,29 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
         {
             // Connections still closing hold slots only until they are closed: an open waits that long, no longer.
             var exhausted = dataSource.Pool.Renters() >= statistics.MaxPoolSize;
+            PoolTimeoutException? timedOut = null;
             if (!exhausted)
             {
-                await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-                await using var command = connection.CreateCommand();
-                command.CommandText = "SELECT 1";
-                await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await SelectOneAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (PoolTimeoutException exception)
+                {
+                    // The pool filled up after the look above: busy, not broken. Any other TimeoutException (the
+                    // connection initializer's, say) is a failure.
+                    timedOut = exception;
+                }
             }
 
             // Synchronous, and it may open the checkpoint connection: waited for only as long as the token allows.
             var wal = await Task.Run(dataSource.GetWalStatus, cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
             data["wal_bytes"] = wal.WalFileBytes;
+            if (timedOut is not null)
+            {
+                return HealthCheckResult.Degraded($"Every pooled connection stayed in use: {timedOut.Message}", timedOut, data);
+            }
+
             if (exhausted)
             {
                 return HealthCheckResult.Degraded(
@@ -54,16 +66,18 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
 
             return HealthCheckResult.Healthy(data: data);
         }
-        catch (PoolTimeoutException exception)
-        {
-            // The pool filled up after the look above: busy, not broken. Any other TimeoutException (the connection
-            // initializer's, say) is a failure.
-            return HealthCheckResult.Degraded($"Every pooled connection stayed in use: {exception.Message}", exception, data);
-        }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {
             return new HealthCheckResult(context.Registration.FailureStatus, $"The database cannot be opened: {exception.Message}", exception, data);
         }
+    }
+
+    private async Task SelectOneAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1";
+        await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
