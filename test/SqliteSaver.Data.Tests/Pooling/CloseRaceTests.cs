@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Diagnostics;
+using SqliteSaver.Data.Pooling;
 using SQLitePCL;
 
 namespace SqliteSaver.Data.Tests.Pooling;
@@ -220,6 +221,61 @@ public class CloseRaceTests : DatabaseTest
         // Ended by Close, the call says so, and nothing of the transaction is kept; a commit that finished first is kept whole.
         outcome.ShouldBeOneOf("returned", nameof(InvalidOperationException));
         rows.ShouldBe(call == "Commit" && outcome == "returned" ? 2L : 1L);
+    }
+
+    /// <summary>
+    /// Close from another thread while a reader's Read or NextResult runs its step: the step is a call of the renter,
+    /// which Close interrupts and waits for, and it throws what any call ended by Close throws (an
+    /// InvalidOperationException), not the SQLITE_INTERRUPT that Close's interrupt gave the statement (which says
+    /// Cancel). The progress handler starts Close from inside the step, as in the test above, and once Close has
+    /// cancelled the calls' token interrupts the step as Close's own interrupt, which follows at once, does.
+    /// </summary>
+    [TestCase("Read")]
+    [TestCase("NextResult")]
+    [TestCase("NextResultAsync")]
+    public void Close_from_another_thread_during_a_readers_step_ends_it_with_the_error_of_a_call_ended_by_Close(string step)
+    {
+        var connectionString = Folder.ConnectionString();
+        using var strategy = new PausingStrategy();
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-reader-" + step }.UseRetryStrategy(strategy);
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        using var closeWaits = new ManualResetEventSlim();
+        strategy.Arm(token => token.Register(closeWaits.Set), pause: false); // the calls' token, until cancelled
+        ConnectionTests.Scalar(connection, "SELECT 1");
+
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT 1 UNION ALL SELECT 2; SELECT 3";
+        var reader = select.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        Task? closing = null;
+        var caller = Environment.CurrentManagedThreadId;
+        var hooked = 0;
+        raw.sqlite3_progress_handler(connection.InnerConnection.Handle, 1, _ =>
+        {
+            if (Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
+            {
+                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                Wait.Until(() => closeWaits.IsSet || closing.IsCompleted);
+                return 1; // Close interrupts right after it cancels the calls' token: its interrupt lands in this step
+            }
+
+            return 0;
+        }, null);
+
+        var error = Should.Throw<Exception>(() => _ = step switch
+        {
+            "Read" => reader.Read(),
+            "NextResult" => reader.NextResult(),
+            _ => reader.NextResultAsync().GetAwaiter().GetResult(),
+        });
+
+        hooked.ShouldBe(1, "the progress handler fired inside the reader's step");
+        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        error.ShouldBeOfType<InvalidOperationException>($"{step} ended by Close threw {error}")
+            .Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
+        reader.IsClosed.ShouldBeTrue();
     }
 
     /// <summary>
