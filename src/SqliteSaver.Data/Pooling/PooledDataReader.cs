@@ -395,7 +395,7 @@ internal sealed class PooledDataReader(
                 failure);
         }
 
-        command.BeginRunning(connection, physical);
+        var call = command.BeginRunning(connection, physical);
         bool result;
         try
         {
@@ -403,12 +403,18 @@ internal sealed class PooledDataReader(
         }
         catch (Exception exception)
         {
+            var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
             NoteBusyInTransaction(exception);
             _writeFailed = openWrite;
             if (inner.IsClosed)
             {
                 Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it
+            }
+
+            if (endedByClose is not null)
+            {
+                throw endedByClose;
             }
 
             throw;
@@ -425,7 +431,7 @@ internal sealed class PooledDataReader(
             return inner.Read(); // as in StepToNextResult
         }
 
-        command.BeginRunning(connection, physical);
+        var call = command.BeginRunning(connection, physical);
         try
         {
             return UnitOfWorkAttempt() is { } attempt
@@ -436,6 +442,11 @@ internal sealed class PooledDataReader(
         {
             NoteBusyInTransaction(exception);
             _writeFailed = openWrite;
+            if (EndedByClose(exception, call) is { } ended)
+            {
+                throw ended;
+            }
+
             throw;
         }
         finally
@@ -465,6 +476,16 @@ internal sealed class PooledDataReader(
             physical.StandaloneCommandsInTransaction++;
         }
     }
+
+    /// <summary>
+    /// What a step that failed with <paramref name="exception"/> throws instead when Close's interrupt stopped it: the
+    /// <see cref="InvalidOperationException"/> of any call ended by Close (see <see cref="RenterCalls.Interrupted"/>).
+    /// <see langword="null"/> otherwise (Cancel's interrupt stays SQLite's SQLITE_INTERRUPT), to rethrow it.
+    /// </summary>
+    private InvalidOperationException? EndedByClose(Exception exception, CancellationTokenSource call)
+        => exception is SqliteException interrupted
+            ? physical.Calls.Interrupted(interrupted, call, call.Token, CancellationToken.None) as InvalidOperationException
+            : null;
 
     /// <summary>The step of <see cref="NextResult"/> under a unit of work's attempt token (its own method: no closure otherwise).</summary>
     private Func<bool> NextResultStep(CancellationToken attempt)
