@@ -25,15 +25,24 @@ internal sealed class RenterCalls : IDisposable
     /// A call begins. Returns the source of the token it waits with, which Close cancels, and Cancel through the
     /// command that keeps it: one cancelled already is first replaced, so that a call begun after a Cancel is not
     /// ended by it (the replaced one is not disposed: the call it was cancelled for may still be ending with it).
+    /// Two calls replacing it at once (a renter's, and a call of the renter before, refused by
+    /// <see cref="SaverDbConnection.BeginCall"/>) agree on one replacement, the one Close then cancels.
     /// </summary>
     public CancellationTokenSource Begin()
     {
         Interlocked.Increment(ref _running);
         var cancellation = Volatile.Read(ref _cancellation);
-        if (cancellation.IsCancellationRequested)
+        while (cancellation.IsCancellationRequested)
         {
-            cancellation = new CancellationTokenSource();
-            Volatile.Write(ref _cancellation, cancellation);
+            var replacement = new CancellationTokenSource();
+            var current = Interlocked.CompareExchange(ref _cancellation, replacement, cancellation);
+            if (ReferenceEquals(current, cancellation))
+            {
+                return replacement;
+            }
+
+            replacement.Dispose();
+            cancellation = current;
         }
 
         return cancellation;
