@@ -1,0 +1,158 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Review;
+
+/// <summary>
+/// Found by a chaos review of the call tracking (RenterCalls, SaverDbCommand's running executions, the statement cache):
+/// each test fails on the code it was written against.
+/// </summary>
+public class ChaosReviewTests : DatabaseTest
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// A command whose ExecuteNonQueryAsync waits at the write gate (held by another connection's transaction) is moved to
+    /// another connection and run there, as Microsoft.Data.Sqlite allows once the call has returned (its async calls
+    /// complete before they return); another command on the first connection then runs the same text. The execution
+    /// still waiting must run with its own statement and parameters. Bind gives that statement back to the first
+    /// connection's cache as the command moves, the other command rents it with its own parameters, and the waiting
+    /// execution runs the other's value; as it ends it gives back, to the first connection's cache, the statement the
+    /// command now holds for the second connection, with its parameters cleared under the second execution. Seen: 3
+    /// written twice, 1 never, and the execution on the second connection failing ("Must add values"), or 2,3,3.
+    /// </summary>
+    [Test]
+    public async Task A_command_moved_to_another_connection_while_its_async_execution_waits_keeps_that_executions_statement()
+    {
+        const string insert = "INSERT INTO t VALUES (@x)";
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        await using var first = new SaverDbConnection(connectionString);
+        await first.OpenAsync();
+        await using var second = new SaverDbConnection(connectionString);
+        await second.OpenAsync();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var moved = first.CreateCommand();
+        moved.CommandText = insert;
+        moved.Parameters.AddWithValue("@x", 1);
+        var one = moved.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1, "the write waits at the gate");
+
+        moved.Connection = second;
+        moved.Parameters.Clear();
+        moved.Parameters.AddWithValue("@x", 2);
+        var two = moved.ExecuteNonQueryAsync();
+
+        using var other = first.CreateCommand();
+        other.CommandText = insert;
+        other.Parameters.AddWithValue("@x", 3);
+        var three = other.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(3);
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, two, three), Task.Delay(Bound));
+
+        $"{Outcome(one)}; {Outcome(two)}; {Outcome(three)}; rows {Rows(second)}".ShouldBe(
+            "returned 1; returned 1; returned 1; rows 1,2,3", "each write once, with its own value");
+    }
+
+    /// <summary>
+    /// The CommandText of a command whose ExecuteNonQueryAsync waits at the write gate is changed (only an open reader
+    /// refuses that), and another command with the old text runs. The setter gives the waiting execution's statement
+    /// back to the cache, the other command rents it with its parameters, and the waiting execution writes the other's
+    /// value: 2 twice, 1 never, both calls reporting one row.
+    /// </summary>
+    [Test]
+    public async Task Changing_CommandText_while_an_async_execution_waits_does_not_hand_its_statement_to_another_command()
+    {
+        const string insert = "INSERT INTO t VALUES (@x)";
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var changed = connection.CreateCommand();
+        changed.CommandText = insert;
+        changed.Parameters.AddWithValue("@x", 1);
+        var one = changed.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1, "the write waits at the gate");
+        changed.CommandText = "SELECT 1"; // the waiting execution keeps its own text and statement
+
+        using var other = connection.CreateCommand();
+        other.CommandText = insert;
+        other.Parameters.AddWithValue("@x", 2);
+        var two = other.ExecuteNonQueryAsync();
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+
+        $"{Outcome(one)}; {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
+            "returned 1; returned 1; rows 1,2", "each write once, with its own value");
+    }
+
+    /// <summary>
+    /// Dapper's pattern of disposing a command before awaiting its ExecuteNonQueryAsync, after which the command is set
+    /// up and run again (Microsoft.Data.Sqlite's commands can be run after Dispose, and its async calls have completed by
+    /// then). The second execution reuses the statement the first, still waiting at the gate, holds, and replaces its
+    /// parameters: the first reports one row written but writes 2, and the second, whose statement the first gave back
+    /// with its parameters cleared, fails. Either outcome for the second is acceptable (written once, or refused with
+    /// nothing written), but the first's acknowledged write of 1 must be there.
+    /// </summary>
+    [Test]
+    public async Task Running_a_disposed_command_again_while_its_earlier_async_execution_waits_keeps_the_earlier_ones_values()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (@x)";
+        command.Parameters.AddWithValue("@x", 1);
+        var one = command.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1, "the write waits at the gate");
+        command.Dispose();
+
+        command.Parameters.Clear();
+        command.Parameters.AddWithValue("@x", 2);
+        var two = command.ExecuteNonQueryAsync();
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+
+        // The second may write once or be refused (InvalidOperationException) with nothing written.
+        var outcome = $"{Outcome(one)}; {Outcome(two)}; rows {Rows(connection)}";
+        outcome.ShouldBeOneOf(
+            ["returned 1; returned 1; rows 1,2", "returned 1; InvalidOperationException; rows 1"],
+            "the first execution's acknowledged write is kept, with its value, once");
+    }
+
+    /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
+    private static string Outcome(Task<int> task)
+        => task.Status switch
+        {
+            TaskStatus.RanToCompletion => $"returned {task.Result}",
+            TaskStatus.Faulted => task.Exception!.InnerException!.GetType().Name,
+            var status => status.ToString(),
+        };
+
+    /// <summary>The values of t, in order, joined with commas.</summary>
+    private static string Rows(SaverDbConnection connection)
+        => ConnectionTests.Scalar(connection, "SELECT coalesce(group_concat(x, ','), '') FROM (SELECT x FROM t ORDER BY x)") as string ?? "";
+}
