@@ -143,6 +143,43 @@ public class ChaosReviewTests : DatabaseTest
             "the first execution's acknowledged write is kept, with its value, once");
     }
 
+    /// <summary>
+    /// Two commands of one connection wait at the write gate (Dapper's pipelined multi-exec has up to 100 so). Cancel on
+    /// the first must end the first's call only; the second was never cancelled and must write once the gate is free.
+    /// Every call begun on the physical connection since the last cancellation shares one CancellationTokenSource
+    /// (RenterCalls.Begin), and Cancel cancels that source: the second fails with SQLITE_INTERRUPT too.
+    /// </summary>
+    [Test]
+    public async Task Cancel_of_one_command_does_not_end_another_commands_execution_waiting_at_the_write_gate()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var cancelled = connection.CreateCommand();
+        cancelled.CommandText = "INSERT INTO t VALUES (1)";
+        using var bystander = connection.CreateCommand();
+        bystander.CommandText = "INSERT INTO t VALUES (2)";
+        var one = cancelled.ExecuteNonQueryAsync();
+        var two = bystander.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(2, "both writes wait at the gate");
+
+        cancelled.Cancel();
+        await Task.WhenAny(one, Task.Delay(Bound));
+        one.IsCompleted.ShouldBeTrue("Cancel ended the cancelled command's wait");
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(two, Task.Delay(Bound));
+        two.Status.ShouldBe(TaskStatus.RanToCompletion, $"the command never cancelled failed: {two.Exception?.InnerException}");
+        Rows(connection).ShouldBe("2");
+    }
+
     /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
     private static string Outcome(Task<int> task)
         => task.Status switch
