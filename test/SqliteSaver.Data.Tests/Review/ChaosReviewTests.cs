@@ -180,6 +180,70 @@ public class ChaosReviewTests : DatabaseTest
         Rows(connection).ShouldBe("2");
     }
 
+    /// <summary>
+    /// A reader's value read on one thread while another thread closes the connection (the use Close is documented for:
+    /// calls running on another thread are ended and waited for). Each read must give the row's value, 42, or fail with
+    /// InvalidOperationException (the reader is closed). The getters forward to the SQLite reader with no call begun,
+    /// so Close resets and gives back the statement under them: GetValue returns 0 or DBNull for a NOT NULL column
+    /// holding 42 (and sometimes a NullReferenceException or an ObjectDisposedException for sqlite3_stmt escapes).
+    /// The statement is by then back in the cache, for the next renter of the physical connection to step. Stochastic:
+    /// on the code it was written against more than half the rounds show it, so the loop stops at the first one.
+    /// </summary>
+    [Test]
+    public void A_value_read_while_another_thread_closes_the_connection_is_the_rows_value_or_an_InvalidOperationException()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (42)");
+        var seen = new List<string>();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (seen.Count == 0 && watch.Elapsed < TimeSpan.FromSeconds(8))
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT x FROM t";
+            var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+            using var reading = new ManualResetEventSlim();
+            var getter = Task.Factory.StartNew(
+                () =>
+                {
+                    reading.Set();
+                    try
+                    {
+                        while (true)
+                        {
+                            var value = reader.GetValue(0);
+                            if (value is not 42L)
+                            {
+                                return $"GetValue returned {(value is DBNull ? "DBNull" : value)}";
+                            }
+                        }
+                    }
+                    catch (InvalidOperationException error) when (error is not ObjectDisposedException)
+                    {
+                        return null; // the reader is closed
+                    }
+                    catch (Exception error)
+                    {
+                        return error.GetType().Name;
+                    }
+                },
+                CancellationToken.None,
+                TaskCreationOptions.LongRunning,
+                TaskScheduler.Default);
+            reading.Wait(Bound).ShouldBeTrue();
+            connection.Close();
+            getter.Wait(Bound).ShouldBeTrue("the getter stops once the reader is closed");
+            if (getter.Result is { } wrong)
+            {
+                seen.Add(wrong);
+            }
+        }
+
+        seen.ShouldBeEmpty();
+    }
+
     /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
     private static string Outcome(Task<int> task)
         => task.Status switch
