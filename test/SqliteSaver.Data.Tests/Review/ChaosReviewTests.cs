@@ -1,5 +1,7 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Data.Sqlite;
 using Shouldly;
+using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Review;
@@ -242,6 +244,98 @@ public class ChaosReviewTests : DatabaseTest
         }
 
         seen.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// A command disposed on another thread just as its ExecuteReader starts (a using block or an abort handler on
+    /// another thread, as DisposeDuringCallTests has at the end of an execution): after the execution has rented its
+    /// statement from the cache, before its call begins. Dispose sees no call running, gives the statement back and
+    /// clears the command's hold on it. The execution must then be refused (InvalidOperationException) or run to a
+    /// reader that the connection's Close closes, leaving the pooled connection usable by the next renter. Instead
+    /// Bind returns the command's _prepared field, read again after the lookup, which Dispose has just set to null,
+    /// and BindWithParameters throws NullReferenceException. The Dispose is made from inside the statement-cache
+    /// lookup (a metric callback on the executing thread), as in CloseRaceTests.
+    /// </summary>
+    [Test]
+    public void A_command_disposed_as_its_ExecuteReader_starts_leaves_no_statement_running_in_the_pool()
+    {
+        const string select = "SELECT x FROM t ORDER BY x";
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "chaos-review-dispose-at-start" };
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        var command = connection.CreateCommand();
+        command.CommandText = select;
+
+        Task? disposing = null;
+        System.Data.Common.DbDataReader? reader = null;
+        string execution;
+        using (OnFirstStatementLookup(builder.Name!, () =>
+        {
+            disposing = Task.Factory.StartNew(command.Dispose, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            disposing.Wait(Bound).ShouldBeTrue("Dispose returned");
+        }))
+        {
+            try
+            {
+                reader = command.ExecuteReader();
+                execution = "ran";
+            }
+            catch (InvalidOperationException)
+            {
+                execution = "refused";
+            }
+            catch (Exception error)
+            {
+                execution = error.ToString();
+            }
+        }
+
+        disposing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue();
+        connection.Close();
+        var readerClosed = reader is null || reader.IsClosed;
+
+        using var next = dataSource.OpenConnection(); // the same physical connection, the only one idle
+        string nextOutcome;
+        try
+        {
+            nextOutcome = $"returned {ConnectionTests.Scalar(next, select)}";
+        }
+        catch (Exception error)
+        {
+            nextOutcome = $"{error.GetType().Name}: {error.Message}";
+        }
+
+        $"{execution}; reader closed: {readerClosed}; next renter: {nextOutcome}".ShouldBeOneOf(
+            "ran; reader closed: True; next renter: returned 1",
+            "refused; reader closed: True; next renter: returned 1");
+    }
+
+    /// <summary>Runs <paramref name="onLookup"/> once, on the thread of the first statement-cache lookup of the pool named <paramref name="poolName"/>.</summary>
+    private static MeterListener OnFirstStatementLookup(string poolName, Action onLookup)
+    {
+        var fired = 0;
+        var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meterListener) =>
+        {
+            if (instrument.Meter.Name == SaverMetrics.MeterName && instrument.Name == SaverMetrics.StatementCacheLookups.Name)
+            {
+                meterListener.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == SaverMetrics.PoolNameTag && (string?)tag.Value == poolName && Interlocked.Exchange(ref fired, 1) == 0)
+                {
+                    onLookup();
+                }
+            }
+        });
+        listener.Start();
+        return listener;
     }
 
     /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
