@@ -338,6 +338,113 @@ public class ChaosReviewTests : DatabaseTest
         return listener;
     }
 
+    /// <summary>
+    /// Close from another thread while BeginTransaction runs, with a call that outlasts Close's wait (here the BEGIN's
+    /// own attempt, held by the retry strategy past Busy Timeout=0 and 5 s): Close gives up, throws and keeps the
+    /// connection open. The BEGIN then succeeds, and BeginTransaction throws the "closed while this call ran; nothing of
+    /// it was kept" error (RenterCalls.ThrowIfClosedDuring), counting on Close to roll back what it began. But Close
+    /// gave up: the connection stays open holding the process's write gate and an open SQLite transaction that no
+    /// SaverDbTransaction owns. The next command on the connection runs in that hidden transaction and reports its row
+    /// written; closing the connection then rolls it back, and until then every other writer of the process waits at
+    /// the gate. BeginTransaction that throws must leave no transaction and no gate behind (or, having begun one, return
+    /// it).
+    /// </summary>
+    [Test]
+    public void BeginTransaction_ended_by_a_Close_that_gives_up_leaves_no_hidden_transaction_or_write_gate()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var strategy = new HoldFirstAttempt();
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "chaos-review-begin-outlives-close" }.UseRetryStrategy(strategy);
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        var physical = connection.GetOpenPhysical("test");
+
+        strategy.Armed = true;
+        var beginning = Task.Factory.StartNew(() => connection.BeginTransaction(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        strategy.Holding.Wait(Bound).ShouldBeTrue("the BEGIN's attempt is held");
+        var closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Task.WaitAny([closing], Bound).ShouldBe(0, "Close ended"); // after ~5 s
+        closing.Exception.ShouldNotBeNull("Close gave up waiting for the BEGIN and threw").InnerException.ShouldBeOfType<InvalidOperationException>();
+        connection.Holds(physical).ShouldBeTrue("Close kept the connection open");
+
+        strategy.Release.Set();
+        string begin;
+        try
+        {
+            beginning.Wait(Bound).ShouldBeTrue();
+            beginning.Result.Dispose();
+            begin = "returned";
+        }
+        catch (AggregateException wrapped) when (wrapped.InnerException is InvalidOperationException)
+        {
+            begin = "threw";
+        }
+
+        // Autocommit: acknowledged once ExecuteNonQuery returns.
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)").ShouldBe(1);
+        string otherWriter;
+        using (var other = dataSource.OpenConnection())
+        using (var command = other.CreateCommand())
+        {
+            command.CommandText = "INSERT INTO t VALUES (2)";
+            command.CommandTimeout = 1;
+            try
+            {
+                otherWriter = $"returned {command.ExecuteNonQuery()}";
+            }
+            catch (Exception error)
+            {
+                otherWriter = error.GetType().Name;
+            }
+        }
+
+        connection.Close();
+        var rows = PoolTests.Scalar(connectionString, "SELECT coalesce(group_concat(x, ','), '') FROM (SELECT x FROM t ORDER BY x)");
+        $"BeginTransaction {begin}; other writer {otherWriter}; rows {rows}".ShouldBeOneOf(
+            "BeginTransaction threw; other writer returned 1; rows 1,2",
+            "BeginTransaction returned; other writer returned 1; rows 1,2");
+    }
+
+    /// <summary>Holds the first attempt after <see cref="Armed"/> is set, whatever its token says, until <see cref="Release"/>.</summary>
+    private sealed class HoldFirstAttempt : SaverRetryStrategy, IDisposable
+    {
+        public volatile bool Armed;
+
+        public ManualResetEventSlim Holding { get; } = new();
+
+        public ManualResetEventSlim Release { get; } = new();
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            Hold();
+            return attempt(state, cancellationToken);
+        }
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            Hold();
+            return await attempt(state, cancellationToken);
+        }
+
+        public void Dispose()
+        {
+            Holding.Dispose();
+            Release.Dispose();
+        }
+
+        private void Hold()
+        {
+            if (Armed)
+            {
+                Armed = false;
+                Holding.Set();
+                Release.Wait(Bound, CancellationToken.None);
+            }
+        }
+    }
+
     /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
     private static string Outcome(Task<int> task)
         => task.Status switch
