@@ -312,6 +312,53 @@ public class ChaosReviewTests : DatabaseTest
             "refused; reader closed: True; next renter: returned 1");
     }
 
+    /// <summary>
+    /// Prepare racing a Close from another thread, as CloseRaceTests has for an execution (Close runs to its end from
+    /// inside Prepare's statement-cache lookup, after Prepare found the connection open). Executions are calls of the
+    /// renter that see Close came (BeginCall) and run nothing; Prepare is not a call, so it prepares its text on the
+    /// physical connection Close has already reset and returned to the pool, and reports success on a closed
+    /// connection. SQLite applies a flag PRAGMA such as recursive_triggers as it prepares it, so the next renter of
+    /// that physical connection gets the setting this closed connection's Prepare made. Prepare must throw
+    /// InvalidOperationException, and the next renter must see the connection string's setting.
+    /// </summary>
+    [Test]
+    public void Prepare_whose_connection_is_closed_as_it_starts_does_not_change_the_next_renters_connection()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "chaos-review-prepare-after-close" };
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        ConnectionTests.Pragma(connection, "recursive_triggers").ShouldBe(0L);
+        var prepare = connection.CreateCommand();
+        prepare.CommandText = "PRAGMA recursive_triggers = ON";
+
+        Task? closing = null;
+        string outcome;
+        using (OnFirstStatementLookup(builder.Name!, () =>
+        {
+            closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            closing.Wait(Bound).ShouldBeTrue("Close returned");
+        }))
+        {
+            try
+            {
+                prepare.Prepare();
+                outcome = "prepared";
+            }
+            catch (InvalidOperationException)
+            {
+                outcome = nameof(InvalidOperationException);
+            }
+        }
+
+        closing.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before Prepare went on");
+        using var next = dataSource.OpenConnection(); // the same physical connection, the only one idle
+        var nextSetting = ConnectionTests.Pragma(next, "recursive_triggers");
+        $"Prepare: {outcome}; next renter's recursive_triggers: {nextSetting}".ShouldBe(
+            "Prepare: InvalidOperationException; next renter's recursive_triggers: 0");
+    }
+
     /// <summary>Runs <paramref name="onLookup"/> once, on the thread of the first statement-cache lookup of the pool named <paramref name="poolName"/>.</summary>
     private static MeterListener OnFirstStatementLookup(string poolName, Action onLookup)
     {
