@@ -54,7 +54,7 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>The SQL to run.</summary>
-    /// <exception cref="InvalidOperationException">A reader of this command is open.</exception>
+    /// <exception cref="InvalidOperationException">A reader of this command is open, or an execution of it still runs.</exception>
     [AllowNull]
     public override string CommandText
     {
@@ -63,7 +63,7 @@ public sealed class SaverDbCommand : DbCommand
         {
             if (value != _definition.CommandText)
             {
-                ThrowIfReaderOpen(nameof(CommandText));
+                ThrowIfInUse(nameof(CommandText));
                 ReturnPrepared(_bound);
                 _definition.CommandText = value;
             }
@@ -105,7 +105,10 @@ public sealed class SaverDbCommand : DbCommand
         set => _definition.UpdatedRowSource = value;
     }
 
-    /// <summary>The connection the command runs on. It cannot change while a reader of the command is open.</summary>
+    /// <summary>
+    /// The connection the command runs on. It cannot change while a reader of the command is open or an execution of
+    /// it still runs (an asynchronous one not awaited yet).
+    /// </summary>
     public new SaverDbConnection? Connection
     {
         get => _connection;
@@ -161,14 +164,14 @@ public sealed class SaverDbCommand : DbCommand
     /// rolled back whole and run again; inside a transaction nothing is retried.
     /// </summary>
     /// <returns>The rows changed by the command's statements.</returns>
-    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override int ExecuteNonQuery()
         => Run(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery));
 
     /// <summary>Runs the command and returns the first column of the first row, or <see langword="null"/>. Retried as <see cref="ExecuteNonQuery"/> is.</summary>
     /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
-    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override object? ExecuteScalar()
         => Run(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar));
@@ -177,7 +180,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <param name="cancellationToken">Cancels the waits, SQLite's own waits for a lock included, and interrupts the running statement.</param>
     /// <returns>The rows changed by the command's statements.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
-    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<int> ExecuteNonQueryAsync(CancellationToken cancellationToken)
         => RunAsync(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken);
@@ -186,7 +189,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <param name="cancellationToken">Cancels the waits, SQLite's own waits for a lock included, and interrupts the running statement.</param>
     /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
-    /// <exception cref="InvalidOperationException">The command has no open connection, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken)
         => RunAsync(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken);
@@ -195,7 +198,7 @@ public sealed class SaverDbCommand : DbCommand
     /// Prepares the command's statements on the open connection. Commands are prepared on their first execution anyway,
     /// and kept prepared on the physical connection for later commands with the same text (see Statement Cache Size).
     /// </summary>
-    /// <exception cref="InvalidOperationException">The command has no open connection, or SQLite has already ended the connection's transaction (rolled it back after an error).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or SQLite has already ended the connection's transaction (rolled it back after an error).</exception>
     /// <exception cref="SqliteException">SQLite could not prepare a statement.</exception>
     public override void Prepare()
     {
@@ -600,16 +603,28 @@ public sealed class SaverDbCommand : DbCommand
     {
         if (!ReferenceEquals(connection, _connection))
         {
-            ThrowIfReaderOpen(nameof(Connection));
+            ThrowIfInUse(nameof(Connection));
             _connection = connection;
         }
     }
 
-    private void ThrowIfReaderOpen(string operation)
+    /// <summary>
+    /// Refuses to change or run the command while a reader of it is open, as Microsoft.Data.Sqlite does, or while an
+    /// execution of it still runs: an asynchronous one not awaited yet (waiting at the write gate, say), which
+    /// Microsoft.Data.Sqlite's never are, since they complete before they return. That execution runs with the statement
+    /// and the parameters the command had when it started, on its connection.
+    /// </summary>
+    private void ThrowIfInUse(string operation)
     {
         if (_reader is { IsClosed: false })
         {
             throw new InvalidOperationException($"{operation}: a reader of this command is still open; close it first.");
+        }
+
+        if (Volatile.Read(ref _running) > 0)
+        {
+            throw new InvalidOperationException(
+                $"{operation}: an execution of this command still runs (an asynchronous call not awaited yet); await it first.");
         }
     }
 
@@ -732,7 +747,7 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation)
     {
-        ThrowIfReaderOpen(operation);
+        ThrowIfInUse(operation);
         _disposed = false; // run again after Dispose, as Microsoft.Data.Sqlite's commands may be
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
