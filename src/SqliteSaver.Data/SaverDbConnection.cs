@@ -712,7 +712,15 @@ public sealed class SaverDbConnection : DbConnection
                 Executor.Begin(physical, deferred, retry, Options.DefaultTimeout, token);
             }
 
-            physical.Calls.ThrowIfClosedDuring(call); // Close rolls the transaction back once this call ends
+            if (physical.Calls.ClosedDuring(call))
+            {
+                // Rolled back by the call itself, which still runs: Close, waiting for it, would, but not once it has
+                // given up waiting (a call outlasting its bound), as it may have by the time the call ends.
+                physical.TryRollback();
+                physical.ReleaseGateUnlessTransactionKept();
+                throw RenterCalls.ClosedDuringCall(null);
+            }
+
             return Transaction = new SaverDbTransaction(this, physical);
         }
         catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)

@@ -109,18 +109,10 @@ internal sealed class RenterCalls : IDisposable
     public void Dispose() => _cancellation.Dispose();
 
     /// <summary>
-    /// For a call that began what Close then rolls back (a BEGIN): throws what a call ended by Close throws, when Close
-    /// came while <paramref name="call"/> ran though nothing of it failed (SQLite drops an interrupt made while no
-    /// statement runs).
+    /// Whether Close came while <paramref name="call"/> ran, for a call that must then undo what it began (a BEGIN)
+    /// though nothing of it failed (SQLite drops an interrupt made while no statement runs).
     /// </summary>
-    /// <exception cref="InvalidOperationException">The connection was closed while the call ran.</exception>
-    public void ThrowIfClosedDuring(CancellationTokenSource call)
-    {
-        if (ReferenceEquals(call, Volatile.Read(ref _closedBy)))
-        {
-            throw ClosedDuringCall(null);
-        }
-    }
+    public bool ClosedDuring(CancellationTokenSource call) => ReferenceEquals(call, Volatile.Read(ref _closedBy));
 
     /// <summary>
     /// The token a call waits with: <paramref name="call"/>'s (from <see cref="Begin"/>), linked with

@@ -353,7 +353,7 @@ public class ChaosReviewTests : DatabaseTest
     /// Close from another thread while BeginTransaction runs, with a call that outlasts Close's wait (here the BEGIN's
     /// own attempt, held by the retry strategy past Busy Timeout=0 and 5 s): Close gives up, throws and keeps the
     /// connection open. The BEGIN then succeeds, and BeginTransaction throws the "closed while this call ran; nothing of
-    /// it was kept" error (RenterCalls.ThrowIfClosedDuring), counting on Close to roll back what it began. But Close
+    /// it was kept" error (RenterCalls.ClosedDuring), counting on Close to roll back what it began. But Close
     /// gave up: the connection stays open holding the process's write gate and an open SQLite transaction that no
     /// SaverDbTransaction owns. The next command on the connection runs in that hidden transaction and reports its row
     /// written; closing the connection then rolls it back, and until then every other writer of the process waits at
