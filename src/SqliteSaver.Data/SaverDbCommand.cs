@@ -198,11 +198,13 @@ public sealed class SaverDbCommand : DbCommand
     /// Prepares the command's statements on the open connection. Commands are prepared on their first execution anyway,
     /// and kept prepared on the physical connection for later commands with the same text (see Statement Cache Size).
     /// </summary>
-    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or SQLite has already ended the connection's transaction (rolled it back after an error).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, SQLite has already ended the connection's transaction (rolled it back after an error), or the connection was closed from another thread as Prepare began.</exception>
     /// <exception cref="SqliteException">SQLite could not prepare a statement.</exception>
     public override void Prepare()
     {
-        var (connection, physical, command) = Bind(nameof(Prepare));
+        // A call of the renter, as an execution is: SQLite sets a flag PRAGMA as it prepares it, which must not reach
+        // the physical connection's next renter after a Close from another thread.
+        var (connection, physical, command, _) = BeginExecution(nameof(Prepare), CommandBehavior.Default);
         try
         {
             ThrowIfTransactionEnded(connection, physical, nameof(Prepare));
@@ -212,7 +214,7 @@ public sealed class SaverDbCommand : DbCommand
         }
         finally
         {
-            Done(connection, physical); // kept prepared by the statement cache, for the next execution
+            EndCall(connection, physical); // the statement stays prepared in the cache, for the next execution
         }
     }
 
