@@ -456,6 +456,49 @@ public class ChaosReviewTests : DatabaseTest
         }
     }
 
+    /// <summary>
+    /// Two async writes on one connection at once, as Dapper's pipelined multi-exec runs them: the first holds the
+    /// process's write gate and polls for the write lock another process holds (a plain Microsoft.Data.Sqlite
+    /// connection here). The second must wait its turn, as it would at the gate, and write once the lock is free.
+    /// Before, it took the gate the first holds for its own transaction's, ran unqueued and unretried, and failed with
+    /// "database is locked" after Busy Timeout (inside a transaction the first had begun, it would have been committed
+    /// or rolled back with the first's).
+    /// </summary>
+    [Test]
+    public async Task A_second_async_write_on_a_connection_whose_first_waits_for_another_processs_lock_waits_its_turn()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=50");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        using var locker = new SqliteConnection("Data Source=" + new SaverDbConnection(connectionString).DataSource);
+        locker.Open();
+        using (var begin = locker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN IMMEDIATE"; // another process's writer holds the write lock
+            begin.ExecuteNonQuery();
+        }
+
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var physical = connection.GetOpenPhysical("test");
+        using var first = connection.CreateCommand();
+        first.CommandText = "INSERT INTO t VALUES (1)";
+        var one = first.ExecuteNonQueryAsync();
+        Wait.Until(() => physical.HeldGate is not null || one.IsCompleted);
+        one.IsCompleted.ShouldBeFalse("the first write waits for the other process's lock, holding the gate");
+
+        using var second = connection.CreateCommand();
+        second.CommandText = "INSERT INTO t VALUES (2)";
+        var two = second.ExecuteNonQueryAsync();
+        using (var rollback = locker.CreateCommand())
+        {
+            rollback.CommandText = "ROLLBACK";
+            rollback.ExecuteNonQuery();
+        }
+
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        $"{Outcome(one)}; {Outcome(two)}; rows {Rows(connection)}".ShouldBe("returned 1; returned 1; rows 1,2");
+    }
+
     /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
     private static string Outcome(Task<int> task)
         => task.Status switch
