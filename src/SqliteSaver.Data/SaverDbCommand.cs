@@ -23,6 +23,10 @@ public sealed class SaverDbCommand : DbCommand
     // with this command for its next execution, until it is disposed or its connection closes (see Done).
     private readonly SqliteCommand _definition = new();
 
+    // The connection an asynchronous execution runs on, in its flow and what that runs (a retry strategy's callbacks, a
+    // function SQLite runs in its statement): a call there is nested in the execution (see EarlierExecution).
+    private static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
+
     private SaverDbConnection? _connection;
     private SaverDbTransaction? _transaction;
     private int? _commandTimeout;
@@ -30,6 +34,7 @@ public sealed class SaverDbCommand : DbCommand
     private SaverDbConnection? _trackedBy; // the connection whose Close unbinds this command (see Done)
     private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
     private int _cancelling; // Cancel calls under way (see EndRunning)
+    private int _waiting; // asynchronous executions waiting for the connection's earlier one (see AfterEarlierExecution)
     private bool _disposed; // since its last execution began: a statement the cache cannot keep is then not kept (see Done)
     private Lock? _cancel; // held by Cancel from its look at _running to its interrupt; made by the first Cancel
     private CancellationTokenSource? _callCancellation; // of the call running (see RenterCalls.Begin), for Cancel
@@ -183,7 +188,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<int> ExecuteNonQueryAsync(CancellationToken cancellationToken)
-        => RunAsync(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken);
+        => InFlight(RunAsync(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken));
 
     /// <summary>Runs the command as <see cref="ExecuteScalar"/> does, waiting at the write gate and between retries without blocking a thread.</summary>
     /// <param name="cancellationToken">Cancels the waits, SQLite's own waits for a lock included, and interrupts the running statement.</param>
@@ -192,7 +197,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken)
-        => RunAsync(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken);
+        => InFlight(RunAsync(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken));
 
     /// <summary>
     /// Prepares the command's statements on the open connection. Commands are prepared on their first execution anyway,
@@ -303,6 +308,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
+        WaitForEarlierExecution(nameof(ExecuteReader));
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         (SqliteDataReader Reader, bool Open) result;
         try
@@ -334,13 +340,18 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <inheritdoc />
     /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
-    protected override async Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
+    protected override Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
+        => InFlight(ExecuteReaderCoreAsync(behavior, cancellationToken));
+
+    private async Task<DbDataReader> ExecuteReaderCoreAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
+        await AfterEarlierExecution(nameof(ExecuteReader), cancellationToken).ConfigureAwait(false);
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
+            ExecutionOn.Value = connection;
             result = await connection.Executor
                 .ExecuteAsync(
                     physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), token)
@@ -561,6 +572,7 @@ public sealed class SaverDbCommand : DbCommand
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
+        WaitForEarlierExecution(operation);
         var (connection, physical, command, call) = BeginExecution(operation, behavior);
         try
         {
@@ -580,10 +592,12 @@ public sealed class SaverDbCommand : DbCommand
 
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
+        await AfterEarlierExecution(operation, cancellationToken).ConfigureAwait(false);
         var (connection, physical, command, call) = BeginExecution(operation, behavior);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
+            ExecutionOn.Value = connection;
             var (result, _) = await connection.Executor
                 .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, connection.Transaction is not null, operation, token)
                 .ConfigureAwait(false);
@@ -599,6 +613,66 @@ public sealed class SaverDbCommand : DbCommand
             EndCall(connection, physical);
             GC.KeepAlive(connection); // as in Run
         }
+    }
+
+    /// <summary>
+    /// Remembers <paramref name="execution"/> as its connection's latest asynchronous execution while it runs (see
+    /// <see cref="EarlierExecution"/>).
+    /// </summary>
+    private Task<T> InFlight<T>(Task<T> execution)
+    {
+        if (!execution.IsCompleted && _connection is { } connection)
+        {
+            connection.LatestAsyncExecution = execution;
+        }
+
+        return execution;
+    }
+
+    /// <summary>
+    /// The connection's latest asynchronous execution, if it still runs (not awaited yet, as Dapper's pipelined
+    /// multi-exec leaves them): a connection runs one execution at a time, in the order they were started, so a later
+    /// one waits for it (its outcome is its caller's) before it begins. One running meanwhile would take the write
+    /// gate and the transaction that execution holds for its own write as the caller's transaction's, and run inside
+    /// it, unqueued and unretried. A call nested in that execution (in a retry strategy's callback, or a function
+    /// SQLite runs in its statement) does not wait: it would wait for itself.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">That execution is this command's (see <see cref="ThrowIfInUse"/>).</exception>
+    private Task? EarlierExecution(string operation)
+    {
+        if (_connection is { LatestAsyncExecution: { IsCompleted: false } earlier } connection && ExecutionOn.Value != connection)
+        {
+            ThrowIfInUse(operation);
+            return earlier;
+        }
+
+        return null;
+    }
+
+    /// <summary>Blocks until <see cref="EarlierExecution"/> has ended.</summary>
+    /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
+    private void WaitForEarlierExecution(string operation)
+        => EarlierExecution(operation)?.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing).GetAwaiter().GetResult();
+
+    /// <summary>Completes once <see cref="EarlierExecution"/> has ended; the command refuses changes meanwhile (see <see cref="ThrowIfInUse"/>).</summary>
+    /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    private ValueTask AfterEarlierExecution(string operation, CancellationToken cancellationToken)
+        => EarlierExecution(operation) is { } earlier ? new ValueTask(After(earlier, cancellationToken)) : default;
+
+    private async Task After(Task earlier, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _waiting);
+        try
+        {
+            await earlier.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _waiting);
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
     }
 
     private void SetConnection(SaverDbConnection? connection)
@@ -623,7 +697,7 @@ public sealed class SaverDbCommand : DbCommand
             throw new InvalidOperationException($"{operation}: a reader of this command is still open; close it first.");
         }
 
-        if (Volatile.Read(ref _running) > 0)
+        if (Volatile.Read(ref _running) > 0 || Volatile.Read(ref _waiting) > 0)
         {
             throw new InvalidOperationException(
                 $"{operation}: an execution of this command still runs (an asynchronous call not awaited yet); await it first.");

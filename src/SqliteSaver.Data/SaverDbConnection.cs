@@ -369,6 +369,9 @@ public sealed class SaverDbConnection : DbConnection
         return call;
     }
 
+    /// <summary>The latest asynchronous execution of a command on this connection, which later executions wait for while it runs.</summary>
+    internal Task? LatestAsyncExecution { get; set; }
+
     /// <summary>How long Close waits for the connection's calls to end (see <see cref="RenterCalls.EndAll"/>): Busy Timeout and 5 s.</summary>
     internal TimeSpan CallsEndBound => Options.BusyTimeout + CallsEndWithin;
 
