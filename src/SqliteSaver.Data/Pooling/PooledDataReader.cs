@@ -54,9 +54,9 @@ internal sealed class PooledDataReader(
 
     public override int VisibleFieldCount => inner.VisibleFieldCount;
 
-    public override object this[int ordinal] => inner[ordinal];
+    public override object this[int ordinal] => Read(static (reader, ordinal) => reader[ordinal], ordinal);
 
-    public override object this[string name] => inner[name];
+    public override object this[string name] => Read(static (reader, name) => reader[name], name);
 
     public override void Close()
     {
@@ -280,43 +280,43 @@ internal sealed class PooledDataReader(
         CloseWithoutBusyWaits();
     }
 
-    public override bool GetBoolean(int ordinal) => inner.GetBoolean(ordinal);
+    public override bool GetBoolean(int ordinal) => Read(static (reader, ordinal) => reader.GetBoolean(ordinal), ordinal);
 
-    public override byte GetByte(int ordinal) => inner.GetByte(ordinal);
+    public override byte GetByte(int ordinal) => Read(static (reader, ordinal) => reader.GetByte(ordinal), ordinal);
 
     public override long GetBytes(int ordinal, long dataOffset, byte[]? buffer, int bufferOffset, int length)
-        => inner.GetBytes(ordinal, dataOffset, buffer, bufferOffset, length);
+        => Read(static (reader, a) => reader.GetBytes(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
-    public override char GetChar(int ordinal) => inner.GetChar(ordinal);
+    public override char GetChar(int ordinal) => Read(static (reader, ordinal) => reader.GetChar(ordinal), ordinal);
 
     public override long GetChars(int ordinal, long dataOffset, char[]? buffer, int bufferOffset, int length)
-        => inner.GetChars(ordinal, dataOffset, buffer, bufferOffset, length);
+        => Read(static (reader, a) => reader.GetChars(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
     public ReadOnlyCollection<DbColumn> GetColumnSchema() => inner.GetColumnSchema();
 
     public override string GetDataTypeName(int ordinal) => inner.GetDataTypeName(ordinal);
 
-    public override DateTime GetDateTime(int ordinal) => inner.GetDateTime(ordinal);
+    public override DateTime GetDateTime(int ordinal) => Read(static (reader, ordinal) => reader.GetDateTime(ordinal), ordinal);
 
-    public override decimal GetDecimal(int ordinal) => inner.GetDecimal(ordinal);
+    public override decimal GetDecimal(int ordinal) => Read(static (reader, ordinal) => reader.GetDecimal(ordinal), ordinal);
 
-    public override double GetDouble(int ordinal) => inner.GetDouble(ordinal);
+    public override double GetDouble(int ordinal) => Read(static (reader, ordinal) => reader.GetDouble(ordinal), ordinal);
 
     public override IEnumerator GetEnumerator() => new DbEnumerator(this, closeReader: false);
 
     public override Type GetFieldType(int ordinal) => inner.GetFieldType(ordinal);
 
-    public override T GetFieldValue<T>(int ordinal) => inner.GetFieldValue<T>(ordinal);
+    public override T GetFieldValue<T>(int ordinal) => Read(static (reader, ordinal) => reader.GetFieldValue<T>(ordinal), ordinal);
 
-    public override float GetFloat(int ordinal) => inner.GetFloat(ordinal);
+    public override float GetFloat(int ordinal) => Read(static (reader, ordinal) => reader.GetFloat(ordinal), ordinal);
 
-    public override Guid GetGuid(int ordinal) => inner.GetGuid(ordinal);
+    public override Guid GetGuid(int ordinal) => Read(static (reader, ordinal) => reader.GetGuid(ordinal), ordinal);
 
-    public override short GetInt16(int ordinal) => inner.GetInt16(ordinal);
+    public override short GetInt16(int ordinal) => Read(static (reader, ordinal) => reader.GetInt16(ordinal), ordinal);
 
-    public override int GetInt32(int ordinal) => inner.GetInt32(ordinal);
+    public override int GetInt32(int ordinal) => Read(static (reader, ordinal) => reader.GetInt32(ordinal), ordinal);
 
-    public override long GetInt64(int ordinal) => inner.GetInt64(ordinal);
+    public override long GetInt64(int ordinal) => Read(static (reader, ordinal) => reader.GetInt64(ordinal), ordinal);
 
     public override string GetName(int ordinal) => inner.GetName(ordinal);
 
@@ -326,15 +326,15 @@ internal sealed class PooledDataReader(
 
     public override Stream GetStream(int ordinal) => inner.GetStream(ordinal);
 
-    public override string GetString(int ordinal) => inner.GetString(ordinal);
+    public override string GetString(int ordinal) => Read(static (reader, ordinal) => reader.GetString(ordinal), ordinal);
 
     public override TextReader GetTextReader(int ordinal) => inner.GetTextReader(ordinal);
 
-    public override object GetValue(int ordinal) => inner.GetValue(ordinal);
+    public override object GetValue(int ordinal) => Read(static (reader, ordinal) => reader.GetValue(ordinal), ordinal);
 
-    public override int GetValues(object[] values) => inner.GetValues(values);
+    public override int GetValues(object[] values) => Read(static (reader, values) => reader.GetValues(values), values);
 
-    public override bool IsDBNull(int ordinal) => inner.IsDBNull(ordinal);
+    public override bool IsDBNull(int ordinal) => Read(static (reader, ordinal) => reader.IsDBNull(ordinal), ordinal);
 
     public override bool NextResult()
     {
@@ -475,6 +475,32 @@ internal sealed class PooledDataReader(
         {
             physical.StandaloneCommandsInTransaction++;
         }
+    }
+
+    /// <summary>
+    /// <paramref name="read"/>'s value of the current row, unless a Close from another thread closed this reader while
+    /// it read: the statement may have been reset under the read (a 0 or NULL for any column) or stepped by the
+    /// physical connection's next renter (another renter's row), so the value is not returned, and the read throws
+    /// what a call ended by Close throws. A reader closed before the read throws Microsoft.Data.Sqlite's error. Close
+    /// marks the reader closed before it resets the statement, with a full fence between (<see cref="Close"/>), and
+    /// SQLite's connection mutex orders the reset and the read, so a read that saw the reset sees the mark.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The reader is closed, or was closed while the value was read.</exception>
+    private T Read<TArgument, T>(Func<SqliteDataReader, TArgument, T> read, TArgument argument)
+    {
+        var closedBefore = Volatile.Read(ref _closed);
+        T value;
+        try
+        {
+            value = read(inner, argument);
+        }
+        catch (Exception exception) when (!closedBefore && Volatile.Read(ref _closed))
+        {
+            throw RenterCalls.ClosedDuringCall(exception);
+        }
+
+        // Closed before, the SQLite reader may still be closing, and read no error.
+        return Volatile.Read(ref _closed) ? throw RenterCalls.ClosedDuringCall(null) : value;
     }
 
     /// <summary>

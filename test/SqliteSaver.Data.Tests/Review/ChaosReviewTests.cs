@@ -125,7 +125,7 @@ public class ChaosReviewTests : DatabaseTest
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (42)");
         var seen = new List<string>();
         var watch = System.Diagnostics.Stopwatch.StartNew();
-        while (seen.Count == 0 && watch.Elapsed < TimeSpan.FromSeconds(8))
+        while (seen.Count == 0 && watch.Elapsed < TimeSpan.FromSeconds(3))
         {
             using var connection = new SaverDbConnection(connectionString);
             connection.Open();
