@@ -8,10 +8,12 @@ using SQLitePCL;
 namespace SqliteSaver.Data.Tests.Pooling;
 
 /// <summary>
-/// Close from another thread racing the start of a renter's call, or a transaction's commit or savepoint: nothing of
-/// one renter touches the physical connection once Close has handed it on. A call that found the connection open but
-/// begins after Close took it throws the InvalidOperationException of a call ended by Close (see
-/// SaverDbConnection.BeginCall); a transaction's calls are calls of the renter, which Close ends and waits for.
+/// Close from another thread racing the start of a renter's call (an execution, Prepare), a transaction's commit or
+/// savepoint, a reader's step or value read, or a BEGIN that outlasts Close's wait: nothing of one renter touches the
+/// physical connection once Close has handed it on, and nothing another renter does reaches this one. A call that
+/// found the connection open but begins after Close took it throws the InvalidOperationException of a call ended by
+/// Close (see SaverDbConnection.BeginCall); a transaction's calls and a reader's steps are calls of the renter, which
+/// Close ends and waits for, and end with that exception.
 /// </summary>
 public class CloseRaceTests : DatabaseTest
 {
@@ -279,6 +281,174 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// A reader's value read on one thread while another thread closes the connection: each read gives the row's value,
+    /// 42, or throws InvalidOperationException (the reader is closed, or was closed while the value was read). Before,
+    /// the getters read the statement Close had reset, or given back to the cache for the next renter to step: GetValue
+    /// returned 0 or DBNull for a NOT NULL column holding 42, and sometimes a NullReferenceException or an
+    /// ObjectDisposedException escaped (chaos review). Stochastic: on that code more than half the rounds showed it, so
+    /// the loop stops at the first, or after 3 s.
+    /// </summary>
+    [Test]
+    public void A_value_read_while_another_thread_closes_the_connection_is_the_rows_value_or_an_InvalidOperationException()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (42)");
+        var seen = new List<string>();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (seen.Count == 0 && watch.Elapsed < TimeSpan.FromSeconds(3))
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT x FROM t";
+            var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+            using var reading = new ManualResetEventSlim();
+            var getter = Task.Factory.StartNew(
+                () =>
+                {
+                    reading.Set();
+                    try
+                    {
+                        while (true)
+                        {
+                            var value = reader.GetValue(0);
+                            if (value is not 42L)
+                            {
+                                return $"GetValue returned {(value is DBNull ? "DBNull" : value)}";
+                            }
+                        }
+                    }
+                    catch (InvalidOperationException error) when (error is not ObjectDisposedException)
+                    {
+                        return null; // the reader is closed
+                    }
+                    catch (Exception error)
+                    {
+                        return error.GetType().Name;
+                    }
+                },
+                CancellationToken.None,
+                TaskCreationOptions.LongRunning,
+                TaskScheduler.Default);
+            reading.Wait(Bound).ShouldBeTrue();
+            connection.Close();
+            getter.Wait(Bound).ShouldBeTrue("the getter stops once the reader is closed");
+            if (getter.Result is { } wrong)
+            {
+                seen.Add(wrong);
+            }
+        }
+
+        seen.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// Prepare racing a Close from another thread, as the first test has for an execution (Close runs to its end from
+    /// inside Prepare's statement-cache lookup, after Prepare found the connection open): Prepare is a call of the
+    /// renter, sees that Close came and throws InvalidOperationException, and the next renter of the physical
+    /// connection has the connection string's setting. Before, Prepare was no call: it prepared its text on the
+    /// physical connection Close had reset and returned to the pool, and SQLite applied the flag PRAGMA it prepared
+    /// (recursive_triggers) for the next renter (chaos review).
+    /// </summary>
+    [Test]
+    public void Prepare_whose_connection_is_closed_as_it_starts_does_not_change_the_next_renters_connection()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-prepare" };
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        ConnectionTests.Pragma(connection, "recursive_triggers").ShouldBe(0L);
+        var prepare = connection.CreateCommand();
+        prepare.CommandText = "PRAGMA recursive_triggers = ON";
+
+        using var closing = new CloseInLookup(builder.Name!, connection);
+        string outcome;
+        try
+        {
+            prepare.Prepare();
+            outcome = "prepared";
+        }
+        catch (InvalidOperationException)
+        {
+            outcome = nameof(InvalidOperationException);
+        }
+
+        closing.Task.ShouldNotBeNull().IsCompletedSuccessfully.ShouldBeTrue("Close completed before Prepare went on");
+        using var next = dataSource.OpenConnection(); // the same physical connection, the only one idle
+        var nextSetting = ConnectionTests.Pragma(next, "recursive_triggers");
+        $"Prepare: {outcome}; next renter's recursive_triggers: {nextSetting}".ShouldBe(
+            "Prepare: InvalidOperationException; next renter's recursive_triggers: 0");
+    }
+
+    /// <summary>
+    /// Close from another thread while BeginTransaction runs, with a call that outlasts Close's wait (here the BEGIN's
+    /// own attempt, held by the retry strategy past Busy Timeout=0 and 5 s): Close gives up, throws and keeps the
+    /// connection open. The BEGIN then succeeds and BeginTransaction, ended by that Close, throws and rolls the BEGIN
+    /// back itself, leaving the write gate: the next write on the connection is its own and kept, and another
+    /// connection's writer passes the gate. Before, it left an SQLite transaction no SaverDbTransaction owned and the
+    /// gate held, counting on Close to roll back: the next autocommit write was acknowledged, then rolled back as the
+    /// connection closed, and the other writer timed out at the gate (chaos review).
+    /// </summary>
+    [Test]
+    public void BeginTransaction_ended_by_a_Close_that_gives_up_leaves_no_hidden_transaction_or_write_gate()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var strategy = new HoldFirstAttempt();
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-begin-outlives-close" }.UseRetryStrategy(strategy);
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        var physical = connection.GetOpenPhysical("test");
+
+        strategy.Armed = true;
+        var beginning = Task.Factory.StartNew(() => connection.BeginTransaction(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        strategy.Holding.Wait(Bound).ShouldBeTrue("the BEGIN's attempt is held");
+        var closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Task.WaitAny([closing], Bound).ShouldBe(0, "Close ended"); // after ~5 s
+        closing.Exception.ShouldNotBeNull("Close gave up waiting for the BEGIN and threw").InnerException.ShouldBeOfType<InvalidOperationException>();
+        connection.Holds(physical).ShouldBeTrue("Close kept the connection open");
+
+        strategy.Release.Set();
+        string begin;
+        try
+        {
+            beginning.Wait(Bound).ShouldBeTrue();
+            beginning.Result.Dispose();
+            begin = "returned";
+        }
+        catch (AggregateException wrapped) when (wrapped.InnerException is InvalidOperationException)
+        {
+            begin = "threw";
+        }
+
+        // Autocommit: acknowledged once ExecuteNonQuery returns.
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)").ShouldBe(1);
+        string otherWriter;
+        using (var other = dataSource.OpenConnection())
+        using (var command = other.CreateCommand())
+        {
+            command.CommandText = "INSERT INTO t VALUES (2)";
+            command.CommandTimeout = 1;
+            try
+            {
+                otherWriter = $"returned {command.ExecuteNonQuery()}";
+            }
+            catch (Exception error)
+            {
+                otherWriter = error.GetType().Name;
+            }
+        }
+
+        connection.Close();
+        var rows = PoolTests.Scalar(connectionString, "SELECT coalesce(group_concat(x, ','), '') FROM (SELECT x FROM t ORDER BY x)");
+        $"BeginTransaction {begin}; other writer {otherWriter}; rows {rows}".ShouldBeOneOf(
+            "BeginTransaction threw; other writer returned 1; rows 1,2",
+            "BeginTransaction returned; other writer returned 1; rows 1,2");
+    }
+
+    /// <summary>
     /// Closes the connection, to the end, from inside the first statement-cache lookup of the pool: after an execution
     /// found the connection open (Bind), before its call begins. Close waits for no call there.
     /// </summary>
@@ -392,6 +562,45 @@ public class CloseRaceTests : DatabaseTest
                 {
                     _released.Wait(Bound, CancellationToken.None); // the call's token must not end the pause
                 }
+            }
+        }
+    }
+
+    /// <summary>Holds the first attempt after <see cref="Armed"/> is set, whatever its token says, until <see cref="Release"/>.</summary>
+    private sealed class HoldFirstAttempt : SaverRetryStrategy, IDisposable
+    {
+        public volatile bool Armed;
+
+        public ManualResetEventSlim Holding { get; } = new();
+
+        public ManualResetEventSlim Release { get; } = new();
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            Hold();
+            return attempt(state, cancellationToken);
+        }
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            Hold();
+            return await attempt(state, cancellationToken);
+        }
+
+        public void Dispose()
+        {
+            Holding.Dispose();
+            Release.Dispose();
+        }
+
+        private void Hold()
+        {
+            if (Armed)
+            {
+                Armed = false;
+                Holding.Set();
+                Release.Wait(Bound, CancellationToken.None);
             }
         }
     }

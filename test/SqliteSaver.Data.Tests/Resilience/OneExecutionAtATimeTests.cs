@@ -8,7 +8,8 @@ namespace SqliteSaver.Data.Tests.Resilience;
 /// Several executions started on one connection without awaiting each (Dapper's pipelined multi-exec, or code that
 /// collects tasks): the connection runs them one at a time, in the order they were started, each as it would run
 /// alone. A later one waits for the latest still running before it begins; one nested in that execution (a retry
-/// strategy's callback) does not, as it would wait for itself.
+/// strategy's callback) does not, as it would wait for itself. A command whose execution still runs refuses a new
+/// text, another connection and another execution, so that the execution runs with what it started with.
 /// </summary>
 public class OneExecutionAtATimeTests : DatabaseTest
 {
@@ -149,6 +150,101 @@ public class OneExecutionAtATimeTests : DatabaseTest
         nested.ShouldBe(7L);
         Rows(connection).ShouldBe("7,8");
         await connection.DisposeAsync();
+    }
+
+    /// <summary>
+    /// A command whose ExecuteNonQueryAsync waits at the write gate (held by another connection's transaction) is
+    /// moved to another connection, given another text, or run again, as Microsoft.Data.Sqlite allows once its call
+    /// has returned (its async calls complete before they return); another command on the first connection then runs
+    /// the same text. Each change is refused while the execution runs, as Microsoft.Data.Sqlite refuses them while a
+    /// reader of the command is open, and the waiting execution writes its own value, once; awaited, the command moves
+    /// and runs again. Before, the move or the new text gave the waiting execution's statement back to the cache, the
+    /// other command rented it with its own parameters, and the waiting execution wrote the other's value (3 twice, 1
+    /// never, or 2 twice).
+    /// </summary>
+    [Test]
+    public async Task A_command_whose_async_execution_waits_is_not_moved_changed_or_run_again_under_it()
+    {
+        const string insert = "INSERT INTO t VALUES (@x)";
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        await using var first = new SaverDbConnection(connectionString);
+        await first.OpenAsync();
+        await using var second = new SaverDbConnection(connectionString);
+        await second.OpenAsync();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var moved = first.CreateCommand();
+        moved.CommandText = insert;
+        moved.Parameters.AddWithValue("@x", 1);
+        var one = moved.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1, "the write waits at the gate");
+
+        Should.Throw<InvalidOperationException>(() => moved.Connection = second).Message.ShouldContain("still runs");
+        Should.Throw<InvalidOperationException>(() => moved.CommandText = "SELECT 1").Message.ShouldContain("still runs");
+        (await Should.ThrowAsync<InvalidOperationException>(() => moved.ExecuteNonQueryAsync())).Message.ShouldContain("still runs");
+        Should.Throw<InvalidOperationException>(() => moved.ExecuteScalar()).Message.ShouldContain("still runs");
+
+        using var other = first.CreateCommand();
+        other.CommandText = insert;
+        other.Parameters.AddWithValue("@x", 3);
+        var three = other.ExecuteNonQueryAsync(); // waits for the first connection's earlier execution
+        gate.WaitingCount.ShouldBe(1);
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, three), Task.Delay(Bound));
+        $"{Outcome(one)}; {Outcome(three)}; rows {Rows(second)}".ShouldBe("returned 1; returned 1; rows 1,3", "each write once, with its own value");
+
+        moved.Connection = second;
+        moved.Parameters["@x"].Value = 2;
+        (await moved.ExecuteNonQueryAsync()).ShouldBe(1);
+        Rows(first).ShouldBe("1,2,3");
+    }
+
+    /// <summary>
+    /// Dapper's pattern of disposing a command before awaiting its ExecuteNonQueryAsync, after which the command is set
+    /// up and run again (Microsoft.Data.Sqlite's commands can be run after Dispose, and its async calls have completed
+    /// by then): the second execution is refused while the first runs, or writes once after it; the first's
+    /// acknowledged write of 1 is there. Before, the second reused the statement the first, still waiting at the gate,
+    /// held, and replaced its parameters: the first reported one row written but wrote 2, and the second failed
+    /// (chaos review).
+    /// </summary>
+    [Test]
+    public async Task Running_a_disposed_command_again_while_its_earlier_async_execution_waits_keeps_the_earlier_ones_values()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (@x)";
+        command.Parameters.AddWithValue("@x", 1);
+        var one = command.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1, "the write waits at the gate");
+        command.Dispose();
+
+        command.Parameters.Clear();
+        command.Parameters.AddWithValue("@x", 2);
+        var two = command.ExecuteNonQueryAsync();
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+
+        // The second may write once or be refused (InvalidOperationException) with nothing written.
+        var outcome = $"{Outcome(one)}; {Outcome(two)}; rows {Rows(connection)}";
+        outcome.ShouldBeOneOf(
+            ["returned 1; returned 1; rows 1,2", "returned 1; InvalidOperationException; rows 1"],
+            "the first execution's acknowledged write is kept, with its value, once");
     }
 
     private static async Task<object?> Query(SaverDbConnection connection)
