@@ -1,0 +1,85 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Review;
+
+/// <summary>
+/// Review of "one execution at a time per connection" and its companions: executions that should wait and do not,
+/// waits that never end, refusals and promises of the README and XML docs that do not hold.
+/// </summary>
+public class ChangeReviewTests : DatabaseTest
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Three async writes started on one connection: the first holds the write gate and polls for another process's
+    /// write lock, the second waits for the first, the third for the second. The second's token is cancelled: it ends,
+    /// and the third must still wait for the first (the connection's execution still running). It does not: it
+    /// waited for the second's task only (the connection's LatestAsyncExecution when it started), so it runs while the
+    /// first holds the gate, takes that gate as its caller's transaction's, runs unqueued and unretried and fails with
+    /// "database is locked", the very failure the change fixes for two executions.
+    /// </summary>
+    [Test]
+    public async Task Cancelling_a_waiting_execution_does_not_let_the_next_one_run_during_the_first()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=50");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        using var locker = HoldWriteLock();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var physical = connection.GetOpenPhysical("test");
+
+        using var first = Insert(connection, 1);
+        var one = first.ExecuteNonQueryAsync();
+        Wait.Until(() => physical.HeldGate is not null || one.IsCompleted);
+        one.IsCompleted.ShouldBeFalse("the first write holds the gate and waits for the other process's lock");
+
+        using var second = Insert(connection, 2);
+        using var cancellation = new CancellationTokenSource();
+        var two = second.ExecuteNonQueryAsync(cancellation.Token);
+        using var third = Insert(connection, 3);
+        var three = third.ExecuteNonQueryAsync();
+        two.IsCompleted.ShouldBeFalse();
+        three.IsCompleted.ShouldBeFalse();
+
+        await cancellation.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(() => two.WaitAsync(Bound));
+
+        // The third may only run once the first has ended; on the code under review it fails within Busy Timeout.
+        await Task.WhenAny(three, Task.Delay(TimeSpan.FromSeconds(3)));
+        var beforeRelease = three.IsCompleted ? $"third {Outcome(three)} while the first still ran" : "third waited";
+        Release(locker);
+        await Task.WhenAny(Task.WhenAll(one, three), Task.Delay(Bound));
+
+        $"{beforeRelease}; {Outcome(one)}; {Outcome(three)}; rows {Rows(connection)}".ShouldBe("third waited; returned 1; returned 1; rows 1,3");
+    }
+
+    private static SaverDbCommand Insert(SaverDbConnection connection, int value)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (@x)";
+        command.Parameters.AddWithValue("@x", value);
+        return command;
+    }
+
+    private static void Release(SqliteConnection locker)
+    {
+        using var rollback = locker.CreateCommand();
+        rollback.CommandText = "ROLLBACK";
+        rollback.ExecuteNonQuery();
+    }
+
+    /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
+    private static string Outcome<T>(Task<T> task)
+        => task.Status switch
+        {
+            TaskStatus.RanToCompletion => $"returned {task.Result}",
+            TaskStatus.Faulted => task.Exception!.InnerException!.GetType().Name,
+            var status => status.ToString(),
+        };
+
+    /// <summary>The values of t, in order, joined with commas.</summary>
+    private static string Rows(SaverDbConnection connection)
+        => ConnectionTests.Scalar(connection, "SELECT coalesce(group_concat(x, ','), '') FROM (SELECT x FROM t ORDER BY x)") as string ?? "";
+}
