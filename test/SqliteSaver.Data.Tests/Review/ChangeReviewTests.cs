@@ -55,6 +55,43 @@ public class ChangeReviewTests : DatabaseTest
         $"{beforeRelease}; {Outcome(one)}; {Outcome(three)}; rows {Rows(connection)}".ShouldBe("third waited; returned 1; returned 1; rows 1,3");
     }
 
+    /// <summary>
+    /// Cancel on a command whose ExecuteNonQueryAsync waits for the connection's earlier execution. The README and
+    /// Cancel's XML doc: "A call it finds waiting (at the gate, for another process's lock, between retries) stops
+    /// waiting and throws SQLITE_INTERRUPT". Before the change that execution waited at the gate as a call, and Cancel
+    /// ended it. Now Cancel sees no call running (_running is 0 while it waits for the earlier one) and does nothing:
+    /// the execution writes once the earlier one has ended, after the caller cancelled it.
+    /// </summary>
+    [Test]
+    public async Task Cancel_of_a_command_waiting_for_the_earlier_execution_ends_it()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var first = Insert(connection, 1);
+        var one = first.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1, "the first write waits at the gate");
+        using var second = Insert(connection, 2);
+        var two = second.ExecuteNonQueryAsync();
+        two.IsCompleted.ShouldBeFalse("the second waits for the first");
+
+        second.Cancel();
+        await Task.WhenAny(two, Task.Delay(TimeSpan.FromSeconds(5)));
+        var afterCancel = two.IsCompleted ? "second ended by Cancel" : "second still waits after Cancel";
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        $"{afterCancel}; {Outcome(one)}; {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
+            "second ended by Cancel; returned 1; SqliteException; rows 1");
+    }
+
     private static SaverDbCommand Insert(SaverDbConnection connection, int value)
     {
         var command = connection.CreateCommand();
