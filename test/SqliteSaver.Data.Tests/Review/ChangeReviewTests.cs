@@ -92,6 +92,46 @@ public class ChangeReviewTests : DatabaseTest
             "second ended by Cancel; returned 1; SqliteException; rows 1");
     }
 
+    /// <summary>
+    /// An async execution started on a single-threaded SynchronizationContext (a UI thread's) whose retry strategy
+    /// awaits without ConfigureAwait(false) (application code, or a Polly pipeline with ContinueOnCapturedContext),
+    /// then a synchronous query on the same connection, on that thread, before the task is awaited. The synchronous
+    /// query now blocks the context's thread until the async execution ends (WaitForEarlierExecution), and that
+    /// execution's continuation is queued on the blocked thread: a deadlock, that never ends. Before, the query ran at
+    /// once. The library otherwise runs application async code a synchronous call blocks on without the context
+    /// (Synchronously.WithoutContext) for exactly this reason.
+    /// </summary>
+    [Test]
+    public async Task A_synchronous_query_after_an_async_one_started_on_a_UI_context_does_not_deadlock()
+    {
+        var connectionString = Folder.ConnectionString();
+        var strategy = new YieldingStrategy();
+        using var dataSource = new SaverDataSourceBuilder(connectionString) { Name = "change-review-ui-deadlock" }.UseRetryStrategy(strategy).Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        ConnectionTests.Scalar(connection, "SELECT 1").ShouldBe(1L);
+
+        var context = new SingleThreadedContext();
+        var work = context.Start(async () =>
+        {
+            await using var first = connection.CreateCommand();
+            first.CommandText = "SELECT 1";
+            await using var second = connection.CreateCommand();
+            second.CommandText = "SELECT 2";
+            strategy.Armed = true;
+            var one = first.ExecuteScalarAsync(); // its strategy yields to this context
+            var two = second.ExecuteScalar();
+            return $"{await one},{two}";
+        });
+
+        var finished = await Task.WhenAny(work, Task.Delay(TimeSpan.FromSeconds(10))) == work;
+        if (!finished)
+        {
+            context.RunPendingHere(work, Bound); // runs the queued continuation here, which ends the deadlock
+        }
+
+        $"finished: {finished}; {await work.WaitAsync(Bound)}".ShouldBe("finished: True; 1,2");
+    }
+
     private static SaverDbCommand Insert(SaverDbConnection connection, int value)
     {
         var command = connection.CreateCommand();
@@ -119,4 +159,25 @@ public class ChangeReviewTests : DatabaseTest
     /// <summary>The values of t, in order, joined with commas.</summary>
     private static string Rows(SaverDbConnection connection)
         => ConnectionTests.Scalar(connection, "SELECT coalesce(group_concat(x, ','), '') FROM (SELECT x FROM t ORDER BY x)") as string ?? "";
+
+    /// <summary>Once armed, yields before the next asynchronous attempt, capturing the caller's context as application code does.</summary>
+    private sealed class YieldingStrategy : SaverRetryStrategy
+    {
+        public volatile bool Armed;
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+            => attempt(state, cancellationToken);
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            if (Armed)
+            {
+                Armed = false;
+                await Task.Yield(); // continues on the SynchronizationContext, as an await without ConfigureAwait(false) does
+            }
+
+            return await attempt(state, cancellationToken);
+        }
+    }
 }
