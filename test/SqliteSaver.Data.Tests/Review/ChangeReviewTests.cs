@@ -132,6 +132,41 @@ public class ChangeReviewTests : DatabaseTest
         $"finished: {finished}; {await work.WaitAsync(Bound)}".ShouldBe("finished: True; 1,2");
     }
 
+    /// <summary>
+    /// The README: "Until an async execution has finished, its command refuses a new text, another connection or
+    /// another execution ..., so that the execution runs with the statement and parameters it started with". A
+    /// command whose ExecuteNonQueryAsync waits for the connection's earlier execution has not bound its parameters
+    /// yet (BindWithParameters runs after the wait): a new parameter collection set meanwhile is what it writes, 5
+    /// instead of the 2 it started with. Before the change it bound at once and wrote 2.
+    /// </summary>
+    [Test]
+    public async Task An_execution_waiting_for_the_earlier_one_runs_with_the_parameters_it_started_with()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var first = Insert(connection, 1);
+        var one = first.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1);
+        using var second = Insert(connection, 2);
+        var two = second.ExecuteNonQueryAsync();
+        two.IsCompleted.ShouldBeFalse("the second waits for the first");
+
+        second.Parameters.Clear(); // not refused: the collection is Microsoft.Data.Sqlite's
+        second.Parameters.AddWithValue("@x", 5);
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        $"{Outcome(one)}; {Outcome(two)}; rows {Rows(connection)}".ShouldBe("returned 1; returned 1; rows 1,2");
+    }
+
     private static SaverDbCommand Insert(SaverDbConnection connection, int value)
     {
         var command = connection.CreateCommand();
