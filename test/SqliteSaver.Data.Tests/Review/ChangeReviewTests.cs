@@ -1,6 +1,8 @@
+using System.Runtime.InteropServices;
 using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Tests.Pooling;
+using SQLitePCL;
 
 namespace SqliteSaver.Data.Tests.Review;
 
@@ -167,6 +169,46 @@ public class ChangeReviewTests : DatabaseTest
         $"{Outcome(one)}; {Outcome(two)}; rows {Rows(connection)}".ShouldBe("returned 1; returned 1; rows 1,2");
     }
 
+    /// <summary>
+    /// Statement Cache Size=0: a command disposed before its ExecuteNonQueryAsync is awaited, while that execution
+    /// waits for the connection's earlier one (Dapper's pipelined multi-exec disposes its commands so). Dispose's XML
+    /// doc: the execution "gives the statement back as it ends". It does not: Bind, run after the wait, resets the
+    /// command's disposed mark, so Done keeps the uncacheable statement with the disposed command and has the
+    /// connection track it until Close (sqlite3_next_stmt still finds it). Before the change the execution bound
+    /// before Dispose and the statement was finalized as it ended (RefusedAndOutlivedCallTests has that case).
+    /// </summary>
+    [Test]
+    public async Task A_command_disposed_while_its_execution_waits_for_the_earlier_one_does_not_keep_its_statement()
+    {
+        const string second = "INSERT INTO t VALUES (@y)";
+        var connectionString = Folder.ConnectionString("Statement Cache Size=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var handle = connection.InnerConnection.Handle!;
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var first = Insert(connection, 1);
+        var one = first.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1);
+        var command = connection.CreateCommand();
+        command.CommandText = second;
+        command.Parameters.AddWithValue("@y", 2);
+        var two = command.ExecuteNonQueryAsync();
+        two.IsCompleted.ShouldBeFalse("the second waits for the first");
+        command.Dispose(); // before awaiting, as Dapper's pipelined multi-exec does
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        (await one.WaitAsync(Bound)).ShouldBe(1);
+        (await two.WaitAsync(Bound)).ShouldBe(1);
+
+        Prepared(handle, second).ShouldBe(0, "the disposed command's statement is still prepared after its execution ended");
+    }
+
     private static SaverDbCommand Insert(SaverDbConnection connection, int value)
     {
         var command = connection.CreateCommand();
@@ -195,6 +237,18 @@ public class ChangeReviewTests : DatabaseTest
     private static string Rows(SaverDbConnection connection)
         => ConnectionTests.Scalar(connection, "SELECT coalesce(group_concat(x, ','), '') FROM (SELECT x FROM t ORDER BY x)") as string ?? "";
 
+    private static int Prepared(sqlite3 handle, string sql)
+    {
+        var count = 0;
+        var db = handle.DangerousGetHandle();
+        for (var statement = NativeMethods.sqlite3_next_stmt(db, IntPtr.Zero); statement != IntPtr.Zero; statement = NativeMethods.sqlite3_next_stmt(db, statement))
+        {
+            count += Marshal.PtrToStringUTF8(NativeMethods.sqlite3_sql(statement)) == sql ? 1 : 0;
+        }
+
+        return count;
+    }
+
     /// <summary>Once armed, yields before the next asynchronous attempt, capturing the caller's context as application code does.</summary>
     private sealed class YieldingStrategy : SaverRetryStrategy
     {
@@ -214,5 +268,15 @@ public class ChangeReviewTests : DatabaseTest
 
             return await attempt(state, cancellationToken);
         }
+    }
+
+    /// <summary>e_sqlite3's functions SQLitePCLRaw wraps only for statements it tracks.</summary>
+    private static class NativeMethods
+    {
+        [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+        public static extern IntPtr sqlite3_next_stmt(IntPtr db, IntPtr statement);
+
+        [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+        public static extern IntPtr sqlite3_sql(IntPtr statement);
     }
 }
