@@ -209,6 +209,47 @@ public class ChangeReviewTests : DatabaseTest
         Prepared(handle, second).ShouldBe(0, "the disposed command's statement is still prepared after its execution ended");
     }
 
+    /// <summary>
+    /// An async query whose retry strategy yields before its attempt runs a query of the application's on the same
+    /// connection in the strategy, as a logging callback might (nested: it runs at once, as the change intends), and
+    /// that nested query does not complete at once (its own pass through the strategy waits, as a Polly pipeline's
+    /// may). The nested query's task replaces the outer query as the connection's LatestAsyncExecution, so a write the
+    /// caller starts now (not nested) waits for the nested query only and then runs before the outer query's attempt:
+    /// the count started before the write sees the write ("executions ... run in the order they were started").
+    /// </summary>
+    [Test]
+    public async Task A_nested_execution_that_has_not_finished_does_not_let_a_later_execution_overtake_the_outer_one()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        SaverDbConnection? connection = null;
+        var strategy = new NestingStrategy(() => QueryAsync(connection!));
+        using var dataSource = new SaverDataSourceBuilder(connectionString) { Name = "change-review-nested-latest" }.UseRetryStrategy(strategy).Build();
+        connection = await dataSource.OpenConnectionAsync();
+
+        using var count = connection.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM t";
+        strategy.Armed = true;
+        var one = count.ExecuteScalarAsync();
+        await strategy.NestedStarted.Task.WaitAsync(Bound);
+
+        using var insert = Insert(connection, 2);
+        var two = insert.ExecuteNonQueryAsync(); // the caller's, not nested: must wait for the count
+        strategy.SecondStarted = two;
+        strategy.ReleaseNested.SetResult();
+
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        $"count {Outcome(one)}; insert {Outcome(two)}".ShouldBe("count returned 0; insert returned 1");
+        await connection.DisposeAsync();
+    }
+
+    private static async Task QueryAsync(SaverDbConnection connection)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 7";
+        await command.ExecuteScalarAsync();
+    }
+
     private static SaverDbCommand Insert(SaverDbConnection connection, int value)
     {
         var command = connection.CreateCommand();
@@ -264,6 +305,52 @@ public class ChangeReviewTests : DatabaseTest
             {
                 Armed = false;
                 await Task.Yield(); // continues on the SynchronizationContext, as an await without ConfigureAwait(false) does
+            }
+
+            return await attempt(state, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Once armed, the next asynchronous attempt (the outer execution's) yields, runs the nested query and awaits it;
+    /// the nested query's own pass waits for <see cref="ReleaseNested"/>. The outer one then waits for the caller's
+    /// second execution to end, at most 5 s, before its attempt: had that one waited for it, as it should, it ends
+    /// later.
+    /// </summary>
+    private sealed class NestingStrategy(Func<Task> nested) : SaverRetryStrategy
+    {
+        private int _armed;
+        private int _holdNested;
+
+        public bool Armed
+        {
+            set => _armed = value ? 1 : 0;
+        }
+
+        public TaskCompletionSource NestedStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource ReleaseNested { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public volatile Task? SecondStarted;
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+            => attempt(state, cancellationToken);
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            if (Interlocked.Exchange(ref _armed, 0) == 1)
+            {
+                await Task.Yield(); // the outer execution is the connection's latest, as its caller got its task
+                Volatile.Write(ref _holdNested, 1);
+                var query = nested();
+                NestedStarted.TrySetResult();
+                await query;
+                await Task.WhenAny(SecondStarted ?? Task.CompletedTask, Task.Delay(TimeSpan.FromSeconds(5), CancellationToken.None));
+            }
+            else if (Interlocked.Exchange(ref _holdNested, 0) == 1)
+            {
+                await ReleaseNested.Task; // the nested query's pass: it has not finished when its task is returned
             }
 
             return await attempt(state, cancellationToken);
