@@ -243,6 +243,53 @@ public class ChangeReviewTests : DatabaseTest
         await connection.DisposeAsync();
     }
 
+    /// <summary>
+    /// BeginTransactionAsync on a connection whose async write (not awaited yet, as in the change's own test) holds the
+    /// write gate and polls for another process's write lock. "A connection runs one command execution at a time"
+    /// does not cover BeginTransaction: it neither waits for the execution nor is refused, finds the gate held by its
+    /// physical connection (EnterGate skips), and polls for the lock alongside the write. Seen: the write fails with
+    /// SqliteException (its BEGIN lost, nothing written), or it commits; either way the caller's transaction is then
+    /// open without the write gate (the write released it as it ended), so the process's other writers pass the gate
+    /// and meet SQLITE_BUSY unqueued. The write should be committed on its own, and the transaction begin after it,
+    /// holding the gate (or be refused).
+    /// </summary>
+    [Test]
+    public async Task BeginTransaction_while_an_async_write_holds_the_gate_does_not_take_or_break_that_write()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=50");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        using var locker = HoldWriteLock();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var physical = connection.GetOpenPhysical("test");
+
+        using var first = Insert(connection, 1);
+        var one = first.ExecuteNonQueryAsync();
+        Wait.Until(() => physical.HeldGate is not null || one.IsCompleted);
+        one.IsCompleted.ShouldBeFalse("the write holds the gate and waits for the other process's lock");
+
+        var begin = connection.BeginTransactionAsync().AsTask();
+        await Task.WhenAny(begin, Task.Delay(TimeSpan.FromMilliseconds(500)));
+        Release(locker);
+        await Task.WhenAny(Task.WhenAll(one, begin), Task.Delay(Bound));
+        var transaction = begin.Status == TaskStatus.RanToCompletion ? begin.Result : null;
+        var beginOutcome = begin.Status switch
+        {
+            TaskStatus.RanToCompletion => $"began, holding the gate: {physical.HeldGate is not null}",
+            TaskStatus.Faulted => begin.Exception!.InnerException!.GetType().Name,
+            var status => status.ToString(),
+        };
+        if (transaction is not null)
+        {
+            await transaction.RollbackAsync(); // the caller's transaction, not the write's
+            await transaction.DisposeAsync();
+        }
+
+        $"write {Outcome(one)}; BeginTransaction {beginOutcome}; rows {Rows(connection)}".ShouldBeOneOf(
+            "write returned 1; BeginTransaction began, holding the gate: True; rows 1",
+            "write returned 1; BeginTransaction InvalidOperationException; rows 1");
+    }
+
     private static async Task QueryAsync(SaverDbConnection connection)
     {
         await using var command = connection.CreateCommand();
