@@ -365,6 +365,43 @@ public class ChangeReviewTests : DatabaseTest
         seen.ShouldBeEmpty();
     }
 
+    /// <summary>
+    /// CommandTimeout: "Seconds the command may wait for locks in all before failing with SQLITE_BUSY: in the
+    /// process's write queue, ...". A write with CommandTimeout=1 started while the connection's earlier write (no
+    /// CommandTimeout: 0) waits at the gate, held by another connection's transaction. Before the change it queued at
+    /// the gate and failed after 1 s with SQLITE_BUSY (CommandTimeoutException); now its wait for the earlier execution
+    /// has no bound but the earlier one's, here none: it waits as long as the transaction stays open.
+    /// </summary>
+    [Test]
+    public async Task An_execution_waiting_for_the_earlier_one_still_ends_at_its_CommandTimeout()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var first = Insert(connection, 1);
+        first.CommandTimeout = 0;
+        var one = first.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1);
+        using var second = Insert(connection, 2);
+        second.CommandTimeout = 1;
+        var two = second.ExecuteNonQueryAsync();
+
+        await Task.WhenAny(two, Task.Delay(TimeSpan.FromSeconds(10)));
+        var afterTenSeconds = !two.IsCompleted
+            ? "second still waits"
+            : two.Exception?.InnerException is SqliteException { SqliteErrorCode: 5 } ? "second failed with SQLITE_BUSY" : $"second {Outcome(two)}";
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        $"{afterTenSeconds}; first {Outcome(one)}; rows {Rows(connection)}".ShouldBe("second failed with SQLITE_BUSY; first returned 1; rows 1");
+    }
+
     private static async Task QueryAsync(SaverDbConnection connection)
     {
         await using var command = connection.CreateCommand();
