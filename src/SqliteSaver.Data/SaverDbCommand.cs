@@ -23,10 +23,6 @@ public sealed class SaverDbCommand : DbCommand
     // with this command for its next execution, until it is disposed or its connection closes (see Done).
     private readonly SqliteCommand _definition = new();
 
-    // The connection an asynchronous execution runs on, in its flow and what that runs (a retry strategy's callbacks, a
-    // function SQLite runs in its statement): a call there is nested in the execution (see EarlierExecution).
-    private static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
-
     private SaverDbConnection? _connection;
     private SaverDbTransaction? _transaction;
     private int? _commandTimeout;
@@ -35,6 +31,7 @@ public sealed class SaverDbCommand : DbCommand
     private int _running; // calls of this command, or of its reader, running statements now (see Cancel)
     private int _cancelling; // Cancel calls under way (see EndRunning)
     private int _waiting; // asynchronous executions waiting for the connection's earlier one (see AfterEarlierExecution)
+    private CancellationTokenSource? _waitCancellation; // of such a wait, for Cancel
     private bool _disposed; // since its last execution began: a statement the cache cannot keep is then not kept (see Done)
     private Lock? _cancel; // held by Cancel from its look at _running to its interrupt; made by the first Cancel
     private CancellationTokenSource? _callCancellation; // of the call running (see RenterCalls.Begin), for Cancel
@@ -245,6 +242,15 @@ public sealed class SaverDbCommand : DbCommand
                     _callCancellation?.Cancel(); // ends the call's waits: for the write gate, for a lock, between retries
                     SQLitePCL.raw.sqlite3_interrupt(bound.Handle);
                 }
+
+                try
+                {
+                    Volatile.Read(ref _waitCancellation)?.Cancel(); // a wait for the connection's earlier execution
+                }
+                catch (ObjectDisposedException)
+                {
+                    // That wait has just ended.
+                }
             }
         }
         finally
@@ -308,7 +314,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
-        WaitForEarlierExecution(nameof(ExecuteReader));
+        ThrowIfEarlierExecutionRuns(nameof(ExecuteReader));
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         (SqliteDataReader Reader, bool Open) result;
         try
@@ -351,7 +357,7 @@ public sealed class SaverDbCommand : DbCommand
         (SqliteDataReader Reader, bool Open) result;
         try
         {
-            ExecutionOn.Value = connection;
+            SaverDbConnection.ExecutionOn.Value = connection;
             result = await connection.Executor
                 .ExecuteAsync(
                     physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), token)
@@ -572,7 +578,7 @@ public sealed class SaverDbCommand : DbCommand
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
-        WaitForEarlierExecution(operation);
+        ThrowIfEarlierExecutionRuns(operation);
         var (connection, physical, command, call) = BeginExecution(operation, behavior);
         try
         {
@@ -597,7 +603,7 @@ public sealed class SaverDbCommand : DbCommand
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
-            ExecutionOn.Value = connection;
+            SaverDbConnection.ExecutionOn.Value = connection;
             var (result, _) = await connection.Executor
                 .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, connection.Transaction is not null, operation, token)
                 .ConfigureAwait(false);
@@ -623,24 +629,24 @@ public sealed class SaverDbCommand : DbCommand
     {
         if (!execution.IsCompleted && _connection is { } connection)
         {
-            connection.LatestAsyncExecution = execution;
+            // With those still running before it: one that ends early (cancelled, or nested in another) leaves the
+            // next execution waiting for them.
+            connection.LatestAsyncExecution = connection.LatestAsyncExecution is { IsCompleted: false } earlier
+                ? Task.WhenAll(earlier, execution)
+                : execution;
         }
 
         return execution;
     }
 
     /// <summary>
-    /// The connection's latest asynchronous execution, if it still runs (not awaited yet, as Dapper's pipelined
-    /// multi-exec leaves them): a connection runs one execution at a time, in the order they were started, so a later
-    /// one waits for it (its outcome is its caller's) before it begins. One running meanwhile would take the write
-    /// gate and the transaction that execution holds for its own write as the caller's transaction's, and run inside
-    /// it, unqueued and unretried. A call nested in that execution (in a retry strategy's callback, or a function
-    /// SQLite runs in its statement) does not wait: it would wait for itself.
+    /// <see cref="SaverDbConnection.EarlierAsyncExecution"/>, for an execution of this command; one of this command's
+    /// own is refused.
     /// </summary>
     /// <exception cref="InvalidOperationException">That execution is this command's (see <see cref="ThrowIfInUse"/>).</exception>
     private Task? EarlierExecution(string operation)
     {
-        if (_connection is { LatestAsyncExecution: { IsCompleted: false } earlier } connection && ExecutionOn.Value != connection)
+        if (_connection?.EarlierAsyncExecution() is { } earlier)
         {
             ThrowIfInUse(operation);
             return earlier;
@@ -649,30 +655,45 @@ public sealed class SaverDbCommand : DbCommand
         return null;
     }
 
-    /// <summary>Blocks until <see cref="EarlierExecution"/> has ended.</summary>
-    /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
-    private void WaitForEarlierExecution(string operation)
-        => EarlierExecution(operation)?.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing).GetAwaiter().GetResult();
+    /// <summary>A synchronous execution is refused while the connection's asynchronous one runs (see <see cref="EarlierExecution"/>).</summary>
+    /// <exception cref="InvalidOperationException">An asynchronous execution on the connection still runs.</exception>
+    private void ThrowIfEarlierExecutionRuns(string operation)
+    {
+        if (EarlierExecution(operation) is not null)
+        {
+            throw SaverDbConnection.AsyncExecutionRuns(operation);
+        }
+    }
 
-    /// <summary>Completes once <see cref="EarlierExecution"/> has ended; the command refuses changes meanwhile (see <see cref="ThrowIfInUse"/>).</summary>
+    /// <summary>
+    /// Completes once <see cref="EarlierExecution"/> has ended, waiting at most the command's CommandTimeout; the command
+    /// refuses changes meanwhile (see <see cref="ThrowIfInUse"/>), and <see cref="Cancel"/> ends the wait.
+    /// </summary>
     /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    /// <exception cref="SqliteException">SQLITE_INTERRUPT after Cancel; SQLITE_BUSY when CommandTimeout ran out.</exception>
     private ValueTask AfterEarlierExecution(string operation, CancellationToken cancellationToken)
         => EarlierExecution(operation) is { } earlier ? new ValueTask(After(earlier, cancellationToken)) : default;
 
     private async Task After(Task earlier, CancellationToken cancellationToken)
     {
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Volatile.Write(ref _waitCancellation, waiting);
         Interlocked.Increment(ref _waiting);
         try
         {
-            await earlier.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await SaverDbConnection.AfterEarlier(earlier, CommandTimeout, waiting.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new SqliteException("SQLite Error 9: 'interrupted'.", SQLitePCL.raw.SQLITE_INTERRUPT); // Cancel, as for a statement
         }
         finally
         {
             Interlocked.Decrement(ref _waiting);
+            Volatile.Write(ref _waitCancellation, null);
         }
-
-        cancellationToken.ThrowIfCancellationRequested();
     }
 
     private void SetConnection(SaverDbConnection? connection)

@@ -369,8 +369,52 @@ public sealed class SaverDbConnection : DbConnection
         return call;
     }
 
-    /// <summary>The latest asynchronous execution of a command on this connection, which later executions wait for while it runs.</summary>
+    /// <summary>
+    /// The connection an asynchronous execution runs on, in its flow and in what that runs (a retry strategy's callbacks,
+    /// a function SQLite runs in its statement): a call there is nested in the execution (see <see cref="EarlierAsyncExecution"/>).
+    /// </summary>
+    internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
+
+    /// <summary>
+    /// The asynchronous executions of commands on this connection still running, as one task (see
+    /// <see cref="EarlierAsyncExecution"/>).
+    /// </summary>
     internal Task? LatestAsyncExecution { get; set; }
+
+    /// <summary>
+    /// The connection's asynchronous executions, if one still runs (not awaited yet, as Dapper's pipelined multi-exec
+    /// leaves them): a connection runs one execution or BeginTransaction at a time, in the order they were started, so
+    /// an asynchronous one started meanwhile waits for them (their outcome is their callers'), and a synchronous one is
+    /// refused (blocking, it could hold the thread one of them needs to go on). One running meanwhile would take the
+    /// write gate and the transaction such an execution holds for its own write as the caller's transaction's, and run
+    /// inside it, unqueued and unretried. A call nested in such an execution (in a retry strategy's callback, or a
+    /// function SQLite runs in its statement) is not held back: it would wait for itself.
+    /// </summary>
+    internal Task? EarlierAsyncExecution()
+        => LatestAsyncExecution is { IsCompleted: false } earlier && ExecutionOn.Value != this ? earlier : null;
+
+    /// <summary>What a synchronous call refused by <see cref="EarlierAsyncExecution"/> throws.</summary>
+    internal static InvalidOperationException AsyncExecutionRuns(string operation)
+        => new($"{operation}: an asynchronous execution on this connection still runs (started and not awaited yet); await it first. A synchronous call would block on it, and could hold the thread it needs to go on.");
+
+    /// <summary>
+    /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
+    /// waiting at most <paramref name="timeoutSeconds"/> (0: no bound).
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="token"/> was cancelled while waiting.</exception>
+    /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted <paramref name="timeoutSeconds"/>.</exception>
+    internal static async Task AfterEarlier(Task earlier, int timeoutSeconds, CancellationToken token)
+    {
+        await earlier.WaitAsync(timeoutSeconds > 0 ? TimeSpan.FromSeconds(timeoutSeconds) : Timeout.InfiniteTimeSpan, token)
+            .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        token.ThrowIfCancellationRequested();
+        if (!earlier.IsCompleted)
+        {
+            throw new CommandTimeoutException(string.Create(
+                CultureInfo.InvariantCulture,
+                $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s (the command's CommandTimeout) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open)."));
+        }
+    }
 
     /// <summary>How long Close waits for the connection's calls to end (see <see cref="RenterCalls.EndAll"/>): Busy Timeout and 5 s.</summary>
     internal TimeSpan CallsEndBound => Options.BusyTimeout + CallsEndWithin;
@@ -700,6 +744,16 @@ public sealed class SaverDbConnection : DbConnection
         CancellationToken cancellationToken)
     {
         CheckIsolationLevel(isolationLevel);
+        if (EarlierAsyncExecution() is { } earlier)
+        {
+            if (!async)
+            {
+                throw AsyncExecutionRuns(nameof(BeginTransaction));
+            }
+
+            await AfterEarlier(earlier, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
+        }
+
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
         var call = BeginCall(physical);

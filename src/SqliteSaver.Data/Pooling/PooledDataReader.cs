@@ -324,11 +324,11 @@ internal sealed class PooledDataReader(
 
     public override DataTable? GetSchemaTable() => inner.GetSchemaTable();
 
-    public override Stream GetStream(int ordinal) => inner.GetStream(ordinal);
+    public override Stream GetStream(int ordinal) => Read(static (reader, ordinal) => reader.GetStream(ordinal), ordinal);
 
     public override string GetString(int ordinal) => Read(static (reader, ordinal) => reader.GetString(ordinal), ordinal);
 
-    public override TextReader GetTextReader(int ordinal) => inner.GetTextReader(ordinal);
+    public override TextReader GetTextReader(int ordinal) => Read(static (reader, ordinal) => reader.GetTextReader(ordinal), ordinal);
 
     public override object GetValue(int ordinal) => Read(static (reader, ordinal) => reader.GetValue(ordinal), ordinal);
 
