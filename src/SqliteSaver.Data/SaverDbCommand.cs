@@ -166,14 +166,14 @@ public sealed class SaverDbCommand : DbCommand
     /// rolled back whole and run again; inside a transaction nothing is retried.
     /// </summary>
     /// <returns>The rows changed by the command's statements.</returns>
-    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open, an execution of it or an asynchronous execution on the connection still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override int ExecuteNonQuery()
         => Run(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery));
 
     /// <summary>Runs the command and returns the first column of the first row, or <see langword="null"/>. Retried as <see cref="ExecuteNonQuery"/> is.</summary>
     /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
-    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open, an execution of it or an asynchronous execution on the connection still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override object? ExecuteScalar()
         => Run(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar));

@@ -300,7 +300,7 @@ public sealed class SaverDbConnection : DbConnection
     /// up to Default Timeout in all. Until it ends, other writers in the process wait: commit or dispose it promptly.
     /// </summary>
     /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
-    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction, or an asynchronous execution on it still runs (await it first).</exception>
     /// <exception cref="SqliteException">The write lock could not be taken within the retry policy's bounds or Default Timeout (SQLITE_BUSY).</exception>
     public new SaverDbTransaction BeginTransaction() => BeginTransaction(deferred: false);
 
@@ -320,7 +320,7 @@ public sealed class SaverDbConnection : DbConnection
     /// in between; only running the whole unit of work again helps then.
     /// </param>
     /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
-    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction, or an asynchronous execution on it still runs (await it first).</exception>
     /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
     public SaverDbTransaction BeginTransaction(bool deferred) => BeginTransaction(IsolationLevel.Serializable, deferred);
 
@@ -654,7 +654,7 @@ public sealed class SaverDbConnection : DbConnection
     /// </param>
     /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="isolationLevel"/> is another level.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction, or an asynchronous execution on it still runs (await it first).</exception>
     /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
     protected override DbTransaction BeginDbTransaction(IsolationLevel isolationLevel)
         => BeginTransaction(isolationLevel, IsDeferred(isolationLevel));
