@@ -166,14 +166,14 @@ public sealed class SaverDbCommand : DbCommand
     /// rolled back whole and run again; inside a transaction nothing is retried.
     /// </summary>
     /// <returns>The rows changed by the command's statements.</returns>
-    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open, an execution of it or an asynchronous execution on the connection still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override int ExecuteNonQuery()
         => Run(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery));
 
     /// <summary>Runs the command and returns the first column of the first row, or <see langword="null"/>. Retried as <see cref="ExecuteNonQuery"/> is.</summary>
     /// <returns>The value, or <see langword="null"/> when there is no row.</returns>
-    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open, an execution of it or an asynchronous execution on the connection still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
+    /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override object? ExecuteScalar()
         => Run(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar));
@@ -314,7 +314,7 @@ public sealed class SaverDbCommand : DbCommand
     /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
-        ThrowIfEarlierExecutionRuns(nameof(ExecuteReader));
+        WaitForEarlierExecution(nameof(ExecuteReader));
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         (SqliteDataReader Reader, bool Open) result;
         try
@@ -578,7 +578,7 @@ public sealed class SaverDbCommand : DbCommand
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
-        ThrowIfEarlierExecutionRuns(operation);
+        WaitForEarlierExecution(operation);
         var (connection, physical, command, call) = BeginExecution(operation, behavior);
         try
         {
@@ -655,13 +655,14 @@ public sealed class SaverDbCommand : DbCommand
         return null;
     }
 
-    /// <summary>A synchronous execution is refused while the connection's asynchronous one runs (see <see cref="EarlierExecution"/>).</summary>
-    /// <exception cref="InvalidOperationException">An asynchronous execution on the connection still runs.</exception>
-    private void ThrowIfEarlierExecutionRuns(string operation)
+    /// <summary>Blocks until <see cref="EarlierExecution"/> has ended, as <see cref="AfterEarlierExecution"/> waits.</summary>
+    /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
+    /// <exception cref="SqliteException">SQLITE_INTERRUPT after Cancel; SQLITE_BUSY when CommandTimeout ran out.</exception>
+    private void WaitForEarlierExecution(string operation)
     {
-        if (EarlierExecution(operation) is not null)
+        if (EarlierExecution(operation) is { } earlier)
         {
-            throw SaverDbConnection.AsyncExecutionRuns(operation);
+            After(earlier, CancellationToken.None).GetAwaiter().GetResult(); // its awaits go on without the context
         }
     }
 

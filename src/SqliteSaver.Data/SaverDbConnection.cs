@@ -300,7 +300,7 @@ public sealed class SaverDbConnection : DbConnection
     /// up to Default Timeout in all. Until it ends, other writers in the process wait: commit or dispose it promptly.
     /// </summary>
     /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
-    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction, or an asynchronous execution on it still runs (await it first).</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
     /// <exception cref="SqliteException">The write lock could not be taken within the retry policy's bounds or Default Timeout (SQLITE_BUSY).</exception>
     public new SaverDbTransaction BeginTransaction() => BeginTransaction(deferred: false);
 
@@ -320,7 +320,7 @@ public sealed class SaverDbConnection : DbConnection
     /// in between; only running the whole unit of work again helps then.
     /// </param>
     /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
-    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction, or an asynchronous execution on it still runs (await it first).</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
     /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
     public SaverDbTransaction BeginTransaction(bool deferred) => BeginTransaction(IsolationLevel.Serializable, deferred);
 
@@ -384,18 +384,16 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>
     /// The connection's asynchronous executions, if one still runs (not awaited yet, as Dapper's pipelined multi-exec
     /// leaves them): a connection runs one execution or BeginTransaction at a time, in the order they were started, so
-    /// an asynchronous one started meanwhile waits for them (their outcome is their callers'), and a synchronous one is
-    /// refused (blocking, it could hold the thread one of them needs to go on). One running meanwhile would take the
+    /// one started meanwhile waits for them (their outcome is their callers'), a synchronous one blocking its thread, at
+    /// most its timeout: an execution that needs that thread to go on (a retry strategy awaiting without
+    /// ConfigureAwait(false) on a UI thread's SynchronizationContext) goes on once the wait has failed. One running
+    /// meanwhile would take the
     /// write gate and the transaction such an execution holds for its own write as the caller's transaction's, and run
     /// inside it, unqueued and unretried. A call nested in such an execution (in a retry strategy's callback, or a
     /// function SQLite runs in its statement) is not held back: it would wait for itself.
     /// </summary>
     internal Task? EarlierAsyncExecution()
         => LatestAsyncExecution is { IsCompleted: false } earlier && ExecutionOn.Value != this ? earlier : null;
-
-    /// <summary>What a synchronous call refused by <see cref="EarlierAsyncExecution"/> throws.</summary>
-    internal static InvalidOperationException AsyncExecutionRuns(string operation)
-        => new($"{operation}: an asynchronous execution on this connection still runs (started and not awaited yet); await it first. A synchronous call would block on it, and could hold the thread it needs to go on.");
 
     /// <summary>
     /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
@@ -412,7 +410,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             throw new CommandTimeoutException(string.Create(
                 CultureInfo.InvariantCulture,
-                $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s (the command's CommandTimeout) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open)."));
+                $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s (the command's CommandTimeout) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
         }
     }
 
@@ -654,7 +652,7 @@ public sealed class SaverDbConnection : DbConnection
     /// </param>
     /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="isolationLevel"/> is another level.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction, or an asynchronous execution on it still runs (await it first).</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
     /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
     protected override DbTransaction BeginDbTransaction(IsolationLevel isolationLevel)
         => BeginTransaction(isolationLevel, IsDeferred(isolationLevel));
@@ -746,12 +744,14 @@ public sealed class SaverDbConnection : DbConnection
         CheckIsolationLevel(isolationLevel);
         if (EarlierAsyncExecution() is { } earlier)
         {
-            if (!async)
+            if (async)
             {
-                throw AsyncExecutionRuns(nameof(BeginTransaction));
+                await AfterEarlier(earlier, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
             }
-
-            await AfterEarlier(earlier, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
+            else
+            {
+                AfterEarlier(earlier, Options.DefaultTimeout, cancellationToken).GetAwaiter().GetResult(); // its awaits go on without the context
+            }
         }
 
         var physical = GetOpenPhysical(nameof(BeginTransaction));

@@ -48,6 +48,35 @@ public class OneExecutionAtATimeTests : DatabaseTest
     }
 
     /// <summary>
+    /// A synchronous write on a thread without a SynchronizationContext, started while the connection's async write
+    /// waits at the gate: it blocks until the async write has ended, then runs, so the rows are written in the order
+    /// the calls were made.
+    /// </summary>
+    [Test]
+    public async Task A_synchronous_write_waits_for_the_connections_async_write_and_runs_after_it()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+
+        using var first = Insert(connection, 1);
+        var one = first.ExecuteNonQueryAsync();
+        one.IsCompleted.ShouldBeFalse("the async write waits at the gate");
+        using var second = Insert(connection, 2);
+        var two = Task.Factory.StartNew(second.ExecuteNonQuery, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        var inOrder = ConnectionTests.Scalar(connection, "SELECT group_concat(x, ',') FROM (SELECT x FROM t ORDER BY rowid)");
+        $"{Outcome(one)}; {Outcome(two)}; rows {inOrder}".ShouldBe("returned 1; returned 1; rows 1,2");
+    }
+
+    /// <summary>
     /// Two commands of one connection started while the write gate is held elsewhere: the first waits at the gate, the
     /// second for the first. Cancel on the first ends the first's call only; the second was never cancelled and writes
     /// once the gate is free. Before, both waited at the gate as calls of the connection sharing one token source, which
@@ -331,10 +360,10 @@ public class OneExecutionAtATimeTests : DatabaseTest
     /// An async execution started on a single-threaded SynchronizationContext (a UI thread's) whose retry strategy
     /// awaits without ConfigureAwait(false) (application code, or a Polly pipeline with ContinueOnCapturedContext),
     /// then a synchronous query on the same connection, on that thread, before the task is awaited. The synchronous
-    /// query is refused (InvalidOperationException: await the async execution first), and the async one completes.
-    /// On the code reviewed it blocked the context's thread until the async execution ended, and that execution's
-    /// continuation was queued on the blocked thread: a deadlock. (Before that change the query ran at once, inside
-    /// whatever transaction the async execution had open.)
+    /// query blocks the context's thread, on which the async execution's continuation is queued, but only for its
+    /// CommandTimeout (1 s): it then fails with SQLITE_BUSY saying what it waited for, and the async execution goes on.
+    /// On the change's first version the wait had no bound: a deadlock (change review). (Before that change the query
+    /// ran at once, inside whatever transaction the async execution had open.)
     /// </summary>
     [Test]
     public async Task A_synchronous_query_after_an_async_one_started_on_a_UI_context_does_not_deadlock()
@@ -354,14 +383,15 @@ public class OneExecutionAtATimeTests : DatabaseTest
             second.CommandText = "SELECT 2";
             strategy.Armed = true;
             var one = first.ExecuteScalarAsync(); // its strategy yields to this context
+            second.CommandTimeout = 1;
             string two;
             try
             {
                 two = $"{second.ExecuteScalar()}";
             }
-            catch (InvalidOperationException refused) when (refused.Message.Contains("still runs", StringComparison.Ordinal))
+            catch (SqliteException busy) when (busy.SqliteErrorCode == 5 && busy.Message.Contains("earlier asynchronous execution", StringComparison.Ordinal))
             {
-                two = "refused";
+                two = "busy";
             }
 
             return $"{await one},{two}";
@@ -373,7 +403,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
             context.RunPendingHere(work, Bound); // runs the queued continuation here, which ends the deadlock
         }
 
-        $"finished: {finished}; {await work.WaitAsync(Bound)}".ShouldBe("finished: True; 1,refused");
+        $"finished: {finished}; {await work.WaitAsync(Bound)}".ShouldBe("finished: True; 1,busy");
     }
 
     /// <summary>
