@@ -683,7 +683,7 @@ public sealed class SaverDbCommand : DbCommand
         Interlocked.Increment(ref _waiting);
         try
         {
-            await SaverDbConnection.AfterEarlier(earlier, CommandTimeout, waiting.Token).ConfigureAwait(false);
+            await _connection!.AfterEarlier(earlier, CommandTimeout, waiting.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {

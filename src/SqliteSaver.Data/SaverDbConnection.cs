@@ -375,6 +375,13 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
 
+    // The connection a reader's step runs on, on this thread: a call a function SQLite runs in the step makes is nested
+    // in it (see EarlierAsyncExecution). A thread-static, not ExecutionOn: a step is synchronous, and cheap to mark.
+    [ThreadStatic]
+    private static SaverDbConnection? steppingOn;
+
+    private int _rentals; // physical connections this connection has rented (see AfterEarlier)
+
     /// <summary>
     /// The asynchronous executions of commands on this connection still running, as one task (see
     /// <see cref="EarlierAsyncExecution"/>).
@@ -393,7 +400,18 @@ public sealed class SaverDbConnection : DbConnection
     /// function SQLite runs in its statement) is not held back: it would wait for itself.
     /// </summary>
     internal Task? EarlierAsyncExecution()
-        => LatestAsyncExecution is { IsCompleted: false } earlier && ExecutionOn.Value != this ? earlier : null;
+        => LatestAsyncExecution is { IsCompleted: false } earlier && ExecutionOn.Value != this && steppingOn != this ? earlier : null;
+
+    /// <summary>Marks a reader's step on this connection as running on this thread (see <see cref="EarlierAsyncExecution"/>); returns what to restore.</summary>
+    internal SaverDbConnection? EnterStep()
+    {
+        var outer = steppingOn;
+        steppingOn = this;
+        return outer;
+    }
+
+    /// <summary>Ends what <see cref="EnterStep"/> began.</summary>
+    internal static void ExitStep(SaverDbConnection? outer) => steppingOn = outer;
 
     /// <summary>
     /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
@@ -401,8 +419,10 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="token"/> was cancelled while waiting.</exception>
     /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted <paramref name="timeoutSeconds"/>.</exception>
-    internal static async Task AfterEarlier(Task earlier, int timeoutSeconds, CancellationToken token)
+    /// <exception cref="InvalidOperationException">The connection was closed meanwhile (and maybe opened again).</exception>
+    internal async Task AfterEarlier(Task earlier, int timeoutSeconds, CancellationToken token)
     {
+        var rental = Volatile.Read(ref _rentals);
         await earlier.WaitAsync(timeoutSeconds > 0 ? TimeSpan.FromSeconds(timeoutSeconds) : Timeout.InfiniteTimeSpan, token)
             .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         token.ThrowIfCancellationRequested();
@@ -411,6 +431,11 @@ public sealed class SaverDbConnection : DbConnection
             throw new CommandTimeoutException(string.Create(
                 CultureInfo.InvariantCulture,
                 $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s (the command's CommandTimeout) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
+        }
+
+        if (Volatile.Read(ref _rentals) != rental || _physical is null)
+        {
+            throw RenterCalls.ClosedDuringCall(null); // not on the connection opened again since: the caller's was closed
         }
     }
 
@@ -963,6 +988,7 @@ public sealed class SaverDbConnection : DbConnection
 
     private void OnOpened(PhysicalConnection physical)
     {
+        Volatile.Write(ref _rentals, _rentals + 1);
         _physical = physical;
         Interlocked.MemoryBarrier();
         if (_disposed)

@@ -396,6 +396,7 @@ internal sealed class PooledDataReader(
         }
 
         var call = command.BeginRunning(connection, physical);
+        var outer = connection.EnterStep();
         bool result;
         try
         {
@@ -403,6 +404,7 @@ internal sealed class PooledDataReader(
         }
         catch (Exception exception)
         {
+            SaverDbConnection.ExitStep(outer);
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
             NoteBusyInTransaction(exception);
@@ -420,6 +422,7 @@ internal sealed class PooledDataReader(
             throw;
         }
 
+        SaverDbConnection.ExitStep(outer);
         command.EndRunning(physical);
         return result;
     }
@@ -432,6 +435,7 @@ internal sealed class PooledDataReader(
         }
 
         var call = command.BeginRunning(connection, physical);
+        var outer = connection.EnterStep();
         try
         {
             return UnitOfWorkAttempt() is { } attempt
@@ -451,6 +455,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
+            SaverDbConnection.ExitStep(outer);
             command.EndRunning(physical);
         }
     }

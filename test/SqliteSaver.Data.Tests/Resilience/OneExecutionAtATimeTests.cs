@@ -420,13 +420,15 @@ public class OneExecutionAtATimeTests : DatabaseTest
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
         SaverDbConnection? connection = null;
         var strategy = new NestingStrategy(() => QueryAsync(connection!));
-        using var dataSource = new SaverDataSourceBuilder(connectionString) { Name = "one-at-a-time-nested-latest" }.UseRetryStrategy(strategy).Build();
+        using var dataSource = new SaverDataSourceBuilder(connectionString) { Name = "change-review-nested-latest" }.UseRetryStrategy(strategy).Build();
         connection = await dataSource.OpenConnectionAsync();
 
         using var count = connection.CreateCommand();
         count.CommandText = "SELECT count(*) FROM t";
         strategy.Armed = true;
         var one = count.ExecuteScalarAsync();
+        one.IsCompleted.ShouldBeFalse("the count waits in its strategy");
+        strategy.OuterReturned.SetResult();
         await strategy.NestedStarted.Task.WaitAsync(Bound);
 
         using var insert = Insert(connection, 2);
@@ -517,6 +519,111 @@ public class OneExecutionAtATimeTests : DatabaseTest
         await transaction.DisposeAsync();
         await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
         $"{afterTenSeconds}; first {Outcome(one)}; rows {Rows(connection)}".ShouldBe("second failed with SQLITE_BUSY; first returned 1; rows 1");
+    }
+
+    /// <summary>
+    /// A function of the application's that SQLite runs in a reader's step (Read) queries the same connection
+    /// synchronously, while async writes of the connection, started after the reader opened and not awaited yet, wait:
+    /// the first at the write gate (held by another connection's transaction), the second for the first. The query is
+    /// nested in the step (marked on the thread) and runs at once. On the change's first version it waited for the
+    /// writes, which need SQLite's connection mutex the blocked step holds: with only the first write pending the wait
+    /// would end only at its CommandTimeout (here the test cancels the second write's wait to end it; change review).
+    /// </summary>
+    [Test]
+    public async Task A_query_in_a_function_run_by_a_readers_step_does_not_wait_for_a_pending_async_write()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (1), (2)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        using var inFunction = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("nested", (long x) =>
+        {
+            if (x != 2)
+            {
+                return x;
+            }
+
+            inFunction.Set();
+            return (long)ConnectionTests.Scalar(connection, "SELECT 40")! + x;
+        });
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT nested(x) FROM t"; // in rowid order, one row a step: no sorter computing every row in the first
+        using var reader = select.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(1L);
+        inFunction.IsSet.ShouldBeFalse("the function has not run for the second row yet");
+
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        using var first = Insert(connection, 3);
+        var one = first.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1, "the first write waits at the gate");
+        using var second = Insert(connection, 4);
+        using var cancellation = new CancellationTokenSource();
+        var two = second.ExecuteNonQueryAsync(cancellation.Token);
+        two.IsCompleted.ShouldBeFalse("the second write waits for the first");
+
+        var step = Task.Factory.StartNew(() => reader.Read() ? reader.GetInt64(0) : -1, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        inFunction.Wait(Bound).ShouldBeTrue("the function runs in the reader's step");
+        var finished = await Task.WhenAny(step, Task.Delay(TimeSpan.FromSeconds(10))) == step;
+
+        await cancellation.CancelAsync(); // ends the second write's wait for the first, and so the query's wait for it
+        await Task.WhenAny(step, Task.Delay(Bound));
+        var stepOutcome = Outcome(step);
+        reader.Close(); // before the first write may run: it needs the connection's mutex, which a blocked step holds
+        await transaction.RollbackAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(one, Task.Delay(Bound));
+        $"step finished while the writes waited: {finished}; step {stepOutcome}; first write {Outcome(one)}".ShouldBe(
+            "step finished while the writes waited: True; step returned 42; first write returned 1");
+    }
+
+    /// <summary>
+    /// Close, then Open again at once, while one async write of the connection waits at the gate (held by another
+    /// connection's transaction) and a second waits for the first. Close ends the first, a call of the connection; the
+    /// second, started before Close, throws InvalidOperationException once the first has ended, and does not run on the
+    /// reopened connection. On the change's first version its wait, no call, survived Close, and it ran on the reopened
+    /// connection and wrote its row (change review). Stochastic (two rounds in three then): the loop stops at the
+    /// first such write, or after 3 s.
+    /// </summary>
+    [Test]
+    public async Task An_execution_waiting_for_the_earlier_one_does_not_run_after_Close_on_the_reopened_connection()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var seen = new List<string>();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (seen.Count == 0 && watch.Elapsed < TimeSpan.FromSeconds(3))
+        {
+            var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+            using var first = Insert(connection, 1);
+            var one = first.ExecuteNonQueryAsync();
+            using var second = Insert(connection, 2);
+            var two = second.ExecuteNonQueryAsync();
+            two.IsCompleted.ShouldBeFalse("the second waits for the first");
+
+            connection.Close();
+            connection.Open();
+            await Task.WhenAny(one, Task.Delay(Bound));
+            await transaction.CommitAsync(); // frees the gate for the second, if it runs on the reopened connection
+            await transaction.DisposeAsync();
+            await Task.WhenAny(two, Task.Delay(Bound));
+            var rows = Rows(connection);
+            if (two.Status != TaskStatus.Faulted || rows.Length > 0)
+            {
+                seen.Add($"first {Outcome(one)}; second {Outcome(two)}; rows {rows}");
+            }
+        }
+
+        seen.ShouldBeEmpty("an execution started before Close ran on the reopened connection");
     }
 
     private static async Task QueryAsync(SaverDbConnection connection)
@@ -615,7 +722,8 @@ public class OneExecutionAtATimeTests : DatabaseTest
     }
 
     /// <summary>
-    /// Once armed, the next asynchronous attempt (the outer execution's) yields, runs the nested query and awaits it;
+    /// Once armed, the next asynchronous attempt (the outer execution's) waits for <see cref="OuterReturned"/>, runs
+    /// the nested query and awaits it;
     /// the nested query's own pass waits for <see cref="ReleaseNested"/>. The outer one then waits for the caller's
     /// second execution to end, at most 5 s, before its attempt: had that one waited for it, as it should, it ends
     /// later.
@@ -629,6 +737,8 @@ public class OneExecutionAtATimeTests : DatabaseTest
         {
             set => _armed = value ? 1 : 0;
         }
+
+        public TaskCompletionSource OuterReturned { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public TaskCompletionSource NestedStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -644,7 +754,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         {
             if (Interlocked.Exchange(ref _armed, 0) == 1)
             {
-                await Task.Yield(); // the outer execution is the connection's latest, as its caller got its task
+                await OuterReturned.Task; // the outer execution is the connection's latest: its caller has its task
                 Volatile.Write(ref _holdNested, 1);
                 var query = nested();
                 NestedStarted.TrySetResult();
