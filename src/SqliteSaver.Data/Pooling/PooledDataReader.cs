@@ -499,8 +499,9 @@ internal sealed class PooledDataReader(
         {
             value = read(inner, argument);
         }
-        catch (Exception exception) when (!closedBefore && Volatile.Read(ref _closed))
+        catch (Exception exception) when (Volatile.Read(ref _closed) && !(closedBefore && exception is InvalidOperationException and not ObjectDisposedException))
         {
+            // Closed before, the SQLite reader says so (InvalidOperationException), unless it was still closing.
             throw RenterCalls.ClosedDuringCall(exception);
         }
 
