@@ -29,8 +29,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
         using var locker = OtherProcessWriter(connectionString);
 
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var connection = await Opened(connectionString);
         var physical = connection.GetOpenPhysical("test");
         using var first = connection.CreateCommand();
         first.CommandText = "INSERT INTO t VALUES (1)";
@@ -57,11 +56,8 @@ public class OneExecutionAtATimeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        var transaction = await holder.BeginTransactionAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
 
         using var first = Insert(connection, 1);
         var one = first.ExecuteNonQueryAsync();
@@ -69,8 +65,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         using var second = Insert(connection, 2);
         var two = Task.Factory.StartNew(second.ExecuteNonQuery, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
+        await holder.Release();
         await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
         var inOrder = ConnectionTests.Scalar(connection, "SELECT group_concat(x, ',') FROM (SELECT x FROM t ORDER BY rowid)");
         $"{Outcome(one)}; {Outcome(two)}; rows {inOrder}".ShouldBe("returned 1; returned 1; rows 1,2");
@@ -87,11 +82,8 @@ public class OneExecutionAtATimeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        var transaction = await holder.BeginTransactionAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
         var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
 
         using var cancelled = connection.CreateCommand();
@@ -106,8 +98,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         await Task.WhenAny(one, Task.Delay(Bound));
         one.IsCompleted.ShouldBeTrue("Cancel ended the cancelled command's wait");
 
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
+        await holder.Release();
         await Task.WhenAny(two, Task.Delay(Bound));
         two.Status.ShouldBe(TaskStatus.RanToCompletion, $"the command never cancelled failed: {two.Exception?.InnerException}");
         Rows(connection).ShouldBe("2");
@@ -122,11 +113,8 @@ public class OneExecutionAtATimeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        var transaction = await holder.BeginTransactionAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
 
         using var first = connection.CreateCommand();
         first.CommandText = "INSERT INTO t VALUES (1)";
@@ -142,8 +130,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         (await Should.ThrowAsync<OperationCanceledException>(() => two.WaitAsync(Bound))).CancellationToken.ShouldBe(cancellation.Token);
         one.IsCompleted.ShouldBeFalse("the first still waits at the gate");
 
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
+        await holder.Release();
         (await one.WaitAsync(Bound)).ShouldBe(1);
         Rows(connection).ShouldBe("1");
     }
@@ -197,9 +184,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         const string insert = "INSERT INTO t VALUES (@x)";
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        await using var holder = await GateHolder.Hold(connectionString);
         await using var first = new SaverDbConnection(connectionString);
         await first.OpenAsync();
         await using var second = new SaverDbConnection(connectionString);
@@ -223,8 +208,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         var three = other.ExecuteNonQueryAsync(); // waits for the first connection's earlier execution
         gate.WaitingCount.ShouldBe(1);
 
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
+        await holder.Release();
         await Task.WhenAny(Task.WhenAll(one, three), Task.Delay(Bound));
         $"{Outcome(one)}; {Outcome(three)}; rows {Rows(second)}".ShouldBe("returned 1; returned 1; rows 1,3", "each write once, with its own value");
 
@@ -247,11 +231,8 @@ public class OneExecutionAtATimeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        var transaction = await holder.BeginTransactionAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
         var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
 
         var command = connection.CreateCommand();
@@ -265,8 +246,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         command.Parameters.AddWithValue("@x", 2);
         var two = command.ExecuteNonQueryAsync();
 
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
+        await holder.Release();
         await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
 
         // The second may write once or be refused (InvalidOperationException) with nothing written.
@@ -291,8 +271,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         var connectionString = Folder.ConnectionString("Busy Timeout=50;Retry=100;Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
         using var locker = HoldWriteLock();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var connection = await Opened(connectionString);
         var physical = connection.GetOpenPhysical("test");
 
         using var first = Insert(connection, 1);
@@ -331,11 +310,8 @@ public class OneExecutionAtATimeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
         var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
 
         using var first = Insert(connection, 1);
@@ -349,8 +325,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         await Task.WhenAny(two, Task.Delay(TimeSpan.FromSeconds(5)));
         var afterCancel = two.IsCompleted ? "second ended by Cancel" : "second still waits after Cancel";
 
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
+        await holder.Release();
         await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
         $"{afterCancel}; {Outcome(one)}; {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
             "second ended by Cancel; returned 1; SqliteException; rows 1");
@@ -454,8 +429,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         var connectionString = Folder.ConnectionString("Busy Timeout=50");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
         using var locker = HoldWriteLock();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var connection = await Opened(connectionString);
         var physical = connection.GetOpenPhysical("test");
 
         using var first = Insert(connection, 1);
@@ -496,11 +470,8 @@ public class OneExecutionAtATimeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        var transaction = await holder.BeginTransactionAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
         var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
 
         using var first = Insert(connection, 1);
@@ -515,8 +486,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         var afterTenSeconds = !two.IsCompleted
             ? "second still waits"
             : two.Exception?.InnerException is SqliteException { SqliteErrorCode: 5 } ? "second failed with SQLITE_BUSY" : $"second {Outcome(two)}";
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
+        await holder.Release();
         await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
         $"{afterTenSeconds}; first {Outcome(one)}; rows {Rows(connection)}".ShouldBe("second failed with SQLITE_BUSY; first returned 1; rows 1");
     }
@@ -536,8 +506,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (1), (2)");
         await using var holder = new SaverDbConnection(connectionString);
         await holder.OpenAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var connection = await Opened(connectionString);
         using var inFunction = new ManualResetEventSlim();
         connection.InnerConnection.CreateFunction("nested", (long x) =>
         {
@@ -597,8 +566,7 @@ public class OneExecutionAtATimeTests : DatabaseTest
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
         await using var holder = new SaverDbConnection(connectionString);
         await holder.OpenAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var connection = await Opened(connectionString);
         var seen = new List<string>();
         var watch = System.Diagnostics.Stopwatch.StartNew();
         while (seen.Count == 0 && watch.Elapsed < TimeSpan.FromSeconds(3))
@@ -646,6 +614,48 @@ public class OneExecutionAtATimeTests : DatabaseTest
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT x FROM t WHERE x = 7";
         return await command.ExecuteScalarAsync();
+    }
+
+    private static async Task<SaverDbConnection> Opened(string connectionString)
+    {
+        var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        return connection;
+    }
+
+    /// <summary>Another connection's transaction, holding the process's write gate until <see cref="Release"/>.</summary>
+    private sealed class GateHolder : IAsyncDisposable
+    {
+        private readonly SaverDbConnection _connection;
+        private SaverDbTransaction? _transaction;
+
+        private GateHolder(SaverDbConnection connection, SaverDbTransaction transaction)
+        {
+            _connection = connection;
+            _transaction = transaction;
+        }
+
+        public static async Task<GateHolder> Hold(string connectionString)
+        {
+            var connection = await Opened(connectionString);
+            return new GateHolder(connection, await connection.BeginTransactionAsync());
+        }
+
+        public async Task Release()
+        {
+            if (_transaction is { } transaction)
+            {
+                _transaction = null;
+                await transaction.CommitAsync();
+                await transaction.DisposeAsync();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Release();
+            await _connection.DisposeAsync();
+        }
     }
 
     /// <summary>A plain Microsoft.Data.Sqlite connection holding the write lock, as another process's writer would.</summary>
