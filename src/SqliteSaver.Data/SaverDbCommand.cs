@@ -314,7 +314,16 @@ public sealed class SaverDbCommand : DbCommand
     /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
-        WaitForEarlierExecution(nameof(ExecuteReader));
+        try
+        {
+            WaitForEarlierExecution(nameof(ExecuteReader));
+        }
+        catch when (behavior.HasFlag(CommandBehavior.CloseConnection))
+        {
+            _connection?.Close(); // the command failed, and there is no reader
+            throw;
+        }
+
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         (SqliteDataReader Reader, bool Open) result;
         try
@@ -351,7 +360,16 @@ public sealed class SaverDbCommand : DbCommand
 
     private async Task<DbDataReader> ExecuteReaderCoreAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
-        await AfterEarlierExecution(nameof(ExecuteReader), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await AfterEarlierExecution(nameof(ExecuteReader), cancellationToken).ConfigureAwait(false);
+        }
+        catch when (behavior.HasFlag(CommandBehavior.CloseConnection))
+        {
+            _connection?.Close(); // the command failed, and there is no reader
+            throw;
+        }
+
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;
@@ -621,19 +639,12 @@ public sealed class SaverDbCommand : DbCommand
         }
     }
 
-    /// <summary>
-    /// Remembers <paramref name="execution"/> as its connection's latest asynchronous execution while it runs (see
-    /// <see cref="EarlierExecution"/>).
-    /// </summary>
+    /// <summary>Remembers <paramref name="execution"/> on its connection while it runs (see <see cref="SaverDbConnection.InFlight"/>).</summary>
     private Task<T> InFlight<T>(Task<T> execution)
     {
-        if (!execution.IsCompleted && _connection is { } connection)
+        if (!execution.IsCompleted)
         {
-            // With those still running before it: one that ends early (cancelled, or nested in another) leaves the
-            // next execution waiting for them.
-            connection.LatestAsyncExecution = connection.LatestAsyncExecution is { IsCompleted: false } earlier
-                ? Task.WhenAll(earlier, execution)
-                : execution;
+            _connection?.InFlight(execution);
         }
 
         return execution;

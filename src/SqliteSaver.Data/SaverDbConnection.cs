@@ -247,6 +247,7 @@ public sealed class SaverDbConnection : DbConnection
                 $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open. Close cannot run inside one of the connection's own calls, such as in a retry strategy's callback or in a function SQLite runs in a statement."));
         }
 
+        LatestAsyncExecution = null; // ended, or waiting only to throw (see AfterEarlier): no later rental waits for them
         Exception? failure = null;
         if (Transaction is { } transaction)
         {
@@ -375,12 +376,11 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
 
-    // The connection a reader's step runs on, on this thread: a call a function SQLite runs in the step makes is nested
-    // in it (see EarlierAsyncExecution). A thread-static, not ExecutionOn: a step is synchronous, and cheap to mark.
-    [ThreadStatic]
-    private static SaverDbConnection? steppingOn;
-
     private int _rentals; // physical connections this connection has rented (see AfterEarlier)
+
+    // The thread a reader's step (or its closing) runs on, 0 for none: a call a function SQLite runs in the step makes
+    // is nested in it (see EarlierAsyncExecution). A step is synchronous: its thread marks it, cheaply.
+    private int _steppingThread;
 
     /// <summary>
     /// The asynchronous executions of commands on this connection still running, as one task (see
@@ -400,18 +400,41 @@ public sealed class SaverDbConnection : DbConnection
     /// function SQLite runs in its statement) is not held back: it would wait for itself.
     /// </summary>
     internal Task? EarlierAsyncExecution()
-        => LatestAsyncExecution is { IsCompleted: false } earlier && ExecutionOn.Value != this && steppingOn != this ? earlier : null;
+        => LatestAsyncExecution is { IsCompleted: false } earlier
+            && ExecutionOn.Value != this
+            && Volatile.Read(ref _steppingThread) != Environment.CurrentManagedThreadId
+                ? earlier
+                : null;
 
     /// <summary>Marks a reader's step on this connection as running on this thread (see <see cref="EarlierAsyncExecution"/>); returns what to restore.</summary>
-    internal SaverDbConnection? EnterStep()
+    internal int EnterStep()
     {
-        var outer = steppingOn;
-        steppingOn = this;
+        var outer = _steppingThread;
+        Volatile.Write(ref _steppingThread, Environment.CurrentManagedThreadId);
         return outer;
     }
 
     /// <summary>Ends what <see cref="EnterStep"/> began.</summary>
-    internal static void ExitStep(SaverDbConnection? outer) => steppingOn = outer;
+    internal void ExitStep(int outer) => Volatile.Write(ref _steppingThread, outer);
+
+    /// <summary>
+    /// Remembers <paramref name="execution"/>, an asynchronous execution of a command on this connection that still
+    /// runs, with those still running before it (see <see cref="EarlierAsyncExecution"/>): one that ends early
+    /// (cancelled while it waits, or nested in another) leaves the next execution waiting for them.
+    /// </summary>
+    internal void InFlight(Task execution)
+        => LatestAsyncExecution = LatestAsyncExecution is { IsCompleted: false } earlier ? AfterBoth(earlier, execution) : execution;
+
+    /// <summary>Completes once both have, never faulting: a long pipelined run of failures links no chain of their exceptions.</summary>
+    private static async Task AfterBoth(Task earlier, Task execution)
+    {
+        await earlier.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        earlier = Task.CompletedTask; // the chain before it, released as it completes
+        await execution.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    // Task.WaitAsync takes at most about 49.7 days; a CommandTimeout beyond waits without a bound.
+    private const int MaxWaitSeconds = 4_000_000;
 
     /// <summary>
     /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
@@ -423,7 +446,7 @@ public sealed class SaverDbConnection : DbConnection
     internal async Task AfterEarlier(Task earlier, int timeoutSeconds, CancellationToken token)
     {
         var rental = Volatile.Read(ref _rentals);
-        await earlier.WaitAsync(timeoutSeconds > 0 ? TimeSpan.FromSeconds(timeoutSeconds) : Timeout.InfiniteTimeSpan, token)
+        await earlier.WaitAsync(timeoutSeconds is > 0 and < MaxWaitSeconds ? TimeSpan.FromSeconds(timeoutSeconds) : Timeout.InfiniteTimeSpan, token)
             .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         token.ThrowIfCancellationRequested();
         if (!earlier.IsCompleted)

@@ -69,6 +69,7 @@ internal sealed class PooledDataReader(
         NoteStatementsRunAsWritten(); // closing runs those not reached
         _closed = true;
         command.BeginRunningToClose(physical); // closing runs the statements of the command not reached yet
+        var outer = connection.EnterStep();
         try
         {
             if (!openWrite)
@@ -112,6 +113,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
+            connection.ExitStep(outer);
             command.EndRunning();
             try
             {
@@ -404,7 +406,7 @@ internal sealed class PooledDataReader(
         }
         catch (Exception exception)
         {
-            SaverDbConnection.ExitStep(outer);
+            connection.ExitStep(outer);
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
             NoteBusyInTransaction(exception);
@@ -422,7 +424,7 @@ internal sealed class PooledDataReader(
             throw;
         }
 
-        SaverDbConnection.ExitStep(outer);
+        connection.ExitStep(outer);
         command.EndRunning(physical);
         return result;
     }
@@ -455,7 +457,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            SaverDbConnection.ExitStep(outer);
+            connection.ExitStep(outer);
             command.EndRunning(physical);
         }
     }

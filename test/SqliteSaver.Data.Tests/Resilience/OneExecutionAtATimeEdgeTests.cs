@@ -1,0 +1,307 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Resilience;
+
+/// <summary>
+/// The edges of one execution at a time (see OneExecutionAtATimeTests): calls nested in a reader's closing or in
+/// another connection's reader step run at once; a very long CommandTimeout waits; a long pipelined run of failures
+/// leaves the connection holding none of them; a CloseConnection reader whose wait fails closes the connection. Each
+/// failed on the code a second change review read.
+/// </summary>
+public class OneExecutionAtATimeEdgeTests : DatabaseTest
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// A function of the application's that SQLite runs while a reader closes (closing runs the statements not reached
+    /// yet) queries the same connection, while an async write of the connection waits at the write gate. As in a
+    /// reader's Read, the query is nested in the step that holds SQLite's connection mutex and should run at once; the
+    /// close is not marked as a step (EnterStep), so the query waits for the write, which cannot run before the step
+    /// ends, until the query's CommandTimeout (3 s here) and fails with SQLITE_BUSY.
+    /// </summary>
+    [Test]
+    public async Task A_query_in_a_function_run_by_a_readers_close_does_not_wait_for_a_pending_async_write()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (1)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        using var inFunction = new ManualResetEventSlim();
+        string? nestedOutcome = null;
+        connection.InnerConnection.CreateFunction("nested", (long x) =>
+        {
+            inFunction.Set();
+            try
+            {
+                using var query = connection.CreateCommand();
+                query.CommandText = "SELECT 40";
+                query.CommandTimeout = 3;
+                var value = (long)query.ExecuteScalar()! + x;
+                nestedOutcome = $"returned {value}";
+                return value;
+            }
+            catch (Exception exception)
+            {
+                nestedOutcome = exception.GetType().Name;
+                throw;
+            }
+        });
+
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT x FROM t; SELECT nested(2)";
+        var reader = select.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        inFunction.IsSet.ShouldBeFalse("the second statement has not run yet");
+
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        using var write = connection.CreateCommand();
+        write.CommandText = "INSERT INTO t VALUES (3)";
+        var one = write.ExecuteNonQueryAsync();
+        one.IsCompleted.ShouldBeFalse("the write waits at the gate");
+
+        var close = Task.Factory.StartNew(() => reader.Close(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        inFunction.Wait(Bound).ShouldBeTrue("the function runs as the reader closes");
+        await Task.WhenAny(close, Task.Delay(Bound));
+
+        await transaction.RollbackAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(one, Task.Delay(Bound));
+        $"nested query {nestedOutcome}; write {one.Status}".ShouldBe("nested query returned 42; write RanToCompletion");
+    }
+
+    /// <summary>
+    /// CommandTimeout accepts any non-negative int (int.MaxValue, "wait as long as it takes", is common). A write with it
+    /// waits at the write gate as long as needed; a second one with the same CommandTimeout, started while the first
+    /// waits, should wait for it and then write. AfterEarlier passes TimeSpan.FromSeconds(CommandTimeout) to
+    /// Task.WaitAsync, which refuses more than about 49.7 days: the second throws ArgumentOutOfRangeException.
+    /// </summary>
+    [Test]
+    public async Task An_execution_with_a_very_long_CommandTimeout_waits_for_the_earlier_one()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        using var first = connection.CreateCommand();
+        first.CommandText = "INSERT INTO t VALUES (1)";
+        first.CommandTimeout = int.MaxValue;
+        var one = first.ExecuteNonQueryAsync();
+        one.IsCompleted.ShouldBeFalse("the first write waits at the gate");
+        using var second = connection.CreateCommand();
+        second.CommandText = "INSERT INTO t VALUES (2)";
+        second.CommandTimeout = int.MaxValue;
+        var two = second.ExecuteNonQueryAsync();
+        await transaction.RollbackAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        $"first {Outcome(one)}; second {Outcome(two)}".ShouldBe("first returned 1; second returned 1");
+    }
+
+    /// <summary>
+    /// A function SQLite runs in connection A's reader step reads a reader of connection B, whose step runs a function
+    /// querying A, while an async write of A waits at the gate. The query on A is nested in A's step (same thread,
+    /// inside A's sqlite3_step) and should run at once, as with one level; the thread's single steppingOn slot holds B
+    /// during B's step, so the query waits for A's write, which needs the SQLite connection A's step holds, until its
+    /// CommandTimeout (3 s) and fails with SQLITE_BUSY.
+    /// </summary>
+    [Test]
+    public async Task A_query_on_the_outer_connection_in_a_nested_readers_step_does_not_wait_for_its_pending_async_write()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (1), (2)");
+        var otherString = Folder.ConnectionString(name: "other.db");
+        PoolTests.Execute(otherString, "CREATE TABLE u (y INTEGER NOT NULL); INSERT INTO u VALUES (1), (2)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        await using var a = new SaverDbConnection(connectionString);
+        await a.OpenAsync();
+        await using var b = new SaverDbConnection(otherString);
+        await b.OpenAsync();
+        string? nestedOutcome = null;
+        b.InnerConnection.CreateFunction("on_a", (long y) =>
+        {
+            if (y != 2)
+            {
+                return y;
+            }
+
+            try
+            {
+                using var query = a.CreateCommand();
+                query.CommandText = "SELECT 40";
+                query.CommandTimeout = 3;
+                var value = (long)query.ExecuteScalar()! + y;
+                nestedOutcome = $"returned {value}";
+                return value;
+            }
+            catch (Exception exception)
+            {
+                nestedOutcome = exception.GetType().Name;
+                throw;
+            }
+        });
+        using var readB = b.CreateCommand();
+        readB.CommandText = "SELECT on_a(y) FROM u";
+        a.InnerConnection.CreateFunction("via_b", (long x) =>
+        {
+            if (x != 2)
+            {
+                return x;
+            }
+
+            using var readerB = readB.ExecuteReader(); // steps to B's first row
+            readerB.Read().ShouldBeTrue(); // that row
+            readerB.Read().ShouldBeTrue(); // B's step: on_a(2) queries A
+            return readerB.GetInt64(0);
+        });
+        using var select = a.CreateCommand();
+        select.CommandText = "SELECT via_b(x) FROM t"; // in rowid order, one row a step
+        using var reader = select.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(1L);
+
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        using var write = a.CreateCommand();
+        write.CommandText = "INSERT INTO t VALUES (3)";
+        var one = write.ExecuteNonQueryAsync();
+        one.IsCompleted.ShouldBeFalse("the write waits at the gate");
+
+        var step = Task.Factory.StartNew(
+            () => reader.Read() ? reader.GetInt64(0) : -1, // A's step: via_b(2)
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        await Task.WhenAny(step, Task.Delay(Bound));
+        reader.Close();
+
+        await transaction.RollbackAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(one, Task.Delay(Bound));
+        $"nested query {nestedOutcome}; write {one.Status}".ShouldBe("nested query returned 42; write RanToCompletion");
+    }
+
+    /// <summary>
+    /// A long pipelined run (Dapper's pipelined multi-exec; here 400 inserts started while another connection's
+    /// transaction holds the write gate) whose executions all fail (UNIQUE), each failure caught by its caller. Once the
+    /// run has ended and the caller has dropped its tasks, the open connection should hold, at most, its last
+    /// execution. LatestAsyncExecution is Task.WhenAll(earlier chain, execution) for each execution started while the
+    /// chain runs; a faulted WhenAll keeps its faulted parts and gathers all their exceptions, so the k-th link holds k
+    /// exceptions (O(n^2) gathered over the run, O(n) per execution) and the connection keeps every caller's exception
+    /// (with its stack trace) reachable until its next async execution. (Waits 6 s, past the commands' CommandTimeout,
+    /// so that no timer of the run holds anything.)
+    /// </summary>
+    [Test]
+    public async Task A_long_pipelined_run_of_failing_executions_leaves_the_connection_holding_none_of_them()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        const int count = 400;
+        var failures = await FailingPipeline(holder, connection, count);
+        await Task.Delay(TimeSpan.FromSeconds(6));
+        for (var i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        var alive = failures.Count(failure => failure.IsAlive);
+        var gathered = connection.LatestAsyncExecution?.Exception?.InnerExceptions.Count ?? 0;
+        $"{failures.Count} caught; still reachable: {alive}; exceptions on the connection's latest execution: {gathered}"
+            .ShouldBe($"{count} caught; still reachable: {Math.Min(alive, 1)}; exceptions on the connection's latest execution: {Math.Min(gathered, 1)}");
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static async Task<List<WeakReference>> FailingPipeline(SaverDbConnection holder, SaverDbConnection connection, int count)
+    {
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        var commands = new List<SaverDbCommand>();
+        var tasks = new List<Task<int>>();
+        for (var i = 0; i < count; i++)
+        {
+            var command = connection.CreateCommand();
+            command.CommandText = "INSERT INTO t VALUES (1)"; // fails: UNIQUE
+            command.CommandTimeout = 5;
+            commands.Add(command);
+            tasks.Add(command.ExecuteNonQueryAsync());
+        }
+
+        tasks[0].IsCompleted.ShouldBeFalse("the first waits at the gate");
+        await transaction.RollbackAsync();
+        await transaction.DisposeAsync();
+        var failures = new List<WeakReference>();
+        foreach (var task in tasks)
+        {
+            try
+            {
+                await task.WaitAsync(Bound);
+            }
+            catch (SqliteException failure)
+            {
+                failures.Add(new WeakReference(failure));
+            }
+        }
+
+        foreach (var command in commands)
+        {
+            command.Dispose();
+        }
+
+        return failures;
+    }
+
+    /// <summary>
+    /// ExecuteReaderAsync with CommandBehavior.CloseConnection (CommandTimeout 1 s) started while the connection's
+    /// async write waits at the write gate (held by another connection's transaction): its wait for the write ends at
+    /// its CommandTimeout with SQLITE_BUSY. Its doc says "the connection closes ... when the command fails and there is
+    /// no reader", as it does for a failure in the execution itself; a failure of the wait, which comes before
+    /// BeginExecution and ReaderFailed, leaves the connection open.
+    /// </summary>
+    [Test]
+    public async Task A_CloseConnection_reader_whose_wait_for_the_earlier_execution_fails_closes_the_connection()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        using var write = connection.CreateCommand();
+        write.CommandText = "INSERT INTO t VALUES (1)";
+        var one = write.ExecuteNonQueryAsync();
+        one.IsCompleted.ShouldBeFalse("the write waits at the gate");
+
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT count(*) FROM t";
+        select.CommandTimeout = 1;
+        var read = select.ExecuteReaderAsync(System.Data.CommandBehavior.CloseConnection);
+        await Task.WhenAny(read, Task.Delay(Bound));
+        var failure = read.Status == TaskStatus.Faulted ? read.Exception!.InnerException!.GetType().Name : read.Status.ToString();
+        var state = connection.State;
+
+        await transaction.RollbackAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(one, Task.Delay(Bound));
+        $"reader {failure}; connection {state}".ShouldBe("reader CommandTimeoutException; connection Closed");
+    }
+
+    /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
+    private static string Outcome<T>(Task<T> task)
+        => task.Status switch
+        {
+            TaskStatus.RanToCompletion => $"returned {task.Result}",
+            TaskStatus.Faulted => task.Exception!.InnerException!.GetType().Name,
+            var status => status.ToString(),
+        };
+}
