@@ -694,7 +694,7 @@ public sealed class SaverDbCommand : DbCommand
         Interlocked.Increment(ref _waiting);
         try
         {
-            await _connection!.AfterEarlier(earlier, CommandTimeout, waiting.Token).ConfigureAwait(false);
+            await _connection!.AfterEarlier(earlier, CommandTimeout, "the command's CommandTimeout", waiting.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {

@@ -438,12 +438,12 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
-    /// waiting at most <paramref name="timeoutSeconds"/> (0: no bound).
+    /// waiting at most <paramref name="timeoutSeconds"/> (0: no bound), which <paramref name="bound"/> names for the error.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="token"/> was cancelled while waiting.</exception>
     /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted <paramref name="timeoutSeconds"/>.</exception>
     /// <exception cref="InvalidOperationException">The connection was closed meanwhile (and maybe opened again).</exception>
-    internal async Task AfterEarlier(Task earlier, int timeoutSeconds, CancellationToken token)
+    internal async Task AfterEarlier(Task earlier, int timeoutSeconds, string bound, CancellationToken token)
     {
         var rental = Volatile.Read(ref _rentals);
         await earlier.WaitAsync(timeoutSeconds is > 0 and < MaxWaitSeconds ? TimeSpan.FromSeconds(timeoutSeconds) : Timeout.InfiniteTimeSpan, token)
@@ -453,7 +453,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             throw new CommandTimeoutException(string.Create(
                 CultureInfo.InvariantCulture,
-                $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s (the command's CommandTimeout) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
+                $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s ({bound}) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
         }
 
         if (Volatile.Read(ref _rentals) != rental || _physical is null)
@@ -794,11 +794,11 @@ public sealed class SaverDbConnection : DbConnection
         {
             if (async)
             {
-                await AfterEarlier(earlier, Options.DefaultTimeout, cancellationToken).ConfigureAwait(false);
+                await AfterEarlier(earlier, Options.DefaultTimeout, "the connection string's Default Timeout", cancellationToken).ConfigureAwait(false);
             }
             else
             {
-                AfterEarlier(earlier, Options.DefaultTimeout, cancellationToken).GetAwaiter().GetResult(); // its awaits go on without the context
+                AfterEarlier(earlier, Options.DefaultTimeout, "the connection string's Default Timeout", cancellationToken).GetAwaiter().GetResult(); // its awaits go on without the context
             }
         }
 

@@ -296,6 +296,38 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
         $"reader {failure}; connection {state}".ShouldBe("reader CommandTimeoutException; connection Closed");
     }
 
+    /// <summary>
+    /// BeginTransactionAsync waits for the connection's async write (waiting at the write gate, CommandTimeout 30 s) at
+    /// most Default Timeout (1 s here), then fails with SQLITE_BUSY whose message names that bound. Before, it said
+    /// "Waited 1 s (the command's CommandTimeout)", though there is no command (second change review).
+    /// </summary>
+    [Test]
+    public async Task BeginTransactionAsync_timing_out_behind_an_async_execution_names_Default_Timeout()
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        using var write = connection.CreateCommand();
+        write.CommandText = "INSERT INTO t VALUES (1)";
+        write.CommandTimeout = 30;
+        var one = write.ExecuteNonQueryAsync();
+        one.IsCompleted.ShouldBeFalse("the write waits at the gate");
+
+        var begin = connection.BeginTransactionAsync().AsTask();
+        await Task.WhenAny(begin, Task.Delay(Bound));
+        var message = begin.Status == TaskStatus.Faulted ? begin.Exception!.InnerException!.Message : begin.Status.ToString();
+
+        await transaction.RollbackAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(one, Task.Delay(Bound));
+        message.ShouldContain("Default Timeout");
+    }
+
+
     /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
     private static string Outcome<T>(Task<T> task)
         => task.Status switch
