@@ -17,9 +17,9 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     /// <summary>
     /// A function of the application's that SQLite runs while a reader closes (closing runs the statements not reached
     /// yet) queries the same connection, while an async write of the connection waits at the write gate. As in a
-    /// reader's Read, the query is nested in the step that holds SQLite's connection mutex and should run at once; the
-    /// close is not marked as a step (EnterStep), so the query waits for the write, which cannot run before the step
-    /// ends, until the query's CommandTimeout (3 s here) and fails with SQLITE_BUSY.
+    /// reader's Read, the query is nested in the step that holds SQLite's connection mutex and runs at once. Before, the
+    /// close was not marked as a step, so the query waited for the write, which cannot run before the step ends, until
+    /// the query's CommandTimeout (3 s here), and failed with SQLITE_BUSY.
     /// </summary>
     [Test]
     public async Task A_query_in_a_function_run_by_a_readers_close_does_not_wait_for_a_pending_async_write()
@@ -76,8 +76,8 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     /// <summary>
     /// CommandTimeout accepts any non-negative int (int.MaxValue, "wait as long as it takes", is common). A write with it
     /// waits at the write gate as long as needed; a second one with the same CommandTimeout, started while the first
-    /// waits, should wait for it and then write. AfterEarlier passes TimeSpan.FromSeconds(CommandTimeout) to
-    /// Task.WaitAsync, which refuses more than about 49.7 days: the second throws ArgumentOutOfRangeException.
+    /// waits, waits for it and then writes. Before, the wait passed TimeSpan.FromSeconds(CommandTimeout) to
+    /// Task.WaitAsync, which refuses more than about 49.7 days: the second threw ArgumentOutOfRangeException.
     /// </summary>
     [Test]
     public async Task An_execution_with_a_very_long_CommandTimeout_waits_for_the_earlier_one()
@@ -107,9 +107,9 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     /// <summary>
     /// A function SQLite runs in connection A's reader step reads a reader of connection B, whose step runs a function
     /// querying A, while an async write of A waits at the gate. The query on A is nested in A's step (same thread,
-    /// inside A's sqlite3_step) and should run at once, as with one level; the thread's single steppingOn slot holds B
-    /// during B's step, so the query waits for A's write, which needs the SQLite connection A's step holds, until its
-    /// CommandTimeout (3 s) and fails with SQLITE_BUSY.
+    /// inside A's sqlite3_step) and runs at once, as with one level. Before, the thread's single mark held B during B's
+    /// step, so the query waited for A's write, which needs the SQLite connection A's step holds, until its
+    /// CommandTimeout (3 s), and failed with SQLITE_BUSY.
     /// </summary>
     [Test]
     public async Task A_query_on_the_outer_connection_in_a_nested_readers_step_does_not_wait_for_its_pending_async_write()
@@ -190,12 +190,10 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     /// <summary>
     /// A long pipelined run (Dapper's pipelined multi-exec; here 400 inserts started while another connection's
     /// transaction holds the write gate) whose executions all fail (UNIQUE), each failure caught by its caller. Once the
-    /// run has ended and the caller has dropped its tasks, the open connection should hold, at most, its last
-    /// execution. LatestAsyncExecution is Task.WhenAll(earlier chain, execution) for each execution started while the
-    /// chain runs; a faulted WhenAll keeps its faulted parts and gathers all their exceptions, so the k-th link holds k
-    /// exceptions (O(n^2) gathered over the run, O(n) per execution) and the connection keeps every caller's exception
-    /// (with its stack trace) reachable until its next async execution. (Waits 6 s, past the commands' CommandTimeout,
-    /// so that no timer of the run holds anything.)
+    /// run has ended and the caller has dropped its tasks, the open connection holds, at most, its last execution.
+    /// Before, the executions were linked by Task.WhenAll, whose faulted links gathered every exception before them (the
+    /// k-th held k: O(n^2) over the run), and the connection kept every caller's exception reachable until its next
+    /// async execution. (Waits 6 s, past the commands' CommandTimeout, so that no timer of the run holds anything.)
     /// </summary>
     [Test]
     public async Task A_long_pipelined_run_of_failing_executions_leaves_the_connection_holding_none_of_them()
@@ -263,9 +261,8 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     /// <summary>
     /// ExecuteReaderAsync with CommandBehavior.CloseConnection (CommandTimeout 1 s) started while the connection's
     /// async write waits at the write gate (held by another connection's transaction): its wait for the write ends at
-    /// its CommandTimeout with SQLITE_BUSY. Its doc says "the connection closes ... when the command fails and there is
-    /// no reader", as it does for a failure in the execution itself; a failure of the wait, which comes before
-    /// BeginExecution and ReaderFailed, leaves the connection open.
+    /// its CommandTimeout with SQLITE_BUSY, and the connection closes, as its doc says it does "when the command fails
+    /// and there is no reader". Before, a failure of that wait, which comes before the execution, left it open.
     /// </summary>
     [Test]
     public async Task A_CloseConnection_reader_whose_wait_for_the_earlier_execution_fails_closes_the_connection()
