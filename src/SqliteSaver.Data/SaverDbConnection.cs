@@ -418,8 +418,8 @@ public sealed class SaverDbConnection : DbConnection
     internal void ExitStep(int outer) => Volatile.Write(ref _steppingThread, outer);
 
     /// <summary>
-    /// Remembers <paramref name="execution"/>, an asynchronous execution of a command on this connection that still
-    /// runs, with those still running before it (see <see cref="EarlierAsyncExecution"/>): one that ends early
+    /// Remembers <paramref name="execution"/>, an asynchronous execution of a command (or BeginTransactionAsync) on this
+    /// connection that still runs, with those still running before it (see <see cref="EarlierAsyncExecution"/>): one that ends early
     /// (cancelled while it waits, or nested in another) leaves the next execution waiting for them.
     /// </summary>
     internal void InFlight(Task execution)
@@ -716,7 +716,18 @@ public sealed class SaverDbConnection : DbConnection
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
     /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
-    protected override async ValueTask<DbTransaction> BeginDbTransactionAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken)
+    protected override ValueTask<DbTransaction> BeginDbTransactionAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken)
+    {
+        var begin = BeginDbTransactionCoreAsync(isolationLevel, cancellationToken);
+        if (!begin.IsCompleted)
+        {
+            InFlight(begin); // an execution started while the BEGIN waits runs after it, in its transaction
+        }
+
+        return new ValueTask<DbTransaction>(begin);
+    }
+
+    private async Task<DbTransaction> BeginDbTransactionCoreAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken)
         => await BeginTransactionCore(isolationLevel, IsDeferred(isolationLevel), retry: true, async: true, cancellationToken).ConfigureAwait(false);
 
     /// <inheritdoc />

@@ -269,17 +269,25 @@ internal sealed class PooledDataReader(
             return;
         }
 
-        if (commit)
+        var outer = connection.EnterStep(); // the statements not reached run here: a step
+        try
         {
-            while (inner.NextResult())
+            if (commit)
             {
+                while (inner.NextResult())
+                {
+                }
+
+                inner.Close();
+                return;
             }
 
-            inner.Close();
-            return;
+            CloseWithoutBusyWaits();
         }
-
-        CloseWithoutBusyWaits();
+        finally
+        {
+            connection.ExitStep(outer);
+        }
     }
 
     public override bool GetBoolean(int ordinal) => Read(static (reader, ordinal) => reader.GetBoolean(ordinal), ordinal);

@@ -325,6 +325,40 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     }
 
 
+    /// <summary>
+    /// BeginTransactionAsync not awaited yet (waiting at the write gate another connection's transaction holds), then an
+    /// async write started on the same connection: the write waits for the BEGIN and then runs in its transaction.
+    /// Before, a pending BeginTransactionAsync held nothing back: the write queued at the gate beside it, and once the
+    /// BEGIN had the gate waited at the gate its own connection's transaction held, until its CommandTimeout (second
+    /// change review).
+    /// </summary>
+    [Test]
+    public async Task An_async_write_started_after_an_unawaited_BeginTransactionAsync_does_not_wait_at_the_gate_its_transaction_holds()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
+        var begin = connection.BeginTransactionAsync().AsTask();
+        begin.IsCompleted.ShouldBeFalse("BEGIN waits at the gate");
+        using var write = connection.CreateCommand();
+        write.CommandText = "INSERT INTO t VALUES (1)";
+        write.CommandTimeout = 30;
+        var one = write.ExecuteNonQueryAsync();
+        await transaction.RollbackAsync();
+        await transaction.DisposeAsync();
+        await Task.WhenAny(begin, Task.Delay(Bound));
+        begin.Status.ShouldBe(TaskStatus.RanToCompletion);
+        var ended = await Task.WhenAny(one, Task.Delay(TimeSpan.FromSeconds(10))) == one;
+        await begin.Result.RollbackAsync(); // frees the gate: the write ends
+        await Task.WhenAny(one, Task.Delay(Bound));
+        $"write ended within 10 s of the BEGIN: {ended}".ShouldBe("write ended within 10 s of the BEGIN: True");
+    }
+
+
     /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
     private static string Outcome<T>(Task<T> task)
         => task.Status switch
