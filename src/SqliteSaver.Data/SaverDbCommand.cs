@@ -720,8 +720,8 @@ public sealed class SaverDbCommand : DbCommand
     /// <summary>
     /// Refuses to change or run the command while a reader of it is open, as Microsoft.Data.Sqlite does, or while an
     /// execution of it still runs: an asynchronous one not awaited yet (waiting at the write gate, say), which
-    /// Microsoft.Data.Sqlite's never are, since they complete before they return. That execution runs with the statement
-    /// and the parameters the command had when it started, on its connection.
+    /// Microsoft.Data.Sqlite's never are, since they complete before they return. That execution runs with the text and
+    /// on the connection the command had when it started (its parameters are read when it begins to run).
     /// </summary>
     private void ThrowIfInUse(string operation)
     {

@@ -34,6 +34,15 @@ public sealed class SaverDbConnection : DbConnection
     // A SqliteConnection, even unopened, initializes SQLitePCLRaw's provider before the version is asked.
     private static readonly Lazy<string> Version = new(() => new SqliteConnection().ServerVersion);
 
+    /// <summary>
+    /// The connection an asynchronous execution runs on, in its flow and in what that runs (a retry strategy's callbacks,
+    /// a function SQLite runs in its statement): a call there is nested in the execution (see <see cref="EarlierAsyncExecution"/>).
+    /// </summary>
+    internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
+
+    // Task.WaitAsync takes at most about 49.7 days; a CommandTimeout beyond waits without a bound.
+    private const int MaxWaitSeconds = 4_000_000;
+
     private string _connectionString = string.Empty;
     private SaverDataSource? _dataSource;
     private bool _createdByDataSource; // until another connection string is set
@@ -42,6 +51,11 @@ public sealed class SaverDbConnection : DbConnection
     private volatile bool _opening;
     private List<SaverDbCommand>? _commands;
     private int _pruneCommandsAt = 16;
+    private int _rentals; // physical connections this connection has rented (see AfterEarlier)
+
+    // The thread a reader's step (or its closing) runs on, 0 for none: a call a function SQLite runs in the step makes
+    // is nested in it (see EarlierAsyncExecution). A step is synchronous: its thread marks it, cheaply.
+    private int _steppingThread;
 
     /// <summary>Creates a connection with no connection string; set <see cref="ConnectionString"/> before opening.</summary>
     public SaverDbConnection()
@@ -371,18 +385,6 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// The connection an asynchronous execution runs on, in its flow and in what that runs (a retry strategy's callbacks,
-    /// a function SQLite runs in its statement): a call there is nested in the execution (see <see cref="EarlierAsyncExecution"/>).
-    /// </summary>
-    internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
-
-    private int _rentals; // physical connections this connection has rented (see AfterEarlier)
-
-    // The thread a reader's step (or its closing) runs on, 0 for none: a call a function SQLite runs in the step makes
-    // is nested in it (see EarlierAsyncExecution). A step is synchronous: its thread marks it, cheaply.
-    private int _steppingThread;
-
-    /// <summary>
     /// The asynchronous executions of commands on this connection still running, as one task (see
     /// <see cref="EarlierAsyncExecution"/>).
     /// </summary>
@@ -394,10 +396,10 @@ public sealed class SaverDbConnection : DbConnection
     /// one started meanwhile waits for them (their outcome is their callers'), a synchronous one blocking its thread, at
     /// most its timeout: an execution that needs that thread to go on (a retry strategy awaiting without
     /// ConfigureAwait(false) on a UI thread's SynchronizationContext) goes on once the wait has failed. One running
-    /// meanwhile would take the
-    /// write gate and the transaction such an execution holds for its own write as the caller's transaction's, and run
-    /// inside it, unqueued and unretried. A call nested in such an execution (in a retry strategy's callback, or a
-    /// function SQLite runs in its statement) is not held back: it would wait for itself.
+    /// meanwhile would take the write gate and the transaction such an execution holds for its own write as the
+    /// caller's transaction's, and run inside it, unqueued and unretried. A call nested in such an execution (in a
+    /// retry strategy's callback, or a function SQLite runs in its statement or in a reader's step) is not held back:
+    /// it would wait for itself.
     /// </summary>
     internal Task? EarlierAsyncExecution()
         => LatestAsyncExecution is { IsCompleted: false } earlier
@@ -419,8 +421,8 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Remembers <paramref name="execution"/>, an asynchronous execution of a command (or BeginTransactionAsync) on this
-    /// connection that still runs, with those still running before it (see <see cref="EarlierAsyncExecution"/>): one that ends early
-    /// (cancelled while it waits, or nested in another) leaves the next execution waiting for them.
+    /// connection that still runs, with those still running before it (see <see cref="EarlierAsyncExecution"/>): one
+    /// that ends early (cancelled while it waits, or nested in another) leaves the next execution waiting for them.
     /// </summary>
     internal void InFlight(Task execution)
         => LatestAsyncExecution = LatestAsyncExecution is { IsCompleted: false } earlier ? AfterBoth(earlier, execution) : execution;
@@ -432,9 +434,6 @@ public sealed class SaverDbConnection : DbConnection
         earlier = Task.CompletedTask; // the chain before it, released as it completes
         await execution.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
-
-    // Task.WaitAsync takes at most about 49.7 days; a CommandTimeout beyond waits without a bound.
-    private const int MaxWaitSeconds = 4_000_000;
 
     /// <summary>
     /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
