@@ -4,16 +4,12 @@ using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Resilience;
 
-/// <summary>
-/// The edges of one execution at a time (see OneExecutionAtATimeTests): calls nested in a reader's closing or in
-/// another connection's reader step run at once; a very long CommandTimeout waits; a long pipelined run of failures
-/// leaves the connection holding none of them; a CloseConnection reader whose wait fails closes the connection. Each
-/// failed on the code a second change review read.
-/// </summary>
-public class OneExecutionAtATimeEdgeTests : DatabaseTest
+// The edges of one execution at a time: calls nested in a reader's closing or in another connection's reader step run
+// at once; a very long CommandTimeout waits; a long pipelined run of failures leaves the connection holding none of
+// them; a CloseConnection reader whose wait fails closes the connection; a pending BeginTransactionAsync is waited for.
+// Each failed on the code a second change review read.
+public partial class OneExecutionAtATimeTests
 {
-    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
-
     /// <summary>
     /// A function of the application's that SQLite runs while a reader closes (closing runs the statements not reached
     /// yet) queries the same connection, while an async write of the connection waits at the write gate. As in a
@@ -26,10 +22,8 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (1)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await Opened(connectionString);
+        await using var connection = await Opened(connectionString);
         using var inFunction = new ManualResetEventSlim();
         string? nestedOutcome = null;
         connection.InnerConnection.CreateFunction("nested", (long x) =>
@@ -84,10 +78,8 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await Opened(connectionString);
+        await using var connection = await Opened(connectionString);
         var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
         using var first = connection.CreateCommand();
         first.CommandText = "INSERT INTO t VALUES (1)";
@@ -118,10 +110,8 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (1), (2)");
         var otherString = Folder.ConnectionString(name: "other.db");
         PoolTests.Execute(otherString, "CREATE TABLE u (y INTEGER NOT NULL); INSERT INTO u VALUES (1), (2)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        await using var a = new SaverDbConnection(connectionString);
-        await a.OpenAsync();
+        await using var holder = await Opened(connectionString);
+        await using var a = await Opened(connectionString);
         await using var b = new SaverDbConnection(otherString);
         await b.OpenAsync();
         string? nestedOutcome = null;
@@ -200,10 +190,8 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await Opened(connectionString);
+        await using var connection = await Opened(connectionString);
         const int count = 400;
         var failures = await FailingPipeline(holder, connection, count);
         await Task.Delay(TimeSpan.FromSeconds(6));
@@ -269,10 +257,8 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await Opened(connectionString);
+        await using var connection = await Opened(connectionString);
         var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
         using var write = connection.CreateCommand();
         write.CommandText = "INSERT INTO t VALUES (1)";
@@ -303,10 +289,8 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString("Default Timeout=1");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await Opened(connectionString);
+        await using var connection = await Opened(connectionString);
         var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
         using var write = connection.CreateCommand();
         write.CommandText = "INSERT INTO t VALUES (1)";
@@ -337,10 +321,8 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = new SaverDbConnection(connectionString);
-        await holder.OpenAsync();
-        await using var connection = new SaverDbConnection(connectionString);
-        await connection.OpenAsync();
+        await using var holder = await Opened(connectionString);
+        await using var connection = await Opened(connectionString);
         var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
         var begin = connection.BeginTransactionAsync().AsTask();
         begin.IsCompleted.ShouldBeFalse("BEGIN waits at the gate");
@@ -357,14 +339,4 @@ public class OneExecutionAtATimeEdgeTests : DatabaseTest
         await Task.WhenAny(one, Task.Delay(Bound));
         $"write ended within 10 s of the BEGIN: {ended}".ShouldBe("write ended within 10 s of the BEGIN: True");
     }
-
-
-    /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
-    private static string Outcome<T>(Task<T> task)
-        => task.Status switch
-        {
-            TaskStatus.RanToCompletion => $"returned {task.Result}",
-            TaskStatus.Faulted => task.Exception!.InnerException!.GetType().Name,
-            var status => status.ToString(),
-        };
 }

@@ -11,7 +11,7 @@ namespace SqliteSaver.Data.Tests.Resilience;
 /// strategy's callback) does not, as it would wait for itself. A command whose execution still runs refuses a new
 /// text, another connection and another execution, so that the execution runs with what it started with.
 /// </summary>
-public class OneExecutionAtATimeTests : DatabaseTest
+public partial class OneExecutionAtATimeTests : DatabaseTest
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
 
