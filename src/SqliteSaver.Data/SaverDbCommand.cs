@@ -271,12 +271,10 @@ public sealed class SaverDbCommand : DbCommand
         => BeginRunning(connection.BeginCall(physical));
 
     /// <summary>
-    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/> for a reader closing, which the connection's
-    /// Close does too (through <see cref="Unbind"/>) once it has taken the physical connection from the renter.
+    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/> for a call begun already: a reader's closing,
+    /// begun by the reader or by the connection's Close (through <see cref="Unbind"/>).
     /// </summary>
-    internal void BeginRunningToClose(PhysicalConnection physical) => BeginRunning(physical.Calls.Begin());
-
-    private CancellationTokenSource BeginRunning(CancellationTokenSource cancellation)
+    internal CancellationTokenSource BeginRunning(CancellationTokenSource cancellation)
     {
         _callCancellation = cancellation; // before _running rises: a Cancel that sees it running cancels this one
         Interlocked.Increment(ref _running);
@@ -453,8 +451,8 @@ public sealed class SaverDbCommand : DbCommand
         }
     }
 
-    /// <summary>Whether a reader of this command is open.</summary>
-    internal bool HasOpenReader => _reader is { IsClosed: false };
+    /// <summary>Whether a reader of this command is open, for the connection: no Close has closed it yet (see <see cref="PooledDataReader.Unfinished"/>).</summary>
+    internal bool HasOpenReader => _reader is { Unfinished: true };
 
     /// <summary>Called by this command's reader once it has closed: the execution is done (see <see cref="Done"/>).</summary>
     internal void ReaderClosed(SaverDbConnection connection, PhysicalConnection physical)
@@ -485,9 +483,9 @@ public sealed class SaverDbCommand : DbCommand
         return true;
     }
 
-    /// <summary>Whether a reader this command opened in <paramref name="transaction"/> is open.</summary>
+    /// <summary>Whether a reader this command opened in <paramref name="transaction"/> is open, as <see cref="HasOpenReader"/> says.</summary>
     internal bool HasOpenReaderOf(SaverDbTransaction transaction)
-        => _reader is { IsClosed: false } reader && ReferenceEquals(reader.Transaction, transaction);
+        => _reader is { Unfinished: true } reader && ReferenceEquals(reader.Transaction, transaction);
 
     /// <summary>
     /// Detaches the command from a physical connection going back to the pool, on the thread that still owns it:
@@ -509,7 +507,7 @@ public sealed class SaverDbCommand : DbCommand
         _bound = null;
         try
         {
-            _reader?.Dispose();
+            _reader?.CloseForConnection();
         }
         finally
         {

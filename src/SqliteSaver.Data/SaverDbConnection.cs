@@ -373,15 +373,19 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     /// <exception cref="InvalidOperationException">The connection was closed since the caller found it open.</exception>
     internal CancellationTokenSource BeginCall(PhysicalConnection physical)
+        => TryBeginCall(physical) ?? throw RenterCalls.ClosedDuringCall(null);
+
+    /// <summary><see cref="BeginCall"/>, but <see langword="null"/> when the connection was closed since the caller found it open.</summary>
+    internal CancellationTokenSource? TryBeginCall(PhysicalConnection physical)
     {
         var call = physical.Calls.Begin();
-        if (!Holds(physical))
+        if (Holds(physical))
         {
-            physical.Calls.End();
-            throw RenterCalls.ClosedDuringCall(null);
+            return call;
         }
 
-        return call;
+        physical.Calls.End();
+        return null;
     }
 
     /// <summary>

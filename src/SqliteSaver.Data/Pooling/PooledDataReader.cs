@@ -37,6 +37,7 @@ internal sealed class PooledDataReader(
     : DbDataReader, IDbColumnSchemaGenerator
 {
     private bool _closed;
+    private int _closing; // 1 once a Close has taken on closing the SQLite reader (see Finish)
     private bool _writeFailed;
 
     /// <summary>The caller's transaction the command ran in, if any.</summary>
@@ -50,6 +51,13 @@ internal sealed class PooledDataReader(
 
     public override bool IsClosed => _closed;
 
+    /// <summary>
+    /// Whether no Close has taken on closing the SQLite reader yet. A Close from the reader's user that found its
+    /// connection's Close under way marks the reader closed and leaves the closing to that one (see <see cref="Close"/>):
+    /// for the connection the reader is open until then.
+    /// </summary>
+    internal bool Unfinished => Volatile.Read(ref _closing) == 0;
+
     public override int RecordsAffected => inner.RecordsAffected;
 
     public override int VisibleFieldCount => inner.VisibleFieldCount;
@@ -58,6 +66,12 @@ internal sealed class PooledDataReader(
 
     public override object this[string name] => Read(static (reader, name) => reader[name], name);
 
+    /// <summary>
+    /// Closes the reader. Its closing is a call of the renter (it runs the statements not reached yet), begun before the
+    /// reader is marked closed: a Close of the connection from another thread then waits for it. One that has taken the
+    /// physical connection already closes this reader itself (see <see cref="CloseForConnection"/>), so this Close
+    /// only marks the reader closed: nothing of it touches the physical connection the connection's Close hands on.
+    /// </summary>
     public override void Close()
     {
         if (_closed)
@@ -65,10 +79,38 @@ internal sealed class PooledDataReader(
             return;
         }
 
+        if (connection.TryBeginCall(physical) is { } call)
+        {
+            Finish(call);
+        }
+        else
+        {
+            _closed = true;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Close"/>, for the connection's Close (through <see cref="SaverDbCommand.Unbind"/>), which has taken the
+    /// physical connection and ended the renter's calls; also after the reader's user marked the reader closed.
+    /// </summary>
+    internal void CloseForConnection() => Finish(physical.Calls.Begin());
+
+    /// <summary>
+    /// Closes the SQLite reader, unless another Close has taken that on (then only <paramref name="call"/>, begun on the
+    /// physical connection, ends), and ends the call.
+    /// </summary>
+    private void Finish(CancellationTokenSource call)
+    {
+        if (Interlocked.Exchange(ref _closing, 1) == 1)
+        {
+            physical.Calls.End();
+            return;
+        }
+
         var attempt = UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
         NoteStatementsRunAsWritten(); // closing runs those not reached
         _closed = true;
-        command.BeginRunningToClose(physical); // closing runs the statements of the command not reached yet
+        command.BeginRunning(call); // closing runs the statements of the command not reached yet
         var outer = connection.EnterStep();
         try
         {
@@ -395,7 +437,9 @@ internal sealed class PooledDataReader(
     {
         if (_closed)
         {
-            return inner.NextResult(); // Microsoft.Data.Sqlite's error for a closed reader; nothing of the connection is used
+            // Microsoft.Data.Sqlite's error for a closed reader, without asking the SQLite reader, which the connection's
+            // Close may still be closing on the physical connection it hands on (see Close).
+            throw ClosedReader(nameof(NextResult));
         }
 
         if (physical.RollbackFailure is { } failure)
@@ -441,7 +485,7 @@ internal sealed class PooledDataReader(
     {
         if (_closed)
         {
-            return inner.Read(); // as in StepToNextResult
+            throw ClosedReader(nameof(Read)); // as in StepToNextResult
         }
 
         var call = command.BeginRunning(connection, physical);
@@ -518,6 +562,10 @@ internal sealed class PooledDataReader(
         // Closed before, the SQLite reader may still be closing, and read no error.
         return Volatile.Read(ref _closed) ? throw RenterCalls.ClosedDuringCall(null) : value;
     }
+
+    /// <summary>What a step of a closed reader throws: Microsoft.Data.Sqlite's error for it.</summary>
+    private static InvalidOperationException ClosedReader(string operation)
+        => new($"Invalid attempt to call {operation} when reader is closed.");
 
     /// <summary>
     /// What a step that failed with <paramref name="exception"/> throws instead when Close's interrupt stopped it: the

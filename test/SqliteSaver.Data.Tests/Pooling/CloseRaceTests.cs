@@ -363,6 +363,74 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// A reader's own Close on one thread while another thread's Close of its connection is already past the wait for
+    /// the renter's calls, closing the connection's other reader (here held in a function that reader's remaining
+    /// statement runs): the connection's Close, which has the physical connection, closes this reader too, and runs its
+    /// remaining statement (<c>mark()</c> records the thread). The reader's own Close returns at once, marking it
+    /// closed. Before, the reader's Close marked it closed, and the connection's Close then passed it by while the
+    /// reader's Close ran its statements on the physical connection that Close was handing back to the pool.
+    /// </summary>
+    [Test]
+    public void A_readers_Close_racing_its_connections_Close_leaves_the_closing_to_the_connection()
+    {
+        var connectionString = Folder.ConnectionString();
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var holding = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("hold", () =>
+        {
+            holding.Set();
+            release.Wait(Bound); // an interrupt does not stop an application function
+            return 1L;
+        });
+        var markedOn = new List<int>();
+        connection.InnerConnection.CreateFunction("mark", () =>
+        {
+            lock (markedOn)
+            {
+                markedOn.Add(Environment.CurrentManagedThreadId);
+            }
+
+            return 1L;
+        });
+
+        using var first = connection.CreateCommand();
+        first.CommandText = "SELECT 1; SELECT hold()";
+        var firstReader = first.ExecuteReader();
+        using var second = connection.CreateCommand();
+        second.CommandText = "SELECT 2; SELECT mark()";
+        var secondReader = second.ExecuteReader();
+
+        var closingThread = 0;
+        var closing = Task.Factory.StartNew(
+            () =>
+            {
+                closingThread = Environment.CurrentManagedThreadId;
+                connection.Close();
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        try
+        {
+            holding.Wait(Bound).ShouldBeTrue("the connection's Close closes the first reader, which runs hold()");
+            var readerClosing = Task.Factory.StartNew(secondReader.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            Task.WaitAny([readerClosing], TimeSpan.FromSeconds(10)).ShouldBe(0, "the reader's Close returned while the connection's Close held the physical connection");
+            readerClosing.Wait(Bound);
+            secondReader.IsClosed.ShouldBeTrue();
+        }
+        finally
+        {
+            release.Set();
+        }
+
+        closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
+        firstReader.IsClosed.ShouldBeTrue();
+        markedOn.ShouldBe([closingThread], "the second reader's remaining statement ran once, in the connection's Close");
+    }
+
+    /// <summary>
     /// Prepare racing a Close from another thread, as the first test has for an execution (Close runs to its end from
     /// inside Prepare's statement-cache lookup, after Prepare found the connection open): Prepare is a call of the
     /// renter, sees that Close came and throws InvalidOperationException, and the next renter of the physical
