@@ -884,6 +884,23 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
+    /// Sets <paramref name="physical"/>'s <see cref="PhysicalConnection.UnitOfWorkAttempt"/> as a call of the renter,
+    /// unless Close, perhaps from another thread, has taken the physical connection (its return clears the token):
+    /// another renter may have it by now. <see langword="false"/> then.
+    /// </summary>
+    private bool TrySetUnitOfWorkAttempt(PhysicalConnection physical, CancellationToken attempt)
+    {
+        if (TryBeginCall(physical) is null)
+        {
+            return false;
+        }
+
+        physical.UnitOfWorkAttempt = attempt;
+        physical.Calls.End();
+        return true;
+    }
+
+    /// <summary>
     /// One attempt at a unit of work: begin (one try; the caller's strategy retries the whole), run, commit. An
     /// attempt whose own transaction meets SQLITE_BUSY or SQLITE_LOCKED (see <see cref="MetBusyItself"/>) sets
     /// <paramref name="deferred"/> to false, so the next attempt takes the write lock up front.
@@ -895,12 +912,16 @@ public sealed class SaverDbConnection : DbConnection
             // The strategy's token for the attempt (a Polly timeout's): it ends the BEGIN's waits, as in RunOnceAsync,
             // and those of the statements of the unit of work, whose delegate takes no token.
             using var transaction = Synchronously.Result(BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: false, cancellationToken));
-            var physical = _physical ?? throw RenterCalls.ClosedDuringCall(null); // by another thread, right after the BEGIN
+            var physical = _physical;
+            if (physical is null || !TrySetUnitOfWorkAttempt(physical, cancellationToken))
+            {
+                throw RenterCalls.ClosedDuringCall(null); // by another thread, right after the BEGIN
+            }
+
             var commits = physical.Commits;
             T result;
             try
             {
-                physical.UnitOfWorkAttempt = cancellationToken;
                 result = work(transaction);
             }
             catch (Exception error) when (EndedByWork(transaction, physical, commits) && SaverRetryStrategy.IsTransient(error))
@@ -909,10 +930,7 @@ public sealed class SaverDbConnection : DbConnection
             }
             finally
             {
-                if (ReferenceEquals(_physical, physical))
-                {
-                    physical.UnitOfWorkAttempt = default; // not once the unit of work closed the connection: another renter may have it
-                }
+                TrySetUnitOfWorkAttempt(physical, default); // not once the connection was closed: another renter may have it
             }
 
             ThrowIfClosedByWork(transaction);
