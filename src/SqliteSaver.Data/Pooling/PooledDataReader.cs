@@ -142,9 +142,14 @@ internal sealed class PooledDataReader(
                 {
                 }
             }
-            catch
+            catch (Exception exception)
             {
                 _writeFailed = true;
+                if (EndedByClose(exception, call) is { } ended)
+                {
+                    throw ended;
+                }
+
                 throw;
             }
             finally

@@ -281,6 +281,53 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above, for a reader's own Close that runs the statements left of a write it holds open (an
+    /// <c>INSERT ... RETURNING</c> outside a transaction): Close from another thread interrupts them, the write is rolled
+    /// back whole, and the reader's Close throws what any call ended by Close throws, not SQLITE_INTERRUPT.
+    /// </summary>
+    [Test]
+    public void Close_from_another_thread_during_a_write_readers_closing_rolls_the_write_back_and_says_Close_ended_it()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var strategy = new PausingStrategy();
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-write-reader-close" }.UseRetryStrategy(strategy);
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        using var closeWaits = new ManualResetEventSlim();
+        strategy.Arm(token => token.Register(closeWaits.Set), pause: false); // the calls' token, until cancelled
+        ConnectionTests.Scalar(connection, "SELECT 1");
+
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (1) RETURNING x; INSERT INTO t VALUES (2)";
+        var reader = insert.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        Task? closing = null;
+        var caller = Environment.CurrentManagedThreadId;
+        var hooked = 0;
+        raw.sqlite3_progress_handler(connection.InnerConnection.Handle, 1, _ =>
+        {
+            if (Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
+            {
+                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                Wait.Until(() => closeWaits.IsSet || closing.IsCompleted);
+                return 1; // Close interrupts right after it cancels the calls' token: its interrupt lands in this step
+            }
+
+            return 0;
+        }, null);
+
+        var error = Should.Throw<Exception>(reader.Close);
+
+        hooked.ShouldBe(1, "the progress handler fired inside the reader's closing");
+        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        error.ShouldBeOfType<InvalidOperationException>($"the reader's Close ended by the connection's Close threw {error}")
+            .Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    /// <summary>
     /// A reader's value read on one thread while another thread closes the connection: each read gives the row's value,
     /// "42", or throws InvalidOperationException (the reader is closed, or was closed while the value was read).
     /// Before, the getters read the statement Close had reset, or given back to the cache for the next renter to step:
