@@ -309,19 +309,14 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbParameter CreateDbParameter() => CreateParameter();
 
     /// <inheritdoc />
-    /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
+    /// <remarks>
+    /// With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the
+    /// command fails and there is no reader; but not when it is refused, or fails waiting for the connection's earlier
+    /// asynchronous execution, which closing would end.
+    /// </remarks>
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
-        try
-        {
-            WaitForEarlierExecution(nameof(ExecuteReader));
-        }
-        catch when (behavior.HasFlag(CommandBehavior.CloseConnection))
-        {
-            _connection?.Close(); // the command failed, and there is no reader
-            throw;
-        }
-
+        WaitForEarlierExecution(nameof(ExecuteReader));
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         (SqliteDataReader Reader, bool Open) result;
         try
@@ -352,22 +347,13 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <inheritdoc />
-    /// <remarks>With <see cref="CommandBehavior.CloseConnection"/> the connection closes when the reader closes, or when the command fails and there is no reader.</remarks>
+    /// <remarks>As for <see cref="ExecuteDbDataReader"/>.</remarks>
     protected override Task<DbDataReader> ExecuteDbDataReaderAsync(CommandBehavior behavior, CancellationToken cancellationToken)
         => InFlight(ExecuteReaderCoreAsync(behavior, cancellationToken));
 
     private async Task<DbDataReader> ExecuteReaderCoreAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
-        try
-        {
-            await AfterEarlierExecution(nameof(ExecuteReader), cancellationToken).ConfigureAwait(false);
-        }
-        catch when (behavior.HasFlag(CommandBehavior.CloseConnection))
-        {
-            _connection?.Close(); // the command failed, and there is no reader
-            throw;
-        }
-
+        await AfterEarlierExecution(nameof(ExecuteReader), cancellationToken).ConfigureAwait(false);
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;

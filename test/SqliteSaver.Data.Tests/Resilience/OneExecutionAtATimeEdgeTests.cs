@@ -6,8 +6,8 @@ namespace SqliteSaver.Data.Tests.Resilience;
 
 // The edges of one execution at a time: calls nested in a reader's closing or in another connection's reader step run
 // at once; a very long CommandTimeout waits; a long pipelined run of failures leaves the connection holding none of
-// them; a CloseConnection reader whose wait fails closes the connection; a pending BeginTransactionAsync is waited for.
-// Each failed on the code a second change review read.
+// them; a CloseConnection reader whose wait fails or is refused leaves the connection open to the execution before it;
+// a pending BeginTransactionAsync is waited for. Each failed on the code a second or third change review read.
 public partial class OneExecutionAtATimeTests
 {
     /// <summary>
@@ -249,19 +249,18 @@ public partial class OneExecutionAtATimeTests
     /// <summary>
     /// ExecuteReaderAsync with CommandBehavior.CloseConnection (CommandTimeout 1 s) started while the connection's
     /// async write waits at the write gate (held by another connection's transaction): its wait for the write ends at
-    /// its CommandTimeout with SQLITE_BUSY, and the connection closes, as its doc says it does "when the command fails
-    /// and there is no reader". Before, a failure of that wait, which comes before the execution, left it open.
+    /// its CommandTimeout with SQLITE_BUSY, and the connection stays open, so that the write goes on and is kept once
+    /// the gate is free. On the second change review's version the failed wait closed the connection, which ended the
+    /// write (third change review); before that, the connection stayed open too.
     /// </summary>
     [Test]
-    public async Task A_CloseConnection_reader_whose_wait_for_the_earlier_execution_fails_closes_the_connection()
+    public async Task A_CloseConnection_reader_whose_wait_for_the_earlier_execution_fails_leaves_the_connection_to_that_execution()
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = await Opened(connectionString);
+        await using var holder = await GateHolder.Hold(connectionString);
         await using var connection = await Opened(connectionString);
-        var transaction = await holder.BeginTransactionAsync(); // holds the process's write gate
-        using var write = connection.CreateCommand();
-        write.CommandText = "INSERT INTO t VALUES (1)";
+        using var write = Insert(connection, 1);
         var one = write.ExecuteNonQueryAsync();
         one.IsCompleted.ShouldBeFalse("the write waits at the gate");
 
@@ -273,10 +272,36 @@ public partial class OneExecutionAtATimeTests
         var failure = read.Status == TaskStatus.Faulted ? read.Exception!.InnerException!.GetType().Name : read.Status.ToString();
         var state = connection.State;
 
-        await transaction.RollbackAsync();
-        await transaction.DisposeAsync();
+        await holder.Release();
         await Task.WhenAny(one, Task.Delay(Bound));
-        $"reader {failure}; connection {state}".ShouldBe("reader CommandTimeoutException; connection Closed");
+        $"reader {failure}; connection {state}; write {Outcome(one)}; rows {Rows(connection)}".ShouldBe(
+            "reader CommandTimeoutException; connection Open; write returned 1; rows 1");
+    }
+
+    /// <summary>
+    /// ExecuteReaderAsync with CommandBehavior.CloseConnection on a command whose own async write still waits at the
+    /// gate is refused, as Microsoft.Data.Sqlite refuses a second execution of a command whose reader is open: nothing
+    /// of it ran, and the connection stays open, so the write goes on. Before, the refusal closed the connection, which
+    /// ended the write (third change review).
+    /// </summary>
+    [Test]
+    public async Task A_refused_CloseConnection_execution_does_not_close_the_connection_under_the_earlier_write()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
+        using var insert = Insert(connection, 1);
+        var one = insert.ExecuteNonQueryAsync();
+        one.IsCompleted.ShouldBeFalse("the write waits at the gate");
+
+        var refused = await Should.ThrowAsync<InvalidOperationException>(() => insert.ExecuteReaderAsync(System.Data.CommandBehavior.CloseConnection));
+        refused.Message.ShouldContain("still runs");
+        var state = connection.State;
+
+        await holder.Release();
+        await Task.WhenAny(one, Task.Delay(Bound));
+        $"connection {state}; write {Outcome(one)}; rows {Rows(connection)}".ShouldBe("connection Open; write returned 1; rows 1");
     }
 
     /// <summary>
