@@ -465,6 +465,32 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
+    /// <summary>
+    /// Completes once <see cref="EarlierAsyncExecution"/> has ended, as for a call of the connection that is no command's
+    /// (BeginTransaction, a unit of work, a transaction's end): waiting at most Default Timeout, and without
+    /// <paramref name="async"/> blocking the thread (the wait's awaits go on without its context).
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted Default Timeout.</exception>
+    /// <exception cref="InvalidOperationException">The connection was closed meanwhile (and maybe opened again).</exception>
+    internal async ValueTask AfterEarlierWithinDefaultTimeout(bool async, CancellationToken cancellationToken)
+    {
+        if (EarlierAsyncExecution() is not { } earlier)
+        {
+            return;
+        }
+
+        var waiting = AfterEarlier(earlier, Options.DefaultTimeout, "the connection string's Default Timeout", cancellationToken);
+        if (async)
+        {
+            await waiting.ConfigureAwait(false);
+        }
+        else
+        {
+            waiting.GetAwaiter().GetResult();
+        }
+    }
+
     /// <summary>How long Close waits for the connection's calls to end (see <see cref="RenterCalls.EndAll"/>): Busy Timeout and 5 s.</summary>
     internal TimeSpan CallsEndBound => Options.BusyTimeout + CallsEndWithin;
 
@@ -804,18 +830,7 @@ public sealed class SaverDbConnection : DbConnection
         CancellationToken cancellationToken)
     {
         CheckIsolationLevel(isolationLevel);
-        if (EarlierAsyncExecution() is { } earlier)
-        {
-            if (async)
-            {
-                await AfterEarlier(earlier, Options.DefaultTimeout, "the connection string's Default Timeout", cancellationToken).ConfigureAwait(false);
-            }
-            else
-            {
-                AfterEarlier(earlier, Options.DefaultTimeout, "the connection string's Default Timeout", cancellationToken).GetAwaiter().GetResult(); // its awaits go on without the context
-            }
-        }
-
+        await AfterEarlierWithinDefaultTimeout(async, cancellationToken).ConfigureAwait(false);
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
         var call = BeginCall(physical);
@@ -853,7 +868,10 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-    /// <summary>Opens the connection for a unit of work if it is closed (true when it did) and checks it has no transaction.</summary>
+    /// <summary>
+    /// Opens the connection for a unit of work if it is closed (true when it did), or else waits for its earlier
+    /// asynchronous executions (see <see cref="AfterEarlierWithinDefaultTimeout"/>), and checks it has no transaction.
+    /// </summary>
     private async ValueTask<bool> OpenForUnitOfWork(bool async, CancellationToken cancellationToken)
     {
         var opened = _physical is null;
@@ -864,6 +882,10 @@ public sealed class SaverDbConnection : DbConnection
         else if (opened)
         {
             Open();
+        }
+        else
+        {
+            await AfterEarlierWithinDefaultTimeout(async, cancellationToken).ConfigureAwait(false);
         }
 
         try

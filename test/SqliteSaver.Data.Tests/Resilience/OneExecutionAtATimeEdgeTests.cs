@@ -364,4 +364,56 @@ public partial class OneExecutionAtATimeTests
         await Task.WhenAny(one, Task.Delay(Bound));
         $"write ended within 10 s of the BEGIN: {ended}".ShouldBe("write ended within 10 s of the BEGIN: True");
     }
+
+    /// <summary>
+    /// RunInTransaction started while the connection's async write (not awaited) runs its statement, in the write's own
+    /// transaction, on a pool thread (a function of the application's holds it there): the unit of work waits for the
+    /// write, at most Default Timeout (1 s here, which the write outlasts: SQLITE_BUSY naming the bound), rather than
+    /// refusing at once with "A transaction is already open" on seeing the write's transaction as BeginTransaction
+    /// would not. Once the write has ended, it runs. Before, its check for a transaction came before any wait (third
+    /// change review).
+    /// </summary>
+    [Test]
+    public async Task RunInTransaction_waits_for_a_running_async_write_instead_of_refusing()
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var connection = await Opened(connectionString);
+        using var inside = new ManualResetEventSlim();
+        using var go = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("hold", (long x) =>
+        {
+            inside.Set();
+            go.Wait(Bound);
+            return x;
+        });
+
+        await using var holder = await GateHolder.Hold(connectionString);
+        using var first = connection.CreateCommand();
+        first.CommandText = "INSERT INTO t VALUES (hold(1))";
+        first.CommandTimeout = 30;
+        var one = first.ExecuteNonQueryAsync(); // not awaited
+        one.IsCompleted.ShouldBeFalse("the write waits at the gate");
+        await holder.Release(); // the write goes on, on a pool thread
+        inside.Wait(Bound).ShouldBeTrue("the write runs its statement");
+
+        string waiting;
+        try
+        {
+            connection.RunInTransaction(transaction => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+            waiting = "returned";
+        }
+        catch (Exception error)
+        {
+            waiting = error is SqliteException { SqliteErrorCode: 5 } busy && busy.Message.Contains("Default Timeout", StringComparison.Ordinal)
+                ? "SQLITE_BUSY after Default Timeout"
+                : $"{error.GetType().Name}: {error.Message}";
+        }
+
+        go.Set();
+        await Task.WhenAny(one, Task.Delay(Bound));
+        connection.RunInTransaction(transaction => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"));
+        $"while the write ran: {waiting}; write {Outcome(one)}; rows {Rows(connection)}".ShouldBe(
+            "while the write ran: SQLITE_BUSY after Default Timeout; write returned 1; rows 1,2");
+    }
 }
