@@ -4,6 +4,7 @@ using System.Runtime.ExceptionServices;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
+using SqliteSaver.Data.Threading;
 
 namespace SqliteSaver.Data;
 
@@ -19,6 +20,9 @@ namespace SqliteSaver.Data;
 /// it to roll back to, as with Microsoft.Data.Sqlite. Its commit, rollbacks and savepoints are calls of the connection
 /// (see <see cref="SaverDbConnection.Close"/>): a Close from another thread ends them and waits for them, and one so
 /// ended, or begun after Close, throws <see cref="InvalidOperationException"/> (a commit that finished first is kept).
+/// They also take their turn after the connection's asynchronous executions started before them and not awaited yet
+/// (those started while BeginTransactionAsync waited run in the transaction), waiting at most Default Timeout: then a
+/// commit or savepoint throws SQLITE_BUSY and the transaction stays open, and a rollback goes ahead.
 /// </summary>
 public sealed class SaverDbTransaction : DbTransaction
 {
@@ -115,7 +119,8 @@ public sealed class SaverDbTransaction : DbTransaction
                 }
             },
             0,
-            CancellationToken.None);
+            CancellationToken.None,
+            evenIfEarlierRuns: true);
     }
 
     /// <summary>
@@ -423,8 +428,9 @@ public sealed class SaverDbTransaction : DbTransaction
     /// waits for a lock in it (see <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>).
     /// </summary>
     /// <exception cref="InvalidOperationException">The connection was closed before or while the call ran.</exception>
-    private void RunAsCall<TState>(Action<SaverDbTransaction, TState> run, TState state, CancellationToken cancellationToken)
+    private void RunAsCall<TState>(Action<SaverDbTransaction, TState> run, TState state, CancellationToken cancellationToken, bool evenIfEarlierRuns = false)
     {
+        AfterEarlierExecutions(evenIfEarlierRuns, cancellationToken);
         var call = _connection.BeginCall(_physical);
         try
         {
@@ -448,6 +454,25 @@ public sealed class SaverDbTransaction : DbTransaction
         finally
         {
             _physical.Calls.End();
+        }
+    }
+
+    /// <summary>
+    /// Waits for the connection's asynchronous executions started before this call and not ended yet (see
+    /// <see cref="SaverDbConnection.AfterEarlierWithinDefaultTimeout"/>). With <paramref name="evenIfEarlierRuns"/> (a
+    /// rollback) a wait that outlasts Default Timeout lets the call go ahead: the execution still running then runs
+    /// after it, outside the transaction.
+    /// </summary>
+    /// <exception cref="CommandTimeoutException">Default Timeout passed first, and <paramref name="evenIfEarlierRuns"/> is false.</exception>
+    private void AfterEarlierExecutions(bool evenIfEarlierRuns, CancellationToken cancellationToken)
+    {
+        try
+        {
+            Synchronously.Wait(_connection.AfterEarlierWithinDefaultTimeout(async: false, cancellationToken));
+        }
+        catch (CommandTimeoutException) when (evenIfEarlierRuns)
+        {
+            // Rolled back all the same, as asked.
         }
     }
 

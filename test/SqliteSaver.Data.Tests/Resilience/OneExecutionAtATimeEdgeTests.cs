@@ -416,4 +416,35 @@ public partial class OneExecutionAtATimeTests
         $"while the write ran: {waiting}; write {Outcome(one)}; rows {Rows(connection)}".ShouldBe(
             "while the write ran: SQLITE_BUSY after Default Timeout; write returned 1; rows 1,2");
     }
+
+    /// <summary>
+    /// A write started while BeginTransactionAsync waits at the gate runs after the BEGIN, in its transaction (README).
+    /// The caller awaits the BEGIN and rolls the transaction back before awaiting the write: the rollback takes its
+    /// turn after the write, which is rolled back with the rest. Before, the code after the awaited BEGIN ran first,
+    /// the rollback did not wait, and the write then ran on its own and was committed (third change review).
+    /// </summary>
+    [Test]
+    public async Task A_write_started_while_BeginTransactionAsync_waits_is_rolled_back_with_the_transaction()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
+
+        var outcome = await Task.Run(async () =>
+        {
+            var begin = connection.BeginTransactionAsync();
+            using var insert = Insert(connection, 1);
+            var one = insert.ExecuteNonQueryAsync(); // waits for the BEGIN; runs in its transaction
+            one.IsCompleted.ShouldBeFalse("the write waits for the BEGIN");
+            _ = holder.Release();
+            var transaction = await begin.AsTask().WaitAsync(Bound);
+            transaction.Rollback(); // the caller's whole unit, the write started in it included, is undone
+            transaction.Dispose();
+            await Task.WhenAny(one, Task.Delay(Bound));
+            return $"write {Outcome(one)}";
+        });
+
+        $"{outcome}; rows {Rows(connection)}".ShouldBe("write returned 1; rows ");
+    }
 }
