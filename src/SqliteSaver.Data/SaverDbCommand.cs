@@ -316,8 +316,8 @@ public sealed class SaverDbCommand : DbCommand
     /// </remarks>
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
-        WaitForEarlierExecution(nameof(ExecuteReader));
-        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
+        var waited = WaitForEarlierExecution(nameof(ExecuteReader));
+        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waited);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
@@ -353,8 +353,8 @@ public sealed class SaverDbCommand : DbCommand
 
     private async Task<DbDataReader> ExecuteReaderCoreAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
-        await AfterEarlierExecution(nameof(ExecuteReader), cancellationToken).ConfigureAwait(false);
-        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior);
+        var waited = await AfterEarlierExecution(nameof(ExecuteReader), cancellationToken).ConfigureAwait(false);
+        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waited);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;
         try
@@ -580,8 +580,8 @@ public sealed class SaverDbCommand : DbCommand
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
-        WaitForEarlierExecution(operation);
-        var (connection, physical, command, call) = BeginExecution(operation, behavior);
+        var waited = WaitForEarlierExecution(operation);
+        var (connection, physical, command, call) = BeginExecution(operation, behavior, waited);
         try
         {
             return connection.Executor.Execute(
@@ -600,8 +600,8 @@ public sealed class SaverDbCommand : DbCommand
 
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
-        await AfterEarlierExecution(operation, cancellationToken).ConfigureAwait(false);
-        var (connection, physical, command, call) = BeginExecution(operation, behavior);
+        var waited = await AfterEarlierExecution(operation, cancellationToken).ConfigureAwait(false);
+        var (connection, physical, command, call) = BeginExecution(operation, behavior, waited);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
@@ -651,14 +651,18 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>Blocks until <see cref="EarlierExecution"/> has ended, as <see cref="AfterEarlierExecution"/> waits.</summary>
+    /// <returns>Whether it waited (see <see cref="After"/>).</returns>
     /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
     /// <exception cref="SqliteException">SQLITE_INTERRUPT after Cancel; SQLITE_BUSY when CommandTimeout ran out.</exception>
-    private void WaitForEarlierExecution(string operation)
+    private bool WaitForEarlierExecution(string operation)
     {
-        if (EarlierExecution(operation) is { } earlier)
+        if (EarlierExecution(operation) is not { } earlier)
         {
-            After(earlier, CancellationToken.None).GetAwaiter().GetResult(); // its awaits go on without the context
+            return false;
         }
+
+        After(earlier, CancellationToken.None).GetAwaiter().GetResult(); // its awaits go on without the context
+        return true;
     }
 
     /// <summary>
@@ -667,18 +671,27 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    /// <returns>Whether it waited (see <see cref="After"/>).</returns>
     /// <exception cref="SqliteException">SQLITE_INTERRUPT after Cancel; SQLITE_BUSY when CommandTimeout ran out.</exception>
-    private ValueTask AfterEarlierExecution(string operation, CancellationToken cancellationToken)
-        => EarlierExecution(operation) is { } earlier ? new ValueTask(After(earlier, cancellationToken)) : default;
+    private ValueTask<bool> AfterEarlierExecution(string operation, CancellationToken cancellationToken)
+        => EarlierExecution(operation) is { } earlier ? new ValueTask<bool>(After(earlier, cancellationToken)) : new ValueTask<bool>(false);
 
-    private async Task After(Task earlier, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits for <paramref name="earlier"/>, marking the command in use (<see cref="_waiting"/>); once the wait has
+    /// ended well the mark stays until <see cref="BeginExecution"/> has marked the execution running, as it may go on
+    /// on another thread than the caller's: the command is never seen free in between. Returns <see langword="true"/>.
+    /// </summary>
+    private async Task<bool> After(Task earlier, CancellationToken cancellationToken)
     {
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Volatile.Write(ref _waitCancellation, waiting);
         Interlocked.Increment(ref _waiting);
+        var waited = false;
         try
         {
             await _connection!.AfterEarlier(earlier, CommandTimeout, "the command's CommandTimeout", waiting.Token).ConfigureAwait(false);
+            waited = true;
+            return true;
         }
         catch (OperationCanceledException)
         {
@@ -687,8 +700,11 @@ public sealed class SaverDbCommand : DbCommand
         }
         finally
         {
-            Interlocked.Decrement(ref _waiting);
             Volatile.Write(ref _waitCancellation, null);
+            if (!waited)
+            {
+                Interlocked.Decrement(ref _waiting);
+            }
         }
     }
 
@@ -707,14 +723,16 @@ public sealed class SaverDbCommand : DbCommand
     /// Microsoft.Data.Sqlite's never are, since they complete before they return. That execution runs with the text and
     /// on the connection the command had when it started (its parameters are read when it begins to run).
     /// </summary>
-    private void ThrowIfInUse(string operation)
+    /// <param name="operation">What is refused, for the error.</param>
+    /// <param name="ownWaits">The in-use marks the caller holds itself (see <see cref="After"/>).</param>
+    private void ThrowIfInUse(string operation, int ownWaits = 0)
     {
         if (_reader is { IsClosed: false })
         {
             throw new InvalidOperationException($"{operation}: a reader of this command is still open; close it first.");
         }
 
-        if (Volatile.Read(ref _running) > 0 || Volatile.Read(ref _waiting) > 0)
+        if (Volatile.Read(ref _running) > 0 || Volatile.Read(ref _waiting) > ownWaits)
         {
             throw new InvalidOperationException(
                 $"{operation}: an execution of this command still runs (an asynchronous call not awaited yet); await it first.");
@@ -774,23 +792,33 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     /// <exception cref="InvalidOperationException">The execution is refused.</exception>
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command, CancellationTokenSource Call) BeginExecution(
-        string operation, CommandBehavior behavior)
+        string operation, CommandBehavior behavior, bool waited = false)
     {
-        var (connection, physical, command) = BindWithParameters(operation);
         try
         {
-            if (behavior.HasFlag(CommandBehavior.CloseConnection))
+            var (connection, physical, command) = BindWithParameters(operation, waited);
+            try
             {
-                ThrowIfTransactionEnded(connection, physical, operation);
-            }
+                if (behavior.HasFlag(CommandBehavior.CloseConnection))
+                {
+                    ThrowIfTransactionEnded(connection, physical, operation);
+                }
 
-            return (connection, physical, command, BeginRunning(connection, physical));
+                return (connection, physical, command, BeginRunning(connection, physical));
+            }
+            catch (InvalidOperationException) when (command.Keepable)
+            {
+                ReturnPrepared(physical); // to the cache, which is locked: the connection may be another renter's by now
+                _bound = null;
+                throw;
+            }
         }
-        catch (InvalidOperationException) when (command.Keepable)
+        finally
         {
-            ReturnPrepared(physical); // to the cache, which is locked: the connection may be another renter's by now
-            _bound = null;
-            throw;
+            if (waited)
+            {
+                Interlocked.Decrement(ref _waiting); // the in-use mark of its wait (see After), once the running one is up
+            }
         }
     }
 
@@ -812,9 +840,9 @@ public sealed class SaverDbCommand : DbCommand
     /// could bind one statement parameter twice get a statement no other command uses (see
     /// <see cref="StatementCache.MayBindOneParameterTwice"/>).
     /// </summary>
-    private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) BindWithParameters(string operation)
+    private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) BindWithParameters(string operation, bool waited)
     {
-        var (connection, physical, command) = Bind(operation);
+        var (connection, physical, command) = Bind(operation, waited);
         var parameters = _definition.Parameters;
         if (command.Keepable && StatementCache.MayBindOneParameterTwice(parameters))
         {
@@ -838,9 +866,11 @@ public sealed class SaverDbCommand : DbCommand
     /// <see cref="Cancel"/> until the execution is done, see <see cref="Done"/>) and rents the prepared command for the
     /// text from it.
     /// </summary>
-    private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation)
+    /// <param name="operation">The execution's name, for errors.</param>
+    /// <param name="waited">Whether the execution waited for an earlier one, and holds the in-use mark of that wait (see <see cref="After"/>).</param>
+    private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation, bool waited)
     {
-        ThrowIfInUse(operation);
+        ThrowIfInUse(operation, ownWaits: waited ? 1 : 0);
         _disposed = false; // run again after Dispose, as Microsoft.Data.Sqlite's commands may be
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");

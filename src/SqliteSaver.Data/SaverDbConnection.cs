@@ -449,7 +449,12 @@ public sealed class SaverDbConnection : DbConnection
     internal async Task AfterEarlier(Task earlier, int timeoutSeconds, string bound, CancellationToken token)
     {
         var rental = Volatile.Read(ref _rentals);
-        await earlier.WaitAsync(timeoutSeconds is > 0 and < MaxWaitSeconds ? TimeSpan.FromSeconds(timeoutSeconds) : Timeout.InfiniteTimeSpan, token)
+
+        // Through a continuation run on the thread pool, which the task's completion starts before it runs those that
+        // run on its thread: one of those (the code after an await of BeginTransactionAsync, say) may block its thread
+        // waiting for this execution, as a synchronous Rollback does, and would hold the wait up until its bound.
+        await earlier.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default)
+            .WaitAsync(timeoutSeconds is > 0 and < MaxWaitSeconds ? TimeSpan.FromSeconds(timeoutSeconds) : Timeout.InfiniteTimeSpan, token)
             .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         token.ThrowIfCancellationRequested();
         if (!earlier.IsCompleted)

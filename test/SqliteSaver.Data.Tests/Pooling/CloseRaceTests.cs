@@ -604,7 +604,7 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>Runs <paramref name="onLookedUp"/> once, on the thread of the first statement-cache lookup of the pool named <paramref name="poolName"/>.</summary>
-    private static MeterListener OnStatementLookedUp(string poolName, Action onLookedUp)
+    internal static MeterListener OnStatementLookedUp(string poolName, Action onLookedUp)
     {
         var fired = 0;
         var listener = new MeterListener();

@@ -421,12 +421,15 @@ public partial class OneExecutionAtATimeTests
     /// A write started while BeginTransactionAsync waits at the gate runs after the BEGIN, in its transaction (README).
     /// The caller awaits the BEGIN and rolls the transaction back before awaiting the write: the rollback takes its
     /// turn after the write, which is rolled back with the rest. Before, the code after the awaited BEGIN ran first,
-    /// the rollback did not wait, and the write then ran on its own and was committed (third change review).
+    /// the rollback did not wait, and the write then ran on its own and was committed (third change review). The
+    /// rollback blocks its thread, which runs the code after the await inline as the BEGIN completes: on the fix's
+    /// first version the write's wait went on only after that code, so in most runs the rollback waited its whole
+    /// Default Timeout (2 s here) and went ahead without the write, which then ran on its own.
     /// </summary>
     [Test]
     public async Task A_write_started_while_BeginTransactionAsync_waits_is_rolled_back_with_the_transaction()
     {
-        var connectionString = Folder.ConnectionString();
+        var connectionString = Folder.ConnectionString("Default Timeout=2");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
         await using var holder = await GateHolder.Hold(connectionString);
         await using var connection = await Opened(connectionString);
@@ -435,6 +438,7 @@ public partial class OneExecutionAtATimeTests
         {
             var begin = connection.BeginTransactionAsync();
             using var insert = Insert(connection, 1);
+            insert.CommandTimeout = 30;
             var one = insert.ExecuteNonQueryAsync(); // waits for the BEGIN; runs in its transaction
             one.IsCompleted.ShouldBeFalse("the write waits for the BEGIN");
             _ = holder.Release();
@@ -446,5 +450,51 @@ public partial class OneExecutionAtATimeTests
         });
 
         $"{outcome}; rows {Rows(connection)}".ShouldBe("write returned 1; rows ");
+    }
+
+    /// <summary>
+    /// A command whose async execution waited for the connection's earlier one refuses a new CommandText until it has
+    /// finished, also in the moment between the end of its wait and the start of its run, which go on on a pool thread
+    /// while the caller's thread is free: here the text is set from the statement-cache lookup of that moment. Before,
+    /// nothing marked the command in use there: the new text was accepted (on a thread racing the execution, it ran
+    /// instead of the text the execution started with, or its statement went back to the cache under it:
+    /// NullReferenceException; third change review).
+    /// </summary>
+    [Test]
+    public async Task A_command_whose_execution_has_just_waited_refuses_a_new_text_before_it_runs()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "one-at-a-time-text-after-wait" };
+        using var dataSource = builder.Build();
+        await using var holding = dataSource.OpenConnection();
+        var gate = holding.BeginTransaction(); // holds the process's write gate
+        await using var connection = dataSource.OpenConnection();
+        using var first = Insert(connection, 1);
+        var one = first.ExecuteNonQueryAsync();
+        one.IsCompleted.ShouldBeFalse("the first waits at the gate");
+
+        using var second = connection.CreateCommand();
+        second.CommandText = "INSERT INTO t VALUES (2)";
+        string? setText = null;
+        using var listener = CloseRaceTests.OnStatementLookedUp(builder.Name, () =>
+        {
+            try
+            {
+                second.CommandText = "INSERT INTO t VALUES (99)";
+                setText = "accepted";
+            }
+            catch (InvalidOperationException)
+            {
+                setText = "refused";
+            }
+        });
+        var two = second.ExecuteNonQueryAsync(); // waits for the first; looks its statement up once that has ended
+        two.IsCompleted.ShouldBeFalse("the second waits for the first");
+        gate.Commit();
+        gate.Dispose();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        $"text set {setText ?? "never"}; first {Outcome(one)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
+            "text set refused; first returned 1; second returned 1; rows 1,2");
     }
 }
