@@ -3,6 +3,7 @@ using System.Data.Common;
 using System.Diagnostics.CodeAnalysis;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Pooling;
+using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data;
 
@@ -316,13 +317,14 @@ public sealed class SaverDbCommand : DbCommand
     /// </remarks>
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
-        var waited = WaitForEarlierExecution(nameof(ExecuteReader));
+        var deadline = CommandDeadline.Start(CommandTimeout);
+        var waited = WaitForEarlierExecution(nameof(ExecuteReader), deadline);
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waited);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
             result = connection.Executor.Execute(
-                physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), call.Token);
+                physical, command, deadline, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), call.Token);
         }
         catch (Exception failure)
         {
@@ -353,7 +355,8 @@ public sealed class SaverDbCommand : DbCommand
 
     private async Task<DbDataReader> ExecuteReaderCoreAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
-        var waited = await AfterEarlierExecution(nameof(ExecuteReader), cancellationToken).ConfigureAwait(false);
+        var deadline = CommandDeadline.Start(CommandTimeout);
+        var waited = await AfterEarlierExecution(nameof(ExecuteReader), deadline, cancellationToken).ConfigureAwait(false);
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waited);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;
@@ -362,7 +365,7 @@ public sealed class SaverDbCommand : DbCommand
             SaverDbConnection.ExecutionOn.Value = connection;
             result = await connection.Executor
                 .ExecuteAsync(
-                    physical, command, CommandTimeout, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), token)
+                    physical, command, deadline, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), token)
                 .ConfigureAwait(false);
         }
         catch (Exception failure)
@@ -580,12 +583,13 @@ public sealed class SaverDbCommand : DbCommand
 
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
-        var waited = WaitForEarlierExecution(operation);
+        var deadline = CommandDeadline.Start(CommandTimeout);
+        var waited = WaitForEarlierExecution(operation, deadline);
         var (connection, physical, command, call) = BeginExecution(operation, behavior, waited);
         try
         {
             return connection.Executor.Execute(
-                physical, command, CommandTimeout, run, behavior, keepOpen: false, connection.Transaction is not null, operation, call.Token).Result;
+                physical, command, deadline, run, behavior, keepOpen: false, connection.Transaction is not null, operation, call.Token).Result;
         }
         catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, CancellationToken.None) is { } ended)
         {
@@ -600,14 +604,15 @@ public sealed class SaverDbCommand : DbCommand
 
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
-        var waited = await AfterEarlierExecution(operation, cancellationToken).ConfigureAwait(false);
+        var deadline = CommandDeadline.Start(CommandTimeout);
+        var waited = await AfterEarlierExecution(operation, deadline, cancellationToken).ConfigureAwait(false);
         var (connection, physical, command, call) = BeginExecution(operation, behavior, waited);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
             SaverDbConnection.ExecutionOn.Value = connection;
             var (result, _) = await connection.Executor
-                .ExecuteAsync(physical, command, CommandTimeout, run, behavior, keepOpen: false, connection.Transaction is not null, operation, token)
+                .ExecuteAsync(physical, command, deadline, run, behavior, keepOpen: false, connection.Transaction is not null, operation, token)
                 .ConfigureAwait(false);
             return result;
         }
@@ -654,34 +659,35 @@ public sealed class SaverDbCommand : DbCommand
     /// <returns>Whether it waited (see <see cref="After"/>).</returns>
     /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
     /// <exception cref="SqliteException">SQLITE_INTERRUPT after Cancel; SQLITE_BUSY when CommandTimeout ran out.</exception>
-    private bool WaitForEarlierExecution(string operation)
+    private bool WaitForEarlierExecution(string operation, CommandDeadline deadline)
     {
         if (EarlierExecution(operation) is not { } earlier)
         {
             return false;
         }
 
-        After(earlier, CancellationToken.None).GetAwaiter().GetResult(); // its awaits go on without the context
+        After(earlier, deadline, CancellationToken.None).GetAwaiter().GetResult(); // its awaits go on without the context
         return true;
     }
 
     /// <summary>
-    /// Completes once <see cref="EarlierExecution"/> has ended, waiting at most the command's CommandTimeout; the command
+    /// Completes once <see cref="EarlierExecution"/> has ended, waiting at most until the command's
+    /// <paramref name="deadline"/> (its CommandTimeout, which then goes on bounding its waits for a lock); the command
     /// refuses changes meanwhile (see <see cref="ThrowIfInUse"/>), and <see cref="Cancel"/> ends the wait.
     /// </summary>
     /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     /// <returns>Whether it waited (see <see cref="After"/>).</returns>
     /// <exception cref="SqliteException">SQLITE_INTERRUPT after Cancel; SQLITE_BUSY when CommandTimeout ran out.</exception>
-    private ValueTask<bool> AfterEarlierExecution(string operation, CancellationToken cancellationToken)
-        => EarlierExecution(operation) is { } earlier ? new ValueTask<bool>(After(earlier, cancellationToken)) : new ValueTask<bool>(false);
+    private ValueTask<bool> AfterEarlierExecution(string operation, CommandDeadline deadline, CancellationToken cancellationToken)
+        => EarlierExecution(operation) is { } earlier ? new ValueTask<bool>(After(earlier, deadline, cancellationToken)) : new ValueTask<bool>(false);
 
     /// <summary>
     /// Waits for <paramref name="earlier"/>, marking the command in use (<see cref="_waiting"/>); once the wait has
     /// ended well the mark stays until <see cref="BeginExecution"/> has marked the execution running, as it may go on
     /// on another thread than the caller's: the command is never seen free in between. Returns <see langword="true"/>.
     /// </summary>
-    private async Task<bool> After(Task earlier, CancellationToken cancellationToken)
+    private async Task<bool> After(Task earlier, CommandDeadline deadline, CancellationToken cancellationToken)
     {
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Volatile.Write(ref _waitCancellation, waiting);
@@ -689,7 +695,7 @@ public sealed class SaverDbCommand : DbCommand
         var waited = false;
         try
         {
-            await _connection!.AfterEarlier(earlier, CommandTimeout, "the command's CommandTimeout", waiting.Token).ConfigureAwait(false);
+            await _connection!.AfterEarlier(earlier, deadline, "the command's CommandTimeout", waiting.Token).ConfigureAwait(false);
             waited = true;
             return true;
         }

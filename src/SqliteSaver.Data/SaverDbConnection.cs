@@ -40,9 +40,6 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
 
-    // Task.WaitAsync takes at most about 49.7 days; a CommandTimeout beyond waits without a bound.
-    private const int MaxWaitSeconds = 4_000_000;
-
     private string _connectionString = string.Empty;
     private SaverDataSource? _dataSource;
     private bool _createdByDataSource; // until another connection string is set
@@ -441,12 +438,12 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
-    /// waiting at most <paramref name="timeoutSeconds"/> (0: no bound), which <paramref name="bound"/> names for the error.
+    /// waiting at most until <paramref name="deadline"/>, whose timeout <paramref name="bound"/> names for the error.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="token"/> was cancelled while waiting.</exception>
-    /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted <paramref name="timeoutSeconds"/>.</exception>
+    /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted <paramref name="deadline"/>.</exception>
     /// <exception cref="InvalidOperationException">The connection was closed meanwhile (and maybe opened again).</exception>
-    internal async Task AfterEarlier(Task earlier, int timeoutSeconds, string bound, CancellationToken token)
+    internal async Task AfterEarlier(Task earlier, CommandDeadline deadline, string bound, CancellationToken token)
     {
         var rental = Volatile.Read(ref _rentals);
 
@@ -454,14 +451,14 @@ public sealed class SaverDbConnection : DbConnection
         // run on its thread: one of those (the code after an await of BeginTransactionAsync, say) may block its thread
         // waiting for this execution, as a synchronous Rollback does, and would hold the wait up until its bound.
         await earlier.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default)
-            .WaitAsync(timeoutSeconds is > 0 and < MaxWaitSeconds ? TimeSpan.FromSeconds(timeoutSeconds) : Timeout.InfiniteTimeSpan, token)
+            .WaitAsync(deadline.Remaining, token)
             .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         token.ThrowIfCancellationRequested();
         if (!earlier.IsCompleted)
         {
             throw new CommandTimeoutException(string.Create(
                 CultureInfo.InvariantCulture,
-                $"SQLite Error 5: 'database is locked'. Waited {timeoutSeconds} s ({bound}) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
+                $"SQLite Error 5: 'database is locked'. Waited {deadline.Seconds} s ({bound}) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
         }
 
         if (Volatile.Read(ref _rentals) != rental || _physical is null)
@@ -472,20 +469,21 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Completes once <see cref="EarlierAsyncExecution"/> has ended, as for a call of the connection that is no command's
-    /// (BeginTransaction, a unit of work, a transaction's end): waiting at most Default Timeout, and without
-    /// <paramref name="async"/> blocking the thread (the wait's awaits go on without its context).
+    /// (BeginTransaction, a unit of work, a transaction's end): waiting at most until <paramref name="deadline"/>, the
+    /// call's Default Timeout, and without <paramref name="async"/> blocking the thread (the wait's awaits go on without
+    /// its context).
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted Default Timeout.</exception>
     /// <exception cref="InvalidOperationException">The connection was closed meanwhile (and maybe opened again).</exception>
-    internal async ValueTask AfterEarlierWithinDefaultTimeout(bool async, CancellationToken cancellationToken)
+    internal async ValueTask AfterEarlierWithinDefaultTimeout(CommandDeadline deadline, bool async, CancellationToken cancellationToken)
     {
         if (EarlierAsyncExecution() is not { } earlier)
         {
             return;
         }
 
-        var waiting = AfterEarlier(earlier, Options.DefaultTimeout, "the connection string's Default Timeout", cancellationToken);
+        var waiting = AfterEarlier(earlier, deadline, "the connection string's Default Timeout", cancellationToken);
         if (async)
         {
             await waiting.ConfigureAwait(false);
@@ -835,7 +833,8 @@ public sealed class SaverDbConnection : DbConnection
         CancellationToken cancellationToken)
     {
         CheckIsolationLevel(isolationLevel);
-        await AfterEarlierWithinDefaultTimeout(async, cancellationToken).ConfigureAwait(false);
+        var deadline = CommandDeadline.Start(Options.DefaultTimeout); // before the wait, which counts against it
+        await AfterEarlierWithinDefaultTimeout(deadline, async, cancellationToken).ConfigureAwait(false);
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
         var call = BeginCall(physical);
@@ -844,11 +843,11 @@ public sealed class SaverDbConnection : DbConnection
         {
             if (async)
             {
-                await Executor.BeginAsync(physical, deferred, retry, Options.DefaultTimeout, token).ConfigureAwait(false);
+                await Executor.BeginAsync(physical, deferred, retry, deadline, token).ConfigureAwait(false);
             }
             else
             {
-                Executor.Begin(physical, deferred, retry, Options.DefaultTimeout, token);
+                Executor.Begin(physical, deferred, retry, deadline, token);
             }
 
             if (physical.Calls.ClosedDuring(call))
@@ -890,7 +889,7 @@ public sealed class SaverDbConnection : DbConnection
         }
         else
         {
-            await AfterEarlierWithinDefaultTimeout(async, cancellationToken).ConfigureAwait(false);
+            await AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(Options.DefaultTimeout), async, cancellationToken).ConfigureAwait(false);
         }
 
         try

@@ -468,7 +468,7 @@ public sealed class SaverDbTransaction : DbTransaction
     {
         try
         {
-            Synchronously.Wait(_connection.AfterEarlierWithinDefaultTimeout(async: false, cancellationToken));
+            Synchronously.Wait(_connection.AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(_connection.Options.DefaultTimeout), async: false, cancellationToken));
         }
         catch (CommandTimeoutException) when (evenIfEarlierRuns)
         {

@@ -21,6 +21,9 @@ internal readonly struct CommandDeadline
     /// </summary>
     public bool IsNone => _seconds == 0 || _seconds > int.MaxValue / 1000;
 
+    /// <summary>The CommandTimeout the deadline was started with.</summary>
+    public int Seconds => _seconds;
+
     /// <summary>The time left, at least zero; <see cref="Timeout.InfiniteTimeSpan"/> without a deadline.</summary>
     public TimeSpan Remaining
         => IsNone ? Timeout.InfiniteTimeSpan : TimeSpan.FromTicks(Math.Max(0, TimeSpan.FromSeconds(_seconds).Ticks - Stopwatch.GetElapsedTime(_started).Ticks));

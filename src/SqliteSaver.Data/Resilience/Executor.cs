@@ -28,8 +28,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>
     /// Runs <paramref name="run"/> on <paramref name="command"/>. With <paramref name="keepOpen"/> a write's
     /// transaction and gate stay held (for a reader, whose statements run as it is read) until
-    /// <see cref="Finish"/>; the result says whether that happened. <paramref name="timeoutSeconds"/>, the command's
-    /// CommandTimeout, bounds its waits for the write lock in all (see <see cref="CommandDeadline"/>).
+    /// <see cref="Finish"/>; the result says whether that happened. <paramref name="deadline"/>, the command's
+    /// CommandTimeout started as the command did (before it waited for the connection's earlier executions), bounds its
+    /// waits for the write lock in all (see <see cref="CommandDeadline"/>); a statement in the caller's transaction
+    /// waits under Busy Timeout alone.
     /// <paramref name="cancellationToken"/> (the call's, see <see cref="RenterCalls"/>) ends its waits on the gate,
     /// between attempts and for another process's write lock, and interrupts its statements. With
     /// <paramref name="transactionExpected"/> (the renter has a transaction) nothing runs once SQLite has ended that
@@ -40,14 +42,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     public (T Result, bool Open) Execute<T>(
         PhysicalConnection physical,
         OwnedSqliteCommand command,
-        int timeoutSeconds,
+        CommandDeadline deadline,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
         bool transactionExpected,
         string operation,
         CancellationToken cancellationToken)
-        => Synchronously.Result(ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, transactionExpected, operation, async: false, cancellationToken));
+        => Synchronously.Result(ExecuteCore(physical, command, deadline, run, behavior, keepOpen, transactionExpected, operation, async: false, cancellationToken));
 
     /// <summary>
     /// The asynchronous form of <see cref="Execute"/>: waits on the gate, for the write lock and between attempts
@@ -60,14 +62,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     public ValueTask<(T Result, bool Open)> ExecuteAsync<T>(
         PhysicalConnection physical,
         OwnedSqliteCommand command,
-        int timeoutSeconds,
+        CommandDeadline deadline,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
         bool transactionExpected,
         string operation,
         CancellationToken cancellationToken)
-        => ExecuteCore(physical, command, timeoutSeconds, run, behavior, keepOpen, transactionExpected, operation, async: true, cancellationToken);
+        => ExecuteCore(physical, command, deadline, run, behavior, keepOpen, transactionExpected, operation, async: true, cancellationToken);
 
     /// <summary>
     /// Commits a write left open by <see cref="Execute"/> (rolling it back if the commit fails), or with
@@ -126,18 +128,18 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>
     /// Begins a transaction. An IMMEDIATE one first passes the write gate, and with <paramref name="retry"/> its
     /// <c>BEGIN IMMEDIATE</c> is retried by the strategy while the write lock is busy; it waits for the lock at most
-    /// <paramref name="timeoutSeconds"/> in all, as a command waits its CommandTimeout. A synchronous call's token
+    /// until <paramref name="deadline"/> in all, as a command waits its CommandTimeout. A synchronous call's token
     /// (the call's, see <see cref="RenterCalls"/>, or a retry strategy's for an attempt of a unit of work) ends the
     /// waits, blocking as they are.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    public void Begin(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
-        => Synchronously.Wait(BeginCore(physical, deferred, retry, timeoutSeconds, async: false, cancellationToken));
+    public void Begin(PhysicalConnection physical, bool deferred, bool retry, CommandDeadline deadline, CancellationToken cancellationToken)
+        => Synchronously.Wait(BeginCore(physical, deferred, retry, deadline, async: false, cancellationToken));
 
     /// <summary>The asynchronous form of <see cref="Begin"/>, cancellable while it waits.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    public ValueTask BeginAsync(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, CancellationToken cancellationToken)
-        => BeginCore(physical, deferred, retry, timeoutSeconds, async: true, cancellationToken);
+    public ValueTask BeginAsync(PhysicalConnection physical, bool deferred, bool retry, CommandDeadline deadline, CancellationToken cancellationToken)
+        => BeginCore(physical, deferred, retry, deadline, async: true, cancellationToken);
 
     /// <summary>
     /// <see cref="Execute"/> and <see cref="ExecuteAsync"/> in one body: with <paramref name="async"/> false every
@@ -146,7 +148,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     private async ValueTask<(T Result, bool Open)> ExecuteCore<T>(
         PhysicalConnection physical,
         OwnedSqliteCommand command,
-        int timeoutSeconds,
+        CommandDeadline deadline,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
@@ -200,8 +202,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 return (RunInCallersTransaction(physical, command, run, behavior, cancellationToken), false);
             }
 
-            // Started here, not above: a statement in the caller's transaction waits under Busy Timeout alone.
-            var deadline = CommandDeadline.Start(timeoutSeconds);
             physical.MayHoldTempObjects |= kind != CommandKind.Read;
             physical.MayHoldAttachments |= kind is CommandKind.Standalone or CommandKind.Unprotected;
             switch (kind)
@@ -325,7 +325,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             && physical.MakeBusyWaitsCancellable(cancellationToken);
 
     /// <summary><see cref="Begin"/> and <see cref="BeginAsync"/> in one body (see <see cref="ExecuteCore"/>).</summary>
-    private async ValueTask BeginCore(PhysicalConnection physical, bool deferred, bool retry, int timeoutSeconds, bool async, CancellationToken cancellationToken)
+    private async ValueTask BeginCore(PhysicalConnection physical, bool deferred, bool retry, CommandDeadline deadline, bool async, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         if (deferred)
@@ -334,7 +334,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             return;
         }
 
-        var deadline = CommandDeadline.Start(timeoutSeconds);
         await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
         try
         {

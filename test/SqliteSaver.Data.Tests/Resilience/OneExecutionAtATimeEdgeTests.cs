@@ -497,4 +497,32 @@ public partial class OneExecutionAtATimeTests
         $"text set {setText ?? "never"}; first {Outcome(one)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
             "text set refused; first returned 1; second returned 1; rows 1,2");
     }
+
+    /// <summary>
+    /// A write with CommandTimeout=3 waits for the connection's earlier write (CommandTimeout=2, which times out at the
+    /// gate another connection's transaction holds), then at the gate itself. Its CommandTimeout counts from its start,
+    /// through both waits: it fails with SQLITE_BUSY about 3 s after it started, and the gate is freed once it has
+    /// failed (or at 4 s at the latest). Before, the wait for the earlier execution and the write queue each had a whole
+    /// CommandTimeout: at 4 s it was still queued, and it wrote once the gate was free (third change review).
+    /// </summary>
+    [Test]
+    public async Task The_wait_for_the_earlier_execution_counts_against_CommandTimeout()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
+        using var first = Insert(connection, 1);
+        first.CommandTimeout = 2;
+        var one = first.ExecuteNonQueryAsync();
+        using var second = Insert(connection, 2);
+        second.CommandTimeout = 3;
+        var two = second.ExecuteNonQueryAsync();
+
+        await Task.WhenAny(two, Task.Delay(TimeSpan.FromSeconds(4)));
+        await holder.Release();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        $"first {Outcome(one)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
+            "first CommandTimeoutException; second CommandTimeoutException; rows ");
+    }
 }
