@@ -675,9 +675,9 @@ public sealed class SaverDbCommand : DbCommand
     /// <paramref name="deadline"/> (its CommandTimeout, which then goes on bounding its waits for a lock); the command
     /// refuses changes meanwhile (see <see cref="ThrowIfInUse"/>), and <see cref="Cancel"/> ends the wait.
     /// </summary>
+    /// <returns>Whether it waited (see <see cref="After"/>).</returns>
     /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
-    /// <returns>Whether it waited (see <see cref="After"/>).</returns>
     /// <exception cref="SqliteException">SQLITE_INTERRUPT after Cancel; SQLITE_BUSY when CommandTimeout ran out.</exception>
     private ValueTask<bool> AfterEarlierExecution(string operation, CommandDeadline deadline, CancellationToken cancellationToken)
         => EarlierExecution(operation) is { } earlier ? new ValueTask<bool>(After(earlier, deadline, cancellationToken)) : new ValueTask<bool>(false);
