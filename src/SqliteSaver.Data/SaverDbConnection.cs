@@ -48,6 +48,7 @@ public sealed class SaverDbConnection : DbConnection
     private volatile bool _opening;
     private List<SaverDbCommand>? _commands;
     private int _pruneCommandsAt = 16;
+    private int _closingThread; // the thread of a Close that took the physical connection, while it runs
     private int _rentals; // physical connections this connection has rented (see AfterEarlier)
 
     // The thread a reader's step (or its closing) runs on, 0 for none: a call a function SQLite runs in the step makes
@@ -247,6 +248,26 @@ public sealed class SaverDbConnection : DbConnection
             return;
         }
 
+        Volatile.Write(ref _closingThread, Environment.CurrentManagedThreadId);
+        try
+        {
+            CloseTaken(physical);
+        }
+        finally
+        {
+            Volatile.Write(ref _closingThread, 0);
+        }
+    }
+
+    /// <summary>Whether a Close that took the physical connection runs now (see <see cref="Close()"/>).</summary>
+    internal bool Closing => Volatile.Read(ref _closingThread) != 0;
+
+    /// <summary>Whether a Close that took the physical connection runs now on this thread, as in a function SQLite runs as Close closes a reader.</summary>
+    internal bool ClosingHere => Volatile.Read(ref _closingThread) == Environment.CurrentManagedThreadId;
+
+    /// <summary><see cref="Close()"/>, once it has taken <paramref name="physical"/> from the renter.</summary>
+    private void CloseTaken(PhysicalConnection physical)
+    {
         // Calls of this connection still running (an asynchronous one waiting for the write gate, one on another
         // thread) end first: they would otherwise go on using the connection after its next renter has it.
         var bound = CallsEndBound;

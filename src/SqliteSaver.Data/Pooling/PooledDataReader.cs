@@ -52,9 +52,8 @@ internal sealed class PooledDataReader(
     public override bool IsClosed => _closed;
 
     /// <summary>
-    /// Whether no Close has taken on closing the SQLite reader yet. A Close from the reader's user that found its
-    /// connection's Close under way marks the reader closed and leaves the closing to that one (see <see cref="Close"/>):
-    /// for the connection the reader is open until then.
+    /// Whether no Close has taken on closing the SQLite reader yet (the reader's own, or its connection's: see
+    /// <see cref="Close"/>).
     /// </summary>
     internal bool Unfinished => Volatile.Read(ref _closing) == 0;
 
@@ -69,8 +68,11 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Closes the reader. Its closing is a call of the renter (it runs the statements not reached yet), begun before the
     /// reader is marked closed: a Close of the connection from another thread then waits for it. One that has taken the
-    /// physical connection already closes this reader itself (see <see cref="CloseForConnection"/>), so this Close
-    /// only marks the reader closed: nothing of it touches the physical connection the connection's Close hands on.
+    /// physical connection already closes this reader itself and unbinds its command (see
+    /// <see cref="CloseForConnection"/>): this Close waits for it to end, so that nothing of the reader or its command
+    /// is touched meanwhile (the command's Dispose, say, which follows at once), and closes the reader itself if that
+    /// Close gives up and leaves the connection open. Run by that very Close (in a function SQLite runs as it closes
+    /// another reader), it closes the reader at once.
     /// </summary>
     public override void Close()
     {
@@ -79,19 +81,31 @@ internal sealed class PooledDataReader(
             return;
         }
 
-        if (connection.TryBeginCall(physical) is { } call)
+        if (connection.TryBeginCall(physical) is not { } call)
         {
-            Finish(call);
+            if (connection.ClosingHere)
+            {
+                CloseForConnection();
+                return;
+            }
+
+            // At most as long as that Close waits for the renter's calls, and 5 s for it to close the readers.
+            SpinWait.SpinUntil(() => connection.Holds(physical) || (!Unfinished && !connection.Closing), connection.CallsEndBound + TimeSpan.FromSeconds(5));
+            if (connection.TryBeginCall(physical) is not { } again)
+            {
+                _closed = true;
+                return;
+            }
+
+            call = again;
         }
-        else
-        {
-            _closed = true;
-        }
+
+        Finish(call);
     }
 
     /// <summary>
-    /// <see cref="Close"/>, for the connection's Close (through <see cref="SaverDbCommand.Unbind"/>), which has taken the
-    /// physical connection and ended the renter's calls; also after the reader's user marked the reader closed.
+    /// <see cref="Close"/>, for the connection's Close (through <see cref="SaverDbCommand.Unbind"/>, or a reader's Close
+    /// run inside it), which has taken the physical connection and ended the renter's calls.
     /// </summary>
     internal void CloseForConnection() => Finish(physical.Calls.Begin());
 

@@ -370,17 +370,20 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
-    /// A reader's own Close on one thread while another thread's Close of its connection is already past the wait for
-    /// the renter's calls, closing the connection's other reader (here held in a function that reader's remaining
-    /// statement runs): the connection's Close, which has the physical connection, closes this reader too, and runs its
-    /// remaining statement (<c>mark()</c> records the thread). The reader's own Close returns at once, marking it
-    /// closed. Before, the reader's Close marked it closed, and the connection's Close then passed it by while the
-    /// reader's Close ran its statements on the physical connection that Close was handing back to the pool.
+    /// A reader's own Close, and its command's Dispose right after it (a using block ending), on one thread while
+    /// another thread's Close of the connection is past the wait for the renter's calls and closes the connection's
+    /// other reader (held in a function that reader's remaining statement runs): the connection's Close, which has the
+    /// physical connection, closes this reader too, running its remaining statement (<c>mark()</c> records the
+    /// thread), and the reader's Close waits for that Close to end. The next renter of the physical connection runs the
+    /// same text. Before, the reader's Close marked it closed and the connection's Close passed it by while the
+    /// reader's Close ran its statements on the physical connection being handed back. On the first fix, the reader's
+    /// Close returned at once and the command's Dispose gave its statement back still stepping: the connection's Close
+    /// passed the command by, and the next renter met an open reader (fourth change review).
     /// </summary>
     [Test]
     public void A_readers_Close_racing_its_connections_Close_leaves_the_closing_to_the_connection()
     {
-        var connectionString = Folder.ConnectionString();
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
         var connection = new SaverDbConnection(connectionString);
         connection.Open();
         using var holding = new ManualResetEventSlim();
@@ -405,7 +408,7 @@ public class CloseRaceTests : DatabaseTest
         using var first = connection.CreateCommand();
         first.CommandText = "SELECT 1; SELECT hold()";
         var firstReader = first.ExecuteReader();
-        using var second = connection.CreateCommand();
+        var second = connection.CreateCommand();
         second.CommandText = "SELECT 2; SELECT mark()";
         var secondReader = second.ExecuteReader();
 
@@ -422,10 +425,18 @@ public class CloseRaceTests : DatabaseTest
         try
         {
             holding.Wait(Bound).ShouldBeTrue("the connection's Close closes the first reader, which runs hold()");
-            var readerClosing = Task.Factory.StartNew(secondReader.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            Task.WaitAny([readerClosing], TimeSpan.FromSeconds(10)).ShouldBe(0, "the reader's Close returned while the connection's Close held the physical connection");
-            readerClosing.Wait(Bound);
-            secondReader.IsClosed.ShouldBeTrue();
+            var user = Task.Factory.StartNew(
+                () =>
+                {
+                    secondReader.Close();
+                    second.Dispose();
+                },
+                CancellationToken.None,
+                TaskCreationOptions.LongRunning,
+                TaskScheduler.Default);
+            user.Wait(TimeSpan.FromSeconds(1)).ShouldBeFalse("the reader's Close waits for the connection's Close, which has the physical connection");
+            release.Set();
+            user.Wait(Bound).ShouldBeTrue("the reader's Close returned once the connection's Close had ended");
         }
         finally
         {
@@ -433,10 +444,78 @@ public class CloseRaceTests : DatabaseTest
         }
 
         closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
-        firstReader.IsClosed.ShouldBeTrue();
+        (firstReader.IsClosed && secondReader.IsClosed).ShouldBeTrue();
         markedOn.ShouldBe([closingThread], "the second reader's remaining statement ran once, in the connection's Close");
+        using var next = new SaverDbConnection(connectionString);
+        next.Open(); // the same physical connection, the only one
+        ConnectionTests.Scalar(next, "SELECT 2; SELECT mark()").ShouldBe(2L);
     }
 
+    /// <summary>
+    /// A reader's own Close while a Close of its connection on another thread waits for a call that outlasts its bound
+    /// (Busy Timeout=0 and 5 s; here a statement held in an application function): that Close gives up and leaves the
+    /// connection open, and the reader's Close, which waited for it, then closes the reader itself, once the held
+    /// statement has ended. The command runs again. On the first fix of the race above the reader was marked closed over a SQLite reader left open, which the
+    /// next execution of the command met (fourth change review).
+    /// </summary>
+    [Test]
+    public void A_readers_Close_during_a_connection_Close_that_gives_up_closes_the_reader()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var holding = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("hold", () =>
+        {
+            holding.Set();
+            release.Wait(Bound);
+            return 1L;
+        });
+
+        using var second = connection.CreateCommand();
+        second.CommandText = "SELECT 2; SELECT 3";
+        var secondReader = second.ExecuteReader();
+        using var third = connection.CreateCommand();
+        third.CommandText = "SELECT hold()";
+        var held = Task.Factory.StartNew(() => third.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        holding.Wait(Bound).ShouldBeTrue("the third command's statement runs hold()");
+        Exception? closeError = null;
+        var closing = Task.Factory.StartNew(
+            () =>
+            {
+                try
+                {
+                    connection.Close();
+                }
+                catch (Exception error)
+                {
+                    closeError = error;
+                }
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        try
+        {
+            Wait.Until(() => connection.State == System.Data.ConnectionState.Closed || closing.IsCompleted);
+            var readerClosing = Task.Factory.StartNew(secondReader.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
+            release.Set(); // the reader's closing runs its statement once the held one has ended
+            readerClosing.Wait(Bound).ShouldBeTrue("the reader's Close returned");
+        }
+        finally
+        {
+            release.Set();
+        }
+
+        held.Wait(Bound);
+        closeError.ShouldBeOfType<InvalidOperationException>("the connection's Close gave up");
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        secondReader.IsClosed.ShouldBeTrue();
+        second.ExecuteScalar().ShouldBe(2L);
+        connection.Close();
+    }
     /// <summary>
     /// Prepare racing a Close from another thread, as the first test has for an execution (Close runs to its end from
     /// inside Prepare's statement-cache lookup, after Prepare found the connection open): Prepare is a call of the
