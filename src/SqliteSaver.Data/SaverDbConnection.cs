@@ -482,7 +482,9 @@ public sealed class SaverDbConnection : DbConnection
                 $"SQLite Error 5: 'database is locked'. Waited {deadline.Seconds} s ({bound}) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
         }
 
-        if (Volatile.Read(ref _rentals) != rental || _physical is null)
+        // The physical connection first: Open counts the rental before it sets the physical connection, so one set by
+        // an Open since comes with its count (the wait ends on a pool thread, as Close and Open run on the caller's).
+        if (Volatile.Read(ref _physical) is null || Volatile.Read(ref _rentals) != rental)
         {
             throw RenterCalls.ClosedDuringCall(null); // not on the connection opened again since: the caller's was closed
         }
@@ -1091,7 +1093,7 @@ public sealed class SaverDbConnection : DbConnection
     private void OnOpened(PhysicalConnection physical)
     {
         Volatile.Write(ref _rentals, _rentals + 1);
-        _physical = physical;
+        Volatile.Write(ref _physical, physical); // after the count (see AfterEarlier)
         Interlocked.MemoryBarrier();
         if (_disposed)
         {
