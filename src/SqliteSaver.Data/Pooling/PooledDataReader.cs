@@ -456,8 +456,8 @@ internal sealed class PooledDataReader(
     {
         if (_closed)
         {
-            // Microsoft.Data.Sqlite's error for a closed reader, without asking the SQLite reader, which the connection's
-            // Close may still be closing on the physical connection it hands on (see Close).
+            // Microsoft.Data.Sqlite's error for a closed reader, without asking the SQLite reader, which a Close on another
+            // thread (the reader's, or its connection's) may still be closing.
             throw ClosedReader(nameof(NextResult));
         }
 
