@@ -386,14 +386,7 @@ public class CloseRaceTests : DatabaseTest
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
         var connection = new SaverDbConnection(connectionString);
         connection.Open();
-        using var holding = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction("hold", () =>
-        {
-            holding.Set();
-            release.Wait(Bound); // an interrupt does not stop an application function
-            return 1L;
-        });
+        using var hold = new HeldFunction(connection);
         var markedOn = new List<int>();
         connection.InnerConnection.CreateFunction("mark", () =>
         {
@@ -424,7 +417,7 @@ public class CloseRaceTests : DatabaseTest
             TaskScheduler.Default);
         try
         {
-            holding.Wait(Bound).ShouldBeTrue("the connection's Close closes the first reader, which runs hold()");
+            hold.Holding.Wait(Bound).ShouldBeTrue("the connection's Close closes the first reader, which runs hold()");
             var user = Task.Factory.StartNew(
                 () =>
                 {
@@ -435,12 +428,12 @@ public class CloseRaceTests : DatabaseTest
                 TaskCreationOptions.LongRunning,
                 TaskScheduler.Default);
             user.Wait(TimeSpan.FromSeconds(1)).ShouldBeFalse("the reader's Close waits for the connection's Close, which has the physical connection");
-            release.Set();
+            hold.Release();
             user.Wait(Bound).ShouldBeTrue("the reader's Close returned once the connection's Close had ended");
         }
         finally
         {
-            release.Set();
+            hold.Release();
         }
 
         closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
@@ -464,14 +457,7 @@ public class CloseRaceTests : DatabaseTest
         var connectionString = Folder.ConnectionString("Busy Timeout=0");
         var connection = new SaverDbConnection(connectionString);
         connection.Open();
-        using var holding = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction("hold", () =>
-        {
-            holding.Set();
-            release.Wait(Bound);
-            return 1L;
-        });
+        using var hold = new HeldFunction(connection);
 
         using var second = connection.CreateCommand();
         second.CommandText = "SELECT 2; SELECT 3";
@@ -479,7 +465,7 @@ public class CloseRaceTests : DatabaseTest
         using var third = connection.CreateCommand();
         third.CommandText = "SELECT hold()";
         var held = Task.Factory.StartNew(() => third.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        holding.Wait(Bound).ShouldBeTrue("the third command's statement runs hold()");
+        hold.Holding.Wait(Bound).ShouldBeTrue("the third command's statement runs hold()");
         Exception? closeError = null;
         var closing = Task.Factory.StartNew(
             () =>
@@ -501,12 +487,12 @@ public class CloseRaceTests : DatabaseTest
             Wait.Until(() => connection.State == System.Data.ConnectionState.Closed || closing.IsCompleted);
             var readerClosing = Task.Factory.StartNew(secondReader.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
-            release.Set(); // the reader's closing runs its statement once the held one has ended
+            hold.Release(); // the reader's closing runs its statement once the held one has ended
             readerClosing.Wait(Bound).ShouldBeTrue("the reader's Close returned");
         }
         finally
         {
-            release.Set();
+            hold.Release();
         }
 
         held.Wait(Bound);

@@ -103,16 +103,9 @@ public class DisposeDuringCallTests : DatabaseTest
         var transaction = connection.BeginTransaction();
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
 
-        using var holding = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction("hold", () =>
-        {
-            holding.Set();
-            release.Wait(Bound); // an interrupt does not stop an application function
-            return 1L;
-        });
+        using var hold = new HeldFunction(connection);
         var held = Task.Factory.StartNew(() => ConnectionTests.Scalar(connection, "SELECT hold()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        holding.Wait(Bound).ShouldBeTrue("the statement runs the function");
+        hold.Holding.Wait(Bound).ShouldBeTrue("the statement runs the function");
 
         var closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         Wait.Until(() => !connection.Holds(physical) || closing.IsCompleted);
@@ -131,7 +124,7 @@ public class DisposeDuringCallTests : DatabaseTest
             closeOutcome = error.GetType().Name;
         }
 
-        release.Set();
+        hold.Release();
         try
         {
             held.Wait(Bound);
