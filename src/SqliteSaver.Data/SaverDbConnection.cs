@@ -248,14 +248,16 @@ public sealed class SaverDbConnection : DbConnection
             return;
         }
 
-        Volatile.Write(ref _closingThread, Environment.CurrentManagedThreadId);
+        var thread = Environment.CurrentManagedThreadId;
+        Volatile.Write(ref _closingThread, thread);
         try
         {
             CloseTaken(physical);
         }
         finally
         {
-            Volatile.Write(ref _closingThread, 0);
+            // Unless another thread's Close has taken the physical connection since this one gave up and put it back.
+            Interlocked.CompareExchange(ref _closingThread, 0, thread);
         }
     }
 
