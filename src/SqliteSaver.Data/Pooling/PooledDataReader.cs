@@ -68,7 +68,9 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Closes the reader. Its closing is a call of the renter (it runs the statements not reached yet), begun before the
     /// reader is marked closed: a Close of the connection from another thread then waits for it. One that has taken the
-    /// physical connection already closes this reader itself and unbinds its command (see
+    /// physical connection already and still waits for the renter's calls lets this closing join them (it may run inside
+    /// one of them, as in a function SQLite runs: that Close would wait for it, and it for that Close). One that has
+    /// gone on to close the readers itself closes this one and unbinds its command (see
     /// <see cref="CloseForConnection"/>): this Close waits for it to end, so that nothing of the reader or its command
     /// is touched meanwhile (the command's Dispose, say, which follows at once), and closes the reader itself if that
     /// Close gives up and leaves the connection open. Run by that very Close (in a function SQLite runs as it closes
@@ -81,7 +83,8 @@ internal sealed class PooledDataReader(
             return;
         }
 
-        if (connection.TryBeginCall(physical) is not { } call)
+        var call = connection.TryBeginCall(physical);
+        if (call is null)
         {
             if (connection.ClosingHere)
             {
@@ -90,14 +93,15 @@ internal sealed class PooledDataReader(
             }
 
             // At most as long as that Close waits for the renter's calls, and 5 s for it to close the readers.
-            SpinWait.SpinUntil(() => connection.Holds(physical) || (!Unfinished && !connection.Closing), connection.CallsEndBound + TimeSpan.FromSeconds(5));
-            if (connection.TryBeginCall(physical) is not { } again)
+            SpinWait.SpinUntil(
+                () => (call = physical.Calls.TryJoinEnding()) is not null || connection.Holds(physical) || (!Unfinished && !connection.Closing),
+                connection.CallsEndBound + TimeSpan.FromSeconds(5));
+            call ??= connection.TryBeginCall(physical);
+            if (call is null)
             {
                 _closed = true;
                 return;
             }
-
-            call = again;
         }
 
         Finish(call);

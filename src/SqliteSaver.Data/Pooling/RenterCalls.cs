@@ -106,6 +106,25 @@ internal sealed class RenterCalls : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Begins a call that joins those a Close is waiting for (see <see cref="EndAll"/>), only while it waits: a reader's
+    /// closing, which that Close would otherwise reach only after they have ended, run perhaps inside one of them.
+    /// Returns the source of the call's token, which that Close has cancelled; <see langword="null"/> when no Close waits.
+    /// </summary>
+    public CancellationTokenSource? TryJoinEnding()
+    {
+        lock (_ended)
+        {
+            if (_closeWaits == 0)
+            {
+                return null;
+            }
+
+            Interlocked.Increment(ref _running); // EndAll, waiting, sees it when it looks again
+            return Volatile.Read(ref _cancellation);
+        }
+    }
+
     public void Dispose() => _cancellation.Dispose();
 
     /// <summary>

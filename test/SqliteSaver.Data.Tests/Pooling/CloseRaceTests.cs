@@ -503,6 +503,67 @@ public class CloseRaceTests : DatabaseTest
         connection.Close();
     }
     /// <summary>
+    /// A reader's Close run inside a call of its connection (here a function SQLite runs in another command's
+    /// statement) while a Close of the connection on another thread waits for that call: the reader's closing joins the
+    /// calls that Close waits for, so the call ends and the Close succeeds. On the previous version the reader's Close
+    /// waited for that Close, which waited for the call: the Close gave up after its bound (Busy Timeout=0 and 5 s),
+    /// threw, and left the connection open (a last review of this session).
+    /// </summary>
+    [Test]
+    public void A_readers_Close_inside_a_call_its_connections_Close_waits_for_does_not_hold_that_Close_up()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var second = connection.CreateCommand();
+        second.CommandText = "SELECT 2; SELECT 3";
+        var secondReader = second.ExecuteReader();
+        using var inFunction = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("closeit", () =>
+        {
+            inFunction.Set();
+            Wait.Until(() => connection.State == System.Data.ConnectionState.Closed); // Close has taken the physical connection
+            secondReader.Close();
+            return 1L;
+        });
+
+        using var third = connection.CreateCommand();
+        third.CommandText = "SELECT closeit()";
+        var call = Task.Factory.StartNew(() => third.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        inFunction.Wait(Bound).ShouldBeTrue("the third command's statement runs closeit()");
+        Exception? closeError = null;
+        var closing = Task.Factory.StartNew(
+            () =>
+            {
+                try
+                {
+                    connection.Close();
+                }
+                catch (Exception error)
+                {
+                    closeError = error;
+                }
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+
+        closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
+        try
+        {
+            call.Wait(Bound);
+        }
+        catch (AggregateException)
+        {
+            // ended by Close, or not: not what this test is about
+        }
+
+        closeError.ShouldBeNull($"Close threw {closeError}");
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        secondReader.IsClosed.ShouldBeTrue();
+    }
+
+    /// <summary>
     /// Prepare racing a Close from another thread, as the first test has for an execution (Close runs to its end from
     /// inside Prepare's statement-cache lookup, after Prepare found the connection open): Prepare is a call of the
     /// renter, sees that Close came and throws InvalidOperationException, and the next renter of the physical
