@@ -501,7 +501,7 @@ public sealed class SaverDbCommand : DbCommand
         finally
         {
             _reader = null;
-            ReturnPrepared(physical);
+            TakeAndReturnPrepared(physical);
         }
     }
 
@@ -526,7 +526,7 @@ public sealed class SaverDbCommand : DbCommand
                 Volatile.Write(ref _disposed, true);
                 if (Volatile.Read(ref _running) == 0)
                 {
-                    ReturnPrepared(_bound);
+                    TakeAndReturnPrepared(_bound);
                     _bound = null; // the connection may drop a disposed command unbound: Cancel must not reach its next renter
                 }
 
@@ -779,6 +779,20 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>Gives the prepared command back to the statement cache of <paramref name="physical"/>, which it was rented from.</summary>
+    /// <summary>
+    /// <see cref="ReturnPrepared"/> for the command's Dispose and its connection's Close (<see cref="Unbind"/>), which
+    /// may run at once on two threads: one of them takes the statement, and none when <paramref name="physical"/>, read
+    /// by Dispose, is already gone (Close then gives it back).
+    /// </summary>
+    private void TakeAndReturnPrepared(PhysicalConnection? physical)
+    {
+        if (physical is not null && Interlocked.Exchange(ref _prepared, null) is { } prepared)
+        {
+            physical.Statements.Return(prepared);
+            _returned = prepared.Keepable ? prepared : null;
+        }
+    }
+
     private void ReturnPrepared(PhysicalConnection? physical)
     {
         if (_prepared is { } prepared)
