@@ -83,25 +83,38 @@ internal sealed class PooledDataReader(
             return;
         }
 
-        var call = connection.TryBeginCall(physical);
+        if (connection.TryBeginCall(physical) is { } call)
+        {
+            Finish(call);
+        }
+        else
+        {
+            CloseWhileConnectionCloses();
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Close"/> once a Close of the connection has taken the physical connection (its own method: the wait's
+    /// closure is allocated only here).
+    /// </summary>
+    private void CloseWhileConnectionCloses()
+    {
+        if (connection.ClosingHere)
+        {
+            CloseForConnection();
+            return;
+        }
+
+        // At most as long as that Close waits for the renter's calls, and 5 s for it to close the readers.
+        CancellationTokenSource? call = null;
+        SpinWait.SpinUntil(
+            () => (call = physical.Calls.TryJoinEnding()) is not null || connection.Holds(physical) || (!Unfinished && !connection.Closing),
+            connection.CallsEndBound + TimeSpan.FromSeconds(5));
+        call ??= connection.TryBeginCall(physical);
         if (call is null)
         {
-            if (connection.ClosingHere)
-            {
-                CloseForConnection();
-                return;
-            }
-
-            // At most as long as that Close waits for the renter's calls, and 5 s for it to close the readers.
-            SpinWait.SpinUntil(
-                () => (call = physical.Calls.TryJoinEnding()) is not null || connection.Holds(physical) || (!Unfinished && !connection.Closing),
-                connection.CallsEndBound + TimeSpan.FromSeconds(5));
-            call ??= connection.TryBeginCall(physical);
-            if (call is null)
-            {
-                _closed = true;
-                return;
-            }
+            _closed = true;
+            return;
         }
 
         Finish(call);
