@@ -466,22 +466,7 @@ public class CloseRaceTests : DatabaseTest
         third.CommandText = "SELECT hold()";
         var held = Task.Factory.StartNew(() => third.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         hold.Holding.Wait(Bound).ShouldBeTrue("the third command's statement runs hold()");
-        Exception? closeError = null;
-        var closing = Task.Factory.StartNew(
-            () =>
-            {
-                try
-                {
-                    connection.Close();
-                }
-                catch (Exception error)
-                {
-                    closeError = error;
-                }
-            },
-            CancellationToken.None,
-            TaskCreationOptions.LongRunning,
-            TaskScheduler.Default);
+        var closing = CloseOnAnotherThread(connection);
         try
         {
             Wait.Until(() => connection.State == System.Data.ConnectionState.Closed || closing.IsCompleted);
@@ -496,12 +481,13 @@ public class CloseRaceTests : DatabaseTest
         }
 
         held.Wait(Bound);
-        closeError.ShouldBeOfType<InvalidOperationException>("the connection's Close gave up");
+        closing.Result.ShouldBeOfType<InvalidOperationException>("the connection's Close gave up");
         connection.State.ShouldBe(System.Data.ConnectionState.Open);
         secondReader.IsClosed.ShouldBeTrue();
         second.ExecuteScalar().ShouldBe(2L);
         connection.Close();
     }
+
     /// <summary>
     /// A reader's Close run inside a call of its connection (here a function SQLite runs in another command's
     /// statement) while a Close of the connection on another thread waits for that call: the reader's closing joins the
@@ -531,22 +517,7 @@ public class CloseRaceTests : DatabaseTest
         third.CommandText = "SELECT closeit()";
         var call = Task.Factory.StartNew(() => third.ExecuteScalar(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         inFunction.Wait(Bound).ShouldBeTrue("the third command's statement runs closeit()");
-        Exception? closeError = null;
-        var closing = Task.Factory.StartNew(
-            () =>
-            {
-                try
-                {
-                    connection.Close();
-                }
-                catch (Exception error)
-                {
-                    closeError = error;
-                }
-            },
-            CancellationToken.None,
-            TaskCreationOptions.LongRunning,
-            TaskScheduler.Default);
+        var closing = CloseOnAnotherThread(connection);
 
         closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
         try
@@ -558,7 +529,7 @@ public class CloseRaceTests : DatabaseTest
             // ended by Close, or not: not what this test is about
         }
 
-        closeError.ShouldBeNull($"Close threw {closeError}");
+        closing.Result.ShouldBeNull($"Close threw {closing.Result}");
         connection.State.ShouldBe(System.Data.ConnectionState.Closed);
         secondReader.IsClosed.ShouldBeTrue();
     }
@@ -714,6 +685,25 @@ public class CloseRaceTests : DatabaseTest
         listener.Start();
         return listener;
     }
+
+    /// <summary>Closes <paramref name="connection"/> on a thread of its own; the task's result is what Close threw, if anything.</summary>
+    private static Task<Exception?> CloseOnAnotherThread(SaverDbConnection connection)
+        => Task.Factory.StartNew<Exception?>(
+            () =>
+            {
+                try
+                {
+                    connection.Close();
+                    return null;
+                }
+                catch (Exception error)
+                {
+                    return error;
+                }
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
 
     /// <summary>What a task did: "returned value", or the exception's type (and SQLite code).</summary>
     private static string Outcome<T>(Task<T> task)
