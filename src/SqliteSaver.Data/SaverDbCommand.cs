@@ -264,15 +264,16 @@ public sealed class SaverDbCommand : DbCommand
     /// Marks a call of this command or of its reader as running statements on <paramref name="physical"/>, for
     /// <see cref="Cancel"/> until <see cref="EndRunning()"/>, and as a call of the renter (see <see cref="RenterCalls"/>),
     /// which the connection's Close waits for, until <see cref="RenterCalls.End"/>: after the call's last use of the
-    /// connection (giving back its statement, tracking its reader), before the call may close the connection itself.
+    /// connection (giving back its statement, tracking its reader), before the call may close the connection itself. An
+    /// execution that waited for an earlier one passes the rental it waited in (see <see cref="SaverDbConnection.BeginCall"/>).
     /// </summary>
     /// <returns>The source of the call's token (see <see cref="RenterCalls.Begin"/>).</returns>
     /// <exception cref="InvalidOperationException"><paramref name="connection"/> was closed since the call found it open (see <see cref="SaverDbConnection.BeginCall"/>).</exception>
-    internal CancellationTokenSource BeginRunning(SaverDbConnection connection, PhysicalConnection physical)
-        => BeginRunning(connection.BeginCall(physical));
+    internal CancellationTokenSource BeginRunning(SaverDbConnection connection, PhysicalConnection physical, int? waitedIn = null)
+        => BeginRunning(connection.BeginCall(physical, waitedIn));
 
     /// <summary>
-    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/> for a call begun already: a reader's closing,
+    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/> for a call begun already: a reader's closing,
     /// begun by the reader or by the connection's Close (through <see cref="Unbind"/>).
     /// </summary>
     internal CancellationTokenSource BeginRunning(CancellationTokenSource cancellation)
@@ -283,7 +284,7 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>
-    /// Ends what <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/> began, once no <see cref="Cancel"/>
+    /// Ends what <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/> began, once no <see cref="Cancel"/>
     /// that saw the call running is still to interrupt: otherwise its interrupt could land after the connection went
     /// back to the pool, on the next renter's statement. Costs a look at a counter unless a Cancel is under way.
     /// </summary>
@@ -318,8 +319,8 @@ public sealed class SaverDbCommand : DbCommand
     protected override DbDataReader ExecuteDbDataReader(CommandBehavior behavior)
     {
         var deadline = CommandDeadline.Start(CommandTimeout);
-        var waited = WaitForEarlierExecution(nameof(ExecuteReader), deadline);
-        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waited);
+        var waitedIn = WaitForEarlierExecution(nameof(ExecuteReader), deadline);
+        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waitedIn);
         (SqliteDataReader Reader, bool Open) result;
         try
         {
@@ -356,8 +357,8 @@ public sealed class SaverDbCommand : DbCommand
     private async Task<DbDataReader> ExecuteReaderCoreAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
         var deadline = CommandDeadline.Start(CommandTimeout);
-        var waited = await AfterEarlierExecution(nameof(ExecuteReader), deadline, cancellationToken).ConfigureAwait(false);
-        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waited);
+        var waitedIn = await AfterEarlierExecution(nameof(ExecuteReader), deadline, cancellationToken).ConfigureAwait(false);
+        var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waitedIn);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         (SqliteDataReader Reader, bool Open) result;
         try
@@ -584,8 +585,8 @@ public sealed class SaverDbCommand : DbCommand
     private T Run<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation)
     {
         var deadline = CommandDeadline.Start(CommandTimeout);
-        var waited = WaitForEarlierExecution(operation, deadline);
-        var (connection, physical, command, call) = BeginExecution(operation, behavior, waited);
+        var waitedIn = WaitForEarlierExecution(operation, deadline);
+        var (connection, physical, command, call) = BeginExecution(operation, behavior, waitedIn);
         try
         {
             return connection.Executor.Execute(
@@ -605,8 +606,8 @@ public sealed class SaverDbCommand : DbCommand
     private async Task<T> RunAsync<T>(Func<SqliteCommand, CommandBehavior, T> run, CommandBehavior behavior, string operation, CancellationToken cancellationToken)
     {
         var deadline = CommandDeadline.Start(CommandTimeout);
-        var waited = await AfterEarlierExecution(operation, deadline, cancellationToken).ConfigureAwait(false);
-        var (connection, physical, command, call) = BeginExecution(operation, behavior, waited);
+        var waitedIn = await AfterEarlierExecution(operation, deadline, cancellationToken).ConfigureAwait(false);
+        var (connection, physical, command, call) = BeginExecution(operation, behavior, waitedIn);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
@@ -656,38 +657,33 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>Blocks until <see cref="EarlierExecution"/> has ended, as <see cref="AfterEarlierExecution"/> waits.</summary>
-    /// <returns>Whether it waited (see <see cref="After"/>).</returns>
+    /// <returns>The rental it waited in, or <see langword="null"/> when it did not wait (see <see cref="After"/>).</returns>
     /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
     /// <exception cref="SqliteException">SQLITE_INTERRUPT after Cancel; SQLITE_BUSY when CommandTimeout ran out.</exception>
-    private bool WaitForEarlierExecution(string operation, CommandDeadline deadline)
-    {
-        if (EarlierExecution(operation) is not { } earlier)
-        {
-            return false;
-        }
-
-        After(earlier, deadline, CancellationToken.None).GetAwaiter().GetResult(); // its awaits go on without the context
-        return true;
-    }
+    private int? WaitForEarlierExecution(string operation, CommandDeadline deadline)
+        => EarlierExecution(operation) is { } earlier
+            ? After(earlier, deadline, CancellationToken.None).GetAwaiter().GetResult() // its awaits go on without the context
+            : null;
 
     /// <summary>
     /// Completes once <see cref="EarlierExecution"/> has ended, waiting at most until the command's
     /// <paramref name="deadline"/> (its CommandTimeout, which then goes on bounding its waits for a lock); the command
     /// refuses changes meanwhile (see <see cref="ThrowIfInUse"/>), and <see cref="Cancel"/> ends the wait.
     /// </summary>
-    /// <returns>Whether it waited (see <see cref="After"/>).</returns>
+    /// <returns>The rental it waited in, or <see langword="null"/> when it did not wait (see <see cref="After"/>).</returns>
     /// <exception cref="InvalidOperationException">That execution is this command's.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     /// <exception cref="SqliteException">SQLITE_INTERRUPT after Cancel; SQLITE_BUSY when CommandTimeout ran out.</exception>
-    private ValueTask<bool> AfterEarlierExecution(string operation, CommandDeadline deadline, CancellationToken cancellationToken)
-        => EarlierExecution(operation) is { } earlier ? new ValueTask<bool>(After(earlier, deadline, cancellationToken)) : new ValueTask<bool>(false);
+    private ValueTask<int?> AfterEarlierExecution(string operation, CommandDeadline deadline, CancellationToken cancellationToken)
+        => EarlierExecution(operation) is { } earlier ? new ValueTask<int?>(After(earlier, deadline, cancellationToken)) : new ValueTask<int?>((int?)null);
 
     /// <summary>
     /// Waits for <paramref name="earlier"/>, marking the command in use (<see cref="_waiting"/>); once the wait has
     /// ended well the mark stays until <see cref="BeginExecution"/> has marked the execution running, as it may go on
-    /// on another thread than the caller's: the command is never seen free in between. Returns <see langword="true"/>.
+    /// on another thread than the caller's: the command is never seen free in between. Returns the connection's rental
+    /// it waited in, which the execution's call checks as it begins (see <see cref="SaverDbConnection.BeginCall"/>).
     /// </summary>
-    private async Task<bool> After(Task earlier, CommandDeadline deadline, CancellationToken cancellationToken)
+    private async Task<int?> After(Task earlier, CommandDeadline deadline, CancellationToken cancellationToken)
     {
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Volatile.Write(ref _waitCancellation, waiting);
@@ -695,9 +691,9 @@ public sealed class SaverDbCommand : DbCommand
         var waited = false;
         try
         {
-            await _connection!.AfterEarlier(earlier, deadline, "the command's CommandTimeout", waiting.Token).ConfigureAwait(false);
+            var rental = await _connection!.AfterEarlier(earlier, deadline, "the command's CommandTimeout", waiting.Token).ConfigureAwait(false);
             waited = true;
-            return true;
+            return rental;
         }
         catch (OperationCanceledException)
         {
@@ -805,15 +801,20 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>
     /// <see cref="BindWithParameters"/>, then the execution's call begins (see
-    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection)"/>). Refused (Close took the connection meanwhile;
+    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/>). Refused (Close took the connection meanwhile, or,
+    /// <paramref name="waitedIn"/> a rental, closed and opened it again since the execution's wait for an earlier one;
     /// a reader with <see cref="CommandBehavior.CloseConnection"/> in a transaction SQLite has ended, which
     /// Microsoft.Data.Sqlite also refuses before it makes a reader, so the connection stays open), it runs nothing and
     /// gives back the statement it rented, unless the cache cannot keep it (see <see cref="Done"/>).
     /// </summary>
+    /// <param name="operation">The execution's name, for errors.</param>
+    /// <param name="behavior">The execution's behavior.</param>
+    /// <param name="waitedIn">The rental the execution waited in (see <see cref="After"/>), or <see langword="null"/> when it did not wait.</param>
     /// <exception cref="InvalidOperationException">The execution is refused.</exception>
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command, CancellationTokenSource Call) BeginExecution(
-        string operation, CommandBehavior behavior, bool waited = false)
+        string operation, CommandBehavior behavior, int? waitedIn = null)
     {
+        var waited = waitedIn is not null;
         try
         {
             var (connection, physical, command) = BindWithParameters(operation, waited);
@@ -824,7 +825,7 @@ public sealed class SaverDbCommand : DbCommand
                     ThrowIfTransactionEnded(connection, physical, operation);
                 }
 
-                return (connection, physical, command, BeginRunning(connection, physical));
+                return (connection, physical, command, BeginRunning(connection, physical, waitedIn));
             }
             catch (InvalidOperationException) when (command.Keepable)
             {

@@ -49,7 +49,7 @@ public sealed class SaverDbConnection : DbConnection
     private List<SaverDbCommand>? _commands;
     private int _pruneCommandsAt = 16;
     private int _closingThread; // the thread of a Close that took the physical connection, while it runs
-    private int _rentals; // physical connections this connection has rented (see AfterEarlier)
+    private int _rentals; // physical connections this connection has rented (see TryBeginCall)
 
     // The thread a reader's step (or its closing) runs on, 0 for none: a call a function SQLite runs in the step makes
     // is nested in it (see EarlierAsyncExecution). A step is synchronous: its thread marks it, cheaply.
@@ -391,15 +391,23 @@ public sealed class SaverDbConnection : DbConnection
     /// looks for calls running, a call is counted and then looks at the connection, each with a full fence between, so
     /// that either Close ends and waits for the call or the call sees that Close came.
     /// </summary>
+    /// <param name="physical">The physical connection the caller found open.</param>
+    /// <param name="waitedIn">
+    /// For a call that waited for an earlier execution (see <see cref="AfterEarlier"/>), the rental it waited in: the call
+    /// is refused when the connection was closed and opened again since, even on the same physical connection.
+    /// </param>
     /// <exception cref="InvalidOperationException">The connection was closed since the caller found it open.</exception>
-    internal CancellationTokenSource BeginCall(PhysicalConnection physical)
-        => TryBeginCall(physical) ?? throw RenterCalls.ClosedDuringCall(null);
+    internal CancellationTokenSource BeginCall(PhysicalConnection physical, int? waitedIn = null)
+        => TryBeginCall(physical, waitedIn) ?? throw RenterCalls.ClosedDuringCall(null);
 
     /// <summary><see cref="BeginCall"/>, but <see langword="null"/> when the connection was closed since the caller found it open.</summary>
-    internal CancellationTokenSource? TryBeginCall(PhysicalConnection physical)
+    internal CancellationTokenSource? TryBeginCall(PhysicalConnection physical, int? waitedIn = null)
     {
         var call = physical.Calls.Begin();
-        if (Holds(physical))
+
+        // The physical connection first: Open counts the rental before it sets the physical connection, so one set by
+        // an Open since comes with its count (a wait ends on a pool thread, as Close and Open run on the caller's).
+        if (Holds(physical) && (waitedIn is null || Volatile.Read(ref _rentals) == waitedIn))
         {
             return call;
         }
@@ -463,10 +471,11 @@ public sealed class SaverDbConnection : DbConnection
     /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
     /// waiting at most until <paramref name="deadline"/>, whose timeout <paramref name="bound"/> names for the error.
     /// </summary>
+    /// <returns>The rental the wait began in, for the call that follows (see <see cref="BeginCall"/>).</returns>
     /// <exception cref="OperationCanceledException"><paramref name="token"/> was cancelled while waiting.</exception>
     /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted <paramref name="deadline"/>.</exception>
     /// <exception cref="InvalidOperationException">The connection was closed meanwhile (and maybe opened again).</exception>
-    internal async Task AfterEarlier(Task earlier, CommandDeadline deadline, string bound, CancellationToken token)
+    internal async Task<int> AfterEarlier(Task earlier, CommandDeadline deadline, string bound, CancellationToken token)
     {
         var rental = Volatile.Read(ref _rentals);
 
@@ -484,12 +493,13 @@ public sealed class SaverDbConnection : DbConnection
                 $"SQLite Error 5: 'database is locked'. Waited {deadline.Seconds} s ({bound}) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
         }
 
-        // The physical connection first: Open counts the rental before it sets the physical connection, so one set by
-        // an Open since comes with its count (the wait ends on a pool thread, as Close and Open run on the caller's).
+        // As BeginCall checks again once the call has begun: a Close and Open may still come before.
         if (Volatile.Read(ref _physical) is null || Volatile.Read(ref _rentals) != rental)
         {
             throw RenterCalls.ClosedDuringCall(null); // not on the connection opened again since: the caller's was closed
         }
+
+        return rental;
     }
 
     /// <summary>
@@ -498,25 +508,19 @@ public sealed class SaverDbConnection : DbConnection
     /// call's Default Timeout, and without <paramref name="async"/> blocking the thread (the wait's awaits go on without
     /// its context).
     /// </summary>
+    /// <returns>The rental it waited in, or <see langword="null"/> when there was nothing to wait for (see <see cref="BeginCall"/>).</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted Default Timeout.</exception>
     /// <exception cref="InvalidOperationException">The connection was closed meanwhile (and maybe opened again).</exception>
-    internal async ValueTask AfterEarlierWithinDefaultTimeout(CommandDeadline deadline, bool async, CancellationToken cancellationToken)
+    internal async ValueTask<int?> AfterEarlierWithinDefaultTimeout(CommandDeadline deadline, bool async, CancellationToken cancellationToken)
     {
         if (EarlierAsyncExecution() is not { } earlier)
         {
-            return;
+            return null;
         }
 
         var waiting = AfterEarlier(earlier, deadline, "the connection string's Default Timeout", cancellationToken);
-        if (async)
-        {
-            await waiting.ConfigureAwait(false);
-        }
-        else
-        {
-            waiting.GetAwaiter().GetResult();
-        }
+        return async ? await waiting.ConfigureAwait(false) : waiting.GetAwaiter().GetResult();
     }
 
     /// <summary>How long Close waits for the connection's calls to end (see <see cref="RenterCalls.EndAll"/>): Busy Timeout and 5 s.</summary>
@@ -859,10 +863,10 @@ public sealed class SaverDbConnection : DbConnection
     {
         CheckIsolationLevel(isolationLevel);
         var deadline = CommandDeadline.Start(Options.DefaultTimeout); // before the wait, which counts against it
-        await AfterEarlierWithinDefaultTimeout(deadline, async, cancellationToken).ConfigureAwait(false);
+        var waitedIn = await AfterEarlierWithinDefaultTimeout(deadline, async, cancellationToken).ConfigureAwait(false);
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
-        var call = BeginCall(physical);
+        var call = BeginCall(physical, waitedIn);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
@@ -1095,7 +1099,7 @@ public sealed class SaverDbConnection : DbConnection
     private void OnOpened(PhysicalConnection physical)
     {
         Volatile.Write(ref _rentals, _rentals + 1);
-        Volatile.Write(ref _physical, physical); // after the count (see AfterEarlier)
+        Volatile.Write(ref _physical, physical); // after the count (see TryBeginCall)
         Interlocked.MemoryBarrier();
         if (_disposed)
         {

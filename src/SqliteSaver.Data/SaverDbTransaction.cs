@@ -430,8 +430,8 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <exception cref="InvalidOperationException">The connection was closed before or while the call ran.</exception>
     private void RunAsCall<TState>(Action<SaverDbTransaction, TState> run, TState state, CancellationToken cancellationToken, bool evenIfEarlierRuns = false)
     {
-        AfterEarlierExecutions(evenIfEarlierRuns, cancellationToken);
-        var call = _connection.BeginCall(_physical);
+        var waitedIn = AfterEarlierExecutions(evenIfEarlierRuns, cancellationToken);
+        var call = _connection.BeginCall(_physical, waitedIn); // refused if Close, which completes the transaction, came meanwhile
         try
         {
             var cancellable = cancellationToken.CanBeCanceled && _physical.MakeBusyWaitsCancellable(cancellationToken);
@@ -463,16 +463,17 @@ public sealed class SaverDbTransaction : DbTransaction
     /// rollback) a wait that outlasts Default Timeout lets the call go ahead: the execution still running then runs
     /// after it, outside the transaction.
     /// </summary>
+    /// <returns>The rental it waited in, or <see langword="null"/> when it did not wait (see <see cref="SaverDbConnection.BeginCall"/>).</returns>
     /// <exception cref="CommandTimeoutException">Default Timeout passed first, and <paramref name="evenIfEarlierRuns"/> is false.</exception>
-    private void AfterEarlierExecutions(bool evenIfEarlierRuns, CancellationToken cancellationToken)
+    private int? AfterEarlierExecutions(bool evenIfEarlierRuns, CancellationToken cancellationToken)
     {
         try
         {
-            Synchronously.Wait(_connection.AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(_connection.Options.DefaultTimeout), async: false, cancellationToken));
+            return Synchronously.Result(_connection.AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(_connection.Options.DefaultTimeout), async: false, cancellationToken));
         }
         catch (CommandTimeoutException) when (evenIfEarlierRuns)
         {
-            // Rolled back all the same, as asked.
+            return null; // rolled back all the same, as asked
         }
     }
 

@@ -499,6 +499,46 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
+    /// A write waits for the connection's earlier write; between the end of that wait and its start, another Close and
+    /// Open of the connection (here from the statement-cache lookup of that moment, on the thread its wait ended on)
+    /// hand it the reopened connection, which may be the same physical connection again. It throws the
+    /// InvalidOperationException of a call ended by Close and writes nothing. Before, only the end of the wait looked
+    /// for a Close: the write ran on the reopened connection (a known gap of the fifteenth session's note).
+    /// </summary>
+    [Test]
+    public async Task An_execution_whose_connection_is_closed_and_opened_again_right_after_its_wait_does_not_run()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "one-at-a-time-reopen-after-wait" };
+        using var dataSource = builder.Build();
+        await using var holding = dataSource.OpenConnection();
+        var gate = holding.BeginTransaction(); // holds the process's write gate
+        await using var connection = dataSource.OpenConnection();
+        using var first = Insert(connection, 1);
+        var one = first.ExecuteNonQueryAsync();
+        one.IsCompleted.ShouldBeFalse("the first waits at the gate");
+
+        using var second = Insert(connection, 2);
+        var reopened = 0;
+        using var listener = CloseRaceTests.OnStatementLookedUp(builder.Name, () =>
+        {
+            if (Interlocked.Exchange(ref reopened, 1) == 0)
+            {
+                connection.Close();
+                connection.Open();
+            }
+        });
+        var two = second.ExecuteNonQueryAsync(); // waits for the first; looks its statement up once that has ended
+        two.IsCompleted.ShouldBeFalse("the second waits for the first");
+        gate.Commit();
+        gate.Dispose();
+        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
+        $"reopened {reopened}; first {Outcome(one)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
+            "reopened 1; first returned 1; second InvalidOperationException; rows 1");
+    }
+
+    /// <summary>
     /// A write with CommandTimeout=3 waits for the connection's earlier write (CommandTimeout=2, which times out at the
     /// gate another connection's transaction holds), then at the gate itself. Its CommandTimeout counts from its start,
     /// through both waits: it fails with SQLITE_BUSY about 3 s after it started, and the gate is freed once it has
