@@ -258,6 +258,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             // Unless another thread's Close has taken the physical connection since this one gave up and put it back.
             Interlocked.CompareExchange(ref _closingThread, 0, thread);
+            physical.Calls.CloseEnded(); // after the exchange, a full fence (see RenterCalls.WaitForClose)
         }
     }
 

@@ -252,7 +252,7 @@ public sealed class SaverDbTransaction : DbTransaction
             {
                 // Another thread's Close took the connection meanwhile: it rolls the transaction back, unless a call of
                 // the connection outlasts its wait and it keeps the connection open; then this rolls back.
-                SpinWait.SpinUntil(() => Volatile.Read(ref _completed) || _connection.Holds(_physical), _connection.CallsEndBound + TimeSpan.FromSeconds(1));
+                _physical.Calls.WaitForClose(() => Volatile.Read(ref _completed) || _connection.Holds(_physical), _connection.CallsEndBound + TimeSpan.FromSeconds(1));
                 if (!Volatile.Read(ref _completed))
                 {
                     Rollback();

@@ -107,7 +107,7 @@ internal sealed class PooledDataReader(
 
         // At most as long as that Close waits for the renter's calls, and 5 s for it to close the readers.
         CancellationTokenSource? call = null;
-        SpinWait.SpinUntil(
+        physical.Calls.WaitForClose(
             () => (call = physical.Calls.TryJoinEnding()) is not null || connection.Holds(physical) || (!Unfinished && !connection.Closing),
             connection.CallsEndBound + TimeSpan.FromSeconds(5));
         call ??= connection.TryBeginCall(physical);

@@ -15,11 +15,12 @@ namespace SqliteSaver.Data.Pooling;
 /// </summary>
 internal sealed class RenterCalls : IDisposable
 {
-    private readonly object _ended = new(); // pulsed as the last call ends while EndAll waits
+    private readonly object _ended = new(); // pulsed as the last call ends while EndAll waits, and for WaitForClose
     private CancellationTokenSource _cancellation = new();
     private CancellationTokenSource? _closedBy; // the source EndAll cancelled (one cancelled before stays Cancel's)
     private int _running;
     private int _closeWaits;
+    private int _closeWatchers; // threads in WaitForClose
 
     /// <summary>
     /// A call begins. Returns the source of the token it waits with, which Close cancels, and Cancel through the
@@ -87,6 +88,7 @@ internal sealed class RenterCalls : IDisposable
             // A full fence between this write and the read of _running below, as End has between its decrement and
             // its read: one of the two sees the other's, so the last End cannot miss this wait.
             Interlocked.Exchange(ref _closeWaits, 1);
+            Monitor.PulseAll(_ended); // a WaitForClose may join now (see TryJoinEnding)
             var started = Stopwatch.GetTimestamp();
             while (Volatile.Read(ref _running) > 0)
             {
@@ -122,6 +124,55 @@ internal sealed class RenterCalls : IDisposable
 
             Interlocked.Increment(ref _running); // EndAll, waiting, sees it when it looks again
             return Volatile.Read(ref _cancellation);
+        }
+    }
+
+    /// <summary>
+    /// Blocks until <paramref name="condition"/> holds, at most <paramref name="bound"/>: it is checked at once, and
+    /// again as a Close of the renter begins to wait for the calls (see <see cref="EndAll"/>) and as it ends (see
+    /// <see cref="CloseEnded"/>), for a reader's closing or a transaction's Dispose that waits for such a Close, on
+    /// another thread, to go on (see <see cref="PooledDataReader.Close"/>, <see cref="SaverDbTransaction.Dispose(bool)"/>).
+    /// </summary>
+    public void WaitForClose(Func<bool> condition, TimeSpan bound)
+    {
+        lock (_ended)
+        {
+            // A full fence between this write and the condition's reads, as CloseEnded has between its caller's writes
+            // and its read of the count: either the condition sees that Close ended, or CloseEnded wakes this wait.
+            Interlocked.Increment(ref _closeWatchers);
+            try
+            {
+                var started = Stopwatch.GetTimestamp();
+                while (!condition())
+                {
+                    var remaining = bound - Stopwatch.GetElapsedTime(started);
+                    if (remaining <= TimeSpan.Zero)
+                    {
+                        return;
+                    }
+
+                    Monitor.Wait(_ended, remaining);
+                }
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _closeWatchers);
+            }
+        }
+    }
+
+    /// <summary>
+    /// For a Close of the renter, as it ends (having handed the connection back, or given up and kept it): wakes the
+    /// waits of <see cref="WaitForClose"/>. Costs a look at a counter when none waits.
+    /// </summary>
+    public void CloseEnded()
+    {
+        if (Volatile.Read(ref _closeWatchers) > 0)
+        {
+            lock (_ended)
+            {
+                Monitor.PulseAll(_ended);
+            }
         }
     }
 
