@@ -22,6 +22,9 @@ namespace SqliteSaver.Data;
 /// </remarks>
 public sealed class SaverDataSource : DbDataSource
 {
+    /// <summary>The most connection strings <see cref="GetShared"/> remembers; one past them is parsed at each open.</summary>
+    internal const int MaxSharedConnectionStrings = 4096;
+
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByConnectionString = new();
     private static readonly ConcurrentDictionary<string, SaverDataSource> SharedByPoolKey = new();
     private static readonly ConcurrentDictionary<SaverDataSource, byte> Live = new();
@@ -72,6 +75,9 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>Every data source not yet disposed, shared or not, for the metrics' observable instruments.</summary>
     internal static ICollection<SaverDataSource> LiveDataSources => Live.Keys;
+
+    /// <summary>Connection strings <see cref="GetShared"/> remembers (at most <see cref="MaxSharedConnectionStrings"/>).</summary>
+    internal static int SharedConnectionStringCount => SharedByConnectionString.Count;
 
     /// <summary>Entries in the table of shared write gates, collected ones not yet pruned included.</summary>
     internal static int SharedGateCount
@@ -249,7 +255,11 @@ public sealed class SaverDataSource : DbDataSource
         return result;
     }
 
-    /// <summary>The shared data source for a connection string, created on first use.</summary>
+    /// <summary>
+    /// The shared data source for a connection string, created on first use: one per pool (see
+    /// <see cref="SaverOptions.PoolKey"/>), found by the string as given while the table of strings has room, so that
+    /// an application that builds a string of its own for every open does not grow it without end.
+    /// </summary>
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
     internal static SaverDataSource GetShared(string connectionString)
     {
@@ -269,7 +279,7 @@ public sealed class SaverDataSource : DbDataSource
             }
         }
 
-        return SharedByConnectionString.GetOrAdd(key, dataSource);
+        return SharedByConnectionString.Count < MaxSharedConnectionStrings ? SharedByConnectionString.GetOrAdd(key, dataSource) : dataSource;
     }
 
     /// <summary>

@@ -691,6 +691,30 @@ public class PoolTests : DatabaseTest
         (GC.GetAllocatedBytesForCurrentThread() - before).ShouldBe(0);
     }
 
+    /// <summary>
+    /// An application that builds a new connection string for every open (an Application Name per request, say, or
+    /// keywords in another order) gets one pool per database and options, as always, but the process-wide table that
+    /// finds a string's data source keeps at most <see cref="SaverDataSource.MaxSharedConnectionStrings"/> strings;
+    /// those past it are parsed at each open. Before, it kept every string it ever saw.
+    /// </summary>
+    [Test]
+    public void The_table_of_connection_strings_seen_stays_bounded_and_strings_past_it_still_find_their_pool()
+    {
+        var connectionString = Folder.ConnectionString("Retry=8");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        for (var i = 0; i <= SaverDataSource.MaxSharedConnectionStrings; i++)
+        {
+            // The same keywords and values, spaced differently: a string of its own, the same pool.
+            var spelling = $"{connectionString};{new string(' ', i % 64)}Retry={new string(' ', i / 64)}8";
+            SaverDataSource.GetShared(spelling).ShouldBeSameAs(dataSource);
+        }
+
+        SaverDataSource.SharedConnectionStringCount.ShouldBeLessThanOrEqualTo(SaverDataSource.MaxSharedConnectionStrings);
+        using var connection = new SaverDbConnection($"{connectionString}; Retry = 8 ;;");
+        connection.Open();
+        dataSource.Statistics.InUse.ShouldBe(1);
+    }
+
     internal static void Execute(string connectionString, string sql)
     {
         using var connection = new SaverDbConnection(connectionString);
