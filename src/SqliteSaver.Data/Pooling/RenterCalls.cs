@@ -22,6 +22,12 @@ internal sealed class RenterCalls : IDisposable
     private int _closeWaits;
     private int _closeWatchers; // threads in WaitForClose
 
+    /// <summary>The longest one wait of a monitor can take (a bound from Busy Timeout may be longer; it waits in steps).</summary>
+    private static readonly TimeSpan LongestWait = TimeSpan.FromMilliseconds(int.MaxValue);
+
+    /// <summary>How often <see cref="WaitForClose"/> checks its condition without a pulse.</summary>
+    private static readonly TimeSpan RecheckEvery = TimeSpan.FromMilliseconds(10);
+
     /// <summary>
     /// A call begins. Returns the source of the token it waits with, which Close cancels, and Cancel through the
     /// command that keeps it: one cancelled already is first replaced, so that a call begun after a Cancel is not
@@ -88,25 +94,32 @@ internal sealed class RenterCalls : IDisposable
             // A full fence between this write and the read of _running below, as End has between its decrement and
             // its read: one of the two sees the other's, so the last End cannot miss this wait.
             Interlocked.Exchange(ref _closeWaits, 1);
-            Monitor.PulseAll(_ended); // a WaitForClose may join now (see TryJoinEnding)
-            var started = Stopwatch.GetTimestamp();
-            while (Volatile.Read(ref _running) > 0)
+            try
             {
-                var remaining = bound - Stopwatch.GetElapsedTime(started);
-                if (remaining <= TimeSpan.Zero)
+                Monitor.PulseAll(_ended); // a WaitForClose may join now (see TryJoinEnding)
+                var started = Stopwatch.GetTimestamp();
+                while (Volatile.Read(ref _running) > 0)
                 {
-                    _closeWaits = 0;
-                    return false;
+                    var remaining = bound - Stopwatch.GetElapsedTime(started);
+                    if (remaining <= TimeSpan.Zero)
+                    {
+                        return false;
+                    }
+
+                    Monitor.Wait(_ended, remaining < LongestWait ? remaining : LongestWait);
                 }
-
-                Monitor.Wait(_ended, remaining);
             }
-
-            _closeWaits = 0;
+            finally
+            {
+                _closeWaits = 0;
+            }
         }
 
         return true;
     }
+
+    /// <summary>Whether a Close waits for the calls now (see <see cref="EndAll"/>).</summary>
+    public bool CloseWaits => Volatile.Read(ref _closeWaits) == 1;
 
     /// <summary>
     /// Begins a call that joins those a Close is waiting for (see <see cref="EndAll"/>), only while it waits: a reader's
@@ -128,9 +141,10 @@ internal sealed class RenterCalls : IDisposable
     }
 
     /// <summary>
-    /// Blocks until <paramref name="condition"/> holds, at most <paramref name="bound"/>: it is checked at once, and
-    /// again as a Close of the renter begins to wait for the calls (see <see cref="EndAll"/>) and as it ends (see
-    /// <see cref="CloseEnded"/>), for a reader's closing or a transaction's Dispose that waits for such a Close, on
+    /// Blocks until <paramref name="condition"/> holds, at most <paramref name="bound"/>: it is checked at once, again
+    /// as a Close of the renter begins to wait for the calls (see <see cref="EndAll"/>) and as it ends (see
+    /// <see cref="CloseEnded"/>), and every 10 ms (a condition may also turn on what happens on another physical
+    /// connection, or on what a Close does before it ends), for a reader's closing or a transaction's Dispose that waits for such a Close, on
     /// another thread, to go on (see <see cref="PooledDataReader.Close"/>, <see cref="SaverDbTransaction.Dispose(bool)"/>).
     /// </summary>
     public void WaitForClose(Func<bool> condition, TimeSpan bound)
@@ -151,7 +165,7 @@ internal sealed class RenterCalls : IDisposable
                         return;
                     }
 
-                    Monitor.Wait(_ended, remaining);
+                    Monitor.Wait(_ended, remaining < RecheckEvery ? remaining : RecheckEvery);
                 }
             }
             finally

@@ -640,6 +640,34 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// Close from another thread while a statement of the connection runs (held in an application function, which an
+    /// interrupt does not stop), with the largest Busy Timeout allowed (int.MaxValue ms): Close waits for the call up to
+    /// Busy Timeout and 5 s, more than one wait of a monitor can take, so it waits in steps; once the statement ends
+    /// (its row read), the connection closes and goes back to the pool. Before, Close threw ArgumentOutOfRangeException from that wait
+    /// and left the connection reporting Closed, its physical connection never back in the pool (review of the
+    /// sixteenth session).
+    /// </summary>
+    [Test]
+    public void Close_with_the_largest_Busy_Timeout_waits_for_a_running_call_and_closes()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=2147483647");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-largest-busy-timeout" };
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        var physical = connection.GetOpenPhysical("test");
+        using var hold = new HeldFunction(connection);
+        var held = Task.Factory.StartNew(() => ConnectionTests.Scalar(connection, "SELECT hold()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        hold.Holding.Wait(Bound).ShouldBeTrue("the statement is held");
+
+        var closing = CloseOnAnotherThread(connection);
+        Wait.Until(() => physical.Calls.CloseWaits || closing.IsCompleted);
+        hold.Release();
+        closing.Wait(Bound).ShouldBeTrue("Close ended");
+        $"close {closing.Result?.GetType().Name ?? "ok"}; statement {Outcome(held)}; in use {dataSource.Statistics.InUse}".ShouldBe(
+            "close ok; statement returned 1; in use 0"); // its row was read before Close came
+    }
+
+    /// <summary>
     /// Closes the connection, to the end, from inside the first statement-cache lookup of the pool: after an execution
     /// found the connection open (Bind), before its call begins. Close waits for no call there.
     /// </summary>
