@@ -635,12 +635,12 @@ public sealed class SaverDbConnection : DbConnection
     public T RunInTransaction<T>(Func<SaverDbTransaction, T> work, bool deferred = false)
     {
         ArgumentNullException.ThrowIfNull(work);
-        var opened = Synchronously.Result(OpenForUnitOfWork(async: false, CancellationToken.None));
+        var (opened, rental) = Synchronously.Result(OpenForUnitOfWork(async: false, CancellationToken.None));
         try
         {
             return Executor.Strategy.Execute(
-                static (state, token) => state.Connection.RunOnce(state.Work, state.Deferred, token),
-                (Connection: this, Work: work, Deferred: new StrongBox<bool>(deferred)),
+                static (state, token) => state.Connection.RunOnce(state.Work, state.Deferred, state.Rental, token),
+                (Connection: this, Work: work, Deferred: new StrongBox<bool>(deferred), Rental: rental),
                 CancellationToken.None);
         }
         finally
@@ -730,12 +730,12 @@ public sealed class SaverDbConnection : DbConnection
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        var opened = await OpenForUnitOfWork(async: true, cancellationToken).ConfigureAwait(false);
+        var (opened, rental) = await OpenForUnitOfWork(async: true, cancellationToken).ConfigureAwait(false);
         try
         {
             return await Executor.Strategy.ExecuteAsync(
-                static (state, token) => state.Connection.RunOnceAsync(state.Work, state.Deferred, token),
-                (Connection: this, Work: work, Deferred: new StrongBox<bool>(deferred)),
+                static (state, token) => state.Connection.RunOnceAsync(state.Work, state.Deferred, state.Rental, token),
+                (Connection: this, Work: work, Deferred: new StrongBox<bool>(deferred), Rental: rental),
                 cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -860,14 +860,16 @@ public sealed class SaverDbConnection : DbConnection
         bool deferred,
         bool retry,
         bool async,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        int? rental = null)
     {
         CheckIsolationLevel(isolationLevel);
         var deadline = CommandDeadline.Start(Options.DefaultTimeout); // before the wait, which counts against it
         var waitedIn = await AfterEarlierWithinDefaultTimeout(deadline, async, cancellationToken).ConfigureAwait(false);
+        rental ??= waitedIn ?? Volatile.Read(ref _rentals); // before the physical connection (see TryBeginCall)
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
-        var call = BeginCall(physical, waitedIn);
+        var call = BeginCall(physical, rental);
         var linked = RenterCalls.Link(call, cancellationToken, out var token);
         try
         {
@@ -889,7 +891,7 @@ public sealed class SaverDbConnection : DbConnection
                 throw RenterCalls.ClosedDuringCall(null);
             }
 
-            return Transaction = new SaverDbTransaction(this, physical);
+            return Transaction = new SaverDbTransaction(this, physical, rental.Value);
         }
         catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)
         {
@@ -903,12 +905,17 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// Opens the connection for a unit of work if it is closed (true when it did), or else waits for its earlier
-    /// asynchronous executions (see <see cref="AfterEarlierWithinDefaultTimeout"/>), and checks it has no transaction.
+    /// Opens the connection for a unit of work if it is closed, or else waits for its earlier asynchronous executions
+    /// (see <see cref="AfterEarlierWithinDefaultTimeout"/>), and checks it has no transaction.
     /// </summary>
-    private async ValueTask<bool> OpenForUnitOfWork(bool async, CancellationToken cancellationToken)
+    /// <returns>
+    /// Whether it opened the connection, and the rental the unit of work runs in: each attempt's transaction begins in
+    /// it or is refused, as a call of a connection closed meanwhile (see <see cref="BeginCall"/>).
+    /// </returns>
+    private async ValueTask<(bool Opened, int Rental)> OpenForUnitOfWork(bool async, CancellationToken cancellationToken)
     {
         var opened = _physical is null;
+        int? waitedIn = null;
         if (opened && async)
         {
             await OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -919,9 +926,10 @@ public sealed class SaverDbConnection : DbConnection
         }
         else
         {
-            await AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(Options.DefaultTimeout), async, cancellationToken).ConfigureAwait(false);
+            waitedIn = await AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(Options.DefaultTimeout), async, cancellationToken).ConfigureAwait(false);
         }
 
+        var rental = waitedIn ?? Volatile.Read(ref _rentals); // before the physical connection (see TryBeginCall)
         try
         {
             ThrowIfInTransaction(GetOpenPhysical(nameof(RunInTransaction)));
@@ -936,17 +944,17 @@ public sealed class SaverDbConnection : DbConnection
             throw;
         }
 
-        return opened;
+        return (opened, rental);
     }
 
     /// <summary>
-    /// Sets <paramref name="physical"/>'s <see cref="PhysicalConnection.UnitOfWorkAttempt"/> as a call of the renter,
-    /// unless Close, perhaps from another thread, has taken the physical connection (its return clears the token):
-    /// another renter may have it by now. <see langword="false"/> then.
+    /// Sets <paramref name="physical"/>'s <see cref="PhysicalConnection.UnitOfWorkAttempt"/> as a call of the renter in
+    /// <paramref name="rental"/>, unless Close, perhaps from another thread, has taken the physical connection since (its
+    /// return clears the token): another renter, or this connection opened again, may have it by now. <see langword="false"/> then.
     /// </summary>
-    private bool TrySetUnitOfWorkAttempt(PhysicalConnection physical, CancellationToken attempt)
+    private bool TrySetUnitOfWorkAttempt(PhysicalConnection physical, int rental, CancellationToken attempt)
     {
-        if (TryBeginCall(physical) is null)
+        if (TryBeginCall(physical, rental) is null)
         {
             return false;
         }
@@ -961,15 +969,15 @@ public sealed class SaverDbConnection : DbConnection
     /// attempt whose own transaction meets SQLITE_BUSY or SQLITE_LOCKED (see <see cref="MetBusyItself"/>) sets
     /// <paramref name="deferred"/> to false, so the next attempt takes the write lock up front.
     /// </summary>
-    private T RunOnce<T>(Func<SaverDbTransaction, T> work, StrongBox<bool> deferred, CancellationToken cancellationToken)
+    private T RunOnce<T>(Func<SaverDbTransaction, T> work, StrongBox<bool> deferred, int rental, CancellationToken cancellationToken)
     {
         try
         {
             // The strategy's token for the attempt (a Polly timeout's): it ends the BEGIN's waits, as in RunOnceAsync,
             // and those of the statements of the unit of work, whose delegate takes no token.
-            using var transaction = Synchronously.Result(BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: false, cancellationToken));
-            var physical = _physical;
-            if (physical is null || !TrySetUnitOfWorkAttempt(physical, cancellationToken))
+            using var transaction = Synchronously.Result(BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: false, cancellationToken, rental));
+            var physical = transaction.Physical;
+            if (!TrySetUnitOfWorkAttempt(physical, rental, cancellationToken))
             {
                 throw RenterCalls.ClosedDuringCall(null); // by another thread, right after the BEGIN
             }
@@ -986,7 +994,7 @@ public sealed class SaverDbConnection : DbConnection
             }
             finally
             {
-                TrySetUnitOfWorkAttempt(physical, default); // not once the connection was closed: another renter may have it
+                TrySetUnitOfWorkAttempt(physical, rental, default); // not once the connection was closed: another renter may have it
             }
 
             ThrowIfClosedByWork(transaction);
@@ -1023,12 +1031,18 @@ public sealed class SaverDbConnection : DbConnection
     private bool MetBusyItself(SqliteException error)
         => error.SqliteExtendedErrorCode == Executor.BusySnapshot || ReferenceEquals(error, _physical?.BusyInTransaction);
 
-    private async ValueTask<T> RunOnceAsync<T>(Func<SaverDbTransaction, CancellationToken, Task<T>> work, StrongBox<bool> deferred, CancellationToken cancellationToken)
+    private async ValueTask<T> RunOnceAsync<T>(
+        Func<SaverDbTransaction, CancellationToken, Task<T>> work, StrongBox<bool> deferred, int rental, CancellationToken cancellationToken)
     {
         try
         {
-            await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: true, cancellationToken).ConfigureAwait(false);
-            var physical = _physical ?? throw RenterCalls.ClosedDuringCall(null); // as in RunOnce
+            await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: true, cancellationToken, rental).ConfigureAwait(false);
+            var physical = transaction.Physical;
+            if (!Holds(physical))
+            {
+                throw RenterCalls.ClosedDuringCall(null); // as in RunOnce
+            }
+
             var commits = physical.Commits;
             T result;
             try

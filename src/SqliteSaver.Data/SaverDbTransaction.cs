@@ -28,16 +28,18 @@ public sealed class SaverDbTransaction : DbTransaction
 {
     private readonly SaverDbConnection _connection;
     private readonly PhysicalConnection _physical;
+    private readonly int _rental; // the connection's rental the transaction began in (see SaverDbConnection.BeginCall)
     private bool _completed;
     private Exception? _unfinished;
     private Exception? _failedOnClose;
     private List<string>? _savepoints; // set by Save and not released, oldest first
     private long _standaloneAtFailure; // PhysicalConnection.StandaloneCommandsInTransaction when a batch failed to finish
 
-    internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical)
+    internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical, int rental)
     {
         _connection = connection;
         _physical = physical;
+        _rental = rental;
     }
 
     /// <summary>The connection the transaction runs on; <see langword="null"/> once it is committed or rolled back.</summary>
@@ -58,6 +60,9 @@ public sealed class SaverDbTransaction : DbTransaction
 
     /// <summary>Whether the transaction was committed, rolled back, or ended with its connection.</summary>
     internal bool IsCompleted => _completed;
+
+    /// <summary>The physical connection the transaction runs on.</summary>
+    internal PhysicalConnection Physical => _physical;
 
     /// <summary>Whether the transaction ended because its connection closed, which rolled it back.</summary>
     internal bool EndedByClose { get; private set; }
@@ -430,8 +435,8 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <exception cref="InvalidOperationException">The connection was closed before or while the call ran.</exception>
     private void RunAsCall<TState>(Action<SaverDbTransaction, TState> run, TState state, CancellationToken cancellationToken, bool evenIfEarlierRuns = false)
     {
-        var waitedIn = AfterEarlierExecutions(evenIfEarlierRuns, cancellationToken);
-        var call = _connection.BeginCall(_physical, waitedIn); // refused if Close, which completes the transaction, came meanwhile
+        AfterEarlierExecutions(evenIfEarlierRuns, cancellationToken);
+        var call = _connection.BeginCall(_physical, _rental); // refused once Close, which completes the transaction, has come
         try
         {
             var cancellable = cancellationToken.CanBeCanceled && _physical.MakeBusyWaitsCancellable(cancellationToken);
@@ -463,17 +468,16 @@ public sealed class SaverDbTransaction : DbTransaction
     /// rollback) a wait that outlasts Default Timeout lets the call go ahead: the execution still running then runs
     /// after it, outside the transaction.
     /// </summary>
-    /// <returns>The rental it waited in, or <see langword="null"/> when it did not wait (see <see cref="SaverDbConnection.BeginCall"/>).</returns>
     /// <exception cref="CommandTimeoutException">Default Timeout passed first, and <paramref name="evenIfEarlierRuns"/> is false.</exception>
-    private int? AfterEarlierExecutions(bool evenIfEarlierRuns, CancellationToken cancellationToken)
+    private void AfterEarlierExecutions(bool evenIfEarlierRuns, CancellationToken cancellationToken)
     {
         try
         {
-            return Synchronously.Result(_connection.AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(_connection.Options.DefaultTimeout), async: false, cancellationToken));
+            _ = Synchronously.Result(_connection.AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(_connection.Options.DefaultTimeout), async: false, cancellationToken));
         }
         catch (CommandTimeoutException) when (evenIfEarlierRuns)
         {
-            return null; // rolled back all the same, as asked
+            // Rolled back all the same, as asked.
         }
     }
 

@@ -539,6 +539,58 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
+    /// RunInTransaction finds the connection open (waiting for its earlier executions, were there any), and its retry
+    /// strategy, before the first attempt, closes and opens the connection again (the same physical connection, the
+    /// only one idle), as another thread might. The unit of work throws the InvalidOperationException of a call ended
+    /// by Close and writes nothing. Before, the wait's end was the only check: the unit of work ran and committed on the
+    /// reopened connection (review of this session).
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task A_unit_of_work_whose_connection_is_closed_and_opened_again_before_its_attempt_does_not_run(bool async)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        SaverDbConnection? connection = null;
+        var strategy = new BeforeFirstAttempt(() =>
+        {
+            connection!.Close();
+            connection.Open();
+        });
+        using var dataSource = new SaverDataSourceBuilder(connectionString) { Name = "one-at-a-time-reopen-unit-of-work" }.UseRetryStrategy(strategy).Build();
+        await using var opened = dataSource.OpenConnection();
+        connection = opened;
+        strategy.Armed = true;
+        var outcome = "returned";
+        try
+        {
+            if (async)
+            {
+                await connection.RunInTransactionAsync(async (_, token) =>
+                {
+                    await using var insert = Insert(connection, 1);
+                    await insert.ExecuteNonQueryAsync(token);
+                });
+            }
+            else
+            {
+                connection.RunInTransaction(_ =>
+                {
+                    using var insert = Insert(connection, 1);
+                    insert.ExecuteNonQuery();
+                });
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            outcome = nameof(InvalidOperationException);
+        }
+
+        $"reopened {strategy.Ran}; unit of work {outcome}; rows {Rows(connection)}".ShouldBe(
+            "reopened True; unit of work InvalidOperationException; rows ");
+    }
+
+    /// <summary>
     /// A write with CommandTimeout=3 waits for the connection's earlier write (CommandTimeout=2, which times out at the
     /// gate another connection's transaction holds), then at the gate itself. Its CommandTimeout counts from its start,
     /// through both waits: it fails with SQLITE_BUSY about 3 s after it started, and the gate is freed once it has
@@ -564,5 +616,35 @@ public partial class OneExecutionAtATimeTests
         await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
         $"first {Outcome(one)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
             "first CommandTimeoutException; second CommandTimeoutException; rows ");
+    }
+
+    /// <summary>Once armed, runs an action once, before the next attempt the strategy is given.</summary>
+    private sealed class BeforeFirstAttempt(Action action) : SaverRetryStrategy
+    {
+        public volatile bool Armed;
+
+        public bool Ran { get; private set; }
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            RunOnce();
+            return attempt(state, cancellationToken);
+        }
+
+        public override ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            RunOnce();
+            return attempt(state, cancellationToken);
+        }
+
+        private void RunOnce()
+        {
+            if (Armed && !Ran)
+            {
+                Ran = true;
+                action();
+            }
+        }
     }
 }
