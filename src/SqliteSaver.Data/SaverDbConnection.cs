@@ -49,7 +49,7 @@ public sealed class SaverDbConnection : DbConnection
     private List<SaverDbCommand>? _commands;
     private int _pruneCommandsAt = 16;
     private int _closingThread; // the thread of a Close that took the physical connection, while it runs
-    private int _rentals; // physical connections this connection has rented (see TryBeginCall)
+    private int _rentals; // physical connections this connection has rented (see InRental)
 
     // The thread a reader's step (or its closing) runs on, 0 for none: a call a function SQLite runs in the step makes
     // is nested in it (see EarlierAsyncExecution). A step is synchronous: its thread marks it, cheaply.
@@ -393,22 +393,21 @@ public sealed class SaverDbConnection : DbConnection
     /// that either Close ends and waits for the call or the call sees that Close came.
     /// </summary>
     /// <param name="physical">The physical connection the caller found open.</param>
-    /// <param name="waitedIn">
-    /// For a call that waited for an earlier execution (see <see cref="AfterEarlier"/>), the rental it waited in: the call
-    /// is refused when the connection was closed and opened again since, even on the same physical connection.
+    /// <param name="rental">
+    /// The rental the call belongs to, read before <paramref name="physical"/> (that of a transaction, of a wait for an
+    /// earlier execution, of a unit of work; see <see cref="InRental"/>): the call is refused when the connection was
+    /// closed since, even if it was opened again on the same physical connection. <see langword="null"/> for a call
+    /// that found the connection open just now.
     /// </param>
     /// <exception cref="InvalidOperationException">The connection was closed since the caller found it open.</exception>
-    internal CancellationTokenSource BeginCall(PhysicalConnection physical, int? waitedIn = null)
-        => TryBeginCall(physical, waitedIn) ?? throw RenterCalls.ClosedDuringCall(null);
+    internal CancellationTokenSource BeginCall(PhysicalConnection physical, int? rental = null)
+        => TryBeginCall(physical, rental) ?? throw RenterCalls.ClosedDuringCall(null);
 
     /// <summary><see cref="BeginCall"/>, but <see langword="null"/> when the connection was closed since the caller found it open.</summary>
-    internal CancellationTokenSource? TryBeginCall(PhysicalConnection physical, int? waitedIn = null)
+    internal CancellationTokenSource? TryBeginCall(PhysicalConnection physical, int? rental = null)
     {
         var call = physical.Calls.Begin();
-
-        // The physical connection first: Open counts the rental before it sets the physical connection, so one set by
-        // an Open since comes with its count (a wait ends on a pool thread, as Close and Open run on the caller's).
-        if (Holds(physical) && (waitedIn is null || Volatile.Read(ref _rentals) == waitedIn))
+        if (rental is null ? Holds(physical) : InRental(physical, rental.Value))
         {
             return call;
         }
@@ -529,6 +528,14 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>Whether <paramref name="physical"/> is this connection's now: Close has not taken it.</summary>
     internal bool Holds(PhysicalConnection physical) => ReferenceEquals(Volatile.Read(ref _physical), physical);
+
+    /// <summary>
+    /// Whether <paramref name="physical"/> is this connection's now, in <paramref name="rental"/>: the connection was not
+    /// closed since (and opened again, perhaps on the same physical connection). The physical connection is read first:
+    /// Open counts the rental before it sets the physical connection, so one set by an Open since comes with its count
+    /// (a wait ends on a pool thread, and Close and Open may run on another thread than the caller's).
+    /// </summary>
+    internal bool InRental(PhysicalConnection physical, int rental) => Holds(physical) && Volatile.Read(ref _rentals) == rental;
 
     /// <summary>The open physical connection, marked as used; throws when the connection is closed.</summary>
     /// <exception cref="InvalidOperationException">The connection is closed.</exception>
@@ -855,6 +862,11 @@ public sealed class SaverDbConnection : DbConnection
     private SaverDbTransaction BeginTransaction(IsolationLevel isolationLevel, bool deferred)
         => Synchronously.Result(BeginTransactionCore(isolationLevel, deferred, retry: true, async: false, CancellationToken.None));
 
+    /// <summary>
+    /// Begins a transaction once the connection's earlier asynchronous executions have ended, in the rental a unit of
+    /// work runs in when it gives one (see <see cref="OpenForUnitOfWork"/>), else in that of the wait, or of now; the
+    /// transaction keeps it for its later calls (see <see cref="BeginCall"/>).
+    /// </summary>
     private async ValueTask<SaverDbTransaction> BeginTransactionCore(
         IsolationLevel isolationLevel,
         bool deferred,
@@ -866,7 +878,7 @@ public sealed class SaverDbConnection : DbConnection
         CheckIsolationLevel(isolationLevel);
         var deadline = CommandDeadline.Start(Options.DefaultTimeout); // before the wait, which counts against it
         var waitedIn = await AfterEarlierWithinDefaultTimeout(deadline, async, cancellationToken).ConfigureAwait(false);
-        rental ??= waitedIn ?? Volatile.Read(ref _rentals); // before the physical connection (see TryBeginCall)
+        rental ??= waitedIn ?? Volatile.Read(ref _rentals); // before the physical connection (see InRental)
         var physical = GetOpenPhysical(nameof(BeginTransaction));
         ThrowIfInTransaction(physical);
         var call = BeginCall(physical, rental);
@@ -929,7 +941,7 @@ public sealed class SaverDbConnection : DbConnection
             waitedIn = await AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(Options.DefaultTimeout), async, cancellationToken).ConfigureAwait(false);
         }
 
-        var rental = waitedIn ?? Volatile.Read(ref _rentals); // before the physical connection (see TryBeginCall)
+        var rental = waitedIn ?? Volatile.Read(ref _rentals); // before the physical connection (see InRental)
         try
         {
             ThrowIfInTransaction(GetOpenPhysical(nameof(RunInTransaction)));
@@ -1038,7 +1050,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: true, cancellationToken, rental).ConfigureAwait(false);
             var physical = transaction.Physical;
-            if (!Holds(physical))
+            if (transaction.IsCompleted || !InRental(physical, rental))
             {
                 throw RenterCalls.ClosedDuringCall(null); // as in RunOnce
             }
@@ -1114,7 +1126,7 @@ public sealed class SaverDbConnection : DbConnection
     private void OnOpened(PhysicalConnection physical)
     {
         Volatile.Write(ref _rentals, _rentals + 1);
-        Volatile.Write(ref _physical, physical); // after the count (see TryBeginCall)
+        Volatile.Write(ref _physical, physical); // after the count (see InRental)
         Interlocked.MemoryBarrier();
         if (_disposed)
         {

@@ -253,11 +253,14 @@ public sealed class SaverDbTransaction : DbTransaction
             {
                 Rollback();
             }
-            catch (InvalidOperationException) when (!_connection.Holds(_physical))
+            catch (InvalidOperationException) when (Volatile.Read(ref _completed) || !_connection.InRental(_physical, _rental))
             {
-                // Another thread's Close took the connection meanwhile: it rolls the transaction back, unless a call of
-                // the connection outlasts its wait and it keeps the connection open; then this rolls back.
-                _physical.Calls.WaitForClose(() => Volatile.Read(ref _completed) || _connection.Holds(_physical), _connection.CallsEndBound + TimeSpan.FromSeconds(1));
+                // Another thread's Close took the connection meanwhile (and an Open may have come since): it rolls the
+                // transaction back, unless a call of the connection outlasts its wait and it keeps the connection open;
+                // then this rolls back.
+                _physical.Calls.WaitForClose(
+                    () => Volatile.Read(ref _completed) || _connection.InRental(_physical, _rental),
+                    _connection.CallsEndBound + TimeSpan.FromSeconds(1));
                 if (!Volatile.Read(ref _completed))
                 {
                     Rollback();

@@ -141,11 +141,12 @@ internal sealed class RenterCalls : IDisposable
     }
 
     /// <summary>
-    /// Blocks until <paramref name="condition"/> holds, at most <paramref name="bound"/>: it is checked at once, again
-    /// as a Close of the renter begins to wait for the calls (see <see cref="EndAll"/>) and as it ends (see
-    /// <see cref="CloseEnded"/>), and every 10 ms (a condition may also turn on what happens on another physical
-    /// connection, or on what a Close does before it ends), for a reader's closing or a transaction's Dispose that waits for such a Close, on
-    /// another thread, to go on (see <see cref="PooledDataReader.Close"/>, <see cref="SaverDbTransaction.Dispose(bool)"/>).
+    /// Blocks until <paramref name="condition"/> holds, at most <paramref name="bound"/>, for a reader's closing or a
+    /// transaction's Dispose that waits for a Close of the renter on another thread to go on (see
+    /// <see cref="PooledDataReader.Close"/>, <see cref="SaverDbTransaction.Dispose(bool)"/>). The condition is checked at
+    /// once, again as such a Close begins to wait for the calls (see <see cref="EndAll"/>) and as it ends (see
+    /// <see cref="CloseEnded"/>), and every 10 ms: it may also turn on what a Close does before it ends, or on another
+    /// physical connection, which a Close of the same connection on a third thread has taken since.
     /// </summary>
     public void WaitForClose(Func<bool> condition, TimeSpan bound)
     {

@@ -642,8 +642,8 @@ public class CloseRaceTests : DatabaseTest
     /// <summary>
     /// Close from another thread while a statement of the connection runs (held in an application function, which an
     /// interrupt does not stop), with the largest Busy Timeout allowed (int.MaxValue ms): Close waits for the call up to
-    /// Busy Timeout and 5 s, more than one wait of a monitor can take, so it waits in steps; once the statement ends
-    /// (its row read), the connection closes and goes back to the pool. Before, Close threw ArgumentOutOfRangeException from that wait
+    /// Busy Timeout and 5 s, more than one wait of a monitor can take, so it waits in steps; once the statement ends,
+    /// the connection closes and goes back to the pool. Before, Close threw ArgumentOutOfRangeException from that wait
     /// and left the connection reporting Closed, its physical connection never back in the pool (review of the
     /// sixteenth session).
     /// </summary>
@@ -664,7 +664,7 @@ public class CloseRaceTests : DatabaseTest
         hold.Release();
         closing.Wait(Bound).ShouldBeTrue("Close ended");
         $"close {closing.Result?.GetType().Name ?? "ok"}; statement {Outcome(held)}; in use {dataSource.Statistics.InUse}".ShouldBe(
-            "close ok; statement returned 1; in use 0"); // its row was read before Close came
+            "close ok; statement returned 1; in use 0"); // SQLite looks for no interrupt between the function's return and its row
     }
 
     /// <summary>
