@@ -463,21 +463,11 @@ public partial class OneExecutionAtATimeTests
     [Test]
     public async Task A_command_whose_execution_has_just_waited_refuses_a_new_text_before_it_runs()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        var builder = new SaverDataSourceBuilder(connectionString) { Name = "one-at-a-time-text-after-wait" };
-        using var dataSource = builder.Build();
-        await using var holding = dataSource.OpenConnection();
-        var gate = holding.BeginTransaction(); // holds the process's write gate
-        await using var connection = dataSource.OpenConnection();
-        using var first = Insert(connection, 1);
-        var one = first.ExecuteNonQueryAsync();
-        one.IsCompleted.ShouldBeFalse("the first waits at the gate");
-
-        using var second = connection.CreateCommand();
-        second.CommandText = "INSERT INTO t VALUES (2)";
+        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString(), "one-at-a-time-text-after-wait");
+        var connection = first.Connection;
+        using var second = Insert(connection, 2);
         string? setText = null;
-        using var listener = CloseRaceTests.OnStatementLookedUp(builder.Name, () =>
+        using var listener = CloseRaceTests.OnStatementLookedUp(first.PoolName, () =>
         {
             try
             {
@@ -491,10 +481,9 @@ public partial class OneExecutionAtATimeTests
         });
         var two = second.ExecuteNonQueryAsync(); // waits for the first; looks its statement up once that has ended
         two.IsCompleted.ShouldBeFalse("the second waits for the first");
-        gate.Commit();
-        gate.Dispose();
-        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
-        $"text set {setText ?? "never"}; first {Outcome(one)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
+        first.Release();
+        await Task.WhenAny(Task.WhenAll(first.Write, two), Task.Delay(Bound));
+        $"text set {setText ?? "never"}; first {Outcome(first.Write)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
             "text set refused; first returned 1; second returned 1; rows 1,2");
     }
 
@@ -508,33 +497,21 @@ public partial class OneExecutionAtATimeTests
     [Test]
     public async Task An_execution_whose_connection_is_closed_and_opened_again_right_after_its_wait_does_not_run()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        var builder = new SaverDataSourceBuilder(connectionString) { Name = "one-at-a-time-reopen-after-wait" };
-        using var dataSource = builder.Build();
-        await using var holding = dataSource.OpenConnection();
-        var gate = holding.BeginTransaction(); // holds the process's write gate
-        await using var connection = dataSource.OpenConnection();
-        using var first = Insert(connection, 1);
-        var one = first.ExecuteNonQueryAsync();
-        one.IsCompleted.ShouldBeFalse("the first waits at the gate");
-
+        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString(), "one-at-a-time-reopen-after-wait");
+        var connection = first.Connection;
         using var second = Insert(connection, 2);
         var reopened = 0;
-        using var listener = CloseRaceTests.OnStatementLookedUp(builder.Name, () =>
+        using var listener = CloseRaceTests.OnStatementLookedUp(first.PoolName, () =>
         {
-            if (Interlocked.Exchange(ref reopened, 1) == 0)
-            {
-                connection.Close();
-                connection.Open();
-            }
+            reopened++;
+            connection.Close();
+            connection.Open();
         });
         var two = second.ExecuteNonQueryAsync(); // waits for the first; looks its statement up once that has ended
         two.IsCompleted.ShouldBeFalse("the second waits for the first");
-        gate.Commit();
-        gate.Dispose();
-        await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
-        $"reopened {reopened}; first {Outcome(one)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
+        first.Release();
+        await Task.WhenAny(Task.WhenAll(first.Write, two), Task.Delay(Bound));
+        $"reopened {reopened}; first {Outcome(first.Write)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
             "reopened 1; first returned 1; second InvalidOperationException; rows 1");
     }
 
@@ -645,6 +622,62 @@ public partial class OneExecutionAtATimeTests
                 Ran = true;
                 action();
             }
+        }
+    }
+
+    /// <summary>
+    /// A data source of its own (a table t) whose <see cref="Connection"/> has one async write of 1 waiting at the write
+    /// gate, which another connection's transaction holds until <see cref="Release"/>.
+    /// </summary>
+    private sealed class FirstWriteAtTheGate : IAsyncDisposable
+    {
+        private readonly SaverDataSource _dataSource;
+        private readonly SaverDbConnection _holding;
+        private readonly SaverDbTransaction _gate;
+        private readonly SaverDbCommand _insert;
+
+        private FirstWriteAtTheGate(string connectionString, string poolName)
+        {
+            PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+            PoolName = poolName;
+            _dataSource = new SaverDataSourceBuilder(connectionString) { Name = poolName }.Build();
+            _holding = _dataSource.OpenConnection();
+            _gate = _holding.BeginTransaction();
+            Connection = _dataSource.OpenConnection();
+            _insert = Insert(Connection, 1);
+            Write = _insert.ExecuteNonQueryAsync();
+        }
+
+        public string PoolName { get; }
+
+        public SaverDbConnection Connection { get; }
+
+        /// <summary>The write of 1, waiting at the gate until <see cref="Release"/>.</summary>
+        public Task<int> Write { get; }
+
+        public static FirstWriteAtTheGate Start(string connectionString, string poolName)
+        {
+            var first = new FirstWriteAtTheGate(connectionString, poolName);
+            first.Write.IsCompleted.ShouldBeFalse("the first write waits at the gate");
+            return first;
+        }
+
+        public void Release()
+        {
+            if (!_gate.IsCompleted)
+            {
+                _gate.Commit();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Release();
+            await _gate.DisposeAsync();
+            await _insert.DisposeAsync();
+            await Connection.DisposeAsync();
+            await _holding.DisposeAsync();
+            await _dataSource.DisposeAsync();
         }
     }
 }
