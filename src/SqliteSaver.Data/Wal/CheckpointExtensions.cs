@@ -5,6 +5,7 @@ using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Interop;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
+using SqliteSaver.Data.Threading;
 using SQLitePCL;
 
 namespace SqliteSaver.Data;
@@ -28,7 +29,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
     /// <exception cref="InvalidOperationException">The connection is closed, has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened a WAL database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
-    /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
+    /// <exception cref="SqliteException">SQLite reported an error other than busy; or SQLITE_BUSY: on a <see cref="SaverDbConnection"/>, its asynchronous executions not awaited yet, which the checkpoint waits for, outlasted Default Timeout.</exception>
     public static CheckpointResult Checkpoint(this DbConnection connection, CheckpointMode mode = CheckpointMode.Passive)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -52,6 +53,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="InvalidOperationException">The connection is closed, or SQLite still cannot roll back a failed transaction on it.</exception>
+    /// <exception cref="SqliteException">SQLITE_BUSY: on a <see cref="SaverDbConnection"/>, its asynchronous executions not awaited yet, which the call waits for, outlasted Default Timeout.</exception>
     public static WalStatus GetWalStatus(this DbConnection connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -72,7 +74,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
     /// <exception cref="InvalidOperationException">The connection is closed, has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened a WAL database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
-    /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
+    /// <exception cref="SqliteException">SQLite reported an error other than busy; or SQLITE_BUSY: on a <see cref="SaverDbConnection"/>, its asynchronous executions not awaited yet, which the checkpoint waits for, outlasted Default Timeout.</exception>
     public static Task<CheckpointResult> CheckpointAsync(
         this DbConnection connection,
         CheckpointMode mode = CheckpointMode.Passive,
@@ -87,7 +89,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="InvalidOperationException">As for <see cref="Checkpoint"/>.</exception>
-    /// <exception cref="SqliteException">SQLite reported an error other than busy.</exception>
+    /// <exception cref="SqliteException">SQLite reported an error other than busy; or SQLITE_BUSY: on a <see cref="SaverDbConnection"/>, its asynchronous executions not awaited yet, which the checkpoint waits for, outlasted Default Timeout.</exception>
     public static Task<CheckpointResult> CheckpointAsync(this DbConnection connection, CancellationToken cancellationToken)
         => CheckpointAsync(connection, CheckpointMode.Passive, cancellationToken);
 
@@ -315,19 +317,25 @@ public static class CheckpointExtensions
 
     /// <summary>
     /// Runs <paramref name="run"/> on the connection's handle. On a <see cref="SaverDbConnection"/> it is a call of the
-    /// connection, as a command's execution is: its token (<paramref name="cancellationToken"/> linked with the call's)
-    /// is cancelled by a Close from another thread, which waits for it to end, so that it never runs on the physical
-    /// connection's next renter; so ended, it throws <see cref="InvalidOperationException"/>.
+    /// connection, as a command's execution is: it takes its turn after the connection's asynchronous executions still
+    /// running, blocking the thread at most Default Timeout (as BeginTransaction does); its token
+    /// (<paramref name="cancellationToken"/> linked with the call's) is cancelled by a Close from another thread, which
+    /// waits for it to end, so that it never runs on the physical connection's next renter; so ended, it throws
+    /// <see cref="InvalidOperationException"/>.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The connection is closed, or was closed while the call ran.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed, or was closed while the call ran or waited.</exception>
+    /// <exception cref="SqliteException">SQLITE_BUSY: the connection's earlier asynchronous executions outlasted Default Timeout.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while it waited for them.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     private static T OnConnection<T>(DbConnection connection, string operation, Func<sqlite3, CancellationToken, T> run, CancellationToken cancellationToken)
     {
         switch (connection)
         {
             case SaverDbConnection saver:
+                var waitedIn = Synchronously.Result(
+                    saver.AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(saver.Options.DefaultTimeout), async: false, cancellationToken));
                 var physical = Usable(saver.GetOpenPhysical(operation));
-                var call = saver.BeginCall(physical);
+                var call = saver.BeginCall(physical, waitedIn);
                 var linked = RenterCalls.Link(call, cancellationToken, out var token);
                 try
                 {

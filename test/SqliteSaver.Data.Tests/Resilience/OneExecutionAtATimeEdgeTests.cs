@@ -568,6 +568,44 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
+    /// Checkpoint, GetWalStatus and CheckpointAsync on a connection whose async write waits at the write gate take their
+    /// turn after it, as BeginTransaction does: with Default Timeout=1 they wait 1 s and throw SQLITE_BUSY naming it,
+    /// and after the write has run they run. Before, they ran at once, in the middle of the connection's pending
+    /// executions (a known gap of the fifteenth session's note).
+    /// </summary>
+    [TestCase("Checkpoint")]
+    [TestCase("GetWalStatus")]
+    [TestCase("CheckpointAsync")]
+    public async Task A_checkpoint_takes_its_turn_after_the_connections_earlier_async_write(string call)
+    {
+        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=1"), $"one-at-a-time-{call}");
+        var connection = first.Connection;
+        Func<Task> run = call switch
+        {
+            "Checkpoint" => () => Task.FromResult(connection.Checkpoint()),
+            "GetWalStatus" => () => Task.FromResult(connection.GetWalStatus()),
+            _ => () => connection.CheckpointAsync(),
+        };
+
+        string waited;
+        try
+        {
+            await run();
+            waited = "ran at once";
+        }
+        catch (SqliteException error) // CommandTimeoutException, as BeginTransaction's
+        {
+            waited = $"{error.SqliteErrorCode}: {error.Message}";
+        }
+
+        first.Release();
+        await Task.WhenAny(first.Write, Task.Delay(Bound));
+        await run();
+        $"{waited}; first {Outcome(first.Write)}".ShouldBe(
+            "5: SQLite Error 5: 'database is locked'. Waited 1 s (the connection string's Default Timeout) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead).; first returned 1");
+    }
+
+    /// <summary>
     /// A write with CommandTimeout=3 waits for the connection's earlier write (CommandTimeout=2, which times out at the
     /// gate another connection's transaction holds), then at the gate itself. Its CommandTimeout counts from its start,
     /// through both waits: it fails with SQLITE_BUSY about 3 s after it started, and the gate is freed once it has
@@ -627,7 +665,7 @@ public partial class OneExecutionAtATimeTests
 
     /// <summary>
     /// A data source of its own (a table t) whose <see cref="Connection"/> has one async write of 1 waiting at the write
-    /// gate, which another connection's transaction holds until <see cref="Release"/>.
+    /// gate (CommandTimeout 30 s), which another connection's transaction holds until <see cref="Release"/>.
     /// </summary>
     private sealed class FirstWriteAtTheGate : IAsyncDisposable
     {
@@ -645,6 +683,7 @@ public partial class OneExecutionAtATimeTests
             _gate = _holding.BeginTransaction();
             Connection = _dataSource.OpenConnection();
             _insert = Insert(Connection, 1);
+            _insert.CommandTimeout = 30; // whatever the connection string's Default Timeout
             Write = _insert.ExecuteNonQueryAsync();
         }
 
