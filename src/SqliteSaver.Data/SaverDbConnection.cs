@@ -424,8 +424,8 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// The connection's asynchronous executions, if one still runs (not awaited yet, as Dapper's pipelined multi-exec
-    /// leaves them): a connection runs one execution or BeginTransaction at a time, in the order they were started, so
-    /// one started meanwhile waits for them (their outcome is their callers'), a synchronous one blocking its thread, at
+    /// leaves them): a connection runs one execution, BeginTransaction or checkpoint at a time, in the order they were
+    /// started, so one started meanwhile waits for them (their outcome is their callers'), a synchronous one blocking its thread, at
     /// most its timeout: an execution that needs that thread to go on (a retry strategy awaiting without
     /// ConfigureAwait(false) on a UI thread's SynchronizationContext) goes on once the wait has failed. One running
     /// meanwhile would take the write gate and the transaction such an execution holds for its own write as the

@@ -14,7 +14,9 @@ namespace SqliteSaver.Data;
 public static class CheckpointExtensions
 {
     /// <summary>
-    /// Runs a WAL checkpoint of the <c>main</c> database with SQLite's <c>sqlite3_wal_checkpoint_v2</c> semantics.
+    /// Runs a WAL checkpoint of the <c>main</c> database with SQLite's <c>sqlite3_wal_checkpoint_v2</c> semantics. On
+    /// a <see cref="SaverDbConnection"/> it first waits for the connection's asynchronous executions not awaited yet,
+    /// blocking the thread at most Default Timeout, as BeginTransaction does (CheckpointAsync awaits them).
     /// </summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
     /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
@@ -28,7 +30,7 @@ public static class CheckpointExtensions
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed, has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened a WAL database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed (or was closed while the checkpoint waited), has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened a WAL database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
     /// <exception cref="SqliteException">SQLite reported an error other than busy; or SQLITE_BUSY: on a <see cref="SaverDbConnection"/>, its asynchronous executions not awaited yet, which the checkpoint waits for, outlasted Default Timeout.</exception>
     public static CheckpointResult Checkpoint(this DbConnection connection, CheckpointMode mode = CheckpointMode.Passive)
     {
@@ -46,7 +48,8 @@ public static class CheckpointExtensions
     /// <summary>
     /// What the <c>main</c> database's WAL holds right now, for dashboards and operators: the journal mode, the size
     /// of the <c>-wal</c> file and the frames it has room for (see <see cref="WalStatus.WalFrames"/>). Nothing is
-    /// checkpointed, and the file is not read: its size is all it takes.
+    /// checkpointed, and the file is not read: its size is all it takes. On a <see cref="SaverDbConnection"/> it first
+    /// waits for the connection's asynchronous executions not awaited yet, as <see cref="Checkpoint"/> does.
     /// </summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
     /// <returns>The status; a database not in WAL mode, or in memory, has no <c>-wal</c> file (0 bytes, 0 frames).</returns>
@@ -62,28 +65,33 @@ public static class CheckpointExtensions
 
     /// <summary>
     /// Runs a WAL checkpoint (see <see cref="Checkpoint"/>). SQLite has no asynchronous I/O: the checkpoint runs on
-    /// the calling thread. Cancelling <paramref name="cancellationToken"/> ends a FULL, RESTART or TRUNCATE
-    /// checkpoint's wait for writers and readers (in SQLite's busy handler, up to the busy timeout).
+    /// the calling thread, or, on a <see cref="SaverDbConnection"/> whose asynchronous executions not awaited yet still
+    /// run, on the thread the last of them ends on, awaited without blocking a thread (at most Default Timeout; an
+    /// execution started meanwhile runs after the checkpoint). Cancelling <paramref name="cancellationToken"/> ends that
+    /// wait, and a FULL, RESTART or TRUNCATE checkpoint's wait for writers and readers (in SQLite's busy handler, up to
+    /// the busy timeout).
     /// </summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
     /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
-    /// <param name="cancellationToken">Checked before the checkpoint starts, and ends its wait for other connections.</param>
+    /// <param name="cancellationToken">Checked before the checkpoint starts; ends its wait for the connection's earlier executions and for other connections.</param>
     /// <returns>SQLite's figures (see <see cref="Checkpoint"/>).</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
-    /// <exception cref="InvalidOperationException">The connection is closed, has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened a WAL database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed (or was closed while the checkpoint waited), has a transaction that has read or written or an open reader (a deferred transaction that has not yet read holds no lock, and the checkpoint runs), opened a WAL database read-only, or SQLite still cannot roll back a failed transaction on it.</exception>
     /// <exception cref="SqliteException">SQLite reported an error other than busy; or SQLITE_BUSY: on a <see cref="SaverDbConnection"/>, its asynchronous executions not awaited yet, which the checkpoint waits for, outlasted Default Timeout.</exception>
     public static Task<CheckpointResult> CheckpointAsync(
         this DbConnection connection,
         CheckpointMode mode = CheckpointMode.Passive,
         CancellationToken cancellationToken = default)
-        => AsTask(() => CheckpointCancellable(connection, mode, cancellationToken), cancellationToken);
+        => connection is SaverDbConnection saver && !cancellationToken.IsCancellationRequested && saver.EarlierAsyncExecution() is { } earlier
+            ? CheckpointAfterEarlierAsync(saver, earlier, mode, cancellationToken)
+            : AsTask(() => CheckpointCancellable(connection, mode, cancellationToken), cancellationToken);
 
     /// <summary>Runs a PASSIVE checkpoint as <see cref="CheckpointAsync(DbConnection, CheckpointMode, CancellationToken)"/> does.</summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
-    /// <param name="cancellationToken">Checked before the checkpoint starts, and ends its wait for other connections.</param>
+    /// <param name="cancellationToken">Checked before the checkpoint starts; ends its wait for the connection's earlier executions and for other connections.</param>
     /// <returns>SQLite's figures (see <see cref="Checkpoint"/>).</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
@@ -92,6 +100,29 @@ public static class CheckpointExtensions
     /// <exception cref="SqliteException">SQLite reported an error other than busy; or SQLITE_BUSY: on a <see cref="SaverDbConnection"/>, its asynchronous executions not awaited yet, which the checkpoint waits for, outlasted Default Timeout.</exception>
     public static Task<CheckpointResult> CheckpointAsync(this DbConnection connection, CancellationToken cancellationToken)
         => CheckpointAsync(connection, CheckpointMode.Passive, cancellationToken);
+
+    /// <summary>
+    /// <see cref="CheckpointAsync(DbConnection, CheckpointMode, CancellationToken)"/> on a connection whose asynchronous
+    /// executions still run: it awaits them, without blocking the thread, and is waited for as they are.
+    /// </summary>
+    private static Task<CheckpointResult> CheckpointAfterEarlierAsync(SaverDbConnection saver, Task earlier, CheckpointMode mode, CancellationToken cancellationToken)
+    {
+        var checkpoint = WaitThenCheckpoint();
+        if (!checkpoint.IsCompleted)
+        {
+            saver.InFlight(checkpoint); // an execution started meanwhile runs after it
+        }
+
+        return checkpoint;
+
+        async Task<CheckpointResult> WaitThenCheckpoint()
+        {
+            CheckMode(mode);
+            var waitedIn = await saver.AfterEarlier(
+                earlier, CommandDeadline.Start(saver.Options.DefaultTimeout), "the connection string's Default Timeout", cancellationToken).ConfigureAwait(false);
+            return OnSaver(saver, nameof(CheckpointAsync), (handle, token) => RunCancellable(handle, mode, BusyTimeout(handle), token), waitedIn, cancellationToken);
+        }
+    }
 
     /// <summary>Rejects a value that is not a defined <see cref="CheckpointMode"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not defined.</exception>
@@ -334,27 +365,7 @@ public static class CheckpointExtensions
             case SaverDbConnection saver:
                 var waitedIn = Synchronously.Result(
                     saver.AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(saver.Options.DefaultTimeout), async: false, cancellationToken));
-                var physical = Usable(saver.GetOpenPhysical(operation));
-                var call = saver.BeginCall(physical, waitedIn);
-                var linked = RenterCalls.Link(call, cancellationToken, out var token);
-                try
-                {
-                    return run(physical.Handle, token);
-                }
-                catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)
-                {
-                    throw ended;
-                }
-                catch (SqliteException interrupted) when (physical.Calls.Interrupted(interrupted, call, token, cancellationToken) is { } ended)
-                {
-                    throw ended; // the interrupt of a Close, say, stopped a checkpoint copying frames
-                }
-                finally
-                {
-                    linked?.Dispose();
-                    physical.Calls.End();
-                }
-
+                return OnSaver(saver, operation, run, waitedIn, cancellationToken);
             case SqliteConnection { State: ConnectionState.Open } sqlite:
                 return run(sqlite.Handle!, cancellationToken);
             case SqliteConnection:
@@ -363,6 +374,35 @@ public static class CheckpointExtensions
                 throw new ArgumentException(
                     $"{operation} runs on a SaverDbConnection or a SqliteConnection, not on a {connection.GetType().Name}.",
                     nameof(connection));
+        }
+    }
+
+    /// <summary>
+    /// <see cref="OnConnection"/> on a <see cref="SaverDbConnection"/> once its earlier asynchronous executions have
+    /// ended; <paramref name="waitedIn"/> is the rental that wait began in, if it waited (see <see cref="SaverDbConnection.BeginCall"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection is closed, or was closed while the call ran or waited.</exception>
+    private static T OnSaver<T>(SaverDbConnection saver, string operation, Func<sqlite3, CancellationToken, T> run, int? waitedIn, CancellationToken cancellationToken)
+    {
+        var physical = Usable(saver.GetOpenPhysical(operation));
+        var call = saver.BeginCall(physical, waitedIn);
+        var linked = RenterCalls.Link(call, cancellationToken, out var token);
+        try
+        {
+            return run(physical.Handle, token);
+        }
+        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)
+        {
+            throw ended;
+        }
+        catch (SqliteException interrupted) when (physical.Calls.Interrupted(interrupted, call, token, cancellationToken) is { } ended)
+        {
+            throw ended; // the interrupt of a Close, say, stopped a checkpoint copying frames
+        }
+        finally
+        {
+            linked?.Dispose();
+            physical.Calls.End();
         }
     }
 }

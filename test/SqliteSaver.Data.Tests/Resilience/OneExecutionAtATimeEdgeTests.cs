@@ -606,6 +606,41 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
+    /// CheckpointAsync awaited on a single-threaded SynchronizationContext (a UI thread's) after an async query whose retry
+    /// strategy yields to that context, with Default Timeout=0 (no bound): it awaits the query without blocking the
+    /// thread the query needs, then checkpoints. Before, it waited for the query by blocking that thread: a deadlock
+    /// (third review of this session).
+    /// </summary>
+    [Test]
+    public async Task CheckpointAsync_after_an_async_query_on_a_UI_context_awaits_it_without_blocking_the_thread()
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=0");
+        var strategy = new YieldingStrategy();
+        using var dataSource = new SaverDataSourceBuilder(connectionString) { Name = "one-at-a-time-ui-checkpoint" }.UseRetryStrategy(strategy).Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        ConnectionTests.Scalar(connection, "SELECT 1").ShouldBe(1L);
+
+        var context = new SingleThreadedContext();
+        var work = context.Start(async () =>
+        {
+            await using var query = connection.CreateCommand();
+            query.CommandText = "SELECT 1";
+            strategy.Armed = true;
+            var one = query.ExecuteScalarAsync(); // its strategy yields to this context
+            var checkpoint = await connection.CheckpointAsync();
+            return $"{await one},busy {checkpoint.Busy}";
+        });
+
+        var finished = await Task.WhenAny(work, Task.Delay(TimeSpan.FromSeconds(10))) == work;
+        if (!finished)
+        {
+            context.RunPendingHere(work, Bound); // runs the queued continuation here, which ends the deadlock
+        }
+
+        $"finished: {finished}; {await work.WaitAsync(Bound)}".ShouldBe("finished: True; 1,busy False");
+    }
+
+    /// <summary>
     /// A write with CommandTimeout=3 waits for the connection's earlier write (CommandTimeout=2, which times out at the
     /// gate another connection's transaction holds), then at the gate itself. Its CommandTimeout counts from its start,
     /// through both waits: it fails with SQLITE_BUSY about 3 s after it started, and the gate is freed once it has
