@@ -417,8 +417,8 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// The asynchronous executions of commands on this connection still running, as one task (see
-    /// <see cref="EarlierAsyncExecution"/>).
+    /// The asynchronous executions of commands (and BeginTransactionAsync, CheckpointAsync) on this connection still
+    /// running, as one task (see <see cref="EarlierAsyncExecution"/>).
     /// </summary>
     internal Task? LatestAsyncExecution { get; set; }
 
@@ -452,19 +452,25 @@ public sealed class SaverDbConnection : DbConnection
     internal void ExitStep(int outer) => Volatile.Write(ref _steppingThread, outer);
 
     /// <summary>
-    /// Remembers <paramref name="execution"/>, an asynchronous execution of a command (or BeginTransactionAsync) on this
-    /// connection that still runs, with those still running before it (see <see cref="EarlierAsyncExecution"/>): one
+    /// Remembers <paramref name="execution"/>, an asynchronous execution of a command (or BeginTransactionAsync,
+    /// CheckpointAsync) on this connection that still runs, with those still running before it (see <see cref="EarlierAsyncExecution"/>): one
     /// that ends early (cancelled while it waits, or nested in another) leaves the next execution waiting for them.
     /// </summary>
     internal void InFlight(Task execution)
         => LatestAsyncExecution = LatestAsyncExecution is { IsCompleted: false } earlier ? AfterBoth(earlier, execution) : execution;
 
-    /// <summary>Completes once both have, never faulting: a long pipelined run of failures links no chain of their exceptions.</summary>
-    private static async Task AfterBoth(Task earlier, Task execution)
+    /// <summary>
+    /// Completes once both have, never faulting: a long pipelined run of failures links no chain of their exceptions,
+    /// and it keeps neither. It listens to both at once, before the caller gets <paramref name="execution"/>: so it
+    /// completes as the later of the two does, before the caller's own continuations of it run (a synchronous call in
+    /// one, inline after WaitAsync or WhenAny, would otherwise wait for this, which waits for that call's thread).
+    /// </summary>
+    private static Task AfterBoth(Task earlier, Task execution)
     {
-        await earlier.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        earlier = Task.CompletedTask; // the chain before it, released as it completes
-        await execution.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        var both = new BothEnded();
+        earlier.ContinueWith(BothEnded.OneEnded, both, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        execution.ContinueWith(BothEnded.OneEnded, both, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return both.Task;
     }
 
     /// <summary>
@@ -1137,5 +1143,20 @@ public sealed class SaverDbConnection : DbConnection
         }
 
         OnStateChange(Opened);
+    }
+
+    /// <summary>The task of <see cref="AfterBoth"/>: completed by the second of its two tasks to end.</summary>
+    private sealed class BothEnded : TaskCompletionSource
+    {
+        private int _running = 2;
+
+        public static void OneEnded(Task ended, object? both)
+        {
+            var self = (BothEnded)both!;
+            if (Interlocked.Decrement(ref self._running) == 0)
+            {
+                self.SetResult();
+            }
+        }
     }
 }

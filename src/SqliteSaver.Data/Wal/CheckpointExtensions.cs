@@ -66,8 +66,9 @@ public static class CheckpointExtensions
     /// <summary>
     /// Runs a WAL checkpoint (see <see cref="Checkpoint"/>). SQLite has no asynchronous I/O: the checkpoint runs on
     /// the calling thread, or, on a <see cref="SaverDbConnection"/> whose asynchronous executions not awaited yet still
-    /// run, on the thread the last of them ends on, awaited without blocking a thread (at most Default Timeout; an
-    /// execution started meanwhile runs after the checkpoint). Cancelling <paramref name="cancellationToken"/> ends that
+    /// run, on a thread-pool thread once they have ended, awaited without blocking a thread (at most Default Timeout;
+    /// an execution started meanwhile runs after the checkpoint); the checkpoint then blocks that thread as it would
+    /// the caller's. Cancelling <paramref name="cancellationToken"/> ends that
     /// wait, and a FULL, RESTART or TRUNCATE checkpoint's wait for writers and readers (in SQLite's busy handler, up to
     /// the busy timeout).
     /// </summary>

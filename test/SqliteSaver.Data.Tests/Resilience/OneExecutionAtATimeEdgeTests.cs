@@ -641,6 +641,44 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
+    /// Two pipelined async writes (the second waits for the first, which waits at the gate), or a write and
+    /// CheckpointAsync; the caller awaits the second through WaitAsync, whose continuation runs inline as the second
+    /// completes, and then makes a synchronous call on the connection. The call runs at once. Before, the record of
+    /// the connection's executions only began to listen to the second once the first had ended, after the caller's
+    /// continuation: the synchronous call waited for its own caller until Default Timeout (3 s here) and threw
+    /// SQLITE_BUSY (third review of this session).
+    /// </summary>
+    [TestCase("write")]
+    [TestCase("CheckpointAsync")]
+    public async Task A_synchronous_call_right_after_awaiting_the_second_of_two_pipelined_executions_runs_at_once(string second)
+    {
+        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=3"), $"one-at-a-time-after-{second}");
+        var connection = first.Connection;
+        using var insert = Insert(connection, 2);
+        insert.CommandTimeout = 30;
+        Task pending = second == "write" ? insert.ExecuteNonQueryAsync() : connection.CheckpointAsync();
+        pending.IsCompleted.ShouldBeFalse("it waits for the first");
+
+        var after = RowsRightAfter(pending, connection); // listens to the second before it can complete
+        first.Release();
+        (await after.WaitAsync(Bound)).ShouldBe(second == "write" ? "rows 1,2" : "rows 1");
+    }
+
+    /// <summary>Once <paramref name="pending"/> has completed, inline, without a context, reads t synchronously.</summary>
+    private static async Task<string> RowsRightAfter(Task pending, SaverDbConnection connection)
+    {
+        await pending.WaitAsync(Bound).ConfigureAwait(false);
+        try
+        {
+            return $"rows {Rows(connection)}";
+        }
+        catch (SqliteException error)
+        {
+            return $"{error.GetType().Name} {error.SqliteErrorCode}";
+        }
+    }
+
+    /// <summary>
     /// A write with CommandTimeout=3 waits for the connection's earlier write (CommandTimeout=2, which times out at the
     /// gate another connection's transaction holds), then at the gate itself. Its CommandTimeout counts from its start,
     /// through both waits: it fails with SQLITE_BUSY about 3 s after it started, and the gate is freed once it has
