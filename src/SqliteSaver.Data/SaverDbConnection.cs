@@ -461,9 +461,10 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Completes once both have, never faulting: a long pipelined run of failures links no chain of their exceptions,
-    /// and it keeps neither. It listens to both at once, before the caller gets <paramref name="execution"/>: so it
-    /// completes as the later of the two does, before the caller's own continuations of it run (a synchronous call in
-    /// one, inline after WaitAsync or WhenAny, would otherwise wait for this, which waits for that call's thread).
+    /// and it keeps neither. It listens to both at once, before the caller gets <paramref name="execution"/>: so when
+    /// <paramref name="execution"/> ends last, this completes before the caller's continuations of it that run inline
+    /// (a synchronous call in one, after WaitAsync or WhenAny, would otherwise wait for this, which waits for that
+    /// call's thread). A caller's continuation of <paramref name="earlier"/> registered before this still runs first.
     /// </summary>
     private static Task AfterBoth(Task earlier, Task execution)
     {
