@@ -68,9 +68,8 @@ public static class CheckpointExtensions
     /// the calling thread, or, on a <see cref="SaverDbConnection"/> whose asynchronous executions not awaited yet still
     /// run, on a thread-pool thread once they have ended, awaited without blocking a thread (at most Default Timeout;
     /// an execution started meanwhile runs after the checkpoint); the checkpoint then blocks that thread as it would
-    /// the caller's. Cancelling <paramref name="cancellationToken"/> ends that
-    /// wait, and a FULL, RESTART or TRUNCATE checkpoint's wait for writers and readers (in SQLite's busy handler, up to
-    /// the busy timeout).
+    /// the caller's. Cancelling <paramref name="cancellationToken"/> ends that wait, and a FULL, RESTART or TRUNCATE
+    /// checkpoint's wait for writers and readers (in SQLite's busy handler, up to the busy timeout).
     /// </summary>
     /// <param name="connection">An open <see cref="SaverDbConnection"/> or <see cref="SqliteConnection"/>.</param>
     /// <param name="mode">The checkpoint mode; <see cref="CheckpointMode.Passive"/> by default.</param>
