@@ -692,8 +692,8 @@ public class PoolTests : DatabaseTest
     }
 
     /// <summary>
-    /// An application that builds a new connection string for every open (an Application Name per request, say, or
-    /// keywords in another order) gets one pool per database and options, as always, but the process-wide table that
+    /// An application that builds a new connection string for every open (its keywords spaced, cased or ordered anew)
+    /// gets one pool per database and options, as always, but the process-wide table that
     /// finds a string's data source keeps at most <see cref="SaverDataSource.MaxSharedConnectionStrings"/> strings;
     /// those past it are parsed at each open. Before, it kept every string it ever saw.
     /// </summary>
