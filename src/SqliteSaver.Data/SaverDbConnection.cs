@@ -461,14 +461,16 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Completes once both have, never faulting: a long pipelined run of failures links no chain of their exceptions,
-    /// and it keeps neither. It listens to both at once, before the caller gets <paramref name="execution"/>: so when
-    /// <paramref name="execution"/> ends last, this completes before the caller's continuations of it that run inline
-    /// (a synchronous call in one, after WaitAsync or WhenAny, would otherwise wait for this, which waits for that
-    /// call's thread). A caller's continuation of <paramref name="earlier"/> registered before this still runs first.
+    /// and it keeps neither once complete. It listens to both at once, before the caller gets
+    /// <paramref name="execution"/>: so when <paramref name="execution"/> ends last, this completes before the caller's
+    /// continuations of it that run inline (a synchronous call in one, after WaitAsync or WhenAny, would otherwise wait
+    /// for this, which waits for that call's thread). Each listener looks at both tasks, not at a count of listeners:
+    /// a caller's continuation of <paramref name="earlier"/>, registered before this, may block the thread that would
+    /// run this one's listener on it, while <paramref name="execution"/> ends on another.
     /// </summary>
     private static Task AfterBoth(Task earlier, Task execution)
     {
-        var both = new BothEnded();
+        var both = new BothEnded(earlier, execution);
         earlier.ContinueWith(BothEnded.OneEnded, both, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         execution.ContinueWith(BothEnded.OneEnded, both, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         return both.Task;
@@ -1146,17 +1148,24 @@ public sealed class SaverDbConnection : DbConnection
         OnStateChange(Opened);
     }
 
-    /// <summary>The task of <see cref="AfterBoth"/>: completed by the second of its two tasks to end.</summary>
-    private sealed class BothEnded : TaskCompletionSource
+    /// <summary>
+    /// The task of <see cref="AfterBoth"/>: completed by the first listener to find both its tasks ended (a task is
+    /// marked completed before its continuations run), which then lets go of them.
+    /// </summary>
+    private sealed class BothEnded(Task earlier, Task execution) : TaskCompletionSource
     {
-        private int _running = 2;
+        private Task? _earlier = earlier;
+        private Task? _execution = execution;
 
         public static void OneEnded(Task ended, object? both)
         {
             var self = (BothEnded)both!;
-            if (Interlocked.Decrement(ref self._running) == 0)
+            if (Volatile.Read(ref self._earlier) is { IsCompleted: true }
+                && Volatile.Read(ref self._execution) is { IsCompleted: true }
+                && self.TrySetResult())
             {
-                self.SetResult();
+                Volatile.Write(ref self._earlier, null);
+                Volatile.Write(ref self._execution, null);
             }
         }
     }

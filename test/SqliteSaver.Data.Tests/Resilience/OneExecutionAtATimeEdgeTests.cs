@@ -664,6 +664,29 @@ public partial class OneExecutionAtATimeTests
         (await after.WaitAsync(Bound)).ShouldBe(second == "write" ? "rows 1,2" : "rows 1");
     }
 
+    /// <summary>
+    /// As above, but the caller listens to the first write before it starts the second: the first's completion runs
+    /// the caller's continuation inline, whose synchronous call waits for the second, which then runs and ends. The
+    /// call goes on once it has. Before, the record of the two still waited to hear from the first, whose listener
+    /// came after the caller's blocked continuation: the call waited until Default Timeout (3 s here) and threw
+    /// SQLITE_BUSY (fourth review of this session).
+    /// </summary>
+    [Test]
+    public async Task A_synchronous_call_in_a_continuation_of_the_first_of_two_pipelined_writes_runs_after_the_second()
+    {
+        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=3"), "one-at-a-time-continuation-of-first");
+        var connection = first.Connection;
+        var after = RowsRightAfter(first.Write, connection); // listens to the first before the second starts
+        using var insert = Insert(connection, 2);
+        insert.CommandTimeout = 30;
+        var second = insert.ExecuteNonQueryAsync();
+        second.IsCompleted.ShouldBeFalse("it waits for the first");
+        first.Release();
+        var rows = await after.WaitAsync(Bound);
+        await Task.WhenAny(second, Task.Delay(Bound));
+        $"{rows}; second {Outcome(second)}".ShouldBe("rows 1,2; second returned 1");
+    }
+
     /// <summary>Once <paramref name="pending"/> has completed, inline, without a context, reads t synchronously.</summary>
     private static async Task<string> RowsRightAfter(Task pending, SaverDbConnection connection)
     {
