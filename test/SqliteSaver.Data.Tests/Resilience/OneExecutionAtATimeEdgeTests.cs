@@ -256,13 +256,9 @@ public partial class OneExecutionAtATimeTests
     [Test]
     public async Task A_CloseConnection_reader_whose_wait_for_the_earlier_execution_fails_leaves_the_connection_to_that_execution()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = await GateHolder.Hold(connectionString);
-        await using var connection = await Opened(connectionString);
-        using var write = Insert(connection, 1);
-        var one = write.ExecuteNonQueryAsync();
-        one.IsCompleted.ShouldBeFalse("the write waits at the gate");
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString(), "one-at-a-time-closeconnection-wait-fails");
+        var connection = first.Connection;
+        var one = first.Write;
 
         using var select = connection.CreateCommand();
         select.CommandText = "SELECT count(*) FROM t";
@@ -272,7 +268,7 @@ public partial class OneExecutionAtATimeTests
         var failure = read.Status == TaskStatus.Faulted ? read.Exception!.InnerException!.GetType().Name : read.Status.ToString();
         var state = connection.State;
 
-        await holder.Release();
+        await first.Release();
         await Task.WhenAny(one, Task.Delay(Bound));
         $"reader {failure}; connection {state}; write {Outcome(one)}; rows {Rows(connection)}".ShouldBe(
             "reader CommandTimeoutException; connection Open; write returned 1; rows 1");
@@ -287,19 +283,15 @@ public partial class OneExecutionAtATimeTests
     [Test]
     public async Task A_refused_CloseConnection_execution_does_not_close_the_connection_under_the_earlier_write()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = await GateHolder.Hold(connectionString);
-        await using var connection = await Opened(connectionString);
-        using var insert = Insert(connection, 1);
-        var one = insert.ExecuteNonQueryAsync();
-        one.IsCompleted.ShouldBeFalse("the write waits at the gate");
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString(), "one-at-a-time-closeconnection-refused");
+        var connection = first.Connection;
+        var one = first.Write;
 
-        var refused = await Should.ThrowAsync<InvalidOperationException>(() => insert.ExecuteReaderAsync(System.Data.CommandBehavior.CloseConnection));
+        var refused = await Should.ThrowAsync<InvalidOperationException>(() => first.Command.ExecuteReaderAsync(System.Data.CommandBehavior.CloseConnection));
         refused.Message.ShouldContain("still runs");
         var state = connection.State;
 
-        await holder.Release();
+        await first.Release();
         await Task.WhenAny(one, Task.Delay(Bound));
         $"connection {state}; write {Outcome(one)}; rows {Rows(connection)}".ShouldBe("connection Open; write returned 1; rows 1");
     }
@@ -463,7 +455,7 @@ public partial class OneExecutionAtATimeTests
     [Test]
     public async Task A_command_whose_execution_has_just_waited_refuses_a_new_text_before_it_runs()
     {
-        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString(), "one-at-a-time-text-after-wait");
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString(), "one-at-a-time-text-after-wait");
         var connection = first.Connection;
         using var second = Insert(connection, 2);
         string? setText = null;
@@ -481,7 +473,7 @@ public partial class OneExecutionAtATimeTests
         });
         var two = second.ExecuteNonQueryAsync(); // waits for the first; looks its statement up once that has ended
         two.IsCompleted.ShouldBeFalse("the second waits for the first");
-        first.Release();
+        await first.Release();
         await Task.WhenAny(Task.WhenAll(first.Write, two), Task.Delay(Bound));
         $"text set {setText ?? "never"}; first {Outcome(first.Write)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
             "text set refused; first returned 1; second returned 1; rows 1,2");
@@ -497,7 +489,7 @@ public partial class OneExecutionAtATimeTests
     [Test]
     public async Task An_execution_whose_connection_is_closed_and_opened_again_right_after_its_wait_does_not_run()
     {
-        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString(), "one-at-a-time-reopen-after-wait");
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString(), "one-at-a-time-reopen-after-wait");
         var connection = first.Connection;
         using var second = Insert(connection, 2);
         var reopened = 0;
@@ -509,7 +501,7 @@ public partial class OneExecutionAtATimeTests
         });
         var two = second.ExecuteNonQueryAsync(); // waits for the first; looks its statement up once that has ended
         two.IsCompleted.ShouldBeFalse("the second waits for the first");
-        first.Release();
+        await first.Release();
         await Task.WhenAny(Task.WhenAll(first.Write, two), Task.Delay(Bound));
         $"reopened {reopened}; first {Outcome(first.Write)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
             "reopened 1; first returned 1; second InvalidOperationException; rows 1");
@@ -578,7 +570,7 @@ public partial class OneExecutionAtATimeTests
     [TestCase("CheckpointAsync")]
     public async Task A_checkpoint_takes_its_turn_after_the_connections_earlier_async_write(string call)
     {
-        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=1"), $"one-at-a-time-{call}");
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=1"), $"one-at-a-time-{call}");
         var connection = first.Connection;
         Func<Task> run = call switch
         {
@@ -598,7 +590,7 @@ public partial class OneExecutionAtATimeTests
             waited = $"{error.SqliteErrorCode}: {error.Message}";
         }
 
-        first.Release();
+        await first.Release();
         await Task.WhenAny(first.Write, Task.Delay(Bound));
         await run();
         $"{waited}; first {Outcome(first.Write)}".ShouldBe(
@@ -631,13 +623,7 @@ public partial class OneExecutionAtATimeTests
             return $"{await one},busy {checkpoint.Busy}";
         });
 
-        var finished = await Task.WhenAny(work, Task.Delay(TimeSpan.FromSeconds(10))) == work;
-        if (!finished)
-        {
-            context.RunPendingHere(work, Bound); // runs the queued continuation here, which ends the deadlock
-        }
-
-        $"finished: {finished}; {await work.WaitAsync(Bound)}".ShouldBe("finished: True; 1,busy False");
+        (await FinishedOnItsOwn(context, work)).ShouldBe("finished: True; 1,busy False");
     }
 
     /// <summary>
@@ -652,7 +638,7 @@ public partial class OneExecutionAtATimeTests
     [TestCase("CheckpointAsync")]
     public async Task A_synchronous_call_right_after_awaiting_the_second_of_two_pipelined_executions_runs_at_once(string second)
     {
-        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=3"), $"one-at-a-time-after-{second}");
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=3"), $"one-at-a-time-after-{second}");
         var connection = first.Connection;
         using var insert = Insert(connection, 2);
         insert.CommandTimeout = 30;
@@ -660,7 +646,7 @@ public partial class OneExecutionAtATimeTests
         pending.IsCompleted.ShouldBeFalse("it waits for the first");
 
         var after = RowsRightAfter(pending, connection); // listens to the second before it can complete
-        first.Release();
+        await first.Release();
         (await after.WaitAsync(Bound)).ShouldBe(second == "write" ? "rows 1,2" : "rows 1");
     }
 
@@ -674,14 +660,14 @@ public partial class OneExecutionAtATimeTests
     [Test]
     public async Task A_synchronous_call_in_a_continuation_of_the_first_of_two_pipelined_writes_runs_after_the_second()
     {
-        await using var first = FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=3"), "one-at-a-time-continuation-of-first");
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=3"), "one-at-a-time-continuation-of-first");
         var connection = first.Connection;
         var after = RowsRightAfter(first.Write, connection); // listens to the first before the second starts
         using var insert = Insert(connection, 2);
         insert.CommandTimeout = 30;
         var second = insert.ExecuteNonQueryAsync();
         second.IsCompleted.ShouldBeFalse("it waits for the first");
-        first.Release();
+        await first.Release();
         var rows = await after.WaitAsync(Bound);
         await Task.WhenAny(second, Task.Delay(Bound));
         $"{rows}; second {Outcome(second)}".ShouldBe("rows 1,2; second returned 1");
@@ -711,19 +697,15 @@ public partial class OneExecutionAtATimeTests
     [Test]
     public async Task The_wait_for_the_earlier_execution_counts_against_CommandTimeout()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = await GateHolder.Hold(connectionString);
-        await using var connection = await Opened(connectionString);
-        using var first = Insert(connection, 1);
-        first.CommandTimeout = 2;
-        var one = first.ExecuteNonQueryAsync();
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString(), "one-at-a-time-timeout-counts", commandTimeout: 2);
+        var connection = first.Connection;
+        var one = first.Write;
         using var second = Insert(connection, 2);
         second.CommandTimeout = 3;
         var two = second.ExecuteNonQueryAsync();
 
         await Task.WhenAny(two, Task.Delay(TimeSpan.FromSeconds(4)));
-        await holder.Release();
+        await first.Release();
         await Task.WhenAny(Task.WhenAll(one, two), Task.Delay(Bound));
         $"first {Outcome(one)}; second {Outcome(two)}; rows {Rows(connection)}".ShouldBe(
             "first CommandTimeoutException; second CommandTimeoutException; rows ");
@@ -760,58 +742,50 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
-    /// A data source of its own (a table t) whose <see cref="Connection"/> has one async write of 1 waiting at the write
-    /// gate (CommandTimeout 30 s), which another connection's transaction holds until <see cref="Release"/>.
+    /// A data source of its own (a table t) whose <see cref="Connection"/> has one async write of 1, by
+    /// <see cref="Command"/>, waiting at the write gate (CommandTimeout 30 s unless given), which a
+    /// <see cref="GateHolder"/> holds until <see cref="Release"/>.
     /// </summary>
     private sealed class FirstWriteAtTheGate : IAsyncDisposable
     {
+        private readonly GateHolder _holder;
         private readonly SaverDataSource _dataSource;
-        private readonly SaverDbConnection _holding;
-        private readonly SaverDbTransaction _gate;
-        private readonly SaverDbCommand _insert;
 
-        private FirstWriteAtTheGate(string connectionString, string poolName)
+        private FirstWriteAtTheGate(GateHolder holder, string connectionString, string poolName, int commandTimeout)
         {
-            PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+            _holder = holder;
             PoolName = poolName;
             _dataSource = new SaverDataSourceBuilder(connectionString) { Name = poolName }.Build();
-            _holding = _dataSource.OpenConnection();
-            _gate = _holding.BeginTransaction();
             Connection = _dataSource.OpenConnection();
-            _insert = Insert(Connection, 1);
-            _insert.CommandTimeout = 30; // whatever the connection string's Default Timeout
-            Write = _insert.ExecuteNonQueryAsync();
+            Command = Insert(Connection, 1);
+            Command.CommandTimeout = commandTimeout; // whatever the connection string's Default Timeout
+            Write = Command.ExecuteNonQueryAsync();
         }
 
         public string PoolName { get; }
 
         public SaverDbConnection Connection { get; }
 
+        public SaverDbCommand Command { get; }
+
         /// <summary>The write of 1, waiting at the gate until <see cref="Release"/>.</summary>
         public Task<int> Write { get; }
 
-        public static FirstWriteAtTheGate Start(string connectionString, string poolName)
+        public static async Task<FirstWriteAtTheGate> Start(string connectionString, string poolName, int commandTimeout = 30)
         {
-            var first = new FirstWriteAtTheGate(connectionString, poolName);
+            PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+            var first = new FirstWriteAtTheGate(await GateHolder.Hold(connectionString), connectionString, poolName, commandTimeout);
             first.Write.IsCompleted.ShouldBeFalse("the first write waits at the gate");
             return first;
         }
 
-        public void Release()
-        {
-            if (!_gate.IsCompleted)
-            {
-                _gate.Commit();
-            }
-        }
+        public Task Release() => _holder.Release();
 
         public async ValueTask DisposeAsync()
         {
-            Release();
-            await _gate.DisposeAsync();
-            await _insert.DisposeAsync();
+            await _holder.DisposeAsync();
+            await Command.DisposeAsync();
             await Connection.DisposeAsync();
-            await _holding.DisposeAsync();
             await _dataSource.DisposeAsync();
         }
     }

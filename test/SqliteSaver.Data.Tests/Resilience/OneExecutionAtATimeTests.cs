@@ -372,13 +372,7 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
             return $"{await one},{two}";
         });
 
-        var finished = await Task.WhenAny(work, Task.Delay(TimeSpan.FromSeconds(10))) == work;
-        if (!finished)
-        {
-            context.RunPendingHere(work, Bound); // runs the queued continuation here, which ends the deadlock
-        }
-
-        $"finished: {finished}; {await work.WaitAsync(Bound)}".ShouldBe("finished: True; 1,busy");
+        (await FinishedOnItsOwn(context, work)).ShouldBe("finished: True; 1,busy");
     }
 
     /// <summary>
@@ -674,6 +668,21 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
         using var rollback = locker.CreateCommand();
         rollback.CommandText = "ROLLBACK";
         rollback.ExecuteNonQuery();
+    }
+
+    /// <summary>
+    /// "finished: " whether <paramref name="work"/> on <paramref name="context"/> finished on its own within 10 s (else
+    /// the context's queued work is run here, which ends a deadlock), then its result.
+    /// </summary>
+    private static async Task<string> FinishedOnItsOwn(SingleThreadedContext context, Task<string> work)
+    {
+        var finished = await Task.WhenAny(work, Task.Delay(TimeSpan.FromSeconds(10))) == work;
+        if (!finished)
+        {
+            context.RunPendingHere(work, Bound); // runs the queued continuation here, which ends the deadlock
+        }
+
+        return $"finished: {finished}; {await work.WaitAsync(Bound)}";
     }
 
     /// <summary>What a call's task did: "returned value", or the type of its exception.</summary>
