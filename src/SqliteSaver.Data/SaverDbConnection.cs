@@ -434,7 +434,8 @@ public sealed class SaverDbConnection : DbConnection
     /// it would wait for itself.
     /// </summary>
     internal Task? EarlierAsyncExecution()
-        => LatestAsyncExecution is { IsCompleted: false } earlier
+        => LatestAsyncExecution is { } earlier
+            && !BothEnded.HasEnded(earlier)
             && ExecutionOn.Value != this
             && Volatile.Read(ref _steppingThread) != Environment.CurrentManagedThreadId
                 ? earlier
@@ -457,7 +458,7 @@ public sealed class SaverDbConnection : DbConnection
     /// that ends early (cancelled while it waits, or nested in another) leaves the next execution waiting for them.
     /// </summary>
     internal void InFlight(Task execution)
-        => LatestAsyncExecution = LatestAsyncExecution is { IsCompleted: false } earlier ? AfterBoth(earlier, execution) : execution;
+        => LatestAsyncExecution = LatestAsyncExecution is { } earlier && !BothEnded.HasEnded(earlier) ? AfterBoth(earlier, execution) : execution;
 
     /// <summary>
     /// Completes once both have, never faulting: a long pipelined run of failures links no chain of their exceptions,
@@ -466,14 +467,16 @@ public sealed class SaverDbConnection : DbConnection
     /// continuations of it that run inline (a synchronous call in one, after WaitAsync or WhenAny, would otherwise wait
     /// for this, which waits for that call's thread). Each listener looks at both tasks, not at a count of listeners:
     /// a caller's continuation of <paramref name="earlier"/>, registered before this, may block the thread that would
-    /// run this one's listener on it, while <paramref name="execution"/> ends on another.
+    /// run this one's listener on it, while <paramref name="execution"/> ends on another; and when
+    /// <paramref name="execution"/> ended first, no listener is left to run but that one: a call made there finds the
+    /// record ended by looking at its tasks (see <see cref="BothEnded.HasEnded"/>).
     /// </summary>
     private static Task AfterBoth(Task earlier, Task execution)
     {
         var both = new BothEnded(earlier, execution);
         earlier.ContinueWith(BothEnded.OneEnded, both, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         execution.ContinueWith(BothEnded.OneEnded, both, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return both.Task;
+        return both.Ended;
     }
 
     /// <summary>
@@ -1149,24 +1152,57 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// The task of <see cref="AfterBoth"/>: completed by the first listener to find both its tasks ended (a task is
-    /// marked completed before its continuations run), which then lets go of them.
+    /// The record of <see cref="AfterBoth"/>: its task completes when the first listener finds both tasks ended (a task
+    /// is marked completed before its continuations run), which then lets go of them.
     /// </summary>
-    private sealed class BothEnded(Task earlier, Task execution) : TaskCompletionSource
+    private sealed class BothEnded
     {
-        private Task? _earlier = earlier;
-        private Task? _execution = execution;
+        private Task? _earlier;
+        private Task? _execution;
+        private readonly TaskCompletionSource _ended;
+
+        public BothEnded(Task earlier, Task execution)
+        {
+            _earlier = earlier;
+            _execution = execution;
+            _ended = new TaskCompletionSource(this); // the task's AsyncState leads back here (see HasEnded)
+        }
+
+        /// <summary>Completes once both tasks have.</summary>
+        public Task Ended => _ended.Task;
 
         public static void OneEnded(Task ended, object? both)
         {
             var self = (BothEnded)both!;
             if (Volatile.Read(ref self._earlier) is { IsCompleted: true }
                 && Volatile.Read(ref self._execution) is { IsCompleted: true }
-                && self.TrySetResult())
+                && self._ended.TrySetResult())
             {
                 Volatile.Write(ref self._earlier, null);
                 Volatile.Write(ref self._execution, null);
             }
+        }
+
+        /// <summary>
+        /// Whether <paramref name="task"/> has ended: it has completed, or it is a record's whose tasks have all ended,
+        /// down the chain of records (each the earlier task of the next) while their listeners have not run yet.
+        /// </summary>
+        public static bool HasEnded(Task task)
+        {
+            var current = task;
+            while (!current.IsCompleted)
+            {
+                if (current.AsyncState is not BothEnded record
+                    || Volatile.Read(ref record._execution) is not { IsCompleted: true }
+                    || Volatile.Read(ref record._earlier) is not { } earlier)
+                {
+                    return false; // a task still runs (or the record has just completed: a wait for it ends at once)
+                }
+
+                current = earlier;
+            }
+
+            return true;
         }
     }
 }

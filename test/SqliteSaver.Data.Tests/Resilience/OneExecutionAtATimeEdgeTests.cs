@@ -673,6 +673,31 @@ public partial class OneExecutionAtATimeTests
         $"{rows}; second {Outcome(second)}".ShouldBe("rows 1,2; second returned 1");
     }
 
+    /// <summary>
+    /// As above, but the second write is cancelled while it waits for the first, before the first ends: the caller's
+    /// synchronous call in its continuation of the first runs at once, with nothing left to wait for. Before, the
+    /// record of the two had heard from the second (not from the first, whose listener came after the caller's blocked
+    /// continuation) and nothing else was left to complete it: the call waited until Default Timeout (3 s here) and
+    /// threw SQLITE_BUSY (a known gap of the sixteenth session's note).
+    /// </summary>
+    [Test]
+    public async Task A_synchronous_call_in_a_continuation_of_the_first_of_two_pipelined_writes_runs_at_once_when_the_second_was_cancelled()
+    {
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=3"), "one-at-a-time-continuation-cancelled");
+        var connection = first.Connection;
+        var after = RowsRightAfter(first.Write, connection); // listens to the first before the second starts
+        using var insert = Insert(connection, 2);
+        insert.CommandTimeout = 30;
+        using var cancel = new CancellationTokenSource();
+        var second = insert.ExecuteNonQueryAsync(cancel.Token);
+        await cancel.CancelAsync();
+        await Task.WhenAny(second, Task.Delay(Bound));
+        second.IsCanceled.ShouldBeTrue("cancelled while it waited for the first");
+
+        await first.Release();
+        (await after.WaitAsync(Bound)).ShouldBe("rows 1");
+    }
+
     /// <summary>Once <paramref name="pending"/> has completed, inline, without a context, reads t synchronously.</summary>
     private static async Task<string> RowsRightAfter(Task pending, SaverDbConnection connection)
     {
