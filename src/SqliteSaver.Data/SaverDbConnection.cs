@@ -480,6 +480,21 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
+    /// Completes once every task of <paramref name="earlier"/> (an execution, or a record of several: see
+    /// <see cref="BothEnded.Pending"/>) has ended, waiting for each through a continuation run on the thread pool, which
+    /// a task's completion starts before it runs those that run on its thread: one of those (the code after an await of
+    /// BeginTransactionAsync, say) may block its thread waiting for this execution, as a synchronous Rollback does, and
+    /// would hold up the wait until its bound, as it would hold up a record's listener on that task.
+    /// </summary>
+    private static async Task WhenEnded(Task earlier)
+    {
+        while (BothEnded.Pending(earlier) is { } pending)
+        {
+            await pending.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
     /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
     /// waiting at most until <paramref name="deadline"/>, whose timeout <paramref name="bound"/> names for the error.
     /// </summary>
@@ -491,14 +506,9 @@ public sealed class SaverDbConnection : DbConnection
     {
         var rental = Volatile.Read(ref _rentals);
 
-        // Through a continuation run on the thread pool, which the task's completion starts before it runs those that
-        // run on its thread: one of those (the code after an await of BeginTransactionAsync, say) may block its thread
-        // waiting for this execution, as a synchronous Rollback does, and would hold the wait up until its bound.
-        await earlier.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default)
-            .WaitAsync(deadline.Remaining, token)
-            .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await WhenEnded(earlier).WaitAsync(deadline.Remaining, token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         token.ThrowIfCancellationRequested();
-        if (!earlier.IsCompleted)
+        if (!BothEnded.HasEnded(earlier))
         {
             throw new CommandTimeoutException(string.Create(
                 CultureInfo.InvariantCulture,
@@ -1183,26 +1193,39 @@ public sealed class SaverDbConnection : DbConnection
             }
         }
 
+        /// <summary>Whether every task of <paramref name="task"/> has ended (see <see cref="Pending"/>).</summary>
+        public static bool HasEnded(Task task) => Pending(task) is null;
+
         /// <summary>
-        /// Whether <paramref name="task"/> has ended: it has completed, or it is a record's whose tasks have all ended,
-        /// down the chain of records (each the earlier task of the next) while their listeners have not run yet.
+        /// A task of <paramref name="task"/> that has not ended, or <see langword="null"/> once all have: it has
+        /// completed, or it is a record's whose tasks have all ended, down the chain of records (each the earlier task
+        /// of the next) while their listeners have not run yet (they may be queued behind a caller's continuation that
+        /// blocks the thread).
         /// </summary>
-        public static bool HasEnded(Task task)
+        public static Task? Pending(Task task)
         {
             var current = task;
             while (!current.IsCompleted)
             {
-                if (current.AsyncState is not BothEnded record
-                    || Volatile.Read(ref record._execution) is not { IsCompleted: true }
-                    || Volatile.Read(ref record._earlier) is not { } earlier)
+                if (current.AsyncState is not BothEnded record)
                 {
-                    return false; // a task still runs (or the record has just completed: a wait for it ends at once)
+                    return current;
+                }
+
+                if (Volatile.Read(ref record._execution) is not { } execution || Volatile.Read(ref record._earlier) is not { } earlier)
+                {
+                    return current; // the record has just completed
+                }
+
+                if (!execution.IsCompleted)
+                {
+                    return execution;
                 }
 
                 current = earlier;
             }
 
-            return true;
+            return null;
         }
     }
 }

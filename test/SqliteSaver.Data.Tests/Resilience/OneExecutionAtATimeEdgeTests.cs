@@ -674,29 +674,49 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
-    /// As above, but the second write is cancelled while it waits for the first, before the first ends: the caller's
-    /// synchronous call in its continuation of the first runs at once, with nothing left to wait for. Before, the
-    /// record of the two had heard from the second (not from the first, whose listener came after the caller's blocked
-    /// continuation) and nothing else was left to complete it: the call waited until Default Timeout (3 s here) and
-    /// threw SQLITE_BUSY (a known gap of the sixteenth session's note).
+    /// As above, but the second write is cancelled while it waits for the first, before the first ends, and a third
+    /// execution may have started after it: the caller's synchronous call in its continuation of the first waits only
+    /// for the third, which runs as the first ends. Before, the records of the executions were still to hear from the
+    /// first, whose listeners came after the caller's blocked continuation, and nothing else completed them: the call
+    /// (and the third, which waited for the record of the first two) waited until Default Timeout (3 s here) and
+    /// threw SQLITE_BUSY (the case without a third: a known gap of the sixteenth session's note; with one: a review
+    /// of this session).
     /// </summary>
-    [Test]
-    public async Task A_synchronous_call_in_a_continuation_of_the_first_of_two_pipelined_writes_runs_at_once_when_the_second_was_cancelled()
+    [TestCase("none", "rows 1; third none")]
+    [TestCase("write", "rows 1,3; third returned 1")]
+    [TestCase("CheckpointAsync", "rows 1; third returned busy False")]
+    [TestCase("BeginTransactionAsync", "rows 1; third returned a transaction")]
+    public async Task A_synchronous_call_in_a_continuation_of_the_first_of_pipelined_executions_waits_only_for_those_not_cancelled(
+        string third, string expected)
     {
-        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=3"), "one-at-a-time-continuation-cancelled");
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=3"), $"one-at-a-time-continuation-cancelled-{third}");
         var connection = first.Connection;
-        var after = RowsRightAfter(first.Write, connection); // listens to the first before the second starts
+        var after = RowsRightAfter(first.Write, connection); // listens to the first before the others start
         using var insert = Insert(connection, 2);
         insert.CommandTimeout = 30;
         using var cancel = new CancellationTokenSource();
         var second = insert.ExecuteNonQueryAsync(cancel.Token);
+        using var insertThree = Insert(connection, 3);
+        insertThree.CommandTimeout = 30;
+        var thirdTask = third switch
+        {
+            "write" => Say(insertThree.ExecuteNonQueryAsync(), rows => $"{rows}"),
+            "CheckpointAsync" => Say(connection.CheckpointAsync(), result => $"busy {result.Busy}"),
+            "BeginTransactionAsync" => Say(connection.BeginTransactionAsync().AsTask(), _ => "a transaction"),
+            _ => Task.FromResult("none"),
+        };
         await cancel.CancelAsync();
         await Task.WhenAny(second, Task.Delay(Bound));
         second.IsCanceled.ShouldBeTrue("cancelled while it waited for the first");
 
         await first.Release();
-        (await after.WaitAsync(Bound)).ShouldBe("rows 1");
+        var rows = await after.WaitAsync(Bound);
+        await Task.WhenAny(thirdTask, Task.Delay(Bound));
+        $"{rows}; third {(third == "none" ? "none" : Outcome(thirdTask))}".ShouldBe(expected);
     }
+
+    /// <summary>What <paramref name="task"/> returned, in words.</summary>
+    private static async Task<string> Say<T>(Task<T> task, Func<T, string> words) => words(await task);
 
     /// <summary>Once <paramref name="pending"/> has completed, inline, without a context, reads t synchronously.</summary>
     private static async Task<string> RowsRightAfter(Task pending, SaverDbConnection connection)
