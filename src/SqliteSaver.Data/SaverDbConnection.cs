@@ -659,11 +659,24 @@ public sealed class SaverDbConnection : DbConnection
     /// <param name="deferred"><see langword="true"/> for a DEFERRED transaction.</param>
     /// <returns>The result of the attempt that committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// <typeparamref name="T"/> is a task (<c>async tx =&gt; ...</c> binds here): the transaction would commit at the
+    /// work's first await, before the rest of it ran. Nothing is run; use RunInTransactionAsync.
+    /// </exception>
     /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public T RunInTransaction<T>(Func<SaverDbTransaction, T> work, bool deferred = false)
     {
         ArgumentNullException.ThrowIfNull(work);
+        if (typeof(Task).IsAssignableFrom(typeof(T))
+            || typeof(T) == typeof(ValueTask)
+            || (typeof(T).IsGenericType && typeof(T).GetGenericTypeDefinition() == typeof(ValueTask<>)))
+        {
+            throw new ArgumentException(
+                $"RunInTransaction was given an asynchronous unit of work (it returns {typeof(T).Name}): its transaction would commit at the work's first await, before the rest of it ran. Nothing was run; use RunInTransactionAsync.",
+                nameof(work));
+        }
+
         var (opened, rental) = Synchronously.Result(OpenForUnitOfWork(async: false, CancellationToken.None));
         try
         {

@@ -49,6 +49,62 @@ public class BadArgumentTests : DatabaseTest
         new SaverConnectionStringBuilder().Remove("Nope").ShouldBeFalse(); // asking about an unknown keyword is no error
     }
 
+    /// <summary>
+    /// An async lambda given to RunInTransaction binds to its Func overload with a task for T: run, its transaction
+    /// committed at the first await, before the write, and the caller got a task whose write then failed (or, unawaited,
+    /// nothing at all). It is refused before anything runs, naming RunInTransactionAsync (a user's trial of the README).
+    /// </summary>
+    [Test]
+    public void An_asynchronous_unit_of_work_given_to_RunInTransaction_is_refused_before_it_runs()
+    {
+        PoolTests.Execute(Folder.ConnectionString(), "CREATE TABLE t (x INTEGER)");
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        var ran = 0;
+
+        var errors = new[]
+        {
+            Should.Throw<ArgumentException>(() => connection.RunInTransaction(async transaction =>
+            {
+                Interlocked.Increment(ref ran);
+                await Task.Yield();
+                Insert(transaction);
+            })),
+            Should.Throw<ArgumentException>(() => connection.RunInTransaction(async transaction =>
+            {
+                Interlocked.Increment(ref ran);
+                await Task.Yield();
+                return Insert(transaction);
+            })),
+#pragma warning disable CA2012 // the analyzer sees the misuse under test: a ValueTask returned and dropped
+            Should.Throw<ArgumentException>(() => connection.RunInTransaction(transaction =>
+            {
+                Interlocked.Increment(ref ran);
+                return new ValueTask<int>(Insert(transaction));
+            })),
+            Should.Throw<ArgumentException>(() => connection.RunInTransaction(transaction =>
+            {
+                Interlocked.Increment(ref ran);
+                Insert(transaction);
+                return ValueTask.CompletedTask;
+            })),
+#pragma warning restore CA2012
+        };
+
+        errors.Select(e => e.ParamName).ShouldAllBe(name => name == "work");
+        errors.Select(e => e.Message).ShouldAllBe(message => message.Contains("use RunInTransactionAsync"));
+        errors[1].Message.ShouldStartWith("RunInTransaction was given an asynchronous unit of work (it returns Task`1)");
+        $"ran {ran}; state {connection.State}; rows {PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM t")}".ShouldBe("ran 0; state Closed; rows 0");
+        connection.RunInTransaction(Insert).ShouldBe(1); // a synchronous one still runs
+    }
+
+    private static int Insert(SaverDbTransaction transaction)
+    {
+        using var command = transaction.Connection!.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        return command.ExecuteNonQuery();
+    }
+
     [TestCase("Max Pool Size=3")]
     [TestCase("Data Source=;Max Pool Size=3")]
     public void An_empty_Data_Source_is_refused_as_each_connection_would_get_a_temporary_database_of_its_own(string connectionString)
