@@ -34,22 +34,26 @@ internal sealed class KeywordSpec
 
     private string[] EnumNames { get; init; } = [];
 
+    /// <summary>What a number of this keyword counts ("seconds", "milliseconds"), for error messages; empty if nothing to say.</summary>
+    private string Unit { get; init; } = string.Empty;
+
     public static KeywordSpec Text(string name, string? defaultValue, params string[] aliases)
         => new(name, KeywordKind.Text, defaultValue) { Aliases = aliases };
 
     public static KeywordSpec Boolean(string name, bool? defaultValue)
         => new(name, KeywordKind.Boolean, defaultValue is null ? null : FormatBoolean(defaultValue.Value));
 
-    public static KeywordSpec Integer(string name, long? defaultValue, long min, long max, params string[] aliases)
+    public static KeywordSpec Integer(string name, long? defaultValue, long min, long max, string unit, params string[] aliases)
         => new(name, KeywordKind.Integer, defaultValue?.ToString(CultureInfo.InvariantCulture))
         {
             IntegerMin = min,
             IntegerMax = max,
+            Unit = unit,
             Aliases = aliases,
         };
 
-    public static KeywordSpec Number(string name, double defaultValue, double min, double max)
-        => new(name, KeywordKind.Number, defaultValue.ToString("R", CultureInfo.InvariantCulture)) { Min = min, Max = max };
+    public static KeywordSpec Number(string name, double defaultValue, double min, double max, string unit)
+        => new(name, KeywordKind.Number, defaultValue.ToString("R", CultureInfo.InvariantCulture)) { Min = min, Max = max, Unit = unit };
 
     public static KeywordSpec Enum<TEnum>(string name, TEnum? defaultValue)
         where TEnum : struct, System.Enum
@@ -60,11 +64,13 @@ internal sealed class KeywordSpec
     {
         KeywordKind.Text => "any text",
         KeywordKind.Boolean => "true or false (also yes/no, 1/0)",
-        KeywordKind.Integer when IntegerMax == long.MaxValue => FormattableString.Invariant($"a whole number of at least {IntegerMin}"),
-        KeywordKind.Integer => FormattableString.Invariant($"a whole number from {IntegerMin} to {IntegerMax}"),
-        KeywordKind.Number => $"a number from {Min.ToString("R", CultureInfo.InvariantCulture)} to {Max.ToString("R", CultureInfo.InvariantCulture)}",
+        KeywordKind.Integer when IntegerMax == long.MaxValue => FormattableString.Invariant($"a whole number{Of} of at least {IntegerMin}"),
+        KeywordKind.Integer => FormattableString.Invariant($"a whole number{Of} from {IntegerMin} to {IntegerMax}"),
+        KeywordKind.Number => $"a number{Of} from {Min.ToString("R", CultureInfo.InvariantCulture)} to {Max.ToString("R", CultureInfo.InvariantCulture)}",
         _ => "one of " + string.Join(", ", EnumNames),
     };
+
+    private string Of => Unit.Length == 0 ? string.Empty : " of " + Unit;
 
     /// <summary>
     /// Parses and validates <paramref name="value"/>, returning its canonical text.

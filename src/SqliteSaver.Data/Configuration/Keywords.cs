@@ -18,36 +18,36 @@ internal static class Keywords
     public static readonly KeywordSpec Password = KeywordSpec.Text("Password", string.Empty);
     public static readonly KeywordSpec ForeignKeys = KeywordSpec.Boolean("Foreign Keys", null);
     public static readonly KeywordSpec RecursiveTriggers = KeywordSpec.Boolean("Recursive Triggers", false);
-    public static readonly KeywordSpec DefaultTimeout = KeywordSpec.Integer("Default Timeout", 30, 0, MaxSeconds, "Command Timeout");
+    public static readonly KeywordSpec DefaultTimeout = KeywordSpec.Integer("Default Timeout", 30, 0, MaxSeconds, "seconds", "Command Timeout");
     public static readonly KeywordSpec Vfs = KeywordSpec.Text("Vfs", null);
 
     // Pool.
     public static readonly KeywordSpec Pooling = KeywordSpec.Boolean("Pooling", true);
-    public static readonly KeywordSpec MaxPoolSize = KeywordSpec.Integer("Max Pool Size", 16, 1, 1024);
-    public static readonly KeywordSpec MinPoolSize = KeywordSpec.Integer("Min Pool Size", 0, 0, 1024);
-    public static readonly KeywordSpec PoolTimeout = KeywordSpec.Number("Pool Timeout", 30, 0, MaxSeconds);
-    public static readonly KeywordSpec ConnectionIdleLifetime = KeywordSpec.Number("Connection Idle Lifetime", 300, 0, MaxSeconds);
-    public static readonly KeywordSpec StatementCacheSize = KeywordSpec.Integer("Statement Cache Size", 128, 0, 65536);
+    public static readonly KeywordSpec MaxPoolSize = KeywordSpec.Integer("Max Pool Size", 16, 1, 1024, "connections");
+    public static readonly KeywordSpec MinPoolSize = KeywordSpec.Integer("Min Pool Size", 0, 0, 1024, "connections");
+    public static readonly KeywordSpec PoolTimeout = KeywordSpec.Number("Pool Timeout", 30, 0, MaxSeconds, "seconds");
+    public static readonly KeywordSpec ConnectionIdleLifetime = KeywordSpec.Number("Connection Idle Lifetime", 300, 0, MaxSeconds, "seconds");
+    public static readonly KeywordSpec StatementCacheSize = KeywordSpec.Integer("Statement Cache Size", 128, 0, 65536, "statements");
 
     // PRAGMAs, applied once per physical connection.
-    public static readonly KeywordSpec BusyTimeout = KeywordSpec.Integer("Busy Timeout", 5000, 0, int.MaxValue);
+    public static readonly KeywordSpec BusyTimeout = KeywordSpec.Integer("Busy Timeout", 5000, 0, int.MaxValue, "milliseconds");
     public static readonly KeywordSpec JournalMode = KeywordSpec.Enum<Data.JournalMode>("Journal Mode", Data.JournalMode.Wal);
     public static readonly KeywordSpec Synchronous = KeywordSpec.Enum<SynchronousMode>("Synchronous", SynchronousMode.Normal);
-    public static readonly KeywordSpec CacheSize = KeywordSpec.Integer("Cache Size", null, int.MinValue, int.MaxValue);
-    public static readonly KeywordSpec MmapSize = KeywordSpec.Integer("Mmap Size", null, 0, long.MaxValue);
+    public static readonly KeywordSpec CacheSize = KeywordSpec.Integer("Cache Size", null, int.MinValue, int.MaxValue, "pages (KiB when negative)");
+    public static readonly KeywordSpec MmapSize = KeywordSpec.Integer("Mmap Size", null, 0, long.MaxValue, "bytes");
     public static readonly KeywordSpec TempStore = KeywordSpec.Enum<TempStoreMode>("Temp Store", null);
-    public static readonly KeywordSpec JournalSizeLimit = KeywordSpec.Integer("Journal Size Limit", 64L * 1024 * 1024, -1, long.MaxValue);
-    public static readonly KeywordSpec WalAutocheckpoint = KeywordSpec.Integer("Wal Autocheckpoint", 1000, 0, int.MaxValue);
+    public static readonly KeywordSpec JournalSizeLimit = KeywordSpec.Integer("Journal Size Limit", 64L * 1024 * 1024, -1, long.MaxValue, "bytes (-1: no limit)");
+    public static readonly KeywordSpec WalAutocheckpoint = KeywordSpec.Integer("Wal Autocheckpoint", 1000, 0, int.MaxValue, "pages");
 
     // Retry.
-    public static readonly KeywordSpec Retry = KeywordSpec.Integer("Retry", 5, 0, 100);
-    public static readonly KeywordSpec BaseDelay = KeywordSpec.Number("Base Delay", 0.05, 0, 3600);
-    public static readonly KeywordSpec MaxDelay = KeywordSpec.Number("Max Delay", 2, 0, 3600);
-    public static readonly KeywordSpec Jitter = KeywordSpec.Number("Jitter", 0.25, 0, 1);
+    public static readonly KeywordSpec Retry = KeywordSpec.Integer("Retry", 5, 0, 100, "retries");
+    public static readonly KeywordSpec BaseDelay = KeywordSpec.Number("Base Delay", 0.05, 0, 3600, "seconds");
+    public static readonly KeywordSpec MaxDelay = KeywordSpec.Number("Max Delay", 2, 0, 3600, "seconds");
+    public static readonly KeywordSpec Jitter = KeywordSpec.Number("Jitter", 0.25, 0, 1, string.Empty);
     public static readonly KeywordSpec WriteGate = KeywordSpec.Boolean("Write Gate", true);
 
     // WAL maintenance.
-    public static readonly KeywordSpec CheckpointInterval = KeywordSpec.Number("Checkpoint Interval", 60, 0, MaxSeconds);
+    public static readonly KeywordSpec CheckpointInterval = KeywordSpec.Number("Checkpoint Interval", 60, 0, MaxSeconds, "seconds");
     public static readonly KeywordSpec CheckpointMode = KeywordSpec.Enum<Data.CheckpointMode>("Checkpoint Mode", Data.CheckpointMode.Passive);
     public static readonly KeywordSpec CheckpointOnClose = KeywordSpec.Boolean("Checkpoint On Close", true);
 
@@ -78,9 +78,52 @@ internal static class Keywords
             return spec;
         }
 
+        var guess = Nearest(keyword) is { } near ? $" Did you mean '{near}'?" : string.Empty;
         throw new ArgumentException(
-            $"Connection-string keyword '{keyword}' is not supported. Supported keywords: {string.Join(", ", All.Select(k => k.Name))}.",
+            $"Connection-string keyword '{keyword}' is not supported.{guess} Supported keywords (in any case, spaces optional): {string.Join(", ", All.Select(Described))}.",
             nameof(keyword));
+    }
+
+    private static string Described(KeywordSpec spec)
+        => spec.Aliases.Count == 0 ? spec.Name : $"{spec.Name} (or {string.Join(", ", spec.Aliases)})";
+
+    /// <summary>The keyword (or alias) <paramref name="keyword"/> is likely a misspelling of: at most two edits from it, and fewer than a third of its letters.</summary>
+    private static string? Nearest(string keyword)
+    {
+        var compact = Compact(keyword).ToUpperInvariant();
+        var allowed = Math.Min(2, compact.Length / 3);
+        return All
+            .SelectMany(spec => spec.Aliases.Prepend(spec.Name))
+            .Select(name => (Name: name, Distance: EditDistance(compact, Compact(name).ToUpperInvariant())))
+            .Where(candidate => candidate.Distance <= allowed)
+            .OrderBy(candidate => candidate.Distance)
+            .Select(candidate => candidate.Name)
+            .FirstOrDefault();
+    }
+
+    /// <summary>Levenshtein distance: the fewest insertions, deletions and substitutions that turn one into the other.</summary>
+    private static int EditDistance(string a, string b)
+    {
+        var previous = new int[b.Length + 1];
+        var current = new int[b.Length + 1];
+        for (var j = 0; j <= b.Length; j++)
+        {
+            previous[j] = j;
+        }
+
+        for (var i = 1; i <= a.Length; i++)
+        {
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+                current[j] = Math.Min(substitution, Math.Min(previous[j], current[j - 1]) + 1);
+            }
+
+            (previous, current) = (current, previous);
+        }
+
+        return previous[b.Length];
     }
 
     public static bool TryResolve(string keyword, out KeywordSpec spec)

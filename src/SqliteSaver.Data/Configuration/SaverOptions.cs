@@ -19,7 +19,7 @@ internal sealed partial class SaverOptions
         {
             // SQLite would give each physical connection a temporary database of its own.
             throw new ArgumentException(
-                "Connection-string keyword 'Data Source' is empty: give a file path, :memory: or a file: URI.",
+                "Connection-string keyword 'Data Source' is missing or empty: give a file path, :memory: or a file: URI.",
                 Keywords.DataSource.Name);
         }
 

@@ -154,10 +154,34 @@ public class ConnectionStringBuilderTests
     {
         var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder(connectionString));
 
-        error.Message.ShouldContain("'Max Pool Sise' is not supported");
-        error.Message.ShouldContain("Max Pool Size");
+        error.Message.ShouldContain("'Max Pool Sise' is not supported. Did you mean 'Max Pool Size'?");
+        error.Message.ShouldContain("Default Timeout (or Command Timeout)"); // aliases are listed with their keyword
         new SaverConnectionStringBuilder().Remove("Max Pool Sise").ShouldBeFalse(); // removing an unknown one is no error
     }
+
+    [TestCase("BusyTimout", "Busy Timeout")]
+    [TestCase("passwrod", "Password")]
+    [TestCase("Command Timout", "Command Timeout")]
+    [TestCase("Data Sorce", "Data Source")]
+    [TestCase("Pwd", null)]
+    [TestCase("Retries", null)] // three edits from Retry
+    [TestCase("Application Name", null)]
+    public void An_unknown_keyword_close_to_a_supported_one_gets_a_suggestion(string keyword, string? suggestion)
+    {
+        var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { [keyword] = "1" });
+
+        error.Message.ShouldStartWith($"Connection-string keyword '{keyword}' is not supported.{(suggestion is null ? " Supported" : $" Did you mean '{suggestion}'?")}");
+    }
+
+    [TestCase("Busy Timeout", "5s", "a whole number of milliseconds from 0 to 2147483647")]
+    [TestCase("Default Timeout", "30s", "a whole number of seconds from 0 to 2147483")]
+    [TestCase("Base Delay", "50ms", "a number of seconds from 0 to 3600")]
+    [TestCase("Checkpoint Interval", "-5", "a number of seconds from 0 to 2147483")]
+    [TestCase("Journal Size Limit", "64MB", "a whole number of bytes (-1: no limit) of at least -1")]
+    [TestCase("Jitter", "25%", "a number from 0 to 1")]
+    public void A_bad_number_is_told_what_it_counts(string keyword, string value, string allowed)
+        => Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { [keyword] = value })
+            .Message.ShouldBe($"Invalid value '{value}' for connection-string keyword '{keyword}': expected {allowed}. (Parameter '{keyword}')");
 
     [TestCase("Data Source=x.db;Pwd=hunter2")]
     [TestCase("Data Source=x.db;Passwrod=hunter2")]

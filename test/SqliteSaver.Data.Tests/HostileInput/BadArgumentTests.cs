@@ -112,7 +112,7 @@ public class BadArgumentTests : DatabaseTest
         var error = Should.Throw<ArgumentException>(() => new SaverDbConnection(connectionString));
 
         error.ParamName.ShouldBe("Data Source");
-        error.Message.ShouldContain("'Data Source' is empty");
+        error.Message.ShouldContain("'Data Source' is missing or empty");
     }
 
     [Test]
