@@ -85,7 +85,11 @@ public sealed class SaverDbCommand : DbCommand
         get => _commandTimeout ?? _connection?.DefaultTimeout ?? 30;
         set
         {
-            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            if (value < 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "CommandTimeout must be a whole number of seconds, 0 (no limit but Busy Timeout and Retry) or more.");
+            }
+
             _commandTimeout = value;
         }
     }

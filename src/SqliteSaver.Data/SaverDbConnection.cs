@@ -366,6 +366,14 @@ public sealed class SaverDbConnection : DbConnection
     public override void ChangeDatabase(string databaseName)
         => throw new NotSupportedException("SQLite has one main database per connection; use ATTACH DATABASE to reach another file.");
 
+    /// <summary>Batches are not supported (<see cref="DbConnection.CanCreateBatch"/> is false), as Microsoft.Data.Sqlite has none.</summary>
+    /// <returns>Nothing: it always throws.</returns>
+    /// <exception cref="NotSupportedException">Always.</exception>
+    protected override DbBatch CreateDbBatch() => throw new NotSupportedException(NoBatches);
+
+    /// <summary>The error for a <see cref="DbBatch"/>, which neither this library nor Microsoft.Data.Sqlite supports.</summary>
+    internal const string NoBatches = "SqliteSaver.Data does not support DbBatch (CanCreateBatch is false), nor does Microsoft.Data.Sqlite: give one command several statements separated by semicolons, which run in turn, or run the commands in one transaction.";
+
     /// <summary>Creates a command on this connection, in its open transaction if it has one (as Microsoft.Data.Sqlite does).</summary>
     /// <returns>A new command.</returns>
     public new SaverDbCommand CreateCommand() => new() { Connection = this, Transaction = Transaction };

@@ -35,6 +35,16 @@ public sealed class SaverProviderFactory : DbProviderFactory
     /// <returns>An empty builder.</returns>
     public override DbConnectionStringBuilder CreateConnectionStringBuilder() => new SaverConnectionStringBuilder();
 
+    /// <summary>Batches are not supported (<see cref="DbProviderFactory.CanCreateBatch"/> is false).</summary>
+    /// <returns>Nothing: it always throws.</returns>
+    /// <exception cref="NotSupportedException">Always.</exception>
+    public override DbBatch CreateBatch() => throw new NotSupportedException(SaverDbConnection.NoBatches);
+
+    /// <summary>Batches are not supported (<see cref="DbProviderFactory.CanCreateBatch"/> is false).</summary>
+    /// <returns>Nothing: it always throws.</returns>
+    /// <exception cref="NotSupportedException">Always.</exception>
+    public override DbBatchCommand CreateBatchCommand() => throw new NotSupportedException(SaverDbConnection.NoBatches);
+
     /// <summary>Creates a <see cref="SaverDataSource"/> with a pool of its own.</summary>
     /// <param name="connectionString">The connection string.</param>
     /// <returns>A new data source.</returns>

@@ -1396,6 +1396,10 @@ public class ConnectionTests : DatabaseTest
         connection.State.ShouldBe(ConnectionState.Open);
         Should.Throw<InvalidOperationException>(() => connection.ConnectionString = "Data Source=other.db");
         Should.Throw<NotSupportedException>(() => connection.ChangeDatabase("other"));
+        connection.CanCreateBatch.ShouldBeFalse();
+        Should.Throw<NotSupportedException>(() => connection.CreateBatch()).Message.ShouldContain("does not support DbBatch");
+        Should.Throw<NotSupportedException>(() => SaverProviderFactory.Instance.CreateBatch()).Message.ShouldContain("separated by semicolons");
+        Should.Throw<NotSupportedException>(() => SaverProviderFactory.Instance.CreateBatchCommand()).Message.ShouldContain("does not support DbBatch");
         connection.GetSchema().Rows.Count.ShouldBeGreaterThan(0);
         connection.Close();
         connection.Close();

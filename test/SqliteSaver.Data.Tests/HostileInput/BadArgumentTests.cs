@@ -253,7 +253,10 @@ public class BadArgumentTests : DatabaseTest
 
         Should.Throw<ArgumentException>(() => asDbCommand.Connection = plain).Message.ShouldContain(nameof(SqliteConnection));
         Should.Throw<ArgumentException>(() => asDbCommand.Transaction = plainTransaction).Message.ShouldContain(nameof(SqliteTransaction));
-        Should.Throw<ArgumentOutOfRangeException>(() => command.CommandTimeout = -1).ParamName.ShouldBe("value");
+        var timeout = Should.Throw<ArgumentOutOfRangeException>(() => command.CommandTimeout = -1);
+        timeout.ParamName.ShouldBe("value");
+        timeout.Message.ShouldStartWith("CommandTimeout must be a whole number of seconds, 0 (no limit but Busy Timeout and Retry) or more.");
+        timeout.ActualValue.ShouldBe(-1);
         Should.Throw<ArgumentException>(() => command.CommandType = CommandType.StoredProcedure);
         Should.Throw<InvalidOperationException>(connection.BeginTransaction).Message.ShouldContain("open connection");
         connection.GetSchema().Rows.Count.ShouldBe(new SqliteConnection().GetSchema().Rows.Count); // closed, as Microsoft.Data.Sqlite answers
