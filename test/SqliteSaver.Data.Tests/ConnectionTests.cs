@@ -488,6 +488,45 @@ public class ConnectionTests : DatabaseTest
         mode.ExecuteScalar().ShouldBe("delete");
     }
 
+    /// <summary>
+    /// A connection string asking for a rollback journal on a file another pool of the process keeps open in WAL mode:
+    /// SQLite refuses the switch at once, whatever Busy Timeout. The error is still SQLITE_BUSY, and says why and what
+    /// to do; before, it read as a lock held too long after Busy Timeout on each attempt (a user's trial of the README).
+    /// A rollback-journal file whose lock another connection holds gets SQLite's error as before.
+    /// </summary>
+    [Test]
+    public void Asking_for_a_rollback_journal_on_a_file_another_connection_keeps_in_WAL_says_why_it_failed()
+    {
+        using (var wal = new SaverDbConnection(Folder.ConnectionString()))
+        {
+            wal.Open();
+            Exec(wal, "CREATE TABLE t (x)");
+        } // its physical connection stays open in the default pool
+
+        using var delete = new SaverDbConnection(Folder.ConnectionString("Journal Mode=Delete;Retry=0;Busy Timeout=10"));
+        var error = Should.Throw<SqliteException>(delete.Open);
+
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("The database is in WAL mode, and SQLite switches it to Journal Mode=Delete only while no other connection has it open");
+        error.Message.ShouldContain("Give every connection string for a file the same Journal Mode.");
+        delete.State.ShouldBe(ConnectionState.Closed);
+
+        SaverDbConnection.ClearAllPools();
+        delete.Open(); // no other connection now: the file goes over to the rollback journal
+        delete.Close();
+        using var locker = new SqliteConnection(Folder.ConnectionString());
+        locker.Open();
+        using (var exclusive = locker.CreateCommand())
+        {
+            exclusive.CommandText = "BEGIN EXCLUSIVE";
+            exclusive.ExecuteNonQuery();
+        }
+
+        using var truncate = new SaverDbConnection(Folder.ConnectionString("Journal Mode=Truncate;Retry=0;Busy Timeout=10"));
+        var locked = Should.Throw<SqliteException>(truncate.Open);
+        $"{locked.SqliteErrorCode} {locked.Message.Contains("WAL mode", StringComparison.Ordinal)}".ShouldBe("5 False");
+    }
+
     [Test]
     public void A_read_only_connection_is_kept_when_another_connection_changed_the_files_journal_mode()
     {

@@ -256,6 +256,20 @@ internal sealed partial class PhysicalConnection : IDisposable
 
             return new PhysicalConnection(sqlite, generation, options, committed);
         }
+        catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_BUSY && options.JournalMode != JournalMode.Wal)
+        {
+            var inWal = sqlite.Handle is { } handle && string.Equals(Read(handle, "main.journal_mode"), "wal", StringComparison.OrdinalIgnoreCase);
+            sqlite.Dispose();
+            if (!inWal)
+            {
+                throw; // a lock another connection holds, as in any journal mode
+            }
+
+            throw new SqliteException(
+                $"{error.Message} The database is in WAL mode, and SQLite switches it to Journal Mode={options.JournalMode} only while no other connection has it open, without waiting for them: another connection has it open (in another process, or in another pool of this one, as a connection string for this file without that Journal Mode makes). Give every connection string for a file the same Journal Mode.",
+                error.SqliteErrorCode,
+                error.SqliteExtendedErrorCode);
+        }
         catch
         {
             sqlite.Dispose();
@@ -585,7 +599,7 @@ internal sealed partial class PhysicalConnection : IDisposable
                 continue; // a read-only connection cannot change it, but fails trying when another has
             }
 
-            if (Read(name) is { } value && values.Contains(value, StringComparer.OrdinalIgnoreCase))
+            if (Read(Handle, name) is { } value && values.Contains(value, StringComparer.OrdinalIgnoreCase))
             {
                 sql.Append("PRAGMA ").Append(name).Append(" = ").Append(value == "2" ? "FAST" : value).Append(';');
             }
@@ -593,7 +607,7 @@ internal sealed partial class PhysicalConnection : IDisposable
 
         foreach (var name in NumberPragmas.Append("query_only"))
         {
-            if (Read(name) is { } value && long.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var number))
+            if (Read(Handle, name) is { } value && long.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var number))
             {
                 sql.Append("PRAGMA ").Append(name).Append(" = ").Append(number.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append(';');
             }
@@ -633,9 +647,9 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>The value of a PRAGMA as text, or null when SQLite gives none.</summary>
-    private string? Read(string pragma)
+    private static string? Read(sqlite3 handle, string pragma)
     {
-        if (raw.sqlite3_prepare_v2(Handle, "PRAGMA " + pragma, out var statement) != raw.SQLITE_OK)
+        if (raw.sqlite3_prepare_v2(handle, "PRAGMA " + pragma, out var statement) != raw.SQLITE_OK)
         {
             statement.Dispose();
             return null;
