@@ -33,7 +33,14 @@ public static class SqliteSaverServiceCollectionExtensions
         Action<SaverDataSourceBuilder>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(services);
-        ArgumentNullException.ThrowIfNull(connectionString);
+        if (connectionString is null)
+        {
+            // Most often configuration.GetConnectionString(name) with no such name.
+            throw new ArgumentNullException(
+                nameof(connectionString),
+                "The connection string is null. IConfiguration.GetConnectionString returns null when the configuration has no entry of that name under ConnectionStrings.");
+        }
+
         // A bad string fails here, not at first use; configure may still complete or change it.
         if (configure is null)
         {

@@ -84,7 +84,9 @@ public class ServiceCollectionTests
     {
         var services = new ServiceCollection();
 
-        Should.Throw<ArgumentNullException>(() => services.AddSqliteSaverDataSource(null!)).ParamName.ShouldBe("connectionString");
+        var missing = Should.Throw<ArgumentNullException>(() => services.AddSqliteSaverDataSource(null!));
+        missing.ParamName.ShouldBe("connectionString");
+        missing.Message.ShouldContain("GetConnectionString returns null when the configuration has no entry of that name"); // the usual cause
         Should.Throw<ArgumentNullException>(() => ((IServiceCollection)null!).AddSqliteSaverDataSource(_connectionString)).ParamName.ShouldBe("services");
         Should.Throw<ArgumentException>(() => services.AddSqliteSaverDataSource("Data Source=x.db;Retry=lots")).Message.ShouldContain("Retry");
     }
