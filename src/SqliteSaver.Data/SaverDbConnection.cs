@@ -360,6 +360,16 @@ public sealed class SaverDbConnection : DbConnection
     /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
     public SaverDbTransaction BeginTransaction(bool deferred) => BeginTransaction(IsolationLevel.Serializable, deferred);
 
+    /// <summary>Begins a transaction as <see cref="BeginTransaction(bool)"/> does, waiting without blocking a thread.</summary>
+    /// <param name="deferred"><see langword="true"/> for <c>BEGIN DEFERRED</c>, as for <see cref="BeginTransaction(bool)"/>.</param>
+    /// <param name="cancellationToken">Cancels the waits for the write gate and between retries.</param>
+    /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
+    public async ValueTask<SaverDbTransaction> BeginTransactionAsync(bool deferred, CancellationToken cancellationToken = default)
+        => (SaverDbTransaction)await BeginDbTransactionAsync(deferred ? IsolationLevel.ReadUncommitted : IsolationLevel.Serializable, cancellationToken).ConfigureAwait(false);
+
     /// <summary>SQLite cannot switch databases; the attached database <c>main</c> is the only one.</summary>
     /// <param name="databaseName">Ignored.</param>
     /// <exception cref="NotSupportedException">Always.</exception>

@@ -54,6 +54,30 @@ public class TransactionIsolationLevelTests : DatabaseTest
         gate.IsHeld.ShouldBeFalse();
     }
 
+    /// <summary>BeginTransactionAsync takes deferred as BeginTransaction does (a user's trial of the README missed it).</summary>
+    [Test]
+    public async Task BeginTransactionAsync_with_deferred_begins_as_BeginTransaction_with_deferred_does([Values] bool deferred)
+    {
+        var connectionString = Folder.ConnectionString();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        Execute(connection, null, "CREATE TABLE t (id INTEGER PRIMARY KEY)");
+
+        bool heldAsync, heldSync;
+        await using (var transaction = await connection.BeginTransactionAsync(deferred))
+        {
+            heldAsync = gate.IsHeld;
+        }
+
+        using (connection.BeginTransaction(deferred))
+        {
+            heldSync = gate.IsHeld;
+        }
+
+        $"async {heldAsync}, sync {heldSync}".ShouldBe(deferred ? "async False, sync False" : "async True, sync True");
+    }
+
     [Test]
     public void Every_level_reports_Serializable_as_with_MDS(
         [Values(IsolationLevel.Unspecified, IsolationLevel.ReadUncommitted, IsolationLevel.ReadCommitted, IsolationLevel.RepeatableRead, IsolationLevel.Serializable)] IsolationLevel level)
