@@ -1245,7 +1245,7 @@ public sealed class SaverDbConnection : DbConnection
 
                 if (Volatile.Read(ref record._execution) is not { } execution || Volatile.Read(ref record._earlier) is not { } earlier)
                 {
-                    return current; // the record has just completed
+                    continue; // the record has just completed: its task is, before its fields are cleared
                 }
 
                 if (!execution.IsCompleted)
