@@ -256,9 +256,13 @@ internal sealed partial class PhysicalConnection : IDisposable
 
             return new PhysicalConnection(sqlite, generation, options, committed);
         }
-        catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_BUSY && options.JournalMode != JournalMode.Wal)
+        catch (SqliteException error) when (error.SqliteExtendedErrorCode == raw.SQLITE_BUSY && options.JournalMode != JournalMode.Wal)
         {
-            var inWal = sqlite.Handle is { } handle && string.Equals(Read(handle, "main.journal_mode"), "wal", StringComparison.OrdinalIgnoreCase);
+            // Without waiting again: reading the mode of a file another connection has locked waits for its lock.
+            var inWal = sqlite.Handle is { } handle
+                && raw.sqlite3_db_readonly(handle, "main") == 0 // a read-only connection does not switch the mode
+                && raw.sqlite3_busy_timeout(handle, 0) == raw.SQLITE_OK
+                && string.Equals(Read(handle, "main.journal_mode"), "wal", StringComparison.OrdinalIgnoreCase);
             sqlite.Dispose();
             if (!inWal)
             {
