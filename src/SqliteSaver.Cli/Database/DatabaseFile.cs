@@ -95,12 +95,29 @@ internal static class DatabaseFile
     /// Whether another connection holds the database's write lock right now: tries <c>BEGIN IMMEDIATE</c> without
     /// waiting on a read-write connection of its own and rolls back. Null when the file cannot be opened for writing.
     /// With <paramref name="keepWal"/> that connection, if it closes last, leaves the <c>-wal</c> file as it is, where
-    /// SQLite would copy its frames into the database and delete it.
+    /// SQLite would copy its frames into the database and delete it. In rollback-journal mode a writer that commits
+    /// keeps readers out too: the connection's first read then meets SQLITE_BUSY, which means the lock is held.
     /// </summary>
     public static bool? IsWriteLocked(string path, bool keepWal)
     {
-        using var connection = OpenPlain(path, SqliteOpenMode.ReadWrite, busyTimeout: 0);
-        var handle = connection.Handle!;
+        SqliteConnection connection;
+        try
+        {
+            connection = OpenPlain(path, SqliteOpenMode.ReadWrite, busyTimeout: 0);
+        }
+        catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_BUSY)
+        {
+            return true;
+        }
+
+        using (connection)
+        {
+            return IsWriteLocked(connection.Handle!, keepWal);
+        }
+    }
+
+    private static bool? IsWriteLocked(sqlite3 handle, bool keepWal)
+    {
         if (keepWal)
         {
             const int NoCheckpointOnClose = 1006; // SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE
