@@ -657,11 +657,20 @@ public sealed class SaverDbConnection : DbConnection
     /// for the write lock; a busy error the unit of work met on another connection does not change that.
     /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// <paramref name="work"/> is an <c>async</c> method or lambda (async void): it would return at its first await,
+    /// and the transaction commit before the rest of it ran. Nothing is run; use RunInTransactionAsync.
+    /// </exception>
     /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection.</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public void RunInTransaction(Action<SaverDbTransaction> work, bool deferred = false)
     {
         ArgumentNullException.ThrowIfNull(work);
+        if (work.Method.IsDefined(typeof(AsyncStateMachineAttribute), inherit: false))
+        {
+            throw AsynchronousWork(); // async void: it returns at its first await
+        }
+
         RunInTransaction(
             transaction =>
             {
@@ -690,9 +699,7 @@ public sealed class SaverDbConnection : DbConnection
             || typeof(T) == typeof(ValueTask)
             || (typeof(T).IsGenericType && typeof(T).GetGenericTypeDefinition() == typeof(ValueTask<>)))
         {
-            throw new ArgumentException(
-                $"RunInTransaction was given an asynchronous unit of work (it returns {typeof(T).Name}): its transaction would commit at the work's first await, before the rest of it ran. Nothing was run; use RunInTransactionAsync.",
-                nameof(work));
+            throw AsynchronousWork();
         }
 
         var (opened, rental) = Synchronously.Result(OpenForUnitOfWork(async: false, CancellationToken.None));
@@ -711,6 +718,12 @@ public sealed class SaverDbConnection : DbConnection
             }
         }
     }
+
+    /// <summary>The refusal of an asynchronous unit of work given to RunInTransaction.</summary>
+    private static ArgumentException AsynchronousWork()
+        => new(
+            "RunInTransaction was given an asynchronous unit of work (an async lambda, or one that returns a Task or ValueTask): its transaction would commit at the work's first await, before the rest of it ran. Nothing was run; use RunInTransactionAsync(async (transaction, cancellationToken) => ...), which awaits it.",
+            "work");
 
     /// <summary>
     /// Runs <paramref name="work"/> in a transaction as <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>

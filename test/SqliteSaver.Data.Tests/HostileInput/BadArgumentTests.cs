@@ -52,7 +52,8 @@ public class BadArgumentTests : DatabaseTest
     /// <summary>
     /// An async lambda given to RunInTransaction binds to its Func overload with a task for T: run, its transaction
     /// committed at the first await, before the write, and the caller got a task whose write then failed (or, unawaited,
-    /// nothing at all). It is refused before anything runs, naming RunInTransactionAsync (a user's trial of the README).
+    /// nothing at all). It is refused before anything runs, naming RunInTransactionAsync (a user's trial of the README),
+    /// and so is an async void method given as its Action (a review of that change).
     /// </summary>
     [Test]
     public void An_asynchronous_unit_of_work_given_to_RunInTransaction_is_refused_before_it_runs()
@@ -88,13 +89,22 @@ public class BadArgumentTests : DatabaseTest
                 return ValueTask.CompletedTask;
             })),
 #pragma warning restore CA2012
+            Should.Throw<ArgumentException>(() => connection.RunInTransaction(AsyncVoid)),
         };
 
         errors.Select(e => e.ParamName).ShouldAllBe(name => name == "work");
         errors.Select(e => e.Message).ShouldAllBe(message => message.Contains("use RunInTransactionAsync"));
-        errors[1].Message.ShouldStartWith("RunInTransaction was given an asynchronous unit of work (it returns Task`1)");
+        errors[1].Message.ShouldStartWith("RunInTransaction was given an asynchronous unit of work (an async lambda, or one that returns a Task or ValueTask)");
+        errors[1].Message.ShouldContain("use RunInTransactionAsync(async (transaction, cancellationToken) => ...)");
         $"ran {ran}; state {connection.State}; rows {PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM t")}".ShouldBe("ran 0; state Closed; rows 0");
         connection.RunInTransaction(Insert).ShouldBe(1); // a synchronous one still runs
+        connection.RunInTransaction(transaction => (object)Insert(transaction)).ShouldBe(1); // and one returning an object
+
+        async void AsyncVoid(SaverDbTransaction transaction)
+        {
+            Interlocked.Increment(ref ran);
+            await Task.Yield(); // had it run, an Insert here would throw on a pool thread: nothing after the await
+        }
     }
 
     private static int Insert(SaverDbTransaction transaction)
