@@ -36,7 +36,7 @@ internal static class Keywords
     public static readonly KeywordSpec CacheSize = KeywordSpec.Integer("Cache Size", null, int.MinValue, int.MaxValue, "pages (KiB when negative)");
     public static readonly KeywordSpec MmapSize = KeywordSpec.Integer("Mmap Size", null, 0, long.MaxValue, "bytes");
     public static readonly KeywordSpec TempStore = KeywordSpec.Enum<TempStoreMode>("Temp Store", null);
-    public static readonly KeywordSpec JournalSizeLimit = KeywordSpec.Integer("Journal Size Limit", 64L * 1024 * 1024, -1, long.MaxValue, "bytes (-1: no limit)");
+    public static readonly KeywordSpec JournalSizeLimit = KeywordSpec.Integer("Journal Size Limit", 64L * 1024 * 1024, -1, long.MaxValue, "bytes");
     public static readonly KeywordSpec WalAutocheckpoint = KeywordSpec.Integer("Wal Autocheckpoint", 1000, 0, int.MaxValue, "pages");
 
     // Retry.
@@ -78,7 +78,8 @@ internal static class Keywords
             return spec;
         }
 
-        var guess = Nearest(keyword) is { } near ? $" Did you mean '{near}'?" : string.Empty;
+        var nearest = Nearest(keyword);
+        var guess = nearest.Count == 0 ? string.Empty : $" Did you mean {string.Join(" or ", nearest.Select(name => $"'{name}'"))}?";
         throw new ArgumentException(
             $"Connection-string keyword '{keyword}' is not supported.{guess} Supported keywords (in any case, spaces optional): {string.Join(", ", All.Select(Described))}.",
             nameof(keyword));
@@ -87,18 +88,22 @@ internal static class Keywords
     private static string Described(KeywordSpec spec)
         => spec.Aliases.Count == 0 ? spec.Name : $"{spec.Name} (or {string.Join(", ", spec.Aliases)})";
 
-    /// <summary>The keyword (or alias) <paramref name="keyword"/> is likely a misspelling of: at most two edits from it, and fewer than a third of its letters.</summary>
-    private static string? Nearest(string keyword)
+    /// <summary>
+    /// The keywords (or aliases) <paramref name="keyword"/> is likely a misspelling of: those nearest it, at most two
+    /// edits from it and at most a third of its letters (none for a name of two letters).
+    /// </summary>
+    private static List<string> Nearest(string keyword)
     {
         var compact = Compact(keyword).ToUpperInvariant();
         var allowed = Math.Min(2, compact.Length / 3);
-        return All
+        var candidates = All
             .SelectMany(spec => spec.Aliases.Prepend(spec.Name))
             .Select(name => (Name: name, Distance: EditDistance(compact, Compact(name).ToUpperInvariant())))
             .Where(candidate => candidate.Distance <= allowed)
-            .OrderBy(candidate => candidate.Distance)
-            .Select(candidate => candidate.Name)
-            .FirstOrDefault();
+            .ToList();
+        return candidates.Count == 0
+            ? []
+            : candidates.Where(candidate => candidate.Distance == candidates.Min(c => c.Distance)).Select(candidate => candidate.Name).ToList();
     }
 
     /// <summary>Levenshtein distance: the fewest insertions, deletions and substitutions that turn one into the other.</summary>
