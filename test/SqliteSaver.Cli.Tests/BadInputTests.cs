@@ -9,6 +9,8 @@ public class BadInputTests : CliTest
     [
         ["checkpoint", "{folder}/missing.db"],
         ["info", "{folder}/missing.db"],
+        ["info", "{folder}/missing.db", "--json"], // errors stay on standard error, as the README says
+        ["checkpoint", "{folder}/text.db", "--json"],
         ["checkpoint", "{folder}"],
         ["info", "{folder}"],
         ["checkpoint", "{folder}/text.db"],

@@ -18,7 +18,7 @@ public class CheckpointCommandTests : CliTest
 
         clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(15)); // not Microsoft.Data.Sqlite's 30 s of retries
         run.ExitCode.ShouldBe(1, run.Error);
-        run.Error.ShouldContain("database is locked");
+        run.Error.ShouldBe($"sqlite-saver checkpoint: SQLite Error 5: 'database is locked': another connection held a lock on {path} for longer than this command waits (0 ms).{Environment.NewLine}");
     }
 
     [Test]

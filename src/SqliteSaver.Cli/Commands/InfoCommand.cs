@@ -56,7 +56,9 @@ internal static class InfoCommand
         {
             // One read transaction, whose first read waits for a lock at most ReadBusyTimeout: the statements after it
             // then wait for none, where each would wait again, and Microsoft.Data.Sqlite retry it up to 30 s.
-            SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(connection.Handle, "BEGIN; PRAGMA schema_version"), connection.Handle);
+            var rc = raw.sqlite3_exec(connection.Handle, "BEGIN; PRAGMA schema_version");
+            DatabaseFile.ThrowIfLocked(rc, file, ReadBusyTimeout);
+            SqliteException.ThrowExceptionForRC(rc, connection.Handle);
             version = (string)Scalar(connection, "SELECT sqlite_version()");
             pageSize = (long)Scalar(connection, "PRAGMA page_size");
             pageCount = (long)Scalar(connection, "PRAGMA page_count");

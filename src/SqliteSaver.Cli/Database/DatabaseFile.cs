@@ -55,6 +55,7 @@ internal static class DatabaseFile
                     $"{path}: a writer that crashed left a hot journal ({path}-journal), which SQLite must roll back before anyone reads the database, and it cannot on a read-only connection; 'sqlite-saver checkpoint {path}', or any read-write open, rolls it back");
             }
 
+            ThrowIfLocked(rc, path, busyTimeout);
             SqliteException.ThrowExceptionForRC(rc, handle);
             return connection;
         }
@@ -62,6 +63,18 @@ internal static class DatabaseFile
         {
             connection.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>SQLite's "database is locked", saying which file and how long the command waited (for a cron job's log, say).</summary>
+    /// <exception cref="SqliteException">SQLITE_BUSY: <paramref name="rc"/> is.</exception>
+    public static void ThrowIfLocked(int rc, string path, int busyTimeout)
+    {
+        if (rc == raw.SQLITE_BUSY)
+        {
+            throw new SqliteException(
+                $"SQLite Error 5: 'database is locked': another connection held a lock on {path} for longer than this command waits ({busyTimeout} ms).",
+                rc);
         }
     }
 
