@@ -20,10 +20,10 @@ internal static partial class SaverLog
     [LoggerMessage(1005, LogLevel.Warning, "A SaverDbConnection to {PoolName} was garbage collected while open; physical connection {ConnectionId} was closed, rolling back any transaction, and its pool slot freed. Dispose connections when done with them")]
     public static partial void ConnectionLeaked(ILogger logger, string poolName, long connectionId);
 
-    [LoggerMessage(2001, LogLevel.Debug, "Retry {Retry} of {MaxRetries} on {PoolName} in {DelayMilliseconds:0.0} ms after SQLite error {ErrorCode}: {Error}")]
+    [LoggerMessage(2001, LogLevel.Debug, "Retry {Retry} of {MaxRetries} on {PoolName} in {DelayMilliseconds:0.0} ms after {Error} (extended code {ErrorCode})")]
     public static partial void Retrying(ILogger logger, int retry, int maxRetries, string poolName, double delayMilliseconds, int errorCode, string error);
 
-    [LoggerMessage(2002, LogLevel.Warning, "Gave up on {PoolName} after {Attempts} attempts over {ElapsedMilliseconds:0} ms: SQLite error {ErrorCode}: {Error}")]
+    [LoggerMessage(2002, LogLevel.Warning, "Gave up on {PoolName} after {Attempts} attempts over {ElapsedMilliseconds:0} ms: {Error} (extended code {ErrorCode})")]
     public static partial void RetriesExhausted(ILogger logger, string poolName, int attempts, double elapsedMilliseconds, int errorCode, string error);
 
     [LoggerMessage(3001, LogLevel.Debug, "{Mode} checkpoint on {PoolName}: busy={Busy}, {LogFrames} frames in the WAL, {CheckpointedFrames} checkpointed")]

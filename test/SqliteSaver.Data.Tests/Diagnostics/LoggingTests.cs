@@ -56,6 +56,7 @@ public class LoggingTests : DatabaseTest
         var events = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Retry").ToList();
         events.Select(r => (r.Id.Id, r.Level)).ShouldBe([(2001, LogLevel.Debug), (2001, LogLevel.Debug), (2002, LogLevel.Warning)]);
         events[^1].Message.ShouldContain("after 3 attempts");
+        events[0].Message.ShouldEndWith("ms after SQLite Error 5: 'database is locked'. (extended code 5)"); // SQLite's words once, not "error 5: SQLite Error 5"
     }
 
     [Test]
