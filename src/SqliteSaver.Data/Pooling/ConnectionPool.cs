@@ -241,7 +241,7 @@ internal sealed class ConnectionPool : IDisposable
             }
 
             _disposed = true;
-            _waiters.FailAll(static () => new ObjectDisposedException(nameof(SaverDataSource)));
+            _waiters.FailAll(static () => new ObjectDisposedException(typeof(SaverDataSource).FullName));
         }
 
         _pruneTimer?.Dispose();

@@ -37,7 +37,7 @@ public class DisposeTests : DatabaseTest
             errors.Add(await Should.ThrowAsync<ObjectDisposedException>(() => waiter.WaitAsync(Bound)));
         }
 
-        errors.ShouldAllBe(error => error.ObjectName == nameof(SaverDataSource));
+        errors.ShouldAllBe(error => error.ObjectName == typeof(SaverDataSource).FullName); // as every other ObjectDisposedException of a data source names it
         errors.Distinct().Count().ShouldBe(6); // one each: a shared instance thrown on several threads mixes stack traces
 
         Should.Throw<ObjectDisposedException>(dataSource.OpenConnection);
