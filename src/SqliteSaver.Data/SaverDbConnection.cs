@@ -1219,7 +1219,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             _earlier = earlier;
             _execution = execution;
-            _ended = new TaskCompletionSource(this); // the task's AsyncState leads back here (see HasEnded)
+            _ended = new TaskCompletionSource(this); // the task's AsyncState leads back here (see Pending)
         }
 
         /// <summary>Completes once both tasks have.</summary>
