@@ -190,7 +190,9 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<int> ExecuteNonQueryAsync(CancellationToken cancellationToken)
-        => InFlight(RunAsync(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken));
+        => cancellationToken.IsCancellationRequested
+            ? Task.FromCanceled<int>(cancellationToken) // a TaskCanceledException to its awaiter, as Microsoft.Data.Sqlite's
+            : InFlight(RunAsync(static (command, _) => NonQuery(command), CommandBehavior.Default, nameof(ExecuteNonQuery), cancellationToken));
 
     /// <summary>Runs the command as <see cref="ExecuteScalar"/> does, waiting at the write gate and between retries without blocking a thread.</summary>
     /// <param name="cancellationToken">Cancels the waits, SQLite's own waits for a lock included, and interrupts the running statement.</param>
@@ -199,7 +201,9 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="InvalidOperationException">The command has no open connection, a reader of it is open or an execution of it still runs, or its transaction belongs elsewhere or has completed, or SQLite has already ended the connection's transaction (rolled it back after an error), or a write failed and SQLite could not roll its transaction back (this command's, or an earlier one on the connection).</exception>
     /// <exception cref="SqliteException">SQLite reported an error, or SQLITE_BUSY / SQLITE_LOCKED outlasted every retry.</exception>
     public override Task<object?> ExecuteScalarAsync(CancellationToken cancellationToken)
-        => InFlight(RunAsync(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken));
+        => cancellationToken.IsCancellationRequested
+            ? Task.FromCanceled<object?>(cancellationToken)
+            : InFlight(RunAsync(static (command, _) => Scalar(command), CommandBehavior.Default, nameof(ExecuteScalar), cancellationToken));
 
     /// <summary>
     /// Prepares the command's statements on the open connection. Commands are prepared on their first execution anyway,

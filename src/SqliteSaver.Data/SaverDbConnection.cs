@@ -206,9 +206,13 @@ public sealed class SaverDbConnection : DbConnection
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
     /// <exception cref="ObjectDisposedException">The connection was disposed, before the call or while it waited.</exception>
-    public override async Task OpenAsync(CancellationToken cancellationToken)
+    public override Task OpenAsync(CancellationToken cancellationToken)
+        => cancellationToken.IsCancellationRequested
+            ? Task.FromCanceled(cancellationToken) // a TaskCanceledException to its awaiter, as Microsoft.Data.Sqlite's
+            : OpenCoreAsync(cancellationToken);
+
+    private async Task OpenCoreAsync(CancellationToken cancellationToken)
     {
-        cancellationToken.ThrowIfCancellationRequested();
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_physical is null)
         {
@@ -853,6 +857,11 @@ public sealed class SaverDbConnection : DbConnection
     /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
     protected override ValueTask<DbTransaction> BeginDbTransactionAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken)
     {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<DbTransaction>(cancellationToken); // as DbConnection's own, Microsoft.Data.Sqlite's
+        }
+
         var begin = BeginDbTransactionCoreAsync(isolationLevel, cancellationToken);
         if (!begin.IsCompleted)
         {

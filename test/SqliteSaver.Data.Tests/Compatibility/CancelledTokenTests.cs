@@ -1,0 +1,64 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Compatibility;
+
+/// <summary>
+/// An async call given a token cancelled before it is made throws what Microsoft.Data.Sqlite's throws: for most, a
+/// <see cref="TaskCanceledException"/>, which <c>catch (TaskCanceledException)</c> blocks written against it catch
+/// (before, OpenAsync, ExecuteNonQueryAsync, ExecuteScalarAsync and BeginTransactionAsync threw a plain
+/// <see cref="OperationCanceledException"/>; a differential trial against Microsoft.Data.Sqlite found it).
+/// </summary>
+public class CancelledTokenTests : DatabaseTest
+{
+    [TestCase("OpenAsync")]
+    [TestCase("ExecuteNonQueryAsync")]
+    [TestCase("ExecuteScalarAsync")]
+    [TestCase("ExecuteReaderAsync")]
+    [TestCase("BeginTransactionAsync")]
+    [TestCase("ReadAsync")]
+    [TestCase("NextResultAsync")]
+    public async Task A_token_cancelled_before_the_call_throws_the_exception_MDS_throws(string call)
+    {
+        using var mds = new SqliteConnection($"Data Source={Folder.File("mds.db")};Pooling=False");
+        using var saver = new SaverDbConnection(Folder.ConnectionString());
+
+        var expected = await Outcome(mds, call);
+        var actual = await Outcome(saver, call);
+
+        actual.ShouldBe(expected);
+    }
+
+    private static async Task<string> Outcome(DbConnection connection, string call)
+    {
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        if (call != "OpenAsync")
+        {
+            await connection.OpenAsync();
+        }
+
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1";
+        await using var reader = call is "ReadAsync" or "NextResultAsync" ? await command.ExecuteReaderAsync() : null;
+        try
+        {
+            await (call switch
+            {
+                "OpenAsync" => connection.OpenAsync(cancelled.Token),
+                "ExecuteNonQueryAsync" => command.ExecuteNonQueryAsync(cancelled.Token),
+                "ExecuteScalarAsync" => command.ExecuteScalarAsync(cancelled.Token),
+                "ExecuteReaderAsync" => command.ExecuteReaderAsync(cancelled.Token),
+                "BeginTransactionAsync" => connection.BeginTransactionAsync(cancelled.Token).AsTask(),
+                "ReadAsync" => reader!.ReadAsync(cancelled.Token),
+                _ => reader!.NextResultAsync(cancelled.Token),
+            });
+            return "completed";
+        }
+        catch (Exception error)
+        {
+            return error.GetType().Name;
+        }
+    }
+}
