@@ -39,6 +39,7 @@ internal sealed class PooledDataReader(
     private bool _closed;
     private int _closing; // 1 once a Close has taken on closing the SQLite reader (see Finish)
     private bool _writeFailed;
+    private bool[]? _withoutTable; // per result set (see WithoutTable)
 
     /// <summary>The caller's transaction the command ran in, if any.</summary>
     public SaverDbTransaction? Transaction => transaction;
@@ -373,12 +374,16 @@ internal sealed class PooledDataReader(
     public override byte GetByte(int ordinal) => Read(static (reader, ordinal) => reader.GetByte(ordinal), ordinal);
 
     public override long GetBytes(int ordinal, long dataOffset, byte[]? buffer, int bufferOffset, int length)
-        => Read(static (reader, a) => reader.GetBytes(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
+        => WithoutTable(ordinal)
+            ? Read(static (reader, a) => BytesOfValue(reader, a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length))
+            : Read(static (reader, a) => reader.GetBytes(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
     public override char GetChar(int ordinal) => Read(static (reader, ordinal) => reader.GetChar(ordinal), ordinal);
 
     public override long GetChars(int ordinal, long dataOffset, char[]? buffer, int bufferOffset, int length)
-        => Read(static (reader, a) => reader.GetChars(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
+        => WithoutTable(ordinal)
+            ? Read(static (reader, a) => CharsOfValue(reader, a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length))
+            : Read(static (reader, a) => reader.GetChars(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
     public ReadOnlyCollection<DbColumn> GetColumnSchema() => inner.GetColumnSchema();
 
@@ -394,7 +399,8 @@ internal sealed class PooledDataReader(
 
     public override Type GetFieldType(int ordinal) => inner.GetFieldType(ordinal);
 
-    public override T GetFieldValue<T>(int ordinal) => Read(static (reader, ordinal) => reader.GetFieldValue<T>(ordinal), ordinal);
+    public override T GetFieldValue<T>(int ordinal)
+        => typeof(T) == typeof(Stream) ? (T)(object)GetStream(ordinal) : Read(static (reader, ordinal) => reader.GetFieldValue<T>(ordinal), ordinal);
 
     public override float GetFloat(int ordinal) => Read(static (reader, ordinal) => reader.GetFloat(ordinal), ordinal);
 
@@ -412,7 +418,10 @@ internal sealed class PooledDataReader(
 
     public override DataTable? GetSchemaTable() => inner.GetSchemaTable();
 
-    public override Stream GetStream(int ordinal) => Read(static (reader, ordinal) => reader.GetStream(ordinal), ordinal);
+    public override Stream GetStream(int ordinal)
+        => WithoutTable(ordinal)
+            ? Read(static (reader, ordinal) => (Stream)new MemoryStream(reader.GetFieldValue<byte[]>(ordinal), writable: false), ordinal)
+            : Read(static (reader, ordinal) => reader.GetStream(ordinal), ordinal);
 
     public override string GetString(int ordinal) => Read(static (reader, ordinal) => reader.GetString(ordinal), ordinal);
 
@@ -423,6 +432,53 @@ internal sealed class PooledDataReader(
     public override int GetValues(object[] values) => Read(static (reader, values) => reader.GetValues(values), values);
 
     public override bool IsDBNull(int ordinal) => Read(static (reader, ordinal) => reader.IsDBNull(ordinal), ordinal);
+
+    /// <summary>
+    /// Whether the result set's column <paramref name="ordinal"/> is an expression, read from no table (<c>SELECT x'01',
+    /// 1</c>, a parameter, a CASE): Microsoft.Data.Sqlite 10.0.15's GetBytes, GetChars and GetStream look for the rowid
+    /// of the column's table among the other columns, and on two such columns ask SQLite about a table without a name,
+    /// which ends the process (SIGSEGV). Those read such a column's value instead, as Microsoft.Data.Sqlite does for a
+    /// column without a rowid. Known once per result set, from the column schema.
+    /// </summary>
+    private bool WithoutTable(int ordinal)
+    {
+        if (_withoutTable is null)
+        {
+            var columns = Read(static (reader, _) => reader.GetColumnSchema(), 0);
+            _withoutTable = columns.Select(column => column.BaseTableName is null).ToArray();
+        }
+
+        return (uint)ordinal < (uint)_withoutTable.Length && _withoutTable[ordinal];
+    }
+
+    /// <summary>GetBytes from the column's value (see <see cref="WithoutTable"/>): its length without a buffer, else what fits.</summary>
+    private static long BytesOfValue(SqliteDataReader reader, int ordinal, long dataOffset, byte[]? buffer, int bufferOffset, int length)
+    {
+        var bytes = reader.GetFieldValue<byte[]>(ordinal);
+        if (buffer is null)
+        {
+            return bytes.Length;
+        }
+
+        var count = (int)Math.Clamp(bytes.Length - dataOffset, 0, length);
+        Array.Copy(bytes, dataOffset, buffer, bufferOffset, count);
+        return count;
+    }
+
+    /// <summary>GetChars from the column's value as text (see <see cref="WithoutTable"/>): its length without a buffer, else what fits.</summary>
+    private static long CharsOfValue(SqliteDataReader reader, int ordinal, long dataOffset, char[]? buffer, int bufferOffset, int length)
+    {
+        var text = reader.GetString(ordinal);
+        if (buffer is null)
+        {
+            return text.Length;
+        }
+
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(dataOffset, text.Length);
+        var count = (int)Math.Min(text.Length - dataOffset, length);
+        text.CopyTo((int)dataOffset, buffer, bufferOffset, count);
+        return count;
+    }
 
     public override bool NextResult()
     {
@@ -485,6 +541,7 @@ internal sealed class PooledDataReader(
                 failure);
         }
 
+        _withoutTable = null; // the next result set's columns are others
         var call = command.BeginRunning(connection, physical);
         var outer = connection.EnterStep();
         bool result;
