@@ -43,6 +43,61 @@ internal static class ESqlite3
     public static bool HoldsTransaction(sqlite3 db)
         => Available && !db.IsClosed && sqlite3_txn_state(db.DangerousGetHandle(), IntPtr.Zero) != TxnNone;
 
+    /// <summary>
+    /// For each column of the connection's one running statement (stepped and not reset: an open reader's), whether
+    /// SQLite reads it from no table (an expression). <see langword="null"/> when that is not known: no running
+    /// statement, more than one (which is the reader's is not known), one with another number of columns, or this
+    /// class cannot be called (see <see cref="Available"/>). Raw pointers, never SQLitePCLRaw's handles, which own
+    /// their statements.
+    /// </summary>
+    public static bool[]? ColumnsWithoutTable(sqlite3 db, int fieldCount)
+    {
+        if (!Available || db.IsClosed)
+        {
+            return null;
+        }
+
+        var handle = db.DangerousGetHandle();
+        var running = IntPtr.Zero;
+        for (var statement = sqlite3_next_stmt(handle, IntPtr.Zero); statement != IntPtr.Zero; statement = sqlite3_next_stmt(handle, statement))
+        {
+            if (sqlite3_stmt_busy(statement) != 0)
+            {
+                if (running != IntPtr.Zero)
+                {
+                    return null;
+                }
+
+                running = statement;
+            }
+        }
+
+        if (running == IntPtr.Zero || sqlite3_column_count(running) != fieldCount)
+        {
+            return null;
+        }
+
+        var withoutTable = new bool[fieldCount];
+        for (var column = 0; column < fieldCount; column++)
+        {
+            withoutTable[column] = sqlite3_column_table_name(running, column) == IntPtr.Zero;
+        }
+
+        return withoutTable;
+    }
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern IntPtr sqlite3_next_stmt(IntPtr db, IntPtr statement);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern int sqlite3_stmt_busy(IntPtr statement);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern int sqlite3_column_count(IntPtr statement);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern IntPtr sqlite3_column_table_name(IntPtr statement, int column);
+
     private static unsafe bool IsSqlitePclRawsLibrary()
     {
         try

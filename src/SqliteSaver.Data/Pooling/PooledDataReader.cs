@@ -3,6 +3,7 @@ using System.Collections.ObjectModel;
 using System.Data;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Interop;
 using SqliteSaver.Data.Resilience;
 using SQLitePCL;
 
@@ -39,7 +40,7 @@ internal sealed class PooledDataReader(
     private bool _closed;
     private int _closing; // 1 once a Close has taken on closing the SQLite reader (see Finish)
     private bool _writeFailed;
-    private bool[]? _withoutTable; // per result set (see WithoutTable)
+    private bool[]? _byValue; // per result set (see ByValue)
 
     /// <summary>The caller's transaction the command ran in, if any.</summary>
     public SaverDbTransaction? Transaction => transaction;
@@ -374,14 +375,14 @@ internal sealed class PooledDataReader(
     public override byte GetByte(int ordinal) => Read(static (reader, ordinal) => reader.GetByte(ordinal), ordinal);
 
     public override long GetBytes(int ordinal, long dataOffset, byte[]? buffer, int bufferOffset, int length)
-        => WithoutTable(ordinal)
+        => ByValue(ordinal)
             ? Read(static (reader, a) => BytesOfValue(reader, a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length))
             : Read(static (reader, a) => reader.GetBytes(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
     public override char GetChar(int ordinal) => Read(static (reader, ordinal) => reader.GetChar(ordinal), ordinal);
 
     public override long GetChars(int ordinal, long dataOffset, char[]? buffer, int bufferOffset, int length)
-        => WithoutTable(ordinal)
+        => ByValue(ordinal)
             ? Read(static (reader, a) => CharsOfValue(reader, a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length))
             : Read(static (reader, a) => reader.GetChars(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
@@ -419,7 +420,7 @@ internal sealed class PooledDataReader(
     public override DataTable? GetSchemaTable() => inner.GetSchemaTable();
 
     public override Stream GetStream(int ordinal)
-        => WithoutTable(ordinal)
+        => ByValue(ordinal)
             ? Read(static (reader, ordinal) => (Stream)new MemoryStream(reader.GetFieldValue<byte[]>(ordinal), writable: false), ordinal)
             : Read(static (reader, ordinal) => reader.GetStream(ordinal), ordinal);
 
@@ -434,24 +435,20 @@ internal sealed class PooledDataReader(
     public override bool IsDBNull(int ordinal) => Read(static (reader, ordinal) => reader.IsDBNull(ordinal), ordinal);
 
     /// <summary>
-    /// Whether the result set's column <paramref name="ordinal"/> is an expression, read from no table (<c>SELECT x'01',
-    /// 1</c>, a parameter, a CASE): Microsoft.Data.Sqlite 10.0.15's GetBytes, GetChars and GetStream look for the rowid
-    /// of the column's table among the other columns, and on two such columns ask SQLite about a table without a name,
-    /// which ends the process (SIGSEGV). Those read such a column's value instead, as Microsoft.Data.Sqlite does for a
-    /// column without a rowid. Known once per result set, from the column schema.
+    /// Whether the result set's column <paramref name="ordinal"/> is to be read by its value: it is an expression, read
+    /// from no table (<c>SELECT x'01', 1</c>, a parameter, a CASE), or that is not known (see
+    /// <see cref="ESqlite3.ColumnsWithoutTable"/>). Microsoft.Data.Sqlite 10.0.15's GetBytes, GetChars and GetStream look
+    /// for the rowid of the column's table among the other columns, and on two such columns ask SQLite about a table
+    /// without a name, which ends the process (SIGSEGV); reading the value is what Microsoft.Data.Sqlite does for a column
+    /// without a rowid. Known once per result set (its column schema would cost several times a read).
     /// </summary>
-    private bool WithoutTable(int ordinal)
+    private bool ByValue(int ordinal)
     {
-        if (_withoutTable is null)
-        {
-            var columns = Read(static (reader, _) => reader.GetColumnSchema(), 0);
-            _withoutTable = columns.Select(column => column.BaseTableName is null).ToArray();
-        }
-
-        return (uint)ordinal < (uint)_withoutTable.Length && _withoutTable[ordinal];
+        _byValue ??= Read(static (reader, handle) => ESqlite3.ColumnsWithoutTable(handle, reader.FieldCount), physical.Handle) ?? [];
+        return (uint)ordinal >= (uint)_byValue.Length || _byValue[ordinal];
     }
 
-    /// <summary>GetBytes from the column's value (see <see cref="WithoutTable"/>): its length without a buffer, else what fits.</summary>
+    /// <summary>GetBytes from the column's value (see <see cref="ByValue"/>): its length without a buffer, else what fits.</summary>
     private static long BytesOfValue(SqliteDataReader reader, int ordinal, long dataOffset, byte[]? buffer, int bufferOffset, int length)
     {
         var bytes = reader.GetFieldValue<byte[]>(ordinal);
@@ -465,7 +462,7 @@ internal sealed class PooledDataReader(
         return count;
     }
 
-    /// <summary>GetChars from the column's value as text (see <see cref="WithoutTable"/>): its length without a buffer, else what fits.</summary>
+    /// <summary>GetChars from the column's value as text (see <see cref="ByValue"/>): its length without a buffer, else what fits.</summary>
     private static long CharsOfValue(SqliteDataReader reader, int ordinal, long dataOffset, char[]? buffer, int bufferOffset, int length)
     {
         var text = reader.GetString(ordinal);
@@ -541,7 +538,7 @@ internal sealed class PooledDataReader(
                 failure);
         }
 
-        _withoutTable = null; // the next result set's columns are others
+        _byValue = null; // the next result set's columns are others
         var call = command.BeginRunning(connection, physical);
         var outer = connection.EnterStep();
         bool result;

@@ -50,6 +50,7 @@ public class ExpressionBlobReadTests : DatabaseTest
             using var reader = command.ExecuteReader();
             reader.Read().ShouldBeTrue();
             using var stream = reader.GetStream(1);
+            stream.ShouldBeOfType<Microsoft.Data.Sqlite.SqliteBlob>(); // through SQLite's blob handle, not read whole
             new StreamReader(stream).ReadToEnd().ShouldBe("xyz");
         }
     }
