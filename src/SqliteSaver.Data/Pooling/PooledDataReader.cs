@@ -41,6 +41,7 @@ internal sealed class PooledDataReader(
     private int _closing; // 1 once a Close has taken on closing the SQLite reader (see Finish)
     private bool _writeFailed;
     private bool[]? _byValue; // per result set (see ByValue)
+    private bool _onRow; // Read returned true, in this result set
 
     /// <summary>The caller's transaction the command ran in, if any.</summary>
     public SaverDbTransaction? Transaction => transaction;
@@ -401,7 +402,9 @@ internal sealed class PooledDataReader(
     public override Type GetFieldType(int ordinal) => inner.GetFieldType(ordinal);
 
     public override T GetFieldValue<T>(int ordinal)
-        => typeof(T) == typeof(Stream) ? (T)(object)GetStream(ordinal) : Read(static (reader, ordinal) => reader.GetFieldValue<T>(ordinal), ordinal);
+        => typeof(T) == typeof(Stream) ? (T)(object)GetStream(ordinal)
+            : typeof(T) == typeof(TextReader) ? (T)(object)GetTextReader(ordinal)
+            : Read(static (reader, ordinal) => reader.GetFieldValue<T>(ordinal), ordinal);
 
     public override float GetFloat(int ordinal) => Read(static (reader, ordinal) => reader.GetFloat(ordinal), ordinal);
 
@@ -426,7 +429,10 @@ internal sealed class PooledDataReader(
 
     public override string GetString(int ordinal) => Read(static (reader, ordinal) => reader.GetString(ordinal), ordinal);
 
-    public override TextReader GetTextReader(int ordinal) => Read(static (reader, ordinal) => reader.GetTextReader(ordinal), ordinal);
+    public override TextReader GetTextReader(int ordinal)
+        => ByValue(ordinal)
+            ? Read(static (reader, ordinal) => (TextReader)new StringReader(reader.IsDBNull(ordinal) ? string.Empty : reader.GetString(ordinal)), ordinal)
+            : Read(static (reader, ordinal) => reader.GetTextReader(ordinal), ordinal);
 
     public override object GetValue(int ordinal) => Read(static (reader, ordinal) => reader.GetValue(ordinal), ordinal);
 
@@ -444,6 +450,11 @@ internal sealed class PooledDataReader(
     /// </summary>
     private bool ByValue(int ordinal)
     {
+        if (!_onRow)
+        {
+            return true; // no row: the one running statement may be another reader's; the value's error is MDS's
+        }
+
         _byValue ??= Read(static (reader, handle) => ESqlite3.ColumnsWithoutTable(handle, reader.FieldCount), physical.Handle) ?? [];
         return (uint)ordinal >= (uint)_byValue.Length || _byValue[ordinal];
     }
@@ -457,8 +468,12 @@ internal sealed class PooledDataReader(
             return bytes.Length;
         }
 
-        var count = (int)Math.Clamp(bytes.Length - dataOffset, 0, length);
-        Array.Copy(bytes, dataOffset, buffer, bufferOffset, count);
+        ArgumentOutOfRangeException.ThrowIfNegative(bufferOffset); // as Microsoft.Data.Sqlite's read of its stream
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, buffer.Length - bufferOffset);
+        ArgumentOutOfRangeException.ThrowIfNegative(dataOffset);
+        var count = (int)Math.Min(Math.Max(bytes.Length - dataOffset, 0), length);
+        Array.Copy(bytes, Math.Min(dataOffset, bytes.Length), buffer, bufferOffset, count);
         return count;
     }
 
@@ -471,9 +486,13 @@ internal sealed class PooledDataReader(
             return text.Length;
         }
 
+        ArgumentOutOfRangeException.ThrowIfNegative(bufferOffset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, buffer.Length - bufferOffset);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(dataOffset, text.Length);
-        var count = (int)Math.Min(text.Length - dataOffset, length);
-        text.CopyTo((int)dataOffset, buffer, bufferOffset, count);
+        var from = (int)Math.Max(dataOffset, 0); // Microsoft.Data.Sqlite reads a negative offset from the start
+        var count = Math.Min(text.Length - from, length);
+        text.CopyTo(from, buffer, bufferOffset, count);
         return count;
     }
 
@@ -539,6 +558,7 @@ internal sealed class PooledDataReader(
         }
 
         _byValue = null; // the next result set's columns are others
+        _onRow = false;
         var call = command.BeginRunning(connection, physical);
         var outer = connection.EnterStep();
         bool result;
@@ -582,9 +602,11 @@ internal sealed class PooledDataReader(
         var outer = connection.EnterStep();
         try
         {
-            return UnitOfWorkAttempt() is { } attempt
+            _onRow = false;
+            _onRow = UnitOfWorkAttempt() is { } attempt
                 ? Executor.RunForReader(physical, commandText, inner.Read, attempt)
                 : inner.Read();
+            return _onRow;
         }
         catch (Exception exception)
         {
