@@ -443,7 +443,7 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Whether the result set's column <paramref name="ordinal"/> is to be read by its value: it is an expression, read
     /// from no table (<c>SELECT x'01', 1</c>, a parameter, a CASE), or that is not known (see
-    /// <see cref="ESqlite3.ColumnsWithoutTable"/>). Microsoft.Data.Sqlite 10.0.15's GetBytes, GetChars and GetStream look
+    /// <see cref="ESqlite3.ColumnsWithoutTable"/>). Microsoft.Data.Sqlite 10.0.15's GetBytes, GetChars, GetStream and GetTextReader look
     /// for the rowid of the column's table among the other columns, and on two such columns ask SQLite about a table
     /// without a name, which ends the process (SIGSEGV); reading the value is what Microsoft.Data.Sqlite does for a column
     /// without a rowid. Known once per result set (its column schema would cost several times a read).
