@@ -456,8 +456,7 @@ public sealed class SaverDbConnection : DbConnection
     /// it would wait for itself.
     /// </summary>
     internal Task? EarlierAsyncExecution()
-        => LatestAsyncExecution is { } earlier
-            && !BothEnded.HasEnded(earlier)
+        => PendingAsyncExecution is { } earlier
             && ExecutionOn.Value != this
             && Volatile.Read(ref _steppingThread) != Environment.CurrentManagedThreadId
                 ? earlier
@@ -480,18 +479,17 @@ public sealed class SaverDbConnection : DbConnection
     /// that ends early (cancelled while it waits, or nested in another) leaves the next execution waiting for them.
     /// </summary>
     internal void InFlight(Task execution)
-        => LatestAsyncExecution = LatestAsyncExecution is { } earlier && !BothEnded.HasEnded(earlier) ? AfterBoth(earlier, execution) : execution;
+        => LatestAsyncExecution = PendingAsyncExecution is { } earlier ? AfterBoth(earlier, execution) : execution;
+
+    /// <summary><see cref="LatestAsyncExecution"/> while one of its executions has not ended (see <see cref="BothEnded.Pending"/>).</summary>
+    private Task? PendingAsyncExecution => LatestAsyncExecution is { } latest && !BothEnded.HasEnded(latest) ? latest : null;
 
     /// <summary>
-    /// Completes once both have, never faulting: a long pipelined run of failures links no chain of their exceptions,
-    /// and it keeps neither once complete. It listens to both at once, before the caller gets
-    /// <paramref name="execution"/>: so when <paramref name="execution"/> ends last, this completes before the caller's
-    /// continuations of it that run inline (a synchronous call in one, after WaitAsync or WhenAny, would otherwise wait
-    /// for this, which waits for that call's thread). Each listener looks at both tasks, not at a count of listeners:
-    /// a caller's continuation of <paramref name="earlier"/>, registered before this, may block the thread that would
-    /// run this one's listener on it, while <paramref name="execution"/> ends on another; and when
-    /// <paramref name="execution"/> ended first, no listener is left to run but that one: a call made there finds the
-    /// record ended by looking at its tasks (see <see cref="BothEnded.HasEnded"/>).
+    /// The record of both, as one task that completes once both have, never faulting: a long pipelined run of failures
+    /// links no chain of their exceptions. Its listeners, one on each task, complete it and let go of both, so that
+    /// completed records of a long run do not keep their tasks. Nothing waits for this task: a wait walks the record's
+    /// tasks (see <see cref="WhenEnded"/>, <see cref="BothEnded.Pending"/>), as a listener may be queued behind a
+    /// caller's continuation that runs inline and blocks its thread.
     /// </summary>
     private static Task AfterBoth(Task earlier, Task execution)
     {
