@@ -101,9 +101,13 @@ internal static class Keywords
             .Select(name => (Name: name, Distance: EditDistance(compact, Compact(name).ToUpperInvariant())))
             .Where(candidate => candidate.Distance <= allowed)
             .ToList();
-        return candidates.Count == 0
-            ? []
-            : candidates.Where(candidate => candidate.Distance == candidates.Min(c => c.Distance)).Select(candidate => candidate.Name).ToList();
+        if (candidates.Count == 0)
+        {
+            return [];
+        }
+
+        var nearest = candidates.Min(candidate => candidate.Distance);
+        return candidates.Where(candidate => candidate.Distance == nearest).Select(candidate => candidate.Name).ToList();
     }
 
     /// <summary>Levenshtein distance: the fewest insertions, deletions and substitutions that turn one into the other.</summary>
