@@ -28,6 +28,9 @@ internal static class DatabaseFile
     /// <summary>SQLITE_READONLY_ROLLBACK: a read-only connection met a hot journal it may not roll back.</summary>
     private const int ReadOnlyRollback = 776;
 
+    /// <summary>SQLITE_READONLY_DIRECTORY: SQLite could not create a file it needs beside the database.</summary>
+    private const int ReadOnlyDirectory = 1544;
+
     /// <summary>
     /// Opens a plain connection without pooling (<see cref="SqliteOpenMode.ReadOnly"/> and
     /// <see cref="SqliteOpenMode.ReadWrite"/> never create the file), with SQLite's busy timeout set, and reads the
@@ -53,6 +56,14 @@ internal static class DatabaseFile
             {
                 throw new BadInputException(
                     $"{path}: a writer that crashed left a hot journal ({path}-journal), which SQLite must roll back before anyone reads the database, and it cannot on a read-only connection; 'sqlite-saver checkpoint {path}', or any read-write open, rolls it back");
+            }
+
+            if (rc != raw.SQLITE_OK && raw.sqlite3_extended_errcode(handle) == ReadOnlyDirectory)
+            {
+                throw new SqliteException(
+                    $"SQLite Error 8: 'attempt to write a readonly database': SQLite must create files beside {path} (the -wal and -shm files of a database in WAL mode, which reading needs too), and this user may not create files in {Path.GetDirectoryName(path)}.",
+                    rc,
+                    ReadOnlyDirectory);
             }
 
             ThrowIfLocked(rc, path, busyTimeout);

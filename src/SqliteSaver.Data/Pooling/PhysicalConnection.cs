@@ -222,9 +222,22 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
         catch (SqliteException error)
         {
-            // SQLite's messages ("file is not a database", "unable to open database file") do not say which file.
-            throw new SqliteException($"{error.Message} Database: '{options.DataSource}'.", error.SqliteErrorCode, error.SqliteExtendedErrorCode);
+            throw Named(error, options);
         }
+    }
+
+    /// <summary>
+    /// <paramref name="error"/> with the database file named, as SQLite's messages ("file is not a database",
+    /// "unable to open database file") do not say which; and for SQLITE_READONLY_DIRECTORY, why a file the process
+    /// may write to is "a readonly database".
+    /// </summary>
+    internal static SqliteException Named(SqliteException error, SaverOptions options)
+    {
+        const int ReadOnlyDirectory = 1544; // SQLITE_READONLY_DIRECTORY
+        var why = error.SqliteExtendedErrorCode == ReadOnlyDirectory && options.DatabaseFile is { } file
+            ? $" SQLite must create files beside the database (the -wal and -shm files of WAL mode, which reading needs too, or a rollback journal), and this process may not create files in the folder '{Path.GetDirectoryName(file)}': let it, or move the database to a folder it may write to."
+            : "";
+        return new SqliteException($"{error.Message} Database: '{options.DataSource}'.{why}", error.SqliteErrorCode, error.SqliteExtendedErrorCode);
     }
 
     private static async ValueTask<PhysicalConnection> OpenUnnamed(

@@ -1,6 +1,8 @@
 using System.Data;
 using Microsoft.Data.Sqlite;
 using Shouldly;
+using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Tests.Pooling;
 
 namespace SqliteSaver.Data.Tests.Faults;
@@ -60,6 +62,23 @@ public class BadFileTests : DatabaseTest
         ConnectionTests.Exec(fixedConnection, "CREATE TABLE t (x); INSERT INTO t VALUES (2)");
         ConnectionTests.Scalar(fixedConnection, "SELECT x FROM t").ShouldBe(2L);
         dataSource.Statistics.Total.ShouldBe(1);
+    }
+
+    [Test]
+    public void A_folder_the_process_may_not_write_is_named_with_the_cause_of_a_readonly_database()
+    {
+        // SQLITE_READONLY_DIRECTORY as SQLite gives it for a WAL database in a folder the process may not write
+        // (a user's, not root's, which ignores the folder's permissions: no test here can make SQLite meet it).
+        var path = Folder.File("app.db");
+        var options = SaverOptions.Parse($"Data Source={path}");
+        var error = PhysicalConnection.Named(new SqliteException("SQLite Error 8: 'attempt to write a readonly database'.", 8, 1544), options);
+
+        error.SqliteErrorCode.ShouldBe(8);
+        error.SqliteExtendedErrorCode.ShouldBe(1544);
+        error.Message.ShouldStartWith($"SQLite Error 8: 'attempt to write a readonly database'. Database: '{path}'. SQLite must create files beside the database");
+        error.Message.ShouldContain($"may not create files in the folder '{Folder.Path}'");
+        PhysicalConnection.Named(new SqliteException("SQLite Error 8: 'attempt to write a readonly database'.", 8, 8), options).Message
+            .ShouldBe($"SQLite Error 8: 'attempt to write a readonly database'. Database: '{path}'.");
     }
 
     private static byte[] RandomBytes(int count)
