@@ -450,6 +450,11 @@ internal sealed class PooledDataReader(
     /// </summary>
     private bool ByValue(int ordinal)
     {
+        if (inner.IsClosed)
+        {
+            return false; // its transaction's end closed it (see FinishBeforeTransactionEnds): the read's error names the read
+        }
+
         if (!_onRow)
         {
             return true; // no row: the one running statement may be another reader's; the value's error is MDS's

@@ -91,6 +91,31 @@ public class ExpressionBlobReadTests : DatabaseTest
         otherReader.GetBytes(1, 0, null, 0, 0).ShouldBe(2L);
     }
 
+    /// <summary>
+    /// A writing reader on a row when its transaction commits: the commit runs the command's statements not reached
+    /// and closes the SQLite reader under it. A read then throws Microsoft.Data.Sqlite's error for a closed reader,
+    /// which names the read; before, it named FieldCount, which the caller never called (a review of this change).
+    /// </summary>
+    [TestCase("GetBytes")]
+    [TestCase("GetChars")]
+    [TestCase("GetStream")]
+    [TestCase("GetTextReader")]
+    public void A_read_after_the_transaction_closed_the_reader_under_it_names_the_read(string read)
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (b BLOB)");
+        using var transaction = connection.BeginTransaction();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (x'0102'), (x'03') RETURNING b, 1";
+        using var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        transaction.Commit();
+
+        Should.Throw<InvalidOperationException>(() => Read(reader, read)).Message.ShouldBe($"Invalid attempt to call {read} when reader is closed.");
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(2L);
+    }
+
     [Test]
     public void GetBytes_and_GetChars_of_an_expression_take_offsets_as_Microsoft_Data_Sqlite_does()
     {
