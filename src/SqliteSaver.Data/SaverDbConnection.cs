@@ -708,8 +708,8 @@ public sealed class SaverDbConnection : DbConnection
         try
         {
             return Executor.Strategy.Execute(
-                static (state, token) => state.Connection.RunOnce(state.Work, state.Deferred, state.Rental, token),
-                (Connection: this, Work: work, Deferred: new StrongBox<bool>(deferred), Rental: rental),
+                static (state, token) => state.Connection.RunOnce(state.Work, state.Run, state.Rental, token),
+                (Connection: this, Work: work, Run: new UnitOfWorkRun(deferred), Rental: rental),
                 CancellationToken.None);
         }
         finally
@@ -809,8 +809,8 @@ public sealed class SaverDbConnection : DbConnection
         try
         {
             return await Executor.Strategy.ExecuteAsync(
-                static (state, token) => state.Connection.RunOnceAsync(state.Work, state.Deferred, state.Rental, token),
-                (Connection: this, Work: work, Deferred: new StrongBox<bool>(deferred), Rental: rental),
+                static (state, token) => state.Connection.RunOnceAsync(state.Work, state.Run, state.Rental, token),
+                (Connection: this, Work: work, Run: new UnitOfWorkRun(deferred), Rental: rental),
                 cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -1052,15 +1052,17 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>
     /// One attempt at a unit of work: begin (one try; the caller's strategy retries the whole), run, commit. An
     /// attempt whose own transaction meets SQLITE_BUSY or SQLITE_LOCKED (see <see cref="MetBusyItself"/>) sets
-    /// <paramref name="deferred"/> to false, so the next attempt takes the write lock up front.
+    /// <paramref name="run"/>'s Deferred to false, so the next attempt takes the write lock up front. None runs after
+    /// one that succeeded, or that committed something itself and failed (see <see cref="UnitOfWorkRun"/>).
     /// </summary>
-    private T RunOnce<T>(Func<SaverDbTransaction, T> work, StrongBox<bool> deferred, int rental, CancellationToken cancellationToken)
+    private T RunOnce<T>(Func<SaverDbTransaction, T> work, UnitOfWorkRun run, int rental, CancellationToken cancellationToken)
     {
+        run.ThrowIfEnded();
         try
         {
             // The strategy's token for the attempt (a Polly timeout's): it ends the BEGIN's waits, as in RunOnceAsync,
             // and those of the statements of the unit of work, whose delegate takes no token.
-            using var transaction = Synchronously.Result(BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: false, cancellationToken, rental));
+            using var transaction = Synchronously.Result(BeginTransactionCore(IsolationLevel.Serializable, run.Deferred, retry: false, async: false, cancellationToken, rental));
             var physical = transaction.Physical;
             if (!TrySetUnitOfWorkAttempt(physical, rental, cancellationToken))
             {
@@ -1073,9 +1075,15 @@ public sealed class SaverDbConnection : DbConnection
             {
                 result = work(transaction);
             }
-            catch (Exception error) when (EndedByWork(transaction, physical, commits) && SaverRetryStrategy.IsTransient(error))
+            catch (Exception error) when (EndedByWork(transaction, physical, commits))
             {
-                throw EndedByWork(error);
+                run.EndedByWork(error);
+                if (SaverRetryStrategy.IsTransient(error))
+                {
+                    throw EndedByWork(error);
+                }
+
+                throw;
             }
             finally
             {
@@ -1091,17 +1099,24 @@ public sealed class SaverDbConnection : DbConnection
                     // CommitAsync completes synchronously; with the attempt's token its waits for readers end as in RunOnceAsync.
                     Synchronously.Wait(new ValueTask(transaction.CommitAsync(cancellationToken)));
                 }
-                catch (Exception error) when (committedByWork && SaverRetryStrategy.IsTransient(error))
+                catch (Exception error) when (committedByWork)
                 {
-                    throw EndedByWork(error);
+                    run.EndedByWork(error);
+                    if (SaverRetryStrategy.IsTransient(error))
+                    {
+                        throw EndedByWork(error);
+                    }
+
+                    throw;
                 }
             }
 
+            run.Succeeded();
             return result;
         }
         catch (SqliteException error) when (MetBusyItself(error))
         {
-            deferred.Value = false;
+            run.Deferred = false;
             throw;
         }
     }
@@ -1117,11 +1132,12 @@ public sealed class SaverDbConnection : DbConnection
         => error.SqliteExtendedErrorCode == Executor.BusySnapshot || ReferenceEquals(error, _physical?.BusyInTransaction);
 
     private async ValueTask<T> RunOnceAsync<T>(
-        Func<SaverDbTransaction, CancellationToken, Task<T>> work, StrongBox<bool> deferred, int rental, CancellationToken cancellationToken)
+        Func<SaverDbTransaction, CancellationToken, Task<T>> work, UnitOfWorkRun run, int rental, CancellationToken cancellationToken)
     {
+        run.ThrowIfEnded();
         try
         {
-            await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, deferred.Value, retry: false, async: true, cancellationToken, rental).ConfigureAwait(false);
+            await using var transaction = await BeginTransactionCore(IsolationLevel.Serializable, run.Deferred, retry: false, async: true, cancellationToken, rental).ConfigureAwait(false);
             var physical = transaction.Physical;
             if (transaction.IsCompleted || !InRental(physical, rental))
             {
@@ -1134,9 +1150,15 @@ public sealed class SaverDbConnection : DbConnection
             {
                 result = await work(transaction, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception error) when (EndedByWork(transaction, physical, commits) && SaverRetryStrategy.IsTransient(error))
+            catch (Exception error) when (EndedByWork(transaction, physical, commits))
             {
-                throw EndedByWork(error);
+                run.EndedByWork(error);
+                if (SaverRetryStrategy.IsTransient(error))
+                {
+                    throw EndedByWork(error);
+                }
+
+                throw;
             }
 
             ThrowIfClosedByWork(transaction);
@@ -1147,17 +1169,24 @@ public sealed class SaverDbConnection : DbConnection
                 {
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 }
-                catch (Exception error) when (committedByWork && SaverRetryStrategy.IsTransient(error))
+                catch (Exception error) when (committedByWork)
                 {
-                    throw EndedByWork(error);
+                    run.EndedByWork(error);
+                    if (SaverRetryStrategy.IsTransient(error))
+                    {
+                        throw EndedByWork(error);
+                    }
+
+                    throw;
                 }
             }
 
+            run.Succeeded();
             return result;
         }
         catch (SqliteException error) when (MetBusyItself(error))
         {
-            deferred.Value = false;
+            run.Deferred = false;
             throw;
         }
     }
@@ -1171,7 +1200,8 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// The error for a unit of work that ended its transaction itself, or committed part of it, and then met
-    /// SQLITE_BUSY or SQLITE_LOCKED: it is not run again, as what it committed would be applied twice.
+    /// SQLITE_BUSY or SQLITE_LOCKED: it is not run again, as what it committed would be applied twice (another error
+    /// is thrown as it is, and the run refuses another attempt: see <see cref="UnitOfWorkRun.EndedByWork"/>).
     /// </summary>
     private static InvalidOperationException EndedByWork(Exception error)
         => new($"The unit of work ended its transaction itself (Commit, Rollback, a COMMIT sent as SQL, closing the connection) and then failed ({error.Message}). RunInTransaction does not run it again, since what it committed would be applied twice: let RunInTransaction commit.", error);

@@ -130,6 +130,65 @@ public class PipelineTests
         retries.Count.ShouldBe(1);
     }
 
+    /// <summary>
+    /// A pipeline with Polly's default predicate, which handles every exception, around a unit of work that commits
+    /// itself (which the README says it must not) and then fails. The library does not run such a unit of work again,
+    /// but the pipeline ran it again on the library's refusal: the rows it committed were applied three times (a
+    /// user's trial of the Polly package). Every attempt after the first is refused before the unit of work runs.
+    /// </summary>
+    [Test]
+    public async Task A_pipeline_that_handles_every_error_does_not_run_again_a_unit_of_work_that_committed_itself(
+        [Values] bool async, [Values("busy", "the application's")] string error)
+    {
+        using var dataSource = new SaverDataSourceBuilder(_connectionString)
+            .UseResiliencePipeline(new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions { MaxRetryAttempts = 2, Delay = TimeSpan.Zero }).Build())
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        var runs = 0;
+        Exception Failure() => error == "busy" ? new SqliteException("SQLite Error 5: 'database is locked'.", 5) : new InvalidDataException("the application's error");
+
+        var thrown = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync(async (transaction, token) =>
+            {
+                Insert(connection, $"{++runs}");
+                await transaction.CommitAsync(token);
+                throw Failure();
+            }))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(transaction =>
+            {
+                Insert(connection, $"{++runs}");
+                transaction.Commit();
+                throw Failure();
+            }));
+
+        $"{runs} run, rows {Rows(connection)}".ShouldBe("1 run, rows 1");
+        thrown.Message.ShouldStartWith("RunInTransaction's retry strategy asked for another attempt at the unit of work after an attempt's unit of work ended its transaction itself");
+        thrown.InnerException.ShouldBeOfType(error == "busy" ? typeof(SqliteException) : typeof(InvalidDataException));
+    }
+
+    /// <summary>
+    /// A pipeline that handles results as well as errors (here every outcome) ran a unit of work that had committed
+    /// again: every attempt after the one that committed is refused before the unit of work runs.
+    /// </summary>
+    [Test]
+    public async Task A_pipeline_that_handles_results_does_not_run_again_a_unit_of_work_that_committed([Values] bool async)
+    {
+        using var dataSource = new SaverDataSourceBuilder(_connectionString)
+            .UseResiliencePipeline(new ResiliencePipelineBuilder()
+                .AddRetry(new RetryStrategyOptions { ShouldHandle = _ => PredicateResult.True(), MaxRetryAttempts = 2, Delay = TimeSpan.Zero })
+                .Build())
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        var runs = 0;
+
+        var thrown = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((_, _) => Task.FromResult(Insert(connection, $"{++runs}"))))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ => Insert(connection, $"{++runs}")));
+
+        $"{runs} run, rows {Rows(connection)}".ShouldBe("1 run, rows 1");
+        thrown.Message.ShouldStartWith("RunInTransaction's retry strategy asked for another attempt at the unit of work after an attempt had succeeded");
+    }
+
     [Test]
     public void A_timeout_in_the_pipeline_ends_a_synchronous_unit_of_works_wait_for_the_write_lock()
     {
@@ -478,6 +537,14 @@ public class PipelineTests
         using var command = connection.CreateCommand();
         command.CommandText = $"INSERT INTO t VALUES ({value})";
         return command.ExecuteNonQuery();
+    }
+
+    /// <summary>The values of t, in order, joined with commas.</summary>
+    private static string Rows(SaverDbConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT coalesce(group_concat(x, ','), '') FROM (SELECT x FROM t ORDER BY x)";
+        return (string)command.ExecuteScalar()!;
     }
 
     private SqliteConnection HoldWriteLock()
