@@ -189,6 +189,7 @@ public sealed class SaverDataSource : DbDataSource
     /// </summary>
     public void Clear()
     {
+        Checkpointer.StopOpening(); // its Close would wait for it
         Pool.Clear();
         Checkpointer.Close(CloseReason.Cleared);
     }
@@ -203,7 +204,12 @@ public sealed class SaverDataSource : DbDataSource
     /// <returns>SQLite's figures (see <see cref="CheckpointExtensions.Checkpoint"/>).</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The data source opens a WAL database read-only (Mode=ReadOnly or mode=ro).</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The data source opens a WAL database read-only (Mode=ReadOnly or mode=ro); the pool was cleared while
+    /// connections were rented, and only they are open (the file at the path may be a replacement, which a connection
+    /// opened now would read with the old <c>-wal</c> file they keep); or the pool was cleared, or the data source
+    /// disposed, while the checkpoint connection opened.
+    /// </exception>
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite reported an error other than busy.</exception>
     public CheckpointResult Checkpoint(CheckpointMode mode = CheckpointMode.Passive) => Checkpoint(mode, CancellationToken.None);
 
@@ -219,6 +225,7 @@ public sealed class SaverDataSource : DbDataSource
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined <see cref="CheckpointMode"/>.</exception>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
+    /// <exception cref="InvalidOperationException">As for <see cref="Checkpoint(CheckpointMode)"/>.</exception>
     public Task<CheckpointResult> CheckpointAsync(CheckpointMode mode = CheckpointMode.Passive, CancellationToken cancellationToken = default)
         => CheckpointExtensions.AsTask(() => Checkpoint(mode, cancellationToken), cancellationToken);
 
@@ -232,12 +239,17 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>
     /// The WAL's status (journal mode, <c>-wal</c> size and frames), read on the data source's checkpoint connection;
-    /// from the <c>-wal</c> file's size alone, in WAL mode, when a checkpoint keeps that connection past 250 ms. Until
-    /// that connection has opened once there is no <c>-wal</c> path to fall back on, and a call that finds it opening
-    /// waits for it to open.
+    /// from the <c>-wal</c> file's size alone, in the journal mode that connection last found, when a checkpoint keeps
+    /// it past 250 ms, or when the pool was cleared while connections were rented and only they are open (that
+    /// connection then opens nothing: see <see cref="Checkpoint(CheckpointMode)"/>). Until that connection has opened
+    /// once there is no <c>-wal</c> path to fall back on, and a call that finds it opening waits for it to open.
     /// </summary>
     /// <returns>The status.</returns>
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The pool was cleared while connections were rented, only they are open, and the checkpoint connection never
+    /// opened; or the pool was cleared, or the data source disposed, while that connection opened.
+    /// </exception>
     public WalStatus GetWalStatus()
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
@@ -363,6 +375,7 @@ public sealed class SaverDataSource : DbDataSource
         if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             Live.TryRemove(this, out _);
+            Checkpointer.StopOpening(); // as in Clear
             try
             {
                 Pool.Dispose();

@@ -34,6 +34,7 @@ internal sealed class ConnectionPool : IDisposable
     private PhysicalConnection? _memoryAnchor;
     private bool _openedSinceClear;
     private bool _drainPending;
+    private int _opening; // physical connections being opened for renters (see OpenInSlot)
 
     /// <param name="options">The data source's options.</param>
     /// <param name="time">The clock for idle pruning and for the metrics' durations.</param>
@@ -159,9 +160,26 @@ internal sealed class ConnectionPool : IDisposable
     {
         lock (_lock)
         {
-            return _idle.Count > 0 || _all.Any(connection => connection.Generation == _generation);
+            return AnyCurrent();
         }
     }
+
+    /// <summary>
+    /// Whether the only connections open are ones rented before the last <see cref="Clear"/>, none being opened since
+    /// (a renter's open would read what the checkpointer's would): a connection opened now
+    /// would read the file at the path, a replacement maybe, with the old <c>-wal</c> file they keep open (see
+    /// <see cref="HasCurrentConnections"/>).
+    /// </summary>
+    public bool OnlyClearedConnectionsOpen()
+    {
+        lock (_lock)
+        {
+            return _open > _closing && Volatile.Read(ref _opening) == 0 && !AnyCurrent();
+        }
+    }
+
+    /// <summary>Whether a connection opened since the last Clear is open. Call under the lock.</summary>
+    private bool AnyCurrent() => _idle.Count > 0 || _all.Any(connection => connection.Generation == _generation);
 
     /// <summary>
     /// Takes back the connection of a <see cref="SaverDbConnection"/> that was garbage collected while open (called
@@ -323,6 +341,7 @@ internal sealed class ConnectionPool : IDisposable
     /// <summary>Opens a physical connection in a slot already counted; gives the slot back if opening fails.</summary>
     private async ValueTask<PhysicalConnection> OpenInSlot(bool async, CancellationToken cancellationToken)
     {
+        Interlocked.Increment(ref _opening);
         try
         {
             while (true)
@@ -363,6 +382,10 @@ internal sealed class ConnectionPool : IDisposable
             }
 
             throw;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _opening);
         }
     }
 

@@ -55,6 +55,7 @@ internal sealed class Checkpointer : IDisposable
     private readonly ITimer? _timer;
     private PhysicalConnection? _connection;
     private WalFile? _walFile; // of the connection, once opened: for a status while a checkpoint keeps the connection
+    private CancellationTokenSource? _opening; // while the connection opens (see StopOpening)
     private bool _disposed;
     private volatile Outcome? _last; // one reference, so a reader never sees a result from one run and a time from another
     private int _busyStreak;
@@ -116,9 +117,18 @@ internal sealed class Checkpointer : IDisposable
 
         try
         {
+            if (_connection is null && _pool.OnlyClearedConnectionsOpen())
+            {
+                throw ClearedWithRentersOut("checkpoint");
+            }
+
             var result = CheckpointExtensions.RunCancellable(Connection(cancellationToken).Handle, mode, ConnectionBusyTimeout, cancellationToken);
             Record(mode, result, OnDemand);
             return result;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw StoppedOpening();
         }
         finally
         {
@@ -183,16 +193,21 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>
     /// Reads the WAL status on the checkpointer's own connection, closed again as <see cref="Run(CheckpointMode, CancellationToken)"/>
     /// leaves it. While another checkpoint here keeps that connection past <see cref="StepTimeout"/> (a background one
-    /// copying a large WAL back, say), the status comes from the <c>-wal</c> file's size alone, in WAL mode, as that
-    /// connection found the database.
+    /// copying a large WAL back, say), or while the pool has only connections rented before its last Clear open (see
+    /// <see cref="ConnectionPool.OnlyClearedConnectionsOpen"/>), the status comes from the <c>-wal</c> file's size alone,
+    /// in the journal mode and page size that connection last found.
     /// </summary>
+    /// <exception cref="InvalidOperationException">
+    /// The pool has only connections rented before its last Clear open, and the connection never opened; or the pool
+    /// was cleared or the data source disposed while the connection opened.
+    /// </exception>
     public WalStatus GetStatus()
     {
         if (!_lock.TryEnter(StepTimeout))
         {
             if (Volatile.Read(ref _walFile) is { } file)
             {
-                return CheckpointExtensions.StatusOfSize("wal", file.Path, file.PageSize);
+                return file.Status();
             }
 
             _lock.Enter(); // the connection is still opening
@@ -200,11 +215,45 @@ internal sealed class Checkpointer : IDisposable
 
         try
         {
+            if (_connection is null && _pool.OnlyClearedConnectionsOpen())
+            {
+                return _walFile?.Status() ?? throw ClearedWithRentersOut("WAL status read");
+            }
+
             return Status();
+        }
+        catch (OperationCanceledException)
+        {
+            throw StoppedOpening(); // the call takes no token
         }
         finally
         {
             Leave();
+        }
+    }
+
+    /// <summary>What an on-demand call that would open the connection while only cleared connections are open throws.</summary>
+    private static InvalidOperationException ClearedWithRentersOut(string what)
+        => new($"The data source's pool was cleared while connections rented before were out, and only they are open: a {what} would open a connection on the file now at the path (a replacement, maybe) with the -wal file they keep, whose frames SQLite would read and then copy into it. Try again once they are closed, or after opening a connection.");
+
+    /// <summary>What an on-demand call throws when Clear or Dispose stopped the connection's opening (see <see cref="StopOpening"/>).</summary>
+    private static InvalidOperationException StoppedOpening()
+        => new("The data source's pool was cleared, or the data source disposed, while its checkpoint connection opened: nothing was read or checkpointed.");
+
+    /// <summary>
+    /// Ends the connection's opening, if one runs (its waits for a lock, between attempts and in the initializer), so
+    /// that Clear and Dispose, which take the lock it holds, do not wait for it: up to Busy Timeout for each of the
+    /// PRAGMAs' attempts on a database locked elsewhere. Call before taking the lock.
+    /// </summary>
+    public void StopOpening()
+    {
+        try
+        {
+            Volatile.Read(ref _opening)?.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // It has opened, or failed to, since.
         }
     }
 
@@ -218,6 +267,9 @@ internal sealed class Checkpointer : IDisposable
     /// </summary>
     public void LastClosing(PhysicalConnection? last, bool drained)
     {
+        // A connection closed unreset (without pooling, say) may hold a renter's transaction, and its locks, which an
+        // opening under the lock may be waiting for.
+        last?.TryRollback();
         lock (_lock)
         {
             // On the checkpointer's connection if it is open: its cache is private, and SQLite refuses a checkpoint on a
@@ -226,8 +278,6 @@ internal sealed class Checkpointer : IDisposable
             {
                 try
                 {
-                    last?.TryRollback(); // a connection closed unreset (without pooling, say) may hold a renter's transaction
-
                     // The pool's busy timeout would let the TRUNCATE wait for readers (holding writers back) that
                     // long; the connection closes next, so nothing is restored.
                     raw.sqlite3_busy_timeout(on.Handle, ConnectionBusyTimeout);
@@ -265,6 +315,7 @@ internal sealed class Checkpointer : IDisposable
     public void Dispose()
     {
         _timer?.Dispose();
+        StopOpening();
         lock (_lock)
         {
             _disposed = true;
@@ -272,7 +323,12 @@ internal sealed class Checkpointer : IDisposable
         }
     }
 
-    private WalStatus Status() => CheckpointExtensions.ReadStatus(Connection().Handle);
+    private WalStatus Status()
+    {
+        var status = CheckpointExtensions.ReadStatus(Connection().Handle);
+        Volatile.Write(ref _walFile, _walFile! with { JournalMode = status.JournalMode });
+        return status;
+    }
 
     private long WalFileBytes() => CheckpointExtensions.WalFileBytes(Connection().Handle);
 
@@ -308,10 +364,21 @@ internal sealed class Checkpointer : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
         if (_connection is null)
         {
-            _connection = _factory.OpenForCheckpoints(cancellationToken);
+            var opening = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            Volatile.Write(ref _opening, opening);
+            try
+            {
+                _connection = _factory.OpenForCheckpoints(opening.Token);
+            }
+            finally
+            {
+                Volatile.Write(ref _opening, null);
+                opening.Dispose();
+            }
+
             raw.sqlite3_busy_timeout(_connection.Handle, ConnectionBusyTimeout);
             var (path, pageSize) = CheckpointExtensions.WalFileOf(_connection.Handle);
-            Volatile.Write(ref _walFile, new WalFile(path, pageSize));
+            Volatile.Write(ref _walFile, new WalFile(path, pageSize, CheckpointExtensions.ReadStatus(_connection.Handle).JournalMode));
         }
 
         return _connection;
@@ -387,6 +454,10 @@ internal sealed class Checkpointer : IDisposable
                 _telemetry.WalOverLimit(walBytes, _options.JournalSizeLimit);
             }
         }
+        catch (OperationCanceledException)
+        {
+            // Clear or Dispose stopped the connection's opening (see StopOpening): nothing failed.
+        }
         catch (Exception exception)
         {
             LastError = exception;
@@ -415,6 +486,10 @@ internal sealed class Checkpointer : IDisposable
                     Run(CheckpointMode.Passive, CatchUpTrigger);
                     LastError = null;
                 }
+            }
+            catch (OperationCanceledException)
+            {
+                // As in TickLocked.
             }
             catch (Exception exception)
             {
@@ -495,5 +570,10 @@ internal sealed class Checkpointer : IDisposable
 
     private sealed record Outcome(CheckpointResult Result, DateTimeOffset Time);
 
-    private sealed record WalFile(string? Path, long PageSize);
+    /// <summary>The connection's <c>-wal</c> file, and the page size and journal mode it last found.</summary>
+    private sealed record WalFile(string? Path, long PageSize, string JournalMode)
+    {
+        /// <summary>The status from the file's size alone.</summary>
+        public WalStatus Status() => CheckpointExtensions.StatusOfSize(JournalMode, Path, PageSize);
+    }
 }

@@ -76,6 +76,45 @@ public class MovedFileTests : DatabaseTest
         PoolTests.Scalar(connectionString, "PRAGMA integrity_check").ShouldBe("ok");
     }
 
+    /// <summary>
+    /// A restored backup, moved over the file after ClearPool while a connection rented before is still out, and a
+    /// call of the data source's that reads the WAL status or checkpoints (a health check's, say) before that
+    /// connection returns. Before, the call opened the checkpoint connection on the replacement with the old -wal
+    /// file, which it then kept open (a connection was still out), and the final TRUNCATE checkpoint ran on it,
+    /// copying the old database's pages into the replacement: the backup's row was gone (a review of the pool). Now
+    /// the status comes from the -wal file's size, or the call refuses, and the checkpoint refuses.
+    /// </summary>
+    [Test]
+    public void A_status_or_checkpoint_call_before_the_rented_connections_return_leaves_a_replacement_as_it_is([Values] bool statusReadBefore)
+    {
+        var (connectionString, rented) = OpenPoolWithRows(checkpointOnClose: true);
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        if (statusReadBefore)
+        {
+            dataSource.GetWalStatus().WalFrames.ShouldBeGreaterThan(0);
+        }
+
+        SaverDbConnection.ClearPool(rented);
+        Replace();
+
+        if (statusReadBefore)
+        {
+            var status = dataSource.GetWalStatus(); // the old -wal file at the path, by its size
+            $"{status.JournalMode} {status.WalFrames > 0}".ShouldBe("wal True");
+        }
+        else
+        {
+            Should.Throw<InvalidOperationException>(() => dataSource.GetWalStatus()).Message.ShouldContain("cleared while connections rented before were out");
+        }
+
+        Should.Throw<InvalidOperationException>(() => dataSource.Checkpoint()).Message.ShouldContain("a checkpoint would open a connection on the file now at the path");
+        rented.Dispose();
+
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("100");
+        PoolTests.Scalar(connectionString, "PRAGMA integrity_check").ShouldBe("ok");
+        dataSource.GetWalStatus().JournalMode.ShouldBe("wal"); // the connections are back: it opens again
+    }
+
     /// <summary>A pool with one idle and one rented connection, and two rows still in the -wal file.</summary>
     private (string ConnectionString, SaverDbConnection Rented) OpenPoolWithRows(bool checkpointOnClose)
     {

@@ -517,6 +517,46 @@ public class CheckpointerTests : DatabaseTest
         OpenFiles.Count(Folder.File()).ShouldBe(0);
     }
 
+    /// <summary>
+    /// Clear or Dispose while the checkpoint connection opens for an on-demand checkpoint and waits (here in the
+    /// connection initializer, as its PRAGMAs wait on a database another process has locked: each attempt up to Busy
+    /// Timeout). They end the opening and return; the checkpoint throws, saying why. Before, they waited for the
+    /// lock the opening held, until it ended on its own (2.9 s with Busy Timeout=1000 and Retry=2 in a review's probe).
+    /// </summary>
+    [TestCase("Clear")]
+    [TestCase("Dispose")]
+    public async Task Clear_and_Dispose_end_the_checkpoint_connections_opening_rather_than_wait_for_it(string end)
+    {
+        using var dataSource = HoldingCheckpointerOpening(Folder.ConnectionString(), out var checkpointWhileOpening);
+        var checkpoint = await checkpointWhileOpening();
+
+        var ending = Task.Run(end == "Clear" ? dataSource.Clear : dataSource.Dispose);
+
+        (await Task.WhenAny(ending, Task.Delay(TimeSpan.FromSeconds(20))) == ending).ShouldBeTrue($"{end} waited for the opening");
+        await ending;
+        (await Should.ThrowAsync<InvalidOperationException>(checkpoint)).Message
+            .ShouldBe("The data source's pool was cleared, or the data source disposed, while its checkpoint connection opened: nothing was read or checkpointed.");
+    }
+
+    /// <summary>
+    /// The WAL status of a database in rollback-journal mode, read while an on-demand checkpoint keeps the checkpoint
+    /// connection (opening it, here) past 250 ms: it comes from the -wal file's size, in the journal mode the
+    /// connection last found. Before, it said "wal" (a review of the checkpointer).
+    /// </summary>
+    [Test]
+    public async Task A_status_read_while_a_checkpoint_keeps_the_connection_says_the_journal_mode_the_connection_found()
+    {
+        using var dataSource = HoldingCheckpointerOpening(Folder.ConnectionString("Journal Mode=Delete"), out var checkpointWhileOpening);
+        dataSource.GetWalStatus().JournalMode.ShouldBe("delete"); // opens the connection, and closes it again: the pool has none open
+        var checkpoint = await checkpointWhileOpening();
+
+        var status = dataSource.GetWalStatus();
+
+        $"{status.JournalMode} {status.WalFileBytes}".ShouldBe("delete 0");
+        dataSource.Dispose();
+        await Should.ThrowAsync<InvalidOperationException>(checkpoint);
+    }
+
     [Test]
     public void The_final_checkpoint_never_creates_a_database_deleted_meanwhile()
     {
@@ -791,6 +831,35 @@ public class CheckpointerTests : DatabaseTest
                 release.Release();
                 return opening;
             };
+        };
+        return dataSource;
+    }
+
+    /// <summary>
+    /// A data source whose checkpoint connection, once <paramref name="checkpointWhileOpening"/> is called, opens for an
+    /// on-demand checkpoint and waits in its initializer until its token ends the wait (30 s at most); the call returns the
+    /// checkpoint's task once the opening waits.
+    /// </summary>
+    private static SaverDataSource HoldingCheckpointerOpening(string connectionString, out Func<Task<Task>> checkpointWhileOpening)
+    {
+        var entered = new SemaphoreSlim(0);
+        var hold = 0;
+        var dataSource = new SaverDataSourceBuilder(connectionString)
+            .UseConnectionInitializer(async (_, cancellationToken) =>
+            {
+                if (Interlocked.Exchange(ref hold, 0) == 1)
+                {
+                    entered.Release();
+                    await Task.Delay(TimeSpan.FromSeconds(30), cancellationToken); // bounded, so that a failing test ends
+                }
+            })
+            .Build();
+        checkpointWhileOpening = async () =>
+        {
+            Volatile.Write(ref hold, 1);
+            var checkpoint = Task.Run(() => dataSource.Checkpoint());
+            (await entered.WaitAsync(TimeSpan.FromSeconds(30))).ShouldBeTrue();
+            return checkpoint;
         };
         return dataSource;
     }
