@@ -246,10 +246,18 @@ public sealed class SaverDbCommand : DbCommand
         {
             lock (cancel)
             {
-                if (Volatile.Read(ref _running) > 0 && _bound is { Handle.IsClosed: false } bound)
+                if (Volatile.Read(ref _running) > 0 && _bound is { Handle.IsClosed: false } bound && _callCancellation is { } call)
                 {
-                    _callCancellation?.Cancel(); // ends the call's waits: for the write gate, for a lock, between retries
-                    SQLitePCL.raw.sqlite3_interrupt(bound.Handle);
+                    call.Cancel(); // ends the call's waits: for the write gate, for a lock, between retries
+
+                    // Ending a wait may have run the code after the caller's await of the call here, on this thread, where
+                    // the lock does not hold it back (EndRunning waits for it on others): if that code ended the call,
+                    // and gave the connection back (its next renter's statement may run on it now) or closed it, no
+                    // interrupt; nor for a call of the command begun since, which the cancelled token is not for.
+                    if (Volatile.Read(ref _running) > 0 && ReferenceEquals(_callCancellation, call) && !bound.Handle.IsClosed)
+                    {
+                        SQLitePCL.raw.sqlite3_interrupt(bound.Handle);
+                    }
                 }
 
                 try

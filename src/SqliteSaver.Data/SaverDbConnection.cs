@@ -49,6 +49,7 @@ public sealed class SaverDbConnection : DbConnection
     private List<SaverDbCommand>? _commands;
     private int _pruneCommandsAt = 16;
     private int _closingThread; // the thread of a Close that took the physical connection, while it runs
+    private PhysicalConnection? _closingPhysical; // the physical connection that Close took, while it runs
     private int _rentals; // physical connections this connection has rented (see InRental)
 
     // The thread a reader's step (or its closing) runs on, 0 for none: a call a function SQLite runs in the step makes
@@ -184,6 +185,7 @@ public sealed class SaverDbConnection : DbConnection
     public override void Open()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        AfterCloseElsewhere();
         if (_physical is null)
         {
             var pool = Pool();
@@ -214,6 +216,7 @@ public sealed class SaverDbConnection : DbConnection
     private async Task OpenCoreAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        AfterCloseElsewhere();
         if (_physical is null)
         {
             var pool = Pool();
@@ -253,6 +256,7 @@ public sealed class SaverDbConnection : DbConnection
         }
 
         var thread = Environment.CurrentManagedThreadId;
+        Volatile.Write(ref _closingPhysical, physical);
         Volatile.Write(ref _closingThread, thread);
         try
         {
@@ -262,7 +266,32 @@ public sealed class SaverDbConnection : DbConnection
         {
             // Unless another thread's Close has taken the physical connection since this one gave up and put it back.
             Interlocked.CompareExchange(ref _closingThread, 0, thread);
+            Interlocked.CompareExchange(ref _closingPhysical, null, physical);
             physical.Calls.CloseEnded(); // after the exchange, a full fence (see RenterCalls.WaitForClose)
+        }
+    }
+
+    /// <summary>
+    /// For Open: waits for a Close of this connection running on another thread to end, blocking the thread at most
+    /// twice Busy Timeout and 5 s. Code after an await of a call that Close ended runs as that call ends, while Close
+    /// goes on; an Open there would otherwise rent a physical connection whose transaction and commands the rest of
+    /// Close would take for those of the rental it closes.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">That Close did not end within the bound.</exception>
+    private void AfterCloseElsewhere()
+    {
+        if (Volatile.Read(ref _closingPhysical) is not { } closing || ClosingHere)
+        {
+            return;
+        }
+
+        var bound = CallsEndBound + CallsEndBound;
+        closing.Calls.WaitForClose(() => !Closing, bound);
+        if (Closing)
+        {
+            throw new InvalidOperationException(string.Create(
+                CultureInfo.InvariantCulture,
+                $"A Close of this connection on another thread did not end within {bound.TotalSeconds} s, so it was not opened."));
         }
     }
 

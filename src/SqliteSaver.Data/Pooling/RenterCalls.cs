@@ -84,8 +84,10 @@ internal sealed class RenterCalls : IDisposable
         var cancellation = Volatile.Read(ref _cancellation);
         if (!cancellation.IsCancellationRequested)
         {
+            // The token's callbacks run on the thread pool: run here, they would run the code after the caller's await
+            // of a call ended now inside this Close, which that code might open again (see SaverDbConnection.Open).
             Volatile.Write(ref _closedBy, cancellation);
-            cancellation.Cancel();
+            _ = cancellation.CancelAsync();
         }
 
         raw.sqlite3_interrupt(handle); // a reader's step has no token

@@ -160,6 +160,106 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// Close from another thread ends an async write waiting at the write gate, and the caller's code after its await
+    /// opens the connection again and begins a transaction, while the rest of Close runs (held here in the statement a
+    /// query reader of the connection runs as Close closes it, until that code has begun its transaction, 1 s at
+    /// most). Before, that code ran inside Close, on the thread that cancelled the call's token: here its Open waited
+    /// for the slot Close was to give back until Pool Timeout; in a chaos trial, with a slot free, Close went on with
+    /// the new rental's state, completed its transaction (whose Commit threw "already completed") and left the
+    /// connection open on a physical connection still in a SQLite transaction, where a later insert returned 1 and was
+    /// rolled back when the connection was disposed. Now that code runs on the thread pool, and its Open waits for
+    /// the Close to end.
+    /// </summary>
+    [Test]
+    public async Task Code_after_a_call_ended_by_Close_that_opens_the_connection_again_keeps_what_it_then_writes()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=2");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        await using var holder = dataSource.OpenConnection();
+        var held = holder.BeginTransaction(); // holds the write gate
+        await using var connection = dataSource.OpenConnection();
+        using var begun = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("until_begun", () => begun.Wait(TimeSpan.FromSeconds(1)) ? 1L : 0L);
+        using var query = connection.CreateCommand();
+        query.CommandText = "SELECT 1; SELECT until_begun()";
+        var reader = query.ExecuteReader(); // Close closes it, running its second statement
+        reader.Read().ShouldBeTrue();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (1)";
+
+        var reopened = OpenAgainAfterTheWrite(); // returns once the write waits at the gate
+        gate.WaitingCount.ShouldBe(1);
+        await Task.Run(connection.Close);
+        var transaction = await reopened.WaitAsync(Bound);
+        held.Rollback();
+        transaction.Commit();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)");
+        await connection.DisposeAsync();
+
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("2");
+
+        async Task<SaverDbTransaction> OpenAgainAfterTheWrite()
+        {
+            try
+            {
+                await insert.ExecuteNonQueryAsync().ConfigureAwait(false); // the code after it runs where the call ends, as in a service
+            }
+            catch (InvalidOperationException)
+            {
+                // Ended by Close.
+            }
+
+            connection.Open();
+            var transaction = connection.BeginTransaction(deferred: true);
+            begun.Set();
+            return transaction;
+        }
+    }
+
+    /// <summary>
+    /// Cancel() ends an async write waiting at the write gate of a data source without pooling, and the caller's code
+    /// after its await disposes the connection, closing its SQLite connection. That code runs inside Cancel, as it
+    /// ends the call's wait; Cancel returns. Before, its interrupt, made after that code, threw ObjectDisposedException
+    /// on the closed handle (a chaos trial; pooled, the interrupt stopped the next renter's statement instead, in 6 of
+    /// 300 tries there). It no longer interrupts a call that has ended.
+    /// </summary>
+    [Test]
+    public async Task Cancel_returns_when_the_cancelled_callers_code_disposes_the_connection()
+    {
+        var connectionString = Folder.ConnectionString("Pooling=false");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var holder = new SaverDbConnection(connectionString);
+        holder.Open();
+        var held = holder.BeginTransaction();
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (1)";
+
+        var disposed = DisposeAfterTheWrite(); // as above
+        SaverDataSource.GetShared(connectionString).Executor.Gate!.WaitingCount.ShouldBe(1);
+        await Task.Run(insert.Cancel);
+        await disposed.WaitAsync(Bound);
+        held.Rollback();
+
+        async Task DisposeAfterTheWrite()
+        {
+            try
+            {
+                await insert.ExecuteNonQueryAsync().ConfigureAwait(false); // as above
+            }
+            catch (SqliteException)
+            {
+                // Cancelled: SQLITE_INTERRUPT.
+            }
+
+            await connection.DisposeAsync();
+        }
+    }
+
+    /// <summary>
     /// A token cancelled after an asynchronous write has entered the write gate, but before any of its statements
     /// started, stops it: the registration's sqlite3_interrupt lands while no statement is active and SQLite drops it
     /// as the library's BEGIN IMMEDIATE starts, so the token is checked again before the user's statement runs. (The
