@@ -224,6 +224,31 @@ public class ConnectionTests : DatabaseTest
     }
 
     /// <summary>
+    /// A renter's unqualified <c>PRAGMA journal_mode = OFF</c> (a bulk load's) switches the temp schema too: the next
+    /// renter's ROLLBACK left its temporary table's rows in place (a review of the pool: 3 rows remained). Temp's
+    /// journal mode is set back with main's.
+    /// </summary>
+    [Test]
+    public void An_unqualified_journal_mode_a_renter_set_does_not_reach_the_next_renters_temp_schema()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
+        object? journalMode;
+        using (var connection = dataSource.OpenConnection())
+        {
+            journalMode = Pragma(connection, "temp.journal_mode");
+            Exec(connection, "PRAGMA journal_mode = OFF");
+            Pragma(connection, "temp.journal_mode").ShouldBe("off");
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            Pragma(connection, "temp.journal_mode").ShouldBe(journalMode);
+            Exec(connection, "CREATE TEMP TABLE staged (x); BEGIN; INSERT INTO staged VALUES (1), (2), (3); ROLLBACK");
+            Scalar(connection, "SELECT count(*) FROM staged").ShouldBe(0L);
+        }
+    }
+
+    /// <summary>
     /// A connection on which a renter set a PRAGMA of the temp schema is closed on return, however the statement is
     /// written: SQLite also takes the schema name as a string ('temp') and allows a comment between PRAGMA and the name.
     /// </summary>

@@ -41,12 +41,15 @@ internal sealed partial class PhysicalConnection : IDisposable
     ];
 
     /// <summary>
-    /// The PRAGMAs set back by name, each with the only values SQLite returns for it. The journal mode of main only:
-    /// without a schema it would switch every attached database too, and WAL stays with the file.
+    /// The PRAGMAs set back by name, each with the only values SQLite returns for it. The journal modes of main and
+    /// temp, each by its schema: without one it would switch every attached database too, and WAL stays with the file.
+    /// A renter's <c>PRAGMA journal_mode = OFF</c>, unqualified, switches temp too, where a ROLLBACK of the next
+    /// renter's would then leave its temporary tables' writes in place.
     /// </summary>
     private static readonly (string Name, string[] Values)[] NamePragmas =
     [
         ("main.journal_mode", ["delete", "truncate", "persist", "memory", "wal", "off"]),
+        ("temp.journal_mode", ["delete", "truncate", "persist", "memory", "off"]),
         ("locking_mode", ["normal", "exclusive"]),
         ("secure_delete", ["0", "1", "2"]), // 2 is FAST, which "= 2" would not set
     ];
