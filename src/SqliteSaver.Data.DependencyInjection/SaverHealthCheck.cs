@@ -13,19 +13,11 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        var statistics = dataSource.Statistics;
-        var data = new Dictionary<string, object>
-        {
-            ["total"] = statistics.Total,
-            ["idle"] = statistics.Idle,
-            ["in_use"] = statistics.InUse,
-            ["waiting"] = statistics.Waiting,
-            ["max_pool_size"] = statistics.MaxPoolSize,
-        };
+        var data = new Dictionary<string, object>();
         try
         {
             // Connections still closing hold slots only until they are closed: an open waits that long, no longer.
-            var exhausted = dataSource.Pool.Renters() >= statistics.MaxPoolSize;
+            var exhausted = dataSource.Pool.Renters() >= dataSource.Statistics.MaxPoolSize;
             PoolTimeoutException? timedOut = null;
             if (!exhausted)
             {
@@ -41,9 +33,11 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
                 }
             }
 
-            // Synchronous, and it may open the checkpoint connection: waited for only as long as the token allows.
-            var wal = await Task.Run(dataSource.GetWalStatus, cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
+            // Synchronous, and it may open the checkpoint connection: its waits for a lock end with the token, and the
+            // check with it, whatever else the opening waits for (a synchronous connection initializer's wait).
+            var wal = await Task.Run(() => dataSource.GetWalStatus(cancellationToken), cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
             data["wal_bytes"] = wal.WalFileBytes;
+            var statistics = AddStatistics(data); // as the check leaves the pool
             if (timedOut is not null)
             {
                 return HealthCheckResult.Degraded($"Every pooled connection stayed in use: {timedOut.Message}", timedOut, data);
@@ -68,8 +62,21 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
         }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {
+            AddStatistics(data);
             return new HealthCheckResult(context.Registration.FailureStatus, $"The database cannot be opened: {exception.Message}", exception, data);
         }
+    }
+
+    /// <summary>Adds the pool's statistics of this moment to <paramref name="data"/>, and returns them.</summary>
+    private SaverDataSourceStatistics AddStatistics(Dictionary<string, object> data)
+    {
+        var statistics = dataSource.Statistics;
+        data["total"] = statistics.Total;
+        data["idle"] = statistics.Idle;
+        data["in_use"] = statistics.InUse;
+        data["waiting"] = statistics.Waiting;
+        data["max_pool_size"] = statistics.MaxPoolSize;
+        return statistics;
     }
 
     private async Task SelectOneAsync(CancellationToken cancellationToken)

@@ -17,7 +17,11 @@ public static class SqliteSaverHealthChecksBuilderExtensions
     /// <param name="name">The check's name.</param>
     /// <param name="failureStatus">The status reported when the database cannot be opened; Unhealthy when null.</param>
     /// <param name="tags">Tags to filter checks by.</param>
-    /// <param name="timeout">How long the check may take; the host's default when null.</param>
+    /// <param name="timeout">
+    /// How long the check may take; the host's default (none) when null. Give one shorter than the probe's: opening a new
+    /// physical connection on a database another process keeps locked waits Busy Timeout per attempt (about 31 s with
+    /// the defaults); the timeout ends those waits.
+    /// </param>
     /// <returns>The health checks builder.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="builder"/> or <paramref name="name"/> is null.</exception>
     public static IHealthChecksBuilder AddSqliteSaver(

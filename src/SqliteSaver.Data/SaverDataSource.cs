@@ -250,10 +250,17 @@ public sealed class SaverDataSource : DbDataSource
     /// The pool was cleared while connections were rented, only they are open, and the checkpoint connection never
     /// opened; or the pool was cleared, or the data source disposed, while that connection opened.
     /// </exception>
-    public WalStatus GetWalStatus()
+    public WalStatus GetWalStatus() => GetWalStatus(CancellationToken.None);
+
+    /// <summary>
+    /// <see cref="GetWalStatus()"/>, whose waits for the checkpoint connection (another call opening it, and its own
+    /// opening: its PRAGMAs' waits for a lock) end with <paramref name="cancellationToken"/>, for the health check.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while it waited.</exception>
+    internal WalStatus GetWalStatus(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        return Checkpointer.GetStatus();
+        return Checkpointer.GetStatus(cancellationToken);
     }
 
     private CheckpointResult Checkpoint(CheckpointMode mode, CancellationToken cancellationToken)

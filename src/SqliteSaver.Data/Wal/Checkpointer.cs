@@ -201,7 +201,8 @@ internal sealed class Checkpointer : IDisposable
     /// The pool has only connections rented before its last Clear open, and the connection never opened; or the pool
     /// was cleared or the data source disposed while the connection opened.
     /// </exception>
-    public WalStatus GetStatus()
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> ended a wait for the lock, or the connection's opening.</exception>
+    public WalStatus GetStatus(CancellationToken cancellationToken = default)
     {
         if (!_lock.TryEnter(StepTimeout))
         {
@@ -210,7 +211,10 @@ internal sealed class Checkpointer : IDisposable
                 return file.Status();
             }
 
-            _lock.Enter(); // the connection is still opening
+            while (!_lock.TryEnter(CancellationPoll)) // the connection is still opening
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+            }
         }
 
         try
@@ -220,11 +224,11 @@ internal sealed class Checkpointer : IDisposable
                 return _walFile?.Status() ?? throw ClearedWithRentersOut("WAL status read");
             }
 
-            return Status();
+            return Status(cancellationToken);
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw StoppedOpening(); // the call takes no token
+            throw StoppedOpening();
         }
         finally
         {
@@ -323,9 +327,9 @@ internal sealed class Checkpointer : IDisposable
         }
     }
 
-    private WalStatus Status()
+    private WalStatus Status(CancellationToken cancellationToken)
     {
-        var status = CheckpointExtensions.ReadStatus(Connection().Handle);
+        var status = CheckpointExtensions.ReadStatus(Connection(cancellationToken).Handle);
         Volatile.Write(ref _walFile, _walFile! with { JournalMode = status.JournalMode });
         return status;
     }
