@@ -564,7 +564,7 @@ internal sealed class PooledDataReader(
 
         _byValue = null; // the next result set's columns are others
         _onRow = false;
-        var call = command.BeginRunning(connection, physical);
+        var call = BeginStep();
         var outer = connection.EnterStep();
         bool result;
         try
@@ -603,7 +603,7 @@ internal sealed class PooledDataReader(
             throw ClosedReader(nameof(Read)); // as in StepToNextResult
         }
 
-        var call = command.BeginRunning(connection, physical);
+        var call = BeginStep();
         var outer = connection.EnterStep();
         try
         {
@@ -678,6 +678,26 @@ internal sealed class PooledDataReader(
 
         // Closed before, the SQLite reader may still be closing, and read no error.
         return Volatile.Read(ref _closed) ? throw RenterCalls.ClosedDuringCall(null) : value;
+    }
+
+    /// <summary>
+    /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/>).
+    /// A step refused because the connection was closed since (on another thread) says, for a reader of a write outside
+    /// a transaction, what became of the write: closing the connection closes the reader, which commits it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection was closed since the reader found it open.</exception>
+    private CancellationTokenSource BeginStep()
+    {
+        try
+        {
+            return command.BeginRunning(connection, physical);
+        }
+        catch (InvalidOperationException closed) when (openWrite)
+        {
+            throw new InvalidOperationException(
+                "The connection was closed before this read ran, so it read nothing. Closing the connection closed the reader, which commits the write its command made outside a transaction, as closing the reader does.",
+                closed);
+        }
     }
 
     /// <summary>What a step of a closed reader throws: Microsoft.Data.Sqlite's error for it.</summary>

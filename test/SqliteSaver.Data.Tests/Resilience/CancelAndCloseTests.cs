@@ -260,6 +260,45 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// A read of an <c>INSERT ... RETURNING</c> reader (a write outside a transaction, committed as its reader closes)
+    /// while a Close on another thread is closing the connection's readers (held here in a statement another reader
+    /// runs as it closes). The read is refused, and says that closing commits the write, which it does; before, it
+    /// said "nothing of it was kept" (a chaos trial).
+    /// </summary>
+    [Test]
+    public async Task A_read_of_a_writing_reader_refused_by_a_Close_on_another_thread_says_the_write_is_committed()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var closing = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("hold", () =>
+        {
+            closing.Set();
+            release.Wait(Bound);
+            return 1L;
+        });
+        using var query = connection.CreateCommand();
+        query.CommandText = "SELECT 1; SELECT hold()";
+        var queryReader = query.ExecuteReader(); // Close closes it first, running its second statement
+        queryReader.Read().ShouldBeTrue();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (7) RETURNING x";
+        var reader = insert.ExecuteReader();
+
+        var close = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        closing.Wait(Bound).ShouldBeTrue("Close closes the query's reader");
+        var refused = Should.Throw<InvalidOperationException>(() => reader.Read());
+        release.Set();
+        await close.WaitAsync(Bound);
+
+        refused.Message.ShouldBe("The connection was closed before this read ran, so it read nothing. Closing the connection closed the reader, which commits the write its command made outside a transaction, as closing the reader does.");
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("7");
+    }
+
+    /// <summary>
     /// A token cancelled after an asynchronous write has entered the write gate, but before any of its statements
     /// started, stops it: the registration's sqlite3_interrupt lands while no statement is active and SQLite drops it
     /// as the library's BEGIN IMMEDIATE starts, so the token is checked again before the user's statement runs. (The
