@@ -110,9 +110,13 @@ internal static class Keywords
         return candidates.Where(candidate => candidate.Distance == nearest).Select(candidate => candidate.Name).ToList();
     }
 
-    /// <summary>Levenshtein distance: the fewest insertions, deletions and substitutions that turn one into the other.</summary>
+    /// <summary>
+    /// The fewest insertions, deletions, substitutions and swaps of two neighbouring letters that turn one into the other
+    /// (optimal string alignment): "Retyr" is one edit from "Retry", as a typist's slip is.
+    /// </summary>
     private static int EditDistance(string a, string b)
     {
+        var beforePrevious = new int[b.Length + 1];
         var previous = new int[b.Length + 1];
         var current = new int[b.Length + 1];
         for (var j = 0; j <= b.Length; j++)
@@ -127,9 +131,13 @@ internal static class Keywords
             {
                 var substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
                 current[j] = Math.Min(substitution, Math.Min(previous[j], current[j - 1]) + 1);
+                if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                {
+                    current[j] = Math.Min(current[j], beforePrevious[j - 2] + 1);
+                }
             }
 
-            (previous, current) = (current, previous);
+            (beforePrevious, previous, current) = (previous, current, beforePrevious);
         }
 
         return previous[b.Length];

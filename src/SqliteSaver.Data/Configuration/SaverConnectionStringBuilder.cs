@@ -30,13 +30,20 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
 
     /// <summary>Creates a builder from a connection string.</summary>
     /// <param name="connectionString">The connection string to parse.</param>
-    /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
+    /// <exception cref="ArgumentException">The string is malformed, a keyword is unknown or a value is invalid.</exception>
     public SaverConnectionStringBuilder(string? connectionString)
     {
         _parsing = true;
         try
         {
             ConnectionString = connectionString ?? string.Empty;
+        }
+        catch (ArgumentException malformed) when (malformed.ParamName is null) // the keywords' own errors name the keyword
+        {
+            throw new ArgumentException(
+                $"The connection string is malformed: {malformed.Message} It is a list of keyword=value parts separated by ';' (a value with ';' or a quote in it is quoted: 'a;b' or \"it's\"), and a part without '=' (such as 'Max Pool Size' alone) is not one.",
+                nameof(connectionString),
+                malformed);
         }
         finally
         {

@@ -165,6 +165,7 @@ public class ConnectionStringBuilderTests
     [TestCase("Data Sorce", "Data Source")]
     [TestCase("M Pool Size", "Max Pool Size' or 'Min Pool Size")] // as near as each other
     [TestCase("Pwd", null)]
+    [TestCase("Retyr", "Retry")] // two letters swapped: one edit (a user's trial found none suggested)
     [TestCase("Retries", null)] // three edits from Retry
     [TestCase("Application Name", null)]
     public void An_unknown_keyword_close_to_a_supported_one_gets_a_suggestion(string keyword, string? suggestion)
@@ -172,6 +173,20 @@ public class ConnectionStringBuilderTests
         var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { [keyword] = "1" });
 
         error.Message.ShouldStartWith($"Connection-string keyword '{keyword}' is not supported.{(suggestion is null ? " Supported" : $" Did you mean '{suggestion}'?")}");
+    }
+
+    /// <summary>
+    /// A string the ADO.NET parser cannot split into keyword=value parts: the error says it is the string's form, and
+    /// what the form is, where it gave only the base class's "does not conform to specification" (a user's trial).
+    /// </summary>
+    [Test]
+    public void A_malformed_string_says_what_form_a_connection_string_takes()
+    {
+        var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Data Source=app.db;Max Pool Size"));
+
+        error.ParamName.ShouldBe("connectionString");
+        error.Message.ShouldStartWith("The connection string is malformed: Format of the initialization string does not conform to specification starting at index 19. It is a list of keyword=value parts");
+        Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=app.db;Max Pool Size")).Message.ShouldStartWith("The connection string is malformed");
     }
 
     [TestCase("Busy Timeout", "5s", "a whole number of milliseconds from 0 to 2147483647")]
