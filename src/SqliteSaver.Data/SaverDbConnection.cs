@@ -1109,7 +1109,11 @@ public sealed class SaverDbConnection : DbConnection
             }
             catch (Exception error) when (EndedByWork(transaction, physical, commits))
             {
-                run.EndedByWork(error);
+                if (physical.Commits != commits)
+                {
+                    run.EndedByWork(error); // a rollback kept nothing: another attempt may run
+                }
+
                 if (SaverRetryStrategy.IsTransient(error))
                 {
                     throw EndedByWork(error);
@@ -1184,7 +1188,11 @@ public sealed class SaverDbConnection : DbConnection
             }
             catch (Exception error) when (EndedByWork(transaction, physical, commits))
             {
-                run.EndedByWork(error);
+                if (physical.Commits != commits)
+                {
+                    run.EndedByWork(error); // a rollback kept nothing: another attempt may run
+                }
+
                 if (SaverRetryStrategy.IsTransient(error))
                 {
                     throw EndedByWork(error);

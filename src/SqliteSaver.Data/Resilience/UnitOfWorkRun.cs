@@ -19,12 +19,12 @@ internal sealed class UnitOfWorkRun(bool deferred)
     public void Succeeded() => _ended = "an attempt had succeeded (a strategy that handles results too, say): its commit stands, and";
 
     /// <summary>
-    /// Marks the run as over: an attempt's unit of work ended its transaction itself or committed part of it, and
-    /// then failed with <paramref name="error"/>.
+    /// Marks the run as over: an attempt's unit of work committed its transaction itself, or part of it, and then
+    /// failed with <paramref name="error"/>.
     /// </summary>
     public void EndedByWork(Exception error)
     {
-        _ended = $"an attempt's unit of work ended its transaction itself (Commit, Rollback, a COMMIT sent as SQL, closing the connection) and then failed ({error.Message}):";
+        _ended = $"an attempt's unit of work committed itself (Commit, or a COMMIT sent as SQL) and then failed ({error.Message}):";
         _endedBy = error;
     }
 
