@@ -165,16 +165,17 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary>
-    /// Whether the only connections open are ones rented before the last <see cref="Clear"/>, none being opened since
-    /// (a renter's open would read what the checkpointer's would): a connection opened now
-    /// would read the file at the path, a replacement maybe, with the old <c>-wal</c> file they keep open (see
-    /// <see cref="HasCurrentConnections"/>).
+    /// Whether connections rented before the last <see cref="Clear"/> are open and none opened since is, or is being
+    /// opened (a renter's open would read what the checkpointer's would): a connection opened now would read the file
+    /// at the path, a replacement maybe, with the old <c>-wal</c> file they keep open (see
+    /// <see cref="HasCurrentConnections"/>). A slot counted for a connection not yet opening (a waiter handed a freed
+    /// slot, say) is none of those: the pool may be busy, never cleared.
     /// </summary>
     public bool OnlyClearedConnectionsOpen()
     {
         lock (_lock)
         {
-            return _open > _closing && Volatile.Read(ref _opening) == 0 && !AnyCurrent();
+            return Volatile.Read(ref _opening) == 0 && !AnyCurrent() && _all.Any(connection => connection.Generation != _generation);
         }
     }
 

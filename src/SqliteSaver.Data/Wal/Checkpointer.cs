@@ -126,10 +126,6 @@ internal sealed class Checkpointer : IDisposable
             Record(mode, result, OnDemand);
             return result;
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            throw StoppedOpening();
-        }
         finally
         {
             Leave();
@@ -226,10 +222,6 @@ internal sealed class Checkpointer : IDisposable
 
             return Status(cancellationToken);
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            throw StoppedOpening();
-        }
         finally
         {
             Leave();
@@ -240,7 +232,7 @@ internal sealed class Checkpointer : IDisposable
     private static InvalidOperationException ClearedWithRentersOut(string what)
         => new($"The data source's pool was cleared while connections rented before were out, and only they are open: a {what} would open a connection on the file now at the path (a replacement, maybe) with the -wal file they keep, whose frames SQLite would read and then copy into it. Try again once they are closed, or after opening a connection.");
 
-    /// <summary>What an on-demand call throws when Clear or Dispose stopped the connection's opening (see <see cref="StopOpening"/>).</summary>
+    /// <summary>What a call that opens the connection throws when Clear or Dispose stopped its opening (see <see cref="StopOpening"/>).</summary>
     private static InvalidOperationException StoppedOpening()
         => new("The data source's pool was cleared, or the data source disposed, while its checkpoint connection opened: nothing was read or checkpointed.");
 
@@ -363,6 +355,7 @@ internal sealed class Checkpointer : IDisposable
 
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while it opened.</exception>
+    /// <exception cref="InvalidOperationException">Clear or Dispose stopped its opening (see <see cref="StopOpening"/>).</exception>
     private PhysicalConnection Connection(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
@@ -370,9 +363,14 @@ internal sealed class Checkpointer : IDisposable
         {
             var opening = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             Volatile.Write(ref _opening, opening);
+            PhysicalConnection connection;
             try
             {
-                _connection = _factory.OpenForCheckpoints(opening.Token);
+                connection = _factory.OpenForCheckpoints(opening.Token);
+            }
+            catch (OperationCanceledException) when (opening.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                throw StoppedOpening(); // by StopOpening: not the caller's token, nor one of the initializer's own
             }
             finally
             {
@@ -380,9 +378,19 @@ internal sealed class Checkpointer : IDisposable
                 opening.Dispose();
             }
 
-            raw.sqlite3_busy_timeout(_connection.Handle, ConnectionBusyTimeout);
-            var (path, pageSize) = CheckpointExtensions.WalFileOf(_connection.Handle);
-            Volatile.Write(ref _walFile, new WalFile(path, pageSize, CheckpointExtensions.ReadStatus(_connection.Handle).JournalMode));
+            try
+            {
+                raw.sqlite3_busy_timeout(connection.Handle, ConnectionBusyTimeout);
+                var (path, pageSize) = CheckpointExtensions.WalFileOf(connection.Handle);
+                Volatile.Write(ref _walFile, new WalFile(path, pageSize, CheckpointExtensions.ReadStatus(connection.Handle).JournalMode));
+            }
+            catch
+            {
+                connection.Dispose(); // kept only with its -wal file known (see Status)
+                throw;
+            }
+
+            _connection = connection;
         }
 
         return _connection;
@@ -458,10 +466,6 @@ internal sealed class Checkpointer : IDisposable
                 _telemetry.WalOverLimit(walBytes, _options.JournalSizeLimit);
             }
         }
-        catch (OperationCanceledException)
-        {
-            // Clear or Dispose stopped the connection's opening (see StopOpening): nothing failed.
-        }
         catch (Exception exception)
         {
             LastError = exception;
@@ -490,10 +494,6 @@ internal sealed class Checkpointer : IDisposable
                     Run(CheckpointMode.Passive, CatchUpTrigger);
                     LastError = null;
                 }
-            }
-            catch (OperationCanceledException)
-            {
-                // As in TickLocked.
             }
             catch (Exception exception)
             {

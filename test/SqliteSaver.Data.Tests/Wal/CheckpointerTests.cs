@@ -585,6 +585,59 @@ public class CheckpointerTests : DatabaseTest
         await Should.ThrowAsync<OperationCanceledException>(status);
     }
 
+    /// <summary>
+    /// A pool never cleared, whose one slot a closing connection hands to a caller queued for it, which has not begun
+    /// to open yet: a checkpoint runs. A first version of the refusal for a cleared pool (see MovedFileTests) took that
+    /// slot for a cleared pool's renter and refused it (a review: 200 times in 200).
+    /// </summary>
+    [Test]
+    public async Task A_checkpoint_runs_on_a_pool_never_cleared_while_a_waiter_takes_a_freed_slot()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Pooling=false;Max Pool Size=1"));
+        var first = dataSource.OpenConnection();
+        ConnectionTests.Exec(first, "CREATE TABLE t (x)");
+        for (var i = 0; i < 20; i++) // the waiter's open begins on the thread pool: it may come first
+        {
+            var waiting = dataSource.OpenConnectionAsync().AsTask();
+            Wait.Until(() => dataSource.Statistics.Waiting == 1);
+            first.Dispose(); // its slot goes to the waiter
+
+            Should.NotThrow(() => dataSource.Checkpoint(), $"try {i}");
+
+            first = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        first.Dispose();
+    }
+
+    /// <summary>
+    /// The connection initializer fails with a cancellation of its own (a call of its that timed out) as the checkpoint
+    /// connection opens, with no Clear or Dispose: an on-demand checkpoint throws it, and a background one records it.
+    /// A first version of StopOpening took any cancellation for one of its own (a review).
+    /// </summary>
+    [Test]
+    public void An_initializers_own_cancellation_surfaces_from_the_checkpoint_connections_opening()
+    {
+        var time = new FakeTimeProvider();
+        var fail = 0;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1"))
+            .UseTimeProvider(time)
+            .UseConnectionInitializer(_ =>
+            {
+                if (Volatile.Read(ref fail) == 1)
+                {
+                    throw new TaskCanceledException("the key vault call timed out");
+                }
+            })
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        Volatile.Write(ref fail, 1);
+
+        Should.Throw<TaskCanceledException>(() => dataSource.Checkpoint()).Message.ShouldBe("the key vault call timed out");
+        time.Advance(TimeSpan.FromSeconds(1));
+        dataSource.LastCheckpointError.ShouldBeOfType<TaskCanceledException>();
+    }
+
     [Test]
     public void The_final_checkpoint_never_creates_a_database_deleted_meanwhile()
     {
