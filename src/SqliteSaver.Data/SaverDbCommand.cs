@@ -428,7 +428,12 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>What an execution throws for <paramref name="failure"/> (see <see cref="RenterCalls.Ended"/>); <see langword="null"/> to rethrow it.</summary>
     private static Exception? Ended(PhysicalConnection physical, Exception failure, CancellationTokenSource call, CancellationToken caller)
-        => failure is OperationCanceledException cancelled ? physical.Calls.Ended(cancelled, call, caller) : null;
+        => failure switch
+        {
+            OperationCanceledException cancelled => physical.Calls.Ended(cancelled, call, caller),
+            SqliteException interrupted => physical.Calls.Interrupted(interrupted, call, call.Token, caller), // Close's, before a linked token's cancellation
+            _ => null,
+        };
 
     /// <summary>
     /// After an ExecuteReader that failed, with no reader to close: the execution is done, the call ends, and with

@@ -272,22 +272,28 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// For Open: waits for a Close of this connection running on another thread to end, blocking the thread at most
-    /// twice Busy Timeout and 5 s. Code after an await of a call that Close ended runs as that call ends, while Close
-    /// goes on; an Open there would otherwise rent a physical connection whose transaction and commands the rest of
-    /// Close would take for those of the rental it closes.
+    /// For Open: waits for a Close of this connection running on another thread to have handed its physical connection
+    /// back (or given up), blocking the thread at most twice Busy Timeout and 5 s; not for its StateChange event, whose
+    /// handler may be waiting for this thread (marshalled to a UI thread). Code after an await of a call that Close
+    /// ended runs as that call ends, while Close goes on; an Open there would otherwise rent a physical connection
+    /// whose transaction and commands the rest of Close would take for those of the rental it closes.
     /// </summary>
-    /// <exception cref="InvalidOperationException">That Close did not end within the bound.</exception>
+    /// <exception cref="InvalidOperationException">That Close did not hand its connection back within the bound.</exception>
     private void AfterCloseElsewhere()
     {
-        if (Volatile.Read(ref _closingPhysical) is not { } closing || ClosingHere)
+        if (Volatile.Read(ref _closingPhysical) is { } closing && !ClosingHere)
         {
-            return;
+            AfterClose(closing); // a method of its own: its closure would be allocated at every Open
         }
+    }
 
+    /// <summary>The wait of <see cref="AfterCloseElsewhere"/> for the Close that took <paramref name="closing"/>.</summary>
+    /// <exception cref="InvalidOperationException">That Close did not hand its connection back within the bound.</exception>
+    private void AfterClose(PhysicalConnection closing)
+    {
         var bound = CallsEndBound + CallsEndBound;
-        closing.Calls.WaitForClose(() => !Closing, bound);
-        if (Closing)
+        closing.Calls.WaitForClose(() => Volatile.Read(ref _closingPhysical) != closing, bound);
+        if (Volatile.Read(ref _closingPhysical) == closing)
         {
             throw new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
@@ -356,6 +362,8 @@ public sealed class SaverDbConnection : DbConnection
         }
 
         _dataSource!.Pool.Return(physical);
+        Interlocked.CompareExchange(ref _closingPhysical, null, physical); // an Open waiting for this Close goes on (see AfterCloseElsewhere)
+        physical.Calls.CloseEnded();
         OnStateChange(Closed);
         if (failure is not null)
         {
@@ -1013,6 +1021,10 @@ public sealed class SaverDbConnection : DbConnection
         catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)
         {
             throw ended;
+        }
+        catch (SqliteException interrupted) when (physical.Calls.Interrupted(interrupted, call, token, cancellationToken) is { } ended)
+        {
+            throw ended; // the BEGIN was interrupted (by Close, or by the token): no transaction began
         }
         finally
         {

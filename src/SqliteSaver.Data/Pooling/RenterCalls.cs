@@ -84,10 +84,12 @@ internal sealed class RenterCalls : IDisposable
         var cancellation = Volatile.Read(ref _cancellation);
         if (!cancellation.IsCancellationRequested)
         {
-            // The token's callbacks run on the thread pool: run here, they would run the code after the caller's await
-            // of a call ended now inside this Close, which that code might open again (see SaverDbConnection.Open).
+            // The token's callbacks run on a thread of their own. Run here, they would run the code after the caller's
+            // await of a call ended now inside this Close, which that code might open again (see SaverDbConnection.Open);
+            // on the thread pool (CancelAsync) they would wait for a free thread, which a busy pool (sync over async)
+            // may not give within this wait's bound, and a synchronous wait ends only with them.
             Volatile.Write(ref _closedBy, cancellation);
-            _ = cancellation.CancelAsync();
+            new Thread(CancelCalls) { IsBackground = true, Name = "SqliteSaver.Data Close" }.Start(cancellation);
         }
 
         raw.sqlite3_interrupt(handle); // a reader's step has no token
@@ -118,6 +120,20 @@ internal sealed class RenterCalls : IDisposable
         }
 
         return true;
+    }
+
+    /// <summary>Cancels the calls' token for <see cref="EndAll"/>, on the thread it starts for it.</summary>
+    private static void CancelCalls(object? cancellation)
+    {
+        try
+        {
+            ((CancellationTokenSource)cancellation!).Cancel();
+        }
+        catch (Exception)
+        {
+            // An exception here would end the process. The callbacks are the library's, and the code after awaits they
+            // run puts its exceptions in its own tasks; the source is disposed only once Close has seen the calls end.
+        }
     }
 
     /// <summary>Whether a Close waits for the calls now (see <see cref="EndAll"/>).</summary>
@@ -245,13 +261,17 @@ internal sealed class RenterCalls : IDisposable
 
     /// <summary>
     /// <see cref="Ended"/> for <paramref name="interrupted"/>, a statement's SQLITE_INTERRUPT, when <paramref name="token"/>
-    /// (the one the call waits with) was cancelled: an interrupt of Close or Cancel stopped the statement.
-    /// <see langword="null"/> otherwise, to rethrow it.
+    /// (the one the call waits with) was cancelled, or Close ended <paramref name="call"/>: an interrupt of Close or
+    /// Cancel stopped the statement. Close interrupts before the callbacks of the call's token have run (see
+    /// <see cref="EndAll"/>), and so before a token linked to it is cancelled. <see langword="null"/> otherwise, to
+    /// rethrow it.
     /// </summary>
     public Exception? Interrupted(SqliteException interrupted, CancellationTokenSource call, CancellationToken token, CancellationToken caller)
-        => Executor.IsInterruption(interrupted, token)
-            ? Ended(new OperationCanceledException(interrupted.Message, interrupted, token), call, caller)
-            : null;
+        => interrupted.SqliteErrorCode == raw.SQLITE_INTERRUPT && ClosedDuring(call) && !caller.IsCancellationRequested
+            ? ClosedDuringCall(interrupted)
+            : Executor.IsInterruption(interrupted, token)
+                ? Ended(new OperationCanceledException(interrupted.Message, interrupted, token), call, caller)
+                : null;
 
     /// <summary>What a call ended by Close throws.</summary>
     public static InvalidOperationException ClosedDuringCall(Exception? cause)

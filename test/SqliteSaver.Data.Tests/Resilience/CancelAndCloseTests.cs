@@ -219,6 +219,125 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above, with a StateChange handler that waits, on Close's thread, for the code that opens the connection again
+    /// to have done so (as a handler marshalled to that code's UI thread would). The Open goes on once Close has handed
+    /// its connection back, before the handler. A first version of the Open's wait waited for the handler too: both
+    /// waited 12 s, and the Open failed (a review).
+    /// </summary>
+    [Test]
+    public async Task An_Open_after_a_call_ended_by_Close_does_not_wait_for_Closes_StateChange_handler()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=2;Busy Timeout=1000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        await using var holder = dataSource.OpenConnection();
+        var held = holder.BeginTransaction(); // holds the write gate
+        using var opened = new ManualResetEventSlim(); // disposed after the connection, whose Dispose runs the handler
+        await using var connection = dataSource.OpenConnection();
+        connection.StateChange += (_, change) =>
+        {
+            if (change.CurrentState == System.Data.ConnectionState.Closed)
+            {
+                opened.Wait(Bound);
+            }
+        };
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (1)";
+
+        var reopened = OpenAgainAfterTheWrite();
+        dataSource.Executor.Gate!.WaitingCount.ShouldBe(1);
+        await Task.Run(connection.Close);
+
+        await reopened.WaitAsync(Bound); // threw before
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        held.Rollback();
+
+        async Task OpenAgainAfterTheWrite()
+        {
+            try
+            {
+                await insert.ExecuteNonQueryAsync().ConfigureAwait(false); // as in the test above
+            }
+            catch (InvalidOperationException)
+            {
+                // Ended by Close.
+            }
+
+            try
+            {
+                connection.Open();
+            }
+            finally
+            {
+                opened.Set();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Close from another thread ends a synchronous write waiting at the write gate while the thread pool is busy (as
+    /// code blocking on async work makes it): Close returns with the connection closed, and the write throws. A first
+    /// version of the change above ran the token's callbacks, which wake that wait, on the thread pool: Close waited
+    /// its bound (6 s here), threw and left the connection open (a review).
+    /// </summary>
+    [Test]
+    public void Close_ends_a_synchronous_call_waiting_at_the_gate_while_the_thread_pool_is_busy()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=2;Busy Timeout=1000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        using var holder = dataSource.OpenConnection();
+        var held = holder.BeginTransaction(); // holds the write gate
+        var connection = dataSource.OpenConnection();
+        Exception? writeError = null;
+        var writer = new Thread(() =>
+        {
+            try
+            {
+                ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+            }
+            catch (Exception error)
+            {
+                writeError = error;
+            }
+        });
+        writer.Start();
+        Wait.Until(() => gate.WaitingCount == 1);
+        var release = new TaskCompletionSource(); // nothing to dispose under the queued items, which may start late
+        var running = 0;
+        ThreadPool.GetMinThreads(out var threads, out _);
+        for (var i = 0; i < threads + 64; i++)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(
+                _ =>
+                {
+                    Interlocked.Increment(ref running);
+                    release.Task.Wait(Bound);
+                    Interlocked.Decrement(ref running);
+                },
+                null);
+        }
+
+        Wait.Until(() => Volatile.Read(ref running) >= threads); // every pool thread blocked, the rest queued
+        try
+        {
+            Should.NotThrow(connection.Close);
+            connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        }
+        finally
+        {
+            release.SetResult();
+        }
+
+        Wait.Until(() => Volatile.Read(ref running) == 0);
+
+        writer.Join(Bound).ShouldBeTrue();
+        writeError.ShouldBeOfType<InvalidOperationException>();
+        held.Rollback();
+    }
+
+    /// <summary>
     /// Cancel() ends an async write waiting at the write gate of a data source without pooling, and the caller's code
     /// after its await disposes the connection, closing its SQLite connection. That code runs inside Cancel, as it
     /// ends the call's wait; Cancel returns. Before, its interrupt, made after that code, threw ObjectDisposedException
