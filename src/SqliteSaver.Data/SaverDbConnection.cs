@@ -1121,16 +1121,7 @@ public sealed class SaverDbConnection : DbConnection
             }
             catch (Exception error) when (EndedByWork(transaction, physical, commits))
             {
-                if (physical.Commits != commits)
-                {
-                    run.EndedByWork(error); // a rollback kept nothing: another attempt may run
-                }
-
-                if (SaverRetryStrategy.IsTransient(error))
-                {
-                    throw EndedByWork(error);
-                }
-
+                NotRunAgain(run, committed: physical.Commits != commits, error); // a rollback kept nothing: another attempt may run
                 throw;
             }
             finally
@@ -1149,12 +1140,7 @@ public sealed class SaverDbConnection : DbConnection
                 }
                 catch (Exception error) when (committedByWork)
                 {
-                    run.EndedByWork(error);
-                    if (SaverRetryStrategy.IsTransient(error))
-                    {
-                        throw EndedByWork(error);
-                    }
-
+                    NotRunAgain(run, committed: true, error);
                     throw;
                 }
             }
@@ -1200,16 +1186,7 @@ public sealed class SaverDbConnection : DbConnection
             }
             catch (Exception error) when (EndedByWork(transaction, physical, commits))
             {
-                if (physical.Commits != commits)
-                {
-                    run.EndedByWork(error); // a rollback kept nothing: another attempt may run
-                }
-
-                if (SaverRetryStrategy.IsTransient(error))
-                {
-                    throw EndedByWork(error);
-                }
-
+                NotRunAgain(run, committed: physical.Commits != commits, error); // a rollback kept nothing: another attempt may run
                 throw;
             }
 
@@ -1223,12 +1200,7 @@ public sealed class SaverDbConnection : DbConnection
                 }
                 catch (Exception error) when (committedByWork)
                 {
-                    run.EndedByWork(error);
-                    if (SaverRetryStrategy.IsTransient(error))
-                    {
-                        throw EndedByWork(error);
-                    }
-
+                    NotRunAgain(run, committed: true, error);
                     throw;
                 }
             }
@@ -1251,12 +1223,25 @@ public sealed class SaverDbConnection : DbConnection
         => transaction.IsCompleted || physical.Commits != commitsAtBegin;
 
     /// <summary>
-    /// The error for a unit of work that ended its transaction itself, or committed part of it, and then met
-    /// SQLITE_BUSY or SQLITE_LOCKED: it is not run again, as what it committed would be applied twice (another error
-    /// is thrown as it is, and the run refuses another attempt: see <see cref="UnitOfWorkRun.EndedByWork"/>).
+    /// For a unit of work that ended its transaction itself, or committed part of it, and then failed with
+    /// <paramref name="error"/>: when it <paramref name="committed"/> something, the run refuses another attempt (see
+    /// <see cref="UnitOfWorkRun.EndedByWork"/>); and SQLITE_BUSY or SQLITE_LOCKED becomes an
+    /// <see cref="InvalidOperationException"/> saying it is not run again, which the built-in policy does not retry.
+    /// The caller rethrows any other error as it is.
     /// </summary>
-    private static InvalidOperationException EndedByWork(Exception error)
-        => new($"The unit of work ended its transaction itself (Commit, Rollback, a COMMIT sent as SQL, closing the connection) and then failed ({error.Message}). RunInTransaction does not run it again, since what it committed would be applied twice: let RunInTransaction commit.", error);
+    /// <exception cref="InvalidOperationException"><paramref name="error"/> is transient.</exception>
+    private static void NotRunAgain(UnitOfWorkRun run, bool committed, Exception error)
+    {
+        if (committed)
+        {
+            run.EndedByWork(error);
+        }
+
+        if (SaverRetryStrategy.IsTransient(error))
+        {
+            throw new InvalidOperationException($"The unit of work ended its transaction itself (Commit, Rollback, a COMMIT sent as SQL, closing the connection) and then failed ({error.Message}). RunInTransaction does not run it again, since what it committed would be applied twice: let RunInTransaction commit.", error);
+        }
+    }
 
     /// <summary>
     /// Refuses to report a unit of work as committed when it closed its connection (a reader opened with
