@@ -18,6 +18,7 @@ internal sealed class RenterCalls : IDisposable
     private readonly object _ended = new(); // pulsed as the last call ends while EndAll waits, and for WaitForClose
     private CancellationTokenSource _cancellation = new();
     private CancellationTokenSource? _closedBy; // the source EndAll cancelled (one cancelled before stays Cancel's)
+    private CancellationTokenSource? _ending; // the source of the calls EndAll ends now, for a call that joins them
     private int _running;
     private int _closeWaits;
     private int _closeWatchers; // threads in WaitForClose
@@ -82,14 +83,23 @@ internal sealed class RenterCalls : IDisposable
         }
 
         var cancellation = Volatile.Read(ref _cancellation);
+        Volatile.Write(ref _ending, cancellation);
         if (!cancellation.IsCancellationRequested)
         {
             // The token's callbacks run on a thread of their own. Run here, they would run the code after the caller's
             // await of a call ended now inside this Close, which that code might open again (see SaverDbConnection.Open);
             // on the thread pool (CancelAsync) they would wait for a free thread, which a busy pool (sync over async)
-            // may not give within this wait's bound, and a synchronous wait ends only with them.
+            // may not give within this wait's bound, and a synchronous wait ends only with them. Calls that begin from
+            // now on (on the connection this Close hands back, say) take a source of their own: this one is marked
+            // cancelled only once that thread runs.
             Volatile.Write(ref _closedBy, cancellation);
-            new Thread(CancelCalls) { IsBackground = true, Name = "SqliteSaver.Data Close" }.Start(cancellation);
+            var fresh = new CancellationTokenSource();
+            if (Interlocked.CompareExchange(ref _cancellation, fresh, cancellation) != cancellation)
+            {
+                fresh.Dispose();
+            }
+
+            new Thread(CancelCalls) { IsBackground = true, Name = "SqliteSaver.Data Close" }.Start((cancellation, handle));
         }
 
         raw.sqlite3_interrupt(handle); // a reader's step has no token
@@ -116,6 +126,7 @@ internal sealed class RenterCalls : IDisposable
             finally
             {
                 _closeWaits = 0;
+                _ending = null; // the calls have ended, or Close gives up on them (see CancelCalls)
             }
         }
 
@@ -123,16 +134,30 @@ internal sealed class RenterCalls : IDisposable
     }
 
     /// <summary>Cancels the calls' token for <see cref="EndAll"/>, on the thread it starts for it.</summary>
-    private static void CancelCalls(object? cancellation)
+    /// <remarks>
+    /// A statement that began between Close's interrupt and this cancellation (it found the token not yet cancelled)
+    /// missed the interrupt, which SQLite drops while no statement runs: it is interrupted again here, while that Close
+    /// still waits for the calls, and so still holds the connection.
+    /// </remarks>
+    private void CancelCalls(object? state)
     {
+        var (cancellation, handle) = ((CancellationTokenSource, sqlite3))state!;
         try
         {
-            ((CancellationTokenSource)cancellation!).Cancel();
+            cancellation.Cancel();
         }
         catch (Exception)
         {
             // An exception here would end the process. The callbacks are the library's, and the code after awaits they
             // run puts its exceptions in its own tasks; the source is disposed only once Close has seen the calls end.
+        }
+
+        lock (_ended)
+        {
+            if (ReferenceEquals(_ending, cancellation) && Volatile.Read(ref _running) > 0)
+            {
+                raw.sqlite3_interrupt(handle);
+            }
         }
     }
 
@@ -142,7 +167,7 @@ internal sealed class RenterCalls : IDisposable
     /// <summary>
     /// Begins a call that joins those a Close is waiting for (see <see cref="EndAll"/>), only while it waits: a reader's
     /// closing, which that Close would otherwise reach only after they have ended, run perhaps inside one of them.
-    /// Returns the source of the call's token, which that Close has cancelled; <see langword="null"/> when no Close waits.
+    /// Returns the source of the calls that Close ends, which it cancels; <see langword="null"/> when no Close waits.
     /// </summary>
     public CancellationTokenSource? TryJoinEnding()
     {
@@ -154,7 +179,7 @@ internal sealed class RenterCalls : IDisposable
             }
 
             Interlocked.Increment(ref _running); // EndAll, waiting, sees it when it looks again
-            return Volatile.Read(ref _cancellation);
+            return Volatile.Read(ref _ending);
         }
     }
 
