@@ -167,8 +167,8 @@ public class CancelAndCloseTests : DatabaseTest
     /// for the slot Close was to give back until Pool Timeout; in a chaos trial, with a slot free, Close went on with
     /// the new rental's state, completed its transaction (whose Commit threw "already completed") and left the
     /// connection open on a physical connection still in a SQLite transaction, where a later insert returned 1 and was
-    /// rolled back when the connection was disposed. Now that code runs on the thread pool, and its Open waits for
-    /// the Close to end.
+    /// rolled back when the connection was disposed. Now that code runs on a thread Close starts, and its Open
+    /// waits until Close has handed its connection back.
     /// </summary>
     [Test]
     public async Task Code_after_a_call_ended_by_Close_that_opens_the_connection_again_keeps_what_it_then_writes()
