@@ -35,8 +35,9 @@ public sealed class SaverDbConnection : DbConnection
     private static readonly Lazy<string> Version = new(() => new SqliteConnection().ServerVersion);
 
     /// <summary>
-    /// The connection an asynchronous execution runs on, in its flow and in what that runs (a retry strategy's callbacks,
-    /// a function SQLite runs in its statement): a call there is nested in the execution (see <see cref="EarlierAsyncExecution"/>).
+    /// The connection an asynchronous execution (or BeginTransactionAsync) runs on, in its flow and in what that runs (a
+    /// retry strategy's callbacks, a function SQLite runs in its statement): a call or Close there is nested in the
+    /// execution (see <see cref="EarlierAsyncExecution"/>, <see cref="Close"/>).
     /// </summary>
     internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
 
@@ -52,9 +53,10 @@ public sealed class SaverDbConnection : DbConnection
     private PhysicalConnection? _closingPhysical; // the physical connection that Close took, while it runs
     private int _rentals; // physical connections this connection has rented (see InRental)
 
-    // The thread a reader's step (or its closing) runs on, 0 for none: a call a function SQLite runs in the step makes
-    // is nested in it (see EarlierAsyncExecution). A step is synchronous: its thread marks it, cheaply.
-    private int _steppingThread;
+    // The thread a synchronous call (an execution, BeginTransaction, a reader's step or closing) runs on, 0 for none: a
+    // call or Close that a retry strategy's callback or a function SQLite runs makes there is nested in it (see
+    // EarlierAsyncExecution, Close). The call is synchronous: its thread marks it, cheaply.
+    private int _callingThread;
 
     /// <summary>Creates a connection with no connection string; set <see cref="ConnectionString"/> before opening.</summary>
     public SaverDbConnection()
@@ -242,11 +244,18 @@ public sealed class SaverDbConnection : DbConnection
     /// connection is closed and back in the pool all the same.
     /// </exception>
     /// <exception cref="InvalidOperationException">
-    /// A call of the connection did not end within Busy Timeout and 5 s, as when Close runs inside the call itself (in a
-    /// retry strategy's callback, say); the connection stays open.
+    /// Close runs inside one of the connection's own calls (in a retry strategy's callback, or a function SQLite runs in
+    /// a statement), which cannot end before it returns; or a call of the connection did not end within Busy Timeout and
+    /// 5 s. The connection stays open.
     /// </exception>
     public override void Close()
     {
+        if (Volatile.Read(ref _physical) is { } open && InsideOwnCall(open))
+        {
+            throw new InvalidOperationException(
+                "Close was called inside one of this connection's own calls (in a retry strategy's callback, or a function SQLite runs in a statement), which cannot end before Close returns, so the connection stays open and the call goes on. Close it once the call has returned.");
+        }
+
         // Detach first: a CloseConnection reader closed below calls back into Close, which must then do nothing; and
         // OnOpened may race a Dispose here (see there).
         var physical = Interlocked.Exchange(ref _physical, null);
@@ -270,6 +279,15 @@ public sealed class SaverDbConnection : DbConnection
             physical.Calls.CloseEnded(); // after the exchange, a full fence (see RenterCalls.WaitForClose)
         }
     }
+
+    /// <summary>
+    /// Whether this code runs inside a call of the connection running on <paramref name="physical"/>: on the thread of a
+    /// synchronous one, or in the flow of an asynchronous execution. A callback of the application's that a synchronous
+    /// call runs on another thread (the code after an await in a Polly callback) is not seen: Close waits for it then.
+    /// </summary>
+    private bool InsideOwnCall(PhysicalConnection physical)
+        => physical.Calls.AnyRunning
+            && (Volatile.Read(ref _callingThread) == Environment.CurrentManagedThreadId || ExecutionOn.Value == this);
 
     /// <summary>
     /// For Open: waits for a Close of this connection running on another thread to have handed its physical connection
@@ -318,7 +336,7 @@ public sealed class SaverDbConnection : DbConnection
             Volatile.Write(ref _physical, physical); // still open, as a call of its own still runs on it
             throw new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
-                $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open. Close cannot run inside one of the connection's own calls, such as in a retry strategy's callback or in a function SQLite runs in a statement."));
+                $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open. Close cannot run inside one of the connection's own calls, such as in the code after an await in a retry strategy's callback of a synchronous call."));
         }
 
         LatestAsyncExecution = null; // ended, or waiting only to throw (see AfterEarlier): no later rental waits for them
@@ -495,20 +513,20 @@ public sealed class SaverDbConnection : DbConnection
     internal Task? EarlierAsyncExecution()
         => PendingAsyncExecution is { } earlier
             && ExecutionOn.Value != this
-            && Volatile.Read(ref _steppingThread) != Environment.CurrentManagedThreadId
+            && Volatile.Read(ref _callingThread) != Environment.CurrentManagedThreadId
                 ? earlier
                 : null;
 
-    /// <summary>Marks a reader's step on this connection as running on this thread (see <see cref="EarlierAsyncExecution"/>); returns what to restore.</summary>
-    internal int EnterStep()
+    /// <summary>Marks a synchronous call of this connection as running on this thread (see <see cref="EarlierAsyncExecution"/>, <see cref="Close"/>); returns what to restore.</summary>
+    internal int EnterSynchronousCall()
     {
-        var outer = _steppingThread;
-        Volatile.Write(ref _steppingThread, Environment.CurrentManagedThreadId);
+        var outer = _callingThread;
+        Volatile.Write(ref _callingThread, Environment.CurrentManagedThreadId);
         return outer;
     }
 
-    /// <summary>Ends what <see cref="EnterStep"/> began.</summary>
-    internal void ExitStep(int outer) => Volatile.Write(ref _steppingThread, outer);
+    /// <summary>Ends what <see cref="EnterSynchronousCall"/> began.</summary>
+    internal void ExitSynchronousCall(int outer) => Volatile.Write(ref _callingThread, outer);
 
     /// <summary>
     /// Remembers <paramref name="execution"/>, an asynchronous execution of a command (or BeginTransactionAsync,
@@ -1000,11 +1018,20 @@ public sealed class SaverDbConnection : DbConnection
         {
             if (async)
             {
+                ExecutionOn.Value = this;
                 await Executor.BeginAsync(physical, deferred, retry, deadline, token).ConfigureAwait(false);
             }
             else
             {
-                Executor.Begin(physical, deferred, retry, deadline, token);
+                var outer = EnterSynchronousCall();
+                try
+                {
+                    Executor.Begin(physical, deferred, retry, deadline, token);
+                }
+                finally
+                {
+                    ExitSynchronousCall(outer);
+                }
             }
 
             if (physical.Calls.ClosedDuring(call))

@@ -544,6 +544,54 @@ public class PipelineTests
         exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
     }
 
+    /// <summary>
+    /// An OnRetry callback that closes the connection runs inside the write it retries, which cannot end before the
+    /// callback returns: Close is refused at once and the write goes on and is kept. Before, Close ended the write and
+    /// waited for it until Busy Timeout (0 here) and 5 s had passed, and the write then failed saying the connection had
+    /// been closed, though it stayed open.
+    /// </summary>
+    [Test]
+    public async Task Close_in_an_OnRetry_callback_is_refused_at_once_and_the_write_goes_on([Values] bool async)
+    {
+        SaverDbConnection? connection = null;
+        Exception? refusal = null;
+        var pipeline = new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<SqliteException>(SaverRetryStrategy.IsTransient),
+                MaxRetryAttempts = 3,
+                Delay = TimeSpan.FromMilliseconds(1),
+                OnRetry = _ =>
+                {
+                    try
+                    {
+                        connection!.Close();
+                    }
+                    catch (InvalidOperationException exception)
+                    {
+                        refusal = exception;
+                    }
+
+                    return default;
+                },
+            })
+            .Build();
+        await using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        connection = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
+        await using var _ = connection;
+        var calls = 0;
+        connection.InnerConnection.CreateFunction("busy_once", () =>
+            Interlocked.Increment(ref calls) == 1 ? throw new SqliteException("SQLite Error 5: 'database is locked'.", 5) : 1L);
+
+        await using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (busy_once())";
+        (async ? await insert.ExecuteNonQueryAsync().ConfigureAwait(false) : insert.ExecuteNonQuery()).ShouldBe(1);
+
+        refusal.ShouldNotBeNull().Message.ShouldContain("inside one of this connection's own calls");
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        Rows(connection).ShouldBe("1");
+    }
+
     [Test]
     public void The_builder_rejects_a_null_pipeline()
     {

@@ -145,7 +145,7 @@ internal sealed class PooledDataReader(
         NoteStatementsRunAsWritten(); // closing runs those not reached
         _closed = true;
         command.BeginRunning(call); // closing runs the statements of the command not reached yet
-        var outer = connection.EnterStep();
+        var outer = connection.EnterSynchronousCall();
         try
         {
             if (!openWrite)
@@ -194,7 +194,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            connection.ExitStep(outer);
+            connection.ExitSynchronousCall(outer);
             command.EndRunning();
             try
             {
@@ -350,7 +350,7 @@ internal sealed class PooledDataReader(
             return;
         }
 
-        var outer = connection.EnterStep(); // the statements not reached run here: a step
+        var outer = connection.EnterSynchronousCall(); // the statements not reached run here
         try
         {
             if (commit)
@@ -367,7 +367,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            connection.ExitStep(outer);
+            connection.ExitSynchronousCall(outer);
         }
     }
 
@@ -565,7 +565,7 @@ internal sealed class PooledDataReader(
         _byValue = null; // the next result set's columns are others
         _onRow = false;
         var call = BeginStep();
-        var outer = connection.EnterStep();
+        var outer = connection.EnterSynchronousCall();
         bool result;
         try
         {
@@ -573,7 +573,7 @@ internal sealed class PooledDataReader(
         }
         catch (Exception exception)
         {
-            connection.ExitStep(outer);
+            connection.ExitSynchronousCall(outer);
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
             NoteBusyInTransaction(exception);
@@ -591,7 +591,7 @@ internal sealed class PooledDataReader(
             throw;
         }
 
-        connection.ExitStep(outer);
+        connection.ExitSynchronousCall(outer);
         command.EndRunning(physical);
         return result;
     }
@@ -604,7 +604,7 @@ internal sealed class PooledDataReader(
         }
 
         var call = BeginStep();
-        var outer = connection.EnterStep();
+        var outer = connection.EnterSynchronousCall();
         try
         {
             _onRow = false;
@@ -626,7 +626,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            connection.ExitStep(outer);
+            connection.ExitSynchronousCall(outer);
             command.EndRunning(physical);
         }
     }

@@ -56,6 +56,9 @@ internal sealed class RenterCalls : IDisposable
         return cancellation;
     }
 
+    /// <summary>Whether a call runs now.</summary>
+    public bool AnyRunning => Volatile.Read(ref _running) > 0;
+
     /// <summary>A call ends.</summary>
     public void End()
     {
@@ -72,8 +75,8 @@ internal sealed class RenterCalls : IDisposable
     /// For Close: ends the calls running now (their waits end and their statements are interrupted; each rolls back
     /// what it began) and waits until the last has ended, at most <paramref name="bound"/>; <see langword="false"/>
     /// when one still runs then. Returns at once when none runs. A synchronous statement waiting in SQLite's busy
-    /// handler ends only at Busy Timeout; a Close made from inside one of the calls (by a retry strategy's callback,
-    /// or a function of the application's that SQLite runs in a statement) would wait for itself until the bound.
+    /// handler ends only at Busy Timeout; a Close made from inside one of the calls would wait for itself until the
+    /// bound (<see cref="SaverDbConnection.Close"/> refuses those it sees).
     /// </summary>
     public bool EndAll(sqlite3 handle, TimeSpan bound)
     {

@@ -1,0 +1,196 @@
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Pooling;
+
+/// <summary>
+/// Close made inside one of the connection's own calls (a retry strategy's callback, a function SQLite runs in a
+/// statement) cannot end that call, which waits for it to return: it is refused at once, the connection stays open and
+/// the call goes on as if it had not been made. Before, Close ended the call and waited for it (for itself) until
+/// Busy Timeout and 5 s had passed, was refused only then, and the call then failed saying the connection had been
+/// closed, though it was still open. Busy Timeout is 1 ms here, so that such a wait ends within about 5 s.
+/// </summary>
+public class CloseInsideOwnCallTests : DatabaseTest
+{
+    private const string RefusedMessage = "inside one of this connection's own calls";
+
+    [Test]
+    public void Close_in_a_retry_strategys_attempt_of_a_synchronous_write_is_refused_and_the_write_is_kept()
+    {
+        using var strategy = new ClosingStrategy();
+        using var dataSource = DataSource(strategy);
+        using var connection = dataSource.OpenConnection();
+        strategy.Arm(connection);
+
+        Execute(connection, "INSERT INTO t VALUES (1)").ShouldBe(1);
+
+        strategy.Refusal.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(RefusedMessage);
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        Count(connection).ShouldBe(1);
+    }
+
+    [Test]
+    public async Task Close_in_a_retry_strategys_attempt_of_an_asynchronous_write_is_refused_and_the_write_is_kept()
+    {
+        using var strategy = new ClosingStrategy();
+        using var dataSource = DataSource(strategy);
+        await using var connection = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
+        strategy.Arm(connection);
+
+        await using (var insert = connection.CreateCommand())
+        {
+            insert.CommandText = "INSERT INTO t VALUES (1)";
+            (await insert.ExecuteNonQueryAsync().ConfigureAwait(false)).ShouldBe(1);
+        }
+
+        strategy.Refusal.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(RefusedMessage);
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        Count(connection).ShouldBe(1);
+    }
+
+    [Test]
+    public async Task Close_in_a_retry_strategys_attempt_of_BeginTransaction_is_refused_and_the_transaction_begins(
+        [Values] bool async)
+    {
+        using var strategy = new ClosingStrategy();
+        using var dataSource = DataSource(strategy);
+        await using var connection = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
+        strategy.Arm(connection);
+
+        await using (var transaction = async ? await connection.BeginTransactionAsync().ConfigureAwait(false) : connection.BeginTransaction())
+        {
+            Execute(connection, "INSERT INTO t VALUES (1)", transaction).ShouldBe(1);
+            transaction.Commit();
+        }
+
+        strategy.Refusal.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(RefusedMessage);
+        Count(connection).ShouldBe(1);
+    }
+
+    [Test]
+    public async Task Close_in_a_function_SQLite_runs_in_a_statement_is_refused_and_the_statement_goes_on([Values] bool async)
+    {
+        using var dataSource = DataSource(strategy: null);
+        await using var connection = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
+        Exception? refusal = null;
+        connection.InnerConnection.CreateFunction("close_here", () =>
+        {
+            refusal = Record(connection.Close);
+            return 7L;
+        });
+
+        await using var select = connection.CreateCommand();
+        select.CommandText = "SELECT close_here()";
+        (async ? await select.ExecuteScalarAsync().ConfigureAwait(false) : select.ExecuteScalar()).ShouldBe(7L);
+
+        refusal.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(RefusedMessage);
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+    }
+
+    [Test]
+    public async Task Close_in_a_function_SQLite_runs_in_a_readers_step_is_refused_and_the_reader_reads_on([Values] bool async)
+    {
+        using var dataSource = DataSource(strategy: null);
+        await using var connection = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
+        Execute(connection, "INSERT INTO t VALUES (1), (2)");
+        Exception? refusal = null;
+        connection.InnerConnection.CreateFunction("close_here", (long x) =>
+        {
+            if (x == 2)
+            {
+                refusal = Record(connection.Close);
+            }
+
+            return x;
+        });
+
+        await using var select = connection.CreateCommand();
+        select.CommandText = "SELECT close_here(x) FROM t ORDER BY x";
+        await using var reader = async ? await select.ExecuteReaderAsync().ConfigureAwait(false) : select.ExecuteReader();
+        var values = new List<long>();
+        while (async ? await reader.ReadAsync().ConfigureAwait(false) : reader.Read())
+        {
+            values.Add(reader.GetInt64(0));
+        }
+
+        values.ShouldBe([1L, 2L]);
+        refusal.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(RefusedMessage);
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+    }
+
+    private SaverDataSource DataSource(SaverRetryStrategy? strategy)
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-inside-own-call" };
+        if (strategy is not null)
+        {
+            builder.UseRetryStrategy(strategy);
+        }
+
+        return builder.Build();
+    }
+
+    private static int Execute(SaverDbConnection connection, string sql, SaverDbTransaction? transaction = null)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = transaction;
+        return command.ExecuteNonQuery();
+    }
+
+    private static long Count(SaverDbConnection connection)
+    {
+        using var count = connection.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM t";
+        return (long)count.ExecuteScalar()!;
+    }
+
+    private static Exception? Record(Action action)
+    {
+        try
+        {
+            action();
+            return null;
+        }
+        catch (Exception exception)
+        {
+            return exception;
+        }
+    }
+
+    /// <summary>Runs each attempt once; the first after <see cref="Arm"/> first closes the connection, recording what Close threw.</summary>
+    private sealed class ClosingStrategy : SaverRetryStrategy, IDisposable
+    {
+        private SaverDbConnection? _connection;
+
+        public Exception? Refusal { get; private set; }
+
+        public void Arm(SaverDbConnection connection) => _connection = connection;
+
+        public void Dispose() => _connection = null;
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            CloseOnce();
+            return attempt(state, cancellationToken);
+        }
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt,
+            TState state,
+            CancellationToken cancellationToken)
+        {
+            await Task.Yield(); // on the thread pool, in the execution's flow
+            CloseOnce();
+            return await attempt(state, cancellationToken).ConfigureAwait(false);
+        }
+
+        private void CloseOnce()
+        {
+            if (Interlocked.Exchange(ref _connection, null) is { } connection)
+            {
+                Refusal = Record(connection.Close);
+            }
+        }
+    }
+}
