@@ -271,9 +271,12 @@ public static class CheckpointExtensions
     }
 
     /// <summary>Reads the journal mode and page size through SQLite and the <c>-wal</c> file's size from disk.</summary>
-    internal static WalStatus ReadStatus(sqlite3 handle)
+    internal static WalStatus ReadStatus(sqlite3 handle) => ReadStatus(handle, WalFileOf(handle));
+
+    /// <summary><see cref="ReadStatus(sqlite3)"/> for the <c>-wal</c> file and page size <see cref="WalFileOf"/> read.</summary>
+    internal static WalStatus ReadStatus(sqlite3 handle, (string? Path, long PageSize) walFile)
     {
-        var (path, pageSize) = WalFileOf(handle);
+        var (path, pageSize) = walFile;
         var journalMode = Pragma(handle, "PRAGMA journal_mode", static s => raw.sqlite3_column_text(s, 0).utf8_to_string());
         var status = StatusOfSize(journalMode, path, pageSize);
 

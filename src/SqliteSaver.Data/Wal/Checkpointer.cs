@@ -381,8 +381,9 @@ internal sealed class Checkpointer : IDisposable
             try
             {
                 raw.sqlite3_busy_timeout(connection.Handle, ConnectionBusyTimeout);
-                var (path, pageSize) = CheckpointExtensions.WalFileOf(connection.Handle);
-                Volatile.Write(ref _walFile, new WalFile(path, pageSize, CheckpointExtensions.ReadStatus(connection.Handle).JournalMode));
+                var walFile = CheckpointExtensions.WalFileOf(connection.Handle);
+                var journalMode = CheckpointExtensions.ReadStatus(connection.Handle, walFile).JournalMode;
+                Volatile.Write(ref _walFile, new WalFile(walFile.Path, walFile.PageSize, journalMode));
             }
             catch
             {
