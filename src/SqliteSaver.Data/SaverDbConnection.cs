@@ -1271,15 +1271,16 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// Refuses to report a unit of work as committed when it closed its connection (a reader opened with
-    /// <see cref="CommandBehavior.CloseConnection"/>, say), which rolled its transaction back.
+    /// Refuses to report a unit of work as committed when its connection was closed while it ran (by the unit of work,
+    /// with a reader opened with <see cref="CommandBehavior.CloseConnection"/>, say, or from another thread), which
+    /// rolled its transaction back.
     /// </summary>
     private static void ThrowIfClosedByWork(SaverDbTransaction transaction)
     {
         if (transaction.EndedByClose)
         {
             throw new InvalidOperationException(
-                "The unit of work closed its connection (with a reader opened with CommandBehavior.CloseConnection, say), which rolled its transaction back: nothing it wrote in it was committed. RunInTransaction does not run it again; keep the connection open inside the unit of work.");
+                "The connection was closed while the unit of work ran (by the unit of work, with a reader opened with CommandBehavior.CloseConnection, say, or from another thread), which rolled its transaction back: nothing it wrote in it was committed. RunInTransaction does not run it again; keep the connection open until RunInTransaction returns.");
         }
     }
 

@@ -59,7 +59,7 @@ public class TransactionEndedBySqliteTests : DatabaseTest
             ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => Task.FromResult(Work(transaction))))
             : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
 
-        error.Message.ShouldContain("closed its connection");
+        error.Message.ShouldContain("closed while the unit of work ran");
         using var check = new SaverDbConnection(Folder.ConnectionString());
         check.ExecuteScalar<long>("SELECT count(*) FROM t").ShouldBe(0L);
     }
