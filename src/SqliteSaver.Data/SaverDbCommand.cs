@@ -922,17 +922,13 @@ public sealed class SaverDbCommand : DbCommand
 
         var connection = _connection ?? throw new InvalidOperationException($"{operation} requires the command to have a Connection.");
         var physical = connection.GetOpenPhysical(operation);
-        if (_transaction is not null)
+        if (_transaction is not null && _transaction.Connection != connection)
         {
-            if (_transaction.IsCompleted)
-            {
-                throw new InvalidOperationException($"{operation}: the command's transaction has completed; it is no longer usable.");
-            }
-
-            if (_transaction.Connection != connection)
-            {
-                throw new InvalidOperationException($"{operation}: the command's transaction belongs to another connection.");
-            }
+            // A completed transaction has no connection: it may have completed since it was found open (Close on
+            // another thread), so its state is read after its connection.
+            throw new InvalidOperationException(_transaction.IsCompleted
+                ? $"{operation}: the command's transaction has completed; it is no longer usable.{_transaction.HowCompleted}"
+                : $"{operation}: the command's transaction belongs to another connection.");
         }
 
         if (!ReferenceEquals(_bound, physical))

@@ -527,7 +527,11 @@ public sealed class SaverDbTransaction : DbTransaction
     {
         if (_completed)
         {
-            throw new InvalidOperationException($"{operation} was called on a transaction that has already completed; it is no longer usable.");
+            throw new InvalidOperationException($"{operation} was called on a transaction that has already completed; it is no longer usable.{HowCompleted}");
         }
     }
+
+    /// <summary>For the error of a call refused on the completed transaction: how it completed, when its connection's Close ended it.</summary>
+    internal string HowCompleted
+        => EndedByClose ? " It ended as its connection was closed (from another thread, say, or by a reader opened with CommandBehavior.CloseConnection), which rolled it back." : string.Empty;
 }

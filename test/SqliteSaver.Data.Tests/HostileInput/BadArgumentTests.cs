@@ -247,7 +247,10 @@ public class BadArgumentTests : DatabaseTest
 
         var closedWith = connection.BeginTransaction();
         connection.Close();
-        Should.Throw<InvalidOperationException>(closedWith.Commit).Message.ShouldContain("already completed");
+        Should.Throw<InvalidOperationException>(closedWith.Commit).Message.ShouldContain("already completed; it is no longer usable. It ended as its connection was closed");
+        connection.Open();
+        command.Transaction = closedWith;
+        Should.Throw<InvalidOperationException>(() => command.ExecuteNonQuery()).Message.ShouldContain("has completed; it is no longer usable. It ended as its connection was closed");
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
