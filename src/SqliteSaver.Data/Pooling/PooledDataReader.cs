@@ -40,6 +40,8 @@ internal sealed class PooledDataReader(
     private bool _closed;
     private int _closing; // 1 once a Close has taken on closing the SQLite reader (see Finish)
     private bool _writeFailed;
+    private bool _closedByConnection; // closed by its connection's Close (see CloseForConnection)
+    private bool _writeCommitted; // its write outside a transaction committed as it closed
     private bool[]? _byValue; // per result set (see ByValue)
     private bool _onRow; // Read returned true, in this result set
 
@@ -127,7 +129,11 @@ internal sealed class PooledDataReader(
     /// <see cref="Close"/>, for the connection's Close (through <see cref="SaverDbCommand.Unbind"/>, or a reader's Close
     /// run inside it), which has taken the physical connection and ended the renter's calls.
     /// </summary>
-    internal void CloseForConnection() => Finish(physical.Calls.Begin());
+    internal void CloseForConnection()
+    {
+        _closedByConnection = true;
+        Finish(physical.Calls.Begin());
+    }
 
     /// <summary>
     /// Closes the SQLite reader, unless another Close has taken that on (then only <paramref name="call"/>, begun on the
@@ -190,6 +196,7 @@ internal sealed class PooledDataReader(
             {
                 inner.Close();
                 Executor.Finish(physical, commit: !_writeFailed);
+                _writeCommitted = !_writeFailed;
             }
         }
         finally
@@ -700,9 +707,14 @@ internal sealed class PooledDataReader(
         }
     }
 
-    /// <summary>What a step of a closed reader throws: Microsoft.Data.Sqlite's error for it.</summary>
-    private static InvalidOperationException ClosedReader(string operation)
-        => new($"Invalid attempt to call {operation} when reader is closed.");
+    /// <summary>
+    /// What a step of a closed reader throws: Microsoft.Data.Sqlite's error for it, and, when its connection's Close
+    /// (perhaps on another thread) closed it, that, and whether its write was committed then.
+    /// </summary>
+    private InvalidOperationException ClosedReader(string operation)
+        => new($"Invalid attempt to call {operation} when reader is closed.{(!_closedByConnection ? string.Empty : _writeCommitted
+            ? " Its connection was closed (from another thread, say), which closed it and committed the write its command made outside a transaction."
+            : " Its connection was closed (from another thread, say), which closed it.")}");
 
     /// <summary>
     /// What a step that failed with <paramref name="exception"/> throws instead when Close's interrupt stopped it: the

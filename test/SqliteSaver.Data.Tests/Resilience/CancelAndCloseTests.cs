@@ -418,6 +418,34 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// A read of a reader that its connection's Close (on another thread, as here, or on this one) has closed says so,
+    /// and, for an <c>INSERT ... RETURNING</c> reader, that its write was committed, as it was. Before, both said only
+    /// Microsoft.Data.Sqlite's "Invalid attempt to call Read when reader is closed." (a chaos trial).
+    /// </summary>
+    [Test]
+    public async Task A_read_of_a_reader_its_connections_Close_closed_says_so_and_whether_its_write_was_committed()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (7) RETURNING x";
+        var writing = insert.ExecuteReader();
+        using var query = connection.CreateCommand();
+        query.CommandText = "SELECT 1";
+        var reading = query.ExecuteReader();
+
+        await Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+        Should.Throw<InvalidOperationException>(() => writing.Read()).Message.ShouldBe(
+            "Invalid attempt to call Read when reader is closed. Its connection was closed (from another thread, say), which closed it and committed the write its command made outside a transaction.");
+        Should.Throw<InvalidOperationException>(() => reading.NextResult()).Message.ShouldBe(
+            "Invalid attempt to call NextResult when reader is closed. Its connection was closed (from another thread, say), which closed it.");
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("7");
+    }
+
+    /// <summary>
     /// A token cancelled after an asynchronous write has entered the write gate, but before any of its statements
     /// started, stops it: the registration's sqlite3_interrupt lands while no statement is active and SQLite drops it
     /// as the library's BEGIN IMMEDIATE starts, so the token is checked again before the user's statement runs. (The
