@@ -429,14 +429,20 @@ public sealed class SaverDbCommand : DbCommand
         }
     }
 
-    /// <summary>What an execution throws for <paramref name="failure"/> (see <see cref="RenterCalls.Ended"/>); <see langword="null"/> to rethrow it.</summary>
+    /// <summary>
+    /// What an execution throws for <paramref name="failure"/> (see <see cref="RenterCalls.Ended"/>): for SQLITE_INTERRUPT
+    /// too, as Close interrupts before its thread cancels the call's token. <see langword="null"/> to rethrow it as it is.
+    /// </summary>
     private static Exception? Ended(PhysicalConnection physical, Exception failure, CancellationTokenSource call, CancellationToken caller)
-        => failure switch
+    {
+        var ended = failure switch
         {
             OperationCanceledException cancelled => physical.Calls.Ended(cancelled, call, caller),
             SqliteException interrupted => physical.Calls.Interrupted(interrupted, call, call.Token, caller), // Close's, before a linked token's cancellation
             _ => null,
         };
+        return ReferenceEquals(ended, failure) ? null : ended;
+    }
 
     /// <summary>
     /// After an ExecuteReader that failed, with no reader to close: the execution is done, the call ends, and with
@@ -617,7 +623,7 @@ public sealed class SaverDbCommand : DbCommand
             return connection.Executor.Execute(
                 physical, command, deadline, run, behavior, keepOpen: false, connection.Transaction is not null, operation, call.Token).Result;
         }
-        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, CancellationToken.None) is { } ended)
+        catch (Exception failure) when (Ended(physical, failure, call, CancellationToken.None) is { } ended)
         {
             throw ended;
         }
@@ -643,7 +649,7 @@ public sealed class SaverDbCommand : DbCommand
                 .ConfigureAwait(false);
             return result;
         }
-        catch (OperationCanceledException cancelled) when (physical.Calls.Ended(cancelled, call, cancellationToken) is { } ended)
+        catch (Exception failure) when (Ended(physical, failure, call, cancellationToken) is { } ended)
         {
             throw ended;
         }
