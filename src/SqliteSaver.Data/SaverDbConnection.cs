@@ -319,8 +319,11 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-    /// <summary>Whether a Close that took the physical connection runs now (see <see cref="Close()"/>).</summary>
-    internal bool Closing => Volatile.Read(ref _closingThread) != 0;
+    /// <summary>
+    /// Whether a Close that took <paramref name="physical"/> has not handed it back yet (see <see cref="Close()"/>): it
+    /// touches nothing of its readers and commands after that, and its StateChange handlers are not waited for.
+    /// </summary>
+    internal bool ClosingOn(PhysicalConnection physical) => ReferenceEquals(Volatile.Read(ref _closingPhysical), physical);
 
     /// <summary>Whether a Close that took the physical connection runs now on this thread, as in a function SQLite runs as Close closes a reader.</summary>
     internal bool ClosingHere => Volatile.Read(ref _closingThread) == Environment.CurrentManagedThreadId;

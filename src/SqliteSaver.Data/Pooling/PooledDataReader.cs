@@ -76,9 +76,9 @@ internal sealed class PooledDataReader(
     /// physical connection already and still waits for the renter's calls lets this closing join them (it may run inside
     /// one of them, as in a function SQLite runs: that Close would wait for it, and it for that Close). One that has
     /// gone on to close the readers itself closes this one and unbinds its command (see
-    /// <see cref="CloseForConnection"/>): this Close waits for it to end, so that nothing of the reader or its command
-    /// is touched meanwhile (the command's Dispose, say, which follows at once), and closes the reader itself if that
-    /// Close gives up and leaves the connection open. Run by that very Close (in a function SQLite runs as it closes
+    /// <see cref="CloseForConnection"/>): this Close waits until it has handed the connection back (not for its
+    /// StateChange handlers), so that nothing of the reader or its command is touched meanwhile (the command's Dispose,
+    /// say, which follows at once), and closes the reader itself if that Close gives up and leaves the connection open. Run by that very Close (in a function SQLite runs as it closes
     /// another reader), it closes the reader at once.
     /// </summary>
     public override void Close()
@@ -113,7 +113,7 @@ internal sealed class PooledDataReader(
         // At most as long as that Close waits for the renter's calls, and 5 s for it to close the readers.
         CancellationTokenSource? call = null;
         physical.Calls.WaitForClose(
-            () => (call = physical.Calls.TryJoinEnding()) is not null || connection.Holds(physical) || (!Unfinished && !connection.Closing),
+            () => (call = physical.Calls.TryJoinEnding()) is not null || connection.Holds(physical) || (!Unfinished && !connection.ClosingOn(physical)),
             connection.CallsEndBound + TimeSpan.FromSeconds(5));
         call ??= connection.TryBeginCall(physical);
         if (call is null)

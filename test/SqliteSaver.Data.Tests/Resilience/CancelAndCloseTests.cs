@@ -275,6 +275,66 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// A reader's Close on another thread while the connection's Close closes another reader (held in the statement that
+    /// reader runs as it closes) waits until that Close has closed it too and handed the connection back, not for Close's
+    /// StateChange handler, which here waits for that reader's Close to return (as one marshalled to its UI thread
+    /// would). Before, the reader's Close waited until Close had returned: both waited until the reader's bound (15 s
+    /// here) had passed (a review).
+    /// </summary>
+    [Test]
+    public async Task A_readers_Close_on_another_thread_does_not_wait_for_the_connection_Closes_StateChange_handler()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=5000");
+        await using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var closingFirst = new ManualResetEventSlim();
+        using var secondWaits = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("hold", () =>
+        {
+            closingFirst.Set();
+            secondWaits.Wait(Bound);
+            return 1L;
+        });
+        using var first = connection.CreateCommand();
+        first.CommandText = "SELECT 1; SELECT hold()";
+        var firstReader = first.ExecuteReader(); // Close closes it first, running its second statement
+        firstReader.Read().ShouldBeTrue();
+        using var second = connection.CreateCommand();
+        second.CommandText = "SELECT 1 UNION ALL SELECT 2";
+        var secondReader = second.ExecuteReader();
+        secondReader.Read().ShouldBeTrue();
+        var calls = connection.GetOpenPhysical("test").Calls;
+        using var secondClosed = new ManualResetEventSlim();
+        var handlerSawItClosed = false;
+        connection.StateChange += (_, change) =>
+        {
+            if (change.CurrentState == System.Data.ConnectionState.Closed)
+            {
+                handlerSawItClosed = secondClosed.Wait(TimeSpan.FromSeconds(10)); // within the reader's bound
+            }
+        };
+
+        var close = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        closingFirst.Wait(Bound).ShouldBeTrue("Close closes the first reader");
+        var closingSecond = Task.Factory.StartNew(
+            () =>
+            {
+                secondReader.Close();
+                secondClosed.Set();
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        Wait.Until(() => CloseWatchers(calls) == 1 || closingSecond.IsCompleted); // the reader's Close waits for the connection's
+        secondWaits.Set();
+        await close.WaitAsync(Bound);
+        await closingSecond.WaitAsync(Bound);
+
+        handlerSawItClosed.ShouldBeTrue("the second reader's Close waited for the connection's StateChange handler");
+        secondReader.IsClosed.ShouldBeTrue();
+    }
+
+    /// <summary>
     /// Close from another thread ends a synchronous write waiting at the write gate while the thread pool is busy (as
     /// code blocking on async work makes it): Close returns with the connection closed, and the write throws. A first
     /// version of the change above ran the token's callbacks, which wake that wait, on the thread pool: Close waited
@@ -670,4 +730,8 @@ public class CancelAndCloseTests : DatabaseTest
         listener.Start();
         return listener;
     }
+
+    /// <summary>How many waits for a Close of the renter run now (RenterCalls' private _closeWatchers: see WaitForClose).</summary>
+    private static int CloseWatchers(SqliteSaver.Data.Pooling.RenterCalls calls)
+        => (int)typeof(SqliteSaver.Data.Pooling.RenterCalls).GetField("_closeWatchers", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(calls)!;
 }
