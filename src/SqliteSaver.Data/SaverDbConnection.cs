@@ -940,11 +940,13 @@ public sealed class SaverDbConnection : DbConnection
     protected override DbProviderFactory DbProviderFactory => SaverProviderFactory.Instance;
 
     /// <summary>
-    /// Closes the connection. Called by the finalizer of a connection garbage collected while open, it hands the
+    /// Closes the connection, after a Close of it on another thread has handed the physical connection back or given
+    /// up (see <see cref="Close"/>). Called by the finalizer of a connection garbage collected while open, it hands the
     /// physical connection back to the pool, which closes it (rolling back any transaction), frees its slot and
     /// counts and logs the leak.
     /// </summary>
     /// <param name="disposing">Whether <c>Dispose()</c> was called, rather than the finalizer.</param>
+    /// <exception cref="InvalidOperationException">As for <see cref="Close"/>; the connection stays open, and its finalizer can still close it.</exception>
     protected override void Dispose(bool disposing)
     {
         if (disposing)
@@ -952,6 +954,14 @@ public sealed class SaverDbConnection : DbConnection
             _disposed = true;
             Interlocked.MemoryBarrier(); // pairs with OnOpened's: one of the two sees the other's write
             Close();
+            if (Volatile.Read(ref _closingPhysical) is { } closing && !ClosingHere)
+            {
+                // A Close on another thread has the physical connection. It gives it back to the connection if a call
+                // outlasts its wait, and nothing would close a disposed connection then (its finalizer is suppressed
+                // once this returns): wait for that Close, and close it here if it gave up.
+                AfterClose(closing);
+                Close();
+            }
         }
         else if (_physical is { } leaked)
         {

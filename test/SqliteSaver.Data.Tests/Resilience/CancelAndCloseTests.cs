@@ -335,6 +335,45 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// Dispose while a Close on another thread waits for a call that outlasts its bound (a function of the application's
+    /// that SQLite runs, which no interrupt stops; Busy Timeout 100 ms, so 5.1 s): the Dispose waits for that Close and,
+    /// as it gives up and leaves the connection open, closes it itself once the call has ended. Before, the Dispose
+    /// returned at once, and the Close that gave up left a disposed connection open: its pool slot was never freed, not
+    /// even by the finalizer, which Dispose had suppressed (a review, 3 in 3).
+    /// </summary>
+    [Test]
+    public async Task Dispose_during_a_Close_on_another_thread_that_gives_up_closes_the_connection_once_the_call_ends()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=100;Max Pool Size=1;Pool Timeout=1");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var calls = connection.GetOpenPhysical("test").Calls;
+        using var entered = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("slow", () =>
+        {
+            entered.Set();
+            release.Wait(Bound);
+            return 1L;
+        });
+        var query = Task.Factory.StartNew(
+            () => ConnectionTests.Scalar(connection, "SELECT slow()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        entered.Wait(Bound).ShouldBeTrue();
+
+        var close = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Wait.Until(() => calls.CloseWaits || close.IsCompleted);
+        var dispose = Task.Factory.StartNew(connection.Dispose, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        (await Should.ThrowAsync<InvalidOperationException>(() => close.WaitAsync(Bound))).Message.ShouldContain("did not end within 5.1 s");
+        release.Set();
+        await dispose.WaitAsync(Bound);
+        (await query.WaitAsync(Bound)).ShouldBe(1L);
+
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        await using var next = new SaverDbConnection(connectionString);
+        next.Open(); // the only slot is free
+    }
+
+    /// <summary>
     /// Close from another thread ends a synchronous write waiting at the write gate while the thread pool is busy (as
     /// code blocking on async work makes it): Close returns with the connection closed, and the write throws. A first
     /// version of the change above ran the token's callbacks, which wake that wait, on the thread pool: Close waited
