@@ -339,7 +339,7 @@ public sealed class SaverDbConnection : DbConnection
             Volatile.Write(ref _physical, physical); // still open, as a call of its own still runs on it
             throw new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
-                $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open. Close cannot run inside one of the connection's own calls, such as in the code after an await in a retry strategy's callback of a synchronous call."));
+                $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open: the call may be blocked in the application's code that SQLite or a retry strategy runs (a function, a callback), which no interrupt stops, or be the one closing it, from another thread (after an await in a retry strategy's callback of a synchronous call)."));
         }
 
         LatestAsyncExecution = null; // ended, or waiting only to throw (see AfterEarlier): no later rental waits for them
