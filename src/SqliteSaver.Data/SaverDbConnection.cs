@@ -337,6 +337,15 @@ public sealed class SaverDbConnection : DbConnection
         if (!physical.Calls.EndAll(physical.Handle, bound))
         {
             Volatile.Write(ref _physical, physical); // still open, as a call of its own still runs on it
+            Interlocked.MemoryBarrier(); // pairs with Dispose's: one of the two sees the other's write
+            if (_disposed && Interlocked.Exchange(ref _physical, null) is { } abandoned)
+            {
+                // Disposed meanwhile (on another thread, whose Close found nothing to close), or by this Close: nothing
+                // else would close it, and its finalizer may be suppressed. Its slot is freed once the calls end.
+                var pool = _dataSource!.Pool;
+                abandoned.Calls.WhenAllEnded(() => pool.ReclaimLeaked(abandoned, leaked: false));
+            }
+
             throw new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
                 $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open: the call may be blocked in the application's code that SQLite or a retry strategy runs (a function, a callback), which no interrupt stops, or be the one closing it, from another thread (after an await in a retry strategy's callback of a synchronous call)."));
@@ -940,13 +949,11 @@ public sealed class SaverDbConnection : DbConnection
     protected override DbProviderFactory DbProviderFactory => SaverProviderFactory.Instance;
 
     /// <summary>
-    /// Closes the connection, after a Close of it on another thread has handed the physical connection back or given
-    /// up (see <see cref="Close"/>). Called by the finalizer of a connection garbage collected while open, it hands the
+    /// Closes the connection. Called by the finalizer of a connection garbage collected while open, it hands the
     /// physical connection back to the pool, which closes it (rolling back any transaction), frees its slot and
     /// counts and logs the leak.
     /// </summary>
     /// <param name="disposing">Whether <c>Dispose()</c> was called, rather than the finalizer.</param>
-    /// <exception cref="InvalidOperationException">As for <see cref="Close"/>; the connection stays open, and its finalizer can still close it.</exception>
     protected override void Dispose(bool disposing)
     {
         if (disposing)
@@ -954,14 +961,6 @@ public sealed class SaverDbConnection : DbConnection
             _disposed = true;
             Interlocked.MemoryBarrier(); // pairs with OnOpened's: one of the two sees the other's write
             Close();
-            if (Volatile.Read(ref _closingPhysical) is { } closing && !ClosingHere)
-            {
-                // A Close on another thread has the physical connection. It gives it back to the connection if a call
-                // outlasts its wait, and nothing would close a disposed connection then (its finalizer is suppressed
-                // once this returns): wait for that Close, and close it here if it gave up.
-                AfterClose(closing);
-                Close();
-            }
         }
         else if (_physical is { } leaked)
         {

@@ -336,15 +336,16 @@ public class CancelAndCloseTests : DatabaseTest
 
     /// <summary>
     /// Dispose while a Close on another thread waits for a call that outlasts its bound (a function of the application's
-    /// that SQLite runs, which no interrupt stops; Busy Timeout 100 ms, so 5.1 s): the Dispose waits for that Close and,
-    /// as it gives up and leaves the connection open, closes it itself once the call has ended. Before, the Dispose
-    /// returned at once, and the Close that gave up left a disposed connection open: its pool slot was never freed, not
-    /// even by the finalizer, which Dispose had suppressed (a review, 3 in 3).
+    /// that SQLite runs, which no interrupt stops; Busy Timeout 100 ms, so 5.1 s): the Dispose returns at once, and the
+    /// Close, giving up, leaves the disposed connection closed and frees its slot once the call has ended (the next
+    /// Open waits for it). Before, that Close left a disposed connection open: its pool slot was never freed, not even
+    /// by the finalizer, which Dispose had suppressed (a review, 3 in 3). A first fix had Dispose wait for the Close,
+    /// which held both up when Dispose ran inside the call (a second review).
     /// </summary>
     [Test]
     public async Task Dispose_during_a_Close_on_another_thread_that_gives_up_closes_the_connection_once_the_call_ends()
     {
-        var connectionString = Folder.ConnectionString("Busy Timeout=100;Max Pool Size=1;Pool Timeout=1");
+        var connectionString = Folder.ConnectionString("Busy Timeout=100;Max Pool Size=1;Pool Timeout=30");
         var connection = new SaverDbConnection(connectionString);
         connection.Open();
         var calls = connection.GetOpenPhysical("test").Calls;
@@ -370,7 +371,7 @@ public class CancelAndCloseTests : DatabaseTest
 
         connection.State.ShouldBe(System.Data.ConnectionState.Closed);
         await using var next = new SaverDbConnection(connectionString);
-        next.Open(); // the only slot is free
+        next.Open(); // the only slot, once the call has ended (Pool Timeout 30 s)
     }
 
     /// <summary>
