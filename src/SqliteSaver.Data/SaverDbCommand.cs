@@ -338,7 +338,6 @@ public sealed class SaverDbCommand : DbCommand
         var waitedIn = WaitForEarlierExecution(nameof(ExecuteReader), deadline);
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waitedIn);
         (SqliteDataReader Reader, bool Open) result;
-        var outer = connection.EnterSynchronousCall();
         try
         {
             result = connection.Executor.Execute(
@@ -346,7 +345,6 @@ public sealed class SaverDbCommand : DbCommand
         }
         catch (Exception failure)
         {
-            connection.ExitSynchronousCall(outer);
             var ended = Ended(physical, failure, call, CancellationToken.None);
             ReaderFailed(connection, physical, behavior);
             if (ended is not null)
@@ -357,7 +355,6 @@ public sealed class SaverDbCommand : DbCommand
             throw;
         }
 
-        connection.ExitSynchronousCall(outer);
         try
         {
             return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
@@ -617,7 +614,6 @@ public sealed class SaverDbCommand : DbCommand
         var deadline = CommandDeadline.Start(CommandTimeout);
         var waitedIn = WaitForEarlierExecution(operation, deadline);
         var (connection, physical, command, call) = BeginExecution(operation, behavior, waitedIn);
-        var outer = connection.EnterSynchronousCall();
         try
         {
             return connection.Executor.Execute(
@@ -629,7 +625,6 @@ public sealed class SaverDbCommand : DbCommand
         }
         finally
         {
-            connection.ExitSynchronousCall(outer);
             EndCall(connection, physical);
             GC.KeepAlive(connection); // its finalizer would hand the physical connection back to the pool mid-command
         }

@@ -35,9 +35,8 @@ public sealed class SaverDbConnection : DbConnection
     private static readonly Lazy<string> Version = new(() => new SqliteConnection().ServerVersion);
 
     /// <summary>
-    /// The connection an asynchronous execution (or BeginTransactionAsync) runs on, in its flow and in what that runs (a
-    /// retry strategy's callbacks, a function SQLite runs in its statement): a call or Close there is nested in the
-    /// execution (see <see cref="EarlierAsyncExecution"/>, <see cref="Close"/>).
+    /// The connection an asynchronous execution runs on, in its flow and in what that runs (a retry strategy's callbacks,
+    /// a function SQLite runs in its statement): a call there is nested in the execution (see <see cref="EarlierAsyncExecution"/>).
     /// </summary>
     internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
 
@@ -52,11 +51,6 @@ public sealed class SaverDbConnection : DbConnection
     private int _closingThread; // the thread of a Close that took the physical connection, while it runs
     private PhysicalConnection? _closingPhysical; // the physical connection that Close took, while it runs
     private int _rentals; // physical connections this connection has rented (see InRental)
-
-    // The thread a synchronous call (an execution, BeginTransaction, a reader's step or closing) runs on, 0 for none: a
-    // call or Close that a retry strategy's callback or a function SQLite runs makes there is nested in it (see
-    // EarlierAsyncExecution, Close). The call is synchronous: its thread marks it, cheaply.
-    private int _callingThread;
 
     /// <summary>Creates a connection with no connection string; set <see cref="ConnectionString"/> before opening.</summary>
     public SaverDbConnection()
@@ -244,16 +238,16 @@ public sealed class SaverDbConnection : DbConnection
     /// connection is closed and back in the pool all the same.
     /// </exception>
     /// <exception cref="InvalidOperationException">
-    /// Close runs inside one of the connection's own calls (in a retry strategy's callback, or a function SQLite runs in
-    /// a statement), which cannot end before it returns; or a call of the connection did not end within Busy Timeout and
-    /// 5 s. The connection stays open.
+    /// Close runs inside one of the connection's own calls, on its thread (in a function SQLite runs in a statement, or a
+    /// retry strategy's callback of a synchronous call), which cannot end before it returns; or a call of the connection
+    /// did not end within Busy Timeout and 5 s. The connection stays open.
     /// </exception>
     public override void Close()
     {
-        if (Volatile.Read(ref _physical) is { } open && InsideOwnCall(open))
+        if (Volatile.Read(ref _physical) is { } open && open.Calls.RunningOnThisThread)
         {
             throw new InvalidOperationException(
-                "Close was called inside one of this connection's own calls (in a retry strategy's callback, or a function SQLite runs in a statement), which cannot end before Close returns, so the connection stays open and the call goes on. Close it once the call has returned.");
+                "Close was called inside one of this connection's own calls (in a function SQLite runs in a statement, or a retry strategy's callback), which cannot end before Close returns, so the connection stays open and the call goes on. Close it once the call has returned.");
         }
 
         // Detach first: a CloseConnection reader closed below calls back into Close, which must then do nothing; and
@@ -280,14 +274,6 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-    /// <summary>
-    /// Whether this code runs inside a call of the connection running on <paramref name="physical"/>: on the thread of a
-    /// synchronous one, or in the flow of an asynchronous execution. A callback of the application's that a synchronous
-    /// call runs on another thread (the code after an await in a Polly callback) is not seen: Close waits for it then.
-    /// </summary>
-    private bool InsideOwnCall(PhysicalConnection physical)
-        => physical.Calls.AnyRunning
-            && (Volatile.Read(ref _callingThread) == Environment.CurrentManagedThreadId || ExecutionOn.Value == this);
 
     /// <summary>
     /// For Open: waits for a Close of this connection running on another thread to have handed its physical connection
@@ -348,7 +334,7 @@ public sealed class SaverDbConnection : DbConnection
 
             throw new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
-                $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open: the call may be blocked in the application's code that SQLite or a retry strategy runs (a function, a callback), which no interrupt stops, or be the one closing it, from another thread (after an await in a retry strategy's callback of a synchronous call)."));
+                $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open: the call may be blocked in the application's code that SQLite or a retry strategy runs (a function, a callback), which no interrupt stops, or be the one closing it (in a retry strategy's callback of an asynchronous call, or after an await in one of a synchronous call)."));
         }
 
         LatestAsyncExecution = null; // ended, or waiting only to throw (see AfterEarlier): no later rental waits for them
@@ -525,20 +511,9 @@ public sealed class SaverDbConnection : DbConnection
     internal Task? EarlierAsyncExecution()
         => PendingAsyncExecution is { } earlier
             && ExecutionOn.Value != this
-            && Volatile.Read(ref _callingThread) != Environment.CurrentManagedThreadId
+            && _physical?.Calls.RunningOnThisThread != true
                 ? earlier
                 : null;
-
-    /// <summary>Marks a synchronous call of this connection as running on this thread (see <see cref="EarlierAsyncExecution"/>, <see cref="Close"/>); returns what to restore.</summary>
-    internal int EnterSynchronousCall()
-    {
-        var outer = _callingThread;
-        Volatile.Write(ref _callingThread, Environment.CurrentManagedThreadId);
-        return outer;
-    }
-
-    /// <summary>Ends what <see cref="EnterSynchronousCall"/> began.</summary>
-    internal void ExitSynchronousCall(int outer) => Volatile.Write(ref _callingThread, outer);
 
     /// <summary>
     /// Remembers <paramref name="execution"/>, an asynchronous execution of a command (or BeginTransactionAsync,
@@ -1030,20 +1005,11 @@ public sealed class SaverDbConnection : DbConnection
         {
             if (async)
             {
-                ExecutionOn.Value = this;
                 await Executor.BeginAsync(physical, deferred, retry, deadline, token).ConfigureAwait(false);
             }
             else
             {
-                var outer = EnterSynchronousCall();
-                try
-                {
-                    Executor.Begin(physical, deferred, retry, deadline, token);
-                }
-                finally
-                {
-                    ExitSynchronousCall(outer);
-                }
+                Executor.Begin(physical, deferred, retry, deadline, token);
             }
 
             if (physical.Calls.ClosedDuring(call))

@@ -151,7 +151,7 @@ internal sealed class PooledDataReader(
         NoteStatementsRunAsWritten(); // closing runs those not reached
         _closed = true;
         command.BeginRunning(call); // closing runs the statements of the command not reached yet
-        var outer = connection.EnterSynchronousCall();
+        physical.Calls.EnterOnThisThread();
         try
         {
             if (!openWrite)
@@ -201,7 +201,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            connection.ExitSynchronousCall(outer);
+            RenterCalls.ExitOnThisThread();
             command.EndRunning();
             try
             {
@@ -357,7 +357,7 @@ internal sealed class PooledDataReader(
             return;
         }
 
-        var outer = connection.EnterSynchronousCall(); // the statements not reached run here
+        physical.Calls.EnterOnThisThread(); // the statements not reached run here
         try
         {
             if (commit)
@@ -374,7 +374,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            connection.ExitSynchronousCall(outer);
+            RenterCalls.ExitOnThisThread();
         }
     }
 
@@ -572,7 +572,7 @@ internal sealed class PooledDataReader(
         _byValue = null; // the next result set's columns are others
         _onRow = false;
         var call = BeginStep();
-        var outer = connection.EnterSynchronousCall();
+        physical.Calls.EnterOnThisThread();
         bool result;
         try
         {
@@ -580,7 +580,7 @@ internal sealed class PooledDataReader(
         }
         catch (Exception exception)
         {
-            connection.ExitSynchronousCall(outer);
+            RenterCalls.ExitOnThisThread();
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
             NoteBusyInTransaction(exception);
@@ -598,7 +598,7 @@ internal sealed class PooledDataReader(
             throw;
         }
 
-        connection.ExitSynchronousCall(outer);
+        RenterCalls.ExitOnThisThread();
         command.EndRunning(physical);
         return result;
     }
@@ -611,7 +611,7 @@ internal sealed class PooledDataReader(
         }
 
         var call = BeginStep();
-        var outer = connection.EnterSynchronousCall();
+        physical.Calls.EnterOnThisThread();
         try
         {
             _onRow = false;
@@ -633,7 +633,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            connection.ExitSynchronousCall(outer);
+            RenterCalls.ExitOnThisThread();
             command.EndRunning(physical);
         }
     }

@@ -24,6 +24,18 @@ internal sealed class RenterCalls : IDisposable
     private int _closeWatchers; // threads in WaitForClose
     private Action? _afterEnded; // see WhenAllEnded
 
+    /// <summary>
+    /// The renters' calls running on this thread now, outermost first, up to <see cref="t_depth"/>: a synchronous call,
+    /// a statement of an asynchronous one, a reader's step or closing (see <see cref="EnterOnThisThread"/>), and those
+    /// nested in them (a function SQLite runs in one connection's step may step a reader of another). Per thread, so
+    /// that calls of one renter on two threads at once do not take each other's thread for theirs.
+    /// </summary>
+    [ThreadStatic]
+    private static RenterCalls?[]? t_runningHere;
+
+    [ThreadStatic]
+    private static int t_depth;
+
     /// <summary>The longest one wait of a monitor can take (a bound from Busy Timeout may be longer; it waits in steps).</summary>
     private static readonly TimeSpan LongestWait = TimeSpan.FromMilliseconds(int.MaxValue);
 
@@ -57,8 +69,42 @@ internal sealed class RenterCalls : IDisposable
         return cancellation;
     }
 
-    /// <summary>Whether a call runs now.</summary>
-    public bool AnyRunning => Volatile.Read(ref _running) > 0;
+    /// <summary>
+    /// Whether a call of these runs on this thread now: code the call runs here (a retry strategy's callback, a function
+    /// SQLite runs in a statement) is inside it, and a Close made there would wait for itself (see
+    /// <see cref="SaverDbConnection.Close"/>), a call made there for the call (see <see cref="SaverDbConnection.EarlierAsyncExecution"/>).
+    /// </summary>
+    public bool RunningOnThisThread
+    {
+        get
+        {
+            var running = t_runningHere;
+            for (var i = t_depth - 1; i >= 0; i--)
+            {
+                if (ReferenceEquals(running![i], this))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>Marks a call of these as running on this thread until <see cref="ExitOnThisThread"/>, which the same thread calls.</summary>
+    public void EnterOnThisThread()
+    {
+        if (t_runningHere is not { } running || t_depth == running.Length)
+        {
+            Array.Resize(ref t_runningHere, Math.Max(4, t_depth * 2)); // once per thread, but for deep nesting
+            running = t_runningHere;
+        }
+
+        running[t_depth++] = this;
+    }
+
+    /// <summary>Ends the latest <see cref="EnterOnThisThread"/> of this thread.</summary>
+    public static void ExitOnThisThread() => t_runningHere![--t_depth] = null;
 
     /// <summary>A call ends.</summary>
     public void End()

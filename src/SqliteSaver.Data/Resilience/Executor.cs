@@ -49,7 +49,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         bool transactionExpected,
         string operation,
         CancellationToken cancellationToken)
-        => Synchronously.Result(ExecuteCore(physical, command, deadline, run, behavior, keepOpen, transactionExpected, operation, async: false, cancellationToken));
+    {
+        physical.Calls.EnterOnThisThread(); // the strategy's callbacks run here too (see RenterCalls.RunningOnThisThread)
+        try
+        {
+            return Synchronously.Result(ExecuteCore(physical, command, deadline, run, behavior, keepOpen, transactionExpected, operation, async: false, cancellationToken));
+        }
+        finally
+        {
+            RenterCalls.ExitOnThisThread();
+        }
+    }
 
     /// <summary>
     /// The asynchronous form of <see cref="Execute"/>: waits on the gate, for the write lock and between attempts
@@ -134,7 +144,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public void Begin(PhysicalConnection physical, bool deferred, bool retry, CommandDeadline deadline, CancellationToken cancellationToken)
-        => Synchronously.Wait(BeginCore(physical, deferred, retry, deadline, async: false, cancellationToken));
+    {
+        physical.Calls.EnterOnThisThread(); // as in Execute
+        try
+        {
+            Synchronously.Wait(BeginCore(physical, deferred, retry, deadline, async: false, cancellationToken));
+        }
+        finally
+        {
+            RenterCalls.ExitOnThisThread();
+        }
+    }
 
     /// <summary>The asynchronous form of <see cref="Begin"/>, cancellable while it waits.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
@@ -212,7 +232,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                         ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(s.Run(token)), statement, cancellationToken).ConfigureAwait(false)
                         : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken), false);
                 case CommandKind.Unprotected:
-                    return (run(command, behavior), false);
+                    return (RunStatements(physical, run, command, behavior), false);
             }
 
             var temp = kind == CommandKind.TempWrite;
@@ -257,6 +277,24 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     }
 
     /// <summary>
+    /// Runs <paramref name="command"/>'s statements, marking this thread as running a call of the renter for code SQLite
+    /// runs in them (see <see cref="RenterCalls.RunningOnThisThread"/>): an asynchronous call runs them on whichever
+    /// thread it has at the time.
+    /// </summary>
+    private static T RunStatements<T>(PhysicalConnection physical, Func<SqliteCommand, CommandBehavior, T> run, SqliteCommand command, CommandBehavior behavior)
+    {
+        physical.Calls.EnterOnThisThread();
+        try
+        {
+            return run(command, behavior);
+        }
+        finally
+        {
+            RenterCalls.ExitOnThisThread();
+        }
+    }
+
+    /// <summary>
     /// Runs a statement of the caller's transaction as it is. In a synchronous unit of work the attempt's token (see
     /// <see cref="PhysicalConnection.UnitOfWorkAttempt"/>) interrupts it and ends its waits for a lock, as
     /// <see cref="StatementAttempt{T}"/> has it. A busy error is noted for the unit of work (see
@@ -274,7 +312,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         try
         {
             using var cancellation = new AttemptCancellation(physical, command.CommandText, attempt, caller);
-            return run(command, behavior);
+            return RunStatements(physical, run, command, behavior);
         }
         catch (SqliteException error) when (IsInterruption(error, attempt))
         {
@@ -497,7 +535,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             try
             {
                 using var cancellation = new AttemptCancellation(physical, command.CommandText, cancellationToken, caller);
-                return run(command, behavior);
+                return RunStatements(physical, run, command, behavior);
             }
             catch (SqliteException error) when (IsInterruption(error, cancellationToken))
             {
@@ -577,7 +615,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 // Cancelled after the gate was entered, the token's interrupt came while no statement ran: SQLite dropped it.
                 cancellationToken.ThrowIfCancellationRequested();
                 using var cancellation = new AttemptCancellation(physical, command.CommandText, cancellationToken, caller);
-                var result = run(command, behavior);
+                var result = RunStatements(physical, run, command, behavior);
                 if (!keepOpen)
                 {
                     physical.Commit();

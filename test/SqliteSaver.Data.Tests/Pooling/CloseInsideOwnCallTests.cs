@@ -3,9 +3,9 @@ using Shouldly;
 namespace SqliteSaver.Data.Tests.Pooling;
 
 /// <summary>
-/// Close made inside one of the connection's own calls (a retry strategy's callback, a function SQLite runs in a
-/// statement) cannot end that call, which waits for it to return: it is refused at once, the connection stays open and
-/// the call goes on as if it had not been made. Before, Close ended the call and waited for it (for itself) until
+/// Close made inside one of the connection's own calls, on its thread (a function SQLite runs in a statement, a retry
+/// strategy's callback of a synchronous call) cannot end that call, which waits for it to return: it is refused at once,
+/// the connection stays open and the call goes on as if it had not been made. Before, Close ended the call and waited for it (for itself) until
 /// Busy Timeout and 5 s had passed, was refused only then, and the call then failed saying the connection had been
 /// closed, though it was still open. Busy Timeout is 1 ms here, so that such a wait ends within about 5 s.
 /// </summary>
@@ -28,35 +28,44 @@ public class CloseInsideOwnCallTests : DatabaseTest
         Count(connection).ShouldBe(1);
     }
 
+    /// <summary>
+    /// A Close by work that a retry strategy's callback of an asynchronous call started on another thread (a watchdog,
+    /// which carries the call's async context) is not taken for one inside the call: it ends the call, whose long
+    /// statement it interrupts, and closes the connection. A first version of the refusal looked at that context and
+    /// refused it, leaving the watchdog unable to end the call (a review).
+    /// </summary>
     [Test]
-    public async Task Close_in_a_retry_strategys_attempt_of_an_asynchronous_write_is_refused_and_the_write_is_kept()
+    public async Task Close_by_a_watchdog_a_retry_strategys_callback_started_ends_the_call_and_closes_the_connection()
     {
-        using var strategy = new ClosingStrategy();
+        using var strategy = new WatchdogStrategy();
         using var dataSource = DataSource(strategy);
         await using var connection = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
-        strategy.Arm(connection);
-
-        await using (var insert = connection.CreateCommand())
+        using var running = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("running", () =>
         {
-            insert.CommandText = "INSERT INTO t VALUES (1)";
-            (await insert.ExecuteNonQueryAsync().ConfigureAwait(false)).ShouldBe(1);
-        }
+            running.Set();
+            return 1L;
+        });
+        strategy.Arm(connection, running);
 
-        strategy.Refusal.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(RefusedMessage);
-        connection.State.ShouldBe(System.Data.ConnectionState.Open);
-        Count(connection).ShouldBe(1);
+        await using var query = connection.CreateCommand();
+        query.CommandText = "WITH RECURSIVE c(x) AS (SELECT running() UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c";
+        var ended = await Should.ThrowAsync<InvalidOperationException>(() => query.ExecuteScalarAsync()).ConfigureAwait(false);
+
+        ended.Message.ShouldContain("closed while this call ran");
+        (await strategy.Watchdog!.WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false)).ShouldBeNull("the watchdog's Close threw");
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
     }
 
     [Test]
-    public async Task Close_in_a_retry_strategys_attempt_of_BeginTransaction_is_refused_and_the_transaction_begins(
-        [Values] bool async)
+    public void Close_in_a_retry_strategys_attempt_of_BeginTransaction_is_refused_and_the_transaction_begins()
     {
         using var strategy = new ClosingStrategy();
         using var dataSource = DataSource(strategy);
-        await using var connection = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
+        using var connection = dataSource.OpenConnection();
         strategy.Arm(connection);
 
-        await using (var transaction = async ? await connection.BeginTransactionAsync().ConfigureAwait(false) : connection.BeginTransaction())
+        using (var transaction = connection.BeginTransaction())
         {
             Execute(connection, "INSERT INTO t VALUES (1)", transaction).ShouldBe(1);
             transaction.Commit();
@@ -158,7 +167,7 @@ public class CloseInsideOwnCallTests : DatabaseTest
         }
     }
 
-    /// <summary>Runs each attempt once; the first after <see cref="Arm"/> first closes the connection, recording what Close threw.</summary>
+    /// <summary>Runs each attempt once; the first synchronous one after <see cref="Arm"/> first closes the connection, recording what Close threw.</summary>
     private sealed class ClosingStrategy : SaverRetryStrategy, IDisposable
     {
         private SaverDbConnection? _connection;
@@ -175,15 +184,11 @@ public class CloseInsideOwnCallTests : DatabaseTest
             return attempt(state, cancellationToken);
         }
 
-        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+        public override ValueTask<TResult> ExecuteAsync<TState, TResult>(
             Func<TState, CancellationToken, ValueTask<TResult>> attempt,
             TState state,
             CancellationToken cancellationToken)
-        {
-            await Task.Yield(); // on the thread pool, in the execution's flow
-            CloseOnce();
-            return await attempt(state, cancellationToken).ConfigureAwait(false);
-        }
+            => attempt(state, cancellationToken);
 
         private void CloseOnce()
         {
@@ -191,6 +196,43 @@ public class CloseInsideOwnCallTests : DatabaseTest
             {
                 Refusal = Record(connection.Close);
             }
+        }
+    }
+
+    /// <summary>
+    /// Runs each attempt once; the first asynchronous one after <see cref="Arm"/> starts a watchdog that closes the
+    /// connection once the statement runs, on another thread, in the call's async context.
+    /// </summary>
+    private sealed class WatchdogStrategy : SaverRetryStrategy, IDisposable
+    {
+        private (SaverDbConnection Connection, ManualResetEventSlim Running)? _armed;
+
+        /// <summary>What the watchdog's Close threw, null for nothing.</summary>
+        public Task<Exception?>? Watchdog { get; private set; }
+
+        public void Arm(SaverDbConnection connection, ManualResetEventSlim running) => _armed = (connection, running);
+
+        public void Dispose() => _armed = null;
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+            => attempt(state, cancellationToken);
+
+        public override ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt,
+            TState state,
+            CancellationToken cancellationToken)
+        {
+            if (_armed is var (connection, running))
+            {
+                _armed = null;
+                Watchdog = Task.Run(() =>
+                {
+                    running.Wait(TimeSpan.FromSeconds(30));
+                    return Record(connection.Close);
+                });
+            }
+
+            return attempt(state, cancellationToken);
         }
     }
 }
