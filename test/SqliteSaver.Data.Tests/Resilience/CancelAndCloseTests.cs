@@ -289,16 +289,7 @@ public class CancelAndCloseTests : DatabaseTest
         connection.Open();
         using var closingFirst = new ManualResetEventSlim();
         using var secondWaits = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction("hold", () =>
-        {
-            closingFirst.Set();
-            secondWaits.Wait(Bound);
-            return 1L;
-        });
-        using var first = connection.CreateCommand();
-        first.CommandText = "SELECT 1; SELECT hold()";
-        var firstReader = first.ExecuteReader(); // Close closes it first, running its second statement
-        firstReader.Read().ShouldBeTrue();
+        HoldingReader(connection, closingFirst, secondWaits);
         using var second = connection.CreateCommand();
         second.CommandText = "SELECT 1 UNION ALL SELECT 2";
         var secondReader = second.ExecuteReader();
@@ -493,16 +484,7 @@ public class CancelAndCloseTests : DatabaseTest
         connection.Open();
         using var closing = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction("hold", () =>
-        {
-            closing.Set();
-            release.Wait(Bound);
-            return 1L;
-        });
-        using var query = connection.CreateCommand();
-        query.CommandText = "SELECT 1; SELECT hold()";
-        var queryReader = query.ExecuteReader(); // Close closes it first, running its second statement
-        queryReader.Read().ShouldBeTrue();
+        HoldingReader(connection, closing, release);
         using var insert = connection.CreateCommand();
         insert.CommandText = "INSERT INTO t VALUES (7) RETURNING x";
         var reader = insert.ExecuteReader();
@@ -774,4 +756,21 @@ public class CancelAndCloseTests : DatabaseTest
     /// <summary>How many waits for a Close of the renter run now (RenterCalls' private _closeWatchers: see WaitForClose).</summary>
     private static int CloseWatchers(SqliteSaver.Data.Pooling.RenterCalls calls)
         => (int)typeof(SqliteSaver.Data.Pooling.RenterCalls).GetField("_closeWatchers", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(calls)!;
+
+    /// <summary>
+    /// Opens a reader on <paramref name="connection"/> that its Close closes first, running the reader's second
+    /// statement, which sets <paramref name="closing"/> and waits for <paramref name="release"/> (30 s at most).
+    /// </summary>
+    private static void HoldingReader(SaverDbConnection connection, ManualResetEventSlim closing, ManualResetEventSlim release)
+    {
+        connection.InnerConnection.CreateFunction("hold", () =>
+        {
+            closing.Set();
+            release.Wait(Bound);
+            return 1L;
+        });
+        var query = connection.CreateCommand(); // closed with the connection, as is its reader
+        query.CommandText = "SELECT 1; SELECT hold()";
+        query.ExecuteReader().Read().ShouldBeTrue();
+    }
 }
