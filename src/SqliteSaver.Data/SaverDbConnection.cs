@@ -35,8 +35,9 @@ public sealed class SaverDbConnection : DbConnection
     private static readonly Lazy<string> Version = new(() => new SqliteConnection().ServerVersion);
 
     /// <summary>
-    /// The connection an asynchronous execution runs on, in its flow and in what that runs (a retry strategy's callbacks,
-    /// a function SQLite runs in its statement): a call there is nested in the execution (see <see cref="EarlierAsyncExecution"/>).
+    /// The connection an asynchronous execution (or BeginTransactionAsync) runs on, in its flow and in what that runs (a
+    /// retry strategy's callbacks, a function SQLite runs in its statement): a call there is nested in the execution (see
+    /// <see cref="EarlierAsyncExecution"/>).
     /// </summary>
     internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
 
@@ -323,15 +324,6 @@ public sealed class SaverDbConnection : DbConnection
         if (!physical.Calls.EndAll(physical.Handle, bound))
         {
             Volatile.Write(ref _physical, physical); // still open, as a call of its own still runs on it
-            Interlocked.MemoryBarrier(); // pairs with Dispose's: one of the two sees the other's write
-            if (_disposed && Interlocked.Exchange(ref _physical, null) is { } abandoned)
-            {
-                // Disposed meanwhile (on another thread, whose Close found nothing to close), or by this Close: nothing
-                // else would close it, and its finalizer may be suppressed. Its slot is freed once the calls end.
-                var pool = _dataSource!.Pool;
-                abandoned.Calls.WhenAllEnded(() => pool.ReclaimLeaked(abandoned, leaked: false));
-            }
-
             throw new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
                 $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open: the call may be blocked in the application's code that SQLite or a retry strategy runs (a function, a callback), which no interrupt stops, or be the one closing it (in a retry strategy's callback of an asynchronous call, or after an await in one of a synchronous call)."));
@@ -1005,6 +997,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             if (async)
             {
+                ExecutionOn.Value = this; // a call the strategy's callbacks make is nested in this one (see EarlierAsyncExecution)
                 await Executor.BeginAsync(physical, deferred, retry, deadline, token).ConfigureAwait(false);
             }
             else

@@ -184,25 +184,23 @@ internal sealed class ConnectionPool : IDisposable
 
     /// <summary>
     /// Takes back the connection of a <see cref="SaverDbConnection"/> that was garbage collected while open (called
-    /// from its finalizer), or, not <paramref name="leaked"/>, disposed while a Close that gave up waiting for a call
-    /// of it held it (called as that call ends). On a pool thread, it is closed, rolling back its transaction, its slot
-    /// freed, and then its write gate left. It is not reused: its state is unknown, and something may still hold its
-    /// SQLite connection.
+    /// from its finalizer). On a pool thread, it is closed, rolling back its transaction, its slot freed, and then its
+    /// write gate left. It is not reused: its state is unknown, and something may still hold its SQLite connection.
     /// </summary>
-    public void ReclaimLeaked(PhysicalConnection connection, bool leaked = true)
+    public void ReclaimLeaked(PhysicalConnection connection)
         => ThreadPool.UnsafeQueueUserWorkItem(
             static state =>
             {
-                var (pool, abandoned, counted) = state;
+                var (pool, leaked) = state;
                 try
                 {
                     try
                     {
-                        pool.Return(abandoned, retire: true); // closing rolls back and frees SQLite's write lock ...
+                        pool.Return(leaked, retire: true); // closing rolls back and frees SQLite's write lock ...
                     }
                     finally
                     {
-                        abandoned.ReleaseGate(); // ... before the next writer in the process is let through
+                        leaked.ReleaseGate(); // ... before the next writer in the process is let through
                     }
                 }
                 catch (Exception)
@@ -212,13 +210,10 @@ internal sealed class ConnectionPool : IDisposable
                 }
                 finally
                 {
-                    if (counted)
-                    {
-                        pool._telemetry.ConnectionLeaked(abandoned.Id);
-                    }
+                    pool._telemetry.ConnectionLeaked(leaked.Id);
                 }
             },
-            (this, connection, leaked),
+            (this, connection),
             preferLocal: false);
 
     /// <summary>

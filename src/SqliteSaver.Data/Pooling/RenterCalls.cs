@@ -22,7 +22,6 @@ internal sealed class RenterCalls : IDisposable
     private int _running;
     private int _closeWaits;
     private int _closeWatchers; // threads in WaitForClose
-    private Action? _afterEnded; // see WhenAllEnded
 
     /// <summary>
     /// The renters' calls running on this thread now, outermost first, up to <see cref="t_depth"/>: a synchronous call,
@@ -109,36 +108,12 @@ internal sealed class RenterCalls : IDisposable
     /// <summary>A call ends.</summary>
     public void End()
     {
-        if (Interlocked.Decrement(ref _running) != 0)
-        {
-            return;
-        }
-
-        if (Volatile.Read(ref _closeWaits) == 1)
+        if (Interlocked.Decrement(ref _running) == 0 && Volatile.Read(ref _closeWaits) == 1)
         {
             lock (_ended)
             {
                 Monitor.PulseAll(_ended);
             }
-        }
-
-        if (Volatile.Read(ref _afterEnded) is not null && Interlocked.Exchange(ref _afterEnded, null) is { } after)
-        {
-            after();
-        }
-    }
-
-    /// <summary>
-    /// Runs <paramref name="action"/> once no call runs: at once if none does, else as the last ends (on its thread:
-    /// keep it short). For a connection disposed while a Close that gave up waiting for a call held it.
-    /// </summary>
-    public void WhenAllEnded(Action action)
-    {
-        // A full fence between this write and the read of _running, as End has between its decrement and its read.
-        Interlocked.Exchange(ref _afterEnded, action);
-        if (Volatile.Read(ref _running) == 0 && Interlocked.Exchange(ref _afterEnded, null) is { } now)
-        {
-            now();
         }
     }
 

@@ -326,46 +326,6 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
-    /// Dispose while a Close on another thread waits for a call that outlasts its bound (a function of the application's
-    /// that SQLite runs, which no interrupt stops; Busy Timeout 100 ms, so 5.1 s): the Dispose returns at once, and the
-    /// Close, giving up, leaves the disposed connection closed and frees its slot once the call has ended (the next
-    /// Open waits for it). Before, that Close left a disposed connection open: its pool slot was never freed, not even
-    /// by the finalizer, which Dispose had suppressed (a review, 3 in 3). A first fix had Dispose wait for the Close,
-    /// which held both up when Dispose ran inside the call (a second review).
-    /// </summary>
-    [Test]
-    public async Task Dispose_during_a_Close_on_another_thread_that_gives_up_closes_the_connection_once_the_call_ends()
-    {
-        var connectionString = Folder.ConnectionString("Busy Timeout=100;Max Pool Size=1;Pool Timeout=30");
-        var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        var calls = connection.GetOpenPhysical("test").Calls;
-        using var entered = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction("slow", () =>
-        {
-            entered.Set();
-            release.Wait(Bound);
-            return 1L;
-        });
-        var query = Task.Factory.StartNew(
-            () => ConnectionTests.Scalar(connection, "SELECT slow()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        entered.Wait(Bound).ShouldBeTrue();
-
-        var close = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        Wait.Until(() => calls.CloseWaits || close.IsCompleted);
-        var dispose = Task.Factory.StartNew(connection.Dispose, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        (await Should.ThrowAsync<InvalidOperationException>(() => close.WaitAsync(Bound))).Message.ShouldContain("did not end within 5.1 s");
-        release.Set();
-        await dispose.WaitAsync(Bound);
-        (await query.WaitAsync(Bound)).ShouldBe(1L);
-
-        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
-        await using var next = new SaverDbConnection(connectionString);
-        next.Open(); // the only slot, once the call has ended (Pool Timeout 30 s)
-    }
-
-    /// <summary>
     /// Close from another thread ends a synchronous write waiting at the write gate while the thread pool is busy (as
     /// code blocking on async work makes it): Close returns with the connection closed, and the write throws. A first
     /// version of the change above ran the token's callbacks, which wake that wait, on the thread pool: Close waited

@@ -169,6 +169,37 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above, for a BeginTransactionAsync waiting at the write gate: the query its retry strategy's callback runs is
+    /// nested in it. A change of this session dropped BeginTransactionAsync's mark, and the query waited for the BEGIN,
+    /// which waited for the query, until the query's CommandTimeout (a review).
+    /// </summary>
+    [Test]
+    public async Task A_query_nested_in_a_running_BeginTransactionAsync_does_not_wait_for_it()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (7)");
+        SaverDbConnection? connection = null;
+        long? nested = null;
+        var strategy = new QueryingStrategy(async () => nested = (long?)await Query(connection!));
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
+        await using var holder = await dataSource.OpenConnectionAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        connection = await dataSource.OpenConnectionAsync();
+
+        var begin = connection.BeginTransactionAsync().AsTask();
+        begin.IsCompleted.ShouldBeFalse("the BEGIN waits at the gate");
+        strategy.Armed = true;
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+
+        await Task.WhenAny(begin, Task.Delay(Bound));
+        begin.Status.ShouldBe(TaskStatus.RanToCompletion, "the BEGIN's nested query waited for the BEGIN");
+        nested.ShouldBe(7L);
+        await (await begin).DisposeAsync();
+        await connection.DisposeAsync();
+    }
+
+    /// <summary>
     /// A command whose ExecuteNonQueryAsync waits at the write gate (held by another connection's transaction) is
     /// moved to another connection, given another text, or run again, as Microsoft.Data.Sqlite allows once its call
     /// has returned (its async calls complete before they return); another command on the first connection then runs
