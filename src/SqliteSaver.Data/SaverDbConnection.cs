@@ -275,7 +275,6 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-
     /// <summary>
     /// For Open: waits for a Close of this connection running on another thread to have handed its physical connection
     /// back (or given up), blocking the thread at most twice Busy Timeout and 5 s; not for its StateChange event, whose

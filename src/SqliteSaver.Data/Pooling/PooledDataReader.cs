@@ -78,8 +78,8 @@ internal sealed class PooledDataReader(
     /// gone on to close the readers itself closes this one and unbinds its command (see
     /// <see cref="CloseForConnection"/>): this Close waits until it has handed the connection back (not for its
     /// StateChange handlers), so that nothing of the reader or its command is touched meanwhile (the command's Dispose,
-    /// say, which follows at once), and closes the reader itself if that Close gives up and leaves the connection open. Run by that very Close (in a function SQLite runs as it closes
-    /// another reader), it closes the reader at once.
+    /// say, which follows at once), and closes the reader itself if that Close gives up and leaves the connection open.
+    /// Run by that very Close (in a function SQLite runs as it closes another reader), it closes the reader at once.
     /// </summary>
     public override void Close()
     {
@@ -129,23 +129,21 @@ internal sealed class PooledDataReader(
     /// <see cref="Close"/>, for the connection's Close (through <see cref="SaverDbCommand.Unbind"/>, or a reader's Close
     /// run inside it), which has taken the physical connection and ended the renter's calls.
     /// </summary>
-    internal void CloseForConnection()
-    {
-        _closedByConnection = true;
-        Finish(physical.Calls.Begin());
-    }
+    internal void CloseForConnection() => Finish(physical.Calls.Begin(), byConnection: true);
 
     /// <summary>
     /// Closes the SQLite reader, unless another Close has taken that on (then only <paramref name="call"/>, begun on the
     /// physical connection, ends), and ends the call.
     /// </summary>
-    private void Finish(CancellationTokenSource call)
+    private void Finish(CancellationTokenSource call, bool byConnection = false)
     {
         if (Interlocked.Exchange(ref _closing, 1) == 1)
         {
             physical.Calls.End();
             return;
         }
+
+        _closedByConnection = byConnection;
 
         var attempt = UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
         NoteStatementsRunAsWritten(); // closing runs those not reached
