@@ -5,9 +5,10 @@ namespace SqliteSaver.Data.Tests.Pooling;
 /// <summary>
 /// Close made inside one of the connection's own calls, on its thread (a function SQLite runs in a statement, a retry
 /// strategy's callback of a synchronous call) cannot end that call, which waits for it to return: it is refused at once,
-/// the connection stays open and the call goes on as if it had not been made. Before, Close ended the call and waited for it (for itself) until
-/// Busy Timeout and 5 s had passed, was refused only then, and the call then failed saying the connection had been
-/// closed, though it was still open. Busy Timeout is 1 ms here, so that such a wait ends within about 5 s.
+/// the connection stays open and the call goes on as if it had not been made. Before, Close ended the call and waited
+/// for it (for itself) until Busy Timeout and 5 s had passed, was refused only then, and the call then failed saying
+/// the connection had been closed, though it was still open. Busy Timeout is 1 ms here, so that such a wait ends within
+/// about 5 s.
 /// </summary>
 public class CloseInsideOwnCallTests : DatabaseTest
 {
