@@ -351,11 +351,18 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// <exception cref="SqliteException">SQLite could not roll back.</exception>
     public void Rollback()
     {
-        if (InTransaction)
+        for (var attempt = 1; InTransaction; attempt++)
         {
             try
             {
                 SqliteException.ThrowExceptionForRC(Step(_rollback), Handle);
+                break;
+            }
+            catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_INTERRUPT && (attempt < 3 || !InTransaction))
+            {
+                // An interrupt meant for a statement (Close's or Cancel's, which may come twice) landed on the ROLLBACK.
+                // If the transaction is still open it is tried again: SQLite forgets an interrupt once no statement
+                // runs (one that stays pending while another statement runs fails every attempt).
             }
             catch (SqliteException error)
             {

@@ -44,6 +44,46 @@ public class FailedRollbackTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("3"); // committed, and nothing else
     }
 
+    /// <summary>
+    /// An interrupt meant for a statement (Close's second one, from its own thread, say) that lands on the ROLLBACK of a
+    /// transaction: the rollback is tried again and succeeds, rather than leave the connection refusing every command
+    /// until it is closed. Here a progress handler interrupts the first ROLLBACK once. Before, Rollback threw
+    /// SQLITE_INTERRUPT with the transaction still open (a chaos trial saw it as "could not roll its transaction back").
+    /// </summary>
+    [Test]
+    public void A_rollback_an_interrupt_stops_once_is_tried_again()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var physical = connection.GetOpenPhysical("test");
+        var transaction = connection.BeginTransaction();
+        using (var insert = connection.CreateCommand())
+        {
+            insert.CommandText = "INSERT INTO t VALUES (1)";
+            insert.Transaction = transaction;
+            insert.ExecuteNonQuery();
+        }
+
+        var interrupts = 0;
+        raw.sqlite3_progress_handler(physical.Handle, 1, _ => Interlocked.Increment(ref interrupts) == 1 ? 1 : 0, null);
+        try
+        {
+            transaction.Rollback();
+        }
+        finally
+        {
+            raw.sqlite3_progress_handler(physical.Handle, 0, null, null);
+        }
+
+        interrupts.ShouldBeGreaterThan(1, "the first ROLLBACK was interrupted, and another ran");
+        physical.InTransaction.ShouldBeFalse();
+        physical.RollbackFailure.ShouldBeNull();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)").ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("2");
+    }
+
     [Test]
     public async Task An_async_write_SQLite_cannot_roll_back_stops_later_commands_until_the_rollback_succeeds()
     {
