@@ -193,8 +193,7 @@ internal sealed class PooledDataReader(
             finally
             {
                 inner.Close();
-                Executor.Finish(physical, commit: !_writeFailed);
-                _writeCommitted = !_writeFailed;
+                FinishWrite(call);
             }
         }
         finally
@@ -703,6 +702,24 @@ internal sealed class PooledDataReader(
                 "The connection was closed before this read ran, so it read nothing. Closing the connection closed the reader, which commits the write its command made outside a transaction, as closing the reader does.",
                 closed);
         }
+    }
+
+    /// <summary>
+    /// Commits the write left open for this reader, or rolls it back when it failed (see <see cref="Executor.Finish"/>).
+    /// A COMMIT that Close's interrupt stopped was rolled back, as any call Close ends, and throws what those throw.
+    /// </summary>
+    private void FinishWrite(CancellationTokenSource call)
+    {
+        try
+        {
+            Executor.Finish(physical, commit: !_writeFailed);
+        }
+        catch (SqliteException failure) when (EndedByClose(failure, call) is { } ended)
+        {
+            throw ended;
+        }
+
+        _writeCommitted = !_writeFailed;
     }
 
     /// <summary>
