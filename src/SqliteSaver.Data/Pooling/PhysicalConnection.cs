@@ -345,8 +345,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     public void Execute(string sql) => SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, sql), Handle);
 
     /// <summary>
-    /// Rolls back the open transaction, if SQLite has not already done so. A failure that leaves the transaction open
-    /// is kept in <see cref="RollbackFailure"/>.
+    /// Rolls back the open transaction, if SQLite has not already done so; a ROLLBACK an interrupt stops is tried up to
+    /// three times. A failure that leaves the transaction open is kept in <see cref="RollbackFailure"/>.
     /// </summary>
     /// <exception cref="SqliteException">SQLite could not roll back.</exception>
     public void Rollback()

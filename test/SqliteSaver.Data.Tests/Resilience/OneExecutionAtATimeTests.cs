@@ -170,8 +170,8 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
 
     /// <summary>
     /// As above, for a BeginTransactionAsync waiting at the write gate: the query its retry strategy's callback runs is
-    /// nested in it. A change of this session dropped BeginTransactionAsync's mark, and the query waited for the BEGIN,
-    /// which waited for the query, until the query's CommandTimeout (a review).
+    /// nested in it. A change (bf3f8ec) dropped BeginTransactionAsync's mark, and the query waited for the BEGIN, which
+    /// waited for the query, until the query's CommandTimeout (a review).
     /// </summary>
     [Test]
     public async Task A_query_nested_in_a_running_BeginTransactionAsync_does_not_wait_for_it()
