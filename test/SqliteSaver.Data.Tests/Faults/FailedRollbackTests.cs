@@ -54,17 +54,9 @@ public class FailedRollbackTests : DatabaseTest
     public void A_rollback_an_interrupt_stops_once_is_tried_again()
     {
         var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        var (connection, transaction) = InTransactionWithOneRow(connectionString);
+        using var opened = connection;
         var physical = connection.GetOpenPhysical("test");
-        var transaction = connection.BeginTransaction();
-        using (var insert = connection.CreateCommand())
-        {
-            insert.CommandText = "INSERT INTO t VALUES (1)";
-            insert.Transaction = transaction;
-            insert.ExecuteNonQuery();
-        }
 
         var interrupts = 0;
         raw.sqlite3_progress_handler(physical.Handle, 1, _ => Interlocked.Increment(ref interrupts) == 1 ? 1 : 0, null);
@@ -109,17 +101,9 @@ public class FailedRollbackTests : DatabaseTest
     public void A_transaction_whose_rollback_SQLite_refuses_keeps_the_gate_and_lets_no_command_join_it()
     {
         var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        var (connection, transaction) = InTransactionWithOneRow(connectionString);
+        using var opened = connection;
         var physical = connection.GetOpenPhysical("test");
-        var transaction = connection.BeginTransaction();
-        using (var insert = connection.CreateCommand())
-        {
-            insert.CommandText = "INSERT INTO t VALUES (1)";
-            insert.Transaction = transaction;
-            insert.ExecuteNonQuery();
-        }
 
         using (DenyRollback(physical.Handle))
         {
@@ -267,6 +251,20 @@ public class FailedRollbackTests : DatabaseTest
             (_, action, operation, _, _, _) => action == raw.SQLITE_TRANSACTION && operation == "ROLLBACK" ? raw.SQLITE_DENY : raw.SQLITE_OK,
             null);
         return new Allow(handle);
+    }
+
+    /// <summary>Creates table t, opens a connection and begins a transaction on it that has inserted 1 into t.</summary>
+    private static (SaverDbConnection Connection, SaverDbTransaction Transaction) InTransactionWithOneRow(string connectionString)
+    {
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (1)";
+        insert.Transaction = transaction;
+        insert.ExecuteNonQuery();
+        return (connection, transaction);
     }
 
     private static async Task<int> ExecAsync(SaverDbConnection connection, string sql, CancellationToken cancellationToken)
