@@ -323,6 +323,16 @@ public sealed class SaverDbConnection : DbConnection
         if (!physical.Calls.EndAll(physical.Handle, bound))
         {
             Volatile.Write(ref _physical, physical); // still open, as a call of its own still runs on it
+            Interlocked.MemoryBarrier(); // pairs with Dispose's: one of the two sees the other's write
+            if (_disposed)
+            {
+                // Disposed meanwhile on another thread, whose Close found nothing to close and whose Dispose suppresses
+                // the finalizer (or by this Close, which throws): nothing else closes it. Its finalizer does, once nothing
+                // holds it, unless that suppression comes after this (the same few instructions); run twice, it does
+                // nothing the second time.
+                GC.ReRegisterForFinalize(this);
+            }
+
             throw new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
                 $"A call of this connection did not end within {bound.TotalSeconds} s (Busy Timeout and {CallsEndWithin.TotalSeconds} s) of Close, so the connection stays open: the call may be blocked in the application's code that SQLite or a retry strategy runs (a function, a callback), which no interrupt stops, or be the one closing it (in a retry strategy's callback of an asynchronous call, or after an await in one of a synchronous call)."));
