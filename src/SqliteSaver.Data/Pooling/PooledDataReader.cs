@@ -2,6 +2,7 @@ using System.Collections;
 using System.Collections.ObjectModel;
 using System.Data;
 using System.Data.Common;
+using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Interop;
 using SqliteSaver.Data.Resilience;
@@ -50,7 +51,7 @@ internal sealed class PooledDataReader(
 
     public override int Depth => inner.Depth;
 
-    public override int FieldCount => inner.FieldCount;
+    public override int FieldCount => Read(static (reader, _) => reader.FieldCount, 0);
 
     public override bool HasRows => inner.HasRows;
 
@@ -64,7 +65,7 @@ internal sealed class PooledDataReader(
 
     public override int RecordsAffected => inner.RecordsAffected;
 
-    public override int VisibleFieldCount => inner.VisibleFieldCount;
+    public override int VisibleFieldCount => Read(static (reader, _) => reader.VisibleFieldCount, 0);
 
     public override object this[int ordinal] => Read(static (reader, ordinal) => reader[ordinal], ordinal);
 
@@ -391,9 +392,9 @@ internal sealed class PooledDataReader(
             ? Read(static (reader, a) => CharsOfValue(reader, a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length))
             : Read(static (reader, a) => reader.GetChars(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
-    public ReadOnlyCollection<DbColumn> GetColumnSchema() => inner.GetColumnSchema();
+    public ReadOnlyCollection<DbColumn> GetColumnSchema() => Read(static (reader, _) => reader.GetColumnSchema(), 0);
 
-    public override string GetDataTypeName(int ordinal) => inner.GetDataTypeName(ordinal);
+    public override string GetDataTypeName(int ordinal) => Read(static (reader, ordinal) => reader.GetDataTypeName(ordinal), ordinal);
 
     public override DateTime GetDateTime(int ordinal) => Read(static (reader, ordinal) => reader.GetDateTime(ordinal), ordinal);
 
@@ -403,7 +404,7 @@ internal sealed class PooledDataReader(
 
     public override IEnumerator GetEnumerator() => new DbEnumerator(this, closeReader: false);
 
-    public override Type GetFieldType(int ordinal) => inner.GetFieldType(ordinal);
+    public override Type GetFieldType(int ordinal) => Read(static (reader, ordinal) => reader.GetFieldType(ordinal), ordinal);
 
     public override T GetFieldValue<T>(int ordinal)
         => typeof(T) == typeof(Stream) ? (T)(object)GetStream(ordinal)
@@ -420,11 +421,11 @@ internal sealed class PooledDataReader(
 
     public override long GetInt64(int ordinal) => Read(static (reader, ordinal) => reader.GetInt64(ordinal), ordinal);
 
-    public override string GetName(int ordinal) => inner.GetName(ordinal);
+    public override string GetName(int ordinal) => Read(static (reader, ordinal) => reader.GetName(ordinal), ordinal);
 
-    public override int GetOrdinal(string name) => inner.GetOrdinal(name);
+    public override int GetOrdinal(string name) => Read(static (reader, name) => reader.GetOrdinal(name), name);
 
-    public override DataTable? GetSchemaTable() => inner.GetSchemaTable();
+    public override DataTable? GetSchemaTable() => Read(static (reader, _) => reader.GetSchemaTable(), 0);
 
     public override Stream GetStream(int ordinal)
         => ByValue(ordinal)
@@ -452,7 +453,7 @@ internal sealed class PooledDataReader(
     /// without a name, which ends the process (SIGSEGV); reading the value is what Microsoft.Data.Sqlite does for a column
     /// without a rowid. Known once per result set (its column schema would cost several times a read).
     /// </summary>
-    private bool ByValue(int ordinal)
+    private bool ByValue(int ordinal, [CallerMemberName] string operation = "")
     {
         if (inner.IsClosed)
         {
@@ -464,7 +465,7 @@ internal sealed class PooledDataReader(
             return true; // no row: the one running statement may be another reader's; the value's error is MDS's
         }
 
-        _byValue ??= Read(static (reader, handle) => ESqlite3.ColumnsWithoutTable(handle, reader.FieldCount), physical.Handle) ?? [];
+        _byValue ??= Read(static (reader, handle) => ESqlite3.ColumnsWithoutTable(handle, reader.FieldCount), physical.Handle, operation) ?? [];
         return (uint)ordinal >= (uint)_byValue.Length || _byValue[ordinal];
     }
 
@@ -658,31 +659,46 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// <paramref name="read"/>'s value of the current row, unless a Close from another thread closed this reader while
-    /// it read: the statement may have been reset under the read (a 0 or NULL for any column) or stepped by the
-    /// physical connection's next renter (another renter's row), so the value is not returned, and the read throws
-    /// what a call ended by Close throws. A reader closed before the read throws Microsoft.Data.Sqlite's error. Close
-    /// marks the reader closed before it resets the statement, with a full fence between (<see cref="Close"/>), and
-    /// SQLite's connection mutex orders the reset and the read, so a read that saw the reset sees the mark.
+    /// <paramref name="read"/>'s value of the current row (or of its columns), unless this reader is closed. One closed
+    /// before the read throws what a step of it throws (<see cref="ClosedReader"/>), without asking the SQLite reader,
+    /// which a Close on another thread may still be closing (it would say "No data exists for the row/column", or read
+    /// a NULL). One that a Close of its connection on another thread closed while it read does not return the value:
+    /// the statement may have been reset under the read (a 0 or NULL for any column) or stepped by the physical
+    /// connection's next renter (another renter's row); the read throws what a call ended by Close throws. Close marks
+    /// the reader closed before it resets the statement, with a full fence between (<see cref="Finish"/>), and SQLite's
+    /// connection mutex orders the reset and the read, so a read that saw the reset sees the mark.
     /// </summary>
+    /// <param name="read">The SQLite reader's read.</param>
+    /// <param name="argument">What <paramref name="read"/> reads (a column's ordinal, say).</param>
+    /// <param name="operation">The read's name, for the error of a closed reader.</param>
     /// <exception cref="InvalidOperationException">The reader is closed, or was closed while the value was read.</exception>
-    private T Read<TArgument, T>(Func<SqliteDataReader, TArgument, T> read, TArgument argument)
+    private T Read<TArgument, T>(Func<SqliteDataReader, TArgument, T> read, TArgument argument, [CallerMemberName] string operation = "")
     {
-        var closedBefore = Volatile.Read(ref _closed);
+        if (Volatile.Read(ref _closed))
+        {
+            throw ClosedReader(operation);
+        }
+
         T value;
         try
         {
             value = read(inner, argument);
         }
-        catch (Exception exception) when (Volatile.Read(ref _closed) && !(closedBefore && exception is InvalidOperationException and not ObjectDisposedException))
+        catch (Exception exception) when (Volatile.Read(ref _closed))
         {
-            // Closed before, the SQLite reader says so (InvalidOperationException), unless it was still closing.
-            throw RenterCalls.ClosedDuringCall(exception);
+            throw ClosedWhileRead(operation, exception);
         }
 
-        // Closed before, the SQLite reader may still be closing, and read no error.
-        return Volatile.Read(ref _closed) ? throw RenterCalls.ClosedDuringCall(null) : value;
+        return Volatile.Read(ref _closed) ? throw ClosedWhileRead(operation, null) : value;
     }
+
+    /// <summary>
+    /// What a read of <see cref="Read{TArgument, T}"/> that this reader was closed under throws: what a call ended by
+    /// its connection's Close throws, or, when the reader's own Close (on another thread) closed it, the error of a
+    /// closed reader.
+    /// </summary>
+    private InvalidOperationException ClosedWhileRead(string operation, Exception? exception)
+        => _closedByConnection ? RenterCalls.ClosedDuringCall(exception) : ClosedReader(operation);
 
     /// <summary>
     /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/>).

@@ -1,4 +1,5 @@
 using System.Data;
+using System.Data.Common;
 using System.Diagnostics.Metrics;
 using Microsoft.Data.Sqlite;
 using Shouldly;
@@ -488,6 +489,40 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// A value or column read of a reader that its connection's Close on another thread has closed says so, as Read
+    /// does. Before, it asked the SQLite reader, which that Close may still have been closing: it threw
+    /// Microsoft.Data.Sqlite's "No data exists for the row/column" or "The data is NULL at ordinal 1", or "Invalid
+    /// attempt to call FieldCount when reader is closed." without saying why (a chaos trial: Dapper queries racing
+    /// Close).
+    /// </summary>
+    [TestCase("FieldCount")]
+    [TestCase("VisibleFieldCount")]
+    [TestCase("GetName")]
+    [TestCase("GetOrdinal")]
+    [TestCase("GetFieldType")]
+    [TestCase("GetDataTypeName")]
+    [TestCase("GetSchemaTable")]
+    [TestCase("GetColumnSchema")]
+    [TestCase("Item")]
+    [TestCase("GetValue")]
+    [TestCase("GetInt64")]
+    [TestCase("GetBytes")]
+    public async Task A_value_or_column_read_of_a_reader_its_connections_Close_closed_says_so(string read)
+    {
+        await using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var query = connection.CreateCommand();
+        query.CommandText = "SELECT 1 AS x, x'01' AS b";
+        var reader = query.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        await Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+        Should.Throw<InvalidOperationException>(() => Read(reader, read)).Message.ShouldBe(
+            $"Invalid attempt to call {read} when reader is closed. Its connection was closed (from another thread, say), which closed it.");
+    }
+
+    /// <summary>
     /// A token cancelled after an asynchronous write has entered the write gate, but before any of its statements
     /// started, stops it: the registration's sqlite3_interrupt lands while no statement is active and SQLite drops it
     /// as the library's BEGIN IMMEDIATE starts, so the token is checked again before the user's statement runs. (The
@@ -733,4 +768,21 @@ public class CancelAndCloseTests : DatabaseTest
         query.CommandText = "SELECT 1; SELECT hold()";
         query.ExecuteReader().Read().ShouldBeTrue();
     }
+
+    /// <summary>Reads <paramref name="read"/> (a member's name) of <paramref name="reader"/>'s row: its first column, or its second for GetBytes.</summary>
+    private static object? Read(DbDataReader reader, string read) => read switch
+    {
+        "FieldCount" => reader.FieldCount,
+        "VisibleFieldCount" => reader.VisibleFieldCount,
+        "GetName" => reader.GetName(0),
+        "GetOrdinal" => reader.GetOrdinal("x"),
+        "GetFieldType" => reader.GetFieldType(0),
+        "GetDataTypeName" => reader.GetDataTypeName(0),
+        "GetSchemaTable" => reader.GetSchemaTable(),
+        "GetColumnSchema" => reader.GetColumnSchema(),
+        "Item" => reader[0],
+        "GetValue" => reader.GetValue(0),
+        "GetInt64" => reader.GetInt64(0),
+        _ => reader.GetBytes(1, 0, null, 0, 0),
+    };
 }
