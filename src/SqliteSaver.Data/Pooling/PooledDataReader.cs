@@ -42,7 +42,8 @@ internal sealed class PooledDataReader(
     private int _closing; // 1 once a Close has taken on closing the SQLite reader (see Finish)
     private bool _writeFailed;
     private bool _closedByConnection; // closed by its connection's Close (see CloseForConnection)
-    private bool _writeCommitted; // its write outside a transaction committed as it closed
+    private bool _writeEnded; // its write outside a transaction committed or rolled back as it closed (see FinishWrite)
+    private bool _writeCommitted; // that write committed
     private bool[]? _byValue; // per result set (see ByValue)
     private bool _onRow; // Read returned true, in this result set
 
@@ -119,7 +120,7 @@ internal sealed class PooledDataReader(
         call ??= connection.TryBeginCall(physical);
         if (call is null)
         {
-            _closed = true;
+            Volatile.Write(ref _closed, true);
             return;
         }
 
@@ -148,7 +149,7 @@ internal sealed class PooledDataReader(
 
         var attempt = UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
         NoteStatementsRunAsWritten(); // closing runs those not reached
-        _closed = true;
+        Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
         command.BeginRunning(call); // closing runs the statements of the command not reached yet
         physical.Calls.EnterOnThisThread();
         try
@@ -392,7 +393,7 @@ internal sealed class PooledDataReader(
             ? Read(static (reader, a) => CharsOfValue(reader, a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length))
             : Read(static (reader, a) => reader.GetChars(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
-    public ReadOnlyCollection<DbColumn> GetColumnSchema() => Read(static (reader, _) => reader.GetColumnSchema(), 0);
+    public ReadOnlyCollection<DbColumn> GetColumnSchema() => ReadSchema(static reader => reader.GetColumnSchema());
 
     public override string GetDataTypeName(int ordinal) => Read(static (reader, ordinal) => reader.GetDataTypeName(ordinal), ordinal);
 
@@ -425,7 +426,7 @@ internal sealed class PooledDataReader(
 
     public override int GetOrdinal(string name) => Read(static (reader, name) => reader.GetOrdinal(name), name);
 
-    public override DataTable? GetSchemaTable() => Read(static (reader, _) => reader.GetSchemaTable(), 0);
+    public override DataTable? GetSchemaTable() => ReadSchema(static reader => reader.GetSchemaTable());
 
     public override Stream GetStream(int ordinal)
         => ByValue(ordinal)
@@ -662,11 +663,11 @@ internal sealed class PooledDataReader(
     /// <paramref name="read"/>'s value of the current row (or of its columns), unless this reader is closed. One closed
     /// before the read throws what a step of it throws (<see cref="ClosedReader"/>), without asking the SQLite reader,
     /// which a Close on another thread may still be closing (it would say "No data exists for the row/column", or read
-    /// a NULL). One that a Close of its connection on another thread closed while it read does not return the value:
-    /// the statement may have been reset under the read (a 0 or NULL for any column) or stepped by the physical
-    /// connection's next renter (another renter's row); the read throws what a call ended by Close throws. Close marks
-    /// the reader closed before it resets the statement, with a full fence between (<see cref="Finish"/>), and SQLite's
-    /// connection mutex orders the reset and the read, so a read that saw the reset sees the mark.
+    /// a NULL). One that a Close on another thread (its own, or its connection's) closed while it read does not return
+    /// the value: the statement may have been reset under the read (a 0 or NULL for any column) or stepped by the
+    /// physical connection's next renter (another renter's row); the read throws the same error. Close marks the reader
+    /// closed before it resets the statement, with a full fence between (<see cref="Finish"/>), and SQLite's connection
+    /// mutex orders the reset and the read, so a read that saw the reset sees the mark.
     /// </summary>
     /// <param name="read">The SQLite reader's read.</param>
     /// <param name="argument">What <paramref name="read"/> reads (a column's ordinal, say).</param>
@@ -686,19 +687,42 @@ internal sealed class PooledDataReader(
         }
         catch (Exception exception) when (Volatile.Read(ref _closed))
         {
-            throw ClosedWhileRead(operation, exception);
+            throw ClosedReader(operation, exception);
         }
 
-        return Volatile.Read(ref _closed) ? throw ClosedWhileRead(operation, null) : value;
+        return Volatile.Read(ref _closed) ? throw ClosedReader(operation) : value;
     }
 
     /// <summary>
-    /// What a read of <see cref="Read{TArgument, T}"/> that this reader was closed under throws: what a call ended by
-    /// its connection's Close throws, or, when the reader's own Close (on another thread) closed it, the error of a
-    /// closed reader.
+    /// <see cref="Read{TArgument, T}"/> of the column schema, which runs statements on the connection
+    /// (Microsoft.Data.Sqlite's GetSchemaTable queries the tables the columns come from, scanning each): a call of the
+    /// connection, as a step is, so that a Close on another thread ends it and waits for it before the connection goes
+    /// to its next renter.
     /// </summary>
-    private InvalidOperationException ClosedWhileRead(string operation, Exception? exception)
-        => _closedByConnection ? RenterCalls.ClosedDuringCall(exception) : ClosedReader(operation);
+    /// <exception cref="InvalidOperationException">The reader is closed, or the connection was closed before or while it ran.</exception>
+    private T ReadSchema<T>(Func<SqliteDataReader, T> read, [CallerMemberName] string operation = "")
+    {
+        if (Volatile.Read(ref _closed))
+        {
+            throw ClosedReader(operation);
+        }
+
+        var call = BeginStep();
+        physical.Calls.EnterOnThisThread();
+        try
+        {
+            return Read(static (reader, read) => read(reader), read, operation);
+        }
+        catch (SqliteException exception) when (EndedByClose(exception, call) is { } ended)
+        {
+            throw ended;
+        }
+        finally
+        {
+            RenterCalls.ExitOnThisThread();
+            command.EndRunning(physical);
+        }
+    }
 
     /// <summary>
     /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/>).
@@ -729,23 +753,31 @@ internal sealed class PooledDataReader(
         try
         {
             Executor.Finish(physical, commit: !_writeFailed);
+            _writeCommitted = !_writeFailed;
         }
         catch (SqliteException failure) when (EndedByClose(failure, call) is { } ended)
         {
             throw ended;
         }
-
-        _writeCommitted = !_writeFailed;
+        finally
+        {
+            Volatile.Write(ref _writeEnded, true); // after _writeCommitted (see ClosedReader)
+        }
     }
 
     /// <summary>
-    /// What a step of a closed reader throws: Microsoft.Data.Sqlite's error for it, and, when its connection's Close
-    /// (perhaps on another thread) closed it, that, and whether its write was committed then.
+    /// What a read or step of a closed reader throws: Microsoft.Data.Sqlite's error for it, and, when its connection's
+    /// Close (perhaps on another thread) closed it, that, and what became of the write it made outside a transaction,
+    /// if any (committed or rolled back; to be committed while that Close still closes it).
     /// </summary>
-    private InvalidOperationException ClosedReader(string operation)
-        => new($"Invalid attempt to call {operation} when reader is closed.{(!_closedByConnection ? string.Empty : _writeCommitted
-            ? " Its connection was closed (from another thread, say), which closed it and committed the write its command made outside a transaction."
-            : " Its connection was closed (from another thread, say), which closed it.")}");
+    /// <param name="operation">The read or step, by its member's name.</param>
+    /// <param name="cause">What the SQLite reader threw as it was closed under the read, if anything.</param>
+    private InvalidOperationException ClosedReader(string operation, Exception? cause = null)
+        => new($"Invalid attempt to call {operation} when reader is closed.{(!_closedByConnection ? string.Empty
+            : !openWrite ? " Its connection was closed (from another thread, say), which closed it."
+            : !Volatile.Read(ref _writeEnded) ? " Its connection was closed (from another thread, say), which is closing it: closing commits the write its command made outside a transaction, unless a statement of it fails."
+            : _writeCommitted ? " Its connection was closed (from another thread, say), which closed it and committed the write its command made outside a transaction."
+            : " Its connection was closed (from another thread, say), which closed it and rolled back the write its command made outside a transaction.")}", cause);
 
     /// <summary>
     /// What a step that failed with <paramref name="exception"/> throws instead when Close's interrupt stopped it: the

@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Diagnostics.Metrics;
 using Microsoft.Data.Sqlite;
 using Shouldly;
@@ -285,6 +286,59 @@ public class CloseRaceTests : DatabaseTest
             .Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
         reader.IsClosed.ShouldBeTrue();
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    /// <summary>
+    /// Close from another thread while a reader's GetSchemaTable or GetColumnSchema runs the statements
+    /// Microsoft.Data.Sqlite's schema reads run on the connection (they query, and scan, the table a column comes from):
+    /// the read is a call of the renter, which Close ends and waits for, as for a step above, and it throws what a call
+    /// ended by Close throws. Before, Close did not wait for it: the progress handler waited in vain for Close to end a
+    /// call (the test's bound), and the schema read threw the handler's SQLITE_INTERRUPT; a chaos probe had the
+    /// physical connection's next renter run its query while the schema read still ran on it (a review).
+    /// </summary>
+    [TestCase("GetSchemaTable")]
+    [TestCase("GetColumnSchema")]
+    public void Close_from_another_thread_during_a_schema_read_ends_it_with_the_error_of_a_call_ended_by_Close(string read)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1)");
+        using var strategy = new PausingStrategy();
+        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-schema-" + read }.UseRetryStrategy(strategy);
+        using var dataSource = builder.Build();
+        var connection = dataSource.OpenConnection();
+        using var closeWaits = new ManualResetEventSlim();
+        strategy.Arm(token => token.Register(closeWaits.Set), pause: false); // the calls' token, until cancelled
+        ConnectionTests.Scalar(connection, "SELECT 1");
+
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT x FROM t";
+        var reader = select.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        Task? closing = null;
+        var closeEndedTheCall = false;
+        var caller = Environment.CurrentManagedThreadId;
+        var hooked = 0;
+        raw.sqlite3_progress_handler(connection.InnerConnection.Handle, 1, _ =>
+        {
+            if (Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
+            {
+                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                closeEndedTheCall = closeWaits.Wait(Bound); // no throw here, inside SQLite: it would end the process
+                return 1; // Close interrupts right after it cancels the calls' token: its interrupt lands in this read
+            }
+
+            return 0;
+        }, null);
+
+        var error = Should.Throw<Exception>(() => _ = read == "GetSchemaTable" ? reader.GetSchemaTable() : (object)reader.GetColumnSchema());
+
+        hooked.ShouldBe(1, "the progress handler fired inside the schema read");
+        closeEndedTheCall.ShouldBeTrue("Close ended the schema read as a call of the renter");
+        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        error.ShouldBeOfType<InvalidOperationException>($"{read} ended by Close threw {error}")
+            .Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
+        reader.IsClosed.ShouldBeTrue();
     }
 
     /// <summary>
