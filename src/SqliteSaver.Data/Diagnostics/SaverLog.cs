@@ -11,8 +11,8 @@ internal static partial class SaverLog
     [LoggerMessage(1002, LogLevel.Debug, "Closed physical connection {ConnectionId} to {PoolName}: {Reason}")]
     public static partial void ConnectionClosed(ILogger logger, long connectionId, string poolName, string reason);
 
-    [LoggerMessage(1003, LogLevel.Debug, "Replacing physical connection {ConnectionId} to {PoolName}: it held TEMP objects, attached databases, a read snapshot something left open keeps, or a setting that cannot be set back, or could not be rolled back, so it was closed and a fresh one opens when needed")]
-    public static partial void ConnectionReplaced(ILogger logger, long connectionId, string poolName);
+    [LoggerMessage(1003, LogLevel.Debug, "Replacing physical connection {ConnectionId} to {PoolName}: {Reason}, so it was closed and a fresh one opens when needed")]
+    public static partial void ConnectionReplaced(ILogger logger, long connectionId, string poolName, string reason);
 
     [LoggerMessage(1004, LogLevel.Warning, "No pooled connection to {PoolName} came free within Pool Timeout={PoolTimeoutSeconds} s: {InUse} of Max Pool Size={MaxPoolSize} are in use")]
     public static partial void PoolTimeout(ILogger logger, string poolName, double poolTimeoutSeconds, int inUse, int maxPoolSize);

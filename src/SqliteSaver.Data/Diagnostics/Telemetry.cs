@@ -102,13 +102,13 @@ internal sealed class Telemetry
         }
     }
 
-    public void Closed(long connectionId, CloseReason reason)
+    public void Closed(long connectionId, CloseReason reason, string? whyNotReset = null)
     {
         try
         {
             if (reason == CloseReason.NotReset)
             {
-                SaverLog.ConnectionReplaced(_poolLogger, connectionId, PoolName);
+                SaverLog.ConnectionReplaced(_poolLogger, connectionId, PoolName, whyNotReset ?? "it could not be reset");
             }
             else
             {

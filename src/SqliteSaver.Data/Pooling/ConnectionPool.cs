@@ -119,7 +119,8 @@ internal sealed class ConnectionPool : IDisposable
     {
         _telemetry.Record(SaverMetrics.UseTime, connection.RentedSince);
         var current = connection.Generation == Volatile.Read(ref _generation);
-        var reset = !retire && _options.Pooling && current && TryReset(connection);
+        string? whyNot = null;
+        var reset = !retire && _options.Pooling && current && TryReset(connection, out whyNot);
         bool last, drained;
         CloseReason reason;
         lock (_lock)
@@ -148,7 +149,7 @@ internal sealed class ConnectionPool : IDisposable
                 : CloseReason.Cleared;
         }
 
-        CloseTaken([connection], last, drained, reason);
+        CloseTaken([connection], last, drained, reason, whyNot);
     }
 
     /// <summary>
@@ -269,14 +270,15 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary><see cref="PhysicalConnection.TryReset"/>, taking anything it throws for "cannot be reset", so that the slot is never lost.</summary>
-    private static bool TryReset(PhysicalConnection connection)
+    private static bool TryReset(PhysicalConnection connection, out string? whyNot)
     {
         try
         {
-            return connection.TryReset();
+            return connection.TryReset(out whyNot);
         }
-        catch (Exception)
+        catch (Exception exception)
         {
+            whyNot = $"resetting it threw {exception.GetType().Name}: {exception.Message}";
             return false;
         }
     }
@@ -506,9 +508,10 @@ internal sealed class ConnectionPool : IDisposable
     /// Closes connections taken out of the pool and counted in <see cref="_closing"/>, freeing each one's slot once it
     /// is closed; when <paramref name="last"/>, the final one is the pool's last connection, and
     /// <see cref="_onLastClosing"/> sees it first (the others are closed by then). One that fails to close does not
-    /// stop the others; the first failure is thrown at the end.
+    /// stop the others; the first failure is thrown at the end. <paramref name="whyNot"/> says, for the log, why a
+    /// connection closed for <see cref="CloseReason.NotReset"/> could not be reset.
     /// </summary>
-    private void CloseTaken(IReadOnlyList<PhysicalConnection> closing, bool last, bool drained, CloseReason reason)
+    private void CloseTaken(IReadOnlyList<PhysicalConnection> closing, bool last, bool drained, CloseReason reason, string? whyNot = null)
     {
         ExceptionDispatchInfo? failure = null;
         for (var i = 0; i < closing.Count; i++)
@@ -528,7 +531,7 @@ internal sealed class ConnectionPool : IDisposable
                     closing[i].Dispose(); // its slot is freed next, so it must not stay open
                 }
 
-                _telemetry.Closed(closing[i].Id, reason);
+                _telemetry.Closed(closing[i].Id, reason, whyNot);
             }
             catch (Exception exception)
             {

@@ -517,8 +517,10 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// or attached databases, a transaction is still open after its <see cref="Sqlite"/> was handed out, or SQLite
     /// failed) and must be closed instead.
     /// </summary>
-    public bool TryReset()
+    /// <param name="whyNot">Why it cannot be made clean, for the log; <see langword="null"/> when it is.</param>
+    public bool TryReset(out string? whyNot)
     {
+        whyNot = null;
         if (!Used)
         {
             return true;
@@ -532,11 +534,13 @@ internal sealed partial class PhysicalConnection : IDisposable
         InnerExposed = false;
         if (Sqlite.State != System.Data.ConnectionState.Open)
         {
+            whyNot = "Microsoft.Data.Sqlite's connection under it was closed";
             return false;
         }
 
         if (UnreadablePragmaMayHaveChanged)
         {
+            whyNot = "a command may have set a PRAGMA whose value cannot be read, so cannot be set back";
             return false;
         }
 
@@ -548,6 +552,7 @@ internal sealed partial class PhysicalConnection : IDisposable
             {
                 // A SqliteTransaction begun on the inner connection and never disposed: rolling it back here would
                 // leave Microsoft.Data.Sqlite refusing every later command that does not name it.
+                whyNot = "a SqliteTransaction begun on InnerConnection was not disposed";
                 return false;
             }
 
@@ -568,10 +573,15 @@ internal sealed partial class PhysicalConnection : IDisposable
                 RememberPragmas(); // what the renter set through the inner connection stays, as documented
             }
 
-            return !(checkTemp && HasTempObjectsOfRenters()) && !(checkAttached && HasAttachedDatabases()) && !HoldsReadTransaction();
+            whyNot = checkTemp && HasTempObjectsOfRenters() ? "it holds TEMP tables, views or triggers a renter made"
+                : checkAttached && HasAttachedDatabases() ? "it has attached databases"
+                : HoldsReadTransaction() ? "something left open (a stream from GetStream, a reader on InnerConnection) keeps its read snapshot"
+                : null;
+            return whyNot is null;
         }
-        catch (SqliteException)
+        catch (SqliteException failure)
         {
+            whyNot = "SQLite failed to reset it: " + failure.Message;
             return false;
         }
     }
