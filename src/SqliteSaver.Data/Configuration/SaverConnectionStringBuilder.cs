@@ -19,9 +19,9 @@ namespace SqliteSaver.Data;
 [SuppressMessage("Design", "CA1010", Justification = "DbConnectionStringBuilder's collection shape is fixed by ADO.NET.")]
 public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
 {
-    // While the constructor parses: ADO.NET's parser hands a "Key=" with no value to Remove, which must then refuse
-    // an unknown keyword as the indexer does.
-    private bool _parsing;
+    // The connection string the constructor parses, while it does: ADO.NET's parser hands a "Key=" with no value to
+    // Remove, which must then refuse an unknown keyword as the indexer does, and hands keywords over in lower case.
+    private string? _parsing;
 
     /// <summary>Creates an empty builder; every keyword has its default.</summary>
     public SaverConnectionStringBuilder()
@@ -33,10 +33,10 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     /// <exception cref="ArgumentException">The string is malformed, a keyword is unknown or a value is invalid.</exception>
     public SaverConnectionStringBuilder(string? connectionString)
     {
-        _parsing = true;
+        _parsing = connectionString ?? string.Empty;
         try
         {
-            ConnectionString = connectionString ?? string.Empty;
+            ConnectionString = _parsing;
         }
         catch (ArgumentException malformed) when (malformed.ParamName is null) // the keywords' own errors name the keyword
         {
@@ -47,7 +47,7 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         }
         finally
         {
-            _parsing = false;
+            _parsing = null;
         }
     }
 
@@ -64,7 +64,7 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         get => GetTyped(Keywords.Resolve(keyword))!;
         set
         {
-            var spec = Keywords.Resolve(keyword);
+            var spec = Resolve(keyword);
 
             // An empty text is no setting: the connection string "Key=" parses as a removal, so storing it would not round-trip.
             if (value is null || (spec.Kind == KeywordKind.Text && value is string { Length: 0 }))
@@ -327,7 +327,7 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
     /// <inheritdoc />
     /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
     public override bool Remove(string keyword)
-        => _parsing ? base.Remove(Keywords.Resolve(keyword).Name) : TryResolve(keyword, out var spec) && base.Remove(spec.Name);
+        => _parsing is not null ? base.Remove(Resolve(keyword).Name) : TryResolve(keyword, out var spec) && base.Remove(spec.Name);
 
     /// <inheritdoc />
     /// <exception cref="ArgumentNullException"><paramref name="keyword"/> is null.</exception>
@@ -346,6 +346,32 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
 
         value = null;
         return false;
+    }
+
+    /// <summary>
+    /// <see cref="Keywords.Resolve"/>, whose error for an unknown keyword names it, while the constructor parses, as the
+    /// connection string spells it (<c>Max Pool Sise</c>, not <c>max pool sise</c>).
+    /// </summary>
+    /// <exception cref="ArgumentException">The keyword is unknown.</exception>
+    private KeywordSpec Resolve(string keyword)
+        => TryResolve(keyword, out var spec) ? spec : Keywords.Resolve(_parsing is { } text ? AsWritten(text, keyword) : keyword);
+
+    /// <summary>
+    /// <paramref name="keyword"/> as <paramref name="text"/> spells it: the first match, in any case, that starts a part
+    /// (after ';' or at the start) and is followed by '='; <paramref name="keyword"/> itself when there is none.
+    /// </summary>
+    private static string AsWritten(string text, string keyword)
+    {
+        for (var at = text.IndexOf(keyword, StringComparison.OrdinalIgnoreCase); at >= 0; at = text.IndexOf(keyword, at + 1, StringComparison.OrdinalIgnoreCase))
+        {
+            if (text.AsSpan(0, at).TrimEnd() is var before && (before.IsEmpty || before[^1] == ';')
+                && text.AsSpan(at + keyword.Length).TrimStart().StartsWith('='))
+            {
+                return text.Substring(at, keyword.Length);
+            }
+        }
+
+        return keyword;
     }
 
     /// <summary>Finds a keyword's spec; <see langword="false"/> for an unknown keyword.</summary>
