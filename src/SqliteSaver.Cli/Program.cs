@@ -15,6 +15,15 @@ internal static class Program
     {
         var parseResult = CreateRootCommand().Parse(args);
         var command = parseResult.CommandResult.Command is RootCommand ? "sqlite-saver" : $"sqlite-saver {parseResult.CommandResult.Command.Name}";
+        if (parseResult.Action is ParseErrorAction && parseResult.CommandResult.Command is RootCommand root
+            && parseResult.UnmatchedTokens is [var unknown, ..] && !unknown.StartsWith('-'))
+        {
+            // System.CommandLine says "Required command was not provided. Unrecognized command or argument 'x'."
+            var commands = root.Subcommands.Where(c => !c.Hidden).Select(c => c.Name).ToList();
+            error.WriteLine($"{command}: there is no command '{unknown}'; the commands are {string.Join(", ", commands[..^1])} and {commands[^1]} (see {command} --help)");
+            return ExitCodes.BadInput;
+        }
+
         if (parseResult.Action is ParseErrorAction)
         {
             error.WriteLine($"{command}: {string.Join(" ", parseResult.Errors.Select(e => e.Message).Distinct())} (see {command} --help)");

@@ -67,7 +67,8 @@ public class BadInputTests : CliTest
         CliRun.Of("checkpoint", PathOf("text.db")).Error.ShouldContain("not a SQLite database");
         CliRun.Of("checkpoint", PathOf("text.db"), "--mode", "sideways").Error.ShouldContain("--mode must be passive, full, restart or truncate, not 'sideways'");
         CliRun.Of("demo", "--threads", "-3").Error.ShouldContain("--threads must be a whole number from 1 to 1024, not '-3'");
-        CliRun.Of("stress", "--db", PathOf(), "--connection-string", "Colour=blue").Error.ShouldContain("'colour' is not supported");
+        CliRun.Of("stress", "--db", PathOf(), "--connection-string", "Colour=blue").Error.ShouldContain("'Colour' is not supported", Case.Sensitive);
+        CliRun.Of("frobnicate").Error.ShouldBe("sqlite-saver: there is no command 'frobnicate'; the commands are demo, stress, checkpoint and info (see sqlite-saver --help)\n");
     }
 
     /// <summary>
