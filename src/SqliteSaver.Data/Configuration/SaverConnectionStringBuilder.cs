@@ -357,18 +357,39 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
         => TryResolve(keyword, out var spec) ? spec : Keywords.Resolve(_parsing is { } text ? AsWritten(text, keyword) : keyword);
 
     /// <summary>
-    /// <paramref name="keyword"/> as <paramref name="text"/> spells it: the first match, in any case, that starts a part
-    /// (after ';' or at the start) and is followed by '='; <paramref name="keyword"/> itself when there is none.
+    /// <paramref name="keyword"/> as <paramref name="text"/> spells it: the first part whose keyword matches it in any
+    /// case, quoted values skipped (<c>'a;b=c'</c>, <c>"it''s"</c>); <paramref name="keyword"/> itself when none does.
     /// </summary>
     private static string AsWritten(string text, string keyword)
     {
-        for (var at = text.IndexOf(keyword, StringComparison.OrdinalIgnoreCase); at >= 0; at = text.IndexOf(keyword, at + 1, StringComparison.OrdinalIgnoreCase))
+        for (var at = 0; text.IndexOf('=', at) is var equals and >= 0;)
         {
-            if (text.AsSpan(0, at).TrimEnd() is var before && (before.IsEmpty || before[^1] == ';')
-                && text.AsSpan(at + keyword.Length).TrimStart().StartsWith('='))
+            if (text.AsSpan(at, equals - at).Trim() is var key && key.Equals(keyword, StringComparison.OrdinalIgnoreCase))
             {
-                return text.Substring(at, keyword.Length);
+                return key.ToString();
             }
+
+            var value = equals + 1;
+            while (value < text.Length && char.IsWhiteSpace(text[value]))
+            {
+                value++;
+            }
+
+            if (value < text.Length && text[value] is '\'' or '"')
+            {
+                var quote = text[value++];
+                while (value < text.Length && (text[value] != quote || (value + 1 < text.Length && text[value + 1] == quote)))
+                {
+                    value += text[value] == quote ? 2 : 1; // a doubled quote is one quote of the value
+                }
+            }
+
+            if (value >= text.Length || text.IndexOf(';', value) is not (>= 0 and var end))
+            {
+                break;
+            }
+
+            at = end + 1;
         }
 
         return keyword;

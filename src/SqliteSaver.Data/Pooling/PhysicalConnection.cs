@@ -581,7 +581,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
         catch (SqliteException failure)
         {
-            whyNot = "SQLite failed to reset it: " + failure.Message;
+            whyNot = "SQLite failed to reset it: " + failure.Message.TrimEnd('.');
             return false;
         }
     }

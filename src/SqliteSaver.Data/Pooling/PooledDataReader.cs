@@ -697,7 +697,8 @@ internal sealed class PooledDataReader(
     /// <see cref="Read{TArgument, T}"/> of the column schema, which runs statements on the connection
     /// (Microsoft.Data.Sqlite's GetSchemaTable queries the tables the columns come from, scanning each): a call of the
     /// connection, as a step is, so that a Close on another thread ends it and waits for it before the connection goes
-    /// to its next renter.
+    /// to its next renter. Not a run of the command: its <see cref="SaverDbCommand.Cancel"/> leaves it alone, as it
+    /// leaves the reader's other reads.
     /// </summary>
     /// <exception cref="InvalidOperationException">The reader is closed, or the connection was closed before or while it ran.</exception>
     private T ReadSchema<T>(Func<SqliteDataReader, T> read, [CallerMemberName] string operation = "")
@@ -707,7 +708,7 @@ internal sealed class PooledDataReader(
             throw ClosedReader(operation);
         }
 
-        var call = BeginStep();
+        var call = connection.BeginCall(physical);
         physical.Calls.EnterOnThisThread();
         try
         {
@@ -720,7 +721,7 @@ internal sealed class PooledDataReader(
         finally
         {
             RenterCalls.ExitOnThisThread();
-            command.EndRunning(physical);
+            physical.Calls.End();
         }
     }
 

@@ -215,7 +215,7 @@ public static class CheckpointExtensions
         }
 
         if (rc != raw.SQLITE_BUSY && raw.sqlite3_db_readonly(handle, "main") == 1
-            && (rc != raw.SQLITE_OK || logFrames != -1 || ReadStatus(handle).JournalMode == "wal"))
+            && (rc != raw.SQLITE_OK || logFrames != -1 || JournalModeIsWal(handle)))
         {
             // SQLite answers a disk I/O error, which says nothing of the cause, when the WAL has frames to copy, and
             // nothing when it has none: refused either way, so that code which checkpoints there fails at once.
@@ -230,6 +230,23 @@ public static class CheckpointExtensions
         }
 
         return new CheckpointResult(rc == raw.SQLITE_BUSY, logFrames, checkpointedFrames);
+    }
+
+    /// <summary>
+    /// Whether SQLite reads the connection's journal mode as WAL (see <see cref="ReadStatus(sqlite3)"/>); <see langword="false"/>
+    /// when it cannot read it: on a connection that has not read the schema yet, that takes a lock, which another
+    /// connection may hold for longer than the busy timeout (the checkpoint then answers -1 frames, as SQLite does).
+    /// </summary>
+    private static bool JournalModeIsWal(sqlite3 handle)
+    {
+        try
+        {
+            return ReadStatus(handle).JournalMode == "wal";
+        }
+        catch (SqliteException)
+        {
+            return false;
+        }
     }
 
     /// <summary>SQLite's error <paramref name="rc"/> on <paramref name="handle"/>, with its message and extended code.</summary>

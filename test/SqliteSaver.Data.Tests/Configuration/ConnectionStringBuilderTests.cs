@@ -156,6 +156,8 @@ public class ConnectionStringBuilderTests
     [TestCase("Data Source=a.db;Max Pool Sise=")]
     [TestCase("Data Source=a.db; Max Pool Sise = 3")]
     [TestCase("Data Source='max pool sise=';Max Pool Sise=3")]
+    [TestCase("Data Source=\"a;MAX POOL SISE=b\";Max Pool Sise=3")] // a quoted value is no part (a review)
+    [TestCase("Data Source='it''s;MAX POOL SISE=b';Max Pool Sise=3")]
     public void An_unknown_keyword_is_named_in_the_error(string connectionString)
     {
         var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder(connectionString));

@@ -6,6 +6,7 @@ using Shouldly;
 using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Resilience;
 using SqliteSaver.Data.Tests.Pooling;
+using SQLitePCL;
 
 namespace SqliteSaver.Data.Tests.Resilience;
 
@@ -486,6 +487,41 @@ public class CancelAndCloseTests : DatabaseTest
         Should.Throw<InvalidOperationException>(() => reading.NextResult()).Message.ShouldBe(
             "Invalid attempt to call NextResult when reader is closed. Its connection was closed (from another thread, say), which closed it.");
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("7");
+    }
+
+    /// <summary>
+    /// The command's Cancel during its reader's GetSchemaTable (which runs statements of its own) leaves the schema read
+    /// and the reader alone, as it leaves the reader's other reads: a first version of making schema reads calls of the
+    /// connection made them runs of the command, and Cancel's interrupt failed the read and the reader's next step (a
+    /// review).
+    /// </summary>
+    [Test]
+    public void Cancel_during_GetSchemaTable_leaves_it_and_the_reader_alone()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2)");
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT x FROM t";
+        using var reader = select.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        var cancels = 0;
+        raw.sqlite3_progress_handler(connection.InnerConnection.Handle, 1, _ =>
+        {
+            if (Interlocked.Exchange(ref cancels, 1) == 0)
+            {
+                select.Cancel();
+            }
+
+            return 0;
+        }, null);
+
+        reader.GetSchemaTable().ShouldNotBeNull().Rows.Count.ShouldBe(1);
+        raw.sqlite3_progress_handler(connection.InnerConnection.Handle, 0, null, null);
+
+        cancels.ShouldBe(1, "the progress handler ran inside the schema read");
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(2L);
     }
 
     /// <summary>

@@ -177,6 +177,34 @@ public class CheckpointTests : DatabaseTest
         Should.Throw<InvalidOperationException>(() => dataSource.Checkpoint(CheckpointMode.Passive)).Message.ShouldContain("read-only");
     }
 
+    /// <summary>
+    /// A checkpoint on a read-only connection to a database not in WAL mode answers -1 frames, as SQLite does, even
+    /// when the connection has not read the schema yet and another connection holds the file's lock, so that learning
+    /// the journal mode (to refuse a read-only WAL database) cannot be done: before, that threw SQLITE_BUSY (a review).
+    /// </summary>
+    [Test]
+    public void A_checkpoint_on_a_read_only_connection_to_a_rollback_journal_database_answers_minus_one_while_another_holds_its_lock()
+    {
+        var file = Folder.File();
+        using (var create = new SqliteConnection($"Data Source={file};Pooling=False"))
+        {
+            create.Open();
+            using var command = create.CreateCommand();
+            command.CommandText = "PRAGMA journal_mode = DELETE; CREATE TABLE t (x)";
+            command.ExecuteNonQuery();
+        }
+
+        using var writer = new SqliteConnection($"Data Source={file};Pooling=False");
+        writer.Open();
+        using var hold = writer.CreateCommand();
+        hold.CommandText = "BEGIN EXCLUSIVE; INSERT INTO t VALUES (1)";
+        hold.ExecuteNonQuery();
+        using var readOnly = new SqliteConnection($"Data Source={file};Mode=ReadOnly;Pooling=False");
+        readOnly.Open();
+
+        readOnly.Checkpoint().ShouldBe(new CheckpointResult(false, -1, -1));
+    }
+
     [Test]
     public void Restart_with_a_reader_holding_an_old_snapshot_comes_back_busy_within_the_busy_timeout()
     {
