@@ -25,7 +25,8 @@ public static class CheckpointExtensions
     /// timeout (which it also spends waiting for another checkpoint to end: the data source's background one, say). On a
     /// database not in WAL mode both frame counts are -1 and nothing throws. A connection that has not read the
     /// database since it went to WAL (a <see cref="SqliteConnection"/> just opened) reads it once first, outside a
-    /// transaction, as SQLite opens the WAL only then.
+    /// transaction, as SQLite opens the WAL only then; it does so only when the <c>-wal</c> file holds something: with
+    /// an empty or no <c>-wal</c> file there is nothing to copy, and such a connection answers -1 frames.
     /// </returns>
     /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="connection"/> is neither a SaverDbConnection nor a SqliteConnection.</exception>
