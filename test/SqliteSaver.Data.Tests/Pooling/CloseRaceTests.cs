@@ -160,13 +160,8 @@ public class CloseRaceTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES ('before')");
-        using var strategy = new PausingStrategy();
-        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-transaction-" + call }.UseRetryStrategy(strategy);
-        using var dataSource = builder.Build();
-        var connection = dataSource.OpenConnection();
-        using var closeWaits = new ManualResetEventSlim();
-        strategy.Arm(token => token.Register(closeWaits.Set), pause: false); // the calls' token, until cancelled
-        ConnectionTests.Scalar(connection, "SELECT 1");
+        using var watched = new WatchedConnection(connectionString, "close-race-transaction-" + call);
+        var (connection, closeWaits) = (watched.Connection, watched.CloseWaits);
 
         var transaction = connection.BeginTransaction();
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES ('in transaction')");
@@ -243,13 +238,8 @@ public class CloseRaceTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var strategy = new PausingStrategy();
-        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-reader-" + step }.UseRetryStrategy(strategy);
-        using var dataSource = builder.Build();
-        var connection = dataSource.OpenConnection();
-        using var closeWaits = new ManualResetEventSlim();
-        strategy.Arm(token => token.Register(closeWaits.Set), pause: false); // the calls' token, until cancelled
-        ConnectionTests.Scalar(connection, "SELECT 1");
+        using var watched = new WatchedConnection(connectionString, "close-race-reader-" + step);
+        var (connection, closeWaits) = (watched.Connection, watched.CloseWaits);
 
         using var select = connection.CreateCommand();
         select.CommandText = step == "Close" ? "INSERT INTO t VALUES (1) RETURNING x; INSERT INTO t VALUES (2)" : "SELECT 1 UNION ALL SELECT 2; SELECT 3";
@@ -302,13 +292,8 @@ public class CloseRaceTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1)");
-        using var strategy = new PausingStrategy();
-        var builder = new SaverDataSourceBuilder(connectionString) { Name = "close-race-schema-" + read }.UseRetryStrategy(strategy);
-        using var dataSource = builder.Build();
-        var connection = dataSource.OpenConnection();
-        using var closeWaits = new ManualResetEventSlim();
-        strategy.Arm(token => token.Register(closeWaits.Set), pause: false); // the calls' token, until cancelled
-        ConnectionTests.Scalar(connection, "SELECT 1");
+        using var watched = new WatchedConnection(connectionString, "close-race-schema-" + read);
+        var (connection, closeWaits) = (watched.Connection, watched.CloseWaits);
 
         using var select = connection.CreateCommand();
         select.CommandText = "SELECT x FROM t";
@@ -894,6 +879,35 @@ public class CloseRaceTests : DatabaseTest
                 Holding.Set();
                 Release.Wait(Bound, CancellationToken.None);
             }
+        }
+    }
+
+    /// <summary>
+    /// A connection of a data source of its own whose retry strategy registers on the calls' token as a first query
+    /// runs, so that <see cref="CloseWaits"/> is set once a Close cancels that token: that Close then waits for the calls.
+    /// </summary>
+    private sealed class WatchedConnection : IDisposable
+    {
+        private readonly PausingStrategy _strategy = new();
+        private readonly SaverDataSource _dataSource;
+
+        public WatchedConnection(string connectionString, string name)
+        {
+            _dataSource = new SaverDataSourceBuilder(connectionString) { Name = name }.UseRetryStrategy(_strategy).Build();
+            Connection = _dataSource.OpenConnection();
+            _strategy.Arm(token => token.Register(CloseWaits.Set), pause: false); // the calls' token, until cancelled
+            ConnectionTests.Scalar(Connection, "SELECT 1");
+        }
+
+        public SaverDbConnection Connection { get; }
+
+        public ManualResetEventSlim CloseWaits { get; } = new();
+
+        public void Dispose()
+        {
+            CloseWaits.Dispose();
+            _dataSource.Dispose();
+            _strategy.Dispose();
         }
     }
 }
