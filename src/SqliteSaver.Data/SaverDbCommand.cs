@@ -372,6 +372,7 @@ public sealed class SaverDbCommand : DbCommand
 
     private async Task<DbDataReader> ExecuteReaderCoreAsync(CommandBehavior behavior, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested(); // as Microsoft.Data.Sqlite: nothing runs, and CloseConnection closes nothing
         var deadline = CommandDeadline.Start(CommandTimeout);
         var waitedIn = await AfterEarlierExecution(nameof(ExecuteReader), deadline, cancellationToken).ConfigureAwait(false);
         var (connection, physical, command, call) = BeginExecution(nameof(ExecuteReader), behavior, waitedIn);
