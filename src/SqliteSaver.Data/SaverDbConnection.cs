@@ -434,6 +434,16 @@ public sealed class SaverDbConnection : DbConnection
     public override void ChangeDatabase(string databaseName)
         => throw new NotSupportedException("SQLite has one main database per connection; use ATTACH DATABASE to reach another file.");
 
+    /// <summary>
+    /// System.Transactions is not supported, as in Microsoft.Data.Sqlite: a connection opened inside a
+    /// <see cref="System.Transactions.TransactionScope"/> does not enlist in it either, so a scope left without
+    /// <c>Complete()</c> rolls back nothing written through it.
+    /// </summary>
+    /// <param name="transaction">Ignored.</param>
+    /// <exception cref="NotSupportedException">Always.</exception>
+    public override void EnlistTransaction(System.Transactions.Transaction? transaction)
+        => throw new NotSupportedException("SQLite connections do not take part in System.Transactions (nor does a TransactionScope roll back what they write): use BeginTransaction, or RunInTransaction.");
+
     /// <summary>Batches are not supported (<see cref="DbConnection.CanCreateBatch"/> is false), as Microsoft.Data.Sqlite has none.</summary>
     /// <returns>Nothing: it always throws.</returns>
     /// <exception cref="NotSupportedException">Always.</exception>

@@ -1460,6 +1460,7 @@ public class ConnectionTests : DatabaseTest
         connection.State.ShouldBe(ConnectionState.Open);
         Should.Throw<InvalidOperationException>(() => connection.ConnectionString = "Data Source=other.db");
         Should.Throw<NotSupportedException>(() => connection.ChangeDatabase("other"));
+        Should.Throw<NotSupportedException>(() => connection.EnlistTransaction(null)).Message.ShouldContain("System.Transactions");
         connection.CanCreateBatch.ShouldBeFalse();
         Should.Throw<NotSupportedException>(() => connection.CreateBatch()).Message.ShouldContain("does not support DbBatch");
         Should.Throw<NotSupportedException>(() => SaverProviderFactory.Instance.CreateBatch()).Message.ShouldContain("separated by semicolons");
