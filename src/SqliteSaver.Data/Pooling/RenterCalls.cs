@@ -22,6 +22,7 @@ internal sealed class RenterCalls : IDisposable
     private int _running;
     private int _closeWaits;
     private int _closeWatchers; // threads in WaitForClose
+    private bool _joined; // a call joined those EndAll waits for (see TryJoinEnding), under _ended
 
     /// <summary>
     /// The renters' calls running on this thread now, outermost first, up to <see cref="t_depth"/>: a synchronous call,
@@ -35,8 +36,8 @@ internal sealed class RenterCalls : IDisposable
     [ThreadStatic]
     private static int t_depth;
 
-    /// <summary>The longest one wait of a monitor can take (a bound from Busy Timeout may be longer; it waits in steps).</summary>
-    private static readonly TimeSpan LongestWait = TimeSpan.FromMilliseconds(int.MaxValue);
+    /// <summary>How often <see cref="EndAll"/> interrupts again while calls still run (see there).</summary>
+    private static readonly TimeSpan InterruptAgainEvery = TimeSpan.FromMilliseconds(50);
 
     /// <summary>How often <see cref="WaitForClose"/> checks its condition without a pulse.</summary>
     private static readonly TimeSpan RecheckEvery = TimeSpan.FromMilliseconds(10);
@@ -122,7 +123,10 @@ internal sealed class RenterCalls : IDisposable
     /// what it began) and waits until the last has ended, at most <paramref name="bound"/>; <see langword="false"/>
     /// when one still runs then. Returns at once when none runs. A synchronous statement waiting in SQLite's busy
     /// handler ends only at Busy Timeout; a Close made from inside one of the calls would wait for itself until the
-    /// bound (<see cref="SaverDbConnection.Close"/> refuses those it sees).
+    /// bound (<see cref="SaverDbConnection.Close"/> refuses those it sees). SQLite drops an interrupt made while no
+    /// statement runs: a statement that begins after the interrupts (the next of a batch, or one whose call checked
+    /// its token just before them) would run to its end. So while calls still run, it interrupts again every 50 ms,
+    /// unless a reader's closing has joined them (see <see cref="TryJoinEnding"/>), whose statements are to finish.
     /// </summary>
     public bool EndAll(sqlite3 handle, TimeSpan bound)
     {
@@ -157,6 +161,7 @@ internal sealed class RenterCalls : IDisposable
             // A full fence between this write and the read of _running below, as End has between its decrement and
             // its read: one of the two sees the other's, so the last End cannot miss this wait.
             Interlocked.Exchange(ref _closeWaits, 1);
+            _joined = false;
             try
             {
                 Monitor.PulseAll(_ended); // a WaitForClose may join now (see TryJoinEnding)
@@ -169,7 +174,11 @@ internal sealed class RenterCalls : IDisposable
                         return false;
                     }
 
-                    Monitor.Wait(_ended, remaining < LongestWait ? remaining : LongestWait);
+                    if (!Monitor.Wait(_ended, remaining < InterruptAgainEvery ? remaining : InterruptAgainEvery)
+                        && !_joined && Volatile.Read(ref _running) > 0)
+                    {
+                        raw.sqlite3_interrupt(handle);
+                    }
                 }
             }
             finally
@@ -228,6 +237,7 @@ internal sealed class RenterCalls : IDisposable
             }
 
             Interlocked.Increment(ref _running); // EndAll, waiting, sees it when it looks again
+            _joined = true; // its statements are not interrupted again
             return Volatile.Read(ref _ending);
         }
     }

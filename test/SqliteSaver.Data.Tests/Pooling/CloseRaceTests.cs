@@ -327,6 +327,48 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// Close from another thread between two statements of a batch: both of Close's interrupts come while no statement
+    /// runs, SQLite drops them as the second statement begins, and that statement (here a query without end) would
+    /// run on. Close interrupts again while calls still run, so the batch ends with the error of a call ended by
+    /// Close, and Close returns with the connection closed. Before, Close gave up after its bound (Busy Timeout and
+    /// 5 s) and threw, leaving the connection open with the query running (the last notes' known gap). SQLite's
+    /// profile callback, which runs as a statement ends, holds the batch between its statements until Close's cancel
+    /// thread, which interrupts last, has ended.
+    /// </summary>
+    [Test]
+    public void Close_from_another_thread_between_two_statements_of_a_batch_ends_the_second()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=100");
+        using var watched = new WatchedConnection(connectionString, "close-race-between-statements");
+        var connection = watched.Connection;
+        var until = DateTime.UtcNow + Bound;
+        connection.InnerConnection.CreateFunction("tick", () => DateTime.UtcNow < until ? 1L : throw new TimeoutException("the query ran for the test's bound"));
+
+        Task? closing = null;
+        var interruptsMade = false;
+        var caller = Environment.CurrentManagedThreadId;
+        var hooked = 0;
+        raw.sqlite3_profile(connection.InnerConnection.Handle, (_, sql, _) =>
+        {
+            if (sql.StartsWith("SELECT 1 WHERE 0", StringComparison.Ordinal) && Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
+            {
+                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                interruptsMade = SpinWait.SpinUntil(() => watched.CloseWaits.IsSet && watched.CancelThread is { IsAlive: false }, Bound); // no throw inside SQLite
+            }
+        }, null);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1 WHERE 0; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c WHERE tick()";
+
+        var error = Should.Throw<Exception>(() => command.ExecuteNonQuery());
+
+        hooked.ShouldBe(1, "the profile callback ran as the first statement ended");
+        interruptsMade.ShouldBeTrue("Close interrupted, and its cancel thread ended, between the statements");
+        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        error.ShouldBeOfType<InvalidOperationException>($"the batch threw {error}").Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+    }
+
+    /// <summary>
     /// A reader's value read on one thread while another thread closes the connection: each read gives the row's value,
     /// "42", or throws InvalidOperationException (the reader is closed, or was closed while the value was read).
     /// Before, the getters read the statement Close had reset, or given back to the cache for the next renter to step:
@@ -895,13 +937,22 @@ public class CloseRaceTests : DatabaseTest
         {
             _dataSource = new SaverDataSourceBuilder(connectionString) { Name = name }.UseRetryStrategy(_strategy).Build();
             Connection = _dataSource.OpenConnection();
-            _strategy.Arm(token => token.Register(CloseWaits.Set), pause: false); // the calls' token, until cancelled
+            _strategy.Arm(
+                token => token.Register(() =>
+                {
+                    CancelThread = Thread.CurrentThread;
+                    CloseWaits.Set();
+                }),
+                pause: false); // the calls' token, until cancelled
             ConnectionTests.Scalar(Connection, "SELECT 1");
         }
 
         public SaverDbConnection Connection { get; }
 
         public ManualResetEventSlim CloseWaits { get; } = new();
+
+        /// <summary>The thread Close cancels the calls' token on, which interrupts once more as it ends (set before <see cref="CloseWaits"/>).</summary>
+        public Thread? CancelThread { get; private set; }
 
         public void Dispose()
         {
