@@ -1155,6 +1155,11 @@ public sealed class SaverDbConnection : DbConnection
                     // CommitAsync completes synchronously; with the attempt's token its waits for readers end as in RunOnceAsync.
                     Synchronously.Wait(new ValueTask(transaction.CommitAsync(cancellationToken)));
                 }
+                catch (InvalidOperationException) when (transaction.EndedByClose && !committedByWork)
+                {
+                    ThrowIfClosedByWork(transaction); // a Close on another thread since the check above: not "Commit was called"
+                    throw;
+                }
                 catch (Exception error) when (committedByWork)
                 {
                     NotRunAgain(run, committed: true, error);
@@ -1214,6 +1219,11 @@ public sealed class SaverDbConnection : DbConnection
                 try
                 {
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (InvalidOperationException) when (transaction.EndedByClose && !committedByWork)
+                {
+                    ThrowIfClosedByWork(transaction); // as in RunOnce
+                    throw;
                 }
                 catch (Exception error) when (committedByWork)
                 {
