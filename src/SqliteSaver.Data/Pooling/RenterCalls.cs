@@ -22,7 +22,6 @@ internal sealed class RenterCalls : IDisposable
     private int _running;
     private int _closeWaits;
     private int _closeWatchers; // threads in WaitForClose
-    private bool _joined; // a call joined those EndAll waits for (see TryJoinEnding), under _ended
 
     /// <summary>
     /// The renters' calls running on this thread now, outermost first, up to <see cref="t_depth"/>: a synchronous call,
@@ -125,8 +124,8 @@ internal sealed class RenterCalls : IDisposable
     /// handler ends only at Busy Timeout; a Close made from inside one of the calls would wait for itself until the
     /// bound (<see cref="SaverDbConnection.Close"/> refuses those it sees). SQLite drops an interrupt made while no
     /// statement runs: a statement that begins after the interrupts (the next of a batch, or one whose call checked
-    /// its token just before them) would run to its end. So while calls still run, it interrupts again every 50 ms,
-    /// unless a reader's closing has joined them (see <see cref="TryJoinEnding"/>), whose statements are to finish.
+    /// its token just before them) would run to its end. So while calls still run, it interrupts again every 50 ms;
+    /// a reader's closing that joined them (see <see cref="TryJoinEnding"/>) is one of them, ended as they are.
     /// </summary>
     public bool EndAll(sqlite3 handle, TimeSpan bound)
     {
@@ -161,7 +160,6 @@ internal sealed class RenterCalls : IDisposable
             // A full fence between this write and the read of _running below, as End has between its decrement and
             // its read: one of the two sees the other's, so the last End cannot miss this wait.
             Interlocked.Exchange(ref _closeWaits, 1);
-            _joined = false;
             try
             {
                 Monitor.PulseAll(_ended); // a WaitForClose may join now (see TryJoinEnding)
@@ -175,7 +173,7 @@ internal sealed class RenterCalls : IDisposable
                     }
 
                     if (!Monitor.Wait(_ended, remaining < InterruptAgainEvery ? remaining : InterruptAgainEvery)
-                        && !_joined && Volatile.Read(ref _running) > 0)
+                        && Volatile.Read(ref _running) > 0)
                     {
                         raw.sqlite3_interrupt(handle);
                     }
@@ -237,7 +235,6 @@ internal sealed class RenterCalls : IDisposable
             }
 
             Interlocked.Increment(ref _running); // EndAll, waiting, sees it when it looks again
-            _joined = true; // its statements are not interrupted again
             return Volatile.Read(ref _ending);
         }
     }

@@ -369,6 +369,56 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// As the test above, with a read-to-the-end reader's own Close, on a third thread, joining the calls Close waits
+    /// for while the batch is held between its statements: Close still interrupts again, and the batch, the reader's
+    /// Close and Close end. A first version stopped interrupting once a closing had joined; that closing then waited
+    /// for SQLite's connection mutex, which the second statement held, and Close gave up after its bound (a review).
+    /// </summary>
+    [Test]
+    public void Close_between_two_statements_of_a_batch_ends_the_second_also_when_a_readers_Close_joins_it()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=100");
+        using var watched = new WatchedConnection(connectionString, "close-race-between-statements-joined");
+        var connection = watched.Connection;
+        var until = DateTime.UtcNow + Bound;
+        connection.InnerConnection.CreateFunction("tick", () => DateTime.UtcNow < until ? 1L : throw new TimeoutException("the query ran for the test's bound"));
+        using var query = connection.CreateCommand();
+        query.CommandText = "SELECT 1";
+        var reader = query.ExecuteReader();
+        while (reader.Read())
+        {
+        }
+
+        var calls = connection.GetOpenPhysical("test").Calls;
+        Task? closing = null;
+        Task? readerClosing = null;
+        var joined = false;
+        var caller = Environment.CurrentManagedThreadId;
+        var hooked = 0;
+        raw.sqlite3_profile(connection.InnerConnection.Handle, (_, sql, _) =>
+        {
+            if (sql.StartsWith("SELECT 1 WHERE 0", StringComparison.Ordinal) && Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
+            {
+                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                SpinWait.SpinUntil(() => watched.CloseWaits.IsSet && watched.CancelThread is { IsAlive: false }, Bound);
+                readerClosing = Task.Factory.StartNew(reader.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                joined = SpinWait.SpinUntil(() => Running(calls) == 2, Bound); // the batch's call and the reader's closing
+            }
+        }, null);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1 WHERE 0; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c WHERE tick()";
+
+        var error = Should.Throw<Exception>(() => command.ExecuteNonQuery());
+
+        joined.ShouldBeTrue("the reader's Close joined the calls Close waits for");
+        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        readerClosing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        error.ShouldBeOfType<InvalidOperationException>($"the batch threw {error}").Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
+        reader.IsClosed.ShouldBeTrue();
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+    }
+
+    /// <summary>
     /// A reader's value read on one thread while another thread closes the connection: each read gives the row's value,
     /// "42", or throws InvalidOperationException (the reader is closed, or was closed while the value was read).
     /// Before, the getters read the statement Close had reset, or given back to the cache for the next renter to step:
@@ -923,6 +973,10 @@ public class CloseRaceTests : DatabaseTest
             }
         }
     }
+
+    /// <summary>How many calls of the renter run now (RenterCalls' private _running).</summary>
+    private static int Running(RenterCalls calls)
+        => (int)typeof(RenterCalls).GetField("_running", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(calls)!;
 
     /// <summary>
     /// A connection of a data source of its own whose retry strategy registers on the calls' token as a first query
