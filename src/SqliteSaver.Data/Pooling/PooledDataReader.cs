@@ -775,10 +775,10 @@ internal sealed class PooledDataReader(
     /// <param name="cause">What the SQLite reader threw as it was closed under the read, if anything.</param>
     private InvalidOperationException ClosedReader(string operation, Exception? cause = null)
         => new($"Invalid attempt to call {operation} when reader is closed.{(!_closedByConnection ? string.Empty
-            : !openWrite ? " Its connection was closed (from another thread, say), which closed it."
-            : !Volatile.Read(ref _writeEnded) ? " Its connection was closed (from another thread, say), which is closing it: closing commits the write its command made outside a transaction, unless a statement of it fails."
-            : _writeCommitted ? " Its connection was closed (from another thread, say), which closed it and committed the write its command made outside a transaction."
-            : " Its connection was closed (from another thread, say), which closed it and rolled back the write its command made outside a transaction.")}", cause);
+            : " Its connection was closed (from another thread, say), which " + (!openWrite ? "closed it."
+                : !Volatile.Read(ref _writeEnded) ? "is closing it: closing commits the write its command made outside a transaction, unless a statement of it fails."
+                : _writeCommitted ? "closed it and committed the write its command made outside a transaction."
+                : "closed it and rolled back the write its command made outside a transaction."))}", cause);
 
     /// <summary>
     /// What a step that failed with <paramref name="exception"/> throws instead when Close's interrupt stopped it: the
