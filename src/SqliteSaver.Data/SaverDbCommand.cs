@@ -345,7 +345,7 @@ public sealed class SaverDbCommand : DbCommand
         }
         catch (Exception failure)
         {
-            var ended = Ended(physical, failure, call, CancellationToken.None);
+            var ended = Ended(physical, command, failure, call, CancellationToken.None);
             ReaderFailed(connection, physical, behavior);
             if (ended is not null)
             {
@@ -388,7 +388,7 @@ public sealed class SaverDbCommand : DbCommand
         }
         catch (Exception failure)
         {
-            var ended = Ended(physical, failure, call, cancellationToken);
+            var ended = Ended(physical, command, failure, call, cancellationToken);
             linked?.Dispose();
             ReaderFailed(connection, physical, behavior);
             if (ended is not null)
@@ -431,12 +431,13 @@ public sealed class SaverDbCommand : DbCommand
     /// What an execution throws for <paramref name="failure"/> (see <see cref="RenterCalls.Ended"/>): for SQLITE_INTERRUPT
     /// too, as Close interrupts before its thread cancels the call's token. <see langword="null"/> to rethrow it as it is.
     /// </summary>
-    private static Exception? Ended(PhysicalConnection physical, Exception failure, CancellationTokenSource call, CancellationToken caller)
+    private static Exception? Ended(PhysicalConnection physical, OwnedSqliteCommand command, Exception failure, CancellationTokenSource call, CancellationToken caller)
     {
+        var statementByStatement = command.RunsStatementByStatement;
         var ended = failure switch
         {
-            OperationCanceledException cancelled => physical.Calls.Ended(cancelled, call, caller),
-            SqliteException interrupted => physical.Calls.Interrupted(interrupted, call, call.Token, caller), // Close's, before a linked token's cancellation
+            OperationCanceledException cancelled => physical.Calls.Ended(cancelled, call, caller, statementByStatement),
+            SqliteException interrupted => physical.Calls.Interrupted(interrupted, call, call.Token, caller, statementByStatement), // Close's, before a linked token's cancellation
             _ => null,
         };
         return ReferenceEquals(ended, failure) ? null : ended;
@@ -602,10 +603,18 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>Wraps the SQLite reader, and has the connection track this command while it is open (see <see cref="Unbind"/>).</summary>
     private PooledDataReader WrapReader(
-        SaverDbConnection connection, PhysicalConnection physical, SqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
+        SaverDbConnection connection, PhysicalConnection physical, OwnedSqliteCommand command, SqliteDataReader reader, bool open, CommandBehavior behavior)
     {
         _reader = new PooledDataReader(
-            reader, this, connection, physical, command.CommandText, behavior.HasFlag(CommandBehavior.CloseConnection), open, connection.Transaction);
+            reader,
+            this,
+            connection,
+            physical,
+            command.CommandText,
+            behavior.HasFlag(CommandBehavior.CloseConnection),
+            open,
+            command.RunsStatementByStatement,
+            connection.Transaction);
         TrackBy(connection);
         return _reader;
     }
@@ -620,7 +629,7 @@ public sealed class SaverDbCommand : DbCommand
             return connection.Executor.Execute(
                 physical, command, deadline, run, behavior, keepOpen: false, connection.Transaction is not null, operation, call.Token).Result;
         }
-        catch (Exception failure) when (Ended(physical, failure, call, CancellationToken.None) is { } ended)
+        catch (Exception failure) when (Ended(physical, command, failure, call, CancellationToken.None) is { } ended)
         {
             throw ended;
         }
@@ -645,7 +654,7 @@ public sealed class SaverDbCommand : DbCommand
                 .ConfigureAwait(false);
             return result;
         }
-        catch (Exception failure) when (Ended(physical, failure, call, cancellationToken) is { } ended)
+        catch (Exception failure) when (Ended(physical, command, failure, call, cancellationToken) is { } ended)
         {
             throw ended;
         }

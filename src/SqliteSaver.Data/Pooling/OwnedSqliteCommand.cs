@@ -31,6 +31,12 @@ internal sealed class OwnedSqliteCommand : SqliteCommand
     /// <summary>What its text does, once classified for good (see <see cref="CommandClassifier"/>); null before.</summary>
     public CommandKind? Kind { get; set; }
 
+    /// <summary>
+    /// Whether its latest execution ran its statements one by one, as written (<see cref="CommandKind.Unprotected"/>), so
+    /// that those that ended before a failure were kept; set as the execution classifies its text.
+    /// </summary>
+    public bool RunsStatementByStatement { get; set; }
+
     /// <summary>Whether its text may set a PRAGMA (see <see cref="PhysicalConnection.MaySetPragmas"/>), worked out once.</summary>
     public bool MaySetPragmas => _maySetPragmas ??= PhysicalConnection.MaySetPragmas(CommandText);
 

@@ -26,6 +26,7 @@ namespace SqliteSaver.Data.Pooling;
 /// <param name="commandText">The command's SQL, whose statements the reader runs.</param>
 /// <param name="closeConnection">Whether to close <paramref name="connection"/> with the reader, for <see cref="CommandBehavior.CloseConnection"/>.</param>
 /// <param name="openWrite">Whether a write transaction and the write gate were left open for the reader.</param>
+/// <param name="statementByStatement">Whether the command runs its statements one by one, as written (see <see cref="OwnedSqliteCommand.RunsStatementByStatement"/>).</param>
 /// <param name="transaction">The caller's transaction the command ran in, if any.</param>
 internal sealed class PooledDataReader(
     SqliteDataReader inner,
@@ -35,6 +36,7 @@ internal sealed class PooledDataReader(
     string commandText,
     bool closeConnection,
     bool openWrite,
+    bool statementByStatement,
     SaverDbTransaction? transaction)
     : DbDataReader, IDbColumnSchemaGenerator
 {
@@ -787,7 +789,7 @@ internal sealed class PooledDataReader(
     /// </summary>
     private InvalidOperationException? EndedByClose(Exception exception, CancellationTokenSource call)
         => exception is SqliteException interrupted
-            ? physical.Calls.Interrupted(interrupted, call, call.Token, CancellationToken.None) as InvalidOperationException
+            ? physical.Calls.Interrupted(interrupted, call, call.Token, CancellationToken.None, statementByStatement) as InvalidOperationException
             : null;
 
     /// <summary>The step of <see cref="NextResult"/> under a unit of work's attempt token (its own method: no closure otherwise).</summary>

@@ -321,7 +321,7 @@ internal sealed class RenterCalls : IDisposable
     /// <see cref="SaverDbCommand.Cancel"/> SQLite's SQLITE_INTERRUPT, as for an interrupted statement; after Close an
     /// <see cref="InvalidOperationException"/>. <see langword="null"/> when the exception is the caller's own.
     /// </summary>
-    public Exception? Ended(OperationCanceledException cancelled, CancellationTokenSource call, CancellationToken caller)
+    public Exception? Ended(OperationCanceledException cancelled, CancellationTokenSource call, CancellationToken caller, bool statementByStatement = false)
     {
         if (caller.IsCancellationRequested)
         {
@@ -334,7 +334,7 @@ internal sealed class RenterCalls : IDisposable
         }
 
         return ReferenceEquals(call, Volatile.Read(ref _closedBy))
-            ? ClosedDuringCall(cancelled)
+            ? ClosedDuringCall(cancelled, statementByStatement)
             : cancelled.InnerException is SqliteException { SqliteErrorCode: raw.SQLITE_INTERRUPT } interrupted
                 ? interrupted
                 : new SqliteException("SQLite Error 9: 'interrupted'.", raw.SQLITE_INTERRUPT);
@@ -347,14 +347,22 @@ internal sealed class RenterCalls : IDisposable
     /// <see cref="EndAll"/>), and so before a token linked to it is cancelled. <see langword="null"/> otherwise, to
     /// rethrow it.
     /// </summary>
-    public Exception? Interrupted(SqliteException interrupted, CancellationTokenSource call, CancellationToken token, CancellationToken caller)
+    public Exception? Interrupted(
+        SqliteException interrupted, CancellationTokenSource call, CancellationToken token, CancellationToken caller, bool statementByStatement = false)
         => interrupted.SqliteErrorCode == raw.SQLITE_INTERRUPT && ClosedDuring(call) && !caller.IsCancellationRequested
-            ? ClosedDuringCall(interrupted)
+            ? ClosedDuringCall(interrupted, statementByStatement)
             : Executor.IsInterruption(interrupted, token)
-                ? Ended(new OperationCanceledException(interrupted.Message, interrupted, token), call, caller)
+                ? Ended(new OperationCanceledException(interrupted.Message, interrupted, token), call, caller, statementByStatement)
                 : null;
 
-    /// <summary>What a call ended by Close throws.</summary>
-    public static InvalidOperationException ClosedDuringCall(Exception? cause)
-        => new("The connection was closed while this call ran or waited to run; nothing of it was kept.", cause);
+    /// <summary>
+    /// What a call ended by Close throws. <paramref name="statementByStatement"/>: the call ran a batch as written, one
+    /// statement after another (see <see cref="CommandKind.Unprotected"/>), so the statements that had ended were kept.
+    /// </summary>
+    public static InvalidOperationException ClosedDuringCall(Exception? cause, bool statementByStatement = false)
+        => new(
+            statementByStatement
+                ? "The connection was closed while this call ran or waited to run. It ran its batch as written, one statement after another (some of them cannot run in a transaction): the statements that had ended were kept, unless a transaction they ran in was rolled back; the one running was undone, and the rest did not run."
+                : "The connection was closed while this call ran or waited to run; nothing of it was kept.",
+            cause);
 }

@@ -199,6 +199,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
             physical.NotePragmas(command);
             var kind = Classify(physical, command, out var invalid);
+            command.RunsStatementByStatement = kind == CommandKind.Unprotected;
             if (invalid is not null)
             {
                 throw invalid; // as it would without the library, before running anything, rather than after waiting for a lock

@@ -419,6 +419,67 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// A batch run statement by statement (a PRAGMA among its statements cannot run in a transaction, so it runs as
+    /// written, each statement committing as it ends) that a Close on another thread ends at its last statement: the
+    /// INSERT and the PRAGMA before it were kept, and the error says so. Before, it said "nothing of it was kept" (a
+    /// review). The batch is held after the PRAGMA, by SQLite's profile callback, until Close has interrupted; Close's
+    /// later interrupts end the query, as in the tests above. For a reader of the batch, at the NextResult that runs
+    /// the query.
+    /// </summary>
+    [TestCase("ExecuteNonQuery")]
+    [TestCase("NextResult")]
+    public void A_batch_run_statement_by_statement_that_Close_ends_says_the_statements_that_ended_were_kept(string call)
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=100");
+        using var watched = new WatchedConnection(connectionString, "close-race-statement-by-statement-" + call);
+        var connection = watched.Connection;
+        ConnectionTests.Scalar(connection, "CREATE TABLE kept (id INTEGER)");
+        var until = DateTime.UtcNow + Bound;
+        connection.InnerConnection.CreateFunction("tick", () => DateTime.UtcNow < until ? 1L : throw new TimeoutException("the query ran for the test's bound"));
+
+        Task? closing = null;
+        var interruptsMade = false;
+        var caller = Environment.CurrentManagedThreadId;
+        var hooked = 0;
+        var holdAfter = call == "NextResult" ? "SELECT 'first'" : "PRAGMA user_version";
+        raw.sqlite3_profile(connection.InnerConnection.Handle, (_, sql, _) =>
+        {
+            if (sql.TrimStart().StartsWith(holdAfter, StringComparison.Ordinal) && Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
+            {
+                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                interruptsMade = SpinWait.SpinUntil(() => watched.CloseWaits.IsSet && watched.CancelThread is { IsAlive: false }, Bound); // no throw inside SQLite
+            }
+        }, null);
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO kept VALUES (1); PRAGMA user_version = 7; SELECT 'first'; "
+            + "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c WHERE tick()";
+
+        var error = Should.Throw<Exception>(() =>
+        {
+            if (call == "NextResult")
+            {
+                using var reader = command.ExecuteReader(); // on SELECT 'first', which the NextResult below ends
+                reader.NextResult();
+            }
+            else
+            {
+                command.ExecuteNonQuery();
+            }
+        });
+
+        hooked.ShouldBe(1, "the profile callback ran as the statement before the query ended");
+        interruptsMade.ShouldBeTrue("Close interrupted, and its cancel thread ended, before the query began");
+        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        error.ShouldBeOfType<InvalidOperationException>($"the batch threw {error}")
+            .Message.ShouldBe(RenterCalls.ClosedDuringCall(null, statementByStatement: true).Message);
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        using var check = new SaverDbConnection(connectionString);
+        check.Open();
+        ConnectionTests.Scalar(check, "SELECT count(*) FROM kept").ShouldBe(1L);
+        ConnectionTests.Scalar(check, "PRAGMA user_version").ShouldBe(7L);
+    }
+
+    /// <summary>
     /// A reader's value read on one thread while another thread closes the connection: each read gives the row's value,
     /// "42", or throws InvalidOperationException (the reader is closed, or was closed while the value was read).
     /// Before, the getters read the statement Close had reset, or given back to the cache for the next renter to step:
