@@ -341,29 +341,14 @@ public class CloseRaceTests : DatabaseTest
         var connectionString = Folder.ConnectionString("Busy Timeout=100");
         using var watched = new WatchedConnection(connectionString, "close-race-between-statements");
         var connection = watched.Connection;
-        var until = DateTime.UtcNow + Bound;
-        connection.InnerConnection.CreateFunction("tick", () => DateTime.UtcNow < until ? 1L : throw new TimeoutException("the query ran for the test's bound"));
-
-        Task? closing = null;
-        var interruptsMade = false;
-        var caller = Environment.CurrentManagedThreadId;
-        var hooked = 0;
-        raw.sqlite3_profile(connection.InnerConnection.Handle, (_, sql, _) =>
-        {
-            if (sql.StartsWith("SELECT 1 WHERE 0", StringComparison.Ordinal) && Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
-            {
-                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-                interruptsMade = SpinWait.SpinUntil(() => watched.CloseWaits.IsSet && watched.CancelThread is { IsAlive: false }, Bound); // no throw inside SQLite
-            }
-        }, null);
+        watched.CloseAfter("SELECT 1 WHERE 0");
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT 1 WHERE 0; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c WHERE tick()";
+        command.CommandText = "SELECT 1 WHERE 0; " + WatchedConnection.EndlessQuery;
 
         var error = Should.Throw<Exception>(() => command.ExecuteNonQuery());
 
-        hooked.ShouldBe(1, "the profile callback ran as the first statement ended");
-        interruptsMade.ShouldBeTrue("Close interrupted, and its cancel thread ended, between the statements");
-        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        watched.InterruptsMade.ShouldBeTrue("Close interrupted, and its cancel thread ended, between the statements");
+        watched.Closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
         error.ShouldBeOfType<InvalidOperationException>($"the batch threw {error}").Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
         connection.State.ShouldBe(System.Data.ConnectionState.Closed);
     }
@@ -380,8 +365,6 @@ public class CloseRaceTests : DatabaseTest
         var connectionString = Folder.ConnectionString("Busy Timeout=100");
         using var watched = new WatchedConnection(connectionString, "close-race-between-statements-joined");
         var connection = watched.Connection;
-        var until = DateTime.UtcNow + Bound;
-        connection.InnerConnection.CreateFunction("tick", () => DateTime.UtcNow < until ? 1L : throw new TimeoutException("the query ran for the test's bound"));
         using var query = connection.CreateCommand();
         query.CommandText = "SELECT 1";
         var reader = query.ExecuteReader();
@@ -390,28 +373,21 @@ public class CloseRaceTests : DatabaseTest
         }
 
         var calls = connection.GetOpenPhysical("test").Calls;
-        Task? closing = null;
         Task? readerClosing = null;
         var joined = false;
-        var caller = Environment.CurrentManagedThreadId;
-        var hooked = 0;
-        raw.sqlite3_profile(connection.InnerConnection.Handle, (_, sql, _) =>
+        watched.CloseAfter("SELECT 1 WHERE 0", () =>
         {
-            if (sql.StartsWith("SELECT 1 WHERE 0", StringComparison.Ordinal) && Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
-            {
-                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-                SpinWait.SpinUntil(() => watched.CloseWaits.IsSet && watched.CancelThread is { IsAlive: false }, Bound);
-                readerClosing = Task.Factory.StartNew(reader.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-                joined = SpinWait.SpinUntil(() => Running(calls) == 2, Bound); // the batch's call and the reader's closing
-            }
-        }, null);
+            readerClosing = Task.Factory.StartNew(reader.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            joined = SpinWait.SpinUntil(() => Running(calls) == 2, Bound); // the batch's call and the reader's closing
+        });
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT 1 WHERE 0; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c WHERE tick()";
+        command.CommandText = "SELECT 1 WHERE 0; " + WatchedConnection.EndlessQuery;
 
         var error = Should.Throw<Exception>(() => command.ExecuteNonQuery());
 
+        watched.InterruptsMade.ShouldBeTrue("Close interrupted, and its cancel thread ended, between the statements");
         joined.ShouldBeTrue("the reader's Close joined the calls Close waits for");
-        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        watched.Closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
         readerClosing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
         error.ShouldBeOfType<InvalidOperationException>($"the batch threw {error}").Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
         reader.IsClosed.ShouldBeTrue();
@@ -434,25 +410,9 @@ public class CloseRaceTests : DatabaseTest
         using var watched = new WatchedConnection(connectionString, "close-race-statement-by-statement-" + call);
         var connection = watched.Connection;
         ConnectionTests.Scalar(connection, "CREATE TABLE kept (id INTEGER)");
-        var until = DateTime.UtcNow + Bound;
-        connection.InnerConnection.CreateFunction("tick", () => DateTime.UtcNow < until ? 1L : throw new TimeoutException("the query ran for the test's bound"));
-
-        Task? closing = null;
-        var interruptsMade = false;
-        var caller = Environment.CurrentManagedThreadId;
-        var hooked = 0;
-        var holdAfter = call == "NextResult" ? "SELECT 'first'" : "PRAGMA user_version";
-        raw.sqlite3_profile(connection.InnerConnection.Handle, (_, sql, _) =>
-        {
-            if (sql.TrimStart().StartsWith(holdAfter, StringComparison.Ordinal) && Environment.CurrentManagedThreadId == caller && Interlocked.Exchange(ref hooked, 1) == 0)
-            {
-                closing = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-                interruptsMade = SpinWait.SpinUntil(() => watched.CloseWaits.IsSet && watched.CancelThread is { IsAlive: false }, Bound); // no throw inside SQLite
-            }
-        }, null);
+        watched.CloseAfter(call == "NextResult" ? "SELECT 'first'" : "PRAGMA user_version");
         using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO kept VALUES (1); PRAGMA user_version = 7; SELECT 'first'; "
-            + "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c WHERE tick()";
+        command.CommandText = "INSERT INTO kept VALUES (1); PRAGMA user_version = 7; SELECT 'first'; " + WatchedConnection.EndlessQuery;
 
         var error = Should.Throw<Exception>(() =>
         {
@@ -467,9 +427,8 @@ public class CloseRaceTests : DatabaseTest
             }
         });
 
-        hooked.ShouldBe(1, "the profile callback ran as the statement before the query ended");
-        interruptsMade.ShouldBeTrue("Close interrupted, and its cancel thread ended, before the query began");
-        closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        watched.InterruptsMade.ShouldBeTrue("Close interrupted, and its cancel thread ended, before the query began");
+        watched.Closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
         error.ShouldBeOfType<InvalidOperationException>($"the batch threw {error}")
             .Message.ShouldBe(RenterCalls.ClosedDuringCall(null, statementByStatement: true).Message);
         connection.State.ShouldBe(System.Data.ConnectionState.Closed);
@@ -1068,6 +1027,37 @@ public class CloseRaceTests : DatabaseTest
 
         /// <summary>The thread Close cancels the calls' token on, which interrupts once more as it ends (set before <see cref="CloseWaits"/>).</summary>
         public Thread? CancelThread { get; private set; }
+
+        /// <summary>The Close that <see cref="CloseAfter"/> started, once it has.</summary>
+        public Task? Closing { get; private set; }
+
+        /// <summary>Whether that Close made its interrupts (its cancel thread ended) before the batch went on.</summary>
+        public bool InterruptsMade { get; private set; }
+
+        /// <summary>
+        /// Once a statement that begins with <paramref name="statement"/> ends on this thread (SQLite's profile callback,
+        /// which runs as a statement ends), closes the connection on another thread, waits there until that Close has
+        /// made its interrupts, and runs <paramref name="then"/>: the statements after it begin only then. Defines the
+        /// function <c>tick()</c> of <see cref="EndlessQuery"/>.
+        /// </summary>
+        public void CloseAfter(string statement, Action? then = null)
+        {
+            var until = DateTime.UtcNow + Bound;
+            Connection.InnerConnection.CreateFunction("tick", () => DateTime.UtcNow < until ? 1L : throw new TimeoutException("the query ran for the test's bound"));
+            var caller = Environment.CurrentManagedThreadId;
+            raw.sqlite3_profile(Connection.InnerConnection.Handle, (_, sql, _) =>
+            {
+                if (Closing is null && Environment.CurrentManagedThreadId == caller && sql.TrimStart().StartsWith(statement, StringComparison.Ordinal))
+                {
+                    Closing = Task.Factory.StartNew(Connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                    InterruptsMade = SpinWait.SpinUntil(() => CloseWaits.IsSet && CancelThread is { IsAlive: false }, Bound); // no throw inside SQLite
+                    then?.Invoke();
+                }
+            }, null);
+        }
+
+        /// <summary>A query that runs until an interrupt ends it (or, failing the test, for its bound): see <see cref="CloseAfter"/>.</summary>
+        public const string EndlessQuery = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c WHERE tick()";
 
         public void Dispose()
         {
