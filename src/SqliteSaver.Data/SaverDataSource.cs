@@ -115,6 +115,7 @@ public sealed class SaverDataSource : DbDataSource
                 Retries = Telemetry.Retries,
                 TransientErrors = Telemetry.TransientErrors,
                 RetriesExhausted = Telemetry.RetriesExhausted,
+                LockTimeouts = Telemetry.LockTimeouts,
                 Leaked = Telemetry.Leaked,
                 LastCheckpoint = last?.Result,
                 LastCheckpointTime = last?.Time,

@@ -44,8 +44,9 @@ public sealed class SaverDataSourceBuilder
 
     /// <summary>
     /// Logs what the data source does through <paramref name="loggerFactory"/>: physical connections opened, replaced
-    /// and closed, retries and checkpoints at Debug; retries exhausted, pool timeouts, leaked connections and a WAL
-    /// that stays over its limit at Warning.
+    /// and closed, retries and checkpoints at Debug; retries exhausted, a CommandTimeout that ran out waiting for a
+    /// lock, pool timeouts, leaked connections, background checkpoints that stay busy or fail and a WAL that stays
+    /// over its limit at Warning.
     /// </summary>
     /// <param name="loggerFactory">The factory for the data source's loggers (categories <c>SqliteSaver.Data.*</c>).</param>
     /// <returns>This builder.</returns>

@@ -33,6 +33,14 @@ public sealed record SaverDataSourceStatistics
     /// <summary>Pieces of work that still failed with SQLITE_BUSY or SQLITE_LOCKED after every retry.</summary>
     public required long RetriesExhausted { get; init; }
 
+    /// <summary>
+    /// Commands and BeginTransaction calls that failed with SQLITE_BUSY ("database is locked") because their
+    /// CommandTimeout ran out while they waited for a lock, in the process's write queue or for another connection's
+    /// lock, whatever the retry strategy. With the defaults (Retry=5, Busy Timeout=5 s, Default Timeout=30 s)
+    /// a lock held for longer than the CommandTimeout ends here rather than in <see cref="RetriesExhausted"/>.
+    /// </summary>
+    public required long LockTimeouts { get; init; }
+
     /// <summary>Connections opened and never closed whose physical connection the pool took back after they were garbage collected.</summary>
     public required long Leaked { get; init; }
 

@@ -24,6 +24,7 @@ internal sealed class Telemetry
     private long _retries;
     private long _transientErrors;
     private long _retriesExhausted;
+    private long _lockTimeouts;
     private long _leaked;
 
     public Telemetry(string poolName, ILoggerFactory loggerFactory, TimeProvider time)
@@ -49,6 +50,8 @@ internal sealed class Telemetry
     public long TransientErrors => Interlocked.Read(ref _transientErrors);
 
     public long RetriesExhausted => Interlocked.Read(ref _retriesExhausted);
+
+    public long LockTimeouts => Interlocked.Read(ref _lockTimeouts);
 
     public long Leaked => Interlocked.Read(ref _leaked);
 
@@ -204,6 +207,27 @@ internal sealed class Telemetry
         try
         {
             SaverLog.RetriesExhausted(_retryLogger, PoolName, attempts, elapsed.TotalMilliseconds, error.SqliteExtendedErrorCode, error.Message);
+        }
+        catch (Exception)
+        {
+        }
+    }
+
+    /// <summary>A command or BeginTransaction gave up on a lock: its CommandTimeout ran out while it waited (see <see cref="Resilience.CommandDeadline"/>).</summary>
+    public void LockWaitTimedOut(SqliteException error)
+    {
+        Interlocked.Increment(ref _lockTimeouts);
+        try
+        {
+            SaverMetrics.LockTimeouts.Add(1, PoolTag);
+        }
+        catch (Exception)
+        {
+        }
+
+        try
+        {
+            SaverLog.LockWaitTimedOut(_retryLogger, PoolName, error.Message);
         }
         catch (Exception)
         {

@@ -268,6 +268,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         {
             throw Cancelled(error, cancellationToken);
         }
+        catch (CommandTimeoutException timedOut)
+        {
+            telemetry.LockWaitTimedOut(timedOut);
+            throw;
+        }
         finally
         {
             if (cancellableWaits)
@@ -373,29 +378,37 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             return;
         }
 
-        await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
         try
         {
-            var begin = new BeginAttempt(physical, deadline);
-            switch (retry, async)
+            await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
+            try
             {
-                case (true, true):
-                    await strategy.ExecuteAsync(static (b, token) => BeginImmediateAsync(b.Physical, b.Deadline, token), begin, cancellationToken).ConfigureAwait(false);
-                    break;
-                case (true, false):
-                    strategy.Execute(static (b, token) => BeginImmediate(b.Physical, b.Deadline, token), begin, cancellationToken);
-                    break;
-                case (false, true):
-                    await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
-                    break;
-                default:
-                    BeginImmediate(physical, deadline, cancellationToken); // a strategy's, for a unit of work's attempt
-                    break;
+                var begin = new BeginAttempt(physical, deadline);
+                switch (retry, async)
+                {
+                    case (true, true):
+                        await strategy.ExecuteAsync(static (b, token) => BeginImmediateAsync(b.Physical, b.Deadline, token), begin, cancellationToken).ConfigureAwait(false);
+                        break;
+                    case (true, false):
+                        strategy.Execute(static (b, token) => BeginImmediate(b.Physical, b.Deadline, token), begin, cancellationToken);
+                        break;
+                    case (false, true):
+                        await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
+                        break;
+                    default:
+                        BeginImmediate(physical, deadline, cancellationToken); // a strategy's, for a unit of work's attempt
+                        break;
+                }
+            }
+            catch
+            {
+                physical.ReleaseGate();
+                throw;
             }
         }
-        catch
+        catch (CommandTimeoutException timedOut)
         {
-            physical.ReleaseGate();
+            telemetry.LockWaitTimedOut(timedOut); // as in ExecuteCore
             throw;
         }
     }

@@ -61,6 +61,22 @@ public class LoggingTests : DatabaseTest
     }
 
     [Test]
+    public void A_lock_wait_that_outlasts_the_CommandTimeout_is_logged_at_warning()
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=1;Busy Timeout=5000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = Build(connectionString);
+        using var holder = HoldWriteLock();
+
+        using var connection = dataSource.OpenConnection();
+        var error = Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+
+        var warning = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Retry").ShouldHaveSingleItem();
+        (warning.Id.Id, warning.Level).ShouldBe((2003, LogLevel.Warning));
+        warning.Message.ShouldEndWith(": the CommandTimeout ran out waiting for a lock. " + error.Message);
+    }
+
+    [Test]
     public void A_pool_timeout_is_logged_at_warning()
     {
         using var dataSource = Build(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=0.05"));

@@ -123,6 +123,23 @@ public class MetricsTests : DatabaseTest
     }
 
     [Test]
+    public void A_lock_wait_that_outlasts_the_CommandTimeout_is_counted_as_a_lock_timeout()
+    {
+        using var lockTimeouts = new MetricCollector<long>(SaverMetrics.LockTimeouts);
+        using var exhausted = new MetricCollector<long>(SaverMetrics.RetriesExhausted);
+        var connectionString = Folder.ConnectionString("Default Timeout=1;Busy Timeout=5000");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        using var connection = dataSource.OpenConnection();
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+
+        Mine(lockTimeouts, dataSource).ShouldHaveSingleItem().Value.ShouldBe(1);
+        Mine(exhausted, dataSource).ShouldBeEmpty();
+    }
+
+    [Test]
     public async Task A_writer_queued_behind_a_transaction_records_its_wait_at_the_write_gate()
     {
         using var gateWait = new MetricCollector<double>(SaverMetrics.WriteGateWaitTime);

@@ -47,9 +47,43 @@ public class StatisticsTests : DatabaseTest
         statistics.Retries.ShouldBe(2);
         statistics.TransientErrors.ShouldBe(3);
         statistics.RetriesExhausted.ShouldBe(1);
+        statistics.LockTimeouts.ShouldBe(0);
         statistics.Leaked.ShouldBe(0);
         statistics.LastCheckpoint.ShouldBe(result);
         statistics.LastCheckpointTime.ShouldNotBeNull();
+    }
+
+    /// <summary>
+    /// A command, a BeginTransaction and an asynchronous command whose CommandTimeout (1 s) runs out while they wait for
+    /// a lock: another connection's, then this process's write queue behind a transaction of the data source. Each is
+    /// a lock timeout, not retries exhausted: Busy Timeout (5 s) and Retry (5) would wait longer, as with the defaults
+    /// (6 attempts of 5 s against a Default Timeout of 30 s) for any lock held past 30 s. Before, a new user's trial
+    /// found, nothing counted or logged them.
+    /// </summary>
+    [Test]
+    public async Task Lock_waits_that_outlast_the_CommandTimeout_are_counted_as_lock_timeouts()
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=1;Busy Timeout=5000;Retry=5;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using (var holder = HoldWriteLock())
+        {
+            using var connection = dataSource.OpenConnection();
+            Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)")).Message.ShouldContain("for a lock another connection held");
+            Should.Throw<SqliteException>(() => connection.BeginTransaction()).Message.ShouldContain("for a lock another connection held");
+        }
+
+        await using var first = dataSource.OpenConnection();
+        await using var second = dataSource.OpenConnection();
+        using var transaction = first.BeginTransaction();
+        await using var command = second.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (2)";
+        (await Should.ThrowAsync<SqliteException>(() => command.ExecuteNonQueryAsync())).Message.ShouldContain("in this process's write queue");
+
+        var statistics = dataSource.Statistics;
+        statistics.LockTimeouts.ShouldBe(3);
+        statistics.RetriesExhausted.ShouldBe(0);
+        statistics.Retries.ShouldBe(0);
     }
 
     /// <summary>Retries count attempts run again: one whose backoff delay is cancelled never runs.</summary>
@@ -96,6 +130,7 @@ public class StatisticsTests : DatabaseTest
         Retries = 0,
         TransientErrors = 0,
         RetriesExhausted = 0,
+        LockTimeouts = 0,
         Leaked = 0,
     };
 }
