@@ -26,7 +26,8 @@ internal static class Program
 
         if (parseResult.Action is ParseErrorAction)
         {
-            error.WriteLine($"{command}: {string.Join(" ", parseResult.Errors.Select(e => e.Message).Distinct())} (see {command} --help)");
+            var help = parseResult.CommandResult.Command.Hidden ? "demo and stress start it; it is not run by hand" : $"see {command} --help";
+            error.WriteLine($"{command}: {string.Join(" ", parseResult.Errors.Select(e => e.Message).Distinct())} ({help})");
             return ExitCodes.BadInput;
         }
 
@@ -41,10 +42,27 @@ internal static class Program
         }
         catch (Exception exception)
         {
-            error.WriteLine($"{command}: {OneLine(exception.Message)}");
+            error.WriteLine($"{command}: {Naming(DatabasePath(parseResult), OneLine(exception.Message))}");
             return ExitCodes.Failure;
         }
     }
+
+    /// <summary>The database file the command was given (its <c>PATH</c> argument, or <c>--db</c>), in full; null for a command without one.</summary>
+    private static string? DatabasePath(ParseResult parseResult)
+    {
+        var command = parseResult.CommandResult.Command;
+        var given = command.Arguments.Any(a => a.Name == "PATH") ? parseResult.GetValue<string>("PATH")
+            : command.Options.Any(o => o.Name == "--db") ? parseResult.GetValue<string>("--db")
+            : null;
+        return string.IsNullOrWhiteSpace(given) ? null : Path.GetFullPath(given);
+    }
+
+    /// <summary>
+    /// <paramref name="message"/> led by <paramref name="path"/>, unless it names it already: SQLite's own errors
+    /// ("unable to open database file", "database disk image is malformed") do not say which file.
+    /// </summary>
+    private static string Naming(string? path, string message)
+        => path is null || message.Contains(path, StringComparison.Ordinal) ? message : $"{path}: {message}";
 
     /// <summary>The first line of a message, for errors printed on one line.</summary>
     internal static string OneLine(string message) => message.Split('\n', 2)[0].TrimEnd();

@@ -67,6 +67,8 @@ public class BadInputTests : CliTest
         CliRun.Of("checkpoint", PathOf("text.db")).Error.ShouldContain("not a SQLite database");
         CliRun.Of("checkpoint", PathOf("text.db"), "--mode", "sideways").Error.ShouldContain("--mode must be passive, full, restart or truncate, not 'sideways'");
         CliRun.Of("demo", "--threads", "-3").Error.ShouldContain("--threads must be a whole number from 1 to 1024, not '-3'");
+        CliRun.Of("checkpoint", PathOf("text.db"), "--busy-timeout", "2147483648").Error.ShouldContain("--busy-timeout must be a whole number from 0 to 2147483647, not '2147483648'");
+        CliRun.Of("worker").Error.ShouldEndWith("(demo and stress start it; it is not run by hand)\n"); // its help says nothing
         CliRun.Of("stress", "--db", PathOf(), "--connection-string", "Colour=blue").Error.ShouldContain("'Colour' is not supported", Case.Sensitive);
         CliRun.Of("frobnicate").Error.ShouldBe("sqlite-saver: there is no command 'frobnicate'; the commands are demo, stress, checkpoint and info (see sqlite-saver --help)\n");
     }

@@ -171,4 +171,27 @@ public class InfoCommandTests : CliTest
         run.Json().GetProperty("pageCount").GetInt64().ShouldBe(0);
         new FileInfo(path).Length.ShouldBe(0); // nothing was written to it
     }
+
+    /// <summary>
+    /// A damaged database file (its first 100 bytes only) fails with exit code 1 and SQLite's error led by the file's
+    /// path, which SQLite's "database disk image is malformed" does not name (a new user's trial).
+    /// </summary>
+    [TestCase("info")]
+    [TestCase("checkpoint")]
+    public void A_damaged_file_fails_with_an_error_naming_it(string command)
+    {
+        var source = PathOf("whole.db");
+        using (var connection = Open(source))
+        {
+            Execute(connection, "CREATE TABLE item (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO item (text) VALUES ('x');");
+        }
+
+        var damaged = PathOf("damaged.db");
+        File.WriteAllBytes(damaged, File.ReadAllBytes(source)[..100]);
+
+        var run = CliRun.Of(command, damaged);
+
+        run.ExitCode.ShouldBe(1, run.Error);
+        run.Error.ShouldBe($"sqlite-saver {command}: {damaged}: SQLite Error 11: 'database disk image is malformed'.{Environment.NewLine}");
+    }
 }

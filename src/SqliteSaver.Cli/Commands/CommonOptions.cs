@@ -20,9 +20,7 @@ internal static class CommonOptions
             var text = Token(result);
             if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) || value < minimum || value > maximum)
             {
-                result.AddError(maximum == int.MaxValue
-                    ? string.Create(CultureInfo.InvariantCulture, $"{name} must be a whole number, {minimum} or more, not '{text}'.")
-                    : string.Create(CultureInfo.InvariantCulture, $"{name} must be a whole number from {minimum} to {maximum}, not '{text}'."));
+                result.AddError(string.Create(CultureInfo.InvariantCulture, $"{name} must be a whole number from {minimum} to {maximum}, not '{text}'."));
             }
 
             return value;
