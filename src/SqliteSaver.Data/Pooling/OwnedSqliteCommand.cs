@@ -33,7 +33,8 @@ internal sealed class OwnedSqliteCommand : SqliteCommand
 
     /// <summary>
     /// Whether its latest execution ran its statements one by one, as written (<see cref="CommandKind.Unprotected"/>), so
-    /// that those that ended before a failure were kept; set as the execution classifies its text.
+    /// that those that ended and committed before a failure were kept; set as those statements begin to run, false
+    /// until then.
     /// </summary>
     public bool RunsStatementByStatement { get; set; }
 

@@ -46,6 +46,7 @@ internal sealed class PooledDataReader(
     private bool _closedByConnection; // closed by its connection's Close (see CloseForConnection)
     private bool _writeEnded; // its write outside a transaction committed or rolled back as it closed (see FinishWrite)
     private bool _writeCommitted; // that write committed
+    private bool _endedByClose; // a Close of its connection ended a step or read of it (see EndedByClose)
     private bool[]? _byValue; // per result set (see ByValue)
     private bool _onRow; // Read returned true, in this result set
 
@@ -168,6 +169,10 @@ internal sealed class PooledDataReader(
                     {
                         CloseDiscarding(cancelled);
                     }
+                    else if (_endedByClose)
+                    {
+                        CloseDiscarding(CancellationToken.None); // a call Close ended: nothing of it runs after
+                    }
                     else
                     {
                         inner.Close();
@@ -258,7 +263,8 @@ internal sealed class PooledDataReader(
     /// Closes the SQLite reader, which would run the statements it has not reached, once the synchronous unit of work's
     /// attempt was cancelled: those of a writing batch have been noted as failed (see <see cref="FinishInTransaction"/>),
     /// so they can only be rolled back. A progress handler ends each at once (closing ignores their errors), and their
-    /// waits for a lock end with the cancelled token.
+    /// waits for a lock end with the cancelled token. Also once a Close of the connection ended a step of the reader
+    /// (<paramref name="cancelled"/> none), as it ends any call: the statements after it do not run.
     /// </summary>
     private void CloseDiscarding(CancellationToken cancelled)
     {
@@ -730,7 +736,8 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/>).
     /// A step refused because the connection was closed since (on another thread) says, for a reader of a write outside
-    /// a transaction, what became of the write: closing the connection closes the reader, which commits it.
+    /// a transaction, what became of the write: closing the connection closes the reader, which commits it, or rolls it
+    /// back once a step of it failed (one that Close ended, say).
     /// </summary>
     /// <exception cref="InvalidOperationException">The connection was closed since the reader found it open.</exception>
     private CancellationTokenSource BeginStep()
@@ -742,7 +749,11 @@ internal sealed class PooledDataReader(
         catch (InvalidOperationException closed) when (openWrite)
         {
             throw new InvalidOperationException(
-                "The connection was closed before this read ran, so it read nothing. Closing the connection closed the reader, which commits the write its command made outside a transaction, as closing the reader does.",
+                "The connection was closed before this read ran, so it read nothing. " + (Volatile.Read(ref _writeEnded)
+                    ? $"Closing the connection closed the reader, which {(_writeCommitted ? "committed" : "rolled back")} the write its command made outside a transaction."
+                    : _writeFailed
+                        ? "Closing the connection closes the reader, which rolls back the write its command made outside a transaction, as a step of it failed."
+                        : "Closing the connection closes the reader, which commits the write its command made outside a transaction, as closing the reader does, unless a statement of it fails."),
                 closed);
         }
     }
@@ -785,12 +796,17 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// What a step that failed with <paramref name="exception"/> throws instead when Close's interrupt stopped it: the
     /// <see cref="InvalidOperationException"/> of any call ended by Close (see <see cref="RenterCalls.Interrupted"/>).
-    /// <see langword="null"/> otherwise (Cancel's interrupt stays SQLite's SQLITE_INTERRUPT), to rethrow it.
+    /// <see langword="null"/> otherwise (Cancel's interrupt stays SQLite's SQLITE_INTERRUPT), to rethrow it. A step
+    /// Close ended marks the reader: closing it then runs none of the statements not reached (see <see cref="Finish"/>).
     /// </summary>
     private InvalidOperationException? EndedByClose(Exception exception, CancellationTokenSource call)
-        => exception is SqliteException interrupted
+    {
+        var ended = exception is SqliteException interrupted
             ? physical.Calls.Interrupted(interrupted, call, call.Token, CancellationToken.None, statementByStatement) as InvalidOperationException
             : null;
+        _endedByClose |= ended is not null;
+        return ended;
+    }
 
     /// <summary>The step of <see cref="NextResult"/> under a unit of work's attempt token (its own method: no closure otherwise).</summary>
     private Func<bool> NextResultStep(CancellationToken attempt)

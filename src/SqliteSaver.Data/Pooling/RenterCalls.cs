@@ -357,12 +357,13 @@ internal sealed class RenterCalls : IDisposable
 
     /// <summary>
     /// What a call ended by Close throws. <paramref name="statementByStatement"/>: the call ran a batch as written, one
-    /// statement after another (see <see cref="CommandKind.Unprotected"/>), so the statements that had ended were kept.
+    /// statement after another (see <see cref="CommandKind.Unprotected"/>), so the statements that had ended and
+    /// committed were kept.
     /// </summary>
     public static InvalidOperationException ClosedDuringCall(Exception? cause, bool statementByStatement = false)
         => new(
             statementByStatement
-                ? "The connection was closed while this call ran or waited to run. It ran its batch as written, one statement after another (some of them cannot run in a transaction): the statements that had ended were kept, unless a transaction they ran in was rolled back; the one running was undone, and the rest did not run."
+                ? "The connection was closed while this call ran. It ran its batch as written, one statement after another (some of them cannot run in a transaction): of the statements that had ended, those committed were kept, and those in a transaction still open were rolled back with it; the one running was undone, and the rest did not run."
                 : "The connection was closed while this call ran or waited to run; nothing of it was kept.",
             cause);
 }

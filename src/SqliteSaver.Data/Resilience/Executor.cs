@@ -184,6 +184,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         using var interrupt = async ? InterruptOnCancel(physical, cancellationToken) : default;
         var text = command.CommandText;
         var cancellableWaits = false;
+        command.RunsStatementByStatement = false; // until its statements run so (not as an earlier execution ran them)
         try
         {
             physical.RetryFailedRollback(leaveGate: true);
@@ -199,7 +200,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
             physical.NotePragmas(command);
             var kind = Classify(physical, command, out var invalid);
-            command.RunsStatementByStatement = kind == CommandKind.Unprotected;
             if (invalid is not null)
             {
                 throw invalid; // as it would without the library, before running anything, rather than after waiting for a lock
@@ -220,6 +220,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 physical.MayHoldTempObjects = true;
                 physical.MayHoldAttachments |= !inTransaction || kind == CommandKind.Unprotected;
                 physical.StandaloneCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected ? 1 : 0;
+                command.RunsStatementByStatement = kind == CommandKind.Unprotected;
                 return (RunInCallersTransaction(physical, command, run, behavior, cancellationToken), false);
             }
 
@@ -233,6 +234,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                         ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(s.Run(token)), statement, cancellationToken).ConfigureAwait(false)
                         : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken), false);
                 case CommandKind.Unprotected:
+                    command.RunsStatementByStatement = true;
                     return (RunStatements(physical, run, command, behavior), false);
             }
 
