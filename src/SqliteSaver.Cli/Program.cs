@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Invocation;
+using Microsoft.Data.Sqlite;
 using SqliteSaver.Cli.Commands;
 
 namespace SqliteSaver.Cli;
@@ -42,7 +43,8 @@ internal static class Program
         }
         catch (Exception exception)
         {
-            error.WriteLine($"{command}: {Naming(DatabasePath(parseResult), OneLine(exception.Message))}");
+            var message = OneLine(exception.Message);
+            error.WriteLine($"{command}: {(exception is SqliteException or IOException or UnauthorizedAccessException ? Naming(DatabasePath(parseResult), message) : message)}");
             return ExitCodes.Failure;
         }
     }
@@ -58,8 +60,9 @@ internal static class Program
     }
 
     /// <summary>
-    /// <paramref name="message"/> led by <paramref name="path"/>, unless it names it already: SQLite's own errors
-    /// ("unable to open database file", "database disk image is malformed") do not say which file.
+    /// <paramref name="message"/>, an error of SQLite's or of the file system, led by <paramref name="path"/> unless it
+    /// names it already: SQLite's own errors ("unable to open database file", "database disk image is malformed") do
+    /// not say which file.
     /// </summary>
     private static string Naming(string? path, string message)
         => path is null || message.Contains(path, StringComparison.Ordinal) ? message : $"{path}: {message}";

@@ -36,8 +36,11 @@ public sealed record SaverDataSourceStatistics
     /// <summary>
     /// Commands and BeginTransaction calls that failed with SQLITE_BUSY ("database is locked") because their
     /// CommandTimeout ran out while they waited for a lock, in the process's write queue or for another connection's
-    /// lock, whatever the retry strategy. With the defaults (Retry=5, Busy Timeout=5 s, Default Timeout=30 s)
-    /// a lock held for longer than the CommandTimeout ends here rather than in <see cref="RetriesExhausted"/>.
+    /// lock, whatever the retry strategy (a unit of work counts each attempt's BEGIN that ran out). With the defaults
+    /// (Retry=5, Busy Timeout=5 s, Default Timeout=30 s) a write or BeginTransaction that meets a lock held past 30 s
+    /// ends here rather than in <see cref="RetriesExhausted"/>; a read or PRAGMA waits inside SQLite's busy handler,
+    /// whose waits the CommandTimeout does not cut short, and ends there after 6 attempts (about 32 s). A command's
+    /// wait for the connection's earlier asynchronous execution is not counted.
     /// </summary>
     public required long LockTimeouts { get; init; }
 

@@ -408,7 +408,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 throw;
             }
         }
-        catch (CommandTimeoutException timedOut)
+        catch (CommandTimeoutException timedOut) when (!cancellationToken.IsCancellationRequested) // cancelled (by a Close, say): not a timeout
         {
             telemetry.LockWaitTimedOut(timedOut); // as in ExecuteCore
             throw;

@@ -73,7 +73,7 @@ public class LoggingTests : DatabaseTest
 
         var warning = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Retry").ShouldHaveSingleItem();
         (warning.Id.Id, warning.Level).ShouldBe((2003, LogLevel.Warning));
-        warning.Message.ShouldEndWith(": the CommandTimeout ran out waiting for a lock. " + error.Message);
+        warning.Message.ShouldEndWith(" while it waited for a lock: " + error.Message);
     }
 
     [Test]
