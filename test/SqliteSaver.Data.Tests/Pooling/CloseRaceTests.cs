@@ -460,9 +460,10 @@ public class CloseRaceTests : DatabaseTest
 
     /// <summary>
     /// An <c>INSERT ... RETURNING</c> reader (its write outside a transaction, committed as it closes) whose Read a
-    /// Close on another thread ended, read again while that Close still waits for another call (a query held in a
-    /// function, begun before the Close): the read is refused and says the write is rolled back, as it is. Before, it
-    /// said closing commits the write (a review: 196 wrong messages in 100 trials, no row ever kept).
+    /// Close on another thread ended, read again while that Close is still closing the connection's readers (held here
+    /// in a statement another reader, opened first, runs as it closes): the read is refused and says the write is
+    /// rolled back, as it is. Before, it said closing commits the write (a review: 196 wrong messages in 100 trials, no
+    /// row ever kept).
     /// </summary>
     [Test]
     public void A_read_refused_after_Close_ended_a_step_of_a_writing_reader_says_the_write_is_rolled_back()
@@ -471,45 +472,22 @@ public class CloseRaceTests : DatabaseTest
         using var watched = new WatchedConnection(connectionString, "close-race-writing-reader-step");
         var connection = watched.Connection;
         ConnectionTests.Scalar(connection, "CREATE TABLE t (x)");
+        using var closing = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction("block", () => release.Wait(Bound) ? 1L : 0L);
+        Resilience.CancelAndCloseTests.HoldingReader(connection, closing, release);
         using var insert = connection.CreateCommand();
         insert.CommandText = "INSERT INTO t VALUES (7) RETURNING x; " + WatchedConnection.OneRowThenEndless;
         var reader = insert.ExecuteReader();
         reader.Read().ShouldBeTrue();
         reader.NextResult().ShouldBeTrue();
         reader.Read().ShouldBeTrue(); // the query's first row
-        var calls = connection.GetOpenPhysical("test").Calls;
-        Task? held = null;
-        var bothRun = false;
-        watched.CloseOnNextTick(before: () =>
-        {
-            // A second call, which Close waits for after the read has ended: it runs block() once the read lets go of
-            // SQLite's connection mutex, and ends as release lets it (by Close's interrupt, or with its row).
-            held = Task.Factory.StartNew(
-                () =>
-                {
-                    try
-                    {
-                        ConnectionTests.Scalar(connection, "SELECT block()");
-                    }
-                    catch (InvalidOperationException)
-                    {
-                        // Ended by the Close.
-                    }
-                },
-                CancellationToken.None,
-                TaskCreationOptions.LongRunning,
-                TaskScheduler.Default);
-            bothRun = SpinWait.SpinUntil(() => Running(calls) == 2, Bound);
-        });
+        watched.CloseOnNextTick();
 
         Should.Throw<InvalidOperationException>(() => reader.Read()).Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message); // its second row: Close ended it
+        closing.Wait(Bound).ShouldBeTrue("Close closes the other reader first");
         var refused = Should.Throw<InvalidOperationException>(() => reader.Read());
 
         release.Set();
-        bothRun.ShouldBeTrue("the query began before the Close");
-        held.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
         watched.Closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
         refused.Message.ShouldBe("The connection was closed before this read ran, so it read nothing. Closing the connection closes the reader, which rolls back the write its command made outside a transaction, as a step of it failed.");
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
@@ -1083,7 +1061,7 @@ public class CloseRaceTests : DatabaseTest
     {
         private readonly PausingStrategy _strategy = new();
         private readonly SaverDataSource _dataSource;
-        private Action? _closeOnNextTick;
+        private volatile bool _closeOnNextTick;
 
         public WatchedConnection(string connectionString, string name)
         {
@@ -1100,9 +1078,9 @@ public class CloseRaceTests : DatabaseTest
             var until = DateTime.UtcNow + Bound;
             Connection.InnerConnection.CreateFunction("tick", () =>
             {
-                if (Interlocked.Exchange(ref _closeOnNextTick, null) is { } before)
+                if (_closeOnNextTick)
                 {
-                    before();
+                    _closeOnNextTick = false;
                     CloseAndWaitForItsInterrupts(); // inside the statement, which the interrupts then end
                 }
 
@@ -1141,11 +1119,8 @@ public class CloseRaceTests : DatabaseTest
             }, null);
         }
 
-        /// <summary>
-        /// The next call of <c>tick()</c> runs <paramref name="before"/>, then closes the connection as
-        /// <see cref="CloseAfter"/> does, from inside its statement.
-        /// </summary>
-        public void CloseOnNextTick(Action? before = null) => _closeOnNextTick = before ?? (() => { });
+        /// <summary>The next call of <c>tick()</c> closes the connection as <see cref="CloseAfter"/> does, from inside its statement.</summary>
+        public void CloseOnNextTick() => _closeOnNextTick = true;
 
         /// <summary>A query that runs until an interrupt ends it (or, failing the test, for its bound).</summary>
         public const string EndlessQuery = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c WHERE tick()";

@@ -830,7 +830,7 @@ public class CancelAndCloseTests : DatabaseTest
     /// Opens a reader on <paramref name="connection"/> that its Close closes first, running the reader's second
     /// statement, which sets <paramref name="closing"/> and waits for <paramref name="release"/> (30 s at most).
     /// </summary>
-    private static void HoldingReader(SaverDbConnection connection, ManualResetEventSlim closing, ManualResetEventSlim release)
+    internal static void HoldingReader(SaverDbConnection connection, ManualResetEventSlim closing, ManualResetEventSlim release)
     {
         connection.InnerConnection.CreateFunction("hold", () =>
         {
