@@ -589,9 +589,9 @@ internal sealed class PooledDataReader(
         {
             RenterCalls.ExitOnThisThread();
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
-            command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
-            NoteBusyInTransaction(exception);
+            NoteBusyInTransaction(exception); // on the physical connection, and _writeFailed for a Close's Finish: both before the call ends
             _writeFailed = openWrite;
+            command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
             if (inner.IsClosed)
             {
                 Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it
