@@ -382,35 +382,33 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
         try
         {
-            await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false);
-            try
+            await EnterGate(physical, deadline, async, cancellationToken).ConfigureAwait(false); // holds the gate only once it returns
+            var begin = new BeginAttempt(physical, deadline);
+            switch (retry, async)
             {
-                var begin = new BeginAttempt(physical, deadline);
-                switch (retry, async)
-                {
-                    case (true, true):
-                        await strategy.ExecuteAsync(static (b, token) => BeginImmediateAsync(b.Physical, b.Deadline, token), begin, cancellationToken).ConfigureAwait(false);
-                        break;
-                    case (true, false):
-                        strategy.Execute(static (b, token) => BeginImmediate(b.Physical, b.Deadline, token), begin, cancellationToken);
-                        break;
-                    case (false, true):
-                        await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
-                        break;
-                    default:
-                        BeginImmediate(physical, deadline, cancellationToken); // a strategy's, for a unit of work's attempt
-                        break;
-                }
-            }
-            catch
-            {
-                physical.ReleaseGate();
-                throw;
+                case (true, true):
+                    await strategy.ExecuteAsync(static (b, token) => BeginImmediateAsync(b.Physical, b.Deadline, token), begin, cancellationToken).ConfigureAwait(false);
+                    break;
+                case (true, false):
+                    strategy.Execute(static (b, token) => BeginImmediate(b.Physical, b.Deadline, token), begin, cancellationToken);
+                    break;
+                case (false, true):
+                    await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
+                    break;
+                default:
+                    BeginImmediate(physical, deadline, cancellationToken); // a strategy's, for a unit of work's attempt
+                    break;
             }
         }
         catch (CommandTimeoutException timedOut) when (!cancellationToken.IsCancellationRequested) // cancelled (by a Close, say): not a timeout
         {
+            physical.ReleaseGate();
             telemetry.LockWaitTimedOut(timedOut); // as in ExecuteCore
+            throw;
+        }
+        catch
+        {
+            physical.ReleaseGate();
             throw;
         }
     }
