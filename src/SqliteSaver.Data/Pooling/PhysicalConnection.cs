@@ -26,6 +26,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     private readonly Action<int> _committed;
     private string _restorePragmaSql = string.Empty;
     private int _busyTimeout;
+    private int? _rememberedBusyTimeout;
     private CancellableBusyHandler? _cancellableBusyHandler;
     private bool _busyWaitsCancellable;
     private static long s_lastId;
@@ -108,7 +109,8 @@ internal sealed partial class PhysicalConnection : IDisposable
 
     /// <summary>
     /// Whether something that could set the busy timeout ran since <see cref="BusyTimeoutMilliseconds"/> last read it:
-    /// a statement that may set a PRAGMA, setting the PRAGMAs back, or the connection initializer (so it starts true).
+    /// a statement that may set a PRAGMA and names busy_timeout, setting the PRAGMAs back (should it fail midway), or
+    /// the connection initializer (so it starts true, until <see cref="RememberPragmas"/> reads it).
     /// </summary>
     public bool BusyTimeoutMayHaveChanged { get; set; } = true;
 
@@ -422,7 +424,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// <exception cref="SqliteException">SQLite could not read it.</exception>
     public int BusyTimeoutMilliseconds()
     {
-        if (!_busyWaitsCancellable && (BusyTimeoutMayHaveChanged || InnerExposed))
+        if (!BusyTimeoutKnown)
         {
             using var statement = Prepare("PRAGMA busy_timeout"); // SQLite compiles a PRAGMA again on every run anyway
             SqliteException.ThrowExceptionForRC(raw.sqlite3_step(statement), Handle);
@@ -432,6 +434,9 @@ internal sealed partial class PhysicalConnection : IDisposable
 
         return _busyTimeout;
     }
+
+    /// <summary>Whether <see cref="BusyTimeoutMilliseconds"/> has the busy timeout without reading it from SQLite.</summary>
+    private bool BusyTimeoutKnown => _busyWaitsCancellable || !(BusyTimeoutMayHaveChanged || InnerExposed);
 
     /// <summary>
     /// Until <see cref="EndCancellableBusyWaits"/>, SQLite's own waits for a lock on this connection (its busy
@@ -474,6 +479,22 @@ internal sealed partial class PhysicalConnection : IDisposable
         var timeout = BusyTimeoutMilliseconds();
         raw.sqlite3_busy_timeout(Handle, 0);
         return timeout;
+    }
+
+    /// <summary>
+    /// <see cref="SuspendBusyWaits"/>, only when the busy timeout is known without reading it from SQLite, which an
+    /// interrupt still pending would refuse (as a Close of the connection interrupts until the renter's call ends).
+    /// </summary>
+    /// <returns>Whether the busy handler was switched off, and so must be switched back on with <see cref="ResumeBusyWaits"/>.</returns>
+    public bool TrySuspendBusyWaitsWithoutReading()
+    {
+        if (!BusyTimeoutKnown)
+        {
+            return false;
+        }
+
+        raw.sqlite3_busy_timeout(Handle, 0);
+        return true;
     }
 
     /// <summary>Switches the busy handler <see cref="SuspendBusyWaits"/> switched off back on.</summary>
@@ -567,6 +588,7 @@ internal sealed partial class PhysicalConnection : IDisposable
                 PragmasMayHaveChanged = false;
                 BusyTimeoutMayHaveChanged = true;
                 SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, _restorePragmaSql), Handle);
+                KnowBusyTimeout(_rememberedBusyTimeout);
             }
             else if (innerExposed)
             {
@@ -607,7 +629,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
 
         var text = command.CommandText;
-        BusyTimeoutMayHaveChanged = true;
+        BusyTimeoutMayHaveChanged |= text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase); // SQLite's names are not escaped or split
         PragmasMayHaveChanged = true;
         var withoutComments = text.Contains("/*", StringComparison.Ordinal) || text.Contains("--", StringComparison.Ordinal)
             ? Comment().Replace(text, " ")
@@ -624,7 +646,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// Remembers the values of the PRAGMAs a renter can change with a command and that stay with the connection, as
     /// the connection string, the connection initializer or a renter through <see cref="Sqlite"/> left them, to set
     /// them back when a renter may have changed one. The SQL holds only numbers SQLite returned and names from fixed
-    /// lists. query_only is lifted first, so that it cannot stop the others, and set last.
+    /// lists. query_only is lifted first, so that it cannot stop the others, and set last. The busy timeout read is
+    /// then the one <see cref="BusyTimeoutMilliseconds"/> knows, as it is again once they are set back.
     /// </summary>
     public void RememberPragmas()
     {
@@ -646,11 +669,27 @@ internal sealed partial class PhysicalConnection : IDisposable
         {
             if (Read(Handle, name) is { } value && long.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var number))
             {
+                if (name == "busy_timeout")
+                {
+                    _rememberedBusyTimeout = (int)number;
+                }
+
                 sql.Append("PRAGMA ").Append(name).Append(" = ").Append(number.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append(';');
             }
         }
 
         _restorePragmaSql = sql.ToString();
+        KnowBusyTimeout(_rememberedBusyTimeout);
+    }
+
+    /// <summary>Takes <paramref name="milliseconds"/>, just read or set, as the busy timeout (see <see cref="BusyTimeoutMilliseconds"/>).</summary>
+    private void KnowBusyTimeout(int? milliseconds)
+    {
+        if (milliseconds is { } known)
+        {
+            _busyTimeout = known;
+            BusyTimeoutMayHaveChanged = false;
+        }
     }
 
     /// <summary>Closes the physical connection, releasing the database file.</summary>

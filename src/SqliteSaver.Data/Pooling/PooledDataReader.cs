@@ -264,11 +264,17 @@ internal sealed class PooledDataReader(
     /// attempt was cancelled: those of a writing batch have been noted as failed (see <see cref="FinishInTransaction"/>),
     /// so they can only be rolled back. A progress handler ends each at once (closing ignores their errors), and their
     /// waits for a lock end with the cancelled token. Also once a Close of the connection ended a step of the reader
-    /// (<paramref name="cancelled"/> none), as it ends any call: the statements after it do not run.
+    /// (<paramref name="cancelled"/> none), as it ends any call: the statements after it do not run. A statement that
+    /// needs a lock another connection holds fails at once, as SQLite's busy handler is switched off (the progress
+    /// handler cannot end a wait for a lock); where the busy timeout is not known without reading it (a renter took
+    /// <see cref="SaverDbConnection.InnerConnection"/>, the command names busy_timeout, or no call has read it yet on a
+    /// connection without pooling), which Close's interrupts would refuse, the wait ends only with
+    /// <paramref name="cancelled"/>.
     /// </summary>
     private void CloseDiscarding(CancellationToken cancelled)
     {
-        var waits = Executor.MakeBusyWaitsCancellable(physical, commandText, cancelled);
+        var suspended = physical.TrySuspendBusyWaitsWithoutReading();
+        var waits = !suspended && Executor.MakeBusyWaitsCancellable(physical, commandText, cancelled);
         raw.sqlite3_progress_handler(physical.Handle, 1, static _ => 1, null);
         try
         {
@@ -277,7 +283,11 @@ internal sealed class PooledDataReader(
         finally
         {
             raw.sqlite3_progress_handler(physical.Handle, 0, null, null);
-            if (waits)
+            if (suspended)
+            {
+                physical.ResumeBusyWaits();
+            }
+            else if (waits)
             {
                 physical.EndCancellableBusyWaits();
             }
