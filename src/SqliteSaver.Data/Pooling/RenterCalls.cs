@@ -18,6 +18,7 @@ internal sealed class RenterCalls : IDisposable
     private readonly object _ended = new(); // pulsed as the last call ends while EndAll waits, and for WaitForClose
     private CancellationTokenSource _cancellation = new();
     private CancellationTokenSource? _closedBy; // the source EndAll cancelled (one cancelled before stays Cancel's)
+    private CancellationTokenSource[]? _givenUpOn; // the sources of calls a Close gave up on, until EndAll sees none run
     private CancellationTokenSource? _ending; // the source of the calls EndAll ends now, for a call that joins them
     private int _running;
     private int _closeWaits;
@@ -131,6 +132,7 @@ internal sealed class RenterCalls : IDisposable
     {
         if (Volatile.Read(ref _running) == 0)
         {
+            Volatile.Write(ref _givenUpOn, null);
             return true;
         }
 
@@ -169,6 +171,7 @@ internal sealed class RenterCalls : IDisposable
                     var remaining = bound - Stopwatch.GetElapsedTime(started);
                     if (remaining <= TimeSpan.Zero)
                     {
+                        GiveUpOn(cancellation);
                         return false;
                     }
 
@@ -186,7 +189,21 @@ internal sealed class RenterCalls : IDisposable
             }
         }
 
+        Volatile.Write(ref _givenUpOn, null);
         return true;
+    }
+
+    /// <summary>
+    /// For <see cref="EndAll"/> giving up on the calls of <paramref name="cancellation"/>: a later Close, which cancels
+    /// the source of the calls begun since, ends them too, and they must still take it for a Close's end (see
+    /// <see cref="ClosedDuring"/>), not for Cancel's. Nothing when Cancel had cancelled the source before.
+    /// </summary>
+    private void GiveUpOn(CancellationTokenSource cancellation)
+    {
+        if (ReferenceEquals(Volatile.Read(ref _closedBy), cancellation))
+        {
+            Volatile.Write(ref _givenUpOn, [.. Volatile.Read(ref _givenUpOn) ?? [], cancellation]);
+        }
     }
 
     /// <summary>Cancels the calls' token for <see cref="EndAll"/>, on the thread it starts for it.</summary>
@@ -296,7 +313,8 @@ internal sealed class RenterCalls : IDisposable
     /// Whether Close came while <paramref name="call"/> ran, for a call that must then undo what it began (a BEGIN)
     /// though nothing of it failed (SQLite drops an interrupt made while no statement runs).
     /// </summary>
-    public bool ClosedDuring(CancellationTokenSource call) => ReferenceEquals(call, Volatile.Read(ref _closedBy));
+    public bool ClosedDuring(CancellationTokenSource call)
+        => ReferenceEquals(call, Volatile.Read(ref _closedBy)) || (Volatile.Read(ref _givenUpOn) is { } givenUpOn && Array.IndexOf(givenUpOn, call) >= 0);
 
     /// <summary>
     /// The token a call waits with: <paramref name="call"/>'s (from <see cref="Begin"/>), linked with
@@ -333,7 +351,7 @@ internal sealed class RenterCalls : IDisposable
             return null;
         }
 
-        return ReferenceEquals(call, Volatile.Read(ref _closedBy))
+        return ClosedDuring(call)
             ? ClosedDuringCall(cancelled, statementByStatement)
             : cancelled.InnerException is SqliteException { SqliteErrorCode: raw.SQLITE_INTERRUPT } interrupted
                 ? interrupted

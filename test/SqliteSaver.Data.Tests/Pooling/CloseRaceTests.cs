@@ -746,6 +746,55 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// A second Close of the connection after a first one gave up on a reader's step (Busy Timeout=0 and 5 s; here a
+    /// statement held in an application function, then a query that runs until an interrupt ends it): the step that
+    /// the second Close ends throws what a call ended by Close throws, and the statements of the batch after it do not
+    /// run. Before, the step threw SQLite's SQLITE_INTERRUPT as if Cancel had ended it (Close knew only the calls it
+    /// cancelled itself, not those of the Close that gave up), and closing the reader ran the INSERT and the PRAGMA
+    /// after it, which were kept (a review: 4 in 4).
+    /// </summary>
+    [Test]
+    public void A_Close_after_one_that_gave_up_ends_the_step_that_one_began_to_end_as_a_call_ended_by_Close()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Scalar(connection, "CREATE TABLE kept (id INTEGER)");
+        var physical = connection.GetOpenPhysical("test");
+        using var hold = new HeldFunction(connection);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c WHERE hold(); "
+            + "INSERT INTO kept VALUES (2); PRAGMA user_version = 9";
+        var reader = command.ExecuteReader();
+        var stepping = Task.Factory.StartNew(() => Should.Throw<Exception>(() => reader.NextResult()), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Task<Exception?>? second = null;
+        try
+        {
+            hold.Holding.Wait(Bound).ShouldBeTrue("the query runs hold()");
+            var first = CloseOnAnotherThread(connection);
+            first.Wait(Bound).ShouldBeTrue("the first Close ended");
+            first.Result.ShouldBeOfType<InvalidOperationException>("the first Close gave up");
+            connection.State.ShouldBe(System.Data.ConnectionState.Open);
+
+            second = CloseOnAnotherThread(connection);
+            Wait.Until(() => physical.Calls.CloseWaits || second.IsCompleted);
+        }
+        finally
+        {
+            hold.Release(); // hold() returns at once from now on: the query runs until an interrupt ends it
+        }
+
+        second.Wait(Bound).ShouldBeTrue("the second Close ended");
+        second.Result.ShouldBeNull("the second Close closed the connection");
+        stepping.Wait(Bound).ShouldBeTrue("NextResult ended");
+        stepping.Result.ShouldBeOfType<InvalidOperationException>($"NextResult threw {stepping.Result}")
+            .Message.ShouldBe(RenterCalls.ClosedDuringCall(null, statementByStatement: true).Message);
+        reader.IsClosed.ShouldBeTrue();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM kept").ShouldBe(0L);
+        PoolTests.Scalar(connectionString, "PRAGMA user_version").ShouldBe(0L);
+    }
+
+    /// <summary>
     /// A reader's Close run inside a call of its connection (here a function SQLite runs in another command's
     /// statement) while a Close of the connection on another thread waits for that call: the reader's closing joins the
     /// calls that Close waits for, so the call ends and the Close succeeds. On the previous version the reader's Close
