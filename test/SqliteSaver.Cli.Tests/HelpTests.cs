@@ -39,6 +39,11 @@ public class HelpTests
     [TestCase("info")]
     public void Every_command_has_json(string command) => CliRun.Of(command, "--help").Output.ShouldContain("--json");
 
+    /// <summary>The default as it is written on the command line; before, help showed the enum's name, "Passive".</summary>
+    [Test]
+    public void Checkpoint_help_shows_the_default_mode_as_it_is_written()
+        => CliRun.Of("checkpoint", "--help").Output.ShouldContain("[default: passive]", Case.Sensitive);
+
     [Test]
     public void Version_prints_the_version()
     {

@@ -13,11 +13,11 @@ internal static class CheckpointCommand
     public static Command Create()
     {
         var path = new Argument<string>("PATH") { Description = "The database file; it must exist (it is never created)." };
-        var mode = new Option<CheckpointMode>("--mode")
+        var mode = new Option<string>("--mode") // not the enum, whose help would show its default as "Passive"
         {
             Description = "passive copies what it can without waiting; full waits for writers and old readers, then copies everything; " +
                 "restart also waits until no reader uses the WAL; truncate also empties the -wal file.",
-            DefaultValueFactory = _ => CheckpointMode.Passive,
+            DefaultValueFactory = _ => "passive",
             CustomParser = ParseMode,
             HelpName = "passive|full|restart|truncate",
         };
@@ -37,7 +37,7 @@ internal static class CheckpointCommand
         {
             var output = parseResult.InvocationConfiguration.Output;
             var file = DatabaseFile.RequireExisting(parseResult.GetRequiredValue(path));
-            var checkpointMode = parseResult.GetValue(mode);
+            var checkpointMode = Enum.Parse<CheckpointMode>(parseResult.GetRequiredValue(mode), ignoreCase: true); // ParseMode checked it
             using var connection = DatabaseFile.OpenPlain(file, SqliteOpenMode.ReadWrite, parseResult.GetValue(busyTimeout));
 
             var before = connection.GetWalStatus();
@@ -79,18 +79,18 @@ internal static class CheckpointCommand
             : $"{report.Database}: {report.Mode} checkpoint done: {frames}";
     }
 
-    private static CheckpointMode ParseMode(ArgumentResult result)
+    private static string ParseMode(ArgumentResult result)
     {
         var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : string.Empty;
         foreach (var mode in Enum.GetValues<CheckpointMode>())
         {
             if (text.Equals(mode.ToString(), StringComparison.OrdinalIgnoreCase))
             {
-                return mode;
+                return text;
             }
         }
 
         result.AddError($"--mode must be passive, full, restart or truncate, not '{text}'.");
-        return default;
+        return text;
     }
 }
