@@ -177,6 +177,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         bool async,
         CancellationToken cancellationToken)
     {
+        command.RunsStatementByStatement = false; // until its statements run so (not as an earlier execution ran them)
         cancellationToken.ThrowIfCancellationRequested();
 
         // A synchronous call's token is its own (see RenterCalls), cancelled only by Cancel and Close, which interrupt
@@ -184,7 +185,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         using var interrupt = async ? InterruptOnCancel(physical, cancellationToken) : default;
         var text = command.CommandText;
         var cancellableWaits = false;
-        command.RunsStatementByStatement = false; // until its statements run so (not as an earlier execution ran them)
         try
         {
             physical.RetryFailedRollback(leaveGate: true);
