@@ -629,12 +629,27 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
 
         var text = command.CommandText;
-        BusyTimeoutMayHaveChanged |= text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase); // SQLite's names are not escaped or split
         PragmasMayHaveChanged = true;
+        NoteBusyTimeoutMaySet(text);
         var withoutComments = text.Contains("/*", StringComparison.Ordinal) || text.Contains("--", StringComparison.Ordinal)
             ? Comment().Replace(text, " ")
             : text;
         UnreadablePragmaMayHaveChanged |= UnreadablePragmaStatement().IsMatch(withoutComments);
+    }
+
+    /// <summary>
+    /// Notes that the statements of <paramref name="text"/> about to be prepared may set busy_timeout: as a command
+    /// begins (see <see cref="NotePragmas"/>), and as a reader of it prepares its later statements (its NextResult or
+    /// closing, perhaps after another command has read the busy timeout). Only a command that may set a PRAGMA
+    /// (<see cref="PragmasMayHaveChanged"/>, once one of the rental did) and names busy_timeout can: SQLite's names are
+    /// not escaped or split.
+    /// </summary>
+    public void NoteBusyTimeoutMaySet(string text)
+    {
+        if (PragmasMayHaveChanged && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase) && MaySetPragmas(text))
+        {
+            BusyTimeoutMayHaveChanged = true;
+        }
     }
 
     /// <summary>Whether <paramref name="text"/> may set a PRAGMA: <c>PRAGMA name = value</c> or <c>PRAGMA name(value)</c>.</summary>
@@ -651,6 +666,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// </summary>
     public void RememberPragmas()
     {
+        _rememberedBusyTimeout = null; // until read again below
         var sql = new System.Text.StringBuilder("PRAGMA query_only = 0;");
         foreach (var (name, values) in NamePragmas)
         {

@@ -151,7 +151,7 @@ internal sealed class PooledDataReader(
         _closedByConnection = byConnection;
 
         var attempt = UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
-        NoteStatementsRunAsWritten(); // closing runs those not reached
+        NoteStatementsToRun(); // closing runs those not reached
         Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
         command.BeginRunning(call); // closing runs the statements of the command not reached yet
         physical.Calls.EnterOnThisThread();
@@ -266,10 +266,10 @@ internal sealed class PooledDataReader(
     /// waits for a lock end with the cancelled token. Also once a Close of the connection ended a step of the reader
     /// (<paramref name="cancelled"/> none), as it ends any call: the statements after it do not run. A statement that
     /// needs a lock another connection holds fails at once, as SQLite's busy handler is switched off (the progress
-    /// handler cannot end a wait for a lock); where the busy timeout is not known without reading it (a renter took
-    /// <see cref="SaverDbConnection.InnerConnection"/>, the command names busy_timeout, or no call has read it yet on a
-    /// connection without pooling), which Close's interrupts would refuse, the wait ends only with
-    /// <paramref name="cancelled"/>.
+    /// handler cannot end a wait for a lock); where the busy timeout is not known without reading it (a command of the
+    /// rental set it and nothing has read it since, the renter took <see cref="SaverDbConnection.InnerConnection"/>,
+    /// or no call has read it yet on a connection without pooling), which Close's interrupts would refuse, the wait
+    /// ends only with <paramref name="cancelled"/>.
     /// </summary>
     private void CloseDiscarding(CancellationToken cancelled)
     {
@@ -527,7 +527,7 @@ internal sealed class PooledDataReader(
 
     public override bool NextResult()
     {
-        NoteStatementsRunAsWritten();
+        NoteStatementsToRun();
         return StepToNextResult(UnitOfWorkAttempt() is { } attempt ? NextResultStep(attempt) : inner.NextResult);
     }
 
@@ -544,7 +544,7 @@ internal sealed class PooledDataReader(
 
         try
         {
-            NoteStatementsRunAsWritten(); // as NextResult does
+            NoteStatementsToRun(); // as NextResult does
             // A closed reader's physical connection may be another renter's by now: NextResult only reports the closing.
             // Otherwise the step runs under the token, and a failure closes this reader (and with CloseConnection the
             // connection) only once the step has handed the physical connection back its own busy handler.
@@ -666,12 +666,20 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Counts a step of a batch the library runs as written (it may hold a <c>SAVEPOINT</c>) for the caller's
-    /// transaction, as the executor counts such commands (see <see cref="PhysicalConnection.StandaloneCommandsInTransaction"/>).
+    /// Notes what the statements a step prepares may do, before it runs (a <c>PRAGMA</c> sets its value as SQLite
+    /// prepares it): set busy_timeout (see <see cref="PhysicalConnection.NoteBusyTimeoutMaySet"/>); and counts a step of
+    /// a batch the library runs as written (it may hold a <c>SAVEPOINT</c>) for the caller's transaction, as the
+    /// executor counts such commands (see <see cref="PhysicalConnection.StandaloneCommandsInTransaction"/>).
     /// </summary>
-    private void NoteStatementsRunAsWritten()
+    private void NoteStatementsToRun()
     {
-        if (!_closed && transaction is { IsCompleted: false } && connection.Executor.Classify(physical, commandText) == CommandKind.Unprotected)
+        if (_closed)
+        {
+            return; // the physical connection may be another renter's by now
+        }
+
+        physical.NoteBusyTimeoutMaySet(commandText);
+        if (transaction is { IsCompleted: false } && connection.Executor.Classify(physical, commandText) == CommandKind.Unprotected)
         {
             physical.StandaloneCommandsInTransaction++;
         }

@@ -67,6 +67,41 @@ public class GateSafetyTests : DatabaseTest
         ConnectionTests.Pragma(connection, "busy_timeout").ShouldBe(77L);
     }
 
+    /// <summary>
+    /// A reader whose later statement sets busy_timeout (SQLite sets it as NextResult prepares that statement), with an
+    /// async command run between its results: the async commands after it keep the renter's busy timeout. Before, the
+    /// library took the busy timeout the first async command had read for still known, and the second one's wait for
+    /// a lock, as it ended, set that old value back over the renter's (a review: 1 in 1).
+    /// </summary>
+    [Test]
+    public async Task Async_commands_keep_a_busy_timeout_a_readers_later_statement_set()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=5000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        using var cancellation = new CancellationTokenSource(); // a token that can be cancelled: the library's busy handler
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; PRAGMA busy_timeout = 1234; SELECT 2";
+        await using (var reader = await command.ExecuteReaderAsync(cancellation.Token))
+        {
+            (await reader.ReadAsync(cancellation.Token)).ShouldBeTrue();
+            await InsertAsync(connection, cancellation.Token); // reads the busy timeout, 5000
+            (await reader.NextResultAsync(cancellation.Token)).ShouldBeTrue(); // sets it to 1234
+            (await reader.NextResultAsync(cancellation.Token)).ShouldBeTrue();
+        }
+
+        await InsertAsync(connection, cancellation.Token);
+        ConnectionTests.Pragma(connection, "busy_timeout").ShouldBe(1234L);
+    }
+
+    private static async Task InsertAsync(SaverDbConnection connection, CancellationToken cancellationToken)
+    {
+        await using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (1)";
+        (await insert.ExecuteNonQueryAsync(cancellationToken)).ShouldBe(1);
+    }
+
     [Test]
     public void A_write_keeps_a_busy_timeout_a_renter_set_and_the_next_renter_has_the_connection_strings_again()
     {
