@@ -400,14 +400,25 @@ public sealed class SaverDbCommand : DbCommand
         }
 
         linked?.Dispose();
+        PooledDataReader reader;
         try
         {
-            return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
+            reader = WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
         }
         finally
         {
             EndRunning(physical); // after the reader holds the statement: a Dispose that sees no call running closes it
         }
+
+        if (cancellationToken.IsCancellationRequested)
+        {
+            // Cancelled as the execution ended, after its first step: the execution counts as cancelled (see
+            // PooledDataReader.CloseCancelled), as a moment earlier.
+            reader.CloseCancelled(cancellationToken);
+            throw new OperationCanceledException(cancellationToken);
+        }
+
+        return reader;
     }
 
     /// <summary>

@@ -47,6 +47,7 @@ internal sealed class PooledDataReader(
     private bool _writeEnded; // its write outside a transaction committed or rolled back as it closed (see FinishWrite)
     private bool _writeCommitted; // that write committed
     private bool _endedByClose; // a Close of its connection ended a step or read of it (see EndedByClose)
+    private CancellationToken _cancelled; // the caller's, cancelled as a step of the reader ended (see CloseCancelled)
     private bool[]? _byValue; // per result set (see ByValue)
     private bool _onRow; // Read returned true, in this result set
 
@@ -150,7 +151,7 @@ internal sealed class PooledDataReader(
 
         _closedByConnection = byConnection;
 
-        var attempt = UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
+        var attempt = _cancelled.IsCancellationRequested ? _cancelled : UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
         NoteStatementsToRun(); // closing runs those not reached
         Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
         command.BeginRunning(call); // closing runs the statements of the command not reached yet
@@ -226,6 +227,21 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
+    /// Closes the reader as a cancelled one, once the caller's token was cancelled as a step of it (its execution, or
+    /// NextResultAsync) ended: the token's interrupt may have come after the statement's row, and SQLite keeps it
+    /// pending while the statement is active, so that the connection's other statements would fail with it. As when a
+    /// synchronous unit of work's attempt is cancelled, the statements not reached do not run (in the caller's
+    /// transaction those of a writing batch are noted as failed), and a write the reader holds open outside a transaction
+    /// is rolled back.
+    /// </summary>
+    internal void CloseCancelled(CancellationToken cancelled)
+    {
+        _cancelled = cancelled;
+        _writeFailed |= openWrite;
+        Close();
+    }
+
+    /// <summary>
     /// Closing a reader of a writing batch in the caller's transaction: runs the statements not reached yet, as
     /// Microsoft.Data.Sqlite's reader would, but keeps the first error, which it would ignore, for the transaction,
     /// so that it cannot commit the batch without the failed statement (see
@@ -274,7 +290,7 @@ internal sealed class PooledDataReader(
     private void CloseDiscarding(CancellationToken cancelled)
     {
         var suspended = physical.TrySuspendBusyWaitsWithoutReading();
-        var waits = !suspended && Executor.MakeBusyWaitsCancellable(physical, commandText, cancelled);
+        var waits = !suspended && MakeBusyWaitsCancellable(cancelled);
         raw.sqlite3_progress_handler(physical.Handle, 1, static _ => 1, null);
         try
         {
@@ -291,6 +307,22 @@ internal sealed class PooledDataReader(
             {
                 physical.EndCancellableBusyWaits();
             }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Executor.MakeBusyWaitsCancellable"/> for <see cref="CloseDiscarding"/>: not when the busy timeout must
+    /// be read and an interrupt still pending (a Close's, or the cancelled token's) refuses the read.
+    /// </summary>
+    private bool MakeBusyWaitsCancellable(CancellationToken cancelled)
+    {
+        try
+        {
+            return Executor.MakeBusyWaitsCancellable(physical, commandText, cancelled);
+        }
+        catch (SqliteException)
+        {
+            return false;
         }
     }
 
@@ -554,6 +586,7 @@ internal sealed class PooledDataReader(
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+            CloseCancelled(cancellationToken); // cancelled as its step ended, the SQLite reader is still open
             return Task.FromCanceled<bool>(cancellationToken);
         }
         catch (Exception exception)

@@ -338,16 +338,23 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// in a synchronous unit of work whose attempt has a token) with cancellation as <see cref="ExecuteAsync"/> has it:
     /// the token interrupts the statement and ends SQLite's waits for a lock.
     /// </summary>
-    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="OperationCanceledException">
+    /// <paramref name="cancellationToken"/> was cancelled, also as the step ended: its interrupt may then have come
+    /// after the statement's row, and SQLite keeps it pending while the statement is active, so that the connection's
+    /// other statements would fail with it; the step counts as cancelled (the reader closes as a cancelled one).
+    /// </exception>
     public static T RunForReader<T>(PhysicalConnection physical, string commandText, Func<T> step, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
-        using var interrupt = InterruptOnCancel(physical, cancellationToken);
+        var interrupt = InterruptOnCancel(physical, cancellationToken);
         var cancellableWaits = false;
         try
         {
             cancellableWaits = MakeBusyWaitsCancellable(physical, commandText, cancellationToken);
-            return step();
+            var result = step();
+            interrupt.Dispose(); // waits for the interrupt if it runs now; none after it
+            cancellationToken.ThrowIfCancellationRequested();
+            return result;
         }
         catch (SqliteException error) when (IsInterruption(error, cancellationToken))
         {
@@ -355,6 +362,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
         finally
         {
+            interrupt.Dispose();
             if (cancellableWaits)
             {
                 physical.EndCancellableBusyWaits();

@@ -1,0 +1,98 @@
+using System.Data.Common;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Faults;
+
+/// <summary>
+/// A caller's token cancelled as a step of a reader ends (here by a function of the statement, as it makes the row):
+/// the token's interrupt comes after the row, and SQLite keeps it pending while the statement is active. The step now
+/// counts as cancelled: it throws OperationCanceledException, the reader closes as a cancelled one, and the connection's
+/// next statements run. Before, ExecuteReaderAsync and NextResultAsync returned as if nothing happened, and every other
+/// statement on the connection failed with a bare SQLITE_INTERRUPT while the reader was open (a chaos probe: a
+/// GetColumnSchema after ExecuteReaderAsync whose token's timer fired; then deterministic with the function).
+/// </summary>
+public class LateCancellationTests : DatabaseTest
+{
+    [Test]
+    public async Task A_query_whose_token_is_cancelled_as_its_first_row_is_made_is_cancelled_and_the_connection_goes_on()
+    {
+        await using var connection = await Open("INSERT INTO t VALUES (1), (2)");
+        using var cancellation = CancelledBy(connection, "cancel_now");
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT x, cancel_now() FROM t";
+
+        var error = await Should.ThrowAsync<OperationCanceledException>(() => command.ExecuteReaderAsync(cancellation.Token));
+
+        error.CancellationToken.ShouldBe(cancellation.Token);
+        ConnectionTests.Scalar(connection, "SELECT 5").ShouldBe(5L);
+        command.CommandText = "SELECT count(*) FROM t";
+        (await command.ExecuteScalarAsync()).ShouldBe(2L);
+    }
+
+    [Test]
+    public async Task A_write_outside_a_transaction_whose_token_is_cancelled_as_its_first_row_is_made_is_rolled_back()
+    {
+        await using var connection = await Open();
+        using var cancellation = CancelledBy(connection, "cancel_now");
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1) RETURNING x + cancel_now()";
+
+        await Should.ThrowAsync<OperationCanceledException>(() => command.ExecuteReaderAsync(cancellation.Token));
+
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(0L);
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"); // the write gate and SQLite's lock were let go
+        PoolTests.Scalar(Folder.ConnectionString(), "SELECT group_concat(x) FROM t").ShouldBe("2");
+    }
+
+    /// <summary>In the caller's transaction the cancelled write cannot be committed: Commit throws the cancellation.</summary>
+    [Test]
+    public async Task A_write_in_a_transaction_whose_token_is_cancelled_as_its_first_row_is_made_cannot_be_committed()
+    {
+        await using var connection = await Open();
+        using var cancellation = CancelledBy(connection, "cancel_now");
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1) RETURNING x + cancel_now()";
+
+        await Should.ThrowAsync<OperationCanceledException>(() => command.ExecuteReaderAsync(cancellation.Token));
+
+        Should.Throw<OperationCanceledException>(transaction.Commit);
+        PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
+    public async Task NextResultAsync_whose_token_is_cancelled_as_the_next_statements_first_row_is_made_is_cancelled()
+    {
+        await using var connection = await Open("INSERT INTO t VALUES (1)");
+        using var cancellation = CancelledBy(connection, "cancel_now");
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; SELECT cancel_now(); SELECT 3";
+        await using var reader = await command.ExecuteReaderAsync(cancellation.Token);
+
+        await Should.ThrowAsync<OperationCanceledException>(() => reader.NextResultAsync(cancellation.Token));
+
+        reader.IsClosed.ShouldBeTrue();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    private async Task<SaverDbConnection> Open(string? fill = null)
+    {
+        var connection = new SaverDbConnection(Folder.ConnectionString());
+        await connection.OpenAsync();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x)" + (fill is null ? "" : "; " + fill));
+        return connection;
+    }
+
+    /// <summary>A token source that the function <paramref name="name"/>, called in a statement, cancels.</summary>
+    private static CancellationTokenSource CancelledBy(SaverDbConnection connection, string name)
+    {
+        var cancellation = new CancellationTokenSource();
+        connection.InnerConnection.CreateFunction(name, () =>
+        {
+            cancellation.Cancel();
+            return 0L;
+        });
+        return cancellation;
+    }
+}
