@@ -355,14 +355,7 @@ public sealed class SaverDbCommand : DbCommand
             throw;
         }
 
-        try
-        {
-            return WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
-        }
-        finally
-        {
-            EndRunning(physical); // after the reader holds the statement: a Dispose that sees no call running closes it
-        }
+        return Opened(connection, physical, command, result, behavior, call, CancellationToken.None);
     }
 
     /// <inheritdoc />
@@ -400,22 +393,51 @@ public sealed class SaverDbCommand : DbCommand
         }
 
         linked?.Dispose();
+        return Opened(connection, physical, command, result, behavior, call, cancellationToken);
+    }
+
+    /// <summary>
+    /// The reader of an execution that ran: wrapped, then the execution's call ends. One whose caller's token, or
+    /// <see cref="Cancel"/>, cancelled the call as it ended, after the statement's first row, is closed as a cancelled
+    /// one and the execution throws what a cancelled one throws (see <see cref="PooledDataReader.MarkCancelled"/>): the
+    /// interrupt came after the row, and SQLite keeps it pending while the statement is active, so that every other
+    /// statement on the connection would fail with it. It is marked before the call ends, as a Close on another thread
+    /// waiting for the call may then close it. Not a call Close ended: Close closes its readers.
+    /// </summary>
+    private PooledDataReader Opened(
+        SaverDbConnection connection,
+        PhysicalConnection physical,
+        OwnedSqliteCommand command,
+        (SqliteDataReader Reader, bool Open) result,
+        CommandBehavior behavior,
+        CancellationTokenSource call,
+        CancellationToken caller)
+    {
         PooledDataReader reader;
+        Exception? cancelled = null;
         try
         {
             reader = WrapReader(connection, physical, command, result.Reader, result.Open, behavior);
+            if (caller.IsCancellationRequested)
+            {
+                reader.MarkCancelled(caller);
+                cancelled = new OperationCanceledException(caller);
+            }
+            else if (call.IsCancellationRequested && !physical.Calls.ClosedDuring(call))
+            {
+                reader.MarkCancelled(call.Token);
+                cancelled = new SqliteException("SQLite Error 9: 'interrupted'.", SQLitePCL.raw.SQLITE_INTERRUPT);
+            }
         }
         finally
         {
             EndRunning(physical); // after the reader holds the statement: a Dispose that sees no call running closes it
         }
 
-        if (cancellationToken.IsCancellationRequested)
+        if (cancelled is not null)
         {
-            // Cancelled as the execution ended, after its first step: the execution counts as cancelled (see
-            // PooledDataReader.CloseCancelled), as a moment earlier.
-            reader.CloseCancelled(cancellationToken);
-            throw new OperationCanceledException(cancellationToken);
+            reader.Close();
+            throw cancelled;
         }
 
         return reader;

@@ -47,7 +47,7 @@ internal sealed class PooledDataReader(
     private bool _writeEnded; // its write outside a transaction committed or rolled back as it closed (see FinishWrite)
     private bool _writeCommitted; // that write committed
     private bool _endedByClose; // a Close of its connection ended a step or read of it (see EndedByClose)
-    private CancellationToken _cancelled; // the caller's, cancelled as a step of the reader ended (see CloseCancelled)
+    private CancellationToken _cancelled; // cancelled as a step of the reader ended (see MarkCancelled)
     private bool[]? _byValue; // per result set (see ByValue)
     private bool _onRow; // Read returned true, in this result set
 
@@ -202,7 +202,15 @@ internal sealed class PooledDataReader(
             }
             finally
             {
-                inner.Close();
+                if (_cancelled.IsCancellationRequested)
+                {
+                    CloseDiscarding(_cancelled); // the write is rolled back: nothing of it runs after
+                }
+                else
+                {
+                    inner.Close();
+                }
+
                 FinishWrite(call);
             }
         }
@@ -227,18 +235,18 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Closes the reader as a cancelled one, once the caller's token was cancelled as a step of it (its execution, or
-    /// NextResultAsync) ended: the token's interrupt may have come after the statement's row, and SQLite keeps it
-    /// pending while the statement is active, so that the connection's other statements would fail with it. As when a
-    /// synchronous unit of work's attempt is cancelled, the statements not reached do not run (in the caller's
-    /// transaction those of a writing batch are noted as failed), and a write the reader holds open outside a transaction
-    /// is rolled back.
+    /// Marks the reader to close as a cancelled one, once <paramref name="cancelled"/> was cancelled as a step of it (its
+    /// execution, NextResultAsync, or a step in a unit of work's attempt) ended: the interrupt may have come after the
+    /// statement's row, and SQLite keeps it pending while the statement is active, so that the connection's other
+    /// statements would fail with it. As when a synchronous unit of work's attempt is cancelled, the statements not
+    /// reached do not run as it closes (in the caller's transaction those of a writing batch are noted as failed), and a
+    /// write the reader holds open outside a transaction is rolled back. Marked while the step's call runs, so that a
+    /// Close of the connection waiting for it closes the reader so too.
     /// </summary>
-    internal void CloseCancelled(CancellationToken cancelled)
+    internal void MarkCancelled(CancellationToken cancelled)
     {
         _cancelled = cancelled;
         _writeFailed |= openWrite;
-        Close();
     }
 
     /// <summary>
@@ -586,7 +594,6 @@ internal sealed class PooledDataReader(
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            CloseCancelled(cancellationToken); // cancelled as its step ended, the SQLite reader is still open
             return Task.FromCanceled<bool>(cancellationToken);
         }
         catch (Exception exception)
@@ -634,8 +641,13 @@ internal sealed class PooledDataReader(
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             NoteBusyInTransaction(exception); // on the physical connection, and _writeFailed for a Close's Finish: both before the call ends
             _writeFailed = openWrite;
+            if (exception is OperationCanceledException { CancellationToken: { IsCancellationRequested: true } cancelled } && !inner.IsClosed)
+            {
+                MarkCancelled(cancelled); // cancelled as the step ended (see Executor.RunForReader)
+            }
+
             command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
-            if (inner.IsClosed)
+            if (inner.IsClosed || _cancelled.IsCancellationRequested)
             {
                 Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it
             }

@@ -30,16 +30,23 @@ public class LateCancellationTests : DatabaseTest
         (await command.ExecuteScalarAsync()).ShouldBe(2L);
     }
 
+    /// <summary>
+    /// The statements after it do not run either (before the review of the first fix, closing the reader ran them,
+    /// rolled back with the write).
+    /// </summary>
     [Test]
     public async Task A_write_outside_a_transaction_whose_token_is_cancelled_as_its_first_row_is_made_is_rolled_back()
     {
         await using var connection = await Open();
         using var cancellation = CancelledBy(connection, "cancel_now");
+        var ticks = 0;
+        connection.InnerConnection.CreateFunction("tick", () => Interlocked.Increment(ref ticks));
         await using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO t VALUES (1) RETURNING x + cancel_now()";
+        command.CommandText = "INSERT INTO t VALUES (1) RETURNING x + cancel_now(); SELECT tick()";
 
         await Should.ThrowAsync<OperationCanceledException>(() => command.ExecuteReaderAsync(cancellation.Token));
 
+        ticks.ShouldBe(0);
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(0L);
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)"); // the write gate and SQLite's lock were let go
         PoolTests.Scalar(Folder.ConnectionString(), "SELECT group_concat(x) FROM t").ShouldBe("2");
@@ -74,6 +81,31 @@ public class LateCancellationTests : DatabaseTest
 
         reader.IsClosed.ShouldBeTrue();
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    /// <summary>
+    /// A command's <see cref="DbCommand.Cancel"/> that lands as its ExecuteReader ends, after the first row: the
+    /// execution throws SQLITE_INTERRUPT, as one Cancel interrupts does, and the connection's next statements run.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task A_query_whose_command_is_cancelled_as_its_first_row_is_made_throws_the_interrupt_and_the_connection_goes_on(bool async)
+    {
+        await using var connection = await Open("INSERT INTO t VALUES (1)");
+        await using var command = connection.CreateCommand();
+        connection.InnerConnection.CreateFunction("cancel_command", () =>
+        {
+            command.Cancel();
+            return 0L;
+        });
+        command.CommandText = "SELECT x, cancel_command() FROM t";
+
+        var error = async
+            ? await Should.ThrowAsync<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteReaderAsync())
+            : Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => command.ExecuteReader());
+
+        error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_INTERRUPT);
+        ConnectionTests.Scalar(connection, "SELECT 5").ShouldBe(5L);
     }
 
     private async Task<SaverDbConnection> Open(string? fill = null)
