@@ -151,7 +151,8 @@ internal sealed class PooledDataReader(
 
         _closedByConnection = byConnection;
 
-        var attempt = _cancelled.IsCancellationRequested ? _cancelled : UnitOfWorkAttempt(); // of the connection's synchronous unit of work, if any: not once closed
+        // The step's cancellation (see MarkCancelled), or the attempt of the connection's synchronous unit of work, if any: not once closed.
+        var attempt = _cancelled.IsCancellationRequested ? _cancelled : UnitOfWorkAttempt();
         NoteStatementsToRun(); // closing runs those not reached
         Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
         command.BeginRunning(call); // closing runs the statements of the command not reached yet
@@ -649,7 +650,7 @@ internal sealed class PooledDataReader(
             command.EndRunning(physical); // before Close, which with CloseConnection gives the connection back (see EndRunning)
             if (inner.IsClosed || _cancelled.IsCancellationRequested)
             {
-                Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it
+                Close(); // Microsoft.Data.Sqlite closes its reader when a statement fails; this one closes with it (or as a cancelled one)
             }
 
             if (endedByClose is not null)
