@@ -5,10 +5,10 @@ using SqliteSaver.Data.Tests.Pooling;
 namespace SqliteSaver.Data.Tests.Faults;
 
 /// <summary>
-/// A caller's token cancelled as a step of a reader ends (here by a function of the statement, as it makes the row):
-/// the token's interrupt comes after the row, and SQLite keeps it pending while the statement is active. The step now
-/// counts as cancelled: it throws OperationCanceledException, the reader closes as a cancelled one, and the connection's
-/// next statements run. Before, ExecuteReaderAsync and NextResultAsync returned as if nothing happened, and every other
+/// A caller's token, or a command's Cancel(), cancelled as a step of a reader ends (here by a function of the statement,
+/// as it makes the row): the interrupt comes after the row, and SQLite keeps it pending while the statement is active.
+/// The step now counts as cancelled: it throws OperationCanceledException (SQLITE_INTERRUPT for Cancel), the reader
+/// closes as a cancelled one, and the connection's next statements run. Before, ExecuteReaderAsync and NextResultAsync returned as if nothing happened, and every other
 /// statement on the connection failed with a bare SQLITE_INTERRUPT while the reader was open (a chaos probe: a
 /// GetColumnSchema after ExecuteReaderAsync whose token's timer fired; then deterministic with the function).
 /// </summary>
