@@ -426,7 +426,7 @@ public sealed class SaverDbCommand : DbCommand
             else if (call.IsCancellationRequested && !physical.Calls.ClosedDuring(call))
             {
                 reader.MarkCancelled(call.Token);
-                cancelled = new SqliteException("SQLite Error 9: 'interrupted'.", SQLitePCL.raw.SQLITE_INTERRUPT);
+                cancelled = RenterCalls.CancelledByCancel();
             }
         }
         finally
@@ -768,7 +768,7 @@ public sealed class SaverDbCommand : DbCommand
         catch (OperationCanceledException)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            throw new SqliteException("SQLite Error 9: 'interrupted'.", SQLitePCL.raw.SQLITE_INTERRUPT); // Cancel, as for a statement
+            throw RenterCalls.CancelledByCancel();
         }
         finally
         {

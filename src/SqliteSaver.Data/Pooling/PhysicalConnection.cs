@@ -646,11 +646,15 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// </summary>
     public void NoteBusyTimeoutMaySet(string text)
     {
-        if (PragmasMayHaveChanged && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase) && MaySetPragmas(text))
+        if (PragmasMayHaveChanged && NamesBusyTimeout(text) && MaySetPragmas(text))
         {
             BusyTimeoutMayHaveChanged = true;
         }
     }
+
+    /// <summary>Whether <paramref name="text"/> may read or set busy_timeout: a PRAGMA that names it.</summary>
+    public static bool NamesBusyTimeout(string text)
+        => text.Contains("pragma", StringComparison.OrdinalIgnoreCase) && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Whether <paramref name="text"/> may set a PRAGMA: <c>PRAGMA name = value</c> or <c>PRAGMA name(value)</c>.</summary>
     public static bool MaySetPragmas(string text)

@@ -355,8 +355,15 @@ internal sealed class RenterCalls : IDisposable
             ? ClosedDuringCall(cancelled, statementByStatement)
             : cancelled.InnerException is SqliteException { SqliteErrorCode: raw.SQLITE_INTERRUPT } interrupted
                 ? interrupted
-                : new SqliteException("SQLite Error 9: 'interrupted'.", raw.SQLITE_INTERRUPT);
+                : CancelledByCancel();
     }
+
+    /// <summary>
+    /// What a call <see cref="SaverDbCommand.Cancel"/> ended throws where no statement's own SQLITE_INTERRUPT carries it
+    /// (a wait, or a statement whose interrupt came after its row): SQLite's SQLITE_INTERRUPT, as for an interrupted
+    /// statement.
+    /// </summary>
+    public static SqliteException CancelledByCancel() => new("SQLite Error 9: 'interrupted'.", raw.SQLITE_INTERRUPT);
 
     /// <summary>
     /// <see cref="Ended"/> for <paramref name="interrupted"/>, a statement's SQLITE_INTERRUPT, when <paramref name="token"/>

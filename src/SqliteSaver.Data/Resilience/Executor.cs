@@ -375,8 +375,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// reports 0 while the library's handler is in place.
     /// </summary>
     internal static bool MakeBusyWaitsCancellable(PhysicalConnection physical, string text, CancellationToken cancellationToken)
-        => !(text.Contains("pragma", StringComparison.OrdinalIgnoreCase) && text.Contains("busy_timeout", StringComparison.OrdinalIgnoreCase))
-            && physical.MakeBusyWaitsCancellable(cancellationToken);
+        => !PhysicalConnection.NamesBusyTimeout(text) && physical.MakeBusyWaitsCancellable(cancellationToken);
 
     /// <summary><see cref="Begin"/> and <see cref="BeginAsync"/> in one body (see <see cref="ExecuteCore"/>).</summary>
     private async ValueTask BeginCore(PhysicalConnection physical, bool deferred, bool retry, CommandDeadline deadline, bool async, CancellationToken cancellationToken)
