@@ -397,12 +397,14 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>
-    /// The reader of an execution that ran: wrapped, then the execution's call ends. One whose caller's token, or
-    /// <see cref="Cancel"/>, cancelled the call as it ended, after the statement's first row, is closed as a cancelled
-    /// one and the execution throws what a cancelled one throws (see <see cref="PooledDataReader.MarkCancelled"/>): the
-    /// interrupt came after the row, and SQLite keeps it pending while the statement is active, so that every other
-    /// statement on the connection would fail with it. It is marked before the call ends, as a Close on another thread
-    /// waiting for the call may then close it. Not a call Close ended: Close closes its readers.
+    /// The reader of an execution that ran: wrapped, then the execution's call ends. One whose caller's token,
+    /// <see cref="Cancel"/>, or the token of the synchronous unit of work's attempt it ran in (see
+    /// <see cref="PhysicalConnection.UnitOfWorkAttempt"/>) cancelled the call as it ended, after the statement's first
+    /// row, is closed as a cancelled one and the execution throws what a cancelled one throws (see
+    /// <see cref="PooledDataReader.MarkCancelled"/>): the interrupt came after the row, and SQLite keeps it pending while
+    /// the statement is active, so that every other statement on the connection would fail with it. It is marked before
+    /// the call ends, as a Close on another thread waiting for the call may then close it. Not a call Close ended: Close
+    /// closes its readers.
     /// </summary>
     private PooledDataReader Opened(
         SaverDbConnection connection,
@@ -423,10 +425,18 @@ public sealed class SaverDbCommand : DbCommand
                 reader.MarkCancelled(caller);
                 cancelled = new OperationCanceledException(caller);
             }
-            else if (call.IsCancellationRequested && !physical.Calls.ClosedDuring(call))
+            else if (call.IsCancellationRequested)
             {
-                reader.MarkCancelled(call.Token);
-                cancelled = RenterCalls.CancelledByCancel();
+                if (!physical.Calls.ClosedDuring(call))
+                {
+                    reader.MarkCancelled(call.Token);
+                    cancelled = RenterCalls.CancelledByCancel();
+                }
+            }
+            else if (physical.UnitOfWorkAttempt is { IsCancellationRequested: true } attempt)
+            {
+                reader.MarkCancelled(attempt);
+                cancelled = new OperationCanceledException(attempt);
             }
         }
         finally

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
 using Polly;
@@ -384,6 +385,42 @@ public class PipelineTests
         using var count = connection.CreateCommand();
         count.CommandText = "SELECT count(*) FROM t";
         count.ExecuteScalar().ShouldBe(1L, "nothing of the cancelled attempt was kept");
+    }
+
+    [Test]
+    public void A_query_in_a_synchronous_unit_of_work_whose_attempt_times_out_as_its_first_row_is_made_is_cancelled()
+    {
+        // The timeout fires inside the query's first step (the function moves the fake clock as the row is made): its
+        // interrupt comes after the row, and SQLite keeps it pending while the statement is active. ExecuteReader
+        // returned the reader before, and GetColumnSchema, which runs a statement of its own, then failed with a bare
+        // SQLITE_INTERRUPT rather than the attempt's timeout.
+        var time = new FakeTimeProvider();
+        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        using var dataSource = new SaverDataSourceBuilder(_connectionString)
+            .UseConnectionInitializer(c => c.CreateFunction("time_out", () =>
+            {
+                time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
+                return 0L;
+            }))
+            .UseResiliencePipeline(pipeline)
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        Insert(connection);
+        var readerReturned = false;
+
+        var exception = Should.Throw<Exception>(() => connection.RunInTransaction(_ =>
+        {
+            using var query = connection.CreateCommand();
+            query.CommandText = "SELECT x, time_out() FROM t";
+            using var reader = query.ExecuteReader();
+            readerReturned = true;
+            reader.GetColumnSchema();
+        }));
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        readerReturned.ShouldBeFalse();
+        Insert(connection).ShouldBe(1, "no interrupt is left pending on the connection");
+        Rows(connection).ShouldBe("1,1");
     }
 
     [Test]
