@@ -233,7 +233,8 @@ public sealed class SaverDbCommand : DbCommand
     /// Interrupts the command while one of its calls (an Execute method, or its reader's <c>Read</c>,
     /// <c>NextResult</c> or closing, which runs the statements not reached) runs statements or waits to, from another
     /// thread (<c>sqlite3_interrupt</c>): that call throws a <see cref="SqliteException"/> with code 9 (SQLITE_INTERRUPT).
-    /// SQLite's interrupt is the connection's, so another reader open on it may fail its next <c>Read</c> too.
+    /// SQLite's interrupt is the connection's, and SQLite keeps it pending while another reader open on it is on a row:
+    /// that reader's next <c>Read</c>, and every statement begun on the connection until it closes, fail with it too.
     /// Otherwise it does nothing, as when an open reader of the command is between reads (Dapper cancels an unbuffered
     /// query it stops early), so that other readers on the connection read on. To cancel an asynchronous call, cancel
     /// its token.
