@@ -659,6 +659,7 @@ public sealed class SaverDbCommand : DbCommand
             open,
             command.RunsStatementByStatement,
             connection.Transaction);
+        physical.ReaderOpened();
         TrackBy(connection);
         return _reader;
     }

@@ -146,6 +146,24 @@ internal sealed partial class PhysicalConnection : IDisposable
     public bool WriteOpenForReader { get; set; }
 
     /// <summary>
+    /// The renter's readers open on the connection: from the execution that made one until its closing has closed the
+    /// SQLite reader (see <see cref="OtherReadersOpen"/>).
+    /// </summary>
+    private int _openReaders;
+
+    /// <summary>A reader of the renter opens (see <see cref="_openReaders"/>).</summary>
+    public void ReaderOpened() => Interlocked.Increment(ref _openReaders);
+
+    /// <summary>A reader of the renter has closed its SQLite reader (see <see cref="_openReaders"/>).</summary>
+    public void ReaderFinished() => Interlocked.Decrement(ref _openReaders);
+
+    /// <summary>
+    /// Whether a reader of the renter other than the call's own (<paramref name="ownReader"/>: the call is a step or the
+    /// closing of one) is open, so that SQLite would keep an interrupt pending (see <see cref="StatementCancellation"/>).
+    /// </summary>
+    public bool OtherReadersOpen(bool ownReader) => Volatile.Read(ref _openReaders) > (ownReader ? 1 : 0);
+
+    /// <summary>
     /// The last SQLITE_BUSY or SQLITE_LOCKED a statement in the caller's transaction met on this connection (run by a
     /// command, a reader's step or close, or a commit finishing a reader), so that
     /// <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/> can tell it from one met on
@@ -549,6 +567,7 @@ internal sealed partial class PhysicalConnection : IDisposable
 
         Used = false;
         WriteOpenForReader = false;
+        _openReaders = 0; // the renter's Close has closed its readers
         UnitOfWorkAttempt = default;
         BusyTimeoutMayHaveChanged |= InnerExposed;
         var innerExposed = InnerExposed;

@@ -218,6 +218,7 @@ internal sealed class PooledDataReader(
         finally
         {
             RenterCalls.ExitOnThisThread();
+            physical.ReaderFinished();
             command.EndRunning();
             try
             {

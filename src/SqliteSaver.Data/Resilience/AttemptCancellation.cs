@@ -12,7 +12,7 @@ internal ref struct AttemptCancellation
 {
     private readonly PhysicalConnection _physical;
     private readonly CancellationToken _caller;
-    private readonly CancellationTokenRegistration _interrupt;
+    private readonly StatementCancellation _interrupt;
     private readonly CancellationTokenSource? _either;
     private readonly bool _callerWaits;
     private readonly bool _attemptWaits;

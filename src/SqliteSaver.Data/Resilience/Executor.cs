@@ -346,7 +346,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     public static T RunForReader<T>(PhysicalConnection physical, string commandText, Func<T> step, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
-        var interrupt = InterruptOnCancel(physical, cancellationToken);
+        var interrupt = InterruptOnCancel(physical, cancellationToken, ownReader: true);
         var cancellableWaits = false;
         try
         {
@@ -424,11 +424,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     public static InvalidOperationException WriteOpenForReader()
         => new("A reader of a write (such as INSERT ... RETURNING) is still open on this connection, and its write commits only when the reader closes. Until then only queries run on this connection: a write, a PRAGMA, a transaction or a COMMIT or ROLLBACK would join that write, or end it halfway. Close the reader first.");
 
-    /// <summary>Interrupts the statement SQLite runs on the connection when <paramref name="cancellationToken"/> is cancelled.</summary>
-    internal static CancellationTokenRegistration InterruptOnCancel(PhysicalConnection physical, CancellationToken cancellationToken)
-        => cancellationToken.CanBeCanceled
-            ? cancellationToken.Register(static handle => raw.sqlite3_interrupt((sqlite3)handle!), physical.Handle)
-            : default;
+    /// <summary>
+    /// Stops the statement SQLite runs on the connection when <paramref name="cancellationToken"/> is cancelled, until
+    /// disposed (see <see cref="StatementCancellation"/>; <paramref name="ownReader"/>: the call is a step or the closing
+    /// of a reader).
+    /// </summary>
+    internal static StatementCancellation InterruptOnCancel(PhysicalConnection physical, CancellationToken cancellationToken, bool ownReader = false)
+        => new(physical, ownReader, cancellationToken);
 
     /// <summary>
     /// Whether an error is the token's doing: SQLite interrupted the statement, or its busy handler stopped waiting

@@ -1,0 +1,57 @@
+using System.Runtime.CompilerServices;
+using SqliteSaver.Data.Pooling;
+using SQLitePCL;
+
+namespace SqliteSaver.Data.Resilience;
+
+/// <summary>
+/// Stops the statement SQLite runs on the connection for a call when the call's token is cancelled, until disposed.
+/// Usually SQLite's interrupt, made from the cancelling thread. But SQLite keeps an interrupt pending while any
+/// statement of the connection is active, so that with another reader of the renter open (on a row) that reader's
+/// next step, and every statement begun until it closes, would fail with SQLITE_INTERRUPT too. Then a progress handler
+/// stops the call's statement instead, which ends only the statement that runs: it is put in place here, on the
+/// call's thread (SQLite takes the connection's mutex to set one, which a running statement holds), and looks at the
+/// token every 100 of SQLite's virtual-machine steps.
+/// </summary>
+internal readonly struct StatementCancellation : IDisposable
+{
+    /// <summary>How many of SQLite's virtual-machine steps run between two looks of the progress handler at the token.</summary>
+    private const int StepsBetweenLooks = 100;
+
+    private readonly CancellationTokenRegistration _interrupt;
+    private readonly PhysicalConnection? _progressHandlerOn;
+
+    /// <param name="physical">The connection the call runs on.</param>
+    /// <param name="ownReader">The call is a step or the closing of a reader, which does not count as another.</param>
+    /// <param name="cancellationToken">The call's token.</param>
+    public StatementCancellation(PhysicalConnection physical, bool ownReader, CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.CanBeCanceled)
+        {
+            return;
+        }
+
+        if (physical.OtherReadersOpen(ownReader))
+        {
+            raw.sqlite3_progress_handler(
+                physical.Handle,
+                StepsBetweenLooks,
+                static token => ((StrongBox<CancellationToken>)token).Value.IsCancellationRequested ? 1 : 0,
+                new StrongBox<CancellationToken>(cancellationToken));
+            _progressHandlerOn = physical;
+            return;
+        }
+
+        _interrupt = cancellationToken.Register(static handle => raw.sqlite3_interrupt((sqlite3)handle!), physical.Handle);
+    }
+
+    /// <summary>Ends the cancellation: waits for the interrupt if it runs now, so that none comes after it.</summary>
+    public void Dispose()
+    {
+        _interrupt.Dispose();
+        if (_progressHandlerOn is { } physical)
+        {
+            raw.sqlite3_progress_handler(physical.Handle, 0, null, null);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+using System.Data.Common;
+using Shouldly;
+using SqliteSaver.Data.Tests.Pooling;
+
+namespace SqliteSaver.Data.Tests.Faults;
+
+/// <summary>
+/// A call whose token is cancelled while another reader is open on its connection. SQLite keeps an interrupt pending
+/// while any statement of the connection is active: before, the open reader's next Read, and every statement the
+/// connection began until that reader closed, failed with a bare SQLITE_INTERRUPT. Now a progress handler stops the
+/// call's statement then, which ends that statement only. Here a function of the statement cancels the token as the
+/// statement runs, and the aggregate over 27 rows is stopped before its end.
+/// </summary>
+public class CancellationBesideOpenReaderTests : DatabaseTest
+{
+    private const string CountingQuery = "SELECT count(cancel_now()) FROM t, t AS u, t AS v";
+
+    private int _calls; // of cancel_now
+
+    [Test]
+    public async Task A_query_whose_token_is_cancelled_while_another_reader_is_open_is_stopped_and_that_reader_reads_on()
+    {
+        await using var connection = await Open();
+        using var cancellation = CancelledBy(connection);
+        await using var other = connection.CreateCommand();
+        await using var reader = OpenReader(other);
+        await using var query = connection.CreateCommand();
+        query.CommandText = CountingQuery;
+
+        await Should.ThrowAsync<OperationCanceledException>(() => query.ExecuteScalarAsync(cancellation.Token));
+
+        _calls.ShouldBeLessThan(27, "the query was stopped before its end (the progress handler looks every 100 steps)");
+        ConnectionTests.Scalar(connection, "SELECT 5").ShouldBe(5L);
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(2L);
+    }
+
+    /// <summary>A reader's own next statement is stopped by its token, as before: the reader is not another.</summary>
+    [Test]
+    public async Task A_token_interrupts_a_readers_own_next_statement()
+    {
+        await using var connection = await Open();
+        using var cancellation = CancelledBy(connection);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; " + CountingQuery;
+        await using var reader = await command.ExecuteReaderAsync();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => reader.NextResultAsync(cancellation.Token));
+
+        _calls.ShouldBe(1, "the interrupt stopped the statement at its next row");
+        ConnectionTests.Scalar(connection, "SELECT 5").ShouldBe(5L);
+    }
+
+    private async Task<SaverDbConnection> Open()
+    {
+        _calls = 0;
+        var connection = new SaverDbConnection(Folder.ConnectionString());
+        await connection.OpenAsync();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3)");
+        return connection;
+    }
+
+    /// <summary>A reader of t by <paramref name="command"/>, on its first row: its statement is active.</summary>
+    private static DbDataReader OpenReader(DbCommand command)
+    {
+        command.CommandText = "SELECT x FROM t ORDER BY x";
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        return reader;
+    }
+
+    /// <summary>A token source that the function cancel_now, called in a statement, cancels (its calls counted).</summary>
+    private CancellationTokenSource CancelledBy(SaverDbConnection connection)
+    {
+        var cancellation = new CancellationTokenSource();
+        connection.InnerConnection.CreateFunction("cancel_now", () =>
+        {
+            _calls++;
+            cancellation.Cancel();
+            return 0L;
+        });
+        return cancellation;
+    }
+}
