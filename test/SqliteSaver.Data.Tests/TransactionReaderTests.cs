@@ -356,8 +356,14 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
+    /// <summary>
+    /// A write the token stopped, beside an open reader of a writing batch, makes SQLite end the transaction. The
+    /// reader's statements not reached must not then run in autocommit, whether the reader closes first or the
+    /// transaction rolls back first (before, a Rollback first ran them outside the transaction, and they were kept;
+    /// and with the interrupt SQLite kept pending for the reader, closing it first did too).
+    /// </summary>
     [Test]
-    public async Task A_reader_closed_after_a_cancelled_write_ended_the_transaction_closes_without_throwing()
+    public async Task A_reader_of_a_transaction_a_cancelled_write_ended_keeps_nothing([Values] bool rollbackFirst)
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x); CREATE TABLE big (x)");
@@ -370,15 +376,48 @@ public class TransactionReaderTests : DatabaseTest
         using (var write = connection.CreateCommand())
         {
             write.Transaction = transaction;
-            // Runs (on this thread: SQLite has no asynchronous I/O) until cancelled; the interrupt makes SQLite end the transaction.
+            // Runs (on this thread: SQLite has no asynchronous I/O) until cancelled; stopping it makes SQLite end the transaction.
             write.CommandText = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c LIMIT 1000000000) INSERT INTO big SELECT i FROM c";
             await Should.ThrowAsync<OperationCanceledException>(() => write.ExecuteNonQueryAsync(cancellation.Token));
         }
 
-        reader.Dispose(); // the interrupt SQLite keeps pending while the reader's statement is active refuses a BEGIN
+        if (rollbackFirst)
+        {
+            transaction.Rollback();
+            reader.Dispose();
+        }
+        else
+        {
+            reader.Dispose();
+            reader.IsClosed.ShouldBeTrue();
+            transaction.Rollback();
+        }
 
-        reader.IsClosed.ShouldBeTrue();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    /// <summary>
+    /// As above, with SQLite ending the transaction through an <c>ON CONFLICT ROLLBACK</c>: before, Rollback ran the
+    /// reader's INSERT outside the transaction, and it was kept.
+    /// </summary>
+    [Test]
+    public void Rolling_back_a_transaction_SQLite_ended_keeps_nothing_of_an_open_readers_remaining_statements()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); CREATE TABLE u (y UNIQUE ON CONFLICT ROLLBACK)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        ConnectionTests.Exec(connection, "INSERT INTO u VALUES (1)");
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+        Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO u VALUES (1)"));
+
         transaction.Rollback();
+
+        reader.Dispose();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM u").ShouldBe(0L);
     }
 
     [Test]

@@ -401,7 +401,9 @@ internal sealed class PooledDataReader(
     /// reader closes, so this one reads nothing more; it stays open until it is closed, which with
     /// <see cref="CommandBehavior.CloseConnection"/> still closes the connection. A reader of a command that only
     /// reads is left as it is, and so is one whose command ends or begins transactions itself (see
-    /// <see cref="CommandKind.Unprotected"/>).
+    /// <see cref="CommandKind.Unprotected"/>). Once SQLite has ended the transaction itself (an <c>ON CONFLICT
+    /// ROLLBACK</c>, a write that a cancellation stopped), they would run in autocommit and be kept: they run in a
+    /// transaction of the reader's own instead, rolled back at once (see <see cref="DiscardAfterSqliteEndedTransaction"/>).
     /// </summary>
     /// <param name="commit">
     /// Whether the transaction is about to commit: a statement's error is then thrown, so that the commit does not go
@@ -419,6 +421,12 @@ internal sealed class PooledDataReader(
         physical.Calls.EnterOnThisThread(); // the statements not reached run here
         try
         {
+            if (!physical.InTransaction)
+            {
+                DiscardAfterSqliteEndedTransaction(); // they would run in autocommit, and be kept
+                return;
+            }
+
             if (commit)
             {
                 while (inner.NextResult())
