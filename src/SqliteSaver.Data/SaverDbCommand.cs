@@ -233,8 +233,9 @@ public sealed class SaverDbCommand : DbCommand
     /// Interrupts the command while one of its calls (an Execute method, or its reader's <c>Read</c>,
     /// <c>NextResult</c> or closing, which runs the statements not reached) runs statements or waits to, from another
     /// thread (<c>sqlite3_interrupt</c>): that call throws a <see cref="SqliteException"/> with code 9 (SQLITE_INTERRUPT).
-    /// SQLite's interrupt is the connection's, and SQLite keeps it pending while another reader open on it is on a row:
-    /// that reader's next <c>Read</c>, and every statement begun on the connection until it closes, fail with it too.
+    /// SQLite's interrupt is the connection's, and SQLite keeps it pending while another reader open on it is on a row,
+    /// failing that reader's next <c>Read</c> and every statement begun until it closes: so an execution made beside
+    /// another open reader is stopped by a progress handler instead; a step of the command's reader is not.
     /// Otherwise it does nothing, as when an open reader of the command is between reads (Dapper cancels an unbuffered
     /// query it stops early), so that other readers on the connection read on. To cancel an asynchronous call, cancel
     /// its token.
@@ -255,7 +256,9 @@ public sealed class SaverDbCommand : DbCommand
                     // the lock does not hold it back (EndRunning waits for it on others): if that code ended the call,
                     // and gave the connection back (its next renter's statement may run on it now) or closed it, no
                     // interrupt; nor for a call of the command begun since, which the cancelled token is not for.
-                    if (Volatile.Read(ref _running) > 0 && ReferenceEquals(_callCancellation, call) && !bound.Handle.IsClosed)
+                    // Unless a progress handler stops the statement on the cancelled token: SQLite's interrupt would stay
+                    // pending for another reader open on the connection (see StatementCancellation).
+                    if (Volatile.Read(ref _running) > 0 && ReferenceEquals(_callCancellation, call) && !bound.Handle.IsClosed && !bound.ProgressHandlerStopsCancel)
                     {
                         SQLitePCL.raw.sqlite3_interrupt(bound.Handle);
                     }

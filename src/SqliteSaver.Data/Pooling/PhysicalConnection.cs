@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
@@ -162,6 +163,64 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// closing of one) is open, so that SQLite would keep an interrupt pending (see <see cref="StatementCancellation"/>).
     /// </summary>
     public bool OtherReadersOpen(bool ownReader) => Volatile.Read(ref _openReaders) > (ownReader ? 1 : 0);
+
+    /// <summary>
+    /// The token the library's progress handler stops the statement on, while one is in place (see
+    /// <see cref="StopOnProgress"/>), and whether <see cref="SaverDbCommand.Cancel"/> cancels it.
+    /// </summary>
+    private (CancellationToken Token, bool CoversCancel)? _progressStop;
+
+    private bool _progressStopCoversCancel; // as _progressStop's, read by Cancel on another thread
+
+    /// <summary>
+    /// Whether a progress handler of the library stops the statement a call runs now once <see cref="SaverDbCommand.Cancel"/>
+    /// has cancelled the call's token (see <see cref="StatementCancellation"/>): Cancel then does not interrupt SQLite.
+    /// </summary>
+    public bool ProgressHandlerStopsCancel => Volatile.Read(ref _progressStopCoversCancel);
+
+    /// <summary>
+    /// Puts in place, on the call's own thread, a progress handler that stops the statement SQLite runs once
+    /// <paramref name="token"/> is cancelled (it looks every 100 of SQLite's virtual-machine steps);
+    /// <paramref name="coversCancel"/>: the token is cancelled by the command's Cancel too. Returns what it replaces,
+    /// the handler of a call this one runs inside, to put back with <see cref="EndStopOnProgress"/>.
+    /// </summary>
+    public (CancellationToken Token, bool CoversCancel)? StopOnProgress(bool coversCancel, CancellationToken token)
+    {
+        var previous = _progressStop;
+        PutProgressHandler((token, coversCancel));
+        return previous;
+    }
+
+    /// <summary>Ends <see cref="StopOnProgress"/>: puts <paramref name="previous"/>'s handler back, or none.</summary>
+    public void EndStopOnProgress((CancellationToken Token, bool CoversCancel)? previous)
+    {
+        if (previous is { } stop)
+        {
+            PutProgressHandler(stop);
+            return;
+        }
+
+        Volatile.Write(ref _progressStopCoversCancel, false);
+        _progressStop = null;
+        raw.sqlite3_progress_handler(Handle, 0, null, null);
+    }
+
+    /// <summary>
+    /// Puts back the progress handler of <see cref="StopOnProgress"/>, if one was in place, or none, after a handler of
+    /// a reader's own (its closing as a discarded one).
+    /// </summary>
+    public void RestoreProgressHandler() => EndStopOnProgress(_progressStop);
+
+    private void PutProgressHandler((CancellationToken Token, bool CoversCancel) stop)
+    {
+        raw.sqlite3_progress_handler(
+            Handle,
+            100,
+            static token => ((StrongBox<CancellationToken>)token).Value.IsCancellationRequested ? 1 : 0,
+            new StrongBox<CancellationToken>(stop.Token));
+        _progressStop = stop;
+        Volatile.Write(ref _progressStopCoversCancel, stop.CoversCancel);
+    }
 
     /// <summary>
     /// The last SQLITE_BUSY or SQLITE_LOCKED a statement in the caller's transaction met on this connection (run by a

@@ -308,7 +308,7 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            raw.sqlite3_progress_handler(physical.Handle, 0, null, null);
+            physical.RestoreProgressHandler(); // a call's this closing runs inside, if any
             if (suspended)
             {
                 physical.ResumeBusyWaits();

@@ -30,17 +30,19 @@ internal ref struct AttemptCancellation
 
         // SQLite drops an interrupt made while no statement runs: a statement started after the token fired would run on.
         attempt.ThrowIfCancellationRequested();
-        _interrupt = Executor.InterruptOnCancel(physical, attempt);
         _callerWaits = physical.BusyWaitsCancellable;
         _either = CancellationTokenSource.CreateLinkedTokenSource(caller, attempt);
+
+        // Either token: a progress handler put in place for this attempt replaces one of the caller's call.
+        _interrupt = Executor.InterruptOnCancel(physical, _either.Token);
         try
         {
             _attemptWaits = Executor.MakeBusyWaitsCancellable(physical, commandText, _either.Token);
         }
         catch
         {
-            _either.Dispose();
             _interrupt.Dispose();
+            _either.Dispose();
             throw;
         }
     }
@@ -60,8 +62,8 @@ internal ref struct AttemptCancellation
         }
         finally
         {
-            _either?.Dispose();
             _interrupt.Dispose();
+            _either?.Dispose();
         }
     }
 }

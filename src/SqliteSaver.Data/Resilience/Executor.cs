@@ -181,8 +181,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         cancellationToken.ThrowIfCancellationRequested();
 
         // A synchronous call's token is its own (see RenterCalls), cancelled only by Cancel and Close, which interrupt
-        // SQLite themselves: no registration on every call for it.
-        using var interrupt = async ? InterruptOnCancel(physical, cancellationToken) : default;
+        // SQLite themselves: no registration on every call for it; but while another reader is open, Cancel leaves the
+        // statement to a progress handler (see StatementCancellation).
+        using var interrupt = async || physical.OtherReadersOpen(ownReader: false) ? InterruptOnCancel(physical, cancellationToken) : default;
         var text = command.CommandText;
         var cancellableWaits = false;
         try

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using SqliteSaver.Data.Pooling;
 using SQLitePCL;
 
@@ -10,16 +9,14 @@ namespace SqliteSaver.Data.Resilience;
 /// statement of the connection is active, so that with another reader of the renter open (on a row) that reader's
 /// next step, and every statement begun until it closes, would fail with SQLITE_INTERRUPT too. Then a progress handler
 /// stops the call's statement instead, which ends only the statement that runs: it is put in place here, on the
-/// call's thread (SQLite takes the connection's mutex to set one, which a running statement holds), and looks at the
-/// token every 100 of SQLite's virtual-machine steps.
+/// call's thread (SQLite takes the connection's mutex to set one, which a running statement holds; see
+/// <see cref="PhysicalConnection.StopOnProgress"/>).
 /// </summary>
 internal readonly struct StatementCancellation : IDisposable
 {
-    /// <summary>How many of SQLite's virtual-machine steps run between two looks of the progress handler at the token.</summary>
-    private const int StepsBetweenLooks = 100;
-
     private readonly CancellationTokenRegistration _interrupt;
     private readonly PhysicalConnection? _progressHandlerOn;
+    private readonly (CancellationToken Token, bool CoversCancel)? _previous; // the progress handler this call's replaced (see PhysicalConnection.StopOnProgress)
 
     /// <param name="physical">The connection the call runs on.</param>
     /// <param name="ownReader">The call is a step or the closing of a reader, which does not count as another.</param>
@@ -33,11 +30,7 @@ internal readonly struct StatementCancellation : IDisposable
 
         if (physical.OtherReadersOpen(ownReader))
         {
-            raw.sqlite3_progress_handler(
-                physical.Handle,
-                StepsBetweenLooks,
-                static token => ((StrongBox<CancellationToken>)token).Value.IsCancellationRequested ? 1 : 0,
-                new StrongBox<CancellationToken>(cancellationToken));
+            _previous = physical.StopOnProgress(coversCancel: !ownReader, cancellationToken); // a reader's step has the caller's token only
             _progressHandlerOn = physical;
             return;
         }
@@ -49,9 +42,6 @@ internal readonly struct StatementCancellation : IDisposable
     public void Dispose()
     {
         _interrupt.Dispose();
-        if (_progressHandlerOn is { } physical)
-        {
-            raw.sqlite3_progress_handler(physical.Handle, 0, null, null);
-        }
+        _progressHandlerOn?.EndStopOnProgress(_previous);
     }
 }

@@ -5,7 +5,7 @@ using SqliteSaver.Data.Tests.Pooling;
 namespace SqliteSaver.Data.Tests.Faults;
 
 /// <summary>
-/// A call whose token is cancelled while another reader is open on its connection. SQLite keeps an interrupt pending
+/// A call whose token is cancelled, or whose command's Cancel() is called, while another reader is open on its connection. SQLite keeps an interrupt pending
 /// while any statement of the connection is active: before, the open reader's next Read, and every statement the
 /// connection began until that reader closed, failed with a bare SQLITE_INTERRUPT. Now a progress handler stops the
 /// call's statement then, which ends that statement only. Here a function of the statement cancels the token as the
@@ -33,6 +33,105 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         ConnectionTests.Scalar(connection, "SELECT 5").ShouldBe(5L);
         reader.Read().ShouldBeTrue();
         reader.GetInt64(0).ShouldBe(2L);
+    }
+
+    /// <summary>
+    /// <see cref="DbCommand.Cancel"/> of a synchronous call beside an open reader: the progress handler put in place for
+    /// the call stops its statement, and Cancel does not interrupt SQLite.
+    /// </summary>
+    [Test]
+    public async Task Cancel_while_another_reader_is_open_stops_the_query_and_that_reader_reads_on()
+    {
+        await using var connection = await Open();
+        await using var other = connection.CreateCommand();
+        await using var reader = OpenReader(other);
+        await using var query = connection.CreateCommand();
+        connection.InnerConnection.CreateFunction("cancel_now", () =>
+        {
+            if (_calls++ == 0)
+            {
+                query.Cancel();
+            }
+
+            return 0L;
+        });
+        query.CommandText = CountingQuery;
+
+        var error = Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => query.ExecuteScalar());
+
+        error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_INTERRUPT);
+        _calls.ShouldBeLessThan(27, "the query was stopped before its end");
+        ConnectionTests.Scalar(connection, "SELECT 5").ShouldBe(5L);
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(2L);
+    }
+
+    /// <summary>
+    /// A call nested in the statement (a function SQLite runs executes a command on the connection) puts its own
+    /// progress handler in place and, as it ends, puts the outer call's back: before, it took it away, and the outer
+    /// query ran to its end on a cancelled token (a review's finding).
+    /// </summary>
+    [Test]
+    public async Task A_call_nested_in_a_statement_leaves_the_outer_calls_cancellation_in_place()
+    {
+        await using var connection = await Open();
+        await using var other = connection.CreateCommand();
+        await using var reader = OpenReader(other);
+        using var outer = new CancellationTokenSource();
+        using var inner = new CancellationTokenSource();
+        connection.InnerConnection.CreateFunction("nested", () =>
+        {
+            if (++_calls == 1)
+            {
+                using var nested = connection.CreateCommand();
+                nested.CommandText = "SELECT 1";
+                nested.ExecuteScalarAsync(inner.Token).GetAwaiter().GetResult();
+            }
+            else if (_calls == 5)
+            {
+                outer.Cancel();
+            }
+
+            return 0L;
+        });
+        await using var query = connection.CreateCommand();
+        query.CommandText = "SELECT count(nested()) FROM t, t AS u, t AS v, t AS w";
+
+        await Should.ThrowAsync<OperationCanceledException>(() => query.ExecuteScalarAsync(outer.Token));
+
+        _calls.ShouldBeLessThan(81, "the query was stopped before its end");
+        reader.Read().ShouldBeTrue();
+    }
+
+    /// <summary>
+    /// A reader's NextResultAsync beside another open reader has a progress handler on its caller's token only:
+    /// <see cref="DbCommand.Cancel"/> still interrupts SQLite then, and stops it (the other reader's next Read would
+    /// fail with the interrupt, as README says).
+    /// </summary>
+    [Test]
+    public async Task Cancel_still_stops_a_readers_next_statement_beside_another_open_reader()
+    {
+        await using var connection = await Open();
+        await using var other = connection.CreateCommand();
+        await using var otherReader = OpenReader(other);
+        await using var command = connection.CreateCommand();
+        connection.InnerConnection.CreateFunction("cancel_now", () =>
+        {
+            if (_calls++ == 0)
+            {
+                command.Cancel();
+            }
+
+            return 0L;
+        });
+        command.CommandText = "SELECT 1; " + CountingQuery;
+        await using var reader = await command.ExecuteReaderAsync();
+        using var unused = new CancellationTokenSource();
+
+        var error = await Should.ThrowAsync<Microsoft.Data.Sqlite.SqliteException>(() => reader.NextResultAsync(unused.Token));
+
+        error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_INTERRUPT);
+        _calls.ShouldBeLessThan(27, "the statement was stopped before its end");
     }
 
     /// <summary>A reader's own next statement is stopped by its token, as before: the reader is not another.</summary>
