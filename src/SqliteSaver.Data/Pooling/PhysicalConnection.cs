@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
@@ -155,8 +154,17 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// <summary>A reader of the renter opens (see <see cref="_openReaders"/>).</summary>
     public void ReaderOpened() => Interlocked.Increment(ref _openReaders);
 
-    /// <summary>A reader of the renter has closed its SQLite reader (see <see cref="_openReaders"/>).</summary>
-    public void ReaderFinished() => Interlocked.Decrement(ref _openReaders);
+    /// <summary>
+    /// A reader of the renter has closed its SQLite reader (see <see cref="_openReaders"/>): the last one takes the
+    /// library's progress handler away, unless a call still stops on it.
+    /// </summary>
+    public void ReaderFinished()
+    {
+        if (Interlocked.Decrement(ref _openReaders) == 0 && _progressStop is null)
+        {
+            TakeProgressHandlerAway();
+        }
+    }
 
     /// <summary>
     /// Whether a reader of the renter other than the call's own (<paramref name="ownReader"/>: the call is a step or the
@@ -165,12 +173,20 @@ internal sealed partial class PhysicalConnection : IDisposable
     public bool OtherReadersOpen(bool ownReader) => Volatile.Read(ref _openReaders) > (ownReader ? 1 : 0);
 
     /// <summary>
-    /// The token the library's progress handler stops the statement on, while one is in place (see
-    /// <see cref="StopOnProgress"/>), and whether <see cref="SaverDbCommand.Cancel"/> cancels it.
+    /// The token the library's progress handler stops the running statement on, while a call has set one (see
+    /// <see cref="StopOnProgress"/>), and whether <see cref="SaverDbCommand.Cancel"/> cancels it. Written and read on the
+    /// thread that runs the call's statements.
     /// </summary>
     private (CancellationToken Token, bool CoversCancel)? _progressStop;
 
     private bool _progressStopCoversCancel; // as _progressStop's, read by Cancel on another thread
+
+    /// <summary>
+    /// Whether the library's progress handler is in place: from the first call that needs it until no reader and no
+    /// such call is left, so that a call beside an open reader costs no handler of its own (only the looks at
+    /// <see cref="_progressStop"/> every 100 of SQLite's steps while it is in place).
+    /// </summary>
+    private bool _progressHandlerInPlace;
 
     /// <summary>
     /// Whether a progress handler of the library stops the statement a call runs now once <see cref="SaverDbCommand.Cancel"/>
@@ -179,48 +195,71 @@ internal sealed partial class PhysicalConnection : IDisposable
     public bool ProgressHandlerStopsCancel => Volatile.Read(ref _progressStopCoversCancel);
 
     /// <summary>
-    /// Puts in place, on the call's own thread, a progress handler that stops the statement SQLite runs once
-    /// <paramref name="token"/> is cancelled (it looks every 100 of SQLite's virtual-machine steps);
-    /// <paramref name="coversCancel"/>: the token is cancelled by the command's Cancel too. Returns what it replaces,
-    /// the handler of a call this one runs inside, to put back with <see cref="EndStopOnProgress"/>.
+    /// Has the library's progress handler stop the statement SQLite runs once <paramref name="token"/> is cancelled (it
+    /// looks every 100 of SQLite's virtual-machine steps), putting the handler in place, on the call's own thread, if it
+    /// is not; <paramref name="coversCancel"/>: the token is cancelled by the command's Cancel too. Returns the stop it
+    /// replaces, a call's that this one runs inside, to put back with <see cref="EndStopOnProgress"/>.
     /// </summary>
     public (CancellationToken Token, bool CoversCancel)? StopOnProgress(bool coversCancel, CancellationToken token)
     {
         var previous = _progressStop;
-        PutProgressHandler((token, coversCancel));
+        _progressStop = (token, coversCancel);
+        Volatile.Write(ref _progressStopCoversCancel, coversCancel);
+        if (!_progressHandlerInPlace)
+        {
+            PutProgressHandler();
+        }
+
         return previous;
     }
 
-    /// <summary>Ends <see cref="StopOnProgress"/>: puts <paramref name="previous"/>'s handler back, or none.</summary>
+    /// <summary>
+    /// Ends <see cref="StopOnProgress"/>: puts <paramref name="previous"/> back, and takes the handler away once no
+    /// reader is left open.
+    /// </summary>
     public void EndStopOnProgress((CancellationToken Token, bool CoversCancel)? previous)
     {
-        if (previous is { } stop)
+        _progressStop = previous;
+        Volatile.Write(ref _progressStopCoversCancel, previous is { CoversCancel: true });
+        if (previous is null && Volatile.Read(ref _openReaders) == 0)
         {
-            PutProgressHandler(stop);
-            return;
+            TakeProgressHandlerAway();
         }
-
-        Volatile.Write(ref _progressStopCoversCancel, false);
-        _progressStop = null;
-        raw.sqlite3_progress_handler(Handle, 0, null, null);
     }
 
     /// <summary>
-    /// Puts back the progress handler of <see cref="StopOnProgress"/>, if one was in place, or none, after a handler of
-    /// a reader's own (its closing as a discarded one).
+    /// Puts the library's progress handler back, if it was in place, or none, after a handler of a reader's own (its
+    /// closing as a discarded one), which replaced it.
     /// </summary>
-    public void RestoreProgressHandler() => EndStopOnProgress(_progressStop);
-
-    private void PutProgressHandler((CancellationToken Token, bool CoversCancel) stop)
+    public void RestoreProgressHandler()
     {
-        raw.sqlite3_progress_handler(
-            Handle,
-            100,
-            static token => ((StrongBox<CancellationToken>)token).Value.IsCancellationRequested ? 1 : 0,
-            new StrongBox<CancellationToken>(stop.Token));
-        _progressStop = stop;
-        Volatile.Write(ref _progressStopCoversCancel, stop.CoversCancel);
+        if (_progressHandlerInPlace)
+        {
+            PutProgressHandler();
+        }
+        else
+        {
+            raw.sqlite3_progress_handler(Handle, 0, null, null);
+        }
     }
+
+    private void PutProgressHandler()
+    {
+        raw.sqlite3_progress_handler(Handle, 100, static physical => ((PhysicalConnection)physical).StopRequested ? 1 : 0, this);
+        _progressHandlerInPlace = true;
+    }
+
+    private void TakeProgressHandlerAway()
+    {
+        if (_progressHandlerInPlace)
+        {
+            raw.sqlite3_progress_handler(Handle, 0, null, null);
+            _progressHandlerInPlace = false;
+        }
+    }
+
+    /// <summary>For the progress handler: whether the call's token it stops the statement on was cancelled.</summary>
+    private bool StopRequested => _progressStop is { Token.IsCancellationRequested: true };
 
     /// <summary>
     /// The last SQLITE_BUSY or SQLITE_LOCKED a statement in the caller's transaction met on this connection (run by a
@@ -627,6 +666,9 @@ internal sealed partial class PhysicalConnection : IDisposable
         Used = false;
         WriteOpenForReader = false;
         _openReaders = 0; // the renter's Close has closed its readers
+        _progressStop = null;
+        _progressStopCoversCancel = false;
+        TakeProgressHandlerAway();
         UnitOfWorkAttempt = default;
         BusyTimeoutMayHaveChanged |= InnerExposed;
         var innerExposed = InnerExposed;
