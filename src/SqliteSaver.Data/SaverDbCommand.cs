@@ -36,6 +36,11 @@ public sealed class SaverDbCommand : DbCommand
     private bool _disposed; // since its last execution began: a statement the cache cannot keep is then not kept (see Done)
     private Lock? _cancel; // held by Cancel from its look at _running to its interrupt; made by the first Cancel
     private CancellationTokenSource? _callCancellation; // of the call running (see RenterCalls.Begin), for Cancel
+
+    // Whether the call running is an execution made beside another open reader, whose statement a progress handler
+    // stops on the call's token (see StatementCancellation), so that Cancel does not interrupt SQLite: decided before
+    // the call is marked running, and kept until the next, so that a Cancel as it begins or ends reads it as it is.
+    private bool _stoppedOnProgress;
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private OwnedSqliteCommand? _returned; // the one last given back to a cache, to rent again without a lookup
     private PooledDataReader? _reader;
@@ -258,7 +263,7 @@ public sealed class SaverDbCommand : DbCommand
                     // interrupt; nor for a call of the command begun since, which the cancelled token is not for.
                     // Unless a progress handler stops the statement on the cancelled token: SQLite's interrupt would stay
                     // pending for another reader open on the connection (see StatementCancellation).
-                    if (Volatile.Read(ref _running) > 0 && ReferenceEquals(_callCancellation, call) && !bound.Handle.IsClosed && !bound.ProgressHandlerStopsCancel)
+                    if (Volatile.Read(ref _running) > 0 && ReferenceEquals(_callCancellation, call) && !bound.Handle.IsClosed && !Volatile.Read(ref _stoppedOnProgress))
                     {
                         SQLitePCL.raw.sqlite3_interrupt(bound.Handle);
                     }
@@ -286,25 +291,28 @@ public sealed class SaverDbCommand : DbCommand
     /// which the connection's Close waits for, until <see cref="RenterCalls.End"/>: after the call's last use of the
     /// connection (giving back its statement, tracking its reader), before the call may close the connection itself. An
     /// execution that waited for an earlier one passes the rental it waited in (see <see cref="SaverDbConnection.BeginCall"/>).
+    /// <paramref name="execution"/>: the call executes the command (not a step of its reader), and so, beside another
+    /// open reader, is stopped by a progress handler rather than Cancel's interrupt (see <see cref="_stoppedOnProgress"/>).
     /// </summary>
     /// <returns>The source of the call's token (see <see cref="RenterCalls.Begin"/>).</returns>
     /// <exception cref="InvalidOperationException"><paramref name="connection"/> was closed since the call found it open (see <see cref="SaverDbConnection.BeginCall"/>).</exception>
-    internal CancellationTokenSource BeginRunning(SaverDbConnection connection, PhysicalConnection physical, int? waitedIn = null)
-        => BeginRunning(connection.BeginCall(physical, waitedIn));
+    internal CancellationTokenSource BeginRunning(SaverDbConnection connection, PhysicalConnection physical, int? waitedIn = null, bool execution = false)
+        => BeginRunning(connection.BeginCall(physical, waitedIn), execution && physical.OtherReadersOpen(ownReader: false));
 
     /// <summary>
-    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/> for a call begun already: a reader's closing,
+    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?, bool)"/> for a call begun already: a reader's closing,
     /// begun by the reader or by the connection's Close (through <see cref="Unbind"/>).
     /// </summary>
-    internal CancellationTokenSource BeginRunning(CancellationTokenSource cancellation)
+    internal CancellationTokenSource BeginRunning(CancellationTokenSource cancellation, bool stoppedOnProgress = false)
     {
+        Volatile.Write(ref _stoppedOnProgress, stoppedOnProgress);
         _callCancellation = cancellation; // before _running rises: a Cancel that sees it running cancels this one
         Interlocked.Increment(ref _running);
         return cancellation;
     }
 
     /// <summary>
-    /// Ends what <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/> began, once no <see cref="Cancel"/>
+    /// Ends what <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?, bool)"/> began, once no <see cref="Cancel"/>
     /// that saw the call running is still to interrupt: otherwise its interrupt could land after the connection went
     /// back to the pool, on the next renter's statement. Costs a look at a counter unless a Cancel is under way.
     /// </summary>
@@ -886,7 +894,7 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>
     /// <see cref="BindWithParameters"/>, then the execution's call begins (see
-    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/>). Refused (Close took the connection meanwhile, or,
+    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?, bool)"/>). Refused (Close took the connection meanwhile, or,
     /// <paramref name="waitedIn"/> a rental, closed and opened it again since the execution's wait for an earlier one;
     /// a reader with <see cref="CommandBehavior.CloseConnection"/> in a transaction SQLite has ended, which
     /// Microsoft.Data.Sqlite also refuses before it makes a reader, so the connection stays open), it runs nothing and
@@ -910,7 +918,7 @@ public sealed class SaverDbCommand : DbCommand
                     ThrowIfTransactionEnded(connection, physical, operation);
                 }
 
-                return (connection, physical, command, BeginRunning(connection, physical, waitedIn));
+                return (connection, physical, command, BeginRunning(connection, physical, waitedIn, execution: true));
             }
             catch (InvalidOperationException) when (command.Keepable)
             {

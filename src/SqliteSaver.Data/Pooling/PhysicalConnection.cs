@@ -174,12 +174,9 @@ internal sealed partial class PhysicalConnection : IDisposable
 
     /// <summary>
     /// The token the library's progress handler stops the running statement on, while a call has set one (see
-    /// <see cref="StopOnProgress"/>), and whether <see cref="SaverDbCommand.Cancel"/> cancels it. Written and read on the
-    /// thread that runs the call's statements.
+    /// <see cref="StopOnProgress"/>). Written and read on the thread that runs the call's statements.
     /// </summary>
-    private (CancellationToken Token, bool CoversCancel)? _progressStop;
-
-    private bool _progressStopCoversCancel; // as _progressStop's, read by Cancel on another thread
+    private CancellationToken? _progressStop;
 
     /// <summary>
     /// Whether the library's progress handler is in place: from the first call that needs it until no reader and no
@@ -189,22 +186,15 @@ internal sealed partial class PhysicalConnection : IDisposable
     private bool _progressHandlerInPlace;
 
     /// <summary>
-    /// Whether a progress handler of the library stops the statement a call runs now once <see cref="SaverDbCommand.Cancel"/>
-    /// has cancelled the call's token (see <see cref="StatementCancellation"/>): Cancel then does not interrupt SQLite.
-    /// </summary>
-    public bool ProgressHandlerStopsCancel => Volatile.Read(ref _progressStopCoversCancel);
-
-    /// <summary>
     /// Has the library's progress handler stop the statement SQLite runs once <paramref name="token"/> is cancelled (it
     /// looks every 100 of SQLite's virtual-machine steps), putting the handler in place, on the call's own thread, if it
-    /// is not; <paramref name="coversCancel"/>: the token is cancelled by the command's Cancel too. Returns the stop it
-    /// replaces, a call's that this one runs inside, to put back with <see cref="EndStopOnProgress"/>.
+    /// is not. Returns the token it replaces, a call's that this one runs inside, to put back with
+    /// <see cref="EndStopOnProgress"/>.
     /// </summary>
-    public (CancellationToken Token, bool CoversCancel)? StopOnProgress(bool coversCancel, CancellationToken token)
+    public CancellationToken? StopOnProgress(CancellationToken token)
     {
         var previous = _progressStop;
-        _progressStop = (token, coversCancel);
-        Volatile.Write(ref _progressStopCoversCancel, coversCancel);
+        _progressStop = token;
         if (!_progressHandlerInPlace)
         {
             PutProgressHandler();
@@ -217,10 +207,9 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// Ends <see cref="StopOnProgress"/>: puts <paramref name="previous"/> back, and takes the handler away once no
     /// reader is left open.
     /// </summary>
-    public void EndStopOnProgress((CancellationToken Token, bool CoversCancel)? previous)
+    public void EndStopOnProgress(CancellationToken? previous)
     {
         _progressStop = previous;
-        Volatile.Write(ref _progressStopCoversCancel, previous is { CoversCancel: true });
         if (previous is null && Volatile.Read(ref _openReaders) == 0)
         {
             TakeProgressHandlerAway();
@@ -259,7 +248,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>For the progress handler: whether the call's token it stops the statement on was cancelled.</summary>
-    private bool StopRequested => _progressStop is { Token.IsCancellationRequested: true };
+    private bool StopRequested => _progressStop is { IsCancellationRequested: true };
 
     /// <summary>
     /// The last SQLITE_BUSY or SQLITE_LOCKED a statement in the caller's transaction met on this connection (run by a
@@ -667,7 +656,6 @@ internal sealed partial class PhysicalConnection : IDisposable
         WriteOpenForReader = false;
         _openReaders = 0; // the renter's Close has closed its readers
         _progressStop = null;
-        _progressStopCoversCancel = false;
         TakeProgressHandlerAway();
         UnitOfWorkAttempt = default;
         BusyTimeoutMayHaveChanged |= InnerExposed;

@@ -807,7 +807,7 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, int?)"/>).
+    /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, int?, bool)"/>).
     /// A step refused because the connection was closed since (on another thread) says, for a reader of a write outside
     /// a transaction, what became of the write: closing the connection closes the reader, which commits it, or rolls it
     /// back once a step of it failed (one that Close ended, say).

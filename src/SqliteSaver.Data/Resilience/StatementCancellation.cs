@@ -16,7 +16,7 @@ internal readonly struct StatementCancellation : IDisposable
 {
     private readonly CancellationTokenRegistration _interrupt;
     private readonly PhysicalConnection? _progressHandlerOn;
-    private readonly (CancellationToken Token, bool CoversCancel)? _previous; // the progress handler this call's replaced (see PhysicalConnection.StopOnProgress)
+    private readonly CancellationToken? _previous; // the token of the call this one runs inside, if any (see PhysicalConnection.StopOnProgress)
 
     /// <param name="physical">The connection the call runs on.</param>
     /// <param name="ownReader">The call is a step or the closing of a reader, which does not count as another.</param>
@@ -30,7 +30,7 @@ internal readonly struct StatementCancellation : IDisposable
 
         if (physical.OtherReadersOpen(ownReader))
         {
-            _previous = physical.StopOnProgress(coversCancel: !ownReader, cancellationToken); // a reader's step has the caller's token only
+            _previous = physical.StopOnProgress(cancellationToken);
             _progressHandlerOn = physical;
             return;
         }
