@@ -33,7 +33,7 @@ internal ref struct AttemptCancellation
         _callerWaits = physical.BusyWaitsCancellable;
         _either = CancellationTokenSource.CreateLinkedTokenSource(caller, attempt);
 
-        // Either token: a progress handler put in place for this attempt replaces one of the caller's call.
+        // Either token: the token a progress handler stops on for this attempt replaces the caller's until it ends.
         _interrupt = Executor.InterruptOnCancel(physical, _either.Token);
         try
         {

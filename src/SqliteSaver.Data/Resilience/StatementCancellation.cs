@@ -7,10 +7,10 @@ namespace SqliteSaver.Data.Resilience;
 /// Stops the statement SQLite runs on the connection for a call when the call's token is cancelled, until disposed.
 /// Usually SQLite's interrupt, made from the cancelling thread. But SQLite keeps an interrupt pending while any
 /// statement of the connection is active, so that with another reader of the renter open (on a row) that reader's
-/// next step, and every statement begun until it closes, would fail with SQLITE_INTERRUPT too. Then a progress handler
-/// stops the call's statement instead, which ends only the statement that runs: it is put in place here, on the
-/// call's thread (SQLite takes the connection's mutex to set one, which a running statement holds; see
-/// <see cref="PhysicalConnection.StopOnProgress"/>).
+/// next step, and every statement begun until it closes, would fail with SQLITE_INTERRUPT too. Then the connection's
+/// progress handler stops the call's statement instead, which ends only the statement that runs: the token it looks at
+/// is set here, on the call's thread, which puts the handler in place if it is not (SQLite takes the connection's
+/// mutex to set one, which a running statement holds; see <see cref="PhysicalConnection.StopOnProgress"/>).
 /// </summary>
 internal readonly struct StatementCancellation : IDisposable
 {
