@@ -5,11 +5,12 @@ using SqliteSaver.Data.Tests.Pooling;
 namespace SqliteSaver.Data.Tests.Faults;
 
 /// <summary>
-/// A call whose token is cancelled, or whose command's Cancel() is called, while another reader is open on its connection. SQLite keeps an interrupt pending
-/// while any statement of the connection is active: before, the open reader's next Read, and every statement the
-/// connection began until that reader closed, failed with a bare SQLITE_INTERRUPT. Now a progress handler stops the
-/// call's statement then, which ends that statement only. Here a function of the statement cancels the token as the
-/// statement runs, and the aggregate over 27 rows is stopped before its end.
+/// A call whose token is cancelled, or whose command's Cancel() is called, while another reader is open on its
+/// connection. SQLite keeps an interrupt pending while any statement of the connection is active: before, the open
+/// reader's next Read, and every statement the connection began until that reader closed, failed with a bare
+/// SQLITE_INTERRUPT. Now the connection's progress handler stops the call's statement then, which ends that statement
+/// only. Here a function of the statement cancels as the statement runs, and the aggregate over 27 rows is stopped
+/// before its end.
 /// </summary>
 public class CancellationBesideOpenReaderTests : DatabaseTest
 {
@@ -36,8 +37,8 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
     }
 
     /// <summary>
-    /// <see cref="DbCommand.Cancel"/> of a synchronous call beside an open reader: the progress handler put in place for
-    /// the call stops its statement, and Cancel does not interrupt SQLite.
+    /// <see cref="DbCommand.Cancel"/> of a synchronous call beside an open reader: the connection's progress handler
+    /// stops its statement on the call's token, and Cancel does not interrupt SQLite.
     /// </summary>
     [Test]
     public async Task Cancel_while_another_reader_is_open_stops_the_query_and_that_reader_reads_on()
@@ -67,9 +68,9 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
     }
 
     /// <summary>
-    /// A call nested in the statement (a function SQLite runs executes a command on the connection) puts its own
-    /// progress handler in place and, as it ends, puts the outer call's back: before, it took it away, and the outer
-    /// query ran to its end on a cancelled token (a review's finding).
+    /// A call nested in the statement (a function SQLite runs executes a command on the connection) has the progress
+    /// handler stop on its own token and, as it ends, on the outer call's again: before, it took the handler away, and
+    /// the outer query ran to its end on a cancelled token (a review's finding).
     /// </summary>
     [Test]
     public async Task A_call_nested_in_a_statement_leaves_the_outer_calls_cancellation_in_place()
@@ -104,7 +105,7 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
     }
 
     /// <summary>
-    /// A reader's NextResultAsync beside another open reader has a progress handler on its caller's token only:
+    /// A reader's NextResultAsync beside another open reader has the progress handler stop on its caller's token only:
     /// <see cref="DbCommand.Cancel"/> still interrupts SQLite then, and stops it (the other reader's next Read would
     /// fail with the interrupt, as README says).
     /// </summary>
