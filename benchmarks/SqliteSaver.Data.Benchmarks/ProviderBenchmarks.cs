@@ -25,6 +25,12 @@ public class ProviderBenchmarks
     private SqliteConnection _pooledOpen = null!;
     private SQLiteConnection _systemDataOpen = null!;
     private CancellationTokenSource _cancellation = null!;
+    private SaverDbConnection _saverBeside = null!; // each with a reader held open on its first row
+    private SqliteConnection _pooledBeside = null!;
+    private DbCommand _saverHolding = null!; // disposing a command closes its reader
+    private DbCommand _pooledHolding = null!;
+    private DbDataReader _saverHeld = null!;
+    private DbDataReader _pooledHeld = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -51,11 +57,21 @@ public class ProviderBenchmarks
         _systemDataOpen = new SQLiteConnection(_systemData);
         _systemDataOpen.Open();
         _cancellation = new CancellationTokenSource();
+        _saverBeside = new SaverDbConnection(_saver);
+        (_saverHolding, _saverHeld) = HoldReader(_saverBeside);
+        _pooledBeside = new SqliteConnection(_pooled);
+        (_pooledHolding, _pooledHeld) = HoldReader(_pooledBeside);
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
+        _saverHeld.Dispose();
+        _pooledHeld.Dispose();
+        _saverHolding.Dispose();
+        _pooledHolding.Dispose();
+        _saverBeside.Dispose();
+        _pooledBeside.Dispose();
         _saverOpen.Dispose();
         _pooledOpen.Dispose();
         _systemDataOpen.Dispose();
@@ -117,6 +133,12 @@ public class ProviderBenchmarks
     [BenchmarkCategory("Async select, cancellable token"), Benchmark(Baseline = true)]
     public Task<object?> SelectAsync_MdsPooled() => SelectAsync(_pooledOpen, _cancellation.Token);
 
+    [BenchmarkCategory("Async select beside an open reader"), Benchmark]
+    public Task<object?> SelectBesideReader_Saver() => SelectAsync(_saverBeside, _cancellation.Token);
+
+    [BenchmarkCategory("Async select beside an open reader"), Benchmark(Baseline = true)]
+    public Task<object?> SelectBesideReader_MdsPooled() => SelectAsync(_pooledBeside, _cancellation.Token);
+
     [BenchmarkCategory("100-row transaction"), Benchmark]
     public void Transaction_Saver() => HundredRows(_saverOpen);
 
@@ -125,6 +147,17 @@ public class ProviderBenchmarks
 
     [BenchmarkCategory("100-row transaction"), Benchmark]
     public void Transaction_SystemDataSqlite() => HundredRows(_systemDataOpen);
+
+    /// <summary>Opens <paramref name="connection"/> and a reader of item on its first row, left open with its command.</summary>
+    private static (DbCommand Command, DbDataReader Reader) HoldReader(DbConnection connection)
+    {
+        connection.Open();
+        var command = connection.CreateCommand();
+        command.CommandText = "SELECT id FROM item";
+        var reader = command.ExecuteReader();
+        reader.Read();
+        return (command, reader);
+    }
 
     private static void OpenClose(DbConnection connection)
     {
