@@ -160,10 +160,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// </summary>
     public void ReaderFinished()
     {
-        if (Interlocked.Decrement(ref _openReaders) == 0 && _progressStop is null)
-        {
-            TakeProgressHandlerAway();
-        }
+        Interlocked.Decrement(ref _openReaders);
+        TakeProgressHandlerAwayUnlessNeeded();
     }
 
     /// <summary>
@@ -210,10 +208,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     public void EndStopOnProgress(CancellationToken? previous)
     {
         _progressStop = previous;
-        if (previous is null && Volatile.Read(ref _openReaders) == 0)
-        {
-            TakeProgressHandlerAway();
-        }
+        TakeProgressHandlerAwayUnlessNeeded();
     }
 
     /// <summary>
@@ -236,6 +231,15 @@ internal sealed partial class PhysicalConnection : IDisposable
     {
         raw.sqlite3_progress_handler(Handle, 100, static physical => ((PhysicalConnection)physical).StopRequested ? 1 : 0, this);
         _progressHandlerInPlace = true;
+    }
+
+    /// <summary>Takes the library's progress handler away once no reader is open and no call stops on it.</summary>
+    private void TakeProgressHandlerAwayUnlessNeeded()
+    {
+        if (Volatile.Read(ref _openReaders) == 0 && _progressStop is null)
+        {
+            TakeProgressHandlerAway();
+        }
     }
 
     private void TakeProgressHandlerAway()
