@@ -47,15 +47,7 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         await using var other = connection.CreateCommand();
         await using var reader = OpenReader(other);
         await using var query = connection.CreateCommand();
-        connection.InnerConnection.CreateFunction("cancel_now", () =>
-        {
-            if (_calls++ == 0)
-            {
-                query.Cancel();
-            }
-
-            return 0L;
-        });
+        CancelsOnFirstCall(connection, query);
         query.CommandText = CountingQuery;
 
         var error = Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => query.ExecuteScalar());
@@ -116,15 +108,7 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         await using var other = connection.CreateCommand();
         await using var otherReader = OpenReader(other);
         await using var command = connection.CreateCommand();
-        connection.InnerConnection.CreateFunction("cancel_now", () =>
-        {
-            if (_calls++ == 0)
-            {
-                command.Cancel();
-            }
-
-            return 0L;
-        });
+        CancelsOnFirstCall(connection, command);
         command.CommandText = "SELECT 1; " + CountingQuery;
         await using var reader = await command.ExecuteReaderAsync();
         using var unused = new CancellationTokenSource();
@@ -181,4 +165,16 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         });
         return cancellation;
     }
+
+    /// <summary>The function cancel_now, called in a statement, calls <paramref name="command"/>'s Cancel() the first time (its calls counted).</summary>
+    private void CancelsOnFirstCall(SaverDbConnection connection, DbCommand command)
+        => connection.InnerConnection.CreateFunction("cancel_now", () =>
+        {
+            if (_calls++ == 0)
+            {
+                command.Cancel();
+            }
+
+            return 0L;
+        });
 }
