@@ -154,15 +154,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// <summary>A reader of the renter opens (see <see cref="_openReaders"/>).</summary>
     public void ReaderOpened() => Interlocked.Increment(ref _openReaders);
 
-    /// <summary>
-    /// A reader of the renter has closed its SQLite reader (see <see cref="_openReaders"/>): the last one takes the
-    /// library's progress handler away, unless a call still stops on it.
-    /// </summary>
-    public void ReaderFinished()
-    {
-        Interlocked.Decrement(ref _openReaders);
-        TakeProgressHandlerAwayUnlessNeeded();
-    }
+    /// <summary>A reader of the renter has closed its SQLite reader (see <see cref="_openReaders"/>).</summary>
+    public void ReaderFinished() => Interlocked.Decrement(ref _openReaders);
 
     /// <summary>
     /// Whether a reader of the renter other than the call's own (<paramref name="ownReader"/>: the call is a step or the
@@ -177,23 +170,23 @@ internal sealed partial class PhysicalConnection : IDisposable
     private CancellationToken? _progressStop;
 
     /// <summary>
-    /// Whether the library's progress handler is in place: from the first call that needs it until no reader and no
-    /// such call is left, so that a call beside an open reader costs no handler of its own (only the looks at
-    /// <see cref="_progressStop"/> every 100 of SQLite's steps while it is in place).
+    /// Whether the library's progress handler is in place: from the first call that stops on it for as long as the
+    /// connection lives, so that a call costs no handler of its own, only the looks at <see cref="_progressStop"/> every
+    /// 100 of SQLite's steps.
     /// </summary>
     private bool _progressHandlerInPlace;
 
     /// <summary>
     /// Has the library's progress handler stop the statement SQLite runs once <paramref name="token"/> is cancelled (it
     /// looks every 100 of SQLite's virtual-machine steps), putting the handler in place, on the call's own thread, if it
-    /// is not. Returns the token it replaces, a call's that this one runs inside, to put back with
-    /// <see cref="EndStopOnProgress"/>.
+    /// is not, or may not be: the renter may have set one of its own through <see cref="InnerExposed"/>. Returns the
+    /// token it replaces, a call's that this one runs inside, to put back with <see cref="EndStopOnProgress"/>.
     /// </summary>
     public CancellationToken? StopOnProgress(CancellationToken token)
     {
         var previous = _progressStop;
         _progressStop = token;
-        if (!_progressHandlerInPlace)
+        if (!_progressHandlerInPlace || InnerExposed)
         {
             PutProgressHandler();
         }
@@ -201,15 +194,8 @@ internal sealed partial class PhysicalConnection : IDisposable
         return previous;
     }
 
-    /// <summary>
-    /// Ends <see cref="StopOnProgress"/>: puts <paramref name="previous"/> back, and takes the handler away once no
-    /// reader is left open.
-    /// </summary>
-    public void EndStopOnProgress(CancellationToken? previous)
-    {
-        _progressStop = previous;
-        TakeProgressHandlerAwayUnlessNeeded();
-    }
+    /// <summary>Ends <see cref="StopOnProgress"/>: puts <paramref name="previous"/> back.</summary>
+    public void EndStopOnProgress(CancellationToken? previous) => _progressStop = previous;
 
     /// <summary>
     /// Puts the library's progress handler back, if it was in place, or none, after a handler of a reader's own (its
@@ -231,24 +217,6 @@ internal sealed partial class PhysicalConnection : IDisposable
     {
         raw.sqlite3_progress_handler(Handle, 100, static physical => ((PhysicalConnection)physical).StopRequested ? 1 : 0, this);
         _progressHandlerInPlace = true;
-    }
-
-    /// <summary>Takes the library's progress handler away once no reader is open and no call stops on it.</summary>
-    private void TakeProgressHandlerAwayUnlessNeeded()
-    {
-        if (Volatile.Read(ref _openReaders) == 0 && _progressStop is null)
-        {
-            TakeProgressHandlerAway();
-        }
-    }
-
-    private void TakeProgressHandlerAway()
-    {
-        if (_progressHandlerInPlace)
-        {
-            raw.sqlite3_progress_handler(Handle, 0, null, null);
-            _progressHandlerInPlace = false;
-        }
     }
 
     /// <summary>For the progress handler: whether the call's token it stops the statement on was cancelled.</summary>
@@ -660,7 +628,6 @@ internal sealed partial class PhysicalConnection : IDisposable
         WriteOpenForReader = false;
         _openReaders = 0; // the renter's Close has closed its readers
         _progressStop = null;
-        TakeProgressHandlerAway();
         UnitOfWorkAttempt = default;
         BusyTimeoutMayHaveChanged |= InnerExposed;
         var innerExposed = InnerExposed;
@@ -669,6 +636,11 @@ internal sealed partial class PhysicalConnection : IDisposable
         {
             whyNot = "Microsoft.Data.Sqlite's connection under it was closed";
             return false;
+        }
+
+        if (innerExposed)
+        {
+            RestoreProgressHandler(); // over one the renter may have set through InnerConnection
         }
 
         if (UnreadablePragmaMayHaveChanged)

@@ -181,9 +181,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         cancellationToken.ThrowIfCancellationRequested();
 
         // A synchronous call's token is its own (see RenterCalls), cancelled only by Cancel and Close, which interrupt
-        // SQLite themselves: no registration on every call for it; but while another reader is open, Cancel leaves the
-        // statement to a progress handler (see StatementCancellation).
-        using var interrupt = async || physical.OtherReadersOpen(ownReader: false) ? InterruptOnCancel(physical, cancellationToken) : default;
+        // SQLite themselves: no registration on every call for it.
+        using var interrupt = new StatementCancellation(physical, ownReader: false, interrupt: async, cancellationToken);
         var text = command.CommandText;
         var cancellableWaits = false;
         try
@@ -431,7 +430,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// of a reader).
     /// </summary>
     internal static StatementCancellation InterruptOnCancel(PhysicalConnection physical, CancellationToken cancellationToken, bool ownReader = false)
-        => new(physical, ownReader, cancellationToken);
+        => new(physical, ownReader, interrupt: true, cancellationToken);
 
     /// <summary>
     /// Whether an error is the token's doing: SQLite interrupted the statement, or its busy handler stopped waiting

@@ -4,44 +4,48 @@ using SQLitePCL;
 namespace SqliteSaver.Data.Resilience;
 
 /// <summary>
-/// Stops the statement SQLite runs on the connection for a call when the call's token is cancelled, until disposed.
-/// Usually SQLite's interrupt, made from the cancelling thread. But SQLite keeps an interrupt pending while any
-/// statement of the connection is active, so that with another reader of the renter open (on a row) that reader's
-/// next step, and every statement begun until it closes, would fail with SQLITE_INTERRUPT too. Then the connection's
-/// progress handler stops the call's statement instead, which ends only the statement that runs: the token it looks at
-/// is set here, on the call's thread, which puts the handler in place if it is not (SQLite takes the connection's
-/// mutex to set one, which a running statement holds; see <see cref="PhysicalConnection.StopOnProgress"/>).
+/// Stops the statements SQLite runs on the connection for a call once the call's token is cancelled, until disposed.
+/// The connection's progress handler looks at the token every 100 of SQLite's steps and ends the statement that runs
+/// (the token it looks at is set here, on the call's thread; see <see cref="PhysicalConnection.StopOnProgress"/>): so a
+/// cancellation that lands before a statement begins stops it too, where SQLite drops an interrupt made while none of
+/// the connection's statements is active (before the call's first, or between two of a batch). SQLite's interrupt, made
+/// from the cancelling thread, stops a step SQLite takes in one go (a sort, <c>count(*)</c> of a table), which the
+/// handler does not see; but SQLite keeps an interrupt pending while any statement of the connection is active, so
+/// that with another reader of the renter open (on a row) that reader's next step, and every statement begun until it
+/// closes, would fail with SQLITE_INTERRUPT too: then the handler alone stops the call.
 /// </summary>
 internal readonly struct StatementCancellation : IDisposable
 {
     private readonly CancellationTokenRegistration _interrupt;
-    private readonly PhysicalConnection? _progressHandlerOn;
+    private readonly PhysicalConnection? _physical;
     private readonly CancellationToken? _previous; // the token of the call this one runs inside, if any (see PhysicalConnection.StopOnProgress)
 
     /// <param name="physical">The connection the call runs on.</param>
     /// <param name="ownReader">The call is a step or the closing of a reader, which does not count as another.</param>
+    /// <param name="interrupt">
+    /// Whether the token interrupts SQLite when no other reader is open: not for a token that only the command's
+    /// <see cref="SaverDbCommand.Cancel"/> and the connection's Close cancel, which interrupt SQLite themselves.
+    /// </param>
     /// <param name="cancellationToken">The call's token.</param>
-    public StatementCancellation(PhysicalConnection physical, bool ownReader, CancellationToken cancellationToken)
+    public StatementCancellation(PhysicalConnection physical, bool ownReader, bool interrupt, CancellationToken cancellationToken)
     {
         if (!cancellationToken.CanBeCanceled)
         {
             return;
         }
 
-        if (physical.OtherReadersOpen(ownReader))
+        _previous = physical.StopOnProgress(cancellationToken);
+        _physical = physical;
+        if (interrupt && !physical.OtherReadersOpen(ownReader))
         {
-            _previous = physical.StopOnProgress(cancellationToken);
-            _progressHandlerOn = physical;
-            return;
+            _interrupt = cancellationToken.Register(static handle => raw.sqlite3_interrupt((sqlite3)handle!), physical.Handle);
         }
-
-        _interrupt = cancellationToken.Register(static handle => raw.sqlite3_interrupt((sqlite3)handle!), physical.Handle);
     }
 
     /// <summary>Ends the cancellation: waits for the interrupt if it runs now, so that none comes after it.</summary>
     public void Dispose()
     {
         _interrupt.Dispose();
-        _progressHandlerOn?.EndStopOnProgress(_previous);
+        _physical?.EndStopOnProgress(_previous);
     }
 }

@@ -60,6 +60,29 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
     }
 
     /// <summary>
+    /// A progress handler set through InnerConnection (here one that never stops anything), over the library's, which
+    /// the connection's first execution put in place: the next execution puts the library's back, so that Cancel,
+    /// which does not interrupt SQLite beside an open reader, still stops the query.
+    /// </summary>
+    [Test]
+    public async Task A_progress_handler_set_through_InnerConnection_does_not_keep_Cancel_from_stopping_a_query()
+    {
+        await using var connection = await Open();
+        await using var other = connection.CreateCommand();
+        await using var reader = OpenReader(other);
+        SQLitePCL.raw.sqlite3_progress_handler(connection.InnerConnection.Handle, 1, static _ => 0, null);
+        await using var query = connection.CreateCommand();
+        CancelsOnFirstCall(connection, query);
+        query.CommandText = CountingQuery;
+
+        var error = Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => query.ExecuteScalar());
+
+        error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_INTERRUPT);
+        _calls.ShouldBeLessThan(27, "the query was stopped before its end");
+        reader.Read().ShouldBeTrue();
+    }
+
+    /// <summary>
     /// A call nested in the statement (a function SQLite runs executes a command on the connection) has the progress
     /// handler stop on its own token and, as it ends, on the outer call's again: before, it took the handler away, and
     /// the outer query ran to its end on a cancelled token (a review's finding).
