@@ -896,11 +896,26 @@ internal sealed partial class PhysicalConnection : IDisposable
         return found;
     }
 
-    private static int Step(sqlite3_stmt statement)
+    /// <summary>
+    /// Runs one of the library's kept statements (BEGIN, COMMIT, ROLLBACK) out of the progress handler's reach: SQLite
+    /// counts a statement's steps over all its runs and calls the handler each time the count passes a hundred, also
+    /// as the statement returns, after a BEGIN has begun its transaction or a COMMIT has ended it, so that a cancelled
+    /// call's token would make it report a failure for what it did.
+    /// </summary>
+    private int Step(sqlite3_stmt statement)
     {
-        var rc = raw.sqlite3_step(statement);
-        raw.sqlite3_reset(statement);
-        return rc;
+        var stop = _progressStop;
+        _progressStop = null;
+        try
+        {
+            var rc = raw.sqlite3_step(statement);
+            raw.sqlite3_reset(statement);
+            return rc;
+        }
+        finally
+        {
+            _progressStop = stop;
+        }
     }
 
     private sqlite3_stmt Prepare(string sql)

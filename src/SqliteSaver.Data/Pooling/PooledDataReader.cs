@@ -274,7 +274,7 @@ internal sealed class PooledDataReader(
 
         try
         {
-            while (attempt is { } token ? Executor.RunForReader(physical, commandText, inner.NextResult, token) : inner.NextResult())
+            while (attempt is { } token ? Executor.RunForReader(physical, commandText, statementByStatement, inner.NextResult, token) : inner.NextResult())
             {
             }
         }
@@ -600,7 +600,7 @@ internal sealed class PooledDataReader(
             // connection) only once the step has handed the physical connection back its own busy handler.
             return Task.FromResult(_closed
                 ? NextResult()
-                : StepToNextResult(() => Executor.RunForReader(physical, commandText, inner.NextResult, cancellationToken)));
+                : StepToNextResult(() => Executor.RunForReader(physical, commandText, statementByStatement, inner.NextResult, cancellationToken)));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -688,7 +688,7 @@ internal sealed class PooledDataReader(
         {
             _onRow = false;
             _onRow = UnitOfWorkAttempt() is { } attempt
-                ? Executor.RunForReader(physical, commandText, inner.Read, attempt)
+                ? Executor.RunForReader(physical, commandText, statementByStatement, inner.Read, attempt)
                 : inner.Read();
             return _onRow;
         }
@@ -883,7 +883,7 @@ internal sealed class PooledDataReader(
 
     /// <summary>The step of <see cref="NextResult"/> under a unit of work's attempt token (its own method: no closure otherwise).</summary>
     private Func<bool> NextResultStep(CancellationToken attempt)
-        => () => Executor.RunForReader(physical, commandText, inner.NextResult, attempt);
+        => () => Executor.RunForReader(physical, commandText, statementByStatement, inner.NextResult, attempt);
 
     /// <summary>
     /// The token a retry strategy gave the attempt of a synchronous unit of work running on the connection (see

@@ -19,7 +19,12 @@ internal ref struct AttemptCancellation
 
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite could not read the busy timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="attempt"/>, the attempt's own token, was cancelled already.</exception>
-    public AttemptCancellation(PhysicalConnection physical, string commandText, CancellationToken attempt, CancellationToken caller)
+    /// <param name="physical">The connection the attempt runs on.</param>
+    /// <param name="commandText">The command's text (see <see cref="Executor.MakeBusyWaitsCancellable"/>).</param>
+    /// <param name="stopOnProgress">Whether the connection's progress handler may stop the command (see <see cref="Executor.StopsOnProgress"/>).</param>
+    /// <param name="attempt">The attempt's token.</param>
+    /// <param name="caller">The call's token.</param>
+    public AttemptCancellation(PhysicalConnection physical, string commandText, bool stopOnProgress, CancellationToken attempt, CancellationToken caller)
     {
         _physical = physical;
         _caller = caller;
@@ -34,7 +39,7 @@ internal ref struct AttemptCancellation
         _either = CancellationTokenSource.CreateLinkedTokenSource(caller, attempt);
 
         // Either token: the token a progress handler stops on for this attempt replaces the caller's until it ends.
-        _interrupt = Executor.InterruptOnCancel(physical, _either.Token);
+        _interrupt = new StatementCancellation(physical, ownReader: false, interrupt: true, stopOnProgress, _either.Token);
         try
         {
             _attemptWaits = Executor.MakeBusyWaitsCancellable(physical, commandText, _either.Token);

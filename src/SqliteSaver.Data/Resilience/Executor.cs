@@ -180,9 +180,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         command.RunsStatementByStatement = false; // until its statements run so (not as an earlier execution ran them)
         cancellationToken.ThrowIfCancellationRequested();
 
-        // A synchronous call's token is its own (see RenterCalls), cancelled only by Cancel and Close, which interrupt
-        // SQLite themselves: no registration on every call for it.
-        using var interrupt = new StatementCancellation(physical, ownReader: false, interrupt: async, cancellationToken);
         var text = command.CommandText;
         var cancellableWaits = false;
         try
@@ -210,6 +207,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 throw WriteOpenForReader();
             }
 
+            // A synchronous call's token is its own (see RenterCalls), cancelled only by Cancel and Close, which
+            // interrupt SQLite themselves: no registration on every call for it. Ended before anything here rolls back.
+            var stopOnProgress = StopsOnProgress(kind);
+            using var interrupt = new StatementCancellation(physical, ownReader: false, async, stopOnProgress, cancellationToken);
+
             if (inTransaction || physical.HeldGate is not null)
             {
                 // The caller's transaction: SQLite is out of autocommit, or the connection holds the gate for a
@@ -221,7 +223,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 physical.MayHoldAttachments |= !inTransaction || kind == CommandKind.Unprotected;
                 physical.StandaloneCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected ? 1 : 0;
                 command.RunsStatementByStatement = kind == CommandKind.Unprotected;
-                return (RunInCallersTransaction(physical, command, run, behavior, cancellationToken), false);
+                return (RunInCallersTransaction(physical, command, run, behavior, stopOnProgress, cancellationToken), false);
             }
 
             physical.MayHoldTempObjects |= kind != CommandKind.Read;
@@ -229,7 +231,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             switch (kind)
             {
                 case CommandKind.Read or CommandKind.Standalone:
-                    var statement = new StatementAttempt<T>(physical, command, run, behavior, deadline, cancellationToken);
+                    var statement = new StatementAttempt<T>(physical, command, run, behavior, deadline, stopOnProgress, cancellationToken);
                     return (async
                         ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(s.Run(token)), statement, cancellationToken).ConfigureAwait(false)
                         : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken), false);
@@ -313,13 +315,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         SqliteCommand command,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
+        bool stopOnProgress,
         CancellationToken caller)
     {
         var attempt = physical.UnitOfWorkAttempt;
         caller.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
         try
         {
-            using var cancellation = new AttemptCancellation(physical, command.CommandText, attempt, caller);
+            using var cancellation = new AttemptCancellation(physical, command.CommandText, stopOnProgress, attempt, caller);
             return RunStatements(physical, run, command, behavior);
         }
         catch (SqliteException error) when (IsInterruption(error, attempt))
@@ -343,10 +346,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// after the statement's row, and SQLite keeps it pending while the statement is active, so that the connection's
     /// other statements would fail with it; the step counts as cancelled (the reader closes as a cancelled one).
     /// </exception>
-    public static T RunForReader<T>(PhysicalConnection physical, string commandText, Func<T> step, CancellationToken cancellationToken)
+    public static T RunForReader<T>(PhysicalConnection physical, string commandText, bool statementByStatement, Func<T> step, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
-        var interrupt = InterruptOnCancel(physical, cancellationToken, ownReader: true);
+        var interrupt = new StatementCancellation(physical, ownReader: true, interrupt: true, stopOnProgress: !statementByStatement, cancellationToken);
         var cancellableWaits = false;
         try
         {
@@ -425,12 +428,12 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         => new("A reader of a write (such as INSERT ... RETURNING) is still open on this connection, and its write commits only when the reader closes. Until then only queries run on this connection: a write, a PRAGMA, a transaction or a COMMIT or ROLLBACK would join that write, or end it halfway. Close the reader first.");
 
     /// <summary>
-    /// Stops the statement SQLite runs on the connection when <paramref name="cancellationToken"/> is cancelled, until
-    /// disposed (see <see cref="StatementCancellation"/>; <paramref name="ownReader"/>: the call is a step or the closing
-    /// of a reader).
+    /// Whether the connection's progress handler may stop a command of <paramref name="kind"/> (see
+    /// <see cref="StatementCancellation"/>): not one that runs outside the library's transactions (BEGIN, COMMIT,
+    /// SAVEPOINT, VACUUM, a PRAGMA ...), which the handler, as SQLite calls it also as a statement returns, could report
+    /// as failed after it began or committed a transaction.
     /// </summary>
-    internal static StatementCancellation InterruptOnCancel(PhysicalConnection physical, CancellationToken cancellationToken, bool ownReader = false)
-        => new(physical, ownReader, interrupt: true, cancellationToken);
+    internal static bool StopsOnProgress(CommandKind kind) => kind is not (CommandKind.Standalone or CommandKind.Unprotected);
 
     /// <summary>
     /// Whether an error is the token's doing: SQLite interrupted the statement, or its busy handler stopped waiting
@@ -546,6 +549,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         CommandDeadline deadline,
+        bool stopOnProgress,
         CancellationToken caller) : IBoundedAttempt
     {
         public CommandDeadline Deadline => deadline;
@@ -557,7 +561,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
             try
             {
-                using var cancellation = new AttemptCancellation(physical, command.CommandText, cancellationToken, caller);
+                using var cancellation = new AttemptCancellation(physical, command.CommandText, stopOnProgress, cancellationToken, caller);
                 return RunStatements(physical, run, command, behavior);
             }
             catch (SqliteException error) when (IsInterruption(error, cancellationToken))
@@ -637,7 +641,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             {
                 // Cancelled after the gate was entered, the token's interrupt came while no statement ran: SQLite dropped it.
                 cancellationToken.ThrowIfCancellationRequested();
-                using var cancellation = new AttemptCancellation(physical, command.CommandText, cancellationToken, caller);
+                using var cancellation = new AttemptCancellation(physical, command.CommandText, stopOnProgress: true, cancellationToken, caller);
                 var result = RunStatements(physical, run, command, behavior);
                 if (!keepOpen)
                 {

@@ -12,7 +12,9 @@ namespace SqliteSaver.Data.Resilience;
 /// from the cancelling thread, stops a step SQLite takes in one go (a sort, <c>count(*)</c> of a table), which the
 /// handler does not see; but SQLite keeps an interrupt pending while any statement of the connection is active, so
 /// that with another reader of the renter open (on a row) that reader's next step, and every statement begun until it
-/// closes, would fail with SQLITE_INTERRUPT too: then the handler alone stops the call.
+/// closes, would fail with SQLITE_INTERRUPT too: then the handler alone stops the call. Not a command that runs
+/// outside the library's transactions (see <see cref="Executor.StopsOnProgress"/>): SQLite also calls the handler as a
+/// statement returns, when a BEGIN has begun its transaction or a COMMIT has ended it, and would report them failed.
 /// </summary>
 internal readonly struct StatementCancellation : IDisposable
 {
@@ -26,16 +28,21 @@ internal readonly struct StatementCancellation : IDisposable
     /// Whether the token interrupts SQLite when no other reader is open: not for a token that only the command's
     /// <see cref="SaverDbCommand.Cancel"/> and the connection's Close cancel, which interrupt SQLite themselves.
     /// </param>
+    /// <param name="stopOnProgress">Whether the connection's progress handler stops the call's statements.</param>
     /// <param name="cancellationToken">The call's token.</param>
-    public StatementCancellation(PhysicalConnection physical, bool ownReader, bool interrupt, CancellationToken cancellationToken)
+    public StatementCancellation(PhysicalConnection physical, bool ownReader, bool interrupt, bool stopOnProgress, CancellationToken cancellationToken)
     {
         if (!cancellationToken.CanBeCanceled)
         {
             return;
         }
 
-        _previous = physical.StopOnProgress(cancellationToken);
-        _physical = physical;
+        if (stopOnProgress)
+        {
+            _previous = physical.StopOnProgress(cancellationToken);
+            _physical = physical;
+        }
+
         if (interrupt && !physical.OtherReadersOpen(ownReader))
         {
             _interrupt = cancellationToken.Register(static handle => raw.sqlite3_interrupt((sqlite3)handle!), physical.Handle);
