@@ -223,7 +223,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 physical.MayHoldAttachments |= !inTransaction || kind == CommandKind.Unprotected;
                 physical.StandaloneCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected ? 1 : 0;
                 command.RunsStatementByStatement = kind == CommandKind.Unprotected;
-                return (RunInCallersTransaction(physical, command, run, behavior, stopOnProgress, cancellationToken), false);
+                return (RunInCallersTransaction(physical, command, run, behavior, kind, cancellationToken), false);
             }
 
             physical.MayHoldTempObjects |= kind != CommandKind.Read;
@@ -308,22 +308,34 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// Runs a statement of the caller's transaction as it is. In a synchronous unit of work the attempt's token (see
     /// <see cref="PhysicalConnection.UnitOfWorkAttempt"/>) interrupts it and ends its waits for a lock, as
     /// <see cref="StatementAttempt{T}"/> has it. A busy error is noted for the unit of work (see
-    /// <see cref="PhysicalConnection.BusyInTransaction"/>).
+    /// <see cref="PhysicalConnection.BusyInTransaction"/>). A write its cancellation stopped ends the transaction, as
+    /// SQLite's interrupt of a write does: the progress handler, which SQLite also calls as a statement returns, may
+    /// have stopped it after it made its changes, and SQLite then keeps the transaction with them.
     /// </summary>
     private static T RunInCallersTransaction<T>(
         PhysicalConnection physical,
         SqliteCommand command,
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
-        bool stopOnProgress,
+        CommandKind kind,
         CancellationToken caller)
     {
         var attempt = physical.UnitOfWorkAttempt;
         caller.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
         try
         {
-            using var cancellation = new AttemptCancellation(physical, command.CommandText, stopOnProgress, attempt, caller);
+            using var cancellation = new AttemptCancellation(physical, command.CommandText, StopsOnProgress(kind), attempt, caller);
             return RunStatements(physical, run, command, behavior);
+        }
+        catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_INTERRUPT && kind is CommandKind.Write or CommandKind.TempWrite)
+        {
+            physical.TryRollback(); // when SQLite has not; a failure stays for the next command (see PhysicalConnection.RollbackFailure)
+            if (IsInterruption(error, attempt))
+            {
+                throw Cancelled(error, attempt);
+            }
+
+            throw;
         }
         catch (SqliteException error) when (IsInterruption(error, attempt))
         {

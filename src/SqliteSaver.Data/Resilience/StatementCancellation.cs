@@ -5,10 +5,11 @@ namespace SqliteSaver.Data.Resilience;
 
 /// <summary>
 /// Stops the statements SQLite runs on the connection for a call once the call's token is cancelled, until disposed.
-/// The connection's progress handler looks at the token every 100 of SQLite's steps and ends the statement that runs
-/// (the token it looks at is set here, on the call's thread; see <see cref="PhysicalConnection.StopOnProgress"/>): so a
-/// cancellation that lands before a statement begins stops it too, where SQLite drops an interrupt made while none of
-/// the connection's statements is active (before the call's first, or between two of a batch). SQLite's interrupt, made
+/// The connection's progress handler looks at the token each time a statement's count of steps, over all its runs,
+/// passes a hundred, and ends the statement that runs (the token it looks at is set here, on the call's thread; see
+/// <see cref="PhysicalConnection.StopOnProgress"/>): so a cancellation that lands before a long statement begins stops
+/// it too, where SQLite drops an interrupt made while none of the connection's statements is active (before the
+/// call's first, or between two of a batch). SQLite's interrupt, made
 /// from the cancelling thread, stops a step SQLite takes in one go (a sort, <c>count(*)</c> of a table), which the
 /// handler does not see; but SQLite keeps an interrupt pending while any statement of the connection is active, so
 /// that with another reader of the renter open (on a row) that reader's next step, and every statement begun until it

@@ -59,6 +59,58 @@ public class CancellationBeforeStatementTests : DatabaseTest
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM w").ShouldBe(0L, "nothing of the batch is kept");
     }
 
+    /// <summary>
+    /// A write of the caller's transaction that its cancellation stops as it returns (SQLite counts a kept statement's
+    /// steps over its runs, and calls the progress handler also then, after the statement has made its changes) ends
+    /// the transaction, as SQLite's interrupt of a write does: before, the write threw its cancellation, and a Commit
+    /// then kept its row (a review's finding). Each insert cancels itself; the first one stopped ends the loop.
+    /// </summary>
+    [Test]
+    public async Task A_cancelled_write_of_the_callers_transaction_cannot_be_committed([Values] bool async)
+    {
+        await using var connection = await Open();
+        await using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO w VALUES (cancel_now($i))";
+        var parameter = insert.CreateParameter();
+        parameter.ParameterName = "$i";
+        insert.Parameters.Add(parameter);
+        CancellationTokenSource? cancellation = null;
+        connection.InnerConnection.CreateFunction("cancel_now", (long i) =>
+        {
+            if (async)
+            {
+                cancellation!.Cancel();
+            }
+            else
+            {
+                insert.Cancel();
+            }
+
+            return i;
+        });
+        await using var transaction = await connection.BeginTransactionAsync();
+        long? stopped = null;
+        for (var i = 0L; i < 200 && stopped is null; i++)
+        {
+            parameter.Value = i;
+            using (cancellation = new CancellationTokenSource())
+            {
+                try
+                {
+                    _ = async ? await insert.ExecuteNonQueryAsync(cancellation.Token) : insert.ExecuteNonQuery();
+                }
+                catch (Exception exception) when (exception is OperationCanceledException or SqliteException { SqliteErrorCode: 9 })
+                {
+                    stopped = i;
+                }
+            }
+        }
+
+        stopped.ShouldNotBeNull("one of the inserts was stopped");
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("SQLite has already ended");
+        PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM w").ShouldBe(0L);
+    }
+
     /// <summary>A first statement that calls cancel_now once and ends, then one that calls it for each of 81 rows.</summary>
     private static string Batch(bool write) => write
         ? "INSERT INTO w VALUES (cancel_now()); INSERT INTO w SELECT cancel_now() FROM t, t AS u, t AS v, t AS x"
