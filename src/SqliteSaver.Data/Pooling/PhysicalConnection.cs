@@ -171,22 +171,24 @@ internal sealed partial class PhysicalConnection : IDisposable
 
     /// <summary>
     /// Whether the library's progress handler is in place: from the first call that stops on it for as long as the
-    /// connection lives, so that a call costs no handler of its own, only the looks at <see cref="_progressStop"/> every
-    /// 100 of SQLite's steps.
+    /// connection lives, so that a call costs no handler of its own, only the looks at <see cref="_progressStop"/>.
+    /// SQLite calls it each time a statement's count of virtual-machine steps, over all its runs, passes a hundred:
+    /// within 100 steps of a long statement, and now and then as a short one the library keeps prepared returns.
     /// </summary>
     private bool _progressHandlerInPlace;
 
     /// <summary>
-    /// Has the library's progress handler stop the statement SQLite runs once <paramref name="token"/> is cancelled (it
-    /// looks every 100 of SQLite's virtual-machine steps), putting the handler in place, on the call's own thread, if it
-    /// is not, or may not be: the renter may have set one of its own through <see cref="InnerExposed"/>. Returns the
-    /// token it replaces, a call's that this one runs inside, to put back with <see cref="EndStopOnProgress"/>.
+    /// Has the library's progress handler stop the statement SQLite runs once <paramref name="token"/> is cancelled (see
+    /// <see cref="_progressHandlerInPlace"/>), putting the handler in place, on the call's own thread, if it is not, or
+    /// may not be: the renter may have set one of its own through <see cref="InnerExposed"/>. With none, it stops
+    /// nothing (a call that must not be stopped so, run inside another). Returns the token it replaces, a call's that
+    /// this one runs inside, to put back with <see cref="EndStopOnProgress"/>.
     /// </summary>
-    public CancellationToken? StopOnProgress(CancellationToken token)
+    public CancellationToken? StopOnProgress(CancellationToken? token)
     {
         var previous = _progressStop;
         _progressStop = token;
-        if (!_progressHandlerInPlace || InnerExposed)
+        if (token is not null && (!_progressHandlerInPlace || InnerExposed))
         {
             PutProgressHandler();
         }
@@ -407,6 +409,24 @@ internal sealed partial class PhysicalConnection : IDisposable
 
     /// <summary>Runs <c>BEGIN IMMEDIATE</c> (or a deferred <c>BEGIN</c>) and returns SQLite's result code.</summary>
     public int TryBegin(bool deferred) => Step(deferred ? _beginDeferred : _beginImmediate);
+
+    /// <summary>SQLite's count of the rows the connection's statements have inserted, updated or deleted since it opened.</summary>
+    public int TotalChanges => raw.sqlite3_total_changes(Handle);
+
+    /// <summary>
+    /// After a command or a reader's step in the caller's transaction that SQLite stopped with SQLITE_INTERRUPT: when it
+    /// changed rows since <paramref name="changes"/> (<see cref="TotalChanges"/> before it) and SQLite kept the
+    /// transaction, rolls the transaction back, as SQLite does when it interrupts a write. The progress handler, which
+    /// SQLite also calls as a statement returns, may stop a write after it made its changes; the call then reports
+    /// its cancellation, and a commit would keep them.
+    /// </summary>
+    public void RollBackChangesOfStoppedCall(int changes)
+    {
+        if (TotalChanges != changes && InTransaction)
+        {
+            TryRollback(); // a failure stays for the next command (see RollbackFailure)
+        }
+    }
 
     /// <summary>Commits the open transaction.</summary>
     /// <exception cref="SqliteException">SQLite could not commit; the transaction may still be open.</exception>

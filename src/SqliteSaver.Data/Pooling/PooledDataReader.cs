@@ -640,6 +640,7 @@ internal sealed class PooledDataReader(
         _onRow = false;
         var call = BeginStep();
         physical.Calls.EnterOnThisThread();
+        var changes = transaction is null ? 0 : physical.TotalChanges;
         bool result;
         try
         {
@@ -650,6 +651,11 @@ internal sealed class PooledDataReader(
             RenterCalls.ExitOnThisThread();
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             NoteBusyInTransaction(exception); // on the physical connection, and _writeFailed for a Close's Finish: both before the call ends
+            if (transaction is not null && (exception as SqliteException ?? exception.InnerException as SqliteException) is { SqliteErrorCode: raw.SQLITE_INTERRUPT })
+            {
+                physical.RollBackChangesOfStoppedCall(changes); // a write of the caller's transaction stopped as it returned
+            }
+
             _writeFailed = openWrite;
             if (exception is OperationCanceledException { CancellationToken: { IsCancellationRequested: true } cancelled } && !inner.IsClosed)
             {

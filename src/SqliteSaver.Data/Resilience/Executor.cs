@@ -237,6 +237,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                         : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken), false);
                 case CommandKind.Unprotected:
                     command.RunsStatementByStatement = true;
+                    cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
                     return (RunStatements(physical, run, command, behavior), false);
             }
 
@@ -308,9 +309,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// Runs a statement of the caller's transaction as it is. In a synchronous unit of work the attempt's token (see
     /// <see cref="PhysicalConnection.UnitOfWorkAttempt"/>) interrupts it and ends its waits for a lock, as
     /// <see cref="StatementAttempt{T}"/> has it. A busy error is noted for the unit of work (see
-    /// <see cref="PhysicalConnection.BusyInTransaction"/>). A write its cancellation stopped ends the transaction, as
-    /// SQLite's interrupt of a write does: the progress handler, which SQLite also calls as a statement returns, may
-    /// have stopped it after it made its changes, and SQLite then keeps the transaction with them.
+    /// <see cref="PhysicalConnection.BusyInTransaction"/>). A write that SQLite stopped with SQLITE_INTERRUPT after it
+    /// changed rows ends the transaction (see <see cref="PhysicalConnection.RollBackChangesOfStoppedCall"/>).
     /// </summary>
     private static T RunInCallersTransaction<T>(
         PhysicalConnection physical,
@@ -322,14 +322,16 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     {
         var attempt = physical.UnitOfWorkAttempt;
         caller.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
+        var writes = kind is CommandKind.Write or CommandKind.TempWrite;
+        var changes = writes ? physical.TotalChanges : 0;
         try
         {
             using var cancellation = new AttemptCancellation(physical, command.CommandText, StopsOnProgress(kind), attempt, caller);
             return RunStatements(physical, run, command, behavior);
         }
-        catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_INTERRUPT && kind is CommandKind.Write or CommandKind.TempWrite)
+        catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_INTERRUPT && writes)
         {
-            physical.TryRollback(); // when SQLite has not; a failure stays for the next command (see PhysicalConnection.RollbackFailure)
+            physical.RollBackChangesOfStoppedCall(changes);
             if (IsInterruption(error, attempt))
             {
                 throw Cancelled(error, attempt);
@@ -443,7 +445,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// Whether the connection's progress handler may stop a command of <paramref name="kind"/> (see
     /// <see cref="StatementCancellation"/>): not one that runs outside the library's transactions (BEGIN, COMMIT,
     /// SAVEPOINT, VACUUM, a PRAGMA ...), which the handler, as SQLite calls it also as a statement returns, could report
-    /// as failed after it began or committed a transaction.
+    /// as failed after it began or committed a transaction; nor then on the token of a call it runs inside.
     /// </summary>
     internal static bool StopsOnProgress(CommandKind kind) => kind is not (CommandKind.Standalone or CommandKind.Unprotected);
 

@@ -5,17 +5,16 @@ namespace SqliteSaver.Data.Resilience;
 
 /// <summary>
 /// Stops the statements SQLite runs on the connection for a call once the call's token is cancelled, until disposed.
-/// The connection's progress handler looks at the token each time a statement's count of steps, over all its runs,
-/// passes a hundred, and ends the statement that runs (the token it looks at is set here, on the call's thread; see
-/// <see cref="PhysicalConnection.StopOnProgress"/>): so a cancellation that lands before a long statement begins stops
-/// it too, where SQLite drops an interrupt made while none of the connection's statements is active (before the
-/// call's first, or between two of a batch). SQLite's interrupt, made
-/// from the cancelling thread, stops a step SQLite takes in one go (a sort, <c>count(*)</c> of a table), which the
-/// handler does not see; but SQLite keeps an interrupt pending while any statement of the connection is active, so
-/// that with another reader of the renter open (on a row) that reader's next step, and every statement begun until it
-/// closes, would fail with SQLITE_INTERRUPT too: then the handler alone stops the call. Not a command that runs
-/// outside the library's transactions (see <see cref="Executor.StopsOnProgress"/>): SQLite also calls the handler as a
-/// statement returns, when a BEGIN has begun its transaction or a COMMIT has ended it, and would report them failed.
+/// The connection's progress handler looks at the token, set here on the call's thread, and ends the statement that
+/// runs (see <see cref="PhysicalConnection.StopOnProgress"/>): so a cancellation that lands before a long statement
+/// begins stops it too, where SQLite drops an interrupt made while none of the connection's statements is active
+/// (before the call's first, or between two of a batch). SQLite's interrupt, made from the cancelling thread, stops a
+/// step SQLite takes in one go (a sort, <c>count(*)</c> of a table), which the handler does not see; but SQLite keeps
+/// an interrupt pending while any statement of the connection is active, so that with another reader of the renter
+/// open (on a row) that reader's next step, and every statement begun until it closes, would fail with
+/// SQLITE_INTERRUPT too: then the handler alone stops the call. Not a command that runs outside the library's
+/// transactions (see <see cref="Executor.StopsOnProgress"/>), even inside another call: SQLite also calls the handler
+/// as a statement returns, when a BEGIN has begun its transaction or a COMMIT has ended it, and would report them failed.
 /// </summary>
 internal readonly struct StatementCancellation : IDisposable
 {
@@ -33,6 +32,12 @@ internal readonly struct StatementCancellation : IDisposable
     /// <param name="cancellationToken">The call's token.</param>
     public StatementCancellation(PhysicalConnection physical, bool ownReader, bool interrupt, bool stopOnProgress, CancellationToken cancellationToken)
     {
+        if (!stopOnProgress)
+        {
+            _previous = physical.StopOnProgress(null); // nor on the token of a call this one runs inside
+            _physical = physical;
+        }
+
         if (!cancellationToken.CanBeCanceled)
         {
             return;

@@ -174,6 +174,51 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
     }
 
     /// <summary>
+    /// Commands that begin and commit a transaction as SQL, run by a function of a call whose token is cancelled: not
+    /// stopped by the progress handler on the outer call's token either (a review's finding: a BEGIN so stopped
+    /// reported failure with its transaction begun, and a COMMIT after committing).
+    /// </summary>
+    [Test]
+    public async Task Commands_that_begin_and_commit_inside_a_cancelled_call_are_not_stopped()
+    {
+        await using var connection = await Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE w (x)");
+        await using var other = connection.CreateCommand();
+        await using var reader = OpenReader(other);
+        using var cancellation = new CancellationTokenSource();
+        Exception? failure = null;
+        connection.InnerConnection.CreateFunction("transactions", () =>
+        {
+            if (_calls++ == 0)
+            {
+                cancellation.Cancel();
+                try
+                {
+                    for (var i = 0; i < 100; i++)
+                    {
+                        ConnectionTests.Exec(connection, "BEGIN");
+                        ConnectionTests.Exec(connection, "INSERT INTO w VALUES (1)");
+                        ConnectionTests.Exec(connection, "COMMIT");
+                    }
+                }
+                catch (Exception exception)
+                {
+                    failure = exception;
+                }
+            }
+
+            return 0L;
+        });
+        await using var query = connection.CreateCommand();
+        query.CommandText = "SELECT count(transactions()) FROM t, t AS u, t AS v, t AS x";
+
+        await Should.ThrowAsync<OperationCanceledException>(() => query.ExecuteScalarAsync(cancellation.Token));
+
+        failure.ShouldBeNull();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM w").ShouldBe(100L);
+    }
+
+    /// <summary>
     /// A call nested in the statement (a function SQLite runs executes a command on the connection) has the progress
     /// handler stop on its own token and, as it ends, on the outer call's again: before, it took the handler away, and
     /// the outer query ran to its end on a cancelled token (a review's finding).
