@@ -170,6 +170,19 @@ internal sealed partial class PhysicalConnection : IDisposable
     private CancellationToken? _progressStop;
 
     /// <summary>
+    /// Whether the progress handler, once <see cref="_progressStop"/> is cancelled, interrupts SQLite (no other reader
+    /// of the renter is open) rather than stop the statement itself (see <see cref="OnProgress"/>).
+    /// </summary>
+    private bool _progressStopInterrupts;
+
+    /// <summary>
+    /// Set when the progress handler has stopped a statement itself, beside another open reader (see
+    /// <see cref="OnProgress"/>): it may have done so as the statement returned, after it did its work. Cleared by the
+    /// caller that looks at it.
+    /// </summary>
+    public bool StoppedByProgressHandler { get; set; }
+
+    /// <summary>
     /// Whether the library's progress handler is in place: from the first call that stops on it for as long as the
     /// connection lives, so that a call costs no handler of its own, only the looks at <see cref="_progressStop"/>.
     /// SQLite calls it each time a statement's count of virtual-machine steps, over all its runs, passes a hundred:
@@ -179,15 +192,16 @@ internal sealed partial class PhysicalConnection : IDisposable
 
     /// <summary>
     /// Has the library's progress handler stop the statement SQLite runs once <paramref name="token"/> is cancelled (see
-    /// <see cref="_progressHandlerInPlace"/>), putting the handler in place, on the call's own thread, if it is not, or
-    /// may not be: the renter may have set one of its own through <see cref="InnerExposed"/>. With none, it stops
-    /// nothing (a call that must not be stopped so, run inside another). Returns the token it replaces, a call's that
-    /// this one runs inside, to put back with <see cref="EndStopOnProgress"/>.
+    /// <see cref="OnProgress"/>; <paramref name="interrupts"/>: no other reader of the renter is open), putting the
+    /// handler in place, on the call's own thread, if it is not, or may not be: the renter may have set one of its own
+    /// through <see cref="InnerExposed"/>. With no token, it stops nothing (a call that must not be stopped so, run
+    /// inside another). Returns what it replaces, a call's that this one runs inside, to put back with
+    /// <see cref="EndStopOnProgress"/>.
     /// </summary>
-    public CancellationToken? StopOnProgress(CancellationToken? token)
+    public (CancellationToken? Token, bool Interrupts) StopOnProgress(CancellationToken? token, bool interrupts)
     {
-        var previous = _progressStop;
-        _progressStop = token;
+        var previous = (_progressStop, _progressStopInterrupts);
+        (_progressStop, _progressStopInterrupts) = (token, interrupts);
         if (token is not null && (!_progressHandlerInPlace || InnerExposed))
         {
             PutProgressHandler();
@@ -197,7 +211,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>Ends <see cref="StopOnProgress"/>: puts <paramref name="previous"/> back.</summary>
-    public void EndStopOnProgress(CancellationToken? previous) => _progressStop = previous;
+    public void EndStopOnProgress((CancellationToken? Token, bool Interrupts) previous)
+        => (_progressStop, _progressStopInterrupts) = previous;
 
     /// <summary>
     /// Puts the library's progress handler back, if it was in place, or none, after a handler of a reader's own (its
@@ -217,12 +232,34 @@ internal sealed partial class PhysicalConnection : IDisposable
 
     private void PutProgressHandler()
     {
-        raw.sqlite3_progress_handler(Handle, 100, static physical => ((PhysicalConnection)physical).StopRequested ? 1 : 0, this);
+        raw.sqlite3_progress_handler(Handle, 100, static physical => ((PhysicalConnection)physical).OnProgress(), this);
         _progressHandlerInPlace = true;
     }
 
-    /// <summary>For the progress handler: whether the call's token it stops the statement on was cancelled.</summary>
-    private bool StopRequested => _progressStop is { IsCancellationRequested: true };
+    /// <summary>
+    /// The progress handler: once the call's token is cancelled, it interrupts SQLite, which stops the statement at its
+    /// next look for an interrupt, as an interrupt made as the statement ran would; not when SQLite calls it as a
+    /// statement returns (it also does then), after the statement did its work, which then returns its result. But
+    /// beside another open reader of the renter, where SQLite would keep the interrupt pending for that reader's next
+    /// step and every statement begun until it closes, it stops the statement itself, also as it returns: then a
+    /// statement that did its work reports SQLITE_INTERRUPT (see <see cref="StoppedByProgressHandler"/>).
+    /// </summary>
+    private int OnProgress()
+    {
+        if (_progressStop is not { IsCancellationRequested: true })
+        {
+            return 0;
+        }
+
+        if (_progressStopInterrupts)
+        {
+            raw.sqlite3_interrupt(Handle);
+            return 0;
+        }
+
+        StoppedByProgressHandler = true;
+        return 1;
+    }
 
     /// <summary>
     /// The last SQLITE_BUSY or SQLITE_LOCKED a statement in the caller's transaction met on this connection (run by a
@@ -410,19 +447,16 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// <summary>Runs <c>BEGIN IMMEDIATE</c> (or a deferred <c>BEGIN</c>) and returns SQLite's result code.</summary>
     public int TryBegin(bool deferred) => Step(deferred ? _beginDeferred : _beginImmediate);
 
-    /// <summary>SQLite's count of the rows the connection's statements have inserted, updated or deleted since it opened.</summary>
-    public int TotalChanges => raw.sqlite3_total_changes(Handle);
-
     /// <summary>
-    /// After a command or a reader's step in the caller's transaction that SQLite stopped with SQLITE_INTERRUPT: when it
-    /// changed rows since <paramref name="changes"/> (<see cref="TotalChanges"/> before it) and SQLite kept the
-    /// transaction, rolls the transaction back, as SQLite does when it interrupts a write. The progress handler, which
-    /// SQLite also calls as a statement returns, may stop a write after it made its changes; the call then reports
-    /// its cancellation, and a commit would keep them.
+    /// After a writing command or a reader's step of one, in the caller's transaction, that failed with
+    /// SQLITE_INTERRUPT: when the progress handler stopped it itself (see <see cref="StoppedByProgressHandler"/>) and
+    /// SQLite kept the transaction, rolls the transaction back, as SQLite does when it interrupts a write. The handler
+    /// may have stopped the statement as it returned, after it made its changes, and a commit would keep them; it
+    /// cannot tell that from a read it stopped halfway, so the transaction ends then too.
     /// </summary>
-    public void RollBackChangesOfStoppedCall(int changes)
+    public void RollBackIfStoppedByProgressHandler()
     {
-        if (TotalChanges != changes && InTransaction)
+        if (StoppedByProgressHandler && InTransaction)
         {
             TryRollback(); // a failure stays for the next command (see RollbackFailure)
         }
@@ -647,7 +681,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         Used = false;
         WriteOpenForReader = false;
         _openReaders = 0; // the renter's Close has closed its readers
-        _progressStop = null;
+        (_progressStop, StoppedByProgressHandler) = (null, false);
         UnitOfWorkAttempt = default;
         BusyTimeoutMayHaveChanged |= InnerExposed;
         var innerExposed = InnerExposed;
@@ -924,7 +958,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// </summary>
     private int Step(sqlite3_stmt statement)
     {
-        var stop = _progressStop;
+        var stop = _progressStop; // its way of stopping stays as it is
         _progressStop = null;
         try
         {

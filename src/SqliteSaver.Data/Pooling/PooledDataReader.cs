@@ -640,7 +640,7 @@ internal sealed class PooledDataReader(
         _onRow = false;
         var call = BeginStep();
         physical.Calls.EnterOnThisThread();
-        var changes = transaction is null ? 0 : physical.TotalChanges;
+        physical.StoppedByProgressHandler = false;
         bool result;
         try
         {
@@ -651,9 +651,10 @@ internal sealed class PooledDataReader(
             RenterCalls.ExitOnThisThread();
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             NoteBusyInTransaction(exception); // on the physical connection, and _writeFailed for a Close's Finish: both before the call ends
-            if (transaction is not null && (exception as SqliteException ?? exception.InnerException as SqliteException) is { SqliteErrorCode: raw.SQLITE_INTERRUPT })
+            if (physical.StoppedByProgressHandler && !openWrite
+                && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite)
             {
-                physical.RollBackChangesOfStoppedCall(changes); // a write of the caller's transaction stopped as it returned
+                physical.RollBackIfStoppedByProgressHandler(); // a write of the caller's transaction, perhaps stopped as it returned
             }
 
             _writeFailed = openWrite;

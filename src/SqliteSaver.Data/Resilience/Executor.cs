@@ -309,8 +309,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// Runs a statement of the caller's transaction as it is. In a synchronous unit of work the attempt's token (see
     /// <see cref="PhysicalConnection.UnitOfWorkAttempt"/>) interrupts it and ends its waits for a lock, as
     /// <see cref="StatementAttempt{T}"/> has it. A busy error is noted for the unit of work (see
-    /// <see cref="PhysicalConnection.BusyInTransaction"/>). A write that SQLite stopped with SQLITE_INTERRUPT after it
-    /// changed rows ends the transaction (see <see cref="PhysicalConnection.RollBackChangesOfStoppedCall"/>).
+    /// <see cref="PhysicalConnection.BusyInTransaction"/>). A write the progress handler stopped ends the transaction
+    /// (see <see cref="PhysicalConnection.RollBackIfStoppedByProgressHandler"/>).
     /// </summary>
     private static T RunInCallersTransaction<T>(
         PhysicalConnection physical,
@@ -323,7 +323,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         var attempt = physical.UnitOfWorkAttempt;
         caller.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
         var writes = kind is CommandKind.Write or CommandKind.TempWrite;
-        var changes = writes ? physical.TotalChanges : 0;
+        physical.StoppedByProgressHandler = false;
         try
         {
             using var cancellation = new AttemptCancellation(physical, command.CommandText, StopsOnProgress(kind), attempt, caller);
@@ -331,7 +331,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
         catch (SqliteException error) when (error.SqliteErrorCode == raw.SQLITE_INTERRUPT && writes)
         {
-            physical.RollBackChangesOfStoppedCall(changes);
+            physical.RollBackIfStoppedByProgressHandler();
             if (IsInterruption(error, attempt))
             {
                 throw Cancelled(error, attempt);

@@ -1,3 +1,4 @@
+using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Tests.Pooling;
@@ -60,15 +61,20 @@ public class CancellationBeforeStatementTests : DatabaseTest
     }
 
     /// <summary>
-    /// A write of the caller's transaction that its cancellation stops as it returns (SQLite counts a kept statement's
-    /// steps over its runs, and calls the progress handler also then, after the statement has made its changes) ends
-    /// the transaction, as SQLite's interrupt of a write does: before, the write threw its cancellation, and a Commit
-    /// then kept its row (a review's finding). Each insert cancels itself; the first one stopped ends the loop.
+    /// Inserts of the caller's transaction that cancel themselves as they run, reused (SQLite counts a kept statement's
+    /// steps over its runs and calls the progress handler each time the count passes a hundred, also as the statement
+    /// returns, after it made its changes): one that throws its cancellation is never committed, one that returns is.
+    /// Alone on its connection the handler interrupts SQLite, which lets a statement that has done its work return it;
+    /// beside an open reader it stops the statement itself, also as it returns, and the library then ends the
+    /// transaction, as SQLite's interrupt of a write does. Before, such a write threw and a Commit kept its row (a
+    /// review's finding).
     /// </summary>
     [Test]
-    public async Task A_cancelled_write_of_the_callers_transaction_cannot_be_committed([Values] bool async)
+    public async Task An_insert_of_the_callers_transaction_is_committed_only_if_it_returned([Values] bool async, [Values] bool besideReader)
     {
         await using var connection = await Open();
+        await using var other = connection.CreateCommand();
+        await using var reader = besideReader ? OpenReader(other) : null;
         await using var insert = connection.CreateCommand();
         insert.CommandText = "INSERT INTO w VALUES (cancel_now($i))";
         var parameter = insert.CreateParameter();
@@ -89,6 +95,7 @@ public class CancellationBeforeStatementTests : DatabaseTest
             return i;
         });
         await using var transaction = await connection.BeginTransactionAsync();
+        var returned = new List<long>();
         long? stopped = null;
         for (var i = 0L; i < 200 && stopped is null; i++)
         {
@@ -98,6 +105,7 @@ public class CancellationBeforeStatementTests : DatabaseTest
                 try
                 {
                     _ = async ? await insert.ExecuteNonQueryAsync(cancellation.Token) : insert.ExecuteNonQuery();
+                    returned.Add(i);
                 }
                 catch (Exception exception) when (exception is OperationCanceledException or SqliteException { SqliteErrorCode: 9 })
                 {
@@ -106,9 +114,89 @@ public class CancellationBeforeStatementTests : DatabaseTest
             }
         }
 
-        stopped.ShouldNotBeNull("one of the inserts was stopped");
-        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("SQLite has already ended");
-        PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM w").ShouldBe(0L);
+        if (stopped is null)
+        {
+            await transaction.CommitAsync();
+            PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM w").ShouldBe((long)returned.Count);
+        }
+        else
+        {
+            Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("SQLite has already ended");
+            PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM w").ShouldBe(0L);
+        }
+
+        besideReader.ShouldBe(stopped is not null, "alone, every insert returns; beside a reader, the handler stops one");
+    }
+
+    /// <summary>
+    /// As above for a CREATE TABLE, which changes no rows (SQLite's count of changed rows, which an earlier fix looked
+    /// at, did not move, and the table of a statement reported cancelled stayed in the transaction: a review's finding).
+    /// </summary>
+    [Test]
+    public async Task A_create_table_of_the_callers_transaction_reported_cancelled_is_not_kept()
+    {
+        await using var connection = await Open();
+        await using var other = connection.CreateCommand();
+        await using var reader = OpenReader(other);
+        CancellationTokenSource? cancellation = null;
+        connection.InnerConnection.CreateFunction("cancel_now", (long i) =>
+        {
+            cancellation!.Cancel();
+            return i;
+        });
+        await using var create = connection.CreateCommand();
+        create.CommandText = "SELECT cancel_now($i); CREATE TABLE e (x)";
+        var parameter = create.CreateParameter();
+        parameter.ParameterName = "$i";
+        create.Parameters.Add(parameter);
+        var stops = 0;
+        for (var i = 0L; i < 300; i++)
+        {
+            parameter.Value = i;
+            await using var transaction = await connection.BeginTransactionAsync();
+            create.Transaction = transaction;
+            using (cancellation = new CancellationTokenSource())
+            {
+                try
+                {
+                    await create.ExecuteNonQueryAsync(cancellation.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    stops++;
+                    Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("SQLite has already ended");
+                    PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM sqlite_schema WHERE name = 'e'").ShouldBe(0L);
+                }
+            }
+        }
+
+        stops.ShouldBeGreaterThan(0);
+    }
+
+    /// <summary>
+    /// A reader of the caller's transaction whose next statement, a read, its cancellation stops, after an INSERT ...
+    /// RETURNING not read to its end (SQLite counts its rows as changed only as the next statement resets it): the
+    /// transaction stays as it was, with the insert (an earlier fix, which looked at that count, rolled it back).
+    /// </summary>
+    [Test]
+    public async Task A_read_stopped_after_an_insert_returning_leaves_the_callers_transaction_as_it_was()
+    {
+        await using var connection = await Open();
+        using var cancellation = CancelledBy(connection);
+        await using var transaction = await connection.BeginTransactionAsync();
+        ConnectionTests.Exec(connection, "INSERT INTO w VALUES (100)");
+        await using var batch = connection.CreateCommand();
+        batch.Transaction = transaction;
+        batch.CommandText = "INSERT INTO w VALUES (200) RETURNING x; SELECT count(cancel_now()) FROM t, t AS u, t AS v, t AS x";
+        await using (var reader = await batch.ExecuteReaderAsync())
+        {
+            reader.Read().ShouldBeTrue();
+
+            await Should.ThrowAsync<OperationCanceledException>(() => reader.NextResultAsync(cancellation.Token));
+        }
+
+        await transaction.CommitAsync();
+        PoolTests.Scalar(Folder.ConnectionString(), "SELECT group_concat(x) FROM w").ShouldBe("100,200");
     }
 
     /// <summary>
@@ -222,6 +310,28 @@ public class CancellationBeforeStatementTests : DatabaseTest
     private static string Batch(bool write) => write
         ? "INSERT INTO w VALUES (cancel_now()); INSERT INTO w SELECT cancel_now() FROM t, t AS u, t AS v, t AS x"
         : "SELECT cancel_now(); SELECT count(cancel_now()) FROM t, t AS u, t AS v, t AS x";
+
+    /// <summary>A reader of t by <paramref name="command"/>, on its first row: its statement is active.</summary>
+    private static DbDataReader OpenReader(DbCommand command)
+    {
+        command.CommandText = "SELECT x FROM t ORDER BY x";
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        return reader;
+    }
+
+    /// <summary>A token source that the function cancel_now, called in a statement, cancels (its calls counted).</summary>
+    private CancellationTokenSource CancelledBy(SaverDbConnection connection)
+    {
+        var cancellation = new CancellationTokenSource();
+        connection.InnerConnection.CreateFunction("cancel_now", () =>
+        {
+            _calls++;
+            cancellation.Cancel();
+            return 0L;
+        });
+        return cancellation;
+    }
 
     private async Task<SaverDbConnection> Open()
     {
