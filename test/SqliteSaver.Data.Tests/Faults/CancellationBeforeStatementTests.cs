@@ -1,4 +1,3 @@
-using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Tests.Pooling;
@@ -74,7 +73,7 @@ public class CancellationBeforeStatementTests : DatabaseTest
     {
         await using var connection = await Open();
         await using var other = connection.CreateCommand();
-        await using var reader = besideReader ? OpenReader(other) : null;
+        await using var reader = besideReader ? CancellationBesideOpenReaderTests.OpenReader(other) : null;
         await using var insert = connection.CreateCommand();
         insert.CommandText = "INSERT INTO w VALUES (cancel_now($i))";
         var parameter = insert.CreateParameter();
@@ -137,7 +136,7 @@ public class CancellationBeforeStatementTests : DatabaseTest
     {
         await using var connection = await Open();
         await using var other = connection.CreateCommand();
-        await using var reader = OpenReader(other);
+        await using var reader = CancellationBesideOpenReaderTests.OpenReader(other);
         CancellationTokenSource? cancellation = null;
         connection.InnerConnection.CreateFunction("cancel_now", (long i) =>
         {
@@ -182,7 +181,12 @@ public class CancellationBeforeStatementTests : DatabaseTest
     public async Task A_read_stopped_after_an_insert_returning_leaves_the_callers_transaction_as_it_was()
     {
         await using var connection = await Open();
-        using var cancellation = CancelledBy(connection);
+        using var cancellation = new CancellationTokenSource();
+        connection.InnerConnection.CreateFunction("cancel_now", () =>
+        {
+            cancellation.Cancel();
+            return 0L;
+        });
         await using var transaction = await connection.BeginTransactionAsync();
         ConnectionTests.Exec(connection, "INSERT INTO w VALUES (100)");
         await using var batch = connection.CreateCommand();
@@ -310,28 +314,6 @@ public class CancellationBeforeStatementTests : DatabaseTest
     private static string Batch(bool write) => write
         ? "INSERT INTO w VALUES (cancel_now()); INSERT INTO w SELECT cancel_now() FROM t, t AS u, t AS v, t AS x"
         : "SELECT cancel_now(); SELECT count(cancel_now()) FROM t, t AS u, t AS v, t AS x";
-
-    /// <summary>A reader of t by <paramref name="command"/>, on its first row: its statement is active.</summary>
-    private static DbDataReader OpenReader(DbCommand command)
-    {
-        command.CommandText = "SELECT x FROM t ORDER BY x";
-        var reader = command.ExecuteReader();
-        reader.Read().ShouldBeTrue();
-        return reader;
-    }
-
-    /// <summary>A token source that the function cancel_now, called in a statement, cancels (its calls counted).</summary>
-    private CancellationTokenSource CancelledBy(SaverDbConnection connection)
-    {
-        var cancellation = new CancellationTokenSource();
-        connection.InnerConnection.CreateFunction("cancel_now", () =>
-        {
-            _calls++;
-            cancellation.Cancel();
-            return 0L;
-        });
-        return cancellation;
-    }
 
     private async Task<SaverDbConnection> Open()
     {
