@@ -651,7 +651,8 @@ internal sealed class PooledDataReader(
             RenterCalls.ExitOnThisThread();
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             NoteBusyInTransaction(exception); // on the physical connection, and _writeFailed for a Close's Finish: both before the call ends
-            if (physical.StoppedByProgressHandler && !openWrite
+            if (physical.StoppedByProgressHandler && !openWrite // the handler may have stopped a nested call instead
+                && (exception as SqliteException ?? exception.InnerException as SqliteException) is { SqliteErrorCode: raw.SQLITE_INTERRUPT }
                 && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite)
             {
                 physical.RollBackIfStoppedByProgressHandler(); // a write of the caller's transaction, perhaps stopped as it returned

@@ -195,6 +195,40 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
     }
 
     /// <summary>
+    /// A reader's next statement of the caller's transaction that fails for its own reason (a NOT NULL constraint)
+    /// after a call nested in it was stopped by the progress handler: only that statement is undone, as SQLite undoes
+    /// it, and the transaction goes on (a review's finding: the handler's note of the nested stop rolled it back).
+    /// </summary>
+    [Test]
+    public async Task A_readers_failing_statement_after_a_stopped_nested_call_leaves_the_transaction()
+    {
+        await using var connection = await Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE w (x NOT NULL)");
+        await using var other = connection.CreateCommand();
+        await using var reader = OpenReader(other);
+        await using var nested = connection.CreateCommand();
+        CancelsOnFirstCall(connection, nested);
+        nested.CommandText = CountingQuery;
+        connection.InnerConnection.CreateFunction("stopped_nested", () =>
+        {
+            Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => nested.ExecuteScalar()).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_INTERRUPT);
+            return (long?)null;
+        });
+        await using var transaction = await connection.BeginTransactionAsync();
+        ConnectionTests.Exec(connection, "INSERT INTO w VALUES (100)");
+        await using var batch = connection.CreateCommand();
+        batch.Transaction = transaction;
+        batch.CommandText = "SELECT 1; INSERT INTO w SELECT stopped_nested()";
+        await using (var batchReader = await batch.ExecuteReaderAsync())
+        {
+            Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => batchReader.NextResult()).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        }
+
+        await transaction.CommitAsync();
+        ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM w").ShouldBe("100");
+    }
+
+    /// <summary>
     /// A call nested in the statement (a function SQLite runs executes a command on the connection) has the progress
     /// handler stop on its own token and, as it ends, on the outer call's again: before, it took the handler away, and
     /// the outer query ran to its end on a cancelled token (a review's finding).
