@@ -37,9 +37,10 @@ public sealed class SaverDbCommand : DbCommand
     private Lock? _cancel; // held by Cancel from its look at _running to its interrupt; made by the first Cancel
     private CancellationTokenSource? _callCancellation; // of the call running (see RenterCalls.Begin), for Cancel
 
-    // Whether the call running is an execution made beside another open reader, whose statement a progress handler
-    // stops on the call's token (see StatementCancellation), so that Cancel does not interrupt SQLite: decided before
-    // the call is marked running, and kept until the next, so that a Cancel as it begins or ends reads it as it is.
+    // Whether the call running is an execution made beside another open reader or inside another call's statement
+    // (see PhysicalConnection.OthersActive), whose statement a progress handler stops on the call's token (see
+    // StatementCancellation), so that Cancel does not interrupt SQLite: decided before the call is marked running, and
+    // kept until the next, so that a Cancel as it begins or ends reads it as it is.
     private bool _stoppedOnProgress;
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private OwnedSqliteCommand? _returned; // the one last given back to a cache, to rent again without a lookup
@@ -292,12 +293,12 @@ public sealed class SaverDbCommand : DbCommand
     /// connection (giving back its statement, tracking its reader), before the call may close the connection itself. An
     /// execution that waited for an earlier one passes the rental it waited in (see <see cref="SaverDbConnection.BeginCall"/>).
     /// <paramref name="execution"/>: the call executes the command (not a step of its reader), and so, beside another
-    /// open reader, is stopped by a progress handler rather than Cancel's interrupt (see <see cref="_stoppedOnProgress"/>).
+    /// active statement, is stopped by a progress handler rather than Cancel's interrupt (see <see cref="_stoppedOnProgress"/>).
     /// </summary>
     /// <returns>The source of the call's token (see <see cref="RenterCalls.Begin"/>).</returns>
     /// <exception cref="InvalidOperationException"><paramref name="connection"/> was closed since the call found it open (see <see cref="SaverDbConnection.BeginCall"/>).</exception>
     internal CancellationTokenSource BeginRunning(SaverDbConnection connection, PhysicalConnection physical, int? waitedIn = null, bool execution = false)
-        => BeginRunning(connection.BeginCall(physical, waitedIn), execution && physical.OtherReadersOpen(ownReader: false));
+        => BeginRunning(connection.BeginCall(physical, waitedIn), execution && physical.OthersActive(ownReader: false));
 
     /// <summary>
     /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?, bool)"/> for a call begun already: a reader's closing,
@@ -670,7 +671,7 @@ public sealed class SaverDbCommand : DbCommand
             open,
             command.RunsStatementByStatement,
             connection.Transaction);
-        physical.ReaderOpened();
+        physical.Activated();
         TrackBy(connection);
         return _reader;
     }

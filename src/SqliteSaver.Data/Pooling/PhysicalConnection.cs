@@ -146,22 +146,24 @@ internal sealed partial class PhysicalConnection : IDisposable
     public bool WriteOpenForReader { get; set; }
 
     /// <summary>
-    /// The renter's readers open on the connection: from the execution that made one until its closing has closed the
-    /// SQLite reader (see <see cref="OtherReadersOpen"/>).
+    /// The renter's statements active on the connection: its readers open, from the execution that made one until its
+    /// closing has closed the SQLite reader, and its executions running their statements (a function SQLite runs in
+    /// one may make another call on the connection) (see <see cref="OthersActive"/>).
     /// </summary>
-    private int _openReaders;
+    private int _active;
 
-    /// <summary>A reader of the renter opens (see <see cref="_openReaders"/>).</summary>
-    public void ReaderOpened() => Interlocked.Increment(ref _openReaders);
+    /// <summary>A reader of the renter opens, or an execution begins running its statements (see <see cref="_active"/>).</summary>
+    public void Activated() => Interlocked.Increment(ref _active);
 
-    /// <summary>A reader of the renter has closed its SQLite reader (see <see cref="_openReaders"/>).</summary>
-    public void ReaderFinished() => Interlocked.Decrement(ref _openReaders);
+    /// <summary>A reader of the renter has closed its SQLite reader, or an execution's statements have run (see <see cref="_active"/>).</summary>
+    public void Deactivated() => Interlocked.Decrement(ref _active);
 
     /// <summary>
-    /// Whether a reader of the renter other than the call's own (<paramref name="ownReader"/>: the call is a step or the
-    /// closing of one) is open, so that SQLite would keep an interrupt pending (see <see cref="StatementCancellation"/>).
+    /// Whether a statement of the renter other than the call's own (<paramref name="ownReader"/>: the call is a step or
+    /// the closing of a reader) is active: another reader is open, or the call runs inside another's statement. SQLite
+    /// would then keep an interrupt pending (see <see cref="StatementCancellation"/>).
     /// </summary>
-    public bool OtherReadersOpen(bool ownReader) => Volatile.Read(ref _openReaders) > (ownReader ? 1 : 0);
+    public bool OthersActive(bool ownReader) => Volatile.Read(ref _active) > (ownReader ? 1 : 0);
 
     /// <summary>
     /// The token the library's progress handler stops the running statement on, while a call has set one (see
@@ -680,7 +682,7 @@ internal sealed partial class PhysicalConnection : IDisposable
 
         Used = false;
         WriteOpenForReader = false;
-        _openReaders = 0; // the renter's Close has closed its readers
+        _active = 0; // the renter's Close has closed its readers
         (_progressStop, StoppedByProgressHandler) = (null, false);
         UnitOfWorkAttempt = default;
         BusyTimeoutMayHaveChanged |= InnerExposed;

@@ -218,7 +218,7 @@ internal sealed class PooledDataReader(
         finally
         {
             RenterCalls.ExitOnThisThread();
-            physical.ReaderFinished();
+            physical.Deactivated();
             command.EndRunning();
             try
             {

@@ -290,17 +290,20 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>
     /// Runs <paramref name="command"/>'s statements, marking this thread as running a call of the renter for code SQLite
     /// runs in them (see <see cref="RenterCalls.RunningOnThisThread"/>): an asynchronous call runs them on whichever
-    /// thread it has at the time.
+    /// thread it has at the time; and the connection as having a statement active, for a call such code makes on it
+    /// (see <see cref="PhysicalConnection.OthersActive"/>).
     /// </summary>
     private static T RunStatements<T>(PhysicalConnection physical, Func<SqliteCommand, CommandBehavior, T> run, SqliteCommand command, CommandBehavior behavior)
     {
         physical.Calls.EnterOnThisThread();
+        physical.Activated();
         try
         {
             return run(command, behavior);
         }
         finally
         {
+            physical.Deactivated();
             RenterCalls.ExitOnThisThread();
         }
     }

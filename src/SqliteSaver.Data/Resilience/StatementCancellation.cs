@@ -12,7 +12,8 @@ namespace SqliteSaver.Data.Resilience;
 /// step SQLite takes in one go (a sort, <c>count(*)</c> of a table), which the handler does not see; but SQLite keeps
 /// an interrupt pending while any statement of the connection is active, so that with another reader of the renter
 /// open (on a row) that reader's next step, and every statement begun until it closes, would fail with
-/// SQLITE_INTERRUPT too: then the handler alone stops the call, stopping the statement itself. Not a command that runs
+/// SQLITE_INTERRUPT too, as would the statement of a call this one runs inside: then the handler alone stops the
+/// call, stopping the statement itself (see <see cref="PhysicalConnection.OthersActive"/>). Not a command that runs
 /// outside the library's transactions (see <see cref="Executor.StopsOnProgress"/>), even inside another call: SQLite
 /// also calls the handler as a statement returns, when a BEGIN has begun its transaction or a COMMIT has ended it,
 /// and a stop then would report them failed.
@@ -44,7 +45,7 @@ internal readonly struct StatementCancellation : IDisposable
             return;
         }
 
-        var alone = !physical.OtherReadersOpen(ownReader);
+        var alone = !physical.OthersActive(ownReader);
         if (stopOnProgress)
         {
             _previous = physical.StopOnProgress(cancellationToken, interrupts: alone);

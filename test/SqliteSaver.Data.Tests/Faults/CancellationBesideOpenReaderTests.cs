@@ -266,6 +266,52 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
     }
 
     /// <summary>
+    /// A call nested in another call's statement (a function SQLite runs in an ExecuteScalar, which opens no reader the
+    /// renter sees) is stopped by its cancellation, and the outer statement runs on: that statement is active as
+    /// another reader's is, and SQLite would keep an interrupt pending for it. Before, the nested call counted as alone
+    /// on the connection, interrupted SQLite, and the outer call failed with a bare SQLITE_INTERRUPT (a review's finding).
+    /// </summary>
+    [Test]
+    public async Task A_cancelled_call_nested_in_another_calls_statement_leaves_that_statement_running([Values] bool async)
+    {
+        await using var connection = await Open();
+        await using var nested = connection.CreateCommand();
+        nested.CommandText = CountingQuery;
+        using var cancellation = async ? CancelledBy(connection) : null;
+        if (!async)
+        {
+            CancelsOnFirstCall(connection, nested);
+        }
+
+        var runs = 0;
+        connection.InnerConnection.CreateFunction("run_nested", () =>
+        {
+            if (runs++ == 0)
+            {
+                if (async)
+                {
+                    Should.Throw<OperationCanceledException>(() => nested.ExecuteScalarAsync(cancellation!.Token).GetAwaiter().GetResult());
+                }
+                else
+                {
+                    Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => nested.ExecuteScalar()).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_INTERRUPT);
+                }
+
+                _calls.ShouldBeLessThan(27, "the nested query was stopped before its end");
+            }
+
+            return 1L;
+        });
+        await using var outer = connection.CreateCommand();
+        outer.CommandText = "SELECT sum(run_nested()) FROM t, t AS u";
+
+        (async ? await outer.ExecuteScalarAsync() : outer.ExecuteScalar()).ShouldBe(9L);
+
+        runs.ShouldBe(9);
+        ConnectionTests.Scalar(connection, "SELECT 5").ShouldBe(5L);
+    }
+
+    /// <summary>
     /// A reader's NextResultAsync beside another open reader has the progress handler stop on its caller's token only:
     /// <see cref="DbCommand.Cancel"/> still interrupts SQLite then, and stops it (the other reader's next Read would
     /// fail with the interrupt, as README says).
