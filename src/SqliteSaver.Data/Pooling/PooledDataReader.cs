@@ -170,6 +170,7 @@ internal sealed class PooledDataReader(
                     if (attempt is { IsCancellationRequested: true } cancelled)
                     {
                         CloseDiscarding(cancelled);
+                        RollBackTransactionBegunAsSql();
                     }
                     else if (_endedByClose)
                     {
@@ -282,6 +283,23 @@ internal sealed class PooledDataReader(
         {
             NoteBusyInTransaction(exception);
             transaction.FailedUnfinished(exception);
+        }
+    }
+
+    /// <summary>
+    /// Once a step of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command: no
+    /// <see cref="SaverDbTransaction"/> to refuse the commit, see <see cref="FinishInTransaction"/>) was cancelled,
+    /// rolls that transaction back, after the SQLite reader has closed, as SQLite's interrupt of a write does: the
+    /// cancellation may have come as a write of the batch returned, after it made its changes, and the batch is not
+    /// whole. Otherwise the <c>COMMIT</c> sent next would keep what was reported cancelled; now it fails, as no
+    /// transaction is open.
+    /// </summary>
+    private void RollBackTransactionBegunAsSql()
+    {
+        if (transaction is null && physical.InTransaction
+            && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite)
+        {
+            physical.TryRollback(); // a failure stays for the next command (see PhysicalConnection.RollbackFailure)
         }
     }
 
