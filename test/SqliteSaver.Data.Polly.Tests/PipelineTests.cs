@@ -424,6 +424,37 @@ public class PipelineTests
     }
 
     [Test]
+    public async Task A_reader_whose_attempt_times_out_as_its_first_row_is_made_is_cancelled(
+        [Values("SELECT x, time_out() FROM t", "INSERT INTO t VALUES (2) RETURNING x, time_out()")] string sql,
+        [Values] bool async)
+    {
+        // As above, for a command outside a unit of work, whose attempt the pipeline runs: ExecuteReader looked at the
+        // caller's token and Cancel's as the statement's first row was made, not at the attempt's own.
+        var time = new FakeTimeProvider();
+        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        await using var dataSource = new SaverDataSourceBuilder(_connectionString)
+            .UseConnectionInitializer(c => c.CreateFunction("time_out", () =>
+            {
+                time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
+                return 0L;
+            }))
+            .UseResiliencePipeline(pipeline)
+            .Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        Insert(connection);
+        await using var query = connection.CreateCommand();
+        query.CommandText = sql;
+
+        var exception = async
+            ? await Should.ThrowAsync<Exception>(async () => await query.ExecuteReaderAsync())
+            : Should.Throw<Exception>(() => query.ExecuteReader());
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        Insert(connection).ShouldBe(1, "no interrupt is left pending on the connection");
+        Rows(connection).ShouldBe("1,1", "nothing of the cancelled attempt was kept");
+    }
+
+    [Test]
     public void A_timeout_in_the_pipeline_ends_a_synchronous_unit_of_works_rollback_journal_commit_waiting_for_a_reader()
     {
         // As for a standalone write (and for RunInTransactionAsync, which commits with the attempt's token): the

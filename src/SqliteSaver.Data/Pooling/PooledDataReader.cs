@@ -304,55 +304,13 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Closes the SQLite reader, which would run the statements it has not reached, once the synchronous unit of work's
-    /// attempt was cancelled: those of a writing batch have been noted as failed (see <see cref="FinishInTransaction"/>),
-    /// so they can only be rolled back. A progress handler ends each at once (closing ignores their errors), and their
-    /// waits for a lock end with the cancelled token. Also once a Close of the connection ended a step of the reader
-    /// (<paramref name="cancelled"/> none), as it ends any call: the statements after it do not run. A statement that
-    /// needs a lock another connection holds fails at once, as SQLite's busy handler is switched off (the progress
-    /// handler cannot end a wait for a lock); where the busy timeout is not known without reading it (a command of the
-    /// rental set it and nothing has read it since, the renter took <see cref="SaverDbConnection.InnerConnection"/>,
-    /// or no call has read it yet on a connection without pooling), which Close's interrupts would refuse, the wait
-    /// ends only with <paramref name="cancelled"/>.
+    /// Closes the SQLite reader without running the statements it has not reached (see
+    /// <see cref="Executor.CloseDiscarding"/>), once the synchronous unit of work's attempt was cancelled: those of a
+    /// writing batch have been noted as failed (see <see cref="FinishInTransaction"/>), so they can only be rolled back.
+    /// Also once a Close of the connection ended a step of the reader (<paramref name="cancelled"/> none), as it ends
+    /// any call: the statements after it do not run.
     /// </summary>
-    private void CloseDiscarding(CancellationToken cancelled)
-    {
-        var suspended = physical.TrySuspendBusyWaitsWithoutReading();
-        var waits = !suspended && MakeBusyWaitsCancellable(cancelled);
-        raw.sqlite3_progress_handler(physical.Handle, 1, static _ => 1, null);
-        try
-        {
-            inner.Close();
-        }
-        finally
-        {
-            physical.RestoreProgressHandler(); // a call's this closing runs inside, if any
-            if (suspended)
-            {
-                physical.ResumeBusyWaits();
-            }
-            else if (waits)
-            {
-                physical.EndCancellableBusyWaits();
-            }
-        }
-    }
-
-    /// <summary>
-    /// <see cref="Executor.MakeBusyWaitsCancellable"/> for <see cref="CloseDiscarding"/>: not when the busy timeout must
-    /// be read and an interrupt still pending (a Close's, or the cancelled token's) refuses the read.
-    /// </summary>
-    private bool MakeBusyWaitsCancellable(CancellationToken cancelled)
-    {
-        try
-        {
-            return Executor.MakeBusyWaitsCancellable(physical, commandText, cancelled);
-        }
-        catch (SqliteException)
-        {
-            return false;
-        }
-    }
+    private void CloseDiscarding(CancellationToken cancelled) => Executor.CloseDiscarding(physical, inner, commandText, cancelled);
 
     /// <summary>
     /// SQLite ended the caller's transaction itself (after an <c>ON CONFLICT ROLLBACK</c>, say): the statements not

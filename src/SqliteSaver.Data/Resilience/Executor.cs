@@ -391,6 +391,76 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     }
 
     /// <summary>
+    /// After an attempt whose own token (a retry strategy's, a Polly timeout's, not the caller's) was cancelled as its
+    /// statement made the reader's first row: the interrupt may have come after the row, and SQLite keeps it pending
+    /// while the statement is active, so that the connection's other statements would fail with it. Closes the reader
+    /// without running its statements not reached, and throws the attempt's cancellation inside the attempt, so that
+    /// the strategy reports it as its own (a Polly timeout's <c>TimeoutRejectedException</c>), as when the interrupt
+    /// stops the statement. The command looks at the caller's token and <see cref="SaverDbCommand.Cancel"/>'s once the
+    /// strategy returns; a result that is no reader is complete, its statements reset, so that SQLite drops the
+    /// interrupt as the next statement begins.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">That token was cancelled.</exception>
+    private static void ThrowIfReaderCancelled<T>(PhysicalConnection physical, string commandText, T result, CancellationToken attempt, CancellationToken caller)
+    {
+        if (attempt == caller || !attempt.IsCancellationRequested || result is not SqliteDataReader reader)
+        {
+            return;
+        }
+
+        CloseDiscarding(physical, reader, commandText, attempt);
+        throw new OperationCanceledException(attempt);
+    }
+
+    /// <summary>
+    /// Closes a SQLite reader, which would run the statements it has not reached, without running them: a progress
+    /// handler ends each at once (closing ignores their errors), and their waits for a lock end with
+    /// <paramref name="cancelled"/>. A statement that needs a lock another connection holds fails at once, as SQLite's
+    /// busy handler is switched off (the progress handler cannot end a wait for a lock); where the busy timeout is not
+    /// known without reading it (a command of the rental set it and nothing has read it since, the renter took
+    /// <see cref="SaverDbConnection.InnerConnection"/>, or no call has read it yet on a connection without pooling),
+    /// which an interrupt still pending would refuse, the wait ends only with <paramref name="cancelled"/>.
+    /// </summary>
+    internal static void CloseDiscarding(PhysicalConnection physical, SqliteDataReader reader, string commandText, CancellationToken cancelled)
+    {
+        var suspended = physical.TrySuspendBusyWaitsWithoutReading();
+        var waits = !suspended && MakeBusyWaitsCancellableUnlessRefused(physical, commandText, cancelled);
+        raw.sqlite3_progress_handler(physical.Handle, 1, static _ => 1, null);
+        try
+        {
+            reader.Close();
+        }
+        finally
+        {
+            physical.RestoreProgressHandler(); // a call's this closing runs inside, if any
+            if (suspended)
+            {
+                physical.ResumeBusyWaits();
+            }
+            else if (waits)
+            {
+                physical.EndCancellableBusyWaits();
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="MakeBusyWaitsCancellable"/> for <see cref="CloseDiscarding"/>: not when the busy timeout must be read
+    /// and an interrupt still pending (a Close's, or the cancelled token's) refuses the read.
+    /// </summary>
+    private static bool MakeBusyWaitsCancellableUnlessRefused(PhysicalConnection physical, string commandText, CancellationToken cancelled)
+    {
+        try
+        {
+            return MakeBusyWaitsCancellable(physical, commandText, cancelled);
+        }
+        catch (SqliteException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
     /// <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>, unless the command's text names busy_timeout: SQLite
     /// reports 0 while the library's handler is in place.
     /// </summary>
@@ -578,8 +648,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
             try
             {
-                using var cancellation = new AttemptCancellation(physical, command.CommandText, stopOnProgress, cancellationToken, caller);
-                return RunStatements(physical, run, command, behavior);
+                T result;
+                using (new AttemptCancellation(physical, command.CommandText, stopOnProgress, cancellationToken, caller))
+                {
+                    result = RunStatements(physical, run, command, behavior);
+                }
+
+                ThrowIfReaderCancelled(physical, command.CommandText, result, cancellationToken, caller);
+                return result;
             }
             catch (SqliteException error) when (IsInterruption(error, cancellationToken))
             {
@@ -658,13 +734,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             {
                 // Cancelled after the gate was entered, the token's interrupt came while no statement ran: SQLite dropped it.
                 cancellationToken.ThrowIfCancellationRequested();
-                using var cancellation = new AttemptCancellation(physical, command.CommandText, stopOnProgress: true, cancellationToken, caller);
-                var result = RunStatements(physical, run, command, behavior);
-                if (!keepOpen)
+                T result;
+                using (new AttemptCancellation(physical, command.CommandText, stopOnProgress: true, cancellationToken, caller))
                 {
-                    physical.Commit();
+                    result = RunStatements(physical, run, command, behavior);
+                    if (!keepOpen)
+                    {
+                        physical.Commit(); // its waits for readers (in rollback-journal mode) end with the attempt's token too
+                    }
                 }
 
+                ThrowIfReaderCancelled(physical, command.CommandText, result, cancellationToken, caller); // then rolled back below
                 return result;
             }
             catch (SqliteException error) when (IsInterruption(error, cancellationToken))
