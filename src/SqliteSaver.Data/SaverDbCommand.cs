@@ -240,8 +240,10 @@ public sealed class SaverDbCommand : DbCommand
     /// <c>NextResult</c> or closing, which runs the statements not reached) runs statements or waits to, from another
     /// thread (<c>sqlite3_interrupt</c>): that call throws a <see cref="SqliteException"/> with code 9 (SQLITE_INTERRUPT).
     /// SQLite's interrupt is the connection's, and SQLite keeps it pending while another reader open on it is on a row,
-    /// failing that reader's next <c>Read</c> and every statement begun until it closes: so an execution made beside
-    /// another open reader is stopped by a progress handler instead; a step of the command's reader is not.
+    /// failing that reader's next <c>Read</c> and every statement begun until it closes: so an execution, or a
+    /// <c>Read</c> or <c>NextResult</c> of the command's reader, made beside another open reader is stopped by a
+    /// progress handler instead, which stops a statement within 100 of SQLite's steps while the call runs (a call that
+    /// ends first is not cancelled); the reader's closing is not.
     /// Otherwise it does nothing, as when an open reader of the command is between reads (Dapper cancels an unbuffered
     /// query it stops early), so that other readers on the connection read on. To cancel an asynchronous call, cancel
     /// its token.
@@ -292,16 +294,16 @@ public sealed class SaverDbCommand : DbCommand
     /// which the connection's Close waits for, until <see cref="RenterCalls.End"/>: after the call's last use of the
     /// connection (giving back its statement, tracking its reader), before the call may close the connection itself. An
     /// execution that waited for an earlier one passes the rental it waited in (see <see cref="SaverDbConnection.BeginCall"/>).
-    /// <paramref name="execution"/>: the call executes the command (not a step of its reader), and so, beside another
-    /// active statement, is stopped by a progress handler rather than Cancel's interrupt (see <see cref="_stoppedOnProgress"/>).
+    /// <paramref name="stoppedOnProgress"/>: beside another active statement of the renter, a progress handler stops the
+    /// call's statement on the call's token rather than Cancel's interrupt (see <see cref="_stoppedOnProgress"/>).
     /// </summary>
     /// <returns>The source of the call's token (see <see cref="RenterCalls.Begin"/>).</returns>
     /// <exception cref="InvalidOperationException"><paramref name="connection"/> was closed since the call found it open (see <see cref="SaverDbConnection.BeginCall"/>).</exception>
-    internal CancellationTokenSource BeginRunning(SaverDbConnection connection, PhysicalConnection physical, int? waitedIn = null, bool execution = false)
-        => BeginRunning(connection.BeginCall(physical, waitedIn), execution && physical.OthersActive(ownReader: false));
+    internal CancellationTokenSource BeginRunning(SaverDbConnection connection, PhysicalConnection physical, bool stoppedOnProgress, int? waitedIn = null)
+        => BeginRunning(connection.BeginCall(physical, waitedIn), stoppedOnProgress);
 
     /// <summary>
-    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?, bool)"/> for a call begun already: a reader's closing,
+    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/> for a call begun already: a reader's closing,
     /// begun by the reader or by the connection's Close (through <see cref="Unbind"/>).
     /// </summary>
     internal CancellationTokenSource BeginRunning(CancellationTokenSource cancellation, bool stoppedOnProgress = false)
@@ -313,7 +315,7 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>
-    /// Ends what <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?, bool)"/> began, once no <see cref="Cancel"/>
+    /// Ends what <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/> began, once no <see cref="Cancel"/>
     /// that saw the call running is still to interrupt: otherwise its interrupt could land after the connection went
     /// back to the pool, on the next renter's statement. Costs a look at a counter unless a Cancel is under way.
     /// </summary>
@@ -895,7 +897,7 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>
     /// <see cref="BindWithParameters"/>, then the execution's call begins (see
-    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, int?, bool)"/>). Refused (Close took the connection meanwhile, or,
+    /// <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/>). Refused (Close took the connection meanwhile, or,
     /// <paramref name="waitedIn"/> a rental, closed and opened it again since the execution's wait for an earlier one;
     /// a reader with <see cref="CommandBehavior.CloseConnection"/> in a transaction SQLite has ended, which
     /// Microsoft.Data.Sqlite also refuses before it makes a reader, so the connection stays open), it runs nothing and
@@ -919,7 +921,7 @@ public sealed class SaverDbCommand : DbCommand
                     ThrowIfTransactionEnded(connection, physical, operation);
                 }
 
-                return (connection, physical, command, BeginRunning(connection, physical, waitedIn, execution: true));
+                return (connection, physical, command, BeginRunning(connection, physical, physical.OthersActive(ownReader: false), waitedIn));
             }
             catch (InvalidOperationException) when (command.Keepable)
             {

@@ -554,7 +554,7 @@ internal sealed class PooledDataReader(
     public override bool NextResult()
     {
         NoteStatementsToRun();
-        return StepToNextResult(UnitOfWorkAttempt() is { } attempt ? NextResultStep(attempt) : inner.NextResult);
+        return StepToNextResult(UnitOfWorkAttempt() ?? default);
     }
 
     /// <summary>
@@ -574,9 +574,7 @@ internal sealed class PooledDataReader(
             // A closed reader's physical connection may be another renter's by now: NextResult only reports the closing.
             // Otherwise the step runs under the token, and a failure closes this reader (and with CloseConnection the
             // connection) only once the step has handed the physical connection back its own busy handler.
-            return Task.FromResult(_closed
-                ? NextResult()
-                : StepToNextResult(() => Executor.RunForReader(physical, commandText, statementByStatement, inner.NextResult, cancellationToken)));
+            return Task.FromResult(_closed ? NextResult() : StepToNextResult(cancellationToken));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -589,14 +587,15 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Runs <paramref name="step"/>, the SQLite reader's move to its next statement; if it fails, the reader's write
-    /// (if any) is marked failed, and this reader closes with the SQLite reader, which closes itself then.
+    /// Runs the SQLite reader's move to its next statement (see <see cref="Step"/>, with <paramref name="token"/>); if it
+    /// fails, the reader's write (if any) is marked failed, and this reader closes with the SQLite reader, which closes
+    /// itself then.
     /// </summary>
     /// <exception cref="InvalidOperationException">
     /// SQLite could not roll back a transaction on the connection (see <see cref="PhysicalConnection.RollbackFailure"/>):
     /// the next statement would run in it, report its result and be lost with it.
     /// </exception>
-    private bool StepToNextResult(Func<bool> step)
+    private bool StepToNextResult(CancellationToken token)
     {
         if (_closed)
         {
@@ -614,13 +613,14 @@ internal sealed class PooledDataReader(
 
         _byValue = null; // the next result set's columns are others
         _onRow = false;
-        var call = BeginStep();
+        var beside = StoppedOnProgress();
+        var call = BeginStep(beside);
         physical.Calls.EnterOnThisThread();
         physical.StoppedByProgressHandler = false;
         bool result;
         try
         {
-            result = step();
+            result = Step(read: false, beside, call, token);
         }
         catch (Exception exception)
         {
@@ -666,14 +666,13 @@ internal sealed class PooledDataReader(
             throw ClosedReader(nameof(Read)); // as in StepToNextResult
         }
 
-        var call = BeginStep();
+        var beside = StoppedOnProgress();
+        var call = BeginStep(beside);
         physical.Calls.EnterOnThisThread();
         try
         {
             _onRow = false;
-            _onRow = UnitOfWorkAttempt() is { } attempt
-                ? Executor.RunForReader(physical, commandText, statementByStatement, inner.Read, attempt)
-                : inner.Read();
+            _onRow = Step(read: true, beside, call, UnitOfWorkAttempt() ?? default);
             return _onRow;
         }
         catch (Exception exception)
@@ -791,17 +790,43 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, int?, bool)"/>).
+    /// Whether a step of the reader beginning now is stopped by the connection's progress handler rather than
+    /// <see cref="SaverDbCommand.Cancel"/>'s interrupt: beside another active statement of the renter (another open
+    /// reader, or a call this step runs inside), for which SQLite would keep that interrupt pending, failing its next
+    /// step with SQLITE_INTERRUPT. Not for a reader whose statements run as written (see
+    /// <see cref="Executor.StopsOnProgress"/>).
+    /// </summary>
+    private bool StoppedOnProgress() => !statementByStatement && physical.OthersActive(ownReader: true);
+
+    /// <summary>
+    /// Runs a step of the SQLite reader, a Read (<paramref name="read"/>) or a move to the next statement: with
+    /// <paramref name="token"/> (the caller's of NextResultAsync, or the attempt's of a synchronous unit of work) as
+    /// <see cref="Executor.RunForReader"/> has it, and with <paramref name="beside"/> (see <see cref="StoppedOnProgress"/>)
+    /// stopped by the progress handler on <paramref name="call"/>'s token too, which Cancel cancels; otherwise as it is.
+    /// </summary>
+    private bool Step(bool read, bool beside, CancellationTokenSource call, CancellationToken token)
+    {
+        if (!token.CanBeCanceled && !beside)
+        {
+            return read ? inner.Read() : inner.NextResult();
+        }
+
+        var step = read ? (Func<bool>)inner.Read : inner.NextResult;
+        return Executor.RunForReader(physical, commandText, statementByStatement, step, token, beside ? call.Token : default);
+    }
+
+    /// <summary>
+    /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/>).
     /// A step refused because the connection was closed since (on another thread) says, for a reader of a write outside
     /// a transaction, what became of the write: closing the connection closes the reader, which commits it, or rolls it
     /// back once a step of it failed (one that Close ended, say).
     /// </summary>
     /// <exception cref="InvalidOperationException">The connection was closed since the reader found it open.</exception>
-    private CancellationTokenSource BeginStep()
+    private CancellationTokenSource BeginStep(bool stoppedOnProgress)
     {
         try
         {
-            return command.BeginRunning(connection, physical);
+            return command.BeginRunning(connection, physical, stoppedOnProgress);
         }
         catch (InvalidOperationException closed) when (openWrite)
         {
@@ -864,10 +889,6 @@ internal sealed class PooledDataReader(
         _endedByClose |= ended is not null;
         return ended;
     }
-
-    /// <summary>The step of <see cref="NextResult"/> under a unit of work's attempt token (its own method: no closure otherwise).</summary>
-    private Func<bool> NextResultStep(CancellationToken attempt)
-        => () => Executor.RunForReader(physical, commandText, statementByStatement, inner.NextResult, attempt);
 
     /// <summary>
     /// The token a retry strategy gave the attempt of a synchronous unit of work running on the connection (see

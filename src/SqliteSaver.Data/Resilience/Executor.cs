@@ -363,10 +363,19 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// after the statement's row, and SQLite keeps it pending while the statement is active, so that the connection's
     /// other statements would fail with it; the step counts as cancelled (the reader closes as a cancelled one).
     /// </exception>
-    public static T RunForReader<T>(PhysicalConnection physical, string commandText, bool statementByStatement, Func<T> step, CancellationToken cancellationToken)
+    /// <remarks>
+    /// <paramref name="call"/>, when given, is the token of the step's call, which <see cref="SaverDbCommand.Cancel"/>
+    /// cancels without interrupting SQLite, as the step runs beside another active statement of the renter: the
+    /// progress handler stops the step on either token, and one Cancel stopped so fails with SQLITE_INTERRUPT, as one
+    /// that Cancel interrupts does.
+    /// </remarks>
+    public static T RunForReader<T>(
+        PhysicalConnection physical, string commandText, bool statementByStatement, Func<T> step, CancellationToken cancellationToken, CancellationToken call = default)
     {
         cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
-        var interrupt = new StatementCancellation(physical, ownReader: true, interrupt: true, stopOnProgress: !statementByStatement, cancellationToken);
+        using var either = call.CanBeCanceled && cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, call) : null;
+        var stopOn = either?.Token ?? (call.CanBeCanceled ? call : cancellationToken);
+        var interrupt = new StatementCancellation(physical, ownReader: true, interrupt: true, stopOnProgress: !statementByStatement, stopOn);
         var cancellableWaits = false;
         try
         {
