@@ -42,6 +42,10 @@ public sealed class SaverDbCommand : DbCommand
     // StatementCancellation), so that Cancel does not interrupt SQLite: decided before the call is marked running, and
     // kept until the next, so that a Cancel as it begins or ends reads it as it is.
     private bool _stoppedOnProgress;
+
+    // The token a progress handler stops a step of the command's reader on beside another active statement, which
+    // Cancel cancels during that step (see StepStop).
+    private CancellationTokenSource? _stepStop;
     private OwnedSqliteCommand? _prepared; // rented from _bound's statement cache
     private OwnedSqliteCommand? _returned; // the one last given back to a cache, to rent again without a lookup
     private PooledDataReader? _reader;
@@ -259,6 +263,10 @@ public sealed class SaverDbCommand : DbCommand
                 if (Volatile.Read(ref _running) > 0 && _bound is { Handle.IsClosed: false } bound && _callCancellation is { } call)
                 {
                     call.Cancel(); // ends the call's waits: for the write gate, for a lock, between retries
+                    if (Volatile.Read(ref _stoppedOnProgress))
+                    {
+                        Volatile.Read(ref _stepStop)?.Cancel(); // a step of the reader's, if that is the call
+                    }
 
                     // Ending a wait may have run the code after the caller's await of the call here, on this thread, where
                     // the lock does not hold it back (EndRunning waits for it on others): if that code ended the call,
@@ -286,6 +294,25 @@ public sealed class SaverDbCommand : DbCommand
         {
             Interlocked.Decrement(ref _cancelling);
         }
+    }
+
+    /// <summary>
+    /// The token a progress handler stops a step of the command's reader on beside another active statement of the
+    /// renter (see <see cref="PooledDataReader"/>), which <see cref="Cancel"/> cancels during that step: the command's
+    /// own, not the call's, whose source the renter's calls running at once share, so that the Cancel of a command run
+    /// inside the step (by a function SQLite runs in it) does not stop the step too. A fresh one once cancelled.
+    /// Taken before the step is marked running (see <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/>).
+    /// </summary>
+    internal CancellationToken StepStop()
+    {
+        var stop = _stepStop;
+        if (stop is null || stop.IsCancellationRequested)
+        {
+            stop = new CancellationTokenSource(); // the one cancelled is left to the collector: a Cancel may still hold it
+            Volatile.Write(ref _stepStop, stop);
+        }
+
+        return stop.Token;
     }
 
     /// <summary>

@@ -614,13 +614,14 @@ internal sealed class PooledDataReader(
         _byValue = null; // the next result set's columns are others
         _onRow = false;
         var beside = StoppedOnProgress();
+        var stop = beside ? command.StepStop() : default;
         var call = BeginStep(beside);
         physical.Calls.EnterOnThisThread();
         physical.StoppedByProgressHandler = false;
         bool result;
         try
         {
-            result = Step(read: false, beside, call, token);
+            result = Step(read: false, stop, token);
         }
         catch (Exception exception)
         {
@@ -667,12 +668,13 @@ internal sealed class PooledDataReader(
         }
 
         var beside = StoppedOnProgress();
+        var stop = beside ? command.StepStop() : default;
         var call = BeginStep(beside);
         physical.Calls.EnterOnThisThread();
         try
         {
             _onRow = false;
-            _onRow = Step(read: true, beside, call, UnitOfWorkAttempt() ?? default);
+            _onRow = Step(read: true, stop, UnitOfWorkAttempt() ?? default);
             return _onRow;
         }
         catch (Exception exception)
@@ -801,18 +803,19 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Runs a step of the SQLite reader, a Read (<paramref name="read"/>) or a move to the next statement: with
     /// <paramref name="token"/> (the caller's of NextResultAsync, or the attempt's of a synchronous unit of work) as
-    /// <see cref="Executor.RunForReader"/> has it, and with <paramref name="beside"/> (see <see cref="StoppedOnProgress"/>)
-    /// stopped by the progress handler on <paramref name="call"/>'s token too, which Cancel cancels; otherwise as it is.
+    /// <see cref="Executor.RunForReader"/> has it, and beside another active statement (see
+    /// <see cref="StoppedOnProgress"/>) stopped by the progress handler on <paramref name="stop"/> too, which Cancel
+    /// cancels (see <see cref="SaverDbCommand.StepStop"/>); otherwise as it is.
     /// </summary>
-    private bool Step(bool read, bool beside, CancellationTokenSource call, CancellationToken token)
+    private bool Step(bool read, CancellationToken stop, CancellationToken token)
     {
-        if (!token.CanBeCanceled && !beside)
+        if (!token.CanBeCanceled && !stop.CanBeCanceled)
         {
             return read ? inner.Read() : inner.NextResult();
         }
 
         var step = read ? (Func<bool>)inner.Read : inner.NextResult;
-        return Executor.RunForReader(physical, commandText, statementByStatement, step, token, beside ? call.Token : default);
+        return Executor.RunForReader(physical, commandText, statementByStatement, step, token, stop);
     }
 
     /// <summary>

@@ -364,17 +364,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// other statements would fail with it; the step counts as cancelled (the reader closes as a cancelled one).
     /// </exception>
     /// <remarks>
-    /// <paramref name="call"/>, when given, is the token of the step's call, which <see cref="SaverDbCommand.Cancel"/>
-    /// cancels without interrupting SQLite, as the step runs beside another active statement of the renter: the
-    /// progress handler stops the step on either token, and one Cancel stopped so fails with SQLITE_INTERRUPT, as one
-    /// that Cancel interrupts does.
+    /// <paramref name="stop"/>, when given, is the token <see cref="SaverDbCommand.Cancel"/> cancels without
+    /// interrupting SQLite, as the step runs beside another active statement of the renter (see
+    /// <see cref="SaverDbCommand.StepStop"/>): the progress handler stops the step on either token, and one Cancel
+    /// stopped so fails with SQLITE_INTERRUPT, as one that Cancel interrupts does.
     /// </remarks>
     public static T RunForReader<T>(
-        PhysicalConnection physical, string commandText, bool statementByStatement, Func<T> step, CancellationToken cancellationToken, CancellationToken call = default)
+        PhysicalConnection physical, string commandText, bool statementByStatement, Func<T> step, CancellationToken cancellationToken, CancellationToken stop = default)
     {
         cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
-        using var either = call.CanBeCanceled && cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, call) : null;
-        var stopOn = either?.Token ?? (call.CanBeCanceled ? call : cancellationToken);
+        using var either = stop.CanBeCanceled && cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stop) : null;
+        var stopOn = either?.Token ?? (stop.CanBeCanceled ? stop : cancellationToken);
         var interrupt = new StatementCancellation(physical, ownReader: true, interrupt: true, stopOnProgress: !statementByStatement, stopOn);
         var cancellableWaits = false;
         try
