@@ -628,13 +628,7 @@ internal sealed class PooledDataReader(
             RenterCalls.ExitOnThisThread();
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             NoteBusyInTransaction(exception); // on the physical connection, and _writeFailed for a Close's Finish: both before the call ends
-            if (physical.StoppedByProgressHandler && !openWrite // the handler may have stopped a nested call instead
-                && (exception as SqliteException ?? exception.InnerException as SqliteException) is { SqliteErrorCode: raw.SQLITE_INTERRUPT }
-                && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite)
-            {
-                physical.RollBackIfStoppedByProgressHandler(); // a write of the caller's transaction, perhaps stopped as it returned
-            }
-
+            RollBackIfWriteStopped(exception);
             _writeFailed = openWrite;
             if (exception is OperationCanceledException { CancellationToken: { IsCancellationRequested: true } cancelled } && !inner.IsClosed)
             {
@@ -671,6 +665,7 @@ internal sealed class PooledDataReader(
         var stop = beside ? command.StepStop() : default;
         var call = BeginStep(beside);
         physical.Calls.EnterOnThisThread();
+        physical.StoppedByProgressHandler = false;
         try
         {
             _onRow = false;
@@ -680,6 +675,7 @@ internal sealed class PooledDataReader(
         catch (Exception exception)
         {
             NoteBusyInTransaction(exception);
+            RollBackIfWriteStopped(exception);
             _writeFailed = openWrite;
             if (EndedByClose(exception, call) is { } ended)
             {
@@ -788,6 +784,25 @@ internal sealed class PooledDataReader(
         {
             RenterCalls.ExitOnThisThread();
             physical.Calls.End();
+        }
+    }
+
+    /// <summary>
+    /// After a step that failed with SQLITE_INTERRUPT: a statement of a writing command in the caller's transaction that
+    /// the progress handler stopped itself (beside another active statement) may have been stopped as it returned,
+    /// after its changes (the statement a NextResult runs, or the one whose last rows a Read reads, an
+    /// <c>INSERT ... RETURNING</c>), and SQLite kept the transaction with them: it is rolled back, as SQLite's interrupt
+    /// of a write does (see <see cref="PhysicalConnection.RollBackIfStoppedByProgressHandler"/>). Not a write left open
+    /// for the reader, which its closing rolls back; and the step itself must have failed so, as the handler may have
+    /// stopped a call nested in it instead.
+    /// </summary>
+    private void RollBackIfWriteStopped(Exception exception)
+    {
+        if (physical.StoppedByProgressHandler && !openWrite
+            && (exception as SqliteException ?? exception.InnerException as SqliteException) is { SqliteErrorCode: raw.SQLITE_INTERRUPT }
+            && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite)
+        {
+            physical.RollBackIfStoppedByProgressHandler();
         }
     }
 
