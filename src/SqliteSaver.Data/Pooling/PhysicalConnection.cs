@@ -178,9 +178,10 @@ internal sealed partial class PhysicalConnection : IDisposable
     private bool _progressStopInterrupts;
 
     /// <summary>
-    /// Set when the progress handler has stopped a statement itself, beside another open reader (see
-    /// <see cref="OnProgress"/>): it may have done so as the statement returned, after it did its work. Cleared by the
-    /// caller that looks at it.
+    /// Set when the progress handler has stopped a statement itself, beside another active statement (see
+    /// <see cref="OnProgress"/>): it may have done so as the statement returned, after it did its work. Cleared as each
+    /// call that looks at it begins and ends, so that the stop of a call run inside another's statement (by a function
+    /// SQLite runs in it) is not taken for that statement's.
     /// </summary>
     public bool StoppedByProgressHandler { get; set; }
 

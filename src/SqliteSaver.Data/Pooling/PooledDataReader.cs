@@ -622,6 +622,7 @@ internal sealed class PooledDataReader(
         try
         {
             result = Step(read: false, stop, token);
+            physical.StoppedByProgressHandler = false; // as RollBackIfWriteStopped does
         }
         catch (Exception exception)
         {
@@ -670,6 +671,7 @@ internal sealed class PooledDataReader(
         {
             _onRow = false;
             _onRow = Step(read: true, stop, UnitOfWorkAttempt() ?? default);
+            physical.StoppedByProgressHandler = false; // as RollBackIfWriteStopped does
             return _onRow;
         }
         catch (Exception exception)
@@ -793,8 +795,8 @@ internal sealed class PooledDataReader(
     /// after its changes (the statement a NextResult runs, or the one whose last rows a Read reads, an
     /// <c>INSERT ... RETURNING</c>), and SQLite kept the transaction with them: it is rolled back, as SQLite's interrupt
     /// of a write does (see <see cref="PhysicalConnection.RollBackIfStoppedByProgressHandler"/>). Not a write left open
-    /// for the reader, which its closing rolls back; and the step itself must have failed so, as the handler may have
-    /// stopped a call nested in it instead.
+    /// for the reader, which its closing rolls back; and the step itself must have failed so. Clears the note, as a
+    /// step that succeeds does: the step may run inside another call's statement.
     /// </summary>
     private void RollBackIfWriteStopped(Exception exception)
     {
@@ -804,6 +806,8 @@ internal sealed class PooledDataReader(
         {
             physical.RollBackIfStoppedByProgressHandler();
         }
+
+        physical.StoppedByProgressHandler = false; // this step's note, not to be taken for a statement it runs inside
     }
 
     /// <summary>

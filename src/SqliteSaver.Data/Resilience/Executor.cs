@@ -351,6 +351,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             physical.BusyInTransaction = error;
             throw;
         }
+        finally
+        {
+            physical.StoppedByProgressHandler = false; // this call's note, not to be taken for a statement it runs inside
+        }
     }
 
     /// <summary>
