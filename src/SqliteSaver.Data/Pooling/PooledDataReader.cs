@@ -629,7 +629,7 @@ internal sealed class PooledDataReader(
             RenterCalls.ExitOnThisThread();
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             NoteBusyInTransaction(exception); // on the physical connection, and _writeFailed for a Close's Finish: both before the call ends
-            RollBackIfWriteStopped(exception);
+            RollBackIfWriteStopped(exception, read: false);
             _writeFailed = openWrite;
             if (exception is OperationCanceledException { CancellationToken: { IsCancellationRequested: true } cancelled } && !inner.IsClosed)
             {
@@ -677,7 +677,7 @@ internal sealed class PooledDataReader(
         catch (Exception exception)
         {
             NoteBusyInTransaction(exception);
-            RollBackIfWriteStopped(exception);
+            RollBackIfWriteStopped(exception, read: true);
             _writeFailed = openWrite;
             if (EndedByClose(exception, call) is { } ended)
             {
@@ -792,17 +792,19 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// After a step that failed with SQLITE_INTERRUPT: a statement of a writing command in the caller's transaction that
     /// the progress handler stopped itself (beside another active statement) may have been stopped as it returned,
-    /// after its changes (the statement a NextResult runs, or the one whose last rows a Read reads, an
-    /// <c>INSERT ... RETURNING</c>), and SQLite kept the transaction with them: it is rolled back, as SQLite's interrupt
-    /// of a write does (see <see cref="PhysicalConnection.RollBackIfStoppedByProgressHandler"/>). Not a write left open
-    /// for the reader, which its closing rolls back; and the step itself must have failed so. Clears the note, as a
-    /// step that succeeds does: the step may run inside another call's statement.
+    /// after its changes (the statement a NextResult runs, or, for a Read (<paramref name="read"/>), the one whose last
+    /// rows it reads, if the command has one that writes and returns rows, an <c>INSERT ... RETURNING</c>), and SQLite
+    /// kept the transaction with them: it is rolled back, as SQLite's interrupt of a write does (see
+    /// <see cref="PhysicalConnection.RollBackIfStoppedByProgressHandler"/>). Not a write left open for the reader, which
+    /// its closing rolls back; and the step itself must have failed so. Clears the note, as a step that succeeds does:
+    /// the step may run inside another call's statement.
     /// </summary>
-    private void RollBackIfWriteStopped(Exception exception)
+    private void RollBackIfWriteStopped(Exception exception, bool read)
     {
         if (physical.StoppedByProgressHandler && !openWrite
             && (exception as SqliteException ?? exception.InnerException as SqliteException) is { SqliteErrorCode: raw.SQLITE_INTERRUPT }
-            && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite)
+            && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite
+            && (!read || connection.Executor.WritesRows(physical, commandText)))
         {
             physical.RollBackIfStoppedByProgressHandler();
         }

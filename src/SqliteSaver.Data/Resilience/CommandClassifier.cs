@@ -21,10 +21,26 @@ internal sealed class CommandClassifier
     private static readonly string[] StandaloneKeywords =
         ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"];
 
-    private readonly ConcurrentDictionary<string, CommandKind> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (CommandKind Kind, bool WritesRows)> _cache = new(StringComparer.Ordinal);
 
     /// <summary>Classifies <paramref name="sql"/> using the open connection <paramref name="db"/> to prepare it.</summary>
     public CommandKind Classify(sqlite3 db, string sql) => Classify(db, sql, out _, out _);
+
+    /// <summary>
+    /// Whether a statement of <paramref name="sql"/> both writes and returns rows (an <c>INSERT ... RETURNING</c>),
+    /// so that a step reading its rows may end a write; also, as a write is assumed, for text whose statements cannot
+    /// all be prepared yet.
+    /// </summary>
+    public bool WritesRows(sqlite3 db, string sql)
+    {
+        if (_cache.TryGetValue(sql, out var known))
+        {
+            return known.WritesRows;
+        }
+
+        Analyze(db, sql, out _, out _, out var writesRows);
+        return writesRows;
+    }
 
     /// <summary>
     /// Classifies <paramref name="sql"/> as <see cref="Classify(sqlite3, string)"/> does. <paramref name="invalid"/> is
@@ -36,26 +52,27 @@ internal sealed class CommandClassifier
     public CommandKind Classify(sqlite3 db, string sql, out SqliteException? invalid, out bool final)
     {
         invalid = null;
-        if (_cache.TryGetValue(sql, out var kind))
+        if (_cache.TryGetValue(sql, out var known))
         {
             final = true;
-            return kind;
+            return known.Kind;
         }
 
-        kind = Analyze(db, sql, out final, out invalid);
+        var kind = Analyze(db, sql, out final, out invalid, out var writesRows);
         if (final && _cache.Count < MaxCachedCommands)
         {
-            _cache.TryAdd(sql, kind);
+            _cache.TryAdd(sql, (kind, writesRows));
         }
 
         return kind;
     }
 
-    private static CommandKind Analyze(sqlite3 db, string sql, out bool complete, out SqliteException? invalid)
+    private static CommandKind Analyze(sqlite3 db, string sql, out bool complete, out SqliteException? invalid, out bool writesRows)
     {
         ReadOnlySpan<byte> remaining = Encoding.UTF8.GetBytes(sql);
         var statements = 0;
         var writes = false;
+        writesRows = false;
         var tempWrites = false;
         var standalone = false;
         invalid = null;
@@ -86,6 +103,7 @@ internal sealed class CommandClassifier
                     }
 
                     writes = true;
+                    writesRows = true;
                     standalone |= AnyStatementIsStandalone(remaining);
                     break;
                 }
@@ -103,6 +121,7 @@ internal sealed class CommandClassifier
                 }
                 else if (raw.sqlite3_stmt_readonly(statement) == 0)
                 {
+                    writesRows |= raw.sqlite3_column_count(statement) > 0;
                     if (WritesOnlyTemp(db, text))
                     {
                         tempWrites = true;

@@ -118,6 +118,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>What a command's SQL does, found by preparing its statements the first time the text is seen.</summary>
     public CommandKind Classify(PhysicalConnection physical, string text) => _classifier.Classify(physical.Handle, text);
 
+    /// <summary>See <see cref="CommandClassifier.WritesRows"/>.</summary>
+    public bool WritesRows(PhysicalConnection physical, string text) => _classifier.WritesRows(physical.Handle, text);
+
     /// <summary>
     /// <see cref="CommandClassifier.Classify(sqlite3, string, out SqliteException?, out bool)"/>, kept on the cache's
     /// command once final, so that a command run again is not looked up by its text.
