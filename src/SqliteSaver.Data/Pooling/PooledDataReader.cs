@@ -43,6 +43,7 @@ internal sealed class PooledDataReader(
     private bool _closed;
     private int _closing; // 1 once a Close has taken on closing the SQLite reader (see Finish)
     private bool _writeFailed;
+    private int _result; // which of the command's statements that return columns the reader is on, counted from 0
     private bool _closedByConnection; // closed by its connection's Close (see CloseForConnection)
     private bool _writeEnded; // its write outside a transaction committed or rolled back as it closed (see FinishWrite)
     private bool _writeCommitted; // that write committed
@@ -622,6 +623,7 @@ internal sealed class PooledDataReader(
         try
         {
             result = Step(read: false, stop, token);
+            _result += result ? 1 : 0;
             physical.StoppedByProgressHandler = false; // as RollBackIfWriteStopped does
         }
         catch (Exception exception)
@@ -793,8 +795,8 @@ internal sealed class PooledDataReader(
     /// After a step that failed with SQLITE_INTERRUPT: a statement of a writing command in the caller's transaction that
     /// the progress handler stopped itself (beside another active statement) may have been stopped as it returned,
     /// after its changes (the statement a NextResult runs, or, for a Read (<paramref name="read"/>), the one whose last
-    /// rows it reads, if the command has one that writes and returns rows, an <c>INSERT ... RETURNING</c>), and SQLite
-    /// kept the transaction with them: it is rolled back, as SQLite's interrupt of a write does (see
+    /// rows it reads, if that statement writes, an <c>INSERT ... RETURNING</c>), and SQLite kept the transaction with
+    /// them: it is rolled back, as SQLite's interrupt of a write does (see
     /// <see cref="PhysicalConnection.RollBackIfStoppedByProgressHandler"/>). Not a write left open for the reader, which
     /// its closing rolls back; and the step itself must have failed so. Clears the note, as a step that succeeds does:
     /// the step may run inside another call's statement.
@@ -804,7 +806,7 @@ internal sealed class PooledDataReader(
         if (physical.StoppedByProgressHandler && !openWrite
             && (exception as SqliteException ?? exception.InnerException as SqliteException) is { SqliteErrorCode: raw.SQLITE_INTERRUPT }
             && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite
-            && (!read || connection.Executor.WritesRows(physical, commandText)))
+            && (!read || connection.Executor.ResultWrites(physical, commandText, _result)))
         {
             physical.RollBackIfStoppedByProgressHandler();
         }

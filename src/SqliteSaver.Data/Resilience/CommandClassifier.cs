@@ -21,25 +21,31 @@ internal sealed class CommandClassifier
     private static readonly string[] StandaloneKeywords =
         ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"];
 
-    private readonly ConcurrentDictionary<string, (CommandKind Kind, bool WritesRows)> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (CommandKind Kind, ulong WritingResults)> _cache = new(StringComparer.Ordinal);
 
     /// <summary>Classifies <paramref name="sql"/> using the open connection <paramref name="db"/> to prepare it.</summary>
     public CommandKind Classify(sqlite3 db, string sql) => Classify(db, sql, out _, out _);
 
     /// <summary>
-    /// Whether a statement of <paramref name="sql"/> both writes and returns rows (an <c>INSERT ... RETURNING</c>),
-    /// so that a step reading its rows may end a write; also, as a write is assumed, for text whose statements cannot
-    /// all be prepared yet.
+    /// Whether the statement of <paramref name="sql"/> whose rows are its <paramref name="result"/>th result (counted
+    /// from 0 over its statements that return columns, as a reader moves through them) writes, an
+    /// <c>INSERT ... RETURNING</c>, so that a step reading its rows may end a write; also, as a write is assumed, for a
+    /// statement not prepared yet (a batch that creates a table and then uses it) and from the 64th result on when any
+    /// statement there writes.
     /// </summary>
-    public bool WritesRows(sqlite3 db, string sql)
+    public bool ResultWrites(sqlite3 db, string sql, int result)
     {
+        ulong writing;
         if (_cache.TryGetValue(sql, out var known))
         {
-            return known.WritesRows;
+            writing = known.WritingResults;
+        }
+        else
+        {
+            Analyze(db, sql, out _, out _, out writing);
         }
 
-        Analyze(db, sql, out _, out _, out var writesRows);
-        return writesRows;
+        return (writing >> Math.Min(result, 63) & 1) != 0;
     }
 
     /// <summary>
@@ -58,21 +64,23 @@ internal sealed class CommandClassifier
             return known.Kind;
         }
 
-        var kind = Analyze(db, sql, out final, out invalid, out var writesRows);
+        var kind = Analyze(db, sql, out final, out invalid, out var writingResults);
         if (final && _cache.Count < MaxCachedCommands)
         {
-            _cache.TryAdd(sql, (kind, writesRows));
+            _cache.TryAdd(sql, (kind, writingResults));
         }
 
         return kind;
     }
 
-    private static CommandKind Analyze(sqlite3 db, string sql, out bool complete, out SqliteException? invalid, out bool writesRows)
+    // writingResults: bit n set when the statement of the nth result writes (see ResultWrites).
+    private static CommandKind Analyze(sqlite3 db, string sql, out bool complete, out SqliteException? invalid, out ulong writingResults)
     {
         ReadOnlySpan<byte> remaining = Encoding.UTF8.GetBytes(sql);
         var statements = 0;
+        var results = 0;
         var writes = false;
-        writesRows = false;
+        writingResults = 0;
         var tempWrites = false;
         var standalone = false;
         invalid = null;
@@ -103,7 +111,7 @@ internal sealed class CommandClassifier
                     }
 
                     writes = true;
-                    writesRows = true;
+                    writingResults |= ulong.MaxValue << Math.Min(results, 63);
                     standalone |= AnyStatementIsStandalone(remaining);
                     break;
                 }
@@ -115,13 +123,14 @@ internal sealed class CommandClassifier
 
                 statements++;
                 var text = remaining[..(remaining.Length - tail.Length)];
+                var result = raw.sqlite3_column_count(statement) > 0 ? results++ : -1;
                 if (IsStandalone(text))
                 {
                     standalone = true;
                 }
                 else if (raw.sqlite3_stmt_readonly(statement) == 0)
                 {
-                    writesRows |= raw.sqlite3_column_count(statement) > 0;
+                    writingResults |= result < 0 ? 0 : 1UL << Math.Min(result, 63);
                     if (WritesOnlyTemp(db, text))
                     {
                         tempWrites = true;

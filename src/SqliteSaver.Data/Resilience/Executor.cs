@@ -118,8 +118,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>What a command's SQL does, found by preparing its statements the first time the text is seen.</summary>
     public CommandKind Classify(PhysicalConnection physical, string text) => _classifier.Classify(physical.Handle, text);
 
-    /// <summary>See <see cref="CommandClassifier.WritesRows"/>.</summary>
-    public bool WritesRows(PhysicalConnection physical, string text) => _classifier.WritesRows(physical.Handle, text);
+    /// <summary>See <see cref="CommandClassifier.ResultWrites"/>.</summary>
+    public bool ResultWrites(PhysicalConnection physical, string text, int result) => _classifier.ResultWrites(physical.Handle, text, result);
 
     /// <summary>
     /// <see cref="CommandClassifier.Classify(sqlite3, string, out SqliteException?, out bool)"/>, kept on the cache's

@@ -21,6 +21,25 @@ public class CommandClassifierTests
     [TearDown]
     public void TearDown() => _connection.Dispose();
 
+    /// <summary>
+    /// Which of a command's results (its statements that return columns, in order) come from a statement that writes:
+    /// a reader's step in such a result may end a write. Before and after it (cached or not), and a statement not
+    /// prepared yet counts as one that writes.
+    /// </summary>
+    [TestCase("SELECT 1; INSERT INTO t VALUES (1); SELECT 2", "False,False")]
+    [TestCase("INSERT INTO t VALUES (1) RETURNING x; SELECT 1", "True,False")]
+    [TestCase("SELECT 1; INSERT INTO t VALUES (1) RETURNING x", "False,True")]
+    [TestCase("SELECT 1; CREATE TABLE u (y); INSERT INTO u VALUES (1) RETURNING y", "False,True")]
+    public void The_results_whose_statements_write_are_known(string sql, string expected)
+    {
+        var classifier = new CommandClassifier();
+        for (var run = 0; run < 2; run++) // the second from the cache, where the text could be classified for good
+        {
+            string.Join(",", Enumerable.Range(0, 2).Select(result => classifier.ResultWrites(_connection.Handle!, sql, result))).ShouldBe(expected);
+            classifier.Classify(_connection.Handle!, sql);
+        }
+    }
+
     [TestCase("SELECT 1", "Read")]
     [TestCase("SELECT x FROM t; SELECT count(*) FROM t;", "Read")]
     [TestCase("  -- only a comment\n", "Read")]
