@@ -205,9 +205,11 @@ internal sealed class PooledDataReader(
             }
             finally
             {
-                if (_cancelled.IsCancellationRequested)
+                if (_cancelled.IsCancellationRequested || _writeFailed)
                 {
-                    CloseDiscarding(_cancelled); // the write is rolled back: nothing of it runs after
+                    // The write is rolled back: nothing of it runs after. Nor in autocommit, after SQLite rolled the
+                    // write's transaction back itself as a step of it failed (an interrupt, a full disk).
+                    CloseDiscarding(_cancelled);
                 }
                 else
                 {

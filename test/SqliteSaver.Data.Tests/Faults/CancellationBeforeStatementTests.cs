@@ -392,6 +392,65 @@ public class CancellationBeforeStatementTests : DatabaseTest
         PoolTests.Scalar(Folder.ConnectionString(), "SELECT group_concat(x) FROM w").ShouldBe("100,200");
     }
 
+    /// <summary>
+    /// A writing batch run by a reader outside a transaction (its write left open for the reader) whose Read of an
+    /// <c>INSERT ... RETURNING</c> fails after SQLite rolled back the library's transaction (here a Cancel() interrupts
+    /// the statement as its rows are read, over and over from another thread): closing the reader ran the statements
+    /// not reached in autocommit, so that the batch's last insert was kept without its first (found by the chaos probe:
+    /// one row of a two-row group kept). Now such a reader closes without running them.
+    /// </summary>
+    [Test]
+    public async Task A_write_reader_whose_read_failed_keeps_nothing_of_its_batch()
+    {
+        await using var connection = await Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE v (y); CREATE TABLE src (x); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300) INSERT INTO src SELECT x FROM c");
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO w SELECT x FROM src RETURNING x; INSERT INTO v VALUES (1)";
+        var failed = 0;
+        var partial = 0;
+        for (var run = 0; run < 100; run++)
+        {
+            var cancelling = 1;
+            var cancels = 0;
+            await using (var reader = await command.ExecuteReaderAsync())
+            {
+                var canceller = new Thread(() =>
+                {
+                    while (Volatile.Read(ref cancelling) == 1)
+                    {
+                        command.Cancel();
+                        Interlocked.Increment(ref cancels);
+                    }
+                });
+                canceller.Start();
+                Wait.Until(() => Volatile.Read(ref cancels) > 0);
+                try
+                {
+                    while (reader.Read())
+                    {
+                    }
+                }
+                catch (Microsoft.Data.Sqlite.SqliteException error) when (error.SqliteErrorCode == SQLitePCL.raw.SQLITE_INTERRUPT)
+                {
+                    failed++;
+                }
+                finally
+                {
+                    Volatile.Write(ref cancelling, 0);
+                    canceller.Join();
+                }
+            }
+
+            var written = (long)ConnectionTests.Scalar(connection, "SELECT count(*) FROM w")!;
+            var last = (long)ConnectionTests.Scalar(connection, "SELECT count(*) FROM v")!;
+            partial += (written == 0) == (last == 0) ? 0 : 1;
+            ConnectionTests.Exec(connection, "DELETE FROM w; DELETE FROM v");
+        }
+
+        failed.ShouldBeGreaterThan(0, "some Reads were interrupted");
+        partial.ShouldBe(0, $"of {failed} interrupted");
+    }
+
     private async Task<SaverDbConnection> Open()
     {
         _calls = 0;
