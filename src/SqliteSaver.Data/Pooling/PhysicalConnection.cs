@@ -172,8 +172,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     private CancellationToken? _progressStop;
 
     /// <summary>
-    /// Whether the progress handler, once <see cref="_progressStop"/> is cancelled, interrupts SQLite (no other reader
-    /// of the renter is open) rather than stop the statement itself (see <see cref="OnProgress"/>).
+    /// Whether the progress handler, once <see cref="_progressStop"/> is cancelled, interrupts SQLite (no other
+    /// statement of the renter is active) rather than stop the statement itself (see <see cref="OnProgress"/>).
     /// </summary>
     private bool _progressStopInterrupts;
 
@@ -195,7 +195,7 @@ internal sealed partial class PhysicalConnection : IDisposable
 
     /// <summary>
     /// Has the library's progress handler stop the statement SQLite runs once <paramref name="token"/> is cancelled (see
-    /// <see cref="OnProgress"/>; <paramref name="interrupts"/>: no other reader of the renter is open), putting the
+    /// <see cref="OnProgress"/>; <paramref name="interrupts"/>: no other statement of the renter is active), putting the
     /// handler in place, on the call's own thread, if it is not, or may not be: the renter may have set one of its own
     /// through <see cref="InnerExposed"/>. With no token, it stops nothing (a call that must not be stopped so, run
     /// inside another). Returns what it replaces, a call's that this one runs inside, to put back with
@@ -243,9 +243,9 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// The progress handler: once the call's token is cancelled, it interrupts SQLite, which stops the statement at its
     /// next look for an interrupt, as an interrupt made as the statement ran would; not when SQLite calls it as a
     /// statement returns (it also does then), after the statement did its work, which then returns its result. But
-    /// beside another open reader of the renter, where SQLite would keep the interrupt pending for that reader's next
-    /// step and every statement begun until it closes, it stops the statement itself, also as it returns: then a
-    /// statement that did its work reports SQLITE_INTERRUPT (see <see cref="StoppedByProgressHandler"/>).
+    /// beside another active statement of the renter (see <see cref="OthersActive"/>), where SQLite would keep the
+    /// interrupt pending for that statement and every one begun until it ends, it stops the statement itself, also as
+    /// it returns: then a statement that did its work reports SQLITE_INTERRUPT (see <see cref="StoppedByProgressHandler"/>).
     /// </summary>
     private int OnProgress()
     {
@@ -455,7 +455,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// SQLITE_INTERRUPT: when the progress handler stopped it itself (see <see cref="StoppedByProgressHandler"/>) and
     /// SQLite kept the transaction, rolls the transaction back, as SQLite does when it interrupts a write. The handler
     /// may have stopped the statement as it returned, after it made its changes, and a commit would keep them; it
-    /// cannot tell that from a read it stopped halfway, so the transaction ends then too.
+    /// cannot tell that from a read it stopped halfway, so the transaction ends then too, unless the caller knows the
+    /// statement stopped was a read (see <see cref="PooledDataReader"/>'s Read).
     /// </summary>
     public void RollBackIfStoppedByProgressHandler()
     {

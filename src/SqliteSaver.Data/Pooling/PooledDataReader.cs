@@ -265,7 +265,7 @@ internal sealed class PooledDataReader(
     private void FinishInTransaction(CancellationToken? attempt)
     {
         if (transaction is null || transaction.IsCompleted || inner.IsClosed
-            || connection.Executor.Classify(physical, commandText) is not (CommandKind.Write or CommandKind.TempWrite))
+            || !CommandWrites())
         {
             return;
         }
@@ -300,7 +300,7 @@ internal sealed class PooledDataReader(
     private void RollBackTransactionBegunAsSql()
     {
         if (transaction is null && physical.InTransaction
-            && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite)
+            && CommandWrites())
         {
             physical.TryRollback(); // a failure stays for the next command (see PhysicalConnection.RollbackFailure)
         }
@@ -392,7 +392,7 @@ internal sealed class PooledDataReader(
     /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
     public void FinishBeforeTransactionEnds(bool commit)
     {
-        if (_closed || inner.IsClosed || connection.Executor.Classify(physical, commandText) is not (CommandKind.Write or CommandKind.TempWrite))
+        if (_closed || inner.IsClosed || !CommandWrites())
         {
             return;
         }
@@ -616,11 +616,8 @@ internal sealed class PooledDataReader(
 
         _byValue = null; // the next result set's columns are others
         _onRow = false;
-        var beside = StoppedOnProgress();
-        var stop = beside ? command.StepStop() : default;
-        var call = BeginStep(beside);
+        var call = BeginStep(out var stop);
         physical.Calls.EnterOnThisThread();
-        physical.StoppedByProgressHandler = false;
         bool result;
         try
         {
@@ -666,11 +663,8 @@ internal sealed class PooledDataReader(
             throw ClosedReader(nameof(Read)); // as in StepToNextResult
         }
 
-        var beside = StoppedOnProgress();
-        var stop = beside ? command.StepStop() : default;
-        var call = BeginStep(beside);
+        var call = BeginStep(out var stop);
         physical.Calls.EnterOnThisThread();
-        physical.StoppedByProgressHandler = false;
         try
         {
             _onRow = false;
@@ -807,7 +801,7 @@ internal sealed class PooledDataReader(
     {
         if (physical.StoppedByProgressHandler && !openWrite
             && (exception as SqliteException ?? exception.InnerException as SqliteException) is { SqliteErrorCode: raw.SQLITE_INTERRUPT }
-            && connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite
+            && CommandWrites()
             && (!read || connection.Executor.ResultWrites(physical, commandText, _result)))
         {
             physical.RollBackIfStoppedByProgressHandler();
@@ -815,6 +809,9 @@ internal sealed class PooledDataReader(
 
         physical.StoppedByProgressHandler = false; // this step's note, not to be taken for a statement it runs inside
     }
+
+    /// <summary>Whether the reader's command writes (the main database or the temp one), as the executor classified it.</summary>
+    private bool CommandWrites() => connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite;
 
     /// <summary>
     /// Whether a step of the reader beginning now is stopped by the connection's progress handler rather than
@@ -844,17 +841,22 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/>).
-    /// A step refused because the connection was closed since (on another thread) says, for a reader of a write outside
-    /// a transaction, what became of the write: closing the connection closes the reader, which commits it, or rolls it
-    /// back once a step of it failed (one that Close ended, say).
+    /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/>),
+    /// with no note of an earlier stop by the progress handler (see <see cref="RollBackIfWriteStopped"/>);
+    /// <paramref name="stop"/> is the token the handler stops it on beside another active statement (see
+    /// <see cref="StoppedOnProgress"/>), none otherwise. A step refused because the connection was closed since (on
+    /// another thread) says, for a reader of a write outside a transaction, what became of the write: closing the
+    /// connection closes the reader, which commits it, or rolls it back once a step of it failed (one that Close ended, say).
     /// </summary>
     /// <exception cref="InvalidOperationException">The connection was closed since the reader found it open.</exception>
-    private CancellationTokenSource BeginStep(bool stoppedOnProgress)
+    private CancellationTokenSource BeginStep(out CancellationToken stop)
     {
+        var beside = StoppedOnProgress();
+        stop = beside ? command.StepStop() : default; // before the step is marked running, for a Cancel that sees it so
+        physical.StoppedByProgressHandler = false;
         try
         {
-            return command.BeginRunning(connection, physical, stoppedOnProgress);
+            return command.BeginRunning(connection, physical, beside);
         }
         catch (InvalidOperationException closed) when (openWrite)
         {
