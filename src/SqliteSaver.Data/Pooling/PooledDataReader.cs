@@ -140,7 +140,9 @@ internal sealed class PooledDataReader(
 
     /// <summary>
     /// Closes the SQLite reader, unless another Close has taken that on (then only <paramref name="call"/>, begun on the
-    /// physical connection, ends), and ends the call.
+    /// physical connection, ends), and ends the call. Closing runs the statements not reached: beside another active
+    /// statement of the renter the progress handler stops them once <see cref="SaverDbCommand.Cancel"/> is called,
+    /// which then does not interrupt SQLite (see <see cref="StoppedOnProgress"/>), as for a step.
     /// </summary>
     private void Finish(CancellationTokenSource call, bool byConnection = false)
     {
@@ -154,38 +156,90 @@ internal sealed class PooledDataReader(
 
         // The step's cancellation (see MarkCancelled), or the attempt of the connection's synchronous unit of work, if any: not once closed.
         var attempt = _cancelled.IsCancellationRequested ? _cancelled : UnitOfWorkAttempt();
+        var beside = StoppedOnProgress();
+        var stop = command.StepStop(); // Cancel cancels it as the closing runs, beside another statement or not
         NoteStatementsToRun(); // closing runs those not reached
         Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
-        command.BeginRunning(call); // closing runs the statements of the command not reached yet
+        command.BeginRunning(call, beside); // closing runs the statements of the command not reached yet
         physical.Calls.EnterOnThisThread();
         try
         {
-            if (!openWrite)
+            if (openWrite)
             {
-                try
+                FinishOpenWrite(call, beside ? stop : default);
+            }
+            else
+            {
+                FinishStatements(attempt, beside ? stop : default);
+            }
+        }
+        finally
+        {
+            physical.StoppedByProgressHandler = false; // the closing's note, not to be taken for a statement it runs inside
+            RenterCalls.ExitOnThisThread();
+            physical.Deactivated();
+            command.EndRunning(); // no Cancel that saw the closing running is still to interrupt SQLite after it
+            try
+            {
+                if (!openWrite && (attempt is { IsCancellationRequested: true } || stop.IsCancellationRequested))
                 {
-                    FinishInTransaction(attempt);
-                }
-                finally
-                {
-                    if (attempt is { IsCancellationRequested: true } cancelled)
-                    {
-                        CloseDiscarding(cancelled);
-                        RollBackTransactionBegunAsSql();
-                    }
-                    else if (_endedByClose)
-                    {
-                        CloseDiscarding(CancellationToken.None); // a call Close ended: nothing of it runs after
-                    }
-                    else
-                    {
-                        inner.Close();
-                    }
+                    RollBackTransactionBegunAsSql();
                 }
 
-                return;
+                command.ReaderClosed(connection, physical);
+            }
+            finally
+            {
+                physical.Calls.End(); // after ReaderClosed, which a Close waiting for the call would race; before closing
             }
 
+            if (closeConnection)
+            {
+                connection.Close();
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Finish"/>'s closing of a reader whose write is not open for it: runs the statements not reached
+    /// inside the caller's transaction, if any (see <see cref="FinishInTransaction"/>), then closes the SQLite reader,
+    /// which runs them otherwise; not once a cancellation or a Close ended a step of it. <paramref name="stop"/>: the
+    /// token the progress handler stops them on beside another active statement, none otherwise.
+    /// </summary>
+    private void FinishStatements(CancellationToken? attempt, CancellationToken stop)
+    {
+        using var stopping = Stopping(stop);
+        try
+        {
+            FinishInTransaction(attempt, stop);
+        }
+        finally
+        {
+            if (attempt is { IsCancellationRequested: true } cancelled)
+            {
+                CloseDiscarding(cancelled);
+            }
+            else if (_endedByClose)
+            {
+                CloseDiscarding(CancellationToken.None); // a call Close ended: nothing of it runs after
+            }
+            else
+            {
+                inner.Close();
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Finish"/>'s closing of a reader whose write is open for it (outside a transaction): runs the
+    /// statements not reached, stopped on <paramref name="stop"/> as in <see cref="FinishStatements"/>, then commits
+    /// the write, or rolls it back once a statement of it failed, and throws that statement's error.
+    /// </summary>
+    private void FinishOpenWrite(CancellationTokenSource call, CancellationToken stop)
+    {
+        try
+        {
+            using var stopping = Stopping(stop);
             try
             {
                 // Closing would run the statements left and ignore their errors.
@@ -215,30 +269,20 @@ internal sealed class PooledDataReader(
                 {
                     inner.Close();
                 }
-
-                FinishWrite(call);
             }
         }
         finally
         {
-            RenterCalls.ExitOnThisThread();
-            physical.Deactivated();
-            command.EndRunning();
-            try
-            {
-                command.ReaderClosed(connection, physical);
-            }
-            finally
-            {
-                physical.Calls.End(); // after ReaderClosed, which a Close waiting for the call would race; before closing
-            }
-
-            if (closeConnection)
-            {
-                connection.Close();
-            }
+            FinishWrite(call); // not stopped by the progress handler
         }
     }
+
+    /// <summary>
+    /// Has the progress handler stop the closing's statements on <paramref name="stop"/>, beside another active
+    /// statement (see <see cref="StoppedOnProgress"/>); nothing with no token.
+    /// </summary>
+    private StatementCancellation Stopping(CancellationToken stop)
+        => stop.CanBeCanceled ? new StatementCancellation(physical, ownReader: true, interrupt: false, stopOnProgress: true, stop) : default;
 
     /// <summary>
     /// Marks the reader to close as a cancelled one, once <paramref name="cancelled"/> was cancelled as a step of it (its
@@ -260,9 +304,10 @@ internal sealed class PooledDataReader(
     /// Microsoft.Data.Sqlite's reader would, but keeps the first error, which it would ignore, for the transaction,
     /// so that it cannot commit the batch without the failed statement (see
     /// <see cref="SaverDbTransaction.FailedUnfinished"/>). In a synchronous unit of work the statements end with its
-    /// <paramref name="attempt"/>'s token, as its commands do.
+    /// <paramref name="attempt"/>'s token, as its commands do, and beside another active statement the progress
+    /// handler stops them on <paramref name="stop"/> too (see <see cref="FinishStatements"/>).
     /// </summary>
-    private void FinishInTransaction(CancellationToken? attempt)
+    private void FinishInTransaction(CancellationToken? attempt, CancellationToken stop)
     {
         if (transaction is null || transaction.IsCompleted || inner.IsClosed
             || !CommandWrites())
@@ -278,7 +323,7 @@ internal sealed class PooledDataReader(
 
         try
         {
-            while (attempt is { } token ? Executor.RunForReader(physical, commandText, statementByStatement, inner.NextResult, token) : inner.NextResult())
+            while (attempt is { } token ? Executor.RunForReader(physical, commandText, statementByStatement, inner.NextResult, token, stop) : inner.NextResult())
             {
             }
         }
@@ -291,11 +336,13 @@ internal sealed class PooledDataReader(
 
     /// <summary>
     /// Once a step of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command: no
-    /// <see cref="SaverDbTransaction"/> to refuse the commit, see <see cref="FinishInTransaction"/>) was cancelled,
-    /// rolls that transaction back, after the SQLite reader has closed, as SQLite's interrupt of a write does: the
-    /// cancellation may have come as a write of the batch returned, after it made its changes, and the batch is not
-    /// whole. Otherwise the <c>COMMIT</c> sent next would keep what was reported cancelled; now it fails, as no
-    /// transaction is open.
+    /// <see cref="SaverDbTransaction"/> to refuse the commit, see <see cref="FinishInTransaction"/>) was cancelled, or
+    /// <see cref="SaverDbCommand.Cancel"/> was called as the reader closed, which stops the statements not reached
+    /// (their errors ignored, as closing ignores them), rolls that transaction back, after the SQLite reader has
+    /// closed, as SQLite's interrupt of a write does: the cancellation may have come as a write of the batch returned,
+    /// after it made its changes, or stopped a statement after the batch's writes, and the batch is not whole.
+    /// Otherwise the <c>COMMIT</c> sent next would keep what was reported cancelled, or not reported at all; now it
+    /// fails, as no transaction is open.
     /// </summary>
     private void RollBackTransactionBegunAsSql()
     {

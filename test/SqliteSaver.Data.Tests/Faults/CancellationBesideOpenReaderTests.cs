@@ -553,6 +553,133 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         otherReader.Read().ShouldBeTrue();
     }
 
+    /// <summary>
+    /// Cancel() during a reader's closing beside another open reader: closing runs the statements not reached, and the
+    /// progress handler stops the one running (closing ignores its error, as it ignores theirs); the other reader reads
+    /// on. Before, Cancel interrupted SQLite, which kept the interrupt pending for the other reader: its next Read, and
+    /// every statement of the connection until it closed, failed with SQLITE_INTERRUPT.
+    /// </summary>
+    [Test]
+    public async Task Cancel_stops_a_readers_closing_beside_another_open_reader_which_reads_on()
+    {
+        await using var connection = await Open();
+        await using var other = connection.CreateCommand();
+        await using var otherReader = OpenReader(other);
+        await using var command = connection.CreateCommand();
+        CancelsOnFirstCall(connection, command);
+        command.CommandText = "SELECT 1; " + CountingQuery;
+        var reader = await command.ExecuteReaderAsync();
+        reader.Read().ShouldBeTrue();
+
+        reader.Close(); // runs the counting query, whose first row cancels
+
+        _calls.ShouldBeLessThan(27, "the statement was stopped before its end");
+        otherReader.Read().ShouldBeTrue();
+        otherReader.GetInt64(0).ShouldBe(2L);
+        ConnectionTests.Scalar(connection, "SELECT 5").ShouldBe(5L);
+    }
+
+    /// <summary>
+    /// As above for a writing batch of the caller's transaction whose last insert Cancel() stops as the reader closes:
+    /// the batch is not whole, so the transaction object refuses its commit, and a transaction begun as SQL is rolled
+    /// back (its <c>COMMIT</c> fails, as none is open), as when SQLite's interrupt stops the insert; nothing is kept,
+    /// and the other reader reads on.
+    /// </summary>
+    [Test]
+    public async Task A_writing_batch_whose_closing_cancel_stopped_keeps_nothing_of_the_callers_transaction([Values] bool beganAsSql)
+    {
+        await using var connection = await Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE w (x)");
+        await using var other = connection.CreateCommand();
+        await using var otherReader = OpenReader(other);
+        var transaction = beganAsSql ? null : await connection.BeginTransactionAsync();
+        if (beganAsSql)
+        {
+            ConnectionTests.Exec(connection, "BEGIN");
+        }
+
+        ConnectionTests.Exec(connection, "INSERT INTO w VALUES (100)");
+        await using var command = connection.CreateCommand();
+        CancelsOnFirstCall(connection, command);
+        command.Transaction = transaction;
+        command.CommandText = "SELECT 1; INSERT INTO w VALUES (200); INSERT INTO w SELECT count(cancel_now()) FROM t, t AS u, t AS v";
+        var reader = await command.ExecuteReaderAsync();
+        reader.Read().ShouldBeTrue();
+
+        reader.Close(); // runs the inserts: the last one cancels
+
+        _calls.ShouldBeLessThan(27, "the insert was stopped before its end");
+        otherReader.Read().ShouldBeTrue();
+        otherReader.GetInt64(0).ShouldBe(2L);
+        if (beganAsSql)
+        {
+            Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => ConnectionTests.Exec(connection, "COMMIT")).Message.ShouldContain("no transaction is active");
+        }
+        else
+        {
+            Should.Throw<Exception>(() => transaction!.Commit());
+            await transaction!.DisposeAsync();
+        }
+
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM w").ShouldBe(0L);
+    }
+
+    /// <summary>
+    /// A writing batch in a transaction begun as SQL whose closing Cancel() stops in a query after its first insert,
+    /// beside another open reader or alone: SQLite keeps the transaction (a read was stopped), and closing ignores the
+    /// error, so before, the <c>COMMIT</c> sent next kept the first insert without the second, and nothing said so.
+    /// Now the transaction is rolled back, and the <c>COMMIT</c> fails, as none is open.
+    /// </summary>
+    [Test]
+    public async Task A_writing_batch_whose_closing_cancel_stopped_after_a_write_keeps_nothing([Values] bool besideAnotherReader)
+    {
+        await using var connection = await Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE w (x)");
+        await using var other = connection.CreateCommand();
+        await using var otherReader = besideAnotherReader ? OpenReader(other) : null;
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO w VALUES (100)");
+        await using var command = connection.CreateCommand();
+        CancelsOnFirstCall(connection, command);
+        command.CommandText = "SELECT 1; INSERT INTO w VALUES (200); " + CountingQuery + "; INSERT INTO w VALUES (300)";
+        var reader = await command.ExecuteReaderAsync();
+        reader.Read().ShouldBeTrue();
+
+        reader.Close(); // runs the rest: the query cancels
+
+        _calls.ShouldBeLessThan(27, "the query was stopped before its end");
+        Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => ConnectionTests.Exec(connection, "COMMIT")).Message.ShouldContain("no transaction is active");
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM w").ShouldBe(0L);
+        if (otherReader is not null)
+        {
+            otherReader.Read().ShouldBeTrue();
+        }
+    }
+
+    /// <summary>
+    /// As above for a reader of a write outside a transaction (an <c>INSERT ... RETURNING</c>, its write open for the
+    /// reader): Cancel() stops the batch's next insert as the reader closes, its Close fails with SQLITE_INTERRUPT, and
+    /// the write is rolled back whole; the other reader reads on.
+    /// </summary>
+    [Test]
+    public async Task A_write_readers_closing_that_cancel_stopped_rolls_the_write_back()
+    {
+        await using var connection = await Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE w (x)");
+        await using var other = connection.CreateCommand();
+        await using var otherReader = OpenReader(other);
+        await using var command = connection.CreateCommand();
+        CancelsOnFirstCall(connection, command);
+        command.CommandText = "INSERT INTO w VALUES (200) RETURNING x; INSERT INTO w SELECT count(cancel_now()) FROM t, t AS u, t AS v";
+        var reader = await command.ExecuteReaderAsync();
+        reader.Read().ShouldBeTrue();
+
+        var error = Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => reader.Close());
+
+        _calls.ShouldBeLessThan(27, "the insert was stopped before its end");
+        ShouldBeStoppedWithNothingPending(error, otherReader, connection);
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM w").ShouldBe(0L);
+    }
+
     /// <summary>A reader's own next statement is stopped by its token, as before: the reader is not another.</summary>
     [Test]
     public async Task A_token_interrupts_a_readers_own_next_statement()
