@@ -384,7 +384,7 @@ public sealed class SaverDbCommand : DbCommand
         try
         {
             result = connection.Executor.Execute(
-                physical, command, deadline, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), call.Token);
+                physical, command, deadline, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction, nameof(ExecuteReader), call.Token);
         }
         catch (Exception failure)
         {
@@ -419,7 +419,7 @@ public sealed class SaverDbCommand : DbCommand
             SaverDbConnection.ExecutionOn.Value = connection;
             result = await connection.Executor
                 .ExecuteAsync(
-                    physical, command, deadline, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction is not null, nameof(ExecuteReader), token)
+                    physical, command, deadline, ExecuteInnerReader, behavior, keepOpen: true, connection.Transaction, nameof(ExecuteReader), token)
                 .ConfigureAwait(false);
         }
         catch (Exception failure)
@@ -714,7 +714,7 @@ public sealed class SaverDbCommand : DbCommand
         try
         {
             return connection.Executor.Execute(
-                physical, command, deadline, run, behavior, keepOpen: false, connection.Transaction is not null, operation, call.Token).Result;
+                physical, command, deadline, run, behavior, keepOpen: false, connection.Transaction, operation, call.Token).Result;
         }
         catch (Exception failure) when (Ended(physical, command, failure, call, CancellationToken.None) is { } ended)
         {
@@ -737,7 +737,7 @@ public sealed class SaverDbCommand : DbCommand
         {
             SaverDbConnection.ExecutionOn.Value = connection;
             var (result, _) = await connection.Executor
-                .ExecuteAsync(physical, command, deadline, run, behavior, keepOpen: false, connection.Transaction is not null, operation, token)
+                .ExecuteAsync(physical, command, deadline, run, behavior, keepOpen: false, connection.Transaction, operation, token)
                 .ConfigureAwait(false);
             return result;
         }
@@ -974,9 +974,9 @@ public sealed class SaverDbCommand : DbCommand
     /// <exception cref="InvalidOperationException">SQLite has ended the connection's transaction.</exception>
     private static void ThrowIfTransactionEnded(SaverDbConnection connection, PhysicalConnection physical, string operation)
     {
-        if (connection.Transaction is not null && !physical.InTransaction)
+        if (connection.Transaction is { } transaction && !physical.InTransaction)
         {
-            throw SaverDbTransaction.EndedBySqlite(operation);
+            throw transaction.EndedBySqlite(operation);
         }
     }
 

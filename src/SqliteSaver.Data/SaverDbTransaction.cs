@@ -309,10 +309,17 @@ public sealed class SaverDbTransaction : DbTransaction
 
     /// <summary>
     /// The error for a command, or a commit, after SQLite itself ended the transaction, which would otherwise run
-    /// outside it and commit on its own.
+    /// outside it and commit on its own. When a statement of a batch a reader ran as it closed failed (see
+    /// <see cref="FailedUnfinished"/>), or a commit that ran it failed, that error, which may be what ended the
+    /// transaction (an interrupt, a full disk), is named and is the inner exception: closing a reader ignores it.
     /// </summary>
-    internal static InvalidOperationException EndedBySqlite(string operation)
-        => new($"{operation}: SQLite has already ended the connection's transaction, so this would run outside it. Roll back or dispose the transaction. SQLite rolls a transaction back itself after some errors (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a full disk, an I/O error, an interrupt); then nothing the unit of work wrote is kept, and it can be run again. But a COMMIT sent as SQL also ends it, and then what the unit of work wrote before it is committed: running it again would apply that twice.");
+    internal InvalidOperationException EndedBySqlite(string operation)
+        => (_failedOnClose ?? _unfinished) is { } cause
+            ? new($"{operation}: SQLite has already ended the connection's transaction, so this would run outside it. A statement of a batch a reader read in this transaction failed when the reader closed, or when a commit ran it ({cause.Message}), which may be what ended it. {EndedBySqliteAdvice}", cause)
+            : new($"{operation}: SQLite has already ended the connection's transaction, so this would run outside it. {EndedBySqliteAdvice}");
+
+    /// <summary>What <see cref="EndedBySqlite"/> says to do, and what became of the unit of work's writes.</summary>
+    private const string EndedBySqliteAdvice = "Roll back or dispose the transaction. SQLite rolls a transaction back itself after some errors (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a full disk, an I/O error, an interrupt); then nothing the unit of work wrote is kept, and it can be run again. But a COMMIT sent as SQL also ends it, and then what the unit of work wrote before it is committed: running it again would apply that twice.";
 
     /// <summary>
     /// Runs a savepoint statement, <paramref name="statement"/> followed by the quoted name, on the transaction's

@@ -34,10 +34,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// waits under Busy Timeout alone.
     /// <paramref name="cancellationToken"/> (the call's, see <see cref="RenterCalls"/>) ends its waits on the gate,
     /// between attempts and for another process's write lock, and interrupts its statements. With
-    /// <paramref name="transactionExpected"/> (the renter has a transaction) nothing runs once SQLite has ended that
-    /// transaction itself: <paramref name="operation"/> names the call in the error.
+    /// <paramref name="transaction"/> (the renter's, if any) nothing runs once SQLite has ended that transaction itself:
+    /// <paramref name="operation"/> names the call in the error.
     /// </summary>
-    /// <exception cref="InvalidOperationException">SQLite has ended the transaction <paramref name="transactionExpected"/> says is open.</exception>
+    /// <exception cref="InvalidOperationException">SQLite has ended <paramref name="transaction"/>.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public (T Result, bool Open) Execute<T>(
         PhysicalConnection physical,
@@ -46,14 +46,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
-        bool transactionExpected,
+        SaverDbTransaction? transaction,
         string operation,
         CancellationToken cancellationToken)
     {
         physical.Calls.EnterOnThisThread(); // the strategy's callbacks run here too (see RenterCalls.RunningOnThisThread)
         try
         {
-            return Synchronously.Result(ExecuteCore(physical, command, deadline, run, behavior, keepOpen, transactionExpected, operation, async: false, cancellationToken));
+            return Synchronously.Result(ExecuteCore(physical, command, deadline, run, behavior, keepOpen, transaction, operation, async: false, cancellationToken));
         }
         finally
         {
@@ -67,7 +67,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// waits for a lock (see <see cref="PhysicalConnection.MakeBusyWaitsCancellable"/>), except for a command whose
     /// text names busy_timeout.
     /// </summary>
-    /// <exception cref="InvalidOperationException">SQLite has ended the transaction <paramref name="transactionExpected"/> says is open.</exception>
+    /// <exception cref="InvalidOperationException">SQLite has ended <paramref name="transaction"/>.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public ValueTask<(T Result, bool Open)> ExecuteAsync<T>(
         PhysicalConnection physical,
@@ -76,10 +76,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
-        bool transactionExpected,
+        SaverDbTransaction? transaction,
         string operation,
         CancellationToken cancellationToken)
-        => ExecuteCore(physical, command, deadline, run, behavior, keepOpen, transactionExpected, operation, async: true, cancellationToken);
+        => ExecuteCore(physical, command, deadline, run, behavior, keepOpen, transaction, operation, async: true, cancellationToken);
 
     /// <summary>
     /// Commits a write left open by <see cref="Execute"/> (rolling it back if the commit fails), or with
@@ -175,7 +175,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         Func<SqliteCommand, CommandBehavior, T> run,
         CommandBehavior behavior,
         bool keepOpen,
-        bool transactionExpected,
+        SaverDbTransaction? transaction,
         string operation,
         bool async,
         CancellationToken cancellationToken)
@@ -191,9 +191,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
             // Read once: SQLite takes the connection's mutex to answer, and nothing runs before the command does.
             var inTransaction = physical.InTransaction;
-            if (transactionExpected && !inTransaction)
+            if (transaction is not null && !inTransaction)
             {
-                throw SaverDbTransaction.EndedBySqlite(operation);
+                throw transaction.EndedBySqlite(operation);
             }
 
             // Inside the try: reading the busy timeout may be interrupted by the token already.
