@@ -249,8 +249,9 @@ public sealed class SaverDbCommand : DbCommand
     /// a progress handler instead, which stops a statement within 100 of SQLite's steps while the call runs (a call
     /// that ends first is not cancelled). A reader's closing that Cancel stops ignores the error, as closing ignores
     /// those of the statements not reached, but a writing batch stopped so is not kept: its transaction object
-    /// refuses to commit, a transaction begun as SQL is rolled back, and a write outside a transaction is rolled back
-    /// and its reader's Close throws the error.
+    /// refuses to commit; a transaction begun as SQL (a <c>BEGIN</c> sent as a command), which nothing else would
+    /// refuse, is rolled back, and the reader's Close throws the error; and a write outside a transaction is rolled
+    /// back, and its reader's Close throws the error.
     /// Otherwise it does nothing, as when an open reader of the command is between reads (Dapper cancels an unbuffered
     /// query it stops early), so that other readers on the connection read on. To cancel an asynchronous call, cancel
     /// its token.
@@ -266,7 +267,10 @@ public sealed class SaverDbCommand : DbCommand
                 if (Volatile.Read(ref _running) > 0 && _bound is { Handle.IsClosed: false } bound && _callCancellation is { } call)
                 {
                     call.Cancel(); // ends the call's waits: for the write gate, for a lock, between retries
-                    Volatile.Read(ref _stepStop)?.Cancel(); // a step or the closing of the reader's, if that is the call
+                    if (Volatile.Read(ref _stoppedOnProgress))
+                    {
+                        Volatile.Read(ref _stepStop)?.Cancel(); // a step or the closing of the reader's, if that is the call
+                    }
 
                     // Ending a wait may have run the code after the caller's await of the call here, on this thread, where
                     // the lock does not hold it back (EndRunning waits for it on others): if that code ended the call,
@@ -300,9 +304,8 @@ public sealed class SaverDbCommand : DbCommand
     /// The token a progress handler stops a step or the closing of the command's reader on beside another active
     /// statement of the renter (see <see cref="PooledDataReader"/>), which <see cref="Cancel"/> cancels during that
     /// call: the command's own, not the call's, whose source the renter's calls running at once share, so that the
-    /// Cancel of a command run inside the step (by a function SQLite runs in it) does not stop the step too. The
-    /// closing also reads it to know whether a Cancel came as it ran. A fresh one once cancelled. Taken before the call
-    /// is marked running (see <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/>).
+    /// Cancel of a command run inside the step (by a function SQLite runs in it) does not stop the step too. A fresh one
+    /// once cancelled. Taken before the call is marked running (see <see cref="BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/>).
     /// </summary>
     internal CancellationToken StepStop()
     {

@@ -157,20 +157,21 @@ internal sealed class PooledDataReader(
         // The step's cancellation (see MarkCancelled), or the attempt of the connection's synchronous unit of work, if any: not once closed.
         var attempt = _cancelled.IsCancellationRequested ? _cancelled : UnitOfWorkAttempt();
         var beside = StoppedOnProgress();
-        var stop = command.StepStop(); // Cancel cancels it as the closing runs, beside another statement or not
+        var stop = beside ? command.StepStop() : default; // before the closing is marked running, as for a step
         NoteStatementsToRun(); // closing runs those not reached
         Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
         command.BeginRunning(call, beside); // closing runs the statements of the command not reached yet
         physical.Calls.EnterOnThisThread();
+        SqliteException? stopped = null;
         try
         {
             if (openWrite)
             {
-                FinishOpenWrite(call, beside ? stop : default);
+                FinishOpenWrite(call, stop);
             }
             else
             {
-                FinishStatements(attempt, beside ? stop : default);
+                stopped = FinishStatements(call, attempt, stop);
             }
         }
         finally
@@ -181,7 +182,7 @@ internal sealed class PooledDataReader(
             command.EndRunning(); // no Cancel that saw the closing running is still to interrupt SQLite after it
             try
             {
-                if (!openWrite && (attempt is { IsCancellationRequested: true } || stop.IsCancellationRequested))
+                if (!openWrite && (attempt is { IsCancellationRequested: true } || stopped is not null))
                 {
                     RollBackTransactionBegunAsSql();
                 }
@@ -198,6 +199,14 @@ internal sealed class PooledDataReader(
                 connection.Close();
             }
         }
+
+        if (stopped is not null)
+        {
+            throw new SqliteException(
+                $"{stopped.Message} A statement of the reader's batch was stopped as the reader closed (by Cancel()), so the batch is not whole, and the transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back: nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open.",
+                stopped.SqliteErrorCode,
+                stopped.SqliteExtendedErrorCode);
+        }
     }
 
     /// <summary>
@@ -206,12 +215,14 @@ internal sealed class PooledDataReader(
     /// which runs them otherwise; not once a cancellation or a Close ended a step of it. <paramref name="stop"/>: the
     /// token the progress handler stops them on beside another active statement, none otherwise.
     /// </summary>
-    private void FinishStatements(CancellationToken? attempt, CancellationToken stop)
+    /// <returns>The error of a statement stopped in a transaction begun as SQL (see <see cref="FinishInTransactionBegunAsSql"/>), if any.</returns>
+    private SqliteException? FinishStatements(CancellationTokenSource call, CancellationToken? attempt, CancellationToken stop)
     {
         using var stopping = Stopping(stop);
         try
         {
             FinishInTransaction(attempt, stop);
+            return FinishInTransactionBegunAsSql(call, attempt);
         }
         finally
         {
@@ -335,14 +346,49 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
+    /// Closing a reader of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command): runs the
+    /// statements not reached yet, as the SQLite reader's closing would, and returns the SQLITE_INTERRUPT of one that
+    /// <see cref="SaverDbCommand.Cancel"/> stopped (its interrupt, or beside another active statement the progress
+    /// handler), which that closing would ignore: the batch is not whole, and with no
+    /// <see cref="SaverDbTransaction"/> to refuse the commit, the COMMIT sent next would keep it in part (see
+    /// <see cref="RollBackTransactionBegunAsSql"/>). Other errors are ignored, as closing ignores them; so is a stop by
+    /// the connection's Close, which rolls the transaction back itself, and closing as part of that Close runs the
+    /// statements as the SQLite reader's closing does.
+    /// </summary>
+    private SqliteException? FinishInTransactionBegunAsSql(CancellationTokenSource call, CancellationToken? attempt)
+    {
+        if (transaction is not null || attempt is { IsCancellationRequested: true } || _endedByClose || _closedByConnection
+            || inner.IsClosed || !physical.InTransaction || !CommandWrites())
+        {
+            return null;
+        }
+
+        try
+        {
+            while (inner.NextResult())
+            {
+            }
+        }
+        catch (SqliteException interrupted) when (interrupted.SqliteErrorCode == raw.SQLITE_INTERRUPT && EndedByClose(interrupted, call) is null)
+        {
+            return interrupted;
+        }
+        catch (Exception)
+        {
+            // Ignored, as the SQLite reader's closing ignores it.
+        }
+
+        return null;
+    }
+
+    /// <summary>
     /// Once a step of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command: no
     /// <see cref="SaverDbTransaction"/> to refuse the commit, see <see cref="FinishInTransaction"/>) was cancelled, or
-    /// <see cref="SaverDbCommand.Cancel"/> was called as the reader closed, which stops the statements not reached
-    /// (their errors ignored, as closing ignores them), rolls that transaction back, after the SQLite reader has
-    /// closed, as SQLite's interrupt of a write does: the cancellation may have come as a write of the batch returned,
-    /// after it made its changes, or stopped a statement after the batch's writes, and the batch is not whole.
-    /// Otherwise the <c>COMMIT</c> sent next would keep what was reported cancelled, or not reported at all; now it
-    /// fails, as no transaction is open.
+    /// <see cref="SaverDbCommand.Cancel"/> stopped one as the reader closed (see
+    /// <see cref="FinishInTransactionBegunAsSql"/>), rolls that transaction back, after the SQLite reader has closed,
+    /// as SQLite's interrupt of a write does: the cancellation may have come as a write of the batch returned, after it
+    /// made its changes, or stopped a statement after the batch's writes, and the batch is not whole. Otherwise the
+    /// <c>COMMIT</c> sent next would keep what was reported cancelled; now it fails, as no transaction is open.
     /// </summary>
     private void RollBackTransactionBegunAsSql()
     {

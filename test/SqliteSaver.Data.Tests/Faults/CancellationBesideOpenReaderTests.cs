@@ -585,9 +585,9 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
 
     /// <summary>
     /// As above for a writing batch of the caller's transaction whose last insert Cancel() stops as the reader closes:
-    /// the batch is not whole, so the transaction object refuses its commit, and a transaction begun as SQL is rolled
-    /// back (its <c>COMMIT</c> fails, as none is open), as when SQLite's interrupt stops the insert; nothing is kept,
-    /// and the other reader reads on.
+    /// the batch is not whole, so the transaction object refuses its commit, and a transaction begun as SQL ends (the
+    /// reader's Close says so, and the <c>COMMIT</c> fails, as none is open), as when SQLite's interrupt stops the
+    /// insert; nothing is kept, and the other reader reads on.
     /// </summary>
     [Test]
     public async Task A_writing_batch_whose_closing_cancel_stopped_keeps_nothing_of_the_callers_transaction([Values] bool beganAsSql)
@@ -610,7 +610,15 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         var reader = await command.ExecuteReaderAsync();
         reader.Read().ShouldBeTrue();
 
-        reader.Close(); // runs the inserts: the last one cancels
+        if (beganAsSql)
+        {
+            // Runs the inserts: the last one cancels.
+            Should.Throw<Microsoft.Data.Sqlite.SqliteException>(reader.Close).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_INTERRUPT);
+        }
+        else
+        {
+            reader.Close(); // the error is the transaction's
+        }
 
         _calls.ShouldBeLessThan(27, "the insert was stopped before its end");
         otherReader.Read().ShouldBeTrue();
@@ -667,7 +675,8 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
     /// A writing batch in a transaction begun as SQL whose closing Cancel() stops in a query after its first insert,
     /// beside another open reader or alone: SQLite keeps the transaction (a read was stopped), and closing ignores the
     /// error, so before, the <c>COMMIT</c> sent next kept the first insert without the second, and nothing said so.
-    /// Now the transaction is rolled back, and the <c>COMMIT</c> fails, as none is open.
+    /// Now the transaction is rolled back, the reader's Close throws SQLITE_INTERRUPT saying so, and the <c>COMMIT</c>
+    /// fails, as none is open.
     /// </summary>
     [Test]
     public async Task A_writing_batch_whose_closing_cancel_stopped_after_a_write_keeps_nothing([Values] bool besideAnotherReader)
@@ -683,11 +692,44 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         var reader = await command.ExecuteReaderAsync();
         reader.Read().ShouldBeTrue();
 
-        reader.Close(); // runs the rest: the query cancels
+        var error = Should.Throw<Microsoft.Data.Sqlite.SqliteException>(reader.Close); // runs the rest: the query cancels
 
+        error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_INTERRUPT);
+        error.Message.ShouldContain("transaction begun as SQL");
         _calls.ShouldBeLessThan(27, "the query was stopped before its end");
         Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => ConnectionTests.Exec(connection, "COMMIT")).Message.ShouldContain("no transaction is active");
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM w").ShouldBe(0L);
+        if (otherReader is not null)
+        {
+            otherReader.Read().ShouldBeTrue();
+        }
+    }
+
+    /// <summary>
+    /// A Cancel() that lands as a reader of a writing batch in a transaction begun as SQL closes but stops nothing (the
+    /// batch's last statement calls it and ends before the progress handler or an interrupt stops it) leaves the
+    /// transaction as it is: the batch ran whole, and the <c>COMMIT</c> keeps it, as a transaction object commits
+    /// (a review's finding: for a moment any such Cancel rolled the transaction back).
+    /// </summary>
+    [Test]
+    public async Task A_cancel_in_a_closing_that_stops_nothing_keeps_the_transaction_begun_as_sql([Values] bool besideAnotherReader)
+    {
+        await using var connection = await Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE w (x)");
+        await using var other = connection.CreateCommand();
+        await using var otherReader = besideAnotherReader ? OpenReader(other) : null;
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO w VALUES (100)");
+        await using var command = connection.CreateCommand();
+        CancelsOnFirstCall(connection, command);
+        command.CommandText = "SELECT 1; INSERT INTO w VALUES (200); SELECT cancel_now()";
+        var reader = await command.ExecuteReaderAsync();
+        reader.Read().ShouldBeTrue();
+
+        reader.Close(); // runs the rest: the last statement cancels as it ends
+
+        _calls.ShouldBe(1);
+        ConnectionTests.Exec(connection, "COMMIT");
+        ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM w").ShouldBe("100,200");
         if (otherReader is not null)
         {
             otherReader.Read().ShouldBeTrue();
