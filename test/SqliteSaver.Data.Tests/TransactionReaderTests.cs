@@ -338,6 +338,58 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1"); // nothing of the batch
     }
 
+    /// <summary>
+    /// As above in a transaction begun as SQL (a <c>BEGIN</c> sent as a command), where no transaction object can refuse
+    /// the commit: the reader's Close throws the statement's error, saying that the batch is not whole, and rolls the
+    /// transaction back, so that the <c>COMMIT</c> sent next fails and nothing of the batch is kept. Before, Close
+    /// ignored the error, as Microsoft.Data.Sqlite's does, and the <c>COMMIT</c> kept the batch's first insert alone.
+    /// </summary>
+    [Test]
+    public void A_statement_that_fails_when_its_reader_closes_in_a_transaction_begun_as_sql_fails_the_close_and_keeps_nothing()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
+        var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1); INSERT INTO t VALUES (3)");
+        reader.Read().ShouldBeTrue();
+
+        var error = Should.Throw<SqliteException>(reader.Dispose);
+
+        error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        error.Message.ShouldContain("UNIQUE constraint failed");
+        error.Message.ShouldContain("the transaction begun as SQL");
+        reader.IsClosed.ShouldBeTrue();
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "COMMIT")).Message.ShouldContain("no transaction is active");
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    /// <summary>
+    /// As above for a statement of the batch that waited out Busy Timeout for a lock another connection holds, in a
+    /// deferred transaction begun as SQL whose earlier insert went to a temp table, which takes no lock on the file:
+    /// Close throws SQLITE_BUSY, and nothing is kept (a review's finding: the temp insert was kept alone).
+    /// </summary>
+    [Test]
+    public void A_statement_that_meets_a_held_lock_when_its_reader_closes_in_a_transaction_begun_as_sql_keeps_nothing()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=50");
+        PoolTests.Execute(connectionString, "CREATE TABLE w (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TEMP TABLE tt (x); BEGIN; INSERT INTO tt VALUES (100)");
+        var reader = Reader(connection, null, "SELECT 1; INSERT INTO tt VALUES (200); INSERT INTO w VALUES (300); INSERT INTO tt VALUES (400)");
+        reader.Read().ShouldBeTrue();
+        using (HoldWriteLock())
+        {
+            Should.Throw<SqliteException>(reader.Dispose).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_BUSY);
+        }
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "COMMIT")).Message.ShouldContain("no transaction is active");
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM tt").ShouldBe(0L);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM w").ShouldBe(0L);
+    }
+
     [Test]
     public void A_reader_closed_after_SQLite_ended_the_transaction_itself_writes_nothing_outside_it()
     {

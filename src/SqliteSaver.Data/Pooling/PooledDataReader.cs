@@ -162,7 +162,7 @@ internal sealed class PooledDataReader(
         Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
         command.BeginRunning(call, beside); // closing runs the statements of the command not reached yet
         physical.Calls.EnterOnThisThread();
-        SqliteException? stopped = null;
+        SqliteException? failed = null;
         try
         {
             if (openWrite)
@@ -171,7 +171,7 @@ internal sealed class PooledDataReader(
             }
             else
             {
-                stopped = FinishStatements(call, attempt, stop);
+                failed = FinishStatements(call, attempt, stop);
             }
         }
         finally
@@ -182,7 +182,7 @@ internal sealed class PooledDataReader(
             command.EndRunning(); // no Cancel that saw the closing running is still to interrupt SQLite after it
             try
             {
-                if (!openWrite && (attempt is { IsCancellationRequested: true } || stopped is not null))
+                if (!openWrite && (attempt is { IsCancellationRequested: true } || failed is not null))
                 {
                     RollBackTransactionBegunAsSql();
                 }
@@ -200,12 +200,12 @@ internal sealed class PooledDataReader(
             }
         }
 
-        if (stopped is not null)
+        if (failed is not null)
         {
             throw new SqliteException(
-                $"{stopped.Message} A statement of the reader's batch was stopped as the reader closed (by Cancel()), so the batch is not whole, and the transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back: nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open.",
-                stopped.SqliteErrorCode,
-                stopped.SqliteExtendedErrorCode);
+                $"{failed.Message} A statement of the reader's batch {(failed.SqliteErrorCode == raw.SQLITE_INTERRUPT ? "was stopped (by Cancel())" : "failed")} as the reader closed, which runs the statements not reached, so the batch is not whole, and the transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back: nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open.",
+                failed.SqliteErrorCode,
+                failed.SqliteExtendedErrorCode);
         }
     }
 
@@ -215,7 +215,7 @@ internal sealed class PooledDataReader(
     /// which runs them otherwise; not once a cancellation or a Close ended a step of it. <paramref name="stop"/>: the
     /// token the progress handler stops them on beside another active statement, none otherwise.
     /// </summary>
-    /// <returns>The error of a statement stopped in a transaction begun as SQL (see <see cref="FinishInTransactionBegunAsSql"/>), if any.</returns>
+    /// <returns>The error of a statement that failed in a transaction begun as SQL (see <see cref="FinishInTransactionBegunAsSql"/>), if any.</returns>
     private SqliteException? FinishStatements(CancellationTokenSource call, CancellationToken? attempt, CancellationToken stop)
     {
         using var stopping = Stopping(stop);
@@ -347,13 +347,12 @@ internal sealed class PooledDataReader(
 
     /// <summary>
     /// Closing a reader of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command): runs the
-    /// statements not reached yet, as the SQLite reader's closing would, and returns the SQLITE_INTERRUPT of one that
-    /// <see cref="SaverDbCommand.Cancel"/> stopped (its interrupt, or beside another active statement the progress
-    /// handler), which that closing would ignore: the batch is not whole, and with no
-    /// <see cref="SaverDbTransaction"/> to refuse the commit, the COMMIT sent next would keep it in part (see
-    /// <see cref="RollBackTransactionBegunAsSql"/>). Other errors are ignored, as closing ignores them; so is a stop by
-    /// the connection's Close, which rolls the transaction back itself, and closing as part of that Close runs the
-    /// statements as the SQLite reader's closing does.
+    /// statements not reached yet, as the SQLite reader's closing would, and returns the error of one that failed,
+    /// which that closing would ignore (one <see cref="SaverDbCommand.Cancel"/> stopped, by its interrupt or beside
+    /// another active statement the progress handler; one that met a lock held, a constraint): the batch is not whole,
+    /// and with no <see cref="SaverDbTransaction"/> to refuse the commit, the COMMIT sent next would keep it in part
+    /// (see <see cref="RollBackTransactionBegunAsSql"/>). Not a stop by the connection's Close, which rolls the
+    /// transaction back itself; closing as part of that Close runs the statements as the SQLite reader's closing does.
     /// </summary>
     private SqliteException? FinishInTransactionBegunAsSql(CancellationTokenSource call, CancellationToken? attempt)
     {
@@ -369,13 +368,13 @@ internal sealed class PooledDataReader(
             {
             }
         }
-        catch (SqliteException interrupted) when (interrupted.SqliteErrorCode == raw.SQLITE_INTERRUPT && EndedByClose(interrupted, call) is null)
+        catch (SqliteException error) when (EndedByClose(error, call) is null)
         {
-            return interrupted;
+            return error;
         }
-        catch (Exception)
+        catch (SqliteException)
         {
-            // Ignored, as the SQLite reader's closing ignores it.
+            // The connection's Close stopped it, and rolls the transaction back.
         }
 
         return null;
@@ -384,11 +383,11 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Once a step of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command: no
     /// <see cref="SaverDbTransaction"/> to refuse the commit, see <see cref="FinishInTransaction"/>) was cancelled, or
-    /// <see cref="SaverDbCommand.Cancel"/> stopped one as the reader closed (see
-    /// <see cref="FinishInTransactionBegunAsSql"/>), rolls that transaction back, after the SQLite reader has closed,
-    /// as SQLite's interrupt of a write does: the cancellation may have come as a write of the batch returned, after it
-    /// made its changes, or stopped a statement after the batch's writes, and the batch is not whole. Otherwise the
-    /// <c>COMMIT</c> sent next would keep what was reported cancelled; now it fails, as no transaction is open.
+    /// one failed as the reader closed (see <see cref="FinishInTransactionBegunAsSql"/>), rolls that transaction back,
+    /// after the SQLite reader has closed, as SQLite's interrupt of a write does: the cancellation may have come as a
+    /// write of the batch returned, after it made its changes, or a statement after the batch's writes failed, and the
+    /// batch is not whole. Otherwise the <c>COMMIT</c> sent next would keep it in part; now it fails, as no
+    /// transaction is open.
     /// </summary>
     private void RollBackTransactionBegunAsSql()
     {
