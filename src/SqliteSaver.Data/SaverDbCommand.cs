@@ -266,7 +266,7 @@ public sealed class SaverDbCommand : DbCommand
             {
                 if (Volatile.Read(ref _running) > 0 && _bound is { Handle.IsClosed: false } bound && _callCancellation is { } call)
                 {
-                    call.Cancel(); // ends the call's waits: for the write gate, for a lock, between retries
+                    call.Cancel(); // ends the call's waits: for the write gate, BEGIN IMMEDIATE's tries, between retries; an async call's in SQLite's busy handler
                     if (Volatile.Read(ref _stoppedOnProgress))
                     {
                         Volatile.Read(ref _stepStop)?.Cancel(); // a step or the closing of the reader's, if that is the call
