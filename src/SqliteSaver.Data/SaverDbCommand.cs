@@ -247,7 +247,8 @@ public sealed class SaverDbCommand : DbCommand
     /// failing that reader's next <c>Read</c> and every statement begun until it closes: so an execution, or a
     /// <c>Read</c>, <c>NextResult</c> or closing of the command's reader, made beside another open reader is stopped by
     /// a progress handler instead, which stops a statement within 100 of SQLite's steps while the call runs (a call
-    /// that ends first is not cancelled). A reader's closing that Cancel stops ignores the error, as closing ignores
+    /// that ends first is not cancelled); one of a batch that runs as written (it holds a <c>BEGIN</c>,
+    /// <c>SAVEPOINT</c>, <c>PRAGMA</c> ...), which the handler must not stop, is not stopped there and runs to its end. A reader's closing that Cancel stops ignores the error, as closing ignores
     /// those of the statements not reached, but a writing batch stopped so is not kept: its transaction object
     /// refuses to commit; a transaction begun as SQL (a <c>BEGIN</c> sent as a command), which nothing else would
     /// refuse, is rolled back, and the reader's Close throws the error; and a write outside a transaction is rolled

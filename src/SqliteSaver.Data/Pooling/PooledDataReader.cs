@@ -142,7 +142,7 @@ internal sealed class PooledDataReader(
     /// Closes the SQLite reader, unless another Close has taken that on (then only <paramref name="call"/>, begun on the
     /// physical connection, ends), and ends the call. Closing runs the statements not reached: beside another active
     /// statement of the renter the progress handler stops them once <see cref="SaverDbCommand.Cancel"/> is called,
-    /// which then does not interrupt SQLite (see <see cref="StoppedOnProgress"/>), as for a step.
+    /// which then does not interrupt SQLite (see <see cref="BesideAnother"/>), as for a step.
     /// </summary>
     private void Finish(CancellationTokenSource call, bool byConnection = false)
     {
@@ -156,8 +156,7 @@ internal sealed class PooledDataReader(
 
         // The step's cancellation (see MarkCancelled), or the attempt of the connection's synchronous unit of work, if any: not once closed.
         var attempt = _cancelled.IsCancellationRequested ? _cancelled : UnitOfWorkAttempt();
-        var beside = StoppedOnProgress();
-        var stop = beside ? command.StepStop() : default; // before the closing is marked running, as for a step
+        var beside = BesideAnother(out var stop);
         NoteStatementsToRun(); // closing runs those not reached
         Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
         command.BeginRunning(call, beside); // closing runs the statements of the command not reached yet
@@ -290,7 +289,7 @@ internal sealed class PooledDataReader(
 
     /// <summary>
     /// Has the progress handler stop the closing's statements on <paramref name="stop"/>, beside another active
-    /// statement (see <see cref="StoppedOnProgress"/>); nothing with no token.
+    /// statement (see <see cref="BesideAnother"/>); nothing with no token.
     /// </summary>
     private StatementCancellation Stopping(CancellationToken stop)
         => stop.CanBeCanceled ? new StatementCancellation(physical, ownReader: true, interrupt: false, stopOnProgress: true, stop) : default;
@@ -906,19 +905,26 @@ internal sealed class PooledDataReader(
     private bool CommandWrites() => connection.Executor.Classify(physical, commandText) is CommandKind.Write or CommandKind.TempWrite;
 
     /// <summary>
-    /// Whether a step of the reader beginning now is stopped by the connection's progress handler rather than
-    /// <see cref="SaverDbCommand.Cancel"/>'s interrupt: beside another active statement of the renter (another open
-    /// reader, or a call this step runs inside), for which SQLite would keep that interrupt pending, failing its next
-    /// step with SQLITE_INTERRUPT. Not for a reader whose statements run as written (see
-    /// <see cref="Executor.StopsOnProgress"/>).
+    /// Whether a step or the closing of the reader beginning now runs beside another active statement of the renter
+    /// (another open reader, or a call it runs inside), for which SQLite would keep <see cref="SaverDbCommand.Cancel"/>'s
+    /// interrupt pending, failing that statement's next step with SQLITE_INTERRUPT: Cancel then does not interrupt
+    /// SQLite, and the connection's progress handler stops the call on <paramref name="stop"/> instead (see
+    /// <see cref="SaverDbCommand.StepStop"/>); none for a reader whose statements run as written (see
+    /// <see cref="Executor.StopsOnProgress"/>), which nothing stops then, as nothing stops such a batch's execution.
+    /// Taken before the call is marked running, for a Cancel that sees it so.
     /// </summary>
-    private bool StoppedOnProgress() => !statementByStatement && physical.OthersActive(ownReader: true);
+    private bool BesideAnother(out CancellationToken stop)
+    {
+        var beside = physical.OthersActive(ownReader: true);
+        stop = beside && !statementByStatement ? command.StepStop() : default;
+        return beside;
+    }
 
     /// <summary>
     /// Runs a step of the SQLite reader, a Read (<paramref name="read"/>) or a move to the next statement: with
     /// <paramref name="token"/> (the caller's of NextResultAsync, or the attempt's of a synchronous unit of work) as
     /// <see cref="Executor.RunForReader"/> has it, and beside another active statement (see
-    /// <see cref="StoppedOnProgress"/>) stopped by the progress handler on <paramref name="stop"/> too, which Cancel
+    /// <see cref="BesideAnother"/>) stopped by the progress handler on <paramref name="stop"/> too, which Cancel
     /// cancels (see <see cref="SaverDbCommand.StepStop"/>); otherwise as it is.
     /// </summary>
     private bool Step(bool read, CancellationToken stop, CancellationToken token)
@@ -936,15 +942,14 @@ internal sealed class PooledDataReader(
     /// Begins a step of the reader as a call of the connection (see <see cref="SaverDbCommand.BeginRunning(SaverDbConnection, PhysicalConnection, bool, int?)"/>),
     /// with no note of an earlier stop by the progress handler (see <see cref="RollBackIfWriteStopped"/>);
     /// <paramref name="stop"/> is the token the handler stops it on beside another active statement (see
-    /// <see cref="StoppedOnProgress"/>), none otherwise. A step refused because the connection was closed since (on
+    /// <see cref="BesideAnother"/>), none otherwise. A step refused because the connection was closed since (on
     /// another thread) says, for a reader of a write outside a transaction, what became of the write: closing the
     /// connection closes the reader, which commits it, or rolls it back once a step of it failed (one that Close ended, say).
     /// </summary>
     /// <exception cref="InvalidOperationException">The connection was closed since the reader found it open.</exception>
     private CancellationTokenSource BeginStep(out CancellationToken stop)
     {
-        var beside = StoppedOnProgress();
-        stop = beside ? command.StepStop() : default; // before the step is marked running, for a Cancel that sees it so
+        var beside = BesideAnother(out stop);
         physical.StoppedByProgressHandler = false;
         try
         {

@@ -761,6 +761,44 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM w").ShouldBe(0L);
     }
 
+    /// <summary>
+    /// A reader of a batch run as written (here it holds a <c>SAVEPOINT</c>), beside another open reader: the progress
+    /// handler may not stop its statements (it could report a <c>SAVEPOINT</c> or <c>RELEASE</c> failed after it took
+    /// effect), and SQLite's interrupt would stay pending for the other reader, so <c>Cancel()</c> during its
+    /// <c>NextResult</c> or its closing does not stop it, as it does not stop such a batch's execution: the query runs to
+    /// its end, and the other reader reads on. Before, Cancel interrupted SQLite, and the other reader's next Read failed
+    /// with SQLITE_INTERRUPT (a review's finding).
+    /// </summary>
+    [Test]
+    public async Task Cancel_leaves_a_reader_of_a_batch_run_as_written_running_beside_another_open_reader([Values] bool closing)
+    {
+        await using var connection = await Open();
+        await using var other = connection.CreateCommand();
+        await using var otherReader = OpenReader(other);
+        await using var command = connection.CreateCommand();
+        CancelsOnFirstCall(connection, command);
+        command.CommandText = "SELECT 1; SAVEPOINT s; " + CountingQuery + "; RELEASE s";
+        var reader = await command.ExecuteReaderAsync();
+        reader.Read().ShouldBeTrue();
+
+        if (closing)
+        {
+            reader.Close(); // runs the rest
+        }
+        else
+        {
+            reader.NextResult().ShouldBeTrue(); // runs the SAVEPOINT and the query
+            reader.Read().ShouldBeTrue();
+            reader.GetInt64(0).ShouldBe(27L);
+            reader.Close();
+        }
+
+        _calls.ShouldBe(27, "the query ran to its end");
+        otherReader.Read().ShouldBeTrue();
+        otherReader.GetInt64(0).ShouldBe(2L);
+        ConnectionTests.Scalar(connection, "SELECT 5").ShouldBe(5L);
+    }
+
     /// <summary>A reader's own next statement is stopped by its token, as before: the reader is not another.</summary>
     [Test]
     public async Task A_token_interrupts_a_readers_own_next_statement()
