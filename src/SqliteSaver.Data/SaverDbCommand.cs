@@ -248,11 +248,12 @@ public sealed class SaverDbCommand : DbCommand
     /// <c>Read</c>, <c>NextResult</c> or closing of the command's reader, made beside another open reader is stopped by
     /// a progress handler instead, which stops a statement within 100 of SQLite's steps while the call runs (a call
     /// that ends first is not cancelled); one of a batch that runs as written (it holds a <c>BEGIN</c>,
-    /// <c>SAVEPOINT</c>, <c>PRAGMA</c> ...), which the handler must not stop, is not stopped there and runs to its end. A reader's closing that Cancel stops ignores the error, as closing ignores
-    /// those of the statements not reached, but a writing batch stopped so is not kept: its transaction object
-    /// refuses to commit; a transaction begun as SQL (a <c>BEGIN</c> sent as a command), which nothing else would
-    /// refuse, is rolled back, and the reader's Close throws the error; and a write outside a transaction is rolled
-    /// back, and its reader's Close throws the error.
+    /// <c>SAVEPOINT</c>, <c>PRAGMA</c> ...), which the handler must not stop, is not stopped there and runs to its end.
+    /// A reader's closing that Cancel stops (either way) keeps the error from the caller's transaction object, which
+    /// then refuses to commit, as closing ignores the errors of the statements not reached; in a transaction begun as
+    /// SQL (a <c>BEGIN</c> sent as a command), which nothing else would refuse, the reader's Close throws it (beside
+    /// another open reader the transaction is rolled back too, as the handler may have stopped a write after its
+    /// changes); a write outside a transaction is rolled back, and its reader's Close throws the error.
     /// Otherwise it does nothing, as when an open reader of the command is between reads (Dapper cancels an unbuffered
     /// query it stops early), so that other readers on the connection read on. To cancel an asynchronous call, cancel
     /// its token.

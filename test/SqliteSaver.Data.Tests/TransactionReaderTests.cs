@@ -340,12 +340,12 @@ public class TransactionReaderTests : DatabaseTest
 
     /// <summary>
     /// As above in a transaction begun as SQL (a <c>BEGIN</c> sent as a command), where no transaction object can refuse
-    /// the commit: the reader's Close throws the statement's error, saying that the batch is not whole, and rolls the
-    /// transaction back, so that the <c>COMMIT</c> sent next fails and nothing of the batch is kept. Before, Close
-    /// ignored the error, as Microsoft.Data.Sqlite's does, and the <c>COMMIT</c> kept the batch's first insert alone.
+    /// the commit: the reader's Close throws the statement's error, saying that the batch is not whole and that the
+    /// transaction is still open, as an execution of the batch would throw it. Before, Close ignored the error, as
+    /// Microsoft.Data.Sqlite's does, and the <c>COMMIT</c> sent next kept the batch's first insert alone, without a word.
     /// </summary>
     [Test]
-    public void A_statement_that_fails_when_its_reader_closes_in_a_transaction_begun_as_sql_fails_the_close_and_keeps_nothing()
+    public void A_statement_that_fails_when_its_reader_closes_in_a_transaction_begun_as_sql_fails_the_close()
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
@@ -359,19 +359,20 @@ public class TransactionReaderTests : DatabaseTest
 
         error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
         error.Message.ShouldContain("UNIQUE constraint failed");
-        error.Message.ShouldContain("the transaction begun as SQL");
+        error.Message.ShouldContain("the batch is not whole");
+        error.Message.ShouldContain("is still open");
         reader.IsClosed.ShouldBeTrue();
-        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "COMMIT")).Message.ShouldContain("no transaction is active");
+        ConnectionTests.Exec(connection, "ROLLBACK");
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
     }
 
     /// <summary>
     /// As above for a statement of the batch that waited out Busy Timeout for a lock another connection holds, in a
     /// deferred transaction begun as SQL whose earlier insert went to a temp table, which takes no lock on the file:
-    /// Close throws SQLITE_BUSY, and nothing is kept (a review's finding: the temp insert was kept alone).
+    /// Close throws SQLITE_BUSY (a review's finding: it was ignored, and the temp insert kept alone by the COMMIT).
     /// </summary>
     [Test]
-    public void A_statement_that_meets_a_held_lock_when_its_reader_closes_in_a_transaction_begun_as_sql_keeps_nothing()
+    public void A_statement_that_meets_a_held_lock_when_its_reader_closes_in_a_transaction_begun_as_sql_fails_the_close()
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=50");
         PoolTests.Execute(connectionString, "CREATE TABLE w (x)");
@@ -382,12 +383,42 @@ public class TransactionReaderTests : DatabaseTest
         reader.Read().ShouldBeTrue();
         using (HoldWriteLock())
         {
-            Should.Throw<SqliteException>(reader.Dispose).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_BUSY);
+            var error = Should.Throw<SqliteException>(reader.Dispose);
+            error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_BUSY);
+            error.Message.ShouldContain("the batch is not whole");
         }
 
-        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "COMMIT")).Message.ShouldContain("no transaction is active");
+        ConnectionTests.Exec(connection, "ROLLBACK");
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM tt").ShouldBe(0L);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM w").ShouldBe(0L);
+    }
+
+    /// <summary>
+    /// A reader opened in a transaction begun as SQL, closed after a <c>COMMIT</c> sent as SQL ended that transaction and
+    /// a transaction object began another: a statement of its batch that fails as it closes is that transaction's
+    /// error, which refuses the commit, as for a reader of its own; Close stays quiet. Before, Close rolled the
+    /// transaction object's transaction back and said a transaction begun as SQL was (a review's finding on c7dfb2b),
+    /// and earlier still, the commit kept the batch in part.
+    /// </summary>
+    [Test]
+    public void A_statement_that_fails_when_a_reader_closes_in_a_transaction_begun_since_is_that_transactions_error()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
+        var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1); INSERT INTO t VALUES (3)");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "COMMIT");
+        using var transaction = connection.BeginTransaction();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (200)");
+
+        reader.Dispose();
+
+        Should.Throw<SqliteException>(transaction.Commit).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,100");
     }
 
     [Test]

@@ -161,7 +161,8 @@ internal sealed class PooledDataReader(
         Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
         command.BeginRunning(call, beside); // closing runs the statements of the command not reached yet
         physical.Calls.EnterOnThisThread();
-        SqliteException? failed = null;
+        (SqliteException Error, bool Stopped)? failed = null;
+        var transactionOpen = false;
         try
         {
             if (openWrite)
@@ -181,11 +182,12 @@ internal sealed class PooledDataReader(
             command.EndRunning(); // no Cancel that saw the closing running is still to interrupt SQLite after it
             try
             {
-                if (!openWrite && (attempt is { IsCancellationRequested: true } || failed is not null))
+                if (!openWrite && (attempt is { IsCancellationRequested: true } || failed is { Stopped: true }))
                 {
                     RollBackTransactionBegunAsSql();
                 }
 
+                transactionOpen = physical.InTransaction; // before the connection may go to its next renter
                 command.ReaderClosed(connection, physical);
             }
             finally
@@ -199,12 +201,14 @@ internal sealed class PooledDataReader(
             }
         }
 
-        if (failed is not null)
+        if (failed is { Error: var error })
         {
             throw new SqliteException(
-                $"{failed.Message} A statement of the reader's batch {(failed.SqliteErrorCode == raw.SQLITE_INTERRUPT ? "was stopped (by Cancel())" : "failed")} as the reader closed, which runs the statements not reached, so the batch is not whole, and the transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back: nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open.",
-                failed.SqliteErrorCode,
-                failed.SqliteExtendedErrorCode);
+                $"{error.Message} A statement of the reader's batch failed as the reader closed, which runs the statements not reached: those after it did not run, so the batch is not whole. " + (transactionOpen
+                    ? "The transaction begun as SQL (a BEGIN sent as a command) it ran in is still open, with the statements of the batch before the failed one: roll it back, or commit them knowingly."
+                    : "The transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back, " + (failed.Value.Stopped ? "as the statement was stopped (by Cancel()) perhaps after its changes" : "by SQLite") + ": nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open."),
+                error.SqliteErrorCode,
+                error.SqliteExtendedErrorCode);
         }
     }
 
@@ -215,7 +219,7 @@ internal sealed class PooledDataReader(
     /// token the progress handler stops them on beside another active statement, none otherwise.
     /// </summary>
     /// <returns>The error of a statement that failed in a transaction begun as SQL (see <see cref="FinishInTransactionBegunAsSql"/>), if any.</returns>
-    private SqliteException? FinishStatements(CancellationTokenSource call, CancellationToken? attempt, CancellationToken stop)
+    private (SqliteException Error, bool Stopped)? FinishStatements(CancellationTokenSource call, CancellationToken? attempt, CancellationToken stop)
     {
         using var stopping = Stopping(stop);
         try
@@ -347,13 +351,18 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Closing a reader of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command): runs the
     /// statements not reached yet, as the SQLite reader's closing would, and returns the error of one that failed,
-    /// which that closing would ignore (one <see cref="SaverDbCommand.Cancel"/> stopped, by its interrupt or beside
-    /// another active statement the progress handler; one that met a lock held, a constraint): the batch is not whole,
-    /// and with no <see cref="SaverDbTransaction"/> to refuse the commit, the COMMIT sent next would keep it in part
-    /// (see <see cref="RollBackTransactionBegunAsSql"/>). Not a stop by the connection's Close, which rolls the
-    /// transaction back itself; closing as part of that Close runs the statements as the SQLite reader's closing does.
+    /// which that closing would ignore (a constraint, a lock held, a <see cref="SaverDbCommand.Cancel"/>): the batch
+    /// is not whole, and with no <see cref="SaverDbTransaction"/> to refuse the commit, the COMMIT sent next would keep
+    /// it in part without a word; the reader's Close throws it, as an execution of the batch would. Stopped: the
+    /// progress handler stopped the statement (beside another active statement), perhaps as it returned, after its
+    /// changes, so that the transaction is to be rolled back, as an execution's is (see
+    /// <see cref="RollBackTransactionBegunAsSql"/>). Not a stop by the connection's Close, which rolls the transaction
+    /// back itself; closing as part of that Close runs the statements as the SQLite reader's closing does. Once a
+    /// transaction object was begun since the reader opened (a COMMIT sent as SQL ended the first transaction), the
+    /// error is that transaction's, which then refuses to commit, as for a reader of its own (see
+    /// <see cref="FinishInTransaction"/>).
     /// </summary>
-    private SqliteException? FinishInTransactionBegunAsSql(CancellationTokenSource call, CancellationToken? attempt)
+    private (SqliteException Error, bool Stopped)? FinishInTransactionBegunAsSql(CancellationTokenSource call, CancellationToken? attempt)
     {
         if (transaction is not null || attempt is { IsCancellationRequested: true } || _endedByClose || _closedByConnection
             || inner.IsClosed || !physical.InTransaction || !CommandWrites())
@@ -369,7 +378,13 @@ internal sealed class PooledDataReader(
         }
         catch (SqliteException error) when (EndedByClose(error, call) is null)
         {
-            return error;
+            if (connection.Transaction is { } begunSince)
+            {
+                begunSince.FailedUnfinished(error);
+                return null;
+            }
+
+            return (error, error.SqliteErrorCode == raw.SQLITE_INTERRUPT && physical.StoppedByProgressHandler);
         }
         catch (SqliteException)
         {
@@ -382,11 +397,10 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Once a step of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command: no
     /// <see cref="SaverDbTransaction"/> to refuse the commit, see <see cref="FinishInTransaction"/>) was cancelled, or
-    /// one failed as the reader closed (see <see cref="FinishInTransactionBegunAsSql"/>), rolls that transaction back,
-    /// after the SQLite reader has closed, as SQLite's interrupt of a write does: the cancellation may have come as a
-    /// write of the batch returned, after it made its changes, or a statement after the batch's writes failed, and the
-    /// batch is not whole. Otherwise the <c>COMMIT</c> sent next would keep it in part; now it fails, as no
-    /// transaction is open.
+    /// the progress handler stopped one as the reader closed (see <see cref="FinishInTransactionBegunAsSql"/>), rolls
+    /// that transaction back, after the SQLite reader has closed, as SQLite's interrupt of a write does: the stop may
+    /// have come as a write of the batch returned, after it made its changes, and the batch is not whole. Otherwise
+    /// the <c>COMMIT</c> sent next would keep what was reported stopped; now it fails, as no transaction is open.
     /// </summary>
     private void RollBackTransactionBegunAsSql()
     {
