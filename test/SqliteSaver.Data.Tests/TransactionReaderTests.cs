@@ -421,6 +421,41 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,100");
     }
 
+    /// <summary>
+    /// A reader of a batch run as written (it holds a <c>SAVEPOINT</c>), outside a transaction, whose statement fails as
+    /// it closes: Close throws the error and says that the connection is in a transaction the batch began. Before,
+    /// Close ignored it, as Microsoft.Data.Sqlite's does, and the <c>SAVEPOINT</c> stayed open without a word: the
+    /// statements sent next ran inside it, reported success, and were rolled back as the connection closed (a review's
+    /// finding, older, also after a <c>Cancel()</c> during the closing).
+    /// </summary>
+    [Test]
+    public void A_statement_of_a_batch_run_as_written_that_fails_when_its_reader_closes_fails_the_close([Values] bool cancelled)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var command = connection.CreateCommand();
+        connection.InnerConnection.CreateFunction("cancel_now", () =>
+        {
+            command.Cancel();
+            return 0L;
+        });
+        command.CommandText = "SELECT 1; SAVEPOINT s; INSERT INTO t VALUES (2); "
+            + (cancelled ? "SELECT count(cancel_now()) FROM t, t AS u, t AS v, t AS w, t AS z" : "INSERT INTO t VALUES (1)") + "; RELEASE s";
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        var error = Should.Throw<SqliteException>(reader.Dispose);
+
+        error.SqliteErrorCode.ShouldBe(cancelled ? SQLitePCL.raw.SQLITE_INTERRUPT : SQLitePCL.raw.SQLITE_CONSTRAINT);
+        error.Message.ShouldContain("the connection is in a transaction now");
+        ConnectionTests.Exec(connection, "ROLLBACK");
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (3)");
+        connection.Close();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,3");
+    }
+
     [Test]
     public void A_reader_closed_after_SQLite_ended_the_transaction_itself_writes_nothing_outside_it()
     {

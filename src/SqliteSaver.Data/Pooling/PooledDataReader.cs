@@ -161,6 +161,7 @@ internal sealed class PooledDataReader(
         Volatile.Write(ref _closed, true); // after _closedByConnection, which a read that sees it closed reads
         command.BeginRunning(call, beside); // closing runs the statements of the command not reached yet
         physical.Calls.EnterOnThisThread();
+        physical.StoppedByProgressHandler = false; // as a step's (see BeginStep)
         (SqliteException Error, bool Stopped)? failed = null;
         var transactionOpen = false;
         try
@@ -204,9 +205,13 @@ internal sealed class PooledDataReader(
         if (failed is { Error: var error })
         {
             throw new SqliteException(
-                $"{error.Message} A statement of the reader's batch failed as the reader closed, which runs the statements not reached: those after it did not run, so the batch is not whole. " + (transactionOpen
-                    ? "The transaction begun as SQL (a BEGIN sent as a command) it ran in is still open, with the statements of the batch before the failed one: roll it back, or commit them knowingly."
-                    : "The transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back, " + (failed.Value.Stopped ? "as the statement was stopped (by Cancel()) perhaps after its changes" : "by SQLite") + ": nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open."),
+                $"{error.Message} A statement of the reader's batch failed as the reader closed, which runs the statements not reached: those after it did not run, so the batch is not whole. " + (statementByStatement
+                    ? transactionOpen
+                        ? "The batch runs as written, and the connection is in a transaction now (begun as SQL before the batch, or by it), holding what ran of it: roll it back, or commit it knowingly. Until then every statement runs inside it, and closing the connection rolls it back."
+                        : "The batch runs as written: its statements that ran before the failed one are kept."
+                    : transactionOpen
+                        ? "The transaction begun as SQL (a BEGIN sent as a command) it ran in is still open, with the statements of the batch before the failed one: roll it back, or commit them knowingly."
+                        : "The transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back, " + (failed.Value.Stopped ? "as the statement was stopped (by Cancel()) perhaps after its changes" : "by SQLite") + ": nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open."),
                 error.SqliteErrorCode,
                 error.SqliteExtendedErrorCode);
         }
@@ -360,12 +365,15 @@ internal sealed class PooledDataReader(
     /// back itself; closing as part of that Close runs the statements as the SQLite reader's closing does. Once a
     /// transaction object was begun since the reader opened (a COMMIT sent as SQL ended the first transaction), the
     /// error is that transaction's, which then refuses to commit, as for a reader of its own (see
-    /// <see cref="FinishInTransaction"/>).
+    /// <see cref="FinishInTransaction"/>). The same for a batch that runs as written (see
+    /// <see cref="OwnedSqliteCommand.RunsStatementByStatement"/>), outside a transaction object: closing ignored the
+    /// error of one of its statements, and a transaction the batch began (<c>SAVEPOINT</c> ... <c>RELEASE</c>) stayed
+    /// open without a word, the statements sent next running inside it, to be rolled back as the connection closed.
     /// </summary>
     private (SqliteException Error, bool Stopped)? FinishInTransactionBegunAsSql(CancellationTokenSource call, CancellationToken? attempt)
     {
-        if (transaction is not null || attempt is { IsCancellationRequested: true } || _endedByClose || _closedByConnection
-            || inner.IsClosed || !physical.InTransaction || !CommandWrites())
+        if (transaction is not null || attempt is { IsCancellationRequested: true } || _endedByClose || _closedByConnection || inner.IsClosed
+            || (statementByStatement ? connection.Transaction is not null : !physical.InTransaction || !CommandWrites()))
         {
             return null;
         }
@@ -384,7 +392,8 @@ internal sealed class PooledDataReader(
                 return null;
             }
 
-            return (error, error.SqliteErrorCode == raw.SQLITE_INTERRUPT && physical.StoppedByProgressHandler);
+            // A batch run as written is never stopped by the progress handler (see BesideAnother).
+            return (error, !statementByStatement && error.SqliteErrorCode == raw.SQLITE_INTERRUPT && physical.StoppedByProgressHandler);
         }
         catch (SqliteException)
         {
