@@ -202,20 +202,29 @@ internal sealed class PooledDataReader(
             }
         }
 
-        if (failed is { Error: var error })
+        if (failed is { } failure)
         {
-            throw new SqliteException(
-                $"{error.Message} A statement of the reader's batch failed as the reader closed, which runs the statements not reached: those after it did not run, so the batch is not whole. " + (statementByStatement
-                    ? transactionOpen
-                        ? "The batch runs as written, and the connection is in a transaction now (begun as SQL before the batch, or by it), holding what ran of it: roll it back, or commit it knowingly. Until then every statement runs inside it, and closing the connection rolls it back."
-                        : "The batch runs as written: its statements that ran before the failed one are kept."
-                    : transactionOpen
-                        ? "The transaction begun as SQL (a BEGIN sent as a command) it ran in is still open, with the statements of the batch before the failed one: roll it back, or commit them knowingly."
-                        : "The transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back, " + (failed.Value.Stopped ? "as the statement was stopped (by Cancel()) perhaps after its changes" : "by SQLite") + ": nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open."),
-                error.SqliteErrorCode,
-                error.SqliteExtendedErrorCode);
+            throw FailedAsClosing(failure.Error, failure.Stopped, transactionOpen);
         }
     }
+
+    /// <summary>
+    /// What Close throws once a statement of the batch failed with <paramref name="error"/> as the reader closed (see
+    /// <see cref="FinishInTransactionBegunAsSql"/>): its error, with its codes, saying that the batch is not whole and
+    /// in what transaction the connection is left (<paramref name="transactionOpen"/>; <paramref name="stopped"/>: the
+    /// progress handler stopped the statement, and the library rolled the transaction back).
+    /// </summary>
+    private SqliteException FailedAsClosing(SqliteException error, bool stopped, bool transactionOpen)
+        => new(
+            $"{error.Message} A statement of the reader's batch failed as the reader closed, which runs the statements not reached: those after it did not run, so the batch is not whole. " + (statementByStatement
+                ? transactionOpen
+                    ? "The batch runs as written, and the connection is in a transaction now (begun as SQL before the batch, or by it), holding what ran of it: roll it back, or commit it knowingly. Until then every statement runs inside it, and closing the connection rolls it back."
+                    : "The batch runs as written, and the connection is in no transaction now: what of it was committed stays so."
+                : transactionOpen
+                    ? "The transaction begun as SQL (a BEGIN sent as a command) it ran in is still open, with the statements of the batch before the failed one: roll it back, or commit them knowingly."
+                    : "The transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back, " + (stopped ? "as the statement was stopped (by Cancel()) perhaps after its changes" : "by SQLite") + ": nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open."),
+            error.SqliteErrorCode,
+            error.SqliteExtendedErrorCode);
 
     /// <summary>
     /// <see cref="Finish"/>'s closing of a reader whose write is not open for it: runs the statements not reached
