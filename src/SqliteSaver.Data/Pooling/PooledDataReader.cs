@@ -210,7 +210,7 @@ internal sealed class PooledDataReader(
 
     /// <summary>
     /// What Close throws once a statement of the batch failed with <paramref name="error"/> as the reader closed (see
-    /// <see cref="FinishInTransactionBegunAsSql"/>): its error, with its codes, saying that the batch is not whole and
+    /// <see cref="FinishWithoutTransactionObject"/>): its error, with its codes, saying that the batch is not whole and
     /// in what transaction the connection is left (<paramref name="transactionOpen"/>; <paramref name="stopped"/>: the
     /// progress handler stopped the statement, and the library rolled the transaction back).
     /// </summary>
@@ -232,14 +232,14 @@ internal sealed class PooledDataReader(
     /// which runs them otherwise; not once a cancellation or a Close ended a step of it. <paramref name="stop"/>: the
     /// token the progress handler stops them on beside another active statement, none otherwise.
     /// </summary>
-    /// <returns>The error of a statement that failed in a transaction begun as SQL (see <see cref="FinishInTransactionBegunAsSql"/>), if any.</returns>
+    /// <returns>The error of a statement that failed outside a transaction object (see <see cref="FinishWithoutTransactionObject"/>), if any.</returns>
     private (SqliteException Error, bool Stopped)? FinishStatements(CancellationTokenSource call, CancellationToken? attempt, CancellationToken stop)
     {
         using var stopping = Stopping(stop);
         try
         {
             FinishInTransaction(attempt, stop);
-            return FinishInTransactionBegunAsSql(call, attempt);
+            return FinishWithoutTransactionObject(call, attempt);
         }
         finally
         {
@@ -379,7 +379,7 @@ internal sealed class PooledDataReader(
     /// error of one of its statements, and a transaction the batch began (<c>SAVEPOINT</c> ... <c>RELEASE</c>) stayed
     /// open without a word, the statements sent next running inside it, to be rolled back as the connection closed.
     /// </summary>
-    private (SqliteException Error, bool Stopped)? FinishInTransactionBegunAsSql(CancellationTokenSource call, CancellationToken? attempt)
+    private (SqliteException Error, bool Stopped)? FinishWithoutTransactionObject(CancellationTokenSource call, CancellationToken? attempt)
     {
         if (transaction is not null || attempt is { IsCancellationRequested: true } || _endedByClose || _closedByConnection || inner.IsClosed
             || (statementByStatement ? connection.Transaction is not null : !physical.InTransaction || !CommandWrites()))
@@ -415,7 +415,7 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Once a step of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command: no
     /// <see cref="SaverDbTransaction"/> to refuse the commit, see <see cref="FinishInTransaction"/>) was cancelled, or
-    /// the progress handler stopped one as the reader closed (see <see cref="FinishInTransactionBegunAsSql"/>), rolls
+    /// the progress handler stopped one as the reader closed (see <see cref="FinishWithoutTransactionObject"/>), rolls
     /// that transaction back, after the SQLite reader has closed, as SQLite's interrupt of a write does: the stop may
     /// have come as a write of the batch returned, after it made its changes, and the batch is not whole. Otherwise
     /// the <c>COMMIT</c> sent next would keep what was reported stopped; now it fails, as no transaction is open.
