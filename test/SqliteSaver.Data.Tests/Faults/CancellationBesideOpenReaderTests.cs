@@ -570,10 +570,7 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         await using var other = connection.CreateCommand();
         await using var otherReader = OpenReader(other);
         await using var command = connection.CreateCommand();
-        CancelsOnFirstCall(connection, command);
-        command.CommandText = "SELECT 1; " + CountingQuery;
-        var reader = await command.ExecuteReaderAsync();
-        reader.Read().ShouldBeTrue();
+        var reader = await ReaderOnFirstRow(connection, command, "SELECT 1; " + CountingQuery);
 
         reader.Close(); // runs the counting query, whose first row cancels
 
@@ -604,11 +601,8 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
 
         ConnectionTests.Exec(connection, "INSERT INTO w VALUES (100)");
         await using var command = connection.CreateCommand();
-        CancelsOnFirstCall(connection, command);
         command.Transaction = transaction;
-        command.CommandText = "SELECT 1; INSERT INTO w VALUES (200); INSERT INTO w SELECT count(cancel_now()) FROM t, t AS u, t AS v";
-        var reader = await command.ExecuteReaderAsync();
-        reader.Read().ShouldBeTrue();
+        var reader = await ReaderOnFirstRow(connection, command, "SELECT 1; INSERT INTO w VALUES (200); INSERT INTO w SELECT count(cancel_now()) FROM t, t AS u, t AS v");
 
         if (beganAsSql)
         {
@@ -651,10 +645,7 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         await using var otherReader = besideAnotherReader ? OpenReader(other) : null;
         await using var transaction = await connection.BeginTransactionAsync();
         await using var command = connection.CreateCommand();
-        CancelsOnFirstCall(connection, command);
-        command.CommandText = "SELECT 1; INSERT INTO w SELECT count(cancel_now()) FROM t, t AS u, t AS v";
-        var reader = await command.ExecuteReaderAsync();
-        reader.Read().ShouldBeTrue();
+        var reader = await ReaderOnFirstRow(connection, command, "SELECT 1; INSERT INTO w SELECT count(cancel_now()) FROM t, t AS u, t AS v");
         reader.Close(); // runs the insert, which cancels
 
         var refused = Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "INSERT INTO w VALUES (1)"));
@@ -690,10 +681,7 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         await using var otherReader = besideAnotherReader ? OpenReader(other) : null;
         ConnectionTests.Exec(connection, "BEGIN; INSERT INTO w VALUES (100)");
         await using var command = connection.CreateCommand();
-        CancelsOnFirstCall(connection, command);
-        command.CommandText = "SELECT 1; INSERT INTO w VALUES (200); " + CountingQuery + "; INSERT INTO w VALUES (300)";
-        var reader = await command.ExecuteReaderAsync();
-        reader.Read().ShouldBeTrue();
+        var reader = await ReaderOnFirstRow(connection, command, "SELECT 1; INSERT INTO w VALUES (200); " + CountingQuery + "; INSERT INTO w VALUES (300)");
 
         var error = Should.Throw<Microsoft.Data.Sqlite.SqliteException>(reader.Close); // runs the rest: the query cancels
 
@@ -731,10 +719,7 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         await using var otherReader = besideAnotherReader ? OpenReader(other) : null;
         ConnectionTests.Exec(connection, "BEGIN; INSERT INTO w VALUES (100)");
         await using var command = connection.CreateCommand();
-        CancelsOnFirstCall(connection, command);
-        command.CommandText = "SELECT 1; INSERT INTO w VALUES (200); SELECT cancel_now()";
-        var reader = await command.ExecuteReaderAsync();
-        reader.Read().ShouldBeTrue();
+        var reader = await ReaderOnFirstRow(connection, command, "SELECT 1; INSERT INTO w VALUES (200); SELECT cancel_now()");
 
         reader.Close(); // runs the rest: the last statement cancels as it ends
 
@@ -760,10 +745,7 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         await using var other = connection.CreateCommand();
         await using var otherReader = OpenReader(other);
         await using var command = connection.CreateCommand();
-        CancelsOnFirstCall(connection, command);
-        command.CommandText = "INSERT INTO w VALUES (200) RETURNING x; INSERT INTO w SELECT count(cancel_now()) FROM t, t AS u, t AS v";
-        var reader = await command.ExecuteReaderAsync();
-        reader.Read().ShouldBeTrue();
+        var reader = await ReaderOnFirstRow(connection, command, "INSERT INTO w VALUES (200) RETURNING x; INSERT INTO w SELECT count(cancel_now()) FROM t, t AS u, t AS v");
 
         var error = Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => reader.Close());
 
@@ -787,10 +769,7 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
         await using var other = connection.CreateCommand();
         await using var otherReader = OpenReader(other);
         await using var command = connection.CreateCommand();
-        CancelsOnFirstCall(connection, command);
-        command.CommandText = "SELECT 1; SAVEPOINT s; " + CountingQuery + "; RELEASE s";
-        var reader = await command.ExecuteReaderAsync();
-        reader.Read().ShouldBeTrue();
+        var reader = await ReaderOnFirstRow(connection, command, "SELECT 1; SAVEPOINT s; " + CountingQuery + "; RELEASE s");
 
         if (closing)
         {
@@ -867,6 +846,19 @@ public class CancellationBesideOpenReaderTests : DatabaseTest
             return 0L;
         });
         return cancellation;
+    }
+
+    /// <summary>
+    /// A reader of <paramref name="batch"/> by <paramref name="command"/>, on its first row; the function cancel_now,
+    /// called in a statement, calls the command's Cancel() the first time (see <see cref="CancelsOnFirstCall"/>).
+    /// </summary>
+    private async Task<DbDataReader> ReaderOnFirstRow(SaverDbConnection connection, DbCommand command, string batch)
+    {
+        CancelsOnFirstCall(connection, command);
+        command.CommandText = batch;
+        var reader = await command.ExecuteReaderAsync();
+        reader.Read().ShouldBeTrue();
+        return reader;
     }
 
     /// <summary>The function cancel_now, called in a statement, calls <paramref name="command"/>'s Cancel() the first time (its calls counted).</summary>
