@@ -456,6 +456,35 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,3");
     }
 
+    /// <summary>
+    /// The error a reader's closing throws says what became of the transaction: SQLite rolled it back itself after an
+    /// <c>INSERT OR ROLLBACK</c> of a batch run as written, and a reader opened with
+    /// <see cref="CommandBehavior.CloseConnection"/> closed the connection, which rolled it back (a review's finding: the
+    /// first said the batch's statements were kept, the second that the transaction was still open).
+    /// </summary>
+    [Test]
+    public void The_error_of_a_failed_closing_says_what_became_of_the_transaction([Values] bool closeConnection)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, closeConnection ? "BEGIN; INSERT INTO t VALUES (100)" : "SELECT 1");
+        var reader = closeConnection
+            ? Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1)", CommandBehavior.CloseConnection)
+            : Reader(connection, null, "SELECT 1; SAVEPOINT s; INSERT INTO t VALUES (2); INSERT OR ROLLBACK INTO t VALUES (1); RELEASE s");
+        reader.Read().ShouldBeTrue();
+
+        var error = Should.Throw<SqliteException>(reader.Dispose);
+
+        error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        error.Message.ShouldContain(closeConnection ? "closed its connection (CommandBehavior.CloseConnection), which rolled back" : "in no transaction now");
+        error.Message.ShouldNotContain("are kept");
+        error.Message.ShouldNotContain("still open");
+        connection.State.ShouldBe(closeConnection ? ConnectionState.Closed : ConnectionState.Open);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
     [Test]
     public void A_reader_closed_after_SQLite_ended_the_transaction_itself_writes_nothing_outside_it()
     {
