@@ -485,6 +485,42 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
     }
 
+    /// <summary>
+    /// A reader of a batch run as written whose statement fails as it closes, with a transaction object on the
+    /// connection (the unit of work's own, or one begun after the reader opened): the error is that transaction's,
+    /// which refuses to commit, as for a writing batch of its own. Before, closing ignored it, as
+    /// Microsoft.Data.Sqlite's does, and the commit kept the batch's first insert alone (a review's finding, older).
+    /// </summary>
+    [Test]
+    public void A_statement_of_a_batch_run_as_written_that_fails_when_its_reader_closes_fails_the_transactions_commit([Values] bool unitOfWork)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        if (unitOfWork)
+        {
+            Should.Throw<SqliteException>(() => connection.RunInTransaction(transaction =>
+            {
+                using var reader = Reader(connection, transaction, "SELECT 1; SAVEPOINT s; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1); RELEASE s");
+                reader.Read().ShouldBeTrue();
+            })).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        }
+        else
+        {
+            var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1); PRAGMA user_version = 7");
+            reader.Read().ShouldBeTrue();
+            using var transaction = connection.BeginTransaction();
+
+            reader.Dispose();
+
+            Should.Throw<SqliteException>(transaction.Commit).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+            transaction.Rollback();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
     [Test]
     public void A_reader_closed_after_SQLite_ended_the_transaction_itself_writes_nothing_outside_it()
     {

@@ -210,7 +210,7 @@ internal sealed class PooledDataReader(
 
     /// <summary>
     /// What Close throws once a statement of the batch failed with <paramref name="error"/> as the reader closed (see
-    /// <see cref="FinishWithoutTransactionObject"/>): its error, with its codes, saying that the batch is not whole and
+    /// <see cref="FinishUnguardedBatch"/>): its error, with its codes, saying that the batch is not whole and
     /// in what transaction the connection is left (<paramref name="transactionOpen"/>, as the reader's closing left it,
     /// before a <see cref="CommandBehavior.CloseConnection"/> closed the connection; <paramref name="stopped"/>: the
     /// progress handler stopped the statement, and the library rolled the transaction back).
@@ -235,14 +235,14 @@ internal sealed class PooledDataReader(
     /// which runs them otherwise; not once a cancellation or a Close ended a step of it. <paramref name="stop"/>: the
     /// token the progress handler stops them on beside another active statement, none otherwise.
     /// </summary>
-    /// <returns>The error of a statement that failed outside a transaction object (see <see cref="FinishWithoutTransactionObject"/>), if any.</returns>
+    /// <returns>The error of a statement that failed with no transaction object to take it (see <see cref="FinishUnguardedBatch"/>), if any.</returns>
     private (SqliteException Error, bool Stopped)? FinishStatements(CancellationTokenSource call, CancellationToken? attempt, CancellationToken stop)
     {
         using var stopping = Stopping(stop);
         try
         {
             FinishInTransaction(attempt, stop);
-            return FinishWithoutTransactionObject(call, attempt);
+            return FinishUnguardedBatch(call, attempt);
         }
         finally
         {
@@ -366,26 +366,27 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Closing a reader of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command): runs the
-    /// statements not reached yet, as the SQLite reader's closing would, and returns the error of one that failed,
-    /// which that closing would ignore (a constraint, a lock held, a <see cref="SaverDbCommand.Cancel"/>): the batch
-    /// is not whole, and with no <see cref="SaverDbTransaction"/> to refuse the commit, the COMMIT sent next would keep
-    /// it in part without a word; the reader's Close throws it, as an execution of the batch would. Stopped: the
-    /// progress handler stopped the statement (beside another active statement), perhaps as it returned, after its
-    /// changes, so that the transaction is to be rolled back, as an execution's is (see
-    /// <see cref="RollBackTransactionBegunAsSql"/>). Not a stop by the connection's Close, which rolls the transaction
-    /// back itself; closing as part of that Close runs the statements as the SQLite reader's closing does. Once a
-    /// transaction object was begun since the reader opened (a COMMIT sent as SQL ended the first transaction), the
-    /// error is that transaction's, which then refuses to commit, as for a reader of its own (see
-    /// <see cref="FinishInTransaction"/>). The same for a batch that runs as written (see
-    /// <see cref="OwnedSqliteCommand.RunsStatementByStatement"/>), outside a transaction object: closing ignored the
-    /// error of one of its statements, and a transaction the batch began (<c>SAVEPOINT</c> ... <c>RELEASE</c>) stayed
-    /// open without a word, the statements sent next running inside it, to be rolled back as the connection closed.
+    /// Closing a reader of a batch whose statements not reached <see cref="FinishInTransaction"/> leaves to the SQLite
+    /// reader's closing, which would ignore their errors: a writing batch in a transaction begun as SQL (a
+    /// <c>BEGIN</c> sent as a command), and a batch that runs as written (see
+    /// <see cref="OwnedSqliteCommand.RunsStatementByStatement"/>). Runs them itself and returns the error of one that
+    /// failed (a constraint, a lock held, a <see cref="SaverDbCommand.Cancel"/>): the batch is not whole, and the
+    /// COMMIT sent next would keep it in part without a word, or a transaction the batch began (<c>SAVEPOINT</c> ...
+    /// <c>RELEASE</c>) would stay open without one, the statements sent next running inside it, to be rolled back as
+    /// the connection closes; the reader's Close throws it, as an execution of the batch would. With a transaction
+    /// object on the connection (the reader's, or one begun since it opened), the error is that transaction's instead,
+    /// which then refuses to commit, as for a writing batch of its own, and nothing is returned; once the reader's own
+    /// transaction object has ended, a batch run as written runs the rest as written, its errors ignored, as before
+    /// (the caller ended the transaction under it). Stopped: the progress
+    /// handler stopped the statement (beside another active statement), perhaps as it returned, after its changes, so
+    /// that the transaction is to be rolled back, as an execution's is (see <see cref="RollBackTransactionBegunAsSql"/>).
+    /// Not a stop by the connection's Close, which rolls the transaction back itself; closing as part of that Close
+    /// runs the statements as the SQLite reader's closing does.
     /// </summary>
-    private (SqliteException Error, bool Stopped)? FinishWithoutTransactionObject(CancellationTokenSource call, CancellationToken? attempt)
+    private (SqliteException Error, bool Stopped)? FinishUnguardedBatch(CancellationTokenSource call, CancellationToken? attempt)
     {
-        if (transaction is not null || attempt is { IsCancellationRequested: true } || _endedByClose || _closedByConnection || inner.IsClosed
-            || (statementByStatement ? connection.Transaction is not null : !physical.InTransaction || !CommandWrites()))
+        if (attempt is { IsCancellationRequested: true } || _endedByClose || _closedByConnection || inner.IsClosed
+            || (statementByStatement ? transaction is { IsCompleted: true } : transaction is not null || !physical.InTransaction || !CommandWrites()))
         {
             return null;
         }
@@ -398,9 +399,9 @@ internal sealed class PooledDataReader(
         }
         catch (SqliteException error) when (EndedByClose(error, call) is null)
         {
-            if (connection.Transaction is { } begunSince)
+            if (connection.Transaction is { } current)
             {
-                begunSince.FailedUnfinished(error);
+                current.FailedUnfinished(error);
                 return null;
             }
 
@@ -418,7 +419,7 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Once a step of a writing batch in a transaction begun as SQL (a <c>BEGIN</c> sent as a command: no
     /// <see cref="SaverDbTransaction"/> to refuse the commit, see <see cref="FinishInTransaction"/>) was cancelled, or
-    /// the progress handler stopped one as the reader closed (see <see cref="FinishWithoutTransactionObject"/>), rolls
+    /// the progress handler stopped one as the reader closed (see <see cref="FinishUnguardedBatch"/>), rolls
     /// that transaction back, after the SQLite reader has closed, as SQLite's interrupt of a write does: the stop may
     /// have come as a write of the batch returned, after it made its changes, and the batch is not whole. Otherwise
     /// the <c>COMMIT</c> sent next would keep what was reported stopped; now it fails, as no transaction is open.
