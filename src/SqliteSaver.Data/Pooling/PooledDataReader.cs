@@ -377,11 +377,11 @@ internal sealed class PooledDataReader(
     /// object on the connection (the reader's, or one begun since it opened), the error is that transaction's instead,
     /// which then refuses to commit, as for a writing batch of its own, and nothing is returned; once the reader's own
     /// transaction object has ended, a batch run as written runs the rest as written, its errors ignored, as before
-    /// (the caller ended the transaction under it). Stopped: the progress
-    /// handler stopped the statement (beside another active statement), perhaps as it returned, after its changes, so
-    /// that the transaction is to be rolled back, as an execution's is (see <see cref="RollBackTransactionBegunAsSql"/>).
-    /// Not a stop by the connection's Close, which rolls the transaction back itself; closing as part of that Close
-    /// runs the statements as the SQLite reader's closing does.
+    /// (the caller ended the transaction under it). Stopped: the progress handler stopped the statement (beside
+    /// another active statement), perhaps as it returned, after its changes, so that the transaction is to be rolled
+    /// back, as an execution's is (see <see cref="RollBackTransactionBegunAsSql"/>). Not a stop by the connection's
+    /// Close, which rolls the transaction back itself; closing as part of that Close runs the statements as the SQLite
+    /// reader's closing does.
     /// </summary>
     private (SqliteException Error, bool Stopped)? FinishUnguardedBatch(CancellationTokenSource call, CancellationToken? attempt)
     {
