@@ -401,6 +401,11 @@ internal sealed class PooledDataReader(
         {
             if (connection.Transaction is { } current)
             {
+                if (SaverRetryStrategy.IsTransient(error))
+                {
+                    physical.BusyInTransaction = error; // met by the unit of work's own transaction, as NoteBusyInTransaction notes
+                }
+
                 current.FailedUnfinished(error);
                 return null;
             }
