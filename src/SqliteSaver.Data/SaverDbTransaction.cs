@@ -211,14 +211,17 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <summary>
     /// Remembers that a statement of a batch run in the transaction failed when its reader closed: the batch is not
     /// whole, and no commit may go ahead without it. The next commit throws that error itself, as if the commit had
-    /// run the statement (so a busy error stays one that a unit of work is run again for).
+    /// run the statement (so a busy error stays one that a unit of work is run again for). A rollback to a savepoint
+    /// <see cref="Save"/> set lifts it (see <see cref="Track"/>), but never for a batch run as written
+    /// (<paramref name="runAsWritten"/>), which may have set a savepoint of the same name before its failed statement,
+    /// the one such a rollback would go to.
     /// </summary>
-    internal void FailedUnfinished(Exception error)
+    internal void FailedUnfinished(Exception error, bool runAsWritten = false)
     {
         if (_unfinished is null && _failedOnClose is null)
         {
             _failedOnClose = error;
-            _standaloneAtFailure = _physical.StandaloneCommandsInTransaction;
+            _standaloneAtFailure = runAsWritten ? -1 : _physical.StandaloneCommandsInTransaction;
         }
     }
 

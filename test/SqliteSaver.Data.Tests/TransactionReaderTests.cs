@@ -521,6 +521,32 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
     }
 
+    /// <summary>
+    /// A batch run as written that sets a savepoint of the name <see cref="SaverDbTransaction.Save"/> used, then fails
+    /// as its reader closes: a rollback to that name goes to the batch's own savepoint, after the batch's first insert,
+    /// so it does not lift the refusal, and the transaction can only be rolled back whole (a review's finding, older:
+    /// the commit kept the first insert).
+    /// </summary>
+    [Test]
+    public void A_rollback_to_a_name_a_failed_batch_run_as_written_set_again_still_refuses_the_commit()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (2); SAVEPOINT a; INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+        reader.Dispose();
+
+        transaction.Rollback("a");
+
+        Should.Throw<SqliteException>(transaction.Commit).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
     [Test]
     public void A_reader_closed_after_SQLite_ended_the_transaction_itself_writes_nothing_outside_it()
     {

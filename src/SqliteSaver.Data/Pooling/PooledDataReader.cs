@@ -406,7 +406,7 @@ internal sealed class PooledDataReader(
                     physical.BusyInTransaction = error; // met by the unit of work's own transaction, as NoteBusyInTransaction notes
                 }
 
-                current.FailedUnfinished(error);
+                current.FailedUnfinished(error, runAsWritten: statementByStatement);
                 return null;
             }
 
