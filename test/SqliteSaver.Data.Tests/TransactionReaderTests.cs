@@ -321,10 +321,7 @@ public class TransactionReaderTests : DatabaseTest
     [Test]
     public void A_statement_that_fails_when_its_reader_closes_in_a_transaction_keeps_the_batch_from_being_committed_in_part()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        using var connection = OpenWithRowOne(out var connectionString);
         var transaction = connection.BeginTransaction();
         var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1); INSERT INTO t VALUES (3)");
         reader.Read().ShouldBeTrue();
@@ -347,10 +344,7 @@ public class TransactionReaderTests : DatabaseTest
     [Test]
     public void A_statement_that_fails_when_its_reader_closes_in_a_transaction_begun_as_sql_fails_the_close()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        using var connection = OpenWithRowOne(out var connectionString);
         ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
         var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1); INSERT INTO t VALUES (3)");
         reader.Read().ShouldBeTrue();
@@ -403,10 +397,7 @@ public class TransactionReaderTests : DatabaseTest
     [Test]
     public void A_statement_that_fails_when_a_reader_closes_in_a_transaction_begun_since_is_that_transactions_error()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        using var connection = OpenWithRowOne(out var connectionString);
         ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
         var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1); INSERT INTO t VALUES (3)");
         reader.Read().ShouldBeTrue();
@@ -431,10 +422,7 @@ public class TransactionReaderTests : DatabaseTest
     [Test]
     public void A_statement_of_a_batch_run_as_written_that_fails_when_its_reader_closes_fails_the_close([Values] bool cancelled)
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        using var connection = OpenWithRowOne(out var connectionString);
         var command = connection.CreateCommand();
         connection.InnerConnection.CreateFunction("cancel_now", () =>
         {
@@ -465,10 +453,7 @@ public class TransactionReaderTests : DatabaseTest
     [Test]
     public void The_error_of_a_failed_closing_says_what_became_of_the_transaction([Values] bool closeConnection)
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        using var connection = OpenWithRowOne(out var connectionString);
         ConnectionTests.Exec(connection, closeConnection ? "BEGIN; INSERT INTO t VALUES (100)" : "SELECT 1");
         var reader = closeConnection
             ? Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1)", CommandBehavior.CloseConnection)
@@ -494,10 +479,7 @@ public class TransactionReaderTests : DatabaseTest
     [Test]
     public void A_statement_of_a_batch_run_as_written_that_fails_when_its_reader_closes_fails_the_transactions_commit([Values] bool unitOfWork)
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        using var connection = OpenWithRowOne(out var connectionString);
         if (unitOfWork)
         {
             Should.Throw<SqliteException>(() => connection.RunInTransaction(transaction =>
@@ -530,10 +512,7 @@ public class TransactionReaderTests : DatabaseTest
     [Test]
     public void A_rollback_to_a_name_a_failed_batch_run_as_written_set_again_still_refuses_the_commit()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        using var connection = OpenWithRowOne(out var connectionString);
         var transaction = connection.BeginTransaction();
         transaction.Save("a");
         var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (2); SAVEPOINT a; INSERT INTO t VALUES (1)");
@@ -776,6 +755,16 @@ public class TransactionReaderTests : DatabaseTest
         return command.ExecuteScalar();
     }
 
+    /// <summary>An open connection to a new database whose table t (x UNIQUE) holds the row 1.</summary>
+    private SaverDbConnection OpenWithRowOne(out string connectionString)
+    {
+        connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        return connection;
+    }
+
     private static DbDataReader Reader(
         SaverDbConnection connection, SaverDbTransaction? transaction, string sql, CommandBehavior behavior = CommandBehavior.Default)
     {
@@ -828,10 +817,7 @@ public class TransactionReaderTests : DatabaseTest
     [Test]
     public void A_reader_of_a_batch_whose_first_statement_created_a_table_keeps_a_failure_on_close_from_being_committed()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
+        using var connection = OpenWithRowOne(out var connectionString);
         using var transaction = connection.BeginTransaction();
         using var command = connection.CreateCommand();
         command.CommandText = "CREATE TABLE n (x); SELECT x FROM n UNION ALL SELECT 1; INSERT INTO t VALUES (1)";
