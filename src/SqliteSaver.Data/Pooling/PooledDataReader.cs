@@ -401,11 +401,7 @@ internal sealed class PooledDataReader(
         {
             if (connection.Transaction is { } current)
             {
-                if (SaverRetryStrategy.IsTransient(error))
-                {
-                    physical.BusyInTransaction = error; // met by the unit of work's own transaction, as NoteBusyInTransaction notes
-                }
-
+                NoteBusyInTransaction(error, current);
                 current.FailedUnfinished(error, runAsWritten: statementByStatement);
                 return null;
             }
@@ -493,13 +489,13 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>
-    /// Keeps a busy error a statement met in the caller's transaction for
-    /// <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/> (see
+    /// Keeps a busy error a statement met in the caller's transaction (<paramref name="caller"/>: the reader's, unless
+    /// given) for <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/> (see
     /// <see cref="PhysicalConnection.BusyInTransaction"/>).
     /// </summary>
-    private void NoteBusyInTransaction(Exception exception)
+    private void NoteBusyInTransaction(Exception exception, SaverDbTransaction? caller = null)
     {
-        if (transaction is not null && exception is SqliteException sqlite && SaverRetryStrategy.IsTransient(sqlite))
+        if ((caller ?? transaction) is not null && exception is SqliteException sqlite && SaverRetryStrategy.IsTransient(sqlite))
         {
             physical.BusyInTransaction = sqlite;
         }
