@@ -413,6 +413,122 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     /// <summary>
+    /// A reader of a writing batch opened in a transaction begun as SQL, closed after a <c>COMMIT</c> or <c>ROLLBACK</c>
+    /// sent as SQL ended that transaction: the statements it had not reached do not run in autocommit as it closes,
+    /// each committed on its own (after the ROLLBACK too, keeping a statement of the transaction rolled back), and
+    /// Close throws, saying the batch is not whole. Before, they ran and were kept, and their errors were ignored (a
+    /// review's finding, older: Microsoft.Data.Sqlite's behaviour).
+    /// </summary>
+    [Test]
+    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_writes_nothing_outside_it([Values] bool commit)
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
+        var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (3)");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, commit ? "COMMIT" : "ROLLBACK");
+
+        var error = Should.Throw<InvalidOperationException>(reader.Dispose);
+
+        error.Message.ShouldContain("ended before the reader closed");
+        error.Message.ShouldContain("the batch is not whole");
+        reader.IsClosed.ShouldBeTrue();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(commit ? 2L : 1L); // in no transaction
+        connection.Close();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe(commit ? "1,100" : "1");
+    }
+
+    /// <summary>
+    /// As above for a statement not reached that would wait for a lock another connection holds: it does not wait,
+    /// and Close throws as above, with SQLite's busy error inside; nothing of it is kept once the lock is free.
+    /// </summary>
+    [Test]
+    public async Task A_reader_closed_after_its_transaction_begun_as_sql_ended_does_not_wait_for_a_lock_to_write_outside_it()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=60000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
+        var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "COMMIT");
+        using (HoldWriteLock())
+        {
+            var error = await Should.ThrowAsync<InvalidOperationException>(Task.Run(reader.Dispose).WaitAsync(TimeSpan.FromSeconds(30))); // not 60 s
+            error.Message.ShouldContain("the batch is not whole");
+            error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_BUSY);
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("100");
+    }
+
+    /// <summary>
+    /// A reader opened in a transaction begun as SQL, closed after that transaction ended, with nothing of its batch
+    /// left that writes (read to its end, or only reads left): Close is quiet, as before.
+    /// </summary>
+    [TestCase("INSERT INTO t VALUES (2) RETURNING x", true)]
+    [TestCase("INSERT INTO t VALUES (2); SELECT 1; SELECT 2", false)]
+    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_with_no_write_left_closes_quietly(string batch, bool readToEnd)
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        ConnectionTests.Exec(connection, "BEGIN");
+        var reader = Reader(connection, null, batch);
+        reader.Read().ShouldBeTrue();
+        if (readToEnd)
+        {
+            reader.Read().ShouldBeFalse();
+        }
+
+        ConnectionTests.Exec(connection, "COMMIT");
+
+        reader.Dispose();
+
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,2");
+    }
+
+    /// <summary>
+    /// As above, after a <c>Read</c> of the reader failed, which the caller met (and then rolled back): the statements not
+    /// reached are rolled back as above, but Close is quiet, so that a <c>using</c> block's Dispose does not replace
+    /// the error of the Read with its own.
+    /// </summary>
+    [Test]
+    public void A_reader_whose_read_failed_closes_quietly_after_its_transaction_begun_as_sql_ended()
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        connection.InnerConnection.CreateFunction("fail_at_two", (long x) => x == 2 ? throw new InvalidOperationException("two") : x);
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
+        var reader = Reader(connection, null, "SELECT fail_at_two(column1) FROM (VALUES (1), (2)); INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => reader.Read()).Message.ShouldContain("two");
+        ConnectionTests.Exec(connection, "ROLLBACK");
+
+        reader.Dispose();
+
+        reader.IsClosed.ShouldBeTrue();
+        connection.Close();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    /// <summary>
+    /// The connection's Close closes such a reader as above, but quietly, as it closes any: nothing not reached is kept.
+    /// </summary>
+    [Test]
+    public void Closing_the_connection_after_a_transaction_begun_as_sql_ended_keeps_nothing_its_open_reader_had_not_reached()
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
+        var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "COMMIT");
+
+        connection.Close();
+
+        reader.IsClosed.ShouldBeTrue();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,100");
+    }
+
+    /// <summary>
     /// A reader of a batch run as written (it holds a <c>SAVEPOINT</c>), outside a transaction, whose statement fails as
     /// it closes: Close throws the error and says that the connection is in a transaction the batch began. Before,
     /// Close ignored it, as Microsoft.Data.Sqlite's does, and the <c>SAVEPOINT</c> stayed open without a word: the

@@ -51,6 +51,10 @@ internal sealed class PooledDataReader(
     private CancellationToken _cancelled; // cancelled as a step of the reader ended (see MarkCancelled)
     private bool[]? _byValue; // per result set (see ByValue)
     private bool _onRow; // Read returned true, in this result set
+    private bool _stepFailed; // a Read or NextResult of it threw
+
+    // Opened in a transaction begun as SQL (a BEGIN sent as a command), by a batch not run as written (see FinishAfterTransactionBegunAsSqlEnded).
+    private readonly bool _inTransactionBegunAsSql = transaction is null && !statementByStatement && !openWrite && physical.InTransaction;
 
     /// <summary>The caller's transaction the command ran in, if any.</summary>
     public SaverDbTransaction? Transaction => transaction;
@@ -242,6 +246,7 @@ internal sealed class PooledDataReader(
         try
         {
             FinishInTransaction(attempt, stop);
+            FinishAfterTransactionBegunAsSqlEnded(attempt);
             return FinishUnguardedBatch(call, attempt);
         }
         finally
@@ -348,7 +353,7 @@ internal sealed class PooledDataReader(
 
         if (!physical.InTransaction)
         {
-            DiscardAfterSqliteEndedTransaction();
+            DiscardInOwnTransaction(out _); // errors ignored, as closing ignores them: the transaction refuses to commit
             return;
         }
 
@@ -362,6 +367,34 @@ internal sealed class PooledDataReader(
         {
             NoteBusyInTransaction(exception);
             transaction.FailedUnfinished(exception);
+        }
+    }
+
+    /// <summary>
+    /// Closing a reader of a writing batch opened in a transaction begun as SQL (a <c>BEGIN</c> sent as a command) that
+    /// has ended since (a <c>COMMIT</c> or <c>ROLLBACK</c> sent as a command, or SQLite rolled it back after an error):
+    /// the statements not reached would run in autocommit as the SQLite reader closes, each committed on its own, after
+    /// a <c>ROLLBACK</c> too, and their errors ignored. They run in a transaction of the reader's own instead, rolled
+    /// back at once (see <see cref="DiscardInOwnTransaction"/>). When one of them wrote or failed, Close throws: the
+    /// batch is not whole. Not once a step of the reader failed (the caller has that error, and a throw from a
+    /// <c>using</c> block's Dispose would replace it), nor for the connection's Close, which closes its readers
+    /// quietly. A transaction begun since (as SQL, or a transaction object) is not told from the one the reader was
+    /// opened in: the statements run in it, as <see cref="FinishUnguardedBatch"/> and <see cref="FinishInTransaction"/> have them.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A statement not reached wrote or failed.</exception>
+    private void FinishAfterTransactionBegunAsSqlEnded(CancellationToken? attempt)
+    {
+        if (!_inTransactionBegunAsSql || attempt is { IsCancellationRequested: true } || _endedByClose || inner.IsClosed
+            || physical.InTransaction || !CommandWrites())
+        {
+            return;
+        }
+
+        if (DiscardInOwnTransaction(out var error) && !_stepFailed && !_closedByConnection)
+        {
+            throw new InvalidOperationException(
+                "The transaction begun as SQL (a BEGIN sent as a command) that the reader's batch ran in ended before the reader closed (a COMMIT or ROLLBACK sent as a command, or SQLite rolled it back after an error), and statements of the batch not reached yet wrote or failed as the reader closed, which runs them. Outside that transaction they would have been committed each on its own, so they were rolled back: the batch is not whole, and what ran of it before went with that transaction. Read a writing batch to its end (NextResult until it returns false), or close its reader, before ending the transaction it runs in.",
+                error);
         }
     }
 
@@ -444,29 +477,51 @@ internal sealed class PooledDataReader(
     private void CloseDiscarding(CancellationToken cancelled) => Executor.CloseDiscarding(physical, inner, commandText, cancelled);
 
     /// <summary>
-    /// SQLite ended the caller's transaction itself (after an <c>ON CONFLICT ROLLBACK</c>, say): the statements not
-    /// reached would run outside it, in autocommit, as the SQLite reader closes. They run inside a transaction of the
-    /// reader's own instead, rolled back at once, without waiting for a lock; their errors are ignored, as closing
-    /// ignores them.
+    /// The transaction the reader's batch ran in has ended (SQLite ended the caller's transaction itself, after an
+    /// <c>ON CONFLICT ROLLBACK</c>, say): the statements not reached would run outside it, in autocommit, as the SQLite
+    /// reader closes. Closes the SQLite reader running them inside a transaction of the reader's own instead, rolled
+    /// back at once, without waiting for a lock.
     /// </summary>
-    private void DiscardAfterSqliteEndedTransaction()
+    /// <param name="error">The first error of a statement run so (a lock held, say), or SQLite's refusal of the BEGIN.</param>
+    /// <returns>
+    /// Whether anything was rolled back or refused: a statement run so began to write (whether or not it changed a
+    /// row), or one failed, or SQLite refused the BEGIN (an interrupt it keeps pending while a statement is active: the
+    /// statements are then not run at all, see <see cref="Executor.CloseDiscarding"/>).
+    /// </returns>
+    private bool DiscardInOwnTransaction(out SqliteException? error)
     {
+        error = null;
         try
         {
             physical.Execute("BEGIN");
         }
-        catch (SqliteException)
+        catch (SqliteException refused)
         {
-            // An interrupt SQLite keeps pending while a statement is active (a cancelled command ended the transaction)
-            // refuses the BEGIN too. The statements then run in autocommit as the SQLite reader closes, as with
-            // Microsoft.Data.Sqlite: a gap, but closing must not throw and leave the SQLite reader open.
-            inner.Close();
-            return;
+            error = refused;
+            CloseDiscarding(CancellationToken.None);
+            return true;
         }
 
         try
         {
-            CloseWithoutBusyWaits();
+            physical.SuspendBusyWaits();
+            try
+            {
+                while (inner.NextResult())
+                {
+                }
+            }
+            catch (SqliteException failed)
+            {
+                error = failed;
+            }
+            finally
+            {
+                inner.Close(); // after a failure, runs the statements after the failed one, its errors ignored
+                physical.ResumeBusyWaits();
+            }
+
+            return error is not null || ESqlite3.MayHoldWriteTransaction(physical.Handle);
         }
         finally
         {
@@ -510,7 +565,7 @@ internal sealed class PooledDataReader(
     /// reads is left as it is, and so is one whose command ends or begins transactions itself (see
     /// <see cref="CommandKind.Unprotected"/>). Once SQLite has ended the transaction itself (an <c>ON CONFLICT
     /// ROLLBACK</c>, a write that a cancellation stopped), they would run in autocommit and be kept: they run in a
-    /// transaction of the reader's own instead, rolled back at once (see <see cref="DiscardAfterSqliteEndedTransaction"/>).
+    /// transaction of the reader's own instead, rolled back at once (see <see cref="DiscardInOwnTransaction"/>).
     /// </summary>
     /// <param name="commit">
     /// Whether the transaction is about to commit: a statement's error is then thrown, so that the commit does not go
@@ -530,7 +585,7 @@ internal sealed class PooledDataReader(
         {
             if (!physical.InTransaction)
             {
-                DiscardAfterSqliteEndedTransaction(); // they would run in autocommit, and be kept
+                DiscardInOwnTransaction(out _); // they would run in autocommit, and be kept; errors ignored, as closing ignores them
                 return;
             }
 
@@ -756,6 +811,7 @@ internal sealed class PooledDataReader(
         catch (Exception exception)
         {
             RenterCalls.ExitOnThisThread();
+            _stepFailed = true;
             var endedByClose = EndedByClose(exception, call); // while the call runs: a later Close may be another renter's
             NoteBusyInTransaction(exception); // on the physical connection, and _writeFailed for a Close's Finish: both before the call ends
             RollBackIfWriteStopped(exception, read: false);
@@ -802,6 +858,7 @@ internal sealed class PooledDataReader(
         }
         catch (Exception exception)
         {
+            _stepFailed = true;
             NoteBusyInTransaction(exception);
             RollBackIfWriteStopped(exception, read: true);
             _writeFailed = openWrite;
