@@ -415,32 +415,38 @@ public class TransactionReaderTests : DatabaseTest
     /// <summary>
     /// A reader of a writing batch opened in a transaction begun as SQL, closed after a <c>COMMIT</c> or <c>ROLLBACK</c>
     /// sent as SQL ended that transaction: the statements it had not reached do not run in autocommit as it closes,
-    /// each committed on its own (after the ROLLBACK too, keeping a statement of the transaction rolled back), and
-    /// Close throws, saying the batch is not whole. Before, they ran and were kept, and their errors were ignored (a
-    /// review's finding, older: Microsoft.Data.Sqlite's behaviour).
+    /// each committed on its own (after the ROLLBACK too, keeping a statement of the transaction rolled back): SQLite
+    /// refuses their writes, and Close throws, saying the batch is not whole; the connection writes again after. Before,
+    /// they ran and were kept, and their errors were ignored (a review's finding, older: Microsoft.Data.Sqlite's
+    /// behaviour). Any write counts, one that changes no row too.
     /// </summary>
     [Test]
-    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_writes_nothing_outside_it([Values] bool commit)
+    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_writes_nothing_outside_it(
+        [Values] bool commit, [Values("INSERT INTO t VALUES (2); INSERT INTO t VALUES (3)", "DELETE FROM t WHERE x = 999")] string rest)
     {
         using var connection = OpenWithRowOne(out var connectionString);
         ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
-        var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (3)");
+        var reader = Reader(connection, null, "SELECT 1; " + rest);
         reader.Read().ShouldBeTrue();
         ConnectionTests.Exec(connection, commit ? "COMMIT" : "ROLLBACK");
 
         var error = Should.Throw<InvalidOperationException>(reader.Dispose);
 
         error.Message.ShouldContain("ended before the reader closed");
+        error.Message.ShouldContain("a statement that writes did not run");
         error.Message.ShouldContain("the batch is not whole");
+        error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_READONLY);
         reader.IsClosed.ShouldBeTrue();
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(commit ? 2L : 1L); // in no transaction
+        ConnectionTests.Scalar(connection, "PRAGMA query_only").ShouldBe(0L);
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (4); DELETE FROM t WHERE x = 4");
         connection.Close();
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe(commit ? "1,100" : "1");
     }
 
     /// <summary>
     /// As above for a statement not reached that would wait for a lock another connection holds: it does not wait,
-    /// and Close throws as above, with SQLite's busy error inside; nothing of it is kept once the lock is free.
+    /// and Close throws as above; nothing of it is kept once the lock is free.
     /// </summary>
     [Test]
     public async Task A_reader_closed_after_its_transaction_begun_as_sql_ended_does_not_wait_for_a_lock_to_write_outside_it()
@@ -457,10 +463,50 @@ public class TransactionReaderTests : DatabaseTest
         {
             var error = await Should.ThrowAsync<InvalidOperationException>(Task.Run(reader.Dispose).WaitAsync(TimeSpan.FromSeconds(30))); // not 60 s
             error.Message.ShouldContain("the batch is not whole");
-            error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_BUSY);
+            error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_READONLY);
         }
 
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("100");
+    }
+
+    /// <summary>
+    /// As above for a statement not reached that fails before any write (a function's error): Close throws as above,
+    /// saying a statement failed, with its error inside, and the write after it does not run.
+    /// </summary>
+    [Test]
+    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_says_that_a_statement_not_reached_failed()
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        connection.InnerConnection.CreateFunction<long, long>("fail", _ => throw new InvalidOperationException("failing on purpose"));
+        ConnectionTests.Exec(connection, "BEGIN");
+        var reader = Reader(connection, null, "SELECT 1; SELECT fail(1); INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "COMMIT");
+
+        var error = Should.Throw<InvalidOperationException>(reader.Dispose);
+
+        error.Message.ShouldContain("one of them failed");
+        error.Message.ShouldContain("failing on purpose");
+        error.InnerException.ShouldBeOfType<SqliteException>().Message.ShouldContain("failing on purpose");
+        connection.Close();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    /// <summary>
+    /// A renter's own <c>PRAGMA query_only = 1</c> stays set through such a closing, which refuses writes too.
+    /// </summary>
+    [Test]
+    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_leaves_query_only_as_the_renter_set_it()
+    {
+        using var connection = OpenWithRowOne(out _);
+        ConnectionTests.Exec(connection, "BEGIN");
+        var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "COMMIT; PRAGMA query_only = 1");
+
+        Should.Throw<InvalidOperationException>(reader.Dispose).Message.ShouldContain("a statement that writes did not run");
+
+        ConnectionTests.Scalar(connection, "PRAGMA query_only").ShouldBe(1L);
     }
 
     /// <summary>

@@ -13,9 +13,6 @@ internal static class ESqlite3
     /// <summary>SQLITE_TXN_NONE, what <see cref="sqlite3_txn_state"/> reports for a connection with no transaction.</summary>
     private const int TxnNone = 0;
 
-    /// <summary>SQLITE_TXN_WRITE, what <see cref="sqlite3_txn_state"/> reports for a connection that has begun to write.</summary>
-    private const int TxnWrite = 2;
-
     private static readonly Lazy<bool> IsAvailable = new(IsSqlitePclRawsLibrary);
 
     /// <summary>
@@ -45,14 +42,6 @@ internal static class ESqlite3
     /// </summary>
     public static bool HoldsTransaction(sqlite3 db)
         => Available && !db.IsClosed && sqlite3_txn_state(db.DangerousGetHandle(), IntPtr.Zero) != TxnNone;
-
-    /// <summary>
-    /// Whether an open connection holds a write transaction (a statement of it began to write, in the main database, a
-    /// temp one or an attached one); not known, and taken as yes, when this class cannot be called (see
-    /// <see cref="Available"/>).
-    /// </summary>
-    public static bool MayHoldWriteTransaction(sqlite3 db)
-        => !Available || (!db.IsClosed && sqlite3_txn_state(db.DangerousGetHandle(), IntPtr.Zero) == TxnWrite);
 
     /// <summary>
     /// For each column of the connection's one running statement (stepped and not reset: an open reader's), whether

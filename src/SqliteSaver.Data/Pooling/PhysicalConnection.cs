@@ -854,6 +854,36 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Has SQLite refuse every write on the connection, to any database (the temp one and attached ones too), with
+    /// SQLITE_READONLY before the statement takes a lock (<c>PRAGMA query_only</c>), until <see cref="AllowWrites"/>.
+    /// </summary>
+    /// <returns>Whether SQLite refused writes already (a renter set query_only): then leave it so, without <see cref="AllowWrites"/>.</returns>
+    /// <exception cref="SqliteException">SQLite refused the PRAGMA (an interrupt it keeps pending while a statement is active).</exception>
+    public bool RefuseWrites()
+    {
+        if (Read(Handle, "query_only") == "1")
+        {
+            return true;
+        }
+
+        Execute("PRAGMA query_only = 1");
+        return false;
+    }
+
+    /// <summary>
+    /// Lets SQLite write again after <see cref="RefuseWrites"/>. If SQLite refuses, the PRAGMAs are set back as the
+    /// connection goes back to the pool (see <see cref="PragmasMayHaveChanged"/>); until then the renter's writes fail
+    /// with SQLITE_READONLY, which says so.
+    /// </summary>
+    public void AllowWrites()
+    {
+        if (raw.sqlite3_exec(Handle, "PRAGMA query_only = 0") != raw.SQLITE_OK)
+        {
+            PragmasMayHaveChanged = true;
+        }
+    }
+
     /// <summary>Closes the physical connection, releasing the database file.</summary>
     public void Dispose()
     {

@@ -353,7 +353,7 @@ internal sealed class PooledDataReader(
 
         if (!physical.InTransaction)
         {
-            DiscardInOwnTransaction(out _); // errors ignored, as closing ignores them: the transaction refuses to commit
+            DiscardAfterSqliteEndedTransaction();
             return;
         }
 
@@ -374,14 +374,14 @@ internal sealed class PooledDataReader(
     /// Closing a reader of a writing batch opened in a transaction begun as SQL (a <c>BEGIN</c> sent as a command) that
     /// has ended since (a <c>COMMIT</c> or <c>ROLLBACK</c> sent as a command, or SQLite rolled it back after an error):
     /// the statements not reached would run in autocommit as the SQLite reader closes, each committed on its own, after
-    /// a <c>ROLLBACK</c> too, and their errors ignored. They run in a transaction of the reader's own instead, rolled
-    /// back at once (see <see cref="DiscardInOwnTransaction"/>). When one of them wrote or failed, Close throws: the
-    /// batch is not whole. Not once a step of the reader failed (the caller has that error, and a throw from a
-    /// <c>using</c> block's Dispose would replace it), nor for the connection's Close, which closes its readers
-    /// quietly. A transaction begun since (as SQL, or a transaction object) is not told from the one the reader was
+    /// a <c>ROLLBACK</c> too, and their errors ignored. They run with SQLite refusing every write instead (see
+    /// <see cref="CloseRefusingWrites"/>), and when one of them would write, or failed, Close throws: the batch is not
+    /// whole. Once a step of the reader failed (the caller has that error, and a throw from a <c>using</c> block's
+    /// Dispose would replace it), and for the connection's Close, which closes its readers quietly, they do not run
+    /// at all, and Close is quiet. A transaction begun since (as SQL, or a transaction object) is not told from the one the reader was
     /// opened in: the statements run in it, as <see cref="FinishUnguardedBatch"/> and <see cref="FinishInTransaction"/> have them.
     /// </summary>
-    /// <exception cref="InvalidOperationException">A statement not reached wrote or failed.</exception>
+    /// <exception cref="InvalidOperationException">A statement not reached would write, or failed.</exception>
     private void FinishAfterTransactionBegunAsSqlEnded(CancellationToken? attempt)
     {
         if (!_inTransactionBegunAsSql || attempt is { IsCancellationRequested: true } || _endedByClose || inner.IsClosed
@@ -390,10 +390,20 @@ internal sealed class PooledDataReader(
             return;
         }
 
-        if (DiscardInOwnTransaction(out var error) && !_stepFailed && !_closedByConnection)
+        if (_stepFailed || _closedByConnection)
+        {
+            CloseDiscarding(CancellationToken.None);
+            return;
+        }
+
+        if (CloseRefusingWrites() is { } error)
         {
             throw new InvalidOperationException(
-                "The transaction begun as SQL (a BEGIN sent as a command) that the reader's batch ran in ended before the reader closed (a COMMIT or ROLLBACK sent as a command, or SQLite rolled it back after an error), and statements of the batch not reached yet wrote or failed as the reader closed, which runs them. Outside that transaction they would have been committed each on its own, so they were rolled back: the batch is not whole, and what ran of it before went with that transaction. Read a writing batch to its end (NextResult until it returns false), or close its reader, before ending the transaction it runs in.",
+                "The transaction begun as SQL (a BEGIN sent as a command) that the reader's batch ran in ended before the reader closed (a COMMIT or ROLLBACK sent as a command, or SQLite rolled it back after an error), and closing runs the statements of the batch not reached yet, which would run outside it, each committed on its own. "
+                + (error.SqliteErrorCode == raw.SQLITE_READONLY
+                    ? "So SQLite refused their writes: a statement that writes did not run, nor any after it."
+                    : $"SQLite refused their writes, and one of them failed ({error.Message}): it did not run whole, nor any after it.")
+                + " The batch is not whole, and what ran of it before went with that transaction. Read a writing batch to its end (NextResult until it returns false), or close its reader, before ending the transaction it runs in.",
                 error);
         }
     }
@@ -477,55 +487,79 @@ internal sealed class PooledDataReader(
     private void CloseDiscarding(CancellationToken cancelled) => Executor.CloseDiscarding(physical, inner, commandText, cancelled);
 
     /// <summary>
-    /// The transaction the reader's batch ran in has ended (SQLite ended the caller's transaction itself, after an
-    /// <c>ON CONFLICT ROLLBACK</c>, say): the statements not reached would run outside it, in autocommit, as the SQLite
-    /// reader closes. Closes the SQLite reader running them inside a transaction of the reader's own instead, rolled
-    /// back at once, without waiting for a lock.
+    /// SQLite ended the caller's transaction itself (after an <c>ON CONFLICT ROLLBACK</c>, say): the statements not
+    /// reached would run outside it, in autocommit, as the SQLite reader closes. They run inside a transaction of the
+    /// reader's own instead, rolled back at once, without waiting for a lock; their errors are ignored, as closing
+    /// ignores them.
     /// </summary>
-    /// <param name="error">The first error of a statement run so (a lock held, say), or SQLite's refusal of the BEGIN.</param>
-    /// <returns>
-    /// Whether anything was rolled back or refused: a statement run so began to write (whether or not it changed a
-    /// row), or one failed, or SQLite refused the BEGIN (an interrupt it keeps pending while a statement is active: the
-    /// statements are then not run at all, see <see cref="Executor.CloseDiscarding"/>).
-    /// </returns>
-    private bool DiscardInOwnTransaction(out SqliteException? error)
+    private void DiscardAfterSqliteEndedTransaction()
     {
-        error = null;
         try
         {
             physical.Execute("BEGIN");
         }
-        catch (SqliteException refused)
+        catch (SqliteException)
         {
-            error = refused;
-            CloseDiscarding(CancellationToken.None);
-            return true;
+            // An interrupt SQLite keeps pending while a statement is active (a cancelled command ended the transaction)
+            // refuses the BEGIN too. The statements then run in autocommit as the SQLite reader closes, as with
+            // Microsoft.Data.Sqlite: a gap, but closing must not throw and leave the SQLite reader open.
+            inner.Close();
+            return;
         }
 
         try
         {
-            physical.SuspendBusyWaits();
-            try
-            {
-                while (inner.NextResult())
-                {
-                }
-            }
-            catch (SqliteException failed)
-            {
-                error = failed;
-            }
-            finally
-            {
-                inner.Close(); // after a failure, runs the statements after the failed one, its errors ignored
-                physical.ResumeBusyWaits();
-            }
-
-            return error is not null || ESqlite3.MayHoldWriteTransaction(physical.Handle);
+            CloseWithoutBusyWaits();
         }
         finally
         {
             physical.TryRollback();
+        }
+    }
+
+    /// <summary>
+    /// Closes the SQLite reader, running its statements not reached yet with SQLite refusing every write (see
+    /// <see cref="PhysicalConnection.RefuseWrites"/>), so that none of them changes anything: a write fails at once
+    /// with SQLITE_READONLY, without waiting for a lock, and stops them, as any failed statement does (the SQLite
+    /// reader runs nothing after it). A read runs, and waits for a lock, as it would.
+    /// </summary>
+    /// <returns>
+    /// The error of the statement that failed (SQLITE_READONLY: one that writes), if any; or SQLite's refusal to
+    /// refuse writes (an interrupt it keeps pending while a statement is active), the statements then closed without
+    /// running (see <see cref="Executor.CloseDiscarding"/>).
+    /// </returns>
+    private SqliteException? CloseRefusingWrites()
+    {
+        bool refusedAlready;
+        try
+        {
+            refusedAlready = physical.RefuseWrites();
+        }
+        catch (SqliteException refused)
+        {
+            CloseDiscarding(CancellationToken.None);
+            return refused;
+        }
+
+        try
+        {
+            while (inner.NextResult())
+            {
+            }
+
+            return null;
+        }
+        catch (SqliteException failed)
+        {
+            return failed;
+        }
+        finally
+        {
+            inner.Close();
+            if (!refusedAlready)
+            {
+                physical.AllowWrites();
+            }
         }
     }
 
@@ -565,7 +599,7 @@ internal sealed class PooledDataReader(
     /// reads is left as it is, and so is one whose command ends or begins transactions itself (see
     /// <see cref="CommandKind.Unprotected"/>). Once SQLite has ended the transaction itself (an <c>ON CONFLICT
     /// ROLLBACK</c>, a write that a cancellation stopped), they would run in autocommit and be kept: they run in a
-    /// transaction of the reader's own instead, rolled back at once (see <see cref="DiscardInOwnTransaction"/>).
+    /// transaction of the reader's own instead, rolled back at once (see <see cref="DiscardAfterSqliteEndedTransaction"/>).
     /// </summary>
     /// <param name="commit">
     /// Whether the transaction is about to commit: a statement's error is then thrown, so that the commit does not go
@@ -585,7 +619,7 @@ internal sealed class PooledDataReader(
         {
             if (!physical.InTransaction)
             {
-                DiscardInOwnTransaction(out _); // they would run in autocommit, and be kept; errors ignored, as closing ignores them
+                DiscardAfterSqliteEndedTransaction(); // they would run in autocommit, and be kept
                 return;
             }
 
