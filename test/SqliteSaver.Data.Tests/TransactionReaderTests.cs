@@ -445,6 +445,36 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above for a <c>NextResult</c> (or <c>NextResultAsync</c>, as Dapper's grid reader calls) after the transaction
+    /// ended: a read runs, as it would, but a statement that writes does not run outside the transaction; NextResult
+    /// throws, saying the batch is not whole, and the reader's Close is quiet after it. Before, it ran in autocommit.
+    /// </summary>
+    [Test]
+    public async Task A_next_result_after_the_transaction_begun_as_sql_ended_writes_nothing_outside_it([Values] bool async)
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
+        var reader = Reader(connection, null, "SELECT 1; SELECT 2; INSERT INTO t VALUES (2); SELECT 3");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "ROLLBACK");
+        (async ? await reader.NextResultAsync() : reader.NextResult()).ShouldBeTrue();
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(2L);
+
+        var error = async
+            ? await Should.ThrowAsync<InvalidOperationException>(reader.NextResultAsync())
+            : Should.Throw<InvalidOperationException>(() => reader.NextResult());
+
+        error.Message.ShouldContain("a statement that writes did not run");
+        error.Message.ShouldContain("the batch is not whole");
+        error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_READONLY);
+        reader.Dispose();
+        ConnectionTests.Scalar(connection, "PRAGMA query_only").ShouldBe(0L);
+        connection.Close();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    /// <summary>
     /// As above for a statement not reached that would wait for a lock another connection holds: it does not wait,
     /// and Close throws as above; nothing of it is kept once the lock is free.
     /// </summary>

@@ -384,8 +384,7 @@ internal sealed class PooledDataReader(
     /// <exception cref="InvalidOperationException">A statement not reached would write, or failed.</exception>
     private void FinishAfterTransactionBegunAsSqlEnded(CancellationToken? attempt)
     {
-        if (!_inTransactionBegunAsSql || attempt is { IsCancellationRequested: true } || _endedByClose || inner.IsClosed
-            || physical.InTransaction || !CommandWrites())
+        if (attempt is { IsCancellationRequested: true } || _endedByClose || inner.IsClosed || !TransactionBegunAsSqlEnded())
         {
             return;
         }
@@ -398,15 +397,34 @@ internal sealed class PooledDataReader(
 
         if (CloseRefusingWrites() is { } error)
         {
-            throw new InvalidOperationException(
-                "The transaction begun as SQL (a BEGIN sent as a command) that the reader's batch ran in ended before the reader closed (a COMMIT or ROLLBACK sent as a command, or SQLite rolled it back after an error), and closing runs the statements of the batch not reached yet, which would run outside it, each committed on its own. "
-                + (error.SqliteErrorCode == raw.SQLITE_READONLY
-                    ? "So SQLite refused their writes: a statement that writes did not run, nor any after it."
-                    : $"SQLite refused their writes, and one of them failed ({error.Message}): it did not run whole, nor any after it.")
-                + " The batch is not whole, and what ran of it before went with that transaction. Read a writing batch to its end (NextResult until it returns false), or close its reader, before ending the transaction it runs in.",
-                error);
+            throw RunAfterTransactionEnded(error, closing: true);
         }
     }
+
+    /// <summary>
+    /// Whether the reader's command writes and was opened in a transaction begun as SQL (a <c>BEGIN</c> sent as a
+    /// command) that has ended since, with the connection in no transaction now: its statements not reached would run
+    /// in autocommit (see <see cref="FinishAfterTransactionBegunAsSqlEnded"/>).
+    /// </summary>
+    private bool TransactionBegunAsSqlEnded() => _inTransactionBegunAsSql && !physical.InTransaction && CommandWrites();
+
+    /// <summary>
+    /// What a closing (<paramref name="closing"/>) or NextResult throws once a statement it ran after the reader's
+    /// transaction begun as SQL ended failed with <paramref name="error"/>: SQLITE_READONLY, as SQLite refused its
+    /// write (see <see cref="PhysicalConnection.RefuseWrites"/>), or another error.
+    /// </summary>
+    private static InvalidOperationException RunAfterTransactionEnded(SqliteException error, bool closing)
+        => new(
+            "The transaction begun as SQL (a BEGIN sent as a command) that the reader's batch ran in "
+            + (closing ? "ended before the reader closed" : "has ended")
+            + " (a COMMIT or ROLLBACK sent as a command, or SQLite rolled it back after an error), and "
+            + (closing ? "closing runs the statements of the batch not reached yet" : "NextResult runs the batch's next statement")
+            + ", which would run outside it, each committed on its own. "
+            + (error.SqliteErrorCode == raw.SQLITE_READONLY
+                ? "So SQLite refused their writes: a statement that writes did not run, nor any after it."
+                : $"SQLite refused their writes, and one of them failed ({error.Message}): it did not run whole, nor any after it.")
+            + " The batch is not whole, and what ran of it before went with that transaction. Read a writing batch to its end (NextResult until it returns false), or close its reader, before ending the transaction it runs in.",
+            error);
 
     /// <summary>
     /// Closing a reader of a batch whose statements not reached <see cref="FinishInTransaction"/> leaves to the SQLite
@@ -838,7 +856,7 @@ internal sealed class PooledDataReader(
         bool result;
         try
         {
-            result = Step(read: false, stop, token);
+            result = StepToNextStatement(stop, token);
             _result += result ? 1 : 0;
             physical.StoppedByProgressHandler = false; // as RollBackIfWriteStopped does
         }
@@ -872,6 +890,37 @@ internal sealed class PooledDataReader(
         RenterCalls.ExitOnThisThread();
         command.EndRunning(physical);
         return result;
+    }
+
+    /// <summary>
+    /// NextResult's <see cref="Step"/>; once the transaction begun as SQL the reader was opened in has ended (see
+    /// <see cref="TransactionBegunAsSqlEnded"/>), with SQLite refusing writes, as a closing runs the statements then: a
+    /// read runs, as it would; a statement that writes does not run outside that transaction.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A statement that writes did not run.</exception>
+    private bool StepToNextStatement(CancellationToken stop, CancellationToken token)
+    {
+        if (!TransactionBegunAsSqlEnded())
+        {
+            return Step(read: false, stop, token);
+        }
+
+        var refusedAlready = physical.RefuseWrites();
+        try
+        {
+            return Step(read: false, stop, token);
+        }
+        catch (SqliteException refused) when (refused.SqliteErrorCode == raw.SQLITE_READONLY)
+        {
+            throw RunAfterTransactionEnded(refused, closing: false);
+        }
+        finally
+        {
+            if (!refusedAlready)
+            {
+                physical.AllowWrites();
+            }
+        }
     }
 
     public override bool Read()
