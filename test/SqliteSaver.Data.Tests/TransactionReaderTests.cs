@@ -500,25 +500,68 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     /// <summary>
-    /// As above for a statement not reached that fails before any write (a function's error): Close throws as above,
-    /// saying a statement failed, with its error inside, and the write after it does not run.
+    /// As above for a statement not reached that fails before any write (a function's error, or a <c>Cancel()</c> that
+    /// stops it): Close throws as above, saying which, with its error inside, and the write after it does not run.
     /// </summary>
     [Test]
-    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_says_that_a_statement_not_reached_failed()
+    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_says_that_a_statement_not_reached_failed([Values] bool cancelled)
     {
         using var connection = OpenWithRowOne(out var connectionString);
-        connection.InnerConnection.CreateFunction<long, long>("fail", _ => throw new InvalidOperationException("failing on purpose"));
+        var command = connection.CreateCommand();
+        connection.InnerConnection.CreateFunction<long, long>("fail", _ => cancelled ? Cancelled(command) : throw new InvalidOperationException("failing on purpose"));
         ConnectionTests.Exec(connection, "BEGIN");
-        var reader = Reader(connection, null, "SELECT 1; SELECT fail(1); INSERT INTO t VALUES (2)");
+        command.CommandText = "SELECT 1; SELECT count(fail(1)) FROM t, t AS u, t AS v, t AS w, t AS z; INSERT INTO t VALUES (2)";
+        var reader = command.ExecuteReader();
         reader.Read().ShouldBeTrue();
         ConnectionTests.Exec(connection, "COMMIT");
 
         var error = Should.Throw<InvalidOperationException>(reader.Dispose);
 
-        error.Message.ShouldContain("one of them failed");
-        error.Message.ShouldContain("failing on purpose");
-        error.InnerException.ShouldBeOfType<SqliteException>().Message.ShouldContain("failing on purpose");
+        error.Message.ShouldContain(cancelled ? "one of them was stopped by Cancel()" : "one of them failed (");
+        error.Message.ShouldNotContain("refused their writes");
+        error.InnerException.ShouldBeOfType<SqliteException>().Message.ShouldContain(cancelled ? "interrupted" : "failing on purpose");
         connection.Close();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+
+        static long Cancelled(DbCommand command)
+        {
+            command.Cancel();
+            return 0;
+        }
+    }
+
+    /// <summary>
+    /// As above for a statement not reached that a Close of the connection on another thread stops (it interrupts the
+    /// renter's calls): the reader's Close is quiet, as for any statement that Close ends, and nothing is kept (a
+    /// review's finding: it threw, saying a statement failed).
+    /// </summary>
+    [Test]
+    public async Task A_reader_closed_after_its_transaction_begun_as_sql_ended_is_quiet_when_the_connections_close_stops_it()
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        using var running = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction<long, long>("running", x =>
+        {
+            running.Set();
+            return x;
+        });
+        ConnectionTests.Exec(connection, "BEGIN");
+        var reader = Reader(
+            connection,
+            null,
+            "SELECT 1; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(running(x)) FROM c; INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "COMMIT");
+        var closer = Task.Run(() =>
+        {
+            running.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue(); // the endless count runs as the reader closes
+            connection.Close();
+        });
+
+        Should.NotThrow(reader.Dispose);
+
+        await closer.WaitAsync(TimeSpan.FromSeconds(30));
+        connection.State.ShouldBe(ConnectionState.Closed);
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
     }
 

@@ -246,7 +246,7 @@ internal sealed class PooledDataReader(
         try
         {
             FinishInTransaction(attempt, stop);
-            FinishAfterTransactionBegunAsSqlEnded(attempt);
+            FinishAfterTransactionBegunAsSqlEnded(call, attempt);
             return FinishUnguardedBatch(call, attempt);
         }
         finally
@@ -378,11 +378,11 @@ internal sealed class PooledDataReader(
     /// <see cref="CloseRefusingWrites"/>), and when one of them would write, or failed, Close throws: the batch is not
     /// whole. Once a step of the reader failed (the caller has that error, and a throw from a <c>using</c> block's
     /// Dispose would replace it), and for the connection's Close, which closes its readers quietly, they do not run
-    /// at all, and Close is quiet. A transaction begun since (as SQL, or a transaction object) is not told from the one the reader was
+    /// at all, and Close is quiet; quiet too when a Close of the connection (on another thread) stopped one. A transaction begun since (as SQL, or a transaction object) is not told from the one the reader was
     /// opened in: the statements run in it, as <see cref="FinishUnguardedBatch"/> and <see cref="FinishInTransaction"/> have them.
     /// </summary>
     /// <exception cref="InvalidOperationException">A statement not reached would write, or failed.</exception>
-    private void FinishAfterTransactionBegunAsSqlEnded(CancellationToken? attempt)
+    private void FinishAfterTransactionBegunAsSqlEnded(CancellationTokenSource call, CancellationToken? attempt)
     {
         if (attempt is { IsCancellationRequested: true } || _endedByClose || inner.IsClosed || !TransactionBegunAsSqlEnded())
         {
@@ -395,7 +395,7 @@ internal sealed class PooledDataReader(
             return;
         }
 
-        if (CloseRefusingWrites() is { } error)
+        if (CloseRefusingWrites() is { } error && EndedByClose(error, call) is null) // the connection's Close is quiet
         {
             throw RunAfterTransactionEnded(error, closing: true);
         }
@@ -411,7 +411,8 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// What a closing (<paramref name="closing"/>) or NextResult throws once a statement it ran after the reader's
     /// transaction begun as SQL ended failed with <paramref name="error"/>: SQLITE_READONLY, as SQLite refused its
-    /// write (see <see cref="PhysicalConnection.RefuseWrites"/>), or another error.
+    /// write (see <see cref="PhysicalConnection.RefuseWrites"/>), SQLITE_INTERRUPT, as <see cref="SaverDbCommand.Cancel"/>
+    /// stopped it, or another error.
     /// </summary>
     private static InvalidOperationException RunAfterTransactionEnded(SqliteException error, bool closing)
         => new(
@@ -419,10 +420,12 @@ internal sealed class PooledDataReader(
             + (closing ? "ended before the reader closed" : "has ended")
             + " (a COMMIT or ROLLBACK sent as a command, or SQLite rolled it back after an error), and "
             + (closing ? "closing runs the statements of the batch not reached yet" : "NextResult runs the batch's next statement")
-            + ", which would run outside it, each committed on its own. "
+            + ", which would run outside it, each committed on its own: "
             + (error.SqliteErrorCode == raw.SQLITE_READONLY
-                ? "So SQLite refused their writes: a statement that writes did not run, nor any after it."
-                : $"SQLite refused their writes, and one of them failed ({error.Message}): it did not run whole, nor any after it.")
+                ? "SQLite refused their writes, so a statement that writes did not run, nor any after it."
+                : "they ran with SQLite refusing writes, and one of them "
+                    + (error.SqliteErrorCode == raw.SQLITE_INTERRUPT ? "was stopped by Cancel()" : $"failed ({error.Message})")
+                    + ": it did not run whole, nor any after it.")
             + " The batch is not whole, and what ran of it before went with that transaction. Read a writing batch to its end (NextResult until it returns false), or close its reader, before ending the transaction it runs in.",
             error);
 
