@@ -378,8 +378,9 @@ internal sealed class PooledDataReader(
     /// <see cref="CloseRefusingWrites"/>), and when one of them would write, or failed, Close throws: the batch is not
     /// whole. Once a step of the reader failed (the caller has that error, and a throw from a <c>using</c> block's
     /// Dispose would replace it), and for the connection's Close, which closes its readers quietly, they do not run
-    /// at all, and Close is quiet; quiet too when a Close of the connection (on another thread) stopped one. A transaction begun since (as SQL, or a transaction object) is not told from the one the reader was
-    /// opened in: the statements run in it, as <see cref="FinishUnguardedBatch"/> and <see cref="FinishInTransaction"/> have them.
+    /// at all, and Close is quiet; quiet too when a Close of the connection (on another thread) stopped one. A
+    /// transaction begun since (as SQL, or a transaction object) is not told from the one the reader was opened in:
+    /// the statements run in it, as <see cref="FinishUnguardedBatch"/> and <see cref="FinishInTransaction"/> have them.
     /// </summary>
     /// <exception cref="InvalidOperationException">A statement not reached would write, or failed.</exception>
     private void FinishAfterTransactionBegunAsSqlEnded(CancellationTokenSource call, CancellationToken? attempt)
