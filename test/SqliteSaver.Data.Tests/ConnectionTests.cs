@@ -415,6 +415,42 @@ public class ConnectionTests : DatabaseTest
         Scalar(next, "SELECT value FROM answer").ShouldBe(42L);
     }
 
+    /// <summary>
+    /// A renter that removes the temporary view and trigger the connection initializer made (by dropping them, or by
+    /// setting temp_store, which makes SQLite drop every temporary object) does not hand the connection on without
+    /// them: it is replaced, and the initializer makes them again. Before, with no temporary object left, the
+    /// connection counted as clean, and later renters silently worked without them (an unaudited insert, say; a
+    /// review's finding).
+    /// </summary>
+    [Test]
+    public void A_renter_that_removes_the_temporary_objects_of_the_connection_initializer_does_not_take_them_from_the_next_renter(
+        [Values("DROP VIEW temp.answer; DROP TRIGGER temp.audit_t", "PRAGMA temp_store = MEMORY")] string removal)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); CREATE TABLE audit (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString)
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "CREATE TEMP VIEW answer AS SELECT 42 AS value; CREATE TEMP TRIGGER audit_t AFTER INSERT ON main.t BEGIN INSERT INTO audit VALUES (new.x); END";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        SqliteConnection inner;
+        using (var connection = dataSource.OpenConnection())
+        {
+            inner = connection.InnerConnection;
+            Exec(connection, "INSERT INTO t VALUES (1)");
+            Exec(connection, removal);
+        }
+
+        using var next = dataSource.OpenConnection();
+        next.InnerConnection.ShouldNotBeSameAs(inner);
+        Scalar(next, "SELECT value FROM answer").ShouldBe(42L);
+        Exec(next, "INSERT INTO t VALUES (2)");
+        Scalar(next, "SELECT group_concat(x) FROM audit").ShouldBe("1,2");
+    }
+
     [Test]
     public void Rows_a_renter_left_in_a_temporary_table_of_the_connection_initializer_do_not_reach_the_next_renter()
     {

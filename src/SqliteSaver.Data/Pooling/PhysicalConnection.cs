@@ -22,6 +22,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _hasTempTables;
     private readonly sqlite3_stmt _tempSchemaVersion;
     private long _initialTempSchemaVersion; // the temp schema as opening and the connection initializer left it
+    private bool _initialTempObjects; // the connection initializer left temporary objects
     private readonly sqlite3_stmt _hasAttachedDatabases;
     private readonly Action<int> _committed;
     private string _restorePragmaSql = string.Empty;
@@ -737,10 +738,10 @@ internal sealed partial class PhysicalConnection : IDisposable
                 RememberPragmas(); // what the renter set through the inner connection stays, as documented
             }
 
-            whyNot = checkTemp && HasTempObjectsOfRenters() ? "it holds TEMP tables, views or triggers a renter made"
-                : checkAttached && HasAttachedDatabases() ? "it has attached databases"
-                : HoldsReadTransaction() ? "something left open (a stream from GetStream, a reader on InnerConnection) keeps its read snapshot"
-                : null;
+            whyNot = (checkTemp ? TempObjectsChangedByRenter() : null)
+                ?? (checkAttached && HasAttachedDatabases() ? "it has attached databases"
+                    : HoldsReadTransaction() ? "something left open (a stream from GetStream, a reader on InnerConnection) keeps its read snapshot"
+                    : null);
             return whyNot is null;
         }
         catch (SqliteException failure)
@@ -931,16 +932,24 @@ internal sealed partial class PhysicalConnection : IDisposable
 
     /// <summary>
     /// Remembers the temporary schema as opening and the connection initializer left it, so that temporary objects the
-    /// initializer made do not count as a renter's (<see cref="HasTempObjectsOfRenters"/>).
+    /// initializer made do not count as a renter's, and one that took them away is seen (<see cref="TempObjectsChangedByRenter"/>).
     /// </summary>
-    public void RememberTempSchema() => _initialTempSchemaVersion = TempSchemaVersion();
+    public void RememberTempSchema()
+    {
+        _initialTempSchemaVersion = TempSchemaVersion();
+        _initialTempObjects = Exists(_hasTempObjects);
+    }
 
     /// <summary>
-    /// Whether temporary objects are there that a renter may have made or filled: some are, and the temporary schema
-    /// changed since <see cref="RememberTempSchema"/> or one is a table (the initializer's too: it may hold a renter's rows).
+    /// Why the temporary objects keep the connection from its next renter, if they do: some are there that a renter
+    /// may have made or filled (the temporary schema changed since <see cref="RememberTempSchema"/>, or one is a table,
+    /// the initializer's too: it may hold a renter's rows); or none is, though the initializer made some, which a
+    /// renter dropped (or set temp_store, which makes SQLite drop them all), and the next renter would go without.
     /// </summary>
-    private bool HasTempObjectsOfRenters()
-        => Exists(_hasTempObjects) && (TempSchemaVersion() != _initialTempSchemaVersion || Exists(_hasTempTables));
+    private string? TempObjectsChangedByRenter()
+        => Exists(_hasTempObjects)
+            ? TempSchemaVersion() != _initialTempSchemaVersion || Exists(_hasTempTables) ? "it holds TEMP tables, views or triggers a renter made" : null
+            : _initialTempObjects && TempSchemaVersion() != _initialTempSchemaVersion ? "a renter took away TEMP views or triggers the connection initializer made" : null;
 
     private long TempSchemaVersion()
     {
