@@ -215,14 +215,16 @@ public static class CheckpointExtensions
                 Error(handle, rc));
         }
 
-        if (rc != raw.SQLITE_BUSY && raw.sqlite3_db_readonly(handle, "main") == 1
+        if (raw.sqlite3_db_readonly(handle, "main") == 1
             && (rc != raw.SQLITE_OK || logFrames != -1 || JournalModeIsWal(handle)))
         {
             // SQLite answers a disk I/O error, which says nothing of the cause, when the WAL has frames to copy, and
-            // nothing when it has none: refused either way, so that code which checkpoints there fails at once.
+            // nothing when it has none; SQLITE_BUSY while another connection's checkpoint holds the checkpoint lock,
+            // which polling for would only end in busy: refused in each case, so that code which checkpoints there
+            // fails at once.
             throw new InvalidOperationException(
                 "A checkpoint cannot run on a connection that opened the database read-only (Mode=ReadOnly, mode=ro, or a file it may not write): it writes the database file. Run it on a read-write connection.",
-                rc == raw.SQLITE_OK ? null : Error(handle, rc));
+                rc is raw.SQLITE_OK or raw.SQLITE_BUSY ? null : Error(handle, rc));
         }
 
         if (rc != raw.SQLITE_BUSY)

@@ -178,6 +178,40 @@ public class CheckpointTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above while another connection's checkpoint holds SQLite's checkpoint lock, which answers SQLITE_BUSY before
+    /// the read-only connection could fail: refused at once too. Before, the call polled up to its busy timeout and
+    /// came back busy, and code that tries again on busy never ended (a review's finding).
+    /// </summary>
+    [Test]
+    public async Task A_checkpoint_on_a_read_only_connection_is_refused_while_another_checkpoint_runs()
+    {
+        var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Mode=ReadOnly;Busy Timeout=60000;Checkpoint Interval=0"));
+        using var connection = dataSource.OpenConnection();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
+        using var other = Plain(busyTimeout: 60000);
+        using var probe = Plain(busyTimeout: 0);
+        var writer = Plain(busyTimeout: 0);
+        Plain(writer, "BEGIN IMMEDIATE");
+        var full = Task.Factory.StartNew(() => other.Checkpoint(CheckpointMode.Full), TaskCreationOptions.LongRunning); // holds the checkpoint lock
+        try
+        {
+            Wait.Until(() => probe.Checkpoint() == new CheckpointResult(true, -1, -1));
+
+            var refused = await Should.ThrowAsync<InvalidOperationException>(Task.Run(() => connection.Checkpoint(CheckpointMode.Passive)).WaitAsync(TimeSpan.FromSeconds(30))); // not 60 s
+            refused.Message.ShouldContain("read-only");
+            (await Should.ThrowAsync<InvalidOperationException>(Task.Run(() => dataSource.Checkpoint(CheckpointMode.Passive)).WaitAsync(TimeSpan.FromSeconds(30))))
+                .Message.ShouldContain("read-only");
+        }
+        finally
+        {
+            writer.Dispose(); // rolls back: the FULL checkpoint goes on
+            full.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        }
+    }
+
+    /// <summary>
     /// A checkpoint on a read-only connection to a database not in WAL mode answers -1 frames, as SQLite does, even
     /// when the connection has not read the schema yet and another connection holds the file's lock, so that learning
     /// the journal mode (to refuse a read-only WAL database) cannot be done: before, that threw SQLITE_BUSY (a review).
