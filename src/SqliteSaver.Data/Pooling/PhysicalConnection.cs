@@ -947,9 +947,18 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// renter dropped (or set temp_store, which makes SQLite drop them all), and the next renter would go without.
     /// </summary>
     private string? TempObjectsChangedByRenter()
-        => Exists(_hasTempObjects)
-            ? TempSchemaVersion() != _initialTempSchemaVersion || Exists(_hasTempTables) ? "it holds TEMP tables, views or triggers a renter made" : null
-            : _initialTempObjects && TempSchemaVersion() != _initialTempSchemaVersion ? "a renter took away TEMP views or triggers the connection initializer made" : null;
+    {
+        if (Exists(_hasTempObjects))
+        {
+            return TempSchemaVersion() != _initialTempSchemaVersion || Exists(_hasTempTables)
+                ? "it holds TEMP tables, views or triggers a renter made"
+                : null;
+        }
+
+        return _initialTempObjects && TempSchemaVersion() != _initialTempSchemaVersion
+            ? "a renter took away TEMP views or triggers the connection initializer made"
+            : null;
+    }
 
     private long TempSchemaVersion()
     {
