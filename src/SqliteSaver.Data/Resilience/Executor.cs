@@ -612,6 +612,18 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
     }
 
+    /// <summary>
+    /// What a write throws for SQLITE_LOCKED (its primary code alone: not a shared cache's lock, SQLITE_LOCKED_SHAREDCACHE)
+    /// while another statement of the connection's renter is active (an open reader): that statement holds the table
+    /// the write changes ("database table is locked", a <c>DROP TABLE</c> of the table a reader reads), and no wait can
+    /// cure it while it stays open. Not a <see cref="SqliteException"/>, which a strategy would try again with backoff,
+    /// holding the write gate all along, as for SQLITE_BUSY_SNAPSHOT (see <see cref="BeginImmediateCore"/>).
+    /// </summary>
+    private static InvalidOperationException LockedByOwnStatement(SqliteException locked)
+        => new(
+            $"{locked.Message} A statement still open on this connection (a reader not read to its end, say) uses what this write changes, so it cannot run until that statement is closed; waiting cannot help, so it was not tried again. Read the reader to its end or dispose it before writing.",
+            locked);
+
     /// <summary>No delay for the first tries, then 1 ms, then 2 ms.</summary>
     private static int LockPollDelay(int tries) => tries < 4 ? 0 : tries < 20 ? 1 : 2;
 
@@ -772,6 +784,12 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             {
                 if (physical.TryRollback())
                 {
+                    if (error is SqliteException { SqliteErrorCode: raw.SQLITE_LOCKED, SqliteExtendedErrorCode: raw.SQLITE_LOCKED } locked
+                        && physical.OthersActive(ownReader: false))
+                    {
+                        throw LockedByOwnStatement(locked);
+                    }
+
                     throw;
                 }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 using SqliteSaver.Data.Resilience;
 using SqliteSaver.Data.Tests.Pooling;
@@ -209,6 +210,38 @@ public class GateSafetyTests : DatabaseTest
         reader.Dispose();
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES (6)");
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1,2,3,5,6");
+    }
+
+    /// <summary>
+    /// A write that its own connection's open reader keeps from running (SQLITE_LOCKED: "database table is locked",
+    /// a DROP TABLE of the table the reader reads) fails at once, as no wait can cure it while the reader stays open:
+    /// on a clock that never moves, a backoff before another attempt would never end. Before, it was retried with
+    /// backoff, holding the process's write gate all along (a review's finding).
+    /// </summary>
+    [Test]
+    public async Task A_write_its_own_open_reader_locks_fails_at_once_and_leaves_the_gate_to_others()
+    {
+        var connectionString = Folder.ConnectionString("Retry=3;Base Delay=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(new FakeTimeProvider()).Build();
+        using var connection = dataSource.OpenConnection();
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT x FROM t";
+        var reader = select.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        var error = await Should.ThrowAsync<InvalidOperationException>(
+            Task.Run(() => ConnectionTests.Exec(connection, "DROP TABLE t")).WaitAsync(TimeSpan.FromSeconds(30)));
+
+        error.Message.ShouldContain("open on this connection");
+        error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_LOCKED);
+        using (var other = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(other, "INSERT INTO t VALUES (3)"); // the gate is free for the process's other writers
+        }
+
+        reader.Dispose();
+        ConnectionTests.Exec(connection, "DROP TABLE t");
     }
 
     [Test]
