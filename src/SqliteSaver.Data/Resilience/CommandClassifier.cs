@@ -12,7 +12,7 @@ namespace SqliteSaver.Data.Resilience;
 /// first statements and not cached, nor text whose only writes may be hidden by the schema of the moment (see
 /// <see cref="MayWriteLater"/>), nor text that writes only the connection's own temp database. A PRAGMA is not
 /// prepared, nor an <c>EXPLAIN</c> of one: SQLite applies many settings as it compiles them, before the command runs
-/// or even if it never does.
+/// or even if it never does. The <c>EXPLAIN</c> of another statement reads: it runs nothing of that statement.
 /// </summary>
 internal sealed class CommandClassifier
 {
@@ -128,8 +128,9 @@ internal sealed class CommandClassifier
                 {
                     standalone = true;
                 }
-                else if (raw.sqlite3_stmt_readonly(statement) == 0)
+                else if (raw.sqlite3_stmt_readonly(statement) == 0 && !Ascii.EqualsIgnoreCase(FirstWord(text), "EXPLAIN"))
                 {
+                    // SQLite calls the EXPLAIN of a write not read-only, though it only lists the program.
                     writingResults |= result < 0 ? 0 : 1UL << Math.Min(result, 63);
                     if (WritesOnlyTemp(db, text))
                     {
