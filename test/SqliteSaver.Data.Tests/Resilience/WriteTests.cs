@@ -663,7 +663,7 @@ public class WriteTests : DatabaseTest
         waited.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(900));
         waited.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // well inside the first attempt's Busy Timeout
         error.SqliteErrorCode.ShouldBe(5);
-        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        error.Message.ShouldContain("the command's CommandTimeout is 1 s");
         SaverRetryStrategy.IsTransient(error).ShouldBeFalse(); // its time is spent: no strategy runs it again
     }
 
@@ -673,7 +673,7 @@ public class WriteTests : DatabaseTest
         var (error, waited) = await WriteWithCommandTimeout1AgainstAHeldLock("Busy Timeout=300;Retry=20;Base Delay=0.05;Max Delay=0.1", async: false);
 
         waited.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // 21 attempts of 300 ms would take over 6 s
-        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        error.Message.ShouldContain("the command's CommandTimeout is 1 s");
     }
 
     [Test]
@@ -683,7 +683,7 @@ public class WriteTests : DatabaseTest
         var (error, waited) = await WriteWithCommandTimeout1AgainstAHeldLock("Busy Timeout=0;Retry=100;Base Delay=0.05;Max Delay=0.05;Jitter=0", async);
 
         waited.ShouldBeLessThan(TimeSpan.FromSeconds(3), error.Message); // a read with the same settings stops after 1 s
-        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        error.Message.ShouldContain("the command's CommandTimeout is 1 s");
         SaverRetryStrategy.IsTransient(error).ShouldBeFalse();
     }
 
@@ -712,7 +712,7 @@ public class WriteTests : DatabaseTest
 
         waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // 21 attempts of 300 ms would take over 6 s
         error.SqliteErrorCode.ShouldBe(5);
-        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        error.Message.ShouldContain("the command's CommandTimeout is 1 s");
     }
 
     [Test]
@@ -731,7 +731,7 @@ public class WriteTests : DatabaseTest
 
         waited.Elapsed.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(900));
         waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // Busy Timeout is 5 s
-        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        error.Message.ShouldContain("the command's CommandTimeout is 1 s");
         connection.State.ShouldBe(System.Data.ConnectionState.Open);
         SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
     }
@@ -1044,7 +1044,7 @@ public class WriteTests : DatabaseTest
         // Timeout, and the policy waits what is left of the second, not its 10 s delay.
         error.SqliteErrorCode.ShouldBe(5);
         waited.ShouldBeLessThan(TimeSpan.FromSeconds(4));
-        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        error.Message.ShouldContain("the command's CommandTimeout is 1 s");
     }
 
     [Test]
@@ -1064,7 +1064,7 @@ public class WriteTests : DatabaseTest
         // already waiting is not cut short, so one Busy Timeout past the CommandTimeout is allowed.
         error.SqliteErrorCode.ShouldBe(5);
         waited.ShouldBeLessThan(TimeSpan.FromMilliseconds(2500));
-        error.Message.ShouldContain("whole CommandTimeout of 1 s");
+        error.Message.ShouldContain("the command's CommandTimeout is 1 s");
     }
 
     private static long ThrowBusy() => throw new SqliteException("SQLite Error 5: 'database is locked'.", 5);
