@@ -960,6 +960,9 @@ internal sealed partial class PhysicalConnection : IDisposable
             : null;
     }
 
+    /// <summary>Whether the connection's temp database holds any table, view, index or trigger (yes when SQLite cannot say).</summary>
+    public bool HasTempObjects() => Exists(_hasTempObjects);
+
     private long TempSchemaVersion()
     {
         var rc = raw.sqlite3_step(_tempSchemaVersion);

@@ -53,12 +53,13 @@ internal sealed class CommandClassifier
     /// SQLite's error for a first statement that cannot be prepared against the schema of the moment (a syntax error,
     /// an unknown table), with which the command fails before it runs anything; such text counts as a write, as text
     /// that cannot all be prepared yet does. <paramref name="final"/> says whether the text is classified for good, as
-    /// the cache keeps it (whether or not the cache had room for it).
+    /// the cache keeps it (whether or not the cache had room for it). Without <paramref name="cached"/> the text is
+    /// prepared again whatever the cache holds (see <see cref="Executor"/>'s use on a connection with temporary objects).
     /// </summary>
-    public CommandKind Classify(sqlite3 db, string sql, out SqliteException? invalid, out bool final)
+    public CommandKind Classify(sqlite3 db, string sql, out SqliteException? invalid, out bool final, bool cached = true)
     {
         invalid = null;
-        if (_cache.TryGetValue(sql, out var known))
+        if (cached && _cache.TryGetValue(sql, out var known))
         {
             final = true;
             return known.Kind;

@@ -122,18 +122,27 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     public bool ResultWrites(PhysicalConnection physical, string text, int result) => _classifier.ResultWrites(physical.Handle, text, result);
 
     /// <summary>
-    /// <see cref="CommandClassifier.Classify(sqlite3, string, out SqliteException?, out bool)"/>, kept on the cache's
-    /// command once final, so that a command run again is not looked up by its text.
+    /// <see cref="CommandClassifier.Classify(sqlite3, string, out SqliteException?, out bool, bool)"/>, kept on the
+    /// cache's command once final, so that a command run again is not looked up by its text. A write kept so is
+    /// classified again on a connection that has temporary objects: the temp schema is each connection's own, and a
+    /// temporary table there may hide the table the text writes elsewhere (or the temporary trigger that made it write
+    /// the database may be another connection's), so that here it writes only the temp database (see
+    /// <see cref="CommandKind.TempWrite"/>), which needs neither the write gate nor the write lock.
     /// </summary>
     private CommandKind Classify(PhysicalConnection physical, OwnedSqliteCommand command, out SqliteException? invalid)
     {
         invalid = null;
-        if (command.Kind is { } kind)
+        if (command.Kind is { } kind && (kind != CommandKind.Write || !physical.HasTempObjects()))
         {
             return kind;
         }
 
         kind = _classifier.Classify(physical.Handle, command.CommandText, out invalid, out var final);
+        if (kind == CommandKind.Write && final && physical.HasTempObjects())
+        {
+            kind = _classifier.Classify(physical.Handle, command.CommandText, out invalid, out final, cached: false);
+        }
+
         command.Kind = final ? kind : null;
         return kind;
     }

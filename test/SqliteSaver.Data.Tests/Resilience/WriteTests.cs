@@ -601,6 +601,41 @@ public class WriteTests : DatabaseTest
         ConnectionTests.Scalar(writer, "SELECT (SELECT count(*) FROM main.x) + (SELECT count(*) FROM main.t)").ShouldBe(1L);
     }
 
+    /// <summary>
+    /// The other way round: a text once found to write the database on one connection (kept for the whole data
+    /// source) writes only a temporary table on another, whose temporary table of that name hides the database's,
+    /// or whose temporary trigger is not there: it runs at once there, without the gate or the write lock. Before, it
+    /// queued at the gate and waited for the lock, failing while another held it (a review's finding).
+    /// </summary>
+    [Test]
+    public void A_text_once_found_to_write_the_database_fills_a_temporary_table_without_waiting_where_it_writes_only_that(
+        [Values("a temp table hides the table", "the trigger was another connection's")] string how)
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=1;Busy Timeout=200;Retry=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE x (a); CREATE TABLE t (a)");
+        var insert = how.StartsWith("a temp table", StringComparison.Ordinal) ? "INSERT INTO x VALUES (1)" : "INSERT INTO tt VALUES (1)";
+        using (var first = new SaverDbConnection(connectionString))
+        {
+            first.Open();
+            if (!how.StartsWith("a temp table", StringComparison.Ordinal))
+            {
+                ConnectionTests.Exec(first, "CREATE TEMP TABLE tt (a)");
+                ConnectionTests.Exec(first, "CREATE TEMP TRIGGER tr AFTER INSERT ON tt BEGIN INSERT INTO main.t VALUES (new.a); END");
+            }
+
+            ConnectionTests.Exec(first, insert).ShouldBe(1); // writes the database here
+        }
+
+        using var holder = HoldWriteLock();
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, how.StartsWith("a temp table", StringComparison.Ordinal) ? "CREATE TEMP TABLE x (a)" : "CREATE TEMP TABLE tt (a)");
+
+        ConnectionTests.Exec(connection, insert).ShouldBe(1);
+
+        ConnectionTests.Scalar(connection, how.StartsWith("a temp table", StringComparison.Ordinal) ? "SELECT count(*) FROM temp.x" : "SELECT count(*) FROM temp.tt").ShouldBe(1L);
+    }
+
     [Test]
     public void The_backoff_schedule_of_a_real_write_is_the_policys_on_a_fake_clock()
     {
