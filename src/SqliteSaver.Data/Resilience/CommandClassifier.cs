@@ -83,6 +83,7 @@ internal sealed class CommandClassifier
         var writes = false;
         writingResults = 0;
         var tempWrites = false;
+        var tempSchemaChanged = false; // a statement before changes the temp schema (see below)
         var standalone = false;
         invalid = null;
         complete = true;
@@ -133,9 +134,13 @@ internal sealed class CommandClassifier
                 {
                     // SQLite calls the EXPLAIN of a write not read-only, though it only lists the program.
                     writingResults |= result < 0 ? 0 : 1UL << Math.Min(result, 63);
-                    if (WritesOnlyTemp(db, text))
+                    if (!tempSchemaChanged && WritesOnlyTemp(db, text))
                     {
+                        // Prepared before the statements ahead of it run: once a CREATE, DROP or ALTER of the temp
+                        // schema has run, a write after it may write the database (a DROP of a temporary table that
+                        // hid the database's, a temporary trigger that writes it), so it counts as one.
                         tempWrites = true;
+                        tempSchemaChanged = MayWriteLater(text);
                     }
                     else
                     {

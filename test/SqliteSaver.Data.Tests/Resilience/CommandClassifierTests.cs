@@ -97,6 +97,11 @@ public class CommandClassifierTests
     [TestCase("INSERT INTO t SELECT y FROM tt", "Write")]
     // The INSERT cannot be prepared before the table exists: the batch counts as a write.
     [TestCase("CREATE TEMP TABLE u (y); INSERT INTO u VALUES (1)", "Write")]
+    // A write after a statement that changes the temp schema may write the database once that has run (here the
+    // trigger makes the INSERT write it; see also the next test): prepared before, it looks temp-only. A read after
+    // one cannot write.
+    [TestCase("CREATE TEMP TRIGGER tr AFTER INSERT ON tt BEGIN INSERT INTO main.t VALUES (new.y); END; INSERT INTO tt VALUES (1)", "Write")]
+    [TestCase("CREATE TEMP TABLE u (y); SELECT count(*) FROM tt", "TempWrite")]
     public void Commands_writing_only_temporary_tables_are_told_apart(string sql, string expected)
     {
         using (var command = _connection.CreateCommand())
@@ -106,6 +111,22 @@ public class CommandClassifierTests
         }
 
         new CommandClassifier().Classify(_connection.Handle!, sql).ToString().ShouldBe(expected);
+    }
+
+    /// <summary>
+    /// As above: dropping a temporary table that hides a table of the database uncovers it for the statements after
+    /// the DROP, so the batch writes the database (a review's finding: it ran as temp-only, without the write gate).
+    /// </summary>
+    [Test]
+    public void A_write_after_dropping_the_temporary_table_that_hid_the_databases_is_a_write()
+    {
+        using (var command = _connection.CreateCommand())
+        {
+            command.CommandText = "CREATE TEMP TABLE t (x)";
+            command.ExecuteNonQuery();
+        }
+
+        new CommandClassifier().Classify(_connection.Handle!, "DROP TABLE t; INSERT INTO t VALUES (1)").ShouldBe(CommandKind.Write);
     }
 
     [Test]
