@@ -54,5 +54,5 @@ internal readonly struct CommandDeadline
     public CommandTimeoutException LockWaitTimedOut()
         => new(string.Create(
             CultureInfo.InvariantCulture,
-            $"SQLite Error 5: 'database is locked'. Waited {Stopwatch.GetElapsedTime(_started).TotalSeconds:0.0} s for a lock another connection held; the command's CommandTimeout is {_seconds} s (a statement's wait inside SQLite's busy handler, up to Busy Timeout, runs to its end first). Give the command a longer CommandTimeout (Default Timeout sets it for every command) to wait longer; 0 waits as long as Busy Timeout and Retry allow."));
+            $"SQLite Error 5: 'database is locked'. Waited {Stopwatch.GetElapsedTime(_started).TotalSeconds:0.0} s for a lock another connection held; the command's CommandTimeout is {_seconds} s (a read's wait inside SQLite's busy handler, up to Busy Timeout, is not cut short by it). Give the command a longer CommandTimeout (Default Timeout sets it for every command) to wait longer; 0 waits as long as Busy Timeout and Retry allow."));
 }
