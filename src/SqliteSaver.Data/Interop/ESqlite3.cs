@@ -44,6 +44,30 @@ internal static class ESqlite3
         => Available && !db.IsClosed && sqlite3_txn_state(db.DangerousGetHandle(), IntPtr.Zero) != TxnNone;
 
     /// <summary>
+    /// Whether a statement of an open connection is running (stepped and not reset: an open reader's, the library's
+    /// or one on Microsoft.Data.Sqlite's connection underneath); not known, and taken as no, when this class cannot be
+    /// called (see <see cref="Available"/>).
+    /// </summary>
+    public static bool AnyStatementRunning(sqlite3 db)
+    {
+        if (!Available || db.IsClosed)
+        {
+            return false;
+        }
+
+        var handle = db.DangerousGetHandle();
+        for (var statement = sqlite3_next_stmt(handle, IntPtr.Zero); statement != IntPtr.Zero; statement = sqlite3_next_stmt(handle, statement))
+        {
+            if (sqlite3_stmt_busy(statement) != 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
     /// For each column of the connection's one running statement (stepped and not reset: an open reader's), whether
     /// SQLite reads it from no table (an expression). <see langword="null"/> when that is not known: no running
     /// statement, more than one (which is the reader's is not known), one with another number of columns, or this

@@ -2,6 +2,7 @@ using System.Data;
 using System.Diagnostics;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Diagnostics;
+using SqliteSaver.Data.Interop;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Threading;
 using SQLitePCL;
@@ -622,11 +623,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     }
 
     /// <summary>
-    /// What a write throws for SQLITE_LOCKED (its primary code alone: not a shared cache's lock, SQLITE_LOCKED_SHAREDCACHE)
-    /// while another statement of the connection's renter is active (an open reader): that statement holds the table
-    /// the write changes ("database table is locked", a <c>DROP TABLE</c> of the table a reader reads), and no wait can
-    /// cure it while it stays open. Not a <see cref="SqliteException"/>, which a strategy would try again with backoff,
-    /// holding the write gate all along, as for SQLITE_BUSY_SNAPSHOT (see <see cref="BeginImmediateCore"/>).
+    /// What a write throws for SQLITE_LOCKED (its primary code alone: not a shared cache's lock,
+    /// SQLITE_LOCKED_SHAREDCACHE) while another statement of the connection's renter is active (an open reader, the
+    /// library's or one opened on <see cref="SaverDbConnection.InnerConnection"/>; the write's own were reset as it
+    /// failed): that statement holds the table the write changes ("database table is locked", a <c>DROP TABLE</c> of
+    /// the table a reader reads), and no wait can cure it while it stays open. Not a <see cref="SqliteException"/>,
+    /// which a strategy would try again with backoff, holding the write gate all along, as for SQLITE_BUSY_SNAPSHOT
+    /// (see <see cref="BeginImmediateCore"/>).
     /// </summary>
     private static InvalidOperationException LockedByOwnStatement(SqliteException locked)
         => new(
@@ -794,7 +797,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 if (physical.TryRollback())
                 {
                     if (error is SqliteException { SqliteErrorCode: raw.SQLITE_LOCKED, SqliteExtendedErrorCode: raw.SQLITE_LOCKED } locked
-                        && physical.OthersActive(ownReader: false))
+                        && (physical.OthersActive(ownReader: false) || ESqlite3.AnyStatementRunning(physical.Handle)))
                     {
                         throw LockedByOwnStatement(locked);
                     }

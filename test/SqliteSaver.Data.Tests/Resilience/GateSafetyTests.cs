@@ -216,16 +216,17 @@ public class GateSafetyTests : DatabaseTest
     /// A write that its own connection's open reader keeps from running (SQLITE_LOCKED: "database table is locked",
     /// a DROP TABLE of the table the reader reads) fails at once, as no wait can cure it while the reader stays open:
     /// on a clock that never moves, a backoff before another attempt would never end. Before, it was retried with
-    /// backoff, holding the process's write gate all along (a review's finding).
+    /// backoff, holding the process's write gate all along (a review's finding; a reader opened on InnerConnection
+    /// too, a second review's).
     /// </summary>
     [Test]
-    public async Task A_write_its_own_open_reader_locks_fails_at_once_and_leaves_the_gate_to_others()
+    public async Task A_write_its_own_open_reader_locks_fails_at_once_and_leaves_the_gate_to_others([Values] bool onInnerConnection)
     {
         var connectionString = Folder.ConnectionString("Retry=3;Base Delay=1");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(new FakeTimeProvider()).Build();
         using var connection = dataSource.OpenConnection();
-        using var select = connection.CreateCommand();
+        using System.Data.Common.DbCommand select = onInnerConnection ? connection.InnerConnection.CreateCommand() : connection.CreateCommand();
         select.CommandText = "SELECT x FROM t";
         var reader = select.ExecuteReader();
         reader.Read().ShouldBeTrue();
