@@ -359,6 +359,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         {
             throw Cancelled(error, attempt);
         }
+        catch (SqliteException error) when (IsLockedByOwnStatement(physical, error))
+        {
+            throw LockedByOwnStatement(error); // not a busy error: RunInTransaction would run the unit of work again
+        }
         catch (SqliteException error) when (SaverRetryStrategy.IsTransient(error))
         {
             physical.BusyInTransaction = error;
@@ -622,14 +626,20 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
     }
 
+    /// <summary>Whether <paramref name="error"/> is the SQLITE_LOCKED of <see cref="LockedByOwnStatement"/>.</summary>
+    private static bool IsLockedByOwnStatement(PhysicalConnection physical, SqliteException error)
+        => error is { SqliteErrorCode: raw.SQLITE_LOCKED, SqliteExtendedErrorCode: raw.SQLITE_LOCKED }
+            && (physical.OthersActive(ownReader: false) || ESqlite3.AnyStatementRunning(physical.Handle));
+
     /// <summary>
     /// What a write throws for SQLITE_LOCKED (its primary code alone: not a shared cache's lock,
     /// SQLITE_LOCKED_SHAREDCACHE) while another statement of the connection's renter is active (an open reader, the
     /// library's or one opened on <see cref="SaverDbConnection.InnerConnection"/>; the write's own were reset as it
     /// failed): that statement holds the table the write changes ("database table is locked", a <c>DROP TABLE</c> of
     /// the table a reader reads), and no wait can cure it while it stays open. Not a <see cref="SqliteException"/>,
-    /// which a strategy would try again with backoff, holding the write gate all along, as for SQLITE_BUSY_SNAPSHOT
-    /// (see <see cref="BeginImmediateCore"/>).
+    /// which a strategy would try again with backoff, holding the write gate all along (outside a transaction), or for
+    /// which RunInTransaction would run its unit of work again (in the caller's), as for SQLITE_BUSY_SNAPSHOT (see
+    /// <see cref="BeginImmediateCore"/>).
     /// </summary>
     private static InvalidOperationException LockedByOwnStatement(SqliteException locked)
         => new(
@@ -796,8 +806,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             {
                 if (physical.TryRollback())
                 {
-                    if (error is SqliteException { SqliteErrorCode: raw.SQLITE_LOCKED, SqliteExtendedErrorCode: raw.SQLITE_LOCKED } locked
-                        && (physical.OthersActive(ownReader: false) || ESqlite3.AnyStatementRunning(physical.Handle)))
+                    if (error is SqliteException locked && IsLockedByOwnStatement(physical, locked))
                     {
                         throw LockedByOwnStatement(locked);
                     }

@@ -245,6 +245,34 @@ public class GateSafetyTests : DatabaseTest
         ConnectionTests.Exec(connection, "DROP TABLE t");
     }
 
+    /// <summary>
+    /// As above inside RunInTransaction: the unit of work is not run again for it (before, it ran four times over
+    /// the backoff, failing the same way each time; a review's finding).
+    /// </summary>
+    [Test]
+    public async Task A_unit_of_work_whose_write_its_own_open_reader_locks_runs_once()
+    {
+        var connectionString = Folder.ConnectionString("Retry=3;Base Delay=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(new FakeTimeProvider()).Build();
+        using var connection = dataSource.OpenConnection();
+        var runs = 0;
+
+        var error = await Should.ThrowAsync<InvalidOperationException>(Task.Run(() => connection.RunInTransaction(transaction =>
+        {
+            runs++;
+            using var select = connection.CreateCommand();
+            select.CommandText = "SELECT x FROM t";
+            using var reader = select.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+            ConnectionTests.Exec(connection, "DROP TABLE t");
+        })).WaitAsync(TimeSpan.FromSeconds(30)));
+
+        runs.ShouldBe(1);
+        error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_LOCKED);
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(2L);
+    }
+
     [Test]
     public void Cancel_interrupts_a_running_statement()
     {
