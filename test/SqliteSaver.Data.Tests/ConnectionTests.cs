@@ -416,6 +416,36 @@ public class ConnectionTests : DatabaseTest
     }
 
     /// <summary>
+    /// A renter that makes a temporary table of its own and drops it again leaves the connection as the initializer
+    /// left it (its temporary view untouched): the connection is kept, not replaced (a review's finding: any change
+    /// of the temporary schema replaced it, and the initializer ran again on every such rental).
+    /// </summary>
+    [Test]
+    public void A_renter_that_drops_its_own_temporary_table_keeps_a_connection_with_the_initializers_temporary_view()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "CREATE TEMP VIEW answer AS SELECT 42 AS value";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        SqliteConnection inner;
+        using (var connection = dataSource.OpenConnection())
+        {
+            inner = connection.InnerConnection;
+            Exec(connection, "CREATE TEMP TABLE scratch (x)");
+            Exec(connection, "INSERT INTO scratch VALUES (1)");
+            Exec(connection, "DROP TABLE scratch");
+        }
+
+        using var next = dataSource.OpenConnection();
+        next.InnerConnection.ShouldBeSameAs(inner);
+        Scalar(next, "SELECT value FROM answer").ShouldBe(42L);
+    }
+
+    /// <summary>
     /// A renter that removes the temporary view and trigger the connection initializer made (by dropping them, or by
     /// setting temp_store, which makes SQLite drop every temporary object) does not hand the connection on without
     /// them: it is replaced, and the initializer makes them again. Before, with no temporary object left, the

@@ -22,7 +22,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _hasTempTables;
     private readonly sqlite3_stmt _tempSchemaVersion;
     private long _initialTempSchemaVersion; // the temp schema as opening and the connection initializer left it
-    private bool _initialTempObjects; // the connection initializer left temporary objects
+    private string? _initialTempSchema; // the temporary objects the connection initializer left (see TempSchema), if any
     private readonly sqlite3_stmt _hasAttachedDatabases;
     private readonly Action<int> _committed;
     private string _restorePragmaSql = string.Empty;
@@ -937,27 +937,50 @@ internal sealed partial class PhysicalConnection : IDisposable
     public void RememberTempSchema()
     {
         _initialTempSchemaVersion = TempSchemaVersion();
-        _initialTempObjects = Exists(_hasTempObjects);
+        _initialTempSchema = Exists(_hasTempObjects) ? TempSchema() : null;
     }
 
     /// <summary>
     /// Why the temporary objects keep the connection from its next renter, if they do: some are there that a renter
-    /// may have made or filled (the temporary schema changed since <see cref="RememberTempSchema"/>, or one is a table,
-    /// the initializer's too: it may hold a renter's rows); or none is, though the initializer made some, which a
-    /// renter dropped (or set temp_store, which makes SQLite drop them all), and the next renter would go without.
+    /// may have made or filled (one is a table, the initializer's too: it may hold a renter's rows; or the temporary
+    /// schema changed since <see cref="RememberTempSchema"/> and is not what the initializer left, as it is again once
+    /// a renter dropped a table of its own); or none is, though the initializer made some, which a renter dropped (or
+    /// set temp_store, which makes SQLite drop them all), and the next renter would go without.
     /// </summary>
     private string? TempObjectsChangedByRenter()
     {
+        var changed = TempSchemaVersion() != _initialTempSchemaVersion;
         if (Exists(_hasTempObjects))
         {
-            return TempSchemaVersion() != _initialTempSchemaVersion || Exists(_hasTempTables)
+            return Exists(_hasTempTables) || (changed && TempSchema() != _initialTempSchema)
                 ? "it holds TEMP tables, views or triggers a renter made"
                 : null;
         }
 
-        return _initialTempObjects && TempSchemaVersion() != _initialTempSchemaVersion
+        return _initialTempSchema is not null && changed
             ? "a renter took away TEMP views or triggers the connection initializer made"
             : null;
+    }
+
+    /// <summary>
+    /// The temporary objects, each by its type, name and SQL, in one string; <see langword="null"/> when there are
+    /// none, and a string no schema gives when SQLite cannot read them (so that the schema counts as changed).
+    /// </summary>
+    private string? TempSchema()
+    {
+        const string sql = "SELECT group_concat(type || ' ' || name || ' ' || ifnull(sql, ''), char(31)) FROM (SELECT type, name, sql FROM temp.sqlite_master ORDER BY type, name)";
+        if (raw.sqlite3_prepare_v2(Handle, sql, out var statement) != raw.SQLITE_OK)
+        {
+            statement.Dispose();
+            return "\u0000unreadable";
+        }
+
+        using (statement)
+        {
+            return raw.sqlite3_step(statement) == raw.SQLITE_ROW
+                ? raw.sqlite3_column_text(statement, 0).utf8_to_string()
+                : "\u0000unreadable";
+        }
     }
 
     /// <summary>Whether the connection's temp database holds any table, view, index or trigger (yes when SQLite cannot say).</summary>
