@@ -32,6 +32,12 @@ internal sealed class OwnedSqliteCommand : SqliteCommand
     public CommandKind? Kind { get; set; }
 
     /// <summary>
+    /// The version of the connection's temp schema a write's <see cref="Kind"/> was found against on a connection with
+    /// temporary objects; -1 when it had none (see <see cref="Resilience.Executor"/>'s Classify).
+    /// </summary>
+    public long KindTempSchema { get; set; } = -1;
+
+    /// <summary>
     /// Whether its latest execution ran its statements one by one, as written (<see cref="CommandKind.Unprotected"/>), so
     /// that those that ended and committed before a failure were kept; set as those statements begin to run, false
     /// until then.

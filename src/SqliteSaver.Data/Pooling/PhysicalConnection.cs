@@ -986,7 +986,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// <summary>Whether the connection's temp database holds any table, view, index or trigger (yes when SQLite cannot say).</summary>
     public bool HasTempObjects() => Exists(_hasTempObjects);
 
-    private long TempSchemaVersion()
+    /// <summary>The version of the connection's temp schema, which each change of it raises; -1 when SQLite cannot read it.</summary>
+    public long TempSchemaVersion()
     {
         var rc = raw.sqlite3_step(_tempSchemaVersion);
         var version = rc == raw.SQLITE_ROW ? raw.sqlite3_column_int64(_tempSchemaVersion, 0) : -1;

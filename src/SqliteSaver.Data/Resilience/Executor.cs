@@ -128,23 +128,28 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// classified again on a connection that has temporary objects: the temp schema is each connection's own, and a
     /// temporary table there may hide the table the text writes elsewhere (or the temporary trigger that made it write
     /// the database may be another connection's), so that here it writes only the temp database (see
-    /// <see cref="CommandKind.TempWrite"/>), which needs neither the write gate nor the write lock.
+    /// <see cref="CommandKind.TempWrite"/>), which needs neither the write gate nor the write lock. The cache's command
+    /// keeps what was found there until that temp schema changes.
     /// </summary>
     private CommandKind Classify(PhysicalConnection physical, OwnedSqliteCommand command, out SqliteException? invalid)
     {
         invalid = null;
-        if (command.Kind is { } kind && (kind != CommandKind.Write || !physical.HasTempObjects()))
+        if (command.Kind is { } kind
+            && (kind != CommandKind.Write || !physical.HasTempObjects() || command.KindTempSchema == physical.TempSchemaVersion()))
         {
             return kind;
         }
 
         kind = _classifier.Classify(physical.Handle, command.CommandText, out invalid, out var final);
+        var tempSchema = -1L;
         if (kind == CommandKind.Write && final && physical.HasTempObjects())
         {
+            tempSchema = physical.TempSchemaVersion();
             kind = _classifier.Classify(physical.Handle, command.CommandText, out invalid, out final, cached: false);
         }
 
         command.Kind = final ? kind : null;
+        command.KindTempSchema = tempSchema;
         return kind;
     }
 
