@@ -949,15 +949,14 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// </summary>
     private string? TempObjectsChangedByRenter()
     {
-        var changed = TempSchemaVersion() != _initialTempSchemaVersion;
         if (Exists(_hasTempObjects))
         {
-            return Exists(_hasTempTables) || (changed && TempSchema() != _initialTempSchema)
+            return Exists(_hasTempTables) || (TempSchemaVersion() != _initialTempSchemaVersion && TempSchema() != _initialTempSchema)
                 ? "it holds TEMP tables, views or triggers a renter made"
                 : null;
         }
 
-        return _initialTempSchema is not null && changed
+        return _initialTempSchema is not null && TempSchemaVersion() != _initialTempSchemaVersion
             ? "a renter took away TEMP views or triggers the connection initializer made"
             : null;
     }
