@@ -384,10 +384,9 @@ public class ConnectionTests : DatabaseTest
         Exec(next, "INSERT INTO t VALUES (1)").ShouldBe(1);
     }
 
-    [Test]
-    public void Temporary_objects_the_connection_initializer_made_do_not_close_the_connection_on_each_return_but_a_renters_do()
-    {
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
+    /// <summary>A data source of at most one connection, whose initializer makes the temporary view answer (value 42).</summary>
+    private SaverDataSource OneConnectionWithTheInitializersView()
+        => new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
             .UseConnectionInitializer(connection =>
             {
                 using var command = connection.CreateCommand();
@@ -395,6 +394,11 @@ public class ConnectionTests : DatabaseTest
                 command.ExecuteNonQuery();
             })
             .Build();
+
+    [Test]
+    public void Temporary_objects_the_connection_initializer_made_do_not_close_the_connection_on_each_return_but_a_renters_do()
+    {
+        using var dataSource = OneConnectionWithTheInitializersView();
         SqliteConnection inner;
         using (var connection = dataSource.OpenConnection())
         {
@@ -423,14 +427,7 @@ public class ConnectionTests : DatabaseTest
     [Test]
     public void A_renter_that_drops_its_own_temporary_table_keeps_a_connection_with_the_initializers_temporary_view()
     {
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
-            .UseConnectionInitializer(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = "CREATE TEMP VIEW answer AS SELECT 42 AS value";
-                command.ExecuteNonQuery();
-            })
-            .Build();
+        using var dataSource = OneConnectionWithTheInitializersView();
         SqliteConnection inner;
         using (var connection = dataSource.OpenConnection())
         {
