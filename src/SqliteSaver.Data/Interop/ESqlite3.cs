@@ -49,23 +49,7 @@ internal static class ESqlite3
     /// called (see <see cref="Available"/>).
     /// </summary>
     public static bool AnyStatementRunning(sqlite3 db)
-    {
-        if (!Available || db.IsClosed)
-        {
-            return false;
-        }
-
-        var handle = db.DangerousGetHandle();
-        for (var statement = sqlite3_next_stmt(handle, IntPtr.Zero); statement != IntPtr.Zero; statement = sqlite3_next_stmt(handle, statement))
-        {
-            if (sqlite3_stmt_busy(statement) != 0)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
+        => Available && !db.IsClosed && NextRunning(db.DangerousGetHandle(), IntPtr.Zero) != IntPtr.Zero;
 
     /// <summary>
     /// For each column of the connection's one running statement (stepped and not reset: an open reader's), whether
@@ -82,21 +66,8 @@ internal static class ESqlite3
         }
 
         var handle = db.DangerousGetHandle();
-        var running = IntPtr.Zero;
-        for (var statement = sqlite3_next_stmt(handle, IntPtr.Zero); statement != IntPtr.Zero; statement = sqlite3_next_stmt(handle, statement))
-        {
-            if (sqlite3_stmt_busy(statement) != 0)
-            {
-                if (running != IntPtr.Zero)
-                {
-                    return null;
-                }
-
-                running = statement;
-            }
-        }
-
-        if (running == IntPtr.Zero || sqlite3_column_count(running) != fieldCount)
+        var running = NextRunning(handle, IntPtr.Zero);
+        if (running == IntPtr.Zero || NextRunning(handle, running) != IntPtr.Zero || sqlite3_column_count(running) != fieldCount)
         {
             return null;
         }
@@ -108,6 +79,18 @@ internal static class ESqlite3
         }
 
         return withoutTable;
+    }
+
+    /// <summary>The connection's first running statement (see <see cref="AnyStatementRunning"/>) after <paramref name="after"/> (from the first with zero); zero when none is.</summary>
+    private static IntPtr NextRunning(IntPtr db, IntPtr after)
+    {
+        var statement = sqlite3_next_stmt(db, after);
+        while (statement != IntPtr.Zero && sqlite3_stmt_busy(statement) == 0)
+        {
+            statement = sqlite3_next_stmt(db, statement);
+        }
+
+        return statement;
     }
 
     [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]

@@ -916,9 +916,12 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>The value of a PRAGMA as text, or null when SQLite gives none.</summary>
-    private static string? Read(sqlite3 handle, string pragma)
+    private static string? Read(sqlite3 handle, string pragma) => ReadText(handle, "PRAGMA " + pragma);
+
+    /// <summary>The first column of the first row of <paramref name="sql"/> as text; null when there is none, or SQLite cannot run it.</summary>
+    private static string? ReadText(sqlite3 handle, string sql)
     {
-        if (raw.sqlite3_prepare_v2(handle, "PRAGMA " + pragma, out var statement) != raw.SQLITE_OK)
+        if (raw.sqlite3_prepare_v2(handle, sql, out var statement) != raw.SQLITE_OK)
         {
             statement.Dispose();
             return null;
@@ -962,25 +965,12 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// The temporary objects, each by its type, name and SQL, in one string; <see langword="null"/> when there are
-    /// none, and a string no schema gives when SQLite cannot read them (so that the schema counts as changed).
+    /// The temporary objects, each by its type, name and SQL, in one string (called only when there are some); a
+    /// string no schema gives when SQLite cannot read them, so that the schema counts as changed.
     /// </summary>
     private string? TempSchema()
-    {
-        const string sql = "SELECT group_concat(type || ' ' || name || ' ' || ifnull(sql, ''), char(31)) FROM (SELECT type, name, sql FROM temp.sqlite_master ORDER BY type, name)";
-        if (raw.sqlite3_prepare_v2(Handle, sql, out var statement) != raw.SQLITE_OK)
-        {
-            statement.Dispose();
-            return "\u0000unreadable";
-        }
-
-        using (statement)
-        {
-            return raw.sqlite3_step(statement) == raw.SQLITE_ROW
-                ? raw.sqlite3_column_text(statement, 0).utf8_to_string()
-                : "\u0000unreadable";
-        }
-    }
+        => ReadText(Handle, "SELECT group_concat(type || ' ' || name || ' ' || ifnull(sql, ''), char(31)) FROM (SELECT type, name, sql FROM temp.sqlite_master ORDER BY type, name)")
+            ?? "\u0000unreadable";
 
     /// <summary>Whether the connection's temp database holds any table, view, index or trigger (yes when SQLite cannot say).</summary>
     public bool HasTempObjects() => Exists(_hasTempObjects);
