@@ -447,11 +447,12 @@ public class ConnectionTests : DatabaseTest
     /// setting temp_store, which makes SQLite drop every temporary object) does not hand the connection on without
     /// them: it is replaced, and the initializer makes them again. Before, with no temporary object left, the
     /// connection counted as clean, and later renters silently worked without them (an unaudited insert, say; a
-    /// review's finding).
+    /// review's finding). The same when the renter removes them through <see cref="SaverDbConnection.InnerConnection"/>.
     /// </summary>
     [Test]
     public void A_renter_that_removes_the_temporary_objects_of_the_connection_initializer_does_not_take_them_from_the_next_renter(
-        [Values("DROP VIEW temp.answer; DROP TRIGGER temp.audit_t", "PRAGMA temp_store = MEMORY")] string removal)
+        [Values("DROP VIEW temp.answer; DROP TRIGGER temp.audit_t", "PRAGMA temp_store = MEMORY")] string removal,
+        [Values] bool throughInnerConnection)
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x); CREATE TABLE audit (x)");
@@ -468,7 +469,16 @@ public class ConnectionTests : DatabaseTest
         {
             inner = connection.InnerConnection;
             Exec(connection, "INSERT INTO t VALUES (1)");
-            Exec(connection, removal);
+            if (throughInnerConnection)
+            {
+                using var command = inner.CreateCommand();
+                command.CommandText = removal;
+                command.ExecuteNonQuery();
+            }
+            else
+            {
+                Exec(connection, removal);
+            }
         }
 
         using var next = dataSource.OpenConnection();
