@@ -221,17 +221,29 @@ internal sealed class PooledDataReader(
     /// </summary>
     private SqliteException FailedAsClosing(SqliteException error, bool stopped, bool transactionOpen)
         => new(
-            $"{error.Message} A statement of the reader's batch failed as the reader closed, which runs the statements not reached: those after it did not run, so the batch is not whole. " + (closeConnection && transactionOpen
-                ? "The reader closed its connection (CommandBehavior.CloseConnection), which rolled back the transaction it was in: nothing of that transaction is kept."
-                : statementByStatement
-                ? transactionOpen
-                    ? "The batch runs as written, and the connection is in a transaction now (begun as SQL before the batch, or by it), holding what ran of it: roll it back, or commit it knowingly. Until then every statement runs inside it, and closing the connection rolls it back."
-                    : "The batch runs as written, and the connection is in no transaction now (a transaction it ran in has ended: committed by the batch, or rolled back by SQLite after the error)."
-                : transactionOpen
-                    ? "The transaction begun as SQL (a BEGIN sent as a command) it ran in is still open, with the statements of the batch before the failed one: roll it back, or commit them knowingly."
-                    : "The transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back, " + (stopped ? "as the statement was stopped (by Cancel()) perhaps after its changes" : "by SQLite") + ": nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open."),
+            $"{error.Message} A statement of the reader's batch failed as the reader closed, which runs the statements not reached: those after it did not run, so the batch is not whole. {TransactionLeftByFailedClosing(stopped, transactionOpen)}",
             error.SqliteErrorCode,
             error.SqliteExtendedErrorCode);
+
+    /// <summary>The part of <see cref="FailedAsClosing"/>'s message that says in what transaction the connection is left.</summary>
+    private string TransactionLeftByFailedClosing(bool stopped, bool transactionOpen)
+    {
+        if (closeConnection && transactionOpen)
+        {
+            return "The reader closed its connection (CommandBehavior.CloseConnection), which rolled back the transaction it was in: nothing of that transaction is kept.";
+        }
+
+        if (statementByStatement)
+        {
+            return transactionOpen
+                ? "The batch runs as written, and the connection is in a transaction now (begun as SQL before the batch, or by it), holding what ran of it: roll it back, or commit it knowingly. Until then every statement runs inside it, and closing the connection rolls it back."
+                : "The batch runs as written, and the connection is in no transaction now (a transaction it ran in has ended: committed by the batch, or rolled back by SQLite after the error).";
+        }
+
+        return transactionOpen
+            ? "The transaction begun as SQL (a BEGIN sent as a command) it ran in is still open, with the statements of the batch before the failed one: roll it back, or commit them knowingly."
+            : "The transaction begun as SQL (a BEGIN sent as a command) it ran in is rolled back, " + (stopped ? "as the statement was stopped (by Cancel()) perhaps after its changes" : "by SQLite") + ": nothing of that transaction is kept. Statements sent from now on run outside it, each committed on its own, and a COMMIT fails, as no transaction is open.";
+    }
 
     /// <summary>
     /// <see cref="Finish"/>'s closing of a reader whose write is not open for it: runs the statements not reached
