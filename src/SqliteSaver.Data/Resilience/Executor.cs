@@ -140,9 +140,10 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             return kind;
         }
 
+        var keptWrite = command.Kind == CommandKind.Write; // then the connection has temporary objects, found above
         kind = _classifier.Classify(physical.Handle, command.CommandText, out invalid, out var final);
         var tempSchema = -1L;
-        if (kind == CommandKind.Write && final && physical.HasTempObjects())
+        if (kind == CommandKind.Write && final && (keptWrite || physical.HasTempObjects()))
         {
             tempSchema = physical.TempSchemaVersion();
             kind = _classifier.Classify(physical.Handle, command.CommandText, out invalid, out final, cached: false);
