@@ -74,6 +74,30 @@ public class BadInputTests : CliTest
     }
 
     /// <summary>
+    /// The child writer reads the <c>--seconds</c> its parent writes (in the invariant culture) as the parent's own
+    /// options are read, whatever the culture. Before, it read them in the current one: under de-DE "0.5" was 5 (the
+    /// children wrote ten times as long, and stress reported their inflated counts as a success), and under fr-FR
+    /// "1.5" failed to parse, so that no child writer got ready (a bug hunt's finding). The worker here stops at its
+    /// missing --writer, before it would write.
+    /// </summary>
+    [Test]
+    [SetCulture("de-DE")]
+    public void The_child_writer_refuses_seconds_with_a_decimal_comma_in_a_culture_that_writes_them_so()
+        => CliRun.Of("worker", "--stack", "SqliteSaver", "--connection-string", "Data Source=x.db", "--run", "r", "--seconds", "0,5")
+            .Error.ShouldContain("--seconds must be a number more than 0 and at most 2000000, not '0,5'");
+
+    /// <inheritdoc cref="The_child_writer_refuses_seconds_with_a_decimal_comma_in_a_culture_that_writes_them_so"/>
+    [Test]
+    [SetCulture("fr-FR")]
+    public void The_child_writer_reads_seconds_with_a_decimal_point_in_a_culture_that_writes_a_comma()
+    {
+        var run = CliRun.Of("worker", "--stack", "SqliteSaver", "--connection-string", "Data Source=x.db", "--run", "r", "--seconds", "1.5");
+
+        run.Error.ShouldContain("'--writer' is required");
+        run.Error.ShouldNotContain("seconds");
+    }
+
+    /// <summary>
     /// README's exit codes: 2 is bad input, "an invalid value" among it, and `--connection-string "Max Pool Size=0"`
     /// gets it. Keywords the data source refuses together (Min Pool Size above Max Pool Size, Base Delay above Max
     /// Delay) are as invalid a value of <c>--connection-string</c>, and must get the same one line and exit code 2.

@@ -11,12 +11,14 @@ internal sealed class WorkloadOptions
     private readonly Option<double> _readRatio = CommonOptions.Number("--read-ratio", "Reader threads per writer thread (rounded).", 0.25, 0, inclusive: true, maximum: 16);
     private readonly Option<double> _seconds;
 
+    /// <summary>
+    /// The most <c>--seconds</c> may be: under what a CancellationTokenSource or a wait for a process can wait
+    /// (int.MaxValue milliseconds, about 24.8 days), with room for the minute a child writer's wait adds.
+    /// </summary>
+    public const double MaxSeconds = 2000000;
+
     public WorkloadOptions(double defaultSeconds)
-    {
-        // Under what a CancellationTokenSource or a wait for a process can wait (int.MaxValue milliseconds, about 24.8
-        // days), with room for the minute a child writer's wait adds.
-        _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, 0, inclusive: false, maximum: 2000000);
-    }
+        => _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, 0, inclusive: false, MaxSeconds);
 
     public Option<bool> Json { get; } = CommonOptions.Json();
 
