@@ -82,6 +82,59 @@ public class InfoCommandTests : CliTest
         File.Exists(crashed + "-wal").ShouldBeTrue("info deleted the -wal file");
     }
 
+    /// <summary>
+    /// A <c>-wal</c> file that holds only the frames of a transaction that never committed (its pages spilled there
+    /// before a crash) is left too: info found no committed frame in it, and its write-lock check, closing last,
+    /// deleted it (a bug hunt's finding).
+    /// </summary>
+    [Test]
+    public void A_wal_of_uncommitted_frames_left_by_a_writer_that_crashed_is_left_as_it_is()
+    {
+        var original = PathOf("original.db");
+        var crashed = PathOf("crashed.db");
+        using (var writer = CreateWalDatabase(original, rows: 0))
+        {
+            Execute(writer, """
+                PRAGMA wal_checkpoint(TRUNCATE);
+                PRAGMA cache_size = 10;
+                BEGIN;
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+                INSERT INTO item (text) SELECT printf('%0500d', i) FROM n;
+                """);
+            File.Copy(original, crashed); // as a crash now would leave them: the transaction's pages spilled into the -wal file
+            File.Copy(original + "-wal", crashed + "-wal");
+            Execute(writer, "ROLLBACK");
+        }
+
+        var database = File.ReadAllBytes(crashed);
+        var wal = File.ReadAllBytes(crashed + "-wal");
+        wal.Length.ShouldBeGreaterThan(0);
+
+        var run = CliRun.Of("info", crashed, "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Json().GetProperty("walBytes").GetInt64().ShouldBe(wal.Length);
+        run.Json().GetProperty("walFrames").GetInt64().ShouldBe(0);
+        (File.ReadAllBytes(crashed).SequenceEqual(database)).ShouldBeTrue("info changed the database");
+        File.Exists(crashed + "-wal").ShouldBeTrue("info deleted the -wal file");
+        (File.ReadAllBytes(crashed + "-wal").SequenceEqual(wal)).ShouldBeTrue("info changed the -wal file");
+    }
+
+    /// <summary>Through a symbolic link, the file size is the database file's, not the link's (the length of the path it holds; a bug hunt's finding).</summary>
+    [Test]
+    public void Through_a_symbolic_link_the_file_size_is_the_database_files()
+    {
+        var target = PathOf("target.db");
+        CreateWalDatabase(target).Dispose(); // closing checkpoints: the database file holds every page
+        var link = PathOf("link.db");
+        File.CreateSymbolicLink(link, target);
+
+        var json = CliRun.Of("info", link, "--json").Json();
+
+        json.GetProperty("databaseBytes").GetInt64().ShouldBe(new FileInfo(target).Length);
+        json.GetProperty("databaseBytes").GetInt64().ShouldBe(json.GetProperty("pageCount").GetInt64() * json.GetProperty("pageSize").GetInt64());
+    }
+
     [Test]
     public void It_tells_when_another_connection_holds_the_write_lock()
     {

@@ -51,7 +51,7 @@ internal static class InfoCommand
         string version;
         long pageSize, pageCount, freelist;
         WalStatus wal;
-        long walFrames;
+        string opened; // the file SQLite opened: the one a symbolic link points to, not the link
         using (var connection = DatabaseFile.OpenPlain(file, SqliteOpenMode.ReadOnly, ReadBusyTimeout))
         {
             // One read transaction, whose first read waits for a lock at most ReadBusyTimeout: the statements after it
@@ -64,14 +64,16 @@ internal static class InfoCommand
             pageCount = (long)Scalar(connection, "PRAGMA page_count");
             freelist = (long)Scalar(connection, "PRAGMA freelist_count");
             wal = connection.GetWalStatus();
-            // Where SQLite keeps the -wal file: beside the file a symbolic link names, not beside the link.
-            walFrames = wal.WalFileBytes > 0 ? WalFile.CommittedFrames(raw.sqlite3_db_filename(connection.Handle, "main").utf8_to_string() + "-wal") : 0;
+            opened = raw.sqlite3_db_filename(connection.Handle, "main").utf8_to_string();
         }
 
+        // Where SQLite keeps the -wal file: beside the file a symbolic link names, not beside the link.
+        var walFrames = wal.WalFileBytes > 0 ? WalFile.CommittedFrames(opened + "-wal") : 0;
         // Checked after the read-only connection has closed, so that SQLite can remove the -wal and -shm files it may
-        // create; but a -wal file with frames (left by a writer that crashed, say) is left as it is: info changes nothing.
-        var writeLocked = DatabaseFile.IsWriteLocked(file, keepWal: walFrames > 0);
-        return new InfoReport(file, version, wal.JournalMode, pageSize, pageCount, freelist, new FileInfo(file).Length, wal.WalFileBytes, walFrames, writeLocked);
+        // create; but a -wal file that holds anything (left by a writer that crashed, say, committed or not) is left as
+        // it is: info changes nothing.
+        var writeLocked = DatabaseFile.IsWriteLocked(file, keepWal: wal.WalFileBytes > 0);
+        return new InfoReport(file, version, wal.JournalMode, pageSize, pageCount, freelist, new FileInfo(opened).Length, wal.WalFileBytes, walFrames, writeLocked);
     }
 
     private static object Scalar(SqliteConnection connection, string sql)
