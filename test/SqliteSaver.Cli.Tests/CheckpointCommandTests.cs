@@ -21,6 +21,51 @@ public class CheckpointCommandTests : CliTest
         run.Error.ShouldBe($"sqlite-saver checkpoint: SQLite Error 5: 'database is locked': another connection held a lock on {path} for longer than this command waits (0 ms).{Environment.NewLine}");
     }
 
+    /// <summary>
+    /// README's exit code 1: an error of the file system is led by the database's path, "a file this user may not
+    /// read or write". SQLite opens such a file read-only without a word, and the library then refused the checkpoint
+    /// in the terms of a connection string (<c>Mode=ReadOnly</c>), without the path (a bug hunt's finding).
+    /// </summary>
+    [Test]
+    public void A_file_this_user_may_not_write_fails_with_an_error_naming_it()
+    {
+        var path = PathOf();
+        CreateWalDatabase(path).Dispose();
+        MayWrite(path, false);
+        try
+        {
+            var run = CliRun.Of("checkpoint", path);
+
+            run.ExitCode.ShouldBe(1, run.Error);
+            run.Error.ShouldBe($"sqlite-saver checkpoint: {path}: this user may not write the file, and a checkpoint writes it (SQLite could open it only read-only){Environment.NewLine}");
+        }
+        finally
+        {
+            MayWrite(path, true);
+        }
+    }
+
+    /// <summary>Takes away or gives back the right to write a file: its mode for a user; for root, whom modes do not stop, the immutable attribute.</summary>
+    private static void MayWrite(string path, bool write)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Assert.Ignore("file modes and attributes of Unix");
+        }
+        else if (Environment.UserName != "root")
+        {
+            File.SetUnixFileMode(path, write ? UnixFileMode.UserRead | UnixFileMode.UserWrite : UnixFileMode.UserRead);
+            return;
+        }
+
+        using var chattr = System.Diagnostics.Process.Start("chattr", [write ? "-i" : "+i", path])!;
+        chattr.WaitForExit();
+        if (chattr.ExitCode != 0)
+        {
+            Assert.Ignore("chattr cannot make the file immutable here");
+        }
+    }
+
     [Test]
     public void A_truncate_checkpoint_copies_every_frame_and_empties_the_wal()
     {

@@ -4,6 +4,7 @@ using System.Globalization;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Cli.Database;
 using SqliteSaver.Data;
+using SQLitePCL;
 
 namespace SqliteSaver.Cli.Commands;
 
@@ -41,6 +42,13 @@ internal static class CheckpointCommand
             using var connection = DatabaseFile.OpenPlain(file, SqliteOpenMode.ReadWrite, parseResult.GetValue(busyTimeout));
 
             var before = connection.GetWalStatus();
+            if (before.JournalMode == "wal" && raw.sqlite3_db_readonly(connection.Handle, "main") == 1)
+            {
+                // SQLite opens a file it may not write read-only, without a word; the library would then refuse the
+                // checkpoint in terms of connection strings.
+                throw new UnauthorizedAccessException($"{file}: this user may not write the file, and a checkpoint writes it (SQLite could open it only read-only)");
+            }
+
             var result = connection.Checkpoint(checkpointMode);
             var after = connection.GetWalStatus();
             var report = new CheckpointReport(
