@@ -51,7 +51,7 @@ public sealed class SaverDataSource : DbDataSource
         _connectionString = connectionString;
         Options = options;
         Telemetry = new Telemetry(name ?? DefaultName(connectionString), loggerFactory ?? NullLoggerFactory.Instance, time);
-        retryStrategy ??= new RetryPolicy(options, time, Telemetry);
+        retryStrategy = retryStrategy is null ? new RetryPolicy(options, time, Telemetry) : new RunsNothingAfterSuccess(retryStrategy);
         var factory = new PhysicalConnectionFactory(options, retryStrategy, initializer, Telemetry, pages => Checkpointer!.Committed(pages));
         Pool = new ConnectionPool(options, time, factory, Telemetry, (last, drained) => Checkpointer!.LastClosing(last, drained));
         var gate = CreateGate(options);

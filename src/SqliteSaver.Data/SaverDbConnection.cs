@@ -702,9 +702,10 @@ public sealed class SaverDbConnection : DbConnection
     /// by SQL kept nothing, and is run again. Nor may it close the connection (with a reader
     /// opened with <see cref="CommandBehavior.CloseConnection"/>, say): that rolls the transaction back, and
     /// RunInTransaction then throws <see cref="InvalidOperationException"/> rather than return. A retry strategy of the
-    /// application's (a Polly pipeline that handles every exception, or results) that asks for another attempt after
-    /// one that succeeded, or after one whose delegate committed itself and then failed with any error, gets
-    /// <see cref="InvalidOperationException"/> from that attempt: the delegate is not run again.
+    /// application's (a Polly pipeline that handles every exception) that asks for another attempt after one whose
+    /// delegate committed itself and then failed with any error gets <see cref="InvalidOperationException"/> from that
+    /// attempt: the delegate is not run again. One that asks for another attempt after one that succeeded (a pipeline
+    /// that handles results too) gets that attempt's result again, without anything run again.
     /// </remarks>
     /// <param name="work">The unit of work.</param>
     /// <param name="deferred">
@@ -719,7 +720,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <paramref name="work"/> is an <c>async</c> method or lambda (async void): it would return at its first await,
     /// and the transaction commit before the rest of it ran. Nothing is run; use RunInTransactionAsync.
     /// </exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one that succeeded, or after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public void RunInTransaction(Action<SaverDbTransaction> work, bool deferred = false)
     {
@@ -748,7 +749,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <typeparamref name="T"/> is a task (<c>async tx =&gt; ...</c> binds here): the transaction would commit at the
     /// work's first await, before the rest of it ran. Nothing is run; use RunInTransactionAsync.
     /// </exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one that succeeded, or after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public T RunInTransaction<T>(Func<SaverDbTransaction, T> work, bool deferred = false)
     {
@@ -796,7 +797,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <returns>A task that completes when an attempt has committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one that succeeded, or after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public Task RunInTransactionAsync(Func<SaverDbTransaction, CancellationToken, Task> work, bool deferred = false, CancellationToken cancellationToken = default)
     {
@@ -853,7 +854,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <returns>The result of the attempt that committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one that succeeded, or after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public async Task<T> RunInTransactionAsync<T>(
         Func<SaverDbTransaction, CancellationToken, Task<T>> work,
@@ -1114,7 +1115,8 @@ public sealed class SaverDbConnection : DbConnection
     /// One attempt at a unit of work: begin (one try; the caller's strategy retries the whole), run, commit. An
     /// attempt whose own transaction meets SQLITE_BUSY or SQLITE_LOCKED (see <see cref="MetBusyItself"/>) sets
     /// <paramref name="run"/>'s Deferred to false, so the next attempt takes the write lock up front. None runs after
-    /// one that succeeded, or that committed something itself and failed (see <see cref="UnitOfWorkRun"/>).
+    /// one that committed something itself and failed (see <see cref="UnitOfWorkRun"/>), nor after one that succeeded
+    /// (see <see cref="RunsNothingAfterSuccess"/>).
     /// </summary>
     private T RunOnce<T>(Func<SaverDbTransaction, T> work, UnitOfWorkRun run, int rental, CancellationToken cancellationToken)
     {
@@ -1167,7 +1169,6 @@ public sealed class SaverDbConnection : DbConnection
                 }
             }
 
-            run.Succeeded();
             return result;
         }
         catch (SqliteException error) when (MetBusyItself(error))
@@ -1232,7 +1233,6 @@ public sealed class SaverDbConnection : DbConnection
                 }
             }
 
-            run.Succeeded();
             return result;
         }
         catch (SqliteException error) when (MetBusyItself(error))

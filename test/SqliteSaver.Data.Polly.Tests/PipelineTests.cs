@@ -210,26 +210,83 @@ public class PipelineTests
 
     /// <summary>
     /// A pipeline that handles results as well as errors (here every outcome) ran a unit of work that had committed
-    /// again: every attempt after the one that committed is refused before the unit of work runs.
+    /// again: every attempt after the one that succeeded returns its result without running anything (before, the
+    /// library refused each with InvalidOperationException after the commit).
     /// </summary>
     [Test]
     public async Task A_pipeline_that_handles_results_does_not_run_again_a_unit_of_work_that_committed([Values] bool async)
     {
-        using var dataSource = new SaverDataSourceBuilder(_connectionString)
+        using var dataSource = HandlingEveryOutcome();
+        using var connection = dataSource.OpenConnection();
+        var runs = 0;
+
+        var result = async
+            ? await connection.RunInTransactionAsync((_, _) => Task.FromResult(Insert(connection, $"{++runs}")))
+            : connection.RunInTransaction(_ => Insert(connection, $"{++runs}"));
+
+        $"{runs} run, result {result}, rows {Rows(connection)}".ShouldBe("1 run, result 1, rows 1");
+    }
+
+    /// <summary>
+    /// The same for a write outside a transaction: a pipeline that handles results ran the committed INSERT again for
+    /// each of its retries (rows "1,1,1"; a bug hunt's finding).
+    /// </summary>
+    [Test]
+    public async Task A_pipeline_that_handles_results_does_not_apply_a_write_twice([Values] bool async)
+    {
+        using var dataSource = HandlingEveryOutcome();
+        using var connection = dataSource.OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+
+        var result = async ? await command.ExecuteNonQueryAsync() : command.ExecuteNonQuery();
+
+        $"result {result}, rows {Rows(connection)}".ShouldBe("result 1, rows 1");
+    }
+
+    /// <summary>
+    /// The same for BeginTransaction and a reader of a write: a pipeline that handles results ran the BEGIN IMMEDIATE,
+    /// or the write, again inside the transaction the first attempt had left open, which failed ("cannot start a
+    /// transaction within a transaction") and left that transaction open with the write gate released: the
+    /// connection's next write, reported done, ran inside it and was lost as the connection closed (a bug hunt's
+    /// finding).
+    /// </summary>
+    [Test]
+    public void A_pipeline_that_handles_results_leaves_no_transaction_open_under_the_next_write([Values("BeginTransaction", "ExecuteReader")] string call)
+    {
+        using var dataSource = HandlingEveryOutcome();
+        using (var connection = dataSource.OpenConnection())
+        {
+            if (call == "BeginTransaction")
+            {
+                using var transaction = connection.BeginTransaction();
+                Insert(connection, "5");
+                transaction.Commit();
+            }
+            else
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "INSERT INTO t VALUES (5) RETURNING x";
+                using var reader = command.ExecuteReader();
+                reader.Read().ShouldBeTrue();
+                reader.GetInt64(0).ShouldBe(5);
+            }
+
+            Insert(connection, "6").ShouldBe(1);
+        }
+
+        using var other = new SaverDbConnection(_connectionString);
+        other.Open();
+        Rows(other).ShouldBe("5,6");
+    }
+
+    /// <summary>A data source whose pipeline retries every outcome, results too, twice, without delay.</summary>
+    private SaverDataSource HandlingEveryOutcome()
+        => new SaverDataSourceBuilder(_connectionString)
             .UseResiliencePipeline(new ResiliencePipelineBuilder()
                 .AddRetry(new RetryStrategyOptions { ShouldHandle = _ => PredicateResult.True(), MaxRetryAttempts = 2, Delay = TimeSpan.Zero })
                 .Build())
             .Build();
-        using var connection = dataSource.OpenConnection();
-        var runs = 0;
-
-        var thrown = async
-            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((_, _) => Task.FromResult(Insert(connection, $"{++runs}"))))
-            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ => Insert(connection, $"{++runs}")));
-
-        $"{runs} run, rows {Rows(connection)}".ShouldBe("1 run, rows 1");
-        thrown.Message.ShouldStartWith("RunInTransaction's retry strategy asked for another attempt at the unit of work after an attempt had succeeded");
-    }
 
     [Test]
     public void A_timeout_in_the_pipeline_ends_a_synchronous_unit_of_works_wait_for_the_write_lock()

@@ -13,7 +13,9 @@ namespace SqliteSaver.Data;
 /// the PRAGMAs applied to a new physical connection, or a whole
 /// <see cref="SaverDbConnection.RunInTransaction(Action{SaverDbTransaction}, bool)"/> unit of work. An attempt signals
 /// failure by throwing; a strategy runs it again only for errors where <see cref="IsTransient"/> is true and lets
-/// every other exception through unchanged.
+/// every other exception through unchanged. A strategy set with <see cref="SaverDataSourceBuilder.UseRetryStrategy"/>
+/// that asks for another attempt after one that succeeded gets that attempt's result again, without anything run
+/// again, and sees each result wrapped in a value it cannot dispose.
 /// </remarks>
 public abstract class SaverRetryStrategy
 {
