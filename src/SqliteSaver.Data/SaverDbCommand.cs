@@ -552,14 +552,14 @@ public sealed class SaverDbCommand : DbCommand
     /// Before <paramref name="transaction"/> ends, runs the statements a reader of this command opened in it has not
     /// reached (see <see cref="PooledDataReader.FinishBeforeTransactionEnds"/>).
     /// </summary>
+    /// <returns>Before a rollback, the error of a statement that failed, if any.</returns>
     /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
-    internal void FinishReaderBefore(SaverDbTransaction transaction, bool commit)
-    {
-        if (HasOpenReaderOf(transaction))
-        {
-            _reader!.FinishBeforeTransactionEnds(commit);
-        }
-    }
+    internal SqliteException? FinishReaderBefore(SaverDbTransaction transaction, bool commit)
+        => HasOpenReaderOf(transaction) ? _reader!.FinishBeforeTransactionEnds(commit) : null;
+
+    /// <summary>See <see cref="PooledDataReader.MayRunAfterSavepointSetAsSql"/>, for an open reader of this command in <paramref name="transaction"/>.</summary>
+    internal bool ReaderMayRunAfterSavepointSetAsSql(SaverDbTransaction transaction)
+        => HasOpenReaderOf(transaction) && _reader!.MayRunAfterSavepointSetAsSql();
 
     /// <summary>Whether a reader of this command is open, for the connection: no Close has closed it yet (see <see cref="PooledDataReader.Unfinished"/>).</summary>
     internal bool HasOpenReader => _reader is { Unfinished: true };

@@ -645,12 +645,13 @@ public sealed class SaverDbConnection : DbConnection
     /// Before <paramref name="transaction"/> commits or rolls back, runs inside it the statements its open readers of
     /// writing commands have not reached (see <see cref="PooledDataReader.FinishBeforeTransactionEnds"/>).
     /// </summary>
+    /// <returns>Before a rollback, the error of the first statement that failed, if any.</returns>
     /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
-    internal void FinishReadersBefore(SaverDbTransaction transaction, bool commit)
+    internal SqliteException? FinishReadersBefore(SaverDbTransaction transaction, bool commit)
     {
         if (_commands is null)
         {
-            return;
+            return null;
         }
 
         foreach (var command in _commands)
@@ -658,15 +659,26 @@ public sealed class SaverDbConnection : DbConnection
             if (command.HasOpenReaderOf(transaction))
             {
                 // From a copy: a statement's application function may create commands.
+                SqliteException? failed = null;
                 foreach (var each in _commands.ToArray())
                 {
-                    each.FinishReaderBefore(transaction, commit);
+                    failed ??= each.FinishReaderBefore(transaction, commit);
                 }
 
-                return;
+                return failed;
             }
         }
+
+        return null;
     }
+
+    /// <summary>
+    /// Whether an open reader of a writing command in <paramref name="transaction"/> would run statements not reached
+    /// yet after a savepoint that may have been set as SQL text since it opened (see
+    /// <see cref="PooledDataReader.MayRunAfterSavepointSetAsSql"/>).
+    /// </summary>
+    internal bool ReadersMayRunAfterSavepointSetAsSql(SaverDbTransaction transaction)
+        => _commands?.Exists(command => command.ReaderMayRunAfterSavepointSetAsSql(transaction)) == true;
 
     /// <summary>
     /// Remembers a command that holds something of the physical connection's (an open reader, a statement the cache

@@ -328,8 +328,9 @@ public sealed class SaverDbTransaction : DbTransaction
     /// Runs a savepoint statement, <paramref name="statement"/> followed by the quoted name, on the transaction's
     /// connection, after the statements the transaction's open readers have not reached, so that those land where
     /// the calls put them: before a savepoint set or released now, and undone by a rollback to one (see
-    /// <see cref="FinishReaders"/>; with <paramref name="rollback"/>, as <see cref="Rollback()"/> runs them). It never
-    /// ends the transaction: the write gate stays held. <paramref name="cancellationToken"/> ends waits for a lock (see
+    /// <see cref="FinishReaders"/>; with <paramref name="rollback"/>, as <see cref="Rollback()"/> runs them, unless
+    /// the savepoint may have been set after them, see <see cref="ThrowIfReadersMayRunAfterSavepointSetAsSql"/>; the
+    /// error of one that failed is then kept for the commit if the rollback fails). It never ends the transaction: the write gate stays held. <paramref name="cancellationToken"/> ends waits for a lock (see
     /// <see cref="RunAsCall"/>).
     /// </summary>
     private void RunSavepoint(string operation, string statement, string savepointName, CancellationToken cancellationToken, bool rollback = false)
@@ -353,9 +354,11 @@ public sealed class SaverDbTransaction : DbTransaction
             {
                 var (operation, statement, savepointName, rollback) = savepoint;
                 transaction.ThrowIfEndedBySqlite(operation);
+                SqliteException? unfinished = null;
                 if (rollback)
                 {
-                    transaction._connection.FinishReadersBefore(transaction, commit: false);
+                    transaction.ThrowIfReadersMayRunAfterSavepointSetAsSql(savepointName);
+                    unfinished = transaction._connection.FinishReadersBefore(transaction, commit: false);
                 }
                 else
                 {
@@ -363,11 +366,38 @@ public sealed class SaverDbTransaction : DbTransaction
                 }
 
                 transaction.ThrowIfEndedBySqlite(operation); // a statement just finished may have made SQLite end it (ON CONFLICT ROLLBACK)
-                transaction._physical.Execute(statement + "\"" + savepointName.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
+                try
+                {
+                    transaction._physical.Execute(statement + "\"" + savepointName.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
+                }
+                catch (SqliteException) when (unfinished is not null)
+                {
+                    // The rollback (to no such savepoint, say) did not undo the batch that failed: it is not whole.
+                    transaction.FailedUnfinished(unfinished);
+                    throw;
+                }
+
                 transaction.Track(operation, savepointName);
             },
             (operation, statement, savepointName, rollback),
             cancellationToken);
+    }
+
+    /// <summary>
+    /// Refuses a rollback to a savepoint while a reader of a writing batch in the transaction has statements not reached
+    /// yet and a command that may have set a savepoint as SQL text ran since it opened: the rollback runs those
+    /// statements first, so that it undoes them when the savepoint came before the batch; but a savepoint set as SQL
+    /// after the batch began would undo them where it should not (Microsoft.Data.Sqlite runs them after the rollback,
+    /// and keeps them), and the library cannot tell which it is.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Such a reader is open.</exception>
+    private void ThrowIfReadersMayRunAfterSavepointSetAsSql(string savepointName)
+    {
+        if (_connection.ReadersMayRunAfterSavepointSetAsSql(this))
+        {
+            throw new InvalidOperationException(
+                $"Rollback(\"{savepointName}\") would first run the statements not reached yet of a batch that writes, whose reader is open in this transaction, so that the rollback undoes them; but a command that may set a savepoint as SQL text (SAVEPOINT ...) ran since that reader opened: if it set this savepoint, after the batch began, the rollback would undo statements that belong after it. Nothing was rolled back: read the reader to its end (NextResult until it returns false) or close it, then roll back to the savepoint.");
+        }
     }
 
     /// <summary>

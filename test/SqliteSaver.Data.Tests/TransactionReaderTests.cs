@@ -224,6 +224,58 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
+    /// <summary>
+    /// A rollback to a savepoint runs the statements an open reader of a writing batch has not reached first, so that it
+    /// undoes them; but a savepoint set as SQL text after the batch began would undo them where they belong after it
+    /// (Microsoft.Data.Sqlite keeps them: it runs them as the reader closes, after the rollback). The library cannot
+    /// tell where such a savepoint lies, so it refuses, rolling back nothing, while the reader is open. Before, the row
+    /// was silently rolled back (a bug hunt's finding).
+    /// </summary>
+    [Test]
+    public void A_rollback_to_a_savepoint_that_may_have_been_set_as_SQL_after_an_open_readers_batch_is_refused()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        var reader = Reader(connection, transaction, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "SAVEPOINT z"); // after the batch began
+
+        Should.Throw<InvalidOperationException>(() => transaction.Rollback("z")).Message.ShouldStartWith("Rollback(\"z\") would first run the statements not reached yet");
+
+        Scalar(connection, transaction, "SELECT count(*) FROM t").ShouldBe(0L); // the batch's INSERT has not run
+        reader.Dispose(); // runs it, inside the transaction, still open
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    /// <summary>
+    /// A rollback to a savepoint ignored the error of a remaining statement it ran first, as the rollback would undo
+    /// the batch; but when the rollback itself fails (no such savepoint: a typo), nothing is undone, and the commit
+    /// went ahead with the batch in part (its first INSERT kept, its last never run; a bug hunt's finding). The error
+    /// now stays with the transaction, as for a savepoint or commit that runs a failing statement.
+    /// </summary>
+    [Test]
+    public void A_rollback_to_no_such_savepoint_leaves_a_batch_that_failed_as_it_ran_uncommittable()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+
+        Should.Throw<SqliteException>(() => transaction.Rollback("nosuch")).Message.ShouldContain("no such savepoint");
+
+        Should.Throw<SqliteException>(transaction.Commit).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
     [Test]
     public void A_rollback_to_a_name_Save_used_before_the_failure_but_set_again_as_SQL_text_after_it_still_refuses_the_commit()
     {

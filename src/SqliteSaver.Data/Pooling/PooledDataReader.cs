@@ -53,6 +53,9 @@ internal sealed class PooledDataReader(
     private bool _onRow; // Read returned true, in this result set
     private bool _stepFailed; // a Read or NextResult of it threw
 
+    // The caller's transaction's commands that may set savepoints as SQL text, counted as the reader opened (see MayRunAfterSavepointSetAsSql).
+    private readonly long _standaloneAtOpen = physical.StandaloneCommandsInTransaction;
+
     // Opened in a transaction begun as SQL (a BEGIN sent as a command), by a batch not run as written (see FinishAfterTransactionBegunAsSqlEnded).
     private readonly bool _inTransactionBegunAsSql = transaction is null && !statementByStatement && !openWrite && physical.InTransaction;
 
@@ -598,18 +601,37 @@ internal sealed class PooledDataReader(
     }
 
     /// <summary>Closes the SQLite reader, running its statements not reached yet with SQLite's busy handler off.</summary>
-    private void CloseWithoutBusyWaits()
+    /// <returns>The error of the statement that failed, if any: those after it did not run.</returns>
+    private SqliteException? CloseWithoutBusyWaits()
     {
         physical.SuspendBusyWaits();
         try
         {
-            inner.Close();
+            while (inner.NextResult())
+            {
+            }
+
+            return null;
+        }
+        catch (SqliteException failed)
+        {
+            return failed; // the SQLite reader closed itself as it threw
         }
         finally
         {
+            inner.Close();
             physical.ResumeBusyWaits();
         }
     }
+
+    /// <summary>
+    /// Whether a rollback to a savepoint would run statements of this reader not reached yet (see
+    /// <see cref="FinishBeforeTransactionEnds"/>) after a savepoint may have been set as SQL text: a command that may
+    /// set one (see <see cref="PhysicalConnection.StandaloneCommandsInTransaction"/>) ran in the transaction since the
+    /// reader opened. A rollback to such a savepoint would undo statements the batch ran before it.
+    /// </summary>
+    public bool MayRunAfterSavepointSetAsSql()
+        => !_closed && !inner.IsClosed && CommandWrites() && physical.StandaloneCommandsInTransaction != _standaloneAtOpen;
 
     /// <summary>
     /// Keeps a busy error a statement met in the caller's transaction (<paramref name="caller"/>: the reader's, unless
@@ -638,14 +660,16 @@ internal sealed class PooledDataReader(
     /// <param name="commit">
     /// Whether the transaction is about to commit: a statement's error is then thrown, so that the commit does not go
     /// ahead without it. Before a rollback the statements run with SQLite's busy handler off, so that none waits for
-    /// a lock only to be rolled back, and their errors are ignored, as closing ignores them.
+    /// a lock only to be rolled back, and the error of one that failed is returned (those after it do not run): a
+    /// rollback to a savepoint that fails leaves the batch in the transaction, which then must not commit.
     /// </param>
+    /// <returns>Before a rollback, the error of a statement that failed, if any.</returns>
     /// <exception cref="SqliteException">With <paramref name="commit"/>, a statement failed.</exception>
-    public void FinishBeforeTransactionEnds(bool commit)
+    public SqliteException? FinishBeforeTransactionEnds(bool commit)
     {
         if (_closed || inner.IsClosed || !CommandWrites())
         {
-            return;
+            return null;
         }
 
         physical.Calls.EnterOnThisThread(); // the statements not reached run here
@@ -654,7 +678,7 @@ internal sealed class PooledDataReader(
             if (!physical.InTransaction)
             {
                 DiscardAfterSqliteEndedTransaction(); // they would run in autocommit, and be kept
-                return;
+                return null;
             }
 
             if (commit)
@@ -664,10 +688,10 @@ internal sealed class PooledDataReader(
                 }
 
                 inner.Close();
-                return;
+                return null;
             }
 
-            CloseWithoutBusyWaits();
+            return CloseWithoutBusyWaits();
         }
         finally
         {
