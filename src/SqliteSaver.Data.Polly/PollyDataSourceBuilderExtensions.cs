@@ -11,7 +11,10 @@ public static class PollyDataSourceBuilderExtensions
     /// decide when work that failed is run again, and the connection string's Retry, Base Delay, Max Delay and
     /// Jitter are ignored. The library still decides what is safe to run again (whole autocommit writes rolled back,
     /// <c>BEGIN IMMEDIATE</c>, whole units of work), so have the pipeline handle only transient errors:
-    /// <c>new PredicateBuilder().Handle&lt;SqliteException&gt;(SaverRetryStrategy.IsTransient)</c>.
+    /// <c>new PredicateBuilder().Handle&lt;SqliteException&gt;(SaverRetryStrategy.IsTransient)</c>. Leave strategies
+    /// that hold a permit while an attempt runs (a concurrency limiter) out of it: writes take the library's write
+    /// gate before the pipeline runs and units of work inside it, so the two can wait for each other until a
+    /// CommandTimeout runs out.
     /// </summary>
     /// <param name="builder">The data source builder.</param>
     /// <param name="pipeline">The pipeline that runs every retryable piece of work.</param>
