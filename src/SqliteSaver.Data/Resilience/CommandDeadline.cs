@@ -48,7 +48,7 @@ internal readonly struct CommandDeadline
     public CommandTimeoutException QueueTimedOut()
         => new(string.Create(
             CultureInfo.InvariantCulture,
-            $"SQLite Error 5: 'database is locked'. Waited {_seconds} s (the command's CommandTimeout) in this process's write queue behind a transaction that stayed open; commit or roll back transactions promptly."));
+            $"SQLite Error 5: 'database is locked'. Waited {_seconds} s (the command's CommandTimeout) in this process's write queue behind writers that held it that long (a transaction that stayed open, a long write, or writes waiting out another connection's lock); commit or roll back transactions promptly."));
 
     /// <summary>The error for a command whose CommandTimeout ran out while another connection held the write lock.</summary>
     public CommandTimeoutException LockWaitTimedOut()
