@@ -662,7 +662,8 @@ public sealed class SaverDbConnection : DbConnection
                 SqliteException? failed = null;
                 foreach (var each in _commands.ToArray())
                 {
-                    failed ??= each.FinishReaderBefore(transaction, commit);
+                    var error = each.FinishReaderBefore(transaction, commit); // every reader, after an error too
+                    failed ??= error;
                 }
 
                 return failed;

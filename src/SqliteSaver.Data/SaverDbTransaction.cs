@@ -330,8 +330,8 @@ public sealed class SaverDbTransaction : DbTransaction
     /// the calls put them: before a savepoint set or released now, and undone by a rollback to one (see
     /// <see cref="FinishReaders"/>; with <paramref name="rollback"/>, as <see cref="Rollback()"/> runs them, unless
     /// the savepoint may have been set after them, see <see cref="ThrowIfReadersMayRunAfterSavepointSetAsSql"/>; the
-    /// error of one that failed is then kept for the commit if the rollback fails). It never ends the transaction: the write gate stays held. <paramref name="cancellationToken"/> ends waits for a lock (see
-    /// <see cref="RunAsCall"/>).
+    /// error of one that failed is then kept for the commit if the rollback fails). It never ends the transaction:
+    /// the write gate stays held. <paramref name="cancellationToken"/> ends waits for a lock (see <see cref="RunAsCall"/>).
     /// </summary>
     private void RunSavepoint(string operation, string statement, string savepointName, CancellationToken cancellationToken, bool rollback = false)
     {

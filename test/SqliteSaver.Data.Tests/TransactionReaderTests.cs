@@ -276,6 +276,32 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
+    /// <summary>
+    /// A rollback to a savepoint finishes every open reader of a writing batch, also after one of them failed: a reader
+    /// left unfinished would run its statements after the rollback, which would keep them.
+    /// </summary>
+    [Test]
+    public void A_rollback_to_a_savepoint_undoes_every_open_readers_remaining_statements_after_one_of_them_fails()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        using var failing = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)");
+        failing.Read().ShouldBeTrue();
+        using var other = Reader(connection, transaction, "SELECT 2; INSERT INTO t VALUES (2)");
+        other.Read().ShouldBeTrue();
+
+        transaction.Rollback("a");
+
+        other.Dispose();
+        failing.Dispose();
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
     [Test]
     public void A_rollback_to_a_name_Save_used_before_the_failure_but_set_again_as_SQL_text_after_it_still_refuses_the_commit()
     {

@@ -628,7 +628,7 @@ internal sealed class PooledDataReader(
     /// Whether a rollback to a savepoint would run statements of this reader not reached yet (see
     /// <see cref="FinishBeforeTransactionEnds"/>) after a savepoint may have been set as SQL text: a command that may
     /// set one (see <see cref="PhysicalConnection.StandaloneCommandsInTransaction"/>) ran in the transaction since the
-    /// reader opened. A rollback to such a savepoint would undo statements the batch ran before it.
+    /// reader opened. A rollback to such a savepoint would undo statements of the batch that belong after it.
     /// </summary>
     public bool MayRunAfterSavepointSetAsSql()
         => !_closed && !inner.IsClosed && CommandWrites() && physical.StandaloneCommandsInTransaction != _standaloneAtOpen;
