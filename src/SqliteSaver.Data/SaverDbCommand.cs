@@ -992,12 +992,18 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) BindWithParameters(string operation, bool waited)
     {
-        var (connection, physical, command) = Bind(operation, waited);
+        var (connection, physical, command) = Bind(operation, waited, out var lookedUp);
         var parameters = _definition.Parameters;
         if (command.Keepable && StatementCache.MayBindOneParameterTwice(parameters))
         {
             ReturnPrepared(physical);
             command = _prepared = physical.Statements.Rent(_definition.CommandText, fresh: true);
+            lookedUp = true; // and SQLite prepared it
+        }
+
+        if (lookedUp)
+        {
+            connection.Telemetry.StatementLookedUp(kept: command.Node is not null);
         }
 
         var target = command.Parameters;
@@ -1018,7 +1024,8 @@ public sealed class SaverDbCommand : DbCommand
     /// </summary>
     /// <param name="operation">The execution's name, for errors.</param>
     /// <param name="waited">Whether the execution waited for an earlier one, and holds the in-use mark of that wait (see <see cref="After"/>).</param>
-    private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation, bool waited)
+    /// <param name="lookedUp">Whether the command rented its prepared command now, rather than holding one already.</param>
+    private (SaverDbConnection Connection, PhysicalConnection Physical, OwnedSqliteCommand Command) Bind(string operation, bool waited, out bool lookedUp)
     {
         ThrowIfInUse(operation, ownWaits: waited ? 1 : 0);
         _disposed = false; // run again after Dispose, as Microsoft.Data.Sqlite's commands may be
@@ -1040,15 +1047,16 @@ public sealed class SaverDbCommand : DbCommand
             _bound = physical;
         }
 
+        lookedUp = false;
         if (_prepared is null)
         {
+            lookedUp = true;
             var text = _definition.CommandText;
             var returned = _returned;
             _returned = null;
             _prepared = returned is not null && string.Equals(returned.CommandText, text, StringComparison.Ordinal) && physical.Statements.TryRentAgain(returned)
                 ? returned
                 : physical.Statements.Rent(text, fresh: false);
-            connection.Telemetry.StatementLookedUp(kept: _prepared.Node is not null);
         }
 
         return (connection, physical, _prepared);

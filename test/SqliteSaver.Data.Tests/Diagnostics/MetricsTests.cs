@@ -271,6 +271,35 @@ public class MetricsTests : DatabaseTest
         Mine(lookups, dataSource).Select(m => (bool)m.Tags["sqlitesaver.statement_cache.hit"]!).ShouldBe([false, true, true]);
     }
 
+    /// <summary>
+    /// A command whose parameters could bind one statement parameter twice (<c>@a</c> and <c>:a</c>) takes a statement
+    /// of its own, which SQLite prepares: a miss, though the cache kept one for its text (it reported a hit; a bug
+    /// hunt's finding).
+    /// </summary>
+    [Test]
+    public void A_command_given_a_statement_of_its_own_reports_a_miss()
+    {
+        using var lookups = new MetricCollector<long>(SaverMetrics.StatementCacheLookups);
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
+        using var connection = dataSource.OpenConnection();
+        using (var first = connection.CreateCommand())
+        {
+            first.CommandText = "SELECT @a";
+            first.Parameters.Add(new SqliteParameter("@a", 1));
+            first.ExecuteScalar().ShouldBe(1L); // prepared, then kept by the cache
+        }
+
+        using (var second = connection.CreateCommand())
+        {
+            second.CommandText = "SELECT @a";
+            second.Parameters.Add(new SqliteParameter("@a", 2));
+            second.Parameters.Add(new SqliteParameter(":a", 3));
+            second.ExecuteScalar();
+        }
+
+        Mine(lookups, dataSource).Select(m => (bool)m.Tags["sqlitesaver.statement_cache.hit"]!).ShouldBe([false, false]);
+    }
+
     private static List<CollectedMeasurement<T>> Mine<T>(MetricCollector<T> collector, SaverDataSource dataSource)
         where T : struct
         => [.. collector.GetMeasurementSnapshot().Where(m => Equals(m.Tags[SaverMetrics.PoolNameTag], dataSource.Name))];
