@@ -33,7 +33,7 @@ public sealed class SaverDbTransaction : DbTransaction
     private Exception? _unfinished;
     private Exception? _failedOnClose;
     private List<string>? _savepoints; // set by Save and not released, oldest first
-    private long _standaloneAtFailure; // PhysicalConnection.StandaloneCommandsInTransaction when a batch failed to finish
+    private long _savepointCommandsAtFailure; // PhysicalConnection.SavepointCommandsInTransaction when a batch failed to finish
 
     internal SaverDbTransaction(SaverDbConnection connection, PhysicalConnection physical, int rental)
     {
@@ -221,7 +221,7 @@ public sealed class SaverDbTransaction : DbTransaction
         if (_unfinished is null && _failedOnClose is null)
         {
             _failedOnClose = error;
-            _standaloneAtFailure = runAsWritten ? -1 : _physical.StandaloneCommandsInTransaction;
+            _savepointCommandsAtFailure = runAsWritten ? -1 : _physical.SavepointCommandsInTransaction;
         }
     }
 
@@ -300,7 +300,7 @@ public sealed class SaverDbTransaction : DbTransaction
         catch (Exception exception)
         {
             _unfinished = exception;
-            _standaloneAtFailure = _physical.StandaloneCommandsInTransaction;
+            _savepointCommandsAtFailure = _physical.SavepointCommandsInTransaction;
             if (exception is SqliteException sqlite && SaverRetryStrategy.IsTransient(sqlite))
             {
                 _physical.BusyInTransaction = sqlite; // met by this transaction itself (see RunInTransaction)
@@ -424,7 +424,7 @@ public sealed class SaverDbTransaction : DbTransaction
         }
 
         var rollback = operation == nameof(Rollback);
-        if (rollback && _physical.StandaloneCommandsInTransaction == _standaloneAtFailure)
+        if (rollback && _physical.SavepointCommandsInTransaction == _savepointCommandsAtFailure)
         {
             (_unfinished, _failedOnClose) = (null, null);
         }

@@ -281,11 +281,11 @@ internal sealed partial class PhysicalConnection : IDisposable
     public CancellationToken UnitOfWorkAttempt { get; set; }
 
     /// <summary>
-    /// Commands run in the caller's transaction that may set, release or roll back savepoints as SQL text (statements
-    /// the library does not wrap, such as <c>SAVEPOINT</c>), counted, so that a transaction can tell whether any ran
-    /// since a moment of its own (see <see cref="SaverDbTransaction.Rollback(string)"/>).
+    /// Commands run in the caller's transaction that may set savepoints as SQL text (a statement of theirs begins with
+    /// <c>SAVEPOINT</c>, see <see cref="CommandClassifier.SetsSavepoint"/>), counted, so that a transaction can tell
+    /// whether any ran since a moment of its own (see <see cref="SaverDbTransaction.Rollback(string)"/>).
     /// </summary>
-    public long StandaloneCommandsInTransaction { get; set; }
+    public long SavepointCommandsInTransaction { get; set; }
 
     /// <summary>
     /// Commits of write transactions SQLite began on this connection, however they were asked for (autocommit

@@ -54,7 +54,7 @@ internal sealed class PooledDataReader(
     private bool _stepFailed; // a Read or NextResult of it threw
 
     // The caller's transaction's commands that may set savepoints as SQL text, counted as the reader opened (see MayRunAfterSavepointSetAsSql).
-    private readonly long _standaloneAtOpen = physical.StandaloneCommandsInTransaction;
+    private readonly long _savepointCommandsAtOpen = physical.SavepointCommandsInTransaction;
 
     // Opened in a transaction begun as SQL (a BEGIN sent as a command), by a batch not run as written (see FinishAfterTransactionBegunAsSqlEnded).
     private readonly bool _inTransactionBegunAsSql = transaction is null && !statementByStatement && !openWrite && physical.InTransaction;
@@ -611,6 +611,7 @@ internal sealed class PooledDataReader(
             {
             }
 
+            inner.Close();
             return null;
         }
         catch (SqliteException failed)
@@ -619,7 +620,6 @@ internal sealed class PooledDataReader(
         }
         finally
         {
-            inner.Close();
             physical.ResumeBusyWaits();
         }
     }
@@ -627,11 +627,11 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Whether a rollback to a savepoint would run statements of this reader not reached yet (see
     /// <see cref="FinishBeforeTransactionEnds"/>) after a savepoint may have been set as SQL text: a command that may
-    /// set one (see <see cref="PhysicalConnection.StandaloneCommandsInTransaction"/>) ran in the transaction since the
+    /// set one (see <see cref="PhysicalConnection.SavepointCommandsInTransaction"/>) ran in the transaction since the
     /// reader opened. A rollback to such a savepoint would undo statements of the batch that belong after it.
     /// </summary>
     public bool MayRunAfterSavepointSetAsSql()
-        => !_closed && !inner.IsClosed && CommandWrites() && physical.StandaloneCommandsInTransaction != _standaloneAtOpen;
+        => !_closed && !inner.IsClosed && CommandWrites() && physical.SavepointCommandsInTransaction != _savepointCommandsAtOpen;
 
     /// <summary>
     /// Keeps a busy error a statement met in the caller's transaction (<paramref name="caller"/>: the reader's, unless
@@ -1012,8 +1012,8 @@ internal sealed class PooledDataReader(
     /// <summary>
     /// Notes what the statements a step prepares may do, before it runs (a <c>PRAGMA</c> sets its value as SQLite
     /// prepares it): set busy_timeout (see <see cref="PhysicalConnection.NoteBusyTimeoutMaySet"/>); and counts a step of
-    /// a batch the library runs as written (it may hold a <c>SAVEPOINT</c>) for the caller's transaction, as the
-    /// executor counts such commands (see <see cref="PhysicalConnection.StandaloneCommandsInTransaction"/>).
+    /// a batch the library runs as written that holds a <c>SAVEPOINT</c> for the caller's transaction, as the
+    /// executor counts such commands (see <see cref="PhysicalConnection.SavepointCommandsInTransaction"/>).
     /// </summary>
     private void NoteStatementsToRun()
     {
@@ -1023,9 +1023,10 @@ internal sealed class PooledDataReader(
         }
 
         physical.NoteBusyTimeoutMaySet(commandText);
-        if (transaction is { IsCompleted: false } && connection.Executor.Classify(physical, commandText) == CommandKind.Unprotected)
+        if (transaction is { IsCompleted: false } && connection.Executor.Classify(physical, commandText) == CommandKind.Unprotected
+            && CommandClassifier.SetsSavepoint(commandText))
         {
-            physical.StandaloneCommandsInTransaction++;
+            physical.SavepointCommandsInTransaction++;
         }
     }
 

@@ -285,16 +285,20 @@ internal sealed class CommandClassifier
         return text.Length;
     }
 
-    /// <summary>
-    /// Whether any statement of text that could not be prepared starts with a standalone keyword (statements split as
-    /// <see cref="FirstStatementLength"/> splits them).
-    /// </summary>
-    private static bool AnyStatementIsStandalone(ReadOnlySpan<byte> text)
+    /// <summary>Whether any statement of <paramref name="text"/> begins with <c>SAVEPOINT</c>: running it may set a savepoint.</summary>
+    public static bool SetsSavepoint(string text)
+        => AnyStatement(Encoding.UTF8.GetBytes(text), static statement => Ascii.EqualsIgnoreCase(FirstWord(statement), "SAVEPOINT"));
+
+    /// <summary>Whether any statement of text that could not be prepared starts with a standalone keyword.</summary>
+    private static bool AnyStatementIsStandalone(ReadOnlySpan<byte> text) => AnyStatement(text, IsStandalone);
+
+    /// <summary>Whether <paramref name="test"/> holds for any statement of <paramref name="text"/> (statements split as <see cref="FirstStatementLength"/> splits them).</summary>
+    private static bool AnyStatement(ReadOnlySpan<byte> text, Func<ReadOnlySpan<byte>, bool> test)
     {
         while (!text.IsEmpty)
         {
             var length = FirstStatementLength(text);
-            if (IsStandalone(text[..length]))
+            if (test(text[..length]))
             {
                 return true;
             }

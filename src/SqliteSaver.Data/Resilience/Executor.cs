@@ -240,7 +240,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 // gate is held for a transaction SQLite ended) or in it (a batch such as "COMMIT; ATTACH ...").
                 physical.MayHoldTempObjects = true;
                 physical.MayHoldAttachments |= !inTransaction || kind == CommandKind.Unprotected;
-                physical.StandaloneCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected ? 1 : 0;
+                physical.SavepointCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected && CommandClassifier.SetsSavepoint(text) ? 1 : 0;
                 command.RunsStatementByStatement = kind == CommandKind.Unprotected;
                 return (RunInCallersTransaction(physical, command, run, behavior, kind, cancellationToken), false);
             }
