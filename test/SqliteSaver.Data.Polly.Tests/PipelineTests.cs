@@ -280,6 +280,61 @@ public class PipelineTests
         Rows(other).ShouldBe("5,6");
     }
 
+    /// <summary>
+    /// A pipeline that handles results still runs its retries (delays, OnRetry) after a write that committed, though
+    /// nothing runs again: the write no longer holds the process's write gate through them, so another writer passes
+    /// (here one in OnRetry, which waited out its CommandTimeout of 1 s behind the gate; a review's finding).
+    /// </summary>
+    [Test]
+    public void A_write_that_committed_leaves_the_write_gate_before_a_pipeline_that_handles_results_retries()
+    {
+        var outcomes = new List<string>();
+        var armed = false;
+        SaverDataSource? source = null;
+        using var dataSource = source = new SaverDataSourceBuilder($"Data Source={Path.Combine(_folder, "gate.db")}")
+            .UseResiliencePipeline(new ResiliencePipelineBuilder()
+                .AddRetry(new RetryStrategyOptions
+                {
+                    ShouldHandle = _ => PredicateResult.True(),
+                    MaxRetryAttempts = 1,
+                    Delay = TimeSpan.Zero,
+                    OnRetry = _ =>
+                    {
+                        if (armed)
+                        {
+                            armed = false; // the other writer's write runs through this pipeline too
+                            using var other = source!.OpenConnection();
+                            using var command = other.CreateCommand();
+                            command.CommandText = "INSERT INTO t VALUES (2)";
+                            command.CommandTimeout = 1;
+                            try
+                            {
+                                outcomes.Add($"{command.ExecuteNonQuery()} written");
+                            }
+                            catch (Exception error)
+                            {
+                                outcomes.Add(error.GetType().Name);
+                            }
+                        }
+
+                        return default;
+                    },
+                })
+                .Build())
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "CREATE TABLE t (x)";
+        insert.ExecuteNonQuery();
+        insert.CommandText = "INSERT INTO t VALUES (1)";
+        armed = true;
+
+        insert.ExecuteNonQuery().ShouldBe(1);
+
+        outcomes.ShouldBe(["1 written"]);
+        Rows(connection).ShouldBe("1,2");
+    }
+
     /// <summary>A data source whose pipeline retries every outcome, results too, twice, without delay.</summary>
     private SaverDataSource HandlingEveryOutcome()
         => new SaverDataSourceBuilder(_connectionString)

@@ -797,6 +797,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     if (!keepOpen)
                     {
                         physical.Commit(); // its waits for readers (in rollback-journal mode) end with the attempt's token too
+                        physical.ReleaseGate(); // now, not once the strategy returns: one that handles results retries on (see RunsNothingAfterSuccess)
                     }
                 }
 
