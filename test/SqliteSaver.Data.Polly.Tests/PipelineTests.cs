@@ -252,14 +252,15 @@ public class PipelineTests
     /// finding).
     /// </summary>
     [Test]
-    public void A_pipeline_that_handles_results_leaves_no_transaction_open_under_the_next_write([Values("BeginTransaction", "ExecuteReader")] string call)
+    public async Task A_pipeline_that_handles_results_leaves_no_transaction_open_under_the_next_write(
+        [Values("BeginTransaction", "ExecuteReader")] string call, [Values] bool async)
     {
         using var dataSource = HandlingEveryOutcome();
         using (var connection = dataSource.OpenConnection())
         {
             if (call == "BeginTransaction")
             {
-                using var transaction = connection.BeginTransaction();
+                using var transaction = async ? await connection.BeginTransactionAsync() : connection.BeginTransaction();
                 Insert(connection, "5");
                 transaction.Commit();
             }
@@ -267,7 +268,7 @@ public class PipelineTests
             {
                 using var command = connection.CreateCommand();
                 command.CommandText = "INSERT INTO t VALUES (5) RETURNING x";
-                using var reader = command.ExecuteReader();
+                using var reader = async ? await command.ExecuteReaderAsync() : command.ExecuteReader();
                 reader.Read().ShouldBeTrue();
                 reader.GetInt64(0).ShouldBe(5);
             }
