@@ -31,6 +31,8 @@ public class ProviderBenchmarks
     private DbCommand _pooledHolding = null!;
     private DbDataReader _saverHeld = null!;
     private DbDataReader _pooledHeld = null!;
+    private SaverDbConnection _saverTemp = null!; // each with a temporary view made on it
+    private SqliteConnection _pooledTemp = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -61,6 +63,12 @@ public class ProviderBenchmarks
         (_saverHolding, _saverHeld) = HoldReader(_saverBeside);
         _pooledBeside = new SqliteConnection(_pooled);
         (_pooledHolding, _pooledHeld) = HoldReader(_pooledBeside);
+        _saverTemp = new SaverDbConnection(_saver);
+        _saverTemp.Open();
+        _saverTemp.Execute("CREATE TEMP VIEW answer AS SELECT 42 AS value");
+        _pooledTemp = new SqliteConnection(_pooled);
+        _pooledTemp.Open();
+        _pooledTemp.Execute("PRAGMA synchronous = NORMAL; CREATE TEMP VIEW answer AS SELECT 42 AS value");
     }
 
     [GlobalCleanup]
@@ -72,6 +80,8 @@ public class ProviderBenchmarks
         _pooledHolding.Dispose();
         _saverBeside.Dispose();
         _pooledBeside.Dispose();
+        _saverTemp.Dispose();
+        _pooledTemp.Dispose();
         _saverOpen.Dispose();
         _pooledOpen.Dispose();
         _systemDataOpen.Dispose();
@@ -126,6 +136,12 @@ public class ProviderBenchmarks
 
     [BenchmarkCategory("Insert"), Benchmark]
     public int Insert_SystemDataSqlite() => Insert(_systemDataOpen);
+
+    [BenchmarkCategory("Insert, temporary view on the connection"), Benchmark]
+    public int InsertBesideTempView_Saver() => Insert(_saverTemp);
+
+    [BenchmarkCategory("Insert, temporary view on the connection"), Benchmark(Baseline = true)]
+    public int InsertBesideTempView_MdsPooled() => Insert(_pooledTemp);
 
     [BenchmarkCategory("Async select, cancellable token"), Benchmark]
     public Task<object?> SelectAsync_Saver() => SelectAsync(_saverOpen, _cancellation.Token);
