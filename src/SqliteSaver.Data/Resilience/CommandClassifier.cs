@@ -85,6 +85,7 @@ internal sealed class CommandClassifier
         var tempWrites = false;
         var tempSchemaChanged = false; // a statement before changes the temp schema (see below)
         var standalone = false;
+        bool? tempObjects = null; // whether the connection has temporary objects, once asked (see MayWriteOnlyTemp)
         invalid = null;
         complete = true;
 
@@ -134,7 +135,7 @@ internal sealed class CommandClassifier
                 {
                     // SQLite calls the EXPLAIN of a write not read-only, though it only lists the program.
                     writingResults |= result < 0 ? 0 : 1UL << Math.Min(result, 63);
-                    if (!tempSchemaChanged && WritesOnlyTemp(db, text))
+                    if (!tempSchemaChanged && MayWriteOnlyTemp(db, text, ref tempObjects) && WritesOnlyTemp(db, text))
                     {
                         // Prepared before the statements ahead of it run: once a CREATE, DROP or ALTER of the temp
                         // schema has run, a write after it may write the database (a DROP of a temporary table that
@@ -162,6 +163,34 @@ internal sealed class CommandClassifier
         return standalone
             ? statements == 1 && complete ? CommandKind.Standalone : CommandKind.Unprotected
             : writes ? CommandKind.Write : tempWrites ? CommandKind.TempWrite : CommandKind.Read;
+    }
+
+    /// <summary>
+    /// Whether a statement that writes could write the temp database alone, before <see cref="WritesOnlyTemp"/> looks:
+    /// a <c>CREATE</c> (of a temporary table, view or trigger), or any write on a connection that has temporary objects
+    /// (<paramref name="tempObjects"/>, asked once per text). Otherwise it writes the database, and its <c>EXPLAIN</c>
+    /// is not stepped: stepping one of an <c>INSERT</c>, <c>UPDATE</c> or <c>DELETE</c> sets the connection's
+    /// <c>changes()</c> to 0, which a <c>SELECT changes()</c> before the batch's first write, or the count of a batch
+    /// whose first statement is no such write, then reads.
+    /// </summary>
+    private static bool MayWriteOnlyTemp(sqlite3 db, ReadOnlySpan<byte> statement, ref bool? tempObjects)
+    {
+        if (Ascii.EqualsIgnoreCase(FirstWord(statement), "CREATE"))
+        {
+            return true;
+        }
+
+        if (tempObjects is null)
+        {
+            var rc = raw.sqlite3_prepare_v2(db, "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)", out var query);
+            using (query)
+            {
+                // Not known (an interrupt still pending, say): let WritesOnlyTemp look, as before.
+                tempObjects = rc != raw.SQLITE_OK || raw.sqlite3_step(query) != raw.SQLITE_ROW || raw.sqlite3_column_int(query, 0) != 0;
+            }
+        }
+
+        return tempObjects.Value;
     }
 
     /// <summary>
