@@ -23,9 +23,9 @@ internal sealed partial class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _tempSchemaVersion;
     private long _initialTempSchemaVersion; // the temp schema as opening and the connection initializer left it
     private string? _initialTempSchema; // the temporary objects the connection initializer left (see TempSchema), if any
-    private readonly sqlite3_stmt _hasAttachedDatabases;
     private readonly Action<int> _committed;
     private string _restorePragmaSql = string.Empty;
+    private string? _restoreMaxPageCount; // set apart: it reads the file, which another process's lock can hold up
     private int _busyTimeout;
     private int? _rememberedBusyTimeout;
     private CancellableBusyHandler? _cancellableBusyHandler;
@@ -37,7 +37,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     [
         "busy_timeout", "synchronous", "cache_size", "cache_spill", "mmap_size", "temp_store", "journal_size_limit",
         "wal_autocheckpoint", "foreign_keys", "recursive_triggers", "read_uncommitted", "ignore_check_constraints",
-        "reverse_unordered_selects", "automatic_index", "cell_size_check", "trusted_schema", "max_page_count",
+        "reverse_unordered_selects", "automatic_index", "cell_size_check", "trusted_schema",
         "legacy_alter_table", "writable_schema", "analysis_limit", "threads", "short_column_names", "full_column_names",
         "count_changes", "empty_result_callbacks", "fullfsync", "checkpoint_fullfsync",
     ];
@@ -70,7 +70,6 @@ internal sealed partial class PhysicalConnection : IDisposable
         _hasTempObjects = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)");
         _hasTempTables = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type = 'table')");
         _tempSchemaVersion = Prepare("PRAGMA temp.schema_version");
-        _hasAttachedDatabases = Prepare("SELECT EXISTS (SELECT 1 FROM pragma_database_list WHERE seq >= 2)");
         raw.sqlite3_commit_hook(Handle, _ => { Commits++; return 0; }, null);
     }
 
@@ -127,6 +126,13 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// PRAGMAs back (see <see cref="RememberPragmas"/>).
     /// </summary>
     public bool PragmasMayHaveChanged { get; set; }
+
+    /// <summary>
+    /// Whether a command of the current rental named max_page_count, which is then set back too. Setting it (and
+    /// reading it) takes a read of the database file, which in a rollback-journal mode waits while another process
+    /// holds the file locked: not for every rental that may have set some PRAGMA.
+    /// </summary>
+    private bool MaxPageCountMayHaveChanged { get; set; }
 
     /// <summary>
     /// Whether a command of the current rental may have set a PRAGMA that is not set back (see
@@ -732,11 +738,17 @@ internal sealed partial class PhysicalConnection : IDisposable
                 BusyTimeoutMayHaveChanged = true;
                 SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, _restorePragmaSql), Handle);
                 KnowBusyTimeout(_rememberedBusyTimeout);
+                if (MaxPageCountMayHaveChanged && _restoreMaxPageCount is not null)
+                {
+                    SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, _restoreMaxPageCount), Handle);
+                }
             }
             else if (innerExposed)
             {
-                RememberPragmas(); // what the renter set through the inner connection stays, as documented
+                RememberPragmas(waitForLocks: false); // what the renter set through the inner connection stays, as documented
             }
+
+            MaxPageCountMayHaveChanged = false;
 
             whyNot = (checkTemp ? TempObjectsChangedByRenter() : null)
                 ?? (checkAttached && HasAttachedDatabases() ? "it has attached databases"
@@ -773,6 +785,7 @@ internal sealed partial class PhysicalConnection : IDisposable
 
         var text = command.CommandText;
         PragmasMayHaveChanged = true;
+        MaxPageCountMayHaveChanged |= text.Contains("max_page_count", StringComparison.OrdinalIgnoreCase);
         NoteBusyTimeoutMaySet(text);
         var withoutComments = text.Contains("/*", StringComparison.Ordinal) || text.Contains("--", StringComparison.Ordinal)
             ? Comment().Replace(text, " ")
@@ -809,9 +822,12 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// the connection string, the connection initializer or a renter through <see cref="Sqlite"/> left them, to set
     /// them back when a renter may have changed one. The SQL holds only numbers SQLite returned and names from fixed
     /// lists. query_only is lifted first, so that it cannot stop the others, and set last. The busy timeout read is
-    /// then the one <see cref="BusyTimeoutMilliseconds"/> knows, as it is again once they are set back.
+    /// then the one <see cref="BusyTimeoutMilliseconds"/> knows, as it is again once they are set back. max_page_count
+    /// is kept apart (see <see cref="MaxPageCountMayHaveChanged"/>); without <paramref name="waitForLocks"/> (as a
+    /// connection whose <see cref="SaverDbConnection.InnerConnection"/> was used goes back to the pool) it is read
+    /// without waiting for a lock, and the value read before stays when another process holds the file locked.
     /// </summary>
-    public void RememberPragmas()
+    public void RememberPragmas(bool waitForLocks = true)
     {
         _rememberedBusyTimeout = null; // until read again below
         var sql = new System.Text.StringBuilder("PRAGMA query_only = 0;");
@@ -843,6 +859,22 @@ internal sealed partial class PhysicalConnection : IDisposable
 
         _restorePragmaSql = sql.ToString();
         KnowBusyTimeout(_rememberedBusyTimeout);
+        var waitsWereOff = !waitForLocks && _rememberedBusyTimeout is not null && raw.sqlite3_busy_timeout(Handle, 0) == raw.SQLITE_OK;
+        try
+        {
+            if ((waitForLocks || waitsWereOff) && Read(Handle, "max_page_count") is { } pages
+                && long.TryParse(pages, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number))
+            {
+                _restoreMaxPageCount = "PRAGMA max_page_count = " + number.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+        finally
+        {
+            if (waitsWereOff)
+            {
+                raw.sqlite3_busy_timeout(Handle, _rememberedBusyTimeout!.Value);
+            }
+        }
     }
 
     /// <summary>Takes <paramref name="milliseconds"/>, just read or set, as the busy timeout (see <see cref="BusyTimeoutMilliseconds"/>).</summary>
@@ -895,7 +927,6 @@ internal sealed partial class PhysicalConnection : IDisposable
         _hasTempObjects.Dispose();
         _hasTempTables.Dispose();
         _tempSchemaVersion.Dispose();
-        _hasAttachedDatabases.Dispose();
         Statements.Dispose();
         Calls.Dispose();
         try
@@ -1007,7 +1038,34 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// Whether databases past main (seq 0) and temp (seq 1) are attached. The table-valued pragma_database_list is
     /// read when the statement runs; a prepared <c>PRAGMA database_list</c> would list the databases of its preparation.
     /// </summary>
-    private bool HasAttachedDatabases() => Exists(_hasAttachedDatabases);
+    /// <summary>
+    /// Whether a database is attached (one listed after main and temp); a failure counts as yes. <c>PRAGMA
+    /// database_list</c>, prepared each time, reads no file, where a query of <c>pragma_database_list</c> reads the
+    /// schema, which another process's lock holds up in a rollback-journal mode, so that a Close waited the whole Busy
+    /// Timeout.
+    /// </summary>
+    private bool HasAttachedDatabases()
+    {
+        if (raw.sqlite3_prepare_v2(Handle, "PRAGMA database_list", out var list) != raw.SQLITE_OK)
+        {
+            list.Dispose();
+            return true;
+        }
+
+        using (list)
+        {
+            int rc;
+            while ((rc = raw.sqlite3_step(list)) == raw.SQLITE_ROW)
+            {
+                if (raw.sqlite3_column_int(list, 0) >= 2)
+                {
+                    return true;
+                }
+            }
+
+            return rc != raw.SQLITE_DONE;
+        }
+    }
 
     /// <summary>Runs a <c>SELECT EXISTS (...)</c> statement; a failed step counts as yes.</summary>
     private static bool Exists(sqlite3_stmt statement)
