@@ -1035,14 +1035,10 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// Whether databases past main (seq 0) and temp (seq 1) are attached. The table-valued pragma_database_list is
-    /// read when the statement runs; a prepared <c>PRAGMA database_list</c> would list the databases of its preparation.
-    /// </summary>
-    /// <summary>
-    /// Whether a database is attached (one listed after main and temp); a failure counts as yes. <c>PRAGMA
-    /// database_list</c>, prepared each time, reads no file, where a query of <c>pragma_database_list</c> reads the
-    /// schema, which another process's lock holds up in a rollback-journal mode, so that a Close waited the whole Busy
-    /// Timeout.
+    /// Whether databases past main (seq 0) and temp (seq 1) are attached; a failure counts as yes. <c>PRAGMA
+    /// database_list</c>, prepared each time (a kept one would list the databases of its preparation), reads no file,
+    /// where a query of the table-valued <c>pragma_database_list</c> reads the schema, which another process's lock
+    /// holds up in a rollback-journal mode, so that a Close waited the whole Busy Timeout.
     /// </summary>
     private bool HasAttachedDatabases()
     {
