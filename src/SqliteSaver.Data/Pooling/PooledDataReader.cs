@@ -706,14 +706,14 @@ internal sealed class PooledDataReader(
     public override long GetBytes(int ordinal, long dataOffset, byte[]? buffer, int bufferOffset, int length)
         => ByValue(ordinal)
             ? Read(static (reader, a) => BytesOfValue(reader, a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length))
-            : Read(static (reader, a) => reader.GetBytes(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
+            : ReadAsCall(static (reader, a) => reader.GetBytes(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
     public override char GetChar(int ordinal) => Read(static (reader, ordinal) => reader.GetChar(ordinal), ordinal);
 
     public override long GetChars(int ordinal, long dataOffset, char[]? buffer, int bufferOffset, int length)
         => ByValue(ordinal)
             ? Read(static (reader, a) => CharsOfValue(reader, a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length))
-            : Read(static (reader, a) => reader.GetChars(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
+            : ReadAsCall(static (reader, a) => reader.GetChars(a.ordinal, a.dataOffset, a.buffer, a.bufferOffset, a.length), (ordinal, dataOffset, buffer, bufferOffset, length));
 
     public ReadOnlyCollection<DbColumn> GetColumnSchema() => ReadSchema(static reader => reader.GetColumnSchema());
 
@@ -753,14 +753,14 @@ internal sealed class PooledDataReader(
     public override Stream GetStream(int ordinal)
         => ByValue(ordinal)
             ? Read(static (reader, ordinal) => (Stream)new MemoryStream(reader.GetFieldValue<byte[]>(ordinal), writable: false), ordinal)
-            : Read(static (reader, ordinal) => reader.GetStream(ordinal), ordinal);
+            : ReadAsCall(static (reader, ordinal) => reader.GetStream(ordinal), ordinal);
 
     public override string GetString(int ordinal) => Read(static (reader, ordinal) => reader.GetString(ordinal), ordinal);
 
     public override TextReader GetTextReader(int ordinal)
         => ByValue(ordinal)
             ? Read(static (reader, ordinal) => (TextReader)new StringReader(reader.IsDBNull(ordinal) ? string.Empty : reader.GetString(ordinal)), ordinal)
-            : Read(static (reader, ordinal) => reader.GetTextReader(ordinal), ordinal);
+            : ReadAsCall(static (reader, ordinal) => reader.GetTextReader(ordinal), ordinal);
 
     public override object GetValue(int ordinal) => Read(static (reader, ordinal) => reader.GetValue(ordinal), ordinal);
 
@@ -1061,18 +1061,35 @@ internal sealed class PooledDataReader(
             throw ClosedReader(operation, exception);
         }
 
-        return Volatile.Read(ref _closed) ? throw ClosedReader(operation) : value;
+        if (Volatile.Read(ref _closed))
+        {
+            (value as IDisposable)?.Dispose(); // a stream, whose blob handle would keep a read snapshot
+            throw ClosedReader(operation);
+        }
+
+        return value;
     }
 
     /// <summary>
     /// <see cref="Read{TArgument, T}"/> of the column schema, which runs statements on the connection
-    /// (Microsoft.Data.Sqlite's GetSchemaTable queries the tables the columns come from, scanning each): a call of the
-    /// connection, as a step is, so that a Close on another thread ends it and waits for it before the connection goes
-    /// to its next renter. Not a run of the command: its <see cref="SaverDbCommand.Cancel"/> leaves it alone, as it
-    /// leaves the reader's other reads.
+    /// (Microsoft.Data.Sqlite's GetSchemaTable queries the tables the columns come from, scanning each), as a call of
+    /// the connection (see <see cref="ReadAsCall"/>).
     /// </summary>
     /// <exception cref="InvalidOperationException">The reader is closed, or the connection was closed before or while it ran.</exception>
     private T ReadSchema<T>(Func<SqliteDataReader, T> read, [CallerMemberName] string operation = "")
+        => ReadAsCall(static (reader, read) => read(reader), read, operation);
+
+    /// <summary>
+    /// <see cref="Read{TArgument, T}"/> as a call of the connection, as a step is, so that a Close on another thread
+    /// ends it and waits for it before the connection goes to its next renter: a read that runs statements (the column
+    /// schema) or opens SQLite's blob handle on the row (a column of a table read by <c>GetStream</c>,
+    /// <c>GetTextReader</c>, <c>GetBytes</c> or <c>GetChars</c>), which Close would otherwise not see: a stream opened
+    /// as Close checked the connection kept a read snapshot for its next renter, and Microsoft.Data.Sqlite's reader,
+    /// closed under the blob read, failed Close. Not a run of the command: its <see cref="SaverDbCommand.Cancel"/>
+    /// leaves it alone, as it leaves the reader's other reads.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The reader is closed, or the connection was closed before or while it ran.</exception>
+    private T ReadAsCall<TArgument, T>(Func<SqliteDataReader, TArgument, T> read, TArgument argument, [CallerMemberName] string operation = "")
     {
         if (Volatile.Read(ref _closed))
         {
@@ -1083,7 +1100,7 @@ internal sealed class PooledDataReader(
         physical.Calls.EnterOnThisThread();
         try
         {
-            return Read(static (reader, read) => read(reader), read, operation);
+            return Read(read, argument, operation);
         }
         catch (SqliteException exception) when (EndedByClose(exception, call) is { } ended)
         {
