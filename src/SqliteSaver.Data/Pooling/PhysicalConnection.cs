@@ -738,10 +738,7 @@ internal sealed partial class PhysicalConnection : IDisposable
                 BusyTimeoutMayHaveChanged = true;
                 SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, _restorePragmaSql), Handle);
                 KnowBusyTimeout(_rememberedBusyTimeout);
-                if (MaxPageCountMayHaveChanged && _restoreMaxPageCount is not null)
-                {
-                    SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, _restoreMaxPageCount), Handle);
-                }
+                SetBackMaxPageCount(innerExposed);
             }
             else if (innerExposed)
             {
@@ -873,6 +870,33 @@ internal sealed partial class PhysicalConnection : IDisposable
             if (waitsWereOff)
             {
                 raw.sqlite3_busy_timeout(Handle, _rememberedBusyTimeout!.Value);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sets max_page_count back, after a command of the rental named it (waiting for a lock another process holds, as
+    /// that command did), or, without waiting, when <paramref name="innerExposed"/> (the renter may have set it through
+    /// InnerConnection, and a command set another PRAGMA, so that all are set back). Setting it reads the database
+    /// file; when another process holds it locked, SQLITE_BUSY fails the reset, and the connection is closed.
+    /// </summary>
+    private void SetBackMaxPageCount(bool innerExposed)
+    {
+        if (_restoreMaxPageCount is null || !(MaxPageCountMayHaveChanged || innerExposed))
+        {
+            return;
+        }
+
+        var waitsOff = !MaxPageCountMayHaveChanged && raw.sqlite3_busy_timeout(Handle, 0) == raw.SQLITE_OK;
+        try
+        {
+            SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, _restoreMaxPageCount), Handle);
+        }
+        finally
+        {
+            if (waitsOff)
+            {
+                raw.sqlite3_busy_timeout(Handle, _busyTimeout);
             }
         }
     }

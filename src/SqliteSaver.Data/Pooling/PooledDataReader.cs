@@ -1023,8 +1023,8 @@ internal sealed class PooledDataReader(
         }
 
         physical.NoteBusyTimeoutMaySet(commandText);
-        if (transaction is { IsCompleted: false } && connection.Executor.Classify(physical, commandText) == CommandKind.Unprotected
-            && CommandClassifier.SetsSavepoint(commandText))
+        if (transaction is { IsCompleted: false } && CommandClassifier.SetsSavepoint(commandText)
+            && connection.Executor.Classify(physical, commandText) == CommandKind.Unprotected)
         {
             physical.SavepointCommandsInTransaction++;
         }

@@ -167,22 +167,24 @@ internal sealed class CommandClassifier
 
     /// <summary>
     /// Whether a statement that writes could write the temp database alone, before <see cref="WritesOnlyTemp"/> looks:
-    /// a <c>CREATE</c> (of a temporary table, view or trigger), or any write on a connection that has temporary objects
-    /// (<paramref name="tempObjects"/>, asked once per text). Otherwise it writes the database, and its <c>EXPLAIN</c>
+    /// a <c>CREATE</c> (of a temporary table, view or trigger), an <c>ANALYZE</c> (of temp), or any write on a connection
+    /// that has temporary tables or triggers (<paramref name="tempObjects"/>, asked once per text; a temporary view alone
+    /// takes no write). Otherwise it writes the database, and its <c>EXPLAIN</c>
     /// is not stepped: stepping one of an <c>INSERT</c>, <c>UPDATE</c> or <c>DELETE</c> sets the connection's
     /// <c>changes()</c> to 0, which a <c>SELECT changes()</c> before the batch's first write, or the count of a batch
     /// whose first statement is no such write, then reads.
     /// </summary>
     private static bool MayWriteOnlyTemp(sqlite3 db, ReadOnlySpan<byte> statement, ref bool? tempObjects)
     {
-        if (Ascii.EqualsIgnoreCase(FirstWord(statement), "CREATE"))
+        var keyword = FirstWord(statement);
+        if (Ascii.EqualsIgnoreCase(keyword, "CREATE") || Ascii.EqualsIgnoreCase(keyword, "ANALYZE"))
         {
             return true;
         }
 
         if (tempObjects is null)
         {
-            var rc = raw.sqlite3_prepare_v2(db, "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)", out var query);
+            var rc = raw.sqlite3_prepare_v2(db, "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type IN ('table', 'trigger'))", out var query);
             using (query)
             {
                 // Not known (an interrupt still pending, say): let WritesOnlyTemp look, as before.

@@ -22,10 +22,9 @@ public class ReturnBesideAnotherProcessesLockTests : DatabaseTest
         var dataSource = SaverDataSource.GetShared(connectionString);
         var connection = new SaverDbConnection(connectionString);
         connection.Open();
-        var physical = connection.InnerConnection;
         if (use == "InnerConnection")
         {
-            using var inner = physical.CreateCommand();
+            using var inner = connection.InnerConnection.CreateCommand();
             inner.CommandText = "SELECT count(*) FROM t";
             inner.ExecuteScalar();
         }
@@ -40,26 +39,37 @@ public class ReturnBesideAnotherProcessesLockTests : DatabaseTest
         var closing = Task.Run(connection.Close);
 
         closing.Wait(TimeSpan.FromSeconds(20)).ShouldBeTrue("Close waited for the other process's lock (Busy Timeout 30 s)");
-        dataSource.Statistics.Total.ShouldBe(1); // kept
-        other.Run("ROLLBACK").ShouldStartWith("ok");
-        using var next = new SaverDbConnection(connectionString);
-        next.Open();
-        next.InnerConnection.ShouldBeSameAs(physical);
+        dataSource.Statistics.Total.ShouldBe(1); // kept, not closed as one SQLite failed to reset
     }
 
-    /// <summary>A renter that did set max_page_count still has it set back.</summary>
+    /// <summary>
+    /// A renter that set max_page_count still has it set back: by a command, and through InnerConnection when a
+    /// command set another PRAGMA (the review of the change above found that one kept).
+    /// </summary>
     [Test]
-    public void A_max_page_count_a_renter_set_is_set_back()
+    public void A_max_page_count_a_renter_set_is_set_back([Values] bool throughInnerConnection)
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        object? initial;
         using (var connection = new SaverDbConnection(connectionString))
         {
             connection.Open();
-            ConnectionTests.Scalar(connection, "PRAGMA max_page_count = 1000");
+            initial = ConnectionTests.Scalar(connection, "PRAGMA max_page_count");
+            if (throughInnerConnection)
+            {
+                using var inner = connection.InnerConnection.CreateCommand();
+                inner.CommandText = "PRAGMA max_page_count = 1000";
+                inner.ExecuteNonQuery();
+                ConnectionTests.Scalar(connection, "PRAGMA foreign_keys = OFF");
+            }
+            else
+            {
+                ConnectionTests.Scalar(connection, "PRAGMA max_page_count = 1000");
+            }
         }
 
         using var next = new SaverDbConnection(connectionString);
         next.Open();
-        ConnectionTests.Scalar(next, "PRAGMA max_page_count").ShouldNotBe(1000L);
+        ConnectionTests.Scalar(next, "PRAGMA max_page_count").ShouldBe(initial);
     }
 }
