@@ -167,12 +167,12 @@ internal sealed class CommandClassifier
 
     /// <summary>
     /// Whether a statement that writes could write the temp database alone, before <see cref="WritesOnlyTemp"/> looks:
-    /// a <c>CREATE</c> (of a temporary table, view or trigger), an <c>ANALYZE</c> (of temp), or any write on a connection
-    /// that has temporary tables or triggers (<paramref name="tempObjects"/>, asked once per text; a temporary view alone
-    /// takes no write). Otherwise it writes the database, and its <c>EXPLAIN</c>
-    /// is not stepped: stepping one of an <c>INSERT</c>, <c>UPDATE</c> or <c>DELETE</c> sets the connection's
-    /// <c>changes()</c> to 0, which a <c>SELECT changes()</c> before the batch's first write, or the count of a batch
-    /// whose first statement is no such write, then reads.
+    /// a <c>CREATE</c> (of a temporary table, view or trigger), an <c>ANALYZE</c> (of temp), or any write on a
+    /// connection that has temporary tables or triggers (<paramref name="tempObjects"/>, asked once per text; a
+    /// temporary view alone takes no write). Otherwise it writes the database, and its <c>EXPLAIN</c> is not stepped:
+    /// stepping one of an <c>INSERT</c>, <c>UPDATE</c> or <c>DELETE</c> sets the connection's <c>changes()</c> to 0,
+    /// which a <c>SELECT changes()</c> before the batch's first write, or the count of a batch whose first statement
+    /// is no such write, then reads.
     /// </summary>
     private static bool MayWriteOnlyTemp(sqlite3 db, ReadOnlySpan<byte> statement, ref bool? tempObjects)
     {
