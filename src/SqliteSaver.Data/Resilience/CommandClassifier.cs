@@ -167,9 +167,9 @@ internal sealed class CommandClassifier
 
     /// <summary>
     /// Whether a statement that writes could write the temp database alone, before <see cref="WritesOnlyTemp"/> looks:
-    /// a <c>CREATE</c> (of a temporary table, view or trigger), an <c>ANALYZE</c> (of temp), or any write on a
-    /// connection that has temporary tables or triggers (<paramref name="tempObjects"/>, asked once per text; a
-    /// temporary view alone takes no write). Otherwise it writes the database, and its <c>EXPLAIN</c> is not stepped:
+    /// a <c>CREATE</c> or <c>DROP</c> (of a temporary table, view or trigger), an <c>ANALYZE</c> (of temp), or any
+    /// other write on a connection that has temporary tables or triggers (<paramref name="tempObjects"/>, asked once
+    /// per text; a temporary view alone takes no other write). Otherwise it writes the database, and its <c>EXPLAIN</c> is not stepped:
     /// stepping one of an <c>INSERT</c>, <c>UPDATE</c> or <c>DELETE</c> sets the connection's <c>changes()</c> to 0,
     /// which a <c>SELECT changes()</c> before the batch's first write, or the count of a batch whose first statement
     /// is no such write, then reads.
@@ -177,7 +177,7 @@ internal sealed class CommandClassifier
     private static bool MayWriteOnlyTemp(sqlite3 db, ReadOnlySpan<byte> statement, ref bool? tempObjects)
     {
         var keyword = FirstWord(statement);
-        if (Ascii.EqualsIgnoreCase(keyword, "CREATE") || Ascii.EqualsIgnoreCase(keyword, "ANALYZE"))
+        if (Ascii.EqualsIgnoreCase(keyword, "CREATE") || Ascii.EqualsIgnoreCase(keyword, "DROP") || Ascii.EqualsIgnoreCase(keyword, "ANALYZE"))
         {
             return true;
         }
