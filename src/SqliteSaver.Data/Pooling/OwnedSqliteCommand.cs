@@ -33,7 +33,7 @@ internal sealed class OwnedSqliteCommand : SqliteCommand
 
     /// <summary>
     /// The version of the connection's temp schema a write's <see cref="Kind"/> was found against on a connection with
-    /// temporary objects; -1 when it had none (see <see cref="Resilience.Executor"/>'s Classify).
+    /// temporary tables or triggers; -1 when it had none (see <see cref="Resilience.Executor"/>'s Classify).
     /// </summary>
     public long KindTempSchema { get; set; } = -1;
 

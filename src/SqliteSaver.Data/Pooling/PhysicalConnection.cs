@@ -20,6 +20,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     private readonly sqlite3_stmt _rollback;
     private readonly sqlite3_stmt _hasTempObjects;
     private readonly sqlite3_stmt _hasTempTables;
+    private readonly sqlite3_stmt _hasTempTablesOrTriggers;
     private readonly sqlite3_stmt _tempSchemaVersion;
     private long _initialTempSchemaVersion; // the temp schema as opening and the connection initializer left it
     private string? _initialTempSchema; // the temporary objects the connection initializer left (see TempSchema), if any
@@ -69,6 +70,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         _rollback = Prepare("ROLLBACK");
         _hasTempObjects = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master)");
         _hasTempTables = Prepare("SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type = 'table')");
+        _hasTempTablesOrTriggers = Prepare(CommandClassifier.TempTablesOrTriggers);
         _tempSchemaVersion = Prepare("PRAGMA temp.schema_version");
         raw.sqlite3_commit_hook(Handle, _ => { Commits++; return 0; }, null);
     }
@@ -950,6 +952,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         _rollback.Dispose();
         _hasTempObjects.Dispose();
         _hasTempTables.Dispose();
+        _hasTempTablesOrTriggers.Dispose();
         _tempSchemaVersion.Dispose();
         Statements.Dispose();
         Calls.Dispose();
@@ -1027,8 +1030,12 @@ internal sealed partial class PhysicalConnection : IDisposable
         => ReadText(Handle, "SELECT group_concat(type || ' ' || name || ' ' || ifnull(sql, ''), char(31)) FROM (SELECT type, name, sql FROM temp.sqlite_master ORDER BY type, name)")
             ?? "\u0000unreadable";
 
-    /// <summary>Whether the connection's temp database holds any table, view, index or trigger (yes when SQLite cannot say).</summary>
-    public bool HasTempObjects() => Exists(_hasTempObjects);
+    /// <summary>
+    /// Whether the connection's temp database holds a table or a trigger (yes when SQLite cannot say), which alone can
+    /// make a write other than a <c>CREATE</c>, <c>DROP</c> or <c>ANALYZE</c> write only the temp database (see
+    /// <see cref="CommandClassifier.TempTablesOrTriggers"/>); a temporary view cannot.
+    /// </summary>
+    public bool HasTempTablesOrTriggers() => Exists(_hasTempTablesOrTriggers);
 
     /// <summary>The version of the connection's temp schema, which each change of it raises; -1 when SQLite cannot read it.</summary>
     public long TempSchemaVersion()

@@ -54,7 +54,8 @@ internal sealed class CommandClassifier
     /// an unknown table), with which the command fails before it runs anything; such text counts as a write, as text
     /// that cannot all be prepared yet does. <paramref name="final"/> says whether the text is classified for good, as
     /// the cache keeps it (whether or not the cache had room for it). Without <paramref name="cached"/> the text is
-    /// prepared again whatever the cache holds (see <see cref="Executor"/>'s use on a connection with temporary objects).
+    /// prepared again whatever the cache holds (see <see cref="Executor"/>'s use on a connection with temporary tables
+    /// or triggers).
     /// </summary>
     public CommandKind Classify(sqlite3 db, string sql, out SqliteException? invalid, out bool final, bool cached = true)
     {
@@ -85,7 +86,7 @@ internal sealed class CommandClassifier
         var tempWrites = false;
         var tempSchemaChanged = false; // a statement before changes the temp schema (see below)
         var standalone = false;
-        bool? tempObjects = null; // whether the connection has temporary objects, once asked (see MayWriteOnlyTemp)
+        bool? tempObjects = null; // whether the connection has temporary tables or triggers, once asked (see MayWriteOnlyTemp)
         invalid = null;
         complete = true;
 
@@ -166,6 +167,12 @@ internal sealed class CommandClassifier
     }
 
     /// <summary>
+    /// Whether the connection's temp database holds a table or a trigger, without which a write other than a
+    /// <c>CREATE</c>, <c>DROP</c> or <c>ANALYZE</c> writes the database (see <see cref="MayWriteOnlyTemp"/>).
+    /// </summary>
+    public const string TempTablesOrTriggers = "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type IN ('table', 'trigger'))";
+
+    /// <summary>
     /// Whether a statement that writes could write the temp database alone, before <see cref="WritesOnlyTemp"/> looks:
     /// a <c>CREATE</c> or <c>DROP</c> (of a temporary table, view or trigger), an <c>ANALYZE</c> (of temp), or any
     /// other write on a connection that has temporary tables or triggers (<paramref name="tempObjects"/>, asked once
@@ -184,7 +191,7 @@ internal sealed class CommandClassifier
 
         if (tempObjects is null)
         {
-            var rc = raw.sqlite3_prepare_v2(db, "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type IN ('table', 'trigger'))", out var query);
+            var rc = raw.sqlite3_prepare_v2(db, TempTablesOrTriggers, out var query);
             using (query)
             {
                 // Not known (an interrupt still pending, say): let WritesOnlyTemp look, as before.

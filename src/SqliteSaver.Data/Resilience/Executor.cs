@@ -125,25 +125,25 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// <summary>
     /// <see cref="CommandClassifier.Classify(sqlite3, string, out SqliteException?, out bool, bool)"/>, kept on the
     /// cache's command once final, so that a command run again is not looked up by its text. A write kept so is
-    /// classified again on a connection that has temporary objects: the temp schema is each connection's own, and a
-    /// temporary table there may hide the table the text writes elsewhere (or the temporary trigger that made it write
-    /// the database may be another connection's), so that here it writes only the temp database (see
-    /// <see cref="CommandKind.TempWrite"/>), which needs neither the write gate nor the write lock. The cache's command
-    /// keeps what was found there until that temp schema changes.
+    /// classified again on a connection that has temporary tables or triggers (a temporary view alone cannot change
+    /// it): the temp schema is each connection's own, and a temporary table there may hide the table the text writes
+    /// elsewhere (or the temporary trigger that made it write the database may be another connection's), so that here
+    /// it writes only the temp database (see <see cref="CommandKind.TempWrite"/>), which needs neither the write gate
+    /// nor the write lock. The cache's command keeps what was found there until that temp schema changes.
     /// </summary>
     private CommandKind Classify(PhysicalConnection physical, OwnedSqliteCommand command, out SqliteException? invalid)
     {
         invalid = null;
         if (command.Kind is { } kind
-            && (kind != CommandKind.Write || !physical.HasTempObjects() || command.KindTempSchema == physical.TempSchemaVersion()))
+            && (kind != CommandKind.Write || !physical.HasTempTablesOrTriggers() || command.KindTempSchema == physical.TempSchemaVersion()))
         {
             return kind;
         }
 
-        var keptWrite = command.Kind == CommandKind.Write; // then the connection has temporary objects, found above
+        var keptWrite = command.Kind == CommandKind.Write; // then the connection has temporary tables or triggers, found above
         kind = _classifier.Classify(physical.Handle, command.CommandText, out invalid, out var final);
         var tempSchema = -1L;
-        if (kind == CommandKind.Write && final && (keptWrite || physical.HasTempObjects()))
+        if (kind == CommandKind.Write && final && (keptWrite || physical.HasTempTablesOrTriggers()))
         {
             tempSchema = physical.TempSchemaVersion();
             kind = _classifier.Classify(physical.Handle, command.CommandText, out invalid, out final, cached: false);
