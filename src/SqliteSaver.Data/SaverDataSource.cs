@@ -261,19 +261,43 @@ public sealed class SaverDataSource : DbDataSource
     internal WalStatus GetWalStatus(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        return Checkpointer.GetStatus(cancellationToken);
+        try
+        {
+            return Checkpointer.GetStatus(cancellationToken);
+        }
+        catch (InvalidOperationException exception) when (exception is not ObjectDisposedException && _disposed != 0)
+        {
+            throw DisposedMeanwhile();
+        }
     }
+
+    /// <summary>Whether the data source was disposed (or its disposal has begun).</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     private CheckpointResult Checkpoint(CheckpointMode mode, CancellationToken cancellationToken)
     {
         CheckpointExtensions.CheckMode(mode);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        var result = Checkpointer.Run(mode, cancellationToken);
+        CheckpointResult result;
+        try
+        {
+            result = Checkpointer.Run(mode, cancellationToken);
+        }
+        catch (InvalidOperationException exception) when (exception is not ObjectDisposedException && _disposed != 0)
+        {
+            throw DisposedMeanwhile();
+        }
 
         // Disposed while it waited for a background checkpoint: Dispose, not another checkpoint, is why it did not run.
         ObjectDisposedException.ThrowIf(_disposed != 0 && result == Checkpointer.AnotherCheckpointRuns, this);
         return result;
     }
+
+    /// <summary>
+    /// What a checkpoint or WAL status read that disposal overtook throws in place of the checkpointer's refusal: the
+    /// pool, disposed first, counts the connections still rented as cleared, so the checkpointer will not open its own.
+    /// </summary>
+    private ObjectDisposedException DisposedMeanwhile() => new(GetType().FullName);
 
     /// <summary>
     /// The shared data source for a connection string, created on first use: one per pool (see

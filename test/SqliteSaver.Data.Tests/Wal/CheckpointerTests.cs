@@ -115,6 +115,48 @@ public class CheckpointerTests : DatabaseTest
     }
 
     [Test]
+    public void Checkpoints_and_wal_status_reads_racing_disposal_with_a_connection_rented_throw_only_ObjectDisposedException()
+    {
+        // Disposal clears the pool before it stops the checkpointer: a call between the two met a pool whose only open
+        // connection (the rented one) counted as cleared, and threw the InvalidOperationException for that.
+        var unexpected = new System.Collections.Concurrent.ConcurrentBag<Exception>();
+        for (var round = 0; round < 30; round++)
+        {
+            var dataSource = SaverDataSource.Create(Folder.ConnectionString());
+            using var rented = dataSource.OpenConnection();
+            var calls = 0;
+            var threads = new Func<object>[] { () => dataSource.Checkpoint(), () => dataSource.GetWalStatus() }.Select(call => new Thread(() =>
+            {
+                while (true)
+                {
+                    try
+                    {
+                        call();
+                        Interlocked.Increment(ref calls);
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        return;
+                    }
+                    catch (Exception exception)
+                    {
+                        unexpected.Add(exception);
+                        return;
+                    }
+                }
+            })).ToList();
+            threads.ForEach(thread => thread.Start());
+            Wait.Until(() => Volatile.Read(ref calls) > 20);
+
+            dataSource.Dispose();
+
+            threads.ForEach(thread => thread.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue());
+        }
+
+        unexpected.ShouldBeEmpty();
+    }
+
+    [Test]
     public async Task Wal_status_reports_the_journal_mode_the_wal_size_and_its_frames()
     {
         await using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0"));
