@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using SqliteSaver.Data.Pooling;
 
@@ -8,11 +9,24 @@ namespace SqliteSaver.Data.DependencyInjection;
 /// Opens a connection and runs <c>SELECT 1</c>, then compares the <c>-wal</c> file with Journal Size Limit. When the pool
 /// is exhausted it does not queue for a connection: it reads the WAL status on the data source's checkpoint
 /// connection, which is outside the pool, to tell an exhausted pool (Degraded) from a database that cannot be opened.
+/// The data source is resolved as the check runs, so that one that cannot be built (or a container already disposed)
+/// makes the check fail rather than throw.
 /// </summary>
-internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthCheck
+internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
+        SaverDataSource dataSource;
+        try
+        {
+            dataSource = services.GetRequiredService<SaverDataSource>();
+        }
+        catch (Exception exception)
+        {
+            var description = exception is ObjectDisposedException ? Disposed : $"The data source cannot be built: {exception.Message}";
+            return new HealthCheckResult(context.Registration.FailureStatus, description, exception);
+        }
+
         var data = new Dictionary<string, object>();
         try
         {
@@ -23,7 +37,7 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
             {
                 try
                 {
-                    await SelectOneAsync(cancellationToken).ConfigureAwait(false);
+                    await SelectOneAsync(dataSource, cancellationToken).ConfigureAwait(false);
                 }
                 catch (PoolTimeoutException exception)
                 {
@@ -37,7 +51,7 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
             // check with it, whatever else the opening waits for (a synchronous connection initializer's wait).
             var wal = await Task.Run(() => dataSource.GetWalStatus(cancellationToken), cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
             data["wal_bytes"] = wal.WalFileBytes;
-            var statistics = AddStatistics(data); // as the check leaves the pool
+            var statistics = AddStatistics(dataSource, data); // as the check leaves the pool
             if (timedOut is not null)
             {
                 return HealthCheckResult.Degraded($"Every pooled connection stayed in use: {timedOut.Message}", timedOut, data);
@@ -62,13 +76,17 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
         }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {
-            AddStatistics(data);
-            return new HealthCheckResult(context.Registration.FailureStatus, $"The database cannot be opened: {exception.Message}", exception, data);
+            AddStatistics(dataSource, data);
+            var description = dataSource.IsDisposed ? Disposed : $"The database cannot be opened: {exception.Message}";
+            return new HealthCheckResult(context.Registration.FailureStatus, description, exception, data);
         }
     }
 
+    /// <summary>What a check of a data source disposed before it ran, or while it ran, reports.</summary>
+    private const string Disposed = "The data source was disposed: the application is stopping, or something disposed it.";
+
     /// <summary>Adds the pool's statistics of this moment to <paramref name="data"/>, and returns them.</summary>
-    private SaverDataSourceStatistics AddStatistics(Dictionary<string, object> data)
+    private static SaverDataSourceStatistics AddStatistics(SaverDataSource dataSource, Dictionary<string, object> data)
     {
         var statistics = dataSource.Statistics;
         data["total"] = statistics.Total;
@@ -79,7 +97,7 @@ internal sealed class SaverHealthCheck(SaverDataSource dataSource) : IHealthChec
         return statistics;
     }
 
-    private async Task SelectOneAsync(CancellationToken cancellationToken)
+    private static async Task SelectOneAsync(SaverDataSource dataSource, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var command = connection.CreateCommand();

@@ -11,11 +11,12 @@ public static class SqliteSaverHealthChecksBuilderExtensions
     /// Checks the <see cref="SaverDataSource"/> registered with
     /// <see cref="SqliteSaverServiceCollectionExtensions.AddSqliteSaverDataSource"/>: Healthy when a connection opens
     /// and <c>SELECT 1</c> runs; Degraded when every pooled connection is in use or the <c>-wal</c> file is over
-    /// Journal Size Limit; <paramref name="failureStatus"/> (Unhealthy by default) when the database cannot be opened.
+    /// Journal Size Limit; <paramref name="failureStatus"/> (Unhealthy by default) when the database cannot be opened,
+    /// or the data source cannot be built or was disposed.
     /// </summary>
     /// <param name="builder">The health checks builder.</param>
     /// <param name="name">The check's name.</param>
-    /// <param name="failureStatus">The status reported when the database cannot be opened; Unhealthy when null.</param>
+    /// <param name="failureStatus">The status reported when the check fails; Unhealthy when null.</param>
     /// <param name="tags">Tags to filter checks by.</param>
     /// <param name="timeout">
     /// How long the check may take; the host's default (none) when null. Give one shorter than the probe's: opening a new
@@ -35,7 +36,7 @@ public static class SqliteSaverHealthChecksBuilderExtensions
         ArgumentNullException.ThrowIfNull(name);
         return builder.Add(new HealthCheckRegistration(
             name,
-            static provider => new SaverHealthCheck(provider.GetRequiredService<SaverDataSource>()),
+            static provider => new SaverHealthCheck(provider),
             failureStatus,
             tags,
             timeout));

@@ -93,6 +93,31 @@ public class HealthCheckTests
         entry.Exception.ShouldBeOfType<TimeoutException>();
     }
 
+    [Test]
+    public async Task A_disposed_data_source_is_unhealthy_and_said_to_be_disposed()
+    {
+        using var provider = Provider("Data Source={0}");
+        provider.GetRequiredService<SaverDataSource>().Dispose();
+
+        var entry = await Check(provider);
+
+        entry.Status.ShouldBe(HealthStatus.Unhealthy);
+        entry.Description.ShouldBe("The data source was disposed: the application is stopping, or something disposed it.");
+        entry.Exception.ShouldBeOfType<ObjectDisposedException>();
+    }
+
+    [Test]
+    public async Task A_data_source_that_cannot_be_built_makes_the_check_unhealthy_rather_than_throw()
+    {
+        using var provider = Provider("Data Source={0};Max Pool Size=2", configure: builder => builder.ConnectionStringBuilder.MinPoolSize = 5);
+
+        var entry = await Check(provider); // HealthCheckService builds the check outside its own try: a throw escaped it
+
+        entry.Status.ShouldBe(HealthStatus.Unhealthy);
+        entry.Description.ShouldNotBeNull().ShouldStartWith("The data source cannot be built: Connection-string keyword 'Min Pool Size' (5) must not exceed 'Max Pool Size' (2)");
+        entry.Exception.ShouldBeOfType<ArgumentException>();
+    }
+
     private ServiceProvider Provider(string connectionStringFormat, HealthStatus? failureStatus = null, Action<SaverDataSourceBuilder>? configure = null)
     {
         var services = new ServiceCollection().AddLogging();
