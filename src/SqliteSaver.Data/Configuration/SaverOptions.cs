@@ -229,7 +229,8 @@ internal sealed partial class SaverOptions
 
     /// <summary>
     /// Max Pool Size is the resolved limit (without pooling, no limit unless given), so that strings with equal
-    /// meaning share a key; Data Source is <paramref name="dataSource"/>.
+    /// meaning share a key; Data Source is <paramref name="dataSource"/>. Each value is preceded by its length, so
+    /// that no value (a file name, a password) can spell out the rest of another string's key.
     /// </summary>
     private static string BuildPoolKey(SaverConnectionStringBuilder builder, string dataSource, int maxPoolSize)
     {
@@ -238,8 +239,8 @@ internal sealed partial class SaverOptions
         {
             var value = spec == Keywords.DataSource ? dataSource
                 : spec == Keywords.MaxPoolSize ? maxPoolSize.ToString(CultureInfo.InvariantCulture)
-                : builder.GetText(spec);
-            key.Append(spec.Name).Append('=').Append(value).Append('\u001f');
+                : builder.GetText(spec) ?? string.Empty;
+            key.Append(spec.Name).Append('=').Append(value.Length).Append(':').Append(value).Append('\u001f');
         }
 
         return key.ToString();

@@ -715,6 +715,21 @@ public class PoolTests : DatabaseTest
         dataSource.Statistics.InUse.ShouldBe(1);
     }
 
+    [Test]
+    public void Strings_naming_different_files_or_passwords_never_share_a_pool_whatever_their_values_hold()
+    {
+        // The pool key joined the values with a control character: a file name, or a password, holding it and the
+        // rest of a key spelled out another string's key, and that string's renters got this one's file and password.
+        const string Separator = "\u001f";
+        var file = Folder.File("a.db");
+        var tail = string.Join(Separator, "", "Mode=ReadWriteCreate", "Cache=Default", "Password=", "Foreign Keys=", "Recursive Triggers=False", "Default Timeout=30", "Vfs=");
+        var tricky = new SaverConnectionStringBuilder { DataSource = file + tail + "unix" }.ConnectionString;
+        var plain = new SaverConnectionStringBuilder { DataSource = file, Vfs = "unix" + tail }.ConnectionString;
+
+        SaverDataSource.GetShared(tricky).ShouldNotBeSameAs(SaverDataSource.GetShared(plain));
+        new SaverDbConnection(plain).DataSource.ShouldBe(file);
+    }
+
     internal static void Execute(string connectionString, string sql)
     {
         using var connection = new SaverDbConnection(connectionString);
