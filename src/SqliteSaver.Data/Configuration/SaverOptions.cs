@@ -203,9 +203,10 @@ internal sealed partial class SaverOptions
         => new(new SaverConnectionStringBuilder(connectionString));
 
     /// <summary>
-    /// A file path made absolute, with a leading <c>|DataDirectory|</c> replaced, as Microsoft.Data.Sqlite does, by the
-    /// application domain's <c>DataDirectory</c> value, or the application's base directory when that is not set (a
-    /// separator after the macro is dropped, so that the rest is not taken for a rooted path).
+    /// A file path made full (see <see cref="FilePath"/>), with a leading <c>|DataDirectory|</c> replaced, as
+    /// Microsoft.Data.Sqlite does, by the application domain's <c>DataDirectory</c> value, or the application's base
+    /// directory when that is not set (a separator after the macro is dropped, so that the rest is not taken for a
+    /// rooted path).
     /// </summary>
     private static string NormalizeDataSource(string dataSource)
     {
@@ -224,7 +225,7 @@ internal sealed partial class SaverOptions
             dataSource = Path.Combine(string.IsNullOrEmpty(directory) ? AppContext.BaseDirectory : directory, rest);
         }
 
-        return Path.GetFullPath(dataSource);
+        return FilePath.Full(dataSource);
     }
 
     /// <summary>
@@ -340,7 +341,7 @@ internal sealed partial class SaverOptions
                 Keywords.DataSource.Name);
         }
 
-        return Path.GetFullPath(path); // one spelling of the file (no "//", "/./" or "/../"), as for a plain path
+        return FilePath.Full(path); // one spelling of the file, as for a plain path
     }
 
     /// <summary>The path of a <c>file:</c> URI: after an empty or <c>localhost</c> authority, before the query, percent-decoded.</summary>

@@ -1,0 +1,81 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Configuration;
+
+/// <summary>Data Source paths through symbolic links: the file SQLite and the operating system open, and its one write gate.</summary>
+public class DataSourcePathTests : DatabaseTest
+{
+    [Test]
+    public void A_Data_Source_with_dotdot_after_a_symbolic_link_opens_the_file_Microsoft_Data_Sqlite_opens()
+    {
+        MakeLink();
+        var spelled = Path.Combine(Folder.Path, "link", "..", "x.db"); // {folder}/a/x.db, as the link leads to a/b
+        using (var plain = new SqliteConnection($"Data Source={spelled};Pooling=false"))
+        {
+            plain.Open();
+            using var create = plain.CreateCommand();
+            create.CommandText = "CREATE TABLE made_by_mds (x)";
+            create.ExecuteNonQuery();
+        }
+
+        using var saver = new SaverDbConnection($"Data Source={spelled}");
+        saver.Open();
+        using var command = saver.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM sqlite_master WHERE name = 'made_by_mds'";
+
+        // Before, "link/.." was removed as text: a new, empty {folder}/x.db.
+        command.ExecuteScalar().ShouldBe(1L);
+        saver.DataSource.ShouldBe(Path.Combine(Folder.Path, "a", "x.db"));
+        File.Exists(Path.Combine(Folder.Path, "x.db")).ShouldBeFalse();
+    }
+
+    [TestCase("{0}/link/test.db")]
+    [TestCase("{0}/relative-link/test.db")]
+    [TestCase("{0}/relative-link/../../link/./test.db")]
+    [TestCase("file:{0}/link/../b/test.db")] // SQLite resolves the link before the ".."
+    [TestCase("{0}/a/b/../b/test.db")]
+    public void Writers_through_two_spellings_of_one_file_queue_at_one_write_gate(string otherSpelling)
+    {
+        MakeLink();
+        const string Options = ";Busy Timeout=100;Retry=0;Default Timeout=30";
+        using var holderSource = SaverDataSource.Create($"Data Source={Path.Combine(Folder.Path, "a", "b", "test.db")}{Options}");
+        using var writerSource = SaverDataSource.Create($"Data Source={otherSpelling.Replace("{0}", Folder.Path, StringComparison.Ordinal)}{Options}");
+        using var holder = holderSource.OpenConnection();
+        Execute(holder, "CREATE TABLE t (x)");
+        var transaction = holder.BeginTransaction();
+        Execute(holder, "INSERT INTO t VALUES (1)");
+
+        var writer = Task.Factory.StartNew(
+            () =>
+            {
+                using var connection = writerSource.OpenConnection();
+                Execute(connection, "INSERT INTO t VALUES (2)");
+            },
+            TaskCreationOptions.LongRunning);
+        Wait.Until(() => writer.IsCompleted || holderSource.Executor.Gate!.WaitingCount == 1);
+
+        // Two gates (the link's spelling had its own): the writer failed "database is locked" after Busy Timeout.
+        transaction.Commit();
+        Should.NotThrow(() => writer.Wait(TimeSpan.FromSeconds(30)));
+        writerSource.Executor.Gate.ShouldBeSameAs(holderSource.Executor.Gate);
+        using var count = holder.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM t";
+        count.ExecuteScalar().ShouldBe(2L);
+    }
+
+    /// <summary>{folder}/a/b is a folder, {folder}/link a symbolic link to it, {folder}/relative-link one that says "a/b".</summary>
+    private void MakeLink()
+    {
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "a", "b"));
+        File.CreateSymbolicLink(Path.Combine(Folder.Path, "link"), Path.Combine(Folder.Path, "a", "b"));
+        File.CreateSymbolicLink(Path.Combine(Folder.Path, "relative-link"), Path.Combine("a", "b"));
+    }
+
+    private static void Execute(SaverDbConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+}
