@@ -889,6 +889,8 @@ public class ConnectionTests : DatabaseTest
 
     [TestCase("file:{0}?mode=ro")]
     [TestCase("file:{0}?cache=private&mode=ro")]
+    [TestCase("file:{0}?mode=%72o")]
+    [TestCase("file:{0}?mode=rw&mode=ro")]
     public void A_read_only_uri_opens_a_database_in_rollback_journal_mode_and_keeps_no_wal(string uri)
     {
         var path = Folder.File("journal.db");
@@ -911,10 +913,11 @@ public class ConnectionTests : DatabaseTest
 
     [TestCase("file:{0}?MODE=ro")]
     [TestCase("file:{0}?Mode=ro&CACHE=shared")]
-    public void A_uri_parameter_SQLite_does_not_know_does_not_make_the_database_read_only(string uri)
+    [TestCase("file:{0}?cache=private#&mode=ro")] // in the fragment, which SQLite drops
+    public void A_uri_SQLite_does_not_read_as_mode_ro_does_not_make_the_database_read_only(string uri)
     {
-        // SQLite's URI parameter names are case-sensitive: it ignores these and opens the file for writing, so the
-        // library maintains its WAL as for any writable database.
+        // SQLite's URI parameter names are case-sensitive, and it drops a fragment: it opens these files for writing, so
+        // the library maintains their WAL as for any writable database.
         var path = Folder.File("upper.db");
         var connectionString = $"Data Source={string.Format(System.Globalization.CultureInfo.InvariantCulture, uri, path)}";
         using var connection = new SaverDbConnection(connectionString);
@@ -1108,6 +1111,10 @@ public class ConnectionTests : DatabaseTest
     [TestCase("Data Source=file::memory:")]
     [TestCase("Data Source=file:named?mode=memory")]
     [TestCase("Data Source=file:named?vfs=memdb")]
+    [TestCase("Data Source=file:named?mode=rwc&mode=memory")] // SQLite takes the last mode ...
+    [TestCase("Data Source=file:named?mode=memory#top")] // ... drops a fragment ...
+    [TestCase("Data Source=file:named?mode=%6Demory")] // ... decodes escapes ...
+    [TestCase("Data Source=file:named?mode=memory&cache=private;Cache=Shared")] // ... and takes the URI's cache over the keyword
     public void Every_spelling_of_a_private_memory_database_is_one_database_for_the_pool_and_outlives_idle_pruning(string connectionString)
     {
         var time = new FakeTimeProvider();

@@ -72,7 +72,7 @@ internal sealed partial class SaverOptions
         _memoryName = privateMemory && Pooling ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
         PragmaSql = BuildPragmaSql(builder, journalMode: true);
         ReadOnlyPragmaSql = BuildPragmaSql(builder, journalMode: false);
-        ReadOnly = builder.Mode == SqliteOpenMode.ReadOnly || (IsUri(DataSource) && ReadOnlyParameter().IsMatch(DataSource));
+        ReadOnly = builder.Mode == SqliteOpenMode.ReadOnly || (IsUri(DataSource) && UriParameters(DataSource).GetValueOrDefault("mode") == "ro");
         if (privateMemory && ReadOnly)
         {
             // SQLite would open an empty database that nothing can ever write; pooled, it would not even be read-only.
@@ -194,7 +194,7 @@ internal sealed partial class SaverOptions
     /// <summary>Whether each connection has a database of its own (a private in-memory one without pooling): writers never meet.</summary>
     public bool DatabasePerConnection { get; }
 
-    /// <summary>Whether the database is opened read-only: <c>Mode=ReadOnly</c> or <c>mode=ro</c> in a <c>file:</c> URI.</summary>
+    /// <summary>Whether the database is opened read-only: <c>Mode=ReadOnly</c>, or <c>mode=ro</c> last in a <c>file:</c> URI.</summary>
     public bool ReadOnly { get; }
 
     /// <summary>Parses and validates a connection string.</summary>
@@ -292,20 +292,43 @@ internal sealed partial class SaverOptions
             return (memory, isPrivate, memory && !isPrivate ? SharedMemoryName(memdbKeyword, dataSource) : null);
         }
 
+        // A URI's vfs, mode and cache parameters replace the Vfs keyword and the open flags, as in SQLite.
         var path = UriPath(dataSource);
-        var question = dataSource.IndexOf('?', StringComparison.Ordinal);
-        var query = question < 0 ? [] : dataSource[(question + 1)..].Split('&');
-        bool Has(string parameter) => query.Contains(parameter, StringComparer.Ordinal); // SQLite's names and values are case-sensitive
-        var memdb = memdbKeyword || Has("vfs=memdb");
-        var uriMode = Array.Find(query, static parameter => parameter.StartsWith("mode=", StringComparison.Ordinal));
-        var memoryMode = uriMode is null ? mode == SqliteOpenMode.Memory : uriMode == "mode=memory"; // the URI's mode replaces the keyword's
+        var parameters = UriParameters(dataSource);
+        var memdb = parameters.TryGetValue("vfs", out var uriVfs) ? uriVfs == "memdb" : memdbKeyword;
+        var memoryMode = parameters.TryGetValue("mode", out var uriMode) ? uriMode == "memory" : mode == SqliteOpenMode.Memory;
         if (!memoryMode && path != ":memory:" && !memdb)
         {
             return (false, false, null);
         }
 
-        var uriPrivate = !(shared || Has("cache=shared") || (memdb && path.StartsWith('/')));
+        var uriShared = parameters.TryGetValue("cache", out var uriCache) ? uriCache == "shared" : shared;
+        var uriPrivate = !(uriShared || (memdb && path.StartsWith('/')));
         return (true, uriPrivate, uriPrivate ? null : SharedMemoryName(memdb, path));
+    }
+
+    /// <summary>
+    /// A <c>file:</c> URI's query parameters as SQLite reads them: up to a <c>#</c>, split at <c>&amp;</c>, names and
+    /// values percent-decoded and case-sensitive, the last of a name replacing those before it.
+    /// </summary>
+    private static Dictionary<string, string> UriParameters(string uri)
+    {
+        var parameters = new Dictionary<string, string>(StringComparer.Ordinal);
+        var start = uri.IndexOfAny(['?', '#']);
+        if (start < 0 || uri[start] == '#')
+        {
+            return parameters;
+        }
+
+        var end = uri.IndexOf('#', start);
+        foreach (var parameter in uri[(start + 1)..(end < 0 ? uri.Length : end)].Split('&'))
+        {
+            var equals = parameter.IndexOf('=', StringComparison.Ordinal);
+            var name = equals < 0 ? parameter : parameter[..equals];
+            parameters[Uri.UnescapeDataString(name)] = equals < 0 ? string.Empty : Uri.UnescapeDataString(parameter[(equals + 1)..]);
+        }
+
+        return parameters;
     }
 
     /// <summary>A key for a shared in-memory database that no file path can equal.</summary>
@@ -407,10 +430,6 @@ internal sealed partial class SaverOptions
         Pragma("wal_autocheckpoint", Number(builder.WalAutocheckpoint));
         return sql.ToString();
     }
-
-    /// <summary>A <c>mode=ro</c> parameter in a <c>file:</c> URI's query, in lower case as SQLite reads it (it ignores <c>MODE=ro</c>).</summary>
-    [GeneratedRegex(@"[?&]mode=ro(?=&|#|$)", RegexOptions.CultureInvariant)]
-    private static partial Regex ReadOnlyParameter();
 
     /// <summary>A <c>cache=shared</c> parameter in a <c>file:</c> URI's query, up to the value, in lower case as SQLite reads it.</summary>
     [GeneratedRegex(@"(?<name>[?&]cache=)shared(?=&|#|$)", RegexOptions.CultureInvariant)]
