@@ -34,6 +34,9 @@ internal sealed class KeywordSpec
 
     private string[] EnumNames { get; init; } = [];
 
+    /// <summary>An enum keyword's values by number, where numbers are allowed (Microsoft.Data.Sqlite's own enums).</summary>
+    private Dictionary<long, string>? EnumNumbers { get; init; }
+
     /// <summary>What a number of this keyword counts ("seconds", "milliseconds"), for error messages; empty if nothing to say.</summary>
     private string Unit { get; init; } = string.Empty;
 
@@ -55,9 +58,16 @@ internal sealed class KeywordSpec
     public static KeywordSpec Number(string name, double defaultValue, double min, double max, string unit)
         => new(name, KeywordKind.Number, defaultValue.ToString("R", CultureInfo.InvariantCulture)) { Min = min, Max = max, Unit = unit };
 
-    public static KeywordSpec Enum<TEnum>(string name, TEnum? defaultValue)
+    /// <param name="name">The keyword.</param>
+    /// <param name="defaultValue">Its default, or null for none.</param>
+    /// <param name="numbered">Whether a value may also be given by its number, as Microsoft.Data.Sqlite allows for its enums.</param>
+    public static KeywordSpec Enum<TEnum>(string name, TEnum? defaultValue, bool numbered = false)
         where TEnum : struct, System.Enum
-        => new(name, KeywordKind.Enum, defaultValue?.ToString()) { EnumNames = System.Enum.GetNames<TEnum>() };
+        => new(name, KeywordKind.Enum, defaultValue?.ToString())
+        {
+            EnumNames = System.Enum.GetNames<TEnum>(),
+            EnumNumbers = numbered ? System.Enum.GetValues<TEnum>().ToDictionary(value => Convert.ToInt64(value, CultureInfo.InvariantCulture), value => value.ToString()) : null,
+        };
 
     /// <summary>What a value of this keyword may be, for error messages.</summary>
     public string Allowed => Kind switch
@@ -67,6 +77,7 @@ internal sealed class KeywordSpec
         KeywordKind.Integer when IntegerMax == long.MaxValue => FormattableString.Invariant($"a whole number{Of} of at least {IntegerMin}"),
         KeywordKind.Integer => FormattableString.Invariant($"a whole number{Of} from {IntegerMin} to {IntegerMax}"),
         KeywordKind.Number => $"a number{Of} from {Min.ToString("R", CultureInfo.InvariantCulture)} to {Max.ToString("R", CultureInfo.InvariantCulture)}",
+        _ when EnumNumbers is not null => "one of " + string.Join(", ", EnumNumbers.Select(entry => FormattableString.Invariant($"{entry.Value} ({entry.Key})"))),
         _ => "one of " + string.Join(", ", EnumNames),
     };
 
@@ -82,6 +93,8 @@ internal sealed class KeywordSpec
         var text = value switch
         {
             string s => s,
+            TimeSpan span when Unit == "seconds" => span.TotalSeconds.ToString("R", CultureInfo.InvariantCulture), // as the builder's properties take them
+            TimeSpan span when Unit == "milliseconds" => span.TotalMilliseconds.ToString("R", CultureInfo.InvariantCulture),
             IFormattable f => f.ToString(value is double or float ? "R" : null, CultureInfo.InvariantCulture),
             _ => value.ToString() ?? string.Empty,
         };
@@ -155,6 +168,13 @@ internal sealed class KeywordSpec
             {
                 return name;
             }
+        }
+
+        if (EnumNumbers is not null
+            && long.TryParse(trimmed, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var number)
+            && EnumNumbers.TryGetValue(number, out var numbered))
+        {
+            return numbered;
         }
 
         throw Invalid(text);

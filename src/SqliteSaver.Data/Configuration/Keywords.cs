@@ -13,8 +13,8 @@ internal static class Keywords
 
     // Passed to Microsoft.Data.Sqlite.
     public static readonly KeywordSpec DataSource = KeywordSpec.Text("Data Source", string.Empty, "Filename");
-    public static readonly KeywordSpec Mode = KeywordSpec.Enum<SqliteOpenMode>("Mode", SqliteOpenMode.ReadWriteCreate);
-    public static readonly KeywordSpec Cache = KeywordSpec.Enum<SqliteCacheMode>("Cache", SqliteCacheMode.Default);
+    public static readonly KeywordSpec Mode = KeywordSpec.Enum<SqliteOpenMode>("Mode", SqliteOpenMode.ReadWriteCreate, numbered: true);
+    public static readonly KeywordSpec Cache = KeywordSpec.Enum<SqliteCacheMode>("Cache", SqliteCacheMode.Default, numbered: true);
     public static readonly KeywordSpec Password = KeywordSpec.Text("Password", string.Empty);
     public static readonly KeywordSpec ForeignKeys = KeywordSpec.Boolean("Foreign Keys", null);
     public static readonly KeywordSpec RecursiveTriggers = KeywordSpec.Boolean("Recursive Triggers", false);

@@ -111,6 +111,27 @@ public class ConnectionStringBuilderTests
     }
 
     [Test]
+    public void Mode_and_Cache_take_Microsoft_Data_Sqlites_numbers_and_the_indexer_takes_times_as_the_properties_do()
+    {
+        // Microsoft.Data.Sqlite's builder parses its enums by name or number; these were refused.
+        var builder = new SaverConnectionStringBuilder("Mode=1") { ["Cache"] = 2 };
+        builder.Mode.ShouldBe(SqliteOpenMode.ReadWrite);
+        builder.Cache.ShouldBe(SqliteCacheMode.Shared);
+        builder.ConnectionString.ShouldBe("Mode=ReadWrite;Cache=Shared");
+        new SqliteConnectionStringBuilder("Mode=1;Cache=2").ConnectionString.ShouldBe("Mode=ReadWrite;Cache=Shared");
+        Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Mode=4")).Message
+            .ShouldBe("Invalid value '4' for connection-string keyword 'Mode': expected one of ReadWriteCreate (0), ReadWrite (1), ReadOnly (2), Memory (3). (Parameter 'Mode')");
+        Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Journal Mode=1")); // the library's own: names only
+
+        // The typed properties are TimeSpans: the indexer takes one too, in the keyword's unit ("00:00:03" was refused).
+        builder["Pool Timeout"] = TimeSpan.FromSeconds(3);
+        builder["Busy Timeout"] = TimeSpan.FromMilliseconds(250);
+        builder.PoolTimeout.ShouldBe(TimeSpan.FromSeconds(3));
+        builder.BusyTimeout.ShouldBe(TimeSpan.FromMilliseconds(250));
+        Should.Throw<ArgumentException>(() => builder["Default Timeout"] = TimeSpan.FromSeconds(1.5)).ParamName.ShouldBe("Default Timeout");
+    }
+
+    [Test]
     public void Negative_zero_is_zero_and_a_tiny_positive_time_stays_positive()
     {
         new SaverConnectionStringBuilder("Pool Timeout=-0").ConnectionString.ShouldBe("Pool Timeout=0");
@@ -219,7 +240,7 @@ public class ConnectionStringBuilderTests
     {
         (string Keyword, string Value)[] cases =
         [
-            ("Mode", "Writable"), ("Mode", "1"), ("Cache", "Big"), ("Foreign Keys", "maybe"), ("Recursive Triggers", "2"),
+            ("Mode", "Writable"), ("Mode", "7"), ("Cache", "Big"), ("Cache", "-1"), ("Foreign Keys", "maybe"), ("Recursive Triggers", "2"),
             ("Default Timeout", "-1"), ("Default Timeout", "ten"), ("Command Timeout", "1.5"),
             ("Pooling", "sometimes"), ("Max Pool Size", "0"), ("Max Pool Size", "1025"), ("Max Pool Size", "99999999999999999999"),
             ("Min Pool Size", "-1"), ("Pool Timeout", "-0.5"), ("Pool Timeout", "NaN"), ("Pool Timeout", "Infinity"), ("Pool Timeout", "1e-400"),
