@@ -84,7 +84,7 @@ try
                     : RunProcesses(stack, workload, path, options, processes, threads, seconds);
                 var rows = CountRows(path);
                 var cell = new Cell(workload.ToString(), processes, threads, stack.ToString(), result.PerSecond, result.Percentile(0.5),
-                    result.Percentile(0.99), result.MaxMilliseconds, result.Errors, result.Commits, rows, rows == result.Commits);
+                    result.Percentile(0.99), result.MaxMilliseconds, result.FewestByOneThread, result.Errors, result.Commits, rows, rows == result.Commits);
                 cells.Add(cell);
                 Console.Error.WriteLine($"{cell.Workload} {processes}x{threads} {cell.Stack}: {cell.TransactionsPerSecond:0} tx/s, {cell.Errors} errors");
                 SaverDbConnection.ClearAllPools();
@@ -138,13 +138,22 @@ static Result RunProcesses(Stack stack, Workload workload, string path, string o
     var parts = children.Select(child =>
     {
         child.process.WaitForExit();
+        var exitCode = child.process.ExitCode;
         var fields = child.output.Result.Trim().Split(' ');
         child.process.Dispose();
+        if (exitCode != 0)
+        {
+            // A child that started late would count a window of its own: the cell's rate would mean nothing.
+            throw new InvalidOperationException($"A child writer process failed (exit code {exitCode}); run the benchmark again on a quieter machine.");
+        }
+
         return new Result(
             int.Parse(fields[0], CultureInfo.InvariantCulture),
             int.Parse(fields[1], CultureInfo.InvariantCulture),
-            double.Parse(fields[2], CultureInfo.InvariantCulture),
-            fields.Length > 3 && fields[3].Length > 0 ? [.. fields[3].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture))] : []);
+            int.Parse(fields[2], CultureInfo.InvariantCulture),
+            int.Parse(fields[3], CultureInfo.InvariantCulture),
+            double.Parse(fields[4], CultureInfo.InvariantCulture),
+            fields.Length > 5 && fields[5].Length > 0 ? [.. fields[5].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture))] : []);
     }).ToList();
     return Result.Combine(parts);
 }
@@ -172,24 +181,25 @@ static int Child(string[] args)
     }
     else
     {
-        Console.Error.WriteLine($"warning: child {Environment.ProcessId} was still warming up {-wait.TotalMilliseconds:0} ms after the common start");
+        Console.Error.WriteLine($"error: child {Environment.ProcessId} was still warming up {-wait.TotalMilliseconds:0} ms after the common start");
+        return 3;
     }
 
     var result = Writer.Run(stack, workload, args[3], args[4], threads, TimeSpan.FromSeconds(seconds));
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"{result.Commits} {result.Errors} {result.Seconds} {string.Join(',', result.LatenciesMicroseconds)}"));
+        $"{result.Commits} {result.CommitsInWindow} {result.FewestByOneThread} {result.Errors} {result.Seconds} {string.Join(',', result.LatenciesMicroseconds)}"));
     return 0;
 }
 
 static void PrintTable(List<Cell> cells)
 {
-    Console.WriteLine("| Workload | Writers | Stack | tx/s | vs Plain | p50 ms | p99 ms | max ms | errors | rows = commits |");
-    Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---|");
+    Console.WriteLine("| Workload | Writers | Stack | tx/s | vs Plain | p50 ms | p99 ms | max ms | fewest by a thread | errors | rows = commits |");
+    Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     foreach (var cell in cells)
     {
         var plain = cells.Single(c => c.Workload == cell.Workload && c.Processes == cell.Processes && c.Threads == cell.Threads && c.Stack == nameof(Stack.Plain));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {cell.Workload} | {cell.Writers} | {cell.Stack} | {cell.TransactionsPerSecond:0} | {cell.TransactionsPerSecond / plain.TransactionsPerSecond:0.00}x | {cell.P50Milliseconds:0.00} | {cell.P99Milliseconds:0.00} | {cell.MaxMilliseconds:0.0} | {cell.Errors} | {(cell.RowsMatch ? "yes" : $"NO ({cell.Rows} rows, {cell.Commits} commits)")} |"));
+            $"| {cell.Workload} | {cell.Writers} | {cell.Stack} | {cell.TransactionsPerSecond:0} | {cell.TransactionsPerSecond / plain.TransactionsPerSecond:0.00}x | {cell.P50Milliseconds:0.00} | {cell.P99Milliseconds:0.00} | {cell.MaxMilliseconds:0.0} | {cell.FewestByOneThread} | {cell.Errors} | {(cell.RowsMatch ? "yes" : $"NO ({cell.Rows} rows, {cell.Commits} commits)")} |"));
     }
 
     Console.WriteLine();
@@ -227,7 +237,7 @@ static void PrintTargets(List<Cell> cells)
 /// <summary>One row of the results.</summary>
 internal sealed record Cell(
     string Workload, int Processes, int Threads, string Stack, double TransactionsPerSecond, double P50Milliseconds,
-    double P99Milliseconds, double MaxMilliseconds, int Errors, int Commits, long Rows, bool RowsMatch)
+    double P99Milliseconds, double MaxMilliseconds, int FewestByOneThread, int Errors, int Commits, long Rows, bool RowsMatch)
 {
     public string Writers => Processes == 1 ? $"{Threads} threads" : $"{Processes} x {Threads} processes";
 }

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
 
 namespace SqliteSaver.Data.Contention;
@@ -8,6 +9,11 @@ namespace SqliteSaver.Data.Contention;
 internal static class Writer
 {
     public const int SeedRows = 1000;
+
+    /// <summary>The plain stacks' physical connections (SQLite handles) whose PRAGMAs are set.</summary>
+    private static readonly ConditionalWeakTable<SQLitePCL.sqlite3, object> Configured = [];
+
+    private static readonly object Yes = new();
 
     /// <summary>Creates the table, seeds it and switches the file to WAL with synchronous=NORMAL.</summary>
     public static void Prepare(string path)
@@ -24,13 +30,19 @@ internal static class Writer
         command.ExecuteNonQuery();
     }
 
+    /// <summary>
+    /// Runs the workload on <paramref name="threads"/> threads for <paramref name="duration"/>: the rate counts the
+    /// commits that finished within that window, so that a stack whose threads finish their last transaction late
+    /// (asleep in a busy handler as the window ends) is not charged for the wait; every commit's latency is kept.
+    /// </summary>
     public static Result Run(Stack stack, Workload workload, string path, string options, int threads, TimeSpan duration)
     {
         var connectionString = $"Data Source={path};{options}";
         var latencies = new List<long>[threads];
         var errors = new int[threads];
         var commits = new int[threads];
-        var stop = DateTime.UtcNow + duration;
+        var inWindow = new int[threads];
+        var stop = 0L;
         using var start = new Barrier(threads + 1);
 
         var running = Enumerable.Range(0, threads).Select(thread => new Thread(() =>
@@ -38,14 +50,16 @@ internal static class Writer
             var mine = latencies[thread] = new List<long>(4096);
             var random = new Random(thread);
             start.SignalAndWait();
-            while (DateTime.UtcNow < stop)
+            while (Stopwatch.GetTimestamp() < stop)
             {
                 var began = Stopwatch.GetTimestamp();
                 try
                 {
                     Transaction(stack, workload, connectionString, thread, random);
+                    var ended = Stopwatch.GetTimestamp();
                     commits[thread]++;
-                    mine.Add(Stopwatch.GetTimestamp() - began);
+                    inWindow[thread] += ended <= stop ? 1 : 0;
+                    mine.Add(ended - began);
                 }
                 catch (DbException)
                 {
@@ -55,15 +69,16 @@ internal static class Writer
         })).ToList();
 
         running.ForEach(t => t.Start());
+        stop = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency); // the barrier publishes it
         start.SignalAndWait();
-        var clock = Stopwatch.StartNew();
         running.ForEach(t => t.Join());
-        clock.Stop();
 
         return new Result(
             commits.Sum(),
+            inWindow.Sum(),
+            inWindow.Min(),
             errors.Sum(),
-            clock.Elapsed.TotalSeconds,
+            duration.TotalSeconds,
             [.. latencies.SelectMany(l => l).Select(ticks => (int)(ticks * 1_000_000 / Stopwatch.Frequency))]);
     }
 
@@ -73,15 +88,12 @@ internal static class Writer
             ? new SaverDbConnection(connectionString)
             : new SqliteConnection(connectionString);
         connection.Open();
-        switch (stack)
+
+        // The workload runs with synchronous=NORMAL on every stack (SqliteSaver's default), set once per physical
+        // connection as SqliteSaver sets it: Microsoft.Data.Sqlite's pool keeps a connection's PRAGMAs.
+        if (stack != Stack.Saver && Configured.TryAdd(((SqliteConnection)connection).Handle!, Yes))
         {
-            // The workload runs with synchronous=NORMAL on every stack (SqliteSaver's default).
-            case Stack.Plain:
-                Execute(connection, null, "PRAGMA synchronous = NORMAL");
-                break;
-            case Stack.PlainBusyTimeout:
-                Execute(connection, null, "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000");
-                break;
+            Execute(connection, null, stack == Stack.Plain ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000");
         }
 
         if (workload == Workload.Insert)
