@@ -53,7 +53,7 @@ public sealed class SaverDataSource : DbDataSource
         Telemetry = new Telemetry(name ?? DefaultName(connectionString), loggerFactory ?? NullLoggerFactory.Instance, time);
         retryStrategy = retryStrategy is null ? new RetryPolicy(options, time, Telemetry) : new RunsNothingAfterSuccess(retryStrategy);
         var factory = new PhysicalConnectionFactory(options, retryStrategy, initializer, Telemetry, pages => Checkpointer!.Committed(pages));
-        Pool = new ConnectionPool(options, time, factory, Telemetry, (last, drained) => Checkpointer!.LastClosing(last, drained), () => Checkpointer!.PoolOpened());
+        Pool = new ConnectionPool(options, time, factory, Telemetry, (last, drained) => Checkpointer!.LastClosing(last, drained));
         var gate = CreateGate(options);
         Checkpointer = new Checkpointer(options, factory, Telemetry, time, Pool, gate);
         Executor = new Executor(retryStrategy, gate, Telemetry);

@@ -20,7 +20,6 @@ internal sealed class ConnectionPool : IDisposable
     private readonly PhysicalConnectionFactory _factory;
     private readonly Telemetry _telemetry;
     private readonly Action<PhysicalConnection?, bool> _onLastClosing;
-    private readonly Action _onOpened;
     private readonly Lock _lock = new();
     private readonly List<PhysicalConnection> _idle = [];
     // Every open physical connection, idle or rented. It is never read: it keeps a rented connection's SQLite handles
@@ -47,15 +46,13 @@ internal sealed class ConnectionPool : IDisposable
     /// since the last drain (for Checkpoint On Close). Also called, not drained, when the last one is closed otherwise;
     /// and with <see langword="null"/> when the pool's last slot is freed by a connection that failed to open.
     /// </param>
-    /// <param name="onOpened">Called after a physical connection opened for a renter is counted among the pool's, outside the lock.</param>
-    public ConnectionPool(SaverOptions options, TimeProvider time, PhysicalConnectionFactory factory, Telemetry telemetry, Action<PhysicalConnection?, bool> onLastClosing, Action onOpened)
+    public ConnectionPool(SaverOptions options, TimeProvider time, PhysicalConnectionFactory factory, Telemetry telemetry, Action<PhysicalConnection?, bool> onLastClosing)
     {
         _options = options;
         _time = time;
         _factory = factory;
         _telemetry = telemetry;
         _onLastClosing = onLastClosing;
-        _onOpened = onOpened;
         _waiters = new WaitQueue<PhysicalConnection?>(_lock);
         if (options.Pooling && options.ConnectionIdleLifetime > TimeSpan.Zero)
         {
@@ -348,13 +345,12 @@ internal sealed class ConnectionPool : IDisposable
     private async ValueTask<PhysicalConnection> OpenInSlot(bool async, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _opening);
-        PhysicalConnection connection;
         try
         {
             while (true)
             {
                 var generation = await EnsureMemoryAnchor(async, cancellationToken).ConfigureAwait(false);
-                connection = async
+                var connection = async
                     ? await _factory.OpenAsync(generation, cancellationToken).ConfigureAwait(false)
                     : _factory.Open(generation);
                 lock (_lock)
@@ -367,7 +363,7 @@ internal sealed class ConnectionPool : IDisposable
                         _openedSinceClear |= connection.Generation == _generation;
                         _drainPending |= connection.Generation != _generation;
                         _all.Add(connection);
-                        break;
+                        return connection;
                     }
                 }
 
@@ -394,9 +390,6 @@ internal sealed class ConnectionPool : IDisposable
         {
             Interlocked.Decrement(ref _opening);
         }
-
-        _onOpened();
-        return connection;
     }
 
     /// <summary>

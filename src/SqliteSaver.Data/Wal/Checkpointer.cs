@@ -95,9 +95,6 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>Catch-up checkpoints queued so far (see the remarks).</summary>
     public int CatchUps => Volatile.Read(ref _catchUps);
 
-    /// <summary>Whether the checkpointer's own connection is open.</summary>
-    public bool ConnectionOpen => Volatile.Read(ref _connection) is not null;
-
     /// <summary>Whether a catch-up is queued or running.</summary>
     public bool CatchUpPending => Volatile.Read(ref _catchUpQueued) == 1;
 
@@ -186,30 +183,6 @@ internal sealed class Checkpointer : IDisposable
         catch (OutOfMemoryException)
         {
             Volatile.Write(ref _catchUpQueued, 0); // called after a COMMIT that succeeded: it must not fail it
-        }
-    }
-
-    /// <summary>
-    /// The pool opened a physical connection for a renter: with background checkpoints and pooling on, opens the
-    /// checkpointer's own connection now on a pool thread, unless it is open, so that it opens the file the pool's
-    /// connections have. Opened later, at a tick, it would open whatever is at the path by then: a backup moved over
-    /// the database meanwhile would be read with the old <c>-wal</c> file, and the checkpoint would copy the old pages
-    /// into it. A failure is kept in <see cref="LastError"/> and logged; the next tick tries again.
-    /// </summary>
-    public void PoolOpened()
-    {
-        if (_timer is null || !_options.Pooling || ConnectionOpen)
-        {
-            return;
-        }
-
-        try
-        {
-            ThreadPool.UnsafeQueueUserWorkItem(static checkpointer => checkpointer.OpenEarly(), this, preferLocal: false);
-        }
-        catch (OutOfMemoryException)
-        {
-            // Called as a renter's Open succeeds, which this must not fail: the first tick opens it instead.
         }
     }
 
@@ -498,44 +471,6 @@ internal sealed class Checkpointer : IDisposable
         {
             LastError = exception;
             _telemetry.CheckpointFailed(exception);
-        }
-    }
-
-    /// <summary>
-    /// Opens the connection for <see cref="PoolOpened"/>, unless another checkpoint here has the lock (its connection
-    /// is open or opening) or, as for the ticks, the pool has no connection opened since its last Clear. Never throws.
-    /// </summary>
-    private void OpenEarly()
-    {
-        if (!_lock.TryEnter())
-        {
-            return;
-        }
-
-        try
-        {
-            if (!_disposed && _connection is null && _pool.HasCurrentConnections())
-            {
-                _ = Connection();
-            }
-        }
-        catch (Exception exception)
-        {
-            LastError = exception;
-            _telemetry.CheckpointFailed(exception);
-        }
-        finally
-        {
-            try
-            {
-                CloseUnlessPoolInUse(); // the renter may have closed it meanwhile
-            }
-            catch (Exception)
-            {
-                // Closing a SQLite connection fails only for statements left open, and this one has none.
-            }
-
-            _lock.Exit();
         }
     }
 
