@@ -208,8 +208,9 @@ public sealed class SaverDataSource : DbDataSource
     /// <exception cref="InvalidOperationException">
     /// The data source opens a WAL database read-only (Mode=ReadOnly or mode=ro); the pool was cleared while
     /// connections were rented, and only they are open (the file at the path may be a replacement, which a connection
-    /// opened now would read with the old <c>-wal</c> file they keep); or the pool was cleared, or the data source
-    /// disposed, while the checkpoint connection opened.
+    /// opened now would read with the old <c>-wal</c> file they keep); the checkpoint connection is to open while the
+    /// database file the pool's connections have open was replaced or deleted, not cleared; or the pool was cleared
+    /// while the checkpoint connection opened.
     /// </exception>
     /// <exception cref="Microsoft.Data.Sqlite.SqliteException">SQLite reported an error other than busy.</exception>
     public CheckpointResult Checkpoint(CheckpointMode mode = CheckpointMode.Passive) => Checkpoint(mode, CancellationToken.None);
@@ -249,7 +250,8 @@ public sealed class SaverDataSource : DbDataSource
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
     /// <exception cref="InvalidOperationException">
     /// The pool was cleared while connections were rented, only they are open, and the checkpoint connection never
-    /// opened; or the pool was cleared, or the data source disposed, while that connection opened.
+    /// opened; that connection is to open while the database file the pool's connections have open was replaced or
+    /// deleted, not cleared; or the pool was cleared while it opened.
     /// </exception>
     public WalStatus GetWalStatus() => GetWalStatus(CancellationToken.None);
 

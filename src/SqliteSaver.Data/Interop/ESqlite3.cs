@@ -13,6 +13,11 @@ internal static class ESqlite3
     /// <summary>SQLITE_TXN_NONE, what <see cref="sqlite3_txn_state"/> reports for a connection with no transaction.</summary>
     private const int TxnNone = 0;
 
+    private const int SqliteOk = 0;
+
+    /// <summary>SQLITE_FCNTL_HAS_MOVED: whether the database file is no longer at its path.</summary>
+    private const int FcntlHasMoved = 20;
+
     private static readonly Lazy<bool> IsAvailable = new(IsSqlitePclRawsLibrary);
 
     /// <summary>
@@ -81,6 +86,55 @@ internal static class ESqlite3
         return withoutTable;
     }
 
+    /// <summary>
+    /// Whether SQLite finds that the database file a connection opened is no longer at its path (another file was moved
+    /// over it, or it was deleted: <c>SQLITE_FCNTL_HAS_MOVED</c>); <see langword="null"/> when that cannot be told now:
+    /// another thread is inside SQLite on the connection (its mutex is not waited for: it may be held for as long as a
+    /// busy handler or an application function runs), the connection has no mutex (SQLite not in serialized mode),
+    /// the VFS does not say (Windows, memdb), the connection was closed, or this class cannot be called (see
+    /// <see cref="Available"/>). The handle is kept from being closed meanwhile, as its owner may close it on
+    /// another thread.
+    /// </summary>
+    public static bool? FileMoved(sqlite3 db)
+    {
+        if (!Available)
+        {
+            return null;
+        }
+
+        var added = false;
+        try
+        {
+            db.DangerousAddRef(ref added);
+            var handle = db.DangerousGetHandle();
+            var mutex = sqlite3_db_mutex(handle);
+            if (mutex == IntPtr.Zero || sqlite3_mutex_try(mutex) != SqliteOk)
+            {
+                return null;
+            }
+
+            try
+            {
+                return sqlite3_file_control(handle, "main\0"u8, FcntlHasMoved, out var moved) == SqliteOk ? moved != 0 : null;
+            }
+            finally
+            {
+                sqlite3_mutex_leave(mutex);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            return null; // closed
+        }
+        finally
+        {
+            if (added)
+            {
+                db.DangerousRelease();
+            }
+        }
+    }
+
     /// <summary>The connection's first running statement (see <see cref="AnyStatementRunning"/>) after <paramref name="after"/> (from the first with zero); zero when none is.</summary>
     private static IntPtr NextRunning(IntPtr db, IntPtr after)
     {
@@ -95,6 +149,28 @@ internal static class ESqlite3
 
     [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
     private static extern IntPtr sqlite3_next_stmt(IntPtr db, IntPtr statement);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern IntPtr sqlite3_db_mutex(IntPtr db);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern int sqlite3_mutex_try(IntPtr mutex);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern void sqlite3_mutex_leave(IntPtr mutex);
+
+    private static unsafe int sqlite3_file_control(IntPtr db, ReadOnlySpan<byte> schema, int operation, out int value)
+    {
+        value = 0;
+        fixed (byte* name = schema)
+        fixed (int* result = &value)
+        {
+            return sqlite3_file_control(db, name, operation, result);
+        }
+    }
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern unsafe int sqlite3_file_control(IntPtr db, byte* schema, int operation, int* value);
 
     [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
     private static extern int sqlite3_stmt_busy(IntPtr statement);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.ExceptionServices;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Diagnostics;
+using SqliteSaver.Data.Interop;
 using SqliteSaver.Data.Threading;
 
 namespace SqliteSaver.Data.Pooling;
@@ -177,6 +178,27 @@ internal sealed class ConnectionPool : IDisposable
         lock (_lock)
         {
             return Volatile.Read(ref _opening) == 0 && !AnyCurrent() && _all.Any(connection => connection.Generation != _generation);
+        }
+    }
+
+    /// <summary>
+    /// Whether the database file the pool's open connections have is no longer at the path (another file was moved
+    /// over it, or it was deleted), by the first of them SQLite can answer for now (see <see cref="ESqlite3.FileMoved"/>);
+    /// false when none can. Under the lock, so that none of them is closed meanwhile.
+    /// </summary>
+    public bool FileMoved()
+    {
+        lock (_lock)
+        {
+            foreach (var connection in _all)
+            {
+                if (ESqlite3.FileMoved(connection.Handle) is { } moved)
+                {
+                    return moved;
+                }
+            }
+
+            return false;
         }
     }
 

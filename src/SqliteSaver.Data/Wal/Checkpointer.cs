@@ -232,6 +232,13 @@ internal sealed class Checkpointer : IDisposable
     private static InvalidOperationException ClearedWithRentersOut(string what)
         => new($"The data source's pool was cleared while connections rented before were out, and only they are open: a {what} would open a connection on the file now at the path (a replacement, maybe) with the -wal file they keep, whose frames SQLite would read and then copy into it. Try again once they are closed, or after opening a connection.");
 
+    /// <summary>
+    /// What a call that would open the connection throws while the pool's connections have a database file that is no
+    /// longer at the path (see <see cref="ConnectionPool.FileMoved"/>).
+    /// </summary>
+    private InvalidOperationException FileMovedUnderPool()
+        => new($"The database file '{_options.DatabaseFile}' was replaced or deleted while the pool's connections had it open: they go on with the file they opened, and a checkpoint connection opened now would read what is at the path with the -wal file they keep, and copy its pages into it. Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
+
     /// <summary>What a call that opens the connection throws when Clear or Dispose stopped its opening (see <see cref="StopOpening"/>).</summary>
     private static InvalidOperationException StoppedOpening()
         => new("The data source's pool was cleared, or the data source disposed, while its checkpoint connection opened: nothing was read or checkpointed.");
@@ -361,6 +368,11 @@ internal sealed class Checkpointer : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
         if (_connection is null)
         {
+            if (_pool.FileMoved())
+            {
+                throw FileMovedUnderPool();
+            }
+
             var opening = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             Volatile.Write(ref _opening, opening);
             PhysicalConnection connection;

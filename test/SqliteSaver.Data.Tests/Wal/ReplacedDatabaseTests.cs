@@ -1,0 +1,141 @@
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Wal;
+
+/// <summary>
+/// A database file replaced or deleted under an open pool, not cleared: the pool's connections go on with the file
+/// they opened, and the data source's checkpoint connection, which opens at its first tick, catch-up or status read,
+/// must not open what is at the path by then with the -wal file they keep. Before, it did: a backup moved over the
+/// file had the old database's pages copied into it (the pool's connections then found no table), and a deleted
+/// database was created again (a bug hunt's findings).
+/// </summary>
+public class ReplacedDatabaseTests : DatabaseTest
+{
+    private const string Refusal = "was replaced or deleted while the pool's connections had it open";
+
+    [Test]
+    public void A_tick_after_a_backup_is_moved_over_the_file_under_an_open_pool_leaves_the_backup_as_it_is()
+    {
+        var time = new FakeTimeProvider();
+        var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=1")).UseTimeProvider(time).Build();
+        var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        MoveBackupOverTheFile();
+
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2");
+        var error = dataSource.LastCheckpointError;
+        dataSource.Clear();
+        rented.Dispose();
+        dataSource.Dispose();
+        Plain("PRAGMA integrity_check").ShouldBe("ok");
+        Plain("SELECT group_concat(x) FROM t").ShouldBe("100");
+        error.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
+    }
+
+    [Test]
+    public void A_catch_up_after_a_backup_is_moved_over_the_file_under_an_open_pool_leaves_the_backup_as_it_is()
+    {
+        var dataSource = SaverDataSource.Create(Folder.ConnectionString());
+        var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        MoveBackupOverTheFile();
+
+        // The application goes on writing through the connection it holds, enough for a catch-up checkpoint.
+        ConnectionTests.Exec(rented, "CREATE TABLE big (b); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300) INSERT INTO big SELECT randomblob(4000) FROM c");
+        Wait.Until(() => dataSource.Checkpointer.CatchUps >= 1 && !dataSource.Checkpointer.CatchUpPending);
+
+        var error = dataSource.LastCheckpointError;
+        dataSource.Clear();
+        rented.Dispose();
+        dataSource.Dispose();
+        Plain("PRAGMA integrity_check").ShouldBe("ok");
+        Plain("SELECT group_concat(x) FROM t").ShouldBe("100");
+        error.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
+    }
+
+    [Test]
+    public void A_tick_or_a_status_read_after_the_file_is_deleted_under_an_open_pool_does_not_create_it_again()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=1")).UseTimeProvider(time).Build();
+        using var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        foreach (var file in Directory.GetFiles(Folder.Path))
+        {
+            File.Delete(file);
+        }
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        var statusRead = Record(() => dataSource.GetWalStatus());
+        var checkpoint = Record(() => dataSource.Checkpoint());
+
+        ConnectionTests.Exec(rented, "INSERT INTO t VALUES (2)").ShouldBe(1);
+        Directory.GetFiles(Folder.Path).ShouldBeEmpty();
+        statusRead.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
+        checkpoint.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
+    }
+
+    [Test]
+    public void Checkpoints_resume_on_the_replacement_once_the_pool_was_cleared_and_its_connections_are_back()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=1")).UseTimeProvider(time).Build();
+        using (var rented = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+            MoveBackupOverTheFile();
+            time.Advance(TimeSpan.FromSeconds(1));
+            dataSource.LastCheckpointError.ShouldNotBeNull();
+            dataSource.Clear();
+        }
+
+        using var fresh = dataSource.OpenConnection();
+        ConnectionTests.Exec(fresh, "INSERT INTO t VALUES (101)");
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        dataSource.LastCheckpointError.ShouldBeNull();
+        dataSource.LastCheckpointResult.ShouldNotBeNull().Busy.ShouldBeFalse();
+        ConnectionTests.Scalar(fresh, "SELECT group_concat(x) FROM t").ShouldBe("100,101");
+    }
+
+    private static Exception? Record(Func<object> call)
+    {
+        try
+        {
+            call();
+            return null;
+        }
+        catch (Exception exception)
+        {
+            return exception;
+        }
+    }
+
+    /// <summary>Moves a database holding one table t with the row 100 over the test's database file.</summary>
+    private void MoveBackupOverTheFile()
+    {
+        var backup = Folder.File("backup.db");
+        using (var connection = new SqliteConnection($"Data Source={backup};Pooling=False"))
+        {
+            connection.Open();
+            using var create = connection.CreateCommand();
+            create.CommandText = "CREATE TABLE t (x); INSERT INTO t VALUES (100)";
+            create.ExecuteNonQuery();
+        }
+
+        File.Move(backup, Folder.File(), overwrite: true);
+    }
+
+    private object? Plain(string sql)
+    {
+        using var connection = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return command.ExecuteScalar();
+    }
+}
