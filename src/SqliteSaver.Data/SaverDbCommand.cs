@@ -68,6 +68,7 @@ public sealed class SaverDbCommand : DbCommand
 
     /// <summary>The SQL to run.</summary>
     /// <exception cref="InvalidOperationException">A reader of this command is open, or an execution of it still runs.</exception>
+    /// <exception cref="ArgumentException">The text holds a NUL character.</exception>
     [AllowNull]
     public override string CommandText
     {
@@ -76,6 +77,15 @@ public sealed class SaverDbCommand : DbCommand
         {
             if (value != _definition.CommandText)
             {
+                if (value?.IndexOf('\0', StringComparison.Ordinal) is >= 0 and var nul)
+                {
+                    // SQLite reads a text up to its first NUL, and Microsoft.Data.Sqlite then loops without end on the
+                    // rest: inside a write's transaction, holding the write lock and the process's write gate.
+                    throw new ArgumentException(
+                        $"CommandText holds a NUL character at index {nul}, where SQLite would take the text to end (Microsoft.Data.Sqlite then never returns): remove it (the padding of a fixed-size buffer, say).",
+                        nameof(value));
+                }
+
                 ThrowIfInUse(nameof(CommandText));
                 ReturnPrepared(_bound);
                 _definition.CommandText = value;

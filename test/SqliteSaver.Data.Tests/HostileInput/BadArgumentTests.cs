@@ -8,6 +8,32 @@ namespace SqliteSaver.Data.Tests.HostileInput;
 /// <summary>Bad arguments to the public API get the standard .NET exception, naming what is wrong.</summary>
 public class BadArgumentTests : DatabaseTest
 {
+    /// <summary>
+    /// A command text holding a NUL (a fixed-size buffer's padding, say) is refused as it is set. SQLite takes the text
+    /// to end there, and Microsoft.Data.Sqlite then loops without end: the library did so inside the write's
+    /// transaction, holding the write lock and the process's write gate, so every other writer of the database, in
+    /// this process and others, failed until the process ended, and Cancel() did not end it (a bug hunt's finding).
+    /// </summary>
+    [TestCase("INSERT INTO t VALUES (2);\0", 25)]
+    [TestCase("INSERT INTO t VALUES (2)\0", 24)]
+    [TestCase("\0", 0)]
+    public void A_command_text_holding_a_NUL_is_refused_and_another_writer_goes_on(string text, int index)
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=5");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
+        using var command = connection.CreateCommand();
+
+        var error = Should.Throw<ArgumentException>(() => command.CommandText = text);
+        Should.Throw<ArgumentException>(() => new SaverDbCommand(text, connection));
+
+        error.Message.ShouldStartWith($"CommandText holds a NUL character at index {index}, where SQLite would take the text to end");
+        command.CommandText.ShouldBe(string.Empty);
+        PoolTests.Execute(connectionString, "INSERT INTO t VALUES (3)");
+        ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM t").ShouldBe("3");
+    }
+
     [Test]
     public async Task Null_arguments_are_ArgumentNullException_naming_the_parameter()
     {
