@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text;
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
+using SqliteSaver.Data.Pooling;
 
 namespace SqliteSaver.Data.Resilience;
 
@@ -18,10 +19,20 @@ internal sealed class CommandClassifier
 {
     private const int MaxCachedCommands = 4096;
 
+    /// <summary>The most characters of text the cache keeps in all: texts spliced with literals must not fill memory.</summary>
+    private const int MaxCachedCharacters = 4 * 1024 * 1024;
+
     private static readonly string[] StandaloneKeywords =
         ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"];
 
     private readonly ConcurrentDictionary<string, (CommandKind Kind, ulong WritingResults)> _cache = new(StringComparer.Ordinal);
+    private int _cachedCharacters;
+
+    /// <summary>The texts whose classification is kept, and their characters, counted (for tests).</summary>
+    public (int Texts, long Characters) Kept => (_cache.Count, _cache.Keys.Sum(text => (long)text.Length));
+
+    /// <summary>Whether the classification of <paramref name="sql"/> is kept.</summary>
+    public bool Keeps(string sql) => _cache.ContainsKey(sql);
 
     /// <summary>Classifies <paramref name="sql"/> using the open connection <paramref name="db"/> to prepare it.</summary>
     public CommandKind Classify(sqlite3 db, string sql) => Classify(db, sql, out _, out _);
@@ -67,12 +78,36 @@ internal sealed class CommandClassifier
         }
 
         var kind = Analyze(db, sql, out final, out invalid, out var writingResults);
-        if (final && _cache.Count < MaxCachedCommands)
+        if (final)
         {
-            _cache.TryAdd(sql, (kind, writingResults));
+            Keep(sql, (kind, writingResults));
         }
 
         return kind;
+    }
+
+    /// <summary>
+    /// Keeps a classification, unless its text is longer than a statement the connections keep prepared; a full cache
+    /// (by texts or characters) starts over, so that an application that splices literals into its texts has each new
+    /// text classified once, as the texts it runs often are again after the start over, and its memory stays bounded.
+    /// </summary>
+    private void Keep(string sql, (CommandKind Kind, ulong WritingResults) classification)
+    {
+        if (sql.Length > StatementCache.MaxKeptTextLength)
+        {
+            return;
+        }
+
+        if (_cache.Count >= MaxCachedCommands || Volatile.Read(ref _cachedCharacters) + sql.Length > MaxCachedCharacters)
+        {
+            _cache.Clear();
+            Volatile.Write(ref _cachedCharacters, 0);
+        }
+
+        if (_cache.TryAdd(sql, classification))
+        {
+            Interlocked.Add(ref _cachedCharacters, sql.Length);
+        }
     }
 
     // writingResults: bit n set when the statement of the nth result writes (see ResultWrites).
