@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Text;
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
-using SqliteSaver.Data.Pooling;
 
 namespace SqliteSaver.Data.Resilience;
 
@@ -87,13 +86,13 @@ internal sealed class CommandClassifier
     }
 
     /// <summary>
-    /// Keeps a classification, unless its text is longer than a statement the connections keep prepared; a full cache
-    /// (by texts or characters) starts over, so that an application that splices literals into its texts has each new
-    /// text classified once, as the texts it runs often are again after the start over, and its memory stays bounded.
+    /// Keeps a classification, unless its text alone would take a sixteenth of the cache; a full cache (by texts or
+    /// characters) starts over, so that an application that splices literals into its texts has each new text
+    /// classified once, as the texts it runs often are again after the start over, and its memory stays bounded.
     /// </summary>
     private void Keep(string sql, (CommandKind Kind, ulong WritingResults) classification)
     {
-        if (sql.Length > StatementCache.MaxKeptTextLength)
+        if (sql.Length > MaxCachedCharacters / 16)
         {
             return;
         }

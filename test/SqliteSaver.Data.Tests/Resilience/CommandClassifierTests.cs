@@ -183,8 +183,8 @@ public class CommandClassifierTests
         classifier.Classify(_connection.Handle!, sql).ShouldBe(CommandKind.Write);
     }
     /// <summary>
-    /// The classifications kept per data source stay bounded in texts and characters, and a text longer than a
-    /// statement the connections keep is not kept. Before, 4,096 texts of any length were kept for the data source's
+    /// The classifications kept per data source stay bounded in texts and characters, and a text that would take a
+    /// sixteenth of them is not kept. Before, 4,096 texts of any length were kept for the data source's
     /// life (a bug hunt: 95 MiB for 500 texts of 100,000 characters), and once 4,096 one-off texts (literals spliced
     /// in) had filled it, every new text was prepared to classify it at each of its executions.
     /// </summary>
@@ -199,7 +199,7 @@ public class CommandClassifierTests
         }
 
         classifier.Kept.Characters.ShouldBeLessThanOrEqualTo(4 * 1024 * 1024);
-        var longer = "SELECT 1" + new string(' ', 20_000);
+        var longer = "SELECT 1" + new string(' ', 300_000); // past a sixteenth of the 4 Mi characters
         classifier.Classify(_connection.Handle!, longer);
         classifier.Keeps(longer).ShouldBeFalse();
 
