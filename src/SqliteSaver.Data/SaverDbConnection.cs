@@ -112,10 +112,11 @@ public sealed class SaverDbConnection : DbConnection
     public override string Database => "main";
 
     /// <summary>
-    /// The full path of the database file, also for a <c>file:</c> URI Data Source; for an in-memory database the Data
-    /// Source as given (<c>:memory:</c>, or its URI); empty while no connection string is set.
+    /// The full path of the database file, also for a <c>file:</c> URI Data Source, as written (a <c>..</c> or a symbolic
+    /// link in it is not resolved; Microsoft.Data.Sqlite, while open, reports the file SQLite found); for an in-memory
+    /// database the Data Source as given (<c>:memory:</c>, or its URI); empty while no connection string is set.
     /// </summary>
-    public override string DataSource => _dataSource is { Options: var options } ? options.DatabaseFile ?? options.DataSource : string.Empty;
+    public override string DataSource => _dataSource is { Options: var options } ? options.DatabasePath ?? options.DataSource : string.Empty;
 
     /// <summary>
     /// How long <see cref="Open"/> waits for a pooled connection to come free, in seconds (rounded up): the connection

@@ -1,10 +1,12 @@
 namespace SqliteSaver.Data.Configuration;
 
 /// <summary>
-/// The one spelling of a database file's path that the pool and the write gate key on, and that SQLite is given:
-/// full, with every symbolic link resolved as the operating system resolves it when it opens the file, so that a
-/// <c>..</c> after a link leaves the folder the link leads to (as SQLite's own full path name does) and two spellings
-/// through links of one file share its write gate. Hard links stay different spellings.
+/// Spellings of a database file's path. <see cref="Full"/> is what SQLite is given and the pool keys on: full, as
+/// text, with any <c>..</c> left for the operating system to resolve when the file is opened (after a symbolic link
+/// it leaves the folder the link leads to, which removing it as text would not), so that a link repointed later is
+/// followed by the next connection, as with Microsoft.Data.Sqlite. <see cref="Real"/> is the file itself, every link
+/// resolved as the operating system resolves it, which the write gate keys on so that spellings of one file through
+/// links share it. Hard links stay different spellings.
 /// </summary>
 internal static class FilePath
 {
@@ -14,18 +16,23 @@ internal static class FilePath
     private static readonly char[] Separators = [Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar];
 
     /// <summary>
-    /// <paramref name="path"/> made full against the current directory and its links resolved. On Windows the path is
-    /// first made full as Windows opens it (a <c>..</c> removes the name before it there, link or not).
+    /// <paramref name="path"/> made full against the current directory, as text: empty and <c>.</c> names removed,
+    /// <c>..</c> kept. On Windows, as Windows opens it (a <c>..</c> removes the name before it there, link or not).
     /// </summary>
     public static string Full(string path)
     {
         if (OperatingSystem.IsWindows())
         {
-            return ResolveLinks(Path.GetFullPath(path));
+            return Path.GetFullPath(path);
         }
 
-        return ResolveLinks(Path.IsPathRooted(path) ? path : Path.Combine(Environment.CurrentDirectory, path));
+        var full = Path.IsPathRooted(path) ? path : Path.Combine(Environment.CurrentDirectory, path);
+        var root = Path.GetPathRoot(full)!;
+        return root + string.Join(Path.DirectorySeparatorChar, full[root.Length..].Split(Separators, StringSplitOptions.RemoveEmptyEntries).Where(name => name != "."));
     }
+
+    /// <summary><paramref name="path"/> made full (see <see cref="Full"/>) and its links resolved.</summary>
+    public static string Real(string path) => ResolveLinks(Full(path));
 
     /// <summary>
     /// Walks a rooted path name by name: a <c>..</c> removes the last name resolved so far, a link is replaced by its

@@ -27,6 +27,7 @@ internal sealed partial class SaverOptions
         (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(builder.DataSource, builder.Mode, builder.Cache, builder.Vfs);
         DataSource = IsMemory ? builder.DataSource : NormalizeDataSource(builder.DataSource);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
+        DatabasePath = IsMemory ? null : IsUri(DataSource) ? FilePath.Full(UriPath(DataSource)) : DataSource;
         GateKey = DatabaseFile ?? sharedMemoryName;
         DefaultTimeout = builder.DefaultTimeout;
         Pooling = builder.Pooling;
@@ -72,7 +73,9 @@ internal sealed partial class SaverOptions
         _memoryName = privateMemory && Pooling ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
         PragmaSql = BuildPragmaSql(builder, journalMode: true);
         ReadOnlyPragmaSql = BuildPragmaSql(builder, journalMode: false);
-        ReadOnly = builder.Mode == SqliteOpenMode.ReadOnly || (IsUri(DataSource) && UriParameters(DataSource).GetValueOrDefault("mode") == "ro");
+        var uriParameters = IsUri(DataSource) ? UriParameters(DataSource) : [];
+        ReadOnly = builder.Mode == SqliteOpenMode.ReadOnly || uriParameters.GetValueOrDefault("mode") == "ro";
+        SharedCache = uriParameters.TryGetValue("cache", out var uriCache) ? uriCache == "shared" : builder.Cache == SqliteCacheMode.Shared;
         if (privateMemory && ReadOnly)
         {
             // SQLite would open an empty database that nothing can ever write; pooled, it would not even be read-only.
@@ -83,11 +86,17 @@ internal sealed partial class SaverOptions
         }
     }
 
-    /// <summary>The database path: a full path for files, as given for <c>:memory:</c> and URIs.</summary>
+    /// <summary>The database path: a full path for files (see <see cref="FilePath.Full"/>), as given for <c>:memory:</c> and URIs.</summary>
     public string DataSource { get; }
 
-    /// <summary>The full path of the database file, for a path or a <c>file:</c> URI; null for an in-memory database.</summary>
+    /// <summary>
+    /// The full path of the database file, its links resolved (see <see cref="FilePath.Real"/>), for a path or a
+    /// <c>file:</c> URI; null for an in-memory database.
+    /// </summary>
     public string? DatabaseFile { get; }
+
+    /// <summary>The full path of the database file as written (see <see cref="FilePath.Full"/>); null for an in-memory database.</summary>
+    public string? DatabasePath { get; }
 
     /// <summary>
     /// What names the database across the process, for the write gate every data source on it shares: the file's
@@ -196,6 +205,9 @@ internal sealed partial class SaverOptions
 
     /// <summary>Whether the database is opened read-only: <c>Mode=ReadOnly</c>, or <c>mode=ro</c> last in a <c>file:</c> URI.</summary>
     public bool ReadOnly { get; }
+
+    /// <summary>Whether the pool's connections share a cache: <c>Cache=Shared</c>, or <c>cache=shared</c> in a <c>file:</c> URI (which replaces the keyword).</summary>
+    public bool SharedCache { get; }
 
     /// <summary>Parses and validates a connection string.</summary>
     /// <exception cref="ArgumentException">A keyword is unknown, a value is invalid, or two values contradict each other.</exception>
@@ -335,15 +347,16 @@ internal sealed partial class SaverOptions
     private static string SharedMemoryName(bool memdb, string name) => (memdb ? "\u001fmemdb:" : "\u001fshared:") + name;
 
     /// <summary>
-    /// The file a Data Source names: itself for a path (already made full), or the path of a <c>file:</c> URI, which
-    /// must be full, normalized as a plain path is.
+    /// The file a Data Source names, its links resolved (see <see cref="FilePath.Real"/>): of a path (already made full),
+    /// or of the path of a <c>file:</c> URI, which must be full. Resolved when the string is first parsed, for the write
+    /// gate: a link repointed later is followed by SQLite (it is given the path as written), not by the gate.
     /// </summary>
     /// <exception cref="ArgumentException">A <c>file:</c> URI's path is relative or empty.</exception>
     private static string FileOf(string dataSource)
     {
         if (!IsUri(dataSource))
         {
-            return dataSource;
+            return FilePath.Real(dataSource);
         }
 
         var path = UriPath(dataSource);
@@ -364,7 +377,7 @@ internal sealed partial class SaverOptions
                 Keywords.DataSource.Name);
         }
 
-        return FilePath.Full(path); // one spelling of the file, as for a plain path
+        return FilePath.Real(path); // the file itself, as for a plain path
     }
 
     /// <summary>The path of a <c>file:</c> URI: after an empty or <c>localhost</c> authority, before the query, percent-decoded.</summary>

@@ -88,18 +88,18 @@ internal static class ESqlite3
 
     /// <summary>
     /// Whether SQLite finds that the database file a connection opened is no longer at its path (another file was moved
-    /// over it, or it was deleted: <c>SQLITE_FCNTL_HAS_MOVED</c>); <see langword="null"/> when that cannot be told now:
-    /// another thread is inside SQLite on the connection (its mutex is not waited for: it may be held for as long as a
-    /// busy handler or an application function runs), the connection has no mutex (SQLite not in serialized mode),
-    /// the VFS does not say (Windows, memdb), the connection was closed, or this class cannot be called (see
-    /// <see cref="Available"/>). The handle is kept from being closed meanwhile, as its owner may close it on
-    /// another thread.
+    /// over it, or it was deleted: <c>SQLITE_FCNTL_HAS_MOVED</c>); <see langword="null"/> while another thread is
+    /// inside SQLite on the connection (its mutex is not waited for: it may be held for as long as a busy handler or an
+    /// application function runs). False also where this cannot be known at all: the connection has no mutex (SQLite
+    /// not in serialized mode), the VFS does not say (Windows, memdb), the connection was closed, or this class cannot
+    /// be called (see <see cref="Available"/>). The handle is kept from being closed meanwhile, as its owner may close
+    /// it on another thread.
     /// </summary>
     public static bool? FileMoved(sqlite3 db)
     {
         if (!Available)
         {
-            return null;
+            return false;
         }
 
         var added = false;
@@ -108,14 +108,19 @@ internal static class ESqlite3
             db.DangerousAddRef(ref added);
             var handle = db.DangerousGetHandle();
             var mutex = sqlite3_db_mutex(handle);
-            if (mutex == IntPtr.Zero || sqlite3_mutex_try(mutex) != SqliteOk)
+            if (mutex == IntPtr.Zero)
+            {
+                return false;
+            }
+
+            if (sqlite3_mutex_try(mutex) != SqliteOk)
             {
                 return null;
             }
 
             try
             {
-                return sqlite3_file_control(handle, "main\0"u8, FcntlHasMoved, out var moved) == SqliteOk ? moved != 0 : null;
+                return sqlite3_file_control(handle, "main\0"u8, FcntlHasMoved, out var moved) == SqliteOk && moved != 0;
             }
             finally
             {
@@ -124,7 +129,7 @@ internal static class ESqlite3
         }
         catch (ObjectDisposedException)
         {
-            return null; // closed
+            return false; // closed
         }
         finally
         {

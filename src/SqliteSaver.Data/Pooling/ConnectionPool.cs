@@ -182,23 +182,38 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary>
-    /// Whether the database file the pool's open connections have is no longer at the path (another file was moved
-    /// over it, or it was deleted), by the first of them SQLite can answer for now (see <see cref="ESqlite3.FileMoved"/>);
-    /// false when none can. Under the lock, so that none of them is closed meanwhile.
+    /// Whether the database file the pool's connections opened since its last Clear have is no longer at the path
+    /// (another file was moved over it, or it was deleted), by the first of them SQLite can answer for now (see
+    /// <see cref="ESqlite3.FileMoved"/>); false when none is open; null when none can answer now (each is inside SQLite
+    /// on another thread). Under the lock, so that none of them is closed meanwhile. Not asked of an in-memory database,
+    /// nor of a shared cache (false): SQLite would wait there for the cache's mutex, which another connection of it
+    /// keeps while it runs (an application function of its, say, which may be renting a connection of this pool).
     /// </summary>
-    public bool FileMoved()
+    public bool? FileMoved()
     {
+        if (_options.SharedCache || _options.DatabaseFile is null)
+        {
+            return false;
+        }
+
         lock (_lock)
         {
+            var answered = false;
             foreach (var connection in _all)
             {
+                if (connection.Generation != _generation)
+                {
+                    continue; // rented before the last Clear: the file at the path may have been replaced since, as the Clear allows
+                }
+
+                answered = true;
                 if (ESqlite3.FileMoved(connection.Handle) is { } moved)
                 {
                     return moved;
                 }
             }
 
-            return false;
+            return answered ? null : false;
         }
     }
 

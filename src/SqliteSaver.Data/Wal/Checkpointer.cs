@@ -233,11 +233,37 @@ internal sealed class Checkpointer : IDisposable
         => new($"The data source's pool was cleared while connections rented before were out, and only they are open: a {what} would open a connection on the file now at the path (a replacement, maybe) with the -wal file they keep, whose frames SQLite would read and then copy into it. Try again once they are closed, or after opening a connection.");
 
     /// <summary>
-    /// What a call that would open the connection throws while the pool's connections have a database file that is no
-    /// longer at the path (see <see cref="ConnectionPool.FileMoved"/>).
+    /// Before the connection opens: throws while the pool's connections have a database file that is no longer at the
+    /// path (see <see cref="ConnectionPool.FileMoved"/>), as the connection would read what is there with the <c>-wal</c>
+    /// file they keep and copy its pages into it; asks again every few milliseconds, up to <see cref="StepTimeout"/>,
+    /// while none of them can answer (each inside SQLite on another thread), and throws if none could.
     /// </summary>
-    private InvalidOperationException FileMovedUnderPool()
-        => new($"The database file '{_options.DatabaseFile}' was replaced or deleted while the pool's connections had it open: they go on with the file they opened, and a checkpoint connection opened now would read what is at the path with the -wal file they keep, and copy its pages into it. Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
+    /// <exception cref="InvalidOperationException">The file moved, or that could not be told.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while it asked again.</exception>
+    private void ThrowIfFileMoved(CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        while (true)
+        {
+            switch (_pool.FileMoved())
+            {
+                case false:
+                    return;
+                case true:
+                    throw new InvalidOperationException(
+                        $"The database file '{_options.DatabaseFile}' was replaced or deleted while the pool's connections had it open: they go on with the file they opened, and a checkpoint connection opened now would read what is at the path with the -wal file they keep, and copy its pages into it. Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
+            }
+
+            if (Stopwatch.GetElapsedTime(started) >= StepTimeout)
+            {
+                throw new InvalidOperationException(
+                    FormattableString.Invariant($"Every connection of the pool stayed inside SQLite on another thread for {StepTimeout.TotalMilliseconds} ms, so the checkpoint connection could not tell whether the database file at the path is still the one they have open (a replacement would be read with their -wal file): it opened nothing. Try again."));
+            }
+
+            cancellationToken.WaitHandle.WaitOne(CancellationPoll);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+    }
 
     /// <summary>What a call that opens the connection throws when Clear or Dispose stopped its opening (see <see cref="StopOpening"/>).</summary>
     private static InvalidOperationException StoppedOpening()
@@ -368,10 +394,7 @@ internal sealed class Checkpointer : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
         if (_connection is null)
         {
-            if (_pool.FileMoved())
-            {
-                throw FileMovedUnderPool();
-            }
+            ThrowIfFileMoved(cancellationToken);
 
             var opening = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             Volatile.Write(ref _opening, opening);

@@ -26,8 +26,40 @@ public class DataSourcePathTests : DatabaseTest
 
         // Before, "link/.." was removed as text: a new, empty {folder}/x.db.
         command.ExecuteScalar().ShouldBe(1L);
-        saver.DataSource.ShouldBe(Path.Combine(Folder.Path, "a", "x.db"));
+        saver.DataSource.ShouldBe(spelled); // as SQLite is given it, to resolve as it opens
         File.Exists(Path.Combine(Folder.Path, "x.db")).ShouldBeFalse();
+    }
+
+    /// <summary>
+    /// The deploy pattern of a <c>current</c> link switched to a new release, then the pools cleared: the next
+    /// connection follows the link, as with Microsoft.Data.Sqlite (a review found b99c2ed gave SQLite the path as
+    /// resolved when the string was first used, so the old release's database stayed open for good).
+    /// </summary>
+    [Test]
+    public void A_link_repointed_while_the_pools_were_cleared_is_followed()
+    {
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v1"));
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v2"));
+        var current = Path.Combine(Folder.Path, "current");
+        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v1"));
+        var connectionString = $"Data Source={Path.Combine(current, "app.db")}";
+        using (var first = new SaverDbConnection(connectionString))
+        {
+            first.Open();
+            Execute(first, "CREATE TABLE v1 (x)");
+        }
+
+        SaverDbConnection.ClearAllPools();
+        File.Delete(current);
+        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v2"));
+
+        using var second = new SaverDbConnection(connectionString);
+        second.Open();
+        Execute(second, "CREATE TABLE v2 (x)");
+        using var tables = second.CreateCommand();
+        tables.CommandText = "SELECT group_concat(name) FROM sqlite_master";
+        tables.ExecuteScalar().ShouldBe("v2");
+        File.Exists(Path.Combine(Folder.Path, "v2", "app.db")).ShouldBeTrue();
     }
 
     [TestCase("{0}/link/test.db")]

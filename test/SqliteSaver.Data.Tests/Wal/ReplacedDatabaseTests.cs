@@ -115,6 +115,57 @@ public class ReplacedDatabaseTests : DatabaseTest
         }
     }
 
+    /// <summary>
+    /// The pool's only connection is inside SQLite on another thread (an application function holds it there) when a
+    /// checkpoint would open the checkpoint connection after a backup was moved over the file: no connection can say
+    /// whether the file moved, so it opens nothing and says so. Before, "none could answer" counted as "not moved",
+    /// and the backup got the old database's pages (a review's finding).
+    /// </summary>
+    [Test]
+    public void A_checkpoint_while_every_pool_connection_is_inside_SQLite_opens_nothing()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0"));
+        var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        using var held = new HeldFunction(rented);
+        var holding = Task.Factory.StartNew(() => ConnectionTests.Scalar(rented, "SELECT hold()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        held.Holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        MoveBackupOverTheFile();
+
+        var checkpoint = Record(() => dataSource.Checkpoint());
+
+        held.Release();
+        holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        dataSource.Clear();
+        rented.Dispose();
+        dataSource.Dispose();
+        Plain("SELECT group_concat(x) FROM t").ShouldBe("100");
+        checkpoint.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain("could not tell whether the database file at the path is still the one they have open");
+    }
+
+    /// <summary>
+    /// A Clear, then the move, with a connection rented before the Clear still out (its -wal file emptied first, as
+    /// the safe order needs no old frames read into the replacement), then a connection opened since: only that one is
+    /// asked whether the file moved, so the checkpoint connection opens, as the refusal's message promises once the
+    /// pool is cleared. Before, the connection rented before the Clear was asked too, and the refusal went on (a
+    /// review's finding).
+    /// </summary>
+    [Test]
+    public void After_a_Clear_only_connections_opened_since_are_asked_whether_the_file_moved()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0"));
+        using var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        dataSource.Checkpoint(CheckpointMode.Truncate).Busy.ShouldBeFalse();
+        dataSource.Clear();
+        MoveBackupOverTheFile();
+        using var fresh = dataSource.OpenConnection();
+        ConnectionTests.Scalar(fresh, "SELECT group_concat(x) FROM t").ShouldBe("100");
+
+        Record(() => dataSource.GetWalStatus()).ShouldBeNull();
+        ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2"); // the old file, as before
+    }
+
     /// <summary>Moves a database holding one table t with the row 100 over the test's database file.</summary>
     private void MoveBackupOverTheFile()
     {
