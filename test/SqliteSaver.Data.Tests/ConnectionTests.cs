@@ -891,6 +891,7 @@ public class ConnectionTests : DatabaseTest
     [TestCase("file:{0}?cache=private&mode=ro")]
     [TestCase("file:{0}?mode=%72o")]
     [TestCase("file:{0}?mode=rw&mode=ro")]
+    [TestCase("file:{0}?mode=ro%00x")] // SQLite reads the value up to the NUL (a review)
     public void A_read_only_uri_opens_a_database_in_rollback_journal_mode_and_keeps_no_wal(string uri)
     {
         var path = Folder.File("journal.db");

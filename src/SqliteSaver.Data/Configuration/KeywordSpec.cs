@@ -94,7 +94,7 @@ internal sealed class KeywordSpec
         {
             string s => s,
             TimeSpan span when Unit == "seconds" => span.TotalSeconds.ToString("R", CultureInfo.InvariantCulture), // as the builder's properties take them
-            TimeSpan span when Unit == "milliseconds" => span.TotalMilliseconds.ToString("R", CultureInfo.InvariantCulture),
+            TimeSpan span when Unit == "milliseconds" => (span < TimeSpan.Zero ? span.TotalMilliseconds : Math.Ceiling(span.TotalMilliseconds)).ToString("R", CultureInfo.InvariantCulture), // rounded up, as BusyTimeout does
             IFormattable f => f.ToString(value is double or float ? "R" : null, CultureInfo.InvariantCulture),
             _ => value.ToString() ?? string.Empty,
         };

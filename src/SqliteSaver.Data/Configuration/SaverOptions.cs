@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.RegularExpressions;
 using Microsoft.Data.Sqlite;
 
 namespace SqliteSaver.Data.Configuration;
@@ -8,7 +7,7 @@ namespace SqliteSaver.Data.Configuration;
 /// <summary>
 /// The settings of one data source, parsed and validated once from its connection string. Immutable.
 /// </summary>
-internal sealed partial class SaverOptions
+internal sealed class SaverOptions
 {
     private readonly string _innerConnectionString;
     private readonly string? _memoryName;
@@ -182,9 +181,7 @@ internal sealed partial class SaverOptions
             ? InnerConnectionString(generation: 0)
             : new SqliteConnectionStringBuilder(_innerConnectionString)
             {
-                DataSource = IsUri(DataSource)
-                    ? SharedCacheParameter().Replace(DataSource, "${name}private")
-                    : DataSource,
+                DataSource = IsUri(DataSource) ? WithPrivateCache(DataSource) : DataSource,
                 Cache = SqliteCacheMode.Private,
             }.ConnectionString;
 
@@ -321,7 +318,7 @@ internal sealed partial class SaverOptions
 
     /// <summary>
     /// A <c>file:</c> URI's query parameters as SQLite reads them: up to a <c>#</c>, split at <c>&amp;</c>, names and
-    /// values percent-decoded and case-sensitive, the last of a name replacing those before it.
+    /// values percent-decoded (a <c>%00</c> ending them) and case-sensitive, the last of a name replacing those before it.
     /// </summary>
     private static Dictionary<string, string> UriParameters(string uri)
     {
@@ -337,10 +334,13 @@ internal sealed partial class SaverOptions
         {
             var equals = parameter.IndexOf('=', StringComparison.Ordinal);
             var name = equals < 0 ? parameter : parameter[..equals];
-            parameters[Uri.UnescapeDataString(name)] = equals < 0 ? string.Empty : Uri.UnescapeDataString(parameter[(equals + 1)..]);
+            parameters[UntilNul(Uri.UnescapeDataString(name))] = equals < 0 ? string.Empty : UntilNul(Uri.UnescapeDataString(parameter[(equals + 1)..]));
         }
 
         return parameters;
+
+        // SQLite reads a decoded name or value as a C string: a %00 ends it.
+        static string UntilNul(string text) => text.IndexOf('\0', StringComparison.Ordinal) is >= 0 and var nul ? text[..nul] : text;
     }
 
     /// <summary>A key for a shared in-memory database that no file path can equal.</summary>
@@ -444,7 +444,14 @@ internal sealed partial class SaverOptions
         return sql.ToString();
     }
 
-    /// <summary>A <c>cache=shared</c> parameter in a <c>file:</c> URI's query, up to the value, in lower case as SQLite reads it.</summary>
-    [GeneratedRegex(@"(?<name>[?&]cache=)shared(?=&|#|$)", RegexOptions.CultureInvariant)]
-    private static partial Regex SharedCacheParameter();
+    /// <summary>
+    /// A <c>file:</c> URI with <c>cache=private</c> as its last parameter, which SQLite reads in place of any cache
+    /// parameter before it, however spelled (<c>cache=%73hared</c>).
+    /// </summary>
+    private static string WithPrivateCache(string uri)
+    {
+        var fragment = uri.IndexOf('#', StringComparison.Ordinal);
+        var query = uri[..(fragment < 0 ? uri.Length : fragment)];
+        return string.Concat(query, query.Contains('?', StringComparison.Ordinal) ? "&" : "?", "cache=private", fragment < 0 ? string.Empty : uri[fragment..]);
+    }
 }

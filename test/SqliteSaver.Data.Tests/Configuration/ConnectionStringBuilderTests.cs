@@ -57,6 +57,8 @@ public class ConnectionStringBuilderTests
         builder.Synchronous.ShouldBe(SynchronousMode.Full);
         builder.DefaultTimeout.ShouldBe(7);
         builder.BusyTimeout.ShouldBe(TimeSpan.FromMilliseconds(250));
+        builder["Busy Timeout"] = TimeSpan.FromMicroseconds(1500); // rounded up, as the property does (a review: it was refused)
+        builder.BusyTimeout.ShouldBe(TimeSpan.FromMilliseconds(2));
         builder.Retry.ShouldBe(8);
         builder.BaseDelay.ShouldBe(TimeSpan.FromSeconds(0.5));
         builder.MaxDelay.ShouldBe(TimeSpan.FromSeconds(4));
@@ -312,4 +314,16 @@ public class ConnectionStringBuilderTests
     {
         Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Data Source='unterminated"));
     }
+
+    /// <summary>
+    /// The checkpoint connection opens a URI's database with a private cache however the URI spells a shared one:
+    /// SQLite refuses a checkpoint on a shared cache while another connection of it has a transaction open. Before,
+    /// only the literal "cache=shared" was rewritten, and an escaped one kept the checkpoint connection in the cache
+    /// (a review's finding).
+    /// </summary>
+    [TestCase("file:/p/a.db?cache=%73hared", "file:/p/a.db?cache=%73hared&cache=private")]
+    [TestCase("file:/p/a.db?cache=shared#top", "file:/p/a.db?cache=shared&cache=private#top")]
+    [TestCase("file:/p/a.db", "file:/p/a.db?cache=private")]
+    public void The_checkpoint_connection_has_a_private_cache_however_the_uri_spells_a_shared_one(string uri, string expected)
+        => new SqliteConnectionStringBuilder(SaverOptions.Parse($"Data Source={uri}").CheckpointerConnectionString).DataSource.ShouldBe(expected);
 }

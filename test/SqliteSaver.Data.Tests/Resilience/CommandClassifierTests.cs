@@ -182,6 +182,7 @@ public class CommandClassifierTests
 
         classifier.Classify(_connection.Handle!, sql).ShouldBe(CommandKind.Write);
     }
+
     /// <summary>
     /// The classifications kept per data source stay bounded in texts and characters, and a text that would take a
     /// sixteenth of them is not kept. Before, 4,096 texts of any length were kept for the data source's

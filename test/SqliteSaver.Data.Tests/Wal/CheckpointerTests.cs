@@ -567,8 +567,8 @@ public class CheckpointerTests : DatabaseTest
     /// After Dispose the checkpoint throws ObjectDisposedException, as any call racing it does.
     /// </summary>
     [TestCase("Clear", typeof(InvalidOperationException), "The data source's pool was cleared, or the data source disposed, while its checkpoint connection opened: nothing was read or checkpointed.")]
-    [TestCase("Dispose", typeof(ObjectDisposedException), "Cannot access a disposed object.\nObject name: 'SqliteSaver.Data.SaverDataSource'.")]
-    public async Task Clear_and_Dispose_end_the_checkpoint_connections_opening_rather_than_wait_for_it(string end, Type thrown, string message)
+    [TestCase("Dispose", typeof(ObjectDisposedException), null)]
+    public async Task Clear_and_Dispose_end_the_checkpoint_connections_opening_rather_than_wait_for_it(string end, Type thrown, string? message)
     {
         using var dataSource = HoldingCheckpointerOpening(Folder.ConnectionString(), out var checkpointWhileOpening);
         var checkpoint = await checkpointWhileOpening();
@@ -579,7 +579,14 @@ public class CheckpointerTests : DatabaseTest
         await ending;
         var error = await Should.ThrowAsync<InvalidOperationException>(checkpoint);
         error.ShouldBeOfType(thrown);
-        error.Message.ShouldBe(message.Replace("\n", Environment.NewLine, StringComparison.Ordinal));
+        if (error is ObjectDisposedException disposed)
+        {
+            disposed.ObjectName.ShouldBe(typeof(SaverDataSource).FullName); // the runtime's own message may be translated
+        }
+        else
+        {
+            error.Message.ShouldBe(message);
+        }
     }
 
     /// <summary>
