@@ -42,7 +42,7 @@ public class MovedFileTests : DatabaseTest
     {
         var (connectionString, rented) = OpenPoolWithRows(checkpointOnClose: true);
 
-        Replace();
+        Replace(Folder);
 
         ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2"); // the file it opened
         ConnectionTests.Exec(rented, "INSERT INTO t VALUES (3)").ShouldBe(1);
@@ -62,7 +62,7 @@ public class MovedFileTests : DatabaseTest
     {
         var (connectionString, rented) = OpenPoolWithRows(checkpointOnClose: false);
 
-        Replace();
+        Replace(Folder);
         ConnectionTests.Exec(rented, "INSERT INTO t VALUES (3)").ShouldBe(1);
         SaverDbConnection.ClearPool(rented);
         rented.Dispose();
@@ -95,7 +95,7 @@ public class MovedFileTests : DatabaseTest
         }
 
         SaverDbConnection.ClearPool(rented);
-        Replace();
+        Replace(Folder);
 
         if (statusReadBefore)
         {
@@ -131,10 +131,10 @@ public class MovedFileTests : DatabaseTest
         return (connectionString, rented);
     }
 
-    /// <summary>Moves another database over the file, as restoring a backup would.</summary>
-    private void Replace()
+    /// <summary>Moves another database, holding one table t with the row 100, over the folder's test.db, as restoring a backup would.</summary>
+    internal static void Replace(TempFolder folder)
     {
-        var other = Folder.File("other.db");
+        var other = folder.File("other.db");
         using (var connection = new SqliteConnection($"Data Source={other};Pooling=False"))
         {
             connection.Open();
@@ -143,6 +143,6 @@ public class MovedFileTests : DatabaseTest
             create.ExecuteNonQuery();
         }
 
-        File.Move(other, Folder.File(), overwrite: true);
+        File.Move(other, folder.File(), overwrite: true);
     }
 }

@@ -1,6 +1,7 @@
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
+using SqliteSaver.Data.Tests.Faults;
 
 namespace SqliteSaver.Data.Tests.Wal;
 
@@ -22,18 +23,12 @@ public class ReplacedDatabaseTests : DatabaseTest
         var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=1")).UseTimeProvider(time).Build();
         var rented = dataSource.OpenConnection();
         ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
-        MoveBackupOverTheFile();
+        MovedFileTests.Replace(Folder);
 
         time.Advance(TimeSpan.FromSeconds(1));
 
         ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2");
-        var error = dataSource.LastCheckpointError;
-        dataSource.Clear();
-        rented.Dispose();
-        dataSource.Dispose();
-        Plain("PRAGMA integrity_check").ShouldBe("ok");
-        Plain("SELECT group_concat(x) FROM t").ShouldBe("100");
-        error.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
+        ClearAndFindTheBackupWhole(dataSource, rented);
     }
 
     [Test]
@@ -42,19 +37,13 @@ public class ReplacedDatabaseTests : DatabaseTest
         var dataSource = SaverDataSource.Create(Folder.ConnectionString());
         var rented = dataSource.OpenConnection();
         ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
-        MoveBackupOverTheFile();
+        MovedFileTests.Replace(Folder);
 
         // The application goes on writing through the connection it holds, enough for a catch-up checkpoint.
         ConnectionTests.Exec(rented, "CREATE TABLE big (b); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300) INSERT INTO big SELECT randomblob(4000) FROM c");
         Wait.Until(() => dataSource.Checkpointer.CatchUps >= 1 && !dataSource.Checkpointer.CatchUpPending);
 
-        var error = dataSource.LastCheckpointError;
-        dataSource.Clear();
-        rented.Dispose();
-        dataSource.Dispose();
-        Plain("PRAGMA integrity_check").ShouldBe("ok");
-        Plain("SELECT group_concat(x) FROM t").ShouldBe("100");
-        error.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
+        ClearAndFindTheBackupWhole(dataSource, rented);
     }
 
     [Test]
@@ -87,7 +76,7 @@ public class ReplacedDatabaseTests : DatabaseTest
         using (var rented = dataSource.OpenConnection())
         {
             ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
-            MoveBackupOverTheFile();
+            MovedFileTests.Replace(Folder);
             time.Advance(TimeSpan.FromSeconds(1));
             dataSource.LastCheckpointError.ShouldNotBeNull();
             dataSource.Clear();
@@ -130,7 +119,7 @@ public class ReplacedDatabaseTests : DatabaseTest
         using var held = new HeldFunction(rented);
         var holding = Task.Factory.StartNew(() => ConnectionTests.Scalar(rented, "SELECT hold()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         held.Holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
-        MoveBackupOverTheFile();
+        MovedFileTests.Replace(Folder);
 
         var checkpoint = Record(() => dataSource.Checkpoint());
 
@@ -158,7 +147,7 @@ public class ReplacedDatabaseTests : DatabaseTest
         ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
         dataSource.Checkpoint(CheckpointMode.Truncate).Busy.ShouldBeFalse();
         dataSource.Clear();
-        MoveBackupOverTheFile();
+        MovedFileTests.Replace(Folder);
         using var fresh = dataSource.OpenConnection();
         ConnectionTests.Scalar(fresh, "SELECT group_concat(x) FROM t").ShouldBe("100");
 
@@ -166,19 +155,19 @@ public class ReplacedDatabaseTests : DatabaseTest
         ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2"); // the old file, as before
     }
 
-    /// <summary>Moves a database holding one table t with the row 100 over the test's database file.</summary>
-    private void MoveBackupOverTheFile()
+    /// <summary>
+    /// Clears the pool, then closes the rented connection and the data source: the backup moved over the file must be
+    /// whole, and the background checkpoints must have recorded the refusal.
+    /// </summary>
+    private void ClearAndFindTheBackupWhole(SaverDataSource dataSource, SaverDbConnection rented)
     {
-        var backup = Folder.File("backup.db");
-        using (var connection = new SqliteConnection($"Data Source={backup};Pooling=False"))
-        {
-            connection.Open();
-            using var create = connection.CreateCommand();
-            create.CommandText = "CREATE TABLE t (x); INSERT INTO t VALUES (100)";
-            create.ExecuteNonQuery();
-        }
-
-        File.Move(backup, Folder.File(), overwrite: true);
+        var error = dataSource.LastCheckpointError;
+        dataSource.Clear();
+        rented.Dispose();
+        dataSource.Dispose();
+        Plain("PRAGMA integrity_check").ShouldBe("ok");
+        Plain("SELECT group_concat(x) FROM t").ShouldBe("100");
+        error.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
     }
 
     private object? Plain(string sql)
