@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using SqliteSaver.Data.Pooling;
+using SqliteSaver.Data.Wal;
 
 namespace SqliteSaver.Data.DependencyInjection;
 
@@ -49,8 +50,19 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
 
             // Synchronous, and it may open the checkpoint connection: its waits for a lock end with the token, and the
             // check with it, whatever else the opening waits for (a synchronous connection initializer's wait).
-            var wal = await Task.Run(() => dataSource.GetWalStatus(cancellationToken), cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
-            data["wal_bytes"] = wal.WalFileBytes;
+            WalStatus? wal = null;
+            try
+            {
+                var status = await Task.Run(() => dataSource.GetWalStatus(cancellationToken), cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
+                data["wal_bytes"] = status.WalFileBytes;
+                wal = status;
+            }
+            catch (ConnectionsBusyException)
+            {
+                // A connection stayed inside SQLite (a long query, say), so the checkpoint connection did not open: busy,
+                // not broken; the WAL is not looked at this time.
+            }
+
             var statistics = AddStatistics(dataSource, data); // as the check leaves the pool
             if (timedOut is not null)
             {
@@ -65,10 +77,10 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
             }
 
             var limit = new SaverConnectionStringBuilder(dataSource.ConnectionString).JournalSizeLimit;
-            if (wal.JournalMode == "wal" && limit >= 0 && wal.WalFileBytes > limit)
+            if (wal is { JournalMode: "wal", WalFileBytes: var walBytes } && limit >= 0 && walBytes > limit)
             {
                 return HealthCheckResult.Degraded(
-                    Invariant($"The -wal file is {wal.WalFileBytes} bytes, over Journal Size Limit={limit}: long readers or writers keep checkpoints from resetting it."),
+                    Invariant($"The -wal file is {walBytes} bytes, over Journal Size Limit={limit}: long readers or writers keep checkpoints from resetting it."),
                     data: data);
             }
 

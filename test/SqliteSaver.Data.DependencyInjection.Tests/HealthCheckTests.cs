@@ -118,6 +118,47 @@ public class HealthCheckTests
         entry.Exception.ShouldBeOfType<ArgumentException>();
     }
 
+    /// <summary>
+    /// An exhausted pool whose only connection stays inside SQLite (an application function holds it there): the check
+    /// reads the WAL status on the checkpoint connection, which will not open while no pool connection can say that
+    /// the file at the path is still theirs. Busy, not broken: Degraded. Before, Unhealthy, "The database cannot be
+    /// opened" (a review of the replaced-file check).
+    /// </summary>
+    [Test]
+    public async Task An_exhausted_pool_whose_only_connection_is_inside_SQLite_is_degraded()
+    {
+        using var provider = Provider("Data Source={0};Max Pool Size=1;Checkpoint Interval=0");
+        var dataSource = provider.GetRequiredService<SaverDataSource>();
+        using var holding = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var rented = await dataSource.OpenConnectionAsync();
+        rented.InnerConnection.CreateFunction("hold", () =>
+        {
+            holding.Set();
+            release.Wait(TimeSpan.FromSeconds(30));
+            return 1L;
+        });
+        var held = Task.Factory.StartNew(
+            () =>
+            {
+                using var command = rented.CreateCommand();
+                command.CommandText = "SELECT hold()";
+                return command.ExecuteScalar();
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+
+        var entry = await Check(provider);
+
+        release.Set();
+        (await held).ShouldBe(1L);
+        await rented.DisposeAsync();
+        entry.Status.ShouldBe(HealthStatus.Degraded, entry.Description);
+        entry.Description.ShouldNotBeNull().ShouldStartWith("Every pooled connection is in use (1 of Max Pool Size=1)");
+    }
+
     private ServiceProvider Provider(string connectionStringFormat, HealthStatus? failureStatus = null, Action<SaverDataSourceBuilder>? configure = null)
     {
         var services = new ServiceCollection().AddLogging();

@@ -183,9 +183,9 @@ internal sealed class ConnectionPool : IDisposable
 
     /// <summary>
     /// Whether the database file the pool's connections opened since its last Clear have is no longer at the path
-    /// (another file was moved over it, or it was deleted), by the first of them SQLite can answer for now (see
-    /// <see cref="ESqlite3.FileMoved"/>); false when none is open; null when none can answer now (each is inside SQLite
-    /// on another thread). Under the lock, so that none of them is closed meanwhile. Not asked of an in-memory database,
+    /// (another file was moved over it, or it was deleted), as any of them says (see <see cref="ESqlite3.FileMoved"/>;
+    /// one opened after the move has the new file and does not see it); false when none is open; null when one that
+    /// cannot answer now (inside SQLite on another thread) may be the one that would say so. Under the lock, so that none of them is closed meanwhile. Not asked of an in-memory database,
     /// nor of a shared cache (false): SQLite would wait there for the cache's mutex, which another connection of it
     /// keeps while it runs (an application function of its, say, which may be renting a connection of this pool).
     /// </summary>
@@ -198,7 +198,7 @@ internal sealed class ConnectionPool : IDisposable
 
         lock (_lock)
         {
-            var answered = false;
+            var unanswered = false;
             foreach (var connection in _all)
             {
                 if (connection.Generation != _generation)
@@ -206,14 +206,17 @@ internal sealed class ConnectionPool : IDisposable
                     continue; // rented before the last Clear: the file at the path may have been replaced since, as the Clear allows
                 }
 
-                answered = true;
-                if (ESqlite3.FileMoved(connection.Handle) is { } moved)
+                switch (ESqlite3.FileMoved(connection.Handle))
                 {
-                    return moved;
+                    case true:
+                        return true;
+                    case null:
+                        unanswered = true;
+                        break;
                 }
             }
 
-            return answered ? null : false;
+            return unanswered ? null : false;
         }
     }
 

@@ -236,9 +236,10 @@ internal sealed class Checkpointer : IDisposable
     /// Before the connection opens: throws while the pool's connections have a database file that is no longer at the
     /// path (see <see cref="ConnectionPool.FileMoved"/>), as the connection would read what is there with the <c>-wal</c>
     /// file they keep and copy its pages into it; asks again every few milliseconds, up to <see cref="StepTimeout"/>,
-    /// while none of them can answer (each inside SQLite on another thread), and throws if none could.
+    /// while one of them cannot answer (inside SQLite on another thread), and throws if it still could not.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The file moved, or that could not be told.</exception>
+    /// <exception cref="InvalidOperationException">The file moved.</exception>
+    /// <exception cref="ConnectionsBusyException">That could not be told.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while it asked again.</exception>
     private void ThrowIfFileMoved(CancellationToken cancellationToken)
     {
@@ -256,8 +257,8 @@ internal sealed class Checkpointer : IDisposable
 
             if (Stopwatch.GetElapsedTime(started) >= StepTimeout)
             {
-                throw new InvalidOperationException(
-                    FormattableString.Invariant($"Every connection of the pool stayed inside SQLite on another thread for {StepTimeout.TotalMilliseconds} ms, so the checkpoint connection could not tell whether the database file at the path is still the one they have open (a replacement would be read with their -wal file): it opened nothing. Try again."));
+                throw new ConnectionsBusyException(
+                    FormattableString.Invariant($"A connection of the pool stayed inside SQLite on another thread for {StepTimeout.TotalMilliseconds} ms, so the checkpoint connection could not tell whether the database file at the path is still the one it has open (a replacement would be read with its -wal file): it opened nothing. Try again."));
             }
 
             cancellationToken.WaitHandle.WaitOne(CancellationPoll);

@@ -2,6 +2,7 @@ using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
 using SqliteSaver.Data.Tests.Faults;
+using SqliteSaver.Data.Wal;
 
 namespace SqliteSaver.Data.Tests.Wal;
 
@@ -129,7 +130,36 @@ public class ReplacedDatabaseTests : DatabaseTest
         rented.Dispose();
         dataSource.Dispose();
         Plain("SELECT group_concat(x) FROM t").ShouldBe("100");
-        checkpoint.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain("could not tell whether the database file at the path is still the one they have open");
+        checkpoint.ShouldBeOfType<ConnectionsBusyException>().Message.ShouldContain("could not tell whether the database file at the path is still the one it has open");
+    }
+
+    /// <summary>
+    /// A connection the pool opens after the move (all of its connections in use) has the new file, and cannot see the
+    /// move; the one that can is inside SQLite on another thread: the checkpoint connection opens nothing. Before, the
+    /// first connection that could answer decided, and the new one said "not moved" (a review's finding).
+    /// </summary>
+    [Test]
+    public void A_connection_opened_after_the_move_does_not_answer_for_one_that_cannot_answer_now()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0"));
+        var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        using var held = new HeldFunction(rented);
+        var holding = Task.Factory.StartNew(() => ConnectionTests.Scalar(rented, "SELECT hold()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        held.Holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        MovedFileTests.Replace(Folder);
+        var opened = dataSource.OpenConnection(); // on the replacement, with the old -wal file (README: the safe order)
+
+        var checkpoint = Record(() => dataSource.Checkpoint());
+
+        held.Release();
+        holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        opened.Dispose();
+        rented.Dispose();
+        checkpoint.ShouldBeOfType<ConnectionsBusyException>();
+
+        // The connection opened after the move is the pool's own hazard (README): closing, SQLite checkpoints its
+        // file, the replacement, with the old -wal file. Nothing here can keep the backup whole.
     }
 
     /// <summary>
