@@ -22,8 +22,12 @@ internal sealed class SaverOptions
                 Keywords.DataSource.Name);
         }
 
+        // A URI's parameters, read once: its mode, cache and vfs replace the keywords' (a URI is no path to normalize).
+        var uriParameters = IsUri(builder.DataSource) ? UriParameters(builder.DataSource) : [];
+        SharedCache = uriParameters.TryGetValue("cache", out var uriCache) ? uriCache == "shared" : builder.Cache == SqliteCacheMode.Shared;
+
         // The name of an in-memory database is no path: SQLite finds a shared one by that very name across the process.
-        (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(builder.DataSource, builder.Mode, builder.Cache, builder.Vfs);
+        (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(builder.DataSource, uriParameters, builder.Mode, SharedCache, builder.Vfs);
         DataSource = IsMemory ? builder.DataSource : NormalizeDataSource(builder.DataSource);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
         DatabasePath = IsMemory ? null : IsUri(DataSource) ? FilePath.Full(UriPath(DataSource)) : DataSource;
@@ -72,9 +76,7 @@ internal sealed class SaverOptions
         _memoryName = privateMemory && Pooling ? "/saver-memory-" + Guid.NewGuid().ToString("N") : null;
         PragmaSql = BuildPragmaSql(builder, journalMode: true);
         ReadOnlyPragmaSql = BuildPragmaSql(builder, journalMode: false);
-        var uriParameters = IsUri(DataSource) ? UriParameters(DataSource) : [];
         ReadOnly = builder.Mode == SqliteOpenMode.ReadOnly || uriParameters.GetValueOrDefault("mode") == "ro";
-        SharedCache = uriParameters.TryGetValue("cache", out var uriCache) ? uriCache == "shared" : builder.Cache == SqliteCacheMode.Shared;
         if (privateMemory && ReadOnly)
         {
             // SQLite would open an empty database that nothing can ever write; pooled, it would not even be read-only.
@@ -282,28 +284,27 @@ internal sealed class SaverOptions
     /// of its own: <c>:memory:</c>, <c>Mode=Memory</c> without <c>Cache=Shared</c>, or a <c>file:</c> URI naming
     /// <c>:memory:</c>, <c>mode=memory</c> or <c>vfs=memdb</c> (or the <c>Vfs=memdb</c> keyword) without
     /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too); a URI's <c>mode</c> parameter
-    /// replaces the Mode keyword, as in SQLite. A shared one has a name, which says
-    /// whether it is a memdb or a shared-cache database (different databases even under one name).
+    /// replaces the Mode keyword, as in SQLite (<paramref name="parameters"/> are a URI's, <paramref name="sharedCache"/>
+    /// is <see cref="SharedCache"/>). A shared one has a name, which says whether it is a memdb or a shared-cache
+    /// database (different databases even under one name).
     /// </summary>
-    private static (bool Memory, bool Private, string? SharedName) InMemory(string dataSource, SqliteOpenMode mode, SqliteCacheMode cache, string? vfs)
+    private static (bool Memory, bool Private, string? SharedName) InMemory(
+        string dataSource, Dictionary<string, string> parameters, SqliteOpenMode mode, bool sharedCache, string? vfs)
     {
         if (dataSource == ":memory:")
         {
             return (true, true, null);
         }
 
-        var shared = cache == SqliteCacheMode.Shared;
         var memdbKeyword = string.Equals(vfs, "memdb", StringComparison.OrdinalIgnoreCase);
         if (!IsUri(dataSource))
         {
             var memory = mode == SqliteOpenMode.Memory || memdbKeyword;
-            var isPrivate = memory && !shared && !(memdbKeyword && dataSource.StartsWith('/'));
+            var isPrivate = memory && !sharedCache && !(memdbKeyword && dataSource.StartsWith('/'));
             return (memory, isPrivate, memory && !isPrivate ? SharedMemoryName(memdbKeyword, dataSource) : null);
         }
 
-        // A URI's vfs, mode and cache parameters replace the Vfs keyword and the open flags, as in SQLite.
         var path = UriPath(dataSource);
-        var parameters = UriParameters(dataSource);
         var memdb = parameters.TryGetValue("vfs", out var uriVfs) ? uriVfs == "memdb" : memdbKeyword;
         var memoryMode = parameters.TryGetValue("mode", out var uriMode) ? uriMode == "memory" : mode == SqliteOpenMode.Memory;
         if (!memoryMode && path != ":memory:" && !memdb)
@@ -311,8 +312,7 @@ internal sealed class SaverOptions
             return (false, false, null);
         }
 
-        var uriShared = parameters.TryGetValue("cache", out var uriCache) ? uriCache == "shared" : shared;
-        var uriPrivate = !(uriShared || (memdb && path.StartsWith('/')));
+        var uriPrivate = !(sharedCache || (memdb && path.StartsWith('/')));
         return (true, uriPrivate, uriPrivate ? null : SharedMemoryName(memdb, path));
     }
 
