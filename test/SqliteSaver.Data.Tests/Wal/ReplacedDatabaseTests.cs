@@ -115,12 +115,8 @@ public class ReplacedDatabaseTests : DatabaseTest
     public void A_checkpoint_while_every_pool_connection_is_inside_SQLite_opens_nothing()
     {
         using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0"));
-        var rented = dataSource.OpenConnection();
-        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
-        using var held = new HeldFunction(rented);
-        var holding = Task.Factory.StartNew(() => ConnectionTests.Scalar(rented, "SELECT hold()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        held.Holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
-        MovedFileTests.Replace(Folder);
+        var (rented, held, holding) = HeldInsideSqliteAsTheBackupIsMoved(dataSource);
+        using var release = held;
 
         var checkpoint = Record(() => dataSource.Checkpoint());
 
@@ -142,12 +138,8 @@ public class ReplacedDatabaseTests : DatabaseTest
     public void A_connection_opened_after_the_move_does_not_answer_for_one_that_cannot_answer_now()
     {
         using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0"));
-        var rented = dataSource.OpenConnection();
-        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
-        using var held = new HeldFunction(rented);
-        var holding = Task.Factory.StartNew(() => ConnectionTests.Scalar(rented, "SELECT hold()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        held.Holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
-        MovedFileTests.Replace(Folder);
+        var (rented, held, holding) = HeldInsideSqliteAsTheBackupIsMoved(dataSource);
+        using var release = held;
         var opened = dataSource.OpenConnection(); // on the replacement, with the old -wal file (README: the safe order)
 
         var checkpoint = Record(() => dataSource.Checkpoint());
@@ -183,6 +175,21 @@ public class ReplacedDatabaseTests : DatabaseTest
 
         Record(() => dataSource.GetWalStatus()).ShouldBeNull();
         ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2"); // the old file, as before
+    }
+
+    /// <summary>
+    /// Rents the pool's connection, writes rows 1 and 2, keeps it inside SQLite on another thread (in <c>hold()</c>),
+    /// then moves the backup over the file.
+    /// </summary>
+    private (SaverDbConnection Rented, HeldFunction Held, Task<object?> Holding) HeldInsideSqliteAsTheBackupIsMoved(SaverDataSource dataSource)
+    {
+        var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        var held = new HeldFunction(rented);
+        var holding = Task.Factory.StartNew(() => ConnectionTests.Scalar(rented, "SELECT hold()"), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        held.Holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        MovedFileTests.Replace(Folder);
+        return (rented, held, holding);
     }
 
     /// <summary>
