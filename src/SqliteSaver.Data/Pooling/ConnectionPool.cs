@@ -220,6 +220,19 @@ internal sealed class ConnectionPool : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether a connection opened since the last Clear has another database file than <paramref name="file"/> (see
+    /// <see cref="PhysicalConnection.File"/>): the path led elsewhere when one of them opened, through a symbolic link
+    /// repointed between the two openings, say.
+    /// </summary>
+    public bool HasConnectionOnAnotherFile(string file)
+    {
+        lock (_lock)
+        {
+            return _all.Any(connection => connection.Generation == _generation && connection.File != file);
+        }
+    }
+
     /// <summary>Whether a connection opened since the last Clear is open. Call under the lock.</summary>
     private bool AnyCurrent() => _idle.Count > 0 || _all.Any(connection => connection.Generation == _generation);
 

@@ -62,6 +62,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         _committed = committed;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
+        File = raw.sqlite3_db_filename(Handle, "main").utf8_to_string() ?? string.Empty;
         Generation = generation;
         Statements = new StatementCache(sqlite, options.StatementCacheSize);
         _beginImmediate = Prepare("BEGIN IMMEDIATE");
@@ -81,6 +82,12 @@ internal sealed partial class PhysicalConnection : IDisposable
     public long Id { get; } = Interlocked.Increment(ref s_lastId);
 
     public sqlite3 Handle { get; }
+
+    /// <summary>
+    /// SQLite's full path of the database file the connection opened, read as it opened (symbolic links resolved, on
+    /// Unix); empty for one in memory or temporary.
+    /// </summary>
+    public string File { get; }
 
     /// <summary>The commands kept prepared on this connection across rentals.</summary>
     public StatementCache Statements { get; }

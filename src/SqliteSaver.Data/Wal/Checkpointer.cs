@@ -416,6 +416,12 @@ internal sealed class Checkpointer : IDisposable
 
             try
             {
+                if (_pool.HasConnectionOnAnotherFile(connection.File))
+                {
+                    throw new InvalidOperationException(
+                        $"The path '{_options.DataSource}' now leads to another database file than the one the pool's connections have open ('{connection.File}' is not theirs: a symbolic link on the path was repointed since they opened, say), so the checkpoint connection would checkpoint and report that file, not theirs. Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
+                }
+
                 raw.sqlite3_busy_timeout(connection.Handle, ConnectionBusyTimeout);
                 var walFile = CheckpointExtensions.WalFileOf(connection.Handle);
                 var journalMode = CheckpointExtensions.ReadStatus(connection.Handle, walFile).JournalMode;

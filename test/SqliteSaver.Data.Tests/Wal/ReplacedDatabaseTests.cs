@@ -92,6 +92,42 @@ public class ReplacedDatabaseTests : DatabaseTest
         ConnectionTests.Scalar(fresh, "SELECT group_concat(x) FROM t").ShouldBe("100,101");
     }
 
+    /// <summary>
+    /// The Data Source goes through a symbolic link, repointed (to a new release's folder, say) while the pool's
+    /// connections have the old target's file open, not cleared: the checkpoint connection, opening after that, would
+    /// have the new target's file, so it checkpoints nothing of theirs and says so. Before, a TRUNCATE checkpoint
+    /// answered "done" from the new file while the pool's -wal file kept every frame.
+    /// </summary>
+    [Test]
+    public void A_checkpoint_after_a_link_on_the_path_is_repointed_under_an_open_pool_refuses()
+    {
+        var current = Path.Combine(Folder.Path, "current");
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v1"));
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v2"));
+        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v1"));
+        using var dataSource = SaverDataSource.Create($"Data Source={Path.Combine(current, "app.db")};Wal Autocheckpoint=0;Checkpoint Interval=0");
+        using var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        File.Delete(current);
+        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v2"));
+
+        var checkpoint = Record(() => dataSource.Checkpoint(CheckpointMode.Truncate));
+        var statusRead = Record(() => dataSource.GetWalStatus());
+
+        const string Refused = "leads to another database file than the one the pool's connections have open";
+        checkpoint.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refused);
+        statusRead.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refused);
+        new FileInfo(Path.Combine(Folder.Path, "v1", "app.db-wal")).Length.ShouldBeGreaterThan(0);
+        ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2");
+
+        dataSource.Clear();
+        rented.Dispose();
+        using var fresh = dataSource.OpenConnection();
+        ConnectionTests.Exec(fresh, "CREATE TABLE v2 (x); INSERT INTO v2 VALUES (3)");
+        dataSource.Checkpoint(CheckpointMode.Truncate).Busy.ShouldBeFalse(); // on the new target, once cleared
+        new FileInfo(Path.Combine(Folder.Path, "v2", "app.db-wal")).Length.ShouldBe(0);
+    }
+
     private static Exception? Record(Func<object> call)
     {
         try
