@@ -29,6 +29,7 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
         }
 
         var data = new Dictionary<string, object>();
+        var failed = "The database cannot be opened"; // what the step running now says when it fails
         try
         {
             // Connections still closing hold slots only until they are closed: an open waits that long, no longer.
@@ -38,7 +39,9 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
             {
                 try
                 {
-                    await SelectOneAsync(dataSource, cancellationToken).ConfigureAwait(false);
+                    await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+                    failed = "SELECT 1 failed"; // a resilience pipeline refused it (an open circuit), say: the file opened
+                    await SelectOneAsync(connection, cancellationToken).ConfigureAwait(false);
                 }
                 catch (PoolTimeoutException exception)
                 {
@@ -51,6 +54,11 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
             // Synchronous, and it may open the checkpoint connection: its waits for a lock end with the token, and the
             // check with it, whatever else the opening waits for (a synchronous connection initializer's wait).
             WalStatus? wal = null;
+            if (!exhausted)
+            {
+                failed = "The WAL status cannot be read"; // else it is the check that the database opens
+            }
+
             try
             {
                 var status = await Task.Run(() => dataSource.GetWalStatus(cancellationToken), cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -89,7 +97,7 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {
             AddStatistics(dataSource, data);
-            var description = dataSource.IsDisposed ? Disposed : $"The database cannot be opened: {exception.Message}";
+            var description = dataSource.IsDisposed ? Disposed : $"{failed}: {exception.Message}";
             return new HealthCheckResult(context.Registration.FailureStatus, description, exception, data);
         }
     }
@@ -109,9 +117,8 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
         return statistics;
     }
 
-    private static async Task SelectOneAsync(SaverDataSource dataSource, CancellationToken cancellationToken)
+    private static async Task SelectOneAsync(SaverDbConnection connection, CancellationToken cancellationToken)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT 1";
         await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);

@@ -1,5 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Polly;
+using Polly.CircuitBreaker;
 using Shouldly;
 
 namespace SqliteSaver.Data.DependencyInjection.Tests;
@@ -157,6 +159,51 @@ public class HealthCheckTests
         await rented.DisposeAsync();
         entry.Status.ShouldBe(HealthStatus.Degraded, entry.Description);
         entry.Description.ShouldNotBeNull().ShouldStartWith("Every pooled connection is in use (1 of Max Pool Size=1)");
+    }
+
+    /// <summary>
+    /// The database file is deleted after a check ran, which opened the data source's checkpoint connection: the next
+    /// check is Unhealthy and says why. Before, Healthy: only the checkpoint connection's opening asked whether the
+    /// file was still at the path, and <c>SELECT 1</c> on a pooled connection reads the deleted file (a bug hunt's finding).
+    /// </summary>
+    [Test]
+    public async Task A_database_file_deleted_after_a_check_is_unhealthy_at_the_next()
+    {
+        using var provider = Provider("Data Source={0};Mode=ReadWriteCreate;Checkpoint Interval=0");
+        (await Check(provider)).Status.ShouldBe(HealthStatus.Healthy);
+        foreach (var file in Directory.GetFiles(_folder))
+        {
+            File.Delete(file);
+        }
+
+        var entry = await Check(provider);
+
+        entry.Status.ShouldBe(HealthStatus.Unhealthy);
+        entry.Description.ShouldNotBeNull().ShouldStartWith("The WAL status cannot be read: The database file");
+        entry.Description.ShouldContain("was replaced or deleted while the pool's connections had it open");
+    }
+
+    /// <summary>
+    /// A resilience pipeline's circuit breaker is open: the connection opens (the pool's), and the pipeline refuses the
+    /// <c>SELECT 1</c>. The check says so rather than "The database cannot be opened" (a bug hunt's finding).
+    /// </summary>
+    [Test]
+    public async Task A_pipeline_refusing_SELECT_1_is_not_said_to_be_a_database_that_cannot_be_opened()
+    {
+        var control = new CircuitBreakerManualControl();
+        var pipeline = new ResiliencePipelineBuilder()
+            .AddCircuitBreaker(new CircuitBreakerStrategyOptions { ShouldHandle = new PredicateBuilder().Handle<TimeoutException>(), ManualControl = control })
+            .Build();
+        using var provider = Provider("Data Source={0}", configure: builder => builder.UseResiliencePipeline(pipeline));
+        (await Check(provider)).Status.ShouldBe(HealthStatus.Healthy);
+        await control.IsolateAsync();
+
+        var entry = await Check(provider);
+
+        entry.Status.ShouldBe(HealthStatus.Unhealthy);
+        entry.Description.ShouldNotBeNull().ShouldStartWith("SELECT 1 failed: The circuit is manually held open");
+        entry.Exception.ShouldBeOfType<IsolatedCircuitException>();
+        provider.GetRequiredService<SaverDataSource>().Statistics.InUse.ShouldBe(0);
     }
 
     private ServiceProvider Provider(string connectionStringFormat, HealthStatus? failureStatus = null, Action<SaverDataSourceBuilder>? configure = null)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Diagnostics;
+using SqliteSaver.Data.Interop;
 using SqliteSaver.Data.Pooling;
 using SqliteSaver.Data.Resilience;
 using SQLitePCL;
@@ -251,8 +252,7 @@ internal sealed class Checkpointer : IDisposable
                 case false:
                     return;
                 case true:
-                    throw new InvalidOperationException(
-                        $"The database file '{_options.DatabaseFile}' was replaced or deleted while the pool's connections had it open: they go on with the file they opened, and a checkpoint connection opened now would read what is at the path with the -wal file they keep, and copy its pages into it. Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
+                    throw FileMovedError();
             }
 
             if (Stopwatch.GetElapsedTime(started) >= StepTimeout)
@@ -265,6 +265,10 @@ internal sealed class Checkpointer : IDisposable
             cancellationToken.ThrowIfCancellationRequested();
         }
     }
+
+    /// <summary>What checkpoints and status reads throw while the file the pool's connections have is no longer at the path.</summary>
+    private InvalidOperationException FileMovedError()
+        => new($"The database file '{_options.DatabaseFile}' was replaced or deleted while the pool's connections had it open: they go on with the file they opened, and the data source checkpoints and reports nothing until the pool is cleared (a checkpoint connection opened now would read what is at the path with the -wal file they keep, and copy its pages into it). Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
 
     /// <summary>What a call that opens the connection throws when Clear or Dispose stopped its opening (see <see cref="StopOpening"/>).</summary>
     private static InvalidOperationException StoppedOpening()
@@ -389,10 +393,19 @@ internal sealed class Checkpointer : IDisposable
 
     /// <exception cref="ObjectDisposedException">The data source was disposed.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while it opened.</exception>
-    /// <exception cref="InvalidOperationException">Clear or Dispose stopped its opening (see <see cref="StopOpening"/>).</exception>
+    /// <exception cref="InvalidOperationException">
+    /// Clear or Dispose stopped its opening (see <see cref="StopOpening"/>); or the file the pool's connections (or this
+    /// one) have is no longer at the path, or the path leads to another file than theirs.
+    /// </exception>
+    /// <exception cref="ConnectionsBusyException">Whether the file moved could not be told (see <see cref="ThrowIfFileMoved"/>).</exception>
     private PhysicalConnection Connection(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
+        if (_connection is not null && _options.DatabaseFile is not null && ESqlite3.FileMoved(_connection.Handle) == true)
+        {
+            throw FileMovedError(); // opened before the move, with the pool's connections: as if it opened after
+        }
+
         if (_connection is null)
         {
             ThrowIfFileMoved(cancellationToken);

@@ -69,6 +69,47 @@ public class ReplacedDatabaseTests : DatabaseTest
         checkpoint.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
     }
 
+    /// <summary>
+    /// The checkpoint connection opened (a status read, say) before the file was deleted or replaced: it has the old
+    /// file, as the pool's connections do, and the data source still says the file is gone rather than report and
+    /// checkpoint the old one. Before, only an opening asked, so a health check run once before stayed Healthy after
+    /// `rm app.db*` (a bug hunt's finding).
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void Checkpoints_and_status_reads_refuse_after_the_file_is_replaced_even_when_the_checkpoint_connection_opened_before(bool deleted)
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=1")).UseTimeProvider(time).Build();
+        using var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        dataSource.GetWalStatus().WalFileBytes.ShouldBeGreaterThan(0); // opens the checkpoint connection
+        if (deleted)
+        {
+            foreach (var file in Directory.GetFiles(Folder.Path))
+            {
+                File.Delete(file);
+            }
+        }
+        else
+        {
+            MovedFileTests.Replace(Folder);
+        }
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        var statusRead = Record(() => dataSource.GetWalStatus());
+        var checkpoint = Record(() => dataSource.Checkpoint());
+
+        statusRead.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
+        checkpoint.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
+        dataSource.LastCheckpointError.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refusal);
+        ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2"); // the old file, as before
+        dataSource.Clear();
+        rented.Dispose();
+        using var fresh = dataSource.OpenConnection();
+        Record(() => dataSource.GetWalStatus()).ShouldBeNull();
+    }
+
     [Test]
     public void Checkpoints_resume_on_the_replacement_once_the_pool_was_cleared_and_its_connections_are_back()
     {
