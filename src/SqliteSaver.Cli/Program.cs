@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Invocation;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Cli.Commands;
+using SqliteSaver.Cli.Database;
 
 namespace SqliteSaver.Cli;
 
@@ -14,7 +15,8 @@ internal static class Program
     /// <returns>The exit code (see <see cref="ExitCodes"/>).</returns>
     internal static int Run(string[] args, TextWriter output, TextWriter error)
     {
-        var parseResult = CreateRootCommand().Parse(args);
+        // No response files: "@app.db" is a file name, which System.CommandLine would otherwise read for arguments.
+        var parseResult = CreateRootCommand().Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
         var command = parseResult.CommandResult.Command is RootCommand ? "sqlite-saver" : $"sqlite-saver {parseResult.CommandResult.Command.Name}";
         if (parseResult.Action is ParseErrorAction && parseResult.CommandResult.Command is RootCommand root
             && parseResult.UnmatchedTokens is [var unknown, ..] && !unknown.StartsWith('-'))
@@ -56,7 +58,7 @@ internal static class Program
         var given = command.Arguments.Any(a => a.Name == "PATH") ? parseResult.GetValue<string>("PATH")
             : command.Options.Any(o => o.Name == "--db") ? parseResult.GetValue<string>("--db")
             : null;
-        return string.IsNullOrWhiteSpace(given) ? null : Path.GetFullPath(given);
+        return string.IsNullOrWhiteSpace(given) ? null : DatabaseFile.Full(given);
     }
 
     /// <summary>

@@ -24,6 +24,7 @@ public class BadInputTests : CliTest
         ["demo", "--threads", "many"],
         ["demo", "--processes", "-1"],
         ["demo", "--seconds", "0"],
+        ["stress", "--db", "{folder}/stress.db", "--seconds", "1e-8"], // rounded to 0 for the child writers, which refused it
         ["demo", "--read-ratio", "-0.5"],
         ["stress", "--db", "{folder}/stress.db", "--seconds", "10000000"],
         ["stress", "--db", "{folder}/stress.db", "--seconds", "2147483"], // a child writer's wait would overflow
@@ -84,7 +85,7 @@ public class BadInputTests : CliTest
     [SetCulture("de-DE")]
     public void The_child_writer_refuses_seconds_with_a_decimal_comma_in_a_culture_that_writes_them_so()
         => CliRun.Of("worker", "--stack", "Saver", "--connection-string", "Data Source=x.db", "--run", "r", "--seconds", "0,5")
-            .Error.ShouldContain("--seconds must be a number more than 0 and at most 2000000, not '0,5'");
+            .Error.ShouldContain("--seconds must be a number of at least 0.001 and at most 2000000, not '0,5'");
 
     /// <inheritdoc cref="The_child_writer_refuses_seconds_with_a_decimal_comma_in_a_culture_that_writes_them_so"/>
     [Test]

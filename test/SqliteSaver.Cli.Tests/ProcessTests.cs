@@ -17,6 +17,33 @@ public class ProcessTests : CliTest
         File.Exists(PathOf("missing.db")).ShouldBeFalse();
     }
 
+    /// <summary>
+    /// A file name that starts with '@', as typed in its folder, is that file: System.CommandLine read the file named
+    /// after the '@' for arguments (a bug hunt's finding), so the tool ran on the database that file named, or printed a
+    /// database's bytes as unrecognized arguments.
+    /// </summary>
+    [TestCase("info")]
+    [TestCase("checkpoint")]
+    public void A_file_name_that_starts_with_an_at_sign_names_that_file(string command)
+    {
+        using (var at = Open(PathOf("@app.db")))
+        {
+            Execute(at, "CREATE TABLE t (x)");
+        }
+
+        File.WriteAllText(PathOf("app.db"), PathOf("other.db") + "\n");
+        using (var other = Open(PathOf("other.db")))
+        {
+            Execute(other, "CREATE TABLE a (x)");
+        }
+
+        var (exitCode, output, error) = RunToolIn(Folder, command, "@app.db", "--json");
+
+        exitCode.ShouldBe(0, error);
+        output.ShouldContain($"\"{PathOf("@app.db")}\"");
+        output.ShouldNotContain("other.db");
+    }
+
     [Test]
     public void A_busy_checkpoint_exits_with_3()
     {
@@ -255,12 +282,16 @@ public class ProcessTests : CliTest
         }
     }
 
-    private static (int ExitCode, string Output, string Error) RunTool(params string[] args)
+    private static (int ExitCode, string Output, string Error) RunTool(params string[] args) => RunToolIn(null, args);
+
+    /// <summary>Runs the tool as a process of its own in <paramref name="folder"/> (this process's current directory when null).</summary>
+    private static (int ExitCode, string Output, string Error) RunToolIn(string? folder, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet", [typeof(Program).Assembly.Location, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            WorkingDirectory = folder ?? string.Empty,
         };
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();

@@ -38,7 +38,7 @@ internal static class StressCommand
             var path = DatabaseFile.RequireCreatable(parseResult.GetRequiredValue(database));
             var settings = options.Settings(parseResult, path, parseResult.GetValue(connectionString) ?? string.Empty);
             var saverConnectionString = Operations.ConnectionString(Stack.Saver, path, settings.SaverKeywords);
-            var journalMode = File.Exists(path) ? ReadJournalMode(path) : null;
+            var journalMode = DatabaseFile.Exists(path) ? ReadJournalMode(path) : null;
             var error = parseResult.InvocationConfiguration.Error;
             try
             {
@@ -164,7 +164,7 @@ internal static class StressCommand
         }
         catch (SqliteException exception)
         {
-            return $"the database could not be set back to {journalMode} journal mode ({Program.OneLine(exception.Message)}). Run PRAGMA journal_mode = {restore} once no other connection has it open.";
+            return $"the database could not be set back to {journalMode} journal mode ({Program.OneLine(exception.Message).TrimEnd('.')}). Run PRAGMA journal_mode = {restore} once no other connection has it open.";
         }
     }
 }

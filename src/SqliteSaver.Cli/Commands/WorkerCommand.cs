@@ -12,7 +12,7 @@ internal static class WorkerCommand
         var connectionString = new Option<string>("--connection-string") { Required = true };
         var run = new Option<string>("--run") { Required = true };
         var writer = new Option<int>("--writer") { Required = true };
-        var seconds = CommonOptions.Number("--seconds", "How long the writer runs.", 0, 0, inclusive: false, WorkloadOptions.MaxSeconds); // read as stress's is, in every culture
+        var seconds = CommonOptions.Number("--seconds", "How long the writer runs.", 0, WorkloadOptions.MinSeconds, inclusive: true, WorkloadOptions.MaxSeconds); // read as stress's is, in every culture
         seconds.Required = true;
         seconds.DefaultValueFactory = null; // which would count as given
         var command = new Command("worker", "Runs one writer for demo and stress (used internally).")

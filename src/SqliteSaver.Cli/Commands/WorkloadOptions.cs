@@ -17,8 +17,11 @@ internal sealed class WorkloadOptions
     /// </summary>
     public const double MaxSeconds = 2000000;
 
+    /// <summary>The least <c>--seconds</c> may be: a millisecond, which the child writers are given as written (a shorter time rounds to 0 there).</summary>
+    public const double MinSeconds = 0.001;
+
     public WorkloadOptions(double defaultSeconds)
-        => _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, 0, inclusive: false, MaxSeconds);
+        => _seconds = CommonOptions.Number("--seconds", "How long the writers and readers run, in seconds (on each stack for demo).", defaultSeconds, MinSeconds, inclusive: true, MaxSeconds);
 
     public Option<bool> Json { get; } = CommonOptions.Json();
 

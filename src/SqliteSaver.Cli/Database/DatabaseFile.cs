@@ -1,5 +1,6 @@
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Configuration;
 using SQLitePCL;
 
 namespace SqliteSaver.Cli.Database;
@@ -7,23 +8,40 @@ namespace SqliteSaver.Cli.Database;
 /// <summary>Checks a database path before use and opens it, turning "not a database" into bad input.</summary>
 internal static class DatabaseFile
 {
-    /// <summary>The full path of an existing file.</summary>
-    /// <exception cref="BadInputException">The path is a directory or does not exist.</exception>
+    /// <summary>The full path of an existing file (see <see cref="Full"/>).</summary>
+    /// <exception cref="BadInputException">The path is empty, a <c>file:</c> URI or a directory, or the file does not exist.</exception>
     public static string RequireExisting(string path)
     {
         var full = RequireNotDirectory(path);
-        return File.Exists(full) ? full : throw new BadInputException($"{path}: no such file");
+        if (Exists(full))
+        {
+            return full;
+        }
+
+        throw new BadInputException(path.StartsWith('-')
+            ? $"{path}: no such file, nor an option of this command (see --help); put -- before a file name that starts with '-'"
+            : $"{path}: no such file");
     }
 
-    /// <summary>The full path of a file that exists or can be created in an existing folder.</summary>
-    /// <exception cref="BadInputException">The path is a directory or its folder does not exist.</exception>
+    /// <summary>The full path (see <see cref="Full"/>) of a file that exists or can be created in an existing folder.</summary>
+    /// <exception cref="BadInputException">The path is empty, a <c>file:</c> URI or a directory, or its folder does not exist.</exception>
     public static string RequireCreatable(string path)
     {
         var full = RequireNotDirectory(path);
-        return File.Exists(full) || Directory.Exists(Path.GetDirectoryName(full))
+        return Exists(full) || Directory.Exists(Path.GetDirectoryName(FilePath.Real(full)))
             ? full
             : throw new BadInputException($"{path}: the folder does not exist");
     }
+
+    /// <summary>
+    /// <paramref name="path"/> made full as the library makes a Data Source full, so that the tool opens the file the
+    /// library would: against the current directory, any <c>..</c> left for the operating system (after a symbolic
+    /// link it leaves the folder the link leads to).
+    /// </summary>
+    public static string Full(string path) => FilePath.Full(path);
+
+    /// <summary>Whether the file exists, through any symbolic links (one whose target is missing names a missing file).</summary>
+    public static bool Exists(string path) => File.Exists(FilePath.Real(path));
 
     /// <summary>SQLITE_READONLY_ROLLBACK: a read-only connection met a hot journal it may not roll back.</summary>
     private const int ReadOnlyRollback = 776;
@@ -171,7 +189,13 @@ internal static class DatabaseFile
             throw new BadInputException("the database path is empty");
         }
 
-        var full = Path.GetFullPath(path);
-        return Directory.Exists(full) ? throw new BadInputException($"{path}: is a directory, not a database file") : full;
+        if (path.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            // SQLite would read it as a URI, and the tool's checks as a file name: give the path, or ./file:x for a file so named.
+            throw new BadInputException($"{path}: a file: URI; give the database's path instead (./{path} for a file whose name starts with 'file:')");
+        }
+
+        var full = Full(path);
+        return Directory.Exists(FilePath.Real(full)) ? throw new BadInputException($"{path}: is a directory, not a database file") : full;
     }
 }
