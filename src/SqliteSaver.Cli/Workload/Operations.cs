@@ -27,7 +27,14 @@ internal static class Operations
 
         try
         {
-            var connectionString = new SaverConnectionStringBuilder(saverKeywords) { DataSource = path }.ConnectionString;
+            var builder = new SaverConnectionStringBuilder(saverKeywords) { DataSource = path };
+            if (builder.Mode == SqliteOpenMode.Memory)
+            {
+                // Each process, the child writers', would have a database of its own, without the workload's table.
+                throw new BadInputException("--connection-string: Mode=Memory is not allowed: the workload runs on the file --db names, in several processes.");
+            }
+
+            var connectionString = builder.ConnectionString;
 
             // The builder checks each value; the connection's data source checks them together (Min Pool Size
             // against Max Pool Size, Base Delay against Max Delay).
