@@ -54,10 +54,7 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
             // Synchronous, and it may open the checkpoint connection: its waits for a lock end with the token, and the
             // check with it, whatever else the opening waits for (a synchronous connection initializer's wait).
             WalStatus? wal = null;
-            if (!exhausted)
-            {
-                failed = "The WAL status cannot be read"; // else it is the check that the database opens
-            }
+            failed = "The WAL status cannot be read";
 
             try
             {

@@ -97,11 +97,15 @@ public class PathTests : CliTest
         Directory.GetFileSystemEntries(Folder).Order().ShouldBe(before);
     }
 
-    /// <summary>An option the command does not have is taken for its PATH by the parser: the error says both.</summary>
-    [Test]
-    public void An_unknown_option_where_the_path_goes_is_said_to_be_neither()
-        => CliRun.Of("info", "--bogus").Error.ShouldBe(
-            $"sqlite-saver info: --bogus: no such file, nor an option of this command (see --help); put -- before a file name that starts with '-'{Environment.NewLine}");
+    /// <summary>
+    /// An option the command does not have is taken for its PATH by the parser: the error says it is neither (after
+    /// <c>--</c> too, where it can only be a file, which does not exist).
+    /// </summary>
+    [TestCase("--bogus")]
+    [TestCase("--", "-missing.db")]
+    public void An_unknown_option_where_the_path_goes_is_said_to_be_neither(params string[] arguments)
+        => CliRun.Of(["info", .. arguments]).Error.ShouldBe(
+            $"sqlite-saver info: {arguments[^1]}: no such file, nor an option of this command (see --help){Environment.NewLine}");
 
     /// <summary>{folder}/link is a symbolic link to {folder}/real/sub, so {folder}/link/.. is {folder}/real.</summary>
     private void MakeLinkToSub()

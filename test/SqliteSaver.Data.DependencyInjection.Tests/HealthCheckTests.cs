@@ -166,11 +166,13 @@ public class HealthCheckTests
     /// check is Unhealthy and says why. Before, Healthy: only the checkpoint connection's opening asked whether the
     /// file was still at the path, and <c>SELECT 1</c> on a pooled connection reads the deleted file (a bug hunt's finding).
     /// </summary>
-    [Test]
-    public async Task A_database_file_deleted_after_a_check_is_unhealthy_at_the_next()
+    [TestCase(false)]
+    [TestCase(true)] // the only connection held: the check reads the WAL status alone
+    public async Task A_database_file_deleted_after_a_check_is_unhealthy_at_the_next(bool exhausted)
     {
-        using var provider = Provider("Data Source={0};Mode=ReadWriteCreate;Checkpoint Interval=0");
+        using var provider = Provider("Data Source={0};Max Pool Size=1;Checkpoint Interval=0");
         (await Check(provider)).Status.ShouldBe(HealthStatus.Healthy);
+        await using var held = exhausted ? await provider.GetRequiredService<SaverDataSource>().OpenConnectionAsync() : null;
         foreach (var file in Directory.GetFiles(_folder))
         {
             File.Delete(file);

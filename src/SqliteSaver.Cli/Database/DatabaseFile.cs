@@ -19,7 +19,7 @@ internal static class DatabaseFile
         }
 
         throw new BadInputException(path.StartsWith('-')
-            ? $"{path}: no such file, nor an option of this command (see --help); put -- before a file name that starts with '-'"
+            ? $"{path}: no such file, nor an option of this command (see --help)"
             : $"{path}: no such file");
     }
 

@@ -221,16 +221,32 @@ internal sealed class ConnectionPool : IDisposable
     }
 
     /// <summary>
-    /// Whether a connection opened since the last Clear has another database file than <paramref name="file"/> (see
-    /// <see cref="PhysicalConnection.File"/>): the path led elsewhere when one of them opened, through a symbolic link
-    /// repointed between the two openings, say.
+    /// The database file of a connection opened since the last Clear that is not <paramref name="file"/> (see
+    /// <see cref="PhysicalConnection.File"/>), if one is: the path led elsewhere when one of them opened, through a
+    /// symbolic link repointed between the two openings, say. Two paths SQLite gave differently are one file when they
+    /// lead to one with the links resolved as they are now (a folder renamed and linked back from its old name).
     /// </summary>
-    public bool HasConnectionOnAnotherFile(string file)
+    public string? ConnectionOnAnotherFile(string file)
     {
+        List<string>? others = null;
         lock (_lock)
         {
-            return _all.Any(connection => connection.Generation == _generation && connection.File != file);
+            foreach (var connection in _all)
+            {
+                if (connection.Generation == _generation && connection.File != file && others?.Contains(connection.File) != true)
+                {
+                    (others ??= []).Add(connection.File);
+                }
+            }
         }
+
+        if (others is null)
+        {
+            return null;
+        }
+
+        var real = FilePath.Real(file);
+        return others.Find(other => FilePath.Real(other) != real);
     }
 
     /// <summary>Whether a connection opened since the last Clear is open. Call under the lock.</summary>

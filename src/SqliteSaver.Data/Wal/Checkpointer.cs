@@ -270,6 +270,10 @@ internal sealed class Checkpointer : IDisposable
     private InvalidOperationException FileMovedError()
         => new($"The database file '{_options.DatabaseFile}' was replaced or deleted while the pool's connections had it open: they go on with the file they opened, and the data source checkpoints and reports nothing until the pool is cleared (a checkpoint connection opened now would read what is at the path with the -wal file they keep, and copy its pages into it). Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
 
+    /// <summary>What checkpoints and status reads throw while the checkpoint connection and a pool connection have different files.</summary>
+    private InvalidOperationException OnAnotherFileError(string checkpointFile, string poolFile)
+        => new($"The path '{_options.DataSource}' led to another database file as some of the data source's connections opened than as others did (a symbolic link on it repointed while they were open, say): the checkpoint connection has '{checkpointFile}', a pool connection '{poolFile}'. The data source checkpoints and reports neither until the pool is cleared, as its checkpoints would not be of every file the pool writes. Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
+
     /// <summary>What a call that opens the connection throws when Clear or Dispose stopped its opening (see <see cref="StopOpening"/>).</summary>
     private static InvalidOperationException StoppedOpening()
         => new("The data source's pool was cleared, or the data source disposed, while its checkpoint connection opened: nothing was read or checkpointed.");
@@ -401,9 +405,17 @@ internal sealed class Checkpointer : IDisposable
     private PhysicalConnection Connection(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
-        if (_connection is not null && _options.DatabaseFile is not null && ESqlite3.FileMoved(_connection.Handle) == true)
+        if (_connection is not null && _options.DatabaseFile is not null)
         {
-            throw FileMovedError(); // opened before the move, with the pool's connections: as if it opened after
+            if (ESqlite3.FileMoved(_connection.Handle) == true)
+            {
+                throw FileMovedError(); // opened before the move, with the pool's connections: as if it opened after
+            }
+
+            if (_pool.ConnectionOnAnotherFile(_connection.File) is { } other)
+            {
+                throw OnAnotherFileError(_connection.File, other); // the pool opened one since the path led elsewhere
+            }
         }
 
         if (_connection is null)
@@ -429,10 +441,9 @@ internal sealed class Checkpointer : IDisposable
 
             try
             {
-                if (_pool.HasConnectionOnAnotherFile(connection.File))
+                if (_pool.ConnectionOnAnotherFile(connection.File) is { } other)
                 {
-                    throw new InvalidOperationException(
-                        $"The path '{_options.DataSource}' now leads to another database file than the one the pool's connections have open ('{connection.File}' is not theirs: a symbolic link on the path was repointed since they opened, say), so the checkpoint connection would checkpoint and report that file, not theirs. Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
+                    throw OnAnotherFileError(connection.File, other);
                 }
 
                 raw.sqlite3_busy_timeout(connection.Handle, ConnectionBusyTimeout);

@@ -16,6 +16,7 @@ namespace SqliteSaver.Data.Tests.Wal;
 public class ReplacedDatabaseTests : DatabaseTest
 {
     private const string Refusal = "was replaced or deleted while the pool's connections had it open";
+    private const string Refused = "led to another database file as some of the data source's connections opened than as others did";
 
     [Test]
     public void A_tick_after_a_backup_is_moved_over_the_file_under_an_open_pool_leaves_the_backup_as_it_is()
@@ -155,7 +156,6 @@ public class ReplacedDatabaseTests : DatabaseTest
         var checkpoint = Record(() => dataSource.Checkpoint(CheckpointMode.Truncate));
         var statusRead = Record(() => dataSource.GetWalStatus());
 
-        const string Refused = "leads to another database file than the one the pool's connections have open";
         checkpoint.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refused);
         statusRead.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refused);
         new FileInfo(Path.Combine(Folder.Path, "v1", "app.db-wal")).Length.ShouldBeGreaterThan(0);
@@ -167,6 +167,53 @@ public class ReplacedDatabaseTests : DatabaseTest
         ConnectionTests.Exec(fresh, "CREATE TABLE v2 (x); INSERT INTO v2 VALUES (3)");
         dataSource.Checkpoint(CheckpointMode.Truncate).Busy.ShouldBeFalse(); // on the new target, once cleared
         new FileInfo(Path.Combine(Folder.Path, "v2", "app.db-wal")).Length.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// The checkpoint connection is open (a status read, or any background tick) when a link on the path is repointed,
+    /// and the pool then opens a connection on the new target: the checkpoints would be of the old file only, so they
+    /// refuse. Before, a TRUNCATE checkpoint answered "done" while the new connection's -wal file kept its frames (a
+    /// review's finding).
+    /// </summary>
+    [Test]
+    public void A_checkpoint_after_the_pool_opened_a_connection_through_a_repointed_link_refuses()
+    {
+        var current = Path.Combine(Folder.Path, "current");
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v1"));
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v2"));
+        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v1"));
+        using var dataSource = SaverDataSource.Create($"Data Source={Path.Combine(current, "app.db")};Wal Autocheckpoint=0;Checkpoint Interval=0");
+        using var first = dataSource.OpenConnection();
+        ConnectionTests.Exec(first, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        dataSource.GetWalStatus(); // opens the checkpoint connection, on v1
+        File.Delete(current);
+        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v2"));
+        using var second = dataSource.OpenConnection(); // a new physical connection, on v2
+        ConnectionTests.Exec(second, "CREATE TABLE u (x); INSERT INTO u VALUES (3)");
+
+        Record(() => dataSource.Checkpoint(CheckpointMode.Truncate)).ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refused);
+        Record(() => dataSource.GetWalStatus()).ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refused);
+    }
+
+    /// <summary>
+    /// The database's folder is renamed and linked back from its old name: a checkpoint connection opened now has the
+    /// same file as the pool's connections under another path SQLite gives, and checkpoints it. Before, the paths were
+    /// compared as text, and checkpoints refused until the pool was cleared (a review's finding).
+    /// </summary>
+    [Test]
+    public void A_folder_renamed_and_linked_back_from_its_old_name_is_the_same_file()
+    {
+        var data = Path.Combine(Folder.Path, "data");
+        Directory.CreateDirectory(data);
+        using var dataSource = SaverDataSource.Create($"Data Source={Path.Combine(data, "app.db")};Wal Autocheckpoint=0;Checkpoint Interval=0");
+        using var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        Directory.Move(data, Path.Combine(Folder.Path, "data2"));
+        Directory.CreateSymbolicLink(data, Path.Combine(Folder.Path, "data2"));
+
+        dataSource.Checkpoint(CheckpointMode.Truncate).Busy.ShouldBeFalse();
+
+        new FileInfo(Path.Combine(Folder.Path, "data2", "app.db-wal")).Length.ShouldBe(0);
     }
 
     private static Exception? Record(Func<object> call)
