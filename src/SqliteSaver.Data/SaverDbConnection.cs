@@ -419,6 +419,26 @@ public sealed class SaverDbConnection : DbConnection
     /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
     public SaverDbTransaction BeginTransaction(bool deferred) => BeginTransaction(IsolationLevel.Serializable, deferred);
 
+    /// <summary>
+    /// Begins a transaction at <paramref name="isolationLevel"/>, IMMEDIATE or, with <paramref name="deferred"/>,
+    /// DEFERRED, as Microsoft.Data.Sqlite's overload of the same form does (see <see cref="BeginTransaction(bool)"/>).
+    /// SQLite transactions are serializable, so the level only has to be one of those
+    /// <see cref="DbConnection.BeginTransaction(IsolationLevel)"/> takes, and the transaction reports
+    /// <see cref="IsolationLevel.Serializable"/>.
+    /// </summary>
+    /// <param name="isolationLevel">
+    /// <see cref="IsolationLevel.Unspecified"/>, <see cref="IsolationLevel.ReadUncommitted"/>,
+    /// <see cref="IsolationLevel.ReadCommitted"/>, <see cref="IsolationLevel.RepeatableRead"/> or
+    /// <see cref="IsolationLevel.Serializable"/>.
+    /// </param>
+    /// <param name="deferred"><see langword="true"/> for <c>BEGIN DEFERRED</c>, as for <see cref="BeginTransaction(bool)"/>.</param>
+    /// <returns>The transaction; commit it, or dispose it to roll back.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="isolationLevel"/> is another level.</exception>
+    /// <exception cref="InvalidOperationException">The connection is closed or already has a transaction.</exception>
+    /// <exception cref="SqliteException">SQLite could not begin the transaction.</exception>
+    public SaverDbTransaction BeginTransaction(IsolationLevel isolationLevel, bool deferred)
+        => Synchronously.Result(BeginTransactionCore(isolationLevel, deferred, retry: true, async: false, CancellationToken.None));
+
     /// <summary>Begins a transaction as <see cref="BeginTransaction(bool)"/> does, waiting without blocking a thread.</summary>
     /// <param name="deferred"><see langword="true"/> for <c>BEGIN DEFERRED</c>, as for <see cref="BeginTransaction(bool)"/>.</param>
     /// <param name="cancellationToken">Cancels the waits for the write gate and between retries.</param>
@@ -1003,8 +1023,6 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-    private SaverDbTransaction BeginTransaction(IsolationLevel isolationLevel, bool deferred)
-        => Synchronously.Result(BeginTransactionCore(isolationLevel, deferred, retry: true, async: false, CancellationToken.None));
 
     /// <summary>
     /// Begins a transaction once the connection's earlier asynchronous executions have ended, in the rental a unit of

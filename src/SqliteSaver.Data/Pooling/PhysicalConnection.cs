@@ -463,8 +463,25 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
     }
 
-    /// <summary>Runs <c>BEGIN IMMEDIATE</c> (or a deferred <c>BEGIN</c>) and returns SQLite's result code.</summary>
-    public int TryBegin(bool deferred) => Step(deferred ? _beginDeferred : _beginImmediate);
+    /// <summary>
+    /// Runs <c>BEGIN IMMEDIATE</c> (or a deferred <c>BEGIN</c>) and returns SQLite's result code. The statements kept
+    /// prepared begin a transaction on the databases the connection had as they were prepared, as it opened: SQLite
+    /// does not prepare them again after an ATTACH, so that an IMMEDIATE one would leave an attached database
+    /// unlocked. After something that may have attached one, the statement is prepared anew.
+    /// </summary>
+    public int TryBegin(bool deferred)
+    {
+        if (!MayHoldAttachments)
+        {
+            return Step(deferred ? _beginDeferred : _beginImmediate);
+        }
+
+        var rc = raw.sqlite3_prepare_v2(Handle, deferred ? "BEGIN" : "BEGIN IMMEDIATE", out var statement);
+        using (statement)
+        {
+            return rc == raw.SQLITE_OK ? Step(statement) : rc;
+        }
+    }
 
     /// <summary>
     /// After a writing command or a reader's step of one, in the caller's transaction, that failed with

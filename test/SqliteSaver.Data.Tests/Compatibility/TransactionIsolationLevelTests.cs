@@ -119,6 +119,24 @@ public class TransactionIsolationLevelTests : DatabaseTest
         ConnectionTests.Pragma(next, "read_uncommitted").ShouldBe(0L);
     }
 
+    /// <summary>Microsoft.Data.Sqlite's <c>BeginTransaction(IsolationLevel, bool deferred)</c>: the flag decides, the level is only checked.</summary>
+    [TestCase(IsolationLevel.ReadCommitted, true)]
+    [TestCase(IsolationLevel.ReadUncommitted, false)]
+    public void The_level_and_deferred_overload_begins_as_the_flag_says(IsolationLevel level, bool deferred)
+    {
+        var connectionString = Folder.ConnectionString();
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        using var transaction = connection.BeginTransaction(level, deferred);
+
+        gate.IsHeld.ShouldBe(!deferred);
+        transaction.IsolationLevel.ShouldBe(IsolationLevel.Serializable);
+        Should.Throw<ArgumentOutOfRangeException>(() => new SaverDbConnection(connectionString).BeginTransaction(IsolationLevel.Snapshot, deferred))
+            .ParamName.ShouldBe("isolationLevel");
+    }
+
     private static void Execute(DbConnection connection, DbTransaction? transaction, string sql)
     {
         using var command = connection.CreateCommand();
