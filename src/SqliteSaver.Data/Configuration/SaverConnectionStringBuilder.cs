@@ -411,9 +411,18 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
 
     internal long GetInt64(KeywordSpec spec) => long.Parse(GetText(spec)!, CultureInfo.InvariantCulture);
 
-    /// <summary>A number of seconds as a <see cref="TimeSpan"/>, rounded up to whole ticks so that no positive value becomes zero.</summary>
+    /// <summary>
+    /// A number of seconds as a <see cref="TimeSpan"/>, rounded up to whole ticks so that no positive value becomes
+    /// zero; a value a whole number of ticks as written (0.07) is that number, where the product in binary floating
+    /// point is a hair over it (700,000.0000000001), which rounding up made a tick more (Pool Timeout=0.0700001 s in
+    /// its message).
+    /// </summary>
     internal TimeSpan GetSeconds(KeywordSpec spec)
-        => TimeSpan.FromTicks((long)Math.Ceiling(double.Parse(GetText(spec)!, CultureInfo.InvariantCulture) * TimeSpan.TicksPerSecond));
+    {
+        var ticks = double.Parse(GetText(spec)!, CultureInfo.InvariantCulture) * TimeSpan.TicksPerSecond;
+        var whole = Math.Round(ticks);
+        return TimeSpan.FromTicks((long)(Math.Abs(ticks - whole) <= whole * 1e-14 ? whole : Math.Ceiling(ticks)));
+    }
 
     /// <summary>A keyword's value in connection-string terms: text, a boolean, a whole number or a number of seconds.</summary>
     private object? GetTyped(KeywordSpec spec) => GetText(spec) is not { } text

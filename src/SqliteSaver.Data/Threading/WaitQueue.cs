@@ -124,13 +124,11 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
         {
             throw;
         }
-        catch (Exception) when (waiter.Task.IsCompletedSuccessfully)
+        catch (Exception) when (waiter.Task.IsCompleted || !Abandon(waiter))
         {
-            // Granted just as the wait ended: the value is ours.
-        }
-        catch (Exception) when (!waiter.Task.IsCompleted && Abandon(waiter))
-        {
-            throw; // anything else leaves the queue too, so no grant goes to a caller that left
+            // Granted, or failed by FailAll (a Dispose), just as the wait ended: the waiter is out of the queue and its
+            // task completes, so the await below gives the value, which is ours, or throws the failure. Anything else
+            // (not a timeout or a cancellation) has left the queue in the filter, so no grant goes to a caller that left.
         }
 
         return (true, await waiter.Task.ConfigureAwait(false));
