@@ -1023,7 +1023,6 @@ public sealed class SaverDbConnection : DbConnection
         }
     }
 
-
     /// <summary>
     /// Begins a transaction once the connection's earlier asynchronous executions have ended, in the rental a unit of
     /// work runs in when it gives one (see <see cref="OpenForUnitOfWork"/>), else in that of the wait, or of now; the

@@ -95,7 +95,9 @@ internal static class SaverMetrics
         {
             if (dataSource.Options is { MaintainsWal: true, DatabaseFile: { } file })
             {
-                var wal = new FileInfo(file + "-wal");
+                // The checkpoint connection's, once it opened: a link on the path may lead elsewhere since the string was
+                // first used (repointed, and the pool cleared).
+                var wal = new FileInfo(dataSource.Checkpointer.WalPath ?? file + "-wal");
                 yield return new Measurement<long>(wal.Exists ? wal.Length : 0, dataSource.Telemetry.PoolTag);
             }
         }

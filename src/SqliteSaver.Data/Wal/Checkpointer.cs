@@ -96,6 +96,9 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>Catch-up checkpoints queued so far (see the remarks).</summary>
     public int CatchUps => Volatile.Read(ref _catchUps);
 
+    /// <summary>The <c>-wal</c> file of the database the checkpoint connection last opened; null before it first opened or for one in memory.</summary>
+    public string? WalPath => Volatile.Read(ref _walFile)?.Path;
+
     /// <summary>Whether a catch-up is queued or running.</summary>
     public bool CatchUpPending => Volatile.Read(ref _catchUpQueued) == 1;
 

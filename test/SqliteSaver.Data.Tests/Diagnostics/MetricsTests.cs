@@ -203,6 +203,35 @@ public class MetricsTests : DatabaseTest
         dataSource.Executor.Gate.ShouldBeSameAs(SaverDataSource.GetShared(Folder.ConnectionString()).Executor.Gate);
     }
 
+    /// <summary>
+    /// A symbolic link on the path repointed and the pool cleared: the observed size is that of the -wal file the
+    /// connections opened since write. Before, it stayed that of the file the link led to when the string was first
+    /// used (last session's note).
+    /// </summary>
+    [Test]
+    public void The_wal_size_after_a_link_on_the_path_was_repointed_and_the_pool_cleared_is_the_new_targets()
+    {
+        using var walSize = Observe<long>("sqlitesaver.wal.size");
+        var current = Path.Combine(Folder.Path, "current");
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v1"));
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v2"));
+        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v1"));
+        using var dataSource = SaverDataSource.Create($"Data Source={Path.Combine(current, "app.db")};Checkpoint Interval=0;Wal Autocheckpoint=0");
+        using (var first = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(first, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        }
+
+        File.Delete(current);
+        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v2"));
+        dataSource.Clear();
+        using var second = dataSource.OpenConnection();
+        ConnectionTests.Exec(second, "CREATE TABLE u (x); INSERT INTO u VALUES (2)");
+        dataSource.GetWalStatus().WalFileBytes.ShouldBeGreaterThan(0);
+
+        Of(walSize, dataSource).ShouldBe(new FileInfo(Path.Combine(Folder.Path, "v2", "app.db-wal")).Length);
+    }
+
     [Test]
     public void Checkpoints_are_tagged_with_what_ran_them()
     {
