@@ -38,6 +38,7 @@ public class BadInputTests : CliTest
         ["stress", "--db", "{folder}/stress.db", "--connection-string", "Max Pool Size=0"],
         ["stress", "--db", "{folder}/stress.db", "--connection-string", "Colour=blue"],
         ["stress", "--db", "{folder}/stress.db", "--connection-string", "Mode=Memory"], // the child writers found no table: exit 1
+        ["stress", "--db", "{folder}/stress.db", "--connection-string", "Mode=ReadOnly"], // "unable to open database file": exit 1
         ["stress", "--db", "{folder}/stress.db", "--threads", "-1"],
         ["bogus"],
         [],

@@ -28,10 +28,10 @@ internal static class Operations
         try
         {
             var builder = new SaverConnectionStringBuilder(saverKeywords) { DataSource = path };
-            if (builder.Mode == SqliteOpenMode.Memory)
+            if (builder.Mode is SqliteOpenMode.Memory or SqliteOpenMode.ReadOnly)
             {
-                // Each process, the child writers', would have a database of its own, without the workload's table.
-                throw new BadInputException("--connection-string: Mode=Memory is not allowed: the workload runs on the file --db names, in several processes.");
+                // In memory each process, the child writers', would have a database of its own, without the workload's table.
+                throw new BadInputException($"--connection-string: Mode={builder.Mode} is not allowed: the workload writes to the file --db names, in several processes.");
             }
 
             var connectionString = builder.ConnectionString;

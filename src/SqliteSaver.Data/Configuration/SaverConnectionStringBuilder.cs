@@ -413,15 +413,14 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
 
     /// <summary>
     /// A number of seconds as a <see cref="TimeSpan"/>, rounded up to whole ticks so that no positive value becomes
-    /// zero; a value a whole number of ticks as written (0.07) is that number, where the product in binary floating
-    /// point is a hair over it (700,000.0000000001), which rounding up made a tick more (Pool Timeout=0.0700001 s in
-    /// its message).
+    /// zero. Reckoned in decimal from the text, where binary floating point made 0.07 a hair over 700,000 ticks, which
+    /// rounding up made a tick more (Pool Timeout=0.0700001 s in its message); one too small for a decimal is a tick.
     /// </summary>
     internal TimeSpan GetSeconds(KeywordSpec spec)
     {
-        var ticks = double.Parse(GetText(spec)!, CultureInfo.InvariantCulture) * TimeSpan.TicksPerSecond;
-        var whole = Math.Round(ticks);
-        return TimeSpan.FromTicks((long)(Math.Abs(ticks - whole) <= whole * 1e-14 ? whole : Math.Ceiling(ticks)));
+        var text = GetText(spec)!;
+        var ticks = (long)Math.Ceiling(decimal.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture) * TimeSpan.TicksPerSecond);
+        return TimeSpan.FromTicks(ticks == 0 && double.Parse(text, CultureInfo.InvariantCulture) > 0 ? 1 : ticks);
     }
 
     /// <summary>A keyword's value in connection-string terms: text, a boolean, a whole number or a number of seconds.</summary>

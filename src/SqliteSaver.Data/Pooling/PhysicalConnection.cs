@@ -14,8 +14,9 @@ namespace SqliteSaver.Data.Pooling;
 /// </summary>
 internal sealed partial class PhysicalConnection : IDisposable
 {
-    private readonly sqlite3_stmt _beginImmediate;
+    private readonly sqlite3_stmt _beginImmediate; // prepared as the connection opened, before any ATTACH: on main (and temp) alone
     private readonly sqlite3_stmt _beginDeferred;
+    private string? _initialAttachments; // the databases the connection initializer attached (see Attachments), if any
     private readonly sqlite3_stmt _commit;
     private readonly sqlite3_stmt _rollback;
     private readonly sqlite3_stmt _hasTempObjects;
@@ -464,24 +465,34 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// Runs <c>BEGIN IMMEDIATE</c> (or a deferred <c>BEGIN</c>) and returns SQLite's result code. The statements kept
-    /// prepared begin a transaction on the databases the connection had as they were prepared, as it opened: SQLite
-    /// does not prepare them again after an ATTACH, so that an IMMEDIATE one would leave an attached database
-    /// unlocked. After something that may have attached one, the statement is prepared anew.
+    /// Runs <c>BEGIN IMMEDIATE</c>, taking the write lock of main and of every attached database, as
+    /// Microsoft.Data.Sqlite's BeginTransaction does (or a deferred <c>BEGIN</c>, which takes none), and returns
+    /// SQLite's result code. SQLite compiles a <c>BEGIN IMMEDIATE</c> for the databases attached as it prepares it,
+    /// and does not prepare it again after an ATTACH: the one kept, prepared as the connection opened, serves while
+    /// no database can be attached (none by the connection initializer, and nothing that may ATTACH in the rental);
+    /// otherwise one is prepared now.
     /// </summary>
     public int TryBegin(bool deferred)
     {
-        if (!MayHoldAttachments)
+        if (deferred || (!MayHoldAttachments && _initialAttachments is null))
         {
             return Step(deferred ? _beginDeferred : _beginImmediate);
         }
 
-        var rc = raw.sqlite3_prepare_v2(Handle, deferred ? "BEGIN" : "BEGIN IMMEDIATE", out var statement);
+        var rc = raw.sqlite3_prepare_v2(Handle, "BEGIN IMMEDIATE", out var statement);
         using (statement)
         {
             return rc == raw.SQLITE_OK ? Step(statement) : rc;
         }
     }
+
+    /// <summary>
+    /// Runs <c>BEGIN IMMEDIATE</c> on main (and temp) alone, with the statement prepared as the connection opened,
+    /// before any ATTACH (see <see cref="TryBegin"/>), and returns SQLite's result code: for the library's own
+    /// transaction around a write outside the caller's, which takes an attached database's lock as it writes there,
+    /// as the write alone would (a write to main does not wait for another connection's lock on an attached file).
+    /// </summary>
+    public int TryBeginOnMain() => Step(_beginImmediate);
 
     /// <summary>
     /// After a writing command or a reader's step of one, in the caller's transaction, that failed with
@@ -1089,32 +1100,46 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
     }
 
+    /// <summary>Remembers the databases the connection initializer attached, which its renters find attached and may keep.</summary>
+    public void RememberAttachments() => _initialAttachments = Attachments();
+
     /// <summary>
-    /// Whether databases past main (seq 0) and temp (seq 1) are attached; a failure counts as yes. <c>PRAGMA
-    /// database_list</c>, prepared each time (a kept one would list the databases of its preparation), reads no file,
-    /// where a query of the table-valued <c>pragma_database_list</c> reads the schema, which another process's lock
-    /// holds up in a rollback-journal mode, so that a Close waited the whole Busy Timeout.
+    /// Whether the databases attached past main (seq 0) and temp (seq 1) are not those the connection initializer
+    /// attached (see <see cref="RememberAttachments"/>); a failure counts as yes.
     /// </summary>
-    private bool HasAttachedDatabases()
+    private bool HasAttachedDatabases() => Attachments() is var now && (now == Unlisted || now != _initialAttachments);
+
+    /// <summary>A string <see cref="Attachments"/> gives when SQLite cannot list the databases.</summary>
+    private const string Unlisted = "\u0000unlisted";
+
+    /// <summary>
+    /// The databases attached past main and temp, each by its name and file, in one string; null when there are none,
+    /// <see cref="Unlisted"/> when SQLite cannot list them. <c>PRAGMA database_list</c>, prepared each time (a kept one
+    /// would list the databases of its preparation), reads no file, where a query of the table-valued
+    /// <c>pragma_database_list</c> reads the schema, which another process's lock holds up in a rollback-journal mode,
+    /// so that a Close waited the whole Busy Timeout.
+    /// </summary>
+    private string? Attachments()
     {
         if (raw.sqlite3_prepare_v2(Handle, "PRAGMA database_list", out var list) != raw.SQLITE_OK)
         {
             list.Dispose();
-            return true;
+            return Unlisted;
         }
 
         using (list)
         {
+            string? attached = null;
             int rc;
             while ((rc = raw.sqlite3_step(list)) == raw.SQLITE_ROW)
             {
                 if (raw.sqlite3_column_int(list, 0) >= 2)
                 {
-                    return true;
+                    attached += raw.sqlite3_column_text(list, 1).utf8_to_string() + "\u001f" + raw.sqlite3_column_text(list, 2).utf8_to_string() + "\u001e";
                 }
             }
 
-            return rc != raw.SQLITE_DONE;
+            return rc == raw.SQLITE_DONE ? attached : Unlisted;
         }
     }
 

@@ -68,6 +68,11 @@ internal sealed class PhysicalConnectionFactory(
             throw;
         }
 
+        if (initializer is not null)
+        {
+            connection.RememberAttachments(); // which every BEGIN IMMEDIATE of a transaction then locks, and renters may keep
+        }
+
         if (options.Pooling)
         {
             connection.RememberPragmas(); // for its later renters

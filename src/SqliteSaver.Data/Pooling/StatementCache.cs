@@ -38,6 +38,14 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
     private bool _disposed;
 
     /// <summary>
+    /// Whether the text starts with <c>BEGIN</c>, which is not kept: SQLite compiles a <c>BEGIN IMMEDIATE</c> or
+    /// <c>EXCLUSIVE</c> for the databases attached as it prepares it, and does not prepare it again after an ATTACH, so
+    /// that a kept one would leave a database attached since unlocked.
+    /// </summary>
+    private static bool BeginsTransaction(string commandText)
+        => commandText.AsSpan().TrimStart().StartsWith("BEGIN", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
     /// A command for <paramref name="commandText"/> on this connection: the kept one, already prepared, when no one
     /// holds it; otherwise a new one. With <paramref name="fresh"/> always a new one, never kept. Give it back with
     /// <see cref="Return"/>.
@@ -61,7 +69,7 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
                 // fixed 150 ms steps: the waiting is done by busy_timeout and this library.
                 CommandTimeout = -1,
                 Rented = true,
-                Keepable = !fresh && capacity > 0 && commandText.Length <= MaxKeptTextLength,
+                Keepable = !fresh && capacity > 0 && commandText.Length <= MaxKeptTextLength && !BeginsTransaction(commandText),
             };
         }
     }

@@ -326,4 +326,18 @@ public class ConnectionStringBuilderTests
     [TestCase("file:/p/a.db", "file:/p/a.db?cache=private")]
     public void The_checkpoint_connection_has_a_private_cache_however_the_uri_spells_a_shared_one(string uri, string expected)
         => new SqliteConnectionStringBuilder(SaverOptions.Parse($"Data Source={uri}").CheckpointerConnectionString).DataSource.ShouldBe(expected);
+
+    /// <summary>
+    /// Seconds are whole ticks as written, and a fraction of a tick is rounded up. Before, 0.07 s was 700,001 ticks
+    /// (0.07 times ten million is a hair over 700,000 in binary floating point), shown as "Pool Timeout=0.0700001 s"
+    /// (a bug hunt's finding; the large values a review's).
+    /// </summary>
+    [TestCase("0.07", 700_000L)]
+    [TestCase("1.11", 11_100_000L)]
+    [TestCase("1000000.000000001", 10_000_000_000_001L)]
+    [TestCase("0.00000000001", 1L)]
+    [TestCase("1e-300", 1L)]
+    [TestCase("0", 0L)]
+    public void Seconds_are_whole_ticks_as_written_and_a_fraction_of_a_tick_is_rounded_up(string seconds, long ticks)
+        => new SaverConnectionStringBuilder($"Pool Timeout={seconds}").PoolTimeout.Ticks.ShouldBe(ticks);
 }
