@@ -28,6 +28,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     private readonly Action<int> _committed;
     private string _restorePragmaSql = string.Empty;
     private string? _restoreMaxPageCount; // set apart: it reads the file, which another process's lock can hold up
+    private bool _exclusiveLocking; // locking_mode as remembered (see RememberPragmas)
     private int _busyTimeout;
     private int? _rememberedBusyTimeout;
     private CancellableBusyHandler? _cancellableBusyHandler;
@@ -143,6 +144,14 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// holds the file locked: not for every rental that may have set some PRAGMA.
     /// </summary>
     private bool MaxPageCountMayHaveChanged { get; set; }
+
+    /// <summary>
+    /// Whether a command of the current rental named locking_mode. SQLite keeps the lock of EXCLUSIVE locking mode on
+    /// the file after the mode is set back to NORMAL until the connection next reads it: a connection that may have
+    /// held it is closed rather than handed on, as it would keep other connections, in other processes too, from
+    /// writing (or, after a write, reading) while it sat idle.
+    /// </summary>
+    private bool LockingModeMayHaveChanged { get; set; }
 
     /// <summary>
     /// Whether a command of the current rental may have set a PRAGMA that is not set back (see
@@ -751,6 +760,12 @@ internal sealed partial class PhysicalConnection : IDisposable
             return false;
         }
 
+        if (LockingModeMayHaveChanged && !_exclusiveLocking)
+        {
+            whyNot = "a command may have set locking_mode = EXCLUSIVE, whose lock on the database file SQLite keeps after the mode is set back";
+            return false;
+        }
+
         var (checkTemp, checkAttached) = (MayHoldTempObjects, MayHoldAttachments);
         (MayHoldTempObjects, MayHoldAttachments) = (false, false);
         try
@@ -773,6 +788,15 @@ internal sealed partial class PhysicalConnection : IDisposable
             {
                 PragmasMayHaveChanged = false;
                 BusyTimeoutMayHaveChanged = true;
+
+                // Without waits, as the SQL sets the busy timeout back itself: a journal mode set back from PERSIST or
+                // TRUNCATE deletes the journal file, which waited the whole Busy Timeout for another process's lock;
+                // SQLITE_BUSY fails the reset instead, and the connection is closed.
+                if (_rememberedBusyTimeout is not null)
+                {
+                    raw.sqlite3_busy_timeout(Handle, 0);
+                }
+
                 SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(Handle, _restorePragmaSql), Handle);
                 KnowBusyTimeout(_rememberedBusyTimeout);
                 SetBackMaxPageCount(innerExposed);
@@ -782,7 +806,7 @@ internal sealed partial class PhysicalConnection : IDisposable
                 RememberPragmas(waitForLocks: false); // what the renter set through the inner connection stays, as documented
             }
 
-            MaxPageCountMayHaveChanged = false;
+            (MaxPageCountMayHaveChanged, LockingModeMayHaveChanged) = (false, false);
 
             whyNot = (checkTemp ? TempObjectsChangedByRenter() : null)
                 ?? (checkAttached && HasAttachedDatabases() ? "it has attached databases"
@@ -820,6 +844,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         var text = command.CommandText;
         PragmasMayHaveChanged = true;
         MaxPageCountMayHaveChanged |= text.Contains("max_page_count", StringComparison.OrdinalIgnoreCase);
+        LockingModeMayHaveChanged |= text.Contains("locking_mode", StringComparison.OrdinalIgnoreCase);
         NoteBusyTimeoutMaySet(text);
         var withoutComments = text.Contains("/*", StringComparison.Ordinal) || text.Contains("--", StringComparison.Ordinal)
             ? Comment().Replace(text, " ")
@@ -864,6 +889,7 @@ internal sealed partial class PhysicalConnection : IDisposable
     public void RememberPragmas(bool waitForLocks = true)
     {
         _rememberedBusyTimeout = null; // until read again below
+        _exclusiveLocking = false; // likewise
         var sql = new System.Text.StringBuilder("PRAGMA query_only = 0;");
         foreach (var (name, values) in NamePragmas)
         {
@@ -874,6 +900,7 @@ internal sealed partial class PhysicalConnection : IDisposable
 
             if (Read(Handle, name) is { } value && values.Contains(value, StringComparer.OrdinalIgnoreCase))
             {
+                _exclusiveLocking |= name == "locking_mode" && value == "exclusive";
                 sql.Append("PRAGMA ").Append(name).Append(" = ").Append(value == "2" ? "FAST" : value).Append(';');
             }
         }

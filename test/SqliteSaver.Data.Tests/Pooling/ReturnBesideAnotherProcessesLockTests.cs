@@ -72,4 +72,60 @@ public class ReturnBesideAnotherProcessesLockTests : DatabaseTest
         next.Open();
         ConnectionTests.Scalar(next, "PRAGMA max_page_count").ShouldBe(initial);
     }
+
+    /// <summary>
+    /// A renter switched the rollback-journal mode: setting it back from PERSIST or TRUNCATE deletes the journal file,
+    /// which needs a lock another process holds. Close waited the whole Busy Timeout for it (a bug hunt's finding); now
+    /// it does not wait, and the connection is closed when the lock is held, so the next renter has the pool's mode.
+    /// </summary>
+    [Test]
+    public void A_connection_whose_renter_switched_the_journal_mode_goes_back_without_waiting_for_the_lock(
+        [Values("Delete", "Memory")] string poolMode, [Values("PERSIST", "TRUNCATE")] string renterMode)
+    {
+        var connectionString = Folder.ConnectionString($"Journal Mode={poolMode};Max Pool Size=1;Checkpoint Interval=0;Busy Timeout=30000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, $"PRAGMA journal_mode = {renterMode}");
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"); // leaves a journal file
+        using var other = WorkerProcess.Sql(Folder.File());
+        other.Run("BEGIN EXCLUSIVE").ShouldStartWith("ok");
+
+        var closing = Task.Run(connection.Close);
+
+        var closed = closing.Wait(TimeSpan.FromSeconds(20));
+        other.Run("ROLLBACK");
+        closing.Wait(TimeSpan.FromSeconds(60));
+        closed.ShouldBeTrue("Close waited for the other process's lock (Busy Timeout 30 s)");
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "PRAGMA journal_mode").ShouldBe(poolMode.ToLowerInvariant());
+    }
+
+    /// <summary>
+    /// A renter set locking_mode = EXCLUSIVE and wrote: set back to NORMAL, the idle connection still held the file
+    /// locked, until it next read it, so other connections, in other processes too, could neither read nor write (a
+    /// bug hunt's finding). The connection is now closed rather than handed on.
+    /// </summary>
+    [TestCase("Delete")]
+    [TestCase("Truncate")]
+    [TestCase("Wal")]
+    public void A_connection_whose_renter_set_exclusive_locking_mode_does_not_keep_the_file_locked(string mode)
+    {
+        var connectionString = Folder.ConnectionString($"Journal Mode={mode};Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using (var renter = new SaverDbConnection(connectionString))
+        {
+            renter.Open();
+            ConnectionTests.Exec(renter, "PRAGMA locking_mode = EXCLUSIVE");
+            ConnectionTests.Exec(renter, "INSERT INTO t VALUES (1)");
+        }
+
+        using var other = WorkerProcess.Sql(Folder.File());
+        other.Run("SELECT count(*) FROM t").ShouldBe("ok 1");
+        other.Run("INSERT INTO t VALUES (2)").ShouldBe("ok 1");
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "PRAGMA locking_mode").ShouldBe("normal");
+    }
 }
