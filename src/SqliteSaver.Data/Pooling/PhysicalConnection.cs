@@ -29,6 +29,8 @@ internal sealed partial class PhysicalConnection : IDisposable
     private string _restorePragmaSql = string.Empty;
     private string? _restoreMaxPageCount; // set apart: it reads the file, which another process's lock can hold up
     private bool _exclusiveLocking; // locking_mode as remembered (see RememberPragmas)
+    private bool _extensionsLoadable; // as opening left it (see RememberOpened)
+    private int _defaultTimeout; // Microsoft.Data.Sqlite's, as opening left it (see RememberOpened)
     private int _busyTimeout;
     private int? _rememberedBusyTimeout;
     private CancellableBusyHandler? _cancellableBusyHandler;
@@ -146,7 +148,13 @@ internal sealed partial class PhysicalConnection : IDisposable
     private bool MaxPageCountMayHaveChanged { get; set; }
 
     /// <summary>
-    /// Whether a command of the current rental named locking_mode. SQLite keeps the lock of EXCLUSIVE locking mode on
+    /// Whether a command of the current rental named journal_mode: setting it back then runs without waiting for a
+    /// lock (see <see cref="TryReset"/>).
+    /// </summary>
+    private bool JournalModeMayHaveChanged { get; set; }
+
+    /// <summary>
+    /// Whether a command of the current rental set locking_mode. SQLite keeps the lock of EXCLUSIVE locking mode on
     /// the file after the mode is set back to NORMAL until the connection next reads it: a connection that may have
     /// held it is closed rather than handed on, as it would keep other connections, in other processes too, from
     /// writing (or, after a write, reading) while it sat idle.
@@ -496,12 +504,14 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// Runs <c>BEGIN IMMEDIATE</c> on main (and temp) alone, with the statement prepared as the connection opened,
-    /// before any ATTACH (see <see cref="TryBegin"/>), and returns SQLite's result code: for the library's own
-    /// transaction around a write outside the caller's, which takes an attached database's lock as it writes there,
-    /// as the write alone would (a write to main does not wait for another connection's lock on an attached file).
+    /// Begins the library's own transaction around a write outside the caller's and returns SQLite's result code:
+    /// <c>BEGIN IMMEDIATE</c> while no database can be attached (see <see cref="TryBegin"/>); otherwise a deferred
+    /// <c>BEGIN</c>, the write then taking the lock of each database as it writes there, as the write alone would, so
+    /// that a write to main does not wait for another connection's lock on an attached file. (A <c>BEGIN IMMEDIATE</c>
+    /// kept from before an ATTACH would not do: SQLite prepares it again, with every database attached, after a
+    /// DETACH or a PRAGMA that sets a flag.)
     /// </summary>
-    public int TryBeginOnMain() => Step(_beginImmediate);
+    public int TryBeginOnMain() => Step(MayHoldAttachments || _initialAttachments is not null ? _beginDeferred : _beginImmediate);
 
     /// <summary>
     /// After a writing command or a reader's step of one, in the caller's transaction, that failed with
@@ -760,10 +770,22 @@ internal sealed partial class PhysicalConnection : IDisposable
             return false;
         }
 
-        if (LockingModeMayHaveChanged && !_exclusiveLocking)
+        if (!_exclusiveLocking && (LockingModeMayHaveChanged || (innerExposed && Read(Handle, "locking_mode") == "exclusive")))
         {
-            whyNot = "a command may have set locking_mode = EXCLUSIVE, whose lock on the database file SQLite keeps after the mode is set back";
+            whyNot = "a command, or InnerConnection, may have set locking_mode = EXCLUSIVE, whose lock on the database file SQLite keeps after the mode is set back";
             return false;
+        }
+
+        if (innerExposed)
+        {
+            // Microsoft.Data.Sqlite's own settings a renter may have changed on InnerConnection, which are not PRAGMAs:
+            // extension loading (SQL's load_extension() would load any library for every later renter) and DefaultTimeout.
+            if (!_extensionsLoadable)
+            {
+                raw.sqlite3_enable_load_extension(Handle, 0);
+            }
+
+            Sqlite.DefaultTimeout = _defaultTimeout;
         }
 
         var (checkTemp, checkAttached) = (MayHoldTempObjects, MayHoldAttachments);
@@ -789,10 +811,10 @@ internal sealed partial class PhysicalConnection : IDisposable
                 PragmasMayHaveChanged = false;
                 BusyTimeoutMayHaveChanged = true;
 
-                // Without waits, as the SQL sets the busy timeout back itself: a journal mode set back from PERSIST or
-                // TRUNCATE deletes the journal file, which waited the whole Busy Timeout for another process's lock;
-                // SQLITE_BUSY fails the reset instead, and the connection is closed.
-                if (_rememberedBusyTimeout is not null)
+                // After a command that named journal_mode, without waits, as the SQL sets the busy timeout back itself: a
+                // journal mode set back from PERSIST or TRUNCATE deletes the journal file, which waited the whole Busy
+                // Timeout for another process's lock; SQLITE_BUSY fails the reset instead, and the connection is closed.
+                if (JournalModeMayHaveChanged && _rememberedBusyTimeout is not null)
                 {
                     raw.sqlite3_busy_timeout(Handle, 0);
                 }
@@ -806,7 +828,7 @@ internal sealed partial class PhysicalConnection : IDisposable
                 RememberPragmas(waitForLocks: false); // what the renter set through the inner connection stays, as documented
             }
 
-            (MaxPageCountMayHaveChanged, LockingModeMayHaveChanged) = (false, false);
+            (MaxPageCountMayHaveChanged, LockingModeMayHaveChanged, JournalModeMayHaveChanged) = (false, false, false);
 
             whyNot = (checkTemp ? TempObjectsChangedByRenter() : null)
                 ?? (checkAttached && HasAttachedDatabases() ? "it has attached databases"
@@ -844,12 +866,13 @@ internal sealed partial class PhysicalConnection : IDisposable
         var text = command.CommandText;
         PragmasMayHaveChanged = true;
         MaxPageCountMayHaveChanged |= text.Contains("max_page_count", StringComparison.OrdinalIgnoreCase);
-        LockingModeMayHaveChanged |= text.Contains("locking_mode", StringComparison.OrdinalIgnoreCase);
+        JournalModeMayHaveChanged |= text.Contains("journal_mode", StringComparison.OrdinalIgnoreCase);
         NoteBusyTimeoutMaySet(text);
         var withoutComments = text.Contains("/*", StringComparison.Ordinal) || text.Contains("--", StringComparison.Ordinal)
             ? Comment().Replace(text, " ")
             : text;
         UnreadablePragmaMayHaveChanged |= UnreadablePragmaStatement().IsMatch(withoutComments);
+        LockingModeMayHaveChanged |= text.Contains("locking_mode", StringComparison.OrdinalIgnoreCase) && LockingModeStatement().IsMatch(withoutComments);
     }
 
     /// <summary>
@@ -1127,12 +1150,22 @@ internal sealed partial class PhysicalConnection : IDisposable
         }
     }
 
-    /// <summary>Remembers the databases the connection initializer attached, which its renters find attached and may keep.</summary>
-    public void RememberAttachments() => _initialAttachments = Attachments();
+    /// <summary>
+    /// Remembers what opening and the connection initializer left that returning the connection sets back or compares
+    /// with: the databases attached (with <paramref name="initialized"/>; none otherwise), which renters find attached
+    /// and may keep; whether extensions may be loaded; and Microsoft.Data.Sqlite's DefaultTimeout.
+    /// </summary>
+    public void RememberOpened(bool initialized)
+    {
+        _initialAttachments = initialized ? Attachments() : null;
+        const int EnableLoadExtension = 1005; // SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION; -1 reads it
+        _extensionsLoadable = raw.sqlite3_db_config(Handle, EnableLoadExtension, -1, out var loadable) == raw.SQLITE_OK && loadable != 0;
+        _defaultTimeout = Sqlite.DefaultTimeout;
+    }
 
     /// <summary>
     /// Whether the databases attached past main (seq 0) and temp (seq 1) are not those the connection initializer
-    /// attached (see <see cref="RememberAttachments"/>); a failure counts as yes.
+    /// attached (see <see cref="RememberOpened"/>); a failure counts as yes.
     /// </summary>
     private bool HasAttachedDatabases() => Attachments() is var now && (now == Unlisted || now != _initialAttachments);
 
@@ -1221,6 +1254,10 @@ internal sealed partial class PhysicalConnection : IDisposable
     private static partial Regex UnreadablePragmaStatement();
 
     /// <summary>An SQL comment, which SQLite allows between the words of a PRAGMA (one left open runs to the end).</summary>
+    /// <summary>A PRAGMA statement that sets locking_mode, of main or another schema.</summary>
+    [GeneratedRegex(@"\bPRAGMA\s+(?:[""`\['']?\w+[""`\]'']?\s*\.\s*)?[""`\['']?locking_mode[""`\]'']?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex LockingModeStatement();
+
     [GeneratedRegex(@"/\*.*?(?:\*/|$)|--[^\n]*", RegexOptions.Singleline | RegexOptions.CultureInvariant)]
     private static partial Regex Comment();
 }

@@ -68,11 +68,7 @@ internal sealed class PhysicalConnectionFactory(
             throw;
         }
 
-        if (initializer is not null)
-        {
-            connection.RememberAttachments(); // which every BEGIN IMMEDIATE of a transaction then locks, and renters may keep
-        }
-
+        connection.RememberOpened(initialized: initializer is not null);
         if (options.Pooling)
         {
             connection.RememberPragmas(); // for its later renters

@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data.Pooling;
 
@@ -38,12 +39,12 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
     private bool _disposed;
 
     /// <summary>
-    /// Whether the text starts with <c>BEGIN</c>, which is not kept: SQLite compiles a <c>BEGIN IMMEDIATE</c> or
-    /// <c>EXCLUSIVE</c> for the databases attached as it prepares it, and does not prepare it again after an ATTACH, so
-    /// that a kept one would leave a database attached since unlocked.
+    /// Whether a statement of the text begins a transaction, which is not kept: SQLite compiles a <c>BEGIN
+    /// IMMEDIATE</c> or <c>EXCLUSIVE</c> for the databases attached as it prepares it, and does not prepare it again
+    /// after an ATTACH, so that a kept one would leave a database attached since unlocked.
     /// </summary>
     private static bool BeginsTransaction(string commandText)
-        => commandText.AsSpan().TrimStart().StartsWith("BEGIN", StringComparison.OrdinalIgnoreCase);
+        => commandText.Contains("BEGIN", StringComparison.OrdinalIgnoreCase) && CommandClassifier.BeginsTransaction(commandText);
 
     /// <summary>
     /// A command for <paramref name="commandText"/> on this connection: the kept one, already prepared, when no one

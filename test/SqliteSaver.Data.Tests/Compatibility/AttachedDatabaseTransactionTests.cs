@@ -81,13 +81,15 @@ public class AttachedDatabaseTransactionTests : DatabaseTest
     /// physical connection, locks the attached database: before, the statement cache kept it as prepared before the
     /// ATTACH (a review's finding).
     /// </summary>
-    [TestCase(false)]
-    [TestCase(true)]
-    public void BEGIN_IMMEDIATE_sent_as_SQL_locks_a_database_attached_since_it_last_ran(bool byAnEarlierRenter)
+    [TestCase(false, "BEGIN IMMEDIATE")]
+    [TestCase(true, "BEGIN IMMEDIATE")]
+    [TestCase(false, "/* c */ BEGIN IMMEDIATE")]
+    [TestCase(true, "-- c\nBEGIN IMMEDIATE")]
+    public void BEGIN_IMMEDIATE_sent_as_SQL_locks_a_database_attached_since_it_last_ran(bool byAnEarlierRenter, string begin)
     {
         using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
         var connection = dataSource.OpenConnection();
-        Run(connection, "BEGIN IMMEDIATE");
+        Run(connection, begin);
         Run(connection, "COMMIT");
         if (byAnEarlierRenter)
         {
@@ -99,7 +101,7 @@ public class AttachedDatabaseTransactionTests : DatabaseTest
         {
             Run(connection, $"ATTACH '{Folder.File("aux.db")}' AS aux");
 
-            Run(connection, "BEGIN IMMEDIATE");
+            Run(connection, begin);
 
             Should.Throw<SqliteException>(() => Run(connection, "DETACH aux")).Message.ShouldContain("database aux is locked");
             Run(connection, "ROLLBACK");
@@ -134,6 +136,41 @@ public class AttachedDatabaseTransactionTests : DatabaseTest
 
         Run(connection, "CREATE TABLE t (x)");
         Run(connection, "INSERT INTO t VALUES (1)").ShouldBe(1);
+    }
+
+    /// <summary>
+    /// The same after SQLite prepared the library's own BEGIN again, with the attached databases (it does after a
+    /// DETACH or a PRAGMA that sets a flag, the pool's own setting back of PRAGMAs too): before, the library kept a
+    /// BEGIN IMMEDIATE prepared before the ATTACH for it, which that made wait for the attached file's lock too (a
+    /// review's finding). It now begins deferred while a database may be attached.
+    /// </summary>
+    [TestCase("PRAGMA recursive_triggers = 1", false)]
+    [TestCase("DETACH other", false)]
+    [TestCase("PRAGMA cache_size = 100", true)] // the pool's own setting back of PRAGMAs, as the earlier renter returned
+    public void A_write_to_main_outside_a_transaction_does_not_wait_for_a_lock_on_an_attached_database_after_a_PRAGMA_or_DETACH(string expiring, bool byAnEarlierRenter)
+    {
+        var aux = Folder.File("aux.db");
+        using var holder = new SqliteConnection($"Data Source={aux};Pooling=False");
+        holder.Open();
+        Run(holder, "PRAGMA journal_mode = WAL; CREATE TABLE x (y);");
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Busy Timeout=100;Retry=1;Default Timeout=5;Max Pool Size=1"))
+            .UseConnectionInitializer(connection => Run(connection, $"ATTACH '{aux}' AS aux"))
+            .Build();
+        var connection = dataSource.OpenConnection();
+        Run(connection, $"CREATE TABLE t (x); INSERT INTO t VALUES (0); ATTACH '{Folder.File("other.db")}' AS other");
+        Run(connection, expiring);
+        if (byAnEarlierRenter)
+        {
+            Run(connection, "DETACH other");
+            connection.Dispose();
+            connection = dataSource.OpenConnection();
+        }
+
+        using (connection)
+        {
+            Run(holder, "BEGIN IMMEDIATE");
+            Run(connection, "INSERT INTO t VALUES (1)").ShouldBe(1);
+        }
     }
 
     /// <summary>

@@ -1,0 +1,96 @@
+using Shouldly;
+using SqliteSaver.Data.Tests.Faults;
+
+namespace SqliteSaver.Data.Tests.Pooling;
+
+/// <summary>
+/// What a renter changes on <see cref="SaverDbConnection.InnerConnection"/> that would harm the next renter is set back
+/// on return, or the connection is closed; and a text that merely names locking_mode keeps the connection (a bug hunt's
+/// and a review's findings).
+/// </summary>
+public class InnerConnectionResetTests : DatabaseTest
+{
+    /// <summary>
+    /// locking_mode = EXCLUSIVE set through InnerConnection: the pool kept the connection as its own setting, and its
+    /// exclusive lock on the file with it, so other connections (the pool's, and other processes') could not write.
+    /// </summary>
+    [Test]
+    public void Exclusive_locking_mode_set_through_InnerConnection_does_not_stay_with_the_file_locked()
+    {
+        var connectionString = Folder.ConnectionString("Journal Mode=Delete;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using (var renter = new SaverDbConnection(connectionString))
+        {
+            renter.Open();
+            using var command = renter.InnerConnection.CreateCommand();
+            command.CommandText = "PRAGMA locking_mode = EXCLUSIVE";
+            command.ExecuteNonQuery();
+            ConnectionTests.Exec(renter, "INSERT INTO t VALUES (1)");
+        }
+
+        using var other = WorkerProcess.Sql(Folder.File());
+        other.Run("INSERT INTO t VALUES (2)").ShouldBe("ok 1");
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "PRAGMA locking_mode").ShouldBe("normal");
+    }
+
+    /// <summary>
+    /// Extension loading enabled on InnerConnection stayed for every later renter, whose SQL (injected text too)
+    /// could then load any shared library with load_extension(). It is switched off again on return.
+    /// </summary>
+    [Test]
+    public void Extension_loading_enabled_on_InnerConnection_does_not_reach_the_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var renter = new SaverDbConnection(connectionString))
+        {
+            renter.Open();
+            renter.InnerConnection.EnableExtensions(true);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => ConnectionTests.Scalar(next, $"SELECT load_extension('{Folder.File("none.so")}')"))
+            .Message.ShouldContain("not authorized");
+    }
+
+    /// <summary>Microsoft.Data.Sqlite's DefaultTimeout set on InnerConnection is set back to the connection string's.</summary>
+    [Test]
+    public void DefaultTimeout_set_on_InnerConnection_is_set_back_for_the_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Default Timeout=7");
+        using (var renter = new SaverDbConnection(connectionString))
+        {
+            renter.Open();
+            renter.InnerConnection.DefaultTimeout = 1;
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.DefaultTimeout.ShouldBe(7);
+    }
+
+    /// <summary>
+    /// A text that names locking_mode without setting it keeps the connection pooled (before, it was replaced); one that
+    /// holds what reads as such a PRAGMA, in a string too, still counts.
+    /// </summary>
+    [TestCase("INSERT INTO notes VALUES ('locking_mode = exclusive, read about it')")]
+    [TestCase("SELECT * FROM pragma_locking_mode()")]
+    [TestCase("PRAGMA locking_mode; SELECT 1 = 1")]
+    public void A_text_that_names_locking_mode_without_setting_it_keeps_the_connection(string sql)
+    {
+        var opened = 0;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
+            .UseConnectionInitializer(_ => Interlocked.Increment(ref opened))
+            .Build();
+        for (var i = 0; i < 3; i++)
+        {
+            using var connection = dataSource.OpenConnection();
+            ConnectionTests.Exec(connection, "CREATE TABLE IF NOT EXISTS notes (x)");
+            ConnectionTests.Scalar(connection, sql);
+        }
+
+        opened.ShouldBe(1);
+    }
+}
