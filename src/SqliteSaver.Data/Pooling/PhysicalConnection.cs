@@ -14,7 +14,7 @@ namespace SqliteSaver.Data.Pooling;
 /// </summary>
 internal sealed partial class PhysicalConnection : IDisposable
 {
-    private readonly sqlite3_stmt _beginImmediate; // prepared as the connection opened, before any ATTACH: on main (and temp) alone
+    private readonly sqlite3_stmt _beginImmediate; // prepared as the connection opened, before any ATTACH (see TryBegin)
     private readonly sqlite3_stmt _beginDeferred;
     private string? _initialAttachments; // the databases the connection initializer attached (see Attachments), if any
     private readonly sqlite3_stmt _commit;
@@ -484,10 +484,11 @@ internal sealed partial class PhysicalConnection : IDisposable
     /// <summary>
     /// Runs <c>BEGIN IMMEDIATE</c>, taking the write lock of main and of every attached database, as
     /// Microsoft.Data.Sqlite's BeginTransaction does (or a deferred <c>BEGIN</c>, which takes none), and returns
-    /// SQLite's result code. SQLite compiles a <c>BEGIN IMMEDIATE</c> for the databases attached as it prepares it,
-    /// and does not prepare it again after an ATTACH: the one kept, prepared as the connection opened, serves while
-    /// no database can be attached (none by the connection initializer, and nothing that may ATTACH in the rental);
-    /// otherwise one is prepared now.
+    /// SQLite's result code; the library's own transaction around a write outside the caller's too, so that its wait
+    /// for the locks stays bounded by the command's deadline. SQLite compiles a <c>BEGIN IMMEDIATE</c> for the
+    /// databases attached as it prepares it, and does not prepare it again after an ATTACH: the one kept, prepared as
+    /// the connection opened, serves while no database can be attached (none by the connection initializer, and
+    /// nothing that may ATTACH in the rental); otherwise one is prepared now.
     /// </summary>
     public int TryBegin(bool deferred)
     {
@@ -502,16 +503,6 @@ internal sealed partial class PhysicalConnection : IDisposable
             return rc == raw.SQLITE_OK ? Step(statement) : rc;
         }
     }
-
-    /// <summary>
-    /// Begins the library's own transaction around a write outside the caller's and returns SQLite's result code:
-    /// <c>BEGIN IMMEDIATE</c> while no database can be attached (see <see cref="TryBegin"/>); otherwise a deferred
-    /// <c>BEGIN</c>, the write then taking the lock of each database as it writes there, as the write alone would, so
-    /// that a write to main does not wait for another connection's lock on an attached file. (A <c>BEGIN IMMEDIATE</c>
-    /// kept from before an ATTACH would not do: SQLite prepares it again, with every database attached, after a
-    /// DETACH or a PRAGMA that sets a flag.)
-    /// </summary>
-    public int TryBeginOnMain() => Step(MayHoldAttachments || _initialAttachments is not null ? _beginDeferred : _beginImmediate);
 
     /// <summary>
     /// After a writing command or a reader's step of one, in the caller's transaction, that failed with
@@ -780,11 +771,7 @@ internal sealed partial class PhysicalConnection : IDisposable
         {
             // Microsoft.Data.Sqlite's own settings a renter may have changed on InnerConnection, which are not PRAGMAs:
             // extension loading (SQL's load_extension() would load any library for every later renter) and DefaultTimeout.
-            if (!_extensionsLoadable)
-            {
-                raw.sqlite3_enable_load_extension(Handle, 0);
-            }
-
+            Sqlite.EnableExtensions(_extensionsLoadable); // through Microsoft.Data.Sqlite, which keeps its own flag
             Sqlite.DefaultTimeout = _defaultTimeout;
         }
 
@@ -872,7 +859,8 @@ internal sealed partial class PhysicalConnection : IDisposable
             ? Comment().Replace(text, " ")
             : text;
         UnreadablePragmaMayHaveChanged |= UnreadablePragmaStatement().IsMatch(withoutComments);
-        LockingModeMayHaveChanged |= text.Contains("locking_mode", StringComparison.OrdinalIgnoreCase) && LockingModeStatement().IsMatch(withoutComments);
+        LockingModeMayHaveChanged |= text.Contains("locking_mode", StringComparison.OrdinalIgnoreCase)
+            && (LockingModeStatement().IsMatch(withoutComments) || LockingModeStatement().IsMatch(text)); // a comment marker in a string removed more
     }
 
     /// <summary>
@@ -1254,10 +1242,10 @@ internal sealed partial class PhysicalConnection : IDisposable
     private static partial Regex UnreadablePragmaStatement();
 
     /// <summary>An SQL comment, which SQLite allows between the words of a PRAGMA (one left open runs to the end).</summary>
-    /// <summary>A PRAGMA statement that sets locking_mode, of main or another schema.</summary>
-    [GeneratedRegex(@"\bPRAGMA\s+(?:[""`\['']?\w+[""`\]'']?\s*\.\s*)?[""`\['']?locking_mode[""`\]'']?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
-    private static partial Regex LockingModeStatement();
-
     [GeneratedRegex(@"/\*.*?(?:\*/|$)|--[^\n]*", RegexOptions.Singleline | RegexOptions.CultureInvariant)]
     private static partial Regex Comment();
+
+    /// <summary>A PRAGMA statement that sets locking_mode, of main or another schema (its name bare or quoted).</summary>
+    [GeneratedRegex(@"\bPRAGMA\s+(?:(?:""[^""]*""|`[^`]*`|\[[^\]]*\]|'[^']*'|\w+)\s*\.\s*)?[""`\['']?locking_mode[""`\]'']?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex LockingModeStatement();
 }

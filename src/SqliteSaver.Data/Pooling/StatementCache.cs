@@ -1,5 +1,5 @@
 using Microsoft.Data.Sqlite;
-using SqliteSaver.Data.Resilience;
+using System.Text.RegularExpressions;
 
 namespace SqliteSaver.Data.Pooling;
 
@@ -21,7 +21,7 @@ namespace SqliteSaver.Data.Pooling;
 /// gets a statement of its own (see <see cref="MayBindOneParameterTwice"/>). Locked, because a command moved to another
 /// connection returns its statement from its own thread, and a leaked connection's cache is disposed by the pool.
 /// </remarks>
-internal sealed class StatementCache(SqliteConnection connection, int capacity) : IDisposable
+internal sealed partial class StatementCache(SqliteConnection connection, int capacity) : IDisposable
 {
     /// <summary>The longest command text kept.</summary>
     public const int MaxKeptTextLength = 16 * 1024;
@@ -39,12 +39,16 @@ internal sealed class StatementCache(SqliteConnection connection, int capacity) 
     private bool _disposed;
 
     /// <summary>
-    /// Whether a statement of the text begins a transaction, which is not kept: SQLite compiles a <c>BEGIN
-    /// IMMEDIATE</c> or <c>EXCLUSIVE</c> for the databases attached as it prepares it, and does not prepare it again
-    /// after an ATTACH, so that a kept one would leave a database attached since unlocked.
+    /// Whether the text may begin a transaction (it holds the word <c>BEGIN</c>: a trigger's body or a string too, which
+    /// only costs those texts their keeping), which is not kept: SQLite compiles a <c>BEGIN IMMEDIATE</c> or
+    /// <c>EXCLUSIVE</c> for the databases attached as it prepares it, and does not prepare it again after an ATTACH, so
+    /// that a kept one would leave a database attached since unlocked.
     /// </summary>
     private static bool BeginsTransaction(string commandText)
-        => commandText.Contains("BEGIN", StringComparison.OrdinalIgnoreCase) && CommandClassifier.BeginsTransaction(commandText);
+        => commandText.Contains("BEGIN", StringComparison.OrdinalIgnoreCase) && BeginWord().IsMatch(commandText);
+
+    [GeneratedRegex(@"\bBEGIN\b", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex BeginWord();
 
     /// <summary>
     /// A command for <paramref name="commandText"/> on this connection: the kept one, already prepared, when no one

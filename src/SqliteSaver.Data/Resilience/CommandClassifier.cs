@@ -361,10 +361,6 @@ internal sealed class CommandClassifier
     public static bool SetsSavepoint(string text)
         => AnyStatement(Encoding.UTF8.GetBytes(text), static statement => Ascii.EqualsIgnoreCase(FirstWord(statement), "SAVEPOINT"));
 
-    /// <summary>Whether any statement of <paramref name="text"/> begins with <c>BEGIN</c>: running it may begin a transaction.</summary>
-    public static bool BeginsTransaction(string text)
-        => AnyStatement(Encoding.UTF8.GetBytes(text), static statement => Ascii.EqualsIgnoreCase(FirstWord(statement), "BEGIN"));
-
     /// <summary>Whether any statement of text that could not be prepared starts with a standalone keyword.</summary>
     private static bool AnyStatementIsStandalone(ReadOnlySpan<byte> text) => AnyStatement(text, IsStandalone);
 

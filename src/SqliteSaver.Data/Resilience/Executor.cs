@@ -568,18 +568,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     private static OperationCanceledException Cancelled(SqliteException error, CancellationToken cancellationToken)
         => new("The command was stopped while SQLite ran it (by its cancellation token, Cancel, or a Close of its connection on another thread, which then says so).", error, cancellationToken);
 
-    /// <summary>
-    /// <see cref="BeginImmediateCore"/>, synchronously. With <c>mainOnly</c> the write lock of main alone is taken, for
-    /// the library's own transaction around a write outside the caller's, which takes an attached database's lock as it
-    /// writes there, as the write alone would; else that of every attached database too, as Microsoft.Data.Sqlite's
-    /// BeginTransaction takes it.
-    /// </summary>
-    private static bool BeginImmediate(PhysicalConnection physical, CommandDeadline deadline, CancellationToken cancellationToken, bool mainOnly = false)
-        => Synchronously.Result(BeginImmediateCore(physical, deadline, mainOnly, async: false, cancellationToken));
+    private static bool BeginImmediate(PhysicalConnection physical, CommandDeadline deadline, CancellationToken cancellationToken)
+        => Synchronously.Result(BeginImmediateCore(physical, deadline, async: false, cancellationToken));
 
-    /// <summary><see cref="BeginImmediateCore"/>, asynchronously; <c>mainOnly</c> as for <see cref="BeginImmediate"/>.</summary>
-    private static ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CommandDeadline deadline, CancellationToken cancellationToken, bool mainOnly = false)
-        => BeginImmediateCore(physical, deadline, mainOnly, async: true, cancellationToken);
+    private static ValueTask<bool> BeginImmediateAsync(PhysicalConnection physical, CommandDeadline deadline, CancellationToken cancellationToken)
+        => BeginImmediateCore(physical, deadline, async: true, cancellationToken);
 
     /// <summary>
     /// <c>BEGIN IMMEDIATE</c>, waiting up to the connection's busy timeout for the write lock another process holds, in
@@ -594,7 +587,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// SQLITE_BUSY_SNAPSHOT: a statement still open on this connection (a reader not read to its end) holds a snapshot
     /// older than the database, which no wait can cure while it stays open.
     /// </exception>
-    private static async ValueTask<bool> BeginImmediateCore(PhysicalConnection physical, CommandDeadline deadline, bool mainOnly, bool async, CancellationToken cancellationToken)
+    private static async ValueTask<bool> BeginImmediateCore(PhysicalConnection physical, CommandDeadline deadline, bool async, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         var busyTimeout = physical.SuspendBusyWaits();
@@ -602,7 +595,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         {
             for (var tries = 0; ; tries++)
             {
-                var rc = mainOnly ? physical.TryBeginOnMain() : physical.TryBegin(deferred: false);
+                var rc = physical.TryBegin(deferred: false);
                 if (rc == raw.SQLITE_BUSY && raw.sqlite3_extended_errcode(physical.Handle) == BusySnapshot)
                 {
                     throw new InvalidOperationException(
@@ -758,7 +751,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             }
             else
             {
-                BeginImmediate(physical, deadline, cancellationToken, mainOnly: true);
+                BeginImmediate(physical, deadline, cancellationToken);
             }
 
             return RunBegun(cancellationToken);
@@ -773,7 +766,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
             ThrowIfDeadlinePassed();
             physical.RetryFailedRollback(leaveGate: false);
-            await BeginImmediateAsync(physical, deadline, cancellationToken, mainOnly: true).ConfigureAwait(false);
+            await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
             return RunBegun(cancellationToken);
         }
 

@@ -55,6 +55,40 @@ public class InnerConnectionResetTests : DatabaseTest
             .Message.ShouldContain("not authorized");
     }
 
+    /// <summary>
+    /// Set back through Microsoft.Data.Sqlite, which keeps a flag of its own: a later renter's LoadExtension still
+    /// works (a review found it refused "not authorized"), and extensions the connection initializer enabled stay
+    /// enabled after a renter switched them off.
+    /// </summary>
+    [Test]
+    public void Extension_loading_is_set_back_as_the_connection_initializer_left_it([Values] bool enabledByTheInitializer)
+    {
+        var builder = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"));
+        if (enabledByTheInitializer)
+        {
+            builder.UseConnectionInitializer(connection => connection.EnableExtensions(true));
+        }
+
+        using var dataSource = builder.Build();
+        using (var renter = dataSource.OpenConnection())
+        {
+            renter.InnerConnection.EnableExtensions(!enabledByTheInitializer);
+        }
+
+        using var next = dataSource.OpenConnection();
+        var missing = Folder.File("none.so");
+        Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => next.InnerConnection.LoadExtension(missing)).Message.ShouldNotContain("not authorized");
+        var bySql = Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => ConnectionTests.Scalar(next, $"SELECT load_extension('{missing}')"));
+        if (enabledByTheInitializer)
+        {
+            bySql.Message.ShouldNotContain("not authorized");
+        }
+        else
+        {
+            bySql.Message.ShouldContain("not authorized");
+        }
+    }
+
     /// <summary>Microsoft.Data.Sqlite's DefaultTimeout set on InnerConnection is set back to the connection string's.</summary>
     [Test]
     public void DefaultTimeout_set_on_InnerConnection_is_set_back_for_the_next_renter()
