@@ -143,15 +143,10 @@ public class ReplacedDatabaseTests : DatabaseTest
     [Test]
     public void A_checkpoint_after_a_link_on_the_path_is_repointed_under_an_open_pool_refuses()
     {
-        var current = Path.Combine(Folder.Path, "current");
-        Directory.CreateDirectory(Path.Combine(Folder.Path, "v1"));
-        Directory.CreateDirectory(Path.Combine(Folder.Path, "v2"));
-        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v1"));
-        using var dataSource = SaverDataSource.Create($"Data Source={Path.Combine(current, "app.db")};Wal Autocheckpoint=0;Checkpoint Interval=0");
+        using var dataSource = OnALinkToV1();
         using var rented = dataSource.OpenConnection();
         ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
-        File.Delete(current);
-        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v2"));
+        RepointTheLinkToV2();
 
         var checkpoint = Record(() => dataSource.Checkpoint(CheckpointMode.Truncate));
         var statusRead = Record(() => dataSource.GetWalStatus());
@@ -178,16 +173,11 @@ public class ReplacedDatabaseTests : DatabaseTest
     [Test]
     public void A_checkpoint_after_the_pool_opened_a_connection_through_a_repointed_link_refuses()
     {
-        var current = Path.Combine(Folder.Path, "current");
-        Directory.CreateDirectory(Path.Combine(Folder.Path, "v1"));
-        Directory.CreateDirectory(Path.Combine(Folder.Path, "v2"));
-        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v1"));
-        using var dataSource = SaverDataSource.Create($"Data Source={Path.Combine(current, "app.db")};Wal Autocheckpoint=0;Checkpoint Interval=0");
+        using var dataSource = OnALinkToV1();
         using var first = dataSource.OpenConnection();
         ConnectionTests.Exec(first, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
         dataSource.GetWalStatus(); // opens the checkpoint connection, on v1
-        File.Delete(current);
-        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v2"));
+        RepointTheLinkToV2();
         using var second = dataSource.OpenConnection(); // a new physical connection, on v2
         ConnectionTests.Exec(second, "CREATE TABLE u (x); INSERT INTO u VALUES (3)");
 
@@ -214,6 +204,23 @@ public class ReplacedDatabaseTests : DatabaseTest
         dataSource.Checkpoint(CheckpointMode.Truncate).Busy.ShouldBeFalse();
 
         new FileInfo(Path.Combine(Folder.Path, "data2", "app.db-wal")).Length.ShouldBe(0);
+    }
+
+    /// <summary>A data source on {folder}/current/app.db, where current is a symbolic link to the folder v1 (v2 beside it).</summary>
+    private SaverDataSource OnALinkToV1()
+    {
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v1"));
+        Directory.CreateDirectory(Path.Combine(Folder.Path, "v2"));
+        File.CreateSymbolicLink(Path.Combine(Folder.Path, "current"), Path.Combine(Folder.Path, "v1"));
+        return SaverDataSource.Create($"Data Source={Path.Combine(Folder.Path, "current", "app.db")};Wal Autocheckpoint=0;Checkpoint Interval=0");
+    }
+
+    /// <summary>Points {folder}/current at v2 (see <see cref="OnALinkToV1"/>).</summary>
+    private void RepointTheLinkToV2()
+    {
+        var current = Path.Combine(Folder.Path, "current");
+        File.Delete(current);
+        File.CreateSymbolicLink(current, Path.Combine(Folder.Path, "v2"));
     }
 
     private static Exception? Record(Func<object> call)
