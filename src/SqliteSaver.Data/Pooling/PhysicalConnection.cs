@@ -767,18 +767,19 @@ internal sealed partial class PhysicalConnection : IDisposable
             return false;
         }
 
-        if (innerExposed)
-        {
-            // Microsoft.Data.Sqlite's own settings a renter may have changed on InnerConnection, which are not PRAGMAs:
-            // extension loading (SQL's load_extension() would load any library for every later renter) and DefaultTimeout.
-            Sqlite.EnableExtensions(_extensionsLoadable); // through Microsoft.Data.Sqlite, which keeps its own flag
-            Sqlite.DefaultTimeout = _defaultTimeout;
-        }
-
         var (checkTemp, checkAttached) = (MayHoldTempObjects, MayHoldAttachments);
         (MayHoldTempObjects, MayHoldAttachments) = (false, false);
         try
         {
+            if (innerExposed)
+            {
+                // Microsoft.Data.Sqlite's own settings a renter may have changed on InnerConnection, which are not
+                // PRAGMAs: extension loading (SQL's load_extension() would load any library for every later renter),
+                // through Microsoft.Data.Sqlite, which keeps a flag of its own, and DefaultTimeout.
+                Sqlite.EnableExtensions(_extensionsLoadable);
+                Sqlite.DefaultTimeout = _defaultTimeout;
+            }
+
             if (innerExposed && InnerTransactionPending())
             {
                 // A SqliteTransaction begun on the inner connection and never disposed: rolling it back here would
