@@ -774,9 +774,15 @@ internal sealed partial class PhysicalConnection : IDisposable
             if (innerExposed)
             {
                 // Microsoft.Data.Sqlite's own settings a renter may have changed on InnerConnection, which are not
-                // PRAGMAs: extension loading (SQL's load_extension() would load any library for every later renter),
-                // through Microsoft.Data.Sqlite, which keeps a flag of its own, and DefaultTimeout.
-                Sqlite.EnableExtensions(_extensionsLoadable);
+                // PRAGMAs: extension loading, switched off (SQL's load_extension() would load any library for every later
+                // renter) through Microsoft.Data.Sqlite, which keeps a flag of its own, unless opening left it on (only
+                // the C API's part of it can be read, so nothing is switched on: that would allow SQL's too); and
+                // DefaultTimeout.
+                if (!_extensionsLoadable)
+                {
+                    Sqlite.EnableExtensions(false);
+                }
+
                 Sqlite.DefaultTimeout = _defaultTimeout;
             }
 
