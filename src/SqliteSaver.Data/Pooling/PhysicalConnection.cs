@@ -866,8 +866,7 @@ internal sealed partial class PhysicalConnection : IDisposable
             ? Comment().Replace(text, " ")
             : text;
         UnreadablePragmaMayHaveChanged |= UnreadablePragmaStatement().IsMatch(withoutComments);
-        LockingModeMayHaveChanged |= text.Contains("locking_mode", StringComparison.OrdinalIgnoreCase)
-            && (LockingModeStatement().IsMatch(withoutComments) || LockingModeStatement().IsMatch(text)); // a comment marker in a string removed more
+        LockingModeMayHaveChanged |= text.Contains("locking_mode", StringComparison.OrdinalIgnoreCase) && LockingModeStatement().IsMatch(text);
     }
 
     /// <summary>
@@ -1252,7 +1251,14 @@ internal sealed partial class PhysicalConnection : IDisposable
     [GeneratedRegex(@"/\*.*?(?:\*/|$)|--[^\n]*", RegexOptions.Singleline | RegexOptions.CultureInvariant)]
     private static partial Regex Comment();
 
-    /// <summary>A PRAGMA statement that sets locking_mode, of main or another schema (its name bare or quoted).</summary>
-    [GeneratedRegex(@"\bPRAGMA\s+(?:(?:""[^""]*""|`[^`]*`|\[[^\]]*\]|'[^']*'|\w+)\s*\.\s*)?[""`\['']?locking_mode[""`\]'']?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    /// <summary>White space or a comment, as SQLite allows between the words of a statement.</summary>
+    private const string Gap = @"(?:\s|/\*.*?\*/|--[^\n]*(?:\n|$))";
+
+    /// <summary>
+    /// A PRAGMA statement that sets locking_mode, of main or another schema (its name bare or quoted), with white space
+    /// or comments between its words, matched in the text as written (a comment marker inside a string, removed with
+    /// what follows it, could hide one).
+    /// </summary>
+    [GeneratedRegex(@"\bPRAGMA" + Gap + @"+(?:(?:""[^""]*""|`[^`]*`|\[[^\]]*\]|'[^']*'|\w+)" + Gap + @"*\." + Gap + @"*)?[""`\['']?locking_mode[""`\]'']?" + Gap + @"*[=(]", RegexOptions.IgnoreCase | RegexOptions.Singleline | RegexOptions.CultureInvariant)]
     private static partial Regex LockingModeStatement();
 }
