@@ -273,9 +273,20 @@ internal sealed class Checkpointer : IDisposable
     private InvalidOperationException FileMovedError()
         => new($"The database file '{_options.DatabaseFile}' was replaced or deleted while the pool's connections had it open: they go on with the file they opened, and the data source checkpoints and reports nothing until the pool is cleared (a checkpoint connection opened now would read what is at the path with the -wal file they keep, and copy its pages into it). Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
 
-    /// <summary>What checkpoints and status reads throw while the checkpoint connection and a pool connection have different files.</summary>
-    private InvalidOperationException OnAnotherFileError(string checkpointFile, string poolFile)
-        => new($"The path '{_options.DataSource}' led to another database file as some of the data source's connections opened than as others did (a symbolic link on it repointed while they were open, say): the checkpoint connection has '{checkpointFile}', a pool connection '{poolFile}'. The data source checkpoints and reports neither until the pool is cleared, as its checkpoints would not be of every file the pool writes. Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
+    /// <summary>
+    /// Throws while <paramref name="connection"/>, the checkpoint connection, and a pool connection opened since the last
+    /// Clear have different files (see <see cref="ConnectionPool.ConnectionOnAnotherFile"/>): its checkpoints would not be
+    /// of every file the pool writes.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">They have.</exception>
+    private void ThrowIfOnAnotherFile(PhysicalConnection connection)
+    {
+        if (_pool.ConnectionOnAnotherFile(connection.File) is { } poolFile)
+        {
+            throw new InvalidOperationException(
+                $"The path '{_options.DataSource}' led to another database file as some of the data source's connections opened than as others did (a symbolic link on it repointed while they were open, say): the checkpoint connection has '{connection.File}', a pool connection '{poolFile}'. The data source checkpoints and reports neither until the pool is cleared, as its checkpoints would not be of every file the pool writes. Clear the pool (SaverDbConnection.ClearPool or the data source's Clear) so that the connections close; the checkpoints resume with the connections opened after that.");
+        }
+    }
 
     /// <summary>What a call that opens the connection throws when Clear or Dispose stopped its opening (see <see cref="StopOpening"/>).</summary>
     private static InvalidOperationException StoppedOpening()
@@ -408,62 +419,55 @@ internal sealed class Checkpointer : IDisposable
     private PhysicalConnection Connection(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, typeof(SaverDataSource));
-        if (_connection is not null && _options.DatabaseFile is not null)
+        if (_connection is not null)
         {
-            if (ESqlite3.FileMoved(_connection.Handle) == true)
+            if (_options.DatabaseFile is not null)
             {
-                throw FileMovedError(); // opened before the move, with the pool's connections: as if it opened after
-            }
-
-            if (_pool.ConnectionOnAnotherFile(_connection.File) is { } other)
-            {
-                throw OnAnotherFileError(_connection.File, other); // the pool opened one since the path led elsewhere
-            }
-        }
-
-        if (_connection is null)
-        {
-            ThrowIfFileMoved(cancellationToken);
-
-            var opening = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            Volatile.Write(ref _opening, opening);
-            PhysicalConnection connection;
-            try
-            {
-                connection = _factory.OpenForCheckpoints(opening.Token);
-            }
-            catch (OperationCanceledException) when (opening.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-            {
-                throw StoppedOpening(); // by StopOpening: not the caller's token, nor one of the initializer's own
-            }
-            finally
-            {
-                Volatile.Write(ref _opening, null);
-                opening.Dispose();
-            }
-
-            try
-            {
-                if (_pool.ConnectionOnAnotherFile(connection.File) is { } other)
+                if (ESqlite3.FileMoved(_connection.Handle) == true)
                 {
-                    throw OnAnotherFileError(connection.File, other);
+                    throw FileMovedError(); // opened before the move, with the pool's connections: as if it opened after
                 }
 
-                raw.sqlite3_busy_timeout(connection.Handle, ConnectionBusyTimeout);
-                var walFile = CheckpointExtensions.WalFileOf(connection.Handle);
-                var journalMode = CheckpointExtensions.ReadStatus(connection.Handle, walFile).JournalMode;
-                Volatile.Write(ref _walFile, new WalFile(walFile.Path, walFile.PageSize, journalMode));
-            }
-            catch
-            {
-                connection.Dispose(); // kept only with its -wal file known (see Status)
-                throw;
+                ThrowIfOnAnotherFile(_connection); // the pool opened one since the path led elsewhere
             }
 
-            _connection = connection;
+            return _connection;
         }
 
-        return _connection;
+        ThrowIfFileMoved(cancellationToken);
+
+        var opening = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Volatile.Write(ref _opening, opening);
+        PhysicalConnection connection;
+        try
+        {
+            connection = _factory.OpenForCheckpoints(opening.Token);
+        }
+        catch (OperationCanceledException) when (opening.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw StoppedOpening(); // by StopOpening: not the caller's token, nor one of the initializer's own
+        }
+        finally
+        {
+            Volatile.Write(ref _opening, null);
+            opening.Dispose();
+        }
+
+        try
+        {
+            ThrowIfOnAnotherFile(connection);
+            raw.sqlite3_busy_timeout(connection.Handle, ConnectionBusyTimeout);
+            var walFile = CheckpointExtensions.WalFileOf(connection.Handle);
+            var journalMode = CheckpointExtensions.ReadStatus(connection.Handle, walFile).JournalMode;
+            Volatile.Write(ref _walFile, new WalFile(walFile.Path, walFile.PageSize, journalMode));
+        }
+        catch
+        {
+            connection.Dispose(); // kept only with its -wal file known (see Status)
+            throw;
+        }
+
+        return _connection = connection;
     }
 
     /// <summary>
