@@ -42,15 +42,7 @@ public class InnerConnectionResetTests : DatabaseTest
     [Test]
     public void Extension_loading_enabled_on_InnerConnection_does_not_reach_the_next_renter()
     {
-        var connectionString = Folder.ConnectionString("Max Pool Size=1");
-        using (var renter = new SaverDbConnection(connectionString))
-        {
-            renter.Open();
-            renter.InnerConnection.EnableExtensions(true);
-        }
-
-        using var next = new SaverDbConnection(connectionString);
-        next.Open();
+        using var next = NextRenterAfterOneEnabledExtensions();
         Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => ConnectionTests.Scalar(next, $"SELECT load_extension('{Folder.File("none.so")}')"))
             .Message.ShouldContain("not authorized");
     }
@@ -62,15 +54,7 @@ public class InnerConnectionResetTests : DatabaseTest
     [Test]
     public void A_later_renters_LoadExtension_is_not_refused_after_extension_loading_was_switched_off()
     {
-        var connectionString = Folder.ConnectionString("Max Pool Size=1");
-        using (var renter = new SaverDbConnection(connectionString))
-        {
-            renter.Open();
-            renter.InnerConnection.EnableExtensions(true);
-        }
-
-        using var next = new SaverDbConnection(connectionString);
-        next.Open();
+        using var next = NextRenterAfterOneEnabledExtensions();
         Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => next.InnerConnection.LoadExtension(Folder.File("none.so"))).Message.ShouldNotContain("not authorized");
     }
 
@@ -97,6 +81,21 @@ public class InnerConnectionResetTests : DatabaseTest
         using var next = dataSource.OpenConnection();
         Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => ConnectionTests.Scalar(next, $"SELECT load_extension('{Folder.File("none.so")}')"))
             .Message.ShouldContain("not authorized");
+    }
+
+    /// <summary>The next renter of a pool's only connection, on which the renter before enabled extension loading through InnerConnection.</summary>
+    private SaverDbConnection NextRenterAfterOneEnabledExtensions()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var renter = new SaverDbConnection(connectionString))
+        {
+            renter.Open();
+            renter.InnerConnection.EnableExtensions(true);
+        }
+
+        var next = new SaverDbConnection(connectionString);
+        next.Open();
+        return next;
     }
 
     /// <summary>Microsoft.Data.Sqlite's DefaultTimeout set on InnerConnection is set back to the connection string's.</summary>
