@@ -382,8 +382,6 @@ internal sealed class Checkpointer : IDisposable
         return status;
     }
 
-    private long WalFileBytes() => CheckpointExtensions.WalFileBytes(Connection().Handle);
-
     /// <summary>Closes the checkpointer's connection when the pool has none open, then leaves the lock the caller took.</summary>
     private void Leave()
     {
@@ -517,15 +515,18 @@ internal sealed class Checkpointer : IDisposable
                 return;
             }
 
+            // The connection is asked for once per tick: each time it checks that the file did not move.
+            var handle = Connection().Handle;
+
             // A -wal file past the limit is truncated at every tick, backing off or not: the bound comes first.
-            var overLimit = _options.JournalSizeLimit >= 0 && WalFileBytes() > _options.JournalSizeLimit;
+            var overLimit = _options.JournalSizeLimit >= 0 && CheckpointExtensions.WalFileBytes(handle) > _options.JournalSizeLimit;
             if (!overLimit && _ticksToSkip > 0)
             {
                 _ticksToSkip--;
                 return;
             }
 
-            var result = overLimit ? TruncateOverLimit() : Run(_options.CheckpointMode, Interval);
+            var result = overLimit ? TruncateOverLimit(handle) : Run(handle, _options.CheckpointMode, Interval);
             BackgroundRuns++;
             LastError = null;
             _busyStreak = result.Busy ? _busyStreak + 1 : 0;
@@ -535,7 +536,7 @@ internal sealed class Checkpointer : IDisposable
                 _telemetry.CheckpointsStayBusy(_busyStreak);
             }
 
-            if (overLimit && WalFileBytes() is var walBytes && walBytes > _options.JournalSizeLimit)
+            if (overLimit && CheckpointExtensions.WalFileBytes(handle) is var walBytes && walBytes > _options.JournalSizeLimit)
             {
                 _telemetry.WalOverLimit(walBytes, _options.JournalSizeLimit);
             }
@@ -565,7 +566,7 @@ internal sealed class Checkpointer : IDisposable
             {
                 if (!_disposed && _pool.HasCurrentConnections()) // as for the ticks (see TickLocked)
                 {
-                    Run(CheckpointMode.Passive, CatchUpTrigger);
+                    Run(Connection().Handle, CheckpointMode.Passive, CatchUpTrigger);
                     LastError = null;
                 }
             }
@@ -591,9 +592,8 @@ internal sealed class Checkpointer : IDisposable
     /// write lock first every time; so this tries again at once, without the busy handler, for up to
     /// <see cref="StepTimeout"/>, with this process's writers held at the write gate meanwhile. Call under the lock.
     /// </summary>
-    private CheckpointResult TruncateOverLimit()
+    private CheckpointResult TruncateOverLimit(sqlite3 handle)
     {
-        var handle = Connection().Handle;
         CopyBack(handle, WalOverLimit);
         var entered = _gate?.Enter(StepTimeout, CancellationToken.None) ?? false;
         raw.sqlite3_busy_timeout(handle, 0);
@@ -635,15 +635,12 @@ internal sealed class Checkpointer : IDisposable
         _telemetry.Checkpointed(mode, result, trigger);
     }
 
-    /// <summary>Runs a checkpoint on the checkpointer's own connection and records what ran it.</summary>
-    private CheckpointResult Run(CheckpointMode mode, string trigger)
+    /// <summary>Runs a checkpoint on <paramref name="handle"/>, the checkpointer's own connection, and records what ran it. Call under the lock.</summary>
+    private CheckpointResult Run(sqlite3 handle, CheckpointMode mode, string trigger)
     {
-        lock (_lock)
-        {
-            var result = CheckpointExtensions.Run(Connection().Handle, mode);
-            Record(mode, result, trigger);
-            return result;
-        }
+        var result = CheckpointExtensions.Run(handle, mode);
+        Record(mode, result, trigger);
+        return result;
     }
 
     private sealed record Outcome(CheckpointResult Result, DateTimeOffset Time);
