@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Interop;
@@ -12,7 +11,7 @@ namespace SqliteSaver.Data.Pooling;
 /// times. Transaction control runs through statements prepared once, so renting, beginning, committing and
 /// returning allocate nothing.
 /// </summary>
-internal sealed partial class PhysicalConnection : IDisposable
+internal sealed class PhysicalConnection : IDisposable
 {
     private readonly sqlite3_stmt _beginImmediate; // prepared as the connection opened, before any ATTACH (see TryBegin)
     private readonly sqlite3_stmt _beginDeferred;
@@ -60,6 +59,17 @@ internal sealed partial class PhysicalConnection : IDisposable
         ("locking_mode", ["normal", "exclusive"]),
         ("secure_delete", ["0", "1", "2"]), // 2 is FAST, which "= 2" would not set
     ];
+
+    /// <summary>The settings a PRAGMA sets that cannot be read back (see <see cref="IsUnreadable"/>).</summary>
+    private static readonly HashSet<string> UnreadableSettings = new(["case_sensitive_like", "auto_vacuum", "page_size"], StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The PRAGMAs that take an argument and read, or act on the file, without changing a setting.</summary>
+    private static readonly HashSet<string> SettingNothing = new(
+        [
+            "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+            "foreign_key_check", "integrity_check", "quick_check", "wal_checkpoint", "incremental_vacuum", "optimize",
+        ],
+        StringComparer.OrdinalIgnoreCase);
 
     private PhysicalConnection(SqliteConnection sqlite, int generation, SaverOptions options, Action<int> committed)
     {
@@ -163,7 +173,7 @@ internal sealed partial class PhysicalConnection : IDisposable
 
     /// <summary>
     /// Whether a command of the current rental may have set a PRAGMA that is not set back (see
-    /// <see cref="UnreadablePragmaStatement"/>): the connection is then closed rather than handed on.
+    /// <see cref="IsUnreadable"/>): the connection is then closed rather than handed on.
     /// </summary>
     public bool UnreadablePragmaMayHaveChanged { get; private set; }
 
@@ -862,11 +872,11 @@ internal sealed partial class PhysicalConnection : IDisposable
         MaxPageCountMayHaveChanged |= text.Contains("max_page_count", StringComparison.OrdinalIgnoreCase);
         JournalModeMayHaveChanged |= text.Contains("journal_mode", StringComparison.OrdinalIgnoreCase);
         NoteBusyTimeoutMaySet(text);
-        var withoutComments = text.Contains("/*", StringComparison.Ordinal) || text.Contains("--", StringComparison.Ordinal)
-            ? Comment().Replace(text, " ")
-            : text;
-        UnreadablePragmaMayHaveChanged |= UnreadablePragmaStatement().IsMatch(withoutComments);
-        LockingModeMayHaveChanged |= text.Contains("locking_mode", StringComparison.OrdinalIgnoreCase) && LockingModeStatement().IsMatch(text);
+        foreach (var (schema, name) in PragmaSettings.Of(text))
+        {
+            UnreadablePragmaMayHaveChanged |= IsUnreadable(schema, name);
+            LockingModeMayHaveChanged |= name.Equals("locking_mode", StringComparison.OrdinalIgnoreCase);
+        }
     }
 
     /// <summary>
@@ -1236,29 +1246,17 @@ internal sealed partial class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// A PRAGMA statement that sets (not a <c>pragma_...</c> function, which only reads) a setting that is not set
-    /// back: <c>case_sensitive_like</c>, and the <c>auto_vacuum</c> and <c>page_size</c> a later <c>VACUUM</c> would
-    /// give the file (SQLite cannot report them: reading them gives the file's own), and any setting of the temp
-    /// schema (<c>temp.max_page_count</c>, say), which <see cref="RememberPragmas"/> does not read; not the queries
-    /// that take an argument and only read (<c>temp.table_info(t)</c>, <c>temp.index_list(t)</c> and the like). A
-    /// schema name may be quoted in any of SQLite's ways, a string included; comments are taken out first (see
-    /// <see cref="NotePragmas"/>).
+    /// Whether the PRAGMA that may set <paramref name="name"/> of <paramref name="schema"/> sets a setting that is not
+    /// set back: <c>case_sensitive_like</c>, and the <c>auto_vacuum</c> and <c>page_size</c> a later <c>VACUUM</c>
+    /// would give the file (SQLite cannot report them: reading them gives the file's own); any setting of a schema
+    /// other than main (<c>temp.max_page_count</c>, or <c>aux.synchronous</c> of a database the connection
+    /// initializer attached), which <see cref="RememberPragmas"/> does not read, but not the queries and actions that
+    /// take an argument and set nothing (<c>temp.table_info(t)</c>, <c>aux.wal_checkpoint(TRUNCATE)</c> and the
+    /// like); and a <c>journal_mode</c> without a schema, which switches every attached database, while the connection
+    /// initializer attached some (a renter's own attachments close the connection anyway).
     /// </summary>
-    [GeneratedRegex(@"\bPRAGMA\s+(?:(?:[""`\['']?\w+[""`\]'']?\s*\.\s*)?[""`\['']?(?:case_sensitive_like|auto_vacuum|page_size)|[""`\['']?temp[""`\]'']?\s*\.\s*[""`\['']?(?!(?:table_x?info|table_list|index_(?:list|x?info)|foreign_key_(?:list|check)|integrity_check|quick_check)\b)\w+)[""`\]'']?\s*[=(]", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
-    private static partial Regex UnreadablePragmaStatement();
-
-    /// <summary>An SQL comment, which SQLite allows between the words of a PRAGMA (one left open runs to the end).</summary>
-    [GeneratedRegex(@"/\*.*?(?:\*/|$)|--[^\n]*", RegexOptions.Singleline | RegexOptions.CultureInvariant)]
-    private static partial Regex Comment();
-
-    /// <summary>White space or a comment, as SQLite allows between the words of a statement.</summary>
-    private const string Gap = @"(?:\s|/\*.*?\*/|--[^\n]*(?:\n|$))";
-
-    /// <summary>
-    /// A PRAGMA statement that sets locking_mode, of main or another schema (its name bare or quoted), with white space
-    /// or comments between its words, matched in the text as written (a comment marker inside a string, removed with
-    /// what follows it, could hide one).
-    /// </summary>
-    [GeneratedRegex(@"\bPRAGMA" + Gap + @"+(?:(?:""[^""]*""|`[^`]*`|\[[^\]]*\]|'[^']*'|\w+)" + Gap + @"*\." + Gap + @"*)?[""`\['']?locking_mode[""`\]'']?" + Gap + @"*[=(]", RegexOptions.IgnoreCase | RegexOptions.Singleline | RegexOptions.CultureInvariant)]
-    private static partial Regex LockingModeStatement();
+    private bool IsUnreadable(string? schema, string name)
+        => UnreadableSettings.Contains(name)
+            || (schema is not null && !schema.Equals("main", StringComparison.OrdinalIgnoreCase) && !SettingNothing.Contains(name))
+            || (schema is null && _initialAttachments is not null && name.Equals("journal_mode", StringComparison.OrdinalIgnoreCase));
 }

@@ -1,0 +1,146 @@
+namespace SqliteSaver.Data.Pooling;
+
+/// <summary>
+/// Finds the PRAGMA statements of an SQL text that may set something (<c>PRAGMA name = value</c>,
+/// <c>PRAGMA schema.name(value)</c>), reading the text into tokens as SQLite does: a string, a quoted name or a comment
+/// is one piece, so that a comment marker inside a string hides nothing, and a name may be quoted in any of SQLite's
+/// ways, with or without white space or comments around it. It may find more than SQLite would run (the word PRAGMA
+/// where SQLite takes it for a name), never less.
+/// </summary>
+internal static class PragmaSettings
+{
+    /// <summary>The settings the PRAGMAs of <paramref name="sql"/> may set: the schema as written (null without one) and the name, unquoted.</summary>
+    public static List<(string? Schema, string Name)> Of(string sql)
+    {
+        var tokens = Tokens(sql);
+        var settings = new List<(string? Schema, string Name)>();
+        for (var i = 0; i + 2 < tokens.Count; i++)
+        {
+            if (!IsWord(sql, tokens[i], "PRAGMA") || !IsName(sql, tokens[i + 1]))
+            {
+                continue;
+            }
+
+            var name = i + 1;
+            string? schema = null;
+            if (name + 2 < tokens.Count && Is(sql, tokens[name + 1], '.') && IsName(sql, tokens[name + 2]))
+            {
+                schema = Unquoted(sql, tokens[name]);
+                name += 2;
+            }
+
+            if (name + 1 < tokens.Count && (Is(sql, tokens[name + 1], '=') || Is(sql, tokens[name + 1], '(')))
+            {
+                settings.Add((schema, Unquoted(sql, tokens[name])));
+            }
+        }
+
+        return settings;
+    }
+
+    /// <summary>
+    /// The tokens of <paramref name="sql"/> without white space and comments, each as its range: a word (letters,
+    /// digits, <c>_</c>, <c>$</c> and every character past ASCII, as SQLite's tokenizer has it), a string or name
+    /// quoted with <c>'</c>, <c>"</c>, <c>`</c> (a doubled quote inside) or <c>[ ]</c> (one left open runs to the end,
+    /// as does a <c>/*</c> comment), or any other single character.
+    /// </summary>
+    private static List<Range> Tokens(string sql)
+    {
+        var tokens = new List<Range>();
+        var i = 0;
+        while (i < sql.Length)
+        {
+            var start = i;
+            var c = sql[i];
+            if (c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r')
+            {
+                i++;
+                continue;
+            }
+
+            if (c == '-' && i + 1 < sql.Length && sql[i + 1] == '-')
+            {
+                var end = sql.IndexOf('\n', i);
+                i = end < 0 ? sql.Length : end + 1;
+                continue;
+            }
+
+            if (c == '/' && i + 1 < sql.Length && sql[i + 1] == '*')
+            {
+                var end = sql.IndexOf("*/", i + 2, StringComparison.Ordinal);
+                i = end < 0 ? sql.Length : end + 2;
+                continue;
+            }
+
+            if (c is '\'' or '"' or '`')
+            {
+                i = AfterQuoted(sql, i, c);
+            }
+            else if (c == '[')
+            {
+                var end = sql.IndexOf(']', i + 1);
+                i = end < 0 ? sql.Length : end + 1;
+            }
+            else if (IsWordCharacter(c))
+            {
+                while (i < sql.Length && IsWordCharacter(sql[i]))
+                {
+                    i++;
+                }
+            }
+            else
+            {
+                i++;
+            }
+
+            tokens.Add(start..i);
+        }
+
+        return tokens;
+    }
+
+    /// <summary>Where the text quoted with <paramref name="quote"/> at <paramref name="start"/> ends: past its closing quote, a doubled one being part of it.</summary>
+    private static int AfterQuoted(string sql, int start, char quote)
+    {
+        var i = start + 1;
+        while ((i = sql.IndexOf(quote, i)) >= 0)
+        {
+            if (i + 1 < sql.Length && sql[i + 1] == quote)
+            {
+                i += 2;
+                continue;
+            }
+
+            return i + 1;
+        }
+
+        return sql.Length;
+    }
+
+    private static bool IsWordCharacter(char c) => char.IsAsciiLetterOrDigit(c) || c is '_' or '$' || c >= '\u0080';
+
+    private static bool IsWord(string sql, Range token, string word)
+        => sql.AsSpan()[token].Equals(word, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether the token is a name SQLite takes for a PRAGMA or its schema: a word, or quoted in any way.</summary>
+    private static bool IsName(string sql, Range token)
+        => sql[token.Start.Value] is var c && (IsWordCharacter(c) || c is '\'' or '"' or '`' or '[');
+
+    private static bool Is(string sql, Range token, char character)
+        => token.End.Value - token.Start.Value == 1 && sql[token.Start.Value] == character;
+
+    /// <summary>The name the token holds: a word as it is, a quoted one without its quotes, doubled quotes made single.</summary>
+    private static string Unquoted(string sql, Range token)
+    {
+        var text = sql[token];
+        var quote = text[0];
+        if (quote is not ('\'' or '"' or '`' or '['))
+        {
+            return text;
+        }
+
+        var closed = text.Length > 1 && text[^1] == (quote == '[' ? ']' : quote);
+        var inner = text[1..(closed ? ^1 : ^0)];
+        return quote == '[' ? inner : inner.Replace(new string(quote, 2), quote.ToString(), StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,149 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+using SqliteSaver.Data.Pooling;
+
+namespace SqliteSaver.Data.Tests.Pooling;
+
+/// <summary>
+/// The PRAGMAs a renter's command may set, found in its text as SQLite reads it, so that a setting that cannot be set
+/// back closes the connection rather than reaching the next renter (a bug hunt's findings: a comment marker inside a
+/// string, or a quoted name without white space after PRAGMA, hid the PRAGMA; settings of a database the connection
+/// initializer attached were neither set back nor closed).
+/// </summary>
+public class PragmaTextTests : DatabaseTest
+{
+    [TestCase("PRAGMA case_sensitive_like = 1")]
+    [TestCase("pragma\nCase_Sensitive_Like\n=\n1")]
+    [TestCase("PRAGMA /* a */ main /* b */ . -- c\n case_sensitive_like /* d */ = 1")]
+    [TestCase("SELECT '--'; PRAGMA case_sensitive_like = 1")]
+    [TestCase("SELECT '/*'; PRAGMA case_sensitive_like = 1")]
+    [TestCase("SELECT 'it''s --'; PRAGMA case_sensitive_like = 1")]
+    [TestCase("SELECT 1 AS \"--\"; PRAGMA case_sensitive_like = 1")]
+    [TestCase("SELECT 1 AS [/*]; PRAGMA case_sensitive_like = 1")]
+    [TestCase("SELECT 1 AS `--`; PRAGMA case_sensitive_like = 1")]
+    [TestCase("PRAGMA\"case_sensitive_like\"=1")]
+    [TestCase("PRAGMA[case_sensitive_like]=1")]
+    [TestCase("PRAGMA'case_sensitive_like'=1")]
+    [TestCase("PRAGMA`case_sensitive_like`(1)")]
+    public void Case_sensitive_like_is_not_handed_on_however_the_text_is_written(string sql)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            ConnectionTests.Exec(connection, sql);
+            ConnectionTests.Scalar(connection, "SELECT 'a' LIKE 'A'").ShouldBe(0L); // it was set
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "SELECT 'a' LIKE 'A'").ShouldBe(1L);
+    }
+
+    [TestCase("SELECT '--'; PRAGMA temp.cache_size = 7")]
+    [TestCase("SELECT 'a/*b'; PRAGMA temp.cache_size = 7")]
+    [TestCase("PRAGMA[temp].cache_size = 7")]
+    [TestCase("PRAGMA\"temp\".cache_size = 7")]
+    [TestCase("PRAGMA 'temp' . \"cache_size\" = 7")]
+    public void A_temp_setting_is_not_handed_on_however_the_text_is_written(string sql)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        object? before;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            before = ConnectionTests.Scalar(connection, "PRAGMA temp.cache_size");
+            ConnectionTests.Exec(connection, sql);
+            ConnectionTests.Scalar(connection, "PRAGMA temp.cache_size").ShouldBe(7L);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "PRAGMA temp.cache_size").ShouldBe(before);
+    }
+
+    [TestCase("aux", "PRAGMA aux.max_page_count = 3", "max_page_count")]
+    [TestCase("aux", "PRAGMA aux.cache_size = 7", "cache_size")]
+    [TestCase("aux", "PRAGMA AUX.synchronous = 0", "synchronous")]
+    [TestCase("aux", "PRAGMA aux.journal_mode = MEMORY", "journal_mode")]
+    [TestCase("aux", "PRAGMA journal_mode = MEMORY", "journal_mode")] // without a schema: every attached database
+    [TestCase("aux-1", "PRAGMA \"aux-1\".synchronous = 0", "synchronous")]
+    [TestCase("aux db", "PRAGMA [aux db].synchronous = 0", "synchronous")]
+    [TestCase("a\"b", "PRAGMA \"a\"\"b\".synchronous = 0", "synchronous")]
+    public void A_setting_of_a_database_the_initializer_attached_is_not_handed_on(string schema, string sql, string pragma)
+    {
+        using var dataSource = AttachingOther(schema);
+        var quoted = "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+        object? before;
+        using (var connection = dataSource.OpenConnection())
+        {
+            before = ConnectionTests.Scalar(connection, $"PRAGMA {quoted}.{pragma}");
+            ConnectionTests.Exec(connection, sql);
+            ConnectionTests.Scalar(connection, $"PRAGMA {quoted}.{pragma}").ShouldNotBe(before); // it was set
+        }
+
+        using var next = dataSource.OpenConnection();
+        ConnectionTests.Scalar(next, $"PRAGMA {quoted}.{pragma}").ShouldBe(before);
+        ConnectionTests.Scalar(next, "PRAGMA main.journal_mode").ShouldBe("wal");
+    }
+
+    [TestCase("PRAGMA aux.table_info(t)")]
+    [TestCase("PRAGMA aux.wal_checkpoint(PASSIVE)")]
+    [TestCase("PRAGMA temp.index_list('t')")]
+    [TestCase("PRAGMA main.synchronous = 0")] // set back, as without a schema
+    [TestCase("PRAGMA aux.synchronous")] // read
+    [TestCase("SELECT 'PRAGMA aux.synchronous = 0'")]
+    [TestCase("SELECT 1 /* PRAGMA case_sensitive_like = 1 */")]
+    [TestCase("SELECT 1 -- PRAGMA aux.cache_size = 7")]
+    public void What_sets_nothing_that_stays_does_not_close_the_connection(string sql)
+    {
+        using var dataSource = AttachingOther("aux");
+        SqliteConnection inner;
+        using (var connection = dataSource.OpenConnection())
+        {
+            inner = connection.InnerConnection;
+            ConnectionTests.Exec(connection, sql);
+        }
+
+        using var next = dataSource.OpenConnection();
+        next.InnerConnection.ShouldBeSameAs(inner);
+    }
+
+    [TestCase("PRAGMA x = 1", null, "x")]
+    [TestCase("PRAGMA s.x(1)", "s", "x")]
+    [TestCase("pragma/**/\"s\"\"t\"/**/./**/[x y]/**/=/**/1", "s\"t", "x y")]
+    [TestCase("PRAGMA `a``b`.'c''d' = 1", "a`b", "c'd")]
+    [TestCase("SELECT '--'; PRAGMA x = 1", null, "x")]
+    [TestCase("SELECT \"/*\"; PRAGMA x = 1", null, "x")]
+    [TestCase("EXPLAIN PRAGMA x = 1", null, "x")]
+    public void A_PRAGMA_that_may_set_is_found(string sql, string? schema, string name)
+        => PragmaSettings.Of(sql).ShouldBe(new[] { (schema, name) });
+
+    [TestCase("PRAGMA x")]
+    [TestCase("PRAGMA s.x")]
+    [TestCase("SELECT 'PRAGMA x = 1'")]
+    [TestCase("SELECT \"PRAGMA\" = 1")]
+    [TestCase("-- PRAGMA x = 1")]
+    [TestCase("/* PRAGMA x = 1")]
+    [TestCase("SELECT 'unterminated; PRAGMA x = 1")]
+    [TestCase("PRAGMA")]
+    [TestCase("")]
+    public void Text_that_sets_no_PRAGMA_finds_none(string sql)
+        => PragmaSettings.Of(sql).ShouldBeEmpty();
+
+    /// <summary>A data source whose connection initializer attaches other.db, with a table, under <paramref name="schema"/>.</summary>
+    private SaverDataSource AttachingOther(string schema)
+    {
+        var other = Folder.File("other.db");
+        return new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                var quoted = "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+                command.CommandText = $"ATTACH $file AS {quoted}; CREATE TABLE IF NOT EXISTS {quoted}.t (x)";
+                command.Parameters.AddWithValue("$file", other);
+                command.ExecuteNonQuery();
+            })
+            .Build();
+    }
+}
