@@ -754,7 +754,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <paramref name="work"/> is an <c>async</c> method or lambda (async void): it would return at its first await,
     /// and the transaction commit before the rest of it ran. Nothing is run; use RunInTransactionAsync.
     /// </exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it rolled its transaction back itself, began another that it left open, or closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public void RunInTransaction(Action<SaverDbTransaction> work, bool deferred = false)
     {
@@ -783,7 +783,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <typeparamref name="T"/> is a task (<c>async tx =&gt; ...</c> binds here): the transaction would commit at the
     /// work's first await, before the rest of it ran. Nothing is run; use RunInTransactionAsync.
     /// </exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it rolled its transaction back itself, began another that it left open, or closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public T RunInTransaction<T>(Func<SaverDbTransaction, T> work, bool deferred = false)
     {
@@ -831,7 +831,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <returns>A task that completes when an attempt has committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it rolled its transaction back itself, began another that it left open, or closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public Task RunInTransactionAsync(Func<SaverDbTransaction, CancellationToken, Task> work, bool deferred = false, CancellationToken cancellationToken = default)
     {
@@ -888,7 +888,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <returns>The result of the attempt that committed.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
+    /// <exception cref="InvalidOperationException">A transaction is already open on the connection; the unit of work ended its transaction itself, or committed part of it, and then met SQLITE_BUSY or SQLITE_LOCKED; or it rolled its transaction back itself, began another that it left open, or closed the connection; or the retry strategy asked for another attempt after one whose unit of work had committed itself and then failed (see the remarks of <see cref="RunInTransaction(Action{SaverDbTransaction}, bool)"/>).</exception>
     /// <exception cref="SqliteException">A transient error outlasted every retry, or SQLite reported another error.</exception>
     public async Task<T> RunInTransactionAsync<T>(
         Func<SaverDbTransaction, CancellationToken, Task<T>> work,
@@ -1181,6 +1181,7 @@ public sealed class SaverDbConnection : DbConnection
 
             ThrowIfClosedByWork(transaction);
             var committedByWork = physical.Commits != commits; // read before RunInTransaction's own commit
+            ThrowIfEndedByWork(transaction, physical, committedByWork);
             if (!transaction.IsCompleted)
             {
                 try
@@ -1246,6 +1247,7 @@ public sealed class SaverDbConnection : DbConnection
 
             ThrowIfClosedByWork(transaction);
             var committedByWork = physical.Commits != commits; // read before RunInTransaction's own commit
+            ThrowIfEndedByWork(transaction, physical, committedByWork);
             if (!transaction.IsCompleted)
             {
                 try
@@ -1297,7 +1299,39 @@ public sealed class SaverDbConnection : DbConnection
 
         if (SaverRetryStrategy.IsTransient(error))
         {
-            throw new InvalidOperationException($"The unit of work ended its transaction itself (Commit, Rollback, a COMMIT sent as SQL, closing the connection) and then failed ({error.Message}). RunInTransaction does not run it again, since what it committed would be applied twice: let RunInTransaction commit.", error);
+            var why = committed
+                ? "since what it committed would be applied twice: let RunInTransaction commit"
+                : "as it would end its transaction the same way: let RunInTransaction end it (throw from the delegate to abandon the unit of work)";
+            throw new InvalidOperationException($"The unit of work ended its transaction itself (Commit, Rollback, a COMMIT sent as SQL, closing the connection) and then failed ({error.Message}). RunInTransaction does not run it again, {why}.", error);
+        }
+    }
+
+    /// <summary>
+    /// Refuses to report as committed a unit of work whose delegate returned after ending its transaction itself
+    /// without committing it (the transaction's Rollback, or disposing it), or after beginning another transaction,
+    /// which is rolled back: left open, it would keep the write gate from every other writer of the process.
+    /// </summary>
+    private void ThrowIfEndedByWork(SaverDbTransaction transaction, PhysicalConnection physical, bool committedByWork)
+    {
+        if (!transaction.IsCompleted)
+        {
+            return;
+        }
+
+        if (Transaction is not null || physical.InTransaction)
+        {
+            Transaction?.Dispose(); // rolls it back and leaves the gate; one begun as SQL is rolled back here
+            physical.TryRollback();
+            physical.ReleaseGateUnlessTransactionKept();
+            var committed = committedByWork ? " (what the delegate committed before stays committed)" : string.Empty;
+            throw new InvalidOperationException(
+                $"The unit of work ended its transaction itself and began another (BeginTransaction, or a BEGIN sent as SQL), which it left open: RunInTransaction rolled that one back{committed}. Let RunInTransaction end the transaction it began, and begin no other in the delegate.");
+        }
+
+        if (!committedByWork)
+        {
+            throw new InvalidOperationException(
+                "The unit of work rolled its transaction back itself (the transaction's Rollback, or disposing it): nothing it wrote was committed, and RunInTransaction does not run it again. To abandon a unit of work, throw an exception from the delegate: RunInTransaction rolls back and rethrows it.");
         }
     }
 

@@ -301,7 +301,7 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
-    public async Task A_unit_of_work_that_committed_itself_and_then_met_a_busy_error_is_not_run_again([Values] bool async)
+    public async Task A_unit_of_work_that_committed_itself_and_then_met_a_busy_error_is_not_run_again([Values] bool async, [Values] bool rollBack)
     {
         var connectionString = Folder.ConnectionString("Retry=1;Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
@@ -313,7 +313,15 @@ public class WriteTests : DatabaseTest
         {
             runs++;
             connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
-            transaction.Commit(); // which the unit of work must not do
+            if (rollBack)
+            {
+                transaction.Rollback(); // nor this
+            }
+            else
+            {
+                transaction.Commit(); // which the unit of work must not do
+            }
+
             connection.ExecuteScalar("SELECT busy_always()"); // its own retries give up: code 5
         }
 
@@ -323,7 +331,91 @@ public class WriteTests : DatabaseTest
 
         runs.ShouldBe(1);
         error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(5);
-        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L); // committed once, not twice
+        error.Message.ShouldContain(rollBack ? "would end its transaction the same way" : "what it committed would be applied twice");
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(rollBack ? 0L : 1L); // committed once, not twice
+    }
+
+    /// <summary>
+    /// A unit of work that rolls its transaction back itself (its Rollback, or a <c>using</c> around it, as in code
+    /// moved from BeginTransaction) and returns: RunInTransaction returned as if it had committed (a bug hunt).
+    /// </summary>
+    [Test]
+    public async Task A_unit_of_work_that_rolled_back_itself_and_returned_is_not_reported_committed([Values] bool async, [Values] bool dispose)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var runs = 0;
+        void Work(SaverDbTransaction transaction)
+        {
+            runs++;
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            if (dispose)
+            {
+                transaction.Dispose();
+            }
+            else
+            {
+                transaction.Rollback();
+            }
+        }
+
+        var error = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; }))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
+
+        error.Message.ShouldContain("rolled its transaction back itself");
+        runs.ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        connection.Transaction.ShouldBeNull();
+        SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)").ShouldBe(1); // the connection goes on
+    }
+
+    /// <summary>
+    /// A unit of work that commits itself and then begins another transaction it leaves open: RunInTransaction returned
+    /// normally with that transaction open on a connection the caller opened, holding the write gate from every other
+    /// writer (or, on one it opened, closed it and rolled it back unsaid) (a bug hunt).
+    /// </summary>
+    [Test]
+    public async Task A_transaction_a_unit_of_work_began_after_its_own_is_rolled_back_and_reported(
+        [Values] bool async, [Values] bool sqlBegin, [Values] bool openedByCaller)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        if (openedByCaller)
+        {
+            connection.Open();
+        }
+
+        void Work(SaverDbTransaction transaction)
+        {
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            transaction.Commit(); // which the unit of work must not do
+            if (sqlBegin)
+            {
+                connection.Execute("BEGIN IMMEDIATE; INSERT INTO t VALUES (2)");
+            }
+            else
+            {
+                var second = connection.BeginTransaction();
+                connection.Execute("INSERT INTO t VALUES (2)", transaction: second);
+            }
+        }
+
+        var error = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; }))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
+
+        error.Message.ShouldContain("began another");
+        error.Message.ShouldContain("what the delegate committed before stays committed");
+        connection.Transaction.ShouldBeNull();
+        SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
+        PoolTests.Execute(connectionString, "INSERT INTO t VALUES (3)"); // another writer goes on
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)").ShouldBe("1,3");
+        connection.State.ShouldBe(openedByCaller ? System.Data.ConnectionState.Open : System.Data.ConnectionState.Closed);
     }
 
     [Test]
