@@ -547,14 +547,23 @@ public sealed class SaverDbCommand : DbCommand
     /// <summary>
     /// After an ExecuteReader that failed, with no reader to close: the execution is done, the call ends, and with
     /// <see cref="CommandBehavior.CloseConnection"/> the connection closes (Microsoft.Data.Sqlite's reader closes it as
-    /// it fails).
+    /// it fails), unless a Close ended the call (see <see cref="SaverDbConnection.TakeForClosing"/>).
     /// </summary>
     private void ReaderFailed(SaverDbConnection connection, PhysicalConnection physical, CommandBehavior behavior)
     {
-        EndCall(connection, physical);
-        if (behavior.HasFlag(CommandBehavior.CloseConnection))
+        var closing = false;
+        try
         {
-            connection.Close();
+            closing = behavior.HasFlag(CommandBehavior.CloseConnection) && connection.TakeForClosing(physical);
+        }
+        finally
+        {
+            EndCall(connection, physical);
+        }
+
+        if (closing)
+        {
+            connection.CloseTakenHere(physical);
         }
     }
 

@@ -246,20 +246,57 @@ public sealed class SaverDbConnection : DbConnection
     /// </exception>
     public override void Close()
     {
-        if (Volatile.Read(ref _physical) is { } open && open.Calls.RunningOnThisThread)
+        if (Volatile.Read(ref _physical) is { } open)
         {
-            throw new InvalidOperationException(
-                "Close was called inside one of this connection's own calls (in a function SQLite runs in a statement, or a retry strategy's callback), which cannot end before Close returns, so the connection stays open and the call goes on. Close it once the call has returned.");
+            ThrowIfInsideOwnCall(open);
         }
 
         // Detach first: a CloseConnection reader closed below calls back into Close, which must then do nothing; and
         // OnOpened may race a Dispose here (see there).
         var physical = Interlocked.Exchange(ref _physical, null);
-        if (physical is null)
+        if (physical is not null)
         {
-            return;
+            CloseTakenHere(physical);
+        }
+    }
+
+    private static void ThrowIfInsideOwnCall(PhysicalConnection physical)
+    {
+        if (physical.Calls.RunningOnThisThread)
+        {
+            throw new InvalidOperationException(
+                "Close was called inside one of this connection's own calls (in a function SQLite runs in a statement, or a retry strategy's callback), which cannot end before Close returns, so the connection stays open and the call goes on. Close it once the call has returned.");
+        }
+    }
+
+    /// <summary>
+    /// Takes <paramref name="physical"/> from the renter for a call of the renter's that closes the connection as it
+    /// ends (with <see cref="CommandBehavior.CloseConnection"/>, a reader's closing or a failed execution), while the
+    /// call still runs: no Close on another thread can end (nor an Open follow it) before the call has ended, so the
+    /// call cannot close the next rental. Close the connection with <see cref="CloseTakenHere"/> once the call has
+    /// ended, when this returns <see langword="true"/>; <see langword="false"/> when another Close took it first.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The call runs inside another call of the connection on this thread, as for <see cref="Close()"/>.</exception>
+    internal bool TakeForClosing(PhysicalConnection physical)
+    {
+        if (Volatile.Read(ref _physical) != physical)
+        {
+            return false;
         }
 
+        ThrowIfInsideOwnCall(physical);
+        if (Interlocked.CompareExchange(ref _physical, null, physical) != physical)
+        {
+            return false;
+        }
+
+        Volatile.Write(ref _closingPhysical, physical); // an Open on another thread waits (see AfterCloseElsewhere)
+        return true;
+    }
+
+    /// <summary>The rest of <see cref="Close()"/>, on this thread, once it has taken <paramref name="physical"/> from the renter.</summary>
+    internal void CloseTakenHere(PhysicalConnection physical)
+    {
         var thread = Environment.CurrentManagedThreadId;
         Volatile.Write(ref _closingPhysical, physical);
         Volatile.Write(ref _closingThread, thread);

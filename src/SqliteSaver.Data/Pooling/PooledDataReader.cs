@@ -171,6 +171,7 @@ internal sealed class PooledDataReader(
         physical.StoppedByProgressHandler = false; // as a step's (see BeginStep)
         (SqliteException Error, bool Stopped)? failed = null;
         var transactionOpen = false;
+        var closing = false;
         try
         {
             if (openWrite)
@@ -197,15 +198,16 @@ internal sealed class PooledDataReader(
 
                 transactionOpen = physical.InTransaction; // before the connection may go to its next renter
                 command.ReaderClosed(connection, physical);
+                closing = closeConnection && connection.TakeForClosing(physical); // while the call runs (see there)
             }
             finally
             {
                 physical.Calls.End(); // after ReaderClosed, which a Close waiting for the call would race; before closing
             }
 
-            if (closeConnection)
+            if (closing)
             {
-                connection.Close();
+                connection.CloseTakenHere(physical);
             }
         }
 
