@@ -39,7 +39,7 @@ internal sealed class PhysicalConnection : IDisposable
     /// <summary>The PRAGMAs that hold a number and belong to the connection, set back after a renter may have changed them.</summary>
     private static readonly string[] NumberPragmas =
     [
-        "busy_timeout", "synchronous", "cache_size", "cache_spill", "mmap_size", "temp_store", "journal_size_limit",
+        "busy_timeout", "synchronous", "cache_size", "cache_spill", "main.mmap_size", "temp_store", "journal_size_limit",
         "wal_autocheckpoint", "foreign_keys", "recursive_triggers", "read_uncommitted", "ignore_check_constraints",
         "reverse_unordered_selects", "automatic_index", "cell_size_check", "trusted_schema",
         "legacy_alter_table", "writable_schema", "analysis_limit", "threads", "short_column_names", "full_column_names",
@@ -48,7 +48,8 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>
     /// The PRAGMAs set back by name, each with the only values SQLite returns for it. The journal modes of main and
-    /// temp, each by its schema: without one it would switch every attached database too, and WAL stays with the file.
+    /// temp, each by its schema: without one it would switch every attached database too, and WAL stays with the file;
+    /// locking_mode and secure_delete of main alike, as would mmap_size among <see cref="NumberPragmas"/>.
     /// A renter's <c>PRAGMA journal_mode = OFF</c>, unqualified, switches temp too, where a ROLLBACK of the next
     /// renter's would then leave its temporary tables' writes in place.
     /// </summary>
@@ -56,12 +57,18 @@ internal sealed class PhysicalConnection : IDisposable
     [
         ("main.journal_mode", ["delete", "truncate", "persist", "memory", "wal", "off"]),
         ("temp.journal_mode", ["delete", "truncate", "persist", "memory", "off"]),
-        ("locking_mode", ["normal", "exclusive"]),
-        ("secure_delete", ["0", "1", "2"]), // 2 is FAST, which "= 2" would not set
+        ("main.locking_mode", ["normal", "exclusive"]),
+        ("main.secure_delete", ["0", "1", "2"]), // 2 is FAST, which "= 2" would not set
     ];
 
     /// <summary>The settings a PRAGMA sets that cannot be read back (see <see cref="IsUnreadable"/>).</summary>
     private static readonly HashSet<string> UnreadableSettings = new(["case_sensitive_like", "auto_vacuum", "page_size"], StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// The settings a PRAGMA without a schema sets for every attached database (locking_mode too, which closes the
+    /// connection anyway): set back for main and temp by name, not for the databases the connection initializer attached.
+    /// </summary>
+    private static readonly HashSet<string> SetForEveryDatabase = new(["journal_mode", "secure_delete", "mmap_size"], StringComparer.OrdinalIgnoreCase);
 
     /// <summary>The PRAGMAs that take an argument and read, or act on the file, without changing a setting.</summary>
     private static readonly HashSet<string> SettingNothing = new(
@@ -927,7 +934,7 @@ internal sealed class PhysicalConnection : IDisposable
 
             if (Read(Handle, name) is { } value && values.Contains(value, StringComparer.OrdinalIgnoreCase))
             {
-                _exclusiveLocking |= name == "locking_mode" && value == "exclusive";
+                _exclusiveLocking |= name == "main.locking_mode" && value == "exclusive";
                 sql.Append("PRAGMA ").Append(name).Append(" = ").Append(value == "2" ? "FAST" : value).Append(';');
             }
         }
@@ -1252,11 +1259,12 @@ internal sealed class PhysicalConnection : IDisposable
     /// other than main (<c>temp.max_page_count</c>, or <c>aux.synchronous</c> of a database the connection
     /// initializer attached), which <see cref="RememberPragmas"/> does not read, but not the queries and actions that
     /// take an argument and set nothing (<c>temp.table_info(t)</c>, <c>aux.wal_checkpoint(TRUNCATE)</c> and the
-    /// like); and a <c>journal_mode</c> without a schema, which switches every attached database, while the connection
-    /// initializer attached some (a renter's own attachments close the connection anyway).
+    /// like); and a setting without a schema that SQLite applies to every attached database (see
+    /// <see cref="SetForEveryDatabase"/>) while the connection initializer attached some (a renter's own attachments
+    /// close the connection anyway).
     /// </summary>
     private bool IsUnreadable(string? schema, string name)
         => UnreadableSettings.Contains(name)
             || (schema is not null && !schema.Equals("main", StringComparison.OrdinalIgnoreCase) && !SettingNothing.Contains(name))
-            || (schema is null && _initialAttachments is not null && name.Equals("journal_mode", StringComparison.OrdinalIgnoreCase));
+            || (schema is null && _initialAttachments is not null && SetForEveryDatabase.Contains(name));
 }

@@ -2,8 +2,8 @@ namespace SqliteSaver.Data.Pooling;
 
 /// <summary>
 /// Finds the PRAGMA statements of an SQL text that may set something (<c>PRAGMA name = value</c>,
-/// <c>PRAGMA schema.name(value)</c>), reading the text into tokens as SQLite does: a string, a quoted name or a comment
-/// is one piece, so that a comment marker inside a string hides nothing, and a name may be quoted in any of SQLite's
+/// <c>PRAGMA schema.name(value)</c>), reading the text into tokens as SQLite does: a string, a quoted name, a parameter
+/// or a comment is one piece, so that a comment marker inside a string hides nothing, and a name may be quoted in any of SQLite's
 /// ways, with or without white space or comments around it. It may find more than SQLite would run (the word PRAGMA
 /// where SQLite takes it for a name), never less.
 /// </summary>
@@ -12,26 +12,33 @@ internal static class PragmaSettings
     /// <summary>The settings the PRAGMAs of <paramref name="sql"/> may set: the schema as written (null without one) and the name, unquoted.</summary>
     public static List<(string? Schema, string Name)> Of(string sql)
     {
-        var tokens = Tokens(sql);
         var settings = new List<(string? Schema, string Name)>();
-        for (var i = 0; i + 2 < tokens.Count; i++)
+        var position = 0;
+        while (Next(sql, ref position) is { } token)
         {
-            if (!IsWord(sql, tokens[i], "PRAGMA") || !IsName(sql, tokens[i + 1]))
+            if (!IsWord(sql, token, "PRAGMA"))
             {
                 continue;
             }
 
-            var name = i + 1;
-            string? schema = null;
-            if (name + 2 < tokens.Count && Is(sql, tokens[name + 1], '.') && IsName(sql, tokens[name + 2]))
+            // Looked at past PRAGMA, and then read again from there: what follows may be the next statement.
+            var after = position;
+            if (Next(sql, ref after) is not { } first || !IsName(sql, first))
             {
-                schema = Unquoted(sql, tokens[name]);
-                name += 2;
+                continue;
             }
 
-            if (name + 1 < tokens.Count && (Is(sql, tokens[name + 1], '=') || Is(sql, tokens[name + 1], '(')))
+            var (schema, name) = ((Range?)null, first);
+            var next = Next(sql, ref after);
+            if (next is { } dot && Is(sql, dot, '.') && Next(sql, ref after) is { } second && IsName(sql, second))
             {
-                settings.Add((schema, Unquoted(sql, tokens[name])));
+                (schema, name) = (first, second);
+                next = Next(sql, ref after);
+            }
+
+            if (next is { } sign && (Is(sql, sign, '=') || Is(sql, sign, '(')))
+            {
+                settings.Add((schema is { } named ? Unquoted(sql, named) : null, Unquoted(sql, name)));
             }
         }
 
@@ -39,15 +46,15 @@ internal static class PragmaSettings
     }
 
     /// <summary>
-    /// The tokens of <paramref name="sql"/> without white space and comments, each as its range: a word (letters,
-    /// digits, <c>_</c>, <c>$</c> and every character past ASCII, as SQLite's tokenizer has it), a string or name
-    /// quoted with <c>'</c>, <c>"</c>, <c>`</c> (a doubled quote inside) or <c>[ ]</c> (one left open runs to the end,
-    /// as does a <c>/*</c> comment), or any other single character.
+    /// The next token of <paramref name="sql"/> from <paramref name="position"/>, past white space and comments, as its
+    /// range, or null at the end: a word (letters, digits, <c>_</c>, <c>$</c> and every character past ASCII, as
+    /// SQLite's tokenizer has it); a string or name quoted with <c>'</c>, <c>"</c>, <c>`</c> (a doubled quote inside)
+    /// or <c>[ ]</c> (one left open runs to the end, as does a <c>/*</c> comment); a parameter (see
+    /// <see cref="AfterParameter"/>); or any other single character.
     /// </summary>
-    private static List<Range> Tokens(string sql)
+    private static Range? Next(string sql, ref int position)
     {
-        var tokens = new List<Range>();
-        var i = 0;
+        var i = position;
         while (i < sql.Length)
         {
             var start = i;
@@ -81,6 +88,10 @@ internal static class PragmaSettings
                 var end = sql.IndexOf(']', i + 1);
                 i = end < 0 ? sql.Length : end + 1;
             }
+            else if (c is '$' or '@' or ':' or '#')
+            {
+                i = AfterParameter(sql, i);
+            }
             else if (IsWordCharacter(c))
             {
                 while (i < sql.Length && IsWordCharacter(sql[i]))
@@ -93,10 +104,51 @@ internal static class PragmaSettings
                 i++;
             }
 
-            tokens.Add(start..i);
+            position = i;
+            return start..i;
         }
 
-        return tokens;
+        position = i;
+        return null;
+    }
+
+    /// <summary>
+    /// Where the parameter that begins with <c>$</c>, <c>@</c>, <c>:</c> or <c>#</c> at <paramref name="start"/> ends,
+    /// as SQLite reads it: word characters and <c>::</c> pairs, and after them a <c>(</c> takes in everything up to a
+    /// <c>)</c> or white space (a Tcl array element), quotes and comment markers included. Without a word character,
+    /// the sign alone.
+    /// </summary>
+    private static int AfterParameter(string sql, int start)
+    {
+        var i = start + 1;
+        var named = false;
+        while (i < sql.Length)
+        {
+            var c = sql[i];
+            if (IsWordCharacter(c))
+            {
+                named = true;
+                i++;
+            }
+            else if (c == '(' && named)
+            {
+                while (++i < sql.Length && sql[i] is not (' ' or '\t' or '\n' or '\v' or '\f' or '\r' or ')'))
+                {
+                }
+
+                return i < sql.Length && sql[i] == ')' ? i + 1 : i;
+            }
+            else if (c == ':' && i + 1 < sql.Length && sql[i + 1] == ':')
+            {
+                i += 2;
+            }
+            else
+            {
+                break;
+            }
+        }
+
+        return named ? i : start + 1;
     }
 
     /// <summary>Where the text quoted with <paramref name="quote"/> at <paramref name="start"/> ends: past its closing quote, a doubled one being part of it.</summary>

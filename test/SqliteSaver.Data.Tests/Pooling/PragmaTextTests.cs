@@ -40,6 +40,33 @@ public class PragmaTextTests : DatabaseTest
         ConnectionTests.Scalar(next, "SELECT 'a' LIKE 'A'").ShouldBe(1L);
     }
 
+    /// <summary>
+    /// A parameter written as a Tcl array element, which SQLite reads as one token up to its <c>)</c>: a quote or
+    /// comment marker inside it opened nothing (a review's finding).
+    /// </summary>
+    [TestCase("$a(')")]
+    [TestCase("$a(/*)")]
+    [TestCase(":a(--)")]
+    [TestCase("@a([)")]
+    [TestCase("$a::b(')")]
+    public void Case_sensitive_like_after_a_parameter_with_a_quote_in_it_is_not_handed_on(string parameter)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = $"SELECT {parameter};PRAGMA case_sensitive_like=1";
+            command.Parameters.Add(new SqliteParameter(parameter, 1));
+            command.ExecuteNonQuery();
+            ConnectionTests.Scalar(connection, "SELECT 'a' LIKE 'A'").ShouldBe(0L); // it was set
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "SELECT 'a' LIKE 'A'").ShouldBe(1L);
+    }
+
     [TestCase("SELECT '--'; PRAGMA temp.cache_size = 7")]
     [TestCase("SELECT 'a/*b'; PRAGMA temp.cache_size = 7")]
     [TestCase("PRAGMA[temp].cache_size = 7")]
@@ -67,6 +94,8 @@ public class PragmaTextTests : DatabaseTest
     [TestCase("aux", "PRAGMA AUX.synchronous = 0", "synchronous")]
     [TestCase("aux", "PRAGMA aux.journal_mode = MEMORY", "journal_mode")]
     [TestCase("aux", "PRAGMA journal_mode = MEMORY", "journal_mode")] // without a schema: every attached database
+    [TestCase("aux", "PRAGMA secure_delete = 1", "secure_delete")] // likewise
+    [TestCase("aux", "PRAGMA mmap_size = 4096", "mmap_size")] // likewise
     [TestCase("aux-1", "PRAGMA \"aux-1\".synchronous = 0", "synchronous")]
     [TestCase("aux db", "PRAGMA [aux db].synchronous = 0", "synchronous")]
     [TestCase("a\"b", "PRAGMA \"a\"\"b\".synchronous = 0", "synchronous")]
@@ -85,6 +114,35 @@ public class PragmaTextTests : DatabaseTest
         using var next = dataSource.OpenConnection();
         ConnectionTests.Scalar(next, $"PRAGMA {quoted}.{pragma}").ShouldBe(before);
         ConnectionTests.Scalar(next, "PRAGMA main.journal_mode").ShouldBe("wal");
+    }
+
+    /// <summary>
+    /// Setting the PRAGMAs back after a command that may have set one (here one that only reads) wrote main's
+    /// secure_delete, mmap_size and locking_mode over those the connection initializer gave its attached database, as
+    /// SQLite applies them to every database when no schema is named (a review's finding).
+    /// </summary>
+    [Test]
+    public void Setting_back_keeps_what_the_initializer_set_on_its_attached_database()
+    {
+        var other = Folder.File("other.db");
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "ATTACH $file AS aux; PRAGMA aux.secure_delete = 1; PRAGMA aux.mmap_size = 65536; PRAGMA aux.locking_mode = EXCLUSIVE";
+                command.Parameters.AddWithValue("$file", other);
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, "PRAGMA table_info(t)");
+        }
+
+        using var next = dataSource.OpenConnection();
+        ConnectionTests.Scalar(next, "PRAGMA aux.secure_delete").ShouldBe(1L);
+        ConnectionTests.Scalar(next, "PRAGMA aux.mmap_size").ShouldBe(65536L);
+        ConnectionTests.Scalar(next, "PRAGMA aux.locking_mode").ShouldBe("exclusive");
     }
 
     [TestCase("PRAGMA aux.table_info(t)")]
@@ -116,6 +174,11 @@ public class PragmaTextTests : DatabaseTest
     [TestCase("SELECT '--'; PRAGMA x = 1", null, "x")]
     [TestCase("SELECT \"/*\"; PRAGMA x = 1", null, "x")]
     [TestCase("EXPLAIN PRAGMA x = 1", null, "x")]
+    [TestCase("SELECT $a(');PRAGMA x=1", null, "x")]
+    [TestCase("SELECT :a(--);PRAGMA x=1", null, "x")]
+    [TestCase("SELECT @a([);PRAGMA x=1", null, "x")]
+    [TestCase("SELECT #a(/*);PRAGMA x=1", null, "x")]
+    [TestCase("SELECT $a::b(');PRAGMA x=1", null, "x")]
     public void A_PRAGMA_that_may_set_is_found(string sql, string? schema, string name)
         => PragmaSettings.Of(sql).ShouldBe(new[] { (schema, name) });
 
@@ -126,6 +189,7 @@ public class PragmaTextTests : DatabaseTest
     [TestCase("-- PRAGMA x = 1")]
     [TestCase("/* PRAGMA x = 1")]
     [TestCase("SELECT 'unterminated; PRAGMA x = 1")]
+    [TestCase("SELECT $a( ');PRAGMA x=1")] // the parameter ends at the white space: the string runs on
     [TestCase("PRAGMA")]
     [TestCase("")]
     public void Text_that_sets_no_PRAGMA_finds_none(string sql)
