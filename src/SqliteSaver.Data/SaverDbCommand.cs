@@ -558,12 +558,17 @@ public sealed class SaverDbCommand : DbCommand
         }
         finally
         {
-            EndCall(connection, physical);
-        }
-
-        if (closing)
-        {
-            connection.CloseTakenHere(physical);
+            try
+            {
+                EndCall(connection, physical);
+            }
+            finally
+            {
+                if (closing)
+                {
+                    connection.CloseTakenHere(physical); // taken: nothing else closes it
+                }
+            }
         }
     }
 

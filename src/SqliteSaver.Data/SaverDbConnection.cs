@@ -1208,7 +1208,7 @@ public sealed class SaverDbConnection : DbConnection
             }
             catch (Exception error) when (EndedByWork(transaction, physical, commits))
             {
-                NotRunAgain(run, committed: physical.Commits != commits, error); // a rollback kept nothing: another attempt may run
+                NotRunAgain(run, committed: transaction.Committed || physical.Commits != commits, error);
                 throw;
             }
             finally
@@ -1218,7 +1218,7 @@ public sealed class SaverDbConnection : DbConnection
 
             ThrowIfClosedByWork(transaction);
             var committedByWork = physical.Commits != commits; // read before RunInTransaction's own commit
-            ThrowIfEndedByWork(transaction, physical, committedByWork);
+            ThrowIfEndedByWork(transaction, physical, rental, run, committedByWork);
             if (!transaction.IsCompleted)
             {
                 try
@@ -1278,13 +1278,13 @@ public sealed class SaverDbConnection : DbConnection
             }
             catch (Exception error) when (EndedByWork(transaction, physical, commits))
             {
-                NotRunAgain(run, committed: physical.Commits != commits, error); // a rollback kept nothing: another attempt may run
+                NotRunAgain(run, committed: transaction.Committed || physical.Commits != commits, error);
                 throw;
             }
 
             ThrowIfClosedByWork(transaction);
             var committedByWork = physical.Commits != commits; // read before RunInTransaction's own commit
-            ThrowIfEndedByWork(transaction, physical, committedByWork);
+            ThrowIfEndedByWork(transaction, physical, rental, run, committedByWork);
             if (!transaction.IsCompleted)
             {
                 try
@@ -1321,20 +1321,21 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// For a unit of work that ended its transaction itself, or committed part of it, and then failed with
-    /// <paramref name="error"/>: when it <paramref name="committed"/> something, the run refuses another attempt (see
-    /// <see cref="UnitOfWorkRun.EndedByWork"/>); and SQLITE_BUSY or SQLITE_LOCKED becomes an
-    /// <see cref="InvalidOperationException"/> saying it is not run again, which the built-in policy does not retry.
-    /// The caller rethrows any other error as it is.
+    /// <paramref name="error"/>: SQLITE_BUSY or SQLITE_LOCKED becomes an <see cref="InvalidOperationException"/> saying
+    /// it is not run again, which the built-in policy does not retry; then, and when it <paramref name="committed"/>
+    /// something, the run refuses another attempt (see <see cref="UnitOfWorkRun.EndedByWork"/>). The caller rethrows
+    /// any other error as it is (after a rollback, which kept nothing, another attempt may run).
     /// </summary>
     /// <exception cref="InvalidOperationException"><paramref name="error"/> is transient.</exception>
     private static void NotRunAgain(UnitOfWorkRun run, bool committed, Exception error)
     {
-        if (committed)
+        var transient = SaverRetryStrategy.IsTransient(error);
+        if (committed || transient)
         {
             run.EndedByWork(error);
         }
 
-        if (SaverRetryStrategy.IsTransient(error))
+        if (transient)
         {
             var why = committed
                 ? "since what it committed would be applied twice: let RunInTransaction commit"
@@ -1346,29 +1347,45 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>
     /// Refuses to report as committed a unit of work whose delegate returned after ending its transaction itself
     /// without committing it (the transaction's Rollback, or disposing it), or after beginning another transaction,
-    /// which is rolled back: left open, it would keep the write gate from every other writer of the process.
+    /// which is rolled back: left open, it would keep the write gate from every other writer of the process (not the
+    /// library's own write held open for a reader, which commits as the reader closes; nor anything once Close has
+    /// handed the connection on, having rolled back what was this rental's). Either way the run is over, whatever the
+    /// retry strategy (see <see cref="UnitOfWorkRun"/>).
     /// </summary>
-    private void ThrowIfEndedByWork(SaverDbTransaction transaction, PhysicalConnection physical, bool committedByWork)
+    private void ThrowIfEndedByWork(SaverDbTransaction transaction, PhysicalConnection physical, int rental, UnitOfWorkRun run, bool committedByWork)
     {
         if (!transaction.IsCompleted)
         {
             return;
         }
 
-        if (Transaction is not null || physical.InTransaction)
+        InvalidOperationException? refusal = null;
+        if (TryBeginCall(physical, rental) is not null)
         {
-            Transaction?.Dispose(); // rolls it back and leaves the gate; one begun as SQL is rolled back here
-            physical.TryRollback();
-            physical.ReleaseGateUnlessTransactionKept();
-            var committed = committedByWork ? " (what the delegate committed before stays committed)" : string.Empty;
-            throw new InvalidOperationException(
-                $"The unit of work ended its transaction itself and began another (BeginTransaction, or a BEGIN sent as SQL), which it left open: RunInTransaction rolled that one back{committed}. Let RunInTransaction end the transaction it began, and begin no other in the delegate.");
+            try
+            {
+                if (!physical.WriteOpenForReader && (Transaction is not null || physical.InTransaction))
+                {
+                    Transaction?.Dispose(); // rolls it back and leaves the gate; one begun as SQL is rolled back here
+                    physical.TryRollback();
+                    physical.ReleaseGateUnlessTransactionKept();
+                    var committed = transaction.Committed || committedByWork ? " (what the delegate committed before stays committed)" : string.Empty;
+                    refusal = new InvalidOperationException(
+                        $"The unit of work ended its transaction itself and began another (BeginTransaction, or a BEGIN sent as SQL), which it left open: RunInTransaction rolled that one back{committed}. Let RunInTransaction end the transaction it began, and begin no other in the delegate.");
+                }
+            }
+            finally
+            {
+                physical.Calls.End();
+            }
         }
 
-        if (!committedByWork)
+        refusal ??= transaction.Committed ? null : new InvalidOperationException(
+            "The unit of work rolled its transaction back itself (the transaction's Rollback, or disposing it): nothing it wrote was committed, and RunInTransaction does not run it again. To abandon a unit of work, throw an exception from the delegate: RunInTransaction rolls back and rethrows it.");
+        if (refusal is not null)
         {
-            throw new InvalidOperationException(
-                "The unit of work rolled its transaction back itself (the transaction's Rollback, or disposing it): nothing it wrote was committed, and RunInTransaction does not run it again. To abandon a unit of work, throw an exception from the delegate: RunInTransaction rolls back and rethrows it.");
+            run.EndedByWork(refusal);
+            throw refusal;
         }
     }
 

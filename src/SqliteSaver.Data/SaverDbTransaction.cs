@@ -67,6 +67,12 @@ public sealed class SaverDbTransaction : DbTransaction
     /// <summary>Whether the transaction ended because its connection closed, which rolled it back.</summary>
     internal bool EndedByClose { get; private set; }
 
+    /// <summary>
+    /// Whether its Commit committed it (SQLite's commit hook, which counts commits elsewhere, is not called for a
+    /// transaction that wrote nothing).
+    /// </summary>
+    internal bool Committed { get; private set; }
+
     /// <summary>Commits the transaction, after the statements its open readers have not reached (see <see cref="SaverDbTransaction"/>).</summary>
     /// <exception cref="InvalidOperationException">
     /// The transaction has already completed; SQLite has already ended it (rolled it back after an error, say: roll
@@ -462,6 +468,7 @@ public sealed class SaverDbTransaction : DbTransaction
                 transaction.ThrowIfEndedBySqlite(nameof(Commit));
                 transaction.FinishReaders();
                 transaction._physical.Commit();
+                transaction.Committed = true;
                 transaction.Complete();
             },
             0,

@@ -163,8 +163,42 @@ public class PipelineTests
             }));
 
         $"{runs} run, rows {Rows(connection)}".ShouldBe("1 run, rows 1");
-        thrown.Message.ShouldStartWith("RunInTransaction's retry strategy asked for another attempt at the unit of work after an attempt's unit of work committed itself");
+        thrown.Message.ShouldStartWith("RunInTransaction's retry strategy asked for another attempt at the unit of work after an attempt whose unit of work ended its transaction itself");
         thrown.InnerException.ShouldBeOfType(error == "busy" ? typeof(SqliteException) : typeof(InvalidDataException));
+    }
+
+    /// <summary>
+    /// A unit of work that ended its transaction itself and returned, which RunInTransaction refuses: a pipeline that
+    /// handles every exception ran it again on the refusal, applying what it had committed once per attempt (a review).
+    /// </summary>
+    [Test]
+    public async Task A_pipeline_that_handles_every_error_does_not_run_again_a_unit_of_work_RunInTransaction_refused(
+        [Values] bool async, [Values("rolled back", "began another")] string ending)
+    {
+        using var dataSource = new SaverDataSourceBuilder(_connectionString)
+            .UseResiliencePipeline(new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions { MaxRetryAttempts = 2, Delay = TimeSpan.Zero }).Build())
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        var runs = 0;
+        void Work(SaverDbTransaction transaction)
+        {
+            Insert(connection, $"{++runs}");
+            if (ending == "rolled back")
+            {
+                transaction.Rollback();
+            }
+            else
+            {
+                transaction.Commit();
+                connection.BeginTransaction();
+            }
+        }
+
+        var thrown = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; }))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
+
+        $"{runs} run, rows {Rows(connection)}".ShouldBe(ending == "rolled back" ? "1 run, rows " : "1 run, rows 1", thrown.Message);
     }
 
     /// <summary>

@@ -327,15 +327,6 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
-    /// Close from another thread between two statements of a batch: both of Close's interrupts come while no statement
-    /// runs, SQLite drops them as the second statement begins, and that statement (here a query without end) would
-    /// run on. Close interrupts again while calls still run, so the batch ends with the error of a call ended by
-    /// Close, and Close returns with the connection closed. Before, Close gave up after its bound (Busy Timeout and
-    /// 5 s) and threw, leaving the connection open with the query running (the last notes' known gap). SQLite's
-    /// profile callback, which runs as a statement ends, holds the batch between its statements until Close's cancel
-    /// thread, which interrupts last, has ended.
-    /// </summary>
-    /// <summary>
     /// An execution with CommandBehavior.CloseConnection that Close on another thread ends, followed at once by an
     /// Open there: the execution closed the connection as it failed, after its call had ended, so it closed the new
     /// rental, rolling back what that renter began (a bug hunt: 3 to 33 of 150 rounds). A race: no hook stops the
@@ -386,6 +377,15 @@ public class CloseRaceTests : DatabaseTest
         dataSource.Statistics.InUse.ShouldBe(0);
     }
 
+    /// <summary>
+    /// Close from another thread between two statements of a batch: both of Close's interrupts come while no statement
+    /// runs, SQLite drops them as the second statement begins, and that statement (here a query without end) would
+    /// run on. Close interrupts again while calls still run, so the batch ends with the error of a call ended by
+    /// Close, and Close returns with the connection closed. Before, Close gave up after its bound (Busy Timeout and
+    /// 5 s) and threw, leaving the connection open with the query running (the last notes' known gap). SQLite's
+    /// profile callback, which runs as a statement ends, holds the batch between its statements until Close's cancel
+    /// thread, which interrupts last, has ended.
+    /// </summary>
     [Test]
     public void Close_from_another_thread_between_two_statements_of_a_batch_ends_the_second()
     {

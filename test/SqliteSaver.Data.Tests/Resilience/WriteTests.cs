@@ -418,6 +418,109 @@ public class WriteTests : DatabaseTest
         connection.State.ShouldBe(openedByCaller ? System.Data.ConnectionState.Open : System.Data.ConnectionState.Closed);
     }
 
+    /// <summary>
+    /// What a unit of work that ended its transaction itself and returned is not refused for (a review of the change
+    /// above): a commit of a transaction that wrote nothing, which SQLite's commit hook does not see; and the library's
+    /// own write held open for a reader opened after the commit, which commits as the reader closes.
+    /// </summary>
+    [Test]
+    public async Task A_unit_of_work_that_committed_itself_and_returned_is_not_refused([Values] bool async, [Values("read only", "reader of a write")] string work)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (7)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        System.Data.IDataReader? reader = null;
+        long Work(SaverDbTransaction transaction)
+        {
+            var value = connection.ExecuteScalar<long>("SELECT x FROM t", transaction: transaction);
+            transaction.Commit();
+            if (work == "reader of a write")
+            {
+                reader = connection.ExecuteReader("INSERT INTO t VALUES (8) RETURNING x");
+                reader.Read().ShouldBeTrue();
+            }
+
+            return value;
+        }
+
+        var result = async
+            ? await connection.RunInTransactionAsync((transaction, _) => Task.FromResult(Work(transaction)), deferred: true)
+            : connection.RunInTransaction(Work, deferred: true);
+
+        result.ShouldBe(7L);
+        reader?.Dispose();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)").ShouldBe(work == "read only" ? "7" : "7,8");
+    }
+
+    /// <summary>
+    /// A unit of work that rolled its transaction back itself and then wrote outside it (a log row) and returned: the
+    /// connection's commit count rose, and RunInTransaction took that for the unit of work's commit (a review).
+    /// </summary>
+    [Test]
+    public async Task A_unit_of_work_that_rolled_back_itself_and_then_wrote_outside_it_is_not_reported_committed([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); CREATE TABLE log (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        void Work(SaverDbTransaction transaction)
+        {
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            transaction.Rollback();
+            connection.Execute("INSERT INTO log VALUES ('rolled back')");
+        }
+
+        var error = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; }))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
+
+        error.Message.ShouldContain("rolled its transaction back itself");
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    /// <summary>
+    /// A unit of work that committed itself and returned only after Close on another thread had handed its connection
+    /// on, and the next renter (this connection opened again, or another with the same physical connection) had begun
+    /// a transaction: RunInTransaction took that transaction for one the unit of work left open, rolled it back and
+    /// let go of its write gate (a review).
+    /// </summary>
+    [Test]
+    public async Task A_unit_of_work_that_returns_after_its_connection_was_handed_on_leaves_the_next_renters_transaction_alone(
+        [Values] bool async, [Values] bool sameConnection)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using var connection = dataSource.OpenConnection();
+        using var committed = new ManualResetEventSlim();
+        using var nextBegan = new ManualResetEventSlim();
+        void Work(SaverDbTransaction transaction)
+        {
+            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            transaction.Commit();
+            committed.Set();
+            nextBegan.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        }
+
+        var unit = Task.Run(() => async
+            ? connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; })
+            : Task.Run(() => connection.RunInTransaction(Work)));
+        committed.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        connection.Close();
+        var next = sameConnection ? connection : dataSource.CreateConnection();
+        next.Open();
+        var transaction = next.BeginTransaction();
+        next.Execute("INSERT INTO t VALUES (2)", transaction: transaction);
+        nextBegan.Set();
+        await unit.WaitAsync(TimeSpan.FromSeconds(30)); // committed: it returns
+
+        dataSource.Executor.Gate!.IsHeld.ShouldBeTrue(); // by the next renter's transaction
+        transaction.Commit();
+        next.Close();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)").ShouldBe("1,2");
+    }
+
     [Test]
     public async Task A_unit_of_work_whose_own_commit_meets_a_busy_error_is_run_again([Values] bool async)
     {
