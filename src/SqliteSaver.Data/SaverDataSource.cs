@@ -19,6 +19,8 @@ namespace SqliteSaver.Data;
 /// <remarks>
 /// <see cref="SaverDbConnection"/>s built from a connection string share a process-wide data source per normalized
 /// connection string; a data source from <see cref="Create(string)"/> has a pool of its own that lives until it is disposed.
+/// One from <see cref="SaverProviderFactory.CreateDataSource"/> opens connections from that process-wide data source, as
+/// Microsoft.Data.Sqlite's does from its pool, and disposing it closes nothing.
 /// </remarks>
 public sealed class SaverDataSource : DbDataSource
 {
@@ -31,6 +33,7 @@ public sealed class SaverDataSource : DbDataSource
     private static readonly Dictionary<string, WeakReference<WriteGate>> GatesByDatabase = new(StringComparer.Ordinal);
 
     private readonly string _connectionString;
+    private readonly bool _onSharedPool; // see OnSharedPool: disposing it closes nothing
     private int _disposed;
 
     static SaverDataSource()
@@ -58,6 +61,18 @@ public sealed class SaverDataSource : DbDataSource
         Checkpointer = new Checkpointer(options, factory, Telemetry, time, Pool, gate);
         Executor = new Executor(retryStrategy, gate, Telemetry);
         Live.TryAdd(this, 0);
+    }
+
+    /// <summary>A data source on the pool and checkpointer of <paramref name="shared"/> (see <see cref="OnSharedPool"/>).</summary>
+    private SaverDataSource(SaverDataSource shared, string connectionString)
+    {
+        _connectionString = connectionString;
+        _onSharedPool = true;
+        Options = shared.Options;
+        Telemetry = shared.Telemetry;
+        Pool = shared.Pool;
+        Checkpointer = shared.Checkpointer;
+        Executor = shared.Executor;
     }
 
     /// <summary>The connection string this data source was created from, exactly as given.</summary>
@@ -142,6 +157,15 @@ public sealed class SaverDataSource : DbDataSource
         ArgumentNullException.ThrowIfNull(connectionString);
         return new SaverDataSource(connectionString, SaverOptions.Parse(connectionString), TimeProvider.System);
     }
+
+    /// <summary>
+    /// A data source for <see cref="SaverProviderFactory.CreateDataSource"/>: its connections rent from the process-wide
+    /// data source of the connection string, as a <see cref="SaverDbConnection"/> built from it does, and disposing it
+    /// closes nothing, as Microsoft.Data.Sqlite's data source, which code that swaps the factory may create for every
+    /// call and never dispose. Its Clear clears that pool.
+    /// </summary>
+    /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
+    internal static SaverDataSource OnSharedPool(string connectionString) => new(GetShared(connectionString), connectionString);
 
     /// <summary>Creates a data source with a pool of its own, for <see cref="SaverDataSourceBuilder"/>.</summary>
     internal static SaverDataSource Create(
@@ -406,7 +430,7 @@ public sealed class SaverDataSource : DbDataSource
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0)
+        if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0 && !_onSharedPool)
         {
             Live.TryRemove(this, out _);
             Checkpointer.StopOpening(); // as in Clear

@@ -45,9 +45,19 @@ public sealed class SaverProviderFactory : DbProviderFactory
     /// <exception cref="NotSupportedException">Always.</exception>
     public override DbBatchCommand CreateBatchCommand() => throw new NotSupportedException(SaverDbConnection.NoBatches);
 
-    /// <summary>Creates a <see cref="SaverDataSource"/> with a pool of its own.</summary>
+    /// <summary>
+    /// Creates a <see cref="SaverDataSource"/> whose connections rent from the process-wide pool of the connection
+    /// string, as those of <see cref="CreateConnection"/> do (and as Microsoft.Data.Sqlite's data source does from its
+    /// pool): disposing it closes nothing, and it need not be disposed. <see cref="SaverDataSource.Create(string)"/>
+    /// makes one with a pool of its own.
+    /// </summary>
     /// <param name="connectionString">The connection string.</param>
-    /// <returns>A new data source.</returns>
+    /// <returns>A new data source on the shared pool.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="connectionString"/> is null.</exception>
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
-    public override DbDataSource CreateDataSource(string connectionString) => SaverDataSource.Create(connectionString);
+    public override DbDataSource CreateDataSource(string connectionString)
+    {
+        ArgumentNullException.ThrowIfNull(connectionString);
+        return SaverDataSource.OnSharedPool(connectionString);
+    }
 }

@@ -40,6 +40,49 @@ public class ProviderFactoryTests : DatabaseTest
         connection.ShouldBeOfType<SaverDbConnection>().State.ShouldBe(System.Data.ConnectionState.Open);
     }
 
+    /// <summary>
+    /// Code written for Microsoft.Data.Sqlite may create a data source from the factory for every call and never
+    /// dispose it, as that one only wraps the process-wide pool: each had a pool of its own here, whose connections
+    /// kept the file open (100 descriptors on the database and 100 on its -wal after 100 calls; a bug hunt).
+    /// </summary>
+    [Test]
+    public void Data_sources_from_the_factory_share_the_process_wide_pool()
+    {
+        var connectionString = Folder.ConnectionString();
+        for (var i = 0; i < 100; i++)
+        {
+            var dataSource = SaverProviderFactory.Instance.CreateDataSource(connectionString); // never disposed
+            using var connection = dataSource.OpenConnection();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT 1";
+            command.ExecuteScalar();
+        }
+
+        using var shared = new SaverDbConnection(connectionString);
+        shared.Open();
+        SaverDataSource.GetShared(connectionString).Statistics.Total.ShouldBe(1);
+        OpenFiles.Count(Folder.File()).ShouldBeLessThanOrEqualTo(2); // a pooled connection, and the checkpointer's
+    }
+
+    [Test]
+    public void Disposing_a_data_source_from_the_factory_closes_nothing_of_the_shared_pool()
+    {
+        var connectionString = Folder.ConnectionString();
+        using var shared = new SaverDbConnection(connectionString);
+        shared.Open();
+        var dataSource = SaverProviderFactory.Instance.CreateDataSource(connectionString);
+        using (var connection = dataSource.OpenConnection())
+        {
+            connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        }
+
+        dataSource.Dispose();
+
+        ConnectionTests.Scalar(shared, "SELECT 42").ShouldBe(42L);
+        SaverDataSource.GetShared(connectionString).Statistics.Idle.ShouldBe(1); // the second connection, kept
+        dataSource.ConnectionString.ShouldBe(connectionString);
+    }
+
     [Test]
     public async Task A_data_source_opens_connections_sync_and_async()
     {
