@@ -1381,7 +1381,7 @@ public sealed class SaverDbConnection : DbConnection
         }
 
         refusal ??= transaction.Committed ? null : new InvalidOperationException(
-            "The unit of work rolled its transaction back itself (the transaction's Rollback, or disposing it): nothing it wrote was committed, and RunInTransaction does not run it again. To abandon a unit of work, throw an exception from the delegate: RunInTransaction rolls back and rethrows it.");
+            $"The unit of work rolled its transaction back itself (the transaction's Rollback, or disposing it): nothing it wrote in it was committed{(committedByWork ? " (what it wrote after it, outside it, was)" : string.Empty)}, and RunInTransaction does not run it again. To abandon a unit of work, throw an exception from the delegate: RunInTransaction rolls back and rethrows it.");
         if (refusal is not null)
         {
             run.EndedByWork(refusal);

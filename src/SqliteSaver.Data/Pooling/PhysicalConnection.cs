@@ -39,7 +39,7 @@ internal sealed class PhysicalConnection : IDisposable
     /// <summary>The PRAGMAs that hold a number and belong to the connection, set back after a renter may have changed them.</summary>
     private static readonly string[] NumberPragmas =
     [
-        "busy_timeout", "synchronous", "cache_size", "cache_spill", "main.mmap_size", "temp_store", "journal_size_limit",
+        "busy_timeout", "synchronous", "cache_size", "cache_spill", "mmap_size", "temp_store", "journal_size_limit",
         "wal_autocheckpoint", "foreign_keys", "recursive_triggers", "read_uncommitted", "ignore_check_constraints",
         "reverse_unordered_selects", "automatic_index", "cell_size_check", "trusted_schema",
         "legacy_alter_table", "writable_schema", "analysis_limit", "threads", "short_column_names", "full_column_names",
@@ -48,8 +48,10 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>
     /// The PRAGMAs set back by name, each with the only values SQLite returns for it. The journal modes of main and
-    /// temp, each by its schema: without one it would switch every attached database too, and WAL stays with the file;
-    /// locking_mode and secure_delete of main alike, as would mmap_size among <see cref="NumberPragmas"/>.
+    /// temp, each by its schema: without one it would switch every attached database too, and WAL stays with the file.
+    /// locking_mode and secure_delete are set without a schema, for every database and for those attached later, as
+    /// mmap_size among <see cref="NumberPragmas"/>; those of the databases the connection initializer attached are set
+    /// back after them (see <see cref="AttachedPragmas"/>).
     /// A renter's <c>PRAGMA journal_mode = OFF</c>, unqualified, switches temp too, where a ROLLBACK of the next
     /// renter's would then leave its temporary tables' writes in place.
     /// </summary>
@@ -57,18 +59,18 @@ internal sealed class PhysicalConnection : IDisposable
     [
         ("main.journal_mode", ["delete", "truncate", "persist", "memory", "wal", "off"]),
         ("temp.journal_mode", ["delete", "truncate", "persist", "memory", "off"]),
-        ("main.locking_mode", ["normal", "exclusive"]),
-        ("main.secure_delete", ["0", "1", "2"]), // 2 is FAST, which "= 2" would not set
+        ("locking_mode", ["normal", "exclusive"]),
+        ("secure_delete", ["0", "1", "2"]), // 2 is FAST, which "= 2" would not set
     ];
 
     /// <summary>The settings a PRAGMA sets that cannot be read back (see <see cref="IsUnreadable"/>).</summary>
     private static readonly HashSet<string> UnreadableSettings = new(["case_sensitive_like", "auto_vacuum", "page_size"], StringComparer.OrdinalIgnoreCase);
 
     /// <summary>
-    /// The settings a PRAGMA without a schema sets for every attached database (locking_mode too, which closes the
-    /// connection anyway): set back for main and temp by name, not for the databases the connection initializer attached.
+    /// The settings of the databases the connection initializer attached that setting back the connection's (without a
+    /// schema: see <see cref="NamePragmas"/>) would overwrite with main's, so set back after it, each by its schema.
     /// </summary>
-    private static readonly HashSet<string> SetForEveryDatabase = new(["journal_mode", "secure_delete", "mmap_size"], StringComparer.OrdinalIgnoreCase);
+    private static readonly string[] AttachedPragmas = ["locking_mode", "secure_delete", "mmap_size"];
 
     /// <summary>The PRAGMAs that take an argument and read, or act on the file, without changing a setting.</summary>
     private static readonly HashSet<string> SettingNothing = new(
@@ -934,12 +936,12 @@ internal sealed class PhysicalConnection : IDisposable
 
             if (Read(Handle, name) is { } value && values.Contains(value, StringComparer.OrdinalIgnoreCase))
             {
-                _exclusiveLocking |= name == "main.locking_mode" && value == "exclusive";
+                _exclusiveLocking |= name == "locking_mode" && value == "exclusive";
                 sql.Append("PRAGMA ").Append(name).Append(" = ").Append(value == "2" ? "FAST" : value).Append(';');
             }
         }
 
-        foreach (var name in NumberPragmas.Append("query_only"))
+        foreach (var name in NumberPragmas)
         {
             if (Read(Handle, name) is { } value && long.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var number))
             {
@@ -950,6 +952,24 @@ internal sealed class PhysicalConnection : IDisposable
 
                 sql.Append("PRAGMA ").Append(name).Append(" = ").Append(number.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append(';');
             }
+        }
+
+        foreach (var schema in InitiallyAttachedSchemas())
+        {
+            var quoted = "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\".";
+            foreach (var name in AttachedPragmas)
+            {
+                if (Read(Handle, quoted + name) is { } value
+                    && (name == "locking_mode" ? value is "normal" or "exclusive" : long.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out _)))
+                {
+                    sql.Append("PRAGMA ").Append(quoted).Append(name).Append(" = ").Append(value == "2" && name == "secure_delete" ? "FAST" : value).Append(';');
+                }
+            }
+        }
+
+        if (Read(Handle, "query_only") is { } queryOnly && queryOnly is "0" or "1")
+        {
+            sql.Append("PRAGMA query_only = ").Append(queryOnly).Append(';');
         }
 
         _restorePragmaSql = sql.ToString();
@@ -1180,6 +1200,12 @@ internal sealed class PhysicalConnection : IDisposable
     /// </summary>
     private bool HasAttachedDatabases() => Attachments() is var now && (now == Unlisted || now != _initialAttachments);
 
+    /// <summary>The names of the databases the connection initializer attached (see <see cref="RememberOpened"/>).</summary>
+    private IEnumerable<string> InitiallyAttachedSchemas()
+        => _initialAttachments is null or Unlisted
+            ? []
+            : _initialAttachments.Split('\u001e', StringSplitOptions.RemoveEmptyEntries).Select(attached => attached[..attached.IndexOf('\u001f', StringComparison.Ordinal)]);
+
     /// <summary>A string <see cref="Attachments"/> gives when SQLite cannot list the databases.</summary>
     private const string Unlisted = "\u0000unlisted";
 
@@ -1259,12 +1285,11 @@ internal sealed class PhysicalConnection : IDisposable
     /// other than main (<c>temp.max_page_count</c>, or <c>aux.synchronous</c> of a database the connection
     /// initializer attached), which <see cref="RememberPragmas"/> does not read, but not the queries and actions that
     /// take an argument and set nothing (<c>temp.table_info(t)</c>, <c>aux.wal_checkpoint(TRUNCATE)</c> and the
-    /// like); and a setting without a schema that SQLite applies to every attached database (see
-    /// <see cref="SetForEveryDatabase"/>) while the connection initializer attached some (a renter's own attachments
-    /// close the connection anyway).
+    /// like); and a <c>journal_mode</c> without a schema, which switches every attached database, while the connection
+    /// initializer attached some (a renter's own attachments close the connection anyway).
     /// </summary>
     private bool IsUnreadable(string? schema, string name)
         => UnreadableSettings.Contains(name)
             || (schema is not null && !schema.Equals("main", StringComparison.OrdinalIgnoreCase) && !SettingNothing.Contains(name))
-            || (schema is null && _initialAttachments is not null && SetForEveryDatabase.Contains(name));
+            || (schema is null && _initialAttachments is not null && name.Equals("journal_mode", StringComparison.OrdinalIgnoreCase));
 }

@@ -46,7 +46,8 @@ internal static class PragmaSettings
     }
 
     /// <summary>
-    /// The next token of <paramref name="sql"/> from <paramref name="position"/>, past white space and comments, as its
+    /// The next token of <paramref name="sql"/> from <paramref name="position"/>, past white space (a byte order mark
+    /// too, where a token would begin, as SQLite reads it) and comments, as its
     /// range, or null at the end: a word (letters, digits, <c>_</c>, <c>$</c> and every character past ASCII, as
     /// SQLite's tokenizer has it); a string or name quoted with <c>'</c>, <c>"</c>, <c>`</c> (a doubled quote inside)
     /// or <c>[ ]</c> (one left open runs to the end, as does a <c>/*</c> comment); a parameter (see
@@ -59,7 +60,7 @@ internal static class PragmaSettings
         {
             var start = i;
             var c = sql[i];
-            if (c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r')
+            if (c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r' or '\uFEFF') // a byte order mark, where a token would begin
             {
                 i++;
                 continue;

@@ -25,6 +25,9 @@ public class PragmaTextTests : DatabaseTest
     [TestCase("PRAGMA[case_sensitive_like]=1")]
     [TestCase("PRAGMA'case_sensitive_like'=1")]
     [TestCase("PRAGMA`case_sensitive_like`(1)")]
+    [TestCase("\uFEFFPRAGMA case_sensitive_like = 1")] // a byte order mark, white space to SQLite where a token begins
+    [TestCase("SELECT 1;\uFEFFPRAGMA case_sensitive_like = 1")]
+    [TestCase("PRAGMA \uFEFFcase_sensitive_like = 1")]
     public void Case_sensitive_like_is_not_handed_on_however_the_text_is_written(string sql)
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
@@ -143,6 +146,64 @@ public class PragmaTextTests : DatabaseTest
         ConnectionTests.Scalar(next, "PRAGMA aux.secure_delete").ShouldBe(1L);
         ConnectionTests.Scalar(next, "PRAGMA aux.mmap_size").ShouldBe(65536L);
         ConnectionTests.Scalar(next, "PRAGMA aux.locking_mode").ShouldBe("exclusive");
+    }
+
+    /// <summary>
+    /// The PRAGMAs SQLite applies to every database when no schema is named, set back so that the temp schema and the
+    /// databases a later renter attaches get the connection's values again, not a renter's (a review of the commit
+    /// that named main in setting them back).
+    /// </summary>
+    [Test]
+    public void Unqualified_settings_a_renter_made_reach_neither_temp_nor_a_later_attachment()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        object? secureDelete, mmapSize;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            secureDelete = ConnectionTests.Scalar(connection, "PRAGMA temp.secure_delete");
+            mmapSize = ConnectionTests.Scalar(connection, "PRAGMA mmap_size");
+            ConnectionTests.Exec(connection, "PRAGMA secure_delete = FAST; PRAGMA mmap_size = 1048576");
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "PRAGMA temp.secure_delete").ShouldBe(secureDelete);
+        using var attach = next.CreateCommand();
+        attach.CommandText = "ATTACH $file AS later";
+        attach.Parameters.AddWithValue("$file", Folder.File("later.db"));
+        attach.ExecuteNonQuery();
+        ConnectionTests.Scalar(next, "PRAGMA later.mmap_size").ShouldBe(mmapSize);
+    }
+
+    /// <summary>
+    /// SQLite reports locking_mode EXCLUSIVE for a database in memory: read for main, it was taken for the connection's
+    /// own setting, and a renter's EXCLUSIVE, which locks the attached file, no longer closed the connection (a review).
+    /// </summary>
+    [Test]
+    public void Exclusive_locking_a_renter_set_beside_a_database_in_memory_is_not_handed_on()
+    {
+        var other = Folder.File("other.db");
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False", "other.db"), "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder($"Data Source=memory-{Guid.NewGuid():N};Mode=Memory;Cache=Shared;Max Pool Size=1")
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "ATTACH $file AS aux";
+                command.Parameters.AddWithValue("$file", new Uri(other).AbsoluteUri + "?mode=rw");
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Scalar(connection, "PRAGMA main.locking_mode").ShouldBe("exclusive"); // SQLite's answer for a database in memory
+            ConnectionTests.Exec(connection, "PRAGMA locking_mode = EXCLUSIVE");
+            ConnectionTests.Exec(connection, "INSERT INTO aux.t VALUES (1)"); // takes aux's lock and keeps it
+        }
+
+        using var next = dataSource.OpenConnection();
+        ConnectionTests.Scalar(next, "PRAGMA aux.locking_mode").ShouldBe("normal");
+        ConnectionTests.Scalar(next, "PRAGMA locking_mode").ShouldBe("normal"); // for databases attached later
     }
 
     [TestCase("PRAGMA aux.table_info(t)")]

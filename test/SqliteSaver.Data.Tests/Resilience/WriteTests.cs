@@ -476,7 +476,9 @@ public class WriteTests : DatabaseTest
             : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
 
         error.Message.ShouldContain("rolled its transaction back itself");
+        error.Message.ShouldContain("what it wrote after it, outside it, was");
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM log").ShouldBe(1L);
     }
 
     /// <summary>
