@@ -2,10 +2,10 @@ namespace SqliteSaver.Data.Pooling;
 
 /// <summary>
 /// Finds the PRAGMA statements of an SQL text that may set something (<c>PRAGMA name = value</c>,
-/// <c>PRAGMA schema.name(value)</c>), reading the text into tokens as SQLite does: a string, a quoted name, a parameter
-/// or a comment is one piece, so that a comment marker inside a string hides nothing, and a name may be quoted in any of SQLite's
-/// ways, with or without white space or comments around it. It may find more than SQLite would run (the word PRAGMA
-/// where SQLite takes it for a name), never less.
+/// <c>PRAGMA schema.name(value)</c>), reading the text into tokens as SQLite does: a string, a quoted name, a
+/// parameter or a comment is one piece, so that a comment marker inside a string hides nothing, and a name may be
+/// quoted in any of SQLite's ways, with or without white space or comments around it. It may find more than SQLite
+/// would run (the word PRAGMA where SQLite takes it for a name), never less.
 /// </summary>
 internal static class PragmaSettings
 {
@@ -47,11 +47,11 @@ internal static class PragmaSettings
 
     /// <summary>
     /// The next token of <paramref name="sql"/> from <paramref name="position"/>, past white space (a byte order mark
-    /// too, where a token would begin, as SQLite reads it) and comments, as its
-    /// range, or null at the end: a word (letters, digits, <c>_</c>, <c>$</c> and every character past ASCII, as
-    /// SQLite's tokenizer has it); a string or name quoted with <c>'</c>, <c>"</c>, <c>`</c> (a doubled quote inside)
-    /// or <c>[ ]</c> (one left open runs to the end, as does a <c>/*</c> comment); a parameter (see
-    /// <see cref="AfterParameter"/>); or any other single character.
+    /// too, where a token would begin, as SQLite reads it) and comments, as its range, or null at the end: a word
+    /// (letters, digits, <c>_</c>, <c>$</c> and every character past ASCII, as SQLite's tokenizer has it); a string or
+    /// name quoted with <c>'</c>, <c>"</c>, <c>`</c> (a doubled quote inside) or <c>[ ]</c> (one left open runs to the
+    /// end, as does a <c>/*</c> comment); a parameter (see <see cref="AfterParameter"/>); or any other single
+    /// character.
     /// </summary>
     private static Range? Next(string sql, ref int position)
     {
@@ -60,7 +60,7 @@ internal static class PragmaSettings
         {
             var start = i;
             var c = sql[i];
-            if (c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r' or '\uFEFF') // a byte order mark, where a token would begin
+            if (IsSpace(c) || c == '\uFEFF') // a byte order mark, where a token would begin
             {
                 i++;
                 continue;
@@ -133,9 +133,11 @@ internal static class PragmaSettings
             }
             else if (c == '(' && named)
             {
-                while (++i < sql.Length && sql[i] is not (' ' or '\t' or '\n' or '\v' or '\f' or '\r' or ')'))
+                do
                 {
+                    i++;
                 }
+                while (i < sql.Length && !IsSpace(sql[i]) && sql[i] != ')');
 
                 return i < sql.Length && sql[i] == ')' ? i + 1 : i;
             }
@@ -169,6 +171,8 @@ internal static class PragmaSettings
 
         return sql.Length;
     }
+
+    private static bool IsSpace(char c) => c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r';
 
     private static bool IsWordCharacter(char c) => char.IsAsciiLetterOrDigit(c) || c is '_' or '$' || c >= '\u0080';
 
