@@ -20,7 +20,7 @@ namespace SqliteSaver.Data;
 /// <see cref="SaverDbConnection"/>s built from a connection string share a process-wide data source per normalized
 /// connection string; a data source from <see cref="Create(string)"/> has a pool of its own that lives until it is disposed.
 /// One from <see cref="SaverProviderFactory.CreateDataSource"/> opens connections from that process-wide data source, as
-/// Microsoft.Data.Sqlite's does from its pool, and disposing it closes nothing.
+/// Microsoft.Data.Sqlite's does from its pool, and disposing it does nothing (but for a pooled <c>:memory:</c> database).
 /// </remarks>
 public sealed class SaverDataSource : DbDataSource
 {
@@ -33,7 +33,7 @@ public sealed class SaverDataSource : DbDataSource
     private static readonly Dictionary<string, WeakReference<WriteGate>> GatesByDatabase = new(StringComparer.Ordinal);
 
     private readonly string _connectionString;
-    private readonly bool _onSharedPool; // see OnSharedPool: disposing it closes nothing
+    private readonly bool _onSharedPool; // see ForFactory: disposing it does nothing
     private int _disposed;
 
     static SaverDataSource()
@@ -63,7 +63,7 @@ public sealed class SaverDataSource : DbDataSource
         Live.TryAdd(this, 0);
     }
 
-    /// <summary>A data source on the pool and checkpointer of <paramref name="shared"/> (see <see cref="OnSharedPool"/>).</summary>
+    /// <summary>A data source on the pool and checkpointer of <paramref name="shared"/> (see <see cref="ForFactory"/>).</summary>
     private SaverDataSource(SaverDataSource shared, string connectionString)
     {
         _connectionString = connectionString;
@@ -161,11 +161,18 @@ public sealed class SaverDataSource : DbDataSource
     /// <summary>
     /// A data source for <see cref="SaverProviderFactory.CreateDataSource"/>: its connections rent from the process-wide
     /// data source of the connection string, as a <see cref="SaverDbConnection"/> built from it does, and disposing it
-    /// closes nothing, as Microsoft.Data.Sqlite's data source, which code that swaps the factory may create for every
-    /// call and never dispose. Its Clear clears that pool.
+    /// does nothing, as with Microsoft.Data.Sqlite's data source, which code that swaps the factory may create for
+    /// every call and never dispose; its Clear clears that pool. For a pooled <c>:memory:</c> database, a data source
+    /// with a pool, and so a database, of its own, as one per test would have with Microsoft.Data.Sqlite.
     /// </summary>
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
-    internal static SaverDataSource OnSharedPool(string connectionString) => new(GetShared(connectionString), connectionString);
+    internal static SaverDataSource ForFactory(string connectionString)
+    {
+        var options = SaverOptions.Parse(connectionString);
+        return options.PrivateMemory
+            ? new SaverDataSource(connectionString, options, TimeProvider.System) // a database of its own, as README promises
+            : new SaverDataSource(GetShared(connectionString), connectionString);
+    }
 
     /// <summary>Creates a data source with a pool of its own, for <see cref="SaverDataSourceBuilder"/>.</summary>
     internal static SaverDataSource Create(
@@ -430,7 +437,7 @@ public sealed class SaverDataSource : DbDataSource
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0 && !_onSharedPool)
+        if (disposing && !_onSharedPool && Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             Live.TryRemove(this, out _);
             Checkpointer.StopOpening(); // as in Clear

@@ -48,8 +48,9 @@ public sealed class SaverProviderFactory : DbProviderFactory
     /// <summary>
     /// Creates a <see cref="SaverDataSource"/> whose connections rent from the process-wide pool of the connection
     /// string, as those of <see cref="CreateConnection"/> do (and as Microsoft.Data.Sqlite's data source does from its
-    /// pool): disposing it closes nothing, and it need not be disposed. <see cref="SaverDataSource.Create(string)"/>
-    /// makes one with a pool of its own.
+    /// pool): disposing it does nothing, and it need not be disposed. For a pooled <c>:memory:</c> database it has a pool,
+    /// and so a database, of its own, which disposing it closes. <see cref="SaverDataSource.Create(string)"/> makes one
+    /// with a pool of its own.
     /// </summary>
     /// <param name="connectionString">The connection string.</param>
     /// <returns>A new data source on the shared pool.</returns>
@@ -58,6 +59,6 @@ public sealed class SaverProviderFactory : DbProviderFactory
     public override DbDataSource CreateDataSource(string connectionString)
     {
         ArgumentNullException.ThrowIfNull(connectionString);
-        return SaverDataSource.OnSharedPool(connectionString);
+        return SaverDataSource.ForFactory(connectionString);
     }
 }

@@ -108,6 +108,9 @@ internal sealed class SaverOptions
     /// <summary>Whether the database lives in memory and dies with its last connection.</summary>
     public bool IsMemory { get; }
 
+    /// <summary>Whether the pool keeps a database in memory of its own (a pooled <c>:memory:</c>: see <see cref="InnerConnectionString"/>).</summary>
+    public bool PrivateMemory => _memoryName is not null;
+
     public int DefaultTimeout { get; }
 
     public bool Pooling { get; }

@@ -780,7 +780,7 @@ internal sealed class PhysicalConnection : IDisposable
             return false;
         }
 
-        if (!_exclusiveLocking && (LockingModeMayHaveChanged || (innerExposed && Read(Handle, "locking_mode") == "exclusive")))
+        if (!_exclusiveLocking && (LockingModeMayHaveChanged || (innerExposed && Read(Handle, ConnectionLockingMode) == "exclusive")))
         {
             whyNot = "a command, or InnerConnection, may have set locking_mode = EXCLUSIVE, whose lock on the database file SQLite keeps after the mode is set back";
             return false;
@@ -936,7 +936,6 @@ internal sealed class PhysicalConnection : IDisposable
 
             if (Read(Handle, name) is { } value && values.Contains(value, StringComparer.OrdinalIgnoreCase))
             {
-                _exclusiveLocking |= name == "locking_mode" && value == "exclusive";
                 sql.Append("PRAGMA ").Append(name).Append(" = ").Append(value == "2" ? "FAST" : value).Append(';');
             }
         }
@@ -954,6 +953,14 @@ internal sealed class PhysicalConnection : IDisposable
             }
         }
 
+        // Main's own locking mode after the default for later attachments set above (an initializer's
+        // PRAGMA main.locking_mode = EXCLUSIVE sets main's alone); not for a database in memory (see ConnectionLockingMode).
+        if (File.Length > 0 && Read(Handle, "main.locking_mode") is { } mainLocking && mainLocking is "normal" or "exclusive")
+        {
+            sql.Append("PRAGMA main.locking_mode = ").Append(mainLocking).Append(';');
+        }
+
+        _exclusiveLocking = Read(Handle, ConnectionLockingMode) == "exclusive";
         foreach (var schema in InitiallyAttachedSchemas())
         {
             var quoted = "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\".";
@@ -1202,15 +1209,20 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>The names of the databases the connection initializer attached (see <see cref="RememberOpened"/>).</summary>
     private IEnumerable<string> InitiallyAttachedSchemas()
-        => _initialAttachments is null or Unlisted
-            ? []
-            : _initialAttachments.Split('\u001e', StringSplitOptions.RemoveEmptyEntries).Select(attached => attached[..attached.IndexOf('\u001f', StringComparison.Ordinal)]);
+        => _initialAttachments is null or Unlisted ? [] : _initialAttachments.Split('\0').Where((_, i) => i % 2 == 0).SkipLast(1);
+
+    /// <summary>
+    /// The locking mode that stands for the connection's: main's for a file; for a database in memory, whose main
+    /// SQLite reports EXCLUSIVE whatever was set, the one for databases attached later.
+    /// </summary>
+    private string ConnectionLockingMode => File.Length == 0 ? "locking_mode" : "main.locking_mode";
 
     /// <summary>A string <see cref="Attachments"/> gives when SQLite cannot list the databases.</summary>
     private const string Unlisted = "\u0000unlisted";
 
     /// <summary>
-    /// The databases attached past main and temp, each by its name and file, in one string; null when there are none,
+    /// The databases attached past main and temp, each by its name and file, in one string (each followed by a NUL,
+    /// which neither can hold); null when there are none,
     /// <see cref="Unlisted"/> when SQLite cannot list them. <c>PRAGMA database_list</c>, prepared each time (a kept one
     /// would list the databases of its preparation), reads no file, where a query of the table-valued
     /// <c>pragma_database_list</c> reads the schema, which another process's lock holds up in a rollback-journal mode,
@@ -1232,7 +1244,7 @@ internal sealed class PhysicalConnection : IDisposable
             {
                 if (raw.sqlite3_column_int(list, 0) >= 2)
                 {
-                    attached += raw.sqlite3_column_text(list, 1).utf8_to_string() + "\u001f" + raw.sqlite3_column_text(list, 2).utf8_to_string() + "\u001e";
+                    attached += raw.sqlite3_column_text(list, 1).utf8_to_string() + "\0" + raw.sqlite3_column_text(list, 2).utf8_to_string() + "\0";
                 }
             }
 

@@ -61,18 +61,18 @@ internal sealed class PhysicalConnectionFactory(
                         (Initializer: initializer, Connection: connection.Sqlite, Token: cancellationToken)).GetAwaiter().GetResult();
                 }
             }
+
+            connection.RememberOpened(initialized: initializer is not null);
+            if (options.Pooling)
+            {
+                connection.RememberPragmas(); // for its later renters
+                connection.RememberTempSchema();
+            }
         }
         catch
         {
             connection.Dispose();
             throw;
-        }
-
-        connection.RememberOpened(initialized: initializer is not null);
-        if (options.Pooling)
-        {
-            connection.RememberPragmas(); // for its later renters
-            connection.RememberTempSchema();
         }
 
         telemetry.Opened(connection.Id, started);

@@ -81,6 +81,26 @@ public class ProviderFactoryTests : DatabaseTest
         ConnectionTests.Scalar(shared, "SELECT 42").ShouldBe(42L);
         SaverDataSource.GetShared(connectionString).Statistics.Idle.ShouldBe(1); // the second connection, kept
         dataSource.ConnectionString.ShouldBe(connectionString);
+        using var again = dataSource.OpenConnection(); // disposing it did nothing, as with Microsoft.Data.Sqlite's
+        ((SaverDataSource)dataSource).GetWalStatus().JournalMode.ShouldBe("wal");
+    }
+
+    /// <summary>
+    /// README: tests that expect a fresh in-memory database per connection should use a data source each. From the
+    /// factory, on the shared pool, every data source for Data Source=:memory: had the same database (a review).
+    /// </summary>
+    [Test]
+    public void Each_data_source_from_the_factory_for_memory_has_a_database_of_its_own()
+    {
+        using var first = SaverProviderFactory.Instance.CreateDataSource("Data Source=:memory:");
+        using var second = SaverProviderFactory.Instance.CreateDataSource("Data Source=:memory:");
+        using (var connection = first.OpenConnection())
+        {
+            ConnectionTests.Exec((SaverDbConnection)connection, "CREATE TABLE t (x)");
+        }
+
+        using var other = (SaverDbConnection)second.OpenConnection();
+        ConnectionTests.Scalar(other, "SELECT count(*) FROM sqlite_master").ShouldBe(0L);
     }
 
     [Test]

@@ -206,6 +206,63 @@ public class PragmaTextTests : DatabaseTest
         ConnectionTests.Scalar(next, "PRAGMA locking_mode").ShouldBe("normal"); // for databases attached later
     }
 
+    /// <summary>
+    /// A connection initializer that sets main's locking mode alone (<c>PRAGMA main.locking_mode = EXCLUSIVE</c>): the
+    /// reset read the mode for databases attached later, NORMAL, and wrote it over main's, and a renter's EXCLUSIVE then
+    /// closed the connection, which README says stays when the initializer set EXCLUSIVE (a review).
+    /// </summary>
+    [Test]
+    public void Exclusive_locking_the_initializer_set_on_main_alone_is_kept([Values] bool renterSetsExclusive)
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0;Journal Mode=Delete"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "PRAGMA main.locking_mode = EXCLUSIVE";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        SqliteConnection inner;
+        using (var connection = dataSource.OpenConnection())
+        {
+            inner = connection.InnerConnection;
+            ConnectionTests.Exec(connection, renterSetsExclusive ? "PRAGMA locking_mode = EXCLUSIVE" : "PRAGMA cache_size = 100");
+        }
+
+        using var next = dataSource.OpenConnection();
+        next.InnerConnection.ShouldBeSameAs(inner);
+        ConnectionTests.Scalar(next, "PRAGMA main.locking_mode").ShouldBe("exclusive");
+    }
+
+    /// <summary>
+    /// The databases the connection initializer attached were kept as one string cut at U+001E and U+001F: a file
+    /// path holding the first failed every open (and left the file open), a schema name holding the second was set
+    /// back under another name (a review). NUL, which neither can hold, separates them now.
+    /// </summary>
+    [Test]
+    public void An_attachment_whose_path_or_name_holds_a_control_character_is_set_back([Values] bool inPath)
+    {
+        var other = Folder.File(inPath ? "a\u001eb.db" : "other.db");
+        var schema = inPath ? "aux" : "a\u001fb";
+        var quoted = "\"" + schema + "\"";
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = $"ATTACH $file AS {quoted}; PRAGMA {quoted}.secure_delete = 1";
+                command.Parameters.AddWithValue("$file", other);
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, "PRAGMA secure_delete = 0");
+        }
+
+        using var next = dataSource.OpenConnection();
+        ConnectionTests.Scalar(next, $"PRAGMA {quoted}.secure_delete").ShouldBe(1L);
+    }
+
     [TestCase("PRAGMA aux.table_info(t)")]
     [TestCase("PRAGMA aux.wal_checkpoint(PASSIVE)")]
     [TestCase("PRAGMA temp.index_list('t')")]
