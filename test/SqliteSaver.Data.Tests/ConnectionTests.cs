@@ -1155,6 +1155,21 @@ public class ConnectionTests : DatabaseTest
         first.Checkpoint().ShouldBe(new CheckpointResult(false, -1, -1));
     }
 
+    /// <summary>
+    /// SQLite finds a VFS by its exact name, so Microsoft.Data.Sqlite refuses Vfs=MEMDB; the library took any case of
+    /// memdb for an in-memory database and opened one, losing every write (a bug hunt).
+    /// </summary>
+    [Test]
+    public void A_vfs_name_in_another_case_is_refused_as_Microsoft_Data_Sqlite_refuses_it()
+    {
+        var connectionString = $"Data Source={Folder.File()};Vfs=MEMDB";
+        using var plain = new SqliteConnection(connectionString);
+        var expected = Should.Throw<SqliteException>(() => plain.Open());
+
+        using var connection = new SaverDbConnection(connectionString);
+        Should.Throw<SqliteException>(() => connection.Open()).Message.ShouldStartWith(expected.Message);
+    }
+
     [TestCase("Data Source=shared-by-name;Mode=Memory;Cache=Shared")]
     [TestCase("Data Source=/shared-by-vfs;Vfs=memdb")]
     [TestCase("Data Source=file:shared-by-uri?mode=memory&cache=shared")]

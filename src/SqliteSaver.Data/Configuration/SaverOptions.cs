@@ -299,7 +299,7 @@ internal sealed class SaverOptions
             return (true, true, null);
         }
 
-        var memdbKeyword = string.Equals(vfs, "memdb", StringComparison.OrdinalIgnoreCase);
+        var memdbKeyword = vfs == "memdb"; // SQLite finds a VFS by its exact name, as the URI's below
         if (!IsUri(dataSource))
         {
             var memory = mode == SqliteOpenMode.Memory || memdbKeyword;
