@@ -301,7 +301,7 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
-    public async Task A_unit_of_work_that_committed_itself_and_then_met_a_busy_error_is_not_run_again([Values] bool async, [Values] bool rollBack)
+    public async Task A_unit_of_work_that_ended_its_transaction_itself_and_then_met_a_busy_error_is_not_run_again([Values] bool async, [Values] bool rollBack)
     {
         var connectionString = Folder.ConnectionString("Retry=1;Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
