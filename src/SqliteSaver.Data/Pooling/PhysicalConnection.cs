@@ -780,7 +780,7 @@ internal sealed class PhysicalConnection : IDisposable
             return false;
         }
 
-        if (!_exclusiveLocking && (LockingModeMayHaveChanged || (innerExposed && Read(Handle, ConnectionLockingMode) == "exclusive")))
+        if (!_exclusiveLocking && (LockingModeMayHaveChanged || (innerExposed && LockingModes().Any(mode => mode == "exclusive"))))
         {
             whyNot = "a command, or InnerConnection, may have set locking_mode = EXCLUSIVE, whose lock on the database file SQLite keeps after the mode is set back";
             return false;
@@ -954,13 +954,14 @@ internal sealed class PhysicalConnection : IDisposable
         }
 
         // Main's own locking mode after the default for later attachments set above (an initializer's
-        // PRAGMA main.locking_mode = EXCLUSIVE sets main's alone); not for a database in memory (see ConnectionLockingMode).
+        // PRAGMA main.locking_mode = EXCLUSIVE sets main's alone); not for a database in memory (see LockingModes).
         if (File.Length > 0 && Read(Handle, "main.locking_mode") is { } mainLocking && mainLocking is "normal" or "exclusive")
         {
             sql.Append("PRAGMA main.locking_mode = ").Append(mainLocking).Append(';');
         }
 
-        _exclusiveLocking = Read(Handle, ConnectionLockingMode) == "exclusive";
+        // Exclusive only if every database the connection keeps is: a renter's EXCLUSIVE on one that was not would stay.
+        _exclusiveLocking = LockingModes().Skip(File.Length == 0 ? 0 : 1).All(mode => mode == "exclusive");
         foreach (var schema in InitiallyAttachedSchemas())
         {
             var quoted = "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\".";
@@ -1212,10 +1213,23 @@ internal sealed class PhysicalConnection : IDisposable
         => _initialAttachments is null or Unlisted ? [] : _initialAttachments.Split('\0').Where((_, i) => i % 2 == 0).SkipLast(1);
 
     /// <summary>
-    /// The locking mode that stands for the connection's: main's for a file; for a database in memory, whose main
-    /// SQLite reports EXCLUSIVE whatever was set, the one for databases attached later.
+    /// The locking modes of the connection: the one for databases attached later (<c>PRAGMA locking_mode</c>), main's
+    /// for a file (for a database in memory SQLite reports EXCLUSIVE whatever was set), then that of each database the
+    /// connection initializer attached, which a renter's unqualified PRAGMA switches too.
     /// </summary>
-    private string ConnectionLockingMode => File.Length == 0 ? "locking_mode" : "main.locking_mode";
+    private IEnumerable<string?> LockingModes()
+    {
+        yield return Read(Handle, "locking_mode");
+        if (File.Length > 0)
+        {
+            yield return Read(Handle, "main.locking_mode");
+        }
+
+        foreach (var schema in InitiallyAttachedSchemas())
+        {
+            yield return Read(Handle, "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\".locking_mode");
+        }
+    }
 
     /// <summary>A string <see cref="Attachments"/> gives when SQLite cannot list the databases.</summary>
     private const string Unlisted = "\u0000unlisted";

@@ -235,6 +235,45 @@ public class PragmaTextTests : DatabaseTest
     }
 
     /// <summary>
+    /// A renter's EXCLUSIVE locking (by command, or through InnerConnection) also switches the databases the connection
+    /// initializer attached, whose lock SQLite keeps while the connection sits idle: the connection counted as
+    /// exclusive, and was handed on, when main alone was (set so by the initializer, or an immutable file, which
+    /// SQLite always reports EXCLUSIVE), and the InnerConnection check read main's mode alone (a review).
+    /// </summary>
+    [Test]
+    public void Exclusive_locking_a_renter_left_on_an_attached_database_does_not_stay(
+        [Values("main exclusive", "immutable main", "main set back through InnerConnection")] string setup)
+    {
+        var aux = Folder.File("aux.db");
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False", "aux.db"), "CREATE TABLE t (x)");
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False;Journal Mode=Delete"), "CREATE TABLE t (x)");
+        var dataSourceText = setup == "immutable main" ? $"file:{Folder.File()}?immutable=1" : Folder.File();
+        using var dataSource = new SaverDataSourceBuilder($"Data Source={dataSourceText};Max Pool Size=1;Checkpoint Interval=0;Journal Mode=Delete")
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "ATTACH $file AS aux" + (setup == "main exclusive" ? "; PRAGMA main.locking_mode = EXCLUSIVE" : string.Empty);
+                command.Parameters.AddWithValue("$file", aux);
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            using var command = connection.InnerConnection.CreateCommand();
+            command.CommandText = "PRAGMA locking_mode = EXCLUSIVE; "
+                + (setup == "main set back through InnerConnection" ? "PRAGMA main.locking_mode = NORMAL; " : string.Empty)
+                + "INSERT INTO aux.t VALUES (1)";
+            command.ExecuteNonQuery();
+        }
+
+        using var elsewhere = new SqliteConnection($"Data Source={aux};Pooling=False;Default Timeout=1"); // as another process
+        elsewhere.Open();
+        using var write = elsewhere.CreateCommand();
+        write.CommandText = "INSERT INTO t VALUES (2)";
+        Should.NotThrow(() => write.ExecuteNonQuery());
+    }
+
+    /// <summary>
     /// The databases the connection initializer attached were kept as one string cut at U+001E and U+001F: a file
     /// path holding the first failed every open (and left the file open), a schema name holding the second was set
     /// back under another name (a review). NUL, which neither can hold, separates them now.
