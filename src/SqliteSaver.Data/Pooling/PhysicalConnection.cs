@@ -1214,8 +1214,8 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>
     /// The locking modes of the connection: the one for databases attached later (<c>PRAGMA locking_mode</c>), main's
-    /// for a file (for a database in memory SQLite reports EXCLUSIVE whatever was set), then that of each database the
-    /// connection initializer attached, which a renter's unqualified PRAGMA switches too.
+    /// for a file (for a database in memory SQLite reports EXCLUSIVE whatever was set, as for an immutable file), then
+    /// that of each database the connection initializer attached, which a renter's unqualified PRAGMA switches too.
     /// </summary>
     private IEnumerable<string?> LockingModes()
     {
@@ -1236,11 +1236,10 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>
     /// The databases attached past main and temp, each by its name and file, in one string (each followed by a NUL,
-    /// which neither can hold); null when there are none,
-    /// <see cref="Unlisted"/> when SQLite cannot list them. <c>PRAGMA database_list</c>, prepared each time (a kept one
-    /// would list the databases of its preparation), reads no file, where a query of the table-valued
-    /// <c>pragma_database_list</c> reads the schema, which another process's lock holds up in a rollback-journal mode,
-    /// so that a Close waited the whole Busy Timeout.
+    /// which neither can hold); null when there are none, <see cref="Unlisted"/> when SQLite cannot list them.
+    /// <c>PRAGMA database_list</c>, prepared each time (a kept one would list the databases of its preparation), reads
+    /// no file, where a query of the table-valued <c>pragma_database_list</c> reads the schema, which another
+    /// process's lock holds up in a rollback-journal mode, so that a Close waited the whole Busy Timeout.
     /// </summary>
     private string? Attachments()
     {
