@@ -28,6 +28,7 @@ internal sealed class PhysicalConnection : IDisposable
     private string _restorePragmaSql = string.Empty;
     private string? _restoreMaxPageCount; // set apart: it reads the file, which another process's lock can hold up
     private bool _exclusiveLocking; // locking_mode as remembered (see RememberPragmas)
+    private string?[] _lockingModes = []; // each of LockingModes as remembered, for the check after InnerConnection use
     private bool _extensionsLoadable; // as opening left it (see RememberOpened)
     private int _defaultTimeout; // Microsoft.Data.Sqlite's, as opening left it (see RememberOpened)
     private int _busyTimeout;
@@ -780,7 +781,7 @@ internal sealed class PhysicalConnection : IDisposable
             return false;
         }
 
-        if (!_exclusiveLocking && (LockingModeMayHaveChanged || (innerExposed && LockingModes().Any(mode => mode == "exclusive"))))
+        if (!_exclusiveLocking && (LockingModeMayHaveChanged || (innerExposed && BecameExclusive())))
         {
             whyNot = "a command, or InnerConnection, may have set locking_mode = EXCLUSIVE, whose lock on the database file SQLite keeps after the mode is set back";
             return false;
@@ -961,7 +962,8 @@ internal sealed class PhysicalConnection : IDisposable
         }
 
         // Exclusive only if every database the connection keeps is: a renter's EXCLUSIVE on one that was not would stay.
-        _exclusiveLocking = LockingModes().Skip(File.Length == 0 ? 0 : 1).All(mode => mode == "exclusive");
+        _lockingModes = [.. LockingModes()];
+        _exclusiveLocking = _lockingModes.Skip(File.Length == 0 ? 0 : 1).All(mode => mode == "exclusive");
         foreach (var schema in InitiallyAttachedSchemas())
         {
             var quoted = "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\".";
@@ -1230,6 +1232,14 @@ internal sealed class PhysicalConnection : IDisposable
             yield return Read(Handle, "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\".locking_mode");
         }
     }
+
+    /// <summary>
+    /// Whether a database of the connection is in EXCLUSIVE locking mode that was not when the modes were remembered
+    /// (through InnerConnection): not one SQLite always reports EXCLUSIVE (in memory, temporary, immutable), which
+    /// would otherwise close the connection at every return.
+    /// </summary>
+    private bool BecameExclusive()
+        => LockingModes().Where((mode, i) => mode == "exclusive" && (i >= _lockingModes.Length || _lockingModes[i] != "exclusive")).Any();
 
     /// <summary>A string <see cref="Attachments"/> gives when SQLite cannot list the databases.</summary>
     private const string Unlisted = "\u0000unlisted";

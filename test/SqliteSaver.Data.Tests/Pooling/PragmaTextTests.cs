@@ -274,6 +274,40 @@ public class PragmaTextTests : DatabaseTest
     }
 
     /// <summary>
+    /// A database SQLite always reports in EXCLUSIVE locking mode (one in memory, an immutable file) closed the
+    /// connection at every return after any use of InnerConnection, a plain SELECT included (a review of the change
+    /// above): only a mode that became EXCLUSIVE counts.
+    /// </summary>
+    [Test]
+    public void A_database_always_reported_exclusive_does_not_close_the_connection_after_InnerConnection_use(
+        [Values("attached in memory", "immutable main")] string setup)
+    {
+        var aux = Folder.File("aux.db");
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False"), "CREATE TABLE t (x)");
+        var dataSourceText = setup == "immutable main" ? $"file:{Folder.File()}?immutable=1" : Folder.File();
+        using var dataSource = new SaverDataSourceBuilder($"Data Source={dataSourceText};Max Pool Size=1;Checkpoint Interval=0")
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "ATTACH $file AS aux";
+                command.Parameters.AddWithValue("$file", setup == "attached in memory" ? ":memory:" : aux);
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        SqliteConnection inner;
+        using (var connection = dataSource.OpenConnection())
+        {
+            inner = connection.InnerConnection;
+            using var command = inner.CreateCommand();
+            command.CommandText = "SELECT 1";
+            command.ExecuteScalar();
+        }
+
+        using var next = dataSource.OpenConnection();
+        next.InnerConnection.ShouldBeSameAs(inner);
+    }
+
+    /// <summary>
     /// The databases the connection initializer attached were kept as one string cut at U+001E and U+001F: a file
     /// path holding the first failed every open (and left the file open), a schema name holding the second was set
     /// back under another name (a review). NUL, which neither can hold, separates them now.
