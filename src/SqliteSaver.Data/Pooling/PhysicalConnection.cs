@@ -842,6 +842,11 @@ internal sealed class PhysicalConnection : IDisposable
                 RememberPragmas(waitForLocks: false); // what the renter set through the inner connection stays, as documented
             }
 
+            if (innerExposed)
+            {
+                ReadAttachedDatabases();
+            }
+
             (MaxPageCountMayHaveChanged, LockingModeMayHaveChanged, JournalModeMayHaveChanged) = (false, false, false);
 
             whyNot = (checkTemp ? TempObjectsChangedByRenter() : null)
@@ -966,7 +971,7 @@ internal sealed class PhysicalConnection : IDisposable
         _exclusiveLocking = _lockingModes.Skip(File.Length == 0 ? 0 : 1).All(mode => mode == "exclusive");
         foreach (var schema in InitiallyAttachedSchemas())
         {
-            var quoted = "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\".";
+            var quoted = Quoted(schema);
             foreach (var name in AttachedPragmas)
             {
                 if (Read(Handle, quoted + name) is { } value
@@ -1001,6 +1006,35 @@ internal sealed class PhysicalConnection : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// After InnerConnection use, reads each database the connection initializer attached, without waiting for a lock:
+    /// a lock EXCLUSIVE locking mode took stays after the mode is set back to NORMAL (through InnerConnection, where no
+    /// command's text shows it) until the database is next read, which an idle connection never does. Main is read as
+    /// the PRAGMAs are remembered or set back (its max_page_count).
+    /// </summary>
+    private void ReadAttachedDatabases()
+    {
+        if (_initialAttachments is null || _rememberedBusyTimeout is not { } busyTimeout || raw.sqlite3_busy_timeout(Handle, 0) != raw.SQLITE_OK)
+        {
+            return;
+        }
+
+        try
+        {
+            foreach (var schema in InitiallyAttachedSchemas())
+            {
+                _ = Read(Handle, Quoted(schema) + "schema_version"); // busy: another connection holds its lock, so this one does not
+            }
+        }
+        finally
+        {
+            raw.sqlite3_busy_timeout(Handle, busyTimeout);
+        }
+    }
+
+    /// <summary><paramref name="schema"/> quoted, with the dot that a PRAGMA's name follows.</summary>
+    private static string Quoted(string schema) => "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\".";
 
     /// <summary>
     /// Sets max_page_count back, after a command of the rental named it (waiting for a lock another process holds, as
@@ -1229,7 +1263,7 @@ internal sealed class PhysicalConnection : IDisposable
 
         foreach (var schema in InitiallyAttachedSchemas())
         {
-            yield return Read(Handle, "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\".locking_mode");
+            yield return Read(Handle, Quoted(schema) + "locking_mode");
         }
     }
 
