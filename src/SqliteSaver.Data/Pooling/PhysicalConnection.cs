@@ -1022,7 +1022,9 @@ internal sealed class PhysicalConnection : IDisposable
 
         try
         {
-            foreach (var schema in InitiallyAttachedSchemas())
+            // Not one in EXCLUSIVE mode (as the initializer left it: one that became so closed the connection), whose read
+            // would take a lock and keep it.
+            foreach (var schema in InitiallyAttachedSchemas().Where(schema => Read(Handle, Quoted(schema) + "locking_mode") == "normal"))
             {
                 _ = Read(Handle, Quoted(schema) + "schema_version"); // busy: another connection holds its lock, so this one does not
             }

@@ -276,6 +276,40 @@ public class PragmaTextTests : DatabaseTest
     }
 
     /// <summary>
+    /// The read that releases a lock EXCLUSIVE mode kept must not take one: an attached database the connection
+    /// initializer left in EXCLUSIVE mode, which a renter never touched, was read after InnerConnection use, and SQLite
+    /// kept that read's lock on the idle connection, so no other process could write it (a review).
+    /// </summary>
+    [Test]
+    public void An_attached_database_the_initializer_left_exclusive_is_not_locked_by_a_return_after_InnerConnection_use()
+    {
+        var aux = Folder.File("aux.db");
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False", "aux.db"), "PRAGMA journal_mode = DELETE; CREATE TABLE t (x)");
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False;Journal Mode=Delete"), "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0;Journal Mode=Delete"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "ATTACH $file AS aux; PRAGMA aux.locking_mode = EXCLUSIVE";
+                command.Parameters.AddWithValue("$file", aux);
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using (var connection = dataSource.OpenConnection())
+        {
+            using var command = connection.InnerConnection.CreateCommand();
+            command.CommandText = "SELECT count(*) FROM main.t";
+            command.ExecuteScalar();
+        }
+
+        using var elsewhere = new SqliteConnection($"Data Source={aux};Pooling=False;Default Timeout=1"); // as another process
+        elsewhere.Open();
+        using var write = elsewhere.CreateCommand();
+        write.CommandText = "INSERT INTO t VALUES (2)";
+        Should.NotThrow(() => write.ExecuteNonQuery());
+    }
+
+    /// <summary>
     /// A database SQLite always reports in EXCLUSIVE locking mode (one in memory, an immutable file) closed the
     /// connection at every return after any use of InnerConnection, a plain SELECT included (a review of the change
     /// above): only a mode that became EXCLUSIVE counts.
