@@ -128,15 +128,10 @@ public class PragmaTextTests : DatabaseTest
     public void Setting_back_keeps_what_the_initializer_set_on_its_attached_database()
     {
         var other = Folder.File("other.db");
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
-            .UseConnectionInitializer(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = "ATTACH $file AS aux; PRAGMA aux.secure_delete = 1; PRAGMA aux.mmap_size = 65536; PRAGMA aux.locking_mode = EXCLUSIVE";
-                command.Parameters.AddWithValue("$file", other);
-                command.ExecuteNonQuery();
-            })
-            .Build();
+        using var dataSource = Initialized(
+            Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"),
+            "ATTACH $file AS aux; PRAGMA aux.secure_delete = 1; PRAGMA aux.mmap_size = 65536; PRAGMA aux.locking_mode = EXCLUSIVE",
+            other);
         using (var connection = dataSource.OpenConnection())
         {
             ConnectionTests.Exec(connection, "PRAGMA table_info(t)");
@@ -185,15 +180,10 @@ public class PragmaTextTests : DatabaseTest
     {
         var other = Folder.File("other.db");
         PoolTests.Execute(Folder.ConnectionString("Pooling=False", "other.db"), "CREATE TABLE t (x)");
-        using var dataSource = new SaverDataSourceBuilder($"Data Source=memory-{Guid.NewGuid():N};Mode=Memory;Cache=Shared;Max Pool Size=1")
-            .UseConnectionInitializer(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = "ATTACH $file AS aux";
-                command.Parameters.AddWithValue("$file", new Uri(other).AbsoluteUri + "?mode=rw");
-                command.ExecuteNonQuery();
-            })
-            .Build();
+        using var dataSource = Initialized(
+            $"Data Source=memory-{Guid.NewGuid():N};Mode=Memory;Cache=Shared;Max Pool Size=1",
+            "ATTACH $file AS aux",
+            new Uri(other).AbsoluteUri + "?mode=rw");
         using (var connection = dataSource.OpenConnection())
         {
             ConnectionTests.Scalar(connection, "PRAGMA main.locking_mode").ShouldBe("exclusive"); // SQLite's answer for a database in memory
@@ -249,15 +239,10 @@ public class PragmaTextTests : DatabaseTest
         PoolTests.Execute(Folder.ConnectionString("Pooling=False", "aux.db"), "CREATE TABLE t (x)");
         PoolTests.Execute(Folder.ConnectionString("Pooling=False;Journal Mode=Delete"), "CREATE TABLE t (x)");
         var dataSourceText = setup == "immutable main" ? $"file:{Folder.File()}?immutable=1" : Folder.File();
-        using var dataSource = new SaverDataSourceBuilder($"Data Source={dataSourceText};Max Pool Size=1;Checkpoint Interval=0;Journal Mode=Delete")
-            .UseConnectionInitializer(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = "ATTACH $file AS aux" + (setup == "main exclusive" ? "; PRAGMA main.locking_mode = EXCLUSIVE" : string.Empty);
-                command.Parameters.AddWithValue("$file", aux);
-                command.ExecuteNonQuery();
-            })
-            .Build();
+        using var dataSource = Initialized(
+            $"Data Source={dataSourceText};Max Pool Size=1;Checkpoint Interval=0;Journal Mode=Delete",
+            "ATTACH $file AS aux" + (setup == "main exclusive" ? "; PRAGMA main.locking_mode = EXCLUSIVE" : string.Empty),
+            aux);
         using (var connection = dataSource.OpenConnection())
         {
             using var command = connection.InnerConnection.CreateCommand();
@@ -268,11 +253,7 @@ public class PragmaTextTests : DatabaseTest
             command.ExecuteNonQuery();
         }
 
-        using var elsewhere = new SqliteConnection($"Data Source={aux};Pooling=False;Default Timeout=1"); // as another process
-        elsewhere.Open();
-        using var write = elsewhere.CreateCommand();
-        write.CommandText = "INSERT INTO t VALUES (2)";
-        Should.NotThrow(() => write.ExecuteNonQuery());
+        WritesElsewhere(aux);
     }
 
     /// <summary>
@@ -286,15 +267,10 @@ public class PragmaTextTests : DatabaseTest
         var aux = Folder.File("aux.db");
         PoolTests.Execute(Folder.ConnectionString("Pooling=False", "aux.db"), "PRAGMA journal_mode = DELETE; CREATE TABLE t (x)");
         PoolTests.Execute(Folder.ConnectionString("Pooling=False;Journal Mode=Delete"), "CREATE TABLE t (x)");
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0;Journal Mode=Delete"))
-            .UseConnectionInitializer(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = "ATTACH $file AS aux; PRAGMA aux.locking_mode = EXCLUSIVE";
-                command.Parameters.AddWithValue("$file", aux);
-                command.ExecuteNonQuery();
-            })
-            .Build();
+        using var dataSource = Initialized(
+            Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0;Journal Mode=Delete"),
+            "ATTACH $file AS aux; PRAGMA aux.locking_mode = EXCLUSIVE",
+            aux);
         using (var connection = dataSource.OpenConnection())
         {
             using var command = connection.InnerConnection.CreateCommand();
@@ -302,11 +278,7 @@ public class PragmaTextTests : DatabaseTest
             command.ExecuteScalar();
         }
 
-        using var elsewhere = new SqliteConnection($"Data Source={aux};Pooling=False;Default Timeout=1"); // as another process
-        elsewhere.Open();
-        using var write = elsewhere.CreateCommand();
-        write.CommandText = "INSERT INTO t VALUES (2)";
-        Should.NotThrow(() => write.ExecuteNonQuery());
+        WritesElsewhere(aux);
     }
 
     /// <summary>
@@ -321,15 +293,10 @@ public class PragmaTextTests : DatabaseTest
         var aux = Folder.File("aux.db");
         PoolTests.Execute(Folder.ConnectionString("Pooling=False"), "CREATE TABLE t (x)");
         var dataSourceText = setup == "immutable main" ? $"file:{Folder.File()}?immutable=1" : Folder.File();
-        using var dataSource = new SaverDataSourceBuilder($"Data Source={dataSourceText};Max Pool Size=1;Checkpoint Interval=0")
-            .UseConnectionInitializer(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = "ATTACH $file AS aux";
-                command.Parameters.AddWithValue("$file", setup == "attached in memory" ? ":memory:" : aux);
-                command.ExecuteNonQuery();
-            })
-            .Build();
+        using var dataSource = Initialized(
+            $"Data Source={dataSourceText};Max Pool Size=1;Checkpoint Interval=0",
+            "ATTACH $file AS aux",
+            setup == "attached in memory" ? ":memory:" : aux);
         SqliteConnection inner;
         using (var connection = dataSource.OpenConnection())
         {
@@ -354,15 +321,10 @@ public class PragmaTextTests : DatabaseTest
         var other = Folder.File(inPath ? "a\u001eb.db" : "other.db");
         var schema = inPath ? "aux" : "a\u001fb";
         var quoted = "\"" + schema + "\"";
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
-            .UseConnectionInitializer(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = $"ATTACH $file AS {quoted}; PRAGMA {quoted}.secure_delete = 1";
-                command.Parameters.AddWithValue("$file", other);
-                command.ExecuteNonQuery();
-            })
-            .Build();
+        using var dataSource = Initialized(
+            Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"),
+            $"ATTACH $file AS {quoted}; PRAGMA {quoted}.secure_delete = 1",
+            other);
         using (var connection = dataSource.OpenConnection())
         {
             ConnectionTests.Exec(connection, "PRAGMA secure_delete = 0");
@@ -422,19 +384,35 @@ public class PragmaTextTests : DatabaseTest
     public void Text_that_sets_no_PRAGMA_finds_none(string sql)
         => PragmaSettings.Of(sql).ShouldBeEmpty();
 
-    /// <summary>A data source whose connection initializer attaches other.db, with a table, under <paramref name="schema"/>.</summary>
-    private SaverDataSource AttachingOther(string schema)
-    {
-        var other = Folder.File("other.db");
-        return new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"))
+    /// <summary>A data source whose connection initializer runs <paramref name="sql"/> with <c>$file</c> bound to <paramref name="file"/>.</summary>
+    private static SaverDataSource Initialized(string connectionString, string sql, string file)
+        => new SaverDataSourceBuilder(connectionString)
             .UseConnectionInitializer(connection =>
             {
                 using var command = connection.CreateCommand();
-                var quoted = "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
-                command.CommandText = $"ATTACH $file AS {quoted}; CREATE TABLE IF NOT EXISTS {quoted}.t (x)";
-                command.Parameters.AddWithValue("$file", other);
+                command.CommandText = sql;
+                command.Parameters.AddWithValue("$file", file);
                 command.ExecuteNonQuery();
             })
             .Build();
+
+    /// <summary>A write to the table t of <paramref name="file"/> by another connection, as another process would, that waits at most a second.</summary>
+    private static void WritesElsewhere(string file)
+    {
+        using var elsewhere = new SqliteConnection($"Data Source={file};Pooling=False;Default Timeout=1");
+        elsewhere.Open();
+        using var write = elsewhere.CreateCommand();
+        write.CommandText = "INSERT INTO t VALUES (2)";
+        Should.NotThrow(() => write.ExecuteNonQuery());
+    }
+
+    /// <summary>A data source whose connection initializer attaches other.db, with a table, under <paramref name="schema"/>.</summary>
+    private SaverDataSource AttachingOther(string schema)
+    {
+        var quoted = "\"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+        return Initialized(
+            Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0"),
+            $"ATTACH $file AS {quoted}; CREATE TABLE IF NOT EXISTS {quoted}.t (x)",
+            Folder.File("other.db"));
     }
 }
