@@ -1116,6 +1116,7 @@ public class ConnectionTests : DatabaseTest
     [TestCase("Data Source=file:named?mode=memory#top")] // ... drops a fragment ...
     [TestCase("Data Source=file:named?mode=%6Demory")] // ... decodes escapes ...
     [TestCase("Data Source=file:named?mode=memory&cache=private;Cache=Shared")] // ... and takes the URI's cache over the keyword
+    [TestCase("Data Source=named?cache=private;Mode=Memory;Cache=Shared")] // Mode=Memory opens "file:" + Data Source, a URI
     public void Every_spelling_of_a_private_memory_database_is_one_database_for_the_pool_and_outlives_idle_pruning(string connectionString)
     {
         var time = new FakeTimeProvider();
@@ -1173,6 +1174,7 @@ public class ConnectionTests : DatabaseTest
     [TestCase("Data Source=shared-by-name;Mode=Memory;Cache=Shared")]
     [TestCase("Data Source=/shared-by-vfs;Vfs=memdb")]
     [TestCase("Data Source=file:shared-by-uri?mode=memory&cache=shared")]
+    [TestCase("Data Source=:memory:;Mode=Memory;Cache=Shared")] // the URI file::memory: with a shared cache
     public void A_shared_cache_memory_database_is_shared_by_name_across_pools_and_outlives_idle_pruning(string connectionString)
     {
         var time = new FakeTimeProvider();
@@ -1214,6 +1216,47 @@ public class ConnectionTests : DatabaseTest
 
         (await write.WaitAsync(TimeSpan.FromSeconds(30))).ShouldBe(1);
         Scalar(writer, "SELECT count(*) FROM t").ShouldBe(2L);
+    }
+
+    /// <summary>
+    /// Microsoft.Data.Sqlite opens a Data Source with Mode=Memory as the URI "file:" + Data Source, so SQLite decodes
+    /// its escapes: two spellings of one name are one database, whose writers must queue at one gate.
+    /// </summary>
+    [Test]
+    public void Spellings_of_one_shared_memory_name_that_SQLite_decodes_alike_share_a_write_gate()
+    {
+        var name = $"gate by {Guid.NewGuid():N}";
+        using var plain = SaverDataSource.Create($"Data Source={name};Mode=Memory;Cache=Shared");
+        using var escaped = SaverDataSource.Create($"Data Source={name.Replace(" ", "%20", StringComparison.Ordinal)};Mode=Memory;Cache=Shared");
+        using var a = plain.OpenConnection();
+        using var b = escaped.OpenConnection();
+
+        Exec(a, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+
+        Scalar(b, "SELECT x FROM t").ShouldBe(1L); // one database
+        escaped.Executor.Gate.ShouldBeSameAs(plain.Executor.Gate);
+    }
+
+    /// <summary>A URI's mode parameter replaces Mode=Memory (see the test above it): the file is opened, and its gate is the file's.</summary>
+    [Test]
+    public void A_mode_parameter_in_a_Data_Source_that_Mode_Memory_opens_as_a_URI_opens_the_file()
+    {
+        using var plain = SaverDataSource.Create(Folder.ConnectionString());
+        using var byMode = SaverDataSource.Create($"Data Source={Folder.File()}?mode=rwc;Mode=Memory");
+        using (var connection = byMode.OpenConnection())
+        {
+            Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        }
+
+        using (var connection = plain.OpenConnection())
+        {
+            Scalar(connection, "SELECT x FROM t").ShouldBe(1L);
+        }
+
+        byMode.Executor.Gate.ShouldBeSameAs(plain.Executor.Gate);
+        var error = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=relative.db?mode=rwc;Mode=Memory"));
+        error.ParamName.ShouldBe("Data Source");
+        error.Message.ShouldContain("'file:relative.db?mode=rwc' with a relative path");
     }
 
     [Test]

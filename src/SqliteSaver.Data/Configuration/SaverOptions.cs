@@ -22,13 +22,17 @@ internal sealed class SaverOptions
                 Keywords.DataSource.Name);
         }
 
+        // Microsoft.Data.Sqlite opens a Data Source with Mode=Memory as the URI "file:" + Data Source, whose escapes and
+        // parameters SQLite reads as any URI's (my%20db is "my db"; ?cache=private, ?mode=rwc replace the keywords).
+        var source = builder.Mode == SqliteOpenMode.Memory && !IsUri(builder.DataSource) ? "file:" + builder.DataSource : builder.DataSource;
+
         // A URI's parameters, read once: its mode, cache and vfs replace the keywords' (a URI is no path to normalize).
-        var uriParameters = IsUri(builder.DataSource) ? UriParameters(builder.DataSource) : [];
+        var uriParameters = IsUri(source) ? UriParameters(source) : [];
         SharedCache = uriParameters.TryGetValue("cache", out var uriCache) ? uriCache == "shared" : builder.Cache == SqliteCacheMode.Shared;
 
         // The name of an in-memory database is no path: SQLite finds a shared one by that very name across the process.
-        (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(builder.DataSource, uriParameters, builder.Mode, SharedCache, builder.Vfs);
-        DataSource = IsMemory ? builder.DataSource : NormalizeDataSource(builder.DataSource);
+        (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(source, uriParameters, builder.Mode, SharedCache, builder.Vfs);
+        DataSource = IsMemory ? builder.DataSource : NormalizeDataSource(source);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
         DatabasePath = IsMemory ? null : IsUri(DataSource) ? FilePath.Full(UriPath(DataSource)) : DataSource;
         GateKey = DatabaseFile ?? sharedMemoryName;
@@ -284,7 +288,7 @@ internal sealed class SaverOptions
 
     /// <summary>
     /// Whether a data source is an in-memory database, and whether SQLite would give each connection to it a database
-    /// of its own: <c>:memory:</c>, <c>Mode=Memory</c> without <c>Cache=Shared</c>, or a <c>file:</c> URI naming
+    /// of its own: <c>:memory:</c>, or a <c>file:</c> URI (as <c>Mode=Memory</c> opens any Data Source) naming
     /// <c>:memory:</c>, <c>mode=memory</c> or <c>vfs=memdb</c> (or the <c>Vfs=memdb</c> keyword) without
     /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too); a URI's <c>mode</c> parameter
     /// replaces the Mode keyword, as in SQLite (<paramref name="parameters"/> are a URI's, <paramref name="sharedCache"/>
@@ -302,9 +306,8 @@ internal sealed class SaverOptions
         var memdbKeyword = vfs == "memdb"; // SQLite finds a VFS by its exact name, as the URI's below
         if (!IsUri(dataSource))
         {
-            var memory = mode == SqliteOpenMode.Memory || memdbKeyword;
-            var isPrivate = memory && !sharedCache && !(memdbKeyword && dataSource.StartsWith('/'));
-            return (memory, isPrivate, memory && !isPrivate ? SharedMemoryName(memdbKeyword, dataSource) : null);
+            var isPrivate = memdbKeyword && !sharedCache && !dataSource.StartsWith('/');
+            return (memdbKeyword, isPrivate, memdbKeyword && !isPrivate ? SharedMemoryName(memdb: true, dataSource) : null);
         }
 
         var path = UriPath(dataSource);
