@@ -369,10 +369,13 @@ public sealed class SaverDataSource : DbDataSource
             ? connectionString + "\0" + AppDomain.CurrentDomain.GetData("DataDirectory")
             : connectionString;
 
-    /// <summary>Clears the pool of every data source in the process.</summary>
+    /// <summary>
+    /// Clears the pool of every data source in the process but those keeping a private in-memory database (see
+    /// <see cref="SaverOptions.PrivateMemory"/>), which hold no file to release and belong to their data source alone.
+    /// </summary>
     internal static void ClearAll()
     {
-        foreach (var dataSource in Live.Keys)
+        foreach (var dataSource in Live.Keys.Where(dataSource => !dataSource.Options.PrivateMemory))
         {
             dataSource.Clear();
         }

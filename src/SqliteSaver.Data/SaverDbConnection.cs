@@ -172,7 +172,11 @@ public sealed class SaverDbConnection : DbConnection
         connection._dataSource?.Clear();
     }
 
-    /// <summary>Clears the pool of every data source in the process (see <see cref="ClearPool"/>).</summary>
+    /// <summary>
+    /// Clears the pool of every data source in the process (see <see cref="ClearPool"/>), but for the private
+    /// in-memory database a pooled <c>Data Source=:memory:</c> keeps, which holds no file and is emptied only by a
+    /// clear of its own pool.
+    /// </summary>
     public static void ClearAllPools() => SaverDataSource.ClearAll();
 
     /// <summary>Rents a physical connection from the pool. Does nothing if the connection is already open.</summary>

@@ -271,6 +271,31 @@ public class PoolTests : DatabaseTest
         dataSource.Statistics.Idle.ShouldBe(0);
     }
 
+    /// <summary>
+    /// A private in-memory database holds no file to release and belongs to its data source: another component's (or
+    /// test's) ClearAllPools emptied it, committed rows and all (a bug hunt). Its own Clear still does.
+    /// </summary>
+    [Test]
+    public void ClearAllPools_leaves_a_data_sources_private_memory_database_which_its_own_Clear_empties()
+    {
+        using var memory = SaverDataSource.Create("Data Source=:memory:");
+        using (var connection = memory.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        }
+
+        SaverDbConnection.ClearAllPools();
+
+        using (var again = memory.OpenConnection())
+        {
+            ConnectionTests.Scalar(again, "SELECT count(*) FROM t").ShouldBe(1L);
+        }
+
+        memory.Clear();
+        using var cleared = memory.OpenConnection();
+        ConnectionTests.Scalar(cleared, "SELECT count(*) FROM sqlite_master").ShouldBe(0L);
+    }
+
     [Test]
     public void ClearAllPools_closes_idle_connections_at_once_and_rented_ones_on_return()
     {
