@@ -64,8 +64,8 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
             }
             catch (ConnectionsBusyException)
             {
-                // A connection stayed inside SQLite (a long query, say), so the checkpoint connection did not open: busy,
-                // not broken; the WAL is not looked at this time.
+                // A connection stayed inside SQLite (a long query, say), or only connections rented before a clear are
+                // open, so the checkpoint connection did not open: busy, not broken; the WAL is not looked at this time.
             }
 
             var statistics = AddStatistics(dataSource, data); // as the check leaves the pool

@@ -162,6 +162,25 @@ public class HealthCheckTests
     }
 
     /// <summary>
+    /// The pool was cleared (before a restore, say) while its only connection was rented, before the checkpoint
+    /// connection ever opened: that connection will not open while only connections rented before the clear are,
+    /// so the WAL cannot be looked at. Busy, not broken: Degraded. Before, Unhealthy (a data-source lifetime hunt).
+    /// </summary>
+    [Test]
+    public async Task An_exhausted_pool_cleared_before_its_checkpoint_connection_opened_is_degraded()
+    {
+        using var provider = Provider("Data Source={0};Max Pool Size=1");
+        var dataSource = provider.GetRequiredService<SaverDataSource>();
+        await using var held = await dataSource.OpenConnectionAsync();
+        dataSource.Clear();
+
+        var entry = await Check(provider);
+
+        entry.Status.ShouldBe(HealthStatus.Degraded, entry.Description);
+        entry.Description.ShouldNotBeNull().ShouldStartWith("Every pooled connection is in use (1 of Max Pool Size=1)");
+    }
+
+    /// <summary>
     /// The database file is deleted after a check ran, which opened the data source's checkpoint connection: the next
     /// check is Unhealthy and says why. Before, Healthy: only the checkpoint connection's opening asked whether the
     /// file was still at the path, and <c>SELECT 1</c> on a pooled connection reads the deleted file (a bug hunt's finding).

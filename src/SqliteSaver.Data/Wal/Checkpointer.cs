@@ -233,7 +233,7 @@ internal sealed class Checkpointer : IDisposable
     }
 
     /// <summary>What an on-demand call that would open the connection while only cleared connections are open throws.</summary>
-    private static InvalidOperationException ClearedWithRentersOut(string what)
+    private static ConnectionsBusyException ClearedWithRentersOut(string what)
         => new($"The data source's pool was cleared while connections rented before were out, and only they are open: a {what} would open a connection on the file now at the path (a replacement, maybe) with the -wal file they keep, whose frames SQLite would read and then copy into it. Try again once they are closed, or after opening a connection.");
 
     /// <summary>
