@@ -97,7 +97,11 @@ public sealed class SaverDataSourceBuilder
         return this;
     }
 
-    /// <summary>Sets the clock for retry delays and idle pruning (a fake one makes backoff schedules exact in tests).</summary>
+    /// <summary>
+    /// Sets the clock for retry delays, idle pruning, the background checkpoints' Checkpoint Interval (and the time
+    /// they record) and the pool's metrics (a fake one makes backoff schedules exact in tests; with one that is never
+    /// advanced, idle connections are never pruned and no background checkpoint runs).
+    /// </summary>
     /// <param name="timeProvider">The clock.</param>
     /// <returns>This builder.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="timeProvider"/> is null.</exception>
