@@ -842,17 +842,19 @@ internal sealed class PhysicalConnection : IDisposable
                 RememberPragmas(waitForLocks: false); // what the renter set through the inner connection stays, as documented
             }
 
-            if (innerExposed)
-            {
-                ReadAttachedDatabases();
-            }
-
             (MaxPageCountMayHaveChanged, LockingModeMayHaveChanged, JournalModeMayHaveChanged) = (false, false, false);
 
             whyNot = (checkTemp ? TempObjectsChangedByRenter() : null)
                 ?? (checkAttached && HasAttachedDatabases() ? "it has attached databases"
                     : HoldsReadTransaction() ? "something left open (a stream from GetStream, a reader on InnerConnection) keeps its read snapshot"
                     : null);
+            if (whyNot is null && innerExposed)
+            {
+                // Only on a connection kept: beside a statement left open (a stream), the read would take a lock that
+                // SQLite keeps until the statement ends, even on the closed connection.
+                ReadAttachedDatabases();
+            }
+
             return whyNot is null;
         }
         catch (SqliteException failure)

@@ -282,6 +282,35 @@ public class PragmaTextTests : DatabaseTest
     }
 
     /// <summary>
+    /// A stream left open past Close keeps a statement active: the read that releases a kept lock then took a lock on
+    /// an attached database the renter never touched, which SQLite kept until the stream was disposed, even on the
+    /// closed connection (a review). GetSchema uses InnerConnection too.
+    /// </summary>
+    [Test]
+    public void A_stream_left_open_after_InnerConnection_use_does_not_lock_an_untouched_attached_database([Values] bool getSchema)
+    {
+        var aux = Folder.File("aux.db");
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False", "aux.db"), "PRAGMA journal_mode = DELETE; CREATE TABLE t (x)");
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False;Journal Mode=Delete"), "CREATE TABLE t (x BLOB); INSERT INTO t VALUES (x'0102')");
+        using var dataSource = Initialized(Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0;Journal Mode=Delete"), "ATTACH $file AS aux", aux);
+        Stream stream;
+        using (var connection = dataSource.OpenConnection())
+        {
+            _ = getSchema ? connection.GetSchema() : (object)connection.InnerConnection;
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT rowid, x FROM main.t";
+            using var reader = command.ExecuteReader();
+            reader.Read().ShouldBeTrue();
+            stream = reader.GetStream(1);
+        }
+
+        using (stream)
+        {
+            WritesElsewhere(aux);
+        }
+    }
+
+    /// <summary>
     /// A database SQLite always reports in EXCLUSIVE locking mode (one in memory, an immutable file) closed the
     /// connection at every return after any use of InnerConnection, a plain SELECT included (a review of the change
     /// above): only a mode that became EXCLUSIVE counts.
