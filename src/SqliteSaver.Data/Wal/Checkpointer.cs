@@ -331,10 +331,12 @@ internal sealed class Checkpointer : IDisposable
                 try
                 {
                     // The pool's busy timeout would let the TRUNCATE wait for readers (holding writers back) that
-                    // long; the connection closes next, so nothing is restored.
-                    raw.sqlite3_busy_timeout(on.Handle, ConnectionBusyTimeout);
-                    CopyBack(on.Handle, PoolDrained);
-                    var result = CheckpointExtensions.RunWaiting(on.Handle, CheckpointMode.Truncate, ConnectionBusyTimeout, CancellationToken.None);
+                    // long; the connection closes next, so nothing is restored. Without pooling every Close drains the
+                    // pool: there it is tried once, as each Close would stall, and every writer of the file with it.
+                    var wait = _options.Pooling ? ConnectionBusyTimeout : 0;
+                    raw.sqlite3_busy_timeout(on.Handle, wait);
+                    CopyBack(on.Handle, PoolDrained, wait);
+                    var result = CheckpointExtensions.RunWaiting(on.Handle, CheckpointMode.Truncate, wait, CancellationToken.None);
                     Record(CheckpointMode.Truncate, result, PoolDrained);
                     LastError = null; // a background checkpoint too
                 }
@@ -623,10 +625,11 @@ internal sealed class Checkpointer : IDisposable
     /// <summary>
     /// A PASSIVE checkpoint before a TRUNCATE: SQLite's TRUNCATE takes the write lock before it copies the WAL back, so
     /// writers (of other processes too) would wait for the whole copy and sync; this one copies without the write lock,
-    /// leaving the TRUNCATE the frames written since. It waits within a step for another connection's checkpoint.
+    /// leaving the TRUNCATE the frames written since. It waits up to <paramref name="wait"/> milliseconds (a step by
+    /// default) for another connection's checkpoint.
     /// </summary>
-    private void CopyBack(sqlite3 handle, string trigger)
-        => Record(CheckpointMode.Passive, CheckpointExtensions.RunWaiting(handle, CheckpointMode.Passive, ConnectionBusyTimeout, CancellationToken.None), trigger);
+    private void CopyBack(sqlite3 handle, string trigger, int? wait = null)
+        => Record(CheckpointMode.Passive, CheckpointExtensions.RunWaiting(handle, CheckpointMode.Passive, wait ?? ConnectionBusyTimeout, CancellationToken.None), trigger);
 
     /// <summary>Keeps a checkpoint's result as the last one and reports it to metrics and logs.</summary>
     private void Record(CheckpointMode mode, CheckpointResult result, string trigger)

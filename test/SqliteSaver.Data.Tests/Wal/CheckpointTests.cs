@@ -465,7 +465,7 @@ public class CheckpointTests : DatabaseTest
         return reader;
     }
 
-    private static void Plain(SqliteConnection connection, string sql)
+    internal static void Plain(SqliteConnection connection, string sql)
     {
         using var command = connection.CreateCommand();
         command.CommandText = sql;

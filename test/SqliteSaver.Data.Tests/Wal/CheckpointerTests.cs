@@ -766,6 +766,51 @@ public class CheckpointerTests : DatabaseTest
         OpenFiles.Count(Folder.File()).ShouldBe(0); // "every Close closes", the checkpointer's connection too
     }
 
+    /// <summary>
+    /// Without pooling every Close drains the pool, and its TRUNCATE waited up to 250 ms for another connection's
+    /// reader, holding the write lock meanwhile: each Close stalled, and every other writer (of any process) with it (a
+    /// multi-process hunt). It is tried once now: a writer that waits at most 100 ms is never refused.
+    /// </summary>
+    [Test]
+    public void Without_pooling_a_close_beside_a_reader_does_not_hold_other_writers_back()
+    {
+        var connectionString = Folder.ConnectionString("Pooling=false;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var reader = OtherConnection();
+        CheckpointTests.Plain(reader, "BEGIN; SELECT count(*) FROM t");
+        using var writer = OtherConnection();
+        CheckpointTests.Plain(writer, "PRAGMA busy_timeout = 100");
+        using var closed = new CancellationTokenSource();
+        var refusals = 0;
+        var writes = Task.Factory.StartNew(
+            () =>
+            {
+                var count = 0;
+                while (!closed.IsCancellationRequested)
+                {
+                    // SQLite's own answer, without Microsoft.Data.Sqlite's loop that retries SQLITE_BUSY for 30 s.
+                    var result = SQLitePCL.raw.sqlite3_exec(writer.Handle, "INSERT INTO t VALUES (2)");
+                    (count, refusals) = result == SQLitePCL.raw.SQLITE_BUSY ? (count, refusals + 1) : (count + 1, refusals);
+                    result.ShouldBeOneOf(SQLitePCL.raw.SQLITE_OK, SQLitePCL.raw.SQLITE_BUSY);
+                }
+
+                return count;
+            },
+            TaskCreationOptions.LongRunning);
+
+        for (var i = 0; i < 5; i++)
+        {
+            using var connection = new SaverDbConnection(connectionString);
+            connection.Open();
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        }
+
+        closed.Cancel();
+        writes.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        writes.Result.ShouldBeGreaterThan(0);
+        refusals.ShouldBe(0);
+    }
+
     [Test]
     public void Without_pooling_a_database_replaced_after_the_last_close_is_the_one_the_checkpointer_bounds()
     {
