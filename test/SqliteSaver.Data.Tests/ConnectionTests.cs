@@ -1117,6 +1117,9 @@ public class ConnectionTests : DatabaseTest
     [TestCase("Data Source=file:named?mode=%6Demory")] // ... decodes escapes ...
     [TestCase("Data Source=file:named?mode=memory&cache=private;Cache=Shared")] // ... and takes the URI's cache over the keyword
     [TestCase("Data Source=named?cache=private;Mode=Memory;Cache=Shared")] // Mode=Memory opens "file:" + Data Source, a URI
+    [TestCase("Data Source=/named-in-pager;Mode=Memory;Vfs=memdb")] // in memory mode SQLite opens no file, so no VFS shares it by its "/"
+    [TestCase("Data Source=/named-in-pager?vfs=memdb;Mode=Memory")]
+    [TestCase("Data Source=file:/named-in-pager?vfs=memdb&mode=memory")]
     public void Every_spelling_of_a_private_memory_database_is_one_database_for_the_pool_and_outlives_idle_pruning(string connectionString)
     {
         var time = new FakeTimeProvider();
@@ -1235,6 +1238,8 @@ public class ConnectionTests : DatabaseTest
 
         Scalar(b, "SELECT x FROM t").ShouldBe(1L); // one database
         escaped.Executor.Gate.ShouldBeSameAs(plain.Executor.Gate);
+        using var cut = SaverDataSource.Create($"Data Source={name}%00tail;Mode=Memory;Cache=Shared"); // SQLite reads the name up to a NUL
+        cut.Executor.Gate.ShouldBeSameAs(plain.Executor.Gate);
     }
 
     /// <summary>A URI's mode parameter replaces Mode=Memory (see the test above it): the file is opened, and its gate is the file's.</summary>

@@ -290,7 +290,8 @@ internal sealed class SaverOptions
     /// Whether a data source is an in-memory database, and whether SQLite would give each connection to it a database
     /// of its own: <c>:memory:</c>, or a <c>file:</c> URI (as <c>Mode=Memory</c> opens any Data Source) naming
     /// <c>:memory:</c>, <c>mode=memory</c> or <c>vfs=memdb</c> (or the <c>Vfs=memdb</c> keyword) without
-    /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too); a URI's <c>mode</c> parameter
+    /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too, unless in memory mode, which leaves
+    /// the VFS out); its name is read up to a <c>%00</c>, as SQLite reads it; a URI's <c>mode</c> parameter
     /// replaces the Mode keyword, as in SQLite (<paramref name="parameters"/> are a URI's, <paramref name="sharedCache"/>
     /// is <see cref="SharedCache"/>). A shared one has a name, which says whether it is a memdb or a shared-cache
     /// database (different databases even under one name).
@@ -310,10 +311,12 @@ internal sealed class SaverOptions
             return (memdbKeyword, isPrivate, memdbKeyword && !isPrivate ? SharedMemoryName(memdb: true, dataSource) : null);
         }
 
-        var path = UriPath(dataSource);
-        var memdb = parameters.TryGetValue("vfs", out var uriVfs) ? uriVfs == "memdb" : memdbKeyword;
-        var memoryMode = parameters.TryGetValue("mode", out var uriMode) ? uriMode == "memory" : mode == SqliteOpenMode.Memory;
-        if (!memoryMode && path != ":memory:" && !memdb)
+        var path = UntilNul(UriPath(dataSource)); // SQLite reads the decoded name as a C string
+        // In memory mode, or under the name :memory:, SQLite keeps the database in its pager and opens no file, so the
+        // memdb VFS, which shares a name that starts with "/", is never asked.
+        var inPager = (parameters.TryGetValue("mode", out var uriMode) ? uriMode == "memory" : mode == SqliteOpenMode.Memory) || path == ":memory:";
+        var memdb = !inPager && (parameters.TryGetValue("vfs", out var uriVfs) ? uriVfs == "memdb" : memdbKeyword);
+        if (!inPager && !memdb)
         {
             return (false, false, null);
         }
@@ -344,10 +347,10 @@ internal sealed class SaverOptions
         }
 
         return parameters;
-
-        // SQLite reads a decoded name or value as a C string: a %00 ends it.
-        static string UntilNul(string text) => text.IndexOf('\0', StringComparison.Ordinal) is >= 0 and var nul ? text[..nul] : text;
     }
+
+    /// <summary><paramref name="text"/> up to its first NUL: SQLite reads a decoded URI name or value as a C string, so a <c>%00</c> ends it.</summary>
+    private static string UntilNul(string text) => text.IndexOf('\0', StringComparison.Ordinal) is >= 0 and var nul ? text[..nul] : text;
 
     /// <summary>A key for a shared in-memory database that no file path can equal.</summary>
     private static string SharedMemoryName(bool memdb, string name) => (memdb ? "\u001fmemdb:" : "\u001fshared:") + name;
