@@ -140,6 +140,39 @@ internal static class ESqlite3
         }
     }
 
+    /// <summary>
+    /// Whether the database attached as <paramref name="schema"/> lives in SQLite's memdb VFS (by the VFS name
+    /// <c>SQLITE_FCNTL_VFSNAME</c> gives); <see langword="false"/> where this class cannot be called (see
+    /// <see cref="Available"/>), as nothing can then be told.
+    /// </summary>
+    public static unsafe bool InMemdb(sqlite3 db, string schema)
+    {
+        if (!Available)
+        {
+            return false;
+        }
+
+        const int FcntlVfsName = 12;
+        var name = System.Text.Encoding.UTF8.GetBytes(schema + "\0");
+        IntPtr vfs = 0;
+        fixed (byte* schemaName = name)
+        {
+            if (sqlite3_file_control(db.DangerousGetHandle(), schemaName, FcntlVfsName, &vfs) != SqliteOk || vfs == 0)
+            {
+                return false; // no file open: a database in SQLite's pager (":memory:"), or a temporary one not yet used
+            }
+        }
+
+        try
+        {
+            return Marshal.PtrToStringUTF8(vfs)?.StartsWith("memdb", StringComparison.Ordinal) == true;
+        }
+        finally
+        {
+            sqlite3_free(vfs);
+        }
+    }
+
     /// <summary>The connection's first running statement (see <see cref="AnyStatementRunning"/>) after <paramref name="after"/> (from the first with zero); zero when none is.</summary>
     private static IntPtr NextRunning(IntPtr db, IntPtr after)
     {
@@ -176,6 +209,12 @@ internal static class ESqlite3
 
     [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
     private static extern unsafe int sqlite3_file_control(IntPtr db, byte* schema, int operation, int* value);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl, EntryPoint = "sqlite3_file_control")]
+    private static extern unsafe int sqlite3_file_control(IntPtr db, byte* schema, int operation, IntPtr* value);
+
+    [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
+    private static extern void sqlite3_free(IntPtr memory);
 
     [DllImport("e_sqlite3", CallingConvention = CallingConvention.Cdecl)]
     private static extern int sqlite3_stmt_busy(IntPtr statement);

@@ -25,6 +25,7 @@ internal sealed class PhysicalConnection : IDisposable
     private long _initialTempSchemaVersion; // the temp schema as opening and the connection initializer left it
     private string? _initialTempSchema; // the temporary objects the connection initializer left (see TempSchema), if any
     private readonly Action<int> _committed;
+    private readonly bool _memdbStandIn; // main is the pool's memdb database for a private in-memory one (SaverOptions.PrivateMemory)
     private string _restorePragmaSql = string.Empty;
     private string? _restoreMaxPageCount; // set apart: it reads the file, which another process's lock can hold up
     private bool _exclusiveLocking; // locking_mode as remembered (see RememberPragmas)
@@ -84,6 +85,7 @@ internal sealed class PhysicalConnection : IDisposable
     private PhysicalConnection(SqliteConnection sqlite, int generation, SaverOptions options, Action<int> committed)
     {
         _committed = committed;
+        _memdbStandIn = options.PrivateMemory;
         Sqlite = sqlite;
         Handle = sqlite.Handle!;
         File = raw.sqlite3_db_filename(Handle, "main").utf8_to_string() ?? string.Empty;
@@ -1278,6 +1280,39 @@ internal sealed class PhysicalConnection : IDisposable
     /// </summary>
     private bool BecameExclusive()
         => LockingModes().Where((mode, i) => mode == "exclusive" && (i >= _lockingModes.Length || _lockingModes[i] != "exclusive")).Any();
+
+    /// <summary>
+    /// Refuses, on a connection whose main database is the pool's memdb database for a private in-memory one (see
+    /// <see cref="SaverOptions.InnerConnectionString"/>), a database attached in the memdb VFS: ATTACH opens a file name
+    /// that names no VFS in the main database's, memdb, so SQLite made it another database in memory under that name,
+    /// and nothing written to it would reach the file, where a connection of Microsoft.Data.Sqlite's own to
+    /// <c>:memory:</c> attaches the file. SQLite keeps no name for it to tell one that named memdb itself. It is
+    /// detached first.
+    /// </summary>
+    /// <param name="by">What attached it, for the message.</param>
+    /// <exception cref="InvalidOperationException">Such a database was attached.</exception>
+    public void RefuseFilesAttachedInMemory(string by)
+    {
+        if (!_memdbStandIn || Attachments() is not { } attached || attached == Unlisted)
+        {
+            return;
+        }
+
+        var names = attached.Split('\0');
+        for (var i = 0; i + 1 < names.Length; i += 2)
+        {
+            var schema = names[i];
+            if (names[i + 1].Length > 0 || !ESqlite3.InMemdb(Handle, schema))
+            {
+                continue; // a file, or a database in memory that is no memdb one (":memory:")
+            }
+
+            _ = raw.sqlite3_exec(Handle, "DETACH \"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
+            var vfs = OperatingSystem.IsWindows() ? "win32" : "unix";
+            throw new InvalidOperationException(
+                $"{by} attached a database as '{schema}' to the pool's in-memory database, which lives in SQLite's memdb VFS so that the pool's connections share it: ATTACH opens a file name that names no VFS in the main database's, so SQLite made it another database in memory, and nothing written to it would reach the file. It was detached. Name the VFS in a URI to attach a file (ATTACH 'file:/path/to/file.db?vfs={vfs}' AS {schema}), attach ':memory:' for a database in memory, or use Pooling=False, where each connection has an in-memory database of its own.");
+        }
+    }
 
     /// <summary>A string <see cref="Attachments"/> gives when SQLite cannot list the databases.</summary>
     private const string Unlisted = "\u0000unlisted";

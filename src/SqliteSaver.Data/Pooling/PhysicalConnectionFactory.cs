@@ -60,6 +60,8 @@ internal sealed class PhysicalConnectionFactory(
                         static state => state.Initializer(state.Connection, state.Token),
                         (Initializer: initializer, Connection: connection.Sqlite, Token: cancellationToken)).GetAwaiter().GetResult();
                 }
+
+                connection.RefuseFilesAttachedInMemory("The connection initializer");
             }
 
             connection.RememberOpened(initialized: initializer is not null);

@@ -181,6 +181,25 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         => BeginCore(physical, deferred, retry, deadline, async: true, cancellationToken);
 
     /// <summary>
+    /// <paramref name="result"/>, once <see cref="PhysicalConnection.RefuseFilesAttachedInMemory"/> found no file the
+    /// command attached into the pool's in-memory database (disposed, a reader say, when it did).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The command attached such a file.</exception>
+    private static T RefusingFilesAttachedInMemory<T>(PhysicalConnection physical, T result)
+    {
+        try
+        {
+            physical.RefuseFilesAttachedInMemory("A command");
+            return result;
+        }
+        catch (InvalidOperationException)
+        {
+            (result as IDisposable)?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
     /// <see cref="Execute"/> and <see cref="ExecuteAsync"/> in one body: with <paramref name="async"/> false every
     /// wait blocks and the returned task is already complete.
     /// </summary>
@@ -242,7 +261,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 physical.MayHoldAttachments |= !inTransaction || kind == CommandKind.Unprotected;
                 physical.SavepointCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected && CommandClassifier.SetsSavepoint(text) ? 1 : 0;
                 command.RunsStatementByStatement = kind == CommandKind.Unprotected;
-                return (RunInCallersTransaction(physical, command, run, behavior, kind, cancellationToken), false);
+                var result = RunInCallersTransaction(physical, command, run, behavior, kind, cancellationToken);
+                return (inTransaction && kind != CommandKind.Unprotected ? result : RefusingFilesAttachedInMemory(physical, result), false);
             }
 
             physical.MayHoldTempObjects |= kind != CommandKind.Read;
@@ -251,13 +271,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             {
                 case CommandKind.Read or CommandKind.Standalone:
                     var statement = new StatementAttempt<T>(physical, command, run, behavior, deadline, stopOnProgress, cancellationToken);
-                    return (async
+                    var ran = async
                         ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(s.Run(token)), statement, cancellationToken).ConfigureAwait(false)
-                        : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken), false);
+                        : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken);
+                    return (kind == CommandKind.Read ? ran : RefusingFilesAttachedInMemory(physical, ran), false);
                 case CommandKind.Unprotected:
                     command.RunsStatementByStatement = true;
                     cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
-                    return (RunStatements(physical, run, command, behavior), false);
+                    return (RefusingFilesAttachedInMemory(physical, RunStatements(physical, run, command, behavior)), false);
             }
 
             var temp = kind == CommandKind.TempWrite;

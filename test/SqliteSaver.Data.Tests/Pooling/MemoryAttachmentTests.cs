@@ -1,0 +1,72 @@
+using Microsoft.Data.Sqlite;
+using Shouldly;
+
+namespace SqliteSaver.Data.Tests.Pooling;
+
+/// <summary>
+/// A pooled private in-memory database lives in SQLite's memdb VFS, so that the pool's connections share it, and
+/// ATTACH opens a file name that names no VFS in the main database's: a file attached to it became another database in
+/// memory, and nothing written to it reached the file, where Microsoft.Data.Sqlite's own <c>:memory:</c> connection
+/// attaches the file (a review). Such an attachment is refused, and a URI naming the VFS attaches the file.
+/// </summary>
+public class MemoryAttachmentTests : DatabaseTest
+{
+    private static readonly string FileVfs = OperatingSystem.IsWindows() ? "win32" : "unix";
+
+    [Test]
+    public void A_file_a_command_attaches_to_a_pooled_memory_database_is_refused_and_a_uri_naming_the_vfs_attaches_it()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+        using var attach = connection.CreateCommand();
+        attach.CommandText = "ATTACH $file AS aux";
+        attach.Parameters.AddWithValue("$file", aux);
+
+        var error = Should.Throw<InvalidOperationException>(() => attach.ExecuteNonQuery());
+
+        error.Message.ShouldStartWith("A command attached a database as 'aux' to the pool's in-memory database");
+        error.Message.ShouldContain($"ATTACH 'file:/path/to/file.db?vfs={FileVfs}' AS aux");
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L); // detached
+        attach.Parameters["$file"].Value = $"file:{aux}?vfs={FileVfs}";
+        attach.ExecuteNonQuery();
+        ConnectionTests.Exec(connection, "CREATE TABLE aux.t (x); INSERT INTO aux.t VALUES (1)");
+        using var plain = new SqliteConnection($"Data Source={aux};Pooling=False");
+        plain.Open();
+        using var count = plain.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM t";
+        count.ExecuteScalar().ShouldBe(1L); // in the file
+    }
+
+    [TestCase(":memory:")]
+    [TestCase("")] // a temporary database
+    public void A_database_in_memory_or_a_temporary_one_attaches_to_a_pooled_memory_database(string name)
+    {
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+
+        ConnectionTests.Exec(connection, $"ATTACH '{name}' AS other");
+        ConnectionTests.Exec(connection, "CREATE TABLE other.t (x); INSERT INTO other.t VALUES (1)");
+        ConnectionTests.Exec(connection, "PRAGMA cache_size = 10"); // a command after which attachments are looked at again
+
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM other.t").ShouldBe(1L);
+    }
+
+    [Test]
+    public void A_file_the_connection_initializer_attaches_to_a_pooled_memory_database_fails_the_open()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = new SaverDataSourceBuilder("Data Source=:memory:")
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = $"ATTACH '{aux}' AS aux";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+
+        Should.Throw<InvalidOperationException>(dataSource.OpenConnection).Message
+            .ShouldStartWith("The connection initializer attached a database as 'aux' to the pool's in-memory database");
+        dataSource.Statistics.Total.ShouldBe(0);
+    }
+}
