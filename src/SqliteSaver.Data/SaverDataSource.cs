@@ -371,7 +371,7 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>
     /// Clears the pool of every data source in the process but those keeping a private in-memory database (see
-    /// <see cref="SaverOptions.PrivateMemory"/>), which hold no file to release and belong to their data source alone.
+    /// <see cref="SaverOptions.PrivateMemory"/>), which a clear empties, and which belongs to its data source alone.
     /// </summary>
     internal static void ClearAll()
     {

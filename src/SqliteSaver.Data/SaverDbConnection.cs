@@ -173,9 +173,9 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// Clears the pool of every data source in the process (see <see cref="ClearPool"/>), but for the private
-    /// in-memory database a pooled <c>Data Source=:memory:</c> keeps, which holds no file and is emptied only by a
-    /// clear of its own pool.
+    /// Clears the pool of every data source in the process (see <see cref="ClearPool"/>) but those of pooled private
+    /// in-memory databases (<c>Data Source=:memory:</c>), which a clear empties: only a clear of that pool itself does,
+    /// also closing any file its connections attached.
     /// </summary>
     public static void ClearAllPools() => SaverDataSource.ClearAll();
 
