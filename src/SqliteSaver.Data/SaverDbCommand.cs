@@ -1078,9 +1078,10 @@ public sealed class SaverDbCommand : DbCommand
             var text = _definition.CommandText;
             var returned = _returned;
             _returned = null;
-            _prepared = returned is not null && string.Equals(returned.CommandText, text, StringComparison.Ordinal) && physical.Statements.TryRentAgain(returned)
+            var fresh = physical.MayHaveAttachedDatabases;
+            _prepared = !fresh && returned is not null && string.Equals(returned.CommandText, text, StringComparison.Ordinal) && physical.Statements.TryRentAgain(returned)
                 ? returned
-                : physical.Statements.Rent(text, fresh: false);
+                : physical.Statements.Rent(text, fresh);
         }
 
         return (connection, physical, _prepared);

@@ -142,6 +142,19 @@ internal sealed class PhysicalConnection : IDisposable
     /// </summary>
     public bool MayHoldAttachments { get; set; }
 
+    /// <summary>Whether a command whose text names ATTACH ran during the current rental (see <see cref="MayHaveAttachedDatabases"/>).</summary>
+    public bool AttachMayHaveRun { get; set; }
+
+    /// <summary>
+    /// Whether a database may be attached to the connection now: one the connection initializer attached, or one a
+    /// command naming ATTACH may have attached during this rental (not one attached through InnerConnection). A kept
+    /// statement is then neither used nor kept: SQLite does not compile one again when a table it found by an
+    /// unqualified name in an attached database comes to be hidden by one created in main (or in a database attached
+    /// before it), nor a REINDEX for databases attached since, where a statement prepared afresh, as
+    /// Microsoft.Data.Sqlite prepares one for every new command, finds what is there now.
+    /// </summary>
+    public bool MayHaveAttachedDatabases => _initialAttachments is not null || AttachMayHaveRun;
+
     /// <summary>
     /// Whether something that could set the busy timeout ran since <see cref="BusyTimeoutMilliseconds"/> last read it:
     /// a statement that may set a PRAGMA and names busy_timeout, setting the PRAGMAs back (should it fail midway), or
@@ -759,6 +772,7 @@ internal sealed class PhysicalConnection : IDisposable
         }
 
         Used = false;
+        AttachMayHaveRun = false; // kept only without databases attached but the initializer's (see HasAttachedDatabases)
         WriteOpenForReader = false;
         _active = 0; // the renter's Close has closed its readers
         (_progressStop, StoppedByProgressHandler) = (null, false);

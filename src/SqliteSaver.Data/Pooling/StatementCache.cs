@@ -10,7 +10,8 @@ namespace SqliteSaver.Data.Pooling;
 /// executes and returns it when the execution, or its reader, ends (one the cache will not keep it holds until it is
 /// disposed, its text changes or its connection closes); the least recently rented command is evicted first. SQLite
 /// compiles a kept statement again by itself when the schema or a setting it was compiled against changes, and
-/// compiles PRAGMAs again on every run.
+/// compiles PRAGMAs again on every run; none is used or kept while a database may be attached (see
+/// <see cref="PhysicalConnection.MayHaveAttachedDatabases"/>).
 /// </summary>
 /// <remarks>
 /// SQLite keeps a copy of the values last bound to a statement until they are bound again, so the cache bounds them:
@@ -74,7 +75,8 @@ internal sealed partial class StatementCache(SqliteConnection connection, int ca
                 // fixed 150 ms steps: the waiting is done by busy_timeout and this library.
                 CommandTimeout = -1,
                 Rented = true,
-                Keepable = !fresh && capacity > 0 && commandText.Length <= MaxKeptTextLength && !BeginsTransaction(commandText),
+                Keepable = !fresh && capacity > 0 && commandText.Length <= MaxKeptTextLength && !BeginsTransaction(commandText)
+                    && !commandText.Contains("ATTACH", StringComparison.OrdinalIgnoreCase), // its later statements would find the database it attaches
             };
         }
     }

@@ -234,6 +234,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             // Inside the try: reading the busy timeout may be interrupted by the token already.
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
             physical.NotePragmas(command);
+            physical.AttachMayHaveRun |= text.Contains("ATTACH", StringComparison.OrdinalIgnoreCase);
             var kind = Classify(physical, command, out var invalid);
             if (invalid is not null)
             {

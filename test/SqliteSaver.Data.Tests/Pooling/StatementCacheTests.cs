@@ -553,6 +553,75 @@ public class StatementCacheTests : DatabaseTest
     }
 
     /// <summary>Inserts a row with x = 0 through a connection of its own, as another process would.</summary>
+    /// <summary>
+    /// SQLite does not compile a statement again when a table it found by an unqualified name in an attached database
+    /// comes to be hidden by one created in main: a kept read went on reading the database the connection initializer
+    /// attached, and a kept insert writing it, in every later rental, where Microsoft.Data.Sqlite's fresh statement
+    /// finds main's (a statement-cache hunt).
+    /// </summary>
+    [Test]
+    public void A_table_created_in_main_hides_an_attached_ones_from_a_statement_run_before([Values] bool inTheSameRental)
+    {
+        var archive = Folder.File("archive.db");
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False", "archive.db"), "CREATE TABLE u (v TEXT); INSERT INTO u VALUES ('archive')");
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = $"ATTACH '{archive}' AS archive";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        var connection = dataSource.OpenConnection();
+        Scalar(connection, "SELECT v FROM u").ShouldBe("archive");
+        Exec(connection, "INSERT INTO u VALUES ('first')");
+        if (!inTheSameRental)
+        {
+            connection.Dispose();
+            connection = dataSource.OpenConnection();
+        }
+
+        PoolTests.Execute(Folder.ConnectionString("Pooling=False"), "CREATE TABLE u (v TEXT); INSERT INTO u VALUES ('main')"); // as another process
+        Scalar(connection, "SELECT count(*) FROM main.sqlite_master"); // a statement on main reads its new schema, for any connection
+
+        Scalar(connection, "SELECT v FROM u").ShouldBe("main");
+        Exec(connection, "INSERT INTO u VALUES ('first')");
+        Scalar(connection, "SELECT count(*) FROM main.u").ShouldBe(2L);
+        connection.Dispose();
+    }
+
+    /// <summary>
+    /// As above, for a database a command attached in the rental, and a table the same connection creates; and a
+    /// REINDEX, which SQLite compiles for the databases attached as it prepares it, run before the ATTACH.
+    /// </summary>
+    [Test]
+    public void After_an_ATTACH_no_statement_run_before_is_used()
+    {
+        var aux = Folder.File("aux.db");
+        using (var other = new SqliteConnection($"Data Source={aux};Pooling=False"))
+        {
+            other.Open();
+            other.CreateCollation("reverse", string.CompareOrdinal); // another collation of that name builds the index
+            using var create = other.CreateCommand();
+            create.CommandText = "CREATE TABLE u (v TEXT); CREATE INDEX uv ON u (v COLLATE reverse); INSERT INTO u VALUES ('a'), ('b'), ('c')";
+            create.ExecuteNonQuery();
+        }
+
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
+            .UseConnectionInitializer(connection => connection.CreateCollation("reverse", (x, y) => string.CompareOrdinal(y, x)))
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        Exec(connection, "REINDEX");
+        Exec(connection, $"ATTACH '{aux}' AS aux");
+        Scalar(connection, "SELECT v FROM u LIMIT 1").ShouldBe("a");
+
+        Exec(connection, "REINDEX");
+        Exec(connection, "CREATE TABLE main.u (v TEXT); INSERT INTO main.u VALUES ('main')");
+
+        Scalar(connection, "PRAGMA aux.integrity_check").ShouldBe("ok");
+        Scalar(connection, "SELECT v FROM u LIMIT 1").ShouldBe("main");
+    }
+
     private void InsertZeroElsewhere()
     {
         using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
