@@ -234,8 +234,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             // Inside the try: reading the busy timeout may be interrupted by the token already.
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
             physical.NotePragmas(command);
-            physical.AttachMayHaveRun |= text.Contains("ATTACH", StringComparison.OrdinalIgnoreCase);
             var kind = Classify(physical, command, out var invalid);
+            physical.AttachMayHaveRun |= kind is CommandKind.Standalone or CommandKind.Unprotected && text.Contains("ATTACH", StringComparison.OrdinalIgnoreCase);
             if (invalid is not null)
             {
                 throw invalid; // as it would without the library, before running anything, rather than after waiting for a lock
