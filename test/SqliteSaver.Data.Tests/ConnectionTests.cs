@@ -1120,6 +1120,8 @@ public class ConnectionTests : DatabaseTest
     [TestCase("Data Source=/named-in-pager;Mode=Memory;Vfs=memdb")] // in memory mode SQLite opens no file, so no VFS shares it by its "/"
     [TestCase("Data Source=/named-in-pager?vfs=memdb;Mode=Memory")]
     [TestCase("Data Source=file:/named-in-pager?vfs=memdb&mode=memory")]
+    [TestCase("Data Source=/;Vfs=memdb")] // memdb shares a name of two characters or more that starts with a slash
+    [TestCase("Data Source=file:/?vfs=memdb")]
     public void Every_spelling_of_a_private_memory_database_is_one_database_for_the_pool_and_outlives_idle_pruning(string connectionString)
     {
         var time = new FakeTimeProvider();
@@ -1176,6 +1178,7 @@ public class ConnectionTests : DatabaseTest
 
     [TestCase("Data Source=shared-by-name;Mode=Memory;Cache=Shared")]
     [TestCase("Data Source=/shared-by-vfs;Vfs=memdb")]
+    [TestCase("Data Source=\\shared-by-vfs;Vfs=memdb")] // a backslash too
     [TestCase("Data Source=file:shared-by-uri?mode=memory&cache=shared")]
     [TestCase("Data Source=:memory:;Mode=Memory;Cache=Shared")] // the URI file::memory: with a shared cache
     public void A_shared_cache_memory_database_is_shared_by_name_across_pools_and_outlives_idle_pruning(string connectionString)

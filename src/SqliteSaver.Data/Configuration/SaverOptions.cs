@@ -290,8 +290,8 @@ internal sealed class SaverOptions
     /// Whether a data source is an in-memory database, and whether SQLite would give each connection to it a database
     /// of its own: <c>:memory:</c>, or a <c>file:</c> URI (as <c>Mode=Memory</c> opens any Data Source) naming
     /// <c>:memory:</c>, <c>mode=memory</c> or <c>vfs=memdb</c> (or the <c>Vfs=memdb</c> keyword) without
-    /// <c>cache=shared</c> (a memdb name that starts with <c>/</c> is shared too, unless in memory mode, which leaves
-    /// the VFS out); its name is read up to a <c>%00</c>, as SQLite reads it; a URI's <c>mode</c> parameter
+    /// <c>cache=shared</c> (a memdb name that starts with a slash is shared too, see <see cref="MemdbShares"/>, unless in
+    /// memory mode, which leaves the VFS out); its name is read up to a <c>%00</c>, as SQLite reads it; a URI's <c>mode</c> parameter
     /// replaces the Mode keyword, as in SQLite (<paramref name="parameters"/> are a URI's, <paramref name="sharedCache"/>
     /// is <see cref="SharedCache"/>). A shared one has a name, which says whether it is a memdb or a shared-cache
     /// database (different databases even under one name).
@@ -307,7 +307,7 @@ internal sealed class SaverOptions
         var memdbKeyword = vfs == "memdb"; // SQLite finds a VFS by its exact name, as the URI's below
         if (!IsUri(dataSource))
         {
-            var isPrivate = memdbKeyword && !sharedCache && !dataSource.StartsWith('/');
+            var isPrivate = memdbKeyword && !sharedCache && !MemdbShares(dataSource);
             return (memdbKeyword, isPrivate, memdbKeyword && !isPrivate ? SharedMemoryName(memdb: true, dataSource) : null);
         }
 
@@ -321,7 +321,7 @@ internal sealed class SaverOptions
             return (false, false, null);
         }
 
-        var uriPrivate = !(sharedCache || (memdb && path.StartsWith('/')));
+        var uriPrivate = !(sharedCache || (memdb && MemdbShares(path)));
         return (true, uriPrivate, uriPrivate ? null : SharedMemoryName(memdb, path));
     }
 
@@ -351,6 +351,9 @@ internal sealed class SaverOptions
 
     /// <summary><paramref name="text"/> up to its first NUL: SQLite reads a decoded URI name or value as a C string, so a <c>%00</c> ends it.</summary>
     private static string UntilNul(string text) => text.IndexOf('\0', StringComparison.Ordinal) is >= 0 and var nul ? text[..nul] : text;
+
+    /// <summary>Whether SQLite's memdb VFS shares a database of this name across the process: one of two characters or more that starts with a slash or a backslash.</summary>
+    private static bool MemdbShares(string name) => name.Length > 1 && name[0] is '/' or '\\';
 
     /// <summary>A key for a shared in-memory database that no file path can equal.</summary>
     private static string SharedMemoryName(bool memdb, string name) => (memdb ? "\u001fmemdb:" : "\u001fshared:") + name;
