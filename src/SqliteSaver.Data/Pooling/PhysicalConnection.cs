@@ -26,6 +26,8 @@ internal sealed class PhysicalConnection : IDisposable
     private string? _initialTempSchema; // the temporary objects the connection initializer left (see TempSchema), if any
     private readonly Action<int> _committed;
     private readonly bool _memdbStandIn; // main is the pool's memdb database for a private in-memory one (SaverOptions.PrivateMemory)
+    private bool _watchingAttachments; // on a memdb stand-in, since a command naming ATTACH began in this rental
+    private string? _attachedBeforeWatching; // the databases attached then (see Attachments)
     private string _restorePragmaSql = string.Empty;
     private string? _restoreMaxPageCount; // set apart: it reads the file, which another process's lock can hold up
     private bool _exclusiveLocking; // locking_mode as remembered (see RememberPragmas)
@@ -142,8 +144,8 @@ internal sealed class PhysicalConnection : IDisposable
     /// </summary>
     public bool MayHoldAttachments { get; set; }
 
-    /// <summary>Whether a command whose text names ATTACH ran during the current rental (see <see cref="MayHaveAttachedDatabases"/>).</summary>
-    public bool AttachMayHaveRun { get; set; }
+    /// <summary>Whether a command with an ATTACH statement ran during the current rental (see <see cref="MayHaveAttachedDatabases"/>).</summary>
+    public bool AttachMayHaveRun { get; private set; }
 
     /// <summary>
     /// Whether a database may be attached to the connection now: one the connection initializer attached, or one a
@@ -773,6 +775,7 @@ internal sealed class PhysicalConnection : IDisposable
 
         Used = false;
         AttachMayHaveRun = false; // kept only without databases attached but the initializer's (see HasAttachedDatabases)
+        (_watchingAttachments, _attachedBeforeWatching) = (false, null);
         WriteOpenForReader = false;
         _active = 0; // the renter's Close has closed its readers
         (_progressStop, StoppedByProgressHandler) = (null, false);
@@ -1296,36 +1299,59 @@ internal sealed class PhysicalConnection : IDisposable
         => LockingModes().Where((mode, i) => mode == "exclusive" && (i >= _lockingModes.Length || _lockingModes[i] != "exclusive")).Any();
 
     /// <summary>
-    /// Refuses, on a connection whose main database is the pool's memdb database for a private in-memory one (see
-    /// <see cref="SaverOptions.InnerConnectionString"/>), a database attached in the memdb VFS: ATTACH opens a file name
-    /// that names no VFS in the main database's, memdb, so SQLite made it another database in memory under that name,
-    /// and nothing written to it would reach the file, where a connection of Microsoft.Data.Sqlite's own to
-    /// <c>:memory:</c> attaches the file. SQLite keeps no name for it to tell one that named memdb itself. It is
-    /// detached first.
+    /// Notes that a command with an ATTACH statement is about to run (see <see cref="AttachMayHaveRun"/>), and on the
+    /// pool's memdb database for a private in-memory one (see <see cref="SaverOptions.InnerConnectionString"/>) which
+    /// databases are attached before it, so that <see cref="MemdbAttachedSinceNoted"/> finds those it attaches.
     /// </summary>
-    /// <param name="by">What attached it, for the message.</param>
-    /// <exception cref="InvalidOperationException">Such a database was attached.</exception>
-    public void RefuseFilesAttachedInMemory(string by)
+    public void NoteAttach()
     {
-        if (!_memdbStandIn || Attachments() is not { } attached || attached == Unlisted)
+        AttachMayHaveRun = true;
+        if (_memdbStandIn && !_watchingAttachments)
         {
-            return;
+            (_watchingAttachments, _attachedBeforeWatching) = (true, Attachments());
+        }
+    }
+
+    /// <summary>
+    /// On the pool's memdb database for a private in-memory one, the name of a database in the memdb VFS attached
+    /// since <see cref="NoteAttach"/> (by the connection initializer: since the connection opened), if any: ATTACH opens
+    /// a file name that names no VFS in the main database's, memdb, so SQLite made that file another database in
+    /// memory, and nothing written to it would reach the file, where a connection of Microsoft.Data.Sqlite's own to
+    /// <c>:memory:</c> attaches the file. SQLite keeps no name for it to tell one that named memdb itself.
+    /// </summary>
+    /// <param name="initializer">Whether the connection initializer has just run.</param>
+    public string? MemdbAttachedSinceNoted(bool initializer = false)
+    {
+        if (!_memdbStandIn || !(initializer || _watchingAttachments) || Attachments() is not { } attached || attached == Unlisted)
+        {
+            return null;
         }
 
-        var names = attached.Split('\0');
-        for (var i = 0; i + 1 < names.Length; i += 2)
-        {
-            var schema = names[i];
-            if (names[i + 1].Length > 0 || !ESqlite3.InMemdb(Handle, schema))
-            {
-                continue; // a file, or a database in memory that is no memdb one (":memory:")
-            }
+        var before = initializer ? [] : Pairs(_attachedBeforeWatching);
+        return Pairs(attached).Where(pair => pair.File.Length == 0 && !before.Contains(pair) && ESqlite3.InMemdb(Handle, pair.Schema))
+            .Select(pair => pair.Schema)
+            .FirstOrDefault();
 
-            _ = raw.sqlite3_exec(Handle, "DETACH \"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
-            var vfs = OperatingSystem.IsWindows() ? "win32" : "unix";
-            throw new InvalidOperationException(
-                $"{by} attached a database as '{schema}' to the pool's in-memory database, which lives in SQLite's memdb VFS so that the pool's connections share it: ATTACH opens a file name that names no VFS in the main database's, so SQLite made it another database in memory, and nothing written to it would reach the file. It was detached. Name the VFS in a URI to attach a file (ATTACH 'file:/path/to/file.db?vfs={vfs}' AS {schema}), attach ':memory:' for a database in memory, or use Pooling=False, where each connection has an in-memory database of its own.");
+        static List<(string Schema, string File)> Pairs(string? attached)
+        {
+            var names = attached is null or Unlisted ? [] : attached.Split('\0');
+            return [.. Enumerable.Range(0, names.Length / 2).Select(i => (names[2 * i], names[(2 * i) + 1]))];
         }
+    }
+
+    /// <summary>
+    /// Detaches the database <see cref="MemdbAttachedSinceNoted"/> found, if SQLite lets it (not while a statement reading
+    /// it runs; a connection with a database attached during a rental is closed as it is returned anyway), and returns
+    /// the exception that says so.
+    /// </summary>
+    /// <param name="schema">The database's name.</param>
+    /// <param name="by">What attached it, for the message.</param>
+    public InvalidOperationException RefuseMemdbAttachment(string schema, string by)
+    {
+        var detached = raw.sqlite3_exec(Handle, "DETACH \"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"") == raw.SQLITE_OK;
+        var vfs = OperatingSystem.IsWindows() ? "win32" : "unix";
+        return new InvalidOperationException(
+            $"{by} attached a database as '{schema}' to the pool's in-memory database, which lives in SQLite's memdb VFS so that the pool's connections share it: ATTACH opens a file name that names no VFS in the main database's, so SQLite made it another database in memory, and nothing written to it would reach the file. {(detached ? "It was detached" : "It stays attached until the connection closes, when it is returned to the pool")}; anything else done beside it stands. Name the VFS in a URI to attach a file (ATTACH 'file:/path/to/file.db?vfs={vfs}' AS {schema}), attach ':memory:' for a database in memory, or use Pooling=False, where each connection has an in-memory database of its own.");
     }
 
     /// <summary>A string <see cref="Attachments"/> gives when SQLite cannot list the databases.</summary>

@@ -61,7 +61,10 @@ internal sealed class PhysicalConnectionFactory(
                         (Initializer: initializer, Connection: connection.Sqlite, Token: cancellationToken)).GetAwaiter().GetResult();
                 }
 
-                connection.RefuseFilesAttachedInMemory("The connection initializer");
+                if (connection.MemdbAttachedSinceNoted(initializer: true) is { } schema)
+                {
+                    throw connection.RefuseMemdbAttachment(schema, "The connection initializer");
+                }
             }
 
             connection.RememberOpened(initialized: initializer is not null);

@@ -1,5 +1,6 @@
 using Microsoft.Data.Sqlite;
 using System.Text.RegularExpressions;
+using SqliteSaver.Data.Resilience;
 
 namespace SqliteSaver.Data.Pooling;
 
@@ -76,7 +77,7 @@ internal sealed partial class StatementCache(SqliteConnection connection, int ca
                 CommandTimeout = -1,
                 Rented = true,
                 Keepable = !fresh && capacity > 0 && commandText.Length <= MaxKeptTextLength && !BeginsTransaction(commandText)
-                    && !commandText.Contains("ATTACH", StringComparison.OrdinalIgnoreCase), // its later statements would find the database it attaches
+                    && !CommandClassifier.Attaches(commandText), // its later statements would find the database it attaches
             };
         }
     }

@@ -361,6 +361,11 @@ internal sealed class CommandClassifier
     public static bool SetsSavepoint(string text)
         => AnyStatement(Encoding.UTF8.GetBytes(text), static statement => Ascii.EqualsIgnoreCase(FirstWord(statement), "SAVEPOINT"));
 
+    /// <summary>Whether any statement of <paramref name="text"/> begins with <c>ATTACH</c>.</summary>
+    public static bool Attaches(string text)
+        => text.Contains("ATTACH", StringComparison.OrdinalIgnoreCase)
+            && AnyStatement(Encoding.UTF8.GetBytes(text), static statement => Ascii.EqualsIgnoreCase(FirstWord(statement), "ATTACH"));
+
     /// <summary>Whether any statement of text that could not be prepared starts with a standalone keyword.</summary>
     private static bool AnyStatementIsStandalone(ReadOnlySpan<byte> text) => AnyStatement(text, IsStandalone);
 

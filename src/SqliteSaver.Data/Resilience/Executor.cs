@@ -181,22 +181,20 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         => BeginCore(physical, deferred, retry, deadline, async: true, cancellationToken);
 
     /// <summary>
-    /// <paramref name="result"/>, once <see cref="PhysicalConnection.RefuseFilesAttachedInMemory"/> found no file the
-    /// command attached into the pool's in-memory database (disposed, a reader say, when it did).
+    /// <paramref name="result"/>, unless the command attached a file into the pool's in-memory database (see
+    /// <see cref="PhysicalConnection.MemdbAttachedSinceNoted"/>): then it is disposed (a reader, say, so that the
+    /// database can be detached) and the attachment refused.
     /// </summary>
     /// <exception cref="InvalidOperationException">The command attached such a file.</exception>
-    private static T RefusingFilesAttachedInMemory<T>(PhysicalConnection physical, T result)
+    private static T RefusingMemdbAttachments<T>(PhysicalConnection physical, T result)
     {
-        try
+        if (physical.MemdbAttachedSinceNoted() is not { } schema)
         {
-            physical.RefuseFilesAttachedInMemory("A command");
             return result;
         }
-        catch (InvalidOperationException)
-        {
-            (result as IDisposable)?.Dispose();
-            throw;
-        }
+
+        (result as IDisposable)?.Dispose();
+        throw physical.RefuseMemdbAttachment(schema, "A command");
     }
 
     /// <summary>
@@ -235,10 +233,20 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             cancellableWaits = async && MakeBusyWaitsCancellable(physical, text, cancellationToken);
             physical.NotePragmas(command);
             var kind = Classify(physical, command, out var invalid);
-            physical.AttachMayHaveRun |= kind is CommandKind.Standalone or CommandKind.Unprotected && text.Contains("ATTACH", StringComparison.OrdinalIgnoreCase);
             if (invalid is not null)
             {
                 throw invalid; // as it would without the library, before running anything, rather than after waiting for a lock
+            }
+
+            if (physical.MemdbAttachedSinceNoted() is { } attachedEarlier)
+            {
+                // A reader's later statement attached it, after its execution was looked at: refused before anything uses it.
+                throw physical.RefuseMemdbAttachment(attachedEarlier, "A command earlier in this rental (a reader's statement after its first result, say)");
+            }
+
+            if (kind is CommandKind.Standalone or CommandKind.Unprotected && CommandClassifier.Attaches(text))
+            {
+                physical.NoteAttach();
             }
 
             if (physical.WriteOpenForReader && kind != CommandKind.Read)
@@ -263,7 +271,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 physical.SavepointCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected && CommandClassifier.SetsSavepoint(text) ? 1 : 0;
                 command.RunsStatementByStatement = kind == CommandKind.Unprotected;
                 var result = RunInCallersTransaction(physical, command, run, behavior, kind, cancellationToken);
-                return (inTransaction && kind != CommandKind.Unprotected ? result : RefusingFilesAttachedInMemory(physical, result), false);
+                return (inTransaction && kind != CommandKind.Unprotected ? result : RefusingMemdbAttachments(physical, result), false);
             }
 
             physical.MayHoldTempObjects |= kind != CommandKind.Read;
@@ -275,11 +283,11 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     var ran = async
                         ? await strategy.ExecuteAsync(static (s, token) => ValueTask.FromResult(s.Run(token)), statement, cancellationToken).ConfigureAwait(false)
                         : strategy.Execute(static (s, token) => s.Run(token), statement, cancellationToken);
-                    return (kind == CommandKind.Read ? ran : RefusingFilesAttachedInMemory(physical, ran), false);
+                    return (kind == CommandKind.Read ? ran : RefusingMemdbAttachments(physical, ran), false);
                 case CommandKind.Unprotected:
                     command.RunsStatementByStatement = true;
                     cancellationToken.ThrowIfCancellationRequested(); // SQLite drops an interrupt made while no statement runs
-                    return (RefusingFilesAttachedInMemory(physical, RunStatements(physical, run, command, behavior)), false);
+                    return (RefusingMemdbAttachments(physical, RunStatements(physical, run, command, behavior)), false);
             }
 
             var temp = kind == CommandKind.TempWrite;

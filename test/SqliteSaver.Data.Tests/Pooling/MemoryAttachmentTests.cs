@@ -38,6 +38,63 @@ public class MemoryAttachmentTests : DatabaseTest
         count.ExecuteScalar().ShouldBe(1L); // in the file
     }
 
+    /// <summary>
+    /// A reader's later statements run after its execution was looked at: an ATTACH after its first result is refused
+    /// at the rental's next command, before that command uses it (a review).
+    /// </summary>
+    [Test]
+    public void A_file_a_readers_later_statement_attaches_is_refused_at_the_next_command()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+        using (var batch = connection.CreateCommand())
+        {
+            batch.CommandText = $"SELECT 1; ATTACH '{aux}' AS aux";
+            using var reader = batch.ExecuteReader();
+            while (reader.NextResult())
+            {
+            }
+        }
+
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "CREATE TABLE aux.t (x)")).Message
+            .ShouldStartWith("A command earlier in this rental (a reader's statement after its first result, say) attached a database as 'aux'");
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L);
+    }
+
+    /// <summary>The refused execution's reader is disposed before the database is detached, which SQLite refuses while the reader reads it (a review).</summary>
+    [Test]
+    public void A_reader_reading_the_file_it_attached_is_disposed_and_the_database_detached()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+        using var batch = connection.CreateCommand();
+        batch.CommandText = $"ATTACH '{aux}' AS aux; CREATE TABLE aux.t (x); INSERT INTO aux.t VALUES (1), (2); SELECT x FROM aux.t";
+
+        Should.Throw<InvalidOperationException>(batch.ExecuteReader).Message.ShouldContain("It was detached");
+
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L);
+    }
+
+    /// <summary>As README says, nothing attached through InnerConnection is checked: a later command does not refuse it (a review).</summary>
+    [Test]
+    public void A_memdb_database_attached_through_InnerConnection_is_left_to_it()
+    {
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+        using (var attach = connection.InnerConnection.CreateCommand())
+        {
+            attach.CommandText = $"ATTACH 'file:/saver-inner-{Guid.NewGuid():N}?vfs=memdb' AS m; CREATE TABLE m.t (x)";
+            attach.ExecuteNonQuery();
+        }
+
+        ConnectionTests.Exec(connection, "PRAGMA cache_size = 10");
+        ConnectionTests.Exec(connection, "ATTACH ':memory:' AS other");
+
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM m.t").ShouldBe(0L);
+    }
+
     [TestCase(":memory:")]
     [TestCase("")] // a temporary database
     public void A_database_in_memory_or_a_temporary_one_attaches_to_a_pooled_memory_database(string name)

@@ -622,6 +622,30 @@ public class StatementCacheTests : DatabaseTest
         Scalar(connection, "SELECT v FROM u LIMIT 1").ShouldBe("main");
     }
 
+    /// <summary>
+    /// A text that only mentions the word (a table named attachments, a comment) attaches nothing: it was never kept,
+    /// and a PRAGMA naming such a table turned keeping off for the rest of the rental (a review of the change above).
+    /// </summary>
+    [Test]
+    public void A_text_that_only_mentions_attach_is_kept_and_keeps_the_rentals_other_statements_kept()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        const string Mentions = Select + " -- attachments";
+        Query(connection, Mentions, 1);
+        Query(connection, Select, 1);
+        Exec(connection, "PRAGMA table_info(attachments)");
+        compiles.Reset();
+
+        Query(connection, Mentions, 1).ShouldBe(1L);
+        Query(connection, Select, 1).ShouldBe(1L);
+
+        compiles.Count.ShouldBe(0);
+    }
+
     private void InsertZeroElsewhere()
     {
         using var other = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
