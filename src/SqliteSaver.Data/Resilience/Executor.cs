@@ -1,5 +1,6 @@
 using System.Data;
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Interop;
@@ -767,12 +768,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         CancellationToken caller) : IBoundedAttempt
     {
         private bool _attempted;
+        private ExceptionDispatchInfo? _failedAndCommitted; // see RunBegun
 
         public CommandDeadline Deadline => deadline;
 
         /// <exception cref="CommandTimeoutException">The deadline passed during earlier attempts (a rollback-journal COMMIT waits for readers in each).</exception>
         public T Run(CancellationToken cancellationToken)
         {
+            _failedAndCommitted?.Throw();
             ThrowIfDeadlinePassed();
             physical.RetryFailedRollback(leaveGate: false); // an earlier attempt's, before this one begins
             if (temp)
@@ -794,6 +797,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 return Run(cancellationToken); // nothing to wait for
             }
 
+            _failedAndCommitted?.Throw();
             ThrowIfDeadlinePassed();
             physical.RetryFailedRollback(leaveGate: false);
             await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
@@ -814,6 +818,15 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             _attempted = true;
         }
 
+        /// <summary>
+        /// Whether what a failed command of one statement left in the library's transaction is committed, as SQLite
+        /// commits it in autocommit: an error neither transient nor an interruption, after which the transaction is
+        /// still open (SQLite ends it for ON CONFLICT ROLLBACK, a full disk, an I/O error).
+        /// </summary>
+        private bool KeepsWhatItLeft(SqliteException failed, CancellationToken cancellationToken)
+            => (failed.SqliteErrorCode & 0xFF) is not (raw.SQLITE_BUSY or raw.SQLITE_LOCKED) && !IsInterruption(failed, cancellationToken) && physical.InTransaction
+                && CommandClassifier.IsOneStatement(command.CommandText);
+
         private T RunBegun(CancellationToken cancellationToken)
         {
             try
@@ -823,7 +836,21 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 T result;
                 using (new AttemptCancellation(physical, command.CommandText, stopOnProgress: true, cancellationToken, caller))
                 {
-                    result = RunStatements(physical, run, command, behavior);
+                    try
+                    {
+                        result = RunStatements(physical, run, command, behavior);
+                    }
+                    catch (SqliteException failed) when (KeepsWhatItLeft(failed, cancellationToken))
+                    {
+                        // As in autocommit, where SQLite commits what a failed statement leaves: the rows an ON CONFLICT
+                        // FAIL or a RAISE(FAIL) keeps, changed before the failing one (a batch stays all or nothing).
+                        // Not run again: a strategy that retries any error gets this one again.
+                        physical.Commit();
+                        physical.ReleaseGate();
+                        _failedAndCommitted = ExceptionDispatchInfo.Capture(failed);
+                        throw;
+                    }
+
                     if (!keepOpen)
                     {
                         physical.Commit(); // its waits for readers (in rollback-journal mode) end with the attempt's token too
