@@ -145,7 +145,10 @@ internal sealed class RetryPolicy : SaverRetryStrategy
         var delay = GetDelay(attempts - 1);
         if (left != Timeout.InfiniteTimeSpan && left < delay)
         {
-            delay = left; // the next attempt finds the CommandTimeout spent and throws its error
+            // Then the next attempt finds the CommandTimeout spent and throws its error. Rounded up to a whole
+            // millisecond, which the waits measure in: a shorter one returned at once, and attempts that fail within
+            // microseconds (Busy Timeout=0) used up every retry before the CommandTimeout was spent.
+            delay = TimeSpan.FromMilliseconds(Math.Ceiling(left.TotalMilliseconds));
         }
 
         _telemetry.Retrying(attempts, Retries, delay, error);

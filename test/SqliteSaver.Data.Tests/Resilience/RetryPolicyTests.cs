@@ -164,6 +164,45 @@ public class RetryPolicyTests
         SaverRetryStrategy.IsTransient(new TimeoutException()).ShouldBeFalse();
     }
 
+    /// <summary>
+    /// The last delay before a command's CommandTimeout runs out is what is left of it. A part of a millisecond was
+    /// waited as none (the waits count whole milliseconds), so attempts that fail at once (Busy Timeout=0) followed one
+    /// another without a pause until the CommandTimeout was spent, or every retry (a CI run: 101 attempts in 1 s).
+    /// </summary>
+    [Test]
+    public void The_wait_for_what_is_left_of_a_CommandTimeout_lasts_at_least_that_long()
+    {
+        var policy = Policy("Retry=100;Base Delay=0.3;Max Delay=0.3;Jitter=0", TimeProvider.System);
+        var attempt = new Attempt(CommandDeadline.Start(1));
+
+        Should.Throw<CommandTimeoutException>(() => policy.Execute(static (a, _) => a.Fail(), attempt, CancellationToken.None));
+
+        attempt.Gaps.ShouldAllBe(gap => gap >= TimeSpan.FromMilliseconds(0.9), string.Join(", ", attempt.Gaps));
+    }
+
     private static RetryPolicy Policy(string connectionString, TimeProvider time, Random? random = null)
         => new(SaverOptions.Parse("Data Source=:memory:;" + connectionString), time, new Telemetry("test", NullLoggerFactory.Instance, time), random);
+
+    /// <summary>An attempt of a command that meets a busy database until its deadline has passed, as a write's attempt does.</summary>
+    private sealed class Attempt(CommandDeadline deadline) : IBoundedAttempt
+    {
+        private long? _last;
+
+        public CommandDeadline Deadline => deadline;
+
+        public List<TimeSpan> Gaps { get; } = [];
+
+        public int Fail()
+        {
+            var now = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (_last is { } last)
+            {
+                Gaps.Add(System.Diagnostics.Stopwatch.GetElapsedTime(last, now));
+            }
+
+            _last = now;
+            deadline.ThrowIfPassed();
+            throw Busy;
+        }
+    }
 }
