@@ -757,6 +757,17 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     /// token of the attempt's own ends its waits as for <see cref="StatementAttempt{T}"/>: a rollback-journal COMMIT
     /// waits for readers in SQLite's busy handler.
     /// </summary>
+    /// <summary>SQLITE_CONSTRAINT_CHECK, and below the other constraints ON CONFLICT FAIL resolves (see WriteAttempt's KeepsWhatItLeft).</summary>
+    private const int ConstraintCheck = 275;
+
+    private const int ConstraintNotNull = 1299;
+
+    private const int ConstraintPrimaryKey = 1555;
+
+    private const int ConstraintTrigger = 1811;
+
+    private const int ConstraintUnique = 2067;
+
     private sealed class WriteAttempt<T>(
         PhysicalConnection physical,
         SqliteCommand command,
@@ -820,12 +831,14 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
         /// <summary>
         /// Whether what a failed command of one statement left in the library's transaction is committed, as SQLite
-        /// commits it in autocommit: an error neither transient nor an interruption, after which the transaction is
-        /// still open (SQLite ends it for ON CONFLICT ROLLBACK, a full disk, an I/O error).
+        /// commits it in autocommit: only for a constraint that ON CONFLICT FAIL (or a trigger's RAISE(FAIL)) can
+        /// resolve, whose partial changes autocommit keeps under FAIL, while under ABORT SQLite has undone the
+        /// statement itself. Any other error (a STRICT column's type, a datatype mismatch) may leave rows SQLite did not
+        /// undo, which autocommit rolls back. Not once SQLite has ended the transaction (ON CONFLICT ROLLBACK).
         /// </summary>
-        private bool KeepsWhatItLeft(SqliteException failed, CancellationToken cancellationToken)
-            => (failed.SqliteErrorCode & 0xFF) is not (raw.SQLITE_BUSY or raw.SQLITE_LOCKED) && !IsInterruption(failed, cancellationToken) && physical.InTransaction
-                && CommandClassifier.IsOneStatement(command.CommandText);
+        private bool KeepsWhatItLeft(SqliteException failed)
+            => failed.SqliteExtendedErrorCode is ConstraintCheck or ConstraintNotNull or ConstraintPrimaryKey or ConstraintTrigger or ConstraintUnique
+                && physical.InTransaction && CommandClassifier.IsOneStatement(command.CommandText);
 
         private T RunBegun(CancellationToken cancellationToken)
         {
@@ -840,7 +853,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                     {
                         result = RunStatements(physical, run, command, behavior);
                     }
-                    catch (SqliteException failed) when (KeepsWhatItLeft(failed, cancellationToken))
+                    catch (SqliteException failed) when (KeepsWhatItLeft(failed))
                     {
                         // As in autocommit, where SQLite commits what a failed statement leaves: the rows an ON CONFLICT
                         // FAIL or a RAISE(FAIL) keeps, changed before the failing one (a batch stays all or nothing).
