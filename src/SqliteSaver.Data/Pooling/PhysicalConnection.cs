@@ -26,8 +26,7 @@ internal sealed class PhysicalConnection : IDisposable
     private string? _initialTempSchema; // the temporary objects the connection initializer left (see TempSchema), if any
     private readonly Action<int> _committed;
     private readonly bool _memdbStandIn; // main is the pool's memdb database for a private in-memory one (SaverOptions.PrivateMemory)
-    private bool _watchingAttachments; // on a memdb stand-in, since a command naming ATTACH began in this rental
-    private string? _attachedBeforeWatching; // the databases attached then (see Attachments)
+    private string[]? _memdbAttachedBefore; // on a memdb stand-in, since a command naming ATTACH began in this rental: the memdb databases attached then
     private string _restorePragmaSql = string.Empty;
     private string? _restoreMaxPageCount; // set apart: it reads the file, which another process's lock can hold up
     private bool _exclusiveLocking; // locking_mode as remembered (see RememberPragmas)
@@ -775,7 +774,7 @@ internal sealed class PhysicalConnection : IDisposable
 
         Used = false;
         AttachMayHaveRun = false; // kept only without databases attached but the initializer's (see HasAttachedDatabases)
-        (_watchingAttachments, _attachedBeforeWatching) = (false, null);
+        _memdbAttachedBefore = null;
         WriteOpenForReader = false;
         _active = 0; // the renter's Close has closed its readers
         (_progressStop, StoppedByProgressHandler) = (null, false);
@@ -1301,14 +1300,15 @@ internal sealed class PhysicalConnection : IDisposable
     /// <summary>
     /// Notes that a command with an ATTACH statement is about to run (see <see cref="AttachMayHaveRun"/>), and on the
     /// pool's memdb database for a private in-memory one (see <see cref="SaverOptions.InnerConnectionString"/>) which
-    /// databases are attached before it, so that <see cref="MemdbAttachedSinceNoted"/> finds those it attaches.
+    /// databases in the memdb VFS are attached before it, so that <see cref="MemdbAttachedSinceNoted"/> finds those it
+    /// attaches.
     /// </summary>
     public void NoteAttach()
     {
         AttachMayHaveRun = true;
-        if (_memdbStandIn && !_watchingAttachments)
+        if (_memdbStandIn)
         {
-            (_watchingAttachments, _attachedBeforeWatching) = (true, Attachments());
+            _memdbAttachedBefore ??= MemdbAttached();
         }
     }
 
@@ -1322,21 +1322,22 @@ internal sealed class PhysicalConnection : IDisposable
     /// <param name="initializer">Whether the connection initializer has just run.</param>
     public string? MemdbAttachedSinceNoted(bool initializer = false)
     {
-        if (!_memdbStandIn || !(initializer || _watchingAttachments) || Attachments() is not { } attached || attached == Unlisted)
+        if (!_memdbStandIn || (!initializer && _memdbAttachedBefore is null))
         {
             return null;
         }
 
-        var before = initializer ? [] : Pairs(_attachedBeforeWatching);
-        return Pairs(attached).Where(pair => pair.File.Length == 0 && !before.Contains(pair) && ESqlite3.InMemdb(Handle, pair.Schema))
-            .Select(pair => pair.Schema)
-            .FirstOrDefault();
+        var before = initializer ? [] : _memdbAttachedBefore!;
+        return MemdbAttached().FirstOrDefault(schema => !before.Contains(schema, StringComparer.Ordinal));
+    }
 
-        static List<(string Schema, string File)> Pairs(string? attached)
-        {
-            var names = attached is null or Unlisted ? [] : attached.Split('\0');
-            return [.. Enumerable.Range(0, names.Length / 2).Select(i => (names[2 * i], names[(2 * i) + 1]))];
-        }
+    /// <summary>The names of the databases attached in the memdb VFS (no file, and not in SQLite's pager as <c>:memory:</c> is).</summary>
+    private string[] MemdbAttached()
+    {
+        var names = Attachments() is { } attached and not Unlisted ? attached.Split('\0') : [];
+        return [.. Enumerable.Range(0, names.Length / 2)
+            .Where(i => names[(2 * i) + 1].Length == 0 && ESqlite3.InMemdb(Handle, names[2 * i]))
+            .Select(i => names[2 * i])];
     }
 
     /// <summary>
@@ -1349,6 +1350,11 @@ internal sealed class PhysicalConnection : IDisposable
     public InvalidOperationException RefuseMemdbAttachment(string schema, string by)
     {
         var detached = raw.sqlite3_exec(Handle, "DETACH \"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"") == raw.SQLITE_OK;
+        if (_memdbAttachedBefore is not null)
+        {
+            _memdbAttachedBefore = MemdbAttached(); // refused once: one still attached does not refuse every later command (a ROLLBACK that would free it)
+        }
+
         var vfs = OperatingSystem.IsWindows() ? "win32" : "unix";
         return new InvalidOperationException(
             $"{by} attached a database as '{schema}' to the pool's in-memory database, which lives in SQLite's memdb VFS so that the pool's connections share it: ATTACH opens a file name that names no VFS in the main database's, so SQLite made it another database in memory, and nothing written to it would reach the file. {(detached ? "It was detached" : "It stays attached until the connection closes, when it is returned to the pool")}; anything else done beside it stands. Name the VFS in a URI to attach a file (ATTACH 'file:/path/to/file.db?vfs={vfs}' AS {schema}), attach ':memory:' for a database in memory, or use Pooling=False, where each connection has an in-memory database of its own.");

@@ -170,6 +170,7 @@ internal sealed class PooledDataReader(
         physical.Calls.EnterOnThisThread();
         physical.StoppedByProgressHandler = false; // as a step's (see BeginStep)
         (SqliteException Error, bool Stopped)? failed = null;
+        InvalidOperationException? refused = null;
         var transactionOpen = false;
         var closing = false;
         try
@@ -198,6 +199,11 @@ internal sealed class PooledDataReader(
 
                 transactionOpen = physical.InTransaction; // before the connection may go to its next renter
                 command.ReaderClosed(connection, physical);
+                if (physical.MemdbAttachedSinceNoted() is { } schema)
+                {
+                    refused = physical.RefuseMemdbAttachment(schema, "A statement of the reader's batch after its first result");
+                }
+
                 closing = closeConnection && connection.TakeForClosing(physical); // while the call runs (see there)
             }
             finally
@@ -214,6 +220,11 @@ internal sealed class PooledDataReader(
         if (failed is { } failure)
         {
             throw FailedAsClosing(failure.Error, failure.Stopped, transactionOpen);
+        }
+
+        if (refused is not null)
+        {
+            throw refused;
         }
     }
 

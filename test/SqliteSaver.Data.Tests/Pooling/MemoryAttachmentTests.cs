@@ -40,7 +40,7 @@ public class MemoryAttachmentTests : DatabaseTest
 
     /// <summary>
     /// A reader's later statements run after its execution was looked at: an ATTACH after its first result is refused
-    /// at the rental's next command, before that command uses it (a review).
+    /// at the rental's next command while the reader is open, before that command uses it (a review).
     /// </summary>
     [Test]
     public void A_file_a_readers_later_statement_attaches_is_refused_at_the_next_command()
@@ -48,18 +48,64 @@ public class MemoryAttachmentTests : DatabaseTest
         var aux = Folder.File("aux.db");
         using var dataSource = SaverDataSource.Create("Data Source=:memory:");
         using var connection = dataSource.OpenConnection();
-        using (var batch = connection.CreateCommand())
+        using var batch = connection.CreateCommand();
+        batch.CommandText = $"SELECT 1; ATTACH '{aux}' AS aux; SELECT 2";
+        using (var reader = batch.ExecuteReader())
         {
-            batch.CommandText = $"SELECT 1; ATTACH '{aux}' AS aux";
-            using var reader = batch.ExecuteReader();
-            while (reader.NextResult())
-            {
-            }
+            reader.NextResult().ShouldBeTrue(); // past the ATTACH
+
+            Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "CREATE TABLE aux.t (x)")).Message
+                .ShouldStartWith("A command earlier in this rental (a reader's statement after its first result, say) attached a database as 'aux'");
         }
 
-        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "CREATE TABLE aux.t (x)")).Message
-            .ShouldStartWith("A command earlier in this rental (a reader's statement after its first result, say) attached a database as 'aux'");
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L);
+    }
+
+    /// <summary>With no command after it, an ATTACH a reader runs after its first result is refused as the reader closes (a review).</summary>
+    [Test]
+    public void A_file_a_readers_later_statement_attaches_is_refused_as_the_reader_closes()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+        using var batch = connection.CreateCommand();
+        batch.CommandText = $"SELECT 1; ATTACH '{aux}' AS aux; CREATE TABLE aux.t (x)";
+        var reader = batch.ExecuteReader();
+
+        Should.Throw<InvalidOperationException>(reader.Dispose).Message
+            .ShouldStartWith("A statement of the reader's batch after its first result attached a database as 'aux'");
+    }
+
+    /// <summary>A refused database SQLite would not detach (its transaction open) does not refuse every later command, the ROLLBACK that frees it too (a review).</summary>
+    [Test]
+    public void A_refused_database_that_stays_attached_lets_the_rollback_run()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH '{aux}' AS aux; BEGIN; CREATE TABLE aux.t (x)")).Message
+            .ShouldContain("It stays attached until the connection closes");
+
+        ConnectionTests.Exec(connection, "ROLLBACK");
+    }
+
+    /// <summary>A file attached under the name of a database in memory the initializer attached is refused too (a review).</summary>
+    [Test]
+    public void A_file_attached_under_the_name_of_an_attached_memory_database_is_refused()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = new SaverDataSourceBuilder("Data Source=:memory:")
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "ATTACH ':memory:' AS aux";
+                command.ExecuteNonQuery();
+            })
+            .Build();
+        using var connection = dataSource.OpenConnection();
+
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"DETACH aux; ATTACH '{aux}' AS aux"));
     }
 
     /// <summary>The refused execution's reader is disposed before the database is detached, which SQLite refuses while the reader reads it (a review).</summary>
