@@ -751,12 +751,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
     }
 
-    /// <summary>
-    /// One attempt at a write outside a transaction: BEGIN IMMEDIATE (BEGIN for one that writes only to the temp
-    /// database, see <see cref="CommandKind.TempWrite"/>), run, COMMIT; anything that fails is rolled back whole. A
-    /// token of the attempt's own ends its waits as for <see cref="StatementAttempt{T}"/>: a rollback-journal COMMIT
-    /// waits for readers in SQLite's busy handler.
-    /// </summary>
     /// <summary>SQLITE_CONSTRAINT_CHECK, and below the other constraints ON CONFLICT FAIL resolves (see WriteAttempt's KeepsWhatItLeft).</summary>
     private const int ConstraintCheck = 275;
 
@@ -768,6 +762,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
     private const int ConstraintUnique = 2067;
 
+    /// <summary>
+    /// One attempt at a write outside a transaction: BEGIN IMMEDIATE (BEGIN for one that writes only to the temp
+    /// database, see <see cref="CommandKind.TempWrite"/>), run, COMMIT; anything that fails is rolled back whole, but
+    /// for what a command of one statement leaves as a constraint ON CONFLICT FAIL resolves fails it (KeepsWhatItLeft). A
+    /// token of the attempt's own ends its waits as for <see cref="StatementAttempt{T}"/>: a rollback-journal COMMIT
+    /// waits for readers in SQLite's busy handler.
+    /// </summary>
     private sealed class WriteAttempt<T>(
         PhysicalConnection physical,
         SqliteCommand command,
