@@ -95,14 +95,7 @@ public class MemoryAttachmentTests : DatabaseTest
     public void A_file_attached_under_the_name_of_an_attached_memory_database_is_refused()
     {
         var aux = Folder.File("aux.db");
-        using var dataSource = new SaverDataSourceBuilder("Data Source=:memory:")
-            .UseConnectionInitializer(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = "ATTACH ':memory:' AS aux";
-                command.ExecuteNonQuery();
-            })
-            .Build();
+        using var dataSource = MemoryInitialized("ATTACH ':memory:' AS aux");
         using var connection = dataSource.OpenConnection();
 
         Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"DETACH aux; ATTACH '{aux}' AS aux"));
@@ -159,17 +152,21 @@ public class MemoryAttachmentTests : DatabaseTest
     public void A_file_the_connection_initializer_attaches_to_a_pooled_memory_database_fails_the_open()
     {
         var aux = Folder.File("aux.db");
-        using var dataSource = new SaverDataSourceBuilder("Data Source=:memory:")
-            .UseConnectionInitializer(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = $"ATTACH '{aux}' AS aux";
-                command.ExecuteNonQuery();
-            })
-            .Build();
+        using var dataSource = MemoryInitialized($"ATTACH '{aux}' AS aux");
 
         Should.Throw<InvalidOperationException>(dataSource.OpenConnection).Message
             .ShouldStartWith("The connection initializer attached a database as 'aux' to the pool's in-memory database");
         dataSource.Statistics.Total.ShouldBe(0);
     }
+
+    /// <summary>A pooled <c>:memory:</c> data source whose connection initializer runs <paramref name="sql"/>.</summary>
+    private static SaverDataSource MemoryInitialized(string sql)
+        => new SaverDataSourceBuilder("Data Source=:memory:")
+            .UseConnectionInitializer(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = sql;
+                command.ExecuteNonQuery();
+            })
+            .Build();
 }
