@@ -751,7 +751,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
     }
 
-    /// <summary>SQLITE_CONSTRAINT_CHECK, and below the other constraints ON CONFLICT FAIL resolves (see WriteAttempt's KeepsWhatItLeft).</summary>
+    /// <summary>SQLITE_CONSTRAINT, as a virtual table (rtree, fts5) reports its own; below, the other constraints ON CONFLICT FAIL resolves (see WriteAttempt's KeepsWhatItLeft).</summary>
+    private const int ConstraintVirtualTable = 19;
+
     private const int ConstraintCheck = 275;
 
     private const int ConstraintNotNull = 1299;
@@ -761,6 +763,8 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
     private const int ConstraintTrigger = 1811;
 
     private const int ConstraintUnique = 2067;
+
+    private const int ConstraintRowId = 2579;
 
     /// <summary>
     /// One attempt at a write outside a transaction: BEGIN IMMEDIATE (BEGIN for one that writes only to the temp
@@ -833,12 +837,13 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         /// <summary>
         /// Whether what a failed command of one statement left in the library's transaction is committed, as SQLite
         /// commits it in autocommit: only for a constraint that ON CONFLICT FAIL (or a trigger's RAISE(FAIL)) can
-        /// resolve, whose partial changes autocommit keeps under FAIL, while under ABORT SQLite has undone the
+        /// resolve (a virtual table's too), whose partial changes autocommit keeps under FAIL, while under ABORT SQLite has undone the
         /// statement itself. Any other error (a STRICT column's type, a datatype mismatch) may leave rows SQLite did not
         /// undo, which autocommit rolls back. Not once SQLite has ended the transaction (ON CONFLICT ROLLBACK).
         /// </summary>
         private bool KeepsWhatItLeft(SqliteException failed)
-            => failed.SqliteExtendedErrorCode is ConstraintCheck or ConstraintNotNull or ConstraintPrimaryKey or ConstraintTrigger or ConstraintUnique
+            => failed.SqliteExtendedErrorCode is ConstraintVirtualTable or ConstraintCheck or ConstraintNotNull or ConstraintPrimaryKey or ConstraintTrigger
+                    or ConstraintUnique or ConstraintRowId
                 && physical.InTransaction && CommandClassifier.IsOneStatement(command.CommandText);
 
         private T RunBegun(CancellationToken cancellationToken)

@@ -16,7 +16,14 @@ public class FailedStatementTests : DatabaseTest
         "CREATE TABLE t (id INTEGER PRIMARY KEY, v UNIQUE); INSERT INTO t VALUES (1, 1), (2, 2), (3, 3);"
         + "CREATE TABLE u (a UNIQUE ON CONFLICT FAIL); INSERT INTO u VALUES (3);"
         + "CREATE TRIGGER no99 AFTER INSERT ON t WHEN new.v = 99 BEGIN SELECT RAISE(FAIL, 'no 99'); END;"
-        + "CREATE TABLE s (a INTEGER) STRICT; INSERT INTO s VALUES (1), (2), (3)";
+        + "CREATE TABLE s (a INTEGER) STRICT; INSERT INTO s VALUES (1), (2), (3);"
+        + "CREATE TABLE r (x); INSERT INTO r (rowid, x) VALUES (1, 'a');"
+        + "CREATE VIRTUAL TABLE v USING rtree(id, x0, x1); INSERT INTO v VALUES (1, 0, 1);"
+        + "CREATE VIRTUAL TABLE f USING fts5(x); INSERT INTO f (rowid, x) VALUES (1, 'a')";
+
+    private const string RowsOfR = "SELECT group_concat(rowid || x) FROM (SELECT rowid, x FROM r ORDER BY rowid)";
+
+    private const string IdsOfV = "SELECT group_concat(id) FROM (SELECT id FROM v ORDER BY id)";
 
     private const string ValuesOfT = "SELECT group_concat(v) FROM (SELECT v FROM t ORDER BY id)";
 
@@ -29,6 +36,14 @@ public class FailedStatementTests : DatabaseTest
     [TestCase("INSERT INTO s VALUES (10), ('x'), (12)", "SELECT group_concat(a) FROM s")] // errors SQLite does not undo in a transaction (a review)
     [TestCase("UPDATE s SET a = CASE a WHEN 2 THEN 'x' ELSE a + 10 END", "SELECT group_concat(a) FROM s")]
     [TestCase("INSERT OR FAIL INTO t VALUES (10, 10), ('x', 11)", ValuesOfT)]
+    [TestCase("INSERT OR FAIL INTO r (rowid, x) VALUES (10, 'b'), (11, 'c'), (1, 'd')", RowsOfR)] // a rowid's conflict (a review)
+    [TestCase("INSERT INTO r (rowid, x) VALUES (10, 'b'), (1, 'd')", RowsOfR)]
+    [TestCase("INSERT OR FAIL INTO v VALUES (10, 0, 1), (11, 0, 1), (1, 0, 1)", IdsOfV)] // a virtual table's constraints
+    [TestCase("INSERT OR FAIL INTO v VALUES (10, 0, 1), (13, 5, 1)", IdsOfV)]
+    [TestCase("INSERT INTO v VALUES (10, 0, 1), (11, 0, 1), (1, 0, 1)", IdsOfV)]
+    [TestCase("INSERT INTO v VALUES (10, 0, 1), (13, 5, 1)", IdsOfV)]
+    [TestCase("INSERT OR FAIL INTO f (rowid, x) VALUES (10, 'b'), (1, 'd')", "SELECT group_concat(rowid) FROM (SELECT rowid FROM f ORDER BY rowid)")]
+    [TestCase("INSERT INTO f (rowid, x) VALUES (10, 'b'), (1, 'd')", "SELECT group_concat(rowid) FROM (SELECT rowid FROM f ORDER BY rowid)")]
     public void A_failed_statement_leaves_what_it_leaves_in_autocommit(string write, string read)
     {
         var plain = Outcome(new SqliteConnection($"Data Source={Folder.File("plain.db")};Pooling=False"), write, read);
