@@ -1308,7 +1308,7 @@ internal sealed class PhysicalConnection : IDisposable
         AttachMayHaveRun = true;
         if (_memdbStandIn)
         {
-            _memdbAttachedBefore ??= MemdbAttached();
+            _memdbAttachedBefore = MemdbAttached(); // afresh: one refused but kept attached may have been detached since
         }
     }
 

@@ -201,7 +201,10 @@ internal sealed class PooledDataReader(
                 command.ReaderClosed(connection, physical);
                 if (physical.MemdbAttachedSinceNoted() is { } schema)
                 {
-                    refused = physical.RefuseMemdbAttachment(schema, "A statement of the reader's batch after its first result");
+                    // Detached whoever closes it; thrown only to the reader's own closing: the connection's Close has
+                    // nothing left to do about it.
+                    var refusal = physical.RefuseMemdbAttachment(schema, "A statement of the reader's batch after its first result");
+                    refused = byConnection ? null : refusal;
                 }
 
                 closing = closeConnection && connection.TakeForClosing(physical); // while the call runs (see there)

@@ -90,6 +90,39 @@ public class MemoryAttachmentTests : DatabaseTest
         ConnectionTests.Exec(connection, "ROLLBACK");
     }
 
+    /// <summary>The connection's Close, which closes a reader left open, detaches what its later statement attached without throwing (a review).</summary>
+    [Test]
+    public void The_connections_Close_detaches_what_a_reader_left_open_attached_without_throwing()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:;Max Pool Size=1");
+        var connection = dataSource.OpenConnection();
+        using var batch = connection.CreateCommand();
+        batch.CommandText = $"SELECT 1; ATTACH '{aux}' AS aux; SELECT 2";
+        var reader = batch.ExecuteReader();
+        reader.NextResult().ShouldBeTrue(); // past the ATTACH
+
+        connection.Close();
+
+        connection.Open();
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L);
+        connection.Dispose();
+    }
+
+    /// <summary>After a refusal SQLite would not detach, the file attached again under that name, once detached, is refused too (a review).</summary>
+    [Test]
+    public void A_file_attached_again_under_the_name_of_a_refused_database_is_refused()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH '{aux}' AS aux; BEGIN; CREATE TABLE aux.t (x)"));
+        ConnectionTests.Exec(connection, "ROLLBACK");
+        ConnectionTests.Exec(connection, "DETACH aux");
+
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH '{aux}' AS aux"));
+    }
+
     /// <summary>A file attached under the name of a database in memory the initializer attached is refused too (a review).</summary>
     [Test]
     public void A_file_attached_under_the_name_of_an_attached_memory_database_is_refused()
