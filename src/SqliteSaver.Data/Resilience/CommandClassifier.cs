@@ -361,13 +361,6 @@ internal sealed class CommandClassifier
     public static bool SetsSavepoint(string text)
         => AnyStatement(Encoding.UTF8.GetBytes(text), static statement => Ascii.EqualsIgnoreCase(FirstWord(statement), "SAVEPOINT"));
 
-    /// <summary>Whether <paramref name="text"/> holds one statement: nothing but white space, comments and semicolons follows its first.</summary>
-    public static bool IsOneStatement(string text)
-    {
-        var bytes = Encoding.UTF8.GetBytes(text);
-        return FirstWordAndRest(bytes.AsSpan(FirstStatementLength(bytes))).IsEmpty;
-    }
-
     /// <summary>Whether any statement of <paramref name="text"/> begins with <c>ATTACH</c>.</summary>
     public static bool Attaches(string text)
         => text.Contains("ATTACH", StringComparison.OrdinalIgnoreCase)

@@ -1,6 +1,5 @@
 using System.Data;
 using System.Diagnostics;
-using System.Runtime.ExceptionServices;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Diagnostics;
 using SqliteSaver.Data.Interop;
@@ -751,25 +750,9 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         }
     }
 
-    /// <summary>SQLITE_CONSTRAINT, as a virtual table (rtree, fts5) reports its own; below, the other constraints ON CONFLICT FAIL resolves (see WriteAttempt's KeepsWhatItLeft).</summary>
-    private const int ConstraintVirtualTable = 19;
-
-    private const int ConstraintCheck = 275;
-
-    private const int ConstraintNotNull = 1299;
-
-    private const int ConstraintPrimaryKey = 1555;
-
-    private const int ConstraintTrigger = 1811;
-
-    private const int ConstraintUnique = 2067;
-
-    private const int ConstraintRowId = 2579;
-
     /// <summary>
     /// One attempt at a write outside a transaction: BEGIN IMMEDIATE (BEGIN for one that writes only to the temp
-    /// database, see <see cref="CommandKind.TempWrite"/>), run, COMMIT; anything that fails is rolled back whole, but
-    /// for what a command of one statement leaves as a constraint ON CONFLICT FAIL resolves fails it (KeepsWhatItLeft). A
+    /// database, see <see cref="CommandKind.TempWrite"/>), run, COMMIT; anything that fails is rolled back whole. A
     /// token of the attempt's own ends its waits as for <see cref="StatementAttempt{T}"/>: a rollback-journal COMMIT
     /// waits for readers in SQLite's busy handler.
     /// </summary>
@@ -784,14 +767,12 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         CancellationToken caller) : IBoundedAttempt
     {
         private bool _attempted;
-        private ExceptionDispatchInfo? _failedAndCommitted; // see RunBegun
 
         public CommandDeadline Deadline => deadline;
 
         /// <exception cref="CommandTimeoutException">The deadline passed during earlier attempts (a rollback-journal COMMIT waits for readers in each).</exception>
         public T Run(CancellationToken cancellationToken)
         {
-            _failedAndCommitted?.Throw();
             ThrowIfDeadlinePassed();
             physical.RetryFailedRollback(leaveGate: false); // an earlier attempt's, before this one begins
             if (temp)
@@ -813,7 +794,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 return Run(cancellationToken); // nothing to wait for
             }
 
-            _failedAndCommitted?.Throw();
             ThrowIfDeadlinePassed();
             physical.RetryFailedRollback(leaveGate: false);
             await BeginImmediateAsync(physical, deadline, cancellationToken).ConfigureAwait(false);
@@ -834,18 +814,6 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             _attempted = true;
         }
 
-        /// <summary>
-        /// Whether what a failed command of one statement left in the library's transaction is committed, as SQLite
-        /// commits it in autocommit: only for a constraint that ON CONFLICT FAIL (or a trigger's RAISE(FAIL)) can
-        /// resolve (a virtual table's too), whose partial changes autocommit keeps under FAIL, while under ABORT SQLite has undone the
-        /// statement itself. Any other error (a STRICT column's type, a datatype mismatch) may leave rows SQLite did not
-        /// undo, which autocommit rolls back. Not once SQLite has ended the transaction (ON CONFLICT ROLLBACK).
-        /// </summary>
-        private bool KeepsWhatItLeft(SqliteException failed)
-            => failed.SqliteExtendedErrorCode is ConstraintVirtualTable or ConstraintCheck or ConstraintNotNull or ConstraintPrimaryKey or ConstraintTrigger
-                    or ConstraintUnique or ConstraintRowId
-                && physical.InTransaction && CommandClassifier.IsOneStatement(command.CommandText);
-
         private T RunBegun(CancellationToken cancellationToken)
         {
             try
@@ -855,21 +823,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
                 T result;
                 using (new AttemptCancellation(physical, command.CommandText, stopOnProgress: true, cancellationToken, caller))
                 {
-                    try
-                    {
-                        result = RunStatements(physical, run, command, behavior);
-                    }
-                    catch (SqliteException failed) when (KeepsWhatItLeft(failed))
-                    {
-                        // As in autocommit, where SQLite commits what a failed statement leaves: the rows an ON CONFLICT
-                        // FAIL or a RAISE(FAIL) keeps, changed before the failing one (a batch stays all or nothing).
-                        // Not run again: a strategy that retries any error gets this one again.
-                        physical.Commit();
-                        physical.ReleaseGate();
-                        _failedAndCommitted = ExceptionDispatchInfo.Capture(failed);
-                        throw;
-                    }
-
+                    result = RunStatements(physical, run, command, behavior);
                     if (!keepOpen)
                     {
                         physical.Commit(); // its waits for readers (in rollback-journal mode) end with the attempt's token too
