@@ -1327,9 +1327,12 @@ internal sealed class PhysicalConnection : IDisposable
             return null;
         }
 
-        var before = initializer ? [] : _memdbAttachedBefore!;
-        return MemdbAttached().FirstOrDefault(schema => !before.Contains(schema, StringComparer.Ordinal));
+        return MemdbAttachedSince(initializer ? [] : _memdbAttachedBefore!).FirstOrDefault();
     }
+
+    /// <summary>The databases in the memdb VFS attached now that are not among <paramref name="before"/>.</summary>
+    private string[] MemdbAttachedSince(string[] before)
+        => [.. MemdbAttached().Where(schema => !before.Contains(schema, StringComparer.Ordinal))];
 
     /// <summary>The names of the databases attached in the memdb VFS (no file, and not in SQLite's pager as <c>:memory:</c> is).</summary>
     private string[] MemdbAttached()
@@ -1341,23 +1344,25 @@ internal sealed class PhysicalConnection : IDisposable
     }
 
     /// <summary>
-    /// Detaches the database <see cref="MemdbAttachedSinceNoted"/> found, if SQLite lets it (not while a statement reading
-    /// it runs; a connection with a database attached during a rental is closed as it is returned anyway), and returns
-    /// the exception that says so.
+    /// Detaches the database <see cref="MemdbAttachedSinceNoted"/> found, and any other attached since with it, if SQLite
+    /// lets it (not while a statement reading it runs; a connection with a database attached during a rental is closed
+    /// as it is returned anyway), and returns the exception that says so.
     /// </summary>
     /// <param name="schema">The database's name.</param>
     /// <param name="by">What attached it, for the message.</param>
     public InvalidOperationException RefuseMemdbAttachment(string schema, string by)
     {
-        var detached = raw.sqlite3_exec(Handle, "DETACH \"" + schema.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"") == raw.SQLITE_OK;
+        string[] schemas = [schema, .. MemdbAttachedSince(_memdbAttachedBefore ?? []).Where(other => other != schema)];
+        var detached = schemas.Count(name => raw.sqlite3_exec(Handle, "DETACH \"" + name.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"") == raw.SQLITE_OK) == schemas.Length;
         if (_memdbAttachedBefore is not null)
         {
             _memdbAttachedBefore = MemdbAttached(); // refused once: one still attached does not refuse every later command (a ROLLBACK that would free it)
         }
 
         var vfs = OperatingSystem.IsWindows() ? "win32" : "unix";
+        schema = string.Join("', '", schemas);
         return new InvalidOperationException(
-            $"{by} attached a database as '{schema}' to the pool's in-memory database, which lives in SQLite's memdb VFS so that the pool's connections share it: ATTACH opens a file name that names no VFS in the main database's, so SQLite made it another database in memory, and nothing written to it would reach the file. {(detached ? "It was detached" : "It stays attached until the connection closes, when it is returned to the pool")}; anything else done beside it stands. Name the VFS in a URI to attach a file (ATTACH 'file:/path/to/file.db?vfs={vfs}' AS {schema}), attach ':memory:' for a database in memory, or use Pooling=False, where each connection has an in-memory database of its own.");
+            $"{by} attached {(schemas.Length == 1 ? "a database" : "databases")} as '{schema}' to the pool's in-memory database, which lives in SQLite's memdb VFS so that the pool's connections share it: ATTACH opens a file name that names no VFS in the main database's, so SQLite made {(schemas.Length == 1 ? "it another database" : "them other databases")} in memory, and nothing written to {(schemas.Length == 1 ? "it" : "them")} would reach the file. {(detached ? "Detached" : "Not all could be detached: those left stay attached until the connection closes, when it is returned to the pool")}; anything else done beside stands. Name the VFS in a URI to attach a file (ATTACH 'file:/path/to/file.db?vfs={vfs}' AS {schemas[0]}), attach ':memory:' for a database in memory, or use Pooling=False, where each connection has an in-memory database of its own.");
     }
 
     /// <summary>A string <see cref="Attachments"/> gives when SQLite cannot list the databases.</summary>

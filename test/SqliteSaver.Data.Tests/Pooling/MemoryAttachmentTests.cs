@@ -85,7 +85,7 @@ public class MemoryAttachmentTests : DatabaseTest
         using var connection = dataSource.OpenConnection();
 
         Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH '{aux}' AS aux; BEGIN; CREATE TABLE aux.t (x)")).Message
-            .ShouldContain("It stays attached until the connection closes");
+            .ShouldContain("Not all could be detached: those left stay attached until the connection closes");
 
         ConnectionTests.Exec(connection, "ROLLBACK");
     }
@@ -123,6 +123,19 @@ public class MemoryAttachmentTests : DatabaseTest
         Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH '{aux}' AS aux"));
     }
 
+    /// <summary>Every file one command attached is detached, not only the first (a review).</summary>
+    [Test]
+    public void Every_file_a_command_attached_is_detached()
+    {
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH '{Folder.File("a.db")}' AS aux; ATTACH '{Folder.File("b.db")}' AS bux")).Message
+            .ShouldStartWith("A command attached databases as 'aux', 'bux' to the pool's in-memory database");
+
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name IN ('aux', 'bux')").ShouldBe(0L);
+    }
+
     /// <summary>A file attached under the name of a database in memory the initializer attached is refused too (a review).</summary>
     [Test]
     public void A_file_attached_under_the_name_of_an_attached_memory_database_is_refused()
@@ -144,7 +157,7 @@ public class MemoryAttachmentTests : DatabaseTest
         using var batch = connection.CreateCommand();
         batch.CommandText = $"ATTACH '{aux}' AS aux; CREATE TABLE aux.t (x); INSERT INTO aux.t VALUES (1), (2); SELECT x FROM aux.t";
 
-        Should.Throw<InvalidOperationException>(batch.ExecuteReader).Message.ShouldContain("It was detached");
+        Should.Throw<InvalidOperationException>(batch.ExecuteReader).Message.ShouldContain(". Detached;");
 
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L);
     }
