@@ -1353,16 +1353,23 @@ internal sealed class PhysicalConnection : IDisposable
     public InvalidOperationException RefuseMemdbAttachment(string schema, string by)
     {
         string[] schemas = [schema, .. MemdbAttachedSince(_memdbAttachedBefore ?? []).Where(other => other != schema)];
-        var detached = schemas.Count(name => raw.sqlite3_exec(Handle, "DETACH \"" + name.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"") == raw.SQLITE_OK) == schemas.Length;
+        var left = schemas.Where(name => raw.sqlite3_exec(Handle, "DETACH " + Identifier(name)) != raw.SQLITE_OK).ToArray();
         if (_memdbAttachedBefore is not null)
         {
             _memdbAttachedBefore = MemdbAttached(); // refused once: one still attached does not refuse every later command (a ROLLBACK that would free it)
         }
 
+        var one = schemas.Length == 1;
         var vfs = OperatingSystem.IsWindows() ? "win32" : "unix";
-        schema = string.Join("', '", schemas);
+        var detached = left.Length == 0 ? (one ? "It was detached" : "They were detached")
+            : $"{Names(left)} {(left.Length == 1 ? "stays" : "stay")} attached, as SQLite detaches none that a statement or transaction uses, until the connection closes, when it is returned to the pool";
         return new InvalidOperationException(
-            $"{by} attached {(schemas.Length == 1 ? "a database" : "databases")} as '{schema}' to the pool's in-memory database, which lives in SQLite's memdb VFS so that the pool's connections share it: ATTACH opens a file name that names no VFS in the main database's, so SQLite made {(schemas.Length == 1 ? "it another database" : "them other databases")} in memory, and nothing written to {(schemas.Length == 1 ? "it" : "them")} would reach the file. {(detached ? (schemas.Length == 1 ? "It was detached" : "They were detached") : "What SQLite would not detach (a statement or transaction uses it) stays attached until the connection closes, when it is returned to the pool")}; anything else done with it stands. Name the VFS in a URI to attach a file (ATTACH 'file:/path/to/file.db?vfs={vfs}' AS {schemas[0]}), attach ':memory:' for a database in memory, or use Pooling=False, where each connection has an in-memory database of its own.");
+            $"{by} attached {(one ? "a database" : "databases")} as {Names(schemas)} to the pool's in-memory database, which lives in SQLite's memdb VFS so that the pool's connections share it: ATTACH opens a file name that names no VFS in the main database's, so SQLite made {(one ? "it another database" : "them other databases")} in memory, and nothing written to {(one ? "it" : "them")} would reach the file. {detached}; anything else done with {(one ? "it" : "them")} stands. Name the VFS in a URI to attach a file (ATTACH 'file:/path/to/file.db?vfs={vfs}' AS {Identifier(schemas[0])}), attach ':memory:' for a database in memory, or use Pooling=False, where each connection has an in-memory database of its own.");
+
+        static string Identifier(string name) => "\"" + name.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+
+        static string Names(string[] names)
+            => names.Length == 1 ? Identifier(names[0]) : string.Join(", ", names[..^1].Select(Identifier)) + " and " + Identifier(names[^1]);
     }
 
     /// <summary>A string <see cref="Attachments"/> gives when SQLite cannot list the databases.</summary>

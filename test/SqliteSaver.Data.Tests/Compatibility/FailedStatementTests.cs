@@ -54,6 +54,9 @@ public class FailedStatementTests : DatabaseTest
     [TestCase("INSERT INTO u VALUES (1), (2), (3), (4)", "SELECT group_concat(a) FROM (SELECT a FROM u ORDER BY rowid)", "3")]
     [TestCase("INSERT INTO t (v) VALUES (97), (98), (99), (100)", ValuesOfT, "1,2,3")] // RAISE(FAIL) in a trigger
     [TestCase("INSERT OR FAIL INTO r (rowid, x) VALUES (10, 'b'), (11, 'c'), (1, 'd')", RowsOfR, "1a")]
+    [TestCase("UPDATE OR FAIL t SET v = CASE id WHEN 3 THEN 11 ELSE v + 10 END", ValuesOfT, "1,2,3")]
+    [TestCase("INSERT OR FAIL INTO v VALUES (10, 0, 1), (11, 0, 1), (1, 0, 1)", IdsOfV, "1")]
+    [TestCase("INSERT OR FAIL INTO f (rowid, x) VALUES (10, 'b'), (1, 'd')", "SELECT group_concat(rowid) FROM (SELECT rowid FROM f ORDER BY rowid)", "1")]
     public void Under_ON_CONFLICT_FAIL_nothing_of_the_failed_statement_is_kept_where_autocommit_keeps_the_rows_before_it(string write, string read, string before)
     {
         var plain = Outcome(new SqliteConnection($"Data Source={Folder.File("plain.db")};Pooling=False"), write, read).Split(" | ");

@@ -25,8 +25,8 @@ public class MemoryAttachmentTests : DatabaseTest
 
         var error = Should.Throw<InvalidOperationException>(() => attach.ExecuteNonQuery());
 
-        error.Message.ShouldStartWith("A command attached a database as 'aux' to the pool's in-memory database");
-        error.Message.ShouldContain($"ATTACH 'file:/path/to/file.db?vfs={FileVfs}' AS aux");
+        error.Message.ShouldStartWith("A command attached a database as \"aux\" to the pool's in-memory database");
+        error.Message.ShouldContain($"ATTACH 'file:/path/to/file.db?vfs={FileVfs}' AS \"aux\"");
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L); // detached
         attach.Parameters["$file"].Value = $"file:{aux}?vfs={FileVfs}";
         attach.ExecuteNonQuery();
@@ -55,7 +55,7 @@ public class MemoryAttachmentTests : DatabaseTest
             reader.NextResult().ShouldBeTrue(); // past the ATTACH
 
             Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "CREATE TABLE aux.t (x)")).Message
-                .ShouldStartWith("A command earlier in this rental (a reader's statement after its first result, say) attached a database as 'aux'");
+                .ShouldStartWith("A command earlier in this rental (a reader's statement after its first result, say) attached a database as \"aux\"");
         }
 
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L);
@@ -73,7 +73,7 @@ public class MemoryAttachmentTests : DatabaseTest
         var reader = batch.ExecuteReader();
 
         Should.Throw<InvalidOperationException>(reader.Dispose).Message
-            .ShouldStartWith("A statement of the reader's batch after its first result attached a database as 'aux'");
+            .ShouldStartWith("A statement of the reader's batch after its first result attached a database as \"aux\"");
     }
 
     /// <summary>A refused database SQLite would not detach (its transaction open) does not refuse every later command, the ROLLBACK that frees it too (a review).</summary>
@@ -85,7 +85,7 @@ public class MemoryAttachmentTests : DatabaseTest
         using var connection = dataSource.OpenConnection();
 
         Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH '{aux}' AS aux; BEGIN; CREATE TABLE aux.t (x)")).Message
-            .ShouldContain("What SQLite would not detach (a statement or transaction uses it) stays attached until the connection closes");
+            .ShouldContain("\"aux\" stays attached, as SQLite detaches none that a statement or transaction uses, until the connection closes");
 
         ConnectionTests.Exec(connection, "ROLLBACK");
     }
@@ -131,9 +131,23 @@ public class MemoryAttachmentTests : DatabaseTest
         using var connection = dataSource.OpenConnection();
 
         Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH '{Folder.File("a.db")}' AS aux; ATTACH '{Folder.File("b.db")}' AS bux")).Message
-            .ShouldStartWith("A command attached databases as 'aux', 'bux' to the pool's in-memory database");
+            .ShouldStartWith("A command attached databases as \"aux\" and \"bux\" to the pool's in-memory database");
 
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name IN ('aux', 'bux')").ShouldBe(0L);
+    }
+
+    /// <summary>Of two, the one SQLite would not detach (its transaction open) is named, and the other detached (a review).</summary>
+    [Test]
+    public void The_refusal_names_the_database_SQLite_would_not_detach()
+    {
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+
+        Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, $"ATTACH '{Folder.File("a.db")}' AS aux; ATTACH '{Folder.File("b.db")}' AS bux; BEGIN; CREATE TABLE aux.t (x)")).Message
+            .ShouldContain("\"aux\" stays attached");
+
+        ConnectionTests.Scalar(connection, "SELECT group_concat(name) FROM pragma_database_list WHERE name IN ('aux', 'bux')").ShouldBe("aux");
+        ConnectionTests.Exec(connection, "ROLLBACK");
     }
 
     /// <summary>A file attached under the name of a database in memory the initializer attached is refused too (a review).</summary>
@@ -201,7 +215,7 @@ public class MemoryAttachmentTests : DatabaseTest
         using var dataSource = MemoryInitialized($"ATTACH '{aux}' AS aux");
 
         Should.Throw<InvalidOperationException>(dataSource.OpenConnection).Message
-            .ShouldStartWith("The connection initializer attached a database as 'aux' to the pool's in-memory database");
+            .ShouldStartWith("The connection initializer attached a database as \"aux\" to the pool's in-memory database");
         dataSource.Statistics.Total.ShouldBe(0);
     }
 
