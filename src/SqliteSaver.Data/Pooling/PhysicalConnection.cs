@@ -979,16 +979,16 @@ internal sealed class PhysicalConnection : IDisposable
             }
         }
 
-        // Main's own locking mode after the default for later attachments set above (an initializer's
-        // PRAGMA main.locking_mode = EXCLUSIVE sets main's alone); not for a database in memory (see LockingModes).
-        if (File.Length > 0 && Read(Handle, "main.locking_mode") is { } mainLocking && mainLocking is "normal" or "exclusive")
-        {
-            sql.Append("PRAGMA main.locking_mode = ").Append(mainLocking).Append(';');
-        }
-
         // Exclusive only if every database the connection keeps is: a renter's EXCLUSIVE on one that was not would stay.
         _lockingModes = [.. LockingModes()];
         _exclusiveLocking = _lockingModes.Skip(File.Length == 0 ? 0 : 1).All(mode => mode == "exclusive");
+
+        // Main's own locking mode after the default for later attachments set above (an initializer's
+        // PRAGMA main.locking_mode = EXCLUSIVE sets main's alone); not for a database in memory (see LockingModes).
+        if (File.Length > 0 && _lockingModes[1] is { } mainLocking && mainLocking is "normal" or "exclusive")
+        {
+            sql.Append("PRAGMA main.locking_mode = ").Append(mainLocking).Append(';');
+        }
         foreach (var schema in InitiallyAttachedSchemas())
         {
             var quoted = Quoted(schema);
