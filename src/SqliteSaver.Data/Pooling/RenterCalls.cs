@@ -366,18 +366,21 @@ internal sealed class RenterCalls : IDisposable
     public static SqliteException CancelledByCancel() => new("SQLite Error 9: 'interrupted'.", raw.SQLITE_INTERRUPT);
 
     /// <summary>
-    /// <see cref="Ended"/> for <paramref name="interrupted"/>, a statement's SQLITE_INTERRUPT, when <paramref name="token"/>
-    /// (the one the call waits with) was cancelled, or Close ended <paramref name="call"/>: an interrupt of Close or
-    /// Cancel stopped the statement. Close interrupts before the callbacks of the call's token have run (see
-    /// <see cref="EndAll"/>), and so before a token linked to it is cancelled. <see langword="null"/> otherwise, to
-    /// rethrow it.
+    /// What a call throws for <paramref name="failure"/>, an error of one of its statements: once Close has ended
+    /// <paramref name="call"/>, whatever the error (Close's interrupt surfaces as SQLITE_INTERRUPT, or as another code
+    /// from a statement run inside the one it stopped, an application function's query, say), the
+    /// <see cref="InvalidOperationException"/> of a call ended by Close, with the error as its cause, unless the
+    /// caller's token was cancelled. Otherwise, for a statement's SQLITE_INTERRUPT when <paramref name="token"/> (the
+    /// one the call waits with) was cancelled, <see cref="Ended"/>: Cancel's interrupt stopped the statement. Close
+    /// interrupts before the callbacks of the call's token have run (see <see cref="EndAll"/>), and so before a token
+    /// linked to it is cancelled. <see langword="null"/> otherwise, to rethrow it.
     /// </summary>
     public Exception? Interrupted(
-        SqliteException interrupted, CancellationTokenSource call, CancellationToken token, CancellationToken caller, bool statementByStatement = false)
-        => interrupted.SqliteErrorCode == raw.SQLITE_INTERRUPT && ClosedDuring(call) && !caller.IsCancellationRequested
-            ? ClosedDuringCall(interrupted, statementByStatement)
-            : Executor.IsInterruption(interrupted, token)
-                ? Ended(new OperationCanceledException(interrupted.Message, interrupted, token), call, caller, statementByStatement)
+        SqliteException failure, CancellationTokenSource call, CancellationToken token, CancellationToken caller, bool statementByStatement = false)
+        => ClosedDuring(call) && !caller.IsCancellationRequested
+            ? ClosedDuringCall(failure, statementByStatement)
+            : Executor.IsInterruption(failure, token)
+                ? Ended(new OperationCanceledException(failure.Message, failure, token), call, caller, statementByStatement)
                 : null;
 
     /// <summary>

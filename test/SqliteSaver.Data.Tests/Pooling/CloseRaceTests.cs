@@ -761,7 +761,7 @@ public class CloseRaceTests : DatabaseTest
             using var next = new SaverDbConnection(connectionString);
             next.Open();
             wrong = closing is not null ? $"round {round}: Close threw {closing.GetType().Name}: {closing.Message}"
-                : reads.Result is not InvalidOperationException || reads.Result is ObjectDisposedException ? $"round {round}: the read ended with {reads.Result.GetType().Name}"
+                : reads.Result is not InvalidOperationException || reads.Result is ObjectDisposedException ? $"round {round}: the read ended with {reads.Result}"
                 : Interop.ESqlite3.HoldsTransaction(next.InnerConnection.Handle!) ? $"round {round}: the next renter holds a read snapshot"
                 : null;
             reader.Dispose();
@@ -938,6 +938,57 @@ public class CloseRaceTests : DatabaseTest
         reader.IsClosed.ShouldBeTrue();
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM kept").ShouldBe(0L);
         PoolTests.Scalar(connectionString, "PRAGMA user_version").ShouldBe(0L);
+    }
+
+    /// <summary>
+    /// A call that Close ends but whose statement fails with another error than SQLite's SQLITE_INTERRUPT (here an
+    /// application function that fails once Close waits for the call, as one whose own query Close's interrupt stopped
+    /// would: SQLITE_ERROR) ends as any call ended by Close does, with the InvalidOperationException and SQLite's error
+    /// as its cause; the next renter finds the connection as it should be. Before, the statement's SqliteException came
+    /// out as though the connection were still open (only SQLITE_INTERRUPT was taken for Close's): one way the blob-read
+    /// race above can end with a SqliteException, as it did, rarely, in CI.
+    /// </summary>
+    [TestCase("ExecuteScalar")]
+    [TestCase("Read")]
+    public void A_call_Close_ends_that_fails_with_another_error_than_the_interrupt_ends_as_a_call_ended_by_Close(string call)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var physical = connection.GetOpenPhysical("test");
+        using var failing = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction<long, long>("fails_once_closed", row =>
+        {
+            if (row == 1)
+            {
+                return row; // the first row, which ExecuteReader steps to
+            }
+
+            failing.Set();
+            Wait.Until(() => physical.Calls.CloseWaits);
+            throw new InvalidOperationException("the lookup failed");
+        });
+        using var command = connection.CreateCommand();
+        command.CommandText = call == "Read" ? "SELECT fails_once_closed(column1) FROM (VALUES (1), (2))" : "SELECT fails_once_closed(2)";
+        var reader = call == "Read" ? command.ExecuteReader() : null;
+        reader?.Read().ShouldBeTrue();
+        var running = Task.Factory.StartNew(
+            () => Should.Throw<Exception>(() => _ = reader is null ? command.ExecuteScalar() : reader.Read()),
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        failing.Wait(Bound).ShouldBeTrue("the statement runs the function");
+        var closing = CloseOnAnotherThread(connection);
+        closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
+        closing.Result.ShouldBeNull();
+        running.Wait(Bound).ShouldBeTrue();
+        var ended = running.Result.ShouldBeOfType<InvalidOperationException>($"the call threw {running.Result}");
+        ended.Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
+        ended.InnerException.ShouldBeOfType<SqliteException>().Message.ShouldContain("the lookup failed");
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "SELECT 2").ShouldBe(2L);
+        Interop.ESqlite3.HoldsTransaction(next.InnerConnection.Handle!).ShouldBeFalse();
     }
 
     /// <summary>
