@@ -409,7 +409,7 @@ internal sealed class PooledDataReader(
     /// <see cref="CloseRefusingWrites"/>), and when one of them would write, or failed, Close throws: the batch is not
     /// whole. Once a step of the reader failed (the caller has that error, and a throw from a <c>using</c> block's
     /// Dispose would replace it), and for the connection's Close, which closes its readers quietly, they do not run
-    /// at all, and Close is quiet; quiet too when a Close of the connection (on another thread) stopped one. A
+    /// at all, and Close is quiet; quiet too when a Close of the connection (on another thread) ended the closing. A
     /// transaction begun since (as SQL, or a transaction object) is not told from the one the reader was opened in:
     /// the statements run in it, as <see cref="FinishUnguardedBatch"/> and <see cref="FinishInTransaction"/> have them.
     /// </summary>
@@ -1254,9 +1254,10 @@ internal sealed class PooledDataReader(
                 : "closed it and rolled back the write its command made outside a transaction."))}", cause);
 
     /// <summary>
-    /// What a step that failed with <paramref name="exception"/> throws instead when Close's interrupt stopped it: the
-    /// <see cref="InvalidOperationException"/> of any call ended by Close (see <see cref="RenterCalls.Interrupted"/>).
-    /// <see langword="null"/> otherwise (Cancel's interrupt stays SQLite's SQLITE_INTERRUPT), to rethrow it. A step
+    /// What a step that failed with <paramref name="exception"/> throws instead when a Close ended it (whatever error
+    /// SQLite gave the statement): the <see cref="InvalidOperationException"/> of any call ended by Close (see
+    /// <see cref="RenterCalls.Interrupted"/>). <see langword="null"/> otherwise (Cancel's interrupt stays SQLite's
+    /// SQLITE_INTERRUPT), to rethrow it. A step
     /// Close ended marks the reader: closing it then runs none of the statements not reached (see <see cref="Finish"/>).
     /// </summary>
     private InvalidOperationException? EndedByClose(Exception exception, CancellationTokenSource call)

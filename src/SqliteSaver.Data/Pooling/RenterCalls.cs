@@ -317,6 +317,15 @@ internal sealed class RenterCalls : IDisposable
         => ReferenceEquals(call, Volatile.Read(ref _closedBy)) || (Volatile.Read(ref _givenUpOn) is { } givenUpOn && Array.IndexOf(givenUpOn, call) >= 0);
 
     /// <summary>
+    /// Whether a Close ends <paramref name="call"/>, as <see cref="ClosedDuring"/>, but not one a Close gave up on
+    /// (which kept the connection open), unless a later Close now waits for it.
+    /// </summary>
+    private bool EndedByClose(CancellationTokenSource call)
+        => Volatile.Read(ref _givenUpOn) is { } givenUpOn && Array.IndexOf(givenUpOn, call) >= 0
+            ? CloseWaits
+            : ReferenceEquals(call, Volatile.Read(ref _closedBy));
+
+    /// <summary>
     /// The token a call waits with: <paramref name="call"/>'s (from <see cref="Begin"/>), linked with
     /// <paramref name="caller"/>'s when that can be cancelled (dispose the source returned once the call has ended).
     /// </summary>
@@ -370,14 +379,16 @@ internal sealed class RenterCalls : IDisposable
     /// <paramref name="call"/>, whatever the error (Close's interrupt surfaces as SQLITE_INTERRUPT, or as another code
     /// from a statement run inside the one it stopped, an application function's query, say), the
     /// <see cref="InvalidOperationException"/> of a call ended by Close, with the error as its cause, unless the
-    /// caller's token was cancelled. Otherwise, for a statement's SQLITE_INTERRUPT when <paramref name="token"/> (the
+    /// caller's token was cancelled. Another code than SQLITE_INTERRUPT counts only while a Close ends the call, not
+    /// once the Close gave up on it and left the connection open (see <see cref="EndedByClose"/>): the statement then
+    /// failed on its own. Otherwise, for a statement's SQLITE_INTERRUPT when <paramref name="token"/> (the
     /// one the call waits with) was cancelled, <see cref="Ended"/>: Cancel's interrupt stopped the statement. Close
     /// interrupts before the callbacks of the call's token have run (see <see cref="EndAll"/>), and so before a token
     /// linked to it is cancelled. <see langword="null"/> otherwise, to rethrow it.
     /// </summary>
     public Exception? Interrupted(
         SqliteException failure, CancellationTokenSource call, CancellationToken token, CancellationToken caller, bool statementByStatement = false)
-        => ClosedDuring(call) && !caller.IsCancellationRequested
+        => (failure.SqliteErrorCode == raw.SQLITE_INTERRUPT ? ClosedDuring(call) : EndedByClose(call)) && !caller.IsCancellationRequested
             ? ClosedDuringCall(failure, statementByStatement)
             : Executor.IsInterruption(failure, token)
                 ? Ended(new OperationCanceledException(failure.Message, failure, token), call, caller, statementByStatement)

@@ -992,6 +992,48 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// The same statement failing on its own after a Close gave up on the call (Busy Timeout=0 and 5 s) and left the
+    /// connection open: the call throws its own SqliteException, and the transaction, with what it held before the
+    /// call, is still open and commits. On the first form of the change above, it threw that the connection was closed
+    /// and nothing kept (a review).
+    /// </summary>
+    [Test]
+    public void A_statement_failing_on_its_own_after_a_Close_gave_up_on_its_call_throws_its_own_error()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        Task<Exception?>? closing = null;
+        using var failing = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction<long>("fails_after_close", () =>
+        {
+            failing.Set();
+            Wait.Until(() => closing is { IsCompleted: true });
+            throw new InvalidOperationException("the lookup failed");
+        });
+        var transaction = connection.BeginTransaction();
+        ConnectionTests.Scalar(connection, "INSERT INTO t VALUES (1)");
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (fails_after_close())";
+        var running = Task.Factory.StartNew(
+            () => Should.Throw<Exception>(() => command.ExecuteNonQuery()),
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        failing.Wait(Bound).ShouldBeTrue("the statement runs the function");
+        closing = CloseOnAnotherThread(connection);
+        closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
+        closing.Result.ShouldBeOfType<InvalidOperationException>("the Close gave up");
+        running.Wait(Bound).ShouldBeTrue();
+        running.Result.ShouldBeOfType<SqliteException>($"the call threw {running.Result}").Message.ShouldContain("the lookup failed");
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        transaction.Commit();
+        connection.Close();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    /// <summary>
     /// A reader's Close run inside a call of its connection (here a function SQLite runs in another command's
     /// statement) while a Close of the connection on another thread waits for that call: the reader's closing joins the
     /// calls that Close waits for, so the call ends and the Close succeeds. On the previous version the reader's Close
