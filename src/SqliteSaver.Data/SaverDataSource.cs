@@ -360,14 +360,12 @@ public sealed class SaverDataSource : DbDataSource
     }
 
     /// <summary>
-    /// What the shared data source of a connection string is found by: the string, and for one that names
-    /// <c>|DataDirectory|</c> the application domain's DataDirectory of the moment too, which Microsoft.Data.Sqlite
-    /// reads at each open (a test fixture may give each test a folder of its own).
+    /// What the shared data source of a connection string is found by: the string, and the application domain's
+    /// DataDirectory of the moment when that is set, against which Microsoft.Data.Sqlite opens a relative Data Source
+    /// and <c>|DataDirectory|</c>, reading it at each open (a test fixture may give each test a folder of its own).
     /// </summary>
     private static string SharedKey(string connectionString)
-        => connectionString.Contains("|DataDirectory|", StringComparison.OrdinalIgnoreCase)
-            ? connectionString + "\0" + AppDomain.CurrentDomain.GetData("DataDirectory")
-            : connectionString;
+        => SaverOptions.DataDirectoryOfTheMoment() is { } directory ? connectionString + "\0" + directory : connectionString;
 
     /// <summary>
     /// Clears the pool of every data source in the process but those keeping a private in-memory database (see

@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using Dapper;
 using Microsoft.Data.Sqlite;
@@ -1575,6 +1576,57 @@ public class ConnectionTests : DatabaseTest
         {
             AppDomain.CurrentDomain.SetData("DataDirectory", previous);
         }
+    }
+
+    /// <summary>
+    /// A relative Data Source with the application domain's DataDirectory set opens the file under that directory, as
+    /// Microsoft.Data.Sqlite does (code that sets DataDirectory and names <c>app.db</c> read and wrote another file
+    /// after swapping its provider: the current directory's; a hunt's finding); a later change of DataDirectory moves
+    /// the connections of the same string, and with it unset the current directory holds it again.
+    /// </summary>
+    [TestCase("{0}")]
+    [TestCase("./{0}")]
+    [TestCase("sub/../{0}")]
+    public void A_relative_Data_Source_opens_under_the_app_domains_DataDirectory_as_in_Microsoft_Data_Sqlite(string pattern)
+    {
+        var name = $"rel-{Guid.NewGuid():N}.db";
+        var connectionString = "Data Source=" + string.Format(CultureInfo.InvariantCulture, pattern, name);
+        var first = Path.Combine(Folder.Path, "first");
+        var second = Path.Combine(Folder.Path, "second");
+        Directory.CreateDirectory(Path.Combine(first, "sub"));
+        Directory.CreateDirectory(Path.Combine(second, "sub"));
+        var previous = AppDomain.CurrentDomain.GetData("DataDirectory");
+        try
+        {
+            foreach (var directory in new[] { first, second })
+            {
+                AppDomain.CurrentDomain.SetData("DataDirectory", directory);
+                string expected;
+                using (var plain = new SqliteConnection(connectionString + ";Pooling=False"))
+                {
+                    plain.Open();
+                    expected = plain.DataSource;
+                }
+
+                expected.ShouldBe(Path.Combine(directory, name));
+                using var connection = new SaverDbConnection(connectionString);
+                connection.Open();
+                Scalar(connection, "SELECT file FROM pragma_database_list WHERE name = 'main'").ShouldBe(expected);
+                Exec(connection, "CREATE TABLE t (x)");
+            }
+
+            AppDomain.CurrentDomain.SetData("DataDirectory", null);
+            using var unset = new SaverDbConnection(connectionString);
+            unset.DataSource.ShouldStartWith(Environment.CurrentDirectory + Path.DirectorySeparatorChar);
+        }
+        finally
+        {
+            AppDomain.CurrentDomain.SetData("DataDirectory", previous);
+        }
+
+        File.Exists(Path.Combine(first, name)).ShouldBeTrue();
+        File.Exists(Path.Combine(second, name)).ShouldBeTrue();
+        File.Exists(Path.Combine(Environment.CurrentDirectory, name)).ShouldBeFalse();
     }
 
     [TestCase("", 30)]

@@ -221,10 +221,12 @@ internal sealed class SaverOptions
         => new(new SaverConnectionStringBuilder(connectionString));
 
     /// <summary>
-    /// A file path made full (see <see cref="FilePath"/>), with a leading <c>|DataDirectory|</c> replaced, as
-    /// Microsoft.Data.Sqlite does, by the application domain's <c>DataDirectory</c> value, or the application's base
-    /// directory when that is not set (a separator after the macro is dropped, so that the rest is not taken for a
-    /// rooted path).
+    /// A file path made full (see <see cref="FilePath"/>), as Microsoft.Data.Sqlite opens it: against the application
+    /// domain's <c>DataDirectory</c> value when that is set (a relative path, and a leading <c>|DataDirectory|</c>),
+    /// else against the current directory. A leading <c>|DataDirectory|</c> stands for the application's base directory
+    /// when that is not set, where Microsoft.Data.Sqlite would open a file named so, and a separator after it is dropped,
+    /// so that the rest is not taken for a rooted path (Microsoft.Data.Sqlite opens <c>/app.db</c> for
+    /// <c>|DataDirectory|/app.db</c>).
     /// </summary>
     private static string NormalizeDataSource(string dataSource)
     {
@@ -236,15 +238,28 @@ internal sealed class SaverOptions
         }
 
         const string DataDirectory = "|DataDirectory|";
+        var directory = DataDirectoryOfTheMoment();
         if (dataSource.StartsWith(DataDirectory, StringComparison.OrdinalIgnoreCase))
         {
-            var directory = AppDomain.CurrentDomain.GetData("DataDirectory") as string;
             var rest = dataSource[DataDirectory.Length..].TrimStart('/', '\\'); // so that "|DataDirectory|\app.db" is no rooted path
-            dataSource = Path.Combine(string.IsNullOrEmpty(directory) ? AppContext.BaseDirectory : directory, rest);
+            dataSource = Path.Combine(directory ?? AppContext.BaseDirectory, rest);
+        }
+        else if (directory is not null
+            && !Path.IsPathRooted(dataSource)
+            && !dataSource.Equals(":memory:", StringComparison.OrdinalIgnoreCase)) // as Microsoft.Data.Sqlite leaves ":MEMORY:"
+        {
+            dataSource = Path.Combine(directory, dataSource);
         }
 
         return FilePath.Full(dataSource);
     }
+
+    /// <summary>
+    /// The application domain's <c>DataDirectory</c> value, which Microsoft.Data.Sqlite reads at each open;
+    /// <see langword="null"/> when it is not set, or empty.
+    /// </summary>
+    internal static string? DataDirectoryOfTheMoment()
+        => AppDomain.CurrentDomain.GetData("DataDirectory") is string { Length: > 0 } directory ? directory : null;
 
     /// <summary>
     /// Max Pool Size is the resolved limit (without pooling, no limit unless given), so that strings with equal
