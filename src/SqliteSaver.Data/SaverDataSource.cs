@@ -334,19 +334,23 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>
     /// The shared data source for a connection string, created on first use: one per pool (see
-    /// <see cref="SaverOptions.PoolKey"/>), found by the string as given while the table of strings has room, so that
-    /// an application that builds a string of its own for every open does not grow it without end.
+    /// <see cref="SaverOptions.PoolKey"/>), found by the string as given, with the application domain's DataDirectory of
+    /// the moment when that is set (against which Microsoft.Data.Sqlite opens a relative Data Source and
+    /// <c>|DataDirectory|</c>, reading it at each open: a test fixture may give each test a folder of its own), while the
+    /// table of strings has room, so that an application that builds a string of its own for every open does not grow
+    /// it without end.
     /// </summary>
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
     internal static SaverDataSource GetShared(string connectionString)
     {
-        var key = SharedKey(connectionString);
+        var directory = SaverOptions.DataDirectoryOfTheMoment(); // read once: the key and the path must agree
+        var key = directory is null ? connectionString : connectionString + "\0" + directory;
         if (SharedByConnectionString.TryGetValue(key, out var dataSource))
         {
             return dataSource;
         }
 
-        var options = SaverOptions.Parse(connectionString);
+        var options = SaverOptions.Parse(connectionString, directory);
         lock (SharedByPoolKey)
         {
             if (!SharedByPoolKey.TryGetValue(options.PoolKey, out dataSource))
@@ -358,14 +362,6 @@ public sealed class SaverDataSource : DbDataSource
 
         return SharedByConnectionString.Count < MaxSharedConnectionStrings ? SharedByConnectionString.GetOrAdd(key, dataSource) : dataSource;
     }
-
-    /// <summary>
-    /// What the shared data source of a connection string is found by: the string, and the application domain's
-    /// DataDirectory of the moment when that is set, against which Microsoft.Data.Sqlite opens a relative Data Source
-    /// and <c>|DataDirectory|</c>, reading it at each open (a test fixture may give each test a folder of its own).
-    /// </summary>
-    private static string SharedKey(string connectionString)
-        => SaverOptions.DataDirectoryOfTheMoment() is { } directory ? connectionString + "\0" + directory : connectionString;
 
     /// <summary>
     /// Clears the pool of every data source in the process but those keeping a private in-memory database (see

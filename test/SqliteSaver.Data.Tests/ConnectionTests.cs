@@ -1629,6 +1629,69 @@ public class ConnectionTests : DatabaseTest
         File.Exists(Path.Combine(Environment.CurrentDirectory, name)).ShouldBeFalse();
     }
 
+    /// <summary>
+    /// The shared data source of a string is found by the DataDirectory of the moment and opens its file under that
+    /// same DataDirectory, even while another thread changes it (test fixtures giving each test a folder of its own):
+    /// on the first form of the change above, the key and the path read it apart, and a change between the two reads
+    /// kept the string's file in the other folder for good (a review: 245 of 6,000).
+    /// </summary>
+    [Test]
+    public void A_DataDirectory_changed_on_another_thread_never_leaves_a_string_opening_in_the_other_folder()
+    {
+        var first = Directory.CreateDirectory(Path.Combine(Folder.Path, "first")).FullName;
+        var second = Directory.CreateDirectory(Path.Combine(Folder.Path, "second")).FullName;
+        var prefix = Guid.NewGuid().ToString("N");
+        var previous = AppDomain.CurrentDomain.GetData("DataDirectory");
+        const int Strings = 200; // of the 4,096 the table of shared strings keeps
+        var wrong = new List<string>();
+        try
+        {
+            using var stop = new CancellationTokenSource();
+            var toggler = new Thread(() =>
+            {
+                for (var i = 0; !stop.IsCancellationRequested; i++)
+                {
+                    AppDomain.CurrentDomain.SetData("DataDirectory", i % 2 == 0 ? first : second);
+                }
+            });
+            toggler.Start();
+            try
+            {
+                for (var round = 0; round < 5; round++)
+                {
+                    for (var i = 0; i < Strings; i++)
+                    {
+                        _ = new SaverDbConnection($"Data Source={prefix}-{i}.db").DataSource;
+                    }
+                }
+            }
+            finally
+            {
+                stop.Cancel();
+                toggler.Join();
+            }
+
+            foreach (var directory in new[] { first, second })
+            {
+                AppDomain.CurrentDomain.SetData("DataDirectory", directory);
+                for (var i = 0; i < Strings; i++)
+                {
+                    var dataSource = new SaverDbConnection($"Data Source={prefix}-{i}.db").DataSource;
+                    if (dataSource != Path.Combine(directory, $"{prefix}-{i}.db"))
+                    {
+                        wrong.Add($"DataDirectory {directory}: {dataSource}");
+                    }
+                }
+            }
+        }
+        finally
+        {
+            AppDomain.CurrentDomain.SetData("DataDirectory", previous);
+        }
+
+        wrong.ShouldBeEmpty();
+    }
+
     [TestCase("", 30)]
     [TestCase(";Pool Timeout=0", 0)]
     [TestCase(";Pool Timeout=0.5", 1)]

@@ -12,7 +12,7 @@ internal sealed class SaverOptions
     private readonly string _innerConnectionString;
     private readonly string? _memoryName;
 
-    private SaverOptions(SaverConnectionStringBuilder builder)
+    private SaverOptions(SaverConnectionStringBuilder builder, string? dataDirectory)
     {
         if (builder.DataSource.Length == 0)
         {
@@ -32,7 +32,7 @@ internal sealed class SaverOptions
 
         // The name of an in-memory database is no path: SQLite finds a shared one by that very name across the process.
         (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(source, uriParameters, builder.Mode, SharedCache, builder.Vfs);
-        DataSource = IsMemory ? builder.DataSource : NormalizeDataSource(source);
+        DataSource = IsMemory ? builder.DataSource : NormalizeDataSource(source, dataDirectory);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
         DatabasePath = IsMemory ? null : IsUri(DataSource) ? FilePath.Full(UriPath(DataSource)) : DataSource;
         GateKey = DatabaseFile ?? sharedMemoryName;
@@ -216,19 +216,28 @@ internal sealed class SaverOptions
     public bool SharedCache { get; }
 
     /// <summary>Parses and validates a connection string.</summary>
+    /// <param name="connectionString">The connection string.</param>
+    /// <param name="dataDirectory">
+    /// The application domain's <c>DataDirectory</c> value to open a relative Data Source against (see
+    /// <see cref="DataDirectoryOfTheMoment"/>), when the caller has read it already.
+    /// </param>
     /// <exception cref="ArgumentException">A keyword is unknown, a value is invalid, or two values contradict each other.</exception>
-    public static SaverOptions Parse(string connectionString)
-        => new(new SaverConnectionStringBuilder(connectionString));
+    public static SaverOptions Parse(string connectionString, string? dataDirectory)
+        => new(new SaverConnectionStringBuilder(connectionString), dataDirectory);
+
+    /// <summary><see cref="Parse(string, string?)"/> against the application domain's <c>DataDirectory</c> of the moment.</summary>
+    /// <exception cref="ArgumentException">A keyword is unknown, a value is invalid, or two values contradict each other.</exception>
+    public static SaverOptions Parse(string connectionString) => Parse(connectionString, DataDirectoryOfTheMoment());
 
     /// <summary>
     /// A file path made full (see <see cref="FilePath"/>), as Microsoft.Data.Sqlite opens it: against the application
-    /// domain's <c>DataDirectory</c> value when that is set (a relative path, and a leading <c>|DataDirectory|</c>),
+    /// domain's <c>DataDirectory</c> value (<paramref name="directory"/>) when that is set (a relative path, and a leading <c>|DataDirectory|</c>),
     /// else against the current directory. A leading <c>|DataDirectory|</c> stands for the application's base directory
     /// when that is not set, where Microsoft.Data.Sqlite would open a file named so, and a separator after it is dropped,
     /// so that the rest is not taken for a rooted path (Microsoft.Data.Sqlite opens <c>/app.db</c> for
     /// <c>|DataDirectory|/app.db</c>).
     /// </summary>
-    private static string NormalizeDataSource(string dataSource)
+    private static string NormalizeDataSource(string dataSource, string? directory)
     {
         if (dataSource.Length == 0
             || dataSource == ":memory:"
@@ -238,7 +247,6 @@ internal sealed class SaverOptions
         }
 
         const string DataDirectory = "|DataDirectory|";
-        var directory = DataDirectoryOfTheMoment();
         if (dataSource.StartsWith(DataDirectory, StringComparison.OrdinalIgnoreCase))
         {
             var rest = dataSource[DataDirectory.Length..].TrimStart('/', '\\'); // so that "|DataDirectory|\app.db" is no rooted path
