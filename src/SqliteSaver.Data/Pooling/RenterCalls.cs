@@ -318,11 +318,12 @@ internal sealed class RenterCalls : IDisposable
 
     /// <summary>
     /// Whether a Close ends <paramref name="call"/>, as <see cref="ClosedDuring"/>, but not one a Close gave up on
-    /// (which kept the connection open), unless a later Close now waits for it.
+    /// (which kept the connection open), unless a later Close is ending the calls now (from before its interrupt, as
+    /// <see cref="_closedBy"/> counts for the others; see <see cref="EndAll"/>).
     /// </summary>
     private bool EndedByClose(CancellationTokenSource call)
         => Volatile.Read(ref _givenUpOn) is { } givenUpOn && Array.IndexOf(givenUpOn, call) >= 0
-            ? CloseWaits
+            ? Volatile.Read(ref _ending) is not null
             : ReferenceEquals(call, Volatile.Read(ref _closedBy));
 
     /// <summary>

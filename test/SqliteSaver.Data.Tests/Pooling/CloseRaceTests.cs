@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Diagnostics.Metrics;
+using System.Reflection;
 using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Diagnostics;
@@ -1031,6 +1032,69 @@ public class CloseRaceTests : DatabaseTest
         transaction.Commit();
         connection.Close();
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    /// <summary>
+    /// A call a first Close gave up on, then a second Close that stops it: a statement of that call failing with
+    /// another code than SQLITE_INTERRUPT once the second Close has begun to end the calls (here as it interrupts, before
+    /// it waits for them) ends as a call ended by Close, as the second Close closes the connection and rolls the
+    /// transaction back. On the form above, such a call counted only once that Close waited. The window is widened by
+    /// holding RenterCalls' lock, which that Close takes right after its interrupt (standing for its thread being
+    /// preempted there; the private fields are read by name); a review's test.
+    /// </summary>
+    [Test]
+    public void A_given_up_call_that_a_second_Close_stops_before_it_waits_ends_as_a_call_ended_by_Close()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var calls = connection.GetOpenPhysical("test").Calls;
+        var endedLock = typeof(RenterCalls).GetField("_ended", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(calls)!;
+        var closedBy = typeof(RenterCalls).GetField("_closedBy", BindingFlags.NonPublic | BindingFlags.Instance)!;
+        Task<Exception?>? firstClose = null;
+        object? closedByFirst = null;
+        using var failing = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction<long>("fails_as_the_second_close_interrupts", () =>
+        {
+            failing.Set();
+            Wait.Until(() => firstClose is { IsCompleted: true });
+            closedByFirst = closedBy.GetValue(calls);
+            Wait.Until(() => !ReferenceEquals(closedBy.GetValue(calls), closedByFirst)); // the second Close has begun
+            throw new InvalidOperationException("its nested query was interrupted");
+        });
+        var transaction = connection.BeginTransaction();
+        ConnectionTests.Scalar(connection, "INSERT INTO t VALUES (1)");
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (fails_as_the_second_close_interrupts())";
+        var running = Task.Factory.StartNew(
+            () => Should.Throw<Exception>(() => command.ExecuteNonQuery()),
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        failing.Wait(Bound).ShouldBeTrue("the statement runs the function");
+        firstClose = CloseOnAnotherThread(connection);
+        firstClose.Wait(Bound).ShouldBeTrue("the first Close ended");
+        firstClose.Result.ShouldBeOfType<InvalidOperationException>("the first Close gave up");
+
+        Task<Exception?> secondClose;
+        Monitor.Enter(endedLock);
+        try
+        {
+            secondClose = CloseOnAnotherThread(connection);
+            running.Wait(Bound).ShouldBeTrue();
+        }
+        finally
+        {
+            Monitor.Exit(endedLock);
+        }
+
+        secondClose.Wait(Bound).ShouldBeTrue();
+        secondClose.Result.ShouldBeNull("the second Close closed the connection");
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L); // rolled back by the second Close
+        var ended = running.Result.ShouldBeOfType<InvalidOperationException>($"the call threw {running.Result}");
+        ended.Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
     }
 
     /// <summary>
