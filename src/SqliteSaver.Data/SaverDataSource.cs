@@ -334,20 +334,26 @@ public sealed class SaverDataSource : DbDataSource
 
     /// <summary>
     /// The shared data source for a connection string, created on first use: one per pool (see
-    /// <see cref="SaverOptions.PoolKey"/>), found by the string as given, with the application domain's DataDirectory of
-    /// the moment when that is set (against which Microsoft.Data.Sqlite opens a relative Data Source and
-    /// <c>|DataDirectory|</c>, reading it at each open: a test fixture may give each test a folder of its own), while the
-    /// table of strings has room, so that an application that builds a string of its own for every open does not grow
-    /// it without end.
+    /// <see cref="SaverOptions.PoolKey"/>), found by the string as given while the table of strings has room, so that
+    /// an application that builds a string of its own for every open does not grow it without end. A string whose Data
+    /// Source follows the application domain's DataDirectory (see <see cref="SaverOptions.FollowsDataDirectory"/>:
+    /// Microsoft.Data.Sqlite opens it against that, read at each open; a test fixture may give each test a folder of
+    /// its own) is found with the DataDirectory of the moment too, when that is set, read once for the key and the
+    /// path; other strings never read it.
     /// </summary>
     /// <exception cref="ArgumentException">A keyword is unknown or a value is invalid.</exception>
     internal static SaverDataSource GetShared(string connectionString)
     {
-        var directory = SaverOptions.DataDirectoryOfTheMoment(); // read once: the key and the path must agree
-        var key = directory is null ? connectionString : connectionString + "\0" + directory;
-        if (SharedByConnectionString.TryGetValue(key, out var dataSource))
+        // Found by the string alone: made without a DataDirectory, or not following it.
+        if (SharedByConnectionString.TryGetValue(connectionString, out var dataSource) && !dataSource.Options.FollowsDataDirectory)
         {
             return dataSource;
+        }
+
+        var directory = SaverOptions.DataDirectoryOfTheMoment();
+        if (directory is null ? dataSource is not null : SharedByConnectionString.TryGetValue(connectionString + "\0" + directory, out dataSource))
+        {
+            return dataSource!;
         }
 
         var options = SaverOptions.Parse(connectionString, directory);
@@ -360,6 +366,7 @@ public sealed class SaverDataSource : DbDataSource
             }
         }
 
+        var key = directory is null || !options.FollowsDataDirectory ? connectionString : connectionString + "\0" + directory;
         return SharedByConnectionString.Count < MaxSharedConnectionStrings ? SharedByConnectionString.GetOrAdd(key, dataSource) : dataSource;
     }
 

@@ -1582,7 +1582,7 @@ public class ConnectionTests : DatabaseTest
     /// A relative Data Source with the application domain's DataDirectory set opens the file under that directory, as
     /// Microsoft.Data.Sqlite does (code that sets DataDirectory and names <c>app.db</c> read and wrote another file
     /// after swapping its provider: the current directory's; a hunt's finding); a later change of DataDirectory moves
-    /// the connections of the same string, and with it unset the current directory holds it again.
+    /// the connections of the same string, and with it unset (before and after) the current directory holds it.
     /// </summary>
     [TestCase("{0}")]
     [TestCase("./{0}")]
@@ -1598,6 +1598,8 @@ public class ConnectionTests : DatabaseTest
         var previous = AppDomain.CurrentDomain.GetData("DataDirectory");
         try
         {
+            AppDomain.CurrentDomain.SetData("DataDirectory", null);
+            new SaverDbConnection(connectionString).DataSource.ShouldStartWith(Environment.CurrentDirectory + Path.DirectorySeparatorChar);
             foreach (var directory in new[] { first, second })
             {
                 AppDomain.CurrentDomain.SetData("DataDirectory", directory);

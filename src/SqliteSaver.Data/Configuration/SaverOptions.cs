@@ -9,6 +9,8 @@ namespace SqliteSaver.Data.Configuration;
 /// </summary>
 internal sealed class SaverOptions
 {
+    private const string DataDirectoryMacro = "|DataDirectory|";
+
     private readonly string _innerConnectionString;
     private readonly string? _memoryName;
 
@@ -32,6 +34,7 @@ internal sealed class SaverOptions
 
         // The name of an in-memory database is no path: SQLite finds a shared one by that very name across the process.
         (IsMemory, var privateMemory, var sharedMemoryName) = InMemory(source, uriParameters, builder.Mode, SharedCache, builder.Vfs);
+        FollowsDataDirectory = !IsMemory && ReadsDataDirectory(source);
         DataSource = IsMemory ? builder.DataSource : NormalizeDataSource(source, dataDirectory);
         DatabaseFile = IsMemory ? null : FileOf(DataSource);
         DatabasePath = IsMemory ? null : IsUri(DataSource) ? FilePath.Full(UriPath(DataSource)) : DataSource;
@@ -93,6 +96,12 @@ internal sealed class SaverOptions
 
     /// <summary>The database path: a full path for files (see <see cref="FilePath.Full"/>), as given for <c>:memory:</c> and URIs.</summary>
     public string DataSource { get; }
+
+    /// <summary>
+    /// Whether <see cref="DataSource"/> was made full against the application domain's <c>DataDirectory</c>, or would
+    /// be once that is set: a relative path, or one that begins with <c>|DataDirectory|</c> (see <see cref="NormalizeDataSource"/>).
+    /// </summary>
+    public bool FollowsDataDirectory { get; }
 
     /// <summary>
     /// The full path of the database file, its links resolved (see <see cref="FilePath.Real"/>), for a path or a
@@ -246,21 +255,28 @@ internal sealed class SaverOptions
             return dataSource;
         }
 
-        const string DataDirectory = "|DataDirectory|";
-        if (dataSource.StartsWith(DataDirectory, StringComparison.OrdinalIgnoreCase))
+        if (dataSource.StartsWith(DataDirectoryMacro, StringComparison.OrdinalIgnoreCase))
         {
-            var rest = dataSource[DataDirectory.Length..].TrimStart('/', '\\'); // so that "|DataDirectory|\app.db" is no rooted path
+            var rest = dataSource[DataDirectoryMacro.Length..].TrimStart('/', '\\'); // so that "|DataDirectory|\app.db" is no rooted path
             dataSource = Path.Combine(directory ?? AppContext.BaseDirectory, rest);
         }
-        else if (directory is not null
-            && !Path.IsPathRooted(dataSource)
-            && !dataSource.Equals(":memory:", StringComparison.OrdinalIgnoreCase)) // as Microsoft.Data.Sqlite leaves ":MEMORY:"
+        else if (directory is not null && ReadsDataDirectory(dataSource))
         {
             dataSource = Path.Combine(directory, dataSource);
         }
 
         return FilePath.Full(dataSource);
     }
+
+    /// <summary>
+    /// Whether a Data Source (not in memory) is made full against the application domain's <c>DataDirectory</c> when
+    /// that is set (see <see cref="NormalizeDataSource"/>): one that begins with <c>|DataDirectory|</c>, or a relative
+    /// path (not <c>:memory:</c> in any case, which Microsoft.Data.Sqlite leaves alone).
+    /// </summary>
+    private static bool ReadsDataDirectory(string dataSource)
+        => dataSource.Length > 0 && !IsUri(dataSource)
+            && (dataSource.StartsWith(DataDirectoryMacro, StringComparison.OrdinalIgnoreCase)
+                || (!Path.IsPathRooted(dataSource) && !dataSource.Equals(":memory:", StringComparison.OrdinalIgnoreCase)));
 
     /// <summary>
     /// The application domain's <c>DataDirectory</c> value, which Microsoft.Data.Sqlite reads at each open;
