@@ -41,12 +41,15 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
 
+    /// <summary>The mark of an open under way that no other open waits for (see <see cref="BeginOpening"/>).</summary>
+    private static readonly TaskCompletionSource NobodyWaits = new();
+
     private string _connectionString = string.Empty;
     private SaverDataSource? _dataSource;
     private bool _createdByDataSource; // until another connection string is set
     private PhysicalConnection? _physical;
     private bool _disposed;
-    private volatile bool _opening;
+    private TaskCompletionSource? _opening; // while an Open or OpenAsync rents: NobodyWaits, or what a second one waits on
     private List<SaverDbCommand>? _commands;
     private int _pruneCommandsAt = 16;
     private int _closingThread; // the thread of a Close that took the physical connection, while it runs
@@ -90,7 +93,7 @@ public sealed class SaverDbConnection : DbConnection
                 throw new InvalidOperationException("The connection string cannot be changed while the connection is open.");
             }
 
-            if (_opening)
+            if (Volatile.Read(ref _opening) is not null)
             {
                 // The connection it is waiting for belongs to the old string's pool.
                 throw new InvalidOperationException("The connection string cannot be changed while the connection is opening.");
@@ -188,18 +191,27 @@ public sealed class SaverDbConnection : DbConnection
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         AfterCloseElsewhere();
-        if (_physical is null)
+        while (_physical is null)
         {
-            var pool = Pool();
-            _opening = true;
+            if (BeginOpening() is { } underWay)
+            {
+                underWay.Wait(); // that open's outcome is its caller's: this one looks again
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                continue;
+            }
+
+            PhysicalConnection physical;
             try
             {
-                OnOpened(pool.Rent());
+                physical = Pool().Rent();
             }
-            finally
+            catch
             {
-                _opening = false;
+                EndOpening();
+                throw;
             }
+
+            OnOpened(physical);
         }
     }
 
@@ -219,18 +231,71 @@ public sealed class SaverDbConnection : DbConnection
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         AfterCloseElsewhere();
-        if (_physical is null)
+        while (_physical is null)
         {
-            var pool = Pool();
-            _opening = true;
+            if (BeginOpening() is { } underWay)
+            {
+                await underWay.WaitAsync(cancellationToken).ConfigureAwait(false); // as in Open
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                continue;
+            }
+
+            PhysicalConnection physical;
             try
             {
-                OnOpened(await pool.RentAsync(cancellationToken).ConfigureAwait(false));
+                physical = await Pool().RentAsync(cancellationToken).ConfigureAwait(false);
             }
-            finally
+            catch
             {
-                _opening = false;
+                EndOpening();
+                throw;
             }
+
+            OnOpened(physical);
+        }
+    }
+
+    /// <summary>
+    /// Takes on opening the connection: <see langword="null"/> when this call is to rent its physical connection;
+    /// otherwise the task of the Open or OpenAsync under way (on another thread, or not yet awaited: two Dapper
+    /// queries of a closed connection awaited together), which completes as that one ends, opened or not. A second
+    /// open that rented too would overwrite the first one's physical connection, which nothing could return then: its
+    /// pool slot was lost for good. Allocates only when a second open comes.
+    /// </summary>
+    private Task? BeginOpening()
+    {
+        while (true)
+        {
+            var current = Interlocked.CompareExchange(ref _opening, NobodyWaits, null);
+            if (current is null)
+            {
+                return null;
+            }
+
+            if (!ReferenceEquals(current, NobodyWaits))
+            {
+                return current.Task;
+            }
+
+            var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            if (ReferenceEquals(Interlocked.CompareExchange(ref _opening, ended, NobodyWaits), NobodyWaits))
+            {
+                return ended.Task;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Ends the open <see cref="BeginOpening"/> took on, letting the opens that wait for it look again: once it failed,
+    /// or once its physical connection is the connection's (<see cref="OnOpened"/>), before the StateChange handlers,
+    /// which may close and open the connection again.
+    /// </summary>
+    private void EndOpening()
+    {
+        var waited = Interlocked.Exchange(ref _opening, null);
+        if (!ReferenceEquals(waited, NobodyWaits))
+        {
+            waited?.TrySetResult();
         }
     }
 
@@ -1418,6 +1483,7 @@ public sealed class SaverDbConnection : DbConnection
     {
         Volatile.Write(ref _rentals, _rentals + 1);
         Volatile.Write(ref _physical, physical); // after the count (see InRental)
+        EndOpening();
         Interlocked.MemoryBarrier();
         if (_disposed)
         {

@@ -1,4 +1,5 @@
 using System.Data;
+using Dapper;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
@@ -536,6 +537,68 @@ public class PoolTests : DatabaseTest
 
         clear.Join();
         opened.MostOthersOpen.ShouldBe(0, "a new physical connection opened while the one Clear took out was still open, with Max Pool Size=1");
+    }
+
+    /// <summary>
+    /// A second OpenAsync of one connection while its first Open or OpenAsync waits for an exhausted pool (two Dapper
+    /// queries of a closed connection awaited together do this) waits for that open and finds the connection open;
+    /// it does not rent a physical connection of its own. Before, both rented and the second overwrote the first's
+    /// physical connection, which nothing returned then: its slot was lost for good, neither Close nor the leak
+    /// collection saw it, and the pool timed out (an async hunt's finding).
+    /// </summary>
+    [TestCase("OpenAsync")]
+    [TestCase("Open")]
+    [TestCase("Dapper")]
+    public async Task A_second_open_while_the_first_waits_for_the_pool_rents_no_second_connection(string second)
+    {
+        await using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=2;Pool Timeout=5"));
+        var holders = new[] { await dataSource.OpenConnectionAsync(), await dataSource.OpenConnectionAsync() };
+        var connection = dataSource.CreateConnection();
+        Task first, other;
+        if (second == "Dapper")
+        {
+            first = connection.QueryAsync<long>("SELECT 1");
+            other = connection.QueryAsync<long>("SELECT 2");
+        }
+        else
+        {
+            first = second == "Open"
+                ? Task.Factory.StartNew(connection.Open, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+                : connection.OpenAsync();
+            Wait.Until(() => dataSource.Statistics.Waiting > 0 || first.IsCompleted);
+            other = connection.OpenAsync();
+        }
+
+        Wait.Until(() => dataSource.Statistics.Waiting > 0 || first.IsCompleted);
+        foreach (var holder in holders)
+        {
+            await holder.DisposeAsync();
+        }
+
+        var outcomes = new List<string>();
+        foreach (var open in new[] { first, other })
+        {
+            try
+            {
+                await open.WaitAsync(TimeSpan.FromSeconds(30));
+                outcomes.Add("ok");
+            }
+            catch (InvalidOperationException) when (second == "Dapper")
+            {
+                outcomes.Add("closed under it"); // one query's Close may end the other's call, as the README says
+            }
+        }
+
+        if (second != "Dapper")
+        {
+            outcomes.ShouldBe(["ok", "ok"]);
+            connection.State.ShouldBe(ConnectionState.Open);
+        }
+
+        await connection.DisposeAsync();
+        dataSource.Statistics.InUse.ShouldBe(0, $"outcomes: {string.Join(", ", outcomes)}");
+        await using var a = await dataSource.OpenConnectionAsync();
+        await using var b = await dataSource.OpenConnectionAsync();
     }
 
     /// <summary>
