@@ -41,15 +41,13 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
 
-    /// <summary>The mark of an open under way that no other open waits for (see <see cref="BeginOpening"/>).</summary>
-    private static readonly TaskCompletionSource NobodyWaits = new();
 
     private string _connectionString = string.Empty;
     private SaverDataSource? _dataSource;
     private bool _createdByDataSource; // until another connection string is set
     private PhysicalConnection? _physical;
     private bool _disposed;
-    private TaskCompletionSource? _opening; // while an Open or OpenAsync rents: NobodyWaits, or what a second one waits on
+    private int _opening; // 1 while an Open or OpenAsync rents (see BeginOpening)
     private List<SaverDbCommand>? _commands;
     private int _pruneCommandsAt = 16;
     private int _closingThread; // the thread of a Close that took the physical connection, while it runs
@@ -88,15 +86,15 @@ public sealed class SaverDbConnection : DbConnection
         get => _connectionString;
         set
         {
-            if (_physical is not null)
-            {
-                throw new InvalidOperationException("The connection string cannot be changed while the connection is open.");
-            }
-
-            if (Volatile.Read(ref _opening) is not null)
+            if (Volatile.Read(ref _opening) != 0)
             {
                 // The connection it is waiting for belongs to the old string's pool.
                 throw new InvalidOperationException("The connection string cannot be changed while the connection is opening.");
+            }
+
+            if (_physical is not null) // after the open's mark, which an open clears once it is open (see OnOpened)
+            {
+                throw new InvalidOperationException("The connection string cannot be changed while the connection is open.");
             }
 
             value ??= string.Empty;
@@ -191,15 +189,8 @@ public sealed class SaverDbConnection : DbConnection
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         AfterCloseElsewhere();
-        while (_physical is null)
+        if (_physical is null && BeginOpening())
         {
-            if (BeginOpening() is { } underWay)
-            {
-                underWay.Wait(); // that open's outcome is its caller's: this one looks again
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                continue;
-            }
-
             PhysicalConnection physical;
             try
             {
@@ -231,15 +222,8 @@ public sealed class SaverDbConnection : DbConnection
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         AfterCloseElsewhere();
-        while (_physical is null)
+        if (_physical is null && BeginOpening())
         {
-            if (BeginOpening() is { } underWay)
-            {
-                await underWay.WaitAsync(cancellationToken).ConfigureAwait(false); // as in Open
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                continue;
-            }
-
             PhysicalConnection physical;
             try
             {
@@ -256,48 +240,35 @@ public sealed class SaverDbConnection : DbConnection
     }
 
     /// <summary>
-    /// Takes on opening the connection: <see langword="null"/> when this call is to rent its physical connection;
-    /// otherwise the task of the Open or OpenAsync under way (on another thread, or not yet awaited: two Dapper
-    /// queries of a closed connection awaited together), which completes as that one ends, opened or not. A second
-    /// open that rented too would overwrite the first one's physical connection, which nothing could return then: its
-    /// pool slot was lost for good. Allocates only when a second open comes.
+    /// Takes on opening the connection: <see langword="true"/> when this call is to rent its physical connection;
+    /// <see langword="false"/> when an open that ended just before made it open. Another Open or OpenAsync still under
+    /// way (waiting for an exhausted pool, on another thread or not yet awaited: two Dapper queries of a closed
+    /// connection awaited together, say) is refused: renting too, it would overwrite that open's physical connection,
+    /// whose pool slot nothing could give back then; waiting for it could block the thread its completion needs.
     /// </summary>
-    private Task? BeginOpening()
+    /// <exception cref="InvalidOperationException">Another open of the connection is under way.</exception>
+    private bool BeginOpening()
     {
-        while (true)
+        if (Interlocked.CompareExchange(ref _opening, 1, 0) != 0)
         {
-            var current = Interlocked.CompareExchange(ref _opening, NobodyWaits, null);
-            if (current is null)
-            {
-                return null;
-            }
-
-            if (!ReferenceEquals(current, NobodyWaits))
-            {
-                return current.Task;
-            }
-
-            var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (ReferenceEquals(Interlocked.CompareExchange(ref _opening, ended, NobodyWaits), NobodyWaits))
-            {
-                return ended.Task;
-            }
+            throw new InvalidOperationException(
+                "The connection is already opening: another Open or OpenAsync of it still waits for a pooled connection (on another thread, or an OpenAsync not awaited yet: two Dapper queries of a closed connection awaited together, say). Await that open before using the connection.");
         }
+
+        if (Volatile.Read(ref _physical) is null)
+        {
+            return true;
+        }
+
+        EndOpening(); // opened by an open that ended after this one looked
+        return false;
     }
 
     /// <summary>
-    /// Ends the open <see cref="BeginOpening"/> took on, letting the opens that wait for it look again: once it failed,
-    /// or once its physical connection is the connection's (<see cref="OnOpened"/>), before the StateChange handlers,
-    /// which may close and open the connection again.
+    /// Ends the open <see cref="BeginOpening"/> took on: once it failed, or once its physical connection is the
+    /// connection's (<see cref="OnOpened"/>), before the StateChange handlers, which may close and open it again.
     /// </summary>
-    private void EndOpening()
-    {
-        var waited = Interlocked.Exchange(ref _opening, null);
-        if (!ReferenceEquals(waited, NobodyWaits))
-        {
-            waited?.TrySetResult();
-        }
-    }
+    private void EndOpening() => Volatile.Write(ref _opening, 0);
 
     /// <summary>
     /// Returns the physical connection to the pool: open readers are closed, an open transaction is rolled back.
