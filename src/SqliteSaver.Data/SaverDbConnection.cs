@@ -41,7 +41,6 @@ public sealed class SaverDbConnection : DbConnection
     /// </summary>
     internal static readonly AsyncLocal<SaverDbConnection?> ExecutionOn = new();
 
-
     private string _connectionString = string.Empty;
     private SaverDataSource? _dataSource;
     private bool _createdByDataSource; // until another connection string is set
@@ -181,7 +180,7 @@ public sealed class SaverDbConnection : DbConnection
     public static void ClearAllPools() => SaverDataSource.ClearAll();
 
     /// <summary>Rents a physical connection from the pool. Does nothing if the connection is already open.</summary>
-    /// <exception cref="InvalidOperationException">No connection string was set.</exception>
+    /// <exception cref="InvalidOperationException">No connection string was set, or another Open or OpenAsync of the connection still waits for the pool.</exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
     /// <exception cref="ObjectDisposedException">The connection was disposed.</exception>
@@ -208,7 +207,7 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>Rents a physical connection from the pool, waiting without blocking a thread while it is exhausted.</summary>
     /// <param name="cancellationToken">Cancels the wait for a free connection.</param>
-    /// <exception cref="InvalidOperationException">No connection string was set.</exception>
+    /// <exception cref="InvalidOperationException">No connection string was set, or another Open or OpenAsync of the connection still waits for the pool.</exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
