@@ -314,7 +314,11 @@ internal sealed class RenterCalls : IDisposable
     /// though nothing of it failed (SQLite drops an interrupt made while no statement runs).
     /// </summary>
     public bool ClosedDuring(CancellationTokenSource call)
-        => ReferenceEquals(call, Volatile.Read(ref _closedBy)) || (Volatile.Read(ref _givenUpOn) is { } givenUpOn && Array.IndexOf(givenUpOn, call) >= 0);
+        => ReferenceEquals(call, Volatile.Read(ref _closedBy)) || GivenUpOn(call);
+
+    /// <summary>Whether a Close gave up on <paramref name="call"/> (see <see cref="GiveUpOn"/>) since the last Close that ended its calls.</summary>
+    private bool GivenUpOn(CancellationTokenSource call)
+        => Volatile.Read(ref _givenUpOn) is { } givenUpOn && Array.IndexOf(givenUpOn, call) >= 0;
 
     /// <summary>
     /// Whether a Close ends <paramref name="call"/>, as <see cref="ClosedDuring"/>, but not one a Close gave up on
@@ -322,9 +326,7 @@ internal sealed class RenterCalls : IDisposable
     /// <see cref="_closedBy"/> counts for the others; see <see cref="EndAll"/>).
     /// </summary>
     private bool EndedByClose(CancellationTokenSource call)
-        => Volatile.Read(ref _givenUpOn) is { } givenUpOn && Array.IndexOf(givenUpOn, call) >= 0
-            ? Volatile.Read(ref _ending) is not null
-            : ReferenceEquals(call, Volatile.Read(ref _closedBy));
+        => GivenUpOn(call) ? Volatile.Read(ref _ending) is not null : ReferenceEquals(call, Volatile.Read(ref _closedBy));
 
     /// <summary>
     /// The token a call waits with: <paramref name="call"/>'s (from <see cref="Begin"/>), linked with
