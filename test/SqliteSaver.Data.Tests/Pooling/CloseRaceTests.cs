@@ -1002,27 +1002,12 @@ public class CloseRaceTests : DatabaseTest
     public void A_statement_failing_on_its_own_after_a_Close_gave_up_on_its_call_throws_its_own_error()
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=0");
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        var connection = new SaverDbConnection(connectionString);
-        connection.Open();
         Task<Exception?>? closing = null;
-        using var failing = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction<long>("fails_after_close", () =>
+        var (connection, transaction, running) = InsertInTransactionOnAnotherThread(connectionString, () =>
         {
-            failing.Set();
             Wait.Until(() => closing is { IsCompleted: true });
             throw new InvalidOperationException("the lookup failed");
         });
-        var transaction = connection.BeginTransaction();
-        ConnectionTests.Scalar(connection, "INSERT INTO t VALUES (1)");
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO t VALUES (fails_after_close())";
-        var running = Task.Factory.StartNew(
-            () => Should.Throw<Exception>(() => command.ExecuteNonQuery()),
-            CancellationToken.None,
-            TaskCreationOptions.LongRunning,
-            TaskScheduler.Default);
-        failing.Wait(Bound).ShouldBeTrue("the statement runs the function");
         closing = CloseOnAnotherThread(connection);
         closing.Wait(Bound).ShouldBeTrue("the connection's Close ended");
         closing.Result.ShouldBeOfType<InvalidOperationException>("the Close gave up");
@@ -1046,33 +1031,18 @@ public class CloseRaceTests : DatabaseTest
     public void A_given_up_call_that_a_second_Close_stops_before_it_waits_ends_as_a_call_ended_by_Close()
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=0");
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        var calls = connection.GetOpenPhysical("test").Calls;
-        var endedLock = typeof(RenterCalls).GetField("_ended", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(calls)!;
+        RenterCalls? calls = null;
         var closedBy = typeof(RenterCalls).GetField("_closedBy", BindingFlags.NonPublic | BindingFlags.Instance)!;
         Task<Exception?>? firstClose = null;
-        object? closedByFirst = null;
-        using var failing = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction<long>("fails_as_the_second_close_interrupts", () =>
+        var (connection, _, running) = InsertInTransactionOnAnotherThread(connectionString, () =>
         {
-            failing.Set();
             Wait.Until(() => firstClose is { IsCompleted: true });
-            closedByFirst = closedBy.GetValue(calls);
+            var closedByFirst = closedBy.GetValue(calls);
             Wait.Until(() => !ReferenceEquals(closedBy.GetValue(calls), closedByFirst)); // the second Close has begun
             throw new InvalidOperationException("its nested query was interrupted");
         });
-        var transaction = connection.BeginTransaction();
-        ConnectionTests.Scalar(connection, "INSERT INTO t VALUES (1)");
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO t VALUES (fails_as_the_second_close_interrupts())";
-        var running = Task.Factory.StartNew(
-            () => Should.Throw<Exception>(() => command.ExecuteNonQuery()),
-            CancellationToken.None,
-            TaskCreationOptions.LongRunning,
-            TaskScheduler.Default);
-        failing.Wait(Bound).ShouldBeTrue("the statement runs the function");
+        calls = connection.GetOpenPhysical("test").Calls;
+        var endedLock = typeof(RenterCalls).GetField("_ended", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(calls)!;
         firstClose = CloseOnAnotherThread(connection);
         firstClose.Wait(Bound).ShouldBeTrue("the first Close ended");
         firstClose.Result.ShouldBeOfType<InvalidOperationException>("the first Close gave up");
@@ -1321,6 +1291,41 @@ public class CloseRaceTests : DatabaseTest
         });
         listener.Start();
         return listener;
+    }
+
+    /// <summary>
+    /// Opens a connection to a table t, begins a transaction holding one row of it, and runs on another thread an INSERT
+    /// of that transaction whose value comes from <paramref name="function"/>, an application function SQLite runs;
+    /// returns once the function runs, with the connection, its transaction and what the INSERT threw.
+    /// </summary>
+    private static (SaverDbConnection Connection, SaverDbTransaction Transaction, Task<Exception> Running) InsertInTransactionOnAnotherThread(
+        string connectionString,
+        Func<long> function)
+    {
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var runs = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("value_of_the_test", () =>
+        {
+            runs.Set();
+            return function();
+        });
+        var transaction = connection.BeginTransaction();
+        ConnectionTests.Scalar(connection, "INSERT INTO t VALUES (1)");
+        var running = Task.Factory.StartNew(
+            () =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "INSERT INTO t VALUES (value_of_the_test())";
+                return Should.Throw<Exception>(() => command.ExecuteNonQuery());
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        runs.Wait(Bound).ShouldBeTrue("the statement runs the function");
+        runs.Dispose(); // SQLite runs the function once: the INSERT fails, and a failure of a function is not retried
+        return (connection, transaction, running);
     }
 
     /// <summary>Closes <paramref name="connection"/> on a thread of its own; the task's result is what Close threw, if anything.</summary>
