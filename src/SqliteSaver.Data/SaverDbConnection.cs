@@ -1138,7 +1138,7 @@ public sealed class SaverDbConnection : DbConnection
                 // given up waiting (a call outlasting its bound), as it may have by the time the call ends.
                 physical.TryRollback();
                 physical.ReleaseGateUnlessTransactionKept();
-                throw RenterCalls.ClosedDuringCall(null);
+                throw physical.Calls.EndedByCloseError(call, null);
             }
 
             return Transaction = new SaverDbTransaction(this, physical, rental.Value);

@@ -364,7 +364,7 @@ internal sealed class RenterCalls : IDisposable
         }
 
         return ClosedDuring(call)
-            ? ClosedDuringCall(cancelled, statementByStatement)
+            ? EndedByCloseError(call, cancelled, statementByStatement)
             : cancelled.InnerException is SqliteException { SqliteErrorCode: raw.SQLITE_INTERRUPT } interrupted
                 ? interrupted
                 : CancelledByCancel();
@@ -392,10 +392,30 @@ internal sealed class RenterCalls : IDisposable
     public Exception? Interrupted(
         SqliteException failure, CancellationTokenSource call, CancellationToken token, CancellationToken caller, bool statementByStatement = false)
         => (failure.SqliteErrorCode == raw.SQLITE_INTERRUPT ? ClosedDuring(call) : EndedByClose(call)) && !caller.IsCancellationRequested
-            ? ClosedDuringCall(failure, statementByStatement)
+            ? EndedByCloseError(call, failure, statementByStatement)
             : Executor.IsInterruption(failure, token)
                 ? Ended(new OperationCanceledException(failure.Message, failure, token), call, caller, statementByStatement)
                 : null;
+
+    /// <summary>
+    /// What <paramref name="call"/>, which a Close ended (see <see cref="ClosedDuring"/>), throws: <see cref="ClosedDuringCall"/>,
+    /// or, when that Close gave up on it and left the connection open and no later Close ends the calls now,
+    /// <see cref="GivenUpCall"/>.
+    /// </summary>
+    public InvalidOperationException EndedByCloseError(CancellationTokenSource call, Exception? cause, bool statementByStatement = false)
+        => GivenUpOn(call) && Volatile.Read(ref _ending) is null ? GivenUpCall(cause, statementByStatement) : ClosedDuringCall(cause, statementByStatement);
+
+    /// <summary>
+    /// What a call a Close ended throws once that Close has given up waiting for the connection's calls (see
+    /// <see cref="EndAll"/>), which left the connection open; <paramref name="statementByStatement"/> as for
+    /// <see cref="ClosedDuringCall"/>.
+    /// </summary>
+    public static InvalidOperationException GivenUpCall(Exception? cause, bool statementByStatement = false)
+        => new(
+            statementByStatement
+                ? "A Close of this connection on another thread ended this call, then gave up waiting for the connection's calls to end and left the connection open. The call ran its batch as written, one statement after another (some of them cannot run in a transaction): of the statements that had ended, those committed were kept; the one running was undone, and the rest did not run."
+                : "A Close of this connection on another thread ended this call as it ran or waited to run, then gave up waiting for the connection's calls to end and left the connection open; nothing of this call was kept.",
+            cause);
 
     /// <summary>
     /// What a call ended by Close throws. <paramref name="statementByStatement"/>: the call ran a batch as written, one

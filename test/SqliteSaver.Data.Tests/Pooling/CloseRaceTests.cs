@@ -942,6 +942,41 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// A call whose statement a Close interrupted, then gave up on (Busy Timeout=0 and 5 s; here a statement held in an
+    /// application function, then a query that runs until the interrupt ends it) says that the Close gave up and left
+    /// the connection open, which it did: the connection still runs the next call, and a later Close closes it. Before,
+    /// it said that the connection was closed while the call ran.
+    /// </summary>
+    [Test]
+    public void A_call_a_Close_gave_up_on_says_the_connection_was_left_open()
+    {
+        var connection = new SaverDbConnection(Folder.ConnectionString("Busy Timeout=0"));
+        connection.Open();
+        using var hold = new HeldFunction(connection);
+        using var command = connection.CreateCommand();
+        command.CommandText = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c WHERE hold()";
+        var running = Task.Factory.StartNew(() => Should.Throw<Exception>(() => command.ExecuteScalar()), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        try
+        {
+            hold.Holding.Wait(Bound).ShouldBeTrue("the query runs hold()");
+            var closing = CloseOnAnotherThread(connection);
+            closing.Wait(Bound).ShouldBeTrue("the Close ended");
+            closing.Result.ShouldBeOfType<InvalidOperationException>("the Close gave up");
+        }
+        finally
+        {
+            hold.Release(); // hold() returns at once from now on: the query runs until the interrupt ends it
+        }
+
+        running.Wait(Bound).ShouldBeTrue("the query ended");
+        running.Result.ShouldBeOfType<InvalidOperationException>($"the query threw {running.Result}")
+            .Message.ShouldBe(RenterCalls.GivenUpCall(null).Message);
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        ConnectionTests.Scalar(connection, "SELECT 2").ShouldBe(2L);
+        connection.Close();
+    }
+
+    /// <summary>
     /// A call that Close ends but whose statement fails with another error than SQLite's SQLITE_INTERRUPT (here an
     /// application function that fails once Close waits for the call, as one whose own query Close's interrupt stopped
     /// would: SQLITE_ERROR) ends as any call ended by Close does, with the InvalidOperationException and SQLite's error
