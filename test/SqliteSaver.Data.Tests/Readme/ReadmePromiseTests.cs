@@ -275,7 +275,7 @@ public class ReadmePromiseTests : DatabaseTest
         (string Pragma, object Expected)[] expected =
         [
             ("busy_timeout", 5000L), ("journal_mode", "wal"), ("synchronous", 1L), ("journal_size_limit", 67108864L),
-            ("wal_autocheckpoint", 1000L), ("recursive_triggers", 0L),
+            ("wal_autocheckpoint", 1000L), ("recursive_triggers", 0L), ("foreign_keys", 1L),
         ];
         foreach (var (pragma, value) in expected)
         {
