@@ -132,7 +132,7 @@ public sealed class SaverDataSource : DbDataSource
                 RetriesExhausted = Telemetry.RetriesExhausted,
                 LockTimeouts = Telemetry.LockTimeouts,
                 Leaked = Telemetry.Leaked,
-                LastCheckpoint = last?.Result,
+                LastCheckpointResult = last?.Result,
                 LastCheckpointTime = last?.Time,
             };
         }

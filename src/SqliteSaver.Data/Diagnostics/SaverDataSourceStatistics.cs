@@ -48,7 +48,7 @@ public sealed record SaverDataSourceStatistics
     public required long Leaked { get; init; }
 
     /// <summary>The result of the last checkpoint this data source ran, if any.</summary>
-    public CheckpointResult? LastCheckpoint { get; init; }
+    public CheckpointResult? LastCheckpointResult { get; init; }
 
     /// <summary>When the last checkpoint finished.</summary>
     public DateTimeOffset? LastCheckpointTime { get; init; }

@@ -49,7 +49,7 @@ public class StatisticsTests : DatabaseTest
         statistics.RetriesExhausted.ShouldBe(1);
         statistics.LockTimeouts.ShouldBe(0);
         statistics.Leaked.ShouldBe(0);
-        statistics.LastCheckpoint.ShouldBe(result);
+        statistics.LastCheckpointResult.ShouldBe(result);
         statistics.LastCheckpointTime.ShouldNotBeNull();
     }
 

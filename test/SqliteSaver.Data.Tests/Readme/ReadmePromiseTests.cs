@@ -42,7 +42,7 @@ public class ReadmePromiseTests : DatabaseTest
         drained.Last().ShouldBe("truncate");
         dataSource.LastCheckpointResult.ShouldNotBeNull();
         dataSource.LastCheckpointTime.ShouldNotBeNull();
-        dataSource.Statistics.LastCheckpoint.ShouldBe(dataSource.LastCheckpointResult);
+        dataSource.Statistics.LastCheckpointResult.ShouldBe(dataSource.LastCheckpointResult);
         dataSource.Dispose();
         new FileInfo(Folder.File() + "-wal").Exists.ShouldBeFalse();
     }
@@ -175,7 +175,7 @@ public class ReadmePromiseTests : DatabaseTest
     {
         using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=3"));
         var text = dataSource.Statistics.ToString();
-        foreach (var field in new[] { "Total", "Idle", "InUse", "Waiting", "MaxPoolSize", "Timeouts", "Retries", "TransientErrors", "RetriesExhausted", "LockTimeouts", "Leaked", "LastCheckpoint", "LastCheckpointTime" })
+        foreach (var field in new[] { "Total", "Idle", "InUse", "Waiting", "MaxPoolSize", "Timeouts", "Retries", "TransientErrors", "RetriesExhausted", "LockTimeouts", "Leaked", "LastCheckpointResult", "LastCheckpointTime" })
         {
             text.ShouldContain(field + " = ");
         }
