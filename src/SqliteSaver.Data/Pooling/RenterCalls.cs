@@ -405,6 +405,8 @@ internal sealed class RenterCalls : IDisposable
     public InvalidOperationException EndedByCloseError(CancellationTokenSource call, Exception? cause, bool statementByStatement = false)
         => GivenUpOn(call) && Volatile.Read(ref _ending) is null ? GivenUpCall(cause, statementByStatement) : ClosedDuringCall(cause, statementByStatement);
 
+    private const string InterruptedWrite = "If the interrupt stopped a write in a transaction, SQLite rolled that whole transaction back, as after Cancel.";
+
     /// <summary>
     /// What a call a Close ended throws once that Close has given up waiting for the connection's calls (see
     /// <see cref="EndAll"/>), which left the connection open; <paramref name="statementByStatement"/> as for
@@ -413,8 +415,8 @@ internal sealed class RenterCalls : IDisposable
     public static InvalidOperationException GivenUpCall(Exception? cause, bool statementByStatement = false)
         => new(
             statementByStatement
-                ? "A Close of this connection on another thread ended this call, then gave up waiting for the connection's calls to end and left the connection open. The call ran its batch as written, one statement after another (some of them cannot run in a transaction): of the statements that had ended, those committed were kept; the one running was undone, and the rest did not run."
-                : "A Close of this connection on another thread ended this call as it ran or waited to run, then gave up waiting for the connection's calls to end and left the connection open; nothing of this call was kept.",
+                ? "A Close of this connection on another thread ended this call, then gave up waiting for the connection's calls to end and left the connection open. The call ran its batch as written, one statement after another (some of them cannot run in a transaction): of the statements that had ended, those committed were kept and those in a transaction still open are in it; the one running was undone, and the rest did not run. " + InterruptedWrite
+                : "A Close of this connection on another thread ended this call as it ran or waited to run, then gave up waiting for the connection's calls to end and left the connection open; nothing of this call was kept. " + InterruptedWrite,
             cause);
 
     /// <summary>
