@@ -17,6 +17,7 @@ namespace SqliteSaver.Data.Benchmarks;
 public class ProviderBenchmarks
 {
     private string _folder = null!;
+    private string _currentDirectory = null!;
     private string _saver = null!;
     private string _pooled = null!;
     private string _unpooled = null!;
@@ -45,6 +46,8 @@ public class ProviderBenchmarks
         _systemData = $"Data Source={path};Pooling=True;Journal Mode=Wal;Synchronous=Normal";
 
         CreateItems(path);
+        _currentDirectory = Environment.CurrentDirectory;
+        Environment.CurrentDirectory = _folder; // for "Open+Close, relative Data Source": bench.db names the same file
         // The readers held open for "beside an open reader" read a file of their own: on the file the inserts write,
         // their snapshots would keep the WAL from starting over, so that past 1,000 frames every commit would try a
         // checkpoint, which syncs the WAL first (500 us and more per insert, on both stacks).
@@ -89,6 +92,7 @@ public class ProviderBenchmarks
         SaverDbConnection.ClearAllPools();
         SqliteConnection.ClearAllPools();
         SQLiteConnection.ClearAllPools();
+        Environment.CurrentDirectory = _currentDirectory;
         Directory.Delete(_folder, recursive: true);
     }
 
@@ -103,6 +107,12 @@ public class ProviderBenchmarks
 
     [BenchmarkCategory("Open+Close"), Benchmark]
     public void OpenClose_SystemDataSqlite() => OpenClose(new SQLiteConnection(_systemData));
+
+    [BenchmarkCategory("Open+Close, relative Data Source"), Benchmark]
+    public void OpenCloseRelative_Saver() => OpenClose(new SaverDbConnection("Data Source=bench.db"));
+
+    [BenchmarkCategory("Open+Close, relative Data Source"), Benchmark(Baseline = true)]
+    public void OpenCloseRelative_MdsPooled() => OpenClose(new SqliteConnection("Data Source=bench.db"));
 
     [BenchmarkCategory("Open+Select+Close"), Benchmark]
     public object? Select_Saver() => SelectById(new SaverDbConnection(_saver));
