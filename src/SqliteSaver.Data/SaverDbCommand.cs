@@ -844,7 +844,7 @@ public sealed class SaverDbCommand : DbCommand
         var waited = false;
         try
         {
-            var rental = await _connection!.AfterEarlier(earlier, deadline, "the command's CommandTimeout", waiting.Token).ConfigureAwait(false);
+            var rental = await _connection!.AfterEarlier(earlier, deadline, waiting.Token).ConfigureAwait(false);
             waited = true;
             return rental;
         }

@@ -666,13 +666,13 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// Completes once <paramref name="earlier"/> (see <see cref="EarlierAsyncExecution"/>) has ended, its outcome ignored,
-    /// waiting at most until <paramref name="deadline"/>, whose timeout <paramref name="bound"/> names for the error.
+    /// waiting at most until <paramref name="deadline"/>.
     /// </summary>
     /// <returns>The rental the wait began in, for the call that follows (see <see cref="BeginCall"/>).</returns>
     /// <exception cref="OperationCanceledException"><paramref name="token"/> was cancelled while waiting.</exception>
     /// <exception cref="SqliteException">SQLITE_BUSY: the wait outlasted <paramref name="deadline"/>.</exception>
     /// <exception cref="InvalidOperationException">The connection was closed meanwhile (and maybe opened again).</exception>
-    internal async Task<int> AfterEarlier(Task earlier, CommandDeadline deadline, string bound, CancellationToken token)
+    internal async Task<int> AfterEarlier(Task earlier, CommandDeadline deadline, CancellationToken token)
     {
         var rental = Volatile.Read(ref _rentals);
 
@@ -682,7 +682,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             throw new CommandTimeoutException(string.Create(
                 CultureInfo.InvariantCulture,
-                $"SQLite Error 5: 'database is locked'. Waited {deadline.Seconds} s ({bound}) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
+                $"SQLite Error 5: 'database is locked'. Waited {deadline.Seconds} s ({deadline.Bound}) for this connection's earlier asynchronous execution, which still runs (in this process's write queue, say, behind a transaction that stayed open; or waiting for the thread this call blocked, on a single-threaded SynchronizationContext: await it instead)."));
         }
 
         // As BeginCall checks again once the call has begun: a Close and Open may still come before.
@@ -711,7 +711,7 @@ public sealed class SaverDbConnection : DbConnection
             return null;
         }
 
-        var waiting = AfterEarlier(earlier, deadline, "the connection string's Default Timeout", cancellationToken);
+        var waiting = AfterEarlier(earlier, deadline, cancellationToken);
         return async ? await waiting.ConfigureAwait(false) : waiting.GetAwaiter().GetResult();
     }
 
@@ -1113,7 +1113,7 @@ public sealed class SaverDbConnection : DbConnection
         int? rental = null)
     {
         CheckIsolationLevel(isolationLevel);
-        var deadline = CommandDeadline.Start(Options.DefaultTimeout); // before the wait, which counts against it
+        var deadline = CommandDeadline.StartDefault(Options.DefaultTimeout); // before the wait, which counts against it
         var waitedIn = await AfterEarlierWithinDefaultTimeout(deadline, async, cancellationToken).ConfigureAwait(false);
         rental ??= waitedIn ?? Volatile.Read(ref _rentals); // before the physical connection (see InRental)
         var physical = GetOpenPhysical(nameof(BeginTransaction));
@@ -1180,7 +1180,7 @@ public sealed class SaverDbConnection : DbConnection
         }
         else
         {
-            waitedIn = await AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(Options.DefaultTimeout), async, cancellationToken).ConfigureAwait(false);
+            waitedIn = await AfterEarlierWithinDefaultTimeout(CommandDeadline.StartDefault(Options.DefaultTimeout), async, cancellationToken).ConfigureAwait(false);
         }
 
         var rental = waitedIn ?? Volatile.Read(ref _rentals); // before the physical connection (see InRental)

@@ -523,7 +523,7 @@ public sealed class SaverDbTransaction : DbTransaction
     {
         try
         {
-            _ = Synchronously.Result(_connection.AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(_connection.Options.DefaultTimeout), async: false, cancellationToken));
+            _ = Synchronously.Result(_connection.AfterEarlierWithinDefaultTimeout(CommandDeadline.StartDefault(_connection.Options.DefaultTimeout), async: false, cancellationToken));
         }
         catch (CommandTimeoutException) when (evenIfEarlierRuns)
         {

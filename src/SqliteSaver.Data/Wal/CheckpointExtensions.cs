@@ -120,7 +120,7 @@ public static class CheckpointExtensions
         {
             CheckMode(mode);
             var waitedIn = await saver.AfterEarlier(
-                earlier, CommandDeadline.Start(saver.Options.DefaultTimeout), "the connection string's Default Timeout", cancellationToken).ConfigureAwait(false);
+                earlier, CommandDeadline.StartDefault(saver.Options.DefaultTimeout), cancellationToken).ConfigureAwait(false);
             return OnSaver(saver, nameof(CheckpointAsync), (handle, token) => RunCancellable(handle, mode, BusyTimeout(handle), token), waitedIn, cancellationToken);
         }
     }
@@ -389,7 +389,7 @@ public static class CheckpointExtensions
         {
             case SaverDbConnection saver:
                 var waitedIn = Synchronously.Result(
-                    saver.AfterEarlierWithinDefaultTimeout(CommandDeadline.Start(saver.Options.DefaultTimeout), async: false, cancellationToken));
+                    saver.AfterEarlierWithinDefaultTimeout(CommandDeadline.StartDefault(saver.Options.DefaultTimeout), async: false, cancellationToken));
                 return OnSaver(saver, operation, run, waitedIn, cancellationToken);
             case SqliteConnection { State: ConnectionState.Open } sqlite:
                 return run(sqlite.Handle!, cancellationToken);

@@ -648,7 +648,7 @@ public class GateSafetyTests : DatabaseTest
         var error = Should.Throw<SqliteException>(() => connection.RunInTransaction(_ => ran++));
 
         error.SqliteErrorCode.ShouldBe(5);
-        error.Message.ShouldContain("write queue");
+        error.Message.ShouldContain("Waited 1 s (the connection string's Default Timeout) in this process's write queue");
         SaverRetryStrategy.IsTransient(error).ShouldBeFalse();
         retries.ShouldBe(0);
         ran.ShouldBe(0);
