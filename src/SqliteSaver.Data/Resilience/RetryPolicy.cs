@@ -137,7 +137,7 @@ internal sealed class RetryPolicy : SaverRetryStrategy
             throw new SqliteException(
                 string.Create(
                     CultureInfo.InvariantCulture,
-                    $"{error.Message} Gave up after {attempts} attempt{(attempts == 1 ? string.Empty : "s")} over {elapsed.TotalMilliseconds:0} ms (Retry={Retries}, Busy Timeout applies to each attempt)."),
+                    $"{error.Message} Gave up after {attempts} attempt{(attempts == 1 ? string.Empty : "s")} over {elapsed.TotalMilliseconds:0} ms (Retry={Retries}, Busy Timeout applies to each attempt): another connection held the lock through all of them. Keep transactions short, or raise Busy Timeout or Retry to wait longer."),
                 error.SqliteErrorCode,
                 error.SqliteExtendedErrorCode);
         }

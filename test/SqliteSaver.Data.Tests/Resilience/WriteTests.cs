@@ -1003,6 +1003,7 @@ public class WriteTests : DatabaseTest
         error.SqliteErrorCode.ShouldBe(5);
         waited.Elapsed.ShouldBeGreaterThan(TimeSpan.FromMilliseconds(40)); // Busy Timeout=50 passed first
         error.Message.ShouldContain("Gave up after 1 attempt over");
+        error.Message.ShouldContain("Keep transactions short, or raise Busy Timeout or Retry"); // what to do (an audit of the messages)
     }
 
     [Test]
