@@ -82,7 +82,14 @@ internal sealed class PooledDataReader(
 
     public override object this[int ordinal] => Read(static (reader, ordinal) => reader[ordinal], ordinal);
 
-    public override object this[string name] => Read(static (reader, name) => reader[name], name);
+    public override object this[string name]
+    {
+        get
+        {
+            ArgumentNullException.ThrowIfNull(name);
+            return Read(static (reader, name) => reader.GetValue(OrdinalOf(reader, name)), name);
+        }
+    }
 
     /// <summary>
     /// Closes the reader. Its closing is a call of the renter (it runs the statements not reached yet), begun before the
@@ -762,7 +769,11 @@ internal sealed class PooledDataReader(
 
     public override string GetName(int ordinal) => Read(static (reader, ordinal) => reader.GetName(ordinal), ordinal);
 
-    public override int GetOrdinal(string name) => Read(static (reader, name) => reader.GetOrdinal(name), name);
+    public override int GetOrdinal(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return Read(static (reader, name) => OrdinalOf(reader, name), name);
+    }
 
     public override DataTable? GetSchemaTable() => ReadSchema(static reader => reader.GetSchemaTable());
 
@@ -780,9 +791,39 @@ internal sealed class PooledDataReader(
 
     public override object GetValue(int ordinal) => Read(static (reader, ordinal) => reader.GetValue(ordinal), ordinal);
 
-    public override int GetValues(object[] values) => Read(static (reader, values) => reader.GetValues(values), values);
+    public override int GetValues(object[] values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        return Read(static (reader, values) => reader.GetValues(values), values);
+    }
 
     public override bool IsDBNull(int ordinal) => Read(static (reader, ordinal) => reader.IsDBNull(ordinal), ordinal);
+
+    /// <summary>
+    /// The ordinal of the column named <paramref name="name"/>, as Microsoft.Data.Sqlite finds it; for a name no column
+    /// has, its <see cref="ArgumentOutOfRangeException"/> with a message that lists the result set's columns, where
+    /// Microsoft.Data.Sqlite's names only the name.
+    /// </summary>
+    private static int OrdinalOf(SqliteDataReader reader, string name)
+    {
+        try
+        {
+            return reader.GetOrdinal(name);
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            var columns = new string[reader.FieldCount];
+            for (var i = 0; i < columns.Length; i++)
+            {
+                columns[i] = $"'{reader.GetName(i)}'";
+            }
+
+            throw new ArgumentOutOfRangeException(
+                nameof(name),
+                name,
+                $"No column of this result set is named '{name}'. Its columns: {(columns.Length == 0 ? "none" : string.Join(", ", columns))}.");
+        }
+    }
 
     /// <summary>
     /// Whether the result set's column <paramref name="ordinal"/> is to be read by its value: it is an expression, read

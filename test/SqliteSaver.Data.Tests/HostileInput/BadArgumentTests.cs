@@ -34,6 +34,36 @@ public class BadArgumentTests : DatabaseTest
         ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM t").ShouldBe("3");
     }
 
+    /// <summary>
+    /// A reader asked for a column by a name none has says which columns there are (Microsoft.Data.Sqlite's message
+    /// names only the name: "Specified argument was out of the range of valid values"), still as
+    /// ArgumentOutOfRangeException; a null name or GetValues buffer is ArgumentNullException naming the parameter,
+    /// where Microsoft.Data.Sqlite threw it naming 'key' and a NullReferenceException (an audit of the messages).
+    /// </summary>
+    [Test]
+    public void A_reader_asked_for_a_column_it_has_not_names_its_columns()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1 AS id, 'a' AS name";
+        using var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        var byOrdinal = Should.Throw<ArgumentOutOfRangeException>(() => reader.GetOrdinal("nmae"));
+        var byIndexer = Should.Throw<ArgumentOutOfRangeException>(() => reader["nmae"]);
+
+        byOrdinal.ParamName.ShouldBe("name");
+        byOrdinal.ActualValue.ShouldBe("nmae");
+        byOrdinal.Message.ShouldStartWith("No column of this result set is named 'nmae'. Its columns: 'id', 'name'.");
+        byIndexer.Message.ShouldBe(byOrdinal.Message);
+        Should.Throw<ArgumentNullException>(() => reader.GetOrdinal(null!)).ParamName.ShouldBe("name");
+        Should.Throw<ArgumentNullException>(() => reader[null!]).ParamName.ShouldBe("name");
+        Should.Throw<ArgumentNullException>(() => reader.GetValues(null!)).ParamName.ShouldBe("values");
+        reader.GetOrdinal("NAME").ShouldBe(1); // as Microsoft.Data.Sqlite: case-insensitive when no exact match
+        reader["name"].ShouldBe("a");
+    }
+
     [Test]
     public async Task Null_arguments_are_ArgumentNullException_naming_the_parameter()
     {
