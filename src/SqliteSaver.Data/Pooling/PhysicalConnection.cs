@@ -422,15 +422,22 @@ internal sealed class PhysicalConnection : IDisposable
 
     /// <summary>
     /// <paramref name="error"/> with the database file named, as SQLite's messages ("file is not a database",
-    /// "unable to open database file") do not say which; and for SQLITE_READONLY_DIRECTORY, why a file the process
-    /// may write to is "a readonly database".
+    /// "unable to open database file") do not say which; for SQLITE_READONLY_DIRECTORY, why a file the process may
+    /// write to is "a readonly database"; for SQLITE_CANTOPEN of a file that does not exist, why it was not created.
     /// </summary>
     internal static SqliteException Named(SqliteException error, SaverOptions options)
     {
         const int ReadOnlyDirectory = 1544; // SQLITE_READONLY_DIRECTORY
-        var why = error.SqliteExtendedErrorCode == ReadOnlyDirectory && options.DatabaseFile is { } file
-            ? $" SQLite must create files beside the database (the -wal and -shm files of WAL mode, which reading needs too, or a rollback journal), and this process may not create files in the folder '{Path.GetDirectoryName(file)}': let it, or move the database to a folder it may write to."
-            : "";
+        var file = options.DatabaseFile;
+        var why = file is null
+            ? ""
+            : error.SqliteExtendedErrorCode == ReadOnlyDirectory
+                ? $" SQLite must create files beside the database (the -wal and -shm files of WAL mode, which reading needs too, or a rollback journal), and this process may not create files in the folder '{Path.GetDirectoryName(file)}': let it, or move the database to a folder it may write to."
+                : error.SqliteErrorCode == raw.SQLITE_CANTOPEN && !System.IO.File.Exists(file)
+                    ? Directory.Exists(Path.GetDirectoryName(file))
+                        ? " The file does not exist: SQLite creates it only with Mode=ReadWriteCreate (the default; mode=rwc in a file: URI) and where this process may create files."
+                        : $" Its folder '{Path.GetDirectoryName(file)}' does not exist: SQLite creates the database file, not the folders it is in."
+                    : "";
         return new SqliteException($"{error.Message} Database: '{options.DataSource}'.{why}", error.SqliteErrorCode, error.SqliteExtendedErrorCode);
     }
 

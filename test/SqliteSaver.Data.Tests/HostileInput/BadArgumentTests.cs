@@ -64,6 +64,33 @@ public class BadArgumentTests : DatabaseTest
         reader["name"].ShouldBe("a");
     }
 
+    /// <summary>
+    /// SQLite's "unable to open database file" for a file that does not exist says why it was not created: its folder
+    /// does not exist, or the Mode does not create files (an audit of the messages: it named only the file).
+    /// </summary>
+    [TestCase("missing folder")]
+    [TestCase("Mode=ReadWrite")]
+    [TestCase("mode=rw URI")]
+    public void Opening_a_file_that_does_not_exist_says_why_it_was_not_created(string form)
+    {
+        var file = form == "missing folder" ? Path.Combine(Folder.Path, "missing", "x.db") : Folder.File("x.db");
+        var connectionString = form switch
+        {
+            "Mode=ReadWrite" => $"Data Source={file};Mode=ReadWrite",
+            "mode=rw URI" => $"Data Source=file:{file}?mode=rw",
+            _ => $"Data Source={file}",
+        };
+        using var connection = new SaverDbConnection(connectionString);
+
+        var error = Should.Throw<SqliteException>(connection.Open);
+
+        error.SqliteErrorCode.ShouldBe(14); // SQLITE_CANTOPEN
+        error.Message.ShouldContain(form == "missing folder"
+            ? $"Its folder '{Path.GetDirectoryName(file)}' does not exist: SQLite creates the database file, not the folders it is in."
+            : "The file does not exist: SQLite creates it only with Mode=ReadWriteCreate (the default; mode=rwc in a file: URI)");
+        File.Exists(file).ShouldBeFalse();
+    }
+
     [Test]
     public async Task Null_arguments_are_ArgumentNullException_naming_the_parameter()
     {
