@@ -163,7 +163,7 @@ public class PipelineTests
             }));
 
         $"{runs} run, rows {Rows(connection)}".ShouldBe("1 run, rows 1");
-        thrown.Message.ShouldStartWith("RunInTransaction's retry strategy asked for another attempt at the unit of work after an attempt whose unit of work ended its transaction itself");
+        thrown.Message.ShouldStartWith("RunInTransaction's retry strategy asked for another attempt at the unit of work after an attempt that had ended its own transaction (Commit, Rollback, or a COMMIT sent as SQL) and then failed. It is not run again");
         thrown.InnerException.ShouldBeOfType(error == "busy" ? typeof(SqliteException) : typeof(InvalidDataException));
     }
 

@@ -29,7 +29,7 @@ internal sealed class UnitOfWorkRun(bool deferred)
         if (_endedBy is { } error)
         {
             throw new InvalidOperationException(
-                $"RunInTransaction's retry strategy asked for another attempt at the unit of work after an attempt whose unit of work ended its transaction itself (Commit, Rollback, or a COMMIT sent as SQL) failed ({error.Message}): it is not run again, since what it committed would be applied twice, or it would end its transaction the same way. A strategy for RunInTransaction should handle only transient errors (SaverRetryStrategy.IsTransient); the library decides what is safe to run again.",
+                $"RunInTransaction's retry strategy asked for another attempt at the unit of work after an attempt that had ended its own transaction (Commit, Rollback, or a COMMIT sent as SQL) and then failed. It is not run again: what it committed would be applied twice, or it would end its transaction the same way. A retry strategy for RunInTransaction should handle only transient errors (SaverRetryStrategy.IsTransient); the library decides what is safe to run again. The attempt's error (the inner exception): {error.Message}",
                 error);
         }
     }

@@ -234,7 +234,7 @@ internal sealed class Checkpointer : IDisposable
 
     /// <summary>What an on-demand call that would open the connection while only cleared connections are open throws.</summary>
     private static ConnectionsBusyException ClearedWithRentersOut(string what)
-        => new($"The data source's pool was cleared while connections rented before were out, and only they are open: a {what} would open a connection on the file now at the path (a replacement, maybe) with the -wal file they keep, whose frames SQLite would read and then copy into it. Try again once they are closed, or after opening a connection.");
+        => new($"The data source's pool was cleared (Clear or ClearPool) while connections opened before were still in use, and only those are open now: a {what} would open a new connection to whatever file is at the path now (a replacement, maybe), which SQLite would read together with the -wal file they keep, copying that file's frames into it. Try again once they are closed, or once a connection has been opened since the Clear.");
 
     /// <summary>
     /// Before the connection opens: throws while the pool's connections have a database file that is no longer at the

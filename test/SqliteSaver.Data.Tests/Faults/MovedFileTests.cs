@@ -104,10 +104,10 @@ public class MovedFileTests : DatabaseTest
         }
         else
         {
-            Should.Throw<InvalidOperationException>(() => dataSource.GetWalStatus()).Message.ShouldContain("cleared while connections rented before were out");
+            Should.Throw<InvalidOperationException>(() => dataSource.GetWalStatus()).Message.ShouldContain("was cleared (Clear or ClearPool) while connections opened before were still in use");
         }
 
-        Should.Throw<InvalidOperationException>(() => dataSource.Checkpoint()).Message.ShouldContain("a checkpoint would open a connection on the file now at the path");
+        Should.Throw<InvalidOperationException>(() => dataSource.Checkpoint()).Message.ShouldContain("a checkpoint would open a new connection to whatever file is at the path now");
         rented.Dispose();
 
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("100");
