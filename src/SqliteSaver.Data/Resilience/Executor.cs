@@ -241,7 +241,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
             if (physical.MemdbAttachedSinceNoted() is { } attachedEarlier)
             {
                 // A reader's later statement attached it, after its execution was looked at: refused before anything uses it.
-                throw physical.RefuseMemdbAttachment(attachedEarlier, "A command earlier in this rental (a reader's statement after its first result, say)");
+                throw physical.RefuseMemdbAttachment(attachedEarlier, "A command run since the connection was opened (a reader's statement after its first result, say)");
             }
 
             if (kind is CommandKind.Standalone or CommandKind.Unprotected && CommandClassifier.Attaches(text))

@@ -25,7 +25,7 @@ public class MemoryAttachmentTests : DatabaseTest
 
         var error = Should.Throw<InvalidOperationException>(() => attach.ExecuteNonQuery());
 
-        error.Message.ShouldStartWith("A command attached a database as \"aux\" to the pool's in-memory database");
+        error.Message.ShouldStartWith("A command attached a database as \"aux\" to the pool's in-memory database (one database in memory that the pool's connections share): there SQLite takes a plain file name given to ATTACH for another database in memory, not the file");
         error.Message.ShouldContain($"ATTACH 'file:/path/to/file.db?vfs={FileVfs}' AS \"aux\"");
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L); // detached
         attach.Parameters["$file"].Value = $"file:{aux}?vfs={FileVfs}";
@@ -55,7 +55,7 @@ public class MemoryAttachmentTests : DatabaseTest
             reader.NextResult().ShouldBeTrue(); // past the ATTACH
 
             Should.Throw<InvalidOperationException>(() => ConnectionTests.Exec(connection, "CREATE TABLE aux.t (x)")).Message
-                .ShouldStartWith("A command earlier in this rental (a reader's statement after its first result, say) attached a database as \"aux\"");
+                .ShouldStartWith("A command run since the connection was opened (a reader's statement after its first result, say) attached a database as \"aux\"");
         }
 
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L);
