@@ -26,7 +26,7 @@ internal static partial class SaverLog
     [LoggerMessage(2002, LogLevel.Warning, "Gave up on {PoolName} after {Attempts} attempts over {ElapsedMilliseconds:0} ms: {Error} (extended code {ErrorCode})")]
     public static partial void RetriesExhausted(ILogger logger, string poolName, int attempts, double elapsedMilliseconds, int errorCode, string error);
 
-    [LoggerMessage(2003, LogLevel.Warning, "A command's CommandTimeout ran out on {PoolName} while it waited for a lock: {Error}")]
+    [LoggerMessage(2003, LogLevel.Warning, "A CommandTimeout (a command's, or Default Timeout for BeginTransaction) ran out on {PoolName} while it waited for a lock: {Error}")]
     public static partial void LockWaitTimedOut(ILogger logger, string poolName, string error);
 
     [LoggerMessage(3001, LogLevel.Debug, "{Mode} checkpoint on {PoolName}: busy={Busy}, {LogFrames} frames in the WAL, {CheckpointedFrames} checkpointed")]

@@ -42,7 +42,7 @@ internal static class SaverMetrics
         "sqlitesaver.retries_exhausted", "{error}", "Work that still failed with SQLITE_BUSY or SQLITE_LOCKED after every retry.");
 
     public static readonly Counter<long> LockTimeouts = Meter.CreateCounter<long>(
-        "sqlitesaver.lock_timeouts", "{timeout}", "Commands and BeginTransaction calls whose CommandTimeout ran out while they waited for a lock, in the process's write queue or for another connection's lock.");
+        "sqlitesaver.lock_timeouts", "{timeout}", "Commands whose CommandTimeout, and BeginTransaction calls whose Default Timeout, ran out while they waited for a lock, in the process's write queue or for another connection's lock.");
 
     public static readonly Histogram<double> WriteGateWaitTime = Meter.CreateHistogram<double>(
         "sqlitesaver.write_gate.wait_time", "s", "Time a writer waited in the process's write queue.", tags: null, advice: Seconds);

@@ -433,12 +433,21 @@ internal sealed class PhysicalConnection : IDisposable
             ? ""
             : error.SqliteExtendedErrorCode == ReadOnlyDirectory
                 ? $" SQLite must create files beside the database (the -wal and -shm files of WAL mode, which reading needs too, or a rollback journal), and this process may not create files in the folder '{Path.GetDirectoryName(file)}': let it, or move the database to a folder it may write to."
-                : error.SqliteErrorCode == raw.SQLITE_CANTOPEN && !System.IO.File.Exists(file)
-                    ? Directory.Exists(Path.GetDirectoryName(file))
-                        ? " The file does not exist: SQLite creates it only with Mode=ReadWriteCreate (the default; mode=rwc in a file: URI) and where this process may create files."
-                        : $" Its folder '{Path.GetDirectoryName(file)}' does not exist: SQLite creates the database file, not the folders it is in."
+                : error.SqliteErrorCode == raw.SQLITE_CANTOPEN
+                    ? CantOpen(file)
                     : "";
         return new SqliteException($"{error.Message} Database: '{options.DataSource}'.{why}", error.SqliteErrorCode, error.SqliteExtendedErrorCode);
+    }
+
+    /// <summary>Why SQLite could not open <paramref name="file"/>, where that can be told from outside: nothing is there, or not a file.</summary>
+    private static string CantOpen(string file)
+    {
+        var folder = Path.GetDirectoryName(file);
+        return Directory.Exists(file) ? " It is a folder, not a database file."
+            : System.IO.File.Exists(file) ? ""
+            : Directory.Exists(folder) ? " No file is there (or this process may not look into its folder): SQLite creates it only with Mode=ReadWriteCreate (the default; mode=rwc in a file: URI) and where this process may create files."
+            : System.IO.File.Exists(folder) ? $" '{folder}' is a file, not a folder."
+            : $" Its folder '{folder}' does not exist: SQLite creates the database file, not the folders it is in.";
     }
 
     private static async ValueTask<PhysicalConnection> OpenUnnamed(

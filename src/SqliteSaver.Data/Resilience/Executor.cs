@@ -596,7 +596,7 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
         => error.SqliteErrorCode is raw.SQLITE_INTERRUPT or raw.SQLITE_BUSY && cancellationToken.IsCancellationRequested;
 
     private static OperationCanceledException Cancelled(SqliteException error, CancellationToken cancellationToken)
-        => new("The command was stopped while SQLite ran it: its cancellation token (the caller's, or a retry strategy's for the attempt) was cancelled.", error, cancellationToken);
+        => new("The command was stopped while SQLite ran it: the cancellation token of its call was cancelled (the caller's, a retry strategy's for the attempt, or the library's own for Cancel or Close, whose errors the caller gets instead).", error, cancellationToken);
 
     private static bool BeginImmediate(PhysicalConnection physical, CommandDeadline deadline, CancellationToken cancellationToken)
         => Synchronously.Result(BeginImmediateCore(physical, deadline, async: false, cancellationToken));

@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Data.Sqlite;
 using SqliteSaver.Data.Configuration;
 using SqliteSaver.Data.Diagnostics;
+using SQLitePCL;
 
 namespace SqliteSaver.Data.Resilience;
 
@@ -137,7 +138,7 @@ internal sealed class RetryPolicy : SaverRetryStrategy
             throw new SqliteException(
                 string.Create(
                     CultureInfo.InvariantCulture,
-                    $"{error.Message} Gave up after {attempts} attempt{(attempts == 1 ? string.Empty : "s")} over {elapsed.TotalMilliseconds:0} ms (Retry={Retries}, Busy Timeout applies to each attempt): another connection held the lock through all of them. Keep transactions short, or raise Busy Timeout or Retry to wait longer."),
+                    $"{error.Message} Gave up after {attempts} attempt{(attempts == 1 ? string.Empty : "s")} over {elapsed.TotalMilliseconds:0} ms (Retry={Retries}{(error.SqliteErrorCode == raw.SQLITE_LOCKED ? "): a table lock (of another connection sharing this cache, or of a statement of this connection) was held through all of them, which Busy Timeout does not wait for. Keep transactions short, or raise Retry or Max Delay to wait longer." : ", Busy Timeout applies to each attempt): another connection held the lock through all of them. Keep transactions short, or raise Busy Timeout or Retry to wait longer.")}"),
                 error.SqliteErrorCode,
                 error.SqliteExtendedErrorCode);
         }

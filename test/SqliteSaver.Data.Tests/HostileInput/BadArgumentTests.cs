@@ -66,14 +66,31 @@ public class BadArgumentTests : DatabaseTest
 
     /// <summary>
     /// SQLite's "unable to open database file" for a file that does not exist says why it was not created: its folder
-    /// does not exist, or the Mode does not create files (an audit of the messages: it named only the file).
+    /// does not exist (or is a file), or the Mode does not create files; for a folder, that it is one (an audit of the
+    /// messages: it named only the file; a review found the first form taking a folder for a missing file).
     /// </summary>
     [TestCase("missing folder")]
     [TestCase("Mode=ReadWrite")]
     [TestCase("mode=rw URI")]
-    public void Opening_a_file_that_does_not_exist_says_why_it_was_not_created(string form)
+    [TestCase("a folder")]
+    [TestCase("a file for a folder")]
+    public void Opening_a_file_that_cannot_be_opened_says_why_where_that_can_be_told(string form)
     {
-        var file = form == "missing folder" ? Path.Combine(Folder.Path, "missing", "x.db") : Folder.File("x.db");
+        var file = form switch
+        {
+            "missing folder" => Path.Combine(Folder.Path, "missing", "x.db"),
+            "a file for a folder" => Path.Combine(Folder.File("plain"), "x.db"),
+            _ => Folder.File("x.db"),
+        };
+        if (form == "a folder")
+        {
+            Directory.CreateDirectory(file);
+        }
+        else if (form == "a file for a folder")
+        {
+            File.WriteAllText(Folder.File("plain"), "not a folder");
+        }
+
         var connectionString = form switch
         {
             "Mode=ReadWrite" => $"Data Source={file};Mode=ReadWrite",
@@ -85,9 +102,13 @@ public class BadArgumentTests : DatabaseTest
         var error = Should.Throw<SqliteException>(connection.Open);
 
         error.SqliteErrorCode.ShouldBe(14); // SQLITE_CANTOPEN
-        error.Message.ShouldContain(form == "missing folder"
-            ? $"Its folder '{Path.GetDirectoryName(file)}' does not exist: SQLite creates the database file, not the folders it is in."
-            : "The file does not exist: SQLite creates it only with Mode=ReadWriteCreate (the default; mode=rwc in a file: URI)");
+        error.Message.ShouldEndWith(form switch
+        {
+            "missing folder" => $"Its folder '{Path.GetDirectoryName(file)}' does not exist: SQLite creates the database file, not the folders it is in.",
+            "a folder" => "It is a folder, not a database file.",
+            "a file for a folder" => $"'{Folder.File("plain")}' is a file, not a folder.",
+            _ => "No file is there (or this process may not look into its folder): SQLite creates it only with Mode=ReadWriteCreate (the default; mode=rwc in a file: URI) and where this process may create files.",
+        });
         File.Exists(file).ShouldBeFalse();
     }
 

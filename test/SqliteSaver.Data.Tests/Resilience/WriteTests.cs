@@ -1006,6 +1006,30 @@ public class WriteTests : DatabaseTest
         error.Message.ShouldContain("Keep transactions short, or raise Busy Timeout or Retry"); // what to do (an audit of the messages)
     }
 
+    /// <summary>
+    /// Retries given up on a table lock of a shared cache (SQLITE_LOCKED, which SQLite's busy handler does not wait for)
+    /// advise Retry or Max Delay, not Busy Timeout; a review found the first form of the advice naming Busy Timeout.
+    /// </summary>
+    [Test]
+    public void Retries_given_up_on_a_shared_cache_table_lock_do_not_advise_Busy_Timeout()
+    {
+        var connectionString = Folder.ConnectionString("Cache=Shared;Journal Mode=Delete;Retry=2;Base Delay=0.01;Max Delay=0.02");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = new SaverDbConnection(connectionString);
+        holder.Open();
+        using var transaction = holder.BeginTransaction();
+        ConnectionTests.Exec(holder, "INSERT INTO t VALUES (1)");
+        using var reader = new SaverDbConnection(connectionString);
+        reader.Open();
+
+        var error = Should.Throw<SqliteException>(() => ConnectionTests.Scalar(reader, "SELECT count(*) FROM t"));
+
+        error.SqliteErrorCode.ShouldBe(6); // SQLITE_LOCKED
+        error.Message.ShouldContain("Gave up after 3 attempts over");
+        error.Message.ShouldContain("which Busy Timeout does not wait for. Keep transactions short, or raise Retry or Max Delay to wait longer.");
+        error.Message.ShouldNotContain("Busy Timeout applies");
+    }
+
     [Test]
     public void Non_transient_errors_are_not_retried()
     {
