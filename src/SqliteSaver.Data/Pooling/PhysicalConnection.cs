@@ -423,7 +423,7 @@ internal sealed class PhysicalConnection : IDisposable
     /// <summary>
     /// <paramref name="error"/> with the database file named, as SQLite's messages ("file is not a database",
     /// "unable to open database file") do not say which; for SQLITE_READONLY_DIRECTORY, why a file the process may
-    /// write to is "a readonly database"; for SQLITE_CANTOPEN of a file that does not exist, why it was not created.
+    /// write to is "a readonly database"; for SQLITE_CANTOPEN, what is at the path where that tells why (see <see cref="CantOpen"/>).
     /// </summary>
     internal static SqliteException Named(SqliteException error, SaverOptions options)
     {
