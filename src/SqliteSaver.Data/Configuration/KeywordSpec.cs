@@ -84,11 +84,12 @@ internal sealed class KeywordSpec
     private string Of => Unit.Length == 0 ? string.Empty : " of " + Unit;
 
     /// <summary>
-    /// Parses and validates <paramref name="value"/>, returning its canonical text.
+    /// Parses and validates <paramref name="value"/>, set through the keyword as <paramref name="written"/> (an alias,
+    /// say), returning its canonical text.
     /// </summary>
-    /// <exception cref="ArgumentException">The value is malformed or out of range; the message names the keyword,
-    /// the value and what is allowed.</exception>
-    public string Normalize(object value)
+    /// <exception cref="ArgumentException">The value is malformed or out of range; the message names the keyword (and
+    /// how it was written, when not as its name), the value and what is allowed.</exception>
+    public string Normalize(object value, string written)
     {
         var text = value switch
         {
@@ -99,15 +100,28 @@ internal sealed class KeywordSpec
             _ => value.ToString() ?? string.Empty,
         };
 
-        return Kind switch
+        try
         {
-            KeywordKind.Text => text,
-            KeywordKind.Boolean => NormalizeBoolean(text),
-            KeywordKind.Integer => NormalizeInteger(text),
-            KeywordKind.Number => NormalizeNumber(text),
-            _ => NormalizeEnum(text),
-        };
+            return Kind switch
+            {
+                KeywordKind.Text => text,
+                KeywordKind.Boolean => NormalizeBoolean(text),
+                KeywordKind.Integer => NormalizeInteger(text),
+                KeywordKind.Number => NormalizeNumber(text),
+                _ => NormalizeEnum(text),
+            };
+        }
+        catch (ArgumentException) when (AliasWritten(written) is { } alias)
+        {
+            // The canonical name alone may not be recognized by one who wrote the alias (Command Timeout for Default Timeout).
+            throw Invalid(text, $" (written as its alias '{alias}')");
+        }
     }
+
+    /// <summary>The alias <paramref name="written"/> is (in any case, with or without spaces), if it is one.</summary>
+    private string? AliasWritten(string written)
+        => Aliases.FirstOrDefault(alias => string.Equals(
+            alias.Replace(" ", "", StringComparison.Ordinal), written.Replace(" ", "", StringComparison.Ordinal), StringComparison.OrdinalIgnoreCase));
 
     private static string FormatBoolean(bool value) => value ? "True" : "False";
 
@@ -180,6 +194,6 @@ internal sealed class KeywordSpec
         throw Invalid(text);
     }
 
-    private ArgumentException Invalid(string text)
-        => new($"Invalid value '{text}' for connection-string keyword '{Name}': expected {Allowed}.", Name);
+    private ArgumentException Invalid(string text, string written = "")
+        => new($"Invalid value '{text}' for connection-string keyword '{Name}'{written}: expected {Allowed}.", Name);
 }

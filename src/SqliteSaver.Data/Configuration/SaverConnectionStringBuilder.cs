@@ -73,7 +73,7 @@ public sealed class SaverConnectionStringBuilder : DbConnectionStringBuilder
             }
             else
             {
-                base[spec.Name] = spec.Normalize(value);
+                base[spec.Name] = spec.Normalize(value, keyword);
             }
         }
     }

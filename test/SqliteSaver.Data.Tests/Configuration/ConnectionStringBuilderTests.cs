@@ -230,6 +230,20 @@ public class ConnectionStringBuilderTests
         => Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { [keyword] = value })
             .Message.ShouldBe($"Invalid value '{value}' for connection-string keyword '{keyword}': expected {allowed}. (Parameter '{keyword}')");
 
+    /// <summary>
+    /// A bad value set through an alias names the alias beside the keyword's name, which the user may not know (an
+    /// audit of the messages); a spelling without spaces or in another case is the keyword itself.
+    /// </summary>
+    [TestCase("Command Timeout", " (written as its alias 'Command Timeout')")]
+    [TestCase("commandtimeout", " (written as its alias 'Command Timeout')")]
+    [TestCase("DefaultTimeout", "")]
+    [TestCase("default timeout", "")]
+    public void A_bad_value_set_through_an_alias_names_the_alias_too(string keyword, string written)
+    {
+        Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder($"Data Source=x.db;{keyword}=-1"))
+            .Message.ShouldBe($"Invalid value '-1' for connection-string keyword 'Default Timeout'{written}: expected a whole number of seconds from 0 to 2147483. (Parameter 'Default Timeout')");
+    }
+
     [TestCase("Data Source=x.db;Pwd=hunter2")]
     [TestCase("Data Source=x.db;Passwrod=hunter2")]
     public void An_unknown_keywords_error_does_not_repeat_its_value_which_may_be_a_secret(string connectionString)
