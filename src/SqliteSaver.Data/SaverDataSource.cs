@@ -351,7 +351,8 @@ public sealed class SaverDataSource : DbDataSource
         }
 
         var directory = SaverOptions.DataDirectoryOfTheMoment();
-        if (directory is null ? dataSource is not null : SharedByConnectionString.TryGetValue(connectionString + "\0" + directory, out dataSource))
+        var keyWithDirectory = directory is null ? null : connectionString + "\0" + directory;
+        if (keyWithDirectory is null ? dataSource is not null : SharedByConnectionString.TryGetValue(keyWithDirectory, out dataSource))
         {
             return dataSource!;
         }
@@ -366,7 +367,7 @@ public sealed class SaverDataSource : DbDataSource
             }
         }
 
-        var key = directory is null || !options.FollowsDataDirectory ? connectionString : connectionString + "\0" + directory;
+        var key = keyWithDirectory is not null && options.FollowsDataDirectory ? keyWithDirectory : connectionString;
         return SharedByConnectionString.Count < MaxSharedConnectionStrings ? SharedByConnectionString.GetOrAdd(key, dataSource) : dataSource;
     }
 
