@@ -3,14 +3,15 @@ using Microsoft.Data.Sqlite;
 namespace SqliteSaver.Data.Tests;
 
 /// <summary>A test with a fresh temporary folder for its database files, released and deleted after each test.</summary>
-public abstract class DatabaseTest
+/// <param name="clearsOnlyItsOwnPools">For tests that run beside others: see <see cref="TempFolder(bool)"/>.</param>
+public abstract class DatabaseTest(bool clearsOnlyItsOwnPools = false)
 {
     private TempFolder? _folder;
 
     protected TempFolder Folder => _folder ?? throw new InvalidOperationException("The folder exists only while a test runs.");
 
     [SetUp]
-    public void CreateFolder() => _folder = new TempFolder();
+    public void CreateFolder() => _folder = new TempFolder(clearsOnlyItsOwnPools);
 
     [TearDown]
     public void DeleteFolder()

@@ -98,56 +98,6 @@ public class LeakTests : DatabaseTest
         Collect(() => dataSource.Statistics.Leaked == 1 && dataSource.Statistics.Total == 0);
     }
 
-    /// <summary>
-    /// Dispose on another thread while a Close waits for a call that outlasts its bound (a function of the application's
-    /// that SQLite runs, which no interrupt stops; Busy Timeout 100 ms, so 5.1 s) finds nothing to close, and suppresses
-    /// the finalizer; the Close then gives up and leaves the disposed connection open. Its finalizer takes it back once
-    /// nothing holds it. Before, nothing ever did: its slot stayed in use (a review).
-    /// </summary>
-    [Test]
-    public void A_connection_disposed_while_a_Close_that_gives_up_waits_is_taken_back_once_collected()
-    {
-        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Busy Timeout=100;Max Pool Size=1;Pool Timeout=1"));
-        using var release = new ManualResetEventSlim();
-        var (query, close) = DisposeWhileACloseWaits(dataSource, release);
-        close.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue("the Close gave up");
-        release.Set();
-        query.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue("the query ended");
-
-        Collect(() => dataSource.Statistics.Leaked == 1 && dataSource.Statistics.Total == 0);
-        using var next = dataSource.OpenConnection(); // the only slot is free again
-    }
-
-    /// <summary>
-    /// Runs a query held in a function until <paramref name="release"/> on one thread, a Close on another once it runs,
-    /// and disposes the connection once that Close waits; keeps no reference to the connection.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static (Thread Query, Thread Close) DisposeWhileACloseWaits(SaverDataSource dataSource, ManualResetEventSlim release)
-    {
-        var connection = dataSource.OpenConnection();
-        var calls = connection.GetOpenPhysical("test").Calls;
-        using var entered = new ManualResetEventSlim();
-        HoldInFunction(connection.InnerConnection, entered, release);
-        var query = new Thread(() => ConnectionTests.Scalar(connection, "SELECT held()"));
-        query.Start();
-        entered.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
-        var close = new Thread(() => Should.Throw<InvalidOperationException>(connection.Close));
-        close.Start();
-        Wait.Until(() => calls.CloseWaits);
-        connection.Dispose(); // finds nothing to close
-        return (query, close);
-    }
-
-    /// <summary>Creates held(), which sets <paramref name="entered"/> and waits for <paramref name="release"/>: its closure holds nothing else.</summary>
-    private static void HoldInFunction(Microsoft.Data.Sqlite.SqliteConnection inner, ManualResetEventSlim entered, ManualResetEventSlim release)
-        => inner.CreateFunction("held", () =>
-        {
-            entered.Set();
-            release.Wait(TimeSpan.FromSeconds(30));
-            return 1L;
-        });
-
     /// <summary>Opens a connection and a reader on it, keeping only the reader (and a weak reference to the connection).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static WeakReference<SaverDbConnection> ReadWithoutKeepingTheConnection(SaverDataSource dataSource, ReaderHolder holder)
@@ -194,7 +144,7 @@ public class LeakTests : DatabaseTest
         insert.ExecuteNonQuery();
     }
 
-    private static void Collect(Func<bool> reclaimed)
+    internal static void Collect(Func<bool> reclaimed)
         => Wait.Until(() =>
         {
             GC.Collect();
