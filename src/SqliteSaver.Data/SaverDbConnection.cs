@@ -180,7 +180,10 @@ public sealed class SaverDbConnection : DbConnection
     public static void ClearAllPools() => SaverDataSource.ClearAll();
 
     /// <summary>Rents a physical connection from the pool. Does nothing if the connection is already open.</summary>
-    /// <exception cref="InvalidOperationException">No connection string was set, or another Open or OpenAsync of the connection still waits for the pool.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// No connection string was set, another Open or OpenAsync of the connection still waits for the pool, or a Close of
+    /// the connection on another thread did not end within twice Busy Timeout and 5 s.
+    /// </exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
     /// <exception cref="ObjectDisposedException">The connection was disposed.</exception>
@@ -207,7 +210,11 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>Rents a physical connection from the pool, waiting without blocking a thread while it is exhausted.</summary>
     /// <param name="cancellationToken">Cancels the wait for a free connection.</param>
-    /// <exception cref="InvalidOperationException">No connection string was set, or another Open or OpenAsync of the connection still waits for the pool.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// No connection string was set, another Open or OpenAsync of the connection still waits for the pool, or a Close of
+    /// the connection on another thread did not end within twice Busy Timeout and 5 s (a wait that blocks the calling
+    /// thread; the exception is in the returned task).
+    /// </exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
@@ -378,7 +385,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             throw new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
-                $"A Close of this connection on another thread did not end within {bound.TotalSeconds} s, so it was not opened."));
+                $"Open waited {bound.TotalSeconds} s (twice Busy Timeout and 5 s) for a Close of this connection on another thread to end, and it has not, so the connection was not opened. That Close may be held in the application's code that SQLite runs as it closes the connection's readers (a function in a statement the reader had not reached); open the connection again once it has returned."));
         }
     }
 

@@ -9,8 +9,9 @@ namespace SqliteSaver.Data.Tests.Pooling;
 /// <summary>
 /// A Close that gives up: the calls of its connection did not end within its bound, Busy Timeout and 5 s (here a call
 /// held in an application function or a retry strategy), so it throws and leaves the connection open; what then
-/// becomes of those calls, of a second Close, of a reader's or transaction's Dispose and of the connection's slot. Each
-/// test waits out the fixed 5 s, idle, so they run side by side (NUnit's parallel shift, which runs no other test
+/// becomes of those calls, of a second Close, of a reader's or transaction's Dispose and of the connection's slot; and
+/// an Open that gives up waiting for a Close that does not end. Each test waits out the fixed 5 s (or twice it), idle,
+/// so they run side by side (NUnit's parallel shift, which runs no other test
 /// meanwhile); each has its own fixture instance and folder, and clears only its own pools.
 /// </summary>
 [Parallelizable(ParallelScope.Children)]
@@ -242,6 +243,48 @@ public class CloseGiveUpTests() : DatabaseTest(clearsOnlyItsOwnPools: true)
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L); // rolled back by the second Close
         var ended = running.Result.ShouldBeOfType<InvalidOperationException>($"the call threw {running.Result}");
         ended.Message.ShouldBe(RenterCalls.ClosedDuringCall(null).Message);
+    }
+
+    /// <summary>
+    /// An Open on another thread while a Close of the connection does not end (here it closes a reader whose statement
+    /// not reached calls an application function, held, which no interrupt stops; Close's wait for the calls is not
+    /// involved, as no call runs): the Open waits twice Close's bound (Busy Timeout=0 and 5 s: 10 s), then throws
+    /// InvalidOperationException saying what it waited for and what to do, and opens nothing; once that Close has ended,
+    /// the connection opens. No test reached this path before.
+    /// </summary>
+    [Test]
+    public void An_Open_waiting_for_a_Close_on_another_thread_that_does_not_end_throws_and_opens_nothing()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0");
+        var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var hold = new HeldFunction(connection);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; SELECT hold()";
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        Task<Exception?> closing;
+        Exception? opened;
+        try
+        {
+            closing = CloseRaceTests.CloseOnAnotherThread(connection);
+            hold.Holding.Wait(Bound).ShouldBeTrue("Close runs the statement the reader had not reached");
+            opened = Should.Throw<InvalidOperationException>(connection.Open);
+            connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        }
+        finally
+        {
+            hold.Release();
+        }
+
+        closing.Wait(Bound).ShouldBeTrue("the Close ended");
+        closing.Result.ShouldBeNull();
+        opened.Message.ShouldBe(
+            "Open waited 10 s (twice Busy Timeout and 5 s) for a Close of this connection on another thread to end, and it has not, so the connection was not opened. That Close may be held in the application's code that SQLite runs as it closes the connection's readers (a function in a statement the reader had not reached); open the connection again once it has returned.");
+        reader.IsClosed.ShouldBeTrue();
+        connection.Open();
+        ConnectionTests.Scalar(connection, "SELECT 2").ShouldBe(2L);
+        connection.Close();
     }
 
     /// <summary>
