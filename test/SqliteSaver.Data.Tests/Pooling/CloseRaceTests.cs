@@ -12,9 +12,9 @@ namespace SqliteSaver.Data.Tests.Pooling;
 /// <summary>
 /// Close from another thread racing the start of a renter's call (an execution, Prepare), a transaction's commit or
 /// savepoint, or a reader's step or value read: nothing of one renter touches the physical connection once Close has
-/// handed it on, and nothing another renter does reaches this one (a Close that gives up: CloseGiveUpTests). A call that
-/// found the connection open but begins after Close took it throws the InvalidOperationException of a call ended by
-/// Close (see SaverDbConnection.BeginCall); a transaction's calls and a reader's steps are calls of the renter, which
+/// handed it on, and nothing another renter does reaches this one (a Close that gives up: CloseGiveUpTests). A call
+/// that found the connection open but begins after Close took it throws the InvalidOperationException of a call ended
+/// by Close (see SaverDbConnection.BeginCall); a transaction's calls and a reader's steps are calls of the renter, which
 /// Close ends and waits for, and end with that exception.
 /// </summary>
 public class CloseRaceTests : DatabaseTest
