@@ -182,7 +182,7 @@ public sealed class SaverDbConnection : DbConnection
     /// <summary>Rents a physical connection from the pool. Does nothing if the connection is already open.</summary>
     /// <exception cref="InvalidOperationException">
     /// No connection string was set, another Open or OpenAsync of the connection still waits for the pool, or a Close of
-    /// the connection on another thread did not end within twice Busy Timeout and 5 s.
+    /// the connection on another thread did not end within twice its bound (2 x (Busy Timeout + 5 s)).
     /// </exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="SqliteException">A new physical connection could not be opened.</exception>
@@ -212,8 +212,8 @@ public sealed class SaverDbConnection : DbConnection
     /// <param name="cancellationToken">Cancels the wait for a free connection.</param>
     /// <exception cref="InvalidOperationException">
     /// No connection string was set, another Open or OpenAsync of the connection still waits for the pool, or a Close of
-    /// the connection on another thread did not end within twice Busy Timeout and 5 s (a wait that blocks the calling
-    /// thread; the exception is in the returned task).
+    /// the connection on another thread did not end within twice its bound (2 x (Busy Timeout + 5 s); a wait that
+    /// blocks the calling thread, the exception in the returned task).
     /// </exception>
     /// <exception cref="TimeoutException">Every pooled connection stayed in use for longer than Pool Timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
@@ -361,7 +361,7 @@ public sealed class SaverDbConnection : DbConnection
 
     /// <summary>
     /// For Open: waits for a Close of this connection running on another thread to have handed its physical connection
-    /// back (or given up), blocking the thread at most twice Busy Timeout and 5 s; not for its StateChange event, whose
+    /// back (or given up), blocking the thread at most 2 x (Busy Timeout + 5 s); not for its StateChange event, whose
     /// handler may be waiting for this thread (marshalled to a UI thread). Code after an await of a call that Close
     /// ended runs as that call ends, while Close goes on; an Open there would otherwise rent a physical connection
     /// whose transaction and commands the rest of Close would take for those of the rental it closes.
@@ -385,7 +385,7 @@ public sealed class SaverDbConnection : DbConnection
         {
             throw new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
-                $"Open waited {bound.TotalSeconds} s (twice Busy Timeout and 5 s) for a Close of this connection on another thread to end, and it has not, so the connection was not opened. That Close may be held in the application's code that SQLite runs as it closes the connection's readers (a function in a statement the reader had not reached); open the connection again once it has returned."));
+                $"Open waited {bound.TotalSeconds} s (2 x (Busy Timeout + 5 s)) for a Close of this connection on another thread to end, and it has not, so the connection was not opened. That Close may be held by a statement it runs, which no interrupt of its stops: one a reader had not reached, run as Close closes the reader (a long query, or a function of the application's in it), or the rollback of the connection's transaction (a hook of the application's). Open the connection again once that Close has returned."));
         }
     }
 

@@ -613,7 +613,7 @@ public class ConnectionTests : DatabaseTest
         SaverDbConnection.ClearAllPools();
         delete.Open(); // no other connection now: the file goes over to the rollback journal
         delete.Close();
-        using var locker = new SqliteConnection(Folder.ConnectionString());
+        using var locker = new SqliteConnection(Folder.ConnectionString("Pooling=False"));
         locker.Open();
         using (var exclusive = locker.CreateCommand())
         {

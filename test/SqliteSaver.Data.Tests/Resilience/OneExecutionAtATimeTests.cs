@@ -686,7 +686,7 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
     /// <summary>A plain Microsoft.Data.Sqlite connection holding the write lock, as another process's writer would.</summary>
     private static SqliteConnection OtherProcessWriter(string connectionString)
     {
-        var locker = new SqliteConnection("Data Source=" + new SaverDbConnection(connectionString).DataSource);
+        var locker = new SqliteConnection("Pooling=False;Data Source=" + new SaverDbConnection(connectionString).DataSource);
         locker.Open();
         using var begin = locker.CreateCommand();
         begin.CommandText = "BEGIN IMMEDIATE";
