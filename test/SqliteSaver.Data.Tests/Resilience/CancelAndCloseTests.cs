@@ -165,17 +165,19 @@ public class CancelAndCloseTests : DatabaseTest
     /// Close from another thread ends an async write waiting at the write gate, and the caller's code after its await
     /// opens the connection again and begins a transaction, while the rest of Close runs (held here in the statement a
     /// query reader of the connection runs as Close closes it, until that code has begun its transaction, 1 s at
-    /// most). Before, that code ran inside Close, on the thread that cancelled the call's token: here its Open waited
-    /// for the slot Close was to give back until Pool Timeout; in a chaos trial, with a slot free, Close went on with
-    /// the new rental's state, completed its transaction (whose Commit threw "already completed") and left the
-    /// connection open on a physical connection still in a SQLite transaction, where a later insert returned 1 and was
-    /// rolled back when the connection was disposed. Now that code runs on a thread Close starts, and its Open
-    /// waits until Close has handed its connection back.
+    /// most: as that code's Open waits for Close, the 1 s passes). A slot of the pool is free (Max Pool Size=3), so
+    /// nothing but the Open's own wait for Close keeps that code from running during Close; with 2, the pool's wait for
+    /// a slot hid a missing one (a hunt). Before, that code ran inside Close, on the thread that cancelled the call's
+    /// token: with no slot free its Open waited for the one Close was to give back until Pool Timeout; in a chaos
+    /// trial, with a slot free, Close went on with the new rental's state, completed its transaction (whose Commit
+    /// threw "already completed") and left the connection open on a physical connection still in a SQLite
+    /// transaction, where a later insert returned 1 and was rolled back when the connection was disposed. Now that
+    /// code runs on a thread Close starts, and its Open waits until Close has handed its connection back.
     /// </summary>
     [Test]
     public async Task Code_after_a_call_ended_by_Close_that_opens_the_connection_again_keeps_what_it_then_writes()
     {
-        var connectionString = Folder.ConnectionString("Max Pool Size=2");
+        var connectionString = Folder.ConnectionString("Max Pool Size=3");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
         var gate = dataSource.Executor.Gate!;
