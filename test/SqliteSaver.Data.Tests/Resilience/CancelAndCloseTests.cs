@@ -434,6 +434,79 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above with pooling: the caller's code after its await returns the connection to the pool, and the next renter
+    /// of that physical connection (Max Pool Size=2, the other slot held) runs a statement held in an application
+    /// function until Cancel has returned. Cancel does not interrupt it: the statement returns all its rows. With Cancel's
+    /// check that the call still runs removed (only the closed-handle check left, which the test above needs), the
+    /// whole suite passed before this test, and the interrupt stopped the next renter's statement (a hunt).
+    /// </summary>
+    [Test]
+    public async Task Cancel_whose_callers_code_returns_the_connection_does_not_interrupt_its_next_renter()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=2");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        await using var holder = dataSource.OpenConnection();
+        var held = holder.BeginTransaction(); // holds the write gate, and one of the two slots
+        var connection = dataSource.OpenConnection();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (1)";
+        using var nextRuns = new ManualResetEventSlim();
+        using var cancelReturned = new ManualResetEventSlim();
+        Task<object?>? next = null;
+
+        var returned = ReturnAfterTheWrite();
+        dataSource.Executor.Gate!.WaitingCount.ShouldBe(1);
+        await Task.Run(insert.Cancel);
+        cancelReturned.Set();
+        await returned.WaitAsync(Bound);
+        string outcome;
+        try
+        {
+            outcome = $"returned {await next!.WaitAsync(Bound)}";
+        }
+        catch (SqliteException error)
+        {
+            outcome = $"SqliteException {error.SqliteErrorCode}";
+        }
+
+        held.Rollback();
+        outcome.ShouldBe("returned 100");
+
+        async Task ReturnAfterTheWrite()
+        {
+            try
+            {
+                await insert.ExecuteNonQueryAsync().ConfigureAwait(false); // runs on inside Cancel, as above
+            }
+            catch (SqliteException)
+            {
+                // Cancelled: SQLITE_INTERRUPT.
+            }
+
+            await connection.DisposeAsync(); // back to the pool
+            next = Task.Factory.StartNew(
+                () =>
+                {
+                    using var renter = dataSource.OpenConnection(); // the physical connection just returned
+                    renter.InnerConnection.CreateFunction("until_cancel_returned", () =>
+                    {
+                        nextRuns.Set();
+                        cancelReturned.Wait(Bound);
+                        return 1L;
+                    });
+                    return ConnectionTests.Scalar(
+                        renter,
+                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT sum(until_cancel_returned()) FROM n");
+                },
+                CancellationToken.None,
+                TaskCreationOptions.LongRunning,
+                TaskScheduler.Default);
+            nextRuns.Wait(Bound).ShouldBeTrue("the next renter's statement runs before Cancel goes on");
+        }
+    }
+
+    /// <summary>
     /// A read of an <c>INSERT ... RETURNING</c> reader (a write outside a transaction, committed as its reader closes)
     /// while a Close on another thread is closing the connection's readers (held here in a statement another reader
     /// runs as it closes). The read is refused, and says that closing commits the write, which it does; before, it
