@@ -50,6 +50,31 @@ public class CheckpointerTests : DatabaseTest
         File.Exists(Wal).ShouldBeTrue();
     }
 
+    /// <summary>
+    /// A reader on the latest snapshot, which still reads from the WAL: FULL checkpoints every frame and returns, as it
+    /// waits only for readers of older snapshots; RESTART then waits for that reader too, and comes back busy. Before,
+    /// no test told RESTART from FULL: a mutation that passed FULL for RESTART passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public void Restart_waits_for_a_reader_of_the_latest_snapshot_which_Full_does_not()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=200;Wal Autocheckpoint=0");
+        using var reader = new SaverDbConnection(connectionString);
+        using var writer = new SaverDbConnection(connectionString);
+        writer.Open();
+        Fill(writer, 10);
+        reader.Open();
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
+
+        var full = writer.Checkpoint(CheckpointMode.Full);
+        var restart = writer.Checkpoint(CheckpointMode.Restart);
+
+        full.Busy.ShouldBeFalse();
+        full.CheckpointedFrames.ShouldBe(full.LogFrames);
+        restart.Busy.ShouldBeTrue();
+    }
+
     [Test]
     public void The_data_source_checkpoints_on_a_connection_of_its_own_even_when_the_caller_holds_the_whole_pool()
     {
