@@ -75,6 +75,28 @@ public class MetricsTests : DatabaseTest
         Mine(use, dataSource).ShouldHaveSingleItem().Value.ShouldBe(1.5);
     }
 
+    /// <summary>
+    /// The create time is in seconds, from the data source's clock, and takes in the connection initializer (here it
+    /// advances the fake clock). Before, only the count of create times was checked: recording milliseconds passed (a
+    /// hunt).
+    /// </summary>
+    [Test]
+    public void Create_time_comes_from_the_data_sources_clock_in_seconds()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        using var create = new MetricCollector<double>(SaverMetrics.CreateTime);
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
+            .UseTimeProvider(time)
+            .UseConnectionInitializer(_ => time.Advance(TimeSpan.FromSeconds(2.5)))
+            .Build();
+
+        using (dataSource.OpenConnection())
+        {
+        }
+
+        Mine(create, dataSource).ShouldHaveSingleItem().Value.ShouldBe(2.5);
+    }
+
     [Test]
     public void Nothing_is_timed_while_nobody_listens()
     {
