@@ -1,10 +1,12 @@
+using System.Diagnostics.Metrics;
 using System.Text.RegularExpressions;
 using Shouldly;
 using SqliteSaver.Data.Configuration;
+using SqliteSaver.Data.Diagnostics;
 
 namespace SqliteSaver.Data.Tests.Readme;
 
-/// <summary>Keeps the README honest: its quick start is the sample program, which runs; its keyword table is complete.</summary>
+/// <summary>Keeps the README honest: its quick start is the sample program, which runs; its keyword table is complete; its metrics table is the Meter's.</summary>
 public partial class ReadmeTests
 {
     private static readonly string RepositoryRoot = FindRepositoryRoot();
@@ -49,6 +51,45 @@ public partial class ReadmeTests
         missing.ShouldBeEmpty();
     }
 
+    /// <summary>
+    /// The README's metrics table lists every instrument of the library's Meter with its kind and unit, and no other.
+    /// Before, most instruments were collected through their fields in the tests: renaming one or changing its unit
+    /// passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public void The_README_metrics_table_is_the_Meters_instruments_with_their_kinds_and_units()
+    {
+        var readme = File.ReadAllText(Path.Combine(RepositoryRoot, "README.md"));
+        var documented = MetricsRow().Matches(readme).Select(row => $"{row.Groups["name"].Value}: {row.Groups["kind"].Value}, {row.Groups["unit"].Value}");
+
+        GC.KeepAlive(SaverMetrics.CreateTime); // creates the Meter's instruments, the observable ones too
+        var published = new List<string>();
+        using (var listener = new MeterListener())
+        {
+            listener.InstrumentPublished = (instrument, _) =>
+            {
+                if (instrument.Meter.Name == SaverMetrics.MeterName)
+                {
+                    published.Add($"{instrument.Name}: {Kind(instrument)}, {instrument.Unit}");
+                }
+            };
+            listener.Start(); // reports the instruments already published, on this thread
+        }
+
+        published.ShouldNotBeEmpty();
+        published.Order(StringComparer.Ordinal).ShouldBe(documented.Order(StringComparer.Ordinal));
+    }
+
+    private static string Kind(Instrument instrument)
+    {
+        var type = instrument.GetType().GetGenericTypeDefinition();
+        return type == typeof(Counter<>) ? "counter"
+            : type == typeof(Histogram<>) ? "histogram"
+            : type == typeof(ObservableUpDownCounter<>) ? "up-down counter"
+            : type == typeof(ObservableGauge<>) ? "gauge"
+            : type.Name;
+    }
+
     private static string Normalize(string code) => code.Replace("\r\n", "\n", StringComparison.Ordinal).Trim();
 
     private static string FindRepositoryRoot()
@@ -67,4 +108,7 @@ public partial class ReadmeTests
 
     [GeneratedRegex(@"// quick-start:begin\n(?<code>.*?)// quick-start:end", RegexOptions.Singleline)]
     private static partial Regex ProgramBlock();
+
+    [GeneratedRegex(@"^\| `(?<name>[a-z_.]+)` \| (?<kind>[a-z -]+), `(?<unit>[^`]+)` \|", RegexOptions.Multiline)]
+    private static partial Regex MetricsRow();
 }
