@@ -79,6 +79,9 @@ public class HealthCheckTests
         entry.Description.ShouldNotBeNull().ShouldContain("cannot be opened");
         entry.Exception.ShouldBeOfType<Microsoft.Data.Sqlite.SqliteException>().SqliteErrorCode.ShouldBe(26); // SQLITE_NOTADB
         lenientEntry.Status.ShouldBe(HealthStatus.Degraded);
+        ((int)entry.Data["max_pool_size"]).ShouldBe(16); // the pool's figures on a failed check too (a hunt: untested)
+        ((int)lenientEntry.Data["max_pool_size"]).ShouldBe(3);
+        ((int)entry.Data["in_use"]).ShouldBe(0);
     }
 
     [Test]
