@@ -108,6 +108,27 @@ public class StatisticsTests : DatabaseTest
         dataSource.Statistics.Retries.ShouldBe(0); // the one attempt was never run again
     }
 
+    /// <summary>As above for a synchronous write, which Cancel() stops in its backoff (a hunt: counting it passed).</summary>
+    [Test]
+    public void A_synchronous_retry_cancelled_during_its_backoff_is_not_counted_as_an_attempt_run_again()
+    {
+        var connectionString = Folder.ConnectionString("Retry=3;Base Delay=60;Max Delay=60;Jitter=0;Busy Timeout=0;Default Timeout=0;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using var holder = HoldWriteLock();
+        using var connection = dataSource.OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+
+        var write = Task.Factory.StartNew(command.ExecuteNonQuery, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Wait.Until(() => dataSource.Statistics.TransientErrors == 1); // the first attempt met SQLITE_BUSY; a 60 s backoff starts
+        command.Cancel();
+        Should.Throw<SqliteException>(() => write.WaitAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult()).SqliteErrorCode.ShouldBe(9);
+
+        dataSource.Statistics.TransientErrors.ShouldBe(1);
+        dataSource.Statistics.Retries.ShouldBe(0); // the one attempt was never run again
+    }
+
     [Test]
     public void The_name_is_the_connection_string_without_its_password_unless_one_is_given()
     {
