@@ -107,6 +107,42 @@ public class PipelineTests
         retries.ShouldBe([(0, TimeSpan.FromSeconds(1)), (1, TimeSpan.FromSeconds(1))]);
     }
 
+    /// <summary>
+    /// The caller's cancellation (the token of an async write, Cancel() of a synchronous one) reaches the pipeline and
+    /// ends its delay between attempts, which the fake clock never ends. Before, every cancellation test used the
+    /// pipeline's own timeout: handing the pipeline no token passed them all (a hunt).
+    /// </summary>
+    [Test]
+    public async Task The_callers_cancellation_ends_the_pipelines_delay([Values] bool async)
+    {
+        var time = new TimerCountingTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(_connectionString)
+            .UseResiliencePipeline(Pipeline(time, maxRetries: 3, TimeSpan.FromSeconds(7), new()))
+            .Build();
+        using var holder = HoldWriteLock();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        using var cancellation = new CancellationTokenSource();
+
+        var write = async
+            ? command.ExecuteNonQueryAsync(cancellation.Token)
+            : Task.Factory.StartNew(command.ExecuteNonQuery, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Wait.Until(() => time.Timers == 1 || write.IsCompleted); // the first attempt failed; the pipeline's delay runs
+        write.IsCompleted.ShouldBeFalse(write.Exception?.ToString());
+        if (async)
+        {
+            await cancellation.CancelAsync();
+        }
+        else
+        {
+            command.Cancel();
+        }
+
+        var outcome = await Should.ThrowAsync<Exception>(() => write.WaitAsync(TimeSpan.FromSeconds(30)));
+        (async ? outcome is OperationCanceledException : outcome is SqliteException { SqliteErrorCode: 9 }).ShouldBeTrue(outcome.ToString());
+    }
+
     [Test]
     public void A_unit_of_work_is_run_again_by_the_pipeline()
     {
