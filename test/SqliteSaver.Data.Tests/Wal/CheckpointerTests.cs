@@ -430,6 +430,35 @@ public class CheckpointerTests : DatabaseTest
         dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
     }
 
+    /// <summary>
+    /// A checkpointer that stays busy skips 1, then 3, then 7 ticks between tries, and no more (a hunt: a backoff capped
+    /// at one skipped tick passed the test above, which sees its first step only).
+    /// </summary>
+    [Test]
+    public void A_checkpointer_that_stays_busy_skips_1_then_3_then_7_ticks_between_tries()
+    {
+        var time = new FakeTimeProvider();
+        var connectionString = Folder.ConnectionString("Checkpoint Interval=1;Checkpoint Mode=Truncate;Wal Autocheckpoint=0;Busy Timeout=10");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
+        using var writer = dataSource.OpenConnection();
+        using var reader = dataSource.OpenConnection();
+        Fill(writer, 10);
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
+        Fill(writer, 10);
+
+        var runs = new List<long>();
+        for (var tick = 1; tick <= 23; tick++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            runs.Add(dataSource.Checkpointer.BackgroundRuns);
+        }
+
+        // Tries at ticks 1, 3, 7, 15 and 23: each busy, as the reader keeps its snapshot.
+        runs.ShouldBe([1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4, 5]);
+        dataSource.LastCheckpointResult!.Value.Busy.ShouldBeTrue();
+    }
+
     [Test]
     public void The_checkpointer_leaves_a_cleared_pool_alone()
     {
