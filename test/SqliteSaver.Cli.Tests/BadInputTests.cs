@@ -119,5 +119,28 @@ public class BadInputTests : CliTest
         run.ExitCode.ShouldBe(2, run.Error);
         run.ErrorLines.Length.ShouldBe(1, run.Error);
         run.Error.ShouldStartWith("sqlite-saver stress: --connection-string:");
+        run.Error.ShouldNotContain("(Parameter '"); // the ArgumentException's own suffix
     }
+
+    /// <summary>
+    /// A keyword's error is the library's message as one clean line, without the " (Parameter 'Max Pool Size')" that
+    /// <see cref="ArgumentException.Message"/> appends.
+    /// </summary>
+    [Test]
+    public void Stress_with_an_invalid_keyword_value_prints_the_librarys_message_without_the_parameter_name()
+        => CliRun.Of("stress", "--db", PathOf("stress.db"), "--connection-string", "Max Pool Size=0").Error.ShouldBe(
+            $"sqlite-saver stress: --connection-string: Invalid value '0' for connection-string keyword 'Max Pool Size': expected a whole number of connections from 1 to 1024.{Environment.NewLine}");
+
+    /// <summary>
+    /// The bounds README gives are allowed (<c>--threads</c> 1 to 1024, <c>--processes</c> 0 to 64, <c>--read-ratio</c> 0
+    /// to 16, <c>--seconds</c> 0.001 to 2000000, <c>--busy-timeout</c> 0 to 2147483647): the only error on the line is
+    /// the unknown option's, which stops the command before it runs anything.
+    /// </summary>
+    [TestCase("demo", "--threads", "1024", "--processes", "64", "--read-ratio", "16", "--seconds", "2000000")]
+    [TestCase("stress", "--threads", "1", "--processes", "0", "--read-ratio", "0", "--seconds", "0.001", "--db", "x.db")]
+    [TestCase("checkpoint", "x.db", "--busy-timeout", "2147483647")]
+    [TestCase("checkpoint", "x.db", "--busy-timeout", "0")]
+    public void The_bounds_of_every_allowed_range_are_allowed(params string[] arguments)
+        => CliRun.Of([.. arguments, "--bogus"]).Error.ShouldBe(
+            $"sqlite-saver {arguments[0]}: Unrecognized command or argument '--bogus'. (see sqlite-saver {arguments[0]} --help){Environment.NewLine}");
 }

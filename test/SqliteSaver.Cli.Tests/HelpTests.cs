@@ -44,6 +44,23 @@ public class HelpTests
     public void Checkpoint_help_shows_the_default_mode_as_it_is_written()
         => CliRun.Of("checkpoint", "--help").Output.ShouldContain("[default: passive]", Case.Sensitive);
 
+    /// <summary>
+    /// README's defaults: 3 s per stack for demo and 10 s for stress, 16 writer threads, 2 writer child processes, 0.25
+    /// reader threads per writer thread; checkpoint's busy timeout 5000 ms. Help shows the defaults the options have.
+    /// </summary>
+    [TestCase("demo", "--seconds", "3")]
+    [TestCase("demo", "--threads", "16")]
+    [TestCase("demo", "--processes", "2")]
+    [TestCase("demo", "--read-ratio", "0.25")]
+    [TestCase("stress", "--seconds", "10")]
+    [TestCase("stress", "--threads", "16")]
+    [TestCase("stress", "--processes", "2")]
+    [TestCase("stress", "--read-ratio", "0.25")]
+    [TestCase("checkpoint", "--busy-timeout", "5000")]
+    public void Help_shows_the_documented_default_of_each_option(string command, string option, string value)
+        => CliRun.Of(command, "--help").Output.Split('\n').Single(line => line.TrimStart().StartsWith(option + " ", StringComparison.Ordinal))
+            .ShouldContain($"[default: {value}]", Case.Sensitive);
+
     [Test]
     public void Version_prints_the_version()
     {

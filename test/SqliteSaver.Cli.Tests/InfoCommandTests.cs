@@ -212,6 +212,68 @@ public class InfoCommandTests : CliTest
         File.Exists(path + "-journal").ShouldBeFalse();
     }
 
+    /// <summary>A file of a mebibyte or more is given in MiB, of 1024 x 1024 bytes, with one decimal.</summary>
+    [Test]
+    public void Text_output_gives_a_file_of_a_mebibyte_or_more_in_MiB()
+    {
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE item (data BLOB); INSERT INTO item VALUES (zeroblob(1600000));");
+        }
+
+        var bytes = new FileInfo(path).Length;
+        bytes.ShouldBeInRange(1024L * 1024, 2L * 1024 * 1024);
+
+        var run = CliRun.Of("info", path);
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Output.ShouldContain(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"File size       {bytes / (1024.0 * 1024):0.0} MiB ({bytes} bytes)"));
+    }
+
+    /// <summary>
+    /// SQLite's largest page, 65536 bytes, is a -wal file's page size too: its committed frames are counted, as
+    /// checkpoint finds them (a -wal header of 64 KiB pages must not be taken for an invalid one).
+    /// </summary>
+    [Test]
+    public void The_wal_frames_of_a_database_of_64_KiB_pages_are_counted()
+    {
+        var path = PathOf();
+        using var writer = Open(path);
+        Execute(writer, """
+            PRAGMA page_size = 65536;
+            PRAGMA journal_mode = WAL;
+            PRAGMA wal_autocheckpoint = 0;
+            CREATE TABLE item (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
+            INSERT INTO item (text) VALUES ('one');
+            """);
+
+        var info = CliRun.Of("info", path, "--json");
+        var checkpoint = CliRun.Of("checkpoint", path, "--json");
+
+        info.ExitCode.ShouldBe(0, info.Error);
+        info.Json().GetProperty("pageSize").GetInt64().ShouldBe(65536);
+        info.Json().GetProperty("walFrames").GetInt64().ShouldBeGreaterThan(0);
+        info.Json().GetProperty("walFrames").GetInt64().ShouldBe(checkpoint.Json().GetProperty("logFrames").GetInt64());
+    }
+
+    /// <summary>
+    /// README: info reads "waiting at most 5 s for another connection's lock"; a database another connection holds
+    /// exclusively then fails with exit code 1, naming the file and that wait.
+    /// </summary>
+    [Test]
+    public void A_database_another_connection_holds_exclusively_fails_after_the_5_second_wait_naming_it()
+    {
+        var path = PathOf();
+        using var writer = CreateWalDatabase(path);
+        Execute(writer, "PRAGMA locking_mode = EXCLUSIVE; INSERT INTO item (text) VALUES ('held');");
+
+        var run = CliRun.Of("info", path);
+
+        run.ExitCode.ShouldBe(1, run.Error);
+        run.Error.ShouldBe($"sqlite-saver info: SQLite Error 5: 'database is locked': another connection held a lock on {path} for longer than this command waits (5000 ms).{Environment.NewLine}");
+    }
+
     [Test]
     public void An_empty_file_is_an_empty_database()
     {

@@ -56,6 +56,10 @@ public class WorkloadCommandTests : CliTest
         {
             run.Output.ShouldContain($"│ {row}");
         }
+
+        // Latencies in milliseconds with one decimal, as README shows them ("154.0").
+        run.Output.ShouldMatch(@"│ p99 latency, ms +│ +\d+\.\d │ +\d+\.\d │");
+        run.Output.ShouldMatch(@"│ worst latency, ms +│ +\d+\.\d │ +\d+\.\d │");
     }
 
     /// <summary>Stress runs one stack: its description line gives the run's length, not a length "per stack".</summary>
@@ -66,6 +70,19 @@ public class WorkloadCommandTests : CliTest
 
         run.ExitCode.ShouldBe(0, run.Error);
         run.Output.ShouldContain("2 writer threads, 0 writer processes (one writer each) and 0 readers, 0.5 s, on ");
+    }
+
+    /// <summary>
+    /// One of a thing is singular ("1 writer thread", "1 reader"), and the readers are the writer threads times
+    /// --read-ratio rounded half away from zero: 1 x 0.5 is 1 reader, not 0.
+    /// </summary>
+    [Test]
+    public void Stress_with_one_writer_thread_and_a_read_ratio_of_a_half_runs_one_reader_and_says_so_in_the_singular()
+    {
+        var run = CliRun.Of("stress", "--db", PathOf("stress.db"), "--seconds", "0.3", "--threads", "1", "--processes", "0", "--read-ratio", "0.5");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Output.ShouldContain("1 writer thread, 0 writer processes (one writer each) and 1 reader, 0.3 s, on ");
     }
 
     [Test]

@@ -323,6 +323,25 @@ public class ConnectionStringBuilderTests
         defaultedPool.Message.ShouldContain("'Max Pool Size' (16, its default)");
     }
 
+    /// <summary>
+    /// Each range's bounds, as the documentation gives them, are allowed (Max Pool Size 1 to 1024, Statement Cache Size
+    /// 0 to 65536, Retry 0 to 100, Jitter 0 to 1, Journal Size Limit -1 for no limit ...), and so are the values that
+    /// may equal another: Min Pool Size "0 to Max Pool Size" (a pool of fixed size), Max Delay "at least Base Delay".
+    /// </summary>
+    [TestCase("Max Pool Size=1;Min Pool Size=1")]
+    [TestCase("Max Pool Size=1024;Min Pool Size=1024")]
+    [TestCase("Min Pool Size=16")] // the default Max Pool Size
+    [TestCase("Statement Cache Size=65536")]
+    [TestCase("Statement Cache Size=0")]
+    [TestCase("Retry=100")]
+    [TestCase("Jitter=1")]
+    [TestCase("Base Delay=3600;Max Delay=3600")]
+    [TestCase("Base Delay=2")] // the default Max Delay
+    [TestCase("Default Timeout=2147483;Pool Timeout=2147483;Connection Idle Lifetime=2147483;Checkpoint Interval=2147483")]
+    [TestCase("Journal Size Limit=-1;Wal Autocheckpoint=0;Mmap Size=0;Busy Timeout=2147483647")]
+    public void The_bounds_of_each_range_are_allowed(string keywords)
+        => Should.NotThrow(() => new SaverDbConnection($"Data Source=a.db;{keywords}").Dispose());
+
     [Test]
     public void A_malformed_connection_string_is_an_argument_exception()
     {
