@@ -128,15 +128,12 @@ internal static class StressCommand
     /// <returns>Null, or why the mode could not be set back (another connection has the database open, say).</returns>
     private static string? RestoreJournalMode(string path, string? journalMode)
     {
-        // Only SQLite's own names are written into the PRAGMA, never text read back from the file.
+        // Only SQLite's own names are written into the PRAGMA, never text read back from the file. A new connection
+        // reads one of two: WAL is the only journal mode the file keeps, the others are each connection's own.
         var restore = journalMode switch
         {
             "delete" => "DELETE",
-            "truncate" => "TRUNCATE",
-            "persist" => "PERSIST",
-            "memory" => "MEMORY",
             "wal" => "WAL",
-            "off" => "OFF",
             _ => null, // a new database
         };
         if (restore is null)
