@@ -238,6 +238,34 @@ public class PipelineTests
     }
 
     /// <summary>
+    /// A unit of work that rolled its transaction back itself and then met SQLITE_BUSY "is not run again" (README), and
+    /// the run refuses a pipeline's further attempts as after a commit: it would end its transaction the same way each
+    /// time. Not ending the run there (only the refusal's InvalidOperationException, which a pipeline that handles
+    /// every exception retries) ran the delegate three times and passed every test before (a hunt).
+    /// </summary>
+    [Test]
+    public async Task A_pipeline_that_handles_every_error_does_not_run_again_a_unit_of_work_that_rolled_back_itself_and_met_a_busy_error([Values] bool async)
+    {
+        using var dataSource = new SaverDataSourceBuilder(_connectionString)
+            .UseResiliencePipeline(new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions { MaxRetryAttempts = 2, Delay = TimeSpan.Zero }).Build())
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        var runs = 0;
+        void Work(SaverDbTransaction transaction)
+        {
+            Insert(connection, $"{++runs}");
+            transaction.Rollback();
+            throw new SqliteException("SQLite Error 5: 'database is locked'.", 5);
+        }
+
+        var thrown = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; }))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
+
+        $"{runs} run, rows {Rows(connection)}".ShouldBe("1 run, rows ", thrown.Message);
+    }
+
+    /// <summary>
     /// A unit of work that rolled its transaction back itself and then failed with an error the pipeline handles kept
     /// nothing, and is run again (a review of the change above found it refused).
     /// </summary>

@@ -66,6 +66,66 @@ public class WriteTests : DatabaseTest
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM b").ShouldBe(1L);
     }
 
+    /// <summary>
+    /// A batch that mixes a write with a statement that cannot run inside a transaction runs as written, each statement
+    /// committed on its own, so it "runs once, unretried" (README): retrying it whole after its later statement met
+    /// SQLITE_BUSY, as a read or a single standalone statement is, would apply its first write twice, and passed every
+    /// test before (a hunt).
+    /// </summary>
+    [Test]
+    public void A_batch_mixing_a_write_and_a_PRAGMA_that_hits_BUSY_after_its_write_is_not_run_again()
+    {
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE a (x); CREATE TABLE b (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var calls = 0;
+        connection.InnerConnection.CreateFunction("busy_once", () =>
+            Interlocked.Increment(ref calls) == 1 ? throw new SqliteException("SQLite Error 5: 'database is locked'.", 5) : 1L);
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO a VALUES (1); PRAGMA user_version = 7; INSERT INTO b VALUES (busy_once())"))
+            .SqliteErrorCode.ShouldBe(5);
+
+        calls.ShouldBe(1);
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM a").ShouldBe(1L); // committed as it ran, once
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM b").ShouldBe(0L);
+        ConnectionTests.Scalar(connection, "PRAGMA user_version").ShouldBe(7L);
+    }
+
+    /// <summary>
+    /// A single statement that cannot run inside a transaction is "retried as it is" (README): running it once, as a
+    /// batch that mixes such statements with writes is, passed every test before (a hunt).
+    /// </summary>
+    [Test]
+    public async Task A_single_VACUUM_that_meets_a_lock_held_elsewhere_is_retried_as_it_is([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=0;Retry=3;Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var retries = new List<int>();
+        using var holder = HoldWriteLock();
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (retry, _, error) =>
+        {
+            retries.Add(error.SqliteErrorCode);
+            holder.Dispose(); // during the first delay: the second attempt runs
+        };
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var vacuum = connection.CreateCommand();
+        vacuum.CommandText = "VACUUM";
+
+        if (async)
+        {
+            await vacuum.ExecuteNonQueryAsync();
+        }
+        else
+        {
+            vacuum.ExecuteNonQuery();
+        }
+
+        retries.ShouldBe([5]);
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
     [Test]
     public void A_migration_script_with_a_trigger_that_hits_BUSY_is_rolled_back_whole_and_run_again()
     {
@@ -179,8 +239,12 @@ public class WriteTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT group_concat(seen) FROM t").ShouldBe("-1,1");
     }
 
+    /// <summary>
+    /// Both paths: RunInTransactionAsync keeping an attempt deferred after such an error (its catch seeing only
+    /// SQLITE_BUSY_SNAPSHOT) passed every test before, when only RunInTransaction's was tested (a hunt).
+    /// </summary>
     [Test]
-    public void After_its_write_met_a_lock_held_elsewhere_a_deferred_unit_of_work_runs_again_in_an_immediate_transaction()
+    public async Task After_its_write_met_a_lock_held_elsewhere_a_deferred_unit_of_work_runs_again_in_an_immediate_transaction([Values] bool async)
     {
         var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
@@ -191,23 +255,30 @@ public class WriteTests : DatabaseTest
         var errors = new List<int>();
         var gateHeldAtStart = new List<bool>();
 
-        connection.RunInTransaction(
-            _ =>
+        void Work()
+        {
+            gateHeldAtStart.Add(gate.IsHeld); // an IMMEDIATE transaction holds the write gate from its BEGIN
+            ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
+            try
             {
-                gateHeldAtStart.Add(gate.IsHeld); // an IMMEDIATE transaction holds the write gate from its BEGIN
-                ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
-                try
-                {
-                    ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
-                }
-                catch (SqliteException error)
-                {
-                    errors.Add(error.SqliteExtendedErrorCode); // at once: a transaction that has read does not wait
-                    holder.Dispose(); // the next attempt's BEGIN IMMEDIATE waits for this
-                    throw;
-                }
-            },
-            deferred: true);
+                ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+            }
+            catch (SqliteException error)
+            {
+                errors.Add(error.SqliteExtendedErrorCode); // at once: a transaction that has read does not wait
+                holder.Dispose(); // the next attempt's BEGIN IMMEDIATE waits for this
+                throw;
+            }
+        }
+
+        if (async)
+        {
+            await connection.RunInTransactionAsync((_, _) => { Work(); return Task.CompletedTask; }, deferred: true);
+        }
+        else
+        {
+            connection.RunInTransaction(_ => Work(), deferred: true);
+        }
 
         errors.ShouldBe([5]);
         gateHeldAtStart.ShouldBe([false, true]);
@@ -251,29 +322,39 @@ public class WriteTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
     }
 
+    /// <summary>
+    /// Both paths: RunInTransactionAsync turning to IMMEDIATE after any busy error passed every test before, when only
+    /// RunInTransaction's was tested (a hunt).
+    /// </summary>
     [Test]
-    public void After_another_busy_error_a_deferred_unit_of_work_stays_deferred_so_it_can_write_through_a_second_connection()
+    public async Task After_another_busy_error_a_deferred_unit_of_work_stays_deferred_so_it_can_write_through_a_second_connection([Values] bool async)
     {
         var connectionString = Folder.ConnectionString("Default Timeout=2;Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
         using var outer = dataSource.OpenConnection();
         var attempts = 0;
-
-        outer.RunInTransaction(
-            _ =>
+        void Work()
+        {
+            attempts++;
+            ConnectionTests.Scalar(outer, "SELECT count(*) FROM t");
+            if (attempts == 1)
             {
-                attempts++;
-                ConnectionTests.Scalar(outer, "SELECT count(*) FROM t");
-                if (attempts == 1)
-                {
-                    throw new SqliteException("database is locked", 5); // as another process holding the lock would
-                }
+                throw new SqliteException("database is locked", 5); // as another process holding the lock would
+            }
 
-                using var audit = dataSource.OpenConnection(); // an audit log written on a connection of its own
-                ConnectionTests.Exec(audit, "INSERT INTO t VALUES (1)"); // would wait for the gate an IMMEDIATE retry holds
-            },
-            deferred: true);
+            using var audit = dataSource.OpenConnection(); // an audit log written on a connection of its own
+            ConnectionTests.Exec(audit, "INSERT INTO t VALUES (1)"); // would wait for the gate an IMMEDIATE retry holds
+        }
+
+        if (async)
+        {
+            await outer.RunInTransactionAsync((_, _) => { Work(); return Task.CompletedTask; }, deferred: true);
+        }
+        else
+        {
+            outer.RunInTransaction(_ => Work(), deferred: true);
+        }
 
         attempts.ShouldBe(2);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
@@ -298,6 +379,35 @@ public class WriteTests : DatabaseTest
         connection.State.ShouldBe(System.Data.ConnectionState.Closed);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
         SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
+    }
+
+    /// <summary>
+    /// Each attempt's BEGIN IMMEDIATE is tried once: the policy retries the whole unit of work, so its attempts in all
+    /// are those of Retry. Retrying each attempt's BEGIN through the policy as well, as BeginTransaction's is, passed
+    /// every test before (a hunt): (Retry + 1)² BEGINs, Retry × (Retry + 2) delays.
+    /// </summary>
+    [Test]
+    public async Task A_unit_of_work_whose_BEGIN_meets_a_lock_held_elsewhere_is_tried_Retry_times_more_in_all([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Retry=2;Busy Timeout=0;Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var retries = new List<int>();
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (retry, _, _) => retries.Add(retry);
+        using var holder = HoldWriteLock();
+        using var connection = dataSource.OpenConnection();
+        var runs = 0;
+
+        var error = async
+            ? await Should.ThrowAsync<SqliteException>(() => connection.RunInTransactionAsync((_, _) => { runs++; return Task.CompletedTask; }))
+            : Should.Throw<SqliteException>(() => connection.RunInTransaction(_ => { runs++; }));
+
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("Gave up after 3 attempts");
+        retries.ShouldBe([1, 2]); // one delay before each attempt after the first, no more
+        runs.ShouldBe(0);
+        dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
+        SQLitePCL.raw.sqlite3_get_autocommit(connection.InnerConnection.Handle).ShouldBe(1);
     }
 
     [Test]
@@ -557,6 +667,36 @@ public class WriteTests : DatabaseTest
 
         runs.ShouldBe(2);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t WHERE x = 1").ShouldBe(1L);
+    }
+
+    /// <summary>
+    /// RunInTransactionAsync's token "cancels ... the commit: once it is cancelled the attempt is rolled back rather
+    /// than committed" (its XML docs): committing with no token, so that a unit of work whose caller gave up meanwhile
+    /// was committed and reported done, passed every test before (a hunt).
+    /// </summary>
+    [Test]
+    public async Task A_unit_of_work_whose_token_is_cancelled_before_its_commit_is_rolled_back_not_committed()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        using var cancellation = new CancellationTokenSource();
+        var runs = 0;
+
+        await Should.ThrowAsync<OperationCanceledException>(() => connection.RunInTransactionAsync(
+            async (transaction, token) =>
+            {
+                runs++;
+                await connection.ExecuteAsync(new CommandDefinition("INSERT INTO t VALUES (1)", transaction: transaction, cancellationToken: token));
+                await cancellation.CancelAsync(); // the caller gives up as the work ends, before RunInTransactionAsync commits
+            },
+            cancellation.Token));
+
+        runs.ShouldBe(1);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        SQLitePCL.raw.sqlite3_get_autocommit(connection.InnerConnection.Handle).ShouldBe(1);
+        dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
     }
 
     [Test]
@@ -964,6 +1104,46 @@ public class WriteTests : DatabaseTest
         waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4)); // 21 attempts of 300 ms would take over 6 s
         error.SqliteErrorCode.ShouldBe(5);
         error.Message.ShouldContain("the command's CommandTimeout is 1 s");
+    }
+
+    /// <summary>
+    /// BeginTransaction's BEGIN IMMEDIATE waits "under Busy Timeout and the retry policy" (README): BeginTransaction
+    /// trying it once, the policy left out, passed every test before (a hunt).
+    /// </summary>
+    [Test]
+    public async Task BeginTransaction_against_a_lock_held_elsewhere_tries_its_BEGIN_through_the_policys_retries([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Retry=2;Busy Timeout=0;Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var retries = new List<int>();
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (retry, _, _) => retries.Add(retry);
+        using var connection = dataSource.OpenConnection();
+        using var holder = HoldWriteLock();
+
+        var error = async
+            ? await Should.ThrowAsync<SqliteException>(async () => await connection.BeginTransactionAsync())
+            : Should.Throw<SqliteException>(() => connection.BeginTransaction());
+
+        error.SqliteErrorCode.ShouldBe(5);
+        error.Message.ShouldContain("Gave up after 3 attempts");
+        retries.ShouldBe([1, 2]);
+        dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
+
+        var released = false;
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, _, _) =>
+        {
+            if (!released)
+            {
+                released = true;
+                holder.Dispose(); // during the first delay: the second try takes the lock
+            }
+        };
+        using var transaction = async ? await connection.BeginTransactionAsync() : connection.BeginTransaction();
+        released.ShouldBeTrue();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
     }
 
     [Test]
