@@ -149,7 +149,7 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
-    public void Inside_an_explicit_transaction_a_statement_is_not_retried()
+    public async Task Inside_an_explicit_transaction_a_statement_is_not_retried([Values] bool async)
     {
         var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
         PoolTests.Execute(connectionString, "CREATE TABLE a (x)");
@@ -161,10 +161,12 @@ public class WriteTests : DatabaseTest
             Interlocked.Increment(ref calls);
             return ThrowBusy();
         });
-        using var transaction = connection.BeginTransaction();
+        using var transaction = async ? await connection.BeginTransactionAsync() : connection.BeginTransaction();
+        using var insert = new SaverDbCommand("INSERT INTO a VALUES (busy_always())", connection);
 
-        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO a VALUES (busy_always())")).SqliteErrorCode.ShouldBe(5);
+        var error = async ? await Should.ThrowAsync<SqliteException>(() => insert.ExecuteNonQueryAsync()) : Should.Throw<SqliteException>(() => insert.ExecuteNonQuery());
 
+        error.SqliteErrorCode.ShouldBe(5);
         calls.ShouldBe(1);
     }
 
@@ -361,19 +363,24 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
-    public void RunInTransaction_rolls_back_and_rethrows_other_errors_without_retrying()
+    public async Task RunInTransaction_rolls_back_and_rethrows_other_errors_without_retrying([Values] bool async)
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
         using var connection = new SaverDbConnection(connectionString);
         var attempts = 0;
-
-        Should.Throw<SqliteException>(() => connection.RunInTransaction(_ =>
+        void Work()
         {
             attempts++;
             ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
             ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
-        })).SqliteErrorCode.ShouldBe(19);
+        }
+
+        var error = async
+            ? await Should.ThrowAsync<SqliteException>(() => connection.RunInTransactionAsync((_, _) => { Work(); return Task.CompletedTask; }))
+            : Should.Throw<SqliteException>(() => connection.RunInTransaction(_ => Work()));
+
+        error.SqliteErrorCode.ShouldBe(19);
 
         attempts.ShouldBe(1);
         connection.State.ShouldBe(System.Data.ConnectionState.Closed);
