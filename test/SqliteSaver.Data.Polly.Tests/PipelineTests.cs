@@ -177,9 +177,7 @@ public class PipelineTests
     public async Task A_pipeline_that_handles_every_error_does_not_run_again_a_unit_of_work_that_committed_itself(
         [Values] bool async, [Values("busy", "the application's")] string error)
     {
-        using var dataSource = new SaverDataSourceBuilder(_connectionString)
-            .UseResiliencePipeline(new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions { MaxRetryAttempts = 2, Delay = TimeSpan.Zero }).Build())
-            .Build();
+        using var dataSource = DataSourceRetryingEveryErrorTwice();
         using var connection = dataSource.OpenConnection();
         var runs = 0;
         Exception Failure() => error == "busy" ? new SqliteException("SQLite Error 5: 'database is locked'.", 5) : new InvalidDataException("the application's error");
@@ -211,9 +209,7 @@ public class PipelineTests
     public async Task A_pipeline_that_handles_every_error_does_not_run_again_a_unit_of_work_RunInTransaction_refused(
         [Values] bool async, [Values("rolled back", "began another")] string ending)
     {
-        using var dataSource = new SaverDataSourceBuilder(_connectionString)
-            .UseResiliencePipeline(new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions { MaxRetryAttempts = 2, Delay = TimeSpan.Zero }).Build())
-            .Build();
+        using var dataSource = DataSourceRetryingEveryErrorTwice();
         using var connection = dataSource.OpenConnection();
         var runs = 0;
         void Work(SaverDbTransaction transaction)
@@ -246,9 +242,7 @@ public class PipelineTests
     [Test]
     public async Task A_pipeline_that_handles_every_error_does_not_run_again_a_unit_of_work_that_rolled_back_itself_and_met_a_busy_error([Values] bool async)
     {
-        using var dataSource = new SaverDataSourceBuilder(_connectionString)
-            .UseResiliencePipeline(new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions { MaxRetryAttempts = 2, Delay = TimeSpan.Zero }).Build())
-            .Build();
+        using var dataSource = DataSourceRetryingEveryErrorTwice();
         using var connection = dataSource.OpenConnection();
         var runs = 0;
         void Work(SaverDbTransaction transaction)
@@ -272,9 +266,7 @@ public class PipelineTests
     [Test]
     public async Task A_pipeline_runs_again_a_unit_of_work_that_rolled_back_itself_and_failed([Values] bool async)
     {
-        using var dataSource = new SaverDataSourceBuilder(_connectionString)
-            .UseResiliencePipeline(new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions { MaxRetryAttempts = 2, Delay = TimeSpan.Zero }).Build())
-            .Build();
+        using var dataSource = DataSourceRetryingEveryErrorTwice();
         using var connection = dataSource.OpenConnection();
         var runs = 0;
 
@@ -939,6 +931,12 @@ public class PipelineTests
             return timer;
         }
     }
+
+    /// <summary>A data source whose pipeline retries every exception but a cancellation twice, at once (Polly's default predicate).</summary>
+    private SaverDataSource DataSourceRetryingEveryErrorTwice()
+        => new SaverDataSourceBuilder(_connectionString)
+            .UseResiliencePipeline(new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions { MaxRetryAttempts = 2, Delay = TimeSpan.Zero }).Build())
+            .Build();
 
     private static class Wait
     {
