@@ -781,6 +781,62 @@ public class ConnectionTests : DatabaseTest
         reader.GetFieldValue<TimeSpan>(1).ShouldBe(new TimeSpan(1, 2, 3));
     }
 
+    /// <summary>
+    /// HasRows and RecordsAffected as Microsoft.Data.Sqlite reports them: ADO.NET code checks HasRows before it reads
+    /// (an empty result set, then one with rows), and reads RecordsAffected, after Close too, for the rows a batch's
+    /// writes changed (-1 for a query that wrote nothing).
+    /// </summary>
+    [Test]
+    public void A_readers_HasRows_and_RecordsAffected_are_as_with_MDS()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+
+        command.CommandText = "INSERT INTO t VALUES (1), (2), (3); SELECT x FROM t WHERE x > 5; SELECT x FROM t";
+        var reader = command.ExecuteReader();
+        reader.HasRows.ShouldBeFalse();
+        reader.NextResult().ShouldBeTrue();
+        reader.HasRows.ShouldBeTrue();
+        reader.Close();
+        reader.RecordsAffected.ShouldBe(3);
+
+        command.CommandText = "SELECT x FROM t";
+        using (var query = command.ExecuteReader())
+        {
+            query.HasRows.ShouldBeTrue();
+            query.RecordsAffected.ShouldBe(-1);
+        }
+    }
+
+    /// <summary>
+    /// A reader's enumerator (<c>foreach (IDataRecord record in reader)</c>, a data binding's) leaves the reader open at
+    /// the end of its result set, as Microsoft.Data.Sqlite's does: the next result set is still there to read.
+    /// </summary>
+    [Test]
+    public void Enumerating_a_reader_leaves_it_open_for_its_next_result_as_with_MDS()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1 UNION ALL SELECT 2; SELECT 3";
+        using var reader = command.ExecuteReader();
+
+        var values = new List<long>();
+        foreach (IDataRecord record in reader)
+        {
+            values.Add(record.GetInt64(0));
+        }
+
+        values.ShouldBe([1L, 2L]);
+        reader.IsClosed.ShouldBeFalse();
+        reader.NextResult().ShouldBeTrue();
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(3L);
+    }
+
     [Test]
     public void A_connection_that_only_read_is_reused_and_not_marked_for_a_check_of_temporary_objects_or_attachments()
     {
@@ -1736,6 +1792,39 @@ public class ConnectionTests : DatabaseTest
         changes.ShouldBe([(ConnectionState.Closed, ConnectionState.Open), (ConnectionState.Open, ConnectionState.Closed)]);
     }
 
+    /// <summary>
+    /// GetSchema with a collection name, and with restrictions, answers as Microsoft.Data.Sqlite's does on the same
+    /// database: the collection asked for, not the list of collections, and the restrictions passed on, not dropped.
+    /// </summary>
+    [Test]
+    public void GetSchema_of_a_collection_and_with_restrictions_answers_as_MDS_does()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        using var plain = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        connection.Open();
+        plain.Open();
+
+        foreach (var collection in new[] { "MetaDataCollections", "ReservedWords" })
+        {
+            Describe(() => connection.GetSchema(collection)).ShouldBe(Describe(() => plain.GetSchema(collection)), collection);
+        }
+
+        Describe(() => connection.GetSchema("ReservedWords", ["restricted"])).ShouldBe(Describe(() => plain.GetSchema("ReservedWords", ["restricted"])));
+
+        static string Describe(Func<DataTable> getSchema)
+        {
+            try
+            {
+                var table = getSchema();
+                return $"{table.TableName}: {table.Rows.Count} rows";
+            }
+            catch (Exception error)
+            {
+                return $"{error.GetType().Name}: {error.Message}";
+            }
+        }
+    }
+
     [Test]
     public void Commands_need_an_open_connection()
     {
@@ -1825,12 +1914,16 @@ public class ConnectionTests : DatabaseTest
         transaction.IsolationLevel.ShouldBe(IsolationLevel.Serializable);
         using (var command = new SaverDbCommand("INSERT INTO t VALUES (1)", connection, transaction))
         {
+            command.Transaction.ShouldBeSameAs(transaction); // as the constructor was given it, for code that reads it back
             command.ExecuteNonQuery().ShouldBe(1);
         }
 
+        ((DbTransaction)transaction).Connection.ShouldBeSameAs(connection);
         transaction.Commit();
 
         transaction.Connection.ShouldBeNull();
+        ((DbTransaction)transaction).Connection.ShouldBeNull(); // as code that holds a DbTransaction or IDbTransaction sees it
+        ((IDbTransaction)transaction).Connection.ShouldBeNull();
         Should.Throw<InvalidOperationException>(transaction.Rollback);
         transaction.Dispose();
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);

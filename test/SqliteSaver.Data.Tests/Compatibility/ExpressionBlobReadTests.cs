@@ -18,6 +18,7 @@ public class ExpressionBlobReadTests : DatabaseTest
     [TestCase("GetBytes from offset 1")]
     [TestCase("GetChars")]
     [TestCase("GetChars into a buffer")]
+    [TestCase("GetChars from offset 1")]
     [TestCase("GetStream")]
     [TestCase("GetFieldValue<Stream>")]
     [TestCase("GetTextReader")]
@@ -139,7 +140,7 @@ public class ExpressionBlobReadTests : DatabaseTest
         => read switch
         {
             "GetBytes into a buffer" or "GetChars into a buffer" => value,
-            "GetBytes from offset 1" => value[1..],
+            "GetBytes from offset 1" or "GetChars from offset 1" => value[1..],
             _ => $"{value.Length}",
         };
 
@@ -154,6 +155,7 @@ public class ExpressionBlobReadTests : DatabaseTest
             "GetBytes from offset 1" => System.Text.Encoding.UTF8.GetString(bytes, 0, (int)reader.GetBytes(0, 1, bytes, 0, 8)),
             "GetChars" => $"{reader.GetChars(0, 0, null, 0, 0)}",
             "GetChars into a buffer" => new string(chars, 0, (int)reader.GetChars(0, 0, chars, 0, 8)),
+            "GetChars from offset 1" => new string(chars, 0, (int)reader.GetChars(0, 1, chars, 0, 8)),
             "GetStream" => $"{reader.GetStream(0).Length}",
             "GetFieldValue<Stream>" => $"{reader.GetFieldValue<Stream>(0).Length}",
             "GetTextReader" => $"{reader.GetTextReader(0).ReadToEnd().Length}",

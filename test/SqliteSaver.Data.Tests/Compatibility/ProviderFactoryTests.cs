@@ -41,6 +41,29 @@ public class ProviderFactoryTests : DatabaseTest
     }
 
     /// <summary>
+    /// Code that knows only a <see cref="DbConnection"/> finds its provider through
+    /// <see cref="DbProviderFactories.GetFactory(DbConnection)"/> (a DbDataAdapter's or a CommandBuilder's way, a
+    /// generic repository's), and creates its commands there: it must get this library's factory, not
+    /// Microsoft.Data.Sqlite's, whose commands do not run on a SaverDbConnection. A command from the factory has no
+    /// connection yet: its CommandTimeout is 30 s (Default Timeout's default, and Microsoft.Data.Sqlite's), and what
+    /// ADO.NET code sets on it reads back.
+    /// </summary>
+    [Test]
+    public void A_connections_provider_factory_is_this_one_and_its_commands_keep_what_ADO_NET_code_sets()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+
+        DbProviderFactories.GetFactory(connection).ShouldBeSameAs(SaverProviderFactory.Instance);
+        using var command = SaverProviderFactory.Instance.CreateCommand()!;
+        command.CommandTimeout.ShouldBe(30);
+        new SaverDbCommand().CommandTimeout.ShouldBe(30);
+        command.UpdatedRowSource = System.Data.UpdateRowSource.None;
+        command.UpdatedRowSource.ShouldBe(System.Data.UpdateRowSource.None);
+        command.UpdatedRowSource = System.Data.UpdateRowSource.FirstReturnedRecord;
+        command.UpdatedRowSource.ShouldBe(System.Data.UpdateRowSource.FirstReturnedRecord);
+    }
+
+    /// <summary>
     /// Code written for Microsoft.Data.Sqlite may create a data source from the factory for every call and never
     /// dispose it, as that one only wraps the process-wide pool: each had a pool of its own here, whose connections
     /// kept the file open (100 descriptors on the database and 100 on its -wal after 100 calls; a bug hunt).

@@ -43,6 +43,26 @@ public class LoggingTests : DatabaseTest
         events[^1].Message.ShouldContain("the data source was disposed");
     }
 
+    /// <summary>
+    /// README: "physical connection opened (1001, with how long it took)": in milliseconds, from the start of the open
+    /// to the end of the connection initializer, on the data source's TimeProvider.
+    /// </summary>
+    [Test]
+    public void An_opened_connection_is_logged_with_how_long_it_took_in_milliseconds()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
+            .UseTimeProvider(time)
+            .UseLoggerFactory(_loggerFactory)
+            .UseConnectionInitializer(_ => time.Advance(TimeSpan.FromMilliseconds(250)))
+            .Build();
+
+        dataSource.OpenConnection().Dispose();
+
+        var opened = _logs.GetSnapshot().Where(r => r.Id.Id == 1001).ShouldHaveSingleItem();
+        opened.Message.ShouldEndWith(" in 250.0 ms");
+    }
+
     [Test]
     public void Retries_are_logged_at_debug_and_giving_up_at_warning()
     {
@@ -56,6 +76,8 @@ public class LoggingTests : DatabaseTest
 
         var events = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Retry").ToList();
         events.Select(r => (r.Id.Id, r.Level)).ShouldBe([(2001, LogLevel.Debug), (2001, LogLevel.Debug), (2002, LogLevel.Warning)]);
+        events[0].Message.ShouldStartWith("Retry 1 of 2 on ");
+        events[1].Message.ShouldStartWith("Retry 2 of 2 on ");
         events[^1].Message.ShouldContain("after 3 attempts");
         events[0].Message.ShouldEndWith("ms after SQLite Error 5: 'database is locked'. (extended code 5)"); // SQLite's words once, not "error 5: SQLite Error 5"
     }
@@ -86,7 +108,7 @@ public class LoggingTests : DatabaseTest
 
         var warning = _logs.GetSnapshot().Where(r => r.Level == LogLevel.Warning).ShouldHaveSingleItem();
         warning.Id.Id.ShouldBe(1004);
-        warning.Message.ShouldContain("1 of Max Pool Size=1");
+        warning.Message.ShouldContain("within Pool Timeout=0.05 s: 1 of Max Pool Size=1 are in use");
     }
 
     [Test]
@@ -99,6 +121,33 @@ public class LoggingTests : DatabaseTest
         var checkpoint = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Checkpoint").ShouldHaveSingleItem();
         checkpoint.Level.ShouldBe(LogLevel.Debug);
         checkpoint.Message.ShouldStartWith("Truncate checkpoint");
+    }
+
+    /// <summary>
+    /// README: "each checkpoint with its figures (3001)": the frames in the WAL and those checkpointed, as the checkpoint
+    /// returned them. A reader's snapshot keeps a PASSIVE checkpoint from copying the frames written after it, so the
+    /// two differ.
+    /// </summary>
+    [Test]
+    public void A_checkpoint_is_logged_with_the_figures_it_returned()
+    {
+        using var dataSource = Build(Folder.ConnectionString("Checkpoint Interval=0;Wal Autocheckpoint=0"));
+        using var writer = dataSource.OpenConnection();
+        using var reader = dataSource.OpenConnection();
+        ConnectionTests.Exec(writer, "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(10000))");
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
+        ConnectionTests.Exec(writer, "INSERT INTO t VALUES (randomblob(10000))");
+
+        var result = dataSource.Checkpoint(CheckpointMode.Passive);
+
+        result.CheckpointedFrames.ShouldBeLessThan(result.LogFrames); // the figures differ, so a swap shows
+        var checkpoint = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Checkpoint").ShouldHaveSingleItem();
+        (checkpoint.Id.Id, checkpoint.Level).ShouldBe((3001, LogLevel.Debug));
+        checkpoint.Message.ShouldBe(
+            $"Passive checkpoint on {dataSource.Name}: busy={result.Busy}, {result.LogFrames} frames in the WAL, {result.CheckpointedFrames} checkpointed");
+        checkpoint.GetStructuredStateValue("LogFrames").ShouldBe($"{result.LogFrames}");
+        checkpoint.GetStructuredStateValue("CheckpointedFrames").ShouldBe($"{result.CheckpointedFrames}");
     }
 
     [Test]
@@ -120,6 +169,9 @@ public class LoggingTests : DatabaseTest
 
         var warnings = _logs.GetSnapshot().Where(r => r.Level == LogLevel.Warning).Select(r => r.Id.Id).ToList();
         warnings.ShouldBe([3003, 3003, 3002, 3003]); // the third busy run in a row, then the WAL still over the limit after it
+        var overLimit = _logs.GetSnapshot().First(r => r.Id.Id == 3003);
+        overLimit.Message.ShouldEndWith("bytes after a TRUNCATE checkpoint, over Journal Size Limit=4096: readers or writers keep it from being reset");
+        long.Parse(overLimit.GetStructuredStateValue("WalBytes")!, System.Globalization.CultureInfo.InvariantCulture).ShouldBeGreaterThan(100000L); // the -wal file's size
     }
 
     [Test]

@@ -383,7 +383,9 @@ public class BadArgumentTests : DatabaseTest
         connection.Open();
         Should.Throw<ArgumentOutOfRangeException>(() => connection.BeginTransaction(IsolationLevel.Chaos)).ParamName.ShouldBe("isolationLevel");
         Should.Throw<ArgumentOutOfRangeException>(() => connection.BeginTransaction((IsolationLevel)12345)).ParamName.ShouldBe("isolationLevel");
-        Should.Throw<ArgumentOutOfRangeException>(() => connection.Checkpoint((CheckpointMode)99)).ParamName.ShouldBe("mode");
+        var mode = Should.Throw<ArgumentOutOfRangeException>(() => connection.Checkpoint((CheckpointMode)99));
+        mode.ParamName.ShouldBe("mode");
+        mode.ActualValue.ShouldBe((CheckpointMode)99); // the error names the value, as for a negative CommandTimeout
         Should.Throw<InvalidOperationException>(() => connection.ConnectionString = "Data Source=b.db").Message.ShouldContain("open");
         connection.State.ShouldBe(ConnectionState.Open);
     }
@@ -412,5 +414,55 @@ public class BadArgumentTests : DatabaseTest
 
         connection.State.ShouldBe(ConnectionState.Closed);
         SaverDataSource.GetShared(connection.ConnectionString).Statistics.Total.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// Checkpoint, CheckpointAsync and GetWalStatus on another provider's DbConnection throw the ArgumentException their
+    /// documentation names, with the parameter and the type they got: not the InvalidOperationException of a closed
+    /// connection, which says to open it.
+    /// </summary>
+    [Test]
+    public async Task A_checkpoint_on_another_providers_connection_is_an_ArgumentException_naming_it()
+    {
+        using var foreign = new ForeignConnection();
+
+        var checkpoint = Should.Throw<ArgumentException>(() => foreign.Checkpoint());
+        var status = Should.Throw<ArgumentException>(() => foreign.GetWalStatus());
+        var checkpointAsync = await Should.ThrowAsync<ArgumentException>(() => foreign.CheckpointAsync());
+
+        foreach (var error in new[] { checkpoint, status, checkpointAsync })
+        {
+            error.ParamName.ShouldBe("connection");
+            error.Message.ShouldContain(nameof(ForeignConnection));
+        }
+    }
+
+    /// <summary>An open connection of a provider that is neither this library nor Microsoft.Data.Sqlite.</summary>
+    private sealed class ForeignConnection : System.Data.Common.DbConnection
+    {
+        [System.Diagnostics.CodeAnalysis.AllowNull]
+        public override string ConnectionString { get; set; } = string.Empty;
+
+        public override string Database => string.Empty;
+
+        public override string DataSource => string.Empty;
+
+        public override string ServerVersion => string.Empty;
+
+        public override ConnectionState State => ConnectionState.Open;
+
+        public override void ChangeDatabase(string databaseName) => throw new NotSupportedException();
+
+        public override void Close()
+        {
+        }
+
+        public override void Open()
+        {
+        }
+
+        protected override System.Data.Common.DbTransaction BeginDbTransaction(IsolationLevel isolationLevel) => throw new NotSupportedException();
+
+        protected override System.Data.Common.DbCommand CreateDbCommand() => throw new NotSupportedException();
     }
 }

@@ -11,7 +11,7 @@ public class LeakTests : DatabaseTest
     public void A_connection_never_closed_comes_back_to_the_pool_once_collected_counted_and_logged()
     {
         var provider = new FakeLoggerProvider();
-        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider));
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider).SetMinimumLevel(LogLevel.Debug));
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=1"))
             .UseLoggerFactory(loggerFactory)
             .Build();
@@ -24,6 +24,8 @@ public class LeakTests : DatabaseTest
         dataSource.Statistics.Total.ShouldBe(1);
         var warning = provider.Collector.GetSnapshot().Where(r => r.Level == LogLevel.Warning).ShouldHaveSingleItem();
         warning.Id.Id.ShouldBe(1005);
+        var opened = provider.Collector.GetSnapshot().Where(r => r.Id.Id == 1001).Select(r => r.GetStructuredStateValue("ConnectionId")).ToList();
+        opened.ShouldContain(warning.GetStructuredStateValue("ConnectionId")); // names the physical connection it closed, as its open was logged
     }
 
     [Test]

@@ -598,6 +598,25 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
+    /// CheckpointAsync with a mode that is no <see cref="CheckpointMode"/>, on a connection whose async write waits at
+    /// the write gate, fails with the ArgumentOutOfRangeException its documentation names, at once: it does not wait
+    /// Default Timeout for the write first, nor hand the value to SQLite after it.
+    /// </summary>
+    [Test]
+    public async Task CheckpointAsync_with_an_undefined_mode_after_an_earlier_async_write_is_refused_without_waiting_for_it()
+    {
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=1"), "one-at-a-time-checkpoint-mode");
+
+        var checkpoint = first.Connection.CheckpointAsync((CheckpointMode)7);
+
+        checkpoint.IsCompleted.ShouldBeTrue("refused before waiting for the earlier write");
+        (await Should.ThrowAsync<ArgumentOutOfRangeException>(() => checkpoint)).ParamName.ShouldBe("mode");
+        first.Write.IsCompleted.ShouldBeFalse("the write still waits at the gate");
+        await first.Release();
+        (await first.Write.WaitAsync(Bound)).ShouldBe(1);
+    }
+
+    /// <summary>
     /// CheckpointAsync awaited on a single-threaded SynchronizationContext (a UI thread's) after an async query whose retry
     /// strategy yields to that context, with Default Timeout=0 (no bound): it awaits the query without blocking the
     /// thread the query needs, then checkpoints. Before, it waited for the query by blocking that thread: a deadlock

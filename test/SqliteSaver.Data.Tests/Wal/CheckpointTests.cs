@@ -114,6 +114,7 @@ public class CheckpointTests : DatabaseTest
         Should.Throw<ArgumentNullException>(() => CheckpointExtensions.Checkpoint(null!));
         closed.Open();
         Should.Throw<ArgumentOutOfRangeException>(() => closed.Checkpoint((CheckpointMode)7));
+        (await Should.ThrowAsync<ArgumentOutOfRangeException>(() => closed.CheckpointAsync((CheckpointMode)7))).ParamName.ShouldBe("mode");
         await Should.ThrowAsync<OperationCanceledException>(() => closed.CheckpointAsync(CheckpointMode.Passive, new CancellationToken(true)));
     }
 
