@@ -64,14 +64,18 @@ public class ConnectionTests : DatabaseTest
     [Test]
     public void Pragmas_of_the_connection_string_that_a_renter_changed_are_set_again_before_the_next_renter()
     {
-        var connectionString = Folder.ConnectionString("Max Pool Size=1;Busy Timeout=1234;Synchronous=Full;Foreign Keys=true;Recursive Triggers=true");
+        var connectionString = Folder.ConnectionString(
+            "Max Pool Size=1;Busy Timeout=1234;Synchronous=Full;Foreign Keys=true;Recursive Triggers=true;Cache Size=-4096;"
+            + "Mmap Size=1048576;Temp Store=Memory;Journal Size Limit=2097152;Wal Autocheckpoint=500");
         SqliteConnection inner;
         using (var connection = new SaverDbConnection(connectionString))
         {
             connection.Open();
             inner = connection.InnerConnection;
             Exec(connection, "PRAGMA foreign_keys = OFF; PRAGMA synchronous = OFF; PRAGMA busy_timeout = 1; PRAGMA recursive_triggers(0)");
+            Exec(connection, "PRAGMA cache_size = 10; PRAGMA mmap_size = 0; PRAGMA temp_store = FILE; PRAGMA journal_size_limit = -1; PRAGMA wal_autocheckpoint = 0");
             Pragma(connection, "foreign_keys").ShouldBe(0L);
+            Pragma(connection, "wal_autocheckpoint").ShouldBe(0L);
         }
 
         using var next = new SaverDbConnection(connectionString);
@@ -82,6 +86,14 @@ public class ConnectionTests : DatabaseTest
         Pragma(next, "synchronous").ShouldBe(2L);
         Pragma(next, "busy_timeout").ShouldBe(1234L);
         Pragma(next, "recursive_triggers").ShouldBe(1L);
+
+        // Every other PRAGMA of the connection string too (a hunt found these five untested: a renter's
+        // wal_autocheckpoint = 0 kept, say, switched SQLite's automatic checkpoints off for every later renter).
+        Pragma(next, "cache_size").ShouldBe(-4096L);
+        Pragma(next, "mmap_size").ShouldBe(1048576L);
+        Pragma(next, "temp_store").ShouldBe(2L);
+        Pragma(next, "journal_size_limit").ShouldBe(2097152L);
+        Pragma(next, "wal_autocheckpoint").ShouldBe(500L);
     }
 
     [Test]
@@ -110,24 +122,74 @@ public class ConnectionTests : DatabaseTest
         Pragma(next, "legacy_alter_table").ShouldBe(0L);
     }
 
-    [TestCase("fullfsync")]
-    [TestCase("checkpoint_fullfsync")]
-    public void A_sync_flag_a_renter_set_is_set_back_before_the_next(string pragma)
+    /// <summary>
+    /// PRAGMAs that loosen what SQLite checks, set by a renter (a data fix, a migration), are set back before the next
+    /// renter: ignore_check_constraints left on let every later renter write rows its CHECK constraints refuse, and no
+    /// test would have caught a set-back list without it (a hunt's mutation); writable_schema and trusted_schema likewise.
+    /// </summary>
+    [Test]
+    public void Pragmas_that_loosen_checks_a_renter_set_are_set_back_before_the_next_renter()
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE priced (price INTEGER CHECK (price >= 0))");
         SqliteConnection inner;
+        long trustedSchema;
         using (var connection = new SaverDbConnection(connectionString))
         {
             connection.Open();
             inner = connection.InnerConnection;
-            Exec(connection, $"PRAGMA {pragma} = 1");
-            Pragma(connection, pragma).ShouldBe(1L);
+            trustedSchema = (long)Pragma(connection, "trusted_schema")!;
+            Exec(connection, $"PRAGMA ignore_check_constraints = 1; PRAGMA writable_schema = 1; PRAGMA trusted_schema = {1 - trustedSchema}");
+            Exec(connection, "INSERT INTO priced VALUES (-1)").ShouldBe(1); // allowed for this renter, as it asked
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+
+        next.InnerConnection.ShouldBeSameAs(inner); // set back, not replaced
+        Should.Throw<SqliteException>(() => Exec(next, "INSERT INTO priced VALUES (-2)")).SqliteErrorCode.ShouldBe(19); // SQLITE_CONSTRAINT
+        Pragma(next, "ignore_check_constraints").ShouldBe(0L);
+        Pragma(next, "writable_schema").ShouldBe(0L);
+        Pragma(next, "trusted_schema").ShouldBe(trustedSchema);
+    }
+
+    /// <summary>
+    /// Each connection setting a renter changed (here from its value to 0 or 1) has its value again for the next renter,
+    /// on the same connection: the settings of the list the pool sets back that no other test changes (a hunt found
+    /// any one of them could be dropped from that list with every test passing).
+    /// </summary>
+    [TestCase("fullfsync")]
+    [TestCase("checkpoint_fullfsync")]
+    [TestCase("cache_spill")]
+    [TestCase("automatic_index")]
+    [TestCase("reverse_unordered_selects")]
+    [TestCase("cell_size_check")]
+    [TestCase("analysis_limit")]
+    [TestCase("threads")]
+    [TestCase("read_uncommitted")]
+    [TestCase("short_column_names")]
+    [TestCase("full_column_names")]
+    [TestCase("count_changes")]
+    [TestCase("empty_result_callbacks")]
+    public void A_connection_setting_a_renter_changed_is_set_back_before_the_next(string pragma)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        SqliteConnection inner;
+        long original;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            inner = connection.InnerConnection;
+            original = (long)Pragma(connection, pragma)!;
+            var changed = original == 0 ? 1 : 0;
+            Exec(connection, $"PRAGMA {pragma} = {changed}");
+            Pragma(connection, pragma).ShouldBe((long)changed);
         }
 
         using var next = new SaverDbConnection(connectionString);
         next.Open();
         next.InnerConnection.ShouldBeSameAs(inner);
-        Pragma(next, pragma).ShouldBe(0L);
+        Pragma(next, pragma).ShouldBe(original);
     }
 
     [TestCase("PRAGMA auto_vacuum = FULL", "auto_vacuum", 0L)]

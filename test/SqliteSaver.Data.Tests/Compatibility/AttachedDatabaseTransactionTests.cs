@@ -109,6 +109,27 @@ public class AttachedDatabaseTransactionTests : DatabaseTest
     }
 
     /// <summary>
+    /// Likewise for a database attached through InnerConnection, which the statement cache does not see (it still
+    /// uses kept statements then): <c>BEGIN IMMEDIATE</c> sent as SQL is never kept, so it is prepared again and
+    /// locks the database attached since it last ran. Keeping it passed every test, as an ATTACH sent as SQL stops
+    /// the cache's use for the rest of the rental anyway (a hunt's mutation).
+    /// </summary>
+    [Test]
+    public void BEGIN_IMMEDIATE_sent_as_SQL_locks_a_database_attached_through_InnerConnection_since_it_last_ran()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Max Pool Size=1"));
+        using var connection = dataSource.OpenConnection();
+        Run(connection, "BEGIN IMMEDIATE");
+        Run(connection, "COMMIT");
+        Run(connection.InnerConnection, $"ATTACH '{Folder.File("aux.db")}' AS aux");
+
+        Run(connection, "BEGIN IMMEDIATE");
+
+        Should.Throw<SqliteException>(() => Run(connection.InnerConnection, "DETACH aux")).Message.ShouldContain("database aux is locked");
+        Run(connection, "ROLLBACK");
+    }
+
+    /// <summary>
     /// A write outside a transaction on a connection with an attached database takes that database's write lock too,
     /// as BeginTransaction's IMMEDIATE transaction does, whether the initializer or the rental attached it, and after
     /// SQLite prepared the kept BEGIN again (a DETACH, a PRAGMA that sets a flag): while another connection holds it

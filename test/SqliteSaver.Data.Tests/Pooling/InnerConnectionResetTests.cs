@@ -98,6 +98,44 @@ public class InnerConnectionResetTests : DatabaseTest
         return next;
     }
 
+    /// <summary>
+    /// A BEGIN sent as SQL on InnerConnection (no SqliteTransaction, nothing read yet: SQLite holds no lock, but the
+    /// connection is out of autocommit) is rolled back on return, and the connection kept, not replaced: the next
+    /// renter's write commits. Without the reset's rollback no test failed: the connection was closed instead (the
+    /// return's own probe for a SqliteTransaction read inside the open BEGIN, and the check for a kept read snapshot
+    /// then refused it), a reopen (and an initializer run) on every such return (a hunt's mutation).
+    /// </summary>
+    [Test]
+    public void A_BEGIN_sent_as_SQL_on_InnerConnection_is_rolled_back_on_return_and_the_next_renters_write_commits()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        Microsoft.Data.Sqlite.SqliteConnection inner;
+        using (var renter = new SaverDbConnection(connectionString))
+        {
+            renter.Open();
+            inner = renter.InnerConnection;
+            using var begin = inner.CreateCommand();
+            begin.CommandText = "BEGIN";
+            begin.ExecuteNonQuery();
+            SQLitePCL.raw.sqlite3_get_autocommit(inner.Handle!).ShouldBe(0); // in a transaction SQLite has not begun on the file
+        }
+
+        using (var next = new SaverDbConnection(connectionString))
+        {
+            next.Open();
+            next.InnerConnection.ShouldBeSameAs(inner); // rolled back, not replaced
+            SQLitePCL.raw.sqlite3_get_autocommit(next.InnerConnection.Handle!).ShouldBe(1);
+            ConnectionTests.Exec(next, "INSERT INTO t VALUES (1)").ShouldBe(1);
+        }
+
+        using var plain = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        plain.Open();
+        using var count = plain.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM t";
+        count.ExecuteScalar().ShouldBe(1L);
+    }
+
     /// <summary>Microsoft.Data.Sqlite's DefaultTimeout set on InnerConnection is set back to the connection string's.</summary>
     [Test]
     public void DefaultTimeout_set_on_InnerConnection_is_set_back_for_the_next_renter()

@@ -273,6 +273,55 @@ public class PoolTests : DatabaseTest
     }
 
     /// <summary>
+    /// Open takes the most recently returned idle connection, so that under light load one connection serves every
+    /// renter and the others, left idle, close after Connection Idle Lifetime. Taking the longest-idle one instead
+    /// (rotating through them all, each idle too briefly to age out), or pruning from the most recently returned end
+    /// of the idle list, kept every connection open for good (a hunt's mutations).
+    /// </summary>
+    [Test]
+    public void Under_light_load_the_most_recently_returned_connection_is_reused_so_the_others_close_after_the_idle_lifetime()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
+        var connections = Enumerable.Range(0, 3).Select(_ => dataSource.OpenConnection()).ToList();
+        var lastReturned = connections[^1].InnerConnection;
+        connections.ForEach(c => c.Dispose());
+        dataSource.Statistics.Idle.ShouldBe(3);
+
+        for (var step = 0; step < 12; step++)
+        {
+            time.Advance(TimeSpan.FromSeconds(10));
+            using var connection = dataSource.OpenConnection();
+            connection.InnerConnection.ShouldBeSameAs(lastReturned);
+        }
+
+        dataSource.Statistics.Total.ShouldBe(1); // 120 s on: the two left idle since the start are closed
+        dataSource.Statistics.Idle.ShouldBe(1);
+    }
+
+    /// <summary>
+    /// The pool looks for expired idle connections every half Connection Idle Lifetime, so one is closed within 1.5
+    /// times it wherever its return falls between two looks, as README's keyword table says. Looking once per
+    /// lifetime passed the test above, whose connections are returned just as the pool's timer starts (a hunt's mutation).
+    /// </summary>
+    [Test]
+    public void An_idle_connection_returned_between_the_pools_looks_closes_within_one_and_a_half_idle_lifetimes()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
+        var connection = dataSource.OpenConnection(); // the pool and its timer exist from here, at 0 s
+        time.Advance(TimeSpan.FromSeconds(1));
+        connection.Dispose(); // idle from 1 s
+
+        time.Advance(TimeSpan.FromSeconds(59));
+        dataSource.Statistics.Idle.ShouldBe(1); // 59 s idle: not yet
+
+        time.Advance(TimeSpan.FromSeconds(31));
+        dataSource.Statistics.Idle.ShouldBe(0); // at 91 s, 1.5 lifetimes after its return
+        dataSource.Statistics.Total.ShouldBe(0);
+    }
+
+    /// <summary>
     /// A private in-memory database holds no file to release and belongs to its data source: another component's (or
     /// test's) ClearAllPools emptied it, committed rows and all (a bug hunt). Its own Clear still does.
     /// </summary>

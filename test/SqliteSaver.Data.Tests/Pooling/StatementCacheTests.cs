@@ -146,6 +146,75 @@ public class StatementCacheTests : DatabaseTest
         compiles.Count.ShouldBe(0);
     }
 
+    /// <summary>
+    /// A full cache evicts only a statement no one holds: one whose reader is still open stays with it, and the
+    /// reader reads on, while a command with new text run meanwhile is not kept. Evicting the least recently used one
+    /// held or not disposed the open reader's command under it, which no test caught (a hunt's mutation).
+    /// </summary>
+    [Test]
+    public void A_full_cache_never_evicts_a_statement_whose_reader_is_still_open()
+    {
+        const string select = "SELECT x FROM t ORDER BY x";
+        var connectionString = Folder.ConnectionString("Statement Cache Size=1");
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        Scalar(connection, select).ShouldBe(1L); // kept: the cache is full
+        using var command = connection.CreateCommand();
+        command.CommandText = select;
+        using var reader = command.ExecuteReader(); // holds the kept statement
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(1L);
+
+        Scalar(connection, "SELECT x FROM t WHERE x = 3").ShouldBe(3L); // its return finds the cache full
+
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(2L);
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(3L);
+        reader.Read().ShouldBeFalse();
+        reader.Close();
+
+        using var compiles = new Compiles(connection);
+        Scalar(connection, select).ShouldBe(1L);
+        compiles.Reset();
+        Scalar(connection, select).ShouldBe(1L);
+        compiles.Count.ShouldBe(0); // still kept once its reader gave it back
+    }
+
+    /// <summary>
+    /// A command run again takes back the kept statement it ran on only while no one holds it: when another command
+    /// with its text has since taken it for a reader still open, the command gets a statement of its own, and the
+    /// reader reads on. Taking it back regardless ran the command on the statement the reader holds, which
+    /// Microsoft.Data.Sqlite refused ("An open reader is already associated with this command"), and no test caught
+    /// it (a hunt's mutation).
+    /// </summary>
+    [Test]
+    public void A_command_run_again_does_not_take_back_its_kept_statement_from_another_commands_open_reader()
+    {
+        const string select = "SELECT x FROM t ORDER BY x";
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var again = connection.CreateCommand();
+        again.CommandText = select;
+        again.ExecuteScalar().ShouldBe(1L); // its statement, kept, given back
+        using var other = connection.CreateCommand();
+        other.CommandText = select;
+        using var reader = other.ExecuteReader(); // takes the kept statement
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(1L);
+
+        again.ExecuteScalar().ShouldBe(1L);
+
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(2L);
+        reader.Read().ShouldBeTrue();
+        reader.GetInt64(0).ShouldBe(3L);
+        reader.Read().ShouldBeFalse();
+    }
+
     [Test]
     public void A_command_cannot_run_again_while_its_reader_is_open()
     {
