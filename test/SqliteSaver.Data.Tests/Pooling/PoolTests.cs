@@ -222,6 +222,32 @@ public class PoolTests : DatabaseTest
         dataSource.Statistics.Total.ShouldBe(1);
     }
 
+    /// <summary>
+    /// Guards README's "Pool Timeout ... 0 waits without limit": with Pool Timeout=0 an Open of an exhausted pool
+    /// queues and gets the connection returned later, synchronous or not. A zero handed to the wait as it is would
+    /// give up at once with a PoolTimeoutException.
+    /// </summary>
+    [Test]
+    public async Task With_Pool_Timeout_0_an_Open_waits_in_the_queue_until_a_connection_comes_free([Values] bool async)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=0");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        var held = holder.InnerConnection;
+        await using var waiting = new SaverDbConnection(connectionString);
+
+        var open = async ? waiting.OpenAsync() : Task.Factory.StartNew(waiting.Open, TaskCreationOptions.LongRunning);
+        Wait.Until(() => dataSource.Statistics.Waiting == 1 || open.IsCompleted);
+        open.IsCompleted.ShouldBeFalse();
+        dataSource.Statistics.Waiting.ShouldBe(1);
+        await holder.CloseAsync();
+
+        await open.WaitAsync(TimeSpan.FromSeconds(30));
+        waiting.InnerConnection.ShouldBeSameAs(held);
+        dataSource.Statistics.Waiting.ShouldBe(0);
+    }
+
     [Test]
     public void Sync_Open_cancelled_while_queued_leaves_the_queue()
     {

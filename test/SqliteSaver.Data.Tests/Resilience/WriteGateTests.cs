@@ -136,6 +136,96 @@ public class WriteGateTests
         }
     }
 
+    /// <summary>
+    /// Guards that a woken waiter a newcomer passed goes back to the front of the queue, ahead of a writer queued after
+    /// it (writers pass in order; only a newcomer at a free gate may go first): queued again at the back, it would lose
+    /// its turn to every writer that queued while it waited.
+    /// </summary>
+    [Test]
+    public async Task A_woken_waiter_passed_by_a_newcomer_goes_back_ahead_of_a_writer_queued_after_it()
+    {
+        var gate = new WriteGate(starvationThreshold: TimeSpan.FromHours(1));
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        var order = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var first = gate.EnterAsync(Timeout.InfiniteTimeSpan, CancellationToken.None).AsTask().ContinueWith(
+            entered =>
+            {
+                order.Enqueue(entered.Result ? "first" : "first timed out");
+                gate.Exit();
+            },
+            TaskContinuationOptions.ExecuteSynchronously);
+        var second = new Thread(() =>
+        {
+            order.Enqueue(gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None) ? "second" : "second timed out");
+            gate.Exit();
+        });
+        second.Start();
+        Wait.Until(() => gate.WaitingCount == 2);
+        using var release = new ManualResetEventSlim();
+        // The thread pool runs queued work in order: the first waiter's continuation, queued when it is woken, runs
+        // only once these have.
+        var blockers = Enumerable.Range(0, 256).Select(_ => Task.Run(release.Wait)).ToArray();
+        try
+        {
+            gate.Exit(); // frees the gate and wakes the first waiter, which cannot run yet
+            gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeTrue(); // a newcomer takes it first
+        }
+        finally
+        {
+            release.Set();
+        }
+
+        await Task.WhenAll(blockers).WaitAsync(TimeSpan.FromSeconds(30));
+        Wait.Until(() => gate.WaitingCount == 2); // the first waiter has tried, found the gate taken and queued again
+        gate.Exit(); // wakes the longest waiter: the first, not the second queued after it
+
+        await first.WaitAsync(TimeSpan.FromSeconds(30));
+        second.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        order.ShouldBe(["first", "second"]);
+        gate.IsHeld.ShouldBeFalse();
+    }
+
+    /// <summary>
+    /// Guards the one case where a newcomer may not take a free gate: the longest waiter, woken to try for it, has
+    /// waited the starvation threshold before it ran. It is in no queue to be handed the gate, so a newcomer taking
+    /// it there would pass a starving waiter, which README promises no newcomer does once it has waited 4 ms.
+    /// </summary>
+    [Test]
+    public async Task A_newcomer_does_not_take_a_free_gate_from_a_woken_waiter_that_has_waited_the_threshold_before_running()
+    {
+        var threshold = TimeSpan.FromSeconds(1);
+        var gate = new WriteGate(threshold);
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        var waiter = gate.EnterAsync(Timeout.InfiniteTimeSpan, CancellationToken.None).AsTask();
+        Wait.Until(() => gate.WaitingCount == 1);
+        var waited = System.Diagnostics.Stopwatch.StartNew(); // the waiter has waited at least this long
+        using var release = new ManualResetEventSlim();
+        // The thread pool runs queued work in order: the waiter's continuation, queued when it is woken, runs only
+        // once these have.
+        var blockers = Enumerable.Range(0, 256).Select(_ => Task.Run(release.Wait)).ToArray();
+        bool newcomerEntered;
+        try
+        {
+            gate.Exit(); // not starving yet: frees the gate and wakes the waiter, which cannot run yet
+            gate.IsHeld.ShouldBeFalse("the waiter had not waited the threshold, so it was woken, not handed the gate");
+            Wait.Until(() => waited.Elapsed >= threshold);
+
+            newcomerEntered = gate.Enter(TimeSpan.Zero, CancellationToken.None);
+        }
+        finally
+        {
+            release.Set();
+        }
+
+        newcomerEntered.ShouldBeFalse();
+        await Task.WhenAll(blockers).WaitAsync(TimeSpan.FromSeconds(30));
+        (await waiter.WaitAsync(TimeSpan.FromSeconds(30))).ShouldBeTrue();
+        gate.IsHeld.ShouldBeTrue();
+        gate.Exit();
+        gate.IsHeld.ShouldBeFalse();
+        gate.WaitingCount.ShouldBe(0);
+    }
+
     [Test]
     public async Task A_woken_waiter_that_has_not_run_yet_still_goes_before_a_starving_waiter_queued_after_it()
     {
