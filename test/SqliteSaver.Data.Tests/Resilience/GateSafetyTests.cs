@@ -587,6 +587,32 @@ public class GateSafetyTests : DatabaseTest
     }
 
     /// <summary>
+    /// Write Gate=false takes the gate away: a write beside another connection's open transaction goes straight to
+    /// SQLite's lock (here Busy Timeout=0 and Retry=0: SQLITE_BUSY at once) instead of queuing in the process's write
+    /// queue for its CommandTimeout, as it does with the gate. Ignoring the keyword was caught before only by another
+    /// test's 30 s timeout (a hunt).
+    /// </summary>
+    [Test]
+    public void Write_Gate_false_lets_a_write_meet_SQLites_lock_instead_of_the_write_queue([Values] bool gate)
+    {
+        var connectionString = Folder.ConnectionString($"Busy Timeout=0;Retry=0;Write Gate={gate}");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        using var holder = dataSource.OpenConnection();
+        using var transaction = holder.BeginTransaction();
+        using var connection = dataSource.OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+
+        var error = Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
+
+        error.SqliteErrorCode.ShouldBe(5);
+        (dataSource.Executor.Gate is not null).ShouldBe(gate);
+        error.Message.Contains("write queue", StringComparison.Ordinal).ShouldBe(gate, error.Message);
+    }
+
+    /// <summary>
     /// Guards README's "A writer waits there at most its CommandTimeout": a command's write that spends its whole
     /// CommandTimeout in the write queue fails naming the command's CommandTimeout, not the connection string's Default
     /// Timeout (which names BeginTransaction's wait), so the error points at the setting that bounded it, and leaves the queue.
