@@ -161,21 +161,11 @@ public class WriteGateTests
         });
         second.Start();
         Wait.Until(() => gate.WaitingCount == 2);
-        using var release = new ManualResetEventSlim();
-        // The thread pool runs queued work in order: the first waiter's continuation, queued when it is woken, runs
-        // only once these have.
-        var blockers = Enumerable.Range(0, 256).Select(_ => Task.Run(release.Wait)).ToArray();
-        try
+        await WhileThreadPoolIsHeld(() =>
         {
             gate.Exit(); // frees the gate and wakes the first waiter, which cannot run yet
             gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeTrue(); // a newcomer takes it first
-        }
-        finally
-        {
-            release.Set();
-        }
-
-        await Task.WhenAll(blockers).WaitAsync(TimeSpan.FromSeconds(30));
+        });
         Wait.Until(() => gate.WaitingCount == 2); // the first waiter has tried, found the gate taken and queued again
         gate.Exit(); // wakes the longest waiter: the first, not the second queued after it
 
@@ -199,26 +189,17 @@ public class WriteGateTests
         var waiter = gate.EnterAsync(Timeout.InfiniteTimeSpan, CancellationToken.None).AsTask();
         Wait.Until(() => gate.WaitingCount == 1);
         var waited = System.Diagnostics.Stopwatch.StartNew(); // the waiter has waited at least this long
-        using var release = new ManualResetEventSlim();
-        // The thread pool runs queued work in order: the waiter's continuation, queued when it is woken, runs only
-        // once these have.
-        var blockers = Enumerable.Range(0, 256).Select(_ => Task.Run(release.Wait)).ToArray();
-        bool newcomerEntered;
-        try
+        var newcomerEntered = true;
+        await WhileThreadPoolIsHeld(() =>
         {
             gate.Exit(); // not starving yet: frees the gate and wakes the waiter, which cannot run yet
             gate.IsHeld.ShouldBeFalse("the waiter had not waited the threshold, so it was woken, not handed the gate");
             Wait.Until(() => waited.Elapsed >= threshold);
 
             newcomerEntered = gate.Enter(TimeSpan.Zero, CancellationToken.None);
-        }
-        finally
-        {
-            release.Set();
-        }
+        });
 
         newcomerEntered.ShouldBeFalse();
-        await Task.WhenAll(blockers).WaitAsync(TimeSpan.FromSeconds(30));
         (await waiter.WaitAsync(TimeSpan.FromSeconds(30))).ShouldBeTrue();
         gate.IsHeld.ShouldBeTrue();
         gate.Exit();
@@ -226,6 +207,10 @@ public class WriteGateTests
         gate.WaitingCount.ShouldBe(0);
     }
 
+    /// <summary>
+    /// Guards Exit's exception to handing the gate to a starving waiter: a waiter woken before it, and so queued before
+    /// it, that has not run yet still goes first.
+    /// </summary>
     [Test]
     public async Task A_woken_waiter_that_has_not_run_yet_still_goes_before_a_starving_waiter_queued_after_it()
     {
@@ -248,24 +233,14 @@ public class WriteGateTests
         second.Start();
         Wait.Until(() => gate.WaitingCount == 2);
         var secondWaited = System.Diagnostics.Stopwatch.StartNew(); // the second has waited at least this long
-        using var release = new ManualResetEventSlim();
-        // The thread pool runs queued work in order: the first waiter's continuation, queued when it is woken, runs
-        // only once these have.
-        var blockers = Enumerable.Range(0, 256).Select(_ => Task.Run(release.Wait)).ToArray();
-        try
+        await WhileThreadPoolIsHeld(() =>
         {
             gate.Exit(); // frees the gate and wakes the first waiter, which cannot run yet
             gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeTrue(); // a newcomer takes it first
             Wait.Until(() => secondWaited.Elapsed >= threshold);
 
             gate.Exit(); // the second waiter starves, but the first, woken, queued before it
-        }
-        finally
-        {
-            release.Set();
-        }
-
-        await Task.WhenAll(blockers).WaitAsync(TimeSpan.FromSeconds(30));
+        });
         await first.WaitAsync(TimeSpan.FromSeconds(30));
         second.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
         order.ShouldBe(["first", "second"]);
@@ -374,5 +349,26 @@ public class WriteGateTests
 
         write.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
         ConnectionTests.Scalar(holder, "SELECT count(*) FROM sqlite_master WHERE name = 't'").ShouldBe(1L);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="whileHeld"/> while 256 work items queued before it keep every thread-pool thread waiting,
+    /// then lets them go and waits for them. The thread pool runs queued work in order: a woken waiter's continuation,
+    /// queued in <paramref name="whileHeld"/>, runs only once these have, after <paramref name="whileHeld"/> returns.
+    /// </summary>
+    private static async Task WhileThreadPoolIsHeld(Action whileHeld)
+    {
+        using var release = new ManualResetEventSlim();
+        var blockers = Enumerable.Range(0, 256).Select(_ => Task.Run(release.Wait)).ToArray();
+        try
+        {
+            whileHeld();
+        }
+        finally
+        {
+            release.Set();
+        }
+
+        await Task.WhenAll(blockers).WaitAsync(TimeSpan.FromSeconds(30));
     }
 }
