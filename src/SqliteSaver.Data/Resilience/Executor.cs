@@ -261,11 +261,12 @@ internal sealed class Executor(SaverRetryStrategy strategy, WriteGate? gate, Tel
 
             if (inTransaction || physical.HeldGate is not null)
             {
-                // The caller's transaction: SQLite is out of autocommit, or the connection holds the gate for a
-                // transaction SQLite has ended (a COMMIT sent as SQL). Run as it is, unretried, never queuing for the
-                // gate it holds.
-                // ATTACH cannot run inside a transaction, but can once SQLite has ended it: before this command (the
-                // gate is held for a transaction SQLite ended) or in it (a batch such as "COMMIT; ATTACH ...").
+                // The caller's transaction: SQLite is out of autocommit, or the connection holds the gate for an
+                // execution this command is nested in (a retry strategy's callback, before that execution's BEGIN).
+                // Run as it is, unretried, never queuing for the gate it holds nor leaving it. (A command after a
+                // COMMIT sent as SQL in the caller's transaction object was refused above.)
+                // ATTACH cannot run inside a transaction, but can outside one: in a command nested before an
+                // execution's BEGIN, or in a batch that ends the transaction (such as "COMMIT; ATTACH ...").
                 physical.MayHoldTempObjects = true;
                 physical.MayHoldAttachments |= !inTransaction || kind == CommandKind.Unprotected;
                 physical.SavepointCommandsInTransaction += kind is CommandKind.Standalone or CommandKind.Unprotected && CommandClassifier.SetsSavepoint(text) ? 1 : 0;

@@ -200,6 +200,46 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above, for a write nested in the execution once the execution holds the write gate: the write runs in the
+    /// execution's turn, as it is, and leaves the gate to it. Run as a write of its own, it would leave the gate as it
+    /// ended, and another writer could pass the gate while the execution still writes.
+    /// </summary>
+    [Test]
+    public async Task A_write_nested_in_a_running_execution_leaves_the_write_gate_to_it()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (7)");
+        SaverDbConnection? connection = null;
+        SaverDataSource? source = null;
+        bool? heldAfterNestedWrite = null;
+        var strategy = new QueryingStrategy(async () =>
+        {
+            await using var nested = connection!.CreateCommand();
+            nested.CommandText = "INSERT INTO t VALUES (9)";
+            await nested.ExecuteNonQueryAsync();
+            heldAfterNestedWrite = source!.Executor.Gate!.IsHeld;
+        });
+        using var dataSource = source = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
+        await using var holder = await dataSource.OpenConnectionAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        connection = await dataSource.OpenConnectionAsync();
+
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (8)";
+        var write = insert.ExecuteNonQueryAsync();
+        write.IsCompleted.ShouldBeFalse("the write waits at the gate");
+        strategy.Armed = true;
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+
+        (await write.WaitAsync(Bound)).ShouldBe(1);
+        heldAfterNestedWrite.ShouldBe(true, "the nested write left the gate while the execution it was nested in still ran");
+        dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
+        Rows(connection).ShouldBe("7,8,9");
+        await connection.DisposeAsync();
+    }
+
+    /// <summary>
     /// A command whose ExecuteNonQueryAsync waits at the write gate (held by another connection's transaction) is
     /// moved to another connection, given another text, or run again, as Microsoft.Data.Sqlite allows once its call
     /// has returned (its async calls complete before they return); another command on the first connection then runs
