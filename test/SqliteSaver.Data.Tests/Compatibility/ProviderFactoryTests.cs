@@ -126,6 +126,26 @@ public class ProviderFactoryTests : DatabaseTest
         ConnectionTests.Scalar(other, "SELECT count(*) FROM sqlite_master").ShouldBe(0L);
     }
 
+    /// <summary>
+    /// A builder-made data source used through <see cref="DbDataSource"/> (code written against the base type) hands
+    /// out connections of its own pool, which has what the builder set, not of the process's shared pool for the same
+    /// string.
+    /// </summary>
+    [Test]
+    public async Task A_builder_made_data_source_used_as_a_DbDataSource_hands_out_connections_of_its_own_pool()
+    {
+        var connectionString = Folder.ConnectionString();
+        await using DbDataSource dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var statistics = () => ((SaverDataSource)dataSource).Statistics;
+
+        await using var opened = await dataSource.OpenConnectionAsync();
+        await using var created = dataSource.CreateConnection();
+        created.Open();
+        statistics().InUse.ShouldBe(2);
+
+        SaverDataSource.GetShared(connectionString).Statistics.Total.ShouldBe(0);
+    }
+
     [Test]
     public async Task A_data_source_opens_connections_sync_and_async()
     {
