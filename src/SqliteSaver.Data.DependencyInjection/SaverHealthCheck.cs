@@ -77,7 +77,7 @@ internal sealed class SaverHealthCheck(IServiceProvider services) : IHealthCheck
             if (exhausted)
             {
                 return HealthCheckResult.Degraded(
-                    Invariant($"Every pooled connection is in use ({statistics.InUse} of Max Pool Size={statistics.MaxPoolSize}) and {statistics.Waiting} callers wait."),
+                    Invariant($"Every pooled connection is in use ({statistics.InUse} of Max Pool Size={statistics.MaxPoolSize}) and {statistics.Waiting} {(statistics.Waiting == 1 ? "caller waits" : "callers wait")}."),
                     data: data);
             }
 

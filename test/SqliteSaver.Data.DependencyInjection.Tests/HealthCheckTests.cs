@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 using Polly;
 using Polly.CircuitBreaker;
 using Shouldly;
@@ -42,8 +43,31 @@ public class HealthCheckTests
         var entry = await Check(provider).WaitAsync(TimeSpan.FromSeconds(30)); // queued, it would wait out the 60 s
 
         entry.Status.ShouldBe(HealthStatus.Degraded);
-        entry.Description.ShouldNotBeNull().ShouldStartWith("Every pooled connection is in use (1 of Max Pool Size=1)");
+        entry.Description.ShouldBe("Every pooled connection is in use (1 of Max Pool Size=1) and 0 callers wait.");
         dataSource.Statistics.Timeouts.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// A waiting caller is counted in the message and the data: an exhausted pool reports its figures as a healthy one
+    /// does (a mutation hunt: with the waiters miscounted, or the data left off, no test failed).
+    /// </summary>
+    [Test]
+    public async Task An_exhausted_pool_says_how_many_callers_wait_and_lists_its_figures()
+    {
+        using var provider = Provider("Data Source={0};Max Pool Size=1;Pool Timeout=60");
+        var dataSource = provider.GetRequiredService<SaverDataSource>();
+        var held = await dataSource.OpenConnectionAsync();
+        var waiter = dataSource.OpenConnectionAsync().AsTask();
+        SpinWait.SpinUntil(() => dataSource.Statistics.Waiting == 1, TimeSpan.FromSeconds(30)).ShouldBeTrue("the second caller never queued");
+
+        var entry = await Check(provider).WaitAsync(TimeSpan.FromSeconds(30));
+
+        await held.DisposeAsync();
+        await (await waiter.WaitAsync(TimeSpan.FromSeconds(30))).DisposeAsync();
+        entry.Status.ShouldBe(HealthStatus.Degraded, entry.Description);
+        entry.Description.ShouldBe("Every pooled connection is in use (1 of Max Pool Size=1) and 1 caller waits.");
+        $"total {entry.Data["total"]}, idle {entry.Data["idle"]}, in use {entry.Data["in_use"]}, waiting {entry.Data["waiting"]}, max {entry.Data["max_pool_size"]}"
+            .ShouldBe("total 1, idle 0, in use 1, waiting 1, max 1");
     }
 
     /// <summary>
@@ -135,6 +159,58 @@ public class HealthCheckTests
         entry.Status.ShouldBe(HealthStatus.Unhealthy);
         entry.Description.ShouldNotBeNull().ShouldStartWith("The data source cannot be built: Connection-string keyword 'Min Pool Size' (5) must not exceed 'Max Pool Size' (2)");
         entry.Exception.ShouldBeOfType<ArgumentException>();
+    }
+
+    /// <summary>
+    /// A check run after its container was disposed (the application stopping) says so, with the failure status chosen
+    /// at registration, rather than "cannot be built" (a mutation hunt: neither was tested).
+    /// </summary>
+    [Test]
+    public async Task A_check_after_its_container_was_disposed_says_so_with_the_chosen_failure_status()
+    {
+        await using var provider = Provider("Data Source={0}", HealthStatus.Degraded);
+        provider.GetRequiredService<SaverDataSource>();
+        var registration = provider.GetRequiredService<IOptions<HealthCheckServiceOptions>>().Value.Registrations.Single();
+        var check = registration.Factory(provider);
+        await provider.DisposeAsync(); // as the host does when the application stops
+
+        var result = await check.CheckHealthAsync(new HealthCheckContext { Registration = registration });
+
+        result.Status.ShouldBe(HealthStatus.Degraded);
+        result.Description.ShouldBe("The data source was disposed: the application is stopping, or something disposed it.");
+        result.Exception.ShouldBeOfType<ObjectDisposedException>();
+    }
+
+    /// <summary>
+    /// The check is registered under the name and with the tags given, so a probe's tag filter finds it, or leaves it
+    /// out (a mutation hunt: every test used the default name and no tags).
+    /// </summary>
+    [Test]
+    public async Task The_check_has_the_name_and_tags_it_was_registered_with()
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddSqliteSaverDataSource($"Data Source={Path.Combine(_folder, "check.db")}");
+        services.AddHealthChecks().AddSqliteSaver(name: "orders-db", tags: ["ready"]);
+        using var provider = services.BuildServiceProvider();
+        var health = provider.GetRequiredService<HealthCheckService>();
+
+        var ready = await health.CheckHealthAsync(registration => registration.Tags.Contains("ready"));
+        var live = await health.CheckHealthAsync(registration => registration.Tags.Contains("live"));
+
+        ready.Entries.Keys.ShouldBe(["orders-db"]);
+        ready.Entries["orders-db"].Status.ShouldBe(HealthStatus.Healthy);
+        ready.Entries["orders-db"].Tags.ShouldBe(["ready"]);
+        live.Entries.ShouldBeEmpty();
+    }
+
+    /// <summary>A null builder or name is an ArgumentNullException naming it, not a NullReferenceException.</summary>
+    [Test]
+    public void Null_arguments_to_AddSqliteSaver_are_ArgumentNullException_naming_the_parameter()
+    {
+        var builder = new ServiceCollection().AddHealthChecks();
+
+        Should.Throw<ArgumentNullException>(() => ((IHealthChecksBuilder)null!).AddSqliteSaver()).ParamName.ShouldBe("builder");
+        Should.Throw<ArgumentNullException>(() => builder.AddSqliteSaver(name: null!)).ParamName.ShouldBe("name");
     }
 
     /// <summary>

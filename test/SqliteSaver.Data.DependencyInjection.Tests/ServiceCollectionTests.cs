@@ -79,6 +79,45 @@ public class ServiceCollectionTests
         logs.Collector.GetSnapshot().ShouldContain(r => r.Category == "SqliteSaver.Data.Pool" && r.Id.Id == 1001);
     }
 
+    /// <summary>
+    /// Each resolution is a new connection, as <see cref="DbConnection"/> too, also within one scope: two repositories
+    /// in one request that each take a <see cref="DbConnection"/> do not share one (a mutation hunt: registered scoped,
+    /// no test failed).
+    /// </summary>
+    [Test]
+    public void Connections_are_transient_within_a_scope_as_DbConnection_too()
+    {
+        using var provider = new ServiceCollection().AddSqliteSaverDataSource(_connectionString).BuildServiceProvider();
+        using var scope = provider.CreateScope();
+
+        var first = scope.ServiceProvider.GetRequiredService<DbConnection>();
+        var second = scope.ServiceProvider.GetRequiredService<DbConnection>();
+
+        second.ShouldNotBeSameAs(first);
+        scope.ServiceProvider.GetRequiredService<SaverDbConnection>().ShouldNotBeSameAs(scope.ServiceProvider.GetRequiredService<SaverDbConnection>());
+    }
+
+    /// <summary>
+    /// A logger factory given in <c>configure</c> is the one used, not the container's: <c>configure</c> has the last
+    /// word, as for every other setting (a mutation hunt: with the container's applied after <c>configure</c>, no test failed).
+    /// </summary>
+    [Test]
+    public void A_logger_factory_set_in_configure_wins_over_the_containers()
+    {
+        var containerLogs = new FakeLoggerProvider();
+        var ownLogs = new FakeLoggerProvider();
+        using var ownFactory = LoggerFactory.Create(logging => logging.AddProvider(ownLogs).SetMinimumLevel(LogLevel.Debug));
+        using var provider = new ServiceCollection()
+            .AddLogging(logging => logging.AddProvider(containerLogs).SetMinimumLevel(LogLevel.Debug))
+            .AddSqliteSaverDataSource(_connectionString, builder => builder.UseLoggerFactory(ownFactory))
+            .BuildServiceProvider();
+
+        provider.GetRequiredService<SaverDataSource>().OpenConnection().Dispose();
+
+        ownLogs.Collector.GetSnapshot().ShouldContain(r => r.Category == "SqliteSaver.Data.Pool" && r.Id.Id == 1001);
+        containerLogs.Collector.GetSnapshot().ShouldNotContain(r => r.Category != null && r.Category.StartsWith("SqliteSaver.Data", StringComparison.Ordinal));
+    }
+
     [Test]
     public void Bad_arguments_are_refused_at_registration()
     {

@@ -403,6 +403,28 @@ public class PoolTests : DatabaseTest
         File.Exists(path).ShouldBeFalse();
     }
 
+    /// <summary>
+    /// Each Build makes a new data source with a pool of its own and the builder's settings as they stand then: disposing
+    /// the first leaves the second working (a mutation hunt: with Build handing back the first again, no test failed).
+    /// </summary>
+    [Test]
+    public void Each_Build_makes_a_new_data_source_with_the_builders_settings_as_they_stand()
+    {
+        var builder = new SaverDataSourceBuilder(Folder.ConnectionString()) { Name = "first" };
+        using var first = builder.Build();
+        builder.Name = "second";
+        builder.ConnectionStringBuilder.MaxPoolSize = 2;
+        using var second = builder.Build();
+
+        second.ShouldNotBeSameAs(first);
+        $"{first.Name} {first.Statistics.MaxPoolSize}, {second.Name} {second.Statistics.MaxPoolSize}".ShouldBe("first 16, second 2");
+        first.OpenConnection().Dispose();
+        first.Dispose();
+        using var connection = second.OpenConnection();
+        ConnectionTests.Scalar(connection, "SELECT 1").ShouldBe(1L);
+        second.Statistics.Total.ShouldBe(1);
+    }
+
     [Test]
     public void ClearPool_leaves_the_pool_usable()
     {
