@@ -81,6 +81,49 @@ public class SynchronizationContextTests
         retries.ShouldBe(2);
     }
 
+    /// <summary>
+    /// A synchronous RunInTransaction through a pipeline runs the pipeline without the caller's SynchronizationContext
+    /// and puts that context back afterwards: code after the call on a UI thread still runs on it.
+    /// </summary>
+    [Test]
+    public void A_synchronous_unit_of_work_through_a_pipeline_leaves_the_callers_SynchronizationContext_in_place()
+    {
+        var pipeline = new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<SqliteException>(SaverRetryStrategy.IsTransient),
+                MaxRetryAttempts = 2,
+                Delay = TimeSpan.FromMilliseconds(1),
+            })
+            .Build();
+        using var dataSource = new SaverDataSourceBuilder($"Data Source={Path.Combine(_folder, "context.db")};Checkpoint Interval=0")
+            .UseResiliencePipeline(pipeline)
+            .Build();
+        var context = new SynchronizationContext();
+        SynchronizationContext? inside = context;
+        SynchronizationContext? after = null;
+        var caller = new Thread(() =>
+        {
+            SynchronizationContext.SetSynchronizationContext(context);
+            using var connection = dataSource.OpenConnection();
+            connection.RunInTransaction(transaction =>
+            {
+                inside = SynchronizationContext.Current;
+                return Execute(connection, "CREATE TABLE t (x)");
+            });
+            after = SynchronizationContext.Current;
+        })
+        {
+            IsBackground = true,
+        };
+
+        caller.Start();
+
+        caller.Join(Generous).ShouldBeTrue();
+        inside.ShouldBeNull(); // the pipeline ran without the context
+        after.ShouldBeSameAs(context);
+    }
+
     private static int Execute(SaverDbConnection connection, string sql)
     {
         using var command = connection.CreateCommand();

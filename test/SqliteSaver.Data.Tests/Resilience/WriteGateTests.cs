@@ -286,10 +286,7 @@ public class WriteGateTests
     public void A_woken_waiter_interrupted_while_it_takes_the_gate_lock_does_not_leave_the_gate_waking_nobody()
     {
         var gate = new WriteGate(starvationThreshold: TimeSpan.FromHours(1));
-        const System.Reflection.BindingFlags Private = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance;
-        var gateLock = typeof(WriteGate).GetField("_lock", Private)!.GetValue(gate)!;
-        var lockState = typeof(Lock).GetField("_state", Private)!;
-        const uint LockWaiterCountIncrement = 128; // System.Threading.Lock's _state counts blocked threads in steps of this
+        var gateLock = GateLock(gate);
         gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
         Exception? caught = null;
         var first = new Thread(() =>
@@ -308,16 +305,16 @@ public class WriteGateTests
         var second = Task.Factory.StartNew(() => gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None), TaskCreationOptions.LongRunning);
         Wait.Until(() => gate.WaitingCount == 2);
 
-        ((Lock)gateLock).Enter();
+        gateLock.Enter();
         try
         {
             gate.Exit(); // frees the gate and wakes the first waiter, which must take the gate's lock (held here) to try again
-            Wait.Until(() => (uint)lockState.GetValue(gateLock)! >= LockWaiterCountIncrement); // the first waiter blocks on it
+            Wait.Until(() => Threading.WaitQueueTests.LockWaiters(gateLock) > 0); // the first waiter blocks on it
             first.Interrupt();
         }
         finally
         {
-            ((Lock)gateLock).Exit();
+            gateLock.Exit();
         }
 
         first.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
@@ -329,6 +326,130 @@ public class WriteGateTests
         gate.Exit();
         gate.IsHeld.ShouldBeFalse();
         gate.WaitingCount.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// Guards that a writer's timeout counts from when it first queued, not from each return to the queue: a woken
+    /// writer that finds the gate taken by a newcomer after its time is up gives up (rather than failing on a negative
+    /// wait), and one passed again and again does not wait on for as long as newcomers keep passing it.
+    /// </summary>
+    [Test]
+    public void A_writer_passed_by_newcomers_gives_up_once_its_timeout_has_passed_since_it_first_queued()
+    {
+        var timeout = TimeSpan.FromMilliseconds(500);
+        var gate = new WriteGate(starvationThreshold: TimeSpan.FromHours(1));
+        var gateLock = GateLock(gate);
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        bool? entered = null;
+        Exception? caught = null;
+        var waiter = new Thread(() =>
+        {
+            try
+            {
+                entered = gate.Enter(timeout, CancellationToken.None);
+            }
+            catch (Exception exception)
+            {
+                caught = exception;
+            }
+        })
+        {
+            IsBackground = true, // with the defect it waits on while the test passes it
+        };
+        waiter.Start();
+        Wait.Until(() => gate.WaitingCount == 1);
+        var waited = System.Diagnostics.Stopwatch.StartNew(); // the waiter has waited at least this long
+        var passes = 0;
+        while (waiter.IsAlive)
+        {
+            waited.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10), $"the writer still waits {waited.Elapsed.TotalSeconds:0.#} s after it queued with a timeout of {timeout.TotalSeconds} s, passed {passes} times");
+            gateLock.Enter();
+            try
+            {
+                if (gate.WaitingCount == 1)
+                {
+                    gate.Exit(); // frees the gate and wakes the waiter, which must take the gate's lock (held here) to try again
+                    Wait.Until(() => Threading.WaitQueueTests.LockWaiters(gateLock) > 0);
+                    if (passes == 0)
+                    {
+                        Wait.Until(() => waited.Elapsed >= timeout); // its time is up before it finds the gate taken
+                    }
+
+                    gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeTrue(); // a newcomer takes the free gate first
+                    passes++;
+                }
+            }
+            finally
+            {
+                gateLock.Exit();
+            }
+
+            Wait.Until(() => !waiter.IsAlive || gate.WaitingCount == 1); // it has given up, or queued again
+        }
+
+        waiter.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        caught.ShouldBeNull();
+        entered.ShouldBe(false);
+        gate.WaitingCount.ShouldBe(0);
+        gate.Exit();
+        gate.IsHeld.ShouldBeFalse();
+    }
+
+    /// <summary>
+    /// A thread interrupted while Exit waits for the gate's lock still frees the gate (a gate left held would stop every
+    /// writer), and the interruption is delivered again at its next wait rather than swallowed.
+    /// </summary>
+    [Test]
+    public void Exit_interrupted_while_it_takes_the_gate_lock_frees_the_gate_and_keeps_the_interruption()
+    {
+        var gate = new WriteGate();
+        var gateLock = GateLock(gate);
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        Exception? caught = null;
+        bool? interruptionKept = null;
+        var exiting = new Thread(() =>
+        {
+            try
+            {
+                gate.Exit();
+            }
+            catch (Exception exception)
+            {
+                caught = exception;
+                return;
+            }
+
+            using var never = new ManualResetEventSlim();
+            try
+            {
+                _ = never.Wait(TimeSpan.FromSeconds(10)); // an interruption kept ends this at once
+                interruptionKept = false;
+            }
+            catch (ThreadInterruptedException)
+            {
+                interruptionKept = true;
+            }
+        })
+        {
+            IsBackground = true,
+        };
+
+        gateLock.Enter();
+        try
+        {
+            exiting.Start();
+            Wait.Until(() => Threading.WaitQueueTests.LockWaiters(gateLock) > 0); // Exit blocks on the gate's lock, held here
+            exiting.Interrupt();
+        }
+        finally
+        {
+            gateLock.Exit();
+        }
+
+        exiting.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        caught.ShouldBeNull();
+        gate.IsHeld.ShouldBeFalse();
+        interruptionKept.ShouldBe(true, "the interruption that came while Exit took the gate's lock was swallowed");
     }
 
     [Test]
@@ -371,4 +492,8 @@ public class WriteGateTests
 
         await Task.WhenAll(blockers).WaitAsync(TimeSpan.FromSeconds(30));
     }
+
+    /// <summary>The gate's private lock, which a test holds to keep a waiter from trying again until it has set the scene.</summary>
+    private static Lock GateLock(WriteGate gate)
+        => (Lock)typeof(WriteGate).GetField("_lock", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(gate)!;
 }

@@ -108,8 +108,129 @@ public class WaitQueueTests
         }
     }
 
+    /// <summary>
+    /// A sync waiter cancelled just as it is granted (the grant comes while it waits for the owner's lock to leave the
+    /// queue) returns what it was granted instead of throwing: the grant (a pooled connection, the write gate) is out of
+    /// the queue and would otherwise be lost.
+    /// </summary>
+    [Test]
+    public void A_cancelled_sync_waiter_granted_before_it_could_leave_takes_the_grant()
+    {
+        var ownerLock = new Lock();
+        var queue = new WaitQueue<int>(ownerLock);
+        WaitQueue<int>.Waiter waiter;
+        lock (ownerLock)
+        {
+            waiter = queue.Enqueue(synchronous: true);
+        }
+
+        using var cancellation = new CancellationTokenSource();
+        Exception? caught = null;
+        bool? granted = null;
+        var value = 0;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                granted = queue.Wait(waiter, Timeout.InfiniteTimeSpan, cancellation.Token, out value);
+            }
+            catch (Exception exception)
+            {
+                caught = exception;
+            }
+        })
+        {
+            IsBackground = true,
+        };
+
+        ownerLock.Enter(); // the cancelled waiter must take the owner's lock to leave the queue
+        try
+        {
+            thread.Start();
+            cancellation.Cancel();
+            Wait.Until(() => LockWaiters(ownerLock) > 0); // it blocks on the lock, in the filter of its catch
+            queue.TryGrant(42).ShouldBeTrue(); // granted before it could leave
+        }
+        finally
+        {
+            ownerLock.Exit();
+        }
+
+        thread.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        caught.ShouldBeNull("the waiter threw the cancellation, and the grant it was handed is lost");
+        granted.ShouldBe(true);
+        value.ShouldBe(42);
+    }
+
+    /// <summary>
+    /// A sync waiter that times out, and is granted and interrupted while it waits for the owner's lock to leave the
+    /// queue, returns what it was granted (the grant would otherwise be lost) and keeps the interruption for the
+    /// thread's next wait.
+    /// </summary>
+    [Test]
+    public void A_timed_out_sync_waiter_granted_and_interrupted_before_it_could_leave_takes_the_grant_and_keeps_the_interruption()
+    {
+        var ownerLock = new Lock();
+        var queue = new WaitQueue<int>(ownerLock);
+        WaitQueue<int>.Waiter waiter;
+        lock (ownerLock)
+        {
+            waiter = queue.Enqueue(synchronous: true);
+        }
+
+        Exception? caught = null;
+        bool? granted = null;
+        bool? interruptionKept = null;
+        var value = 0;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                granted = queue.Wait(waiter, TimeSpan.FromMilliseconds(50), CancellationToken.None, out value);
+            }
+            catch (Exception exception)
+            {
+                caught = exception;
+                return;
+            }
+
+            using var never = new ManualResetEventSlim();
+            try
+            {
+                _ = never.Wait(TimeSpan.FromSeconds(10)); // an interruption kept ends this at once
+                interruptionKept = false;
+            }
+            catch (ThreadInterruptedException)
+            {
+                interruptionKept = true;
+            }
+        })
+        {
+            IsBackground = true,
+        };
+
+        ownerLock.Enter(); // the waiter, timed out, must take the owner's lock to leave the queue
+        try
+        {
+            thread.Start();
+            Wait.Until(() => LockWaiters(ownerLock) > 0); // it times out and blocks on the lock
+            queue.TryGrant(42).ShouldBeTrue(); // granted before it could leave
+            thread.Interrupt();
+        }
+        finally
+        {
+            ownerLock.Exit();
+        }
+
+        thread.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        caught.ShouldBeNull("the waiter threw, and the grant it was handed is lost");
+        granted.ShouldBe(true, "the waiter reported a timeout, and the grant it was handed is lost");
+        value.ShouldBe(42);
+        interruptionKept.ShouldBe(true, "the interruption that came while the waiter took the lock was swallowed");
+    }
+
     /// <summary>Threads blocked on <paramref name="ownerLock"/>: <see cref="Lock"/>'s state counts them in steps of 128.</summary>
-    private static uint LockWaiters(Lock ownerLock)
+    internal static uint LockWaiters(Lock ownerLock)
     {
 #pragma warning disable CS9216 // read by reflection, never locked as an object
         object boxed = ownerLock;
