@@ -455,11 +455,31 @@ public class TransactionReaderTests : DatabaseTest
         var error = Should.Throw<SqliteException>(reader.Dispose);
 
         error.SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        error.SqliteExtendedErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT_UNIQUE);
         error.Message.ShouldContain("UNIQUE constraint failed");
         error.Message.ShouldContain("the batch is not whole");
         error.Message.ShouldContain("is still open");
         reader.IsClosed.ShouldBeTrue();
         ConnectionTests.Exec(connection, "ROLLBACK");
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    /// <summary>
+    /// As above, the reader closed by its connection's Close instead: that Close closes its readers quietly, the
+    /// statements not reached running as the SQLite reader's closing runs them, and rolls the transaction back; the
+    /// failed statement's error does not come out of it.
+    /// </summary>
+    [Test]
+    public void A_statement_that_fails_as_the_connections_Close_closes_its_reader_in_a_transaction_begun_as_sql_leaves_the_Close_quiet()
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
+        var reader = Reader(connection, null, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1); INSERT INTO t VALUES (3)");
+        reader.Read().ShouldBeTrue();
+
+        connection.Close();
+
+        reader.IsClosed.ShouldBeTrue();
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
     }
 
@@ -568,9 +588,33 @@ public class TransactionReaderTests : DatabaseTest
             ? await Should.ThrowAsync<InvalidOperationException>(reader.NextResultAsync())
             : Should.Throw<InvalidOperationException>(() => reader.NextResult());
 
+        error.Message.ShouldContain("has ended");
+        error.Message.ShouldContain("NextResult runs the batch's next statement");
         error.Message.ShouldContain("a statement that writes did not run");
         error.Message.ShouldContain("the batch is not whole");
         error.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_READONLY);
+        reader.Dispose();
+        ConnectionTests.Scalar(connection, "PRAGMA query_only").ShouldBe(0L);
+        connection.Close();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    /// <summary>
+    /// As above for a read that fails (a function's error) in a NextResult after the transaction ended: it runs, as it
+    /// would, and throws its own error, as it would, not the refusal of a write; nothing after it runs.
+    /// </summary>
+    [Test]
+    public void A_read_failing_in_a_next_result_after_the_transaction_begun_as_sql_ended_throws_its_own_error()
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        connection.InnerConnection.CreateFunction<long, long>("fail", _ => throw new InvalidOperationException("failing on purpose"));
+        ConnectionTests.Exec(connection, "BEGIN; INSERT INTO t VALUES (100)");
+        var reader = Reader(connection, null, "SELECT 1; SELECT fail(x) FROM t; INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "ROLLBACK");
+
+        Should.Throw<SqliteException>(() => reader.NextResult()).Message.ShouldContain("failing on purpose");
+
         reader.Dispose();
         ConnectionTests.Scalar(connection, "PRAGMA query_only").ShouldBe(0L);
         connection.Close();
@@ -805,6 +849,26 @@ public class TransactionReaderTests : DatabaseTest
         error.Message.ShouldNotContain("are kept");
         error.Message.ShouldNotContain("still open");
         connection.State.ShouldBe(closeConnection ? ConnectionState.Closed : ConnectionState.Open);
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    /// <summary>
+    /// As above for a reader opened with <see cref="CommandBehavior.CloseConnection"/> whose batch, run as written, SQLite
+    /// ended the transaction for (<c>INSERT OR ROLLBACK</c>): closing the connection rolled back no transaction, and the
+    /// error says the connection was left in none, not that the close rolled one back.
+    /// </summary>
+    [Test]
+    public void The_error_of_a_failed_closing_that_closes_the_connection_after_SQLite_ended_the_transaction_says_so()
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        var reader = Reader(connection, null, "SELECT 1; SAVEPOINT s; INSERT INTO t VALUES (2); INSERT OR ROLLBACK INTO t VALUES (1); RELEASE s", CommandBehavior.CloseConnection);
+        reader.Read().ShouldBeTrue();
+
+        var error = Should.Throw<SqliteException>(reader.Dispose);
+
+        error.Message.ShouldContain("in no transaction now");
+        error.Message.ShouldNotContain("closed its connection");
+        connection.State.ShouldBe(ConnectionState.Closed);
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
     }
 

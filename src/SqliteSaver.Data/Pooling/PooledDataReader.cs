@@ -821,7 +821,7 @@ internal sealed class PooledDataReader(
             throw new ArgumentOutOfRangeException(
                 nameof(name),
                 name,
-                $"No column of this result set is named '{name}'. Its columns: {(columns.Length == 0 ? "none" : string.Join(", ", columns))}.");
+                $"No column of this result set is named '{name}'. Its columns: {string.Join(", ", columns)}."); // a result without columns never gets here: Microsoft.Data.Sqlite says it has no data
         }
     }
 

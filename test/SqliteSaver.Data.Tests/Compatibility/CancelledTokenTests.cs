@@ -9,7 +9,7 @@ namespace SqliteSaver.Data.Tests.Compatibility;
 /// <see cref="TaskCanceledException"/>, which <c>catch (TaskCanceledException)</c> blocks written against it catch
 /// (before, OpenAsync, ExecuteNonQueryAsync, ExecuteScalarAsync and BeginTransactionAsync threw a plain
 /// <see cref="OperationCanceledException"/>; a differential trial against Microsoft.Data.Sqlite found it), and leaves the
-/// connection as Microsoft.Data.Sqlite's leaves it.
+/// connection, and the reader it was called on, as Microsoft.Data.Sqlite's leaves them.
 /// </summary>
 public class CancelledTokenTests : DatabaseTest
 {
@@ -57,11 +57,14 @@ public class CancelledTokenTests : DatabaseTest
                 "ReadAsync" => reader!.ReadAsync(cancelled.Token),
                 _ => reader!.NextResultAsync(cancelled.Token),
             });
-            return $"completed, {connection.State}";
+            return $"completed, {connection.State}{ReaderState(reader)}";
         }
         catch (Exception error)
         {
-            return $"{error.GetType().Name}, {connection.State}";
+            return $"{error.GetType().Name}, {connection.State}{ReaderState(reader)}";
         }
     }
+
+    /// <summary>Whether the reader the call was made on is still open (a NextResultAsync that ran nothing leaves it so).</summary>
+    private static string ReaderState(DbDataReader? reader) => reader is null ? string.Empty : $", reader {(reader.IsClosed ? "closed" : "open")}";
 }

@@ -134,6 +134,32 @@ public class ExpressionBlobReadTests : DatabaseTest
         reader.GetChars(0, -1, chars, 0, 4).ShouldBe(3L); // a negative offset reads from the start
         Should.Throw<ArgumentOutOfRangeException>(() => reader.GetBytes(0, 0, bytes, 2, 4)); // the buffer is too small
         Should.Throw<ArgumentOutOfRangeException>(() => reader.GetChars(0, 4, chars, 0, 4)); // past the end of the text
+        Should.Throw<ArgumentOutOfRangeException>(() => reader.GetBytes(2, 0, null, 0, 0)); // no such column: Microsoft.Data.Sqlite's error
+        Should.Throw<ArgumentOutOfRangeException>(() => reader.GetChars(-1, 0, null, 0, 0));
+    }
+
+    /// <summary>
+    /// A batch's next result set is told expression or table columns of its own: after a result of expressions, read by
+    /// value, a table's column of the next is read through SQLite's blob handle, as Microsoft.Data.Sqlite reads it.
+    /// </summary>
+    [Test]
+    public void The_next_result_sets_columns_are_told_by_value_or_not_afresh()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (b BLOB); INSERT INTO t VALUES (CAST('xyz' AS BLOB))");
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT CAST('abc' AS BLOB), 1; SELECT rowid, b FROM t";
+        using var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        reader.GetStream(0).ShouldBeOfType<MemoryStream>().Dispose(); // an expression: its value
+
+        reader.NextResult().ShouldBeTrue();
+        reader.Read().ShouldBeTrue();
+
+        using var stream = reader.GetStream(1);
+        stream.ShouldBeOfType<Microsoft.Data.Sqlite.SqliteBlob>();
+        new StreamReader(stream).ReadToEnd().ShouldBe("xyz");
     }
 
     private static string Expected(string read, string value)

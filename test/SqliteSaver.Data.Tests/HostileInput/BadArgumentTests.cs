@@ -62,6 +62,11 @@ public class BadArgumentTests : DatabaseTest
         Should.Throw<ArgumentNullException>(() => reader.GetValues(null!)).ParamName.ShouldBe("values");
         reader.GetOrdinal("NAME").ShouldBe(1); // as Microsoft.Data.Sqlite: case-insensitive when no exact match
         reader["name"].ShouldBe("a");
+        reader.Dispose();
+
+        command.CommandText = "CREATE TEMP TABLE x (a)";
+        using var noColumns = command.ExecuteReader();
+        Should.Throw<InvalidOperationException>(() => noColumns.GetOrdinal("a")); // no columns: Microsoft.Data.Sqlite's own error
     }
 
     /// <summary>
