@@ -517,6 +517,32 @@ public class PipelineTests
         counted.ShouldBeNull("the query, begun after the attempt's token was cancelled, ran to its end");
     }
 
+    /// <summary>
+    /// As above for an INSERT, which SQLite runs in fewer than the 100 steps after which the connection's progress
+    /// handler looks at the token, and which an interrupt made before it begins does not reach (SQLite drops it): the
+    /// statement begun after the attempt's token was cancelled is refused before it runs, rather than writing in an
+    /// attempt that has timed out (a mutation hunt: without that check every test passed).
+    /// </summary>
+    [Test]
+    public void A_timeout_in_the_pipeline_refuses_a_write_a_synchronous_unit_of_work_starts_after_the_timeout()
+    {
+        var time = new FakeTimeProvider();
+        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        using var connection = dataSource.OpenConnection();
+        int? inserted = null;
+
+        var exception = Should.Throw<Exception>(() => connection.RunInTransaction(_ =>
+        {
+            time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
+            inserted = Insert(connection);
+        }));
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        inserted.ShouldBeNull("the INSERT, begun after the attempt's token was cancelled, ran");
+        Rows(connection).ShouldBe("");
+    }
+
     [Test]
     public void A_timeout_in_the_pipeline_interrupts_a_readers_later_statement_inside_a_synchronous_unit_of_work()
     {
@@ -717,6 +743,41 @@ public class PipelineTests
         command.CommandText = LongQuery;
 
         Should.Throw<global::Polly.Timeout.TimeoutRejectedException>(() => command.ExecuteScalar());
+    }
+
+    /// <summary>
+    /// A statement that runs outside the library's transactions, which the connection's progress handler never stops
+    /// (here an ATTACH whose file name is a long query's result): the attempt's timeout, fired as the statement runs
+    /// (a function moves the fake clock), stops it by SQLite's interrupt alone. Without that interrupt the ATTACH ran its
+    /// query to the end and attached the database (a mutation hunt: every test passed).
+    /// </summary>
+    [Test]
+    public void A_timeout_in_the_pipeline_interrupts_a_long_statement_run_outside_a_transaction()
+    {
+        var time = new FakeTimeProvider();
+        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        using var dataSource = new SaverDataSourceBuilder(_connectionString)
+            .UseConnectionInitializer(c => c.CreateFunction("time_out", () =>
+            {
+                time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
+                return 0L;
+            }))
+            .UseResiliencePipeline(pipeline)
+            .Build();
+        using var connection = dataSource.OpenConnection();
+        using var attach = connection.CreateCommand();
+        attach.CommandText = "ATTACH (WITH RECURSIVE c(x) AS (SELECT time_out() UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) "
+            + "SELECT $path || substr(count(*), 1, 0) FROM c) AS late";
+        var path = attach.CreateParameter();
+        (path.ParameterName, path.Value) = ("$path", Path.Combine(_folder, "late.db"));
+        attach.Parameters.Add(path);
+
+        var exception = Should.Throw<Exception>(() => attach.ExecuteNonQuery());
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        using var attached = connection.CreateCommand();
+        attached.CommandText = "SELECT count(*) FROM pragma_database_list WHERE name = 'late'";
+        attached.ExecuteScalar().ShouldBe(0L, "the ATTACH ran its query to the end");
     }
 
     [Test]

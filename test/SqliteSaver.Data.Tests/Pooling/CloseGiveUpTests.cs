@@ -169,6 +169,44 @@ public class CloseGiveUpTests() : DatabaseTest(clearsOnlyItsOwnPools: true)
     }
 
     /// <summary>
+    /// A call that two Closes in a row gave up on (Busy Timeout=0 and 5 s each; here a query held in an application
+    /// function, then running until the interrupt ends it) says that a Close gave up and left the connection open, as
+    /// after one: the second Close, which gives up on the calls begun since the first, keeps the first's call among
+    /// those given up on. Had it kept only its own, the call would throw SQLite's SQLITE_INTERRUPT, as if Cancel had
+    /// ended it (a mutation hunt: that passed every test).
+    /// </summary>
+    [Test]
+    public void A_call_two_Closes_gave_up_on_says_the_connection_was_left_open()
+    {
+        var connection = new SaverDbConnection(Folder.ConnectionString("Busy Timeout=0"));
+        connection.Open();
+        using var hold = new HeldFunction(connection);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT x FROM c WHERE hold())";
+        var running = Task.Factory.StartNew(() => Should.Throw<Exception>(() => command.ExecuteScalar()), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        try
+        {
+            hold.Holding.Wait(Bound).ShouldBeTrue("the query runs hold()");
+            foreach (var which in new[] { "first", "second" })
+            {
+                var closing = CloseRaceTests.CloseOnAnotherThread(connection);
+                closing.Wait(Bound).ShouldBeTrue($"the {which} Close ended");
+                closing.Result.ShouldBeOfType<InvalidOperationException>($"the {which} Close gave up");
+            }
+        }
+        finally
+        {
+            hold.Release(); // hold() returns at once from now on: the query runs until the interrupt ends it
+        }
+
+        running.Wait(Bound).ShouldBeTrue("the call ended");
+        running.Result.ShouldBeOfType<InvalidOperationException>($"the call threw {running.Result}")
+            .Message.ShouldBe(RenterCalls.GivenUpCall(null).Message);
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+        connection.Close();
+    }
+
+    /// <summary>
     /// The same statement failing on its own after a Close gave up on the call (Busy Timeout=0 and 5 s) and left the
     /// connection open: the call throws its own SqliteException, and the transaction, with what it held before the
     /// call, is still open and commits. On the first form of the change of
