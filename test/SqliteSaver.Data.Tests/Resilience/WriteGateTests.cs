@@ -419,16 +419,7 @@ public class WriteGateTests
                 return;
             }
 
-            using var never = new ManualResetEventSlim();
-            try
-            {
-                _ = never.Wait(TimeSpan.FromSeconds(10)); // an interruption kept ends this at once
-                interruptionKept = false;
-            }
-            catch (ThreadInterruptedException)
-            {
-                interruptionKept = true;
-            }
+            interruptionKept = Threading.WaitQueueTests.InterruptionKept();
         })
         {
             IsBackground = true,

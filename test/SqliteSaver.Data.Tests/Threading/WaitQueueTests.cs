@@ -194,16 +194,7 @@ public class WaitQueueTests
                 return;
             }
 
-            using var never = new ManualResetEventSlim();
-            try
-            {
-                _ = never.Wait(TimeSpan.FromSeconds(10)); // an interruption kept ends this at once
-                interruptionKept = false;
-            }
-            catch (ThreadInterruptedException)
-            {
-                interruptionKept = true;
-            }
+            interruptionKept = InterruptionKept();
         })
         {
             IsBackground = true,
@@ -227,6 +218,24 @@ public class WaitQueueTests
         granted.ShouldBe(true, "the waiter reported a timeout, and the grant it was handed is lost");
         value.ShouldBe(42);
         interruptionKept.ShouldBe(true, "the interruption that came while the waiter took the lock was swallowed");
+    }
+
+    /// <summary>
+    /// Whether the calling thread has an interruption pending: its next wait (bounded at 10 s) ends at once with
+    /// <see cref="ThreadInterruptedException"/>.
+    /// </summary>
+    internal static bool InterruptionKept()
+    {
+        using var never = new ManualResetEventSlim();
+        try
+        {
+            _ = never.Wait(TimeSpan.FromSeconds(10));
+            return false;
+        }
+        catch (ThreadInterruptedException)
+        {
+            return true;
+        }
     }
 
     /// <summary>Threads blocked on <paramref name="ownerLock"/>: <see cref="Lock"/>'s state counts them in steps of 128.</summary>
