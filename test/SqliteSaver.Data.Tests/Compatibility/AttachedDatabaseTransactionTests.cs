@@ -52,6 +52,8 @@ public class AttachedDatabaseTransactionTests : DatabaseTest
     /// A database the connection initializer attaches: in the IMMEDIATE transaction (before, the kept BEGIN IMMEDIATE
     /// was prepared before the initializer ran), and no reason to replace the connection on return after a rental
     /// that ran a PRAGMA (before, the pool opened and initialized a new one for each such rental) (a review's findings).
+    /// Also in a transaction begun before any command of the rental, which alone would not make the BEGIN be prepared
+    /// afresh.
     /// </summary>
     [Test]
     public void A_database_the_connection_initializer_attached_is_in_the_transaction_and_keeps_the_connection_pooled()
@@ -68,6 +70,11 @@ public class AttachedDatabaseTransactionTests : DatabaseTest
         for (var i = 0; i < 3; i++)
         {
             using var rented = dataSource.OpenConnection();
+            using (rented.BeginTransaction())
+            {
+                Should.Throw<SqliteException>(() => Run(rented, "DETACH aux")).Message.ShouldContain("database aux is locked");
+            }
+
             Run(rented, "PRAGMA foreign_keys = ON");
             using var transaction = rented.BeginTransaction();
             Should.Throw<SqliteException>(() => Run(rented, "DETACH aux")).Message.ShouldContain("database aux is locked");

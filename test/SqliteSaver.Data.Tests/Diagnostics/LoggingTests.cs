@@ -44,6 +44,35 @@ public class LoggingTests : DatabaseTest
     }
 
     /// <summary>
+    /// A connection that cannot be made clean for its next renter is closed, and the log (1003) gives the reason of the
+    /// first check it fails, not that of a later one it would fail too (a closed inner connection also fails the probe
+    /// for an undisposed SqliteTransaction).
+    /// </summary>
+    [TestCase("inner closed", "Microsoft.Data.Sqlite's connection under it was closed")]
+    [TestCase("inner transaction", "a SqliteTransaction begun on InnerConnection was not disposed")]
+    [TestCase("unreadable", "a command may have set a PRAGMA whose value cannot be read, so cannot be set back")]
+    [TestCase("exclusive", "a command, or InnerConnection, may have set locking_mode = EXCLUSIVE, whose lock on the database file SQLite keeps after the mode is set back")]
+    [TestCase("attached", "it has attached databases")]
+    public void The_reason_a_returned_connection_is_closed_is_the_first_it_meets(string renter, string reason)
+    {
+        using var dataSource = Build(Folder.ConnectionString("Checkpoint Interval=0"));
+        using (var connection = dataSource.OpenConnection())
+        {
+            switch (renter)
+            {
+                case "inner closed": connection.InnerConnection.Close(); break;
+                case "inner transaction": _ = connection.InnerConnection.BeginTransaction(); break;
+                case "unreadable": ConnectionTests.Exec(connection, "PRAGMA case_sensitive_like = 1"); break;
+                case "exclusive": ConnectionTests.Exec(connection, "PRAGMA locking_mode = EXCLUSIVE"); break;
+                default: ConnectionTests.Exec(connection, "ATTACH ':memory:' AS aux"); break;
+            }
+        }
+
+        var closed = _logs.GetSnapshot().Where(r => r.Id.Id == 1003).ShouldHaveSingleItem();
+        closed.Message.ShouldEndWith($": {reason}, so it was closed and a fresh one opens when needed");
+    }
+
+    /// <summary>
     /// README: "physical connection opened (1001, with how long it took)": in milliseconds, from the start of the open
     /// to the end of the connection initializer, on the data source's TimeProvider.
     /// </summary>

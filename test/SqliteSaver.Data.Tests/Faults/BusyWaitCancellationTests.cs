@@ -349,6 +349,36 @@ public class BusyWaitCancellationTests : DatabaseTest
         ConnectionTests.Scalar(connection, "SELECT group_concat(x) FROM t").ShouldBe("4,5");
     }
 
+    /// <summary>
+    /// OpenAsync cancelled while a new connection's PRAGMAs wait in SQLite's busy handler for a lock another process
+    /// holds ends with <see cref="OperationCanceledException"/>, not the busy error the handler's end leaves (which,
+    /// with no retry left, would surface as SQLITE_BUSY and count as a transient error).
+    /// </summary>
+    [Test]
+    public async Task OpenAsync_cancelled_while_the_PRAGMAs_wait_for_a_lock_is_cancelled_not_busy()
+    {
+        var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Journal Mode=Delete;Retry=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = SaverDataSource.Create(connectionString);
+        using var holder = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        holder.Open();
+        using (var exclusive = holder.CreateCommand())
+        {
+            exclusive.CommandText = "BEGIN EXCLUSIVE"; // not even a read can begin: the journal mode's waits in the busy handler
+            exclusive.ExecuteNonQuery();
+        }
+
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        var failure = await Should.ThrowAsync<Exception>(() => dataSource.OpenConnectionAsync(cancellation.Token).AsTask().WaitAsync(Bound));
+
+        failure.ShouldBeAssignableTo<OperationCanceledException>(failure.ToString());
+        dataSource.Statistics.TransientErrors.ShouldBe(0);
+        holder.Dispose();
+        await using var next = await dataSource.OpenConnectionAsync(); // the slot is free
+        ConnectionTests.Scalar(next, "PRAGMA busy_timeout").ShouldBe(60000L);
+    }
+
     [TestCase(3)]
     [TestCase(0)]
     public async Task A_cancelled_lock_wait_is_not_counted_as_a_transient_error(int retry)
@@ -367,6 +397,32 @@ public class BusyWaitCancellationTests : DatabaseTest
         statistics.TransientErrors.ShouldBe(0);
         statistics.Retries.ShouldBe(0);
         statistics.RetriesExhausted.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// After InnerConnection was taken (the busy timeout is then read before each use), an asynchronous write with a
+    /// token still waits the busy timeout for the write lock: while the library's cancellable busy handler is in place
+    /// SQLite reports busy_timeout 0, which must not be taken for it. Here the CommandTimeout ends the wait, long before
+    /// the busy timeout; read as 0, the wait ended at once with SQLite's busy error.
+    /// </summary>
+    [Test]
+    public async Task After_InnerConnection_an_async_write_with_a_token_still_waits_the_busy_timeout()
+    {
+        var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Retry=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var holder = HoldWriteLock();
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        _ = connection.InnerConnection;
+        using var cancellation = new CancellationTokenSource();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        command.CommandTimeout = 1;
+
+        var failure = await Should.ThrowAsync<SqliteException>(() => command.ExecuteNonQueryAsync(cancellation.Token).WaitAsync(Bound));
+
+        failure.ShouldBeOfType<SqliteSaver.Data.Resilience.CommandTimeoutException>(failure.ToString());
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
     }
 
     [Test]

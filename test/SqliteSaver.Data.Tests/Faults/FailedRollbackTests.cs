@@ -47,11 +47,13 @@ public class FailedRollbackTests : DatabaseTest
     /// <summary>
     /// An interrupt meant for a statement (Close's second one, from its own thread, say) that lands on the ROLLBACK of a
     /// transaction: the rollback is tried again and succeeds, rather than leave the connection refusing every command
-    /// until it is closed. Here a progress handler interrupts the first ROLLBACK once. Before, Rollback threw
-    /// SQLITE_INTERRUPT with the transaction still open (a chaos trial saw it as "could not roll its transaction back").
+    /// until it is closed. Here a progress handler interrupts the first ROLLBACK once (or the first two: it is tried up
+    /// to three times). Before, Rollback threw SQLITE_INTERRUPT with the transaction still open (a chaos trial saw it as
+    /// "could not roll its transaction back").
     /// </summary>
-    [Test]
-    public void A_rollback_an_interrupt_stops_once_is_tried_again()
+    [TestCase(1)]
+    [TestCase(2)]
+    public void A_rollback_an_interrupt_stops_once_is_tried_again(int interrupted)
     {
         var connectionString = Folder.ConnectionString();
         var (connection, transaction) = InTransactionWithOneRow(connectionString);
@@ -59,7 +61,7 @@ public class FailedRollbackTests : DatabaseTest
         var physical = connection.GetOpenPhysical("test");
 
         var interrupts = 0;
-        raw.sqlite3_progress_handler(physical.Handle, 1, _ => Interlocked.Increment(ref interrupts) == 1 ? 1 : 0, null);
+        raw.sqlite3_progress_handler(physical.Handle, 1, _ => Interlocked.Increment(ref interrupts) <= interrupted ? 1 : 0, null);
         try
         {
             transaction.Rollback();
@@ -74,6 +76,39 @@ public class FailedRollbackTests : DatabaseTest
         physical.RollbackFailure.ShouldBeNull();
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES (2)").ShouldBe(1);
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("2");
+    }
+
+    /// <summary>
+    /// A ROLLBACK an interrupt stops every time (one that stays pending while another statement runs) is tried three
+    /// times, not forever: the failure is kept, the transaction stays open, and a later rollback that is not
+    /// interrupted ends it.
+    /// </summary>
+    [Test]
+    public void A_rollback_interrupted_every_time_is_tried_three_times_and_kept_as_failed()
+    {
+        var connectionString = Folder.ConnectionString();
+        var (connection, transaction) = InTransactionWithOneRow(connectionString);
+        using var opened = connection;
+        var physical = connection.GetOpenPhysical("test");
+
+        var runs = 0;
+        raw.sqlite3_progress_handler(physical.Handle, 1, _ => Interlocked.Increment(ref runs) <= 10 ? 1 : 0, null); // bounded: a loop without end still ends
+        try
+        {
+            Should.Throw<SqliteException>(() => physical.Rollback()).SqliteErrorCode.ShouldBe(raw.SQLITE_INTERRUPT);
+        }
+        finally
+        {
+            raw.sqlite3_progress_handler(physical.Handle, 0, null, null);
+        }
+
+        runs.ShouldBe(3, "each ROLLBACK run is stopped at the handler's first call");
+        physical.InTransaction.ShouldBeTrue();
+        physical.RollbackFailure.ShouldNotBeNull().SqliteErrorCode.ShouldBe(raw.SQLITE_INTERRUPT);
+        physical.TryRollback().ShouldBeTrue();
+        physical.RollbackFailure.ShouldBeNull();
+        transaction.Dispose();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
     [Test]

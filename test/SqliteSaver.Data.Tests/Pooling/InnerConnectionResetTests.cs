@@ -136,6 +136,33 @@ public class InnerConnectionResetTests : DatabaseTest
         count.ExecuteScalar().ShouldBe(1L);
     }
 
+    /// <summary>
+    /// A database attached, or a TEMP table made, through InnerConnection, where no command's text shows it, does not
+    /// reach the next renter: the connection is closed rather than handed on (the same physical connection is not).
+    /// </summary>
+    [TestCase("ATTACH")]
+    [TestCase("CREATE TEMP TABLE")]
+    public void What_a_renter_attached_or_made_TEMP_through_InnerConnection_does_not_reach_the_next_renter(string sql)
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        Microsoft.Data.Sqlite.SqliteConnection inner;
+        using (var renter = new SaverDbConnection(connectionString))
+        {
+            renter.Open();
+            ConnectionTests.Exec(renter, "SELECT 1"); // a read only: nothing of the library's own may attach or make TEMP objects
+            inner = renter.InnerConnection;
+            using var command = inner.CreateCommand();
+            command.CommandText = sql == "ATTACH" ? $"ATTACH '{Folder.File("aux.db")}' AS aux" : "CREATE TEMP TABLE scratch (x)";
+            command.ExecuteNonQuery();
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "SELECT count(*) FROM pragma_database_list").ShouldBe(2L); // main and temp
+        ConnectionTests.Scalar(next, "SELECT count(*) FROM temp.sqlite_master").ShouldBe(0L);
+        next.InnerConnection.ShouldNotBeSameAs(inner);
+    }
+
     /// <summary>Microsoft.Data.Sqlite's DefaultTimeout set on InnerConnection is set back to the connection string's.</summary>
     [Test]
     public void DefaultTimeout_set_on_InnerConnection_is_set_back_for_the_next_renter()
