@@ -146,21 +146,7 @@ public class WriteGateTests
     {
         var gate = new WriteGate(starvationThreshold: TimeSpan.FromHours(1));
         gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
-        var order = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var first = gate.EnterAsync(Timeout.InfiniteTimeSpan, CancellationToken.None).AsTask().ContinueWith(
-            entered =>
-            {
-                order.Enqueue(entered.Result ? "first" : "first timed out");
-                gate.Exit();
-            },
-            TaskContinuationOptions.ExecuteSynchronously);
-        var second = new Thread(() =>
-        {
-            order.Enqueue(gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None) ? "second" : "second timed out");
-            gate.Exit();
-        });
-        second.Start();
-        Wait.Until(() => gate.WaitingCount == 2);
+        var writers = QueueTwoWriters(gate);
         await WhileThreadPoolIsHeld(() =>
         {
             gate.Exit(); // frees the gate and wakes the first waiter, which cannot run yet
@@ -169,10 +155,7 @@ public class WriteGateTests
         Wait.Until(() => gate.WaitingCount == 2); // the first waiter has tried, found the gate taken and queued again
         gate.Exit(); // wakes the longest waiter: the first, not the second queued after it
 
-        await first.WaitAsync(TimeSpan.FromSeconds(30));
-        second.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
-        order.ShouldBe(["first", "second"]);
-        gate.IsHeld.ShouldBeFalse();
+        await EnteredInOrder(gate, writers);
     }
 
     /// <summary>
@@ -217,21 +200,7 @@ public class WriteGateTests
         var threshold = TimeSpan.FromSeconds(1);
         var gate = new WriteGate(threshold);
         gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
-        var order = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var first = gate.EnterAsync(Timeout.InfiniteTimeSpan, CancellationToken.None).AsTask().ContinueWith(
-            entered =>
-            {
-                order.Enqueue(entered.Result ? "first" : "first timed out");
-                gate.Exit();
-            },
-            TaskContinuationOptions.ExecuteSynchronously);
-        var second = new Thread(() =>
-        {
-            order.Enqueue(gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None) ? "second" : "second timed out");
-            gate.Exit();
-        });
-        second.Start();
-        Wait.Until(() => gate.WaitingCount == 2);
+        var writers = QueueTwoWriters(gate);
         var secondWaited = System.Diagnostics.Stopwatch.StartNew(); // the second has waited at least this long
         await WhileThreadPoolIsHeld(() =>
         {
@@ -241,10 +210,7 @@ public class WriteGateTests
 
             gate.Exit(); // the second waiter starves, but the first, woken, queued before it
         });
-        await first.WaitAsync(TimeSpan.FromSeconds(30));
-        second.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
-        order.ShouldBe(["first", "second"]);
-        gate.IsHeld.ShouldBeFalse();
+        await EnteredInOrder(gate, writers);
     }
 
     [Test]
@@ -461,6 +427,39 @@ public class WriteGateTests
 
         write.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
         ConnectionTests.Scalar(holder, "SELECT count(*) FROM sqlite_master WHERE name = 't'").ShouldBe(1L);
+    }
+
+    /// <summary>
+    /// Queues two writers at the held <paramref name="gate"/>: first an asynchronous one, whose continuation runs on the
+    /// thread pool once it is woken, then a thread. Each notes its name as it enters, then leaves.
+    /// </summary>
+    private static (Task First, Thread Second, System.Collections.Concurrent.ConcurrentQueue<string> Order) QueueTwoWriters(WriteGate gate)
+    {
+        var order = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var first = gate.EnterAsync(Timeout.InfiniteTimeSpan, CancellationToken.None).AsTask().ContinueWith(
+            entered =>
+            {
+                order.Enqueue(entered.Result ? "first" : "first timed out");
+                gate.Exit();
+            },
+            TaskContinuationOptions.ExecuteSynchronously);
+        var second = new Thread(() =>
+        {
+            order.Enqueue(gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None) ? "second" : "second timed out");
+            gate.Exit();
+        });
+        second.Start();
+        Wait.Until(() => gate.WaitingCount == 2);
+        return (first, second, order);
+    }
+
+    /// <summary>Waits for the writers <see cref="QueueTwoWriters"/> queued: they entered in the order they queued, and the gate is free.</summary>
+    private static async Task EnteredInOrder(WriteGate gate, (Task First, Thread Second, System.Collections.Concurrent.ConcurrentQueue<string> Order) writers)
+    {
+        await writers.First.WaitAsync(TimeSpan.FromSeconds(30));
+        writers.Second.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        writers.Order.ShouldBe(["first", "second"]);
+        gate.IsHeld.ShouldBeFalse();
     }
 
     /// <summary>
