@@ -13,13 +13,7 @@ public class WaitQueueTests
     [Test]
     public void A_sync_waiter_whose_thread_is_interrupted_as_it_leaves_on_timeout_is_taken_out_of_the_queue()
     {
-        var ownerLock = new Lock();
-        var queue = new WaitQueue<int>(ownerLock);
-        WaitQueue<int>.Waiter waiter;
-        lock (ownerLock)
-        {
-            waiter = queue.Enqueue(synchronous: true);
-        }
+        var (ownerLock, queue, waiter) = OneSyncWaiter();
 
         Exception? caught = null;
         bool? granted = null;
@@ -60,13 +54,7 @@ public class WaitQueueTests
     [Test]
     public void A_cancelled_sync_waiter_whose_thread_is_interrupted_as_it_leaves_does_not_go_on_waiting()
     {
-        var ownerLock = new Lock();
-        var queue = new WaitQueue<int>(ownerLock);
-        WaitQueue<int>.Waiter waiter;
-        lock (ownerLock)
-        {
-            waiter = queue.Enqueue(synchronous: true);
-        }
+        var (ownerLock, queue, waiter) = OneSyncWaiter();
 
         using var cancellation = new CancellationTokenSource();
         Exception? caught = null;
@@ -116,13 +104,7 @@ public class WaitQueueTests
     [Test]
     public void A_cancelled_sync_waiter_granted_before_it_could_leave_takes_the_grant()
     {
-        var ownerLock = new Lock();
-        var queue = new WaitQueue<int>(ownerLock);
-        WaitQueue<int>.Waiter waiter;
-        lock (ownerLock)
-        {
-            waiter = queue.Enqueue(synchronous: true);
-        }
+        var (ownerLock, queue, waiter) = OneSyncWaiter();
 
         using var cancellation = new CancellationTokenSource();
         Exception? caught = null;
@@ -170,13 +152,7 @@ public class WaitQueueTests
     [Test]
     public void A_timed_out_sync_waiter_granted_and_interrupted_before_it_could_leave_takes_the_grant_and_keeps_the_interruption()
     {
-        var ownerLock = new Lock();
-        var queue = new WaitQueue<int>(ownerLock);
-        WaitQueue<int>.Waiter waiter;
-        lock (ownerLock)
-        {
-            waiter = queue.Enqueue(synchronous: true);
-        }
+        var (ownerLock, queue, waiter) = OneSyncWaiter();
 
         Exception? caught = null;
         bool? granted = null;
@@ -218,6 +194,17 @@ public class WaitQueueTests
         granted.ShouldBe(true, "the waiter reported a timeout, and the grant it was handed is lost");
         value.ShouldBe(42);
         interruptionKept.ShouldBe(true, "the interruption that came while the waiter took the lock was swallowed");
+    }
+
+    /// <summary>A queue whose owner's lock is <c>ownerLock</c>, with one synchronous waiter queued.</summary>
+    private static (Lock OwnerLock, WaitQueue<int> Queue, WaitQueue<int>.Waiter Waiter) OneSyncWaiter()
+    {
+        var ownerLock = new Lock();
+        var queue = new WaitQueue<int>(ownerLock);
+        lock (ownerLock)
+        {
+            return (ownerLock, queue, queue.Enqueue(synchronous: true));
+        }
     }
 
     /// <summary>
