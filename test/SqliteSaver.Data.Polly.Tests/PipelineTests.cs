@@ -623,16 +623,7 @@ public class PipelineTests
         // interrupt comes after the row, and SQLite keeps it pending while the statement is active. ExecuteReader
         // returned the reader before, and GetColumnSchema, which runs a statement of its own, then failed with a bare
         // SQLITE_INTERRUPT rather than the attempt's timeout.
-        var time = new FakeTimeProvider();
-        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        using var dataSource = new SaverDataSourceBuilder(_connectionString)
-            .UseConnectionInitializer(c => c.CreateFunction("time_out", () =>
-            {
-                time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
-                return 0L;
-            }))
-            .UseResiliencePipeline(pipeline)
-            .Build();
+        using var dataSource = TimingOutInTimeOut();
         using var connection = dataSource.OpenConnection();
         Insert(connection);
         var readerReturned = false;
@@ -659,16 +650,7 @@ public class PipelineTests
     {
         // As above, for a command outside a unit of work, whose attempt the pipeline runs: ExecuteReader looked at the
         // caller's token and Cancel's as the statement's first row was made, not at the attempt's own.
-        var time = new FakeTimeProvider();
-        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        await using var dataSource = new SaverDataSourceBuilder(_connectionString)
-            .UseConnectionInitializer(c => c.CreateFunction("time_out", () =>
-            {
-                time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
-                return 0L;
-            }))
-            .UseResiliencePipeline(pipeline)
-            .Build();
+        await using var dataSource = TimingOutInTimeOut();
         await using var connection = await dataSource.OpenConnectionAsync();
         Insert(connection);
         await using var query = connection.CreateCommand();
@@ -754,16 +736,7 @@ public class PipelineTests
     [Test]
     public void A_timeout_in_the_pipeline_interrupts_a_long_statement_run_outside_a_transaction()
     {
-        var time = new FakeTimeProvider();
-        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
-        using var dataSource = new SaverDataSourceBuilder(_connectionString)
-            .UseConnectionInitializer(c => c.CreateFunction("time_out", () =>
-            {
-                time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
-                return 0L;
-            }))
-            .UseResiliencePipeline(pipeline)
-            .Build();
+        using var dataSource = TimingOutInTimeOut();
         using var connection = dataSource.OpenConnection();
         using var attach = connection.CreateCommand();
         attach.CommandText = "ATTACH (WITH RECURSIVE c(x) AS (SELECT time_out() UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) "
@@ -946,6 +919,23 @@ public class PipelineTests
                 },
             })
             .Build();
+
+    /// <summary>
+    /// A data source whose pipeline gives each attempt 200 ms on a fake clock, and whose connections have a function,
+    /// time_out(), that moves that clock 1 s: the attempt's token is cancelled as SQLite runs it.
+    /// </summary>
+    private SaverDataSource TimingOutInTimeOut()
+    {
+        var time = new FakeTimeProvider();
+        return new SaverDataSourceBuilder(_connectionString)
+            .UseConnectionInitializer(c => c.CreateFunction("time_out", () =>
+            {
+                time.Advance(TimeSpan.FromSeconds(1));
+                return 0L;
+            }))
+            .UseResiliencePipeline(new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build())
+            .Build();
+    }
 
     /// <summary>A data source whose pipeline gives each attempt 200 ms.</summary>
     private static SaverDataSource TimingOutAfter200Ms(string connectionString)
