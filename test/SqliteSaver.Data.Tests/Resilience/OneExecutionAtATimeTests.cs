@@ -143,29 +143,18 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
     [Test]
     public async Task A_query_nested_in_a_running_execution_does_not_wait_for_it()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (7)");
-        SaverDbConnection? connection = null;
         long? nested = null;
-        var strategy = new QueryingStrategy(async () => nested = (long?)await Query(connection!));
-        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
-        await using var holder = await dataSource.OpenConnectionAsync();
-        var transaction = await holder.BeginTransactionAsync();
-        connection = await dataSource.OpenConnectionAsync();
-
-        using var insert = connection.CreateCommand();
-        insert.CommandText = "INSERT INTO t VALUES (8)";
-        var write = insert.ExecuteNonQueryAsync();
-        write.IsCompleted.ShouldBeFalse("the write waits at the gate");
-        strategy.Armed = true;
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
-
-        await Task.WhenAny(write, Task.Delay(Bound));
-        write.Status.ShouldBe(TaskStatus.RanToCompletion, "the write's nested query waited for the write");
-        nested.ShouldBe(7L);
-        Rows(connection).ShouldBe("7,8");
-        await connection.DisposeAsync();
+        var (dataSource, connection, write) = await StartedBehindTheGate(
+            async connection => nested = (long?)await Query(connection),
+            connection => Execute(connection, "INSERT INTO t VALUES (8)"));
+        using (dataSource)
+        await using (connection)
+        {
+            await Task.WhenAny(write, Task.Delay(Bound));
+            write.Status.ShouldBe(TaskStatus.RanToCompletion, "the write's nested query waited for the write");
+            nested.ShouldBe(7L);
+            Rows(connection).ShouldBe("7,8");
+        }
     }
 
     /// <summary>
@@ -176,27 +165,18 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
     [Test]
     public async Task A_query_nested_in_a_running_BeginTransactionAsync_does_not_wait_for_it()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (7)");
-        SaverDbConnection? connection = null;
         long? nested = null;
-        var strategy = new QueryingStrategy(async () => nested = (long?)await Query(connection!));
-        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
-        await using var holder = await dataSource.OpenConnectionAsync();
-        var transaction = await holder.BeginTransactionAsync();
-        connection = await dataSource.OpenConnectionAsync();
-
-        var begin = connection.BeginTransactionAsync().AsTask();
-        begin.IsCompleted.ShouldBeFalse("the BEGIN waits at the gate");
-        strategy.Armed = true;
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
-
-        await Task.WhenAny(begin, Task.Delay(Bound));
-        begin.Status.ShouldBe(TaskStatus.RanToCompletion, "the BEGIN's nested query waited for the BEGIN");
-        nested.ShouldBe(7L);
-        await (await begin).DisposeAsync();
-        await connection.DisposeAsync();
+        var (dataSource, connection, begin) = await StartedBehindTheGate(
+            async connection => nested = (long?)await Query(connection),
+            connection => connection.BeginTransactionAsync().AsTask());
+        using (dataSource)
+        await using (connection)
+        {
+            await Task.WhenAny(begin, Task.Delay(Bound));
+            begin.Status.ShouldBe(TaskStatus.RanToCompletion, "the BEGIN's nested query waited for the BEGIN");
+            nested.ShouldBe(7L);
+            await (await begin).DisposeAsync();
+        }
     }
 
     /// <summary>
@@ -207,36 +187,22 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
     [Test]
     public async Task A_write_nested_in_a_running_execution_leaves_the_write_gate_to_it()
     {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (7)");
-        SaverDbConnection? connection = null;
-        SaverDataSource? source = null;
         bool? heldAfterNestedWrite = null;
-        var strategy = new QueryingStrategy(async () =>
+        var (dataSource, connection, write) = await StartedBehindTheGate(
+            async connection =>
+            {
+                await Execute(connection, "INSERT INTO t VALUES (9)");
+                heldAfterNestedWrite = connection.Executor.Gate!.IsHeld;
+            },
+            connection => Execute(connection, "INSERT INTO t VALUES (8)"));
+        using (dataSource)
+        await using (connection)
         {
-            await using var nested = connection!.CreateCommand();
-            nested.CommandText = "INSERT INTO t VALUES (9)";
-            await nested.ExecuteNonQueryAsync();
-            heldAfterNestedWrite = source!.Executor.Gate!.IsHeld;
-        });
-        using var dataSource = source = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
-        await using var holder = await dataSource.OpenConnectionAsync();
-        var transaction = await holder.BeginTransactionAsync();
-        connection = await dataSource.OpenConnectionAsync();
-
-        using var insert = connection.CreateCommand();
-        insert.CommandText = "INSERT INTO t VALUES (8)";
-        var write = insert.ExecuteNonQueryAsync();
-        write.IsCompleted.ShouldBeFalse("the write waits at the gate");
-        strategy.Armed = true;
-        await transaction.CommitAsync();
-        await transaction.DisposeAsync();
-
-        (await write.WaitAsync(Bound)).ShouldBe(1);
-        heldAfterNestedWrite.ShouldBe(true, "the nested write left the gate while the execution it was nested in still ran");
-        dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
-        Rows(connection).ShouldBe("7,8,9");
-        await connection.DisposeAsync();
+            (await write.WaitAsync(Bound)).ShouldBe(1);
+            heldAfterNestedWrite.ShouldBe(true, "the nested write left the gate while the execution it was nested in still ran");
+            dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
+            Rows(connection).ShouldBe("7,8,9");
+        }
     }
 
     /// <summary>
@@ -767,6 +733,39 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
     /// <summary>The values of t, in order, joined with commas.</summary>
     private static string Rows(SaverDbConnection connection)
         => ConnectionTests.Scalar(connection, "SELECT coalesce(group_concat(x, ','), '') FROM (SELECT x FROM t ORDER BY x)") as string ?? "";
+
+    /// <summary>
+    /// Starts <paramref name="execution"/> on a connection of a new data source (t holds 7) while another of its
+    /// connections' transaction holds the write gate, then commits that transaction: the execution's first attempt after
+    /// the wait first runs <paramref name="nested"/> on the connection, as a retry strategy's callback would.
+    /// </summary>
+    private async Task<(SaverDataSource DataSource, SaverDbConnection Connection, Task<T> Execution)> StartedBehindTheGate<T>(
+        Func<SaverDbConnection, Task> nested, Func<SaverDbConnection, Task<T>> execution)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL); INSERT INTO t VALUES (7)");
+        SaverDbConnection? connection = null;
+        var strategy = new QueryingStrategy(() => nested(connection!));
+        var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
+        await using var holder = await dataSource.OpenConnectionAsync();
+        var transaction = await holder.BeginTransactionAsync();
+        connection = await dataSource.OpenConnectionAsync();
+
+        var started = execution(connection);
+        started.IsCompleted.ShouldBeFalse("the execution waits at the gate");
+        strategy.Armed = true;
+        await transaction.CommitAsync();
+        await transaction.DisposeAsync();
+        return (dataSource, connection, started);
+    }
+
+    /// <summary>Runs <paramref name="sql"/> with ExecuteNonQueryAsync on a command of its own.</summary>
+    private static async Task<int> Execute(SaverDbConnection connection, string sql)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return await command.ExecuteNonQueryAsync();
+    }
 
     /// <summary>Once armed, runs a query of the application's before the next asynchronous attempt, as a logging callback might.</summary>
     private sealed class QueryingStrategy(Func<Task> query) : SaverRetryStrategy
