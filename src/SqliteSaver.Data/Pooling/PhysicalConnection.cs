@@ -1161,8 +1161,7 @@ internal sealed class PhysicalConnection : IDisposable
         catch (SqliteException) when (!Handle.IsClosed && !InTransaction)
         {
             // Microsoft.Data.Sqlite rolls back a SqliteTransaction left on InnerConnection, and throws when SQLite has
-            // ended it already (a COMMIT sent as SQL): give it a transaction to end, and close again.
-            raw.sqlite3_exec(Handle, "BEGIN");
+            // ended it already (a COMMIT sent as SQL), forgetting the transaction as it throws: close again.
             Sqlite.Dispose();
         }
         finally
