@@ -73,6 +73,76 @@ public class CheckpointTests : DatabaseTest
         saver.Checkpoint().LogFrames.ShouldBe(result.LogFrames);
     }
 
+    /// <summary>
+    /// A plain SqliteConnection that has not read the database is not made to read it when that cannot help: with no
+    /// <c>-wal</c> file there is nothing to copy (a read would create one, and answer 0 frames); in a deferred
+    /// transaction that has not read either, a read would begin its snapshot, on which SQLite refuses the checkpoint.
+    /// It answers -1 frames, as SQLite does. Before, a read in either case passed every test (a hunt).
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void A_plain_SqliteConnection_that_has_not_read_is_made_to_read_neither_without_a_wal_file_nor_in_a_transaction(bool inTransaction)
+    {
+        var connectionString = Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        if (!inTransaction)
+        {
+            SaverDbConnection.ClearAllPools(); // the last connection closing checkpoints and deletes the -wal file
+            File.Exists(Folder.File() + "-wal").ShouldBeFalse();
+        }
+
+        using var plain = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        plain.Open();
+        using var deferred = inTransaction ? plain.BeginTransaction(deferred: true) : null;
+
+        plain.Checkpoint().ShouldBe(new CheckpointResult(false, -1, -1));
+        File.Exists(Folder.File() + "-wal").ShouldBe(inTransaction);
+    }
+
+    /// <summary>
+    /// SQLITE_LOCKED on a connection with no transaction of its own (another connection of its shared cache has one)
+    /// is SQLite's error, not the refusal for a connection with a transaction. Before, that refusal there too passed
+    /// every test (a hunt).
+    /// </summary>
+    [Test]
+    public void A_checkpoint_beside_another_shared_cache_connections_transaction_throws_SQLITE_LOCKED()
+    {
+        var plain = $"Data Source={Folder.File()};Cache=Shared;Pooling=False";
+        using var writer = new SqliteConnection(plain);
+        writer.Open();
+        using (var command = writer.CreateCommand())
+        {
+            command.CommandText = "PRAGMA journal_mode = WAL; CREATE TABLE t (x); BEGIN; INSERT INTO t VALUES (1);";
+            command.ExecuteNonQuery();
+        }
+
+        using var other = new SqliteConnection(plain);
+        other.Open();
+
+        Should.Throw<SqliteException>(() => other.Checkpoint()).SqliteErrorCode.ShouldBe(6);
+    }
+
+    /// <summary>
+    /// A checkpoint whose waits a token can end puts SQLite's own busy handler back as it found it: the connection
+    /// waits its busy timeout for locks again. Before, a handler of the checkpoint's left in place (the busy timeout
+    /// read 0, and the handler's memory was freed) passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public async Task A_cancellable_checkpoint_leaves_the_connections_busy_timeout_as_it_found_it()
+    {
+        using var plain = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        plain.Open();
+        using var command = plain.CreateCommand();
+        command.CommandText = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 1234; CREATE TABLE t (x); INSERT INTO t VALUES (1);";
+        command.ExecuteNonQuery();
+        using var cancellation = new CancellationTokenSource();
+
+        (await plain.CheckpointAsync(CheckpointMode.Full, cancellation.Token)).Busy.ShouldBeFalse();
+
+        command.CommandText = "PRAGMA busy_timeout";
+        command.ExecuteScalar().ShouldBe(1234L);
+    }
+
     [Test]
     public async Task Checkpoint_returns_SQLites_figures_on_a_plain_SqliteConnection()
     {
@@ -157,7 +227,8 @@ public class CheckpointTests : DatabaseTest
     public void A_checkpoint_on_a_read_only_connection_or_data_source_is_refused_saying_why(string options, bool walEmpty)
     {
         // SQLite itself answers "disk I/O error", which says nothing of the cause, and with an empty WAL nothing at all
-        // (before, the checkpoint then returned 0 frames: a new user's trial).
+        // (before, the checkpoint then returned 0 frames: a new user's trial). A connection that has not read answers
+        // -1 frames then, as out of WAL mode: returning that, or dropping SQLite's error, passed every test (a hunt).
         PoolTests.Execute(Folder.ConnectionString(), "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
         var connectionString = options.Length > 0
             ? Folder.ConnectionString(options)
@@ -173,9 +244,21 @@ public class CheckpointTests : DatabaseTest
         using var dataSource = SaverDataSource.Create(connectionString);
         using var connection = dataSource.OpenConnection();
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(2L);
+        using var plain = new SqliteConnection($"Data Source={Folder.File()};Mode=ReadOnly;Pooling=False");
+        plain.Open(); // it has not read the database: with an empty WAL SQLite answers -1 frames, as out of WAL mode
 
-        Should.Throw<InvalidOperationException>(() => connection.Checkpoint(CheckpointMode.Passive)).Message.ShouldContain("read-only");
-        Should.Throw<InvalidOperationException>(() => dataSource.Checkpoint(CheckpointMode.Passive)).Message.ShouldContain("read-only");
+        Refused(() => connection.Checkpoint(CheckpointMode.Passive));
+        Refused(() => dataSource.Checkpoint(CheckpointMode.Passive));
+        Refused(() => plain.Checkpoint(CheckpointMode.Passive));
+
+        // With frames to copy, SQLite's error is kept as the inner exception; with none, SQLite reported none.
+        void Refused(Action checkpoint)
+        {
+            var refused = Should.Throw<InvalidOperationException>(checkpoint);
+            refused.Message.ShouldContain("read-only");
+            (refused.InnerException as SqliteException)?.SqliteErrorCode.ShouldBe(raw.SQLITE_IOERR);
+            (refused.InnerException is null).ShouldBe(walEmpty);
+        }
     }
 
     /// <summary>

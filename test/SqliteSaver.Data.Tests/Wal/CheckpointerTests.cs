@@ -83,20 +83,37 @@ public class CheckpointerTests : DatabaseTest
         Should.Throw<ArgumentOutOfRangeException>(() => dataSource.Checkpoint((CheckpointMode)9));
     }
 
+    /// <summary>
+    /// The checkpoint connection's busy timeout is one step, not the pool's Busy Timeout, from its opening on, and again
+    /// after the TRUNCATE for a <c>-wal</c> file past the limit, which tries without the busy handler. Before, one left
+    /// at 0 after that TRUNCATE passed every test (a hunt).
+    /// </summary>
     [Test]
     public void The_checkpoint_connection_waits_for_readers_and_writers_at_most_one_short_step()
     {
-        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Busy Timeout=5000"));
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Busy Timeout=5000;Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=65536"))
+            .UseTimeProvider(time).Build();
         using var rented = dataSource.OpenConnection(); // while the pool has none open, the checkpoint's connection closes after use
         dataSource.Checkpoint();
+        BusyTimeout().ShouldBe((int)Data.Wal.Checkpointer.StepTimeout.TotalMilliseconds);
 
-        var own = typeof(Data.Wal.Checkpointer).GetField("_connection", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
-        var physical = (Data.Pooling.PhysicalConnection)own.GetValue(dataSource.Checkpointer)!;
-        SQLitePCL.raw.sqlite3_prepare_v2(physical.Handle, "PRAGMA busy_timeout", out var statement).ShouldBe(0);
-        using (statement)
+        Fill(rented, 100);
+        time.Advance(TimeSpan.FromSeconds(1)); // past the limit: a TRUNCATE
+        new FileInfo(Wal).Length.ShouldBe(0);
+
+        BusyTimeout().ShouldBe((int)Data.Wal.Checkpointer.StepTimeout.TotalMilliseconds);
+
+        int BusyTimeout()
         {
-            SQLitePCL.raw.sqlite3_step(statement).ShouldBe(SQLitePCL.raw.SQLITE_ROW);
-            SQLitePCL.raw.sqlite3_column_int(statement, 0).ShouldBe((int)Data.Wal.Checkpointer.StepTimeout.TotalMilliseconds);
+            var own = typeof(Data.Wal.Checkpointer).GetField("_connection", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+            var physical = (Data.Pooling.PhysicalConnection)own.GetValue(dataSource.Checkpointer)!;
+            SQLitePCL.raw.sqlite3_prepare_v2(physical.Handle, "PRAGMA busy_timeout", out var statement).ShouldBe(0);
+            using (statement)
+            {
+                SQLitePCL.raw.sqlite3_step(statement).ShouldBe(SQLitePCL.raw.SQLITE_ROW);
+                return SQLitePCL.raw.sqlite3_column_int(statement, 0);
+            }
         }
     }
 
@@ -178,14 +195,14 @@ public class CheckpointerTests : DatabaseTest
     {
         await using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0"));
         await using var connection = await dataSource.OpenConnectionAsync();
-        Fill(connection, 20);
+        Fill(connection, 200); // 171 frames at least: with fewer, their 24-byte headers add up to less than a page
 
         var status = connection.GetWalStatus();
 
         status.JournalMode.ShouldBe("wal");
         status.WalFileBytes.ShouldBe(new FileInfo(Wal).Length);
         status.WalFrames.ShouldBe((status.WalFileBytes - 32) / (4096 + 24));
-        status.WalFrames.ShouldBeGreaterThan(0);
+        status.WalFrames.ShouldBeGreaterThan(170);
         dataSource.GetWalStatus().ShouldBe(status);
 
         await dataSource.CheckpointAsync(CheckpointMode.Truncate);
@@ -281,6 +298,51 @@ public class CheckpointerTests : DatabaseTest
         Fill(connection, 200);
 
         dataSource.Checkpointer.CatchUps.ShouldBe(0); // 200 commits write more than the 100 pages that would queue one
+    }
+
+    /// <summary>
+    /// A catch-up is queued by the commit that brings the pages written since the last one to a quarter of Wal
+    /// Autocheckpoint (64 at least), not a page later, and the count starts over with it (see
+    /// <see cref="CreateOneRowTable"/>: a page per commit). Before, a catch-up queued a page late, one at every commit
+    /// once the first was queued, or one every quarter of a small Wal Autocheckpoint passed every test (a hunt).
+    /// </summary>
+    [TestCase(256)] // a quarter: 64 pages
+    [TestCase(100)] // a quarter is 25 pages: 64, the fewest between catch-ups
+    public void A_catch_up_is_queued_every_64_pages_exactly_for_a_Wal_Autocheckpoint_of(int walAutocheckpoint)
+    {
+        CreateOneRowTable();
+        var time = new FakeTimeProvider(); // never advanced: only catch-ups run
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString($"Wal Autocheckpoint={walAutocheckpoint}"))
+            .UseTimeProvider(time).Build();
+        using var connection = dataSource.OpenConnection();
+        for (var catchUps = 1; catchUps <= 2; catchUps++)
+        {
+            Update(connection, 63);
+            dataSource.Checkpointer.CatchUps.ShouldBe(catchUps - 1);
+            Update(connection, 1);
+            dataSource.Checkpointer.CatchUps.ShouldBe(catchUps);
+            Wait.Until(() => !dataSource.Checkpointer.CatchUpPending);
+        }
+    }
+
+    /// <summary>
+    /// A database the library does not keep in WAL mode gets neither background checkpoints nor catch-ups, though
+    /// its commits write pages all the same. Before, a timer for one passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public void A_database_not_in_WAL_mode_gets_no_background_checkpoint_nor_catch_up()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Journal Mode=Delete;Checkpoint Interval=1;Wal Autocheckpoint=256"))
+            .UseTimeProvider(time).Build();
+        using var connection = dataSource.OpenConnection();
+        Fill(connection, 100); // 100 commits: more than the 64 pages that queue a catch-up in WAL mode
+
+        time.Advance(TimeSpan.FromSeconds(3));
+
+        dataSource.Checkpointer.CatchUps.ShouldBe(0);
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(0);
+        dataSource.LastCheckpointResult.ShouldBeNull();
     }
 
     [Test]
@@ -413,14 +475,9 @@ public class CheckpointerTests : DatabaseTest
     public void A_busy_checkpointer_backs_off_1_then_3_then_7_ticks_and_comes_back()
     {
         var time = new FakeTimeProvider();
-        var connectionString = Folder.ConnectionString("Checkpoint Interval=1;Checkpoint Mode=Truncate;Wal Autocheckpoint=0;Busy Timeout=10");
-        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
-        using var writer = dataSource.OpenConnection();
-        using var reader = dataSource.OpenConnection();
-        Fill(writer, 10);
-        var snapshot = reader.BeginTransaction(deferred: true);
-        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
-        Fill(writer, 10);
+        using var dataSource = BehindAnOldSnapshot(time, "", out var writer, out var reader, out var snapshot);
+        using var closeWriter = writer;
+        using var closeReader = reader;
 
         var runs = new List<int>();
         for (var tick = 1; tick <= 23; tick++)
@@ -441,6 +498,58 @@ public class CheckpointerTests : DatabaseTest
         dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
         time.Advance(TimeSpan.FromSeconds(1));
         dataSource.Checkpointer.BackgroundRuns.ShouldBe(7);
+    }
+
+    /// <summary>
+    /// A <c>-wal</c> file past Journal Size Limit is truncated at the next tick even while a busy checkpointer backs
+    /// off: the bound comes first. Before, a backoff that skipped that tick too passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public void A_busy_checkpointer_backing_off_truncates_a_wal_past_Journal_Size_Limit_at_the_next_tick()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = BehindAnOldSnapshot(time, "Journal Size Limit=1048576", out var writer, out var reader, out var snapshot);
+        using var closeWriter = writer;
+        using var closeReader = reader;
+        time.Advance(TimeSpan.FromSeconds(1));
+        dataSource.LastCheckpointResult!.Value.Busy.ShouldBeTrue(); // so the next tick is skipped
+        snapshot.Dispose();
+        Fill(writer, 600);
+        new FileInfo(Wal).Length.ShouldBeGreaterThan(1048576);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        dataSource.Checkpointer.BackgroundRuns.ShouldBe(2);
+        new FileInfo(Wal).Length.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// A <c>-wal</c> file of exactly Journal Size Limit bytes is within it: the tick runs a checkpoint in Checkpoint Mode
+    /// (PASSIVE), which leaves the file as it is; a frame more and it gets a TRUNCATE. A limit of 0 lets no frame stay.
+    /// Each update of the one-row table writes one page, a frame of 4096 + 24 bytes after the file's 32. Before, a limit
+    /// taken as reached at its size, or a limit of 0 taken for none, passed every test (a hunt).
+    /// </summary>
+    [TestCase(3)]
+    [TestCase(0)]
+    public void A_wal_of_exactly_Journal_Size_Limit_bytes_is_within_it_of_frames(int frames)
+    {
+        var limit = frames == 0 ? 0 : 32 + (frames * (4096 + 24));
+        CreateOneRowTable();
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString($"Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit={limit}"))
+            .UseTimeProvider(time).Build();
+        using var connection = dataSource.OpenConnection();
+        Update(connection, frames);
+        connection.GetWalStatus().WalFileBytes.ShouldBe(limit);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, frames, frames));
+        connection.GetWalStatus().WalFileBytes.ShouldBe(limit);
+        Update(connection, frames + 1); // every frame was copied back: SQLite writes the file again from its start
+        time.Advance(TimeSpan.FromSeconds(1));
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+        connection.GetWalStatus().WalFileBytes.ShouldBe(0);
     }
 
     [Test]
@@ -667,6 +776,26 @@ public class CheckpointerTests : DatabaseTest
     }
 
     /// <summary>
+    /// The health check's status read that finds another call opening the checkpoint connection for the first time (no
+    /// <c>-wal</c> file to answer from yet) waits for it only as long as its token lets it. Before, a wait that did not
+    /// look at the token passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public async Task A_status_read_for_the_health_check_ends_its_wait_for_another_calls_opening_with_its_token()
+    {
+        using var dataSource = HoldingCheckpointerOpening(Folder.ConnectionString(), out var checkpointWhileOpening);
+        var checkpoint = await checkpointWhileOpening();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+
+        var status = Task.Run(() => dataSource.GetWalStatus(timeout.Token));
+
+        (await Task.WhenAny(status, Task.Delay(TimeSpan.FromSeconds(20))) == status).ShouldBeTrue("the read waited for the other call's opening past its token");
+        await Should.ThrowAsync<OperationCanceledException>(status);
+        dataSource.Dispose();
+        await Should.ThrowAsync<InvalidOperationException>(checkpoint);
+    }
+
+    /// <summary>
     /// A pool never cleared, whose one slot a closing connection hands to a caller queued for it, which has not begun
     /// to open yet: a checkpoint runs. A first version of the refusal for a cleared pool (see MovedFileTests) took that
     /// slot for a cleared pool's renter and refused it (a review: 200 times in 200).
@@ -693,11 +822,13 @@ public class CheckpointerTests : DatabaseTest
 
     /// <summary>
     /// The connection initializer fails with a cancellation of its own (a call of its that timed out) as the checkpoint
-    /// connection opens, with no Clear or Dispose: an on-demand checkpoint throws it, and a background one records it.
-    /// A first version of StopOpening took any cancellation for one of its own (a review).
+    /// connection opens, with no Clear or Dispose: an on-demand checkpoint throws it (CheckpointAsync's task faults with
+    /// it, as its own token was not cancelled), and a background one records it. A first version of StopOpening took
+    /// any cancellation for one of its own (a review); a CheckpointAsync that took it for the caller's passed every
+    /// test (a hunt).
     /// </summary>
     [Test]
-    public void An_initializers_own_cancellation_surfaces_from_the_checkpoint_connections_opening()
+    public async Task An_initializers_own_cancellation_surfaces_from_the_checkpoint_connections_opening()
     {
         var time = new FakeTimeProvider();
         var fail = 0;
@@ -715,6 +846,10 @@ public class CheckpointerTests : DatabaseTest
         Volatile.Write(ref fail, 1);
 
         Should.Throw<TaskCanceledException>(() => dataSource.Checkpoint()).Message.ShouldBe("the key vault call timed out");
+        using var live = new CancellationTokenSource();
+        var checkpoint = dataSource.CheckpointAsync(live.Token);
+        (await Should.ThrowAsync<TaskCanceledException>(checkpoint)).Message.ShouldBe("the key vault call timed out");
+        checkpoint.IsFaulted.ShouldBeTrue();
         time.Advance(TimeSpan.FromSeconds(1));
         dataSource.LastCheckpointError.ShouldBeOfType<TaskCanceledException>();
     }
@@ -737,12 +872,17 @@ public class CheckpointerTests : DatabaseTest
         Directory.GetFiles(Folder.Path).ShouldBeEmpty();
     }
 
-    [Test]
-    public void A_failing_background_checkpoint_is_recorded_not_thrown()
+    /// <summary>
+    /// A background checkpoint that fails is recorded, and the next one that succeeds, at a tick or a catch-up, clears
+    /// the error. Before, a catch-up that left the error passed every test (a hunt).
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void A_failing_background_checkpoint_is_recorded_not_thrown(bool catchUpNext)
     {
         var time = new FakeTimeProvider();
         var strategy = new SwitchableStrategy();
-        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1"))
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=256"))
             .UseTimeProvider(time).UseRetryStrategy(strategy).Build();
         using var connection = dataSource.OpenConnection();
         strategy.Fail = true; // the checkpointer's own connection opens through the strategy, and now fails
@@ -751,7 +891,16 @@ public class CheckpointerTests : DatabaseTest
 
         dataSource.LastCheckpointError.ShouldBeOfType<InvalidOperationException>();
         strategy.Fail = false;
-        time.Advance(TimeSpan.FromSeconds(1));
+        if (catchUpNext)
+        {
+            Fill(connection, 70); // 70 commits write more than the 64 pages that queue a catch-up
+            Wait.Until(() => dataSource.Checkpointer.CatchUps > 0 && !dataSource.Checkpointer.CatchUpPending);
+        }
+        else
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+        }
+
         dataSource.LastCheckpointError.ShouldBeNull();
         dataSource.LastCheckpointResult.ShouldNotBeNull();
     }
@@ -1079,6 +1228,46 @@ public class CheckpointerTests : DatabaseTest
         command.CommandText = "PRAGMA journal_mode = WAL; SELECT count(*) FROM sqlite_master;"; // the read opens the WAL index
         command.ExecuteNonQuery();
         return other;
+    }
+
+    /// <summary>
+    /// A data source on <paramref name="time"/> whose TRUNCATE checkpoints (Checkpoint Mode=Truncate, at every
+    /// second) come back busy: <paramref name="reader"/>'s <paramref name="snapshot"/> is older than the rows
+    /// <paramref name="writer"/> wrote since.
+    /// </summary>
+    private SaverDataSource BehindAnOldSnapshot(FakeTimeProvider time, string options, out SaverDbConnection writer, out SaverDbConnection reader, out SaverDbTransaction snapshot)
+    {
+        var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString($"Checkpoint Interval=1;Checkpoint Mode=Truncate;Wal Autocheckpoint=0;Busy Timeout=10;{options}"))
+            .UseTimeProvider(time).Build();
+        writer = dataSource.OpenConnection();
+        reader = dataSource.OpenConnection();
+        Fill(writer, 10);
+        snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
+        Fill(writer, 10);
+        return dataSource;
+    }
+
+    /// <summary>
+    /// Creates the folder's test.db in WAL mode with a one-row table t (x), without the data source, so that its pages
+    /// count for no catch-up: each <see cref="Update"/> then writes one page.
+    /// </summary>
+    private void CreateOneRowTable()
+    {
+        using var setup = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        setup.Open();
+        using var create = setup.CreateCommand();
+        create.CommandText = "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (0)";
+        create.ExecuteNonQuery();
+    }
+
+    /// <summary>Commits <paramref name="commits"/> updates of <see cref="CreateOneRowTable"/>'s row, a page each.</summary>
+    private static void Update(SaverDbConnection connection, int commits)
+    {
+        for (var i = 0; i < commits; i++)
+        {
+            ConnectionTests.Exec(connection, "UPDATE t SET x = x + 1");
+        }
     }
 
     private sealed class SwitchableStrategy : SaverRetryStrategy

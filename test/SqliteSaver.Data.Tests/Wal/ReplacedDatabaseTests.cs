@@ -137,8 +137,9 @@ public class ReplacedDatabaseTests : DatabaseTest
     /// <summary>
     /// The Data Source goes through a symbolic link, repointed (to a new release's folder, say) while the pool's
     /// connections have the old target's file open, not cleared: the checkpoint connection, opening after that, would
-    /// have the new target's file, so it checkpoints nothing of theirs and says so. Before, a TRUNCATE checkpoint
-    /// answered "done" from the new file while the pool's -wal file kept every frame.
+    /// have the new target's file, so it checkpoints nothing of theirs and says so, and closes it again. Before, a
+    /// TRUNCATE checkpoint answered "done" from the new file while the pool's -wal file kept every frame; and one left
+    /// open there passed every test (a hunt).
     /// </summary>
     [Test]
     public void A_checkpoint_after_a_link_on_the_path_is_repointed_under_an_open_pool_refuses()
@@ -153,6 +154,7 @@ public class ReplacedDatabaseTests : DatabaseTest
 
         checkpoint.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refused);
         statusRead.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(Refused);
+        OpenFiles.Count(Path.Combine(Folder.Path, "v2", "app.db")).ShouldBe(0); // each checkpoint connection that opened there closed again
         new FileInfo(Path.Combine(Folder.Path, "v1", "app.db-wal")).Length.ShouldBeGreaterThan(0);
         ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2");
 
@@ -258,6 +260,31 @@ public class ReplacedDatabaseTests : DatabaseTest
         dataSource.Dispose();
         Plain("SELECT group_concat(x) FROM t").ShouldBe("100");
         checkpoint.ShouldBeOfType<ConnectionsBusyException>().Message.ShouldContain("could not tell whether the database file at the path is still the one it has open");
+    }
+
+    /// <summary>
+    /// CheckpointAsync's token also ends the 250 ms the checkpoint asks again whether the file moved while every pool
+    /// connection is inside SQLite: it ends with OperationCanceledException carrying that token, not with
+    /// ConnectionsBusyException once the 250 ms have passed. Before, a wait that looked at the token only to stop
+    /// sleeping passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public async Task A_CheckpointAsync_asking_again_whether_the_file_moved_ends_with_its_token()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Wal Autocheckpoint=0;Checkpoint Interval=0"));
+        var (rented, held, holding) = HeldInsideSqliteAsTheBackupIsMoved(dataSource);
+        using var release = held;
+        using var cancellation = new CancellationTokenSource();
+
+        var checkpoint = Task.Run(() => dataSource.CheckpointAsync(cancellation.Token));
+        cancellation.CancelAfter(TimeSpan.FromMilliseconds(50)); // while it asks again (cancelled before, it throws the same)
+        var exception = await Should.ThrowAsync<OperationCanceledException>(checkpoint);
+
+        held.Release();
+        holding.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        dataSource.Clear();
+        rented.Dispose();
+        exception.CancellationToken.ShouldBe(cancellation.Token);
     }
 
     /// <summary>
