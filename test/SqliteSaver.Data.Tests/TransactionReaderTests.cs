@@ -205,6 +205,43 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public void A_savepoint_rolled_back_to_stays_to_undo_a_second_batch_that_failed_to_finish()
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        var transaction = connection.BeginTransaction();
+        transaction.Save("before");
+        FailToFinish(connection, transaction);
+        transaction.Rollback("before");
+
+        FailToFinish(connection, transaction);
+        transaction.Rollback("before"); // the savepoint is still the one Save set, before this batch too
+
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    [Test]
+    public void A_rollback_to_a_released_name_set_again_as_SQL_text_inside_a_failed_batch_still_refuses_the_commit()
+    {
+        // The SAVEPOINT runs after the reader's first INSERT: rolling back to it keeps that INSERT, whose batch is not
+        // whole. The name Save set before is released, so it cannot be the one rolled back to.
+        using var connection = OpenWithRowOne(out var connectionString);
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        transaction.Release("a");
+        var reader = Reader(connection, transaction, "INSERT INTO t VALUES (5); SELECT 1; INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+        ConnectionTests.Exec(connection, "SAVEPOINT a");
+        reader.Dispose(); // its second INSERT fails
+
+        transaction.Rollback("a");
+
+        Should.Throw<SqliteException>(transaction.Commit).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT); // as if the commit ran it
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    [Test]
     public void A_rollback_to_a_savepoint_set_as_SQL_text_after_a_batch_failed_to_finish_still_refuses_the_commit()
     {
         var connectionString = Folder.ConnectionString();
@@ -351,6 +388,30 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public void A_batch_failing_after_another_failed_leaves_the_first_failure_to_decide_what_a_rollback_to_a_savepoint_undoes()
+    {
+        // As the test above, with a second batch failing after the SAVEPOINT: the rollback to it undoes that one
+        // whole, but not the first one, so the commit must still be refused.
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => transaction.Save("b")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        ConnectionTests.Exec(connection, "SAVEPOINT a");
+        FailToFinish(connection, transaction);
+
+        transaction.Rollback("a");
+
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
+        transaction.Rollback();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    [Test]
     public async Task A_rollback_to_a_name_set_again_by_a_reader_opened_before_the_failure_still_refuses_the_commit(
         [Values] bool async, [Values] bool closedFirst)
     {
@@ -417,6 +478,37 @@ public class TransactionReaderTests : DatabaseTest
         reader.Read().ShouldBeTrue();
 
         Should.Throw<InvalidOperationException>(() => transaction.Rollback("a")).Message.ShouldContain("SQLite has already ended");
+
+        transaction.Rollback();
+    }
+
+    [Test]
+    public void A_savepoint_after_a_statement_that_failed_as_its_reader_closed_made_SQLite_end_the_transaction_says_so([Values] bool release)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE ON CONFLICT ROLLBACK); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+        reader.Dispose(); // the INSERT fails, and SQLite rolls the transaction back
+
+        // Not the error of the INSERT, as if the savepoint were what ran it: the transaction is gone.
+        var refused = Should.Throw<InvalidOperationException>(() =>
+        {
+            if (release)
+            {
+                transaction.Release("a");
+            }
+            else
+            {
+                transaction.Save("b");
+            }
+        });
+        refused.Message.ShouldContain("SQLite has already ended");
+        refused.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
 
         transaction.Rollback();
     }
@@ -1165,6 +1257,13 @@ public class TransactionReaderTests : DatabaseTest
         var connection = new SaverDbConnection(connectionString);
         connection.Open();
         return connection;
+    }
+
+    /// <summary>Runs a batch whose second INSERT, of the row 1 again, fails as its reader closes (see <see cref="OpenWithRowOne"/>).</summary>
+    private static void FailToFinish(SaverDbConnection connection, SaverDbTransaction transaction)
+    {
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
     }
 
     private static DbDataReader Reader(

@@ -21,6 +21,8 @@ public class CancelledTokenTests : DatabaseTest
     [TestCase("BeginTransactionAsync")]
     [TestCase("ReadAsync")]
     [TestCase("NextResultAsync")]
+    [TestCase("CommitAsync")]
+    [TestCase("SaveAsync")]
     public async Task A_token_cancelled_before_the_call_throws_the_exception_MDS_throws(string call)
     {
         using var mds = new SqliteConnection($"Data Source={Folder.File("mds.db")};Pooling=False");
@@ -44,6 +46,7 @@ public class CancelledTokenTests : DatabaseTest
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT 1";
         await using var reader = call is "ReadAsync" or "NextResultAsync" ? await command.ExecuteReaderAsync() : null;
+        await using var transaction = call is "CommitAsync" or "SaveAsync" ? await connection.BeginTransactionAsync() : null;
         try
         {
             await (call switch
@@ -55,13 +58,34 @@ public class CancelledTokenTests : DatabaseTest
                 "ExecuteReaderAsync CloseConnection" => command.ExecuteReaderAsync(System.Data.CommandBehavior.CloseConnection, cancelled.Token),
                 "BeginTransactionAsync" => connection.BeginTransactionAsync(cancelled.Token).AsTask(),
                 "ReadAsync" => reader!.ReadAsync(cancelled.Token),
+                "CommitAsync" => transaction!.CommitAsync(cancelled.Token),
+                "SaveAsync" => transaction!.SaveAsync("s", cancelled.Token),
                 _ => reader!.NextResultAsync(cancelled.Token),
             });
-            return $"completed, {connection.State}{ReaderState(reader)}";
+            return $"completed, {connection.State}{ReaderState(reader)}{TransactionState(transaction)}";
         }
         catch (Exception error)
         {
-            return $"{error.GetType().Name}, {connection.State}{ReaderState(reader)}";
+            return $"{error.GetType().Name}, {connection.State}{ReaderState(reader)}{TransactionState(transaction)}";
+        }
+    }
+
+    /// <summary>Whether the transaction the call was made on is still open, and its savepoint "s" not set.</summary>
+    private static string TransactionState(DbTransaction? transaction)
+    {
+        if (transaction?.Connection is null)
+        {
+            return transaction is null ? string.Empty : ", transaction ended";
+        }
+
+        try
+        {
+            transaction.Release("s");
+            return ", transaction open, savepoint set";
+        }
+        catch (SqliteException)
+        {
+            return ", transaction open";
         }
     }
 

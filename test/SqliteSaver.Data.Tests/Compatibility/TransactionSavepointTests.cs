@@ -68,6 +68,11 @@ public class TransactionSavepointTests : DatabaseTest
         Rows(connection, transaction).ShouldBe("1");
 
         Should.Throw<SqliteException>(() => transaction.Rollback("inner")).Message.ShouldContain("no such savepoint");
+        transaction.Save("o");
+        transaction.Save("outer one"); // begins with the name of the savepoint set before it, and is another savepoint
+        Execute(connection, transaction, "INSERT INTO t VALUES (7)");
+        transaction.Rollback("o");
+        Rows(connection, transaction).ShouldBe("1");
         transaction.Save("same");
         Execute(connection, transaction, "INSERT INTO t VALUES (5)");
         transaction.Save("same");

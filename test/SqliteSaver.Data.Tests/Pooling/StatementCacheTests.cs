@@ -358,21 +358,23 @@ public class StatementCacheTests : DatabaseTest
         }
     }
 
-    [Test]
-    public void Text_longer_than_16_KiB_is_not_kept()
+    [TestCase(0, 0)]
+    [TestCase(1, 1)]
+    public void Text_longer_than_16_KiB_is_not_kept(int beyond, int compiled)
     {
         var connectionString = Folder.ConnectionString();
         Setup(connectionString);
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
         using var compiles = new Compiles(connection);
-        var longText = "SELECT x FROM t WHERE rowid = 1 /*" + new string(' ', StatementCache.MaxKeptTextLength) + "*/";
+        const string Query = "SELECT x FROM t WHERE rowid = 1 /*";
+        var longText = Query + new string(' ', StatementCache.MaxKeptTextLength - Query.Length - 2 + beyond) + "*/";
         Scalar(connection, longText).ShouldBe(1L);
         compiles.Reset();
 
         Scalar(connection, longText).ShouldBe(1L);
 
-        compiles.Count.ShouldBe(1);
+        compiles.Count.ShouldBe(compiled); // 16 KiB exactly is kept
     }
 
     [Test]
@@ -601,24 +603,67 @@ public class StatementCacheTests : DatabaseTest
         var large = new string('v', 60_000);
         for (var i = 0; i < statements; i++)
         {
-            Select(connection, i, large);
+            SelectWithValue(connection, i, large);
         }
 
         compiles.Reset();
         for (var i = 0; i < statements; i++)
         {
-            Select(connection, i, "small");
+            SelectWithValue(connection, i, "small");
         }
 
         compiles.Count.ShouldBe(statements - (StatementCache.MaxKeptValueLengthInAll / large.Length)); // 17 were kept
+    }
 
-        static void Select(SaverDbConnection connection, int i, string value)
+    [Test]
+    public void A_kept_statement_run_again_and_again_with_a_large_value_stays_kept()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        var large = new string('v', 60_000);
+        SelectWithValue(connection, 0, large);
+        compiles.Reset();
+
+        for (var run = 0; run < 2 * StatementCache.MaxKeptValueLengthInAll / large.Length; run++)
         {
-            using var command = connection.CreateCommand();
-            command.CommandText = $"SELECT x FROM t WHERE rowid = 1 AND length($value) > 0 AND {i} >= 0";
-            command.Parameters.AddWithValue("$value", value);
-            command.ExecuteScalar().ShouldBe(1L);
+            SelectWithValue(connection, 0, large); // its value counts once towards the 1 MiB, however often it runs
         }
+
+        compiles.Count.ShouldBe(0);
+    }
+
+    [Test]
+    public void Evicted_statements_leave_room_for_the_values_of_those_kept_after_them()
+    {
+        var connectionString = Folder.ConnectionString("Statement Cache Size=1");
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        var large = new string('v', 60_000);
+        var last = 2 * StatementCache.MaxKeptValueLengthInAll / large.Length;
+        for (var i = 0; i <= last; i++)
+        {
+            SelectWithValue(connection, i, large); // evicts the one before
+        }
+
+        compiles.Reset();
+
+        SelectWithValue(connection, last, large);
+
+        compiles.Count.ShouldBe(0);
+    }
+
+    /// <summary>Runs a query, the <paramref name="i"/>th of its kind, whose parameter holds <paramref name="value"/>.</summary>
+    private static void SelectWithValue(SaverDbConnection connection, int i, string value)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT x FROM t WHERE rowid = 1 AND length($value) > 0 AND {i} >= 0";
+        command.Parameters.AddWithValue("$value", value);
+        command.ExecuteScalar().ShouldBe(1L);
     }
 
     /// <summary>Inserts a row with x = 0 through a connection of its own, as another process would.</summary>
@@ -724,7 +769,7 @@ public class StatementCacheTests : DatabaseTest
         insert.ExecuteNonQuery();
     }
 
-    /// <summary>Runs commands on the connection, as code without <c>using</c> does, and never disposes them.</summary>
+    /// <summary>Runs commands on the connection, as code without <c>using</c> does, and never disposes them: weak references to them and their parameters.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     private static List<WeakReference> RunWithoutDisposing(SaverDbConnection connection, int count)
     {
@@ -733,7 +778,7 @@ public class StatementCacheTests : DatabaseTest
         {
             var command = connection.CreateCommand();
             command.CommandText = Select;
-            command.Parameters.AddWithValue("$x", 1L);
+            var parameter = command.Parameters.AddWithValue("$x", 1L);
             if (i % 2 == 0)
             {
                 command.ExecuteScalar().ShouldBe(1L);
@@ -745,6 +790,7 @@ public class StatementCacheTests : DatabaseTest
             }
 
             commands.Add(new WeakReference(command));
+            commands.Add(new WeakReference(parameter)); // not held by the kept statement either
         }
 
         return commands;

@@ -445,6 +445,41 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
+    /// As the test above, but the write, run in the transaction after the BEGIN, stays in an application function: the
+    /// rollback takes its turn after it at most Default Timeout (1 s here), then goes ahead all the same, as asked (a
+    /// commit or a savepoint would throw SQLITE_BUSY). It then waits for SQLite's connection, which the write holds,
+    /// and undoes the write with the rest.
+    /// </summary>
+    [Test]
+    public async Task A_rollback_behind_a_write_of_its_transaction_that_outlasts_Default_Timeout_goes_ahead()
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
+        using var held = new HeldFunction(connection);
+        var begin = connection.BeginTransactionAsync();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO t VALUES (hold())";
+        var one = insert.ExecuteNonQueryAsync(); // waits for the BEGIN; runs in its transaction
+        one.IsCompleted.ShouldBeFalse("the write waits for the BEGIN");
+        await holder.Release();
+        var transaction = await begin.AsTask().WaitAsync(Bound);
+        held.Holding.Wait(Bound).ShouldBeTrue();
+
+        var rollback = Task.Run(transaction.Rollback);
+        await Task.WhenAny(rollback, Task.Delay(TimeSpan.FromSeconds(4))); // lets its wait for the write run out
+        held.Release();
+        await Task.WhenAny(rollback, Task.Delay(Bound));
+        await Task.WhenAny(one, Task.Delay(Bound));
+
+        var rolledBack = rollback.Status == TaskStatus.RanToCompletion ? "returned" : rollback.Exception?.InnerException?.GetType().Name;
+        $"rollback {rolledBack}; completed {transaction.Connection is null}; write {Outcome(one)}; rows {Rows(connection)}"
+            .ShouldBe("rollback returned; completed True; write returned 1; rows ");
+        transaction.Dispose();
+    }
+
+    /// <summary>
     /// A command whose async execution waited for the connection's earlier one refuses a new CommandText until it has
     /// finished, also in the moment between the end of its wait and the start of its run, which go on on a pool thread
     /// while the caller's thread is free: here the text is set from the statement-cache lookup of that moment. Before,

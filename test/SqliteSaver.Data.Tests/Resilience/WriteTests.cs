@@ -324,6 +324,39 @@ public class WriteTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
     }
 
+    /// <summary>As the test above, with the reader left open: the unit of work's commit runs its INSERT.</summary>
+    [Test]
+    public void A_busy_write_an_open_reader_left_for_the_commit_is_retried_and_the_next_attempt_begins_immediate()
+    {
+        var connectionString = Folder.ConnectionString("Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        var gate = dataSource.Executor.Gate!;
+        using var connection = dataSource.OpenConnection();
+        var holder = HoldWriteLock();
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, _, _) => holder.Dispose(); // before the next attempt's BEGIN
+        var gateHeldAtStart = new List<bool>();
+        var readers = new List<System.Data.Common.DbDataReader>();
+
+        connection.RunInTransaction(
+            transaction =>
+            {
+                gateHeldAtStart.Add(gate.IsHeld);
+                ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
+                var command = connection.CreateCommand();
+                command.Transaction = transaction;
+                command.CommandText = "SELECT 1; INSERT INTO t VALUES (1)";
+                var reader = command.ExecuteReader();
+                reader.Read().ShouldBeTrue();
+                readers.Add(reader); // open: the commit runs the INSERT, busy at once on the first attempt
+            },
+            deferred: true);
+
+        readers.ForEach(reader => reader.Dispose());
+        gateHeldAtStart.ShouldBe([false, true]);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
     /// <summary>
     /// Both paths: RunInTransactionAsync turning to IMMEDIATE after any busy error passed every test before, when only
     /// RunInTransaction's was tested (a hunt).
