@@ -163,6 +163,13 @@ public class TransactionEndedBySqliteTests : DatabaseTest
 
         await Should.ThrowAsync<InvalidOperationException>(() => connection.ExecuteAsync("INSERT INTO t VALUES (2)", transaction: transaction));
         await Should.ThrowAsync<InvalidOperationException>(() => transaction.CommitAsync());
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "INSERT INTO t VALUES (3)";
+            Should.Throw<InvalidOperationException>(command.Prepare);
+            await Should.ThrowAsync<InvalidOperationException>(() => command.ExecuteReaderAsync(CommandBehavior.CloseConnection));
+            connection.State.ShouldBe(ConnectionState.Open); // refused before it runs, as Microsoft.Data.Sqlite refuses it
+        }
 
         await transaction.RollbackAsync();
         (await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM t")).ShouldBe(0L);

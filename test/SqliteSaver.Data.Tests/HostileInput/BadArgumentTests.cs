@@ -265,6 +265,7 @@ public class BadArgumentTests : DatabaseTest
         using var connection = new SaverDbConnection();
         connection.DataSource.ShouldBe(string.Empty); // asking creates no data source for an empty string
         connection.CreateCommand().CommandTimeout.ShouldBe(30);
+        new SaverDbCommand().CommandTimeout.ShouldBe(30); // with no connection, as Microsoft.Data.Sqlite's default
         SaverDbConnection.ClearPool(connection);
 
         Should.Throw<InvalidOperationException>(connection.Open).Message.ShouldContain("ConnectionString");
@@ -379,6 +380,8 @@ public class BadArgumentTests : DatabaseTest
         timeout.ParamName.ShouldBe("value");
         timeout.Message.ShouldStartWith("CommandTimeout must be a whole number of seconds, 0 (no limit but Busy Timeout and Retry) or more.");
         timeout.ActualValue.ShouldBe(-1);
+        command.CommandTimeout = 0; // no limit: the bound is inclusive
+        command.CommandTimeout.ShouldBe(0);
         Should.Throw<ArgumentException>(() => command.CommandType = CommandType.StoredProcedure);
         Should.Throw<InvalidOperationException>(connection.BeginTransaction).Message.ShouldContain("open connection");
         connection.GetSchema().Rows.Count.ShouldBe(new SqliteConnection().GetSchema().Rows.Count); // closed, as Microsoft.Data.Sqlite answers

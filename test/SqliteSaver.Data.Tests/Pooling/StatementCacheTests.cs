@@ -233,6 +233,25 @@ public class StatementCacheTests : DatabaseTest
         command.ExecuteScalar().ShouldBe(1L);
     }
 
+    /// <summary>Disposing a command closes its open reader, as Microsoft.Data.Sqlite's does, which commits the write left open for it.</summary>
+    [Test]
+    public void Disposing_a_command_closes_its_open_reader_and_commits_its_write()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t (x) VALUES (4) RETURNING x";
+        var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        command.Dispose();
+
+        reader.IsClosed.ShouldBeTrue();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(4L);
+    }
+
     [Test]
     public void A_reader_left_open_at_close_gives_its_statement_back_reset_for_the_next_renter()
     {
@@ -396,6 +415,42 @@ public class StatementCacheTests : DatabaseTest
         }
 
         compiles.Count.ShouldBe(2); // once to classify it, once to run it
+    }
+
+    /// <summary>
+    /// A command that holds on to a statement the cache cannot keep runs on the connection it is moved to, not with
+    /// the statement of the connection it ran on before.
+    /// </summary>
+    [Test]
+    public void A_command_whose_statement_is_not_kept_runs_on_the_connection_it_is_moved_to()
+    {
+        using var first = new SaverDbConnection(Folder.ConnectionString("Statement Cache Size=0", "first.db"));
+        first.Open();
+        using var second = new SaverDbConnection(Folder.ConnectionString("Statement Cache Size=0", "second.db"));
+        second.Open();
+        Exec(second, "CREATE TABLE t (x)");
+        using var command = first.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM sqlite_schema";
+        command.ExecuteScalar().ShouldBe(0L);
+
+        command.Connection = second;
+
+        command.ExecuteScalar().ShouldBe(1L);
+    }
+
+    /// <summary>A command that holds on to a statement the cache cannot keep lets it go when its text changes.</summary>
+    [Test]
+    public void A_command_whose_statement_is_not_kept_runs_its_new_text_once_the_text_changes()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString("Statement Cache Size=0"));
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1";
+        command.ExecuteScalar().ShouldBe(1L);
+
+        command.CommandText = "SELECT 2";
+
+        command.ExecuteScalar().ShouldBe(2L);
     }
 
     [Test]

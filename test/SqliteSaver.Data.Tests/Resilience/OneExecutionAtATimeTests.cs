@@ -133,6 +133,7 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
         await holder.Release();
         (await one.WaitAsync(Bound)).ShouldBe(1);
         Rows(connection).ShouldBe("1");
+        (await second.ExecuteNonQueryAsync().WaitAsync(Bound)).ShouldBe(1); // its ended wait leaves it free
     }
 
     /// <summary>

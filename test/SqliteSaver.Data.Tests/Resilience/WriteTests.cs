@@ -1065,9 +1065,9 @@ public class WriteTests : DatabaseTest
     }
 
     [Test]
-    public void A_write_waits_in_the_write_queue_at_most_its_CommandTimeout()
+    public void A_write_waits_in_the_write_queue_at_most_its_CommandTimeout([Values] bool fromConnectionString)
     {
-        var connectionString = Folder.ConnectionString();
+        var connectionString = Folder.ConnectionString(fromConnectionString ? "Default Timeout=1" : string.Empty);
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var holder = new SaverDbConnection(connectionString);
         holder.Open();
@@ -1076,7 +1076,10 @@ public class WriteTests : DatabaseTest
         connection.Open();
         using var command = connection.CreateCommand();
         command.CommandText = "INSERT INTO t VALUES (1)";
-        command.CommandTimeout = 1;
+        if (!fromConnectionString)
+        {
+            command.CommandTimeout = 1;
+        }
 
         var error = Should.Throw<SqliteException>(() => command.ExecuteNonQuery());
 
