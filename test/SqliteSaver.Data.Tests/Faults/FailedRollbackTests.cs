@@ -153,6 +153,39 @@ public class FailedRollbackTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("3");
     }
 
+    /// <summary>
+    /// A checkpoint or a WAL status read, the first call on the connection once SQLite can roll back the transaction it
+    /// refused to, rolls it back first, as a command would, and leaves the write gate kept for it: the checkpoint then
+    /// runs rather than be refused for that transaction (SQLITE_LOCKED). Before a test, dropping that rollback from
+    /// them passed every test (a hunt).
+    /// </summary>
+    [TestCase("Checkpoint")]
+    [TestCase("GetWalStatus")]
+    public void A_checkpoint_call_once_SQLite_can_roll_back_the_refused_transaction_rolls_it_back_first(string call)
+    {
+        var connectionString = Folder.ConnectionString();
+        var (connection, transaction) = InTransactionWithOneRow(connectionString);
+        using var opened = connection;
+        var physical = connection.GetOpenPhysical("test");
+        using (DenyRollback(physical.Handle))
+        {
+            Should.Throw<SqliteException>(transaction.Rollback).SqliteErrorCode.ShouldBe(raw.SQLITE_AUTH);
+        }
+
+        if (call == "Checkpoint")
+        {
+            connection.Checkpoint(CheckpointMode.Truncate).ShouldBe(new CheckpointResult(false, 0, 0));
+        }
+        else
+        {
+            connection.GetWalStatus().JournalMode.ShouldBe("wal");
+        }
+
+        physical.InTransaction.ShouldBeFalse();
+        physical.HeldGate.ShouldBeNull();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
     [Test]
     public void A_reader_of_a_write_whose_rollback_SQLite_refuses_lets_no_command_join_that_write()
     {

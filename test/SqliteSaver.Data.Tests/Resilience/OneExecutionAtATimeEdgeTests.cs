@@ -652,6 +652,29 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
+    /// CheckpointAsync with a token already cancelled is cancelled, its arguments unchecked, as BeginTransactionAsync
+    /// and the commands' async executions are (and DbConnection's own): with a mode that is no
+    /// <see cref="CheckpointMode"/> too, and whether or not an earlier async write of the connection still runs. Before a
+    /// test, dropping the token's check before the wait for that write passed every test, and beside the write the call
+    /// then faulted with ArgumentOutOfRangeException (a hunt).
+    /// </summary>
+    [Test]
+    public async Task CheckpointAsync_with_a_cancelled_token_is_cancelled_whether_or_not_an_earlier_async_write_still_runs()
+    {
+        await using var first = await FirstWriteAtTheGate.Start(Folder.ConnectionString("Default Timeout=1"), "one-at-a-time-checkpoint-cancelled");
+        var cancelled = new CancellationToken(canceled: true);
+
+        var besideTheWrite = first.Connection.CheckpointAsync((CheckpointMode)7, cancelled);
+        var begin = first.Connection.BeginTransactionAsync((System.Data.IsolationLevel)7, cancelled).AsTask();
+        await first.Release();
+        (await first.Write.WaitAsync(Bound)).ShouldBe(1);
+        var alone = first.Connection.CheckpointAsync((CheckpointMode)7, cancelled);
+
+        $"beside the write {besideTheWrite.Status}; BeginTransactionAsync {begin.Status}; alone {alone.Status}".ShouldBe(
+            "beside the write Canceled; BeginTransactionAsync Canceled; alone Canceled");
+    }
+
+    /// <summary>
     /// CheckpointAsync awaited on a single-threaded SynchronizationContext (a UI thread's) after an async query whose retry
     /// strategy yields to that context, with Default Timeout=0 (no bound): it awaits the query without blocking the
     /// thread the query needs, then checkpoints. Before, it waited for the query by blocking that thread: a deadlock

@@ -1350,6 +1350,31 @@ public class CheckpointerTests : DatabaseTest
     }
 
     /// <summary>
+    /// Without pooling a renter's Close drains the pool, and its connection is closed unreset: a transaction begun on
+    /// InnerConnection, which the renter's Close does not know of, is still open as Checkpoint On Close runs its
+    /// TRUNCATE on that connection, where SQLite would refuse it (SQLITE_LOCKED). It is rolled back first, and the
+    /// TRUNCATE empties the WAL. Before a test, dropping that rollback passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public void Without_pooling_the_final_truncate_rolls_back_a_transaction_the_renter_left_on_InnerConnection_first()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Pooling=false;Checkpoint Interval=0;Wal Autocheckpoint=0"));
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+            var transaction = connection.InnerConnection.BeginTransaction(); // never disposed
+            using var insert = connection.InnerConnection.CreateCommand();
+            insert.Transaction = transaction;
+            insert.CommandText = "INSERT INTO t VALUES (2)";
+            insert.ExecuteNonQuery();
+        }
+
+        dataSource.LastCheckpointError.ShouldBeNull();
+        dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+        PoolTests.Scalar(Folder.ConnectionString(), "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    /// <summary>
     /// After a Clear, the pool's last connection empties the old -wal file as it closes, though another Open waits
     /// for its slot (Max Pool Size=1): that waiter may leave before the slot is free (its Pool Timeout passes, or the
     /// data source is disposed), and then no connection would be left to run it on. A slow close is stood for by a
