@@ -277,7 +277,8 @@ public class ReplacedDatabaseTests : DatabaseTest
         using var cancellation = new CancellationTokenSource();
 
         var checkpoint = Task.Run(() => dataSource.CheckpointAsync(cancellation.Token));
-        cancellation.CancelAfter(TimeSpan.FromMilliseconds(50)); // while it asks again (cancelled before, it throws the same)
+        Wait.Until(() => WaitHandleMade(cancellation) || checkpoint.IsCompleted); // it waits on the token between its asks
+        cancellation.Cancel();
         var exception = await Should.ThrowAsync<OperationCanceledException>(checkpoint);
 
         held.Release();
@@ -373,4 +374,12 @@ public class ReplacedDatabaseTests : DatabaseTest
         command.CommandText = sql;
         return command.ExecuteScalar();
     }
+
+    /// <summary>
+    /// Whether the WaitHandle of <paramref name="source"/>'s token has been made: the checkpoint's wait between its asks
+    /// makes it. Read from the source's private field, as asking through the public member would make it.
+    /// </summary>
+    private static bool WaitHandleMade(CancellationTokenSource source)
+        => typeof(CancellationTokenSource).GetField("_kernelEvent", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
+            .GetValue(source) is not null;
 }
