@@ -67,6 +67,9 @@ public class DataSourcePathTests : DatabaseTest
     [TestCase("{0}/relative-link/../../link/./test.db")]
     [TestCase("file:{0}/link/../b/test.db")] // SQLite resolves the link before the ".."
     [TestCase("{0}/a/b/../b/test.db")]
+    [TestCase("/..{0}/a/b/test.db")] // ".." at the root stays at the root
+    [TestCase("{0}/dot-link/test.db")]
+    [TestCase("{0}/link-40/test.db")] // as many links as Linux follows in one path
     public void Writers_through_two_spellings_of_one_file_queue_at_one_write_gate(string otherSpelling)
     {
         MakeLink();
@@ -96,12 +99,55 @@ public class DataSourcePathTests : DatabaseTest
         count.ExecuteScalar().ShouldBe(2L);
     }
 
-    /// <summary>{folder}/a/b is a folder, {folder}/link a symbolic link to it, {folder}/relative-link one that says "a/b".</summary>
+    [TestCase("{0}/./a//x.db", "{0}/a/x.db")]
+    [TestCase("{0}/a/../x.db", "{0}/a/../x.db")]
+    public void The_DataSource_is_the_path_made_full_without_empty_and_dot_names(string spelled, string full)
+    {
+        using var connection = new SaverDbConnection($"Data Source={spelled.Replace("{0}", Folder.Path, StringComparison.Ordinal)}");
+
+        connection.DataSource.ShouldBe(full.Replace("{0}", Folder.Path, StringComparison.Ordinal));
+    }
+
+    [Test]
+    public void A_relative_Data_Source_is_made_full_against_the_current_directory()
+    {
+        using var connection = new SaverDbConnection("Data Source=relative.db");
+
+        connection.DataSource.ShouldBe(Path.Combine(Environment.CurrentDirectory, "relative.db"));
+    }
+
+    [Test]
+    public void A_Data_Source_through_a_loop_of_symbolic_links_fails_to_open()
+    {
+        File.CreateSymbolicLink(Path.Combine(Folder.Path, "loop-a"), "loop-b");
+        File.CreateSymbolicLink(Path.Combine(Folder.Path, "loop-b"), "loop-a");
+
+        // Bounded: following the links without a limit never ends.
+        Should.CompleteIn(
+            () => Should.Throw<SqliteException>(() =>
+            {
+                using var connection = new SaverDbConnection($"Data Source={Path.Combine(Folder.Path, "loop-a", "test.db")}");
+                connection.Open();
+            }),
+            TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>
+    /// {folder}/a/b is a folder, {folder}/link a symbolic link to it, {folder}/relative-link one that says "a/b",
+    /// {folder}/dot-link one that says "./a/./b", and {folder}/link-40 the last of a chain of 40 links to relative-link.
+    /// </summary>
     private void MakeLink()
     {
         Directory.CreateDirectory(Path.Combine(Folder.Path, "a", "b"));
         File.CreateSymbolicLink(Path.Combine(Folder.Path, "link"), Path.Combine(Folder.Path, "a", "b"));
         File.CreateSymbolicLink(Path.Combine(Folder.Path, "relative-link"), Path.Combine("a", "b"));
+        File.CreateSymbolicLink(Path.Combine(Folder.Path, "dot-link"), Path.Combine(".", "a", ".", "b"));
+        var previous = "relative-link";
+        for (var i = 2; i <= 40; i++)
+        {
+            File.CreateSymbolicLink(Path.Combine(Folder.Path, $"link-{i}"), previous);
+            previous = $"link-{i}";
+        }
     }
 
     private static void Execute(SaverDbConnection connection, string sql)

@@ -43,6 +43,18 @@ public class LoggingTests : DatabaseTest
         events[^1].Message.ShouldContain("the data source was disposed");
     }
 
+    [Test]
+    public void An_idle_connection_closed_by_Clear_is_logged_as_closed_because_the_pool_was_cleared()
+    {
+        using var dataSource = Build();
+        dataSource.OpenConnection().Dispose();
+
+        dataSource.Clear();
+
+        var closed = _logs.GetSnapshot().Where(r => r.Id.Id == 1002).ShouldHaveSingleItem();
+        closed.Message.ShouldEndWith(": the pool was cleared");
+    }
+
     /// <summary>
     /// A connection that cannot be made clean for its next renter is closed, and the log (1003) gives the reason of the
     /// first check it fails, not that of a later one it would fail too (a closed inner connection also fails the probe

@@ -113,6 +113,19 @@ public class MetricsTests : DatabaseTest
         }
     }
 
+    /// <summary>Its rental was not timed: no use time rather than one measured from the clock's zero.</summary>
+    [Test]
+    public void A_listener_that_starts_while_a_connection_is_rented_gets_no_use_time_for_that_rental()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString());
+        var connection = dataSource.OpenConnection();
+        using var use = new MetricCollector<double>(SaverMetrics.UseTime);
+
+        connection.Dispose();
+
+        Mine(use, dataSource).ShouldBeEmpty();
+    }
+
     [Test]
     public void A_pool_timeout_is_counted()
     {
@@ -200,9 +213,10 @@ public class MetricsTests : DatabaseTest
         var result = dataSource.Checkpoint(CheckpointMode.Full);
         var restart = dataSource.Checkpoint(CheckpointMode.Restart);
         dataSource.Checkpoint(CheckpointMode.Truncate);
+        dataSource.Checkpoint(CheckpointMode.Passive).CheckpointedFrames.ShouldBe(0); // the WAL just emptied
 
         var recorded = Mine(checkpoints, dataSource);
-        recorded.Count.ShouldBe(3);
+        recorded.Count.ShouldBe(4);
         recorded[0].Tags["sqlitesaver.checkpoint.mode"].ShouldBe("full");
         recorded[0].Tags["sqlitesaver.checkpoint.busy"].ShouldBe(false);
         recorded[0].Tags["sqlitesaver.checkpoint.trigger"].ShouldBe("on_demand");
@@ -210,9 +224,9 @@ public class MetricsTests : DatabaseTest
         recorded[2].Tags["sqlitesaver.checkpoint.mode"].ShouldBe("truncate");
         result.CheckpointedFrames.ShouldBeGreaterThan(0);
         // Frames with their mode and trigger (a hunt: dropping the tags, or naming RESTART "full", passed before);
-        // none for the TRUNCATE, which reports 0.
+        // none for the TRUNCATE, which reports 0, but the PASSIVE's 0 that copied nothing.
         Mine(frames, dataSource).Select(m => $"{m.Value} {m.Tags["sqlitesaver.checkpoint.mode"]} {m.Tags["sqlitesaver.checkpoint.trigger"]}").ShouldBe(
-            [$"{result.CheckpointedFrames} full on_demand", $"{restart.CheckpointedFrames} restart on_demand"]);
+            [$"{result.CheckpointedFrames} full on_demand", $"{restart.CheckpointedFrames} restart on_demand", "0 passive on_demand"]);
         Of(walSize, dataSource).ShouldBe(0);
     }
 
