@@ -1152,7 +1152,7 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>How many calls of the renter run now (RenterCalls' private _running).</summary>
-    private static int Running(RenterCalls calls)
+    internal static int Running(RenterCalls calls)
         => (int)typeof(RenterCalls).GetField("_running", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(calls)!;
 
     /// <summary>

@@ -467,8 +467,9 @@ public partial class OneExecutionAtATimeTests
         var transaction = await begin.AsTask().WaitAsync(Bound);
         held.Holding.Wait(Bound).ShouldBeTrue();
 
+        var calls = connection.GetOpenPhysical("test").Calls;
         var rollback = Task.Run(transaction.Rollback);
-        await Task.WhenAny(rollback, Task.Delay(TimeSpan.FromSeconds(4))); // lets its wait for the write run out
+        Wait.Until(() => Pooling.CloseRaceTests.Running(calls) == 2 || rollback.IsCompleted); // its wait for the write ran out
         held.Release();
         await Task.WhenAny(rollback, Task.Delay(Bound));
         await Task.WhenAny(one, Task.Delay(Bound));
