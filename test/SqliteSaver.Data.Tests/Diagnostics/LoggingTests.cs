@@ -43,16 +43,26 @@ public class LoggingTests : DatabaseTest
         events[^1].Message.ShouldContain("the data source was disposed");
     }
 
-    [Test]
-    public void An_idle_connection_closed_by_Clear_is_logged_as_closed_because_the_pool_was_cleared()
+    [TestCase(false, ": the pool was cleared")]
+    [TestCase(true, ": it stayed idle for Connection Idle Lifetime")]
+    public void An_idle_connection_closed_by_Clear_or_by_idle_pruning_is_logged_with_that_reason(bool pruned, string reason)
     {
-        using var dataSource = Build();
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Connection Idle Lifetime=60;Checkpoint Interval=0"))
+            .UseLoggerFactory(_loggerFactory).UseTimeProvider(time).Build();
         dataSource.OpenConnection().Dispose();
 
-        dataSource.Clear();
+        if (pruned)
+        {
+            time.Advance(TimeSpan.FromSeconds(120));
+        }
+        else
+        {
+            dataSource.Clear();
+        }
 
         var closed = _logs.GetSnapshot().Where(r => r.Id.Id == 1002).ShouldHaveSingleItem();
-        closed.Message.ShouldEndWith(": the pool was cleared");
+        closed.Message.ShouldEndWith(reason);
     }
 
     /// <summary>
