@@ -133,6 +133,46 @@ public class LoggingTests : DatabaseTest
         events[0].Message.ShouldEndWith("ms after SQLite Error 5: 'database is locked'. (extended code 5)"); // SQLite's words once, not "error 5: SQLite Error 5"
     }
 
+    /// <summary>
+    /// A stale snapshot is SQLITE_BUSY with extended code 517 (SQLITE_BUSY_SNAPSHOT): the logs name the extended
+    /// code, which says why the write was refused, not the primary code 5 of the message.
+    /// </summary>
+    [TestCase(1, 2001, "Retry 1 of 1 on ")]
+    [TestCase(0, 2002, "Gave up on ")]
+    public void Retry_logs_name_the_extended_code_of_a_stale_snapshot(int retry, int eventId, string start)
+    {
+        var connectionString = Folder.ConnectionString($"Retry={retry};Base Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = Build(connectionString);
+        using var connection = dataSource.OpenConnection();
+        var attempts = 0;
+
+        void ReadThenWrite()
+        {
+            ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
+            if (++attempts == 1)
+            {
+                PoolTests.Execute(connectionString, "INSERT INTO t VALUES (-1)"); // another writer commits meanwhile
+            }
+
+            ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        }
+
+        if (retry == 0)
+        {
+            Should.Throw<SqliteException>(() => connection.RunInTransaction(_ => ReadThenWrite(), deferred: true)).SqliteExtendedErrorCode.ShouldBe(517);
+        }
+        else
+        {
+            connection.RunInTransaction(_ => ReadThenWrite(), deferred: true);
+        }
+
+        var logged = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Retry").ShouldHaveSingleItem();
+        logged.Id.Id.ShouldBe(eventId);
+        logged.Message.ShouldStartWith(start);
+        logged.Message.ShouldEndWith(" (extended code 517)");
+    }
+
     [Test]
     public void A_lock_wait_that_outlasts_the_CommandTimeout_is_logged_at_warning()
     {
