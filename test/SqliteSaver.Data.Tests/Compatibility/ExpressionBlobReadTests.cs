@@ -93,6 +93,30 @@ public class ExpressionBlobReadTests : DatabaseTest
     }
 
     /// <summary>
+    /// Two readers on rows, with as many columns: which running statement is whose is not known, so an expression
+    /// column is read by its value. Taking the newer reader's table columns for its own would hand the expression to
+    /// Microsoft.Data.Sqlite, which ends the process.
+    /// </summary>
+    [Test]
+    public void A_reader_beside_another_on_a_row_reads_its_expression_column_by_value()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (b BLOB); INSERT INTO t VALUES (x'0102')");
+        using var expressions = connection.CreateCommand();
+        expressions.CommandText = "SELECT CAST('abc' AS BLOB), 1";
+        using var expressionsReader = expressions.ExecuteReader();
+        expressionsReader.Read().ShouldBeTrue();
+        using var table = connection.CreateCommand();
+        table.CommandText = "SELECT rowid, b FROM t";
+        using var tableReader = table.ExecuteReader();
+        tableReader.Read().ShouldBeTrue();
+
+        expressionsReader.GetBytes(0, 0, null, 0, 0).ShouldBe(3L);
+        tableReader.GetBytes(1, 0, null, 0, 0).ShouldBe(2L);
+    }
+
+    /// <summary>
     /// A writing reader on a row when its transaction commits: the commit runs the command's statements not reached
     /// and closes the SQLite reader under it. A read then throws Microsoft.Data.Sqlite's error for a closed reader,
     /// which names the read; before, it named FieldCount, which the caller never called (a review of this change).
