@@ -67,7 +67,7 @@ public sealed class SaverDbCommand : DbCommand
     }
 
     /// <summary>The SQL to run.</summary>
-    /// <exception cref="InvalidOperationException">A reader of this command is open, or an execution of it still runs.</exception>
+    /// <exception cref="InvalidOperationException">A reader of this command is open, or an execution of it still runs, and the text changes (setting the same text changes nothing and is allowed).</exception>
     /// <exception cref="ArgumentException">The text holds a NUL character.</exception>
     [AllowNull]
     public override string CommandText
