@@ -92,6 +92,9 @@ internal sealed class Coordinator(SoakSettings settings)
         return passed ? 0 : 1;
     }
 
+    /// <summary>Only the final checks, of the folder of a soak run earlier (its -wal file was not sampled): 0 when they pass, else 1.</summary>
+    public int Check(string folder) => Check(folder, Path.Combine(folder, DatabaseName)) ? 0 : 1;
+
     private static void CreateDatabase(string database)
     {
         using (var connection = new SaverDbConnection(SoakSettings.ConnectionString(database)))

@@ -8,6 +8,7 @@
 //
 // Usage: dotnet run -c Release --project test/SqliteSaver.Data.Soak -- [--minutes M | --seconds S]
 //        [--processes N] [--threads T] [--folder PATH] (kept afterwards; by default a temporary folder, kept on failure)
+//        or: -- --check PATH (only the final checks, of a soak's folder kept earlier)
 using System.Globalization;
 using SqliteSaver.Data.Soak;
 
@@ -36,8 +37,10 @@ for (var i = 0; i < args.Length; i++)
         case "--folder" when i + 1 < args.Length:
             settings.Folder = Path.GetFullPath(args[++i]);
             break;
+        case "--check" when args.Length == 2:
+            return new Coordinator(settings).Check(Path.GetFullPath(args[++i]));
         default:
-            Console.Error.WriteLine("usage: [--minutes M | --seconds S] [--processes N] [--threads T] [--folder PATH]");
+            Console.Error.WriteLine("usage: [--minutes M | --seconds S] [--processes N] [--threads T] [--folder PATH] | --check PATH");
             return 2;
     }
 }

@@ -203,7 +203,6 @@ internal sealed class SoakWorker : IDisposable
         Acknowledge(prefix, 2);
     }
 
-    /// <summary>Records the rows of a transaction whose commit has returned: written and flushed before the next operation.</summary>
     /// <summary>Sleeps while this process has written more rows than <see cref="SoakSettings.RowsPerSecondPerWorker"/> allows so far.</summary>
     private void Pace(long started)
     {
@@ -214,6 +213,7 @@ internal sealed class SoakWorker : IDisposable
         }
     }
 
+    /// <summary>Records the rows of a transaction whose commit has returned: written and flushed before the next operation.</summary>
     private void Acknowledge(string transaction, int size)
     {
         lock (_lock)
