@@ -94,6 +94,35 @@ public class InitializerTests : DatabaseTest
         ConnectionTests.Scalar(connection, "SELECT x FROM (SELECT 'a' AS x UNION SELECT 'b') ORDER BY x COLLATE reverse LIMIT 1").ShouldBe("b");
     }
 
+    /// <summary>
+    /// OpenAsync hands back an unfinished task while an async initializer awaits, rather than blocking its caller until
+    /// the initializer is done (a mutation hunt: with the initializer run synchronously there, no test failed).
+    /// </summary>
+    [Test]
+    public async Task OpenAsync_does_not_block_its_caller_while_an_async_initializer_awaits()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString())
+            .UseConnectionInitializer((_, _) => release.Task)
+            .Build();
+        try
+        {
+            Task<SaverDbConnection>? opening = null;
+            var caller = new Thread(() => opening = dataSource.OpenConnectionAsync().AsTask());
+            caller.Start();
+
+            caller.Join(TimeSpan.FromSeconds(10)).ShouldBeTrue("OpenConnectionAsync blocked its caller while the initializer awaited");
+            opening!.IsCompleted.ShouldBeFalse();
+            release.SetResult();
+            await using var connection = await opening;
+            ConnectionTests.Scalar(connection, "SELECT 1").ShouldBe(1L);
+        }
+        finally
+        {
+            release.TrySetResult(); // lets a blocked caller end
+        }
+    }
+
     [Test]
     public void A_synchronous_Open_waits_for_an_async_initializer()
     {
@@ -127,6 +156,7 @@ public class InitializerTests : DatabaseTest
         Should.Throw<InvalidOperationException>(() => dataSource.OpenConnection()).Message.ShouldBe("extension missing");
         (await Should.ThrowAsync<InvalidOperationException>(dataSource.OpenConnectionAsync().AsTask())).Message.ShouldBe("extension missing");
         dataSource.Statistics.Total.ShouldBe(0);
+        OpenFiles.Count(Folder.File()).ShouldBe(0); // the connections whose initializer failed were closed
 
         using var connection = dataSource.OpenConnection(); // the single slot is free again, so this does not time out
         ConnectionTests.Scalar(connection, "SELECT 1").ShouldBe(1L);

@@ -52,6 +52,7 @@ public class PragmaTextTests : DatabaseTest
     [TestCase(":a(--)")]
     [TestCase("@a([)")]
     [TestCase("$a::b(')")]
+    [TestCase("$a::(')")] // a :: pair, then the ( of the array
     public void Case_sensitive_like_after_a_parameter_with_a_quote_in_it_is_not_handed_on(string parameter)
     {
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
@@ -397,6 +398,16 @@ public class PragmaTextTests : DatabaseTest
     [TestCase("SELECT @a([);PRAGMA x=1", null, "x")]
     [TestCase("SELECT #a(/*);PRAGMA x=1", null, "x")]
     [TestCase("SELECT $a::b(');PRAGMA x=1", null, "x")]
+    [TestCase("SELECT $a::(');PRAGMA x=1", null, "x")]
+    [TestCase("PRAGMA\tx=1", null, "x")]
+    [TestCase("PRAGMA\fx=1", null, "x")]
+    [TestCase("PRAGMA\rx=1", null, "x")]
+    [TestCase("PRAGMA \u00e9.x = 1", "\u00e9", "x")] // an attached database's name past ASCII
+    [TestCase("PRAGMA s$t.x = 1", "s$t", "x")]
+    [TestCase("PRAGMA [a[[b].x = 1", "a[[b", "x")] // nothing is doubled inside [ ]
+    [TestCase("PRAGMA x = 1 -", null, "x")] // text that ends where a comment or a :: pair could begin
+    [TestCase("PRAGMA x = 1 /", null, "x")]
+    [TestCase("PRAGMA x = $a:", null, "x")]
     public void A_PRAGMA_that_may_set_is_found(string sql, string? schema, string name)
         => PragmaSettings.Of(sql).ShouldBe(new[] { (schema, name) });
 
@@ -406,6 +417,7 @@ public class PragmaTextTests : DatabaseTest
     [TestCase("SELECT \"PRAGMA\" = 1")]
     [TestCase("-- PRAGMA x = 1")]
     [TestCase("/* PRAGMA x = 1")]
+    [TestCase("/*/ PRAGMA x = 1 */")] // the * that opens the comment does not close it
     [TestCase("SELECT 'unterminated; PRAGMA x = 1")]
     [TestCase("SELECT $a( ');PRAGMA x=1")] // the parameter ends at the white space: the string runs on
     [TestCase("PRAGMA")]
