@@ -186,7 +186,10 @@ internal static class PragmaSettings
     private static bool Is(string sql, Range token, char character)
         => token.End.Value - token.Start.Value == 1 && sql[token.Start.Value] == character;
 
-    /// <summary>The name the token holds: a word as it is, a quoted one without its quotes, doubled quotes made single.</summary>
+    /// <summary>
+    /// The name the token holds: a word as it is, a quoted one without its quotes, doubled quotes made single. A quoted
+    /// one is closed: one left open runs to the end of the text, so no <c>=</c> or <c>(</c> follows it to get it here.
+    /// </summary>
     private static string Unquoted(string sql, Range token)
     {
         var text = sql[token];
@@ -196,8 +199,7 @@ internal static class PragmaSettings
             return text;
         }
 
-        var closed = text.Length > 1 && text[^1] == (quote == '[' ? ']' : quote);
-        var inner = text[1..(closed ? ^1 : ^0)];
+        var inner = text[1..^1];
         return quote == '[' ? inner : inner.Replace(new string(quote, 2), quote.ToString(), StringComparison.Ordinal);
     }
 }
