@@ -33,6 +33,20 @@ public class ConnectionTests : DatabaseTest
         Pragma(connection, "recursive_triggers").ShouldBe(1L);
     }
 
+    /// <summary>
+    /// Foreign Keys=False turns off what the bundled SQLite turns on by default, and Default Timeout reaches the
+    /// Microsoft.Data.Sqlite connection underneath, whose own commands take it as theirs.
+    /// </summary>
+    [Test]
+    public void Foreign_Keys_false_and_Default_Timeout_reach_the_inner_connection()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString("Foreign Keys=False;Default Timeout=7"));
+        connection.Open();
+
+        Pragma(connection, "foreign_keys").ShouldBe(0L);
+        connection.InnerConnection.DefaultTimeout.ShouldBe(7);
+    }
+
     [Test]
     public void Default_pragmas_are_WAL_normal_sync_and_a_five_second_busy_timeout()
     {

@@ -69,6 +69,9 @@ public class ConnectionStringBuilderTests
         builder["DataSource"].ShouldBe("a.db");
         builder.ContainsKey("Max Pool Size").ShouldBeTrue();
         builder.ContainsKey("maxpoolsize").ShouldBeTrue();
+        builder.ShouldSerialize("maxpoolsize").ShouldBeTrue();
+        builder.Remove("filename").ShouldBeTrue();
+        builder.ContainsKey("Data Source").ShouldBeFalse();
     }
 
     [Test]
@@ -96,6 +99,62 @@ public class ConnectionStringBuilderTests
     }
 
     [Test]
+    public void Every_other_typed_property_writes_its_own_keyword_in_its_own_unit()
+    {
+        var builder = new SaverConnectionStringBuilder
+        {
+            Mode = SqliteOpenMode.ReadWrite,
+            Cache = SqliteCacheMode.Shared,
+            Password = "pw",
+            RecursiveTriggers = true,
+            DefaultTimeout = 12,
+            Vfs = "unix",
+            Pooling = false,
+            MinPoolSize = 2,
+            ConnectionIdleLifetime = TimeSpan.FromMinutes(2),
+            StatementCacheSize = 7,
+            Synchronous = SynchronousMode.Full,
+            TempStore = TempStoreMode.Memory,
+            JournalSizeLimit = -1,
+            WalAutocheckpoint = 9,
+            Retry = 3,
+            BaseDelay = TimeSpan.FromMilliseconds(250),
+            MaxDelay = TimeSpan.FromSeconds(3),
+            WriteGate = false,
+            CheckpointInterval = TimeSpan.FromSeconds(90),
+            CheckpointMode = CheckpointMode.Truncate,
+            CheckpointOnClose = false,
+        };
+
+        builder.ConnectionString.ShouldBe(
+            "Mode=ReadWrite;Cache=Shared;Password=pw;Recursive Triggers=True;Default Timeout=12;Vfs=unix;Pooling=False;Min Pool Size=2;"
+            + "Connection Idle Lifetime=120;Statement Cache Size=7;Synchronous=Full;Temp Store=Memory;Journal Size Limit=-1;Wal Autocheckpoint=9;"
+            + "Retry=3;Base Delay=0.25;Max Delay=3;Write Gate=False;Checkpoint Interval=90;Checkpoint Mode=Truncate;Checkpoint On Close=False");
+    }
+
+    /// <summary>Values are written in invariant text whatever the thread's culture: "1,5" is no number in a connection string.</summary>
+    [Test]
+    [SetCulture("de-DE")]
+    public void Typed_values_are_written_in_invariant_text_under_a_culture_with_a_decimal_comma()
+        => new SaverConnectionStringBuilder { PoolTimeout = TimeSpan.FromSeconds(1.5), Jitter = 0.5, ["Base Delay"] = 0.25 }
+            .ConnectionString.ShouldBe("Pool Timeout=1.5;Jitter=0.5;Base Delay=0.25");
+
+    [TestCase("true", true)]
+    [TestCase(" YES ", true)]
+    [TestCase("1", true)]
+    [TestCase("False", false)]
+    [TestCase("no", false)]
+    [TestCase("0", false)]
+    public void A_boolean_is_true_or_false_also_yes_no_1_0_in_any_case(string value, bool expected)
+        => new SaverConnectionStringBuilder { ["Write Gate"] = value }.WriteGate.ShouldBe(expected);
+
+    /// <summary>A quoted value keeps its spaces; a number is read as the number within them, as an enum or a boolean is.</summary>
+    [Test]
+    public void A_quoted_number_with_spaces_around_it_is_that_number()
+        => new SaverConnectionStringBuilder("Busy Timeout=' 250 ';Pool Timeout=\" 1.5 \";Mode=' +1 '")
+            .ConnectionString.ShouldBe("Busy Timeout=250;Pool Timeout=1.5;Mode=ReadWrite");
+
+    [Test]
     public void The_indexer_speaks_connection_string_values()
     {
         var builder = new SaverConnectionStringBuilder("Max Pool Size=4;Pool Timeout=1.5;Pooling=no;Journal Mode=truncate");
@@ -121,6 +180,7 @@ public class ConnectionStringBuilderTests
         builder.Cache.ShouldBe(SqliteCacheMode.Shared);
         builder.ConnectionString.ShouldBe("Mode=ReadWrite;Cache=Shared");
         new SqliteConnectionStringBuilder("Mode=1;Cache=2").ConnectionString.ShouldBe("Mode=ReadWrite;Cache=Shared");
+        new SaverConnectionStringBuilder("Mode=+1").Mode.ShouldBe(new SqliteConnectionStringBuilder("Mode=+1").Mode);
         Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Mode=4")).Message
             .ShouldBe("Invalid value '4' for connection-string keyword 'Mode': expected one of ReadWriteCreate (0), ReadWrite (1), ReadOnly (2), Memory (3). (Parameter 'Mode')");
         Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder("Journal Mode=1")); // the library's own: names only
@@ -149,6 +209,8 @@ public class ConnectionStringBuilderTests
 
         Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { BusyTimeout = TimeSpan.FromMilliseconds(-0.5) })
             .ParamName.ShouldBe("Busy Timeout");
+        Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { ["Busy Timeout"] = TimeSpan.FromMilliseconds(-0.5) })
+            .ParamName.ShouldBe("Busy Timeout"); // the indexer too: rounded up, it was 0
         new SaverConnectionStringBuilder { BusyTimeout = TimeSpan.FromMilliseconds(0.5) }.BusyTimeout.ShouldBeGreaterThan(TimeSpan.Zero); // 0 is no wait at all
     }
 
@@ -169,6 +231,7 @@ public class ConnectionStringBuilderTests
         builder.ConnectionString.ShouldBe(string.Empty);
         builder.Password.ShouldBe(string.Empty);
         builder.Vfs.ShouldBeNull();
+        Should.Throw<ArgumentException>(() => builder["Retry"] = string.Empty).ParamName.ShouldBe("Retry"); // a number: no removal
     }
 
     /// <summary>
@@ -188,6 +251,7 @@ public class ConnectionStringBuilderTests
         error.Message.ShouldContain("'Max Pool Sise' is not supported. Did you mean 'Max Pool Size'?", Case.Sensitive);
         error.Message.ShouldContain("Default Timeout (or Command Timeout)"); // aliases are listed with their keyword
         new SaverConnectionStringBuilder().Remove("Max Pool Sise").ShouldBeFalse(); // removing an unknown one is no error
+        new SaverConnectionStringBuilder("Data Source=a.db").Remove("Max Pool Sise").ShouldBeFalse(); // nor once parsing is over
     }
 
     [TestCase("BusyTimout", "Busy Timeout")]
@@ -195,7 +259,9 @@ public class ConnectionStringBuilderTests
     [TestCase("Command Timout", "Command Timeout")]
     [TestCase("Data Sorce", "Data Source")]
     [TestCase("M Pool Size", "Max Pool Size' or 'Min Pool Size")] // as near as each other
+    [TestCase("Mx Pool Size", "Max Pool Size")] // one edit from Max Pool Size, two from Min Pool Size
     [TestCase("Pwd", null)]
+    [TestCase("Vf", null)] // a name of two letters gets none
     [TestCase("Retyr", "Retry")] // two letters swapped: one edit (a user's trial found none suggested)
     [TestCase("Retries", null)] // three edits from Retry
     [TestCase("Application Name", null)]
@@ -259,14 +325,14 @@ public class ConnectionStringBuilderTests
             ("Mode", "Writable"), ("Mode", "7"), ("Cache", "Big"), ("Cache", "-1"), ("Foreign Keys", "maybe"), ("Recursive Triggers", "2"),
             ("Default Timeout", "-1"), ("Default Timeout", "ten"), ("Command Timeout", "1.5"),
             ("Pooling", "sometimes"), ("Max Pool Size", "0"), ("Max Pool Size", "1025"), ("Max Pool Size", "99999999999999999999"),
-            ("Min Pool Size", "-1"), ("Pool Timeout", "-0.5"), ("Pool Timeout", "NaN"), ("Pool Timeout", "Infinity"), ("Pool Timeout", "1e-400"),
+            ("Min Pool Size", "-1"), ("Min Pool Size", "1025"), ("Pool Timeout", "-0.5"), ("Pool Timeout", "NaN"), ("Pool Timeout", "Infinity"), ("Pool Timeout", "1e-400"),
             ("Connection Idle Lifetime", "-1"), ("Connection Idle Lifetime", "5s"),
             ("Statement Cache Size", "-1"), ("Statement Cache Size", "65537"), ("Statement Cache Size", "all"),
             ("Busy Timeout", "-1"), ("Busy Timeout", "2.5"), ("Busy Timeout", "3000000000"),
             ("Journal Mode", "WAL; DROP TABLE x"), ("Journal Mode", "Wal2"), ("Journal Mode", "0"),
             ("Synchronous", "Normal)--"), ("Synchronous", "2"),
-            ("Cache Size", "1e3"), ("Cache Size", "3000000000"), ("Mmap Size", "-1"), ("Temp Store", "Disk"),
-            ("Journal Size Limit", "-2"), ("Journal Size Limit", "64MB"), ("Wal Autocheckpoint", "-5"),
+            ("Cache Size", "1e3"), ("Cache Size", "3000000000"), ("Cache Size", "-2147483649"), ("Mmap Size", "-1"), ("Temp Store", "Disk"),
+            ("Journal Size Limit", "-2"), ("Journal Size Limit", "64MB"), ("Wal Autocheckpoint", "-5"), ("Wal Autocheckpoint", "2147483648"),
             ("Retry", "-1"), ("Retry", "101"), ("Retry", "many"),
             ("Base Delay", "-0.1"), ("Base Delay", "NaN"), ("Base Delay", "3601"),
             ("Max Delay", "-1"), ("Max Delay", "1e400"),
