@@ -103,6 +103,43 @@ public class ProcessTests : CliTest
         }
     }
 
+    /// <summary>A child writer that dies (here of SIGKILL) leaves no report: the run fails, says why, and still drops its table.</summary>
+    [Test]
+    public void Stress_whose_child_writer_is_killed_fails_with_exit_code_1_and_says_so()
+    {
+        var path = PathOf();
+        var start = new ProcessStartInfo("dotnet", [typeof(Program).Assembly.Location,
+            "stress", "--db", path, "--seconds", "5", "--threads", "1", "--processes", "2", "--read-ratio", "0"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var tool = Process.Start(start)!;
+        _ = tool.StandardOutput.ReadToEndAsync();
+        var error = tool.StandardError.ReadToEndAsync();
+        try
+        {
+            SpinWait.SpinUntil(() => ChildWritersHaveWritten(path), TimeSpan.FromSeconds(60)).ShouldBeTrue("the child writers did not start writing");
+            using (var child = Process.GetProcessById(ChildrenOf(tool.Id)[0]))
+            {
+                child.Kill();
+            }
+
+            tool.WaitForExit(TimeSpan.FromSeconds(60)).ShouldBeTrue("the tool did not stop");
+        }
+        finally
+        {
+            if (!tool.HasExited)
+            {
+                tool.Kill(entireProcessTree: true);
+            }
+        }
+
+        tool.ExitCode.ShouldBe(1, error.Result);
+        error.Result.ShouldStartWith("sqlite-saver stress: A child writer process failed");
+        StressRows(path).ShouldBe(-1, "the table saver_stress and its rows were left in the user's database");
+    }
+
     [TestCase("TERM")]
     [TestCase("INT")]
     public void Stress_stopped_by_a_signal_still_drops_its_table_and_exits_with_130(string signal)

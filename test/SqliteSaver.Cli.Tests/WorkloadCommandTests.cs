@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.Data.Sqlite;
 using Shouldly;
 
@@ -50,6 +51,7 @@ public class WorkloadCommandTests : CliTest
 
         run.ExitCode.ShouldBe(0, run.Error);
         run.Output.ShouldContain("2 writer threads, 0 writer processes (one writer each) and 0 readers, 0.5 s per stack");
+        run.Output.ShouldNotContain("child process"); // no row for the share of commits from none
         var header = run.Output.Split('\n').Single(line => line.Contains("Microsoft.Data.Sqlite │", StringComparison.Ordinal));
         header.ShouldContain("SqliteSaver");
         foreach (var row in new[] { "transactions per second", "p99 latency, ms", "worst latency, ms", "errors that reached the caller", "rows lost / doubled", "WAL file at the end", "reads per second" })
@@ -192,15 +194,48 @@ public class WorkloadCommandTests : CliTest
     {
         var path = PathOf("new.db");
 
-        var run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "2", "--processes", "0", "--keep", "--json");
+        var run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "2", "--processes", "1", "--read-ratio", "0.5", "--keep", "--json");
 
         run.ExitCode.ShouldBe(0, run.Error);
-        var commits = run.Json().GetProperty("stacks")[0].GetProperty("commits").GetInt64();
+        var saver = run.Json().GetProperty("stacks")[0];
         Tables(path).ShouldBe(["saver_stress"]);
-        using var connection = Open(path);
-        using var count = connection.CreateCommand();
-        count.CommandText = "SELECT count(*) FROM saver_stress";
-        ((long)count.ExecuteScalar()!).ShouldBe(commits);
+        Rows(path).ShouldBe(saver.GetProperty("commits").GetInt64());
+        Rows(path, "writer = 2").ShouldBe(saver.GetProperty("childProcessCommits").GetInt64()); // writers 0 and 1 are threads, 2 the child
+        saver.GetProperty("reads").GetInt64().ShouldBeGreaterThan(0);
+        saver.GetProperty("seconds").GetDouble().ShouldBeGreaterThanOrEqualTo(0.45); // the writers ran their time, less a timer's tick
+    }
+
+    /// <summary>
+    /// Each write that the user's trigger fails reaches the caller and is counted as an error, not as a lost row; the
+    /// first error is the one reported, and the exit code is 1.
+    /// </summary>
+    [Test]
+    public void Stress_counts_each_write_that_fails_and_reports_the_first_error_with_exit_code_1()
+    {
+        var run = CliRun.Of("stress", "--db", DatabaseWhoseOddWritesFail(), "--seconds", "0.5", "--threads", "1", "--processes", "0", "--read-ratio", "0", "--json");
+
+        run.ExitCode.ShouldBe(1, run.Error);
+        var saver = run.Json().GetProperty("stacks").EnumerateArray().Single();
+        var commits = saver.GetProperty("commits").GetInt64();
+        commits.ShouldBeGreaterThan(1);
+        saver.GetProperty("errors").GetInt64().ShouldBeInRange(commits - 1, commits); // the one writer's writes commit and fail by turns
+        saver.GetProperty("firstError").ToString().ShouldContain("the first write failed");
+        saver.GetProperty("rowsLost").GetInt64().ShouldBe(0);
+        saver.GetProperty("rowsDoubled").GetInt64().ShouldBe(0);
+    }
+
+    [Test]
+    public void Stress_prints_the_child_processes_share_of_the_commits_and_the_first_error()
+    {
+        var path = DatabaseWhoseOddWritesFail();
+
+        var run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "1", "--processes", "1", "--read-ratio", "0", "--keep");
+
+        run.ExitCode.ShouldBe(1, run.Error);
+        run.Output.ShouldContain("SqliteSaver: running for 0.5 s ...");
+        var share = (100.0 * Rows(path, "writer = 1") / Rows(path)).ToString("0", CultureInfo.InvariantCulture); // writer 0 is the thread, 1 the child
+        run.Output.ShouldMatch($@"│ commits from the 1 child process +│ +{share} % │");
+        run.Output.ShouldMatch("SqliteSaver, first error: .*the first write failed");
     }
 
     [Test]
@@ -217,6 +252,28 @@ public class WorkloadCommandTests : CliTest
         run.ExitCode.ShouldBe(2);
         run.Error.ShouldContain("has a table saver_stress that is not this tool's");
         Tables(path).ShouldBe(["saver_stress"]);
+    }
+
+    /// <summary>A database with the workload's table whose triggers fail every odd-numbered write: the first one with a message of its own.</summary>
+    private string DatabaseWhoseOddWritesFail()
+    {
+        var path = PathOf("app.db");
+        using var connection = Open(path);
+        Execute(connection, """
+            CREATE TABLE saver_stress (id INTEGER PRIMARY KEY, run TEXT NOT NULL, writer INTEGER NOT NULL, seq INTEGER NOT NULL, payload TEXT NOT NULL);
+            CREATE TRIGGER first_fails BEFORE INSERT ON saver_stress WHEN NEW.seq = 1 BEGIN SELECT RAISE(ABORT, 'the first write failed'); END;
+            CREATE TRIGGER later_ones_fail BEFORE INSERT ON saver_stress WHEN NEW.seq % 2 = 1 AND NEW.seq > 1 BEGIN SELECT RAISE(ABORT, 'a later write failed'); END;
+            """);
+        return path;
+    }
+
+    /// <summary>The rows of saver_stress that match <paramref name="where"/>.</summary>
+    private static long Rows(string path, string where = "true")
+    {
+        using var connection = Open(path);
+        using var count = connection.CreateCommand();
+        count.CommandText = $"SELECT count(*) FROM saver_stress WHERE {where}";
+        return (long)count.ExecuteScalar()!;
     }
 
     private static string[] DemoFolders() => [.. Directory.GetDirectories(Path.GetTempPath(), "sqlite-saver-demo-*").Order()];
