@@ -45,6 +45,9 @@ internal sealed class ChildWriter : IDisposable
 
     public void Go() => Send("go");
 
+    /// <summary>Whether the child has exited with an error (killed, say) before its report: <see cref="Finish"/> then throws.</summary>
+    public bool HasFailed => _process.HasExited && _process.ExitCode != 0;
+
     /// <summary>Tells the child to stop writing before its duration ends; it then reports as usual.</summary>
     public void Stop()
     {

@@ -70,6 +70,12 @@ internal static class WorkloadRunner
                 while (!thread.Join(ProgressInterval))
                 {
                     progress(counters, clock.Elapsed);
+                    if (!stop.IsCancellationRequested && children.Any(child => child.HasFailed))
+                    {
+                        // Its report is lost, so the run is: end it now rather than at its time, Finish says why.
+                        stop.Cancel();
+                        children.ForEach(child => child.Stop());
+                    }
                 }
             }
 
