@@ -327,6 +327,30 @@ public class CancellationBeforeStatementTests : DatabaseTest
         PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM w").ShouldBe(0L);
     }
 
+    /// <summary>
+    /// A token cancelled after the call's first look at it and just before an attempt's statement begins (here by the
+    /// retry strategy itself, as a cancellation may land as a write passes the gate or a retry's delay ends): the
+    /// interrupt came while no statement ran, and a statement of fewer than 100 steps ends before the progress handler
+    /// looks, so the attempt looks at the token first. Without that look the write was applied, the call cancelled (a hunt).
+    /// </summary>
+    [Test]
+    public async Task A_token_cancelled_just_before_an_attempt_begins_stops_it_before_its_statement([Values] bool write)
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE w (x)");
+        using var cancellation = new CancellationTokenSource();
+        var strategy = new CancellingStrategy(cancellation);
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = write ? "INSERT INTO w VALUES (1)" : "SELECT count(*) FROM w";
+        strategy.Armed = true;
+
+        await Should.ThrowAsync<OperationCanceledException>(() => command.ExecuteScalarAsync(cancellation.Token));
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM w").ShouldBe(0L);
+    }
+
     /// <summary>A first statement that calls cancel_now once and ends, then one that calls it for each of 81 rows.</summary>
     private static string Batch(bool write) => write
         ? "INSERT INTO w VALUES (cancel_now()); INSERT INTO w SELECT cancel_now() FROM t, t AS u, t AS v, t AS x"
@@ -458,5 +482,33 @@ public class CancellationBeforeStatementTests : DatabaseTest
         await connection.OpenAsync();
         ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3); CREATE TABLE w (x)");
         return connection;
+    }
+
+    /// <summary>Once armed, cancels the caller's token and then runs the next attempt with it.</summary>
+    private sealed class CancellingStrategy(CancellationTokenSource caller) : SaverRetryStrategy
+    {
+        public volatile bool Armed;
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            CancelIfArmed();
+            return attempt(state, cancellationToken);
+        }
+
+        public override ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            CancelIfArmed();
+            return attempt(state, cancellationToken);
+        }
+
+        private void CancelIfArmed()
+        {
+            if (Armed)
+            {
+                Armed = false;
+                caller.Cancel();
+            }
+        }
     }
 }

@@ -208,6 +208,29 @@ public class MemoryAttachmentTests : DatabaseTest
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM other.t").ShouldBe(1L);
     }
 
+    /// <summary>
+    /// A batch that ends the caller's transaction runs outside it after its COMMIT, where ATTACH can run: the command
+    /// itself is refused, as one outside a transaction is (it passed every test unrefused there, a hunt).
+    /// </summary>
+    [Test]
+    public void A_file_a_batch_attaches_after_committing_the_callers_transaction_is_refused()
+    {
+        var aux = Folder.File("aux.db");
+        using var dataSource = SaverDataSource.Create("Data Source=:memory:");
+        using var connection = dataSource.OpenConnection();
+        using (var transaction = connection.BeginTransaction())
+        {
+            using var batch = connection.CreateCommand();
+            batch.Transaction = transaction;
+            batch.CommandText = $"COMMIT; ATTACH '{aux}' AS aux";
+
+            Should.Throw<InvalidOperationException>(() => batch.ExecuteNonQuery()).Message
+                .ShouldStartWith("A command attached a database as \"aux\" to the pool's in-memory database");
+        }
+
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM pragma_database_list WHERE name = 'aux'").ShouldBe(0L);
+    }
+
     [Test]
     public void A_file_the_connection_initializer_attaches_to_a_pooled_memory_database_fails_the_open()
     {
