@@ -317,6 +317,35 @@ public class BusyWaitCancellationTests : DatabaseTest
         }
     }
 
+    /// <summary>
+    /// A busy timeout set through InnerConnection while a reader of an <c>INSERT ... RETURNING</c> is open stays after
+    /// the reader's closing, whose next insert fails, rolls the write back without running what is left: the busy
+    /// handler is switched off for that closing only while the busy timeout is known without reading it, as it is
+    /// switched back on with the timeout known (a hunt's mutation that always switched it off put back the one read as
+    /// the command began).
+    /// </summary>
+    [Test]
+    public void A_busy_timeout_set_through_InnerConnection_while_a_write_reader_is_open_stays_after_its_failed_closing()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString(LongBusyTimeout));
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE w (x UNIQUE)");
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO w VALUES (1) RETURNING x; INSERT INTO w VALUES (1)";
+        using (var reader = command.ExecuteReader())
+        {
+            reader.Read().ShouldBeTrue();
+            using var set = connection.InnerConnection.CreateCommand();
+            set.CommandText = "PRAGMA busy_timeout = 1234";
+            set.ExecuteNonQuery();
+
+            Should.Throw<SqliteException>(reader.Close).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        }
+
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(1234L);
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM w").ShouldBe(0L);
+    }
+
     [Test]
     public async Task A_cancel_racing_an_INSERT_RETURNING_reader_leaves_nothing_written_and_the_connection_clean()
     {
@@ -375,8 +404,9 @@ public class BusyWaitCancellationTests : DatabaseTest
         failure.ShouldBeAssignableTo<OperationCanceledException>(failure.ToString());
         dataSource.Statistics.TransientErrors.ShouldBe(0);
         holder.Dispose();
-        await using var next = await dataSource.OpenConnectionAsync(); // the slot is free
-        ConnectionTests.Scalar(next, "PRAGMA busy_timeout").ShouldBe(60000L);
+        using var notCancelled = new CancellationTokenSource();
+        await using var next = await dataSource.OpenConnectionAsync(notCancelled.Token); // the slot is free
+        ConnectionTests.Scalar(next, "PRAGMA busy_timeout").ShouldBe(60000L); // the handler of the PRAGMAs' waits is taken out after them
     }
 
     [TestCase(3)]

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Shouldly;
 using SqliteSaver.Data.Tests.Faults;
 
@@ -61,17 +62,15 @@ public class InnerConnectionResetTests : DatabaseTest
     /// <summary>
     /// An initializer that loads an extension (Microsoft.Data.Sqlite then leaves the C API's loading on, SQL's off):
     /// a renter's InnerConnection use does not switch SQL's load_extension() on for later renters (a review found the
-    /// reset did, setting back what it could read of the flag through EnableExtensions, which sets both).
+    /// reset did, setting back what it could read of the flag through EnableExtensions, which sets both), nor switch
+    /// the C API's part off (a hunt's mutation that switched extension loading off after every such use).
     /// </summary>
     [Test]
     public void An_initializer_that_loaded_an_extension_does_not_get_SQL_load_extension_switched_on()
     {
+        const int EnableLoadExtension = 1005; // the C API's part only, as LoadExtension leaves it
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=1"))
-            .UseConnectionInitializer(connection =>
-            {
-                const int EnableLoadExtension = 1005; // the C API's part only, as LoadExtension leaves it
-                SQLitePCL.raw.sqlite3_db_config(connection.Handle, EnableLoadExtension, 1, out _);
-            })
+            .UseConnectionInitializer(connection => SQLitePCL.raw.sqlite3_db_config(connection.Handle, EnableLoadExtension, 1, out _))
             .Build();
         using (var renter = dataSource.OpenConnection())
         {
@@ -81,6 +80,15 @@ public class InnerConnectionResetTests : DatabaseTest
         using var next = dataSource.OpenConnection();
         Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => ConnectionTests.Scalar(next, $"SELECT load_extension('{Folder.File("none.so")}')"))
             .Message.ShouldContain("not authorized");
+        SQLitePCL.raw.sqlite3_db_config(next.InnerConnection.Handle, EnableLoadExtension, -1, out int loadable);
+        loadable.ShouldBe(1, "the C API's part the initializer switched on stays on (nor is it switched off)");
+    }
+
+    /// <summary>A progress handler that counts its calls in <paramref name="calls"/> and stops nothing.</summary>
+    private static int CountCall(object calls)
+    {
+        Interlocked.Increment(ref ((StrongBox<int>)calls).Value);
+        return 0;
     }
 
     /// <summary>The next renter of a pool's only connection, on which the renter before enabled extension loading through InnerConnection.</summary>
@@ -163,6 +171,27 @@ public class InnerConnectionResetTests : DatabaseTest
         next.InnerConnection.ShouldNotBeSameAs(inner);
     }
 
+    /// <summary>
+    /// A SqliteTransaction begun on InnerConnection that a COMMIT sent as SQL ended, never disposed: the connection is
+    /// closed on return, its file too, though Microsoft.Data.Sqlite's first Close throws as it fails to roll back the
+    /// transaction SQLite has ended (it forgets the transaction, and is closed again).
+    /// </summary>
+    [Test]
+    public void A_connection_whose_SqliteTransaction_a_COMMIT_sent_as_SQL_ended_is_closed_with_its_file()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0");
+        using (var renter = new SaverDbConnection(connectionString))
+        {
+            renter.Open();
+            _ = renter.InnerConnection.BeginTransaction();
+            using var commit = renter.InnerConnection.CreateCommand(); // in that transaction
+            commit.CommandText = "COMMIT";
+            commit.ExecuteNonQuery();
+        }
+
+        OpenFiles.Count(Folder.File()).ShouldBe(0);
+    }
+
     /// <summary>Microsoft.Data.Sqlite's DefaultTimeout set on InnerConnection is set back to the connection string's.</summary>
     [Test]
     public void DefaultTimeout_set_on_InnerConnection_is_set_back_for_the_next_renter()
@@ -177,6 +206,47 @@ public class InnerConnectionResetTests : DatabaseTest
         using var next = new SaverDbConnection(connectionString);
         next.Open();
         next.InnerConnection.DefaultTimeout.ShouldBe(7);
+    }
+
+    /// <summary>
+    /// A progress handler a renter set through InnerConnection (here one that counts its calls) is taken out on return,
+    /// whether the library's own was in place (a call with a token put it there) or not: it is not called for the next
+    /// renter's statements, on InnerConnection or through the library, on the same connection.
+    /// </summary>
+    [Test]
+    public void A_progress_handler_set_on_InnerConnection_does_not_reach_the_next_renter([Values] bool libraryHandlerInPlace)
+    {
+        const string Counting = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) SELECT count(*) FROM n";
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        var calls = new StrongBox<int>();
+        Microsoft.Data.Sqlite.SqliteConnection inner;
+        using (var renter = new SaverDbConnection(connectionString))
+        {
+            renter.Open();
+            if (libraryHandlerInPlace)
+            {
+                using var cancellation = new CancellationTokenSource();
+                using var command = renter.CreateCommand();
+                command.CommandText = Counting;
+                command.ExecuteScalarAsync(cancellation.Token).GetAwaiter().GetResult().ShouldBe(1000L);
+            }
+
+            inner = renter.InnerConnection;
+            SQLitePCL.raw.sqlite3_progress_handler(inner.Handle, 1, CountCall, calls);
+        }
+
+        var callsBefore = calls.Value;
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.ShouldBeSameAs(inner);
+        using (var command = next.InnerConnection.CreateCommand())
+        {
+            command.CommandText = Counting;
+            command.ExecuteScalar().ShouldBe(1000L);
+        }
+
+        ConnectionTests.Scalar(next, Counting).ShouldBe(1000L);
+        calls.Value.ShouldBe(callsBefore);
     }
 
     /// <summary>
