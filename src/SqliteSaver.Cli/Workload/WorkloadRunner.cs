@@ -72,7 +72,7 @@ internal static class WorkloadRunner
                     progress(counters, clock.Elapsed);
                     if (!stop.IsCancellationRequested && children.Any(child => child.HasFailed))
                     {
-                        // Its report is lost, so the run is: end it now rather than at its time, Finish says why.
+                        // Its report is lost, and with it the run: end the run now, not at its time (Finish says why).
                         stop.Cancel();
                         children.ForEach(child => child.Stop());
                     }
