@@ -66,6 +66,24 @@ public class LoggingTests : DatabaseTest
     }
 
     /// <summary>
+    /// A connection rented across a Clear is closed on return because the pool was cleared (1002), not logged as one
+    /// that could not be reset (1003): it is not even tried.
+    /// </summary>
+    [Test]
+    public void A_rented_connection_closed_on_return_after_Clear_is_logged_as_cleared()
+    {
+        using var dataSource = Build(Folder.ConnectionString("Checkpoint Interval=0"));
+        using (dataSource.OpenConnection())
+        {
+            dataSource.Clear();
+        }
+
+        _logs.GetSnapshot().ShouldNotContain(r => r.Id.Id == 1003);
+        var closed = _logs.GetSnapshot().Where(r => r.Id.Id == 1002).ShouldHaveSingleItem();
+        closed.Message.ShouldEndWith(": the pool was cleared");
+    }
+
+    /// <summary>
     /// A connection that cannot be made clean for its next renter is closed, and the log (1003) gives the reason of the
     /// first check it fails, not that of a later one it would fail too (a closed inner connection also fails the probe
     /// for an undisposed SqliteTransaction).

@@ -1,4 +1,6 @@
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Shouldly;
 using SqliteSaver.Data.Tests.Pooling;
 
@@ -24,6 +26,33 @@ public class StatisticsTests : DatabaseTest
 
         second.Dispose();
         dataSource.Statistics.ShouldBe(Expected(total: 2, idle: 2, inUse: 0, waiting: 0));
+    }
+
+    /// <summary>
+    /// A connection the pool is closing keeps its files open, and runs the final checkpoint on them: it counts as in
+    /// use until it is closed (read here from the log of that checkpoint, which runs on it before it closes).
+    /// </summary>
+    [Test]
+    public void A_connection_being_closed_counts_as_in_use_until_it_is_closed()
+    {
+        SaverDataSource? dataSource = null;
+        SaverDataSourceStatistics? duringFinalCheckpoint = null;
+        var logs = FakeLogCollector.Create(new FakeLogCollectorOptions
+        {
+            OutputSink = line => duringFinalCheckpoint ??= line.Contains("checkpoint on", StringComparison.Ordinal) ? dataSource!.Statistics : null,
+        });
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(new FakeLoggerProvider(logs)).SetMinimumLevel(LogLevel.Debug));
+        using (dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Max Pool Size=2;Checkpoint Interval=0")).UseLoggerFactory(loggerFactory).Build())
+        {
+            using (var connection = dataSource.OpenConnection())
+            {
+                ConnectionTests.Exec(connection, "CREATE TABLE t (x)");
+            }
+            dataSource.Clear(); // its idle connection is the last: the final TRUNCATE of Checkpoint On Close runs on it
+        }
+
+        var seen = duringFinalCheckpoint.ShouldNotBeNull();
+        (seen.Total, seen.Idle, seen.InUse).ShouldBe((1, 0, 1));
     }
 
     [Test]

@@ -282,6 +282,22 @@ public class PoolTests : DatabaseTest
         dataSource.Statistics.Total.ShouldBe(1);
     }
 
+    /// <summary>
+    /// A connection idle for exactly Connection Idle Lifetime when the pool looks has stayed idle for it, and closes
+    /// then, not at the next look half a lifetime later (a hunt's mutation of "at least" into "more than").
+    /// </summary>
+    [Test]
+    public void A_connection_idle_for_exactly_the_idle_lifetime_when_the_pool_looks_is_closed()
+    {
+        var time = new FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Connection Idle Lifetime=60")).UseTimeProvider(time).Build();
+        dataSource.OpenConnection().Dispose(); // idle from 0 s, as the pool's timer starts: it looks at 30 s, 60 s, ...
+
+        time.Advance(TimeSpan.FromSeconds(60));
+
+        dataSource.Statistics.Total.ShouldBe(0);
+    }
+
     [Test]
     public void A_connection_used_recently_is_not_pruned()
     {

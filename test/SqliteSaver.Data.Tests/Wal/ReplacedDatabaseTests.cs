@@ -167,6 +167,27 @@ public class ReplacedDatabaseTests : DatabaseTest
     }
 
     /// <summary>
+    /// A link on the path is repointed and the pool cleared while a connection is still rented on the old target: only
+    /// connections opened since the Clear are compared with the checkpoint connection's file, so the checkpoints resume on
+    /// the new target at once.
+    /// </summary>
+    [Test]
+    public void After_a_Clear_a_connection_rented_before_on_the_old_target_of_a_repointed_link_does_not_refuse_checkpoints()
+    {
+        using var dataSource = OnALinkToV1();
+        using var rented = dataSource.OpenConnection();
+        ConnectionTests.Exec(rented, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)");
+        RepointTheLinkToV2();
+        dataSource.Clear();
+        using var fresh = dataSource.OpenConnection();
+        ConnectionTests.Exec(fresh, "CREATE TABLE v2 (x); INSERT INTO v2 VALUES (3)");
+
+        dataSource.Checkpoint(CheckpointMode.Truncate).Busy.ShouldBeFalse();
+        new FileInfo(Path.Combine(Folder.Path, "v2", "app.db-wal")).Length.ShouldBe(0);
+        ConnectionTests.Scalar(rented, "SELECT group_concat(x) FROM t").ShouldBe("1,2"); // the old target, as before
+    }
+
+    /// <summary>
     /// The checkpoint connection is open (a status read, or any background tick) when a link on the path is repointed,
     /// and the pool then opens a connection on the new target: the checkpoints would be of the old file only, so they
     /// refuse. Before, a TRUNCATE checkpoint answered "done" while the new connection's -wal file kept its frames (a
