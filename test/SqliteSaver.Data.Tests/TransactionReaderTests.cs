@@ -805,10 +805,10 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     /// <summary>
-    /// A renter's own <c>PRAGMA query_only = 1</c> stays set through such a closing, which refuses writes too.
+    /// A renter's own <c>PRAGMA query_only = 1</c> stays set through such a closing, or a NextResult (<paramref name="nextResult"/>), which refuse writes too.
     /// </summary>
     [Test]
-    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_leaves_query_only_as_the_renter_set_it()
+    public void A_reader_closed_after_its_transaction_begun_as_sql_ended_leaves_query_only_as_the_renter_set_it([Values] bool nextResult)
     {
         using var connection = OpenWithRowOne(out _);
         ConnectionTests.Exec(connection, "BEGIN");
@@ -816,7 +816,15 @@ public class TransactionReaderTests : DatabaseTest
         reader.Read().ShouldBeTrue();
         ConnectionTests.Exec(connection, "COMMIT; PRAGMA query_only = 1");
 
-        Should.Throw<InvalidOperationException>(reader.Dispose).Message.ShouldContain("a statement that writes did not run");
+        if (nextResult)
+        {
+            Should.Throw<InvalidOperationException>(() => reader.NextResult()).Message.ShouldContain("a statement that writes did not run");
+            reader.Dispose();
+        }
+        else
+        {
+            Should.Throw<InvalidOperationException>(reader.Dispose).Message.ShouldContain("a statement that writes did not run");
+        }
 
         ConnectionTests.Scalar(connection, "PRAGMA query_only").ShouldBe(1L);
     }

@@ -77,8 +77,10 @@ public class LateCancellationTests : DatabaseTest
         command.CommandText = "SELECT 1; SELECT cancel_now(); SELECT 3";
         await using var reader = await command.ExecuteReaderAsync(cancellation.Token);
 
-        await Should.ThrowAsync<OperationCanceledException>(() => reader.NextResultAsync(cancellation.Token));
+        var next = reader.NextResultAsync(cancellation.Token);
 
+        await Should.ThrowAsync<OperationCanceledException>(() => next);
+        next.IsCanceled.ShouldBeTrue("a cancelled task, not a faulted one");
         reader.IsClosed.ShouldBeTrue();
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
     }

@@ -511,6 +511,36 @@ public class CloseRaceTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above, for the reader's own Close, which runs the statements not reached: a Close of the connection on another
+    /// thread ends the query the closing runs, and the reader's Close is quiet, as that Close ends any call; the
+    /// statements after the query do not run.
+    /// </summary>
+    [Test]
+    public void A_readers_closing_of_a_batch_run_statement_by_statement_that_Close_ends_is_quiet()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=100");
+        using var watched = new WatchedConnection(connectionString, "close-race-statement-by-statement-closing");
+        var connection = watched.Connection;
+        ConnectionTests.Scalar(connection, "CREATE TABLE kept (id INTEGER)");
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO kept VALUES (1); PRAGMA user_version = 7; SELECT 'first'; "
+            + WatchedConnection.EndlessQuery + "; INSERT INTO kept VALUES (2); PRAGMA user_version = 9";
+        var reader = command.ExecuteReader(); // on SELECT 'first'
+        watched.CloseOnNextTick(); // in the query the closing runs
+
+        reader.Dispose();
+
+        watched.InterruptsMade.ShouldBeTrue("Close interrupted, and its cancel thread ended, before the query went on");
+        watched.Closing.ShouldNotBeNull().Wait(Bound).ShouldBeTrue();
+        reader.IsClosed.ShouldBeTrue();
+        connection.State.ShouldBe(System.Data.ConnectionState.Closed);
+        using var check = new SaverDbConnection(connectionString);
+        check.Open();
+        ConnectionTests.Scalar(check, "SELECT group_concat(id) FROM kept").ShouldBe("1");
+        ConnectionTests.Scalar(check, "PRAGMA user_version").ShouldBe(7L);
+    }
+
+    /// <summary>
     /// A batch run statement by statement, whose query a Close on another thread ended while another connection (of
     /// another process, say) holds the write lock: the statements after the query do not run, and the INSERT among them
     /// does not wait for that lock either, so the call, the reader's Close and the connection's Close all end while the
