@@ -1,6 +1,7 @@
 using Microsoft.Data.Sqlite;
 using Shouldly;
 using SqliteSaver.Data.Tests.Pooling;
+using SqliteSaver.Data.Tests.Resilience;
 
 namespace SqliteSaver.Data.Tests.Faults;
 
@@ -339,7 +340,7 @@ public class CancellationBeforeStatementTests : DatabaseTest
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE w (x)");
         using var cancellation = new CancellationTokenSource();
-        var strategy = new CancellingStrategy(cancellation);
+        var strategy = new OneExecutionAtATimeTests.BeforeFirstAttempt(cancellation.Cancel);
         using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
         await using var connection = await dataSource.OpenConnectionAsync();
         await using var command = connection.CreateCommand();
@@ -482,33 +483,5 @@ public class CancellationBeforeStatementTests : DatabaseTest
         await connection.OpenAsync();
         ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3); CREATE TABLE w (x)");
         return connection;
-    }
-
-    /// <summary>Once armed, cancels the caller's token and then runs the next attempt with it.</summary>
-    private sealed class CancellingStrategy(CancellationTokenSource caller) : SaverRetryStrategy
-    {
-        public volatile bool Armed;
-
-        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
-        {
-            CancelIfArmed();
-            return attempt(state, cancellationToken);
-        }
-
-        public override ValueTask<TResult> ExecuteAsync<TState, TResult>(
-            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
-        {
-            CancelIfArmed();
-            return attempt(state, cancellationToken);
-        }
-
-        private void CancelIfArmed()
-        {
-            if (Armed)
-            {
-                Armed = false;
-                caller.Cancel();
-            }
-        }
     }
 }

@@ -835,7 +835,7 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>Once armed, runs an action once, before the next attempt the strategy is given.</summary>
-    private sealed class BeforeFirstAttempt(Action action) : SaverRetryStrategy
+    internal sealed class BeforeFirstAttempt(Action action) : SaverRetryStrategy
     {
         public volatile bool Armed;
 
