@@ -1234,6 +1234,9 @@ public class ConnectionTests : DatabaseTest
         dataSource.Clear(); // while the anchor of the old generation opens
         release.Set();
         writer.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        // The anchor of the old generation was closed and one of the new opened: the writer's connection is of the
+        // pool's generation, so it is kept, not closed on return as one opened across the Clear.
+        dataSource.Statistics.Idle.ShouldBe(1);
         time.Advance(TimeSpan.FromSeconds(5)); // idle pruning closes the writer's connection
 
         dataSource.Statistics.Total.ShouldBe(0);
