@@ -93,6 +93,30 @@ public class ExpressionBlobReadTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above, for a reader whose Read failed on its next row: it is on no row, and the running statement is the
+    /// other reader's. Its expression column is not handed to Microsoft.Data.Sqlite by the other's table columns.
+    /// </summary>
+    [Test]
+    public void A_reader_whose_read_failed_does_not_take_another_readers_columns_for_its_own()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (b BLOB); INSERT INTO t VALUES (x'0102')");
+        using var failing = connection.CreateCommand();
+        failing.CommandText = "SELECT CAST('abc' AS BLOB), CASE WHEN n = 2 THEN abs(-9223372036854775808) END FROM (SELECT 1 AS n UNION ALL SELECT 2)";
+        using var failingReader = failing.ExecuteReader();
+        failingReader.Read().ShouldBeTrue();
+        Should.Throw<Microsoft.Data.Sqlite.SqliteException>(() => failingReader.Read()).Message.ShouldContain("integer overflow");
+        using var other = connection.CreateCommand();
+        other.CommandText = "SELECT rowid, b FROM t";
+        using var otherReader = other.ExecuteReader();
+        otherReader.Read().ShouldBeTrue();
+
+        Should.Throw<InvalidOperationException>(() => failingReader.GetBytes(0, 0, null, 0, 0));
+        otherReader.GetBytes(1, 0, null, 0, 0).ShouldBe(2L);
+    }
+
+    /// <summary>
     /// Two readers on rows, with as many columns: which running statement is whose is not known, so an expression
     /// column is read by its value. Taking the newer reader's table columns for its own would hand the expression to
     /// Microsoft.Data.Sqlite, which ends the process.
