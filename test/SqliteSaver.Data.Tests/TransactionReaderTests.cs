@@ -314,6 +314,35 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     /// <summary>
+    /// A reader of an ended transaction's batch that sets a savepoint as SQL text, closed during the next transaction:
+    /// the transaction its batch ran in is over, so its closing counts no savepoint for the next one, whose rollback
+    /// to a savepoint of its own beside an open reader of a writing batch goes ahead.
+    /// </summary>
+    [Test]
+    public void A_reader_of_an_ended_transaction_closed_in_the_next_does_not_refuse_its_rollback_to_a_savepoint()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var first = connection.BeginTransaction();
+        var earlier = Reader(connection, first, "SELECT 1; SAVEPOINT s; SELECT 2");
+        earlier.Read().ShouldBeTrue();
+        first.Commit();
+        using var second = connection.BeginTransaction();
+        second.Save("a");
+        var reader = Reader(connection, second, SelectThenInsert);
+        reader.Read().ShouldBeTrue();
+
+        earlier.Dispose();
+        second.Rollback("a");
+
+        reader.Dispose();
+        second.Commit();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    /// <summary>
     /// A rollback to a savepoint ignored the error of a remaining statement it ran first, as the rollback would undo
     /// the batch; but when the rollback itself fails (no such savepoint: a typo), nothing is undone, and the commit
     /// went ahead with the batch in part (its first INSERT kept, its last never run; a bug hunt's finding). The error
