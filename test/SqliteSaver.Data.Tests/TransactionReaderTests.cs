@@ -494,6 +494,34 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
+    /// <summary>
+    /// A writing batch outside a transaction whose Read failed: the write is rolled back, and closing the reader runs
+    /// none of the statements not reached, as closing the SQLite reader would (inside the write, rolled back after,
+    /// but an application function they call, or a lock they wait for, would still be met).
+    /// </summary>
+    [Test]
+    public void Closing_a_write_whose_read_failed_runs_none_of_its_statements_not_reached()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var calls = 0;
+        connection.InnerConnection.CreateFunction("counted", () => ++calls);
+        var reader = Reader(
+            connection,
+            null,
+            "SELECT CASE WHEN n = 2 THEN abs(-9223372036854775808) END FROM (SELECT 1 AS n UNION ALL SELECT 2); INSERT INTO t VALUES (counted())");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => reader.Read()).Message.ShouldContain("integer overflow");
+
+        reader.Dispose();
+
+        calls.ShouldBe(0);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (counted())").ShouldBe(1); // the connection and its write gate are free
+    }
+
     [Test]
     public void Rolling_back_to_a_savepoint_after_a_readers_statement_made_SQLite_end_the_transaction_says_so()
     {
