@@ -15,6 +15,9 @@ public class TransactionReaderTests : DatabaseTest
 {
     private const string SelectThenInsert = "SELECT 1; INSERT INTO t VALUES (42)";
 
+    /// <summary>A query whose second Read fails (an integer overflow), leaving its transaction as it was.</summary>
+    private const string FailsOnSecondRow = "SELECT CASE WHEN n = 2 THEN abs(-9223372036854775808) END FROM (SELECT 1 AS n UNION ALL SELECT 2)";
+
     [Test]
     public void A_rolled_back_transaction_leaves_nothing_for_its_open_reader_to_apply_afterwards()
     {
@@ -511,7 +514,7 @@ public class TransactionReaderTests : DatabaseTest
         var reader = Reader(
             connection,
             null,
-            "SELECT CASE WHEN n = 2 THEN abs(-9223372036854775808) END FROM (SELECT 1 AS n UNION ALL SELECT 2); INSERT INTO t VALUES (counted())");
+            $"{FailsOnSecondRow}; INSERT INTO t VALUES (counted())");
         reader.Read().ShouldBeTrue();
         Should.Throw<SqliteException>(() => reader.Read()).Message.ShouldContain("integer overflow");
 
@@ -520,6 +523,26 @@ public class TransactionReaderTests : DatabaseTest
         calls.ShouldBe(0);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
         ConnectionTests.Exec(connection, "INSERT INTO t VALUES (counted())").ShouldBe(1); // the connection and its write gate are free
+    }
+
+    /// <summary>
+    /// As above, on a connection whose busy timeout the library knows: closing switches SQLite's busy waits off while
+    /// it discards the statements not reached, and on again after, for the renter's next statements.
+    /// </summary>
+    [Test]
+    public void Closing_a_write_whose_read_failed_leaves_the_busy_timeout_as_it_was()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=60000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var reader = Reader(connection, null, $"{FailsOnSecondRow}; INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => reader.Read());
+
+        reader.Dispose();
+
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
     }
 
     [Test]
