@@ -246,6 +246,30 @@ public class GateSafetyTests : DatabaseTest
     }
 
     /// <summary>
+    /// A SQLITE_LOCKED while no statement of the renter is open (the earlier commands' statements have run) is not the
+    /// connection's own doing: the write is tried again as for any transient error, and given up as a SqliteException.
+    /// </summary>
+    [Test]
+    public void A_write_locked_while_no_statement_of_its_own_is_open_is_retried()
+    {
+        var connectionString = Folder.ConnectionString("Retry=2;Base Delay=0.001;Max Delay=0.001");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var calls = 0;
+        connection.InnerConnection.CreateFunction<long>("locked", () =>
+        {
+            calls++;
+            throw new SqliteException("SQLite Error 6: 'database table is locked'.", SQLitePCL.raw.SQLITE_LOCKED);
+        });
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(0L);
+
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (locked())")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_LOCKED);
+
+        calls.ShouldBe(3);
+    }
+
+    /// <summary>
     /// As above inside RunInTransaction: the unit of work is not run again for it (before, it ran four times over
     /// the backoff, failing the same way each time; a review's finding).
     /// </summary>
