@@ -10,6 +10,24 @@ namespace SqliteSaver.Cli.Tests;
 /// </summary>
 public class WorkloadCommandTests : CliTest
 {
+    /// <summary>The p99 and worst latency printed are nearest-rank percentiles of the acknowledged transactions.</summary>
+    [TestCase(1, 0.99, 1.0)]
+    [TestCase(100, 0.99, 99.0)] // the 99th of 100
+    [TestCase(101, 0.99, 100.0)] // rank 99.99, rounded up: the 100th
+    [TestCase(150, 0.99, 149.0)] // rank 148.5: the 149th
+    [TestCase(200, 0.99, 198.0)]
+    [TestCase(200, 1.0, 200.0)]
+    public void Latency_percentiles_are_nearest_rank(int count, double fraction, double expectedMilliseconds)
+    {
+        var microseconds = Enumerable.Range(1, count).Select(n => n * 1000).ToArray();
+
+        Workload.WorkloadRunner.PercentileMilliseconds(microseconds, fraction).ShouldBe(expectedMilliseconds);
+    }
+
+    [Test]
+    public void No_acknowledged_transaction_has_no_latency_percentile()
+        => Workload.WorkloadRunner.PercentileMilliseconds([], 0.99).ShouldBeNull();
+
     [Test]
     public void A_one_second_demo_runs_both_stacks_with_zero_errors_through_SqliteSaver_and_deletes_its_files()
     {

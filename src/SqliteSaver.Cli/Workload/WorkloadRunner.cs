@@ -105,10 +105,6 @@ internal static class WorkloadRunner
         Stack stack, double seconds, List<WriterReport> writers, long childProcessCommits, ReaderReport[] readers, long lost, long doubled, long walBytes)
     {
         var latencies = writers.SelectMany(w => w.LatenciesMicroseconds).Order().ToArray();
-        double? Percentile(double fraction) => latencies.Length == 0
-            ? null
-            : latencies[Math.Min(latencies.Length - 1, (int)Math.Ceiling(fraction * latencies.Length) - 1)] / 1000.0;
-
         var commits = Commits(writers);
         return new StackResult(
             Operations.Name(stack),
@@ -116,8 +112,8 @@ internal static class WorkloadRunner
             commits,
             childProcessCommits,
             commits / seconds,
-            Percentile(0.99),
-            Percentile(1),
+            PercentileMilliseconds(latencies, 0.99),
+            PercentileMilliseconds(latencies, 1),
             writers.Sum(w => (long)w.FailedSeqs.Length) + readers.Sum(r => r.Errors),
             writers.Select(w => w.FirstError).Concat(readers.Select(r => r.FirstError)).FirstOrDefault(e => e is not null),
             lost,
@@ -125,6 +121,13 @@ internal static class WorkloadRunner
             walBytes,
             readers.Sum(r => r.Reads));
     }
+
+    /// <summary>
+    /// The nearest-rank percentile <paramref name="fraction"/> (above 0, at most 1) of latencies sorted from the
+    /// shortest, in milliseconds: the smallest value that at least that fraction of them do not exceed; null for none.
+    /// </summary>
+    internal static double? PercentileMilliseconds(int[] sortedMicroseconds, double fraction)
+        => sortedMicroseconds.Length == 0 ? null : sortedMicroseconds[(int)Math.Ceiling(fraction * sortedMicroseconds.Length) - 1] / 1000.0;
 
     private static long Commits(IEnumerable<WriterReport> writers) => writers.Sum(w => w.Attempts - w.FailedSeqs.Length);
 }
