@@ -762,6 +762,9 @@ public class ConnectionTests : DatabaseTest
         transaction.Connection.ShouldBeNull();
         Should.Throw<InvalidOperationException>(transaction.Commit);
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+        connection.Open(); // the transaction ended with the Close: not the connection's any more
+        connection.BeginTransaction().Dispose();
+        connection.Close();
     }
 
     [Test]
@@ -1872,6 +1875,33 @@ public class ConnectionTests : DatabaseTest
     }
 
     /// <summary>
+    /// A StateChange handler of Open finds the connection open and usable, and may close it and open it again: the open
+    /// is over before the handlers run (an open still under way would refuse the second Open as "already opening").
+    /// </summary>
+    [Test]
+    public void A_StateChange_handler_of_Open_finds_the_connection_open_and_may_close_and_open_it_again()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        var reopened = false;
+        connection.StateChange += (_, e) =>
+        {
+            if (e.CurrentState == ConnectionState.Open && !reopened)
+            {
+                reopened = true;
+                connection.State.ShouldBe(ConnectionState.Open);
+                Scalar(connection, "SELECT 1").ShouldBe(1L);
+                connection.Close();
+                connection.Open();
+            }
+        };
+
+        connection.Open();
+
+        reopened.ShouldBeTrue();
+        connection.State.ShouldBe(ConnectionState.Open);
+    }
+
+    /// <summary>
     /// GetSchema with a collection name, and with restrictions, answers as Microsoft.Data.Sqlite's does on the same
     /// database: the collection asked for, not the list of collections, and the restrictions passed on, not dropped.
     /// </summary>
@@ -1931,6 +1961,47 @@ public class ConnectionTests : DatabaseTest
         command.Transaction = transaction;
         Should.Throw<InvalidOperationException>(() => command.ExecuteScalar()).Message.ShouldContain("another connection");
         Should.Throw<ArgumentOutOfRangeException>(() => other.BeginTransaction(IsolationLevel.Snapshot));
+    }
+
+    /// <summary>
+    /// A transaction begun as SQL (a BEGIN sent as a command) counts too: BeginTransaction and RunInTransaction refuse to
+    /// nest in it as in one of their own, not with SQLite's "cannot start a transaction within a transaction".
+    /// </summary>
+    [Test]
+    public void A_transaction_begun_as_SQL_is_not_nested_either()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        Exec(connection, "BEGIN");
+
+        Should.Throw<InvalidOperationException>(() => connection.BeginTransaction()).Message.ShouldContain("does not nest");
+        Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ => { })).Message.ShouldContain("does not nest");
+        Exec(connection, "ROLLBACK");
+        connection.BeginTransaction().Dispose();
+    }
+
+    /// <summary>
+    /// RunInTransaction that opened the connection and then finds a transaction already open on it (begun by a
+    /// StateChange handler of the Open) closes the connection again as it refuses, as it does once it has run.
+    /// </summary>
+    [Test]
+    public async Task RunInTransaction_closes_the_connection_it_opened_when_it_refuses_to_begin([Values] bool async)
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.StateChange += (_, e) =>
+        {
+            if (e.CurrentState == ConnectionState.Open)
+            {
+                connection.BeginTransaction();
+            }
+        };
+
+        var error = async
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((_, _) => Task.CompletedTask))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ => { }));
+
+        error.Message.ShouldContain("does not nest");
+        connection.State.ShouldBe(ConnectionState.Closed);
     }
 
     [Test]

@@ -127,6 +127,34 @@ public class CloseInsideOwnCallTests : DatabaseTest
         connection.State.ShouldBe(System.Data.ConnectionState.Open);
     }
 
+    /// <summary>
+    /// A reader opened with CommandBehavior.CloseConnection and disposed in a function SQLite runs in another statement
+    /// of the connection: its closing of the connection is refused at once, as Close is there, and the statement goes on.
+    /// </summary>
+    [Test]
+    public void A_CloseConnection_reader_disposed_in_a_function_SQLite_runs_in_a_statement_is_refused_its_closing()
+    {
+        using var dataSource = DataSource(strategy: null);
+        using var connection = dataSource.OpenConnection();
+        Execute(connection, "INSERT INTO t VALUES (1)");
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT x FROM t";
+        var reader = command.ExecuteReader(System.Data.CommandBehavior.CloseConnection);
+        Exception? refusal = null;
+        connection.InnerConnection.CreateFunction("close_reader", () =>
+        {
+            refusal = Record(reader.Dispose);
+            return 7L;
+        });
+
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT close_reader()";
+        select.ExecuteScalar().ShouldBe(7L);
+
+        refusal.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(RefusedMessage);
+        connection.State.ShouldBe(System.Data.ConnectionState.Open);
+    }
+
     private SaverDataSource DataSource(SaverRetryStrategy? strategy)
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=1");

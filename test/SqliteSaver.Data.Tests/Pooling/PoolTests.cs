@@ -217,9 +217,33 @@ public class PoolTests : DatabaseTest
         dataSource.Statistics.Waiting.ShouldBe(0);
         await holder.CloseAsync();
 
-        await using var next = new SaverDbConnection(connectionString);
-        await next.OpenAsync();
+        await waiting.OpenAsync(); // the cancelled open is over: it does not refuse this one as "already opening"
+        waiting.State.ShouldBe(ConnectionState.Open);
         dataSource.Statistics.Total.ShouldBe(1);
+    }
+
+    /// <summary>
+    /// RunInTransactionAsync on a closed connection opens it with its token: cancelled while the open waits for an
+    /// exhausted pool, it ends then, running nothing, rather than when Pool Timeout has passed.
+    /// </summary>
+    [Test]
+    public async Task RunInTransactionAsync_cancelled_while_its_open_waits_for_the_pool_ends_without_running()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1;Pool Timeout=5");
+        var dataSource = SaverDataSource.GetShared(connectionString);
+        await using var holder = new SaverDbConnection(connectionString);
+        await holder.OpenAsync();
+        using var cancellation = new CancellationTokenSource();
+        await using var connection = new SaverDbConnection(connectionString);
+        var ran = false;
+
+        var run = connection.RunInTransactionAsync((_, _) => Task.FromResult(ran = true), cancellation.Token);
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
+        await cancellation.CancelAsync();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => run);
+        ran.ShouldBeFalse();
+        connection.State.ShouldBe(ConnectionState.Closed);
     }
 
     /// <summary>

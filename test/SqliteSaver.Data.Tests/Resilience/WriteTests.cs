@@ -526,11 +526,12 @@ public class WriteTests : DatabaseTest
     /// <summary>
     /// A unit of work that commits itself and then begins another transaction it leaves open: RunInTransaction returned
     /// normally with that transaction open on a connection the caller opened, holding the write gate from every other
-    /// writer (or, on one it opened, closed it and rolled it back unsaid) (a bug hunt).
+    /// writer (or, on one it opened, closed it and rolled it back unsaid) (a bug hunt). The refusal says what it committed
+    /// stays committed also after a read-only commit, which SQLite's commit hook does not see.
     /// </summary>
     [Test]
     public async Task A_transaction_a_unit_of_work_began_after_its_own_is_rolled_back_and_reported(
-        [Values] bool async, [Values] bool sqlBegin, [Values] bool openedByCaller)
+        [Values] bool async, [Values] bool sqlBegin, [Values] bool openedByCaller, [Values] bool readOnly)
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
@@ -542,7 +543,11 @@ public class WriteTests : DatabaseTest
 
         void Work(SaverDbTransaction transaction)
         {
-            connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            if (!readOnly)
+            {
+                connection.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            }
+
             transaction.Commit(); // which the unit of work must not do
             if (sqlBegin)
             {
@@ -556,15 +561,15 @@ public class WriteTests : DatabaseTest
         }
 
         var error = async
-            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; }))
-            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work));
+            ? await Should.ThrowAsync<InvalidOperationException>(() => connection.RunInTransactionAsync((transaction, _) => { Work(transaction); return Task.CompletedTask; }, deferred: readOnly))
+            : Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(Work, deferred: readOnly));
 
         error.Message.ShouldContain("began another");
         error.Message.ShouldContain("what the delegate committed before stays committed");
         connection.Transaction.ShouldBeNull();
         SaverDataSource.GetShared(connectionString).Executor.Gate!.IsHeld.ShouldBeFalse();
         PoolTests.Execute(connectionString, "INSERT INTO t VALUES (3)"); // another writer goes on
-        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)").ShouldBe("1,3");
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)").ShouldBe(readOnly ? "3" : "1,3");
         connection.State.ShouldBe(openedByCaller ? System.Data.ConnectionState.Open : System.Data.ConnectionState.Closed);
     }
 
@@ -601,6 +606,29 @@ public class WriteTests : DatabaseTest
         result.ShouldBe(7L);
         reader?.Dispose();
         PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)").ShouldBe(work == "read only" ? "7" : "7,8");
+    }
+
+    /// <summary>
+    /// The token a retry strategy gives an attempt of a synchronous unit of work (a Polly timeout's) ends that attempt's
+    /// statements only: cancelled once the attempt has returned (a timeout firing late), it does not interrupt the
+    /// connection's later statements in a transaction.
+    /// </summary>
+    [Test]
+    public void A_unit_of_works_attempt_token_cancelled_after_the_attempt_leaves_later_statements_alone()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(new CancelsAfterAttempt()).Build();
+        using var connection = dataSource.OpenConnection();
+        connection.RunInTransaction(_ => connection.Execute("INSERT INTO t VALUES (1)"));
+
+        using (var transaction = connection.BeginTransaction())
+        {
+            connection.Execute("INSERT INTO t VALUES (2)", transaction: transaction);
+            transaction.Commit();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)").ShouldBe("1,2");
     }
 
     /// <summary>
@@ -1613,6 +1641,37 @@ public class WriteTests : DatabaseTest
         running.ForEach(t => t.Start());
         running.ForEach(t => t.Join());
         return [.. errors];
+    }
+
+    /// <summary>Runs each attempt once with a token of its own, cancelled once the attempt has returned.</summary>
+    private sealed class CancelsAfterAttempt : SaverRetryStrategy
+    {
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            try
+            {
+                return attempt(state, timeout.Token);
+            }
+            finally
+            {
+                timeout.Cancel();
+            }
+        }
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            try
+            {
+                return await attempt(state, timeout.Token);
+            }
+            finally
+            {
+                await timeout.CancelAsync();
+            }
+        }
     }
 
     /// <summary>Runs SQL on a plain Microsoft.Data.Sqlite connection to the test database, as another process would.</summary>
