@@ -224,6 +224,61 @@ public class TransactionReaderTests : DatabaseTest
     }
 
     [Test]
+    public void A_rollback_to_a_name_set_twice_keeps_the_savepoints_set_between_them()
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        transaction.Save("b");
+        transaction.Save("a");
+        transaction.Rollback("a"); // the newer one: "b" stays
+        FailToFinish(connection, transaction);
+
+        transaction.Rollback("b"); // set before the batch, so it undoes it whole
+
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    [TestCase("a", "ab")]
+    [TestCase("@", "`")] // '@' | 0x20 is '`', but they are not letters
+    [TestCase("\u00C0", "\u00E0")] // SQLite folds the case of ASCII letters only
+    public void A_rollback_to_a_savepoint_set_as_SQL_text_whose_name_only_looks_like_one_Save_set_keeps_the_savepoints_Save_set_after_that_one(string saved, string sql)
+    {
+        using var connection = OpenWithRowOne(out var connectionString);
+        var transaction = connection.BeginTransaction();
+        transaction.Save(saved);
+        transaction.Save("c");
+        ConnectionTests.Exec(connection, $"SAVEPOINT \"{sql}\"");
+        transaction.Rollback(sql); // SQLite's newest savepoint: "c" stays
+        FailToFinish(connection, transaction);
+
+        transaction.Rollback("c"); // set before the batch, so it undoes it whole
+
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    [Test]
+    public void A_savepoint_rolled_back_to_undoes_a_batch_whose_statement_failed_as_the_commit_ran_it_after_a_savepoint_set_as_SQL_text()
+    {
+        // The SAVEPOINT sent as SQL text comes before the batch, so the rollback to the savepoint Save set before it
+        // still undoes the batch whole.
+        using var connection = OpenWithRowOne(out var connectionString);
+        var transaction = connection.BeginTransaction();
+        transaction.Save("before");
+        ConnectionTests.Exec(connection, "SAVEPOINT other");
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (2); INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(transaction.Commit).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+
+        transaction.Rollback("before");
+
+        transaction.Commit();
+        PoolTests.Scalar(connectionString, "SELECT group_concat(x) FROM t").ShouldBe("1");
+    }
+
+    [Test]
     public void A_rollback_to_a_released_name_set_again_as_SQL_text_inside_a_failed_batch_still_refuses_the_commit()
     {
         // The SAVEPOINT runs after the reader's first INSERT: rolling back to it keeps that INSERT, whose batch is not
@@ -490,7 +545,8 @@ public class TransactionReaderTests : DatabaseTest
         using var holder = HoldWriteLock(); // the INSERT the savepoint runs first must wait for it
         using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
 
-        await Should.ThrowAsync<OperationCanceledException>(transaction.SaveAsync("a", cancellation.Token).WaitAsync(TimeSpan.FromSeconds(30)));
+        // SaveAsync runs synchronously: on another thread, so that a wait the token does not end outlasts the bound.
+        await Should.ThrowAsync<OperationCanceledException>(Task.Run(() => transaction.SaveAsync("a", cancellation.Token)).WaitAsync(TimeSpan.FromSeconds(30)));
 
         transaction.Rollback();
         holder.Dispose();
@@ -559,6 +615,24 @@ public class TransactionReaderTests : DatabaseTest
 
         Should.Throw<InvalidOperationException>(() => transaction.Rollback("a")).Message.ShouldContain("SQLite has already ended");
 
+        transaction.Rollback();
+    }
+
+    [Test]
+    public void A_savepoint_after_a_statement_that_failed_as_the_commit_ran_it_made_SQLite_end_the_transaction_names_its_error()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE ON CONFLICT ROLLBACK); INSERT INTO t VALUES (1)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(transaction.Commit); // the INSERT fails, and SQLite rolls the transaction back
+
+        var refused = Should.Throw<InvalidOperationException>(() => transaction.Save("a"));
+        refused.Message.ShouldContain("SQLite has already ended");
+        refused.InnerException.ShouldBeOfType<SqliteException>().SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
         transaction.Rollback();
     }
 

@@ -206,7 +206,15 @@ public class TransactionSavepointTests : DatabaseTest
     }
 
     private static (string Operation, Action Call)[] Calls(DbTransaction transaction)
-        => [("Save", () => transaction.Save("a")), ("Rollback", () => transaction.Rollback("a")), ("Release", () => transaction.Release("a"))];
+        =>
+        [
+            ("Save", () => transaction.Save("a")),
+            ("Rollback", () => transaction.Rollback("a")),
+            ("Release", () => transaction.Release("a")),
+            ("Save", () => transaction.SaveAsync("a").GetAwaiter().GetResult()),
+            ("Rollback", () => transaction.RollbackAsync("a").GetAwaiter().GetResult()),
+            ("Release", () => transaction.ReleaseAsync("a").GetAwaiter().GetResult()),
+        ];
 
     private static void Execute(DbConnection connection, DbTransaction? transaction, string sql)
     {
