@@ -180,10 +180,12 @@ public class CheckpointTests : DatabaseTest
         using var closedPlain = new SqliteConnection("Data Source=:memory:");
 
         Should.Throw<InvalidOperationException>(() => closed.Checkpoint());
-        Should.Throw<InvalidOperationException>(() => closedPlain.Checkpoint());
+        Should.Throw<InvalidOperationException>(() => closedPlain.Checkpoint()).Message.ShouldBe("Checkpoint requires an open connection.");
+        (await Should.ThrowAsync<InvalidOperationException>(() => closedPlain.CheckpointAsync())).Message.ShouldBe("CheckpointAsync requires an open connection.");
+        Should.Throw<InvalidOperationException>(() => closedPlain.GetWalStatus()).Message.ShouldBe("GetWalStatus requires an open connection.");
         Should.Throw<ArgumentNullException>(() => CheckpointExtensions.Checkpoint(null!));
         closed.Open();
-        Should.Throw<ArgumentOutOfRangeException>(() => closed.Checkpoint((CheckpointMode)7));
+        Should.Throw<ArgumentOutOfRangeException>(() => closed.Checkpoint((CheckpointMode)7)).Message.ShouldContain("Use Passive, Full, Restart or Truncate.");
         (await Should.ThrowAsync<ArgumentOutOfRangeException>(() => closed.CheckpointAsync((CheckpointMode)7))).ParamName.ShouldBe("mode");
         await Should.ThrowAsync<OperationCanceledException>(() => closed.CheckpointAsync(CheckpointMode.Passive, new CancellationToken(true)));
     }

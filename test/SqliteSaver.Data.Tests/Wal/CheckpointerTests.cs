@@ -436,6 +436,39 @@ public class CheckpointerTests : DatabaseTest
         }
     }
 
+    /// <summary>
+    /// The TRUNCATE for a <c>-wal</c> file past the limit holds this process's writers at the write gate while it runs
+    /// (its log record is written before it leaves the gate), and leaves the gate after. Not entering the gate passed
+    /// every test before (a hunt).
+    /// </summary>
+    [Test]
+    public void The_truncate_for_a_wal_past_the_limit_runs_with_the_write_gate_held()
+    {
+        var time = new FakeTimeProvider();
+        SaverDataSource? dataSource = null;
+        var gateHeld = new List<bool>();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(new HookLoggerProvider((id, message) =>
+        {
+            if (id == 3001 && message.StartsWith("Truncate", StringComparison.Ordinal))
+            {
+                gateHeld.Add(dataSource!.Executor.Gate!.IsHeld);
+            }
+        })));
+        dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit=65536"))
+            .UseTimeProvider(time).UseLoggerFactory(loggerFactory).Build();
+        using (dataSource)
+        {
+            using var connection = dataSource.OpenConnection();
+            Fill(connection, 100);
+
+            time.Advance(TimeSpan.FromSeconds(1));
+
+            dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
+            gateHeld.ShouldBe([true]);
+            dataSource.Executor.Gate!.IsHeld.ShouldBeFalse();
+        }
+    }
+
     [Test]
     public async Task An_on_demand_checkpoint_waits_at_most_one_step_for_a_background_one_and_then_comes_back_busy()
     {
@@ -527,7 +560,8 @@ public class CheckpointerTests : DatabaseTest
     /// A <c>-wal</c> file of exactly Journal Size Limit bytes is within it: the tick runs a checkpoint in Checkpoint Mode
     /// (PASSIVE), which leaves the file as it is; a frame more and it gets a TRUNCATE. A limit of 0 lets no frame stay.
     /// Each update of the one-row table writes one page, a frame of 4096 + 24 bytes after the file's 32. Before, a limit
-    /// taken as reached at its size, or a limit of 0 taken for none, passed every test (a hunt).
+    /// taken as reached at its size, or a limit of 0 taken for none, passed every test (a hunt); so did a warning that
+    /// the WAL stays over the limit for a TRUNCATE that left it at exactly the limit (0 bytes for a limit of 0).
     /// </summary>
     [TestCase(3)]
     [TestCase(0)]
@@ -536,8 +570,10 @@ public class CheckpointerTests : DatabaseTest
         var limit = frames == 0 ? 0 : 32 + (frames * (4096 + 24));
         CreateOneRowTable();
         var time = new FakeTimeProvider();
+        var provider = new FakeLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider).SetMinimumLevel(LogLevel.Debug));
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString($"Checkpoint Interval=1;Wal Autocheckpoint=0;Journal Size Limit={limit}"))
-            .UseTimeProvider(time).Build();
+            .UseTimeProvider(time).UseLoggerFactory(loggerFactory).Build();
         using var connection = dataSource.OpenConnection();
         Update(connection, frames);
         connection.GetWalStatus().WalFileBytes.ShouldBe(limit);
@@ -550,6 +586,7 @@ public class CheckpointerTests : DatabaseTest
         time.Advance(TimeSpan.FromSeconds(1));
         dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
         connection.GetWalStatus().WalFileBytes.ShouldBe(0);
+        provider.Collector.GetSnapshot().Where(r => r.Level >= LogLevel.Warning).ShouldBeEmpty();
     }
 
     [Test]
@@ -770,6 +807,50 @@ public class CheckpointerTests : DatabaseTest
     }
 
     /// <summary>
+    /// A status read after a Clear, while only a connection rented before it is open, comes from the -wal file's size
+    /// in the journal mode the checkpoint connection last found, not the one it opened in: here the renter switched
+    /// the database to WAL after. Keeping the journal mode found at the opening passed every test before (a hunt).
+    /// </summary>
+    [Test]
+    public void A_status_read_after_a_Clear_with_a_renter_out_says_the_journal_mode_the_checkpoint_connection_last_found()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Journal Mode=Delete;Checkpoint Interval=0;Checkpoint On Close=false")).Build();
+        using var renter = dataSource.OpenConnection();
+        dataSource.GetWalStatus().JournalMode.ShouldBe("delete"); // opens the checkpoint connection, kept open for the renter
+        ConnectionTests.Exec(renter, "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        dataSource.GetWalStatus().JournalMode.ShouldBe("wal");
+
+        dataSource.Clear(); // closes the checkpoint connection; the renter's keeps the files
+
+        var status = dataSource.GetWalStatus();
+        $"{status.JournalMode} {status.WalFrames > 0}".ShouldBe("wal True");
+    }
+
+    /// <summary>
+    /// After a Clear, a checkpoint connection opened beside a connection opened since stays open while a connection
+    /// rented before the Clear is out, and checkpoints go on on it once only that one is open: the refusal is for
+    /// opening a connection then. Refusing with the connection open passed every test before (a hunt).
+    /// </summary>
+    [Test]
+    public void After_a_Clear_a_checkpoint_connection_still_open_checkpoints_while_only_a_connection_rented_before_it_is_open()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0;Checkpoint On Close=false")).Build();
+        using var old = dataSource.OpenConnection();
+        ConnectionTests.Exec(old, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        dataSource.Clear();
+        using (var fresh = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(fresh, "CREATE TEMP TABLE mine (x)"); // closed on return, not kept idle
+            dataSource.Checkpoint().Busy.ShouldBeFalse(); // opens the checkpoint connection
+        }
+
+        ConnectionTests.Exec(old, "INSERT INTO t VALUES (2)");
+
+        var result = dataSource.Checkpoint();
+        (result.Busy, result.LogFrames > 0, result.CheckpointedFrames == result.LogFrames).ShouldBe((false, true, true));
+    }
+
+    /// <summary>
     /// The health check's status read, on a database another connection keeps locked (EXCLUSIVE, in rollback-journal
     /// mode) while the checkpoint connection opens: its token ends the opening's wait for the lock. Before, the read
     /// took no token, and the health check's thread-pool thread stayed blocked for Busy Timeout per attempt after the
@@ -895,8 +976,40 @@ public class CheckpointerTests : DatabaseTest
     }
 
     /// <summary>
-    /// A background checkpoint that fails is recorded, and the next one that succeeds, at a tick or a catch-up, clears
-    /// the error. Before, a catch-up that left the error passed every test (a hunt).
+    /// A catch-up that fails (its checkpoint connection's opening, here) is recorded and logged at warning, as a tick's
+    /// failure is. Before, a catch-up's failure left unlogged passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public void A_failing_catch_up_is_recorded_and_logged()
+    {
+        var armed = 0;
+        var provider = new FakeLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider));
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=3600;Wal Autocheckpoint=256"))
+            .UseConnectionInitializer(_ =>
+            {
+                if (Volatile.Read(ref armed) == 1)
+                {
+                    throw new InvalidOperationException("initializer failure"); // the checkpoint connection is opening
+                }
+            })
+            .UseLoggerFactory(loggerFactory).Build();
+        using var connection = dataSource.OpenConnection();
+        Volatile.Write(ref armed, 1);
+
+        Fill(connection, 70); // 70 commits write more than the 64 pages that queue a catch-up
+        Wait.Until(() => dataSource.Checkpointer.CatchUps > 0 && !dataSource.Checkpointer.CatchUpPending);
+
+        dataSource.LastCheckpointError.ShouldNotBeNull();
+        var failures = provider.Collector.GetSnapshot().Where(r => r.Id.Id == 3004).ToList();
+        failures.Count.ShouldBe(dataSource.Checkpointer.CatchUps); // each catch-up failed
+        failures[^1].Exception.ShouldBeSameAs(dataSource.LastCheckpointError);
+    }
+
+    /// <summary>
+    /// A background checkpoint that fails is recorded and logged at warning, and the next one that succeeds, at a tick
+    /// or a catch-up, clears the error. Before, a catch-up that left the error, or a tick's failure left unlogged,
+    /// passed every test (hunts).
     /// </summary>
     [TestCase(false)]
     [TestCase(true)]
@@ -904,14 +1017,17 @@ public class CheckpointerTests : DatabaseTest
     {
         var time = new FakeTimeProvider();
         var strategy = new SwitchableStrategy();
+        var provider = new FakeLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider));
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=1;Wal Autocheckpoint=256"))
-            .UseTimeProvider(time).UseRetryStrategy(strategy).Build();
+            .UseTimeProvider(time).UseRetryStrategy(strategy).UseLoggerFactory(loggerFactory).Build();
         using var connection = dataSource.OpenConnection();
         strategy.Fail = true; // the checkpointer's own connection opens through the strategy, and now fails
 
         time.Advance(TimeSpan.FromSeconds(1));
 
         dataSource.LastCheckpointError.ShouldBeOfType<InvalidOperationException>();
+        provider.Collector.GetSnapshot().Where(r => r.Id.Id == 3004).ShouldHaveSingleItem().Exception.ShouldBeSameAs(dataSource.LastCheckpointError);
         strategy.Fail = false;
         if (catchUpNext)
         {
@@ -1148,6 +1264,33 @@ public class CheckpointerTests : DatabaseTest
 
         dataSource.LastCheckpointResult.ShouldBe(new CheckpointResult(false, 0, 0));
         dataSource.LastCheckpointError.ShouldBeNull(); // "cleared by the next background one that succeeds"
+    }
+
+    /// <summary>
+    /// The checkpoint connection that Clear or Dispose closes while a renter keeps the pool open is logged as closed for
+    /// that reason, not as the one that closes with the pool's last connection (a hunt's mutation passed every test).
+    /// </summary>
+    [TestCase("Clear", "the pool was cleared")]
+    [TestCase("Dispose", "the data source was disposed")]
+    public void The_checkpoint_connection_closed_by_Clear_or_Dispose_is_logged_with_that_reason(string end, string reason)
+    {
+        var provider = new FakeLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider).SetMinimumLevel(LogLevel.Debug));
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0")).UseLoggerFactory(loggerFactory).Build();
+        using var renter = dataSource.OpenConnection(); // keeps the checkpoint connection open after the checkpoint
+        dataSource.Checkpoint();
+
+        if (end == "Clear")
+        {
+            dataSource.Clear();
+        }
+        else
+        {
+            dataSource.Dispose();
+        }
+
+        var closed = provider.Collector.GetSnapshot().Where(r => r.Id.Id == 1002).ToList();
+        closed.ShouldHaveSingleItem().Message.ShouldEndWith(": " + reason);
     }
 
     /// <summary>
@@ -1659,6 +1802,7 @@ public class CheckpointerTests : DatabaseTest
             () => checkpoint,
             customMessage: "the cancelled checkpoint waited out its busy timeout for the reader and returned a busy result");
         exception.CancellationToken.ShouldBe(cancellation.Token);
+        checkpoint.Status.ShouldBe(TaskStatus.Canceled); // not faulted with the cancellation (a hunt's mutation passed every test)
     }
 
     /// <summary>
