@@ -270,6 +270,43 @@ public class GateSafetyTests : DatabaseTest
     }
 
     /// <summary>
+    /// A BeginTransaction nested in a retry strategy's callback before the attempt of its own connection's write, which
+    /// holds the write gate by then: it does not queue at the gate its own connection holds, which would last Default
+    /// Timeout (a minute here).
+    /// </summary>
+    [Test]
+    public async Task A_BeginTransaction_nested_before_its_connections_write_attempt_does_not_wait_for_the_gate_that_write_holds()
+    {
+        var connectionString = Folder.ConnectionString("Default Timeout=60");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        SaverDbConnection? connection = null;
+        string? nested = null;
+        var strategy = new OneExecutionAtATimeTests.BeforeFirstAttempt(() =>
+        {
+            try
+            {
+                connection!.BeginTransaction().Dispose();
+                nested = "began";
+            }
+            catch (Exception exception)
+            {
+                nested = exception.GetType().Name;
+            }
+        });
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
+        using (connection = dataSource.OpenConnection())
+        {
+            strategy.Armed = true;
+            var write = Task.Run(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+            await Task.WhenAny(write, Task.Delay(TimeSpan.FromSeconds(30)));
+
+            var rows = ConnectionTests.Scalar(connection, "SELECT count(*) FROM t");
+            $"nested {nested}; write {write.Status}; rows {rows}; gate held {dataSource.Executor.Gate!.IsHeld}".ShouldBe(
+                "nested began; write RanToCompletion; rows 1; gate held False");
+        }
+    }
+
+    /// <summary>
     /// As above inside RunInTransaction: the unit of work is not run again for it (before, it ran four times over
     /// the backoff, failing the same way each time; a review's finding).
     /// </summary>
