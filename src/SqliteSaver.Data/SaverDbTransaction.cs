@@ -552,6 +552,10 @@ public sealed class SaverDbTransaction : DbTransaction
         {
             return Task.FromCanceled(cancellationToken);
         }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled(cancellationToken); // its wait for an earlier execution of the connection
+        }
         catch (Exception exception)
         {
             return Task.FromException(exception);

@@ -123,6 +123,16 @@ public class BusyWaitCancellationTests : DatabaseTest
         return rc == SQLitePCL.raw.SQLITE_BUSY;
     }
 
+    /// <summary>
+    /// Whether another connection's rollback-journal COMMIT waits for readers, holding the PENDING lock: a read fails
+    /// busy at once, without a busy handler.
+    /// </summary>
+    private static bool CommitWaitingElsewhere(SqliteConnection probe)
+    {
+        SQLitePCL.raw.sqlite3_busy_timeout(probe.Handle!, 0);
+        return SQLitePCL.raw.sqlite3_exec(probe.Handle!, "SELECT count(*) FROM t") == SQLitePCL.raw.SQLITE_BUSY;
+    }
+
     [Test]
     public async Task CheckpointAsync_stops_waiting_for_a_reader_when_cancelled([Values] bool plain)
     {
@@ -190,6 +200,39 @@ public class BusyWaitCancellationTests : DatabaseTest
         await transaction.RollbackAsync();
         holder.Dispose();
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(0L);
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+    }
+
+    /// <summary>
+    /// A token CommitAsync was given, cancelled once it has returned, leaves the connection's later waits alone: a
+    /// synchronous write outside a transaction (which has no token to end its waits) still waits for a reader in the
+    /// busy handler, its COMMIT holding the PENDING lock, and writes once the reader has gone. Before a test, leaving
+    /// the commit's cancellable busy handler on the connection passed every test (a hunt): the old token then ended the
+    /// write's wait at once, busy (an async execution puts a handler of its own in place, for Cancel).
+    /// </summary>
+    [Test]
+    public async Task A_token_cancelled_after_CommitAsync_returned_leaves_a_later_wait_for_a_reader_alone()
+    {
+        var connectionString = Folder.ConnectionString($"{LongBusyTimeout};Journal Mode=Delete;Retry=0"); // a busy error is not retried
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+        await connection.OpenAsync();
+        using var cancellation = new CancellationTokenSource();
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            await transaction.CommitAsync(cancellation.Token);
+        }
+
+        await cancellation.CancelAsync();
+        using var reader = OpenReader();
+        using var probe = new SqliteConnection($"Data Source={Folder.File()};Pooling=False");
+        probe.Open();
+        var write = Task.Run(() => ConnectionTests.Scalar(connection, "INSERT INTO t VALUES (1)")); // synchronous: no token of its own
+        Wait.Until(() => write.IsCompleted || CommitWaitingElsewhere(probe));
+        reader.Dispose();
+
+        await write.WaitAsync(Bound);
+        ConnectionTests.Scalar(connection, "SELECT count(*) FROM t").ShouldBe(1L);
         ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
     }
 

@@ -453,31 +453,113 @@ public partial class OneExecutionAtATimeTests
     [Test]
     public async Task A_rollback_behind_a_write_of_its_transaction_that_outlasts_Default_Timeout_goes_ahead()
     {
-        var connectionString = Folder.ConnectionString("Default Timeout=1");
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
-        await using var holder = await GateHolder.Hold(connectionString);
-        await using var connection = await Opened(connectionString);
-        using var held = new HeldFunction(connection);
-        var begin = connection.BeginTransactionAsync();
-        using var insert = connection.CreateCommand();
-        insert.CommandText = "INSERT INTO t VALUES (hold())";
-        var one = insert.ExecuteNonQueryAsync(); // waits for the BEGIN; runs in its transaction
-        one.IsCompleted.ShouldBeFalse("the write waits for the BEGIN");
-        await holder.Release();
-        var transaction = await begin.AsTask().WaitAsync(Bound);
-        held.Holding.Wait(Bound).ShouldBeTrue();
+        await using var write = await WriteHeldInTransaction.Start(Folder.ConnectionString("Default Timeout=1"));
+        var (connection, transaction) = (write.Connection, write.Transaction);
 
         var calls = connection.GetOpenPhysical("test").Calls;
         var rollback = Task.Run(transaction.Rollback);
         Wait.Until(() => Pooling.CloseRaceTests.Running(calls) == 2 || rollback.IsCompleted); // its wait for the write ran out
-        held.Release();
+        write.Held.Release();
         await Task.WhenAny(rollback, Task.Delay(Bound));
-        await Task.WhenAny(one, Task.Delay(Bound));
+        await Task.WhenAny(write.Write, Task.Delay(Bound));
 
         var rolledBack = rollback.Status == TaskStatus.RanToCompletion ? "returned" : rollback.Exception?.InnerException?.GetType().Name;
-        $"rollback {rolledBack}; completed {transaction.Connection is null}; write {Outcome(one)}; rows {Rows(connection)}"
+        $"rollback {rolledBack}; completed {transaction.Connection is null}; write {Outcome(write.Write)}; rows {Rows(connection)}"
             .ShouldBe("rollback returned; completed True; write returned 1; rows ");
-        transaction.Dispose();
+    }
+
+    /// <summary>
+    /// As the test above, but a commit: it waits Default Timeout (1 s here) for the write and then throws SQLITE_BUSY
+    /// naming it, as its documentation says, the transaction still open; once the write has run, a rollback undoes it.
+    /// Before a test, letting the commit go ahead as the rollback does passed every test (a hunt): it then waited for
+    /// the write and committed it.
+    /// </summary>
+    [Test]
+    public async Task A_commit_behind_a_write_of_its_transaction_that_outlasts_Default_Timeout_throws_and_leaves_it_open()
+    {
+        await using var write = await WriteHeldInTransaction.Start(Folder.ConnectionString("Default Timeout=1"));
+        var (connection, transaction) = (write.Connection, write.Transaction);
+
+        var calls = connection.GetOpenPhysical("test").Calls;
+        var commit = Task.Run(transaction.Commit);
+        Wait.Until(() => Pooling.CloseRaceTests.Running(calls) == 2 || commit.IsCompleted); // went ahead, or gave up
+        var committed = commit.IsCompleted && commit.Exception?.InnerException is SqliteException error
+            ? $"{error.SqliteErrorCode}, Default Timeout named {error.Message.Contains("Waited 1 s (the connection string's Default Timeout)", StringComparison.Ordinal)}"
+            : "went ahead";
+        write.Held.Release();
+        await Task.WhenAny(commit, Task.Delay(Bound));
+        await Task.WhenAny(write.Write, Task.Delay(Bound));
+        var open = transaction.Connection is not null;
+        if (open)
+        {
+            transaction.Rollback();
+        }
+
+        $"commit {committed}; open {open}; write {Outcome(write.Write)}; rows {Rows(connection)}"
+            .ShouldBe("commit 5, Default Timeout named True; open True; write returned 1; rows ");
+    }
+
+    /// <summary>
+    /// As the test above, but CommitAsync with Default Timeout=60, its token cancelled while it waits for the write: it
+    /// ends cancelled, the write still held and the transaction open. Before a test, a wait deaf to the token passed
+    /// every test (a hunt): the commit waited for the write and committed it.
+    /// </summary>
+    [Test]
+    public async Task CommitAsync_behind_a_write_of_its_transaction_ends_on_its_token()
+    {
+        await using var write = await WriteHeldInTransaction.Start(Folder.ConnectionString("Default Timeout=60"));
+        var (connection, transaction) = (write.Connection, write.Transaction);
+
+        var commit = await CancelledOnceBlocked(transaction.CommitAsync);
+        var cancelled = commit.IsCanceled;
+        var ended = $"commit cancelled {cancelled}; write held {!write.Write.IsCompleted}";
+        write.Held.Release();
+        await Task.WhenAny(write.Write, Task.Delay(Bound));
+        var open = transaction.Connection is not null;
+        if (open)
+        {
+            transaction.Rollback();
+        }
+
+        $"{ended}; open {open}; write {Outcome(write.Write)}; rows {Rows(connection)}"
+            .ShouldBe("commit cancelled True; write held True; open True; write returned 1; rows ");
+    }
+
+    /// <summary>
+    /// CommitAsync or SaveAsync whose token is cancelled while it waits for a write of its transaction is a cancelled
+    /// task, as one cancelled in SQLite's wait for a lock is, and as the commands' async executions and CheckpointAsync
+    /// are. Before, it was a faulted one, with the OperationCanceledException (a hunt): AsTask made a cancelled task
+    /// only of SQLite's interruptions.
+    /// </summary>
+    [TestCase("CommitAsync")]
+    [TestCase("SaveAsync")]
+    public async Task An_async_transaction_call_cancelled_while_it_waits_for_a_write_of_its_transaction_is_a_cancelled_task(string call)
+    {
+        await using var write = await WriteHeldInTransaction.Start(Folder.ConnectionString("Default Timeout=60"));
+        var transaction = write.Transaction;
+
+        var task = await CancelledOnceBlocked(token => call == "CommitAsync" ? transaction.CommitAsync(token) : transaction.SaveAsync("s", token));
+
+        $"{task.Status} {task.Exception?.InnerException?.GetType().Name}".ShouldBe("Canceled ");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="call"/>, an async call that runs synchronously, on another thread, and cancels its token
+    /// once that thread blocks (in the call's wait); returns the call's task, ended or not within the bound.
+    /// </summary>
+    private static async Task<Task> CancelledOnceBlocked(Func<CancellationToken, Task> call)
+    {
+        using var cancellation = new CancellationTokenSource();
+        Thread? caller = null;
+        var task = Task.Run(() =>
+        {
+            Volatile.Write(ref caller, Thread.CurrentThread);
+            return call(cancellation.Token);
+        });
+        Wait.Until(() => task.IsCompleted || (Volatile.Read(ref caller) is { } thread && (thread.ThreadState & ThreadState.WaitSleepJoin) != 0));
+        await cancellation.CancelAsync();
+        await Task.WhenAny(task, Task.Delay(Bound));
+        return task;
     }
 
     /// <summary>
@@ -676,6 +758,42 @@ public partial class OneExecutionAtATimeTests
     }
 
     /// <summary>
+    /// CheckpointAsync (FULL) waits for the connection's async write at the gate, then, once the write has run, for a
+    /// reader of another connection whose snapshot lacks it; a synchronous query started while the checkpoint waited
+    /// for the write takes its turn after the checkpoint, as documented: it waits for it until Default Timeout (3 s
+    /// here) and throws SQLITE_BUSY. Before a test, not recording the waiting checkpoint as the connection's latest
+    /// execution passed every test (a hunt): the query waited for the write alone, then ran beside the checkpoint
+    /// (blocked in SQLite behind it until the reader had gone).
+    /// </summary>
+    [Test]
+    public async Task A_call_started_while_CheckpointAsync_waits_for_an_earlier_write_takes_its_turn_after_the_checkpoint()
+    {
+        await using var first = await FirstWriteAtTheGate.Start(
+            Folder.ConnectionString("Default Timeout=3;Busy Timeout=60000"), "one-at-a-time-after-checkpoint");
+        var connection = first.Connection;
+        using var reader = new SqliteConnection("Pooling=False;Data Source=" + connection.DataSource);
+        reader.Open();
+        using (var read = reader.CreateCommand())
+        {
+            read.CommandText = "BEGIN; SELECT count(*) FROM t";
+            read.ExecuteScalar();
+        }
+
+        var checkpoint = connection.CheckpointAsync(CheckpointMode.Full);
+        var query = Task.Run(() => Rows(connection));
+        checkpoint.IsCompleted.ShouldBeFalse("it waits for the write");
+        await first.Release();
+        await Task.WhenAny(query, Task.Delay(Bound));
+        var queried = query.Exception?.InnerException is SqliteException error ? $"SQLite error {error.SqliteErrorCode}" : Outcome(query);
+        reader.Close(); // lets the checkpoint, and a query behind it, end
+        await Task.WhenAny(Task.WhenAll(checkpoint, query), Task.Delay(Bound));
+
+        var checkpointed = checkpoint.IsCompletedSuccessfully ? $"busy {checkpoint.Result.Busy}" : Outcome(checkpoint);
+        $"query {queried}; checkpoint {checkpointed}; write {Outcome(first.Write)}; rows {Rows(connection)}"
+            .ShouldBe("query SQLite error 5; checkpoint busy False; write returned 1; rows 1");
+    }
+
+    /// <summary>
     /// CheckpointAsync awaited on a single-threaded SynchronizationContext (a UI thread's) after an async query whose retry
     /// strategy yields to that context, with Default Timeout=0 (no bound): it awaits the query without blocking the
     /// thread the query needs, then checkpoints. Before, it waited for the query by blocking that thread: a deadlock
@@ -861,6 +979,54 @@ public partial class OneExecutionAtATimeTests
                 Ran = true;
                 action();
             }
+        }
+    }
+
+    /// <summary>
+    /// A connection (a table t) with a transaction and, in it, an async write of 1 that stays in <c>hold()</c> until
+    /// <see cref="Held"/> is released: started while BeginTransactionAsync waited at the write gate, it runs in the
+    /// transaction after the BEGIN.
+    /// </summary>
+    private sealed class WriteHeldInTransaction : IAsyncDisposable
+    {
+        private readonly SaverDbCommand _insert;
+
+        private WriteHeldInTransaction(SaverDbConnection connection, HeldFunction held, SaverDbCommand insert, SaverDbTransaction transaction, Task<int> write)
+            => (Connection, Held, _insert, Transaction, Write) = (connection, held, insert, transaction, write);
+
+        public SaverDbConnection Connection { get; }
+
+        public HeldFunction Held { get; }
+
+        public SaverDbTransaction Transaction { get; }
+
+        /// <summary>The write, in <c>hold()</c>.</summary>
+        public Task<int> Write { get; }
+
+        public static async Task<WriteHeldInTransaction> Start(string connectionString)
+        {
+            PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+            await using var holder = await GateHolder.Hold(connectionString);
+            var connection = await Opened(connectionString);
+            var held = new HeldFunction(connection);
+            var begin = connection.BeginTransactionAsync();
+            var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO t VALUES (hold())";
+            var write = insert.ExecuteNonQueryAsync(); // waits for the BEGIN; runs in its transaction
+            write.IsCompleted.ShouldBeFalse("the write waits for the BEGIN");
+            await holder.Release();
+            var transaction = await begin.AsTask().WaitAsync(Bound);
+            held.Holding.Wait(Bound).ShouldBeTrue();
+            return new WriteHeldInTransaction(connection, held, insert, transaction, write);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Held.Release();
+            await Task.WhenAny(Write, Task.Delay(Bound));
+            await Transaction.DisposeAsync();
+            await _insert.DisposeAsync();
+            await Connection.DisposeAsync();
         }
     }
 
