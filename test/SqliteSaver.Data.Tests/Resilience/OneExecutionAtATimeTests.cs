@@ -105,6 +105,39 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above, for a Cancel of a command whose reader is between reads (as Dapper cancels an unbuffered query it stops
+    /// early): no call of that command runs, so it does nothing. The renter's calls share one token source, which the
+    /// reader's last Read had too: cancelling it then ended another command's write waiting at the gate (a hunt's
+    /// mutation).
+    /// </summary>
+    [Test]
+    public async Task Cancel_of_a_command_whose_reader_is_between_reads_does_not_end_another_commands_execution()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
+        await using var holder = await GateHolder.Hold(connectionString);
+        await using var connection = await Opened(connectionString);
+        var gate = SaverDataSource.GetShared(connectionString).Executor.Gate!;
+
+        using var query = connection.CreateCommand();
+        query.CommandText = "SELECT 1 UNION ALL SELECT 2";
+        using var reader = query.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+        using var bystander = connection.CreateCommand();
+        bystander.CommandText = "INSERT INTO t VALUES (2)";
+        var write = bystander.ExecuteNonQueryAsync();
+        gate.WaitingCount.ShouldBe(1, "the write waits at the gate");
+
+        query.Cancel();
+        reader.Read().ShouldBeTrue("the reader reads on");
+        await holder.Release();
+        await Task.WhenAny(write, Task.Delay(Bound));
+        write.Status.ShouldBe(TaskStatus.RanToCompletion, $"the command never cancelled failed: {write.Exception?.InnerException}");
+        reader.Close();
+        Rows(connection).ShouldBe("2");
+    }
+
+    /// <summary>
     /// An execution waiting for the connection's earlier one ends when its own token is cancelled, having run nothing;
     /// the earlier one goes on and writes.
     /// </summary>
