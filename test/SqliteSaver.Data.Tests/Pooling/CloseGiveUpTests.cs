@@ -169,6 +169,39 @@ public class CloseGiveUpTests() : DatabaseTest(clearsOnlyItsOwnPools: true)
     }
 
     /// <summary>
+    /// Cancel, then a Close that gives up on the call Cancel ended (a timeout handler that cancels a command and closes
+    /// its connection): the call reports the cancellation, SQLite's SQLITE_INTERRUPT, as when the Close ends its calls
+    /// (see CancelAndCloseTests.Cancel_then_Close_reports_the_cancellation), not a Close that gave up: a Close counts
+    /// among the calls it gave up on only those whose token it cancelled itself.
+    /// </summary>
+    [Test]
+    public void A_call_cancelled_before_a_Close_gave_up_on_it_reports_the_cancellation()
+    {
+        var connection = new SaverDbConnection(Folder.ConnectionString("Busy Timeout=0"));
+        connection.Open();
+        using var hold = new HeldFunction(connection);
+        using var command = connection.CreateCommand();
+        command.CommandText = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c WHERE hold()";
+        var running = Task.Factory.StartNew(() => Should.Throw<Exception>(() => command.ExecuteScalar()), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        try
+        {
+            hold.Holding.Wait(Bound).ShouldBeTrue("the statement runs hold()");
+            command.Cancel();
+            var closing = CloseRaceTests.CloseOnAnotherThread(connection);
+            closing.Wait(Bound).ShouldBeTrue("the Close ended");
+            closing.Result.ShouldBeOfType<InvalidOperationException>("the Close gave up");
+        }
+        finally
+        {
+            hold.Release();
+        }
+
+        running.Wait(Bound).ShouldBeTrue("the call ended");
+        running.Result.ShouldBeOfType<SqliteException>($"the call threw {running.Result}").SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_INTERRUPT);
+        connection.Close();
+    }
+
+    /// <summary>
     /// A call that two Closes in a row gave up on (Busy Timeout=0 and 5 s each; here a query held in an application
     /// function, then running until the interrupt ends it) says that a Close gave up and left the connection open, as
     /// after one: the second Close, which gives up on the calls begun since the first, keeps the first's call among

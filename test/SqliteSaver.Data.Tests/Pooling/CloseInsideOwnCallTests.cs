@@ -96,6 +96,45 @@ public class CloseInsideOwnCallTests : DatabaseTest
         connection.State.ShouldBe(System.Data.ConnectionState.Open);
     }
 
+    /// <summary>
+    /// Calls nested deeper than a thread first makes room for (a function SQLite runs in one connection's statement runs
+    /// a statement on another, whose function does so again) run, and the outermost is still seen running on the thread:
+    /// a Close of its connection from the innermost is refused.
+    /// </summary>
+    [Test]
+    public void Close_in_a_function_of_a_call_nested_six_deep_in_the_connections_own_is_refused()
+    {
+        using var dataSource = DataSource(strategy: null);
+        var connections = Enumerable.Range(0, 6).Select(_ => dataSource.OpenConnection()).ToArray();
+        Exception? refusal = null;
+        for (var i = 0; i < connections.Length; i++)
+        {
+            var next = i + 1 < connections.Length ? connections[i + 1] : null;
+            connections[i].InnerConnection.CreateFunction("nested", () =>
+            {
+                if (next is null)
+                {
+                    refusal = Record(connections[0].Close);
+                    return 1L;
+                }
+
+                using var inner = next.CreateCommand();
+                inner.CommandText = "SELECT nested() + 1";
+                return (long)inner.ExecuteScalar()!;
+            });
+        }
+
+        using (var outer = connections[0].CreateCommand())
+        {
+            outer.CommandText = "SELECT nested()";
+            outer.ExecuteScalar().ShouldBe(6L);
+        }
+
+        refusal.ShouldBeOfType<InvalidOperationException>().Message.ShouldContain(RefusedMessage);
+        connections[0].State.ShouldBe(System.Data.ConnectionState.Open);
+        Array.ForEach(connections, connection => connection.Dispose());
+    }
+
     [Test]
     public async Task Close_in_a_function_SQLite_runs_in_a_readers_step_is_refused_and_the_reader_reads_on([Values] bool async)
     {

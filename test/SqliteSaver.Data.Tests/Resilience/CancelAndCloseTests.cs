@@ -789,6 +789,43 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// A call a Close ends, whose caller's token is cancelled too before the call has ended (a timeout handler that
+    /// cancels the token and disposes the connection), throws the caller's cancellation with the caller's token, as it
+    /// does for any wait or statement the caller cancelled, not the Close's error.
+    /// </summary>
+    [Test]
+    public async Task A_call_ended_by_Close_whose_callers_token_is_cancelled_before_it_ends_throws_the_callers_cancellation()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString()).Build();
+        await using var connection = dataSource.OpenConnection();
+        var calls = connection.GetOpenPhysical("test").Calls;
+        using var hold = new HeldFunction(connection);
+        using var cancellation = new CancellationTokenSource();
+        await using var query = connection.CreateCommand();
+        query.CommandText = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c WHERE hold()";
+        var pending = Task.Run(() => query.ExecuteScalarAsync(cancellation.Token));
+        hold.Holding.Wait(Bound).ShouldBeTrue("the statement runs hold()");
+        var closing = Task.Factory.StartNew(connection.Close, TaskCreationOptions.LongRunning);
+        Wait.Until(() => calls.CloseWaits); // the Close has interrupted the statement and waits for the call to end
+
+        cancellation.Cancel();
+        hold.Release(); // hold() returns at once from now on: the statement runs until the interrupt ends it
+
+        Exception? caught = null;
+        try
+        {
+            await pending.WaitAsync(Bound);
+        }
+        catch (Exception exception)
+        {
+            caught = exception;
+        }
+
+        caught.ShouldBeAssignableTo<OperationCanceledException>()!.CancellationToken.ShouldBe(cancellation.Token);
+        await closing.WaitAsync(Bound);
+    }
+
+    /// <summary>
     /// Runs <paramref name="onEntered"/> on a caller's thread as the caller enters the write gate of the data source
     /// named <paramref name="poolName"/>: the write-gate wait metric is recorded synchronously right after the gate is
     /// taken, before any statement of the call runs.

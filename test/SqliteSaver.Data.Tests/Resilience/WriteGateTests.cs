@@ -213,6 +213,62 @@ public class WriteGateTests
         await EnteredInOrder(gate, writers);
     }
 
+    /// <summary>
+    /// Guards that Exit wakes no waiter while one it woke before has not tried yet: woken at once, the waiter queued
+    /// after it could take the free gate first, ahead of its turn.
+    /// </summary>
+    [Test]
+    public async Task A_waiter_is_not_woken_while_one_woken_before_it_has_not_tried_yet()
+    {
+        var gate = new WriteGate(starvationThreshold: TimeSpan.FromHours(1));
+        var gateLock = GateLock(gate);
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        var writers = QueueTwoWriters(gate);
+        gateLock.Enter(); // keeps the woken first waiter from trying until the scene is set
+        try
+        {
+            gate.Exit(); // frees the gate and wakes the first waiter
+            gate.Enter(TimeSpan.Zero, CancellationToken.None).ShouldBeTrue(); // a newcomer takes it first
+            gate.Exit(); // frees it again: the first waiter, woken, has not tried yet
+
+            gate.WaitingCount.ShouldBe(1, "the second waiter was woken too, while the first had not tried yet");
+        }
+        finally
+        {
+            gateLock.Exit();
+        }
+
+        await EnteredInOrder(gate, writers);
+    }
+
+    /// <summary>
+    /// An asynchronous writer's code after EnterAsync runs on a thread of its own, not inside the Exit of the writer
+    /// that leaves the gate to it (under the gate's lock, keeping that writer and every other from going on).
+    /// </summary>
+    [Test]
+    public async Task An_async_writer_goes_on_off_the_thread_of_the_writer_leaving_the_gate()
+    {
+        var gate = new WriteGate();
+        gate.Enter(Timeout.InfiniteTimeSpan, CancellationToken.None).ShouldBeTrue();
+        var enteredOn = gate.EnterAsync(Timeout.InfiniteTimeSpan, CancellationToken.None).AsTask().ContinueWith(
+            entered =>
+            {
+                entered.Result.ShouldBeTrue();
+                return Environment.CurrentManagedThreadId;
+            },
+            TaskContinuationOptions.ExecuteSynchronously);
+        Wait.Until(() => gate.WaitingCount == 1);
+
+        var exiting = new Thread(gate.Exit);
+        exiting.Start();
+        exiting.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+
+        (await enteredOn.WaitAsync(TimeSpan.FromSeconds(30))).ShouldNotBe(exiting.ManagedThreadId, "the writer went on inside the Exit that left it the gate");
+        gate.IsHeld.ShouldBeTrue();
+        gate.Exit();
+        gate.IsHeld.ShouldBeFalse();
+    }
+
     [Test]
     public void A_waiter_whose_thread_is_interrupted_leaves_the_queue_and_the_gate_stays_usable()
     {

@@ -196,6 +196,79 @@ public class WaitQueueTests
         interruptionKept.ShouldBe(true, "the interruption that came while the waiter took the lock was swallowed");
     }
 
+    /// <summary>
+    /// An async waiter that times out, and is granted while it waits for the owner's lock to leave the queue, has what
+    /// it was granted: reporting a timeout would lose the grant, which is out of the queue.
+    /// </summary>
+    [Test]
+    public async Task A_timed_out_async_waiter_granted_before_it_could_leave_takes_the_grant()
+    {
+        var result = await AsyncWaiterGrantedAsItLeaves((queue, waiter) => queue.WaitAsync(waiter, TimeSpan.FromMilliseconds(50), CancellationToken.None));
+
+        result.ShouldBe((true, 42), "the waiter reported a timeout, and the grant it was handed is lost");
+    }
+
+    /// <summary>
+    /// An async waiter cancelled just as it is granted (the grant comes while it waits for the owner's lock to leave the
+    /// queue) has what it was granted instead of throwing the cancellation, which would lose the grant.
+    /// </summary>
+    [Test]
+    public async Task A_cancelled_async_waiter_granted_before_it_could_leave_takes_the_grant()
+    {
+        using var cancellation = new CancellationTokenSource();
+        var result = await AsyncWaiterGrantedAsItLeaves((queue, waiter) =>
+        {
+            cancellation.CancelAfter(TimeSpan.FromMilliseconds(50)); // on a timer thread, not this one, which holds the lock
+            return queue.WaitAsync(waiter, Timeout.InfiniteTimeSpan, cancellation.Token);
+        });
+
+        result.ShouldBe((true, 42), "the waiter threw the cancellation, and the grant it was handed is lost");
+    }
+
+    /// <summary>
+    /// Starts <paramref name="wait"/> for one asynchronous waiter while holding the owner's lock, which the waiter must
+    /// take to leave the queue once its wait ends; grants it 42 once it blocks there, and returns the wait's result.
+    /// </summary>
+    private static async Task<(bool Granted, int Value)> AsyncWaiterGrantedAsItLeaves(
+        Func<WaitQueue<int>, WaitQueue<int>.Waiter, ValueTask<(bool Granted, int Value)>> wait)
+    {
+        var ownerLock = new Lock();
+        var queue = new WaitQueue<int>(ownerLock);
+        Task<(bool Granted, int Value)> waiting;
+        ownerLock.Enter();
+        try
+        {
+            waiting = wait(queue, queue.Enqueue(synchronous: false)).AsTask();
+            Wait.Until(() => LockWaiters(ownerLock) > 0); // its wait ends and it blocks on the lock, in the filter of its catch
+            queue.TryGrant(42).ShouldBeTrue(); // granted before it could leave
+        }
+        finally
+        {
+            ownerLock.Exit();
+        }
+
+        return await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>
+    /// Failing every waiter (a data source's Dispose) empties the queue: no waiter is counted after (in the data source's
+    /// Statistics), and no later grant goes to a failed waiter, which would lose it.
+    /// </summary>
+    [Test]
+    public void Failing_all_waiters_leaves_the_queue_empty()
+    {
+        var (ownerLock, queue, waiter) = OneSyncWaiter();
+        lock (ownerLock)
+        {
+            queue.FailAll(static () => new ObjectDisposedException("pool"));
+
+            queue.Count.ShouldBe(0);
+            queue.TryGrant(42).ShouldBeFalse("a grant went to a waiter already failed, and is lost");
+        }
+
+        Should.Throw<ObjectDisposedException>(() => queue.Wait(waiter, TimeSpan.FromSeconds(30), CancellationToken.None, out _));
+    }
+
     /// <summary>A queue whose owner's lock is <c>ownerLock</c>, with one synchronous waiter queued.</summary>
     private static (Lock OwnerLock, WaitQueue<int> Queue, WaitQueue<int>.Waiter Waiter) OneSyncWaiter()
     {
