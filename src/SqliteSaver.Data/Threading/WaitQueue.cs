@@ -90,9 +90,13 @@ internal sealed class WaitQueue<T>(Lock ownerLock)
         {
             throw; // anything else (an interrupted thread) leaves the queue too, so no grant goes to a caller that left
         }
-        catch (Exception)
+        catch (Exception exception)
         {
             granted = true; // granted just as the wait ended: the value is ours, or it would be lost
+            if (exception is ThreadInterruptedException)
+            {
+                Thread.CurrentThread.Interrupt(); // delivered again, at the thread's next wait, as Abandon does
+            }
         }
 
         if (!granted && Abandon(waiter, throwInterruption: true))

@@ -197,6 +197,57 @@ public class WaitQueueTests
     }
 
     /// <summary>
+    /// A sync waiter whose thread is interrupted as it waits, and is granted while it waits for the owner's lock to
+    /// leave the queue, returns what it was granted (the grant is out of the queue and would otherwise be lost), and
+    /// the interruption is delivered again at the thread's next wait. Before, it was swallowed (a hunt). The thread
+    /// interrupts itself before it waits, so that the interruption lands in the wait and nowhere else.
+    /// </summary>
+    [Test]
+    public void An_interrupted_sync_waiter_granted_before_it_could_leave_takes_the_grant_and_keeps_the_interruption()
+    {
+        var (ownerLock, queue, waiter) = OneSyncWaiter();
+
+        Exception? caught = null;
+        bool? granted = null;
+        bool? interruptionKept = null;
+        var value = 0;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                Thread.CurrentThread.Interrupt(); // thrown by the wait's first block
+                granted = queue.Wait(waiter, Timeout.InfiniteTimeSpan, CancellationToken.None, out value);
+                interruptionKept = InterruptionKept();
+            }
+            catch (Exception exception)
+            {
+                caught = exception;
+            }
+        })
+        {
+            IsBackground = true,
+        };
+
+        ownerLock.Enter(); // the interrupted waiter must take the owner's lock to leave the queue
+        try
+        {
+            thread.Start();
+            Wait.Until(() => LockWaiters(ownerLock) > 0); // it blocks on the lock, in the filter of its catch
+            queue.TryGrant(42).ShouldBeTrue(); // granted before it could leave
+        }
+        finally
+        {
+            ownerLock.Exit();
+        }
+
+        thread.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        caught.ShouldBeNull("the waiter threw the interruption, and the grant it was handed is lost");
+        granted.ShouldBe(true);
+        value.ShouldBe(42);
+        interruptionKept.ShouldBe(true, "the interruption that ended the wait was swallowed as the waiter took the grant");
+    }
+
+    /// <summary>
     /// An async waiter that times out, and is granted while it waits for the owner's lock to leave the queue, has what
     /// it was granted: reporting a timeout would lose the grant, which is out of the queue.
     /// </summary>
