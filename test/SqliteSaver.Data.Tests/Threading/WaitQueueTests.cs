@@ -104,41 +104,8 @@ public class WaitQueueTests
     [Test]
     public void A_cancelled_sync_waiter_granted_before_it_could_leave_takes_the_grant()
     {
-        var (ownerLock, queue, waiter) = OneSyncWaiter();
+        var (caught, granted, value, _) = SyncWaiterGrantedAsItLeaves(interrupted: false);
 
-        using var cancellation = new CancellationTokenSource();
-        Exception? caught = null;
-        bool? granted = null;
-        var value = 0;
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                granted = queue.Wait(waiter, Timeout.InfiniteTimeSpan, cancellation.Token, out value);
-            }
-            catch (Exception exception)
-            {
-                caught = exception;
-            }
-        })
-        {
-            IsBackground = true,
-        };
-
-        ownerLock.Enter(); // the cancelled waiter must take the owner's lock to leave the queue
-        try
-        {
-            thread.Start();
-            cancellation.Cancel();
-            Wait.Until(() => LockWaiters(ownerLock) > 0); // it blocks on the lock, in the filter of its catch
-            queue.TryGrant(42).ShouldBeTrue(); // granted before it could leave
-        }
-        finally
-        {
-            ownerLock.Exit();
-        }
-
-        thread.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
         caught.ShouldBeNull("the waiter threw the cancellation, and the grant it was handed is lost");
         granted.ShouldBe(true);
         value.ShouldBe(42);
@@ -205,42 +172,8 @@ public class WaitQueueTests
     [Test]
     public void An_interrupted_sync_waiter_granted_before_it_could_leave_takes_the_grant_and_keeps_the_interruption()
     {
-        var (ownerLock, queue, waiter) = OneSyncWaiter();
+        var (caught, granted, value, interruptionKept) = SyncWaiterGrantedAsItLeaves(interrupted: true);
 
-        Exception? caught = null;
-        bool? granted = null;
-        bool? interruptionKept = null;
-        var value = 0;
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                Thread.CurrentThread.Interrupt(); // thrown by the wait's first block
-                granted = queue.Wait(waiter, Timeout.InfiniteTimeSpan, CancellationToken.None, out value);
-                interruptionKept = InterruptionKept();
-            }
-            catch (Exception exception)
-            {
-                caught = exception;
-            }
-        })
-        {
-            IsBackground = true,
-        };
-
-        ownerLock.Enter(); // the interrupted waiter must take the owner's lock to leave the queue
-        try
-        {
-            thread.Start();
-            Wait.Until(() => LockWaiters(ownerLock) > 0); // it blocks on the lock, in the filter of its catch
-            queue.TryGrant(42).ShouldBeTrue(); // granted before it could leave
-        }
-        finally
-        {
-            ownerLock.Exit();
-        }
-
-        thread.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
         caught.ShouldBeNull("the waiter threw the interruption, and the grant it was handed is lost");
         granted.ShouldBe(true);
         value.ShouldBe(42);
@@ -274,6 +207,63 @@ public class WaitQueueTests
         });
 
         result.ShouldBe((true, 42), "the waiter threw the cancellation, and the grant it was handed is lost");
+    }
+
+    /// <summary>
+    /// Runs a sync wait of one waiter on a thread of its own while holding the owner's lock, which the waiter must take
+    /// to leave the queue once its wait ends: <paramref name="interrupted"/>, by an interruption the thread makes itself
+    /// just before it waits (so that it lands in the wait), otherwise by its token, cancelled once it has started. Grants
+    /// it 42 once it blocks there. Returns what the wait threw, or returned and gave, and, after an interruption,
+    /// whether the thread's next wait was interrupted.
+    /// </summary>
+    private static (Exception? Caught, bool? Granted, int Value, bool? InterruptionKept) SyncWaiterGrantedAsItLeaves(bool interrupted)
+    {
+        var (ownerLock, queue, waiter) = OneSyncWaiter();
+        using var cancellation = new CancellationTokenSource();
+        Exception? caught = null;
+        bool? granted = null;
+        bool? interruptionKept = null;
+        var value = 0;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                if (interrupted)
+                {
+                    Thread.CurrentThread.Interrupt(); // thrown by the wait's first block
+                }
+
+                granted = queue.Wait(waiter, Timeout.InfiniteTimeSpan, cancellation.Token, out value);
+                interruptionKept = interrupted ? InterruptionKept() : null;
+            }
+            catch (Exception exception)
+            {
+                caught = exception;
+            }
+        })
+        {
+            IsBackground = true,
+        };
+
+        ownerLock.Enter(); // the waiter must take the owner's lock to leave the queue
+        try
+        {
+            thread.Start();
+            if (!interrupted)
+            {
+                cancellation.Cancel();
+            }
+
+            Wait.Until(() => LockWaiters(ownerLock) > 0); // it blocks on the lock, in the filter of its catch
+            queue.TryGrant(42).ShouldBeTrue(); // granted before it could leave
+        }
+        finally
+        {
+            ownerLock.Exit();
+        }
+
+        thread.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        return (caught, granted, value, interruptionKept);
     }
 
     /// <summary>
