@@ -129,11 +129,12 @@ internal sealed class WriteGate
                     throw new ThreadInterruptedException();
                 }
 
-                if (!_held && (woken || !(_wokenPending && Starving(_wokenQueuedAt))))
+                if (!_held && !(_wokenPending && Starving(_wokenQueuedAt)))
                 {
-                    // A newcomer may take a free gate even from a starving waiter in the queue: the waiter is handed
-                    // the gate when this writer leaves it, one write later. Not from a starving waiter woken to take
-                    // it, which is in no queue to be handed it until it runs.
+                    // A woken waiter always may: it cleared _wokenPending above. A newcomer may take a free gate even
+                    // from a starving waiter in the queue: the waiter is handed the gate when this writer leaves it,
+                    // one write later. Not from a starving waiter woken to take it, which is in no queue to be handed
+                    // it until it runs.
                     _held = true;
                     return true;
                 }
