@@ -66,6 +66,58 @@ public class LoggingTests : DatabaseTest
     }
 
     /// <summary>
+    /// README: "closed (1002, and why)": a connection closed on return because Pooling=False, and the checkpointer's
+    /// own, closed once the pool has no connection open, say so, not "it could not be reset" (a hunt: either reason
+    /// falling through to that one passed before).
+    /// </summary>
+    [TestCase("Pooling=False", ": pooling is off")]
+    [TestCase("checkpoint", ": it is the checkpointer's own, which closes with the pool's last connection")]
+    public void A_connection_closed_because_pooling_is_off_or_the_pool_has_none_open_is_logged_with_that_reason(string closed, string reason)
+    {
+        using var dataSource = Build(Folder.ConnectionString(closed == "checkpoint" ? "Checkpoint Interval=0" : "Pooling=False;Checkpoint Interval=0"));
+        if (closed == "checkpoint")
+        {
+            dataSource.Checkpoint(); // the pool has no connection open: the checkpoint connection opens, then closes again
+        }
+        else
+        {
+            dataSource.OpenConnection().Dispose();
+        }
+
+        var messages = _logs.GetSnapshot().Where(r => r.Id.Id == 1002).Select(r => r.Message).ToList();
+        messages.ShouldContain(m => m.EndsWith(reason, StringComparison.Ordinal), customMessage: string.Join(Environment.NewLine, messages));
+    }
+
+    /// <summary>
+    /// Two connections opened at once to a pooled in-memory database each open a connection to keep the database alive
+    /// (both initializers run before either is kept): the one kept second is closed as redundant (1002, and why).
+    /// </summary>
+    [Test]
+    public async Task A_second_keep_alive_connection_opened_at_the_same_time_is_logged_as_closed_because_redundant()
+    {
+        using var bothOpening = new Barrier(2);
+        var initialized = 0;
+        using var dataSource = new SaverDataSourceBuilder("Data Source=:memory:")
+            .UseLoggerFactory(_loggerFactory)
+            .UseConnectionInitializer(_ =>
+            {
+                if (Interlocked.Increment(ref initialized) <= 2)
+                {
+                    bothOpening.SignalAndWait(TimeSpan.FromSeconds(30)).ShouldBeTrue(); // the two keep-alive connections open together
+                }
+            })
+            .Build();
+
+        var opens = Enumerable.Range(0, 2)
+            .Select(_ => Task.Factory.StartNew(() => dataSource.OpenConnection().Dispose(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
+            .ToArray();
+        await Task.WhenAll(opens).WaitAsync(TimeSpan.FromSeconds(30));
+
+        var closed = _logs.GetSnapshot().Where(r => r.Id.Id == 1002).ShouldHaveSingleItem();
+        closed.Message.ShouldEndWith(": another connection keeps the in-memory database alive already");
+    }
+
+    /// <summary>
     /// A connection rented across a Clear is closed on return because the pool was cleared (1002), not logged as one
     /// that could not be reset (1003): it is not even tried.
     /// </summary>
@@ -191,6 +243,31 @@ public class LoggingTests : DatabaseTest
         logged.Message.ShouldEndWith(" (extended code 517)");
     }
 
+    /// <summary>
+    /// README: "each retry, with its delay" (2001) and "retries exhausted" (2002): both in milliseconds, as their
+    /// messages say. Jitter=0 makes the one delay Base Delay, which the attempts waited out before giving up (a hunt:
+    /// logging seconds passed before).
+    /// </summary>
+    [Test]
+    public void A_retry_and_giving_up_are_logged_with_the_delay_and_the_time_taken_in_milliseconds()
+    {
+        var connectionString = Folder.ConnectionString("Retry=1;Base Delay=0.05;Jitter=0;Busy Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = Build(connectionString);
+        using var holder = HoldWriteLock();
+
+        using var connection = dataSource.OpenConnection();
+        Should.Throw<SqliteException>(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+
+        var events = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Retry").ToList();
+        events.Select(r => r.Id.Id).ShouldBe([2001, 2002]);
+        events[0].Message.ShouldStartWith("Retry 1 of 1 on ");
+        events[0].Message.ShouldContain(" in 50.0 ms after ");
+        var elapsed = System.Text.RegularExpressions.Regex.Match(events[1].Message, " over (?<ms>[0-9]+) ms: ");
+        elapsed.Success.ShouldBeTrue(events[1].Message);
+        int.Parse(elapsed.Groups["ms"].Value, System.Globalization.CultureInfo.InvariantCulture).ShouldBeGreaterThanOrEqualTo(50);
+    }
+
     [Test]
     public void A_lock_wait_that_outlasts_the_CommandTimeout_is_logged_at_warning()
     {
@@ -278,6 +355,7 @@ public class LoggingTests : DatabaseTest
 
         var warnings = _logs.GetSnapshot().Where(r => r.Level == LogLevel.Warning).Select(r => r.Id.Id).ToList();
         warnings.ShouldBe([3003, 3003, 3002, 3003]); // the third busy run in a row, then the WAL still over the limit after it
+        _logs.GetSnapshot().Where(r => r.Level == LogLevel.Warning).ShouldAllBe(r => r.Category == "SqliteSaver.Data.Checkpoint"); // as the README's table says
         var overLimit = _logs.GetSnapshot().First(r => r.Id.Id == 3003);
         overLimit.Message.ShouldEndWith("bytes after a TRUNCATE checkpoint, over Journal Size Limit=4096: readers or writers keep it from being reset");
         long.Parse(overLimit.GetStructuredStateValue("WalBytes")!, System.Globalization.CultureInfo.InvariantCulture).ShouldBeGreaterThan(100000L); // the -wal file's size

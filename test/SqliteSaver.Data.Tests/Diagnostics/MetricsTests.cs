@@ -297,6 +297,65 @@ public class MetricsTests : DatabaseTest
             .ShouldBe(["catch_up passive", "interval full", "on_demand passive"]); // Checkpoint() is PASSIVE unless told
     }
 
+    /// <summary>
+    /// README: "`sqlitesaver.checkpoints` ... tagged ... `sqlitesaver.checkpoint.busy`"; "`sqlitesaver.checkpoint.frames`
+    /// ... Not recorded for a TRUNCATE checkpoint that succeeds". One that a reader's snapshot keeps busy is tagged busy
+    /// and records the frames it copied, fewer than the WAL holds (a hunt: tagging every checkpoint not busy, recording
+    /// no TRUNCATE's frames, or the frames in the WAL, passed before).
+    /// </summary>
+    [Test]
+    public void A_truncate_checkpoint_kept_busy_by_a_reader_is_tagged_busy_and_records_the_frames_it_copied()
+    {
+        using var checkpoints = new MetricCollector<long>(SaverMetrics.Checkpoints);
+        using var frames = new MetricCollector<long>(SaverMetrics.CheckpointFrames);
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Checkpoint Interval=0;Wal Autocheckpoint=0;Busy Timeout=0"));
+        using var writer = dataSource.OpenConnection();
+        using var reader = dataSource.OpenConnection();
+        ConnectionTests.Exec(writer, "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(10000))");
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
+        ConnectionTests.Exec(writer, "INSERT INTO t VALUES (randomblob(10000))");
+
+        var result = dataSource.Checkpoint(CheckpointMode.Truncate);
+
+        result.Busy.ShouldBeTrue();
+        result.CheckpointedFrames.ShouldBeLessThan(result.LogFrames); // the figures differ, so recording the wrong one shows
+        Mine(checkpoints, dataSource).ShouldHaveSingleItem().Tags["sqlitesaver.checkpoint.busy"].ShouldBe(true);
+        Mine(frames, dataSource).Select(m => $"{m.Value} {m.Tags["sqlitesaver.checkpoint.mode"]}").ShouldBe([$"{result.CheckpointedFrames} truncate"]);
+    }
+
+    /// <summary>
+    /// The durations are recorded in seconds, so their histograms advise buckets from 50 µs to 10 s: an exporter's
+    /// default buckets are meant for milliseconds and would put nearly every duration in the first (a hunt: dropping
+    /// the advice passed before).
+    /// </summary>
+    [Test]
+    public void The_duration_histograms_advise_buckets_in_seconds_from_50_microseconds_to_10_seconds()
+    {
+        foreach (var histogram in new[] { SaverMetrics.CreateTime, SaverMetrics.WaitTime, SaverMetrics.UseTime, SaverMetrics.WriteGateWaitTime })
+        {
+            var boundaries = histogram.Advice.ShouldNotBeNull(histogram.Name).HistogramBucketBoundaries.ShouldNotBeNull(histogram.Name);
+            (boundaries[0], boundaries[^1]).ShouldBe((0.00005, 10.0), histogram.Name);
+        }
+    }
+
+    /// <summary>
+    /// The wal.size gauge reports the -wal file of each database in WAL mode: one in another journal mode has no such
+    /// file, and reports nothing rather than a size of 0 (a hunt: observing every file database passed before).
+    /// </summary>
+    [Test]
+    public void A_database_not_in_wal_mode_reports_no_wal_size()
+    {
+        using var walSize = Observe<long>("sqlitesaver.wal.size");
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Journal Mode=Delete;Checkpoint Interval=0"));
+        using var connection = dataSource.OpenConnection();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+
+        walSize.RecordObservableInstruments();
+
+        Mine(walSize, dataSource).ShouldBeEmpty();
+    }
+
     private static MetricCollector<T> Observe<T>(string instrument)
         where T : struct
         => new((object?)null, SaverMetrics.MeterName, instrument);
@@ -373,7 +432,8 @@ public class MetricsTests : DatabaseTest
         Mine(lookups, dataSource).Select(m => (bool)m.Tags["sqlitesaver.statement_cache.hit"]!).ShouldBe([false, false]);
     }
 
-    private static List<CollectedMeasurement<T>> Mine<T>(MetricCollector<T> collector, SaverDataSource dataSource)
+    /// <summary>The measurements of one data source.</summary>
+    internal static List<CollectedMeasurement<T>> Mine<T>(MetricCollector<T> collector, SaverDataSource dataSource)
         where T : struct
         => [.. collector.GetMeasurementSnapshot().Where(m => Equals(m.Tags[SaverMetrics.PoolNameTag], dataSource.Name))];
 }

@@ -28,6 +28,25 @@ public class LeakTests : DatabaseTest
         opened.ShouldContain(warning.GetStructuredStateValue("ConnectionId")); // names the physical connection it closed, as its open was logged
     }
 
+    /// <summary>
+    /// README: "closed (1002, and why)": the physical connection of a collected connection is closed because it was
+    /// collected, not because "it could not be reset" (a hunt: that reason falling through passed before).
+    /// </summary>
+    [Test]
+    public void The_physical_connection_of_a_collected_connection_is_logged_as_closed_because_it_was_collected()
+    {
+        var provider = new FakeLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(provider).SetMinimumLevel(LogLevel.Debug));
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0")).UseLoggerFactory(loggerFactory).Build();
+
+        OpenAndForget(dataSource, "SELECT 1");
+        Collect(() => dataSource.Statistics.Leaked == 1 && dataSource.Statistics.Total == 0);
+
+        var leaked = provider.Collector.GetSnapshot().Single(r => r.Id.Id == 1005).GetStructuredStateValue("ConnectionId");
+        var closed = provider.Collector.GetSnapshot().Where(r => r.Id.Id == 1002 && r.GetStructuredStateValue("ConnectionId") == leaked).ShouldHaveSingleItem();
+        closed.Message.ShouldEndWith(": its SaverDbConnection was garbage collected while open");
+    }
+
     [Test]
     public void A_leaked_write_transaction_is_rolled_back_and_its_write_gate_left()
     {
