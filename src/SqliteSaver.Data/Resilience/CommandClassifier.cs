@@ -460,8 +460,9 @@ internal sealed class CommandClassifier
             }
             else if (text.StartsWith("/*"u8))
             {
-                var end = text.IndexOf("*/"u8);
-                text = end < 0 ? [] : text[(end + 2)..];
+                // As SQLite reads it, the comment ends at the first */ after its /*: the star of "/*/" does not end it.
+                var end = text[2..].IndexOf("*/"u8);
+                text = end < 0 ? [] : text[(end + 4)..];
             }
             else
             {

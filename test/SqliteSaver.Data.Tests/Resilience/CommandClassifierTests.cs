@@ -40,6 +40,7 @@ public class CommandClassifierTests
     [TestCase("INSERT INTO t VALUES (1) RETURNING x; SELECT 1", "True,False")]
     [TestCase("SELECT 1; INSERT INTO t VALUES (1) RETURNING x", "False,True")]
     [TestCase("SELECT 1; CREATE TABLE u (y); INSERT INTO u VALUES (1) RETURNING y", "False,True")]
+    [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1) RETURNING y; SELECT y FROM u", "True,True")]
     public void The_results_whose_statements_write_are_known(string sql, string expected)
     {
         ResultsWrite(sql, 0, 1).ShouldBe(expected);
@@ -54,6 +55,15 @@ public class CommandClassifierTests
         ResultsWrite(sql, 0, 63, 64).ShouldBe("False,True,True");
     }
 
+    /// <summary>A statement not prepared yet past the 64th result marks only the last mark, not those before it.</summary>
+    [Test]
+    public void A_statement_not_prepared_yet_past_the_64th_result_marks_only_the_results_from_the_64th_on()
+    {
+        var sql = string.Concat(Enumerable.Repeat("SELECT 1; ", 64)) + "CREATE TABLE u (y); INSERT INTO u VALUES (1) RETURNING y";
+
+        ResultsWrite(sql, 0, 62, 63, 64).ShouldBe("False,False,True,True");
+    }
+
     [TestCase("SELECT 1", "Read")]
     [TestCase("SELECT x FROM t; SELECT count(*) FROM t;", "Read")]
     [TestCase("  -- only a comment\n", "Read")]
@@ -66,12 +76,20 @@ public class CommandClassifierTests
     [TestCase("  /* c */ -- d\n commit;", "Standalone")]
     [TestCase("PRAGMA user_version = 3", "Standalone")]
     [TestCase("VACUUM", "Standalone")]
+    [TestCase("\tCOMMIT", "Standalone")]
+    [TestCase("savepoint s", "Standalone")]
     [TestCase("BEGIN; INSERT INTO t VALUES (1); COMMIT;", "Unprotected")]
     // SQLite calls these read-only: after a write they must still keep the batch out of a transaction of the library's.
     [TestCase("INSERT INTO t VALUES (1); END", "Unprotected")]
     [TestCase("INSERT INTO t VALUES (1); ROLLBACK", "Unprotected")]
     [TestCase("INSERT INTO t VALUES (1); RELEASE s", "Unprotected")]
     [TestCase("INSERT INTO t VALUES (1); DETACH d", "Unprotected")]
+    [TestCase("INSERT INTO t VALUES (1); SAVEPOINT s", "Unprotected")]
+    [TestCase("INSERT INTO t VALUES (1);\r\n\tCOMMIT", "Unprotected")]
+    [TestCase("INSERT INTO t VALUES (1); COMMIT--done\n", "Unprotected")]
+    // SQLite ends a comment at the first */ after its /*: the star of "/*/" opens it, it does not close it.
+    [TestCase("/*/ a comment */ VACUUM", "Standalone")]
+    [TestCase("INSERT INTO t VALUES (1); /*/ ; */ COMMIT", "Unprotected")]
     [TestCase("INSERT INTO t VALUES (1); PRAGMA user_version = 4", "Unprotected")]
     // The second statement of each of these cannot be prepared before the first has run.
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1); PRAGMA user_version = 5", "Unprotected")]
@@ -150,6 +168,45 @@ public class CommandClassifierTests
         new CommandClassifier().Classify(_connection.Handle!, sql).ShouldBe(CommandKind.Write);
     }
 
+    /// <summary>
+    /// Only a batch that writes the temp database and nothing else (no write to the database, no statement that must
+    /// run outside a transaction) depends on the connection's temp schema: any other is kept.
+    /// </summary>
+    [TestCase("INSERT INTO tt VALUES (1); INSERT INTO t VALUES (1)", "Write", true)]
+    [TestCase("INSERT INTO tt VALUES (1); SAVEPOINT s", "Unprotected", true)]
+    [TestCase("INSERT INTO tt VALUES (1)", "TempWrite", false)]
+    public void A_batch_that_also_writes_a_temporary_table_is_kept_unless_it_writes_only_that(string sql, string expected, bool kept)
+    {
+        using (var command = _connection.CreateCommand())
+        {
+            command.CommandText = "CREATE TEMP TABLE tt (y)";
+            command.ExecuteNonQuery();
+        }
+
+        var classifier = new CommandClassifier();
+        classifier.Classify(_connection.Handle!, sql, out _, out var final).ToString().ShouldBe(expected);
+
+        final.ShouldBe(kept);
+        classifier.Keeps(sql).ShouldBe(kept);
+    }
+
+    /// <summary>
+    /// A CREATE is looked at on a connection with no temporary table or trigger: a temporary table (in any case) writes
+    /// only the temp database, a table of an attached database writes that database.
+    /// </summary>
+    [TestCase("create temp table u (y)", "TempWrite")]
+    [TestCase("CREATE TABLE a.u (y)", "Write")]
+    public void A_CREATE_writes_only_the_temp_database_when_it_creates_a_temporary_table(string sql, string expected)
+    {
+        using (var command = _connection.CreateCommand())
+        {
+            command.CommandText = "ATTACH ':memory:' AS a";
+            command.ExecuteNonQuery();
+        }
+
+        new CommandClassifier().Classify(_connection.Handle!, sql).ToString().ShouldBe(expected);
+    }
+
     [Test]
     public void A_write_to_a_temporary_table_whose_trigger_writes_the_database_is_a_write()
     {
@@ -182,9 +239,22 @@ public class CommandClassifierTests
         read.ExecuteScalar().ShouldBe(1L); // SQLite applies such a setting as it compiles it
     }
 
+    /// <summary>Statements that set a savepoint, or attach a database, are found wherever they are in a batch, in any case.</summary>
+    [TestCase("SAVEPOINT s", true, false)]
+    [TestCase("INSERT INTO t VALUES (1); savepoint s", true, false)]
+    [TestCase("SELECT 'SAVEPOINT s; ATTACH'; RELEASE s", false, false)]
+    [TestCase("SELECT 1; attach ':memory:' AS a", false, true)]
+    [TestCase("DETACH a; /* ; */ ATTACH ':memory:' AS a", false, true)]
+    public void Savepoints_and_attachments_are_found_in_any_statement(string sql, bool setsSavepoint, bool attaches)
+    {
+        CommandClassifier.SetsSavepoint(sql).ShouldBe(setsSavepoint);
+        CommandClassifier.Attaches(sql).ShouldBe(attaches);
+    }
+
     [TestCase("DROP TRIGGER IF EXISTS tr; SELECT 1", "SELECT 1", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END")]
     [TestCase("CREATE TRIGGER IF NOT EXISTS tr AFTER INSERT ON t BEGIN SELECT 1; END", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END", "DROP TRIGGER tr")]
     [TestCase("REINDEX", "SELECT 1", "CREATE INDEX i ON t (x)")]
+    [TestCase("drop trigger if exists tr", "SELECT 1", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END")]
     public void A_statement_the_schema_of_the_moment_makes_read_only_is_classified_afresh_once_the_schema_changes(string sql, string before, string change)
     {
         using (var command = _connection.CreateCommand())
@@ -219,9 +289,9 @@ public class CommandClassifierTests
         for (var i = 0; i < 600; i++)
         {
             classifier.Classify(_connection.Handle!, $"SELECT {i}{padding}");
+            classifier.Kept.Characters.ShouldBeLessThanOrEqualTo(4 * 1024 * 1024);
         }
 
-        classifier.Kept.Characters.ShouldBeLessThanOrEqualTo(4 * 1024 * 1024);
         var longer = "SELECT 1" + new string(' ', 300_000); // past a sixteenth of the 4 Mi characters
         classifier.Classify(_connection.Handle!, longer);
         classifier.Keeps(longer).ShouldBeFalse();
@@ -237,5 +307,18 @@ public class CommandClassifierTests
         const string New = "SELECT 'new'";
         classifier.Classify(_connection.Handle!, New);
         classifier.Keeps(New).ShouldBeTrue(); // its next executions find it
+    }
+
+    [Test]
+    public void A_text_of_a_sixteenth_of_the_kept_characters_is_kept_and_found_classified_for_good()
+    {
+        var classifier = new CommandClassifier();
+        var sixteenth = "SELECT 1" + new string(' ', (4 * 1024 * 1024 / 16) - 8);
+
+        classifier.Classify(_connection.Handle!, sixteenth);
+        classifier.Keeps(sixteenth).ShouldBeTrue();
+
+        classifier.Classify(_connection.Handle!, sixteenth, out _, out var final).ShouldBe(CommandKind.Read);
+        final.ShouldBeTrue();
     }
 }

@@ -625,6 +625,21 @@ public class GateSafetyTests : DatabaseTest
         ConnectionTests.Scalar(connection, "SELECT count(*) FROM sqlite_master WHERE name = 'ai'").ShouldBe(1L);
     }
 
+    /// <summary>
+    /// A comment that opens with "/*/" ends at the next */, as SQLite reads it: the VACUUM after it is seen and run
+    /// outside a transaction (it was taken for a write and failed inside one of the library's: "cannot VACUUM from
+    /// within a transaction").
+    /// </summary>
+    [Test]
+    public void A_VACUUM_after_a_comment_opening_with_a_slash_runs_outside_a_transaction()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE a (x)");
+
+        Should.NotThrow(() => ConnectionTests.Exec(connection, "/*/ compact the file */ VACUUM"));
+    }
+
     [Test]
     public void A_whole_CommandTimeout_spent_in_the_write_queue_is_not_retried()
     {
