@@ -188,9 +188,7 @@ internal sealed partial class StatementCache(SqliteConnection connection, int ca
             {
                 string text => text.Length,
                 byte[] bytes => bytes.Length,
-                ReadOnlyMemory<byte> memory => memory.Length,
-                Memory<byte> memory => memory.Length,
-                _ => 0,
+                _ => 0, // the other values Microsoft.Data.Sqlite binds (numbers, dates, Guids) are a few dozen bytes at most; it refuses Memory<byte>
             };
         }
 

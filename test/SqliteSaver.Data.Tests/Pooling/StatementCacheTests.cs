@@ -303,18 +303,21 @@ public class StatementCacheTests : DatabaseTest
     [TestCase("prepared first", 2)]
     [TestCase("failed first", 2)]
     [TestCase("run", 12)]
-    public void Parameters_that_bind_one_statement_parameter_twice_never_meet_a_value_bound_by_an_earlier_command(string path, int parameters)
+    [TestCase("run", 2, "$")]
+    [TestCase("run", 2, ":")]
+    [TestCase("run", 12, ":")]
+    public void Parameters_that_bind_one_statement_parameter_twice_never_meet_a_value_bound_by_an_earlier_command(string path, int parameters, string prefix = "@")
     {
         var others = string.Concat(Enumerable.Range(0, parameters - 2).Select(i => $", @p{i}"));
-        var select = $"SELECT @a, @b{others}";
+        var select = $"SELECT {prefix}a, {prefix}b{others}";
         var connectionString = Folder.ConnectionString("Max Pool Size=1");
         using (var connection = new SaverDbConnection(connectionString))
         {
             connection.Open();
             using var command = connection.CreateCommand();
             command.CommandText = select;
-            command.Parameters.AddWithValue("@a", 1);
-            command.Parameters.AddWithValue("@b", "secret of the first renter");
+            command.Parameters.AddWithValue($"{prefix}a", 1);
+            command.Parameters.AddWithValue($"{prefix}b", "secret of the first renter");
             AddOthers(command, parameters);
             command.ExecuteScalar();
         }
@@ -333,8 +336,8 @@ public class StatementCacheTests : DatabaseTest
                 break;
         }
 
-        aliased.Parameters.AddWithValue("@a", 2);
-        aliased.Parameters.AddWithValue("a", 3); // binds @a again, and Microsoft.Data.Sqlite counts two bound
+        aliased.Parameters.AddWithValue($"{prefix}a", 2);
+        aliased.Parameters.AddWithValue("a", 3); // binds @a (or $a, :a) again, and Microsoft.Data.Sqlite counts two bound
         AddOthers(aliased, parameters);
         using var reader = aliased.ExecuteReader();
 
@@ -648,8 +651,9 @@ public class StatementCacheTests : DatabaseTest
         Scalar(connection, "SELECT count(*) FROM t").ShouldBe(4L); // no snapshot left from the reader: the row is seen
     }
 
-    [Test]
-    public void The_kept_statements_hold_at_most_1_MiB_of_bound_text_and_blobs_in_all()
+    [TestCase(60_000)]
+    [TestCase(StatementCache.MaxKeptValueLength)] // each value, and all of them, at the bound exactly
+    public void The_kept_statements_hold_at_most_1_MiB_of_bound_text_and_blobs_in_all(int valueLength)
     {
         const int statements = 20;
         var connectionString = Folder.ConnectionString();
@@ -657,7 +661,7 @@ public class StatementCacheTests : DatabaseTest
         using var connection = new SaverDbConnection(connectionString);
         connection.Open();
         using var compiles = new Compiles(connection);
-        var large = new string('v', 60_000);
+        var large = new string('v', valueLength);
         for (var i = 0; i < statements; i++)
         {
             SelectWithValue(connection, i, large);
@@ -669,7 +673,7 @@ public class StatementCacheTests : DatabaseTest
             SelectWithValue(connection, i, "small");
         }
 
-        compiles.Count.ShouldBe(statements - (StatementCache.MaxKeptValueLengthInAll / large.Length)); // 17 were kept
+        compiles.Count.ShouldBe(statements - (StatementCache.MaxKeptValueLengthInAll / large.Length)); // 17 were kept, or 16
     }
 
     [Test]
@@ -690,6 +694,54 @@ public class StatementCacheTests : DatabaseTest
         }
 
         compiles.Count.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// A kept statement run again with its large value still counts that value towards the 1 MiB once it is back: a
+    /// statement run after the kept ones have filled it, and run again in a second round, finds no room.
+    /// </summary>
+    [Test]
+    public void Kept_statements_run_again_with_their_large_values_still_fill_the_1_MiB()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        var large = new string('v', 60_000);
+        var kept = StatementCache.MaxKeptValueLengthInAll / large.Length;
+        for (var round = 0; round < 2; round++)
+        {
+            for (var i = 0; i < kept; i++)
+            {
+                SelectWithValue(connection, i, large);
+            }
+        }
+
+        SelectWithValue(connection, kept, large); // no room left: it runs, and is then let go
+        compiles.Reset();
+
+        SelectWithValue(connection, kept, "small");
+
+        compiles.Count.ShouldBe(1);
+    }
+
+    /// <summary>Blobs count towards the bound on a kept statement's values as text does.</summary>
+    [Test]
+    public void A_statement_whose_parameter_held_a_blob_over_64_KiB_is_not_kept()
+    {
+        var connectionString = Folder.ConnectionString();
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        var blob = new byte[StatementCache.MaxKeptValueLength + 1];
+        SelectWithValue(connection, 0, blob);
+        compiles.Reset();
+
+        SelectWithValue(connection, 0, "small");
+
+        compiles.Count.ShouldBe(1); // it ran, and was then let go
     }
 
     [Test]
@@ -715,7 +767,7 @@ public class StatementCacheTests : DatabaseTest
     }
 
     /// <summary>Runs a query, the <paramref name="i"/>th of its kind, whose parameter holds <paramref name="value"/>.</summary>
-    private static void SelectWithValue(SaverDbConnection connection, int i, string value)
+    private static void SelectWithValue(SaverDbConnection connection, int i, object value)
     {
         using var command = connection.CreateCommand();
         command.CommandText = $"SELECT x FROM t WHERE rowid = 1 AND length($value) > 0 AND {i} >= 0";
@@ -844,6 +896,27 @@ public class StatementCacheTests : DatabaseTest
 
         Query(connection, Mentions, 1).ShouldBe(1L);
         Query(connection, Select, 1).ShouldBe(1L);
+
+        compiles.Count.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// A text that holds BEGIN only inside a longer word (a column named beginning) begins no transaction: it is kept,
+    /// where one with the word BEGIN is not (see StatementCache.BeginsTransaction).
+    /// </summary>
+    [Test]
+    public void A_text_that_holds_begin_only_inside_a_word_is_kept()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        Setup(connectionString);
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        using var compiles = new Compiles(connection);
+        const string Mentions = "SELECT x AS beginning FROM t WHERE rowid = $x";
+        Query(connection, Mentions, 1);
+        compiles.Reset();
+
+        Query(connection, Mentions, 1).ShouldBe(1L);
 
         compiles.Count.ShouldBe(0);
     }

@@ -1092,6 +1092,32 @@ public class WriteTests : DatabaseTest
         seen.ShouldBe([TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(300)]);
     }
 
+    /// <summary>
+    /// As above, with a delay of an hour: the policy waits it on the data source's clock alone, so advancing the fake
+    /// clock ends it at once. Built with the system clock for the policy (and the fake one for the rest), the write
+    /// waited the hour out (a hunt's mutation).
+    /// </summary>
+    [Test]
+    public void A_retry_delay_ends_when_the_data_sources_fake_clock_passes_it()
+    {
+        var time = new FakeTimeProvider();
+        var connectionString = Folder.ConnectionString("Retry=1;Base Delay=3600;Max Delay=3600;Jitter=0;Busy Timeout=0;Default Timeout=0");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseTimeProvider(time).Build();
+        var delays = new System.Collections.Concurrent.ConcurrentQueue<TimeSpan>();
+        ((RetryPolicy)dataSource.Executor.Strategy).Retrying += (_, delay, _) => delays.Enqueue(delay);
+        var holder = HoldWriteLock();
+        using var connection = dataSource.OpenConnection();
+
+        var write = Task.Run(() => ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)"));
+        Wait.Until(() => !delays.IsEmpty);
+        holder.Dispose();
+        time.Advance(TimeSpan.FromHours(1));
+
+        write.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        write.Result.ShouldBe(1);
+    }
+
     [Test]
     public void A_write_waits_in_the_write_queue_at_most_its_CommandTimeout([Values] bool fromConnectionString)
     {
