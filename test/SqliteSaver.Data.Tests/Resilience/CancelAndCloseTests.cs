@@ -507,6 +507,69 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above, but the caller's code after its await keeps the connection and runs the same command again, on another
+    /// thread, in a statement held in an application function until Cancel has returned: the command runs a call
+    /// again, but not the one Cancel was made for, whose token it cancelled. Cancel does not interrupt it: the statement
+    /// returns all its rows. With Cancel's check that the call running is still the one it cancelled removed, the whole
+    /// suite passed before this test, and the interrupt stopped the new call (a hunt).
+    /// </summary>
+    [Test]
+    public async Task Cancel_whose_callers_code_runs_the_command_again_does_not_interrupt_that_new_call()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
+        await using var holder = dataSource.OpenConnection();
+        var held = holder.BeginTransaction(); // holds the write gate
+        await using var connection = dataSource.OpenConnection();
+        using var nextRuns = new ManualResetEventSlim();
+        using var cancelReturned = new ManualResetEventSlim();
+        connection.InnerConnection.CreateFunction("until_cancel_returned", () =>
+        {
+            nextRuns.Set();
+            cancelReturned.Wait(Bound);
+            return 1L;
+        });
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO t VALUES (1)";
+        Task<object?>? next = null;
+
+        var ranAgain = RunAgainAfterTheWrite();
+        dataSource.Executor.Gate!.WaitingCount.ShouldBe(1);
+        await Task.Run(command.Cancel);
+        cancelReturned.Set();
+        await ranAgain.WaitAsync(Bound);
+        string outcome;
+        try
+        {
+            outcome = $"returned {await next!.WaitAsync(Bound)}";
+        }
+        catch (SqliteException error)
+        {
+            outcome = $"SqliteException {error.SqliteErrorCode}";
+        }
+
+        held.Rollback();
+        outcome.ShouldBe("returned 100");
+
+        async Task RunAgainAfterTheWrite()
+        {
+            try
+            {
+                await command.ExecuteNonQueryAsync().ConfigureAwait(false); // runs on inside Cancel, as above
+            }
+            catch (SqliteException)
+            {
+                // Cancelled: SQLITE_INTERRUPT.
+            }
+
+            command.CommandText = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT sum(until_cancel_returned()) FROM n";
+            next = Task.Factory.StartNew(command.ExecuteScalar, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            nextRuns.Wait(Bound).ShouldBeTrue("the command's new call runs before Cancel goes on");
+        }
+    }
+
+    /// <summary>
     /// A read of an <c>INSERT ... RETURNING</c> reader (a write outside a transaction, committed as its reader closes)
     /// while a Close on another thread is closing the connection's readers (held here in a statement another reader
     /// runs as it closes). The read is refused, and says that closing commits the write, which it does; before, it

@@ -527,10 +527,15 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
     /// A write with CommandTimeout=1 started while the connection's earlier write (CommandTimeout=0, no bound) waits at
     /// the gate, held by another connection's transaction: it fails with SQLITE_BUSY after 1 s, as it would in the
     /// write queue (CommandTimeout bounds the wait for locks in all). On the change's first version its wait for the
-    /// earlier execution had no bound but the earlier one's (change review).
+    /// earlier execution had no bound but the earlier one's (change review). The same for each execution method,
+    /// synchronous ones (which block their thread in the wait) included: with the deadline of the wait dropped in any
+    /// one of them, its case failed (a hunt).
     /// </summary>
-    [Test]
-    public async Task An_execution_waiting_for_the_earlier_one_still_ends_at_its_CommandTimeout()
+    [TestCase("ExecuteNonQueryAsync")]
+    [TestCase("ExecuteNonQuery")]
+    [TestCase("ExecuteReaderAsync")]
+    [TestCase("ExecuteReader")]
+    public async Task An_execution_waiting_for_the_earlier_one_still_ends_at_its_CommandTimeout(string execution)
     {
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x INTEGER NOT NULL)");
@@ -544,7 +549,7 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
         gate.WaitingCount.ShouldBe(1);
         using var second = Insert(connection, 2);
         second.CommandTimeout = 1;
-        var two = second.ExecuteNonQueryAsync();
+        var two = Started(second, execution);
 
         await Task.WhenAny(two, Task.Delay(TimeSpan.FromSeconds(10)));
         var afterTenSeconds = !two.IsCompleted
@@ -671,6 +676,24 @@ public partial class OneExecutionAtATimeTests : DatabaseTest
         command.CommandText = "INSERT INTO t VALUES (@x)";
         command.Parameters.AddWithValue("@x", value);
         return command;
+    }
+
+    /// <summary>
+    /// Starts <paramref name="execution"/> (ExecuteNonQueryAsync, ExecuteNonQuery, ExecuteReaderAsync or ExecuteReader)
+    /// of <paramref name="command"/>, a synchronous one on a thread of its own.
+    /// </summary>
+    private static Task<object?> Started(SaverDbCommand command, string execution)
+    {
+        return execution switch
+        {
+            "ExecuteNonQueryAsync" => Returned(command.ExecuteNonQueryAsync()),
+            "ExecuteReaderAsync" => Returned(command.ExecuteReaderAsync()),
+            "ExecuteNonQuery" => Task.Factory.StartNew<object?>(() => command.ExecuteNonQuery(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default),
+            "ExecuteReader" => Task.Factory.StartNew<object?>(command.ExecuteReader, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default),
+            _ => throw new ArgumentOutOfRangeException(nameof(execution), execution, "not an execution method"),
+        };
+
+        static async Task<object?> Returned<T>(Task<T> task) => await task;
     }
 
     private static async Task<object?> Query(SaverDbConnection connection)
