@@ -446,64 +446,26 @@ public class CancelAndCloseTests : DatabaseTest
         var connectionString = Folder.ConnectionString("Max Pool Size=2");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
-        await using var holder = dataSource.OpenConnection();
-        var held = holder.BeginTransaction(); // holds the write gate, and one of the two slots
-        var connection = dataSource.OpenConnection();
+        var connection = dataSource.OpenConnection(); // the holder of the write gate takes the other of the two slots
         using var insert = connection.CreateCommand();
         insert.CommandText = "INSERT INTO t VALUES (1)";
-        using var nextRuns = new ManualResetEventSlim();
-        using var cancelReturned = new ManualResetEventSlim();
-        Task<object?>? next = null;
 
-        var returned = ReturnAfterTheWrite();
-        dataSource.Executor.Gate!.WaitingCount.ShouldBe(1);
-        await Task.Run(insert.Cancel);
-        cancelReturned.Set();
-        await returned.WaitAsync(Bound);
-        string outcome;
-        try
+        var outcome = await OutcomeOfACallStartedInsideCancel(dataSource, insert, async holdUntilCancelReturned =>
         {
-            outcome = $"returned {await next!.WaitAsync(Bound)}";
-        }
-        catch (SqliteException error)
-        {
-            outcome = $"SqliteException {error.SqliteErrorCode}";
-        }
-
-        held.Rollback();
-        outcome.ShouldBe("returned 100");
-
-        async Task ReturnAfterTheWrite()
-        {
-            try
-            {
-                await insert.ExecuteNonQueryAsync().ConfigureAwait(false); // runs on inside Cancel, as above
-            }
-            catch (SqliteException)
-            {
-                // Cancelled: SQLITE_INTERRUPT.
-            }
-
             await connection.DisposeAsync(); // back to the pool
-            next = Task.Factory.StartNew(
+            return await Task.Factory.StartNew(
                 () =>
                 {
                     using var renter = dataSource.OpenConnection(); // the physical connection just returned
-                    renter.InnerConnection.CreateFunction("until_cancel_returned", () =>
-                    {
-                        nextRuns.Set();
-                        cancelReturned.Wait(Bound);
-                        return 1L;
-                    });
-                    return ConnectionTests.Scalar(
-                        renter,
-                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT sum(until_cancel_returned()) FROM n");
+                    holdUntilCancelReturned(renter.InnerConnection);
+                    return ConnectionTests.Scalar(renter, HeldQuery);
                 },
                 CancellationToken.None,
                 TaskCreationOptions.LongRunning,
                 TaskScheduler.Default);
-            nextRuns.Wait(Bound).ShouldBeTrue("the next renter's statement runs before Cancel goes on");
-        }
+        });
+
+        outcome.ShouldBe("returned 100");
     }
 
     /// <summary>
@@ -519,26 +481,44 @@ public class CancelAndCloseTests : DatabaseTest
         var connectionString = Folder.ConnectionString();
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
         using var dataSource = new SaverDataSourceBuilder(connectionString).Build();
-        await using var holder = dataSource.OpenConnection();
-        var held = holder.BeginTransaction(); // holds the write gate
         await using var connection = dataSource.OpenConnection();
-        using var nextRuns = new ManualResetEventSlim();
-        using var cancelReturned = new ManualResetEventSlim();
-        connection.InnerConnection.CreateFunction("until_cancel_returned", () =>
-        {
-            nextRuns.Set();
-            cancelReturned.Wait(Bound);
-            return 1L;
-        });
         using var command = connection.CreateCommand();
         command.CommandText = "INSERT INTO t VALUES (1)";
+
+        var outcome = await OutcomeOfACallStartedInsideCancel(dataSource, command, holdUntilCancelReturned =>
+        {
+            holdUntilCancelReturned(connection.InnerConnection);
+            command.CommandText = HeldQuery;
+            return Task.Factory.StartNew(command.ExecuteScalar, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        });
+
+        outcome.ShouldBe("returned 100");
+    }
+
+    /// <summary>A query of 100 rows, each held in until_cancel_returned().</summary>
+    private const string HeldQuery = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT sum(until_cancel_returned()) FROM n";
+
+    /// <summary>
+    /// Starts <paramref name="write"/> asynchronously at the write gate, which a transaction of another connection of
+    /// <paramref name="dataSource"/> holds, and cancels it with Cancel on another thread. Ending its wait runs the caller's
+    /// code after its await on Cancel's thread: that code starts <paramref name="startNext"/>, whose statement must call
+    /// until_cancel_returned() (registered on a connection with the action it is given), which holds it until Cancel has
+    /// returned. What that next call did: "returned" its result, or the code of the SqliteException it threw.
+    /// </summary>
+    private static async Task<string> OutcomeOfACallStartedInsideCancel(
+        SaverDataSource dataSource, SaverDbCommand write, Func<Action<SqliteConnection>, Task<object?>> startNext)
+    {
+        await using var holder = dataSource.OpenConnection();
+        var held = holder.BeginTransaction(); // holds the write gate
+        using var nextRuns = new ManualResetEventSlim();
+        using var cancelReturned = new ManualResetEventSlim();
         Task<object?>? next = null;
 
-        var ranAgain = RunAgainAfterTheWrite();
+        var ranAfter = AfterTheWrite();
         dataSource.Executor.Gate!.WaitingCount.ShouldBe(1);
-        await Task.Run(command.Cancel);
+        await Task.Run(write.Cancel);
         cancelReturned.Set();
-        await ranAgain.WaitAsync(Bound);
+        await ranAfter.WaitAsync(Bound);
         string outcome;
         try
         {
@@ -550,22 +530,26 @@ public class CancelAndCloseTests : DatabaseTest
         }
 
         held.Rollback();
-        outcome.ShouldBe("returned 100");
+        return outcome;
 
-        async Task RunAgainAfterTheWrite()
+        async Task AfterTheWrite()
         {
             try
             {
-                await command.ExecuteNonQueryAsync().ConfigureAwait(false); // runs on inside Cancel, as above
+                await write.ExecuteNonQueryAsync().ConfigureAwait(false); // runs on inside Cancel, as above
             }
             catch (SqliteException)
             {
                 // Cancelled: SQLITE_INTERRUPT.
             }
 
-            command.CommandText = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT sum(until_cancel_returned()) FROM n";
-            next = Task.Factory.StartNew(command.ExecuteScalar, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            nextRuns.Wait(Bound).ShouldBeTrue("the command's new call runs before Cancel goes on");
+            next = startNext(inner => inner.CreateFunction("until_cancel_returned", () =>
+            {
+                nextRuns.Set();
+                cancelReturned.Wait(Bound);
+                return 1L;
+            }));
+            nextRuns.Wait(Bound).ShouldBeTrue("the next call's statement runs before Cancel goes on");
         }
     }
 
