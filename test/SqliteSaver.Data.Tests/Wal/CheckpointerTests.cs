@@ -96,24 +96,40 @@ public class CheckpointerTests : DatabaseTest
             .UseTimeProvider(time).Build();
         using var rented = dataSource.OpenConnection(); // while the pool has none open, the checkpoint's connection closes after use
         dataSource.Checkpoint();
-        BusyTimeout().ShouldBe((int)Data.Wal.Checkpointer.StepTimeout.TotalMilliseconds);
+        CheckpointConnectionBusyTimeout(dataSource).ShouldBe((int)Data.Wal.Checkpointer.StepTimeout.TotalMilliseconds);
 
         Fill(rented, 100);
         time.Advance(TimeSpan.FromSeconds(1)); // past the limit: a TRUNCATE
         new FileInfo(Wal).Length.ShouldBe(0);
 
-        BusyTimeout().ShouldBe((int)Data.Wal.Checkpointer.StepTimeout.TotalMilliseconds);
+        CheckpointConnectionBusyTimeout(dataSource).ShouldBe((int)Data.Wal.Checkpointer.StepTimeout.TotalMilliseconds);
+    }
 
-        int BusyTimeout()
+    /// <summary>
+    /// A Busy Timeout shorter than a step is the checkpoint connection's too: a step is its most, not its least. Before
+    /// a test, giving that connection a whole step whatever the Busy Timeout passed every test (a hunt).
+    /// </summary>
+    [Test]
+    public void The_checkpoint_connection_waits_no_longer_than_a_Busy_Timeout_shorter_than_a_step()
+    {
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Busy Timeout=100;Wal Autocheckpoint=0"));
+        using var rented = dataSource.OpenConnection(); // while the pool has none open, the checkpoint's connection closes after use
+
+        dataSource.Checkpoint();
+
+        CheckpointConnectionBusyTimeout(dataSource).ShouldBe(100);
+    }
+
+    /// <summary>The busy timeout of the data source's checkpoint connection, which must be open.</summary>
+    private static int CheckpointConnectionBusyTimeout(SaverDataSource dataSource)
+    {
+        var own = typeof(Data.Wal.Checkpointer).GetField("_connection", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+        var physical = (Data.Pooling.PhysicalConnection)own.GetValue(dataSource.Checkpointer)!;
+        SQLitePCL.raw.sqlite3_prepare_v2(physical.Handle, "PRAGMA busy_timeout", out var statement).ShouldBe(0);
+        using (statement)
         {
-            var own = typeof(Data.Wal.Checkpointer).GetField("_connection", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
-            var physical = (Data.Pooling.PhysicalConnection)own.GetValue(dataSource.Checkpointer)!;
-            SQLitePCL.raw.sqlite3_prepare_v2(physical.Handle, "PRAGMA busy_timeout", out var statement).ShouldBe(0);
-            using (statement)
-            {
-                SQLitePCL.raw.sqlite3_step(statement).ShouldBe(SQLitePCL.raw.SQLITE_ROW);
-                return SQLitePCL.raw.sqlite3_column_int(statement, 0);
-            }
+            SQLitePCL.raw.sqlite3_step(statement).ShouldBe(SQLitePCL.raw.SQLITE_ROW);
+            return SQLitePCL.raw.sqlite3_column_int(statement, 0);
         }
     }
 
@@ -188,6 +204,50 @@ public class CheckpointerTests : DatabaseTest
         }
 
         unexpected.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// A checkpoint that passed the data source's disposal check and then waited for the checkpointer (another
+    /// checkpoint kept it: here the test holds its lock) while the data source was disposed throws
+    /// ObjectDisposedException once it gets it: it opens no connection after disposal. Before a test, dropping the
+    /// checkpointer's own check passed every test (a hunt): the checkpoint opened a connection to the file and ran.
+    /// </summary>
+    [Test]
+    public void A_checkpoint_that_waited_for_the_checkpointer_across_disposal_opens_nothing_and_throws_ObjectDisposedException()
+    {
+        var dataSource = SaverDataSource.Create(Folder.ConnectionString());
+        dataSource.OpenConnection().Dispose(); // the file exists, in WAL mode
+        var checkpointerLock = (Lock)typeof(Data.Wal.Checkpointer).GetField("_lock", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
+            .GetValue(dataSource.Checkpointer)!;
+        Exception? thrown = null;
+        CheckpointResult? result = null;
+        var checkpoint = new Thread(() =>
+        {
+            try
+            {
+                result = dataSource.Checkpoint();
+            }
+            catch (Exception exception)
+            {
+                thrown = exception;
+            }
+        });
+
+        checkpointerLock.Enter();
+        try
+        {
+            checkpoint.Start();
+            Wait.Until(() => (checkpoint.ThreadState & ThreadState.WaitSleepJoin) != 0); // waiting for the lock, past the data source's check
+            dataSource.Dispose(); // on this thread, which holds the lock
+        }
+        finally
+        {
+            checkpointerLock.Exit();
+        }
+
+        checkpoint.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        result.ShouldBeNull();
+        thrown.ShouldBeOfType<ObjectDisposedException>().ObjectName.ShouldBe(typeof(SaverDataSource).FullName);
     }
 
     [Test]
@@ -793,6 +853,106 @@ public class CheckpointerTests : DatabaseTest
         {
             error.Message.ShouldBe(message);
         }
+    }
+
+    /// <summary>
+    /// Dispose also ends an opening of the checkpoint connection that began after the data source's own stop of
+    /// openings: here a WAL status read that waited for the checkpointer (the test held its lock) and got it while the
+    /// pool was being disposed (from the log of a connection closing then). The opening, waiting in the connection
+    /// initializer, is ended rather than waited for, and the read throws ObjectDisposedException. Before a test, the
+    /// checkpointer's Dispose not ending it passed every test (a hunt): Dispose waited for the initializer's own bound.
+    /// </summary>
+    [Test]
+    public void Dispose_ends_a_checkpoint_connection_opening_that_began_while_the_pool_was_being_disposed()
+    {
+        var testThread = Environment.CurrentManagedThreadId;
+        var entered = new SemaphoreSlim(0);
+        var hold = 0;
+        var armed = 0;
+        var initializerCancelled = false;
+        var openingSeen = false;
+        Lock? checkpointerLock = null;
+        var logs = FakeLogCollector.Create(new FakeLogCollectorOptions
+        {
+            OutputSink = _ =>
+            {
+                if (Environment.CurrentManagedThreadId != testThread || Volatile.Read(ref armed) == 0)
+                {
+                    return;
+                }
+
+                checkpointerLock!.Exit();
+                if (checkpointerLock.IsHeldByCurrentThread)
+                {
+                    checkpointerLock.Enter(); // inside the pool's last-close step, which takes the lock too
+                    return;
+                }
+
+                Volatile.Write(ref armed, 0);
+                openingSeen = entered.Wait(TimeSpan.FromSeconds(30));
+            },
+        });
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(new FakeLoggerProvider(logs)).SetMinimumLevel(LogLevel.Trace));
+        var dataSource = new SaverDataSourceBuilder($"Data Source=memory-{Guid.NewGuid():N};Mode=Memory;Cache=Shared")
+            .UseLoggerFactory(loggerFactory)
+            .UseConnectionInitializer(async (_, cancellationToken) =>
+            {
+                if (Interlocked.Exchange(ref hold, 0) == 1)
+                {
+                    entered.Release();
+                    try
+                    {
+                        await Task.Delay(TimeSpan.FromSeconds(10), cancellationToken); // bounded, so that a failing test ends
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        initializerCancelled = true;
+                        throw;
+                    }
+                }
+            })
+            .Build();
+        dataSource.OpenConnection().Dispose(); // the pool keeps the database open, idle
+        checkpointerLock = (Lock)typeof(Data.Wal.Checkpointer).GetField("_lock", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
+            .GetValue(dataSource.Checkpointer)!;
+        Exception? thrown = null;
+        var status = new Thread(() =>
+        {
+            try
+            {
+                dataSource.GetWalStatus();
+            }
+            catch (Exception exception)
+            {
+                thrown = exception;
+            }
+        });
+        using (var warm = SaverDataSource.Create($"Data Source=memory-{Guid.NewGuid():N};Mode=Memory;Cache=Shared"))
+        {
+            warm.GetWalStatus(); // compiled: below, the read's thread waits for nothing but the lock
+        }
+
+        Volatile.Write(ref hold, 1);
+
+        checkpointerLock.Enter();
+        try
+        {
+            status.Start();
+            Wait.Until(() => (status.ThreadState & ThreadState.WaitSleepJoin) != 0); // waiting for the lock, past the data source's check
+            Volatile.Write(ref armed, 1);
+            dataSource.Dispose(); // on this thread: the log sink lets the lock go while the pool closes its connections
+        }
+        finally
+        {
+            if (Interlocked.Exchange(ref armed, 0) == 1)
+            {
+                checkpointerLock.Exit();
+            }
+        }
+
+        status.Join(TimeSpan.FromSeconds(30)).ShouldBeTrue();
+        $"opening seen {openingSeen}, initializer cancelled {initializerCancelled}".ShouldBe("opening seen True, initializer cancelled True");
+        thrown.ShouldBeOfType<ObjectDisposedException>();
     }
 
     /// <summary>
