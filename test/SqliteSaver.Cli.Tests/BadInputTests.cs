@@ -77,6 +77,15 @@ public class BadInputTests : CliTest
     }
 
     /// <summary>
+    /// An unknown option where the command goes is said to be unrecognized, not taken for a command that does not exist
+    /// (a mutation hunt: with every unknown word taken for a command, no test failed).
+    /// </summary>
+    [Test]
+    public void An_unknown_option_where_the_command_goes_is_unrecognized_not_a_command()
+        => CliRun.Of("--bogus").Error.ShouldBe(
+            $"sqlite-saver: Required command was not provided. Unrecognized command or argument '--bogus'. (see sqlite-saver --help){Environment.NewLine}");
+
+    /// <summary>
     /// The child writer reads the <c>--seconds</c> its parent writes (in the invariant culture) as the parent's own
     /// options are read, whatever the culture. Before, it read them in the current one: under de-DE "0.5" was 5 (the
     /// children wrote ten times as long, and stress reported their inflated counts as a success), and under fr-FR
@@ -143,4 +152,24 @@ public class BadInputTests : CliTest
     public void The_bounds_of_every_allowed_range_are_allowed(params string[] arguments)
         => CliRun.Of([.. arguments, "--bogus"]).Error.ShouldBe(
             $"sqlite-saver {arguments[0]}: Unrecognized command or argument '--bogus'. (see sqlite-saver {arguments[0]} --help){Environment.NewLine}");
+
+    /// <summary>
+    /// A value just past a bound README gives, or not a number at all (NaN), is refused with the range allowed. The
+    /// unknown option stops the command before it runs, should the value be taken (a mutation hunt: with --processes up to
+    /// 65, --read-ratio up to 17 or NaN allowed, no test failed).
+    /// </summary>
+    [TestCase("--threads must be a whole number from 1 to 1024, not '1025'", "demo", "--threads", "1025")]
+    [TestCase("--processes must be a whole number from 0 to 64, not '65'", "demo", "--processes", "65")]
+    [TestCase("--read-ratio must be a number of at least 0 and at most 16, not '16.5'", "demo", "--read-ratio", "16.5")]
+    [TestCase("--read-ratio must be a number of at least 0 and at most 16, not 'NaN'", "demo", "--read-ratio", "NaN")]
+    [TestCase("--seconds must be a number of at least 0.001 and at most 2000000, not '2000000.5'", "stress", "--db", "x.db", "--seconds", "2000000.5")]
+    [TestCase("--seconds must be a number of at least 0.001 and at most 2000000, not 'NaN'", "demo", "--seconds", "NaN")]
+    [TestCase("--busy-timeout must be a whole number from 0 to 2147483647, not '-1'", "checkpoint", "x.db", "--busy-timeout", "-1")]
+    public void Just_past_the_bounds_of_every_range_is_refused_naming_the_range(string error, params string[] arguments)
+    {
+        var run = CliRun.Of([.. arguments, "--bogus"]);
+
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldContain(error);
+    }
 }

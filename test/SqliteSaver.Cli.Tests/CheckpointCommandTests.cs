@@ -45,27 +45,6 @@ public class CheckpointCommandTests : CliTest
         }
     }
 
-    /// <summary>Takes away or gives back the right to write a file: its mode for a user; for root, whom modes do not stop, the immutable attribute.</summary>
-    private static void MayWrite(string path, bool write)
-    {
-        if (OperatingSystem.IsWindows())
-        {
-            Assert.Ignore("file modes and attributes of Unix");
-        }
-        else if (Environment.UserName != "root")
-        {
-            File.SetUnixFileMode(path, write ? UnixFileMode.UserRead | UnixFileMode.UserWrite : UnixFileMode.UserRead);
-            return;
-        }
-
-        using var chattr = System.Diagnostics.Process.Start("chattr", [write ? "-i" : "+i", path])!;
-        chattr.WaitForExit();
-        if (chattr.ExitCode != 0)
-        {
-            Assert.Ignore("chattr cannot make the file immutable here");
-        }
-    }
-
     [Test]
     public void A_truncate_checkpoint_copies_every_frame_and_empties_the_wal()
     {
@@ -86,6 +65,53 @@ public class CheckpointCommandTests : CliTest
         json.GetProperty("walBytesBefore").GetInt64().ShouldBeGreaterThan(0);
         json.GetProperty("walBytes").GetInt64().ShouldBe(0);
         new FileInfo(path + "-wal").Length.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// Each mode, written in any case, is the checkpoint run and the mode reported (a mutation hunt: with restart run
+    /// as a full checkpoint, no test failed).
+    /// </summary>
+    [TestCase("passive")]
+    [TestCase("Full")]
+    [TestCase("RESTART")]
+    [TestCase("truncate")]
+    public void Each_mode_is_run_and_reported_under_its_own_name(string mode)
+    {
+        var path = PathOf();
+        using var keepOpen = CreateWalDatabase(path);
+
+        var run = CliRun.Of("checkpoint", path, "--mode", mode, "--json");
+
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Json().GetProperty("mode").GetString().ShouldBe(mode.ToLowerInvariant());
+        run.Json().GetProperty("busy").GetBoolean().ShouldBeFalse();
+    }
+
+    /// <summary>
+    /// A database not in WAL mode that this user may not write has nothing to checkpoint, as one that may be written:
+    /// only a WAL checkpoint writes the file (a mutation hunt: with every read-only open refused, no test failed).
+    /// </summary>
+    [Test]
+    public void A_database_not_in_wal_mode_that_this_user_may_not_write_has_nothing_to_checkpoint()
+    {
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE item (id INTEGER PRIMARY KEY)");
+        }
+
+        MayWrite(path, false);
+        try
+        {
+            var run = CliRun.Of("checkpoint", path);
+
+            run.ExitCode.ShouldBe(0, run.Error);
+            run.Output.ShouldContain("not in WAL mode (journal mode delete), nothing to checkpoint");
+        }
+        finally
+        {
+            MayWrite(path, true);
+        }
     }
 
     [Test]
@@ -190,6 +216,7 @@ public class CheckpointCommandTests : CliTest
         text.ExitCode.ShouldBe(3, text.Error);
         text.Output.ShouldContain("BUSY");
         text.Output.ShouldNotContain("not in WAL mode"); // it is in WAL mode: "journal mode wal"
+        text.Output.ShouldContain("passive checkpoint BUSY: another connection's checkpoint kept running, nothing was checkpointed"); // not "-1 frames in the WAL"
         json.Json().GetProperty("busy").GetBoolean().ShouldBeTrue();
         json.Json().GetProperty("journalMode").GetString().ShouldBe("wal"); // -1 frames with busy: another checkpoint ran
     }

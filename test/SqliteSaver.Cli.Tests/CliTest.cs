@@ -33,6 +33,27 @@ public abstract class CliTest
         return connection;
     }
 
+    /// <summary>Takes away or gives back the right to write a file: its mode for a user; for root, whom modes do not stop, the immutable attribute.</summary>
+    protected static void MayWrite(string path, bool write)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Assert.Ignore("file modes and attributes of Unix");
+        }
+        else if (Environment.UserName != "root")
+        {
+            File.SetUnixFileMode(path, write ? UnixFileMode.UserRead | UnixFileMode.UserWrite : UnixFileMode.UserRead);
+            return;
+        }
+
+        using var chattr = System.Diagnostics.Process.Start("chattr", [write ? "-i" : "+i", path])!;
+        chattr.WaitForExit();
+        if (chattr.ExitCode != 0)
+        {
+            Assert.Ignore("chattr cannot make the file immutable here");
+        }
+    }
+
     /// <summary>Runs SQL on a connection.</summary>
     protected static void Execute(SqliteConnection connection, string sql)
     {

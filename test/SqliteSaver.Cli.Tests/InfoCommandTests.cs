@@ -191,6 +191,55 @@ public class InfoCommandTests : CliTest
         info.Json().GetProperty("walFrames").GetInt64().ShouldBe(checkpoint.Json().GetProperty("logFrames").GetInt64());
     }
 
+    /// <summary>
+    /// A file this user may not write is not checked for the write lock, and says so: null in JSON, not false, which
+    /// would claim that the lock is free (a mutation hunt: no test opened such a file with info).
+    /// </summary>
+    [Test]
+    public void The_write_lock_of_a_file_this_user_may_not_write_is_not_checked()
+    {
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE item (id INTEGER PRIMARY KEY)");
+        }
+
+        MayWrite(path, false);
+        try
+        {
+            var json = CliRun.Of("info", path, "--json");
+            var text = CliRun.Of("info", path);
+
+            json.ExitCode.ShouldBe(0, json.Error);
+            json.Json().GetProperty("writeLocked").ValueKind.ShouldBe(System.Text.Json.JsonValueKind.Null);
+            text.Output.ShouldContain("Write lock      not checked: the file cannot be opened for writing");
+        }
+        finally
+        {
+            MayWrite(path, true);
+        }
+    }
+
+    /// <summary>
+    /// The low bit of a -wal file's magic number gives its checksums' byte order, which is the writing machine's: a
+    /// -wal file written with either is counted alike (a mutation hunt: with only this machine's accepted, no test failed).
+    /// </summary>
+    [Test]
+    public void The_wal_frames_are_counted_whichever_byte_order_its_checksums_use()
+    {
+        var path = PathOf();
+        using var keepOpen = CreateWalDatabase(path);
+        var other = PathOf("other-byte-order.db-wal");
+        var wal = File.ReadAllBytes(path + "-wal");
+        wal[3] ^= 1; // the magic number, 0x377f0682 or 0x377f0683, is big-endian
+        File.WriteAllBytes(other, wal);
+
+        var frames = Database.WalFile.CommittedFrames(path + "-wal");
+
+        frames.ShouldBeGreaterThan(0);
+        Database.WalFile.CommittedFrames(other).ShouldBe(frames);
+    }
+
     [Test]
     public void Text_output_has_one_line_per_fact()
     {
@@ -211,6 +260,12 @@ public class InfoCommandTests : CliTest
         run.Output.ShouldContain("Write lock      free");
         File.Exists(path + "-journal").ShouldBeFalse();
     }
+
+    /// <summary>A size is given in bytes below a kibibyte, in KiB from 1024 bytes, in MiB from 1024 x 1024 (a mutation hunt: the first bound was untested).</summary>
+    [TestCase(1023, "1023 B")]
+    [TestCase(1024, "1.0 KiB")]
+    [TestCase(1024 * 1024, "1.0 MiB")]
+    public void Sizes_change_unit_at_each_power_of_1024(long bytes, string text) => Format.Bytes(bytes).ShouldBe(text);
 
     /// <summary>A file of a mebibyte or more is given in MiB, of 1024 x 1024 bytes, with one decimal.</summary>
     [Test]

@@ -28,6 +28,145 @@ public class WorkloadCommandTests : CliTest
     public void No_acknowledged_transaction_has_no_latency_percentile()
         => Workload.WorkloadRunner.PercentileMilliseconds([], 0.99).ShouldBeNull();
 
+    /// <summary>
+    /// The exit code is 1 when the SqliteSaver run had an error or lost or doubled a row; Microsoft.Data.Sqlite's
+    /// errors, which the demo is there to show, do not count (a mutation hunt: with lost or doubled rows ignored, or
+    /// either stack's errors counted, no test failed; no run loses a row to show it).
+    /// </summary>
+    [TestCase(0, 0, 0, 5, true)]
+    [TestCase(1, 0, 0, 0, false)]
+    [TestCase(0, 1, 0, 0, false)]
+    [TestCase(0, 0, 1, 0, false)]
+    public void Only_the_SqliteSaver_runs_errors_and_lost_or_doubled_rows_make_the_workload_fail(long errors, long lost, long doubled, long plainErrors, bool clean)
+    {
+        var report = new Commands.WorkloadReport(null, 1, 0, 0, 1, [Result("Microsoft.Data.Sqlite", plainErrors, 0, 0), Result("SqliteSaver", errors, lost, doubled)]);
+
+        report.SaverClean.ShouldBe(clean);
+    }
+
+    /// <summary>
+    /// Each read that fails is counted, in the reader's report and in the running totals the progress display shows,
+    /// and its first error is kept (a mutation hunt: no read failed in any test). Here the table is missing.
+    /// </summary>
+    [Test]
+    public void A_reader_counts_each_read_that_fails_and_keeps_the_first_error()
+    {
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Execute(connection, "CREATE TABLE note (id INTEGER PRIMARY KEY)");
+        }
+
+        var connectionString = Workload.Operations.ConnectionString(Workload.Stack.Saver, path, string.Empty);
+        var counters = new Workload.WorkloadCounters();
+        using var stop = new CancellationTokenSource();
+        var reader = Task.Factory.StartNew(() => Workload.Loops.Read(Workload.Stack.Saver, connectionString, counters, stop.Token), TaskCreationOptions.LongRunning);
+        try
+        {
+            SpinWait.SpinUntil(() => counters.Errors >= 3 || reader.IsCompleted, TimeSpan.FromSeconds(30)).ShouldBeTrue("the running totals never counted three failed reads");
+        }
+        finally
+        {
+            stop.Cancel();
+            reader.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue("the reader did not stop");
+        }
+
+        var report = reader.Result;
+        report.Reads.ShouldBe(0);
+        report.Errors.ShouldBeGreaterThanOrEqualTo(3);
+        report.Errors.ShouldBe(counters.Errors);
+        report.FirstError.ShouldNotBeNull().ShouldContain("no such table: saver_stress");
+    }
+
+    /// <summary>
+    /// Each write that commits is counted in the running totals the progress display shows, as in the writer's report
+    /// (a mutation hunt: no test looked at the running totals).
+    /// </summary>
+    [Test]
+    public void A_writer_counts_each_commit_in_the_running_totals()
+    {
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Workload.StressTable.Create(connection);
+        }
+
+        var connectionString = Workload.Operations.ConnectionString(Workload.Stack.Saver, path, string.Empty);
+        var counters = new Workload.WorkloadCounters();
+        using var stop = new CancellationTokenSource();
+        var writer = Task.Factory.StartNew(() => Workload.Loops.Write(Workload.Stack.Saver, connectionString, "run", 0, counters, stop.Token), TaskCreationOptions.LongRunning);
+        try
+        {
+            SpinWait.SpinUntil(() => counters.Commits >= 3 || writer.IsCompleted, TimeSpan.FromSeconds(30)).ShouldBeTrue("the running totals never counted three commits");
+        }
+        finally
+        {
+            stop.Cancel();
+            writer.Wait(TimeSpan.FromSeconds(30)).ShouldBeTrue("the writer did not stop");
+        }
+
+        var report = writer.Result;
+        report.FailedSeqs.ShouldBeEmpty();
+        counters.Commits.ShouldBe(report.Attempts);
+        counters.Errors.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// An acknowledged transaction without its row is lost, and each row beyond the first for one transaction is
+    /// doubled; a transaction that failed is neither (a mutation hunt: no run doubles a row, and a doubled count of 0
+    /// passed every test).
+    /// </summary>
+    [Test]
+    public void The_table_is_checked_for_lost_and_doubled_rows_against_the_writers_reports()
+    {
+        var path = PathOf();
+        using (var connection = Open(path))
+        {
+            Workload.StressTable.Create(connection);
+            Execute(connection, """
+                INSERT INTO saver_stress (run, writer, seq, payload) VALUES ('run', 0, 0, 'x'), ('run', 0, 0, 'x'), ('run', 0, 0, 'x'), ('run', 0, 3, 'x');
+                INSERT INTO saver_stress (run, writer, seq, payload) VALUES ('other run', 0, 1, 'x'), ('other run', 0, 1, 'x');
+                """);
+        }
+
+        // Transactions 0 to 3: 0 has three rows, 1 failed, 2 is lost, 3 has its one row.
+        var (lost, doubled) = Workload.StressTable.Verify(path, "run", [new Workload.WriterReport(0, 4, [1], [], "an error")]);
+
+        lost.ShouldBe(1);
+        doubled.ShouldBe(2);
+    }
+
+    /// <summary>
+    /// A read that fails reaches the caller as a write does: stress counts it with the errors, reports it first when
+    /// it came first, and exits with 1 (a mutation hunt: with the readers' errors left out of the count, no test
+    /// failed). The user's saver_stress is a view whose payload cannot be read, over rows numbered past the 1000 that
+    /// the writers' own reads look up, so that only the readers fail; --keep, as a view is not dropped as a table.
+    /// </summary>
+    [Test]
+    public void Stress_counts_each_read_that_fails_with_the_errors_and_exits_with_1()
+    {
+        var path = PathOf("app.db");
+        using (var connection = Open(path))
+        {
+            Execute(connection, """
+                CREATE TABLE stored (id INTEGER PRIMARY KEY, run TEXT NOT NULL, writer INTEGER NOT NULL, seq INTEGER NOT NULL, payload TEXT NOT NULL);
+                CREATE VIEW saver_stress AS SELECT id, run, writer, seq, json_extract(payload, '$') AS payload FROM stored;
+                CREATE TRIGGER saver_stress_insert INSTEAD OF INSERT ON saver_stress BEGIN
+                    INSERT INTO stored VALUES ((SELECT max(1000, coalesce(max(id), 0)) + 1 FROM stored), NEW.run, NEW.writer, NEW.seq, NEW.payload);
+                END;
+                """);
+        }
+
+        var run = CliRun.Of("stress", "--db", path, "--seconds", "0.5", "--threads", "1", "--processes", "0", "--read-ratio", "1", "--keep", "--json");
+
+        run.ExitCode.ShouldBe(1, run.Error);
+        var saver = run.Json().GetProperty("stacks").EnumerateArray().Single();
+        saver.GetProperty("commits").GetInt64().ShouldBeGreaterThan(0);
+        saver.GetProperty("errors").GetInt64().ShouldBeGreaterThan(0);
+        saver.GetProperty("firstError").ToString().ShouldContain("malformed JSON");
+        saver.GetProperty("rowsLost").GetInt64().ShouldBe(0);
+    }
+
     [Test]
     public void A_one_second_demo_runs_both_stacks_with_zero_errors_through_SqliteSaver_and_deletes_its_files()
     {
@@ -51,6 +190,7 @@ public class WorkloadCommandTests : CliTest
                 "stack", "seconds", "commits", "childProcessCommits", "transactionsPerSecond", "p99Milliseconds", "maxMilliseconds", "errors",
                 "firstError", "rowsLost", "rowsDoubled", "walBytes", "reads"]);
             stack.GetProperty("commits").GetInt64().ShouldBeGreaterThan(0);
+            stack.GetProperty("transactionsPerSecond").GetDouble().ShouldBe(stack.GetProperty("commits").GetInt64() / stack.GetProperty("seconds").GetDouble(), 1e-6);
             stack.GetProperty("childProcessCommits").GetInt64().ShouldBeInRange(0, stack.GetProperty("commits").GetInt64());
             stack.GetProperty("rowsLost").GetInt64().ShouldBe(0);
             stack.GetProperty("rowsDoubled").GetInt64().ShouldBe(0);
@@ -293,6 +433,10 @@ public class WorkloadCommandTests : CliTest
         count.CommandText = $"SELECT count(*) FROM saver_stress WHERE {where}";
         return (long)count.ExecuteScalar()!;
     }
+
+    /// <summary>A stack's result of ten commits in a second, with these errors and lost and doubled rows.</summary>
+    private static Workload.StackResult Result(string stack, long errors, long lost, long doubled)
+        => new(stack, 1, 10, 0, 10, 1, 1, errors, errors > 0 ? "an error" : null, lost, doubled, 0, 0);
 
     private static string[] DemoFolders() => [.. Directory.GetDirectories(Path.GetTempPath(), "sqlite-saver-demo-*").Order()];
 

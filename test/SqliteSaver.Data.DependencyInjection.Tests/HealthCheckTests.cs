@@ -79,16 +79,7 @@ public class HealthCheckTests
     [TestCase(-1, HealthStatus.Degraded)]
     public async Task A_wal_is_degraded_only_once_it_is_larger_than_its_limit(int limitMinusWalBytes, HealthStatus expected)
     {
-        var path = Path.Combine(_folder, "check.db");
-        using var writer = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=False");
-        writer.Open();
-        using (var command = writer.CreateCommand())
-        {
-            command.CommandText = "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(100000))";
-            command.ExecuteNonQuery();
-        }
-
-        var walBytes = new FileInfo(path + "-wal").Length;
+        using var writer = WriteWal(out var walBytes);
         var limit = walBytes + limitMinusWalBytes;
         using var provider = Provider($"Data Source={{0}};Journal Size Limit={limit};Wal Autocheckpoint=0;Checkpoint Interval=0");
 
@@ -100,6 +91,23 @@ public class HealthCheckTests
         {
             entry.Description.ShouldBe($"The -wal file is {walBytes} bytes, over Journal Size Limit={limit}: long readers or writers keep checkpoints from resetting it.");
         }
+    }
+
+    /// <summary>
+    /// Journal Size Limit=0 is a limit too, of no bytes: any -wal file with something in it is over it. -1 is none: no
+    /// -wal file is over it (a mutation hunt: with 0 taken for no limit, or -1 for a limit, no test failed).
+    /// </summary>
+    [TestCase(0, HealthStatus.Degraded)]
+    [TestCase(-1, HealthStatus.Healthy)]
+    public async Task A_journal_size_limit_of_0_is_exceeded_by_any_wal_and_one_of_minus_1_by_none(int limit, HealthStatus expected)
+    {
+        using var writer = WriteWal(out var walBytes);
+        using var provider = Provider($"Data Source={{0}};Journal Size Limit={limit};Wal Autocheckpoint=0;Checkpoint Interval=0");
+
+        var entry = await Check(provider);
+
+        entry.Status.ShouldBe(expected, entry.Description);
+        ((long)entry.Data["wal_bytes"]).ShouldBe(walBytes);
     }
 
     [Test]
@@ -318,6 +326,25 @@ public class HealthCheckTests
         entry.Description.ShouldNotBeNull().ShouldStartWith("SELECT 1 failed: The circuit is manually held open");
         entry.Exception.ShouldBeOfType<IsolatedCircuitException>();
         provider.GetRequiredService<SaverDataSource>().Statistics.InUse.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// Writes a WAL of about 100 kB into check.db on a plain connection, which is returned to be kept open (so that no
+    /// close checkpoints the WAL), and gives the -wal file's size.
+    /// </summary>
+    private Microsoft.Data.Sqlite.SqliteConnection WriteWal(out long walBytes)
+    {
+        var path = Path.Combine(_folder, "check.db");
+        var writer = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=False");
+        writer.Open();
+        using (var command = writer.CreateCommand())
+        {
+            command.CommandText = "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(100000))";
+            command.ExecuteNonQuery();
+        }
+
+        walBytes = new FileInfo(path + "-wal").Length;
+        return writer;
     }
 
     private ServiceProvider Provider(string connectionStringFormat, HealthStatus? failureStatus = null, Action<SaverDataSourceBuilder>? configure = null)

@@ -903,6 +903,14 @@ public class PipelineTests
         Should.Throw<ArgumentNullException>(() => new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(null!));
     }
 
+    /// <summary>
+    /// A null builder is an ArgumentNullException naming it, as documented, not a NullReferenceException from inside
+    /// (a mutation hunt: only the null pipeline was tested).
+    /// </summary>
+    [Test]
+    public void A_null_builder_is_an_ArgumentNullException_naming_it()
+        => Should.Throw<ArgumentNullException>(() => ((SaverDataSourceBuilder)null!).UseResiliencePipeline(ResiliencePipeline.Empty)).ParamName.ShouldBe("builder");
+
     private static ResiliencePipeline Pipeline(TimeProvider time, int maxRetries, TimeSpan delay, ConcurrentQueue<(int, TimeSpan)> retries)
         => new ResiliencePipelineBuilder { TimeProvider = time }
             .AddRetry(new RetryStrategyOptions
