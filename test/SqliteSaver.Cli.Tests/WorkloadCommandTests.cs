@@ -29,6 +29,29 @@ public class WorkloadCommandTests : CliTest
         => Workload.WorkloadRunner.PercentileMilliseconds([], 0.99).ShouldBeNull();
 
     /// <summary>
+    /// A stack's p99 and worst latency are taken over all its writers' latencies together, its commits are attempts less
+    /// failures, and its errors are the writers' and the readers' (a mutation hunt: with the p99 taken at 0.95, no test
+    /// failed, as no run's latencies are known).
+    /// </summary>
+    [Test]
+    public void A_stacks_summary_takes_its_percentiles_over_every_writer_and_counts_every_error()
+    {
+        int[] slow = [.. Enumerable.Range(51, 50).Select(n => n * 1000)], fast = [.. Enumerable.Range(1, 50).Select(n => n * 1000)];
+        Workload.WriterReport[] writers = [new(0, 52, [7, 9], slow, "a write failed"), new(1, 50, [], fast, null)];
+        Workload.ReaderReport[] readers = [new(30, 0, null), new(10, 3, "a read failed")];
+
+        var result = Workload.WorkloadRunner.Summarize(Workload.Stack.Saver, 4, [.. writers], 0, readers, 0, 0, 0);
+
+        result.P99Milliseconds.ShouldBe(99.0); // the 99th of 100, not the 95th
+        result.MaxMilliseconds.ShouldBe(100.0);
+        result.Commits.ShouldBe(100);
+        result.TransactionsPerSecond.ShouldBe(25.0);
+        result.Errors.ShouldBe(5);
+        result.FirstError.ShouldBe("a write failed");
+        result.Reads.ShouldBe(40);
+    }
+
+    /// <summary>
     /// The exit code is 1 when the SqliteSaver run had an error or lost or doubled a row; Microsoft.Data.Sqlite's
     /// errors, which the demo is there to show, do not count (a mutation hunt: with lost or doubled rows ignored, or
     /// either stack's errors counted, no test failed; no run loses a row to show it).

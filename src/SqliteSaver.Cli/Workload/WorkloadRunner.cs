@@ -101,7 +101,11 @@ internal static class WorkloadRunner
         return connection.GetWalStatus().WalFileBytes;
     }
 
-    private static StackResult Summarize(
+    /// <summary>
+    /// One stack's result: its writers' latencies sorted together for the p99 and the worst, their commits (attempts
+    /// less failures) per second, and the writers' and readers' errors counted together, the writers' first error first.
+    /// </summary>
+    internal static StackResult Summarize(
         Stack stack, double seconds, List<WriterReport> writers, long childProcessCommits, ReaderReport[] readers, long lost, long doubled, long walBytes)
     {
         var latencies = writers.SelectMany(w => w.LatenciesMicroseconds).Order().ToArray();
