@@ -1002,6 +1002,86 @@ public class ConnectionTests : DatabaseTest
         a.ShouldNotBeSameAs(b);
     }
 
+    /// <summary>Each keyword is part of the pool key: a string that differs from another in any one of them alone has a pool of its own.</summary>
+    [Test]
+    public void A_string_differing_in_any_one_keyword_gets_a_pool_of_its_own()
+    {
+        string[] settings =
+        [
+            "Mode=ReadWrite", "Cache=Shared", "Password=pw", "Foreign Keys=True", "Recursive Triggers=True", "Default Timeout=7", "Vfs=unix",
+            "Pooling=False", "Max Pool Size=3", "Min Pool Size=1", "Pool Timeout=7", "Connection Idle Lifetime=7", "Statement Cache Size=7",
+            "Busy Timeout=7", "Journal Mode=Delete", "Synchronous=Full", "Cache Size=7", "Mmap Size=7", "Temp Store=Memory", "Journal Size Limit=7",
+            "Wal Autocheckpoint=7", "Retry=7", "Base Delay=0.5", "Max Delay=7", "Jitter=0.5", "Write Gate=False",
+            "Checkpoint Interval=7", "Checkpoint Mode=Truncate", "Checkpoint On Close=False",
+        ];
+        var plain = SaverDataSource.GetShared(Folder.ConnectionString());
+
+        var sharing = settings.Where(setting => ReferenceEquals(SaverDataSource.GetShared(Folder.ConnectionString(setting)), plain)).ToList();
+
+        sharing.ShouldBeEmpty();
+        settings.Length.ShouldBe(SqliteSaver.Data.Configuration.Keywords.All.Count - 1); // every keyword but Data Source
+    }
+
+    /// <summary>
+    /// SQLite takes only <c>:memory:</c> in lower case for an in-memory database, and Microsoft.Data.Sqlite leaves
+    /// <c>:memory:</c> in any case out of DataDirectory: <c>:MEMORY:</c> is a file of that name in the current directory.
+    /// </summary>
+    [Test]
+    public void Memory_in_upper_case_is_a_file_in_the_current_directory_even_with_DataDirectory_set_as_in_Microsoft_Data_Sqlite()
+    {
+        var previousDirectory = Environment.CurrentDirectory;
+        var previous = AppDomain.CurrentDomain.GetData("DataDirectory");
+        var dataDirectory = Path.Combine(Folder.Path, "data");
+        Directory.CreateDirectory(dataDirectory);
+        Environment.CurrentDirectory = Folder.Path;
+        AppDomain.CurrentDomain.SetData("DataDirectory", dataDirectory);
+        try
+        {
+            string expected;
+            using (var plain = new SqliteConnection("Data Source=:MEMORY:;Pooling=False"))
+            {
+                plain.Open();
+                expected = plain.DataSource;
+            }
+
+            expected.ShouldBe(Folder.File(":MEMORY:"));
+            using var connection = new SaverDbConnection("Data Source=:MEMORY:");
+            connection.DataSource.ShouldBe(expected);
+        }
+        finally
+        {
+            AppDomain.CurrentDomain.SetData("DataDirectory", previous);
+            Environment.CurrentDirectory = previousDirectory;
+        }
+    }
+
+    /// <summary>A file: URI's vfs parameter replaces the Vfs keyword, as in SQLite: vfs=unix opens the file, whatever Vfs says.</summary>
+    [Test]
+    public void A_file_uris_vfs_replaces_the_Vfs_keyword_as_in_SQLite()
+    {
+        var path = Folder.File();
+        var connectionString = $"Data Source=file:{path}?vfs=unix;Vfs=memdb";
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+
+        Exec(connection, "CREATE TABLE t (x)");
+
+        File.Exists(path).ShouldBeTrue();
+        SaverDataSource.GetShared(connectionString).Options.IsMemory.ShouldBeFalse();
+    }
+
+    /// <summary>The Data Source of an in-memory database is as given: a name, not a path, nor the URI Mode=Memory opens.</summary>
+    [TestCase("Data Source=:memory:", ":memory:")]
+    [TestCase("Data Source=named;Mode=Memory", "named")]
+    [TestCase("Data Source=file:named?mode=memory", "file:named?mode=memory")]
+    [TestCase("Data Source=named;Mode=Memory;Cache=Shared", "named")]
+    public void The_DataSource_of_an_in_memory_database_is_as_given(string connectionString, string dataSource)
+    {
+        using var connection = new SaverDbConnection(connectionString);
+
+        connection.DataSource.ShouldBe(dataSource);
+    }
+
     [Test]
     public void Read_only_mode_works_on_a_database_in_rollback_journal_mode()
     {
@@ -1028,6 +1108,7 @@ public class ConnectionTests : DatabaseTest
     [TestCase("file:{0}?mode=%72o")]
     [TestCase("file:{0}?mode=rw&mode=ro")]
     [TestCase("file:{0}?mode=ro%00x")] // SQLite reads the value up to the NUL (a review)
+    [TestCase("file:{0}?%6Dode=ro")] // and decodes a parameter's name as its value
     public void A_read_only_uri_opens_a_database_in_rollback_journal_mode_and_keeps_no_wal(string uri)
     {
         var path = Folder.File("journal.db");
@@ -1051,6 +1132,7 @@ public class ConnectionTests : DatabaseTest
     [TestCase("file:{0}?MODE=ro")]
     [TestCase("file:{0}?Mode=ro&CACHE=shared")]
     [TestCase("file:{0}?cache=private#&mode=ro")] // in the fragment, which SQLite drops
+    [TestCase("file:{0}#?mode=ro")] // a fragment that begins before any query
     public void A_uri_SQLite_does_not_read_as_mode_ro_does_not_make_the_database_read_only(string uri)
     {
         // SQLite's URI parameter names are case-sensitive, and it drops a fragment: it opens these files for writing, so
@@ -1063,6 +1145,7 @@ public class ConnectionTests : DatabaseTest
         Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
         Pragma(connection, "journal_mode").ShouldBe("wal");
         SaverDataSource.GetShared(connectionString).Options.MaintainsWal.ShouldBeTrue();
+        connection.DataSource.ShouldBe(path); // the file SQLite opens: the path ends at the query or the fragment
     }
 
     [Test]
@@ -1320,6 +1403,7 @@ public class ConnectionTests : DatabaseTest
     [TestCase("Data Source=\\shared-by-vfs;Vfs=memdb")] // a backslash too
     [TestCase("Data Source=file:shared-by-uri?mode=memory&cache=shared")]
     [TestCase("Data Source=:memory:;Mode=Memory;Cache=Shared")] // the URI file::memory: with a shared cache
+    [TestCase("Data Source=shared-by-vfs-and-cache;Vfs=memdb;Cache=Shared")] // a memdb name without a slash, in a shared cache
     public void A_shared_cache_memory_database_is_shared_by_name_across_pools_and_outlives_idle_pruning(string connectionString)
     {
         var time = new FakeTimeProvider();
@@ -1674,6 +1758,27 @@ public class ConnectionTests : DatabaseTest
         finally
         {
             AppDomain.CurrentDomain.SetData("DataDirectory", previous);
+        }
+    }
+
+    /// <summary>Without a DataDirectory, a leading |DataDirectory| is the application's base directory, not the current one.</summary>
+    [Test]
+    public void DataDirectory_in_Data_Source_is_the_base_directory_while_the_app_domains_DataDirectory_is_unset()
+    {
+        var previousDirectory = Environment.CurrentDirectory;
+        var previous = AppDomain.CurrentDomain.GetData("DataDirectory");
+        Environment.CurrentDirectory = Folder.Path;
+        AppDomain.CurrentDomain.SetData("DataDirectory", null);
+        try
+        {
+            using var connection = new SaverDbConnection("Data Source=|DataDirectory|app.db");
+
+            connection.DataSource.ShouldBe(Path.Combine(AppContext.BaseDirectory, "app.db"));
+        }
+        finally
+        {
+            AppDomain.CurrentDomain.SetData("DataDirectory", previous);
+            Environment.CurrentDirectory = previousDirectory;
         }
     }
 

@@ -212,6 +212,7 @@ public class ConnectionStringBuilderTests
         Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder { ["Busy Timeout"] = TimeSpan.FromMilliseconds(-0.5) })
             .ParamName.ShouldBe("Busy Timeout"); // the indexer too: rounded up, it was 0
         new SaverConnectionStringBuilder { BusyTimeout = TimeSpan.FromMilliseconds(0.5) }.BusyTimeout.ShouldBeGreaterThan(TimeSpan.Zero); // 0 is no wait at all
+        new SaverConnectionStringBuilder { ["Busy Timeout"] = TimeSpan.FromMilliseconds(0.4) }.BusyTimeout.ShouldBe(TimeSpan.FromMilliseconds(1)); // rounded up, not to the nearest
     }
 
     [Test]
@@ -244,11 +245,13 @@ public class ConnectionStringBuilderTests
     [TestCase("Data Source='max pool sise=';Max Pool Sise=3")]
     [TestCase("Data Source=\"a;MAX POOL SISE=b\";Max Pool Sise=3")] // a quoted value is no part (a review)
     [TestCase("Data Source='it''s;MAX POOL SISE=b';Max Pool Sise=3")]
+    [TestCase("Data Source= 'a;MAX POOL SISE=b';Max Pool Sise=3")] // a quoted value after a space is no part either
     public void An_unknown_keyword_is_named_in_the_error(string connectionString)
     {
         var error = Should.Throw<ArgumentException>(() => new SaverConnectionStringBuilder(connectionString));
 
         error.Message.ShouldContain("'Max Pool Sise' is not supported. Did you mean 'Max Pool Size'?", Case.Sensitive);
+        error.Message.ShouldStartWith("Connection-string keyword"); // an unknown keyword, not a malformed string
         error.Message.ShouldContain("Default Timeout (or Command Timeout)"); // aliases are listed with their keyword
         new SaverConnectionStringBuilder().Remove("Max Pool Sise").ShouldBeFalse(); // removing an unknown one is no error
         new SaverConnectionStringBuilder("Data Source=a.db").Remove("Max Pool Sise").ShouldBeFalse(); // nor once parsing is over
@@ -262,6 +265,8 @@ public class ConnectionStringBuilderTests
     [TestCase("Mx Pool Size", "Max Pool Size")] // one edit from Max Pool Size, two from Min Pool Size
     [TestCase("Pwd", null)]
     [TestCase("Vf", null)] // a name of two letters gets none
+    [TestCase("Vfx", "Vfs")] // one of three letters gets those one edit from it
+    [TestCase("Max Pool Sizing", null)] // three edits from Max Pool Size: two at most, however long the name
     [TestCase("Retyr", "Retry")] // two letters swapped: one edit (a user's trial found none suggested)
     [TestCase("Retries", null)] // three edits from Retry
     [TestCase("Application Name", null)]
@@ -376,10 +381,12 @@ public class ConnectionStringBuilderTests
         var pool = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=a.db;Min Pool Size=5;Max Pool Size=2"));
         pool.Message.ShouldContain("'Min Pool Size' (5)");
         pool.Message.ShouldContain("'Max Pool Size' (2)");
+        pool.ParamName.ShouldBe("Min Pool Size");
 
         var delay = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=a.db;Base Delay=3;Max Delay=1"));
         delay.Message.ShouldContain("'Base Delay' (3 s)");
         delay.Message.ShouldContain("'Max Delay' (1 s)");
+        delay.ParamName.ShouldBe("Base Delay");
 
         var defaulted = Should.Throw<ArgumentException>(() => new SaverDbConnection("Data Source=a.db;Max Delay=0.01"));
         defaulted.Message.ShouldContain("'Base Delay' (0.05 s, its default)"); // a keyword the caller never set
@@ -405,6 +412,7 @@ public class ConnectionStringBuilderTests
     [TestCase("Base Delay=2")] // the default Max Delay
     [TestCase("Default Timeout=2147483;Pool Timeout=2147483;Connection Idle Lifetime=2147483;Checkpoint Interval=2147483")]
     [TestCase("Journal Size Limit=-1;Wal Autocheckpoint=0;Mmap Size=0;Busy Timeout=2147483647")]
+    [TestCase("Min Pool Size=0;Base Delay=0;Max Delay=0;Mmap Size=9223372036854775807")] // "of at least 0": no upper bound but long's
     public void The_bounds_of_each_range_are_allowed(string keywords)
         => Should.NotThrow(() => new SaverDbConnection($"Data Source=a.db;{keywords}").Dispose());
 

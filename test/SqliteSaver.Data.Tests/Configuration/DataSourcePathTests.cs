@@ -101,6 +101,7 @@ public class DataSourcePathTests : DatabaseTest
 
     [TestCase("{0}/./a//x.db", "{0}/a/x.db")]
     [TestCase("{0}/a/../x.db", "{0}/a/../x.db")]
+    [TestCase("file:{0}/./a//x.db", "{0}/a/x.db")] // a file: URI's path too
     public void The_DataSource_is_the_path_made_full_without_empty_and_dot_names(string spelled, string full)
     {
         using var connection = new SaverDbConnection($"Data Source={spelled.Replace("{0}", Folder.Path, StringComparison.Ordinal)}");
