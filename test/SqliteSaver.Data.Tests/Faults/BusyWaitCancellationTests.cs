@@ -498,6 +498,49 @@ public class BusyWaitCancellationTests : DatabaseTest
         ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
     }
 
+    /// <summary>
+    /// A retry strategy whose attempt has a token of its own that the caller's does not cancel (a strategy keeping a
+    /// timeout per attempt that leaves the caller's token out): the caller's cancellation still ends the attempt's wait
+    /// for a lock in SQLite's busy handler, which waits on either token.
+    /// </summary>
+    [Test]
+    public async Task The_callers_token_ends_the_lock_wait_of_an_attempt_with_a_token_of_its_own()
+    {
+        var connectionString = Folder.ConnectionString(LongBusyTimeout);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(new AttemptTokenOfItsOwn()).Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        using var holder = HoldWriteLock(); // released before the connection is disposed: a wait deaf to the token then ends
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Should.ThrowAsync<OperationCanceledException>(
+            () => Task.Run(() => Exec(connection, "PRAGMA user_version = 7", cancellation.Token)).WaitAsync(Bound));
+
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+    }
+
+    /// <summary>
+    /// A retry strategy that tries first with a short token of its own, then waits as long as the caller allows: the
+    /// second attempt, on the caller's token, waits for the lock on that token again, and the caller's cancellation ends
+    /// it. The first attempt's handler is gone and the caller's back, not SQLite's, which would wait out Busy Timeout.
+    /// </summary>
+    [Test]
+    public async Task The_callers_token_ends_the_lock_wait_of_an_attempt_on_it_after_one_with_a_token_of_its_own()
+    {
+        var connectionString = Folder.ConnectionString(LongBusyTimeout);
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var cancellation = new CancellationTokenSource();
+        var strategy = new ShortTryFirst(() => cancellation.CancelAfter(TimeSpan.FromMilliseconds(200)));
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(strategy).Build();
+        await using var connection = await dataSource.OpenConnectionAsync();
+        using var holder = HoldWriteLock(); // released before the connection is disposed: a wait deaf to the token then ends
+
+        await Should.ThrowAsync<OperationCanceledException>(
+            () => Task.Run(() => Exec(connection, "PRAGMA user_version = 7", cancellation.Token)).WaitAsync(Bound));
+
+        strategy.FirstAttemptEndedByItsToken.ShouldBeTrue();
+    }
+
     [Test]
     public async Task A_thread_interrupted_in_the_busy_handler_gets_the_interrupt_outside_SQLite()
     {
@@ -588,6 +631,51 @@ public class BusyWaitCancellationTests : DatabaseTest
         finally
         {
             SQLitePCL.raw.sqlite3_set_authorizer(handle, (SQLitePCL.strdelegate_authorizer)null!, null);
+        }
+    }
+
+    /// <summary>Runs each attempt once with a token of its own, which the caller's token does not cancel.</summary>
+    private sealed class AttemptTokenOfItsOwn : SaverRetryStrategy
+    {
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            using var own = new CancellationTokenSource();
+            return attempt(state, own.Token);
+        }
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            using var own = new CancellationTokenSource();
+            return await attempt(state, own.Token);
+        }
+    }
+
+    /// <summary>Runs an attempt with a token of its own that ends it after 100 ms, then, should that end it, one on the caller's token.</summary>
+    private sealed class ShortTryFirst(Action beforeSecondAttempt) : SaverRetryStrategy
+    {
+        public bool FirstAttemptEndedByItsToken { get; private set; }
+
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+            => throw new NotSupportedException("the test runs asynchronously");
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            using (var first = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
+            {
+                try
+                {
+                    return await attempt(state, first.Token);
+                }
+                catch (OperationCanceledException) when (first.IsCancellationRequested)
+                {
+                    FirstAttemptEndedByItsToken = true;
+                }
+            }
+
+            beforeSecondAttempt();
+            return await attempt(state, cancellationToken);
         }
     }
 

@@ -632,6 +632,23 @@ public class WriteTests : DatabaseTest
     }
 
     /// <summary>
+    /// A synchronous write whose attempt the retry strategy gave a token of its own (a Polly timeout's) ends SQLite's
+    /// waits for a lock with that token during the attempt only: afterwards the connection has SQLite's own busy handler
+    /// and Busy Timeout back (SQLite reports busy_timeout 0 while a handler of the library's is in place).
+    /// </summary>
+    [Test]
+    public void A_synchronous_write_whose_attempt_had_a_token_of_its_own_gives_SQLites_busy_handler_back()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=60000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(new CancelsAfterAttempt()).Build();
+        using var connection = dataSource.OpenConnection();
+        connection.Execute("INSERT INTO t VALUES (1)");
+
+        ConnectionTests.Scalar(connection, "PRAGMA busy_timeout").ShouldBe(60000L);
+    }
+
+    /// <summary>
     /// A unit of work that rolled its transaction back itself and then wrote outside it (a log row) and returned: the
     /// connection's commit count rose, and RunInTransaction took that for the unit of work's commit (a review).
     /// </summary>
