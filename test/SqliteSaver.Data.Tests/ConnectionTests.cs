@@ -520,6 +520,29 @@ public class ConnectionTests : DatabaseTest
     }
 
     /// <summary>
+    /// Without a connection initializer too: a renter that makes a temporary table and drops it again leaves no
+    /// temporary object, and the connection is kept (a hunt's mutation that took the moved temp schema version, with
+    /// nothing of the initializer's to miss, for a removal of its objects replaced it).
+    /// </summary>
+    [Test]
+    public void A_renter_that_drops_its_own_temporary_table_keeps_a_connection_without_an_initializer()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        SqliteConnection inner;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            inner = connection.InnerConnection;
+            Exec(connection, "CREATE TEMP TABLE scratch (x)");
+            Exec(connection, "DROP TABLE scratch");
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        next.InnerConnection.ShouldBeSameAs(inner);
+    }
+
+    /// <summary>
     /// A renter that removes the temporary view and trigger the connection initializer made (by dropping them, or by
     /// setting temp_store, which makes SQLite drop every temporary object) does not hand the connection on without
     /// them: it is replaced, and the initializer makes them again. Before, with no temporary object left, the

@@ -243,6 +243,42 @@ public class PragmaTextTests : DatabaseTest
     }
 
     /// <summary>
+    /// A renter's locking_mode, named while the connection was EXCLUSIVE as the initializer set it (so kept), is
+    /// forgotten with its rental: after a later renter set NORMAL through InnerConnection, which stays, a rental that
+    /// names no locking_mode keeps the connection (a hunt's mutation that kept the note across rentals closed it).
+    /// </summary>
+    [Test]
+    public void A_locking_mode_a_renter_named_is_not_held_against_later_rentals()
+    {
+        using var dataSource = Initialized(
+            Folder.ConnectionString("Max Pool Size=1;Checkpoint Interval=0;Journal Mode=Delete"),
+            "PRAGMA locking_mode = EXCLUSIVE",
+            Folder.File());
+        SqliteConnection inner;
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, "PRAGMA locking_mode = EXCLUSIVE");
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            inner = connection.InnerConnection;
+            using var command = inner.CreateCommand();
+            command.CommandText = "PRAGMA locking_mode = NORMAL";
+            command.ExecuteNonQuery();
+        }
+
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, "PRAGMA cache_size = 100");
+        }
+
+        using var next = dataSource.OpenConnection();
+        next.InnerConnection.ShouldBeSameAs(inner);
+        ConnectionTests.Scalar(next, "PRAGMA locking_mode").ShouldBe("normal");
+    }
+
+    /// <summary>
     /// A renter's EXCLUSIVE locking (by command, or through InnerConnection) also switches the databases the connection
     /// initializer attached, whose lock SQLite keeps while the connection sits idle: the connection counted as
     /// exclusive, and was handed on, when main alone was (set so by the initializer, or an immutable file, which
@@ -297,6 +333,26 @@ public class PragmaTextTests : DatabaseTest
         }
 
         WritesElsewhere(aux);
+    }
+
+    /// <summary>
+    /// The read of the databases the connection initializer attached, made without waiting for a lock as a connection
+    /// goes back after InnerConnection use, gives the connection its busy timeout back after it (a hunt's mutation that
+    /// left the waits off passed every test: the next renter met every lock at once).
+    /// </summary>
+    [Test]
+    public void The_busy_timeout_is_back_after_the_attached_databases_are_read_on_a_return_after_InnerConnection_use()
+    {
+        using var dataSource = Initialized(Folder.ConnectionString("Max Pool Size=1;Busy Timeout=4321"), "ATTACH $file AS aux", Folder.File("aux.db"));
+        Microsoft.Data.Sqlite.SqliteConnection inner;
+        using (var connection = dataSource.OpenConnection())
+        {
+            inner = connection.InnerConnection;
+        }
+
+        using var next = dataSource.OpenConnection();
+        next.InnerConnection.ShouldBeSameAs(inner);
+        ConnectionTests.Scalar(next, "PRAGMA busy_timeout").ShouldBe(4321L);
     }
 
     /// <summary>

@@ -74,6 +74,34 @@ public class ReturnBesideAnotherProcessesLockTests : DatabaseTest
     }
 
     /// <summary>
+    /// A max_page_count set through InnerConnection alone stays, as what a renter sets there does, and is what a later
+    /// renter's is set back to: it is read again, without waiting for a lock, as such a connection goes back (a hunt's
+    /// mutation that read it only when waiting set the later renter's back to the one before).
+    /// </summary>
+    [Test]
+    public void A_max_page_count_set_through_InnerConnection_alone_is_what_a_later_renters_is_set_back_to()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            using var inner = connection.InnerConnection.CreateCommand();
+            inner.CommandText = "PRAGMA max_page_count = 1000";
+            inner.ExecuteNonQuery();
+        }
+
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            ConnectionTests.Scalar(connection, "PRAGMA max_page_count = 2000").ShouldBe(2000L);
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        ConnectionTests.Scalar(next, "PRAGMA max_page_count").ShouldBe(1000L);
+    }
+
+    /// <summary>
     /// A renter switched the rollback-journal mode: setting it back from PERSIST or TRUNCATE deletes the journal file,
     /// which needs a lock another process holds. Close waited the whole Busy Timeout for it (a bug hunt's finding); now
     /// it does not wait, and the connection is closed when the lock is held, so the next renter has the pool's mode.

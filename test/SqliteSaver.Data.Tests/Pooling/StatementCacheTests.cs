@@ -901,6 +901,35 @@ public class StatementCacheTests : DatabaseTest
     }
 
     /// <summary>
+    /// A rental that attached a database and detached it again hands the connection on, and the next renter's
+    /// statements are kept again: the note that an ATTACH may have run ends with the rental (a hunt's mutation that kept
+    /// it had every later rental prepare each statement afresh).
+    /// </summary>
+    [Test]
+    public void After_a_rental_that_attached_and_detached_a_database_the_next_renter_keeps_statements_again()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        Setup(connectionString);
+        Compiles compiles;
+        using (var connection = new SaverDbConnection(connectionString))
+        {
+            connection.Open();
+            compiles = new Compiles(connection);
+            Exec(connection, "ATTACH ':memory:' AS scratch");
+            Exec(connection, "DETACH scratch");
+        }
+
+        using var next = new SaverDbConnection(connectionString);
+        next.Open();
+        Query(next, Select, 1).ShouldBe(1L);
+        compiles.Count.ShouldBe(2); // the same physical connection: to classify it, and to run it
+        compiles.Reset();
+        Query(next, Select, 2).ShouldBe(2L);
+
+        compiles.Count.ShouldBe(0);
+    }
+
+    /// <summary>
     /// A text that holds BEGIN only inside a longer word (a column named beginning) begins no transaction: it is kept,
     /// where one with the word BEGIN is not (see StatementCache.BeginsTransaction).
     /// </summary>

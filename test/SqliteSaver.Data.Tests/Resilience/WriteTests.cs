@@ -632,6 +632,32 @@ public class WriteTests : DatabaseTest
     }
 
     /// <summary>
+    /// The same when the unit of work closed its connection, so that RunInTransaction can no longer clear the attempt's
+    /// token (another renter may have the physical connection): its return does, and the next renter's statements in a
+    /// transaction are not cancelled by it (a hunt's mutation that left it to RunInTransaction passed every test).
+    /// </summary>
+    [Test]
+    public void A_unit_of_works_attempt_token_does_not_reach_the_next_renter_when_the_unit_of_work_closed_its_connection()
+    {
+        var connectionString = Folder.ConnectionString("Max Pool Size=1");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(new CancelsAfterAttempt()).Build();
+        using var connection = dataSource.OpenConnection();
+        var inner = connection.InnerConnection;
+        Should.Throw<InvalidOperationException>(() => connection.RunInTransaction(_ => connection.Close())).Message.ShouldContain("closed while the unit of work ran");
+
+        using var next = dataSource.OpenConnection();
+        next.InnerConnection.ShouldBeSameAs(inner);
+        using (var transaction = next.BeginTransaction())
+        {
+            next.Execute("INSERT INTO t VALUES (1)", transaction: transaction);
+            transaction.Commit();
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    /// <summary>
     /// A synchronous write whose attempt the retry strategy gave a token of its own (a Polly timeout's) ends SQLite's
     /// waits for a lock with that token during the attempt only: afterwards the connection has SQLite's own busy handler
     /// and Busy Timeout back (SQLite reports busy_timeout 0 while a handler of the library's is in place).
