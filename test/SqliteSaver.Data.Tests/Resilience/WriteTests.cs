@@ -675,6 +675,27 @@ public class WriteTests : DatabaseTest
     }
 
     /// <summary>
+    /// A synchronous write whose attempt the retry strategy gave a token of its own (a Polly timeout's) stops waiting
+    /// for the write lock another process holds once that token is cancelled, rather than after Busy Timeout with
+    /// SQLITE_BUSY (a hunt: the synchronous poll of BEGIN IMMEDIATE not looking at that token passed every test).
+    /// </summary>
+    [Test]
+    public void A_synchronous_writes_wait_for_a_lock_held_elsewhere_ends_with_its_attempts_own_token()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=3000;Default Timeout=60");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(new TimesOutEachAttemptAfter(TimeSpan.FromMilliseconds(100))).Build();
+        using var connection = dataSource.OpenConnection();
+
+        using (HoldWriteLock())
+        {
+            Should.Throw<OperationCanceledException>(() => connection.Execute("INSERT INTO t VALUES (1)"));
+        }
+
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    /// <summary>
     /// A unit of work that rolled its transaction back itself and then wrote outside it (a log row) and returned: the
     /// connection's commit count rose, and RunInTransaction took that for the unit of work's commit (a review).
     /// </summary>
@@ -1719,6 +1740,25 @@ public class WriteTests : DatabaseTest
             {
                 await timeout.CancelAsync();
             }
+        }
+    }
+
+    /// <summary>Runs each attempt once with a token of its own, cancelled after a while (as a Polly timeout's is).</summary>
+    private sealed class TimesOutEachAttemptAfter(TimeSpan after) : SaverRetryStrategy
+    {
+        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(after);
+            return attempt(state, timeout.Token);
+        }
+
+        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
+            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(after);
+            return await attempt(state, timeout.Token);
         }
     }
 
