@@ -543,6 +543,34 @@ public class PipelineTests
         Rows(connection).ShouldBe("");
     }
 
+    /// <summary>
+    /// As above for a reader's Read that steps to its next row: the step, begun after the attempt's token was
+    /// cancelled, ends with the attempt as the reader's NextResult and its closing do, rather than reading on in an
+    /// attempt that has timed out (a mutation hunt: a Read without the attempt's token passed every test).
+    /// </summary>
+    [Test]
+    public void A_timeout_in_the_pipeline_ends_a_readers_Read_a_synchronous_unit_of_work_begins_after_the_timeout()
+    {
+        var time = new FakeTimeProvider();
+        var pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(TimeSpan.FromMilliseconds(200)).Build();
+        using var dataSource = new SaverDataSourceBuilder(_connectionString).UseResiliencePipeline(pipeline).Build();
+        using var connection = dataSource.OpenConnection();
+        bool? read = null;
+
+        var exception = Should.Throw<Exception>(() => connection.RunInTransaction(_ =>
+        {
+            using var query = connection.CreateCommand();
+            query.CommandText = "SELECT 1 UNION ALL SELECT 2";
+            using var reader = query.ExecuteReader();
+            reader.Read().ShouldBeTrue(); // the row ExecuteReader stepped to
+            time.Advance(TimeSpan.FromSeconds(1)); // the attempt's token is cancelled now
+            read = reader.Read(); // steps to the second row
+        }));
+
+        exception.ShouldBeOfType<global::Polly.Timeout.TimeoutRejectedException>();
+        read.ShouldBeNull("the Read, begun after the attempt's token was cancelled, stepped to the next row");
+    }
+
     [Test]
     public void A_timeout_in_the_pipeline_interrupts_a_readers_later_statement_inside_a_synchronous_unit_of_work()
     {

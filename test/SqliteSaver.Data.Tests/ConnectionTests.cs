@@ -914,6 +914,27 @@ public class ConnectionTests : DatabaseTest
     }
 
     /// <summary>
+    /// A NextResult whose statement fails closes the reader, as Microsoft.Data.Sqlite closes its own then: IsClosed says
+    /// so, and with CommandBehavior.CloseConnection the connection is closed with it, without a Dispose.
+    /// </summary>
+    [Test]
+    public void A_reader_whose_NextResult_failed_is_closed_with_its_connection_for_CloseConnection()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; SELECT abs(-9223372036854775808)";
+        var reader = command.ExecuteReader(CommandBehavior.CloseConnection);
+        reader.Read().ShouldBeTrue();
+
+        Should.Throw<SqliteException>(() => reader.NextResult()).Message.ShouldContain("integer overflow");
+
+        reader.IsClosed.ShouldBeTrue();
+        connection.State.ShouldBe(ConnectionState.Closed);
+        reader.Dispose();
+    }
+
+    /// <summary>
     /// A reader's enumerator (<c>foreach (IDataRecord record in reader)</c>, a data binding's) leaves the reader open at
     /// the end of its result set, as Microsoft.Data.Sqlite's does: the next result set is still there to read.
     /// </summary>

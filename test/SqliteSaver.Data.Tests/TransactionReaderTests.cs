@@ -81,6 +81,55 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L); // and not applied a second time
     }
 
+    /// <summary>
+    /// The commit runs the reader's statements not reached and closes the SQLite reader under it, but the reader stays
+    /// open until its caller closes it: IsClosed says so (a caller that saw it closed would not close it), and its
+    /// Close, with CommandBehavior.CloseConnection, still closes the connection.
+    /// </summary>
+    [Test]
+    public void A_reader_whose_transaction_committed_stays_open_until_it_is_closed()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        var reader = Reader(connection, transaction, SelectThenInsert, CommandBehavior.CloseConnection);
+        reader.Read().ShouldBeTrue();
+
+        transaction.Commit();
+
+        reader.IsClosed.ShouldBeFalse();
+        connection.State.ShouldBe(ConnectionState.Open);
+        reader.Close();
+        reader.IsClosed.ShouldBeTrue();
+        connection.State.ShouldBe(ConnectionState.Closed);
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    /// <summary>
+    /// A batch that only reads, in a transaction begun as SQL (a BEGIN sent as a command), closes as with
+    /// Microsoft.Data.Sqlite: a statement not reached that fails does so quietly, as nothing of the transaction is lost
+    /// by it; only a writing batch's closing throws such an error (the batch is not whole).
+    /// </summary>
+    [Test]
+    public void Closing_a_query_in_a_transaction_begun_as_SQL_is_quiet_about_a_statement_not_reached_that_fails()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        ConnectionTests.Exec(connection, "BEGIN");
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        var reader = Reader(connection, null, "SELECT 1; SELECT abs(-9223372036854775808)");
+        reader.Read().ShouldBeTrue();
+
+        reader.Dispose(); // the overflow not reached fails as the reader closes
+
+        ConnectionTests.Exec(connection, "COMMIT");
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
     [Test]
     public void A_remaining_statement_that_fails_fails_the_commit_and_leaves_the_transaction_open()
     {
@@ -529,6 +578,34 @@ public class TransactionReaderTests : DatabaseTest
         Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
         transaction.Rollback();
         await savepoint.DisposeAsync(); // closing it only now, when still open: its close, too, counts it as a batch run as written
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    /// <summary>
+    /// As the test above, with the SAVEPOINT run by the reader's Close: closing runs the statements not reached, and
+    /// counts the batch run as written as NextResult does, so the rollback to that newer savepoint does not clear the
+    /// failure of the batch before it.
+    /// </summary>
+    [Test]
+    public void A_rollback_to_a_name_set_again_by_closing_a_reader_opened_before_the_failure_still_refuses_the_commit()
+    {
+        var connectionString = Folder.ConnectionString();
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
+        using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        transaction.Save("a");
+        var savepoint = Reader(connection, transaction, "SELECT 1; SAVEPOINT a");
+        savepoint.Read().ShouldBeTrue(); // the SAVEPOINT has not run yet
+        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+        reader.Read().ShouldBeTrue();
+        Should.Throw<SqliteException>(() => transaction.Save("b")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
+        savepoint.Dispose(); // runs SAVEPOINT a after the batch's first INSERT
+
+        transaction.Rollback("a");
+
+        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
+        transaction.Rollback();
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 

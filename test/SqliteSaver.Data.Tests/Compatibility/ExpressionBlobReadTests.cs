@@ -117,6 +117,31 @@ public class ExpressionBlobReadTests : DatabaseTest
     }
 
     /// <summary>
+    /// As above, for a reader on a row that moved to an empty next result: it is on no row again, and the running
+    /// statement is the other reader's. The row it was on before NextResult is not taken for one of the new result.
+    /// </summary>
+    [Test]
+    public void A_reader_moved_to_an_empty_next_result_does_not_take_another_readers_columns_for_its_own()
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (b BLOB); INSERT INTO t VALUES (x'0102')");
+        using var other = connection.CreateCommand();
+        other.CommandText = "SELECT rowid, b FROM t";
+        using var otherReader = other.ExecuteReader();
+        otherReader.Read().ShouldBeTrue();
+        using var moving = connection.CreateCommand();
+        moving.CommandText = "SELECT 1, 2; SELECT x'01', 1 WHERE 0";
+        using var movingReader = moving.ExecuteReader();
+        movingReader.Read().ShouldBeTrue();
+
+        movingReader.NextResult().ShouldBeTrue();
+
+        Should.Throw<InvalidOperationException>(() => movingReader.GetBytes(0, 0, null, 0, 0));
+        otherReader.GetBytes(1, 0, null, 0, 0).ShouldBe(2L);
+    }
+
+    /// <summary>
     /// Two readers on rows, with as many columns: which running statement is whose is not known, so an expression
     /// column is read by its value. Taking the newer reader's table columns for its own would hand the expression to
     /// Microsoft.Data.Sqlite, which ends the process.
@@ -208,6 +233,24 @@ public class ExpressionBlobReadTests : DatabaseTest
         using var stream = reader.GetStream(1);
         stream.ShouldBeOfType<Microsoft.Data.Sqlite.SqliteBlob>();
         new StreamReader(stream).ReadToEnd().ShouldBe("xyz");
+    }
+
+    /// <summary>An expression column's stream is read-only, as Microsoft.Data.Sqlite's stream of a value is.</summary>
+    [TestCase("GetStream")]
+    [TestCase("GetFieldValue<Stream>")]
+    public void An_expression_columns_stream_cannot_be_written_as_with_MDS(string read)
+    {
+        using var connection = new SaverDbConnection(Folder.ConnectionString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT CAST('abc' AS BLOB), 1";
+        using var reader = command.ExecuteReader();
+        reader.Read().ShouldBeTrue();
+
+        using var stream = read == "GetStream" ? reader.GetStream(0) : reader.GetFieldValue<Stream>(0);
+
+        stream.CanWrite.ShouldBeFalse();
+        Should.Throw<NotSupportedException>(() => stream.WriteByte(1));
     }
 
     private static string Expected(string read, string value)

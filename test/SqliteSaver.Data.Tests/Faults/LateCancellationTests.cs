@@ -86,6 +86,29 @@ public class LateCancellationTests : DatabaseTest
     }
 
     /// <summary>
+    /// A reader of a batch that only reads, cancelled so in a transaction begun as SQL (a BEGIN sent as a command):
+    /// the transaction stays open with what it wrote before, to be committed. Only a writing batch's cancellation
+    /// rolls such a transaction back, as it may have been stopped after its changes.
+    /// </summary>
+    [Test]
+    public async Task NextResultAsync_of_a_query_cancelled_so_leaves_the_transaction_begun_as_SQL_open()
+    {
+        await using var connection = await Open();
+        using var cancellation = CancelledBy(connection, "cancel_now");
+        ConnectionTests.Exec(connection, "BEGIN");
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1; SELECT cancel_now(); SELECT 3";
+        await using var reader = await command.ExecuteReaderAsync(cancellation.Token);
+
+        await Should.ThrowAsync<OperationCanceledException>(() => reader.NextResultAsync(cancellation.Token));
+
+        reader.IsClosed.ShouldBeTrue();
+        ConnectionTests.Exec(connection, "COMMIT");
+        PoolTests.Scalar(Folder.ConnectionString(), "SELECT count(*) FROM t").ShouldBe(1L);
+    }
+
+    /// <summary>
     /// A command's <see cref="DbCommand.Cancel"/> that lands as its ExecuteReader ends, after the first row: the
     /// execution throws SQLITE_INTERRUPT, as one Cancel interrupts does, and the connection's next statements run.
     /// </summary>
