@@ -696,7 +696,7 @@ public class WriteTests : DatabaseTest
     {
         var connectionString = Folder.ConnectionString("Busy Timeout=3000;Default Timeout=60");
         PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
-        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(new TimesOutEachAttemptAfter(TimeSpan.FromMilliseconds(100))).Build();
+        using var dataSource = new SaverDataSourceBuilder(connectionString).UseRetryStrategy(new CancelsAfterAttempt(timeout: TimeSpan.FromMilliseconds(100))).Build();
         using var connection = dataSource.OpenConnection();
 
         using (HoldWriteLock())
@@ -1724,53 +1724,48 @@ public class WriteTests : DatabaseTest
         return [.. errors];
     }
 
-    /// <summary>Runs each attempt once with a token of its own, cancelled once the attempt has returned.</summary>
-    private sealed class CancelsAfterAttempt : SaverRetryStrategy
+    /// <summary>
+    /// Runs each attempt once with a token of its own, cancelled once the attempt has returned, and also after
+    /// <paramref name="timeout"/> when one is given (as a Polly timeout's is).
+    /// </summary>
+    private sealed class CancelsAfterAttempt(TimeSpan? timeout = null) : SaverRetryStrategy
     {
         public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using var own = Own(cancellationToken);
             try
             {
-                return attempt(state, timeout.Token);
+                return attempt(state, own.Token);
             }
             finally
             {
-                timeout.Cancel();
+                own.Cancel();
             }
         }
 
         public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
             Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using var own = Own(cancellationToken);
             try
             {
-                return await attempt(state, timeout.Token);
+                return await attempt(state, own.Token);
             }
             finally
             {
-                await timeout.CancelAsync();
+                await own.CancelAsync();
             }
         }
-    }
 
-    /// <summary>Runs each attempt once with a token of its own, cancelled after a while (as a Polly timeout's is).</summary>
-    private sealed class TimesOutEachAttemptAfter(TimeSpan after) : SaverRetryStrategy
-    {
-        public override TResult Execute<TState, TResult>(Func<TState, CancellationToken, TResult> attempt, TState state, CancellationToken cancellationToken)
+        private CancellationTokenSource Own(CancellationToken caller)
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(after);
-            return attempt(state, timeout.Token);
-        }
+            var own = CancellationTokenSource.CreateLinkedTokenSource(caller);
+            if (timeout is { } after)
+            {
+                own.CancelAfter(after);
+            }
 
-        public override async ValueTask<TResult> ExecuteAsync<TState, TResult>(
-            Func<TState, CancellationToken, ValueTask<TResult>> attempt, TState state, CancellationToken cancellationToken)
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(after);
-            return await attempt(state, timeout.Token);
+            return own;
         }
     }
 
