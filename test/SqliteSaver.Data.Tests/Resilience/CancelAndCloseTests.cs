@@ -330,6 +330,38 @@ public class CancelAndCloseTests : DatabaseTest
     }
 
     /// <summary>
+    /// A transaction disposed on another thread while the connection's Close runs (held in the statement a reader runs
+    /// as Close closes it), before that Close has ended the transaction: the Dispose's rollback is refused, as any call
+    /// after Close is, so the Dispose waits for Close, which rolls the transaction back, and returns quietly. Taking
+    /// only a transaction already ended for a Close's doing, the Dispose threw the refusal (a hunt).
+    /// </summary>
+    [Test]
+    public async Task A_transaction_disposed_on_another_thread_while_its_connection_closes_returns_once_that_Close_rolled_it_back()
+    {
+        var connectionString = Folder.ConnectionString("Busy Timeout=5000");
+        PoolTests.Execute(connectionString, "CREATE TABLE t (x)");
+        await using var connection = new SaverDbConnection(connectionString);
+        connection.Open();
+        var transaction = connection.BeginTransaction();
+        ConnectionTests.Exec(connection, "INSERT INTO t VALUES (1)");
+        using var closing = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        HoldingReader(connection, closing, release);
+        var calls = connection.GetOpenPhysical("test").Calls;
+
+        var close = Task.Factory.StartNew(connection.Close, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        closing.Wait(Bound).ShouldBeTrue("Close closes the reader");
+        var disposing = Task.Factory.StartNew(transaction.Dispose, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Wait.Until(() => CloseWatchers(calls) == 1 || disposing.IsCompleted); // the Dispose waits for the Close
+        release.Set();
+        await close.WaitAsync(Bound);
+        await disposing.WaitAsync(Bound);
+
+        transaction.IsCompleted.ShouldBeTrue();
+        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
+    }
+
+    /// <summary>
     /// Close from another thread ends a synchronous write waiting at the write gate while the thread pool is busy (as
     /// code blocking on async work makes it): Close returns with the connection closed, and the write throws. A first
     /// version of the change above ran the token's callbacks, which wake that wait, on the thread pool: Close waited
