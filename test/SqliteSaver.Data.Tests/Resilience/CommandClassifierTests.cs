@@ -41,6 +41,7 @@ public class CommandClassifierTests
     [TestCase("SELECT 1; INSERT INTO t VALUES (1) RETURNING x", "False,True")]
     [TestCase("SELECT 1; CREATE TABLE u (y); INSERT INTO u VALUES (1) RETURNING y", "False,True")]
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1) RETURNING y; SELECT y FROM u", "True,True")]
+    [TestCase("INSERT INTO t VALUES (1) RETURNING x; CREATE TABLE u (y); INSERT INTO u VALUES (1) RETURNING y", "True,True")]
     public void The_results_whose_statements_write_are_known(string sql, string expected)
     {
         ResultsWrite(sql, 0, 1).ShouldBe(expected);
@@ -77,6 +78,7 @@ public class CommandClassifierTests
     [TestCase("PRAGMA user_version = 3", "Standalone")]
     [TestCase("VACUUM", "Standalone")]
     [TestCase("\tCOMMIT", "Standalone")]
+    [TestCase("--comment\nVACUUM", "Standalone")]
     [TestCase("savepoint s", "Standalone")]
     [TestCase("BEGIN; INSERT INTO t VALUES (1); COMMIT;", "Unprotected")]
     // SQLite calls these read-only: after a write they must still keep the batch out of a transaction of the library's.
@@ -95,10 +97,19 @@ public class CommandClassifierTests
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1); PRAGMA user_version = 5", "Unprotected")]
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1);/**/COMMIT; INSERT INTO t VALUES (2)", "Unprotected")]
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1);\fCOMMIT", "Unprotected")]
+    [TestCase("CREATE TABLE u (y); ATTACH (SELECT y FROM u) AS a", "Unprotected")]
     [TestCase("CREATE TABLE u (y); CREATE TRIGGER tr AFTER INSERT ON u BEGIN SELECT 1; END; INSERT INTO u VALUES (1)", "Write")]
     [TestCase("CREATE TABLE u (y); INSERT INTO u SELECT CASE WHEN x > 0 THEN 1 END FROM t", "Write")]
     [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES ('; COMMIT; BEGIN'); -- END\n", "Write")]
     [TestCase("PRAGMA user_version = 'a;b'; SELECT 1", "Unprotected")]
+    // SQLite ends a -- comment only at a newline, and runs one not ended, or a /* one not closed, to the end of the
+    // text: a keyword in them starts no statement.
+    [TestCase("SELECT 1; --PRAGMA user_version = 7", "Read")]
+    [TestCase("SELECT 1; /*PRAGMA user_version = 7", "Read")]
+    [TestCase("SELECT 1; -- a line ended the old way\rPRAGMA user_version = 7\n", "Read")]
+    [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1); --COMMIT", "Write")]
+    [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1); /* COMMIT", "Write")]
+    [TestCase("CREATE TABLE u (y); INSERT INTO u VALUES (1); -- x\rCOMMIT\n", "Write")]
     [TestCase(";; PRAGMA foreign_keys(0)", "Standalone")]
     // An EXPLAIN runs nothing of the statement it explains (before, one of a write was a write, waiting at the write gate).
     [TestCase("EXPLAIN INSERT INTO t VALUES (1)", "Read")]
@@ -191,16 +202,19 @@ public class CommandClassifierTests
     }
 
     /// <summary>
-    /// A CREATE is looked at on a connection with no temporary table or trigger: a temporary table (in any case) writes
-    /// only the temp database, a table of an attached database writes that database.
+    /// A CREATE, DROP or ANALYZE is looked at on a connection with no temporary table or trigger (a temporary view
+    /// alone): a temporary table (in any case) writes only the temp database, as does dropping that view or analyzing
+    /// temp, and a table of an attached database writes that database.
     /// </summary>
     [TestCase("create temp table u (y)", "TempWrite")]
     [TestCase("CREATE TABLE a.u (y)", "Write")]
+    [TestCase("DROP VIEW v", "TempWrite")]
+    [TestCase("analyze temp", "TempWrite")]
     public void A_CREATE_writes_only_the_temp_database_when_it_creates_a_temporary_table(string sql, string expected)
     {
         using (var command = _connection.CreateCommand())
         {
-            command.CommandText = "ATTACH ':memory:' AS a";
+            command.CommandText = "ATTACH ':memory:' AS a; CREATE TEMP VIEW v AS SELECT 1";
             command.ExecuteNonQuery();
         }
 
@@ -245,6 +259,7 @@ public class CommandClassifierTests
     [TestCase("SELECT 'SAVEPOINT s; ATTACH'; RELEASE s", false, false)]
     [TestCase("SELECT 1; attach ':memory:' AS a", false, true)]
     [TestCase("DETACH a; /* ; */ ATTACH ':memory:' AS a", false, true)]
+    [TestCase("SELECT 1;\nATTACH\n':memory:' AS a", false, true)]
     public void Savepoints_and_attachments_are_found_in_any_statement(string sql, bool setsSavepoint, bool attaches)
     {
         CommandClassifier.SetsSavepoint(sql).ShouldBe(setsSavepoint);
@@ -255,6 +270,7 @@ public class CommandClassifierTests
     [TestCase("CREATE TRIGGER IF NOT EXISTS tr AFTER INSERT ON t BEGIN SELECT 1; END", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END", "DROP TRIGGER tr")]
     [TestCase("REINDEX", "SELECT 1", "CREATE INDEX i ON t (x)")]
     [TestCase("drop trigger if exists tr", "SELECT 1", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END")]
+    [TestCase("SELECT 1; DROP TRIGGER IF EXISTS tr", "SELECT 1", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END")]
     public void A_statement_the_schema_of_the_moment_makes_read_only_is_classified_afresh_once_the_schema_changes(string sql, string before, string change)
     {
         using (var command = _connection.CreateCommand())
@@ -320,5 +336,27 @@ public class CommandClassifierTests
 
         classifier.Classify(_connection.Handle!, sixteenth, out _, out var final).ShouldBe(CommandKind.Read);
         final.ShouldBeTrue();
+    }
+
+    /// <summary>
+    /// The bounds count characters, in any script: sixteen texts of a sixteenth of the kept characters each (a letter
+    /// of two UTF-8 bytes in each) are all kept, filling the cache exactly, and the next text starts it over.
+    /// </summary>
+    [Test]
+    public void Texts_filling_the_kept_characters_exactly_are_all_kept()
+    {
+        var classifier = new CommandClassifier();
+        var texts = Enumerable.Range(0, 16).Select(i => $"SELECT 'é{i:D2}'".PadRight(4 * 1024 * 1024 / 16)).ToList();
+
+        foreach (var text in texts)
+        {
+            classifier.Classify(_connection.Handle!, text);
+        }
+
+        texts.ShouldAllBe(text => classifier.Keeps(text));
+        classifier.Kept.ShouldBe((16, 4L * 1024 * 1024));
+
+        classifier.Classify(_connection.Handle!, "SELECT 'é'");
+        classifier.Kept.Texts.ShouldBe(1);
     }
 }
