@@ -822,7 +822,9 @@ public sealed class SaverDbConnection : DbConnection
     /// application's (a Polly pipeline that handles every exception) that asks for another attempt after one whose
     /// delegate committed itself and then failed with any error gets <see cref="InvalidOperationException"/> from that
     /// attempt: the delegate is not run again. One that asks for another attempt after one that succeeded (a pipeline
-    /// that handles results too) gets that attempt's result again, without anything run again.
+    /// that handles results too) gets that attempt's result again, without anything run again. An attempt whose own
+    /// token, one the retry strategy gives it (a Polly timeout's), is cancelled by the time its delegate returns is
+    /// rolled back rather than committed, and ends with that cancellation.
     /// </remarks>
     /// <param name="work">The unit of work.</param>
     /// <param name="deferred">
