@@ -696,16 +696,21 @@ public class CheckpointerTests : DatabaseTest
         OpenFiles.Count(Folder.File()).ShouldBe(0); // the checkpoint's own connection was closed too
     }
 
+    /// <summary>
+    /// With two idle connections the Clear closes both, and the pool is empty only once the second has closed: the
+    /// checkpointer's own connection stays open for the final TRUNCATE until then (a hunt's mutation told the
+    /// checkpointer the pool was empty as the first closed, which closed its connection, and the TRUNCATE ran on the
+    /// pool's shared-cache connection, refused beside the reader).
+    /// </summary>
     [Test]
-    public void Checkpoint_On_Close_of_a_shared_cache_pool_truncates_the_wal_while_a_reader_data_source_shares_the_cache()
+    public void Checkpoint_On_Close_of_a_shared_cache_pool_truncates_the_wal_while_a_reader_data_source_shares_the_cache([Values(1, 2)] int idle)
     {
         // The README's advice: readers get a data source of their own. With Cache=Shared both share SQLite's cache.
         using var writers = SaverDataSource.Create(Folder.ConnectionString("Cache=Shared;Wal Autocheckpoint=0;Checkpoint Interval=0"));
         using var readers = SaverDataSource.Create(Folder.ConnectionString("Cache=Shared;Checkpoint Interval=0;Checkpoint On Close=false"));
-        using (var writer = writers.OpenConnection())
-        {
-            Fill(writer, 20);
-        }
+        var opened = Enumerable.Range(0, idle).Select(_ => writers.OpenConnection()).ToList();
+        Fill(opened[0], 20);
+        opened.ForEach(connection => connection.Dispose());
 
         var copied = writers.Checkpoint(CheckpointMode.Passive); // every frame copied back: a reader from now on needs none
         copied.CheckpointedFrames.ShouldBe(copied.LogFrames);
@@ -1016,6 +1021,68 @@ public class CheckpointerTests : DatabaseTest
 
         var result = dataSource.Checkpoint();
         (result.Busy, result.LogFrames > 0, result.CheckpointedFrames == result.LogFrames).ShouldBe((false, true, true));
+    }
+
+    /// <summary>
+    /// A connection rented before a Clear is no longer the pool's once its return has closed it: a checkpoint or a
+    /// status read then opens the checkpoint connection, rather than refuse as though it were still out (a hunt's
+    /// mutation left the closed connection among the pool's).
+    /// </summary>
+    [Test]
+    public void After_a_Clear_a_checkpoint_runs_once_the_connections_rented_before_it_came_back()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0;Checkpoint On Close=false")).Build();
+        using (var old = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(old, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+            dataSource.Clear();
+        }
+
+        dataSource.Checkpoint().Busy.ShouldBeFalse();
+        dataSource.GetWalStatus().JournalMode.ShouldBe("wal");
+    }
+
+    /// <summary>
+    /// After a Clear with a renter out, a connection a renter is opening reads the file at the path as the checkpoint
+    /// connection would: a checkpoint then runs rather than refuse as though only the old renter's connection were
+    /// open (a hunt's mutation left out the openings under way).
+    /// </summary>
+    [Test]
+    public async Task After_a_Clear_a_checkpoint_runs_while_a_renters_connection_opens()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var hold = 0;
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0;Checkpoint On Close=false"))
+            .UseConnectionInitializer((_, _) =>
+            {
+                if (Interlocked.Exchange(ref hold, 0) == 1)
+                {
+                    entered.SetResult();
+                    return release.Task;
+                }
+
+                return Task.CompletedTask;
+            })
+            .Build();
+        try
+        {
+            using var old = dataSource.OpenConnection();
+            ConnectionTests.Exec(old, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+            dataSource.Clear();
+            Volatile.Write(ref hold, 1);
+            var opening = dataSource.OpenConnectionAsync().AsTask();
+            await entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+            dataSource.Checkpoint().Busy.ShouldBeFalse();
+
+            release.SetResult();
+            await using var opened = await opening;
+        }
+        finally
+        {
+            release.TrySetResult(); // lets the opening end
+        }
     }
 
     /// <summary>
@@ -1464,30 +1531,39 @@ public class CheckpointerTests : DatabaseTest
     /// <summary>
     /// The final checkpoint a Clear left pending runs once, on the pool's last connection, whether idle pruning or its
     /// return after the Clear closes it; a connection closed later for its TEMP table is no drain. Under a hunt's
-    /// mutation the return path left the drain pending, and ran a second TRUNCATE then.
+    /// mutation the return path left the drain pending, and ran a second TRUNCATE then. So too after a Clear that ran
+    /// the final checkpoint itself, on the idle last connection (another hunt's mutation left that drain pending).
     /// </summary>
     [Test]
-    public void After_a_pending_final_checkpoint_ran_a_connection_closed_for_its_temp_table_runs_none([Values] bool byIdlePruning)
+    public void After_a_pending_final_checkpoint_ran_a_connection_closed_for_its_temp_table_runs_none([Values("return", "idle pruning", "the Clear")] string drainedBy)
     {
         var time = new FakeTimeProvider();
         using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Connection Idle Lifetime=1;Checkpoint Interval=0;Wal Autocheckpoint=0"))
             .UseTimeProvider(time).Build();
         var rented = dataSource.OpenConnection();
         Fill(rented, 5);
-        dataSource.Clear(); // the final checkpoint waits for the rented connection
-        if (byIdlePruning)
+        if (drainedBy == "the Clear")
         {
-            using (var fresh = dataSource.OpenConnection())
-            {
-                Fill(fresh, 5); // opened since the clear, then kept idle
-            }
-
-            rented.Dispose(); // closed, but the idle one is still open
-            time.Advance(TimeSpan.FromSeconds(1)); // idle pruning closes the pool's last connection: the final checkpoint runs
+            rented.Dispose(); // kept idle
+            dataSource.Clear(); // closes the pool's last connection: the final checkpoint runs at once
         }
         else
         {
-            rented.Dispose(); // the pool's last connection, closed on return: the final checkpoint runs
+            dataSource.Clear(); // the final checkpoint waits for the rented connection
+            if (drainedBy == "idle pruning")
+            {
+                using (var fresh = dataSource.OpenConnection())
+                {
+                    Fill(fresh, 5); // opened since the clear, then kept idle
+                }
+
+                rented.Dispose(); // closed, but the idle one is still open
+                time.Advance(TimeSpan.FromSeconds(1)); // idle pruning closes the pool's last connection: the final checkpoint runs
+            }
+            else
+            {
+                rented.Dispose(); // the pool's last connection, closed on return: the final checkpoint runs
+            }
         }
 
         dataSource.Statistics.Total.ShouldBe(0);
@@ -1501,6 +1577,30 @@ public class CheckpointerTests : DatabaseTest
 
         dataSource.Statistics.Total.ShouldBe(0);
         dataSource.LastCheckpointTime.ShouldBe(drainedAt); // no second TRUNCATE for a drain already done
+    }
+
+    /// <summary>
+    /// A Clear while no connection is open has none to run the final checkpoint on, and leaves none pending: a
+    /// connection closed later for its TEMP table is no drain (a hunt's mutation left it pending, and a TRUNCATE ran then).
+    /// </summary>
+    [Test]
+    public void A_Clear_while_no_connection_is_open_leaves_no_final_checkpoint_pending()
+    {
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0;Wal Autocheckpoint=0")).Build();
+        using (var first = dataSource.OpenConnection())
+        {
+            Fill(first, 5);
+            ConnectionTests.Exec(first, "CREATE TEMP TABLE scratch (x)"); // closed on return, not reset: the pool is empty
+        }
+
+        dataSource.Clear();
+        using (var temp = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(temp, "CREATE TEMP TABLE scratch (x)"); // closed on return, not reset: no drain
+        }
+
+        dataSource.Statistics.Total.ShouldBe(0);
+        dataSource.LastCheckpointTime.ShouldBeNull();
     }
 
     /// <summary>
