@@ -901,6 +901,25 @@ public class PoolTests : DatabaseTest
         dataSource.Statistics.Total.ShouldBe(1);
     }
 
+    /// <summary>
+    /// So too an open that fails (here in the connection initializer) while another caller waits for the pool's only
+    /// slot: the waiter gets the slot and opens, rather than wait out Pool Timeout. Freeing the slot without handing
+    /// it on passed every test before (a hunt): the test above has a returned connection fail its check.
+    /// </summary>
+    [Test]
+    public async Task An_open_that_fails_hands_its_slot_to_a_waiter()
+    {
+        using var dataSource = Wal.CheckpointerTests.FailingNextOpen(Folder.ConnectionString("Max Pool Size=1;Pool Timeout=120"), out var failNext);
+        var fail = await failNext(); // the opening holds the only slot, in its initializer
+        var waiter = dataSource.OpenConnectionAsync().AsTask();
+        Wait.Until(() => dataSource.Statistics.Waiting == 1);
+
+        (await Should.ThrowAsync<Exception>(fail())).ToString().ShouldContain("the initializer failed");
+
+        await using var opened = await waiter.WaitAsync(TimeSpan.FromSeconds(30));
+        opened.State.ShouldBe(ConnectionState.Open);
+    }
+
     [Test]
     public void Closing_a_connection_whose_inner_connection_was_closed_mid_transaction_frees_its_slot_and_the_gate()
     {

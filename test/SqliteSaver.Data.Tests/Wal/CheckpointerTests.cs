@@ -1608,7 +1608,7 @@ public class CheckpointerTests : DatabaseTest
     /// once the initializer runs, with a function that lets the initializer fail and returns the open's task. With
     /// <paramref name="succeed"/>, the initializer lets the open succeed instead.
     /// </summary>
-    private static SaverDataSource FailingNextOpen(string connectionString, out Func<Task<Func<Task>>> failNext, bool succeed = false)
+    internal static SaverDataSource FailingNextOpen(string connectionString, out Func<Task<Func<Task>>> failNext, bool succeed = false)
     {
         var entered = new SemaphoreSlim(0);
         var release = new SemaphoreSlim(0);
