@@ -310,6 +310,28 @@ public class WaitQueueTests
         Should.Throw<ObjectDisposedException>(() => queue.Wait(waiter, TimeSpan.FromSeconds(30), CancellationToken.None, out _));
     }
 
+    /// <summary>
+    /// Failing every waiter gives each one an exception of its own, sync and async alike: one instance thrown on several
+    /// threads at once would mix their stack traces.
+    /// </summary>
+    [Test]
+    public async Task Failing_all_waiters_gives_each_an_exception_of_its_own()
+    {
+        var (ownerLock, queue, syncWaiter) = OneSyncWaiter();
+        WaitQueue<int>.Waiter asyncWaiter;
+        lock (ownerLock)
+        {
+            asyncWaiter = queue.Enqueue(synchronous: false);
+            queue.FailAll(static () => new ObjectDisposedException("pool"));
+        }
+
+        var syncFailure = Should.Throw<ObjectDisposedException>(() => queue.Wait(syncWaiter, TimeSpan.FromSeconds(30), CancellationToken.None, out _));
+        var asyncFailure = await Should.ThrowAsync<ObjectDisposedException>(
+            queue.WaitAsync(asyncWaiter, TimeSpan.FromSeconds(30), CancellationToken.None).AsTask());
+
+        asyncFailure.ShouldNotBeSameAs(syncFailure, "two waiters were failed with one exception instance");
+    }
+
     /// <summary>A queue whose owner's lock is <c>ownerLock</c>, with one synchronous waiter queued.</summary>
     private static (Lock OwnerLock, WaitQueue<int> Queue, WaitQueue<int>.Waiter Waiter) OneSyncWaiter()
     {
