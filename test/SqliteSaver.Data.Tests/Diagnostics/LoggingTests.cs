@@ -320,6 +320,24 @@ public class LoggingTests : DatabaseTest
         checkpoint.GetStructuredStateValue("CheckpointedFrames").ShouldBe($"{result.CheckpointedFrames}");
     }
 
+    /// <summary>A TRUNCATE checkpoint that a reader kept busy is logged as busy (a hunt: logging busy=False passed before).</summary>
+    [Test]
+    public void A_truncate_checkpoint_kept_busy_by_a_reader_is_logged_as_busy()
+    {
+        using var dataSource = Build(Folder.ConnectionString("Checkpoint Interval=0;Wal Autocheckpoint=0;Busy Timeout=0"));
+        using var writer = dataSource.OpenConnection();
+        using var reader = dataSource.OpenConnection();
+        ConnectionTests.Exec(writer, "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(10000))");
+        using var snapshot = reader.BeginTransaction(deferred: true);
+        ConnectionTests.Scalar(reader, "SELECT count(*) FROM t");
+
+        dataSource.Checkpoint(CheckpointMode.Truncate).Busy.ShouldBeTrue();
+
+        var checkpoint = _logs.GetSnapshot().Where(r => r.Category == "SqliteSaver.Data.Checkpoint").Last();
+        checkpoint.Message.ShouldStartWith($"Truncate checkpoint on {dataSource.Name}: busy=True, ");
+        checkpoint.GetStructuredStateValue("Busy").ShouldBe("True");
+    }
+
     [Test]
     public void A_wal_kept_over_its_limit_by_a_reader_and_checkpoints_that_stay_busy_are_logged_at_warning()
     {
@@ -343,6 +361,7 @@ public class LoggingTests : DatabaseTest
         var overLimit = _logs.GetSnapshot().First(r => r.Id.Id == 3003);
         overLimit.Message.ShouldEndWith("bytes after a TRUNCATE checkpoint, over Journal Size Limit=4096: readers or writers keep it from being reset");
         long.Parse(overLimit.GetStructuredStateValue("WalBytes")!, System.Globalization.CultureInfo.InvariantCulture).ShouldBeGreaterThan(100000L); // the -wal file's size
+        _logs.GetSnapshot().Single(r => r.Id.Id == 3002).GetStructuredStateValue("Times").ShouldBe("3"); // a hunt: one more passed before
     }
 
     [Test]

@@ -97,6 +97,31 @@ public class MetricsTests : DatabaseTest
         Mine(create, dataSource).ShouldHaveSingleItem().Value.ShouldBe(2.5);
     }
 
+    /// <summary>
+    /// The wait time runs from the call to the connection handed over, so it takes in opening a physical connection
+    /// (here the initializer advances the fake clock); the use time starts there. A hunt: recording the wait before
+    /// the open, or starting the use time with the call, passed before.
+    /// </summary>
+    [Test]
+    public void Wait_time_takes_in_opening_the_physical_connection_and_use_time_starts_once_it_is_handed_over()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        using var wait = new MetricCollector<double>(SaverMetrics.WaitTime);
+        using var use = new MetricCollector<double>(SaverMetrics.UseTime);
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0"))
+            .UseTimeProvider(time)
+            .UseConnectionInitializer(_ => time.Advance(TimeSpan.FromSeconds(2.5)))
+            .Build();
+
+        using (dataSource.OpenConnection())
+        {
+            time.Advance(TimeSpan.FromSeconds(1.5));
+        }
+
+        Mine(wait, dataSource).ShouldHaveSingleItem().Value.ShouldBe(2.5);
+        Mine(use, dataSource).ShouldHaveSingleItem().Value.ShouldBe(1.5);
+    }
+
     [Test]
     public void Nothing_is_timed_while_nobody_listens()
     {
@@ -196,6 +221,32 @@ public class MetricsTests : DatabaseTest
         var waits = Mine(gateWait, dataSource);
         waits.Count.ShouldBe(2);
         waits[^1].Value.ShouldBeGreaterThan(0);
+    }
+
+    /// <summary>
+    /// The write gate's wait is timed on the data source's clock, from the writer's arrival in the queue: the 2 s the
+    /// fake clock moved while it was queued (a hunt: starting the clock once the gate was entered passed before, any
+    /// real wait being above 0).
+    /// </summary>
+    [Test]
+    public async Task A_writers_wait_at_the_write_gate_comes_from_the_data_sources_clock()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        using var gateWait = new MetricCollector<double>(SaverMetrics.WriteGateWaitTime);
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0")).UseTimeProvider(time).Build();
+        await using var first = dataSource.OpenConnection();
+        await using var second = dataSource.OpenConnection();
+        ConnectionTests.Exec(first, "CREATE TABLE t (x)");
+
+        gateWait.Clear();
+        var transaction = first.BeginTransaction();
+        var queued = Task.Run(() => ConnectionTests.Exec(second, "INSERT INTO t VALUES (2)"));
+        Wait.Until(() => dataSource.Executor.Gate!.WaitingCount == 1);
+        time.Advance(TimeSpan.FromSeconds(2));
+        transaction.Commit();
+        await queued;
+
+        Mine(gateWait, dataSource).Select(m => m.Value).ShouldBe([0, 2]);
     }
 
     [Test]
@@ -354,6 +405,43 @@ public class MetricsTests : DatabaseTest
         walSize.RecordObservableInstruments();
 
         Mine(walSize, dataSource).ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// Outside WAL mode SQLite answers a checkpoint with -1 frames: no frames are recorded for it (a hunt: recording
+    /// the -1 passed before).
+    /// </summary>
+    [Test]
+    public void A_checkpoint_of_a_database_not_in_wal_mode_records_no_frames()
+    {
+        using var frames = new MetricCollector<long>(SaverMetrics.CheckpointFrames);
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Journal Mode=Delete;Checkpoint Interval=0"));
+        using var connection = dataSource.OpenConnection();
+        ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+
+        dataSource.Checkpoint(CheckpointMode.Passive).CheckpointedFrames.ShouldBe(-1);
+
+        Mine(frames, dataSource).ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// A database in WAL mode whose -wal file is gone (SQLite deleted it as the last connection closed) reports a WAL
+    /// of 0 bytes, not nothing (a hunt: leaving it out passed before).
+    /// </summary>
+    [Test]
+    public void A_wal_database_whose_wal_file_is_gone_reports_a_wal_size_of_0()
+    {
+        using var walSize = Observe<long>("sqlitesaver.wal.size");
+        using var dataSource = SaverDataSource.Create(Folder.ConnectionString("Checkpoint Interval=0"));
+        using (var connection = dataSource.OpenConnection())
+        {
+            ConnectionTests.Exec(connection, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+        }
+
+        dataSource.Clear();
+
+        File.Exists(Folder.File() + "-wal").ShouldBeFalse();
+        Of(walSize, dataSource).ShouldBe(0);
     }
 
     private static MetricCollector<T> Observe<T>(string instrument)

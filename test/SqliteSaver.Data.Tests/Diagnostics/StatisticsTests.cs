@@ -168,6 +168,19 @@ public class StatisticsTests : DatabaseTest
         dataSource.Statistics.Retries.ShouldBe(0); // the one attempt was never run again
     }
 
+    /// <summary>The last checkpoint's time is the data source's clock's (a hunt: the system clock's passed before).</summary>
+    [Test]
+    public void The_last_checkpoint_time_comes_from_the_data_sources_clock()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        using var dataSource = new SaverDataSourceBuilder(Folder.ConnectionString("Checkpoint Interval=0")).UseTimeProvider(time).Build();
+        time.Advance(TimeSpan.FromMinutes(5));
+
+        dataSource.Checkpoint(CheckpointMode.Passive);
+
+        dataSource.Statistics.LastCheckpointTime.ShouldBe(time.GetUtcNow());
+    }
+
     [Test]
     public void The_name_is_the_connection_string_without_its_password_unless_one_is_given()
     {
