@@ -521,13 +521,17 @@ public class TransactionReaderTests : DatabaseTest
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
-    [Test]
-    public async Task A_rollback_to_a_name_set_again_by_a_reader_opened_before_the_failure_still_refuses_the_commit(
-        [Values] bool async, [Values] bool closedFirst)
+    [TestCase("NextResult", false)]
+    [TestCase("NextResult", true)]
+    [TestCase("NextResultAsync", false)]
+    [TestCase("NextResultAsync", true)]
+    [TestCase("Dispose", true)] // closed first by its Dispose, which runs the SAVEPOINT
+    public async Task A_rollback_to_a_name_set_again_by_a_reader_opened_before_the_failure_still_refuses_the_commit(string runBy, bool closedFirst)
     {
         // As the test above, but the SAVEPOINT is a later statement of a reader opened before the failure: its command
         // ran before it, yet the statement runs after it, as the reader moves on (by NextResult or NextResultAsync, each
-        // counting it as run as written; the reader closed before the rollback, or still open at it). SQLite rolls back
+        // counting it as run as written; the reader closed before the rollback, or still open at it) or closes (which
+        // runs the statements not reached and counts them so, too). SQLite rolls back
         // to that newer savepoint, after the failed batch's first INSERT, so the commit must still be refused, or that
         // part of the batch would be committed without its failed statement.
         var connectionString = Folder.ConnectionString();
@@ -541,10 +545,17 @@ public class TransactionReaderTests : DatabaseTest
         using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
         reader.Read().ShouldBeTrue();
         Should.Throw<SqliteException>(() => transaction.Save("b")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
-        (async ? await savepoint.NextResultAsync() : savepoint.NextResult()).ShouldBeFalse(); // runs SAVEPOINT a after the batch's first INSERT; its last never ran
-        if (closedFirst)
+        if (runBy == "Dispose")
         {
-            await savepoint.DisposeAsync();
+            savepoint.Dispose(); // runs SAVEPOINT a after the batch's first INSERT
+        }
+        else
+        {
+            (runBy == "NextResultAsync" ? await savepoint.NextResultAsync() : savepoint.NextResult()).ShouldBeFalse(); // runs SAVEPOINT a after the batch's first INSERT; its last never ran
+            if (closedFirst)
+            {
+                await savepoint.DisposeAsync();
+            }
         }
 
         transaction.Rollback("a");
@@ -552,34 +563,6 @@ public class TransactionReaderTests : DatabaseTest
         Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
         transaction.Rollback();
         await savepoint.DisposeAsync(); // closing it only now, when still open: its close, too, counts it as a batch run as written
-        PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
-    }
-
-    /// <summary>
-    /// As the test above, with the SAVEPOINT run by the reader's Close: closing runs the statements not reached, and
-    /// counts the batch run as written as NextResult does, so the rollback to that newer savepoint does not clear the
-    /// failure of the batch before it.
-    /// </summary>
-    [Test]
-    public void A_rollback_to_a_name_set_again_by_closing_a_reader_opened_before_the_failure_still_refuses_the_commit()
-    {
-        var connectionString = Folder.ConnectionString();
-        PoolTests.Execute(connectionString, "CREATE TABLE t (x UNIQUE)");
-        using var connection = new SaverDbConnection(connectionString);
-        connection.Open();
-        var transaction = connection.BeginTransaction();
-        transaction.Save("a");
-        var savepoint = Reader(connection, transaction, "SELECT 1; SAVEPOINT a");
-        savepoint.Read().ShouldBeTrue(); // the SAVEPOINT has not run yet
-        using var reader = Reader(connection, transaction, "SELECT 1; INSERT INTO t VALUES (1); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
-        reader.Read().ShouldBeTrue();
-        Should.Throw<SqliteException>(() => transaction.Save("b")).SqliteErrorCode.ShouldBe(SQLitePCL.raw.SQLITE_CONSTRAINT);
-        savepoint.Dispose(); // runs SAVEPOINT a after the batch's first INSERT
-
-        transaction.Rollback("a");
-
-        Should.Throw<InvalidOperationException>(transaction.Commit).Message.ShouldContain("cannot commit it");
-        transaction.Rollback();
         PoolTests.Scalar(connectionString, "SELECT count(*) FROM t").ShouldBe(0L);
     }
 
